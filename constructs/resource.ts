@@ -1,0 +1,64 @@
+import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import type { Construct } from "constructs";
+import { canonicalJsonCompact } from "../lib/model/canonical.js";
+import { fieldName } from "../lib/model/build.js";
+import { canonicalSpec } from "../lib/model/kinds.js";
+import { addressOf, type Kind, type SpecByKind } from "../lib/model/types.js";
+import { FlexbsoConstructError } from "./errors.js";
+
+/** Something a bdev or function can reference: a construct, or a bdev name on the same DPU. */
+export type BdevRef = FlexbsoBdev | string;
+
+/**
+ * Base of every FlexBSO construct: a provider-null `null_resource` whose triggers carry
+ * `kind`, `dpu`, `name` and the canonical `spec` (JSON), which is what lib/load reads
+ * back. Props are checked when constructed, with the model's own rules and messages.
+ */
+export abstract class FlexbsoResource<K extends Kind = Kind> extends NullResource {
+  readonly kind: K;
+  /** Resource name (unique per kind on its DPU; bdev names unique across bdev kinds). */
+  readonly resourceName: string;
+  readonly dpuName: string;
+  /** Canonical spec (defaults filled, sizes in bytes). */
+  readonly spec: SpecByKind[K];
+  /** `<dpu>/<kind>/<name>` */
+  readonly address: string;
+
+  protected constructor(scope: Construct, id: string, kind: K, dpuName: string, name: string, input: Record<string, unknown>) {
+    const { spec, problems } = canonicalSpec(kind, stripUndefined(input));
+    const address = addressOf(dpuName, kind, name);
+    if (spec === undefined || problems.length > 0) {
+      const path = `${scope.node.path}/${id}`.replace(/^\//, "");
+      throw new FlexbsoConstructError(
+        path,
+        problems.map((p) => ({ code: p.code, address, field: fieldName(p.path), message: p.message, source: { constructPath: path } })),
+      );
+    }
+    super(scope, id, { triggers: { kind, dpu: dpuName, name, spec: canonicalJsonCompact(spec) } });
+    this.kind = kind;
+    this.resourceName = name;
+    this.dpuName = dpuName;
+    this.spec = spec;
+    this.address = address;
+  }
+
+  /** Bdev names this resource references (its dependencies). */
+  abstract referencedNames(): string[];
+}
+
+/** Base of the bdev constructs; a bdev may be referenced by object or by name. */
+export abstract class FlexbsoBdev<K extends Kind = Kind> extends FlexbsoResource<K> {}
+
+/** A reference's bdev name. */
+export function refName(ref: BdevRef): string {
+  return typeof ref === "string" ? ref : ref.resourceName;
+}
+
+function stripUndefined(input: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input)) {
+    if (v === undefined) continue;
+    out[k] = v !== null && typeof v === "object" && !Array.isArray(v) ? stripUndefined(v as Record<string, unknown>) : v;
+  }
+  return out;
+}

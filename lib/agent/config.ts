@@ -1,0 +1,139 @@
+/**
+ * The agent's YAML configuration: where it listens, where it keeps state, which DPU it
+ * serves, its SR-IOV limits, and how it reaches its target (spawn a `flexbso engine` or
+ * attach to a running target's RPC socket).
+ *
+ * ```yaml
+ * listen: 127.0.0.1:8400        # host:port
+ * dpu: dpu0                     # optional: refuse topologies for other DPUs
+ * stateDir: /var/lib/flexbso    # topology.json, events.jsonl, token (0600)
+ * runDir: /run/flexbso          # engine socket + pid, function NBD sockets
+ * dataDir: /var/lib/flexbso/files # base for relative file-bdev paths (default stateDir/files)
+ * limits: { pfs: 2, vfsPerPf: 16 }
+ * target:
+ *   mode: spawn                 # spawn | attach
+ *   socket: /run/flexbso/engine.sock   # default runDir/engine.sock; required for attach
+ *   reactors: 2                 # spawn only
+ * log: { level: info }
+ * ```
+ */
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { LogLevel } from "./log.js";
+
+/** How the agent reaches its target. */
+export interface TargetConfig {
+  /** `spawn`: start and supervise a `flexbso engine`; `attach`: use a running target. */
+  readonly mode: "spawn" | "attach";
+  /** The target's JSON-RPC unix socket. @default `<runDir>/engine.sock` */
+  readonly socket: string;
+  /** Engine reactor threads (spawn only). @default 1 */
+  readonly reactors: number;
+  /** Command that starts the engine (spawn only); `--rpc-socket` etc. are appended. @default this package's engine entry point (`flexbso engine`) */
+  readonly command: readonly string[];
+}
+
+/** A fully defaulted agent configuration. */
+export interface AgentConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly dpu: string | null;
+  readonly stateDir: string;
+  readonly runDir: string;
+  readonly dataDir: string;
+  readonly limits: { readonly pfs: number; readonly vfsPerPf: number };
+  readonly target: TargetConfig;
+  readonly logLevel: LogLevel;
+}
+
+/** The config file is invalid; `problems` lists every issue. */
+export class AgentConfigError extends Error {
+  readonly code = "AGENT_CONFIG_INVALID";
+  constructor(readonly source: string, readonly problems: readonly string[]) {
+    super(`invalid agent config ${source}:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/** Default listen address. */
+export const DEFAULT_LISTEN = "127.0.0.1:8400";
+
+/**
+ * The command that runs this package's engine (`flexbso engine`): this Node binary on
+ * the compiled engine entry point beside this file (dist/lib/engine/main.js).
+ */
+export function defaultEngineCommand(): string[] {
+  return [process.execPath, path.resolve(__dirname, "..", "engine", "main.js")];
+}
+
+/** Load and check a YAML config file. @throws {@link AgentConfigError} */
+export async function loadAgentConfig(file: string, overrides: Record<string, unknown> = {}): Promise<AgentConfig> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(await fsp.readFile(file, "utf8"));
+  } catch (e) {
+    throw new AgentConfigError(file, [(e as Error).message]);
+  }
+  return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
+}
+
+const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log"]);
+
+/**
+ * Check and default a config object. Relative paths are resolved against `baseDir`.
+ * @throws {@link AgentConfigError} listing every problem.
+ */
+export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = process.cwd()): AgentConfig {
+  const p: string[] = [];
+  const c = (raw && typeof raw === "object" && !Array.isArray(raw) ? raw : (p.push("config must be a mapping"), {})) as Record<string, unknown>;
+  for (const k of Object.keys(c)) if (!KNOWN.has(k)) p.push(`unknown field "${k}" (allowed: ${[...KNOWN].join(", ")})`);
+
+  const listen = c.listen ?? DEFAULT_LISTEN;
+  let host = "127.0.0.1";
+  let port = 8400;
+  const m = typeof listen === "string" ? /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(listen) : null;
+  if (!m) p.push(`listen: "${String(listen)}" is not host:port (e.g. ${DEFAULT_LISTEN})`);
+  else {
+    host = m[1]!.replace(/^\[|\]$/g, "");
+    port = Number(m[2]);
+    if (port > 65535) p.push(`listen: port ${port} out of range 0..65535`);
+  }
+  const str = (k: string, v: unknown): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== "string" || !v) { p.push(`${k}: must be a non-empty string`); return undefined; }
+    return v;
+  };
+  const dpu = str("dpu", c.dpu) ?? null;
+  if (dpu !== null && !/^[a-z0-9][a-z0-9-]*$/i.test(dpu)) p.push(`dpu: "${dpu}" must match [a-z0-9][a-z0-9-]*`);
+  const stateDir = path.resolve(baseDir, str("stateDir", c.stateDir) ?? "/var/lib/flexbso");
+  const runDir = path.resolve(baseDir, str("runDir", c.runDir) ?? "/run/flexbso");
+  const dataDir = path.resolve(baseDir, str("dataDir", c.dataDir) ?? path.join(stateDir, "files"));
+
+  const lim = (c.limits ?? {}) as Record<string, unknown>;
+  const int = (k: string, v: unknown, dflt: number, min: number, max: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) { p.push(`${k}: must be an integer ${min}..${max}`); return dflt; }
+    return v;
+  };
+  const limits = { pfs: int("limits.pfs", lim.pfs, 2, 1, 64), vfsPerPf: int("limits.vfsPerPf", lim.vfsPerPf, 16, 0, 4096) };
+
+  const t = (c.target ?? {}) as Record<string, unknown>;
+  const mode = t.mode ?? "spawn";
+  if (mode !== "spawn" && mode !== "attach") p.push(`target.mode: "${String(mode)}" (allowed: spawn, attach)`);
+  if (mode === "attach" && t.socket === undefined) p.push("target.socket: required when target.mode is attach");
+  const socket = path.resolve(baseDir, str("target.socket", t.socket) ?? path.join(runDir, "engine.sock"));
+  if (Buffer.byteLength(socket) > 107) p.push(`target.socket: path ${socket} is longer than a unix socket allows (107 bytes)`);
+  let command = defaultEngineCommand();
+  if (t.command !== undefined) {
+    if (!Array.isArray(t.command) || t.command.length === 0 || !t.command.every((x) => typeof x === "string")) p.push("target.command: must be a non-empty list of strings");
+    else command = t.command as string[];
+  }
+  const target: TargetConfig = { mode: mode as "spawn" | "attach", socket, reactors: int("target.reactors", t.reactors, 1, 1, 256), command };
+
+  const lg = (c.log ?? {}) as Record<string, unknown>;
+  const level = lg.level ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(level as string)) p.push(`log.level: "${String(level)}" (allowed: debug, info, warn, error)`);
+
+  if (p.length) throw new AgentConfigError(source, p);
+  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel };
+}

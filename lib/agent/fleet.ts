@@ -1,0 +1,161 @@
+/**
+ * The CLI's view of a fleet: which agents a topology names (its dpu resources), the
+ * token for each, and running one operation on several DPUs in parallel with each
+ * DPU's failure kept apart and named.
+ */
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import type { Desired, Resource, ResourceOf } from "../model/types.js";
+import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
+import { AgentClient } from "./client.js";
+import type { TopologyView } from "./service.js";
+
+/** Default agent state dir (where a local agent keeps its `token`). */
+export const DEFAULT_STATE_DIR = "/var/lib/flexbso";
+
+/** A DPU the CLI talks to. */
+export interface DpuTarget {
+  readonly dpu: string;
+  readonly endpoint: string;
+  readonly client: AgentClient;
+}
+
+/** The topology or the command line names a DPU that cannot be used. */
+export class FleetError extends Error {
+  readonly code = "FLEET_ERROR";
+  constructor(message: string, readonly failures: ReadonlyMap<string, Error> = new Map()) {
+    super(message);
+  }
+}
+
+/** Where relative token files are looked up, and the environment. */
+export interface ResolveOptions {
+  /** Only these DPUs (`--dpu`); default all dpu resources of the topology. */
+  readonly dpus?: readonly string[];
+  /** Directory relative `tokenFile` paths are resolved against. @default cwd */
+  readonly baseDir?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The agents of the DPUs a topology names.
+ * @throws {@link FleetError} for a `--dpu` the topology does not have, or a DPU whose token cannot be found.
+ */
+export async function resolveTargets(desired: Desired, opts: ResolveOptions = {}): Promise<DpuTarget[]> {
+  const dpus = desired.resources.filter((r): r is ResourceOf<"dpu"> => r.kind === "dpu");
+  const known = new Set(dpus.map((d) => d.name));
+  if (opts.dpus) {
+    const unknown = opts.dpus.filter((d) => !known.has(d));
+    if (unknown.length) throw new FleetError(`the topology has no DPU named ${unknown.map((d) => `'${d}'`).join(", ")} (it has: ${[...known].join(", ") || "none"})`);
+  }
+  const chosen = dpus.filter((d) => !opts.dpus || opts.dpus.includes(d.name)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return Promise.all(chosen.map(async (d) => {
+    const { token, source } = await resolveToken(d, opts);
+    return { dpu: d.name, endpoint: d.spec.agent.endpoint, client: new AgentClient({ endpoint: d.spec.agent.endpoint, token, tokenSource: source }) };
+  }));
+}
+
+/**
+ * The bearer token for a DPU's agent: its `agent.tokenFile`, else `$FLEXBSO_TOKEN`,
+ * else `$FLEXBSO_STATE_DIR/token`, else `/var/lib/flexbso/token`.
+ */
+export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = {}): Promise<{ token: string; source: string }> {
+  const env = opts.env ?? process.env;
+  const candidates: string[] = [];
+  if (d.spec.agent.tokenFile) {
+    candidates.push(path.resolve(opts.baseDir ?? process.cwd(), expandHome(d.spec.agent.tokenFile, env)));
+  } else {
+    if (env.FLEXBSO_TOKEN) return { token: env.FLEXBSO_TOKEN.trim(), source: "$FLEXBSO_TOKEN" };
+    candidates.push(path.join(env.FLEXBSO_STATE_DIR ?? DEFAULT_STATE_DIR, "token"));
+  }
+  for (const file of candidates) {
+    try {
+      const token = (await fsp.readFile(file, "utf8")).split("\n")[0]!.trim();
+      if (token) return { token, source: file };
+    } catch {
+      // try the next
+    }
+  }
+  throw new FleetError(`${d.name}: no agent token: cannot read ${candidates.join(" or ")}; set agent.tokenFile on the DPU, or FLEXBSO_TOKEN, or FLEXBSO_STATE_DIR to the agent's state dir`);
+}
+
+function expandHome(p: string, env: NodeJS.ProcessEnv): string {
+  return p.startsWith("~/") && env.HOME ? path.join(env.HOME, p.slice(2)) : p;
+}
+
+/** Outcome of one DPU's part of a fleet operation. */
+export type DpuOutcome<T> = { readonly dpu: string; readonly ok: true; readonly value: T } | { readonly dpu: string; readonly ok: false; readonly error: Error };
+
+/** Run `fn` on every target in parallel; failures are kept per DPU, never thrown. */
+export async function forEachDpu<T>(targets: readonly DpuTarget[], fn: (t: DpuTarget) => Promise<T>): Promise<DpuOutcome<T>[]> {
+  return Promise.all(targets.map(async (t): Promise<DpuOutcome<T>> => {
+    try {
+      return { dpu: t.dpu, ok: true, value: await fn(t) };
+    } catch (e) {
+      return { dpu: t.dpu, ok: false, error: e instanceof Error ? e : new Error(String(e)) };
+    }
+  }));
+}
+
+/** This DPU's resources of a desired topology. */
+export function desiredFor(desired: Desired, dpu: string): Desired {
+  return { formatVersion: 1, resources: desired.resources.filter((r) => r.dpu === dpu) };
+}
+
+/** Actual state read from every agent in parallel. */
+export interface FleetActual {
+  readonly views: ReadonlyMap<string, TopologyView>;
+  readonly failures: ReadonlyMap<string, Error>;
+}
+
+/** Ask each target for `topology.get`. */
+export async function readFleet(targets: readonly DpuTarget[]): Promise<FleetActual> {
+  const outcomes = await forEachDpu(targets, (t) => t.client.call<TopologyView>("topology.get", {}, 30_000));
+  const views = new Map<string, TopologyView>();
+  const failures = new Map<string, Error>();
+  for (const o of outcomes) {
+    if (o.ok) views.set(o.dpu, o.value);
+    else failures.set(o.dpu, o.error);
+  }
+  return { views, failures };
+}
+
+/** Combine per-DPU views into one actual Desired plus generations. */
+export function combineActual(views: ReadonlyMap<string, TopologyView>): ActualState {
+  const resources: Resource[] = [];
+  const generations: Record<string, number> = {};
+  for (const [dpu, v] of views) {
+    resources.push(...v.topology.resources);
+    generations[dpu] = v.generation;
+  }
+  resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  return { desired: { formatVersion: 1, resources }, generations };
+}
+
+/** Render per-DPU failures, one line each. */
+export function describeFailures(failures: ReadonlyMap<string, Error>): string {
+  return [...failures].map(([dpu, e]) => `  ${dpu}: ${e.message}`).join("\n");
+}
+
+/**
+ * `plan`'s actual state from the agents the topology names. Any unreachable agent
+ * fails the plan (exit 1) with every failing DPU named.
+ */
+export class AgentActualSource implements ActualSource {
+  constructor(private readonly opts: ResolveOptions = {}) {}
+
+  async read(desired: Desired): Promise<ActualState> {
+    const targets = await resolveTargets(desired, this.opts);
+    const { views, failures } = await readFleet(targets);
+    if (failures.size) throw new FleetError(`cannot read the actual state of ${failures.size} DPU(s):\n${describeFailures(failures)}`, failures);
+    return combineActual(views);
+  }
+}
+
+/**
+ * `plan`'s actual-state source: `--actual FILE` when given, else the agents named by
+ * the topology (installed in lib/cli/main.ts with `setActualSourceFactory`).
+ */
+export function agentActualSourceFactory(opts: { actual?: string; dpu?: string[] }): ActualSource {
+  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource(opts.dpu ? { dpus: opts.dpu } : {});
+}

@@ -1,0 +1,123 @@
+/**
+ * Wires an agent together — state dir, token, event log, target supervisor, native
+ * backend, service, JSON-RPC methods, HTTP server — and runs it until closed.
+ */
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { lockStateDir } from "../state/lock.js";
+import { ensureToken } from "../state/token.js";
+import { EventLog } from "../state/events.js";
+import { StateStore } from "../state/store.js";
+import { writeFileAtomic } from "../state/atomic.js";
+import { NativeBackend } from "../backends/native.js";
+import type { AgentConfig } from "./config.js";
+import { createLogger, type Logger } from "./log.js";
+import { AgentMetrics } from "./metrics.js";
+import { RpcDispatcher } from "./jsonrpc.js";
+import { registerAgentMethods } from "./methods.js";
+import { AgentService } from "./service.js";
+import { EngineSupervisor } from "./supervisor.js";
+import { createAgentServer, listen } from "./http.js";
+
+/** A running agent. */
+export interface RunningAgent {
+  /** Base URL, e.g. `http://127.0.0.1:8400`. */
+  readonly url: string;
+  readonly port: number;
+  /** The bearer token (also in `<stateDir>/token`). */
+  readonly token: string;
+  readonly service: AgentService;
+  readonly supervisor: EngineSupervisor;
+  /** Stop serving. The engine keeps running unless `stopEngine` is set. */
+  close(opts?: { stopEngine?: boolean }): Promise<void>;
+}
+
+/** How often the agent checks that everything in its state exists on the target. */
+const RECONCILE_CHECK_MS = 2_000;
+
+/** Start an agent with `cfg`. */
+export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ level: cfg.logLevel })): Promise<RunningAgent> {
+  await fsp.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+  await fsp.mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
+  const release = await lockStateDir(cfg.stateDir);
+  const cleanups: (() => Promise<unknown>)[] = [release];
+  try {
+    const token = await ensureToken(cfg.stateDir);
+    const events = await EventLog.open(cfg.stateDir);
+    const store = new StateStore(cfg.stateDir);
+    let svc!: AgentService;
+    let metrics!: AgentMetrics;
+    const supervisor = new EngineSupervisor({
+      target: cfg.target,
+      runDir: cfg.runDir,
+      log: log.child({ component: "supervisor" }),
+      onReconcile: async (reason) => {
+        if (reason === "engine-restarted") {
+          await svc.emit({ level: "warn", type: "engine.restarted", message: `engine restarted (pid ${supervisor.enginePid}); restoring the stack from the agent's state`, data: { pid: supervisor.enginePid } });
+        }
+        await svc.reconcile(reason);
+      },
+      onStatus: (s) => {
+        metrics?.engineUp.set(s.up ? 1 : 0);
+        if (s.restarted) metrics?.engineRestarts.inc();
+        if (!s.up && svc) void svc.emit({ level: "error", type: "engine.down", message: `target unreachable: ${s.detail ?? "no answer"}` });
+      },
+    });
+    cleanups.unshift(() => supervisor.stop());
+    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, dataDir: cfg.dataDir, limits: cfg.limits });
+    metrics = new AgentMetrics(async () => (await svc.stats()).map((s) => ({
+      function: s.exportName, bdev: s.bdev, readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes,
+    })));
+    svc = new AgentService({
+      configuredDpu: cfg.dpu,
+      store,
+      events,
+      backend,
+      log: log.child({ component: "service" }),
+      metrics,
+      target: { mode: cfg.target.mode, socket: cfg.target.socket, up: () => supervisor.isUp, pid: () => supervisor.enginePid },
+    });
+    await svc.init();
+    await supervisor.start();
+
+    const rpc = registerAgentMethods(new RpcDispatcher((method, code, seconds) => {
+      metrics.rpcRequests.inc({ method, code: String(code) });
+      metrics.rpcSeconds.observe({ method }, seconds);
+      if (code !== 0) log.warn("rpc error", { method, code });
+    }), svc);
+    const server = createAgentServer({
+      token, rpc, metrics, log,
+      health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
+    });
+    const port = await listen(server, cfg.host, cfg.port);
+    cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
+    const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
+    await writeFileAtomic(path.join(cfg.runDir, "agent.url"), url + "\n");
+
+    let checking = false;
+    const check = setInterval(() => {
+      if (checking || !supervisor.isUp || svc.lock.heldBy !== null) return;
+      checking = true;
+      svc.reconcile("periodic").catch((e) => log.debug("periodic reconcile skipped", { err: e })).finally(() => { checking = false; });
+    }, RECONCILE_CHECK_MS);
+    check.unref();
+    cleanups.unshift(async () => clearInterval(check));
+
+    log.info("agent listening", { url, dpu: svc.dpuName, stateDir: cfg.stateDir, runDir: cfg.runDir, target: cfg.target.mode, socket: cfg.target.socket, generation: svc.current.generation });
+    let closed = false;
+    return {
+      url, port, token, service: svc, supervisor,
+      async close(opts = {}) {
+        if (closed) return;
+        closed = true;
+        await events.flush();
+        for (const c of cleanups) await c().catch(() => undefined);
+        if (opts.stopEngine) await supervisor.stopEngine();
+        log.info("agent stopped", { engineStopped: !!opts.stopEngine });
+      },
+    };
+  } catch (e) {
+    for (const c of cleanups) await c().catch(() => undefined);
+    throw e;
+  }
+}

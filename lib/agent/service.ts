@@ -1,0 +1,295 @@
+/**
+ * The agent's behaviour behind its RPC methods: read the realized topology, plan a
+ * desired one against it, apply it under the per-DPU lock with generation checks, and
+ * restore the stack when the target comes back. Transport-free (the HTTP layer and the
+ * JSON-RPC dispatcher sit in front of it).
+ */
+import type { Desired, Resource } from "../model/types.js";
+import { validateDesired } from "../model/validate.js";
+import { TopologyError } from "../model/errors.js";
+import type { Backend, ResourceStatus, FunctionStats } from "../backends/backend.js";
+import { NotSupportedError } from "../backends/backend.js";
+import type { StateStore, AgentState } from "../state/store.js";
+import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
+import { DpuLock } from "../apply/lock.js";
+import { executeSteps, preflight } from "../apply/executor.js";
+import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
+import { bottomUp } from "../apply/order.js";
+import { planDpu, type DpuPlan } from "../apply/planning.js";
+import type { Logger } from "./log.js";
+import type { AgentMetrics } from "./metrics.js";
+
+/** The topology names another DPU than this agent's. */
+export class WrongDpuError extends Error {
+  readonly code = "WRONG_DPU";
+  constructor(readonly serving: string, readonly got: readonly string[]) {
+    super(`this agent serves DPU '${serving}' but the topology is for ${got.map((d) => `'${d}'`).join(", ")}; send each DPU's resources to its own agent`);
+  }
+}
+
+/** The target does not answer, so nothing can be applied now. */
+export class TargetDownError extends Error {
+  readonly code = "TARGET_DOWN";
+  constructor(readonly dpu: string, readonly socket: string) {
+    super(`${dpu}: the target at ${socket} does not answer (the agent is restarting it or waiting for it); nothing was applied, try again shortly`);
+  }
+}
+
+/** Result of `topology.get`. */
+export interface TopologyView {
+  readonly dpu: string | null;
+  readonly generation: number;
+  /** What exists, as a valid Desired document (feed it to plan/validate). */
+  readonly topology: Desired;
+  readonly status: readonly ResourceStatus[];
+  readonly target: { readonly up: boolean; readonly mode: string; readonly socket: string; readonly pid: number | null };
+  readonly updatedAt: string;
+}
+
+/** Result of `topology.plan`. */
+export interface PlanResult {
+  readonly dpu: string | null;
+  readonly generation: number;
+  readonly plan: DpuPlan["plan"];
+  readonly changes: boolean;
+  readonly destructive: readonly string[];
+  readonly unsupported: readonly string[];
+}
+
+/** Result of `topology.apply` / `topology.destroy`. */
+export interface ApplyResult {
+  readonly dpu: string | null;
+  readonly generation: number;
+  readonly applied: readonly string[];
+  readonly changes: boolean;
+}
+
+/** Target facts the service reports. */
+export interface TargetInfo {
+  readonly mode: string;
+  readonly socket: string;
+  readonly up: () => boolean;
+  readonly pid: () => number | null;
+}
+
+/** Dependencies of {@link AgentService}. */
+export interface AgentServiceDeps {
+  readonly configuredDpu: string | null;
+  readonly store: StateStore;
+  readonly events: EventLog;
+  readonly backend: Backend;
+  readonly target: TargetInfo;
+  readonly log: Logger;
+  readonly metrics?: AgentMetrics;
+}
+
+/** The agent's state machine. */
+export class AgentService {
+  private state!: AgentState;
+  readonly lock: DpuLock;
+  /** Resources whose restore failed, and when: periodic checks retry them at most once a minute. */
+  private readonly restoreFailures = new Map<string, number>();
+
+  constructor(private readonly d: AgentServiceDeps) {
+    this.lock = new DpuLock(() => this.dpuName);
+  }
+
+  /** Load the persisted state. */
+  async init(): Promise<void> {
+    this.state = await this.d.store.load();
+    if (this.d.configuredDpu && this.state.dpu && this.state.dpu !== this.d.configuredDpu) {
+      throw new WrongDpuError(this.d.configuredDpu, [this.state.dpu]);
+    }
+    this.observeState();
+  }
+
+  /** The DPU name this agent serves (configured, or adopted from its state). */
+  get dpuName(): string {
+    return this.d.configuredDpu ?? this.state?.dpu ?? "(unnamed dpu)";
+  }
+
+  /** Current state (read-only). */
+  get current(): AgentState {
+    return this.state;
+  }
+
+  /** `topology.get`. */
+  async get(): Promise<TopologyView> {
+    let status: ResourceStatus[];
+    try {
+      status = this.d.backend.status(this.state.resources, await this.d.backend.inventory());
+    } catch {
+      status = this.state.resources.map((r) => ({ address: r.address, present: false, notes: ["target unreachable: presence unknown"] }));
+    }
+    return {
+      dpu: this.state.dpu ?? this.d.configuredDpu,
+      generation: this.state.generation,
+      topology: this.topology(),
+      status,
+      target: { up: this.d.target.up(), mode: this.d.target.mode, socket: this.d.target.socket, pid: this.d.target.pid() },
+      updatedAt: this.state.updatedAt,
+    };
+  }
+
+  /** `topology.plan`: read-only. */
+  plan(rawDesired: unknown): PlanResult {
+    const desired = this.checkDesired(rawDesired);
+    const p = planDpu(desired, this.topology());
+    return {
+      dpu: this.servingFor(desired),
+      generation: this.state.generation,
+      plan: p.plan,
+      changes: p.steps.length > 0,
+      destructive: p.steps.filter((s) => s.destructive).map((s) => `${s.op} ${s.address}`),
+      unsupported: this.unsupportedOf(p),
+    };
+  }
+
+  /**
+   * `topology.apply`: plan against the current state and execute, under the DPU lock.
+   * @throws StaleGenerationError, DataLossRefusedError, NotSupportedError, StepFailedError, DpuBusyError, TopologyError, WrongDpuError
+   */
+  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean): Promise<ApplyResult> {
+    const desired = this.checkDesired(rawDesired);
+    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply"));
+  }
+
+  /** `topology.destroy`: remove everything this agent realized. */
+  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean): Promise<ApplyResult> {
+    return this.lock.tryRun("destroy", () => this.applyLocked({ formatVersion: 1, resources: [] }, expectedGeneration, allowDataLoss, "destroy"));
+  }
+
+  /** `events.list`. */
+  async events(since: number, limit: number): Promise<{ events: AgentEvent[]; lastSeq: number }> {
+    return { events: await this.d.events.list(since, limit), lastSeq: this.d.events.lastSeq };
+  }
+
+  /** `function.stats`. */
+  async stats(): Promise<FunctionStats[]> {
+    return this.d.backend.stats(this.state.resources.filter((r) => r.kind === "function"));
+  }
+
+  /** Record an event (and log it). */
+  emit(ev: EventInput): Promise<AgentEvent> {
+    const fields = { event: ev.type, ...(ev.address ? { address: ev.address } : {}) };
+    if (ev.level === "error") this.d.log.error(ev.message, fields);
+    else if (ev.level === "warn") this.d.log.warn(ev.message, fields);
+    else this.d.log.info(ev.message, fields);
+    return this.d.events.append(ev);
+  }
+
+  /**
+   * Re-create whatever the state lists but the target lacks (engine restarted, or an
+   * agent crash between a target call and its state write). Runs under the DPU lock.
+   */
+  async reconcile(reason: string): Promise<void> {
+    const inv0 = await this.d.backend.inventory();
+    const due = (r: Resource) => !this.d.backend.present(r, inv0) && Date.now() - (this.restoreFailures.get(r.address) ?? 0) > 60_000;
+    if (reason === "periodic" && !this.state.resources.some(due)) return;
+    await this.lock.run("reconcile", async () => {
+      const inv = await this.d.backend.inventory();
+      const now = Date.now();
+      const missing = bottomUp(this.state.resources).filter((r) => !this.d.backend.present(r, inv))
+        .filter((r) => reason !== "periodic" || now - (this.restoreFailures.get(r.address) ?? 0) > 60_000);
+      if (!missing.length) return;
+      await this.emit({ level: "warn", type: "reconcile.start", message: `restoring ${missing.length} resource(s) missing on the target (${reason})`, data: { reason, missing: missing.map((r) => r.address) } });
+      let restored = 0;
+      for (const r of missing) {
+        try {
+          await this.d.backend.restore(r);
+          this.restoreFailures.delete(r.address);
+          restored++;
+          if (r.kind === "malloc") {
+            await this.emit({ level: "warn", type: "bdev.volatile.lost", address: r.address, message: `${r.address} re-created EMPTY: malloc bdevs are volatile and lost their contents with the engine` });
+          } else if (r.kind === "file") {
+            await this.emit({ level: "info", type: "bdev.restored", address: r.address, message: `${r.address} re-attached to ${r.spec.path}; its data is kept in the file` });
+          } else {
+            await this.emit({ level: "info", type: "resource.restored", address: r.address, message: `${r.address} restored` });
+          }
+        } catch (e) {
+          this.restoreFailures.set(r.address, Date.now());
+          await this.emit({ level: "error", type: "reconcile.failed", address: r.address, message: `cannot restore ${r.address}: ${(e as Error).message}` });
+        }
+      }
+      await this.emit({ level: restored === missing.length ? "info" : "error", type: "reconcile.done", message: `restored ${restored}/${missing.length} resource(s)`, data: { reason, restored, missing: missing.length } });
+    });
+  }
+
+  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string): Promise<ApplyResult> {
+    const dpu = what === "destroy" ? this.dpuName : this.servingFor(desired);
+    if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
+      throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
+    }
+    const p = planDpu(desired, this.topology());
+    if (!p.steps.length) return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
+    if (!this.d.target.up()) throw new TargetDownError(dpu, this.d.target.socket);
+    const destructive = p.steps.filter((s) => s.destructive);
+    if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${s.op} ${s.address}${s.reason ? ` (${s.reason})` : ""}`));
+    preflight(p.steps, this.d.backend);
+    const generation = this.state.generation + 1;
+    const started = process.hrtime.bigint();
+    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)`, data: { generation, steps: p.steps.length } });
+    try {
+      const r = await executeSteps(p.steps, {
+        dpu,
+        backend: this.d.backend,
+        state: this.state,
+        generation,
+        commit: async (next) => {
+          this.state = await this.d.store.save(what === "destroy" && next.resources.length === 0 ? { ...next, dpu: this.d.configuredDpu } : next);
+          this.observeState();
+          return this.state;
+        },
+        emit: (ev) => this.emit(ev),
+        onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.op, result: ok ? "ok" : "failed" }),
+      });
+      this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
+      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });
+      return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map((s) => `${s.op} ${s.address}`), changes: true };
+    } catch (e) {
+      this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
+      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation } });
+      throw e;
+    }
+  }
+
+  /** Validate a desired document and check that it is for this DPU. */
+  private checkDesired(raw: unknown): Desired {
+    const desired = validateDesired(raw, "params.desired");
+    this.servingFor(desired);
+    return desired;
+  }
+
+  /** The DPU a desired document is for; refuses documents for other DPUs. */
+  private servingFor(desired: Desired): string {
+    const dpus = [...new Set(desired.resources.map((r) => r.dpu))];
+    const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
+    if (dpus.length > 1) throw new WrongDpuError(serving ?? dpus[0]!, dpus);
+    if (serving && dpus.length === 1 && dpus[0] !== serving) throw new WrongDpuError(serving, dpus);
+    return dpus[0] ?? serving ?? this.dpuName;
+  }
+
+  private unsupportedOf(p: DpuPlan): string[] {
+    try {
+      preflight(p.steps, this.d.backend);
+      return [];
+    } catch (e) {
+      return e instanceof NotSupportedError ? [...e.reasons] : [(e as Error).message];
+    }
+  }
+
+  private topology(): Desired {
+    const resources = [...this.state.resources].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    return { formatVersion: 1, resources: resources as Resource[] };
+  }
+
+  private observeState(): void {
+    const m = this.d.metrics;
+    if (!m) return;
+    m.generation.set(this.state.generation);
+    m.resources.reset();
+    for (const r of this.state.resources) m.resources.inc({ kind: r.kind });
+  }
+}
+
+export { TopologyError };

@@ -1,0 +1,115 @@
+/**
+ * Runs apply steps in the planner's order against a backend, recording every finished
+ * step in the persisted state before starting the next. So whatever happens — a step
+ * fails, the agent is killed — the state lists what actually exists, and running the
+ * same apply again converges (backend operations are idempotent).
+ */
+import type { Resource } from "../model/types.js";
+import type { Backend } from "../backends/backend.js";
+import { NotSupportedError } from "../backends/backend.js";
+import type { AgentState } from "../state/store.js";
+import type { EventInput } from "../state/events.js";
+import type { ApplyStep } from "./steps.js";
+import { StepFailedError } from "./errors.js";
+
+/** What the executor needs around it. */
+export interface ExecuteContext {
+  readonly dpu: string;
+  readonly backend: Backend;
+  /** The state before the first step. */
+  readonly state: AgentState;
+  /** Persist a new state (atomically) and return it as stored. */
+  readonly commit: (next: AgentState) => Promise<AgentState>;
+  /** Record an event (progress, failure). */
+  readonly emit: (ev: EventInput) => unknown;
+  /** Generation stamped on every state written by this run. */
+  readonly generation: number;
+  /** Called after each step with its outcome (metrics). */
+  readonly onStep?: (step: ApplyStep, ok: boolean) => void;
+}
+
+/** Outcome of a successful run. */
+export interface ExecuteResult {
+  readonly state: AgentState;
+  readonly applied: readonly ApplyStep[];
+}
+
+/**
+ * Check every step against the backend before anything runs.
+ * @throws {@link NotSupportedError} naming each resource and why (nothing is changed).
+ */
+export function preflight(steps: readonly ApplyStep[], backend: Backend): void {
+  const problems: string[] = [];
+  const addresses: string[] = [];
+  for (const s of steps) {
+    let why: string[] = [];
+    if (s.op === "create" && s.after) why = backend.unsupported(s.after);
+    else if (s.op === "update" && s.before && s.after) why = backend.unsupportedUpdate(s.before, s.after);
+    if (why.length) {
+      addresses.push(s.address);
+      problems.push(`${s.address}: ${why.join("; ")}`);
+    }
+  }
+  if (problems.length) throw new NotSupportedError(addresses.join(", "), problems);
+}
+
+/**
+ * Run `steps` in order. Emits `apply.step.start` / `apply.step.done` /
+ * `apply.step.progress` / `apply.step.failed` events.
+ * @throws {@link StepFailedError} at the first failing step, after recording the ones before it.
+ */
+export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteContext): Promise<ExecuteResult> {
+  let state = ctx.state;
+  const applied: ApplyStep[] = [];
+  const total = steps.length;
+  for (const [index, step] of steps.entries()) {
+    const data = { index, total, op: step.op };
+    ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${step.op} ${step.address} (${index + 1}/${total})`, data });
+    try {
+      await runStep(step, ctx, (fraction, detail) => ctx.emit({
+        level: "info", type: "apply.step.progress", address: step.address,
+        message: `${step.op} ${step.address}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
+        data: { ...data, fraction },
+      }));
+    } catch (e) {
+      const detail = (e as Error).message ?? String(e);
+      ctx.onStep?.(step, false);
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address} failed: ${detail}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
+    }
+    state = await ctx.commit(nextState(state, step, ctx));
+    applied.push(step);
+    ctx.onStep?.(step, true);
+    ctx.emit({ level: "info", type: "apply.step.done", address: step.address, message: `${step.op} ${step.address} done (${index + 1}/${total})`, data });
+  }
+  return { state, applied };
+}
+
+async function runStep(step: ApplyStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<void> {
+  switch (step.op) {
+    case "create":
+      return ctx.backend.create(need(step, "after"), progress);
+    case "update":
+      return ctx.backend.update(need(step, "before"), need(step, "after"));
+    case "delete":
+      return ctx.backend.delete(need(step, "before"));
+  }
+}
+
+function need(step: ApplyStep, which: "before" | "after"): Resource {
+  const r = step[which];
+  if (!r) throw new Error(`malformed step ${step.op} ${step.address}: missing '${which}' resource`);
+  return r;
+}
+
+/** The state after `step` succeeded. */
+function nextState(state: AgentState, step: ApplyStep, ctx: ExecuteContext): AgentState {
+  const resources = state.resources.filter((r) => r.address !== step.address);
+  if (step.op !== "delete") {
+    const after = need(step, "after");
+    const at = state.resources.findIndex((r) => r.address === step.address);
+    if (at >= 0 && step.op === "update") resources.splice(at, 0, after);
+    else resources.push(after);
+  }
+  return { ...state, dpu: ctx.dpu, generation: ctx.generation, resources };
+}

@@ -1,0 +1,163 @@
+/**
+ * `flexbso apply` / `destroy` across a fleet: read every named agent's state in
+ * parallel, show one plan, confirm, then apply each DPU in parallel (each agent holds
+ * its own per-DPU lock and re-checks the generation the plan was made against). A DPU
+ * that fails is named; the others still apply.
+ */
+import type { Desired, Resource } from "../model/types.js";
+import { plan as makePlan } from "../plan/index.js";
+import type { Plan } from "../plan/types.js";
+import { renderPlan } from "../render/index.js";
+import { combineActual, desiredFor, forEachDpu, readFleet, type DpuTarget } from "../agent/fleet.js";
+import { AgentRpcError } from "../agent/client.js";
+import type { AgentEvent } from "../state/events.js";
+import type { ApplyResult } from "../agent/service.js";
+import { ProgressRenderer } from "./progress.js";
+
+/** Options of {@link runFleetApply}. */
+export interface FleetApplyOptions {
+  readonly mode: "apply" | "destroy";
+  /** The desired topology (ignored for destroy except to find agents). */
+  readonly desired: Desired;
+  readonly targets: readonly DpuTarget[];
+  /** A saved plan: its generations must match the agents', and it is applied without a prompt. */
+  readonly savedPlan?: Plan;
+  readonly allowDataLoss: boolean;
+  readonly autoApprove: boolean;
+  /** Ask the user; resolves true to go on. */
+  readonly confirm: (question: string) => Promise<boolean>;
+  readonly out: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Print the plan before applying. @default true */
+  readonly showPlan?: boolean;
+  /** Poll interval of agent events for progress. @default 250 ms */
+  readonly pollMs?: number;
+}
+
+/** Result per DPU and the exit code (0 all converged, 1 any failure). */
+export interface FleetApplyResult {
+  readonly exitCode: 0 | 1;
+  readonly failures: ReadonlyMap<string, string>;
+  readonly results: ReadonlyMap<string, ApplyResult>;
+}
+
+/** Desired resources recorded in a saved plan (everything with an `after`). */
+export function desiredFromPlan(p: Plan): Desired {
+  const resources = p.resource_changes
+    .filter((c) => c.change.after !== null)
+    .map((c) => ({ address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, spec: c.change.after }) as Resource);
+  return { formatVersion: 1, resources };
+}
+
+/** Run a fleet apply or destroy. Never throws for one DPU's failure. */
+export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyResult> {
+  const out = o.out;
+  const failures = new Map<string, string>();
+  const results = new Map<string, ApplyResult>();
+  const done = (): FleetApplyResult => ({ exitCode: failures.size ? 1 : 0, failures, results });
+
+  const { views, failures: readFailures } = await readFleet(o.targets);
+  for (const [dpu, e] of readFailures) failures.set(dpu, e.message);
+  const reachable = o.targets.filter((t) => views.has(t.dpu));
+  const actual = combineActual(views);
+
+  if (o.savedPlan) {
+    const stale = reachable.filter((t) => o.savedPlan!.generations?.[t.dpu] !== views.get(t.dpu)!.generation);
+    if (stale.length) {
+      for (const t of stale) {
+        const had = o.savedPlan.generations?.[t.dpu];
+        failures.set(t.dpu, had === undefined
+          ? "the saved plan records no generation for this DPU (it was made with --actual, not against the agent); run plan again"
+          : `stale plan: made against generation ${had}, the agent is at generation ${views.get(t.dpu)!.generation}; run plan again`);
+      }
+      out.write(`Saved plan is stale; nothing was applied.\n${lines(failures)}\n`);
+      return done();
+    }
+  }
+
+  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [] } : o.desired;
+  const dpus = reachable.map((t) => t.dpu);
+  const p = makePlan(wanted, actual.desired, { dpus, generations: actual.generations ?? {} });
+  if (dpus.length && o.showPlan !== false) out.write(renderPlan(p, "text"));
+  const changing = reachable.filter((t) => p.steps.some((s) => s.dpu === t.dpu));
+  if (!changing.length) {
+    if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
+    return done();
+  }
+  if (p.destructive && !o.allowDataLoss) {
+    const bad = p.resource_changes.filter((c) => c.change_class === "destructive").map((c) => c.address);
+    for (const t of changing) if (bad.some((a) => a.startsWith(`${t.dpu}/`))) failures.set(t.dpu, `refusing destructive changes without --allow-data-loss: ${bad.filter((a) => a.startsWith(`${t.dpu}/`)).join(", ")}`);
+    out.write(`\nError: the plan deletes or re-initializes data (${bad.join(", ")}); nothing was applied. Re-run with --allow-data-loss if that is intended.\n`);
+    return done();
+  }
+  if (!o.savedPlan && !o.autoApprove) {
+    const ok = await o.confirm(`\nDo you want to ${o.mode === "destroy" ? "destroy these resources" : "perform these actions"} on ${changing.map((t) => t.dpu).join(", ")}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: `);
+    if (!ok) {
+      out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} cancelled.\n`);
+      failures.set("(all)", "cancelled by the user");
+      return done();
+    }
+  }
+
+  out.write("\n");
+  const progress = new ProgressRenderer(out);
+  const outcomes = await forEachDpu(changing, async (t) => {
+    const since = (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)).lastSeq;
+    const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => progress.onEvent(t.dpu, ev));
+    try {
+      const params = o.mode === "destroy"
+        ? { expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
+        : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss };
+      return await t.client.call<ApplyResult>(o.mode === "destroy" ? "topology.destroy" : "topology.apply", params);
+    } finally {
+      await poller.stop();
+    }
+  });
+  progress.finish();
+  for (const oc of outcomes) {
+    if (oc.ok) results.set(oc.dpu, oc.value);
+    else failures.set(oc.dpu, describeApplyError(oc.error));
+  }
+  out.write("\n");
+  for (const [dpu, r] of results) out.write(`${dpu}: ${o.mode === "destroy" ? "Destroy" : "Apply"} complete! ${r.applied.length} step(s), generation ${r.generation}.\n`);
+  if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
+  return done();
+}
+
+function describeApplyError(e: Error): string {
+  if (e instanceof AgentRpcError) return e.rpcMessage;
+  return e.message;
+}
+
+function lines(m: ReadonlyMap<string, string>): string {
+  return [...m].map(([dpu, msg]) => `  ${dpu}: ${msg}`).join("\n");
+}
+
+/** Poll `events.list` until stopped, feeding each new event to `on`. */
+function pollEvents(t: DpuTarget, since: number, everyMs: number, on: (ev: AgentEvent) => void): { stop: () => Promise<void> } {
+  let seen = since;
+  let stopped = false;
+  const once = async () => {
+    try {
+      const r = await t.client.call<{ events: AgentEvent[] }>("events.list", { since: seen }, 10_000);
+      for (const ev of r.events) {
+        seen = Math.max(seen, ev.seq);
+        on(ev);
+      }
+    } catch {
+      // progress is best effort; the apply call reports the outcome
+    }
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, everyMs));
+      if (!stopped) await once();
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      await once();
+    },
+  };
+}

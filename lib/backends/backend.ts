@@ -1,0 +1,123 @@
+/**
+ * What the agent needs from a DPU backend: realize, change and remove single resources
+ * on the target, and report what the target actually holds. The executor decides order
+ * and persistence; a backend only knows how one resource maps onto target RPCs.
+ *
+ * Every operation is idempotent so that an interrupted apply, run again, converges:
+ * `create` adopts an existing, compatible object; `delete` of a missing object succeeds.
+ */
+import type { Resource } from "../model/types.js";
+
+/** The SPDK-style JSON-RPC surface a backend drives (the target client implements it). */
+export interface TargetRpc {
+  /** Call `method`; rejects with the target's error (code + message) on failure. */
+  call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>;
+}
+
+/** A snapshot of what the target holds, keyed by target object name. */
+export interface Inventory {
+  /** bdev name -> geometry and driver details as the target reports them. */
+  readonly bdevs: ReadonlyMap<string, BdevInfo>;
+  /** export name -> the bdev it serves and where. */
+  readonly exports: ReadonlyMap<string, ExportInfo>;
+}
+
+/** One bdev as reported by `bdev_get_bdevs`. */
+export interface BdevInfo {
+  readonly name: string;
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  readonly productName?: string;
+  /** Backing file, for file bdevs, when the target reports it. */
+  readonly filename?: string;
+}
+
+/** One export as reported by `flexbso_nbd_get_exports`. */
+export interface ExportInfo {
+  readonly exportName: string;
+  readonly bdevName: string;
+  readonly listen: string;
+}
+
+/** How a host reaches a function (its endpoint). */
+export interface Endpoint {
+  /** e.g. `nbd`. */
+  readonly transport: string;
+  /** Client URI, e.g. `nbd+unix:///pf0vf3?socket=/run/flexbso/nbd.sock`. */
+  readonly uri: string;
+  /** Export name on the target, e.g. `pf0vf3`. */
+  readonly exportName: string;
+}
+
+/** Why a resource's realization differs from its spec, for `show`. */
+export interface ResourceStatus {
+  readonly address: string;
+  /** `present`: realized on the target; `missing`: in state but not on the target. */
+  readonly present: boolean;
+  readonly endpoint?: Endpoint;
+  /** Honest notes, e.g. "qos is recorded but not enforced by the native engine yet". */
+  readonly notes: readonly string[];
+}
+
+/** Per-function I/O counters. */
+export interface FunctionStats {
+  readonly address: string;
+  readonly exportName: string;
+  readonly bdev: string;
+  readonly readOps: number;
+  readonly writeOps: number;
+  readonly readBytes: number;
+  readonly writeBytes: number;
+}
+
+/** Progress callback for long single steps (0..1). */
+export type StepProgress = (fraction: number, detail?: string) => void;
+
+/** A DPU backend (the software DPU's `native`; later `snap`). */
+export interface Backend {
+  /** Backend name as in the dpu resource's `backend` field. */
+  readonly name: string;
+  /**
+   * Reasons this backend cannot realize `resource` (empty if it can). Checked for every
+   * step before anything runs, so an unsupported topology changes nothing.
+   */
+  unsupported(resource: Resource): string[];
+  /** Reasons an in-place change from `before` to `after` cannot be done (empty if it can). */
+  unsupportedUpdate(before: Resource, after: Resource): string[];
+  /** Read what the target holds. */
+  inventory(): Promise<Inventory>;
+  /** True if `resource` is realized in `inv`. */
+  present(resource: Resource, inv: Inventory): boolean;
+  /** Realize `resource` (adopting a compatible existing object). */
+  create(resource: Resource, progress?: StepProgress): Promise<void>;
+  /**
+   * Re-create `resource` after the target lost it (engine restart). Unlike `create`,
+   * never makes persistent storage from nothing: a file bdev whose backing file is gone
+   * is an error, not a fresh empty disk.
+   */
+  restore(resource: Resource): Promise<void>;
+  /** Change `before` into `after` in place. */
+  update(before: Resource, after: Resource): Promise<void>;
+  /** Remove `resource` (missing is fine). */
+  delete(resource: Resource): Promise<void>;
+  /** Status of each resource for `topology.get` / `show`. */
+  status(resources: readonly Resource[], inv: Inventory): ResourceStatus[];
+  /** I/O counters of the given function resources. */
+  stats(functions: readonly Resource[]): Promise<FunctionStats[]>;
+}
+
+/** A backend cannot realize a resource or change (yet). */
+export class NotSupportedError extends Error {
+  readonly code = "NOT_SUPPORTED";
+  constructor(readonly address: string, readonly reasons: readonly string[]) {
+    super(`${address}: ${reasons.join("; ")}`);
+  }
+}
+
+/** A target RPC failed while realizing a resource. */
+export class BackendError extends Error {
+  readonly code = "BACKEND_ERROR";
+  constructor(readonly address: string, readonly operation: string, detail: string, override readonly cause?: unknown) {
+    super(`${address}: ${operation} failed: ${detail}`);
+  }
+}

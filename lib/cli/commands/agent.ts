@@ -1,0 +1,63 @@
+import { loadAgentConfig, resolveAgentConfig, type AgentConfig } from "../../agent/config.js";
+import { startAgent } from "../../agent/main.js";
+import { createLogger } from "../../agent/log.js";
+import { action, type CliCommand } from "../registry.js";
+
+/** Options of `flexbso agent`. */
+interface AgentCliOptions {
+  config?: string;
+  listen?: string;
+  stateDir?: string;
+  runDir?: string;
+  dpu?: string;
+  attach?: string;
+  stopEngineOnExit?: boolean;
+}
+
+/** `flexbso agent [--config FILE] [--listen HOST:PORT] [--state-dir DIR] [--run-dir DIR] [--dpu NAME] [--attach SOCKET]` */
+export const agentCommand: CliCommand = {
+  name: "agent",
+  summary: "run the DPU agent (JSON-RPC over HTTP) in the foreground, supervising or attaching to the target",
+  define(cmd) {
+    cmd
+      .option("--config <file>", "YAML agent config: listen, dpu, stateDir, runDir, dataDir, limits {pfs, vfsPerPf}, target {mode: spawn|attach, socket, reactors}, log {level}")
+      .option("--listen <host:port>", "override listen (default 127.0.0.1:8400; port 0 picks a free one, written to <runDir>/agent.url)")
+      .option("--state-dir <dir>", "override stateDir")
+      .option("--run-dir <dir>", "override runDir")
+      .option("--dpu <name>", "override dpu (refuse topologies for other DPUs)")
+      .option("--attach <socket>", "attach to a running target's RPC socket instead of spawning a flexbso engine")
+      .option("--stop-engine-on-exit", "on SIGTERM/SIGINT also stop the engine it spawned (default: the engine keeps serving I/O)")
+      .addHelpText("after", "\nThe engine runs as its own process: stopping or killing the agent never pauses I/O.\nLogs are JSON lines on stderr.")
+      .action(action(async (opts: AgentCliOptions) => {
+        const over: Record<string, unknown> = {};
+        if (opts.listen) over.listen = opts.listen;
+        if (opts.stateDir) over.stateDir = opts.stateDir;
+        if (opts.runDir) over.runDir = opts.runDir;
+        if (opts.dpu) over.dpu = opts.dpu;
+        let cfg: AgentConfig = opts.config ? await loadAgentConfig(opts.config, over) : resolveAgentConfig(over);
+        if (opts.attach) cfg = resolveAgentConfig({ ...configToRaw(cfg), target: { mode: "attach", socket: opts.attach } });
+        const log = createLogger({ level: cfg.logLevel });
+        const agent = await startAgent(cfg, log);
+        await new Promise<void>((resolve) => {
+          const stop = (sig: string) => {
+            log.info("signal received", { signal: sig });
+            void agent.close({ stopEngine: !!opts.stopEngineOnExit }).then(resolve);
+          };
+          process.once("SIGTERM", () => stop("SIGTERM"));
+          process.once("SIGINT", () => stop("SIGINT"));
+        });
+        return 0;
+      }));
+  },
+};
+
+function configToRaw(c: AgentConfig): Record<string, unknown> {
+  return {
+    listen: `${c.host.includes(":") ? `[${c.host}]` : c.host}:${c.port}`,
+    ...(c.dpu ? { dpu: c.dpu } : {}),
+    stateDir: c.stateDir, runDir: c.runDir, dataDir: c.dataDir,
+    limits: c.limits,
+    target: { mode: c.target.mode, socket: c.target.socket, reactors: c.target.reactors, command: c.target.command },
+    log: { level: c.logLevel },
+  };
+}

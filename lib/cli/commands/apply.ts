@@ -1,0 +1,114 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import * as readline from "node:readline";
+import { loadTopology } from "../../load/index.js";
+import type { Desired } from "../../model/types.js";
+import type { Plan } from "../../plan/types.js";
+import { resolveTargets } from "../../agent/fleet.js";
+import { desiredFromPlan, runFleetApply } from "../../apply/fleet-apply.js";
+import { action, CliError, EXIT, type CliCommand } from "../registry.js";
+
+/** Options shared by `apply` and `destroy`. */
+export interface ApplyCliOptions {
+  dpu?: string[];
+  autoApprove?: boolean;
+  allowDataLoss?: boolean;
+}
+
+/** A topology and/or a saved plan, as given on the command line. */
+export interface ApplyInputs {
+  readonly desired: Desired;
+  readonly savedPlan?: Plan;
+  /** Where the topology came from (for messages). */
+  readonly source: string;
+}
+
+/** True if `file` is a saved JSON plan (`flexbso plan --format json --out FILE`). */
+export function isPlanFile(file: string): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    const head = readFileSync(file, "utf8").slice(0, 4096);
+    return /"format_version"\s*:/.test(head) && /"resource_changes"\s*:/.test(readFileSync(file, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolve `[TOPOLOGY] [PLANFILE]`: either may be omitted; the topology defaults to
+ * `./cdk.tf.json` (the CDKTF stack directory the per-DPU local-exec runs in).
+ */
+export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInputs {
+  const [a, b] = args;
+  let planArg: string | undefined;
+  let topoArg: string | undefined;
+  if (b !== undefined) {
+    if (!isPlanFile(b)) throw new CliError(`${b} is not a saved JSON plan; save plans with 'flexbso plan TOPOLOGY --format json --out FILE'`);
+    [topoArg, planArg] = [a, b];
+  } else if (a !== undefined && isPlanFile(a)) planArg = a;
+  else topoArg = a;
+  let savedPlan: Plan | undefined;
+  if (planArg) {
+    savedPlan = JSON.parse(readFileSync(planArg, "utf8")) as Plan;
+    if (!savedPlan.generations) {
+      throw new CliError(`${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`);
+    }
+  }
+  if (topoArg === undefined && savedPlan) return { desired: desiredFromPlan(savedPlan), savedPlan, source: planArg! };
+  const topo = topoArg ?? "cdk.tf.json";
+  if (topoArg === undefined && !existsSync(topo)) {
+    throw new CliError("no topology given and no ./cdk.tf.json here; pass a YAML topology, a cdk.tf.json or a cdktf output directory");
+  }
+  const desired = loadTopology(topo);
+  return savedPlan ? { desired: desiredFromPlan(savedPlan), savedPlan, source: planArg! } : { desired, source: topo };
+}
+
+/** Interactive yes/no on the terminal; refuses without one. */
+export async function confirmOnTty(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) {
+    throw new CliError("refusing to apply without confirmation: stdin is not a terminal; review the plan and pass --auto-approve");
+  }
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    const answer = await new Promise<string>((r) => rl.question(question, r));
+    return answer.trim() === "yes";
+  } finally {
+    rl.close();
+  }
+}
+
+/** Shared runner of `apply` and `destroy`. */
+export async function runApplyCommand(mode: "apply" | "destroy", args: (string | undefined)[], opts: ApplyCliOptions): Promise<number> {
+  const inputs = readApplyInputs(args);
+  const dpus = opts.dpu ?? (inputs.savedPlan ? inputs.savedPlan.dpus : undefined);
+  // agents are found through the dpu resources: from the topology, or the plan's recorded ones
+  const targets = await resolveTargets(inputs.desired, dpus ? { dpus } : {});
+  if (!targets.length) throw new CliError(`${inputs.source} names no DPU (no dpu resource): nothing to ${mode}`);
+  const r = await runFleetApply({
+    mode,
+    desired: inputs.desired,
+    targets,
+    ...(inputs.savedPlan ? { savedPlan: inputs.savedPlan } : {}),
+    allowDataLoss: !!opts.allowDataLoss,
+    autoApprove: !!opts.autoApprove,
+    confirm: confirmOnTty,
+    out: process.stdout,
+  });
+  return r.exitCode === 0 ? EXIT.ok : EXIT.error;
+}
+
+/** `flexbso apply [TOPOLOGY] [PLANFILE] [--dpu NAME...] [--auto-approve] [--allow-data-loss]` */
+export const applyCommand: CliCommand = {
+  name: "apply",
+  summary: "apply a topology (or a saved plan) to the DPU agents it names, in parallel",
+  define(cmd) {
+    cmd
+      .argument("[topology]", "YAML topology, cdk.tf.json, or cdktf output/stack directory (default: ./cdk.tf.json)")
+      .argument("[planfile]", "a saved JSON plan (flexbso plan --format json --out FILE); refused if any agent changed since")
+      .option("--dpu <name...>", "apply only these DPUs")
+      .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
+      .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs)")
+      .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.")
+      .action(action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
+        runApplyCommand("apply", [topology, planfile], opts)));
+  },
+};

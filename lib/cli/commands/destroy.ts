@@ -1,0 +1,17 @@
+import { action, type CliCommand } from "../registry.js";
+import { runApplyCommand, type ApplyCliOptions } from "./apply.js";
+
+/** `flexbso destroy [TOPOLOGY] [--dpu NAME...] [--auto-approve] [--allow-data-loss]` */
+export const destroyCommand: CliCommand = {
+  name: "destroy",
+  summary: "remove everything the agents named by a topology have realized",
+  define(cmd) {
+    cmd
+      .argument("[topology]", "YAML topology, cdk.tf.json, or cdktf output/stack directory (default: ./cdk.tf.json); used to find the agents")
+      .option("--dpu <name...>", "destroy only on these DPUs")
+      .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
+      .option("--allow-data-loss", "required when bdevs holding data would be deleted")
+      .addHelpText("after", "\nBacking files of file bdevs are kept. Exit codes: 0 done, 1 any DPU failed.")
+      .action(action(async (topology: string | undefined, opts: ApplyCliOptions) => runApplyCommand("destroy", [topology], opts)));
+  },
+};

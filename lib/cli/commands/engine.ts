@@ -1,0 +1,41 @@
+/**
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * runs the software-DPU target (lib/engine/main.ts) in the foreground.
+ *
+ * @module
+ */
+import { DEFAULT_POLL_US, EngineStartError, resolveEngineArgs, runEngine, type EngineArgs } from '../../engine/main.js';
+import { action, CliError, type CliCommand } from '../registry.js';
+
+interface EngineCliOptions {
+  rpcSocket?: string;
+  reactors?: string;
+  pollUs?: string;
+  logLevel?: string;
+}
+
+/** The `engine` subcommand. */
+export const engineCommand: CliCommand = {
+  name: 'engine',
+  summary: 'run the software-DPU storage engine in the foreground, serving SPDK-style JSON-RPC on a unix socket',
+  define(cmd) {
+    cmd
+      .requiredOption('--rpc-socket <path>', 'unix socket to serve JSON-RPC on (scripts/rpc.py -s PATH works)')
+      .option('--reactors <n>', 'reactor threads, 1..256', '1')
+      .option('--poll-us <n>', 'busy-poll window before an idle reactor sleeps, microseconds', String(DEFAULT_POLL_US))
+      .option('--log-level <level>', 'error, warn, info or debug (JSON lines on stderr)', 'info')
+      .addHelpText('after', '\nStops cleanly on SIGTERM or SIGINT: RPCs end, exports disconnect, bdevs are deleted, the socket is removed.')
+      .action(
+        action(async (opts: EngineCliOptions) => {
+          let args: EngineArgs;
+          try {
+            args = resolveEngineArgs(opts);
+          } catch (e) {
+            if (e instanceof EngineStartError) throw new CliError(e.message.split('\n')[0]!, e.exitCode);
+            throw e;
+          }
+          return runEngine(args);
+        }),
+      );
+  },
+};

@@ -1,0 +1,61 @@
+import { Option } from "commander";
+import { loadTopology } from "../../load/index.js";
+import { plan } from "../../plan/plan.js";
+import { EmptyActualSource, FileActualSource, type ActualSource } from "../../plan/actual.js";
+import { PLAN_FORMATS, renderPlan, type PlanFormat } from "../../render/index.js";
+import { action, EXIT, type CliCommand } from "../registry.js";
+import { writeOutput } from "../output.js";
+
+/** Options of `flexbso plan`, as commander parses them. */
+export interface PlanCliOptions {
+  actual?: string;
+  format: PlanFormat;
+  out?: string;
+  dpu?: string[];
+  stack?: string[];
+}
+
+/**
+ * Picks where the actual state comes from. Replace this hook (e.g. to ask each DPU's
+ * agent when `--actual` is absent) with {@link setActualSourceFactory}.
+ */
+export type ActualSourceFactory = (opts: PlanCliOptions) => ActualSource;
+
+let actualSourceFactory: ActualSourceFactory = (opts) =>
+  opts.actual !== undefined ? new FileActualSource(opts.actual) : new EmptyActualSource();
+
+/** Installs the function that decides where `plan` reads the actual state. */
+export function setActualSourceFactory(factory: ActualSourceFactory): void {
+  actualSourceFactory = factory;
+}
+
+/** `flexbso plan TOPOLOGY [--actual FILE] [--format text|markdown|json] [--out FILE] [--dpu NAME...]` */
+export const planCommand: CliCommand = {
+  name: "plan",
+  summary: "show what apply would change, with each change's class (in-place, online, destructive)",
+  define(cmd) {
+    cmd
+      .argument("<topology>", "YAML topology, cdk.tf.json, or cdktf output directory (cdktf.out)")
+      .option("--actual <file>", "actual state as a canonical Desired JSON file (default: nothing exists yet)")
+      .option("--stack <name...>", "with a cdktf output directory: only these stacks")
+      .addOption(new Option("--format <format>", "output format").choices([...PLAN_FORMATS]).default("text"))
+      .option("--out <file>", "also save the plan as JSON to FILE, for `flexbso apply FILE` (like terraform plan -out; written only on success)")
+      .option("--dpu <name...>", "plan only these DPUs")
+      .addHelpText("after", "\nExit codes: 0 no changes, 2 changes present, 1 error (like terraform plan -detailed-exitcode).")
+      .action(
+        action(async (topology: string, opts: PlanCliOptions) => {
+          const desired = loadTopology(topology, opts.stack ? { stacks: opts.stack } : {});
+          const actual = await actualSourceFactory(opts).read(desired);
+          const p = plan(desired, actual.desired, {
+            ...(opts.dpu ? { dpus: opts.dpu } : {}),
+            ...(actual.generations ? { generations: actual.generations } : {}),
+          });
+          // Like terraform's -out: the saved plan is always the JSON model (what apply
+          // reads back and checks for staleness); the chosen format still prints.
+          if (opts.out !== undefined) writeOutput(opts.out, renderPlan(p, "json"));
+          writeOutput(undefined, renderPlan(p, opts.format));
+          return p.steps.length > 0 ? EXIT.changes : EXIT.ok;
+        }),
+      );
+  },
+};

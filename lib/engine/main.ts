@@ -1,0 +1,319 @@
+/**
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * the software-DPU target process. It creates the C engine (reactor threads;
+ * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
+ * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
+ * stops it cleanly: stop accepting RPCs, finish the ones in flight, destroy
+ * the engine (exports disconnect, bdevs are deleted), unlink the socket.
+ *
+ * It refuses to start when a live engine answers on the socket path and takes
+ * over a stale socket file left by one that died.
+ *
+ * @module
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+import type { EngineContext } from './context';
+import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from './log';
+import { ENGINE_METHODS } from './methods';
+import { loadNative, packageRoot, type NativeEngine } from './native';
+import { RpcDispatcher } from './rpc/dispatcher';
+import { RpcSocketServer } from './rpc/server';
+
+/** Parsed command line of `flexbso engine`. */
+export interface EngineArgs {
+  /** Unix socket the JSON-RPC server listens on. */
+  readonly rpcSocket: string;
+  /** Reactor threads. @default 1 */
+  readonly reactors: number;
+  /** Busy-poll window of an idle reactor before it sleeps, µs. @default 20 */
+  readonly pollUs: number;
+  /** @default "info" */
+  readonly logLevel: LogLevel;
+}
+
+/**
+ * Default busy-poll window, µs: long enough to catch the next request of a
+ * QD1 client without a sleep/wake cycle (an idle vCPU here wakes slowly),
+ * short enough that an idle engine still sleeps (< 1% of a core).
+ */
+export const DEFAULT_POLL_US = 20;
+
+/** Usage text of `flexbso engine`. */
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level error|warn|info|debug]
+
+Runs the software-DPU storage engine in the foreground and serves SPDK-style
+JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
+  --rpc-socket PATH   unix socket to serve (required)
+  --reactors N        reactor threads, 1..256 (default 1)
+  --poll-us N         busy-poll window before an idle reactor sleeps, microseconds (default 20;
+                      it hides the slow wake-up of an idle vCPU and costs nothing when idle)
+  --log-level L       error, warn, info or debug (default info); logs are JSON lines on stderr
+Stops cleanly on SIGTERM or SIGINT.`;
+
+/** A command line or startup problem, with a stable code and an exit status. */
+export class EngineStartError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  constructor(code: string, message: string, exitCode = 1, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'EngineStartError';
+    this.code = code;
+    this.exitCode = exitCode;
+  }
+}
+
+function intArg(flag: string, v: string | number | undefined, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  const text = String(v);
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new EngineStartError('EUSAGE', `${flag} takes an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, 2);
+  }
+  return Number(text);
+}
+
+/** Options as a command line parser hands them over (strings, unvalidated). */
+export interface RawEngineArgs {
+  readonly rpcSocket?: string;
+  readonly reactors?: string | number;
+  readonly pollUs?: string | number;
+  readonly logLevel?: string;
+}
+
+/** Validates raw options into {@link EngineArgs}. Throws {@link EngineStartError} (exit 2). */
+export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
+  if (raw.rpcSocket === undefined || raw.rpcSocket === '') {
+    throw new EngineStartError('EUSAGE', `--rpc-socket is required\n${ENGINE_USAGE}`, 2);
+  }
+  const rpcSocket = path.resolve(raw.rpcSocket);
+  // sockaddr_un.sun_path holds 107 bytes plus the terminating NUL.
+  if (Buffer.byteLength(rpcSocket) > 107) {
+    throw new EngineStartError('EUSAGE', `--rpc-socket path is ${Buffer.byteLength(rpcSocket)} bytes; unix sockets allow 107: use a shorter path`, 2);
+  }
+  const logLevel = raw.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new EngineStartError('EUSAGE', `--log-level takes one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`, 2);
+  }
+  return {
+    rpcSocket,
+    reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
+    pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** Parses `flexbso engine` arguments (flags as `--x V` or `--x=V`). Throws {@link EngineStartError} (exit 2). */
+export function parseEngineArgs(argv: readonly string[]): EngineArgs {
+  const raw: { -readonly [K in keyof RawEngineArgs]: string } = {};
+  const keys: Readonly<Record<string, keyof RawEngineArgs>> = {
+    '--rpc-socket': 'rpcSocket',
+    '--reactors': 'reactors',
+    '--poll-us': 'pollUs',
+    '--log-level': 'logLevel',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const key = keys[flag];
+    if (key === undefined) throw new EngineStartError('EUSAGE', `unknown argument ${JSON.stringify(a)}\n${ENGINE_USAGE}`, 2);
+    const v = eq > 0 && a.startsWith('--') ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined) throw new EngineStartError('EUSAGE', `${flag} needs a value\n${ENGINE_USAGE}`, 2);
+    raw[key] = v;
+  }
+  return resolveEngineArgs(raw);
+}
+
+/** Resolves true when something accepts connections on the unix socket `p`. */
+function socketIsLive(p: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection({ path: p });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT') resolve(false);
+      else reject(e);
+    });
+  });
+}
+
+/**
+ * Makes `p` free for listening: absent is fine; a stale socket (nothing
+ * accepts) is removed; a live socket or a non-socket file is refused.
+ */
+export async function claimSocketPath(p: string, log: Logger): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (!fs.existsSync(path.dirname(p))) {
+        throw new EngineStartError('ENOENT', `the directory of --rpc-socket ${p} does not exist; create it first`);
+      }
+      return;
+    }
+    throw new EngineStartError('EIO', `cannot inspect --rpc-socket ${p}: ${(e as Error).message}`, 1, e);
+  }
+  if (!st.isSocket()) {
+    throw new EngineStartError('EEXIST', `--rpc-socket ${p} exists and is not a socket; remove it or choose another path`);
+  }
+  if (await socketIsLive(p)) {
+    throw new EngineStartError(
+      'EADDRINUSE',
+      `another engine is serving ${p} (it accepts connections); stop it first or choose another --rpc-socket`,
+    );
+  }
+  fs.unlinkSync(p);
+  log.warn('removed a stale rpc socket left by an engine that is gone', { path: p });
+}
+
+function readVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+}
+
+/** A running engine process: its RPC server and native engine. */
+export interface RunningEngine {
+  readonly args: EngineArgs;
+  /** Stops cleanly (idempotent): RPCs, then the engine, then the socket file. */
+  stop(reason: string): Promise<void>;
+}
+
+/**
+ * Creates the engine and serves RPCs on args.rpcSocket. Resolves once the
+ * socket accepts connections. Throws {@link EngineStartError}.
+ */
+export async function startEngine(args: EngineArgs, log: Logger): Promise<RunningEngine> {
+  await claimSocketPath(args.rpcSocket, log);
+  const native = loadNative();
+  const engineLog = log.child({ src: 'engine' });
+  let engine: NativeEngine;
+  try {
+    engine = new native.Engine({
+      reactors: args.reactors,
+      pollUs: args.pollUs,
+      log: (level, message) => engineLog[engineLogLevel(level)](message),
+    });
+  } catch (e) {
+    throw new EngineStartError('EENGINE', `the engine did not start: ${(e as Error).message}`, 1, e);
+  }
+  const dispatcherRef: { names: () => readonly string[] } = { names: () => [] };
+  const ctx: EngineContext = {
+    engine,
+    native,
+    info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket },
+    methodNames: () => dispatcherRef.names(),
+    fileBdevMethod: new Map(),
+    mallocCounter: 0,
+  };
+  const dispatcher = new RpcDispatcher(ENGINE_METHODS, ctx, log.child({ src: 'rpc' }));
+  dispatcherRef.names = () => dispatcher.names();
+  const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
+  try {
+    await server.listen(args.rpcSocket);
+  } catch (e) {
+    engine.destroy();
+    throw new EngineStartError('ELISTEN', `cannot listen on ${args.rpcSocket}: ${(e as Error).message}`, 1, e);
+  }
+  const ino = fs.statSync(args.rpcSocket).ino;
+  log.info('engine ready', {
+    rpc_socket: args.rpcSocket,
+    reactors: engine.reactorCount(),
+    poll_us: args.pollUs,
+    version: ctx.info.version,
+    pid: process.pid,
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info('engine stopping', { reason });
+      await server.close();
+      engine.destroy();
+      // Let the engine's last log lines (queued from its threads) reach the logger.
+      await new Promise((r) => setTimeout(r, 20));
+      // Node removes the socket file on close; make sure ours is gone and
+      // never remove a file another process put there since.
+      try {
+        if (fs.statSync(args.rpcSocket).ino === ino) fs.unlinkSync(args.rpcSocket);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      log.info('engine stopped', { reason });
+    })();
+    return stopping;
+  };
+  return { args, stop };
+}
+
+/**
+ * Runs the engine until SIGTERM/SIGINT and resolves with the exit status:
+ * 0 after a clean stop, 1 when it could not start or stop cleanly.
+ */
+export async function runEngine(args: EngineArgs): Promise<number> {
+  const log = createLogger({ level: args.logLevel, fields: { component: 'flexbso-engine' } });
+  let running: RunningEngine;
+  try {
+    running = await startEngine(args, log);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    log.error('engine failed to start', { code: err.code, error: err.message });
+    return e instanceof EngineStartError ? e.exitCode : 1;
+  }
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        log.error('second signal during shutdown; exiting now', { signal: sig });
+        process.exit(1);
+      }
+      running.stop(sig).then(
+        () => resolve(0),
+        (e: unknown) => {
+          log.error('engine stop failed', { error: e });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    // A bug in the JS layer: say so in the log, stop the engine, exit 1.
+    process.on('uncaughtException', (e) => {
+      log.error('uncaught exception; stopping', { error: e, stack: e.stack });
+      setTimeout(() => process.exit(1), 5000).unref();
+      running.stop('uncaughtException').finally(() => process.exit(1));
+    });
+  });
+}
+
+/** `node dist/lib/engine/main.js ARGS`: parses ARGS, runs, resolves with the exit status (2 on usage errors). */
+export async function runEngineCommand(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${ENGINE_USAGE}\n`);
+    return 0;
+  }
+  let args: EngineArgs;
+  try {
+    args = parseEngineArgs(argv);
+  } catch (e) {
+    process.stderr.write(`flexbso engine: ${(e as Error).message}\n`);
+    return e instanceof EngineStartError ? e.exitCode : 2;
+  }
+  return runEngine(args);
+}
+
+if (require.main === module) {
+  runEngineCommand(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`flexbso engine: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,144 @@
+/**
+ * JSON-RPC 2.0 request handling with SPDK's rules: `jsonrpc` may be absent
+ * but if present must be "2.0"; `id` is a string, number or null; a request
+ * without `id` is a notification and gets no answer; `params` is an object
+ * (or absent/null); a batch (array) is answered with an array. Params are
+ * validated per method before the handler runs.
+ *
+ * @module
+ */
+import { fromEngineError, RpcErrorCode, RpcFailure } from './failure';
+import { ParamsValidator, type ParamsSpec } from './params';
+import type { Logger } from '../log';
+
+/** A method of the table: its name, params and handler. */
+export interface RpcMethod<C> {
+  readonly name: string;
+  /** One line, shown by `rpc_get_methods`-style listings and docs. */
+  readonly description: string;
+  readonly params: ParamsSpec;
+  /** Runs with params that passed validation; may return a promise. Throws {@link RpcFailure}. */
+  readonly handler: (params: Record<string, unknown>, ctx: C) => unknown;
+}
+
+/**
+ * Declares a method whose handler sees typed params `P` (the params spec is
+ * what guarantees them).
+ */
+export function defineMethod<P, C>(m: {
+  readonly name: string;
+  readonly description: string;
+  readonly params: ParamsSpec;
+  readonly handler: (params: P, ctx: C) => unknown;
+}): RpcMethod<C> {
+  return m as unknown as RpcMethod<C>;
+}
+
+/** Methods that change the target (logged at info level). */
+const MUTATING = /_(create|delete|add|remove|inject_error)$/;
+
+/** A JSON-RPC response object. */
+export type RpcResponse =
+  | { jsonrpc: '2.0'; id: string | number | null; result: unknown }
+  | { jsonrpc: '2.0'; id: string | number | null; error: { code: number; message: string; data?: unknown } };
+
+/** Builds an error response. */
+export function errorResponse(id: string | number | null, f: RpcFailure): RpcResponse {
+  const error: { code: number; message: string; data?: unknown } = { code: f.code, message: f.message };
+  if (f.data !== undefined) error.data = f.data;
+  return { jsonrpc: '2.0', id, error };
+}
+
+interface Entry<C> {
+  readonly method: RpcMethod<C>;
+  readonly validator: ParamsValidator;
+}
+
+/** Dispatches parsed JSON values to a method table. */
+export class RpcDispatcher<C> {
+  private readonly table = new Map<string, Entry<C>>();
+
+  constructor(
+    methods: readonly RpcMethod<C>[],
+    private readonly ctx: C,
+    private readonly log: Logger,
+  ) {
+    for (const m of methods) {
+      if (this.table.has(m.name)) throw new Error(`RPC method ${m.name} is defined twice`);
+      this.table.set(m.name, { method: m, validator: new ParamsValidator(m.name, m.params) });
+    }
+  }
+
+  /** Method names, sorted. */
+  names(): string[] {
+    return [...this.table.keys()].sort();
+  }
+
+  /**
+   * Handles one top-level value read from a connection: a request object or a
+   * batch array. Resolves with what to send back, or undefined for nothing
+   * (notifications only). Never rejects.
+   */
+  async handle(value: unknown): Promise<RpcResponse | RpcResponse[] | undefined> {
+    if (!Array.isArray(value)) return this.handleOne(value);
+    if (value.length === 0) {
+      return errorResponse(null, new RpcFailure(RpcErrorCode.INVALID_REQUEST, 'Invalid request: empty batch array'));
+    }
+    const out: RpcResponse[] = [];
+    for (const v of value) {
+      const r = await this.handleOne(v);
+      if (r !== undefined) out.push(r);
+    }
+    return out.length > 0 ? out : undefined;
+  }
+
+  private async handleOne(req: unknown): Promise<RpcResponse | undefined> {
+    const invalid = (why: string): RpcResponse =>
+      errorResponse(null, new RpcFailure(RpcErrorCode.INVALID_REQUEST, `Invalid request: ${why}`));
+    if (typeof req !== 'object' || req === null || Array.isArray(req)) return invalid('a request must be a JSON object');
+    const r = req as Record<string, unknown>;
+    if ('jsonrpc' in r && r['jsonrpc'] !== '2.0') return invalid('"jsonrpc" must be "2.0"');
+    const id = r['id'];
+    const hasId = 'id' in r;
+    if (hasId && id !== null && typeof id !== 'string' && typeof id !== 'number') {
+      return invalid('"id" must be a string, a number or null');
+    }
+    if (typeof r['method'] !== 'string') return invalid('"method" must be a string');
+    const params = r['params'];
+    if (params !== undefined && params !== null && typeof params !== 'object') {
+      return invalid('"params" must be an object');
+    }
+    const name = r['method'];
+    const rid = hasId ? (id as string | number | null) : null;
+    const started = process.hrtime.bigint();
+    let response: RpcResponse;
+    const entry = this.table.get(name);
+    if (entry === undefined) {
+      response = errorResponse(
+        rid,
+        new RpcFailure(
+          RpcErrorCode.METHOD_NOT_FOUND,
+          `Method not found: '${name}'. Fix: call rpc_get_methods for the methods this target has.`,
+        ),
+      );
+    } else {
+      try {
+        const checked = entry.validator.check(params);
+        const result = await entry.method.handler(checked, this.ctx);
+        response = { jsonrpc: '2.0', id: rid, result: result === undefined ? null : result };
+      } catch (e) {
+        response = errorResponse(rid, e instanceof RpcFailure ? e : fromEngineError(e));
+      }
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if ('error' in response) {
+      this.log.warn('rpc failed', { method: name, id: rid, ms, code: response.error.code, message: response.error.message });
+    } else if (MUTATING.test(name)) {
+      // Changes to the stack are worth a line at the default level.
+      this.log.info('rpc', { method: name, id: rid, ms, params: params ?? {} });
+    } else {
+      this.log.debug('rpc', { method: name, id: rid, ms });
+    }
+    return hasId ? response : undefined;
+  }
+}

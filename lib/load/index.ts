@@ -1,0 +1,101 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
+import { buildDesired, byLocation } from "../model/build.js";
+import { TopologyError } from "../model/errors.js";
+import type { Desired, Diagnostic } from "../model/types.js";
+import { validateDesired } from "../model/validate.js";
+import { loadCdktfJson } from "./cdktf.js";
+import { loadYaml, type Loaded } from "./yaml.js";
+
+/** Options for {@link loadTopology}. */
+export interface LoadOptions {
+  /** Name to show for the file in locations. Default: the path as given. */
+  displayName?: string;
+  /** For a cdktf output directory: load only these stacks. Default: every stack in the manifest. */
+  stacks?: readonly string[];
+}
+
+/**
+ * Loads a topology into its canonical Desired document.
+ *
+ * `path` may be a YAML topology (`.yaml`/`.yml`), a synthesized `cdk.tf.json`, a cdktf
+ * output directory (every stack in its `manifest.json`), a stack directory holding a
+ * `cdk.tf.json`, or a canonical Desired JSON document (`{"formatVersion": 1, ...}`).
+ *
+ * @throws TopologyError listing every problem found (file:line:col for YAML, construct
+ *   path for CDKTF), including an unreadable or missing file.
+ */
+export function loadTopology(path: string, options: LoadOptions = {}): Desired {
+  const display = options.displayName ?? path;
+  const loaded = loadAny(path, display, options.stacks);
+  if (loaded.desired) return loaded.desired;
+  const diagnostics: Diagnostic[] = [...loaded.diagnostics];
+  let desired: Desired | undefined;
+  try {
+    desired = buildDesired(loaded.raws);
+  } catch (e) {
+    if (!(e instanceof TopologyError)) throw e;
+    diagnostics.push(...e.diagnostics);
+  }
+  if (diagnostics.length > 0) throw new TopologyError(diagnostics.sort(byLocation), `invalid topology ${display}`);
+  return desired!;
+}
+
+function loadAny(path: string, display: string, stacks: readonly string[] | undefined): Loaded & { desired?: Desired } {
+  const fail = (code: string, message: string): never => {
+    throw new TopologyError([{ code, message, source: { file: display } }], `cannot load topology ${display}`);
+  };
+  if (!existsSync(path)) fail("file-not-found", `no such file or directory: ${display}`);
+  if (statSync(path).isDirectory()) return loadDirectory(path, display, stacks, fail);
+  const text = readText(path, display, fail);
+  const ext = extname(path).toLowerCase();
+  if (ext === ".yaml" || ext === ".yml") return loadYaml(text, display);
+  if (ext === ".json") {
+    if (/"formatVersion"\s*:/.test(text.slice(0, 200)) && !/"resource"\s*:/.test(text)) {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch (e) {
+        return fail("json-syntax", `not valid JSON: ${(e as Error).message}`);
+      }
+      return { raws: [], diagnostics: [], desired: validateDesired(doc, display) };
+    }
+    return loadCdktfJson(text, display);
+  }
+  return fail("unknown-format", `cannot tell the format of ${display}: expected a .yaml/.yml topology, a cdk.tf.json, or a cdktf output directory`);
+}
+
+function loadDirectory(dir: string, display: string, stacks: readonly string[] | undefined, fail: (code: string, message: string) => never): Loaded {
+  const manifestPath = join(dir, "manifest.json");
+  if (existsSync(manifestPath)) {
+    let manifest: { stacks?: Record<string, { synthesizedStackPath?: string }> };
+    try {
+      manifest = JSON.parse(readText(manifestPath, join(display, "manifest.json"), fail));
+    } catch (e) {
+      return fail("json-syntax", `${join(display, "manifest.json")} is not valid JSON: ${(e as Error).message}`);
+    }
+    const out: Loaded = { raws: [], diagnostics: [] };
+    const all = Object.keys(manifest.stacks ?? {});
+    const unknown = (stacks ?? []).filter((s) => !all.includes(s));
+    if (unknown.length > 0) return fail("unknown-stack", `no stack ${unknown.map((s) => `'${s}'`).join(", ")} in ${display} (stacks: ${all.sort().join(", ")})`);
+    for (const [stack, entry] of Object.entries(manifest.stacks ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (stacks && !stacks.includes(stack)) continue;
+      const rel = entry.synthesizedStackPath ?? join("stacks", stack, "cdk.tf.json");
+      const one = loadCdktfJson(readText(join(dir, rel), join(display, rel), fail), join(display, rel));
+      out.raws.push(...one.raws);
+      out.diagnostics.push(...one.diagnostics);
+    }
+    return out;
+  }
+  const stackFile = join(dir, "cdk.tf.json");
+  if (existsSync(stackFile)) return loadCdktfJson(readText(stackFile, join(display, "cdk.tf.json"), fail), join(display, "cdk.tf.json"));
+  return fail("unknown-format", `${display} is a directory without manifest.json or cdk.tf.json; run 'npx cdktf synth' first or pass a YAML topology`);
+}
+
+function readText(path: string, display: string, fail: (code: string, message: string) => never): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    return fail("unreadable", `cannot read ${display}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}

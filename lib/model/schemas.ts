@@ -1,0 +1,229 @@
+import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
+import { didYouMean } from "./suggest.js";
+import { parseSize } from "./units.js";
+import type { Kind } from "./types.js";
+
+/**
+ * JSON Schemas of the per-kind spec as users write it (sizes may be strings such as
+ * "64GiB"). Canonical specs are valid input too, so the same schemas check documents that
+ * arrive over the wire. Defaults and rules that span fields live in kinds.ts.
+ */
+
+/** Names of DPUs and resources: they appear in addresses, socket and file names. */
+export const NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
+const name = { type: "string", pattern: NAME_PATTERN };
+const size = { flexSize: true };
+const blockSize = { enum: [512, 4096] };
+
+export const SPEC_SCHEMAS: Record<Kind, object> = {
+  dpu: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      agent: {
+        type: "object",
+        additionalProperties: false,
+        properties: {
+          endpoint: { type: "string", pattern: "^https?://[^\\s/]+(/\\S*)?$" },
+          tokenFile: { type: "string", minLength: 1 },
+        },
+      },
+      backend: { enum: ["native", "snap"] },
+      pfs: { type: "integer", minimum: 1, maximum: 32 },
+      vfsPerPf: { type: "integer", minimum: 0, maximum: 1024 },
+    },
+  },
+  function: {
+    type: "object",
+    additionalProperties: false,
+    required: ["volume"],
+    properties: {
+      pf: { type: "integer", minimum: 0, maximum: 31 },
+      vf: { type: "integer", minimum: 0, maximum: 1023 },
+      emulation: { enum: ["virtio-blk", "nvme"] },
+      transport: { enum: ["vhost-user-blk", "nbd"] },
+      volume: name,
+      qos: {
+        type: "object",
+        additionalProperties: false,
+        properties: {
+          iops: { type: "integer", minimum: 0 },
+          mbps: { type: "integer", minimum: 0 },
+        },
+      },
+      tenant: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$" },
+    },
+  },
+  malloc: {
+    type: "object",
+    additionalProperties: false,
+    required: ["size"],
+    properties: { size, blockSize },
+  },
+  null: {
+    type: "object",
+    additionalProperties: false,
+    required: ["size"],
+    properties: { size, blockSize },
+  },
+  file: {
+    type: "object",
+    additionalProperties: false,
+    required: ["path", "size"],
+    properties: {
+      path: { type: "string", minLength: 1, maxLength: 4096 },
+      size,
+      blockSize,
+      directIo: { type: "boolean" },
+    },
+  },
+  raid: {
+    type: "object",
+    additionalProperties: false,
+    required: ["level", "members"],
+    properties: {
+      level: { enum: [0, 1, 5, 10] },
+      members: { type: "array", items: name, minItems: 1 },
+      stripSize: size,
+      safeRead: { enum: ["off", "verify", "repair"] },
+    },
+  },
+  compress: {
+    type: "object",
+    additionalProperties: false,
+    required: ["base"],
+    properties: {
+      base: name,
+      algorithm: { enum: ["deflate", "lz4"] },
+      level: { type: "integer", minimum: 1, maximum: 9 },
+      engine: { enum: ["auto", "cpu", "doca", "gpu"] },
+      chunkSize: size,
+    },
+  },
+};
+
+/** A schema problem, before the caller attaches an address and a location. */
+export interface SchemaProblem {
+  code: string;
+  /** Path segments inside the spec (keys and array indexes). */
+  path: (string | number)[];
+  message: string;
+}
+
+let compiled: Map<Kind, ValidateFunction> | undefined;
+
+function validators(): Map<Kind, ValidateFunction> {
+  if (compiled) return compiled;
+  const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
+  ajv.addKeyword({
+    keyword: "flexSize",
+    schemaType: "boolean",
+    errors: true,
+    validate: function flexSize(_schema: boolean, data: unknown): boolean {
+      return parseSize(data) !== undefined;
+    },
+  });
+  compiled = new Map();
+  for (const [kind, schema] of Object.entries(SPEC_SCHEMAS)) compiled.set(kind as Kind, ajv.compile(schema));
+  return compiled;
+}
+
+/** Checks one spec in user form against its kind's schema; returns every problem, mapped to plain words. */
+export function checkSpecSchema(kind: Kind, spec: unknown): SchemaProblem[] {
+  const validate = validators().get(kind)!;
+  if (validate(spec)) return [];
+  return friendlyErrors(validate.errors ?? [], kind);
+}
+
+function friendlyErrors(errors: ErrorObject[], kind: Kind): SchemaProblem[] {
+  const out: SchemaProblem[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    const path = e.instancePath.split("/").slice(1).map(unescapePointer);
+    const problem = describe(e, path, kind);
+    const key = `${problem.path.join(".")}\0${problem.message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(problem);
+    }
+  }
+  return out;
+}
+
+function describe(e: ErrorObject, path: (string | number)[], kind: Kind): SchemaProblem {
+  const got = (value: unknown) => ` (got ${JSON.stringify(value)})`;
+  switch (e.keyword) {
+    case "additionalProperties": {
+      const extra = String(e.params["additionalProperty"]);
+      const allowed = Object.keys(propertiesAt(kind, path));
+      return {
+        code: "unknown-field",
+        path: [...path, extra],
+        message: `unknown field '${extra}'${didYouMean(extra, allowed)} (allowed: ${allowed.join(", ")})`,
+      };
+    }
+    case "required": {
+      const field = String(e.params["missingProperty"]);
+      return { code: "missing-field", path: [...path, field], message: `missing required field '${field}'` };
+    }
+    case "enum":
+      return {
+        code: "not-allowed",
+        path,
+        message: `must be one of ${(e.params["allowedValues"] as unknown[]).map((v) => JSON.stringify(v)).join(", ")}${got(e.data)}`,
+      };
+    case "type":
+      return { code: "wrong-type", path, message: `must be ${article(String(e.params["type"]))}${got(e.data)}` };
+    case "minimum":
+    case "maximum":
+      return {
+        code: "out-of-range",
+        path,
+        message: `must be ${e.keyword === "minimum" ? ">=" : "<="} ${String(e.params["limit"])}${got(e.data)}`,
+      };
+    case "minItems":
+      return { code: "too-few", path, message: `needs at least ${String(e.params["limit"])} item(s)` };
+    case "minLength":
+      return { code: "empty", path, message: "must not be empty" };
+    case "maxLength":
+      return { code: "too-long", path, message: `must be at most ${String(e.params["limit"])} characters` };
+    case "pattern":
+      return { code: "bad-format", path, message: patternMessage(String(e.params["pattern"]), e.data) };
+    case "flexSize":
+      return {
+        code: "bad-size",
+        path,
+        message: `must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB"${got(e.data)}`,
+      };
+    default:
+      return { code: "schema", path, message: e.message ?? "is invalid" };
+  }
+}
+
+function patternMessage(pattern: string, data: unknown): string {
+  if (pattern === NAME_PATTERN) {
+    return `must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (got ${JSON.stringify(data)})`;
+  }
+  if (pattern.startsWith("^https?")) return `must be an http:// or https:// URL (got ${JSON.stringify(data)})`;
+  return `must match ${pattern} (got ${JSON.stringify(data)})`;
+}
+
+function article(type: string): string {
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+}
+
+/** The `properties` of the (nested) object schema at `path` (used for "allowed fields"). */
+function propertiesAt(kind: Kind, path: (string | number)[]): Record<string, unknown> {
+  let schema = SPEC_SCHEMAS[kind] as { properties?: Record<string, unknown> };
+  for (const segment of path) {
+    const next = schema.properties?.[String(segment)];
+    if (next === undefined) return {};
+    schema = next as { properties?: Record<string, unknown> };
+  }
+  return schema.properties ?? {};
+}
+
+function unescapePointer(segment: string): string | number {
+  const s = segment.replace(/~1/g, "/").replace(/~0/g, "~");
+  return /^\d+$/.test(s) ? Number(s) : s;
+}

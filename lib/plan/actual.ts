@@ -1,0 +1,51 @@
+import { readFileSync } from "node:fs";
+import { TopologyError } from "../model/errors.js";
+import type { Desired } from "../model/types.js";
+import { validateDesired } from "../model/validate.js";
+
+/** The actual state of the DPUs a plan covers, and the generation each was read at. */
+export interface ActualState {
+  desired: Desired;
+  generations?: Record<string, number>;
+}
+
+/**
+ * Where `plan` gets the actual state. The CLI uses {@link FileActualSource} for
+ * `--actual FILE`; an agent-backed source (asking each DPU's agent for `topology.get`)
+ * implements the same interface.
+ */
+export interface ActualSource {
+  /** @param desired the desired topology, so a source can tell which DPUs/agents to ask */
+  read(desired: Desired): Promise<ActualState>;
+}
+
+/** Nothing exists yet: every desired resource is created. */
+export class EmptyActualSource implements ActualSource {
+  async read(): Promise<ActualState> {
+    return { desired: { formatVersion: 1, resources: [] } };
+  }
+}
+
+/** A canonical Desired JSON file (e.g. saved `flexbso show --json` output). */
+export class FileActualSource implements ActualSource {
+  constructor(private readonly path: string) {}
+
+  async read(): Promise<ActualState> {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (e) {
+      throw new TopologyError(
+        [{ code: "file-not-found", message: `cannot read actual state ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, source: { file: this.path } }],
+        "cannot load actual state",
+      );
+    }
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw new TopologyError([{ code: "json-syntax", message: `not valid JSON: ${(e as Error).message}`, source: { file: this.path } }], "cannot load actual state");
+    }
+    return { desired: validateDesired(doc, this.path) };
+  }
+}

@@ -1,0 +1,100 @@
+import type { Kind, Spec } from "../model/types.js";
+
+/** Plan JSON format version; bump the minor for additions, the major for breaking changes. */
+export const PLAN_FORMAT_VERSION = "1.0";
+
+/**
+ * What a change means for data and for the guest:
+ * - `in-place`: applied live, nothing moves (qos, safeRead mode, tenant, ...);
+ * - `online`: applied live with the guest running, possibly with background work
+ *   (rebuild onto a new RAID member, mirror a volume then switch); data is kept;
+ * - `destructive`: deletes or re-initializes data. `apply` refuses it without `--allow-data-loss`.
+ */
+export type ChangeClass = "in-place" | "online" | "destructive";
+
+/** Terraform-style actions: a replace is `["delete", "create"]`. */
+export type Action = "create" | "update" | "delete" | "no-op";
+
+/** One changed field of a resource's spec. */
+export interface FieldChange {
+  /** Dotted path in the spec, e.g. `level`, `qos.iops`, `members`. */
+  field: string;
+  /** Absent when the field did not exist before. */
+  before?: unknown;
+  after?: unknown;
+  class: ChangeClass;
+  /** True when this field alone forces delete-then-create. */
+  replace: boolean;
+  /** Why the field has this class, in words an operator reads in a PR. */
+  reason: string;
+}
+
+/** One resource's entry in {@link Plan.resource_changes}. */
+export interface ResourceChange {
+  address: string;
+  dpu: string;
+  kind: Kind;
+  name: string;
+  change: {
+    actions: ["create"] | ["update"] | ["delete"] | ["delete", "create"] | ["no-op"];
+    /** Canonical spec in the actual state, or null when created. */
+    before: Spec | null;
+    /** Canonical spec in the desired state, or null when deleted. */
+    after: Spec | null;
+  };
+  /** Worst class among the changes; null for create and no-op. */
+  change_class: ChangeClass | null;
+  /** Changed fields (update and replace); empty otherwise. */
+  field_changes: FieldChange[];
+  /** Why a delete/replace happens when no field of its own changed (e.g. a base bdev is replaced). */
+  reason?: string;
+}
+
+/** One executable step; an apply executor runs `steps` in order. */
+export interface PlanStep {
+  /** 0-based position in execution order. */
+  index: number;
+  address: string;
+  dpu: string;
+  kind: Kind;
+  name: string;
+  action: "create" | "update" | "delete";
+  /** This step is half of a replace (its delete or its create). */
+  replace: boolean;
+  change_class: ChangeClass | null;
+  before: Spec | null;
+  after: Spec | null;
+  /** For updates: the changed fields, so the executor can pick the operation. */
+  field_changes: FieldChange[];
+}
+
+/** Counts as Terraform counts them: a replace adds one and destroys one. */
+export interface PlanSummary {
+  add: number;
+  change: number;
+  destroy: number;
+}
+
+/** The plan document: JSON-serializable, rendered to text/markdown by lib/render. */
+export interface Plan {
+  format_version: typeof PLAN_FORMAT_VERSION;
+  /** Sorted by address; includes no-op entries. */
+  resource_changes: ResourceChange[];
+  /** Execution order: creates bottom-up, deletes top-down, per DPU. */
+  steps: PlanStep[];
+  summary: PlanSummary;
+  /** True when any change is destructive: apply then needs `--allow-data-loss`. */
+  destructive: boolean;
+  /** DPUs the plan covers, sorted. */
+  dpus: string[];
+  /** Each agent's state generation the actual state was read at (stale-plan check). */
+  generations?: Record<string, number>;
+}
+
+/** Options of {@link plan}. */
+export interface PlanOptions {
+  /** Restrict the plan to these DPUs (both sides are filtered). */
+  dpus?: readonly string[];
+  /** Recorded into the plan: generation of each DPU's actual state. */
+  generations?: Record<string, number>;
+}

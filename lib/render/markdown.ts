@@ -1,0 +1,39 @@
+import type { Plan, ResourceChange } from "../plan/types.js";
+import { renderResource, shownAction, summaryLine } from "./text.js";
+
+const ACTION_WORD = { create: "create", update: "update", replace: "replace", delete: "destroy" } as const;
+const SYMBOL = { create: "+", update: "~", replace: "-/+", delete: "-" } as const;
+
+/**
+ * Renders a plan for a pull-request comment: a summary heading, a warning when data would
+ * be destroyed, one table row per changed resource with its class and why, and the full
+ * text plan folded in a `diff` block. Derived only from the Plan JSON.
+ */
+export function renderMarkdown(plan: Plan): string {
+  const shown = plan.resource_changes.filter((c) => shownAction(c) !== undefined);
+  if (shown.length === 0) return "### FlexBSO plan: no changes\n\nThe DPUs match the topology.\n";
+  const out = [`### FlexBSO plan: ${summaryLine(plan).replace(/^Plan: /, "").replace(/\.$/, "")}`, ""];
+  const destructive = shown.filter((c) => c.change_class === "destructive").length;
+  if (destructive > 0) {
+    out.push("> [!CAUTION]", `> ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data: \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without \`--allow-data-loss\`.`, "");
+  }
+  out.push("| | Resource | Action | Class | Why |", "|---|---|---|---|---|");
+  for (const c of shown) {
+    const a = shownAction(c)!;
+    const cls = c.change_class === null ? "" : c.change_class === "destructive" ? "**destructive**" : c.change_class;
+    out.push(`| \`${SYMBOL[a]}\` | \`${c.address}\` | ${ACTION_WORD[a]} | ${cls} | ${cell(why(c))} |`);
+  }
+  out.push("", "<details><summary>Full plan</summary>", "", "```diff");
+  for (const c of shown) out.push(...renderResource(c), "");
+  out.push(summaryLine(plan), "```", "", "</details>");
+  return out.join("\n") + "\n";
+}
+
+function why(c: ResourceChange): string {
+  const fields = c.field_changes.map((f) => `${f.field}: ${f.reason}`);
+  return [...(c.reason !== undefined ? [c.reason] : []), ...fields].join("; ");
+}
+
+function cell(text: string): string {
+  return text.replace(/\|/g, "\\|").replace(/\n/g, " ");
+}

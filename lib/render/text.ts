@@ -1,0 +1,89 @@
+import { flatten } from "../plan/diff.js";
+import type { Plan, ResourceChange } from "../plan/types.js";
+import { formatValue } from "./values.js";
+
+/** Left margin symbol per action, right-aligned in three columns as Terraform does. */
+const SYMBOL = { create: "  +", update: "  ~", replace: "-/+", delete: "  -" } as const;
+type Shown = keyof typeof SYMBOL;
+
+/** Which of the four shown actions a change is (no-ops are not shown). */
+export function shownAction(c: ResourceChange): Shown | undefined {
+  const [first, second] = c.change.actions;
+  if (second !== undefined) return "replace";
+  return first === "no-op" ? undefined : first;
+}
+
+/** The `# address will be ...` headline. */
+export function headline(c: ResourceChange): string {
+  const loss = c.change_class === "destructive" ? " (destroys data)" : "";
+  switch (shownAction(c)) {
+    case "create":
+      return `${c.address} will be created`;
+    case "delete":
+      return `${c.address} will be destroyed${loss}`;
+    case "replace":
+      return `${c.address} must be replaced${loss}`;
+    default:
+      return `${c.address} will be updated ${c.change_class === "online" ? "online" : "in-place"}${loss}`;
+  }
+}
+
+/** Plan summary line, exactly as Terraform words it. */
+export function summaryLine(plan: Plan): string {
+  const { add, change, destroy } = plan.summary;
+  return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy.`;
+}
+
+/** One resource block (headline, symbol line, changed or all fields, closing brace). */
+export function renderResource(c: ResourceChange): string[] {
+  const action = shownAction(c)!;
+  const lines = [`  # ${headline(c)}`];
+  if (c.reason !== undefined && action !== "delete") lines.push(`  # (because ${c.reason})`);
+  lines.push(`${SYMBOL[action]} ${c.kind} "${c.address}" {`);
+  const body: [string, string, string][] = []; // symbol, field, rest
+  if (action === "create" || action === "delete") {
+    const spec = action === "create" ? c.change.after : c.change.before;
+    const sym = action === "create" ? "+" : "-";
+    for (const [field, value] of flatten(spec)) body.push([sym, field, formatValue(field, value)]);
+  } else {
+    for (const f of c.field_changes) {
+      const sym = f.before === undefined ? "+" : f.after === undefined ? "-" : "~";
+      const values = sym === "~" ? `${formatValue(f.field, f.before)} -> ${formatValue(f.field, f.after)}` : formatValue(f.field, sym === "+" ? f.after : f.before);
+      body.push([sym, f.field, `${values}  # ${f.replace ? "forces replacement; " : ""}${f.class}: ${f.reason}`]);
+    }
+  }
+  const width = Math.max(0, ...body.map(([, field]) => field.length));
+  for (const [sym, field, rest] of body) lines.push(`      ${sym} ${field.padEnd(width)} = ${rest}`);
+  if (action === "update" || action === "replace") {
+    const total = flatten(c.change.after).size;
+    const hidden = total - c.field_changes.filter((f) => f.after !== undefined).length;
+    if (hidden > 0) lines.push(`        # (${hidden} unchanged field${hidden === 1 ? "" : "s"} hidden)`);
+  }
+  if (action === "delete" && c.reason !== undefined) lines.push(`        # ${c.change_class}: ${c.reason}`);
+  lines.push("    }");
+  return lines;
+}
+
+/**
+ * Renders a plan the way `terraform plan` reads: a block per changed resource, the
+ * execution order, the summary line, and a warning when data would be destroyed.
+ * Derived only from the Plan JSON, so text and JSON cannot disagree.
+ */
+export function renderText(plan: Plan): string {
+  const shown = plan.resource_changes.filter((c) => shownAction(c) !== undefined);
+  if (shown.length === 0) return "No changes. The DPUs match the topology.\n";
+  const out: string[] = [
+    "FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):",
+    "",
+  ];
+  for (const c of shown) out.push(...renderResource(c), "");
+  out.push("Execution order:");
+  const width = String(plan.steps.length).length;
+  for (const s of plan.steps) out.push(`  ${String(s.index + 1).padStart(width)}. ${s.action.padEnd(6)} ${s.address}${s.replace ? " (replace)" : ""}`);
+  out.push("", summaryLine(plan));
+  const destructive = plan.resource_changes.filter((c) => c.change_class === "destructive").length;
+  if (destructive > 0) {
+    out.push("", `Warning: ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data; \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without --allow-data-loss.`);
+  }
+  return out.join("\n") + "\n";
+}

@@ -1,0 +1,55 @@
+/**
+ * The agent's bearer token: 32 random bytes, hex, in `<stateDir>/token` with mode 0600,
+ * created on first start. Compared in constant time.
+ */
+import { promises as fsp, constants as fsc } from "node:fs";
+import * as path from "node:path";
+import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
+import { fsyncDir } from "./atomic.js";
+
+/** File name of the token inside the state dir. */
+export const TOKEN_FILE = "token";
+
+/** Read the token in `stateDir`, creating it (0600) if it does not exist. */
+export async function ensureToken(stateDir: string): Promise<string> {
+  const file = path.join(stateDir, TOKEN_FILE);
+  try {
+    return await readToken(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  const token = randomBytes(32).toString("hex");
+  try {
+    const fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    try {
+      await fh.writeFile(token + "\n");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(stateDir);
+    return token;
+  } catch (e) {
+    // another process created it between our read and our create: use theirs
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return readToken(file);
+    throw e;
+  }
+}
+
+/** Read a token file (first line, trimmed). @throws if empty or unreadable */
+export async function readToken(file: string): Promise<string> {
+  const token = (await fsp.readFile(file, "utf8")).split("\n")[0]?.trim() ?? "";
+  if (!token) throw Object.assign(new Error(`token file ${file} is empty`), { code: "EMPTY_TOKEN" });
+  return token;
+}
+
+/**
+ * Constant-time check of an `Authorization` header value against the token. Both sides
+ * are hashed first so that the comparison time does not depend on the length either.
+ */
+export function checkBearer(header: string | undefined, token: string): boolean {
+  if (!header || !header.startsWith("Bearer ")) return false;
+  const given = createHash("sha256").update(header.slice(7).trim()).digest();
+  const want = createHash("sha256").update(token).digest();
+  return timingSafeEqual(given, want);
+}

@@ -1,0 +1,24 @@
+{
+  # The Node addon: the whole C engine (same sources as out/libflexbso.a, picked
+  # up by glob so new files need no edit here) plus the node-addon-api shim.
+  'targets': [
+    {
+      'target_name': 'flexbso_native',
+      'sources': [
+        '<!@(ls -1 src/core/*.c src/bdev/*.c src/export/*.c src/addon/*.cc 2>/dev/null || true)'
+      ],
+      'include_dirs': [
+        'include',
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      'defines': ['NAPI_VERSION=8', 'NAPI_DISABLE_CPP_EXCEPTIONS', '_GNU_SOURCE'],
+      'cflags': ['-pthread', '-g'],
+      'cflags_c': ['-std=c11', '-Wall', '-Wextra', '-Werror', '-O2'],
+      'cflags_cc': ['-std=c++17', '-Wall', '-Wextra', '-O2'],
+      'cflags!': ['-fno-exceptions'],
+      'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=gnu++14'],
+      'ldflags': ['-pthread'],
+      'libraries': ['-luring']
+    }
+  ]
+}

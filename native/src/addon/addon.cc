@@ -1,0 +1,502 @@
+// node-addon-api shim over the FlexBSO C engine (flexbso.h).
+//
+// This layer only converts types: JS values in, C calls, JS values out.
+// A negative errno from the engine becomes a JS Error whose `code` is the
+// errno name ("EEXIST", "ENOENT", "EBUSY", ...), whose `errno` is the negative
+// number, and whose message is the engine's fb_err sentence (it names the
+// parameter and the fix). Validation of options and params belongs to the TS
+// layer (lib/engine/); the checks here only guard the conversions.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "flexbso/flexbso.h"
+
+namespace {
+
+// ------------------------------------------------------------------ errors
+
+/** Stable code for a negative errno: "EEXIST" etc., from libuv's table. */
+std::string ErrnoCode(int rc) {
+  char buf[64];
+  uv_err_name_r(rc, buf, sizeof(buf));
+  if (buf[0] != 'E') return "EUNKNOWN";
+  return std::string(buf);
+}
+
+/** Throws a pending JS Error for an engine failure; returns undefined. */
+Napi::Value ThrowEngineError(Napi::Env env, int rc, const fb_err& err, const char* call) {
+  std::string msg = err.msg[0] != '\0' ? std::string(err.msg) : std::string(strerror(-rc));
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, ErrnoCode(rc)));
+  e.Set("errno", Napi::Number::New(env, rc));
+  e.Set("syscall", Napi::String::New(env, call));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+/** Throws a TypeError with code EINVAL for a value of the wrong JS type. */
+Napi::Value ThrowArgType(Napi::Env env, const char* what) {
+  Napi::TypeError e = Napi::TypeError::New(env, std::string("argument ") + what + " (strings without NUL)");
+  e.Set("code", Napi::String::New(env, "EINVAL"));
+  e.Set("errno", Napi::Number::New(env, -EINVAL));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// A JS string argument that converts to a C string unchanged (no NUL inside).
+bool IsString(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsString()) return false;
+  std::string s = info[i].As<Napi::String>();
+  return s.find('\0') == std::string::npos;
+}
+
+bool IsUint(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) return false;
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  return d >= 0 && d <= 9007199254740991.0 && d == static_cast<double>(static_cast<uint64_t>(d));
+}
+
+uint64_t U64(const Napi::Value& v) {
+  return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+}
+
+// --------------------------------------------------------------------- log
+
+struct LogLine {
+  int level;
+  std::string msg;
+};
+
+// Runs on the JS thread. While Node tears the environment down, JS can no
+// longer be called: the line then goes to stderr rather than being lost.
+void CallLog(Napi::Env env, Napi::Function fn, std::nullptr_t*, LogLine* line) {
+  bool delivered = false;
+  if (env != nullptr && fn != nullptr) {
+    napi_value args[2];
+    napi_value result;
+    if (napi_create_int32(env, line->level, &args[0]) == napi_ok &&
+        napi_create_string_utf8(env, line->msg.data(), line->msg.size(), &args[1]) == napi_ok) {
+      delivered = napi_call_function(env, env.Undefined(), fn, 2, args, &result) == napi_ok;
+    }
+    if (!delivered) {
+      // Leave nothing pending on the way out.
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+  if (!delivered) fprintf(stderr, "flexbso engine [%d]: %s\n", line->level, line->msg.c_str());
+  delete line;
+}
+
+using LogTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LogLine, CallLog>;
+
+// Called by the engine from any thread (reactors included): queue and return.
+void EngineLog(enum fb_log_level level, const char* msg, void* arg) {
+  auto* tsfn = static_cast<LogTsfn*>(arg);
+  auto* line = new LogLine{static_cast<int>(level), std::string(msg)};
+  if (tsfn->NonBlockingCall(line) != napi_ok) delete line;
+}
+
+// --------------------------------------------------------------- converters
+
+const char* IoTypeName(int t) {
+  switch (t) {
+    case FB_IO_READ: return "read";
+    case FB_IO_WRITE: return "write";
+    case FB_IO_FLUSH: return "flush";
+    case FB_IO_UNMAP: return "unmap";
+    case FB_IO_WRITE_ZEROES: return "write_zeroes";
+    default: return "unknown";
+  }
+}
+
+struct ForeachCtx {
+  Napi::Env env;
+  Napi::Array out;
+  uint32_t n;
+};
+
+Napi::Value OptString(Napi::Env env, const char* s) {
+  return s != nullptr ? Napi::String::New(env, s) : env.Null();
+}
+
+int BdevToJs(const struct fb_bdev_info* info, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Env env = ctx->env;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", Napi::String::New(env, info->name));
+  o.Set("module", Napi::String::New(env, info->module));
+  o.Set("blockSize", Napi::Number::New(env, info->block_size));
+  o.Set("numBlocks", Napi::Number::New(env, static_cast<double>(info->num_blocks)));
+  o.Set("claimedBy", OptString(env, info->claimed_by));
+  o.Set("claimHolder", OptString(env, info->claim_holder));
+  o.Set("createMethod", OptString(env, info->create_method));
+  o.Set("configJson", OptString(env, info->config_json));
+  o.Set("driverJson", OptString(env, info->driver_json));
+  const struct fb_bdev_stats& s = info->stats;
+  Napi::Object st = Napi::Object::New(env);
+  st.Set("numReadOps", Napi::Number::New(env, static_cast<double>(s.num_read_ops)));
+  st.Set("numWriteOps", Napi::Number::New(env, static_cast<double>(s.num_write_ops)));
+  st.Set("numFlushOps", Napi::Number::New(env, static_cast<double>(s.num_flush_ops)));
+  st.Set("numUnmapOps", Napi::Number::New(env, static_cast<double>(s.num_unmap_ops)));
+  st.Set("numWriteZeroesOps", Napi::Number::New(env, static_cast<double>(s.num_write_zeroes_ops)));
+  st.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytes_read)));
+  st.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytes_written)));
+  st.Set("bytesUnmapped", Napi::Number::New(env, static_cast<double>(s.bytes_unmapped)));
+  st.Set("readLatencyNs", Napi::Number::New(env, static_cast<double>(s.read_latency_ns)));
+  st.Set("writeLatencyNs", Napi::Number::New(env, static_cast<double>(s.write_latency_ns)));
+  st.Set("ioErrors", Napi::Number::New(env, static_cast<double>(s.io_errors)));
+  o.Set("stats", st);
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
+int ExportToJs(const struct fb_nbd_export_info* info, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Env env = ctx->env;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("exportName", Napi::String::New(env, info->export_name));
+  o.Set("bdevName", Napi::String::New(env, info->bdev_name));
+  o.Set("listen", Napi::String::New(env, info->listen));
+  o.Set("readonly", Napi::Boolean::New(env, info->readonly));
+  o.Set("connections", Napi::Number::New(env, info->connections));
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
+// ------------------------------------------------------------------ Engine
+
+/**
+ * JS class `Engine`: one fb_engine. new Engine({reactors, pollUs, ringEntries,
+ * log?: (level, msg) => void}); every method throws an Error with `code` on
+ * failure, and "ECLOSED" once destroy() has run.
+ */
+class Engine : public Napi::ObjectWrap<Engine> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "Engine",
+        {
+            InstanceMethod<&Engine::Destroy>("destroy"),
+            InstanceMethod<&Engine::ReactorCount>("reactorCount"),
+            InstanceMethod<&Engine::ReactorCpuUs>("reactorCpuUs"),
+            InstanceMethod<&Engine::MallocCreate>("mallocCreate"),
+            InstanceMethod<&Engine::NullCreate>("nullCreate"),
+            InstanceMethod<&Engine::FileCreate>("fileCreate"),
+            InstanceMethod<&Engine::ErrorCreate>("errorCreate"),
+            InstanceMethod<&Engine::ErrorInject>("errorInject"),
+            InstanceMethod<&Engine::BdevDelete>("bdevDelete"),
+            InstanceMethod<&Engine::BdevList>("bdevList"),
+            InstanceMethod<&Engine::BdevIoTypes>("bdevIoTypes"),
+            InstanceMethod<&Engine::NbdExportAdd>("nbdExportAdd"),
+            InstanceMethod<&Engine::NbdExportRemove>("nbdExportRemove"),
+            InstanceMethod<&Engine::NbdExportList>("nbdExportList"),
+        });
+  }
+
+  explicit Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      ThrowArgType(env, "0 (options) must be an object");
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    struct fb_engine_opts opts;
+    fb_engine_opts_init(&opts);
+    if (!ReadUint(o, "reactors", &opts.reactors) || !ReadUint(o, "pollUs", &opts.poll_us) ||
+        !ReadUint(o, "ringEntries", &opts.ring_entries)) {
+      return;
+    }
+    Napi::Value log = o.Get("log");
+    if (log.IsFunction()) {
+      log_ = new LogTsfn(LogTsfn::New(env, log.As<Napi::Function>(), "flexbso-engine-log", 0, 1));
+      log_->Unref(env);
+      opts.log = EngineLog;
+      opts.log_arg = log_;
+    } else if (!log.IsUndefined()) {
+      ThrowArgType(env, "options.log must be a function");
+      return;
+    }
+    struct fb_err err = {};
+    int rc = fb_engine_create(&opts, &engine_, &err);
+    if (rc != 0) {
+      engine_ = nullptr;
+      ReleaseLog();
+      ThrowEngineError(env, rc, err, "fb_engine_create");
+    }
+  }
+
+  ~Engine() override { Close(); }
+
+ private:
+  bool ReadUint(Napi::Object o, const char* key, unsigned* out) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return true;
+    if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 ||
+        v.As<Napi::Number>().DoubleValue() > 4294967295.0) {
+      ThrowArgType(Env(), (std::string("options.") + key + " must be an unsigned 32-bit integer").c_str());
+      return false;
+    }
+    *out = v.As<Napi::Number>().Uint32Value();
+    return true;
+  }
+
+  void ReleaseLog() {
+    if (log_ != nullptr) {
+      log_->Release();
+      delete log_;
+      log_ = nullptr;
+    }
+  }
+
+  void Close() {
+    if (engine_ != nullptr) {
+      fb_engine_destroy(engine_);
+      engine_ = nullptr;
+    }
+    ReleaseLog();
+  }
+
+  /** The live engine, or nullptr with an ECLOSED error pending. */
+  struct fb_engine* Live(Napi::Env env) {
+    if (engine_ == nullptr) {
+      Napi::Error e = Napi::Error::New(env, "the engine was destroyed; create a new Engine");
+      e.Set("code", Napi::String::New(env, "ECLOSED"));
+      e.ThrowAsJavaScriptException();
+    }
+    return engine_;
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    Close();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ReactorCount(const Napi::CallbackInfo& info) {
+    struct fb_engine* e = Live(info.Env());
+    if (e == nullptr) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), fb_engine_reactor_count(e));
+  }
+
+  Napi::Value ReactorCpuUs(const Napi::CallbackInfo& info) {
+    struct fb_engine* e = Live(info.Env());
+    if (e == nullptr) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), static_cast<double>(fb_engine_reactor_cpu_us(e)));
+  }
+
+  // (name, numBlocks, blockSize)
+  Napi::Value MallocCreate(const Napi::CallbackInfo& info) {
+    return SizedCreate(info, fb_bdev_malloc_create, "fb_bdev_malloc_create");
+  }
+  Napi::Value NullCreate(const Napi::CallbackInfo& info) {
+    return SizedCreate(info, fb_bdev_null_create, "fb_bdev_null_create");
+  }
+
+  using SizedCreateFn = int (*)(struct fb_engine*, const char*, uint64_t, uint32_t, struct fb_err*);
+  Napi::Value SizedCreate(const Napi::CallbackInfo& info, SizedCreateFn fn, const char* call) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0) || !IsUint(info, 1) || !IsUint(info, 2)) {
+      return ThrowArgType(env, "list must be (name: string, numBlocks: uint, blockSize: uint)");
+    }
+    std::string name = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fn(e, name.c_str(), U64(info[1]), static_cast<uint32_t>(U64(info[2])), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, call);
+    return env.Undefined();
+  }
+
+  // (name, path, blockSize)
+  Napi::Value FileCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0) || !IsString(info, 1) || !IsUint(info, 2)) {
+      return ThrowArgType(env, "list must be (name: string, path: string, blockSize: uint)");
+    }
+    std::string name = info[0].As<Napi::String>();
+    std::string path = info[1].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fb_bdev_file_create(e, name.c_str(), path.c_str(),
+                                 static_cast<uint32_t>(U64(info[2])), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_file_create");
+    return env.Undefined();
+  }
+
+  // (baseName)
+  Napi::Value ErrorCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (baseName) must be a string");
+    std::string base = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fb_bdev_error_create(e, base.c_str(), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_error_create");
+    return env.Undefined();
+  }
+
+  // (name, {ioMask, kind, count, offsetBlocks, numBlocks})
+  Napi::Value ErrorInject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0) || info.Length() < 2 || !info[1].IsObject()) {
+      return ThrowArgType(env, "list must be (name: string, injection: object)");
+    }
+    std::string name = info[0].As<Napi::String>();
+    Napi::Object o = info[1].As<Napi::Object>();
+    const char* keys[] = {"ioMask", "kind", "count", "offsetBlocks", "numBlocks"};
+    for (const char* k : keys) {
+      Napi::Value v = o.Get(k);
+      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0) {
+        return ThrowArgType(env, (std::string("injection.") + k + " must be an unsigned integer").c_str());
+      }
+    }
+    struct fb_error_injection inj = {};
+    inj.size = sizeof(inj);
+    inj.io_mask = static_cast<uint32_t>(U64(o.Get("ioMask")));
+    inj.kind = static_cast<enum fb_error_kind>(U64(o.Get("kind")));
+    inj.count = U64(o.Get("count"));
+    inj.offset_blocks = U64(o.Get("offsetBlocks"));
+    inj.num_blocks = U64(o.Get("numBlocks"));
+    struct fb_err err = {};
+    int rc = fb_bdev_error_inject(e, name.c_str(), &inj, &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_error_inject");
+    return env.Undefined();
+  }
+
+  // (name)
+  Napi::Value BdevDelete(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (name) must be a string");
+    std::string name = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fb_bdev_delete(e, name.c_str(), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_delete");
+    return env.Undefined();
+  }
+
+  // (name?) -> BdevInfo[]
+  Napi::Value BdevList(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    std::string name;
+    bool one = info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsNull();
+    if (one) {
+      if (!info[0].IsString()) return ThrowArgType(env, "0 (name) must be a string or undefined");
+      name = info[0].As<Napi::String>();
+    }
+    ForeachCtx ctx{env, Napi::Array::New(env), 0};
+    int rc = fb_bdev_foreach(e, one ? name.c_str() : nullptr, BdevToJs, &ctx);
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (rc != 0) {
+      struct fb_err err = {};
+      if (rc == -ENOENT) {
+        snprintf(err.msg, sizeof(err.msg), "bdev '%s' does not exist; list bdevs with bdev_get_bdevs",
+                 name.c_str());
+      }
+      return ThrowEngineError(env, rc, err, "fb_bdev_foreach");
+    }
+    return ctx.out;
+  }
+
+  // (name) -> {read, write, flush, unmap, write_zeroes: boolean}
+  Napi::Value BdevIoTypes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (name) must be a string");
+    std::string name = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    struct fb_bdev_desc* desc = nullptr;
+    int rc = fb_bdev_open(e, name.c_str(), false, &desc, &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_open");
+    struct fb_bdev* bdev = fb_bdev_desc_get_bdev(desc);
+    Napi::Object o = Napi::Object::New(env);
+    for (int t = 0; t < FB_IO_TYPE_COUNT; t++) {
+      o.Set(IoTypeName(t), Napi::Boolean::New(env, fb_bdev_io_type_supported(bdev, static_cast<enum fb_io_type>(t))));
+    }
+    fb_bdev_close(desc);
+    return o;
+  }
+
+  // (exportName, bdevName, listen, readonly)
+  Napi::Value NbdExportAdd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0) || !IsString(info, 1) || !IsString(info, 2) || info.Length() < 4 ||
+        !info[3].IsBoolean()) {
+      return ThrowArgType(env,
+                          "list must be (exportName: string, bdevName: string, listen: string, readonly: boolean)");
+    }
+    std::string exp = info[0].As<Napi::String>();
+    std::string bdev = info[1].As<Napi::String>();
+    std::string listen = info[2].As<Napi::String>();
+    bool ro = info[3].As<Napi::Boolean>();
+    struct fb_err err = {};
+    int rc = fb_nbd_export_add(e, exp.c_str(), bdev.c_str(), listen.c_str(), ro, &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_nbd_export_add");
+    return env.Undefined();
+  }
+
+  // (exportName)
+  Napi::Value NbdExportRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (exportName) must be a string");
+    std::string exp = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fb_nbd_export_remove(e, exp.c_str(), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_nbd_export_remove");
+    return env.Undefined();
+  }
+
+  // () -> NbdExportInfo[]
+  Napi::Value NbdExportList(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    ForeachCtx ctx{env, Napi::Array::New(env), 0};
+    int rc = fb_nbd_export_foreach(e, ExportToJs, &ctx);
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (rc != 0) {
+      struct fb_err err = {};
+      return ThrowEngineError(env, rc, err, "fb_nbd_export_foreach");
+    }
+    return ctx.out;
+  }
+
+  struct fb_engine* engine_ = nullptr;
+  LogTsfn* log_ = nullptr;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", Engine::Init(env));
+  Napi::Object io = Napi::Object::New(env);
+  for (int t = 0; t < FB_IO_TYPE_COUNT; t++) io.Set(IoTypeName(t), Napi::Number::New(env, t));
+  exports.Set("ioTypes", io);
+  Napi::Object kinds = Napi::Object::New(env);
+  kinds.Set("none", Napi::Number::New(env, FB_ERR_NONE));
+  kinds.Set("failure", Napi::Number::New(env, FB_ERR_FAILURE));
+  kinds.Set("corrupt_data", Napi::Number::New(env, FB_ERR_CORRUPT_DATA));
+  kinds.Set("drop_write", Napi::Number::New(env, FB_ERR_DROP_WRITE));
+  exports.Set("errorKinds", kinds);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(flexbso_native, Init)

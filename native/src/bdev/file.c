@@ -1,0 +1,654 @@
+/* file bdev: a file or block device driven through the reactor's io_uring.
+ *
+ * O_DIRECT when the filesystem accepts an aligned probe read, else buffered
+ * I/O with fdatasync on flush. FUA writes carry RWF_DSYNC. Unmap punches a
+ * hole, write-zeroes uses FALLOC_FL_ZERO_RANGE; both fall back (punch hole,
+ * then writing zeros) where the filesystem lacks them. All of it runs on the
+ * ring, so a reactor never blocks in a syscall. Unaligned iovecs on an
+ * O_DIRECT file go through an aligned bounce buffer cached per channel.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flexbso/bdev_module.h"
+
+#define ZERO_BUF_LEN (1u << 20)
+#define BOUNCE_CACHE_MAX 16
+
+struct file_bdev {
+	char *path;
+	int fd;
+	bool direct;
+	uint32_t mem_align, len_align; /* O_DIRECT buffer address / length alignment */
+	void *zero_buf;                /* ZERO_BUF_LEN aligned zeros, shared read-only */
+	atomic_bool no_zero_range;     /* learned at run time from EOPNOTSUPP */
+	atomic_bool no_punch;
+};
+
+struct bounce {
+	struct bounce *next;
+	size_t cap;
+	void *buf;
+};
+
+struct file_channel {
+	struct bounce *cache;
+	unsigned ncache;
+};
+
+enum file_stage { ST_RW, ST_ZERO_RANGE, ST_PUNCH, ST_ZERO_WRITE, ST_FSYNC };
+
+struct file_io {
+	struct fb_uring_op op;         /* first: recovered from the CQE's user_data */
+	struct fb_deferred retry;      /* bounce allocation retry after -ENOMEM */
+	struct fb_bdev_io *io;
+	struct fb_io_channel *ch;
+	struct file_channel *fch;
+	struct bounce *bounce;
+	struct iovec *iov_rest;        /* continuation after a short transfer (rare) */
+	int iovcnt_rest;
+	enum file_stage stage;
+	uint64_t pos;                  /* byte offset of the next transfer */
+	uint64_t left;                 /* bytes still to transfer */
+};
+
+static const struct fb_bdev_module file_module = {
+	.name = "file",
+	.create_method = "bdev_uring_create",
+	.io_ctx_size = sizeof(struct file_io),
+	.channel_ctx_size = sizeof(struct file_channel),
+};
+
+static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags);
+
+static struct bounce *bounce_get(struct file_channel *fch, size_t len, size_t align)
+{
+	struct bounce **pp, *b;
+	size_t cap = 4096;
+
+	for (pp = &fch->cache; *pp; pp = &(*pp)->next) {
+		if ((*pp)->cap >= len) {
+			b = *pp;
+			*pp = b->next;
+			fch->ncache--;
+			return b;
+		}
+	}
+	while (cap < len)
+		cap *= 2;
+	b = malloc(sizeof(*b));
+	if (!b)
+		return NULL;
+	b->cap = cap;
+	if (posix_memalign(&b->buf, align < 4096 ? 4096 : align, cap) != 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void bounce_put(struct file_channel *fch, struct bounce *b)
+{
+	if (!b)
+		return;
+	if (fch->ncache >= BOUNCE_CACHE_MAX) {
+		free(b->buf);
+		free(b);
+		return;
+	}
+	b->next = fch->cache;
+	fch->cache = b;
+	fch->ncache++;
+}
+
+static int file_channel_create(struct fb_bdev *bdev, void *ctx)
+{
+	(void)bdev;
+	(void)ctx; /* zeroed by the engine */
+	return 0;
+}
+
+static void file_channel_destroy(struct fb_bdev *bdev, void *ctx)
+{
+	struct file_channel *fch = ctx;
+
+	(void)bdev;
+	while (fch->cache) {
+		struct bounce *b = fch->cache;
+
+		fch->cache = b->next;
+		free(b->buf);
+		free(b);
+	}
+}
+
+static void file_destruct(struct fb_bdev *bdev)
+{
+	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
+
+	close(f->fd);
+	free(f->zero_buf);
+	free(f->path);
+	free(f);
+}
+
+static bool file_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
+{
+	(void)bdev;
+	return type < FB_IO_TYPE_COUNT;
+}
+
+static void file_io_finish(struct file_io *fio, int status)
+{
+	struct fb_bdev_io *io = fio->io;
+
+	bounce_put(fio->fch, fio->bounce);
+	fio->bounce = NULL;
+	free(fio->iov_rest);
+	fio->iov_rest = NULL;
+	fb_bdev_io_complete(io, status);
+}
+
+static struct io_uring_sqe *file_sqe(struct fb_io_channel *ch, struct file_io *fio)
+{
+	(void)fio;
+	return fb_reactor_get_sqe(fb_io_channel_get_reactor(ch));
+}
+
+static void sqe_bind(struct io_uring_sqe *sqe, struct file_io *fio)
+{
+	io_uring_sqe_set_data(sqe, &fio->op);
+}
+
+static bool iov_needs_bounce(const struct file_bdev *f, const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt > IOV_MAX)
+		return true;
+	if (!f->direct)
+		return false;
+	for (int i = 0; i < iovcnt; i++) {
+		if (((uintptr_t)iov[i].iov_base & (f->mem_align - 1)) ||
+		    (iov[i].iov_len & (f->len_align - 1)))
+			return true;
+	}
+	return false;
+}
+
+static void issue_fsync(struct fb_io_channel *ch, struct file_io *fio, struct file_bdev *f)
+{
+	struct io_uring_sqe *sqe = file_sqe(ch, fio);
+
+	fio->stage = ST_FSYNC;
+	io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+	sqe_bind(sqe, fio);
+}
+
+static void issue_zero_write(struct fb_io_channel *ch, struct file_io *fio, struct file_bdev *f)
+{
+	struct io_uring_sqe *sqe = file_sqe(ch, fio);
+	unsigned n = fio->left < ZERO_BUF_LEN ? (unsigned)fio->left : ZERO_BUF_LEN;
+
+	fio->stage = ST_ZERO_WRITE;
+	io_uring_prep_write(sqe, f->fd, f->zero_buf, n, fio->pos);
+	sqe_bind(sqe, fio);
+}
+
+static void issue_zeroes(struct fb_io_channel *ch, struct file_io *fio, struct file_bdev *f)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!atomic_load_explicit(&f->no_zero_range, memory_order_relaxed)) {
+		sqe = file_sqe(ch, fio);
+		fio->stage = ST_ZERO_RANGE;
+		io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+					(off_t)fio->pos, (off_t)fio->left);
+		sqe_bind(sqe, fio);
+	} else if (!atomic_load_explicit(&f->no_punch, memory_order_relaxed)) {
+		/* A punched hole reads back as zeros too. */
+		sqe = file_sqe(ch, fio);
+		fio->stage = ST_PUNCH;
+		io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)fio->pos, (off_t)fio->left);
+		sqe_bind(sqe, fio);
+	} else {
+		issue_zero_write(ch, fio, f);
+	}
+}
+
+/* Issues the read/write for the remaining bytes: bounce, continuation or the
+ * caller's iovecs. */
+static void issue_rw(struct fb_io_channel *ch, struct file_io *fio, struct file_bdev *f)
+{
+	struct fb_bdev_io *io = fio->io;
+	bool is_read = fb_bdev_io_get_type(io) == FB_IO_READ;
+	struct io_uring_sqe *sqe = file_sqe(ch, fio);
+	uint64_t done_before = fb_bdev_io_get_num_blocks(io) * fb_bdev_get_block_size(fb_bdev_io_get_bdev(io)) - fio->left;
+	int rwf = (!is_read && (fb_bdev_io_get_flags(io) & FB_IO_FLAG_FUA)) ? RWF_DSYNC : 0;
+
+	fio->stage = ST_RW;
+	if (fio->bounce) {
+		char *p = (char *)fio->bounce->buf + done_before;
+		/* One SQE carries at most 1 GiB here; the rest follows as a short transfer. */
+		unsigned n = fio->left > (1u << 30) ? (1u << 30) : (unsigned)fio->left;
+
+		if (is_read)
+			io_uring_prep_read(sqe, f->fd, p, n, fio->pos);
+		else
+			io_uring_prep_write(sqe, f->fd, p, n, fio->pos);
+	} else {
+		struct iovec *iov = fio->iov_rest;
+		int iovcnt = fio->iovcnt_rest;
+
+		if (!iov)
+			iov = fb_bdev_io_get_iovs(io, &iovcnt);
+		if (is_read)
+			io_uring_prep_readv(sqe, f->fd, iov, (unsigned)iovcnt, fio->pos);
+		else
+			io_uring_prep_writev(sqe, f->fd, iov, (unsigned)iovcnt, fio->pos);
+	}
+	sqe->rw_flags = rwf;
+	sqe_bind(sqe, fio);
+}
+
+/* After a short transfer of `n` bytes: keep a private, advanced copy of the
+ * iovecs (the caller's stay untouched). Returns 0 or -ENOMEM. */
+static int iov_advance(struct file_io *fio, size_t n)
+{
+	struct iovec *src = fio->iov_rest;
+	int cnt = fio->iovcnt_rest;
+	struct iovec *copy;
+	int i = 0;
+
+	if (!src)
+		src = fb_bdev_io_get_iovs(fio->io, &cnt);
+	while (i < cnt && n >= src[i].iov_len) {
+		n -= src[i].iov_len;
+		i++;
+	}
+	copy = malloc(sizeof(*copy) * (size_t)(cnt - i));
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, src + i, sizeof(*copy) * (size_t)(cnt - i));
+	copy[0].iov_base = (char *)copy[0].iov_base + n;
+	copy[0].iov_len -= n;
+	free(fio->iov_rest);
+	fio->iov_rest = copy;
+	fio->iovcnt_rest = cnt - i;
+	return 0;
+}
+
+static void copy_to_iovs(struct fb_bdev_io *io, const char *src)
+{
+	int iovcnt;
+	struct iovec *iov = fb_bdev_io_get_iovs(io, &iovcnt);
+
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(iov[i].iov_base, src, iov[i].iov_len);
+		src += iov[i].iov_len;
+	}
+}
+
+static void copy_from_iovs(struct fb_bdev_io *io, char *dst)
+{
+	int iovcnt;
+	struct iovec *iov = fb_bdev_io_get_iovs(io, &iovcnt);
+
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
+
+static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct file_io *fio = (struct file_io *)(void *)op; /* op is the first member */
+	struct fb_bdev_io *io = fio->io;
+	struct fb_bdev *bdev = fb_bdev_io_get_bdev(io);
+	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
+	bool fua = fb_bdev_io_get_flags(io) & FB_IO_FLAG_FUA;
+
+	(void)flags;
+	switch (fio->stage) {
+	case ST_RW:
+		if (res < 0)
+			goto fail;
+		if (res == 0) {
+			res = -EIO; /* the file shrank under us */
+			goto fail;
+		}
+		fio->pos += (uint64_t)res;
+		fio->left -= (uint64_t)res;
+		if (fio->left) {
+			if (!fio->bounce && iov_advance(fio, (size_t)res) != 0) {
+				res = -ENOMEM;
+				goto fail;
+			}
+			issue_rw(fio->ch, fio, f);
+			return;
+		}
+		if (fio->bounce && fb_bdev_io_get_type(io) == FB_IO_READ)
+			copy_to_iovs(io, fio->bounce->buf);
+		file_io_finish(fio, 0);
+		return;
+	case ST_ZERO_RANGE:
+		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOSYS) {
+			atomic_store(&f->no_zero_range, true);
+			issue_zeroes(fio->ch, fio, f);
+			return;
+		}
+		break;
+	case ST_PUNCH:
+		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOSYS) {
+			atomic_store(&f->no_punch, true);
+			issue_zeroes(fio->ch, fio, f);
+			return;
+		}
+		break;
+	case ST_ZERO_WRITE:
+		if (res <= 0) {
+			res = res ? res : -EIO;
+			goto fail;
+		}
+		fio->pos += (uint64_t)res;
+		fio->left -= (uint64_t)res;
+		if (fio->left) {
+			issue_zero_write(fio->ch, fio, f);
+			return;
+		}
+		res = 0;
+		break;
+	case ST_FSYNC:
+		file_io_finish(fio, res < 0 ? res : 0);
+		return;
+	}
+	if (res < 0)
+		goto fail;
+	/* fallocate or zero writes done: FUA needs them on stable storage. */
+	if (fua) {
+		issue_fsync(fio->ch, fio, f);
+		return;
+	}
+	file_io_finish(fio, 0);
+	return;
+fail:
+	file_io_finish(fio, res);
+}
+
+static void file_start(struct file_io *fio);
+
+static void file_retry(struct fb_deferred *d)
+{
+	file_start((struct file_io *)(void *)((char *)d - offsetof(struct file_io, retry)));
+}
+
+static void file_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
+{
+	struct fb_bdev *bdev = fb_bdev_io_get_bdev(io);
+	struct file_io *fio = fb_bdev_io_get_driver_ctx(io);
+	uint64_t bs = fb_bdev_get_block_size(bdev);
+
+	memset(fio, 0, sizeof(*fio));
+	fio->op.cb = file_io_cb;
+	fio->io = io;
+	fio->ch = ch;
+	fio->fch = fb_io_channel_get_ctx(ch);
+	fio->pos = fb_bdev_io_get_offset_blocks(io) * bs;
+	fio->left = fb_bdev_io_get_num_blocks(io) * bs;
+	fio->retry.fn = file_retry;
+	file_start(fio);
+}
+
+static void file_start(struct file_io *fio)
+{
+	struct fb_bdev_io *io = fio->io;
+	struct fb_io_channel *ch = fio->ch;
+	struct file_bdev *f = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(io));
+	struct io_uring_sqe *sqe;
+	struct iovec *iov;
+	int iovcnt;
+
+	switch (fb_bdev_io_get_type(io)) {
+	case FB_IO_READ:
+	case FB_IO_WRITE:
+		iov = fb_bdev_io_get_iovs(io, &iovcnt);
+		if (iov_needs_bounce(f, iov, iovcnt)) {
+			fio->bounce = bounce_get(fio->fch, fio->left, f->mem_align);
+			if (!fio->bounce) {
+				/* Never fail an I/O for memory: try again next iteration. */
+				fb_reactor_defer(fb_io_channel_get_reactor(ch), &fio->retry);
+				return;
+			}
+			if (fb_bdev_io_get_type(io) == FB_IO_WRITE)
+				copy_from_iovs(io, fio->bounce->buf);
+		}
+		issue_rw(ch, fio, f);
+		break;
+	case FB_IO_FLUSH:
+		issue_fsync(ch, fio, f);
+		break;
+	case FB_IO_UNMAP:
+		if (!atomic_load_explicit(&f->no_punch, memory_order_relaxed)) {
+			sqe = file_sqe(ch, fio);
+			fio->stage = ST_PUNCH;
+			io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						(off_t)fio->pos, (off_t)fio->left);
+			sqe_bind(sqe, fio);
+		} else {
+			issue_zeroes(ch, fio, f);
+		}
+		break;
+	default:
+		issue_zeroes(ch, fio, f);
+		break;
+	}
+}
+
+static int file_dump_config(struct fb_bdev *bdev, struct fb_strbuf *sb)
+{
+	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
+	int rc = fb_strbuf_printf(sb, "{\"name\":");
+
+	if (!rc)
+		rc = fb_strbuf_json_str(sb, fb_bdev_get_name(bdev));
+	if (!rc)
+		rc = fb_strbuf_printf(sb, ",\"filename\":");
+	if (!rc)
+		rc = fb_strbuf_json_str(sb, f->path);
+	if (!rc)
+		rc = fb_strbuf_printf(sb, ",\"block_size\":%u}", fb_bdev_get_block_size(bdev));
+	return rc;
+}
+
+static int file_dump_info(struct fb_bdev *bdev, struct fb_strbuf *sb)
+{
+	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
+	int rc = fb_strbuf_printf(sb, "{\"filename\":");
+
+	if (!rc)
+		rc = fb_strbuf_json_str(sb, f->path);
+	if (!rc)
+		rc = fb_strbuf_printf(sb, ",\"direct_io\":%s}", f->direct ? "true" : "false");
+	return rc;
+}
+
+static const struct fb_bdev_fn_table file_fn = {
+	.destruct = file_destruct,
+	.submit_request = file_submit,
+	.io_type_supported = file_io_type_supported,
+	.channel_create = file_channel_create,
+	.channel_destroy = file_channel_destroy,
+	.dump_config_json = file_dump_config,
+	.dump_info_json = file_dump_info,
+};
+
+/* Can this fd do O_DIRECT with block_size-aligned I/O? Fills the alignments. */
+static bool direct_probe(int fd, uint32_t block_size, uint32_t *mem_align, uint32_t *len_align)
+{
+	struct statx stx;
+	void *buf = NULL;
+	bool ok = false;
+	ssize_t n;
+
+	*mem_align = 512;
+	*len_align = 512;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+		if (stx.stx_dio_offset_align == 0)
+			goto out; /* the filesystem says: no O_DIRECT */
+		*mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 512;
+		*len_align = stx.stx_dio_offset_align;
+	}
+	if (block_size % *len_align != 0)
+		goto out;
+	if (posix_memalign(&buf, 4096, block_size) != 0)
+		goto out;
+	n = pread(fd, buf, block_size, 0);
+	ok = n >= 0;
+out:
+	free(buf);
+	return ok;
+}
+
+int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *path,
+			    uint32_t block_size, uint32_t flags, struct fb_err *err)
+{
+	struct file_bdev *f = NULL;
+	struct fb_bdev_desc_params p;
+	struct stat st;
+	uint64_t size = 0;
+	int fd = -1, rc = 0;
+
+	if (!path || !*path) {
+		fb_err_set(err, "filename is required");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (flags & ~(FB_FILE_NO_DIRECT | FB_FILE_DIRECT | FB_FILE_NO_FALLOCATE)) {
+		fb_err_set(err, "flags 0x%x has unknown bits", flags);
+		rc = -EINVAL;
+		goto out;
+	}
+	if ((flags & FB_FILE_NO_DIRECT) && (flags & FB_FILE_DIRECT)) {
+		fb_err_set(err, "flags FB_FILE_NO_DIRECT and FB_FILE_DIRECT exclude each other");
+		rc = -EINVAL;
+		goto out;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto nomem;
+	f->fd = -1;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		fb_err_set(err, "cannot open filename '%s': %s; create the file first (e.g. truncate -s 1G)",
+			   path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		fb_err_set(err, "cannot stat '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		int lbs = 512;
+
+		if (ioctl(fd, BLKGETSIZE64, &size) != 0 || ioctl(fd, BLKSSZGET, &lbs) != 0) {
+			rc = -errno;
+			fb_err_set(err, "cannot query block device '%s': %s", path, strerror(errno));
+			goto out;
+		}
+		if (block_size == 0)
+			block_size = (uint32_t)lbs;
+	} else if (S_ISREG(st.st_mode)) {
+		size = (uint64_t)st.st_size;
+	} else {
+		fb_err_set(err, "filename '%s' is neither a regular file nor a block device", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (block_size == 0)
+		block_size = 512;
+	if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1))) {
+		fb_err_set(err, "block_size %u is invalid; use a power of two from 512 to 65536", block_size);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (size / block_size == 0) {
+		fb_err_set(err, "filename '%s' is smaller than one block (%u bytes); size it first "
+			   "(e.g. truncate -s 1G)", path, block_size);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!(flags & FB_FILE_NO_DIRECT)) {
+		int dfd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
+
+		if (dfd >= 0 && direct_probe(dfd, block_size, &f->mem_align, &f->len_align)) {
+			close(fd);
+			fd = dfd;
+			f->direct = true;
+		} else if (dfd >= 0) {
+			close(dfd);
+		}
+		if (!f->direct && (flags & FB_FILE_DIRECT)) {
+			fb_err_set(err, "filename '%s' does not support O_DIRECT with block_size %u; "
+				   "drop the direct-I/O requirement or use another filesystem", path, block_size);
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	if (!f->direct) {
+		f->mem_align = 1;
+		f->len_align = 1;
+	}
+	if (posix_memalign(&f->zero_buf, 4096, ZERO_BUF_LEN) != 0) {
+		f->zero_buf = NULL;
+		goto nomem;
+	}
+	memset(f->zero_buf, 0, ZERO_BUF_LEN);
+	f->path = strdup(path);
+	if (!f->path)
+		goto nomem;
+	f->fd = fd;
+	fd = -1;
+	atomic_init(&f->no_zero_range, (flags & FB_FILE_NO_FALLOCATE) != 0);
+	atomic_init(&f->no_punch, (flags & FB_FILE_NO_FALLOCATE) != 0);
+	memset(&p, 0, sizeof(p));
+	p.name = name;
+	p.block_size = block_size;
+	p.num_blocks = size / block_size;
+	p.module = &file_module;
+	p.fn = &file_fn;
+	p.module_ctx = f;
+	rc = fb_bdev_register(e, &p, NULL, err);
+	if (rc == 0)
+		f = NULL;
+	goto out;
+nomem:
+	fb_err_set(err, "out of memory creating file bdev '%s'", name ? name : "");
+	rc = -ENOMEM;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (f) {
+		if (f->fd >= 0)
+			close(f->fd);
+		free(f->zero_buf);
+		free(f->path);
+		free(f);
+	}
+	return rc;
+}
+
+int fb_bdev_file_create(struct fb_engine *e, const char *name, const char *path,
+			uint32_t block_size, struct fb_err *err)
+{
+	return fb_bdev_file_create_ext(e, name, path, block_size, 0, err);
+}

@@ -1,0 +1,441 @@
+/* Reactor threads: one io_uring + one MPSC message queue each. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FB_CQE_BATCH 64
+
+static _Thread_local struct fb_reactor *tls_reactor;
+
+struct fb_reactor *fb_reactor_current(void)
+{
+	return tls_reactor;
+}
+
+struct fb_reactor *fb_engine_get_reactor(struct fb_engine *e, unsigned index)
+{
+	return index < e->nreactors ? &e->reactors[index] : NULL;
+}
+
+unsigned fb_reactor_index(const struct fb_reactor *r)
+{
+	return r->index;
+}
+
+struct fb_engine *fb_reactor_engine(const struct fb_reactor *r)
+{
+	return r->e;
+}
+
+int fb_reactor_submit(struct fb_reactor *r)
+{
+	int rc = 0;
+
+	if (io_uring_sq_ready(&r->ring) > 0)
+		rc = io_uring_submit(&r->ring);
+	return rc;
+}
+
+struct io_uring_sqe *fb_reactor_get_sqe(struct fb_reactor *r)
+{
+	struct io_uring_sqe *sqe;
+
+	for (;;) {
+		sqe = io_uring_get_sqe(&r->ring);
+		if (sqe)
+			break;
+		/* SQ full: push it to the kernel to make room. */
+		if (io_uring_submit(&r->ring) < 0)
+			sched_yield();
+	}
+	return sqe;
+}
+
+static void efd_arm(struct fb_reactor *r)
+{
+	struct io_uring_sqe *sqe = fb_reactor_get_sqe(r);
+
+	io_uring_prep_read(sqe, r->efd, &r->efd_buf, sizeof(r->efd_buf), 0);
+	io_uring_sqe_set_data(sqe, &r->efd_op);
+}
+
+static void efd_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_reactor *r = (struct fb_reactor *)((char *)op - offsetof(struct fb_reactor, efd_op));
+
+	(void)flags;
+	if (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED)
+		fb_log(r->e, FB_LOG_ERROR, "reactor %u: eventfd read failed: %s", r->index, strerror(-res));
+	atomic_store(&r->wake_sent, 0);
+	if (!r->stop)
+		efd_arm(r);
+}
+
+void fb_reactor_send(struct fb_reactor *r, fb_msg_fn fn, void *arg)
+{
+	struct fb_msg *m;
+	struct fb_msg *old;
+
+	for (;;) {
+		m = malloc(sizeof(*m));
+		if (m)
+			break;
+		sched_yield(); /* "never fails": wait for memory rather than drop a message */
+	}
+	m->fn = fn;
+	m->arg = arg;
+	old = atomic_load_explicit(&r->msgs, memory_order_relaxed);
+	do {
+		m->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&r->msgs, &old, m, memory_order_seq_cst,
+						       memory_order_relaxed));
+	if (tls_reactor == r)
+		return;
+	/* Pairs with the reactor's store of `sleeping` before it re-checks the
+	 * queue: one of the two sides always sees the other. */
+	if (atomic_load(&r->sleeping) && atomic_exchange(&r->wake_sent, 1) == 0) {
+		uint64_t one = 1;
+		ssize_t n;
+
+		do {
+			n = write(r->efd, &one, sizeof(one));
+		} while (n < 0 && errno == EINTR);
+	}
+}
+
+static unsigned msgs_drain(struct fb_reactor *r)
+{
+	struct fb_msg *m = atomic_exchange(&r->msgs, NULL);
+	struct fb_msg *rev = NULL, *next;
+	unsigned n = 0;
+
+	/* Producers push LIFO; reverse to run in send order. */
+	while (m) {
+		next = m->next;
+		m->next = rev;
+		rev = m;
+		m = next;
+	}
+	for (m = rev; m; m = next) {
+		next = m->next;
+		m->fn(m->arg);
+		free(m);
+		n++;
+	}
+	return n;
+}
+
+void fb_reactor_defer(struct fb_reactor *r, struct fb_deferred *d)
+{
+	d->next = NULL;
+	if (r->defer_tail)
+		r->defer_tail->next = d;
+	else
+		r->defer_head = d;
+	r->defer_tail = d;
+}
+
+static unsigned deferred_run(struct fb_reactor *r)
+{
+	struct fb_deferred *d = r->defer_head, *next;
+	unsigned n = 0;
+
+	/* Only what was queued before this point: new deferrals wait a turn. */
+	r->defer_head = r->defer_tail = NULL;
+	for (; d; d = next) {
+		next = d->next;
+		d->fn(d);
+		n++;
+	}
+	return n;
+}
+
+static unsigned cqes_reap(struct fb_reactor *r)
+{
+	struct io_uring_cqe *cqes[FB_CQE_BATCH];
+	struct {
+		uint64_t data;
+		int32_t res;
+		uint32_t flags;
+	} batch[FB_CQE_BATCH];
+	unsigned total = 0, n;
+
+	do {
+		n = io_uring_peek_batch_cqe(&r->ring, cqes, FB_CQE_BATCH);
+		/* Copy out and advance first: callbacks may re-enter the ring. */
+		for (unsigned i = 0; i < n; i++) {
+			batch[i].data = cqes[i]->user_data;
+			batch[i].res = cqes[i]->res;
+			batch[i].flags = cqes[i]->flags;
+		}
+		io_uring_cq_advance(&r->ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			struct fb_uring_op *op = (struct fb_uring_op *)(uintptr_t)batch[i].data;
+
+			if (op)
+				op->cb(op, batch[i].res, batch[i].flags);
+		}
+		total += n;
+	} while (n == FB_CQE_BATCH);
+	return total;
+}
+
+struct fb_poller *fb_poller_register(struct fb_reactor *r, fb_poller_fn fn, void *arg)
+{
+	struct fb_poller *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->r = r;
+	p->fn = fn;
+	p->arg = arg;
+	p->next = r->pollers;
+	r->pollers = p;
+	return p;
+}
+
+void fb_poller_unregister(struct fb_poller *p)
+{
+	if (!p)
+		return;
+	/* Freed after the current poller pass, which may be iterating over it. */
+	p->dead = true;
+	p->r->pollers_dead++;
+}
+
+static unsigned pollers_run(struct fb_reactor *r)
+{
+	unsigned did = 0;
+
+	for (struct fb_poller *p = r->pollers; p; p = p->next) {
+		if (!p->dead && p->fn(p->arg))
+			did++;
+	}
+	if (r->pollers_dead) {
+		struct fb_poller **pp = &r->pollers;
+
+		while (*pp) {
+			struct fb_poller *p = *pp;
+
+			if (p->dead) {
+				*pp = p->next;
+				free(p);
+			} else {
+				pp = &p->next;
+			}
+		}
+		r->pollers_dead = 0;
+	}
+	return did;
+}
+
+static void *reactor_main(void *arg)
+{
+	struct fb_reactor *r = arg;
+	const uint64_t poll_ns = (uint64_t)r->e->opts.poll_us * 1000u;
+	uint64_t last_work = fb_now_ns();
+
+	tls_reactor = r;
+	efd_arm(r);
+	while (!r->stop) {
+		unsigned did = cqes_reap(r);
+
+		did += msgs_drain(r);
+		did += deferred_run(r);
+		did += pollers_run(r);
+		if (r->stop)
+			break;
+		if (did || r->defer_head) {
+			if (poll_ns)
+				last_work = fb_now_ns();
+			fb_reactor_submit(r);
+			continue;
+		}
+		if (poll_ns && fb_now_ns() - last_work < poll_ns) {
+			fb_reactor_submit(r);
+			/* Keep the vCPU out of idle (slow to wake here) but let a
+			 * runnable peer on this CPU, often the very client we
+			 * wait for, run first: reactors share few cores. */
+			sched_yield();
+			continue;
+		}
+		atomic_store(&r->sleeping, 1);
+		if (atomic_load(&r->msgs)) {
+			atomic_store(&r->sleeping, 0);
+			continue;
+		}
+		/* Submit what is queued and sleep until a CQE (I/O or eventfd). */
+		int rc = io_uring_submit_and_wait(&r->ring, 1);
+
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			fb_log(r->e, FB_LOG_ERROR, "reactor %u: io_uring_submit_and_wait: %s", r->index,
+			       strerror(-rc));
+		atomic_store(&r->sleeping, 0);
+		last_work = fb_now_ns();
+	}
+	fb_reactor_submit(r);
+	tls_reactor = NULL;
+	return NULL;
+}
+
+static void reactor_stop_msg(void *arg)
+{
+	struct fb_reactor *r = arg;
+
+	r->stop = true;
+}
+
+int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err)
+{
+	int rc = 0;
+
+	e->reactors = calloc(e->nreactors, sizeof(*e->reactors));
+	if (!e->reactors) {
+		rc = -ENOMEM;
+		fb_err_set(err, "out of memory allocating %u reactors", e->nreactors);
+		goto out;
+	}
+	for (unsigned i = 0; i < e->nreactors; i++) {
+		struct fb_reactor *r = &e->reactors[i];
+		struct io_uring_params p;
+
+		r->e = e;
+		r->index = i;
+		r->efd = -1;
+		r->efd_op.cb = efd_done;
+		atomic_init(&r->msgs, NULL);
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = e->opts.ring_entries * 4;
+		rc = io_uring_queue_init_params(e->opts.ring_entries, &r->ring, &p);
+		if (rc < 0) {
+			fb_err_set(err, "io_uring_queue_init for reactor %u failed: %s; check "
+				   "RLIMIT_MEMLOCK and that io_uring is enabled (kernel.io_uring_disabled)",
+				   i, strerror(-rc));
+			goto out;
+		}
+		r->ring_ok = true;
+		/* Blocking, so the ring's read waits (poll-armed) instead of -EAGAIN. */
+		r->efd = eventfd(0, EFD_CLOEXEC);
+		if (r->efd < 0) {
+			rc = -errno;
+			fb_err_set(err, "eventfd for reactor %u failed: %s", i, strerror(errno));
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < e->nreactors; i++) {
+		struct fb_reactor *r = &e->reactors[i];
+		char name[16];
+
+		rc = -pthread_create(&r->thread, NULL, reactor_main, r);
+		if (rc) {
+			fb_err_set(err, "starting reactor thread %u failed: %s", i, strerror(-rc));
+			goto out;
+		}
+		r->thread_started = true;
+		snprintf(name, sizeof(name), "fb_reactor_%u", i & 0xffu);
+		pthread_setname_np(r->thread, name);
+		if (pthread_getcpuclockid(r->thread, &r->cpu_clock) != 0)
+			r->cpu_clock = CLOCK_THREAD_CPUTIME_ID; /* unreachable on Linux */
+	}
+out:
+	return rc;
+}
+
+void fb_reactor_fini_all(struct fb_engine *e)
+{
+	for (unsigned i = 0; i < e->nreactors; i++) {
+		struct fb_reactor *r = &e->reactors[i];
+
+		if (r->thread_started)
+			fb_reactor_send(r, reactor_stop_msg, r);
+	}
+	for (unsigned i = 0; i < e->nreactors; i++) {
+		struct fb_reactor *r = &e->reactors[i];
+		struct fb_msg *m, *next;
+
+		if (r->thread_started) {
+			pthread_join(r->thread, NULL);
+			r->thread_started = false;
+		}
+		/* Messages that arrived after stop are dropped (their senders
+		 * are gone with the engine). */
+		for (m = atomic_exchange(&r->msgs, NULL); m; m = next) {
+			next = m->next;
+			free(m);
+		}
+		while (r->pollers) {
+			struct fb_poller *p = r->pollers;
+
+			r->pollers = p->next;
+			free(p);
+		}
+		if (r->ring_ok)
+			io_uring_queue_exit(&r->ring);
+		if (r->efd >= 0)
+			close(r->efd);
+	}
+	free(e->reactors);
+	e->reactors = NULL;
+}
+
+struct sync_call {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	unsigned left;
+	fb_msg_fn fn;
+	void *arg;
+};
+
+static void sync_call_msg(void *arg)
+{
+	struct sync_call *s = arg;
+
+	s->fn(s->arg);
+	pthread_mutex_lock(&s->m);
+	if (--s->left == 0)
+		pthread_cond_signal(&s->c);
+	pthread_mutex_unlock(&s->m);
+}
+
+static void sync_call_run(struct fb_engine *e, struct fb_reactor *only, fb_msg_fn fn, void *arg)
+{
+	struct sync_call s = {.fn = fn, .arg = arg};
+
+	if (tls_reactor) {
+		fb_log(e, FB_LOG_ERROR, "fb_engine_run_on_all/fb_reactor_run_sync called on reactor %u "
+		       "would deadlock; call it from a control thread", tls_reactor->index);
+		abort();
+	}
+	pthread_mutex_init(&s.m, NULL);
+	pthread_cond_init(&s.c, NULL);
+	s.left = only ? 1 : e->nreactors;
+	if (only) {
+		fb_reactor_send(only, sync_call_msg, &s);
+	} else {
+		for (unsigned i = 0; i < e->nreactors; i++)
+			fb_reactor_send(&e->reactors[i], sync_call_msg, &s);
+	}
+	pthread_mutex_lock(&s.m);
+	while (s.left)
+		pthread_cond_wait(&s.c, &s.m);
+	pthread_mutex_unlock(&s.m);
+	pthread_mutex_destroy(&s.m);
+	pthread_cond_destroy(&s.c);
+}
+
+void fb_engine_run_on_all(struct fb_engine *e, fb_msg_fn fn, void *arg)
+{
+	sync_call_run(e, NULL, fn, arg);
+}
+
+void fb_reactor_run_sync(struct fb_reactor *r, fb_msg_fn fn, void *arg)
+{
+	sync_call_run(r->e, r, fn, arg);
+}

@@ -1,0 +1,679 @@
+/* NBD export registry and listeners: fb_nbd_export_add/remove/foreach.
+ *
+ * One fb_nbd_state per engine holds the exports and the listening sockets.
+ * Exports with the same listen string share a listener; the listener accepts
+ * on reactor 0 through io_uring and hands each connection to a reactor in
+ * round-robin order (nbd_conn.c runs the protocol there).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "nbd.h"
+#include "nbd_proto.h"
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+static void set_err(struct fb_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_err(struct fb_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+}
+
+static void nbd_subsys_fini(struct fb_engine *e, void *ctx);
+
+/* The engine's NBD state (an engine subsystem); created on first use when
+ * `create`. */
+static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
+{
+	struct fb_nbd_state *st;
+
+	fb_engine_subsys_lock(e);
+	st = fb_engine_subsys_get(e, "nbd");
+	if (!st && create) {
+		st = calloc(1, sizeof(*st));
+		if (st) {
+			st->e = e;
+			st->nreactors = fb_engine_reactor_count(e);
+			st->per_reactor = calloc(st->nreactors ? st->nreactors : 1,
+						 sizeof(*st->per_reactor));
+		}
+		if (st && st->per_reactor &&
+		    fb_engine_subsys_register(e, "nbd", st, nbd_subsys_fini) == 0) {
+			pthread_mutex_init(&st->ctrl, NULL);
+			pthread_mutex_init(&st->lock, NULL);
+			pthread_cond_init(&st->cond, NULL);
+			st->next_listener_id = 1;
+		} else if (st) {
+			free(st->per_reactor);
+			free(st);
+			st = NULL;
+		}
+	}
+	fb_engine_subsys_unlock(e);
+	return st;
+}
+
+static struct fb_nbd_export *export_find(struct fb_nbd_state *st, const char *name, size_t len)
+{
+	struct fb_nbd_export *exp;
+
+	for (exp = st->exports; exp; exp = exp->next)
+		if (exp->name_len == len && memcmp(exp->name, name, len) == 0)
+			return exp;
+	return NULL;
+}
+
+/* An empty name asks for the listener's default export: its first one. */
+static struct fb_nbd_export *export_find_on(struct fb_nbd_state *st, uint64_t listener_id,
+					    const char *name, uint32_t len)
+{
+	struct fb_nbd_export *exp;
+
+	for (exp = st->exports; exp; exp = exp->next) {
+		if (exp->listener->id != listener_id || exp->removing)
+			continue;
+		if (len == 0 || (exp->name_len == len && memcmp(exp->name, name, len) == 0))
+			return exp;
+	}
+	return NULL;
+}
+
+int fb_nbd_export_lookup(struct fb_nbd_state *st, uint64_t listener_id, const char *name,
+			 uint32_t name_len, struct fb_nbd_export_view *view)
+{
+	struct fb_nbd_export *exp;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&st->lock);
+	exp = export_find_on(st, listener_id, name, name_len);
+	if (exp) {
+		view->size = exp->size;
+		view->block_size = exp->block_size;
+		view->readonly = exp->readonly;
+		snprintf(view->bdev_name, sizeof(view->bdev_name), "%s", exp->bdev_name);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int fb_nbd_export_bind(struct fb_nbd_state *st, uint64_t listener_id, const char *name,
+		       uint32_t name_len, struct fb_nbd_export **out)
+{
+	struct fb_nbd_export *exp;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&st->lock);
+	exp = st->stopping ? NULL : export_find_on(st, listener_id, name, name_len);
+	if (exp) {
+		exp->nconns++;
+		*out = exp;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+int fb_nbd_export_list(struct fb_nbd_state *st, uint64_t listener_id,
+		       int (*fn)(const struct fb_nbd_export *exp, void *arg), void *arg)
+{
+	struct fb_nbd_export *exp;
+	int rc = 0;
+
+	pthread_mutex_lock(&st->lock);
+	for (exp = st->exports; exp && rc == 0; exp = exp->next)
+		if (exp->listener->id == listener_id && !exp->removing)
+			rc = fn(exp, arg);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------ listeners */
+
+static void listener_op_done(struct fb_nbd_listener *l)
+{
+	struct fb_nbd_state *st = l->st;
+
+	l->ops--;
+	if (l->closing && l->ops == 0) {
+		pthread_mutex_lock(&st->lock);
+		l->closed = true;
+		pthread_cond_broadcast(&st->cond);
+		pthread_mutex_unlock(&st->lock);
+	}
+}
+
+static void listener_arm(struct fb_nbd_listener *l)
+{
+	struct io_uring_sqe *sqe = fb_reactor_get_sqe(l->reactor);
+
+	io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &l->accept_op);
+	l->ops++;
+	l->accept_armed = true;
+}
+
+static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, accept_op);
+	struct fb_nbd_state *st = l->st;
+	struct io_uring_sqe *sqe;
+	bool full;
+	int one = 1, sndbuf = 4 << 20;
+
+	(void)flags;
+	l->accept_armed = false;
+	if (res >= 0) {
+		if (l->closing) {
+			close(res);
+		} else {
+			pthread_mutex_lock(&st->lock);
+			full = st->nconns >= FB_NBD_MAX_CONNS || st->stopping;
+			if (!full)
+				st->nconns++;
+			pthread_mutex_unlock(&st->lock);
+			if (full) {
+				close(res);
+			} else {
+				if (l->tcp)
+					setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+				/* Room for a few 1 MiB replies: fewer send wakeups per
+				 * large read (the kernel caps it at wmem_max). */
+				setsockopt(res, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+				fb_nbd_conn_accept(st, l, res);
+			}
+		}
+	}
+	if (!l->closing) {
+		if (res >= 0 || res == -EINTR || res == -EAGAIN || res == -ECONNABORTED) {
+			listener_arm(l);
+		} else {
+			/* Out of descriptors or memory: retry in a while instead of spinning. */
+			fb_log(st->e, FB_LOG_WARN, "nbd: accept on %s failed: %s; retrying", l->listen,
+			       strerror(-res));
+			l->retry_ts.tv_sec = 0;
+			l->retry_ts.tv_nsec = 50 * 1000 * 1000;
+			sqe = fb_reactor_get_sqe(l->reactor);
+			io_uring_prep_timeout(sqe, &l->retry_ts, 0, 0);
+			io_uring_sqe_set_data(sqe, &l->retry_op);
+			l->ops++;
+			l->retry_armed = true;
+		}
+	}
+	listener_op_done(l);
+}
+
+static void listener_retry_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, retry_op);
+
+	(void)res;
+	(void)flags;
+	l->retry_armed = false;
+	if (!l->closing)
+		listener_arm(l);
+	listener_op_done(l);
+}
+
+static void listener_cancel_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, cancel_op);
+
+	(void)res;
+	(void)flags;
+	listener_op_done(l);
+}
+
+static void listener_retry_rm_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, retry_rm_op);
+
+	(void)res;
+	(void)flags;
+	listener_op_done(l);
+}
+
+static void listener_start(void *arg)
+{
+	listener_arm(arg);
+}
+
+static void listener_stop(void *arg)
+{
+	struct fb_nbd_listener *l = arg;
+	struct io_uring_sqe *sqe;
+
+	l->closing = true;
+	/* Counted like an op so that `closed` is set exactly once, at the end. */
+	l->ops++;
+	if (l->accept_armed) {
+		sqe = fb_reactor_get_sqe(l->reactor);
+		io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&l->accept_op, 0);
+		io_uring_sqe_set_data(sqe, &l->cancel_op);
+		l->ops++;
+	}
+	if (l->retry_armed) {
+		sqe = fb_reactor_get_sqe(l->reactor);
+		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&l->retry_op, 0);
+		io_uring_sqe_set_data(sqe, &l->retry_rm_op);
+		l->ops++;
+	}
+	listener_op_done(l);
+}
+
+static void listener_free(struct fb_nbd_listener *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->unix_path)
+		unlink(l->unix_path);
+	free(l->unix_path);
+	free(l->listen);
+	free(l);
+}
+
+/* A stale unix socket (no server behind it) may be replaced; a live one not. */
+static bool unix_path_stale(const struct sockaddr_un *sun)
+{
+	struct stat sb;
+	int fd, rc;
+
+	if (lstat(sun->sun_path, &sb) || !S_ISSOCK(sb.st_mode))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	close(fd);
+	return rc < 0 && errno == ECONNREFUSED;
+}
+
+static int listener_open_unix(struct fb_nbd_listener *l, const char *path, struct fb_err *err)
+{
+	struct sockaddr_un sun;
+	int fd = -1, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (!*path || strlen(path) >= sizeof(sun.sun_path)) {
+		set_err(err, "listen: unix socket path must be 1-%zu bytes",
+			sizeof(sun.sun_path) - 1);
+		return -EINVAL;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	l->unix_path = strdup(path);
+	if (!l->unix_path)
+		return -ENOMEM;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		set_err(err, "listen: socket(): %s", strerror(errno));
+		goto out;
+	}
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (rc < 0 && errno == EADDRINUSE && unix_path_stale(&sun)) {
+		unlink(path);
+		rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	}
+	if (rc < 0 || listen(fd, 1024) < 0) {
+		rc = -errno;
+		set_err(err, "listen: cannot listen on unix socket %s: %s (pick a free path)", path,
+			strerror(errno));
+		goto out;
+	}
+	l->fd = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc) {
+		/* Never unlink a path we did not bind. */
+		free(l->unix_path);
+		l->unix_path = NULL;
+	}
+	return rc;
+}
+
+static int listener_open_tcp(struct fb_nbd_listener *l, const char *hostport, struct fb_err *err)
+{
+	struct addrinfo hints, *ai = NULL;
+	char host[256];
+	const char *colon = strrchr(hostport, ':');
+	size_t hlen;
+	int fd = -1, rc, one = 1;
+
+	if (!colon || colon == hostport || !colon[1]) {
+		set_err(err, "listen: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:10809");
+		return -EINVAL;
+	}
+	hlen = (size_t)(colon - hostport);
+	if (hostport[0] == '[' && hlen >= 2 && hostport[hlen - 1] == ']') {
+		hostport++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(host)) {
+		set_err(err, "listen: host name too long");
+		return -EINVAL;
+	}
+	memcpy(host, hostport, hlen);
+	host[hlen] = 0;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	rc = getaddrinfo(host, colon + 1, &hints, &ai);
+	if (rc) {
+		set_err(err, "listen: cannot resolve %s port %s: %s", host, colon + 1, gai_strerror(rc));
+		return -EINVAL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		set_err(err, "listen: socket(): %s", strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		rc = -errno;
+		set_err(err, "listen: cannot listen on tcp %s:%s: %s (pick a free port)", host,
+			colon + 1, strerror(errno));
+		goto out;
+	}
+	l->tcp = true;
+	l->fd = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return rc;
+}
+
+/* Creates and starts a listener (control thread, under st->ctrl). */
+static int listener_create(struct fb_nbd_state *st, const char *listen,
+			   struct fb_nbd_listener **out, struct fb_err *err)
+{
+	struct fb_nbd_listener *l = calloc(1, sizeof(*l));
+	int rc;
+
+	if (!l || !(l->listen = strdup(listen))) {
+		free(l);
+		set_err(err, "out of memory");
+		return -ENOMEM;
+	}
+	l->st = st;
+	l->fd = -1;
+	l->reactor = fb_engine_get_reactor(st->e, 0);
+	l->accept_op.cb = listener_accept_cb;
+	l->retry_op.cb = listener_retry_cb;
+	l->cancel_op.cb = listener_cancel_cb;
+	l->retry_rm_op.cb = listener_retry_rm_cb;
+	if (strncmp(listen, "unix:", 5) == 0) {
+		rc = listener_open_unix(l, listen + 5, err);
+	} else if (strncmp(listen, "tcp:", 4) == 0) {
+		rc = listener_open_tcp(l, listen + 4, err);
+	} else {
+		set_err(err, "listen must be \"unix:PATH\" or \"tcp:HOST:PORT\", got \"%.200s\"", listen);
+		rc = -EINVAL;
+	}
+	if (rc) {
+		listener_free(l);
+		return rc;
+	}
+	pthread_mutex_lock(&st->lock);
+	l->id = st->next_listener_id++;
+	l->next = st->listeners;
+	st->listeners = l;
+	pthread_mutex_unlock(&st->lock);
+	fb_reactor_run_sync(l->reactor, listener_start, l);
+	*out = l;
+	return 0;
+}
+
+/* Stops accepting, closes handshaking connections, frees the listener
+ * (control thread, under st->ctrl). */
+static void listener_destroy(struct fb_nbd_state *st, struct fb_nbd_listener *l)
+{
+	struct fb_nbd_listener **pp;
+	struct fb_nbd_kick kick = { .st = st, .listener_id = l->id };
+
+	fb_reactor_run_sync(l->reactor, listener_stop, l);
+	pthread_mutex_lock(&st->lock);
+	while (!l->closed)
+		pthread_cond_wait(&st->cond, &st->lock);
+	for (pp = &st->listeners; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	fb_engine_run_on_all(st->e, fb_nbd_conn_kick, &kick);
+	listener_free(l);
+}
+
+/* --------------------------------------------------------------- exports */
+
+static void export_free(struct fb_nbd_export *exp)
+{
+	if (exp->desc)
+		fb_bdev_close(exp->desc);
+	free(exp->name);
+	free(exp->bdev_name);
+	free(exp);
+}
+
+int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *bdev_name,
+		      const char *listen, bool readonly, struct fb_err *err)
+{
+	struct fb_nbd_state *st;
+	struct fb_nbd_export *exp = NULL, **pp;
+	struct fb_nbd_listener *l;
+	struct fb_bdev *bdev;
+	char holder[256];
+	size_t nlen;
+	int rc;
+
+	if (!e || !export_name || !bdev_name || !listen) {
+		set_err(err, "export_name, bdev_name and listen are required");
+		return -EINVAL;
+	}
+	nlen = strlen(export_name);
+	if (nlen == 0 || nlen > NBD_MAX_STRING) {
+		set_err(err, "export_name must be 1-%u bytes long", NBD_MAX_STRING);
+		return -EINVAL;
+	}
+	st = nbd_state_get(e, true);
+	if (!st) {
+		set_err(err, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&st->ctrl);
+	if (export_find(st, export_name, nlen)) {
+		set_err(err, "export_name \"%.200s\" is already exported; remove it first or pick another name",
+			export_name);
+		rc = -EEXIST;
+		goto out;
+	}
+	exp = calloc(1, sizeof(*exp));
+	if (!exp || !(exp->name = strdup(export_name)) || !(exp->bdev_name = strdup(bdev_name))) {
+		set_err(err, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	exp->name_len = (uint32_t)nlen;
+	exp->readonly = readonly;
+	snprintf(holder, sizeof(holder), "NBD export '%.200s'", export_name);
+	rc = fb_bdev_open_ext(e, bdev_name, !readonly, holder, &exp->desc, err);
+	if (rc)
+		goto out;
+	bdev = fb_bdev_desc_get_bdev(exp->desc);
+	exp->block_size = fb_bdev_get_block_size(bdev);
+	exp->size = fb_bdev_get_num_blocks(bdev) * exp->block_size;
+	exp->has_flush = fb_bdev_io_type_supported(bdev, FB_IO_FLUSH);
+	exp->has_unmap = fb_bdev_io_type_supported(bdev, FB_IO_UNMAP);
+	exp->has_write_zeroes = fb_bdev_io_type_supported(bdev, FB_IO_WRITE_ZEROES);
+	for (l = st->listeners; l; l = l->next)
+		if (strcmp(l->listen, listen) == 0)
+			break;
+	if (!l) {
+		rc = listener_create(st, listen, &l, err);
+		if (rc)
+			goto out;
+	}
+	exp->listener = l;
+	l->nexports++;
+	/* Appended: NBD_OPT_LIST shows creation order and the default export
+	 * (empty name) is the listener's first. */
+	pthread_mutex_lock(&st->lock);
+	for (pp = &st->exports; *pp; pp = &(*pp)->next)
+		;
+	*pp = exp;
+	pthread_mutex_unlock(&st->lock);
+	fb_log(e, FB_LOG_INFO, "nbd: export %s (bdev %s%s) on %s", export_name, bdev_name,
+	       readonly ? ", read-only" : "", listen);
+	exp = NULL;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&st->ctrl);
+	if (exp)
+		export_free(exp);
+	return rc;
+}
+
+/* Unlinks exp, drains its connections, closes it (under st->ctrl). */
+static void export_destroy(struct fb_nbd_state *st, struct fb_nbd_export *exp)
+{
+	struct fb_nbd_export **pp;
+	struct fb_nbd_kick kick = { .st = st, .exp = exp };
+	struct fb_nbd_listener *l = exp->listener;
+
+	pthread_mutex_lock(&st->lock);
+	exp->removing = true;
+	for (pp = &st->exports; *pp; pp = &(*pp)->next) {
+		if (*pp == exp) {
+			*pp = exp->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	/* After removing is set no connection binds; the kick drains the bound
+	 * ones (in-flight I/O completes, replies go out, then they close). */
+	fb_engine_run_on_all(st->e, fb_nbd_conn_kick, &kick);
+	pthread_mutex_lock(&st->lock);
+	while (exp->nconns)
+		pthread_cond_wait(&st->cond, &st->lock);
+	pthread_mutex_unlock(&st->lock);
+	fb_log(st->e, FB_LOG_INFO, "nbd: export %s removed", exp->name);
+	export_free(exp);
+	if (--l->nexports == 0)
+		listener_destroy(st, l);
+}
+
+int fb_nbd_export_remove(struct fb_engine *e, const char *export_name, struct fb_err *err)
+{
+	struct fb_nbd_state *st;
+	struct fb_nbd_export *exp;
+	int rc = 0;
+
+	if (!e || !export_name) {
+		set_err(err, "export_name is required");
+		return -EINVAL;
+	}
+	st = nbd_state_get(e, false);
+	if (!st) {
+		set_err(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
+			export_name);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&st->ctrl);
+	exp = export_find(st, export_name, strlen(export_name));
+	if (exp) {
+		export_destroy(st, exp);
+	} else {
+		set_err(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
+			export_name);
+		rc = -ENOENT;
+	}
+	pthread_mutex_unlock(&st->ctrl);
+	return rc;
+}
+
+int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *arg)
+{
+	struct fb_nbd_state *st = e ? nbd_state_get(e, false) : NULL;
+	struct fb_nbd_export *exp;
+	struct fb_nbd_export_info info;
+	int rc = 0;
+
+	if (!st)
+		return 0;
+	/* ctrl keeps the list stable while fn runs without the reactor lock. */
+	pthread_mutex_lock(&st->ctrl);
+	for (exp = st->exports; exp && rc == 0; exp = exp->next) {
+		pthread_mutex_lock(&st->lock);
+		info.connections = exp->nconns;
+		pthread_mutex_unlock(&st->lock);
+		info.export_name = exp->name;
+		info.bdev_name = exp->bdev_name;
+		info.listen = exp->listener->listen;
+		info.readonly = exp->readonly;
+		rc = fn(&info, arg);
+	}
+	pthread_mutex_unlock(&st->ctrl);
+	return rc;
+}
+
+/* fb_engine_destroy, before bdevs are deleted: remove every export, close
+ * listeners, disconnect every client, free the state. */
+static void nbd_subsys_fini(struct fb_engine *e, void *ctx)
+{
+	struct fb_nbd_state *st = ctx;
+	struct fb_nbd_kick kick;
+
+	pthread_mutex_lock(&st->ctrl);
+	pthread_mutex_lock(&st->lock);
+	st->stopping = true;
+	pthread_mutex_unlock(&st->lock);
+	while (st->exports)
+		export_destroy(st, st->exports);
+	/* Connections still negotiating, or accepted and on their way to a
+	 * reactor, see `stopping` or get this kick. */
+	memset(&kick, 0, sizeof(kick));
+	kick.st = st;
+	kick.all = true;
+	fb_engine_run_on_all(e, fb_nbd_conn_kick, &kick);
+	pthread_mutex_lock(&st->lock);
+	while (st->nconns)
+		pthread_cond_wait(&st->cond, &st->lock);
+	pthread_mutex_unlock(&st->lock);
+	fb_engine_run_on_all(e, fb_nbd_conn_reactor_fini, st);
+	pthread_mutex_unlock(&st->ctrl);
+	free(st->per_reactor);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->ctrl);
+	free(st);
+}

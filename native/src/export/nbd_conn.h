@@ -1,0 +1,148 @@
+/* NBD connection internals shared by nbd_conn.c (lifecycle, socket I/O,
+ * buffers), nbd_handshake.c (option haggling) and nbd_xmit.c (transmission
+ * phase). A connection is touched only by its reactor. */
+#ifndef FLEXBSO_NBD_CONN_H
+#define FLEXBSO_NBD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "nbd.h"
+
+#define CONN_QD 128u                  /* requests in flight per connection */
+#define CONN_RX_CAP (64u << 10)       /* receive buffer */
+#define CONN_OPT_MAX (16u << 10)      /* longest option we parse (strings are <= 4 KiB) */
+#define CONN_DIRECT_MIN (16u << 10)   /* payload remainder received straight into the I/O buffer */
+#define CONN_BUDGET (64u << 20)       /* bytes of request buffers in flight */
+#define CONN_POOL_CAP (32u << 20)     /* bytes of free buffers kept for reuse */
+#define CONN_TX_IOV 256u
+/* Bytes after which a sendmsg takes no more replies: small replies still
+ * batch, but each large one goes alone, so its completion frees its slot and
+ * the next send starts while the socket buffer still holds data (rough
+ * runs here: 1 MiB reads at QD32 went faster than with unbounded batches). */
+#define CONN_TX_BATCH (1u << 20)
+#define CONN_DRAIN_SEC 1              /* how long a drain waits for a client to read replies */
+#define CONN_HANDSHAKE_SEC 30         /* a client must reach transmission within this */
+#define POOL_MIN_SHIFT 12u
+#define POOL_CLASSES 14u              /* 4 KiB .. 32 MiB */
+#define ZERO_BUF_LEN (1u << 20)
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+enum conn_phase { PH_CLIENT_FLAGS, PH_OPTIONS, PH_TRANSMISSION };
+
+/* Results of one parse step. */
+enum { STEP_MORE = 1, STEP_NEED_DATA = 0, STEP_BLOCKED = -1, STEP_STOP = -2, STEP_ERROR = -3 };
+
+/* Multi-step requests: each bdev completion advances one of these. */
+enum req_step { RS_SINGLE, RS_ZERO_FILL, RS_FLUSH_AFTER, RS_FLUSHING };
+
+struct nbd_req {
+	struct fb_nbd_conn *conn;
+	struct nbd_req *next;         /* free list or send queue */
+	uint64_t cookie, offset;
+	uint32_t len;
+	uint16_t type, flags;
+	uint8_t *buf;
+	unsigned buf_class;
+	uint32_t got;                 /* write payload bytes received */
+	uint64_t done;                /* RS_ZERO_FILL progress, bytes */
+	enum req_step step;
+	bool in_submit, again;        /* RS_ZERO_FILL loop control */
+	uint32_t nbd_err;             /* 0 or an NBD_E* value for the reply */
+	struct iovec io_iov;          /* the bdev I/O's buffer */
+	uint8_t hdr[32];              /* reply header */
+	struct iovec tx_iov[2];
+	int tx_iovcnt;
+};
+
+struct conn_buf {
+	uint8_t *p;
+	size_t len, off, cap;         /* off: bytes already sent */
+};
+
+struct fb_nbd_conn {
+	struct fb_nbd_state *st;
+	struct fb_reactor *reactor;
+	struct fb_nbd_conn *prev, *next;  /* per-reactor list */
+	int fd;
+	uint64_t listener_id;
+	enum conn_phase phase;
+	bool no_zeroes, structured, meta;
+	char *meta_name;                  /* export whose base:allocation was selected */
+	uint32_t meta_name_len;
+
+	struct fb_nbd_export *exp;        /* bound export (transmission phase) */
+	struct fb_io_channel *ch;
+	uint64_t size;
+	uint32_t block_size;
+	bool readonly;
+
+	/* receive */
+	uint8_t *rx;
+	uint32_t rx_head, rx_tail;
+	bool rx_busy, rx_direct;
+	bool rx_ready;                    /* the socket may hold data (last poll event) */
+	bool rx_wait;                     /* the parser waits for the next poll event */
+	bool rxpoll_armed;
+	uint32_t rxpoll_seq, rx_sub_seq;  /* poll events seen; at the last recv's submit */
+	size_t rx_len;                    /* bytes the last recv asked for */
+	struct fb_uring_op rxpoll_op;
+	struct nbd_req *rx_req;           /* write whose payload is being received */
+	uint64_t discard;                 /* payload bytes to drop */
+	struct fb_uring_op rx_op;
+
+	/* send */
+	struct conn_buf hs_out;           /* handshake replies */
+	struct nbd_req *txq_head, *txq_tail;
+	bool tx_busy, flush_queued;
+	struct fb_nbd_conn *flush_next;   /* on the reactor's flush list */
+	struct nbd_req *retry_head, *retry_tail;  /* submits refused with -ENOMEM */
+	struct iovec tx_iov[CONN_TX_IOV];
+	struct msghdr tx_msg;
+	struct fb_uring_op tx_op;
+
+	/* requests */
+	struct nbd_req *reqs, *req_free;
+	unsigned io_inflight;             /* bdev I/Os not yet completed */
+	size_t bytes_held;                /* request buffers in use */
+	uint8_t *pool[POOL_CLASSES];
+	size_t pool_bytes;
+	uint8_t *zero_buf;
+
+	/* lifecycle */
+	bool in_parse, blocked, draining, closing, close_after_tx;
+	unsigned ops;                     /* ring ops in flight */
+	bool timer_armed, hs_timer_armed;
+	struct __kernel_timespec drain_ts, hs_ts;
+	struct fb_uring_op timer_op, cancel_op, cancel_rx_op, timer_rm_op, hs_timer_op, hs_timer_rm_op;
+};
+
+/* nbd_conn.c */
+int fb_nbd_buf_reserve(struct conn_buf *b, size_t more);
+struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c);
+void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);
+int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req);
+/* Queues a finished request's reply (sent at the end of the loop pass). */
+void fb_nbd_conn_txq_push(struct fb_nbd_conn *c, struct nbd_req *req);
+/* Runs the connection's sends and retries at the end of this loop pass. */
+void fb_nbd_conn_schedule(struct fb_nbd_conn *c);
+void fb_nbd_conn_drain(struct fb_nbd_conn *c);
+/* May free c: the caller must not touch it afterwards. */
+void fb_nbd_conn_check_drained(struct fb_nbd_conn *c);
+void fb_nbd_conn_maybe_free(struct fb_nbd_conn *c);
+
+/* nbd_handshake.c: one parse step of option haggling (STEP_*). */
+int fb_nbd_hs_parse(struct fb_nbd_conn *c);
+
+/* nbd_xmit.c: one parse step of the transmission phase (STEP_*), and the
+ * payload step of a write whose data is still arriving. */
+int fb_nbd_xmit_parse(struct fb_nbd_conn *c);
+int fb_nbd_xmit_payload(struct fb_nbd_conn *c);
+/* Resubmits requests the bdev refused with -ENOMEM (or drops them when the
+ * connection is closing). */
+void fb_nbd_xmit_retry(struct fb_nbd_conn *c);
+
+#endif

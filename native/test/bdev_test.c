@@ -1,0 +1,234 @@
+/* bdev layer on malloc and null: integrity across reactors, range checks,
+ * open/claim/delete rules, config dump, stats. */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define BS 512u
+#define NB 2048u
+
+struct worker {
+	struct fb_engine *e;
+	struct fb_bdev_desc *desc;
+	unsigned reactor;
+	unsigned char *ref; /* shared reference image; each worker owns a slice */
+	uint64_t first, count;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char *buf = malloc(16 * BS);
+	uint64_t seed = 1234 + w->reactor;
+
+	for (int i = 0; i < 300; i++) {
+		uint64_t n = 1 + seed % 16, off;
+
+		th_fill_random(buf, 16 * BS, &seed);
+		if (n > w->count)
+			n = w->count;
+		off = w->first + seed % (w->count - n + 1);
+		if (i % 3 == 0) {
+			CHECK_EQ(th_read(w->e, w->reactor, w->desc, buf, off, n), 0);
+			CHECK(memcmp(buf, w->ref + off * BS, n * BS) == 0);
+		} else {
+			CHECK_EQ(th_write(w->e, w->reactor, w->desc, buf, off, n), 0);
+			memcpy(w->ref + off * BS, buf, n * BS);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* kind: "M0" malloc, "FD" file with O_DIRECT on /tmp, "FB" buffered file on /dev/shm. */
+static void integrity(const char *kind)
+{
+	struct fb_engine *e = th_engine(3);
+	char path[128] = "";
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+	unsigned char *ref = calloc(NB, BS), *all = malloc((size_t)NB * BS);
+	struct worker w[3];
+	pthread_t t[3];
+
+	if (kind[0] == 'M') {
+		CHECK_OK(fb_bdev_malloc_create(e, kind, NB, BS, &err));
+	} else {
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/fb_bdev_test_XXXXXX", kind[1] == 'D' ? "/tmp" : "/dev/shm");
+		fd = mkstemp(path);
+		CHECK(fd >= 0);
+		CHECK(ftruncate(fd, (off_t)NB * BS) == 0);
+		close(fd);
+		CHECK_OK(fb_bdev_file_create_ext(e, kind, path, BS,
+						 kind[1] == 'D' ? FB_FILE_DIRECT : FB_FILE_NO_DIRECT, &err));
+	}
+	CHECK_OK(fb_bdev_open(e, kind, true, &desc, &err));
+	for (unsigned i = 0; i < 3; i++) {
+		w[i] = (struct worker){.e = e, .desc = desc, .reactor = i, .ref = ref,
+				       .first = i * (NB / 3), .count = NB / 3};
+		CHECK(pthread_create(&t[i], NULL, worker_main, &w[i]) == 0);
+	}
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	/* Whole image read from each reactor matches the reference. */
+	for (unsigned r = 0; r < 3; r++) {
+		CHECK_EQ(th_read(e, r, desc, all, 0, NB), 0);
+		CHECK(memcmp(all, ref, (size_t)NB * BS) == 0);
+	}
+	fb_bdev_close(desc);
+	CHECK_OK(fb_bdev_delete(e, kind, &err));
+	free(ref);
+	free(all);
+	fb_engine_destroy(e);
+	if (path[0])
+		unlink(path);
+}
+
+TEST(malloc_integrity)
+{
+	integrity("M0");
+}
+
+TEST(file_direct_integrity)
+{
+	integrity("FD");
+}
+
+TEST(file_buffered_integrity)
+{
+	integrity("FB");
+}
+
+TEST(null_reads_zero)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+	unsigned char buf[4096];
+
+	CHECK_OK(fb_bdev_null_create(e, "N0", 1 << 20, 4096, &err));
+	CHECK_OK(fb_bdev_open(e, "N0", true, &desc, &err));
+	memset(buf, 0xab, sizeof(buf));
+	CHECK_EQ(th_write(e, 0, desc, buf, 7, 1), 0);
+	CHECK_EQ(th_read(e, 0, desc, buf, 7, 1), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		CHECK_EQ(buf[i], 0);
+	CHECK_EQ(th_io(e, 0, desc, FB_IO_FLUSH, NULL, 0, 0, 0, 0), 0);
+	fb_bdev_close(desc);
+	fb_engine_destroy(e); /* deletes N0 */
+}
+
+TEST(range_checks)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *desc, *ro;
+	struct fb_err err;
+	unsigned char buf[2 * BS];
+	struct iovec iov = {buf, BS};
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M1", 16, BS, &err));
+	CHECK_OK(fb_bdev_open(e, "M1", true, &desc, &err));
+	CHECK_EQ(th_read(e, 0, desc, buf, 16, 1), -EINVAL);
+	CHECK_EQ(th_read(e, 0, desc, buf, 15, 2), -EINVAL);
+	CHECK_EQ(th_read(e, 0, desc, buf, UINT64_MAX, 2), -EINVAL);
+	CHECK_EQ(th_read(e, 0, desc, buf, 0, 0), -EINVAL);
+	CHECK_EQ(th_io(e, 0, desc, FB_IO_READ, &iov, 1, 0, 2, 0), -EINVAL); /* iov too short */
+	CHECK_EQ(th_io(e, 0, desc, FB_IO_UNMAP, NULL, 0, 10, 7, 0), -EINVAL);
+	CHECK_EQ(th_read(e, 0, desc, buf, 14, 2), 0);
+	CHECK_OK(fb_bdev_open(e, "M1", false, &ro, &err));
+	CHECK_EQ(th_write(e, 0, ro, buf, 0, 1), -EBADF);
+	fb_bdev_close(ro);
+	fb_bdev_close(desc);
+	CHECK_EQ(fb_bdev_malloc_create(e, "M1", 16, BS, &err), -EEXIST);
+	CHECK_EQ(fb_bdev_malloc_create(e, "M2", 16, 1000, &err), -EINVAL);
+	CHECK(strstr(err.msg, "block_size") != NULL);
+	CHECK_EQ(fb_bdev_malloc_create(e, "", 16, BS, &err), -EINVAL);
+	CHECK_EQ(fb_bdev_open(e, "nope", false, &desc, &err), -ENOENT);
+	CHECK(strstr(err.msg, "'nope'") != NULL);
+	fb_engine_destroy(e);
+}
+
+static const struct fb_bdev_module fake_module = {.name = "test"};
+
+TEST(open_claim_delete)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d1, *d2;
+	struct fb_err err;
+	unsigned char buf[BS];
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M0", 64, BS, &err));
+	CHECK_OK(fb_bdev_open_ext(e, "M0", true, "NBD export 'x'", &d1, &err));
+	CHECK_EQ(th_read(e, 1, d1, buf, 0, 1), 0); /* creates a channel on reactor 1 */
+	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
+	CHECK(strstr(err.msg, "bdev 'M0' is open by NBD export 'x'") != NULL);
+	CHECK_EQ(fb_bdev_claim(d1, &fake_module, &err), 0);
+	CHECK_OK(fb_bdev_open(e, "M0", false, &d2, &err)); /* read-only open still allowed */
+	fb_bdev_close(d2);
+	CHECK_EQ(fb_bdev_open(e, "M0", true, &d2, &err), -EPERM);
+	fb_bdev_desc_set_holder(d1, "error bdev 'EE_M0'");
+	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
+	CHECK(strstr(err.msg, "bdev 'M0' is claimed by error bdev 'EE_M0'") != NULL);
+	fb_bdev_close(d1);
+	CHECK_OK(fb_bdev_delete(e, "M0", &err));
+	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -ENOENT);
+	fb_engine_destroy(e);
+}
+
+static int collect(const struct fb_bdev_info *info, void *arg)
+{
+	struct fb_strbuf *sb = arg;
+
+	fb_strbuf_printf(sb, "%s|%s|%s|%llu|%llu|%llu;", info->name, info->create_method,
+			 info->config_json, (unsigned long long)info->stats.num_write_ops,
+			 (unsigned long long)info->stats.bytes_read,
+			 (unsigned long long)info->stats.num_write_zeroes_ops);
+	return 0;
+}
+
+TEST(config_and_stats)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	struct fb_strbuf sb = {0};
+	unsigned char buf[4 * BS];
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M\"q", 8, BS, &err));
+	CHECK_OK(fb_bdev_null_create(e, "N0", 100, 4096, &err));
+	CHECK_OK(fb_bdev_open(e, "M\"q", true, &d, &err));
+	memset(buf, 0x5a, sizeof(buf));
+	CHECK_EQ(th_write(e, 0, d, buf, 0, 4), 0);
+	CHECK_EQ(th_write(e, 1, d, buf, 4, 4), 0);
+	CHECK_EQ(th_read(e, 1, d, buf, 2, 4), 0);
+	CHECK_EQ(th_io(e, 0, d, FB_IO_WRITE_ZEROES, NULL, 0, 3, 2, 0), 0);
+	CHECK_EQ(th_read(e, 0, d, buf, 0, 4), 0);
+	for (unsigned i = 0; i < 4 * BS; i++)
+		CHECK_EQ(buf[i], (i >= 3 * BS) ? 0 : 0x5a);
+	CHECK_EQ(th_io(e, 1, d, FB_IO_UNMAP, NULL, 0, 0, 1, 0), 0);
+	CHECK_EQ(th_read(e, 0, d, buf, 0, 1), 0);
+	CHECK_EQ(buf[0], 0);
+	CHECK_EQ(fb_bdev_foreach(e, NULL, collect, &sb), 0);
+	CHECK(strcmp(sb.buf, "M\"q|bdev_malloc_create|{\"name\":\"M\\\"q\",\"num_blocks\":8,\"block_size\":512}|2|4608|1;"
+			     "N0|bdev_null_create|{\"name\":\"N0\",\"num_blocks\":100,\"block_size\":4096}|0|0|0;") == 0 ||
+	      (fprintf(stderr, "got %s\n", sb.buf), 0));
+	CHECK_EQ(fb_bdev_foreach(e, "zz", collect, &sb), -ENOENT);
+	fb_strbuf_free(&sb);
+	fb_bdev_close(d);
+	fb_engine_destroy(e);
+}
+
+int main(void)
+{
+	RUN(malloc_integrity);
+	RUN(file_direct_integrity);
+	RUN(file_buffered_integrity);
+	RUN(null_reads_zero);
+	RUN(range_checks);
+	RUN(open_claim_delete);
+	RUN(config_and_stats);
+	return 0;
+}

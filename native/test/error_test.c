@@ -1,0 +1,178 @@
+/* error bdev: each injection kind, LBA ranges, counts, clearing, claims, and
+ * switching injections while I/O runs on every reactor. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "harness.h"
+
+#define BS 512u
+#define NB 256u
+
+static struct fb_error_injection inj_of(uint32_t mask, enum fb_error_kind kind, uint64_t count,
+					uint64_t off, uint64_t num)
+{
+	struct fb_error_injection i = {.size = sizeof(i), .io_mask = mask, .kind = kind,
+				       .count = count, .offset_blocks = off, .num_blocks = num};
+	return i;
+}
+
+#define R (1u << FB_IO_READ)
+#define W (1u << FB_IO_WRITE)
+
+TEST(claims)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
+	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
+	CHECK_EQ(fb_bdev_error_create(e, "M0", &err), -EPERM);
+	CHECK(strstr(err.msg, "claimed by error bdev 'EE_M0'") != NULL);
+	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
+	CHECK(strstr(err.msg, "bdev 'M0' is claimed by error bdev 'EE_M0'") != NULL);
+	CHECK_EQ(fb_bdev_open(e, "M0", true, &d, &err), -EPERM);
+	CHECK_EQ(fb_bdev_error_create(e, "nope", &err), -ENOENT);
+	struct fb_error_injection i = inj_of(0, FB_ERR_FAILURE, 0, 0, 0);
+	CHECK_EQ(fb_bdev_error_inject(e, "M1", &i, &err), -ENOENT);
+	CHECK_OK(fb_bdev_malloc_create(e, "M1", NB, BS, &err));
+	CHECK_EQ(fb_bdev_error_inject(e, "M1", &i, &err), -EINVAL);
+	CHECK(strstr(err.msg, "not an error bdev") != NULL);
+	i.offset_blocks = NB;
+	CHECK_EQ(fb_bdev_error_inject(e, "EE_M0", &i, &err), -EINVAL);
+	CHECK_OK(fb_bdev_delete(e, "EE_M0", &err));
+	CHECK_OK(fb_bdev_delete(e, "M0", &err));
+	fb_engine_destroy(e);
+}
+
+TEST(kinds)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	unsigned char a[4 * BS], b[4 * BS], c[4 * BS];
+	uint64_t seed = 7;
+	struct fb_error_injection i;
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
+	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
+	CHECK_OK(fb_bdev_open(e, "EE_M0", true, &d, &err));
+	th_fill_random(a, sizeof(a), &seed);
+	CHECK_EQ(th_write(e, 0, d, a, 10, 4), 0);
+
+	/* failure: reads in [12,14), two times, then pass. */
+	i = inj_of(R, FB_ERR_FAILURE, 2, 12, 2);
+	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	CHECK_EQ(th_read(e, 0, d, b, 8, 4), 0);     /* [8,12) misses */
+	CHECK_EQ(th_write(e, 1, d, a, 10, 4), 0);   /* writes unaffected */
+	CHECK_EQ(th_read(e, 1, d, b, 10, 4), -EIO); /* overlaps */
+	CHECK_EQ(th_read(e, 0, d, b, 13, 1), -EIO);
+	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);    /* count used up */
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+
+	/* corrupt_data: one flipped bit per block, by the name of the base too. */
+	i = inj_of(R, FB_ERR_CORRUPT_DATA, 1, 0, 0);
+	CHECK_OK(fb_bdev_error_inject(e, "M0", &i, &err));
+	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
+	for (unsigned k = 0; k < sizeof(a); k++)
+		CHECK_EQ(b[k] ^ a[k], (k % BS == 0) ? 1 : 0);
+	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+
+	/* drop_write: acknowledged, not stored; unlimited until cleared. */
+	i = inj_of(W, FB_ERR_DROP_WRITE, 0, 0, 0);
+	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	memset(c, 0x77, sizeof(c));
+	CHECK_EQ(th_write(e, 0, d, c, 10, 4), 0);
+	CHECK_EQ(th_write(e, 1, d, c, 10, 4), 0);
+	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	/* Failure on all types wins first match order: add then clear writes. */
+	i = inj_of(0, FB_ERR_NONE, 0, 0, 0);
+	i.io_mask = W;
+	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	CHECK_EQ(th_write(e, 0, d, c, 10, 4), 0);
+	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
+	CHECK(memcmp(c, b, sizeof(c)) == 0);
+	/* failure on flush, then clear all. */
+	i = inj_of(1u << FB_IO_FLUSH, FB_ERR_FAILURE, 0, 0, 0);
+	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	CHECK_EQ(th_io(e, 0, d, FB_IO_FLUSH, NULL, 0, 0, 0, 0), -EIO);
+	i = inj_of(0, FB_ERR_NONE, 0, 0, 0);
+	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	CHECK_EQ(th_io(e, 0, d, FB_IO_FLUSH, NULL, 0, 0, 0, 0), 0);
+	CHECK_EQ(th_io(e, 0, d, FB_IO_WRITE_ZEROES, NULL, 0, 10, 1, 0), 0);
+	CHECK_EQ(th_read(e, 0, d, b, 10, 1), 0);
+	CHECK_EQ(b[0], 0);
+	fb_bdev_close(d);
+	fb_engine_destroy(e); /* deletes EE_M0 then M0 */
+}
+
+struct hammer {
+	struct fb_engine *e;
+	struct fb_bdev_desc *d;
+	unsigned reactor;
+	atomic_int *stop;
+	unsigned ok, failed;
+};
+
+static void *hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	unsigned char buf[2 * BS];
+	uint64_t seed = h->reactor + 1;
+
+	while (!atomic_load(h->stop)) {
+		int rc;
+
+		th_fill_random(buf, sizeof(buf), &seed);
+		/* Each hammer keeps to its half: overlapping I/O would race on data. */
+		uint64_t off = h->reactor * (NB / 2) + seed % (NB / 2 - 1);
+
+		rc = (seed & 1) ? th_read(h->e, h->reactor, h->d, buf, off, 2)
+				: th_write(h->e, h->reactor, h->d, buf, off, 2);
+		CHECK(rc == 0 || rc == -EIO);
+		if (rc)
+			h->failed++;
+		else
+			h->ok++;
+	}
+	return NULL;
+}
+
+TEST(switch_under_load)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	atomic_int stop = 0;
+	struct hammer h[2];
+	pthread_t t[2];
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
+	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
+	CHECK_OK(fb_bdev_open(e, "EE_M0", true, &d, &err));
+	for (unsigned i = 0; i < 2; i++) {
+		h[i] = (struct hammer){.e = e, .d = d, .reactor = i, .stop = &stop};
+		CHECK(pthread_create(&t[i], NULL, hammer_main, &h[i]) == 0);
+	}
+	for (unsigned k = 0; k < 60; k++) {
+		struct fb_error_injection i = inj_of(0, (enum fb_error_kind)(k % 4), k % 3, k % NB, k % 7);
+
+		CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	}
+	atomic_store(&stop, 1);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK(h[0].ok + h[1].ok > 0);
+	fb_bdev_close(d);
+	fb_engine_destroy(e);
+}
+
+int main(void)
+{
+	RUN(claims);
+	RUN(kinds);
+	RUN(switch_under_load);
+	return 0;
+}

@@ -1,0 +1,57 @@
+/* Tiny C test harness: CHECK macros with file:line, plus synchronous bdev
+ * I/O helpers that run one request on a chosen reactor and wait for it. */
+#ifndef FB_TEST_HARNESS_H
+#define FB_TEST_HARNESS_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexbso/bdev_module.h"
+#include "flexbso/flexbso.h"
+#include "flexbso/reactor.h"
+
+void th_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+
+#define CHECK(cond)                                                                      \
+	do {                                                                             \
+		if (!(cond))                                                             \
+			th_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond);          \
+	} while (0)
+#define CHECK_EQ(a, b)                                                                   \
+	do {                                                                             \
+		long long _a = (long long)(a), _b = (long long)(b);                      \
+		if (_a != _b)                                                            \
+			th_fail(__FILE__, __LINE__, "%s == %s failed: %lld != %lld", #a, #b, \
+				_a, _b);                                                 \
+	} while (0)
+/* For control calls that fill a struct fb_err named `err`. */
+#define CHECK_OK(expr)                                                                   \
+	do {                                                                             \
+		int _rc = (expr);                                                        \
+		if (_rc)                                                                 \
+			th_fail(__FILE__, __LINE__, "%s returned %d (%s): %s", #expr, _rc, \
+				strerror(-_rc), err.msg);                                \
+	} while (0)
+
+#define TEST(name) static void name(void)
+#define RUN(name)                                                                        \
+	do {                                                                             \
+		fprintf(stderr, "  %s ...\n", #name);                                    \
+		name();                                                                  \
+	} while (0)
+
+struct fb_engine *th_engine(unsigned reactors);
+/* Runs one I/O on reactor `reactor` and returns the submit error or the
+ * completion status. */
+int th_io(struct fb_engine *e, unsigned reactor, struct fb_bdev_desc *desc, enum fb_io_type type,
+	  struct iovec *iov, int iovcnt, uint64_t off, uint64_t num, uint32_t flags);
+int th_read(struct fb_engine *e, unsigned reactor, struct fb_bdev_desc *desc, void *buf,
+	    uint64_t off, uint64_t num);
+int th_write(struct fb_engine *e, unsigned reactor, struct fb_bdev_desc *desc, const void *buf,
+	     uint64_t off, uint64_t num);
+void th_fill_random(void *buf, size_t len, uint64_t *seed);
+void *th_aligned(size_t align, size_t len);
+
+#endif

@@ -1,0 +1,373 @@
+/* NBD export: control API and protocol, driven by a small blocking client
+ * on the test thread (the real-client tests live in test/nbd/). */
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "../src/export/nbd_proto.h"
+
+static char g_dir[64];
+static char g_sock[128];
+
+static int cl_connect(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	CHECK(fd >= 0);
+	CHECK(strlen(g_sock) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, g_sock, strlen(g_sock) + 1);
+	CHECK(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Reads exactly n bytes; returns 0, or -1 on EOF/error. */
+static int cl_recv(int fd, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+
+	while (n) {
+		ssize_t r = recv(fd, p, n, 0);
+
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static void cl_send(int fd, const void *buf, size_t n)
+{
+	CHECK_EQ(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void cl_opt(int fd, uint32_t opt, const void *data, uint32_t len)
+{
+	uint8_t h[16];
+
+	nbd_put64(h, NBD_MAGIC_OPTS);
+	nbd_put32(h + 8, opt);
+	nbd_put32(h + 12, len);
+	cl_send(fd, h, sizeof(h));
+	if (len)
+		cl_send(fd, data, len);
+}
+
+/* Reads one option reply; returns its type, fills *info_export if it was one. */
+static uint32_t cl_opt_reply(int fd, uint64_t *size, uint16_t *tflags)
+{
+	uint8_t h[20], d[4096];
+	uint32_t type, len;
+
+	CHECK_EQ(cl_recv(fd, h, sizeof(h)), 0);
+	CHECK(nbd_get64(h) == NBD_MAGIC_OPT_REPLY);
+	type = nbd_get32(h + 12);
+	len = nbd_get32(h + 16);
+	CHECK(len <= sizeof(d));
+	CHECK_EQ(cl_recv(fd, d, len), 0);
+	if (type == NBD_REP_INFO && len >= 12 && nbd_get16(d) == NBD_INFO_EXPORT) {
+		if (size)
+			*size = nbd_get64(d + 2);
+		if (tflags)
+			*tflags = nbd_get16(d + 10);
+	}
+	return type;
+}
+
+/* Greeting, structured replies, optional base:allocation, GO. */
+static int cl_open(const char *name, bool meta, uint64_t *size, uint16_t *tflags)
+{
+	uint8_t g[18], d[512], flags[4];
+	uint32_t n = (uint32_t)strlen(name), t;
+	int fd = cl_connect();
+
+	CHECK_EQ(cl_recv(fd, g, sizeof(g)), 0);
+	CHECK(nbd_get64(g) == NBD_MAGIC_INIT && nbd_get64(g + 8) == NBD_MAGIC_OPTS);
+	nbd_put32(flags, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	cl_send(fd, flags, 4);
+	cl_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_ACK);
+	if (meta) {
+		nbd_put32(d, n);
+		memcpy(d + 4, name, n);
+		nbd_put32(d + 4 + n, 1);
+		nbd_put32(d + 8 + n, 15);
+		memcpy(d + 12 + n, "base:allocation", 15);
+		cl_opt(fd, NBD_OPT_SET_META_CONTEXT, d, 27 + n);
+		CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_META_CONTEXT);
+		CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_ACK);
+	}
+	nbd_put32(d, n);
+	memcpy(d + 4, name, n);
+	nbd_put16(d + 4 + n, 1);
+	nbd_put16(d + 6 + n, NBD_INFO_BLOCK_SIZE);
+	cl_opt(fd, NBD_OPT_GO, d, 8 + n);
+	while ((t = cl_opt_reply(fd, size, tflags)) == NBD_REP_INFO)
+		;
+	CHECK_EQ(t, NBD_REP_ACK);
+	return fd;
+}
+
+static void cl_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+		   uint32_t len, const void *payload)
+{
+	uint8_t h[28];
+
+	nbd_put32(h, NBD_REQUEST_MAGIC);
+	nbd_put16(h + 4, flags);
+	nbd_put16(h + 6, type);
+	nbd_put64(h + 8, cookie);
+	nbd_put64(h + 16, off);
+	nbd_put32(h + 24, len);
+	cl_send(fd, h, sizeof(h));
+	if (payload && len)
+		cl_send(fd, payload, len);
+}
+
+/* Reads one whole reply (structured chunks until DONE, or a simple reply).
+ * Returns the NBD error; read data lands in buf, block status length in *ext. */
+static int cl_reply(int fd, uint64_t *cookie, void *buf, uint32_t *ext)
+{
+	uint8_t h[20], tmp[64];
+	uint32_t err = 0;
+
+	for (;;) {
+		CHECK_EQ(cl_recv(fd, h, 4), 0);
+		if (nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC) {
+			CHECK_EQ(cl_recv(fd, h + 4, 12), 0);
+			*cookie = nbd_get64(h + 8);
+			return (int)nbd_get32(h + 4);
+		}
+		CHECK(nbd_get32(h) == NBD_STRUCTURED_REPLY_MAGIC);
+		CHECK_EQ(cl_recv(fd, h + 4, 16), 0);
+		uint16_t flags = nbd_get16(h + 4), type = nbd_get16(h + 6);
+		uint32_t len = nbd_get32(h + 16);
+
+		*cookie = nbd_get64(h + 8);
+		if (type == NBD_REPLY_TYPE_OFFSET_DATA) {
+			CHECK_EQ(cl_recv(fd, tmp, 8), 0);
+			CHECK_EQ(cl_recv(fd, buf, len - 8), 0);
+		} else {
+			CHECK(len <= sizeof(tmp));
+			CHECK_EQ(cl_recv(fd, tmp, len), 0);
+			if (type == NBD_REPLY_TYPE_ERROR)
+				err = nbd_get32(tmp);
+			if (type == NBD_REPLY_TYPE_BLOCK_STATUS && ext)
+				*ext = nbd_get32(tmp + 4);
+		}
+		if (flags & NBD_REPLY_FLAG_DONE)
+			return (int)err;
+	}
+}
+
+static bool cl_closed(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b[256];
+
+	while (poll(&p, 1, 5000) == 1) {
+		ssize_t r = recv(fd, b, sizeof(b), 0);
+
+		if (r <= 0) {
+			close(fd);
+			return true;
+		}
+	}
+	close(fd);
+	return false;
+}
+
+struct count_ctx {
+	unsigned exports, conns;
+};
+
+static int count_exports(const struct fb_nbd_export_info *info, void *arg)
+{
+	struct count_ctx *c = arg;
+
+	c->exports++;
+	c->conns += info->connections;
+	return 0;
+}
+
+static struct fb_engine *setup(unsigned reactors)
+{
+	struct fb_engine *e = th_engine(reactors);
+	struct fb_err err;
+
+	CHECK_OK(fb_bdev_malloc_create(e, "M0", 2048, 512, &err));
+	return e;
+}
+
+TEST(test_control_errors)
+{
+	struct fb_engine *e = setup(1);
+	struct fb_err err;
+	char listen[160];
+
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_EQ(fb_nbd_export_add(e, "x", "nope", listen, false, &err), -ENOENT);
+	CHECK_EQ(fb_nbd_export_add(e, "", "M0", listen, false, &err), -EINVAL);
+	CHECK_EQ(fb_nbd_export_add(e, "x", "M0", "udp:1.2.3.4:5", false, &err), -EINVAL);
+	CHECK(strstr(err.msg, "listen") != NULL);
+	CHECK_OK(fb_nbd_export_add(e, "x", "M0", listen, false, &err));
+	CHECK_EQ(fb_nbd_export_add(e, "x", "M0", listen, false, &err), -EEXIST);
+	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
+	CHECK_EQ(fb_nbd_export_remove(e, "y", &err), -ENOENT);
+	CHECK_OK(fb_nbd_export_remove(e, "x", &err));
+	CHECK(access(g_sock, F_OK) != 0);  /* the last export took its socket along */
+	CHECK_OK(fb_bdev_delete(e, "M0", &err));
+	fb_engine_destroy(e);
+}
+
+TEST(test_io_roundtrip)
+{
+	struct fb_engine *e = setup(2);
+	struct fb_err err;
+	char listen[160];
+	uint8_t *w = malloc(65536), *r = malloc(65536);
+	uint64_t size = 0, cookie, seed = 7;
+	uint16_t tflags = 0;
+	uint32_t ext = 0;
+	int fd, i;
+
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(e, "rw", "M0", listen, false, &err));
+	fd = cl_open("rw", true, &size, &tflags);
+	CHECK_EQ(size, 2048 * 512);
+	CHECK(tflags & NBD_FLAG_CAN_MULTI_CONN);
+	CHECK(!(tflags & NBD_FLAG_READ_ONLY));
+	th_fill_random(w, 65536, &seed);
+	/* Pipelined: 8 writes, then a flush, then read everything back. */
+	for (i = 0; i < 8; i++)
+		cl_req(fd, NBD_CMD_WRITE, i & 1 ? NBD_CMD_FLAG_FUA : 0, (uint64_t)i, (uint64_t)i * 8192,
+		       8192, w + i * 8192);
+	for (i = 0; i < 8; i++)
+		CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), 0);
+	cl_req(fd, NBD_CMD_FLUSH, 0, 100, 0, 0, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), 0);
+	CHECK_EQ(cookie, 100);
+	cl_req(fd, NBD_CMD_READ, 0, 101, 0, 65536, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, r, NULL), 0);
+	CHECK(memcmp(w, r, 65536) == 0);
+	cl_req(fd, NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE, 102, 4096, 4096, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), 0);
+	cl_req(fd, NBD_CMD_READ, 0, 103, 4096, 4096, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, r, NULL), 0);
+	for (i = 0; i < 4096; i++)
+		CHECK_EQ(r[i], 0);
+	cl_req(fd, NBD_CMD_TRIM, NBD_CMD_FLAG_FUA, 104, 0, 4096, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), 0);
+	cl_req(fd, NBD_CMD_BLOCK_STATUS, 0, 105, 0, 1 << 20, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, &ext), 0);
+	CHECK_EQ(ext, 1 << 20);
+	/* Errors keep the connection usable. */
+	cl_req(fd, NBD_CMD_READ, 0, 106, 1, 512, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), NBD_EINVAL);
+	cl_req(fd, NBD_CMD_WRITE, 0, 107, size, 512, w);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), NBD_ENOSPC);
+	cl_req(fd, 99, 0, 108, 0, 512, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), NBD_EINVAL);
+	cl_req(fd, NBD_CMD_READ, 0, 109, 8192, 512, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, r, NULL), 0);
+	CHECK(memcmp(w + 8192, r, 512) == 0);
+	cl_req(fd, NBD_CMD_DISC, 0, 110, 0, 0, NULL);
+	CHECK(cl_closed(fd));
+	free(w);
+	free(r);
+	CHECK_OK(fb_nbd_export_remove(e, "rw", &err));
+	fb_engine_destroy(e);
+}
+
+TEST(test_readonly_and_violation)
+{
+	struct fb_engine *e = setup(1);
+	struct fb_err err;
+	char listen[160];
+	uint8_t buf[4096] = { 0 };
+	uint64_t cookie;
+	uint16_t tflags = 0;
+	int fd;
+
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(e, "ro", "M0", listen, true, &err));
+	fd = cl_open("ro", false, NULL, &tflags);
+	CHECK(tflags & NBD_FLAG_READ_ONLY);
+	cl_req(fd, NBD_CMD_WRITE, 0, 1, 0, 4096, buf);
+	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), NBD_EPERM);
+	/* Garbage instead of a request header: the server hangs up. */
+	cl_send(fd, "garbage garbage garbage garbage", 31);
+	CHECK(cl_closed(fd));
+	/* ... and keeps serving others. */
+	fd = cl_open("ro", false, NULL, NULL);
+	cl_req(fd, NBD_CMD_READ, 0, 2, 0, 4096, NULL);
+	CHECK_EQ(cl_reply(fd, &cookie, buf, NULL), 0);
+	close(fd);
+	CHECK_OK(fb_nbd_export_remove(e, "ro", &err));
+	fb_engine_destroy(e);
+}
+
+TEST(test_remove_with_clients)
+{
+	struct fb_engine *e = setup(2);
+	struct fb_err err;
+	struct count_ctx cc = { 0, 0 };
+	char listen[160];
+	uint64_t cookie;
+	uint8_t *buf = malloc(65536);
+	int fd[4], i, j, got;
+
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(e, "a", "M0", listen, false, &err));
+	CHECK_OK(fb_nbd_export_add(e, "b", "M0", listen, false, &err));
+	for (i = 0; i < 4; i++)
+		fd[i] = cl_open(i < 2 ? "a" : "b", false, NULL, NULL);
+	CHECK_OK(fb_nbd_export_foreach(e, count_exports, &cc));
+	CHECK_EQ(cc.exports, 2);
+	CHECK_EQ(cc.conns, 4);
+	/* Requests in flight while "a" goes away: each is answered or the
+	 * connection closes; then the server hangs up. */
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < 16; j++)
+			cl_req(fd[i], NBD_CMD_READ, 0, (uint64_t)j, 0, 65536, NULL);
+	CHECK_OK(fb_nbd_export_remove(e, "a", &err));
+	for (i = 0; i < 2; i++) {
+		for (got = 0; got < 16; got++) {
+			uint8_t h[4];
+
+			if (recv(fd[i], h, 1, MSG_PEEK) <= 0)
+				break;
+			CHECK_EQ(cl_reply(fd[i], &cookie, buf, NULL), 0);
+		}
+		CHECK(cl_closed(fd[i]));
+	}
+	/* "b" still works. */
+	cl_req(fd[2], NBD_CMD_READ, 0, 1, 0, 512, NULL);
+	CHECK_EQ(cl_reply(fd[2], &cookie, buf, NULL), 0);
+	/* Engine teardown with live clients and an export left. */
+	fb_engine_destroy(e);
+	CHECK(cl_closed(fd[2]));
+	CHECK(cl_closed(fd[3]));
+	free(buf);
+}
+
+int main(void)
+{
+	snprintf(g_dir, sizeof(g_dir), "/tmp/fb-nbd-test.XXXXXX");
+	CHECK(mkdtemp(g_dir) != NULL);
+	snprintf(g_sock, sizeof(g_sock), "%s/s.sock", g_dir);
+	RUN(test_control_errors);
+	RUN(test_io_roundtrip);
+	RUN(test_readonly_and_violation);
+	RUN(test_remove_with_clients);
+	rmdir(g_dir);
+	fprintf(stderr, "nbd_test: ok\n");
+	return 0;
+}

@@ -1,0 +1,228 @@
+/* fb_nbd_serve: a small NBD server on the FlexBSO engine, for development
+ * and the real-client tests in test/nbd/.
+ *
+ *   fb_nbd_serve [--reactors N] [--poll-us N]
+ *                [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]]
+ *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
+ *                --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...
+ *                [--ready-file PATH]
+ *
+ * Each --export goes on the most recent --listen. SIZE takes K/M/G/T
+ * suffixes (powers of 1024). Runs until SIGTERM or SIGINT; SIGUSR1 removes
+ * every export (clients are drained and disconnected), as a test hook.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexbso/flexbso.h"
+
+#define MAX_EXPORTS 64
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: fb_nbd_serve [--reactors N] [--poll-us N]\n"
+		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
+		"         [--error BASE]\n"
+		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
+		"         [--ready-file PATH] [--verbose]\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Splits "a:b[:c]" in place; returns the number of fields (max 3). */
+static int split3(char *s, char **f)
+{
+	int n = 1;
+	char *p;
+
+	f[0] = s;
+	f[1] = f[2] = NULL;
+	while (n < 3 && (p = strchr(f[n - 1], ':'))) {
+		*p = 0;
+		f[n++] = p + 1;
+	}
+	return n;
+}
+
+static enum fb_log_level g_level = FB_LOG_INFO;
+
+static void log_stderr(enum fb_log_level level, const char *msg, void *arg)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+
+	(void)arg;
+	if (level <= g_level)
+		fprintf(stderr, "fb_nbd_serve: %s: %s\n", names[level], msg);
+}
+
+static int add_bdev(struct fb_engine *e, const char *kind, char *spec, struct fb_err *err)
+{
+	char *f[3];
+	int n = split3(spec, f);
+	uint64_t size = 0, bs = 512;
+
+	if (n >= 3 && (parse_size(f[2], &bs) || bs == 0 || bs > UINT32_MAX)) {
+		snprintf(err->msg, sizeof(err->msg), "--%s %s: bad block size %s", kind, f[0], f[2]);
+		return -EINVAL;
+	}
+	if (strcmp(kind, "file") == 0) {
+		if (n < 2) {
+			snprintf(err->msg, sizeof(err->msg), "--file needs NAME:PATH");
+			return -EINVAL;
+		}
+		return fb_bdev_file_create(e, f[0], f[1], n >= 3 ? (uint32_t)bs : 0, err);
+	}
+	if (n < 2 || parse_size(f[1], &size) || size < bs || size % bs) {
+		snprintf(err->msg, sizeof(err->msg), "--%s needs NAME:SIZE[:BS] with SIZE a multiple of BS",
+			 kind);
+		return -EINVAL;
+	}
+	if (strcmp(kind, "malloc") == 0)
+		return fb_bdev_malloc_create(e, f[0], size / bs, (uint32_t)bs, err);
+	return fb_bdev_null_create(e, f[0], size / bs, (uint32_t)bs, err);
+}
+
+int main(int argc, char **argv)
+{
+	struct fb_engine_opts opts;
+	struct fb_engine *e = NULL;
+	struct fb_err err = { { 0 } };
+	const char *listen = NULL, *ready = NULL;
+	char *names[MAX_EXPORTS];
+	int nexports = 0, i, sig, rc = 1;
+	sigset_t set;
+
+	fb_engine_opts_init(&opts);
+	opts.log = log_stderr;
+	/* Signals are taken by sigwait below; reactors inherit the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* First pass: engine options. */
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--reactors") == 0 && i + 1 < argc)
+			opts.reactors = (unsigned)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--poll-us") == 0 && i + 1 < argc)
+			opts.poll_us = (unsigned)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--verbose") == 0)
+			g_level = FB_LOG_DEBUG;
+		else if (strcmp(argv[i], "--help") == 0) {
+			usage();
+			return 0;
+		}
+	}
+	if (fb_engine_create(&opts, &e, &err)) {
+		fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+		return 1;
+	}
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--reactors") == 0 || strcmp(a, "--poll-us") == 0) {
+			i++;
+			continue;
+		}
+		if (strcmp(a, "--verbose") == 0)
+			continue;
+		if (!v) {
+			usage();
+			goto out;
+		}
+		i++;
+		if (strcmp(a, "--malloc") == 0 || strcmp(a, "--null") == 0 || strcmp(a, "--file") == 0) {
+			if (add_bdev(e, a + 2, v, &err)) {
+				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+				goto out;
+			}
+		} else if (strcmp(a, "--error") == 0) {
+			if (fb_bdev_error_create(e, v, &err)) {
+				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+				goto out;
+			}
+		} else if (strcmp(a, "--listen") == 0) {
+			listen = v;
+		} else if (strcmp(a, "--ready-file") == 0) {
+			ready = v;
+		} else if (strcmp(a, "--export") == 0) {
+			char *f[3];
+			int n = split3(v, f);
+
+			if (!listen || n < 2 || nexports == MAX_EXPORTS) {
+				fprintf(stderr, "fb_nbd_serve: --export NAME:BDEV[:ro] after a --listen\n");
+				goto out;
+			}
+			if (fb_nbd_export_add(e, f[0], f[1], listen, n == 3 && strcmp(f[2], "ro") == 0,
+					      &err)) {
+				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+				goto out;
+			}
+			names[nexports++] = f[0];
+		} else {
+			usage();
+			goto out;
+		}
+	}
+	if (nexports == 0) {
+		usage();
+		goto out;
+	}
+	if (ready) {
+		FILE *f = fopen(ready, "w");
+
+		if (f)
+			fclose(f);
+	}
+	fprintf(stderr, "fb_nbd_serve: ready\n");
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig != SIGUSR1)
+			break;
+		for (i = 0; i < nexports; i++) {
+			if (!names[i])
+				continue;
+			if (fb_nbd_export_remove(e, names[i], &err))
+				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+			names[i] = NULL;
+		}
+		fprintf(stderr, "fb_nbd_serve: exports removed\n");
+	}
+	rc = 0;
+out:
+	fb_engine_destroy(e);
+	return rc;
+}

@@ -1,0 +1,162 @@
+/**
+ * Executor ordering and failure logic against an in-memory Backend test double (the
+ * e2e suite drives the real engine).
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import type { Resource } from "../../lib/model/types.js";
+import type { Backend, Inventory } from "../../lib/backends/backend.js";
+import { NotSupportedError } from "../../lib/backends/backend.js";
+import { executeSteps, preflight } from "../../lib/apply/executor.js";
+import { StepFailedError } from "../../lib/apply/errors.js";
+import type { ApplyStep } from "../../lib/apply/steps.js";
+import { emptyState, type AgentState } from "../../lib/state/store.js";
+import type { EventInput } from "../../lib/state/events.js";
+import { bottomUp } from "../../lib/apply/order.js";
+import { DpuLock } from "../../lib/apply/lock.js";
+import { DpuBusyError } from "../../lib/apply/errors.js";
+
+const m = (name: string): Resource => ({ address: `d/malloc/${name}`, dpu: "d", kind: "malloc", name, spec: { size: 4096, blockSize: 512 } });
+const fn = (name: string, volume: string): Resource => ({
+  address: `d/function/${name}`, dpu: "d", kind: "function", name,
+  spec: { pf: 0, vf: 1, emulation: "virtio-blk", transport: "nbd", volume, qos: { iops: 0, mbps: 0 } },
+});
+
+/** Test double: records calls, fails on a chosen address. */
+class FakeBackend implements Backend {
+  readonly name = "fake";
+  calls: string[] = [];
+  failOn = new Set<string>();
+  unsupported(r: Resource): string[] { return r.kind === "raid" ? ["raid not here"] : []; }
+  unsupportedUpdate(): string[] { return []; }
+  async inventory(): Promise<Inventory> { return { bdevs: new Map(), exports: new Map() }; }
+  present(): boolean { return true; }
+  async create(r: Resource) { this.op("create", r); }
+  async restore(r: Resource) { this.op("restore", r); }
+  async update(_b: Resource, a: Resource) { this.op("update", a); }
+  async delete(r: Resource) { this.op("delete", r); }
+  status() { return []; }
+  async stats() { return []; }
+  private op(what: string, r: Resource) {
+    if (this.failOn.has(r.address)) throw new Error(`boom on ${r.address}`);
+    this.calls.push(`${what} ${r.address}`);
+  }
+}
+
+function harness(initial: AgentState = emptyState("d")) {
+  const commits: AgentState[] = [];
+  const events: EventInput[] = [];
+  return {
+    commits, events,
+    ctx: (backend: Backend) => ({
+      dpu: "d", backend, state: initial, generation: initial.generation + 1,
+      commit: async (s: AgentState) => { commits.push(s); return s; },
+      emit: (e: EventInput) => { events.push(e); },
+    }),
+  };
+}
+
+test("executor: runs steps in order and commits after each", async () => {
+  const b = new FakeBackend();
+  const h = harness();
+  const steps: ApplyStep[] = [
+    { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
+    { op: "create", address: "d/function/f", after: fn("f", "a"), destructive: false },
+  ];
+  const r = await executeSteps(steps, h.ctx(b));
+  assert.equal(b.calls, ["create d/malloc/a", "create d/function/f"]);
+  assert.is(h.commits.length, 2);
+  assert.equal(h.commits[0]!.resources.map((x) => x.address), ["d/malloc/a"]);
+  assert.equal(r.state.resources.map((x) => x.address), ["d/malloc/a", "d/function/f"]);
+  assert.is(r.state.generation, 1);
+  assert.equal(h.events.map((e) => e.type), ["apply.step.start", "apply.step.done", "apply.step.start", "apply.step.done"]);
+});
+
+test("executor: a failure stops, state holds exactly what was done, re-run converges", async () => {
+  const b = new FakeBackend();
+  b.failOn.add("d/function/f");
+  const h = harness();
+  const steps: ApplyStep[] = [
+    { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
+    { op: "create", address: "d/function/f", after: fn("f", "a"), destructive: false },
+    { op: "create", address: "d/malloc/z", after: m("z"), destructive: false },
+  ];
+  try {
+    await executeSteps(steps, h.ctx(b));
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, StepFailedError);
+    const f = e as StepFailedError;
+    assert.is(f.index, 1);
+    assert.equal(f.completed, ["create d/malloc/a"]);
+    assert.match(f.message, "step 2/3 (create d/function/f) failed: boom");
+  }
+  assert.equal(b.calls, ["create d/malloc/a"]);
+  const last = h.commits.at(-1)!;
+  assert.equal(last.resources.map((x) => x.address), ["d/malloc/a"]);
+  assert.ok(h.events.some((e) => e.type === "apply.step.failed" && e.address === "d/function/f"));
+  // re-run the remaining steps from the recorded state: converges
+  b.failOn.clear();
+  const h2 = harness(last);
+  const r = await executeSteps(steps.slice(1), h2.ctx(b));
+  assert.equal(r.state.resources.map((x) => x.address).sort(), ["d/function/f", "d/malloc/a", "d/malloc/z"]);
+});
+
+test("executor: update replaces in place, delete removes", async () => {
+  const b = new FakeBackend();
+  const start: AgentState = { ...emptyState("d"), generation: 4, resources: [m("a"), fn("f", "a"), m("b")] };
+  const h = harness(start);
+  const f2 = { ...fn("f", "a"), spec: { ...fn("f", "a").spec, qos: { iops: 100, mbps: 0 } } } as Resource;
+  const r = await executeSteps([
+    { op: "update", address: "d/function/f", before: fn("f", "a"), after: f2, destructive: false },
+    { op: "delete", address: "d/malloc/b", before: m("b"), destructive: true },
+  ], h.ctx(b));
+  assert.equal(r.state.resources.map((x) => x.address), ["d/malloc/a", "d/function/f"]);
+  assert.equal((r.state.resources[1]!.spec as { qos: unknown }).qos, { iops: 100, mbps: 0 });
+  assert.is(r.state.generation, 5);
+});
+
+test("preflight: unsupported kinds are refused before anything runs, all named", () => {
+  const b = new FakeBackend();
+  const raid = (n: string) => ({ address: `d/raid/${n}`, dpu: "d", kind: "raid", name: n, spec: { level: 1, members: ["a", "b"], stripSize: 65536, safeRead: "off" } }) as Resource;
+  try {
+    preflight([
+      { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
+      { op: "create", address: "d/raid/r1", after: raid("r1"), destructive: false },
+      { op: "create", address: "d/raid/r2", after: raid("r2"), destructive: false },
+    ], b);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, NotSupportedError);
+    assert.match((e as Error).message, "d/raid/r1: raid not here");
+    assert.match((e as Error).message, "d/raid/r2");
+  }
+  assert.equal(b.calls, []);
+});
+
+test("bottomUp: dependencies first", () => {
+  const order = bottomUp([fn("f", "a"), m("a"), { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: { agent: { endpoint: "http://x" }, backend: "native", pfs: 1, vfsPerPf: 4 } } as Resource]);
+  assert.equal(order.map((r) => r.kind), ["dpu", "malloc", "function"]);
+});
+
+test("lock: tryRun refuses while held; run waits", async () => {
+  const lock = new DpuLock(() => "d");
+  let release!: () => void;
+  const held = lock.tryRun("apply", () => new Promise<void>((r) => (release = r)));
+  await Promise.resolve();
+  try {
+    await lock.tryRun("apply", async () => undefined);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, DpuBusyError);
+  }
+  const order: string[] = [];
+  const waiting = lock.run("reconcile", async () => { order.push("reconcile"); });
+  order.push("release");
+  release();
+  await held;
+  await waiting;
+  assert.equal(order, ["release", "reconcile"]);
+});
+
+test.run();
