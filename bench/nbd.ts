@@ -16,7 +16,8 @@
  *
  * Options (`npm run bench -- nbd [options]`): --seconds N (per fio run,
  * default 10), --size-mib N (image, default 1024), --reactors N / --poll-us N
- * (engine, defaults 1 / 20), --idle-seconds N (default 10).
+ * (engine, defaults 2 / 20: fio's two 1 MiB jobs are two connections, one
+ * per reactor), --idle-seconds N (default 10).
  *
  * @module
  */
@@ -40,7 +41,7 @@ export interface NbdBenchOptions {
   readonly seconds: number;
   /** Image size, MiB. @default 1024 */
   readonly sizeMiB: number;
-  /** Engine reactors. @default 1 */
+  /** Engine reactors. @default 2 */
   readonly reactors: number;
   /** Engine poll window, µs. @default the engine's (20) */
   readonly pollUs: number;
@@ -334,7 +335,7 @@ export async function runNbdBench(o: NbdBenchOptions, say: (line: string) => voi
 
 /** Parses `npm run bench -- nbd [options]`. Throws {@link BenchError}. */
 export function parseOptions(argv: readonly string[]): NbdBenchOptions {
-  const o = { seconds: 10, sizeMiB: 1024, reactors: 1, pollUs: DEFAULT_POLL_US, idleSeconds: 10 };
+  const o = { seconds: 10, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[++i];

@@ -74,6 +74,9 @@ export async function loadAgentConfig(file: string, overrides: Record<string, un
   } catch (e) {
     throw new AgentConfigError(file, [(e as Error).message]);
   }
+  if (doc !== null && doc !== undefined && (typeof doc !== "object" || Array.isArray(doc))) {
+    throw new AgentConfigError(file, [`config must be a mapping of ${[...KNOWN].join(", ")} (got ${Array.isArray(doc) ? "a list" : typeof doc})`]);
+  }
   return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
 }
 
@@ -109,7 +112,14 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   const runDir = path.resolve(baseDir, str("runDir", c.runDir) ?? "/run/flexbso");
   const dataDir = path.resolve(baseDir, str("dataDir", c.dataDir) ?? path.join(stateDir, "files"));
 
-  const lim = (c.limits ?? {}) as Record<string, unknown>;
+  const section = (k: string, example: string): Record<string, unknown> => {
+    const v = c[k];
+    if (v === undefined || v === null) return {};
+    if (typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+    p.push(`${k}: must be a mapping like ${example} (got ${JSON.stringify(v)})`);
+    return {};
+  };
+  const lim = section("limits", "{ pfs: 2, vfsPerPf: 16 }");
   const int = (k: string, v: unknown, dflt: number, min: number, max: number): number => {
     if (v === undefined) return dflt;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) { p.push(`${k}: must be an integer ${min}..${max}`); return dflt; }
@@ -117,7 +127,7 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   };
   const limits = { pfs: int("limits.pfs", lim.pfs, 2, 1, 64), vfsPerPf: int("limits.vfsPerPf", lim.vfsPerPf, 16, 0, 4096) };
 
-  const t = (c.target ?? {}) as Record<string, unknown>;
+  const t = section("target", "{ mode: spawn }");
   const mode = t.mode ?? "spawn";
   if (mode !== "spawn" && mode !== "attach") p.push(`target.mode: "${String(mode)}" (allowed: spawn, attach)`);
   if (mode === "attach" && t.socket === undefined) p.push("target.socket: required when target.mode is attach");
@@ -130,7 +140,7 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   }
   const target: TargetConfig = { mode: mode as "spawn" | "attach", socket, reactors: int("target.reactors", t.reactors, 1, 1, 256), command };
 
-  const lg = (c.log ?? {}) as Record<string, unknown>;
+  const lg = section("log", "{ level: info }");
   const level = lg.level ?? "info";
   if (!["debug", "info", "warn", "error"].includes(level as string)) p.push(`log.level: "${String(level)}" (allowed: debug, info, warn, error)`);
 

@@ -68,15 +68,21 @@ export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = 
     if (env.FLEXBSO_TOKEN) return { token: env.FLEXBSO_TOKEN.trim(), source: "$FLEXBSO_TOKEN" };
     candidates.push(path.join(env.FLEXBSO_STATE_DIR ?? DEFAULT_STATE_DIR, "token"));
   }
+  const problems: string[] = [];
   for (const file of candidates) {
     try {
       const token = (await fsp.readFile(file, "utf8")).split("\n")[0]!.trim();
       if (token) return { token, source: file };
-    } catch {
-      // try the next
+      problems.push(`${file} is empty`);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      problems.push(code === "ENOENT" ? `${file} does not exist` : code === "EACCES" ? `${file} is not readable by this user (permission denied)` : `cannot read ${file} (${(e as Error).message})`);
     }
   }
-  throw new FleetError(`${d.name}: no agent token: cannot read ${candidates.join(" or ")}; set agent.tokenFile on the DPU, or FLEXBSO_TOKEN, or FLEXBSO_STATE_DIR to the agent's state dir`);
+  const fix = d.spec.agent.tokenFile
+    ? `point agent.tokenFile of DPU '${d.name}' at the 'token' file in that agent's state dir, readable by you`
+    : "set agent.tokenFile on the DPU, or FLEXBSO_TOKEN, or FLEXBSO_STATE_DIR to the agent's state dir";
+  throw new FleetError(`${d.name}: no agent token: ${problems.join("; ")}; ${fix}`);
 }
 
 function expandHome(p: string, env: NodeJS.ProcessEnv): string {
@@ -110,7 +116,15 @@ export interface FleetActual {
 
 /** Ask each target for `topology.get`. */
 export async function readFleet(targets: readonly DpuTarget[]): Promise<FleetActual> {
-  const outcomes = await forEachDpu(targets, (t) => t.client.call<TopologyView>("topology.get", {}, 30_000));
+  const outcomes = await forEachDpu(targets, async (t) => {
+    const v = await t.client.call<TopologyView>("topology.get", {}, 30_000);
+    // an endpoint pointing at another DPU's agent would plan that DPU's resources away
+    if (v.dpu !== null && v.dpu !== undefined && v.dpu !== t.dpu) {
+      throw new FleetError(`the agent at ${t.endpoint} serves DPU '${v.dpu}', not '${t.dpu}': fix agent.endpoint of DPU '${t.dpu}' in the topology ` +
+        `(or start ${t.dpu}'s agent with --dpu ${t.dpu}); nothing was read from or sent to it`);
+    }
+    return v;
+  });
   const views = new Map<string, TopologyView>();
   const failures = new Map<string, Error>();
   for (const o of outcomes) {

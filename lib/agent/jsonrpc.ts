@@ -75,10 +75,11 @@ export class RpcDispatcher {
 
   /**
    * Handle a raw request body.
+   * @param opts.maxBatch refuse batches longer than this (nothing in them runs)
    * @returns the response (object or array), or null when nothing is to be sent
    *   (notifications only).
    */
-  async handleBody(body: string): Promise<RpcResponse | RpcResponse[] | null> {
+  async handleBody(body: string, opts: { maxBatch?: number } = {}): Promise<RpcResponse | RpcResponse[] | null> {
     let doc: unknown;
     try {
       doc = JSON.parse(body);
@@ -88,6 +89,10 @@ export class RpcDispatcher {
     }
     if (Array.isArray(doc)) {
       if (doc.length === 0) return errorResponse(null, RpcCode.InvalidRequest, "invalid request: empty batch");
+      if (opts.maxBatch !== undefined && doc.length > opts.maxBatch) {
+        this.observe("(batch)", RpcCode.InvalidRequest, 0);
+        return errorResponse(null, RpcCode.InvalidRequest, `invalid request: a batch of ${doc.length} calls; at most ${opts.maxBatch} per request (send the rest in further requests)`);
+      }
       const out = (await Promise.all(doc.map((d) => this.handleOne(d)))).filter((r): r is RpcResponse => r !== null);
       return out.length ? out : null;
     }

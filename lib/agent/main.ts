@@ -42,7 +42,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
   const release = await lockStateDir(cfg.stateDir);
   const cleanups: (() => Promise<unknown>)[] = [release];
   try {
-    const token = await ensureToken(cfg.stateDir);
+    const token = await ensureToken(cfg.stateDir, (m) => log.warn(m));
     const events = await EventLog.open(cfg.stateDir);
     const store = new StateStore(cfg.stateDir);
     let svc!: AgentService;
@@ -110,6 +110,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       async close(opts = {}) {
         if (closed) return;
         closed = true;
+        // let a running apply stop at a step boundary and answer its client before the
+        // target client and the state dir lock go away
+        await svc.shutdown("the agent is shutting down; apply again once it is back to converge");
         await events.flush();
         for (const c of cleanups) await c().catch(() => undefined);
         if (opts.stopEngine) await supervisor.stopEngine();

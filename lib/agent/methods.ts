@@ -30,8 +30,9 @@ export function registerAgentMethods(rpc: RpcDispatcher, svc: AgentService): Rpc
     return svc.apply(o.desired, generationParam("topology.apply", o.expectedGeneration), boolParam("topology.apply", "allowDataLoss", o.allowDataLoss));
   }));
   rpc.register("topology.destroy", wrap(async (p) => {
-    const o = requireObject(p, "topology.destroy", "{expectedGeneration?, allowDataLoss?}");
-    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss));
+    const o = requireObject(p, "topology.destroy", "{dpu?, expectedGeneration?, allowDataLoss?}");
+    if (o.dpu !== undefined && (typeof o.dpu !== "string" || !o.dpu)) throw invalid("topology.destroy", "dpu", "the name of the DPU this agent serves (a non-empty string)");
+    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined);
   }));
   rpc.register("events.list", wrap(async (p) => {
     const o = requireObject(p, "events.list", "{since?, limit?}");

@@ -89,9 +89,26 @@ export class AgentService {
   readonly lock: DpuLock;
   /** Resources whose restore failed, and when: periodic checks retry them at most once a minute. */
   private readonly restoreFailures = new Map<string, number>();
+  /** Set by {@link shutdown}: a running apply stops before its next step. */
+  private stopping: string | null = null;
 
   constructor(private readonly d: AgentServiceDeps) {
     this.lock = new DpuLock(() => this.dpuName);
+  }
+
+  /**
+   * Stop at a step boundary: a running apply or destroy finishes its current step,
+   * records it and fails with `reason`; new ones are refused. Resolves when the DPU lock
+   * is free, or after `waitMs` (a step stuck on the target).
+   */
+  async shutdown(reason: string, waitMs = 10_000): Promise<void> {
+    this.stopping = reason;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.lock.run("shutdown", async () => undefined),
+      new Promise<void>((r) => { timer = setTimeout(r, waitMs); }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Load the persisted state. */
@@ -154,8 +171,10 @@ export class AgentService {
     return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply"));
   }
 
-  /** `topology.destroy`: remove everything this agent realized. */
-  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean): Promise<ApplyResult> {
+  /** `topology.destroy`: remove everything this agent realized; `dpu`, when given, must be the DPU it serves. */
+  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string): Promise<ApplyResult> {
+    const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
+    if (dpu !== undefined && serving !== null && dpu !== serving) throw new WrongDpuError(serving, [dpu]);
     return this.lock.tryRun("destroy", () => this.applyLocked({ formatVersion: 1, resources: [] }, expectedGeneration, allowDataLoss, "destroy"));
   }
 
@@ -169,13 +188,20 @@ export class AgentService {
     return this.d.backend.stats(this.state.resources.filter((r) => r.kind === "function"));
   }
 
-  /** Record an event (and log it). */
-  emit(ev: EventInput): Promise<AgentEvent> {
+  /**
+   * Record an event (and log it). Never rejects: events are best effort (the state file
+   * is the record of what exists), and many callers do not wait for them, so a full or
+   * read-only state dir must not turn into an unhandled rejection that stops the agent.
+   */
+  emit(ev: EventInput): Promise<AgentEvent | null> {
     const fields = { event: ev.type, ...(ev.address ? { address: ev.address } : {}) };
     if (ev.level === "error") this.d.log.error(ev.message, fields);
     else if (ev.level === "warn") this.d.log.warn(ev.message, fields);
     else this.d.log.info(ev.message, fields);
-    return this.d.events.append(ev);
+    return this.d.events.append(ev).catch((e: unknown) => {
+      this.d.log.error(`cannot write the event log ${this.d.events.file}: ${(e as Error).message}; events are kept in memory only (make the state dir writable)`, { event: ev.type });
+      return null;
+    });
   }
 
   /**
@@ -242,6 +268,7 @@ export class AgentService {
         },
         emit: (ev) => this.emit(ev),
         onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.op, result: ok ? "ok" : "failed" }),
+        stopReason: () => this.stopping,
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
       await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });

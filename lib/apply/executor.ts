@@ -26,6 +26,8 @@ export interface ExecuteContext {
   readonly generation: number;
   /** Called after each step with its outcome (metrics). */
   readonly onStep?: (step: ApplyStep, ok: boolean) => void;
+  /** Checked before each step: a reason (e.g. the agent is shutting down) stops the run there. */
+  readonly stopReason?: () => string | null;
 }
 
 /** Outcome of a successful run. */
@@ -64,6 +66,11 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
   const total = steps.length;
   for (const [index, step] of steps.entries()) {
     const data = { index, total, op: step.op };
+    const stop = ctx.stopReason?.() ?? null;
+    if (stop !== null) {
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address} not started: ${stop}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), `not started: ${stop}`, state.generation);
+    }
     ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${step.op} ${step.address} (${index + 1}/${total})`, data });
     try {
       await runStep(step, ctx, (fraction, detail) => ctx.emit({
@@ -77,7 +84,15 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
       ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address} failed: ${detail}`, data });
       throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
     }
-    state = await ctx.commit(nextState(state, step, ctx));
+    try {
+      state = await ctx.commit(nextState(state, step, ctx));
+    } catch (e) {
+      const detail = `it was done on the target, but the agent cannot record it in its state (${(e as Error).message ?? String(e)}); ` +
+        "make the agent's state dir writable (and not full) and apply again: the object is adopted, nothing is created twice";
+      ctx.onStep?.(step, false);
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address}: ${detail}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
+    }
     applied.push(step);
     ctx.onStep?.(step, true);
     ctx.emit({ level: "info", type: "apply.step.done", address: step.address, message: `${step.op} ${step.address} done (${index + 1}/${total})`, data });

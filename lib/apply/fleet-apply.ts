@@ -105,7 +105,7 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => progress.onEvent(t.dpu, ev));
     try {
       const params = o.mode === "destroy"
-        ? { expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
+        ? { dpu: t.dpu, expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
         : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss };
       return await t.client.call<ApplyResult>(o.mode === "destroy" ? "topology.destroy" : "topology.apply", params);
     } finally {

@@ -8,6 +8,8 @@ import { DpuBusyError } from "./errors.js";
 /** A mutex that remembers what holds it. */
 export class DpuLock {
   private holder: string | null = null;
+  /** Callers that asked for the lock and have not got it yet (set synchronously). */
+  private readonly waiting: string[] = [];
   private tail: Promise<void> = Promise.resolve();
 
   constructor(private readonly dpu: () => string) {}
@@ -22,7 +24,9 @@ export class DpuLock {
    * @throws {@link DpuBusyError}
    */
   async tryRun<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    if (this.holder !== null) throw new DpuBusyError(this.dpu(), this.holder);
+    // a caller queued in the same tick (e.g. two applies in one JSON-RPC batch) counts as a holder
+    const busy = this.holder ?? this.waiting[0] ?? null;
+    if (busy !== null) throw new DpuBusyError(this.dpu(), busy);
     return this.run(what, fn);
   }
 
@@ -31,7 +35,9 @@ export class DpuLock {
     const prev = this.tail;
     let release!: () => void;
     this.tail = new Promise<void>((r) => (release = r));
+    this.waiting.push(what);
     return prev.then(async () => {
+      this.waiting.splice(this.waiting.indexOf(what), 1);
       this.holder = what;
       try {
         return await fn();

@@ -8,7 +8,7 @@
  * | dpu      | none (recorded; its limits are checked against the agent's) |
  * | malloc   | `bdev_malloc_create` / `bdev_malloc_delete` (volatile: lost when the engine restarts) |
  * | null     | `bdev_null_create` / `bdev_null_delete` |
- * | file     | the file is created or extended to `size` (never truncated), then `bdev_uring_create` / `bdev_uring_delete` |
+ * | file     | the file is created or extended to `size` (never truncated), then `bdev_uring_create` / `bdev_uring_delete`; regular files only under the agent's data directory, block devices anywhere |
  * | function | `flexbso_nbd_export_add` / `_remove`: an NBD export named `pf<P>` or `pf<P>vf<V>` on `<runDir>/nbd.sock` |
  * | raid, compress | not yet supported by the native engine (they land in a later release) |
  *
@@ -64,6 +64,12 @@ export class NativeBackend implements Backend {
         if (r.spec.emulation !== "virtio-blk") out.push(`emulation '${r.spec.emulation}' is not available on the native backend (it emulates virtio-blk only)`);
         if (r.spec.transport !== "nbd") out.push(`transport '${r.spec.transport}' is not built in the native engine yet (vhost-user-blk lands in its own release); use transport: nbd`);
         return out;
+      }
+      case "file": {
+        const file = this.filePathOf(r);
+        if (isInside(file, this.opts.dataDir) || file.startsWith("/dev/")) return [];
+        return [`path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; ` +
+          "a file bdev's file must live under it (write a path relative to it), and only block devices (/dev/...) may be named outside it"];
       }
       case "dpu": {
         const out: string[] = [];
@@ -295,6 +301,19 @@ export class NativeBackend implements Backend {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new BackendError(r.address, "stat", `${file}: ${(e as Error).message}`, e);
     }
     if (st?.isBlockDevice()) return;
+    // Anything else must be (or become) a regular file inside the data directory, also
+    // after following symlinks: the agent never creates, extends or serves other files.
+    const why = this.unsupported(r);
+    if (why.length) throw new BackendError(r.address, "create", why.join("; "));
+    if (!st && file.startsWith("/dev/") && !isInside(file, this.opts.dataDir)) {
+      throw new BackendError(r.address, "create", `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`);
+    }
+    const real = await realPathOf(file);
+    const realData = await realPathOf(this.opts.dataDir);
+    if (!isInside(real, realData)) {
+      throw new BackendError(r.address, "create", `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); ` +
+        "refusing to create, extend or serve it: move the file into the data directory");
+    }
     if (st && !st.isFile()) throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
     if (st && st.size > r.spec.size) {
       throw new BackendError(r.address, "create", `${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; refusing to truncate existing data (raise size, or move the file away)`);
@@ -344,6 +363,25 @@ export class NativeBackend implements Backend {
       if (e instanceof BackendError) throw e;
       throw new BackendError(r.address, op, (e as Error).message ?? String(e), e);
     }
+  }
+}
+
+/** True if `p` is `dir` or lies below it (both absolute, compared as written). */
+function isInside(p: string, dir: string): boolean {
+  const rel = path.relative(path.resolve(dir), path.resolve(p));
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
+/** `p` with every symlink resolved; for a path that does not exist yet, its deepest existing ancestor is resolved. */
+async function realPathOf(p: string): Promise<string> {
+  const abs = path.resolve(p);
+  try {
+    return await fsp.realpath(abs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    const parent = path.dirname(abs);
+    if (parent === abs) return abs;
+    return path.join(await realPathOf(parent), path.basename(abs));
   }
 }
 

@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { CliError } from "./registry.js";
 
 /**
  * Writes `text` to `path` atomically (temp file in the same directory, fsync, rename), so
@@ -26,6 +27,7 @@ export function writeOutput(path: string | undefined, text: string): void {
     } catch {
       // nothing was created
     }
-    throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new CliError(`cannot write ${path}: ${err.code === "ENOENT" ? `directory ${dirname(path)} does not exist` : (err.code ?? err.message)}; nothing was written`);
   }
 }

@@ -49,7 +49,15 @@ function loadAny(path: string, display: string, stacks: readonly string[] | unde
   if (statSync(path).isDirectory()) return loadDirectory(path, display, stacks, fail);
   const text = readText(path, display, fail);
   const ext = extname(path).toLowerCase();
-  if (ext === ".yaml" || ext === ".yml") return loadYaml(text, display);
+  if (ext === ".yaml" || ext === ".yml") {
+    try {
+      return loadYaml(text, display);
+    } catch (e) {
+      // the yaml library throws (rather than reports) when aliases expand too far
+      if (e instanceof TopologyError) throw e;
+      return fail("yaml-syntax", `YAML cannot be expanded: ${(e as Error).message} (too many or too deeply nested aliases '*name'); write the values out`);
+    }
+  }
   if (ext === ".json") {
     if (/"formatVersion"\s*:/.test(text.slice(0, 200)) && !/"resource"\s*:/.test(text)) {
       let doc: unknown;

@@ -10,11 +10,20 @@ import { fsyncDir } from "./atomic.js";
 /** File name of the token inside the state dir. */
 export const TOKEN_FILE = "token";
 
-/** Read the token in `stateDir`, creating it (0600) if it does not exist. */
-export async function ensureToken(stateDir: string): Promise<string> {
+/**
+ * Read the token in `stateDir`, creating it (0600) if it does not exist. An existing
+ * token file that others can read or write is narrowed to 0600 (`onWarn` says so).
+ */
+export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined): Promise<string> {
   const file = path.join(stateDir, TOKEN_FILE);
   try {
-    return await readToken(file);
+    const token = await readToken(file);
+    const mode = (await fsp.stat(file)).mode & 0o777;
+    if (mode & 0o077) {
+      await fsp.chmod(file, 0o600);
+      onWarn(`token file ${file} had mode ${mode.toString(8).padStart(4, "0")} (readable by other users); changed it to 0600`);
+    }
+    return token;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }

@@ -358,6 +358,44 @@ TEST(test_remove_with_clients)
 	free(buf);
 }
 
+TEST(test_remove_with_stuck_client)
+{
+	struct fb_engine *e = setup(1);
+	struct fb_err err;
+	char listen[160];
+	uint64_t t0;
+	int fd, i;
+
+	/* A client that floods reads and never takes a reply: the server stops
+	 * reading it (bounded memory) and removal still finishes, by the drain
+	 * timeout. */
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(e, "s", "M0", listen, false, &err));
+	fd = cl_open("s", false, NULL, NULL);
+	{
+		struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
+		uint8_t h[28];
+
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		for (i = 0; i < 100000; i++) {
+			nbd_put32(h, NBD_REQUEST_MAGIC);
+			nbd_put16(h + 4, 0);
+			nbd_put16(h + 6, NBD_CMD_READ);
+			nbd_put64(h + 8, (uint64_t)i);
+			nbd_put64(h + 16, 0);
+			nbd_put32(h + 24, 1 << 20);
+			if (send(fd, h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h))
+				break;
+		}
+	}
+	CHECK(i < 100000);  /* the server stopped reading */
+	t0 = fb_now_ns();
+	CHECK_OK(fb_nbd_export_remove(e, "s", &err));
+	CHECK(fb_now_ns() - t0 < 5000000000ull);
+	CHECK(cl_closed(fd));
+	fb_engine_destroy(e);
+}
+
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fb-nbd-test.XXXXXX");
@@ -367,6 +405,7 @@ int main(void)
 	RUN(test_io_roundtrip);
 	RUN(test_readonly_and_violation);
 	RUN(test_remove_with_clients);
+	RUN(test_remove_with_stuck_client);
 	rmdir(g_dir);
 	fprintf(stderr, "nbd_test: ok\n");
 	return 0;

@@ -159,4 +159,20 @@ test("lock: tryRun refuses while held; run waits", async () => {
   assert.equal(order, ["release", "reconcile"]);
 });
 
+test("lock: two tryRun calls in the same tick (one JSON-RPC batch): the second is refused", async () => {
+  const lock = new DpuLock(() => "d");
+  const ran: string[] = [];
+  const results = await Promise.allSettled([
+    lock.tryRun("apply", async () => { ran.push("first"); }),
+    lock.tryRun("apply", async () => { ran.push("second"); }),
+  ]);
+  assert.equal(ran, ["first"]);
+  assert.is(results[0].status, "fulfilled");
+  assert.is(results[1].status, "rejected");
+  assert.instance((results[1] as PromiseRejectedResult).reason, DpuBusyError);
+  // and once done, the lock is free again
+  await lock.tryRun("apply", async () => { ran.push("third"); });
+  assert.equal(ran, ["first", "third"]);
+});
+
 test.run();

@@ -1,6 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createAgentServer, listen } from "../../lib/agent/http.js";
+import { createAgentServer, listen, MAX_BODY, MAX_BATCH } from "../../lib/agent/http.js";
+import * as net from "node:net";
 import { RpcDispatcher, RpcMethodError, RpcCode } from "../../lib/agent/jsonrpc.js";
 import { AgentMetrics } from "../../lib/agent/metrics.js";
 import { nullLogger } from "../../lib/agent/log.js";
@@ -11,13 +12,14 @@ import * as path from "node:path";
 
 const TOKEN = "s3cret";
 
-async function withServer(fn: (url: string) => Promise<void>): Promise<void> {
+async function withServer(fn: (url: string) => Promise<void>, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): Promise<void> {
   const metrics = new AgentMetrics(async () => [{ function: "pf0vf1", bdev: "m0", readOps: 3, writeOps: 4, readBytes: 5, writeBytes: 6 }]);
   const rpc = new RpcDispatcher((m, c) => metrics.rpcRequests.inc({ method: m, code: String(c) }));
   rpc.register("echo", async (p) => p);
   rpc.register("fail", async () => { throw new RpcMethodError(RpcCode.StaleGeneration, "stale", { expected: 1 }); });
   rpc.register("crash", async () => { throw new Error("kaput"); });
-  const server = createAgentServer({ token: TOKEN, rpc, metrics, log: nullLogger, health: async () => ({ ok: true }) });
+  rpc.register("slow", async () => { await new Promise((r) => setTimeout(r, 1_500)); return "late"; });
+  const server = createAgentServer({ token: TOKEN, rpc, metrics, log: nullLogger, health: async () => ({ ok: true }) }, limits);
   const port = await listen(server, "127.0.0.1", 0);
   try {
     await fn(`http://127.0.0.1:${port}`);
@@ -65,6 +67,80 @@ test("http: JSON-RPC success, errors, batch, notifications", async () => {
   });
 });
 
+/** Raw HTTP over a socket: write `head`, then `bodyBytes` of filler; resolve with what came back when the server closes. */
+function rawRequest(url: string, head: string, bodyBytes = 0): Promise<{ reply: string; ms: number }> {
+  const { port } = new URL(url);
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const s = net.connect(Number(port), "127.0.0.1", () => {
+      s.write(head);
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      let left = Math.ceil(bodyBytes / chunk.length);
+      const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once("drain", pump); return; } } };
+      pump();
+    });
+    let reply = "";
+    s.on("data", (d) => (reply += d));
+    s.on("error", () => undefined);
+    s.on("close", () => resolve({ reply, ms: Date.now() - t0 }));
+  });
+}
+
+test("http: an oversized body gets 413 naming the limit (not a reset), unauthenticated bodies are not read", async () => {
+  await withServer(async (url) => {
+    const declared = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`);
+    assert.match(declared.reply, /^HTTP\/1.1 413/);
+    assert.match(declared.reply, `request body larger than ${MAX_BODY} bytes`);
+    const chunked = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      `${(MAX_BODY + 16).toString(16)}\r\n`, MAX_BODY + 16);
+    assert.match(chunked.reply, /^HTTP\/1.1 413/);
+    const anon = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY}\r\n\r\n`, 1 << 20);
+    assert.match(anon.reply, /^HTTP\/1.1 401/);
+    // the server still serves
+    assert.is((await post(url, '{"jsonrpc":"2.0","id":1,"method":"echo"}')).status, 200);
+  });
+});
+
+test("http: slow or idle clients are dropped; a slow handler is not cut off", async () => {
+  await withServer(async (url) => {
+    const slowHeaders = rawRequest(url, "POST /rpc HTTP/1.1\r\nHost: x\r\n");
+    const idle = rawRequest(url, "");
+    const slowBody = rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{`);
+    const slowHandler = post(url, '{"jsonrpc":"2.0","id":1,"method":"slow"}');
+    for (const p of [slowHeaders, idle, slowBody]) {
+      const r = await p;
+      assert.ok(r.ms < 4_000, `dropped after ${r.ms} ms`);
+    }
+    assert.equal(await (await slowHandler).json(), { jsonrpc: "2.0", id: 1, result: "late" });
+  }, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+});
+
+test("http: a batch longer than the limit is refused whole, naming the limit", async () => {
+  await withServer(async (url) => {
+    const calls = Array.from({ length: MAX_BATCH + 1 }, (_, i) => ({ jsonrpc: "2.0", id: i, method: "echo" }));
+    const r: any = await (await post(url, JSON.stringify(calls))).json();
+    assert.is(r.error.code, -32600);
+    assert.match(r.error.message, `at most ${MAX_BATCH} per request`);
+    const ok: any = await (await post(url, JSON.stringify(calls.slice(0, MAX_BATCH)))).json();
+    assert.is(ok.length, MAX_BATCH);
+  });
+});
+
+test("http: a port in use is named with the fix", async () => {
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+  const port = (taken.address() as net.AddressInfo).port;
+  const server = createAgentServer({ token: TOKEN, rpc: new RpcDispatcher(), metrics: new AgentMetrics(async () => []), log: nullLogger, health: async () => ({ ok: true }) });
+  try {
+    await listen(server, "127.0.0.1", port);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, `cannot listen on 127.0.0.1:${port} (EADDRINUSE: another process uses this port); choose another address with --listen`);
+  } finally {
+    await new Promise((r) => taken.close(r));
+  }
+});
+
 test("http: /metrics in Prometheus text with function stats", async () => {
   await withServer(async (url) => {
     await post(url, '{"jsonrpc":"2.0","id":1,"method":"echo"}');
@@ -92,6 +168,17 @@ test("config: defaults and every problem listed", () => {
     assert.match(p, "listen");
     assert.match(p, "target.socket: required");
   }
+  try {
+    resolveAgentConfig({ limits: 5, target: [1], log: "debug" });
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, AgentConfigError);
+    assert.equal((e as AgentConfigError).problems, [
+      "limits: must be a mapping like { pfs: 2, vfsPerPf: 16 } (got 5)",
+      "target: must be a mapping like { mode: spawn } (got [1])",
+      'log: must be a mapping like { level: info } (got "debug")',
+    ]);
+  }
 });
 
 test("config: YAML file with overrides, paths relative to the file", async () => {
@@ -106,6 +193,8 @@ test("config: YAML file with overrides, paths relative to the file", async () =>
   assert.is(c.target.mode, "attach");
   assert.is(c.dpu, "edge1");
   assert.is(c.logLevel, "debug");
+  await fsp.writeFile(file, "- listen: 127.0.0.1:1\n");
+  try { await loadAgentConfig(file); assert.unreachable(); } catch (e) { assert.match((e as Error).message, "config must be a mapping of listen, dpu"); }
   await fsp.writeFile(file, "listen: [oops\n");
   try { await loadAgentConfig(file); assert.unreachable(); } catch (e) { assert.instance(e, AgentConfigError); }
 });

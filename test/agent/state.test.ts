@@ -76,6 +76,19 @@ test("token: created 0600 once, reused; bearer check", async () => {
   assert.not.ok(checkBearer(t1, t1));
 });
 
+test("token: an existing token file readable by others is narrowed to 0600, with a warning", async () => {
+  const dir = await tmp();
+  const file = path.join(dir, "token");
+  await fsp.writeFile(file, "abc\n", { mode: 0o644 });
+  await fsp.chmod(file, 0o644);
+  const warnings: string[] = [];
+  assert.is(await ensureToken(dir, (m) => warnings.push(m)), "abc");
+  assert.is(statSync(file).mode & 0o777, 0o600);
+  assert.equal(warnings, [`token file ${file} had mode 0644 (readable by other users); changed it to 0600`]);
+  await ensureToken(dir, (m) => warnings.push(m));
+  assert.is(warnings.length, 1, "no warning once it is 0600");
+});
+
 test("lock: second holder refused while the first lives; stale pid taken over", async () => {
   const dir = await tmp();
   const release = await lockStateDir(dir);

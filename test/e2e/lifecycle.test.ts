@@ -109,6 +109,30 @@ test("a wrong token gets 401 and changes nothing", async () => {
   assert.equal(after.topology, before.topology);
 });
 
+test("a topology whose DPU's endpoint is another DPU's agent: plan, apply, destroy and show refuse by name; nothing changes", async () => {
+  const before = (await a.rpc("topology.get")).body.result;
+  const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "wrongdpu.yaml"), (s) => s.replace("\n  dpu0:", "\n  dpu7:"));
+  const expect = "the agent at " + a.url + " serves DPU 'dpu0', not 'dpu7': fix agent.endpoint of DPU 'dpu7'";
+  const p = await cli(["plan", t]);
+  assert.is(p.code, 1, p.stdout);
+  assert.match(p.stderr, expect);
+  assert.not.match(p.stdout, "to destroy");
+  for (const args of [["apply", t, "--auto-approve", "--allow-data-loss"], ["destroy", t, "--auto-approve", "--allow-data-loss"]]) {
+    const r = await cli(args);
+    assert.is(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, expect);
+  }
+  const show = await cli(["show", t]);
+  assert.is(show.code, 1);
+  assert.match(show.stderr, expect);
+  // the agent refuses a destroy meant for another DPU by itself, too
+  const direct = await a.rpc("topology.destroy", { dpu: "dpu7", allowDataLoss: true });
+  assert.is(direct.body.error.code, -32008);
+  const after = (await a.rpc("topology.get")).body.result;
+  assert.equal(after.generation, before.generation);
+  assert.equal(after.topology, before.topology);
+});
+
 test("malformed JSON-RPC and schema-invalid topologies get clear errors; the agent keeps serving", async () => {
   const post = async (body: string) => (await fetch(`${a.url}/rpc`, { method: "POST", body, headers: { Authorization: `Bearer ${a.token()}` } })).json() as Promise<any>;
   assert.is((await post("{nope")).error.code, -32700);

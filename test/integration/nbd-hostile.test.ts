@@ -53,7 +53,7 @@ test('hostile client: 30+ kinds of malformed input while fio verify passes on a 
         'fio',
         [
           '--name=good', '--ioengine=nbd', `--uri=${nbdUnixUri('good', socket)}`, '--rw=randrw', '--bs=4k',
-          '--iodepth=16', '--numjobs=2', '--size=32M', '--offset_increment=32M', '--verify=crc32c',
+          '--iodepth=16', '--numjobs=2', '--size=32M', '--offset_increment=32M', '--verify=crc32c', '--verify_state_save=0',
           '--verify_fatal=1', '--verify_backlog=128', '--time_based', '--runtime=15', '--output-format=json',
         ],
         { timeoutMs: 120_000 },

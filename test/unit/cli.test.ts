@@ -59,6 +59,13 @@ test("new user: malformed YAML", () => {
   expectRejected({ "t.yaml": GOOD.replace("members: [d0, d1] }", "members: [d0, d1 }") }, "t.yaml", "YAML syntax error");
 });
 
+test("new user: a YAML alias bomb is refused by file name, quickly", () => {
+  const lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 1; i < 12; i++) lines.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(",")}]`);
+  lines.push("dpus: *a11");
+  expectRejected({ "bomb.yaml": lines.join("\n") + "\n" }, "bomb.yaml", "bomb.yaml: YAML cannot be expanded: Excessive alias count");
+});
+
 test("new user: missing file", () => {
   expectRejected({}, "nope.yaml", "flexbso: cannot load topology nope.yaml: 1 problem\n  nope.yaml: no such file or directory: nope.yaml");
 });
@@ -122,6 +129,38 @@ test("plan: exit 2 with changes, 0 without; formats; --out", () => {
     const bad = runCli(["plan", "t.yaml", "--format", "yaml"], { cwd: tmp.path });
     assert.is(bad.code, 1);
     assert.match(bad.stderr, /option '--format <format>' argument 'yaml' is invalid\. Allowed choices are text, markdown, json\./);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test("apply TOPOLOGY PLANFILE: a topology that differs from the plan is refused, naming both and the difference; a torn plan file is named", () => {
+  const tmp = tempDir();
+  try {
+    writeFiles(tmp.path, { "t.yaml": GOOD, "empty.json": '{"formatVersion": 1, "resources": []}', "t2.yaml": GOOD.replace("d1: { kind: file, path: d1.img, size: 64MiB }", "d1: { kind: file, path: d1.img, size: 128MiB }") });
+    assert.is(runCli(["plan", "t.yaml", "--actual", "empty.json", "--out", "plan.json"], { cwd: tmp.path }).code, 2);
+    const p = JSON.parse(readFileSync(join(tmp.path, "plan.json"), "utf8"));
+    p.generations = { dpu0: 0 }; // as if planned against the agent
+    writeFiles(tmp.path, { "plan.json": JSON.stringify(p), "torn.json": JSON.stringify(p).slice(0, 300) });
+    const r = runCli(["apply", "t2.yaml", "plan.json", "--auto-approve"], { cwd: tmp.path });
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, "t2.yaml does not match the saved plan plan.json (they differ in dpu0/file/d1); nothing was applied");
+    assert.match(r.stderr, "flexbso apply plan.json");
+    const torn = runCli(["apply", "torn.json", "--auto-approve"], { cwd: tmp.path });
+    assert.is(torn.code, 1);
+    assert.match(torn.stderr, "torn.json is not a readable saved plan");
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test("--out into a missing directory names the path, not a temp file; nothing written", () => {
+  const tmp = tempDir();
+  try {
+    writeFiles(tmp.path, { "t.yaml": GOOD });
+    const r = runCli(["validate", "t.yaml", "--print-canonical", "--out", "nodir/out.json"], { cwd: tmp.path });
+    assert.is(r.code, 1);
+    assert.is(r.stderr, "flexbso: cannot write nodir/out.json: directory nodir does not exist; nothing was written\n");
   } finally {
     tmp.cleanup();
   }

@@ -9,6 +9,7 @@ interface AgentCliOptions {
   listen?: string;
   stateDir?: string;
   runDir?: string;
+  dataDir?: string;
   dpu?: string;
   attach?: string;
   stopEngineOnExit?: boolean;
@@ -24,6 +25,7 @@ export const agentCommand: CliCommand = {
       .option("--listen <host:port>", "override listen (default 127.0.0.1:8400; port 0 picks a free one, written to <runDir>/agent.url)")
       .option("--state-dir <dir>", "override stateDir")
       .option("--run-dir <dir>", "override runDir")
+      .option("--data-dir <dir>", "override dataDir (file bdevs live under it; default <stateDir>/files)")
       .option("--dpu <name>", "override dpu (refuse topologies for other DPUs)")
       .option("--attach <socket>", "attach to a running target's RPC socket instead of spawning a flexbso engine")
       .option("--stop-engine-on-exit", "on SIGTERM/SIGINT also stop the engine it spawned (default: the engine keeps serving I/O)")
@@ -33,6 +35,7 @@ export const agentCommand: CliCommand = {
         if (opts.listen) over.listen = opts.listen;
         if (opts.stateDir) over.stateDir = opts.stateDir;
         if (opts.runDir) over.runDir = opts.runDir;
+        if (opts.dataDir) over.dataDir = opts.dataDir;
         if (opts.dpu) over.dpu = opts.dpu;
         let cfg: AgentConfig = opts.config ? await loadAgentConfig(opts.config, over) : resolveAgentConfig(over);
         if (opts.attach) cfg = resolveAgentConfig({ ...configToRaw(cfg), target: { mode: "attach", socket: opts.attach } });

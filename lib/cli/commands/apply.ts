@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import * as readline from "node:readline";
 import { loadTopology } from "../../load/index.js";
+import { validateDesired } from "../../model/validate.js";
+import { canonicalJsonCompact } from "../../model/canonical.js";
 import type { Desired } from "../../model/types.js";
 import type { Plan } from "../../plan/types.js";
 import { resolveTargets } from "../../agent/fleet.js";
@@ -48,18 +50,43 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
   else topoArg = a;
   let savedPlan: Plan | undefined;
   if (planArg) {
-    savedPlan = JSON.parse(readFileSync(planArg, "utf8")) as Plan;
+    try {
+      savedPlan = JSON.parse(readFileSync(planArg, "utf8")) as Plan;
+    } catch (e) {
+      throw new CliError(`${planArg} is not a readable saved plan (${(e as Error).message}); save plans with 'flexbso plan TOPOLOGY --out FILE'`);
+    }
+    if (!savedPlan || !Array.isArray(savedPlan.resource_changes) || !Array.isArray(savedPlan.dpus)) {
+      throw new CliError(`${planArg} is not a saved plan (no resource_changes/dpus); save plans with 'flexbso plan TOPOLOGY --out FILE'`);
+    }
     if (!savedPlan.generations) {
       throw new CliError(`${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`);
     }
   }
-  if (topoArg === undefined && savedPlan) return { desired: desiredFromPlan(savedPlan), savedPlan, source: planArg! };
+  if (topoArg === undefined && savedPlan) return { desired: validateDesired(desiredFromPlan(savedPlan), planArg!), savedPlan, source: planArg! };
   const topo = topoArg ?? "cdk.tf.json";
   if (topoArg === undefined && !existsSync(topo)) {
     throw new CliError("no topology given and no ./cdk.tf.json here; pass a YAML topology, a cdk.tf.json or a cdktf output directory");
   }
   const desired = loadTopology(topo);
-  return savedPlan ? { desired: desiredFromPlan(savedPlan), savedPlan, source: planArg! } : { desired, source: topo };
+  if (!savedPlan) return { desired, source: topo };
+  // Both given: the plan is what runs, so the topology must say the same, or the user
+  // would believe they applied the topology.
+  const fromPlan = validateDesired(desiredFromPlan(savedPlan), planArg!);
+  const differ = differingAddresses(desired, fromPlan, new Set(savedPlan.dpus));
+  if (differ.length) {
+    const shown = differ.slice(0, 5).join(", ") + (differ.length > 5 ? `, and ${differ.length - 5} more` : "");
+    throw new CliError(`${topo} does not match the saved plan ${planArg} (they differ in ${shown}); nothing was applied. ` +
+      `Apply the plan alone ('flexbso apply ${planArg}'), or plan the topology again ('flexbso plan ${topo} --out ${planArg}')`);
+  }
+  return { desired: fromPlan, savedPlan, source: planArg! };
+}
+
+/** Addresses (on the given DPUs) whose presence or spec differs between two desired documents. */
+function differingAddresses(a: Desired, b: Desired, dpus: ReadonlySet<string>): string[] {
+  const index = (d: Desired) => new Map(d.resources.filter((r) => dpus.has(r.dpu)).map((r) => [r.address, canonicalJsonCompact(r.spec)]));
+  const ia = index(a);
+  const ib = index(b);
+  return [...new Set([...ia.keys(), ...ib.keys()])].filter((k) => ia.get(k) !== ib.get(k)).sort();
 }
 
 /** Interactive yes/no on the terminal; refuses without one. */

@@ -5,8 +5,10 @@
  * The injection table is immutable once published: control threads build a
  * new one, swap the pointer, wait for every reactor to pass a loop iteration
  * (fb_engine_run_on_all), then free the old one. Reactors read it only
- * inside submit, so the I/O path takes no lock. Counts are shared atomics,
- * touched only by I/Os that match.
+ * inside submit, so the I/O path takes no lock. The table holds pointers:
+ * an injection that survives a swap is the same object in the old and the
+ * new table, so its count (a shared atomic, touched only by I/Os that match)
+ * loses no unit taken through the old table during the swap.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,8 +29,15 @@ struct injection {
 
 struct inj_table {
 	unsigned n;
-	struct injection inj[];
+	struct injection *inj[];
 };
+
+static void inj_table_free_all(struct inj_table *t)
+{
+	for (unsigned i = 0; t && i < t->n; i++)
+		free(t->inj[i]);
+	free(t);
+}
 
 struct error_bdev {
 	struct fb_engine *e;
@@ -71,7 +80,7 @@ static void error_destruct(struct fb_bdev *bdev)
 	struct error_bdev *eb = fb_bdev_get_module_ctx(bdev);
 
 	fb_bdev_close(eb->base);
-	free(atomic_load(&eb->table));
+	inj_table_free_all(atomic_load(&eb->table));
 	pthread_mutex_destroy(&eb->mu);
 	free(eb->base_name);
 	free(eb);
@@ -127,7 +136,7 @@ static enum fb_error_kind injection_match(struct error_bdev *eb, struct fb_bdev_
 	if (!t)
 		return FB_ERR_NONE;
 	for (unsigned i = 0; i < t->n; i++) {
-		struct injection *inj = &t->inj[i];
+		struct injection *inj = t->inj[i];
 
 		if (!(inj->io_mask & (1u << type)))
 			continue;
@@ -261,7 +270,7 @@ static int error_dump_info(struct fb_bdev *bdev, struct fb_strbuf *sb)
 	pthread_mutex_lock(&eb->mu);
 	t = atomic_load(&eb->table);
 	for (unsigned i = 0; !rc && t && i < t->n; i++) {
-		struct injection *inj = &t->inj[i];
+		struct injection *inj = t->inj[i];
 
 		rc = fb_strbuf_printf(sb, "%s{\"io_mask\":%u,\"error_type\":\"%s\",\"num\":%llu,"
 				      "\"remaining\":%llu,\"offset_blocks\":%llu,\"end_blocks\":%llu}",
@@ -352,9 +361,10 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 	struct fb_bdev_desc *desc = NULL;
 	struct error_bdev *eb;
 	struct inj_table *old, *nt = NULL;
+	struct injection *added = NULL, **gone = NULL;
 	struct fb_bdev *bdev;
 	uint32_t mask;
-	unsigned n = 0;
+	unsigned n = 0, ngone = 0;
 	int rc;
 
 	if (!inj || inj->size < sizeof(*inj)) {
@@ -404,31 +414,35 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 	pthread_mutex_lock(&eb->mu);
 	old = atomic_load(&eb->table);
 	nt = malloc(sizeof(*nt) + sizeof(nt->inj[0]) * ((old ? old->n : 0) + 1));
-	if (!nt) {
+	gone = malloc(sizeof(*gone) * ((old ? old->n : 0) + 1));
+	if (inj->kind != FB_ERR_NONE)
+		added = malloc(sizeof(*added));
+	if (!nt || !gone || (inj->kind != FB_ERR_NONE && !added)) {
 		pthread_mutex_unlock(&eb->mu);
+		free(nt);
+		free(gone);
+		free(added);
 		fb_err_set(err, "out of memory");
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* Surviving injections are shared with the old table, not copied: a
+	 * count taken through the old table until the swap stays taken. */
 	for (unsigned i = 0; old && i < old->n; i++) {
-		struct injection *o = &old->inj[i];
-
-		if (inj->kind == FB_ERR_NONE && (o->io_mask & mask))
-			continue; /* cleared */
-		nt->inj[n] = (struct injection){.io_mask = o->io_mask, .kind = o->kind, .count = o->count,
-						.offset_blocks = o->offset_blocks, .end_blocks = o->end_blocks};
-		atomic_init(&nt->inj[n].remaining, atomic_load(&o->remaining));
-		n++;
+		if (inj->kind == FB_ERR_NONE && (old->inj[i]->io_mask & mask))
+			gone[ngone++] = old->inj[i]; /* cleared: freed after the barrier */
+		else
+			nt->inj[n++] = old->inj[i];
 	}
-	if (inj->kind != FB_ERR_NONE) {
+	if (added) {
 		uint64_t nb = fb_bdev_get_num_blocks(bdev);
 		uint64_t end = inj->num_blocks == 0 || inj->num_blocks > nb - inj->offset_blocks ?
 				       nb : inj->offset_blocks + inj->num_blocks;
 
-		nt->inj[n] = (struct injection){.io_mask = mask, .kind = inj->kind, .count = inj->count,
-						.offset_blocks = inj->offset_blocks, .end_blocks = end};
-		atomic_init(&nt->inj[n].remaining, inj->count);
-		n++;
+		*added = (struct injection){.io_mask = mask, .kind = inj->kind, .count = inj->count,
+					    .offset_blocks = inj->offset_blocks, .end_blocks = end};
+		atomic_init(&added->remaining, inj->count);
+		nt->inj[n++] = added;
 	}
 	nt->n = n;
 	atomic_store_explicit(&eb->table, nt, memory_order_release);
@@ -439,6 +453,12 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 	 * only within submit). */
 	pthread_mutex_unlock(&eb->mu);
 	fb_engine_run_on_all(e, barrier_msg, NULL);
+	/* Only old's array and the injections cleared here were unreachable
+	 * from the new table (another injector may have replaced nt already,
+	 * so nt is not ours to read any more). */
+	for (unsigned i = 0; i < ngone; i++)
+		free(gone[i]);
+	free(gone);
 	free(old);
 out:
 	fb_bdev_close(desc);

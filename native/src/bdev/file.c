@@ -56,6 +56,7 @@ struct file_io {
 	struct bounce *bounce;
 	struct iovec *iov_rest;        /* continuation after a short transfer (rare) */
 	int iovcnt_rest;
+	size_t adv_pending;            /* short transfer whose iov_advance met -ENOMEM */
 	enum file_stage stage;
 	uint64_t pos;                  /* byte offset of the next transfer */
 	uint64_t left;                 /* bytes still to transfer */
@@ -308,6 +309,20 @@ static void copy_from_iovs(struct fb_bdev_io *io, char *dst)
 	}
 }
 
+/* iov_advance failed for memory: try again on the next loop iteration
+ * instead of failing the I/O. */
+static void file_advance_retry(struct fb_deferred *d)
+{
+	struct file_io *fio = (struct file_io *)(void *)((char *)d - offsetof(struct file_io, retry));
+	struct file_bdev *f = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(fio->io));
+
+	if (iov_advance(fio, fio->adv_pending) != 0) {
+		fb_reactor_defer(fb_io_channel_get_reactor(fio->ch), &fio->retry);
+		return;
+	}
+	issue_rw(fio->ch, fio, f);
+}
+
 static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct file_io *fio = (struct file_io *)(void *)op; /* op is the first member */
@@ -329,8 +344,10 @@ static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		fio->left -= (uint64_t)res;
 		if (fio->left) {
 			if (!fio->bounce && iov_advance(fio, (size_t)res) != 0) {
-				res = -ENOMEM;
-				goto fail;
+				fio->adv_pending = (size_t)res;
+				fio->retry.fn = file_advance_retry;
+				fb_reactor_defer(fb_io_channel_get_reactor(fio->ch), &fio->retry);
+				return;
 			}
 			issue_rw(fio->ch, fio, f);
 			return;

@@ -3,6 +3,7 @@
 #define FLEXBSO_CORE_INTERNAL_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,7 +36,9 @@ struct fb_reactor {
 	bool thread_started;
 	clockid_t cpu_clock;
 	struct io_uring ring;
-	bool ring_ok;
+	bool ring_ok;                   /* the ring exists (created and torn down by the thread) */
+	int init_rc;                    /* the thread's ring setup result */
+	sem_t init_done;                /* posted once init_rc is set */
 	int efd;                        /* eventfd that wakes the reactor */
 	uint64_t efd_buf;               /* target of the pending eventfd read */
 	struct fb_uring_op efd_op;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -235,12 +236,46 @@ static unsigned pollers_run(struct fb_reactor *r)
 	return did;
 }
 
+/* On the reactor's own thread: a ring created by another thread puts that
+ * thread on the ring's task list, and when the ring is torn down the
+ * kernel's exit work interrupts it with task work (a control thread blocked
+ * in a call with a timeout, e.g. recv with SO_RCVTIMEO, gets EINTR). */
+static int reactor_ring_init(struct fb_reactor *r)
+{
+	struct fb_engine *e = r->e;
+	struct io_uring_params p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	/* COOP_TASKRUN: completions are processed when the reactor enters the
+	 * kernel anyway, instead of an IPI interrupting it on every socket
+	 * wakeup while it polls (measured: 4 KiB QD32 over NBD 117k -> ~200k
+	 * IOPS). Kernels before 5.19 reject it: fall back to plain rings. */
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+	p.cq_entries = e->opts.ring_entries * 4;
+	rc = io_uring_queue_init_params(e->opts.ring_entries, &r->ring, &p);
+	if (rc == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = e->opts.ring_entries * 4;
+		rc = io_uring_queue_init_params(e->opts.ring_entries, &r->ring, &p);
+	}
+	if (rc == 0)
+		r->ring_ok = true;
+	return rc;
+}
+
 static void *reactor_main(void *arg)
 {
 	struct fb_reactor *r = arg;
 	const uint64_t poll_ns = (uint64_t)r->e->opts.poll_us * 1000u;
-	uint64_t last_work = fb_now_ns();
+	uint64_t last_work;
 
+	r->init_rc = reactor_ring_init(r);
+	sem_post(&r->init_done);
+	if (r->init_rc)
+		return NULL;
+	last_work = fb_now_ns();
 	tls_reactor = r;
 	efd_arm(r);
 	while (!r->stop) {
@@ -280,6 +315,10 @@ static void *reactor_main(void *arg)
 		last_work = fb_now_ns();
 	}
 	fb_reactor_submit(r);
+	/* Torn down by its own thread too (see reactor_ring_init); what is
+	 * still in flight is cancelled. */
+	io_uring_queue_exit(&r->ring);
+	r->ring_ok = false;
 	tls_reactor = NULL;
 	return NULL;
 }
@@ -301,26 +340,17 @@ int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err)
 		fb_err_set(err, "out of memory allocating %u reactors", e->nreactors);
 		goto out;
 	}
+	/* Before anything can fail: fb_reactor_fini_all closes every efd that
+	 * is not -1, and calloc left 0 (someone else's stdin) in all of them. */
+	for (unsigned i = 0; i < e->nreactors; i++)
+		e->reactors[i].efd = -1;
 	for (unsigned i = 0; i < e->nreactors; i++) {
 		struct fb_reactor *r = &e->reactors[i];
-		struct io_uring_params p;
 
 		r->e = e;
 		r->index = i;
-		r->efd = -1;
 		r->efd_op.cb = efd_done;
 		atomic_init(&r->msgs, NULL);
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = e->opts.ring_entries * 4;
-		rc = io_uring_queue_init_params(e->opts.ring_entries, &r->ring, &p);
-		if (rc < 0) {
-			fb_err_set(err, "io_uring_queue_init for reactor %u failed: %s; check "
-				   "RLIMIT_MEMLOCK and that io_uring is enabled (kernel.io_uring_disabled)",
-				   i, strerror(-rc));
-			goto out;
-		}
-		r->ring_ok = true;
 		/* Blocking, so the ring's read waits (poll-armed) instead of -EAGAIN. */
 		r->efd = eventfd(0, EFD_CLOEXEC);
 		if (r->efd < 0) {
@@ -333,12 +363,25 @@ int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err)
 		struct fb_reactor *r = &e->reactors[i];
 		char name[16];
 
+		sem_init(&r->init_done, 0, 0);
 		rc = -pthread_create(&r->thread, NULL, reactor_main, r);
 		if (rc) {
+			sem_destroy(&r->init_done);
 			fb_err_set(err, "starting reactor thread %u failed: %s", i, strerror(-rc));
 			goto out;
 		}
 		r->thread_started = true;
+		while (sem_wait(&r->init_done) != 0)
+			;
+		sem_destroy(&r->init_done);
+		rc = r->init_rc;
+		if (rc < 0) {
+			/* The thread has returned; fb_reactor_fini_all joins it. */
+			fb_err_set(err, "io_uring_queue_init for reactor %u failed: %s; check "
+				   "RLIMIT_MEMLOCK and that io_uring is enabled (kernel.io_uring_disabled)",
+				   i, strerror(-rc));
+			goto out;
+		}
 		snprintf(name, sizeof(name), "fb_reactor_%u", i & 0xffu);
 		pthread_setname_np(r->thread, name);
 		if (pthread_getcpuclockid(r->thread, &r->cpu_clock) != 0)

@@ -289,11 +289,30 @@ static void conn_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		fb_nbd_conn_maybe_free(c);
 }
 
+/* While draining: close once every request has been answered. The drain
+ * timeout only starts when the bdev has finished the last request: it
+ * bounds how long a client may take to read its replies, not how long the
+ * bdev takes (a flush may take seconds, and its reply must still go out). */
 void fb_nbd_conn_check_drained(struct fb_nbd_conn *c)
 {
-	if (c->draining && !c->closing && c->io_inflight == 0 && !c->txq_head && !c->tx_busy &&
-	    c->hs_out.off == c->hs_out.len)
+	struct io_uring_sqe *sqe;
+
+	if (!c->draining || c->closing || c->io_inflight)
+		return;
+	if (!c->txq_head && !c->tx_busy && c->hs_out.off == c->hs_out.len) {
 		conn_close(c);
+		return;
+	}
+	if (c->timer_armed || c->drain_timer_used)
+		return;
+	c->drain_timer_used = true;
+	c->drain_ts.tv_sec = CONN_DRAIN_SEC;
+	c->drain_ts.tv_nsec = 0;
+	sqe = fb_reactor_get_sqe(c->reactor);
+	io_uring_prep_timeout(sqe, &c->drain_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &c->timer_op);
+	c->ops++;
+	c->timer_armed = true;
 }
 
 /* Graceful end (NBD_CMD_DISC, export removal): read nothing more, let
@@ -315,13 +334,6 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
 		io_uring_sqe_set_data(sqe, &c->cancel_rx_op);
 		c->ops++;
 	}
-	c->drain_ts.tv_sec = CONN_DRAIN_SEC;
-	c->drain_ts.tv_nsec = 0;
-	sqe = fb_reactor_get_sqe(c->reactor);
-	io_uring_prep_timeout(sqe, &c->drain_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->timer_op);
-	c->ops++;
-	c->timer_armed = true;
 	fb_nbd_conn_check_drained(c);
 }
 

@@ -116,6 +116,7 @@ struct fb_nbd_conn {
 	bool in_parse, blocked, draining, closing, close_after_tx;
 	unsigned ops;                     /* ring ops in flight */
 	bool timer_armed, hs_timer_armed;
+	bool drain_timer_used;            /* the drain timeout was started (once) */
 	struct __kernel_timespec drain_ts, hs_ts;
 	struct fb_uring_op timer_op, cancel_op, cancel_rx_op, timer_rm_op, hs_timer_op, hs_timer_rm_op;
 };

@@ -370,8 +370,13 @@ int fb_nbd_hs_parse(struct fb_nbd_conn *c)
 	if (c->close_after_tx)
 		return STEP_STOP;
 	/* hs_out may move when it grows, so options wait while a send of it is
-	 * in flight (clients wait for each reply anyway). */
-	if (c->phase == PH_OPTIONS && c->tx_busy)
+	 * in flight (clients wait for each reply anyway); they also wait while
+	 * replies are piling up unsent, or a client that pipelines cheap
+	 * options (NBD_OPT_LIST: 16 bytes in, KiBs out) and reads nothing
+	 * would make us buffer without bound. The parse ends by sending, and
+	 * the send's completion parses again. */
+	if (c->phase == PH_OPTIONS &&
+	    (c->tx_busy || c->hs_out.len - c->hs_out.off > CONN_OPT_MAX))
 		return STEP_BLOCKED;
 	if (c->phase == PH_CLIENT_FLAGS) {
 		uint32_t flags;

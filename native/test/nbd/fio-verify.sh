@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 fio_verify() {
 	fio --ioengine=nbd --uri="$1" --rw=randrw --rwmixread=50 --iodepth=32 \
-		--verify=crc32c --verify_fatal=1 --verify_backlog=256 --group_reporting \
+		--verify=crc32c --verify_state_save=0 --verify_fatal=1 --verify_backlog=256 --group_reporting \
 		--name=j4k --bs=4k --numjobs=3 --size=24M --offset_increment=24M \
 		--name=j64k --bs=64k --numjobs=1 --size=24M --offset=72M \
 		--name=jmix --bsrange=512-128k --numjobs=1 --size=24M --offset=96M \

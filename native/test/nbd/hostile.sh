@@ -6,7 +6,7 @@
 start_server --malloc m0:256M --listen "unix:$T/s.sock" --export rw:m0 --export ro:m0:ro \
 	--export good:m0
 fio --ioengine=nbd --uri="$(uri good)" --rw=randrw --bs=4k --iodepth=16 --numjobs=2 \
-	--size=32M --offset=128M --offset_increment=32M --verify=crc32c --verify_fatal=1 \
+	--size=32M --offset=128M --offset_increment=32M --verify=crc32c --verify_state_save=0 --verify_fatal=1 \
 	--verify_backlog=128 --time_based --runtime=${HOSTILE_FIO_SECONDS:-20} --name=good \
 	>"$T/fio.out" 2>&1 &
 FIO=$!

@@ -118,7 +118,7 @@ export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: s
     },
   };
   const spawnAgent = (): ChildProcess => {
-    const c = spawn(process.execPath, [BIN, "agent", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--run-dir", runDir, "--dpu", dpu,
+    const c = spawn(process.execPath, [BIN, "agent", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--run-dir", runDir, "--data-dir", dataDir, "--dpu", dpu,
       ...(opts.attach ? ["--attach", opts.attach] : [])], {
       stdio: ["ignore", "ignore", "pipe"],
     });

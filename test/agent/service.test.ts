@@ -1,0 +1,109 @@
+/**
+ * AgentService against an in-memory backend double and a real state dir: what happens
+ * when the state dir cannot be written (disk full, read-only, wrong permissions).
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { promises as fsp } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Resource } from "../../lib/model/types.js";
+import type { Backend, Inventory } from "../../lib/backends/backend.js";
+import { AgentService } from "../../lib/agent/service.js";
+import { StateStore } from "../../lib/state/store.js";
+import { EventLog } from "../../lib/state/events.js";
+import { StepFailedError } from "../../lib/apply/errors.js";
+import { nullLogger } from "../../lib/agent/log.js";
+
+class FakeBackend implements Backend {
+  readonly name = "fake";
+  created: string[] = [];
+  unsupported(): string[] { return []; }
+  unsupportedUpdate(): string[] { return []; }
+  async inventory(): Promise<Inventory> { return { bdevs: new Map(), exports: new Map() }; }
+  present(): boolean { return true; }
+  async create(r: Resource) { this.created.push(r.address); }
+  async restore() { /* nothing */ }
+  async update() { /* nothing */ }
+  async delete() { /* nothing */ }
+  status() { return []; }
+  async stats() { return []; }
+}
+
+const desired = {
+  formatVersion: 1,
+  resources: [
+    { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: { agent: { endpoint: "http://127.0.0.1:1" }, backend: "native", pfs: 1, vfsPerPf: 4 } },
+    { address: "d/malloc/m", dpu: "d", kind: "malloc", name: "m", spec: { size: 1048576, blockSize: 512 } },
+  ],
+};
+
+async function service() {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fb-svc-"));
+  const backend = new FakeBackend();
+  const store = new StateStore(dir);
+  const events = await EventLog.open(dir);
+  const svc = new AgentService({
+    configuredDpu: "d", store, events, backend, log: nullLogger,
+    target: { mode: "spawn", socket: "/nonexistent.sock", up: () => true, pid: () => null },
+  });
+  await svc.init();
+  return { dir, backend, store, events, svc };
+}
+
+test("service: an event log that cannot be written does not stop the agent; the apply still converges", async () => {
+  const { dir, backend, store, svc } = await service();
+  await fsp.mkdir(path.join(dir, "events.jsonl")); // every append now fails (EISDIR), even as root
+  let unhandled: unknown = null;
+  const onUnhandled = (e: unknown) => { unhandled = e; };
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const r = await svc.apply(desired, 0, false);
+    assert.is(r.generation, 1);
+    assert.equal(backend.created, ["d/dpu/d", "d/malloc/m"]);
+    assert.is((await store.load()).resources.length, 2);
+    await new Promise((res) => setTimeout(res, 20));
+    assert.is(unhandled, null, `unhandled rejection: ${String(unhandled)}`);
+    assert.is(await svc.emit({ level: "info", type: "x", message: "y" }), null);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
+
+test("service: a state file that cannot be written fails the apply naming the step, the state dir and the fix", async () => {
+  const { dir, svc } = await service();
+  await fsp.mkdir(path.join(dir, "topology.json")); // rename over it fails (EISDIR), even as root
+  try {
+    await svc.apply(desired, 0, false);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, StepFailedError);
+    const msg = (e as Error).message;
+    assert.match(msg, "step 1/2 (create d/dpu/d)");
+    assert.match(msg, "done on the target, but the agent cannot record it in its state");
+    assert.match(msg, "topology.json");
+    assert.match(msg, "make the agent's state dir writable");
+  }
+  assert.is(svc.current.generation, 0);
+});
+
+test("service: shutdown during an apply stops it at a step boundary with a clear error; the state lists what was done", async () => {
+  const { backend, store, svc } = await service();
+  let firstStarted!: () => void;
+  const started = new Promise<void>((r) => (firstStarted = r));
+  let releaseFirst!: () => void;
+  const gate = new Promise<void>((r) => (releaseFirst = r));
+  backend.create = async (r: Resource) => { backend.created.push(r.address); firstStarted(); await gate; };
+  const applying = svc.apply(desired, 0, false).then((): Error => { throw new Error("apply should have failed"); }, (e) => e as Error);
+  await started;
+  const down = svc.shutdown("the agent is shutting down");
+  releaseFirst();
+  const err = await applying;
+  await down;
+  assert.instance(err, StepFailedError);
+  assert.match(err.message, "step 2/2 (create d/malloc/m) failed: not started: the agent is shutting down");
+  assert.equal(backend.created, ["d/dpu/d"]);
+  assert.equal((await store.load()).resources.map((r) => r.address), ["d/dpu/d"]);
+});
+
+test.run();
