@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
 import { AgentClient } from "./client.js";
-import type { TopologyView } from "./service.js";
+import type { PlanResult, TopologyView } from "./service.js";
 
 /** Default agent state dir (where a local agent keeps its `token`). */
 export const DEFAULT_STATE_DIR = "/var/lib/flexbso";
@@ -162,8 +162,17 @@ export class AgentActualSource implements ActualSource {
     const targets = await resolveTargets(desired, this.opts);
     const { views, failures } = await readFleet(targets);
     if (failures.size) throw new FleetError(`cannot read the actual state of ${failures.size} DPU(s):\n${describeFailures(failures)}`, failures);
-    return combineActual(views);
+    return { ...combineActual(views), warnings: await unsupportedBy(targets, desired) };
   }
+}
+
+/**
+ * What each agent says it would refuse in the desired topology (its `topology.plan`
+ * `unsupported` list), so `plan` warns before review instead of apply failing later.
+ */
+async function unsupportedBy(targets: readonly DpuTarget[], desired: Desired): Promise<string[]> {
+  const outcomes = await forEachDpu(targets, (t) => t.client.call<PlanResult>("topology.plan", { desired: desiredFor(desired, t.dpu) }, 30_000));
+  return outcomes.flatMap((o) => (o.ok ? o.value.unsupported : [`${o.dpu}: cannot ask the agent what it supports: ${o.error.message}`]));
 }
 
 /**

@@ -36,7 +36,7 @@ export class StepFailedError extends Error {
     readonly detail: string,
     readonly generation: number,
   ) {
-    super(`${dpu}: step ${index + 1}/${total} (${step.op} ${step.address}) failed: ${detail}; ` +
+    super(`step ${index + 1}/${total} (${step.op} ${step.address}) failed: ${detail}; ` +
       `${completed.length} step(s) before it were applied and are recorded (generation ${generation}); fix the cause and apply again to converge`);
   }
 }

@@ -7,6 +7,8 @@ import { validateDesired } from "../model/validate.js";
 export interface ActualState {
   desired: Desired;
   generations?: Record<string, number>;
+  /** What the targets say they will refuse (e.g. kinds their backend lacks), one line each. */
+  warnings?: string[];
 }
 
 /**

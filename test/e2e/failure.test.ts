@@ -19,7 +19,7 @@ test("a step failing mid-apply: state records what exists, the failure names the
   const t = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "topo.yaml"));
   const r = await cli(["apply", t, "--auto-approve"]);
   assert.is(r.code, 1, r.stdout);
-  assert.match(r.stdout, "dpu0: dpu0: step 3/5 (create dpu0/file/disk0) failed");
+  assert.match(r.stdout, "dpu0: step 3/5 (create dpu0/file/disk0) failed");
   assert.match(r.stdout, "is neither a regular file nor a block device");
   const v = (await a.rpc("topology.get")).body.result;
   assert.equal(v.topology.resources.map((x: any) => x.address), ["dpu0/dpu/dpu0", "dpu0/malloc/ram0"]);

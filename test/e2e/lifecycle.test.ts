@@ -160,6 +160,9 @@ test("RAID/compression are refused as not yet supported, naming the resource; no
   const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "raid.yaml"), (s) => s
     .replace("iops: 5000", "iops: 9000")
     .replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      m2: { kind: malloc, size: 8MiB }\n      r1: { kind: raid, level: 1, members: [m1, m2] }\n      ram0:"));
+  const p = await cli(["plan", t]);
+  assert.is(p.code, 2, p.stderr);
+  assert.match(p.stderr, "Warning: dpu0/raid/r1: raid bdevs are not yet supported by the native engine (RAID/compression land in a later release); apply will refuse it.");
   const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
   assert.is(r.code, 1);
   assert.match(r.stdout, "dpu0/raid/r1: raid bdevs are not yet supported by the native engine (RAID/compression land in a later release)");

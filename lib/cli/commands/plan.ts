@@ -52,6 +52,7 @@ export const planCommand: CliCommand = {
           });
           // Like terraform's -out: the saved plan is always the JSON model (what apply
           // reads back and checks for staleness); the chosen format still prints.
+          for (const w of actual.warnings ?? []) process.stderr.write(`Warning: ${w}; apply will refuse it.\n`);
           if (opts.out !== undefined) writeOutput(opts.out, renderPlan(p, "json"));
           writeOutput(undefined, renderPlan(p, opts.format));
           return p.steps.length > 0 ? EXIT.changes : EXIT.ok;

@@ -32,6 +32,11 @@ struct file_bdev {
 	void *zero_buf;                /* ZERO_BUF_LEN aligned zeros, shared read-only */
 	atomic_bool no_zero_range;     /* learned at run time from EOPNOTSUPP */
 	atomic_bool no_punch;
+	/* First failed sync (fdatasync or an RWF_DSYNC write), 0 if none. The
+	 * kernel reports a write-back error to one syncer only and may then drop
+	 * the dirty pages, so a later sync can "succeed" over lost data: once one
+	 * fails, every later durability promise fails too. */
+	atomic_int sync_err;
 };
 
 struct bounce {
@@ -146,6 +151,18 @@ static bool file_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 {
 	(void)bdev;
 	return type < FB_IO_TYPE_COUNT;
+}
+
+/* Status of a durability point (flush, FUA): sticky after the first failure. */
+static int file_sync_status(struct file_bdev *f, int res)
+{
+	int none = 0;
+
+	if (res < 0) {
+		atomic_compare_exchange_strong(&f->sync_err, &none, res);
+		return res;
+	}
+	return atomic_load(&f->sync_err);
 }
 
 static void file_io_finish(struct file_io *fio, int status)
@@ -329,13 +346,16 @@ static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	struct fb_bdev_io *io = fio->io;
 	struct fb_bdev *bdev = fb_bdev_io_get_bdev(io);
 	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
-	bool fua = fb_bdev_io_get_flags(io) & FB_IO_FLAG_FUA;
+	bool fua = (fb_bdev_io_get_flags(io) & FB_IO_FLAG_FUA) && fb_bdev_io_get_type(io) != FB_IO_READ;
 
 	(void)flags;
 	switch (fio->stage) {
 	case ST_RW:
-		if (res < 0)
+		if (res < 0) {
+			if (fua)
+				file_sync_status(f, res);
 			goto fail;
+		}
 		if (res == 0) {
 			res = -EIO; /* the file shrank under us */
 			goto fail;
@@ -354,7 +374,7 @@ static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		}
 		if (fio->bounce && fb_bdev_io_get_type(io) == FB_IO_READ)
 			copy_to_iovs(io, fio->bounce->buf);
-		file_io_finish(fio, 0);
+		file_io_finish(fio, fua ? file_sync_status(f, 0) : 0);
 		return;
 	case ST_ZERO_RANGE:
 		if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOSYS) {
@@ -384,7 +404,7 @@ static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		res = 0;
 		break;
 	case ST_FSYNC:
-		file_io_finish(fio, res < 0 ? res : 0);
+		file_io_finish(fio, file_sync_status(f, res < 0 ? res : 0));
 		return;
 	}
 	if (res < 0)
