@@ -197,6 +197,12 @@ static int count_exports(const struct fb_nbd_export_info *info, void *arg)
 	return 0;
 }
 
+static int get_stats(const struct fb_bdev_info *info, void *arg)
+{
+	*(struct fb_bdev_stats *)arg = info->stats;
+	return 0;
+}
+
 static struct fb_engine *setup(unsigned reactors)
 {
 	struct fb_engine *e = th_engine(reactors);
@@ -278,6 +284,14 @@ TEST(test_io_roundtrip)
 	cl_req(fd, NBD_CMD_READ, 0, 109, 8192, 512, NULL);
 	CHECK_EQ(cl_reply(fd, &cookie, r, NULL), 0);
 	CHECK(memcmp(w + 8192, r, 512) == 0);
+	/* Reads on malloc go zero-copy and still count as reads. */
+	{
+		struct fb_bdev_stats s;
+
+		CHECK_OK(fb_bdev_foreach(e, "M0", get_stats, &s));
+		CHECK_EQ(s.num_read_ops, 3);
+		CHECK_EQ(s.bytes_read, 65536 + 4096 + 512);
+	}
 	cl_req(fd, NBD_CMD_DISC, 0, 110, 0, 0, NULL);
 	CHECK(cl_closed(fd));
 	free(w);

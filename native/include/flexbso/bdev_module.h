@@ -6,6 +6,10 @@
  * (fb_bdev_open_ext / fb_bdev_desc_set_holder); fb_err_set for modules;
  * fb_bdev_get_module.
  *
+ * Changes (2026-11-25, zcopy): FB_IO_ZCOPY I/Os (see fb_bdev_zcopy_start):
+ * a module that reports the type lends its memory with fb_bdev_io_set_buf;
+ * FB_IO_FLAG_POPULATE marks a read.
+ *
  * Shaped like SPDK's bdev module interface so RAID and compression can later
  * be built as real SPDK modules through a thin adapter: a static function
  * table, a per-I/O context sized by the module up front, per-reactor channels
@@ -85,6 +89,17 @@ uint32_t fb_bdev_io_get_flags(const struct fb_bdev_io *io);
 void *fb_bdev_io_get_driver_ctx(struct fb_bdev_io *io);   /* io_ctx_size bytes */
 void *fb_io_channel_get_ctx(struct fb_io_channel *ch);    /* channel_ctx_size bytes */
 struct fb_reactor *fb_io_channel_get_reactor(struct fb_io_channel *ch);
+/* FB_IO_ZCOPY: the I/O's flags carry FB_IO_FLAG_POPULATE when the buffer
+ * must hold the blocks' data (a read; the only kind the core passes today).
+ * Before completing it with status 0, the module lends memory covering
+ * exactly num_blocks blocks, one fb_bdev_io_set_buf call per contiguous
+ * piece (at most FB_ZCOPY_IOV_MAX); it must stay valid until the consumer
+ * frees the io, which the bdev outlives. A zcopy completed with 0 but a
+ * wrong length is failed with -EIO. Modules must not report FB_IO_ZCOPY
+ * for a base they forward to (error bdev) unless they handle it. */
+#define FB_IO_FLAG_POPULATE 0x100u
+/* -ENOSPC past FB_ZCOPY_IOV_MAX pieces. */
+int fb_bdev_io_set_buf(struct fb_bdev_io *io, void *buf, size_t len);
 /* status: 0 or negative errno. On the io's reactor. */
 void fb_bdev_io_complete(struct fb_bdev_io *io, int status);
 /* Same, but the callback runs on the reactor's next loop iteration. */

@@ -17,6 +17,10 @@
  * fb_bdev_desc_set_holder; fb_bdev_info gained create_method and
  * claim_holder; submit functions may also return -EBADF (write on a
  * read-only descriptor), -ENOTSUP (type not supported) and -ENOMEM.
+ *
+ * Changes (2026-11-25, zcopy): FB_IO_ZCOPY, fb_bdev_zcopy_supported,
+ * fb_bdev_zcopy_start and fb_bdev_io_get_buf_iovs: reads that hand out the
+ * bdev's own memory instead of copying into the caller's buffer.
  */
 #ifndef FLEXBSO_H
 #define FLEXBSO_H
@@ -91,6 +95,7 @@ enum fb_io_type {
 	FB_IO_FLUSH,
 	FB_IO_UNMAP,
 	FB_IO_WRITE_ZEROES,
+	FB_IO_ZCOPY,      /* zero-copy buffer access (fb_bdev_zcopy_start) */
 	FB_IO_TYPE_COUNT
 };
 
@@ -208,6 +213,28 @@ int fb_bdev_write_zeroes_blocks(struct fb_bdev_desc *desc, struct fb_io_channel 
 				fb_bdev_io_cb cb, void *cb_arg);
 /* Every completed io must be freed by its consumer (in or after the callback). */
 void fb_bdev_free_io(struct fb_bdev_io *io);
+
+/* Zero-copy reads (SPDK's zcopy shape). Instead of copying into the caller's
+ * buffer, the bdev lends its own memory: on successful completion,
+ * fb_bdev_io_get_buf_iovs gives iovecs covering exactly num_blocks blocks,
+ * readable until the io is freed with fb_bdev_free_io (the io pins its
+ * channel, so the bdev and its memory outlive it). The memory is the bdev's
+ * live data: writes that overlap while the caller holds the io may show
+ * through, as with any unordered concurrent read and write. The caller must
+ * not write to it.
+ *
+ * populate must be true today (a read); false (a buffer to fill and commit,
+ * which will come with fb_bdev_zcopy_end) returns -ENOTSUP. Bdevs without
+ * zcopy (file, error, null) return -ENOTSUP: check fb_bdev_zcopy_supported
+ * once and fall back to fb_bdev_readv_blocks. Stats count a zcopy read as
+ * a read (ops, bytes, latency up to the buffer being ready). */
+#define FB_ZCOPY_IOV_MAX 4 /* most iovecs a zcopy io hands out */
+bool fb_bdev_zcopy_supported(struct fb_bdev *bdev);
+int fb_bdev_zcopy_start(struct fb_bdev_desc *desc, struct fb_io_channel *ch, uint64_t offset_blocks,
+			uint64_t num_blocks, bool populate, fb_bdev_io_cb cb, void *cb_arg);
+/* A completed zcopy io's buffer (*iovcnt 1..FB_ZCOPY_IOV_MAX); NULL with
+ * *iovcnt 0 for any other io, or a failed one. */
+const struct iovec *fb_bdev_io_get_buf_iovs(struct fb_bdev_io *io, int *iovcnt);
 
 #ifdef __cplusplus
 }

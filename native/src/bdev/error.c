@@ -90,6 +90,9 @@ static bool error_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 {
 	struct error_bdev *eb = fb_bdev_get_module_ctx(bdev);
 
+	/* No zcopy: lent memory would bypass injection (corrupt data, failures). */
+	if (type == FB_IO_ZCOPY)
+		return false;
 	return fb_bdev_io_type_supported(fb_bdev_desc_get_bdev(eb->base), type);
 }
 

@@ -150,7 +150,8 @@ static void file_destruct(struct fb_bdev *bdev)
 static bool file_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 {
 	(void)bdev;
-	return type < FB_IO_TYPE_COUNT;
+	/* No zcopy: the data is not in memory we own. */
+	return type < FB_IO_TYPE_COUNT && type != FB_IO_ZCOPY;
 }
 
 /* Status of a durability point (flush, FUA): sticky after the first failure. */

@@ -27,7 +27,8 @@ static void null_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 static bool null_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 {
 	(void)bdev;
-	return type < FB_IO_TYPE_COUNT;
+	/* No zcopy: a shared zero page would do, but nothing needs it yet. */
+	return type < FB_IO_TYPE_COUNT && type != FB_IO_ZCOPY;
 }
 
 static int null_dump_config(struct fb_bdev *bdev, struct fb_strbuf *sb)

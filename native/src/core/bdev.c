@@ -400,10 +400,12 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 {
 	struct fb_bdev *b = desc->bdev;
 	struct fb_bdev_io *io;
+	/* A populating zcopy only reads, so read-only descriptors may use it. */
+	bool reads = type == FB_IO_READ || (type == FB_IO_ZCOPY && (flags & FB_IO_FLAG_POPULATE));
 
 	if (!ch || ch->bdev != b || !cb)
 		return -EINVAL;
-	if (type != FB_IO_READ && !desc->write)
+	if (!reads && !desc->write)
 		return -EBADF;
 	if (num > b->num_blocks || offset > b->num_blocks - num)
 		return -EINVAL;
@@ -430,8 +432,8 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 	io->flags = flags;
 	io->offset_blocks = offset;
 	io->num_blocks = num;
-	io->iov = iov;
-	io->iovcnt = iovcnt;
+	io->iov = type == FB_IO_ZCOPY ? io->zc_iov : iov;
+	io->iovcnt = type == FB_IO_ZCOPY ? 0 : iovcnt;
 	io->status = 0;
 	io->cb = cb;
 	io->cb_arg = cb_arg;
@@ -475,6 +477,52 @@ int fb_bdev_write_zeroes_blocks(struct fb_bdev_desc *desc, struct fb_io_channel 
 			 cb, cb_arg);
 }
 
+bool fb_bdev_zcopy_supported(struct fb_bdev *bdev)
+{
+	return fb_bdev_io_type_supported(bdev, FB_IO_ZCOPY);
+}
+
+int fb_bdev_zcopy_start(struct fb_bdev_desc *desc, struct fb_io_channel *ch, uint64_t offset_blocks,
+			uint64_t num_blocks, bool populate, fb_bdev_io_cb cb, void *cb_arg)
+{
+	/* Write zcopy needs a commit step (fb_bdev_zcopy_end) no module has yet. */
+	if (!populate)
+		return -ENOTSUP;
+	return io_submit(desc, ch, FB_IO_ZCOPY, NULL, 0, offset_blocks, num_blocks,
+			 FB_IO_FLAG_POPULATE, cb, cb_arg);
+}
+
+const struct iovec *fb_bdev_io_get_buf_iovs(struct fb_bdev_io *io, int *iovcnt)
+{
+	bool lent = io->type == FB_IO_ZCOPY && io->status == 0 && io->iovcnt > 0;
+
+	if (iovcnt)
+		*iovcnt = lent ? io->iovcnt : 0;
+	return lent ? io->iov : NULL;
+}
+
+int fb_bdev_io_set_buf(struct fb_bdev_io *io, void *buf, size_t len)
+{
+	if (io->type != FB_IO_ZCOPY)
+		return -EINVAL;
+	if (io->iovcnt >= FB_ZCOPY_IOV_MAX)
+		return -ENOSPC;
+	io->zc_iov[io->iovcnt].iov_base = buf;
+	io->zc_iov[io->iovcnt].iov_len = len;
+	io->iovcnt++;
+	return 0;
+}
+
+/* A zcopy that claims success must have lent exactly the requested bytes. */
+static int zcopy_check(const struct fb_bdev_io *io, uint64_t bytes)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < io->iovcnt; i++)
+		len += io->zc_iov[i].iov_len;
+	return len == bytes ? 0 : -EIO;
+}
+
 struct fb_bdev *fb_bdev_io_get_bdev(struct fb_bdev_io *io) { return io->bdev; }
 enum fb_io_type fb_bdev_io_get_type(const struct fb_bdev_io *io) { return io->type; }
 uint64_t fb_bdev_io_get_offset_blocks(const struct fb_bdev_io *io) { return io->offset_blocks; }
@@ -504,7 +552,11 @@ void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
 	struct fb_bdev_percore *pc = &b->pc[io->ch->r->index];
 	uint64_t bytes = io->num_blocks * b->block_size;
 
+	if (io->type == FB_IO_ZCOPY && status == 0)
+		status = zcopy_check(io, bytes);
 	if (status) {
+		if (io->type == FB_IO_ZCOPY)
+			io->iovcnt = 0;  /* nothing lent */
 		stat_add(pc, FB_STAT_ERRORS, 1);
 	} else {
 		switch (io->type) {
@@ -527,6 +579,14 @@ void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
 			break;
 		case FB_IO_WRITE_ZEROES:
 			stat_add(pc, FB_STAT_WZ_OPS, 1);
+			break;
+		case FB_IO_ZCOPY:
+			if (io->flags & FB_IO_FLAG_POPULATE) {
+				/* A read whose data stays in place: counted as one. */
+				stat_add(pc, FB_STAT_READ_OPS, 1);
+				stat_add(pc, FB_STAT_BYTES_READ, bytes);
+				stat_add(pc, FB_STAT_READ_LAT, fb_now_ns() - io->start_ns);
+			}
 			break;
 		default:
 			break;

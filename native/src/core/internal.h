@@ -129,12 +129,13 @@ struct fb_bdev_io {
 	enum fb_io_type type;
 	uint32_t flags;
 	uint64_t offset_blocks, num_blocks;
-	struct iovec *iov;
+	struct iovec *iov;              /* the consumer's, or zc_iov for FB_IO_ZCOPY */
 	int iovcnt;
 	int status;
 	fb_bdev_io_cb cb;
 	void *cb_arg;
 	uint64_t start_ns;
+	struct iovec zc_iov[FB_ZCOPY_IOV_MAX]; /* memory lent by the module (zcopy) */
 	_Alignas(16) unsigned char driver_ctx[];
 };
 

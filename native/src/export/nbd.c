@@ -535,6 +535,7 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	exp->has_flush = fb_bdev_io_type_supported(bdev, FB_IO_FLUSH);
 	exp->has_unmap = fb_bdev_io_type_supported(bdev, FB_IO_UNMAP);
 	exp->has_write_zeroes = fb_bdev_io_type_supported(bdev, FB_IO_WRITE_ZEROES);
+	exp->has_zcopy = fb_bdev_zcopy_supported(bdev);
 	for (l = st->listeners; l; l = l->next)
 		if (strcmp(l->listen, listen) == 0)
 			break;

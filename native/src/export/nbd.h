@@ -51,6 +51,7 @@ struct fb_nbd_export {
 	uint64_t size;             /* bytes */
 	uint32_t block_size;
 	bool has_flush, has_unmap, has_write_zeroes;
+	bool has_zcopy;            /* reads are sent straight from the bdev's memory */
 	unsigned nconns;           /* bound connections, under st->lock */
 	bool removing;             /* under st->lock: no new binds */
 	struct fb_nbd_export *next;

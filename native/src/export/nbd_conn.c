@@ -6,7 +6,9 @@
  *   per recv); a write payload still missing after the header is received
  *   straight into the request's I/O buffer when it is large;
  * - send: replies queue in completion order and leave in one sendmsg per
- *   batch (header and data as separate iovecs, no copy of read data).
+ *   batch (header and data as separate iovecs, no copy of read data; on a
+ *   zcopy bdev the data iovecs are the bdev's own memory, so a read is
+ *   never copied in user space).
  * Requests use preallocated slots and buffers from a per-connection pool, so
  * the steady state does no malloc. When every slot is busy, or the bytes
  * held by unsent replies reach a budget, the connection stops reading the
@@ -100,6 +102,8 @@ struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c)
 		c->req_free = req->next;
 		req->next = NULL;
 		req->buf = NULL;
+		req->held = 0;
+		req->zio = NULL;
 		req->got = 0;
 		req->done = 0;
 		req->step = RS_SINGLE;
@@ -110,11 +114,16 @@ struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c)
 
 void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req)
 {
+	if (req->zio) {
+		fb_bdev_free_io(req->zio);  /* the reply is sent: the bdev memory is free */
+		req->zio = NULL;
+	}
 	if (req->buf) {
-		c->bytes_held -= (size_t)1 << (POOL_MIN_SHIFT + req->buf_class);
 		conn_buf_put(c, req->buf, req->buf_class);
 		req->buf = NULL;
 	}
+	c->bytes_held -= req->held;
+	req->held = 0;
 	req->next = c->req_free;
 	c->req_free = req;
 }
@@ -124,10 +133,17 @@ int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req)
 	req->buf = conn_buf_get(c, req->len, &req->buf_class);
 	if (!req->buf)
 		return -ENOMEM;
-	c->bytes_held += (size_t)1 << (POOL_MIN_SHIFT + req->buf_class);
+	req->held = (size_t)1 << (POOL_MIN_SHIFT + req->buf_class);
+	c->bytes_held += req->held;
 	req->io_iov.iov_base = req->buf;
 	req->io_iov.iov_len = req->len;
 	return 0;
+}
+
+void fb_nbd_req_charge(struct fb_nbd_conn *c, struct nbd_req *req)
+{
+	req->held = (size_t)1 << (POOL_MIN_SHIFT + pool_class(req->len));
+	c->bytes_held += req->held;
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -139,9 +155,11 @@ static void conn_free(struct fb_nbd_conn *c)
 	unsigned i;
 
 	if (c->reqs) {
-		for (i = 0; i < CONN_QD; i++)
-			if (c->reqs[i].buf)
-				free(c->reqs[i].buf);
+		for (i = 0; i < CONN_QD; i++) {
+			free(c->reqs[i].buf);
+			/* Replies never sent: give the bdev memory back before the channel. */
+			fb_bdev_free_io(c->reqs[i].zio);
+		}
 		free(c->reqs);
 	}
 	for (i = 0; i < POOL_CLASSES; i++) {
@@ -412,7 +430,8 @@ static void conn_tx_kick(struct fb_nbd_conn *c)
 		c->tx_iov[n].iov_len = c->hs_out.len - c->hs_out.off;
 		n++;
 	}
-	for (req = c->txq_head; req && n + 2 <= CONN_TX_IOV && bytes < CONN_TX_BATCH; req = req->next) {
+	for (req = c->txq_head; req && n + req->tx_iovcnt <= CONN_TX_IOV && bytes < CONN_TX_BATCH;
+	     req = req->next) {
 		int i;
 
 		for (i = 0; i < req->tx_iovcnt; i++)

@@ -18,6 +18,7 @@
 #define CONN_BUDGET (64u << 20)       /* bytes of request buffers in flight */
 #define CONN_POOL_CAP (32u << 20)     /* bytes of free buffers kept for reuse */
 #define CONN_TX_IOV 256u
+#define REQ_TX_IOV (1 + FB_ZCOPY_IOV_MAX) /* reply header + data */
 /* Bytes after which a sendmsg takes no more replies: small replies still
  * batch, but each large one goes alone, so its completion frees its slot and
  * the next send starts while the socket buffer still holds data (rough
@@ -47,6 +48,8 @@ struct nbd_req {
 	uint16_t type, flags;
 	uint8_t *buf;
 	unsigned buf_class;
+	size_t held;                  /* bytes charged to the connection's budget */
+	struct fb_bdev_io *zio;       /* zcopy read: holds the bdev memory sent as data */
 	uint32_t got;                 /* write payload bytes received */
 	uint64_t done;                /* RS_ZERO_FILL progress, bytes */
 	enum req_step step;
@@ -54,7 +57,7 @@ struct nbd_req {
 	uint32_t nbd_err;             /* 0 or an NBD_E* value for the reply */
 	struct iovec io_iov;          /* the bdev I/O's buffer */
 	uint8_t hdr[32];              /* reply header */
-	struct iovec tx_iov[2];
+	struct iovec tx_iov[REQ_TX_IOV];
 	int tx_iovcnt;
 };
 
@@ -126,6 +129,9 @@ int fb_nbd_buf_reserve(struct conn_buf *b, size_t more);
 struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c);
 void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);
 int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req);
+/* A zcopy read has no buffer but is charged as if it had one, so the budget
+ * (and the backpressure it gives) is the same as on the copy path. */
+void fb_nbd_req_charge(struct fb_nbd_conn *c, struct nbd_req *req);
 /* Queues a finished request's reply (sent at the end of the loop pass). */
 void fb_nbd_conn_txq_push(struct fb_nbd_conn *c, struct nbd_req *req);
 /* Runs the connection's sends and retries at the end of this loop pass. */

@@ -1,6 +1,11 @@
 /* NBD transmission phase: request parsing and validation, bdev I/O, replies
  * (simple, or structured when negotiated: one OFFSET_DATA chunk per read,
  * errors as ERROR chunks, base:allocation block status).
+ *
+ * Reads on a bdev with zcopy (malloc) take no buffer: the bdev lends its
+ * memory and the reply's data iovecs point into it until the send completes.
+ * NBD does not order overlapping requests in flight, so a concurrent write
+ * showing through is allowed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -103,9 +108,19 @@ static void conn_req_reply(struct fb_nbd_conn *c, struct nbd_req *req)
 		req->tx_iov[0].iov_len = NBD_SIMPLE_REPLY_LEN;
 	}
 	if (req->type == NBD_CMD_READ && !req->nbd_err && req->len) {
-		req->tx_iov[1].iov_base = req->buf;
-		req->tx_iov[1].iov_len = req->len;
-		req->tx_iovcnt = 2;
+		if (req->zio) {
+			int n;
+			const struct iovec *iov = fb_bdev_io_get_buf_iovs(req->zio, &n);
+
+			/* Copied: partial sends advance tx_iov, the io's own stay put. */
+			for (int i = 0; i < n; i++)
+				req->tx_iov[1 + i] = iov[i];
+			req->tx_iovcnt = 1 + n;
+		} else {
+			req->tx_iov[1].iov_base = req->buf;
+			req->tx_iov[1].iov_len = req->len;
+			req->tx_iovcnt = 2;
+		}
 	}
 	fb_nbd_conn_txq_push(c, req);
 }
@@ -116,12 +131,9 @@ static void conn_req_fail(struct fb_nbd_conn *c, struct nbd_req *req, uint32_t n
 	conn_req_reply(c, req);
 }
 
-static void conn_io_cb(struct fb_bdev_io *io, int status, void *arg)
+/* A bdev I/O of req finished (its io already freed, or kept in req->zio). */
+static void conn_io_done(struct fb_nbd_conn *c, struct nbd_req *req, int status)
 {
-	struct nbd_req *req = arg;
-	struct fb_nbd_conn *c = req->conn;
-
-	fb_bdev_free_io(io);
 	c->io_inflight--;
 	if (c->closing) {
 		fb_nbd_req_put(c, req);
@@ -145,6 +157,26 @@ static void conn_io_cb(struct fb_bdev_io *io, int status, void *arg)
 	fb_nbd_conn_check_drained(c);
 }
 
+static void conn_io_cb(struct fb_bdev_io *io, int status, void *arg)
+{
+	struct nbd_req *req = arg;
+
+	fb_bdev_free_io(io);
+	conn_io_done(req->conn, req, status);
+}
+
+/* A zcopy read: the io is kept until its reply is sent (fb_nbd_req_put). */
+static void conn_zcopy_cb(struct fb_bdev_io *io, int status, void *arg)
+{
+	struct nbd_req *req = arg;
+
+	if (status == 0)
+		req->zio = io;
+	else
+		fb_bdev_free_io(io);
+	conn_io_done(req->conn, req, status);
+}
+
 /* Starts (or continues) the bdev work of a validated request. */
 static void conn_req_submit(struct fb_nbd_conn *c, struct nbd_req *req)
 {
@@ -156,7 +188,10 @@ static void conn_req_submit(struct fb_nbd_conn *c, struct nbd_req *req)
 	c->io_inflight++;
 	switch (req->step == RS_FLUSHING ? NBD_CMD_FLUSH : req->type) {
 	case NBD_CMD_READ:
-		rc = fb_bdev_readv_blocks(d, c->ch, &req->io_iov, 1, lba, nb, conn_io_cb, req);
+		if (c->exp->has_zcopy)
+			rc = fb_bdev_zcopy_start(d, c->ch, lba, nb, true, conn_zcopy_cb, req);
+		else
+			rc = fb_bdev_readv_blocks(d, c->ch, &req->io_iov, 1, lba, nb, conn_io_cb, req);
 		break;
 	case NBD_CMD_WRITE:
 		rc = fb_bdev_writev_blocks(d, c->ch, &req->io_iov, 1, lba, nb, fua, conn_io_cb, req);
@@ -377,7 +412,9 @@ int fb_nbd_xmit_parse(struct fb_nbd_conn *c)
 	req->offset = nbd_get64(p + 16);
 	req->len = len;
 	err = conn_req_check(c, req);
-	if (!err && (type == NBD_CMD_READ || payload) && len && fb_nbd_req_buf_get(c, req)) {
+	if (!err && type == NBD_CMD_READ && len && c->exp->has_zcopy)
+		fb_nbd_req_charge(c, req);  /* data will come from the bdev's memory */
+	else if (!err && (type == NBD_CMD_READ || payload) && len && fb_nbd_req_buf_get(c, req)) {
 		if (c->bytes_held || c->io_inflight) {
 			fb_nbd_req_put(c, req);
 			return STEP_BLOCKED;  /* retried when memory comes back */
