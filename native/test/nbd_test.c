@@ -1,135 +1,20 @@
 /* NBD export: control API and protocol, driven by a small blocking client
  * on the test thread (the real-client tests live in test/nbd/). */
-#include <poll.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "nbd_client.h"
 #include "../src/export/nbd_proto.h"
 
 static char g_dir[64];
 static char g_sock[128];
-
-static int cl_connect(void)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 5 };
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(strlen(g_sock) < sizeof(sun.sun_path));
-	memcpy(sun.sun_path, g_sock, strlen(g_sock) + 1);
-	CHECK(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Reads exactly n bytes; returns 0, or -1 on EOF/error. */
-static int cl_recv(int fd, void *buf, size_t n)
-{
-	uint8_t *p = buf;
-
-	while (n) {
-		ssize_t r = recv(fd, p, n, 0);
-
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static void cl_send(int fd, const void *buf, size_t n)
-{
-	CHECK_EQ(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void cl_opt(int fd, uint32_t opt, const void *data, uint32_t len)
-{
-	uint8_t h[16];
-
-	nbd_put64(h, NBD_MAGIC_OPTS);
-	nbd_put32(h + 8, opt);
-	nbd_put32(h + 12, len);
-	cl_send(fd, h, sizeof(h));
-	if (len)
-		cl_send(fd, data, len);
-}
-
-/* Reads one option reply; returns its type, fills *info_export if it was one. */
-static uint32_t cl_opt_reply(int fd, uint64_t *size, uint16_t *tflags)
-{
-	uint8_t h[20], d[4096];
-	uint32_t type, len;
-
-	CHECK_EQ(cl_recv(fd, h, sizeof(h)), 0);
-	CHECK(nbd_get64(h) == NBD_MAGIC_OPT_REPLY);
-	type = nbd_get32(h + 12);
-	len = nbd_get32(h + 16);
-	CHECK(len <= sizeof(d));
-	CHECK_EQ(cl_recv(fd, d, len), 0);
-	if (type == NBD_REP_INFO && len >= 12 && nbd_get16(d) == NBD_INFO_EXPORT) {
-		if (size)
-			*size = nbd_get64(d + 2);
-		if (tflags)
-			*tflags = nbd_get16(d + 10);
-	}
-	return type;
-}
-
-/* Greeting, structured replies, optional base:allocation, GO. */
-static int cl_open(const char *name, bool meta, uint64_t *size, uint16_t *tflags)
-{
-	uint8_t g[18], d[512], flags[4];
-	uint32_t n = (uint32_t)strlen(name), t;
-	int fd = cl_connect();
-
-	CHECK_EQ(cl_recv(fd, g, sizeof(g)), 0);
-	CHECK(nbd_get64(g) == NBD_MAGIC_INIT && nbd_get64(g + 8) == NBD_MAGIC_OPTS);
-	nbd_put32(flags, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-	cl_send(fd, flags, 4);
-	cl_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-	CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_ACK);
-	if (meta) {
-		nbd_put32(d, n);
-		memcpy(d + 4, name, n);
-		nbd_put32(d + 4 + n, 1);
-		nbd_put32(d + 8 + n, 15);
-		memcpy(d + 12 + n, "base:allocation", 15);
-		cl_opt(fd, NBD_OPT_SET_META_CONTEXT, d, 27 + n);
-		CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_META_CONTEXT);
-		CHECK_EQ(cl_opt_reply(fd, NULL, NULL), NBD_REP_ACK);
-	}
-	nbd_put32(d, n);
-	memcpy(d + 4, name, n);
-	nbd_put16(d + 4 + n, 1);
-	nbd_put16(d + 6 + n, NBD_INFO_BLOCK_SIZE);
-	cl_opt(fd, NBD_OPT_GO, d, 8 + n);
-	while ((t = cl_opt_reply(fd, size, tflags)) == NBD_REP_INFO)
-		;
-	CHECK_EQ(t, NBD_REP_ACK);
-	return fd;
-}
-
-static void cl_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
-		   uint32_t len, const void *payload)
-{
-	uint8_t h[28];
-
-	nbd_put32(h, NBD_REQUEST_MAGIC);
-	nbd_put16(h + 4, flags);
-	nbd_put16(h + 6, type);
-	nbd_put64(h + 8, cookie);
-	nbd_put64(h + 16, off);
-	nbd_put32(h + 24, len);
-	cl_send(fd, h, sizeof(h));
-	if (payload && len)
-		cl_send(fd, payload, len);
-}
+/* Receive timeout: a server that stops answering fails a CHECK, not the run. */
+static const struct cl_server g_srv = { g_sock, 5 };
+/* Every connection here is a modern one: structured replies, block sizes asked for. */
+#define NBDT_OPEN (CL_STRUCTURED | CL_BLOCK_SIZE)
 
 /* Reads one whole reply (structured chunks until DONE, or a simple reply).
  * Returns the NBD error; read data lands in buf, block status length in *ext. */
@@ -165,23 +50,6 @@ static int cl_reply(int fd, uint64_t *cookie, void *buf, uint32_t *ext)
 		if (flags & NBD_REPLY_FLAG_DONE)
 			return (int)err;
 	}
-}
-
-static bool cl_closed(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char b[256];
-
-	while (poll(&p, 1, 5000) == 1) {
-		ssize_t r = recv(fd, b, sizeof(b), 0);
-
-		if (r <= 0) {
-			close(fd);
-			return true;
-		}
-	}
-	close(fd);
-	return false;
 }
 
 struct count_ctx {
@@ -246,7 +114,7 @@ TEST(test_io_roundtrip)
 
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(e, "rw", "M0", listen, false, &err));
-	fd = cl_open("rw", true, &size, &tflags);
+	fd = cl_open(&g_srv, "rw", NBDT_OPEN | CL_META_ALLOC, &size, &tflags);
 	CHECK_EQ(size, 2048 * 512);
 	CHECK(tflags & NBD_FLAG_CAN_MULTI_CONN);
 	CHECK(!(tflags & NBD_FLAG_READ_ONLY));
@@ -312,7 +180,7 @@ TEST(test_readonly_and_violation)
 
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(e, "ro", "M0", listen, true, &err));
-	fd = cl_open("ro", false, NULL, &tflags);
+	fd = cl_open(&g_srv, "ro", NBDT_OPEN, NULL, &tflags);
 	CHECK(tflags & NBD_FLAG_READ_ONLY);
 	cl_req(fd, NBD_CMD_WRITE, 0, 1, 0, 4096, buf);
 	CHECK_EQ(cl_reply(fd, &cookie, NULL, NULL), NBD_EPERM);
@@ -320,7 +188,7 @@ TEST(test_readonly_and_violation)
 	cl_send(fd, "garbage garbage garbage garbage", 31);
 	CHECK(cl_closed(fd));
 	/* ... and keeps serving others. */
-	fd = cl_open("ro", false, NULL, NULL);
+	fd = cl_open(&g_srv, "ro", NBDT_OPEN, NULL, NULL);
 	cl_req(fd, NBD_CMD_READ, 0, 2, 0, 4096, NULL);
 	CHECK_EQ(cl_reply(fd, &cookie, buf, NULL), 0);
 	close(fd);
@@ -342,7 +210,7 @@ TEST(test_remove_with_clients)
 	CHECK_OK(fb_nbd_export_add(e, "a", "M0", listen, false, &err));
 	CHECK_OK(fb_nbd_export_add(e, "b", "M0", listen, false, &err));
 	for (i = 0; i < 4; i++)
-		fd[i] = cl_open(i < 2 ? "a" : "b", false, NULL, NULL);
+		fd[i] = cl_open(&g_srv, i < 2 ? "a" : "b", NBDT_OPEN, NULL, NULL);
 	CHECK_OK(fb_nbd_export_foreach(e, count_exports, &cc));
 	CHECK_EQ(cc.exports, 2);
 	CHECK_EQ(cc.conns, 4);
@@ -385,7 +253,7 @@ TEST(test_remove_with_stuck_client)
 	 * timeout. */
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(e, "s", "M0", listen, false, &err));
-	fd = cl_open("s", false, NULL, NULL);
+	fd = cl_open(&g_srv, "s", NBDT_OPEN, NULL, NULL);
 	{
 		struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
 		uint8_t h[28];

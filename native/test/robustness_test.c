@@ -3,7 +3,6 @@
  * injection counts across concurrent table swaps, and file bdev short
  * transfers. */
 #include <fcntl.h>
-#include <poll.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -11,114 +10,18 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "nbd_client.h"
 #include "../src/export/nbd_proto.h"
 
 static char g_dir[64];
 static char g_sock[128];
+/* Longer receive timeout than nbd_test: replies here wait on the slow bdev. */
+static const struct cl_server g_srv = { g_sock, 8 };
 
-/* ------------------------------------------------------ a small NBD client */
-
-static int cl_connect(void)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 8 };
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-
-	CHECK(fd >= 0);
-	CHECK(strlen(g_sock) < sizeof(sun.sun_path));
-	memcpy(sun.sun_path, g_sock, strlen(g_sock) + 1);
-	CHECK(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-static int cl_recv(int fd, void *buf, size_t n)
-{
-	uint8_t *p = buf;
-
-	while (n) {
-		ssize_t r = recv(fd, p, n, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;  /* seen here after engines were torn down on this thread */
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static void cl_send(int fd, const void *buf, size_t n)
-{
-	CHECK_EQ(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void cl_opt(int fd, uint32_t opt, const void *data, uint32_t len)
-{
-	uint8_t h[16];
-
-	nbd_put64(h, NBD_MAGIC_OPTS);
-	nbd_put32(h + 8, opt);
-	nbd_put32(h + 12, len);
-	cl_send(fd, h, sizeof(h));
-	if (len)
-		cl_send(fd, data, len);
-}
-
-static uint32_t cl_opt_reply(int fd)
-{
-	uint8_t h[20], d[4096];
-	uint32_t len;
-
-	CHECK_EQ(cl_recv(fd, h, sizeof(h)), 0);
-	CHECK(nbd_get64(h) == NBD_MAGIC_OPT_REPLY);
-	len = nbd_get32(h + 16);
-	CHECK(len <= sizeof(d));
-	CHECK_EQ(cl_recv(fd, d, len), 0);
-	return nbd_get32(h + 12);
-}
-
-/* Simple replies only (no structured replies negotiated). */
-static int cl_open(const char *name)
-{
-	uint8_t g[18], d[512], flags[4];
-	uint32_t n = (uint32_t)strlen(name), t;
-	int fd = cl_connect();
-
-	CHECK_EQ(cl_recv(fd, g, sizeof(g)), 0);
-	CHECK(nbd_get64(g) == NBD_MAGIC_INIT);
-	nbd_put32(flags, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-	cl_send(fd, flags, 4);
-	nbd_put32(d, n);
-	memcpy(d + 4, name, n);
-	nbd_put16(d + 4 + n, 0);
-	cl_opt(fd, NBD_OPT_GO, d, 6 + n);
-	while ((t = cl_opt_reply(fd)) == NBD_REP_INFO)
-		;
-	CHECK_EQ(t, NBD_REP_ACK);
-	return fd;
-}
-
-static void cl_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
-		   uint32_t len, const void *payload)
-{
-	uint8_t h[28];
-
-	nbd_put32(h, NBD_REQUEST_MAGIC);
-	nbd_put16(h + 4, flags);
-	nbd_put16(h + 6, type);
-	nbd_put64(h + 8, cookie);
-	nbd_put64(h + 16, off);
-	nbd_put32(h + 24, len);
-	cl_send(fd, h, sizeof(h));
-	if (payload && len)
-		cl_send(fd, payload, len);
-}
+/* ------------------------------------------ NBD replies (see nbd_client.h) */
 
 /* One simple reply: returns its error, or -1 when the server hung up. */
 static int cl_simple_reply(int fd, uint64_t *cookie)
@@ -130,23 +33,6 @@ static int cl_simple_reply(int fd, uint64_t *cookie)
 	CHECK(nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC);
 	*cookie = nbd_get64(h + 8);
 	return (int)nbd_get32(h + 4);
-}
-
-static bool cl_closed(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	char b[256];
-
-	while (poll(&p, 1, 5000) == 1) {
-		ssize_t r = recv(fd, b, sizeof(b), 0);
-
-		if (r <= 0) {
-			close(fd);
-			return true;
-		}
-	}
-	close(fd);
-	return false;
 }
 
 /* ------------------------------------- a slow bdev: every I/O takes 1.6 s */
@@ -367,7 +253,7 @@ TEST(pipelined_options_bounded)
 		name[0] = (char)('a' + i);
 		CHECK_OK(fb_nbd_export_add(e, name, "M0", listen, true, &err));
 	}
-	fd = cl_connect();
+	fd = cl_connect(&g_srv);
 	CHECK_EQ(cl_recv(fd, g, sizeof(g)), 0);
 	nbd_put32(flags, NBD_FLAG_C_FIXED_NEWSTYLE);
 	cl_send(fd, flags, 4);
@@ -502,7 +388,7 @@ static int export_slow(struct fb_engine *e, const char *name)
 
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(e, name, "SLOW", listen, false, &err));
-	return cl_open(name);
+	return cl_open(&g_srv, name, 0, NULL, NULL);  /* simple replies only */
 }
 
 /* NBD_CMD_DISC: "the server MUST handle all outstanding requests" — a
