@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { dirname } from "node:path";
+import { writeFileAtomicSync } from "../state/atomic.js";
 import { CliError } from "./registry.js";
 
 /**
@@ -11,22 +11,9 @@ export function writeOutput(path: string | undefined, text: string): void {
     process.stdout.write(text);
     return;
   }
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {
-    const fd = openSync(tmp, "w", 0o644);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, text);
   } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing was created
-    }
     const err = e as NodeJS.ErrnoException;
     throw new CliError(`cannot write ${path}: ${err.code === "ENOENT" ? `directory ${dirname(path)} does not exist` : (err.code ?? err.message)}; nothing was written`);
   }

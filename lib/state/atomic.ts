@@ -3,7 +3,7 @@
  * rename it over the target, then fsync the directory so the rename itself is durable.
  * A reader sees either the old or the new content, never a torn file.
  */
-import { promises as fsp, constants as fsc } from "node:fs";
+import { closeSync, fsyncSync, openSync, promises as fsp, renameSync, rmSync, writeFileSync, constants as fsc } from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -20,7 +20,7 @@ export interface AtomicWriteOptions {
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const tmp = tempNameFor(file);
   const mode = opts.mode ?? 0o644;
   let renamed = false;
   try {
@@ -37,6 +37,36 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
   } finally {
     if (!renamed) await fsp.rm(tmp, { force: true });
   }
+}
+
+/** {@link writeFileAtomic} for synchronous callers (the CLI's output files). */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): void {
+  const dir = path.dirname(file);
+  const tmp = tempNameFor(file);
+  let renamed = false;
+  try {
+    const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, opts.mode ?? 0o644);
+    try {
+      writeFileSync(fd, data); // loops until every byte is written
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    renamed = true;
+    const dfd = openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } finally {
+    if (!renamed) rmSync(tmp, { force: true });
+  }
+}
+
+function tempNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
 }
 
 /** fsync a directory so that entries created or renamed in it survive a crash. */
