@@ -1,14 +1,15 @@
 /* fb_nbd_serve: a small NBD server on the FlexBSO engine, for development
  * and the real-client tests in test/nbd/.
  *
- *   fb_nbd_serve [--reactors N] [--poll-us N]
+ *   fb_nbd_serve [--reactors N] [--poll-us N] [--nbd-mem-limit BYTES]
  *                [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]]
  *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
  *                --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...
  *                [--ready-file PATH]
  *
  * Each --export goes on the most recent --listen. SIZE takes K/M/G/T
- * suffixes (powers of 1024). Runs until SIGTERM or SIGINT; SIGUSR1 removes
+ * suffixes (powers of 1024), as does --nbd-mem-limit (engine-wide NBD buffer
+ * memory; default min(1 GiB, RAM/4)). Runs until SIGTERM or SIGINT; SIGUSR1 removes
  * every export (clients are drained and disconnected), as a test hook.
  */
 #include <errno.h>
@@ -24,7 +25,7 @@
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: fb_nbd_serve [--reactors N] [--poll-us N]\n"
+		"usage: fb_nbd_serve [--reactors N] [--poll-us N] [--nbd-mem-limit BYTES]\n"
 		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
 		"         [--error BASE]\n"
 		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
@@ -137,7 +138,15 @@ int main(int argc, char **argv)
 			opts.reactors = (unsigned)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--poll-us") == 0 && i + 1 < argc)
 			opts.poll_us = (unsigned)atoi(argv[++i]);
-		else if (strcmp(argv[i], "--verbose") == 0)
+		else if (strcmp(argv[i], "--nbd-mem-limit") == 0 && i + 1 < argc) {
+			uint64_t v;
+
+			if (parse_size(argv[++i], &v) || v == 0) {
+				fprintf(stderr, "fb_nbd_serve: --nbd-mem-limit needs a size > 0\n");
+				return 1;
+			}
+			opts.nbd_mem_limit = (size_t)v;
+		} else if (strcmp(argv[i], "--verbose") == 0)
 			g_level = FB_LOG_DEBUG;
 		else if (strcmp(argv[i], "--help") == 0) {
 			usage();
@@ -152,7 +161,8 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (strcmp(a, "--reactors") == 0 || strcmp(a, "--poll-us") == 0) {
+		if (strcmp(a, "--reactors") == 0 || strcmp(a, "--poll-us") == 0 ||
+		    strcmp(a, "--nbd-mem-limit") == 0) {
 			i++;
 			continue;
 		}

@@ -21,6 +21,9 @@
  * Changes (2026-11-25, zcopy): FB_IO_ZCOPY, fb_bdev_zcopy_supported,
  * fb_bdev_zcopy_start and fb_bdev_io_get_buf_iovs: reads that hand out the
  * bdev's own memory instead of copying into the caller's buffer.
+ *
+ * Changes (2026-11-25, nbd memory): fb_engine_opts.nbd_mem_limit (appended)
+ * and fb_nbd_mem_stats: an engine-wide budget for NBD buffer memory.
  */
 #ifndef FLEXBSO_H
 #define FLEXBSO_H
@@ -59,6 +62,10 @@ struct fb_engine_opts {
 	unsigned ring_entries;  /* io_uring SQ size per reactor; 0 = 256 */
 	fb_log_fn log;          /* NULL = stderr */
 	void *log_arg;
+	/* Engine-wide cap on NBD export buffer memory (request buffers in use
+	 * plus per-connection caches), bytes; 0 = min(1 GiB, physical RAM / 4).
+	 * Connections over it stop reading new requests until memory is freed. */
+	size_t nbd_mem_limit;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);
@@ -166,6 +173,16 @@ struct fb_nbd_export_info {
 };
 typedef int (*fb_nbd_export_info_fn)(const struct fb_nbd_export_info *info, void *arg);
 int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *arg);
+
+/* NBD buffer memory, engine-wide. used <= limit + one request buffer (its
+ * power-of-two size class, at most 32 MiB) per connection that holds no
+ * other buffer; see nbd_conn.c. All zero before the first export. */
+struct fb_nbd_mem_stats {
+	uint64_t used;         /* bytes allocated: in use and cached */
+	uint64_t limit;
+	unsigned paused;       /* connections waiting for memory now */
+};
+void fb_nbd_mem_stats(struct fb_engine *e, struct fb_nbd_mem_stats *out);
 
 /* ------------------------------------------------ bdev I/O (consumer side)
  *

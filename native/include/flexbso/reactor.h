@@ -38,6 +38,8 @@ typedef void (*fb_msg_fn)(void *arg);
 struct fb_reactor *fb_reactor_current(void);            /* NULL off reactor threads */
 struct fb_reactor *fb_engine_get_reactor(struct fb_engine *e, unsigned index);
 unsigned fb_reactor_index(const struct fb_reactor *r);
+/* The options the engine was created with (defaults filled in). */
+const struct fb_engine_opts *fb_engine_get_opts(const struct fb_engine *e);
 struct fb_engine *fb_reactor_engine(const struct fb_reactor *r);
 
 /* Runs fn(arg) on reactor r, soon (any thread; never fails: the queue grows). */

@@ -216,6 +216,11 @@ void *fb_engine_subsys_get(struct fb_engine *e, const char *name)
 
 static pthread_mutex_t subsys_mutex = PTHREAD_MUTEX_INITIALIZER;
 
+const struct fb_engine_opts *fb_engine_get_opts(const struct fb_engine *e)
+{
+	return &e->opts;
+}
+
 void fb_engine_subsys_lock(struct fb_engine *e)
 {
 	(void)e;

@@ -41,6 +41,21 @@ static void set_err(struct fb_err *err, const char *fmt, ...)
 
 static void nbd_subsys_fini(struct fb_engine *e, void *ctx);
 
+/* fb_engine_opts.nbd_mem_limit, or min(1 GiB, physical RAM / 4). */
+static size_t nbd_default_mem_limit(struct fb_engine *e)
+{
+	size_t lim = fb_engine_get_opts(e)->nbd_mem_limit;
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+	if (lim)
+		return lim;
+	lim = (size_t)1 << 30;
+	if (pages > 0 && psz > 0 && (size_t)pages / 4 * (size_t)psz < lim)
+		lim = (size_t)pages / 4 * (size_t)psz;
+	return lim;
+}
+
+
 /* The engine's NBD state (an engine subsystem); created on first use when
  * `create`. */
 static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
@@ -63,6 +78,7 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			pthread_mutex_init(&st->lock, NULL);
 			pthread_cond_init(&st->cond, NULL);
 			st->next_listener_id = 1;
+			st->mem_limit = nbd_default_mem_limit(e);
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);
@@ -71,6 +87,18 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 	}
 	fb_engine_subsys_unlock(e);
 	return st;
+}
+
+void fb_nbd_mem_stats(struct fb_engine *e, struct fb_nbd_mem_stats *out)
+{
+	struct fb_nbd_state *st = e ? nbd_state_get(e, false) : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!st)
+		return;
+	out->used = atomic_load_explicit(&st->mem_used, memory_order_relaxed);
+	out->limit = st->mem_limit;
+	out->paused = atomic_load_explicit(&st->mem_paused, memory_order_relaxed);
 }
 
 static struct fb_nbd_export *export_find(struct fb_nbd_state *st, const char *name, size_t len)
@@ -673,6 +701,7 @@ static void nbd_subsys_fini(struct fb_engine *e, void *ctx)
 	fb_engine_run_on_all(e, fb_nbd_conn_reactor_fini, st);
 	pthread_mutex_unlock(&st->ctrl);
 	free(st->per_reactor);
+	free(atomic_load(&st->zero_buf));
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ctrl);

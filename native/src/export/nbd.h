@@ -13,6 +13,8 @@
 #define FLEXBSO_NBD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,6 +64,7 @@ struct fb_nbd_conn_list {
 	struct fb_nbd_conn *head;
 	struct fb_nbd_conn *flush_head;  /* connections with replies to send */
 	struct fb_poller *poller;        /* sends them at the end of each loop pass */
+	struct fb_nbd_conn *paused_head, *paused_tail;  /* waiting for engine memory */
 };
 
 struct fb_nbd_state {
@@ -77,6 +80,12 @@ struct fb_nbd_state {
 	unsigned nreactors;
 	unsigned rr;               /* round-robin reactor choice (listener reactor only) */
 	struct fb_nbd_conn_list *per_reactor;
+	/* Engine-wide NBD buffer memory (nbd_conn.c): bytes allocated for
+	 * request buffers, in use or cached; relaxed atomics, no lock. */
+	_Atomic size_t mem_used;
+	size_t mem_limit;                /* set once at creation */
+	_Atomic unsigned mem_paused;     /* connections paused on mem_limit */
+	_Atomic(uint8_t *) zero_buf;     /* shared zeros for write-zeroes fill, lazily */
 };
 
 /* What a handshake needs to know about an export, copied under the lock. */

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,35 +45,191 @@ static unsigned pool_class(size_t len)
 	return k;
 }
 
-static uint8_t *conn_buf_get(struct fb_nbd_conn *c, size_t len, unsigned *cls)
-{
-	unsigned k = pool_class(len);
-	size_t sz = (size_t)1 << (POOL_MIN_SHIFT + k);
-	uint8_t *p = c->pool[k];
+/* ------------------------------------------------ engine memory budget
+ *
+ * Every request buffer the export mallocs is charged to st->mem_used, and
+ * uncharged when freed, whether it is in use or sits in a connection's
+ * cache: one relaxed atomic per malloc/free; a cache hit touches no shared
+ * state. (Fixed per-connection memory, the 64 KiB receive buffer and the
+ * request slots, is bounded by FB_NBD_MAX_CONNS and not counted.)
+ *
+ * Admission: a new buffer is charged only while mem_used + size <= limit (a
+ * CAS loop, so the counter itself never overshoots), except for a
+ * connection that holds no buffer at all: it always gets one, so the
+ * connections that hold the budget (say, clients that never read their
+ * replies) cannot starve another one forever. Free buffers are cached only
+ * while no connection is paused and mem_used <= limit; otherwise they go
+ * back to malloc at once.
+ *
+ * Guaranteed bound: mem_used <= limit + the sum, over connections, of at
+ * most one buffer each (the one taken while holding nothing: the
+ * power-of-two class of its request length, <= FB_NBD_MAX_PAYLOAD).
+ * (Proof sketch: let F be the forced buffers in use; a normal charge keeps
+ * mem_used <= limit, a forced one adds to both sides, and a forced buffer
+ * leaving F is either freed or cached while mem_used <= limit.)
+ *
+ * Wake-up: a connection refused a buffer is paused: it stops parsing
+ * (STEP_BLOCKED, exactly like the per-connection budget: nothing accepted
+ * is failed or dropped), joins its reactor's paused list and arms a
+ * CONN_MEM_RETRY_MS timeout of its own (counted in c->ops, so it never
+ * outlives the connection). A buffer freed on the same reactor wakes the
+ * oldest paused connection at the end of the loop pass; memory freed on
+ * another reactor is seen by the timeout at the latest. A connection that
+ * still finds no memory pauses again and re-arms, so none is stranded, and
+ * the timeouts exist only while a connection is paused.
+ */
 
-	*cls = k;
-	if (p) {
-		memcpy(&c->pool[k], p, sizeof(p));  /* free buffers link through their first bytes */
-		c->pool_bytes -= sz;
-		return p;
+static bool mem_charge(struct fb_nbd_state *st, size_t sz, bool force)
+{
+	size_t used;
+
+	if (force) {
+		atomic_fetch_add_explicit(&st->mem_used, sz, memory_order_relaxed);
+		return true;
 	}
-	/* 4 KiB alignment keeps O_DIRECT file bdevs on their fast path. */
-	if (posix_memalign((void **)&p, 4096, sz))
+	used = atomic_load_explicit(&st->mem_used, memory_order_relaxed);
+	do {
+		if (used + sz > st->mem_limit)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&st->mem_used, &used, used + sz,
+							memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+/* Frees a charged buffer and wakes a paused connection of this reactor. */
+static void mem_free(struct fb_nbd_conn *c, uint8_t *p, size_t sz)
+{
+	struct fb_nbd_conn_list *list;
+
+	free(p);
+	atomic_fetch_sub_explicit(&c->st->mem_used, sz, memory_order_relaxed);
+	if (!c->reactor)
+		return;
+	list = &c->st->per_reactor[fb_reactor_index(c->reactor)];
+	if (list->paused_head)
+		fb_nbd_conn_schedule(list->paused_head);
+}
+
+static void conn_mem_timer_cb(struct fb_uring_op *op, int res, uint32_t flags);
+
+static void conn_mem_pause(struct fb_nbd_conn *c)
+{
+	struct fb_nbd_conn_list *list = &c->st->per_reactor[fb_reactor_index(c->reactor)];
+	struct io_uring_sqe *sqe;
+
+	if (!c->mem_paused) {
+		c->mem_paused = true;
+		c->mp_next = NULL;
+		c->mp_prev = list->paused_tail;
+		if (list->paused_tail)
+			list->paused_tail->mp_next = c;
+		else
+			list->paused_head = c;
+		list->paused_tail = c;
+		atomic_fetch_add_explicit(&c->st->mem_paused, 1, memory_order_relaxed);
+	}
+	if (!c->mem_timer_armed) {
+		c->mem_ts.tv_sec = 0;
+		c->mem_ts.tv_nsec = CONN_MEM_RETRY_MS * 1000000L;
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_timeout(sqe, &c->mem_ts, 0, 0);
+		io_uring_sqe_set_data(sqe, &c->mem_timer_op);
+		c->ops++;
+		c->mem_timer_armed = true;
+	}
+}
+
+static void conn_mem_unpause(struct fb_nbd_conn *c)
+{
+	struct fb_nbd_conn_list *list;
+
+	if (!c->mem_paused)
+		return;
+	list = &c->st->per_reactor[fb_reactor_index(c->reactor)];
+	if (c->mp_prev)
+		c->mp_prev->mp_next = c->mp_next;
+	else
+		list->paused_head = c->mp_next;
+	if (c->mp_next)
+		c->mp_next->mp_prev = c->mp_prev;
+	else
+		list->paused_tail = c->mp_prev;
+	c->mp_prev = c->mp_next = NULL;
+	c->mem_paused = false;
+	atomic_fetch_sub_explicit(&c->st->mem_paused, 1, memory_order_relaxed);
+}
+
+/* A paused connection tries its request again (may free c). */
+static void conn_mem_retry(struct fb_nbd_conn *c)
+{
+	if (!c->mem_paused || c->closing || c->draining || c->in_parse)
+		return;
+	c->blocked = false;
+	conn_parse(c);  /* unpauses; pauses again if memory is still short */
+}
+
+static void conn_mem_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, mem_timer_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	c->mem_timer_armed = false;
+	if (c->closing)
+		fb_nbd_conn_maybe_free(c);
+	else
+		conn_mem_retry(c);
+}
+
+uint8_t *fb_nbd_zero_buf(struct fb_nbd_state *st)
+{
+	uint8_t *z = atomic_load_explicit(&st->zero_buf, memory_order_acquire), *exp = NULL;
+
+	if (z)
+		return z;
+	if (posix_memalign((void **)&z, 4096, ZERO_BUF_LEN))
 		return NULL;
-	return p;
+	memset(z, 0, ZERO_BUF_LEN);
+	if (atomic_compare_exchange_strong_explicit(&st->zero_buf, &exp, z, memory_order_acq_rel,
+						    memory_order_acquire))
+		return z;
+	free(z);  /* another reactor was first */
+	return exp;
 }
 
 static void conn_buf_put(struct fb_nbd_conn *c, uint8_t *p, unsigned k)
 {
 	size_t sz = (size_t)1 << (POOL_MIN_SHIFT + k);
+	struct fb_nbd_state *st = c->st;
 
-	if (c->closing || c->pool_bytes + sz > CONN_POOL_CAP) {
-		free(p);
+	if (c->closing || c->pool_bytes + sz > CONN_POOL_CAP ||
+	    atomic_load_explicit(&st->mem_paused, memory_order_relaxed) ||
+	    atomic_load_explicit(&st->mem_used, memory_order_relaxed) > st->mem_limit) {
+		mem_free(c, p, sz);
 		return;
 	}
 	memcpy(p, &c->pool[k], sizeof(p));
 	c->pool[k] = p;
 	c->pool_bytes += sz;
+}
+
+/* Frees cached buffers, largest first, until at most `keep` bytes remain. */
+static void conn_pool_trim(struct fb_nbd_conn *c, size_t keep)
+{
+	unsigned k = POOL_CLASSES;
+
+	while (k-- > 0 && c->pool_bytes > keep) {
+		size_t sz = (size_t)1 << (POOL_MIN_SHIFT + k);
+
+		while (c->pool[k] && c->pool_bytes > keep) {
+			uint8_t *p = c->pool[k];
+
+			memcpy(&c->pool[k], p, sizeof(p));
+			c->pool_bytes -= sz;
+			mem_free(c, p, sz);
+		}
+	}
 }
 
 int fb_nbd_buf_reserve(struct conn_buf *b, size_t more)
@@ -90,6 +247,45 @@ int fb_nbd_buf_reserve(struct conn_buf *b, size_t more)
 	b->p = p;
 	b->cap = cap;
 	return 0;
+}
+
+/* Idle connections do not pin a full cache: a connection that holds no
+ * buffer gives back all but CONN_POOL_IDLE bytes of its cache, at once
+ * when some connection waits for memory, else when it is still idle
+ * CONN_IDLE_TRIM_MS later (trimming at every idle moment would make a QD1
+ * client of large requests malloc and fault in a fresh buffer each time;
+ * the timer costs at most one ring op per CONN_IDLE_TRIM_MS). */
+static void conn_idle_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, idle_timer_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	c->idle_timer_armed = false;
+	if (c->closing)
+		fb_nbd_conn_maybe_free(c);
+	else if (c->bytes_held == 0)
+		conn_pool_trim(c, CONN_POOL_IDLE);
+}
+
+static void conn_idle_check(struct fb_nbd_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (atomic_load_explicit(&c->st->mem_paused, memory_order_relaxed)) {
+		conn_pool_trim(c, CONN_POOL_IDLE);
+		return;
+	}
+	if (c->idle_timer_armed)
+		return;
+	c->idle_ts.tv_sec = 0;
+	c->idle_ts.tv_nsec = CONN_IDLE_TRIM_MS * 1000000L;
+	sqe = fb_reactor_get_sqe(c->reactor);
+	io_uring_prep_timeout(sqe, &c->idle_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &c->idle_timer_op);
+	c->ops++;
+	c->idle_timer_armed = true;
 }
 
 /* -------------------------------------------------------- request slots */
@@ -126,14 +322,33 @@ void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req)
 	req->held = 0;
 	req->next = c->req_free;
 	c->req_free = req;
+	if (c->bytes_held == 0 && c->pool_bytes > CONN_POOL_IDLE && !c->closing)
+		conn_idle_check(c);
 }
 
 int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req)
 {
-	req->buf = conn_buf_get(c, req->len, &req->buf_class);
-	if (!req->buf)
-		return -ENOMEM;
-	req->held = (size_t)1 << (POOL_MIN_SHIFT + req->buf_class);
+	unsigned k = pool_class(req->len);
+	size_t sz = (size_t)1 << (POOL_MIN_SHIFT + k);
+	uint8_t *p = c->pool[k];
+
+	if (p) {
+		memcpy(&c->pool[k], p, sizeof(p));  /* free buffers link through their first bytes */
+		c->pool_bytes -= sz;
+	} else {
+		if (!mem_charge(c->st, sz, c->bytes_held == 0)) {
+			conn_mem_pause(c);
+			return -EAGAIN;
+		}
+		/* 4 KiB alignment keeps O_DIRECT file bdevs on their fast path. */
+		if (posix_memalign((void **)&p, 4096, sz)) {
+			atomic_fetch_sub_explicit(&c->st->mem_used, sz, memory_order_relaxed);
+			return -ENOMEM;
+		}
+	}
+	req->buf = p;
+	req->buf_class = k;
+	req->held = sz;
 	c->bytes_held += req->held;
 	req->io_iov.iov_base = req->buf;
 	req->io_iov.iov_len = req->len;
@@ -156,20 +371,15 @@ static void conn_free(struct fb_nbd_conn *c)
 
 	if (c->reqs) {
 		for (i = 0; i < CONN_QD; i++) {
-			free(c->reqs[i].buf);
+			if (c->reqs[i].buf)  /* a request that never finished (unsent reply, partial payload) */
+				mem_free(c, c->reqs[i].buf,
+					 (size_t)1 << (POOL_MIN_SHIFT + c->reqs[i].buf_class));
 			/* Replies never sent: give the bdev memory back before the channel. */
 			fb_bdev_free_io(c->reqs[i].zio);
 		}
 		free(c->reqs);
 	}
-	for (i = 0; i < POOL_CLASSES; i++) {
-		while (c->pool[i]) {
-			uint8_t *p = c->pool[i];
-
-			memcpy(&c->pool[i], p, sizeof(p));
-			free(p);
-		}
-	}
+	conn_pool_trim(c, 0);
 	if (c->ch)
 		fb_put_io_channel(c->ch);
 	if (c->fd >= 0)
@@ -183,7 +393,6 @@ static void conn_free(struct fb_nbd_conn *c)
 	free(c->rx);
 	free(c->hs_out.p);
 	free(c->meta_name);
-	free(c->zero_buf);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p closed", (void *)c);
 	free(c);
 	/* Last touch of shared state: after the broadcast the export (and, at
@@ -245,6 +454,7 @@ static void conn_close(struct fb_nbd_conn *c)
 		return;
 	}
 	c->closing = true;
+	conn_mem_unpause(c);
 	if (c->fd >= 0)
 		shutdown(c->fd, SHUT_RDWR);
 	if (c->rx_busy || c->tx_busy || c->rxpoll_armed) {
@@ -263,6 +473,18 @@ static void conn_close(struct fb_nbd_conn *c)
 		sqe = fb_reactor_get_sqe(c->reactor);
 		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->hs_timer_op, 0);
 		io_uring_sqe_set_data(sqe, &c->hs_timer_rm_op);
+		c->ops++;
+	}
+	if (c->mem_timer_armed) {
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->mem_timer_op, 0);
+		io_uring_sqe_set_data(sqe, &c->mem_timer_rm_op);
+		c->ops++;
+	}
+	if (c->idle_timer_armed) {
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->idle_timer_op, 0);
+		io_uring_sqe_set_data(sqe, &c->idle_timer_rm_op);
 		c->ops++;
 	}
 	fb_nbd_conn_maybe_free(c);
@@ -287,6 +509,26 @@ static void conn_hs_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
 static void conn_hs_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, hs_timer_rm_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	fb_nbd_conn_maybe_free(c);
+}
+
+static void conn_idle_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, idle_timer_rm_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	fb_nbd_conn_maybe_free(c);
+}
+
+static void conn_mem_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, mem_timer_rm_op);
 
 	(void)res;
 	(void)flags;
@@ -346,6 +588,7 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
 		return;
 	}
 	c->draining = true;
+	conn_mem_unpause(c);  /* reads no more requests */
 	if (c->rx_busy) {
 		sqe = fb_reactor_get_sqe(c->reactor);
 		io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&c->rx_op, 0);
@@ -471,10 +714,13 @@ static int conn_flush_poller(void *arg)
 		n++;
 		if (c->retry_head)
 			fb_nbd_xmit_retry(c);
-		if (c->closing)
+		if (c->closing) {
 			fb_nbd_conn_maybe_free(c);
-		else
+		} else {
 			conn_tx_kick(c);
+			if (c->mem_paused)
+				conn_mem_retry(c);  /* memory was freed on this reactor; may free c */
+		}
 	}
 	return n;
 }
@@ -630,6 +876,7 @@ static void conn_parse(struct fb_nbd_conn *c)
 
 	if (c->in_parse)
 		return;
+	conn_mem_unpause(c);  /* the parser pauses again if memory is still short */
 	c->in_parse = true;
 	while (!c->closing && !c->draining) {
 		if (c->discard) {
@@ -743,6 +990,10 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 	c->timer_rm_op.cb = conn_timer_rm_done;
 	c->hs_timer_op.cb = conn_hs_timer_cb;
 	c->hs_timer_rm_op.cb = conn_hs_timer_rm_done;
+	c->mem_timer_op.cb = conn_mem_timer_cb;
+	c->mem_timer_rm_op.cb = conn_mem_timer_rm_done;
+	c->idle_timer_op.cb = conn_idle_timer_cb;
+	c->idle_timer_rm_op.cb = conn_idle_timer_rm_done;
 	r = fb_engine_get_reactor(st->e, st->rr++ % st->nreactors);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p on reactor %u", (void *)c,
 	       fb_reactor_index(r));

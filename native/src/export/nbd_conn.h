@@ -17,6 +17,9 @@
 #define CONN_DIRECT_MIN (16u << 10)   /* payload remainder received straight into the I/O buffer */
 #define CONN_BUDGET (64u << 20)       /* bytes of request buffers in flight */
 #define CONN_POOL_CAP (32u << 20)     /* bytes of free buffers kept for reuse */
+#define CONN_POOL_IDLE (1u << 20)     /* ... once no request holds a buffer */
+#define CONN_IDLE_TRIM_MS 200        /* an idle connection's cache is trimmed after this */
+#define CONN_MEM_RETRY_MS 5           /* a connection paused on the engine budget re-checks */
 #define CONN_TX_IOV 256u
 #define REQ_TX_IOV (1 + FB_ZCOPY_IOV_MAX) /* reply header + data */
 /* Bytes after which a sendmsg takes no more replies: small replies still
@@ -113,7 +116,12 @@ struct fb_nbd_conn {
 	size_t bytes_held;                /* request buffers in use */
 	uint8_t *pool[POOL_CLASSES];
 	size_t pool_bytes;
-	uint8_t *zero_buf;
+	uint8_t *zero_buf;                /* the state's shared zeros (not owned) */
+	bool mem_paused;                  /* blocked on st->mem_limit, on the reactor's paused list */
+	bool mem_timer_armed, idle_timer_armed;
+	struct fb_nbd_conn *mp_prev, *mp_next;
+	struct __kernel_timespec mem_ts, idle_ts;
+	struct fb_uring_op mem_timer_op, mem_timer_rm_op, idle_timer_op, idle_timer_rm_op;
 
 	/* lifecycle */
 	bool in_parse, blocked, draining, closing, close_after_tx;
@@ -128,7 +136,12 @@ struct fb_nbd_conn {
 int fb_nbd_buf_reserve(struct conn_buf *b, size_t more);
 struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c);
 void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);
+/* Gets req's I/O buffer: -ENOMEM when malloc fails, -EAGAIN when the
+ * engine's NBD memory budget is spent (the connection is then paused: the
+ * parser must return STEP_BLOCKED; it resumes when memory is freed). */
 int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req);
+/* The state's shared zero buffer (ZERO_BUF_LEN), allocated on first use. */
+uint8_t *fb_nbd_zero_buf(struct fb_nbd_state *st);
 /* A zcopy read has no buffer but is charged as if it had one, so the budget
  * (and the backpressure it gives) is the same as on the copy path. */
 void fb_nbd_req_charge(struct fb_nbd_conn *c, struct nbd_req *req);

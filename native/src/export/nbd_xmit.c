@@ -336,8 +336,8 @@ static void conn_req_start(struct fb_nbd_conn *c, struct nbd_req *req)
 		 * a hole where the filesystem cannot zero a range in place. */
 		if (req->type == NBD_CMD_WRITE_ZEROES &&
 		    (!c->exp->has_write_zeroes || (req->flags & NBD_CMD_FLAG_NO_HOLE))) {
-			if (!c->zero_buf && posix_memalign((void **)&c->zero_buf, 4096, ZERO_BUF_LEN) == 0)
-				memset(c->zero_buf, 0, ZERO_BUF_LEN);
+			if (!c->zero_buf)
+				c->zero_buf = fb_nbd_zero_buf(c->st);
 			if (!c->zero_buf) {
 				conn_req_fail(c, req, NBD_ENOMEM);
 				return;
@@ -386,6 +386,7 @@ int fb_nbd_xmit_parse(struct fb_nbd_conn *c)
 	uint32_t len, err;
 	uint16_t type;
 	bool payload;
+	int rc;
 
 	if (c->rx_tail - c->rx_head < NBD_REQUEST_LEN)
 		return STEP_NEED_DATA;
@@ -414,8 +415,9 @@ int fb_nbd_xmit_parse(struct fb_nbd_conn *c)
 	err = conn_req_check(c, req);
 	if (!err && type == NBD_CMD_READ && len && c->exp->has_zcopy)
 		fb_nbd_req_charge(c, req);  /* data will come from the bdev's memory */
-	else if (!err && (type == NBD_CMD_READ || payload) && len && fb_nbd_req_buf_get(c, req)) {
-		if (c->bytes_held || c->io_inflight) {
+	else if (!err && (type == NBD_CMD_READ || payload) && len &&
+		 (rc = fb_nbd_req_buf_get(c, req)) != 0) {
+		if (rc == -EAGAIN || c->bytes_held || c->io_inflight) {
 			fb_nbd_req_put(c, req);
 			return STEP_BLOCKED;  /* retried when memory comes back */
 		}
