@@ -5,6 +5,7 @@
  * a good client must still complete its I/O, and once the hostile clients
  * leave the counter must go back to (about) zero. */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -264,6 +265,184 @@ TEST(idle_cache_trimmed)
 	free(buf);
 }
 
+/* ------------------------------------------------------ stalled readers */
+
+#define STALL_LIMIT (8u << 20)
+#define STALL_MS 300
+/* Larger than what the socket takes (the server asks SO_SNDBUF 4 MiB,
+ * which the kernel doubles): the reply stays stuck. */
+#define STALL_REQ (16u << 20)
+#define NSTALL 6
+
+static atomic_uint g_stall_warns;
+
+static void stall_log(enum fb_log_level level, const char *msg, void *arg)
+{
+	(void)arg;
+	if (level > FB_LOG_WARN)
+		return;
+	if (strstr(msg, "took no reply bytes") && strstr(msg, "export f:"))
+		atomic_fetch_add(&g_stall_warns, 1);
+	fprintf(stderr, "    [log] %s\n", msg);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The server hung up on fd (checked without reading from it). */
+static bool hung_up(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
+/* Reads everything left until EOF (or an error): true on EOF. */
+static bool drain_to_eof(int fd)
+{
+	static uint8_t sink[1 << 16];
+
+	for (;;) {
+		ssize_t r = recv(fd, sink, sizeof(sink), 0);
+
+		if (r == 0)
+			return true;
+		if (r < 0)
+			return errno == ECONNRESET;
+	}
+}
+
+/* Clients that ask for large reads on a file bdev (no zcopy: each reply
+ * holds a malloc'd buffer) and never read the replies are disconnected once
+ * they have taken nothing for the stall timeout while memory is short; a
+ * good client keeps working meanwhile, and a client that reads its replies
+ * slowly (pauses well under the timeout) is never disconnected. */
+TEST(stalled_readers_evicted)
+{
+	struct fb_engine_opts opts;
+	struct fb_err err = { { 0 } };
+	struct fb_nbd_mem_stats ms;
+	char listen[160], path[128];
+	int hfd[NSTALL], good, slow, f;
+	bool gone[NSTALL] = { false };
+	unsigned ngone = 0, rounds = 0;
+	uint64_t seed = 7, t0, t_all = 0, cookie;
+	uint8_t *buf;
+	pthread_t th;
+
+	snprintf(path, sizeof(path), "%s/f.img", g_dir);
+	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	CHECK(f >= 0);
+	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
+	close(f);
+
+	fb_engine_opts_init(&opts);
+	opts.reactors = 2;
+	opts.nbd_mem_limit = STALL_LIMIT;
+	opts.nbd_stall_timeout_ms = STALL_MS;
+	opts.log = stall_log;
+	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
+	CHECK_OK(fb_bdev_file_create(g_e, "F0", path, 4096, &err));
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
+
+	atomic_store(&g_stop, false);
+	atomic_store(&g_max_used, 0);
+	atomic_store(&g_max_paused, 0);
+	CHECK_EQ(pthread_create(&th, NULL, sampler, NULL), 0);
+
+	good = cl_open(&g_srv, "f", 0, NULL, NULL);
+	good_io(good, 2, &seed);
+
+	/* Hostile: one 16 MiB read each, never read. */
+	for (int i = 0; i < NSTALL; i++) {
+		hfd[i] = cl_open(&g_srv, "f", 0, NULL, NULL);
+		cl_req(hfd[i], NBD_CMD_READ, 0, 1, (uint64_t)i * (8u << 20), STALL_REQ, NULL);
+	}
+	/* Their buffers put the engine over its limit. */
+	for (int i = 0; i < 200 && used_now() <= STALL_LIMIT; i++)
+		usleep(5000);
+	CHECK(used_now() > STALL_LIMIT);
+	t0 = now_ms();
+	while (ngone < NSTALL && now_ms() - t0 < 2500) {
+		good_io(good, 1, &seed);  /* the good client keeps getting through */
+		rounds++;
+		for (int i = 0; i < NSTALL; i++)
+			if (!gone[i] && hung_up(hfd[i])) {
+				gone[i] = true;
+				ngone++;
+			}
+	}
+	t_all = now_ms() - t0;
+	fprintf(stderr, "    %u/%u stalled clients disconnected after %llu ms (timeout %u ms); "
+		"good client: %u rounds; max used %llu\n", ngone, NSTALL, (unsigned long long)t_all,
+		STALL_MS, rounds, (unsigned long long)atomic_load(&g_max_used));
+	CHECK_EQ(ngone, NSTALL);
+	CHECK(t_all >= STALL_MS);  /* not before the timeout */
+	CHECK(rounds >= 2);
+	for (int i = 0; i < NSTALL; i++) {
+		CHECK(drain_to_eof(hfd[i]));
+		close(hfd[i]);
+	}
+	CHECK(wait_used_le(IDLE_FLOOR));  /* only the good client's idle cache */
+	fb_nbd_mem_stats(g_e, &ms);
+	CHECK_EQ(ms.paused, 0);
+	CHECK(atomic_load(&g_stall_warns) == NSTALL);
+	good_io(good, 2, &seed);
+
+	/* Slow reader: two pipelined 16 MiB reads (the first puts the engine
+	 * over its limit, the second waits for memory: pressure throughout),
+	 * each reply read in 1 MiB pieces with 60 ms pauses, so a reply takes
+	 * several timeouts to read. It must not be disconnected. */
+	atomic_store(&g_max_paused, 0);
+	buf = malloc(STALL_REQ);
+	CHECK(buf != NULL);
+	slow = cl_open(&g_srv, "f", 0, NULL, NULL);
+	for (unsigned i = 0; i < 2; i++)
+		cl_req(slow, NBD_CMD_READ, 0, 100 + i, (uint64_t)i * STALL_REQ, STALL_REQ, NULL);
+	t0 = now_ms();
+	for (unsigned i = 0; i < 2; i++) {
+		uint8_t h[16];
+
+		usleep(60000);
+		CHECK_EQ(cl_recv(slow, h, sizeof(h)), 0);
+		CHECK(nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC);
+		CHECK_EQ(nbd_get32(h + 4), 0);
+		CHECK_EQ(nbd_get64(h + 8), 100 + i);
+		for (uint32_t off = 0; off < STALL_REQ; off += 1u << 20) {
+			usleep(60000);
+			CHECK_EQ(cl_recv(slow, buf + off, 1u << 20), 0);
+		}
+	}
+	fprintf(stderr, "    slow reader: 2 x 16 MiB in %llu ms, max paused %u\n",
+		(unsigned long long)(now_ms() - t0), atomic_load(&g_max_paused));
+	CHECK(atomic_load(&g_max_paused) > 0);  /* it did run under pressure */
+	CHECK(!hung_up(slow));
+	cl_req(slow, NBD_CMD_READ, 0, 200, 0, 4096, NULL);
+	CHECK_EQ(simple_reply(slow, &cookie), 0);
+	CHECK_EQ(cookie, 200);
+	CHECK_EQ(cl_recv(slow, buf, 4096), 0);
+	CHECK(atomic_load(&g_stall_warns) == NSTALL);
+	close(slow);
+	free(buf);
+
+	/* An idle connection under pressure is not disconnected either. */
+	CHECK(!hung_up(good));
+	close(good);
+	CHECK(wait_used_le(0));
+
+	atomic_store(&g_stop, true);
+	pthread_join(th, NULL);
+	fb_engine_destroy(g_e);
+	g_e = NULL;
+	unlink(path);
+}
+
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fb_nbdmem_XXXXXX");
@@ -271,6 +450,7 @@ int main(void)
 	snprintf(g_sock, sizeof(g_sock), "%s/s.sock", g_dir);
 	RUN(idle_cache_trimmed);
 	RUN(global_budget_holds);
+	RUN(stalled_readers_evicted);
 	unlink(g_sock);
 	rmdir(g_dir);
 	fprintf(stderr, "nbd_mem_test: ok\n");

@@ -24,6 +24,10 @@
  *
  * Changes (2026-11-25, nbd memory): fb_engine_opts.nbd_mem_limit (appended)
  * and fb_nbd_mem_stats: an engine-wide budget for NBD buffer memory.
+ *
+ * Changes (2026-11-25, nbd stall): fb_engine_opts.nbd_stall_timeout_ms
+ * (appended): under memory pressure, connections that take no reply bytes
+ * for this long are disconnected.
  */
 #ifndef FLEXBSO_H
 #define FLEXBSO_H
@@ -66,6 +70,13 @@ struct fb_engine_opts {
 	 * plus per-connection caches), bytes; 0 = min(1 GiB, physical RAM / 4).
 	 * Connections over it stop reading new requests until memory is freed. */
 	size_t nbd_mem_limit;
+	/* While the NBD buffer budget is under pressure (a connection waits for
+	 * memory, or more than nbd_mem_limit is in use), a connection whose
+	 * pending replies have had no byte taken by its socket for this long is
+	 * disconnected (it never reads its replies, and pins their buffers).
+	 * Idle connections and connections that read, however slowly, are never
+	 * disconnected. Milliseconds; 0 = 10000. */
+	unsigned nbd_stall_timeout_ms;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);

@@ -79,6 +79,9 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			pthread_cond_init(&st->cond, NULL);
 			st->next_listener_id = 1;
 			st->mem_limit = nbd_default_mem_limit(e);
+			st->stall_ms = fb_engine_get_opts(e)->nbd_stall_timeout_ms;
+			if (!st->stall_ms)
+				st->stall_ms = 10000;
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);

@@ -85,6 +85,7 @@ struct fb_nbd_state {
 	_Atomic size_t mem_used;
 	size_t mem_limit;                /* set once at creation */
 	_Atomic unsigned mem_paused;     /* connections paused on mem_limit */
+	unsigned stall_ms;               /* nbd_stall_timeout_ms (set once at creation) */
 	_Atomic(uint8_t *) zero_buf;     /* shared zeros for write-zeroes fill, lazily */
 };
 

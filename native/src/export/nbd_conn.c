@@ -18,13 +18,17 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nbd_conn.h"
@@ -77,6 +81,10 @@ static unsigned pool_class(size_t len)
  * another reactor is seen by the timeout at the latest. A connection that
  * still finds no memory pauses again and re-arms, so none is stranded, and
  * the timeouts exist only while a connection is paused.
+ *
+ * The per-connection buffer is what a client that never reads its replies
+ * could pin forever (thousands of connections, up to 32 MiB each): under
+ * pressure such connections are disconnected, see "stalled readers" below.
  */
 
 static bool mem_charge(struct fb_nbd_state *st, size_t sz, bool force)
@@ -487,6 +495,12 @@ static void conn_close(struct fb_nbd_conn *c)
 		io_uring_sqe_set_data(sqe, &c->idle_timer_rm_op);
 		c->ops++;
 	}
+	if (c->stall_timer_armed) {
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->stall_timer_op, 0);
+		io_uring_sqe_set_data(sqe, &c->stall_timer_rm_op);
+		c->ops++;
+	}
 	fb_nbd_conn_maybe_free(c);
 }
 
@@ -598,6 +612,165 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
 	fb_nbd_conn_check_drained(c);
 }
 
+/* ------------------------------------------------------ stalled readers
+ *
+ * Rule: while the engine budget is under pressure (some connection is
+ * paused on it, or mem_used > mem_limit), a connection whose pending reply
+ * sends have had no byte taken by its socket for st->stall_ms is closed
+ * (hard close: its buffers are freed and uncharged) with a warning. A
+ * connection with nothing to send (idle, or waiting for the bdev) is never
+ * closed, and any byte taken restarts the clock, so a client that reads its
+ * replies, however slowly, is never cut.
+ *
+ * Mechanism: one ring timeout per connection (the watchdog), every
+ * stall_ms / 4, armed by the send path only when none is armed and dropped
+ * by the first tick that finds nothing to send: a busy connection costs one
+ * ring op per tick period, an idle one none, and the send path itself only
+ * sets c->tx_moved. A tick stamps c->tx_moved_ns when bytes moved since the
+ * previous tick (or the watchdog was just armed). Sends use MSG_WAITALL, so
+ * a send in flight tells nothing of partial progress: once one has shown no
+ * progress for stall_ms under pressure, the tick cancels it (a probe): the
+ * kernel completes it with the bytes it took (the rest is sent again), or
+ * -ECANCELED when it took none. A -ECANCELED probe closes the connection:
+ * with a warning when it made no progress since the last stamp under
+ * pressure (the eviction), and also when it did, since older kernels may
+ * report -ECANCELED for a partly sent message. A
+ * reader is thus cut no earlier than stall_ms after its last byte taken
+ * (at most about 2 * stall_ms + a tick when a send took bytes early and
+ * then stalled). */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool mem_pressure(struct fb_nbd_state *st)
+{
+	return atomic_load_explicit(&st->mem_paused, memory_order_relaxed) ||
+	       atomic_load_explicit(&st->mem_used, memory_order_relaxed) > st->mem_limit;
+}
+
+static void conn_stall_arm(struct fb_nbd_conn *c)
+{
+	unsigned ms = c->st->stall_ms / 4 ? c->st->stall_ms / 4 : 1;
+	struct io_uring_sqe *sqe;
+
+	c->stall_ts.tv_sec = ms / 1000;
+	c->stall_ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	sqe = fb_reactor_get_sqe(c->reactor);
+	io_uring_prep_timeout(sqe, &c->stall_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &c->stall_timer_op);
+	c->ops++;
+	c->stall_timer_armed = true;
+}
+
+static bool conn_stalled(struct fb_nbd_conn *c, uint64_t now)
+{
+	return !c->draining && !c->tx_moved &&
+	       now - c->tx_moved_ns >= (uint64_t)c->st->stall_ms * 1000000ull &&
+	       mem_pressure(c->st);
+}
+
+static void conn_peer_name(struct fb_nbd_conn *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char a[INET6_ADDRSTRLEN];
+
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0) {
+		snprintf(buf, len, "(unknown peer)");
+	} else if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		snprintf(buf, len, "tcp:%s:%u", a, ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+		snprintf(buf, len, "tcp:[%s]:%u", a, ntohs(sin6->sin6_port));
+	} else if (ss.ss_family == AF_UNIX) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+
+		if (sl > offsetof(struct sockaddr_un, sun_path) && sun->sun_path[0])
+			snprintf(buf, len, "unix:%.*s",
+				 (int)(sl - offsetof(struct sockaddr_un, sun_path)), sun->sun_path);
+		else
+			snprintf(buf, len, "unix socket fd %d", c->fd);
+	} else {
+		snprintf(buf, len, "fd %d", c->fd);
+	}
+}
+
+static void conn_stall_evict(struct fb_nbd_conn *c)
+{
+	char peer[160];
+
+	conn_peer_name(c, peer, sizeof(peer));
+	fb_log(c->st->e, FB_LOG_WARN,
+	       "nbd: export %s: client %s took no reply bytes for %u ms or more while NBD buffer memory "
+	       "is short (%zu bytes in use, limit %zu); disconnecting it",
+	       c->exp ? c->exp->name : "?", peer, c->st->stall_ms,
+	       (size_t)atomic_load_explicit(&c->st->mem_used, memory_order_relaxed),
+	       c->st->mem_limit);
+	conn_close(c);
+}
+
+static void conn_stall_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, stall_timer_op);
+	struct io_uring_sqe *sqe;
+	uint64_t now;
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	c->stall_timer_armed = false;
+	if (c->closing) {
+		fb_nbd_conn_maybe_free(c);
+		return;
+	}
+	if (!c->tx_busy && !c->txq_head)
+		return;  /* nothing to send: the next send re-arms */
+	now = mono_ns();
+	if (c->tx_moved) {
+		c->tx_moved = false;
+		c->tx_moved_ns = now;
+	}
+	conn_stall_arm(c);
+	if (c->tx_busy && !c->tx_probe && conn_stalled(c, now)) {
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_cancel64(sqe, (__u64)(uintptr_t)&c->tx_op, 0);
+		io_uring_sqe_set_data(sqe, &c->tx_cancel_op);
+		c->ops++;
+		c->tx_probe = true;
+	}
+}
+
+static void conn_stall_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, stall_timer_rm_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	fb_nbd_conn_maybe_free(c);
+}
+
+static void conn_tx_cancel_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, tx_cancel_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	fb_nbd_conn_maybe_free(c);
+}
+
 /* ------------------------------------------------------------- sending */
 
 static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
@@ -608,10 +781,30 @@ static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	(void)flags;
 	c->ops--;
 	c->tx_busy = false;
+	if (c->tx_probe) {
+		/* A stall probe: cancelled with no byte taken, or completed. */
+		c->tx_probe = false;
+		if (res == -ECANCELED) {
+			if (!c->closing && conn_stalled(c, mono_ns())) {
+				conn_stall_evict(c);
+				return;
+			}
+			/* Bytes moved while the cancel was on its way. Kernels
+			 * that predate partial results on cancelled sends say
+			 * -ECANCELED even when some bytes went out, and resending
+			 * would then corrupt the reply stream: closing is the
+			 * only answer safe on every kernel (rare: it needs a
+			 * stall of stall_ms ended in the cancel's window). */
+			conn_close(c);
+			return;
+		}
+	}
 	if (res < 0 && res != -EAGAIN && res != -EINTR) {
 		conn_close(c);
 		return;
 	}
+	if (res > 0)
+		c->tx_moved = true;
 	n = res > 0 ? (size_t)res : 0;
 	if (c->hs_out.off < c->hs_out.len) {
 		size_t k = c->hs_out.len - c->hs_out.off;
@@ -693,6 +886,10 @@ static void conn_tx_kick(struct fb_nbd_conn *c)
 	io_uring_sqe_set_data(sqe, &c->tx_op);
 	c->ops++;
 	c->tx_busy = true;
+	if (!c->stall_timer_armed) {
+		c->tx_moved = true;  /* the clock starts at the first tick */
+		conn_stall_arm(c);
+	}
 }
 
 /* The reactor's poller, run once per loop pass after completions: sends
@@ -994,6 +1191,9 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 	c->mem_timer_rm_op.cb = conn_mem_timer_rm_done;
 	c->idle_timer_op.cb = conn_idle_timer_cb;
 	c->idle_timer_rm_op.cb = conn_idle_timer_rm_done;
+	c->stall_timer_op.cb = conn_stall_timer_cb;
+	c->stall_timer_rm_op.cb = conn_stall_timer_rm_done;
+	c->tx_cancel_op.cb = conn_tx_cancel_done;
 	r = fb_engine_get_reactor(st->e, st->rr++ % st->nreactors);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p on reactor %u", (void *)c,
 	       fb_reactor_index(r));

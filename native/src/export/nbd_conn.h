@@ -109,6 +109,13 @@ struct fb_nbd_conn {
 	struct iovec tx_iov[CONN_TX_IOV];
 	struct msghdr tx_msg;
 	struct fb_uring_op tx_op;
+	/* Stall watchdog (see "stalled readers" in nbd_conn.c). */
+	bool tx_moved;                    /* a send took bytes since the last tick */
+	bool tx_probe;                    /* the send in flight is being cancelled to read its progress */
+	bool stall_timer_armed;
+	uint64_t tx_moved_ns;             /* tick time at which progress was last seen */
+	struct __kernel_timespec stall_ts;
+	struct fb_uring_op stall_timer_op, stall_timer_rm_op, tx_cancel_op;
 
 	/* requests */
 	struct nbd_req *reqs, *req_free;
