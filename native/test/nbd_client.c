@@ -130,6 +130,17 @@ void cl_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off
 		cl_send(fd, payload, len);
 }
 
+int cl_simple_reply(int fd, uint64_t *cookie)
+{
+	uint8_t h[16];
+
+	if (cl_recv(fd, h, sizeof(h)))
+		return -1;
+	CHECK(nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC);
+	*cookie = nbd_get64(h + 8);
+	return (int)nbd_get32(h + 4);
+}
+
 bool cl_closed(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };

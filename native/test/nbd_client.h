@@ -36,6 +36,9 @@ int cl_open(const struct cl_server *srv, const char *name, unsigned flags, uint6
 	    uint16_t *tflags);
 void cl_req(int fd, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off, uint32_t len,
 	    const void *payload);
+/* One simple reply (no structured replies negotiated): returns its NBD
+ * error and fills *cookie, or -1 when the server hung up. */
+int cl_simple_reply(int fd, uint64_t *cookie);
 /* Waits (5 s at most) for the server to hang up, draining what it sends;
  * closes fd either way and says whether it did. */
 bool cl_closed(int fd);

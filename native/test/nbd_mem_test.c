@@ -48,6 +48,24 @@ static void *sampler(void *arg)
 	return NULL;
 }
 
+/* Resets the peaks and starts the sampler thread. */
+static void sampler_start(pthread_t *th)
+{
+	atomic_store(&g_stop, false);
+	atomic_store(&g_max_used, 0);
+	atomic_store(&g_max_paused, 0);
+	CHECK_EQ(pthread_create(th, NULL, sampler, NULL), 0);
+}
+
+/* Stops the sampler, then the engine (in that order: the sampler reads it). */
+static void engine_stop(pthread_t th)
+{
+	atomic_store(&g_stop, true);
+	pthread_join(th, NULL);
+	fb_engine_destroy(g_e);
+	g_e = NULL;
+}
+
 /* Sends what the socket takes without blocking; returns bytes sent. */
 static size_t send_some(int fd, const uint8_t *p, size_t n)
 {
@@ -88,17 +106,6 @@ static void hostile_build(struct hostile *h, bool writes, uint64_t base)
 	}
 }
 
-static int simple_reply(int fd, uint64_t *cookie)
-{
-	uint8_t h[16];
-
-	if (cl_recv(fd, h, sizeof(h)))
-		return -1;
-	CHECK(nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC);
-	*cookie = nbd_get64(h + 8);
-	return (int)nbd_get32(h + 4);
-}
-
 /* QD1 write + read-back on the malloc export: must go through while the
  * hostile clients hold the budget. */
 static void good_io(int fd, unsigned rounds, uint64_t *seed)
@@ -113,10 +120,10 @@ static void good_io(int fd, unsigned rounds, uint64_t *seed)
 
 		th_fill_random(w, len, seed);
 		cl_req(fd, NBD_CMD_WRITE, 0, 1000 + i, off, len, w);
-		CHECK_EQ(simple_reply(fd, &cookie), 0);
+		CHECK_EQ(cl_simple_reply(fd, &cookie), 0);
 		CHECK_EQ(cookie, 1000 + i);
 		cl_req(fd, NBD_CMD_READ, 0, 2000 + i, off, len, NULL);
-		CHECK_EQ(simple_reply(fd, &cookie), 0);
+		CHECK_EQ(cl_simple_reply(fd, &cookie), 0);
 		CHECK_EQ(cookie, 2000 + i);
 		CHECK_EQ(cl_recv(fd, r, len), 0);
 		CHECK(memcmp(w, r, len) == 0);
@@ -175,7 +182,7 @@ TEST(global_budget_holds)
 	CHECK_EQ(ms.limit, LIMIT);
 	CHECK_EQ(ms.used, 0);
 
-	CHECK_EQ(pthread_create(&th, NULL, sampler, NULL), 0);
+	sampler_start(&th);
 	good = cl_open(&g_srv, "m", 0, NULL, NULL);
 	good_io(good, 4, &seed);
 
@@ -226,10 +233,7 @@ TEST(global_budget_holds)
 	close(good);
 	CHECK(wait_used_le(0));
 
-	atomic_store(&g_stop, true);
-	pthread_join(th, NULL);
-	fb_engine_destroy(g_e);
-	g_e = NULL;
+	engine_stop(th);
 }
 
 /* One connection, deep pipelined large reads it does take: once idle, it
@@ -254,7 +258,7 @@ TEST(idle_cache_trimmed)
 	for (unsigned i = 0; i < 16; i++)
 		cl_req(fd, NBD_CMD_READ, 0, i, (uint64_t)i * REQ, REQ, NULL);
 	for (unsigned i = 0; i < 16; i++) {
-		CHECK_EQ(simple_reply(fd, &cookie), 0);
+		CHECK_EQ(cl_simple_reply(fd, &cookie), 0);
 		CHECK_EQ(cl_recv(fd, buf, REQ), 0);
 	}
 	CHECK(wait_used_le(IDLE_FLOOR));
@@ -351,10 +355,7 @@ TEST(stalled_readers_evicted)
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
 
-	atomic_store(&g_stop, false);
-	atomic_store(&g_max_used, 0);
-	atomic_store(&g_max_paused, 0);
-	CHECK_EQ(pthread_create(&th, NULL, sampler, NULL), 0);
+	sampler_start(&th);
 
 	good = cl_open(&g_srv, "f", 0, NULL, NULL);
 	good_io(good, 2, &seed);
@@ -424,7 +425,7 @@ TEST(stalled_readers_evicted)
 	CHECK(atomic_load(&g_max_paused) > 0);  /* it did run under pressure */
 	CHECK(!hung_up(slow));
 	cl_req(slow, NBD_CMD_READ, 0, 200, 0, 4096, NULL);
-	CHECK_EQ(simple_reply(slow, &cookie), 0);
+	CHECK_EQ(cl_simple_reply(slow, &cookie), 0);
 	CHECK_EQ(cookie, 200);
 	CHECK_EQ(cl_recv(slow, buf, 4096), 0);
 	CHECK(atomic_load(&g_stall_warns) == NSTALL);
@@ -436,10 +437,7 @@ TEST(stalled_readers_evicted)
 	close(good);
 	CHECK(wait_used_le(0));
 
-	atomic_store(&g_stop, true);
-	pthread_join(th, NULL);
-	fb_engine_destroy(g_e);
-	g_e = NULL;
+	engine_stop(th);
 	unlink(path);
 }
 

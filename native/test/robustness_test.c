@@ -21,20 +21,6 @@ static char g_sock[128];
 /* Longer receive timeout than nbd_test: replies here wait on the slow bdev. */
 static const struct cl_server g_srv = { g_sock, 8 };
 
-/* ------------------------------------------ NBD replies (see nbd_client.h) */
-
-/* One simple reply: returns its error, or -1 when the server hung up. */
-static int cl_simple_reply(int fd, uint64_t *cookie)
-{
-	uint8_t h[16];
-
-	if (cl_recv(fd, h, sizeof(h)))
-		return -1;
-	CHECK(nbd_get32(h) == NBD_SIMPLE_REPLY_MAGIC);
-	*cookie = nbd_get64(h + 8);
-	return (int)nbd_get32(h + 4);
-}
-
 /* ------------------------------------- a slow bdev: every I/O takes 1.6 s */
 
 #define SLOW_NS 1600000000ll
