@@ -234,6 +234,8 @@ static void *bg_main(void *arg)
 	sem_destroy(&cw.sem);
 	bg->result = rc;
 	if (bg->kind == 1) {
+		if (!rc)
+			rc = raid_crc_store(r, (unsigned)bg->member);
 		if (!rc) {
 			atomic_store(&r->m[bg->member].state, MEMBER_ONLINE);
 			fb_log(r->e, FB_LOG_INFO, "raid '%s': rebuild of '%s' done", r->name,

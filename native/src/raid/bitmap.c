@@ -227,13 +227,15 @@ static void owner_phase_done(struct raid_bm_owner *o)
 		owner_start_write(o);
 }
 
+static void proceed_msg(void *arg);
+
 static void request_msg(void *arg)
 {
 	struct raid_io *rio = arg;
 	struct raid_bm_owner *o = rio->r->bm;
 
 	if (bit_get(rio->r->bm_dirty, rio->region)) {
-		rio->after(rio);
+		fb_reactor_send(fb_io_channel_get_reactor(rio->ch), proceed_msg, rio);
 		return;
 	}
 	rio->bm_next = o->pending;
@@ -446,6 +448,26 @@ int raid_bm_flush_all(struct raid_bdev *r, bool clear)
 					     page_blocks(r), FB_IO_FLAG_FUA);
 		}
 	}
+	free(buf);
+	return rc;
+}
+
+/* Control thread: member i's whole CRC table to disk. */
+int raid_crc_store(struct raid_bdev *r, unsigned i)
+{
+	uint64_t per = r->block_size / 4, tblocks = (r->member_blocks + per - 1) / per;
+	size_t len = (size_t)(tblocks * r->block_size);
+	uint8_t *buf;
+	int rc;
+
+	if (!r->superblock || !r->m[i].crc || !r->m[i].desc)
+		return 0;
+	buf = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
+	if (!buf)
+		return -ENOMEM;
+	crc_fill(r, i, buf, 0, tblocks);
+	rc = fb_bdev_io_sync(r->m[i].desc, FB_IO_WRITE, buf, raid_crc_offset_blocks(r), tblocks,
+			     FB_IO_FLAG_FUA);
 	free(buf);
 	return rc;
 }

@@ -2,11 +2,13 @@
  * on strip boundaries), so it maps to one mirror group: the copies at the
  * same member offset on each member of the group (one member for RAID0).
  *
- * Reads: off reads one copy, and on an I/O error the next. verify reads
- * every copy and compares; repair reads one copy and checks the CRC32C of
- * each block. A mismatch is rechecked under the row lock (a write in flight
- * can make copies or CRCs differ for a moment); one that persists fails the
- * read (verify) or is repaired from a copy whose CRCs match (repair). */
+ * Reads: off reads one copy (copy member_row % copies, so consecutive rows
+ * spread over the copies), and on an I/O error the next. verify locks the
+ * row, reads every copy and fails the read if they differ. repair reads one
+ * copy and checks the CRC32C of each block; a mismatch is looked at again
+ * with the row locked (a write in flight can make data and CRC differ for a
+ * moment): every copy is read, and bad ones are rewritten from one whose
+ * CRCs match. */
 #include <errno.h>
 #include <string.h>
 
@@ -193,7 +195,8 @@ static void read_fast(struct raid_io *rio)
 	mirror_map(rio, &g, &moff);
 	/* Spread reads over the copies by strip; skip copies that cannot serve. */
 	for (unsigned k = 0; k < r->ncopies; k++) {
-		unsigned m = group_first(r, g) + (unsigned)((rio->row + rio->attempt + k) % r->ncopies);
+		unsigned m = group_first(r, g) +
+			     (unsigned)((rio->row / r->ngroups + rio->attempt + k) % r->ncopies);
 
 		if (r->level == RAID_L0 || raid_member_usable(r, m, rio->row / r->ngroups)) {
 			pick = m;
@@ -261,11 +264,6 @@ static void read_all_done(struct raid_io *rio)
 
 		for (unsigned k = 0; k < rio->nchild; k++)
 			mismatch |= bad[k];
-		if (mismatch && !rio->locked) {
-			/* Maybe a write in flight: look again with the row locked. */
-			raid_io_lock(rio, read_slow);
-			return;
-		}
 		if (mismatch) {
 			atomic_fetch_add(&r->verify_mismatches, 1);
 			fb_log(r->e, FB_LOG_ERROR, "raid '%s': copies differ at lba %llu (%llu blocks); "
@@ -383,9 +381,11 @@ void raid_mirror_submit(struct raid_io *rio)
 			raid_io_lock(rio, write_locked);
 		return;
 	}
+	/* verify holds the row while it reads every copy, so a write in flight
+	 * cannot make copies differ: any difference fails the read. */
 	if (r->level != RAID_L0 && rio->attempt == 0 &&
 	    atomic_load_explicit(&r->safe_read, memory_order_relaxed) == SAFE_READ_VERIFY) {
-		read_all(rio);
+		raid_io_lock(rio, read_all);
 		return;
 	}
 	if (rio->attempt >= r->ncopies) {

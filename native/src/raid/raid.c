@@ -933,10 +933,12 @@ int raid_assemble_register(struct raid_bdev *r, bool fresh, struct fb_err *err)
 				atomic_init(&r->m[i].crc[b], r->zero_crc);
 		}
 	}
-	if (fresh) {
+	if (fresh && r->level != RAID_L0) {
 		rc = zero_members(r, err);
 		if (rc)
 			return rc;
+	} else if (fresh) {
+		/* RAID0: nothing to keep consistent. */
 	} else if (r->superblock && r->level != RAID_L0) {
 		for (unsigned i = 0; i < r->n; i++) {
 			if (atomic_load(&r->m[i].state) != MEMBER_ONLINE)
@@ -953,6 +955,15 @@ int raid_assemble_register(struct raid_bdev *r, bool fresh, struct fb_err *err)
 	if (rc) {
 		fb_err_set(err, "out of memory for the bitmap of raid '%s'", r->name);
 		return rc;
+	}
+	if (fresh && r->superblock && r->level != RAID_L0) {
+		/* CRCs of the zeroed data and a clear bitmap on disk. */
+		rc = raid_bm_flush_all(r, true);
+		if (rc) {
+			fb_err_set(err, "writing the metadata of raid '%s' failed: %s", r->name,
+				   strerror(-rc));
+			return rc;
+		}
 	}
 	if (!fresh && r->superblock && !r->clean && r->level != RAID_L0) {
 		uint64_t nres = 0;

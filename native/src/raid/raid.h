@@ -301,6 +301,7 @@ int raid_bm_flush_all(struct raid_bdev *r, bool clear);
  * from the first usable member), recompute their CRCs. */
 int raid_bm_resync(struct raid_bdev *r, uint64_t *regions, struct fb_err *err);
 int raid_crc_load(struct raid_bdev *r, unsigned i);
+int raid_crc_store(struct raid_bdev *r, unsigned i);
 
 /* bg.c */
 int raid_bg_start(struct raid_bdev *r, int kind, int member, uint64_t rate_kbps,

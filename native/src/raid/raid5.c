@@ -616,36 +616,6 @@ static void slow_read(struct raid_io *rio)
 	read_column(rio, ~0u, slow_read_done);
 }
 
-/* Verify reads the column without the lock first; a mismatch is looked at
- * again under the lock before it fails the read. */
-static void verify_read_done(struct raid_io *rio)
-{
-	struct raid_bdev *r = rio->r;
-	unsigned lost;
-	void *v[RAID_MAX_MEMBERS];
-
-	if (reap_read_errors(rio) || lost_count(rio, &lost)) {
-		raid_io_lock(rio, slow_read);
-		return;
-	}
-	for (unsigned i = 0; i < r->n; i++)
-		v[i] = slot(rio, i);
-	if (xor_check((int)r->n, (int)col_bytes(rio), v) != 0) {
-		raid_io_lock(rio, slow_read);
-		return;
-	}
-	copy_out(rio);
-	raid_io_finish(rio, 0);
-}
-
-static void verify_read(struct raid_io *rio)
-{
-	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
-		park(rio, verify_read);
-		return;
-	}
-	read_column(rio, ~0u, verify_read_done);
-}
 
 static void fast_read_done(struct raid_io *rio)
 {
@@ -741,8 +711,10 @@ void raid5_submit(struct raid_io *rio)
 		raid_io_lock(rio, slow_read);
 		return;
 	}
+	/* verify holds the row while it reads the column, so parity cannot be
+	 * caught mid-update: any mismatch fails the read. */
 	if (atomic_load_explicit(&r->safe_read, memory_order_relaxed) == SAFE_READ_VERIFY)
-		verify_read(rio);
+		raid_io_lock(rio, slow_read);
 	else
 		fast_read(rio);
 }

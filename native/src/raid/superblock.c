@@ -196,11 +196,9 @@ void raid_sb_examine(struct fb_engine *e, struct fb_bdev *bdev)
 		refuse(e, s->name, bname, "superblock geometry is invalid for this bdev");
 		goto out;
 	}
+	/* The slot comes from the superblock; a bdev recreated without its
+	 * uuid (a file bdev gets a new one each time) is still that member. */
 	fb_bdev_get_uuid(bdev, &buuid);
-	if (memcmp(buuid.b, s->members[s->index].uuid, 16)) {
-		refuse(e, s->name, bname, "bdev uuid differs from the member uuid in its superblock");
-		goto out;
-	}
 	raid_registry_lock(e);
 	r = NULL;
 	for (struct raid_bdev *x = raid_registry_first(e); x; x = x->next)
@@ -283,6 +281,7 @@ void raid_sb_examine(struct fb_engine *e, struct fb_bdev *bdev)
 		refuse(e, s->name, bname, "cannot open or claim the bdev");
 		goto out;
 	}
+	r->m[s->index].uuid = buuid;
 	r->clean = r->clean && s->state == SB_STATE_CLEAN;
 	raid_registry_unlock(e);
 	try_assemble(r);
