@@ -763,15 +763,22 @@ TEST(superblock_reassembly)
 	free(buf);
 }
 
-int main(void)
+/* Optional argument: run only the tests whose name contains it. */
+int main(int argc, char **argv)
 {
-	RUN(bad_input);
-	RUN(random_io_all_levels);
-	RUN(overlapping_writes_two_reactors);
-	RUN(corruption_1000_flips);
-	RUN(scrub_repairs);
-	RUN(member_failure_and_rebuild);
-	RUN(superblock_reassembly);
+	const char *only = argc > 1 ? argv[1] : NULL;
+#define RUN_IF(t)                                     \
+	do {                                          \
+		if (!only || strstr(#t, only))        \
+			RUN(t);                       \
+	} while (0)
+	RUN_IF(bad_input);
+	RUN_IF(random_io_all_levels);
+	RUN_IF(overlapping_writes_two_reactors);
+	RUN_IF(corruption_1000_flips);
+	RUN_IF(scrub_repairs);
+	RUN_IF(member_failure_and_rebuild);
+	RUN_IF(superblock_reassembly);
 	fprintf(stderr, "raid_test: ok\n");
 	return 0;
 }
