@@ -347,6 +347,7 @@ struct burst {
 	atomic_uint done;
 	atomic_int failed;
 	struct fb_io_channel *ch;
+	struct iovec iov[24];    /* must live until each write completes */
 };
 
 static void burst_done(struct fb_bdev_io *io, int status, void *arg)
@@ -365,8 +366,10 @@ static void burst_msg(void *arg)
 
 	b->ch = fb_bdev_get_io_channel(b->d);
 	for (unsigned i = b->first; i < b->first + b->count; i++) {
-		struct iovec iov = {b->data + (size_t)i * BS, BS};
-		int rc = fb_bdev_writev_blocks(b->d, b->ch, &iov, 1, b->lba[i], 1, 0, burst_done, b);
+		int rc;
+
+		b->iov[i] = (struct iovec){b->data + (size_t)i * BS, BS};
+		rc = fb_bdev_writev_blocks(b->d, b->ch, &b->iov[i], 1, b->lba[i], 1, 0, burst_done, b);
 
 		if (rc) {
 			atomic_store(&b->failed, rc);
