@@ -48,6 +48,7 @@ struct raid_bm_owner {
 	struct bm_child {
 		struct raid_bm_owner *o;
 		unsigned member;
+		struct iovec iov;     /* lives until the write completes */
 	} ctx[RAID_MAX_MEMBERS];
 };
 
@@ -87,8 +88,11 @@ static void member_io_done(struct fb_bdev_io *bio, int status, void *arg)
 
 	fb_bdev_free_io(bio);
 	atomic_fetch_sub(&o->r->m[c->member].inflight, 1);
-	if (status)
+	if (status) {
+		fb_log(o->r->e, FB_LOG_ERROR, "raid '%s': metadata write to '%s' failed: %s",
+		       o->r->name, o->r->m[c->member].name, strerror(-status));
 		raid_member_fail(o->r, c->member, "metadata write failed");
+	}
 	if (--o->outstanding == 0)
 		owner_phase_done(o);
 }
@@ -98,17 +102,22 @@ static void owner_write_one(struct raid_bm_owner *o, unsigned i, void *buf, uint
 			    uint64_t nblk)
 {
 	struct raid_bdev *r = o->r;
-	struct iovec iov = {buf, nblk * r->block_size};
 	int s = atomic_load(&r->m[i].state);
 
 	if ((s != MEMBER_ONLINE && s != MEMBER_REBUILDING) || !r->r0ch[i] || !r->m[i].desc)
 		return;
 	o->ctx[i].o = o;
 	o->ctx[i].member = i;
+	o->ctx[i].iov = (struct iovec){buf, nblk * r->block_size};
 	atomic_fetch_add(&r->m[i].inflight, 1);
 	o->outstanding++;
-	if (fb_bdev_writev_blocks(r->m[i].desc, r->r0ch[i], &iov, 1, blk, nblk, FB_IO_FLAG_FUA,
-				  member_io_done, &o->ctx[i])) {
+	int rc = fb_bdev_writev_blocks(r->m[i].desc, r->r0ch[i], &o->ctx[i].iov, 1, blk, nblk, FB_IO_FLAG_FUA,
+				       member_io_done, &o->ctx[i]);
+
+	if (rc) {
+		fb_log(r->e, FB_LOG_ERROR, "raid '%s': metadata write to '%s' (blocks %llu+%llu) not "
+		       "started: %s", r->name, r->m[i].name, (unsigned long long)blk,
+		       (unsigned long long)nblk, strerror(-rc));
 		atomic_fetch_sub(&r->m[i].inflight, 1);
 		o->outstanding--;
 		raid_member_fail(r, i, "metadata write failed");
