@@ -10,8 +10,8 @@
  * assembly resyncs just those.
  *
  * Bits are cleared lazily by a timer on reactor 0: a region with no write
- * in flight for two ticks gets its CRC table pages written, then its bit
- * cleared on disk. The writer side increments the region's in-flight count
+ * in flight for two ticks gets its CRC table pages written, every member
+ * flushed (its data and parity stable), then its bit cleared on disk. The writer side increments the region's in-flight count
  * before testing the bit and the cleaner clears the bit before testing the
  * count (both sequentially consistent), so a writer either sees the bit
  * cleared (and asks for it again) or the cleaner sees the writer.
@@ -39,7 +39,7 @@ struct raid_bm_owner {
 	struct raid_io *current;      /* covered by the write in flight */
 	bool writing, stopping, started;
 	int outstanding;
-	int phase;                    /* 0 bitmap write for waiters, 1 cleaner CRC, 2 cleaner bitmap */
+	int phase;                    /* 0 bitmap for waiters; cleaner: 1 CRC, 3 flush, 2 bitmap */
 	struct fb_timer timer;
 	uint8_t *crcbuf;
 	size_t crcbuf_len;
@@ -122,6 +122,30 @@ static void owner_write_one(struct raid_bm_owner *o, unsigned i, void *buf, uint
 		o->outstanding--;
 		raid_member_fail(r, i, "metadata write failed");
 	}
+}
+
+static void owner_flush_members(struct raid_bm_owner *o)
+{
+	struct raid_bdev *r = o->r;
+
+	o->phase = 3;
+	o->outstanding = 1;
+	for (unsigned i = 0; i < r->n; i++) {
+		int s = atomic_load(&r->m[i].state);
+
+		if ((s != MEMBER_ONLINE && s != MEMBER_REBUILDING) || !r->r0ch[i] || !r->m[i].desc)
+			continue;
+		o->ctx[i].o = o;
+		o->ctx[i].member = i;
+		atomic_fetch_add(&r->m[i].inflight, 1);
+		o->outstanding++;
+		if (fb_bdev_flush_blocks(r->m[i].desc, r->r0ch[i], 0, 0, member_io_done, &o->ctx[i])) {
+			atomic_fetch_sub(&r->m[i].inflight, 1);
+			o->outstanding--;
+		}
+	}
+	if (--o->outstanding == 0)
+		owner_phase_done(o);
 }
 
 static void owner_write_bitmap(struct raid_bm_owner *o, int phase)
@@ -225,11 +249,16 @@ static void owner_phase_done(struct raid_bm_owner *o)
 			fb_reactor_send(fb_io_channel_get_reactor(rio->ch), proceed_msg, rio);
 		}
 	} else if (o->phase == 1) {
+		/* The regions' data and parity must be stable before their
+		 * bits go: a flush of every member, then the bitmap. */
 		if (o->nclean) {
-			o->nclean = 0;
-			owner_write_bitmap(o, 2);
+			owner_flush_members(o);
 			return;
 		}
+	} else if (o->phase == 3) {
+		o->nclean = 0;
+		owner_write_bitmap(o, 2);
+		return;
 	}
 	o->writing = false;
 	if (o->pending && !o->stopping)
