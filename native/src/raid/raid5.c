@@ -256,7 +256,7 @@ static void overlay(struct raid_io *rio)
 	struct raid_bdev *r = rio->r;
 
 	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
-		uint64_t a, b;
+		uint64_t a = 0, b = 0;
 		unsigned m = raid5_data_member(r, rio->row, k);
 
 		if (!strip_range(rio, k, &a, &b))
@@ -472,7 +472,7 @@ static void partial_write(struct raid_io *rio)
 
 	for (unsigned k = 0; k < nd; k++) {
 		unsigned m = raid5_data_member(r, rio->row, k);
-		uint64_t a, b;
+		uint64_t a = 0, b = 0;
 
 		if (k >= rio->touched_lo && k <= rio->touched_hi) {
 			rmw |= 1u << m;
@@ -523,7 +523,7 @@ static void copy_out(struct raid_io *rio)
 	struct iovec *iov = user_iov(rio, &iovcnt);
 
 	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
-		uint64_t a, b;
+		uint64_t a = 0, b = 0;
 		unsigned m = raid5_data_member(r, rio->row, k);
 
 		if (!strip_range(rio, k, &a, &b))
@@ -662,7 +662,7 @@ static void fast_read(struct raid_io *rio)
 	for (unsigned pass = 0; pass < 2; pass++) {
 		rio->nchild = 0;
 		for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
-			uint64_t a, b;
+			uint64_t a = 0, b = 0;
 			unsigned m = raid5_data_member(r, rio->row, k);
 			struct raid_child *c;
 
