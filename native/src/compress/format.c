@@ -220,3 +220,12 @@ int fb_cmp_page_check(const struct fb_cmp_header *h, const void *page_buf, uint6
 	*gen = ph.gen;
 	return 0;
 }
+
+bool fb_cmp_page_is_ours(const struct fb_cmp_header *h, const void *page_buf, uint64_t page)
+{
+	struct fb_cmp_page_hdr ph;
+
+	memcpy(&ph, page_buf, sizeof(ph));
+	return ph.magic == FB_CMP_PAGE_MAGIC && ph.page == page &&
+	       memcmp(ph.uuid, h->uuid, sizeof(ph.uuid)) == 0;
+}

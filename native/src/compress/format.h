@@ -136,5 +136,7 @@ void fb_cmp_page_seal(const struct fb_cmp_header *h, void *page_buf, uint64_t pa
  * volume; -1 otherwise (torn, another volume's, never written). */
 int fb_cmp_page_check(const struct fb_cmp_header *h, const void *page_buf, uint64_t page,
 		      uint64_t *gen);
+/* Whether buf starts with this volume's header for page `page` (valid or not). */
+bool fb_cmp_page_is_ours(const struct fb_cmp_header *h, const void *page_buf, uint64_t page);
 
 #endif

@@ -117,8 +117,15 @@ int fb_cmp_map_load_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
 		if (fb_cmp_page_check(&m->h, slots[s], page, &g[s]) == 0 && (best < 0 || g[s] > g[best]))
 			best = s;
 	}
-	if (best < 0)
+	if (best < 0) {
+		for (int s = 0; s < 2; s++) {
+			if (fb_cmp_page_is_ours(&m->h, slots[s], page)) {
+				fb_cmp_map_mark_dirty(m, page);
+				return 2;
+			}
+		}
 		return 1;
+	}
 	m->gen[page] = g[best];
 	memcpy(&m->ent[page * FB_CMP_ENTRIES_PER_PAGE],
 	       (const uint8_t *)slots[best] + sizeof(struct fb_cmp_page_hdr),
@@ -148,6 +155,12 @@ static void count(struct fb_cmp_map *m, const struct fb_cmp_entry *e, int sign)
 		m->stored_bytes += (uint64_t)sign * len;
 		m->stored_units += (uint64_t)sign * fb_cmp_map_units(m, (uint32_t)len);
 	}
+}
+
+void fb_cmp_map_mark_dirty(struct fb_cmp_map *m, uint64_t page)
+{
+	if (m->ndirty < m->dirty_cap || dirty_get(m, page))
+		dirty_mark(m, page);
 }
 
 static const char *entry_problem(const struct fb_cmp_map *m, const struct fb_cmp_entry *e)
@@ -196,8 +209,7 @@ uint64_t fb_cmp_map_rebuild(struct fb_cmp_map *m, fb_cmp_repair_fn report, void 
 		memset(e, 0, sizeof(*e));
 		/* Repairs are written by the first commit; past dirty_cap the
 		 * rest are redone from the same damage on the next open. */
-		if (m->ndirty < m->dirty_cap)
-			dirty_mark(m, page_of(c));
+		fb_cmp_map_mark_dirty(m, page_of(c));
 		repaired++;
 	}
 	return repaired;

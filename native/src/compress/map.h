@@ -56,8 +56,10 @@ void fb_cmp_map_fini(struct fb_cmp_map *m);
 uint64_t fb_cmp_map_units(const struct fb_cmp_map *m, uint32_t len);
 
 /* Open: page p's two slot images (read from the base). Returns 0 when a
- * valid copy was found (entries loaded), 1 when neither slot is valid
- * (entries stay unmapped: a page never written, or both copies damaged). */
+ * valid copy was found (entries loaded), 1 when neither slot holds a copy
+ * (a page never written: its entries are unmapped), 2 when a slot holds
+ * this volume's page header but no slot is valid (both copies damaged: the
+ * entries are lost, read as unmapped, and the page is marked for rewrite). */
 int fb_cmp_map_load_page(struct fb_cmp_map *m, uint64_t page, const void *slot0, const void *slot1);
 
 /* Open, after every page is loaded: checks each entry and marks its units
@@ -67,6 +69,9 @@ int fb_cmp_map_load_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
  * report(arg, chunk, why) is called for each. Returns how many. */
 typedef void (*fb_cmp_repair_fn)(void *arg, uint64_t chunk, const char *why);
 uint64_t fb_cmp_map_rebuild(struct fb_cmp_map *m, fb_cmp_repair_fn report, void *arg);
+
+/* Marks a page to be written by the next commit (repairs at open). */
+void fb_cmp_map_mark_dirty(struct fb_cmp_map *m, uint64_t page);
 
 /* Whether set(chunk) can run now; false means a commit must finish first
  * (the dirty page list or the pending-free list is full). */
