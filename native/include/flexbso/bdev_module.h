@@ -195,6 +195,12 @@ const struct fb_bdev_module *fb_bdev_get_module(const struct fb_bdev *bdev);
 void fb_bdev_get_uuid(const struct fb_bdev *bdev, struct fb_uuid *out);
 struct fb_engine *fb_bdev_get_engine(const struct fb_bdev *bdev);
 
+/* A module's delete RPC: deletes bdev `name` (or uuid) if `m` registered
+ * it. -ENODEV when absent or another module's (err names that module's
+ * delete method), else fb_bdev_delete's result. Control threads. */
+int fb_bdev_delete_own(struct fb_engine *e, const char *name, const struct fb_bdev_module *m,
+		       struct fb_err *err);
+
 /* Virtual bdevs claim their bases so nothing else opens them for writing. */
 int fb_bdev_claim(struct fb_bdev_desc *desc, const struct fb_bdev_module *by, struct fb_err *err);
 

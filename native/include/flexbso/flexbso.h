@@ -176,10 +176,14 @@ struct fb_bdev_info {
 	uint32_t block_size;
 	uint64_t num_blocks;
 	const char *claimed_by;   /* module name of the claiming bdev, or NULL */
-	const char *config_json;  /* params of the create RPC that rebuilds it (SPDK framework_get_config) */
-	const char *driver_json;  /* module-specific info object for bdev_get_bdevs */
+	/* framework_get_config: a JSON array of the {"method","params"} entries
+	 * that rebuild it (the module's write_config_json), or NULL. */
+	const char *config_json;
+	/* bdev_get_bdevs' driver_specific: a JSON object of the module's named
+	 * members (dump_info_json), e.g. {"uring":{...}}, or NULL. */
+	const char *driver_json;
 	struct fb_bdev_stats stats;
-	const char *create_method; /* e.g. "bdev_malloc_create" (framework_get_config) */
+	const char *create_method; /* unused since ABI v2 (always NULL): see config_json */
 	const char *claim_holder;  /* e.g. "error bdev 'EE_M0'", or NULL */
 	char uuid[FB_UUID_STR_LEN];
 	const char *product_name;

@@ -89,8 +89,11 @@ struct fb_json_field {
 	const char *name;
 	size_t offset;              /* offsetof(struct your_params, field) */
 	enum fb_json_field_type type;
-	bool optional;              /* absent or null: the field keeps what the caller put there */
-	uint64_t min, max;          /* integers and array counts; max 0 = the type's maximum */
+	/* absent or null: the field keeps what params_init put there (which
+	 * sets no pointers: decoded strings and arrays are freed after the call) */
+	bool optional;
+	/* integers, array counts and string lengths; max 0 = the type's maximum */
+	uint64_t min, max;
 	bool power_of_two;          /* integers: 0 is refused too */
 	const char *const *choices; /* strings: the allowed values, NULL-terminated; NULL = any */
 	const char *hint;           /* ends "Fix: pass ...", e.g. "a bdev name, e.g. \"Malloc0\"" */
