@@ -83,7 +83,10 @@ struct cmp_io {
 	struct fb_bdev_io *io;
 	struct fb_io_channel *ch;
 	struct cmp_bdev *cb;
-	uint64_t chunk;
+	uint64_t io_off, io_len;      /* the request, bytes */
+	uint64_t done;                /* bytes of it finished (segments before this one) */
+	bool in_run, again;           /* segment loop without recursion */
+	uint64_t chunk;               /* this segment: */
 	uint32_t off, len;            /* bytes within the chunk */
 	enum fb_io_type type;
 	bool locked;
@@ -515,16 +518,72 @@ static void iov_done_free(struct fb_bdev_io *bio)
 	fb_bdev_free_io(bio);
 }
 
-static void cio_finish(struct cmp_io *c, int status)
+static void put_bufs(struct cmp_io *c)
 {
 	for (int i = 0; i < 2; i++) {
 		if (c->buf[i])
 			fb_io_channel_put_buf(c->ch, c->buf[i], c->cb->chunk);
 		c->buf[i] = NULL;
 	}
+}
+
+static void run_segments(struct cmp_io *c);
+
+/* Sets up the segment of the request that starts at c->done. */
+static void segment_setup(struct cmp_io *c)
+{
+	uint64_t pos = c->io_off + c->done;
+	uint64_t left = c->io_len - c->done;
+
+	c->chunk = pos / c->cb->chunk;
+	c->off = (uint32_t)(pos % c->cb->chunk);
+	c->len = (uint32_t)(left < c->cb->chunk - c->off ? left : c->cb->chunk - c->off);
+}
+
+static bool last_segment(const struct cmp_io *c)
+{
+	return c->done + c->len == c->io_len;
+}
+
+static void complete_io(struct cmp_io *c, int status)
+{
+	put_bufs(c);
+	/* Inside run_segments' loop c must outlive the loop's next look at it. */
+	if (c->in_run)
+		fb_bdev_io_complete_deferred(c->io, status);
+	else
+		fb_bdev_io_complete(c->io, status);
+}
+
+/* Ends the current segment: the next one starts, or the request completes.
+ * (The core splits at chunk boundaries when it supports
+ * optimal_io_boundary, making every request one segment; this loop keeps
+ * requests that span chunks correct either way.) */
+static void cio_finish(struct cmp_io *c, int status)
+{
 	if (c->locked)
 		lock_release(c);
-	fb_bdev_io_complete(c->io, status);
+	if (status || last_segment(c)) {
+		complete_io(c, status);
+		return;
+	}
+	c->done += c->len;
+	segment_setup(c);
+	if (c->in_run)
+		c->again = true;
+	else
+		run_segments(c);
+}
+
+static void run_segments(struct cmp_io *c)
+{
+	c->in_run = true;
+	do {
+		c->again = false;
+		if (lock_acquire(c))
+			cio_start(c);
+	} while (c->again);
+	c->in_run = false;
 }
 
 static bool cio_get_bufs(struct cmp_io *c)
@@ -544,7 +603,7 @@ static void set_entry(struct cmp_io *c);
 
 static void fua_done(struct cmp_io *c)
 {
-	cio_finish(c, c->rc);
+	complete_io(c, c->rc);
 }
 
 static void set_entry_retry(struct cmp_io *c)
@@ -575,10 +634,13 @@ static void set_entry(struct cmp_io *c)
 	fb_cmp_map_set(&cb->map, c->chunk, &c->neu);
 	pthread_mutex_unlock(&cb->mu);
 	c->neu_allocated = false;
-	if (fb_bdev_io_get_flags(c->io) & FB_IO_FLAG_FUA)
+	if ((fb_bdev_io_get_flags(c->io) & FB_IO_FLAG_FUA) && last_segment(c)) {
+		/* Durable before the ack: one commit covers every segment. */
+		lock_release(c);
 		commit_wait(c, fua_done);
-	else
+	} else {
 		cio_finish(c, 0);
+	}
 }
 
 static void data_written(struct fb_bdev_io *bio, int status, void *arg)
@@ -662,7 +724,7 @@ static void merge(struct cmp_io *c)
 		int iovcnt;
 		struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
-		fb_iov_to_buf(p + c->off, iov, iovcnt, 0, c->len);
+		fb_iov_to_buf(p + c->off, iov, iovcnt, c->done, c->len);
 	} else {
 		memset(p + c->off, 0, c->len);
 	}
@@ -679,7 +741,7 @@ static void decoded_for_read(struct cmp_io *c)
 		return;
 	}
 	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
-	fb_iov_from_buf(iov, iovcnt, 0, c->buf[c->plain] + c->off, c->len);
+	fb_iov_from_buf(iov, iovcnt, c->done, c->buf[c->plain] + c->off, c->len);
 	cio_finish(c, 0);
 }
 
@@ -755,7 +817,7 @@ static void cio_start(struct cmp_io *c)
 			int iovcnt;
 			struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
-			fb_iov_memset(iov, iovcnt, 0, 0, c->len);
+			fb_iov_memset(iov, iovcnt, c->done, 0, c->len);
 			cio_finish(c, 0);
 			return;
 		}
@@ -809,16 +871,14 @@ static void cmp_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 		fb_bdev_io_complete_deferred(io, -ENOTSUP);
 		return;
 	}
-	c->chunk = off / cb->chunk;
-	c->off = (uint32_t)(off % cb->chunk);
-	c->len = (uint32_t)len;
-	/* The core splits at chunk boundaries (optimal_io_boundary). */
-	if (len == 0 || c->off + len > cb->chunk) {
-		fb_bdev_io_complete_deferred(io, -EINVAL);
+	c->io_off = off;
+	c->io_len = len;
+	if (len == 0) {
+		fb_bdev_io_complete_deferred(io, 0);
 		return;
 	}
-	if (lock_acquire(c))
-		cio_start(c);
+	segment_setup(c);
+	run_segments(c);
 }
 
 /* ------------------------------------------------------------ fn table */
@@ -1277,6 +1337,8 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	oo.event_cb = base_event;
 	oo.event_ctx = cb;
 	rc = fb_bdev_open(e, a->base_name, &oo, &cb->base, err);
+	if (rc == -ENOENT)
+		rc = -ENODEV; /* SPDK's code for a missing base */
 	if (rc)
 		goto fail;
 	base = fb_bdev_desc_get_bdev(cb->base);

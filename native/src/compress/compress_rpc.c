@@ -69,19 +69,8 @@ static int rpc_delete(struct fb_engine *e, const void *params, struct fb_json_wr
 		      struct fb_err *err)
 {
 	const struct name_params *p = params;
-	struct fb_json_writer *probe = fb_json_writer_new();
-	char *out = NULL;
-	int rc;
+	int rc = fb_bdev_delete_own(e, p->name, &fb_cmp_module, err);
 
-	/* Only compress bdevs: the stats lookup names the fix if it is not one. */
-	if (!probe)
-		return -ENOMEM;
-	rc = fb_cmp_write_stats(e, p->name, probe, err);
-	if (fb_json_writer_finish(probe, &out, NULL) == 0)
-		free(out);
-	if (rc)
-		return rc;
-	rc = fb_bdev_delete(e, p->name, err);
 	if (rc)
 		return rc;
 	fb_json_write_bool(w, true);
