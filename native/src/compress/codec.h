@@ -1,0 +1,81 @@
+/* Codecs of the compress bdev, behind one interface.
+ *
+ * A codec turns one chunk into a self-contained compressed stream and back;
+ * nothing is shared between chunks, so any chunk decodes alone. Each codec
+ * works on a private per-thread context (the worker pool owns one per codec
+ * per thread), so the hot path allocates nothing once a context exists.
+ *
+ * Formats vs. implementations: "deflate" (ISA-L igzip, the default on x86)
+ * and "zlib" (the portable fallback) both write raw deflate (RFC 1951), so a
+ * volume written by one is read by the other, on any CPU, and by the DOCA
+ * slot below. lz4 writes an LZ4 block, zstd a zstd frame.
+ *
+ * DOCA slot (BlueField, not implemented here): BlueField-3's compress engine
+ * can only decompress (deflate and LZ4 blocks), so DOCA plugs in as a
+ * decompress-only implementation of a format: an entry of
+ * fb_cmp_decompress_impl[] (codec.c) whose decompress submits a DOCA
+ * compress "decompress deflate" task and whose compress is NULL. Writes keep
+ * using the CPU codec of the same format. The bdev refuses engine "doca"
+ * (and "gpu") at create with -EINVAL until such an entry exists.
+ */
+#ifndef FB_COMPRESS_CODEC_H
+#define FB_COMPRESS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Stored in the volume header: never renumber. */
+enum fb_cmp_algo {
+	FB_CMP_DEFLATE = 1, /* raw deflate through ISA-L igzip */
+	FB_CMP_ZLIB = 2,    /* raw deflate through zlib (same format as DEFLATE) */
+	FB_CMP_LZ4 = 3,     /* LZ4 block; levels >= 2 use LZ4HC */
+	FB_CMP_ZSTD = 4,    /* zstd frame */
+	FB_CMP_ALGO_MAX = 4,
+};
+
+struct fb_cmp_codec {
+	enum fb_cmp_algo algo;
+	const char *name;           /* "deflate", "zlib", "lz4", "zstd" */
+	enum fb_cmp_algo format;    /* algorithms with the same format decode each other */
+	int min_level, max_level, default_level;
+	/* Per-thread context: 0 or -ENOMEM. */
+	int (*ctx_new)(void **ctx);
+	void (*ctx_free)(void *ctx);
+	/* Compresses src into at most cap bytes of dst: 0 with *out set, or
+	 * -ENOSPC when the result would not fit (the early-abort signal). */
+	int (*compress)(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
+			size_t *out);
+	/* Decodes exactly dst_len bytes from exactly src_len bytes: 0, or
+	 * -EBADMSG for a stream that is damaged or of the wrong length. */
+	int (*decompress)(void *ctx, const void *src, size_t src_len, void *dst, size_t dst_len);
+};
+
+/* NULL for an unknown id or name. Names accept SPDK's spellings too
+ * (case-insensitive "deflate", "lz4"). */
+const struct fb_cmp_codec *fb_cmp_codec_get(enum fb_cmp_algo algo);
+const struct fb_cmp_codec *fb_cmp_codec_by_name(const char *name);
+/* "deflate, zlib, lz4, zstd" for messages. */
+const char *fb_cmp_codec_names(void);
+
+/* A thread's contexts for every codec, created on first use. */
+struct fb_cmp_codec_ctxs {
+	void *ctx[FB_CMP_ALGO_MAX + 1];
+};
+/* 0 or -ENOMEM. */
+int fb_cmp_codec_ctx(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *codec, void **out);
+void fb_cmp_codec_ctxs_free(struct fb_cmp_codec_ctxs *c);
+
+/* Convenience wrappers that pick the context from c (0 / -errno). The
+ * decompressor is the fastest implementation of the codec's format. */
+int fb_cmp_compress(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *codec, int level,
+		    const void *src, size_t len, void *dst, size_t cap, size_t *out);
+int fb_cmp_decompress(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *codec,
+		      const void *src, size_t src_len, void *dst, size_t dst_len);
+
+/* The per-implementation descriptors (codec_*.c). */
+extern const struct fb_cmp_codec fb_cmp_codec_isal;
+extern const struct fb_cmp_codec fb_cmp_codec_zlib;
+extern const struct fb_cmp_codec fb_cmp_codec_lz4;
+extern const struct fb_cmp_codec fb_cmp_codec_zstd;
+
+#endif

@@ -1,0 +1,141 @@
+/* JSON-RPC methods of the compress module: bdev_compress_create (SPDK's
+ * params plus chunk_size, engine and num_blocks), bdev_compress_delete,
+ * bdev_compress_get_stats, bdev_compress_set_options. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress_internal.h"
+
+static void create_init(void *p)
+{
+	struct fb_cmp_create_params *c = p;
+
+	c->comp_level = UINT32_MAX;
+	c->chunk_size = 16384;
+}
+
+static const struct fb_json_field create_fields[] = {
+	{.name = "base_bdev_name", .offset = offsetof(struct fb_cmp_create_params, base_bdev_name),
+	 .type = FB_JSON_STRING, .hint = "the bdev to store the volume on, e.g. \"Malloc0\""},
+	{.name = "name", .offset = offsetof(struct fb_cmp_create_params, name), .type = FB_JSON_STRING,
+	 .optional = true, .min = 1, .max = 255, .hint = "a bdev name; default \"COMP_<base>\""},
+	{.name = "comp_algo", .offset = offsetof(struct fb_cmp_create_params, comp_algo),
+	 .type = FB_JSON_STRING, .optional = true,
+	 .hint = "one of \"deflate\" (ISA-L, default), \"zlib\", \"lz4\", \"zstd\""},
+	{.name = "comp_level", .offset = offsetof(struct fb_cmp_create_params, comp_level),
+	 .type = FB_JSON_U32, .optional = true,
+	 .hint = "a level of the algorithm (deflate 0-3, zlib 1-9, lz4 1-12, zstd 1-19)"},
+	{.name = "lb_size", .offset = offsetof(struct fb_cmp_create_params, lb_size),
+	 .type = FB_JSON_U32, .optional = true, .hint = "512 or 4096"},
+	{.name = "chunk_size", .offset = offsetof(struct fb_cmp_create_params, chunk_size),
+	 .type = FB_JSON_U32, .optional = true,
+	 .hint = "bytes, a power of two from the block size to 1048576, e.g. 16384"},
+	{.name = "engine", .offset = offsetof(struct fb_cmp_create_params, engine),
+	 .type = FB_JSON_STRING, .optional = true, .hint = "\"auto\" or \"cpu\""},
+	{.name = "pm_path", .offset = offsetof(struct fb_cmp_create_params, pm_path),
+	 .type = FB_JSON_STRING, .optional = true,
+	 .hint = "any path (SPDK's; unused: the volume needs no persistent memory)"},
+	{.name = "num_blocks", .offset = offsetof(struct fb_cmp_create_params, num_blocks),
+	 .type = FB_JSON_U64, .optional = true,
+	 .hint = "the logical size in lb_size blocks, a whole number of chunks; default: the "
+		 "base's capacity"},
+};
+
+static int rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		      struct fb_err *err)
+{
+	char *name = NULL;
+	int rc = fb_cmp_create(e, params, &name, err);
+
+	if (rc)
+		return rc;
+	fb_json_write_string(w, name);
+	free(name);
+	return 0;
+}
+
+struct name_params {
+	char *name;
+};
+
+static const struct fb_json_field delete_fields[] = {
+	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
+	 .hint = "the compress bdev's name, e.g. \"COMP_Malloc0\""},
+};
+
+static int rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		      struct fb_err *err)
+{
+	const struct name_params *p = params;
+	int rc = fb_bdev_delete_own(e, p->name, &fb_cmp_module, err);
+
+	if (rc)
+		return rc;
+	fb_json_write_bool(w, true);
+	return 0;
+}
+
+static const struct fb_json_field stats_fields[] = {
+	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
+	 .optional = true, .hint = "a compress bdev's name; omit for all"},
+};
+
+static int rpc_stats(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		     struct fb_err *err)
+{
+	const struct name_params *p = params;
+
+	if (!p->name) {
+		fb_cmp_write_all_stats(e, w);
+		return 0;
+	}
+	fb_json_write_array_begin(w);
+	{
+		int rc = fb_cmp_write_stats(e, p->name, w, err);
+
+		if (rc)
+			return rc;
+	}
+	fb_json_write_array_end(w);
+	return 0;
+}
+
+struct options_params {
+	uint32_t worker_threads;
+};
+
+static const struct fb_json_field options_fields[] = {
+	{.name = "worker_threads", .offset = offsetof(struct options_params, worker_threads),
+	 .type = FB_JSON_U32, .max = 64,
+	 .hint = "codec threads, 0 to 64 (0 = compress on the reactors)"},
+};
+
+static int rpc_options(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		       struct fb_err *err)
+{
+	const struct options_params *p = params;
+	int rc = fb_cmp_set_worker_threads(e, p->worker_threads, err);
+
+	if (rc)
+		return rc;
+	fb_json_write_bool(w, true);
+	return 0;
+}
+
+const struct fb_rpc_method fb_cmp_rpcs[FB_CMP_NRPCS] = {
+	{.name = "bdev_compress_create", .params = create_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(create_fields),
+	 .params_size = sizeof(struct fb_cmp_create_params), .params_init = create_init,
+	 .handler = rpc_create},
+	{.name = "bdev_compress_delete", .params = delete_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(delete_fields), .params_size = sizeof(struct name_params),
+	 .handler = rpc_delete},
+	{.name = "bdev_compress_get_stats", .params = stats_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(stats_fields), .params_size = sizeof(struct name_params),
+	 .handler = rpc_stats},
+	{.name = "bdev_compress_set_options", .params = options_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(options_fields),
+	 .params_size = sizeof(struct options_params), .handler = rpc_options},
+};

@@ -1,0 +1,362 @@
+/* Compress bdev layout, allocator and chunk map, without the engine:
+ * geometry and its refusals, header damage named, page slots, next-fit
+ * packing, and a crash simulation of the commit protocol (map.c's rules):
+ * after a crash at any point, every chunk maps to its last committed or
+ * its in-flight content, and the units it maps were never reused. */
+#include "../src/compress/alloc.h"
+#include "../src/compress/codec.h"
+#include "../src/compress/format.h"
+#include "../src/compress/map.h"
+#include "harness.h"
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static struct fb_cmp_header make_header(uint64_t base_bytes, uint32_t bbs, uint32_t chunk,
+					uint64_t num_chunks)
+{
+	struct fb_cmp_geometry_req r = {.base_bytes = base_bytes, .base_block_size = bbs,
+					.chunk_size = chunk, .lb_size = 512, .num_chunks = num_chunks};
+	struct fb_cmp_header h;
+	char msg[512];
+
+	if (fb_cmp_geometry(&r, &h, msg, sizeof(msg)))
+		th_fail(__FILE__, __LINE__, "geometry: %s", msg);
+	h.algo = FB_CMP_LZ4;
+	h.level = 1;
+	for (int i = 0; i < 16; i++)
+		h.uuid[i] = (uint8_t)(i * 7 + 1);
+	fb_cmp_header_seal(&h);
+	return h;
+}
+
+TEST(test_geometry)
+{
+	struct fb_cmp_geometry_req r = {.base_bytes = 64 << 20, .base_block_size = 512,
+					.chunk_size = 16384, .lb_size = 4096};
+	struct fb_cmp_header h;
+	char msg[512];
+
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), 0);
+	/* 1:1: every chunk fits raw, and one more would not. */
+	CHECK(h.num_chunks * 16384 <= h.data_units * h.unit_size);
+	CHECK(h.num_chunks >= (64u << 20) / 16384 - 12); /* 4 KiB header + 17 map pages x 8 KiB */
+	CHECK_EQ(h.unit_size, 512);
+	CHECK(h.data_offset + h.data_units * h.unit_size <= r.base_bytes);
+	r.num_chunks = h.num_chunks + 1;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), 0); /* overcommit is allowed */
+	r.num_chunks = 0;
+
+	r.chunk_size = 12288;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "'chunk_size'") && strstr(msg, "power of two") && strstr(msg, "12288"));
+	r.chunk_size = 2048; /* smaller than lb_size 4096 */
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "'chunk_size'") && strstr(msg, "4096"));
+	r.chunk_size = 16384;
+	r.lb_size = 1024;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "'lb_size'"));
+	r.lb_size = 512;
+	r.base_bytes = 20000; /* header + map + one chunk need 4096 + 8192 + 16384 */
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), -ENOSPC);
+	CHECK(strstr(msg, "too small") && strstr(msg, "28672"));
+	r.base_bytes = 28672;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), 0);
+	CHECK_EQ(h.num_chunks, 1);
+	r.base_block_size = 4096;
+	r.base_bytes = 64 << 20;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), 0);
+	CHECK_EQ(h.unit_size, 4096);
+	r.base_block_size = 8192;
+	CHECK_EQ(fb_cmp_geometry(&r, &h, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "block size 8192"));
+}
+
+TEST(test_header_damage)
+{
+	struct fb_cmp_header h = make_header(64 << 20, 512, 16384, 0), out;
+	uint8_t buf[FB_CMP_HEADER_REGION] = {0};
+	char msg[512];
+
+	memcpy(buf, &h, sizeof(h));
+	CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), 0);
+	CHECK_EQ(out.num_chunks, h.num_chunks);
+	/* Any flipped bit in the header is named as damage. */
+	for (size_t i = 8; i < sizeof(h); i += 5) {
+		buf[i] ^= 0x10;
+		CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), -EINVAL);
+		CHECK(strstr(msg, "CRC32C mismatch"));
+		buf[i] ^= 0x10;
+	}
+	/* No magic: not a compress volume at all. */
+	buf[0] ^= 1;
+	CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), -ENOENT);
+	buf[0] ^= 1;
+	/* A base that shrank. */
+	CHECK_EQ(fb_cmp_header_check(buf, 32 << 20, 512, &out, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "shrank"));
+	/* Another block size than at create. */
+	CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 4096, &out, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "geometry"));
+	/* A newer version, sealed correctly. */
+	{
+		struct fb_cmp_header v2 = h;
+
+		v2.version = 2;
+		v2.crc = 0;
+		v2.crc = fb_cmp_crc32c(&v2, sizeof(v2));
+		memcpy(buf, &v2, sizeof(v2));
+		CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), -EINVAL);
+		CHECK(strstr(msg, "version 2"));
+	}
+}
+
+TEST(test_page_slots)
+{
+	struct fb_cmp_header h = make_header(64 << 20, 512, 16384, 0), other = h;
+	struct fb_cmp_entry e[FB_CMP_ENTRIES_PER_PAGE] = {{0}};
+	static uint8_t a[FB_CMP_PAGE_SIZE], b[FB_CMP_PAGE_SIZE];
+	uint64_t gen;
+
+	e[3] = (struct fb_cmp_entry){.unit = 40, .len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, 999),
+				     .crc = 0x1234};
+	fb_cmp_page_seal(&h, a, 1, 7, e, FB_CMP_ENTRIES_PER_PAGE);
+	CHECK_EQ(fb_cmp_page_check(&h, a, 1, &gen), 0);
+	CHECK_EQ(gen, 7);
+	CHECK_EQ(fb_cmp_page_check(&h, a, 2, &gen), -1);  /* another page's image */
+	other.uuid[0] ^= 1;
+	CHECK_EQ(fb_cmp_page_check(&other, a, 1, &gen), -1); /* another volume's */
+	memcpy(b, a, sizeof(b));
+	b[2000] ^= 4;
+	CHECK_EQ(fb_cmp_page_check(&h, b, 1, &gen), -1); /* torn / damaged */
+	memset(b, 0, sizeof(b));
+	CHECK_EQ(fb_cmp_page_check(&h, b, 1, &gen), -1); /* never written */
+	CHECK(fb_cmp_page_offset(&h, 1, 1) == h.map_offset + 3 * FB_CMP_PAGE_SIZE);
+}
+
+TEST(test_alloc)
+{
+	struct fb_cmp_alloc a;
+	uint64_t s, prev = 0;
+
+	CHECK_EQ(fb_cmp_alloc_init(&a, 1000), 0);
+	/* Next-fit packs consecutive allocations back to back. */
+	for (int i = 0; i < 10; i++) {
+		CHECK_EQ(fb_cmp_alloc_get(&a, 7, &s), 0);
+		CHECK_EQ(s, i ? prev + 7 : 0);
+		prev = s;
+	}
+	CHECK_EQ(a.used, 70);
+	fb_cmp_alloc_put(&a, 7, 7);
+	CHECK_EQ(fb_cmp_alloc_mark(&a, 6, 2), -EEXIST);
+	CHECK_EQ(fb_cmp_alloc_mark(&a, 7, 7), 0);
+	CHECK_EQ(fb_cmp_alloc_mark(&a, 995, 6), -ERANGE);
+	/* Fill to the end, then wrap into a freed hole. */
+	while (fb_cmp_alloc_get(&a, 10, &s) == 0)
+		;
+	CHECK(a.used >= 990);
+	fb_cmp_alloc_put(&a, 100, 20);
+	CHECK_EQ(fb_cmp_alloc_get(&a, 20, &s), 0);
+	CHECK_EQ(s, 100);
+	CHECK_EQ(fb_cmp_alloc_get(&a, 1000, &s), -ENOSPC);
+	/* Runs across 64-bit words. */
+	fb_cmp_alloc_put(&a, 60, 70);
+	CHECK_EQ(fb_cmp_alloc_get(&a, 70, &s), 0);
+	CHECK_EQ(s, 60);
+	fb_cmp_alloc_fini(&a);
+}
+
+/* ---- crash simulation of the commit protocol ---- */
+
+#define SIM_CHUNKS 700 /* three map pages */
+#define SIM_UNITS 1500
+
+struct sim {
+	struct fb_cmp_header h;
+	uint8_t (*disk)[2][FB_CMP_PAGE_SIZE]; /* map slots */
+	/* Data region: who wrote each unit last (chunk * 2^32 + version). */
+	uint64_t owner[SIM_UNITS];
+	/* Per chunk: version committed last, and the version in the commit in flight. */
+	uint32_t committed[SIM_CHUNKS], inflight[SIM_CHUNKS], ram[SIM_CHUNKS];
+	struct fb_cmp_map m;
+};
+
+static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t version)
+{
+	/* The crc field carries the version so the checker can tell contents apart. */
+	return (struct fb_cmp_entry){.unit = unit,
+				     .len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, len),
+				     .crc = version};
+}
+
+static void sim_reload(struct sim *s, struct fb_cmp_map *out, uint64_t *repairs)
+{
+	CHECK_EQ(fb_cmp_map_init(out, &s->h, 8, 64), 0);
+	for (uint64_t p = 0; p < s->h.map_pages; p++)
+		fb_cmp_map_load_page(out, p, s->disk[p][0], s->disk[p][1]);
+	*repairs = fb_cmp_map_rebuild(out, NULL, NULL);
+}
+
+/* After a crash: each chunk is at its committed or its in-flight version,
+ * and its units still hold that version's data. */
+static void sim_check(struct sim *s)
+{
+	struct fb_cmp_map r;
+	uint64_t repairs;
+
+	sim_reload(s, &r, &repairs);
+	CHECK_EQ(repairs, 0);
+	for (uint64_t c = 0; c < SIM_CHUNKS; c++) {
+		const struct fb_cmp_entry *e = &r.ent[c];
+		uint32_t v = fb_cmp_entry_state(e) == FB_CMP_UNMAPPED ? 0 : e->crc;
+
+		if (v != s->committed[c] && v != s->inflight[c])
+			th_fail(__FILE__, __LINE__, "chunk %llu: version %u after crash, want %u or %u",
+				(unsigned long long)c, v, s->committed[c], s->inflight[c]);
+		if (v == 0)
+			continue;
+		for (uint64_t u = e->unit; u < e->unit + fb_cmp_map_units(&r, fb_cmp_entry_len(e)); u++)
+			if (s->owner[u] != (c << 32 | v))
+				th_fail(__FILE__, __LINE__, "chunk %llu v%u: unit %llu was reused",
+					(unsigned long long)c, v, (unsigned long long)u);
+	}
+	fb_cmp_map_fini(&r);
+}
+
+/* Runs a commit; crash_at >= 0 stops after that many page writes, tearing
+ * the next one. Returns false when it crashed. */
+static bool sim_commit(struct sim *s, int crash_at, uint64_t *seed)
+{
+	size_t n = fb_cmp_map_snapshot(&s->m);
+
+	for (uint64_t c = 0; c < SIM_CHUNKS; c++)
+		s->inflight[c] = s->ram[c];
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p = s->m.stage_page[i];
+		unsigned slot = fb_cmp_map_stage_slot(&s->m, i);
+
+		if (crash_at >= 0 && (size_t)crash_at == i) {
+			/* Torn: part of the new image lands. */
+			memcpy(s->disk[p][slot], s->m.stage + i * FB_CMP_PAGE_SIZE,
+			       rng(seed) % FB_CMP_PAGE_SIZE);
+			return false;
+		}
+		memcpy(s->disk[p][slot], s->m.stage + i * FB_CMP_PAGE_SIZE, FB_CMP_PAGE_SIZE);
+	}
+	if (crash_at >= 0 && (size_t)crash_at >= n)
+		return false; /* crashed before the final flush: all pages landed anyway */
+	fb_cmp_map_commit_done(&s->m, true);
+	memcpy(s->committed, s->ram, sizeof(s->committed));
+	return true;
+}
+
+TEST(test_crash_simulation)
+{
+	uint64_t seed = 12345;
+
+	for (int round = 0; round < 200; round++) {
+		struct sim *s = calloc(1, sizeof(*s));
+		int ops = 1 + (int)(rng(&seed) % 1500);
+
+		CHECK(s);
+		s->h = make_header(FB_CMP_HEADER_REGION + 6 * FB_CMP_PAGE_SIZE + SIM_UNITS * 512ull, 512,
+				   4096, SIM_CHUNKS);
+		CHECK_EQ(s->h.map_pages, 3);
+		CHECK_EQ(s->h.data_units, SIM_UNITS);
+		s->disk = calloc(s->h.map_pages, sizeof(*s->disk));
+		CHECK(s->disk);
+		CHECK_EQ(fb_cmp_map_init(&s->m, &s->h, 8, 64), 0);
+		for (int op = 0; op < ops; op++) {
+			uint64_t c = rng(&seed) % SIM_CHUNKS, unit;
+			uint32_t len = 1 + (uint32_t)(rng(&seed) % 1536), v = s->ram[c] + 1;
+			struct fb_cmp_entry e;
+
+			if (!fb_cmp_map_can_set(&s->m, c)) {
+				CHECK(sim_commit(s, -1, &seed));
+				CHECK(fb_cmp_map_can_set(&s->m, c));
+			}
+			if (rng(&seed) % 8 == 0) {
+				/* Unmap: frees the chunk's units. */
+				e = (struct fb_cmp_entry){0};
+				v = 0;
+			} else {
+				if (fb_cmp_map_alloc(&s->m, len, &unit)) {
+					CHECK(sim_commit(s, -1, &seed)); /* frees pending space */
+					if (fb_cmp_map_alloc(&s->m, len, &unit))
+						continue; /* really full (fragmented) */
+				}
+				/* The data write (rule 2: before the entry changes). */
+				for (uint64_t u = unit; u < unit + fb_cmp_map_units(&s->m, len); u++)
+					s->owner[u] = c << 32 | v;
+				e = sim_entry(unit, len, v);
+			}
+			fb_cmp_map_set(&s->m, c, &e);
+			s->ram[c] = v;
+			if (rng(&seed) % 16 == 0)
+				CHECK(sim_commit(s, -1, &seed));
+		}
+		/* Crash: during a commit (torn page) or between commits. */
+		if (rng(&seed) % 2)
+			sim_commit(s, (int)(rng(&seed) % 9), &seed);
+		else
+			memcpy(s->inflight, s->committed, sizeof(s->inflight));
+		sim_check(s);
+		fb_cmp_map_fini(&s->m);
+		free(s->disk);
+		free(s);
+	}
+}
+
+static void count_repair(void *arg, uint64_t chunk, const char *why)
+{
+	(void)chunk;
+	(void)why;
+	(*(int *)arg)++;
+}
+
+/* Open repairs what cannot be right and says so: overlapping and
+ * out-of-range extents are unmapped, their pages re-written. */
+TEST(test_rebuild_repairs)
+{
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 6 * FB_CMP_PAGE_SIZE + 6000 * 512ull,
+					     512, 4096, 700);
+	struct fb_cmp_map m;
+	int reports = 0;
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 8, 64), 0);
+	m.ent[0] = sim_entry(0, 1000, 1);                 /* units 0, 1 */
+	m.ent[1] = sim_entry(1, 600, 1);                  /* overlaps chunk 0 */
+	m.ent[300] = sim_entry(5999, 1000, 1);            /* past the end */
+	m.ent[301] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, 100)};
+	m.ent[302] = (struct fb_cmp_entry){.len_state = 7u << 28};
+	m.ent[600] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
+	CHECK_EQ(fb_cmp_map_rebuild(&m, count_repair, &reports), 4);
+	CHECK_EQ(reports, 4);
+	CHECK_EQ(fb_cmp_entry_state(&m.ent[1]), FB_CMP_UNMAPPED);
+	CHECK_EQ(fb_cmp_entry_state(&m.ent[0]), FB_CMP_COMPRESSED);
+	CHECK_EQ(fb_cmp_entry_state(&m.ent[600]), FB_CMP_ZERO);
+	CHECK_EQ(m.alloc.used, 2);
+	CHECK_EQ(m.ndirty, 2); /* pages 0 and 1 are written by the first commit */
+	CHECK_EQ(fb_cmp_map_snapshot(&m), 2);
+	fb_cmp_map_commit_done(&m, true);
+	CHECK_EQ(m.gen[0], 1);
+	fb_cmp_map_fini(&m);
+}
+
+int main(void)
+{
+	RUN(test_geometry);
+	RUN(test_header_damage);
+	RUN(test_page_slots);
+	RUN(test_alloc);
+	RUN(test_crash_simulation);
+	RUN(test_rebuild_repairs);
+	fprintf(stderr, "compress_map_test: ok\n");
+	return 0;
+}

@@ -1,0 +1,561 @@
+/* compress bdev end to end in the engine: random mixed workloads (reads,
+ * writes, write-zeroes, unmaps, flushes, FUA) of all sizes, unaligned to
+ * chunks, from two reactors at once onto shared chunks, checked against a
+ * reference image, on data of varied compressibility, for every codec;
+ * reopen from the base alone after a clean shutdown; space accounting;
+ * bad input refused with the param or the damage named and nothing
+ * written to the base. */
+#include <fcntl.h>
+#include <semaphore.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define SECT 512u
+#define GROUP 24u /* sectors per ownership group: 12 KiB, straddles 16 KiB chunks */
+#define QD 12
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Data of varied compressibility. */
+static void fill_data(uint8_t *b, size_t n, uint64_t *seed)
+{
+	static const char *const words[] = {"chunk ", "map ", "the ", "reactor ", "flush\n",
+					    "compress ", "of ", "block ", "write "};
+	size_t i = 0;
+
+	switch (rng(seed) % 5) {
+	case 0:
+		memset(b, 0, n);
+		break;
+	case 1:
+		th_fill_random(b, n, seed);
+		break;
+	case 2:
+		memset(b, (int)(rng(seed) & 0xff), n);
+		break;
+	default:
+		while (i < n) {
+			const char *w = words[rng(seed) % 9];
+
+			for (; *w && i < n; w++)
+				b[i++] = (uint8_t)*w;
+		}
+		if (rng(seed) % 2) /* ends in zero bytes */
+			memset(b + n / 2, 0, n - n / 2);
+		break;
+	}
+}
+
+struct drv;
+
+struct drv_op {
+	struct drv *d;
+	enum fb_io_type type;
+	uint64_t off, num; /* sectors */
+	uint32_t flags;
+	uint8_t *buf;
+	struct iovec iov;
+};
+
+struct drv {
+	struct fb_engine *e;
+	unsigned reactor, id, ndrv;
+	struct fb_bdev_desc *desc;
+	struct fb_io_channel *ch;
+	uint8_t *ref;
+	uint64_t nsect;
+	uint8_t *busy;
+	struct drv_op ops[QD];
+	int remaining, inflight;
+	uint64_t seed;
+	char fail[256];
+	sem_t done;
+};
+
+static void drv_issue(struct drv_op *op);
+
+static void drv_done(struct fb_bdev_io *io, int status, void *arg)
+{
+	struct drv_op *op = arg;
+	struct drv *d = op->d;
+	size_t off = op->off * SECT, len = op->num * SECT;
+
+	fb_bdev_free_io(io);
+	d->inflight--;
+	if (status && !d->fail[0])
+		snprintf(d->fail, sizeof(d->fail), "io type %d at sector %llu+%llu failed: %d",
+			 op->type, (unsigned long long)op->off, (unsigned long long)op->num, status);
+	if (!status) {
+		switch (op->type) {
+		case FB_IO_WRITE:
+			memcpy(d->ref + off, op->buf, len);
+			break;
+		case FB_IO_UNMAP:
+		case FB_IO_WRITE_ZEROES:
+			memset(d->ref + off, 0, len);
+			break;
+		case FB_IO_READ:
+			if (memcmp(d->ref + off, op->buf, len) != 0 && !d->fail[0]) {
+				size_t i = 0;
+
+				while (d->ref[off + i] == op->buf[i])
+					i++;
+				snprintf(d->fail, sizeof(d->fail), "read at sector %llu+%llu differs from "
+					 "the reference at byte %zu (got 0x%02x, want 0x%02x)",
+					 (unsigned long long)op->off, (unsigned long long)op->num, i,
+					 op->buf[i], d->ref[off + i]);
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (op->type != FB_IO_FLUSH)
+		memset(d->busy + op->off, 0, op->num);
+	if (d->remaining > 0 && !d->fail[0]) {
+		drv_issue(op);
+	} else if (d->inflight == 0) {
+		fb_put_io_channel(d->ch);
+		sem_post(&d->done);
+	}
+}
+
+/* Picks a free range in one of this driver's groups and submits an op. */
+static void drv_issue(struct drv_op *op)
+{
+	struct drv *d = op->d;
+	uint64_t ngroups = d->nsect / GROUP, r = rng(&d->seed) % 100;
+	int rc;
+
+	d->remaining--;
+	d->inflight++;
+	op->flags = 0;
+	op->type = r < 35 ? FB_IO_READ : r < 80 ? FB_IO_WRITE : r < 87 ? FB_IO_WRITE_ZEROES :
+		   r < 94 ? FB_IO_UNMAP : FB_IO_FLUSH;
+	if (op->type != FB_IO_FLUSH) {
+		for (int tries = 0;; tries++) {
+			uint64_t g = (rng(&d->seed) % (ngroups / d->ndrv)) * d->ndrv + d->id;
+			uint64_t s = rng(&d->seed) % GROUP, n = 1 + rng(&d->seed) % (GROUP - s);
+			bool free_range = true;
+
+			for (uint64_t i = 0; i < n; i++)
+				free_range = free_range && !d->busy[g * GROUP + s + i];
+			if (free_range) {
+				op->off = g * GROUP + s;
+				op->num = n;
+				break;
+			}
+			if (tries > 1000) {
+				op->type = FB_IO_FLUSH;
+				break;
+			}
+		}
+	}
+	if (op->type == FB_IO_FLUSH) {
+		op->off = 0;
+		op->num = d->nsect;
+	} else {
+		memset(d->busy + op->off, 1, op->num);
+	}
+	op->iov.iov_base = op->buf;
+	op->iov.iov_len = op->num * SECT;
+	switch (op->type) {
+	case FB_IO_READ:
+		memset(op->buf, 0xee, op->num * SECT);
+		rc = fb_bdev_readv_blocks(d->desc, d->ch, &op->iov, 1, op->off, op->num, drv_done, op);
+		break;
+	case FB_IO_WRITE:
+		fill_data(op->buf, op->num * SECT, &d->seed);
+		if (rng(&d->seed) % 8 == 0)
+			op->flags = FB_IO_FLAG_FUA;
+		rc = fb_bdev_writev_blocks(d->desc, d->ch, &op->iov, 1, op->off, op->num, op->flags,
+					   drv_done, op);
+		break;
+	case FB_IO_WRITE_ZEROES:
+		rc = fb_bdev_write_zeroes_blocks(d->desc, d->ch, op->off, op->num, 0, drv_done, op);
+		break;
+	case FB_IO_UNMAP:
+		rc = fb_bdev_unmap_blocks(d->desc, d->ch, op->off, op->num, drv_done, op);
+		break;
+	default:
+		rc = fb_bdev_flush_blocks(d->desc, d->ch, 0, d->nsect, drv_done, op);
+		break;
+	}
+	if (rc) {
+		snprintf(d->fail, sizeof(d->fail), "submit type %d failed: %d", op->type, rc);
+		d->inflight--;
+		d->remaining = 0;
+		if (op->type != FB_IO_FLUSH)
+			memset(d->busy + op->off, 0, op->num);
+		if (d->inflight == 0) {
+			fb_put_io_channel(d->ch);
+			sem_post(&d->done);
+		}
+	}
+}
+
+static void drv_start(void *arg)
+{
+	struct drv *d = arg;
+
+	d->ch = fb_bdev_get_io_channel(d->desc);
+	if (!d->ch) {
+		snprintf(d->fail, sizeof(d->fail), "no channel");
+		sem_post(&d->done);
+		return;
+	}
+	for (int i = 0; i < QD && d->remaining > 0; i++)
+		drv_issue(&d->ops[i]);
+}
+
+static void wait_deadline(sem_t *s, int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += seconds;
+	while (sem_timedwait(s, &ts) != 0) {
+		if (errno == ETIMEDOUT)
+			th_fail(__FILE__, __LINE__, "workload did not finish in %d s", seconds);
+	}
+}
+
+/* Random mixed workload from `ndrv` reactors onto a lb-512 compress bdev,
+ * then a full read-back and large unaligned I/O checked against ref. */
+static void workload(struct fb_engine *e, const char *name, uint8_t *ref, int ops, unsigned ndrv,
+		     uint64_t seed)
+{
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+	struct drv d[2];
+	uint64_t nsect;
+	uint8_t *busy, *big;
+	const size_t bigmax = 300 * 1024;
+
+	CHECK_OK(th_open(e, name, true, &desc, &err));
+	CHECK_EQ(fb_bdev_get_block_size(fb_bdev_desc_get_bdev(desc)), SECT);
+	nsect = fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(desc));
+	busy = calloc(nsect, 1);
+	CHECK(busy);
+	for (unsigned i = 0; i < ndrv; i++) {
+		d[i] = (struct drv){.e = e, .reactor = i, .id = i, .ndrv = ndrv, .desc = desc,
+				    .ref = ref, .nsect = nsect, .busy = busy, .remaining = ops,
+				    .seed = seed * 7919 + i + 1};
+		for (int q = 0; q < QD; q++) {
+			d[i].ops[q].d = &d[i];
+			d[i].ops[q].buf = th_aligned(4096, GROUP * SECT);
+		}
+		sem_init(&d[i].done, 0, 0);
+	}
+	for (unsigned i = 0; i < ndrv; i++)
+		fb_reactor_send(fb_engine_get_reactor(e, i), drv_start, &d[i]);
+	for (unsigned i = 0; i < ndrv; i++) {
+		wait_deadline(&d[i].done, 300);
+		if (d[i].fail[0])
+			th_fail(__FILE__, __LINE__, "%s: driver %u: %s", name, i, d[i].fail);
+		for (int q = 0; q < QD; q++)
+			free(d[i].ops[q].buf);
+		sem_destroy(&d[i].done);
+	}
+	free(busy);
+	/* Large I/O across many chunks, unaligned at both ends. */
+	big = th_aligned(4096, bigmax);
+	for (int i = 0; i < 40; i++) {
+		uint64_t n = 1 + rng(&seed) % (bigmax / SECT), off = rng(&seed) % (nsect - n);
+
+		fill_data(big, n * SECT, &seed);
+		CHECK_EQ(th_write(e, i % ndrv, desc, big, off, n), 0);
+		memcpy(ref + off * SECT, big, n * SECT);
+		memset(big, 0xcd, n * SECT);
+		CHECK_EQ(th_read(e, (i + 1) % ndrv, desc, big, off, n), 0);
+		CHECK(memcmp(big, ref + off * SECT, n * SECT) == 0);
+	}
+	free(big);
+	fb_bdev_close(desc);
+}
+
+/* Reads the whole bdev and compares it with ref. */
+static void verify_all(struct fb_engine *e, const char *name, const uint8_t *ref)
+{
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+	const uint64_t step = 2048; /* sectors: 1 MiB, many chunks per read */
+	uint8_t *buf = th_aligned(4096, step * SECT);
+	uint64_t nsect;
+
+	CHECK_OK(th_open(e, name, false, &desc, &err));
+	nsect = fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(desc));
+	for (uint64_t s = 0; s < nsect; s += step) {
+		uint64_t n = nsect - s < step ? nsect - s : step;
+
+		CHECK_EQ(th_read(e, 0, desc, buf, s, n), 0);
+		if (memcmp(buf, ref + s * SECT, n * SECT) != 0)
+			th_fail(__FILE__, __LINE__, "%s: sectors %llu+%llu differ from the reference",
+				name, (unsigned long long)s, (unsigned long long)n);
+	}
+	free(buf);
+	fb_bdev_close(desc);
+}
+
+/* A uint64 member of the bdev's bdev_compress_get_stats entry. */
+static uint64_t stat_u64(struct fb_engine *e, const char *name, const char *key)
+{
+	struct fb_err err;
+	char *res = NULL, pat[64], *p;
+	char params[128];
+	uint64_t v;
+
+	snprintf(params, sizeof(params), "{\"name\":\"%s\"}", name);
+	CHECK_OK(fb_rpc_call(e, "bdev_compress_get_stats", params, &res, &err));
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(res, pat);
+	if (!p)
+		th_fail(__FILE__, __LINE__, "no %s in %s", key, res);
+	v = strtoull(p + strlen(pat), NULL, 10);
+	free(res);
+	return v;
+}
+
+TEST(test_workload_every_codec)
+{
+	static const char *const algos[] = {"deflate", "zlib", "lz4", "zstd"};
+
+	for (unsigned a = 0; a < 4; a++) {
+		struct fb_engine *e = th_engine(2);
+		struct fb_err err;
+		uint8_t *ref = calloc(16 << 20, 1);
+		uint64_t logical, physical;
+
+		CHECK(ref);
+		CHECK_OK(th_malloc(e, "M0", 40000, 512, &err));
+		CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
+				"{\"base_bdev_name\":\"M0\",\"comp_algo\":\"%s\",\"lb_size\":512,"
+				"\"num_blocks\":32768}", algos[a]));
+		workload(e, "COMP_M0", ref, 1500, 2, a + 1);
+		verify_all(e, "COMP_M0", ref);
+		/* Space: mixed data compresses, and physical counts whole units only. */
+		logical = stat_u64(e, "COMP_M0", "logical_bytes");
+		physical = stat_u64(e, "COMP_M0", "physical_bytes");
+		CHECK(logical > 0 && physical > 0);
+		CHECK(physical < logical);
+		CHECK_EQ(physical % 512, 0);
+		CHECK(stat_u64(e, "COMP_M0", "crc_errors") == 0);
+		CHECK(stat_u64(e, "COMP_M0", "read_modify_writes") > 0);
+		CHECK(stat_u64(e, "COMP_M0", "early_aborts") > 0); /* random data stored raw */
+		CHECK_OK(th_rpc(e, &err, "bdev_compress_delete", "{\"name\":\"COMP_M0\"}"));
+		fb_engine_destroy(e);
+		free(ref);
+	}
+}
+
+/* Codec work inline on the reactors (worker_threads 0), 4 KiB blocks and
+ * the smallest chunks. */
+TEST(test_inline_4k_blocks)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_err err;
+	struct fb_bdev_desc *desc;
+	uint8_t *buf = th_aligned(4096, 64 * 1024), *back = th_aligned(4096, 64 * 1024);
+	uint64_t seed = 5;
+
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_set_options", "{\"worker_threads\":0}"));
+	CHECK_OK(th_malloc(e, "M1", 4096, 4096, &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
+			"{\"base_bdev_name\":\"M1\",\"comp_algo\":\"lz4\",\"chunk_size\":4096,"
+			"\"lb_size\":4096,\"name\":\"C1\"}"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_set_options", "{\"worker_threads\":2}"), -EBUSY);
+	CHECK_OK(th_open(e, "C1", true, &desc, &err));
+	for (int i = 0; i < 200; i++) {
+		uint64_t n = 1 + rng(&seed) % 16, off = rng(&seed) % (fb_bdev_get_num_blocks(
+								   fb_bdev_desc_get_bdev(desc)) - n);
+
+		fill_data(buf, n * 4096, &seed);
+		CHECK_EQ(th_write(e, i % 2, desc, buf, off, n), 0);
+		CHECK_EQ(th_read(e, (i + 1) % 2, desc, back, off, n), 0);
+		CHECK(memcmp(buf, back, n * 4096) == 0);
+	}
+	fb_bdev_close(desc);
+	fb_engine_destroy(e);
+	free(buf);
+	free(back);
+}
+
+static char *tmpfile_of(uint64_t bytes)
+{
+	char *path = strdup("/tmp/fb_compress_XXXXXX");
+	int fd;
+
+	CHECK(path);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, (off_t)bytes) == 0);
+	close(fd);
+	return path;
+}
+
+static uint8_t *read_file(const char *path, size_t len)
+{
+	uint8_t *b = malloc(len);
+	int fd = open(path, O_RDONLY);
+
+	CHECK(b && fd >= 0);
+	CHECK(pread(fd, b, len, 0) == (ssize_t)len);
+	close(fd);
+	return b;
+}
+
+/* A clean shutdown, then a new engine finds the volume from the base alone
+ * (examine) with every byte intact and free space rebuilt. */
+TEST(test_reopen_from_base)
+{
+	const uint64_t fbytes = 24 << 20;
+	char *path = tmpfile_of(fbytes);
+	uint8_t *ref = calloc(16 << 20, 1);
+	struct fb_engine *e = th_engine(2);
+	struct fb_err err;
+	uint64_t physical, used;
+
+	CHECK(ref);
+	CHECK_OK(th_file(e, "F0", path, 512, "", &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
+			"{\"base_bdev_name\":\"F0\",\"comp_algo\":\"zstd\",\"comp_level\":5,"
+			"\"lb_size\":512,\"num_blocks\":32768}"));
+	workload(e, "COMP_F0", ref, 800, 2, 77);
+	physical = stat_u64(e, "COMP_F0", "physical_bytes");
+	fb_engine_destroy(e);
+
+	e = th_engine(2);
+	CHECK_OK(th_file(e, "F0", path, 512, "", &err));
+	/* No create call: examine opened it. */
+	verify_all(e, "COMP_F0", ref);
+	CHECK_EQ(stat_u64(e, "COMP_F0", "physical_bytes"), physical);
+	used = stat_u64(e, "COMP_F0", "allocated_bytes");
+	CHECK_EQ(used, physical); /* free space rebuilt from the map: nothing pending, nothing leaked */
+	CHECK_EQ(stat_u64(e, "COMP_F0", "repaired_at_open"), 0);
+	/* And it keeps working after the reopen. */
+	workload(e, "COMP_F0", ref, 300, 2, 78);
+	verify_all(e, "COMP_F0", ref);
+	/* The same parameters on create re-open it too (after a delete). */
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_delete", "{\"name\":\"COMP_F0\"}"));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
+			"{\"base_bdev_name\":\"F0\",\"comp_algo\":\"zstd\",\"lb_size\":512}"));
+	verify_all(e, "COMP_F0", ref);
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_delete", "{\"name\":\"F0\"}"), -ENODEV);
+	fb_engine_destroy(e);
+	unlink(path);
+	free(path);
+	free(ref);
+}
+
+/* Each bad create is refused with the param named, and the base keeps
+ * every byte. */
+TEST(test_bad_input)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *base;
+	struct fb_err err;
+	uint8_t *before = th_aligned(4096, 64 << 10), *after = th_aligned(4096, 64 << 10);
+	uint64_t seed = 3;
+	static const struct {
+		const char *params, *want;
+	} cases[] = {
+		{"{\"base_bdev_name\":\"M2\",\"comp_algo\":\"snappy\"}", "'comp_algo'"},
+		{"{\"base_bdev_name\":\"M2\",\"chunk_size\":12288}", "'chunk_size'"},
+		{"{\"base_bdev_name\":\"M2\",\"chunk_size\":2048,\"lb_size\":4096}", "'chunk_size'"},
+		{"{\"base_bdev_name\":\"M2\",\"lb_size\":1024}", "'lb_size'"},
+		{"{\"base_bdev_name\":\"M2\",\"comp_algo\":\"lz4\",\"comp_level\":40}", "'comp_level'"},
+		{"{\"base_bdev_name\":\"M2\",\"engine\":\"doca\"}", "decompress"},
+		{"{\"base_bdev_name\":\"M2\",\"engine\":\"gpu\"}", "'engine'"},
+		{"{\"base_bdev_name\":\"M2\",\"engine\":\"fpga\"}", "'engine'"},
+		{"{\"base_bdev_name\":\"M2\",\"num_blocks\":1000,\"lb_size\":512}", "'num_blocks'"},
+		{"{\"base_bdev_name\":\"TINY\"}", "too small"},
+	};
+
+	CHECK_OK(th_malloc(e, "M2", 128, 512, &err));
+	CHECK_OK(th_malloc(e, "TINY", 40, 512, &err)); /* 20 KiB < 28 KiB */
+	CHECK_OK(th_open(e, "M2", true, &base, &err));
+	th_fill_random(before, 64 << 10, &seed);
+	CHECK_EQ(th_write(e, 0, base, before, 0, 128), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = th_rpc(e, &err, "bdev_compress_create", "%s", cases[i].params);
+
+		if (rc != -EINVAL || !strstr(err.msg, cases[i].want))
+			th_fail(__FILE__, __LINE__, "%s: rc %d, message \"%s\" (want -22 naming %s)",
+				cases[i].params, rc, err.msg, cases[i].want);
+		CHECK_EQ(th_read(e, 0, base, after, 0, 128), 0);
+		CHECK(memcmp(before, after, 64 << 10) == 0);
+	}
+	/* A base that does not exist, and a second volume on a claimed base. */
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_create", "{\"base_bdev_name\":\"NOPE\"}"), -ENODEV);
+	fb_bdev_close(base);
+	fb_engine_destroy(e);
+	free(before);
+	free(after);
+}
+
+/* A damaged header: the volume is not opened (examine logs the damage),
+ * create refuses naming it, and not one byte of the base changes. */
+TEST(test_damaged_header)
+{
+	const uint64_t fbytes = 4 << 20;
+	char *path = tmpfile_of(fbytes);
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+	uint8_t *buf = th_aligned(4096, 65536), *img, *img2;
+	uint64_t seed = 11;
+	int fd, rc;
+
+	CHECK_OK(th_file(e, "F1", path, 512, "", &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create", "{\"base_bdev_name\":\"F1\",\"lb_size\":512}"));
+	CHECK_OK(th_open(e, "COMP_F1", true, &desc, &err));
+	fill_data(buf, 65536, &seed);
+	CHECK_EQ(th_write(e, 0, desc, buf, 0, 128), 0);
+	fb_bdev_close(desc);
+	fb_engine_destroy(e);
+	/* Flip one bit of the chunk size field. */
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	{
+		uint8_t b;
+
+		CHECK(pread(fd, &b, 1, 33) == 1);
+		b ^= 0x40;
+		CHECK(pwrite(fd, &b, 1, 33) == 1);
+	}
+	close(fd);
+	img = read_file(path, fbytes);
+	e = th_engine(1);
+	CHECK_OK(th_file(e, "F1", path, 512, "", &err));
+	CHECK(th_open(e, "COMP_F1", false, &desc, &err) != 0); /* examine did not open it */
+	rc = th_rpc(e, &err, "bdev_compress_create", "{\"base_bdev_name\":\"F1\",\"lb_size\":512}");
+	CHECK_EQ(rc, -EINVAL);
+	CHECK(strstr(err.msg, "CRC32C mismatch") && strstr(err.msg, "Nothing was written"));
+	fb_engine_destroy(e);
+	img2 = read_file(path, fbytes);
+	CHECK(memcmp(img, img2, fbytes) == 0);
+	unlink(path);
+	free(path);
+	free(img);
+	free(img2);
+	free(buf);
+}
+
+int main(void)
+{
+	RUN(test_bad_input);
+	RUN(test_damaged_header);
+	RUN(test_inline_4k_blocks);
+	RUN(test_workload_every_codec);
+	RUN(test_reopen_from_base);
+	fprintf(stderr, "compress_test: ok\n");
+	return 0;
+}
