@@ -9,6 +9,7 @@ import { BDEV_METHODS } from './bdev';
 import { ERROR_METHODS } from './error';
 import { FRAMEWORK_METHODS } from './framework';
 import { NBD_METHODS } from './nbd';
+import { VHOST_METHODS } from './vhost';
 
 /** All methods of the engine target. */
 export const ENGINE_METHODS: readonly RpcMethod<EngineContext>[] = [
@@ -16,4 +17,5 @@ export const ENGINE_METHODS: readonly RpcMethod<EngineContext>[] = [
   ...BDEV_METHODS,
   ...ERROR_METHODS,
   ...NBD_METHODS,
+  ...VHOST_METHODS,
 ];
