@@ -465,7 +465,12 @@ int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const
 		c->qreactor[i] = fb_engine_get_reactor(e, idx[i % nuse]);
 	}
 	snprintf(holder, sizeof(holder), "vhost controller '%.200s'", ctrlr);
-	rc = fb_bdev_open_ext(e, bdev_name, !o.readonly, holder, &c->desc, err);
+	/* No event callback: deleting a served bdev is -EBUSY naming the
+	 * controller (delete the controller first). */
+	rc = fb_bdev_open(e, bdev_name,
+			  &(struct fb_bdev_open_opts){ .size = sizeof(struct fb_bdev_open_opts),
+						       .write = !o.readonly, .holder = holder },
+			  &c->desc, err);
 	if (rc)
 		goto fail;
 	bdev = fb_bdev_desc_get_bdev(c->desc);
