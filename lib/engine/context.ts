@@ -15,6 +15,8 @@ export interface EngineProcessInfo {
   /** Date.now() when the engine was created. */
   readonly startedAtMs: number;
   readonly rpcSocket: string;
+  /** Directory of the vhost-user sockets (`--vhost-dir`). */
+  readonly vhostDir: string;
 }
 
 /** The context every engine RPC handler receives. */

@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L]`:
  * the software-DPU target process. It creates the C engine (reactor threads;
  * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
  * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
@@ -32,6 +32,8 @@ export interface EngineArgs {
   readonly pollUs: number;
   /** @default "info" */
   readonly logLevel: LogLevel;
+  /** Directory of vhost-user-blk controller sockets. @default "vhost" beside the rpc socket */
+  readonly vhostDir: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export interface EngineArgs {
 export const DEFAULT_POLL_US = 20;
 
 /** Usage text of `flexbso engine`. */
-export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level error|warn|info|debug]
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level error|warn|info|debug]
 
 Runs the software-DPU storage engine in the foreground and serves SPDK-style
 JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
@@ -50,6 +52,8 @@ JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
   --reactors N        reactor threads, 1..256 (default 1)
   --poll-us N         busy-poll window before an idle reactor sleeps, microseconds (default 20;
                       it hides the slow wake-up of an idle vCPU and costs nothing when idle)
+  --vhost-dir DIR     directory of the vhost-user-blk controller sockets, created if missing
+                      (default: "vhost" beside the rpc socket); each socket is DIR/<ctrlr>, mode 0600
   --log-level L       error, warn, info or debug (default info); logs are JSON lines on stderr
 Stops cleanly on SIGTERM or SIGINT.`;
 
@@ -80,6 +84,7 @@ export interface RawEngineArgs {
   readonly reactors?: string | number;
   readonly pollUs?: string | number;
   readonly logLevel?: string;
+  readonly vhostDir?: string;
 }
 
 /** Validates raw options into {@link EngineArgs}. Throws {@link EngineStartError} (exit 2). */
@@ -96,8 +101,14 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new EngineStartError('EUSAGE', `--log-level takes one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`, 2);
   }
+  const vhostDir = path.resolve(raw.vhostDir ?? path.join(path.dirname(rpcSocket), 'vhost'));
+  // Room for "/<ctrlr>" in a 107-byte sun_path.
+  if (Buffer.byteLength(vhostDir) > 80) {
+    throw new EngineStartError('EUSAGE', `--vhost-dir path is ${Buffer.byteLength(vhostDir)} bytes; socket paths allow 107 with the controller name: use at most 80`, 2);
+  }
   return {
     rpcSocket,
+    vhostDir,
     reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
     pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
     logLevel: logLevel as LogLevel,
@@ -112,6 +123,7 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
     '--reactors': 'reactors',
     '--poll-us': 'pollUs',
     '--log-level': 'logLevel',
+    '--vhost-dir': 'vhostDir',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -189,6 +201,11 @@ export interface RunningEngine {
  */
 export async function startEngine(args: EngineArgs, log: Logger): Promise<RunningEngine> {
   await claimSocketPath(args.rpcSocket, log);
+  try {
+    fs.mkdirSync(args.vhostDir, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    throw new EngineStartError('EIO', `cannot create --vhost-dir ${args.vhostDir}: ${(e as Error).message}`, 1, e);
+  }
   const native = loadNative();
   const engineLog = log.child({ src: 'engine' });
   let engine: NativeEngine;
@@ -205,7 +222,7 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   const ctx: EngineContext = {
     engine,
     native,
-    info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket },
+    info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket, vhostDir: args.vhostDir },
     methodNames: () => dispatcherRef.names(),
   };
   const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
@@ -222,6 +239,7 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     rpc_socket: args.rpcSocket,
     reactors: engine.reactorCount(),
     poll_us: args.pollUs,
+    vhost_dir: args.vhostDir,
     version: ctx.info.version,
     pid: process.pid,
   });

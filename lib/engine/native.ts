@@ -115,6 +115,36 @@ export interface NativeNbdExportInfo {
   readonly connections: number;
 }
 
+/** One vhost-user-blk controller (struct fb_vhost_controller_info). */
+export interface NativeVhostControllerInfo {
+  readonly ctrlr: string;
+  readonly bdevName: string;
+  readonly socketPath: string;
+  /** As given at creation, or null (every reactor). */
+  readonly cpumask: string | null;
+  readonly readonly: boolean;
+  /** A front-end (QEMU, fb_vhost) is connected. */
+  readonly connected: boolean;
+  readonly numQueues: number;
+  readonly activeQueues: number;
+  /** Requests completed since creation. */
+  readonly requests: number;
+  /** Refused messages and malformed requests since creation. */
+  readonly badMessages: number;
+}
+
+/** Options of a vhost-user-blk controller (struct fb_vhost_blk_opts). */
+export interface NativeVhostBlkOptions {
+  /** Reactors of the queues: hex ("0x3") or a list ("[0,2-3]"). @default every reactor */
+  readonly cpumask?: string;
+  /** @default false */
+  readonly readonly?: boolean;
+  /** Queues offered, 1..16. @default 16 */
+  readonly numQueues?: number;
+  /** Permission bits of the socket. @default 0o600 */
+  readonly socketMode?: number;
+}
+
 /** A live engine (class Engine of the addon). Methods throw {@link NativeError}. */
 export interface NativeEngine {
   destroy(): void;
@@ -143,6 +173,10 @@ export interface NativeEngine {
   nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean): void;
   nbdExportRemove(exportName: string): void;
   nbdExportList(): NativeNbdExportInfo[];
+  /** Serves bdevName on the unix socket socketDir/ctrlr. */
+  vhostBlkControllerCreate(ctrlr: string, bdevName: string, socketDir: string, options: NativeVhostBlkOptions): void;
+  vhostBlkControllerDelete(ctrlr: string): void;
+  vhostControllerList(): NativeVhostControllerInfo[];
 }
 
 /** SPDK io_type names the engine implements (enum fb_io_type). */

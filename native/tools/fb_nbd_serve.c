@@ -6,8 +6,12 @@
  *                [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]]
  *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
  *                --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...
+ *                [--vhost-dir DIR --vhost CTRLR:BDEV[:ro] ...]
  *                [--ready-file PATH]
  *
+ * --vhost serves BDEV as a vhost-user-blk controller on DIR/CTRLR (the most
+ * recent --vhost-dir), for tools/fb_vhost and QEMU; at least one --export
+ * or --vhost is needed.
  * Each --export goes on the most recent --listen. SIZE takes K/M/G/T
  * suffixes (powers of 1024), as does --nbd-mem-limit (engine-wide NBD buffer
  * memory; default min(1 GiB, RAM/4)). --nbd-stall-timeout-ms: under memory
@@ -73,6 +77,7 @@ static void usage(void)
 		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
 		"         [--error BASE]\n"
 		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
+		"         [--vhost-dir DIR --vhost CTRLR:BDEV[:ro] ...]\n"
 		"         [--ready-file PATH] [--verbose]\n");
 }
 
@@ -160,7 +165,8 @@ int main(int argc, char **argv)
 	struct fb_engine_opts opts;
 	struct fb_engine *e = NULL;
 	struct fb_err err = { { 0 } };
-	const char *listen = NULL, *ready = NULL;
+	const char *listen = NULL, *ready = NULL, *vhost_dir = NULL;
+	int nvhost = 0;
 	char *names[MAX_EXPORTS];
 	int nexports = 0, i, sig, rc = 1;
 	sigset_t set;
@@ -239,6 +245,24 @@ int main(int argc, char **argv)
 			listen = v;
 		} else if (strcmp(a, "--ready-file") == 0) {
 			ready = v;
+		} else if (strcmp(a, "--vhost-dir") == 0) {
+			vhost_dir = v;
+		} else if (strcmp(a, "--vhost") == 0) {
+			struct fb_vhost_blk_opts vo;
+			char *f[3];
+			int n = split3(v, f);
+
+			if (!vhost_dir || n < 2) {
+				fprintf(stderr, "fb_nbd_serve: --vhost CTRLR:BDEV[:ro] after a --vhost-dir\n");
+				goto out;
+			}
+			fb_vhost_blk_opts_init(&vo);
+			vo.readonly = n == 3 && strcmp(f[2], "ro") == 0;
+			if (fb_vhost_blk_controller_create(e, f[0], f[1], vhost_dir, &vo, &err)) {
+				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
+				goto out;
+			}
+			nvhost++;
 		} else if (strcmp(a, "--export") == 0) {
 			char *f[3];
 			int n = split3(v, f);
@@ -258,7 +282,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (nexports == 0) {
+	if (nexports == 0 && nvhost == 0) {
 		usage();
 		goto out;
 	}

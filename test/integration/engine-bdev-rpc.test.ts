@@ -204,7 +204,7 @@ test('framework_get_config replayed into a fresh engine yields the same bdev set
       ['bdev_malloc_create', 'bdev_malloc_create', 'bdev_null_create', 'bdev_aio_create', 'bdev_error_create'],
     );
     const subsystems = await a.call<{ subsystem: string }[]>('framework_get_subsystems');
-    assert.equal(subsystems.map((s) => s.subsystem), ['bdev', 'flexbso_nbd']);
+    assert.equal(subsystems.map((s) => s.subsystem), ['bdev', 'flexbso_nbd', 'vhost_blk']);
     const nbdConfig = await a.call<{ method: string; params: Record<string, unknown> }[]>('framework_get_config', { name: 'flexbso_nbd' });
     assert.equal(nbdConfig, [
       { method: 'flexbso_nbd_export_add', params: { export_name: 'e0', bdev_name: 'EE_M0', listen: `unix:${nbdSock}`, readonly: false } },

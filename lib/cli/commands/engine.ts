@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L]`:
  * runs the software-DPU target (lib/engine/main.ts) in the foreground.
  *
  * @module
@@ -12,6 +12,7 @@ interface EngineCliOptions {
   reactors?: string;
   pollUs?: string;
   logLevel?: string;
+  vhostDir?: string;
 }
 
 /** The `engine` subcommand. */
@@ -23,6 +24,7 @@ export const engineCommand: CliCommand = {
       .requiredOption('--rpc-socket <path>', 'unix socket to serve JSON-RPC on (scripts/rpc.py -s PATH works)')
       .option('--reactors <n>', 'reactor threads, 1..256', '1')
       .option('--poll-us <n>', 'busy-poll window before an idle reactor sleeps, microseconds', String(DEFAULT_POLL_US))
+      .option('--vhost-dir <dir>', 'directory of vhost-user-blk controller sockets (default: "vhost" beside the rpc socket)')
       .option('--log-level <level>', 'error, warn, info or debug (JSON lines on stderr)', 'info')
       .addHelpText('after', '\nStops cleanly on SIGTERM or SIGINT: RPCs end, exports disconnect, bdevs are deleted, the socket is removed.')
       .action(

@@ -15,6 +15,7 @@ import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS } from '../rpc/params';
+import { vhostConfig } from './vhost';
 
 /** One `{method, params}` entry of a subsystem's config. */
 export interface ConfigEntry {
@@ -55,6 +56,7 @@ export function nbdConfig(ctx: EngineContext): ConfigEntry[] {
 const SUBSYSTEMS: readonly { subsystem: string; depends_on: string[]; config: (ctx: EngineContext) => ConfigEntry[] }[] = [
   { subsystem: 'bdev', depends_on: [], config: bdevConfig },
   { subsystem: 'flexbso_nbd', depends_on: ['bdev'], config: nbdConfig },
+  { subsystem: 'vhost_blk', depends_on: ['bdev'], config: vhostConfig },
 ];
 
 const rpcGetMethods = defineMethod<{ current?: boolean; include_aliases?: boolean }, EngineContext>({
@@ -85,7 +87,7 @@ const frameworkGetSubsystems = defineMethod<Record<string, never>, EngineContext
 
 const frameworkGetConfig = defineMethod<{ name: string; with_batches?: boolean }, EngineContext>({
   name: 'framework_get_config',
-  description: 'The calls that rebuild a subsystem ("bdev" or "flexbso_nbd"), as an array of {method, params}.',
+  description: 'The calls that rebuild a subsystem ("bdev", "flexbso_nbd" or "vhost_blk"), as an array of {method, params}.',
   params: {
     properties: {
       name: { type: 'string', minLength: 1, hint: `a subsystem name: ${SUBSYSTEMS.map((s) => `"${s.subsystem}"`).join(' or ')}` },
@@ -138,6 +140,7 @@ const engineGetStats = defineMethod<Record<string, never>, EngineContext>({
       bdevs: ctx.engine.bdevList().length,
       nbd_exports: exports.length,
       nbd_connections: exports.reduce((n, x) => n + x.connections, 0),
+      vhost_controllers: ctx.engine.vhostControllerList().length,
     };
   },
 });

@@ -11,11 +11,12 @@ import { FRAMEWORK_METHODS } from './framework';
 import { nativeMethods } from './native';
 import { NBD_METHODS } from './nbd';
 import { NOTIFY_METHODS } from './notify';
+import { VHOST_METHODS } from './vhost';
 
 /**
  * All methods of the engine target: the process's own, then every method
  * the C engine's modules register (listed by the addon at start).
  */
 export function engineMethods(native: NativeBinding): RpcMethod<EngineContext>[] {
-  return [...FRAMEWORK_METHODS, ...BDEV_METHODS, ...NOTIFY_METHODS, ...NBD_METHODS, ...nativeMethods(native)];
+  return [...FRAMEWORK_METHODS, ...BDEV_METHODS, ...NOTIFY_METHODS, ...NBD_METHODS, ...VHOST_METHODS, ...nativeMethods(native)];
 }

@@ -325,6 +325,53 @@ int fb_bdev_zcopy_start(struct fb_bdev_desc *desc, struct fb_io_channel *ch, uin
  * *iovcnt 0 for any other io, or a failed one. */
 const struct iovec *fb_bdev_io_get_buf_iovs(struct fb_bdev_io *io, int *iovcnt);
 
+/* --------------------------------------------------- vhost-user-blk export
+ *
+ * A controller serves one bdev as a virtio-blk device to one vhost-user
+ * front-end (QEMU's vhost-user-blk-pci, qemu-storage-daemon's peers, or
+ * tools/fb_vhost) on the unix socket <socket_dir>/<ctrlr>. The guest's
+ * virtqueues live in memory it shares through the socket; each queue runs
+ * on one reactor (queue i on the i-th reactor of cpumask, round robin),
+ * sleeps on its kick eventfd when idle and polls for 32 µs after work.
+ * A front-end that reconnects (QEMU's reconnect=) resumes: requests left
+ * in flight by a previous engine are taken again from the inflight region
+ * (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD).
+ */
+struct fb_vhost_blk_opts {
+	size_t size;           /* sizeof(struct fb_vhost_blk_opts) */
+	/* Reactors the queues run on: SPDK's cpumask, hex ("0x3") or a list
+	 * ("[0,2-3]") of reactor indexes; NULL = every reactor. */
+	const char *cpumask;
+	bool readonly;
+	unsigned num_queues;   /* queues offered (1-16); 0 = 16 */
+	unsigned socket_mode;  /* permission bits of the socket; 0 = 0600 */
+};
+void fb_vhost_blk_opts_init(struct fb_vhost_blk_opts *opts);
+/* ctrlr: 1-200 bytes of [A-Za-z0-9._-] (it names the socket file).
+ * socket_dir must exist. -EEXIST if the name is taken; -ENOENT (bdev) or
+ * -EBUSY (claimed) from opening the bdev. */
+int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const char *bdev_name,
+				   const char *socket_dir, const struct fb_vhost_blk_opts *opts,
+				   struct fb_err *err);
+/* Disconnects the front-end (in-flight requests complete first), removes
+ * the socket, closes the bdev. -ENOENT if no such controller. */
+int fb_vhost_blk_controller_delete(struct fb_engine *e, const char *ctrlr, struct fb_err *err);
+
+struct fb_vhost_controller_info {
+	const char *ctrlr, *bdev_name, *socket_path, *cpumask;
+	bool readonly;
+	bool connected;        /* a front-end is connected */
+	unsigned num_queues;   /* offered */
+	unsigned active_queues;/* started by the front-end */
+	uint64_t requests;     /* completed since creation */
+	uint64_t bad_messages; /* refused messages and malformed requests */
+	uint64_t features;     /* negotiated virtio features (0 when disconnected) */
+};
+typedef int (*fb_vhost_controller_info_fn)(const struct fb_vhost_controller_info *info, void *arg);
+/* name != NULL visits one controller (-ENOENT if absent). */
+int fb_vhost_blk_controller_foreach(struct fb_engine *e, const char *name,
+				    fb_vhost_controller_info_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

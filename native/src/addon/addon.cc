@@ -223,6 +223,24 @@ int ExportToJs(const struct fb_nbd_export_info* info, void* arg) {
   return 0;
 }
 
+int VhostToJs(const struct fb_vhost_controller_info* info, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Env env = ctx->env;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ctrlr", Napi::String::New(env, info->ctrlr));
+  o.Set("bdevName", Napi::String::New(env, info->bdev_name));
+  o.Set("socketPath", Napi::String::New(env, info->socket_path));
+  o.Set("cpumask", info->cpumask ? Napi::Value(Napi::String::New(env, info->cpumask)) : env.Null());
+  o.Set("readonly", Napi::Boolean::New(env, info->readonly));
+  o.Set("connected", Napi::Boolean::New(env, info->connected));
+  o.Set("numQueues", Napi::Number::New(env, info->num_queues));
+  o.Set("activeQueues", Napi::Number::New(env, info->active_queues));
+  o.Set("requests", Napi::Number::New(env, static_cast<double>(info->requests)));
+  o.Set("badMessages", Napi::Number::New(env, static_cast<double>(info->bad_messages)));
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
 // () -> [{method, module}]: every method fb_rpc_call serves (process-wide).
 Napi::Value RpcMethods(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -258,6 +276,9 @@ class Engine : public Napi::ObjectWrap<Engine> {
             InstanceMethod<&Engine::NbdExportAdd>("nbdExportAdd"),
             InstanceMethod<&Engine::NbdExportRemove>("nbdExportRemove"),
             InstanceMethod<&Engine::NbdExportList>("nbdExportList"),
+            InstanceMethod<&Engine::VhostBlkControllerCreate>("vhostBlkControllerCreate"),
+            InstanceMethod<&Engine::VhostBlkControllerDelete>("vhostBlkControllerDelete"),
+            InstanceMethod<&Engine::VhostControllerList>("vhostControllerList"),
         });
   }
 
@@ -542,6 +563,70 @@ class Engine : public Napi::ObjectWrap<Engine> {
     if (rc != 0) {
       struct fb_err err = {};
       return ThrowEngineError(env, rc, err, "fb_nbd_export_foreach");
+    }
+    return ctx.out;
+  }
+
+  // (ctrlr, bdevName, socketDir, {cpumask?, readonly?, numQueues?, socketMode?})
+  Napi::Value VhostBlkControllerCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0) || !IsString(info, 1) || !IsString(info, 2) || info.Length() < 4 ||
+        !info[3].IsObject()) {
+      return ThrowArgType(env, "list must be (ctrlr: string, bdevName: string, socketDir: string, options: object)");
+    }
+    std::string ctrlr = info[0].As<Napi::String>();
+    std::string bdev = info[1].As<Napi::String>();
+    std::string dir = info[2].As<Napi::String>();
+    Napi::Object o = info[3].As<Napi::Object>();
+    struct fb_vhost_blk_opts opts;
+    fb_vhost_blk_opts_init(&opts);
+    std::string mask;
+    Napi::Value m = o.Get("cpumask");
+    if (!m.IsUndefined() && !m.IsNull()) {
+      if (!m.IsString()) return ThrowArgType(env, "options.cpumask must be a string");
+      mask = m.As<Napi::String>();
+      opts.cpumask = mask.c_str();
+    }
+    Napi::Value ro = o.Get("readonly");
+    if (!ro.IsUndefined()) {
+      if (!ro.IsBoolean()) return ThrowArgType(env, "options.readonly must be a boolean");
+      opts.readonly = ro.As<Napi::Boolean>();
+    }
+    if (!ReadUint(o, "numQueues", &opts.num_queues) || !ReadUint(o, "socketMode", &opts.socket_mode)) {
+      return env.Undefined();
+    }
+    struct fb_err err = {};
+    int rc = fb_vhost_blk_controller_create(e, ctrlr.c_str(), bdev.c_str(), dir.c_str(), &opts, &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_vhost_blk_controller_create");
+    return env.Undefined();
+  }
+
+  // (ctrlr)
+  Napi::Value VhostBlkControllerDelete(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (ctrlr) must be a string");
+    std::string ctrlr = info[0].As<Napi::String>();
+    struct fb_err err = {};
+    int rc = fb_vhost_blk_controller_delete(e, ctrlr.c_str(), &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_vhost_blk_controller_delete");
+    return env.Undefined();
+  }
+
+  // () -> VhostControllerInfo[]
+  Napi::Value VhostControllerList(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    ForeachCtx ctx{env, Napi::Array::New(env), 0};
+    int rc = fb_vhost_blk_controller_foreach(e, nullptr, VhostToJs, &ctx);
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (rc != 0) {
+      struct fb_err err = {};
+      return ThrowEngineError(env, rc, err, "fb_vhost_blk_controller_foreach");
     }
     return ctx.out;
   }

@@ -23,6 +23,7 @@
 
 #include "nbd.h"
 #include "nbd_proto.h"
+#include "unix_sock.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -323,8 +324,7 @@ static void listener_free(struct fb_nbd_listener *l)
 	free(l);
 }
 
-/* A stale unix socket (no server behind it) may be replaced; a live one not. */
-static bool unix_path_stale(const struct sockaddr_un *sun)
+bool fb_unix_path_stale(const struct sockaddr_un *sun)
 {
 	struct stat sb;
 	int fd, rc;
@@ -362,7 +362,7 @@ static int listener_open_unix(struct fb_nbd_listener *l, const char *path, struc
 		goto out;
 	}
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	if (rc < 0 && errno == EADDRINUSE && unix_path_stale(&sun)) {
+	if (rc < 0 && errno == EADDRINUSE && fb_unix_path_stale(&sun)) {
 		unlink(path);
 		rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	}

@@ -1,0 +1,625 @@
+/* Split virtqueues of the vhost-user-blk export, on their reactor.
+ *
+ * An idle queue sleeps in an io_uring poll on its kick eventfd. A kick
+ * turns guest notifications off (VRING_USED_F_NO_NOTIFY, or by leaving
+ * avail_event behind with EVENT_IDX) and registers a poller that takes new
+ * requests from the avail ring; once nothing new came for FB_VHOST_POLL_NS
+ * the poller turns notifications back on, re-checks the ring (the guest may
+ * have published in between) and goes back to sleep on the kick.
+ *
+ * Completions write the used element at once and publish used->idx once per
+ * reactor loop pass (a deferred flush), then signal the call eventfd if the
+ * guest asked for it (used_event with EVENT_IDX, else avail->flags).
+ *
+ * Everything read from guest memory is read once into a local and checked:
+ * the guest can change it at any time.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vhost_blk.h"
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+static inline uint16_t load16(const uint16_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void store16(uint16_t *p, uint16_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static void vq_check_stopped(struct vhost_vq *vq);
+static int vq_poll(void *arg);
+
+void vhost_vq_init(struct vhost_vq *vq, struct vhost_ctrlr *c, unsigned index)
+{
+	memset(vq, 0, sizeof(*vq));
+	vq->c = c;
+	vq->index = index;
+	vq->kickfd = vq->callfd = vq->errfd = -1;
+	pthread_mutex_init(&vq->stop_lock, NULL);
+	pthread_cond_init(&vq->stop_cond, NULL);
+}
+
+void vhost_vq_reset(struct vhost_vq *vq)
+{
+	if (vq->kickfd >= 0)
+		close(vq->kickfd);
+	if (vq->callfd >= 0)
+		close(vq->callfd);
+	if (vq->errfd >= 0)
+		close(vq->errfd);
+	vq->kickfd = vq->callfd = vq->errfd = -1;
+	vq->num = 0;
+	vq->addr_set = vq->enabled = false;
+	vq->base = 0;
+	vq->infl = NULL;
+}
+
+/* ------------------------------------------------------- notifications */
+
+static void vq_signal(struct vhost_vq *vq)
+{
+	uint64_t one = 1;
+	ssize_t n;
+
+	if (vq->callfd < 0)
+		return;
+	do {
+		n = write(vq->callfd, &one, sizeof(one));
+	} while (n < 0 && errno == EINTR);
+}
+
+/* The device is unusable (the guest broke the ring): stop taking requests
+ * and tell the front-end through the error eventfd (NEEDS_RESET). */
+static void vq_break(struct vhost_vq *vq, const char *why)
+{
+	uint64_t one = 1;
+
+	if (vq->broken)
+		return;
+	vq->broken = true;
+	vq->c->bad_msgs++;
+	fb_log(fb_reactor_engine(vq->reactor), FB_LOG_WARN, "vhost %s: queue %u: %s; queue stopped until reset",
+	       vq->c->name, vq->index, why);
+	if (vq->errfd >= 0 && write(vq->errfd, &one, sizeof(one)) < 0) {
+		/* nothing more to tell */
+	}
+}
+
+static uint16_t *vq_avail_event(struct vhost_vq *vq)
+{
+	return (uint16_t *)&vq->used->ring[vq->num];
+}
+
+static uint16_t vq_used_event(struct vhost_vq *vq)
+{
+	return load16(&vq->avail->ring[vq->num]);
+}
+
+static void vq_flush(struct fb_deferred *d)
+{
+	struct vhost_vq *vq = container_of(d, struct vhost_vq, flush);
+	uint16_t old, now = vq->used_idx;
+	bool notify;
+
+	vq->flush_queued = false;
+	store16(&vq->used->idx, now);
+	if (vq->infl) {
+		/* Published: these heads are no longer in flight. */
+		for (uint16_t i = vq->infl->used_idx; i != now; i++) {
+			uint32_t id = vq->used->ring[i % vq->num].id;
+
+			if (id < vq->num)
+				vq->infl->desc[id].inflight = 0;
+		}
+		__atomic_store_n(&vq->infl->used_idx, now, __ATOMIC_RELEASE);
+	}
+	/* Our used->idx store before our read of the guest's event/flags. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (vq->event_idx) {
+		old = vq->signalled_used;
+		notify = !vq->signalled_valid || vring_need_event(vq_used_event(vq), now, old);
+		vq->signalled_used = now;
+		vq->signalled_valid = true;
+	} else {
+		notify = !(load16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	if (notify)
+		vq_signal(vq);
+	vq->last_work_ns = fb_now_ns();
+	if (vq->stopping)
+		vq_check_stopped(vq);
+}
+
+void vhost_vq_complete(struct vhost_req *req)
+{
+	struct vhost_vq *vq = req->vq;
+	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
+
+	if (req->status)
+		__atomic_store_n(req->status, req->st, __ATOMIC_RELAXED);
+	e->id = req->head;
+	e->len = req->used_len;
+	vq->used_idx++;
+	atomic_fetch_add_explicit(&vq->ops_done, 1, memory_order_relaxed);
+	req->next = vq->free_reqs;
+	vq->free_reqs = req;
+	vq->inflight--;
+	if (!vq->flush_queued) {
+		vq->flush_queued = true;
+		fb_reactor_defer(vq->reactor, &vq->flush);
+	}
+}
+
+/* -------------------------------------------------------------- chains */
+
+static int vq_add_buf(struct vhost_vq *vq, struct vhost_req *req, uint64_t addr, uint32_t len)
+{
+	int n;
+
+	if (len == 0)
+		return 0;
+	n = vhost_mem_gpa_iov(vq->mem, addr, len, req->iov + req->niov, (int)FB_VHOST_REQ_IOV - req->niov);
+	if (n < 0)
+		return -EINVAL;
+	req->niov += n;
+	return 0;
+}
+
+int vhost_vq_chain(struct vhost_vq *vq, uint16_t head, struct vhost_req *req, int *nout)
+{
+	const struct vring_desc *table = vq->desc;
+	uint32_t max = vq->num, idx = head, seen = 0, total = 0;
+	bool indirect = false, writable = false;
+
+	req->niov = 0;
+	*nout = 0;
+	for (;;) {
+		struct vring_desc d;
+
+		if (idx >= max || ++seen > max || ++total > FB_VHOST_MAX_CHAIN)
+			return -EINVAL; /* out of the table, or a loop */
+		memcpy(&d, (const void *)&table[idx], sizeof(d));
+		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* one read of d */
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			if (indirect || !vq->indirect || (d.flags & VRING_DESC_F_NEXT) || d.len == 0 ||
+			    d.len % sizeof(struct vring_desc) ||
+			    d.len / sizeof(struct vring_desc) > FB_VHOST_MAX_CHAIN)
+				return -EINVAL;
+			table = vhost_mem_gpa_ptr(vq->mem, d.addr, d.len);
+			if (!table || ((uintptr_t)table & 7))
+				return -EINVAL;
+			max = d.len / sizeof(struct vring_desc);
+			indirect = true;
+			idx = 0;
+			seen = 0;
+			continue;
+		}
+		if (d.flags & VRING_DESC_F_WRITE) {
+			writable = true;
+		} else if (writable) {
+			return -EINVAL; /* readable after writable */
+		}
+		if (vq_add_buf(vq, req, d.addr, d.len))
+			return -EINVAL;
+		if (!writable)
+			*nout = req->niov;
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return 0;
+		idx = d.next;
+	}
+}
+
+/* ------------------------------------------------------------- process */
+
+static void vq_take(struct vhost_vq *vq, uint16_t head)
+{
+	struct vhost_req *req = vq->free_reqs;
+	int nout, rc;
+
+	vq->free_reqs = req->next;
+	vq->inflight++;
+	req->head = head;
+	req->status = NULL;
+	req->used_len = 0;
+	req->st = VIRTIO_BLK_S_IOERR;
+	if (vhost_vq_chain(vq, head, req, &nout) < 0) {
+		/* Still answer it (with no status byte we trust): the guest
+		 * gets the head back instead of a hung request. */
+		vq->c->bad_msgs++;
+		req->niov = 0;
+		nout = 0;
+	}
+	rc = vhost_blk_handle(req, nout);
+	if (rc == -ENOMEM) {
+		req->next = NULL;
+		if (vq->retry_tail)
+			vq->retry_tail->next = req;
+		else
+			vq->retry_head = req;
+		vq->retry_tail = req;
+	}
+}
+
+static unsigned vq_retry(struct vhost_vq *vq)
+{
+	unsigned n = 0;
+
+	while (vq->retry_head) {
+		struct vhost_req *req = vq->retry_head;
+
+		if (vhost_blk_submit(req) == -ENOMEM)
+			break;
+		vq->retry_head = req->next;
+		if (!vq->retry_head)
+			vq->retry_tail = NULL;
+		n++;
+	}
+	return n;
+}
+
+static void vq_mark_inflight(struct vhost_vq *vq, uint16_t head)
+{
+	if (!vq->infl)
+		return;
+	vq->infl->desc[head].counter = ++vq->infl_counter;
+	__atomic_store_n(&vq->infl->desc[head].inflight, 1, __ATOMIC_RELEASE);
+}
+
+/* Takes what the avail ring holds; returns how many requests it started. */
+static unsigned vq_process(struct vhost_vq *vq)
+{
+	unsigned n = vq_retry(vq);
+	uint16_t avail_idx;
+
+	if (vq->stopping || vq->broken || vq->retry_head)
+		return n;
+	while (vq->nresubmit && vq->free_reqs) {
+		vq_take(vq, vq->resubmit[--vq->nresubmit]);
+		n++;
+	}
+	avail_idx = load16(&vq->avail->idx);
+	if ((uint16_t)(avail_idx - vq->last_avail) > vq->num) {
+		vq_break(vq, "avail index moved by more than the queue size");
+		return n;
+	}
+	while (vq->last_avail != avail_idx && vq->free_reqs && !vq->retry_head) {
+		uint16_t head = load16(&vq->avail->ring[vq->last_avail % vq->num]);
+
+		if (head >= vq->num) {
+			vq_break(vq, "avail ring names a descriptor head beyond the queue size");
+			break;
+		}
+		vq->last_avail++;
+		vq_mark_inflight(vq, head);
+		vq_take(vq, head);
+		n++;
+	}
+	return n;
+}
+
+static void vq_notify_enable(struct vhost_vq *vq, bool on)
+{
+	if (vq->event_idx) {
+		if (on)
+			store16(vq_avail_event(vq), vq->last_avail);
+	} else {
+		uint16_t f = vq->used->flags;
+
+		store16(&vq->used->flags, on ? (uint16_t)(f & ~VRING_USED_F_NO_NOTIFY)
+					     : (uint16_t)(f | VRING_USED_F_NO_NOTIFY));
+	}
+}
+
+static void vq_kick_arm(struct vhost_vq *vq)
+{
+	struct io_uring_sqe *sqe = fb_reactor_get_sqe(vq->reactor);
+
+	io_uring_prep_poll_add(sqe, vq->kickfd, POLLIN);
+	io_uring_sqe_set_data(sqe, &vq->kick_op);
+	vq->kick_armed = true;
+	vq->ops++;
+}
+
+static void vq_poll_start(struct vhost_vq *vq)
+{
+	vq->last_work_ns = fb_now_ns();
+	if (vq->polling)
+		return;
+	vq->poller = fb_poller_register(vq->reactor, vq_poll, vq);
+	if (!vq->poller) {
+		/* No memory for a poller: stay interrupt driven. */
+		vq_kick_arm(vq);
+		return;
+	}
+	vq->polling = true;
+	vq_notify_enable(vq, false);
+}
+
+/* Back to sleep: notifications on, then look once more, since the guest may
+ * have published before it could see them on. Returns false if it did. */
+static bool vq_poll_stop(struct vhost_vq *vq)
+{
+	vq_notify_enable(vq, true);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!vq->broken && load16(&vq->avail->idx) != vq->last_avail && vq->free_reqs) {
+		vq_notify_enable(vq, false);
+		return false;
+	}
+	fb_poller_unregister(vq->poller);
+	vq->poller = NULL;
+	vq->polling = false;
+	vq_kick_arm(vq);
+	return true;
+}
+
+static int vq_poll(void *arg)
+{
+	struct vhost_vq *vq = arg;
+	uint64_t now;
+
+	if (vq->stopping) {
+		vq_retry(vq);
+		if (!vq->retry_head) {
+			fb_poller_unregister(vq->poller);
+			vq->poller = NULL;
+			vq->polling = false;
+			vq_check_stopped(vq);
+		}
+		return 1;
+	}
+	if (vq_process(vq)) {
+		vq->last_work_ns = fb_now_ns();
+		return 1;
+	}
+	now = fb_now_ns();
+	/* Keep polling while requests are parked for memory or the window is open. */
+	if (vq->retry_head || now - vq->last_work_ns < FB_VHOST_POLL_NS)
+		return 1;
+	if (!vq_poll_stop(vq))
+		vq->last_work_ns = now;
+	return 1;
+}
+
+static void vq_kick_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct vhost_vq *vq = container_of(op, struct vhost_vq, kick_op);
+	uint64_t v;
+
+	(void)flags;
+	vq->ops--;
+	vq->kick_armed = false;
+	if (vq->stopping) {
+		vq_check_stopped(vq);
+		return;
+	}
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_WARN, "vhost %s: queue %u: kick poll failed: %s",
+		       vq->c->name, vq->index, strerror(-res));
+		vq_break(vq, "kick eventfd unusable");
+		return;
+	}
+	if (read(vq->kickfd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing to clear */
+	}
+	vq_process(vq);
+	vq_poll_start(vq);
+}
+
+static void vq_cancel_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct vhost_vq *vq = container_of(op, struct vhost_vq, cancel_op);
+
+	(void)res;
+	(void)flags;
+	vq->ops--;
+	vq_check_stopped(vq);
+}
+
+/* --------------------------------------------------------- start / stop */
+
+static void vq_check_stopped(struct vhost_vq *vq)
+{
+	if (!vq->stopping || vq->inflight || vq->ops || vq->flush_queued || vq->polling || vq->stopped)
+		return;
+	if (vq->ch) {
+		fb_put_io_channel(vq->ch);
+		vq->ch = NULL;
+	}
+	pthread_mutex_lock(&vq->stop_lock);
+	vq->stopped = true;
+	pthread_cond_broadcast(&vq->stop_cond);
+	pthread_mutex_unlock(&vq->stop_lock);
+}
+
+static void vq_start_msg(void *arg)
+{
+	struct vhost_vq *vq = arg;
+
+	vq->ch = fb_bdev_get_io_channel(vq->c->desc);
+	if (!vq->ch) {
+		vq_break(vq, "no I/O channel for the bdev (out of memory)");
+		vq->kick_armed = false;
+	}
+	vq->last_work_ns = fb_now_ns();
+	/* Requests may have been published before the kick fd existed. */
+	vq_process(vq);
+	vq_poll_start(vq);
+}
+
+static void vq_stop_msg(void *arg)
+{
+	struct vhost_vq *vq = arg;
+	struct io_uring_sqe *sqe;
+
+	vq->stopping = true;
+	if (vq->kick_armed) {
+		sqe = fb_reactor_get_sqe(vq->reactor);
+		io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&vq->kick_op);
+		io_uring_sqe_set_data(sqe, &vq->cancel_op);
+		vq->ops++;
+	}
+	if (vq->polling && !vq->retry_head) {
+		fb_poller_unregister(vq->poller);
+		vq->poller = NULL;
+		vq->polling = false;
+	}
+	vq_check_stopped(vq);
+}
+
+/* Reconnect with an inflight region: heads still marked in flight were
+ * taken by the previous back-end and never completed; the used ring says
+ * which of the last batch were published after all. Returns how many
+ * avail entries were consumed beyond used->idx (-1 if the region is not
+ * usable and the base must be trusted instead). */
+static int vq_infl_recover(struct vhost_vq *vq, uint16_t used_idx)
+{
+	struct vhu_inflight_queue *q = vq->infl;
+	unsigned n = 0;
+
+	if (q->version != 1 || q->desc_num != vq->num) {
+		memset(q->desc, 0, sizeof(q->desc[0]) * vq->num);
+		q->version = 1;
+		q->desc_num = (uint16_t)vq->num;
+		q->used_idx = used_idx;
+		q->last_batch_head = 0;
+		vq->infl_counter = 0;
+		return -1;
+	}
+	if ((uint16_t)(used_idx - q->used_idx) <= vq->num) {
+		for (uint16_t i = q->used_idx; i != used_idx; i++) {
+			uint32_t id = vq->used->ring[i % vq->num].id;
+
+			if (id < vq->num)
+				q->desc[id].inflight = 0;
+		}
+	}
+	q->used_idx = used_idx;
+	vq->infl_counter = 0;
+	for (unsigned i = 0; i < vq->num; i++) {
+		if (q->desc[i].inflight != 1)
+			continue;
+		vq->resubmit[n++] = (uint16_t)i;
+		if (q->desc[i].counter > vq->infl_counter)
+			vq->infl_counter = q->desc[i].counter;
+	}
+	/* Oldest last in the array: vq_process pops from the end. */
+	for (unsigned i = 1; i < n; i++) {
+		uint16_t h = vq->resubmit[i];
+		unsigned j = i;
+
+		while (j > 0 && q->desc[vq->resubmit[j - 1]].counter < q->desc[h].counter) {
+			vq->resubmit[j] = vq->resubmit[j - 1];
+			j--;
+		}
+		vq->resubmit[j] = h;
+	}
+	vq->nresubmit = n;
+	return (int)n;
+}
+
+int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
+{
+	struct vhost_ctrlr *c = vq->c;
+	uint16_t used_idx;
+	int consumed = -1;
+
+	if (vq->started)
+		return 0;
+	if (!vq->num || !vq->addr_set || vq->kickfd < 0 || !c->mem.n) {
+		snprintf(err, errlen, "queue %u is not set up (num, addresses, kick fd and memory table are needed)",
+			 vq->index);
+		return -EINVAL;
+	}
+	vq->desc = vhost_mem_uva_ptr(&c->mem, vq->desc_uva, 16ull * vq->num);
+	vq->avail = vhost_mem_uva_ptr(&c->mem, vq->avail_uva, vring_avail_size(vq->num));
+	vq->used = vhost_mem_uva_ptr(&c->mem, vq->used_uva, vring_used_size(vq->num));
+	if (!vq->desc || !vq->avail || !vq->used || ((uintptr_t)vq->desc & 15) ||
+	    ((uintptr_t)vq->avail & 1) || ((uintptr_t)vq->used & 3)) {
+		snprintf(err, errlen, "queue %u: ring addresses are outside guest memory or misaligned",
+			 vq->index);
+		vq->desc = NULL;
+		vq->avail = NULL;
+		vq->used = NULL;
+		return -EFAULT;
+	}
+	vq->reqs = calloc(vq->num, sizeof(*vq->reqs));
+	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
+	if (!vq->reqs || !vq->resubmit) {
+		free(vq->reqs);
+		free(vq->resubmit);
+		vq->reqs = NULL;
+		vq->resubmit = NULL;
+		snprintf(err, errlen, "queue %u: out of memory for %u requests", vq->index, vq->num);
+		return -ENOMEM;
+	}
+	vq->free_reqs = NULL;
+	for (unsigned i = vq->num; i-- > 0;) {
+		vq->reqs[i].vq = vq;
+		vq->reqs[i].next = vq->free_reqs;
+		vq->free_reqs = &vq->reqs[i];
+	}
+	vq->retry_head = vq->retry_tail = NULL;
+	vq->nresubmit = 0;
+	used_idx = load16(&vq->used->idx);
+	if (vq->infl && vq->num > c->infl_qsize)
+		vq->infl = NULL; /* laid out for smaller queues: unusable */
+	if (vq->infl)
+		consumed = vq_infl_recover(vq, used_idx);
+	vq->last_avail = consumed >= 0 ? (uint16_t)(used_idx + consumed) : vq->base;
+	vq->used_idx = used_idx;
+	vq->signalled_valid = false;
+	vq->event_idx = c->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+	vq->indirect = c->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	vq->stopping = vq->broken = vq->polling = vq->stopped = false;
+	vq->flush_queued = false;
+	vq->inflight = vq->ops = 0;
+	vq->poller = NULL;
+	vq->mem = &c->mem;
+	vq->kick_op.cb = vq_kick_cb;
+	vq->cancel_op.cb = vq_cancel_cb;
+	vq->flush.fn = vq_flush;
+	vq->reactor = c->qreactor[vq->index];
+	vq->started = true;
+	if (consumed > 0)
+		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
+		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
+		       c->name, vq->index, consumed);
+	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
+	return 0;
+}
+
+void vhost_vq_stop(struct vhost_vq *vq)
+{
+	if (!vq->started)
+		return;
+	fb_reactor_run_sync(vq->reactor, vq_stop_msg, vq);
+	pthread_mutex_lock(&vq->stop_lock);
+	while (!vq->stopped)
+		pthread_cond_wait(&vq->stop_cond, &vq->stop_lock);
+	pthread_mutex_unlock(&vq->stop_lock);
+	/* Requests parked for a resubmit stay marked in the inflight region,
+	 * so the next start takes them again; count them as consumed. */
+	vq->base = vq->last_avail;
+	free(vq->reqs);
+	free(vq->resubmit);
+	vq->reqs = NULL;
+	vq->resubmit = NULL;
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	vq->mem = NULL;
+	vq->started = false;
+}
