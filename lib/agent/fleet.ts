@@ -7,6 +7,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
+import type { PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
 import type { PlanResult, TopologyView } from "./service.js";
 
@@ -134,16 +135,19 @@ export async function readFleet(targets: readonly DpuTarget[]): Promise<FleetAct
   return { views, failures };
 }
 
-/** Combine per-DPU views into one actual Desired plus generations. */
+/** Combine per-DPU views into one actual Desired plus generations and what each target serves. */
 export function combineActual(views: ReadonlyMap<string, TopologyView>): ActualState {
   const resources: Resource[] = [];
   const generations: Record<string, number> = {};
+  const targets: Record<string, TargetFacts> = {};
   for (const [dpu, v] of views) {
     resources.push(...v.topology.resources);
     generations[dpu] = v.generation;
+    // an older agent (no backend/methods in its view) is checked against the descriptors only
+    if (v.target?.backend) targets[dpu] = { backend: v.target.backend, ...(v.target.methods ? { methods: v.target.methods } : {}) };
   }
   resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-  return { desired: { formatVersion: 1, resources }, generations };
+  return { desired: { formatVersion: 1, resources }, generations, targets };
 }
 
 /** Render per-DPU failures, one line each. */
@@ -162,17 +166,27 @@ export class AgentActualSource implements ActualSource {
     const targets = await resolveTargets(desired, this.opts);
     const { views, failures } = await readFleet(targets);
     if (failures.size) throw new FleetError(`cannot read the actual state of ${failures.size} DPU(s):\n${describeFailures(failures)}`, failures);
-    return { ...combineActual(views), warnings: await unsupportedBy(targets, desired) };
+    return { ...combineActual(views), live: await liveCheck(targets, desired) };
   }
 }
 
 /**
- * What each agent says it would refuse in the desired topology (its `topology.plan`
- * `unsupported` list), so `plan` warns before review instead of apply failing later.
+ * What each agent finds checking the desired topology against its live target (files
+ * already on the DPU, limits, free space; its `topology.plan` `live` result), so the
+ * plan shows as errors what apply would refuse.
+ * @throws {@link FleetError} when an agent cannot be asked (the plan would not be the truth).
  */
-async function unsupportedBy(targets: readonly DpuTarget[], desired: Desired): Promise<string[]> {
+export async function liveCheck(targets: readonly DpuTarget[], desired: Desired): Promise<{ errors: PlanProblem[]; warnings: PlanProblem[] }> {
   const outcomes = await forEachDpu(targets, (t) => t.client.call<PlanResult>("topology.plan", { desired: desiredFor(desired, t.dpu) }, 30_000));
-  return outcomes.flatMap((o) => (o.ok ? o.value.unsupported : [`${o.dpu}: cannot ask the agent what it supports: ${o.error.message}`]));
+  const failures = new Map(outcomes.flatMap((o) => (o.ok ? [] : [[o.dpu, o.error] as const])));
+  if (failures.size) throw new FleetError(`cannot check the plan against ${failures.size} DPU(s):\n${describeFailures(failures)}`, failures);
+  const live = { errors: [] as PlanProblem[], warnings: [] as PlanProblem[] };
+  for (const o of outcomes) {
+    if (!o.ok) continue;
+    live.errors.push(...(o.value.live?.errors ?? []));
+    live.warnings.push(...(o.value.live?.warnings ?? []));
+  }
+  return live;
 }
 
 /**

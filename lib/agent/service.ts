@@ -7,8 +7,8 @@
 import type { Desired, Resource } from "../model/types.js";
 import { validateDesired } from "../model/validate.js";
 import { TopologyError } from "../model/errors.js";
-import type { Backend, ResourceStatus, FunctionStats } from "../backends/backend.js";
-import { NotSupportedError } from "../backends/backend.js";
+import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
+import type { TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
 import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
@@ -42,7 +42,13 @@ export interface TopologyView {
   /** What exists, as a valid Desired document (feed it to plan/validate). */
   readonly topology: Desired;
   readonly status: readonly ResourceStatus[];
-  readonly target: { readonly up: boolean; readonly mode: string; readonly socket: string; readonly pid: number | null };
+  readonly target: {
+    readonly up: boolean; readonly mode: string; readonly socket: string; readonly pid: number | null;
+    /** The backend this agent runs. */
+    readonly backend: string;
+    /** Methods the target serves (rpc_get_methods); null when it does not answer. */
+    readonly methods: readonly string[] | null;
+  };
   readonly updatedAt: string;
 }
 
@@ -53,7 +59,10 @@ export interface PlanResult {
   readonly plan: DpuPlan["plan"];
   readonly changes: boolean;
   readonly destructive: readonly string[];
+  /** The plan's errors, one line each (also in `plan.errors`). */
   readonly unsupported: readonly string[];
+  /** What the backend found against the live target, for a CLI that plans by itself. */
+  readonly live: LiveCheck;
 }
 
 /** Result of `topology.apply` / `topology.destroy`. */
@@ -133,8 +142,10 @@ export class AgentService {
   /** `topology.get`. */
   async get(): Promise<TopologyView> {
     let status: ResourceStatus[];
+    let methods: readonly string[] | null = null;
     try {
       status = this.d.backend.status(this.state.resources, await this.d.backend.inventory());
+      methods = (await this.d.backend.facts()).methods ?? null;
     } catch {
       status = this.state.resources.map((r) => ({ address: r.address, present: false, notes: ["target unreachable: presence unknown"] }));
     }
@@ -143,23 +154,47 @@ export class AgentService {
       generation: this.state.generation,
       topology: this.topology(),
       status,
-      target: { up: this.d.target.up(), mode: this.d.target.mode, socket: this.d.target.socket, pid: this.d.target.pid() },
+      target: { up: this.d.target.up(), mode: this.d.target.mode, socket: this.d.target.socket, pid: this.d.target.pid(), backend: this.d.backend.name, methods },
       updatedAt: this.state.updatedAt,
     };
   }
 
-  /** `topology.plan`: read-only. */
-  plan(rawDesired: unknown): PlanResult {
+  /** `topology.plan`: read-only; the plan is checked against the live target. */
+  async plan(rawDesired: unknown): Promise<PlanResult> {
     const desired = this.checkDesired(rawDesired);
-    const p = planDpu(desired, this.topology());
+    const { plan: p, live } = await this.livePlan(desired);
     return {
       dpu: this.servingFor(desired),
       generation: this.state.generation,
       plan: p.plan,
       changes: p.steps.length > 0,
       destructive: p.steps.filter((s) => s.destructive).map((s) => `${s.op} ${s.address}`),
-      unsupported: this.unsupportedOf(p),
+      unsupported: p.plan.errors.map((e) => `${e.message}; fix: ${e.fix}`),
+      live,
     };
+  }
+
+  /**
+   * Plan `desired` against the state, then check it against the live target: the
+   * backend's capabilities with the methods the target serves, and what only the target
+   * can tell (files already there, limits, free space). Without a target, only the
+   * descriptors are checked.
+   */
+  private async livePlan(desired: Desired): Promise<{ plan: DpuPlan; live: LiveCheck }> {
+    const actual = this.topology();
+    const first = planDpu(desired, actual);
+    if (!first.steps.length) return { plan: first, live: { errors: [], warnings: [] } };
+    let facts: TargetFacts | undefined;
+    let live: LiveCheck = { errors: [], warnings: [] };
+    try {
+      facts = await this.d.backend.facts();
+      live = await this.d.backend.check(first.steps, this.state.resources);
+    } catch {
+      // target down: apply refuses with TargetDownError; plan says what it could check
+    }
+    const dpus = first.plan.dpus;
+    const targets = facts ? Object.fromEntries(dpus.map((d) => [d, facts!])) : undefined;
+    return { plan: planDpu(desired, actual, { ...(targets ? { targets } : {}), live }), live };
   }
 
   /**
@@ -246,12 +281,13 @@ export class AgentService {
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
     }
-    const p = planDpu(desired, this.topology());
-    if (!p.steps.length) return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
+    if (planDpu(desired, this.topology()).steps.length === 0) return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
     if (!this.d.target.up()) throw new TargetDownError(dpu, this.d.target.socket);
+    // Every step is checked against the live target before the first one runs.
+    const { plan: p } = await this.livePlan(desired);
+    preflight(p.plan.errors);
     const destructive = p.steps.filter((s) => s.destructive);
     if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${s.op} ${s.address}${s.reason ? ` (${s.reason})` : ""}`));
-    preflight(p.steps, this.d.backend);
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
     await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)`, data: { generation, steps: p.steps.length } });
@@ -294,15 +330,6 @@ export class AgentService {
     if (dpus.length > 1) throw new WrongDpuError(serving ?? dpus[0]!, dpus);
     if (serving && dpus.length === 1 && dpus[0] !== serving) throw new WrongDpuError(serving, dpus);
     return dpus[0] ?? serving ?? this.dpuName;
-  }
-
-  private unsupportedOf(p: DpuPlan): string[] {
-    try {
-      preflight(p.steps, this.d.backend);
-      return [];
-    } catch (e) {
-      return e instanceof NotSupportedError ? [...e.reasons] : [(e as Error).message];
-    }
   }
 
   private topology(): Desired {

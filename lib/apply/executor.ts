@@ -5,7 +5,8 @@
  * same apply again converges (backend operations are idempotent).
  */
 import type { Resource } from "../model/types.js";
-import type { Backend } from "../backends/backend.js";
+import type { PlanProblem } from "../plan/types.js";
+import type { Backend, Realized } from "../backends/backend.js";
 import { NotSupportedError } from "../backends/backend.js";
 import type { AgentState } from "../state/store.js";
 import type { EventInput } from "../state/events.js";
@@ -37,22 +38,14 @@ export interface ExecuteResult {
 }
 
 /**
- * Check every step against the backend before anything runs.
+ * Refuse a plan with errors before anything runs: each names a change the target cannot
+ * make (lib/plan/capabilities.ts, and the backend's live check), so nothing is half-applied.
  * @throws {@link NotSupportedError} naming each resource and why (nothing is changed).
  */
-export function preflight(steps: readonly ApplyStep[], backend: Backend): void {
-  const problems: string[] = [];
-  const addresses: string[] = [];
-  for (const s of steps) {
-    let why: string[] = [];
-    if (s.op === "create" && s.after) why = backend.unsupported(s.after);
-    else if (s.op === "update" && s.before && s.after) why = backend.unsupportedUpdate(s.before, s.after);
-    if (why.length) {
-      addresses.push(s.address);
-      problems.push(`${s.address}: ${why.join("; ")}`);
-    }
-  }
-  if (problems.length) throw new NotSupportedError(addresses.join(", "), problems);
+export function preflight(errors: readonly PlanProblem[]): void {
+  if (!errors.length) return;
+  const addresses = [...new Set(errors.map((e) => e.address ?? e.dpu))];
+  throw new NotSupportedError(addresses.join(", "), errors.map((e) => `${e.message}; fix: ${e.fix}`));
 }
 
 /**
@@ -72,8 +65,9 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
       throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), `not started: ${stop}`, state.generation);
     }
     ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${step.op} ${step.address} (${index + 1}/${total})`, data });
+    let realized: Realized | void;
     try {
-      await runStep(step, ctx, (fraction, detail) => ctx.emit({
+      realized = await runStep(step, ctx, (fraction, detail) => ctx.emit({
         level: "info", type: "apply.step.progress", address: step.address,
         message: `${step.op} ${step.address}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
         data: { ...data, fraction },
@@ -85,7 +79,7 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
       throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
     }
     try {
-      state = await ctx.commit(nextState(state, step, ctx));
+      state = await ctx.commit(nextState(state, step, ctx, realized));
     } catch (e) {
       const detail = `it was done on the target, but the agent cannot record it in its state (${(e as Error).message ?? String(e)}); ` +
         "make the agent's state dir writable (and not full) and apply again: the object is adopted, nothing is created twice";
@@ -100,7 +94,7 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
   return { state, applied };
 }
 
-async function runStep(step: ApplyStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<void> {
+async function runStep(step: ApplyStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<Realized | void> {
   switch (step.op) {
     case "create":
       return ctx.backend.create(need(step, "after"), progress);
@@ -117,8 +111,13 @@ function need(step: ApplyStep, which: "before" | "after"): Resource {
   return r;
 }
 
-/** The state after `step` succeeded. */
-function nextState(state: AgentState, step: ApplyStep, ctx: ExecuteContext): AgentState {
+/** The state after `step` succeeded (with the identity of a file it created, or without the one it deleted). */
+function nextState(state: AgentState, step: ApplyStep, ctx: ExecuteContext, realized: Realized | void): AgentState {
+  let files = state.files;
+  if (step.op === "delete" || realized?.file) {
+    const { [step.address]: _gone, ...rest } = files ?? {};
+    files = realized?.file ? { ...rest, [step.address]: realized.file } : rest;
+  }
   const resources = state.resources.filter((r) => r.address !== step.address);
   if (step.op !== "delete") {
     const after = need(step, "after");
@@ -126,5 +125,5 @@ function nextState(state: AgentState, step: ApplyStep, ctx: ExecuteContext): Age
     if (at >= 0 && step.op === "update") resources.splice(at, 0, after);
     else resources.push(after);
   }
-  return { ...state, dpu: ctx.dpu, generation: ctx.generation, resources };
+  return { ...state, dpu: ctx.dpu, generation: ctx.generation, resources, ...(files && Object.keys(files).length ? { files } : { files: undefined }) };
 }

@@ -8,7 +8,7 @@ import type { Desired, Resource } from "../model/types.js";
 import { plan as makePlan } from "../plan/index.js";
 import type { Plan } from "../plan/types.js";
 import { renderPlan } from "../render/index.js";
-import { combineActual, desiredFor, forEachDpu, readFleet, type DpuTarget } from "../agent/fleet.js";
+import { combineActual, desiredFor, forEachDpu, liveCheck, readFleet, type DpuTarget } from "../agent/fleet.js";
 import { AgentRpcError } from "../agent/client.js";
 import type { AgentEvent } from "../state/events.js";
 import type { ApplyResult } from "../agent/service.js";
@@ -76,8 +76,21 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
 
   const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [] } : o.desired;
   const dpus = reachable.map((t) => t.dpu);
-  const p = makePlan(wanted, actual.desired, { dpus, generations: actual.generations ?? {} });
+  let live: Awaited<ReturnType<typeof liveCheck>> = { errors: [], warnings: [] };
+  try {
+    if (reachable.length) live = await liveCheck(reachable, wanted);
+  } catch (e) {
+    out.write(`Error: ${(e as Error).message}\nNothing was applied.\n`);
+    for (const t of reachable) failures.set(t.dpu, "cannot check the plan against the live target");
+    return done();
+  }
+  const p = makePlan(wanted, actual.desired, { dpus, generations: actual.generations ?? {}, ...(actual.targets ? { targets: actual.targets } : {}), live });
   if (dpus.length && o.showPlan !== false) out.write(renderPlan(p, "text"));
+  if (p.errors.length) {
+    for (const e of p.errors) failures.set(e.dpu, [failures.get(e.dpu), `${e.message}; fix: ${e.fix}`].filter(Boolean).join("; "));
+    out.write(`\nError: the targets cannot make ${p.errors.length} of these changes; nothing was applied.\n`);
+    return done();
+  }
   const changing = reachable.filter((t) => p.steps.some((s) => s.dpu === t.dpu));
   if (!changing.length) {
     if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);

@@ -4,7 +4,7 @@
  */
 import type { Desired, Resource, Spec } from "../model/types.js";
 import { plan as makePlan } from "../plan/index.js";
-import type { Plan, PlanStep } from "../plan/types.js";
+import type { Plan, PlanOptions, PlanStep } from "../plan/types.js";
 import type { ApplyStep } from "./steps.js";
 
 /** A plan for one DPU and its executable steps. */
@@ -14,8 +14,8 @@ export interface DpuPlan {
 }
 
 /** Plan `desired` against `actual` (both one DPU's resources) and derive the steps. */
-export function planDpu(desired: Desired, actual: Desired, generations?: Record<string, number>): DpuPlan {
-  const plan = makePlan(desired, actual, generations ? { generations } : {});
+export function planDpu(desired: Desired, actual: Desired, options: PlanOptions = {}): DpuPlan {
+  const plan = makePlan(desired, actual, options);
   return { plan, steps: plan.steps.map(toApplyStep) };
 }
 

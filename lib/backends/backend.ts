@@ -7,6 +7,38 @@
  * `create` adopts an existing, compatible object; `delete` of a missing object succeeds.
  */
 import type { Resource } from "../model/types.js";
+import type { PlanProblem, TargetFacts } from "../plan/types.js";
+
+/** A planned step as a backend sees it when checking the live target. */
+export interface CheckStep {
+  readonly op: "create" | "update" | "delete";
+  readonly address: string;
+  readonly before?: Resource;
+  readonly after?: Resource;
+}
+
+/** What a backend found when checking planned steps against the live target. */
+export interface LiveCheck {
+  readonly errors: PlanProblem[];
+  readonly warnings: PlanProblem[];
+}
+
+/** The identity of a file the agent created for a file bdev (kept in the agent's state). */
+export interface FileIdentity {
+  readonly path: string;
+  /** Written into the file's sidecar (`<path>.flexbso-id`) when the agent created it. */
+  readonly uuid: string;
+  readonly size: number;
+  readonly inode: number;
+  readonly device: number;
+  /** True when the file existed and was imported (`import: true`), not created. */
+  readonly imported: boolean;
+}
+
+/** What a create left behind that the state must remember. */
+export interface Realized {
+  readonly file?: FileIdentity;
+}
 
 /** The SPDK-style JSON-RPC surface a backend drives (the target client implements it). */
 export interface TargetRpc {
@@ -78,18 +110,22 @@ export interface Backend {
   /** Backend name as in the dpu resource's `backend` field. */
   readonly name: string;
   /**
-   * Reasons this backend cannot realize `resource` (empty if it can). Checked for every
-   * step before anything runs, so an unsupported topology changes nothing.
+   * What the live target is and serves. The planner checks every change against the kind
+   * descriptors' capabilities for this backend with it (lib/plan/capabilities.ts).
    */
-  unsupported(resource: Resource): string[];
-  /** Reasons an in-place change from `before` to `after` cannot be done (empty if it can). */
-  unsupportedUpdate(before: Resource, after: Resource): string[];
+  facts(): Promise<TargetFacts>;
+  /**
+   * Check planned steps against the live target before anything runs: what only the
+   * target can tell (files already at a path, the data directory, limits, free space).
+   * `managed` are the resources the agent's state lists.
+   */
+  check(steps: readonly CheckStep[], managed: readonly Resource[]): Promise<LiveCheck>;
   /** Read what the target holds. */
   inventory(): Promise<Inventory>;
   /** True if `resource` is realized in `inv`. */
   present(resource: Resource, inv: Inventory): boolean;
-  /** Realize `resource` (adopting a compatible existing object). */
-  create(resource: Resource, progress?: StepProgress): Promise<void>;
+  /** Realize `resource` (adopting an object its own interrupted create left, or an explicit import). */
+  create(resource: Resource, progress?: StepProgress): Promise<Realized | void>;
   /**
    * Re-create `resource` after the target lost it (engine restart). Unlike `create`,
    * never makes persistent storage from nothing: a file bdev whose backing file is gone

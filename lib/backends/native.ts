@@ -1,25 +1,31 @@
 /**
  * The `native` backend: realizes resources on the software DPU (`flexbso engine`)
  * through its SPDK-style JSON-RPC socket only — the same calls a `snap` backend makes
- * against spdk_tgt for bdevs.
+ * against spdk_tgt for bdevs. What it can and cannot do for each kind and field is
+ * declared in the kinds' descriptors (lib/model/descriptors, `backends.native`); the
+ * planner turns that into plan errors before anything runs. This file holds what only
+ * the live target can tell ({@link NativeBackend.check}) and the calls themselves.
  *
  * | kind     | target calls |
  * |----------|--------------|
  * | dpu      | none (recorded; its limits are checked against the agent's) |
  * | malloc   | `bdev_malloc_create` / `bdev_malloc_delete` (volatile: lost when the engine restarts) |
  * | null     | `bdev_null_create` / `bdev_null_delete` |
- * | file     | the file is created or extended to `size` (never truncated), then `bdev_uring_create` / `bdev_uring_delete`; regular files only under the agent's data directory, block devices anywhere |
- * | function | `flexbso_nbd_export_add` / `_remove`: an NBD export named `pf<P>` or `pf<P>vf<V>` on `<runDir>/nbd.sock` |
- * | raid, compress | not yet supported by the native engine (they land in a later release) |
- *
- * QoS is recorded and reported but not enforced by the engine yet.
+ * | file     | the agent creates the file (a sidecar `<file>.flexbso-id` holds its uuid) and deletes it with the bdev unless `retain: true`; an existing file is only attached with `import: true`; then `bdev_uring_create` / `bdev_uring_delete`, `bdev_uring_rescan` to grow |
+ * | function | `flexbso_nbd_export_add` / `_remove`: an NBD export named `pf<P>` or `pf<P>vf<V>` on `<runDir>/nbd.sock`; qos with `bdev_set_qos_limit` on its volume |
+ * | raid     | `bdev_raid_create` / `bdev_raid_delete` where the engine serves them |
+ * | compress | `bdev_compress_create` / `bdev_compress_delete` where the engine serves them |
  */
+import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
-import type { Resource, ResourceOf, FunctionSpec } from "../model/types.js";
+import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
+import type { Resource, ResourceOf, FunctionSpec, FileSpec } from "../model/types.js";
+import { formatSize } from "../model/units.js";
+import type { PlanProblem, TargetFacts } from "../plan/types.js";
 import {
-  BackendError, type Backend, type BdevInfo, type Endpoint, type ExportInfo, type FunctionStats,
-  type Inventory, type ResourceStatus, type StepProgress, type TargetRpc,
+  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats,
+  type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc,
 } from "./backend.js";
 
 /** Options of the native backend. */
@@ -34,10 +40,8 @@ export interface NativeBackendOptions {
   readonly limits: { readonly pfs: number; readonly vfsPerPf: number };
 }
 
-/** The message for kinds the engine does not have yet. */
-export const NOT_YET = "not yet supported by the native engine (RAID/compression land in a later release)";
-/** Note shown for every function: QoS is only recorded. */
-export const QOS_NOTE = "qos is recorded but not enforced by the native engine yet (enforcement lands in a later release)";
+/** Sidecar next to a file the agent created: its uuid and owner, so the agent tells its own files from others'. */
+export const SIDECAR_SUFFIX = ".flexbso-id";
 
 /** The NBD export name of a function: `pf0` or `pf0vf3`. */
 export function exportNameOf(spec: Pick<FunctionSpec, "pf" | "vf">): string {
@@ -54,58 +58,109 @@ export class NativeBackend implements Backend {
     this.nbdSocket = path.join(opts.runDir, "nbd.sock");
   }
 
-  unsupported(r: Resource): string[] {
-    switch (r.kind) {
-      case "raid":
-      case "compress":
-        return [`${r.kind} bdevs are ${NOT_YET}`];
-      case "function": {
-        const out: string[] = [];
-        if (r.spec.emulation !== "virtio-blk") out.push(`emulation '${r.spec.emulation}' is not available on the native backend (it emulates virtio-blk only)`);
-        if (r.spec.transport !== "nbd") out.push(`transport '${r.spec.transport}' is not built in the native engine yet (vhost-user-blk lands in its own release); use transport: nbd`);
-        return out;
-      }
-      case "file": {
-        const file = this.filePathOf(r);
-        if (isInside(file, this.opts.dataDir) || file.startsWith("/dev/")) return [];
-        return [`path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; ` +
-          "a file bdev's file must live under it (write a path relative to it), and only block devices (/dev/...) may be named outside it"];
-      }
-      case "dpu": {
-        const out: string[] = [];
-        if (r.spec.backend !== "native") out.push(`backend '${r.spec.backend}' requested but this agent runs the native backend`);
-        if (r.spec.pfs > this.opts.limits.pfs) out.push(`pfs ${r.spec.pfs} exceeds this agent's limit of ${this.opts.limits.pfs} (agent config limits.pfs)`);
-        if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf) out.push(`vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf} (agent config limits.vfsPerPf)`);
-        return out;
-      }
-      default:
-        return [];
-    }
+  async facts(): Promise<TargetFacts> {
+    const methods = await this.opts.rpc.call<unknown>("rpc_get_methods");
+    return { backend: this.name, methods: asArray(methods).filter((m): m is string => typeof m === "string") };
   }
 
-  unsupportedUpdate(before: Resource, after: Resource): string[] {
-    const own = this.unsupported(after);
-    if (own.length) return own;
-    if (before.kind !== after.kind) return [`kind changes from ${before.kind} to ${after.kind}: replace instead`];
-    switch (after.kind) {
-      case "dpu":
-        return [];
-      case "function": {
-        const b = before.spec as FunctionSpec;
-        const fixed = (["pf", "vf", "volume", "emulation", "transport"] as const).filter((k) => b[k] !== after.spec[k]);
-        return fixed.length
-          ? [`changing ${fixed.join(", ")} of a function live is not yet supported by the native engine (live volume migration lands later); re-create the function instead`]
-          : [];
+  async check(steps: readonly CheckStep[], managed: readonly Resource[]): Promise<LiveCheck> {
+    const errors: PlanProblem[] = [];
+    const warnings: PlanProblem[] = [];
+    const inv = await this.inventory();
+    const managedNames = new Set(managed.filter((r) => r.kind !== "dpu" && r.kind !== "function").map((r) => r.name));
+    const managedExports = new Set(managed.filter((r): r is ResourceOf<"function"> => r.kind === "function").map((r) => exportNameOf(r.spec)));
+    const freedFiles = new Set<string>(); // files an earlier delete step of this plan removes
+    const freedNames = new Set<string>();
+    let newBytes = 0;
+    for (const s of steps) {
+      const r = s.op === "delete" ? s.before : s.after;
+      if (!r) continue;
+      const fail = (message: string, fix: string, field?: string) =>
+        errors.push({ address: r.address, dpu: r.dpu, operation: s.op, ...(field !== undefined ? { field } : {}), message: `${r.address}: ${message}`, fix });
+      if (s.op === "delete") {
+        if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
+        if (r.kind === "function") managedExports.delete(exportNameOf(r.spec));
+        if (r.kind === "file" && !r.spec.retain && !isBlockDevicePath(r.spec.path)) freedFiles.add(this.filePathOf(r));
+        continue;
       }
-      default: {
-        if (JSON.stringify(before.spec) === JSON.stringify(after.spec)) return [];
-        if (after.kind === "file" && onlyDiffers(before.spec, after.spec, ["directIo"])) return [];
-        const sizeOnly = onlyDiffers(before.spec, after.spec, ["size"]);
-        return [sizeOnly
-          ? `resizing a ${after.kind} bdev live is not yet supported by the native engine (it has no bdev resize RPC yet); keep the size, or re-create the bdev with --allow-data-loss`
-          : `changing this ${after.kind} bdev in place is not supported by the native engine`];
+      if (r.kind === "dpu") {
+        if (r.spec.pfs > this.opts.limits.pfs) fail(`pfs ${r.spec.pfs} exceeds this agent's limit of ${this.opts.limits.pfs}`, "lower pfs, or raise limits.pfs in the agent's config", "pfs");
+        if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf) fail(`vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf}`, "lower vfsPerPf, or raise limits.vfsPerPf in the agent's config", "vfsPerPf");
+        continue;
+      }
+      if (s.op !== "create") continue;
+      const existing = inv.bdevs.get(r.name);
+      const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
+      if (r.kind === "function") {
+        const have = inv.exports.get(exportNameOf(r.spec));
+        if (have && !managedExports.has(exportNameOf(r.spec)) && have.bdevName !== r.spec.volume) {
+          fail(`export ${exportNameOf(r.spec)} already exists on the engine, serving bdev '${have.bdevName}', and FlexBSO does not manage it`,
+            `remove the export (flexbso_nbd_export_remove ${exportNameOf(r.spec)}) or use another pf/vf`);
+        }
+        continue;
+      }
+      if (r.kind === "malloc" || r.kind === "null") {
+        // An interrupted create of this agent leaves a bdev of the same geometry: adopted (a null bdev holds no data; a malloc one only what the interrupted apply wrote).
+        if (unmanagedBdev && (existing.blockSize !== r.spec.blockSize || existing.blockSize * existing.numBlocks !== r.spec.size)) {
+          fail(`the engine already has a bdev '${r.name}' of ${existing.numBlocks} x ${existing.blockSize} bytes, the spec wants ${r.spec.size / r.spec.blockSize} x ${r.spec.blockSize}`,
+            "delete it on the engine, or rename the resource");
+        }
+        continue;
+      }
+      if (r.kind !== "file") continue;
+      const file = this.filePathOf(r);
+      if (!isBlockDevicePath(r.spec.path) && !isInside(file, this.opts.dataDir)) {
+        fail(`path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}`,
+          "write a path relative to the data directory; only block devices (/dev/...) may be named outside it", "path");
+        continue;
+      }
+      const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
+      if (isBlockDevicePath(r.spec.path)) {
+        if (!st?.isBlockDevice()) fail(`block device ${file} does not exist`, "check the device name; the agent never creates files under /dev", "path");
+        continue;
+      }
+      if (unmanagedBdev && !(await this.ownSidecar(file, r.address))) {
+        const on = existing.filename !== undefined ? ` on ${existing.filename}` : "";
+        if (!r.spec.import || (existing.filename !== undefined && path.resolve(existing.filename) !== file)) {
+          fail(`the engine already has a bdev '${r.name}'${on} that FlexBSO did not create`,
+            r.spec.import ? "delete it on the engine, or rename the resource" : "delete it on the engine, rename the resource, or set import: true to adopt it with its data", "import");
+          continue;
+        }
+      }
+      if (st === undefined) {
+        if (r.spec.import) fail(`import: true, but there is no file at ${file} to import`, "put the file there, or remove import: true to create a new empty file", "import");
+        else newBytes += r.spec.size;
+        continue;
+      }
+      if (!st.isFile()) {
+        fail(`${file} exists and is neither a regular file nor a block device`, "move it away, or use another path", "path");
+        continue;
+      }
+      if (!r.spec.import && !(await this.ownSidecar(file, r.address))) {
+        fail(`a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
+          "set import: true to attach it with its data (the plan then says so), or remove the file, or use another path", "path");
+        continue;
+      }
+      if (st.size > r.spec.size) {
+        fail(`${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; the agent never truncates existing data`,
+          `raise size to at least ${st.size}, or move the file away`, "size");
       }
     }
+    if (newBytes > 0) {
+      try {
+        const fs = await fsp.statfs(this.opts.dataDir);
+        const free = fs.bavail * fs.bsize;
+        if (newBytes > free) {
+          const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
+          warnings.push({
+            dpu, message: `new files on DPU '${dpu}' take ${formatSize(newBytes)} but its data directory ${this.opts.dataDir} has ${formatSize(free)} free; ` +
+              "they are created sparse (thin provisioned), so writes fail with ENOSPC once the disk fills",
+            fix: "free space on the DPU, or make the files smaller",
+          });
+        }
+      } catch { /* no statfs: no capacity warning */ }
+    }
+    return { errors, warnings };
   }
 
   async inventory(): Promise<Inventory> {
@@ -141,6 +196,7 @@ export class NativeBackend implements Backend {
       case "dpu":
         return true;
       case "function": {
+        if (r.spec.transport === "vhost-user-blk") return true; // vhost controllers are not in the NBD inventory
         const e = inv.exports.get(exportNameOf(r.spec));
         return e !== undefined && e.bdevName === r.spec.volume;
       }
@@ -149,7 +205,7 @@ export class NativeBackend implements Backend {
     }
   }
 
-  async create(r: Resource, progress?: StepProgress): Promise<void> {
+  async create(r: Resource, progress?: StepProgress): Promise<Realized | void> {
     switch (r.kind) {
       case "dpu":
         return;
@@ -160,8 +216,23 @@ export class NativeBackend implements Backend {
         return this.createFile(r, progress);
       case "function":
         return this.createFunction(r);
-      default:
-        throw new BackendError(r.address, "create", `${r.kind} bdevs are ${NOT_YET}`);
+      case "raid": {
+        const inv = await this.call(r, "inventory", () => this.inventory());
+        if (inv.bdevs.has(r.name)) return;
+        await this.call(r, "bdev_raid_create", () => this.opts.rpc.call("bdev_raid_create", {
+          name: r.name, raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`, base_bdevs: r.spec.members,
+          strip_size_kb: r.spec.stripSize / 1024,
+        }));
+        return;
+      }
+      case "compress": {
+        const inv = await this.call(r, "inventory", () => this.inventory());
+        if (inv.bdevs.has(r.name)) return;
+        await this.call(r, "bdev_compress_create", () => this.opts.rpc.call("bdev_compress_create", {
+          name: r.name, base_bdev_name: r.spec.base, comp_algo: r.spec.algorithm, comp_level: r.spec.level, chunk_size: r.spec.chunkSize,
+        }));
+        return;
+      }
     }
   }
 
@@ -174,14 +245,39 @@ export class NativeBackend implements Backend {
         throw new BackendError(r.address, "restore", `backing file ${file} is gone (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
           "not re-creating it empty, which would hide the data loss: put the file back, or remove the resource from the topology and apply with --allow-data-loss");
       }
+      // Re-attach what is there: the agent created or imported this file.
+      const inv = await this.call(r, "inventory", () => this.inventory());
+      if (inv.bdevs.has(r.name)) return;
+      await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", { name: r.name, filename: file, block_size: r.spec.blockSize }));
+      return;
     }
-    return this.create(r);
+    await this.create(r);
   }
 
+  /**
+   * Change `before` into `after` without re-creating it. The planner has already refused
+   * (as plan errors) every change the descriptors say this backend cannot make; what is
+   * left either calls the target or is recorded only (labels, policies, limits).
+   */
   async update(before: Resource, after: Resource): Promise<void> {
-    const why = this.unsupportedUpdate(before, after);
-    if (why.length) throw new BackendError(after.address, "update", why.join("; "));
-    // dpu fields, function qos/tenant and file directIo are recorded only; the executor persists them.
+    if (before.kind !== after.kind) throw new BackendError(after.address, "update", `kind changes from ${before.kind} to ${after.kind}: replace instead`);
+    if (after.kind === "function") {
+      const b = before.spec as FunctionSpec;
+      if (b.volume !== after.spec.volume) {
+        throw new BackendError(after.address, "update", "moving a function to another volume live is not supported by the native engine; re-create the function");
+      }
+      if (b.qos.iops !== after.spec.qos.iops || b.qos.mbps !== after.spec.qos.mbps) await this.applyQos(after, true);
+      return;
+    }
+    if (after.kind === "file") {
+      const b = before.spec as FileSpec;
+      if (after.spec.size > b.size) await this.growFile(after);
+      return;
+    }
+    if (after.kind === "null" && after.spec.size !== (before.spec as { size: number }).size) {
+      throw new BackendError(after.address, "update", "the native engine has no null-bdev resize");
+    }
+    // dpu fields, raid stripSize of a RAID1 (no striping): recorded only; the executor persists them.
   }
 
   async delete(r: Resource): Promise<void> {
@@ -191,32 +287,33 @@ export class NativeBackend implements Backend {
         return;
       case "function": {
         const name = exportNameOf(r.spec);
+        if (r.spec.transport === "vhost-user-blk") {
+          await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: name }).catch((e: unknown) => {
+            if (!/not found|does not exist|no such/i.test((e as Error).message ?? "")) throw e;
+          }));
+          return;
+        }
         if (!inv.exports.has(name)) return;
         await this.call(r, "flexbso_nbd_export_remove", () => this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }));
         return;
       }
-      case "malloc":
-      case "null":
       case "file": {
-        if (!inv.bdevs.has(r.name)) return;
-        const method = r.kind === "file" ? "bdev_uring_delete" : `bdev_${r.kind}_delete`;
-        await this.call(r, method, () => this.opts.rpc.call(method, { name: r.name }));
-        return; // a file bdev's backing file is kept: deleting data files is the operator's call
+        if (inv.bdevs.has(r.name)) await this.call(r, "bdev_uring_delete", () => this.opts.rpc.call("bdev_uring_delete", { name: r.name }));
+        return this.releaseFile(r);
       }
-      default:
-        return; // raid/compress can never have been created by this backend
+      default: {
+        if (!inv.bdevs.has(r.name)) return;
+        const method = `bdev_${r.kind}_delete`;
+        await this.call(r, method, () => this.opts.rpc.call(method, { name: r.name }));
+        return;
+      }
     }
   }
 
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[] {
     return resources.map((r) => {
-      const notes: string[] = [];
-      let endpoint: Endpoint | undefined;
-      if (r.kind === "function") {
-        endpoint = this.endpointOf(r);
-        if (r.spec.qos.iops !== 0 || r.spec.qos.mbps !== 0) notes.push(QOS_NOTE);
-      }
-      if (r.kind === "malloc") notes.push("malloc bdevs are volatile: their contents are lost when the engine restarts");
+      const notes = descriptorOf(r.kind).backends.native.notes?.(r.spec) ?? [];
+      const endpoint = r.kind === "function" ? this.endpointOf(r) : undefined;
       return { address: r.address, present: this.present(r, inv), ...(endpoint ? { endpoint } : {}), notes };
     });
   }
@@ -268,18 +365,19 @@ export class NativeBackend implements Backend {
     progress?.(1);
   }
 
-  private async createFile(r: ResourceOf<"file">, progress?: StepProgress): Promise<void> {
+  private async createFile(r: ResourceOf<"file">, progress?: StepProgress): Promise<Realized> {
     const file = this.filePathOf(r);
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.bdevs.get(r.name);
-    if (have) {
-      if (have.filename !== undefined && path.resolve(have.filename) !== file) {
-        throw new BackendError(r.address, "create", `the engine already has a bdev '${r.name}' on ${have.filename}, not ${file}; delete it or rename the resource`);
-      }
-      return this.adopt(r, have, r.spec.size, r.spec.blockSize);
+    if (have && have.filename !== undefined && path.resolve(have.filename) !== file) {
+      throw new BackendError(r.address, "create", `the engine already has a bdev '${r.name}' on ${have.filename}, not ${file}; delete it or rename the resource`);
     }
     progress?.(0, `preparing ${file}`);
-    await this.prepareFile(r, file);
+    const identity = await this.prepareFile(r, file, have !== undefined);
+    if (have) {
+      this.adopt(r, have, r.spec.size, r.spec.blockSize);
+      return { file: identity };
+    }
     progress?.(0.5, "opening bdev");
     // directIo true: O_DIRECT where the filesystem allows it (the engine's
     // default); false: never (buffered I/O, fdatasync on flush).
@@ -287,28 +385,26 @@ export class NativeBackend implements Backend {
       name: r.name, filename: file, block_size: r.spec.blockSize, ...(r.spec.directIo ? {} : { direct_io: false }),
     }));
     progress?.(1);
+    return { file: identity };
   }
 
   /**
-   * Make sure the backing file exists with `size` bytes: create it, or extend a
-   * shorter one (sparse, no data lost). A longer file is refused, never
-   * truncated. Block devices are used as they are.
+   * Make sure the backing file exists with `size` bytes and say whose it is. A new file
+   * gets a sidecar with a fresh uuid first (so an interrupted create is recognized as
+   * this agent's own), then is created sparse. An existing file is only attached when it
+   * is this resource's own (its sidecar names it) or the spec says `import: true`; it is
+   * extended if shorter, never truncated. Block devices are used as they are.
    */
-  private async prepareFile(r: ResourceOf<"file">, file: string): Promise<void> {
-    let st;
-    try {
-      st = await fsp.stat(file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new BackendError(r.address, "stat", `${file}: ${(e as Error).message}`, e);
+  private async prepareFile(r: ResourceOf<"file">, file: string, bdevExists: boolean): Promise<FileIdentity> {
+    let st = await this.call(r, "stat", () => statOrUndefined(file));
+    if (isBlockDevicePath(r.spec.path)) {
+      if (!st?.isBlockDevice()) throw new BackendError(r.address, "create", `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`);
+      return { path: file, uuid: "", size: st.size, inode: st.ino, device: st.dev, imported: true };
     }
-    if (st?.isBlockDevice()) return;
-    // Anything else must be (or become) a regular file inside the data directory, also
-    // after following symlinks: the agent never creates, extends or serves other files.
-    const why = this.unsupported(r);
-    if (why.length) throw new BackendError(r.address, "create", why.join("; "));
-    if (!st && file.startsWith("/dev/") && !isInside(file, this.opts.dataDir)) {
-      throw new BackendError(r.address, "create", `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`);
+    if (!isInside(file, this.opts.dataDir)) {
+      throw new BackendError(r.address, "create", `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`);
     }
+    // Also after following symlinks: the agent never creates, extends or serves other files.
     const real = await realPathOf(file);
     const realData = await realPathOf(this.opts.dataDir);
     if (!isInside(real, realData)) {
@@ -316,20 +412,72 @@ export class NativeBackend implements Backend {
         "refusing to create, extend or serve it: move the file into the data directory");
     }
     if (st && !st.isFile()) throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
+    const own = await this.ownSidecar(file, r.address);
+    if ((st || bdevExists) && !own && !r.spec.import) {
+      throw new BackendError(r.address, "create", `a file already exists at ${file} that FlexBSO did not create for this resource; ` +
+        "set import: true to attach it with its data, or remove it");
+    }
     if (st && st.size > r.spec.size) {
       throw new BackendError(r.address, "create", `${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; refusing to truncate existing data (raise size, or move the file away)`);
     }
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
+      let uuid = own?.uuid;
+      if (!st && !uuid) {
+        uuid = randomUUID();
+        await writeSidecar(file, { uuid, address: r.address });
+      }
       const fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
       try {
         if ((await fh.stat()).size < r.spec.size) await fh.truncate(r.spec.size);
         await fh.sync();
+        st = await fh.stat();
       } finally {
         await fh.close();
       }
+      return { path: file, uuid: uuid ?? "", size: st.size, inode: st.ino, device: st.dev, imported: !own && r.spec.import };
     } catch (e) {
       throw new BackendError(r.address, "create", `cannot prepare ${file}: ${(e as Error).message}`, e);
+    }
+  }
+
+  /** Delete a file bdev's file (and sidecar) unless it is retained, imported by path, or a block device. */
+  private async releaseFile(r: ResourceOf<"file">): Promise<void> {
+    if (isBlockDevicePath(r.spec.path)) return;
+    const file = this.filePathOf(r);
+    try {
+      // A retained file loses its sidecar: a later create must import it explicitly, never adopt it as its own.
+      if (!r.spec.retain) await fsp.rm(file, { force: true });
+      await fsp.rm(file + SIDECAR_SUFFIX, { force: true });
+    } catch (e) {
+      throw new BackendError(r.address, "delete", `the bdev is gone but ${file} cannot be deleted: ${(e as Error).message}; delete it by hand`, e);
+    }
+  }
+
+  /** Extend a file and have the engine pick up the new size. */
+  private async growFile(r: ResourceOf<"file">): Promise<void> {
+    const file = this.filePathOf(r);
+    if (!isBlockDevicePath(r.spec.path)) {
+      await this.call(r, "extend", async () => {
+        const fh = await fsp.open(file, fsc.O_RDWR);
+        try {
+          if ((await fh.stat()).size < r.spec.size) await fh.truncate(r.spec.size);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      });
+    }
+    await this.call(r, "bdev_uring_rescan", () => this.opts.rpc.call("bdev_uring_rescan", { name: r.name }));
+  }
+
+  /** The sidecar of `file` when it names `address` (this resource created the file), else undefined. */
+  private async ownSidecar(file: string, address: string): Promise<{ uuid: string } | undefined> {
+    try {
+      const doc = JSON.parse(await fsp.readFile(file + SIDECAR_SUFFIX, "utf8")) as { uuid?: unknown; address?: unknown };
+      return doc.address === address && typeof doc.uuid === "string" ? { uuid: doc.uuid } : undefined;
+    } catch {
+      return undefined;
     }
   }
 
@@ -341,19 +489,37 @@ export class NativeBackend implements Backend {
   }
 
   private async createFunction(r: ResourceOf<"function">): Promise<void> {
-    const why = this.unsupported(r);
-    if (why.length) throw new BackendError(r.address, "create", why.join("; "));
+    if (r.spec.emulation !== "virtio-blk") {
+      throw new BackendError(r.address, "create", "the native backend emulates virtio-blk only (the plan should have said so)");
+    }
     const name = exportNameOf(r.spec);
+    if (r.spec.transport === "vhost-user-blk") {
+      // SPDK's vhost block controller, named like the NBD export; the engine puts its socket in its vhost directory.
+      const have = (await this.call(r, "vhost_get_controllers", () => this.opts.rpc.call<unknown[]>("vhost_get_controllers").catch(() => [])))
+        .some((c) => (c as { ctrlr?: unknown }).ctrlr === name);
+      if (!have) await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", { ctrlr: name, dev_name: r.spec.volume }));
+      return this.applyQos(r);
+    }
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.exports.get(name);
-    if (have) {
-      if (have.bdevName === r.spec.volume) return;
+    if (have && have.bdevName !== r.spec.volume) {
       throw new BackendError(r.address, "create", `export ${name} already serves bdev '${have.bdevName}', not '${r.spec.volume}'`);
     }
-    if (!inv.bdevs.has(r.spec.volume)) throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
-    await fsp.mkdir(this.opts.runDir, { recursive: true });
-    await this.call(r, "flexbso_nbd_export_add", () => this.opts.rpc.call("flexbso_nbd_export_add", {
-      export_name: name, bdev_name: r.spec.volume, listen: `unix:${this.nbdSocket}`,
+    if (!have) {
+      if (!inv.bdevs.has(r.spec.volume)) throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
+      await fsp.mkdir(this.opts.runDir, { recursive: true });
+      await this.call(r, "flexbso_nbd_export_add", () => this.opts.rpc.call("flexbso_nbd_export_add", {
+        export_name: name, bdev_name: r.spec.volume, listen: `unix:${this.nbdSocket}`,
+      }));
+    }
+    await this.applyQos(r);
+  }
+
+  /** Set the function's I/O limits on its volume (SPDK's bdev_set_qos_limit; 0 = unlimited). */
+  private async applyQos(r: ResourceOf<"function">, always = false): Promise<void> {
+    if (!always && r.spec.qos.iops === 0 && r.spec.qos.mbps === 0) return;
+    await this.call(r, "bdev_set_qos_limit", () => this.opts.rpc.call("bdev_set_qos_limit", {
+      name: r.spec.volume, rw_ios_per_sec: r.spec.qos.iops, rw_mbytes_per_sec: r.spec.qos.mbps,
     }));
   }
 
@@ -386,11 +552,22 @@ async function realPathOf(p: string): Promise<string> {
   }
 }
 
-function asArray(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
+async function statOrUndefined(p: string) {
+  try {
+    return await fsp.stat(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
 }
 
-function onlyDiffers(a: object, b: object, keys: string[]): boolean {
-  const strip = (o: object) => JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)).sort()));
-  return strip(a) === strip(b);
+/** Write the sidecar atomically enough for its purpose: a temp file renamed over it. */
+async function writeSidecar(file: string, doc: { uuid: string; address: string }): Promise<void> {
+  const tmp = `${file}${SIDECAR_SUFFIX}.tmp`;
+  await fsp.writeFile(tmp, JSON.stringify({ ...doc, created: new Date().toISOString() }) + "\n", { mode: 0o600 });
+  await fsp.rename(tmp, file + SIDECAR_SUFFIX);
+}
+
+function asArray(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
 }

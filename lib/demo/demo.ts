@@ -115,11 +115,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     say("  So this demo cannot flip a bit under a RAID member to show a safe-read repair event, and has no");
     say("  compression ratio to print: both land in a later release, and apply refuses them instead of faking them.");
 
-    step("Change the topology: vm1's QoS 10000 -> 20000 IOPS and a new VF vm2 on a null bdev");
+    step("Change the topology: vm1's tenant bob -> bob-team and a new VF vm2 on a null bdev");
     const changedDir = path.join(dir, "cdktf.out.changed");
     await synth(changedDir, agent.url, tokenFile, cfg.dataDir, "changed");
     const changed = await showPlan(loadTopology(changedDir), out);
-    say(`  (not applied; 'flexbso apply' would do it online: ${changed} step(s), no data touched; QoS is recorded, enforcement lands later)`);
+    say(`  (not applied; 'flexbso apply' would do it online: ${changed} step(s), no data touched)`);
 
     say(`\nDemo done in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     return 0;

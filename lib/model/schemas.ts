@@ -1,106 +1,19 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 import { didYouMean } from "./suggest.js";
 import { parseSize } from "./units.js";
-import type { Kind } from "./types.js";
+import { KINDS, type Kind } from "./types.js";
+import { descriptorOf, NAME_PATTERN } from "./descriptors/index.js";
+
+export { NAME_PATTERN };
 
 /**
- * JSON Schemas of the per-kind spec as users write it (sizes may be strings such as
- * "64GiB"). Canonical specs are valid input too, so the same schemas check documents that
- * arrive over the wire. Defaults and rules that span fields live in kinds.ts.
+ * Checking a spec in user form (sizes may be strings such as "64GiB") against its kind's
+ * JSON Schema, which the kind's descriptor holds. Canonical specs are valid input too, so
+ * the same schemas check documents that arrive over the wire.
  */
 
-/** Names of DPUs and resources: they appear in addresses, socket and file names. */
-export const NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
-const name = { type: "string", pattern: NAME_PATTERN };
-const size = { flexSize: true };
-const blockSize = { enum: [512, 4096] };
-
-export const SPEC_SCHEMAS: Record<Kind, object> = {
-  dpu: {
-    type: "object",
-    additionalProperties: false,
-    properties: {
-      agent: {
-        type: "object",
-        additionalProperties: false,
-        properties: {
-          endpoint: { type: "string", pattern: "^https?://[^\\s/]+(/\\S*)?$" },
-          tokenFile: { type: "string", minLength: 1 },
-        },
-      },
-      backend: { enum: ["native", "snap"] },
-      pfs: { type: "integer", minimum: 1, maximum: 32 },
-      vfsPerPf: { type: "integer", minimum: 0, maximum: 1024 },
-    },
-  },
-  function: {
-    type: "object",
-    additionalProperties: false,
-    required: ["volume"],
-    properties: {
-      pf: { type: "integer", minimum: 0, maximum: 31 },
-      vf: { type: "integer", minimum: 0, maximum: 1023 },
-      emulation: { enum: ["virtio-blk", "nvme"] },
-      transport: { enum: ["vhost-user-blk", "nbd"] },
-      volume: name,
-      qos: {
-        type: "object",
-        additionalProperties: false,
-        properties: {
-          iops: { type: "integer", minimum: 0 },
-          mbps: { type: "integer", minimum: 0 },
-        },
-      },
-      tenant: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$" },
-    },
-  },
-  malloc: {
-    type: "object",
-    additionalProperties: false,
-    required: ["size"],
-    properties: { size, blockSize },
-  },
-  null: {
-    type: "object",
-    additionalProperties: false,
-    required: ["size"],
-    properties: { size, blockSize },
-  },
-  file: {
-    type: "object",
-    additionalProperties: false,
-    required: ["path", "size"],
-    properties: {
-      path: { type: "string", minLength: 1, maxLength: 4096 },
-      size,
-      blockSize,
-      directIo: { type: "boolean" },
-    },
-  },
-  raid: {
-    type: "object",
-    additionalProperties: false,
-    required: ["level", "members"],
-    properties: {
-      level: { enum: [0, 1, 5, 10] },
-      members: { type: "array", items: name, minItems: 1 },
-      stripSize: size,
-      safeRead: { enum: ["off", "verify", "repair"] },
-    },
-  },
-  compress: {
-    type: "object",
-    additionalProperties: false,
-    required: ["base"],
-    properties: {
-      base: name,
-      algorithm: { enum: ["deflate", "lz4"] },
-      level: { type: "integer", minimum: 1, maximum: 9 },
-      engine: { enum: ["auto", "cpu", "doca", "gpu"] },
-      chunkSize: size,
-    },
-  },
-};
+/** The per-kind schemas, read from the kinds' descriptors. */
+export const SPEC_SCHEMAS: Record<Kind, object> = Object.fromEntries(KINDS.map((k) => [k, descriptorOf(k).schema])) as Record<Kind, object>;
 
 /** A schema problem, before the caller attaches an address and a location. */
 export interface SchemaProblem {

@@ -82,6 +82,10 @@ export interface FileSpec {
   blockSize: number;
   /** Open with O_DIRECT where the filesystem allows it. Default true. */
   directIo: boolean;
+  /** Keep the file (and its data) when the bdev is deleted. Default false: the agent deletes the file it created. */
+  retain: boolean;
+  /** Attach a file that already exists at `path`, keeping its data. Default false: an existing file is an error, never silently reused. */
+  import: boolean;
 }
 
 /** A software RAID over member bdevs of the same DPU. */

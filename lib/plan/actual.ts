@@ -1,14 +1,17 @@
 import { readFileSync } from "node:fs";
 import { TopologyError } from "../model/errors.js";
 import type { Desired } from "../model/types.js";
+import type { PlanProblem, TargetFacts } from "./types.js";
 import { validateDesired } from "../model/validate.js";
 
 /** The actual state of the DPUs a plan covers, and the generation each was read at. */
 export interface ActualState {
   desired: Desired;
   generations?: Record<string, number>;
-  /** What the targets say they will refuse (e.g. kinds their backend lacks), one line each. */
-  warnings?: string[];
+  /** What each DPU's agent reports about its target (backend, methods served). */
+  targets?: Record<string, TargetFacts>;
+  /** What the agents found checking the plan against their live targets. */
+  live?: { errors: PlanProblem[]; warnings: PlanProblem[] };
 }
 
 /**

@@ -1,5 +1,7 @@
+import { descriptorOf } from "../model/descriptors/index.js";
 import { referencesOf } from "../model/kinds.js";
 import type { Desired, RaidSpec, Resource } from "../model/types.js";
+import { checkCapabilities } from "./capabilities.js";
 import { diffSpecs, worse } from "./diff.js";
 import { orderSteps } from "./order.js";
 import { PLAN_FORMAT_VERSION, type ChangeClass, type Plan, type PlanOptions, type ResourceChange } from "./types.js";
@@ -35,13 +37,20 @@ export function plan(desired: Desired, actual: Desired, options: PlanOptions = {
     if (first === "delete") summary.destroy++;
     if (first === "update") summary.change++;
   }
+  const dpus = [...new Set(resource_changes.map((c) => c.dpu))].sort();
+  const { errors, warnings } = checkCapabilities(resource_changes, options.targets);
+  const covered = new Set(dpus);
+  for (const p of options.live?.errors ?? []) if (covered.has(p.dpu)) errors.push(p);
+  for (const p of options.live?.warnings ?? []) if (covered.has(p.dpu)) warnings.push(p);
   const out: Plan = {
     format_version: PLAN_FORMAT_VERSION,
     resource_changes,
     steps: orderSteps(resource_changes),
     summary,
     destructive: resource_changes.some((c) => c.change_class === "destructive"),
-    dpus: [...new Set(resource_changes.map((c) => c.dpu))].sort(),
+    dpus,
+    errors,
+    warnings,
   };
   if (options.generations) out.generations = { ...options.generations };
   return out;
@@ -51,10 +60,11 @@ function compare(before: Resource | undefined, after: Resource | undefined): Res
   const r = (after ?? before)!;
   const head = { address: r.address, dpu: r.dpu, kind: r.kind, name: r.name };
   if (!before) {
-    return { ...head, change: { actions: ["create"], before: null, after: after!.spec }, change_class: null, field_changes: [] };
+    const note = descriptorOf(r.kind).createNote?.(after!.spec);
+    return { ...head, change: { actions: ["create"], before: null, after: after!.spec }, change_class: null, field_changes: [], ...(note ? { note } : {}) };
   }
   if (!after) {
-    const { cls, reason } = deleteClass(before);
+    const { class: cls, reason } = descriptorOf(r.kind).onDelete(before.spec);
     return { ...head, change: { actions: ["delete"], before: before.spec, after: null }, change_class: cls, field_changes: [], reason };
   }
   const field_changes = diffSpecs(r.kind, before.spec, after.spec);
@@ -69,19 +79,6 @@ function compare(before: Resource | undefined, after: Resource | undefined): Res
     change_class: cls,
     field_changes,
   };
-}
-
-function deleteClass(r: Resource): { cls: ChangeClass; reason: string } {
-  switch (r.kind) {
-    case "dpu":
-      return { cls: "in-place", reason: "the DPU is no longer managed by this topology" };
-    case "function":
-      return { cls: "online", reason: "the device is unplugged from its guest; the volume is kept unless it is deleted too" };
-    case "null":
-      return { cls: "in-place", reason: "a null bdev holds no data" };
-    default:
-      return { cls: "destructive", reason: "the data on this bdev is discarded" };
-  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Kind, Spec } from "../model/types.js";
 
 /** Plan JSON format version; bump the minor for additions, the major for breaking changes. */
-export const PLAN_FORMAT_VERSION = "1.0";
+export const PLAN_FORMAT_VERSION = "1.1";
 
 /**
  * What a change means for data and for the guest:
@@ -10,7 +10,36 @@ export const PLAN_FORMAT_VERSION = "1.0";
  *   (rebuild onto a new RAID member, mirror a volume then switch); data is kept;
  * - `destructive`: deletes or re-initializes data. `apply` refuses it without `--allow-data-loss`.
  */
-export type ChangeClass = "in-place" | "online" | "destructive";
+export type { ChangeClass } from "../model/descriptor.js";
+import type { ChangeClass } from "../model/descriptor.js";
+
+/** What a DPU's agent reports about its live target. */
+export interface TargetFacts {
+  /** The backend the agent runs (`native`, `snap`). */
+  backend: string;
+  /** Methods the target serves (`rpc_get_methods`); absent when unknown. */
+  methods?: readonly string[];
+}
+
+/**
+ * Something that stops the plan from being applied as it stands (in `errors`), or that
+ * a reviewer should know (in `warnings`).
+ */
+export interface PlanProblem {
+  /** The resource; absent for a problem of a whole DPU. */
+  address?: string;
+  dpu: string;
+  /** What the resource's step would do. */
+  operation?: "create" | "update" | "delete";
+  /** Dotted spec field the problem comes from. */
+  field?: string;
+  /** Target method that would make it possible. */
+  rpc?: string;
+  /** One sentence naming the resource and what cannot be done. */
+  message: string;
+  /** What would make it possible. */
+  fix: string;
+}
 
 /** Terraform-style actions: a replace is `["delete", "create"]`. */
 export type Action = "create" | "update" | "delete" | "no-op";
@@ -48,6 +77,8 @@ export interface ResourceChange {
   field_changes: FieldChange[];
   /** Why a delete/replace happens when no field of its own changed (e.g. a base bdev is replaced). */
   reason?: string;
+  /** How a create differs from a plain "will be created", e.g. "will be imported (data kept)". */
+  note?: string;
 }
 
 /** One executable step; an apply executor runs `steps` in order. */
@@ -89,6 +120,10 @@ export interface Plan {
   dpus: string[];
   /** Each agent's state generation the actual state was read at (stale-plan check). */
   generations?: Record<string, number>;
+  /** Changes the targets cannot make: `flexbso plan` exits 1 and apply refuses the plan. Added in 1.1. */
+  errors: PlanProblem[];
+  /** What could not be checked, or deserves a reviewer's eye (e.g. thin provisioning). Added in 1.1. */
+  warnings: PlanProblem[];
 }
 
 /** Options of {@link plan}. */
@@ -97,4 +132,8 @@ export interface PlanOptions {
   dpus?: readonly string[];
   /** Recorded into the plan: generation of each DPU's actual state. */
   generations?: Record<string, number>;
+  /** What each DPU's agent reported about its target; DPUs without an entry are checked against their descriptors only. */
+  targets?: Readonly<Record<string, TargetFacts>>;
+  /** Problems the agents found against the live target (existing files, data directory, capacity). */
+  live?: { readonly errors: readonly PlanProblem[]; readonly warnings: readonly PlanProblem[] };
 }

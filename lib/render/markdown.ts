@@ -11,8 +11,21 @@ const SYMBOL = { create: "+", update: "~", replace: "-/+", delete: "-" } as cons
  */
 export function renderMarkdown(plan: Plan): string {
   const shown = plan.resource_changes.filter((c) => shownAction(c) !== undefined);
-  if (shown.length === 0) return "### FlexBSO plan: no changes\n\nThe DPUs match the topology.\n";
-  const out = [`### FlexBSO plan: ${summaryLine(plan).replace(/^Plan: /, "").replace(/\.$/, "")}`, ""];
+  const errors = plan.errors ?? [];
+  const warnings = plan.warnings ?? [];
+  const problems: string[] = [];
+  if (errors.length > 0) {
+    problems.push("> [!CAUTION]", `> **${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made by the target${errors.length === 1 ? "" : "s"}**: \`flexbso apply\` refuses this plan.`);
+    for (const e of errors) problems.push(`> - ${e.message}. Fix: ${e.fix}.`);
+    problems.push("");
+  }
+  if (warnings.length > 0) {
+    problems.push("> [!WARNING]");
+    for (const w of warnings) problems.push(`> - ${w.message}. Fix: ${w.fix}.`);
+    problems.push("");
+  }
+  if (shown.length === 0) return ["### FlexBSO plan: no changes", "", ...problems, "The DPUs match the topology.", ""].join("\n");
+  const out = [`### FlexBSO plan: ${summaryLine(plan).replace(/^Plan: /, "").replace(/\.$/, "")}${errors.length ? " (cannot be applied)" : ""}`, "", ...problems];
   const destructive = shown.filter((c) => c.change_class === "destructive").length;
   if (destructive > 0) {
     out.push("> [!CAUTION]", `> ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data: \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without \`--allow-data-loss\`.`, "");

@@ -1,5 +1,5 @@
 import { flatten } from "../plan/diff.js";
-import type { Plan, ResourceChange } from "../plan/types.js";
+import type { Plan, PlanProblem, ResourceChange } from "../plan/types.js";
 import { formatValue } from "./values.js";
 
 /** Left margin symbol per action, right-aligned in three columns as Terraform does. */
@@ -18,7 +18,7 @@ export function headline(c: ResourceChange): string {
   const loss = c.change_class === "destructive" ? " (destroys data)" : "";
   switch (shownAction(c)) {
     case "create":
-      return `${c.address} will be created`;
+      return `${c.address} ${c.note ?? "will be created"}`;
     case "delete":
       return `${c.address} will be destroyed${loss}`;
     case "replace":
@@ -44,11 +44,11 @@ export function renderResource(c: ResourceChange): string[] {
   if (action === "create" || action === "delete") {
     const spec = action === "create" ? c.change.after : c.change.before;
     const sym = action === "create" ? "+" : "-";
-    for (const [field, value] of flatten(spec)) body.push([sym, field, formatValue(field, value)]);
+    for (const [field, value] of flatten(spec)) body.push([sym, field, formatValue(c.kind, field, value)]);
   } else {
     for (const f of c.field_changes) {
       const sym = f.before === undefined ? "+" : f.after === undefined ? "-" : "~";
-      const values = sym === "~" ? `${formatValue(f.field, f.before)} -> ${formatValue(f.field, f.after)}` : formatValue(f.field, sym === "+" ? f.after : f.before);
+      const values = sym === "~" ? `${formatValue(c.kind, f.field, f.before)} -> ${formatValue(c.kind, f.field, f.after)}` : formatValue(c.kind, f.field, sym === "+" ? f.after : f.before);
       body.push([sym, f.field, `${values}  # ${f.replace ? "forces replacement; " : ""}${f.class}: ${f.reason}`]);
     }
   }
@@ -71,11 +71,16 @@ export function renderResource(c: ResourceChange): string[] {
  */
 export function renderText(plan: Plan): string {
   const shown = plan.resource_changes.filter((c) => shownAction(c) !== undefined);
-  if (shown.length === 0) return "No changes. The DPUs match the topology.\n";
-  const out: string[] = [
-    "FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):",
-    "",
-  ];
+  const out: string[] = [];
+  const errors = plan.errors ?? [];
+  if (errors.length > 0) {
+    out.push(`Error: the targets cannot make ${errors.length} of these change${errors.length === 1 ? "" : "s"}; \`flexbso apply\` refuses this plan:`);
+    for (const e of errors) out.push(...problemLines(e));
+    out.push("");
+  }
+  const warnings = (plan.warnings ?? []).flatMap((w) => ["", ...problemLines(w).map((l, i) => (i === 0 ? `Warning: ${l.slice(4)}` : l))]);
+  if (shown.length === 0) return [...out, "No changes. The DPUs match the topology.", ...warnings].join("\n") + "\n";
+  out.push("FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):", "");
   for (const c of shown) out.push(...renderResource(c), "");
   out.push("Execution order:");
   const width = String(plan.steps.length).length;
@@ -85,5 +90,12 @@ export function renderText(plan: Plan): string {
   if (destructive > 0) {
     out.push("", `Warning: ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data; \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without --allow-data-loss.`);
   }
+  out.push(...warnings);
+  if (errors.length > 0) out.push("", `Error: ${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made (listed at the top); fix them and plan again.`);
   return out.join("\n") + "\n";
+}
+
+/** A plan error or warning: `  - message.` and an indented `Fix:` line. */
+export function problemLines(p: PlanProblem): string[] {
+  return [`  - ${p.message}.`, `      Fix: ${p.fix}.`];
 }

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { writeFileAtomic } from "./atomic.js";
 
 import type { Resource } from "../model/types.js";
+import type { FileIdentity } from "../backends/backend.js";
 
 /** The persisted state document (`topology.json` in the state dir). */
 export interface AgentState {
@@ -20,6 +21,8 @@ export interface AgentState {
   readonly resources: readonly Resource[];
   /** ISO time of the last write. */
   readonly updatedAt: string;
+  /** Identity of each file bdev's file, by resource address: the files this agent created (or imported) and owns. */
+  readonly files?: Readonly<Record<string, FileIdentity>>;
 }
 
 /** The state file is unreadable or not a state document. */
@@ -91,5 +94,6 @@ function checkState(file: string, doc: unknown): AgentState {
     generation: d.generation,
     resources: d.resources as Resource[],
     updatedAt: typeof d.updatedAt === "string" ? d.updatedAt : new Date(0).toISOString(),
+    ...(d.files && typeof d.files === "object" ? { files: d.files } : {}),
   };
 }

@@ -27,8 +27,8 @@ class FakeBackend implements Backend {
   readonly name = "fake";
   calls: string[] = [];
   failOn = new Set<string>();
-  unsupported(r: Resource): string[] { return r.kind === "raid" ? ["raid not here"] : []; }
-  unsupportedUpdate(): string[] { return []; }
+  async facts() { return { backend: "fake", methods: [] }; }
+  async check() { return { errors: [], warnings: [] }; }
   async inventory(): Promise<Inventory> { return { bdevs: new Map(), exports: new Map() }; }
   present(): boolean { return true; }
   async create(r: Resource) { this.op("create", r); }
@@ -116,22 +116,19 @@ test("executor: update replaces in place, delete removes", async () => {
   assert.is(r.state.generation, 5);
 });
 
-test("preflight: unsupported kinds are refused before anything runs, all named", () => {
-  const b = new FakeBackend();
-  const raid = (n: string) => ({ address: `d/raid/${n}`, dpu: "d", kind: "raid", name: n, spec: { level: 1, members: ["a", "b"], stripSize: 65536, safeRead: "off" } }) as Resource;
+test("preflight: a plan with errors is refused before anything runs, every error named with its fix", () => {
   try {
     preflight([
-      { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
-      { op: "create", address: "d/raid/r1", after: raid("r1"), destructive: false },
-      { op: "create", address: "d/raid/r2", after: raid("r2"), destructive: false },
-    ], b);
+      { address: "d/raid/r1", dpu: "d", operation: "create", rpc: "bdev_raid_create", message: "d/raid/r1: create: creating a RAID bdev needs bdev_raid_create", fix: "remove it" },
+      { address: "d/raid/r2", dpu: "d", operation: "create", message: "d/raid/r2: create: no", fix: "remove it too" },
+    ]);
     assert.unreachable();
   } catch (e) {
     assert.instance(e, NotSupportedError);
-    assert.match((e as Error).message, "d/raid/r1: raid not here");
+    assert.match((e as Error).message, "d/raid/r1: create: creating a RAID bdev needs bdev_raid_create; fix: remove it");
     assert.match((e as Error).message, "d/raid/r2");
   }
-  assert.equal(b.calls, []);
+  preflight([]); // no errors: nothing thrown
 });
 
 test("bottomUp: dependencies first", () => {

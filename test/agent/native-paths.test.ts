@@ -25,15 +25,20 @@ async function setup() {
   return { root, dataDir, outside, victim, calls, backend };
 }
 
-const file = (p: string, size = 1048576): Resource =>
-  ({ address: "d/file/f", dpu: "d", kind: "file", name: "f", spec: { path: p, size, blockSize: 4096, directIo: true } }) as Resource;
+const file = (p: string, size = 1048576, extra: { retain?: boolean; import?: boolean } = {}): Resource =>
+  ({ address: "d/file/f", dpu: "d", kind: "file", name: "f", spec: { path: p, size, blockSize: 4096, directIo: true, retain: false, import: false, ...extra } }) as Resource;
+
+/** The live check's errors for creating `r`, one message each. */
+async function checkCreate(backend: NativeBackend, r: Resource): Promise<string[]> {
+  return (await backend.check([{ op: "create", address: r.address, after: r }], [])).errors.map((e) => `${e.message}; fix: ${e.fix}`);
+}
 
 test("file bdev: an absolute path to an existing file outside the data dir is refused at preflight and at create; the file is untouched", async () => {
   const { victim, calls, backend, dataDir } = await setup();
-  const why = backend.unsupported(file(victim));
+  const why = await checkCreate(backend, file(victim));
   assert.is(why.length, 1);
   assert.match(why[0]!, `path '${victim}' is outside the agent's data directory ${dataDir}`);
-  assert.match(why[0]!, "write a path relative to it");
+  assert.match(why[0]!, "write a path relative to the data directory");
   try {
     await backend.create(file(victim));
     assert.unreachable();
@@ -51,7 +56,8 @@ test("file bdev: no new file is created outside the data dir, not even under /de
   await backend.create(file(target)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "outside the agent's data directory"));
   assert.not.ok(existsSync(target));
   const dev = "/dev/flexbso-test-no-such-device";
-  assert.equal(backend.unsupported(file(dev)), []); // block devices may be named by absolute path
+  // block devices may be named by absolute path; a missing one is caught before anything runs
+  assert.equal(await checkCreate(backend, file(dev)), [`d/file/f: block device ${dev} does not exist; fix: check the device name; the agent never creates files under /dev`]);
   await backend.create(file(dev)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "block device /dev/flexbso-test-no-such-device does not exist"));
   assert.not.ok(existsSync(dev));
 });
@@ -73,8 +79,59 @@ test("file bdev: inside the data dir a file is created sparse, a shorter one ext
   assert.is((await fsp.stat(path.join(dataDir, "a", "disk.img"))).size, 1048576);
   assert.ok(calls.includes("bdev_uring_create"));
   await fsp.writeFile(path.join(dataDir, "big.img"), Buffer.alloc(8192, 1));
-  await backend.create(file(path.join(dataDir, "big.img"), 4096)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "refusing to truncate existing data"));
+  const big = file(path.join(dataDir, "big.img"), 4096, { import: true });
+  assert.match((await checkCreate(backend, big))[0]!, "the agent never truncates existing data");
+  await backend.create(big).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "refusing to truncate existing data"));
   assert.is((await fsp.stat(path.join(dataDir, "big.img"))).size, 8192);
+});
+
+test("file lifecycle: the agent creates the file with a sidecar uuid, deletes it with the bdev, or keeps it (without sidecar) under retain", async () => {
+  const { dataDir, backend } = await setup();
+  const f = file("t/disk.img");
+  const realized = await backend.create(f);
+  const img = path.join(dataDir, "t", "disk.img");
+  const sidecar = JSON.parse(readFileSync(img + ".flexbso-id", "utf8"));
+  assert.is(sidecar.address, "d/file/f");
+  assert.ok(realized && realized.file);
+  assert.is(realized.file.uuid, sidecar.uuid);
+  assert.is(realized.file.inode, (await fsp.stat(img)).ino);
+  assert.is(realized.file.size, 1048576);
+  // an interrupted create (file and sidecar there, not in the state) is this resource's own: adopted, not an error
+  assert.equal(await checkCreate(backend, f), []);
+  await backend.delete(f);
+  assert.not.ok(existsSync(img));
+  assert.not.ok(existsSync(img + ".flexbso-id"));
+
+  const kept = file("t/kept.img", 1048576, { retain: true });
+  await backend.create(kept);
+  await fsp.writeFile(path.join(dataDir, "t", "kept.img"), "tenant A's data");
+  await backend.delete(kept);
+  assert.is(readFileSync(path.join(dataDir, "t", "kept.img"), "utf8"), "tenant A's data");
+  assert.not.ok(existsSync(path.join(dataDir, "t", "kept.img.flexbso-id")));
+});
+
+test("file lifecycle: a create never attaches an existing file silently; import: true attaches it with its data", async () => {
+  const { dataDir, backend, calls } = await setup();
+  const img = path.join(dataDir, "old.img");
+  await fsp.writeFile(img, Buffer.alloc(4096, 7));
+  const plain = file("old.img", 1048576);
+  const why = await checkCreate(backend, plain);
+  assert.is(why.length, 1);
+  assert.match(why[0]!, `a file already exists at ${img}`);
+  assert.match(why[0]!, "set import: true");
+  await backend.create(plain).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "set import: true"));
+  assert.not.ok(calls.includes("bdev_uring_create"));
+  const imported = file("old.img", 1048576, { import: true });
+  assert.equal(await checkCreate(backend, imported), []);
+  const r = await backend.create(imported);
+  assert.ok(r && r.file && r.file.imported);
+  const data = readFileSync(img);
+  assert.is(data.length, 1048576); // extended, never truncated
+  assert.is(data[0], 7); // data kept
+  // the same plan deleting the old owner first frees the path
+  const prior = file("old.img", 1048576);
+  const steps = [{ op: "delete" as const, address: "d/file/f", before: prior }, { op: "create" as const, address: "d/file/f", after: plain }];
+  assert.equal((await backend.check(steps, [prior])).errors, []);
 });
 
 test.run();

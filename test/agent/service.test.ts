@@ -18,8 +18,8 @@ import { nullLogger } from "../../lib/agent/log.js";
 class FakeBackend implements Backend {
   readonly name = "fake";
   created: string[] = [];
-  unsupported(): string[] { return []; }
-  unsupportedUpdate(): string[] { return []; }
+  async facts() { return { backend: "native", methods: [] }; }
+  async check() { return { errors: [], warnings: [] }; }
   async inventory(): Promise<Inventory> { return { bdevs: new Map(), exports: new Map() }; }
   present(): boolean { return true; }
   async create(r: Resource) { this.created.push(r.address); }

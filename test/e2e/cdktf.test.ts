@@ -32,7 +32,7 @@ test("the per-DPU local-exec `npx flexbso apply --dpu NAME --auto-approve` works
   const disk = new FileBdev(dpu, "disk", { path: path.join(a.dataDir, "disk.img"), size: "32MiB" });
   const ram = new MallocBdev(dpu, "ram", { size: "16MiB" });
   new SriovFunction(dpu, "vm0", { pf: 0, vf: 0, transport: "nbd", volume: disk });
-  new SriovFunction(dpu, "vm1", { pf: 0, vf: 1, transport: "nbd", volume: ram, qos: { iops: 500 } });
+  new SriovFunction(dpu, "vm1", { pf: 0, vf: 1, transport: "nbd", volume: ram, tenant: "t" });
   app.synth();
   const stackDir = path.join(outdir, "stacks", "edge");
   const tf = JSON.parse(await fsp.readFile(path.join(stackDir, "cdk.tf.json"), "utf8"));

@@ -11,8 +11,8 @@ test("flexbso demo succeeds, is honest about RAID/compression, and cleans up", a
   assert.ok(Date.now() - t0 < 60_000, "well under a minute");
   for (const s of [
     "[8/8]", "Apply complete! 6 step(s), generation 1.", "4 MiB written and read back with the pattern verified",
-    "Pattern verification failed", "raid bdevs are not yet supported by the native engine",
-    "~ qos.iops = 10000 -> 20000", "Plan: 2 to add, 1 to change, 0 to destroy.", "work dir removed",
+    "Pattern verification failed", "creating a RAID bdev: needs the target method bdev_raid_create",
+    '~ tenant = "bob" -> "bob-team"', "Plan: 2 to add, 1 to change, 0 to destroy.", "work dir removed",
   ]) assert.ok(r.stdout.includes(s), `missing "${s}" in:\n${r.stdout}`);
   const dir = /work dir (\S+)\)/.exec(r.stdout)?.[1];
   assert.ok(dir && !existsSync(dir), "work dir removed");

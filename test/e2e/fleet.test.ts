@@ -31,7 +31,7 @@ test("one apply converges three agents in parallel; plan then shows no changes",
 test("one agent down: the others apply, the failure names the DPU, exit 1", async () => {
   const down = agents[1]!;
   await down.stop();
-  const edited = await writeTopology("fleet.yaml", agents, path.join(agents[0]!.dir, "fleet2.yaml"), (s) => s.split("iops: 1000").join("iops: 2000"));
+  const edited = await writeTopology("fleet.yaml", agents, path.join(agents[0]!.dir, "fleet2.yaml"), (s) => s.split("tenant: t1").join("tenant: t2"));
   const r = await cli(["apply", edited, "--auto-approve"]);
   assert.is(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stdout, "dpua: Apply complete! 1 step(s), generation 2.");

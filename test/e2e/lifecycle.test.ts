@@ -36,16 +36,16 @@ test("apply an example, then plan shows no changes", async () => {
 });
 
 test("apply without a terminal and without --auto-approve is refused", async () => {
-  await writeTopology("one-dpu.yaml", [a], path.join(dir, "qos.yaml"), (s) => s.replace("iops: 5000", "iops: 6000"));
+  await writeTopology("one-dpu.yaml", [a], path.join(dir, "qos.yaml"), (s) => s.replace("tenant: bob", "tenant: bob2"));
   const r = await cli(["apply", path.join(dir, "qos.yaml")]);
   assert.is(r.code, 1);
   assert.match(r.stderr, "--auto-approve");
   assert.is(await generation(), 1);
 });
 
-test("edit -> plan shows exactly the edit (qos change + new VF)", async () => {
+test("edit -> plan shows exactly the edit (tenant change + new VF)", async () => {
   const edited = await writeTopology("one-dpu.yaml", [a], path.join(dir, "edit.yaml"), (s) => s
-    .replace("iops: 5000", "iops: 9000")
+    .replace("tenant: bob", "tenant: bob2")
     .replace("      ram0:", "      nul0: { kind: null, size: 1GiB }\n      ram0:")
     + "      vm2: { pf: 0, vf: 2, transport: nbd, volume: nul0 }\n");
   const p = await cli(["plan", edited, "--format", "json"]);
@@ -53,7 +53,7 @@ test("edit -> plan shows exactly the edit (qos change + new VF)", async () => {
   const plan = JSON.parse(p.stdout);
   const changed = plan.resource_changes.filter((c: any) => c.change.actions[0] !== "no-op")
     .map((c: any) => `${c.change.actions.join("+")} ${c.address} ${c.field_changes.map((f: any) => f.field).join(",")}`.trim());
-  assert.equal(changed, ["update dpu0/function/vm1 qos.iops", "create dpu0/function/vm2", "create dpu0/null/nul0"]);
+  assert.equal(changed, ["update dpu0/function/vm1 tenant", "create dpu0/function/vm2", "create dpu0/null/nul0"]);
   assert.equal(plan.generations, { dpu0: 1 });
   const text = await cli(["plan", edited]);
   assert.match(text.stdout, "Plan: 2 to add, 1 to change, 0 to destroy.");
@@ -71,7 +71,7 @@ test("a saved plan is applied when fresh and refused when stale", async () => {
   assert.is(await generation(), 2);
   const r = await cli(["apply", stale]);
   assert.is(r.code, 1, r.stdout);
-  assert.match(r.stdout, "stale plan: made against generation 1, the agent is at generation 2");
+  assert.match(r.stdout, "stale plan: made against generation 1, the agent is at generation 2", r.stdout);
   // the agent enforces it too
   const direct = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: [] }, expectedGeneration: 1 });
   assert.is(direct.body.error.code, -32002);
@@ -156,24 +156,52 @@ test("malformed JSON-RPC and schema-invalid topologies get clear errors; the age
   assert.is(await generation(), 2);
 });
 
-test("RAID/compression are refused as not yet supported, naming the resource; nothing changes", async () => {
-  const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "raid.yaml"), (s) => s
-    .replace("iops: 5000", "iops: 9000")
-    .replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      m2: { kind: malloc, size: 8MiB }\n      r1: { kind: raid, level: 1, members: [m1, m2] }\n      ram0:"));
-  const p = await cli(["plan", t]);
-  assert.is(p.code, 2, p.stderr);
-  assert.match(p.stderr, "Warning: dpu0/raid/r1: raid bdevs are not yet supported by the native engine (RAID/compression land in a later release); apply will refuse it.");
-  const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
-  assert.is(r.code, 1);
-  assert.match(r.stdout, "dpu0/raid/r1: raid bdevs are not yet supported by the native engine (RAID/compression land in a later release)");
-  assert.is(await generation(), 2);
+test("changes the engine cannot make are plan errors in every format (exit 1), and apply refuses them before touching anything", async () => {
+  const cases: [string, (s: string) => string, string][] = [
+    ["raid", (s) => s.replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      m2: { kind: malloc, size: 8MiB }\n      r1: { kind: raid, level: 1, members: [m1, m2] }\n      ram0:"),
+      "dpu0/raid/r1: creating a RAID bdev: needs the target method bdev_raid_create, which the engine of DPU 'dpu0' does not serve"],
+    ["compress", (s) => s.replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      z1: { kind: compress, base: m1 }\n      ram0:"),
+      "dpu0/compress/z1: creating a compress bdev: needs the target method bdev_compress_create"],
+    ["qos", (s) => s.replace("tenant: bob", "tenant: bob, qos: { iops: 9000 }"),
+      "dpu0/function/vm1: changing qos limits live (field 'qos'): needs the target method bdev_set_qos_limit"],
+    ["grow", (s) => s.replace("size: 64MiB, blockSize: 4096", "size: 128MiB, blockSize: 4096"),
+      "dpu0/file/disk0: growing a file bdev live (field 'size'): needs the target method bdev_uring_rescan"],
+    ["vhost", (s) => s.replace("vm0: { pf: 0, vf: 0, transport: nbd,", "vm0: { pf: 0, vf: 0, transport: vhost-user-blk,"),
+      "dpu0/function/vm0: exporting over vhost-user-blk (field 'transport'): needs the target method vhost_create_blk_controller"],
+  ];
+  const gen = await generation();
+  for (const [name, edit, message] of cases) {
+    const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, `cannot-${name}.yaml`), edit);
+    const text = await cli(["plan", t]);
+    assert.is(text.code, 1, `${name}: ${text.stdout}${text.stderr}`);
+    assert.match(text.stdout, `Error: the targets cannot make`);
+    assert.match(text.stdout, message);
+    const md = await cli(["plan", t, "--format", "markdown"]);
+    assert.is(md.code, 1);
+    assert.match(md.stdout, "> [!CAUTION]");
+    assert.match(md.stdout, message);
+    const json = await cli(["plan", t, "--format", "json", "--out", path.join(dir, `cannot-${name}.json`)]);
+    assert.is(json.code, 1);
+    const plan = JSON.parse(json.stdout);
+    assert.is(plan.format_version, "1.1");
+    assert.ok(plan.errors.some((e: any) => e.message === message || e.message.startsWith(message)), JSON.stringify(plan.errors));
+    await fsp.access(path.join(dir, `cannot-${name}.json`)).then(() => assert.unreachable("a plan with errors must not be saved"), () => undefined);
+    const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
+    assert.is(r.code, 1, r.stdout);
+    assert.match(r.stdout, message);
+    assert.match(r.stdout, "nothing was applied");
+    // the agent itself refuses it too (a client that skips plan)
+    const direct = await a.rpc("topology.apply", { desired: JSON.parse((await cli(["validate", t, "--print-canonical"])).stdout), allowDataLoss: true });
+    assert.is(direct.body.error?.code, -32005, JSON.stringify(direct.body));
+    assert.match(direct.body.error.message, message);
+  }
+  assert.is(await generation(), gen);
 });
 
 test("show prints a valid topology that plans to no changes", async () => {
   const r = await cli(["show", path.join(dir, "edit.yaml")]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, "endpoint: nbd+unix:///pf0vf2?socket=");
-  assert.match(r.stdout, "qos is recorded but not enforced");
   const shown = path.join(dir, "shown.yaml");
   await fsp.writeFile(shown, r.stdout);
   const p = await cli(["plan", shown]);
@@ -194,14 +222,14 @@ test("metrics expose per-function stats", async () => {
   assert.match(text, "flexbso_agent_generation 2");
 });
 
-test("destroy removes everything (file contents kept on disk)", async () => {
+test("destroy removes everything, including the files the agent created for file bdevs", async () => {
   const r = await cli(["destroy", path.join(dir, "edit.yaml"), "--auto-approve", "--allow-data-loss"]);
   assert.is(r.code, 0, r.stdout + r.stderr);
   const view = (await a.rpc("topology.get")).body.result;
   assert.is(view.topology.resources.length, 0);
   assert.is(view.generation, 3);
-  const st = await fsp.stat(path.join(a.dataDir, "disk0.img"));
-  assert.is(st.size, 64 * 1024 * 1024);
+  await fsp.stat(path.join(a.dataDir, "disk0.img")).then(() => assert.unreachable("the file outlived its resource"), (e) => assert.is(e.code, "ENOENT"));
+  await fsp.stat(path.join(a.dataDir, "disk0.img.flexbso-id")).then(() => assert.unreachable("the sidecar outlived its resource"), (e) => assert.is(e.code, "ENOENT"));
 });
 
 test.run();

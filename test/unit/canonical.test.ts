@@ -48,7 +48,7 @@ dpus:
   assert.equal(spec["d/malloc/m"], { size: 1048576, blockSize: 512 });
   assert.equal(spec["d/raid/r"], { level: 1, members: ["m", "n"], stripSize: 65536, safeRead: "off" });
   assert.equal(spec["d/compress/c"], { base: "r", algorithm: "lz4", level: 1, engine: "auto", chunkSize: 16384 });
-  assert.equal(spec["d/file/f"], { path: "/x/y", size: 4096, blockSize: 512, directIo: true });
+  assert.equal(spec["d/file/f"], { path: "/x/y", size: 4096, blockSize: 512, directIo: true, retain: false, import: false });
   assert.equal(spec["d/function/v"], { pf: 0, emulation: "virtio-blk", transport: "vhost-user-blk", volume: "c", qos: { iops: 0, mbps: 0 } });
 });
 

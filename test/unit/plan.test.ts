@@ -62,6 +62,7 @@ test("every spec field of every kind has a change-class rule", () => {
 
 /** [kind, field, before, after, beforeSpec extra, expected class, replace] */
 const RAID1 = { level: 1, members: ["a", "b"], stripSize: 65536, safeRead: "off" };
+const FILE = { path: "a", size: 8192, blockSize: 512, directIo: true, retain: false, import: false };
 const FIELD_CASES: [Kind, string, unknown, unknown, Record<string, unknown>, Record<string, unknown>, string, boolean][] = [
   ["dpu", "agent.endpoint", "http://a", "http://b", {}, {}, "in-place", false],
   ["dpu", "backend", "native", "snap", {}, { backend: "snap" }, "destructive", true],
@@ -75,10 +76,12 @@ const FIELD_CASES: [Kind, string, unknown, unknown, Record<string, unknown>, Rec
   ["malloc", "size", 4096, 8192, {}, {}, "destructive", true],
   ["null", "size", 4096, 8192, {}, {}, "in-place", false],
   ["null", "blockSize", 512, 4096, {}, {}, "destructive", true],
-  ["file", "size", 4096, 8192, {}, {}, "online", false],
-  ["file", "size", 8192, 4096, {}, {}, "destructive", true],
-  ["file", "path", "a", "b", {}, {}, "destructive", true],
-  ["file", "directIo", true, false, {}, {}, "online", false],
+  ["file", "size", 4096, 8192, FILE, FILE, "online", false],
+  ["file", "size", 8192, 4096, FILE, FILE, "destructive", true],
+  ["file", "path", "a", "b", FILE, { ...FILE, path: "b" }, "destructive", true],
+  ["file", "directIo", true, false, FILE, FILE, "online", false],
+  ["file", "retain", false, true, FILE, FILE, "in-place", false],
+  ["file", "import", false, true, FILE, FILE, "in-place", false],
   ["raid", "safeRead", "off", "repair", RAID1, RAID1, "in-place", false],
   ["raid", "level", 1, 5, RAID1, { ...RAID1, level: 5 }, "destructive", true],
   ["raid", "stripSize", 65536, 4096, RAID1, RAID1, "in-place", false],

@@ -1,0 +1,57 @@
+import { destroy, inPlace, needsRpc, refuse, type KindDescriptor } from "../descriptor.js";
+import { isPowerOfTwo, parseSize } from "../units.js";
+import type { CompressSpec } from "../types.js";
+import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
+
+const CREATE_RPC = "bdev_compress_create";
+const create = needsRpc(CREATE_RPC, "creating a compress bdev", `remove the compress bdev, or run an engine that serves ${CREATE_RPC}`);
+const live = (field: "level" | "engine") => refuse(
+  `changing the compress ${field} of an existing volume`,
+  `the engine sets it when the volume is created: keep ${field}, or re-create the volume (its data does not move)`,
+  field,
+);
+
+/** A compressing bdev over a base bdev. */
+export const compress: KindDescriptor<"compress"> = {
+  kind: "compress",
+  summary: "a compressing bdev over a base bdev",
+  schema: {
+    type: "object",
+    additionalProperties: false,
+    required: ["base"],
+    properties: {
+      base: nameSchema,
+      algorithm: { enum: ["deflate", "lz4"] },
+      level: { type: "integer", minimum: 1, maximum: 9 },
+      engine: { enum: ["auto", "cpu", "doca", "gpu"] },
+      chunkSize: sizeSchema,
+    },
+  },
+  build(i, problems) {
+    const out: CompressSpec = {
+      base: i["base"] as string,
+      algorithm: (i["algorithm"] as CompressSpec["algorithm"] | undefined) ?? DEFAULTS.algorithm,
+      level: (i["level"] as number | undefined) ?? DEFAULTS.compressLevel,
+      engine: (i["engine"] as CompressSpec["engine"] | undefined) ?? DEFAULTS.engine,
+      chunkSize: parseSize(i["chunkSize"] ?? DEFAULTS.chunkSize)!,
+    };
+    if (!isPowerOfTwo(out.chunkSize) || out.chunkSize < 4096 || out.chunkSize > 128 * 1024) {
+      problems.push({ code: "bad-chunk-size", path: ["chunkSize"], message: `must be a power of two from 4 KiB to 128 KiB (got ${out.chunkSize})` });
+    }
+    return out;
+  },
+  references: (s) => [{ field: "base", path: ["base"], target: s.base }],
+  fields: {
+    base: destroy("the compressed volume is re-created on the new base; its data does not move (move the function's volume to migrate data)"),
+    algorithm: destroy("chunks already written cannot be read with another algorithm; the volume is re-initialized"),
+    level: inPlace("applies to chunks written from now on"),
+    engine: inPlace("only where compression runs; the on-disk format is unchanged"),
+    chunkSize: destroy("the chunk map is laid out by chunk size; the volume is re-initialized"),
+  },
+  sizeFields: ["chunkSize"],
+  onDelete: () => ({ class: "destructive", reason: "the chunk map is deleted: the compressed data left on the base can no longer be read" }),
+  backends: {
+    native: { create: () => [create], update: { level: () => [live("level")], engine: () => [live("engine")] } },
+    snap: { create: () => [create], update: { level: () => [live("level")], engine: () => [live("engine")] } },
+  },
+};
