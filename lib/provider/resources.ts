@@ -62,7 +62,7 @@ const PROVIDER_ATTRS = [
   { name: "endpoint", type: "string", optional: true, description: `Agent base URL. Default $FLEXBSO_ENDPOINT, else ${DEFAULTS.agentEndpoint}.` },
   { name: "token_file", type: "string", optional: true, description: "File holding the agent's bearer token. Default $FLEXBSO_TOKEN, else $FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token." },
   { name: "token", type: "string", optional: true, sensitive: true, description: "The agent's bearer token itself (prefer token_file or $FLEXBSO_TOKEN)." },
-  { name: "allow_data_loss", type: "bool", optional: true, description: "Allow changes that delete or re-initialize data (replacing a bdev, destroying one that holds data). Default $FLEXBSO_ALLOW_DATA_LOSS, else false." },
+  { name: "allow_data_loss", type: "bool", optional: true, description: "Allow changes that delete or re-initialize data (replacing a bdev, destroying one that holds data). Default false; FLEXBSO_ALLOW_DATA_LOSS=1 in the environment allows them for one run." },
 ] as const;
 
 export class FlexbsoProvider {
@@ -121,7 +121,8 @@ export class FlexbsoProvider {
     if (bad.length) return bad;
     const endpoint = (c["endpoint"] as string | null) ?? this.env["FLEXBSO_ENDPOINT"] ?? DEFAULTS.agentEndpoint;
     const tokenFile = (c["token_file"] as string | null) ?? undefined;
-    const allowDataLoss = (c["allow_data_loss"] as boolean | null) ?? envFlag(this.env["FLEXBSO_ALLOW_DATA_LOSS"]);
+    // The environment variable allows it for one run, whatever the provider block says.
+    const allowDataLoss = c["allow_data_loss"] === true || envFlag(this.env["FLEXBSO_ALLOW_DATA_LOSS"]);
     let token = c["token"] as string | null;
     let tokenSource = "the provider's token";
     if (token === null) {
@@ -197,7 +198,7 @@ export class FlexbsoProvider {
     const allow = this.settings?.allowDataLoss ?? envFlag(this.env["FLEXBSO_ALLOW_DATA_LOSS"]);
     const path = replacePaths[0] ?? (c.field_changes[0] ? fieldPath(c.field_changes[0].field) : undefined);
     if (classOf === "online") {
-      diags.push(warning(`${c.address}: online change`, `${reasons}\nNo data is lost and the guest keeps running.`, path));
+      diags.push(warning(`${c.address}: online change`, `${reasons}\nNo data is lost.`, path));
     } else if (!allow) {
       diags.push(error(`${c.address}: destructive change refused`, `${reasons}\nThis deletes or re-initializes data on the DPU; ${ALLOW_HINT}.`, path));
     } else {
