@@ -20,6 +20,7 @@ import { AgentClient, AgentRpcError } from "../agent/client.js";
 import { resolveToken } from "../agent/fleet.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
+import { allowDataLossFromEnv } from "../apply/allow.js";
 import { DEFAULTS, referencesOf, type Desired, type Kind, type Resource, type ResourceOf, type Spec } from "../model/index.js";
 import { NAME_PATTERN } from "../model/schemas.js";
 import { plan, type FieldChange, type ResourceChange } from "../plan/index.js";
@@ -50,11 +51,6 @@ export interface ProviderSettings {
   readonly tokenFile?: string;
   readonly allowDataLoss: boolean;
   readonly client: AgentClient;
-}
-
-/** True for "1", "true", "yes" (any case). */
-export function envFlag(v: string | undefined): boolean {
-  return v !== undefined && /^(1|true|yes)$/i.test(v.trim());
 }
 
 /** The provider block's schema. */
@@ -122,7 +118,7 @@ export class FlexbsoProvider {
     const endpoint = (c["endpoint"] as string | null) ?? this.env["FLEXBSO_ENDPOINT"] ?? DEFAULTS.agentEndpoint;
     const tokenFile = (c["token_file"] as string | null) ?? undefined;
     // The environment variable allows it for one run, whatever the provider block says.
-    const allowDataLoss = c["allow_data_loss"] === true || envFlag(this.env["FLEXBSO_ALLOW_DATA_LOSS"]);
+    const allowDataLoss = c["allow_data_loss"] === true || allowDataLossFromEnv(this.env);
     let token = c["token"] as string | null;
     let tokenSource = "the provider's token";
     if (token === null) {
@@ -195,7 +191,7 @@ export class FlexbsoProvider {
     const classOf = c.change_class;
     if (classOf === null || classOf === "in-place") return;
     const reasons = describeChange(c);
-    const allow = this.settings?.allowDataLoss ?? envFlag(this.env["FLEXBSO_ALLOW_DATA_LOSS"]);
+    const allow = this.settings?.allowDataLoss ?? allowDataLossFromEnv(this.env);
     const path = replacePaths[0] ?? (c.field_changes[0] ? fieldPath(c.field_changes[0].field) : undefined);
     if (classOf === "online") {
       diags.push(warning(`${c.address}: online change`, `${reasons}\nNo data is lost.`, path));

@@ -14,7 +14,10 @@
  * `name`, and (bdevs, functions) `dpu`, the name of its flexbso_dpu.
  */
 import { SPEC_SCHEMAS } from "../model/schemas.js";
-import { canonicalSpec, parseSize, type Kind, type Spec } from "../model/index.js";
+// Model submodules, not its index: the index re-exports the loaders, which read this file.
+import { canonicalSpec } from "../model/kinds.js";
+import { parseSize } from "../model/units.js";
+import type { Kind, Spec } from "../model/types.js";
 import { UNKNOWN, hasUnknown, num, type Value } from "./msgpack.js";
 
 /** Attribute value kinds we map JSON Schema onto. */
@@ -229,4 +232,15 @@ export function attrPath(_t: ResourceType, path: readonly (string | number)[]): 
 /** True when the object has an unknown in a spec field, `name` or `dpu`. */
 export function configUnknown(v: Obj): boolean {
   return hasUnknown(v);
+}
+
+/**
+ * A resource's Terraform configuration from its canonical spec (what the constructs
+ * synthesize): every spec field the resource type has, sizes as "64MiB", no `id`.
+ */
+export function configFromSpec(kind: Kind, head: { dpu: string; name: string }, spec: Spec): Obj {
+  const t = resourceType(TYPE_NAMES[kind]);
+  const v = fromSpec(t, { id: "", ...head }, spec, null);
+  delete v["id"];
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null));
 }
