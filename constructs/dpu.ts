@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { Aspects, Lazy, TerraformStack, type IAspect, type TerraformResource } from "cdktf";
+import { Aspects, Lazy, TerraformStack, dependable, type IAspect, type TerraformResource } from "cdktf";
 import type { Construct, IConstruct } from "constructs";
 import { APPLY_ROLE } from "../lib/load/cdktf.js";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
@@ -9,6 +8,7 @@ import { crossCheck } from "../lib/model/cross.js";
 import { formatDiagnostic } from "../lib/model/errors.js";
 import type { Resource } from "../lib/model/types.js";
 import { FlexbsoTerraformProvider, NullTerraformProvider, RawResource } from "./provider/bindings.js";
+import { flexbsoPackage } from "./package.js";
 import { FlexbsoBdev, FlexbsoResource, type SynthTarget } from "./resource.js";
 
 /** cdktf context key that picks the synth target for every Dpu without `target` (e.g. `cdktf synth --context flexbso:target=local-exec`). */
@@ -162,20 +162,11 @@ function contextTarget(scope: Construct): SynthTarget {
   throw new Error(`context ${TARGET_CONTEXT} must be "provider" or "local-exec" (got ${JSON.stringify(v)})`);
 }
 
-/** The package root: the nearest directory above this file whose package.json is flexbso's. */
-function packageRoot(): string {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    const pj = path.join(d, "package.json");
-    if (existsSync(pj) && (JSON.parse(readFileSync(pj, "utf8")) as { name?: string }).name === "flexbso") return d;
-    if (path.dirname(d) === d) throw new Error(`cannot find flexbso's package.json above ${__dirname}`);
-  }
-}
-
 const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** This install's CLI, by absolute path with the node running synth: nothing is looked up or fetched at hook time. */
 export function flexbsoCommand(args: string): string {
-  return `${shq(process.execPath)} ${shq(path.join(packageRoot(), "bin", "flexbso.js"))} ${args}`;
+  return `${shq(process.execPath)} ${shq(path.join(flexbsoPackage().root, "bin", "flexbso.js"))} ${args}`;
 }
 
 const checkedStacks = new WeakSet<TerraformStack>();
@@ -190,9 +181,13 @@ class WireDependencies implements IAspect {
   }
 }
 
+/** Adds `to` to `from`'s depends_on, as a plain reference (`type.name`): Terraform refuses a `${...}` template there. */
+const dependedOn = new WeakMap<TerraformResource, Set<TerraformResource>>();
 function addDependency(from: TerraformResource, to: TerraformResource): void {
-  const fqn = to.fqn;
-  if (!(from.dependsOn ?? []).includes(fqn)) from.dependsOn = [...(from.dependsOn ?? []), fqn];
+  const seen = dependedOn.get(from) ?? dependedOn.set(from, new Set()).get(from)!;
+  if (seen.has(to)) return;
+  seen.add(to);
+  from.dependsOn = [...(from.dependsOn ?? []), dependable(to)];
 }
 
 /** Cross-resource rules over every FlexBSO resource of the stack, as `flexbso validate` runs them. */

@@ -7,6 +7,7 @@
  */
 import { TerraformProvider, TerraformResource, type TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
+import { flexbsoPackage } from "../package.js";
 
 /** Config of {@link FlexbsoTerraformProvider}: the provider block of terraform-provider-flexbso. */
 export interface FlexbsoTerraformProviderConfig {
@@ -26,7 +27,8 @@ export class FlexbsoTerraformProvider extends TerraformProvider {
   constructor(scope: Construct, id: string, config: FlexbsoTerraformProviderConfig = {}) {
     super(scope, id, {
       terraformResourceType: "flexbso",
-      terraformGeneratorMetadata: { providerName: "flexbso" },
+      // cdktf-cli requires a version constraint: this install's major.minor and later patches.
+      terraformGeneratorMetadata: { providerName: "flexbso", providerVersionConstraint: `~> ${flexbsoPackage().version.split(".").slice(0, 2).join(".")}` },
       terraformProviderSource: "flexbso/flexbso",
     });
     this.cfg = config;
