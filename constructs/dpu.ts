@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { Aspects, Lazy, TerraformStack, dependable, type IAspect, type TerraformResource } from "cdktf";
+import type { IAspect, TerraformResource, TerraformStack } from "cdktf";
+import { cdk } from "./cdk.js";
 import type { Construct, IConstruct } from "constructs";
 import { APPLY_ROLE } from "../lib/load/cdktf.js";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
@@ -93,7 +94,7 @@ export class Dpu extends FlexbsoResource<"dpu"> {
       pfs: props.pfs,
       vfsPerPf: props.vfsPerPf,
     }, props.target ?? contextTarget(scope));
-    const stack = TerraformStack.of(this);
+    const stack = cdk.TerraformStack.of(this);
     if (this.target === "provider") {
       this.providerBlock = new FlexbsoTerraformProvider(stack, `flexbso-provider-${name}`, {
         alias: name,
@@ -104,7 +105,7 @@ export class Dpu extends FlexbsoResource<"dpu"> {
     } else {
       if (!stack.node.children.some((c) => c instanceof NullTerraformProvider)) new NullTerraformProvider(stack, "null");
       this.hook = new RawResource(this, "flexbso:apply", "null_resource", "null", () => ({
-        triggers: { role: APPLY_ROLE, dpu: name, specs_sha256: Lazy.stringValue({ produce: () => this.specsHash() }) },
+        triggers: { role: APPLY_ROLE, dpu: name, specs_sha256: cdk.Lazy.stringValue({ produce: () => this.specsHash() }) },
       }), {
         provisioners: [
           { type: "local-exec", command: props.applyCommand ?? flexbsoCommand(`apply --dpu ${name} --auto-approve`) },
@@ -112,7 +113,7 @@ export class Dpu extends FlexbsoResource<"dpu"> {
         ],
       });
     }
-    Aspects.of(this).add(new WireDependencies(this));
+    cdk.Aspects.of(this).add(new WireDependencies(this));
     if (!checkedStacks.has(stack)) {
       checkedStacks.add(stack);
       stack.node.addValidation({ validate: () => validateStack(stack) });
@@ -187,7 +188,7 @@ function addDependency(from: TerraformResource, to: TerraformResource): void {
   const seen = dependedOn.get(from) ?? dependedOn.set(from, new Set()).get(from)!;
   if (seen.has(to)) return;
   seen.add(to);
-  from.dependsOn = [...(from.dependsOn ?? []), dependable(to)];
+  from.dependsOn = [...(from.dependsOn ?? []), cdk.dependable(to)];
 }
 
 /** Cross-resource rules over every FlexBSO resource of the stack, as `flexbso validate` runs them. */

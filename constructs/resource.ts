@@ -1,4 +1,4 @@
-import { TerraformResource } from "cdktf";
+import { cdk } from "./cdk.js";
 import type { Construct } from "constructs";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
 import { fieldName } from "../lib/model/build.js";
@@ -25,7 +25,7 @@ export type SynthTarget = "provider" | "local-exec";
  * `kind`, `dpu`, `name` and the canonical spec (what lib/load reads back). Props are
  * checked when constructed, with the model's own rules and messages.
  */
-export abstract class FlexbsoResource<K extends Kind = Kind> extends TerraformResource {
+export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.TerraformResource {
   readonly kind: K;
   /** Resource name (unique per kind on its DPU; bdev names unique across bdev kinds). */
   readonly resourceName: string;

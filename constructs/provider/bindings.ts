@@ -5,7 +5,8 @@
  * attributes are comes from lib/provider/schema.ts, the same schema the provider serves,
  * so the two cannot disagree.
  */
-import { TerraformProvider, TerraformResource, type TerraformMetaArguments } from "cdktf";
+import type { TerraformMetaArguments } from "cdktf";
+import { cdk } from "../cdk.js";
 import type { Construct } from "constructs";
 import { flexbsoPackage } from "../package.js";
 
@@ -22,7 +23,7 @@ export interface FlexbsoTerraformProviderConfig {
 }
 
 /** `provider "flexbso"` (source flexbso/flexbso, installed by `flexbso provider install`). */
-export class FlexbsoTerraformProvider extends TerraformProvider {
+export class FlexbsoTerraformProvider extends cdk.TerraformProvider {
   private readonly cfg: FlexbsoTerraformProviderConfig;
   constructor(scope: Construct, id: string, config: FlexbsoTerraformProviderConfig = {}) {
     super(scope, id, {
@@ -42,7 +43,7 @@ export class FlexbsoTerraformProvider extends TerraformProvider {
 }
 
 /** `provider "null"` (hashicorp/null), for the portable local-exec mode. */
-export class NullTerraformProvider extends TerraformProvider {
+export class NullTerraformProvider extends cdk.TerraformProvider {
   constructor(scope: Construct, id: string) {
     super(scope, id, {
       terraformResourceType: "null",
@@ -56,7 +57,7 @@ export class NullTerraformProvider extends TerraformProvider {
 }
 
 /** A resource of any type whose attributes are computed at synth by `attributes()`. */
-export class RawResource extends TerraformResource {
+export class RawResource extends cdk.TerraformResource {
   constructor(scope: Construct, id: string, type: string, providerName: string, private readonly attributes: () => Record<string, unknown>, config: TerraformMetaArguments = {}) {
     super(scope, id, { ...config, terraformResourceType: type, terraformGeneratorMetadata: { providerName } });
   }
