@@ -25,7 +25,7 @@ import { DEFAULTS, referencesOf, type Desired, type Kind, type Resource, type Re
 import { NAME_PATTERN } from "../model/schemas.js";
 import { plan, type FieldChange, type ResourceChange } from "../plan/index.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
-import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, snake, type AttrDef, type Obj, type ResourceType } from "./schema.js";
+import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, sizeText, snake, TYPE_NAMES, type AttrDef, type Obj, type ResourceType } from "./schema.js";
 
 /** A tfplugin6 Diagnostic. */
 export interface Diag {
@@ -489,9 +489,11 @@ function fieldPath(field: string): string[] {
 }
 
 function describeChange(c: ResourceChange): string {
+  const sizes = new Set(resourceType(TYPE_NAMES[c.kind]).attrs.filter((a) => a.size).map((a) => a.field));
+  const show = (field: string, v: unknown) => (sizes.has(field) && typeof v === "number" ? sizeText(v) : JSON.stringify(v));
   const lines = c.field_changes
     .filter((f: FieldChange) => f.class !== "in-place")
-    .map((f) => `${fieldPath(f.field).join(".")}: ${JSON.stringify(f.before)} -> ${JSON.stringify(f.after)}: ${f.reason}`);
+    .map((f) => `${fieldPath(f.field).join(".")}: ${show(f.field, f.before)} -> ${show(f.field, f.after)}: ${f.reason}`);
   if (c.reason) lines.push(c.reason);
   if (c.change.actions[0] === "delete" && c.change.actions.length === 1 && !c.reason) lines.push(`${c.address} is deleted`);
   return lines.join("\n");

@@ -98,6 +98,7 @@ test("plan: in place -> update; online -> warning; destructive -> replace, refus
   assert.equal(grow.requires_replace, [{ steps: [{ attribute_name: "size" }] }]);
   assert.equal(grow.diagnostics.map((d) => [d.severity, d.summary]), [[1, "dpu0/malloc/ram0: destructive change refused"]]);
   assert.match(grow.diagnostics[0]!.detail!, "allow_data_loss = true");
+  assert.match(grow.diagnostics[0]!.detail!, "size: 64MiB -> 128MiB: a malloc bdev cannot be resized");
 
   const allowed = planOf(new FlexbsoProvider({ FLEXBSO_ALLOW_DATA_LOSS: "1" }), "flexbso_malloc_bdev", priorRam, malloc("128MiB"));
   assert.equal(allowed.diagnostics.map((d) => d.severity), [2]);
