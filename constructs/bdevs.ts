@@ -1,7 +1,7 @@
 import type { Construct } from "constructs";
 import { Dpu } from "./dpu.js";
 import { FlexbsoConstructError } from "./errors.js";
-import { FlexbsoBdev, refName, type BdevRef } from "./resource.js";
+import { FlexbsoBdev, refName, type BdevRef, type SynthTarget } from "./resource.js";
 
 /** A size in bytes, or a string such as "512MiB", "64GiB", "1TB". */
 export type Size = number | string;
@@ -21,7 +21,7 @@ export interface PlacedProps {
 }
 
 /** Finds the DPU a resource belongs to: `props.dpu` or the nearest enclosing Dpu. */
-export function placement(scope: Construct, id: string, props: PlacedProps): { dpu: string; name: string } {
+export function placement(scope: Construct, id: string, props: PlacedProps): { dpu: string; name: string; target: SynthTarget } {
   let dpu: Dpu | undefined = props.dpu;
   for (let s: Construct | undefined = scope; !dpu && s; s = s.node.scope) if (s instanceof Dpu) dpu = s;
   if (!dpu) {
@@ -30,7 +30,7 @@ export function placement(scope: Construct, id: string, props: PlacedProps): { d
       { code: "no-dpu", message: "must be created inside a Dpu construct or be given props.dpu", source: { constructPath: path } },
     ]);
   }
-  return { dpu: dpu.resourceName, name: props.name ?? id };
+  return { dpu: dpu.resourceName, name: props.name ?? id, target: dpu.target };
 }
 
 /** Props of {@link MallocBdev} and {@link NullBdev}. */
@@ -48,7 +48,7 @@ export interface MemoryBdevProps extends PlacedProps {
 export class MallocBdev extends FlexbsoBdev<"malloc"> {
   constructor(scope: Construct, id: string, props: MemoryBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "malloc", at.dpu, at.name, { size: props.size, blockSize: props.blockSize });
+    super(scope, id, "malloc", at.dpu, at.name, { size: props.size, blockSize: props.blockSize }, at.target);
   }
   referencedNames(): string[] {
     return [];
@@ -59,7 +59,7 @@ export class MallocBdev extends FlexbsoBdev<"malloc"> {
 export class NullBdev extends FlexbsoBdev<"null"> {
   constructor(scope: Construct, id: string, props: MemoryBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "null", at.dpu, at.name, { size: props.size, blockSize: props.blockSize });
+    super(scope, id, "null", at.dpu, at.name, { size: props.size, blockSize: props.blockSize }, at.target);
   }
   referencedNames(): string[] {
     return [];
@@ -88,7 +88,7 @@ export interface FileBdevProps extends PlacedProps {
 export class FileBdev extends FlexbsoBdev<"file"> {
   constructor(scope: Construct, id: string, props: FileBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "file", at.dpu, at.name, { path: props.path, size: props.size, blockSize: props.blockSize, directIo: props.directIo });
+    super(scope, id, "file", at.dpu, at.name, { path: props.path, size: props.size, blockSize: props.blockSize, directIo: props.directIo }, at.target);
   }
   referencedNames(): string[] {
     return [];
@@ -122,7 +122,7 @@ export class RaidBdev extends FlexbsoBdev<"raid"> {
       members: props.members.map(refName),
       stripSize: props.stripSize,
       safeRead: props.safeRead,
-    });
+    }, at.target);
   }
   referencedNames(): string[] {
     return [...this.spec.members];
@@ -165,7 +165,7 @@ export class CompressBdev extends FlexbsoBdev<"compress"> {
       level: props.level,
       engine: props.engine,
       chunkSize: props.chunkSize,
-    });
+    }, at.target);
   }
   referencedNames(): string[] {
     return [this.spec.base];

@@ -1,14 +1,19 @@
 import { createHash } from "node:crypto";
-import { NullProvider } from "@cdktf/provider-null/lib/provider";
-import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
-import { Aspects, Lazy, TerraformStack, type IAspect } from "cdktf";
+import * as path from "node:path";
+import type { IAspect, TerraformResource, TerraformStack } from "cdktf";
+import { cdk } from "./cdk.js";
 import type { Construct, IConstruct } from "constructs";
 import { APPLY_ROLE } from "../lib/load/cdktf.js";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
 import { crossCheck } from "../lib/model/cross.js";
 import { formatDiagnostic } from "../lib/model/errors.js";
 import type { Resource } from "../lib/model/types.js";
-import { FlexbsoBdev, FlexbsoResource } from "./resource.js";
+import { FlexbsoTerraformProvider, NullTerraformProvider, RawResource } from "./provider/bindings.js";
+import { flexbsoPackage } from "./package.js";
+import { FlexbsoBdev, FlexbsoResource, type SynthTarget } from "./resource.js";
+
+/** cdktf context key that picks the synth target for every Dpu without `target` (e.g. `cdktf synth --context flexbso:target=local-exec`). */
+export const TARGET_CONTEXT = "flexbso:target";
 
 /** Props of {@link Dpu}. */
 export interface DpuProps {
@@ -23,8 +28,8 @@ export interface DpuProps {
    */
   readonly endpoint?: string;
   /**
-   * File holding the agent's bearer token, on the machine that runs the CLI.
-   * @default the CLI's default token location
+   * File holding the agent's bearer token, on the machine that runs Terraform / the CLI.
+   * @default the CLI's default token location ($FLEXBSO_TOKEN, $FLEXBSO_STATE_DIR/token, /var/lib/flexbso/token)
    */
   readonly tokenFile?: string;
   /**
@@ -43,22 +48,43 @@ export interface DpuProps {
    */
   readonly vfsPerPf?: number;
   /**
-   * Command the per-DPU apply hook runs (in the stack directory) when any spec changes.
-   * @default "npx flexbso apply --dpu <name> --auto-approve"
+   * What to synthesize: FlexBSO's Terraform provider resources, or null_resources with
+   * local-exec hooks (portable: needs only hashicorp/null). See {@link SynthTarget}.
+   * @default the `flexbso:target` context value, else "provider"
+   */
+  readonly target?: SynthTarget;
+  /**
+   * local-exec target: command the per-DPU apply hook runs (in the stack directory) when any spec changes.
+   * @default this install's `flexbso apply --dpu <name> --auto-approve`, by absolute path
    */
   readonly applyCommand?: string;
+  /**
+   * local-exec target: command the destroy-time hook runs (in the stack directory) on `cdktf destroy`.
+   * @default this install's `flexbso destroy --dpu <name> --auto-approve`, by absolute path
+   */
+  readonly destroyCommand?: string;
 }
 
 /**
- * A DPU: the scope for its bdevs and functions. Synthesizes its own null_resource, plus
- * one apply null_resource whose triggers hash every spec on the DPU and whose local-exec
- * runs `flexbso apply` (the agent, not Terraform, decides what is safe).
+ * A DPU: the scope for its bdevs and functions.
+ *
+ * With the `provider` target it synthesizes a `flexbso_dpu` and a `provider "flexbso"`
+ * block aliased to the DPU's name (endpoint, token file) that every resource on it uses.
+ *
+ * With the `local-exec` target it synthesizes its own null_resource, plus one hook
+ * null_resource whose triggers hash every spec on the DPU: its local-exec runs
+ * `flexbso apply` when they change and `flexbso destroy` when it is destroyed (the agent,
+ * not Terraform, decides what is safe; FLEXBSO_ALLOW_DATA_LOSS=1 allows data loss for
+ * one run). Both run this install's CLI by absolute path, never `npx`.
  *
  * At synth the stack's FlexBSO resources are checked together (references, cycles, RAID
  * geometry, PF/VF limits, unique names) with the same messages as `flexbso validate`.
  */
 export class Dpu extends FlexbsoResource<"dpu"> {
-  private readonly applyHook: NullResource;
+  /** The provider block of this DPU's agent (provider target). */
+  readonly providerBlock?: FlexbsoTerraformProvider;
+  /** The apply/destroy hook (local-exec target). */
+  private readonly hook?: TerraformResource;
 
   constructor(scope: Construct, id: string, props: DpuProps = {}) {
     const name = props.name ?? id;
@@ -67,18 +93,27 @@ export class Dpu extends FlexbsoResource<"dpu"> {
       backend: props.backend,
       pfs: props.pfs,
       vfsPerPf: props.vfsPerPf,
-    });
-    const stack = TerraformStack.of(this);
-    ensureNullProvider(stack);
-    this.applyHook = new NullResource(this, "flexbso:apply", {
-      triggers: {
-        role: APPLY_ROLE,
-        dpu: name,
-        specs_sha256: Lazy.stringValue({ produce: () => this.specsHash() }),
-      },
-      provisioners: [{ type: "local-exec", command: props.applyCommand ?? `npx flexbso apply --dpu ${name} --auto-approve` }],
-    });
-    Aspects.of(this).add(new WireDependencies(this));
+    }, props.target ?? contextTarget(scope));
+    const stack = cdk.TerraformStack.of(this);
+    if (this.target === "provider") {
+      this.providerBlock = new FlexbsoTerraformProvider(stack, `flexbso-provider-${name}`, {
+        alias: name,
+        endpoint: this.spec.agent.endpoint,
+        ...(props.tokenFile !== undefined ? { tokenFile: props.tokenFile } : {}),
+      });
+      this.provider = this.providerBlock;
+    } else {
+      if (!stack.node.children.some((c) => c instanceof NullTerraformProvider)) new NullTerraformProvider(stack, "null");
+      this.hook = new RawResource(this, "flexbso:apply", "null_resource", "null", () => ({
+        triggers: { role: APPLY_ROLE, dpu: name, specs_sha256: cdk.Lazy.stringValue({ produce: () => this.specsHash() }) },
+      }), {
+        provisioners: [
+          { type: "local-exec", command: props.applyCommand ?? flexbsoCommand(`apply --dpu ${name} --auto-approve`) },
+          { type: "local-exec", when: "destroy", command: props.destroyCommand ?? flexbsoCommand(`destroy --dpu ${name} --auto-approve`) },
+        ],
+      });
+    }
+    cdk.Aspects.of(this).add(new WireDependencies(this));
     if (!checkedStacks.has(stack)) {
       checkedStacks.add(stack);
       stack.node.addValidation({ validate: () => validateStack(stack) });
@@ -99,7 +134,7 @@ export class Dpu extends FlexbsoResource<"dpu"> {
     return [];
   }
 
-  /** Wires string references and the apply hook's dependencies (runs once, at synth). */
+  /** Wires string references, providers and the hook's dependencies (runs once, at synth). */
   wire(): void {
     const all = this.resources();
     const bdevs = new Map(all.filter((r) => r instanceof FlexbsoBdev).map((r) => [r.resourceName, r]));
@@ -109,15 +144,30 @@ export class Dpu extends FlexbsoResource<"dpu"> {
         if (target && target !== r) addDependency(r, target);
       }
       addDependency(r, this);
-      addDependency(this.applyHook, r);
+      if (this.providerBlock) r.provider = this.providerBlock;
+      if (this.hook) addDependency(this.hook, r);
     }
-    addDependency(this.applyHook, this);
+    if (this.hook) addDependency(this.hook, this);
   }
 
   private specsHash(): string {
     const specs = [this, ...this.resources()].map((r) => [r.address, r.spec]).sort(([a], [b]) => (String(a) < String(b) ? -1 : 1));
     return createHash("sha256").update(canonicalJsonCompact(specs)).digest("hex");
   }
+}
+
+function contextTarget(scope: Construct): SynthTarget {
+  const v = scope.node.tryGetContext(TARGET_CONTEXT) as unknown;
+  if (v === undefined) return "provider";
+  if (v === "provider" || v === "local-exec") return v;
+  throw new Error(`context ${TARGET_CONTEXT} must be "provider" or "local-exec" (got ${JSON.stringify(v)})`);
+}
+
+const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** This install's CLI, by absolute path with the node running synth: nothing is looked up or fetched at hook time. */
+export function flexbsoCommand(args: string): string {
+  return `${shq(process.execPath)} ${shq(path.join(flexbsoPackage().root, "bin", "flexbso.js"))} ${args}`;
 }
 
 const checkedStacks = new WeakSet<TerraformStack>();
@@ -132,13 +182,13 @@ class WireDependencies implements IAspect {
   }
 }
 
-function addDependency(from: NullResource, to: NullResource): void {
-  const fqn = to.fqn;
-  if (!(from.dependsOn ?? []).includes(fqn)) from.dependsOn = [...(from.dependsOn ?? []), fqn];
-}
-
-function ensureNullProvider(stack: TerraformStack): void {
-  if (!stack.node.children.some((c) => c instanceof NullProvider)) new NullProvider(stack, "null");
+/** Adds `to` to `from`'s depends_on, as a plain reference (`type.name`): Terraform refuses a `${...}` template there. */
+const dependedOn = new WeakMap<TerraformResource, Set<TerraformResource>>();
+function addDependency(from: TerraformResource, to: TerraformResource): void {
+  const seen = dependedOn.get(from) ?? dependedOn.set(from, new Set()).get(from)!;
+  if (seen.has(to)) return;
+  seen.add(to);
+  from.dependsOn = [...(from.dependsOn ?? []), cdk.dependable(to)];
 }
 
 /** Cross-resource rules over every FlexBSO resource of the stack, as `flexbso validate` runs them. */

@@ -50,7 +50,7 @@ export class SriovFunction extends FlexbsoResource<"function"> {
       volume: refName(props.volume),
       qos: props.qos ? { iops: props.qos.iops, mbps: props.qos.mbps } : undefined,
       tenant: props.tenant,
-    });
+    }, at.target);
   }
   referencedNames(): string[] {
     return [this.spec.volume];

@@ -9,11 +9,12 @@
  * new SriovFunction(dpu, "vf0", { vf: 0, volume: new CompressBdev(dpu, "c0", { base: r0 }) });
  * ```
  */
-export { Dpu, type DpuProps } from "./dpu.js";
+export { Dpu, type DpuProps, TARGET_CONTEXT, flexbsoCommand } from "./dpu.js";
 export {
   MallocBdev, NullBdev, FileBdev, RaidBdev, CompressBdev,
   type MemoryBdevProps, type FileBdevProps, type RaidBdevProps, type CompressBdevProps, type PlacedProps, type Size,
 } from "./bdevs.js";
 export { SriovFunction, type SriovFunctionProps } from "./function.js";
-export { FlexbsoResource, FlexbsoBdev, type BdevRef } from "./resource.js";
+export { FlexbsoResource, FlexbsoBdev, type BdevRef, type SynthTarget } from "./resource.js";
+export { FlexbsoTerraformProvider, NullTerraformProvider, type FlexbsoTerraformProviderConfig } from "./provider/bindings.js";
 export { FlexbsoConstructError } from "./errors.js";

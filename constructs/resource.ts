@@ -1,20 +1,31 @@
-import { Resource as NullResource } from "@cdktf/provider-null/lib/resource";
+import { cdk } from "./cdk.js";
 import type { Construct } from "constructs";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
 import { fieldName } from "../lib/model/build.js";
 import { canonicalSpec } from "../lib/model/kinds.js";
 import { addressOf, type Kind, type SpecByKind } from "../lib/model/types.js";
+import { configFromSpec, TYPE_NAMES } from "../lib/provider/schema.js";
 import { FlexbsoConstructError } from "./errors.js";
 
 /** Something a bdev or function can reference: a construct, or a bdev name on the same DPU. */
 export type BdevRef = FlexbsoBdev | string;
 
 /**
- * Base of every FlexBSO construct: a provider-null `null_resource` whose triggers carry
- * `kind`, `dpu`, `name` and the canonical `spec` (JSON), which is what lib/load reads
- * back. Props are checked when constructed, with the model's own rules and messages.
+ * What the constructs synthesize:
+ * - `provider` (default): FlexBSO's own Terraform provider resources (`flexbso_dpu`,
+ *   `flexbso_malloc_bdev`, ...), so `terraform plan` shows in place / replace / drift per
+ *   resource and refuses data loss unless allowed. Install it with `flexbso provider install`.
+ * - `local-exec` (portable): hashicorp/null `null_resource`s whose triggers carry each
+ *   spec, plus per-DPU hooks that run this install's `flexbso apply` / `flexbso destroy`.
  */
-export abstract class FlexbsoResource<K extends Kind = Kind> extends NullResource {
+export type SynthTarget = "provider" | "local-exec";
+
+/**
+ * Base of every FlexBSO construct: one Terraform resource per FlexBSO resource, carrying
+ * `kind`, `dpu`, `name` and the canonical spec (what lib/load reads back). Props are
+ * checked when constructed, with the model's own rules and messages.
+ */
+export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.TerraformResource {
   readonly kind: K;
   /** Resource name (unique per kind on its DPU; bdev names unique across bdev kinds). */
   readonly resourceName: string;
@@ -23,8 +34,9 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends NullResourc
   readonly spec: SpecByKind[K];
   /** `<dpu>/<kind>/<name>` */
   readonly address: string;
+  readonly target: SynthTarget;
 
-  protected constructor(scope: Construct, id: string, kind: K, dpuName: string, name: string, input: Record<string, unknown>) {
+  protected constructor(scope: Construct, id: string, kind: K, dpuName: string, name: string, input: Record<string, unknown>, target: SynthTarget) {
     const { spec, problems } = canonicalSpec(kind, stripUndefined(input));
     const address = addressOf(dpuName, kind, name);
     if (spec === undefined || problems.length > 0) {
@@ -34,12 +46,23 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends NullResourc
         problems.map((p) => ({ code: p.code, address, field: fieldName(p.path), message: p.message, source: { constructPath: path } })),
       );
     }
-    super(scope, id, { triggers: { kind, dpu: dpuName, name, spec: canonicalJsonCompact(spec) } });
+    super(scope, id, {
+      terraformResourceType: target === "provider" ? TYPE_NAMES[kind] : "null_resource",
+      terraformGeneratorMetadata: { providerName: target === "provider" ? "flexbso" : "null" },
+    });
     this.kind = kind;
     this.resourceName = name;
     this.dpuName = dpuName;
     this.spec = spec;
     this.address = address;
+    this.target = target;
+  }
+
+  protected override synthesizeAttributes(): Record<string, unknown> {
+    if (this.target === "local-exec") {
+      return { triggers: { kind: this.kind, dpu: this.dpuName, name: this.resourceName, spec: canonicalJsonCompact(this.spec) } };
+    }
+    return configFromSpec(this.kind, { dpu: this.dpuName, name: this.resourceName }, this.spec);
   }
 
   /** Bdev names this resource references (its dependencies). */

@@ -59,7 +59,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     step("Synthesize the demo CDKTF app (examples/demo/app.ts)");
     const base = path.join(dir, "cdktf.out");
     await synth(base, agent.url, tokenFile, cfg.dataDir, "base");
-    say(`  ${base}/stacks/demo/cdk.tf.json: one null_resource per resource + the per-DPU apply hook`);
+    say(`  ${base}/stacks/demo/cdk.tf.json: one terraform-provider-flexbso resource per FlexBSO resource (flexbso_dpu, flexbso_file_bdev, ...)`);
     const desired = loadTopology(base);
 
     step("flexbso plan");

@@ -1,18 +1,20 @@
 /**
- * The CDKTF path: synthesize a CDKTF app with the FlexBSO constructs, then run the
- * per-DPU apply hook's local-exec command exactly as synthesized, in its stack
- * directory (what `terraform apply` would run), and check the agent converged.
+ * The CDKTF path, portable (local-exec) target: synthesize a CDKTF app with the FlexBSO
+ * constructs, then run the per-DPU hook's local-exec commands exactly as synthesized, in
+ * its stack directory (what `terraform apply` / `terraform destroy` would run), and check
+ * the agent converged. (hashicorp/null cannot be installed offline here, so Terraform
+ * itself runs the provider target: test/e2e/cdktf-provider.test.ts.)
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { promises as fsp, rmSync, rmdirSync } from "node:fs";
 import * as path from "node:path";
 import { App, TerraformStack } from "cdktf";
-import { Dpu, FileBdev, MallocBdev, SriovFunction } from "../../constructs/index.js";
+import { Dpu, FileBdev, MallocBdev, SriovFunction, flexbsoCommand } from "../../constructs/index.js";
 import { hook, startAgent, cli, run, cleanupAll, ROOT, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
-// inside the package (gitignored .flexbso/) so that `npx flexbso` resolves to this package
+// inside the package (gitignored .flexbso/)
 const outdir = path.join(ROOT, ".flexbso", `e2e-cdktf-${process.pid}`);
 
 test.before(hook(async () => {
@@ -24,11 +26,11 @@ test.after(async () => {
   await cleanupAll();
 });
 
-test("the per-DPU local-exec `npx flexbso apply --dpu NAME --auto-approve` works in the stack dir", async () => {
+test("the per-DPU local-exec hooks (this install's flexbso apply, then destroy) work in the stack dir", async () => {
   await fsp.mkdir(outdir, { recursive: true });
   const app = new App({ outdir });
   const stack = new TerraformStack(app, "edge");
-  const dpu = new Dpu(stack, "edge0", { endpoint: a.url, tokenFile: a.tokenFile, vfsPerPf: 4 });
+  const dpu = new Dpu(stack, "edge0", { endpoint: a.url, tokenFile: a.tokenFile, vfsPerPf: 4, target: "local-exec" });
   const disk = new FileBdev(dpu, "disk", { path: path.join(a.dataDir, "disk.img"), size: "32MiB" });
   const ram = new MallocBdev(dpu, "ram", { size: "16MiB" });
   new SriovFunction(dpu, "vm0", { pf: 0, vf: 0, transport: "nbd", volume: disk });
@@ -38,11 +40,15 @@ test("the per-DPU local-exec `npx flexbso apply --dpu NAME --auto-approve` works
   const tf = JSON.parse(await fsp.readFile(path.join(stackDir, "cdk.tf.json"), "utf8"));
   const commands: string[] = [];
   for (const r of Object.values<any>(tf.resource?.null_resource ?? {})) {
-    for (const p of r.provisioner ?? []) if (p["local-exec"]) commands.push(p["local-exec"].command);
+    for (const p of r.provisioner ?? []) if (p["local-exec"]) commands.push(`${p["local-exec"].when ?? "create"}: ${p["local-exec"].command}`);
   }
-  assert.equal(commands, ["npx flexbso apply --dpu edge0 --auto-approve"]);
-  // npm_config_yes=false: never fetch a package from a registry, resolve locally or fail
-  const r = await run("sh", ["-c", commands[0]!], { cwd: stackDir, env: { ...process.env, npm_config_yes: "false" }, timeoutMs: 120_000 });
+  const applyCmd = flexbsoCommand("apply --dpu edge0 --auto-approve");
+  const destroyCmd = flexbsoCommand("destroy --dpu edge0 --auto-approve");
+  assert.equal(commands, [`create: ${applyCmd}`, `destroy: ${destroyCmd}`]);
+  // an empty PATH: the hook needs neither npx nor a flexbso on PATH
+  const hookEnv: NodeJS.ProcessEnv = { ...process.env, PATH: "/nonexistent" };
+  delete hookEnv["FLEXBSO_ALLOW_DATA_LOSS"];
+  const r = await run("/bin/sh", ["-c", applyCmd], { cwd: stackDir, env: hookEnv, timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, "edge0: Apply complete! 5 step(s), generation 1.");
   const view = (await a.rpc("topology.get")).body.result;
@@ -51,9 +57,16 @@ test("the per-DPU local-exec `npx flexbso apply --dpu NAME --auto-approve` works
   const p = await cli(["plan", outdir]);
   assert.is(p.code, 0, p.stdout + p.stderr);
   // running the hook again is idempotent
-  const again = await run("sh", ["-c", commands[0]!], { cwd: stackDir, env: { ...process.env, npm_config_yes: "false" }, timeoutMs: 120_000 });
+  const again = await run("/bin/sh", ["-c", applyCmd], { cwd: stackDir, env: hookEnv, timeoutMs: 120_000 });
   assert.is(again.code, 0, again.stdout + again.stderr);
   assert.is((await a.rpc("topology.get")).body.result.generation, 1);
+  // the destroy-time hook refuses to delete data unless this run allows it
+  const refused = await run("/bin/sh", ["-c", destroyCmd], { cwd: stackDir, env: hookEnv, timeoutMs: 120_000 });
+  assert.is(refused.code, 1, refused.stdout + refused.stderr);
+  assert.is((await a.rpc("topology.get")).body.result.topology.resources.length, 5);
+  const destroyed = await run("/bin/sh", ["-c", destroyCmd], { cwd: stackDir, env: { ...hookEnv, FLEXBSO_ALLOW_DATA_LOSS: "1" }, timeoutMs: 120_000 });
+  assert.is(destroyed.code, 0, destroyed.stdout + destroyed.stderr);
+  assert.equal((await a.rpc("topology.get")).body.result.topology.resources, []);
 });
 
 test.run();

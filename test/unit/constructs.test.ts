@@ -2,6 +2,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { App, TerraformStack, Testing } from "cdktf";
 import { CompressBdev, Dpu, FileBdev, FlexbsoConstructError, MallocBdev, RaidBdev, SriovFunction } from "../../constructs/index.js";
+import { repoPath } from "../helpers/index.js";
+
+const repoRoot = () => repoPath();
 
 function stack(): TerraformStack {
   return new TerraformStack(new App(), "s");
@@ -54,26 +57,27 @@ test("synth: cross-resource problems fail synth with the model's messages and co
     e.message.includes("construct s/dpu0/f1: dpu0/function/f1 volume: refers to 'missing', but DPU 'dpu0' has no bdev of that name"));
 });
 
-test("synth: references by name and by object both become depends_on", () => {
+test("synth (local-exec target): references by name and by object both become depends_on", () => {
   const s = stack();
-  const dpu = new Dpu(s, "dpu0");
+  const dpu = new Dpu(s, "dpu0", { target: "local-exec" });
   const a = new FileBdev(dpu, "a", { path: "a.img", size: "1MiB" });
   new FileBdev(dpu, "b", { path: "b.img", size: "1MiB" });
   const r = new RaidBdev(dpu, "r", { level: 1, members: [a, "b"] });
   new SriovFunction(dpu, "f", { volume: new CompressBdev(dpu, "c", { base: r }) });
   const json = JSON.parse(Testing.synth(s, true));
   const byName = new Map(Object.entries(json.resource.null_resource as Record<string, { triggers: Record<string, string>; depends_on?: string[] }>).map(([id, v]) => [v.triggers["name"] ?? v.triggers["role"], { id, ...v }]));
-  const ref = (name: string) => `\${null_resource.${byName.get(name)!.id}}`;
+  // plain references: Terraform refuses a "${...}" template in depends_on
+  const ref = (name: string) => `null_resource.${byName.get(name)!.id}`;
   assert.equal(byName.get("r")!.depends_on, [ref("a"), ref("b"), ref("dpu0")]);
   assert.equal(byName.get("f")!.depends_on, [ref("c"), ref("dpu0")]);
   assert.is(byName.get("r")!.triggers["spec"], '{"level":1,"members":["a","b"],"safeRead":"off","stripSize":65536}');
   assert.is(byName.get("apply")!.depends_on!.length, 6);
 });
 
-test("synth: the apply hook's hash changes when any spec on the DPU changes", () => {
+test("synth (local-exec target): the apply hook's hash changes when any spec on the DPU changes", () => {
   const hash = (size: string) => {
     const s = stack();
-    const dpu = new Dpu(s, "dpu0");
+    const dpu = new Dpu(s, "dpu0", { target: "local-exec" });
     new MallocBdev(dpu, "m", { size });
     const json = JSON.parse(Testing.synth(s));
     const hook = Object.values(json.resource.null_resource as Record<string, { triggers: Record<string, string> }>).find((r) => r.triggers["role"] === "apply")!;
@@ -81,6 +85,44 @@ test("synth: the apply hook's hash changes when any spec on the DPU changes", ()
   };
   assert.is(hash("1MiB"), hash("1048576"));
   assert.is.not(hash("1MiB"), hash("2MiB"));
+});
+
+test("synth (local-exec target): the hook runs this install's CLI by absolute path on apply and on destroy", () => {
+  const s = stack();
+  new MallocBdev(new Dpu(s, "dpu0", { target: "local-exec" }), "m", { size: "1MiB" });
+  const json = JSON.parse(Testing.synth(s));
+  const hook = Object.values(json.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner: unknown[] }>).find((r) => r.triggers["role"] === "apply")!;
+  const cli = `${process.execPath} ${repoRoot()}/bin/flexbso.js`;
+  assert.equal(hook.provisioner, [
+    { "local-exec": { command: `${cli} apply --dpu dpu0 --auto-approve` } },
+    { "local-exec": { command: `${cli} destroy --dpu dpu0 --auto-approve`, when: "destroy" } },
+  ]);
+  assert.equal(json.terraform.required_providers, { null: { source: "hashicorp/null", version: "~> 3.0" } });
+});
+
+test("synth (provider target, the default): flexbso_* resources through one aliased provider per DPU", () => {
+  const s = stack();
+  const dpu = new Dpu(s, "dpu0", { endpoint: "http://10.0.0.2:8400", tokenFile: "/etc/flexbso/token", vfsPerPf: 4 });
+  const m = new MallocBdev(dpu, "ram", { size: "64MiB" });
+  new SriovFunction(dpu, "f", { vf: 1, transport: "nbd", volume: m, qos: { iops: 100 } });
+  const json = JSON.parse(Testing.synth(s));
+  assert.equal(json.provider.flexbso, [{ alias: "dpu0", endpoint: "http://10.0.0.2:8400", token_file: "/etc/flexbso/token" }]);
+  assert.equal(json.terraform.required_providers, { flexbso: { source: "flexbso/flexbso", version: "~> 0.1" } });
+  assert.is(json.resource.null_resource, undefined);
+  const strip = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== "//" && k !== "depends_on"));
+  assert.equal(strip(json.resource.flexbso_dpu.dpu0), { backend: "native", name: "dpu0", pfs: 1, provider: "flexbso.dpu0", vfs_per_pf: 4 });
+  const [ramId, ram] = Object.entries<Record<string, unknown>>(json.resource.flexbso_malloc_bdev)[0]!;
+  assert.equal(strip(ram), { block_size: 512, dpu: "dpu0", name: "ram", provider: "flexbso.dpu0", size: "64MiB" });
+  const f = Object.values<Record<string, unknown>>(json.resource.flexbso_function)[0]!;
+  assert.equal(strip(f), { dpu: "dpu0", emulation: "virtio-blk", name: "f", pf: 0, provider: "flexbso.dpu0", qos: { iops: 100, mbps: 0 }, transport: "nbd", vf: 1, volume: "ram" });
+  assert.equal(f["depends_on"], [`flexbso_malloc_bdev.${ramId}`, "flexbso_dpu.dpu0"]);
+});
+
+test("synth: the flexbso:target context picks the target for every Dpu", () => {
+  const s = new TerraformStack(new App({ context: { "flexbso:target": "local-exec" } }), "s");
+  new Dpu(s, "dpu0");
+  assert.ok(JSON.parse(Testing.synth(s)).resource.null_resource);
+  assert.throws(() => new Dpu(new TerraformStack(new App({ context: { "flexbso:target": "nope" } }), "s"), "d"), /flexbso:target must be "provider" or "local-exec"/);
 });
 
 test.run();

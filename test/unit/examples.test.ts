@@ -10,6 +10,7 @@ import { FleetStack } from "../../examples/fleet/main.js";
 import { Raid5SafeReadStack } from "../../examples/raid5-safe-read/main.js";
 import { SingleDpuStack } from "../../examples/single-dpu/main.js";
 import { repoPath, tempDir } from "../helpers/index.js";
+import { flexbsoCommand } from "../../constructs/index.js";
 
 const EXAMPLES: [string, new (scope: Construct) => TerraformStack][] = [
   ["single-dpu", SingleDpuStack],
@@ -17,11 +18,11 @@ const EXAMPLES: [string, new (scope: Construct) => TerraformStack][] = [
   ["fleet", FleetStack],
 ];
 
-for (const [name, Stack] of EXAMPLES) {
-  test(`example ${name}: CDKTF synth and YAML load to byte-identical canonical JSON`, () => {
+for (const [name, Stack] of EXAMPLES) for (const target of ["provider", "local-exec"]) {
+  test(`example ${name} (${target} target): CDKTF synth and YAML load to byte-identical canonical JSON`, () => {
     const tmp = tempDir();
     try {
-      const app = new App({ outdir: tmp.path });
+      const app = new App({ outdir: tmp.path, context: { "flexbso:target": target } });
       new Stack(app);
       app.synth();
       const fromCdktf = canonicalJson(loadTopology(tmp.path));
@@ -31,13 +32,23 @@ for (const [name, Stack] of EXAMPLES) {
       const stackFile = join(tmp.path, "stacks", name, "cdk.tf.json");
       assert.is(canonicalJson(loadTopology(stackFile)), fromYaml);
       assert.is(canonicalJson(loadTopology(join(tmp.path, "stacks", name))), fromYaml);
-      // The per-DPU apply hook runs flexbso apply for its DPU.
       const synthesized = JSON.parse(readFileSync(stackFile, "utf8"));
-      const hooks = Object.values(synthesized.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner?: unknown[] }>).filter((r) => r.triggers["role"] === "apply");
       const dpus = new Set(JSON.parse(fromYaml).resources.map((r: { dpu: string }) => r.dpu));
+      if (target === "provider") {
+        // one provider block per DPU, every resource through it
+        assert.is(synthesized.provider.flexbso.length, dpus.size);
+        assert.is(synthesized.resource.null_resource, undefined);
+        return;
+      }
+      // The per-DPU hook runs this install's flexbso apply for its DPU, and flexbso destroy on destroy.
+      const hooks = Object.values(synthesized.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner?: unknown[] }>).filter((r) => r.triggers["role"] === "apply");
       assert.is(hooks.length, dpus.size);
       for (const h of hooks) {
-        assert.equal(h.provisioner, [{ "local-exec": { command: `npx flexbso apply --dpu ${h.triggers["dpu"]} --auto-approve` } }]);
+        const d = h.triggers["dpu"]!;
+        assert.equal(h.provisioner, [
+          { "local-exec": { command: flexbsoCommand(`apply --dpu ${d} --auto-approve`) } },
+          { "local-exec": { command: flexbsoCommand(`destroy --dpu ${d} --auto-approve`), when: "destroy" } },
+        ]);
         assert.match(h.triggers["specs_sha256"]!, /^[0-9a-f]{64}$/);
       }
     } finally {

@@ -69,4 +69,39 @@ test("a canonical Desired JSON file loads as a topology too", () => {
   }
 });
 
+test("cdk.tf.json (provider target): flexbso_* resources, the DPU's agent from its provider block", () => {
+  const tmp = tempDir();
+  try {
+    writeFiles(tmp.path, {
+      "cdk.tf.json": JSON.stringify({
+        provider: { flexbso: [{ alias: "d1", endpoint: "http://10.0.0.9:8400", token_file: "/t" }] },
+        resource: {
+          flexbso_dpu: { d1: { "//": { metadata: { path: "s/d1" } }, name: "d1", vfs_per_pf: 2, provider: "flexbso.d1" } },
+          flexbso_malloc_bdev: { m: { name: "m", dpu: "d1", size: "1MiB", provider: "flexbso.d1" }, bad: { name: "${var.x}", dpu: 3 } },
+          flexbso_function: { f: { name: "f", dpu: "d1", vf: 1, volume: "m", qos: { iops: 5 }, provider: "flexbso.d1" } },
+        },
+      }),
+    });
+    assert.equal(messages(() => loadTopology(join(tmp.path, "cdk.tf.json"))), ["flexbso_malloc_bdev 'bad' needs literal string name and dpu attributes"]);
+    writeFiles(tmp.path, {
+      "cdk.tf.json": JSON.stringify({
+        provider: { flexbso: [{ alias: "d1", endpoint: "http://10.0.0.9:8400", token_file: "/t" }] },
+        resource: {
+          flexbso_dpu: { d1: { name: "d1", vfs_per_pf: 2, provider: "flexbso.d1" } },
+          flexbso_malloc_bdev: { m: { name: "m", dpu: "d1", size: "1MiB", provider: "flexbso.d1" } },
+          flexbso_function: { f: { name: "f", dpu: "d1", vf: 1, volume: "m", qos: { iops: 5 }, provider: "flexbso.d1" } },
+        },
+      }),
+    });
+    const d = loadTopology(join(tmp.path, "cdk.tf.json"));
+    assert.equal(d.resources.map((r) => [r.address, r.spec]), [
+      ["d1/dpu/d1", { agent: { endpoint: "http://10.0.0.9:8400", tokenFile: "/t" }, backend: "native", pfs: 1, vfsPerPf: 2 }],
+      ["d1/function/f", { pf: 0, emulation: "virtio-blk", transport: "vhost-user-blk", volume: "m", qos: { iops: 5, mbps: 0 }, vf: 1 }],
+      ["d1/malloc/m", { size: 1048576, blockSize: 512 }],
+    ]);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test.run();

@@ -7,6 +7,7 @@ import type { Desired } from "../../model/types.js";
 import type { Plan } from "../../plan/types.js";
 import { resolveTargets } from "../../agent/fleet.js";
 import { desiredFromPlan, runFleetApply } from "../../apply/fleet-apply.js";
+import { allowDataLossFromEnv } from "../../apply/allow.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 
 /** Options shared by `apply` and `destroy`. */
@@ -115,7 +116,7 @@ export async function runApplyCommand(mode: "apply" | "destroy", args: (string |
     desired: inputs.desired,
     targets,
     ...(inputs.savedPlan ? { savedPlan: inputs.savedPlan } : {}),
-    allowDataLoss: !!opts.allowDataLoss,
+    allowDataLoss: !!opts.allowDataLoss || allowDataLossFromEnv(),
     autoApprove: !!opts.autoApprove,
     confirm: confirmOnTty,
     out: process.stdout,
@@ -133,7 +134,7 @@ export const applyCommand: CliCommand = {
       .argument("[planfile]", "a saved JSON plan (flexbso plan --format json --out FILE); refused if any agent changed since")
       .option("--dpu <name...>", "apply only these DPUs")
       .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
-      .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs)")
+      .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs); FLEXBSO_ALLOW_DATA_LOSS=1 does the same for one run")
       .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.")
       .action(action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
         runApplyCommand("apply", [topology, planfile], opts)));
