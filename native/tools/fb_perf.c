@@ -1,8 +1,13 @@
 /* fb_perf: a bdevperf-like load generator straight on the FlexBSO bdev stack.
  *
  *   fb_perf --bdev malloc:256M|null:1G|file:PATH [--block-size 512] [--error-over]
+ *           [--raid LEVEL:MEMBERS[:STRIP_KB] [--safe-read off|verify|repair] [--superblock]]
  *           -w randread|randwrite|read|write|randrw [-M 70] -o 4096 -q 32 -t 5 -r 1
  *           [--poll-us 50] [--verify] [--no-fill] [--json] [--idle SECONDS]
+ *
+ * --raid builds MEMBERS bdevs of the --bdev spec (malloc or null) and runs on
+ * a bdev_raid_create array over them (strip 64 KiB unless given; the
+ * superblock also turns on the write-intent bitmap).
  *
  * One job per reactor, each with -q requests in flight, resubmitted from the
  * completion callback until -t seconds have passed. Prints IOPS, MB/s and
@@ -332,6 +337,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: fb_perf --bdev malloc:SIZE|null:SIZE|file:PATH [--block-size N] [--error-over]\n"
+		"               [--raid LEVEL:MEMBERS[:STRIP_KB] [--safe-read MODE] [--superblock]]\n"
 		"               -w randread|randwrite|read|write|randrw [-M READ%%] -o IO_SIZE -q QD\n"
 		"               -t SECONDS -r REACTORS [--poll-us N] [--verify] [--no-fill] [--json]\n"
 		"       fb_perf --idle SECONDS [-r REACTORS] [--poll-us N]\n");
@@ -399,7 +405,8 @@ int main(int argc, char **argv)
 		{"error-over", no_argument, NULL, 'E'}, {"poll-us", required_argument, NULL, 'P'},
 		{"verify", no_argument, NULL, 'V'},     {"json", no_argument, NULL, 'J'},
 		{"idle", required_argument, NULL, 'I'}, {"help", no_argument, NULL, 'h'},
-		{"no-fill", no_argument, NULL, 'F'},
+		{"no-fill", no_argument, NULL, 'F'},   {"raid", required_argument, NULL, 'R'},
+		{"safe-read", required_argument, NULL, 'S'}, {"superblock", no_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *spec = NULL, *wname = "randread";
@@ -407,7 +414,9 @@ int main(int argc, char **argv)
 			 .io_size = 4096, .bs = 512};
 	struct fb_engine_opts eo;
 	struct fb_err err = {{0}};
-	bool error_over = false, json = false, no_fill = false;
+	bool error_over = false, json = false, no_fill = false, superblock = false;
+	const char *raid = NULL, *safe_read = "off";
+	unsigned raid_n = 1;
 	unsigned idle = 0, poll_us = 50;
 	char name[64] = "perf0";
 	uint64_t cpu0, t0, t1, cpu1, nblocks;
@@ -422,6 +431,9 @@ int main(int argc, char **argv)
 		case 'V': p.verify = true; break;
 		case 'J': json = true; break;
 		case 'F': no_fill = true; break;
+		case 'R': raid = optarg; break;
+		case 'S': safe_read = optarg; break;
+		case 'U': superblock = true; break;
 		case 'I': idle = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'w':
 			wname = optarg;
@@ -467,22 +479,61 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if (!strncmp(spec, "malloc:", 7) || !strncmp(spec, "null:", 5)) {
-		bool is_malloc = spec[0] == 'm';
-		uint64_t size;
+	if (raid) {
+		char *colon = strchr(raid, ':');
 
-		if (parse_size(strchr(spec, ':') + 1, &size)) {
+		raid_n = colon ? (unsigned)strtoul(colon + 1, NULL, 0) : 0;
+		if (!colon || raid_n < 1 || raid_n > 32 || error_over || !strncmp(spec, "file:", 5)) {
 			usage();
+			rc = 2;
 			goto out;
 		}
-		rc = create_bdev(p.e, is_malloc ? "bdev_malloc_create" : "bdev_null_create", name, NULL,
-				 size / p.bs, p.bs, &err);
-	} else if (!strncmp(spec, "file:", 5)) {
-		rc = create_bdev(p.e, "bdev_uring_create", name, spec + 5, 0, p.bs, &err);
-	} else {
-		usage();
-		rc = 2;
-		goto out;
+	}
+	for (unsigned m = 0; m < raid_n; m++) {
+		if (raid)
+			snprintf(name, sizeof(name), "perf%u", m);
+		if (!strncmp(spec, "malloc:", 7) || !strncmp(spec, "null:", 5)) {
+			bool is_malloc = spec[0] == 'm';
+			uint64_t size;
+
+			if (parse_size(strchr(spec, ':') + 1, &size)) {
+				usage();
+				goto out;
+			}
+			rc = create_bdev(p.e, is_malloc ? "bdev_malloc_create" : "bdev_null_create", name,
+					 NULL, size / p.bs, p.bs, &err);
+		} else if (!strncmp(spec, "file:", 5)) {
+			rc = create_bdev(p.e, "bdev_uring_create", name, spec + 5, 0, p.bs, &err);
+		} else {
+			usage();
+			rc = 2;
+			goto out;
+		}
+		if (rc)
+			break;
+	}
+	if (!rc && raid) {
+		/* LEVEL:MEMBERS[:STRIP_KB] over perf0..perfN-1, named "raid". */
+		struct fb_json_writer *w = fb_json_writer_new();
+		char level[16];
+		const char *strip = strchr(strchr(raid, ':') + 1, ':');
+
+		snprintf(level, sizeof(level), "%.*s", (int)(strchr(raid, ':') - raid), raid);
+		fb_json_write_object_begin(w);
+		fb_json_write_named_string(w, "name", "raid");
+		fb_json_write_named_string(w, "raid_level", level);
+		fb_json_write_named_array_begin(w, "base_bdevs");
+		for (unsigned m = 0; m < raid_n; m++) {
+			snprintf(name, sizeof(name), "perf%u", m);
+			fb_json_write_string(w, name);
+		}
+		fb_json_write_array_end(w);
+		fb_json_write_named_uint64(w, "strip_size_kb", strip ? strtoul(strip + 1, NULL, 0) : 64);
+		fb_json_write_named_bool(w, "superblock", superblock);
+		fb_json_write_named_string(w, "safe_read", safe_read);
+		fb_json_write_object_end(w);
+		rc = rpc_with(p.e, "bdev_raid_create", w, &err);
+		snprintf(name, sizeof(name), "raid");
 	}
 	if (rc) {
 		fprintf(stderr, "fb_perf: %s\n", err.msg);

@@ -54,8 +54,6 @@ static void mirror_map(struct raid_io *rio, unsigned *g, uint64_t *member_off)
 	*member_off = (s / r->ngroups) * r->strip_blocks + rio->off_in_row;
 }
 
-static void park(struct raid_io *rio, void (*fn)(struct raid_io *));
-
 static void retry_cb(void *arg)
 {
 	struct raid_io *rio = arg;

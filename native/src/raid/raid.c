@@ -500,7 +500,6 @@ static void unit_start(struct raid_io *rio)
 	/* Per-unit state starts clean; the unit's geometry is set. */
 	rio->nchild = rio->next_child = rio->outstanding = 0;
 	rio->attempt = 0;
-	rio->status = 0;
 	if (rio->r->level == RAID_L5)
 		raid5_submit(rio);
 	else

@@ -225,9 +225,7 @@ struct raid_io {
 	size_t uoff;                    /* bytes of the I/O's buffer before this unit */
 	uint64_t left;                  /* blocks of the I/O after this unit */
 	unsigned nchild, next_child, outstanding;
-	int status;
-	int phase;
-	unsigned attempt;
+	unsigned attempt;               /* mirror reads: copies tried */
 	bool locked, bm_held;
 	uint64_t region;
 	void (*after)(struct raid_io *rio); /* runs when every child has completed */
@@ -235,7 +233,6 @@ struct raid_io {
 	size_t buf_len;
 	uint64_t col_lo, col_hi;        /* RAID5: strip offset range worked on */
 	unsigned touched_lo, touched_hi;/* RAID5: data strips written [lo, hi] */
-	unsigned bad_member;            /* mirror: member that failed verification */
 	struct raid_io *bm_next;        /* bitmap owner's waiting list */
 	struct raid_child c[RAID_MAX_MEMBERS * 2];
 };
