@@ -24,11 +24,4 @@ export interface EngineContext {
   readonly info: EngineProcessInfo;
   /** Sorted names of every method served (for rpc_get_methods). */
   readonly methodNames: () => readonly string[];
-  /**
-   * Which create RPC made each file-backed bdev ("bdev_uring_create" or
-   * "bdev_aio_create"), so framework_get_config replays it with the same one.
-   */
-  readonly fileBdevMethod: Map<string, 'bdev_uring_create' | 'bdev_aio_create'>;
-  /** Counter for SPDK-style generated names ("Malloc0", "Malloc1", ...). */
-  mallocCounter: number;
 }

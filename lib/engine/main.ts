@@ -17,7 +17,7 @@ import * as path from 'node:path';
 
 import type { EngineContext } from './context';
 import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from './log';
-import { ENGINE_METHODS } from './methods';
+import { engineMethods } from './methods';
 import { loadNative, packageRoot, type NativeEngine } from './native';
 import { RpcDispatcher } from './rpc/dispatcher';
 import { RpcSocketServer } from './rpc/server';
@@ -207,10 +207,8 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     native,
     info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket },
     methodNames: () => dispatcherRef.names(),
-    fileBdevMethod: new Map(),
-    mallocCounter: 0,
   };
-  const dispatcher = new RpcDispatcher(ENGINE_METHODS, ctx, log.child({ src: 'rpc' }));
+  const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
   dispatcherRef.names = () => dispatcher.names();
   const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
   try {

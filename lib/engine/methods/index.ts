@@ -4,16 +4,18 @@
  * @module
  */
 import type { EngineContext } from '../context';
+import type { NativeBinding } from '../native';
 import type { RpcMethod } from '../rpc/dispatcher';
 import { BDEV_METHODS } from './bdev';
-import { ERROR_METHODS } from './error';
 import { FRAMEWORK_METHODS } from './framework';
+import { nativeMethods } from './native';
 import { NBD_METHODS } from './nbd';
+import { NOTIFY_METHODS } from './notify';
 
-/** All methods of the engine target. */
-export const ENGINE_METHODS: readonly RpcMethod<EngineContext>[] = [
-  ...FRAMEWORK_METHODS,
-  ...BDEV_METHODS,
-  ...ERROR_METHODS,
-  ...NBD_METHODS,
-];
+/**
+ * All methods of the engine target: the process's own, then every method
+ * the C engine's modules register (listed by the addon at start).
+ */
+export function engineMethods(native: NativeBinding): RpcMethod<EngineContext>[] {
+  return [...FRAMEWORK_METHODS, ...BDEV_METHODS, ...NOTIFY_METHODS, ...NBD_METHODS, ...nativeMethods(native)];
+}

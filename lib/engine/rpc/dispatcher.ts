@@ -16,7 +16,12 @@ export interface RpcMethod<C> {
   readonly name: string;
   /** One line, shown by `rpc_get_methods`-style listings and docs. */
   readonly description: string;
-  readonly params: ParamsSpec;
+  /**
+   * The params spec the dispatcher validates, or null for a method whose
+   * params are checked where it runs (the C engine's own decoder tables):
+   * the handler then gets the request's params value as sent (or null).
+   */
+  readonly params: ParamsSpec | null;
   /** Runs with params that passed validation; may return a promise. Throws {@link RpcFailure}. */
   readonly handler: (params: Record<string, unknown>, ctx: C) => unknown;
 }
@@ -28,7 +33,7 @@ export interface RpcMethod<C> {
 export function defineMethod<P, C>(m: {
   readonly name: string;
   readonly description: string;
-  readonly params: ParamsSpec;
+  readonly params: ParamsSpec | null;
   readonly handler: (params: P, ctx: C) => unknown;
 }): RpcMethod<C> {
   return m as unknown as RpcMethod<C>;
@@ -51,7 +56,7 @@ export function errorResponse(id: string | number | null, f: RpcFailure): RpcRes
 
 interface Entry<C> {
   readonly method: RpcMethod<C>;
-  readonly validator: ParamsValidator;
+  readonly validator: ParamsValidator | null;
 }
 
 /** Dispatches parsed JSON values to a method table. */
@@ -65,7 +70,7 @@ export class RpcDispatcher<C> {
   ) {
     for (const m of methods) {
       if (this.table.has(m.name)) throw new Error(`RPC method ${m.name} is defined twice`);
-      this.table.set(m.name, { method: m, validator: new ParamsValidator(m.name, m.params) });
+      this.table.set(m.name, { method: m, validator: m.params === null ? null : new ParamsValidator(m.name, m.params) });
     }
   }
 
@@ -123,7 +128,7 @@ export class RpcDispatcher<C> {
       );
     } else {
       try {
-        const checked = entry.validator.check(params);
+        const checked = entry.validator === null ? ((params ?? null) as Record<string, unknown>) : entry.validator.check(params);
         const result = await entry.method.handler(checked, this.ctx);
         response = { jsonrpc: '2.0', id: rid, result: result === undefined ? null : result };
       } catch (e) {

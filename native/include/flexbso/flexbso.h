@@ -114,7 +114,7 @@ int fb_rpc_foreach_method(fb_rpc_method_info_fn fn, void *arg);
 struct fb_notification {
 	uint64_t id;
 	const char *type;       /* e.g. "raid_safe_read_repair" */
-	const char *ctx_json;   /* a JSON object */
+	const char *ctx_json;   /* a JSON value (see fb_notify) */
 };
 typedef int (*fb_notification_fn)(const struct fb_notification *n, void *arg);
 /* Calls fn for kept notifications with id > since_id, oldest first, at

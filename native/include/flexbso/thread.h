@@ -81,7 +81,8 @@ void fb_log(struct fb_engine *e, enum fb_log_level level, const char *fmt, ...)
 /* Notifications (SPDK's notify library): an event the control plane reads,
  * e.g. type "raid_safe_read_repair" with ctx
  * {"array":"r0","member":"EE_M1","lba":4096,"action":"rewritten"}.
- * ctx_json is a JSON object (copied). Any thread, reactors included: it
+ * ctx_json is a JSON value (copied): an object, or the bdev name string of
+ * the core's bdev_register / bdev_unregister, as SPDK's. Any thread, reactors included: it
  * never blocks and never fails the I/O that raised it (when the queue is
  * full the oldest notification is dropped and counted). Delivered through
  * fb_engine_opts.notify. */

@@ -47,6 +47,18 @@ static void bdev_async_unref(struct fb_bdev *b)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* SPDK's bdev events: the ctx is the bdev's name (a JSON string). */
+static void bdev_notify(struct fb_engine *e, const char *type, const char *name)
+{
+	struct fb_json_writer *w = fb_json_writer_new();
+	char *ctx = NULL;
+
+	fb_json_write_string(w, name);
+	if (fb_json_writer_finish(w, &ctx, NULL) == 0)
+		fb_notify(e, type, ctx);
+	free(ctx);
+}
+
 static void bdev_free(struct fb_bdev *b)
 {
 	if (!b)
@@ -172,6 +184,7 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_register_opts *op
 	}
 	if (out)
 		*out = b;
+	bdev_notify(e, "bdev_register", b->name);
 	/* Every other module looks at the new bdev (on-disk metadata), here on
 	 * the registering thread with no lock held. */
 	for (unsigned i = 0; i < e->nmodules; i++) {
@@ -1024,6 +1037,7 @@ unlock:
 	if (rc == 0) {
 		if (b->fn->destruct)
 			b->fn->destruct(b);
+		bdev_notify(e, "bdev_unregister", b->name);
 		bdev_free(b);
 	}
 	return rc;
