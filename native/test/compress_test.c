@@ -493,8 +493,13 @@ TEST(test_bad_input)
 		CHECK_EQ(th_read(e, 0, base, after, 0, 128), 0);
 		CHECK(memcmp(before, after, 64 << 10) == 0);
 	}
-	/* A base that does not exist, and a second volume on a claimed base. */
+	/* A base that does not exist; a name that is taken. */
 	CHECK_EQ(th_rpc(e, &err, "bdev_compress_create", "{\"base_bdev_name\":\"NOPE\"}"), -ENODEV);
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_create",
+			"{\"base_bdev_name\":\"M2\",\"name\":\"TINY\",\"chunk_size\":4096}"), -EEXIST);
+	CHECK(strstr(err.msg, "'TINY'"));
+	CHECK_EQ(th_read(e, 0, base, after, 0, 128), 0);
+	CHECK(memcmp(before, after, 64 << 10) == 0);
 	fb_bdev_close(base);
 	fb_engine_destroy(e);
 	free(before);
@@ -549,10 +554,25 @@ TEST(test_damaged_header)
 	free(buf);
 }
 
+/* Deleting the base hot-removes the compress bdev on it. */
+TEST(test_base_removed)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+
+	CHECK_OK(th_malloc(e, "M3", 4096, 512, &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create", "{\"base_bdev_name\":\"M3\",\"lb_size\":512}"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_malloc_delete", "{\"name\":\"M3\"}"), 0);
+	CHECK(th_open(e, "COMP_M3", false, &desc, &err) != 0);
+	fb_engine_destroy(e);
+}
+
 int main(void)
 {
 	RUN(test_bad_input);
 	RUN(test_damaged_header);
+	RUN(test_base_removed);
 	RUN(test_inline_4k_blocks);
 	RUN(test_workload_every_codec);
 	RUN(test_reopen_from_base);

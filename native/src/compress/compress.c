@@ -422,13 +422,16 @@ static void job_done(void *arg)
 }
 
 static void run_job(struct cmp_io *c, void (*work)(struct fb_cmp_job *, struct fb_cmp_codec_ctxs *),
-		    void (*after)(struct cmp_io *))
+		    void (*after)(struct cmp_io *), bool here)
 {
 	c->after = after;
 	c->job.work = work;
 	c->job.done = job_done;
 	c->job.reactor = cio_reactor(c);
-	fb_cmp_pool_submit(c->cb->mod->pool, &c->job);
+	if (here)
+		fb_cmp_pool_run_here(c->cb->mod->pool, &c->job);
+	else
+		fb_cmp_pool_submit(c->cb->mod->pool, &c->job);
 }
 
 static void add_codec_stats(struct fb_cmp_codec_stats *a, struct fb_cmp_codec_stats *b, bool comp,
@@ -492,8 +495,17 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		return;
 	}
 	t0 = fb_now_ns();
-	rc = fb_cmp_compress(ctxs, cb->codec, cb->level, src, cb->chunk, dst, cb->chunk - cb->chunk / 8,
-			     &n);
+	/* Incompressible data (already compressed files, encrypted blocks)
+	 * costs the slower codecs a full attempt: when fast LZ4 cannot take
+	 * even 1/256 off, the chunk is stored raw without one. Borderline
+	 * chunks still get the real codec. */
+	if (cb->codec->algo != FB_CMP_LZ4 &&
+	    fb_cmp_compress(ctxs, &fb_cmp_codec_lz4, 1, src, cb->chunk, dst, cb->chunk - cb->chunk / 256,
+			    &n) == -ENOSPC)
+		rc = -ENOSPC;
+	else
+		rc = fb_cmp_compress(ctxs, cb->codec, cb->level, src, cb->chunk, dst,
+				     cb->chunk - cb->chunk / 8, &n);
 	add_codec_stats(&cb->st, &cb->mod->codec[cb->codec->algo], true, cb->chunk,
 			rc ? cb->chunk : n, fb_now_ns() - t0);
 	if (rc == 0) {
@@ -728,7 +740,7 @@ static void merge(struct cmp_io *c)
 	} else {
 		memset(p + c->off, 0, c->len);
 	}
-	run_job(c, encode_work, encoded);
+	run_job(c, encode_work, encoded, false);
 }
 
 static void decoded_for_read(struct cmp_io *c)
@@ -781,7 +793,11 @@ static void old_read(struct fb_bdev_io *bio, int status, void *arg)
 		cio_finish(c, status);
 		return;
 	}
-	run_job(c, decode_work, old_decoded);
+	/* Decoding one chunk is short and bounded (tens of microseconds for
+	 * every decoder at 16 KiB): it runs on the reactor, saving two thread
+	 * hops per read. Compression, up to milliseconds at high levels, goes
+	 * to the workers. */
+	run_job(c, decode_work, old_decoded, true);
 }
 
 /* Reads the chunk's stored units into buf[1]. */
@@ -1058,11 +1074,22 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_uint64(w, "crc_errors", atomic_load(&cb->crc_errors));
 	fb_json_write_named_uint64(w, "repaired_at_open", cb->repaired_at_open);
 	fb_json_write_named_uint64(w, "map_pages_lost_at_open", cb->pages_lost_at_open);
-	fb_json_write_named_uint64(w, "metadata_ram_bytes", ram);
-	fb_json_write_named_double(w, "metadata_ram_mb_per_tb_logical",
-				   (double)ram / 1e6 * tb / (double)(cb->map.h.num_chunks * cb->chunk));
-	fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical",
-				   (double)ram / 1e6 * tb / (double)(cb->map.h.data_units * cb->unit));
+	/* RAM that grows with the volume, per TB: the map (an entry per chunk,
+	 * a generation and a dirty bit per page) scales with logical capacity,
+	 * the allocator (a bit per unit) with physical. Fixed costs (commit
+	 * staging, pending-free lists) are in metadata_ram_bytes only. */
+	{
+		double map_tb = tb / cb->chunk *
+				(sizeof(struct fb_cmp_entry) + (8.0 + 1.0 / 8) / FB_CMP_ENTRIES_PER_PAGE) / 1e6;
+		double alloc_tb = tb / cb->unit / 8 / 1e6;
+		double lcap = (double)(cb->map.h.num_chunks * cb->chunk);
+		double pcap = (double)(cb->map.h.data_units * cb->unit);
+
+		fb_json_write_named_uint64(w, "metadata_ram_bytes", ram);
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_logical", map_tb);
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical",
+					   alloc_tb + map_tb * lcap / pcap);
+	}
 	fb_json_write_object_end(w);
 }
 
@@ -1332,6 +1359,18 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 		rc = -ENOMEM;
 		goto fail;
 	}
+	{
+		struct fb_bdev_desc *taken;
+		struct fb_err ignore;
+
+		if (fb_bdev_open(e, cb->name, NULL, &taken, &ignore) == 0) {
+			fb_bdev_close(taken);
+			fb_err_set(err, "a bdev named '%s' exists already. Fix: pass another name",
+				   cb->name);
+			rc = -EEXIST;
+			goto fail;
+		}
+	}
 	snprintf(holder, sizeof(holder), "compress bdev '%s'", cb->name);
 	oo.holder = holder;
 	oo.event_cb = base_event;
@@ -1368,8 +1407,6 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 		fb_err_set(err, "base '%s' holds a damaged compress volume: %s. Nothing was written "
 			   "to it. Fix: restore the base, or wipe its first 4 KiB to create a new "
 			   "volume there", a->base_name, msg);
-		if (!a->create)
-			fb_log(e, FB_LOG_ERROR, "compress: %s", err->msg);
 		goto fail;
 	}
 	if (rc == -ENOENT && !a->create)
@@ -1423,7 +1460,10 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	cb->lb = h.lb_size;
 	cb->unit = h.unit_size;
 	cb->data_off = h.data_offset;
-	rc = fb_cmp_map_init(&cb->map, &h, DIRTY_CAP, PENDING_CAP);
+	/* Small volumes need no more pending slots than they have chunks. */
+	rc = fb_cmp_map_init(&cb->map, &h, DIRTY_CAP,
+			     h.num_chunks < PENDING_CAP ? (h.num_chunks > 64 ? h.num_chunks : 64) :
+							  PENDING_CAP);
 	cb->commit_iov = calloc(DIRTY_CAP, sizeof(*cb->commit_iov));
 	if (rc || !cb->commit_iov) {
 		fb_err_set(err, "out of memory for the chunk map of '%s' (%llu chunks)", cb->name,
@@ -1477,16 +1517,43 @@ fail:
 	return rc;
 }
 
+/* Whether a bdev starts with a compress header (valid or damaged), read
+ * through a read-only descriptor so that bdevs others hold stay quiet. */
+static bool has_magic(struct fb_engine *e, struct fb_bdev *bdev)
+{
+	struct fb_bdev_open_opts oo = {.size = sizeof(oo), .holder = "compress examine"};
+	uint32_t bs = fb_bdev_get_block_size(bdev);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	uint8_t *buf;
+	bool ours = false;
+
+	if (bs > FB_CMP_HEADER_REGION || FB_CMP_HEADER_REGION % bs ||
+	    fb_bdev_get_num_blocks(bdev) < FB_CMP_HEADER_REGION / bs)
+		return false;
+	if (fb_bdev_open(e, fb_bdev_get_name(bdev), &oo, &d, &err))
+		return false;
+	buf = aligned_alloc(FB_CMP_PAGE_SIZE, FB_CMP_HEADER_REGION);
+	if (buf && fb_bdev_io_sync(d, FB_IO_READ, buf, 0, FB_CMP_HEADER_REGION / bs, 0) == 0)
+		ours = memcmp(buf, FB_CMP_MAGIC, 8) == 0;
+	free(buf);
+	fb_bdev_close(d);
+	return ours;
+}
+
 static void mod_examine(struct fb_engine *e, struct fb_bdev *bdev)
 {
 	struct open_args a = {.base_name = fb_bdev_get_name(bdev)};
 	struct fb_err err;
 
-	if (fb_bdev_get_module(bdev) == &fb_cmp_module)
+	if (fb_bdev_get_module(bdev) == &fb_cmp_module || !has_magic(e, bdev))
 		return;
 	if (cmp_open(e, &a, NULL, &err) == 0)
 		fb_log(e, FB_LOG_INFO, "compress: opened the volume on '%s' as 'COMP_%s'",
 		       a.base_name, a.base_name);
+	else
+		fb_log(e, FB_LOG_ERROR, "compress: not opening the volume on '%s': %s", a.base_name,
+		       err.msg);
 }
 
 int fb_cmp_create(struct fb_engine *e, const struct fb_cmp_create_params *p, char **name,

@@ -77,11 +77,16 @@ void fb_cmp_pool_destroy(struct fb_cmp_pool *p)
 	free(p);
 }
 
+void fb_cmp_pool_run_here(struct fb_cmp_pool *p, struct fb_cmp_job *job)
+{
+	job->work(job, &p->inline_ctxs[fb_reactor_index(job->reactor)]);
+	job->done(job);
+}
+
 void fb_cmp_pool_submit(struct fb_cmp_pool *p, struct fb_cmp_job *job)
 {
 	if (p->nthreads == 0) {
-		job->work(job, &p->inline_ctxs[fb_reactor_index(job->reactor)]);
-		job->done(job);
+		fb_cmp_pool_run_here(p, job);
 		return;
 	}
 	job->next = NULL;

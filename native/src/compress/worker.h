@@ -39,4 +39,9 @@ void fb_cmp_pool_destroy(struct fb_cmp_pool *p);
  * threads (done then runs before this returns). */
 void fb_cmp_pool_submit(struct fb_cmp_pool *p, struct fb_cmp_job *job);
 
+/* On a reactor: runs the job right here with the reactor's own codec
+ * contexts, for work short enough not to stall the reactor (decoding one
+ * chunk). done runs before this returns. */
+void fb_cmp_pool_run_here(struct fb_cmp_pool *p, struct fb_cmp_job *job);
+
 #endif
