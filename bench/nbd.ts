@@ -70,7 +70,8 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-function startProcess(cmd: string, args: string[], logFile: string): ChildProcess {
+/** Starts a server process with stdout/stderr appended to logFile (killed if the bench exits). */
+export function startProcess(cmd: string, args: string[], logFile: string): ChildProcess {
   const fd = fs.openSync(logFile, 'a');
   const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
@@ -79,7 +80,8 @@ function startProcess(cmd: string, args: string[], logFile: string): ChildProces
   return child;
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 10 s. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -88,7 +90,8 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-async function waitSocket(p: string, child: ChildProcess, log: string, timeoutMs = 20_000): Promise<void> {
+/** Waits until the unix socket p accepts connections (or the process exits). */
+export async function waitSocket(p: string, child: ChildProcess, log: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -108,7 +111,8 @@ async function waitSocket(p: string, child: ChildProcess, log: string, timeoutMs
   }
 }
 
-function exec(cmd: string, args: string[], timeoutMs = 600_000): string {
+/** Runs a command to completion; its stdout, or a BenchError with its output. */
+export function exec(cmd: string, args: string[], timeoutMs = 600_000): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * MiB, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
@@ -168,7 +172,7 @@ async function startQsd(dir: string, shmDir: string, o: NbdBenchOptions): Promis
 }
 
 /** The one-minute load average and the CPUs busy share right now, for the record. */
-function load(): string {
+export function load(): string {
   return `load ${os.loadavg()[0]!.toFixed(2)}`;
 }
 
@@ -189,7 +193,7 @@ function fio(uri: string, args: string[]): FioJob[] {
 }
 
 /** CPU time (user+sys) of a process so far, seconds, from /proc/PID/stat. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is state (field 3); utime is field 14, stime field 15.

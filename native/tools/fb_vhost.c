@@ -10,8 +10,14 @@
  *   fb_vhost --socket PATH verify [--bs SIZE] [--qd N] [--queues N] [--ops N] [--json]
  *   fb_vhost --socket PATH fuzz   [--json]
  *   fb_vhost --socket PATH info
+ *   fb_vhost --socket PATH hold   [--queues N] [--seconds S]
+ *   fb_vhost memcpy [--bs SIZE] [--seconds S] [--json]
  *
- * perf: IOPS, MB/s and latency (mean, p50, p99, p99.9) over --seconds.
+ * perf: IOPS, MB/s and latency (mean, p50, p99, p99.9) over --seconds,
+ * after --ramp seconds that are not counted.
+ * hold: sets the queues up and leaves them idle for --seconds (a back-end's
+ * idle CPU with a live front-end). memcpy: this core's memcpy bandwidth
+ * with --bs copies through 256 MiB (the limit of one copy per byte).
  * verify: writes patterns (block address, generation, random bytes) with
  * random writes and reads over a private region per queue, checks every
  * read, then flush, discard/write-zeroes (reads back zeros) and GET_ID.
@@ -631,7 +637,7 @@ struct perf_opts {
 	unsigned mix;        /* % reads for mix */
 	size_t bs;
 	unsigned qd, queues;
-	double seconds;
+	double seconds, ramp;
 	bool poll, json, event_idx;
 	uint64_t ops;        /* verify: random ops per queue */
 };
@@ -643,6 +649,7 @@ struct worker {
 	struct hist *h;
 	uint64_t ops, bytes, errors;
 	uint64_t seed;
+	uint64_t t0;         /* when counting started */
 	int rc;
 	pthread_t t;
 };
@@ -652,7 +659,11 @@ static void *perf_thread(void *arg)
 	struct worker *w = arg;
 	struct vq *q = w->q;
 	const struct perf_opts *o = w->o;
-	uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9), seq = 0;
+	uint64_t t_ramp = now_ns() + (uint64_t)(o->ramp * 1e9);
+	uint64_t end = t_ramp + (uint64_t)(o->seconds * 1e9), seq = 0;
+	bool counting = o->ramp <= 0;
+
+	w->t0 = now_ns();
 	unsigned inflight = 0;
 	uint32_t secs = (uint32_t)(o->bs / VIRTIO_BLK_SECTOR);
 
@@ -682,16 +693,22 @@ static void *perf_thread(void *arg)
 			w->rc = -ETIMEDOUT;
 			break;
 		}
+		if (!counting && now_ns() >= t_ramp) {
+			counting = true;
+			w->t0 = now_ns();
+		}
 		do {
 			struct slot *sl = &q->slots[slot];
 
-			hadd(w->h, now_ns() - sl->t0);
+			if (counting && sl->t0 >= w->t0) {
+				hadd(w->h, now_ns() - sl->t0);
+				w->ops++;
+				w->bytes += o->bs;
+			}
 			if (*sl->status != VIRTIO_BLK_S_OK)
 				w->errors++;
 			sl->busy = false;
 			inflight--;
-			w->ops++;
-			w->bytes += o->bs;
 		} while (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used &&
 			 vq_reap(q, &slot, &len, TIMEOUT_MS) == 0);
 	}
@@ -716,7 +733,7 @@ static int run_perf(const struct perf_opts *o)
 	nblk = d.cfg.capacity * VIRTIO_BLK_SECTOR / o->bs;
 	if (!nblk)
 		die("device smaller than one block");
-	t0 = now_ns();
+	t0 = now_ns() + (uint64_t)(o->ramp * 1e9);
 	for (unsigned i = 0; i < o->queues; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].q = &qs[i];
@@ -995,6 +1012,53 @@ static int run_verify(const struct perf_opts *o)
 
 #include "fb_vhost_fuzz.h"
 
+static int run_hold(const struct perf_opts *o)
+{
+	struct dev d;
+	struct vq qs[MAXQ];
+	int rc = dev_setup(&d, qs, o->queues, 1, 4096, false, o->event_idx);
+
+	if (rc)
+		die("setting up %s: %s", g_socket, strerror(-rc));
+	/* One request per queue so every queue has run, then nothing. */
+	for (unsigned i = 0; i < o->queues; i++)
+		if (vq_sync(&qs[i], VIRTIO_BLK_T_IN, 0, 4096, false) != VIRTIO_BLK_S_OK)
+			die("queue %u: first read failed", i);
+	usleep((useconds_t)(o->seconds * 1e6));
+	for (unsigned i = 0; i < o->queues; i++)
+		vq_free(&qs[i]);
+	dev_close(&d);
+	return 0;
+}
+
+static int run_memcpy(const struct perf_opts *o)
+{
+	size_t set = 256u << 20, n = set / o->bs;
+	uint8_t *src = malloc(set), *dst = malloc(set);
+	uint64_t t0, bytes = 0, i = 0, end;
+
+	if (!src || !dst)
+		die("out of memory");
+	memset(src, 0x5a, set); /* touched before timing */
+	memset(dst, 0xa5, set);
+	t0 = now_ns();
+	end = t0 + (uint64_t)(o->seconds * 1e9);
+	while (now_ns() < end) {
+		for (unsigned k = 0; k < 16; k++, i++)
+			memcpy(dst + (i % n) * o->bs, src + ((i * 7) % n) * o->bs, o->bs);
+		bytes += 16 * o->bs;
+	}
+	if (o->json)
+		printf("{\"mode\":\"memcpy\",\"bs\":%zu,\"mbps\":%.1f}\n", o->bs,
+		       (double)bytes / ((double)(now_ns() - t0) / 1e9) / 1e6);
+	else
+		printf("memcpy %zu-byte copies through 256 MiB: %.1f MB/s\n", o->bs,
+		       (double)bytes / ((double)(now_ns() - t0) / 1e9) / 1e6);
+	free(src);
+	free(dst);
+	return 0;
+}
+
 /* ----------------------------------------------------------------- main */
 
 static int parse_size(const char *s, size_t *out)
@@ -1017,9 +1081,10 @@ static int parse_size(const char *s, size_t *out)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: fb_vhost --socket PATH perf|verify|fuzz|info [--rw randread|randwrite|randrw|read|write]\n"
-		"         [--mix PCT_READS] [--bs SIZE] [--qd N] [--queues N] [--seconds S] [--ops N]\n"
-		"         [--poll] [--no-event-idx] [--json]\n");
+		"usage: fb_vhost --socket PATH perf|verify|fuzz|info|hold [--rw randread|randwrite|randrw|read|write]\n"
+		"         [--mix PCT_READS] [--bs SIZE] [--qd N] [--queues N] [--seconds S] [--ramp S] [--ops N]\n"
+		"         [--poll] [--no-event-idx] [--json]\n"
+		"       fb_vhost memcpy [--bs SIZE] [--seconds S] [--json]\n");
 }
 
 int main(int argc, char **argv)
@@ -1062,6 +1127,8 @@ int main(int argc, char **argv)
 				die("--queues: 1-%d", MAXQ);
 		} else if (strcmp(a, "--seconds") == 0 && v) {
 			o.seconds = atof(argv[++i]);
+		} else if (strcmp(a, "--ramp") == 0 && v) {
+			o.ramp = atof(argv[++i]);
 		} else if (strcmp(a, "--ops") == 0 && v) {
 			o.ops = strtoull(argv[++i], NULL, 10);
 		} else if (strcmp(a, "--poll") == 0) {
@@ -1077,10 +1144,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (mode && strcmp(mode, "memcpy") == 0)
+		return run_memcpy(&o);
 	if (!g_socket || !mode) {
 		usage();
 		return 2;
 	}
+	if (strcmp(mode, "hold") == 0)
+		return run_hold(&o);
 	if (strcmp(mode, "perf") == 0)
 		return run_perf(&o);
 	if (strcmp(mode, "verify") == 0)

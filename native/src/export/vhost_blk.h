@@ -72,6 +72,7 @@ struct vhost_req {
 	uint16_t head;
 	uint8_t *status;              /* guest byte for the status */
 	uint32_t used_len;            /* bytes written into guest buffers */
+	uint32_t bytes;               /* data moved (reads and writes) */
 	uint32_t type;
 	uint64_t sector;
 	int niov;

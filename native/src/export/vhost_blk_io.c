@@ -118,12 +118,15 @@ int vhost_blk_submit(struct vhost_req *req)
 	return 0;
 }
 
+/* Largest data length of one request (its used length must fit 32 bits). */
+#define MAX_REQ_BYTES (1u << 30)
+
 /* Sector range to blocks; false if misaligned or past the end. */
 static bool range_ok(const struct vhost_ctrlr *c, uint64_t sector, uint64_t bytes, struct vhost_req *req)
 {
 	uint64_t bs = c->block_size, off;
 
-	if (sector > UINT64_MAX / VIRTIO_BLK_SECTOR)
+	if (sector > UINT64_MAX / VIRTIO_BLK_SECTOR || bytes > MAX_REQ_BYTES)
 		return false;
 	off = sector * VIRTIO_BLK_SECTOR;
 	if (off % bs || bytes % bs)
@@ -175,6 +178,7 @@ int vhost_blk_handle(struct vhost_req *req, int nout)
 	if (--last->iov_len == 0)
 		nwr--;
 	req->used_len = 1;
+	req->bytes = 0;
 	if (iov_copy_out(in, nin, &hdr, sizeof(hdr)) != sizeof(hdr)) {
 		finish(req, VIRTIO_BLK_S_IOERR);
 		return 0;
@@ -194,6 +198,7 @@ int vhost_blk_handle(struct vhost_req *req, int nout)
 		req->data = out;
 		req->ndata = nwr;
 		req->used_len = (uint32_t)len + 1;
+		req->bytes = (uint32_t)len;
 		break;
 	}
 	case VIRTIO_BLK_T_OUT: {
@@ -206,6 +211,7 @@ int vhost_blk_handle(struct vhost_req *req, int nout)
 		req->op = FB_IO_WRITE;
 		req->data = in;
 		req->ndata = nin;
+		req->bytes = (uint32_t)len;
 		break;
 	}
 	case VIRTIO_BLK_T_FLUSH:

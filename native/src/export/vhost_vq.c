@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,13 +109,12 @@ static uint16_t vq_used_event(struct vhost_vq *vq)
 	return load16(&vq->avail->ring[vq->num]);
 }
 
-static void vq_flush(struct fb_deferred *d)
+/* Publishes the used ring and notifies the guest if it asked. */
+static void vq_publish(struct vhost_vq *vq)
 {
-	struct vhost_vq *vq = container_of(d, struct vhost_vq, flush);
 	uint16_t old, now = vq->used_idx;
 	bool notify;
 
-	vq->flush_queued = false;
 	store16(&vq->used->idx, now);
 	if (vq->infl) {
 		/* Published: these heads are no longer in flight. */
@@ -139,9 +139,21 @@ static void vq_flush(struct fb_deferred *d)
 	if (notify)
 		vq_signal(vq);
 	vq->last_work_ns = fb_now_ns();
+}
+
+static void vq_flush(struct fb_deferred *d)
+{
+	struct vhost_vq *vq = container_of(d, struct vhost_vq, flush);
+
+	vq->flush_queued = false;
+	vq_publish(vq);
 	if (vq->stopping)
 		vq_check_stopped(vq);
 }
+
+/* Requests this large are published at once: the guest can reuse their
+ * buffers while we copy the next ones (small ones batch per loop pass). */
+#define VQ_PUBLISH_NOW_BYTES (64u << 10)
 
 void vhost_vq_complete(struct vhost_req *req)
 {
@@ -157,6 +169,11 @@ void vhost_vq_complete(struct vhost_req *req)
 	req->next = vq->free_reqs;
 	vq->free_reqs = req;
 	vq->inflight--;
+	if (req->bytes >= VQ_PUBLISH_NOW_BYTES) {
+		vq_publish(vq);
+		if (!vq->stopping)
+			return;
+	}
 	if (!vq->flush_queued) {
 		vq->flush_queued = true;
 		fb_reactor_defer(vq->reactor, &vq->flush);
@@ -234,6 +251,7 @@ static void vq_take(struct vhost_vq *vq, uint16_t head)
 	req->head = head;
 	req->status = NULL;
 	req->used_len = 0;
+	req->bytes = 0;
 	req->st = VIRTIO_BLK_S_IOERR;
 	if (vhost_vq_chain(vq, head, req, &nout) < 0) {
 		/* Still answer it (with no status byte we trust): the guest
@@ -385,9 +403,13 @@ static int vq_poll(void *arg)
 		return 1;
 	}
 	now = fb_now_ns();
-	/* Keep polling while requests are parked for memory or the window is open. */
-	if (vq->retry_head || now - vq->last_work_ns < FB_VHOST_POLL_NS)
+	/* Keep polling while requests are parked for memory or the window is
+	 * open, but let a runnable peer on this CPU (often the very front-end
+	 * we wait for) go first: reactors share few cores. */
+	if (vq->retry_head || now - vq->last_work_ns < FB_VHOST_POLL_NS) {
+		sched_yield();
 		return 1;
+	}
 	if (!vq_poll_stop(vq))
 		vq->last_work_ns = now;
 	return 1;
