@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { Logger } from './log';
 import type { NativeBinding, NativeEngine } from './native';
 
 /** Static facts about the running engine process. */
@@ -24,6 +25,8 @@ export interface EngineContext {
   readonly info: EngineProcessInfo;
   /** Sorted names of every method served (for rpc_get_methods). */
   readonly methodNames: () => readonly string[];
+  /** Runs a served method as a request would (for load_config); rejects with an RpcFailure. */
+  readonly callMethod: (method: string, params: unknown) => Promise<unknown>;
   /**
    * Which create RPC made each file-backed bdev ("bdev_uring_create" or
    * "bdev_aio_create"), so framework_get_config replays it with the same one.
@@ -31,4 +34,17 @@ export interface EngineContext {
   readonly fileBdevMethod: Map<string, 'bdev_uring_create' | 'bdev_aio_create'>;
   /** Counter for SPDK-style generated names ("Malloc0", "Malloc1", ...). */
   mallocCounter: number;
+  /** The process's root logger (log_set_level and log_set_flag change its {@link Logger.control}). */
+  readonly log: Logger;
+  /**
+   * SPDK's two log levels as last set (log_set_level, log_set_print_level):
+   * the engine has one sink, so a line is written when either lets it through.
+   */
+  readonly spdkLog: { level: SpdkLogLevel; printLevel: SpdkLogLevel };
+  /** Stops the engine cleanly once the current answer has been sent (spdk_kill_instance SIGINT/SIGTERM). */
+  readonly requestStop: (reason: string) => void;
 }
+
+/** SPDK's log level names (log_set_level). */
+export const SPDK_LOG_LEVELS = ['ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'] as const;
+export type SpdkLogLevel = (typeof SPDK_LOG_LEVELS)[number];

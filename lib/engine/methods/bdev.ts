@@ -1,7 +1,7 @@
 /**
  * Base bdev RPCs with SPDK's names, params and answers: malloc, null, the
- * file bdev under both `bdev_uring_create` and `bdev_aio_create`, and the
- * queries `bdev_get_bdevs` and `bdev_get_iostat`.
+ * file bdev under both `bdev_uring_create` and `bdev_aio_create`, and
+ * `bdev_get_bdevs` (bdev_get_iostat is in ./iostat.ts).
  *
  * @module
  */
@@ -282,41 +282,6 @@ const bdevGetBdevs = defineMethod<{ name?: string; timeout?: number }, EngineCon
   },
 });
 
-/** One bdev's counters in bdev_get_iostat's shape (tick_rate 1e9: ticks are nanoseconds). */
-function iostat(info: NativeBdevInfo): Record<string, unknown> {
-  const s = info.stats;
-  return {
-    name: info.name,
-    bytes_read: s.bytesRead,
-    num_read_ops: s.numReadOps,
-    bytes_written: s.bytesWritten,
-    num_write_ops: s.numWriteOps,
-    bytes_unmapped: s.bytesUnmapped,
-    num_unmap_ops: s.numUnmapOps,
-    num_write_zeroes_ops: s.numWriteZeroesOps,
-    num_flush_ops: s.numFlushOps,
-    read_latency_ticks: s.readLatencyNs,
-    write_latency_ticks: s.writeLatencyNs,
-    io_error: s.ioErrors,
-  };
-}
-
-const bdevGetIostat = defineMethod<{ name?: string; names?: string[] }, EngineContext>({
-  name: 'bdev_get_iostat',
-  description: 'I/O counters of every bdev, or of those named (`name`, or `names` as current SPDK takes).',
-  params: {
-    properties: {
-      name: BDEV_NAME,
-      names: { type: 'array', items: { type: 'string', minLength: 1 }, hint: 'an array of bdev names, e.g. ["Malloc0"]' },
-    },
-  },
-  handler: (p, ctx) => {
-    const wanted = [...(p.name !== undefined ? [p.name] : []), ...(p.names ?? [])];
-    const infos = wanted.length === 0 ? ctx.engine.bdevList() : wanted.map((n) => getBdev(ctx, n));
-    return { tick_rate: 1_000_000_000, ticks: Number(process.hrtime.bigint()), bdevs: infos.map(iostat) };
-  },
-});
-
 const bdevWaitForExamine = defineMethod<Record<string, never>, EngineContext>({
   name: 'bdev_wait_for_examine',
   description: 'Answers true: bdevs are ready when their create call returns (no examine phase here).',
@@ -335,6 +300,5 @@ export const BDEV_METHODS: readonly RpcMethod<EngineContext>[] = [
   fileCreate('bdev_aio_create'),
   deleteMethod('bdev_aio_delete', 'file', 'file (aio)'),
   bdevGetBdevs,
-  bdevGetIostat,
   bdevWaitForExamine,
 ];

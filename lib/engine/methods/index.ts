@@ -5,9 +5,13 @@
  */
 import type { EngineContext } from '../context';
 import type { RpcMethod } from '../rpc/dispatcher';
+import { APP_METHODS } from './app';
 import { BDEV_METHODS } from './bdev';
+import { CONFIG_METHODS } from './config';
 import { ERROR_METHODS } from './error';
 import { FRAMEWORK_METHODS } from './framework';
+import { IOSTAT_METHODS } from './iostat';
+import { LOG_METHODS } from './log';
 import { NBD_METHODS } from './nbd';
 
 /** All methods of the engine target. */
@@ -16,4 +20,8 @@ export const ENGINE_METHODS: readonly RpcMethod<EngineContext>[] = [
   ...BDEV_METHODS,
   ...ERROR_METHODS,
   ...NBD_METHODS,
+  ...APP_METHODS,
+  ...LOG_METHODS,
+  ...IOSTAT_METHODS,
+  ...CONFIG_METHODS,
 ];

@@ -40,7 +40,7 @@ export function defineMethod<P, C>(m: {
 }
 
 /** Methods that change the target (logged at info level). */
-const MUTATING = /_(create|delete|add|remove|inject_error)$/;
+const MUTATING = /_(create|delete|add|remove|inject_error|load_config|kill_instance)$/;
 
 /** A JSON-RPC response object. Write it with {@link serializeResponse} (ids may be raw number text). */
 export type RpcResponse =
@@ -107,6 +107,27 @@ export class RpcDispatcher<C> {
     return out.length > 0 ? out : undefined;
   }
 
+  /**
+   * Runs one method as a request would (params validated, errors mapped),
+   * without logging: for methods that call others (load_config). Resolves
+   * with the result (null for none); rejects with an {@link RpcFailure}.
+   */
+  async call(name: string, params: unknown): Promise<unknown> {
+    const entry = this.table.get(name);
+    if (entry === undefined) {
+      throw new RpcFailure(
+        RpcErrorCode.METHOD_NOT_FOUND,
+        `Method not found: '${name}'. Fix: call rpc_get_methods for the methods this target has.`,
+      );
+    }
+    try {
+      const result = await entry.method.handler(entry.validator.check(params), this.ctx);
+      return result === undefined ? null : result;
+    } catch (e) {
+      throw e instanceof RpcFailure ? e : fromEngineError(e);
+    }
+  }
+
   private async handleOne(req: unknown, idText: string | undefined): Promise<RpcResponse | undefined> {
     const invalid = (why: string): RpcResponse =>
       errorResponse(null, new RpcFailure(RpcErrorCode.INVALID_REQUEST, `Invalid request: ${why}`));
@@ -127,23 +148,10 @@ export class RpcDispatcher<C> {
     const rid = hasId ? answerId(id, idText) : null;
     const started = process.hrtime.bigint();
     let response: RpcResponse;
-    const entry = this.table.get(name);
-    if (entry === undefined) {
-      response = errorResponse(
-        rid,
-        new RpcFailure(
-          RpcErrorCode.METHOD_NOT_FOUND,
-          `Method not found: '${name}'. Fix: call rpc_get_methods for the methods this target has.`,
-        ),
-      );
-    } else {
-      try {
-        const checked = entry.validator.check(params);
-        const result = await entry.method.handler(checked, this.ctx);
-        response = { jsonrpc: '2.0', id: rid, result: result === undefined ? null : result };
-      } catch (e) {
-        response = errorResponse(rid, e instanceof RpcFailure ? e : fromEngineError(e));
-      }
+    try {
+      response = { jsonrpc: '2.0', id: rid, result: await this.call(name, params) };
+    } catch (e) {
+      response = errorResponse(rid, e as RpcFailure);
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     if ('error' in response) {
