@@ -5,7 +5,7 @@
     {
       'target_name': 'flexbso_native',
       'sources': [
-        '<!@(ls -1 src/core/*.c src/bdev/*.c src/export/*.c src/addon/*.cc 2>/dev/null || true)'
+        '<!@(find src -name "*.c" -o -name "*.cc" | sort)'
       ],
       'include_dirs': [
         'include',
@@ -18,7 +18,7 @@
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=gnu++14'],
       'ldflags': ['-pthread'],
-      'libraries': ['-luring']
+      'libraries': ['-luring', '-ljansson', '-lisal', '-llz4', '-lzstd', '-lz', '-lm']
     }
   ]
 }

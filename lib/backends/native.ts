@@ -217,7 +217,6 @@ export class NativeBackend implements Backend {
         if (r.spec.qos.iops !== 0 || r.spec.qos.mbps !== 0) notes.push(QOS_NOTE);
       }
       if (r.kind === "malloc") notes.push("malloc bdevs are volatile: their contents are lost when the engine restarts");
-      if (r.kind === "file" && !r.spec.directIo) notes.push("directIo=false is recorded; the engine opens files with O_DIRECT where the filesystem allows it");
       return { address: r.address, present: this.present(r, inv), ...(endpoint ? { endpoint } : {}), notes };
     });
   }
@@ -282,8 +281,10 @@ export class NativeBackend implements Backend {
     progress?.(0, `preparing ${file}`);
     await this.prepareFile(r, file);
     progress?.(0.5, "opening bdev");
+    // directIo true: O_DIRECT where the filesystem allows it (the engine's
+    // default); false: never (buffered I/O, fdatasync on flush).
     await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", {
-      name: r.name, filename: file, block_size: r.spec.blockSize,
+      name: r.name, filename: file, block_size: r.spec.blockSize, ...(r.spec.directIo ? {} : { direct_io: false }),
     }));
     progress?.(1);
   }

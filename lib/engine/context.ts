@@ -27,13 +27,6 @@ export interface EngineContext {
   readonly methodNames: () => readonly string[];
   /** Runs a served method as a request would (for load_config); rejects with an RpcFailure. */
   readonly callMethod: (method: string, params: unknown) => Promise<unknown>;
-  /**
-   * Which create RPC made each file-backed bdev ("bdev_uring_create" or
-   * "bdev_aio_create"), so framework_get_config replays it with the same one.
-   */
-  readonly fileBdevMethod: Map<string, 'bdev_uring_create' | 'bdev_aio_create'>;
-  /** Counter for SPDK-style generated names ("Malloc0", "Malloc1", ...). */
-  mallocCounter: number;
   /** The process's root logger (log_set_level and log_set_flag change its {@link Logger.control}). */
   readonly log: Logger;
   /**

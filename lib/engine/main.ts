@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import type { EngineContext } from './context';
 import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from './log';
 import { fromLogLevel, LOG_FLAGS } from './methods/log';
-import { ENGINE_METHODS } from './methods';
+import { engineMethods } from './methods';
 import { loadNative, packageRoot, type NativeEngine } from './native';
 import { RpcDispatcher } from './rpc/dispatcher';
 import { RpcSocketServer } from './rpc/server';
@@ -218,14 +218,12 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket },
     methodNames: () => dispatcherRef.names(),
     callMethod: (m, p) => dispatcherRef.call(m, p),
-    fileBdevMethod: new Map(),
-    mallocCounter: 0,
     log,
     spdkLog: { level: fromLogLevel(args.logLevel), printLevel: fromLogLevel(args.logLevel) },
     // After the answer to the asking RPC has been written (it is, before the next turn of the loop).
     requestStop: (reason) => setImmediate(() => void stopRef.stop(reason).catch(() => undefined)),
   };
-  const dispatcher = new RpcDispatcher(ENGINE_METHODS, ctx, log.child({ src: 'rpc' }));
+  const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
   dispatcherRef.names = () => dispatcher.names();
   dispatcherRef.call = (m, p) => dispatcher.call(m, p);
   const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));

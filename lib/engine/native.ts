@@ -40,6 +40,20 @@ export interface NativeBdevStats {
   /** Sum of write latencies, nanoseconds. */
   readonly writeLatencyNs: number;
   readonly ioErrors: number;
+  readonly readLatencyMaxNs: number;
+  /** 0 = no read yet. */
+  readonly readLatencyMinNs: number;
+  readonly writeLatencyMaxNs: number;
+  /** 0 = no write yet. */
+  readonly writeLatencyMinNs: number;
+}
+
+/** A bdev's QoS limits (struct fb_qos_limits); 0 = unlimited. */
+export interface NativeQosLimits {
+  readonly rwIosPerSec: number;
+  readonly rwMbytesPerSec: number;
+  readonly rMbytesPerSec: number;
+  readonly wMbytesPerSec: number;
 }
 
 /** One bdev as the engine describes it (struct fb_bdev_info). */
@@ -53,13 +67,43 @@ export interface NativeBdevInfo {
   readonly claimedBy: string | null;
   /** Who holds the claim, e.g. "error bdev 'EE_M0'", or null. */
   readonly claimHolder: string | null;
-  /** The create RPC that rebuilds it, e.g. "bdev_malloc_create", or null. */
-  readonly createMethod: string | null;
-  /** JSON params of the create RPC that rebuilds it, or null. */
+  /**
+   * JSON array of the `{method, params}` calls that rebuild it (the module's
+   * config), or null when the module writes none.
+   */
   readonly configJson: string | null;
-  /** JSON module-specific object for bdev_get_bdevs' driver_specific, or null. */
+  /** JSON object for bdev_get_bdevs' driver_specific (the module's members, e.g. {"uring": {...}}), or null. */
   readonly driverJson: string | null;
+  /** Lower-case 8-4-4-4-12 uuid; also an alias of the bdev. */
+  readonly uuid: string;
+  /** SPDK's product_name, from the module ("Malloc disk", "URING bdev", ...). */
+  readonly productName: string;
+  readonly physicalBlockSize: number;
+  /** Blocks; 0 = none. */
+  readonly optimalIoBoundary: number;
+  readonly splitOnOptimalIoBoundary: boolean;
+  /** Blocks; 1 = any. */
+  readonly writeUnitSize: number;
+  /** log2 of the buffer alignment in bytes; 0 = any. */
+  readonly requiredAlignment: number;
+  /** Blocks; 0 = no limit. */
+  readonly maxIoBlocks: number;
+  readonly qos: NativeQosLimits;
   readonly stats: NativeBdevStats;
+}
+
+/** One reactor's counters of a bdev (bdev_get_iostat -c). */
+export interface NativeReactorStats {
+  readonly reactor: number;
+  readonly stats: NativeBdevStats;
+}
+
+/** A notification from the engine (SPDK's notify library). */
+export interface NativeNotification {
+  readonly id: number;
+  readonly type: string;
+  /** JSON text of the notification's context. */
+  readonly ctx: string;
 }
 
 /** One NBD export (struct fb_nbd_export_info). */
@@ -71,33 +115,27 @@ export interface NativeNbdExportInfo {
   readonly connections: number;
 }
 
-/** An error injection (struct fb_error_injection). */
-export interface NativeErrorInjection {
-  /** Bit (1 << ioTypes[t]) per affected I/O type; 0 = all types. */
-  readonly ioMask: number;
-  /** One of {@link NativeBinding.errorKinds}. */
-  readonly kind: number;
-  /** I/Os to affect; 0 = unlimited. */
-  readonly count: number;
-  readonly offsetBlocks: number;
-  /** 0 = to the end of the bdev. */
-  readonly numBlocks: number;
-}
-
 /** A live engine (class Engine of the addon). Methods throw {@link NativeError}. */
 export interface NativeEngine {
   destroy(): void;
   reactorCount(): number;
   /** CPU time (user+sys) of the reactor threads so far, microseconds. */
   reactorCpuUs(): number;
-  mallocCreate(name: string, numBlocks: number, blockSize: number): void;
-  nullCreate(name: string, numBlocks: number, blockSize: number): void;
-  /** blockSize 0 = the file's or device's own. */
-  fileCreate(name: string, path: string, blockSize: number): void;
-  /** Creates "EE_<baseName>". */
-  errorCreate(baseName: string): void;
-  errorInject(name: string, injection: NativeErrorInjection): void;
+  /**
+   * Calls a method the C engine serves (a module's or the core's, see
+   * {@link NativeBinding.rpcMethods}) with JSON params text (null = none),
+   * and answers the result as JSON text. Failures carry `errno`: the
+   * negative errno the handler returned, or -32601 (code "ERPC_METHOD") /
+   * -32602 (code "ERPC_PARAMS") with a message naming the param and the fix.
+   */
+  rpc(method: string, paramsJson: string | null): string;
+  /** Notifications with id > sinceId, oldest first, at most max (0 = all kept). */
+  notifications(sinceId: number, max: number): { readonly dropped: number; readonly items: NativeNotification[] };
   bdevDelete(name: string): void;
+  /** Per-reactor counters of one bdev (ENOENT if absent). */
+  bdevStatsPerReactor(name: string): NativeReactorStats[];
+  /** Zeroes the counters of one bdev (or all: null); maxminOnly resets only latency max/min. */
+  bdevStatsReset(name: string | null, maxminOnly: boolean): void;
   /** All bdevs in creation order, or the one named (ENOENT if absent). */
   bdevList(name?: string): NativeBdevInfo[];
   /** Which I/O types the bdev supports (opens it read-only for the question). */
@@ -115,15 +153,15 @@ export interface NativeBinding {
   readonly Engine: new (options: NativeEngineOptions) => NativeEngine;
   /** enum fb_io_type by SPDK io_type name: read, write, flush, unmap, write_zeroes. */
   readonly ioTypes: Readonly<Record<IoTypeName, number>>;
-  /** enum fb_error_kind: none, failure, corrupt_data, drop_write. */
-  readonly errorKinds: Readonly<Record<'none' | 'failure' | 'corrupt_data' | 'drop_write', number>>;
+  /** Every method the C engine serves and the module that owns it ("core" for the engine's own). */
+  readonly rpcMethods: () => readonly { readonly method: string; readonly module: string }[];
 }
 
 /** An error thrown by the addon. */
 export interface NativeError extends Error {
-  /** errno name, e.g. "EEXIST"; "ECLOSED" after destroy(). */
+  /** errno name, e.g. "EEXIST"; "ECLOSED" after destroy(); "ERPC_METHOD"/"ERPC_PARAMS" from rpc(). */
   readonly code: string;
-  /** Negative errno, when the engine returned one. */
+  /** Negative errno (or -32601/-32602 from rpc()), when the engine returned one. */
   readonly errno?: number;
 }
 

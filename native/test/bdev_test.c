@@ -5,6 +5,17 @@
 
 #include "harness.h"
 
+static int uuid_of(const struct fb_bdev_info *info, void *arg)
+{
+	memcpy(arg, info->uuid, FB_UUID_STR_LEN);
+	return 0;
+}
+
+static void fb_uuid_get_test(struct fb_engine *e, const char *name, char out[FB_UUID_STR_LEN])
+{
+	CHECK_EQ(fb_bdev_foreach(e, name, uuid_of, out), 0);
+}
+
 #define BS 512u
 #define NB 2048u
 
@@ -53,7 +64,7 @@ static void integrity(const char *kind)
 	pthread_t t[3];
 
 	if (kind[0] == 'M') {
-		CHECK_OK(fb_bdev_malloc_create(e, kind, NB, BS, &err));
+		CHECK_OK(th_malloc(e, kind, NB, BS, &err));
 	} else {
 		int fd;
 
@@ -62,10 +73,10 @@ static void integrity(const char *kind)
 		CHECK(fd >= 0);
 		CHECK(ftruncate(fd, (off_t)NB * BS) == 0);
 		close(fd);
-		CHECK_OK(fb_bdev_file_create_ext(e, kind, path, BS,
-						 kind[1] == 'D' ? FB_FILE_DIRECT : FB_FILE_NO_DIRECT, &err));
+		CHECK_OK(th_file(e, kind, path, BS,
+				 kind[1] == 'D' ? "\"direct_io\":true" : "\"direct_io\":false", &err));
 	}
-	CHECK_OK(fb_bdev_open(e, kind, true, &desc, &err));
+	CHECK_OK(th_open(e, kind, true, &desc, &err));
 	for (unsigned i = 0; i < 3; i++) {
 		w[i] = (struct worker){.e = e, .desc = desc, .reactor = i, .ref = ref,
 				       .first = i * (NB / 3), .count = NB / 3};
@@ -109,8 +120,8 @@ TEST(null_reads_zero)
 	struct fb_err err;
 	unsigned char buf[4096];
 
-	CHECK_OK(fb_bdev_null_create(e, "N0", 1 << 20, 4096, &err));
-	CHECK_OK(fb_bdev_open(e, "N0", true, &desc, &err));
+	CHECK_OK(th_null(e, "N0", 1 << 20, 4096, &err));
+	CHECK_OK(th_open(e, "N0", true, &desc, &err));
 	memset(buf, 0xab, sizeof(buf));
 	CHECK_EQ(th_write(e, 0, desc, buf, 7, 1), 0);
 	CHECK_EQ(th_read(e, 0, desc, buf, 7, 1), 0);
@@ -129,8 +140,8 @@ TEST(range_checks)
 	unsigned char buf[2 * BS];
 	struct iovec iov = {buf, BS};
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M1", 16, BS, &err));
-	CHECK_OK(fb_bdev_open(e, "M1", true, &desc, &err));
+	CHECK_OK(th_malloc(e, "M1", 16, BS, &err));
+	CHECK_OK(th_open(e, "M1", true, &desc, &err));
 	CHECK_EQ(th_read(e, 0, desc, buf, 16, 1), -EINVAL);
 	CHECK_EQ(th_read(e, 0, desc, buf, 15, 2), -EINVAL);
 	CHECK_EQ(th_read(e, 0, desc, buf, UINT64_MAX, 2), -EINVAL);
@@ -138,20 +149,22 @@ TEST(range_checks)
 	CHECK_EQ(th_io(e, 0, desc, FB_IO_READ, &iov, 1, 0, 2, 0), -EINVAL); /* iov too short */
 	CHECK_EQ(th_io(e, 0, desc, FB_IO_UNMAP, NULL, 0, 10, 7, 0), -EINVAL);
 	CHECK_EQ(th_read(e, 0, desc, buf, 14, 2), 0);
-	CHECK_OK(fb_bdev_open(e, "M1", false, &ro, &err));
+	CHECK_OK(th_open(e, "M1", false, &ro, &err));
 	CHECK_EQ(th_write(e, 0, ro, buf, 0, 1), -EBADF);
 	fb_bdev_close(ro);
 	fb_bdev_close(desc);
-	CHECK_EQ(fb_bdev_malloc_create(e, "M1", 16, BS, &err), -EEXIST);
-	CHECK_EQ(fb_bdev_malloc_create(e, "M2", 16, 1000, &err), -EINVAL);
-	CHECK(strstr(err.msg, "block_size") != NULL);
-	CHECK_EQ(fb_bdev_malloc_create(e, "", 16, BS, &err), -EINVAL);
-	CHECK_EQ(fb_bdev_open(e, "nope", false, &desc, &err), -ENOENT);
+	CHECK_EQ(th_malloc(e, "M1", 16, BS, &err), -EEXIST);
+	CHECK_EQ(th_malloc(e, "M2", 16, 1000, &err), -EINVAL);
+	CHECK(strstr(err.msg, "'block_size': must be a multiple of 512") != NULL);
+	CHECK_OK(th_malloc(e, "M3", 16, 1536, &err)); /* any multiple of 512 */
+	CHECK_EQ(th_malloc(e, "", 16, BS, &err), -EINVAL); /* decodes; an empty name is refused */
+	CHECK(strstr(err.msg, "Invalid parameter 'name'") != NULL);
+	CHECK_EQ(th_open(e, "nope", false, &desc, &err), -ENOENT);
 	CHECK(strstr(err.msg, "'nope'") != NULL);
 	fb_engine_destroy(e);
 }
 
-static const struct fb_bdev_module fake_module = {.name = "test"};
+static const struct fb_bdev_module fake_module = {.size = sizeof(fake_module), .name = "test"};
 
 TEST(open_claim_delete)
 {
@@ -160,15 +173,16 @@ TEST(open_claim_delete)
 	struct fb_err err;
 	unsigned char buf[BS];
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", 64, BS, &err));
-	CHECK_OK(fb_bdev_open_ext(e, "M0", true, "NBD export 'x'", &d1, &err));
+	CHECK_OK(th_malloc(e, "M0", 64, BS, &err));
+	CHECK_OK(fb_bdev_open(e, "M0", &(struct fb_bdev_open_opts){.size = sizeof(struct fb_bdev_open_opts),
+			       .write = true, .holder = "NBD export 'x'"}, &d1, &err));
 	CHECK_EQ(th_read(e, 1, d1, buf, 0, 1), 0); /* creates a channel on reactor 1 */
 	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
 	CHECK(strstr(err.msg, "bdev 'M0' is open by NBD export 'x'") != NULL);
 	CHECK_EQ(fb_bdev_claim(d1, &fake_module, &err), 0);
-	CHECK_OK(fb_bdev_open(e, "M0", false, &d2, &err)); /* read-only open still allowed */
+	CHECK_OK(th_open(e, "M0", false, &d2, &err)); /* read-only open still allowed */
 	fb_bdev_close(d2);
-	CHECK_EQ(fb_bdev_open(e, "M0", true, &d2, &err), -EPERM);
+	CHECK_EQ(th_open(e, "M0", true, &d2, &err), -EPERM);
 	fb_bdev_desc_set_holder(d1, "error bdev 'EE_M0'");
 	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
 	CHECK(strstr(err.msg, "bdev 'M0' is claimed by error bdev 'EE_M0'") != NULL);
@@ -178,14 +192,22 @@ TEST(open_claim_delete)
 	fb_engine_destroy(e);
 }
 
+struct collected {
+	char text[2048];
+	size_t len;
+};
+
 static int collect(const struct fb_bdev_info *info, void *arg)
 {
-	struct fb_strbuf *sb = arg;
+	struct collected *c = arg;
+	int n;
 
-	fb_strbuf_printf(sb, "%s|%s|%s|%llu|%llu|%llu;", info->name, info->create_method,
-			 info->config_json, (unsigned long long)info->stats.num_write_ops,
-			 (unsigned long long)info->stats.bytes_read,
-			 (unsigned long long)info->stats.num_write_zeroes_ops);
+	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s|%s|%s|%s|%llu|%llu|%llu;",
+		     info->name, info->product_name, info->uuid, info->config_json,
+		     (unsigned long long)info->stats.num_write_ops,
+		     (unsigned long long)info->stats.bytes_read,
+		     (unsigned long long)info->stats.num_write_zeroes_ops);
+	c->len += n > 0 ? (size_t)n : 0;
 	return 0;
 }
 
@@ -194,12 +216,21 @@ TEST(config_and_stats)
 	struct fb_engine *e = th_engine(2);
 	struct fb_bdev_desc *d;
 	struct fb_err err;
-	struct fb_strbuf sb = {0};
+	struct collected c = {.len = 0};
+	char want[2048], mu[FB_UUID_STR_LEN], nu[FB_UUID_STR_LEN];
+	struct fb_uuid u;
 	unsigned char buf[4 * BS];
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M\"q", 8, BS, &err));
-	CHECK_OK(fb_bdev_null_create(e, "N0", 100, 4096, &err));
-	CHECK_OK(fb_bdev_open(e, "M\"q", true, &d, &err));
+	/* A name that needs escaping, a given uuid, and a generated one. */
+	CHECK_OK(th_rpc(e, &err, "bdev_malloc_create",
+			"{\"name\":\"M\\\"q\",\"num_blocks\":8,\"block_size\":512,"
+			"\"uuid\":\"0F1E2D3C-4B5A-4978-8695-a4b3c2d1e0f0\"}"));
+	CHECK_OK(th_null(e, "N0", 100, 4096, &err));
+	CHECK_OK(th_open(e, "M\"q", true, &d, &err));
+	fb_uuid_get_test(e, "N0", nu);
+	CHECK(fb_uuid_parse(nu, &u) == 0 && !fb_uuid_is_null(&u));
+	CHECK_EQ(nu[14], '4'); /* version 4 */
+	snprintf(mu, sizeof(mu), "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0");
 	memset(buf, 0x5a, sizeof(buf));
 	CHECK_EQ(th_write(e, 0, d, buf, 0, 4), 0);
 	CHECK_EQ(th_write(e, 1, d, buf, 4, 4), 0);
@@ -211,13 +242,22 @@ TEST(config_and_stats)
 	CHECK_EQ(th_io(e, 1, d, FB_IO_UNMAP, NULL, 0, 0, 1, 0), 0);
 	CHECK_EQ(th_read(e, 0, d, buf, 0, 1), 0);
 	CHECK_EQ(buf[0], 0);
-	CHECK_EQ(fb_bdev_foreach(e, NULL, collect, &sb), 0);
-	CHECK(strcmp(sb.buf, "M\"q|bdev_malloc_create|{\"name\":\"M\\\"q\",\"num_blocks\":8,\"block_size\":512}|2|4608|1;"
-			     "N0|bdev_null_create|{\"name\":\"N0\",\"num_blocks\":100,\"block_size\":4096}|0|0|0;") == 0 ||
-	      (fprintf(stderr, "got %s\n", sb.buf), 0));
-	CHECK_EQ(fb_bdev_foreach(e, "zz", collect, &sb), -ENOENT);
-	fb_strbuf_free(&sb);
+	CHECK_EQ(fb_bdev_foreach(e, NULL, collect, &c), 0);
+	snprintf(want, sizeof(want),
+		 "M\"q|Malloc disk|%s|[{\"method\":\"bdev_malloc_create\",\"params\":{\"name\":\"M\\\"q\","
+		 "\"num_blocks\":8,\"block_size\":512,\"uuid\":\"%s\"}}]|2|4608|1;"
+		 "N0|Null disk|%s|[{\"method\":\"bdev_null_create\",\"params\":{\"name\":\"N0\","
+		 "\"num_blocks\":100,\"block_size\":4096,\"uuid\":\"%s\"}}]|0|0|0;", mu, mu, nu, nu);
+	CHECK(strcmp(c.text, want) == 0 || (fprintf(stderr, "got  %s\nwant %s\n", c.text, want), 0));
+	/* The uuid is an alias: it opens, finds and deletes the bdev too. */
+	c.len = 0;
+	CHECK_EQ(fb_bdev_foreach(e, mu, collect, &c), 0);
+	CHECK(strncmp(c.text, "M\"q|", 4) == 0);
+	CHECK_EQ(fb_bdev_foreach(e, "zz", collect, &c), -ENOENT);
+	CHECK_EQ(th_malloc(e, nu, 8, 512, &err), -EEXIST); /* a name may not be another's uuid */
 	fb_bdev_close(d);
+	CHECK_OK(fb_bdev_delete(e, "0f1e2d3c-4b5a-4978-8695-A4B3C2D1E0F0", &err));
+	CHECK_EQ(fb_bdev_foreach(e, "M\"q", collect, &c), -ENOENT);
 	fb_engine_destroy(e);
 }
 

@@ -18,12 +18,13 @@ static void noop_msg(void *arg)
 	(void)arg;
 }
 
-static const struct fb_bdev_module tmod = {
+static struct fb_bdev_module tmod = {
+	.size = sizeof(struct fb_bdev_module),
 	.name = "tmod",
-	.create_method = "tmod_create",
 	.io_ctx_size = 40,
 	.channel_ctx_size = sizeof(struct tmod_ch),
 };
+FB_BDEV_MODULE_REGISTER(tmod)
 
 static int tmod_ch_create(struct fb_bdev *b, void *ctx)
 {
@@ -63,6 +64,7 @@ static void tmod_destruct(struct fb_bdev *b)
 }
 
 static const struct fb_bdev_fn_table tmod_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.destruct = tmod_destruct,
 	.submit_request = tmod_submit,
 	.channel_create = tmod_ch_create,
@@ -71,8 +73,9 @@ static const struct fb_bdev_fn_table tmod_fn = {
 
 static void tmod_register(struct fb_engine *e, const char *name)
 {
-	struct fb_bdev_desc_params p = {.name = name, .block_size = 512, .num_blocks = 100,
-					.module = &tmod, .fn = &tmod_fn, .module_ctx = (void *)&tmod};
+	struct fb_bdev_register_opts p = {.size = sizeof(p), .name = name, .block_size = 512,
+					  .num_blocks = 100, .module = &tmod, .fn = &tmod_fn,
+					  .ctx = (void *)&tmod};
 	struct fb_err err;
 
 	CHECK_OK(fb_bdev_register(e, &p, NULL, &err));
@@ -89,8 +92,8 @@ TEST(lazy_channels)
 	atomic_store(&ch_destroyed, 0);
 	atomic_store(&destructed, 0);
 	tmod_register(e, "T0");
-	CHECK_OK(fb_bdev_open(e, "T0", true, &d1, &err));
-	CHECK_OK(fb_bdev_open(e, "T0", false, &d2, &err));
+	CHECK_OK(th_open(e, "T0", true, &d1, &err));
+	CHECK_OK(th_open(e, "T0", false, &d2, &err));
 	CHECK_EQ(atomic_load(&ch_created), 0);
 	CHECK_EQ(th_read(e, 0, d1, buf, 0, 1), 0);
 	CHECK_EQ(th_read(e, 0, d2, buf, 1, 1), 0);  /* same (bdev, reactor): cached */
@@ -106,7 +109,7 @@ TEST(lazy_channels)
 	fb_engine_run_on_all(e, noop_msg, NULL);
 	CHECK_EQ(atomic_load(&ch_destroyed), 2);
 	/* Reopen: channels come back lazily; delete tears them down. */
-	CHECK_OK(fb_bdev_open(e, "T0", true, &d1, &err));
+	CHECK_OK(th_open(e, "T0", true, &d1, &err));
 	CHECK_EQ(th_write(e, 1, d1, buf, 5, 1), 0);
 	fb_bdev_close(d1);
 	CHECK_OK(fb_bdev_delete(e, "T0", &err));
@@ -169,7 +172,7 @@ TEST(deep_queue_and_late_free)
 	atomic_store(&ch_created, 0);
 	atomic_store(&ch_destroyed, 0);
 	tmod_register(e, "T1");
-	CHECK_OK(fb_bdev_open(e, "T1", false, &d.desc, &err));
+	CHECK_OK(th_open(e, "T1", false, &d.desc, &err));
 	fb_reactor_send(fb_engine_get_reactor(e, 0), deep_start, &d);
 	while (!atomic_load(&d.finished))
 		usleep(1000);

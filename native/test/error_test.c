@@ -8,12 +8,35 @@
 #define BS 512u
 #define NB 256u
 
-static struct fb_error_injection inj_of(uint32_t mask, enum fb_error_kind kind, uint64_t count,
-					uint64_t off, uint64_t num)
+enum kind { K_NONE, K_FAILURE, K_CORRUPT, K_DROP };
+
+struct inj {
+	uint32_t mask; /* one io type bit, or 0 for all */
+	enum kind kind;
+	uint64_t count; /* 0 = every I/O */
+	uint64_t off, num;
+};
+
+static struct inj inj_of(uint32_t mask, enum kind kind, uint64_t count, uint64_t off, uint64_t num)
 {
-	struct fb_error_injection i = {.size = sizeof(i), .io_mask = mask, .kind = kind,
-				       .count = count, .offset_blocks = off, .num_blocks = num};
-	return i;
+	return (struct inj){.mask = mask, .kind = kind, .count = count, .off = off, .num = num};
+}
+
+/* Through bdev_error_inject_error, as the engine process calls it. */
+static int inject(struct fb_engine *e, const char *name, const struct inj *i, struct fb_err *err)
+{
+	static const char *const types[] = {"read", "write", "flush", "unmap", "write_zeroes"};
+	static const char *const kinds[] = {"failure", "failure", "corrupt_data", "drop_write"};
+	const char *io_type = i->kind == K_NONE && !i->mask ? "clear" : "all";
+
+	for (unsigned t = 0; t < 5; t++)
+		if (i->mask == 1u << t)
+			io_type = types[t];
+	return th_rpc(e, err, "bdev_error_inject_error",
+		      "{\"name\":\"%s\",\"io_type\":\"%s\",\"error_type\":\"%s\",\"num\":%llu,"
+		      "\"offset_blocks\":%llu,\"num_blocks\":%llu}", name, io_type, kinds[i->kind],
+		      i->kind == K_NONE ? 0ull : i->count ? (unsigned long long)i->count : 4294967295ull,
+		      (unsigned long long)i->off, (unsigned long long)i->num);
 }
 
 #define R (1u << FB_IO_READ)
@@ -25,21 +48,21 @@ TEST(claims)
 	struct fb_bdev_desc *d;
 	struct fb_err err;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
-	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
-	CHECK_EQ(fb_bdev_error_create(e, "M0", &err), -EPERM);
-	CHECK(strstr(err.msg, "claimed by error bdev 'EE_M0'") != NULL);
+	CHECK_OK(th_malloc(e, "M0", NB, BS, &err));
+	CHECK_OK(th_error_create(e, "M0", &err));
+	CHECK_EQ(th_error_create(e, "M0", &err), -EEXIST); /* SPDK's -17 */
+	CHECK(strstr(err.msg, "'EE_M0' already exists") != NULL);
 	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
 	CHECK(strstr(err.msg, "bdev 'M0' is claimed by error bdev 'EE_M0'") != NULL);
-	CHECK_EQ(fb_bdev_open(e, "M0", true, &d, &err), -EPERM);
-	CHECK_EQ(fb_bdev_error_create(e, "nope", &err), -ENOENT);
-	struct fb_error_injection i = inj_of(0, FB_ERR_FAILURE, 0, 0, 0);
-	CHECK_EQ(fb_bdev_error_inject(e, "M1", &i, &err), -ENOENT);
-	CHECK_OK(fb_bdev_malloc_create(e, "M1", NB, BS, &err));
-	CHECK_EQ(fb_bdev_error_inject(e, "M1", &i, &err), -EINVAL);
+	CHECK_EQ(th_open(e, "M0", true, &d, &err), -EPERM);
+	CHECK_EQ(th_error_create(e, "nope", &err), -ENODEV);
+	struct inj i = inj_of(0, K_FAILURE, 0, 0, 0);
+	CHECK_EQ(inject(e, "M1", &i, &err), -ENODEV);
+	CHECK_OK(th_malloc(e, "M1", NB, BS, &err));
+	CHECK_EQ(inject(e, "M1", &i, &err), -ENODEV);
 	CHECK(strstr(err.msg, "not an error bdev") != NULL);
-	i.offset_blocks = NB;
-	CHECK_EQ(fb_bdev_error_inject(e, "EE_M0", &i, &err), -EINVAL);
+	i.off = NB;
+	CHECK_EQ(inject(e, "EE_M0", &i, &err), -EINVAL);
 	CHECK_OK(fb_bdev_delete(e, "EE_M0", &err));
 	CHECK_OK(fb_bdev_delete(e, "M0", &err));
 	fb_engine_destroy(e);
@@ -52,17 +75,17 @@ TEST(kinds)
 	struct fb_err err;
 	unsigned char a[4 * BS], b[4 * BS], c[4 * BS];
 	uint64_t seed = 7;
-	struct fb_error_injection i;
+	struct inj i;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
-	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
-	CHECK_OK(fb_bdev_open(e, "EE_M0", true, &d, &err));
+	CHECK_OK(th_malloc(e, "M0", NB, BS, &err));
+	CHECK_OK(th_error_create(e, "M0", &err));
+	CHECK_OK(th_open(e, "EE_M0", true, &d, &err));
 	th_fill_random(a, sizeof(a), &seed);
 	CHECK_EQ(th_write(e, 0, d, a, 10, 4), 0);
 
 	/* failure: reads in [12,14), two times, then pass. */
-	i = inj_of(R, FB_ERR_FAILURE, 2, 12, 2);
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	i = inj_of(R, K_FAILURE, 2, 12, 2);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 	CHECK_EQ(th_read(e, 0, d, b, 8, 4), 0);     /* [8,12) misses */
 	CHECK_EQ(th_write(e, 1, d, a, 10, 4), 0);   /* writes unaffected */
 	CHECK_EQ(th_read(e, 1, d, b, 10, 4), -EIO); /* overlaps */
@@ -71,8 +94,8 @@ TEST(kinds)
 	CHECK(memcmp(a, b, sizeof(a)) == 0);
 
 	/* corrupt_data: one flipped bit per block, by the name of the base too. */
-	i = inj_of(R, FB_ERR_CORRUPT_DATA, 1, 0, 0);
-	CHECK_OK(fb_bdev_error_inject(e, "M0", &i, &err));
+	i = inj_of(R, K_CORRUPT, 1, 0, 0);
+	CHECK_OK(inject(e, "M0", &i, &err));
 	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
 	for (unsigned k = 0; k < sizeof(a); k++)
 		CHECK_EQ(b[k] ^ a[k], (k % BS == 0) ? 1 : 0);
@@ -80,26 +103,26 @@ TEST(kinds)
 	CHECK(memcmp(a, b, sizeof(a)) == 0);
 
 	/* drop_write: acknowledged, not stored; unlimited until cleared. */
-	i = inj_of(W, FB_ERR_DROP_WRITE, 0, 0, 0);
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	i = inj_of(W, K_DROP, 0, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 	memset(c, 0x77, sizeof(c));
 	CHECK_EQ(th_write(e, 0, d, c, 10, 4), 0);
 	CHECK_EQ(th_write(e, 1, d, c, 10, 4), 0);
 	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
 	CHECK(memcmp(a, b, sizeof(a)) == 0);
 	/* Failure on all types wins first match order: add then clear writes. */
-	i = inj_of(0, FB_ERR_NONE, 0, 0, 0);
-	i.io_mask = W;
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	i = inj_of(0, K_NONE, 0, 0, 0);
+	i.mask = W;
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 	CHECK_EQ(th_write(e, 0, d, c, 10, 4), 0);
 	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
 	CHECK(memcmp(c, b, sizeof(c)) == 0);
 	/* failure on flush, then clear all. */
-	i = inj_of(1u << FB_IO_FLUSH, FB_ERR_FAILURE, 0, 0, 0);
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	i = inj_of(1u << FB_IO_FLUSH, K_FAILURE, 0, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 	CHECK_EQ(th_io(e, 0, d, FB_IO_FLUSH, NULL, 0, 0, 0, 0), -EIO);
-	i = inj_of(0, FB_ERR_NONE, 0, 0, 0);
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+	i = inj_of(0, K_NONE, 0, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 	CHECK_EQ(th_io(e, 0, d, FB_IO_FLUSH, NULL, 0, 0, 0, 0), 0);
 	CHECK_EQ(th_io(e, 0, d, FB_IO_WRITE_ZEROES, NULL, 0, 10, 1, 0), 0);
 	CHECK_EQ(th_read(e, 0, d, b, 10, 1), 0);
@@ -149,24 +172,24 @@ TEST(switch_under_load)
 	struct hammer h[2];
 	pthread_t t[2];
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
-	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
-	CHECK_OK(fb_bdev_open(e, "EE_M0", true, &d, &err));
+	CHECK_OK(th_malloc(e, "M0", NB, BS, &err));
+	CHECK_OK(th_error_create(e, "M0", &err));
+	CHECK_OK(th_open(e, "EE_M0", true, &d, &err));
 	for (unsigned i = 0; i < 2; i++) {
 		h[i] = (struct hammer){.e = e, .d = d, .reactor = i, .stop = &stop};
 		CHECK(pthread_create(&t[i], NULL, hammer_main, &h[i]) == 0);
 	}
 	for (unsigned k = 0; k < 60; k++) {
-		struct fb_error_injection i = inj_of(0, (enum fb_error_kind)(k % 4), k % 3, k % NB, k % 7);
+		struct inj i = inj_of(0, (enum kind)(k % 4), k % 3, k % NB, k % 7);
 
-		CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &i, &err));
+		CHECK_OK(inject(e, "EE_M0", &i, &err));
 	}
 	/* Cleared, I/O succeeds again on both reactors. Wait for it rather than
 	 * assume the hammers ran during the injections: on a loaded machine the
 	 * 60 switches can finish before either thread is scheduled. */
-	struct fb_error_injection clear = inj_of(0, FB_ERR_NONE, 0, 0, 0);
+	struct inj clear = inj_of(0, K_NONE, 0, 0, 0);
 
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &clear, &err));
+	CHECK_OK(inject(e, "EE_M0", &clear, &err));
 	unsigned base0 = atomic_load(&h[0].ok), base1 = atomic_load(&h[1].ok);
 
 	for (unsigned w = 0; w < 20000; w++) {

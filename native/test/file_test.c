@@ -38,7 +38,8 @@ static void pread_all(const char *path, void *buf, size_t len)
 	close(fd);
 }
 
-static void file_paths(const char *dir, uint32_t flags, int want_direct)
+/* extra: the file bdev params beyond name, filename and block_size. */
+static void file_paths(const char *dir, const char *extra, int want_direct)
 {
 	struct fb_engine *e = th_engine(2);
 	char *path = make_file(dir, (uint64_t)NB * BS + 100); /* tail is ignored */
@@ -49,10 +50,10 @@ static void file_paths(const char *dir, uint32_t flags, int want_direct)
 	uint64_t seed = 99;
 	int direct = -1;
 
-	CHECK_OK(fb_bdev_file_create_ext(e, "F0", path, BS, flags, &err));
+	CHECK_OK(th_file(e, "F0", path, BS, extra, &err));
 	CHECK_EQ(fb_bdev_foreach(e, "F0", direct_of, &direct), 0);
 	CHECK_EQ(direct, want_direct);
-	CHECK_OK(fb_bdev_open(e, "F0", true, &d, &err));
+	CHECK_OK(th_open(e, "F0", true, &d, &err));
 	CHECK_EQ(fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(d)), NB);
 	for (int i = 0; i < 200; i++) {
 		uint64_t n = 1 + seed % 8, off = (seed >> 8) % (NB - n + 1);
@@ -109,18 +110,18 @@ static void file_paths(const char *dir, uint32_t flags, int want_direct)
 
 TEST(direct_on_tmp)
 {
-	file_paths("/tmp", FB_FILE_DIRECT, 1);
+	file_paths("/tmp", "\"direct_io\":true", 1);
 }
 
 TEST(buffered_on_shm)
 {
-	file_paths("/dev/shm", FB_FILE_NO_DIRECT, 0);
+	file_paths("/dev/shm", "\"direct_io\":false", 0);
 }
 
 TEST(zero_writes_on_tmp)
 {
 	/* No fallocate: unmap and write-zeroes take the zero-writing path. */
-	file_paths("/tmp", FB_FILE_NO_FALLOCATE, 1);
+	file_paths("/tmp", "\"fallocate\":false", 1);
 }
 
 TEST(auto_on_shm)
@@ -133,8 +134,8 @@ TEST(auto_on_shm)
 	unsigned char buf[512], back[512];
 	uint64_t seed = 5;
 
-	CHECK_OK(fb_bdev_file_create(e, "F1", path, 0, &err)); /* 0 = 512 */
-	CHECK_OK(fb_bdev_open(e, "F1", true, &d, &err));
+	CHECK_OK(th_file(e, "F1", path, 0, "", &err)); /* 0 = 512 */
+	CHECK_OK(th_open(e, "F1", true, &d, &err));
 	CHECK_EQ(fb_bdev_get_block_size(fb_bdev_desc_get_bdev(d)), 512);
 	th_fill_random(buf, sizeof(buf), &seed);
 	CHECK_EQ(th_write(e, 0, d, buf, 63, 1), 0);
@@ -152,13 +153,16 @@ TEST(create_errors)
 	struct fb_err err;
 	char *small = make_file("/tmp", 100);
 
-	CHECK_EQ(fb_bdev_file_create(e, "F", "/nonexistent/x.img", 512, &err), -ENOENT);
+	CHECK_EQ(th_file(e, "F", "/nonexistent/x.img", 512, "", &err), -ENOENT);
 	CHECK(strstr(err.msg, "/nonexistent/x.img") != NULL);
-	CHECK_EQ(fb_bdev_file_create(e, "F", small, 512, &err), -EINVAL);
+	CHECK_EQ(th_file(e, "F", small, 512, "", &err), -EINVAL);
 	CHECK(strstr(err.msg, "smaller than one block") != NULL);
-	CHECK_EQ(fb_bdev_file_create(e, "F", "/tmp", 512, &err), -EISDIR);
-	CHECK_EQ(fb_bdev_file_create_ext(e, "F", small, 512, 0x80, &err), -EINVAL);
-	CHECK_EQ(fb_bdev_file_create_ext(e, "F", small, 512, FB_FILE_DIRECT | FB_FILE_NO_DIRECT, &err), -EINVAL);
+	CHECK_EQ(th_file(e, "F", "/tmp", 512, "", &err), -EISDIR);
+	CHECK_EQ(th_file(e, "F", small, 512, "\"direct_io\":1", &err), FB_RPC_INVALID_PARAMS);
+	CHECK(strstr(err.msg, "Invalid parameter 'direct_io': must be a boolean") != NULL);
+	CHECK_EQ(th_file(e, "F", small, 512, "\"nowait\":false", &err), FB_RPC_INVALID_PARAMS);
+	CHECK(strstr(err.msg, "Unknown parameter 'nowait'. Fix: remove it; bdev_uring_create "
+			 "accepts name, filename, block_size, uuid, direct_io, fallocate.") != NULL);
 	fb_engine_destroy(e);
 	unlink(small);
 	free(small);

@@ -28,6 +28,59 @@ struct fb_engine *th_engine(unsigned reactors)
 	return e;
 }
 
+int th_rpc(struct fb_engine *e, struct fb_err *err, const char *method, const char *params_fmt, ...)
+{
+	char params[4096];
+	char *result = NULL;
+	va_list ap;
+	int rc;
+
+	va_start(ap, params_fmt);
+	vsnprintf(params, sizeof(params), params_fmt, ap);
+	va_end(ap);
+	rc = fb_rpc_call(e, method, params, &result, err);
+	free(result);
+	return rc;
+}
+
+int th_malloc(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
+	      struct fb_err *err)
+{
+	return th_rpc(e, err, "bdev_malloc_create", "{\"name\":\"%s\",\"num_blocks\":%llu,"
+		      "\"block_size\":%u}", name, (unsigned long long)num_blocks, block_size);
+}
+
+int th_null(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
+	    struct fb_err *err)
+{
+	return th_rpc(e, err, "bdev_null_create", "{\"name\":\"%s\",\"num_blocks\":%llu,"
+		      "\"block_size\":%u}", name, (unsigned long long)num_blocks, block_size);
+}
+
+int th_file(struct fb_engine *e, const char *name, const char *path, uint32_t block_size,
+	    const char *extra, struct fb_err *err)
+{
+	char bs[32] = "";
+
+	if (block_size)
+		snprintf(bs, sizeof(bs), ",\"block_size\":%u", block_size);
+	return th_rpc(e, err, "bdev_uring_create", "{\"name\":\"%s\",\"filename\":\"%s\"%s%s%s}",
+		      name, path, bs, extra && *extra ? "," : "", extra ? extra : "");
+}
+
+int th_error_create(struct fb_engine *e, const char *base_name, struct fb_err *err)
+{
+	return th_rpc(e, err, "bdev_error_create", "{\"base_name\":\"%s\"}", base_name);
+}
+
+int th_open(struct fb_engine *e, const char *name, bool write, struct fb_bdev_desc **out,
+	    struct fb_err *err)
+{
+	struct fb_bdev_open_opts o = {.size = sizeof(o), .write = write, .holder = "a test"};
+
+	return fb_bdev_open(e, name, &o, out, err);
+}
+
 struct th_io_ctx {
 	struct fb_bdev_desc *desc;
 	struct fb_io_channel *ch;

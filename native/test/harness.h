@@ -43,6 +43,22 @@ void th_fail(const char *file, int line, const char *fmt, ...) __attribute__((fo
 	} while (0)
 
 struct fb_engine *th_engine(unsigned reactors);
+/* fb_rpc_call with printf-style params text; the result is dropped.
+ * Returns fb_rpc_call's code, err filled on failure. */
+int th_rpc(struct fb_engine *e, struct fb_err *err, const char *method, const char *params_fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Bdevs through their modules' create RPCs. `extra` is more JSON members
+ * for the file bdev, e.g. "\"direct_io\":true" (or ""). */
+int th_malloc(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
+	      struct fb_err *err);
+int th_null(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
+	    struct fb_err *err);
+int th_file(struct fb_engine *e, const char *name, const char *path, uint32_t block_size,
+	    const char *extra, struct fb_err *err);
+int th_error_create(struct fb_engine *e, const char *base_name, struct fb_err *err);
+/* fb_bdev_open for writing (or not) with no event callback. */
+int th_open(struct fb_engine *e, const char *name, bool write, struct fb_bdev_desc **out,
+	    struct fb_err *err);
 /* Runs one I/O on reactor `reactor` and returns the submit error or the
  * completion status. */
 int th_io(struct fb_engine *e, unsigned reactor, struct fb_bdev_desc *desc, enum fb_io_type type,

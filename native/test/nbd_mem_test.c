@@ -173,8 +173,8 @@ TEST(global_budget_holds)
 	opts.reactors = 2;
 	opts.nbd_mem_limit = LIMIT;
 	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(fb_bdev_null_create(g_e, "N0", (1ull << 30) / 4096, 4096, &err));
-	CHECK_OK(fb_bdev_malloc_create(g_e, "M0", (8ull << 20) / 4096, 4096, &err));
+	CHECK_OK(th_null(g_e, "N0", (1ull << 30) / 4096, 4096, &err));
+	CHECK_OK(th_malloc(g_e, "M0", (8ull << 20) / 4096, 4096, &err));
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(g_e, "n", "N0", listen, false, &err));
 	CHECK_OK(fb_nbd_export_add(g_e, "m", "M0", listen, false, &err));
@@ -251,7 +251,7 @@ TEST(idle_cache_trimmed)
 	fb_engine_opts_init(&opts);
 	opts.reactors = 1;
 	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(fb_bdev_null_create(g_e, "N0", (1ull << 30) / 4096, 4096, &err));
+	CHECK_OK(th_null(g_e, "N0", (1ull << 30) / 4096, 4096, &err));
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(g_e, "n", "N0", listen, false, &err));
 	fd = cl_open(&g_srv, "n", 0, NULL, NULL);
@@ -351,7 +351,7 @@ TEST(stalled_readers_evicted)
 	opts.nbd_stall_timeout_ms = STALL_MS;
 	opts.log = stall_log;
 	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(fb_bdev_file_create(g_e, "F0", path, 4096, &err));
+	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
 

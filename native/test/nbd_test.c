@@ -76,7 +76,7 @@ static struct fb_engine *setup(unsigned reactors)
 	struct fb_engine *e = th_engine(reactors);
 	struct fb_err err;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", 2048, 512, &err));
+	CHECK_OK(th_malloc(e, "M0", 2048, 512, &err));
 	return e;
 }
 

@@ -31,12 +31,13 @@ struct slow_io {
 	struct fb_bdev_io *io;
 };
 
-static const struct fb_bdev_module slow_module = {
+static struct fb_bdev_module slow_module = {
+	.size = sizeof(struct fb_bdev_module),
 	.name = "slow",
-	.create_method = "test_slow_create",
 	.io_ctx_size = sizeof(struct slow_io),
 	.channel_ctx_size = 0,
 };
+FB_BDEV_MODULE_REGISTER(slow_module)
 
 static void slow_done(struct fb_uring_op *op, int res, uint32_t flags)
 {
@@ -72,16 +73,18 @@ static bool slow_supported(struct fb_bdev *bdev, enum fb_io_type type)
 }
 
 static const struct fb_bdev_fn_table slow_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.submit_request = slow_submit,
 	.io_type_supported = slow_supported,
 };
 
 static void slow_create(struct fb_engine *e, const char *name)
 {
-	struct fb_bdev_desc_params p;
+	struct fb_bdev_register_opts p;
 	struct fb_err err;
 
 	memset(&p, 0, sizeof(p));
+	p.size = sizeof(p);
 	p.name = name;
 	p.block_size = 512;
 	p.num_blocks = 2048;
@@ -174,26 +177,23 @@ TEST(error_count_exact_across_injects)
 	struct fb_engine *e = th_engine(2);
 	struct hammer *h = calloc(1, sizeof(*h));
 	struct fb_err err;
-	struct fb_error_injection inj = { .size = sizeof(inj) };
 	const unsigned long long count = 1000000000ull;
 	unsigned long long remaining = 0;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", 1024, 512, &err));
-	CHECK_OK(fb_bdev_error_create(e, "M0", &err));
-	CHECK_OK(fb_bdev_open(e, "EE_M0", true, &h->desc, &err));
-	inj.io_mask = 1u << FB_IO_WRITE;
-	inj.kind = FB_ERR_FAILURE;
-	inj.count = count;
-	CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &inj, &err));
+	CHECK_OK(th_malloc(e, "M0", 1024, 512, &err));
+	CHECK_OK(th_error_create(e, "M0", &err));
+	CHECK_OK(th_open(e, "EE_M0", true, &h->desc, &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error", "{\"name\":\"EE_M0\",\"io_type\":\"write\","
+			"\"error_type\":\"failure\",\"num\":%llu}", count));
 	sem_init(&h->done, 0, 0);
 	fb_reactor_send(fb_engine_get_reactor(e, 1), hammer_start, h);
 	/* Swap the table many times under the writes: add and clear an
 	 * injection that does not touch writes. */
 	for (int i = 0; i < 3000; i++) {
-		struct fb_error_injection r = { .size = sizeof(r), .io_mask = 1u << FB_IO_READ };
-
-		r.kind = (i & 1) ? FB_ERR_NONE : FB_ERR_CORRUPT_DATA;
-		CHECK_OK(fb_bdev_error_inject(e, "EE_M0", &r, &err));
+		/* num 0 clears the read injection, 1 adds one. */
+		CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error", "{\"name\":\"EE_M0\","
+				"\"io_type\":\"read\",\"error_type\":\"corrupt_data\",\"num\":%d}",
+				(i & 1) ? 0 : 1));
 	}
 	atomic_store(&h->stop, true);
 	sem_wait(&h->done);
@@ -231,7 +231,7 @@ TEST(pipelined_options_bounded)
 	long before, after;
 	int fd;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", 2048, 512, &err));
+	CHECK_OK(th_malloc(e, "M0", 2048, 512, &err));
 	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
 	memset(name, 'n', 4000);
 	name[4000] = 0;
@@ -291,8 +291,8 @@ TEST(destroy_does_not_interrupt_control_thread)
 		struct fb_err err;
 		uint8_t buf[512] = { 0 };
 
-		CHECK_OK(fb_bdev_malloc_create(e, "M0", 8, 512, &err));
-		CHECK_OK(fb_bdev_open(e, "M0", true, &d, &err));
+		CHECK_OK(th_malloc(e, "M0", 8, 512, &err));
+		CHECK_OK(th_open(e, "M0", true, &d, &err));
 		CHECK_EQ(th_write(e, 0, d, buf, 0, 1), 0);
 		CHECK_EQ(th_read(e, 1, d, buf, 0, 1), 0);
 		fb_bdev_close(d);

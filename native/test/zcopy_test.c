@@ -107,8 +107,8 @@ TEST(test_malloc_read)
 	unsigned char *data = malloc((size_t)NB * BS);
 	uint64_t seed = 42;
 
-	CHECK_OK(fb_bdev_malloc_create(e, "M0", NB, BS, &err));
-	CHECK_OK(fb_bdev_open(e, "M0", true, &desc, &err));
+	CHECK_OK(th_malloc(e, "M0", NB, BS, &err));
+	CHECK_OK(th_open(e, "M0", true, &desc, &err));
 	CHECK(fb_bdev_zcopy_supported(fb_bdev_desc_get_bdev(desc)));
 	th_fill_random(data, (size_t)NB * BS, &seed);
 	CHECK_EQ(th_write(e, 0, desc, data, 0, NB), 0);
@@ -143,7 +143,7 @@ TEST(test_malloc_read)
 	CHECK_EQ(s0.num_read_ops, s1.num_read_ops);
 
 	/* A read-only descriptor may read without copying. */
-	CHECK_OK(fb_bdev_open(e, "M0", false, &ro, &err));
+	CHECK_OK(th_open(e, "M0", false, &ro, &err));
 	CHECK_EQ(zc_start(e, 1, ro, &z, 0, NB, true), 0);
 	CHECK(memcmp(z.iov[0].iov_base, data, (size_t)NB * BS) == 0);
 	zc_end(e, 1, &z);
@@ -173,14 +173,14 @@ TEST(test_unsupported)
 	CHECK(fd >= 0);
 	CHECK(ftruncate(fd, (off_t)NB * BS) == 0);
 	close(fd);
-	CHECK_OK(fb_bdev_file_create(e, "F0", path, BS, &err));
-	CHECK_OK(fb_bdev_null_create(e, "N0", NB, BS, &err));
-	CHECK_OK(fb_bdev_malloc_create(e, "M1", NB, BS, &err));
-	CHECK_OK(fb_bdev_error_create(e, "M1", &err)); /* over a zcopy bdev, still none */
+	CHECK_OK(th_file(e, "F0", path, BS, "", &err));
+	CHECK_OK(th_null(e, "N0", NB, BS, &err));
+	CHECK_OK(th_malloc(e, "M1", NB, BS, &err));
+	CHECK_OK(th_error_create(e, "M1", &err)); /* over a zcopy bdev, still none */
 	for (unsigned i = 0; i < 3; i++) {
 		struct fb_bdev_desc *desc;
 
-		CHECK_OK(fb_bdev_open(e, names[i], false, &desc, &err));
+		CHECK_OK(th_open(e, names[i], false, &desc, &err));
 		CHECK(!fb_bdev_zcopy_supported(fb_bdev_desc_get_bdev(desc)));
 		CHECK(!fb_bdev_io_type_supported(fb_bdev_desc_get_bdev(desc), FB_IO_ZCOPY));
 		CHECK_EQ(zc_start(e, 0, desc, &z, 0, 1, true), -ENOTSUP);
@@ -211,8 +211,10 @@ static bool short_supported(struct fb_bdev *bdev, enum fb_io_type type)
 	return type == FB_IO_READ || type == FB_IO_ZCOPY;
 }
 
-static const struct fb_bdev_module short_module = {.name = "short"};
+static struct fb_bdev_module short_module = {.size = sizeof(struct fb_bdev_module), .name = "short"};
+FB_BDEV_MODULE_REGISTER(short_module)
 static const struct fb_bdev_fn_table short_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.submit_request = short_submit,
 	.io_type_supported = short_supported,
 };
@@ -220,15 +222,15 @@ static const struct fb_bdev_fn_table short_fn = {
 TEST(test_module_contract)
 {
 	struct fb_engine *e = th_engine(1);
-	struct fb_bdev_desc_params p = {.name = "S0", .block_size = BS, .num_blocks = 4,
-					.module = &short_module, .fn = &short_fn};
+	struct fb_bdev_register_opts p = {.size = sizeof(p), .name = "S0", .block_size = BS,
+					  .num_blocks = 4, .module = &short_module, .fn = &short_fn};
 	struct fb_bdev_desc *desc;
 	struct fb_bdev_stats s;
 	struct fb_err err;
 	struct zc_ctx z;
 
 	CHECK_OK(fb_bdev_register(e, &p, NULL, &err));
-	CHECK_OK(fb_bdev_open(e, "S0", false, &desc, &err));
+	CHECK_OK(th_open(e, "S0", false, &desc, &err));
 	/* Pieces add up: four iovecs are fine. */
 	g_lend = 4 * BS;
 	CHECK_EQ(zc_start(e, 0, desc, &z, 0, 4, true), 0);

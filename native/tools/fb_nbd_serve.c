@@ -22,6 +22,46 @@
 #include <string.h>
 
 #include "flexbso/flexbso.h"
+#include "flexbso/json.h"
+
+/* Calls a module's create RPC with the params object w holds (consumed). */
+static int rpc_with(struct fb_engine *e, const char *method, struct fb_json_writer *w,
+		    struct fb_err *err)
+{
+	char *params = NULL, *result = NULL;
+	int rc = fb_json_writer_finish(w, &params, NULL);
+
+	if (rc) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return rc;
+	}
+	rc = fb_rpc_call(e, method, params, &result, err);
+	free(params);
+	free(result);
+	return rc;
+}
+
+/* {"name": name, "num_blocks"/"filename"/"base_name": ...} for the base bdevs. */
+static int create_bdev(struct fb_engine *e, const char *method, const char *name, const char *path,
+		       uint64_t num_blocks, uint32_t block_size, struct fb_err *err)
+{
+	struct fb_json_writer *w = fb_json_writer_new();
+
+	fb_json_write_object_begin(w);
+	if (strcmp(method, "bdev_error_create") == 0) {
+		fb_json_write_named_string(w, "base_name", name);
+	} else {
+		fb_json_write_named_string(w, "name", name);
+		if (path)
+			fb_json_write_named_string(w, "filename", path);
+		else
+			fb_json_write_named_uint64(w, "num_blocks", num_blocks);
+		if (block_size)
+			fb_json_write_named_uint64(w, "block_size", block_size);
+	}
+	fb_json_write_object_end(w);
+	return rpc_with(e, method, w, err);
+}
 
 #define MAX_EXPORTS 64
 
@@ -104,16 +144,15 @@ static int add_bdev(struct fb_engine *e, const char *kind, char *spec, struct fb
 			snprintf(err->msg, sizeof(err->msg), "--file needs NAME:PATH");
 			return -EINVAL;
 		}
-		return fb_bdev_file_create(e, f[0], f[1], n >= 3 ? (uint32_t)bs : 0, err);
+		return create_bdev(e, "bdev_uring_create", f[0], f[1], 0, n >= 3 ? (uint32_t)bs : 0, err);
 	}
 	if (n < 2 || parse_size(f[1], &size) || size < bs || size % bs) {
 		snprintf(err->msg, sizeof(err->msg), "--%s needs NAME:SIZE[:BS] with SIZE a multiple of BS",
 			 kind);
 		return -EINVAL;
 	}
-	if (strcmp(kind, "malloc") == 0)
-		return fb_bdev_malloc_create(e, f[0], size / bs, (uint32_t)bs, err);
-	return fb_bdev_null_create(e, f[0], size / bs, (uint32_t)bs, err);
+	return create_bdev(e, strcmp(kind, "malloc") == 0 ? "bdev_malloc_create" : "bdev_null_create",
+			   f[0], NULL, size / bs, (uint32_t)bs, err);
 }
 
 int main(int argc, char **argv)
@@ -192,7 +231,7 @@ int main(int argc, char **argv)
 				goto out;
 			}
 		} else if (strcmp(a, "--error") == 0) {
-			if (fb_bdev_error_create(e, v, &err)) {
+			if (create_bdev(e, "bdev_error_create", v, NULL, 0, 0, &err)) {
 				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
 				goto out;
 			}

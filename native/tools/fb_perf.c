@@ -23,7 +23,47 @@
 #include <unistd.h>
 
 #include "flexbso/flexbso.h"
+#include "flexbso/json.h"
 #include "flexbso/reactor.h"
+
+/* Calls a module's create RPC with the params object w holds (consumed). */
+static int rpc_with(struct fb_engine *e, const char *method, struct fb_json_writer *w,
+		    struct fb_err *err)
+{
+	char *params = NULL, *result = NULL;
+	int rc = fb_json_writer_finish(w, &params, NULL);
+
+	if (rc) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return rc;
+	}
+	rc = fb_rpc_call(e, method, params, &result, err);
+	free(params);
+	free(result);
+	return rc;
+}
+
+/* {"name": name, "num_blocks"/"filename"/"base_name": ...} for the base bdevs. */
+static int create_bdev(struct fb_engine *e, const char *method, const char *name, const char *path,
+		       uint64_t num_blocks, uint32_t block_size, struct fb_err *err)
+{
+	struct fb_json_writer *w = fb_json_writer_new();
+
+	fb_json_write_object_begin(w);
+	if (strcmp(method, "bdev_error_create") == 0) {
+		fb_json_write_named_string(w, "base_name", name);
+	} else {
+		fb_json_write_named_string(w, "name", name);
+		if (path)
+			fb_json_write_named_string(w, "filename", path);
+		else
+			fb_json_write_named_uint64(w, "num_blocks", num_blocks);
+		if (block_size)
+			fb_json_write_named_uint64(w, "block_size", block_size);
+	}
+	fb_json_write_object_end(w);
+	return rpc_with(e, method, w, err);
+}
 
 #define HIST_BUCKETS 1024
 
@@ -435,10 +475,10 @@ int main(int argc, char **argv)
 			usage();
 			goto out;
 		}
-		rc = is_malloc ? fb_bdev_malloc_create(p.e, name, size / p.bs, p.bs, &err)
-			       : fb_bdev_null_create(p.e, name, size / p.bs, p.bs, &err);
+		rc = create_bdev(p.e, is_malloc ? "bdev_malloc_create" : "bdev_null_create", name, NULL,
+				 size / p.bs, p.bs, &err);
 	} else if (!strncmp(spec, "file:", 5)) {
-		rc = fb_bdev_file_create(p.e, name, spec + 5, p.bs, &err);
+		rc = create_bdev(p.e, "bdev_uring_create", name, spec + 5, 0, p.bs, &err);
 	} else {
 		usage();
 		rc = 2;
@@ -450,13 +490,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (error_over) {
-		if (fb_bdev_error_create(p.e, name, &err)) {
+		if (create_bdev(p.e, "bdev_error_create", name, NULL, 0, 0, &err)) {
 			fprintf(stderr, "fb_perf: %s\n", err.msg);
 			goto out;
 		}
 		snprintf(name, sizeof(name), "EE_perf0");
 	}
-	if (fb_bdev_open_ext(p.e, name, true, "fb_perf", &p.desc, &err)) {
+	if (fb_bdev_open(p.e, name,
+			 &(struct fb_bdev_open_opts){.size = sizeof(struct fb_bdev_open_opts),
+						     .write = true, .holder = "fb_perf"},
+			 &p.desc, &err)) {
 		fprintf(stderr, "fb_perf: %s\n", err.msg);
 		goto out;
 	}

@@ -83,6 +83,13 @@ test('create, list and delete each bdev kind with SPDK names and answers', () =>
     assert.is(await eng.call('bdev_malloc_delete', { name: 'R' }), true);
     const one = await eng.call<Bdev[]>('bdev_get_bdevs', { name: 'N' });
     assert.equal(one.map((b) => b.name), ['N']);
+    // Every bdev has a uuid, listed in its aliases; a given one is kept, and it names the bdev too.
+    const uuid = '6f1c2b9e-8a40-4d8e-9a52-1f0e0c7d3b21';
+    assert.is(await eng.call('bdev_malloc_create', { name: 'U2', num_blocks: 8, block_size: 512, uuid }), 'U2');
+    const u2 = (await eng.call<(Bdev & { uuid: string; aliases: string[] })[]>('bdev_get_bdevs', { name: 'U2' }))[0]!;
+    assert.equal([u2.uuid, u2.aliases], [uuid, [uuid]]);
+    assert.is((await rpcError(eng.call('bdev_null_create', { name: 'U3', num_blocks: 8, block_size: 512, uuid }))).code, -17);
+    assert.is(await eng.call('bdev_malloc_delete', { name: uuid }), true);
 
     // Delete: claimed → EBUSY; wrong module → ENODEV; missing → ENODEV.
     const busy = await rpcError(eng.call('bdev_malloc_delete', { name: 'M' }));
@@ -117,12 +124,13 @@ test('duplicate names are -17 EEXIST; undecodable params -32602, refused values 
     const dupNull = await rpcError(eng.call('bdev_null_create', { name: 'D', num_blocks: 64, block_size: 4096 }));
     assert.is(dupNull.code, -17);
 
+    // SPDK's codes: -32602 when params do not decode, -22 when a decoded value is refused.
     const cases: [string, object, RegExp, number][] = [
       ['bdev_malloc_create', { name: 'X', block_size: 4096 }, /Missing required parameter 'num_blocks'\. Fix: add "num_blocks": the number of blocks/, -32602],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 1000 }, /'block_size'.*Fix: pass the block size in bytes, a power of two/, -32602],
       ['bdev_malloc_create', { name: 'X', num_blocks: 0, block_size: 4096 }, /Invalid parameter 'num_blocks': must be >= 1, got 0/, -22],
       ['bdev_malloc_create', { name: 'X', num_blocks: 1.5, block_size: 4096 }, /Invalid parameter 'num_blocks': must be an integer/, -32602],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, uuid: 'x' }, /Unknown parameter 'uuid'\. Fix: remove it; bdev_malloc_create accepts name, num_blocks, block_size/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, frob: 1 }, /Unknown parameter 'frob'\. Fix: remove it; bdev_malloc_create accepts name, num_blocks, block_size/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, uuid: 'x' }, /Invalid parameter 'uuid': must be a UUID/, -32602],
       ['bdev_null_create', { num_blocks: 64, block_size: 4096 }, /Missing required parameter 'name'/, -32602],
       ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, md_size: 8 }, /Invalid parameter 'md_size': this engine supports only 0 \(SPDK's default\), got 8\. Fix: pass 0 or leave it out/, -22],
       ['bdev_uring_create', { name: 'F', filename: 42 }, /Invalid parameter 'filename': must be a string, got the number 42/, -32602],
@@ -135,13 +143,17 @@ test('duplicate names are -17 EEXIST; undecodable params -32602, refused values 
       assert.is(e.code, code, `${method} ${JSON.stringify(params)}: ${e.message}`);
       assert.match(e.rpcMessage, re);
     }
+    // A block size that is not a multiple of 512 is SPDK's -22, naming the param and the fix.
+    const bs = await rpcError(eng.call('bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 1000 }));
+    assert.is(bs.code, -22);
+    assert.match(bs.rpcMessage, /'block_size': must be a multiple of 512.*Fix: pass the block size in bytes/);
     // A missing file is the engine's error with its errno (-2 ENOENT), message naming the file.
     const missing = await rpcError(eng.call('bdev_uring_create', { name: 'F', filename: eng.path('absent.img') }));
     assert.is(missing.code, -2);
     assert.match(missing.rpcMessage, 'absent.img');
     // Injecting into a bdev that is not an error bdev says how to make one.
     const notErr = await rpcError(eng.call('bdev_error_inject_error', { name: 'D', io_type: 'read', error_type: 'failure' }));
-    assert.is(notErr.code, -32602);
+    assert.is(notErr.code, -19, "SPDK: no error-injection bdev by that name");
     assert.match(notErr.rpcMessage, 'bdev_error_create');
     const unknown = await rpcError(eng.call('bdev_raid_frobnicate', {}));
     assert.is(unknown.code, -32601);

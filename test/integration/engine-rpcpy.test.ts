@@ -72,6 +72,14 @@ test('framework and app commands: spdk_get_version, framework_wait_init, rpc_get
       // The reactors' busy time only grows.
       const again = await ok<typeof reactors>(eng, 'framework_get_reactors');
       for (let i = 0; i < 2; i++) assert.ok(again.reactors[i]!.busy >= reactors.reactors[i]!.busy);
+      // bdev_get_iostat -c: one channel per reactor, named by the same thread ids, summing to the device's counts.
+      const { uri } = await exportMalloc(eng, 'PC', 1 << 20);
+      await runTool('qemu-io', ['-f', 'raw', '-c', 'read 0 4096', '-c', 'read 4096 4096', '-c', 'read 8192 4096', uri]);
+      const ch = await ok<{ name: string; channels: { thread_id: number; num_read_ops: number }[] }>(eng, 'bdev_get_iostat', '-b', 'PC', '-c');
+      assert.equal(ch.channels.map((c) => c.thread_id), reactors.reactors.map((r) => r.lw_threads[0]!.id));
+      const dev = await ok<{ bdevs: { num_read_ops: number }[] }>(eng, 'bdev_get_iostat', '-b', 'PC');
+      assert.is(ch.channels.reduce((n, c) => n + c.num_read_ops, 0), dev.bdevs[0]!.num_read_ops);
+      assert.ok(dev.bdevs[0]!.num_read_ops >= 3);
     },
     { reactors: 2 },
   ));
@@ -111,16 +119,21 @@ test('log levels and flags change what the engine logs', () =>
 
 test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error codes', () =>
   withEngine(async (eng) => {
-    assert.is(await ok(eng, 'bdev_malloc_create', '-b', 'M0', '16', '4096'), 'M0');
+    const uuid = '0b7f3f7e-6a4c-4d2b-8e1f-2c3d4e5f6a70';
+    assert.is(await ok(eng, 'bdev_malloc_create', '-b', 'M0', '-u', uuid, '16', '4096'), 'M0');
     assert.is(await ok(eng, 'bdev_malloc_create', '16', '512'), 'Malloc0', 'a generated name, as SPDK makes');
     assert.match(await fails(eng, -17, 'bdev_malloc_create', '-b', 'M0', '16', '4096'), 'already exists');
     assert.match(await fails(eng, -22, 'bdev_malloc_create', '-b', 'Z', '0', '4096'), "'num_blocks'");
     assert.match(await fails(eng, -22, 'bdev_null_create', '', '16', '4096'), "'name'");
-    const bdevs = await ok<{ name: string; block_size: number; num_blocks: number }[]>(eng, 'bdev_get_bdevs', '-b', 'M0');
-    assert.equal(bdevs.map((b) => [b.name, b.block_size, b.num_blocks]), [['M0', 4096, 4096]]);
+    const bdevs = await ok<{ name: string; block_size: number; num_blocks: number; uuid: string; aliases: string[] }[]>(eng, 'bdev_get_bdevs', '-b', 'M0');
+    assert.equal(bdevs.map((b) => [b.name, b.block_size, b.num_blocks, b.uuid, b.aliases]), [['M0', 4096, 4096, uuid, [uuid]]]);
+    // SPDK finds a bdev by its uuid too.
+    assert.equal((await ok<{ name: string }[]>(eng, 'bdev_get_bdevs', '-b', uuid)).map((b) => b.name), ['M0']);
+    assert.match(await fails(eng, -32602, 'bdev_malloc_create', '-b', 'U', '-u', 'not-a-uuid', '16', '4096'), "'uuid'");
     assert.match(await fails(eng, -19, 'bdev_get_bdevs', '-b', 'nope'), "'nope'");
 
     assert.is(await ok(eng, 'bdev_error_create', 'M0'), true);
+    assert.match(await fails(eng, -17, 'bdev_error_create', 'M0'), "'EE_M0' already exists");
     assert.is(await ok(eng, 'bdev_error_inject_error', 'EE_M0', 'read', 'failure', '-n', '1'), true);
     assert.is(await fails(eng, -19, 'bdev_error_inject_error', 'EE_nope', 'read', 'failure') !== '', true);
     // The base is claimed by EE_M0: deleting it is refused while claimed.
@@ -152,6 +165,22 @@ test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error 
     const ch = await ok<{ name: string; channels: { thread_id: number; num_read_ops: number }[] }>(eng, 'bdev_get_iostat', '-b', 'Plain', '-c');
     assert.is(ch.name, 'Plain');
     assert.equal(ch.channels.map((c) => [c.thread_id, c.num_read_ops]), [[2, plain['num_read_ops']]]);
+    assert.ok((plain['max_read_latency_ticks'] as number) >= (plain['min_read_latency_ticks'] as number));
+    assert.ok((plain['min_read_latency_ticks'] as number) > 0);
+
+    // Resets: maxmin keeps the counts; all zeroes them; --reset-mode resets after answering; "error" alone is refused.
+    assert.is(await ok(eng, 'bdev_reset_iostat', '-b', 'Plain', '-m', 'maxmin'), true);
+    type Stat = { bdevs: Record<string, number>[] };
+    const mm = (await ok<Stat>(eng, 'bdev_get_iostat', '-b', 'Plain')).bdevs[0]!;
+    assert.equal([mm['num_read_ops'], mm['max_read_latency_ticks'], mm['min_read_latency_ticks']], [plain['num_read_ops'], 0, 0]);
+    const before = (await ok<Stat>(eng, 'bdev_get_iostat', '--names', 'Plain', '--reset-mode', 'all')).bdevs[0]!;
+    assert.is(before['num_read_ops'], plain['num_read_ops']);
+    assert.is((await ok<Stat>(eng, 'bdev_get_iostat', '-b', 'Plain')).bdevs[0]!['num_read_ops'], 0);
+    await runTool('qemu-io', ['-f', 'raw', '-c', 'read 0 4096', uri]);
+    assert.is(await ok(eng, 'bdev_reset_iostat'), true);
+    assert.is((await ok<Stat>(eng, 'bdev_get_iostat', '-b', 'Plain')).bdevs[0]!['num_read_ops'], 0);
+    assert.match(await fails(eng, -95, 'bdev_reset_iostat', '-m', 'error'), "'mode'");
+    assert.match(await fails(eng, -19, 'bdev_reset_iostat', '-b', 'nope'), "'nope'");
 
     // A flexbso_ method through the same client, and an unknown one.
     assert.is(await ok(eng, 'flexbso_call', 'flexbso_nbd_export_remove', '{"export_name": "Plain"}'), true);

@@ -75,8 +75,9 @@ function times(runNs: number, ctx: EngineContext): ThreadTimes {
   return { busy: runNs, idle: Math.max(0, elapsed - runNs), elapsed };
 }
 
-/** SPDK thread ids: app_thread is 1, reactor i's thread is i + 2. */
-const reactorThreadId = (r: ReactorThread): number => r.index + 2;
+/** The SPDK thread id of reactor `index`'s thread (app_thread is 1). bdev_get_iostat -c uses it too. */
+export const spdkThreadId = (index: number): number => index + 2;
+const reactorThreadId = (r: ReactorThread): number => spdkThreadId(r.index);
 const reactorThreadName = (r: ReactorThread): string => `reactor_${r.index}`;
 
 /** The reactor threads, checked against the engine's own count. */

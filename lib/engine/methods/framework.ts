@@ -15,7 +15,6 @@ import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS } from '../rpc/params';
-import { parseEngineJson } from './bdev';
 
 /** One `{method, params}` entry of a subsystem's config. */
 export interface ConfigEntry {
@@ -23,14 +22,24 @@ export interface ConfigEntry {
   readonly params: Record<string, unknown>;
 }
 
-/** The bdev subsystem's config: the create call of each bdev, in creation order. */
+/**
+ * The bdev subsystem's config: the entries each bdev's module writes (its
+ * create call, or nothing for a bdev that reassembles from its own
+ * metadata), in creation order.
+ */
 export function bdevConfig(ctx: EngineContext): ConfigEntry[] {
-  return ctx.engine.bdevList().map((b) => {
-    const method = ctx.fileBdevMethod.get(b.name) ?? b.createMethod;
-    if (method === null || b.configJson === null) {
-      throw errnoFailure('ENOTSUP', `bdev '${b.name}' (${b.module}) cannot describe its create call, so the bdev config cannot be saved`);
+  return ctx.engine.bdevList().flatMap((b) => {
+    if (b.configJson === null) return [];
+    let entries: unknown;
+    try {
+      entries = JSON.parse(b.configJson);
+    } catch (e) {
+      throw errnoFailure('EIO', `the engine produced invalid config JSON for bdev '${b.name}': ${(e as Error).message}`, e);
     }
-    return { method, params: parseEngineJson(b.configJson, `bdev '${b.name}' config`) };
+    if (!Array.isArray(entries)) {
+      throw errnoFailure('EIO', `the ${b.module} module wrote a config for bdev '${b.name}' that is not an array`);
+    }
+    return entries as ConfigEntry[];
   });
 }
 

@@ -4,24 +4,32 @@
  * @module
  */
 import type { EngineContext } from '../context';
+import type { NativeBinding } from '../native';
 import type { RpcMethod } from '../rpc/dispatcher';
 import { APP_METHODS } from './app';
 import { BDEV_METHODS } from './bdev';
 import { CONFIG_METHODS } from './config';
-import { ERROR_METHODS } from './error';
 import { FRAMEWORK_METHODS } from './framework';
 import { IOSTAT_METHODS } from './iostat';
 import { LOG_METHODS } from './log';
+import { nativeMethods } from './native';
 import { NBD_METHODS } from './nbd';
+import { NOTIFY_METHODS } from './notify';
 
-/** All methods of the engine target. */
-export const ENGINE_METHODS: readonly RpcMethod<EngineContext>[] = [
-  ...FRAMEWORK_METHODS,
-  ...BDEV_METHODS,
-  ...ERROR_METHODS,
-  ...NBD_METHODS,
-  ...APP_METHODS,
-  ...LOG_METHODS,
-  ...IOSTAT_METHODS,
-  ...CONFIG_METHODS,
-];
+/**
+ * All methods of the engine target: the process's own, then every method
+ * the C engine's modules register (listed by the addon at start).
+ */
+export function engineMethods(native: NativeBinding): RpcMethod<EngineContext>[] {
+  return [
+    ...FRAMEWORK_METHODS,
+    ...BDEV_METHODS,
+    ...NOTIFY_METHODS,
+    ...NBD_METHODS,
+    ...APP_METHODS,
+    ...LOG_METHODS,
+    ...IOSTAT_METHODS,
+    ...CONFIG_METHODS,
+    ...nativeMethods(native),
+  ];
+}

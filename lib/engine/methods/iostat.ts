@@ -6,26 +6,28 @@
  * bytes_read, num_read_ops, ..., read_latency_ticks, max_read_latency_ticks,
  * min_read_latency_ticks, ..., io_error: {failed: N}}]}`, or with
  * per_channel `{tick_rate, ticks, name, channels: [{thread_id, ...}]}`.
- * Ticks are nanoseconds (tick_rate 1e9). The engine has no copy I/O, so the
- * copy counters are truthfully zero; it does not time unmaps, so the unmap
- * latency keys are left out rather than made up.
+ * Ticks are nanoseconds (tick_rate 1e9). Channels are the engine's reactors
+ * (a bdev's channel is per reactor), with SPDK thread ids as
+ * framework_get_reactors lists them (reactor i is thread i + 2). The engine
+ * has no copy I/O, so the copy counters are truthfully zero; it does not
+ * time unmaps, so the unmap latency keys are left out rather than made up.
+ * Reset mode "error" (only the error counts) is refused: the engine resets
+ * all counters or only the latency extremes.
  *
  * @module
  */
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, invalidValue } from '../rpc/failure';
+import { errnoFailure, fromEngineError, invalidValue } from '../rpc/failure';
+import { spdkThreadId } from './app';
 import { BDEV_NAME, getBdev } from './bdev';
-import type { NativeBdevInfo, NativeBdevStats } from '../native';
+import type { NativeBdevInfo, NativeBdevStats, NativeReactorStats } from '../native';
 
 const RESET_MODES = ['all', 'maxmin', 'error', 'none'] as const;
 type ResetMode = (typeof RESET_MODES)[number];
 
-/** Latency extremes, when the engine keeps them. */
-type Extremes = Partial<Record<'readLatencyMaxNs' | 'readLatencyMinNs' | 'writeLatencyMaxNs' | 'writeLatencyMinNs', number>>;
-
 /** One set of counters in spdk_bdev_dump_io_stat_json's shape. */
-export function ioStatJson(s: NativeBdevStats & Extremes): Record<string, unknown> {
+export function ioStatJson(s: NativeBdevStats): Record<string, unknown> {
   const out: Record<string, unknown> = {
     bytes_read: s.bytesRead,
     num_read_ops: s.numReadOps,
@@ -36,13 +38,15 @@ export function ioStatJson(s: NativeBdevStats & Extremes): Record<string, unknow
     bytes_copied: 0,
     num_copy_ops: 0,
     read_latency_ticks: s.readLatencyNs,
+    max_read_latency_ticks: s.readLatencyMaxNs,
+    min_read_latency_ticks: s.readLatencyMinNs, // 0 before the first read, as SPDK writes it
+    write_latency_ticks: s.writeLatencyNs,
+    max_write_latency_ticks: s.writeLatencyMaxNs,
+    min_write_latency_ticks: s.writeLatencyMinNs,
+    copy_latency_ticks: 0,
+    max_copy_latency_ticks: 0,
+    min_copy_latency_ticks: 0,
   };
-  if (s.readLatencyMaxNs !== undefined) out['max_read_latency_ticks'] = s.readLatencyMaxNs;
-  if (s.readLatencyMinNs !== undefined) out['min_read_latency_ticks'] = s.readLatencyMinNs;
-  out['write_latency_ticks'] = s.writeLatencyNs;
-  if (s.writeLatencyMaxNs !== undefined) out['max_write_latency_ticks'] = s.writeLatencyMaxNs;
-  if (s.writeLatencyMinNs !== undefined) out['min_write_latency_ticks'] = s.writeLatencyMinNs;
-  Object.assign(out, { copy_latency_ticks: 0, max_copy_latency_ticks: 0, min_copy_latency_ticks: 0 });
   // Beyond SPDK's keys: the engine counts these too.
   out['num_write_zeroes_ops'] = s.numWriteZeroesOps;
   out['num_flush_ops'] = s.numFlushOps;
@@ -60,13 +64,33 @@ interface GetParams {
   reset_mode?: ResetMode;
 }
 
-/** Resets counters after reading them (reset_mode) or on bdev_reset_iostat. */
-function reset(_ctx: EngineContext, name: string | undefined, mode: ResetMode): void {
+/** Refuses a reset mode the engine cannot do, before anything is read or reset. */
+function checkMode(mode: ResetMode, param: string): void {
+  if (mode === 'error') {
+    throw errnoFailure(
+      'ENOTSUP',
+      `Invalid parameter '${param}': the engine resets all counters ("all") or the latency extremes ("maxmin"), not the error counts alone. Fix: pass "all", "maxmin" or "none".`,
+    );
+  }
+}
+
+/** Resets the counters of one bdev (or all: undefined) as `mode` says. */
+function reset(ctx: EngineContext, name: string | undefined, mode: ResetMode): void {
   if (mode === 'none') return;
-  throw errnoFailure(
-    'ENOTSUP',
-    `resetting I/O statistics (mode ${mode}${name !== undefined ? `, bdev '${name}'` : ''}) needs the engine's per-reactor stats API, which this build lacks. Fix: read the counters twice and subtract.`,
-  );
+  try {
+    ctx.engine.bdevStatsReset(name ?? null, mode === 'maxmin');
+  } catch (e) {
+    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+  }
+}
+
+/** A bdev's counters per reactor (its channels). */
+function perReactor(ctx: EngineContext, name: string): NativeReactorStats[] {
+  try {
+    return ctx.engine.bdevStatsPerReactor(name);
+  } catch (e) {
+    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+  }
 }
 
 const bdevGetIostat = defineMethod<GetParams, EngineContext>({
@@ -84,6 +108,7 @@ const bdevGetIostat = defineMethod<GetParams, EngineContext>({
     const wanted = [...(p.name !== undefined ? [p.name] : []), ...(p.names ?? [])];
     const infos: NativeBdevInfo[] = wanted.length === 0 ? ctx.engine.bdevList() : wanted.map((n) => getBdev(ctx, n));
     const mode = p.reset_mode ?? 'none';
+    checkMode(mode, 'reset_mode');
     if (p.per_channel === true) {
       if (infos.length !== 1) {
         throw invalidValue(
@@ -91,13 +116,8 @@ const bdevGetIostat = defineMethod<GetParams, EngineContext>({
         );
       }
       const info = infos[0]!;
-      if (ctx.engine.reactorCount() !== 1) {
-        throw invalidValue(
-          `Invalid parameter 'per_channel': this engine build keeps one set of counters per bdev, not one per reactor (${ctx.engine.reactorCount()} reactors). Fix: leave per_channel out, or run the engine with --reactors 1.`,
-        );
-      }
-      // With one reactor, the bdev's counters are its one channel's (thread id 2: reactor_0).
-      const result = { tick_rate: 1_000_000_000, ticks: now(), name: info.name, channels: [{ thread_id: 2, ...ioStatJson(info.stats) }] };
+      const channels = perReactor(ctx, info.name).map((r) => ({ thread_id: spdkThreadId(r.reactor), ...ioStatJson(r.stats) }));
+      const result = { tick_rate: 1_000_000_000, ticks: now(), name: info.name, channels };
       reset(ctx, info.name, mode);
       return result;
     }
@@ -117,8 +137,10 @@ const bdevResetIostat = defineMethod<{ name?: string; mode?: ResetMode }, Engine
     },
   },
   handler: (p, ctx) => {
+    const mode = p.mode ?? 'all';
+    checkMode(mode, 'mode');
     if (p.name !== undefined) getBdev(ctx, p.name);
-    reset(ctx, p.name, p.mode ?? 'all');
+    reset(ctx, p.name, mode);
     return true;
   },
 });

@@ -21,7 +21,12 @@ export interface RpcMethod<C> {
   readonly name: string;
   /** One line, shown by `rpc_get_methods`-style listings and docs. */
   readonly description: string;
-  readonly params: ParamsSpec;
+  /**
+   * The params spec the dispatcher validates, or null for a method whose
+   * params are checked where it runs (the C engine's own decoder tables):
+   * the handler then gets the request's params value as sent (or null).
+   */
+  readonly params: ParamsSpec | null;
   /** Runs with params that passed validation; may return a promise. Throws {@link RpcFailure}. */
   readonly handler: (params: Record<string, unknown>, ctx: C) => unknown;
 }
@@ -33,7 +38,7 @@ export interface RpcMethod<C> {
 export function defineMethod<P, C>(m: {
   readonly name: string;
   readonly description: string;
-  readonly params: ParamsSpec;
+  readonly params: ParamsSpec | null;
   readonly handler: (params: P, ctx: C) => unknown;
 }): RpcMethod<C> {
   return m as unknown as RpcMethod<C>;
@@ -64,7 +69,7 @@ export function serializeResponse(r: RpcResponse | readonly RpcResponse[]): stri
 
 interface Entry<C> {
   readonly method: RpcMethod<C>;
-  readonly validator: ParamsValidator;
+  readonly validator: ParamsValidator | null;
 }
 
 /** Dispatches parsed JSON values to a method table. */
@@ -78,7 +83,7 @@ export class RpcDispatcher<C> {
   ) {
     for (const m of methods) {
       if (this.table.has(m.name)) throw new Error(`RPC method ${m.name} is defined twice`);
-      this.table.set(m.name, { method: m, validator: new ParamsValidator(m.name, m.params) });
+      this.table.set(m.name, { method: m, validator: m.params === null ? null : new ParamsValidator(m.name, m.params) });
     }
   }
 
@@ -121,7 +126,9 @@ export class RpcDispatcher<C> {
       );
     }
     try {
-      const result = await entry.method.handler(entry.validator.check(params), this.ctx);
+      // A null validator: the method checks its params where it runs (the C engine's decoder tables).
+      const checked = entry.validator === null ? ((params ?? null) as Record<string, unknown>) : entry.validator.check(params);
+      const result = await entry.method.handler(checked, this.ctx);
       return result === undefined ? null : result;
     } catch (e) {
       throw e instanceof RpcFailure ? e : fromEngineError(e);

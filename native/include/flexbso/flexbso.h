@@ -10,24 +10,7 @@
  * thread, block until the change is visible on every reactor, and on failure
  * fill `err->msg` with a sentence naming the parameter and the fix.
  *
- * Changes (2026-11-25, core): fb_engine_opts_init sets poll_us = 50;
- * added fb_bdev_file_create_ext (flags: FB_FILE_NO_DIRECT, FB_FILE_DIRECT,
- * FB_FILE_NO_FALLOCATE),
- * fb_bdev_open_ext (holder description used in -EBUSY messages) and
- * fb_bdev_desc_set_holder; fb_bdev_info gained create_method and
- * claim_holder; submit functions may also return -EBADF (write on a
- * read-only descriptor), -ENOTSUP (type not supported) and -ENOMEM.
- *
- * Changes (2026-11-25, zcopy): FB_IO_ZCOPY, fb_bdev_zcopy_supported,
- * fb_bdev_zcopy_start and fb_bdev_io_get_buf_iovs: reads that hand out the
- * bdev's own memory instead of copying into the caller's buffer.
- *
- * Changes (2026-11-25, nbd memory): fb_engine_opts.nbd_mem_limit (appended)
- * and fb_nbd_mem_stats: an engine-wide budget for NBD buffer memory.
- *
- * Changes (2026-11-25, nbd stall): fb_engine_opts.nbd_stall_timeout_ms
- * (appended): under memory pressure, connections that take no reply bytes
- * for this long are disconnected.
+ * Module authors: bdev_module.h (the module ABI), thread.h and json.h.
  */
 #ifndef FLEXBSO_H
 #define FLEXBSO_H
@@ -77,6 +60,12 @@ struct fb_engine_opts {
 	 * Idle connections and connections that read, however slowly, are never
 	 * disconnected. Milliseconds; 0 = 10000. */
 	unsigned nbd_stall_timeout_ms;
+	/* Engine-wide cap on bdev scratch buffers (fb_io_channel_get_buf) and
+	 * core bounce buffers, bytes; 0 = min(1 GiB, physical RAM / 8). */
+	size_t bdev_buf_limit;
+	/* Notifications kept for fb_notify_foreach (a ring; the oldest are
+	 * dropped first); 0 = 4096. */
+	unsigned notify_ring_entries;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);
@@ -87,25 +76,59 @@ unsigned fb_engine_reactor_count(const struct fb_engine *e);
 /* CPU time (user+sys, microseconds) consumed by reactor threads so far. */
 uint64_t fb_engine_reactor_cpu_us(const struct fb_engine *e);
 
+/* ------------------------------------------------------------------ uuid */
+
+struct fb_uuid {
+	uint8_t b[16];
+};
+#define FB_UUID_STR_LEN 37 /* 36 characters + NUL */
+void fb_uuid_generate(struct fb_uuid *out);               /* random, version 4 */
+void fb_uuid_fmt(const struct fb_uuid *u, char out[FB_UUID_STR_LEN]); /* lower case */
+int fb_uuid_parse(const char *s, struct fb_uuid *out);    /* -EINVAL unless 8-4-4-4-12 hex */
+bool fb_uuid_is_null(const struct fb_uuid *u);
+
+/* ------------------------------------------------------------ JSON-RPC */
+
+/* Every module RPC method (bdev_malloc_create, bdev_raid_create, ...) and
+ * the core's own (bdev_set_qos_limit, ...) go through one entry point, so
+ * the addon and the engine process need no edit for a new module.
+ * params_json is the JSON-RPC params value (an object, or NULL / "null").
+ * On success *result is the result value as JSON text (caller frees).
+ * Errors: FB_RPC_METHOD_NOT_FOUND, FB_RPC_INVALID_PARAMS (params that do
+ * not decode: err names the param and the fix), or the handler's negative
+ * errno (err names what and the fix). Control threads. */
+#define FB_RPC_METHOD_NOT_FOUND (-32601)
+#define FB_RPC_INVALID_PARAMS (-32602)
+int fb_rpc_call(struct fb_engine *e, const char *method, const char *params_json, char **result,
+		struct fb_err *err);
+/* Lists the RPC methods fb_rpc_call serves, with the owning module's name
+ * ("core" for the engine's own). A non-zero return stops the walk. */
+typedef int (*fb_rpc_method_info_fn)(const char *method, const char *module, void *arg);
+int fb_rpc_foreach_method(fb_rpc_method_info_fn fn, void *arg);
+
+/* ------------------------------------------------------- notifications */
+
+/* SPDK's notify_get_notifications: events from modules (safe-read repair,
+ * degraded member, rebuild progress, ...). ids start at 1 and increase by
+ * one per notification. */
+struct fb_notification {
+	uint64_t id;
+	const char *type;       /* e.g. "raid_safe_read_repair" */
+	const char *ctx_json;   /* a JSON value (see fb_notify) */
+};
+typedef int (*fb_notification_fn)(const struct fb_notification *n, void *arg);
+/* Calls fn for kept notifications with id > since_id, oldest first, at
+ * most max (0 = all); strings are valid during the call only. Returns the
+ * number dropped from the ring since the engine started. */
+uint64_t fb_notify_foreach(struct fb_engine *e, uint64_t since_id, size_t max,
+			   fb_notification_fn fn, void *arg);
+
 /* ------------------------------------------------------- bdev control */
 
-int fb_bdev_malloc_create(struct fb_engine *e, const char *name, uint64_t num_blocks,
-			  uint32_t block_size, struct fb_err *err);
-int fb_bdev_null_create(struct fb_engine *e, const char *name, uint64_t num_blocks,
-			uint32_t block_size, struct fb_err *err);
-/* A file or block device through io_uring; O_DIRECT where the filesystem
- * allows it, buffered + fdatasync on flush where it does not. The size is the
- * file's size rounded down to block_size (0 = 512, or the device's logical
- * block size). */
-int fb_bdev_file_create(struct fb_engine *e, const char *name, const char *path,
-			uint32_t block_size, struct fb_err *err);
-#define FB_FILE_NO_DIRECT 0x1u /* never use O_DIRECT (buffered + fdatasync on flush) */
-#define FB_FILE_DIRECT    0x2u /* require O_DIRECT: fail if the filesystem refuses it */
-#define FB_FILE_NO_FALLOCATE 0x4u /* unmap/write-zeroes write zeros (thick image, no holes) */
-int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *path,
-			    uint32_t block_size, uint32_t flags, struct fb_err *err);
-/* Error-injection bdev "EE_<base_name>" over any bdev (claims the base). */
-int fb_bdev_error_create(struct fb_engine *e, const char *base_name, struct fb_err *err);
+/* Bdevs are created by their module's RPC method through fb_rpc_call, e.g.
+ *   fb_rpc_call(e, "bdev_malloc_create",
+ *               "{\"name\":\"M0\",\"num_blocks\":2048,\"block_size\":4096}", &res, &err)
+ * so this header has no per-module functions: a new module adds none. */
 
 enum fb_io_type {
 	FB_IO_READ = 0,
@@ -117,26 +140,11 @@ enum fb_io_type {
 	FB_IO_TYPE_COUNT
 };
 
-enum fb_error_kind {
-	FB_ERR_NONE = 0,     /* clear injections matching io_mask */
-	FB_ERR_FAILURE,      /* complete the I/O with -EIO */
-	FB_ERR_CORRUPT_DATA, /* reads: flip one bit per block of returned data */
-	FB_ERR_DROP_WRITE,   /* writes: acknowledge success, store nothing */
-};
-
-struct fb_error_injection {
-	size_t size;             /* sizeof(struct fb_error_injection) */
-	uint32_t io_mask;        /* bit (1u << enum fb_io_type); 0 = all types */
-	enum fb_error_kind kind;
-	uint64_t count;          /* number of I/Os to affect; 0 = unlimited */
-	uint64_t offset_blocks;  /* affected LBA range (intersecting I/Os match) */
-	uint64_t num_blocks;     /* 0 = to the end of the bdev */
-};
-int fb_bdev_error_inject(struct fb_engine *e, const char *name,
-			 const struct fb_error_injection *inj, struct fb_err *err);
-
-/* Deletes a bdev by name. -EBUSY (with a message naming the holder) while it
- * is open by an export or claimed by a virtual bdev. */
+/* Deletes a bdev by name or uuid. Descriptors opened with an event
+ * callback (virtual bdevs over it, exports) get FB_BDEV_EVENT_REMOVE and
+ * must close; the delete waits for that (SPDK's hot-remove). -EBUSY, with
+ * a message naming the holder, while a descriptor without a callback holds
+ * it open. */
 int fb_bdev_delete(struct fb_engine *e, const char *name, struct fb_err *err);
 
 struct fb_bdev_stats {
@@ -144,7 +152,23 @@ struct fb_bdev_stats {
 	uint64_t bytes_read, bytes_written, bytes_unmapped;
 	uint64_t read_latency_ns, write_latency_ns; /* sums, for means */
 	uint64_t io_errors;
+	uint64_t read_latency_max_ns, read_latency_min_ns;   /* min 0 = none yet */
+	uint64_t write_latency_max_ns, write_latency_min_ns;
 };
+
+/* QoS (SPDK's bdev_set_qos_limit), enforced in the bdev core for every
+ * consumer of the bdev: per-reactor token buckets fed from one shared
+ * per-bdev budget each timeslice, no lock on the I/O path; I/O over the
+ * limit is queued, never failed. 0 = unlimited. */
+struct fb_qos_limits {
+	size_t size;              /* sizeof(struct fb_qos_limits) */
+	uint64_t rw_ios_per_sec;
+	uint64_t rw_mbytes_per_sec;
+	uint64_t r_mbytes_per_sec;
+	uint64_t w_mbytes_per_sec;
+};
+int fb_bdev_set_qos_limits(struct fb_engine *e, const char *name,
+			   const struct fb_qos_limits *limits, struct fb_err *err);
 
 struct fb_bdev_info {
 	const char *name;
@@ -152,11 +176,24 @@ struct fb_bdev_info {
 	uint32_t block_size;
 	uint64_t num_blocks;
 	const char *claimed_by;   /* module name of the claiming bdev, or NULL */
-	const char *config_json;  /* params of the create RPC that rebuilds it (SPDK framework_get_config) */
-	const char *driver_json;  /* module-specific info object for bdev_get_bdevs */
+	/* framework_get_config: a JSON array of the {"method","params"} entries
+	 * that rebuild it (the module's write_config_json), or NULL. */
+	const char *config_json;
+	/* bdev_get_bdevs' driver_specific: a JSON object of the module's named
+	 * members (dump_info_json), e.g. {"uring":{...}}, or NULL. */
+	const char *driver_json;
 	struct fb_bdev_stats stats;
-	const char *create_method; /* e.g. "bdev_malloc_create" (framework_get_config) */
+	const char *create_method; /* unused since ABI v2 (always NULL): see config_json */
 	const char *claim_holder;  /* e.g. "error bdev 'EE_M0'", or NULL */
+	char uuid[FB_UUID_STR_LEN];
+	const char *product_name;
+	uint32_t physical_block_size;
+	uint32_t optimal_io_boundary;
+	bool split_on_optimal_io_boundary;
+	uint32_t write_unit_size;
+	uint32_t required_alignment;
+	uint32_t max_io_blocks;
+	struct fb_qos_limits qos;
 };
 /* Calls fn for each bdev in creation order (bases before the bdevs built on
  * them); strings are valid only during the call. A non-zero return stops the
@@ -165,6 +202,14 @@ struct fb_bdev_info {
  * functions (create/delete/open/close/inject) or wait on reactors. */
 typedef int (*fb_bdev_info_fn)(const struct fb_bdev_info *info, void *arg);
 int fb_bdev_foreach(struct fb_engine *e, const char *name, fb_bdev_info_fn fn, void *arg);
+/* Per-reactor stats of one bdev (bdev_get_iostat -c): fn(reactor index,
+ * stats, arg) for each reactor, in order. -ENOENT if absent. */
+typedef int (*fb_bdev_channel_stats_fn)(unsigned reactor, const struct fb_bdev_stats *s, void *arg);
+int fb_bdev_stats_per_reactor(struct fb_engine *e, const char *name, fb_bdev_channel_stats_fn fn,
+			      void *arg);
+/* bdev_reset_iostat: zeroes the counters of one bdev (name) or all (NULL);
+ * maxmin_only resets just the latency max/min. */
+int fb_bdev_stats_reset(struct fb_engine *e, const char *name, bool maxmin_only);
 
 /* ----------------------------------------------------------- NBD export */
 
@@ -204,12 +249,28 @@ void fb_nbd_mem_stats(struct fb_engine *e, struct fb_nbd_mem_stats *out);
  * submit call returns. Submission returns 0, or -EINVAL for out-of-range or
  * misaligned requests (nothing was started, the callback will not run).
  */
-int fb_bdev_open(struct fb_engine *e, const char *name, bool write, struct fb_bdev_desc **out,
-		 struct fb_err *err);
-/* holder describes the opener for -EBUSY messages, e.g. "NBD export 'x'"
- * (copied; NULL = "a descriptor"). */
-int fb_bdev_open_ext(struct fb_engine *e, const char *name, bool write, const char *holder,
-		     struct fb_bdev_desc **out, struct fb_err *err);
+enum fb_bdev_event_type {
+	FB_BDEV_EVENT_REMOVE, /* the bdev is being deleted: finish or fail in-flight I/O, then close */
+	FB_BDEV_EVENT_RESIZE, /* fb_bdev_get_num_blocks changed */
+};
+/* Runs on the control thread that deletes or resizes the bdev, with no
+ * engine lock held: it may call fb_bdev_close, fb_bdev_for_each_channel
+ * and fb_bdev_delete (of its own bdev). */
+typedef void (*fb_bdev_event_cb)(enum fb_bdev_event_type type, struct fb_bdev *bdev, void *ctx);
+
+struct fb_bdev_open_opts {
+	size_t size;               /* sizeof(struct fb_bdev_open_opts) */
+	bool write;
+	/* Describes the opener in -EBUSY messages, e.g. "NBD export 'x'"
+	 * (copied; NULL = "a descriptor"). */
+	const char *holder;
+	fb_bdev_event_cb event_cb; /* NULL: the bdev cannot be deleted while open */
+	void *event_ctx;
+};
+/* Opens a bdev by name or uuid; opts NULL = read-only, no events. After a
+ * REMOVE event, new I/O on the descriptor fails with -ENODEV. */
+int fb_bdev_open(struct fb_engine *e, const char *name, const struct fb_bdev_open_opts *opts,
+		 struct fb_bdev_desc **out, struct fb_err *err);
 void fb_bdev_desc_set_holder(struct fb_bdev_desc *desc, const char *holder);
 void fb_bdev_close(struct fb_bdev_desc *desc);
 struct fb_bdev *fb_bdev_desc_get_bdev(struct fb_bdev_desc *desc);

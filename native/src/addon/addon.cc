@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -127,6 +128,28 @@ Napi::Value OptString(Napi::Env env, const char* s) {
   return s != nullptr ? Napi::String::New(env, s) : env.Null();
 }
 
+Napi::Number Num(Napi::Env env, uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); }
+
+Napi::Object StatsToJs(Napi::Env env, const struct fb_bdev_stats& s) {
+  Napi::Object st = Napi::Object::New(env);
+  st.Set("numReadOps", Num(env, s.num_read_ops));
+  st.Set("numWriteOps", Num(env, s.num_write_ops));
+  st.Set("numFlushOps", Num(env, s.num_flush_ops));
+  st.Set("numUnmapOps", Num(env, s.num_unmap_ops));
+  st.Set("numWriteZeroesOps", Num(env, s.num_write_zeroes_ops));
+  st.Set("bytesRead", Num(env, s.bytes_read));
+  st.Set("bytesWritten", Num(env, s.bytes_written));
+  st.Set("bytesUnmapped", Num(env, s.bytes_unmapped));
+  st.Set("readLatencyNs", Num(env, s.read_latency_ns));
+  st.Set("writeLatencyNs", Num(env, s.write_latency_ns));
+  st.Set("ioErrors", Num(env, s.io_errors));
+  st.Set("readLatencyMaxNs", Num(env, s.read_latency_max_ns));
+  st.Set("readLatencyMinNs", Num(env, s.read_latency_min_ns));
+  st.Set("writeLatencyMaxNs", Num(env, s.write_latency_max_ns));
+  st.Set("writeLatencyMinNs", Num(env, s.write_latency_min_ns));
+  return st;
+}
+
 int BdevToJs(const struct fb_bdev_info* info, void* arg) {
   auto* ctx = static_cast<ForeachCtx*>(arg);
   Napi::Env env = ctx->env;
@@ -137,23 +160,52 @@ int BdevToJs(const struct fb_bdev_info* info, void* arg) {
   o.Set("numBlocks", Napi::Number::New(env, static_cast<double>(info->num_blocks)));
   o.Set("claimedBy", OptString(env, info->claimed_by));
   o.Set("claimHolder", OptString(env, info->claim_holder));
-  o.Set("createMethod", OptString(env, info->create_method));
   o.Set("configJson", OptString(env, info->config_json));
   o.Set("driverJson", OptString(env, info->driver_json));
-  const struct fb_bdev_stats& s = info->stats;
-  Napi::Object st = Napi::Object::New(env);
-  st.Set("numReadOps", Napi::Number::New(env, static_cast<double>(s.num_read_ops)));
-  st.Set("numWriteOps", Napi::Number::New(env, static_cast<double>(s.num_write_ops)));
-  st.Set("numFlushOps", Napi::Number::New(env, static_cast<double>(s.num_flush_ops)));
-  st.Set("numUnmapOps", Napi::Number::New(env, static_cast<double>(s.num_unmap_ops)));
-  st.Set("numWriteZeroesOps", Napi::Number::New(env, static_cast<double>(s.num_write_zeroes_ops)));
-  st.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytes_read)));
-  st.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytes_written)));
-  st.Set("bytesUnmapped", Napi::Number::New(env, static_cast<double>(s.bytes_unmapped)));
-  st.Set("readLatencyNs", Napi::Number::New(env, static_cast<double>(s.read_latency_ns)));
-  st.Set("writeLatencyNs", Napi::Number::New(env, static_cast<double>(s.write_latency_ns)));
-  st.Set("ioErrors", Napi::Number::New(env, static_cast<double>(s.io_errors)));
+  o.Set("uuid", Napi::String::New(env, info->uuid));
+  o.Set("productName", OptString(env, info->product_name));
+  o.Set("physicalBlockSize", Napi::Number::New(env, info->physical_block_size));
+  o.Set("optimalIoBoundary", Napi::Number::New(env, info->optimal_io_boundary));
+  o.Set("splitOnOptimalIoBoundary", Napi::Boolean::New(env, info->split_on_optimal_io_boundary));
+  o.Set("writeUnitSize", Napi::Number::New(env, info->write_unit_size));
+  o.Set("requiredAlignment", Napi::Number::New(env, info->required_alignment));
+  o.Set("maxIoBlocks", Napi::Number::New(env, info->max_io_blocks));
+  Napi::Object qos = Napi::Object::New(env);
+  qos.Set("rwIosPerSec", Num(env, info->qos.rw_ios_per_sec));
+  qos.Set("rwMbytesPerSec", Num(env, info->qos.rw_mbytes_per_sec));
+  qos.Set("rMbytesPerSec", Num(env, info->qos.r_mbytes_per_sec));
+  qos.Set("wMbytesPerSec", Num(env, info->qos.w_mbytes_per_sec));
+  o.Set("qos", qos);
+  Napi::Object st = StatsToJs(env, info->stats);
   o.Set("stats", st);
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
+int ReactorStatsToJs(unsigned reactor, const struct fb_bdev_stats* s, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Object o = Napi::Object::New(ctx->env);
+  o.Set("reactor", Napi::Number::New(ctx->env, reactor));
+  o.Set("stats", StatsToJs(ctx->env, *s));
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
+int MethodToJs(const char* method, const char* module, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Object o = Napi::Object::New(ctx->env);
+  o.Set("method", Napi::String::New(ctx->env, method));
+  o.Set("module", Napi::String::New(ctx->env, module));
+  ctx->out.Set(ctx->n++, o);
+  return 0;
+}
+
+int NotificationToJs(const struct fb_notification* n, void* arg) {
+  auto* ctx = static_cast<ForeachCtx*>(arg);
+  Napi::Object o = Napi::Object::New(ctx->env);
+  o.Set("id", Num(ctx->env, n->id));
+  o.Set("type", Napi::String::New(ctx->env, n->type));
+  o.Set("ctx", Napi::String::New(ctx->env, n->ctx_json));
   ctx->out.Set(ctx->n++, o);
   return 0;
 }
@@ -169,6 +221,15 @@ int ExportToJs(const struct fb_nbd_export_info* info, void* arg) {
   o.Set("connections", Napi::Number::New(env, info->connections));
   ctx->out.Set(ctx->n++, o);
   return 0;
+}
+
+// () -> [{method, module}]: every method fb_rpc_call serves (process-wide).
+Napi::Value RpcMethods(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ForeachCtx ctx{env, Napi::Array::New(env), 0};
+  fb_rpc_foreach_method(MethodToJs, &ctx);
+  if (env.IsExceptionPending()) return env.Undefined();
+  return ctx.out;
 }
 
 // ------------------------------------------------------------------ Engine
@@ -187,12 +248,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
             InstanceMethod<&Engine::Destroy>("destroy"),
             InstanceMethod<&Engine::ReactorCount>("reactorCount"),
             InstanceMethod<&Engine::ReactorCpuUs>("reactorCpuUs"),
-            InstanceMethod<&Engine::MallocCreate>("mallocCreate"),
-            InstanceMethod<&Engine::NullCreate>("nullCreate"),
-            InstanceMethod<&Engine::FileCreate>("fileCreate"),
-            InstanceMethod<&Engine::ErrorCreate>("errorCreate"),
-            InstanceMethod<&Engine::ErrorInject>("errorInject"),
+            InstanceMethod<&Engine::Rpc>("rpc"),
+            InstanceMethod<&Engine::Notifications>("notifications"),
             InstanceMethod<&Engine::BdevDelete>("bdevDelete"),
+            InstanceMethod<&Engine::BdevStatsPerReactor>("bdevStatsPerReactor"),
+            InstanceMethod<&Engine::BdevStatsReset>("bdevStatsReset"),
             InstanceMethod<&Engine::BdevList>("bdevList"),
             InstanceMethod<&Engine::BdevIoTypes>("bdevIoTypes"),
             InstanceMethod<&Engine::NbdExportAdd>("nbdExportAdd"),
@@ -291,86 +351,91 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return Napi::Number::New(info.Env(), static_cast<double>(fb_engine_reactor_cpu_us(e)));
   }
 
-  // (name, numBlocks, blockSize)
-  Napi::Value MallocCreate(const Napi::CallbackInfo& info) {
-    return SizedCreate(info, fb_bdev_malloc_create, "fb_bdev_malloc_create");
-  }
-  Napi::Value NullCreate(const Napi::CallbackInfo& info) {
-    return SizedCreate(info, fb_bdev_null_create, "fb_bdev_null_create");
-  }
-
-  using SizedCreateFn = int (*)(struct fb_engine*, const char*, uint64_t, uint32_t, struct fb_err*);
-  Napi::Value SizedCreate(const Napi::CallbackInfo& info, SizedCreateFn fn, const char* call) {
+  // (method, paramsJson: string | null) -> result JSON text. Errors carry
+  // errno = the engine's code: a negative errno, or -32601 / -32602.
+  Napi::Value Rpc(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     struct fb_engine* e = Live(env);
     if (e == nullptr) return env.Undefined();
-    if (!IsString(info, 0) || !IsUint(info, 1) || !IsUint(info, 2)) {
-      return ThrowArgType(env, "list must be (name: string, numBlocks: uint, blockSize: uint)");
+    bool has_params = info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull();
+    if (!IsString(info, 0) || (has_params && !IsString(info, 1))) {
+      return ThrowArgType(env, "list must be (method: string, paramsJson: string | null)");
     }
-    std::string name = info[0].As<Napi::String>();
+    std::string method = info[0].As<Napi::String>();
+    std::string params = has_params ? std::string(info[1].As<Napi::String>()) : std::string();
     struct fb_err err = {};
-    int rc = fn(e, name.c_str(), U64(info[1]), static_cast<uint32_t>(U64(info[2])), &err);
-    if (rc != 0) return ThrowEngineError(env, rc, err, call);
-    return env.Undefined();
-  }
-
-  // (name, path, blockSize)
-  Napi::Value FileCreate(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    struct fb_engine* e = Live(env);
-    if (e == nullptr) return env.Undefined();
-    if (!IsString(info, 0) || !IsString(info, 1) || !IsUint(info, 2)) {
-      return ThrowArgType(env, "list must be (name: string, path: string, blockSize: uint)");
-    }
-    std::string name = info[0].As<Napi::String>();
-    std::string path = info[1].As<Napi::String>();
-    struct fb_err err = {};
-    int rc = fb_bdev_file_create(e, name.c_str(), path.c_str(),
-                                 static_cast<uint32_t>(U64(info[2])), &err);
-    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_file_create");
-    return env.Undefined();
-  }
-
-  // (baseName)
-  Napi::Value ErrorCreate(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    struct fb_engine* e = Live(env);
-    if (e == nullptr) return env.Undefined();
-    if (!IsString(info, 0)) return ThrowArgType(env, "0 (baseName) must be a string");
-    std::string base = info[0].As<Napi::String>();
-    struct fb_err err = {};
-    int rc = fb_bdev_error_create(e, base.c_str(), &err);
-    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_error_create");
-    return env.Undefined();
-  }
-
-  // (name, {ioMask, kind, count, offsetBlocks, numBlocks})
-  Napi::Value ErrorInject(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    struct fb_engine* e = Live(env);
-    if (e == nullptr) return env.Undefined();
-    if (!IsString(info, 0) || info.Length() < 2 || !info[1].IsObject()) {
-      return ThrowArgType(env, "list must be (name: string, injection: object)");
-    }
-    std::string name = info[0].As<Napi::String>();
-    Napi::Object o = info[1].As<Napi::Object>();
-    const char* keys[] = {"ioMask", "kind", "count", "offsetBlocks", "numBlocks"};
-    for (const char* k : keys) {
-      Napi::Value v = o.Get(k);
-      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0) {
-        return ThrowArgType(env, (std::string("injection.") + k + " must be an unsigned integer").c_str());
+    char* result = nullptr;
+    int rc = fb_rpc_call(e, method.c_str(), has_params ? params.c_str() : nullptr, &result, &err);
+    if (rc != 0) {
+      if (rc == FB_RPC_METHOD_NOT_FOUND || rc == FB_RPC_INVALID_PARAMS) {
+        Napi::Error x = Napi::Error::New(env, err.msg[0] != '\0' ? err.msg : "invalid request");
+        x.Set("code", Napi::String::New(env, rc == FB_RPC_METHOD_NOT_FOUND ? "ERPC_METHOD" : "ERPC_PARAMS"));
+        x.Set("errno", Napi::Number::New(env, rc));
+        x.Set("syscall", Napi::String::New(env, "fb_rpc_call"));
+        x.ThrowAsJavaScriptException();
+        return env.Undefined();
       }
+      return ThrowEngineError(env, rc, err, "fb_rpc_call");
     }
-    struct fb_error_injection inj = {};
-    inj.size = sizeof(inj);
-    inj.io_mask = static_cast<uint32_t>(U64(o.Get("ioMask")));
-    inj.kind = static_cast<enum fb_error_kind>(U64(o.Get("kind")));
-    inj.count = U64(o.Get("count"));
-    inj.offset_blocks = U64(o.Get("offsetBlocks"));
-    inj.num_blocks = U64(o.Get("numBlocks"));
-    struct fb_err err = {};
-    int rc = fb_bdev_error_inject(e, name.c_str(), &inj, &err);
-    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_error_inject");
+    Napi::String out = Napi::String::New(env, result != nullptr ? result : "null");
+    free(result);
+    return out;
+  }
+
+  // (sinceId, max) -> {dropped, items: [{id, type, ctx (JSON text)}]}
+  Napi::Value Notifications(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsUint(info, 0) || !IsUint(info, 1)) {
+      return ThrowArgType(env, "list must be (sinceId: uint, max: uint)");
+    }
+    ForeachCtx ctx{env, Napi::Array::New(env), 0};
+    uint64_t dropped = fb_notify_foreach(e, U64(info[0]), static_cast<size_t>(U64(info[1])),
+                                         NotificationToJs, &ctx);
+    if (env.IsExceptionPending()) return env.Undefined();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("dropped", Num(env, dropped));
+    o.Set("items", ctx.out);
+    return o;
+  }
+
+  // (name) -> [{reactor, stats}]
+  Napi::Value BdevStatsPerReactor(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    if (!IsString(info, 0)) return ThrowArgType(env, "0 (name) must be a string");
+    std::string name = info[0].As<Napi::String>();
+    ForeachCtx ctx{env, Napi::Array::New(env), 0};
+    int rc = fb_bdev_stats_per_reactor(e, name.c_str(), ReactorStatsToJs, &ctx);
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (rc != 0) {
+      struct fb_err err = {};
+      snprintf(err.msg, sizeof(err.msg), "bdev '%s' does not exist; list bdevs with bdev_get_bdevs",
+               name.c_str());
+      return ThrowEngineError(env, rc, err, "fb_bdev_stats_per_reactor");
+    }
+    return ctx.out;
+  }
+
+  // (name | null, maxminOnly)
+  Napi::Value BdevStatsReset(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    struct fb_engine* e = Live(env);
+    if (e == nullptr) return env.Undefined();
+    bool one = info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsNull();
+    if ((one && !IsString(info, 0)) || info.Length() < 2 || !info[1].IsBoolean()) {
+      return ThrowArgType(env, "list must be (name: string | null, maxminOnly: boolean)");
+    }
+    std::string name = one ? std::string(info[0].As<Napi::String>()) : std::string();
+    int rc = fb_bdev_stats_reset(e, one ? name.c_str() : nullptr, info[1].As<Napi::Boolean>());
+    if (rc != 0) {
+      struct fb_err err = {};
+      snprintf(err.msg, sizeof(err.msg), "bdev '%s' does not exist; list bdevs with bdev_get_bdevs",
+               name.c_str());
+      return ThrowEngineError(env, rc, err, "fb_bdev_stats_reset");
+    }
     return env.Undefined();
   }
 
@@ -421,7 +486,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     std::string name = info[0].As<Napi::String>();
     struct fb_err err = {};
     struct fb_bdev_desc* desc = nullptr;
-    int rc = fb_bdev_open(e, name.c_str(), false, &desc, &err);
+    int rc = fb_bdev_open(e, name.c_str(), nullptr, &desc, &err);
     if (rc != 0) return ThrowEngineError(env, rc, err, "fb_bdev_open");
     struct fb_bdev* bdev = fb_bdev_desc_get_bdev(desc);
     Napi::Object o = Napi::Object::New(env);
@@ -491,12 +556,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Stops before zcopy, like BdevIoTypes.
   for (int t = 0; t < FB_IO_ZCOPY; t++) io.Set(IoTypeName(t), Napi::Number::New(env, t));
   exports.Set("ioTypes", io);
-  Napi::Object kinds = Napi::Object::New(env);
-  kinds.Set("none", Napi::Number::New(env, FB_ERR_NONE));
-  kinds.Set("failure", Napi::Number::New(env, FB_ERR_FAILURE));
-  kinds.Set("corrupt_data", Napi::Number::New(env, FB_ERR_CORRUPT_DATA));
-  kinds.Set("drop_write", Napi::Number::New(env, FB_ERR_DROP_WRITE));
-  exports.Set("errorKinds", kinds);
+  exports.Set("rpcMethods", Napi::Function::New(env, RpcMethods, "rpcMethods"));
   return exports;
 }
 

@@ -18,10 +18,30 @@
 #include <string.h>
 
 #include "flexbso/bdev_module.h"
+#include "spdk_params.h"
+
+enum fb_error_kind {
+	FB_ERR_NONE = 0,     /* clear injections matching io_mask */
+	FB_ERR_FAILURE,      /* complete the I/O with -EIO */
+	FB_ERR_CORRUPT_DATA, /* reads: flip one bit per block (or corrupt_value at corrupt_offset) */
+	FB_ERR_DROP_WRITE,   /* writes: acknowledge success, store nothing */
+};
+
+struct fb_error_injection {
+	uint32_t io_mask;        /* bit (1u << enum fb_io_type); 0 = all types */
+	enum fb_error_kind kind;
+	uint64_t count;          /* number of I/Os to affect; 0 = unlimited */
+	uint64_t offset_blocks;  /* affected LBA range (intersecting I/Os match) */
+	uint64_t num_blocks;     /* 0 = to the end of the bdev */
+	uint64_t corrupt_offset; /* byte in the I/O's data (with corrupt_value) */
+	uint8_t corrupt_value;   /* XORed in; 0 = flip one bit per block */
+};
 
 struct injection {
 	uint32_t io_mask;
 	enum fb_error_kind kind;
+	uint64_t corrupt_offset;
+	uint8_t corrupt_value;
 	uint64_t count;              /* 0 = unlimited */
 	_Atomic uint64_t remaining;
 	uint64_t offset_blocks, end_blocks;
@@ -52,18 +72,15 @@ struct error_channel {
 };
 
 struct error_io {
-	struct fb_deferred retry;      /* first: recovered from the deferred node */
+	struct fb_io_wait_entry wait;  /* retry after -ENOMEM from the base */
 	struct fb_bdev_io *upper;
 	struct fb_io_channel *ch;
 	enum fb_error_kind action;
+	uint64_t corrupt_offset;
+	uint8_t corrupt_value;
 };
 
-static const struct fb_bdev_module error_module = {
-	.name = "error",
-	.create_method = "bdev_error_create",
-	.io_ctx_size = sizeof(struct error_io),
-	.channel_ctx_size = sizeof(struct error_channel),
-};
+static struct fb_bdev_module error_module;
 
 static const char *kind_name(enum fb_error_kind k)
 {
@@ -129,7 +146,7 @@ static bool injection_take(struct injection *inj)
 	return false;
 }
 
-static enum fb_error_kind injection_match(struct error_bdev *eb, struct fb_bdev_io *io)
+static const struct injection *injection_match(struct error_bdev *eb, struct fb_bdev_io *io)
 {
 	struct inj_table *t = atomic_load_explicit(&eb->table, memory_order_acquire);
 	enum fb_io_type type = fb_bdev_io_get_type(io);
@@ -137,7 +154,7 @@ static enum fb_error_kind injection_match(struct error_bdev *eb, struct fb_bdev_
 	uint64_t end = off + (fb_bdev_io_get_num_blocks(io) ? fb_bdev_io_get_num_blocks(io) : 1);
 
 	if (!t)
-		return FB_ERR_NONE;
+		return NULL;
 	for (unsigned i = 0; i < t->n; i++) {
 		struct injection *inj = t->inj[i];
 
@@ -152,18 +169,28 @@ static enum fb_error_kind injection_match(struct error_bdev *eb, struct fb_bdev_
 		    type != FB_IO_WRITE_ZEROES && type != FB_IO_UNMAP)
 			continue;
 		if (injection_take(inj))
-			return inj->kind;
+			return inj;
 	}
-	return FB_ERR_NONE;
+	return NULL;
 }
 
-static void corrupt_blocks(struct fb_bdev_io *io)
+static void corrupt_blocks(struct fb_bdev_io *io, const struct error_io *eio)
 {
 	uint64_t bs = fb_bdev_get_block_size(fb_bdev_io_get_bdev(io));
 	uint64_t nblocks = fb_bdev_io_get_num_blocks(io), blk = 0, pos = 0;
 	int iovcnt;
 	struct iovec *iov = fb_bdev_io_get_iovs(io, &iovcnt);
 
+	if (eio->corrupt_value) {
+		/* SPDK's form: one byte of the data, XORed with the value. */
+		unsigned char b;
+
+		if (fb_iov_to_buf(&b, iov, iovcnt, eio->corrupt_offset, 1) == 1) {
+			b ^= eio->corrupt_value;
+			fb_iov_from_buf(iov, iovcnt, eio->corrupt_offset, &b, 1);
+		}
+		return;
+	}
 	/* Flip the lowest bit of the first byte of every block. */
 	for (int i = 0; i < iovcnt && blk < nblocks; i++) {
 		while (blk < nblocks && blk * bs < pos + iov[i].iov_len) {
@@ -181,7 +208,7 @@ static void error_base_done(struct fb_bdev_io *base_io, int status, void *arg)
 
 	fb_bdev_free_io(base_io);
 	if (status == 0 && eio->action == FB_ERR_CORRUPT_DATA)
-		corrupt_blocks(io);
+		corrupt_blocks(io, eio);
 	fb_bdev_io_complete(io, status);
 }
 
@@ -218,25 +245,29 @@ static void error_pass(struct error_io *eio)
 		break;
 	}
 	if (rc == -ENOMEM)
-		fb_reactor_defer(fb_io_channel_get_reactor(eio->ch), &eio->retry);
+		fb_io_channel_queue_wait(ec->base_ch, &eio->wait); /* resumes when the base frees an io */
 	else if (rc)
 		fb_bdev_io_complete_deferred(io, rc);
 }
 
-static void error_retry(struct fb_deferred *d)
+static void error_retry(void *arg)
 {
-	error_pass((struct error_io *)(void *)d);
+	error_pass(arg);
 }
 
 static void error_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 {
 	struct error_bdev *eb = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(io));
 	struct error_io *eio = fb_bdev_io_get_driver_ctx(io);
+	const struct injection *inj = injection_match(eb, io);
 
 	eio->upper = io;
 	eio->ch = ch;
-	eio->retry.fn = error_retry;
-	eio->action = injection_match(eb, io);
+	eio->wait.cb = error_retry;
+	eio->wait.arg = eio;
+	eio->action = inj ? inj->kind : FB_ERR_NONE;
+	eio->corrupt_offset = inj ? inj->corrupt_offset : 0;
+	eio->corrupt_value = inj ? inj->corrupt_value : 0;
 	if (eio->action == FB_ERR_FAILURE) {
 		fb_bdev_io_complete_deferred(io, -EIO);
 		return;
@@ -248,61 +279,72 @@ static void error_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 	error_pass(eio);
 }
 
-static int error_dump_config(struct fb_bdev *bdev, struct fb_strbuf *sb)
+static void error_write_config(struct fb_bdev *bdev, struct fb_json_writer *w)
 {
 	struct error_bdev *eb = fb_bdev_get_module_ctx(bdev);
-	int rc = fb_strbuf_printf(sb, "{\"base_name\":");
+	struct fb_uuid u;
+	char us[FB_UUID_STR_LEN];
 
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, eb->base_name);
-	if (!rc)
-		rc = fb_strbuf_printf(sb, "}");
-	return rc;
+	fb_bdev_get_uuid(bdev, &u);
+	fb_uuid_fmt(&u, us);
+	fb_json_write_object_begin(w);
+	fb_json_write_named_string(w, "method", "bdev_error_create");
+	fb_json_write_named_object_begin(w, "params");
+	fb_json_write_named_string(w, "base_name", eb->base_name);
+	fb_json_write_named_string(w, "uuid", us);
+	fb_json_write_object_end(w);
+	fb_json_write_object_end(w);
 }
 
-static int error_dump_info(struct fb_bdev *bdev, struct fb_strbuf *sb)
+static void error_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
 {
 	struct error_bdev *eb = fb_bdev_get_module_ctx(bdev);
 	struct inj_table *t;
-	int rc = fb_strbuf_printf(sb, "{\"base_bdev\":");
 
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, eb->base_name);
-	if (!rc)
-		rc = fb_strbuf_printf(sb, ",\"injections\":[");
+	fb_json_write_named_object_begin(w, "error_disk");
+	fb_json_write_named_string(w, "base_bdev", eb->base_name);
+	fb_json_write_named_array_begin(w, "injections");
 	pthread_mutex_lock(&eb->mu);
 	t = atomic_load(&eb->table);
-	for (unsigned i = 0; !rc && t && i < t->n; i++) {
+	for (unsigned i = 0; t && i < t->n; i++) {
 		struct injection *inj = t->inj[i];
 
-		rc = fb_strbuf_printf(sb, "%s{\"io_mask\":%u,\"error_type\":\"%s\",\"num\":%llu,"
-				      "\"remaining\":%llu,\"offset_blocks\":%llu,\"end_blocks\":%llu}",
-				      i ? "," : "", inj->io_mask, kind_name(inj->kind),
-				      (unsigned long long)inj->count,
-				      (unsigned long long)atomic_load(&inj->remaining),
-				      (unsigned long long)inj->offset_blocks,
-				      (unsigned long long)inj->end_blocks);
+		fb_json_write_object_begin(w);
+		fb_json_write_named_uint64(w, "io_mask", inj->io_mask);
+		fb_json_write_named_string(w, "error_type", kind_name(inj->kind));
+		fb_json_write_named_uint64(w, "num", inj->count);
+		fb_json_write_named_uint64(w, "remaining", atomic_load(&inj->remaining));
+		fb_json_write_named_uint64(w, "offset_blocks", inj->offset_blocks);
+		fb_json_write_named_uint64(w, "end_blocks", inj->end_blocks);
+		if (inj->corrupt_value) {
+			fb_json_write_named_uint64(w, "corrupt_offset", inj->corrupt_offset);
+			fb_json_write_named_uint64(w, "corrupt_value", inj->corrupt_value);
+		}
+		fb_json_write_object_end(w);
 	}
 	pthread_mutex_unlock(&eb->mu);
-	if (!rc)
-		rc = fb_strbuf_printf(sb, "]}");
-	return rc;
+	fb_json_write_array_end(w);
+	fb_json_write_object_end(w);
 }
 
 static const struct fb_bdev_fn_table error_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.destruct = error_destruct,
 	.submit_request = error_submit,
 	.io_type_supported = error_io_type_supported,
 	.channel_create = error_channel_create,
 	.channel_destroy = error_channel_destroy,
-	.dump_config_json = error_dump_config,
+	.write_config_json = error_write_config,
 	.dump_info_json = error_dump_info,
 };
 
-int fb_bdev_error_create(struct fb_engine *e, const char *base_name, struct fb_err *err)
+static int error_create(struct fb_engine *e, const char *base_name, const struct fb_uuid *uuid,
+			struct fb_err *err)
 {
 	struct error_bdev *eb = NULL;
-	struct fb_bdev_desc_params p;
+	struct fb_bdev_register_opts p;
+	struct fb_bdev_open_opts oo;
+	struct fb_bdev_desc *probe = NULL;
 	struct fb_bdev *base;
 	char name[300], holder[320];
 	int rc = 0;
@@ -313,6 +355,13 @@ int fb_bdev_error_create(struct fb_engine *e, const char *base_name, struct fb_e
 	}
 	snprintf(name, sizeof(name), "EE_%s", base_name);
 	snprintf(holder, sizeof(holder), "error bdev '%s'", name);
+	/* A second create over the same base is SPDK's -17, before the claim
+	 * would say -EPERM. */
+	if (fb_bdev_open(e, name, NULL, &probe, NULL) == 0) {
+		fb_bdev_close(probe);
+		fb_err_set(err, "bdev '%s' already exists; delete it first (bdev_error_delete)", name);
+		return -EEXIST;
+	}
 	eb = calloc(1, sizeof(*eb));
 	if (!eb) {
 		fb_err_set(err, "out of memory creating error bdev '%s'", name);
@@ -326,7 +375,13 @@ int fb_bdev_error_create(struct fb_engine *e, const char *base_name, struct fb_e
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = fb_bdev_open_ext(e, base_name, true, holder, &eb->base, err);
+	memset(&oo, 0, sizeof(oo));
+	oo.size = sizeof(oo);
+	oo.write = true;
+	oo.holder = holder;
+	rc = fb_bdev_open(e, base_name, &oo, &eb->base, err);
+	if (rc == -ENOENT)
+		rc = -ENODEV; /* SPDK's answer for a missing base */
 	if (rc)
 		goto out;
 	rc = fb_bdev_claim(eb->base, &error_module, err);
@@ -334,12 +389,14 @@ int fb_bdev_error_create(struct fb_engine *e, const char *base_name, struct fb_e
 		goto out;
 	base = fb_bdev_desc_get_bdev(eb->base);
 	memset(&p, 0, sizeof(p));
+	p.size = sizeof(p);
 	p.name = name;
+	p.uuid = *uuid;
 	p.block_size = fb_bdev_get_block_size(base);
 	p.num_blocks = fb_bdev_get_num_blocks(base);
 	p.module = &error_module;
 	p.fn = &error_fn;
-	p.module_ctx = eb;
+	p.ctx = eb;
 	rc = fb_bdev_register(e, &p, NULL, err);
 	if (rc == 0)
 		eb = NULL;
@@ -358,8 +415,8 @@ static void barrier_msg(void *arg)
 	(void)arg;
 }
 
-int fb_bdev_error_inject(struct fb_engine *e, const char *name,
-			 const struct fb_error_injection *inj, struct fb_err *err)
+static int error_inject(struct fb_engine *e, const char *name,
+			const struct fb_error_injection *inj, struct fb_err *err)
 {
 	struct fb_bdev_desc *desc = NULL;
 	struct error_bdev *eb;
@@ -370,10 +427,6 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 	unsigned n = 0, ngone = 0;
 	int rc;
 
-	if (!inj || inj->size < sizeof(*inj)) {
-		fb_err_set(err, "injection.size must be sizeof(struct fb_error_injection)");
-		return -EINVAL;
-	}
 	if ((unsigned)inj->kind > FB_ERR_DROP_WRITE) {
 		fb_err_set(err, "error_type %d is unknown; use failure, corrupt_data or drop_write",
 			   (int)inj->kind);
@@ -385,25 +438,27 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 		return -EINVAL;
 	}
 	/* Accept the error bdev's name or its base's ("M0" -> "EE_M0"). */
-	rc = fb_bdev_open_ext(e, name, false, "error injection", &desc, err);
+	rc = fb_bdev_open(e, name, NULL, &desc, err);
 	if (rc == 0 && fb_bdev_get_module(fb_bdev_desc_get_bdev(desc)) != &error_module) {
 		struct fb_bdev_desc *ee = NULL;
 		char ee_name[300];
 
 		snprintf(ee_name, sizeof(ee_name), "EE_%s", name);
-		if (fb_bdev_open_ext(e, ee_name, false, "error injection", &ee, NULL) == 0) {
+		if (fb_bdev_open(e, ee_name, NULL, &ee, NULL) == 0) {
 			fb_bdev_close(desc);
 			desc = ee;
 		}
 	}
 	if (rc)
-		return rc;
+		return rc == -ENOENT ? -ENODEV : rc;
 	bdev = fb_bdev_desc_get_bdev(desc);
 	if (fb_bdev_get_module(bdev) != &error_module) {
-		fb_err_set(err, "bdev '%s' is not an error bdev; create one with bdev_error_create "
-			   "{base_name: \"%s\"} and inject into EE_%s", fb_bdev_get_name(bdev),
-			   fb_bdev_get_name(bdev), fb_bdev_get_name(bdev));
-		rc = -EINVAL;
+		fb_err_set(err, "Invalid parameter 'name': bdev '%s' is a %s bdev, not an error bdev. "
+			   "Fix: create one with bdev_error_create {\"base_name\": \"%s\"} and inject "
+			   "into \"EE_%s\".", fb_bdev_get_name(bdev),
+			   fb_bdev_get_module(bdev)->name, fb_bdev_get_name(bdev),
+			   fb_bdev_get_name(bdev));
+		rc = -ENODEV; /* SPDK: no error-injection bdev by that name */
 		goto out;
 	}
 	if (inj->kind != FB_ERR_NONE && inj->offset_blocks >= fb_bdev_get_num_blocks(bdev)) {
@@ -443,7 +498,9 @@ int fb_bdev_error_inject(struct fb_engine *e, const char *name,
 				       nb : inj->offset_blocks + inj->num_blocks;
 
 		*added = (struct injection){.io_mask = mask, .kind = inj->kind, .count = inj->count,
-					    .offset_blocks = inj->offset_blocks, .end_blocks = end};
+					    .offset_blocks = inj->offset_blocks, .end_blocks = end,
+					    .corrupt_offset = inj->corrupt_offset,
+					    .corrupt_value = inj->corrupt_value};
 		atomic_init(&added->remaining, inj->count);
 		nt->inj[n++] = added;
 	}
@@ -467,3 +524,146 @@ out:
 	fb_bdev_close(desc);
 	return rc;
 }
+
+/* ------------------------------------------------------------------ RPC */
+
+struct create_params {
+	char *base_name;
+	struct fb_uuid uuid;
+};
+
+static const struct fb_json_field create_fields[] = {
+	{.name = "base_name", .offset = offsetof(struct create_params, base_name),
+	 .type = FB_JSON_STRING, .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
+	{.name = "uuid", .offset = offsetof(struct create_params, uuid), .type = FB_JSON_UUID,
+	 .optional = true, .hint = SPDK_UUID_HINT},
+};
+
+static int error_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			    struct fb_err *err)
+{
+	const struct create_params *p = params;
+	int rc = error_create(e, p->base_name, &p->uuid, err);
+
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+struct name_params {
+	char *name;
+};
+
+static const struct fb_json_field name_fields[] = {
+	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
+};
+
+static int error_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			    struct fb_err *err)
+{
+	const struct name_params *p = params;
+	int rc = fb_bdev_delete_own(e, p->name, &error_module, err);
+
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static const char *const io_type_names[] = {"read", "write", "flush", "unmap", "write_zeroes",
+					    "all", "clear", NULL};
+static const char *const error_type_names[] = {"failure", "corrupt_data", "drop_write", NULL};
+
+struct inject_params {
+	char *name, *io_type, *error_type;
+	uint32_t num;
+	uint64_t offset_blocks, num_blocks, corrupt_offset;
+	uint32_t corrupt_value;
+	bool num_set;
+};
+
+static void inject_params_init(void *params)
+{
+	((struct inject_params *)params)->num = 1; /* SPDK's default */
+}
+
+static const struct fb_json_field inject_fields[] = {
+	{.name = "name", .offset = offsetof(struct inject_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255, .hint = "the error bdev's name, e.g. \"EE_Malloc0\""},
+	{.name = "io_type", .offset = offsetof(struct inject_params, io_type), .type = FB_JSON_STRING,
+	 .choices = io_type_names,
+	 .hint = "one of read, write, flush, unmap, write_zeroes, all, clear"},
+	{.name = "error_type", .offset = offsetof(struct inject_params, error_type),
+	 .type = FB_JSON_STRING, .choices = error_type_names,
+	 .hint = "one of failure, corrupt_data, drop_write"},
+	{.name = "num", .offset = offsetof(struct inject_params, num), .type = FB_JSON_U32,
+	 .optional = true,
+	 .hint = "how many I/Os to affect (default 1; 0 disables the injection of this io_type)"},
+	{.name = "corrupt_offset", .offset = offsetof(struct inject_params, corrupt_offset),
+	 .type = FB_JSON_U64, .optional = true,
+	 .hint = "the byte of the I/O's data that corrupt_data changes, e.g. 0"},
+	{.name = "corrupt_value", .offset = offsetof(struct inject_params, corrupt_value),
+	 .type = FB_JSON_U32, .optional = true, .max = 255,
+	 .hint = "the value XORed into that byte, 1 to 255 (leave it out to flip one bit per block)"},
+	{.name = "offset_blocks", .offset = offsetof(struct inject_params, offset_blocks),
+	 .type = FB_JSON_U64, .optional = true, .max = 9007199254740991ull,
+	 .hint = "the first affected block (default 0)"},
+	{.name = "num_blocks", .offset = offsetof(struct inject_params, num_blocks),
+	 .type = FB_JSON_U64, .optional = true, .max = 9007199254740991ull,
+	 .hint = "how many blocks from offset_blocks are affected (default 0: to the end)"},
+};
+
+static int error_rpc_inject(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			    struct fb_err *err)
+{
+	const struct inject_params *p = params;
+	struct fb_error_injection inj;
+	int rc;
+
+	memset(&inj, 0, sizeof(inj));
+	if (strcmp(p->io_type, "all") != 0 && strcmp(p->io_type, "clear") != 0) {
+		for (unsigned t = 0; t < FB_IO_TYPE_COUNT; t++)
+			if (strcmp(io_type_names[t], p->io_type) == 0)
+				inj.io_mask = 1u << t;
+	}
+	/* SPDK: num 0 disables the injection; "clear" removes all of them. */
+	if (strcmp(p->io_type, "clear") == 0 || p->num == 0)
+		inj.kind = FB_ERR_NONE;
+	else if (strcmp(p->error_type, "failure") == 0)
+		inj.kind = FB_ERR_FAILURE;
+	else if (strcmp(p->error_type, "corrupt_data") == 0)
+		inj.kind = FB_ERR_CORRUPT_DATA;
+	else
+		inj.kind = FB_ERR_DROP_WRITE;
+	inj.count = p->num;
+	inj.offset_blocks = p->offset_blocks;
+	inj.num_blocks = p->num_blocks;
+	inj.corrupt_offset = p->corrupt_offset;
+	inj.corrupt_value = (uint8_t)p->corrupt_value;
+	rc = error_inject(e, p->name, &inj, err);
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static const struct fb_rpc_method error_rpcs[] = {
+	{.name = "bdev_error_create", .params = create_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(create_fields), .params_size = sizeof(struct create_params),
+	 .handler = error_rpc_create},
+	{.name = "bdev_error_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
+	 .params_size = sizeof(struct name_params), .handler = error_rpc_delete},
+	{.name = "bdev_error_inject_error", .params = inject_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(inject_fields), .params_size = sizeof(struct inject_params),
+	 .params_init = inject_params_init, .handler = error_rpc_inject},
+};
+
+static struct fb_bdev_module error_module = {
+	.size = sizeof(struct fb_bdev_module),
+	.name = "error",
+	.product_name = "Error Injection Disk",
+	.io_ctx_size = sizeof(struct error_io),
+	.channel_ctx_size = sizeof(struct error_channel),
+	.rpcs = error_rpcs,
+	.nrpcs = FB_JSON_FIELD_COUNT(error_rpcs),
+};
+FB_BDEV_MODULE_REGISTER(error_module)

@@ -20,12 +20,20 @@
 #include <unistd.h>
 
 #include "flexbso/bdev_module.h"
+#include "flexbso/reactor.h"
+#include "spdk_params.h"
+
+#define FILE_NO_DIRECT 0x1u    /* never use O_DIRECT (buffered + fdatasync on flush) */
+#define FILE_DIRECT 0x2u       /* require O_DIRECT: fail if the filesystem refuses it */
+#define FILE_NO_FALLOCATE 0x4u /* unmap/write-zeroes write zeros (thick image, no holes) */
 
 #define ZERO_BUF_LEN (1u << 20)
 #define BOUNCE_CACHE_MAX 16
 
 struct file_bdev {
 	char *path;
+	bool aio;                      /* made by bdev_aio_create (SPDK names differ) */
+	uint32_t flags;                /* FILE_* as created */
 	int fd;
 	bool direct;
 	uint32_t mem_align, len_align; /* O_DIRECT buffer address / length alignment */
@@ -67,12 +75,7 @@ struct file_io {
 	uint64_t left;                 /* bytes still to transfer */
 };
 
-static const struct fb_bdev_module file_module = {
-	.name = "file",
-	.create_method = "bdev_uring_create",
-	.io_ctx_size = sizeof(struct file_io),
-	.channel_ctx_size = sizeof(struct file_channel),
-};
+static struct fb_bdev_module file_module;
 
 static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags);
 
@@ -490,41 +493,49 @@ static void file_start(struct file_io *fio)
 	}
 }
 
-static int file_dump_config(struct fb_bdev *bdev, struct fb_strbuf *sb)
+static void file_write_config(struct fb_bdev *bdev, struct fb_json_writer *w)
 {
 	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
-	int rc = fb_strbuf_printf(sb, "{\"name\":");
+	struct fb_uuid u;
+	char us[FB_UUID_STR_LEN];
 
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, fb_bdev_get_name(bdev));
-	if (!rc)
-		rc = fb_strbuf_printf(sb, ",\"filename\":");
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, f->path);
-	if (!rc)
-		rc = fb_strbuf_printf(sb, ",\"block_size\":%u}", fb_bdev_get_block_size(bdev));
-	return rc;
+	fb_bdev_get_uuid(bdev, &u);
+	fb_uuid_fmt(&u, us);
+	fb_json_write_object_begin(w);
+	fb_json_write_named_string(w, "method", f->aio ? "bdev_aio_create" : "bdev_uring_create");
+	fb_json_write_named_object_begin(w, "params");
+	fb_json_write_named_string(w, "name", fb_bdev_get_name(bdev));
+	fb_json_write_named_string(w, "filename", f->path);
+	fb_json_write_named_uint64(w, "block_size", fb_bdev_get_block_size(bdev));
+	fb_json_write_named_string(w, "uuid", us);
+	/* Extensions only when they differ from the default, so SPDK can
+	 * replay the usual case. */
+	if (f->flags & (FILE_DIRECT | FILE_NO_DIRECT))
+		fb_json_write_named_bool(w, "direct_io", (f->flags & FILE_DIRECT) != 0);
+	if (!f->aio && (f->flags & FILE_NO_FALLOCATE))
+		fb_json_write_named_bool(w, "fallocate", false);
+	fb_json_write_object_end(w);
+	fb_json_write_object_end(w);
 }
 
-static int file_dump_info(struct fb_bdev *bdev, struct fb_strbuf *sb)
+static void file_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
 {
 	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
-	int rc = fb_strbuf_printf(sb, "{\"filename\":");
 
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, f->path);
-	if (!rc)
-		rc = fb_strbuf_printf(sb, ",\"direct_io\":%s}", f->direct ? "true" : "false");
-	return rc;
+	fb_json_write_named_object_begin(w, f->aio ? "aio" : "uring");
+	fb_json_write_named_string(w, "filename", f->path);
+	fb_json_write_named_bool(w, "direct_io", f->direct);
+	fb_json_write_object_end(w);
 }
 
 static const struct fb_bdev_fn_table file_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.destruct = file_destruct,
 	.submit_request = file_submit,
 	.io_type_supported = file_io_type_supported,
 	.channel_create = file_channel_create,
 	.channel_destroy = file_channel_destroy,
-	.dump_config_json = file_dump_config,
+	.write_config_json = file_write_config,
 	.dump_info_json = file_dump_info,
 };
 
@@ -555,11 +566,12 @@ out:
 	return ok;
 }
 
-int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *path,
-			    uint32_t block_size, uint32_t flags, struct fb_err *err)
+static int file_create(struct fb_engine *e, const char *name, const char *path,
+		       uint32_t block_size, uint32_t flags, bool aio, const struct fb_uuid *uuid,
+		       struct fb_err *err)
 {
 	struct file_bdev *f = NULL;
-	struct fb_bdev_desc_params p;
+	struct fb_bdev_register_opts p;
 	struct stat st;
 	uint64_t size = 0;
 	int fd = -1, rc = 0;
@@ -569,13 +581,13 @@ int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *p
 		rc = -EINVAL;
 		goto out;
 	}
-	if (flags & ~(FB_FILE_NO_DIRECT | FB_FILE_DIRECT | FB_FILE_NO_FALLOCATE)) {
+	if (flags & ~(FILE_NO_DIRECT | FILE_DIRECT | FILE_NO_FALLOCATE)) {
 		fb_err_set(err, "flags 0x%x has unknown bits", flags);
 		rc = -EINVAL;
 		goto out;
 	}
-	if ((flags & FB_FILE_NO_DIRECT) && (flags & FB_FILE_DIRECT)) {
-		fb_err_set(err, "flags FB_FILE_NO_DIRECT and FB_FILE_DIRECT exclude each other");
+	if ((flags & FILE_NO_DIRECT) && (flags & FILE_DIRECT)) {
+		fb_err_set(err, "flags FILE_NO_DIRECT and FILE_DIRECT exclude each other");
 		rc = -EINVAL;
 		goto out;
 	}
@@ -614,18 +626,16 @@ int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *p
 	}
 	if (block_size == 0)
 		block_size = 512;
-	if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1))) {
-		fb_err_set(err, "block_size %u is invalid; use a power of two from 512 to 65536", block_size);
-		rc = -EINVAL;
+	rc = spdk_block_size_check(block_size, err);
+	if (rc)
 		goto out;
-	}
 	if (size / block_size == 0) {
 		fb_err_set(err, "filename '%s' is smaller than one block (%u bytes); size it first "
 			   "(e.g. truncate -s 1G)", path, block_size);
 		rc = -EINVAL;
 		goto out;
 	}
-	if (!(flags & FB_FILE_NO_DIRECT)) {
+	if (!(flags & FILE_NO_DIRECT)) {
 		int dfd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
 
 		if (dfd >= 0 && direct_probe(dfd, block_size, &f->mem_align, &f->len_align)) {
@@ -635,7 +645,7 @@ int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *p
 		} else if (dfd >= 0) {
 			close(dfd);
 		}
-		if (!f->direct && (flags & FB_FILE_DIRECT)) {
+		if (!f->direct && (flags & FILE_DIRECT)) {
 			fb_err_set(err, "filename '%s' does not support O_DIRECT with block_size %u; "
 				   "drop the direct-I/O requirement or use another filesystem", path, block_size);
 			rc = -EINVAL;
@@ -656,15 +666,20 @@ int fb_bdev_file_create_ext(struct fb_engine *e, const char *name, const char *p
 		goto nomem;
 	f->fd = fd;
 	fd = -1;
-	atomic_init(&f->no_zero_range, (flags & FB_FILE_NO_FALLOCATE) != 0);
-	atomic_init(&f->no_punch, (flags & FB_FILE_NO_FALLOCATE) != 0);
+	atomic_init(&f->no_zero_range, (flags & FILE_NO_FALLOCATE) != 0);
+	atomic_init(&f->no_punch, (flags & FILE_NO_FALLOCATE) != 0);
+	f->aio = aio;
+	f->flags = flags;
 	memset(&p, 0, sizeof(p));
+	p.size = sizeof(p);
 	p.name = name;
+	p.uuid = *uuid;
 	p.block_size = block_size;
 	p.num_blocks = size / block_size;
 	p.module = &file_module;
 	p.fn = &file_fn;
-	p.module_ctx = f;
+	p.ctx = f;
+	p.product_name = aio ? "AIO disk" : "URING bdev";
 	rc = fb_bdev_register(e, &p, NULL, err);
 	if (rc == 0)
 		f = NULL;
@@ -685,8 +700,152 @@ out:
 	return rc;
 }
 
-int fb_bdev_file_create(struct fb_engine *e, const char *name, const char *path,
-			uint32_t block_size, struct fb_err *err)
+/* ------------------------------------------------------------------ RPC */
+
+struct file_create_params {
+	char *name;
+	char *filename;
+	uint32_t block_size;
+	struct fb_uuid uuid;
+	int direct_io; /* -1 absent, 0 never, 1 required */
+	bool fallocate;
+	bool readonly, nowait; /* aio: SPDK's defaults only */
+};
+
+/* A bool decoded into a tri-state, so "absent" stays distinguishable. */
+static int file_decode_direct(const struct fb_json_val *v, void *out, struct fb_err *err)
 {
-	return fb_bdev_file_create_ext(e, name, path, block_size, 0, err);
+	bool b;
+
+	if (fb_json_val_bool(v, &b) != 0) {
+		char *got = fb_json_val_dump(v);
+
+		fb_err_set(err, "must be a boolean, got %s", got ? got : "another type");
+		free(got);
+		return -EINVAL;
+	}
+	*(int *)out = b;
+	return 0;
 }
+
+#define FILE_COMMON_FIELDS                                                                        \
+	{.name = "name", .offset = offsetof(struct file_create_params, name),                     \
+	 .type = FB_JSON_STRING, .min = 1, .max = 255, .hint = SPDK_NAME_HINT},                   \
+	{.name = "filename", .offset = offsetof(struct file_create_params, filename),             \
+	 .type = FB_JSON_STRING, .min = 1,                                                        \
+	 .hint = "the path of an existing file or block device, e.g. \"/var/lib/flexbso/disk0.img\""}, \
+	{.name = "block_size", .offset = offsetof(struct file_create_params, block_size),         \
+	 .type = FB_JSON_U32, .optional = true,                                                   \
+	 .hint = SPDK_BLOCK_SIZE_HINT "; omit it to use the file's or device's own"},             \
+	{.name = "uuid", .offset = offsetof(struct file_create_params, uuid), .type = FB_JSON_UUID, \
+	 .optional = true, .hint = SPDK_UUID_HINT},                                               \
+	{.name = "direct_io", .offset = offsetof(struct file_create_params, direct_io),           \
+	 .type = FB_JSON_CUSTOM, .optional = true, .decode = file_decode_direct,                  \
+	 .hint = "true to require O_DIRECT, false to never use it; omit it for O_DIRECT where "   \
+		 "the filesystem allows it (a FlexBSO extension)"}
+
+static const struct fb_json_field uring_create_fields[] = {
+	FILE_COMMON_FIELDS,
+	{.name = "fallocate", .offset = offsetof(struct file_create_params, fallocate),
+	 .type = FB_JSON_BOOL, .optional = true,
+	 .hint = "false to write zeros instead of using fallocate for unmap and write-zeroes "
+		 "(a thick image), or leave it out (a FlexBSO extension)"},
+};
+
+static const struct fb_json_field aio_create_fields[] = {
+	FILE_COMMON_FIELDS,
+	{.name = "readonly", .offset = offsetof(struct file_create_params, readonly),
+	 .type = FB_JSON_BOOL, .optional = true, .decode = spdk_false_only,
+	 .hint = "false or leave it out (a read-only file bdev is not supported by this engine; "
+		 "export it with readonly: true instead)"},
+	{.name = "fallocate", .offset = offsetof(struct file_create_params, fallocate),
+	 .type = FB_JSON_BOOL, .optional = true, .decode = spdk_false_only,
+	 .hint = "false or leave it out (the fallocate switch is not supported by this engine: "
+		 "unmap and write-zeroes are always on)"},
+	{.name = "nowait", .offset = offsetof(struct file_create_params, nowait),
+	 .type = FB_JSON_BOOL, .optional = true, .decode = spdk_false_only,
+	 .hint = "false or leave it out (RWF_NOWAIT is not supported by this engine)"},
+};
+
+static void file_params_init(void *params)
+{
+	struct file_create_params *p = params;
+
+	p->fallocate = true;
+	p->direct_io = -1;
+}
+
+static int file_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			   struct fb_err *err, bool aio)
+{
+	const struct file_create_params *p = params;
+	uint32_t flags = 0;
+	int rc;
+
+	if (p->direct_io >= 0)
+		flags |= p->direct_io ? FILE_DIRECT : FILE_NO_DIRECT;
+	if (!aio && !p->fallocate)
+		flags |= FILE_NO_FALLOCATE;
+	rc = file_create(e, p->name, p->filename, p->block_size, flags, aio, &p->uuid, err);
+	if (rc == 0)
+		fb_json_write_string(w, p->name);
+	return rc;
+}
+
+static int uring_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			    struct fb_err *err)
+{
+	return file_rpc_create(e, params, w, err, false);
+}
+
+static int aio_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			  struct fb_err *err)
+{
+	return file_rpc_create(e, params, w, err, true);
+}
+
+struct name_params {
+	char *name;
+};
+
+static const struct fb_json_field name_fields[] = {
+	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
+};
+
+static int file_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			   struct fb_err *err)
+{
+	const struct name_params *p = params;
+	int rc = fb_bdev_delete_own(e, p->name, &file_module, err);
+
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static const struct fb_rpc_method file_rpcs[] = {
+	{.name = "bdev_uring_create", .params = uring_create_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(uring_create_fields),
+	 .params_size = sizeof(struct file_create_params), .params_init = file_params_init,
+	 .handler = uring_rpc_create},
+	{.name = "bdev_uring_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
+	 .params_size = sizeof(struct name_params), .handler = file_rpc_delete},
+	{.name = "bdev_aio_create", .params = aio_create_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(aio_create_fields),
+	 .params_size = sizeof(struct file_create_params), .params_init = file_params_init,
+	 .handler = aio_rpc_create},
+	{.name = "bdev_aio_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
+	 .params_size = sizeof(struct name_params), .handler = file_rpc_delete},
+};
+
+static struct fb_bdev_module file_module = {
+	.size = sizeof(struct fb_bdev_module),
+	.name = "file",
+	.product_name = "URING bdev",
+	.io_ctx_size = sizeof(struct file_io),
+	.channel_ctx_size = sizeof(struct file_channel),
+	.rpcs = file_rpcs,
+	.nrpcs = FB_JSON_FIELD_COUNT(file_rpcs),
+};
+FB_BDEV_MODULE_REGISTER(file_module)

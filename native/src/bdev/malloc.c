@@ -4,22 +4,25 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "flexbso/bdev_module.h"
+
+#include "spdk_params.h"
 
 struct malloc_bdev {
 	unsigned char *mem;
 	size_t size;
 };
 
-static const struct fb_bdev_module malloc_module = {
-	.name = "malloc",
-	.create_method = "bdev_malloc_create",
-	.io_ctx_size = 0,
-	.channel_ctx_size = 0,
+/* Per engine: the next "MallocN" to try. */
+struct malloc_mod {
+	pthread_mutex_t lock;
+	unsigned next;
 };
 
+static struct fb_bdev_module malloc_module;
 static void malloc_destruct(struct fb_bdev *bdev)
 {
 	struct malloc_bdev *m = fb_bdev_get_module_ctx(bdev);
@@ -85,75 +88,205 @@ static bool malloc_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 	return type < FB_IO_TYPE_COUNT;
 }
 
-static int malloc_dump_config(struct fb_bdev *bdev, struct fb_strbuf *sb)
+static void malloc_write_config(struct fb_bdev *bdev, struct fb_json_writer *w)
 {
-	int rc = fb_strbuf_printf(sb, "{\"name\":");
+	struct fb_uuid u;
+	char us[FB_UUID_STR_LEN];
 
-	if (!rc)
-		rc = fb_strbuf_json_str(sb, fb_bdev_get_name(bdev));
-	if (!rc)
-		rc = fb_strbuf_printf(sb, ",\"num_blocks\":%llu,\"block_size\":%u}",
-				      (unsigned long long)fb_bdev_get_num_blocks(bdev),
-				      fb_bdev_get_block_size(bdev));
-	return rc;
+	fb_bdev_get_uuid(bdev, &u);
+	fb_uuid_fmt(&u, us);
+	fb_json_write_object_begin(w);
+	fb_json_write_named_string(w, "method", "bdev_malloc_create");
+	fb_json_write_named_object_begin(w, "params");
+	fb_json_write_named_string(w, "name", fb_bdev_get_name(bdev));
+	fb_json_write_named_uint64(w, "num_blocks", fb_bdev_get_num_blocks(bdev));
+	fb_json_write_named_uint64(w, "block_size", fb_bdev_get_block_size(bdev));
+	fb_json_write_named_string(w, "uuid", us);
+	fb_json_write_object_end(w);
+	fb_json_write_object_end(w);
 }
 
 static const struct fb_bdev_fn_table malloc_fn = {
+	.size = sizeof(struct fb_bdev_fn_table),
 	.destruct = malloc_destruct,
 	.submit_request = malloc_submit,
 	.io_type_supported = malloc_io_type_supported,
-	.dump_config_json = malloc_dump_config,
+	.write_config_json = malloc_write_config,
 };
 
-int fb_bdev_malloc_create(struct fb_engine *e, const char *name, uint64_t num_blocks,
-			  uint32_t block_size, struct fb_err *err)
+static int malloc_create(struct fb_engine *e, const char *name, uint64_t num_blocks,
+			 uint32_t block_size, const struct fb_bdev_register_opts *extra,
+			 struct fb_err *err)
 {
 	struct malloc_bdev *m = NULL;
-	struct fb_bdev_desc_params p;
+	struct fb_bdev_register_opts o = *extra;
 	int rc = 0;
 
-	if (block_size < 512 || block_size > 65536 || (block_size & (block_size - 1))) {
-		fb_err_set(err, 
-			 "block_size %u is invalid; use a power of two from 512 to 65536", block_size);
-		rc = -EINVAL;
-		goto out;
-	}
 	if (num_blocks == 0 || num_blocks > (UINT64_MAX >> 17)) {
 		fb_err_set(err, "num_blocks must be at least 1");
-		rc = -EINVAL;
-		goto out;
+		return -EINVAL;
 	}
 	m = calloc(1, sizeof(*m));
 	if (!m) {
-		rc = -ENOMEM;
-		goto out;
+		fb_err_set(err, "out of memory creating malloc bdev '%s'", name);
+		return -ENOMEM;
 	}
 	m->size = num_blocks * block_size;
 	/* Anonymous memory is zero-filled and only costs RAM when written. */
 	m->mem = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		      -1, 0);
 	if (m->mem == MAP_FAILED) {
-		m->mem = NULL;
+		free(m);
 		fb_err_set(err, "cannot allocate %llu bytes for malloc bdev '%s'; "
-			 "use a smaller num_blocks", (unsigned long long)m->size, name ? name : "");
-		rc = -ENOMEM;
-		goto out;
+			   "use a smaller num_blocks", (unsigned long long)num_blocks * block_size, name);
+		return -ENOMEM;
 	}
-	memset(&p, 0, sizeof(p));
-	p.name = name;
-	p.block_size = block_size;
-	p.num_blocks = num_blocks;
-	p.module = &malloc_module;
-	p.fn = &malloc_fn;
-	p.module_ctx = m;
-	rc = fb_bdev_register(e, &p, NULL, err);
-	if (rc == 0)
-		m = NULL;
-out:
-	if (m) {
-		if (m->mem)
-			munmap(m->mem, m->size);
+	o.size = sizeof(o);
+	o.name = name;
+	o.block_size = block_size;
+	o.num_blocks = num_blocks;
+	o.module = &malloc_module;
+	o.fn = &malloc_fn;
+	o.ctx = m;
+	rc = fb_bdev_register(e, &o, NULL, err);
+	if (rc) {
+		munmap(m->mem, m->size);
 		free(m);
 	}
 	return rc;
 }
+
+/* ------------------------------------------------------------------ RPC */
+
+struct malloc_create_params {
+	char *name;
+	uint64_t num_blocks;
+	uint32_t block_size;
+	uint32_t physical_block_size;
+	struct fb_uuid uuid;
+	uint32_t optimal_io_boundary;
+	struct spdk_ignored ign;
+};
+
+static const struct fb_json_field malloc_create_fields[] = {
+	{.name = "name", .offset = offsetof(struct malloc_create_params, name), .type = FB_JSON_STRING,
+	 .optional = true, .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
+	{.name = "num_blocks", .offset = offsetof(struct malloc_create_params, num_blocks),
+	 .type = FB_JSON_U64, .min = 1, .max = 9007199254740991ull, .hint = SPDK_NUM_BLOCKS_HINT},
+	{.name = "block_size", .offset = offsetof(struct malloc_create_params, block_size),
+	 .type = FB_JSON_U32, .hint = SPDK_BLOCK_SIZE_HINT},
+	{.name = "physical_block_size",
+	 .offset = offsetof(struct malloc_create_params, physical_block_size), .type = FB_JSON_U32,
+	 .optional = true, .hint = "the physical block size in bytes, a multiple of block_size, e.g. 4096"},
+	{.name = "uuid", .offset = offsetof(struct malloc_create_params, uuid), .type = FB_JSON_UUID,
+	 .optional = true, .hint = SPDK_UUID_HINT},
+	{.name = "optimal_io_boundary",
+	 .offset = offsetof(struct malloc_create_params, optimal_io_boundary), .type = FB_JSON_U32,
+	 .optional = true, .hint = "the I/O boundary in blocks that I/O is split on, or 0 for none"},
+	SPDK_MD_FIELDS(struct malloc_create_params),
+	SPDK_NUMA_FIELD(struct malloc_create_params),
+};
+
+static int malloc_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			     struct fb_err *err)
+{
+	const struct malloc_create_params *p = params;
+	struct malloc_mod *mm = fb_bdev_module_get_ctx(e, &malloc_module);
+	struct fb_bdev_register_opts o;
+	char auto_name[32];
+	const char *name = p->name;
+	int rc;
+
+	rc = spdk_block_size_check(p->block_size, err);
+	if (rc)
+		return rc;
+	if (p->physical_block_size &&
+	    (p->physical_block_size % p->block_size || p->physical_block_size > 65536)) {
+		fb_err_set(err, "Invalid parameter 'physical_block_size': must be a multiple of "
+			   "block_size (%u) up to 65536, got %u. Fix: pass a multiple of block_size, "
+			   "e.g. 4096.", p->block_size, p->physical_block_size);
+		return -EINVAL;
+	}
+	memset(&o, 0, sizeof(o));
+	o.uuid = p->uuid;
+	o.physical_block_size = p->physical_block_size;
+	o.optimal_io_boundary = p->optimal_io_boundary;
+	o.split_on_optimal_io_boundary = p->optimal_io_boundary != 0;
+	if (name) {
+		rc = malloc_create(e, name, p->num_blocks, p->block_size, &o, err);
+	} else {
+		/* SPDK's "MallocN": the first free number from the last one given. */
+		pthread_mutex_lock(&mm->lock);
+		do {
+			snprintf(auto_name, sizeof(auto_name), "Malloc%u", mm->next++);
+			rc = malloc_create(e, auto_name, p->num_blocks, p->block_size, &o, err);
+		} while (rc == -EEXIST);
+		pthread_mutex_unlock(&mm->lock);
+		name = auto_name;
+	}
+	if (rc == 0)
+		fb_json_write_string(w, name);
+	return rc;
+}
+
+struct name_params {
+	char *name;
+};
+
+static const struct fb_json_field name_fields[] = {
+	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
+};
+
+static int malloc_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			     struct fb_err *err)
+{
+	const struct name_params *p = params;
+	int rc = fb_bdev_delete_own(e, p->name, &malloc_module, err);
+
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static const struct fb_rpc_method malloc_rpcs[] = {
+	{.name = "bdev_malloc_create", .params = malloc_create_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(malloc_create_fields),
+	 .params_size = sizeof(struct malloc_create_params), .handler = malloc_rpc_create},
+	{.name = "bdev_malloc_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
+	 .params_size = sizeof(struct name_params), .handler = malloc_rpc_delete},
+};
+
+static int malloc_init(struct fb_engine *e, void **ctx, struct fb_err *err)
+{
+	struct malloc_mod *mm = calloc(1, sizeof(*mm));
+
+	(void)e;
+	if (!mm) {
+		fb_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&mm->lock, NULL);
+	*ctx = mm;
+	return 0;
+}
+
+static void malloc_fini(struct fb_engine *e, void *ctx)
+{
+	struct malloc_mod *mm = ctx;
+
+	(void)e;
+	pthread_mutex_destroy(&mm->lock);
+	free(mm);
+}
+
+static struct fb_bdev_module malloc_module = {
+	.size = sizeof(struct fb_bdev_module),
+	.name = "malloc",
+	.product_name = "Malloc disk",
+	.init = malloc_init,
+	.fini = malloc_fini,
+	.rpcs = malloc_rpcs,
+	.nrpcs = FB_JSON_FIELD_COUNT(malloc_rpcs),
+};
+FB_BDEV_MODULE_REGISTER(malloc_module)

@@ -1,5 +1,6 @@
 /* bdev layer: registry, descriptors, claims, channels, I/O pools, stats. */
 #include <errno.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +10,27 @@
 #define FB_IO_SLAB 32
 #define FB_NAME_MAX 255
 
+static uint64_t nblocks(const struct fb_bdev *b)
+{
+	return atomic_load_explicit(&((struct fb_bdev *)(uintptr_t)b)->num_blocks, memory_order_relaxed);
+}
+
+/* By name, or by uuid (any case), the alias every bdev has. */
 static struct fb_bdev *bdev_find_locked(struct fb_engine *e, const char *name)
 {
+	struct fb_uuid u;
+	bool is_uuid = fb_uuid_parse(name, &u) == 0;
+
 	for (struct fb_bdev *b = e->bdevs_head; b; b = b->next) {
 		if (strcmp(b->name, name) == 0)
+			return b;
+		if (is_uuid && memcmp(&b->uuid, &u, sizeof(u)) == 0)
 			return b;
 	}
 	return NULL;
 }
+
+static void channel_wait_timer(struct fb_timer *t);
 
 static void bdev_async_ref(struct fb_bdev *b)
 {
@@ -33,42 +47,109 @@ static void bdev_async_unref(struct fb_bdev *b)
 	pthread_mutex_unlock(&e->lock);
 }
 
-int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_desc_params *p,
+/* SPDK's bdev events: the ctx is the bdev's name (a JSON string). */
+static void bdev_notify(struct fb_engine *e, const char *type, const char *name)
+{
+	struct fb_json_writer *w = fb_json_writer_new();
+	char *ctx = NULL;
+
+	fb_json_write_string(w, name);
+	if (fb_json_writer_finish(w, &ctx, NULL) == 0)
+		fb_notify(e, type, ctx);
+	free(ctx);
+}
+
+static void bdev_free(struct fb_bdev *b)
+{
+	if (!b)
+		return;
+	free(b->name);
+	free(b->product_name);
+	free(b->pc);
+	free(b);
+}
+
+int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_register_opts *opts_in,
 		     struct fb_bdev **out, struct fb_err *err)
 {
-	struct fb_bdev *b = NULL;
-	size_t nlen = p->name ? strlen(p->name) : 0;
+	struct fb_bdev_register_opts o;
+	const struct fb_module_ent *mod;
+	struct fb_bdev *b = NULL, *clash;
+	size_t nlen;
 	int rc = 0;
 
+	if (out)
+		*out = NULL;
+	if (!opts_in || opts_in->size == 0 || opts_in->size > sizeof(o)) {
+		fb_err_set(err, "opts.size must be sizeof(struct fb_bdev_register_opts)");
+		return -EINVAL;
+	}
+	memset(&o, 0, sizeof(o));
+	memcpy(&o, opts_in, opts_in->size);
+	nlen = o.name ? strlen(o.name) : 0;
 	if (nlen == 0 || nlen > FB_NAME_MAX) {
 		fb_err_set(err, "name must be 1..%d characters", FB_NAME_MAX);
-		rc = -EINVAL;
-		goto out;
+		return -EINVAL;
 	}
-	if (p->block_size == 0 || (p->block_size & (p->block_size - 1)) != 0) {
-		fb_err_set(err, "block_size %u must be a power of two", p->block_size);
-		rc = -EINVAL;
-		goto out;
+	if (o.block_size == 0 || o.block_size % 512 != 0) {
+		fb_err_set(err, "block_size %u must be a multiple of 512", o.block_size);
+		return -EINVAL;
 	}
-	if (p->num_blocks == 0 || p->num_blocks > UINT64_MAX / p->block_size) {
+	if (o.num_blocks == 0 || o.num_blocks > UINT64_MAX / o.block_size) {
 		fb_err_set(err, "num_blocks must be at least 1 (and the size must fit 64 bits)");
-		rc = -EINVAL;
-		goto out;
+		return -EINVAL;
+	}
+	if (o.physical_block_size && o.physical_block_size % o.block_size != 0) {
+		fb_err_set(err, "physical_block_size %u must be a multiple of block_size %u",
+			   o.physical_block_size, o.block_size);
+		return -EINVAL;
+	}
+	if (o.required_alignment > 21) {
+		fb_err_set(err, "required_alignment %u is log2 bytes; use at most 21 (2 MiB)",
+			   o.required_alignment);
+		return -EINVAL;
+	}
+	mod = o.module ? fb_module_find(e, o.module) : NULL;
+	if (!mod) {
+		fb_err_set(err, "bdev '%s': its module %s%s%s is not registered with this engine "
+			   "(FB_BDEV_MODULE_REGISTER)", o.name, o.module ? "'" : "",
+			   o.module && o.module->name ? o.module->name : "(none)", o.module ? "'" : "");
+		return -EINVAL;
+	}
+	if (!o.fn || !o.fn->submit_request || o.fn->size == 0 || o.fn->size > sizeof(b->fn_copy)) {
+		fb_err_set(err, "bdev '%s': fn must be a fb_bdev_fn_table with size and submit_request",
+			   o.name);
+		return -EINVAL;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		goto nomem;
-	b->name = strdup(p->name);
+	b->name = strdup(o.name);
+	b->product_name = strdup(o.product_name ? o.product_name :
+				 mod->c.product_name ? mod->c.product_name : mod->c.name);
 	b->pc = aligned_alloc(FB_CACHELINE, sizeof(*b->pc) * e->nreactors);
-	if (!b->name || !b->pc)
+	if (!b->name || !b->product_name || !b->pc)
 		goto nomem;
 	memset(b->pc, 0, sizeof(*b->pc) * e->nreactors);
 	b->e = e;
-	b->block_size = p->block_size;
-	b->num_blocks = p->num_blocks;
-	b->module = p->module;
-	b->fn = p->fn;
-	b->module_ctx = p->module_ctx;
+	b->block_size = o.block_size;
+	atomic_init(&b->num_blocks, o.num_blocks);
+	b->physical_block_size = o.physical_block_size ? o.physical_block_size : o.block_size;
+	b->optimal_io_boundary = o.optimal_io_boundary;
+	b->split_on_optimal_io_boundary = o.split_on_optimal_io_boundary && o.optimal_io_boundary;
+	b->write_unit_size = o.write_unit_size > 1 ? o.write_unit_size : 1;
+	b->required_alignment = o.required_alignment;
+	b->max_io_blocks = o.max_io_blocks;
+	b->module = o.module;
+	b->mod = mod;
+	memcpy(&b->fn_copy, o.fn, o.fn->size);
+	b->fn_copy.size = sizeof(b->fn_copy);
+	b->fn = &b->fn_copy;
+	b->module_ctx = o.ctx;
+	b->uuid = o.uuid;
+	if (fb_uuid_is_null(&b->uuid))
+		fb_uuid_generate(&b->uuid);
+	fb_uuid_fmt(&b->uuid, b->uuid_str);
 	atomic_init(&b->async_refs, 0);
 	atomic_init(&b->open_atomic, 0);
 
@@ -76,8 +157,17 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_desc_params *p,
 	if (e->destroying) {
 		fb_err_set(err, "the engine is shutting down");
 		rc = -ESHUTDOWN;
-	} else if (bdev_find_locked(e, p->name)) {
-		fb_err_set(err, "bdev '%s' already exists; choose another name or delete it first", p->name);
+	} else if ((clash = bdev_find_locked(e, o.name)) != NULL) {
+		if (strcmp(clash->name, o.name) == 0)
+			fb_err_set(err, "bdev '%s' already exists; choose another name or delete it first",
+				   o.name);
+		else
+			fb_err_set(err, "bdev name '%s' is the uuid of bdev '%s'; choose another name",
+				   o.name, clash->name);
+		rc = -EEXIST;
+	} else if ((clash = bdev_find_locked(e, b->uuid_str)) != NULL) {
+		fb_err_set(err, "uuid %s is already used by bdev '%s'; pass another uuid or none",
+			   b->uuid_str, clash->name);
 		rc = -EEXIST;
 	} else {
 		b->prev = e->bdevs_tail;
@@ -88,22 +178,36 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_desc_params *p,
 		e->bdevs_tail = b;
 	}
 	pthread_mutex_unlock(&e->lock);
-	if (rc)
-		goto out;
+	if (rc) {
+		bdev_free(b);
+		return rc;
+	}
 	if (out)
 		*out = b;
-	b = NULL;
-	goto out;
-nomem:
-	fb_err_set(err, "out of memory registering bdev '%s'", p->name);
-	rc = -ENOMEM;
-out:
-	if (b) {
-		free(b->name);
-		free(b->pc);
-		free(b);
+	bdev_notify(e, "bdev_register", b->name);
+	/* Every other module looks at the new bdev (on-disk metadata), here on
+	 * the registering thread with no lock held. */
+	for (unsigned i = 0; i < e->nmodules; i++) {
+		const struct fb_bdev_module *c = &e->modules[i].c;
+
+		if (e->modules[i].m != b->module && c->examine)
+			c->examine(e, b);
 	}
-	return rc;
+	return 0;
+nomem:
+	fb_err_set(err, "out of memory registering bdev '%s'", o.name);
+	bdev_free(b);
+	return -ENOMEM;
+}
+
+void fb_bdev_get_uuid(const struct fb_bdev *bdev, struct fb_uuid *out)
+{
+	*out = bdev->uuid;
+}
+
+struct fb_engine *fb_bdev_get_engine(const struct fb_bdev *bdev)
+{
+	return bdev->e;
 }
 
 void *fb_bdev_get_module_ctx(struct fb_bdev *bdev)
@@ -116,20 +220,33 @@ const struct fb_bdev_module *fb_bdev_get_module(const struct fb_bdev *bdev)
 	return bdev->module;
 }
 
-int fb_bdev_open_ext(struct fb_engine *e, const char *name, bool write, const char *holder,
-		     struct fb_bdev_desc **out, struct fb_err *err)
+int fb_bdev_open(struct fb_engine *e, const char *name, const struct fb_bdev_open_opts *opts_in,
+		 struct fb_bdev_desc **out, struct fb_err *err)
 {
-	struct fb_bdev_desc *d = calloc(1, sizeof(*d));
+	struct fb_bdev_open_opts o;
+	struct fb_bdev_desc *d;
 	struct fb_bdev *b;
 	int rc = 0;
 
 	*out = NULL;
+	memset(&o, 0, sizeof(o));
+	if (opts_in) {
+		if (opts_in->size == 0 || opts_in->size > sizeof(o)) {
+			fb_err_set(err, "opts.size must be sizeof(struct fb_bdev_open_opts)");
+			return -EINVAL;
+		}
+		memcpy(&o, opts_in, opts_in->size);
+	}
+	d = calloc(1, sizeof(*d));
 	if (!d) {
-		fb_err_set(err, "out of memory opening bdev '%s'", name);
+		fb_err_set(err, "out of memory opening bdev '%s'", name ? name : "(null)");
 		return -ENOMEM;
 	}
-	snprintf(d->holder, sizeof(d->holder), "%s", holder ? holder : "a descriptor");
-	d->write = write;
+	snprintf(d->holder, sizeof(d->holder), "%s", o.holder ? o.holder : "a descriptor");
+	d->write = o.write;
+	d->event_cb = o.event_cb;
+	d->event_ctx = o.event_ctx;
+	atomic_init(&d->removed, false);
 	pthread_mutex_lock(&e->lock);
 	b = name ? bdev_find_locked(e, name) : NULL;
 	if (!b) {
@@ -138,8 +255,13 @@ int fb_bdev_open_ext(struct fb_engine *e, const char *name, bool write, const ch
 		rc = -ENOENT;
 		goto unlock;
 	}
-	if (write && b->claim) {
-		fb_err_set(err, "bdev '%s' is claimed by %s; use that bdev instead", name,
+	if (b->deleting) {
+		fb_err_set(err, "bdev '%s' is being deleted", b->name);
+		rc = -ENODEV;
+		goto unlock;
+	}
+	if (o.write && b->claim) {
+		fb_err_set(err, "bdev '%s' is claimed by %s; use that bdev instead", b->name,
 			   b->claim->holder);
 		rc = -EPERM;
 		goto unlock;
@@ -157,12 +279,6 @@ unlock:
 	return rc;
 }
 
-int fb_bdev_open(struct fb_engine *e, const char *name, bool write, struct fb_bdev_desc **out,
-		 struct fb_err *err)
-{
-	return fb_bdev_open_ext(e, name, write, NULL, out, err);
-}
-
 void fb_bdev_desc_set_holder(struct fb_bdev_desc *desc, const char *holder)
 {
 	struct fb_engine *e = desc->bdev->e;
@@ -172,6 +288,8 @@ void fb_bdev_desc_set_holder(struct fb_bdev_desc *desc, const char *holder)
 	pthread_mutex_unlock(&e->lock);
 }
 
+static void channel_bufs_free(struct fb_io_channel *ch);
+
 static void channel_destroy_now(struct fb_io_channel *ch)
 {
 	struct fb_bdev *b = ch->bdev;
@@ -179,6 +297,8 @@ static void channel_destroy_now(struct fb_io_channel *ch)
 
 	if (b->fn->channel_destroy)
 		b->fn->channel_destroy(b, ch->ctx);
+	fb_timer_cancel(&ch->wait_timer);
+	channel_bufs_free(ch);
 	while (slab) {
 		void *next = *(void **)slab;
 
@@ -225,6 +345,7 @@ void fb_bdev_close(struct fb_bdev_desc *desc)
 {
 	struct fb_bdev *b;
 	struct fb_engine *e;
+	bool keep;
 
 	if (!desc)
 		return;
@@ -241,10 +362,61 @@ void fb_bdev_close(struct fb_bdev_desc *desc)
 		b->claim = NULL;
 	b->open_count--;
 	atomic_store(&b->open_atomic, b->open_count);
-	if (b->open_count == 0)
+	if (b->open_count == 0) {
 		bdev_release_channels_locked(b);
+		pthread_cond_broadcast(&e->cond); /* a delete may wait for this */
+	}
+	/* An event call for it is still in progress: its sender frees it. */
+	keep = desc->event_refs > 0;
+	desc->closed = true;
 	pthread_mutex_unlock(&e->lock);
-	free(desc);
+	if (!keep)
+		free(desc);
+}
+
+/* Calls every descriptor's event callback (control thread, no lock held
+ * during the calls). A descriptor closed meanwhile is skipped; one closed by
+ * its own callback is freed here. Returns how many callbacks ran. */
+static unsigned bdev_send_event(struct fb_bdev *b, enum fb_bdev_event_type type)
+{
+	struct fb_engine *e = b->e;
+	struct fb_bdev_desc **snap = NULL;
+	unsigned n = 0, ran = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct fb_bdev_desc *d = b->descs; d; d = d->next)
+		n += d->event_cb != NULL;
+	if (n)
+		snap = calloc(n, sizeof(*snap));
+	n = 0;
+	for (struct fb_bdev_desc *d = b->descs; snap && d; d = d->next) {
+		if (!d->event_cb)
+			continue;
+		if (type == FB_BDEV_EVENT_REMOVE)
+			atomic_store(&d->removed, true);
+		d->event_refs++;
+		snap[n++] = d;
+	}
+	pthread_mutex_unlock(&e->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct fb_bdev_desc *d = snap[i];
+		bool closed, last;
+
+		pthread_mutex_lock(&e->lock);
+		closed = d->closed;
+		pthread_mutex_unlock(&e->lock);
+		if (!closed) {
+			d->event_cb(type, b, d->event_ctx);
+			ran++;
+		}
+		pthread_mutex_lock(&e->lock);
+		last = --d->event_refs == 0 && d->closed;
+		pthread_mutex_unlock(&e->lock);
+		if (last)
+			free(d);
+	}
+	free(snap);
+	return ran;
 }
 
 int fb_bdev_claim(struct fb_bdev_desc *desc, const struct fb_bdev_module *by, struct fb_err *err)
@@ -292,7 +464,18 @@ uint32_t fb_bdev_get_block_size(const struct fb_bdev *bdev)
 
 uint64_t fb_bdev_get_num_blocks(const struct fb_bdev *bdev)
 {
-	return bdev->num_blocks;
+	return nblocks(bdev);
+}
+
+int fb_bdev_notify_blockcnt_change(struct fb_bdev *bdev, uint64_t num_blocks)
+{
+	if (num_blocks == 0 || num_blocks > UINT64_MAX / bdev->block_size)
+		return -EINVAL;
+	if (fb_reactor_current())
+		return -EDEADLK;
+	atomic_store(&bdev->num_blocks, num_blocks);
+	bdev_send_event(bdev, FB_BDEV_EVENT_RESIZE);
+	return 0;
 }
 
 bool fb_bdev_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
@@ -314,14 +497,15 @@ struct fb_io_channel *fb_bdev_get_io_channel(struct fb_bdev_desc *desc)
 		return NULL;
 	ch = b->pc[r->index].ch;
 	if (!ch) {
-		size_t ctx = b->module->channel_ctx_size;
+		size_t ctx = b->mod->c.channel_ctx_size;
 
 		ch = calloc(1, sizeof(*ch) + ctx);
 		if (!ch)
 			return NULL;
 		ch->bdev = b;
 		ch->r = r;
-		ch->io_size = (sizeof(struct fb_bdev_io) + b->module->io_ctx_size + 15) & ~(size_t)15;
+		ch->io_size = (sizeof(struct fb_bdev_io) + b->mod->c.io_ctx_size + 15) & ~(size_t)15;
+		fb_timer_init(&ch->wait_timer, channel_wait_timer);
 		bdev_async_ref(b);
 		if (b->fn->channel_create && b->fn->channel_create(b, ch->ctx) != 0) {
 			free(ch);
@@ -351,6 +535,143 @@ void *fb_io_channel_get_ctx(struct fb_io_channel *ch)
 struct fb_reactor *fb_io_channel_get_reactor(struct fb_io_channel *ch)
 {
 	return ch->r;
+}
+
+/* -------------------------------------------------------- io_wait, buffers */
+
+static void channel_wait_run(struct fb_deferred *d)
+{
+	struct fb_io_channel *ch = (struct fb_io_channel *)(void *)((char *)d -
+		offsetof(struct fb_io_channel, wait_defer));
+	struct fb_io_wait_entry *w = ch->wait_head;
+
+	/* Only the entries queued so far: one that requeues itself waits for
+	 * the next free. */
+	ch->wait_head = ch->wait_tail = NULL;
+	ch->wait_scheduled = false;
+	while (w) {
+		struct fb_io_wait_entry *next = w->next;
+
+		w->next = NULL;
+		w->cb(w->arg);
+		w = next;
+	}
+	if (!ch->wait_head)
+		fb_timer_cancel(&ch->wait_timer);
+	/* The pass held the channel like an io does (see channel_wait_kick). */
+	if (--ch->outstanding == 0 && ch->destroy_pending)
+		channel_destroy_now(ch);
+}
+
+/* Wakes the waiters on the next loop iteration (never from inside the free
+ * that triggered it, so a waiter's resubmit cannot recurse). */
+static void channel_wait_kick(struct fb_io_channel *ch)
+{
+	if (ch->wait_scheduled)
+		return;
+	ch->wait_scheduled = true;
+	ch->outstanding++; /* keeps the channel until the pass ran */
+	ch->wait_defer.fn = channel_wait_run;
+	fb_reactor_defer(ch->r, &ch->wait_defer);
+}
+
+/* Waiters for scratch memory that another channel holds are woken by this
+ * timer if nothing on their own channel frees first. */
+static void channel_wait_timer(struct fb_timer *t)
+{
+	struct fb_io_channel *ch = (struct fb_io_channel *)(void *)((char *)t -
+		offsetof(struct fb_io_channel, wait_timer));
+
+	if (ch->wait_head)
+		channel_wait_kick(ch);
+}
+
+void fb_io_channel_queue_wait(struct fb_io_channel *ch, struct fb_io_wait_entry *entry)
+{
+	entry->next = NULL;
+	if (ch->wait_tail)
+		ch->wait_tail->next = entry;
+	else
+		ch->wait_head = entry;
+	ch->wait_tail = entry;
+	if (!ch->wait_timer.armed)
+		fb_timer_arm(ch->r, &ch->wait_timer, 1000000u);
+}
+
+static unsigned buf_class(size_t len)
+{
+	unsigned shift = FB_BUF_MIN_SHIFT;
+
+	while (((size_t)1 << shift) < len)
+		shift++;
+	return shift - FB_BUF_MIN_SHIFT;
+}
+
+void *fb_io_channel_get_buf(struct fb_io_channel *ch, size_t len)
+{
+	struct fb_engine *e = ch->bdev->e;
+	unsigned c;
+	size_t sz;
+	void *buf;
+
+	if (len == 0 || len > ((size_t)1 << FB_BUF_MAX_SHIFT))
+		return NULL;
+	c = buf_class(len);
+	if (ch->buf_cache[c]) {
+		struct fb_buf_free *f = ch->buf_cache[c];
+
+		ch->buf_cache[c] = f->next;
+		ch->buf_ncache[c]--;
+		return f;
+	}
+	sz = (size_t)1 << (c + FB_BUF_MIN_SHIFT);
+	/* Only a cache miss touches the engine-wide budget. */
+	if (atomic_fetch_add_explicit(&e->buf_used, sz, memory_order_relaxed) + sz > e->buf_limit) {
+		atomic_fetch_sub_explicit(&e->buf_used, sz, memory_order_relaxed);
+		return NULL;
+	}
+	buf = aligned_alloc(4096, sz);
+	if (!buf)
+		atomic_fetch_sub_explicit(&e->buf_used, sz, memory_order_relaxed);
+	return buf;
+}
+
+void fb_io_channel_put_buf(struct fb_io_channel *ch, void *buf, size_t len)
+{
+	unsigned c;
+
+	if (!buf)
+		return;
+	c = buf_class(len);
+	if (ch->buf_ncache[c] < FB_BUF_CACHE_PER_CLASS) {
+		struct fb_buf_free *f = buf;
+
+		f->next = ch->buf_cache[c];
+		ch->buf_cache[c] = f;
+		ch->buf_ncache[c]++;
+	} else {
+		free(buf);
+		atomic_fetch_sub_explicit(&ch->bdev->e->buf_used,
+					  (size_t)1 << (c + FB_BUF_MIN_SHIFT), memory_order_relaxed);
+	}
+	if (ch->wait_head)
+		channel_wait_kick(ch);
+}
+
+static void channel_bufs_free(struct fb_io_channel *ch)
+{
+	for (unsigned c = 0; c < FB_BUF_CLASSES; c++) {
+		while (ch->buf_cache[c]) {
+			struct fb_buf_free *f = ch->buf_cache[c];
+
+			ch->buf_cache[c] = f->next;
+			free(f);
+			atomic_fetch_sub_explicit(&ch->bdev->e->buf_used,
+						  (size_t)1 << (c + FB_BUF_MIN_SHIFT),
+						  memory_order_relaxed);
+		}
+		ch->buf_ncache[c] = 0;
+	}
 }
 
 /* ------------------------------------------------------------------ I/O */
@@ -390,6 +711,8 @@ void fb_bdev_free_io(struct fb_bdev_io *io)
 	ch = io->ch;
 	io->next_free = ch->free_ios;
 	ch->free_ios = io;
+	if (ch->wait_head)
+		channel_wait_kick(ch);
 	if (--ch->outstanding == 0 && ch->destroy_pending)
 		channel_destroy_now(ch);
 }
@@ -403,11 +726,18 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 	/* A populating zcopy only reads, so read-only descriptors may use it. */
 	bool reads = type == FB_IO_READ || (type == FB_IO_ZCOPY && (flags & FB_IO_FLAG_POPULATE));
 
+	uint64_t nb = nblocks(b);
+
 	if (!ch || ch->bdev != b || !cb)
 		return -EINVAL;
+	if (atomic_load_explicit(&desc->removed, memory_order_relaxed))
+		return -ENODEV;
 	if (!reads && !desc->write)
 		return -EBADF;
-	if (num > b->num_blocks || offset > b->num_blocks - num)
+	if (num > nb || offset > nb - num)
+		return -EINVAL;
+	if (type == FB_IO_WRITE && b->write_unit_size > 1 &&
+	    (offset % b->write_unit_size || num % b->write_unit_size))
 		return -EINVAL;
 	if (num == 0 && type != FB_IO_FLUSH)
 		return -EINVAL;
@@ -428,6 +758,7 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 		return -ENOMEM;
 	io->bdev = b;
 	io->ch = ch;
+	io->desc = desc;
 	io->type = type;
 	io->flags = flags;
 	io->offset_blocks = offset;
@@ -529,6 +860,7 @@ uint64_t fb_bdev_io_get_offset_blocks(const struct fb_bdev_io *io) { return io->
 uint64_t fb_bdev_io_get_num_blocks(const struct fb_bdev_io *io) { return io->num_blocks; }
 uint32_t fb_bdev_io_get_flags(const struct fb_bdev_io *io) { return io->flags; }
 void *fb_bdev_io_get_driver_ctx(struct fb_bdev_io *io) { return io->driver_ctx; }
+struct fb_io_channel *fb_bdev_io_get_channel(struct fb_bdev_io *io) { return io->ch; }
 
 struct iovec *fb_bdev_io_get_iovs(struct fb_bdev_io *io, int *iovcnt)
 {
@@ -544,6 +876,18 @@ static inline void stat_add(struct fb_bdev_percore *pc, unsigned idx, uint64_t v
 	atomic_store_explicit(&pc->stat[idx],
 			      atomic_load_explicit(&pc->stat[idx], memory_order_relaxed) + v,
 			      memory_order_relaxed);
+}
+
+static inline void stat_lat(struct fb_bdev_percore *pc, unsigned sum, unsigned max, unsigned min,
+			    uint64_t v)
+{
+	uint64_t lo = atomic_load_explicit(&pc->stat[min], memory_order_relaxed);
+
+	stat_add(pc, sum, v);
+	if (v > atomic_load_explicit(&pc->stat[max], memory_order_relaxed))
+		atomic_store_explicit(&pc->stat[max], v, memory_order_relaxed);
+	if (lo == 0 || v < lo)
+		atomic_store_explicit(&pc->stat[min], v ? v : 1, memory_order_relaxed);
 }
 
 void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
@@ -563,12 +907,14 @@ void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
 		case FB_IO_READ:
 			stat_add(pc, FB_STAT_READ_OPS, 1);
 			stat_add(pc, FB_STAT_BYTES_READ, bytes);
-			stat_add(pc, FB_STAT_READ_LAT, fb_now_ns() - io->start_ns);
+			stat_lat(pc, FB_STAT_READ_LAT, FB_STAT_READ_LAT_MAX, FB_STAT_READ_LAT_MIN,
+				 fb_now_ns() - io->start_ns);
 			break;
 		case FB_IO_WRITE:
 			stat_add(pc, FB_STAT_WRITE_OPS, 1);
 			stat_add(pc, FB_STAT_BYTES_WRITTEN, bytes);
-			stat_add(pc, FB_STAT_WRITE_LAT, fb_now_ns() - io->start_ns);
+			stat_lat(pc, FB_STAT_WRITE_LAT, FB_STAT_WRITE_LAT_MAX, FB_STAT_WRITE_LAT_MIN,
+				 fb_now_ns() - io->start_ns);
 			break;
 		case FB_IO_FLUSH:
 			stat_add(pc, FB_STAT_FLUSH_OPS, 1);
@@ -585,7 +931,8 @@ void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
 				/* A read whose data stays in place: counted as one. */
 				stat_add(pc, FB_STAT_READ_OPS, 1);
 				stat_add(pc, FB_STAT_BYTES_READ, bytes);
-				stat_add(pc, FB_STAT_READ_LAT, fb_now_ns() - io->start_ns);
+				stat_lat(pc, FB_STAT_READ_LAT, FB_STAT_READ_LAT_MAX,
+					 FB_STAT_READ_LAT_MIN, fb_now_ns() - io->start_ns);
 			}
 			break;
 		default:
@@ -612,20 +959,33 @@ void fb_bdev_io_complete_deferred(struct fb_bdev_io *io, int status)
 
 /* -------------------------------------------------------------- control */
 
+/* Names the descriptors that block a delete: those without an event
+ * callback (claims first). */
 static void bdev_holder_msg(struct fb_bdev *b, struct fb_err *err)
 {
-	if (b->claim) {
+	struct fb_bdev_desc *first = NULL;
+	unsigned n = 0;
+
+	if (b->claim && !b->claim->event_cb) {
 		fb_err_set(err, "bdev '%s' is claimed by %s; delete that first", b->name,
 			   b->claim->holder);
-	} else if (b->descs) {
-		fb_err_set(err, "bdev '%s' is open by %s%s; close or remove it first", b->name,
-			   b->descs->holder, b->open_count > 1 ? " and others" : "");
+		return;
 	}
+	for (struct fb_bdev_desc *d = b->descs; d; d = d->next) {
+		if (!d->event_cb) {
+			first = first ? first : d;
+			n++;
+		}
+	}
+	if (first)
+		fb_err_set(err, "bdev '%s' is open by %s%s; close or remove it first", b->name,
+			   first->holder, n > 1 ? " and others" : "");
 }
 
 int fb_bdev_delete(struct fb_engine *e, const char *name, struct fb_err *err)
 {
 	struct fb_bdev *b;
+	bool blocked = false;
 	int rc = 0;
 
 	if (fb_reactor_current()) {
@@ -641,12 +1001,26 @@ int fb_bdev_delete(struct fb_engine *e, const char *name, struct fb_err *err)
 		rc = -ENOENT;
 		goto unlock;
 	}
-	if (b->open_count) {
+	if (b->deleting) {
+		fb_err_set(err, "bdev '%s' is already being deleted", b->name);
+		rc = -ENODEV;
+		goto unlock;
+	}
+	for (struct fb_bdev_desc *d = b->descs; d; d = d->next)
+		blocked = blocked || !d->event_cb;
+	if (blocked) {
 		bdev_holder_msg(b, err);
 		rc = -EBUSY;
 		goto unlock;
 	}
-	/* Unlisted first: no new opens; then wait for every channel to go. */
+	/* No new opens from here; openers with callbacks are told to go. */
+	b->deleting = true;
+	pthread_mutex_unlock(&e->lock);
+	bdev_send_event(b, FB_BDEV_EVENT_REMOVE);
+	pthread_mutex_lock(&e->lock);
+	while (b->open_count)
+		pthread_cond_wait(&e->cond, &e->lock);
+	/* Unlisted, then wait for every channel to go. */
 	if (b->prev)
 		b->prev->next = b->next;
 	else
@@ -655,7 +1029,6 @@ int fb_bdev_delete(struct fb_engine *e, const char *name, struct fb_err *err)
 		b->next->prev = b->prev;
 	else
 		e->bdevs_tail = b->prev;
-	b->deleting = true;
 	bdev_release_channels_locked(b);
 	while (atomic_load(&b->async_refs) > 0)
 		pthread_cond_wait(&e->cond, &e->lock);
@@ -664,11 +1037,48 @@ unlock:
 	if (rc == 0) {
 		if (b->fn->destruct)
 			b->fn->destruct(b);
-		free(b->name);
-		free(b->pc);
-		free(b);
+		bdev_notify(e, "bdev_unregister", b->name);
+		bdev_free(b);
 	}
 	return rc;
+}
+
+/* The first "*_delete" method of a module, for messages. */
+static const char *module_delete_method(const struct fb_bdev_module *c)
+{
+	for (size_t i = 0; c->rpcs && i < c->nrpcs; i++) {
+		size_t n = c->rpcs[i].name ? strlen(c->rpcs[i].name) : 0;
+
+		if (n > 7 && strcmp(c->rpcs[i].name + n - 7, "_delete") == 0)
+			return c->rpcs[i].name;
+	}
+	return NULL;
+}
+
+int fb_bdev_delete_own(struct fb_engine *e, const char *name, const struct fb_bdev_module *m,
+		       struct fb_err *err)
+{
+	struct fb_bdev *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->lock);
+	b = name ? bdev_find_locked(e, name) : NULL;
+	if (!b) {
+		fb_err_set(err, "bdev '%s' does not exist (bdev_get_bdevs lists bdevs)",
+			   name ? name : "(null)");
+		rc = -ENODEV;
+	} else if (b->module != m) {
+		const char *del = module_delete_method(&b->mod->c);
+
+		fb_err_set(err, "bdev '%s' is a %s bdev, not %s; delete it with %s%s", b->name,
+			   b->mod->c.name, m->name, del ? del : "its module's delete method", "");
+		rc = -ENODEV;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (rc)
+		return rc;
+	rc = fb_bdev_delete(e, name, err);
+	return rc == -ENOENT ? -ENODEV : rc;
 }
 
 void fb_bdev_delete_all(struct fb_engine *e)
@@ -691,11 +1101,77 @@ void fb_bdev_delete_all(struct fb_engine *e)
 		if (!names[i])
 			continue;
 		rc = fb_bdev_delete(e, names[i], &err);
-		if (rc)
+		/* -ENOENT: gone already, with the bdev it was built on. */
+		if (rc && rc != -ENOENT)
 			fb_log(e, FB_LOG_WARN, "engine shutdown: %s (leaked)", err.msg);
 		free(names[i]);
 	}
 	free(names);
+}
+
+static void stats_fill(const uint64_t *s, struct fb_bdev_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->num_read_ops = s[FB_STAT_READ_OPS];
+	st->num_write_ops = s[FB_STAT_WRITE_OPS];
+	st->num_flush_ops = s[FB_STAT_FLUSH_OPS];
+	st->num_unmap_ops = s[FB_STAT_UNMAP_OPS];
+	st->num_write_zeroes_ops = s[FB_STAT_WZ_OPS];
+	st->bytes_read = s[FB_STAT_BYTES_READ];
+	st->bytes_written = s[FB_STAT_BYTES_WRITTEN];
+	st->bytes_unmapped = s[FB_STAT_BYTES_UNMAPPED];
+	st->read_latency_ns = s[FB_STAT_READ_LAT];
+	st->write_latency_ns = s[FB_STAT_WRITE_LAT];
+	st->io_errors = s[FB_STAT_ERRORS];
+	st->read_latency_max_ns = s[FB_STAT_READ_LAT_MAX];
+	st->read_latency_min_ns = s[FB_STAT_READ_LAT_MIN];
+	st->write_latency_max_ns = s[FB_STAT_WRITE_LAT_MAX];
+	st->write_latency_min_ns = s[FB_STAT_WRITE_LAT_MIN];
+}
+
+/* Sums (max and min combined) the per-reactor slots of b. */
+static void stats_sum(struct fb_bdev *b, uint64_t *s)
+{
+	memset(s, 0, sizeof(uint64_t) * FB_STAT_COUNT);
+	for (unsigned r = 0; r < b->e->nreactors; r++) {
+		for (unsigned k = 0; k < FB_STAT_COUNT; k++) {
+			uint64_t v = atomic_load_explicit(&b->pc[r].stat[k], memory_order_relaxed);
+
+			if (k == FB_STAT_READ_LAT_MAX || k == FB_STAT_WRITE_LAT_MAX)
+				s[k] = v > s[k] ? v : s[k];
+			else if (k == FB_STAT_READ_LAT_MIN || k == FB_STAT_WRITE_LAT_MIN)
+				s[k] = v && (!s[k] || v < s[k]) ? v : s[k];
+			else
+				s[k] += v;
+		}
+	}
+}
+
+/* Text of what fn writes (NULL when it writes nothing or fails). */
+static char *bdev_json(struct fb_bdev *b, void (*fn)(struct fb_bdev *, struct fb_json_writer *),
+		       bool array)
+{
+	struct fb_json_writer *w = fb_json_writer_new();
+	char *out = NULL;
+	size_t len = 0;
+
+	if (!w)
+		return NULL;
+	if (array)
+		fb_json_write_array_begin(w);
+	else
+		fb_json_write_object_begin(w);
+	fn(b, w);
+	if (array)
+		fb_json_write_array_end(w);
+	else
+		fb_json_write_object_end(w);
+	if (fb_json_writer_finish(w, &out, &len) != 0) {
+		fb_log(b->e, FB_LOG_ERROR, "bdev '%s' (module %s) wrote invalid JSON", b->name,
+		       b->mod->c.name);
+		return NULL;
+	}
+	return out;
 }
 
 int fb_bdev_foreach(struct fb_engine *e, const char *name, fb_bdev_info_fn fn, void *arg)
@@ -705,48 +1181,408 @@ int fb_bdev_foreach(struct fb_engine *e, const char *name, fb_bdev_info_fn fn, v
 
 	pthread_mutex_lock(&e->lock);
 	for (struct fb_bdev *b = e->bdevs_head; b && !rc; b = b->next) {
-		struct fb_strbuf cfg = {0}, drv = {0};
 		struct fb_bdev_info info;
-		uint64_t s[FB_STAT_COUNT] = {0};
+		uint64_t s[FB_STAT_COUNT];
+		char *cfg = NULL, *drv = NULL;
 
-		if (name && strcmp(name, b->name) != 0)
+		if (name && strcmp(name, b->name) != 0 && strcmp(name, b->uuid_str) != 0)
 			continue;
 		found = true;
-		for (unsigned r = 0; r < e->nreactors; r++)
-			for (unsigned k = 0; k < FB_STAT_COUNT; k++)
-				s[k] += atomic_load_explicit(&b->pc[r].stat[k], memory_order_relaxed);
+		stats_sum(b, s);
 		memset(&info, 0, sizeof(info));
 		info.name = b->name;
-		info.module = b->module->name;
-		info.create_method = b->module->create_method;
+		info.module = b->mod->c.name;
 		info.block_size = b->block_size;
-		info.num_blocks = b->num_blocks;
+		info.num_blocks = nblocks(b);
 		if (b->claim) {
 			info.claimed_by = b->claim->claim_by ? b->claim->claim_by->name : "unknown";
 			info.claim_holder = b->claim->holder;
 		}
-		if (b->fn->dump_config_json && b->fn->dump_config_json(b, &cfg) == 0)
-			info.config_json = cfg.buf;
-		if (b->fn->dump_info_json && b->fn->dump_info_json(b, &drv) == 0)
-			info.driver_json = drv.buf;
-		info.stats.num_read_ops = s[FB_STAT_READ_OPS];
-		info.stats.num_write_ops = s[FB_STAT_WRITE_OPS];
-		info.stats.num_flush_ops = s[FB_STAT_FLUSH_OPS];
-		info.stats.num_unmap_ops = s[FB_STAT_UNMAP_OPS];
-		info.stats.num_write_zeroes_ops = s[FB_STAT_WZ_OPS];
-		info.stats.bytes_read = s[FB_STAT_BYTES_READ];
-		info.stats.bytes_written = s[FB_STAT_BYTES_WRITTEN];
-		info.stats.bytes_unmapped = s[FB_STAT_BYTES_UNMAPPED];
-		info.stats.read_latency_ns = s[FB_STAT_READ_LAT];
-		info.stats.write_latency_ns = s[FB_STAT_WRITE_LAT];
-		info.stats.io_errors = s[FB_STAT_ERRORS];
+		if (b->fn->write_config_json)
+			cfg = bdev_json(b, b->fn->write_config_json, true);
+		if (b->fn->dump_info_json)
+			drv = bdev_json(b, b->fn->dump_info_json, false);
+		info.config_json = cfg;
+		info.driver_json = drv;
+		stats_fill(s, &info.stats);
+		memcpy(info.uuid, b->uuid_str, sizeof(info.uuid));
+		info.product_name = b->product_name;
+		info.physical_block_size = b->physical_block_size;
+		info.optimal_io_boundary = b->optimal_io_boundary;
+		info.split_on_optimal_io_boundary = b->split_on_optimal_io_boundary;
+		info.write_unit_size = b->write_unit_size;
+		info.required_alignment = b->required_alignment;
+		info.max_io_blocks = b->max_io_blocks;
+		info.qos.size = sizeof(info.qos);
 		/* fn runs under the registry lock: it must not call control functions. */
 		rc = fn(&info, arg);
-		fb_strbuf_free(&cfg);
-		fb_strbuf_free(&drv);
+		free(cfg);
+		free(drv);
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (name && !found)
 		rc = -ENOENT;
 	return rc;
+}
+
+int fb_bdev_stats_per_reactor(struct fb_engine *e, const char *name, fb_bdev_channel_stats_fn fn,
+			      void *arg)
+{
+	struct fb_bdev *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->lock);
+	b = name ? bdev_find_locked(e, name) : NULL;
+	for (unsigned r = 0; b && !rc && r < e->nreactors; r++) {
+		uint64_t s[FB_STAT_COUNT];
+		struct fb_bdev_stats st;
+
+		for (unsigned k = 0; k < FB_STAT_COUNT; k++)
+			s[k] = atomic_load_explicit(&b->pc[r].stat[k], memory_order_relaxed);
+		stats_fill(s, &st);
+		rc = fn(r, &st, arg);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return b ? rc : -ENOENT;
+}
+
+struct stats_reset {
+	struct fb_engine *e;
+	const char *name;
+	bool maxmin_only;
+};
+
+/* On each reactor: only the owner writes its slot, so it resets it too. */
+static void stats_reset_msg(void *arg)
+{
+	struct stats_reset *sr = arg;
+	unsigned r = fb_reactor_current()->index;
+
+	pthread_mutex_lock(&sr->e->lock);
+	for (struct fb_bdev *b = sr->e->bdevs_head; b; b = b->next) {
+		if (sr->name && strcmp(sr->name, b->name) != 0 && strcmp(sr->name, b->uuid_str) != 0)
+			continue;
+		for (unsigned k = 0; k < FB_STAT_COUNT; k++) {
+			bool mm = k == FB_STAT_READ_LAT_MAX || k == FB_STAT_READ_LAT_MIN ||
+				  k == FB_STAT_WRITE_LAT_MAX || k == FB_STAT_WRITE_LAT_MIN;
+
+			if (mm || !sr->maxmin_only)
+				atomic_store_explicit(&b->pc[r].stat[k], 0, memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&sr->e->lock);
+}
+
+int fb_bdev_stats_reset(struct fb_engine *e, const char *name, bool maxmin_only)
+{
+	struct stats_reset sr = {.e = e, .name = name, .maxmin_only = maxmin_only};
+
+	if (name) {
+		bool found;
+
+		pthread_mutex_lock(&e->lock);
+		found = bdev_find_locked(e, name) != NULL;
+		pthread_mutex_unlock(&e->lock);
+		if (!found)
+			return -ENOENT;
+	}
+	fb_engine_run_on_all(e, stats_reset_msg, &sr);
+	return 0;
+}
+
+/* ------------------------------------------------------ for each channel */
+
+struct chan_iter {
+	struct fb_bdev *b;
+	fb_channel_iter_fn fn;
+	void *arg;
+	fb_channel_iter_done_fn done;
+	struct fb_reactor *origin;
+	unsigned i;
+};
+
+static void chan_iter_one(struct chan_iter *it)
+{
+	struct fb_io_channel *ch = it->b->pc[fb_reactor_current()->index].ch;
+
+	if (ch)
+		it->fn(ch, ch->ctx, it->arg);
+}
+
+static void chan_iter_sync_msg(void *arg)
+{
+	chan_iter_one(arg);
+}
+
+static void chan_iter_done_msg(void *arg)
+{
+	struct chan_iter *it = arg;
+	struct fb_bdev *b = it->b;
+
+	if (it->done)
+		it->done(it->arg, 0);
+	free(it);
+	bdev_async_unref(b);
+}
+
+static void chan_iter_step_msg(void *arg)
+{
+	struct chan_iter *it = arg;
+	struct fb_engine *e = it->b->e;
+
+	chan_iter_one(it);
+	if (++it->i < e->nreactors)
+		fb_reactor_send(&e->reactors[it->i], chan_iter_step_msg, it);
+	else
+		fb_reactor_send(it->origin, chan_iter_done_msg, it);
+}
+
+int fb_bdev_for_each_channel(struct fb_bdev *bdev, fb_channel_iter_fn fn, void *arg,
+			     fb_channel_iter_done_fn done)
+{
+	struct fb_reactor *cur = fb_reactor_current();
+	struct chan_iter *it;
+
+	if (!cur) {
+		struct chan_iter sync = {.b = bdev, .fn = fn, .arg = arg};
+
+		for (unsigned i = 0; i < bdev->e->nreactors; i++)
+			fb_reactor_run_sync(&bdev->e->reactors[i], chan_iter_sync_msg, &sync);
+		if (done)
+			done(arg, 0);
+		return 0;
+	}
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	*it = (struct chan_iter){.b = bdev, .fn = fn, .arg = arg, .done = done, .origin = cur};
+	bdev_async_ref(bdev); /* the bdev outlives the walk */
+	fb_reactor_send(&bdev->e->reactors[0], chan_iter_step_msg, it);
+	return 0;
+}
+
+/* ------------------------------------------------------- control-path I/O */
+
+struct io_sync {
+	struct fb_bdev_desc *desc;
+	struct fb_io_channel *ch;
+	enum fb_io_type type;
+	struct iovec iov;
+	uint64_t off, num;
+	uint32_t flags;
+	int rc;
+	sem_t done;
+	struct fb_io_wait_entry wait;
+};
+
+static void io_sync_done(struct fb_bdev_io *io, int status, void *arg)
+{
+	struct io_sync *s = arg;
+
+	fb_bdev_free_io(io);
+	fb_put_io_channel(s->ch);
+	s->rc = status;
+	sem_post(&s->done);
+}
+
+static void io_sync_submit(void *arg)
+{
+	struct io_sync *s = arg;
+	int rc;
+
+	switch (s->type) {
+	case FB_IO_READ:
+		rc = fb_bdev_readv_blocks(s->desc, s->ch, &s->iov, 1, s->off, s->num, io_sync_done, s);
+		break;
+	case FB_IO_WRITE:
+		rc = fb_bdev_writev_blocks(s->desc, s->ch, &s->iov, 1, s->off, s->num, s->flags,
+					   io_sync_done, s);
+		break;
+	case FB_IO_FLUSH:
+		rc = fb_bdev_flush_blocks(s->desc, s->ch, s->off, s->num, io_sync_done, s);
+		break;
+	case FB_IO_UNMAP:
+		rc = fb_bdev_unmap_blocks(s->desc, s->ch, s->off, s->num, io_sync_done, s);
+		break;
+	case FB_IO_WRITE_ZEROES:
+		rc = fb_bdev_write_zeroes_blocks(s->desc, s->ch, s->off, s->num, s->flags,
+						 io_sync_done, s);
+		break;
+	default:
+		rc = -EINVAL;
+	}
+	if (rc == -ENOMEM) {
+		s->wait.cb = io_sync_submit;
+		s->wait.arg = s;
+		fb_io_channel_queue_wait(s->ch, &s->wait);
+	} else if (rc) {
+		fb_put_io_channel(s->ch);
+		s->rc = rc;
+		sem_post(&s->done);
+	}
+}
+
+static void io_sync_msg(void *arg)
+{
+	struct io_sync *s = arg;
+
+	s->ch = fb_bdev_get_io_channel(s->desc);
+	if (!s->ch) {
+		s->rc = -ENOMEM;
+		sem_post(&s->done);
+		return;
+	}
+	io_sync_submit(s);
+}
+
+int fb_bdev_io_sync(struct fb_bdev_desc *desc, enum fb_io_type type, void *buf,
+		    uint64_t offset_blocks, uint64_t num_blocks, uint32_t flags)
+{
+	struct fb_bdev *b = desc->bdev;
+	struct io_sync s;
+	void *bounce = NULL;
+	size_t len = 0;
+
+	if (fb_reactor_current())
+		return -EDEADLK;
+	memset(&s, 0, sizeof(s));
+	if (type == FB_IO_READ || type == FB_IO_WRITE) {
+		if (!buf || num_blocks == 0 || num_blocks > SIZE_MAX / b->block_size)
+			return -EINVAL;
+		len = num_blocks * b->block_size;
+		/* Any alignment the caller has is fine: the I/O uses an aligned copy. */
+		if (posix_memalign(&bounce, 4096, len) != 0)
+			return -ENOMEM;
+		if (type == FB_IO_WRITE)
+			memcpy(bounce, buf, len);
+		s.iov.iov_base = bounce;
+		s.iov.iov_len = len;
+	} else if (type != FB_IO_FLUSH && type != FB_IO_UNMAP && type != FB_IO_WRITE_ZEROES) {
+		return -EINVAL;
+	}
+	s.desc = desc;
+	s.type = type;
+	s.off = offset_blocks;
+	s.num = num_blocks;
+	s.flags = flags;
+	sem_init(&s.done, 0, 0);
+	/* The reactor the caller's thread maps to would do as well; the first
+	 * one keeps metadata I/O in one place. */
+	fb_reactor_send(&b->e->reactors[0], io_sync_msg, &s);
+	while (sem_wait(&s.done) != 0)
+		;
+	sem_destroy(&s.done);
+	if (s.rc == 0 && type == FB_IO_READ)
+		memcpy(buf, bounce, len);
+	free(bounce);
+	return s.rc;
+}
+
+/* ------------------------------------------------------------ iovec helpers */
+
+size_t fb_iov_length(const struct iovec *iov, int iovcnt)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+/* Finds the entry holding byte `off`: index and offset inside it. */
+static int iov_seek(const struct iovec *iov, int iovcnt, size_t off, size_t *in)
+{
+	int i = 0;
+
+	while (i < iovcnt && off >= iov[i].iov_len) {
+		off -= iov[i].iov_len;
+		i++;
+	}
+	*in = off;
+	return i;
+}
+
+size_t fb_iov_copy(const struct iovec *dst, int dstcnt, size_t dst_off,
+		   const struct iovec *src, int srccnt, size_t src_off, size_t len)
+{
+	size_t din, sin, done = 0;
+	int di = iov_seek(dst, dstcnt, dst_off, &din);
+	int si = iov_seek(src, srccnt, src_off, &sin);
+
+	while (done < len && di < dstcnt && si < srccnt) {
+		size_t n = len - done;
+
+		if (n > dst[di].iov_len - din)
+			n = dst[di].iov_len - din;
+		if (n > src[si].iov_len - sin)
+			n = src[si].iov_len - sin;
+		if (n)
+			memmove((char *)dst[di].iov_base + din, (const char *)src[si].iov_base + sin, n);
+		done += n;
+		din += n;
+		sin += n;
+		if (din == dst[di].iov_len) {
+			di++;
+			din = 0;
+		}
+		if (sin == src[si].iov_len) {
+			si++;
+			sin = 0;
+		}
+	}
+	return done;
+}
+
+size_t fb_iov_to_buf(void *buf, const struct iovec *iov, int iovcnt, size_t off, size_t len)
+{
+	struct iovec d = {.iov_base = buf, .iov_len = len};
+
+	return fb_iov_copy(&d, 1, 0, iov, iovcnt, off, len);
+}
+
+size_t fb_iov_from_buf(const struct iovec *iov, int iovcnt, size_t off, const void *buf,
+		       size_t len)
+{
+	struct iovec s = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+
+	return fb_iov_copy(iov, iovcnt, off, &s, 1, 0, len);
+}
+
+void fb_iov_memset(const struct iovec *iov, int iovcnt, size_t off, int c, size_t len)
+{
+	size_t in;
+	int i = iov_seek(iov, iovcnt, off, &in);
+
+	for (; len && i < iovcnt; i++, in = 0) {
+		size_t n = iov[i].iov_len - in < len ? iov[i].iov_len - in : len;
+
+		memset((char *)iov[i].iov_base + in, c, n);
+		len -= n;
+	}
+}
+
+int fb_iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
+		 struct iovec *out, int max)
+{
+	size_t in;
+	int i, n = 0;
+
+	if (off > fb_iov_length(iov, iovcnt) || len > fb_iov_length(iov, iovcnt) - off)
+		return -EINVAL;
+	i = iov_seek(iov, iovcnt, off, &in);
+	while (len) {
+		size_t take = iov[i].iov_len - in < len ? iov[i].iov_len - in : len;
+
+		if (take) {
+			if (n == max)
+				return -ENOSPC;
+			out[n].iov_base = (char *)iov[i].iov_base + in;
+			out[n].iov_len = take;
+			n++;
+		}
+		len -= take;
+		i++;
+		in = 0;
+	}
+	return n;
 }

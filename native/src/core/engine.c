@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -101,22 +102,50 @@ int fb_engine_create(const struct fb_engine_opts *opts, struct fb_engine **out, 
 		rc = -EINVAL;
 		goto out;
 	}
+	if (e->opts.notify_ring_entries == 0)
+		e->opts.notify_ring_entries = 4096;
+	if (e->opts.bdev_buf_limit == 0) {
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		uint64_t ram8 = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 8 : 1ull << 30;
+
+		e->opts.bdev_buf_limit = ram8 < (1ull << 30) ? ram8 : (1ull << 30);
+	}
+	e->buf_limit = e->opts.bdev_buf_limit;
+	atomic_init(&e->buf_used, 0);
+	e->notify_next_id = 1;
 	e->nreactors = e->opts.reactors;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
+	pthread_mutex_init(&e->notify_lock, NULL);
+	e->notify = calloc(e->opts.notify_ring_entries, sizeof(*e->notify));
+	if (!e->notify || posix_memalign(&e->zero_buf, 4096, FB_ZERO_BUF_LEN) != 0) {
+		e->zero_buf = NULL;
+		rc = -ENOMEM;
+		fb_err_set(err, "out of memory creating the engine");
+		goto out;
+	}
+	memset(e->zero_buf, 0, FB_ZERO_BUF_LEN);
 	rc = fb_reactor_init_all(e, err);
+	if (rc)
+		goto out;
+	rc = fb_modules_init(e, err);
 	if (rc)
 		goto out;
 	*out = e;
 	e = NULL;
 out:
 	if (e) {
+		if (e->modules)
+			fb_modules_fini(e);
 		if (e->reactors)
 			fb_reactor_fini_all(e);
 		if (e->nreactors) {
 			pthread_mutex_destroy(&e->lock);
 			pthread_cond_destroy(&e->cond);
+			fb_notify_fini(e);
+			pthread_mutex_destroy(&e->notify_lock);
 		}
+		free(e->zero_buf);
 		free(e);
 	}
 	return rc;
@@ -141,9 +170,13 @@ void fb_engine_destroy(struct fb_engine *e)
 		free(s);
 	}
 	fb_bdev_delete_all(e);
+	fb_modules_fini(e);
 	fb_reactor_fini_all(e);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->cond);
+	fb_notify_fini(e);
+	pthread_mutex_destroy(&e->notify_lock);
+	free(e->zero_buf);
 	free(e);
 }
 

@@ -50,6 +50,7 @@ struct fb_reactor {
 	unsigned pollers_dead;
 	struct fb_deferred *defer_head, *defer_tail;
 	unsigned sqes_pending;          /* SQEs prepared since the last submit */
+	struct fb_timer *timers;        /* armed, sorted by deadline */
 };
 
 struct fb_subsys {
@@ -57,6 +58,19 @@ struct fb_subsys {
 	char name[32];
 	void *ctx;
 	fb_subsys_fini_fn fini;
+};
+
+/* A registered module as the engine sees it: the module's own struct (its
+ * identity) and a full-size copy (fields a smaller, older struct lacks are
+ * zero). */
+struct fb_module_ent {
+	const struct fb_bdev_module *m;
+	struct fb_bdev_module c;
+};
+
+struct fb_notify_ent {
+	uint64_t id;
+	char *type, *ctx;
 };
 
 struct fb_engine {
@@ -68,14 +82,31 @@ struct fb_engine {
 	struct fb_bdev *bdevs_head, *bdevs_tail;
 	struct fb_subsys *subsys;
 	bool destroying;
+	/* Modules registered when the engine was created, and their state. */
+	struct fb_module_ent *modules;
+	void **module_ctx;
+	unsigned nmodules;
+	/* Notifications: a ring of notify_ring_entries. */
+	pthread_mutex_t notify_lock;
+	struct fb_notify_ent *notify;
+	uint64_t notify_next_id;        /* id of the next notification (from 1) */
+	uint64_t notify_dropped;
+	/* Scratch and bounce buffers, engine-wide (fb_io_channel_get_buf). */
+	_Atomic uint64_t buf_used;
+	uint64_t buf_limit;
+	void *zero_buf;                 /* FB_ZERO_BUF_LEN zeros (write-zeroes emulation) */
 };
+
+#define FB_ZERO_BUF_LEN (1u << 20)
 
 /* Stat counters; each reactor writes only its own slot (relaxed atomics, no
  * locked instructions), the control thread sums all slots. */
 enum {
 	FB_STAT_READ_OPS, FB_STAT_WRITE_OPS, FB_STAT_FLUSH_OPS, FB_STAT_UNMAP_OPS,
 	FB_STAT_WZ_OPS, FB_STAT_BYTES_READ, FB_STAT_BYTES_WRITTEN, FB_STAT_BYTES_UNMAPPED,
-	FB_STAT_READ_LAT, FB_STAT_WRITE_LAT, FB_STAT_ERRORS, FB_STAT_COUNT
+	FB_STAT_READ_LAT, FB_STAT_WRITE_LAT, FB_STAT_ERRORS,
+	FB_STAT_READ_LAT_MAX, FB_STAT_READ_LAT_MIN, FB_STAT_WRITE_LAT_MAX, FB_STAT_WRITE_LAT_MIN,
+	FB_STAT_COUNT
 };
 
 struct fb_bdev_percore {
@@ -89,16 +120,33 @@ struct fb_bdev_desc {
 	bool write;
 	const struct fb_bdev_module *claim_by; /* set when this descriptor holds the claim */
 	char holder[128];
+	fb_bdev_event_cb event_cb;
+	void *event_ctx;
+	atomic_bool removed;            /* REMOVE sent: new I/O fails -ENODEV */
+	bool closed;                    /* closed while an event call was pending */
+	unsigned event_refs;            /* event calls in progress (under e->lock) */
 };
 
 struct fb_bdev {
 	struct fb_engine *e;
 	struct fb_bdev *next, *prev;    /* registry, creation order */
 	char *name;
+	char *product_name;
+	struct fb_uuid uuid;
+	char uuid_str[FB_UUID_STR_LEN];
 	uint32_t block_size;
-	uint64_t num_blocks;
+	_Atomic uint64_t num_blocks;    /* changes on resize */
+	uint32_t physical_block_size;
+	uint32_t optimal_io_boundary;
+	bool split_on_optimal_io_boundary;
+	uint32_t write_unit_size;
+	uint32_t required_alignment;    /* log2 bytes */
+	uint32_t max_io_blocks;
+	bool needs_split;               /* boundary split or max_io_blocks set */
 	const struct fb_bdev_module *module;
-	const struct fb_bdev_fn_table *fn;
+	const struct fb_module_ent *mod; /* the engine's full-size copy */
+	const struct fb_bdev_fn_table *fn; /* points at fn_copy */
+	struct fb_bdev_fn_table fn_copy;
 	void *module_ctx;
 	struct fb_bdev_desc *descs;
 	unsigned open_count;
@@ -107,6 +155,15 @@ struct fb_bdev {
 	bool deleting;
 	atomic_int async_refs;          /* live channels + pending channel messages */
 	struct fb_bdev_percore *pc;     /* one per reactor */
+};
+
+#define FB_BUF_MIN_SHIFT 12
+#define FB_BUF_MAX_SHIFT 26         /* 64 MiB */
+#define FB_BUF_CLASSES (FB_BUF_MAX_SHIFT - FB_BUF_MIN_SHIFT + 1)
+#define FB_BUF_CACHE_PER_CLASS 8
+
+struct fb_buf_free {
+	struct fb_buf_free *next;
 };
 
 struct fb_io_channel {
@@ -118,6 +175,14 @@ struct fb_io_channel {
 	struct fb_bdev_io *free_ios;
 	void *slabs;                    /* singly linked via the first word */
 	size_t io_size;
+	/* io_wait: entries run from a deferred pass after an io or buffer is freed. */
+	struct fb_io_wait_entry *wait_head, *wait_tail;
+	struct fb_deferred wait_defer;
+	bool wait_scheduled;
+	struct fb_timer wait_timer;     /* safety net: waiters on budget freed elsewhere */
+	/* Scratch buffer cache: per power-of-two class. */
+	struct fb_buf_free *buf_cache[FB_BUF_CLASSES];
+	unsigned buf_ncache[FB_BUF_CLASSES];
 	_Alignas(16) unsigned char ctx[];
 };
 
@@ -126,6 +191,7 @@ struct fb_bdev_io {
 	struct fb_bdev *bdev;
 	struct fb_io_channel *ch;
 	struct fb_bdev_io *next_free;
+	struct fb_bdev_desc *desc;
 	enum fb_io_type type;
 	uint32_t flags;
 	uint64_t offset_blocks, num_blocks;
@@ -140,6 +206,11 @@ struct fb_bdev_io {
 };
 
 void fb_reactor_fini_all(struct fb_engine *e);
+int fb_modules_init(struct fb_engine *e, struct fb_err *err);
+const struct fb_module_ent *fb_module_find(struct fb_engine *e, const struct fb_bdev_module *m);
+void fb_modules_fini(struct fb_engine *e);
+void fb_notify_fini(struct fb_engine *e);
+void fb_timers_run(struct fb_reactor *r, uint64_t now);
 int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err);
 void fb_bdev_delete_all(struct fb_engine *e);
 

@@ -157,6 +157,71 @@ static unsigned deferred_run(struct fb_reactor *r)
 	return n;
 }
 
+void fb_timer_init(struct fb_timer *t, void (*fn)(struct fb_timer *t))
+{
+	memset(t, 0, sizeof(*t));
+	t->fn = fn;
+}
+
+void fb_timer_cancel(struct fb_timer *t)
+{
+	if (!t->armed)
+		return;
+	for (struct fb_timer **pp = &t->r->timers; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	t->next = NULL;
+	t->armed = false;
+}
+
+void fb_timer_arm(struct fb_reactor *r, struct fb_timer *t, uint64_t delay_ns)
+{
+	struct fb_timer **pp;
+
+	fb_timer_cancel(t);
+	t->r = r;
+	t->deadline_ns = fb_now_ns() + delay_ns;
+	/* Sorted insert: few timers per reactor, and the head is what sleep needs. */
+	for (pp = &r->timers; *pp && (*pp)->deadline_ns <= t->deadline_ns; pp = &(*pp)->next)
+		;
+	t->next = *pp;
+	*pp = t;
+	t->armed = true;
+}
+
+/* Runs the timers due at `now`; ones re-armed from a callback wait for the
+ * next pass even when due at once, so a 0-delay re-arm cannot spin here. */
+static unsigned timers_run(struct fb_reactor *r, uint64_t now)
+{
+	struct fb_timer *due = NULL, **tail = &due, *t;
+	unsigned n = 0;
+
+	while (r->timers && r->timers->deadline_ns <= now) {
+		t = r->timers;
+		r->timers = t->next;
+		t->next = NULL;
+		t->armed = false;
+		*tail = t;
+		tail = &t->next;
+	}
+	while (due) {
+		t = due;
+		due = t->next;
+		t->next = NULL;
+		t->fn(t);
+		n++;
+	}
+	return n;
+}
+
+void fb_timers_run(struct fb_reactor *r, uint64_t now)
+{
+	timers_run(r, now);
+}
+
 static unsigned cqes_reap(struct fb_reactor *r)
 {
 	struct io_uring_cqe *cqes[FB_CQE_BATCH];
@@ -284,6 +349,8 @@ static void *reactor_main(void *arg)
 		did += msgs_drain(r);
 		did += deferred_run(r);
 		did += pollers_run(r);
+		if (r->timers)
+			did += timers_run(r, fb_now_ns());
 		if (r->stop)
 			break;
 		if (did || r->defer_head) {
@@ -305,9 +372,27 @@ static void *reactor_main(void *arg)
 			atomic_store(&r->sleeping, 0);
 			continue;
 		}
-		/* Submit what is queued and sleep until a CQE (I/O or eventfd). */
-		int rc = io_uring_submit_and_wait(&r->ring, 1);
+		/* Submit what is queued and sleep until a CQE (I/O or eventfd),
+		 * or the nearest timer. */
+		int rc;
 
+		if (r->timers) {
+			uint64_t now = fb_now_ns(), d = r->timers->deadline_ns;
+			struct __kernel_timespec ts;
+			struct io_uring_cqe *cqe;
+
+			if (d <= now) {
+				atomic_store(&r->sleeping, 0);
+				continue;
+			}
+			ts.tv_sec = (long long)((d - now) / 1000000000u);
+			ts.tv_nsec = (long long)((d - now) % 1000000000u);
+			rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+			if (rc == -ETIME)
+				rc = 0;
+		} else {
+			rc = io_uring_submit_and_wait(&r->ring, 1);
+		}
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			fb_log(r->e, FB_LOG_ERROR, "reactor %u: io_uring_submit_and_wait: %s", r->index,
 			       strerror(-rc));

@@ -557,7 +557,12 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	exp->name_len = (uint32_t)nlen;
 	exp->readonly = readonly;
 	snprintf(holder, sizeof(holder), "NBD export '%.200s'", export_name);
-	rc = fb_bdev_open_ext(e, bdev_name, !readonly, holder, &exp->desc, err);
+	/* No event callback: deleting an exported bdev is -EBUSY naming the
+	 * export (remove the export first). */
+	rc = fb_bdev_open(e, bdev_name,
+			  &(struct fb_bdev_open_opts){.size = sizeof(struct fb_bdev_open_opts),
+						      .write = !readonly, .holder = holder},
+			  &exp->desc, err);
 	if (rc)
 		goto out;
 	bdev = fb_bdev_desc_get_bdev(exp->desc);
