@@ -21,9 +21,9 @@ export class JsonStreamError extends Error {
   }
 }
 
-/** One complete top-level value cut from the stream. */
+/** One complete top-level value cut from the stream, with its source text. */
 export type JsonChunk =
-  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: true; readonly value: unknown; readonly text: string }
   | { readonly ok: false; readonly error: JsonStreamError };
 
 const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
@@ -149,7 +149,7 @@ export class JsonValueSplitter {
     this.inString = false;
     this.escape = false;
     try {
-      return { ok: true, value: JSON.parse(text) };
+      return { ok: true, value: JSON.parse(text), text };
     } catch (e) {
       return this.fail('EPARSE', `malformed JSON: ${(e as Error).message}`);
     }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { Logger } from './log';
 import type { NativeBinding, NativeEngine } from './native';
 
 /** Static facts about the running engine process. */
@@ -26,4 +27,19 @@ export interface EngineContext {
   readonly info: EngineProcessInfo;
   /** Sorted names of every method served (for rpc_get_methods). */
   readonly methodNames: () => readonly string[];
+  /** Runs a served method as a request would (for load_config); rejects with an RpcFailure. */
+  readonly callMethod: (method: string, params: unknown) => Promise<unknown>;
+  /** The process's root logger (log_set_level and log_set_flag change its {@link Logger.control}). */
+  readonly log: Logger;
+  /**
+   * SPDK's two log levels as last set (log_set_level, log_set_print_level):
+   * the engine has one sink, so a line is written when either lets it through.
+   */
+  readonly spdkLog: { level: SpdkLogLevel; printLevel: SpdkLogLevel };
+  /** Stops the engine cleanly once the current answer has been sent (spdk_kill_instance SIGINT/SIGTERM). */
+  readonly requestStop: (reason: string) => void;
 }
+
+/** SPDK's log level names (log_set_level). */
+export const SPDK_LOG_LEVELS = ['ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'] as const;
+export type SpdkLogLevel = (typeof SPDK_LOG_LEVELS)[number];

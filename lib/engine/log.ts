@@ -3,6 +3,12 @@
  * stderr, `{"ts","level","msg",...fields}`, so a supervisor (the DPU agent,
  * systemd, a test) can parse them.
  *
+ * The level and the debug flags can change while the engine runs (SPDK's
+ * log_set_level / log_set_flag RPCs): a logger and all its children share
+ * one {@link LogControl}. A debug line of a child with a `src` field (e.g.
+ * "rpc", "engine") is written only while that flag is on, as SPDK's
+ * SPDK_DEBUGLOG(flag, ...) is.
+ *
  * @module
  */
 
@@ -19,8 +25,18 @@ export interface Logger {
   warn(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   debug(msg: string, fields?: LogFields): void;
-  /** A logger that adds `fields` to every line. */
+  /** A logger that adds `fields` to every line (and shares this one's {@link LogControl}). */
   child(fields: LogFields): Logger;
+  /** The level and debug flags this logger and its children obey. */
+  readonly control: LogControl;
+}
+
+/** The mutable settings shared by a logger tree. */
+export interface LogControl {
+  /** Lines less severe than this are dropped. */
+  level: LogLevel;
+  /** Debug flags (the `src` of child loggers) whose debug lines are written. */
+  readonly flags: Map<string, boolean>;
 }
 
 /** Options of {@link createLogger}. */
@@ -31,15 +47,23 @@ export interface LoggerOptions {
   readonly write?: (line: string) => void;
   /** Fields added to every line. @default {} */
   readonly fields?: LogFields;
+  /**
+   * Debug flags known to this logger tree and whether each starts on.
+   * A `src` not listed here is not gated. @default {} (no gating)
+   */
+  readonly flags?: Readonly<Record<string, boolean>>;
 }
 
 /** Creates a JSON-lines logger. */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const max = LOG_LEVELS.indexOf(options.level ?? 'info');
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
-  const base = options.fields ?? {};
+  const control: LogControl = { level: options.level ?? 'info', flags: new Map(Object.entries(options.flags ?? {})) };
+  return make(control, options.write ?? ((line: string) => process.stderr.write(line)), options.fields ?? {});
+}
+
+function make(control: LogControl, write: (line: string) => void, base: LogFields): Logger {
   const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
-    if (LOG_LEVELS.indexOf(level) > max) return;
+    if (LOG_LEVELS.indexOf(level) > LOG_LEVELS.indexOf(control.level)) return;
+    if (level === 'debug' && typeof base['src'] === 'string' && control.flags.get(base['src']) === false) return;
     const rec: Record<string, unknown> = { ts: new Date().toISOString(), level, msg, ...base, ...fields };
     for (const [k, v] of Object.entries(rec)) if (v instanceof Error) rec[k] = { message: v.message, code: (v as { code?: unknown }).code };
     write(`${JSON.stringify(rec)}\n`);
@@ -49,7 +73,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     warn: (m, f) => emit('warn', m, f),
     info: (m, f) => emit('info', m, f),
     debug: (m, f) => emit('debug', m, f),
-    child: (f) => createLogger({ ...options, fields: { ...base, ...f } }),
+    child: (f) => make(control, write, { ...base, ...f }),
+    control,
   };
 }
 

@@ -3,7 +3,7 @@
  * the software-DPU target process. It creates the C engine (reactor threads;
  * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
  * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
- * stops it cleanly: stop accepting RPCs, finish the ones in flight, destroy
+ * (or spdk_kill_instance with either) stops it cleanly: stop accepting RPCs, finish the ones in flight, destroy
  * the engine (exports disconnect, bdevs are deleted), unlink the socket.
  *
  * It refuses to start when a live engine answers on the socket path and takes
@@ -17,6 +17,7 @@ import * as path from 'node:path';
 
 import type { EngineContext } from './context';
 import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from './log';
+import { fromLogLevel, LOG_FLAGS } from './methods/log';
 import { engineMethods } from './methods';
 import { loadNative, packageRoot, type NativeEngine } from './native';
 import { RpcDispatcher } from './rpc/dispatcher';
@@ -193,6 +194,11 @@ export interface RunningEngine {
   readonly args: EngineArgs;
   /** Stops cleanly (idempotent): RPCs, then the engine, then the socket file. */
   stop(reason: string): Promise<void>;
+  /**
+   * Settles when a stop finishes, whoever asked for it (a signal, or
+   * spdk_kill_instance over RPC); rejects when the stop failed.
+   */
+  readonly stopped: Promise<void>;
 }
 
 /**
@@ -218,15 +224,25 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   } catch (e) {
     throw new EngineStartError('EENGINE', `the engine did not start: ${(e as Error).message}`, 1, e);
   }
-  const dispatcherRef: { names: () => readonly string[] } = { names: () => [] };
+  const dispatcherRef: { names: () => readonly string[]; call: (m: string, p: unknown) => Promise<unknown> } = {
+    names: () => [],
+    call: () => Promise.reject(new Error('the dispatcher is not ready')),
+  };
+  const stopRef: { stop: (reason: string) => Promise<void> } = { stop: () => Promise.resolve() };
   const ctx: EngineContext = {
     engine,
     native,
     info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket, vhostDir: args.vhostDir },
     methodNames: () => dispatcherRef.names(),
+    callMethod: (m, p) => dispatcherRef.call(m, p),
+    log,
+    spdkLog: { level: fromLogLevel(args.logLevel), printLevel: fromLogLevel(args.logLevel) },
+    // After the answer to the asking RPC has been written (it is, before the next turn of the loop).
+    requestStop: (reason) => setImmediate(() => void stopRef.stop(reason).catch(() => undefined)),
   };
   const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
   dispatcherRef.names = () => dispatcher.names();
+  dispatcherRef.call = (m, p) => dispatcher.call(m, p);
   const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
   try {
     await server.listen(args.rpcSocket);
@@ -244,6 +260,8 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     pid: process.pid,
   });
   let stopping: Promise<void> | undefined;
+  let settle: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+  const stopped = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info('engine stopping', { reason });
@@ -260,9 +278,11 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
       }
       log.info('engine stopped', { reason });
     })();
+    stopping.then(settle!.resolve, settle!.reject);
     return stopping;
   };
-  return { args, stop };
+  stopRef.stop = stop;
+  return { args, stop, stopped };
 }
 
 /**
@@ -270,7 +290,12 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
  * 0 after a clean stop, 1 when it could not start or stop cleanly.
  */
 export async function runEngine(args: EngineArgs): Promise<number> {
-  const log = createLogger({ level: args.logLevel, fields: { component: 'flexbso-engine' } });
+  // Debug lines per source are gated by SPDK-style log flags: all on with --log-level debug.
+  const log = createLogger({
+    level: args.logLevel,
+    fields: { component: 'flexbso-engine' },
+    flags: Object.fromEntries(LOG_FLAGS.map((f) => [f, args.logLevel === 'debug'])),
+  });
   let running: RunningEngine;
   try {
     running = await startEngine(args, log);
@@ -280,6 +305,13 @@ export async function runEngine(args: EngineArgs): Promise<number> {
     return e instanceof EngineStartError ? e.exitCode : 1;
   }
   return new Promise<number>((resolve) => {
+    running.stopped.then(
+      () => resolve(0),
+      (e: unknown) => {
+        log.error('engine stop failed', { error: e });
+        resolve(1);
+      },
+    );
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++;
@@ -287,13 +319,7 @@ export async function runEngine(args: EngineArgs): Promise<number> {
         log.error('second signal during shutdown; exiting now', { signal: sig });
         process.exit(1);
       }
-      running.stop(sig).then(
-        () => resolve(0),
-        (e: unknown) => {
-          log.error('engine stop failed', { error: e });
-          resolve(1);
-        },
-      );
+      running.stop(sig).catch(() => undefined); // reported through running.stopped
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

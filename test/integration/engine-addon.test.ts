@@ -30,11 +30,16 @@ test('engine lifecycle, errno codes and messages, ECLOSED after destroy', () => 
     assert.is(dup.code, 'EEXIST');
     assert.is(dup.errno, -17);
     assert.match(dup.message, "'A'");
-    // The C decoder's answers carry JSON-RPC's codes.
-    const bad = thrown(() => malloc({ name: 'B', num_blocks: 0, block_size: 4096 }));
+    // The C decoder's answers carry SPDK's codes: params that do not decode are -32602 ...
+    const bad = thrown(() => malloc({ name: 'B', num_blocks: 'lots', block_size: 4096 }));
     assert.is(bad.errno, -32602);
     assert.is(bad.code, 'ERPC_PARAMS');
-    assert.match(bad.message, "Invalid parameter 'num_blocks': must be >= 1, got 0. Fix: pass the number of blocks");
+    assert.match(bad.message, "Invalid parameter 'num_blocks': must be an integer");
+    // ... and a decoded value out of range is what SPDK's create refuses, -22 EINVAL.
+    const range = thrown(() => malloc({ name: 'B', num_blocks: 0, block_size: 4096 }));
+    assert.is(range.errno, -22);
+    assert.is(range.code, 'EINVAL');
+    assert.match(range.message, "Invalid parameter 'num_blocks': must be >= 1, got 0. Fix: pass the number of blocks");
     const nomethod = thrown(() => e.rpc('bdev_frobnicate', null));
     assert.is(nomethod.errno, -32601);
     const missing = thrown(() => e.bdevDelete('nope'));

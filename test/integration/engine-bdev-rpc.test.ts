@@ -120,7 +120,7 @@ test('create, list and delete each bdev kind with SPDK names and answers', () =>
     assert.equal(await eng.call('bdev_get_bdevs'), []);
   }));
 
-test('duplicate names are -17 EEXIST; bad params are -32602 naming the param and the fix', () =>
+test('duplicate names are -17 EEXIST; undecodable params -32602, refused values -22, naming the param and the fix', () =>
   withEngine(async (eng) => {
     await eng.call('bdev_malloc_create', { name: 'D', num_blocks: 64, block_size: 4096 });
     const dup = await rpcError(eng.call('bdev_malloc_create', { name: 'D', num_blocks: 64, block_size: 4096 }));
@@ -129,22 +129,23 @@ test('duplicate names are -17 EEXIST; bad params are -32602 naming the param and
     const dupNull = await rpcError(eng.call('bdev_null_create', { name: 'D', num_blocks: 64, block_size: 4096 }));
     assert.is(dupNull.code, -17);
 
-    const cases: [string, object, RegExp][] = [
-      ['bdev_malloc_create', { name: 'X', block_size: 4096 }, /Missing required parameter 'num_blocks'\. Fix: add "num_blocks": the number of blocks/],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 0, block_size: 4096 }, /Invalid parameter 'num_blocks': must be >= 1, got 0/],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 1.5, block_size: 4096 }, /Invalid parameter 'num_blocks': must be an integer/],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, frob: 1 }, /Unknown parameter 'frob'\. Fix: remove it; bdev_malloc_create accepts name, num_blocks, block_size/],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, uuid: 'x' }, /Invalid parameter 'uuid': must be a UUID/],
-      ['bdev_null_create', { num_blocks: 64, block_size: 4096 }, /Missing required parameter 'name'/],
-      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, md_size: 8 }, /Invalid parameter 'md_size': this engine supports only 0 \(SPDK's default\), got 8\. Fix: pass 0 or leave it out/],
-      ['bdev_uring_create', { name: 'F', filename: 42 }, /Invalid parameter 'filename': must be a string, got the number 42/],
-      ['bdev_error_inject_error', { name: 'EE_D', io_type: 'sideways', error_type: 'failure' }, /Invalid parameter 'io_type': must be one of "read", "write"/],
-      ['flexbso_nbd_export_add', { export_name: 'e', bdev_name: 'D', listen: 'http://x' }, /Invalid parameter 'listen'.*Fix: pass where clients connect/],
-      ['framework_get_config', { name: 'vhost' }, /Subsystem 'vhost' not found\. Fix: pass name "bdev"/],
+    // SPDK's codes: -32602 when params do not decode, -22 when a decoded value is refused.
+    const cases: [string, object, RegExp, number][] = [
+      ['bdev_malloc_create', { name: 'X', block_size: 4096 }, /Missing required parameter 'num_blocks'\. Fix: add "num_blocks": the number of blocks/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 0, block_size: 4096 }, /Invalid parameter 'num_blocks': must be >= 1, got 0/, -22],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 1.5, block_size: 4096 }, /Invalid parameter 'num_blocks': must be an integer/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, frob: 1 }, /Unknown parameter 'frob'\. Fix: remove it; bdev_malloc_create accepts name, num_blocks, block_size/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, uuid: 'x' }, /Invalid parameter 'uuid': must be a UUID/, -32602],
+      ['bdev_null_create', { num_blocks: 64, block_size: 4096 }, /Missing required parameter 'name'/, -32602],
+      ['bdev_malloc_create', { name: 'X', num_blocks: 64, block_size: 4096, md_size: 8 }, /Invalid parameter 'md_size': this engine supports only 0 \(SPDK's default\), got 8\. Fix: pass 0 or leave it out/, -22],
+      ['bdev_uring_create', { name: 'F', filename: 42 }, /Invalid parameter 'filename': must be a string, got the number 42/, -32602],
+      ['bdev_error_inject_error', { name: 'EE_D', io_type: 'sideways', error_type: 'failure' }, /Invalid parameter 'io_type': must be one of "read", "write"/, -32602],
+      ['flexbso_nbd_export_add', { export_name: 'e', bdev_name: 'D', listen: 'http://x' }, /Invalid parameter 'listen'.*Fix: pass where clients connect/, -22],
+      ['framework_get_config', { name: 'vhost' }, /Subsystem 'vhost' not found\. Fix: pass name "bdev"/, -32602],
     ];
-    for (const [method, params, re] of cases) {
+    for (const [method, params, re, code] of cases) {
       const e = await rpcError(eng.call(method, params));
-      assert.is(e.code, -32602, `${method} ${JSON.stringify(params)}: ${e.message}`);
+      assert.is(e.code, code, `${method} ${JSON.stringify(params)}: ${e.message}`);
       assert.match(e.rpcMessage, re);
     }
     // A block size that is not a multiple of 512 is SPDK's -22, naming the param and the fix.
@@ -157,7 +158,7 @@ test('duplicate names are -17 EEXIST; bad params are -32602 naming the param and
     assert.match(missing.rpcMessage, 'absent.img');
     // Injecting into a bdev that is not an error bdev says how to make one.
     const notErr = await rpcError(eng.call('bdev_error_inject_error', { name: 'D', io_type: 'read', error_type: 'failure' }));
-    assert.is(notErr.code, -32602);
+    assert.is(notErr.code, -19, "SPDK: no error-injection bdev by that name");
     assert.match(notErr.rpcMessage, 'bdev_error_create');
     const unknown = await rpcError(eng.call('bdev_raid_frobnicate', {}));
     assert.is(unknown.code, -32601);

@@ -179,8 +179,9 @@ test('error injection is visible through NBD reads and writes', () =>
     const kept = await qemuIo(uri, ['read -P 0x5a 0 4096']);
     assert.not.match(kept.stdout, 'Pattern verification failed');
 
-    const iostat = await eng.call<{ bdevs: { name: string; io_error: number }[] }>('bdev_get_iostat', { name: 'EE_base' });
-    assert.ok(iostat.bdevs[0]!.io_error >= 2, `io errors counted: ${JSON.stringify(iostat)}`);
+    // SPDK's shape: errors counted by I/O status.
+    const iostat = await eng.call<{ bdevs: { name: string; io_error: { failed?: number } }[] }>('bdev_get_iostat', { name: 'EE_base' });
+    assert.ok((iostat.bdevs[0]!.io_error.failed ?? 0) >= 2, `io errors counted: ${JSON.stringify(iostat)}`);
   }));
 
 test('an export on TCP loopback, and two exports sharing one listener', async () => {

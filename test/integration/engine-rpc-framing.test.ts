@@ -211,7 +211,7 @@ test('server: invalid requests get -32600 and the connection stays usable', asyn
   }
 });
 
-test('server: unknown method -32601 names it; bad params -32602 name the param and the fix', async () => {
+test('server: unknown method -32601 names it; bad params -32602 (undecodable) or -22 (refused value) name the param and the fix', async () => {
   const f = await serve();
   try {
     const r = await raw(
@@ -231,7 +231,7 @@ test('server: unknown method -32601 names it; bad params -32602 name the param a
     assert.is(errs[0]!.code, -32601);
     assert.match(errs[0]!.message, 'bdev_frobnicate');
     assert.match(errs[0]!.message, 'rpc_get_methods');
-    for (const e of errs.slice(1, 6)) assert.is(e.code, -32602);
+    assert.equal(errs.slice(1, 6).map((e) => e.code), [-32602, -32602, -22, -32602, -32602]);
     assert.match(errs[1]!.message, /Missing required parameter 'num_blocks'.*Fix: add "num_blocks": a positive integer/);
     assert.match(errs[2]!.message, /Invalid parameter 'num_blocks': must be an integer, got the string "lots"\. Fix: pass/);
     assert.match(errs[3]!.message, /Invalid parameter 'num_blocks': must be >= 1, got 0/);
@@ -239,6 +239,72 @@ test('server: unknown method -32601 names it; bad params -32602 name the param a
     assert.match(errs[5]!.message, /named params/);
     assert.is(errs[6]!.code, -16, 'an engine EBUSY is -16');
     assert.match(errs[6]!.message, 'bdev busy');
+  } finally {
+    await teardown(f);
+  }
+});
+
+test('server: ids are echoed exactly: integers beyond 2^53, negative, exponent forms, strings, null', async () => {
+  const f = await serve();
+  try {
+    const ids = ['18446744073709551615', '9007199254740993', '-12345678901234567890123', '1e3', '1.50', '7', '"7"', '"a\\u00e9\\"b"', 'null'];
+    const text = ids.map((id) => `{"jsonrpc":"2.0","id":${id},"method":"sleep","params":{"ms":0}}`).join('\n');
+    const lines = await new Promise<string[]>((resolve, reject) => {
+      const s = net.createConnection({ path: f.sock });
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (out += d));
+      s.on('end', () => resolve(out.trim().split('\n')));
+      s.on('error', reject);
+      s.on('connect', () => s.end(text));
+    });
+    assert.is(lines.length, ids.length);
+    // Compare source text: a JavaScript parse of the answer would round the big numbers.
+    for (let i = 0; i < ids.length; i++) {
+      const idText = /^\{"jsonrpc":"2\.0","id":(.*),"result":0\}$/.exec(lines[i]!)?.[1];
+      const expect = ids[i]!.startsWith('"') ? JSON.stringify(JSON.parse(ids[i]!)) : ids[i];
+      assert.is(idText, expect, lines[i]);
+    }
+    // Inside a batch, and for an error answer, too.
+    const batch = await new Promise<string>((resolve, reject) => {
+      const s = net.createConnection({ path: f.sock });
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (out += d));
+      s.on('end', () => resolve(out.trim()));
+      s.on('error', reject);
+      s.on('connect', () =>
+        s.end('[{"id":123456789012345678901,"method":"sleep","params":{"ms":0}}, {"id": 98765432109876543210 , "method":"nope"}]'),
+      );
+    });
+    assert.match(batch, /^\[\{"jsonrpc":"2\.0","id":123456789012345678901,"result":0\},\{"jsonrpc":"2\.0","id":98765432109876543210,"error":\{"code":-32601,/);
+  } finally {
+    await teardown(f);
+  }
+});
+
+test('server: notifications get no answer, whether they succeed or fail; invalid requests still do', async () => {
+  const f = await serve();
+  try {
+    const note = (method: string, params?: object): string => JSON.stringify({ jsonrpc: '2.0', method, ...(params !== undefined ? { params } : {}) });
+    const r = await raw(
+      f.sock,
+      [
+        note('thing_create', { name: 'N1', num_blocks: 1 }), // succeeds
+        note('thing_create', { name: 'N1', num_blocks: 1 }), // -17
+        note('thing_create', { name: 'N2' }), // -32602
+        note('no_such_method'), // -32601
+        note('boom'), // -16
+        `[${note('no_such_method')},${note('thing_create', { name: 'N3', num_blocks: 0 })}]`, // a batch of failing notifications
+        JSON.stringify({ jsonrpc: '2.0', method: 42 }), // invalid request: answered, id null
+        req(9, 'thing_create', { name: 'N1', num_blocks: 1 }),
+      ],
+      2,
+    );
+    assert.is(r.values.length, 2, JSON.stringify(r.values));
+    assert.equal(r.values[0], { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'Invalid request: "method" must be a string' } });
+    assert.is((r.values[1] as { id: number }).id, 9);
+    assert.is((r.values[1] as { error: { code: number } }).error.code, -17, 'the first notification ran');
   } finally {
     await teardown(f);
   }

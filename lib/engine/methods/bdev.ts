@@ -1,9 +1,9 @@
 /**
- * The bdev queries with SPDK's names and answers: `bdev_get_bdevs`,
- * `bdev_get_iostat` and `bdev_wait_for_examine`. Creating and deleting bdevs
- * is each module's own C method (see ./native.ts); what a bdev looks like
- * (product name, driver info, config) comes from its module too, so nothing
- * here knows any module by name.
+ * The bdev queries with SPDK's names and answers: `bdev_get_bdevs` and
+ * `bdev_wait_for_examine` (bdev_get_iostat is in ./iostat.ts). Creating and
+ * deleting bdevs is each module's own C method (see ./native.ts); what a bdev
+ * looks like (product name, driver info, config) comes from its module too,
+ * so nothing here knows any module by name.
  *
  * @module
  */
@@ -99,48 +99,14 @@ const bdevGetBdevs = defineMethod<{ name?: string; timeout?: number }, EngineCon
     if (p.name === undefined) return ctx.engine.bdevList().map((b) => describeBdev(b, ctx));
     const deadline = Date.now() + (p.timeout ?? 0);
     for (;;) {
-      const found = ctx.engine.bdevList().find((b) => b.name === p.name);
+      // SPDK looks a bdev up by its name or an alias (its uuid is one).
+      const found = ctx.engine.bdevList().find((b) => b.name === p.name || b.uuid === p.name);
       if (found !== undefined) return [describeBdev(found, ctx)];
       if (Date.now() >= deadline) {
         throw errnoFailure('ENODEV', `bdev '${p.name}' does not exist; list bdevs with bdev_get_bdevs without a name`);
       }
       await new Promise((r) => setTimeout(r, 10));
     }
-  },
-});
-
-/** One bdev's counters in bdev_get_iostat's shape (tick_rate 1e9: ticks are nanoseconds). */
-function iostat(info: NativeBdevInfo): Record<string, unknown> {
-  const s = info.stats;
-  return {
-    name: info.name,
-    bytes_read: s.bytesRead,
-    num_read_ops: s.numReadOps,
-    bytes_written: s.bytesWritten,
-    num_write_ops: s.numWriteOps,
-    bytes_unmapped: s.bytesUnmapped,
-    num_unmap_ops: s.numUnmapOps,
-    num_write_zeroes_ops: s.numWriteZeroesOps,
-    num_flush_ops: s.numFlushOps,
-    read_latency_ticks: s.readLatencyNs,
-    write_latency_ticks: s.writeLatencyNs,
-    io_error: s.ioErrors,
-  };
-}
-
-const bdevGetIostat = defineMethod<{ name?: string; names?: string[] }, EngineContext>({
-  name: 'bdev_get_iostat',
-  description: 'I/O counters of every bdev, or of those named (`name`, or `names` as current SPDK takes).',
-  params: {
-    properties: {
-      name: BDEV_NAME,
-      names: { type: 'array', items: { type: 'string', minLength: 1 }, hint: 'an array of bdev names, e.g. ["Malloc0"]' },
-    },
-  },
-  handler: (p, ctx) => {
-    const wanted = [...(p.name !== undefined ? [p.name] : []), ...(p.names ?? [])];
-    const infos = wanted.length === 0 ? ctx.engine.bdevList() : wanted.map((n) => getBdev(ctx, n));
-    return { tick_rate: 1_000_000_000, ticks: Number(process.hrtime.bigint()), bdevs: infos.map(iostat) };
   },
 });
 
@@ -152,4 +118,4 @@ const bdevWaitForExamine = defineMethod<Record<string, never>, EngineContext>({
 });
 
 /** The bdev query methods. */
-export const BDEV_METHODS: readonly RpcMethod<EngineContext>[] = [bdevGetBdevs, bdevGetIostat, bdevWaitForExamine];
+export const BDEV_METHODS: readonly RpcMethod<EngineContext>[] = [bdevGetBdevs, bdevWaitForExamine];

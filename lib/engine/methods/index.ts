@@ -6,8 +6,12 @@
 import type { EngineContext } from '../context';
 import type { NativeBinding } from '../native';
 import type { RpcMethod } from '../rpc/dispatcher';
+import { APP_METHODS } from './app';
 import { BDEV_METHODS } from './bdev';
+import { CONFIG_METHODS } from './config';
 import { FRAMEWORK_METHODS } from './framework';
+import { IOSTAT_METHODS } from './iostat';
+import { LOG_METHODS } from './log';
 import { nativeMethods } from './native';
 import { NBD_METHODS } from './nbd';
 import { NOTIFY_METHODS } from './notify';
@@ -18,5 +22,16 @@ import { VHOST_METHODS } from './vhost';
  * the C engine's modules register (listed by the addon at start).
  */
 export function engineMethods(native: NativeBinding): RpcMethod<EngineContext>[] {
-  return [...FRAMEWORK_METHODS, ...BDEV_METHODS, ...NOTIFY_METHODS, ...NBD_METHODS, ...VHOST_METHODS, ...nativeMethods(native)];
+  return [
+    ...FRAMEWORK_METHODS,
+    ...BDEV_METHODS,
+    ...NOTIFY_METHODS,
+    ...NBD_METHODS,
+    ...VHOST_METHODS,
+    ...APP_METHODS,
+    ...LOG_METHODS,
+    ...IOSTAT_METHODS,
+    ...CONFIG_METHODS,
+    ...nativeMethods(native),
+  ];
 }

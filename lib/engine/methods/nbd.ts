@@ -9,7 +9,7 @@
  */
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { fromEngineError, invalidParams } from '../rpc/failure';
+import { fromEngineError, invalidValue } from '../rpc/failure';
 import type { ParamSpec } from '../rpc/params';
 import { BDEV_NAME } from './bdev';
 
@@ -34,7 +34,7 @@ function checkListen(listen: string): void {
   const m = LISTEN_RE.exec(listen);
   const port = m?.[4] !== undefined ? Number(m[4]) : undefined;
   if (m === null || (port !== undefined && (port < 1 || port > 65535))) {
-    throw invalidParams(`Invalid parameter 'listen': ${JSON.stringify(listen)} is not a listen address. Fix: pass ${LISTEN.hint}.`);
+    throw invalidValue(`Invalid parameter 'listen': ${JSON.stringify(listen)} is not a listen address. Fix: pass ${LISTEN.hint}.`);
   }
 }
 

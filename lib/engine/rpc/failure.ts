@@ -3,9 +3,11 @@
  * the mapping from engine errnos to SPDK's error codes.
  *
  * SPDK answers a failed operation with the negative errno as the code (e.g.
- * -17 for EEXIST, -19 for a missing bdev, -16 for EBUSY) and uses -32602 for
- * bad params; this engine does the same, with messages that name the param
- * and the fix.
+ * -17 for EEXIST, -19 for a missing bdev, -16 for EBUSY, -22 EINVAL for a
+ * value the operation refuses, like block_size 1000) and uses -32602 only
+ * when params do not decode (wrong type, unknown or missing param, a word
+ * outside an enum); this engine does the same, with messages that name the
+ * param and the fix.
  *
  * @module
  */
@@ -35,6 +37,11 @@ export function invalidParams(message: string): RpcFailure {
   return new RpcFailure(RpcErrorCode.INVALID_PARAMS, message);
 }
 
+/** -22 EINVAL: a well-formed param whose value the operation refuses, naming it and the fix. */
+export function invalidValue(message: string): RpcFailure {
+  return errnoFailure('EINVAL', message);
+}
+
 /** A failure with the negative-errno code SPDK uses for `errnoName` (e.g. "ENODEV" → -19). */
 export function errnoFailure(errnoName: string, message: string, cause?: unknown): RpcFailure {
   const n = (constants.errno as Record<string, number | undefined>)[errnoName];
@@ -42,10 +49,10 @@ export function errnoFailure(errnoName: string, message: string, cause?: unknown
 }
 
 /**
- * Converts an error thrown by the native engine into an RPC failure:
- * EINVAL (a param the engine rejected; its message names it) → -32602, any
- * other errno → its negative number, anything else → -32603. `remap` renames
- * errnos first (the delete methods turn ENOENT into SPDK's ENODEV).
+ * Converts an error thrown by the native engine into an RPC failure: an
+ * errno → its negative number, as SPDK answers (EINVAL, a value the engine
+ * refused, whose message names it → -22), anything else → -32603. `remap`
+ * renames errnos first (the delete methods turn ENOENT into SPDK's ENODEV).
  */
 export function fromEngineError(e: unknown, remap: Readonly<Record<string, string>> = {}): RpcFailure {
   if (e instanceof RpcFailure) return e;
@@ -54,7 +61,5 @@ export function fromEngineError(e: unknown, remap: Readonly<Record<string, strin
       cause: e,
     });
   }
-  const code = remap[e.code] ?? e.code;
-  if (code === 'EINVAL') return new RpcFailure(RpcErrorCode.INVALID_PARAMS, e.message, { cause: e });
-  return errnoFailure(code, e.message, e);
+  return errnoFailure(remap[e.code] ?? e.code, e.message, e);
 }

@@ -4,11 +4,16 @@
  * the fix: `Invalid parameter 'num_blocks': must be >= 1. Fix: pass the
  * number of blocks, a positive integer, e.g. 262144.`
  *
+ * Codes follow spdk_tgt: params that do not decode (not an object, a wrong
+ * type, an unknown or missing param, a word outside an enum) are -32602; a
+ * decoded value out of range (num_blocks 0, an empty name, an unsupported
+ * value) is what SPDK's create function refuses with -EINVAL, so -22.
+ *
  * @module
  */
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 
-import { invalidParams, type RpcFailure } from './failure';
+import { invalidParams, invalidValue, type RpcFailure } from './failure';
 
 /** One param: a JSON Schema fragment plus the hint used in error messages. */
 export interface ParamSpec {
@@ -111,6 +116,8 @@ export class ParamsValidator {
           '.',
       );
     }
+    // Decoded but refused: SPDK's -EINVAL. Not decodable: -32602.
+    const fail = err.keyword === 'type' || err.keyword === 'enum' ? invalidParams : invalidValue;
     // "/num_blocks" or "/names/0"
     const parts = err.instancePath.split('/').filter((s) => s !== '');
     const name = parts[0] ?? '';
@@ -131,7 +138,7 @@ export class ParamsValidator {
       default:
         what = `${err.message ?? 'is invalid'}, got ${JSON.stringify(value)}`;
     }
-    return invalidParams(`Invalid parameter '${where}': ${what}. Fix: pass ${this.hint(name)}.`);
+    return fail(`Invalid parameter '${where}': ${what}. Fix: pass ${this.hint(name)}.`);
   }
 
   private hint(name: string): string {

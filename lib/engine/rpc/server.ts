@@ -11,8 +11,9 @@ import * as net from 'node:net';
 
 import { JsonValueSplitter } from '../../client/spdk-rpc-stream';
 import type { RpcDispatcher } from './dispatcher';
-import { errorResponse } from './dispatcher';
+import { errorResponse, serializeResponse, type RpcResponse } from './dispatcher';
 import { RpcErrorCode, RpcFailure } from './failure';
+import { requestIdTexts } from './ids';
 import type { Logger } from '../log';
 
 /** Options of {@link RpcSocketServer}. */
@@ -104,7 +105,7 @@ export class RpcSocketServer<C> {
       if (conn.closing) return;
       for (const v of splitter.push(chunk)) {
         if (v.ok) {
-          this.enqueue(conn, v.value);
+          this.enqueue(conn, v.value, v.text);
         } else {
           log.warn('rpc parse error; closing the connection', { error: v.error.message });
           this.refuse(conn, v.error.message);
@@ -115,7 +116,7 @@ export class RpcSocketServer<C> {
     socket.on('end', () => {
       const last = splitter.end();
       if (last !== undefined && !conn.closing) {
-        if (last.ok) this.enqueue(conn, last.value);
+        if (last.ok) this.enqueue(conn, last.value, last.text);
         else this.refuse(conn, last.error.message);
       }
       // Answer what was sent, then close our side.
@@ -131,10 +132,12 @@ export class RpcSocketServer<C> {
     });
   }
 
-  private enqueue(conn: Conn, value: unknown): void {
+  private enqueue(conn: Conn, value: unknown, text: string): void {
     conn.chain = conn.chain
       .then(async () => {
-        const response = await this.dispatcher.handle(value);
+        // Only objects and arrays carry ids; their source text keeps big numbers exact.
+        const ids = typeof value === 'object' && value !== null ? requestIdTexts(text) : undefined;
+        const response = await this.dispatcher.handle(value, ids);
         if (response !== undefined) this.send(conn, response);
       })
       .catch((e: unknown) => {
@@ -155,9 +158,9 @@ export class RpcSocketServer<C> {
     });
   }
 
-  private send(conn: Conn, response: unknown): void {
+  private send(conn: Conn, response: RpcResponse | RpcResponse[]): void {
     if (conn.socket.destroyed || !conn.socket.writable) return;
-    const ok = conn.socket.write(`${JSON.stringify(response)}\n`);
+    const ok = conn.socket.write(`${serializeResponse(response)}\n`);
     if (!ok) {
       // The peer is not reading: stop reading its requests until it does.
       conn.socket.pause();

@@ -98,7 +98,8 @@ struct fb_json_field {
 	const char *const *choices; /* strings: the allowed values, NULL-terminated; NULL = any */
 	const char *hint;           /* ends "Fix: pass ...", e.g. "a bdev name, e.g. \"Malloc0\"" */
 	/* FB_JSON_CUSTOM: decode v into out (the field); 0, or -EINVAL with err
-	 * set to what is wrong ("must be ..., got ..."). Also called for other
+	 * set to what is wrong ("must be ..., got ..."), or -ERANGE when v has
+	 * the right type but a value this engine refuses. Also called for other
 	 * types after the built-in decode, as an extra check, when non-NULL. */
 	int (*decode)(const struct fb_json_val *v, void *out, struct fb_err *err);
 	/* FB_JSON_CUSTOM: frees what decode allocated (NULL = nothing to free). */
@@ -120,7 +121,11 @@ char *fb_json_val_dump(const struct fb_json_val *v);
  * out using the table; unknown names are refused. On failure returns
  * -EINVAL with err holding the full message ("Unknown parameter ...",
  * "Missing required parameter ...", "Invalid parameter ...") and frees
- * whatever it decoded. `method` names the call in messages. */
+ * whatever it decoded; -ERANGE instead when the params decode but a value
+ * is outside its field's min/max/power-of-two/length or a custom check
+ * said -ERANGE (fb_rpc_call answers that -EINVAL, as SPDK answers a value
+ * its create refuses, and the rest -32602). `method` names the call in
+ * messages. */
 int fb_json_decode_object(const struct fb_json_val *params, const char *method,
 			  const struct fb_json_field *fields, size_t nfields, void *out,
 			  struct fb_err *err);

@@ -458,7 +458,7 @@ static int error_inject(struct fb_engine *e, const char *name,
 			   "into \"EE_%s\".", fb_bdev_get_name(bdev),
 			   fb_bdev_get_module(bdev)->name, fb_bdev_get_name(bdev),
 			   fb_bdev_get_name(bdev));
-		rc = FB_RPC_INVALID_PARAMS;
+		rc = -ENODEV; /* SPDK: no error-injection bdev by that name */
 		goto out;
 	}
 	if (inj->kind != FB_ERR_NONE && inj->offset_blocks >= fb_bdev_get_num_blocks(bdev)) {

@@ -20,7 +20,7 @@ static inline int spdk_default_check(const struct fb_json_val *v, const char *wa
 		return -ENOMEM;
 	if (strcmp(got, want) != 0) {
 		fb_err_set(err, "this engine supports only %s (SPDK's default), got %s", want, got);
-		rc = -EINVAL;
+		rc = -ERANGE; /* well-formed, refused: SPDK's -EINVAL */
 	}
 	free(got);
 	return rc;

@@ -437,6 +437,16 @@ static int invalid(const struct fb_json_field *f, const char *where, struct fb_e
 	return -EINVAL;
 }
 
+/* A value of the right type outside the field's range: -ERANGE, so the
+ * caller can answer as SPDK does for a value its create refuses (-EINVAL),
+ * not as for params that do not decode (-32602). */
+static int out_of_range(const struct fb_json_field *f, const char *where, struct fb_err *err,
+			const char *what)
+{
+	invalid(f, where, err, what);
+	return -ERANGE;
+}
+
 static int decode_uint(const struct fb_json_field *f, const json_t *j, uint64_t tmax, uint64_t *out,
 		       struct fb_err *err)
 {
@@ -451,16 +461,16 @@ static int decode_uint(const struct fb_json_field *f, const json_t *j, uint64_t 
 	if (json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) < f->min) {
 		show(j, got, sizeof(got));
 		snprintf(what, sizeof(what), "must be >= %" PRIu64 ", got %s", f->min, got);
-		return invalid(f, f->name, err, what);
+		return out_of_range(f, f->name, err, what);
 	}
 	v = (uint64_t)json_integer_value(j);
 	if (v > max) {
 		snprintf(what, sizeof(what), "must be <= %" PRIu64 ", got %" PRIu64, max, v);
-		return invalid(f, f->name, err, what);
+		return out_of_range(f, f->name, err, what);
 	}
 	if (f->power_of_two && (v == 0 || (v & (v - 1)))) {
 		snprintf(what, sizeof(what), "must be a power of two, got %" PRIu64, v);
-		return invalid(f, f->name, err, what);
+		return out_of_range(f, f->name, err, what);
 	}
 	*out = v;
 	return 0;
@@ -505,12 +515,12 @@ static int decode_string(const struct fb_json_field *f, const json_t *j, const c
 		if (len < f->min) {
 			snprintf(what, sizeof(what), "must NOT have fewer than %" PRIu64 " characters, got %s",
 				 f->min, (show(j, got, sizeof(got)), got));
-			return invalid(f, where, err, what);
+			return out_of_range(f, where, err, what);
 		}
 		if (f->max && len > f->max) {
 			snprintf(what, sizeof(what), "must NOT have more than %" PRIu64 " characters, got %zu",
 				 f->max, len);
-			return invalid(f, where, err, what);
+			return out_of_range(f, where, err, what);
 		}
 	}
 	*out = strdup(s);
@@ -602,12 +612,12 @@ static int decode_field(const struct fb_json_field *f, const json_t *j, void *ou
 		if (n < f->min) {
 			snprintf(what, sizeof(what), "must NOT have fewer than %" PRIu64 " items, got %zu",
 				 f->min, n);
-			return invalid(f, f->name, err, what);
+			return out_of_range(f, f->name, err, what);
 		}
 		if (f->max && n > f->max) {
 			snprintf(what, sizeof(what), "must NOT have more than %" PRIu64 " items, got %zu",
 				 f->max, n);
-			return invalid(f, f->name, err, what);
+			return out_of_range(f, f->name, err, what);
 		}
 		a.v = calloc(n ? n : 1, sizeof(*a.v));
 		if (!a.v) {
@@ -663,6 +673,8 @@ static int decode_field(const struct fb_json_field *f, const json_t *j, void *ou
 				fb_err_set(err, "out of memory decoding parameter '%s'", f->name);
 				return rc;
 			}
+			if (rc == -ERANGE)
+				return out_of_range(f, f->name, err, sub.msg[0] ? sub.msg : "is out of range");
 			return invalid(f, f->name, err, sub.msg[0] ? sub.msg : "is invalid");
 		}
 	}

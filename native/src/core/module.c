@@ -172,7 +172,9 @@ int fb_rpc_call(struct fb_engine *e, const char *method, const char *params_json
 		m->params_init(p);
 	rc = fb_json_decode_object(params, method, m->params, m->params ? m->nparams : 0, p, err);
 	if (rc) {
-		rc = rc == -ENOMEM ? rc : FB_RPC_INVALID_PARAMS;
+		/* SPDK: params that do not decode are -32602; a decoded value the
+		 * operation refuses is the create's -EINVAL. */
+		rc = rc == -ENOMEM ? rc : rc == -ERANGE ? -EINVAL : FB_RPC_INVALID_PARAMS;
 		goto out;
 	}
 	decoded = true;
