@@ -40,8 +40,21 @@ export function buildProgram(commands: readonly CliCommand[] = COMMANDS): Comman
 
 /** Runs the CLI; the single place that turns errors into stderr text and exit code 1. */
 export async function main(argv: string[] = process.argv): Promise<void> {
+  // A reader that stops early (`flexbso help plan | head -3`) is not an error.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   try {
-    await buildProgram().parseAsync(argv);
+    const program = buildProgram();
+    if (argv.length <= 2) {
+      // No command: the overview is the answer, not an error.
+      process.stdout.write(program.helpInformation());
+      return;
+    }
+    await program.parseAsync(argv);
   } catch (e) {
     process.exitCode = report(e);
   }

@@ -14,21 +14,19 @@ let a: AgentProc;
 test.before(hook(async () => { a = await startAgent("dpu0"); }));
 test.after(cleanupAll);
 
-test("a step failing mid-apply: state records what exists, the failure names the step, re-run converges", async () => {
+test("a path the target cannot use is a plan error: nothing is half-applied; fixing it converges", async () => {
   await fsp.mkdir(path.join(a.dataDir, "disk0.img")); // a directory where the file bdev wants its file
   const t = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "topo.yaml"));
+  const p0 = await cli(["plan", t]);
+  assert.is(p0.code, 1, p0.stdout);
+  assert.match(p0.stdout, "exists and is neither a regular file nor a block device");
   const r = await cli(["apply", t, "--auto-approve"]);
   assert.is(r.code, 1, r.stdout);
-  assert.match(r.stdout, "dpu0: step 3/5 (create dpu0/file/disk0) failed");
   assert.match(r.stdout, "is neither a regular file nor a block device");
+  assert.match(r.stdout, "nothing was applied");
   const v = (await a.rpc("topology.get")).body.result;
-  assert.equal(v.topology.resources.map((x: any) => x.address), ["dpu0/dpu/dpu0", "dpu0/malloc/ram0"]);
-  assert.is(v.generation, 1);
-  const ev = (await a.rpc("events.list", { since: 0 })).body.result.events;
-  assert.ok(ev.some((e: any) => e.type === "apply.step.failed" && e.address === "dpu0/file/disk0"));
-  const p = await cli(["plan", t]);
-  assert.is(p.code, 2);
-  assert.match(p.stdout, "Plan: 3 to add, 0 to change, 0 to destroy.");
+  assert.equal(v.topology.resources, []);
+  assert.is(v.generation, 0);
   await fsp.rmdir(path.join(a.dataDir, "disk0.img"));
   const again = await cli(["apply", t, "--auto-approve"]);
   assert.is(again.code, 0, again.stdout + again.stderr);

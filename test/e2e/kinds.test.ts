@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as path from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, promises as fsp } from "node:fs";
 import { hook, startAgent, cli, writeTopology, cleanupAll, run, nbdUri, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
@@ -25,10 +25,11 @@ async function topology(bdevs: string, funcs = FN, vfs = 8): Promise<string> {
 
 const generation = async () => (await a.rpc("topology.get")).body.result.generation as number;
 
-/** Start each case from an empty DPU. */
+/** Start each case from an empty DPU (and no file a retained resource left behind). */
 async function reset(): Promise<void> {
   const r = await cli(["apply", await topology("", ""), "--auto-approve", "--allow-data-loss"]);
   assert.is(r.code, 0, r.stdout + r.stderr);
+  for (const f of await fsp.readdir(a.dataDir)) await fsp.rm(path.join(a.dataDir, f), { recursive: true, force: true });
 }
 
 async function io(exportName: string, cmd: string): Promise<{ ok: boolean; out: string }> {
@@ -118,7 +119,7 @@ for (const c of CASES) {
 test("cross-tenant reuse: tenant B gets zeros after A's destroy, or an explicit import of A's retained file", async () => {
   await reset();
   const tenantA = (extra: string) => topology(`      a: { kind: file, path: shared.img, size: 4MiB${extra} }`, "      vm: { pf: 0, vf: 0, transport: nbd, volume: a, tenant: A }");
-  const tenantB = (extra: string) => topology(`      b: { kind: file, path: shared.img, size: 4MiB${extra} }`, "      vm: { pf: 0, vf: 0, transport: nbd, volume: b, tenant: B }");
+  const tenantB = (extra: string) => topology(`      b: { kind: file, path: shared.img, size: 4MiB${extra} }`, "      vmB: { pf: 0, vf: 0, transport: nbd, volume: b, tenant: B }");
   // A writes, A's resources go away (file deleted), B gets the same path: zeros.
   assert.is((await cli(["apply", await tenantA(""), "--auto-approve"])).code, 0);
   assert.ok((await io("pf0vf0", "write -P 0xaa 0 64k")).ok);

@@ -1,5 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { listDir, repoPath, runCli, tempDir, writeFiles } from "../helpers/index.js";
@@ -202,6 +203,18 @@ test("the CLI validates every example", () => {
     const r = runCli(["validate", repoPath("examples", name, "topology.yaml")]);
     assert.is(r.code, 0, r.stderr);
   }
+});
+
+
+test("flexbso with no arguments prints the overview and exits 0; a reader closing the pipe early is not an error", () => {
+  const r = runCli([]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, "Usage: flexbso");
+  assert.match(r.stdout, "plan");
+  const piped = spawnSync("sh", ["-c", `"${process.execPath}" "${repoPath("bin/flexbso.js")}" help plan | head -1`], { encoding: "utf8" });
+  assert.is(piped.status, 0);
+  assert.not.match(piped.stderr, "EPIPE");
+  assert.not.match(piped.stderr, "Error");
 });
 
 test.run();
