@@ -21,9 +21,13 @@ import { resolveToken } from "../agent/fleet.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
 import { allowDataLossFromEnv } from "../apply/allow.js";
-import { DEFAULTS, referencesOf, type Desired, type Kind, type Resource, type ResourceOf, type Spec } from "../model/index.js";
+// Model and planner submodules, not their indexes: the indexes load the YAML and cdktf
+// loaders too, which a provider launch (3-4 per terraform command) does not need.
+import { DEFAULTS, referencesOf } from "../model/kinds.js";
+import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
 import { NAME_PATTERN } from "../model/schemas.js";
-import { plan, type FieldChange, type ResourceChange } from "../plan/index.js";
+import { plan } from "../plan/plan.js";
+import type { FieldChange, ResourceChange } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
 import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, sizeText, snake, TYPE_NAMES, type AttrDef, type Obj, type ResourceType } from "./schema.js";
 
