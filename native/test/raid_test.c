@@ -667,6 +667,39 @@ TEST(member_failure_and_rebuild)
 	failure_rebuild(10, 4, 1);
 }
 
+/* Deleting a member bdev under a live array hot-removes it: the member is
+ * failed, I/O goes on, and a spare rebuilds it. */
+TEST(hot_remove_member)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	uint64_t nb = make_raid(e, 5, 3, 1024, 16, false, true, "repair"), since = last_note(e);
+	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, 64 * BS);
+	char st[32];
+
+	CHECK_OK(th_open(e, "R", true, &d, &err));
+	for (int i = 0; i < 100; i++)
+		random_write(e, d, ref, nb, 20, buf);
+	CHECK_OK(th_rpc(e, &err, "bdev_malloc_delete", "{\"name\":\"M1\"}"));
+	member_state(e, "R", 1, st, sizeof(st));
+	CHECK(!strcmp(st, "failed"));
+	CHECK_EQ(notes(e, "raid_member_failed", "\"member\":\"M1\"", since), 1);
+	for (int i = 0; i < 100; i++)
+		random_write(e, d, ref, nb, 20, buf);
+	check_all(e, d, ref, nb);
+	CHECK_OK(th_malloc(e, "SPARE", 1024, BS, &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_add_base_bdev",
+			"{\"raid_bdev\":\"R\",\"base_bdev\":\"SPARE\"}"));
+	wait_rebuild(e, since);
+	set_safe_read(e, "verify");
+	check_all(e, d, ref, nb);
+	fb_bdev_close(d);
+	free(ref);
+	free(buf);
+	fb_engine_destroy(e);
+}
+
 /* ----------------------------------------------- superblock reassembly */
 
 static void make_files(char paths[][64], unsigned n, uint64_t bytes)
@@ -781,6 +814,7 @@ int main(int argc, char **argv)
 	RUN_IF(corruption_1000_flips);
 	RUN_IF(scrub_repairs);
 	RUN_IF(member_failure_and_rebuild);
+	RUN_IF(hot_remove_member);
 	RUN_IF(superblock_reassembly);
 	fprintf(stderr, "raid_test: ok\n");
 	return 0;

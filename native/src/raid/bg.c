@@ -268,9 +268,11 @@ int raid_bg_start(struct raid_bdev *r, int kind, int member, uint64_t rate_kbps,
 		pthread_join(r->bg_thread, NULL);
 		r->bg_active = false;
 	}
+	pthread_mutex_lock(&r->info_mu);
 	r->bg.kind = kind;
 	r->bg.member = member;
 	r->bg.rate_kbps = rate_kbps;
+	pthread_mutex_unlock(&r->info_mu);
 	atomic_store(&r->bg.stop, false);
 	atomic_store(&r->bg.done, false);
 	atomic_store(&r->bg.row, 0);

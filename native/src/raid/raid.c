@@ -596,10 +596,11 @@ void raid_write_info(struct raid_bdev *r, struct fb_json_writer *w)
 	char u[FB_UUID_STR_LEN];
 	unsigned discovered = 0, operational = 0;
 
+	pthread_mutex_lock(&r->info_mu);
 	for (unsigned i = 0; i < r->n; i++) {
 		int s = atomic_load(&r->m[i].state);
 
-		discovered += r->m[i].desc != NULL;
+		discovered += s == MEMBER_ONLINE || s == MEMBER_REBUILDING;
 		operational += s == MEMBER_ONLINE;
 	}
 	fb_uuid_fmt(&r->uuid, u);
@@ -625,7 +626,9 @@ void raid_write_info(struct raid_bdev *r, struct fb_json_writer *w)
 		fb_json_write_named_string(w, "name", m->name);
 		fb_uuid_fmt(&m->uuid, u);
 		fb_json_write_named_string(w, "uuid", fb_uuid_is_null(&m->uuid) ? NULL : u);
-		fb_json_write_named_bool(w, "is_configured", m->desc != NULL);
+		fb_json_write_named_bool(w, "is_configured",
+					 atomic_load(&m->state) == MEMBER_ONLINE ||
+					 atomic_load(&m->state) == MEMBER_REBUILDING);
 		fb_json_write_named_uint64(w, "data_offset", r->data_offset);
 		fb_json_write_named_uint64(w, "data_size", r->member_blocks);
 		fb_json_write_named_string(w, "state", raid_member_state_name(atomic_load(&m->state)));
@@ -641,7 +644,7 @@ void raid_write_info(struct raid_bdev *r, struct fb_json_writer *w)
 	fb_json_write_named_uint64(w, "degraded_reads", atomic_load(&r->degraded_reads));
 	fb_json_write_named_uint64(w, "bitmap_writes", atomic_load(&r->bitmap_writes));
 	fb_json_write_object_end(w);
-	if (r->bg_active || r->bg.kind) {
+	if (r->bg.kind) {
 		uint64_t row = atomic_load(&r->bg.row);
 
 		fb_json_write_named_object_begin(w, "process");
@@ -658,6 +661,7 @@ void raid_write_info(struct raid_bdev *r, struct fb_json_writer *w)
 		fb_json_write_named_uint64(w, "repaired", atomic_load(&r->bg.repaired));
 		fb_json_write_object_end(w);
 	}
+	pthread_mutex_unlock(&r->info_mu);
 }
 
 static void raid_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
@@ -727,6 +731,7 @@ struct raid_bdev *raid_alloc(struct fb_engine *e, const char *name, enum raid_le
 	pthread_mutex_init(&r->md_mu, NULL);
 	pthread_cond_init(&r->md_cv, NULL);
 	pthread_mutex_init(&r->ctl_mu, NULL);
+	pthread_mutex_init(&r->info_mu, NULL);
 	return r;
 }
 
@@ -750,6 +755,7 @@ void raid_free(struct raid_bdev *r)
 	pthread_mutex_destroy(&r->md_mu);
 	pthread_cond_destroy(&r->md_cv);
 	pthread_mutex_destroy(&r->ctl_mu);
+	pthread_mutex_destroy(&r->info_mu);
 	free(r->name);
 	free(r);
 }
@@ -1028,7 +1034,9 @@ int raid_assemble_register(struct raid_bdev *r, bool fresh, struct fb_err *err)
 		}
 	}
 	raid_bm_start(r);
+	pthread_mutex_lock(&r->info_mu);
 	r->generation++;
+	pthread_mutex_unlock(&r->info_mu);
 	r->clean = false;
 	if (r->superblock) {
 		rc = raid_sb_write_all(r, err);

@@ -135,6 +135,11 @@ struct raid_bdev {
 	bool md_sb_dirty, md_stop;
 
 	pthread_mutex_t ctl_mu;         /* control-path changes (members, bg) */
+	/* Guards what bdev_raid_get_bdevs / driver_specific read and control
+	 * paths change (generation, member names and uuids, the walk's kind
+	 * and target); held for a few stores, never across a call out, so
+	 * info dumps under any engine lock cannot deadlock with ctl_mu. */
+	pthread_mutex_t info_mu;
 	struct raid_bg bg;
 	bool bg_active;                 /* bg_thread to join */
 	pthread_t bg_thread;

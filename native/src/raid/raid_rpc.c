@@ -435,9 +435,17 @@ static int rpc_add(struct fb_engine *e, const void *pv, struct fb_json_writer *w
 	}
 	if (r->m[slot].desc)
 		raid_member_detach(r, slot, MEMBER_MISSING);
-	free(r->m[slot].name);
-	r->m[slot].name = strdup(p->base_bdev);
-	rc = r->m[slot].name ? raid_member_open(r, slot, p->base_bdev, err) : -ENOMEM;
+	{
+		char *nm = strdup(p->base_bdev), *old;
+
+		pthread_mutex_lock(&r->info_mu);
+		old = r->m[slot].name;
+		r->m[slot].name = nm ? nm : old;
+		pthread_mutex_unlock(&r->info_mu);
+		if (nm)
+			free(old);
+		rc = nm ? raid_member_open(r, slot, p->base_bdev, err) : -ENOMEM;
+	}
 	if (rc) {
 		pthread_mutex_unlock(&r->ctl_mu);
 		if (rc == -ENODEV || rc == -ENOENT) {
@@ -459,7 +467,9 @@ static int rpc_add(struct fb_engine *e, const void *pv, struct fb_json_writer *w
 		pthread_mutex_unlock(&r->ctl_mu);
 		return -EINVAL;
 	}
+	pthread_mutex_lock(&r->info_mu);
 	fb_bdev_get_uuid(b, &r->m[slot].uuid);
+	pthread_mutex_unlock(&r->info_mu);
 	atomic_store(&r->m[slot].rebuild_row, 0);
 	atomic_store(&r->m[slot].state, MEMBER_REBUILDING);
 	rc = raid_member_attach_channels(r, slot);

@@ -76,7 +76,9 @@ int raid_sb_write_all(struct raid_bdev *r, struct fb_err *err)
 
 	if (!page)
 		return -ENOMEM;
+	pthread_mutex_lock(&r->info_mu);
 	r->generation++;
+	pthread_mutex_unlock(&r->info_mu);
 	memset(page, 0, len);
 	memcpy(s->magic, SB_MAGIC, 8);
 	s->version = SB_VERSION;
