@@ -106,10 +106,7 @@ struct cmp_io {
 	struct fb_bdev_io *io;
 	struct fb_io_channel *ch;
 	struct cmp_bdev *cb;
-	uint64_t io_off, io_len;      /* the request, bytes */
-	uint64_t done;                /* bytes of it finished (segments before this one) */
-	bool in_run, again;           /* segment loop without recursion */
-	uint64_t chunk;               /* this segment: */
+	uint64_t chunk;
 	uint32_t off, len;            /* bytes within the chunk */
 	enum fb_io_type type;
 	bool locked;

@@ -1,9 +1,8 @@
 /* The compress bdev's I/O path.
  *
- * A request is handled one chunk at a time (a segment; with
- * optimal_io_boundary the core hands over one chunk per request anyway).
- * Each segment takes its chunk's lock (reads too: a read must not see the
- * units of a chunk being rewritten reused), then:
+ * The core splits requests at chunk boundaries (optimal_io_boundary), so
+ * each one touches one chunk. It takes that chunk's lock (reads too: a
+ * read must not see the units of a chunk being rewritten reused), then:
  *   read    map entry -> base read of the stored units -> CRC32C check +
  *           decode (on the reactor: short and bounded) -> copy out
  *   write   (partial: read and decode the old chunk) -> merge -> worker:
@@ -11,7 +10,8 @@
  *           shrink by 1/8), CRC32C -> allocate units -> base write -> map
  *           entry (map.c's rules) -> with FUA, wait for a commit
  *   unmap / write-zeroes: whole chunks become data-less entries; partial
- *           ones are writes of zeros
+ *           ones are writes of zeros (FB_IO_FLAG_NO_HOLE changes nothing:
+ *           a zero chunk is a map flag however it was written)
  *   flush   a commit (compress_commit.c).
  * Compression runs on the module's worker pool and returns to the I/O's
  * reactor with fb_reactor_send. Per-I/O state lives in the driver context,
@@ -271,63 +271,14 @@ static void put_bufs(struct cmp_io *c)
 	}
 }
 
-static void run_segments(struct cmp_io *c);
-
-/* Sets up the segment of the request that starts at c->done. */
-static void segment_setup(struct cmp_io *c)
-{
-	uint64_t pos = c->io_off + c->done;
-	uint64_t left = c->io_len - c->done;
-
-	c->chunk = pos / c->cb->chunk;
-	c->off = (uint32_t)(pos % c->cb->chunk);
-	c->len = (uint32_t)(left < c->cb->chunk - c->off ? left : c->cb->chunk - c->off);
-}
-
-static bool last_segment(const struct cmp_io *c)
-{
-	return c->done + c->len == c->io_len;
-}
-
-static void complete_io(struct cmp_io *c, int status)
-{
-	put_bufs(c);
-	/* Inside run_segments' loop c must outlive the loop's next look at it. */
-	if (c->in_run)
-		fb_bdev_io_complete_deferred(c->io, status);
-	else
-		fb_bdev_io_complete(c->io, status);
-}
-
-/* Ends the current segment: the next one starts, or the request completes.
- * (The core splits at chunk boundaries when it supports
- * optimal_io_boundary, making every request one segment; this loop keeps
- * requests that span chunks correct either way.) */
+/* Ends the request (the core hands over one chunk per request: the bdev
+ * registers optimal_io_boundary = one chunk, split on). */
 static void cio_finish(struct cmp_io *c, int status)
 {
 	if (c->locked)
 		lock_release(c);
-	if (status || last_segment(c)) {
-		complete_io(c, status);
-		return;
-	}
-	c->done += c->len;
-	segment_setup(c);
-	if (c->in_run)
-		c->again = true;
-	else
-		run_segments(c);
-}
-
-static void run_segments(struct cmp_io *c)
-{
-	c->in_run = true;
-	do {
-		c->again = false;
-		if (lock_acquire(c))
-			cio_start(c);
-	} while (c->again);
-	c->in_run = false;
+	put_bufs(c);
+	fb_bdev_io_complete(c->io, status);
 }
 
 static bool cio_get_bufs(struct cmp_io *c)
@@ -347,7 +298,7 @@ static void set_entry(struct cmp_io *c);
 
 static void fua_done(struct cmp_io *c)
 {
-	complete_io(c, c->rc);
+	cio_finish(c, c->rc);
 }
 
 static void set_entry_retry(struct cmp_io *c)
@@ -378,8 +329,8 @@ static void set_entry(struct cmp_io *c)
 	fb_cmp_map_set(&cb->map, c->chunk, &c->neu);
 	pthread_mutex_unlock(&cb->mu);
 	c->neu_allocated = false;
-	if ((fb_bdev_io_get_flags(c->io) & FB_IO_FLAG_FUA) && last_segment(c)) {
-		/* Durable before the ack: one commit covers every segment. */
+	if (fb_bdev_io_get_flags(c->io) & FB_IO_FLAG_FUA) {
+		/* Durable before the ack; the chunk need not stay locked for it. */
 		lock_release(c);
 		fb_cmp_commit_wait(c, fua_done);
 	} else {
@@ -468,7 +419,7 @@ static void merge(struct cmp_io *c)
 		int iovcnt;
 		struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
-		fb_iov_to_buf(p + c->off, iov, iovcnt, c->done, c->len);
+		fb_iov_to_buf(p + c->off, iov, iovcnt, 0, c->len);
 	} else {
 		memset(p + c->off, 0, c->len);
 	}
@@ -485,7 +436,7 @@ static void decoded_for_read(struct cmp_io *c)
 		return;
 	}
 	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
-	fb_iov_from_buf(iov, iovcnt, c->done, c->buf[c->plain] + c->off, c->len);
+	fb_iov_from_buf(iov, iovcnt, 0, c->buf[c->plain] + c->off, c->len);
 	cio_finish(c, 0);
 }
 
@@ -565,7 +516,7 @@ static void cio_start(struct cmp_io *c)
 			int iovcnt;
 			struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
-			fb_iov_memset(iov, iovcnt, c->done, 0, c->len);
+			fb_iov_memset(iov, iovcnt, 0, 0, c->len);
 			cio_finish(c, 0);
 			return;
 		}
@@ -619,13 +570,14 @@ void fb_cmp_io_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 		fb_bdev_io_complete_deferred(io, -ENOTSUP);
 		return;
 	}
-	c->io_off = off;
-	c->io_len = len;
-	if (len == 0) {
-		fb_bdev_io_complete_deferred(io, 0);
+	c->chunk = off / cb->chunk;
+	c->off = (uint32_t)(off % cb->chunk);
+	c->len = (uint32_t)len;
+	if (len == 0 || c->off + len > cb->chunk) {
+		fb_bdev_io_complete_deferred(io, -EINVAL); /* the core splits at chunks */
 		return;
 	}
-	segment_setup(c);
-	run_segments(c);
+	if (lock_acquire(c))
+		cio_start(c);
 }
 
