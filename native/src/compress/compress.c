@@ -281,7 +281,7 @@ static int mod_pool(struct fb_cmp_mod *mod, struct fb_err *err)
 
 	pthread_mutex_lock(&mod->mu);
 	if (!mod->pool)
-		rc = fb_cmp_pool_create(mod->worker_threads, fb_engine_reactor_count(mod->e), &mod->pool);
+		rc = fb_cmp_pool_create(mod->e, mod->worker_threads, &mod->pool);
 	pthread_mutex_unlock(&mod->mu);
 	if (rc)
 		fb_err_set(err, "starting %u compress worker threads failed: %s", mod->worker_threads,
