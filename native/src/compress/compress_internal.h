@@ -51,4 +51,90 @@ int fb_cmp_write_stats(struct fb_engine *e, const char *name, struct fb_json_wri
 void fb_cmp_write_all_stats(struct fb_engine *e, struct fb_json_writer *w);
 int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *err);
 
+/* ------------------------------------------------- the bdev's internals */
+
+#define LOCK_BUCKETS 256
+#define DIRTY_CAP 256          /* map pages per commit (1 MiB staged) */
+#define PENDING_CAP 16384      /* frees awaiting a commit */
+
+struct cmp_io;
+
+struct cmp_bdev {
+	struct fb_engine *e;
+	struct fb_cmp_mod *mod;
+	struct cmp_bdev *next;        /* mod's list */
+	struct fb_bdev *bdev;
+	char *name, *base_name;
+	struct fb_bdev_desc *base;
+	uint32_t base_bs;
+	const struct fb_cmp_codec *codec;
+	int level;
+	uint32_t chunk, lb, unit;
+	uint64_t data_off;            /* bytes */
+
+	pthread_mutex_t mu;
+	struct fb_cmp_map map;
+	struct cmp_io *locks[LOCK_BUCKETS];
+	/* Commits: one at a time; a waiter needs commit number cneed. */
+	bool committing;
+	uint64_t commits_started, commits_done;
+	struct cmp_io *cwait_head, *cwait_tail;
+	/* The commit in flight (touched only by the reactor running it). */
+	struct fb_io_channel *commit_ch;
+	struct iovec *commit_iov;
+	size_t commit_n, commit_next, commit_left;
+	int commit_rc;
+	struct fb_io_wait_entry commit_wait;
+
+	struct fb_cmp_codec_stats st;
+	_Atomic uint64_t early_aborts, crc_errors, rmw, commits;
+	uint64_t repaired_at_open, pages_lost_at_open;
+};
+
+struct cmp_channel {
+	struct fb_io_channel *base_ch;
+};
+
+struct cmp_io {
+	struct fb_cmp_job job;        /* first: recovered from the job */
+	struct fb_io_wait_entry wait;
+	void (*resume)(struct cmp_io *c);      /* after a wait for memory */
+	void (*after)(struct cmp_io *c);       /* after a job or a commit */
+	struct cmp_io *lock_next, *waiters, *waiters_tail, *wnext;
+	struct cmp_io *cnext;
+	uint64_t cneed;
+	struct fb_bdev_io *io;
+	struct fb_io_channel *ch;
+	struct cmp_bdev *cb;
+	uint64_t chunk;
+	uint32_t off, len;            /* bytes within the chunk */
+	enum fb_io_type type;
+	bool locked;
+	uint8_t *buf[2];
+	unsigned plain;               /* buf[plain] holds the chunk's plain bytes */
+	struct iovec biov;            /* the base I/O's buffer */
+	struct fb_cmp_entry old, neu;
+	bool neu_allocated;
+	int rc;                       /* a job's or a commit's result */
+};
+
+
+static inline uint64_t fb_cmp_base_blocks(struct cmp_bdev *cb)
+{
+	return fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(cb->base));
+}
+
+/* compress_io.c: the I/O path. */
+void fb_cmp_io_submit(struct fb_io_channel *ch, struct fb_bdev_io *io);
+struct fb_reactor *fb_cmp_io_reactor(struct cmp_io *c);
+/* fb_reactor_send target: runs c->after(c). */
+void fb_cmp_io_msg_after(void *arg);
+
+/* compress_commit.c: making the map durable (map.c's rules). */
+/* Runs after(c) on c's reactor once a commit that starts after this call
+ * has completed; c->rc is its status. */
+void fb_cmp_commit_wait(struct cmp_io *c, void (*after)(struct cmp_io *));
+/* Control thread: writes every dirty map page (flush, pages, flush). */
+int fb_cmp_commit_sync(struct cmp_bdev *cb);
+
 #endif

@@ -4,6 +4,41 @@
 
 #include "worker.h"
 
+/* On reactor: runs the done callbacks of the jobs queued for it, in order. */
+static void drain(void *arg)
+{
+	struct fb_cmp_doneq *q = arg;
+	struct fb_cmp_job *j, *fifo = NULL;
+
+	/* Cleared first: a job pushed from here on sends a new message. */
+	atomic_store(&q->scheduled, false);
+	j = atomic_exchange(&q->head, NULL);
+	while (j) {
+		struct fb_cmp_job *next = j->next;
+
+		j->next = fifo;
+		fifo = j;
+		j = next;
+	}
+	while (fifo) {
+		j = fifo;
+		fifo = j->next;
+		j->done(j);
+	}
+}
+
+static void done_push(struct fb_cmp_pool *p, struct fb_cmp_job *j)
+{
+	struct fb_cmp_doneq *q = &p->dq[fb_reactor_index(j->reactor)];
+	struct fb_cmp_job *old = atomic_load(&q->head);
+
+	do {
+		j->next = old;
+	} while (!atomic_compare_exchange_weak(&q->head, &old, j));
+	if (!atomic_exchange(&q->scheduled, true))
+		fb_reactor_send(j->reactor, drain, q);
+}
+
 static void *worker_main(void *arg)
 {
 	struct fb_cmp_pool *p = arg;
@@ -25,20 +60,27 @@ static void *worker_main(void *arg)
 			p->tail = NULL;
 		pthread_mutex_unlock(&p->mu);
 		j->work(j, &ctxs);
-		fb_reactor_send(j->reactor, j->done, j);
+		done_push(p, j);
 	}
 	fb_cmp_codec_ctxs_free(&ctxs);
 	return NULL;
 }
 
-int fb_cmp_pool_create(unsigned nthreads, unsigned nreactors, struct fb_cmp_pool **out)
+int fb_cmp_pool_create(struct fb_engine *e, unsigned nthreads, struct fb_cmp_pool **out)
 {
+	unsigned nreactors = fb_engine_reactor_count(e);
 	struct fb_cmp_pool *p = calloc(1, sizeof(*p) + nreactors * sizeof(p->inline_ctxs[0]));
 	int rc = 0;
 
 	if (!p)
 		return -ENOMEM;
+	p->e = e;
 	p->nreactors = nreactors;
+	p->dq = calloc(nreactors, sizeof(*p->dq));
+	if (!p->dq) {
+		free(p);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->threads = calloc(nthreads ? nthreads : 1, sizeof(*p->threads));
@@ -59,6 +101,11 @@ fail:
 	return rc;
 }
 
+static void noop(void *arg)
+{
+	(void)arg;
+}
+
 void fb_cmp_pool_destroy(struct fb_cmp_pool *p)
 {
 	if (!p)
@@ -69,6 +116,11 @@ void fb_cmp_pool_destroy(struct fb_cmp_pool *p)
 	pthread_mutex_unlock(&p->mu);
 	for (unsigned i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
+	/* A drain message may still be queued (one sent for an empty list):
+	 * reactors run messages in order, so after this none refers to dq. */
+	if (p->nthreads)
+		fb_engine_run_on_all(p->e, noop, NULL);
+	free(p->dq);
 	free(p->threads);
 	for (unsigned i = 0; i < p->nreactors; i++)
 		fb_cmp_codec_ctxs_free(&p->inline_ctxs[i]);

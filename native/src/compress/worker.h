@@ -1,14 +1,16 @@
 /* The compress module's worker pool: codec work off the reactors.
  *
  * A job is embedded in the caller's per-I/O context (no allocation per
- * job). A worker runs job->work with its own codec contexts, then sends
- * job->done to the job's reactor (fb_reactor_send), so completions run on
- * the reactor that owns the I/O. A pool of 0 threads runs work inline on
- * the submitting reactor (for small machines and comparisons). */
+ * job). A worker runs job->work with its own codec contexts, then queues
+ * the job on its reactor's done list (intrusive, lock-free) and sends that
+ * reactor one message per batch, not per job, so completions run on the
+ * reactor that owns the I/O. A pool of 0 threads runs work inline on the
+ * submitting reactor (for small machines and comparisons). */
 #ifndef FB_COMPRESS_WORKER_H
 #define FB_COMPRESS_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "codec.h"
@@ -21,7 +23,15 @@ struct fb_cmp_job {
 	struct fb_reactor *reactor;
 };
 
+/* Jobs done for one reactor, waiting for its drain message. */
+struct fb_cmp_doneq {
+	_Atomic(struct fb_cmp_job *) head; /* LIFO */
+	atomic_bool scheduled;             /* a drain message is on its way */
+};
+
 struct fb_cmp_pool {
+	struct fb_engine *e;
+	struct fb_cmp_doneq *dq;           /* one per reactor */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct fb_cmp_job *head, *tail;
@@ -31,9 +41,10 @@ struct fb_cmp_pool {
 	struct fb_cmp_codec_ctxs inline_ctxs[]; /* one per reactor, for 0 threads */
 };
 
-/* 0 or -errno. nreactors sizes the inline contexts. */
-int fb_cmp_pool_create(unsigned nthreads, unsigned nreactors, struct fb_cmp_pool **out);
-/* Joins the threads (every job must be done). */
+/* 0 or -errno. */
+int fb_cmp_pool_create(struct fb_engine *e, unsigned nthreads, struct fb_cmp_pool **out);
+/* Control thread: joins the threads (every job must be done) and lets each
+ * reactor pass its queued messages before freeing. */
 void fb_cmp_pool_destroy(struct fb_cmp_pool *p);
 /* On a reactor: runs the job on a worker, or inline when the pool has no
  * threads (done then runs before this returns). */

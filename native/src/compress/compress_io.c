@@ -1,0 +1,583 @@
+/* The compress bdev's I/O path.
+ *
+ * The core splits requests at chunk boundaries (optimal_io_boundary), so
+ * each one touches one chunk. It takes that chunk's lock (reads too: a
+ * read must not see the units of a chunk being rewritten reused), then:
+ *   read    map entry -> base read of the stored units -> CRC32C check +
+ *           decode (on the reactor: short and bounded) -> copy out
+ *   write   (partial: read and decode the old chunk) -> merge -> worker:
+ *           all-zero check, compress (early abort to raw when it does not
+ *           shrink by 1/8), CRC32C -> allocate units -> base write -> map
+ *           entry (map.c's rules) -> with FUA, wait for a commit
+ *   unmap / write-zeroes: whole chunks become data-less entries; partial
+ *           ones are writes of zeros (FB_IO_FLAG_NO_HOLE changes nothing:
+ *           a zero chunk is a map flag however it was written)
+ *   flush   a commit (compress_commit.c).
+ * Compression runs on the module's worker pool and returns to the I/O's
+ * reactor with fb_reactor_send. Per-I/O state lives in the driver context,
+ * chunk buffers come from the channel (fb_io_channel_get_buf): the hot path
+ * allocates nothing itself. Map, allocator, chunk locks and the commit
+ * state share one mutex, held for short bookkeeping only, never across I/O
+ * or codec work.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "compress_internal.h"
+
+static void cio_finish(struct cmp_io *c, int status);
+static void cio_start(struct cmp_io *c);
+
+/* ----------------------------------------------------------- utilities */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)p; /* channel buffers are 4 KiB aligned */
+
+	for (size_t i = 0; i < n / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static bool entry_has_data(const struct fb_cmp_entry *e)
+{
+	enum fb_cmp_state s = fb_cmp_entry_state(e);
+
+	return s == FB_CMP_COMPRESSED || s == FB_CMP_RAW;
+}
+
+static struct fb_io_channel *base_ch(struct cmp_io *c)
+{
+	return ((struct cmp_channel *)fb_io_channel_get_ctx(c->ch))->base_ch;
+}
+
+struct fb_reactor *fb_cmp_io_reactor(struct cmp_io *c)
+{
+	return fb_io_channel_get_reactor(c->ch);
+}
+
+static void wait_cb(void *arg)
+{
+	struct cmp_io *c = arg;
+
+	c->resume(c);
+}
+
+/* Parks c until its channel frees memory, then runs resume. */
+static void cio_park(struct cmp_io *c, struct fb_io_channel *ch, void (*resume)(struct cmp_io *))
+{
+	c->resume = resume;
+	c->wait.cb = wait_cb;
+	c->wait.arg = c;
+	fb_io_channel_queue_wait(ch, &c->wait);
+}
+
+void fb_cmp_io_msg_after(void *arg)
+{
+	struct cmp_io *c = arg;
+
+	c->after(c);
+}
+
+
+/* ---------------------------------------------------------- chunk locks */
+
+static bool lock_acquire(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	struct cmp_io **b = &cb->locks[c->chunk % LOCK_BUCKETS];
+	bool got = true;
+
+	pthread_mutex_lock(&cb->mu);
+	for (struct cmp_io *h = *b; h; h = h->lock_next) {
+		if (h->chunk != c->chunk)
+			continue;
+		c->wnext = NULL;
+		if (h->waiters_tail)
+			h->waiters_tail->wnext = c;
+		else
+			h->waiters = c;
+		h->waiters_tail = c;
+		got = false;
+		break;
+	}
+	if (got) {
+		c->waiters = c->waiters_tail = NULL;
+		c->lock_next = *b;
+		*b = c;
+		c->locked = true;
+	}
+	pthread_mutex_unlock(&cb->mu);
+	return got;
+}
+
+static void lock_granted(void *arg)
+{
+	cio_start(arg);
+}
+
+static void lock_release(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	struct cmp_io **b = &cb->locks[c->chunk % LOCK_BUCKETS], *n;
+
+	pthread_mutex_lock(&cb->mu);
+	while (*b != c)
+		b = &(*b)->lock_next;
+	*b = c->lock_next;
+	n = c->waiters;
+	if (n) {
+		/* The first waiter holds the lock now, with the rest behind it. */
+		n->waiters = n->wnext;
+		n->waiters_tail = n->waiters ? c->waiters_tail : NULL;
+		n->lock_next = cb->locks[n->chunk % LOCK_BUCKETS];
+		cb->locks[n->chunk % LOCK_BUCKETS] = n;
+		n->locked = true;
+	}
+	c->locked = false;
+	pthread_mutex_unlock(&cb->mu);
+	if (n)
+		fb_reactor_send(fb_cmp_io_reactor(n), lock_granted, n);
+}
+
+
+/* ---------------------------------------------------------- codec jobs */
+
+static void job_done(void *arg)
+{
+	struct cmp_io *c = arg;
+
+	c->after(c);
+}
+
+static void run_job(struct cmp_io *c, void (*work)(struct fb_cmp_job *, struct fb_cmp_codec_ctxs *),
+		    void (*after)(struct cmp_io *), bool here)
+{
+	c->after = after;
+	c->job.work = work;
+	c->job.done = job_done;
+	c->job.reactor = fb_cmp_io_reactor(c);
+	if (here)
+		fb_cmp_pool_run_here(c->cb->mod->pool, &c->job);
+	else
+		fb_cmp_pool_submit(c->cb->mod->pool, &c->job);
+}
+
+static void add_codec_stats(struct fb_cmp_codec_stats *a, struct fb_cmp_codec_stats *b, bool comp,
+			    uint64_t in, uint64_t out, uint64_t ns)
+{
+	struct fb_cmp_codec_stats *s[2] = {a, b};
+
+	for (int i = 0; i < 2; i++) {
+		if (comp) {
+			atomic_fetch_add_explicit(&s[i]->comp_in, in, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->comp_out, out, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->comp_ns, ns, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->comp_calls, 1, memory_order_relaxed);
+		} else {
+			atomic_fetch_add_explicit(&s[i]->decomp_in, in, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->decomp_out, out, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->decomp_ns, ns, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s[i]->decomp_calls, 1, memory_order_relaxed);
+		}
+	}
+}
+
+/* Worker: checks the stored bytes (buf[1]) and decodes them into buf[0]. */
+static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
+{
+	struct cmp_io *c = (struct cmp_io *)(void *)job;
+	struct cmp_bdev *cb = c->cb;
+	uint32_t len = fb_cmp_entry_len(&c->old);
+	uint64_t t0;
+
+	if (fb_cmp_crc32c(c->buf[1], len) != c->old.crc) {
+		c->rc = -EIO;
+		return;
+	}
+	if (fb_cmp_entry_state(&c->old) == FB_CMP_RAW) {
+		c->plain = 1;
+		c->rc = 0;
+		return;
+	}
+	t0 = fb_now_ns();
+	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->buf[1], len, c->buf[0], cb->chunk);
+	add_codec_stats(&cb->st, &cb->mod->codec[cb->codec->algo], false, len, cb->chunk,
+			fb_now_ns() - t0);
+	c->plain = 0;
+}
+
+/* Worker: zero check, compress buf[plain] into the other buffer (early
+ * abort: must save 1/8), CRC32C of what will be stored. */
+static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
+{
+	struct cmp_io *c = (struct cmp_io *)(void *)job;
+	struct cmp_bdev *cb = c->cb;
+	uint8_t *src = c->buf[c->plain], *dst = c->buf[1 - c->plain];
+	size_t n = 0;
+	uint64_t t0;
+	int rc;
+
+	c->rc = 0;
+	if (all_zero(src, cb->chunk)) {
+		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
+		return;
+	}
+	t0 = fb_now_ns();
+	/* Incompressible data (already compressed files, encrypted blocks)
+	 * costs the slower codecs a full attempt: when fast LZ4 cannot take
+	 * even 1/256 off, the chunk is stored raw without one. Borderline
+	 * chunks still get the real codec. */
+	if (cb->codec->algo != FB_CMP_LZ4 &&
+	    fb_cmp_compress(ctxs, &fb_cmp_codec_lz4, 1, src, cb->chunk, dst, cb->chunk - cb->chunk / 256,
+			    &n) == -ENOSPC)
+		rc = -ENOSPC;
+	else
+		rc = fb_cmp_compress(ctxs, cb->codec, cb->level, src, cb->chunk, dst,
+				     cb->chunk - cb->chunk / 8, &n);
+	add_codec_stats(&cb->st, &cb->mod->codec[cb->codec->algo], true, cb->chunk,
+			rc ? cb->chunk : n, fb_now_ns() - t0);
+	if (rc == 0) {
+		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
+		memset(dst + n, 0, fb_cmp_map_units(&cb->map, (uint32_t)n) * cb->unit - n);
+		c->plain = 1 - c->plain; /* buf[plain] is now what gets stored */
+		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, (uint32_t)n),
+					       .crc = fb_cmp_crc32c(dst, n)};
+	} else if (rc == -ENOSPC) {
+		atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
+		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, cb->chunk),
+					       .crc = fb_cmp_crc32c(src, cb->chunk)};
+	} else {
+		c->rc = rc;
+	}
+}
+
+
+/* ------------------------------------------------------------ I/O path */
+
+static void iov_done_free(struct fb_bdev_io *bio)
+{
+	fb_bdev_free_io(bio);
+}
+
+static void put_bufs(struct cmp_io *c)
+{
+	for (int i = 0; i < 2; i++) {
+		if (c->buf[i])
+			fb_io_channel_put_buf(c->ch, c->buf[i], c->cb->chunk);
+		c->buf[i] = NULL;
+	}
+}
+
+/* Ends the request (the core hands over one chunk per request: the bdev
+ * registers optimal_io_boundary = one chunk, split on). */
+static void cio_finish(struct cmp_io *c, int status)
+{
+	if (c->locked)
+		lock_release(c);
+	put_bufs(c);
+	fb_bdev_io_complete(c->io, status);
+}
+
+static bool cio_get_bufs(struct cmp_io *c)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!c->buf[i])
+			c->buf[i] = fb_io_channel_get_buf(c->ch, c->cb->chunk);
+		if (!c->buf[i]) {
+			cio_park(c, c->ch, cio_start);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void set_entry(struct cmp_io *c);
+
+static void fua_done(struct cmp_io *c)
+{
+	cio_finish(c, c->rc);
+}
+
+static void set_entry_retry(struct cmp_io *c)
+{
+	if (c->rc) {
+		if (c->neu_allocated) {
+			pthread_mutex_lock(&c->cb->mu);
+			fb_cmp_map_unalloc(&c->cb->map, c->neu.unit, fb_cmp_entry_len(&c->neu));
+			pthread_mutex_unlock(&c->cb->mu);
+		}
+		cio_finish(c, c->rc);
+		return;
+	}
+	set_entry(c);
+}
+
+/* The data is written: point the chunk at it (rule 2). */
+static void set_entry(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+
+	pthread_mutex_lock(&cb->mu);
+	if (!fb_cmp_map_can_set(&cb->map, c->chunk)) {
+		pthread_mutex_unlock(&cb->mu);
+		fb_cmp_commit_wait(c, set_entry_retry);
+		return;
+	}
+	fb_cmp_map_set(&cb->map, c->chunk, &c->neu);
+	pthread_mutex_unlock(&cb->mu);
+	c->neu_allocated = false;
+	if (fb_bdev_io_get_flags(c->io) & FB_IO_FLAG_FUA) {
+		/* Durable before the ack; the chunk need not stay locked for it. */
+		lock_release(c);
+		fb_cmp_commit_wait(c, fua_done);
+	} else {
+		cio_finish(c, 0);
+	}
+}
+
+static void data_written(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct cmp_io *c = arg;
+
+	iov_done_free(bio);
+	c->rc = status;
+	set_entry_retry(c);
+}
+
+static void write_data(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->neu));
+	int rc;
+
+	c->biov.iov_base = c->buf[c->plain];
+	c->biov.iov_len = units * cb->unit;
+	rc = fb_bdev_writev_blocks(cb->base, base_ch(c), &c->biov, 1,
+				   (cb->data_off + c->neu.unit * cb->unit) / cb->base_bs,
+				   units * cb->unit / cb->base_bs, 0, data_written, c);
+	if (rc == -ENOMEM) {
+		cio_park(c, base_ch(c), write_data);
+	} else if (rc) {
+		c->rc = rc;
+		set_entry_retry(c);
+	}
+}
+
+static void encoded(struct cmp_io *c);
+
+static void encoded_retry(struct cmp_io *c)
+{
+	if (c->rc)
+		cio_finish(c, c->rc);
+	else
+		encoded(c);
+}
+
+static void encoded(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	bool wait;
+	int rc;
+
+	if (c->rc) {
+		cio_finish(c, c->rc);
+		return;
+	}
+	if (!entry_has_data(&c->neu)) {
+		set_entry(c);
+		return;
+	}
+	pthread_mutex_lock(&cb->mu);
+	rc = fb_cmp_map_alloc(&cb->map, fb_cmp_entry_len(&c->neu), &c->neu.unit);
+	/* Out of space: a commit releases pending frees, if there are any. */
+	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n || cb->committing);
+	pthread_mutex_unlock(&cb->mu);
+	if (rc) {
+		if (wait)
+			fb_cmp_commit_wait(c, encoded_retry);
+		else
+			cio_finish(c, -ENOSPC);
+		return;
+	}
+	c->neu_allocated = true;
+	write_data(c);
+}
+
+/* buf[plain] holds the old chunk: merge the request into it and encode. */
+static void merge(struct cmp_io *c)
+{
+	uint8_t *p = c->buf[c->plain];
+
+	if (c->rc) {
+		cio_finish(c, c->rc);
+		return;
+	}
+	if (c->type == FB_IO_WRITE) {
+		int iovcnt;
+		struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+
+		fb_iov_to_buf(p + c->off, iov, iovcnt, 0, c->len);
+	} else {
+		memset(p + c->off, 0, c->len);
+	}
+	run_job(c, encode_work, encoded, false);
+}
+
+static void decoded_for_read(struct cmp_io *c)
+{
+	int iovcnt;
+	struct iovec *iov;
+
+	if (c->rc) {
+		cio_finish(c, c->rc);
+		return;
+	}
+	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+	fb_iov_from_buf(iov, iovcnt, 0, c->buf[c->plain] + c->off, c->len);
+	cio_finish(c, 0);
+}
+
+static void report_bad_chunk(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	char ctx[256];
+
+	atomic_fetch_add(&cb->crc_errors, 1);
+	fb_log(cb->e, FB_LOG_ERROR, "compress '%s': chunk %llu: stored bytes fail their CRC32C or "
+	       "do not decode (units %llu+%llu): read fails with -EIO", cb->name,
+	       (unsigned long long)c->chunk, (unsigned long long)c->old.unit,
+	       (unsigned long long)fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->old)));
+	snprintf(ctx, sizeof(ctx), "{\"bdev\":\"%s\",\"chunk\":%llu,\"error\":\"crc\"}", cb->name,
+		 (unsigned long long)c->chunk);
+	fb_notify(cb->e, "compress_chunk_damaged", ctx);
+}
+
+static void old_decoded(struct cmp_io *c)
+{
+	if (c->rc) {
+		report_bad_chunk(c);
+		c->rc = -EIO;
+	}
+	if (c->type == FB_IO_READ)
+		decoded_for_read(c);
+	else
+		merge(c);
+}
+
+static void old_read(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct cmp_io *c = arg;
+
+	iov_done_free(bio);
+	if (status) {
+		cio_finish(c, status);
+		return;
+	}
+	/* Decoding one chunk is short and bounded (tens of microseconds for
+	 * every decoder at 16 KiB): it runs on the reactor, saving two thread
+	 * hops per read. Compression, up to milliseconds at high levels, goes
+	 * to the workers. */
+	run_job(c, decode_work, old_decoded, true);
+}
+
+/* Reads the chunk's stored units into buf[1]. */
+static void read_old(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->old));
+	int rc;
+
+	c->biov.iov_base = c->buf[1];
+	c->biov.iov_len = units * cb->unit;
+	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
+				  (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
+				  units * cb->unit / cb->base_bs, old_read, c);
+	if (rc == -ENOMEM)
+		cio_park(c, base_ch(c), read_old);
+	else if (rc)
+		cio_finish(c, rc);
+}
+
+/* Holding the chunk lock. */
+static void cio_start(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	bool full = c->off == 0 && c->len == cb->chunk;
+
+	pthread_mutex_lock(&cb->mu);
+	c->old = cb->map.ent[c->chunk];
+	pthread_mutex_unlock(&cb->mu);
+	c->rc = 0;
+	if (c->type == FB_IO_READ) {
+		if (!entry_has_data(&c->old)) {
+			int iovcnt;
+			struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+
+			fb_iov_memset(iov, iovcnt, 0, 0, c->len);
+			cio_finish(c, 0);
+			return;
+		}
+		if (cio_get_bufs(c))
+			read_old(c);
+		return;
+	}
+	if (full && c->type != FB_IO_WRITE) {
+		c->neu = (struct fb_cmp_entry){0};
+		if (c->type == FB_IO_WRITE_ZEROES)
+			c->neu.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0);
+		set_entry(c);
+		return;
+	}
+	if (!cio_get_bufs(c))
+		return;
+	c->plain = 0;
+	if (!full && entry_has_data(&c->old)) {
+		atomic_fetch_add_explicit(&cb->rmw, 1, memory_order_relaxed);
+		read_old(c);
+		return;
+	}
+	if (!full)
+		memset(c->buf[0], 0, cb->chunk);
+	merge(c);
+}
+
+static void flush_done(struct cmp_io *c)
+{
+	fb_bdev_io_complete(c->io, c->rc);
+}
+
+void fb_cmp_io_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
+{
+	struct cmp_bdev *cb = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(io));
+	struct cmp_io *c = fb_bdev_io_get_driver_ctx(io);
+	uint64_t off = fb_bdev_io_get_offset_blocks(io) * cb->lb;
+	uint64_t len = fb_bdev_io_get_num_blocks(io) * cb->lb;
+
+	memset(c, 0, sizeof(*c));
+	c->io = io;
+	c->ch = ch;
+	c->cb = cb;
+	c->type = fb_bdev_io_get_type(io);
+	if (c->type == FB_IO_FLUSH) {
+		fb_cmp_commit_wait(c, flush_done);
+		return;
+	}
+	if (c->type != FB_IO_READ && c->type != FB_IO_WRITE && c->type != FB_IO_UNMAP &&
+	    c->type != FB_IO_WRITE_ZEROES) {
+		fb_bdev_io_complete_deferred(io, -ENOTSUP);
+		return;
+	}
+	c->chunk = off / cb->chunk;
+	c->off = (uint32_t)(off % cb->chunk);
+	c->len = (uint32_t)len;
+	if (len == 0 || c->off + len > cb->chunk) {
+		fb_bdev_io_complete_deferred(io, -EINVAL); /* the core splits at chunks */
+		return;
+	}
+	if (lock_acquire(c))
+		cio_start(c);
+}
+
