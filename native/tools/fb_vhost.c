@@ -21,6 +21,10 @@
  * verify: writes patterns (block address, generation, random bytes) with
  * random writes and reads over a private region per queue, checks every
  * read, then flush, discard/write-zeroes (reads back zeros) and GET_ID.
+ * With --reconnect (one queue) it shares an inflight region with the
+ * back-end and, when the back-end dies, connects again and sets the same
+ * rings up from their used index, as QEMU's reconnect= does: nothing may be
+ * lost or fail.
  * fuzz: malformed messages and descriptor chains; after each the back-end
  * must still answer a fresh connection, and each case's expected answer
  * (an error status, a refused message, a stopped queue) is checked. Exit
@@ -182,6 +186,14 @@ struct dev {
 	uint8_t *mem;
 	size_t memsz;
 	uint64_t gpa_base;           /* guest physical address of mem[0] */
+	/* --reconnect: the inflight region the back-end gave us, kept across
+	 * back-end restarts as QEMU keeps it. */
+	bool reconnect;
+	int infl_fd;
+	struct vhu_inflight infl;
+	struct vq *qs;
+	unsigned nq;
+	uint64_t reconnects;
 };
 
 static bool reply_ack(const struct dev *d)
@@ -220,6 +232,12 @@ static int set_u64(struct dev *d, uint32_t req, uint64_t v)
 	return msg(d, req, &v, sizeof(v), NULL, 0);
 }
 
+static void dev_init(struct dev *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->sock = d->memfd = d->infl_fd = -1;
+}
+
 /* Feature negotiation and config: everything before memory and rings. */
 static int dev_open(struct dev *d, const char *path, bool event_idx)
 {
@@ -227,8 +245,6 @@ static int dev_open(struct dev *d, const char *path, bool event_idx)
 	uint64_t f, want;
 	int rc;
 
-	memset(d, 0, sizeof(*d));
-	d->memfd = -1;
 	d->sock = sock_connect(path);
 	if (d->sock < 0)
 		return d->sock;
@@ -240,8 +256,11 @@ static int dev_open(struct dev *d, const char *path, bool event_idx)
 		return rc;
 	if ((rc = get_u64(d, VHU_GET_PROTOCOL_FEATURES, &d->pfeatures)))
 		return rc;
-	d->pfeatures &= (1ull << VHU_PF_MQ) | (1ull << VHU_PF_REPLY_ACK) | (1ull << VHU_PF_CONFIG);
+	d->pfeatures &= (1ull << VHU_PF_MQ) | (1ull << VHU_PF_REPLY_ACK) | (1ull << VHU_PF_CONFIG) |
+			 (d->reconnect ? 1ull << VHU_PF_INFLIGHT_SHMFD : 0);
 	if (!(d->pfeatures & (1ull << VHU_PF_CONFIG)))
+		return -ENOTSUP;
+	if (d->reconnect && !(d->pfeatures & (1ull << VHU_PF_INFLIGHT_SHMFD)))
 		return -ENOTSUP;
 	/* Not acked yet: REPLY_ACK applies from the next message on. */
 	rc = send_raw(d->sock, VHU_SET_PROTOCOL_FEATURES, VHU_VERSION, 8, &d->pfeatures, 8, NULL, 0);
@@ -311,6 +330,9 @@ static uint64_t gpa(const struct dev *d, const void *p)
 
 static void dev_close(struct dev *d)
 {
+	if (d->infl_fd >= 0)
+		close(d->infl_fd);
+	d->infl_fd = -1;
 	if (d->sock >= 0)
 		close(d->sock);
 	if (d->mem && d->mem != MAP_FAILED)
@@ -364,15 +386,48 @@ static size_t vq_bytes(unsigned num, unsigned qd, size_t bs)
 	return ring_bytes(num) + qd * slot_bytes(bs) + 4096;
 }
 
+/* The ring messages for a laid-out queue, base = where the back-end starts
+ * in the avail ring (0 for a new ring; the used index after a back-end
+ * restart, as QEMU does when it could not ask the dead one). */
+static int vq_send_setup(struct vq *q, uint16_t base)
+{
+	struct dev *d = q->d;
+	struct vhu_vring_state st = { .index = q->index, .num = q->num };
+	struct vhu_vring_addr a;
+	uint64_t v = q->index;
+	int rc, fd;
+
+	if ((rc = msg(d, VHU_SET_VRING_NUM, &st, sizeof(st), NULL, 0)))
+		return rc;
+	st.num = base;
+	if ((rc = msg(d, VHU_SET_VRING_BASE, &st, sizeof(st), NULL, 0)))
+		return rc;
+	memset(&a, 0, sizeof(a));
+	a.index = q->index;
+	a.desc_uaddr = (uint64_t)(uintptr_t)q->desc;
+	a.avail_uaddr = (uint64_t)(uintptr_t)q->avail;
+	a.used_uaddr = (uint64_t)(uintptr_t)q->used;
+	if ((rc = msg(d, VHU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0)))
+		return rc;
+	fd = q->call;
+	if ((rc = msg(d, VHU_SET_VRING_CALL, &v, 8, &fd, 1)))
+		return rc;
+	fd = q->err;
+	if ((rc = msg(d, VHU_SET_VRING_ERR, &v, 8, &fd, 1)))
+		return rc;
+	fd = q->kick;
+	if ((rc = msg(d, VHU_SET_VRING_KICK, &v, 8, &fd, 1)))
+		return rc;
+	st.index = q->index;
+	st.num = 1;
+	return msg(d, VHU_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0);
+}
+
 /* Lays out queue i at mem + off, then sets it up on the back-end. */
 static int vq_setup(struct vq *q, struct dev *d, unsigned index, unsigned num, unsigned qd, size_t bs,
 		    size_t off, bool poll)
 {
-	struct vhu_vring_state st = { .index = index, .num = num };
-	struct vhu_vring_addr a;
 	uint8_t *base = d->mem + off, *p;
-	uint64_t v;
-	int rc, fd;
 
 	memset(q, 0, sizeof(*q));
 	q->d = d;
@@ -400,31 +455,7 @@ static int vq_setup(struct vq *q, struct dev *d, unsigned index, unsigned num, u
 	q->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (q->kick < 0 || q->call < 0 || q->err < 0)
 		return -errno;
-	if ((rc = msg(d, VHU_SET_VRING_NUM, &st, sizeof(st), NULL, 0)))
-		return rc;
-	st.num = 0;
-	if ((rc = msg(d, VHU_SET_VRING_BASE, &st, sizeof(st), NULL, 0)))
-		return rc;
-	memset(&a, 0, sizeof(a));
-	a.index = index;
-	a.desc_uaddr = (uint64_t)(uintptr_t)q->desc;
-	a.avail_uaddr = (uint64_t)(uintptr_t)q->avail;
-	a.used_uaddr = (uint64_t)(uintptr_t)q->used;
-	if ((rc = msg(d, VHU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0)))
-		return rc;
-	v = index;
-	fd = q->call;
-	if ((rc = msg(d, VHU_SET_VRING_CALL, &v, 8, &fd, 1)))
-		return rc;
-	fd = q->err;
-	if ((rc = msg(d, VHU_SET_VRING_ERR, &v, 8, &fd, 1)))
-		return rc;
-	fd = q->kick;
-	if ((rc = msg(d, VHU_SET_VRING_KICK, &v, 8, &fd, 1)))
-		return rc;
-	st.index = index;
-	st.num = 1;
-	return msg(d, VHU_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0);
+	return vq_send_setup(q, 0);
 }
 
 static void vq_free(struct vq *q)
@@ -494,6 +525,8 @@ static void vq_submit(struct vq *q, unsigned s, uint32_t type, uint64_t sector, 
 	vq_publish(q, head);
 }
 
+static int dev_reconnect(struct dev *d);
+
 /* Next completion: *slot and its used len; -ETIMEDOUT after TIMEOUT_MS. */
 static int vq_reap(struct vq *q, unsigned *slot, uint32_t *len, int timeout_ms)
 {
@@ -525,12 +558,23 @@ static int vq_reap(struct vq *q, unsigned *slot, uint32_t *len, int timeout_ms)
 		if (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used)
 			continue;
 		{
-			struct pollfd p = { .fd = q->call, .events = POLLIN };
+			struct pollfd p[2] = { { .fd = q->call, .events = POLLIN }, { .fd = q->d->sock, .events = POLLIN } };
 			uint64_t v;
 
 			q->waits++;
-			if (poll(&p, 1, 100) > 0 && read(q->call, &v, sizeof(v)) < 0) {
-				/* raced with another read */
+			/* With --reconnect the control socket is watched too: EOF
+			 * means the back-end is gone (nothing else arrives on it). */
+			if (poll(p, q->d->reconnect ? 2 : 1, 100) > 0) {
+				if (p[0].revents && read(q->call, &v, sizeof(v)) < 0) {
+					/* raced with another read */
+				}
+				if (q->d->reconnect && p[1].revents) {
+					int rc = dev_reconnect(q->d);
+
+					if (rc)
+						return rc;
+					deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+				}
 			}
 		}
 	}
@@ -571,6 +615,20 @@ static int dev_setup(struct dev *d, struct vq *qs, unsigned nq, unsigned qd, siz
 	}
 	for (unsigned i = 0; i < nq; i++)
 		total += vq_bytes(num, qd, bs);
+	if (d->reconnect) {
+		/* QEMU's order: get the region once, hand it back on every start. */
+		d->infl = (struct vhu_inflight){ .num_queues = (uint16_t)nq, .queue_size = (uint16_t)num };
+		rc = send_raw(d->sock, VHU_GET_INFLIGHT_FD, VHU_VERSION, sizeof(d->infl), &d->infl, sizeof(d->infl),
+			      NULL, 0);
+		if (rc || (rc = recv_reply(d->sock, VHU_GET_INFLIGHT_FD, &d->infl, sizeof(d->infl), &d->infl_fd)) < 0)
+			return rc < 0 ? rc : -EIO;
+		if (d->infl_fd < 0)
+			return -EPROTO;
+		if ((rc = msg(d, VHU_SET_INFLIGHT_FD, &d->infl, sizeof(d->infl), &d->infl_fd, 1)))
+			return rc;
+	}
+	d->qs = qs;
+	d->nq = nq;
 	if ((rc = dev_mem(d, total)))
 		return rc;
 	for (unsigned i = 0; i < nq; i++) {
@@ -578,6 +636,46 @@ static int dev_setup(struct dev *d, struct vq *qs, unsigned nq, unsigned qd, siz
 			return rc;
 		off += vq_bytes(num, qd, bs);
 	}
+	return 0;
+}
+
+/* The back-end went away (--reconnect): connect again within 30 s and set
+ * the same memory, inflight region and rings up again, each ring from its
+ * used index, as QEMU does with reconnect=. Requests in flight stay in the
+ * rings; the new back-end finds them in the inflight region. */
+static int dev_reconnect(struct dev *d)
+{
+	uint64_t deadline = now_ns() + 30000000000ull;
+	struct vhu_mem_table t;
+	int rc = -ECONNREFUSED;
+
+	close(d->sock);
+	d->sock = -1;
+	while (now_ns() < deadline) {
+		rc = dev_open(d, g_socket, d->features & (1ull << VIRTIO_RING_F_EVENT_IDX));
+		if (rc == 0)
+			break;
+		if (d->sock >= 0)
+			close(d->sock);
+		d->sock = -1;
+		usleep(100000);
+	}
+	if (rc)
+		return rc;
+	if ((rc = msg(d, VHU_SET_INFLIGHT_FD, &d->infl, sizeof(d->infl), &d->infl_fd, 1)))
+		return rc;
+	memset(&t, 0, sizeof(t));
+	t.nregions = 1;
+	t.regions[0] = (struct vhu_mem_region){ d->gpa_base, d->memsz, (uint64_t)(uintptr_t)d->mem, 0 };
+	if ((rc = msg(d, VHU_SET_MEM_TABLE, &t, 8 + sizeof(t.regions[0]), &d->memfd, 1)))
+		return rc;
+	for (unsigned i = 0; i < d->nq; i++) {
+		struct vq *q = &d->qs[i];
+
+		if ((rc = vq_send_setup(q, __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE))))
+			return rc;
+	}
+	d->reconnects++;
 	return 0;
 }
 
@@ -639,6 +737,7 @@ struct perf_opts {
 	unsigned qd, queues;
 	double seconds, ramp;
 	bool poll, json, event_idx;
+	bool reconnect;      /* verify: ride out back-end restarts (QEMU's reconnect=) */
 	uint64_t ops;        /* verify: random ops per queue */
 };
 
@@ -727,6 +826,7 @@ static int run_perf(const struct perf_opts *o)
 
 	if (!h)
 		die("out of memory");
+	dev_init(&d);
 	rc = dev_setup(&d, qs, o->queues, o->qd, o->bs, o->poll, o->event_idx);
 	if (rc)
 		die("setting up %s: %s", g_socket, strerror(-rc));
@@ -918,9 +1018,13 @@ static int run_verify(const struct perf_opts *o)
 	char extra[300] = "";
 	int rc, bad = 0;
 
+	dev_init(&d);
+	d.reconnect = o->reconnect;
 	rc = dev_setup(&d, qs, o->queues, o->qd, o->bs, o->poll, o->event_idx);
 	if (rc)
 		die("setting up %s: %s", g_socket, strerror(-rc));
+	if (o->reconnect && o->queues != 1)
+		die("--reconnect drives one queue (one thread owns the connection)");
 	nblk = d.cfg.capacity * VIRTIO_BLK_SECTOR / o->bs;
 	per = nblk / o->queues;
 	if (per > 4096)
@@ -992,11 +1096,12 @@ static int run_verify(const struct perf_opts *o)
 	}
 	if (o->json)
 		printf("{\"mode\":\"verify\",\"socket\":\"%s\",\"bs\":%zu,\"queues\":%u,\"ops\":%" PRIu64
-		       ",\"mismatches\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"ok\":%s}\n",
-		       g_socket, o->bs, o->queues, ops, mism, errs, bad ? "false" : "true");
+		       ",\"mismatches\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"ok\":%s}\n",
+		       g_socket, o->bs, o->queues, ops, mism, errs, d.reconnects, bad ? "false" : "true");
 	else
-		printf("verify %s: %" PRIu64 " ops on %u queues, %" PRIu64 " mismatches, %" PRIu64 " errors: %s\n",
-		       g_socket, ops, o->queues, mism, errs, bad ? "FAILED" : "ok");
+		printf("verify %s: %" PRIu64 " ops on %u queues, %" PRIu64 " mismatches, %" PRIu64 " errors, %" PRIu64
+		       " reconnects: %s\n",
+		       g_socket, ops, o->queues, mism, errs, d.reconnects, bad ? "FAILED" : "ok");
 	if (first)
 		fprintf(stderr, "fb_vhost: verify: %s\n", first);
 	if (extra[0])
@@ -1016,7 +1121,10 @@ static int run_hold(const struct perf_opts *o)
 {
 	struct dev d;
 	struct vq qs[MAXQ];
-	int rc = dev_setup(&d, qs, o->queues, 1, 4096, false, o->event_idx);
+	int rc;
+
+	dev_init(&d);
+	rc = dev_setup(&d, qs, o->queues, 1, 4096, false, o->event_idx);
 
 	if (rc)
 		die("setting up %s: %s", g_socket, strerror(-rc));
@@ -1083,7 +1191,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: fb_vhost --socket PATH perf|verify|fuzz|info|hold [--rw randread|randwrite|randrw|read|write]\n"
 		"         [--mix PCT_READS] [--bs SIZE] [--qd N] [--queues N] [--seconds S] [--ramp S] [--ops N]\n"
-		"         [--poll] [--no-event-idx] [--json]\n"
+		"         [--poll] [--no-event-idx] [--reconnect] [--json]\n"
 		"       fb_vhost memcpy [--bs SIZE] [--seconds S] [--json]\n");
 }
 
@@ -1131,6 +1239,8 @@ int main(int argc, char **argv)
 			o.ramp = atof(argv[++i]);
 		} else if (strcmp(a, "--ops") == 0 && v) {
 			o.ops = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(a, "--reconnect") == 0) {
+			o.reconnect = true;
 		} else if (strcmp(a, "--poll") == 0) {
 			o.poll = true;
 		} else if (strcmp(a, "--no-event-idx") == 0) {
@@ -1160,8 +1270,10 @@ int main(int argc, char **argv)
 		return run_fuzz(&o);
 	if (strcmp(mode, "info") == 0) {
 		struct dev d;
-		int rc = dev_open(&d, g_socket, true);
+		int rc;
 
+		dev_init(&d);
+		rc = dev_open(&d, g_socket, true);
 		if (rc)
 			die("%s: %s", g_socket, strerror(-rc));
 		printf("{\"capacity_sectors\":%" PRIu64 ",\"blk_size\":%u,\"seg_max\":%u,\"num_queues\":%u,"

@@ -27,7 +27,10 @@ struct fz {
 
 static int fz_setup(struct fz *f)
 {
-	int rc = dev_setup(&f->d, &f->q, 1, 4, 4096, false, true);
+	int rc;
+
+	dev_init(&f->d);
+	rc = dev_setup(&f->d, &f->q, 1, 4, 4096, false, true);
 
 	f->up = rc == 0;
 	return rc;
@@ -792,8 +795,10 @@ static bool fz_alive(void)
 {
 	for (int i = 0; i < 50; i++) {
 		struct dev d;
-		int rc = dev_open(&d, g_socket, true);
+		int rc;
 
+		dev_init(&d);
+		rc = dev_open(&d, g_socket, true);
 		dev_close(&d);
 		if (rc == 0)
 			return true;
@@ -808,7 +813,7 @@ static int run_fuzz(const struct perf_opts *o)
 	struct fz f;
 
 	memset(&f, 0, sizeof(f));
-	f.d.sock = f.d.memfd = -1;
+	dev_init(&f.d);
 	for (unsigned i = 0; i < n; i++) {
 		const struct fz_case *c = &CASES[i];
 		char why[200] = "";
@@ -838,6 +843,7 @@ static int run_fuzz(const struct perf_opts *o)
 		} else {
 			if (f.up)
 				fz_down(&f);
+			dev_init(&f.d);
 			rc = dev_open(&f.d, g_socket, true);
 			if (rc) {
 				snprintf(why, sizeof(why), "negotiation failed: %s", strerror(-rc));

@@ -8,7 +8,7 @@ VHOST=$(realpath "${2:-$D/fb_vhost}") || exit 1
 export SERVE VHOST
 cd "$(dirname "$0")"
 failed=0
-for t in verify fuzz; do
+for t in verify fuzz reconnect; do
 	if ! sh "./$t.sh"; then
 		echo "FAIL $t"
 		failed=$((failed + 1))
