@@ -214,7 +214,7 @@ test('save_config from one engine, rpc.py load_config into a fresh one: the same
   }
 });
 
-test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SIGKILL kills; bad names -22', async () => {
+test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SIGKILL kills; bad names -32602 as spdk_tgt', async () => {
   for (const sig of ['SIGTERM', '2']) {
     const eng = await startEngine();
     try {
@@ -230,8 +230,8 @@ test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SI
   }
   const eng = await startEngine();
   try {
-    assert.match(await fails(eng, -22, 'spdk_kill_instance', 'SIGFOO'), "'sig_name'");
-    assert.match(await fails(eng, -22, 'spdk_kill_instance', '99'), "'sig_name'");
+    assert.match(await fails(eng, -32602, 'spdk_kill_instance', 'SIGFOO'), "'sig_name'");
+    assert.match(await fails(eng, -32602, 'spdk_kill_instance', '99'), "'sig_name'");
     assert.match(await fails(eng, -95, 'spdk_kill_instance', 'SIGUSR1'), 'inspector');
     const r = await rpcpy(eng, 'spdk_kill_instance', 'SIGKILL');
     assert.ok(r.ok, 'rpc.py gets true (or tolerates the closed connection)');

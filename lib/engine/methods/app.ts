@@ -19,7 +19,7 @@ import { constants } from 'node:os';
 
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, invalidValue } from '../rpc/failure';
+import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS, type ParamSpec } from '../rpc/params';
 import { mainThread, reactorThreads, type ReactorThread } from '../threads';
 
@@ -47,7 +47,8 @@ const spdkKillInstance = defineMethod<{ sig_name: string }, EngineContext>({
   handler: (p, ctx) => {
     const sig = killSignal(p.sig_name);
     if (sig === undefined) {
-      throw invalidValue(`Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`);
+      // spdk_tgt answers a signal it does not send with -32602 "Invalid parameters".
+      throw invalidParams(`Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`);
     }
     if (sig === 'SIGUSR1') {
       throw errnoFailure(
