@@ -5,6 +5,8 @@
  *                [--nbd-stall-timeout-ms MS]
  *                [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]]
  *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
+ *                [--rpc METHOD:PARAMS_JSON]   (any engine method, e.g.
+ *                 bdev_set_qos_limit:{"name":"M0","rw_ios_per_sec":5000})
  *                --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...
  *                [--ready-file PATH]
  *
@@ -71,7 +73,7 @@ static void usage(void)
 		"usage: fb_nbd_serve [--reactors N] [--poll-us N] [--nbd-mem-limit BYTES]\n"
 		"         [--nbd-stall-timeout-ms MS]\n"
 		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
-		"         [--error BASE]\n"
+		"         [--error BASE] [--rpc METHOD:PARAMS_JSON]\n"
 		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
 		"         [--ready-file PATH] [--verbose]\n");
 }
@@ -235,6 +237,16 @@ int main(int argc, char **argv)
 				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
 				goto out;
 			}
+		} else if (strcmp(a, "--rpc") == 0) {
+			char *colon = strchr(v, ':'), *res = NULL;
+
+			if (colon)
+				*colon = '\0';
+			if (fb_rpc_call(e, v, colon ? colon + 1 : NULL, &res, &err)) {
+				fprintf(stderr, "fb_nbd_serve: %s: %s\n", v, err.msg);
+				goto out;
+			}
+			free(res);
 		} else if (strcmp(a, "--listen") == 0) {
 			listen = v;
 		} else if (strcmp(a, "--ready-file") == 0) {

@@ -89,6 +89,11 @@ test('create, list and delete each bdev kind with SPDK names and answers', () =>
     const u2 = (await eng.call<(Bdev & { uuid: string; aliases: string[] })[]>('bdev_get_bdevs', { name: 'U2' }))[0]!;
     assert.equal([u2.uuid, u2.aliases], [uuid, [uuid]]);
     assert.is((await rpcError(eng.call('bdev_null_create', { name: 'U3', num_blocks: 8, block_size: 512, uuid }))).code, -17);
+    // QoS is the core's method; bdev_get_bdevs shows what is enforced.
+    assert.is(await eng.call('bdev_set_qos_limit', { name: 'U2', rw_ios_per_sec: 5000, w_mbytes_per_sec: 50 }), true);
+    const limited = (await eng.call<{ assigned_rate_limits: Record<string, number> }[]>('bdev_get_bdevs', { name: 'U2' }))[0]!;
+    assert.equal(limited.assigned_rate_limits, { rw_ios_per_sec: 5000, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 50 });
+    assert.is((await rpcError(eng.call('bdev_set_qos_limit', { name: 'nope', rw_ios_per_sec: 1 }))).code, -19);
     assert.is(await eng.call('bdev_malloc_delete', { name: uuid }), true);
 
     // Delete: claimed → EBUSY; wrong module → ENODEV; missing → ENODEV.

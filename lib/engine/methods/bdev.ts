@@ -57,6 +57,13 @@ export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<s
     block_size: info.blockSize,
     num_blocks: info.numBlocks,
     uuid: info.uuid,
+    // Enforced by the bdev core (bdev_set_qos_limit); 0 = none.
+    assigned_rate_limits: {
+      rw_ios_per_sec: info.qos.rwIosPerSec,
+      rw_mbytes_per_sec: info.qos.rwMbytesPerSec,
+      r_mbytes_per_sec: info.qos.rMbytesPerSec,
+      w_mbytes_per_sec: info.qos.wMbytesPerSec,
+    },
     claimed: info.claimedBy !== null,
   };
   if (info.claimedBy !== null) out['claim_type'] = 'exclusive_write';

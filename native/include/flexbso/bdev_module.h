@@ -179,7 +179,8 @@ struct fb_bdev_register_opts {
 	 * at submit). 0 or 1 = any. */
 	uint32_t write_unit_size;
 	/* log2 of the buffer alignment (bytes) the module needs for read and
-	 * write iovecs; the core bounces misaligned I/O. 0 = any. */
+	 * write iovec addresses; the core bounces misaligned I/O. 0 = any;
+	 * at most 12 (4 KiB). */
 	uint32_t required_alignment;
 	/* Blocks; the core splits larger reads and writes. 0 = no limit. */
 	uint32_t max_io_blocks;

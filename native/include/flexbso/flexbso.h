@@ -286,6 +286,9 @@ void fb_put_io_channel(struct fb_io_channel *ch);
 typedef void (*fb_bdev_io_cb)(struct fb_bdev_io *io, int status, void *cb_arg);
 
 #define FB_IO_FLAG_FUA 0x1u
+/* Write-zeroes: the blocks must stay allocated (NBD's NO_HOLE): the module
+ * may zero them in place but must not punch a hole. */
+#define FB_IO_FLAG_NO_HOLE 0x2u
 
 int fb_bdev_readv_blocks(struct fb_bdev_desc *desc, struct fb_io_channel *ch, struct iovec *iov,
 			 int iovcnt, uint64_t offset_blocks, uint64_t num_blocks, fb_bdev_io_cb cb,

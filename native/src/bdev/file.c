@@ -234,8 +234,9 @@ static void issue_zeroes(struct fb_io_channel *ch, struct file_io *fio, struct f
 		io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 					(off_t)fio->pos, (off_t)fio->left);
 		sqe_bind(sqe, fio);
-	} else if (!atomic_load_explicit(&f->no_punch, memory_order_relaxed)) {
-		/* A punched hole reads back as zeros too. */
+	} else if (!atomic_load_explicit(&f->no_punch, memory_order_relaxed) &&
+		   !(fb_bdev_io_get_flags(fio->io) & FB_IO_FLAG_NO_HOLE)) {
+		/* A punched hole reads back as zeros too (not for NO_HOLE). */
 		sqe = file_sqe(ch, fio);
 		fio->stage = ST_PUNCH;
 		io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

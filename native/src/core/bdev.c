@@ -6,9 +6,12 @@
 #include <string.h>
 
 #include "internal.h"
+#include "rpc_core.h"
 
 #define FB_IO_SLAB 32
 #define FB_NAME_MAX 255
+/* Children in flight per split parent: bounds what one big I/O holds. */
+#define CORE_MAX_CHILDREN 32u
 
 static uint64_t nblocks(const struct fb_bdev *b)
 {
@@ -31,6 +34,7 @@ static struct fb_bdev *bdev_find_locked(struct fb_engine *e, const char *name)
 }
 
 static void channel_wait_timer(struct fb_timer *t);
+static void qos_timer_fn(struct fb_timer *t);
 
 static void bdev_async_ref(struct fb_bdev *b)
 {
@@ -65,6 +69,7 @@ static void bdev_free(struct fb_bdev *b)
 		return;
 	free(b->name);
 	free(b->product_name);
+	free(atomic_load(&b->qos));
 	free(b->pc);
 	free(b);
 }
@@ -91,8 +96,9 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_register_opts *op
 		fb_err_set(err, "name must be 1..%d characters", FB_NAME_MAX);
 		return -EINVAL;
 	}
-	if (o.block_size == 0 || o.block_size % 512 != 0) {
-		fb_err_set(err, "block_size %u must be a multiple of 512", o.block_size);
+	if (o.block_size == 0 || o.block_size % 512 != 0 || o.block_size > FB_ZERO_BUF_LEN) {
+		fb_err_set(err, "block_size %u must be a multiple of 512 up to %u", o.block_size,
+			   FB_ZERO_BUF_LEN);
 		return -EINVAL;
 	}
 	if (o.num_blocks == 0 || o.num_blocks > UINT64_MAX / o.block_size) {
@@ -104,9 +110,9 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_register_opts *op
 			   o.physical_block_size, o.block_size);
 		return -EINVAL;
 	}
-	if (o.required_alignment > 21) {
-		fb_err_set(err, "required_alignment %u is log2 bytes; use at most 21 (2 MiB)",
-			   o.required_alignment);
+	if (o.required_alignment > 12) {
+		fb_err_set(err, "required_alignment %u is log2 bytes; use at most 12 (4 KiB, the "
+			   "alignment of the core's bounce buffers)", o.required_alignment);
 		return -EINVAL;
 	}
 	mod = o.module ? fb_module_find(e, o.module) : NULL;
@@ -146,6 +152,22 @@ int fb_bdev_register(struct fb_engine *e, const struct fb_bdev_register_opts *op
 	b->fn_copy.size = sizeof(b->fn_copy);
 	b->fn = &b->fn_copy;
 	b->module_ctx = o.ctx;
+	for (unsigned t = 0; t < FB_IO_TYPE_COUNT; t++) {
+		bool ok = b->fn->io_type_supported ? b->fn->io_type_supported(b, (enum fb_io_type)t) :
+						      t == FB_IO_READ || t == FB_IO_WRITE;
+
+		b->io_types |= ok ? 1u << t : 0;
+	}
+	if (b->split_on_optimal_io_boundary || b->max_io_blocks)
+		b->core_flags |= CORE_SPLIT;
+	if (b->required_alignment)
+		b->core_flags |= CORE_ALIGN;
+	/* Write-zeroes becomes zero writes, unmap a no-op, where the module has
+	 * neither (SPDK's emulation). */
+	if (!(b->io_types & (1u << FB_IO_WRITE_ZEROES)) && (b->io_types & (1u << FB_IO_WRITE)))
+		b->core_flags |= CORE_EMU_WZ;
+	if (!(b->io_types & (1u << FB_IO_UNMAP)))
+		b->core_flags |= CORE_EMU_UNMAP;
 	b->uuid = o.uuid;
 	if (fb_uuid_is_null(&b->uuid))
 		fb_uuid_generate(&b->uuid);
@@ -298,6 +320,7 @@ static void channel_destroy_now(struct fb_io_channel *ch)
 	if (b->fn->channel_destroy)
 		b->fn->channel_destroy(b, ch->ctx);
 	fb_timer_cancel(&ch->wait_timer);
+	fb_timer_cancel(&ch->qos_timer);
 	channel_bufs_free(ch);
 	while (slab) {
 		void *next = *(void **)slab;
@@ -482,9 +505,12 @@ bool fb_bdev_io_type_supported(struct fb_bdev *bdev, enum fb_io_type type)
 {
 	if ((unsigned)type >= FB_IO_TYPE_COUNT)
 		return false;
-	if (!bdev->fn->io_type_supported)
-		return type == FB_IO_READ || type == FB_IO_WRITE;
-	return bdev->fn->io_type_supported(bdev, type);
+	/* Write-zeroes is emulated with writes; unmap is not reported unless the
+	 * module has it (the core makes it a no-op success, which is no promise
+	 * of zeros). */
+	if (type == FB_IO_WRITE_ZEROES && (bdev->core_flags & CORE_EMU_WZ))
+		return true;
+	return (bdev->io_types >> type) & 1u;
 }
 
 struct fb_io_channel *fb_bdev_get_io_channel(struct fb_bdev_desc *desc)
@@ -506,6 +532,7 @@ struct fb_io_channel *fb_bdev_get_io_channel(struct fb_bdev_desc *desc)
 		ch->r = r;
 		ch->io_size = (sizeof(struct fb_bdev_io) + b->mod->c.io_ctx_size + 15) & ~(size_t)15;
 		fb_timer_init(&ch->wait_timer, channel_wait_timer);
+		fb_timer_init(&ch->qos_timer, qos_timer_fn);
 		bdev_async_ref(b);
 		if (b->fn->channel_create && b->fn->channel_create(b, ch->ctx) != 0) {
 			free(ch);
@@ -717,6 +744,469 @@ void fb_bdev_free_io(struct fb_bdev_io *io)
 		channel_destroy_now(ch);
 }
 
+/* ------------------------------------------------ core split / bounce / emulation
+ *
+ * A parent io the core must split (optimal_io_boundary, max_io_blocks),
+ * bounce (required_alignment, or more pieces than a child holds) or emulate
+ * (write-zeroes as zero writes, unmap as a no-op) is served by children from
+ * the same channel's io pool, at most CORE_MAX_CHILDREN in flight. The parent
+ * completes when all have (the first error wins); -ENOMEM-like shortages park
+ * it on the channel's io_wait queue. Bdevs without any of these never come
+ * here: one predictable branch on the submit path. */
+
+static bool core_path(const struct fb_bdev *b, enum fb_io_type type)
+{
+	switch (type) {
+	case FB_IO_READ:
+	case FB_IO_WRITE:
+		return b->core_flags & (CORE_SPLIT | CORE_ALIGN);
+	case FB_IO_UNMAP:
+		return b->core_flags & (CORE_SPLIT | CORE_EMU_UNMAP);
+	case FB_IO_WRITE_ZEROES:
+		return b->core_flags & (CORE_SPLIT | CORE_EMU_WZ);
+	default:
+		return false;
+	}
+}
+
+static void core_issue(struct fb_bdev_io *p);
+
+static void core_parent_done(struct fb_bdev_io *p)
+{
+	if (p->split_parked || p->split_issuing || p->split_inflight)
+		return;
+	if (p->split_status || p->split_next == p->num_blocks)
+		fb_bdev_io_complete(p, p->split_status);
+}
+
+static void core_child_done(struct fb_bdev_io *c, int status, void *arg)
+{
+	struct fb_bdev_io *p = arg;
+	struct fb_io_channel *ch = c->ch;
+
+	if (c->bounce) {
+		if (status == 0 && c->type == FB_IO_READ)
+			fb_iov_from_buf(p->iov, p->iovcnt,
+					(c->offset_blocks - p->offset_blocks) * p->bdev->block_size,
+					c->bounce, c->bounce_len);
+		fb_io_channel_put_buf(ch, c->bounce, c->bounce_len);
+		c->bounce = NULL;
+	}
+	fb_bdev_free_io(c);
+	if (status && !p->split_status)
+		p->split_status = status;
+	p->split_inflight--;
+	if (p->split_issuing)
+		return; /* the issuing loop sees it */
+	if (!p->split_parked && !p->split_status && p->split_next < p->num_blocks)
+		core_issue(p);
+	else
+		core_parent_done(p);
+}
+
+static void core_resume(void *arg)
+{
+	struct fb_bdev_io *p = arg;
+
+	p->split_parked = false;
+	core_issue(p);
+}
+
+/* Blocks of the next child of p, at most rem. */
+static uint64_t core_child_blocks(const struct fb_bdev_io *p, bool data)
+{
+	const struct fb_bdev *b = p->bdev;
+	uint64_t pos = p->offset_blocks + p->split_next, n = p->num_blocks - p->split_next;
+
+	if (b->split_on_optimal_io_boundary) {
+		uint64_t to = b->optimal_io_boundary - pos % b->optimal_io_boundary;
+
+		n = n < to ? n : to;
+	}
+	if (data && b->max_io_blocks && n > b->max_io_blocks)
+		n = b->max_io_blocks;
+	return n;
+}
+
+/* SPDK's rule: buffer addresses are aligned (lengths are the module's). */
+static bool iov_aligned(const struct iovec *iov, int n, uint32_t align_log2)
+{
+	uintptr_t mask = ((uintptr_t)1 << align_log2) - 1;
+
+	for (int i = 0; i < n; i++)
+		if ((uintptr_t)iov[i].iov_base & mask)
+			return false;
+	return true;
+}
+
+static void core_issue(struct fb_bdev_io *p)
+{
+	struct fb_bdev *b = p->bdev;
+	struct fb_io_channel *ch = p->ch;
+	bool emu_wz = p->type == FB_IO_WRITE_ZEROES && (b->core_flags & CORE_EMU_WZ);
+	bool data = p->type == FB_IO_READ || p->type == FB_IO_WRITE || emu_wz;
+
+	p->split_issuing = true;
+	while (!p->split_status && p->split_next < p->num_blocks &&
+	       p->split_inflight < CORE_MAX_CHILDREN) {
+		uint64_t n = core_child_blocks(p, data);
+		struct fb_bdev_io *c = io_get(ch);
+		int cnt = 0;
+
+		if (!c)
+			goto park;
+		*c = (struct fb_bdev_io){.bdev = b, .ch = ch, .desc = p->desc, .type = p->type,
+					 .flags = p->flags, .offset_blocks = p->offset_blocks + p->split_next,
+					 .cb = core_child_done, .cb_arg = p, .parent = p,
+					 .start_ns = p->start_ns};
+		if (emu_wz) {
+			uint64_t max = FB_ZERO_BUF_LEN / b->block_size;
+
+			n = n < max ? n : max;
+			c->type = FB_IO_WRITE;
+			c->zc_iov[0].iov_base = b->e->zero_buf;
+			c->zc_iov[0].iov_len = n * b->block_size;
+			c->iov = c->zc_iov;
+			c->iovcnt = 1;
+		} else if (data) {
+			size_t off = p->split_next * b->block_size;
+
+			cnt = fb_iov_slice(p->iov, p->iovcnt, off, n * b->block_size, c->zc_iov,
+					   FB_ZCOPY_IOV_MAX);
+			if (cnt < 0 || (b->required_alignment &&
+					!iov_aligned(c->zc_iov, cnt, b->required_alignment))) {
+				uint64_t max = ((size_t)1 << FB_BUF_MAX_SHIFT) / b->block_size;
+
+				n = n < max ? n : max;
+				c->bounce_len = n * b->block_size;
+				c->bounce = fb_io_channel_get_buf(ch, c->bounce_len);
+				if (!c->bounce) {
+					c->parent = NULL;
+					fb_bdev_free_io(c);
+					goto park;
+				}
+				if (p->type == FB_IO_WRITE)
+					fb_iov_to_buf(c->bounce, p->iov, p->iovcnt, off, c->bounce_len);
+				c->zc_iov[0].iov_base = c->bounce;
+				c->zc_iov[0].iov_len = c->bounce_len;
+				cnt = 1;
+			}
+			c->iov = c->zc_iov;
+			c->iovcnt = cnt;
+		}
+		c->num_blocks = n;
+		p->split_next += n;
+		p->split_inflight++;
+		b->fn->submit_request(ch, c);
+	}
+	p->split_issuing = false;
+	core_parent_done(p);
+	return;
+park:
+	/* Resumes when this channel frees an io or a buffer. */
+	p->split_issuing = false;
+	p->split_parked = true;
+	p->wait.cb = core_resume;
+	p->wait.arg = p;
+	fb_io_channel_queue_wait(ch, &p->wait);
+}
+
+static void core_submit(struct fb_bdev_io *p)
+{
+	struct fb_bdev *b = p->bdev;
+
+	if (p->type == FB_IO_UNMAP && (b->core_flags & CORE_EMU_UNMAP)) {
+		/* Advisory, and not reported as supported: nothing to do. */
+		fb_bdev_io_complete_deferred(p, 0);
+		return;
+	}
+	p->split_next = 0;
+	/* One piece that needs no bounce goes to the module as it is. */
+	if (!(p->type == FB_IO_WRITE_ZEROES && (b->core_flags & CORE_EMU_WZ)) &&
+	    core_child_blocks(p, p->type == FB_IO_READ || p->type == FB_IO_WRITE) == p->num_blocks &&
+	    (!(b->core_flags & CORE_ALIGN) || p->type == FB_IO_UNMAP ||
+	     p->type == FB_IO_WRITE_ZEROES ||
+	     iov_aligned(p->iov, p->iovcnt, b->required_alignment))) {
+		b->fn->submit_request(p->ch, p);
+		return;
+	}
+	p->split_inflight = 0;
+	p->split_status = 0;
+	p->split_issuing = false;
+	p->split_parked = false;
+	core_issue(p);
+}
+
+/* ------------------------------------------------------------------ QoS */
+
+#define QOS_SLICE_NS 1000000ull /* refill granularity and the release timer's period */
+/* Tokens an idle bdev banks: enough that a late timer (a busy host wakes
+ * reactors late) loses nothing, small against a second (1%). */
+#define QOS_BURST_NS 10000000ull
+
+static bool qos_counts(const struct fb_bdev_io *io)
+{
+	return io->type == FB_IO_READ || io->type == FB_IO_WRITE ||
+	       (io->type == FB_IO_ZCOPY && (io->flags & FB_IO_FLAG_POPULATE));
+}
+
+/* Adds the tokens earned since last_ns; the CAS makes one reactor do it. */
+static void qos_refill(struct fb_qos_bucket *k, uint64_t now)
+{
+	uint64_t last = atomic_load_explicit(&k->last_ns, memory_order_relaxed);
+	unsigned __int128 earned;
+	uint64_t used_ns;
+	int64_t add, cur;
+
+	if (now < last + QOS_SLICE_NS)
+		return;
+	earned = (unsigned __int128)k->rate * (now - last) / 1000000000u;
+	if (earned == 0)
+		return;
+	/* Time is consumed only for whole tokens, so slow rates still refill. */
+	used_ns = (uint64_t)(earned * 1000000000u / k->rate);
+	if (!atomic_compare_exchange_strong(&k->last_ns, &last, last + used_ns))
+		return; /* another reactor did it */
+	add = earned > (unsigned __int128)k->cap ? k->cap : (int64_t)earned;
+	cur = atomic_fetch_add(&k->avail, add) + add;
+	if (cur > k->cap)
+		atomic_fetch_sub(&k->avail, cur - k->cap); /* an idle bdev banks QOS_BURST_NS at most */
+}
+
+/* Takes the io's tokens from every bucket that limits it, or none. */
+static bool qos_take(struct fb_qos *q, const struct fb_bdev_io *io, uint64_t now)
+{
+	uint64_t bytes = io->num_blocks * io->bdev->block_size;
+	int64_t need[QOS_N] = {1, (int64_t)bytes, io->type == FB_IO_WRITE ? 0 : (int64_t)bytes,
+			       io->type == FB_IO_WRITE ? (int64_t)bytes : 0};
+
+	for (unsigned k = 0; k < QOS_N; k++) {
+		if (!q->b[k].rate || !need[k])
+			continue;
+		qos_refill(&q->b[k], now);
+		/* Admitted while tokens are left; a large I/O borrows the rest. */
+		if (atomic_load_explicit(&q->b[k].avail, memory_order_relaxed) <= 0)
+			return false;
+	}
+	for (unsigned k = 0; k < QOS_N; k++)
+		if (q->b[k].rate && need[k])
+			atomic_fetch_sub_explicit(&q->b[k].avail, need[k], memory_order_relaxed);
+	return true;
+}
+
+static void io_dispatch(struct fb_bdev_io *io)
+{
+	struct fb_bdev *b = io->bdev;
+
+	if (__builtin_expect(b->core_flags != 0, 0) && core_path(b, io->type)) {
+		core_submit(io);
+		return;
+	}
+	b->fn->submit_request(io->ch, io);
+}
+
+/* True when QoS holds io back (queued on its channel, FIFO). */
+static bool qos_hold(struct fb_bdev_io *io)
+{
+	struct fb_io_channel *ch = io->ch;
+	struct fb_qos *q = atomic_load_explicit(&io->bdev->qos, memory_order_acquire);
+
+	if (!q || !qos_counts(io))
+		return false;
+	if (!ch->qos_head && qos_take(q, io, fb_now_ns()))
+		return false;
+	io->next_free = NULL;
+	if (ch->qos_tail)
+		ch->qos_tail->next_free = io;
+	else
+		ch->qos_head = io;
+	ch->qos_tail = io;
+	if (!ch->qos_timer.armed)
+		fb_timer_arm(ch->r, &ch->qos_timer, QOS_SLICE_NS);
+	return true;
+}
+
+/* Releases what the budget allows now, in order; re-arms while any waits. */
+static void qos_timer_fn(struct fb_timer *t)
+{
+	struct fb_io_channel *ch = (struct fb_io_channel *)(void *)((char *)t -
+		offsetof(struct fb_io_channel, qos_timer));
+	struct fb_qos *q = atomic_load_explicit(&ch->bdev->qos, memory_order_acquire);
+	uint64_t now = fb_now_ns();
+
+	while (ch->qos_head) {
+		struct fb_bdev_io *io = ch->qos_head;
+
+		/* Limits removed: everything goes. */
+		if (q && !qos_take(q, io, now))
+			break;
+		ch->qos_head = io->next_free;
+		if (!ch->qos_head)
+			ch->qos_tail = NULL;
+		io_dispatch(io);
+	}
+	if (ch->qos_head)
+		fb_timer_arm(ch->r, &ch->qos_timer, QOS_SLICE_NS);
+}
+
+static void qos_barrier_msg(void *arg)
+{
+	(void)arg;
+}
+
+int fb_bdev_set_qos_limits(struct fb_engine *e, const char *name,
+			   const struct fb_qos_limits *limits_in, struct fb_err *err)
+{
+	struct fb_qos_limits l;
+	struct fb_qos *q = NULL, *old;
+	struct fb_bdev *b;
+	uint64_t rates[QOS_N];
+
+	if (!limits_in || limits_in->size == 0 || limits_in->size > sizeof(l)) {
+		fb_err_set(err, "limits.size must be sizeof(struct fb_qos_limits)");
+		return -EINVAL;
+	}
+	if (fb_reactor_current()) {
+		fb_err_set(err, "fb_bdev_set_qos_limits called on a reactor; call it from a control thread");
+		return -EDEADLK;
+	}
+	memset(&l, 0, sizeof(l));
+	memcpy(&l, limits_in, limits_in->size);
+	l.size = sizeof(l);
+	rates[QOS_IOS] = l.rw_ios_per_sec;
+	rates[QOS_RW_BYTES] = l.rw_mbytes_per_sec << 20;
+	rates[QOS_R_BYTES] = l.r_mbytes_per_sec << 20;
+	rates[QOS_W_BYTES] = l.w_mbytes_per_sec << 20;
+	if (l.rw_mbytes_per_sec >> 40 || l.r_mbytes_per_sec >> 40 || l.w_mbytes_per_sec >> 40) {
+		fb_err_set(err, "a MB/s limit is too large; pass at most 1099511627775 or 0 for none");
+		return -EINVAL;
+	}
+	if (l.rw_ios_per_sec || l.rw_mbytes_per_sec || l.r_mbytes_per_sec || l.w_mbytes_per_sec) {
+		uint64_t now = fb_now_ns();
+
+		q = calloc(1, sizeof(*q));
+		if (!q) {
+			fb_err_set(err, "out of memory");
+			return -ENOMEM;
+		}
+		q->limits = l;
+		for (unsigned k = 0; k < QOS_N; k++) {
+			int64_t cap = (int64_t)((unsigned __int128)rates[k] * QOS_BURST_NS / 1000000000u);
+
+			q->b[k].rate = rates[k];
+			q->b[k].cap = cap > 0 ? cap : 1;
+			atomic_init(&q->b[k].avail, q->b[k].cap);
+			atomic_init(&q->b[k].last_ns, now);
+		}
+	}
+	pthread_mutex_lock(&e->lock);
+	b = name ? bdev_find_locked(e, name) : NULL;
+	if (!b) {
+		pthread_mutex_unlock(&e->lock);
+		free(q);
+		fb_err_set(err, "bdev '%s' does not exist (bdev_get_bdevs lists bdevs)",
+			   name ? name : "(null)");
+		return -ENODEV;
+	}
+	old = atomic_exchange_explicit(&b->qos, q, memory_order_acq_rel);
+	pthread_mutex_unlock(&e->lock);
+	if (old) {
+		/* Reactors read it only inside submit and the release timer: once
+		 * each has run a message, none holds the old one. */
+		fb_engine_run_on_all(e, qos_barrier_msg, NULL);
+		free(old);
+	}
+	return 0;
+}
+
+/* bdev_set_qos_limit {name, rw_ios_per_sec?, rw_mbytes_per_sec?,
+ * r_mbytes_per_sec?, w_mbytes_per_sec?}: SPDK's; a limit left out keeps its
+ * value, 0 removes it. */
+struct qos_params {
+	char *name;
+	uint64_t v[4]; /* UINT64_MAX: left out */
+};
+
+#define QOS_FIELD(i, n)                                                                          \
+	{.name = n, .offset = offsetof(struct qos_params, v) + (i) * sizeof(uint64_t),           \
+	 .type = FB_JSON_U64, .optional = true, .max = 1099511627775ull,                         \
+	 .hint = "the limit per second, or 0 for none (limits left out keep their value)"}
+
+static const struct fb_json_field qos_fields[] = {
+	{.name = "name", .offset = offsetof(struct qos_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255,
+	 .hint = "a bdev name: 1 to 255 characters, no control characters, e.g. \"Malloc0\""},
+	QOS_FIELD(0, "rw_ios_per_sec"),
+	QOS_FIELD(1, "rw_mbytes_per_sec"),
+	QOS_FIELD(2, "r_mbytes_per_sec"),
+	QOS_FIELD(3, "w_mbytes_per_sec"),
+};
+
+static void qos_params_init(void *params)
+{
+	struct qos_params *p = params;
+
+	/* A value no one can pass marks "left out". */
+	for (int i = 0; i < 4; i++)
+		p->v[i] = UINT64_MAX;
+}
+
+static int qos_rpc_set(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		       struct fb_err *err)
+{
+	const struct qos_params *p = params;
+	struct fb_qos_limits l = {.size = sizeof(l)};
+	uint64_t *dst[4] = {&l.rw_ios_per_sec, &l.rw_mbytes_per_sec, &l.r_mbytes_per_sec,
+			    &l.w_mbytes_per_sec};
+	struct fb_qos *cur;
+	struct fb_bdev *b;
+	bool any = false;
+	int rc;
+
+	pthread_mutex_lock(&e->lock);
+	b = bdev_find_locked(e, p->name);
+	cur = b ? atomic_load(&b->qos) : NULL;
+	if (cur)
+		l = cur->limits;
+	pthread_mutex_unlock(&e->lock);
+	if (!b) {
+		fb_err_set(err, "bdev '%s' does not exist (bdev_get_bdevs lists bdevs)", p->name);
+		return -ENODEV;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (p->v[i] != UINT64_MAX) {
+			*dst[i] = p->v[i];
+			any = true;
+		}
+	}
+	if (!any) {
+		fb_err_set(err, "Invalid parameters: pass at least one of rw_ios_per_sec, "
+			   "rw_mbytes_per_sec, r_mbytes_per_sec, w_mbytes_per_sec. Fix: e.g. "
+			   "{\"name\": \"%s\", \"rw_ios_per_sec\": 5000}.", p->name);
+		return -EINVAL;
+	}
+	rc = fb_bdev_set_qos_limits(e, p->name, &l, err);
+	if (rc == 0)
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static const struct fb_rpc_method core_rpcs[] = {
+	{.name = "bdev_set_qos_limit", .params = qos_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(qos_fields), .params_size = sizeof(struct qos_params),
+	 .params_init = qos_params_init, .handler = qos_rpc_set},
+};
+
+const struct fb_rpc_method *fb_rpc_core_methods(void)
+{
+	return core_rpcs;
+}
+
+size_t fb_rpc_core_nmethods(void)
+{
+	return FB_JSON_FIELD_COUNT(core_rpcs);
+}
+
 static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum fb_io_type type,
 		     struct iovec *iov, int iovcnt, uint64_t offset, uint64_t num, uint32_t flags,
 		     fb_bdev_io_cb cb, void *cb_arg)
@@ -751,7 +1241,9 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 		if (len != num * b->block_size)
 			return -EINVAL;
 	}
-	if (!fb_bdev_io_type_supported(b, type))
+	if (!((b->io_types >> type) & 1u) &&
+	    !(type == FB_IO_WRITE_ZEROES && (b->core_flags & CORE_EMU_WZ)) &&
+	    !(type == FB_IO_UNMAP && (b->core_flags & CORE_EMU_UNMAP)))
 		return -ENOTSUP;
 	io = io_get(ch);
 	if (!io)
@@ -769,7 +1261,11 @@ static int io_submit(struct fb_bdev_desc *desc, struct fb_io_channel *ch, enum f
 	io->cb = cb;
 	io->cb_arg = cb_arg;
 	io->start_ns = fb_now_ns();
-	b->fn->submit_request(ch, io);
+	io->parent = NULL;
+	if (__builtin_expect(atomic_load_explicit(&b->qos, memory_order_acquire) != NULL, 0) &&
+	    qos_hold(io))
+		return 0;
+	io_dispatch(io);
 	return 0;
 }
 
@@ -898,6 +1394,12 @@ void fb_bdev_io_complete(struct fb_bdev_io *io, int status)
 
 	if (io->type == FB_IO_ZCOPY && status == 0)
 		status = zcopy_check(io, bytes);
+	if (__builtin_expect(io->parent != NULL, 0)) {
+		/* A core child: its parent is what the consumer sees and counts. */
+		io->status = status;
+		io->cb(io, status, io->cb_arg);
+		return;
+	}
 	if (status) {
 		if (io->type == FB_IO_ZCOPY)
 			io->iovcnt = 0;  /* nothing lent */
@@ -1214,6 +1716,8 @@ int fb_bdev_foreach(struct fb_engine *e, const char *name, fb_bdev_info_fn fn, v
 		info.required_alignment = b->required_alignment;
 		info.max_io_blocks = b->max_io_blocks;
 		info.qos.size = sizeof(info.qos);
+		if (atomic_load(&b->qos))
+			info.qos = atomic_load(&b->qos)->limits;
 		/* fn runs under the registry lock: it must not call control functions. */
 		rc = fn(&info, arg);
 		free(cfg);

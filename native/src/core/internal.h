@@ -99,6 +99,12 @@ struct fb_engine {
 
 #define FB_ZERO_BUF_LEN (1u << 20)
 
+/* struct fb_bdev.core_flags */
+#define CORE_SPLIT 0x1u       /* split on optimal_io_boundary / max_io_blocks */
+#define CORE_ALIGN 0x2u       /* bounce iovecs below required_alignment */
+#define CORE_EMU_WZ 0x4u      /* write-zeroes as zero writes */
+#define CORE_EMU_UNMAP 0x8u   /* unmap as a no-op success */
+
 /* Stat counters; each reactor writes only its own slot (relaxed atomics, no
  * locked instructions), the control thread sums all slots. */
 enum {
@@ -127,6 +133,23 @@ struct fb_bdev_desc {
 	unsigned event_refs;            /* event calls in progress (under e->lock) */
 };
 
+/* QoS (fb_bdev_set_qos_limits): one shared token bucket per limit, refilled
+ * from the clock by whichever reactor finds it due (a CAS on last_ns), no
+ * lock. Immutable limits; replaced whole and freed after a reactor barrier. */
+enum { QOS_IOS, QOS_RW_BYTES, QOS_R_BYTES, QOS_W_BYTES, QOS_N };
+
+struct fb_qos_bucket {
+	uint64_t rate;                  /* per second; 0 = unlimited */
+	int64_t cap;                    /* most tokens kept (QOS_BURST_NS worth, at least 1) */
+	_Atomic int64_t avail;          /* may go negative: a big I/O borrows */
+	_Atomic uint64_t last_ns;       /* time the tokens are accounted up to */
+};
+
+struct fb_qos {
+	struct fb_qos_limits limits;
+	struct fb_qos_bucket b[QOS_N];
+};
+
 struct fb_bdev {
 	struct fb_engine *e;
 	struct fb_bdev *next, *prev;    /* registry, creation order */
@@ -142,7 +165,9 @@ struct fb_bdev {
 	uint32_t write_unit_size;
 	uint32_t required_alignment;    /* log2 bytes */
 	uint32_t max_io_blocks;
-	bool needs_split;               /* boundary split or max_io_blocks set */
+	uint8_t core_flags;             /* CORE_*: I/O the core splits, bounces or emulates */
+	_Atomic(struct fb_qos *) qos;   /* NULL: no limits (the I/O path pays one load) */
+	uint32_t io_types;              /* bit per type the module supports (asked at register) */
 	const struct fb_bdev_module *module;
 	const struct fb_module_ent *mod; /* the engine's full-size copy */
 	const struct fb_bdev_fn_table *fn; /* points at fn_copy */
@@ -180,6 +205,10 @@ struct fb_io_channel {
 	struct fb_deferred wait_defer;
 	bool wait_scheduled;
 	struct fb_timer wait_timer;     /* safety net: waiters on budget freed elsewhere */
+	/* I/O held back by QoS, FIFO (linked through next_free), and the timer
+	 * that releases it. */
+	struct fb_bdev_io *qos_head, *qos_tail;
+	struct fb_timer qos_timer;
 	/* Scratch buffer cache: per power-of-two class. */
 	struct fb_buf_free *buf_cache[FB_BUF_CLASSES];
 	unsigned buf_ncache[FB_BUF_CLASSES];
@@ -201,7 +230,18 @@ struct fb_bdev_io {
 	fb_bdev_io_cb cb;
 	void *cb_arg;
 	uint64_t start_ns;
-	struct iovec zc_iov[FB_ZCOPY_IOV_MAX]; /* memory lent by the module (zcopy) */
+	/* Memory lent by the module (zcopy), or a core child's slice of its
+	 * parent's iovecs (children are never zcopy). */
+	struct iovec zc_iov[FB_ZCOPY_IOV_MAX];
+	/* Core splitting, bouncing and emulation (see core_issue in bdev.c). */
+	struct fb_bdev_io *parent;      /* set on children the core made */
+	uint64_t split_next;            /* parent: blocks handed to children so far */
+	uint32_t split_inflight;        /* parent: children in flight */
+	int split_status;               /* parent: the first child error */
+	bool split_issuing, split_parked;
+	void *bounce;                   /* child: aligned copy from the channel's buffers */
+	size_t bounce_len;
+	struct fb_io_wait_entry wait;   /* parent: parked for an io or a buffer */
 	_Alignas(16) unsigned char driver_ctx[];
 };
 

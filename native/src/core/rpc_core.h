@@ -1,5 +1,5 @@
-/* The core's own RPC methods (module "core"), served by fb_rpc_call beside
- * the modules' (not a public header). */
+/* The core's own RPC methods (module "core", defined in bdev.c), served by
+ * fb_rpc_call beside the modules' (not a public header). */
 #ifndef FLEXBSO_CORE_RPC_CORE_H
 #define FLEXBSO_CORE_RPC_CORE_H
 

@@ -570,7 +570,6 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	exp->size = fb_bdev_get_num_blocks(bdev) * exp->block_size;
 	exp->has_flush = fb_bdev_io_type_supported(bdev, FB_IO_FLUSH);
 	exp->has_unmap = fb_bdev_io_type_supported(bdev, FB_IO_UNMAP);
-	exp->has_write_zeroes = fb_bdev_io_type_supported(bdev, FB_IO_WRITE_ZEROES);
 	exp->has_zcopy = fb_bdev_zcopy_supported(bdev);
 	for (l = st->listeners; l; l = l->next)
 		if (strcmp(l->listen, listen) == 0)
@@ -709,7 +708,6 @@ static void nbd_subsys_fini(struct fb_engine *e, void *ctx)
 	fb_engine_run_on_all(e, fb_nbd_conn_reactor_fini, st);
 	pthread_mutex_unlock(&st->ctrl);
 	free(st->per_reactor);
-	free(atomic_load(&st->zero_buf));
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ctrl);

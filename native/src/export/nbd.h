@@ -52,7 +52,7 @@ struct fb_nbd_export {
 	struct fb_bdev_desc *desc;
 	uint64_t size;             /* bytes */
 	uint32_t block_size;
-	bool has_flush, has_unmap, has_write_zeroes;
+	bool has_flush, has_unmap;
 	bool has_zcopy;            /* reads are sent straight from the bdev's memory */
 	unsigned nconns;           /* bound connections, under st->lock */
 	bool removing;             /* under st->lock: no new binds */
@@ -86,7 +86,6 @@ struct fb_nbd_state {
 	size_t mem_limit;                /* set once at creation */
 	_Atomic unsigned mem_paused;     /* connections paused on mem_limit */
 	unsigned stall_ms;               /* nbd_stall_timeout_ms (set once at creation) */
-	_Atomic(uint8_t *) zero_buf;     /* shared zeros for write-zeroes fill, lazily */
 };
 
 /* What a handshake needs to know about an export, copied under the lock. */

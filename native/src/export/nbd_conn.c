@@ -190,22 +190,6 @@ static void conn_mem_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		conn_mem_retry(c);
 }
 
-uint8_t *fb_nbd_zero_buf(struct fb_nbd_state *st)
-{
-	uint8_t *z = atomic_load_explicit(&st->zero_buf, memory_order_acquire), *exp = NULL;
-
-	if (z)
-		return z;
-	if (posix_memalign((void **)&z, 4096, ZERO_BUF_LEN))
-		return NULL;
-	memset(z, 0, ZERO_BUF_LEN);
-	if (atomic_compare_exchange_strong_explicit(&st->zero_buf, &exp, z, memory_order_acq_rel,
-						    memory_order_acquire))
-		return z;
-	free(z);  /* another reactor was first */
-	return exp;
-}
-
 static void conn_buf_put(struct fb_nbd_conn *c, uint8_t *p, unsigned k)
 {
 	size_t sz = (size_t)1 << (POOL_MIN_SHIFT + k);
@@ -309,7 +293,6 @@ struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c)
 		req->held = 0;
 		req->zio = NULL;
 		req->got = 0;
-		req->done = 0;
 		req->step = RS_SINGLE;
 		req->nbd_err = 0;
 	}

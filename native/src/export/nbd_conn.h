@@ -31,7 +31,6 @@
 #define CONN_HANDSHAKE_SEC 30         /* a client must reach transmission within this */
 #define POOL_MIN_SHIFT 12u
 #define POOL_CLASSES 14u              /* 4 KiB .. 32 MiB */
-#define ZERO_BUF_LEN (1u << 20)
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -41,7 +40,7 @@ enum conn_phase { PH_CLIENT_FLAGS, PH_OPTIONS, PH_TRANSMISSION };
 enum { STEP_MORE = 1, STEP_NEED_DATA = 0, STEP_BLOCKED = -1, STEP_STOP = -2, STEP_ERROR = -3 };
 
 /* Multi-step requests: each bdev completion advances one of these. */
-enum req_step { RS_SINGLE, RS_ZERO_FILL, RS_FLUSH_AFTER, RS_FLUSHING };
+enum req_step { RS_SINGLE, RS_FLUSH_AFTER, RS_FLUSHING };
 
 struct nbd_req {
 	struct fb_nbd_conn *conn;
@@ -54,9 +53,7 @@ struct nbd_req {
 	size_t held;                  /* bytes charged to the connection's budget */
 	struct fb_bdev_io *zio;       /* zcopy read: holds the bdev memory sent as data */
 	uint32_t got;                 /* write payload bytes received */
-	uint64_t done;                /* RS_ZERO_FILL progress, bytes */
 	enum req_step step;
-	bool in_submit, again;        /* RS_ZERO_FILL loop control */
 	uint32_t nbd_err;             /* 0 or an NBD_E* value for the reply */
 	struct iovec io_iov;          /* the bdev I/O's buffer */
 	uint8_t hdr[32];              /* reply header */
@@ -123,7 +120,6 @@ struct fb_nbd_conn {
 	size_t bytes_held;                /* request buffers in use */
 	uint8_t *pool[POOL_CLASSES];
 	size_t pool_bytes;
-	uint8_t *zero_buf;                /* the state's shared zeros (not owned) */
 	bool mem_paused;                  /* blocked on st->mem_limit, on the reactor's paused list */
 	bool mem_timer_armed, idle_timer_armed;
 	struct fb_nbd_conn *mp_prev, *mp_next;
@@ -147,8 +143,6 @@ void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);
  * engine's NBD memory budget is spent (the connection is then paused: the
  * parser must return STEP_BLOCKED; it resumes when memory is freed). */
 int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req);
-/* The state's shared zero buffer (ZERO_BUF_LEN), allocated on first use. */
-uint8_t *fb_nbd_zero_buf(struct fb_nbd_state *st);
 /* A zcopy read has no buffer but is charged as if it had one, so the budget
  * (and the backpressure it gives) is the same as on the copy path. */
 void fb_nbd_req_charge(struct fb_nbd_conn *c, struct nbd_req *req);

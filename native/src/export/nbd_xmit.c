@@ -19,7 +19,6 @@
 #include "nbd_proto.h"
 
 static void conn_req_submit(struct fb_nbd_conn *c, struct nbd_req *req);
-static void conn_zero_fill(struct fb_nbd_conn *c, struct nbd_req *req);
 
 /* The bdev is short of memory: keep the request (still counted in
  * io_inflight, so drains and frees wait for it) and submit it again at the
@@ -140,13 +139,6 @@ static void conn_io_done(struct fb_nbd_conn *c, struct nbd_req *req, int status)
 		fb_nbd_conn_maybe_free(c);
 		return;
 	}
-	if (status == 0 && req->step == RS_ZERO_FILL && req->done < req->len) {
-		if (req->in_submit)
-			req->again = true;  /* conn_zero_fill loops instead of recursing */
-		else
-			conn_zero_fill(c, req);
-		return;
-	}
 	if (status == 0 && req->step == RS_FLUSH_AFTER && c->exp->has_flush) {
 		req->step = RS_FLUSHING;  /* FUA on a trim: make the hole durable */
 		conn_req_submit(c, req);
@@ -205,7 +197,12 @@ static void conn_req_submit(struct fb_nbd_conn *c, struct nbd_req *req)
 		rc = fb_bdev_unmap_blocks(d, c->ch, lba, nb, conn_io_cb, req);
 		break;
 	case NBD_CMD_WRITE_ZEROES:
-		rc = fb_bdev_write_zeroes_blocks(d, c->ch, lba, nb, fua, conn_io_cb, req);
+		/* Zeros in place or emulated by the bdev core; NO_HOLE keeps the
+		 * blocks allocated. */
+		rc = fb_bdev_write_zeroes_blocks(d, c->ch, lba, nb,
+						 fua | ((req->flags & NBD_CMD_FLAG_NO_HOLE) ?
+							FB_IO_FLAG_NO_HOLE : 0),
+						 conn_io_cb, req);
 		break;
 	default:
 		rc = -EINVAL;
@@ -219,40 +216,6 @@ static void conn_req_submit(struct fb_nbd_conn *c, struct nbd_req *req)
 	}
 }
 
-/* Write-zeroes on a bdev without it: write a shared zero buffer, one chunk
- * at a time; a chunk completing inside the submit call loops here. */
-static void conn_zero_fill(struct fb_nbd_conn *c, struct nbd_req *req)
-{
-	uint32_t fua = (req->flags & NBD_CMD_FLAG_FUA) ? FB_IO_FLAG_FUA : 0;
-	uint64_t off, n;
-	int rc;
-
-	do {
-		off = req->offset + req->done;
-		n = req->len - req->done;
-		n = n < ZERO_BUF_LEN ? n : ZERO_BUF_LEN;
-		req->done += n;
-		req->io_iov.iov_base = c->zero_buf;
-		req->io_iov.iov_len = n;
-		req->again = false;
-		req->in_submit = true;
-		c->io_inflight++;
-		rc = fb_bdev_writev_blocks(c->exp->desc, c->ch, &req->io_iov, 1, off / c->block_size,
-					   n / c->block_size, fua, conn_io_cb, req);
-		req->in_submit = false;
-		if (rc == -ENOMEM) {
-			req->done -= n;
-			conn_req_retry_later(c, req);
-			return;
-		}
-		if (rc) {
-			c->io_inflight--;
-			conn_req_fail(c, req, nbd_errno(rc));
-			return;
-		}
-	} while (req->again);
-}
-
 void fb_nbd_xmit_retry(struct fb_nbd_conn *c)
 {
 	struct nbd_req *req = c->retry_head, *next;
@@ -264,8 +227,6 @@ void fb_nbd_xmit_retry(struct fb_nbd_conn *c)
 		c->io_inflight--;
 		if (c->closing)
 			fb_nbd_req_put(c, req);
-		else if (req->step == RS_ZERO_FILL)
-			conn_zero_fill(c, req);
 		else
 			conn_req_submit(c, req);
 	}
@@ -332,20 +293,6 @@ static void conn_req_start(struct fb_nbd_conn *c, struct nbd_req *req)
 			break;
 		if (req->type == NBD_CMD_TRIM && !c->exp->has_unmap)
 			break;  /* trim is advisory */
-		/* NO_HOLE: write real zeros, since a bdev's write-zeroes may punch
-		 * a hole where the filesystem cannot zero a range in place. */
-		if (req->type == NBD_CMD_WRITE_ZEROES &&
-		    (!c->exp->has_write_zeroes || (req->flags & NBD_CMD_FLAG_NO_HOLE))) {
-			if (!c->zero_buf)
-				c->zero_buf = fb_nbd_zero_buf(c->st);
-			if (!c->zero_buf) {
-				conn_req_fail(c, req, NBD_ENOMEM);
-				return;
-			}
-			req->step = RS_ZERO_FILL;
-			conn_zero_fill(c, req);
-			return;
-		}
 		conn_req_submit(c, req);
 		return;
 	case NBD_CMD_FLUSH:
