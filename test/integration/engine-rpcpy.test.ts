@@ -117,7 +117,7 @@ test('log levels and flags change what the engine logs', () =>
     assert.match(await fails(eng, -32602, 'log_set_flag', 'nvme'), /no log flag "nvme".*Fix: pass a log flag: engine, rpc or "all"/);
   }));
 
-test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error codes', () =>
+test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS, notifications, SPDK error codes', () =>
   withEngine(async (eng) => {
     const uuid = '0b7f3f7e-6a4c-4d2b-8e1f-2c3d4e5f6a70';
     assert.is(await ok(eng, 'bdev_malloc_create', '-b', 'M0', '-u', uuid, '16', '4096'), 'M0');
@@ -181,6 +181,18 @@ test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error 
     assert.is((await ok<Stat>(eng, 'bdev_get_iostat', '-b', 'Plain')).bdevs[0]!['num_read_ops'], 0);
     assert.match(await fails(eng, -95, 'bdev_reset_iostat', '-m', 'error'), "'mode'");
     assert.match(await fails(eng, -19, 'bdev_reset_iostat', '-b', 'nope'), "'nope'");
+
+    // QoS as rpc.py sets it, shown in bdev_get_bdevs' assigned_rate_limits.
+    assert.is(await ok(eng, 'bdev_set_qos_limit', 'Plain', '--rw-ios-per-sec', '5000', '--w-mbytes-per-sec', '50'), true);
+    const q = await ok<{ assigned_rate_limits: Record<string, number> }[]>(eng, 'bdev_get_bdevs', '-b', 'Plain');
+    assert.equal(q[0]!.assigned_rate_limits, { rw_ios_per_sec: 5000, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 50 });
+    assert.match(await fails(eng, -19, 'bdev_set_qos_limit', 'nope', '--rw-ios-per-sec', '1000'), 'nope');
+
+    // Notifications: the bdev core's register events, from an id on, at most max.
+    const types = await ok<string[]>(eng, 'notify_get_types');
+    assert.ok(types.includes('bdev_register') && types.includes('bdev_unregister'), JSON.stringify(types));
+    const notes = await ok<{ type: string; ctx: unknown; id: number }[]>(eng, 'notify_get_notifications', '-i', '1', '-n', '2');
+    assert.equal(notes.map((n) => [n.id, n.type, n.ctx]), [[1, 'bdev_register', 'M0'], [2, 'bdev_register', 'Malloc0']]);
 
     // A flexbso_ method through the same client, and an unknown one.
     assert.is(await ok(eng, 'flexbso_call', 'flexbso_nbd_export_remove', '{"export_name": "Plain"}'), true);
