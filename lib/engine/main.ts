@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L] [--json FILE]`:
  * the software-DPU target process. It creates the C engine (reactor threads;
  * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
  * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
@@ -33,6 +33,11 @@ export interface EngineArgs {
   readonly pollUs: number;
   /** @default "info" */
   readonly logLevel: LogLevel;
+  /**
+   * A save_config document applied before the socket opens, as spdk_tgt's
+   * --json (see flexbso_load_config). @default none
+   */
+  readonly json?: string;
 }
 
 /**
@@ -43,7 +48,7 @@ export interface EngineArgs {
 export const DEFAULT_POLL_US = 20;
 
 /** Usage text of `flexbso engine`. */
-export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level error|warn|info|debug]
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level error|warn|info|debug] [--json FILE]
 
 Runs the software-DPU storage engine in the foreground and serves SPDK-style
 JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
@@ -52,6 +57,8 @@ JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
   --poll-us N         busy-poll window before an idle reactor sleeps, microseconds (default 20;
                       it hides the slow wake-up of an idle vCPU and costs nothing when idle)
   --log-level L       error, warn, info or debug (default info); logs are JSON lines on stderr
+  --json FILE         apply a save_config document (spdk_tgt's or this engine's) before serving;
+                      subsystems and methods this engine lacks are skipped with a warning each
 Stops cleanly on SIGTERM or SIGINT.`;
 
 /** A command line or startup problem, with a stable code and an exit status. */
@@ -81,6 +88,7 @@ export interface RawEngineArgs {
   readonly reactors?: string | number;
   readonly pollUs?: string | number;
   readonly logLevel?: string;
+  readonly json?: string;
 }
 
 /** Validates raw options into {@link EngineArgs}. Throws {@link EngineStartError} (exit 2). */
@@ -102,6 +110,7 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
     reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
     pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
     logLevel: logLevel as LogLevel,
+    ...(raw.json !== undefined ? { json: path.resolve(raw.json) } : {}),
   };
 }
 
@@ -113,6 +122,7 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
     '--reactors': 'reactors',
     '--poll-us': 'pollUs',
     '--log-level': 'logLevel',
+    '--json': 'json',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -226,6 +236,17 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
   dispatcherRef.names = () => dispatcher.names();
   dispatcherRef.call = (m, p) => dispatcher.call(m, p);
+  if (args.json !== undefined) {
+    // Like spdk_tgt --json: clients never see a half-configured engine.
+    try {
+      const doc = JSON.parse(fs.readFileSync(args.json, 'utf8')) as unknown;
+      const r = (await dispatcher.call('flexbso_load_config', doc)) as { applied: unknown[]; skipped: unknown[] };
+      log.info('--json applied', { file: args.json, applied: r.applied.length, skipped: r.skipped.length });
+    } catch (e) {
+      engine.destroy();
+      throw new EngineStartError('ECONFIG', `--json ${args.json}: ${(e as Error).message}`, 1, e);
+    }
+  }
   const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
   try {
     await server.listen(args.rpcSocket);

@@ -31,6 +31,11 @@ async function rpcpy(eng: EngineProcess, ...args: string[]): Promise<{ ok: true;
   return { ok: false, code: err.code, message: err.message, out: r.stdout };
 }
 
+/** Waits (up to 5 s) until `cond` holds: the engine's stderr arrives on its own pipe, after the RPC answer. */
+async function eventually(cond: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5000; !cond() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+}
+
 async function ok<T = unknown>(eng: EngineProcess, ...args: string[]): Promise<T> {
   const r = await rpcpy(eng, ...args);
   if (!r.ok) throw new Error(`rpc.py ${args.join(' ')}: ${r.out}`);
@@ -100,6 +105,8 @@ test('log levels and flags change what the engine logs', () =>
     const created = (): string[] =>
       eng.logs().trim().split('\n').map((l) => JSON.parse(l) as { method?: string; params?: { name?: string } })
         .filter((l) => l.method === 'bdev_malloc_create').map((l) => l.params!.name!);
+    // Lines arrive in order, so once Loud's is here, Quiet's would be too.
+    await eventually(() => created().includes('Loud'));
     assert.equal(created(), ['Loud']);
     // Debug lines of a source appear only while its flag is on.
     assert.is(await ok(eng, 'log_set_level', 'DEBUG'), true);
@@ -109,6 +116,7 @@ test('log levels and flags change what the engine logs', () =>
     assert.is(await ok(eng, 'log_set_flag', 'rpc'), true);
     assert.equal(await ok(eng, 'log_get_flags'), { engine: false, rpc: true });
     await ok(eng, 'bdev_get_bdevs');
+    await eventually(() => debugRpcLines() > 0);
     assert.ok(debugRpcLines() > 0, 'flag rpc is on');
     assert.is(await ok(eng, 'log_set_flag', 'all'), true);
     assert.equal(await ok(eng, 'log_get_flags'), { engine: true, rpc: true });

@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--log-level L] [--json FILE]`:
  * runs the software-DPU target (lib/engine/main.ts) in the foreground.
  *
  * @module
@@ -12,6 +12,7 @@ interface EngineCliOptions {
   reactors?: string;
   pollUs?: string;
   logLevel?: string;
+  json?: string;
 }
 
 /** The `engine` subcommand. */
@@ -24,6 +25,7 @@ export const engineCommand: CliCommand = {
       .option('--reactors <n>', 'reactor threads, 1..256', '1')
       .option('--poll-us <n>', 'busy-poll window before an idle reactor sleeps, microseconds', String(DEFAULT_POLL_US))
       .option('--log-level <level>', 'error, warn, info or debug (JSON lines on stderr)', 'info')
+      .option('--json <file>', "apply a save_config document before serving, as spdk_tgt's --json (unknown subsystems/methods skipped with warnings)")
       .addHelpText('after', '\nStops cleanly on SIGTERM or SIGINT: RPCs end, exports disconnect, bdevs are deleted, the socket is removed.')
       .action(
         action(async (opts: EngineCliOptions) => {
