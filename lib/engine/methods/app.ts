@@ -12,6 +12,8 @@
  * Reactors and threads are reported in SPDK's shape with tick_rate 1e9:
  * busy/idle are nanoseconds from /proc (see ../threads.ts). Each reactor
  * runs one thread; the JS thread that serves RPCs is SPDK's "app_thread".
+ * Reactors are not pinned, so lcore is the reactor's index and usr/sys are
+ * its thread's USER_HZ ticks (SPDK reads the pinned core's from /proc/stat).
  *
  * @module
  */
