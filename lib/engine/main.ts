@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L] [--json FILE]`:
  * the software-DPU target process. It creates the C engine (reactor threads;
  * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
  * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
@@ -35,6 +35,11 @@ export interface EngineArgs {
   readonly logLevel: LogLevel;
   /** Directory of vhost-user-blk controller sockets. @default "vhost" beside the rpc socket */
   readonly vhostDir: string;
+  /**
+   * A save_config document applied before the socket opens, as spdk_tgt's
+   * --json (see flexbso_load_config). @default none
+   */
+  readonly json?: string;
 }
 
 /**
@@ -45,7 +50,7 @@ export interface EngineArgs {
 export const DEFAULT_POLL_US = 20;
 
 /** Usage text of `flexbso engine`. */
-export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level error|warn|info|debug]
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level error|warn|info|debug] [--json FILE]
 
 Runs the software-DPU storage engine in the foreground and serves SPDK-style
 JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
@@ -56,6 +61,8 @@ JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
   --vhost-dir DIR     directory of the vhost-user-blk controller sockets, created if missing
                       (default: "vhost" beside the rpc socket); each socket is DIR/<ctrlr>, mode 0600
   --log-level L       error, warn, info or debug (default info); logs are JSON lines on stderr
+  --json FILE         apply a save_config document (spdk_tgt's or this engine's) before serving;
+                      subsystems and methods this engine lacks are skipped with a warning each
 Stops cleanly on SIGTERM or SIGINT.`;
 
 /** A command line or startup problem, with a stable code and an exit status. */
@@ -86,6 +93,7 @@ export interface RawEngineArgs {
   readonly pollUs?: string | number;
   readonly logLevel?: string;
   readonly vhostDir?: string;
+  readonly json?: string;
 }
 
 /** Validates raw options into {@link EngineArgs}. Throws {@link EngineStartError} (exit 2). */
@@ -113,6 +121,7 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
     reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
     pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
     logLevel: logLevel as LogLevel,
+    ...(raw.json !== undefined ? { json: path.resolve(raw.json) } : {}),
   };
 }
 
@@ -125,6 +134,7 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
     '--poll-us': 'pollUs',
     '--log-level': 'logLevel',
     '--vhost-dir': 'vhostDir',
+    '--json': 'json',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -243,6 +253,17 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
   dispatcherRef.names = () => dispatcher.names();
   dispatcherRef.call = (m, p) => dispatcher.call(m, p);
+  if (args.json !== undefined) {
+    // Like spdk_tgt --json: clients never see a half-configured engine.
+    try {
+      const doc = JSON.parse(fs.readFileSync(args.json, 'utf8')) as unknown;
+      const r = (await dispatcher.call('flexbso_load_config', doc)) as { applied: unknown[]; skipped: unknown[] };
+      log.info('--json applied', { file: args.json, applied: r.applied.length, skipped: r.skipped.length });
+    } catch (e) {
+      engine.destroy();
+      throw new EngineStartError('ECONFIG', `--json ${args.json}: ${(e as Error).message}`, 1, e);
+    }
+  }
   const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
   try {
     await server.listen(args.rpcSocket);

@@ -125,14 +125,26 @@ static int decode(const char *text, struct params *p, struct fb_err *err)
 	return rc;
 }
 
-static void bad(const char *text, const char *msg)
+static void failing(const char *text, int want, const char *msg)
 {
 	struct params p;
 	struct fb_err err = {{0}};
 
-	CHECK_EQ(decode(text, &p, &err), -EINVAL);
+	CHECK_EQ(decode(text, &p, &err), want);
 	if (strcmp(err.msg, msg) != 0)
 		th_fail(__FILE__, __LINE__, "%s:\n got  %s\n want %s", text, err.msg, msg);
+}
+
+/* Params that do not decode: -EINVAL (fb_rpc_call answers -32602). */
+static void bad(const char *text, const char *msg)
+{
+	failing(text, -EINVAL, msg);
+}
+
+/* A decoded value outside its field's range: -ERANGE (fb_rpc_call answers -EINVAL, SPDK's -22). */
+static void refused(const char *text, const char *msg)
+{
+	failing(text, -ERANGE, msg);
 }
 
 TEST(decoder)
@@ -160,18 +172,18 @@ TEST(decoder)
 	bad("[1]", "test_method takes named params: send \"params\" as an object with name, on, u32, "
 	    "u64, pow2, kind, names, uuid, odd, not an array");
 	bad("{\"name\":42}", "Invalid parameter 'name': must be a string, got the number 42. Fix: pass a short name.");
-	bad("{\"name\":\"\"}", "Invalid parameter 'name': must NOT have fewer than 1 characters, got \"\". "
+	refused("{\"name\":\"\"}", "Invalid parameter 'name': must NOT have fewer than 1 characters, got \"\". "
 	    "Fix: pass a short name.");
 	bad("{\"name\":\"n\",\"on\":1}", "Invalid parameter 'on': must be a boolean, got the number 1. Fix: pass true or false.");
 	bad("{\"name\":\"n\",\"u32\":1.5}", "Invalid parameter 'u32': must be an integer, got the non-integer 1.5. Fix: pass 1 to 10.");
-	bad("{\"name\":\"n\",\"u32\":0}", "Invalid parameter 'u32': must be >= 1, got 0. Fix: pass 1 to 10.");
-	bad("{\"name\":\"n\",\"u32\":11}", "Invalid parameter 'u32': must be <= 10, got 11. Fix: pass 1 to 10.");
+	refused("{\"name\":\"n\",\"u32\":0}", "Invalid parameter 'u32': must be >= 1, got 0. Fix: pass 1 to 10.");
+	refused("{\"name\":\"n\",\"u32\":11}", "Invalid parameter 'u32': must be <= 10, got 11. Fix: pass 1 to 10.");
 	bad("{\"name\":\"n\",\"u32\":-3}", "Invalid parameter 'u32': must be >= 1, got -3. Fix: pass 1 to 10.");
 	bad("{\"name\":\"n\",\"u32\":\"3\"}", "Invalid parameter 'u32': must be an integer, got the string \"3\". Fix: pass 1 to 10.");
-	bad("{\"name\":\"n\",\"pow2\":3}", "Invalid parameter 'pow2': must be a power of two, got 3. Fix: pass a power of two.");
+	refused("{\"name\":\"n\",\"pow2\":3}", "Invalid parameter 'pow2': must be a power of two, got 3. Fix: pass a power of two.");
 	bad("{\"name\":\"n\",\"kind\":\"c\"}", "Invalid parameter 'kind': must be one of \"a\", \"b\", got \"c\". Fix: pass a or b.");
 	bad("{\"name\":\"n\",\"names\":[\"x\",3]}", "Invalid parameter 'names[1]': must be a string, got the number 3. Fix: pass up to two names.");
-	bad("{\"name\":\"n\",\"names\":[\"x\",\"y\",\"z\"]}", "Invalid parameter 'names': must NOT have more than 2 items, got 3. Fix: pass up to two names.");
+	refused("{\"name\":\"n\",\"names\":[\"x\",\"y\",\"z\"]}", "Invalid parameter 'names': must NOT have more than 2 items, got 3. Fix: pass up to two names.");
 	bad("{\"name\":\"n\",\"uuid\":\"x\"}", "Invalid parameter 'uuid': must be a UUID (8-4-4-4-12 hex digits), got \"x\". Fix: pass a uuid.");
 	bad("{\"name\":\"n\",\"odd\":4}", "Invalid parameter 'odd': must be an odd number, got 4. Fix: pass an odd number.");
 	/* A parse error names where. */
@@ -205,6 +217,11 @@ TEST(rpc_call)
 	CHECK(strstr(err.msg, "no_such_method") != NULL && res == NULL);
 	CHECK_EQ(fb_rpc_call(e, "bdev_malloc_create", "{\"num_blocks\":", &res, &err), FB_RPC_INVALID_PARAMS);
 	CHECK(strstr(err.msg, "JSON parse error") != NULL);
+	/* SPDK's codes: params that do not decode are -32602, a decoded value refused is -EINVAL. */
+	CHECK_EQ(fb_rpc_call(e, "bdev_malloc_create", "{\"num_blocks\":\"8\",\"block_size\":512}", &res, &err),
+		 FB_RPC_INVALID_PARAMS);
+	CHECK_EQ(fb_rpc_call(e, "bdev_malloc_create", "{\"num_blocks\":0,\"block_size\":512}", &res, &err), -EINVAL);
+	CHECK(strstr(err.msg, "Invalid parameter 'num_blocks': must be >= 1") != NULL && res == NULL);
 	CHECK_EQ(fb_rpc_call(e, "bdev_malloc_create", "{\"num_blocks\":8,\"block_size\":512}", &res, &err), 0);
 	CHECK(strcmp(res, "\"Malloc0\"") == 0);
 	free(res);

@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { RpcError } from '../../lib/client/spdk-rpc';
 import { dependencyOrder } from '../../lib/engine/methods/config';
 import { packageRoot } from '../../lib/engine/native';
-import { withEngine } from './helpers/engine';
+import { makeTempDir, startEngine, withEngine } from './helpers/engine';
 
 interface LoadResult {
   applied: { subsystem: string; method: string; name?: string }[];
@@ -58,9 +58,10 @@ test('a real spdk_tgt save_config: served entries applied bases first, the rest 
     assert.is(r.warnings.length, r.skipped.length);
     assert.match(r.warnings.find((w) => w.includes("'nvmf'"))!, "subsystem 'nvmf' is not served by this engine; its 4 entries were skipped (nvmf_set_config, nvmf_create_transport, nvmf_create_subsystem, nvmf_subsystem_add_ns)");
     assert.match(r.warnings.find((w) => w.includes('bdev_nvme_set_options'))!, "method 'bdev_nvme_set_options' is not served by this engine; skipped");
-    // The same warnings are in the log.
-    const logged = eng.logs().split('\n').filter((l) => l.includes('"level":"warn"') && l.includes('load_config: '));
-    assert.is(logged.length, r.warnings.length);
+    // The same warnings are in the log (stderr arrives on its own pipe: wait for it, with a deadline).
+    const logged = (): number => eng.logs().split('\n').filter((l) => l.includes('"level":"warn"') && l.includes('load_config: ')).length;
+    for (const deadline = Date.now() + 5000; logged() < r.warnings.length && Date.now() < deadline; ) await new Promise((res) => setTimeout(res, 20));
+    assert.is(logged(), r.warnings.length);
 
     const bdevs = await eng.call<{ name: string; num_blocks: number; block_size: number; uuid?: string }[]>('bdev_get_bdevs');
     const byName = new Map(bdevs.map((b) => [b.name, b]));
@@ -94,6 +95,37 @@ test('malformed documents are -32602 naming the place; an unknown top-level key 
     const empty = await eng.call<LoadResult>('flexbso_load_config', { subsystems: [{ subsystem: 'bdev', config: null }, { subsystem: 'nvmf', config: null }] });
     assert.equal(empty, { applied: [], skipped: [], warnings: [] });
   }));
+
+test('flexbso engine --json FILE applies the document before serving; a failing one stops the start with exit 1', async () => {
+  const fixture = path.join(packageRoot(), 'test', 'fixtures', 'spdk_tgt-save_config.json');
+  await withEngine(
+    async (eng) => {
+      const names = (await eng.call<{ name: string }[]>('bdev_get_bdevs')).map((b) => b.name);
+      for (const n of ['Malloc0', 'EE_Malloc0', 'Malloc1', 'Malloc2']) assert.ok(names.includes(n), n);
+      // Logged before the socket opened, so before startEngine returned.
+      assert.match(eng.logs(), /"msg":"--json applied"/);
+      assert.match(eng.logs(), /load_config: subsystem 'nvmf' is not served by this engine/);
+    },
+    { extraArgs: ['--json', fixture] },
+  );
+  const dir = makeTempDir();
+  try {
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ subsystems: [{ subsystem: 'bdev', config: [{ method: 'bdev_malloc_create', params: { name: 'X', num_blocks: 0, block_size: 512 } }] }] }));
+    const failed = await startEngine({ dir, extraArgs: ['--json', bad], readyTimeoutMs: 10_000 }).then(
+      async (e) => {
+        await e.stop();
+        return undefined;
+      },
+      (e: unknown) => e as Error,
+    );
+    assert.ok(failed !== undefined, 'the engine did not start');
+    assert.match(failed.message, /--json .*bad\.json: load_config stopped at subsystems\[0\]\.config\[0\] \(bdev: bdev_malloc_create 'X'\): Invalid parameter 'num_blocks'/);
+    assert.not.ok(fs.existsSync(path.join(dir, 'rpc.sock')), 'no socket was left');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('dependency order: stable, follows names in any param (arrays, space-separated lists), refuses cycles with -22', () => {
   const e = (method: string, params: Record<string, unknown>) => ({ subsystem: 'bdev', where: method, method, params });

@@ -278,6 +278,17 @@ test('server: ids are echoed exactly: integers beyond 2^53, negative, exponent f
       );
     });
     assert.match(batch, /^\[\{"jsonrpc":"2\.0","id":123456789012345678901,"result":0\},\{"jsonrpc":"2\.0","id":98765432109876543210,"error":\{"code":-32601,/);
+    // Only the request's own "id" counts: not one inside params, nor a key that merely contains "id".
+    const nested = await new Promise<string>((resolve, reject) => {
+      const s = net.createConnection({ path: f.sock });
+      let out = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (out += d));
+      s.on('end', () => resolve(out.trim()));
+      s.on('error', reject);
+      s.on('connect', () => s.end(String.raw`{"method":"sleep","params":{"ms":0,"id":7},"\"id":1,"id" : 18446744073709551616}`));
+    });
+    assert.match(nested, /^\{"jsonrpc":"2\.0","id":18446744073709551616,"error":\{"code":-32602,"message":"Unknown parameter 'id'/);
   } finally {
     await teardown(f);
   }

@@ -31,6 +31,11 @@ async function rpcpy(eng: EngineProcess, ...args: string[]): Promise<{ ok: true;
   return { ok: false, code: err.code, message: err.message, out: r.stdout };
 }
 
+/** Waits (up to 5 s) until `cond` holds: the engine's stderr arrives on its own pipe, after the RPC answer. */
+async function eventually(cond: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5000; !cond() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+}
+
 async function ok<T = unknown>(eng: EngineProcess, ...args: string[]): Promise<T> {
   const r = await rpcpy(eng, ...args);
   if (!r.ok) throw new Error(`rpc.py ${args.join(' ')}: ${r.out}`);
@@ -100,6 +105,8 @@ test('log levels and flags change what the engine logs', () =>
     const created = (): string[] =>
       eng.logs().trim().split('\n').map((l) => JSON.parse(l) as { method?: string; params?: { name?: string } })
         .filter((l) => l.method === 'bdev_malloc_create').map((l) => l.params!.name!);
+    // Lines arrive in order, so once Loud's is here, Quiet's would be too.
+    await eventually(() => created().includes('Loud'));
     assert.equal(created(), ['Loud']);
     // Debug lines of a source appear only while its flag is on.
     assert.is(await ok(eng, 'log_set_level', 'DEBUG'), true);
@@ -109,6 +116,7 @@ test('log levels and flags change what the engine logs', () =>
     assert.is(await ok(eng, 'log_set_flag', 'rpc'), true);
     assert.equal(await ok(eng, 'log_get_flags'), { engine: false, rpc: true });
     await ok(eng, 'bdev_get_bdevs');
+    await eventually(() => debugRpcLines() > 0);
     assert.ok(debugRpcLines() > 0, 'flag rpc is on');
     assert.is(await ok(eng, 'log_set_flag', 'all'), true);
     assert.equal(await ok(eng, 'log_get_flags'), { engine: true, rpc: true });
@@ -117,7 +125,7 @@ test('log levels and flags change what the engine logs', () =>
     assert.match(await fails(eng, -32602, 'log_set_flag', 'nvme'), /no log flag "nvme".*Fix: pass a log flag: engine, rpc or "all"/);
   }));
 
-test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error codes', () =>
+test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS, notifications, SPDK error codes', () =>
   withEngine(async (eng) => {
     const uuid = '0b7f3f7e-6a4c-4d2b-8e1f-2c3d4e5f6a70';
     assert.is(await ok(eng, 'bdev_malloc_create', '-b', 'M0', '-u', uuid, '16', '4096'), 'M0');
@@ -182,6 +190,18 @@ test('bdevs: create, get, error bdev, iostat with -b/-c/--names, and SPDK error 
     assert.match(await fails(eng, -95, 'bdev_reset_iostat', '-m', 'error'), "'mode'");
     assert.match(await fails(eng, -19, 'bdev_reset_iostat', '-b', 'nope'), "'nope'");
 
+    // QoS as rpc.py sets it, shown in bdev_get_bdevs' assigned_rate_limits.
+    assert.is(await ok(eng, 'bdev_set_qos_limit', 'Plain', '--rw-ios-per-sec', '5000', '--w-mbytes-per-sec', '50'), true);
+    const q = await ok<{ assigned_rate_limits: Record<string, number> }[]>(eng, 'bdev_get_bdevs', '-b', 'Plain');
+    assert.equal(q[0]!.assigned_rate_limits, { rw_ios_per_sec: 5000, rw_mbytes_per_sec: 0, r_mbytes_per_sec: 0, w_mbytes_per_sec: 50 });
+    assert.match(await fails(eng, -19, 'bdev_set_qos_limit', 'nope', '--rw-ios-per-sec', '1000'), 'nope');
+
+    // Notifications: the bdev core's register events, from an id on, at most max.
+    const types = await ok<string[]>(eng, 'notify_get_types');
+    assert.ok(types.includes('bdev_register') && types.includes('bdev_unregister'), JSON.stringify(types));
+    const notes = await ok<{ type: string; ctx: unknown; id: number }[]>(eng, 'notify_get_notifications', '-i', '1', '-n', '2');
+    assert.equal(notes.map((n) => [n.id, n.type, n.ctx]), [[1, 'bdev_register', 'M0'], [2, 'bdev_register', 'Malloc0']]);
+
     // A flexbso_ method through the same client, and an unknown one.
     assert.is(await ok(eng, 'flexbso_call', 'flexbso_nbd_export_remove', '{"export_name": "Plain"}'), true);
     assert.match(await fails(eng, -32601, 'flexbso_call', 'bdev_frobnicate'), 'bdev_frobnicate');
@@ -214,7 +234,7 @@ test('save_config from one engine, rpc.py load_config into a fresh one: the same
   }
 });
 
-test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SIGKILL kills; bad names -22', async () => {
+test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SIGKILL kills; bad names -32602 as spdk_tgt', async () => {
   for (const sig of ['SIGTERM', '2']) {
     const eng = await startEngine();
     try {
@@ -230,8 +250,8 @@ test('spdk_kill_instance: SIGTERM and "2" stop cleanly (exit 0, socket gone); SI
   }
   const eng = await startEngine();
   try {
-    assert.match(await fails(eng, -22, 'spdk_kill_instance', 'SIGFOO'), "'sig_name'");
-    assert.match(await fails(eng, -22, 'spdk_kill_instance', '99'), "'sig_name'");
+    assert.match(await fails(eng, -32602, 'spdk_kill_instance', 'SIGFOO'), "'sig_name'");
+    assert.match(await fails(eng, -32602, 'spdk_kill_instance', '99'), "'sig_name'");
     assert.match(await fails(eng, -95, 'spdk_kill_instance', 'SIGUSR1'), 'inspector');
     const r = await rpcpy(eng, 'spdk_kill_instance', 'SIGKILL');
     assert.ok(r.ok, 'rpc.py gets true (or tolerates the closed connection)');

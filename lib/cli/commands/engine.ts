@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L] [--json FILE]`:
  * runs the software-DPU target (lib/engine/main.ts) in the foreground.
  *
  * @module
@@ -13,6 +13,7 @@ interface EngineCliOptions {
   pollUs?: string;
   logLevel?: string;
   vhostDir?: string;
+  json?: string;
 }
 
 /** The `engine` subcommand. */
@@ -26,6 +27,7 @@ export const engineCommand: CliCommand = {
       .option('--poll-us <n>', 'busy-poll window before an idle reactor sleeps, microseconds', String(DEFAULT_POLL_US))
       .option('--vhost-dir <dir>', 'directory of vhost-user-blk controller sockets (default: "vhost" beside the rpc socket)')
       .option('--log-level <level>', 'error, warn, info or debug (JSON lines on stderr)', 'info')
+      .option('--json <file>', "apply a save_config document before serving, as spdk_tgt's --json (unknown subsystems/methods skipped with warnings)")
       .addHelpText('after', '\nStops cleanly on SIGTERM or SIGINT: RPCs end, exports disconnect, bdevs are deleted, the socket is removed.')
       .action(
         action(async (opts: EngineCliOptions) => {

@@ -12,6 +12,8 @@
  * Reactors and threads are reported in SPDK's shape with tick_rate 1e9:
  * busy/idle are nanoseconds from /proc (see ../threads.ts). Each reactor
  * runs one thread; the JS thread that serves RPCs is SPDK's "app_thread".
+ * Reactors are not pinned, so lcore is the reactor's index and usr/sys are
+ * its thread's USER_HZ ticks (SPDK reads the pinned core's from /proc/stat).
  *
  * @module
  */
@@ -19,7 +21,7 @@ import { constants } from 'node:os';
 
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, invalidValue } from '../rpc/failure';
+import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS, type ParamSpec } from '../rpc/params';
 import { mainThread, reactorThreads, type ReactorThread } from '../threads';
 
@@ -47,7 +49,8 @@ const spdkKillInstance = defineMethod<{ sig_name: string }, EngineContext>({
   handler: (p, ctx) => {
     const sig = killSignal(p.sig_name);
     if (sig === undefined) {
-      throw invalidValue(`Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`);
+      // spdk_tgt answers a signal it does not send with -32602 "Invalid parameters".
+      throw invalidParams(`Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`);
     }
     if (sig === 'SIGUSR1') {
       throw errnoFailure(

@@ -461,7 +461,10 @@ static int decode_uint(const struct fb_json_field *f, const json_t *j, uint64_t 
 	if (json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) < f->min) {
 		show(j, got, sizeof(got));
 		snprintf(what, sizeof(what), "must be >= %" PRIu64 ", got %s", f->min, got);
-		return out_of_range(f, f->name, err, what);
+		/* A negative number does not decode into an unsigned field (SPDK's
+		 * decoders refuse it); a small one decodes and is refused. */
+		return json_integer_value(j) < 0 ? invalid(f, f->name, err, what)
+						 : out_of_range(f, f->name, err, what);
 	}
 	v = (uint64_t)json_integer_value(j);
 	if (v > max) {

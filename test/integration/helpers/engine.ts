@@ -53,6 +53,8 @@ export interface StartEngineOptions {
   readonly readyTimeoutMs?: number;
   /** Per-call RPC timeout of the client, ms. @default 30000 */
   readonly rpcTimeoutMs?: number;
+  /** More engine arguments, e.g. ["--json", file]. @default [] */
+  readonly extraArgs?: readonly string[];
 }
 
 /** A running engine process with a connected RPC client. */
@@ -124,7 +126,7 @@ export async function startEngine(options: StartEngineOptions = {}): Promise<Eng
   const socketPath = path.join(dir, options.socketName ?? 'rpc.sock');
   const args = [ENGINE_MAIN, '--rpc-socket', socketPath, '--reactors', String(options.reactors ?? 1)];
   if (options.pollUs !== undefined) args.push('--poll-us', String(options.pollUs));
-  args.push('--log-level', options.logLevel ?? 'info');
+  args.push('--log-level', options.logLevel ?? 'info', ...(options.extraArgs ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   live.add(child);
   let stderr = '';
