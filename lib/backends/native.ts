@@ -72,6 +72,7 @@ export class NativeBackend implements Backend {
     const freedFiles = new Set<string>(); // files an earlier delete step of this plan removes
     const freedNames = new Set<string>();
     const freedExports = new Set<string>();
+    const retainedFiles = new Set<string>(); // kept by an earlier delete step, which also drops their sidecar
     let newBytes = 0;
     for (const s of steps) {
       const r = s.op === "delete" ? s.before : s.after;
@@ -81,7 +82,7 @@ export class NativeBackend implements Backend {
       if (s.op === "delete") {
         if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
         if (r.kind === "function") freedExports.add(exportNameOf(r.spec));
-        if (r.kind === "file" && !r.spec.retain && !isBlockDevicePath(r.spec.path)) freedFiles.add(this.filePathOf(r));
+        if (r.kind === "file" && !isBlockDevicePath(r.spec.path)) (r.spec.retain ? retainedFiles : freedFiles).add(this.filePathOf(r));
         continue;
       }
       if (r.kind === "dpu") {
@@ -121,7 +122,8 @@ export class NativeBackend implements Backend {
         if (!st?.isBlockDevice()) fail(`block device ${file} does not exist`, "check the device name; the agent never creates files under /dev", "path");
         continue;
       }
-      if (unmanagedBdev && !(await this.ownSidecar(file, r.address))) {
+      const own = !retainedFiles.has(file) && (await this.ownSidecar(file, r.address)) !== undefined;
+      if (unmanagedBdev && !own) {
         const on = existing.filename !== undefined ? ` on ${existing.filename}` : "";
         if (!r.spec.import || (existing.filename !== undefined && path.resolve(existing.filename) !== file)) {
           fail(`the engine already has a bdev '${r.name}'${on} that FlexBSO did not create`,
@@ -138,8 +140,10 @@ export class NativeBackend implements Backend {
         fail(`${file} exists and is neither a regular file nor a block device`, "move it away, or use another path", "path");
         continue;
       }
-      if (!r.spec.import && !(await this.ownSidecar(file, r.address))) {
-        fail(`a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
+      if (!r.spec.import && !own) {
+        fail(retainedFiles.has(file)
+          ? `${file} is kept by the delete before this create (retain: true), so the new bdev would attach its old data`
+          : `a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
           "set import: true to attach it with its data (the plan then says so), or remove the file, or use another path", "path");
         continue;
       }
