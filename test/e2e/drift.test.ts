@@ -49,6 +49,9 @@ test("a rogue bdev and a backdoor export on the engine's socket are unmanaged dr
   const md = await cli(["plan", topo, "--format", "markdown"]);
   assert.is(md.code, 2);
   assert.match(md.stdout, "**Drift**: 2 objects");
+  const shown = await cli(["show", topo]);
+  assert.is(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, "DRIFT (unmanaged): bdev 'rogue' on the target is not managed by FlexBSO");
   await engine(async (rpc) => {
     await rpc.call("flexbso_nbd_export_remove", { export_name: "backdoor" });
     await rpc.call("bdev_malloc_delete", { name: "rogue" });
