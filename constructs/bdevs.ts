@@ -82,13 +82,25 @@ export interface FileBdevProps extends PlacedProps {
    * @default true
    */
   readonly directIo?: boolean;
+  /**
+   * Keep the file and its data when the bdev is deleted (the agent otherwise deletes the file it created).
+   * @default false
+   */
+  readonly retain?: boolean;
+  /**
+   * Attach a file that already exists at `path`, keeping its data; without it an existing file is an error.
+   * @default false
+   */
+  readonly import?: boolean;
 }
 
 /** File-backed bdev on the DPU's filesystem. */
 export class FileBdev extends FlexbsoBdev<"file"> {
   constructor(scope: Construct, id: string, props: FileBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "file", at.dpu, at.name, { path: props.path, size: props.size, blockSize: props.blockSize, directIo: props.directIo }, at.target);
+    super(scope, id, "file", at.dpu, at.name, {
+      path: props.path, size: props.size, blockSize: props.blockSize, directIo: props.directIo, retain: props.retain, import: props.import,
+    }, at.target);
   }
   referencedNames(): string[] {
     return [];

@@ -15,6 +15,7 @@
  *   socket: /run/flexbso/engine.sock   # default runDir/engine.sock; required for attach
  *   reactors: 2                 # spawn only
  * log: { level: info }
+ * reconcile: report             # report | repair: what the periodic check does with drift
  * ```
  */
 import { promises as fsp } from "node:fs";
@@ -45,6 +46,13 @@ export interface AgentConfig {
   readonly limits: { readonly pfs: number; readonly vfsPerPf: number };
   readonly target: TargetConfig;
   readonly logLevel: LogLevel;
+  /**
+   * What the periodic check does when the target lost or changed managed objects outside
+   * FlexBSO: `report` (default) records a `drift.detected` event and leaves the target as
+   * it is (plan shows the drift); `repair` re-creates what is missing. After an engine
+   * restart the stack is always restored.
+   */
+  readonly reconcile: "report" | "repair";
 }
 
 /** The config file is invalid; `problems` lists every issue. */
@@ -80,7 +88,7 @@ export async function loadAgentConfig(file: string, overrides: Record<string, un
   return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
 }
 
-const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log"]);
+const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile"]);
 
 /**
  * Check and default a config object. Relative paths are resolved against `baseDir`.
@@ -144,6 +152,9 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   const level = lg.level ?? "info";
   if (!["debug", "info", "warn", "error"].includes(level as string)) p.push(`log.level: "${String(level)}" (allowed: debug, info, warn, error)`);
 
+  const reconcile = c.reconcile ?? "report";
+  if (reconcile !== "report" && reconcile !== "repair") p.push(`reconcile: "${String(reconcile)}" (allowed: report, repair)`);
+
   if (p.length) throw new AgentConfigError(source, p);
-  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel };
+  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair" };
 }

@@ -7,7 +7,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
-import type { PlanProblem, TargetFacts } from "../plan/types.js";
+import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
 import type { PlanResult, TopologyView } from "./service.js";
 
@@ -140,14 +140,16 @@ export function combineActual(views: ReadonlyMap<string, TopologyView>): ActualS
   const resources: Resource[] = [];
   const generations: Record<string, number> = {};
   const targets: Record<string, TargetFacts> = {};
+  const drift: DriftItem[] = [];
   for (const [dpu, v] of views) {
+    drift.push(...(v.drift ?? []));
     resources.push(...v.topology.resources);
     generations[dpu] = v.generation;
     // an older agent (no backend/methods in its view) is checked against the descriptors only
     if (v.target?.backend) targets[dpu] = { backend: v.target.backend, ...(v.target.methods ? { methods: v.target.methods } : {}) };
   }
   resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-  return { desired: { formatVersion: 1, resources }, generations, targets };
+  return { desired: { formatVersion: 1, resources }, generations, targets, drift };
 }
 
 /** Render per-DPU failures, one line each. */

@@ -98,7 +98,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     const check = setInterval(() => {
       if (checking || !supervisor.isUp || svc.lock.heldBy !== null) return;
       checking = true;
-      svc.reconcile("periodic").catch((e) => log.debug("periodic reconcile skipped", { err: e })).finally(() => { checking = false; });
+      const run = cfg.reconcile === "repair" ? svc.reconcile("periodic") : svc.reportDrift();
+      run.catch((e) => log.debug("periodic reconcile skipped", { err: e })).finally(() => { checking = false; });
     }, RECONCILE_CHECK_MS);
     check.unref();
     cleanups.unshift(async () => clearInterval(check));

@@ -26,6 +26,8 @@ export class AgentMetrics {
   readonly applySeconds: Histogram<"result">;
   readonly applySteps: Counter<"op" | "result">;
   readonly generation: Gauge;
+  /** Objects on the target that differ from the state, at the last periodic check (reconcile: report). */
+  readonly drift: Gauge;
   readonly resources: Gauge<"kind">;
   readonly engineUp: Gauge;
   readonly engineRestarts: Counter;
@@ -43,6 +45,7 @@ export class AgentMetrics {
     this.applySeconds = new Histogram({ name: "flexbso_agent_apply_seconds", help: "topology.apply duration", labelNames: ["result"], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300], registers: r });
     this.applySteps = new Counter({ name: "flexbso_agent_apply_steps_total", help: "Executed apply steps by operation and result", labelNames: ["op", "result"], registers: r });
     this.generation = new Gauge({ name: "flexbso_agent_generation", help: "Current topology generation", registers: r });
+    this.drift = new Gauge({ name: "flexbso_agent_drift_objects", help: "Objects on the target that differ from the agent's state (last periodic check)", registers: r });
     this.resources = new Gauge({ name: "flexbso_agent_resources", help: "Realized resources by kind", labelNames: ["kind"], registers: r });
     this.engineUp = new Gauge({ name: "flexbso_agent_target_up", help: "1 if the target answers its RPC socket", registers: r });
     this.engineRestarts = new Counter({ name: "flexbso_agent_target_restarts_total", help: "Target (engine) restarts noticed by the agent", registers: r });

@@ -8,7 +8,7 @@ import type { Desired, Resource } from "../model/types.js";
 import { validateDesired } from "../model/validate.js";
 import { TopologyError } from "../model/errors.js";
 import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
-import type { TargetFacts } from "../plan/types.js";
+import type { DriftItem, TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
 import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
@@ -50,6 +50,8 @@ export interface TopologyView {
     readonly methods: readonly string[] | null;
   };
   readonly updatedAt: string;
+  /** What on the target differs from the state (read live); empty when the target does not answer. */
+  readonly drift: readonly DriftItem[];
 }
 
 /** Result of `topology.plan`. */
@@ -100,6 +102,8 @@ export class AgentService {
   private readonly restoreFailures = new Map<string, number>();
   /** Set by {@link shutdown}: a running apply stops before its next step. */
   private stopping: string | null = null;
+  /** The drift last reported (policy `report`), so one drift makes one event. */
+  private lastDrift = "";
 
   constructor(private readonly d: AgentServiceDeps) {
     this.lock = new DpuLock(() => this.dpuName);
@@ -143,9 +147,12 @@ export class AgentService {
   async get(): Promise<TopologyView> {
     let status: ResourceStatus[];
     let methods: readonly string[] | null = null;
+    let drift: DriftItem[] = [];
     try {
-      status = this.d.backend.status(this.state.resources, await this.d.backend.inventory());
+      const inv = await this.d.backend.inventory();
+      status = this.d.backend.status(this.state.resources, inv);
       methods = (await this.d.backend.facts()).methods ?? null;
+      drift = await this.d.backend.drift(this.dpuName, this.state.resources, this.state.files ?? {}, inv);
     } catch {
       status = this.state.resources.map((r) => ({ address: r.address, present: false, notes: ["target unreachable: presence unknown"] }));
     }
@@ -156,6 +163,7 @@ export class AgentService {
       status,
       target: { up: this.d.target.up(), mode: this.d.target.mode, socket: this.d.target.socket, pid: this.d.target.pid(), backend: this.d.backend.name, methods },
       updatedAt: this.state.updatedAt,
+      drift,
     };
   }
 
@@ -236,6 +244,28 @@ export class AgentService {
     return this.d.events.append(ev).catch((e: unknown) => {
       this.d.log.error(`cannot write the event log ${this.d.events.file}: ${(e as Error).message}; events are kept in memory only (make the state dir writable)`, { event: ev.type });
       return null;
+    });
+  }
+
+  /**
+   * The `report` reconcile policy: read the live target and record a `drift.detected`
+   * event when what differs from the state changes (not on every check); nothing on the
+   * target is touched. `flexbso plan` shows the same drift.
+   */
+  async reportDrift(): Promise<void> {
+    const inv = await this.d.backend.inventory();
+    const drift = await this.d.backend.drift(this.dpuName, this.state.resources, this.state.files ?? {}, inv);
+    const key = drift.map((d) => d.message).join("\n");
+    if (key === this.lastDrift) return;
+    this.lastDrift = key;
+    this.d.metrics?.drift.set(drift.length);
+    if (drift.length === 0) {
+      await this.emit({ level: "info", type: "drift.cleared", message: "the target matches the agent's state again" });
+      return;
+    }
+    await this.emit({
+      level: "warn", type: "drift.detected", message: `${drift.length} object(s) on the target differ from the agent's state (reconcile: report; nothing changed): ${drift.map((d) => d.message).join("; ")}`,
+      data: { drift },
     });
   }
 

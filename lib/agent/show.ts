@@ -33,6 +33,8 @@ export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string
   for (const [dpu, v] of views) {
     header.push(` ${dpu}: generation ${v.generation}, target ${v.target.up ? "up" : "DOWN"} (${v.target.mode} ${v.target.socket}), updated ${v.updatedAt}`);
     if (!v.topology.resources.length) header.push(`   (nothing realized)`);
+    // Drift, read live: what the target holds that differs from the agent's state.
+    for (const d of v.drift ?? []) header.push(`   DRIFT (${d.kind}): ${d.message}`);
     for (const s of v.status) {
       const r = v.topology.resources.find((x) => x.address === s.address);
       if (!r) continue;
@@ -40,7 +42,7 @@ export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string
       const node = doc.getIn(at, true);
       const lines = [
         ...(s.endpoint ? [` endpoint: ${s.endpoint.uri}`] : []),
-        ...(!s.present ? [" MISSING on the target: the agent restores what it safely can and retries each minute (see flexbso events)"] : []),
+        ...(!s.present ? [" MISSING on the target (deleted outside FlexBSO, or the engine restarted): see the drift above and flexbso events"] : []),
         ...s.notes.map((n) => ` note: ${n}`),
       ];
       if (lines.length && r.kind !== "dpu" && isNode(node)) node.commentBefore = lines.join("\n");

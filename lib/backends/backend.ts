@@ -7,7 +7,7 @@
  * `create` adopts an existing, compatible object; `delete` of a missing object succeeds.
  */
 import type { Resource } from "../model/types.js";
-import type { PlanProblem, TargetFacts } from "../plan/types.js";
+import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 
 /** A planned step as a backend sees it when checking the live target. */
 export interface CheckStep {
@@ -136,6 +136,12 @@ export interface Backend {
   update(before: Resource, after: Resource): Promise<void>;
   /** Remove `resource` (missing is fine). */
   delete(resource: Resource): Promise<void>;
+  /**
+   * What on the target differs from the managed resources: deleted or changed outside
+   * FlexBSO (geometry, the bdev an export serves, a file bdev's file swapped for another),
+   * and unmanaged objects. `files` are the identities the state recorded.
+   */
+  drift(dpu: string, managed: readonly Resource[], files: Readonly<Record<string, FileIdentity>>, inv: Inventory): Promise<DriftItem[]>;
   /** Status of each resource for `topology.get` / `show`. */
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[];
   /** I/O counters of the given function resources. */

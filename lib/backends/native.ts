@@ -22,7 +22,7 @@ import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
-import type { PlanProblem, TargetFacts } from "../plan/types.js";
+import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
   BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats,
   type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc,
@@ -71,6 +71,8 @@ export class NativeBackend implements Backend {
     const managedExports = new Set(managed.filter((r): r is ResourceOf<"function"> => r.kind === "function").map((r) => exportNameOf(r.spec)));
     const freedFiles = new Set<string>(); // files an earlier delete step of this plan removes
     const freedNames = new Set<string>();
+    const freedExports = new Set<string>();
+    const retainedFiles = new Set<string>(); // kept by an earlier delete step, which also drops their sidecar
     let newBytes = 0;
     for (const s of steps) {
       const r = s.op === "delete" ? s.before : s.after;
@@ -79,8 +81,8 @@ export class NativeBackend implements Backend {
         errors.push({ address: r.address, dpu: r.dpu, operation: s.op, ...(field !== undefined ? { field } : {}), message: `${r.address}: ${message}`, fix });
       if (s.op === "delete") {
         if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
-        if (r.kind === "function") managedExports.delete(exportNameOf(r.spec));
-        if (r.kind === "file" && !r.spec.retain && !isBlockDevicePath(r.spec.path)) freedFiles.add(this.filePathOf(r));
+        if (r.kind === "function") freedExports.add(exportNameOf(r.spec));
+        if (r.kind === "file" && !isBlockDevicePath(r.spec.path)) (r.spec.retain ? retainedFiles : freedFiles).add(this.filePathOf(r));
         continue;
       }
       if (r.kind === "dpu") {
@@ -93,7 +95,8 @@ export class NativeBackend implements Backend {
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
       if (r.kind === "function") {
         const have = inv.exports.get(exportNameOf(r.spec));
-        if (have && !managedExports.has(exportNameOf(r.spec)) && have.bdevName !== r.spec.volume) {
+        const name = exportNameOf(r.spec);
+        if (have && !managedExports.has(name) && !freedExports.has(name) && have.bdevName !== r.spec.volume) {
           fail(`export ${exportNameOf(r.spec)} already exists on the engine, serving bdev '${have.bdevName}', and FlexBSO does not manage it`,
             `remove the export (flexbso_nbd_export_remove ${exportNameOf(r.spec)}) or use another pf/vf`);
         }
@@ -119,7 +122,8 @@ export class NativeBackend implements Backend {
         if (!st?.isBlockDevice()) fail(`block device ${file} does not exist`, "check the device name; the agent never creates files under /dev", "path");
         continue;
       }
-      if (unmanagedBdev && !(await this.ownSidecar(file, r.address))) {
+      const own = !retainedFiles.has(file) && (await this.ownSidecar(file, r.address)) !== undefined;
+      if (unmanagedBdev && !own) {
         const on = existing.filename !== undefined ? ` on ${existing.filename}` : "";
         if (!r.spec.import || (existing.filename !== undefined && path.resolve(existing.filename) !== file)) {
           fail(`the engine already has a bdev '${r.name}'${on} that FlexBSO did not create`,
@@ -136,8 +140,10 @@ export class NativeBackend implements Backend {
         fail(`${file} exists and is neither a regular file nor a block device`, "move it away, or use another path", "path");
         continue;
       }
-      if (!r.spec.import && !(await this.ownSidecar(file, r.address))) {
-        fail(`a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
+      if (!r.spec.import && !own) {
+        fail(retainedFiles.has(file)
+          ? `${file} is kept by the delete before this create (retain: true), so the new bdev would attach its old data`
+          : `a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
           "set import: true to attach it with its data (the plan then says so), or remove the file, or use another path", "path");
         continue;
       }
@@ -308,6 +314,58 @@ export class NativeBackend implements Backend {
         return;
       }
     }
+  }
+
+  async drift(dpu: string, managed: readonly Resource[], files: Readonly<Record<string, FileIdentity>>, inv: Inventory): Promise<DriftItem[]> {
+    const out: DriftItem[] = [];
+    const bdevs = new Set<string>();
+    const exports = new Set<string>();
+    for (const r of managed) {
+      const at = { dpu, address: r.address };
+      if (r.kind === "dpu") continue;
+      if (r.kind === "function") {
+        if (r.spec.transport !== "nbd") continue; // vhost controllers are not in the NBD inventory
+        const name = exportNameOf(r.spec);
+        exports.add(name);
+        const e = inv.exports.get(name);
+        if (!e) out.push({ ...at, kind: "deleted", object: `export '${name}'`, message: `${r.address}: export ${name} is gone from the target (removed outside FlexBSO)` });
+        else if (e.bdevName !== r.spec.volume) {
+          out.push({ ...at, kind: "changed", object: `export '${name}'`, message: `${r.address}: export ${name} serves bdev '${e.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)` });
+        }
+        continue;
+      }
+      bdevs.add(r.name);
+      const b = inv.bdevs.get(r.name);
+      if (!b) {
+        out.push({ ...at, kind: "deleted", object: `bdev '${r.name}'`, message: `${r.address}: bdev '${r.name}' is gone from the target (deleted outside FlexBSO, or the engine restarted)` });
+        continue;
+      }
+      const size = (r.spec as { size?: number }).size;
+      const blockSize = (r.spec as { blockSize?: number }).blockSize;
+      if (size !== undefined && blockSize !== undefined && (b.blockSize !== blockSize || b.blockSize * b.numBlocks !== size)) {
+        out.push({ ...at, kind: "changed", object: `bdev '${r.name}'`,
+          message: `${r.address}: bdev '${r.name}' is ${b.numBlocks} x ${b.blockSize} bytes on the target, the state says ${size / blockSize} x ${blockSize} (changed outside FlexBSO)` });
+      }
+      if (r.kind === "file") {
+        const file = this.filePathOf(r);
+        if (b.filename !== undefined && path.resolve(b.filename) !== file) {
+          out.push({ ...at, kind: "changed", object: `bdev '${r.name}'`, message: `${r.address}: bdev '${r.name}' is backed by ${b.filename}, not ${file} (changed outside FlexBSO)` });
+        }
+        const id = files[r.address];
+        const st = await statOrUndefined(file).catch(() => undefined);
+        if (!st) out.push({ ...at, kind: "deleted", object: `file ${file}`, message: `${r.address}: its file ${file} is gone (deleted outside FlexBSO)` });
+        else if (id && !isBlockDevicePath(r.spec.path) && (st.ino !== id.inode || st.dev !== id.device)) {
+          out.push({ ...at, kind: "changed", object: `file ${file}`, message: `${r.address}: ${file} is not the file FlexBSO created (inode ${st.ino}, recorded ${id.inode}): it was replaced outside FlexBSO` });
+        }
+      }
+    }
+    for (const name of [...inv.bdevs.keys()].sort()) {
+      if (!bdevs.has(name)) out.push({ dpu, kind: "unmanaged", object: `bdev '${name}'`, message: `bdev '${name}' on the target is not managed by FlexBSO` });
+    }
+    for (const [name, e] of [...inv.exports].sort()) {
+      if (!exports.has(name)) out.push({ dpu, kind: "unmanaged", object: `export '${name}'`, message: `export '${name}' (serving bdev '${e.bdevName}' on ${e.listen}) on the target is not managed by FlexBSO` });
+    }
+    return out;
   }
 
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[] {

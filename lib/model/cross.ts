@@ -1,4 +1,5 @@
 import { GeometryIndex } from "./capacity.js";
+import { descriptorOf } from "./descriptors/index.js";
 import { referencesOf } from "./kinds.js";
 import { didYouMean } from "./suggest.js";
 import { formatSize } from "./units.js";
@@ -150,8 +151,9 @@ function checkFunctions(v: DpuView, report: Report): void {
           ? `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: 0 (no VFs); omit vf to use the PF itself`
           : `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: ${dpu.vfsPerPf}, so vf must be 0..${dpu.vfsPerPf - 1}`);
       }
-      if (dpu.backend === "native" && s.emulation !== "virtio-blk") {
-        report(f, "not-supported", ["emulation"], "emulation", `the native backend emulates 'virtio-blk' only; '${s.emulation}' needs the snap backend`);
+      // What the DPU's backend can never do, as its kind descriptor says (the rest is checked at plan time).
+      for (const n of descriptorOf(f.kind).backends[dpu.backend].create(f.spec)) {
+        if (n.validate) report(f, "not-supported", n.field !== undefined ? [n.field] : [], n.field, `${n.what} is not available on the ${dpu.backend} backend: ${n.fix}`);
       }
     }
     const slot = s.vf === undefined ? `pf${s.pf}` : `pf${s.pf}/vf${s.vf}`;

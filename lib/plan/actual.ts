@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { TopologyError } from "../model/errors.js";
 import type { Desired } from "../model/types.js";
-import type { PlanProblem, TargetFacts } from "./types.js";
+import type { DriftItem, PlanProblem, TargetFacts } from "./types.js";
 import { validateDesired } from "../model/validate.js";
 
 /** The actual state of the DPUs a plan covers, and the generation each was read at. */
@@ -10,6 +10,8 @@ export interface ActualState {
   generations?: Record<string, number>;
   /** What each DPU's agent reports about its target (backend, methods served). */
   targets?: Record<string, TargetFacts>;
+  /** What the agents found on their targets that FlexBSO did not put there (or that changed). */
+  drift?: DriftItem[];
   /** What the agents found checking the plan against their live targets. */
   live?: { errors: PlanProblem[]; warnings: PlanProblem[] };
 }

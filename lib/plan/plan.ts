@@ -49,6 +49,7 @@ export function plan(desired: Desired, actual: Desired, options: PlanOptions = {
     summary,
     destructive: resource_changes.some((c) => c.change_class === "destructive"),
     dpus,
+    drift: (options.drift ?? []).filter((d) => covered.has(d.dpu)),
     errors,
     warnings,
   };

@@ -21,6 +21,19 @@ export interface TargetFacts {
   methods?: readonly string[];
 }
 
+/** Something on a DPU that differs from what FlexBSO recorded, found by reading the live target. */
+export interface DriftItem {
+  dpu: string;
+  /** The managed resource that drifted; absent for an unmanaged object. */
+  address?: string;
+  /** `deleted`: managed but gone from the target; `changed`: there but different; `unmanaged`: on the target, not managed by FlexBSO. */
+  kind: "deleted" | "changed" | "unmanaged";
+  /** What the target holds, e.g. `bdev 'rogue'`, `export 'pf0vf9'`. */
+  object: string;
+  /** One sentence: what differs. */
+  message: string;
+}
+
 /**
  * Something that stops the plan from being applied as it stands (in `errors`), or that
  * a reviewer should know (in `warnings`).
@@ -120,6 +133,8 @@ export interface Plan {
   dpus: string[];
   /** Each agent's state generation the actual state was read at (stale-plan check). */
   generations?: Record<string, number>;
+  /** Objects changed or deleted outside FlexBSO, and unmanaged objects on the targets (read live). Added in 1.1. */
+  drift: DriftItem[];
   /** Changes the targets cannot make: `flexbso plan` exits 1 and apply refuses the plan. Added in 1.1. */
   errors: PlanProblem[];
   /** What could not be checked, or deserves a reviewer's eye (e.g. thin provisioning). Added in 1.1. */
@@ -134,6 +149,8 @@ export interface PlanOptions {
   generations?: Record<string, number>;
   /** What each DPU's agent reported about its target; DPUs without an entry are checked against their descriptors only. */
   targets?: Readonly<Record<string, TargetFacts>>;
+  /** Drift the agents found on their live targets. */
+  drift?: readonly DriftItem[];
   /** Problems the agents found against the live target (existing files, data directory, capacity). */
   live?: { readonly errors: readonly PlanProblem[]; readonly warnings: readonly PlanProblem[] };
 }

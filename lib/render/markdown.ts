@@ -14,6 +14,12 @@ export function renderMarkdown(plan: Plan): string {
   const errors = plan.errors ?? [];
   const warnings = plan.warnings ?? [];
   const problems: string[] = [];
+  const drift = plan.drift ?? [];
+  if (drift.length > 0) {
+    problems.push("> [!WARNING]", `> **Drift**: ${drift.length} object${drift.length === 1 ? "" : "s"} on the targets changed outside FlexBSO.`);
+    for (const d of drift) problems.push(`> - ${d.kind}: ${d.dpu}: ${d.message}`);
+    problems.push("");
+  }
   if (errors.length > 0) {
     problems.push("> [!CAUTION]", `> **${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made by the target${errors.length === 1 ? "" : "s"}**: \`flexbso apply\` refuses this plan.`);
     for (const e of errors) problems.push(`> - ${e.message}. Fix: ${e.fix}.`);

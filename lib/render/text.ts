@@ -71,7 +71,7 @@ export function renderResource(c: ResourceChange): string[] {
  */
 export function renderText(plan: Plan): string {
   const shown = plan.resource_changes.filter((c) => shownAction(c) !== undefined);
-  const out: string[] = [];
+  const out: string[] = driftLines(plan);
   const errors = plan.errors ?? [];
   if (errors.length > 0) {
     out.push(`Error: the targets cannot make ${errors.length} of these change${errors.length === 1 ? "" : "s"}; \`flexbso apply\` refuses this plan:`);
@@ -93,6 +93,19 @@ export function renderText(plan: Plan): string {
   out.push(...warnings);
   if (errors.length > 0) out.push("", `Error: ${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made (listed at the top); fix them and plan again.`);
   return out.join("\n") + "\n";
+}
+
+const DRIFT_SYMBOL = { deleted: "-", changed: "~", unmanaged: "?" } as const;
+
+/** The drift section (first in a plan): what on the targets differs from what FlexBSO recorded. */
+export function driftLines(plan: Plan): string[] {
+  const drift = plan.drift ?? [];
+  if (drift.length === 0) return [];
+  return [
+    `Drift: ${drift.length} object${drift.length === 1 ? "" : "s"} on the targets changed outside FlexBSO (symbols: - deleted, ~ changed, ? unmanaged):`,
+    ...drift.map((d) => `  ${DRIFT_SYMBOL[d.kind]} ${d.dpu}: ${d.message}`),
+    "",
+  ];
 }
 
 /** A plan error or warning: `  - message.` and an indented `Fix:` line. */

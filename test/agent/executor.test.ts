@@ -35,6 +35,7 @@ class FakeBackend implements Backend {
   async restore(r: Resource) { this.op("restore", r); }
   async update(_b: Resource, a: Resource) { this.op("update", a); }
   async delete(r: Resource) { this.op("delete", r); }
+  async drift() { return []; }
   status() { return []; }
   async stats() { return []; }
   private op(what: string, r: Resource) {

@@ -134,4 +134,30 @@ test("file lifecycle: a create never attaches an existing file silently; import:
   assert.equal((await backend.check(steps, [prior])).errors, []);
 });
 
+test("file lifecycle: replacing a retained file at the same path is refused before anything runs (the delete keeps the data the create would attach)", async () => {
+  const { backend } = await setup();
+  const before = file("r.img", 2097152, { retain: true });
+  await backend.create(before);
+  const after = file("r.img", 1048576, { retain: true });
+  const steps = [{ op: "delete" as const, address: "d/file/f", before }, { op: "create" as const, address: "d/file/f", after }];
+  const errors = (await backend.check(steps, [before])).errors;
+  assert.is(errors.length, 1, JSON.stringify(errors));
+  assert.match(errors[0]!.message, "is kept by the delete before this create (retain: true)");
+  // without retain the delete frees the path: fine
+  const plain = file("r.img", 2097152);
+  assert.equal((await backend.check([{ op: "delete", address: "d/file/f", before: plain }, { op: "create", address: "d/file/f", after: file("r.img", 1048576) }], [plain])).errors, []);
+});
+
+test("capacity: new files larger than the data directory's free space are a thin-provisioning warning at plan time", async () => {
+  const { backend } = await setup();
+  const huge = file("huge.img", 2 ** 50); // 1 PiB
+  const r = await backend.check([{ op: "create", address: "d/file/f", after: huge }], []);
+  assert.equal(r.errors, []);
+  assert.is(r.warnings.length, 1);
+  assert.match(r.warnings[0]!.message, "new files on DPU 'd' take 1 PiB but its data directory");
+  assert.match(r.warnings[0]!.message, "thin provisioned");
+  const small = await backend.check([{ op: "create", address: "d/file/f", after: file("small.img") }], []);
+  assert.equal(small.warnings, []);
+});
+
 test.run();

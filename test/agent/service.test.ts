@@ -26,6 +26,7 @@ class FakeBackend implements Backend {
   async restore() { /* nothing */ }
   async update() { /* nothing */ }
   async delete() { /* nothing */ }
+  async drift() { return []; }
   status() { return []; }
   async stats() { return []; }
 }

@@ -32,7 +32,7 @@ const CASES: [string, RawResource[], string, string, string | undefined, string]
     "duplicate-name", "dpu0/null/x", undefined, "bdev name 'x' is already used by dpu0/malloc/x; bdev names are unique per DPU across kinds"],
   ["undeclared DPU", [m("a", MiB, 512, "dpu9")], "unknown-dpu", "dpu9/malloc/a", undefined, "DPU 'dpu9' is not declared"],
   ["nvme on the native backend", [dpuRaw(), m("a"), raw("dpu0", "function", "f", { volume: "a", emulation: "nvme" })],
-    "not-supported", "dpu0/function/f", "emulation", "the native backend emulates 'virtio-blk' only; 'nvme' needs the snap backend"],
+    "not-supported", "dpu0/function/f", "emulation", "emulation 'nvme' is not available on the native backend: use emulation: virtio-blk (the native backend emulates virtio-blk only), or a DPU with backend: snap"],
   ["declared twice", [dpuRaw(), m("a"), m("a")], "duplicate-address", "dpu0/malloc/a", undefined, "declared twice (also at another place)"],
 ];
 

@@ -221,4 +221,44 @@ test("plan: DPU filter, generations, per-DPU grouping, purity", () => {
   assert.is(JSON.stringify(plan(two, EMPTY)), JSON.stringify(all).replace(',"generations":{"d":3}', ""));
 });
 
+test("capabilities: a change the live target cannot make is a plan error naming resource, field and fix; unknown targets give one warning per method", () => {
+  const want = topo(BASE);
+  const none = plan(want, EMPTY, { targets: { d: { backend: "native", methods: [] } } });
+  const byAddress = Object.fromEntries(none.errors.map((e) => [`${e.address} ${e.field ?? ""}`.trim(), e]));
+  assert.ok(byAddress["d/raid/r"], JSON.stringify(none.errors));
+  assert.is(byAddress["d/raid/r"]!.rpc, "bdev_raid_create");
+  assert.match(byAddress["d/raid/r"]!.message, "d/raid/r: creating a RAID bdev: needs the target method bdev_raid_create, which the engine of DPU 'd' does not serve");
+  assert.ok(byAddress["d/compress/z"]);
+  assert.is(byAddress["d/function/f qos"]!.rpc, "bdev_set_qos_limit");
+  assert.is(byAddress["d/function/f transport"]!.rpc, "vhost_create_blk_controller");
+  assert.ok(none.errors.every((e) => e.fix.length > 10));
+  // the same plan against a target that serves every method: no errors
+  const all = plan(want, EMPTY, { targets: { d: { backend: "native", methods: ["bdev_raid_create", "bdev_compress_create", "bdev_set_qos_limit", "vhost_create_blk_controller"] } } });
+  assert.equal(all.errors, []);
+  assert.equal(all.warnings, []);
+  // no live target asked: one warning per DPU and method, no error
+  const offline = plan(want, EMPTY);
+  assert.equal(offline.errors, []);
+  assert.equal(offline.warnings.map((w) => w.rpc).sort(), ["bdev_compress_create", "bdev_raid_create", "bdev_set_qos_limit", "vhost_create_blk_controller"]);
+  // a static refusal needs no live target: directIo: false on native
+  const noDirect = plan(topo(BASE.replace("a: { kind: file, path: a.img, size: 1MiB }", "a: { kind: file, path: a.img, size: 1MiB, directIo: false }")), EMPTY);
+  assert.equal(noDirect.errors.map((e) => `${e.address} ${e.field}`), ["d/file/a directIo"]);
+  // an agent running another backend than the topology asks for
+  const snap = plan(topo(BASE.replace("pfs: 2", "pfs: 2\n    backend: snap")), EMPTY, { targets: { d: { backend: "native", methods: [] } } });
+  assert.ok(snap.errors.some((e) => e.address === "d/dpu/d" && e.field === "backend"));
+});
+
+test("data wording: deletes and replaces of file bdevs say what happens to the file", () => {
+  const retained = topo(BASE.replace("b: { kind: file, path: b.img, size: 1MiB }", "b: { kind: file, path: b.img, size: 1MiB, retain: true }"));
+  const gone = plan(EMPTY, topo(BASE));
+  const a = gone.resource_changes.find((c) => c.address === "d/file/a")!;
+  assert.is(a.change_class, "destructive");
+  assert.is(a.reason, "the file a.img is deleted with its data");
+  const kept = plan(EMPTY, retained).resource_changes.find((c) => c.address === "d/file/b")!;
+  assert.is(kept.change_class, "in-place");
+  assert.is(kept.reason, "the bdev is removed; the file b.img is kept with its data (retain: true)");
+  const imported = plan(topo(BASE.replace("a: { kind: file, path: a.img, size: 1MiB }", "a: { kind: file, path: a.img, size: 1MiB, import: true }")), EMPTY);
+  assert.is(imported.resource_changes.find((c) => c.address === "d/file/a")!.note, "will be imported (data kept)");
+});
+
 test.run();

@@ -11,6 +11,7 @@ interface AgentCliOptions {
   runDir?: string;
   dataDir?: string;
   dpu?: string;
+  reconcile?: string;
   attach?: string;
   stopEngineOnExit?: boolean;
 }
@@ -27,6 +28,7 @@ export const agentCommand: CliCommand = {
       .option("--run-dir <dir>", "override runDir")
       .option("--data-dir <dir>", "override dataDir (file bdevs live under it; default <stateDir>/files)")
       .option("--dpu <name>", "override dpu (refuse topologies for other DPUs)")
+      .option("--reconcile <policy>", "override reconcile: report (default: drift is an event and shows in plan) or repair (re-create what was deleted outside FlexBSO)")
       .option("--attach <socket>", "attach to a running target's RPC socket instead of spawning a flexbso engine")
       .option("--stop-engine-on-exit", "on SIGTERM/SIGINT also stop the engine it spawned (default: the engine keeps serving I/O)")
       .addHelpText("after", "\nThe engine runs as its own process: stopping or killing the agent never pauses I/O.\nLogs are JSON lines on stderr.")
@@ -37,6 +39,7 @@ export const agentCommand: CliCommand = {
         if (opts.runDir) over.runDir = opts.runDir;
         if (opts.dataDir) over.dataDir = opts.dataDir;
         if (opts.dpu) over.dpu = opts.dpu;
+        if (opts.reconcile) over.reconcile = opts.reconcile;
         let cfg: AgentConfig = opts.config ? await loadAgentConfig(opts.config, over) : resolveAgentConfig(over);
         if (opts.attach) cfg = resolveAgentConfig({ ...configToRaw(cfg), target: { mode: "attach", socket: opts.attach } });
         const log = createLogger({ level: cfg.logLevel });
@@ -62,5 +65,6 @@ function configToRaw(c: AgentConfig): Record<string, unknown> {
     limits: c.limits,
     target: { mode: c.target.mode, socket: c.target.socket, reactors: c.target.reactors, command: c.target.command },
     log: { level: c.logLevel },
+    reconcile: c.reconcile,
   };
 }

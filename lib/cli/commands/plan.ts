@@ -41,7 +41,7 @@ export const planCommand: CliCommand = {
       .addOption(new Option("--format <format>", "output format").choices([...PLAN_FORMATS]).default("text"))
       .option("--out <file>", "also save the plan as JSON to FILE, for `flexbso apply FILE` (like terraform plan -out; written only on success)")
       .option("--dpu <name...>", "plan only these DPUs")
-      .addHelpText("after", "\nExit codes: 0 no changes, 2 changes present, 1 error, including a plan with changes the targets cannot make (like terraform plan -detailed-exitcode).")
+      .addHelpText("after", "\nExit codes: 0 no changes, 2 changes or drift present, 1 error, including a plan with changes the targets cannot make (like terraform plan -detailed-exitcode).")
       .action(
         action(async (topology: string, opts: PlanCliOptions) => {
           const desired = loadTopology(topology, opts.stack ? { stacks: opts.stack } : {});
@@ -51,6 +51,7 @@ export const planCommand: CliCommand = {
             ...(actual.generations ? { generations: actual.generations } : {}),
             ...(actual.targets ? { targets: actual.targets } : {}),
             ...(actual.live ? { live: actual.live } : {}),
+            ...(actual.drift ? { drift: actual.drift } : {}),
           });
           writeOutput(undefined, renderPlan(p, opts.format));
           // A plan with errors cannot be applied: exit 1 and save nothing to apply later.
@@ -58,7 +59,7 @@ export const planCommand: CliCommand = {
           // Like terraform's -out: the saved plan is always the JSON model (what apply
           // reads back and checks for staleness); the chosen format still prints.
           if (opts.out !== undefined) writeOutput(opts.out, renderPlan(p, "json"));
-          return p.steps.length > 0 ? EXIT.changes : EXIT.ok;
+          return p.steps.length > 0 || p.drift.length > 0 ? EXIT.changes : EXIT.ok;
         }),
       );
   },

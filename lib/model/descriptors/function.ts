@@ -78,7 +78,7 @@ export const fn: KindDescriptor<"function"> = {
     native: {
       create: (s) => [
         ...(s.emulation !== "virtio-blk"
-          ? [refuse(`emulation '${s.emulation}'`, "the native backend emulates virtio-blk only: use emulation: virtio-blk, or a DPU with backend: snap", "emulation", { validate: true })]
+          ? [refuse(`emulation '${s.emulation}'`, "use emulation: virtio-blk (the native backend emulates virtio-blk only), or a DPU with backend: snap", "emulation", { validate: true })]
           : []),
         ...(s.transport === "vhost-user-blk"
           ? [needsRpc(VHOST_RPC, "exporting over vhost-user-blk", `use transport: nbd, or run an engine that serves ${VHOST_RPC}`, "transport")]
