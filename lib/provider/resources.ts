@@ -456,7 +456,10 @@ function unknownComputed(t: ResourceType, proposed: Obj): Obj {
     }
     return out;
   };
-  return fill(t.attrs, proposed);
+  const out = fill(t.attrs, proposed);
+  // the address follows name and dpu: unknown while either is
+  if (out["name"] === UNKNOWN || out["dpu"] === UNKNOWN) out["id"] = UNKNOWN;
+  return out;
 }
 
 /** The stored JSON fitted to the current attributes: unknown keys dropped, missing ones null. */

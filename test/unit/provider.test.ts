@@ -132,6 +132,10 @@ test("plan: unknown config values plan unknown computed values", () => {
   assert.is(v.id, UNKNOWN);
   assert.is(v.block_size, UNKNOWN);
   assert.is(v.size, "64MiB");
+  // an update whose dpu becomes unknown: the prior id no longer holds
+  const prior = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
+  const moved = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", prior, { ...malloc("64MiB"), dpu: UNKNOWN }, { ...prior, dpu: UNKNOWN });
+  assert.is((decodeDynamic(moved.planned_state) as any).id, UNKNOWN);
 });
 
 test("upgrade: stored JSON is fitted to the current attributes", () => {
