@@ -228,7 +228,9 @@ export class FlexbsoProvider {
             // Terraform replaces a bdev by deleting it and then creating it, but its consumers
             // still use it: leave it for the create half, which replaces it in one agent apply.
             this.deferredDeletes.add(before.address);
-            diags.push(warning(`${before.address}: kept until its replacement is created`, `still used by ${users.map((u) => u.address).join(", ")}; the create that follows replaces it in one step`));
+            diags.push(warning(`${before.address}: kept until its replacement is created`,
+              `still used by ${users.map((u) => u.address).join(", ")}; when Terraform replaces it, the create that follows replaces it on the DPU in one step. ` +
+              "If it was removed instead, it stays on the DPU until nothing uses it: remove its consumers, then apply again."));
             return null;
           }
           return live.filter((r) => r.address !== before.address);
@@ -454,7 +456,10 @@ function unknownComputed(t: ResourceType, proposed: Obj): Obj {
     }
     return out;
   };
-  return fill(t.attrs, proposed);
+  const out = fill(t.attrs, proposed);
+  // the address follows name and dpu: unknown while either is
+  if (out["name"] === UNKNOWN || out["dpu"] === UNKNOWN) out["id"] = UNKNOWN;
+  return out;
 }
 
 /** The stored JSON fitted to the current attributes: unknown keys dropped, missing ones null. */

@@ -97,4 +97,28 @@ test("cdktf deploy / diff / destroy with the provider target, offline", async ()
   assert.equal((await live()).topology.resources, []);
 });
 
+test("CDK Terrain (cdktn): the same app synthesizes the same stack, which terraform applies and destroys", async () => {
+  let cdktn: string | undefined;
+  try { cdktn = require.resolve("cdktn", { paths: [ROOT] }); } catch { /* not installed */ }
+  if (missing.length || !cdktn) {
+    console.log(`SKIPPED: ${missing.length ? `missing ${missing.join(", ")}` : "cdktn is not installed (npm install cdktn 'constructs@>=10.6 <10.8')"}`);
+    return;
+  }
+  await fsp.writeFile(path.join(dir, "app-cdktn.js"), APP.replace('require("cdktf")', 'require("cdktn")').replace('new App()', 'new App({ outdir: "cdktn.out" })'));
+  const synth = await run(process.execPath, ["app-cdktn.js"], { cwd: dir, env: { ...env, FLEXBSO_CDK: "cdktn" }, timeoutMs: 60_000 });
+  assert.is(synth.code, 0, out(synth));
+  const stackDir = path.join(dir, "cdktn.out", "stacks", "edge");
+  const tf = (...args: string[]) => run(TERRAFORM, [...args, "-no-color", "-input=false"], { cwd: stackDir, env, timeoutMs: 120_000 });
+  for (const args of [["init"], ["apply", "-auto-approve"]]) {
+    const r = await tf(...args);
+    assert.is(r.code, 0, out(r));
+  }
+  assert.is((await live()).topology.resources.length, 3);
+  const plan = await tf("plan", "-detailed-exitcode");
+  assert.is(plan.code, 0, out(plan));
+  const destroy = await run(TERRAFORM, ["destroy", "-auto-approve", "-no-color", "-input=false"], { cwd: stackDir, env: { ...env, FLEXBSO_ALLOW_DATA_LOSS: "1" }, timeoutMs: 120_000 });
+  assert.is(destroy.code, 0, out(destroy));
+  assert.equal((await live()).topology.resources, []);
+});
+
 test.run();

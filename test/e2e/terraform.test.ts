@@ -145,6 +145,22 @@ test("terraform: a malloc resize is refused without allow_data_loss and replaced
   assert.is(none.code, 0, out(none));
 });
 
+test("terraform: a QoS changed through the agent shows as drift; apply puts it back", async () => {
+  if (!have) return;
+  const view = await live();
+  const edited = view.topology.resources.map((r) => (r.address === "dpu0/function/vm0" ? { ...r, spec: { ...r.spec, qos: { iops: 7, mbps: 0 } } } : r));
+  const changed = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: edited } });
+  assert.ok(changed.body.result, JSON.stringify(changed.body));
+  const refresh = await tf("plan", "-refresh-only", "-input=false");
+  assert.is(refresh.code, 0, out(refresh));
+  assert.match(refresh.stdout, "# flexbso_function.vm0 has changed");
+  assert.match(refresh.stdout, /iops = 2000 -> 7/);
+  const apply = await tf("apply", "-auto-approve", "-input=false");
+  assert.is(apply.code, 0, out(apply));
+  assert.match(apply.stdout, /iops = 7 -> 2000/);
+  assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, { iops: 2000, mbps: 0 });
+});
+
 test("terraform: a function removed through the agent shows as gone; apply re-creates it; import adopts it", async () => {
   if (!have) return;
   const view = await live();

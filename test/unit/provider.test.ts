@@ -6,7 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { encode } from "@msgpack/msgpack";
@@ -15,6 +15,7 @@ import { createServerCert, serverCert } from "../../lib/provider/tls.js";
 import { resourceTypes, sizeText, TYPE_NAMES } from "../../lib/provider/schema.js";
 import { FlexbsoProvider, type Diag } from "../../lib/provider/resources.js";
 import { KINDS } from "../../lib/model/index.js";
+import { installProvider, terraformPlatform } from "../../lib/provider/install.js";
 
 test("msgpack: every extension type is unknown; unknowns encode as cty's fixext1 type 0", () => {
   const refined = Buffer.from([0x81, 0xa1, 0x61, 0xc7, 0x03, 0x0c, 1, 2, 3]); // {a: ext 12 (refined unknown)}
@@ -131,6 +132,10 @@ test("plan: unknown config values plan unknown computed values", () => {
   assert.is(v.id, UNKNOWN);
   assert.is(v.block_size, UNKNOWN);
   assert.is(v.size, "64MiB");
+  // an update whose dpu becomes unknown: the prior id no longer holds
+  const prior = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
+  const moved = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", prior, { ...malloc("64MiB"), dpu: UNKNOWN }, { ...prior, dpu: UNKNOWN });
+  assert.is((decodeDynamic(moved.planned_state) as any).id, UNKNOWN);
 });
 
 test("upgrade: stored JSON is fitted to the current attributes", () => {
@@ -138,6 +143,20 @@ test("upgrade: stored JSON is fitted to the current attributes", () => {
     type_name: "flexbso_malloc_bdev", version: 0, raw_state: { json: Buffer.from(JSON.stringify({ id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", gone: 1 })) },
   }) as { upgraded_state: { msgpack: Buffer } };
   assert.equal(decodeDynamic(r.upgraded_state), { id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", block_size: null });
+});
+
+test("install: an executable wrapper in the unpacked mirror layout, and a CLI config for it", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "fbmirror-"));
+  try {
+    const done = installProvider(dir, "1.2.3", "/opt/it's/flexbso", "/usr/bin/node");
+    assert.is(done.executable, path.join(dir, "registry.terraform.io/flexbso/flexbso/1.2.3", terraformPlatform(), "terraform-provider-flexbso_v1.2.3"));
+    assert.is(statSync(done.executable).mode & 0o777, 0o755);
+    assert.match(readFileSync(done.executable, "utf8"), `exec '/usr/bin/node' '/opt/it'\\''s/flexbso/bin/terraform-provider-flexbso.js' "$@"`);
+    assert.match(done.cliConfig, `filesystem_mirror {\n    path    = ${JSON.stringify(dir)}\n    include = ["registry.terraform.io/flexbso/flexbso"]`);
+    assert.match(done.cliConfig, `direct {\n    exclude = ["registry.terraform.io/flexbso/flexbso"]`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
