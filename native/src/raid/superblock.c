@@ -173,7 +173,13 @@ void raid_sb_examine(struct fb_engine *e, struct fb_bdev *bdev)
 	struct sb *s;
 	char why[300];
 
-	if (fb_bdev_get_num_blocks(bdev) * bs < 2 * len || len > 65536)
+	const char *mod = fb_bdev_get_module(bdev) ? fb_bdev_get_module(bdev)->name : "";
+
+	/* Only a bdev that can hold a member (metadata region + a strip) and
+	 * can hold data from a previous life (not a new malloc or null bdev,
+	 * which read zeroes) is read: examine costs every other bdev nothing. */
+	if (fb_bdev_get_num_blocks(bdev) * bs < RAID_DATA_ALIGN + (uint64_t)bs || len > 65536 ||
+	    !strcmp(mod, "malloc") || !strcmp(mod, "null"))
 		return;
 	page = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
 	if (!page)
