@@ -667,6 +667,31 @@ TEST(member_failure_and_rebuild)
 	failure_rebuild(10, 4, 1);
 }
 
+/* RAID0 has nothing to rebuild from: losing a member takes it offline. */
+TEST(raid0_member_loss_offline)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	uint8_t *buf = th_aligned(4096, 4 * BS);
+	uint64_t since;
+	char st[32];
+
+	make_raid(e, 0, 2, 512, 16, true, false, "off");
+	since = last_note(e);
+	CHECK_OK(th_open(e, "R", true, &d, &err));
+	CHECK_EQ(th_write(e, 0, d, buf, 0, 4), 0);
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_remove_base_bdev", "{\"name\":\"EE_M1\"}"));
+	raid_state(e, "R", st, sizeof(st));
+	CHECK(!strcmp(st, "offline"));
+	CHECK_EQ(notes(e, "raid_offline", NULL, since), 1);
+	CHECK_EQ(th_read(e, 0, d, buf, 0, 4), -EIO);   /* member 0's strip too */
+	CHECK_EQ(th_write(e, 0, d, buf, 4, 4), -EIO);
+	fb_bdev_close(d);
+	free(buf);
+	fb_engine_destroy(e);
+}
+
 /* Deleting a member bdev under a live array hot-removes it: the member is
  * failed, I/O goes on, and a spare rebuilds it. */
 TEST(hot_remove_member)
@@ -815,6 +840,7 @@ int main(int argc, char **argv)
 	RUN_IF(scrub_repairs);
 	RUN_IF(member_failure_and_rebuild);
 	RUN_IF(hot_remove_member);
+	RUN_IF(raid0_member_loss_offline);
 	RUN_IF(superblock_reassembly);
 	fprintf(stderr, "raid_test: ok\n");
 	return 0;

@@ -203,7 +203,10 @@ static void *bg_main(void *arg)
 			for (unsigned g = 0; g < r->ngroups && !rc; g++) {
 				row_lock(r, &cw, row * r->ngroups + g);
 				rc = walk_mirror(r, row, g, bg->kind, bg->member, buf);
-				if (bg->kind == 1 && !rc && g + 1 == r->ngroups)
+				/* Advance while the target's group is still locked: a
+				 * write to it after the unlock must include the target. */
+				if (bg->kind == 1 && !rc &&
+				    g == (r->level == RAID_L1 ? 0u : (unsigned)bg->member / r->ncopies))
 					atomic_store(&r->m[bg->member].rebuild_row, row + 1);
 				raid_lock_release(r, row * r->ngroups + g);
 			}

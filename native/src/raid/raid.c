@@ -176,6 +176,16 @@ void raid_md_kick(struct raid_bdev *r)
 	pthread_mutex_unlock(&r->md_mu);
 }
 
+bool raid_plain_name(const char *s)
+{
+	if (!s || !*s || strlen(s) > 100)
+		return false;
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			return false;
+	return true;
+}
+
 void raid_notify(struct raid_bdev *r, const char *type, const char *fmt, ...)
 {
 	char ctx[768];
@@ -200,6 +210,28 @@ void raid_notify(struct raid_bdev *r, const char *type, const char *fmt, ...)
 	fb_notify(r->e, type, ctx);
 }
 
+/* Whether the array still has every block after its failures. */
+bool raid_data_available(struct raid_bdev *r)
+{
+	unsigned lost = 0;
+
+	for (unsigned i = 0; i < r->n; i++)
+		lost += atomic_load(&r->m[i].state) != MEMBER_ONLINE;
+	if (r->level == RAID_L0)
+		return lost == 0;
+	if (r->level == RAID_L5)
+		return lost <= 1;
+	for (unsigned g = 0; g < (r->level == RAID_L1 ? 1u : r->ngroups); g++) {
+		unsigned first = r->level == RAID_L1 ? 0 : g * r->ncopies, ok = 0;
+
+		for (unsigned k = 0; k < r->ncopies; k++)
+			ok += atomic_load(&r->m[first + k].state) == MEMBER_ONLINE;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 /* Any thread. The first failure of a member notifies and rewrites the
  * superblocks of the others (on the metadata thread). */
 void raid_member_fail(struct raid_bdev *r, unsigned i, const char *why)
@@ -218,6 +250,16 @@ void raid_member_fail(struct raid_bdev *r, unsigned i, const char *why)
 			raid_notify(r, "raid_member_failed",
 				    "\"member\":\"%s\",\"slot\":%u,\"reason\":\"%s\",\"failed_members\":%u",
 				    r->m[i].name ? r->m[i].name : "", i, why, failed);
+			if (!raid_data_available(r)) {
+				int st = RAID_ONLINE;
+
+				if (atomic_compare_exchange_strong(&r->state, &st, RAID_OFFLINE)) {
+					fb_log(r->e, FB_LOG_ERROR, "raid '%s' is offline: too many members "
+					       "lost", r->name);
+					raid_notify(r, "raid_offline", "\"member\":\"%s\"",
+						    r->m[i].name ? r->m[i].name : "");
+				}
+			}
 			if (r->md_started)
 				raid_md_kick(r);
 			return;
@@ -482,17 +524,17 @@ void raid_io_finish(struct raid_io *rio, int status)
 
 static void flush_done(struct raid_io *rio)
 {
-	int status = 0;
+	unsigned ok = 0;
 
 	for (unsigned k = 0; k < rio->nchild; k++) {
-		if (rio->c[k].status) {
+		if (rio->c[k].status)
 			raid_member_fail(rio->r, rio->c[k].member, "flush failed");
-			status = rio->c[k].status;
-		}
+		else
+			ok++;
 	}
-	/* A flush that reached every surviving member succeeded. */
-	(void)status;
-	raid_io_finish(rio, 0);
+	/* A member that fails its flush is failed; the flush succeeds when
+	 * the data is still whole on the members that did flush. */
+	raid_io_finish(rio, ok && atomic_load(&rio->r->state) == RAID_ONLINE ? 0 : -EIO);
 }
 
 static void unit_start(struct raid_io *rio)

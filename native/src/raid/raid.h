@@ -245,6 +245,11 @@ struct raid_io {
 /* raid.c */
 struct raid_module;
 void raid_member_fail(struct raid_bdev *r, unsigned i, const char *why);
+/* Array and member names go into notification JSON as they are: 1..100
+ * characters, no quotes, backslashes or control characters. */
+bool raid_plain_name(const char *s);
+/* Every block still readable after the members lost so far. */
+bool raid_data_available(struct raid_bdev *r);
 void raid_notify(struct raid_bdev *r, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void raid_io_finish(struct raid_io *rio, int status);

@@ -88,17 +88,6 @@ static int parse_safe_read(const char *s, enum raid_level level, int *out, struc
 	return 0;
 }
 
-/* Names go into notifications unescaped: keep them plain. */
-static bool plain_name(const char *s)
-{
-	if (!s || !*s || strlen(s) > 100)
-		return false;
-	for (; *s; s++)
-		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-			return false;
-	return true;
-}
-
 static int rpc_create(struct fb_engine *e, const void *pv, struct fb_json_writer *w,
 		      struct fb_err *err)
 {
@@ -111,7 +100,7 @@ static int rpc_create(struct fb_engine *e, const void *pv, struct fb_json_writer
 	int safe, rc;
 	uint32_t strip_kb = p->strip_size_kb;
 
-	if (!plain_name(p->name)) {
+	if (!raid_plain_name(p->name)) {
 		fb_err_set(err, "Invalid parameter 'name': must be 1..100 characters without quotes, "
 			   "backslashes or control characters. Fix: pass e.g. \"Raid0\"");
 		return -EINVAL;
@@ -147,7 +136,7 @@ static int rpc_create(struct fb_engine *e, const void *pv, struct fb_json_writer
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if (!plain_name(p->base_bdevs.v[i])) {
+		if (!raid_plain_name(p->base_bdevs.v[i])) {
 			fb_err_set(err, "Invalid parameter 'base_bdevs': member %u has an invalid name. "
 				   "Fix: pass existing bdev names", i);
 			return -EINVAL;
@@ -371,28 +360,6 @@ static const struct fb_json_field add_fields[] = {
 	 .type = FB_JSON_U64, .optional = true, .hint = "KiB/s the rebuild may use; 0 = unlimited"},
 };
 
-/* Whether the array still has every block after its failures. */
-static bool data_available(struct raid_bdev *r)
-{
-	unsigned lost = 0;
-
-	for (unsigned i = 0; i < r->n; i++)
-		lost += atomic_load(&r->m[i].state) != MEMBER_ONLINE;
-	if (r->level == RAID_L0)
-		return lost == 0;
-	if (r->level == RAID_L5)
-		return lost <= 1;
-	for (unsigned g = 0; g < (r->level == RAID_L1 ? 1u : r->ngroups); g++) {
-		unsigned first = r->level == RAID_L1 ? 0 : g * r->ncopies, ok = 0;
-
-		for (unsigned k = 0; k < r->ncopies; k++)
-			ok += atomic_load(&r->m[first + k].state) == MEMBER_ONLINE;
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
 static int rpc_add(struct fb_engine *e, const void *pv, struct fb_json_writer *w,
 		   struct fb_err *err)
 {
@@ -513,10 +480,6 @@ static int rpc_remove(struct fb_engine *e, const void *pv, struct fb_json_writer
 	    hit->bg.member == (int)slot)
 		raid_bg_stop(hit);
 	raid_member_detach(hit, slot, MEMBER_MISSING);
-	if (!data_available(hit)) {
-		atomic_store(&hit->state, RAID_OFFLINE);
-		raid_notify(hit, "raid_offline", "\"member\":\"%s\"", p->name);
-	}
 	if (hit->superblock)
 		raid_sb_write_all(hit, err);
 	pthread_mutex_unlock(&hit->ctl_mu);

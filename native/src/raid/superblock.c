@@ -122,12 +122,19 @@ int raid_sb_write_all(struct raid_bdev *r, struct fb_err *err)
 
 static void refuse(struct fb_engine *e, const char *array, const char *member, const char *why)
 {
-	char ctx[600];
+	struct fb_json_writer *w = fb_json_writer_new();
+	char *ctx = NULL;
 
 	fb_log(e, FB_LOG_ERROR, "raid '%s': member '%s' refused: %s", array, member, why);
-	snprintf(ctx, sizeof(ctx), "{\"array\":\"%s\",\"member\":\"%s\",\"reason\":\"%s\"}", array,
-		 member, why);
-	fb_notify(e, "raid_member_refused", ctx);
+	/* Names here come from disks and bdevs: let the writer escape them. */
+	fb_json_write_object_begin(w);
+	fb_json_write_named_string(w, "array", array);
+	fb_json_write_named_string(w, "member", member);
+	fb_json_write_named_string(w, "reason", why);
+	fb_json_write_object_end(w);
+	if (fb_json_writer_finish(w, &ctx, NULL) == 0)
+		fb_notify(e, "raid_member_refused", ctx);
+	free(ctx);
 }
 
 /* All members the newest superblock calls online are here: assemble. */
@@ -173,7 +180,13 @@ void raid_sb_examine(struct fb_engine *e, struct fb_bdev *bdev)
 	struct sb *s;
 	char why[300];
 
-	if (fb_bdev_get_num_blocks(bdev) * bs < 2 * len || len > 65536)
+	const char *mod = fb_bdev_get_module(bdev) ? fb_bdev_get_module(bdev)->name : "";
+
+	/* Only a bdev that can hold a member (metadata region + a strip) and
+	 * can hold data from a previous life (not a new malloc or null bdev,
+	 * which read zeroes) is read: examine costs every other bdev nothing. */
+	if (fb_bdev_get_num_blocks(bdev) * bs < RAID_DATA_ALIGN + (uint64_t)bs || len > 65536 ||
+	    !strcmp(mod, "malloc") || !strcmp(mod, "null"))
 		return;
 	page = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
 	if (!page)
@@ -191,6 +204,11 @@ void raid_sb_examine(struct fb_engine *e, struct fb_bdev *bdev)
 	s->name[sizeof(s->name) - 1] = 0;
 	if (s->crc != sb_crc(s, len)) {
 		refuse(e, s->name, bname, "superblock checksum mismatch");
+		goto out;
+	}
+	if (!raid_plain_name(s->name) || !raid_plain_name(bname)) {
+		refuse(e, s->name, bname, "array or bdev name is not a plain name (1..100 characters, "
+		       "no quotes, backslashes or control characters)");
 		goto out;
 	}
 	if (s->version != SB_VERSION || s->n < 2 || s->n > RAID_MAX_MEMBERS || s->index >= s->n ||
