@@ -474,6 +474,13 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	if (rc)
 		goto fail;
 	base = fb_bdev_desc_get_bdev(cb->base);
+	if (!fb_bdev_io_type_supported(base, FB_IO_FLUSH)) {
+		fb_err_set(err, "base_bdev_name: '%s' does not support flush, so a compress volume on "
+			   "it could not make its writes durable. Fix: use a base that flushes",
+			   a->base_name);
+		rc = -EINVAL;
+		goto fail;
+	}
 	cb->base_bs = fb_bdev_get_block_size(base);
 	base_bytes = (uint64_t)cb->base_bs * fb_bdev_get_num_blocks(base);
 	if (cb->base_bs > FB_CMP_HEADER_REGION || FB_CMP_HEADER_REGION % cb->base_bs ||
@@ -611,16 +618,22 @@ fail:
 }
 
 /* Whether a bdev starts with a compress header (valid or damaged), read
- * through a read-only descriptor so that bdevs others hold stay quiet. */
+ * through a read-only descriptor so that bdevs others hold stay quiet.
+ * Bdevs that cannot hold a volume are not read at all: RAM and null bdevs
+ * start empty, and a base without flush cannot keep one durable. */
 static bool has_magic(struct fb_engine *e, struct fb_bdev *bdev)
 {
 	struct fb_bdev_open_opts oo = {.size = sizeof(oo), .holder = "compress examine"};
+	const char *kind = fb_bdev_get_module(bdev)->name;
 	uint32_t bs = fb_bdev_get_block_size(bdev);
 	struct fb_bdev_desc *d;
 	struct fb_err err;
 	uint8_t *buf;
 	bool ours = false;
 
+	if (strcmp(kind, "malloc") == 0 || strcmp(kind, "null") == 0 ||
+	    !fb_bdev_io_type_supported(bdev, FB_IO_FLUSH))
+		return false;
 	if (bs > FB_CMP_HEADER_REGION || FB_CMP_HEADER_REGION % bs ||
 	    fb_bdev_get_num_blocks(bdev) < FB_CMP_HEADER_REGION / bs)
 		return false;

@@ -27,7 +27,6 @@ struct fb_cmp_mod {
 	unsigned worker_threads;     /* bdev_compress_set_options */
 	bool worker_threads_set;
 	struct fb_cmp_pool *pool;    /* started with the first bdev */
-	struct fb_cmp_codec_stats codec[FB_CMP_ALGO_MAX + 1]; /* all bdevs, per codec */
 };
 
 struct fb_cmp_create_params {

@@ -165,27 +165,24 @@ static void run_job(struct cmp_io *c, void (*work)(struct fb_cmp_job *, struct f
 		fb_cmp_pool_submit(c->cb->mod->pool, &c->job);
 }
 
-static void add_codec_stats(struct fb_cmp_codec_stats *a, struct fb_cmp_codec_stats *b, bool comp,
-			    uint64_t in, uint64_t out, uint64_t ns)
+static void add_codec_stats(struct fb_cmp_codec_stats *s, bool comp, uint64_t in, uint64_t out,
+			    uint64_t ns)
 {
-	struct fb_cmp_codec_stats *s[2] = {a, b};
-
-	for (int i = 0; i < 2; i++) {
-		if (comp) {
-			atomic_fetch_add_explicit(&s[i]->comp_in, in, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->comp_out, out, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->comp_ns, ns, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->comp_calls, 1, memory_order_relaxed);
-		} else {
-			atomic_fetch_add_explicit(&s[i]->decomp_in, in, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->decomp_out, out, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->decomp_ns, ns, memory_order_relaxed);
-			atomic_fetch_add_explicit(&s[i]->decomp_calls, 1, memory_order_relaxed);
-		}
+	if (comp) {
+		atomic_fetch_add_explicit(&s->comp_in, in, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->comp_out, out, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->comp_ns, ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->comp_calls, 1, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&s->decomp_in, in, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->decomp_out, out, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->decomp_ns, ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->decomp_calls, 1, memory_order_relaxed);
 	}
 }
 
-/* Worker: checks the stored bytes (buf[1]) and decodes them into buf[0]. */
+/* Checks the stored bytes (buf[1]) and decodes them into buf[0] (on the
+ * reactor, see read_old's caller). */
 static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
@@ -204,7 +201,7 @@ static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	}
 	t0 = fb_now_ns();
 	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->buf[1], len, c->buf[0], cb->chunk);
-	add_codec_stats(&cb->st, &cb->mod->codec[cb->codec->algo], false, len, cb->chunk,
+	add_codec_stats(&cb->st, false, len, cb->chunk,
 			fb_now_ns() - t0);
 	c->plain = 0;
 }
@@ -237,7 +234,7 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	else
 		rc = fb_cmp_compress(ctxs, cb->codec, cb->level, src, cb->chunk, dst,
 				     cb->chunk - cb->chunk / 8, &n);
-	add_codec_stats(&cb->st, &cb->mod->codec[cb->codec->algo], true, cb->chunk,
+	add_codec_stats(&cb->st, true, cb->chunk,
 			rc ? cb->chunk : n, fb_now_ns() - t0);
 	if (rc == 0) {
 		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
