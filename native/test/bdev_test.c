@@ -211,6 +211,20 @@ static int collect(const struct fb_bdev_info *info, void *arg)
 	return 0;
 }
 
+struct per_reactor {
+	struct fb_bdev_stats s[4];
+	unsigned n;
+};
+
+static int per_reactor_cb(unsigned reactor, const struct fb_bdev_stats *s, void *arg)
+{
+	struct per_reactor *pr = arg;
+
+	CHECK_EQ(reactor, pr->n);
+	pr->s[pr->n++] = *s;
+	return 0;
+}
+
 TEST(config_and_stats)
 {
 	struct fb_engine *e = th_engine(2);
@@ -255,6 +269,29 @@ TEST(config_and_stats)
 	CHECK(strncmp(c.text, "M\"q|", 4) == 0);
 	CHECK_EQ(fb_bdev_foreach(e, "zz", collect, &c), -ENOENT);
 	CHECK_EQ(th_malloc(e, nu, 8, 512, &err), -EEXIST); /* a name may not be another's uuid */
+	/* Per reactor: the writes were one on each reactor, the read on 1. */
+	{
+		struct per_reactor pr = {.n = 0};
+
+		CHECK_EQ(fb_bdev_stats_per_reactor(e, mu, per_reactor_cb, &pr), 0);
+		CHECK_EQ(pr.n, 2);
+		CHECK(pr.s[0].num_write_ops == 1 && pr.s[1].num_write_ops == 1); /* wz is not a write */
+		CHECK(pr.s[1].num_read_ops == 1 && pr.s[0].num_read_ops == 2);
+		CHECK(pr.s[1].read_latency_min_ns > 0 &&
+		      pr.s[1].read_latency_min_ns <= pr.s[1].read_latency_max_ns);
+		CHECK_EQ(fb_bdev_stats_per_reactor(e, "zz", per_reactor_cb, &pr), -ENOENT);
+		/* maxmin_only keeps the counters; a full reset zeroes them. */
+		CHECK_OK(fb_bdev_stats_reset(e, mu, true));
+		pr.n = 0;
+		CHECK_EQ(fb_bdev_stats_per_reactor(e, mu, per_reactor_cb, &pr), 0);
+		CHECK(pr.s[1].num_read_ops == 1 && pr.s[1].read_latency_max_ns == 0 &&
+		      pr.s[1].read_latency_min_ns == 0);
+		CHECK_OK(fb_bdev_stats_reset(e, NULL, false));
+		pr.n = 0;
+		CHECK_EQ(fb_bdev_stats_per_reactor(e, mu, per_reactor_cb, &pr), 0);
+		CHECK(pr.s[0].num_write_ops == 0 && pr.s[1].num_read_ops == 0 && pr.s[0].bytes_written == 0);
+		CHECK_EQ(fb_bdev_stats_reset(e, "zz", false), -ENOENT);
+	}
 	fb_bdev_close(d);
 	CHECK_OK(fb_bdev_delete(e, "0f1e2d3c-4b5a-4978-8695-A4B3C2D1E0F0", &err));
 	CHECK_EQ(fb_bdev_foreach(e, "M\"q", collect, &c), -ENOENT);

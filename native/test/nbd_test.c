@@ -91,6 +91,11 @@ TEST(test_control_errors)
 	CHECK_EQ(fb_nbd_export_add(e, "", "M0", listen, false, &err), -EINVAL);
 	CHECK_EQ(fb_nbd_export_add(e, "x", "M0", "udp:1.2.3.4:5", false, &err), -EINVAL);
 	CHECK(strstr(err.msg, "listen") != NULL);
+	/* A bdev block size NBD cannot advertise (not a power of two). */
+	CHECK_OK(th_malloc(e, "M15", 16, 1536, &err));
+	CHECK_EQ(fb_nbd_export_add(e, "x", "M15", listen, false, &err), -EINVAL);
+	CHECK(strstr(err.msg, "power of two") != NULL);
+	CHECK_OK(fb_bdev_delete(e, "M15", &err));
 	CHECK_OK(fb_nbd_export_add(e, "x", "M0", listen, false, &err));
 	CHECK_EQ(fb_nbd_export_add(e, "x", "M0", listen, false, &err), -EEXIST);
 	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);

@@ -139,10 +139,12 @@ struct fb_bdev_fn_table {
 	void (*destruct)(struct fb_bdev *bdev);
 	/* On a reactor. Must eventually call fb_bdev_io_complete(io, status). */
 	void (*submit_request)(struct fb_io_channel *ch, struct fb_bdev_io *io);
-	/* NULL = read and write only. FB_IO_WRITE_ZEROES and FB_IO_UNMAP that
-	 * the module does not support are emulated by the core (zeroes written
-	 * from a shared zero buffer, in bounded pieces; unmap becomes a no-op
-	 * success, as SPDK's does for modules without it only when reported). */
+	/* NULL = read and write only. Asked once per type at register (the
+	 * answer must not change). FB_IO_WRITE_ZEROES that the module does not
+	 * support is emulated by the core (zeroes written from a shared zero
+	 * buffer, in bounded pieces) and reported as supported; FB_IO_UNMAP it
+	 * does not support stays unreported, and one submitted anyway completes
+	 * as a no-op success (unmap is advisory). */
 	bool (*io_type_supported)(struct fb_bdev *bdev, enum fb_io_type type);
 	/* On the reactor that will use it; ch_ctx is channel_ctx_size zeroed bytes. */
 	int (*channel_create)(struct fb_bdev *bdev, void *ch_ctx);

@@ -82,10 +82,10 @@ void fb_log(struct fb_engine *e, enum fb_log_level level, const char *fmt, ...)
  * e.g. type "raid_safe_read_repair" with ctx
  * {"array":"r0","member":"EE_M1","lba":4096,"action":"rewritten"}.
  * ctx_json is a JSON value (copied): an object, or the bdev name string of
- * the core's bdev_register / bdev_unregister, as SPDK's. Any thread, reactors included: it
- * never blocks and never fails the I/O that raised it (when the queue is
- * full the oldest notification is dropped and counted). Delivered through
- * fb_engine_opts.notify. */
+ * the core's bdev_register / bdev_unregister, as SPDK's. Any thread,
+ * reactors included: it never fails the I/O that raised it (when the ring
+ * is full the oldest notification is dropped and counted) and only takes a
+ * short internal lock. Read with fb_notify_foreach. */
 void fb_notify(struct fb_engine *e, const char *type, const char *ctx_json);
 
 #ifdef __cplusplus

@@ -567,6 +567,14 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 		goto out;
 	bdev = fb_bdev_desc_get_bdev(exp->desc);
 	exp->block_size = fb_bdev_get_block_size(bdev);
+	if (exp->block_size & (exp->block_size - 1)) {
+		/* NBD's minimum block size must be a power of two. */
+		set_err(err, "bdev '%.200s' has block size %u, which NBD cannot advertise (it must "
+			"be a power of two); export a bdev with a power-of-two block size", bdev_name,
+			exp->block_size);
+		rc = -EINVAL;
+		goto out;
+	}
 	exp->size = fb_bdev_get_num_blocks(bdev) * exp->block_size;
 	exp->has_flush = fb_bdev_io_type_supported(bdev, FB_IO_FLUSH);
 	exp->has_unmap = fb_bdev_io_type_supported(bdev, FB_IO_UNMAP);
