@@ -15,8 +15,8 @@ import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS } from '../rpc/params';
-import { vhostConfig } from './vhost';
 import { callNative } from './native';
+import { vhostConfig } from './vhost';
 
 /** One `{method, params}` entry of a subsystem's config. */
 export interface ConfigEntry {

@@ -80,7 +80,6 @@ static void accept_conn(struct vhost_ctrlr *c)
 	c->conn.fd = fd;
 	c->conn.have = 0;
 	c->conn.nfds = 0;
-	c->connects++;
 	fb_log(c->e, FB_LOG_INFO, "vhost %s: front-end connected", c->name);
 }
 

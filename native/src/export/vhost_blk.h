@@ -73,8 +73,6 @@ struct vhost_req {
 	uint8_t *status;              /* guest byte for the status */
 	uint32_t used_len;            /* bytes written into guest buffers */
 	uint32_t bytes;               /* data moved (reads and writes) */
-	uint32_t type;
-	uint64_t sector;
 	int niov;
 	struct vhost_req *next;       /* free list / retry list */
 	uint8_t st;                   /* status value to write */
@@ -192,7 +190,6 @@ struct vhost_ctrlr {
 	int infl_fd;
 	unsigned infl_qsize;          /* queue size the region was laid out for */
 	struct vhost_vq vq[FB_VHOST_MAX_QUEUES];
-	uint64_t connects;
 	_Atomic uint64_t bad_msgs;     /* control thread and reactors */
 	struct vhost_ctrlr *next;
 };

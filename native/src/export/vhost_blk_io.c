@@ -184,8 +184,6 @@ int vhost_blk_handle(struct vhost_req *req, int nout)
 		return 0;
 	}
 	in = iov_skip(in, &nin, sizeof(hdr));
-	req->type = hdr.type;
-	req->sector = hdr.sector;
 	switch (hdr.type) {
 	case VIRTIO_BLK_T_IN: {
 		size_t len = iov_len(out, nwr);

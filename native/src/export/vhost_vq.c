@@ -2,14 +2,15 @@
  *
  * An idle queue sleeps in an io_uring poll on its kick eventfd. A kick
  * turns guest notifications off (VRING_USED_F_NO_NOTIFY, or by leaving
- * avail_event behind with EVENT_IDX) and registers a poller that takes new
- * requests from the avail ring; once nothing new came for FB_VHOST_POLL_NS
- * the poller turns notifications back on, re-checks the ring (the guest may
- * have published in between) and goes back to sleep on the kick.
+ * avail_event behind with EVENT_IDX) and switches the queue's poller on: it
+ * takes new requests from the avail ring; once nothing new came for
+ * FB_VHOST_POLL_NS it turns notifications back on, re-checks the ring (the
+ * guest may have published in between) and goes back to sleep on the kick.
  *
  * Completions write the used element at once and publish used->idx once per
- * reactor loop pass (a deferred flush), then signal the call eventfd if the
- * guest asked for it (used_event with EVENT_IDX, else avail->flags).
+ * reactor loop pass (a deferred flush; requests of 64 KiB and more at
+ * once), then signal the call eventfd if the guest asked for it (used_event
+ * with EVENT_IDX, else avail->flags).
  *
  * Everything read from guest memory is read once into a local and checked:
  * the guest can change it at any time.
@@ -351,17 +352,13 @@ static void vq_kick_arm(struct vhost_vq *vq)
 	vq->ops++;
 }
 
+/* The queue's poller stays registered while it runs (no allocation per
+ * wake-up) and idles at once unless `polling`. */
 static void vq_poll_start(struct vhost_vq *vq)
 {
 	vq->last_work_ns = fb_now_ns();
 	if (vq->polling)
 		return;
-	vq->poller = fb_poller_register(vq->reactor, vq_poll, vq);
-	if (!vq->poller) {
-		/* No memory for a poller: stay interrupt driven. */
-		vq_kick_arm(vq);
-		return;
-	}
 	vq->polling = true;
 	vq_notify_enable(vq, false);
 }
@@ -376,8 +373,6 @@ static bool vq_poll_stop(struct vhost_vq *vq)
 		vq_notify_enable(vq, false);
 		return false;
 	}
-	fb_poller_unregister(vq->poller);
-	vq->poller = NULL;
 	vq->polling = false;
 	vq_kick_arm(vq);
 	return true;
@@ -388,11 +383,11 @@ static int vq_poll(void *arg)
 	struct vhost_vq *vq = arg;
 	uint64_t now;
 
+	if (!vq->polling)
+		return 0;
 	if (vq->stopping) {
 		vq_retry(vq);
 		if (!vq->retry_head) {
-			fb_poller_unregister(vq->poller);
-			vq->poller = NULL;
 			vq->polling = false;
 			vq_check_stopped(vq);
 		}
@@ -460,6 +455,9 @@ static void vq_check_stopped(struct vhost_vq *vq)
 		fb_put_io_channel(vq->ch);
 		vq->ch = NULL;
 	}
+	/* Safe from inside the poller too: freed after the current pass. */
+	fb_poller_unregister(vq->poller);
+	vq->poller = NULL;
 	pthread_mutex_lock(&vq->stop_lock);
 	vq->stopped = true;
 	pthread_cond_broadcast(&vq->stop_cond);
@@ -471,10 +469,9 @@ static void vq_start_msg(void *arg)
 	struct vhost_vq *vq = arg;
 
 	vq->ch = fb_bdev_get_io_channel(vq->c->desc);
-	if (!vq->ch) {
-		vq_break(vq, "no I/O channel for the bdev (out of memory)");
-		vq->kick_armed = false;
-	}
+	vq->poller = fb_poller_register(vq->reactor, vq_poll, vq);
+	if (!vq->ch || !vq->poller)
+		vq_break(vq, "no I/O channel or poller for the queue (out of memory)");
 	vq->last_work_ns = fb_now_ns();
 	/* Requests may have been published before the kick fd existed. */
 	vq_process(vq);
@@ -493,11 +490,10 @@ static void vq_stop_msg(void *arg)
 		io_uring_sqe_set_data(sqe, &vq->cancel_op);
 		vq->ops++;
 	}
-	if (vq->polling && !vq->retry_head) {
-		fb_poller_unregister(vq->poller);
-		vq->poller = NULL;
+	if (!vq->retry_head)
 		vq->polling = false;
-	}
+	else
+		vq->polling = true; /* the poller drains the parked requests first */
 	vq_check_stopped(vq);
 }
 
