@@ -1191,7 +1191,24 @@ static int qos_rpc_set(struct fb_engine *e, const void *params, struct fb_json_w
 	return rc;
 }
 
+/* flexbso_bdev_get_module_config: every module's module-wide config entries
+ * (config_json), in registration order; framework_get_config puts them
+ * before the bdevs' entries. */
+static int module_config_rpc(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			     struct fb_err *err)
+{
+	(void)params;
+	(void)err;
+	fb_json_write_array_begin(w);
+	for (unsigned i = 0; i < e->nmodules; i++)
+		if (e->modules[i].c.config_json)
+			e->modules[i].c.config_json(e, w);
+	fb_json_write_array_end(w);
+	return 0;
+}
+
 static const struct fb_rpc_method core_rpcs[] = {
+	{.name = "flexbso_bdev_get_module_config", .handler = module_config_rpc},
 	{.name = "bdev_set_qos_limit", .params = qos_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(qos_fields), .params_size = sizeof(struct qos_params),
 	 .params_init = qos_params_init, .handler = qos_rpc_set},
