@@ -202,6 +202,13 @@ test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS,
     const notes = await ok<{ type: string; ctx: unknown; id: number }[]>(eng, 'notify_get_notifications', '-i', '1', '-n', '2');
     assert.equal(notes.map((n) => [n.id, n.type, n.ctx]), [[1, 'bdev_register', 'M0'], [2, 'bdev_register', 'Malloc0']]);
 
+    // bdev_error_create over a base that does not exist yet: made when the base appears, as SPDK does.
+    assert.is(await ok(eng, 'bdev_error_create', 'Later'), true);
+    assert.match(await fails(eng, -19, 'bdev_get_bdevs', '-b', 'EE_Later'), 'EE_Later');
+    await ok(eng, 'bdev_malloc_create', '-b', 'Later', '1', '4096');
+    const later = await ok<{ name: string; claimed: boolean }[]>(eng, 'bdev_get_bdevs', '-b', 'EE_Later', '-t', '5000');
+    assert.equal(later.map((b) => b.name), ['EE_Later']);
+
     // A flexbso_ method through the same client, and an unknown one.
     assert.is(await ok(eng, 'flexbso_call', 'flexbso_nbd_export_remove', '{"export_name": "Plain"}'), true);
     assert.match(await fails(eng, -32601, 'flexbso_call', 'bdev_frobnicate'), 'bdev_frobnicate');
