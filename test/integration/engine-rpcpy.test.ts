@@ -135,6 +135,15 @@ test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS,
     assert.match(await fails(eng, -22, 'bdev_null_create', '', '16', '4096'), "'name'");
     const bdevs = await ok<{ name: string; block_size: number; num_blocks: number; uuid: string; aliases: string[] }[]>(eng, 'bdev_get_bdevs', '-b', 'M0');
     assert.equal(bdevs.map((b) => [b.name, b.block_size, b.num_blocks, b.uuid, b.aliases]), [['M0', 4096, 4096, uuid, [uuid]]]);
+    // The keys spdk_tgt writes for a bdev without metadata, zones or memory domains, in its order.
+    const full = (await ok<Record<string, unknown>[]>(eng, 'bdev_get_bdevs', '-b', 'M0'))[0]!;
+    assert.equal(Object.keys(full), ['name', 'aliases', 'product_name', 'block_size', 'num_blocks', 'preferred_write_alignment',
+      'preferred_write_granularity', 'optimal_write_size', 'preferred_unmap_alignment', 'preferred_unmap_granularity', 'uuid',
+      'numa_id', 'assigned_rate_limits', 'claimed', 'zoned', 'supported_io_types', 'driver_specific']);
+    assert.equal(Object.keys(full['supported_io_types'] as object), ['read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io',
+      'nvme_io_md', 'write_zeroes', 'zcopy', 'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort',
+      'seek_hole', 'seek_data', 'copy', 'nvme_iov_md', 'nvme_nssr', 'write_uncorrectable']);
+    assert.equal(Object.entries(full['supported_io_types'] as object).filter(([, v]) => v).map(([k]) => k), ['read', 'write', 'unmap', 'flush', 'write_zeroes']);
     // SPDK finds a bdev by its uuid too.
     assert.equal((await ok<{ name: string }[]>(eng, 'bdev_get_bdevs', '-b', uuid)).map((b) => b.name), ['M0']);
     assert.match(await fails(eng, -32602, 'bdev_malloc_create', '-b', 'U', '-u', 'not-a-uuid', '16', '4096'), "'uuid'");
@@ -201,6 +210,13 @@ test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS,
     assert.ok(types.includes('bdev_register') && types.includes('bdev_unregister'), JSON.stringify(types));
     const notes = await ok<{ type: string; ctx: unknown; id: number }[]>(eng, 'notify_get_notifications', '-i', '1', '-n', '2');
     assert.equal(notes.map((n) => [n.id, n.type, n.ctx]), [[1, 'bdev_register', 'M0'], [2, 'bdev_register', 'Malloc0']]);
+
+    // bdev_error_create over a base that does not exist yet: made when the base appears, as SPDK does.
+    assert.is(await ok(eng, 'bdev_error_create', 'Later'), true);
+    assert.match(await fails(eng, -19, 'bdev_get_bdevs', '-b', 'EE_Later'), 'EE_Later');
+    await ok(eng, 'bdev_malloc_create', '-b', 'Later', '1', '4096');
+    const later = await ok<{ name: string; claimed: boolean }[]>(eng, 'bdev_get_bdevs', '-b', 'EE_Later', '-t', '5000');
+    assert.equal(later.map((b) => b.name), ['EE_Later']);
 
     // A flexbso_ method through the same client, and an unknown one.
     assert.is(await ok(eng, 'flexbso_call', 'flexbso_nbd_export_remove', '{"export_name": "Plain"}'), true);

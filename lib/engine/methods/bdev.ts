@@ -41,6 +41,13 @@ export function getBdev(ctx: EngineContext, name: string): NativeBdevInfo {
   }
 }
 
+/** SPDK's io type names, in spdk_bdev_io_type order (bdev_get_bdevs lists them all). */
+const SPDK_IO_TYPES = [
+  'read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io', 'nvme_io_md', 'write_zeroes', 'zcopy',
+  'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',
+  'seek_data', 'copy', 'nvme_iov_md', 'nvme_nssr', 'write_uncorrectable',
+] as const;
+
 /** One bdev in bdev_get_bdevs' shape. */
 export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<string, unknown> {
   let io: Record<string, boolean>;
@@ -56,7 +63,15 @@ export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<s
     product_name: info.productName,
     block_size: info.blockSize,
     num_blocks: info.numBlocks,
+    // SPDK's alignment hints, in blocks, 0 = none reported: a write unit is the one this engine knows.
+    preferred_write_alignment: info.writeUnitSize > 1 ? info.writeUnitSize : 0,
+    preferred_write_granularity: info.writeUnitSize > 1 ? info.writeUnitSize : 0,
+    optimal_write_size: 0,
+    preferred_unmap_alignment: 0,
+    preferred_unmap_granularity: 0,
     uuid: info.uuid,
+    // No NUMA placement: SPDK's "any node".
+    numa_id: -1,
     // Enforced by the bdev core (bdev_set_qos_limit); 0 = none.
     assigned_rate_limits: {
       rw_ios_per_sec: info.qos.rwIosPerSec,
@@ -68,19 +83,9 @@ export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<s
   };
   if (info.claimedBy !== null) out['claim_type'] = 'exclusive_write';
   out['zoned'] = false;
-  out['supported_io_types'] = {
-    read: io['read'] === true,
-    write: io['write'] === true,
-    unmap: io['unmap'] === true,
-    write_zeroes: io['write_zeroes'] === true,
-    flush: io['flush'] === true,
-    reset: false,
-    compare: false,
-    compare_and_write: false,
-    abort: false,
-    nvme_admin: false,
-    nvme_io: false,
-  };
+  // Every io type SPDK lists, in its order; the engine serves the first five it names.
+  const served = new Set(Object.entries(io).filter(([, v]) => v).map(([k]) => k));
+  out['supported_io_types'] = Object.fromEntries(SPDK_IO_TYPES.map((t) => [t, served.has(t)]));
   // The module writes SPDK's keyed members itself, e.g. {"uring": {"filename": ...}}.
   out['driver_specific'] = parseEngineJson(info.driverJson, `bdev '${info.name}' driver info`);
   return out;
