@@ -7,6 +7,7 @@ import type { Desired } from "../lib/model/types.js";
 import { validateDesired } from "../lib/model/validate.js";
 import { plan } from "../lib/plan/plan.js";
 import { timeIt, type BenchContext, type BenchRow } from "./harness.js";
+import { livePlanMs } from "./live-plan.js";
 
 /** Resources per stack: two files, a RAID1 over them, a compress bdev, a function. */
 const PER_STACK = 5;
@@ -76,10 +77,14 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
         { id: `per-resource/${size}`, metric: "validate+plan time per resource", unit: "µs", better: "lower", values: { flexbso: round((both.median * 1000) / n()) } },
       );
     }
+    if (process.env["FLEXBSO_BENCH_LIVE"] !== "0") {
+      const live = await livePlanMs(ctx, mkdtempSync(join(dir, "live-")));
+      rows.push({ id: `plan-live/${live.n}`, metric: `drift-aware plan against a live agent, ${live.n} resources (target < 1000 ms)`, unit: "ms", better: "lower", values: { flexbso: round(live.median) } });
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  ctx.note("median of 3 runs (1 run at 100 000 resources); no peer: ratio is null");
+  ctx.note("median of 3 runs (1 run at 100 000 resources); no peer: ratio is null; plan-live: a real agent and engine (FLEXBSO_BENCH_LIVE=0 skips it)");
   return rows;
 }
 

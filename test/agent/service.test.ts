@@ -12,7 +12,7 @@ import type { Backend, Inventory } from "../../lib/backends/backend.js";
 import { AgentService } from "../../lib/agent/service.js";
 import { StateStore } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
-import { StepFailedError } from "../../lib/apply/errors.js";
+import { DpuBusyError, StepFailedError } from "../../lib/apply/errors.js";
 import { nullLogger } from "../../lib/agent/log.js";
 
 class FakeBackend implements Backend {
@@ -105,6 +105,26 @@ test("service: shutdown during an apply stops it at a step boundary with a clear
   assert.match(err.message, "step 2/2 (create d/malloc/m) failed: not started: the agent is shutting down");
   assert.equal(backend.created, ["d/dpu/d"]);
   assert.equal((await store.load()).resources.map((r) => r.address), ["d/dpu/d"]);
+});
+
+test("service: a second apply while one runs is refused clearly, naming what holds the DPU; nothing interleaves", async () => {
+  const { backend, svc } = await service();
+  let firstStarted!: () => void;
+  const started = new Promise<void>((r) => (firstStarted = r));
+  let releaseFirst!: () => void;
+  const gate = new Promise<void>((r) => (releaseFirst = r));
+  backend.create = async (r: Resource) => { backend.created.push(r.address); firstStarted(); await gate; };
+  const first = svc.apply(desired, 0, false);
+  await started;
+  const second = await svc.apply(desired, 0, false).then(() => null, (e) => e as Error);
+  assert.instance(second, DpuBusyError);
+  assert.match(second!.message, "d: another apply is in progress on this DPU; wait for it to finish and plan again");
+  releaseFirst();
+  assert.is((await first).generation, 1);
+  assert.equal(backend.created, ["d/dpu/d", "d/malloc/m"]);
+  // planned against the old generation, a later apply is stale, not run again
+  const stale = await svc.apply(desired, 0, false).then(() => null, (e) => e as Error);
+  assert.match(stale?.message ?? "", "stale plan");
 });
 
 test.run();
