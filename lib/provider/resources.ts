@@ -92,13 +92,13 @@ export class FlexbsoProvider {
       resource_schemas,
       data_source_schemas: {},
       diagnostics: [],
-      server_capabilities: { plan_destroy: true },
+      server_capabilities: { plan_destroy: true, get_provider_schema_optional: true },
     };
   }
 
   getMetadata(): unknown {
     return {
-      server_capabilities: { plan_destroy: true },
+      server_capabilities: { plan_destroy: true, get_provider_schema_optional: true },
       diagnostics: [],
       data_sources: [],
       resources: [...resourceTypes().keys()].map((type_name) => ({ type_name })),
