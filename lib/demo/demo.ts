@@ -20,6 +20,7 @@ import { renderPlan } from "../render/index.js";
 import { SpdkRpcClient } from "../client/spdk-rpc.js";
 import type { Desired, Resource } from "../model/types.js";
 import type { PlanResult } from "../agent/service.js";
+import { nbdSocketOf } from "../backends/native.js";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -70,7 +71,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const applied = await runFleetApply({ mode: "apply", desired, targets, allowDataLoss: false, autoApprove: true, confirm: async () => true, out, showPlan: false });
     if (applied.exitCode !== 0) throw new Error("apply failed (see above)");
 
-    const nbdSock = path.join(cfg.runDir, "nbd.sock");
+    const nbdSock = nbdSocketOf(cfg.runDir, "pf0vf0");
     const vm0 = `nbd+unix:///pf0vf0?socket=${nbdSock}`;
     step(`Write and read data through a real client on function vm0 (${vm0})`);
     const io = await tool("qemu-io", ["-f", "raw", "-c", "write -P 0xa5 0 4M", "-c", "read -P 0xa5 0 4M", "-c", "read -P 0 4M 1M", vm0]);
