@@ -10,6 +10,7 @@ import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
 import { NativeBackend } from "../backends/native.js";
+import { NotificationPoller } from "./notifications.js";
 import type { AgentConfig } from "./config.js";
 import { createLogger, type Logger } from "./log.js";
 import { AgentMetrics } from "./metrics.js";
@@ -34,6 +35,8 @@ export interface RunningAgent {
 
 /** How often the agent checks that everything in its state exists on the target. */
 const RECONCILE_CHECK_MS = 2_000;
+/** How often the agent reads the engine's notifications. */
+const NOTIFY_POLL_MS = 500;
 
 /** Start an agent with `cfg`. */
 export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ level: cfg.logLevel })): Promise<RunningAgent> {
@@ -64,7 +67,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       },
     });
     cleanups.unshift(() => supervisor.stop());
-    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, dataDir: cfg.dataDir, limits: cfg.limits });
+    // The engine's default vhost dir (flexbso engine without --vhost-dir): next to its RPC socket.
+    const vhostDir = path.join(path.dirname(cfg.target.socket), "vhost");
+    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits });
     metrics = new AgentMetrics(async () => (await svc.stats()).map((s) => ({
       function: s.exportName, bdev: s.bdev, readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes,
     })));
@@ -93,6 +98,22 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
     const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, "agent.url"), url + "\n");
+
+    // Engine notifications (safe-read repairs, degraded members, rebuild progress) into the event log and /metrics.
+    const notes = new NotificationPoller({
+      rpc: supervisor.rpc, stateDir: cfg.stateDir, enginePid: () => supervisor.enginePid, metrics,
+      emit: (ev) => svc.emit(ev),
+      addressOf: (name) => svc.current.resources.find((r) => r.name === name && r.kind !== "function" && r.kind !== "dpu")?.address,
+    });
+    await notes.init();
+    let polling = false;
+    const notePoll = setInterval(() => {
+      if (polling || !supervisor.isUp) return;
+      polling = true;
+      notes.poll().catch((e) => log.debug("notification poll failed", { err: e })).finally(() => { polling = false; });
+    }, NOTIFY_POLL_MS);
+    notePoll.unref();
+    cleanups.unshift(async () => clearInterval(notePoll));
 
     let checking = false;
     const check = setInterval(() => {

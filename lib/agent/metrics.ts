@@ -35,6 +35,16 @@ export class AgentMetrics {
   readonly fnWriteOps: Gauge<"function" | "bdev">;
   readonly fnReadBytes: Gauge<"function" | "bdev">;
   readonly fnWriteBytes: Gauge<"function" | "bdev">;
+  /** Engine notifications read, by type. */
+  readonly engineNotifications: Counter<"type">;
+  /** Blocks found wrong on a member by safe read or scrub, and whether they were rewritten. */
+  readonly raidMismatches: Counter<"array" | "member">;
+  readonly raidRepairs: Counter<"array" | "member">;
+  readonly raidMemberFailures: Counter<"array" | "member">;
+  /** 1 while the array runs without full redundancy (a member failed, not yet rebuilt). */
+  readonly raidDegraded: Gauge<"array">;
+  readonly raidRebuildPercent: Gauge<"array" | "member">;
+  readonly raidScrubPercent: Gauge<"array">;
 
   /** @param collectStats called at scrape time for per-function stats (errors are ignored). */
   constructor(collectStats: () => Promise<FunctionStat[]> = async () => []) {
@@ -49,6 +59,13 @@ export class AgentMetrics {
     this.resources = new Gauge({ name: "flexbso_agent_resources", help: "Realized resources by kind", labelNames: ["kind"], registers: r });
     this.engineUp = new Gauge({ name: "flexbso_agent_target_up", help: "1 if the target answers its RPC socket", registers: r });
     this.engineRestarts = new Counter({ name: "flexbso_agent_target_restarts_total", help: "Target (engine) restarts noticed by the agent", registers: r });
+    this.engineNotifications = new Counter({ name: "flexbso_engine_notifications_total", help: "Engine notifications read by the agent, by type", labelNames: ["type"], registers: r });
+    this.raidMismatches = new Counter({ name: "flexbso_raid_safe_read_mismatches_total", help: "Reads or scrubs that found a member's copy wrong, by array and member", labelNames: ["array", "member"], registers: r });
+    this.raidRepairs = new Counter({ name: "flexbso_raid_safe_read_repairs_total", help: "Wrong copies rewritten from a good one (safeRead repair or scrub), by array and member", labelNames: ["array", "member"], registers: r });
+    this.raidMemberFailures = new Counter({ name: "flexbso_raid_member_failures_total", help: "Members that failed, by array and member", labelNames: ["array", "member"], registers: r });
+    this.raidDegraded = new Gauge({ name: "flexbso_raid_degraded", help: "1 while the array runs without full redundancy (since the agent started)", labelNames: ["array"], registers: r });
+    this.raidRebuildPercent = new Gauge({ name: "flexbso_raid_rebuild_percent", help: "Progress of the last rebuild of a member", labelNames: ["array", "member"], registers: r });
+    this.raidScrubPercent = new Gauge({ name: "flexbso_raid_scrub_percent", help: "Progress of the last scrub", labelNames: ["array"], registers: r });
     const self = this;
     let pending: Promise<void> | null = null;
     let fresh = 0;
@@ -81,6 +98,46 @@ export class AgentMetrics {
     this.fnWriteOps = fnGauge("flexbso_function_write_ops", "Write operations completed on the function's volume");
     this.fnReadBytes = fnGauge("flexbso_function_read_bytes", "Bytes read from the function's volume");
     this.fnWriteBytes = fnGauge("flexbso_function_write_bytes", "Bytes written to the function's volume");
+  }
+
+  /** Count one engine notification (see lib/agent/notifications.ts). */
+  engineNotification(type: string, ctx: Readonly<Record<string, unknown>>): void {
+    this.engineNotifications.inc({ type });
+    const array = String(ctx["array"] ?? "");
+    const member = String(ctx["member"] ?? "");
+    switch (type) {
+      case "raid_safe_read_mismatch":
+      case "raid_scrub_mismatch":
+        this.raidMismatches.inc({ array, member });
+        break;
+      case "raid_safe_read_repair":
+        this.raidMismatches.inc({ array, member });
+        this.raidRepairs.inc({ array, member });
+        break;
+      case "raid_member_failed":
+        this.raidMemberFailures.inc({ array, member });
+        this.raidDegraded.set({ array }, 1);
+        break;
+      case "raid_offline":
+        this.raidDegraded.set({ array }, 1);
+        break;
+      case "raid_rebuild_started":
+        this.raidRebuildPercent.set({ array, member }, 0);
+        break;
+      case "raid_rebuild_progress":
+        this.raidRebuildPercent.set({ array, member }, Number(ctx["percent"] ?? 0));
+        break;
+      case "raid_rebuild_done":
+        this.raidRebuildPercent.set({ array, member }, 100);
+        this.raidDegraded.set({ array }, 0);
+        break;
+      case "raid_scrub_progress":
+        this.raidScrubPercent.set({ array }, Number(ctx["percent"] ?? 0));
+        break;
+      case "raid_scrub_done":
+        this.raidScrubPercent.set({ array }, 100);
+        break;
+    }
   }
 
   /** The exposition text. */

@@ -42,6 +42,7 @@ export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string
       const node = doc.getIn(at, true);
       const lines = [
         ...(s.endpoint ? [` endpoint: ${s.endpoint.uri}`] : []),
+        ...(s.endpoint?.attach ? [` attach (QEMU): ${s.endpoint.attach}`] : []),
         ...(!s.present ? [" MISSING on the target (deleted outside FlexBSO, or the engine restarted): see the drift above and flexbso events"] : []),
         ...s.notes.map((n) => ` note: ${n}`),
       ];

@@ -52,6 +52,8 @@ export interface Inventory {
   readonly bdevs: ReadonlyMap<string, BdevInfo>;
   /** export name -> the bdev it serves and where. */
   readonly exports: ReadonlyMap<string, ExportInfo>;
+  /** vhost controller name -> its bdev and socket (absent: not asked). */
+  readonly vhost?: ReadonlyMap<string, VhostInfo>;
 }
 
 /** One bdev as reported by `bdev_get_bdevs`. */
@@ -71,14 +73,24 @@ export interface ExportInfo {
   readonly listen: string;
 }
 
+/** One vhost-user-blk controller as reported by `vhost_get_controllers`. */
+export interface VhostInfo {
+  readonly ctrlr: string;
+  readonly bdevName: string;
+  readonly socket: string;
+  readonly numQueues: number;
+}
+
 /** How a host reaches a function (its endpoint). */
 export interface Endpoint {
   /** e.g. `nbd`. */
   readonly transport: string;
   /** Client URI, e.g. `nbd+unix:///pf0vf3?socket=/run/flexbso/nbd.sock`. */
   readonly uri: string;
-  /** Export name on the target, e.g. `pf0vf3`. */
+  /** Export name on the target, e.g. `pf0vf3` (a vhost controller's name is the function's). */
   readonly exportName: string;
+  /** How to attach it, e.g. the QEMU command-line fragment of a vhost-user-blk socket. */
+  readonly attach?: string;
 }
 
 /** Why a resource's realization differs from its spec, for `show`. */

@@ -12,28 +12,30 @@
  * | malloc   | `bdev_malloc_create` / `bdev_malloc_delete` (volatile: lost when the engine restarts) |
  * | null     | `bdev_null_create` / `bdev_null_delete` |
  * | file     | the agent creates the file (a sidecar `<file>.flexbso-id` holds its uuid) and deletes it with the bdev unless `retain: true`; an existing file is only attached with `import: true`; then `bdev_uring_create` / `bdev_uring_delete`, `bdev_uring_rescan` to grow |
- * | function | `flexbso_nbd_export_add` / `_remove`: an NBD export named `pf<P>` or `pf<P>vf<V>` on `<runDir>/nbd.sock`; qos with `bdev_set_qos_limit` on its volume |
- * | raid     | `bdev_raid_create` / `bdev_raid_delete` where the engine serves them |
- * | compress | `bdev_compress_create` / `bdev_compress_delete` where the engine serves them |
+ * | function | nbd: `flexbso_nbd_export_add` / `_remove`, an export named `pf<P>` or `pf<P>vf<V>` alone on its own socket `<runDir>/nbd-<export>.sock` (a client of one function can neither list nor open another's); vhost-user-blk: `vhost_create_blk_controller` / `vhost_delete_controller`, a controller named after the function, socket `<vhostDir>/<function>`; qos with `bdev_set_qos_limit` on its volume |
+ * | raid     | `bdev_raid_create` (superblock on, safe_read) / `bdev_raid_delete`; safeRead live with `bdev_raid_set_safe_read`; one member replaced with `bdev_raid_remove_base_bdev` + `bdev_raid_add_base_bdev` (the engine rebuilds it) |
+ * | compress | `bdev_compress_create` / `bdev_compress_delete` |
  */
 import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
-import type { Resource, ResourceOf, FunctionSpec, FileSpec } from "../model/types.js";
+import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
   BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats,
-  type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc,
+  type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc, type VhostInfo,
 } from "./backend.js";
 
 /** Options of the native backend. */
 export interface NativeBackendOptions {
   /** Client of the engine's RPC socket. */
   readonly rpc: TargetRpc;
-  /** Directory of the function endpoints' NBD socket. */
+  /** Directory of the function endpoints' NBD sockets. */
   readonly runDir: string;
+  /** The engine's vhost directory (`flexbso engine --vhost-dir`), where vhost-user-blk sockets are. */
+  readonly vhostDir: string;
   /** Base directory for relative file-bdev paths. */
   readonly dataDir: string;
   /** The agent's SR-IOV limits; a dpu resource asking for more is refused. */
@@ -48,15 +50,25 @@ export function exportNameOf(spec: Pick<FunctionSpec, "pf" | "vf">): string {
   return spec.vf === undefined ? `pf${spec.pf}` : `pf${spec.pf}vf${spec.vf}`;
 }
 
+/** The unix socket of a function's NBD export, alone on it: `<runDir>/nbd-<export>.sock`. */
+export function nbdSocketOf(runDir: string, exportName: string): string {
+  return path.join(runDir, `nbd-${exportName}.sock`);
+}
+
+/**
+ * The QEMU command-line fragment that attaches a vhost-user-blk socket: the guest's RAM
+ * must be a shared memory backend (memfd) so the engine can map it.
+ */
+export function qemuVhostArgs(id: string, socket: string, numQueues: number): string {
+  return "-object memory-backend-memfd,id=mem,size=<guest RAM, e.g. 1G>,share=on -numa node,memdev=mem " +
+    `-chardev socket,id=${id},path=${socket},reconnect=1 -device vhost-user-blk-pci,chardev=${id},num-queues=${numQueues}`;
+}
+
 /** Backend over a `flexbso engine`. */
 export class NativeBackend implements Backend {
   readonly name = "native";
-  /** Unix socket all function exports listen on. */
-  readonly nbdSocket: string;
 
-  constructor(private readonly opts: NativeBackendOptions) {
-    this.nbdSocket = path.join(opts.runDir, "nbd.sock");
-  }
+  constructor(private readonly opts: NativeBackendOptions) {}
 
   async facts(): Promise<TargetFacts> {
     const methods = await this.opts.rpc.call<unknown>("rpc_get_methods");
@@ -170,9 +182,11 @@ export class NativeBackend implements Backend {
   }
 
   async inventory(): Promise<Inventory> {
-    const [bdevsRaw, exportsRaw] = await Promise.all([
+    const [bdevsRaw, exportsRaw, vhostRaw] = await Promise.all([
       this.opts.rpc.call<unknown[]>("bdev_get_bdevs"),
       this.opts.rpc.call<unknown[]>("flexbso_nbd_get_exports"),
+      // an engine without vhost has no controllers
+      this.opts.rpc.call<unknown[]>("vhost_get_controllers").catch(() => []),
     ]);
     const bdevs = new Map<string, BdevInfo>();
     for (const b of asArray(bdevsRaw)) {
@@ -194,7 +208,14 @@ export class NativeBackend implements Backend {
       if (typeof o.export_name !== "string") continue;
       exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? "") });
     }
-    return { bdevs, exports };
+    const vhost = new Map<string, VhostInfo>();
+    for (const c of asArray(vhostRaw)) {
+      const o = c as Record<string, unknown>;
+      if (typeof o.ctrlr !== "string") continue;
+      const blk = ((o.backend_specific as Record<string, unknown> | undefined)?.block ?? {}) as Record<string, unknown>;
+      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0) });
+    }
+    return { bdevs, exports, vhost };
   }
 
   present(r: Resource, inv: Inventory): boolean {
@@ -202,7 +223,7 @@ export class NativeBackend implements Backend {
       case "dpu":
         return true;
       case "function": {
-        if (r.spec.transport === "vhost-user-blk") return true; // vhost controllers are not in the NBD inventory
+        if (r.spec.transport === "vhost-user-blk") return inv.vhost?.get(r.name)?.bdevName === r.spec.volume;
         const e = inv.exports.get(exportNameOf(r.spec));
         return e !== undefined && e.bdevName === r.spec.volume;
       }
@@ -225,9 +246,10 @@ export class NativeBackend implements Backend {
       case "raid": {
         const inv = await this.call(r, "inventory", () => this.inventory());
         if (inv.bdevs.has(r.name)) return;
+        // Superblock on: the array reassembles from its members after an engine restart.
         await this.call(r, "bdev_raid_create", () => this.opts.rpc.call("bdev_raid_create", {
           name: r.name, raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`, base_bdevs: r.spec.members,
-          strip_size_kb: r.spec.stripSize / 1024,
+          strip_size_kb: r.spec.stripSize / 1024, superblock: true, safe_read: r.spec.safeRead,
         }));
         return;
       }
@@ -236,6 +258,7 @@ export class NativeBackend implements Backend {
         if (inv.bdevs.has(r.name)) return;
         await this.call(r, "bdev_compress_create", () => this.opts.rpc.call("bdev_compress_create", {
           name: r.name, base_bdev_name: r.spec.base, comp_algo: r.spec.algorithm, comp_level: r.spec.level, chunk_size: r.spec.chunkSize,
+          engine: r.spec.engine,
         }));
         return;
       }
@@ -280,6 +303,22 @@ export class NativeBackend implements Backend {
       if (after.spec.size > b.size) await this.growFile(after);
       return;
     }
+    if (after.kind === "raid") {
+      const b = before.spec as RaidSpec;
+      if (b.safeRead !== after.spec.safeRead) {
+        await this.call(after, "bdev_raid_set_safe_read", () => this.opts.rpc.call("bdev_raid_set_safe_read", { name: after.name, safe_read: after.spec.safeRead }));
+      }
+      const gone = b.members.filter((m) => !after.spec.members.includes(m));
+      const added = after.spec.members.filter((m) => !b.members.includes(m));
+      if (gone.length === 0 && added.length === 0) return;
+      if (gone.length !== 1 || added.length !== 1) {
+        throw new BackendError(after.address, "update", `the native engine replaces one member at a time (${gone.length} removed, ${added.length} added); the plan should have said so`);
+      }
+      // The engine rebuilds the new member in the background; raid_rebuild_* events report its progress.
+      await this.call(after, "bdev_raid_remove_base_bdev", () => this.opts.rpc.call("bdev_raid_remove_base_bdev", { name: gone[0] }));
+      await this.call(after, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: after.name, base_bdev: added[0] }));
+      return;
+    }
     if (after.kind === "null" && after.spec.size !== (before.spec as { size: number }).size) {
       throw new BackendError(after.address, "update", "the native engine has no null-bdev resize");
     }
@@ -294,9 +333,8 @@ export class NativeBackend implements Backend {
       case "function": {
         const name = exportNameOf(r.spec);
         if (r.spec.transport === "vhost-user-blk") {
-          await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: name }).catch((e: unknown) => {
-            if (!/not found|does not exist|no such/i.test((e as Error).message ?? "")) throw e;
-          }));
+          if (!inv.vhost?.has(r.name)) return;
+          await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }));
           return;
         }
         if (!inv.exports.has(name)) return;
@@ -320,11 +358,20 @@ export class NativeBackend implements Backend {
     const out: DriftItem[] = [];
     const bdevs = new Set<string>();
     const exports = new Set<string>();
+    const ctrlrs = new Set<string>();
     for (const r of managed) {
       const at = { dpu, address: r.address };
       if (r.kind === "dpu") continue;
       if (r.kind === "function") {
-        if (r.spec.transport !== "nbd") continue; // vhost controllers are not in the NBD inventory
+        if (r.spec.transport === "vhost-user-blk") {
+          ctrlrs.add(r.name);
+          const c = inv.vhost?.get(r.name);
+          if (inv.vhost && !c) out.push({ ...at, kind: "deleted", object: `vhost controller '${r.name}'`, message: `${r.address}: vhost controller ${r.name} is gone from the target (deleted outside FlexBSO)` });
+          else if (c && c.bdevName !== r.spec.volume) {
+            out.push({ ...at, kind: "changed", object: `vhost controller '${r.name}'`, message: `${r.address}: vhost controller ${r.name} serves bdev '${c.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)` });
+          }
+          continue;
+        }
         const name = exportNameOf(r.spec);
         exports.add(name);
         const e = inv.exports.get(name);
@@ -365,13 +412,16 @@ export class NativeBackend implements Backend {
     for (const [name, e] of [...inv.exports].sort()) {
       if (!exports.has(name)) out.push({ dpu, kind: "unmanaged", object: `export '${name}'`, message: `export '${name}' (serving bdev '${e.bdevName}' on ${e.listen}) on the target is not managed by FlexBSO` });
     }
+    for (const [name, c] of [...(inv.vhost ?? [])].sort()) {
+      if (!ctrlrs.has(name)) out.push({ dpu, kind: "unmanaged", object: `vhost controller '${name}'`, message: `vhost controller '${name}' (serving bdev '${c.bdevName}' on ${c.socket}) on the target is not managed by FlexBSO` });
+    }
     return out;
   }
 
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[] {
     return resources.map((r) => {
       const notes = descriptorOf(r.kind).backends.native.notes?.(r.spec) ?? [];
-      const endpoint = r.kind === "function" ? this.endpointOf(r) : undefined;
+      const endpoint = r.kind === "function" ? this.endpointOf(r, inv) : undefined;
       return { address: r.address, present: this.present(r, inv), ...(endpoint ? { endpoint } : {}), notes };
     });
   }
@@ -401,9 +451,14 @@ export class NativeBackend implements Backend {
   }
 
   /** Endpoint of a function resource. */
-  endpointOf(r: ResourceOf<"function">): Endpoint {
+  endpointOf(r: ResourceOf<"function">, inv?: Inventory): Endpoint {
+    if (r.spec.transport === "vhost-user-blk") {
+      const c = inv?.vhost?.get(r.name);
+      const socket = c?.socket || path.join(this.opts.vhostDir, r.name);
+      return { transport: "vhost-user-blk", exportName: r.name, uri: `unix:${socket}`, attach: qemuVhostArgs(r.name, socket, c && c.numQueues > 0 ? c.numQueues : 1) };
+    }
     const exportName = exportNameOf(r.spec);
-    return { transport: "nbd", exportName, uri: `nbd+unix:///${exportName}?socket=${this.nbdSocket}` };
+    return { transport: "nbd", exportName, uri: `nbd+unix:///${exportName}?socket=${nbdSocketOf(this.opts.runDir, exportName)}` };
   }
 
   /** Absolute path of a file bdev's backing file. */
@@ -551,14 +606,16 @@ export class NativeBackend implements Backend {
       throw new BackendError(r.address, "create", "the native backend emulates virtio-blk only (the plan should have said so)");
     }
     const name = exportNameOf(r.spec);
+    const inv = await this.call(r, "inventory", () => this.inventory());
     if (r.spec.transport === "vhost-user-blk") {
-      // SPDK's vhost block controller, named like the NBD export; the engine puts its socket in its vhost directory.
-      const have = (await this.call(r, "vhost_get_controllers", () => this.opts.rpc.call<unknown[]>("vhost_get_controllers").catch(() => [])))
-        .some((c) => (c as { ctrlr?: unknown }).ctrlr === name);
-      if (!have) await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", { ctrlr: name, dev_name: r.spec.volume }));
+      // SPDK's vhost block controller, named after the function; the engine makes its socket <vhostDir>/<name>, mode 0600.
+      const c = inv.vhost?.get(r.name);
+      if (c && c.bdevName !== r.spec.volume) {
+        throw new BackendError(r.address, "create", `vhost controller ${r.name} already serves bdev '${c.bdevName}', not '${r.spec.volume}'`);
+      }
+      if (!c) await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", { ctrlr: r.name, dev_name: r.spec.volume }));
       return this.applyQos(r);
     }
-    const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.exports.get(name);
     if (have && have.bdevName !== r.spec.volume) {
       throw new BackendError(r.address, "create", `export ${name} already serves bdev '${have.bdevName}', not '${r.spec.volume}'`);
@@ -567,7 +624,7 @@ export class NativeBackend implements Backend {
       if (!inv.bdevs.has(r.spec.volume)) throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
       await fsp.mkdir(this.opts.runDir, { recursive: true });
       await this.call(r, "flexbso_nbd_export_add", () => this.opts.rpc.call("flexbso_nbd_export_add", {
-        export_name: name, bdev_name: r.spec.volume, listen: `unix:${this.nbdSocket}`,
+        export_name: name, bdev_name: r.spec.volume, listen: `unix:${nbdSocketOf(this.opts.runDir, name)}`,
       }));
     }
     await this.applyQos(r);

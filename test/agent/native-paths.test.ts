@@ -21,7 +21,7 @@ async function setup() {
   await fsp.writeFile(victim, "precious\n");
   const calls: string[] = [];
   const rpc = { call: async <T>(method: string): Promise<T> => { calls.push(method); return (method.startsWith("bdev_get") || method.endsWith("get_exports") ? [] : true) as T; } };
-  const backend = new NativeBackend({ rpc, runDir: path.join(root, "run"), dataDir, limits: { pfs: 1, vfsPerPf: 4 } });
+  const backend = new NativeBackend({ rpc, runDir: path.join(root, "run"), vhostDir: path.join(root, "run", "vhost"), dataDir, limits: { pfs: 1, vfsPerPf: 4 } });
   return { root, dataDir, outside, victim, calls, backend };
 }
 

@@ -1,4 +1,4 @@
-import { destroy, inPlace, needsRpc, refuse, type KindDescriptor } from "../descriptor.js";
+import { destroy, inPlace, needsRpc, refuse, type KindDescriptor, type Need } from "../descriptor.js";
 import { isPowerOfTwo, parseSize } from "../units.js";
 import type { CompressSpec } from "../types.js";
 import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
@@ -10,6 +10,17 @@ const live = (field: "level" | "engine") => refuse(
   `the engine sets it when the volume is created: keep ${field}, or re-create the volume (its data does not move)`,
   field,
 );
+
+/** The native engine compresses on its CPU workers only. */
+const nativeEngine = (s: CompressSpec): Need[] =>
+  s.engine === "doca" || s.engine === "gpu"
+    ? [refuse(`compression engine '${s.engine}'`, "the native engine compresses on the CPU: set engine: auto or cpu, or use a DPU with backend: snap", "engine")]
+    : [];
+/** ISA-L's deflate has levels 0 to 3 (the engine's comp_level for deflate). */
+const nativeLevel = (s: CompressSpec): Need[] =>
+  s.algorithm === "deflate" && s.level > 3
+    ? [refuse(`deflate level ${s.level}`, "the native engine's deflate (ISA-L) has levels 1 to 3: set level: 3 or lower, or algorithm: lz4", "level")]
+    : [];
 
 /** A compressing bdev over a base bdev. */
 export const compress: KindDescriptor<"compress"> = {
@@ -51,7 +62,10 @@ export const compress: KindDescriptor<"compress"> = {
   sizeFields: ["chunkSize"],
   onDelete: () => ({ class: "destructive", reason: "the chunk map is deleted: the compressed data left on the base can no longer be read" }),
   backends: {
-    native: { create: () => [create], update: { level: () => [live("level")], engine: () => [live("engine")] } },
+    native: {
+      create: (s) => [create, ...nativeEngine(s), ...nativeLevel(s)],
+      update: { level: () => [live("level")], engine: () => [live("engine")] },
+    },
     snap: { create: () => [create], update: { level: () => [live("level")], engine: () => [live("engine")] } },
   },
 };

@@ -1,4 +1,4 @@
-import { destroy, inPlace, needsRpc, online, refuse, type KindDescriptor, type Verdict } from "../descriptor.js";
+import { destroy, inPlace, needsRpc, online, refuse, type KindDescriptor, type Need, type Verdict } from "../descriptor.js";
 import { isPowerOfTwo, parseSize } from "../units.js";
 import type { RaidSpec } from "../types.js";
 import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
@@ -47,6 +47,27 @@ const safeRead = (backend: string) => refuse(
   `the ${backend} backend's RAID has no read checking: set safeRead: off`,
   "safeRead",
 );
+const SAFE_READ_RPC = "bdev_raid_set_safe_read";
+const safeReadLive = needsRpc(SAFE_READ_RPC, "switching safeRead live", `keep safeRead as it is, or run an engine that serves ${SAFE_READ_RPC}`, "safeRead");
+
+/**
+ * The native engine replaces a member by removing it and adding the new one into the
+ * freed slot, which it rebuilds; it runs one rebuild per array at a time, so one apply
+ * replaces one member and keeps the member count.
+ */
+function nativeMembers(b: RaidSpec, a: RaidSpec): Need[] {
+  const gone = b.members.filter((m) => !a.members.includes(m));
+  const added = a.members.filter((m) => !b.members.includes(m));
+  if (gone.length === 0 && added.length === 0) return [];
+  if (b.members.length !== a.members.length || gone.length !== 1) {
+    return [refuse(
+      `changing ${gone.length} member(s) and the member count (${b.members.length} -> ${a.members.length}) of a live RAID`,
+      "replace one member per apply and keep the member count (the native engine rebuilds one member at a time, into the slot it frees)",
+      "members",
+    )];
+  }
+  return [rebuild, needsRpc("bdev_raid_remove_base_bdev", "taking the replaced member out", "keep the members, or run an engine that serves bdev_raid_remove_base_bdev", "members")];
+}
 
 /** A software RAID over member bdevs of the same DPU. */
 export const raid: KindDescriptor<"raid"> = {
@@ -107,8 +128,9 @@ export const raid: KindDescriptor<"raid"> = {
   }),
   backends: {
     native: {
-      create: (s) => [create, ...(s.safeRead !== "off" ? [safeRead("native")] : [])],
-      update: { members: () => [rebuild], safeRead: (_b, a) => (a.safeRead !== "off" ? [safeRead("native")] : []) },
+      // safe_read and superblock are bdev_raid_create params of the native engine.
+      create: () => [create],
+      update: { members: (b, a) => nativeMembers(b, a), safeRead: () => [safeReadLive] },
     },
     snap: {
       create: (s) => [create, ...(s.safeRead !== "off" ? [safeRead("snap")] : [])],

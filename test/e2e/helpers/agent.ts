@@ -9,6 +9,7 @@ import { promises as fsp, readFileSync, rmSync, mkdtempSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { nbdSocketOf } from "../../../lib/backends/native.js";
 
 /** Package root (dist/test/e2e/helpers -> four up). */
 export const ROOT = path.resolve(__dirname, "..", "..", "..", "..");
@@ -223,7 +224,7 @@ export async function writeTopology(fixture: string, agents: readonly AgentProc[
 
 /** The NBD URI of a function export on an agent. */
 export function nbdUri(a: AgentProc, exportName: string): string {
-  return `nbd+unix:///${exportName}?socket=${path.join(a.runDir, "nbd.sock")}`;
+  return `nbd+unix:///${exportName}?socket=${nbdSocketOf(a.runDir, exportName)}`;
 }
 
 /** Kill everything still running and remove temp dirs. */

@@ -1,0 +1,120 @@
+/**
+ * A RAID, a compress bdev and a vhost-user-blk function through the control plane, on a
+ * real agent + engine: apply, a plan with no changes after it, `show` with the QEMU
+ * attach fragment, a safeRead change planned in place and applied live, destroy cleaning
+ * up. Also the NBD isolation of functions: one socket per function, so a client of one
+ * function can neither list nor open another's export.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as path from "node:path";
+import { existsSync } from "node:fs";
+import { SpdkRpcClient } from "../../lib/client/spdk-rpc.js";
+import { hook, startAgent, cli, writeTopology, cleanupAll, run, nbdUri, type AgentProc } from "./helpers/agent.js";
+
+let a: AgentProc;
+test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.after(cleanupAll);
+
+async function engine<T>(fn: (rpc: SpdkRpcClient) => Promise<T>): Promise<T> {
+  const rpc = new SpdkRpcClient({ socketPath: path.join(a.runDir, "engine.sock") });
+  try {
+    return await fn(rpc);
+  } finally {
+    await rpc.close();
+  }
+}
+
+let n = 0;
+function topology(bdevs: string, funcs: string): Promise<string> {
+  return writeTopology("kinds.yaml", [a], path.join(a.dir, `s${n++}.yaml`), (s) =>
+    s.replace("${BDEVS}", bdevs).replace("${FUNCS}", funcs).replace("${VFS}", "8").replace(/functions:\n {6}\{\}/, "functions: {}"));
+}
+
+const stack = (safeRead: string) => topology([
+  "      m0: { kind: malloc, size: 16MiB }",
+  "      m1: { kind: malloc, size: 16MiB }",
+  `      r: { kind: raid, level: 1, members: [m0, m1], safeRead: ${safeRead} }`,
+  "      zb: { kind: malloc, size: 32MiB }",
+  "      z: { kind: compress, base: zb, algorithm: lz4, level: 1 }",
+].join("\n"), [
+  "      vmr: { pf: 0, vf: 0, transport: nbd, volume: r, tenant: alice }",
+  "      vmz: { pf: 0, vf: 1, transport: vhost-user-blk, volume: z, tenant: bob }",
+].join("\n"));
+
+test("raid + compress + vhost: apply, no changes after, safeRead live, destroy cleans up", async () => {
+  const t = await stack("repair");
+  const applied = await cli(["apply", t, "--auto-approve"]);
+  assert.is(applied.code, 0, applied.stdout + applied.stderr);
+  assert.is((await cli(["plan", t])).code, 0, "no changes after apply");
+
+  const raid = await engine((rpc) => rpc.call<any[]>("bdev_raid_get_bdevs", { category: "all" }));
+  const r = raid.find((x) => x.name === "r");
+  assert.ok(r, JSON.stringify(raid));
+  assert.is(r.safe_read, "repair");
+  assert.ok(r.superblock, "superblock on");
+  const ctrl = await engine((rpc) => rpc.call<any[]>("vhost_get_controllers"));
+  assert.equal(ctrl.map((c) => c.ctrlr), ["vmz"], "the controller is named after the function");
+  assert.ok(existsSync(ctrl[0].socket), ctrl[0].socket);
+
+  const io = await run("qemu-io", ["-f", "raw", "-c", "write -P 0x6b 0 256k", "-c", "read -P 0x6b 0 256k", nbdUri(a, "pf0vf0")]);
+  assert.is(io.code, 0, io.stdout + io.stderr);
+  assert.not.match(io.stdout + io.stderr, /verification failed/i);
+
+  const shown = await cli(["show", t]);
+  assert.is(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, `-chardev socket,id=vmz,path=${ctrl[0].socket},reconnect=1 -device vhost-user-blk-pci,chardev=vmz,num-queues=`);
+  assert.match(shown.stdout, "memory-backend-memfd");
+
+  const off = await stack("verify");
+  const p = await cli(["plan", off, "--format", "json"]);
+  assert.is(p.code, 2, p.stdout + p.stderr);
+  const plan = JSON.parse(p.stdout);
+  assert.equal(plan.errors, []);
+  const change = plan.resource_changes.find((x: any) => x.address === "dpu0/raid/r");
+  assert.is(change.change_class, "in-place");
+  assert.is(plan.resource_changes.filter((x: any) => x.change.actions[0] !== "no-op").length, 1, "only the raid changes");
+  const live = await cli(["apply", off, "--auto-approve"]);
+  assert.is(live.code, 0, live.stdout + live.stderr);
+  const after = (await engine((rpc) => rpc.call<any[]>("bdev_raid_get_bdevs", { category: "all" }))).find((x) => x.name === "r");
+  assert.is(after.safe_read, "verify", "switched live");
+  const back = await run("qemu-io", ["-f", "raw", "-c", "read -P 0x6b 0 256k", nbdUri(a, "pf0vf0")]);
+  assert.is(back.code, 0, back.stdout + back.stderr);
+  assert.not.match(back.stdout + back.stderr, /verification failed/i, "data kept across the live change");
+
+  const d = await cli(["destroy", off, "--auto-approve", "--allow-data-loss"]);
+  assert.is(d.code, 0, d.stdout + d.stderr);
+  const bdevs = await engine((rpc) => rpc.call<any[]>("bdev_get_bdevs"));
+  assert.equal(bdevs.map((b) => b.name), [], "no bdev left");
+  assert.equal(await engine((rpc) => rpc.call<any[]>("vhost_get_controllers")), [], "no controller left");
+  assert.not.ok(existsSync(ctrl[0].socket), "vhost socket removed");
+});
+
+test("compress engine gpu is a plan error naming the field", async () => {
+  const t = await topology("      zb: { kind: malloc, size: 32MiB }\n      z: { kind: compress, base: zb, engine: gpu }", "      {}");
+  const p = await cli(["plan", t, "--format", "json"]);
+  assert.is(p.code, 1, p.stdout + p.stderr);
+  const e = JSON.parse(p.stdout).errors.find((x: any) => x.address === "dpu0/compress/z");
+  assert.ok(e, p.stdout);
+  assert.is(e.field, "engine");
+  assert.match(e.fix, "engine: auto or cpu");
+});
+
+test("NBD functions: one socket each; a client of one can neither list nor open another's export", async () => {
+  const t = await topology("      a: { kind: malloc, size: 4MiB }\n      b: { kind: malloc, size: 4MiB }",
+    "      va: { pf: 0, vf: 0, transport: nbd, volume: a, tenant: alice }\n      vb: { pf: 0, vf: 1, transport: nbd, volume: b, tenant: bob }");
+  const applied = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
+  assert.is(applied.code, 0, applied.stdout + applied.stderr);
+  const sockA = nbdUri(a, "pf0vf0").split("socket=")[1]!;
+  const list = await run("nbdinfo", ["--list", `nbd+unix://?socket=${sockA}`]);
+  assert.is(list.code, 0, list.stdout + list.stderr);
+  assert.match(list.stdout, "pf0vf0");
+  assert.not.match(list.stdout, "pf0vf1");
+  const other = await run("qemu-io", ["-f", "raw", "-c", "read 0 4k", `nbd+unix:///pf0vf1?socket=${sockA}`]);
+  assert.ok(other.code !== 0 || /error|fail/i.test(other.stdout + other.stderr), `opening pf0vf1 on pf0vf0's socket must fail:\n${other.stdout}${other.stderr}`);
+  const own = await run("qemu-io", ["-f", "raw", "-c", "read 0 4k", nbdUri(a, "pf0vf1")]);
+  assert.is(own.code, 0, own.stdout + own.stderr);
+  assert.is((await cli(["destroy", t, "--auto-approve", "--allow-data-loss"])).code, 0);
+});
+
+test.run();
