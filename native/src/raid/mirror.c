@@ -31,7 +31,7 @@ static bool child_user_iov(struct raid_io *rio, struct raid_child *c)
 	int iovcnt, n;
 	struct iovec *iov = fb_bdev_io_get_iovs(rio->io, &iovcnt);
 
-	n = fb_iov_slice(iov, iovcnt, rio->uoff, io_bytes(rio), c->iov, RAID_CHILD_IOV);
+	n = fb_iov_slice(iov, iovcnt, 0, io_bytes(rio), c->iov, RAID_CHILD_IOV);
 	if (n < 0)
 		return false;
 	c->iovcnt = n;
@@ -92,8 +92,7 @@ static void write_done(struct raid_io *rio)
 	}
 	if (ok && r->level != RAID_L0) {
 		for (unsigned k = 0; k < r->ncopies; k++)
-			raid_crc_update_at(r, group_first(r, g) + k, moff, rio->num, iov, iovcnt,
-					   rio->uoff);
+			raid_crc_update_iov(r, group_first(r, g) + k, moff, rio->num, iov, iovcnt);
 	}
 	if (r->level == RAID_L0)
 		raid_io_finish(rio, ok == rio->nchild ? 0 : last);
@@ -128,7 +127,7 @@ static void write_start(struct raid_io *rio)
 					park(rio, write_start);
 					return;
 				}
-				fb_iov_to_buf(bounce, iov, iovcnt, rio->uoff, io_bytes(rio));
+				fb_iov_to_buf(bounce, iov, iovcnt, 0, io_bytes(rio));
 			}
 			child_buf(c, bounce, io_bytes(rio));
 		}
@@ -174,9 +173,9 @@ static void read_one_done(struct raid_io *rio)
 		return;
 	}
 	if (rio->buf)
-		fb_iov_from_buf(iov, iovcnt, rio->uoff, rio->buf, io_bytes(rio));
+		fb_iov_from_buf(iov, iovcnt, 0, rio->buf, io_bytes(rio));
 	if (atomic_load_explicit(&r->safe_read, memory_order_relaxed) == SAFE_READ_REPAIR &&
-	    raid_crc_check_at(r, c->member, moff, rio->num, iov, iovcnt, rio->uoff) >= 0) {
+	    raid_crc_check_iov(r, c->member, moff, rio->num, iov, iovcnt) >= 0) {
 		raid_scratch_put(rio);
 		raid_io_lock(rio, read_slow);
 		return;
@@ -277,7 +276,7 @@ static void read_all_done(struct raid_io *rio)
 			raid_io_finish(rio, -EIO);
 			return;
 		}
-		fb_iov_from_buf(iov, iovcnt, rio->uoff, rio->c[good].iov[0].iov_base, len);
+		fb_iov_from_buf(iov, iovcnt, 0, rio->c[good].iov[0].iov_base, len);
 		raid_io_finish(rio, 0);
 		return;
 	}
@@ -290,7 +289,7 @@ static void read_all_done(struct raid_io *rio)
 		raid_io_finish(rio, -EIO);
 		return;
 	}
-	fb_iov_from_buf(iov, iovcnt, rio->uoff, rio->c[good].iov[0].iov_base, len);
+	fb_iov_from_buf(iov, iovcnt, 0, rio->c[good].iov[0].iov_base, len);
 	/* Rewrite the bad copies from the good one, then complete. */
 	{
 		unsigned nrd = rio->nchild;

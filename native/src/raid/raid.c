@@ -294,8 +294,8 @@ static uint32_t crc_of_block(const struct iovec *iov, int iovcnt, size_t off, ui
 	return crc;
 }
 
-void raid_crc_update_at(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			uint64_t num, const struct iovec *iov, int iovcnt, size_t base)
+void raid_crc_update_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
+			 uint64_t num, const struct iovec *iov, int iovcnt)
 {
 	_Atomic uint32_t *crc = r->m[member].crc;
 
@@ -303,18 +303,12 @@ void raid_crc_update_at(struct raid_bdev *r, unsigned member, uint64_t member_da
 		return;
 	for (uint64_t b = 0; b < num; b++)
 		atomic_store_explicit(&crc[member_data_off + b],
-				      crc_of_block(iov, iovcnt, base + b * r->block_size, r->block_size),
+				      crc_of_block(iov, iovcnt, b * r->block_size, r->block_size),
 				      memory_order_relaxed);
 }
 
-void raid_crc_update_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			 uint64_t num, const struct iovec *iov, int iovcnt)
-{
-	raid_crc_update_at(r, member, member_data_off, num, iov, iovcnt, 0);
-}
-
-int64_t raid_crc_check_at(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			  uint64_t num, const struct iovec *iov, int iovcnt, size_t base)
+int64_t raid_crc_check_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
+			   uint64_t num, const struct iovec *iov, int iovcnt)
 {
 	_Atomic uint32_t *crc = r->m[member].crc;
 
@@ -323,16 +317,10 @@ int64_t raid_crc_check_at(struct raid_bdev *r, unsigned member, uint64_t member_
 	for (uint64_t b = 0; b < num; b++) {
 		uint32_t want = atomic_load_explicit(&crc[member_data_off + b], memory_order_relaxed);
 
-		if (crc_of_block(iov, iovcnt, base + b * r->block_size, r->block_size) != want)
+		if (crc_of_block(iov, iovcnt, b * r->block_size, r->block_size) != want)
 			return (int64_t)b;
 	}
 	return -1;
-}
-
-int64_t raid_crc_check_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			   uint64_t num, const struct iovec *iov, int iovcnt)
-{
-	return raid_crc_check_at(r, member, member_data_off, num, iov, iovcnt, 0);
 }
 
 /* ------------------------------------------------------------ child I/O */
@@ -491,35 +479,12 @@ void raid_io_unlock(struct raid_io *rio)
 	}
 }
 
-static void unit_start(struct raid_io *rio);
-
-static void unit_next(struct fb_deferred *d)
-{
-	unit_start((struct raid_io *)(void *)((char *)d - offsetof(struct raid_io, resume)));
-}
-
-/* Ends the current unit; the I/O completes after its last unit (or the
- * first failure). */
 void raid_io_finish(struct raid_io *rio, int status)
 {
-	struct raid_bdev *r = rio->r;
-
 	raid_scratch_put(rio);
 	raid_bm_end(rio);
 	raid_io_unlock(rio);
-	if (status || rio->left == 0) {
-		fb_bdev_io_complete(rio->io, status);
-		return;
-	}
-	/* Next unit (row or strip) of an I/O the core did not split; from
-	 * the loop, not from this completion, so units never nest. */
-	rio->uoff += (size_t)rio->num * r->block_size;
-	rio->row++;
-	rio->off_in_row = 0;
-	rio->num = rio->left < raid_io_boundary(r) ? rio->left : raid_io_boundary(r);
-	rio->left -= rio->num;
-	rio->resume.fn = unit_next;
-	fb_reactor_defer(fb_io_channel_get_reactor(rio->ch), &rio->resume);
+	fb_bdev_io_complete(rio->io, status);
 }
 
 static void flush_done(struct raid_io *rio)
@@ -535,17 +500,6 @@ static void flush_done(struct raid_io *rio)
 	/* A member that fails its flush is failed; the flush succeeds when
 	 * the data is still whole on the members that did flush. */
 	raid_io_finish(rio, ok && atomic_load(&rio->r->state) == RAID_ONLINE ? 0 : -EIO);
-}
-
-static void unit_start(struct raid_io *rio)
-{
-	/* Per-unit state starts clean; the unit's geometry is set. */
-	rio->nchild = rio->next_child = rio->outstanding = 0;
-	rio->attempt = 0;
-	if (rio->r->level == RAID_L5)
-		raid5_submit(rio);
-	else
-		raid_mirror_submit(rio);
 }
 
 static void raid_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
@@ -569,12 +523,15 @@ static void raid_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 	switch (fb_bdev_io_get_type(io)) {
 	case FB_IO_READ:
 	case FB_IO_WRITE:
-		/* One unit at a time when the core has not split on the boundary. */
+		/* The core splits on optimal_io_boundary (the row or strip). */
 		if (rio->off_in_row + rio->num > rb) {
-			rio->left = rio->num - (rb - rio->off_in_row);
-			rio->num = rb - rio->off_in_row;
+			fb_bdev_io_complete(io, -EINVAL);
+			return;
 		}
-		unit_start(rio);
+		if (r->level == RAID_L5)
+			raid5_submit(rio);
+		else
+			raid_mirror_submit(rio);
 		return;
 	case FB_IO_FLUSH:
 		for (unsigned i = 0; i < r->n; i++) {

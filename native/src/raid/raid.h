@@ -223,12 +223,9 @@ struct raid_io {
 	struct raid_bdev *r;
 	struct raid_lock_waiter lw;
 	struct fb_io_wait_entry wait;
-	struct fb_deferred resume;
 	uint64_t row;
 	uint64_t off_in_row;            /* array blocks from the row start */
-	uint64_t num;                   /* blocks in this unit */
-	size_t uoff;                    /* bytes of the I/O's buffer before this unit */
-	uint64_t left;                  /* blocks of the I/O after this unit */
+	uint64_t num;
 	unsigned nchild, next_child, outstanding;
 	unsigned attempt;               /* mirror reads: copies tried */
 	bool locked, bm_held;
@@ -267,11 +264,6 @@ uint32_t raid_crc_block(const void *buf, uint32_t len);
 /* CRC bookkeeping for a member range whose new content is in iov. */
 void raid_crc_update_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
 			 uint64_t num, const struct iovec *iov, int iovcnt);
-/* The same, for the blocks from byte `base` of iov. */
-void raid_crc_update_at(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			uint64_t num, const struct iovec *iov, int iovcnt, size_t base);
-int64_t raid_crc_check_at(struct raid_bdev *r, unsigned member, uint64_t member_data_off,
-			  uint64_t num, const struct iovec *iov, int iovcnt, size_t base);
 /* Index of the first block in [off, off+num) of member whose data in iov
  * does not match its CRC, or -1. */
 int64_t raid_crc_check_iov(struct raid_bdev *r, unsigned member, uint64_t member_data_off,

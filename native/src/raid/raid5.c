@@ -262,7 +262,7 @@ static void overlay(struct raid_io *rio)
 		if (!strip_range(rio, k, &a, &b))
 			continue;
 		fb_iov_to_buf(slot(rio, m) + (a - rio->col_lo) * r->block_size, iov, iovcnt,
-			      rio->uoff + user_off(rio, k, a), (size_t)(b - a) * r->block_size);
+			      user_off(rio, k, a), (size_t)(b - a) * r->block_size);
 	}
 }
 
@@ -398,7 +398,7 @@ static bool aligned_contig(struct raid_io *rio, unsigned k, void **out)
 	struct iovec *iov = user_iov(rio, &iovcnt), one;
 	size_t len = (size_t)S(rio->r) * rio->r->block_size;
 
-	if (fb_iov_slice(iov, iovcnt, rio->uoff + user_off(rio, k, 0), len, &one, 1) != 1)
+	if (fb_iov_slice(iov, iovcnt, user_off(rio, k, 0), len, &one, 1) != 1)
 		return false;
 	if ((uintptr_t)one.iov_base & 31)
 		return false;
@@ -427,7 +427,7 @@ static void full_stripe_write(struct raid_io *rio)
 		int iovcnt;
 		struct iovec *iov = user_iov(rio, &iovcnt);
 
-		fb_iov_to_buf(rio->buf, iov, iovcnt, rio->uoff, slen * nd);
+		fb_iov_to_buf(rio->buf, iov, iovcnt, 0, slen * nd);
 		for (unsigned k = 0; k < nd; k++)
 			src[k] = (char *)rio->buf + slen * k;
 	}
@@ -528,7 +528,7 @@ static void copy_out(struct raid_io *rio)
 
 		if (!strip_range(rio, k, &a, &b))
 			continue;
-		fb_iov_from_buf(iov, iovcnt, rio->uoff + user_off(rio, k, a),
+		fb_iov_from_buf(iov, iovcnt, user_off(rio, k, a),
 				slot(rio, m) + (a - rio->col_lo) * r->block_size,
 				(size_t)(b - a) * r->block_size);
 	}
@@ -629,13 +629,13 @@ static void fast_read_done(struct raid_io *rio)
 		return;
 	}
 	if (rio->buf)
-		fb_iov_from_buf(iov, iovcnt, rio->uoff, rio->buf, (size_t)rio->num * r->block_size);
+		fb_iov_from_buf(iov, iovcnt, 0, rio->buf, (size_t)rio->num * r->block_size);
 	if (atomic_load_explicit(&r->safe_read, memory_order_relaxed) == SAFE_READ_REPAIR) {
 		for (unsigned k = 0; k < rio->nchild; k++) {
 			struct raid_child *c = &rio->c[k];
 			uint64_t rel = (c->off - r->data_offset) - rio->row * S(r);
 			unsigned kk = (c->member + r->n - raid5_parity_member(r, rio->row) - 1) % r->n;
-			size_t uo = rio->uoff + user_off(rio, kk, rel);
+			size_t uo = user_off(rio, kk, rel);
 			struct iovec sub[RAID_CHILD_IOV * 2];
 			int ns = fb_iov_slice(iov, iovcnt, uo, (size_t)c->num * r->block_size, sub,
 					      RAID_CHILD_IOV * 2);
@@ -674,7 +674,7 @@ static void fast_read(struct raid_io *rio)
 				c->iovcnt = 1;
 				continue;
 			}
-			c->iovcnt = fb_iov_slice(iov, iovcnt, rio->uoff + user_off(rio, k, a),
+			c->iovcnt = fb_iov_slice(iov, iovcnt, user_off(rio, k, a),
 						 (size_t)(b - a) * r->block_size, c->iov, RAID_CHILD_IOV);
 			if (c->iovcnt < 0)
 				break;
