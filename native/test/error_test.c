@@ -55,7 +55,25 @@ TEST(claims)
 	CHECK_EQ(fb_bdev_delete(e, "M0", &err), -EBUSY);
 	CHECK(strstr(err.msg, "bdev 'M0' is claimed by error bdev 'EE_M0'") != NULL);
 	CHECK_EQ(th_open(e, "M0", true, &d, &err), -EPERM);
-	CHECK_EQ(th_error_create(e, "nope", &err), -ENODEV);
+	/* Over a base that does not exist yet: made when it appears (examine),
+	 * and replayed as asked meanwhile. */
+	CHECK_OK(th_error_create(e, "later", &err));
+	CHECK_EQ(th_error_create(e, "later", &err), -EEXIST);
+	{
+		char *cfg = NULL;
+
+		CHECK_OK(fb_rpc_call(e, "flexbso_bdev_get_module_config", NULL, &cfg, &err));
+		CHECK(strcmp(cfg, "[{\"method\":\"bdev_error_create\",\"params\":{\"base_name\":\"later\"}}]") == 0);
+		free(cfg);
+		CHECK_OK(th_malloc(e, "later", NB, BS, &err));
+		CHECK_OK(th_open(e, "EE_later", false, &d, &err));
+		fb_bdev_close(d);
+		CHECK_OK(fb_rpc_call(e, "flexbso_bdev_get_module_config", NULL, &cfg, &err));
+		CHECK(strcmp(cfg, "[]") == 0);
+		free(cfg);
+		CHECK_OK(fb_bdev_delete(e, "EE_later", &err));
+		CHECK_OK(fb_bdev_delete(e, "later", &err));
+	}
 	struct inj i = inj_of(0, K_FAILURE, 0, 0, 0);
 	CHECK_EQ(inject(e, "M1", &i, &err), -ENODEV);
 	CHECK_OK(th_malloc(e, "M1", NB, BS, &err));

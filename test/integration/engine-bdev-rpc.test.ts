@@ -200,14 +200,17 @@ test('framework_get_config replayed into a fresh engine yields the same bdev set
     fs.writeFileSync(img, Buffer.alloc(1 << 20));
     await a.call('bdev_aio_create', { name: 'F0', filename: img, block_size: 4096 });
     await a.call('bdev_error_create', { base_name: 'M0' });
+    // SPDK's: an error bdev over a base that does not exist yet, made when it appears.
+    assert.is(await a.call('bdev_error_create', { base_name: 'later' }), true);
     const nbdSock = b.path('nbd.sock');
     await a.call('flexbso_nbd_export_add', { export_name: 'e0', bdev_name: 'EE_M0', listen: `unix:${nbdSock}` });
 
     const config = await a.call<{ method: string; params: Record<string, unknown> }[]>('framework_get_config', { name: 'bdev' });
     assert.equal(
       config.map((c) => c.method),
-      ['bdev_malloc_create', 'bdev_malloc_create', 'bdev_null_create', 'bdev_aio_create', 'bdev_error_create'],
+      ['bdev_error_create', 'bdev_malloc_create', 'bdev_malloc_create', 'bdev_null_create', 'bdev_aio_create', 'bdev_error_create'],
     );
+    assert.equal(config[0]!.params, { base_name: 'later' });
     const subsystems = await a.call<{ subsystem: string }[]>('framework_get_subsystems');
     assert.equal(subsystems.map((s) => s.subsystem), ['bdev', 'flexbso_nbd']);
     const nbdConfig = await a.call<{ method: string; params: Record<string, unknown> }[]>('framework_get_config', { name: 'flexbso_nbd' });

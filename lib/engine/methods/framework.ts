@@ -15,6 +15,7 @@ import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS } from '../rpc/params';
+import { callNative } from './native';
 
 /** One `{method, params}` entry of a subsystem's config. */
 export interface ConfigEntry {
@@ -23,11 +24,18 @@ export interface ConfigEntry {
 }
 
 /**
- * The bdev subsystem's config: the entries each bdev's module writes (its
- * create call, or nothing for a bdev that reassembles from its own
- * metadata), in creation order.
+ * The bdev subsystem's config: the modules' own entries first (options,
+ * creates still waiting for their base), then the entries each bdev's
+ * module writes (its create call, or nothing for a bdev that reassembles
+ * from its own metadata), in creation order.
  */
 export function bdevConfig(ctx: EngineContext): ConfigEntry[] {
+  const modules = callNative(ctx, 'flexbso_bdev_get_module_config', null);
+  if (!Array.isArray(modules)) throw errnoFailure('EIO', 'flexbso_bdev_get_module_config did not answer an array');
+  return [...(modules as ConfigEntry[]), ...bdevEntries(ctx)];
+}
+
+function bdevEntries(ctx: EngineContext): ConfigEntry[] {
   return ctx.engine.bdevList().flatMap((b) => {
     if (b.configJson === null) return [];
     let entries: unknown;

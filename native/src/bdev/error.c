@@ -539,15 +539,130 @@ static const struct fb_json_field create_fields[] = {
 	 .optional = true, .hint = SPDK_UUID_HINT},
 };
 
+/* Creates over bases that do not exist yet (SPDK's): kept per engine and
+ * made by examine when the base appears. */
+struct pending {
+	struct pending *next;
+	char *base_name;
+	struct fb_uuid uuid;
+};
+
+struct error_mod {
+	pthread_mutex_t mu;
+	struct pending *pending;
+};
+
 static int error_rpc_create(struct fb_engine *e, const void *params, struct fb_json_writer *w,
 			    struct fb_err *err)
 {
 	const struct create_params *p = params;
+	struct error_mod *m = fb_bdev_module_get_ctx(e, &error_module);
+	struct pending *pd;
 	int rc = error_create(e, p->base_name, &p->uuid, err);
 
+	if (rc == -ENODEV) {
+		pthread_mutex_lock(&m->mu);
+		for (pd = m->pending; pd; pd = pd->next) {
+			if (strcmp(pd->base_name, p->base_name) == 0) {
+				pthread_mutex_unlock(&m->mu);
+				fb_err_set(err, "bdev 'EE_%s' is already waiting for its base '%s'; "
+					   "create the base, or pick another", p->base_name, p->base_name);
+				return -EEXIST;
+			}
+		}
+		pd = calloc(1, sizeof(*pd));
+		if (pd && (pd->base_name = strdup(p->base_name)) != NULL) {
+			pd->uuid = p->uuid;
+			pd->next = m->pending;
+			m->pending = pd;
+			rc = 0;
+		} else {
+			free(pd);
+			fb_err_set(err, "out of memory");
+			rc = -ENOMEM;
+		}
+		pthread_mutex_unlock(&m->mu);
+	}
 	if (rc == 0)
 		fb_json_write_bool(w, true);
 	return rc;
+}
+
+static void error_examine(struct fb_engine *e, struct fb_bdev *bdev)
+{
+	struct error_mod *m = fb_bdev_module_get_ctx(e, &error_module);
+	struct pending *pd = NULL, **pp;
+	struct fb_err err;
+
+	pthread_mutex_lock(&m->mu);
+	for (pp = &m->pending; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->base_name, fb_bdev_get_name(bdev)) == 0) {
+			pd = *pp;
+			*pp = pd->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (!pd)
+		return;
+	if (error_create(e, pd->base_name, &pd->uuid, &err) != 0)
+		fb_log(e, FB_LOG_ERROR, "error bdev over '%s' (created when it appeared): %s",
+		       pd->base_name, err.msg);
+	free(pd->base_name);
+	free(pd);
+}
+
+/* Creates still waiting for their base replay as they were asked. */
+static void error_config_json(struct fb_engine *e, struct fb_json_writer *w)
+{
+	struct error_mod *m = fb_bdev_module_get_ctx(e, &error_module);
+
+	pthread_mutex_lock(&m->mu);
+	for (struct pending *pd = m->pending; pd; pd = pd->next) {
+		fb_json_write_object_begin(w);
+		fb_json_write_named_string(w, "method", "bdev_error_create");
+		fb_json_write_named_object_begin(w, "params");
+		fb_json_write_named_string(w, "base_name", pd->base_name);
+		if (!fb_uuid_is_null(&pd->uuid)) {
+			char us[FB_UUID_STR_LEN];
+
+			fb_uuid_fmt(&pd->uuid, us);
+			fb_json_write_named_string(w, "uuid", us);
+		}
+		fb_json_write_object_end(w);
+		fb_json_write_object_end(w);
+	}
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int error_init(struct fb_engine *e, void **ctx, struct fb_err *err)
+{
+	struct error_mod *m = calloc(1, sizeof(*m));
+
+	(void)e;
+	if (!m) {
+		fb_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&m->mu, NULL);
+	*ctx = m;
+	return 0;
+}
+
+static void error_fini(struct fb_engine *e, void *ctx)
+{
+	struct error_mod *m = ctx;
+
+	(void)e;
+	while (m->pending) {
+		struct pending *pd = m->pending;
+
+		m->pending = pd->next;
+		free(pd->base_name);
+		free(pd);
+	}
+	pthread_mutex_destroy(&m->mu);
+	free(m);
 }
 
 struct name_params {
@@ -663,6 +778,10 @@ static struct fb_bdev_module error_module = {
 	.product_name = "Error Injection Disk",
 	.io_ctx_size = sizeof(struct error_io),
 	.channel_ctx_size = sizeof(struct error_channel),
+	.init = error_init,
+	.fini = error_fini,
+	.examine = error_examine,
+	.config_json = error_config_json,
 	.rpcs = error_rpcs,
 	.nrpcs = FB_JSON_FIELD_COUNT(error_rpcs),
 };

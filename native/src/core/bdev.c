@@ -941,8 +941,9 @@ static void core_submit(struct fb_bdev_io *p)
 
 #define QOS_SLICE_NS 1000000ull /* refill granularity and the release timer's period */
 /* Tokens an idle bdev banks: enough that a late timer (a busy host wakes
- * reactors late) loses nothing, small against a second (1%). */
-#define QOS_BURST_NS 10000000ull
+ * reactors tens of ms late) loses nothing; a burst after idle is at most
+ * this much of a second's budget. */
+#define QOS_BURST_NS 100000000ull
 
 static bool qos_counts(const struct fb_bdev_io *io)
 {
@@ -973,24 +974,44 @@ static void qos_refill(struct fb_qos_bucket *k, uint64_t now)
 		atomic_fetch_sub(&k->avail, cur - k->cap); /* an idle bdev banks QOS_BURST_NS at most */
 }
 
-/* Takes the io's tokens from every bucket that limits it, or none. */
-static bool qos_take(struct fb_qos *q, const struct fb_bdev_io *io, uint64_t now)
+/* Takes the io's tokens from its channel's (this reactor's) buckets, which
+ * draw batches from the bdev's shared buckets when they run dry: one atomic
+ * per batch, not per I/O. Admitted while every limiting bucket has tokens
+ * left; a large I/O borrows the rest (the debt is paid by later batches). */
+static bool qos_take(struct fb_qos *q, struct fb_io_channel *ch, const struct fb_bdev_io *io,
+		     uint64_t now)
 {
 	uint64_t bytes = io->num_blocks * io->bdev->block_size;
 	int64_t need[QOS_N] = {1, (int64_t)bytes, io->type == FB_IO_WRITE ? 0 : (int64_t)bytes,
 			       io->type == FB_IO_WRITE ? (int64_t)bytes : 0};
+	bool ok = true;
 
-	for (unsigned k = 0; k < QOS_N; k++) {
-		if (!q->b[k].rate || !need[k])
-			continue;
-		qos_refill(&q->b[k], now);
-		/* Admitted while tokens are left; a large I/O borrows the rest. */
-		if (atomic_load_explicit(&q->b[k].avail, memory_order_relaxed) <= 0)
-			return false;
+	if (ch->qos_gen != q->gen) {
+		/* New limits: tokens drawn under the old ones do not carry over. */
+		memset(ch->qos_local, 0, sizeof(ch->qos_local));
+		ch->qos_gen = q->gen;
 	}
+	for (unsigned k = 0; k < QOS_N; k++) {
+		struct fb_qos_bucket *b = &q->b[k];
+
+		if (!b->rate || !need[k] || ch->qos_local[k] > 0)
+			continue;
+		qos_refill(b, now);
+		if (atomic_load_explicit(&b->avail, memory_order_relaxed) <= 0) {
+			ok = false;
+			continue;
+		}
+		/* A batch, or what this I/O lacks if it is bigger. */
+		int64_t grab = need[k] - ch->qos_local[k] > b->batch ? need[k] - ch->qos_local[k] : b->batch;
+
+		atomic_fetch_sub_explicit(&b->avail, grab, memory_order_relaxed);
+		ch->qos_local[k] += grab;
+	}
+	if (!ok)
+		return false;
 	for (unsigned k = 0; k < QOS_N; k++)
-		if (q->b[k].rate && need[k])
-			atomic_fetch_sub_explicit(&q->b[k].avail, need[k], memory_order_relaxed);
+		if (q->b[k].rate)
+			ch->qos_local[k] -= need[k];
 	return true;
 }
 
@@ -1013,7 +1034,7 @@ static bool qos_hold(struct fb_bdev_io *io)
 
 	if (!q || !qos_counts(io))
 		return false;
-	if (!ch->qos_head && qos_take(q, io, fb_now_ns()))
+	if (!ch->qos_head && qos_take(q, ch, io, fb_now_ns()))
 		return false;
 	io->next_free = NULL;
 	if (ch->qos_tail)
@@ -1038,7 +1059,7 @@ static void qos_timer_fn(struct fb_timer *t)
 		struct fb_bdev_io *io = ch->qos_head;
 
 		/* Limits removed: everything goes. */
-		if (q && !qos_take(q, io, now))
+		if (q && !qos_take(q, ch, io, now))
 			break;
 		ch->qos_head = io->next_free;
 		if (!ch->qos_head)
@@ -1089,13 +1110,25 @@ int fb_bdev_set_qos_limits(struct fb_engine *e, const char *name,
 			fb_err_set(err, "out of memory");
 			return -ENOMEM;
 		}
+		static _Atomic uint64_t qos_gens;
+
 		q->limits = l;
+		q->gen = atomic_fetch_add(&qos_gens, 1) + 1;
 		for (unsigned k = 0; k < QOS_N; k++) {
 			int64_t cap = (int64_t)((unsigned __int128)rates[k] * QOS_BURST_NS / 1000000000u);
 
 			q->b[k].rate = rates[k];
 			q->b[k].cap = cap > 0 ? cap : 1;
-			atomic_init(&q->b[k].avail, q->b[k].cap);
+			/* One timeslice's worth shared by the reactors: small
+			 * enough that none strands much, large enough that the
+			 * shared atomics are touched once per several I/Os. */
+			q->b[k].batch = (int64_t)((unsigned __int128)rates[k] * QOS_SLICE_NS /
+						  1000000000u / e->nreactors);
+			if (q->b[k].batch < 1)
+				q->b[k].batch = 1;
+			/* New limits start with one timeslice, not a burst. */
+			atomic_init(&q->b[k].avail, q->b[k].batch * (int64_t)e->nreactors > 0 ?
+						    q->b[k].batch * (int64_t)e->nreactors : 1);
 			atomic_init(&q->b[k].last_ns, now);
 		}
 	}
@@ -1191,7 +1224,24 @@ static int qos_rpc_set(struct fb_engine *e, const void *params, struct fb_json_w
 	return rc;
 }
 
+/* flexbso_bdev_get_module_config: every module's module-wide config entries
+ * (config_json), in registration order; framework_get_config puts them
+ * before the bdevs' entries. */
+static int module_config_rpc(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			     struct fb_err *err)
+{
+	(void)params;
+	(void)err;
+	fb_json_write_array_begin(w);
+	for (unsigned i = 0; i < e->nmodules; i++)
+		if (e->modules[i].c.config_json)
+			e->modules[i].c.config_json(e, w);
+	fb_json_write_array_end(w);
+	return 0;
+}
+
 static const struct fb_rpc_method core_rpcs[] = {
+	{.name = "flexbso_bdev_get_module_config", .handler = module_config_rpc},
 	{.name = "bdev_set_qos_limit", .params = qos_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(qos_fields), .params_size = sizeof(struct qos_params),
 	 .params_init = qos_params_init, .handler = qos_rpc_set},

@@ -133,20 +133,24 @@ struct fb_bdev_desc {
 	unsigned event_refs;            /* event calls in progress (under e->lock) */
 };
 
-/* QoS (fb_bdev_set_qos_limits): one shared token bucket per limit, refilled
- * from the clock by whichever reactor finds it due (a CAS on last_ns), no
- * lock. Immutable limits; replaced whole and freed after a reactor barrier. */
+/* QoS (fb_bdev_set_qos_limits): per limit, one shared token bucket per bdev,
+ * refilled from the clock by whichever reactor finds it due (a CAS on
+ * last_ns), and a local bucket per channel (reactor) that draws batches from
+ * it; no lock. Immutable limits; replaced whole and freed after a reactor
+ * barrier. */
 enum { QOS_IOS, QOS_RW_BYTES, QOS_R_BYTES, QOS_W_BYTES, QOS_N };
 
 struct fb_qos_bucket {
 	uint64_t rate;                  /* per second; 0 = unlimited */
 	int64_t cap;                    /* most tokens kept (QOS_BURST_NS worth, at least 1) */
+	int64_t batch;                  /* what a channel draws at once */
 	_Atomic int64_t avail;          /* may go negative: a big I/O borrows */
 	_Atomic uint64_t last_ns;       /* time the tokens are accounted up to */
 };
 
 struct fb_qos {
 	struct fb_qos_limits limits;
+	uint64_t gen;                   /* unique per limits set (channels compare it) */
 	struct fb_qos_bucket b[QOS_N];
 };
 
@@ -209,6 +213,8 @@ struct fb_io_channel {
 	 * that releases it. */
 	struct fb_bdev_io *qos_head, *qos_tail;
 	struct fb_timer qos_timer;
+	uint64_t qos_gen;               /* fb_qos.gen qos_local was drawn under */
+	int64_t qos_local[QOS_N];       /* this reactor's tokens (may be negative: borrowed) */
 	/* Scratch buffer cache: per power-of-two class. */
 	struct fb_buf_free *buf_cache[FB_BUF_CLASSES];
 	unsigned buf_ncache[FB_BUF_CLASSES];
