@@ -382,6 +382,18 @@ TEST(test_inline_4k_blocks)
 		CHECK_EQ(th_read(e, (i + 1) % 2, desc, back, off, n), 0);
 		CHECK(memcmp(buf, back, n * 4096) == 0);
 	}
+	/* The level changes in place: new writes use it, old chunks still read. */
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_set_level", "{\"name\":\"C1\",\"comp_level\":9}"));
+	CHECK_EQ(stat_u64(e, "C1", "comp_level"), 9);
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_set_level", "{\"name\":\"C1\",\"comp_level\":13}"),
+		 -EINVAL);
+	CHECK(strstr(err.msg, "'comp_level'") && strstr(err.msg, "1 to 12"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_compress_set_level", "{\"name\":\"M1\",\"comp_level\":1}"),
+		 -ENODEV);
+	fill_data(buf, 16 * 4096, &seed);
+	CHECK_EQ(th_write(e, 0, desc, buf, 0, 16), 0);
+	CHECK_EQ(th_read(e, 1, desc, back, 0, 16), 0);
+	CHECK(memcmp(buf, back, 16 * 4096) == 0);
 	fb_bdev_close(desc);
 	fb_engine_destroy(e);
 	free(buf);

@@ -138,7 +138,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_string(w, "base_bdev_name", cb->base_name);
 	fb_json_write_named_string(w, "uuid", uuid);
 	fb_json_write_named_string(w, "comp_algo", cb->codec->name);
-	fb_json_write_named_int64(w, "comp_level", cb->level);
+	fb_json_write_named_int64(w, "comp_level", atomic_load(&cb->level));
 	fb_json_write_named_string(w, "engine", engine_name());
 	fb_json_write_named_uint64(w, "chunk_size", cb->chunk);
 	fb_json_write_named_uint64(w, "lb_size", cb->lb);
@@ -240,6 +240,37 @@ void fb_cmp_write_all_stats(struct fb_engine *e, struct fb_json_writer *w)
 			write_stats(cb, w);
 	pthread_mutex_unlock(&mod_list_mu);
 	fb_json_write_array_end(w);
+}
+
+/* Whether level is in the codec's range; err says the range when not. */
+static bool level_ok(const struct fb_cmp_codec *c, uint32_t level, struct fb_err *err)
+{
+	if (level <= (uint32_t)c->max_level && (int)level >= c->min_level)
+		return true;
+	fb_err_set(err, "Invalid parameter 'comp_level': %s takes levels %d to %d, got %u. Fix: pass "
+		   "e.g. %d (the default)", c->name, c->min_level, c->max_level, level,
+		   c->default_level);
+	return false;
+}
+
+int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, struct fb_err *err)
+{
+	int rc = -ENODEV;
+
+	pthread_mutex_lock(&mod_list_mu);
+	for (struct cmp_bdev *cb = mod_bdevs; cb; cb = cb->next) {
+		if (cb->e != e || !cb->bdev || strcmp(cb->name, name) != 0)
+			continue;
+		rc = level_ok(cb->codec, level, err) ? 0 : -EINVAL;
+		if (rc == 0)
+			atomic_store(&cb->level, (int)level);
+		break;
+	}
+	pthread_mutex_unlock(&mod_list_mu);
+	if (rc == -ENODEV)
+		fb_err_set(err, "no compress bdev named '%s'. Fix: pass the name bdev_compress_create "
+			   "returned, e.g. \"COMP_Malloc0\"", name);
+	return rc;
 }
 
 static unsigned default_workers(void)
@@ -555,7 +586,7 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	if (rc)
 		goto fail;
 	cb->codec = a->create ? a->codec : fb_cmp_codec_get((enum fb_cmp_algo)h.algo);
-	cb->level = a->create ? a->level : h.level;
+	atomic_init(&cb->level, a->create ? a->level : h.level);
 	cb->chunk = h.chunk_size;
 	cb->lb = h.lb_size;
 	cb->unit = h.unit_size;
@@ -695,13 +726,8 @@ int fb_cmp_create(struct fb_engine *e, const struct fb_cmp_create_params *p, cha
 		return -EINVAL;
 	}
 	a.level = p->comp_level == UINT32_MAX ? a.codec->default_level : (int)p->comp_level;
-	if (p->comp_level != UINT32_MAX &&
-	    (p->comp_level > (uint32_t)a.codec->max_level || (int)p->comp_level < a.codec->min_level)) {
-		fb_err_set(err, "Invalid parameter 'comp_level': %s takes levels %d to %d, got %u. "
-			   "Fix: pass e.g. %d (the default)", a.codec->name, a.codec->min_level,
-			   a.codec->max_level, p->comp_level, a.codec->default_level);
+	if (p->comp_level != UINT32_MAX && !level_ok(a.codec, p->comp_level, err))
 		return -EINVAL;
-	}
 	if (p->lb_size && p->lb_size != 512 && p->lb_size != 4096) {
 		fb_err_set(err, "Invalid parameter 'lb_size': must be 512 or 4096, got %u. Fix: pass "
 			   "512 or 4096", p->lb_size);

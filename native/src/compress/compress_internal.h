@@ -10,7 +10,7 @@
 #include "map.h"
 #include "worker.h"
 
-#define FB_CMP_NRPCS 4
+#define FB_CMP_NRPCS 5
 extern const struct fb_rpc_method fb_cmp_rpcs[FB_CMP_NRPCS];
 extern const struct fb_bdev_module fb_cmp_module;
 
@@ -49,6 +49,10 @@ int fb_cmp_write_stats(struct fb_engine *e, const char *name, struct fb_json_wri
 /* Writes every compress bdev's stats object (bdev_compress_get_stats without a name). */
 void fb_cmp_write_all_stats(struct fb_engine *e, struct fb_json_writer *w);
 int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *err);
+/* The level new writes use (in place: stored chunks keep theirs, any level
+ * decodes). Not kept in the header: a reopened volume starts at its
+ * creation level, so whoever owns the intent re-applies it. */
+int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, struct fb_err *err);
 
 /* ------------------------------------------------- the bdev's internals */
 
@@ -67,7 +71,7 @@ struct cmp_bdev {
 	struct fb_bdev_desc *base;
 	uint32_t base_bs;
 	const struct fb_cmp_codec *codec;
-	int level;
+	atomic_int level;             /* for new writes; bdev_compress_set_level */
 	uint32_t chunk, lb, unit;
 	uint64_t data_off;            /* bytes */
 

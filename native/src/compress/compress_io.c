@@ -232,7 +232,7 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 			    &n) == -ENOSPC)
 		rc = -ENOSPC;
 	else
-		rc = fb_cmp_compress(ctxs, cb->codec, cb->level, src, cb->chunk, dst,
+		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed), src, cb->chunk, dst,
 				     cb->chunk - cb->chunk / 8, &n);
 	add_codec_stats(&cb->st, true, cb->chunk,
 			rc ? cb->chunk : n, fb_now_ns() - t0);

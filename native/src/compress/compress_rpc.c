@@ -1,6 +1,7 @@
 /* JSON-RPC methods of the compress module: bdev_compress_create (SPDK's
  * params plus chunk_size, engine and num_blocks), bdev_compress_delete,
- * bdev_compress_get_stats, bdev_compress_set_options. */
+ * bdev_compress_get_stats, bdev_compress_set_level (new writes, in place),
+ * bdev_compress_set_options. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -102,6 +103,30 @@ static int rpc_stats(struct fb_engine *e, const void *params, struct fb_json_wri
 	return 0;
 }
 
+struct level_params {
+	char *name;
+	uint32_t comp_level;
+};
+
+static const struct fb_json_field level_fields[] = {
+	{.name = "name", .offset = offsetof(struct level_params, name), .type = FB_JSON_STRING,
+	 .hint = "the compress bdev's name, e.g. \"COMP_Malloc0\""},
+	{.name = "comp_level", .offset = offsetof(struct level_params, comp_level),
+	 .type = FB_JSON_U32, .hint = "a level of the bdev's algorithm"},
+};
+
+static int rpc_level(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+		     struct fb_err *err)
+{
+	const struct level_params *p = params;
+	int rc = fb_cmp_set_level(e, p->name, p->comp_level, err);
+
+	if (rc)
+		return rc;
+	fb_json_write_bool(w, true);
+	return 0;
+}
+
 struct options_params {
 	uint32_t worker_threads;
 };
@@ -135,6 +160,9 @@ const struct fb_rpc_method fb_cmp_rpcs[FB_CMP_NRPCS] = {
 	{.name = "bdev_compress_get_stats", .params = stats_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(stats_fields), .params_size = sizeof(struct name_params),
 	 .handler = rpc_stats},
+	{.name = "bdev_compress_set_level", .params = level_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(level_fields), .params_size = sizeof(struct level_params),
+	 .handler = rpc_level},
 	{.name = "bdev_compress_set_options", .params = options_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(options_fields),
 	 .params_size = sizeof(struct options_params), .handler = rpc_options},
