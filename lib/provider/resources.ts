@@ -11,10 +11,11 @@
  *
  * The agent applies whole topologies, not single resources, so each apply reads the DPU's
  * live topology, changes this one resource in it, and applies that with the generation it
- * read (`expectedGeneration`). Terraform applies up to 10 resources at once: a concurrent
- * apply makes the agent answer "stale generation" or "busy", and we re-read and retry, so
- * no writer's change is lost. Anything else that changes the DPU between two Terraform
- * steps (a `flexbso apply` of another topology) is seen on the next refresh as drift.
+ * read (`expectedGeneration`). Terraform applies up to 10 resources at once: they take
+ * turns inside this process; another writer's concurrent apply makes the agent answer
+ * "stale generation" or "busy", and we re-read and retry, so no writer's change is lost.
+ * Anything else that changes the DPU between two Terraform steps (a `flexbso apply` of
+ * another topology) is seen on the next refresh as drift.
  */
 import { AgentClient, AgentRpcError } from "../agent/client.js";
 import { resolveToken } from "../agent/fleet.js";
@@ -70,6 +71,8 @@ export class FlexbsoProvider {
   /** Deletes skipped because a live consumer still used the bdev (the delete half of a replace): the create half re-creates them. */
   private readonly deferredDeletes = new Set<string>();
   private cachedView?: { at: number; view: Promise<TopologyView> };
+  /** The last queued mutation: applies from this process run one at a time. */
+  private turns: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
 
@@ -344,9 +347,17 @@ export class FlexbsoProvider {
 
   /**
    * Applies `edit(live resources)` as the DPU's new topology, at the generation read.
-   * `edit` returns null for "nothing to do". Retries while another apply wins the race.
+   * `edit` returns null for "nothing to do". Terraform's parallel steps in this process
+   * take turns (they would only make each other stale); a writer outside this process
+   * winning the race makes the agent answer stale or busy, and the step re-reads and retries.
    */
-  private async mutate(s: ProviderSettings, dpu: string, edit: (live: Resource[]) => Resource[] | null): Promise<void> {
+  private mutate(s: ProviderSettings, dpu: string, edit: (live: Resource[]) => Resource[] | null): Promise<void> {
+    const turn = this.turns.then(() => this.mutateNow(s, dpu, edit));
+    this.turns = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async mutateNow(s: ProviderSettings, dpu: string, edit: (live: Resource[]) => Resource[] | null): Promise<void> {
     const deadline = Date.now() + 10 * 60_000;
     for (let attempt = 1; ; attempt++) {
       this.cachedView = undefined;
