@@ -310,7 +310,7 @@ export class NativeBackend implements Backend {
       }
       const gone = b.members.filter((m) => !after.spec.members.includes(m));
       const added = after.spec.members.filter((m) => !b.members.includes(m));
-      if (gone.length === 0 && added.length === 0) return;
+      if (gone.length === 0 && added.length === 0) return this.readdMembers(after);
       if (gone.length !== 1 || added.length !== 1) {
         throw new BackendError(after.address, "update", `the native engine replaces one member at a time (${gone.length} removed, ${added.length} added); the plan should have said so`);
       }
@@ -628,6 +628,20 @@ export class NativeBackend implements Backend {
       }));
     }
     await this.applyQos(r);
+  }
+
+  /**
+   * A member re-created under the array (the plan's cascade) comes back blank and is not
+   * part of it: add it again, so the engine rebuilds it (raid_rebuild_* events).
+   */
+  private async readdMembers(r: ResourceOf<"raid">): Promise<void> {
+    const all = await this.call(r, "bdev_raid_get_bdevs", () => this.opts.rpc.call<unknown[]>("bdev_raid_get_bdevs", { category: "all" }));
+    const me = asArray(all).find((x) => (x as { name?: unknown }).name === r.name) as { base_bdevs_list?: { name?: string; state?: string }[] } | undefined;
+    const inv = await this.call(r, "inventory", () => this.inventory());
+    for (const m of me?.base_bdevs_list ?? []) {
+      if (m.name === undefined || m.state === "online" || m.state === "rebuilding" || !inv.bdevs.has(m.name) || !r.spec.members.includes(m.name)) continue;
+      await this.call(r, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: r.name, base_bdev: m.name }));
+    }
   }
 
   /** Set the function's I/O limits on its volume (SPDK's bdev_set_qos_limit; 0 = unlimited). */
