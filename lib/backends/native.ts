@@ -105,6 +105,18 @@ export class NativeBackend implements Backend {
       if (s.op !== "create") continue;
       const existing = inv.bdevs.get(r.name);
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
+      if (r.kind === "compress") {
+        // bdev_compress_delete leaves the volume's header on the base: a new volume on the same base
+        // (not re-created in this plan) with other parameters is refused by the engine.
+        const old = steps.find((x) => x.op === "delete" && x.before?.address === r.address)?.before as ResourceOf<"compress"> | undefined;
+        const baseFresh = steps.some((x) => x.op === "delete" && x.before?.kind !== "compress" && x.before?.name === r.spec.base);
+        if (old && !baseFresh && old.spec.base === r.spec.base && (old.spec.algorithm !== r.spec.algorithm || old.spec.chunkSize !== r.spec.chunkSize)) {
+          fail(`the native engine keeps the old volume's header on base '${r.spec.base}' when the compress bdev is deleted, so re-creating it with another ${old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize"} is refused`,
+            "re-create the base too (rename it, or change it destructively in the same apply), or keep the algorithm and chunkSize",
+            old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize");
+        }
+        continue;
+      }
       if (r.kind === "function") {
         const have = inv.exports.get(exportNameOf(r.spec));
         const name = exportNameOf(r.spec);
