@@ -66,12 +66,68 @@ static const struct fb_json_field delete_fields[] = {
 	 .hint = "the compress bdev's name, e.g. \"COMP_Malloc0\""},
 };
 
+/* The base of compress bdev `name` (malloc'd), or NULL if it is not one. */
+static char *base_name_of(struct fb_engine *e, const char *name)
+{
+	struct fb_bdev_desc *d;
+	struct fb_bdev *b;
+	char *base = NULL;
+
+	if (fb_bdev_open(e, name, NULL, &d, NULL) != 0)
+		return NULL;
+	b = fb_bdev_desc_get_bdev(d);
+	if (fb_bdev_get_module(b) == &fb_cmp_module)
+		base = strdup(((struct cmp_bdev *)fb_bdev_get_module_ctx(b))->base_name);
+	fb_bdev_close(d);
+	return base;
+}
+
+/* Zeroes the volume header so that nothing can reopen the deleted volume:
+ * neither examine after a restart nor a later create on the same base, which
+ * would otherwise hand the old data to the next owner of the base. */
+static int wipe_header(struct fb_engine *e, const char *base, struct fb_err *err)
+{
+	struct fb_bdev_open_opts o = {.size = sizeof(o), .write = true, .holder = "bdev_compress_delete"};
+	struct fb_bdev_desc *d;
+	void *zero = NULL;
+	uint32_t bs;
+	int rc = fb_bdev_open(e, base, &o, &d, err);
+
+	if (rc)
+		return rc;
+	bs = fb_bdev_get_block_size(fb_bdev_desc_get_bdev(d));
+	zero = calloc(1, FB_CMP_HEADER_REGION > bs ? FB_CMP_HEADER_REGION : bs);
+	if (!zero) {
+		rc = -ENOMEM;
+	} else {
+		uint64_t blocks = (FB_CMP_HEADER_REGION + bs - 1) / bs;
+
+		rc = fb_bdev_io_sync(d, FB_IO_WRITE, zero, 0, blocks, FB_IO_FLAG_FUA);
+		if (rc == 0)
+			rc = fb_bdev_io_sync(d, FB_IO_FLUSH, NULL, 0, 0, 0);
+	}
+	if (rc)
+		fb_err_set(err, "compress bdev deleted, but wiping its header on '%s' failed (%s): "
+			   "the volume may reopen on that base; delete the base to destroy its data",
+			   base, strerror(-rc));
+	free(zero);
+	fb_bdev_close(d);
+	return rc;
+}
+
+/* SPDK's bdev_compress_delete destroys the volume, not just the bdev: the
+ * header is wiped after the bdev is gone (an engine shutdown, which is not
+ * this RPC, keeps volumes for examine to reopen). */
 static int rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
 		      struct fb_err *err)
 {
 	const struct name_params *p = params;
+	char *base = base_name_of(e, p->name);
 	int rc = fb_bdev_delete_own(e, p->name, &fb_cmp_module, err);
 
+	if (rc == 0 && base)
+		rc = wipe_header(e, base, err);
+	free(base);
 	if (rc)
 		return rc;
 	fb_json_write_bool(w, true);

@@ -1633,32 +1633,61 @@ int fb_bdev_delete_own(struct fb_engine *e, const char *name, const struct fb_bd
 	return rc == -ENOENT ? -ENODEV : rc;
 }
 
+/* Names of the bdevs to delete next, newest first: those nothing claims
+ * (the tops of the stacks), or every bdev when claimed_ok. Caller frees. */
+static char **bdev_names_locked(struct fb_engine *e, bool claimed_ok, size_t *n)
+{
+	size_t cap = 0, i = 0;
+	char **names;
+
+	for (struct fb_bdev *b = e->bdevs_head; b; b = b->next)
+		cap++;
+	names = calloc(cap ? cap : 1, sizeof(*names));
+	for (struct fb_bdev *b = e->bdevs_tail; names && b; b = b->prev) {
+		if (claimed_ok || !b->claim)
+			names[i++] = strdup(b->name);
+	}
+	*n = i;
+	return names;
+}
+
+/* Shutdown deletes the tops of the stacks first, as SPDK does: a bdev that
+ * something claims (a RAID member, a compress base) goes only after its
+ * claimer, whatever the creation order (a spare added to an array after the
+ * array exists must not be hot-removed, and recorded as failed, first). */
 void fb_bdev_delete_all(struct fb_engine *e)
 {
-	char **names = NULL;
-	size_t n = 0, i = 0;
+	bool progress = true, last_pass = false;
 
-	pthread_mutex_lock(&e->lock);
-	for (struct fb_bdev *b = e->bdevs_head; b; b = b->next)
-		n++;
-	names = calloc(n ? n : 1, sizeof(*names));
-	/* Newest first: virtual bdevs go before the bases they claim. */
-	for (struct fb_bdev *b = e->bdevs_tail; names && b; b = b->prev)
-		names[i++] = strdup(b->name);
-	pthread_mutex_unlock(&e->lock);
-	for (i = 0; names && i < n; i++) {
-		struct fb_err err;
-		int rc;
+	while (progress || !last_pass) {
+		char **names;
+		size_t n = 0;
 
-		if (!names[i])
-			continue;
-		rc = fb_bdev_delete(e, names[i], &err);
-		/* -ENOENT: gone already, with the bdev it was built on. */
-		if (rc && rc != -ENOENT)
-			fb_log(e, FB_LOG_WARN, "engine shutdown: %s (leaked)", err.msg);
-		free(names[i]);
+		last_pass = !progress;
+		progress = false;
+		pthread_mutex_lock(&e->lock);
+		names = bdev_names_locked(e, last_pass, &n);
+		pthread_mutex_unlock(&e->lock);
+		if (!names)
+			return;
+		for (size_t i = 0; i < n; i++) {
+			struct fb_err err;
+			int rc;
+
+			if (!names[i])
+				continue;
+			rc = fb_bdev_delete(e, names[i], &err);
+			if (rc == 0)
+				progress = true;
+			/* -ENOENT: gone already, with the bdev it was built on. */
+			else if (rc != -ENOENT && last_pass)
+				fb_log(e, FB_LOG_WARN, "engine shutdown: %s (leaked)", err.msg);
+			free(names[i]);
+		}
+		free(names);
+		if (n == 0)
+			return;
 	}
-	free(names);
 }
 
 static void stats_fill(const uint64_t *s, struct fb_bdev_stats *st)
