@@ -9,6 +9,7 @@ import { ensureToken } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
+import { LOCAL_URL_FILE } from "./credentials.js";
 import { NativeBackend } from "../backends/native.js";
 import { NotificationPoller } from "./notifications.js";
 import type { AgentConfig } from "./config.js";
@@ -98,6 +99,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
     const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, "agent.url"), url + "\n");
+    // beside the token: the CLI sends the local token to this URL only
+    await writeFileAtomic(path.join(cfg.stateDir, LOCAL_URL_FILE), url + "\n");
 
     // Engine notifications (safe-read repairs, degraded members, rebuild progress) into the event log and /metrics.
     const notes = new NotificationPoller({
