@@ -5,6 +5,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { lockStateDir } from "../state/lock.js";
+import { checkStateDir } from "../state/safety.js";
 import { ensureToken } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
@@ -43,6 +44,7 @@ const NOTIFY_POLL_MS = 500;
 export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ level: cfg.logLevel })): Promise<RunningAgent> {
   await fsp.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   await fsp.mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
+  await checkStateDir(cfg.stateDir);
   const release = await lockStateDir(cfg.stateDir);
   const cleanups: (() => Promise<unknown>)[] = [release];
   try {
