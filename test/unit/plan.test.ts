@@ -6,6 +6,8 @@ import { KINDS, type Desired, type Kind, type Spec } from "../../lib/model/types
 import { plan } from "../../lib/plan/plan.js";
 import { FIELD_RULES, fieldVerdict } from "../../lib/plan/fields.js";
 import { loadYamlText } from "../helpers/model.js";
+import { repoPath } from "../helpers/index.js";
+import { readFileSync } from "node:fs";
 
 const BASE = `
 dpus:
@@ -259,6 +261,21 @@ test("data wording: deletes and replaces of file bdevs say what happens to the f
   assert.is(kept.reason, "the bdev is removed; the file b.img is kept with its data (retain: true)");
   const imported = plan(topo(BASE.replace("a: { kind: file, path: a.img, size: 1MiB }", "a: { kind: file, path: a.img, size: 1MiB, import: true }")), EMPTY);
   assert.is(imported.resource_changes.find((c) => c.address === "d/file/a")!.note, "will be imported (data kept)");
+});
+
+test("lib/plan/README.md's field table names exactly the fields the descriptors classify (docs cannot drift from them)", () => {
+  const text = readFileSync(repoPath("lib/plan/README.md"), "utf8");
+  const table = text.slice(text.indexOf("| kind | field | class |"));
+  const documented = new Map<string, Set<string>>();
+  for (const line of table.split("\n").slice(2)) {
+    if (!line.startsWith("| ")) break;
+    const [kind, fields] = line.split("|").slice(1, 3).map((x) => x.trim());
+    for (const f of fields!.split(", ")) (documented.get(kind!) ?? documented.set(kind!, new Set()).get(kind!)!).add(f);
+  }
+  for (const kind of KINDS) {
+    const want = Object.keys(FIELD_RULES[kind]).map((f) => (f.startsWith("qos.") ? "qos.*" : f));
+    assert.equal([...(documented.get(kind) ?? [])].sort(), [...new Set(want)].sort(), `${kind} fields in lib/plan/README.md`);
+  }
 });
 
 test.run();
