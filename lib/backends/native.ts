@@ -105,6 +105,18 @@ export class NativeBackend implements Backend {
       if (s.op !== "create") continue;
       const existing = inv.bdevs.get(r.name);
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
+      if (r.kind === "compress") {
+        // bdev_compress_delete leaves the volume's header on the base: a new volume on the same base
+        // (not re-created in this plan) with other parameters is refused by the engine.
+        const old = steps.find((x) => x.op === "delete" && x.before?.address === r.address)?.before as ResourceOf<"compress"> | undefined;
+        const baseFresh = steps.some((x) => x.op === "delete" && x.before?.kind !== "compress" && x.before?.name === r.spec.base);
+        if (old && !baseFresh && old.spec.base === r.spec.base && (old.spec.algorithm !== r.spec.algorithm || old.spec.chunkSize !== r.spec.chunkSize)) {
+          fail(`the native engine keeps the old volume's header on base '${r.spec.base}' when the compress bdev is deleted, so re-creating it with another ${old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize"} is refused`,
+            "re-create the base too (rename it, or change it destructively in the same apply), or keep the algorithm and chunkSize",
+            old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize");
+        }
+        continue;
+      }
       if (r.kind === "function") {
         const have = inv.exports.get(exportNameOf(r.spec));
         const name = exportNameOf(r.spec);
@@ -310,7 +322,7 @@ export class NativeBackend implements Backend {
       }
       const gone = b.members.filter((m) => !after.spec.members.includes(m));
       const added = after.spec.members.filter((m) => !b.members.includes(m));
-      if (gone.length === 0 && added.length === 0) return;
+      if (gone.length === 0 && added.length === 0) return this.readdMembers(after);
       if (gone.length !== 1 || added.length !== 1) {
         throw new BackendError(after.address, "update", `the native engine replaces one member at a time (${gone.length} removed, ${added.length} added); the plan should have said so`);
       }
@@ -628,6 +640,20 @@ export class NativeBackend implements Backend {
       }));
     }
     await this.applyQos(r);
+  }
+
+  /**
+   * A member re-created under the array (the plan's cascade) comes back blank and is not
+   * part of it: add it again, so the engine rebuilds it (raid_rebuild_* events).
+   */
+  private async readdMembers(r: ResourceOf<"raid">): Promise<void> {
+    const all = await this.call(r, "bdev_raid_get_bdevs", () => this.opts.rpc.call<unknown[]>("bdev_raid_get_bdevs", { category: "all" }));
+    const me = asArray(all).find((x) => (x as { name?: unknown }).name === r.name) as { base_bdevs_list?: { name?: string; state?: string }[] } | undefined;
+    const inv = await this.call(r, "inventory", () => this.inventory());
+    for (const m of me?.base_bdevs_list ?? []) {
+      if (m.name === undefined || m.state === "online" || m.state === "rebuilding" || !inv.bdevs.has(m.name) || !r.spec.members.includes(m.name)) continue;
+      await this.call(r, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: r.name, base_bdev: m.name }));
+    }
   }
 
   /** Set the function's I/O limits on its volume (SPDK's bdev_set_qos_limit; 0 = unlimited). */

@@ -142,9 +142,15 @@ async function safeReadStep(step: Step, say: Say, rpc: SpdkRpcClient, agent: Run
       return;
     }
     if (w.code !== 0) throw new Error(`qemu-io write failed:\n${w.stdout}${w.stderr}`);
-    await rpc.call("bdev_error_inject_error", { name: "EE_sr_a", io_type: "read", error_type: "corrupt_data", num: 1 });
-    say("  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, num: 1}");
-    // The injection hits the first read that reaches EE_sr_a; read until it has (every read is checked by the client).
+    // One block of EE_sr_a's data area (past the array's superblock), for two reads: the one whose
+    // checksum fails, and the repair's second look at every copy (a flip gone on the second look
+    // was not on the medium, so it is not rewritten).
+    const info = await rpc.call<{ name: string; base_bdevs_list: { name: string; data_offset: number }[] }[]>("bdev_raid_get_bdevs", { category: "all" });
+    const dataOffset = info.find((x) => x.name === "safe0")?.base_bdevs_list.find((m) => m.name === "EE_sr_a")?.data_offset ?? 0;
+    const lba = 8;
+    await rpc.call("bdev_error_inject_error", { name: "EE_sr_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: dataOffset + lba, num_blocks: 1 });
+    say(`  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, offset_blocks: ${dataOffset + lba} (array lba ${lba}), num_blocks: 1}`);
+    // The injection hits the next reads that reach EE_sr_a; read until they have (every read is checked by the client).
     let repair: AgentEventLike | undefined;
     for (let i = 0; i < 8 && !repair; i++) {
       const r = await tool("qemu-io", ["-f", "raw", "-c", "read -P 0x42 0 1M", uri]);

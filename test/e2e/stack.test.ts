@@ -28,7 +28,7 @@ async function engine<T>(fn: (rpc: SpdkRpcClient) => Promise<T>): Promise<T> {
 let n = 0;
 function topology(bdevs: string, funcs: string): Promise<string> {
   return writeTopology("kinds.yaml", [a], path.join(a.dir, `s${n++}.yaml`), (s) =>
-    s.replace("${BDEVS}", bdevs).replace("${FUNCS}", funcs).replace("${VFS}", "8").replace(/functions:\n {6}\{\}/, "functions: {}"));
+    s.replace("${BDEVS}", bdevs).replace("${FUNCS}", funcs).replace("${VFS}", "8").replace(/functions:\n {6}\{\}/, "functions: {}").replace(/bdevs:\n {6}\{\}/, "bdevs: {}"));
 }
 
 const stack = (safeRead: string) => topology([
@@ -88,6 +88,55 @@ test("raid + compress + vhost: apply, no changes after, safeRead live, destroy c
   assert.equal(bdevs.map((b) => b.name), [], "no bdev left");
   assert.equal(await engine((rpc) => rpc.call<any[]>("vhost_get_controllers")), [], "no controller left");
   assert.not.ok(existsSync(ctrl[0].socket), "vhost socket removed");
+});
+
+test("engine notifications: a safe-read repair reaches the event log, `flexbso events` and /metrics, once across an agent restart", async () => {
+  const t = await topology("      {}", "      {}");
+  assert.is((await cli(["apply", t, "--auto-approve", "--allow-data-loss"])).code, 0);
+  const sock = path.join(a.runDir, "test-ev.sock");
+  await engine(async (rpc) => {
+    for (const m of ["ev_a", "ev_b"]) {
+      await rpc.call("bdev_malloc_create", { name: m, num_blocks: 8192, block_size: 512 });
+      await rpc.call("bdev_error_create", { base_name: m });
+    }
+    await rpc.call("bdev_raid_create", { name: "ev", raid_level: "raid1", base_bdevs: ["EE_ev_a", "EE_ev_b"], superblock: true, safe_read: "repair" });
+    await rpc.call("flexbso_nbd_export_add", { export_name: "ev", bdev_name: "ev", listen: `unix:${sock}` });
+  });
+  const uri = `nbd+unix:///ev?socket=${sock}`;
+  assert.is((await run("qemu-io", ["-f", "raw", "-c", "write -P 0x33 0 64k", uri])).code, 0);
+  const off = (await engine((rpc) => rpc.call<any[]>("bdev_raid_get_bdevs", { category: "all" }))).find((x) => x.name === "ev").base_bdevs_list[0].data_offset;
+  // Two corrupted reads of block 0 of EE_ev_a (read first for lba 0): the checksum's and the repair's look.
+  await engine((rpc) => rpc.call("bdev_error_inject_error", { name: "EE_ev_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: off, num_blocks: 1 }));
+  const r = await run("qemu-io", ["-f", "raw", "-c", "read -P 0x33 0 4k", uri]);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.not.match(r.stdout + r.stderr, /verification failed/i);
+  const events = async () => {
+    const e = await cli(["events", t]);
+    assert.is(e.code, 0, e.stderr);
+    return e.stdout.split("\n").filter((l) => l.includes("engine.raid_safe_read_repair"));
+  };
+  const deadline = Date.now() + 10_000;
+  let lines = await events();
+  while (lines.length === 0 && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 200));
+    lines = await events();
+  }
+  assert.is(lines.length, 1, lines.join("\n"));
+  assert.match(lines[0]!, "raid 'ev': member 'EE_ev_a' lba 0");
+  const m = await fetch(`${a.url}/metrics`, { headers: { authorization: `Bearer ${a.token()}` } }).then((x) => x.text());
+  assert.match(m, 'flexbso_raid_safe_read_repairs_total{array="ev",member="EE_ev_a"} 1');
+  await a.kill9();
+  await a.restart();
+  await new Promise((res) => setTimeout(res, 1500)); // three poll periods: a repeat would show up
+  assert.is((await events()).length, 1, "the restarted agent does not log the notification again");
+  await engine(async (rpc) => {
+    await rpc.call("flexbso_nbd_export_remove", { export_name: "ev" });
+    await rpc.call("bdev_raid_delete", { name: "ev" });
+    for (const m of ["ev_a", "ev_b"]) {
+      await rpc.call("bdev_error_delete", { name: `EE_${m}` });
+      await rpc.call("bdev_malloc_delete", { name: m });
+    }
+  });
 });
 
 test("compress engine gpu is a plan error naming the field", async () => {
