@@ -69,9 +69,6 @@ export async function resolveTargets(desired: Desired, opts: ResolveOptions = {}
 export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = {}): Promise<{ token: string; source: string }> {
   const env = opts.env ?? process.env;
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
-  if (d.spec.agent.tokenFile) {
-    warn(`DPU '${d.name}': agent.tokenFile in the topology is ignored (a topology does not choose which credential is sent where); ${credentialFix(d.name, d.spec.agent.endpoint, env)}, and remove agent.tokenFile`);
-  }
   if (opts.tokenFile) {
     const file = path.resolve(opts.tokenFile.startsWith("~/") && env.HOME ? path.join(env.HOME, opts.tokenFile.slice(2)) : opts.tokenFile);
     try {
@@ -85,6 +82,11 @@ export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = 
     }
   }
   const r = await lookupCredential(d.name, d.spec.agent.endpoint, env);
+  // a topology naming the very file the CLI's configuration chose is harmless: no warning
+  const named = d.spec.agent.tokenFile;
+  if (named && !(r.ok && path.resolve(named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named) === r.source)) {
+    warn(`DPU '${d.name}': agent.tokenFile in the topology is ignored (a topology does not choose which credential is sent where); ${credentialFix(d.name, d.spec.agent.endpoint, env)}, and remove agent.tokenFile`);
+  }
   if (r.ok) return { token: r.token, source: r.source };
   throw new FleetError(`${d.name}: no agent token for ${d.spec.agent.endpoint}: ${r.problems.join("; ")}; ${credentialFix(d.name, d.spec.agent.endpoint, env)}`);
 }
