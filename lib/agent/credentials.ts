@@ -11,6 +11,8 @@
  *  2. $FLEXBSO_TOKEN_<D> with $FLEXBSO_ENDPOINT_<D> = e (<D>: the DPU name upper-cased,
  *     other than A-Z0-9 as `_`);
  *  3. $FLEXBSO_TOKEN with $FLEXBSO_ENDPOINT = e;
+ *  With role `read` (plan, show, events), a read token configured there is preferred:
+ *  `readToken`/`readTokenFile` in the file, $FLEXBSO_READ_TOKEN[_<D>], the local `token.read`.
  *  4. the local agent's token ($FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token),
  *     for the endpoint that agent wrote beside it (`agent.url`) only: a loopback
  *     address alone proves nothing, any local user can listen on 127.0.0.2.
@@ -63,10 +65,13 @@ async function readTokenFile(file: string): Promise<{ token?: string; problem?: 
   }
 }
 
-interface FileEntry { dpu?: unknown; endpoint?: unknown; token?: unknown; tokenFile?: unknown }
+interface FileEntry { dpu?: unknown; endpoint?: unknown; token?: unknown; tokenFile?: unknown; readToken?: unknown; readTokenFile?: unknown }
+
+/** What a command needs: `read` (plan, show, events) prefers the read token where one is configured. */
+export type CredentialRole = "read" | "admin";
 
 /** The token for DPU `dpu` at `endpoint` from the CLI's own configuration. */
-export async function lookupCredential(dpu: string, endpoint: string, env: NodeJS.ProcessEnv): Promise<CredentialLookup> {
+export async function lookupCredential(dpu: string, endpoint: string, env: NodeJS.ProcessEnv, role: CredentialRole = "admin"): Promise<CredentialLookup> {
   const problems: string[] = [];
   const origin = endpointOrigin(endpoint);
   if (!origin) return { ok: false, problems: [`endpoint '${endpoint}' is not an http(s) URL`] };
@@ -92,9 +97,11 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
     const forDpu = list.filter((c) => c && c.dpu === dpu);
     const hit = forDpu.find((c) => sameOrigin(c.endpoint));
     if (hit) {
-      if (typeof hit.token === "string" && hit.token.trim()) return { ok: true, token: hit.token.trim(), source: `${file} (dpu ${dpu})` };
-      if (typeof hit.tokenFile === "string") {
-        const tf = path.resolve(path.dirname(file), hit.tokenFile.startsWith("~/") && env.HOME ? path.join(env.HOME, hit.tokenFile.slice(2)) : hit.tokenFile);
+      const inline = role === "read" && typeof hit.readToken === "string" ? hit.readToken : hit.token;
+      const named = role === "read" && typeof hit.readTokenFile === "string" ? hit.readTokenFile : hit.tokenFile;
+      if (typeof inline === "string" && inline.trim()) return { ok: true, token: inline.trim(), source: `${file} (dpu ${dpu})` };
+      if (typeof named === "string") {
+        const tf = path.resolve(path.dirname(file), named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named);
         const r = await readTokenFile(tf);
         if (r.token) return { ok: true, token: r.token, source: tf };
         problems.push(`${file}: dpu ${dpu}: ${r.problem}`);
@@ -107,7 +114,9 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
   }
 
   const sfx = envSuffix(dpu);
-  for (const [tk, ek] of [[`FLEXBSO_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_TOKEN", "FLEXBSO_ENDPOINT"]] as const) {
+  const pairs: (readonly [string, string])[] = [[`FLEXBSO_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_TOKEN", "FLEXBSO_ENDPOINT"]];
+  if (role === "read") pairs.unshift([`FLEXBSO_READ_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_READ_TOKEN", "FLEXBSO_ENDPOINT"]);
+  for (const [tk, ek] of pairs) {
     const token = env[tk]?.trim();
     if (!token) continue;
     if (sameOrigin(env[ek])) return { ok: true, token, source: `$${tk}` };
@@ -124,6 +133,10 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
     localUrl = (await fsp.readFile(urlFile, "utf8")).trim();
   } catch { /* no local agent */ }
   if (localUrl !== undefined && endpointOrigin(localUrl) === origin) {
+    if (role === "read") {
+      const rr = await readTokenFile(path.join(stateDir, "token.read"));
+      if (rr.token) return { ok: true, token: rr.token, source: path.join(stateDir, "token.read") };
+    }
     const r = await readTokenFile(local);
     if (r.token) return { ok: true, token: r.token, source: local };
     problems.push(r.problem!);

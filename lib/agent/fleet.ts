@@ -9,7 +9,7 @@ import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
-import { credentialFix, lookupCredential } from "./credentials.js";
+import { credentialFix, lookupCredential, type CredentialRole } from "./credentials.js";
 import type { PlanResult, TopologyView } from "./service.js";
 
 export { DEFAULT_STATE_DIR } from "./credentials.js";
@@ -41,6 +41,8 @@ export interface ResolveOptions {
   readonly tokenFile?: string;
   /** Where warnings go. @default stderr */
   readonly warn?: (message: string) => void;
+  /** `read` for commands that change nothing (plan, show, events): a read token is used where configured. @default admin */
+  readonly role?: CredentialRole;
 }
 
 /**
@@ -81,7 +83,7 @@ export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = 
       throw new FleetError(`${d.name}: no agent token: ${code === "ENOENT" ? `${file} does not exist` : code === "EACCES" ? `${file} is not readable by this user (permission denied)` : `cannot read ${file} (${(e as Error).message})`}; point it at the 'token' file in that agent's state dir, readable by you`);
     }
   }
-  const r = await lookupCredential(d.name, d.spec.agent.endpoint, env);
+  const r = await lookupCredential(d.name, d.spec.agent.endpoint, env, opts.role ?? "admin");
   // a topology naming the very file the CLI's configuration chose is harmless: no warning
   const named = d.spec.agent.tokenFile;
   if (named && !(r.ok && path.resolve(named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named) === r.source)) {
@@ -197,5 +199,5 @@ export async function liveCheck(targets: readonly DpuTarget[], desired: Desired)
  * the topology (installed in lib/cli/main.ts with `setActualSourceFactory`).
  */
 export function agentActualSourceFactory(opts: { actual?: string; dpu?: string[] }): ActualSource {
-  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource(opts.dpu ? { dpus: opts.dpu } : {});
+  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource({ role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
 }

@@ -27,6 +27,9 @@ export const REQUEST_TIMEOUT_MS = 120_000;
 /** Concurrent connections; more are dropped, so slow clients cannot exhaust the agent's fds. */
 export const MAX_CONNECTIONS = 256;
 
+/** JSON-RPC methods the read token may call (they change nothing). */
+export const READ_METHODS: ReadonlySet<string> = new Set(["topology.get", "topology.plan", "events.list", "function.stats", "rpc.methods"]);
+
 /** A connection must send a request with the valid token within this time, or it is closed. */
 export const AUTH_DEADLINE_MS = 10_000;
 /** Unauthenticated connections held per peer address; more from that address are closed at once. */
@@ -39,7 +42,10 @@ export const MAX_UNAUTH = 128;
 
 /** What the HTTP layer needs from the rest of the agent. */
 export interface HttpDeps {
+  /** The admin token: every method. */
   readonly token: string;
+  /** The read token: {@link READ_METHODS}, /metrics and /healthz only (for Prometheus, plan, show, events). */
+  readonly readToken?: string;
   readonly rpc: RpcDispatcher;
   readonly metrics: AgentMetrics;
   readonly log: Logger;
@@ -126,7 +132,8 @@ export function listen(server: http.Server, host: string, port: number): Promise
 
 async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = (req.url ?? "/").split("?")[0];
-  const authed = checkBearer(req.headers.authorization, deps.token);
+  const admin = checkBearer(req.headers.authorization, deps.token);
+  const authed = admin || (deps.readToken !== undefined && checkBearer(req.headers.authorization, deps.readToken));
   if (authed) onAuthenticated.get(req.socket)?.();
   if (url === "/healthz") {
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET, HEAD" });
@@ -157,7 +164,10 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     if (e instanceof BodyTooLargeError) return tooLarge();
     throw e;
   }
-  const out = await deps.rpc.handleBody(body, { maxBatch: MAX_BATCH });
+  const out = await deps.rpc.handleBody(body, {
+    maxBatch: MAX_BATCH,
+    ...(admin ? {} : { allow: (m: string) => (READ_METHODS.has(m) ? undefined : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`) }),
+  });
   if (out === null) return send(res, 204, "text/plain", "");
   send(res, 200, "application/json", JSON.stringify(out) + "\n");
 }

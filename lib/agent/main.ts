@@ -6,7 +6,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { lockStateDir } from "../state/lock.js";
 import { checkStateDir } from "../state/safety.js";
-import { ensureToken } from "../state/token.js";
+import { ensureToken, READ_TOKEN_FILE } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
@@ -49,6 +49,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
   const cleanups: (() => Promise<unknown>)[] = [release];
   try {
     const token = await ensureToken(cfg.stateDir, (m) => log.warn(m));
+    const readToken = await ensureToken(cfg.stateDir, (m) => log.warn(m), READ_TOKEN_FILE);
     const events = await EventLog.open(cfg.stateDir);
     const store = new StateStore(cfg.stateDir);
     let svc!: AgentService;
@@ -94,7 +95,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       if (code !== 0) log.warn("rpc error", { method, code });
     }), svc);
     const server = createAgentServer({
-      token, rpc, metrics, log,
+      token, readToken, rpc, metrics, log,
       health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
     });
     const port = await listen(server, cfg.host, cfg.port);

@@ -8,15 +8,17 @@ import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
 import { fsyncDir } from "./atomic.js";
 import { linkRefused, NOFOLLOW } from "./safety.js";
 
-/** File name of the token inside the state dir. */
+/** File name of the (admin) token inside the state dir. */
 export const TOKEN_FILE = "token";
+/** File name of the read token (plan, show, events, metrics) inside the state dir. */
+export const READ_TOKEN_FILE = "token.read";
 
 /**
  * Read the token in `stateDir`, creating it (0600) if it does not exist. An existing
  * token file that others can read or write is narrowed to 0600 (`onWarn` says so).
  */
-export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined): Promise<string> {
-  const file = path.join(stateDir, TOKEN_FILE);
+export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined, name: string = TOKEN_FILE): Promise<string> {
+  const file = path.join(stateDir, name);
   try {
     const token = await readToken(file);
     const mode = (await fsp.lstat(file)).mode & 0o777;

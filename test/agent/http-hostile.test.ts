@@ -13,12 +13,15 @@ import { AgentMetrics } from "../../lib/agent/metrics.js";
 import { nullLogger } from "../../lib/agent/log.js";
 
 const TOKEN = "s3cret";
+const READ = "r34d";
 
 async function withServer(fn: (port: number) => Promise<void>, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number; authDeadlineMs?: number }): Promise<void> {
   const metrics = new AgentMetrics(async () => []);
   const rpc = new RpcDispatcher(() => undefined);
   rpc.register("echo", async (p) => p);
-  const server = createAgentServer({ token: TOKEN, rpc, metrics, log: nullLogger, health: async () => ({ ok: true, dpu: "dpu0", generation: 7, target: "up" }) }, limits);
+  rpc.register("topology.get", async () => ({ generation: 7 }));
+  rpc.register("topology.apply", async () => ({ applied: [] }));
+  const server = createAgentServer({ token: TOKEN, readToken: READ, rpc, metrics, log: nullLogger, health: async () => ({ ok: true, dpu: "dpu0", generation: 7, target: "up" }) }, limits);
   const port = await listen(server, "0.0.0.0", 0);
   try {
     await fn(port);
@@ -93,6 +96,24 @@ test("/healthz without the token says only whether the agent is up; with it, the
     assert.equal(await open.json(), { ok: true });
     const authed = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { Authorization: `Bearer ${TOKEN}` } });
     assert.equal(await authed.json(), { ok: true, dpu: "dpu0", generation: 7, target: "up" });
+  }, {});
+});
+
+test("the read token reads (topology.get, /metrics) but cannot apply; the admin token can", async () => {
+  await withServer(async (port) => {
+    const call = async (token: string, method: string) => (await fetch(`http://127.0.0.1:${port}/rpc`, { method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: {} }) })).json() as Promise<any>;
+    assert.equal((await call(READ, "topology.get")).result, { generation: 7 });
+    const refused = await call(READ, "topology.apply");
+    assert.is(refused.error.code, -32009);
+    assert.match(refused.error.message, "topology.apply needs the agent's admin token ('token' in its state dir)");
+    // a batch cannot smuggle a write past the read token
+    const batch = await (await fetch(`http://127.0.0.1:${port}/rpc`, { method: "POST", headers: { Authorization: `Bearer ${READ}`, "Content-Type": "application/json" },
+      body: JSON.stringify([{ jsonrpc: "2.0", id: 1, method: "topology.get" }, { jsonrpc: "2.0", id: 2, method: "topology.apply", params: {} }]) })).json() as any[];
+    assert.equal(batch.map((r) => r.error?.code ?? "ok"), ["ok", -32009]);
+    assert.is((await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { Authorization: `Bearer ${READ}` } })).status, 200);
+    assert.equal((await call(TOKEN, "topology.apply")).result, { applied: [] });
+    assert.is((await fetch(`http://127.0.0.1:${port}/rpc`, { method: "POST", headers: { Authorization: "Bearer wrong" }, body: "{}" })).status, 401);
   }, {});
 });
 

@@ -52,6 +52,11 @@ test("token: only the CLI's own configuration, each credential bound to its endp
   writeFileSync(path.join(dir, "state", "agent.url"), "http://127.0.0.1:8400\n");
   const local = { FLEXBSO_STATE_DIR: path.join(dir, "state") };
   assert.equal((await resolveToken(dpu("http://127.0.0.1:8400"), opts(local))).token, "local");
+  // plan/show/events (role read) prefer the read token where one is configured
+  assert.equal((await resolveToken(dpu("http://127.0.0.1:8400"), opts(local))).source, path.join(dir, "state", "token"));
+  writeFileSync(path.join(dir, "state", "token.read"), "local-read\n");
+  assert.equal((await resolveToken(dpu("http://127.0.0.1:8400"), { ...opts(local), role: "read" })).token, "local-read");
+  assert.equal((await resolveToken(dpu("http://127.0.0.1:8400"), opts(local))).token, "local");
   m = await message(resolveToken(dpu("http://127.0.0.2:8400"), opts(local)));
   assert.match(m, "is sent only to http://127.0.0.1:8400");
 });
