@@ -55,7 +55,8 @@ export function envSuffix(dpu: string): string {
 /** The file in the state dir where the agent records the URL it serves. */
 export const LOCAL_URL_FILE = "agent.url";
 
-async function readTokenFile(file: string): Promise<{ token?: string; problem?: string }> {
+/** The first line of a token file, or why it cannot be used. */
+export async function readTokenFile(file: string): Promise<{ token?: string; problem?: string }> {
   try {
     const token = (await fsp.readFile(file, "utf8")).split("\n")[0]!.trim();
     return token ? { token } : { problem: `${file} is empty` };

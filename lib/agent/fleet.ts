@@ -3,13 +3,12 @@
  * token for each, and running one operation on several DPUs in parallel with each
  * DPU's failure kept apart and named.
  */
-import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
-import { credentialFix, lookupCredential, type CredentialRole } from "./credentials.js";
+import { credentialFix, lookupCredential, readTokenFile, type CredentialRole } from "./credentials.js";
 import type { PlanResult, TopologyView } from "./service.js";
 
 export { DEFAULT_STATE_DIR } from "./credentials.js";
@@ -73,15 +72,9 @@ export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = 
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   if (opts.tokenFile) {
     const file = path.resolve(opts.tokenFile.startsWith("~/") && env.HOME ? path.join(env.HOME, opts.tokenFile.slice(2)) : opts.tokenFile);
-    try {
-      const token = (await fsp.readFile(file, "utf8")).split("\n")[0]!.trim();
-      if (token) return { token, source: file };
-      throw new FleetError(`${d.name}: no agent token: ${file} is empty; put the token from the agent's state dir (file 'token') in it`);
-    } catch (e) {
-      if (e instanceof FleetError) throw e;
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new FleetError(`${d.name}: no agent token: ${code === "ENOENT" ? `${file} does not exist` : code === "EACCES" ? `${file} is not readable by this user (permission denied)` : `cannot read ${file} (${(e as Error).message})`}; point it at the 'token' file in that agent's state dir, readable by you`);
-    }
+    const t = await readTokenFile(file);
+    if (t.token) return { token: t.token, source: file };
+    throw new FleetError(`${d.name}: no agent token: ${t.problem}; point it at the 'token' file in that agent's state dir, readable by you`);
   }
   const r = await lookupCredential(d.name, d.spec.agent.endpoint, env, opts.role ?? "admin");
   // a topology naming the very file the CLI's configuration chose is harmless: no warning
