@@ -11,7 +11,7 @@
 #                    plan was made refuses it (stale generation): plan again
 #
 # Environment: FLEXBSO (the CLI, default `flexbso`), STACKS (default stacks), PLANS
-# (default plans), FLEXBSO_TOKEN (the agents' token, a CI secret), FLEXBSO_ALLOW_DATA_LOSS=1
+# (default plans), FLEXBSO_TOKEN + FLEXBSO_ENDPOINT (the agent's token and the one endpoint it is sent to), FLEXBSO_ALLOW_DATA_LOSS=1
 # (only where a reviewed plan deletes data on purpose).
 set -euo pipefail
 

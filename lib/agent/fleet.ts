@@ -3,16 +3,15 @@
  * token for each, and running one operation on several DPUs in parallel with each
  * DPU's failure kept apart and named.
  */
-import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
+import { credentialFix, lookupCredential, readTokenFile, type CredentialRole } from "./credentials.js";
 import type { PlanResult, TopologyView } from "./service.js";
 
-/** Default agent state dir (where a local agent keeps its `token`). */
-export const DEFAULT_STATE_DIR = "/var/lib/flexbso";
+export { DEFAULT_STATE_DIR } from "./credentials.js";
 
 /** A DPU the CLI talks to. */
 export interface DpuTarget {
@@ -29,13 +28,20 @@ export class FleetError extends Error {
   }
 }
 
-/** Where relative token files are looked up, and the environment. */
+/** Which DPUs, the environment, and where warnings go. */
 export interface ResolveOptions {
   /** Only these DPUs (`--dpu`); default all dpu resources of the topology. */
   readonly dpus?: readonly string[];
-  /** Directory relative `tokenFile` paths are resolved against. @default cwd */
-  readonly baseDir?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * A token file the operator configured for this endpoint outside any topology (the
+   * Terraform provider block's `token_file`, which names the endpoint beside it).
+   */
+  readonly tokenFile?: string;
+  /** Where warnings go. @default stderr */
+  readonly warn?: (message: string) => void;
+  /** `read` for commands that change nothing (plan, show, events): a read token is used where configured. @default admin */
+  readonly role?: CredentialRole;
 }
 
 /**
@@ -57,37 +63,27 @@ export async function resolveTargets(desired: Desired, opts: ResolveOptions = {}
 }
 
 /**
- * The bearer token for a DPU's agent: its `agent.tokenFile`, else `$FLEXBSO_TOKEN`,
- * else `$FLEXBSO_STATE_DIR/token`, else `/var/lib/flexbso/token`.
+ * The bearer token for a DPU's agent, from the CLI's own configuration bound to the
+ * DPU's endpoint ({@link lookupCredential}). A topology's `agent.tokenFile` is ignored
+ * with a warning: an untrusted topology must not choose which local secret is sent where.
  */
 export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = {}): Promise<{ token: string; source: string }> {
   const env = opts.env ?? process.env;
-  const candidates: string[] = [];
-  if (d.spec.agent.tokenFile) {
-    candidates.push(path.resolve(opts.baseDir ?? process.cwd(), expandHome(d.spec.agent.tokenFile, env)));
-  } else {
-    if (env.FLEXBSO_TOKEN) return { token: env.FLEXBSO_TOKEN.trim(), source: "$FLEXBSO_TOKEN" };
-    candidates.push(path.join(env.FLEXBSO_STATE_DIR ?? DEFAULT_STATE_DIR, "token"));
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+  if (opts.tokenFile) {
+    const file = path.resolve(opts.tokenFile.startsWith("~/") && env.HOME ? path.join(env.HOME, opts.tokenFile.slice(2)) : opts.tokenFile);
+    const t = await readTokenFile(file);
+    if (t.token) return { token: t.token, source: file };
+    throw new FleetError(`${d.name}: no agent token: ${t.problem}; point it at the 'token' file in that agent's state dir, readable by you`);
   }
-  const problems: string[] = [];
-  for (const file of candidates) {
-    try {
-      const token = (await fsp.readFile(file, "utf8")).split("\n")[0]!.trim();
-      if (token) return { token, source: file };
-      problems.push(`${file} is empty`);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      problems.push(code === "ENOENT" ? `${file} does not exist` : code === "EACCES" ? `${file} is not readable by this user (permission denied)` : `cannot read ${file} (${(e as Error).message})`);
-    }
+  const r = await lookupCredential(d.name, d.spec.agent.endpoint, env, opts.role ?? "admin");
+  // a topology naming the very file the CLI's configuration chose is harmless: no warning
+  const named = d.spec.agent.tokenFile;
+  if (named && !(r.ok && path.resolve(named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named) === r.source)) {
+    warn(`DPU '${d.name}': agent.tokenFile in the topology is ignored (a topology does not choose which credential is sent where); ${credentialFix(d.name, d.spec.agent.endpoint, env)}, and remove agent.tokenFile`);
   }
-  const fix = d.spec.agent.tokenFile
-    ? `point agent.tokenFile of DPU '${d.name}' at the 'token' file in that agent's state dir, readable by you`
-    : "set agent.tokenFile on the DPU, or FLEXBSO_TOKEN, or FLEXBSO_STATE_DIR to the agent's state dir";
-  throw new FleetError(`${d.name}: no agent token: ${problems.join("; ")}; ${fix}`);
-}
-
-function expandHome(p: string, env: NodeJS.ProcessEnv): string {
-  return p.startsWith("~/") && env.HOME ? path.join(env.HOME, p.slice(2)) : p;
+  if (r.ok) return { token: r.token, source: r.source };
+  throw new FleetError(`${d.name}: no agent token for ${d.spec.agent.endpoint}: ${r.problems.join("; ")}; ${credentialFix(d.name, d.spec.agent.endpoint, env)}`);
 }
 
 /** Outcome of one DPU's part of a fleet operation. */
@@ -196,5 +192,5 @@ export async function liveCheck(targets: readonly DpuTarget[], desired: Desired)
  * the topology (installed in lib/cli/main.ts with `setActualSourceFactory`).
  */
 export function agentActualSourceFactory(opts: { actual?: string; dpu?: string[] }): ActualSource {
-  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource(opts.dpu ? { dpus: opts.dpu } : {});
+  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource({ role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
 }

@@ -1,10 +1,13 @@
 /**
  * The agent's HTTP front: `POST /rpc` (JSON-RPC 2.0, bearer token), `GET /metrics`
- * (Prometheus text, bearer token), `GET /healthz` (open; 200 when the target answers,
- * 503 otherwise). Request bodies are capped; nothing else is served.
+ * (Prometheus text, bearer token), `GET /healthz` (open: 200 `{ok:true}` when the target
+ * answers, 503 otherwise; the details only with the token). Request bodies are capped;
+ * nothing else is served. Connections that have not authenticated are bounded per peer
+ * address and in all, and must authenticate within a deadline, so unauthenticated peers
+ * cannot take the connection slots authenticated clients need.
  */
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { checkBearer } from "../state/token.js";
 import { RpcDispatcher, errorResponse, RpcCode } from "./jsonrpc.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -24,9 +27,25 @@ export const REQUEST_TIMEOUT_MS = 120_000;
 /** Concurrent connections; more are dropped, so slow clients cannot exhaust the agent's fds. */
 export const MAX_CONNECTIONS = 256;
 
+/** JSON-RPC methods the read token may call (they change nothing). */
+export const READ_METHODS: ReadonlySet<string> = new Set(["topology.get", "topology.plan", "events.list", "function.stats", "rpc.methods"]);
+
+/** A connection must send a request with the valid token within this time, or it is closed. */
+export const AUTH_DEADLINE_MS = 10_000;
+/** Unauthenticated connections held per peer address; more from that address are closed at once. */
+export const MAX_UNAUTH_PER_IP = 16;
+/**
+ * Unauthenticated connections held in all; past it the oldest is closed (a real client
+ * authenticates within milliseconds of connecting, so only idle ones are old).
+ */
+export const MAX_UNAUTH = 128;
+
 /** What the HTTP layer needs from the rest of the agent. */
 export interface HttpDeps {
+  /** The admin token: every method. */
   readonly token: string;
+  /** The read token: {@link READ_METHODS}, /metrics and /healthz only (for Prometheus, plan, show, events). */
+  readonly readToken?: string;
   readonly rpc: RpcDispatcher;
   readonly metrics: AgentMetrics;
   readonly log: Logger;
@@ -35,7 +54,7 @@ export interface HttpDeps {
 }
 
 /** Create (not yet listening) the HTTP server. */
-export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): http.Server {
+export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number; authDeadlineMs?: number } = {}): http.Server {
   const requestTimeout = limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const server = http.createServer({
     headersTimeout: Math.min(limits.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout),
@@ -50,7 +69,51 @@ export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: n
   });
   server.keepAliveTimeout = 5_000;
   server.maxConnections = MAX_CONNECTIONS;
+  guardUnauthenticated(server, limits.authDeadlineMs ?? AUTH_DEADLINE_MS);
   return server;
+}
+
+/** Per socket not yet authenticated: drop it from the unauthenticated bookkeeping. */
+const onAuthenticated = new WeakMap<Socket, () => void>();
+
+/**
+ * Bound the connections that have not authenticated: per peer address, in all (oldest
+ * evicted), and in time. Runs before node's own `maxConnections` check counts them.
+ */
+function guardUnauthenticated(server: http.Server, deadlineMs: number): void {
+  const pending = new Map<Socket, { t: NodeJS.Timeout; ip: string }>(); // insertion order = age
+  const perIp = new Map<string, number>();
+  const forget = (s: Socket) => {
+    const p = pending.get(s);
+    if (p === undefined) return;
+    clearTimeout(p.t);
+    pending.delete(s);
+    const ip = p.ip; // a closed socket no longer knows its peer
+    const n = (perIp.get(ip) ?? 1) - 1;
+    if (n > 0) perIp.set(ip, n);
+    else perIp.delete(ip);
+  };
+  server.on("connection", (s: Socket) => {
+    const ip = s.remoteAddress ?? "?";
+    if ((perIp.get(ip) ?? 0) >= MAX_UNAUTH_PER_IP) {
+      s.destroy();
+      return;
+    }
+    if (pending.size >= MAX_UNAUTH) {
+      const oldest = pending.keys().next().value as Socket;
+      forget(oldest);
+      oldest.destroy();
+    }
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+    const t = setTimeout(() => {
+      forget(s);
+      s.destroy();
+    }, deadlineMs);
+    t.unref();
+    pending.set(s, { t, ip });
+    onAuthenticated.set(s, () => forget(s));
+    s.once("close", () => forget(s));
+  });
 }
 
 /** Start listening; resolves with the bound port. */
@@ -69,13 +132,17 @@ export function listen(server: http.Server, host: string, port: number): Promise
 
 async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = (req.url ?? "/").split("?")[0];
+  const admin = checkBearer(req.headers.authorization, deps.token);
+  const authed = admin || (deps.readToken !== undefined && checkBearer(req.headers.authorization, deps.readToken));
+  if (authed) onAuthenticated.get(req.socket)?.();
   if (url === "/healthz") {
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET, HEAD" });
     const h = await deps.health();
-    return send(res, h.ok ? 200 : 503, "application/json", JSON.stringify(h) + "\n");
+    // without the token: only whether the agent is up (no DPU name, generation, pids)
+    return send(res, h.ok ? 200 : 503, "application/json", JSON.stringify(authed ? h : { ok: h.ok }) + "\n");
   }
   if (url !== "/rpc" && url !== "/metrics") return send(res, 404, "text/plain", "not found: the agent serves POST /rpc, GET /metrics, GET /healthz\n");
-  if (!checkBearer(req.headers.authorization, deps.token)) {
+  if (!authed) {
     deps.log.warn("unauthorized request", { url, remote: req.socket.remoteAddress });
     // the body of an unauthenticated request is never read: answer and close
     return send(res, 401, "application/json", JSON.stringify({ error: "unauthorized: send 'Authorization: Bearer <token>' (the token is in the agent's state dir, file 'token')" }) + "\n",
@@ -97,7 +164,10 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     if (e instanceof BodyTooLargeError) return tooLarge();
     throw e;
   }
-  const out = await deps.rpc.handleBody(body, { maxBatch: MAX_BATCH });
+  const out = await deps.rpc.handleBody(body, {
+    maxBatch: MAX_BATCH,
+    ...(admin ? {} : { allow: (m: string) => (READ_METHODS.has(m) ? undefined : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`) }),
+  });
   if (out === null) return send(res, 204, "text/plain", "");
   send(res, 200, "application/json", JSON.stringify(out) + "\n");
 }

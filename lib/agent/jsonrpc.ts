@@ -26,6 +26,8 @@ export const RpcCode = {
   TargetUnavailable: -32007,
   /** The topology names another DPU than the one this agent serves. */
   WrongDpu: -32008,
+  /** The request's credential (the read token) does not allow this method. */
+  Forbidden: -32009,
 } as const;
 
 /** An error a method handler throws to produce a specific JSON-RPC error. */
@@ -79,7 +81,7 @@ export class RpcDispatcher {
    * @returns the response (object or array), or null when nothing is to be sent
    *   (notifications only).
    */
-  async handleBody(body: string, opts: { maxBatch?: number } = {}): Promise<RpcResponse | RpcResponse[] | null> {
+  async handleBody(body: string, opts: { maxBatch?: number; allow?: (method: string) => string | undefined } = {}): Promise<RpcResponse | RpcResponse[] | null> {
     let doc: unknown;
     try {
       doc = JSON.parse(body);
@@ -93,13 +95,14 @@ export class RpcDispatcher {
         this.observe("(batch)", RpcCode.InvalidRequest, 0);
         return errorResponse(null, RpcCode.InvalidRequest, `invalid request: a batch of ${doc.length} calls; at most ${opts.maxBatch} per request (send the rest in further requests)`);
       }
-      const out = (await Promise.all(doc.map((d) => this.handleOne(d)))).filter((r): r is RpcResponse => r !== null);
+      const out = (await Promise.all(doc.map((d) => this.handleOne(d, opts.allow)))).filter((r): r is RpcResponse => r !== null);
       return out.length ? out : null;
     }
-    return this.handleOne(doc);
+    return this.handleOne(doc, opts.allow);
   }
 
-  private async handleOne(req: unknown): Promise<RpcResponse | null> {
+  /** `allow` returns why a method is refused to this caller, or undefined to run it. */
+  private async handleOne(req: unknown, allow?: (method: string) => string | undefined): Promise<RpcResponse | null> {
     if (!req || typeof req !== "object" || Array.isArray(req)) {
       return errorResponse(null, RpcCode.InvalidRequest, "invalid request: expected a JSON-RPC 2.0 request object");
     }
@@ -114,6 +117,11 @@ export class RpcDispatcher {
       return errorResponse(replyId, RpcCode.InvalidRequest, 'invalid request: "params" must be an object or array');
     }
     const isNotification = id === undefined;
+    const refused = allow?.(r.method);
+    if (refused !== undefined) {
+      this.observe(r.method, RpcCode.Forbidden, 0);
+      return errorResponse(replyId, RpcCode.Forbidden, refused);
+    }
     const handler = this.methods.get(r.method);
     const started = process.hrtime.bigint();
     let resp: RpcResponse;

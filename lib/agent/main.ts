@@ -5,10 +5,12 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { lockStateDir } from "../state/lock.js";
-import { ensureToken } from "../state/token.js";
+import { checkStateDir } from "../state/safety.js";
+import { ensureToken, READ_TOKEN_FILE } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
+import { LOCAL_URL_FILE } from "./credentials.js";
 import { NativeBackend } from "../backends/native.js";
 import { NotificationPoller } from "./notifications.js";
 import type { AgentConfig } from "./config.js";
@@ -42,10 +44,12 @@ const NOTIFY_POLL_MS = 500;
 export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ level: cfg.logLevel })): Promise<RunningAgent> {
   await fsp.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   await fsp.mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
+  await checkStateDir(cfg.stateDir);
   const release = await lockStateDir(cfg.stateDir);
   const cleanups: (() => Promise<unknown>)[] = [release];
   try {
     const token = await ensureToken(cfg.stateDir, (m) => log.warn(m));
+    const readToken = await ensureToken(cfg.stateDir, (m) => log.warn(m), READ_TOKEN_FILE);
     const events = await EventLog.open(cfg.stateDir);
     const store = new StateStore(cfg.stateDir);
     let svc!: AgentService;
@@ -91,13 +95,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       if (code !== 0) log.warn("rpc error", { method, code });
     }), svc);
     const server = createAgentServer({
-      token, rpc, metrics, log,
+      token, readToken, rpc, metrics, log,
       health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
     });
     const port = await listen(server, cfg.host, cfg.port);
     cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
     const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, "agent.url"), url + "\n");
+    // beside the token: the CLI sends the local token to this URL only
+    await writeFileAtomic(path.join(cfg.stateDir, LOCAL_URL_FILE), url + "\n");
 
     // Engine notifications (safe-read repairs, degraded members, rebuild progress) into the event log and /metrics.
     const notes = new NotificationPoller({

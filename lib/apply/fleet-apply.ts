@@ -7,6 +7,7 @@
 import type { Desired, Resource } from "../model/types.js";
 import { plan as makePlan } from "../plan/index.js";
 import type { Plan } from "../plan/types.js";
+import { stepDifferences } from "../plan/saved.js";
 import { renderPlan } from "../render/index.js";
 import { combineActual, desiredFor, forEachDpu, liveCheck, readFleet, type DpuTarget } from "../agent/fleet.js";
 import { AgentRpcError } from "../agent/client.js";
@@ -85,6 +86,16 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     return done();
   }
   const p = makePlan(wanted, actual.desired, { dpus, generations: actual.generations ?? {}, ...(actual.targets ? { targets: actual.targets } : {}), live });
+  if (o.savedPlan) {
+    // what runs must be exactly what the saved plan showed its reviewer
+    const mine = new Set(dpus);
+    const differ = stepDifferences(o.savedPlan.steps.filter((s) => mine.has(s.dpu)), p.steps);
+    if (differ.length) {
+      out.write(`Error: the saved plan's steps are not what applying its desired state would do now; nothing was applied:\n${differ.map((d) => `  ${d}`).join("\n")}\nRun plan again and review it.\n`);
+      for (const t of reachable) failures.set(t.dpu, "the saved plan's steps differ from the steps derived from its desired state");
+      return done();
+    }
+  }
   if (dpus.length && o.showPlan !== false) out.write(renderPlan(p, "text"));
   if (p.errors.length) {
     for (const e of p.errors) failures.set(e.dpu, [failures.get(e.dpu), `${e.message}; fix: ${e.fix}`].filter(Boolean).join("; "));

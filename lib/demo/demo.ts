@@ -54,6 +54,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     await fsp.mkdir(cfg.dataDir, { recursive: true });
     agent = await startAgent(cfg, createLogger({ write: (l) => logStream.write(l) }));
     const tokenFile = path.join(cfg.stateDir, "token");
+    // the CLI side finds this local agent's token through its state dir (bound to its URL)
+    process.env.FLEXBSO_STATE_DIR = cfg.stateDir;
     say(`  agent   ${agent.url}  (JSON-RPC on POST /rpc, bearer token in ${tokenFile}, logs in ${logFile})`);
     say(`  engine  pid ${agent.supervisor.enginePid}, its own process: the agent can restart without pausing I/O`);
 

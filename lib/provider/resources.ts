@@ -61,7 +61,7 @@ export interface ProviderSettings {
 /** The provider block's schema. */
 const PROVIDER_ATTRS = [
   { name: "endpoint", type: "string", optional: true, description: `Agent base URL. Default $FLEXBSO_ENDPOINT, else ${DEFAULTS.agentEndpoint}.` },
-  { name: "token_file", type: "string", optional: true, description: "File holding the agent's bearer token. Default $FLEXBSO_TOKEN, else $FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token." },
+  { name: "token_file", type: "string", optional: true, description: "File holding the agent's bearer token. Default: the CLI's credentials file entry for dpu 'provider' at this endpoint, else $FLEXBSO_TOKEN when $FLEXBSO_ENDPOINT is this endpoint, else (loopback endpoints only) $FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token." },
   { name: "token", type: "string", optional: true, sensitive: true, description: "The agent's bearer token itself (prefer token_file or $FLEXBSO_TOKEN)." },
   { name: "allow_data_loss", type: "bool", optional: true, description: "Allow changes that delete or re-initialize data (replacing a bdev, destroying one that holds data). Default false; FLEXBSO_ALLOW_DATA_LOSS=1 in the environment allows them for one run." },
 ] as const;
@@ -129,11 +129,11 @@ export class FlexbsoProvider {
     let token = c["token"] as string | null;
     let tokenSource = "the provider's token";
     if (token === null) {
-      const dpu = { address: "provider/dpu/provider", dpu: "provider", kind: "dpu", name: "provider", spec: { agent: { endpoint, ...(tokenFile ? { tokenFile } : {}) }, backend: "native", pfs: 1, vfsPerPf: 0 } } as ResourceOf<"dpu">;
+      const dpu = { address: "provider/dpu/provider", dpu: "provider", kind: "dpu", name: "provider", spec: { agent: { endpoint }, backend: "native", pfs: 1, vfsPerPf: 0 } } as ResourceOf<"dpu">;
       try {
-        ({ token, source: tokenSource } = await resolveToken(dpu, { env: this.env }));
+        ({ token, source: tokenSource } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
       } catch (e) {
-        return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace("agent.tokenFile of DPU 'provider'", "token_file in the provider block"), tokenFile ? ["token_file"] : undefined)];
+        return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace(/add '- \{ dpu: provider,.*$/, "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint"), tokenFile ? ["token_file"] : undefined)];
       }
     }
     this.settings = { endpoint, ...(tokenFile ? { tokenFile } : {}), allowDataLoss, client: new AgentClient({ endpoint, token, tokenSource }) };

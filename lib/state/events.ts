@@ -1,9 +1,15 @@
 /**
  * The agent's append-only event log (`events.jsonl` in the state dir): one JSON object
  * per line, each with a sequence number, so clients can ask for "everything since N".
+ * Rotated at a size cap (the previous file kept as `events.jsonl.1`), so it never grows
+ * past what one read can hold; opened without following links.
  */
-import { promises as fsp } from "node:fs";
+import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
+import { linkRefused, NOFOLLOW } from "./safety.js";
+
+/** Size at which `events.jsonl` is rotated to `events.jsonl.1`. */
+export const EVENTS_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Severity of an event. */
 export type EventLevel = "info" | "warn" | "error";
@@ -42,20 +48,26 @@ export class EventLog {
   private tail: AgentEvent[] = [];
   private chain: Promise<void> = Promise.resolve();
   private listeners = new Set<(e: AgentEvent) => void>();
+  /** Bytes in the current file. */
+  private size = 0;
 
-  private constructor(stateDir: string) {
+  private constructor(stateDir: string, private readonly maxBytes: number) {
     this.file = path.join(stateDir, "events.jsonl");
   }
 
-  /** Open (or create) the log in `stateDir`, recovering the last sequence number. */
-  static async open(stateDir: string): Promise<EventLog> {
-    const log = new EventLog(stateDir);
-    let text = "";
-    try {
-      text = await fsp.readFile(log.file, "utf8");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
+  /** Where the previous file goes at rotation. */
+  get rotatedFile(): string {
+    return `${this.file}.1`;
+  }
+
+  /**
+   * Open (or create) the log in `stateDir`, recovering the last sequence number from the
+   * file's last `maxBytes` (a file past the cap, as an older agent left it, is rotated).
+   */
+  static async open(stateDir: string, opts: { maxBytes?: number } = {}): Promise<EventLog> {
+    const log = new EventLog(stateDir, opts.maxBytes ?? EVENTS_MAX_BYTES);
+    const { text, size } = await readTail(log.file, log.maxBytes);
+    log.size = size;
     for (const line of text.split("\n")) {
       if (!line.trim()) continue;
       try {
@@ -69,9 +81,32 @@ export class EventLog {
       }
     }
     if (log.tail.length > MEMORY_TAIL) log.tail = log.tail.slice(-MEMORY_TAIL);
+    if (size > log.maxBytes) await log.rotate();
     // a torn last line must not glue itself to the next append
-    if (text.length > 0 && !text.endsWith("\n")) await fsp.appendFile(log.file, "\n");
+    else if (text.length > 0 && !text.endsWith("\n")) await log.write("\n");
     return log;
+  }
+
+  private async rotate(): Promise<void> {
+    await fsp.rename(this.file, this.rotatedFile);
+    this.size = 0;
+  }
+
+  private async write(text: string): Promise<void> {
+    const bytes = Buffer.byteLength(text);
+    if (this.size > 0 && this.size + bytes > this.maxBytes) await this.rotate();
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.file, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT | NOFOLLOW, 0o600);
+    } catch (e) {
+      throw linkRefused(this.file, e);
+    }
+    try {
+      await fh.write(text);
+    } finally {
+      await fh.close();
+    }
+    this.size += bytes;
   }
 
   /** The highest sequence number written so far (0 when empty). */
@@ -85,7 +120,7 @@ export class EventLog {
     this.tail.push(ev);
     if (this.tail.length > MEMORY_TAIL * 1.5) this.tail = this.tail.slice(-MEMORY_TAIL);
     for (const l of this.listeners) l(ev);
-    const write = this.chain.then(() => fsp.appendFile(this.file, JSON.stringify(ev) + "\n", { mode: 0o600 }));
+    const write = this.chain.then(() => this.write(JSON.stringify(ev) + "\n"));
     this.chain = write.catch(() => undefined);
     return write.then(() => ev);
   }
@@ -98,7 +133,7 @@ export class EventLog {
     }
     // older than the memory tail: read the file
     await this.chain;
-    const text = await fsp.readFile(this.file, "utf8");
+    const text = (await readTail(this.rotatedFile, this.maxBytes)).text + "\n" + (await readTail(this.file, this.maxBytes)).text;
     const out: AgentEvent[] = [];
     for (const line of text.split("\n")) {
       if (!line.trim()) continue;
@@ -122,5 +157,34 @@ export class EventLog {
   /** Wait for pending appends. */
   flush(): Promise<void> {
     return this.chain;
+  }
+}
+
+/** The last `maxBytes` of `file` (whole lines only when cut) and its size; empty when missing. */
+async function readTail(file: string, maxBytes: number): Promise<{ text: string; size: number }> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, fsc.O_RDONLY | NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { text: "", size: 0 };
+    throw linkRefused(file, e);
+  }
+  try {
+    const size = (await fh.stat()).size;
+    // when cut, start one byte early: the first line is whole only if that byte ends a line
+    const cut = size > maxBytes;
+    const n = cut ? maxBytes + 1 : size;
+    const buf = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) {
+      const { bytesRead } = await fh.read(buf, got, n - got, size - n + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    let text = buf.subarray(0, got).toString("utf8");
+    if (cut) text = text.slice(text.indexOf("\n") + 1);
+    return { text, size };
+  } finally {
+    await fh.close();
   }
 }

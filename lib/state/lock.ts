@@ -1,6 +1,8 @@
 /**
- * One agent per state dir: an exclusive pid file (`agent.pid`). A pid file left by a
- * dead agent (SIGKILL) is taken over; a live one refuses the second agent.
+ * One agent per state dir: an exclusive pid file (`agent.pid`: the pid and the process's
+ * start time). A pid file left by a dead agent (SIGKILL) is taken over, and so is one
+ * whose pid now belongs to another program (pid reuse after a reboot or wrap-around);
+ * a live agent refuses the second one.
  */
 import { promises as fsp, constants as fsc, readFileSync } from "node:fs";
 import * as path from "node:path";
@@ -33,6 +35,33 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** A process's start time (/proc/PID/stat field 22, clock ticks since boot), or null without /proc. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * True if `pid` is alive and is the agent that wrote the pid file: the same start time
+ * when recorded, else (a pid file of an older agent) a FlexBSO command line.
+ */
+export function isLockHolder(pid: number, recordedStart: string | null): boolean {
+  if (!pidAlive(pid)) return false;
+  if (recordedStart !== null) {
+    const now = processStartTime(pid);
+    return now === null || now === recordedStart;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => /flexbso/i.test(a));
+  } catch {
+    return true; // no /proc: trust the signal
+  }
+}
+
 /** Read a pid file; null if missing or not a number. */
 export async function readPidFile(file: string): Promise<number | null> {
   try {
@@ -53,7 +82,7 @@ export async function lockStateDir(stateDir: string): Promise<() => Promise<void
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
-      await fh.writeFile(`${process.pid}\n`);
+      await fh.writeFile(`${process.pid}\n${processStartTime(process.pid) ?? ""}\n`);
       await fh.close();
       return async () => {
         if ((await readPidFile(file)) === process.pid) await fsp.rm(file, { force: true });
@@ -61,8 +90,12 @@ export async function lockStateDir(stateDir: string): Promise<() => Promise<void
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = await readPidFile(file);
-      if (pid !== null && pid !== process.pid && pidAlive(pid)) throw new StateDirLockedError(stateDir, pid);
-      await fsp.rm(file, { force: true }); // stale: previous agent died
+      let start: string | null = null;
+      try {
+        start = (await fsp.readFile(file, "utf8")).split("\n")[1]?.trim() || null;
+      } catch { /* removed meanwhile */ }
+      if (pid !== null && pid !== process.pid && isLockHolder(pid, start)) throw new StateDirLockedError(stateDir, pid);
+      await fsp.rm(file, { force: true }); // stale: the agent died, or its pid is another program's now
     }
   }
   throw new StateDirLockedError(stateDir, -1);

@@ -6,19 +6,22 @@ import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
 import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
 import { fsyncDir } from "./atomic.js";
+import { linkRefused, NOFOLLOW } from "./safety.js";
 
-/** File name of the token inside the state dir. */
+/** File name of the (admin) token inside the state dir. */
 export const TOKEN_FILE = "token";
+/** File name of the read token (plan, show, events, metrics) inside the state dir. */
+export const READ_TOKEN_FILE = "token.read";
 
 /**
  * Read the token in `stateDir`, creating it (0600) if it does not exist. An existing
  * token file that others can read or write is narrowed to 0600 (`onWarn` says so).
  */
-export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined): Promise<string> {
-  const file = path.join(stateDir, TOKEN_FILE);
+export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined, name: string = TOKEN_FILE): Promise<string> {
+  const file = path.join(stateDir, name);
   try {
     const token = await readToken(file);
-    const mode = (await fsp.stat(file)).mode & 0o777;
+    const mode = (await fsp.lstat(file)).mode & 0o777;
     if (mode & 0o077) {
       await fsp.chmod(file, 0o600);
       onWarn(`token file ${file} had mode ${mode.toString(8).padStart(4, "0")} (readable by other users); changed it to 0600`);
@@ -29,7 +32,7 @@ export async function ensureToken(stateDir: string, onWarn: (message: string) =>
   }
   const token = randomBytes(32).toString("hex");
   try {
-    const fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    const fh = await fsp.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | NOFOLLOW, 0o600);
     try {
       await fh.writeFile(token + "\n");
       await fh.sync();
@@ -47,7 +50,20 @@ export async function ensureToken(stateDir: string, onWarn: (message: string) =>
 
 /** Read a token file (first line, trimmed). @throws if empty or unreadable */
 export async function readToken(file: string): Promise<string> {
-  const token = (await fsp.readFile(file, "utf8")).split("\n")[0]?.trim() ?? "";
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, fsc.O_RDONLY | NOFOLLOW);
+  } catch (e) {
+    throw linkRefused(file, e);
+  }
+  let text: string;
+  try {
+    if (!(await fh.stat()).isFile()) throw Object.assign(new Error(`token file ${file} is not a regular file; remove it`), { code: "NOT_A_FILE" });
+    text = await fh.readFile("utf8");
+  } finally {
+    await fh.close();
+  }
+  const token = text.split("\n")[0]?.trim() ?? "";
   if (!token) throw Object.assign(new Error(`token file ${file} is empty`), { code: "EMPTY_TOKEN" });
   return token;
 }

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { StateStore, StateCorruptError, emptyState } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
 import { ensureToken, checkBearer } from "../../lib/state/token.js";
-import { lockStateDir, StateDirLockedError } from "../../lib/state/lock.js";
+import { lockStateDir, processStartTime, StateDirLockedError } from "../../lib/state/lock.js";
 import { writeFileAtomic } from "../../lib/state/atomic.js";
 
 const tmp = () => fsp.mkdtemp(path.join(os.tmpdir(), "fb-state-"));
@@ -93,7 +93,8 @@ test("lock: second holder refused while the first lives; stale pid taken over", 
   const dir = await tmp();
   const release = await lockStateDir(dir);
   try {
-    await fsp.writeFile(path.join(dir, "agent.pid"), `${process.ppid}\n`); // a live foreign pid
+    // a live agent's record: its pid and its start time
+    await fsp.writeFile(path.join(dir, "agent.pid"), `${process.ppid}\n${processStartTime(process.ppid)}\n`);
     await lockStateDir(dir);
     assert.unreachable();
   } catch (e) {

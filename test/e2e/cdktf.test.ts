@@ -11,7 +11,7 @@ import { promises as fsp, rmSync, rmdirSync } from "node:fs";
 import * as path from "node:path";
 import { App, TerraformStack } from "cdktf";
 import { Dpu, FileBdev, MallocBdev, SriovFunction, flexbsoCommand } from "../../constructs/index.js";
-import { hook, startAgent, cli, run, cleanupAll, ROOT, type AgentProc } from "./helpers/agent.js";
+import { hook, startAgent, cli, run, cleanupAll, ROOT, type AgentProc, writeCredentials } from "./helpers/agent.js";
 
 let a: AgentProc;
 // inside the package (gitignored .flexbso/)
@@ -46,7 +46,8 @@ test("the per-DPU local-exec hooks (this install's flexbso apply, then destroy) 
   const destroyCmd = flexbsoCommand("destroy --dpu edge0 --auto-approve");
   assert.equal(commands, [`create: ${applyCmd}`, `destroy: ${destroyCmd}`]);
   // an empty PATH: the hook needs neither npx nor a flexbso on PATH
-  const hookEnv: NodeJS.ProcessEnv = { ...process.env, PATH: "/nonexistent" };
+  // the CLI's own credentials, as the operator running terraform has them
+  const hookEnv: NodeJS.ProcessEnv = { ...process.env, PATH: "/nonexistent", FLEXBSO_CREDENTIALS: writeCredentials() };
   delete hookEnv["FLEXBSO_ALLOW_DATA_LOSS"];
   const r = await run("/bin/sh", ["-c", applyCmd], { cwd: stackDir, env: hookEnv, timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stdout + r.stderr);

@@ -16,7 +16,7 @@ let repo: string;
 
 /** Runs `bash ci.sh STEP` in the copied repo, with the CLI and the token as CI sets them. */
 function ci(step: string, extra: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, FLEXBSO: `${process.execPath} ${BIN}`, FLEXBSO_TOKEN: a.token(), GITHUB_OUTPUT: path.join(repo, "github-output"), ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, FLEXBSO: `${process.execPath} ${BIN}`, FLEXBSO_TOKEN: a.token(), FLEXBSO_ENDPOINT: a.url, GITHUB_OUTPUT: path.join(repo, "github-output"), ...extra };
   delete env["FLEXBSO_ALLOW_DATA_LOSS"];
   return run("bash", ["ci.sh", step], { cwd: repo, env, timeoutMs: 120_000 });
 }

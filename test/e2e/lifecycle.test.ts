@@ -99,8 +99,10 @@ test("a wrong token gets 401 and changes nothing", async () => {
   assert.is(bad.status, 401);
   const wrongFile = path.join(dir, "wrong.token");
   await fsp.writeFile(wrongFile, "deadbeef\n");
-  const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "wrongtok.yaml"), (s) => s.split(a.tokenFile).join(wrongFile));
-  const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
+  // the CLI's credentials file binds dpu0 at this endpoint to the wrong token
+  const creds = path.join(dir, "wrong-credentials.yaml");
+  await fsp.writeFile(creds, `credentials:\n  - { dpu: dpu0, endpoint: "${a.url}", tokenFile: "${wrongFile}" }\n`);
+  const r = await cli(["apply", topo(), "--auto-approve", "--allow-data-loss"], { env: { FLEXBSO_CREDENTIALS: creds } });
   assert.is(r.code, 1);
   assert.match(r.stdout, "401");
   assert.match(r.stdout, "dpu0");
@@ -113,16 +115,24 @@ test("a topology whose DPU's endpoint is another DPU's agent: plan, apply, destr
   const before = (await a.rpc("topology.get")).body.result;
   const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "wrongdpu.yaml"), (s) => s.replace("\n  dpu0:", "\n  dpu7:"));
   const expect = "the agent at " + a.url + " serves DPU 'dpu0', not 'dpu7': fix agent.endpoint of DPU 'dpu7'";
-  const p = await cli(["plan", t]);
+  // without a credential for dpu7 at that endpoint nothing is sent at all
+  const none = await cli(["plan", t]);
+  assert.is(none.code, 1, none.stdout);
+  assert.match(none.stderr, `dpu7: no agent token for ${a.url}`);
+  // an operator who bound dpu0's token to dpu7 by mistake: the agent's identity check names it
+  const creds = path.join(dir, "dpu7-credentials.yaml");
+  await fsp.writeFile(creds, `credentials:\n  - { dpu: dpu7, endpoint: "${a.url}", tokenFile: "${a.tokenFile}" }\n`);
+  const cli7 = (args: string[]) => cli(args, { env: { FLEXBSO_CREDENTIALS: creds } });
+  const p = await cli7(["plan", t]);
   assert.is(p.code, 1, p.stdout);
   assert.match(p.stderr, expect);
   assert.not.match(p.stdout, "to destroy");
   for (const args of [["apply", t, "--auto-approve", "--allow-data-loss"], ["destroy", t, "--auto-approve", "--allow-data-loss"]]) {
-    const r = await cli(args);
+    const r = await cli7(args);
     assert.is(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stdout, expect);
   }
-  const show = await cli(["show", t]);
+  const show = await cli7(["show", t]);
   assert.is(show.code, 1);
   assert.match(show.stderr, expect);
   // the agent refuses a destroy meant for another DPU by itself, too

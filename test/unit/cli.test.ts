@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { listDir, repoPath, runCli, tempDir, writeFiles } from "../helpers/index.js";
+import { planDigest } from "../../lib/plan/saved.js";
 
 const GOOD = `dpus:
   dpu0:
@@ -144,6 +145,7 @@ test("apply TOPOLOGY PLANFILE: a topology that differs from the plan is refused,
     assert.is(runCli(["plan", "t.yaml", "--actual", "empty.json", "--out", "plan.json"], { cwd: tmp.path }).code, 2);
     const p = JSON.parse(readFileSync(join(tmp.path, "plan.json"), "utf8"));
     p.generations = { dpu0: 0 }; // as if planned against the agent
+    p.digest = planDigest(p);
     writeFiles(tmp.path, { "plan.json": JSON.stringify(p), "torn.json": JSON.stringify(p).slice(0, 300) });
     const r = runCli(["apply", "t2.yaml", "plan.json", "--auto-approve"], { cwd: tmp.path });
     assert.is(r.code, 1, r.stderr);

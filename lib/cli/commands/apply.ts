@@ -5,6 +5,7 @@ import { validateDesired } from "../../model/validate.js";
 import { canonicalJsonCompact } from "../../model/canonical.js";
 import type { Desired } from "../../model/types.js";
 import type { Plan } from "../../plan/types.js";
+import { digestProblem } from "../../plan/saved.js";
 import { resolveTargets } from "../../agent/fleet.js";
 import { desiredFromPlan, runFleetApply } from "../../apply/fleet-apply.js";
 import { allowDataLossFromEnv } from "../../apply/allow.js";
@@ -59,6 +60,8 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
     if (!savedPlan || !Array.isArray(savedPlan.resource_changes) || !Array.isArray(savedPlan.dpus)) {
       throw new CliError(`${planArg} is not a saved plan (no resource_changes/dpus); save plans with 'flexbso plan TOPOLOGY --out FILE'`);
     }
+    const bad = digestProblem(savedPlan);
+    if (bad) throw new CliError(`${planArg} is refused: ${bad}; nothing was applied. Run 'flexbso plan TOPOLOGY --out ${planArg}' again and review it`);
     if (!savedPlan.generations) {
       throw new CliError(`${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`);
     }

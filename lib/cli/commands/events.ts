@@ -19,7 +19,7 @@ export const eventsCommand: CliCommand = {
         const limit = Number(opts.limit);
         if (!Number.isInteger(since) || since < 0) throw new CliError(`--since must be a non-negative integer (got ${opts.since})`);
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new CliError(`--limit must be an integer 1..10000 (got ${opts.limit})`);
-        const targets = await resolveTargets(loadTopology(topology ?? "cdk.tf.json"), opts.dpu ? { dpus: opts.dpu } : {});
+        const targets = await resolveTargets(loadTopology(topology ?? "cdk.tf.json"), { role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
         const outcomes = await forEachDpu(targets, (t) => t.client.call<{ events: AgentEvent[] }>("events.list", { since, limit }, 30_000));
         const failures = new Map<string, Error>();
         const all: (AgentEvent & { dpu: string })[] = [];

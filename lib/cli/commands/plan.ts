@@ -2,7 +2,8 @@ import { Option } from "commander";
 import { loadTopology } from "../../load/index.js";
 import { plan } from "../../plan/plan.js";
 import { EmptyActualSource, FileActualSource, type ActualSource } from "../../plan/actual.js";
-import { PLAN_FORMATS, renderPlan, type PlanFormat } from "../../render/index.js";
+import { PLAN_FORMATS, renderJson, renderPlan, type PlanFormat } from "../../render/index.js";
+import { sealPlan } from "../../plan/saved.js";
 import { action, EXIT, type CliCommand } from "../registry.js";
 import { writeOutput } from "../output.js";
 
@@ -57,8 +58,8 @@ export const planCommand: CliCommand = {
           // A plan with errors cannot be applied: exit 1 and save nothing to apply later.
           if (p.errors.length > 0) return EXIT.error;
           // Like terraform's -out: the saved plan is always the JSON model (what apply
-          // reads back and checks for staleness); the chosen format still prints.
-          if (opts.out !== undefined) writeOutput(opts.out, renderPlan(p, "json"));
+          // reads back and checks for staleness), sealed with its digest; the chosen format still prints.
+          if (opts.out !== undefined) writeOutput(opts.out, renderJson(sealPlan(p)));
           return p.steps.length > 0 || p.drift.length > 0 ? EXIT.changes : EXIT.ok;
         }),
       );

@@ -19,7 +19,7 @@ export const showCommand: CliCommand = {
       .addHelpText("after", "\nExit codes: 0 every agent answered, 1 any agent failed (each is named on stderr; the others are still shown).")
       .action(action(async (topology: string | undefined, opts: { dpu?: string[]; format: "yaml" | "json"; out?: string }) => {
         const desired = loadTopology(topology ?? "cdk.tf.json");
-        const targets = await resolveTargets(desired, opts.dpu ? { dpus: opts.dpu } : {});
+        const targets = await resolveTargets(desired, { role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
         if (!targets.length) throw new CliError("the topology names no DPU");
         const { views, failures } = await readFleet(targets);
         const text = opts.format === "json" ? canonicalJson(combineActual(views).desired) : renderShowYaml(views);

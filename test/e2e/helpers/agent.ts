@@ -5,7 +5,7 @@
  * (and on process exit).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { promises as fsp, readFileSync, rmSync, mkdtempSync } from "node:fs";
+import { promises as fsp, readFileSync, rmSync, mkdtempSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -129,7 +129,22 @@ export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: s
   };
   a.child = spawnAgent();
   await waitHealthy(a);
+  startedAgents.push(a);
   return a;
+}
+
+/** Agents started by this process, for the CLI's credentials file. */
+const startedAgents: AgentProc[] = [];
+
+/**
+ * A credentials file (the CLI's own configuration, never the topology) binding each
+ * started agent's token file to its DPU name and URL.
+ */
+export function writeCredentials(agents: readonly AgentProc[] = startedAgents): string {
+  const dir = tempDir("fbe2e-creds-");
+  const file = path.join(dir, "credentials.yaml");
+  writeFileSync(file, "credentials:\n" + agents.map((a) => `  - { dpu: ${JSON.stringify(a.dpu)}, endpoint: ${JSON.stringify(a.url)}, tokenFile: ${JSON.stringify(a.tokenFile)} }\n`).join(""));
+  return file;
 }
 
 async function waitHealthy(a: AgentProc, ms = 20_000): Promise<void> {
@@ -198,7 +213,7 @@ export function run(cmd: string, args: readonly string[], opts: { cwd?: string; 
 
 /** Run the flexbso CLI. */
 export function cli(args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  const env = { ...process.env, ...(opts.env ?? {}) };
+  const env: NodeJS.ProcessEnv = { ...process.env, FLEXBSO_CREDENTIALS: writeCredentials(), ...(opts.env ?? {}) };
   delete env.FLEXBSO_TOKEN;
   return run(process.execPath, [BIN, ...args], { ...opts, env });
 }
