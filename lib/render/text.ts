@@ -74,7 +74,7 @@ export function renderText(plan: Plan): string {
   const out: string[] = driftLines(plan);
   const errors = plan.errors ?? [];
   if (errors.length > 0) {
-    out.push(`Error: the targets cannot make ${errors.length} of these change${errors.length === 1 ? "" : "s"}; \`flexbso apply\` refuses this plan:`);
+    out.push(`Error: the targets cannot make ${errors.length === 1 ? "one" : errors.length} of these changes; \`flexbso apply\` refuses this plan:`);
     for (const e of errors) out.push(...problemLines(e));
     out.push("");
   }
