@@ -233,7 +233,7 @@ test('save_config from one engine, rpc.py load_config into a fresh one: the same
     await ok(a, 'bdev_null_create', 'N0', '8', '512');
     await ok(a, 'bdev_error_create', 'Base');
     saved = await ok(a, 'save_config');
-    assert.equal(saved.subsystems.map((s) => s.subsystem), ['bdev', 'flexbso_nbd']);
+    assert.equal(saved.subsystems.map((s) => s.subsystem), ['bdev', 'flexbso_nbd', 'vhost_blk']);
     assert.equal(saved.subsystems[0]!.config.map((c) => c.method), ['bdev_malloc_create', 'bdev_null_create', 'bdev_error_create']);
   } finally {
     await a.stop();

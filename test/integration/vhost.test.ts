@@ -87,15 +87,17 @@ test('errors name the parameter: duplicates, missing bdevs, bad names and masks,
     assert.is(dup.code, -17);
     assert.match(dup.message, /c0/);
     assert.is((await rpcError(eng.call('vhost_create_blk_controller', { ctrlr: 'c1', dev_name: 'nope' }))).code, -19);
-    for (const params of [
-      { ctrlr: '../x', dev_name: 'M1' },
-      { ctrlr: 'c3', dev_name: 'M1', packed_ring: true },
-      { ctrlr: 'c3', dev_name: 'M1', cpumask: '0x2' },
-      { ctrlr: 'c3', dev_name: 'M1', cpumask: 'zz' },
-      { ctrlr: 'c3', dev_name: 'M1', bogus: 1 },
-    ]) {
+    // Values that decode but are refused get SPDK's -22; params that do not decode, -32602.
+    for (const [params, code] of [
+      [{ ctrlr: '../x', dev_name: 'M1' }, -22],
+      [{ ctrlr: 'c3', dev_name: 'M1', packed_ring: true }, -22],
+      [{ ctrlr: 'c3', dev_name: 'M1', cpumask: '0x2' }, -22],
+      [{ ctrlr: 'c3', dev_name: 'M1', cpumask: 'zz' }, -22],
+      [{ ctrlr: 'c3', dev_name: 'M1', cpumask: 7 }, -32602],
+      [{ ctrlr: 'c3', dev_name: 'M1', bogus: 1 }, -32602],
+    ] as const) {
       const e = await rpcError(eng.call('vhost_create_blk_controller', params));
-      assert.is(e.code, -32602, `${JSON.stringify(params)}: ${e.message}`);
+      assert.is(e.code, code, `${JSON.stringify(params)}: ${e.message}`);
     }
     assert.match((await rpcError(eng.call('vhost_create_blk_controller', { ctrlr: 'c3', dev_name: 'M1', cpumask: '0x2' }))).message, /cpumask/);
     assert.is((await rpcError(eng.call('vhost_delete_controller', { ctrlr: 'nope' }))).code, -19);

@@ -10,7 +10,7 @@
  */
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, fromEngineError, invalidParams } from '../rpc/failure';
+import { errnoFailure, fromEngineError, invalidValue } from '../rpc/failure';
 import { spdkDefaultOnly, type ParamSpec } from '../rpc/params';
 import type { NativeVhostControllerInfo } from '../native';
 import { BDEV_NAME } from './bdev';
@@ -133,7 +133,8 @@ export function checkCpumask(cpumask: string, reactors: number): void {
   if (/^\[/.test(cpumask)) return;
   const hex = cpumask.replace(/^0[xX]/, '');
   if (BigInt(`0x${hex}`) >> BigInt(reactors) !== 0n) {
-    throw invalidParams(
+    // A well-formed mask the engine refuses: SPDK's -EINVAL, like every refused value.
+    throw invalidValue(
       `Invalid parameter 'cpumask': ${JSON.stringify(cpumask)} names reactors beyond the engine's ${reactors}. Fix: pass ${CPUMASK.hint} within 0..${reactors - 1}.`,
     );
   }
