@@ -42,7 +42,9 @@ static void set_err(struct fb_err *err, const char *fmt, ...)
 
 static void nbd_subsys_fini(struct fb_engine *e, void *ctx);
 
-/* fb_engine_opts.nbd_mem_limit, or min(1 GiB, physical RAM / 4). */
+/* fb_engine_opts.nbd_mem_limit, or min(1 GiB, physical RAM / 4). A request
+ * whose buffer class exceeds the limit is failed with ENOMEM (it could never
+ * be admitted); no buffer is ever charged past the limit. */
 static size_t nbd_default_mem_limit(struct fb_engine *e)
 {
 	size_t lim = fb_engine_get_opts(e)->nbd_mem_limit;
@@ -83,6 +85,9 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			st->stall_ms = fb_engine_get_opts(e)->nbd_stall_timeout_ms;
 			if (!st->stall_ms)
 				st->stall_ms = 10000;
+			st->payload_ms = fb_engine_get_opts(e)->nbd_payload_timeout_ms;
+			if (!st->payload_ms)
+				st->payload_ms = 30000;
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);

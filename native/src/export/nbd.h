@@ -86,6 +86,7 @@ struct fb_nbd_state {
 	size_t mem_limit;                /* set once at creation */
 	_Atomic unsigned mem_paused;     /* connections paused on mem_limit */
 	unsigned stall_ms;               /* nbd_stall_timeout_ms (set once at creation) */
+	unsigned payload_ms;             /* nbd_payload_timeout_ms (set once at creation) */
 };
 
 /* What a handshake needs to know about an export, copied under the lock. */
