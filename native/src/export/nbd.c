@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -210,6 +211,23 @@ static void listener_arm(struct fb_nbd_listener *l)
 	l->accept_armed = true;
 }
 
+/* Descriptors kept free for everything but NBD connections: the engine
+ * process's RPC socket and its clients, bdev files, vhost sockets. An
+ * accepted descriptor at or above RLIMIT_NOFILE - FD_RESERVE means fewer
+ * than FD_RESERVE remain (descriptors are allocated lowest first), so the
+ * connection is refused. The limit is read at each accept: it can change
+ * (prlimit) while the engine runs. */
+#define FD_RESERVE 128
+
+static bool fd_reserve_hit(int fd)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return false;
+	return (rlim_t)fd + FD_RESERVE >= rl.rlim_cur;
+}
+
 static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, accept_op);
@@ -229,7 +247,20 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 			if (!full)
 				st->nconns++;
 			pthread_mutex_unlock(&st->lock);
-			if (full) {
+			if (!full && fd_reserve_hit(res)) {
+				if (!l->fd_warned)
+					fb_log(st->e, FB_LOG_WARN,
+					       "nbd: %s: connection refused: fewer than %d file descriptors "
+					       "left under RLIMIT_NOFILE (kept for the RPC socket and existing "
+					       "clients); raise the limit (ulimit -n) or close connections",
+					       l->listen, FD_RESERVE);
+				l->fd_warned = true;
+				pthread_mutex_lock(&st->lock);
+				st->nconns--;
+				pthread_cond_broadcast(&st->cond);
+				pthread_mutex_unlock(&st->lock);
+				close(res);
+			} else if (full) {
 				close(res);
 			} else {
 				if (l->tcp)

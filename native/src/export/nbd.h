@@ -40,6 +40,7 @@ struct fb_nbd_listener {
 	struct __kernel_timespec retry_ts;
 	unsigned ops;              /* ring ops in flight (listener's reactor only) */
 	bool accept_armed, retry_armed, closing;
+	bool fd_warned;                  /* the fd-reserve refusal was logged (once) */
 	bool closed;               /* under st->lock: no op in flight any more */
 	struct fb_nbd_listener *next;
 };
