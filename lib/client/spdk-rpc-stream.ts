@@ -41,6 +41,12 @@ export interface JsonValueSplitterOptions {
    * @default 16 MiB
    */
   readonly maxValueBytes?: number;
+  /**
+   * Deepest nesting of arrays and objects accepted; deeper is an `EPARSE`
+   * error, found while scanning (before JSON.parse, whose recursion an
+   * attacker would otherwise drive). @default 64
+   */
+  readonly maxDepth?: number;
 }
 
 /**
@@ -62,9 +68,11 @@ export class JsonValueSplitter {
   private scalar = false;
   private failed = false;
   private readonly maxValueBytes: number;
+  private readonly maxDepth: number;
 
   constructor(options: JsonValueSplitterOptions = {}) {
     this.maxValueBytes = options.maxValueBytes ?? 16 * 1024 * 1024;
+    this.maxDepth = options.maxDepth ?? 64;
   }
 
   /** Bytes buffered that do not yet form a complete value (whitespace excluded). */
@@ -106,8 +114,12 @@ export class JsonValueSplitter {
           if (this.depth === 0) end = i + 1;
         }
       } else if (c === QUOTE) this.inString = true;
-      else if (OPEN.has(c)) this.depth++;
-      else if (CLOSE.has(c) && --this.depth === 0) end = i + 1;
+      else if (OPEN.has(c)) {
+        if (++this.depth > this.maxDepth) {
+          out.push(this.fail('EPARSE', `JSON nested deeper than ${this.maxDepth} levels`));
+          return out;
+        }
+      } else if (CLOSE.has(c) && --this.depth === 0) end = i + 1;
       if (end < 0) {
         i++;
         continue;

@@ -1,5 +1,5 @@
 /**
- * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level L] [--json FILE]`:
+ * `flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [resource limits] [--vhost-dir DIR] [--log-level L] [--json FILE]`:
  * the software-DPU target process. It creates the C engine (reactor threads;
  * JS is never on the I/O path), serves SPDK-style JSON-RPC on the unix socket
  * and runs in the foreground, logging JSON lines to stderr. SIGTERM or SIGINT
@@ -33,6 +33,11 @@ export interface EngineArgs {
   readonly pollUs: number;
   /** @default "info" */
   readonly logLevel: LogLevel;
+  /** Engine resource limits (fb_engine_opts); 0 = the engine's default. */
+  readonly nbdMemLimitMiB: number;
+  readonly nbdStallTimeoutMs: number;
+  readonly nbdPayloadTimeoutMs: number;
+  readonly mallocMemLimitMiB: number;
   /** Directory of vhost-user-blk controller sockets. @default "vhost" beside the rpc socket */
   readonly vhostDir: string;
   /**
@@ -50,12 +55,17 @@ export interface EngineArgs {
 export const DEFAULT_POLL_US = 20;
 
 /** Usage text of `flexbso engine`. */
-export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--vhost-dir DIR] [--log-level error|warn|info|debug] [--json FILE]
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--nbd-mem-limit-mib N] [--nbd-stall-timeout-ms N] [--nbd-payload-timeout-ms N] [--malloc-mem-limit-mib N] [--vhost-dir DIR] [--log-level error|warn|info|debug] [--json FILE]
 
 Runs the software-DPU storage engine in the foreground and serves SPDK-style
 JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
   --rpc-socket PATH   unix socket to serve (required)
   --reactors N        reactor threads, 1..256 (default 1)
+  --nbd-mem-limit-mib N       NBD request buffer memory, engine-wide (default min(1 GiB, RAM/4))
+  --nbd-stall-timeout-ms N    a client that takes no reply bytes this long (3x when memory is
+                              not short) is disconnected (default 10000)
+  --nbd-payload-timeout-ms N  a write payload must arrive within this (default 30000)
+  --malloc-mem-limit-mib N    memory all malloc bdevs may hold (default RAM minus max(RAM/8, 512 MiB))
   --poll-us N         busy-poll window before an idle reactor sleeps, microseconds (default 20;
                       it hides the slow wake-up of an idle vCPU and costs nothing when idle)
   --vhost-dir DIR     directory of the vhost-user-blk controller sockets, created if missing
@@ -91,6 +101,10 @@ export interface RawEngineArgs {
   readonly rpcSocket?: string;
   readonly reactors?: string | number;
   readonly pollUs?: string | number;
+  readonly nbdMemLimitMiB?: string | number;
+  readonly nbdStallTimeoutMs?: string | number;
+  readonly nbdPayloadTimeoutMs?: string | number;
+  readonly mallocMemLimitMiB?: string | number;
   readonly logLevel?: string;
   readonly vhostDir?: string;
   readonly json?: string;
@@ -120,6 +134,10 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
     vhostDir,
     reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
     pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
+    nbdMemLimitMiB: intArg('--nbd-mem-limit-mib', raw.nbdMemLimitMiB, 0, 4_000_000, 0),
+    nbdStallTimeoutMs: intArg('--nbd-stall-timeout-ms', raw.nbdStallTimeoutMs, 0, 3_600_000, 0),
+    nbdPayloadTimeoutMs: intArg('--nbd-payload-timeout-ms', raw.nbdPayloadTimeoutMs, 0, 3_600_000, 0),
+    mallocMemLimitMiB: intArg('--malloc-mem-limit-mib', raw.mallocMemLimitMiB, 0, 4_000_000_000, 0),
     logLevel: logLevel as LogLevel,
     ...(raw.json !== undefined ? { json: path.resolve(raw.json) } : {}),
   };
@@ -132,6 +150,10 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
     '--rpc-socket': 'rpcSocket',
     '--reactors': 'reactors',
     '--poll-us': 'pollUs',
+    '--nbd-mem-limit-mib': 'nbdMemLimitMiB',
+    '--nbd-stall-timeout-ms': 'nbdStallTimeoutMs',
+    '--nbd-payload-timeout-ms': 'nbdPayloadTimeoutMs',
+    '--malloc-mem-limit-mib': 'mallocMemLimitMiB',
     '--log-level': 'logLevel',
     '--vhost-dir': 'vhostDir',
     '--json': 'json',
@@ -229,6 +251,10 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     engine = new native.Engine({
       reactors: args.reactors,
       pollUs: args.pollUs,
+      nbdMemLimitMiB: args.nbdMemLimitMiB,
+      nbdStallTimeoutMs: args.nbdStallTimeoutMs,
+      nbdPayloadTimeoutMs: args.nbdPayloadTimeoutMs,
+      mallocMemLimitMiB: args.mallocMemLimitMiB,
       log: (level, message) => engineLog[engineLogLevel(level)](message),
     });
   } catch (e) {

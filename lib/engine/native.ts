@@ -18,6 +18,14 @@ export interface NativeEngineOptions {
   readonly pollUs?: number;
   /** io_uring SQ entries per reactor. @default 256 */
   readonly ringEntries?: number;
+  /** fb_engine_opts.nbd_mem_limit in MiB. @default min(1 GiB, RAM / 4) */
+  readonly nbdMemLimitMiB?: number;
+  /** fb_engine_opts.nbd_stall_timeout_ms. @default 10000 */
+  readonly nbdStallTimeoutMs?: number;
+  /** fb_engine_opts.nbd_payload_timeout_ms. @default 30000 */
+  readonly nbdPayloadTimeoutMs?: number;
+  /** fb_engine_opts.malloc_mem_limit in MiB. @default RAM minus max(RAM / 8, 512 MiB) */
+  readonly mallocMemLimitMiB?: number;
   /**
    * Receives the engine's log lines (level 0 error .. 3 debug) on the JS
    * thread. @default the engine writes to stderr itself

@@ -2,7 +2,7 @@
  * and the real-client tests in test/nbd/.
  *
  *   fb_nbd_serve [--reactors N] [--poll-us N] [--nbd-mem-limit BYTES]
- *                [--nbd-stall-timeout-ms MS]
+ *                [--nbd-stall-timeout-ms MS] [--nbd-payload-timeout-ms MS]
  *                [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]]
  *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
  *                [--rpc METHOD:PARAMS_JSON]   (any engine method, e.g.
@@ -18,7 +18,9 @@
  * suffixes (powers of 1024), as does --nbd-mem-limit (engine-wide NBD buffer
  * memory; default min(1 GiB, RAM/4)). --nbd-stall-timeout-ms: under memory
  * pressure, a client that takes none of its replies for this long is
- * disconnected (default 10000). Runs until SIGTERM or SIGINT; SIGUSR1 removes
+ * disconnected (default 10000). --nbd-payload-timeout-ms: a write whose
+ * payload has not fully arrived this long after its header closes its
+ * connection (default 30000). Runs until SIGTERM or SIGINT; SIGUSR1 removes
  * every export (clients are drained and disconnected), as a test hook.
  */
 #include <errno.h>
@@ -75,7 +77,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: fb_nbd_serve [--reactors N] [--poll-us N] [--nbd-mem-limit BYTES]\n"
-		"         [--nbd-stall-timeout-ms MS]\n"
+		"         [--nbd-stall-timeout-ms MS] [--nbd-payload-timeout-ms MS]\n"
 		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
 		"         [--error BASE] [--rpc METHOD:PARAMS_JSON]\n"
 		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
@@ -206,6 +208,15 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			opts.nbd_stall_timeout_ms = (unsigned)v;
+		} else if (strcmp(argv[i], "--nbd-payload-timeout-ms") == 0 && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+
+			if (*end || v == 0 || v > 3600000ul) {
+				fprintf(stderr, "fb_nbd_serve: --nbd-payload-timeout-ms needs 1..3600000\n");
+				return 1;
+			}
+			opts.nbd_payload_timeout_ms = (unsigned)v;
 		} else if (strcmp(argv[i], "--verbose") == 0)
 			g_level = FB_LOG_DEBUG;
 		else if (strcmp(argv[i], "--help") == 0) {
@@ -222,7 +233,8 @@ int main(int argc, char **argv)
 		char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (strcmp(a, "--reactors") == 0 || strcmp(a, "--poll-us") == 0 ||
-		    strcmp(a, "--nbd-mem-limit") == 0 || strcmp(a, "--nbd-stall-timeout-ms") == 0) {
+		    strcmp(a, "--nbd-mem-limit") == 0 || strcmp(a, "--nbd-stall-timeout-ms") == 0 ||
+		    strcmp(a, "--nbd-payload-timeout-ms") == 0) {
 			i++;
 			continue;
 		}

@@ -59,6 +59,9 @@ export function errorResponse(id: RpcId, f: RpcFailure): RpcResponse {
   return { jsonrpc: '2.0', id, error };
 }
 
+/** Most requests in one JSON-RPC batch. */
+export const MAX_BATCH = 128;
+
 /** The wire text of a response or batch of responses, with every id written exactly as it came. */
 export function serializeResponse(r: RpcResponse | readonly RpcResponse[]): string {
   if (Array.isArray(r)) return `[${(r as readonly RpcResponse[]).map(serializeResponse).join(',')}]`;
@@ -103,6 +106,13 @@ export class RpcDispatcher<C> {
     if (!Array.isArray(value)) return this.handleOne(value, typeof idTexts === 'string' ? idTexts : undefined);
     if (value.length === 0) {
       return errorResponse(null, new RpcFailure(RpcErrorCode.INVALID_REQUEST, 'Invalid request: empty batch array'));
+    }
+    if (value.length > MAX_BATCH) {
+      // Refused whole, before any method runs: one value cannot queue unbounded work.
+      return errorResponse(
+        null,
+        new RpcFailure(RpcErrorCode.INVALID_REQUEST, `Invalid request: a batch of ${value.length} requests; at most ${MAX_BATCH} per batch. Fix: split it.`),
+      );
     }
     const out: RpcResponse[] = [];
     for (let i = 0; i < value.length; i++) {

@@ -51,14 +51,20 @@ struct fb_engine_opts {
 	void *log_arg;
 	/* Engine-wide cap on NBD export buffer memory (request buffers in use
 	 * plus per-connection caches), bytes; 0 = min(1 GiB, physical RAM / 4).
-	 * Connections over it stop reading new requests until memory is freed. */
+	 * Never exceeded: a request whose buffer does not fit waits (its
+	 * connection stops reading) until memory is freed; buffers of 1 MiB and
+	 * up may fill only 3/4 of it, and a request larger than that share is
+	 * failed with ENOMEM. Anything holding the budget lets go within
+	 * nbd_payload_timeout_ms or about 2 * nbd_stall_timeout_ms (under
+	 * pressure), or when the bdev completes. */
 	size_t nbd_mem_limit;
-	/* While the NBD buffer budget is under pressure (a connection waits for
-	 * memory, or more than nbd_mem_limit is in use), a connection whose
-	 * pending replies have had no byte taken by its socket for this long is
-	 * disconnected (it never reads its replies, and pins their buffers).
-	 * Idle connections and connections that read, however slowly, are never
-	 * disconnected. Milliseconds; 0 = 10000. */
+	/* A connection whose pending replies have had no byte taken by its
+	 * socket for this long while the NBD buffer budget is under pressure (a
+	 * connection waits for memory, or more than nbd_mem_limit is in use),
+	 * or for 3 times this long otherwise, is disconnected (it never reads
+	 * its replies, and pins their buffers). Idle connections and
+	 * connections that read, however slowly, are never disconnected.
+	 * Milliseconds; 0 = 10000. */
 	unsigned nbd_stall_timeout_ms;
 	/* Engine-wide cap on bdev scratch buffers (fb_io_channel_get_buf) and
 	 * core bounce buffers, bytes; 0 = min(1 GiB, physical RAM / 8). */
@@ -66,6 +72,15 @@ struct fb_engine_opts {
 	/* Notifications kept for fb_notify_foreach (a ring; the oldest are
 	 * dropped first); 0 = 4096. */
 	unsigned notify_ring_entries;
+	/* An NBD write whose payload has not fully arrived this long after its
+	 * header was read closes its connection (the payload's buffer is
+	 * charged to nbd_mem_limit before it is read, so a client that sends
+	 * half a payload must not pin it forever). Milliseconds; 0 = 30000. */
+	unsigned nbd_payload_timeout_ms;
+	/* Bytes all malloc bdevs together may hold (each is charged its full
+	 * size at creation; creation beyond it fails with a message naming the
+	 * size and the limit); 0 = physical RAM minus max(RAM / 8, 512 MiB). */
+	size_t malloc_mem_limit;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);

@@ -291,10 +291,16 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Napi::Object o = info[0].As<Napi::Object>();
     struct fb_engine_opts opts;
     fb_engine_opts_init(&opts);
+    unsigned nbd_mem_mib = 0, malloc_mem_mib = 0;
     if (!ReadUint(o, "reactors", &opts.reactors) || !ReadUint(o, "pollUs", &opts.poll_us) ||
-        !ReadUint(o, "ringEntries", &opts.ring_entries)) {
+        !ReadUint(o, "ringEntries", &opts.ring_entries) || !ReadUint(o, "nbdMemLimitMiB", &nbd_mem_mib) ||
+        !ReadUint(o, "nbdStallTimeoutMs", &opts.nbd_stall_timeout_ms) ||
+        !ReadUint(o, "nbdPayloadTimeoutMs", &opts.nbd_payload_timeout_ms) ||
+        !ReadUint(o, "mallocMemLimitMiB", &malloc_mem_mib)) {
       return;
     }
+    opts.nbd_mem_limit = (size_t)nbd_mem_mib << 20;
+    opts.malloc_mem_limit = (size_t)malloc_mem_mib << 20;
     Napi::Value log = o.Get("log");
     if (log.IsFunction()) {
       log_ = new LogTsfn(LogTsfn::New(env, log.As<Napi::Function>(), "flexbso-engine-log", 0, 1));

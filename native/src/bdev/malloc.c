@@ -5,22 +5,46 @@
 #include <stdio.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "flexbso/bdev_module.h"
 
 #include "spdk_params.h"
 
+struct malloc_mod;
+
 struct malloc_bdev {
 	unsigned char *mem;
 	size_t size;
+	struct malloc_mod *mm;
 };
 
-/* Per engine: the next "MallocN" to try. */
+/* Per engine: the next "MallocN" to try, and the bytes malloc bdevs may
+ * commit. The mapping is MAP_NORESERVE (RAM is only used when written), so
+ * without this check a 1 TiB bdev is accepted and the engine is OOM-killed
+ * once tenants fill it: every malloc bdev is charged its full size. */
 struct malloc_mod {
 	pthread_mutex_t lock;
 	unsigned next;
+	size_t limit;              /* fb_engine_opts.malloc_mem_limit or the default */
+	_Atomic size_t reserved;   /* sum of the sizes of live malloc bdevs */
 };
+
+/* Physical RAM minus a reserve for the rest of the system (1/8 of RAM, at
+ * least 512 MiB). */
+static size_t malloc_default_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	size_t ram, keep;
+
+	if (pages <= 0 || psz <= 0)
+		return SIZE_MAX;
+	ram = (size_t)pages * (size_t)psz;
+	keep = ram / 8 > ((size_t)512 << 20) ? ram / 8 : (size_t)512 << 20;
+	return ram > keep ? ram - keep : 0;
+}
 
 static struct fb_bdev_module malloc_module;
 static void malloc_destruct(struct fb_bdev *bdev)
@@ -28,6 +52,7 @@ static void malloc_destruct(struct fb_bdev *bdev)
 	struct malloc_bdev *m = fb_bdev_get_module_ctx(bdev);
 
 	munmap(m->mem, m->size);
+	atomic_fetch_sub_explicit(&m->mm->reserved, m->size, memory_order_relaxed);
 	free(m);
 }
 
@@ -45,6 +70,27 @@ static void iov_copy_in(unsigned char *dst, const struct iovec *iov, int iovcnt)
 		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
 		dst += iov[i].iov_len;
 	}
+}
+
+/* Zeroes [p, p + len) by giving whole pages back to the kernel (they read
+ * as zeros and no longer use RAM) and memset only the partial pages at the
+ * ends: a memset of a large range would commit RAM instead of freeing it,
+ * and keep the reactor busy for as long. */
+static void malloc_zero(unsigned char *p, size_t len)
+{
+	static size_t pg;
+	uintptr_t a = (uintptr_t)p, lo, hi;
+
+	if (!pg)
+		pg = (size_t)sysconf(_SC_PAGESIZE);
+	lo = (a + pg - 1) & ~(uintptr_t)(pg - 1);
+	hi = (a + len) & ~(uintptr_t)(pg - 1);
+	if (hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
+		memset(p, 0, len);
+		return;
+	}
+	memset(p, 0, lo - a);
+	memset((void *)hi, 0, a + len - hi);
 }
 
 static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
@@ -68,7 +114,7 @@ static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 		break;
 	case FB_IO_UNMAP:
 	case FB_IO_WRITE_ZEROES:
-		memset(p, 0, len);
+		malloc_zero(p, len);
 		break;
 	case FB_IO_ZCOPY:
 		/* Lend the RAM disk itself: it lives until the bdev is destructed,
@@ -118,24 +164,47 @@ static int malloc_create(struct fb_engine *e, const char *name, uint64_t num_blo
 			 uint32_t block_size, const struct fb_bdev_register_opts *extra,
 			 struct fb_err *err)
 {
+	struct malloc_mod *mm = fb_bdev_module_get_ctx(e, &malloc_module);
 	struct malloc_bdev *m = NULL;
 	struct fb_bdev_register_opts o = *extra;
+	size_t size, used;
 	int rc = 0;
 
 	if (num_blocks == 0 || num_blocks > (UINT64_MAX >> 17)) {
 		fb_err_set(err, "num_blocks must be at least 1");
 		return -EINVAL;
 	}
+	if (num_blocks > SIZE_MAX / block_size) {
+		fb_err_set(err, "malloc bdev '%s': num_blocks * block_size overflows; use a smaller num_blocks",
+			   name);
+		return -EINVAL;
+	}
+	size = (size_t)num_blocks * block_size;
+	used = atomic_load_explicit(&mm->reserved, memory_order_relaxed);
+	do {
+		if (size > mm->limit || used > mm->limit - size) {
+			fb_err_set(err, "malloc bdev '%s' needs %zu bytes (%zu MiB), but malloc bdevs may hold "
+				   "%zu bytes (%zu MiB: physical RAM minus a reserve, or the engine's "
+				   "malloc_mem_limit) and %zu are taken by other malloc bdevs; use a smaller "
+				   "num_blocks, delete another malloc bdev, or raise malloc_mem_limit",
+				   name, size, size >> 20, mm->limit, mm->limit >> 20, used);
+			return -ENOMEM;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&mm->reserved, &used, used + size,
+							memory_order_relaxed, memory_order_relaxed));
 	m = calloc(1, sizeof(*m));
 	if (!m) {
+		atomic_fetch_sub_explicit(&mm->reserved, size, memory_order_relaxed);
 		fb_err_set(err, "out of memory creating malloc bdev '%s'", name);
 		return -ENOMEM;
 	}
-	m->size = num_blocks * block_size;
+	m->mm = mm;
+	m->size = size;
 	/* Anonymous memory is zero-filled and only costs RAM when written. */
 	m->mem = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		      -1, 0);
 	if (m->mem == MAP_FAILED) {
+		atomic_fetch_sub_explicit(&mm->reserved, size, memory_order_relaxed);
 		free(m);
 		fb_err_set(err, "cannot allocate %llu bytes for malloc bdev '%s'; "
 			   "use a smaller num_blocks", (unsigned long long)num_blocks * block_size, name);
@@ -151,6 +220,7 @@ static int malloc_create(struct fb_engine *e, const char *name, uint64_t num_blo
 	rc = fb_bdev_register(e, &o, NULL, err);
 	if (rc) {
 		munmap(m->mem, m->size);
+		atomic_fetch_sub_explicit(&mm->reserved, size, memory_order_relaxed);
 		free(m);
 	}
 	return rc;
@@ -261,12 +331,14 @@ static int malloc_init(struct fb_engine *e, void **ctx, struct fb_err *err)
 {
 	struct malloc_mod *mm = calloc(1, sizeof(*mm));
 
-	(void)e;
 	if (!mm) {
 		fb_err_set(err, "out of memory");
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&mm->lock, NULL);
+	mm->limit = fb_engine_get_opts(e)->malloc_mem_limit;
+	if (!mm->limit)
+		mm->limit = malloc_default_limit();
 	*ctx = mm;
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -42,7 +43,9 @@ static void set_err(struct fb_err *err, const char *fmt, ...)
 
 static void nbd_subsys_fini(struct fb_engine *e, void *ctx);
 
-/* fb_engine_opts.nbd_mem_limit, or min(1 GiB, physical RAM / 4). */
+/* fb_engine_opts.nbd_mem_limit, or min(1 GiB, physical RAM / 4). A request
+ * whose buffer class exceeds the limit is failed with ENOMEM (it could never
+ * be admitted); no buffer is ever charged past the limit. */
 static size_t nbd_default_mem_limit(struct fb_engine *e)
 {
 	size_t lim = fb_engine_get_opts(e)->nbd_mem_limit;
@@ -83,6 +86,9 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			st->stall_ms = fb_engine_get_opts(e)->nbd_stall_timeout_ms;
 			if (!st->stall_ms)
 				st->stall_ms = 10000;
+			st->payload_ms = fb_engine_get_opts(e)->nbd_payload_timeout_ms;
+			if (!st->payload_ms)
+				st->payload_ms = 30000;
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);
@@ -205,6 +211,23 @@ static void listener_arm(struct fb_nbd_listener *l)
 	l->accept_armed = true;
 }
 
+/* Descriptors kept free for everything but NBD connections: the engine
+ * process's RPC socket and its clients, bdev files, vhost sockets. An
+ * accepted descriptor at or above RLIMIT_NOFILE - FD_RESERVE means fewer
+ * than FD_RESERVE remain (descriptors are allocated lowest first), so the
+ * connection is refused. The limit is read at each accept: it can change
+ * (prlimit) while the engine runs. */
+#define FD_RESERVE 128
+
+static bool fd_reserve_hit(int fd)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return false;
+	return (rlim_t)fd + FD_RESERVE >= rl.rlim_cur;
+}
+
 static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, accept_op);
@@ -224,7 +247,20 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 			if (!full)
 				st->nconns++;
 			pthread_mutex_unlock(&st->lock);
-			if (full) {
+			if (!full && fd_reserve_hit(res)) {
+				if (!l->fd_warned)
+					fb_log(st->e, FB_LOG_WARN,
+					       "nbd: %s: connection refused: fewer than %d file descriptors "
+					       "left under RLIMIT_NOFILE (kept for the RPC socket and existing "
+					       "clients); raise the limit (ulimit -n) or close connections",
+					       l->listen, FD_RESERVE);
+				l->fd_warned = true;
+				pthread_mutex_lock(&st->lock);
+				st->nconns--;
+				pthread_cond_broadcast(&st->cond);
+				pthread_mutex_unlock(&st->lock);
+				close(res);
+			} else if (full) {
 				close(res);
 			} else {
 				if (l->tcp)

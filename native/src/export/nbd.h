@@ -40,6 +40,7 @@ struct fb_nbd_listener {
 	struct __kernel_timespec retry_ts;
 	unsigned ops;              /* ring ops in flight (listener's reactor only) */
 	bool accept_armed, retry_armed, closing;
+	bool fd_warned;                  /* the fd-reserve refusal was logged (once) */
 	bool closed;               /* under st->lock: no op in flight any more */
 	struct fb_nbd_listener *next;
 };
@@ -86,6 +87,7 @@ struct fb_nbd_state {
 	size_t mem_limit;                /* set once at creation */
 	_Atomic unsigned mem_paused;     /* connections paused on mem_limit */
 	unsigned stall_ms;               /* nbd_stall_timeout_ms (set once at creation) */
+	unsigned payload_ms;             /* nbd_payload_timeout_ms (set once at creation) */
 };
 
 /* What a handshake needs to know about an export, copied under the lock. */

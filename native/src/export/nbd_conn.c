@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -58,19 +59,25 @@ static unsigned pool_class(size_t len)
  * request slots, is bounded by FB_NBD_MAX_CONNS and not counted.)
  *
  * Admission: a new buffer is charged only while mem_used + size <= limit (a
- * CAS loop, so the counter itself never overshoots), except for a
- * connection that holds no buffer at all: it always gets one, so the
- * connections that hold the budget (say, clients that never read their
- * replies) cannot starve another one forever. Free buffers are cached only
- * while no connection is paused and mem_used <= limit; otherwise they go
- * back to malloc at once.
+ * CAS loop, so the counter never overshoots; 3/4 of limit for buffers of
+ * MEM_LARGE and up). There is no forced charge:
+ * a request whose buffer does not fit waits (the connection pauses, below)
+ * until memory is freed, and one whose buffer class alone exceeds the limit
+ * is failed with NBD_ENOMEM (a write's payload is skipped, never stored).
+ * A write's buffer is charged when its header is parsed, before any of its
+ * payload is read, so payload bytes are never held uncharged.
  *
- * Guaranteed bound: mem_used <= limit + the sum, over connections, of at
- * most one buffer each (the one taken while holding nothing: the
- * power-of-two class of its request length, <= FB_NBD_MAX_PAYLOAD).
- * (Proof sketch: let F be the forced buffers in use; a normal charge keeps
- * mem_used <= limit, a forced one adds to both sides, and a forced buffer
- * leaving F is either freed or cached while mem_used <= limit.)
+ * Guaranteed bound: mem_used <= limit at all times (buffers in use plus
+ * cached ones). What can hold the budget, and for how long:
+ * - a write whose payload is incomplete: at most nbd_payload_timeout_ms
+ *   (+ one timer tick), then its connection is closed ("payload deadline");
+ * - replies the client does not read: under pressure, at most about
+ *   2 * nbd_stall_timeout_ms ("stalled readers");
+ * - requests at the bdev: until the bdev completes them;
+ * - caches: released at once while some connection is paused.
+ * So a waiting request gets memory within about max(payload deadline,
+ * 2 * stall timeout) plus the bdev's latency, however many connections the
+ * holders open.
  *
  * Wake-up: a connection refused a buffer is paused: it stops parsing
  * (STEP_BLOCKED, exactly like the per-connection budget: nothing accepted
@@ -87,17 +94,44 @@ static unsigned pool_class(size_t len)
  * pressure such connections are disconnected, see "stalled readers" below.
  */
 
-static bool mem_charge(struct fb_nbd_state *st, size_t sz, bool force)
-{
-	size_t used;
+/* Large buffers (1 MiB and up) may fill only 3/4 of the budget: the last
+ * quarter stays for small requests, so clients of small I/O keep moving
+ * while large requests (the cheap way to hold a lot) wait their turn. */
+#define MEM_LARGE ((size_t)1 << 20)
 
-	if (force) {
-		atomic_fetch_add_explicit(&st->mem_used, sz, memory_order_relaxed);
-		return true;
+/* Request buffers from BUF_MMAP_MIN up are mapped and unmapped directly:
+ * through malloc, freed 32 MiB blocks stay in the arenas (glibc raises its
+ * mmap threshold after such a free), so the process's RSS would not follow
+ * mem_used and the budget would not bound real memory. */
+#define BUF_MMAP_MIN ((size_t)256 << 10)
+
+static uint8_t *buf_alloc(size_t sz)
+{
+	void *p;
+
+	if (sz >= BUF_MMAP_MIN) {
+		p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
 	}
+	/* 4 KiB alignment keeps O_DIRECT file bdevs on their fast path. */
+	return posix_memalign(&p, 4096, sz) ? NULL : p;
+}
+
+static void buf_release(uint8_t *p, size_t sz)
+{
+	if (sz >= BUF_MMAP_MIN)
+		munmap(p, sz);
+	else
+		free(p);
+}
+
+static bool mem_charge(struct fb_nbd_state *st, size_t sz)
+{
+	size_t used, lim = sz >= MEM_LARGE ? st->mem_limit - st->mem_limit / 4 : st->mem_limit;
+
 	used = atomic_load_explicit(&st->mem_used, memory_order_relaxed);
 	do {
-		if (used + sz > st->mem_limit)
+		if (used + sz > lim)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&st->mem_used, &used, used + sz,
 							memory_order_relaxed, memory_order_relaxed));
@@ -109,7 +143,7 @@ static void mem_free(struct fb_nbd_conn *c, uint8_t *p, size_t sz)
 {
 	struct fb_nbd_conn_list *list;
 
-	free(p);
+	buf_release(p, sz);
 	atomic_fetch_sub_explicit(&c->st->mem_used, sz, memory_order_relaxed);
 	if (!c->reactor)
 		return;
@@ -327,12 +361,13 @@ int fb_nbd_req_buf_get(struct fb_nbd_conn *c, struct nbd_req *req)
 		memcpy(&c->pool[k], p, sizeof(p));  /* free buffers link through their first bytes */
 		c->pool_bytes -= sz;
 	} else {
-		if (!mem_charge(c->st, sz, c->bytes_held == 0)) {
+		if (sz > (sz >= MEM_LARGE ? c->st->mem_limit - c->st->mem_limit / 4 : c->st->mem_limit))
+			return -E2BIG;  /* can never fit: the caller fails the request */
+		if (!mem_charge(c->st, sz)) {
 			conn_mem_pause(c);
 			return -EAGAIN;
 		}
-		/* 4 KiB alignment keeps O_DIRECT file bdevs on their fast path. */
-		if (posix_memalign((void **)&p, 4096, sz)) {
+		if (!(p = buf_alloc(sz))) {
 			atomic_fetch_sub_explicit(&c->st->mem_used, sz, memory_order_relaxed);
 			return -ENOMEM;
 		}
@@ -484,6 +519,12 @@ static void conn_close(struct fb_nbd_conn *c)
 		io_uring_sqe_set_data(sqe, &c->stall_timer_rm_op);
 		c->ops++;
 	}
+	if (c->pl_timer_armed) {
+		sqe = fb_reactor_get_sqe(c->reactor);
+		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->pl_timer_op, 0);
+		io_uring_sqe_set_data(sqe, &c->pl_timer_rm_op);
+		c->ops++;
+	}
 	fb_nbd_conn_maybe_free(c);
 }
 
@@ -597,10 +638,13 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
 
 /* ------------------------------------------------------ stalled readers
  *
- * Rule: while the engine budget is under pressure (some connection is
- * paused on it, or mem_used > mem_limit), a connection whose pending reply
- * sends have had no byte taken by its socket for st->stall_ms is closed
- * (hard close: its buffers are freed and uncharged) with a warning. A
+ * Rule: a connection whose pending reply sends have had no byte taken by
+ * its socket for st->stall_ms while the engine budget is under pressure
+ * (some connection is paused on it, or mem_used > mem_limit), or for
+ * STALL_CALM_MULT * st->stall_ms otherwise, is closed (hard close: its
+ * buffers are freed and uncharged) with a warning. Without the second
+ * clause, a few clients that never read could pin up to CONN_BUDGET each
+ * for as long as nobody else needs the memory. A
  * connection with nothing to send (idle, or waiting for the bdev) is never
  * closed, and any byte taken restarts the clock, so a client that reads its
  * replies, however slowly, is never cut.
@@ -630,6 +674,8 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+#define STALL_CALM_MULT 3u
+
 static bool mem_pressure(struct fb_nbd_state *st)
 {
 	return atomic_load_explicit(&st->mem_paused, memory_order_relaxed) ||
@@ -652,9 +698,9 @@ static void conn_stall_arm(struct fb_nbd_conn *c)
 
 static bool conn_stalled(struct fb_nbd_conn *c, uint64_t now)
 {
-	return !c->draining && !c->tx_moved &&
-	       now - c->tx_moved_ns >= (uint64_t)c->st->stall_ms * 1000000ull &&
-	       mem_pressure(c->st);
+	uint64_t ms = mem_pressure(c->st) ? c->st->stall_ms : (uint64_t)c->st->stall_ms * STALL_CALM_MULT;
+
+	return !c->draining && !c->tx_moved && now - c->tx_moved_ns >= ms * 1000000ull;
 }
 
 static void conn_peer_name(struct fb_nbd_conn *c, char *buf, size_t len)
@@ -695,9 +741,11 @@ static void conn_stall_evict(struct fb_nbd_conn *c)
 
 	conn_peer_name(c, peer, sizeof(peer));
 	fb_log(c->st->e, FB_LOG_WARN,
-	       "nbd: export %s: client %s took no reply bytes for %u ms or more while NBD buffer memory "
-	       "is short (%zu bytes in use, limit %zu); disconnecting it",
-	       c->exp ? c->exp->name : "?", peer, c->st->stall_ms,
+	       "nbd: export %s: client %s took no reply bytes for %u ms or more "
+	       "(nbd_stall_timeout_ms%s; %zu bytes of NBD buffer memory in use, limit %zu); disconnecting it",
+	       c->exp ? c->exp->name : "?", peer,
+	       mem_pressure(c->st) ? c->st->stall_ms : c->st->stall_ms * STALL_CALM_MULT,
+	       mem_pressure(c->st) ? ", memory short" : " x 3, memory not short",
 	       (size_t)atomic_load_explicit(&c->st->mem_used, memory_order_relaxed),
 	       c->st->mem_limit);
 	conn_close(c);
@@ -932,6 +980,81 @@ void fb_nbd_conn_txq_push(struct fb_nbd_conn *c, struct nbd_req *req)
 		fb_nbd_conn_schedule(c);
 }
 
+/* ---------------------------------------------------- payload deadline
+ *
+ * A write's buffer is charged before its payload is read, so a client that
+ * sends a header and half a payload would pin up to 32 MiB for as long as
+ * it likes. Rule: the whole payload must arrive within st->payload_ms of
+ * the moment the parser first waited for it (right after the header);
+ * otherwise the connection is closed with a warning. Cost: the clock is
+ * read only when a payload did not arrive with its header, and one timer
+ * per connection is armed only while such a payload is pending (re-armed
+ * for the remainder when a later payload is the pending one). A stalled
+ * payload is cut between payload_ms and payload_ms + one re-arm's slack. */
+static void conn_pl_arm(struct fb_nbd_conn *c, uint64_t ms)
+{
+	struct io_uring_sqe *sqe = fb_reactor_get_sqe(c->reactor);
+
+	c->pl_ts.tv_sec = (long long)(ms / 1000);
+	c->pl_ts.tv_nsec = (long long)(ms % 1000) * 1000000LL;
+	io_uring_prep_timeout(sqe, &c->pl_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, &c->pl_timer_op);
+	c->ops++;
+	c->pl_timer_armed = true;
+}
+
+/* The parser waits for payload bytes of rx_req. */
+static void conn_pl_wait(struct fb_nbd_conn *c)
+{
+	if (c->pl_seq != c->rx_seq) {
+		c->pl_seq = c->rx_seq;
+		c->pl_start_ns = mono_ns();
+	}
+	if (!c->pl_timer_armed)
+		conn_pl_arm(c, c->st->payload_ms);
+}
+
+static void conn_pl_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, pl_timer_op);
+	uint64_t lim = (uint64_t)c->st->payload_ms * 1000000ull, age;
+	char peer[160];
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	c->pl_timer_armed = false;
+	if (c->closing || c->draining || !c->rx_req) {
+		fb_nbd_conn_maybe_free(c);
+		return;
+	}
+	if (c->pl_seq != c->rx_seq) {  /* not yet timed: starts now */
+		c->pl_seq = c->rx_seq;
+		c->pl_start_ns = mono_ns();
+	}
+	age = mono_ns() - c->pl_start_ns;
+	if (age < lim) {
+		conn_pl_arm(c, (lim - age) / 1000000ull + 1);
+		return;
+	}
+	conn_peer_name(c, peer, sizeof(peer));
+	fb_log(c->st->e, FB_LOG_WARN,
+	       "nbd: export %s: client %s sent %u of a %u-byte write payload in %u ms "
+	       "(nbd_payload_timeout_ms): disconnected",
+	       c->exp ? c->exp->name : "?", peer, c->rx_req->got, c->rx_req->len, c->st->payload_ms);
+	conn_close(c);
+}
+
+static void conn_pl_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, pl_timer_rm_op);
+
+	(void)res;
+	(void)flags;
+	c->ops--;
+	fb_nbd_conn_maybe_free(c);
+}
+
 /* ----------------------------------------------------------- receiving */
 
 static void conn_rx_arm(struct fb_nbd_conn *c);
@@ -1090,8 +1213,11 @@ static void conn_parse(struct fb_nbd_conn *c)
 		fb_nbd_conn_maybe_free(c);
 		return;
 	}
-	if (step == STEP_NEED_DATA && !c->draining)
+	if (step == STEP_NEED_DATA && !c->draining) {
+		if (c->rx_req)
+			conn_pl_wait(c);
 		conn_rx_arm(c);
+	}
 	if (step == STEP_BLOCKED)
 		c->blocked = true;
 	conn_tx_kick(c);
@@ -1177,6 +1303,8 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 	c->stall_timer_op.cb = conn_stall_timer_cb;
 	c->stall_timer_rm_op.cb = conn_stall_timer_rm_done;
 	c->tx_cancel_op.cb = conn_tx_cancel_done;
+	c->pl_timer_op.cb = conn_pl_timer_cb;
+	c->pl_timer_rm_op.cb = conn_pl_timer_rm_done;
 	r = fb_engine_get_reactor(st->e, st->rr++ % st->nreactors);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p on reactor %u", (void *)c,
 	       fb_reactor_index(r));

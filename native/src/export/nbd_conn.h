@@ -114,6 +114,13 @@ struct fb_nbd_conn {
 	struct __kernel_timespec stall_ts;
 	struct fb_uring_op stall_timer_op, stall_timer_rm_op, tx_cancel_op;
 
+	/* Payload deadline (see "payload deadline" in nbd_conn.c). */
+	uint64_t rx_seq;                  /* bumped each time rx_req is set */
+	uint64_t pl_seq, pl_start_ns;     /* the payload being timed, and when it began */
+	bool pl_timer_armed;
+	struct __kernel_timespec pl_ts;
+	struct fb_uring_op pl_timer_op, pl_timer_rm_op;
+
 	/* requests */
 	struct nbd_req *reqs, *req_free;
 	unsigned io_inflight;             /* bdev I/Os not yet completed */

@@ -364,11 +364,11 @@ int fb_nbd_xmit_parse(struct fb_nbd_conn *c)
 		fb_nbd_req_charge(c, req);  /* data will come from the bdev's memory */
 	else if (!err && (type == NBD_CMD_READ || payload) && len &&
 		 (rc = fb_nbd_req_buf_get(c, req)) != 0) {
-		if (rc == -EAGAIN || c->bytes_held || c->io_inflight) {
+		if (rc == -EAGAIN || (rc == -ENOMEM && (c->bytes_held || c->io_inflight))) {
 			fb_nbd_req_put(c, req);
 			return STEP_BLOCKED;  /* retried when memory comes back */
 		}
-		err = NBD_ENOMEM;
+		err = NBD_ENOMEM;  /* malloc failed with nothing held, or larger than the budget */
 	}
 	c->rx_head += NBD_REQUEST_LEN;
 	if (err) {
@@ -379,6 +379,7 @@ int fb_nbd_xmit_parse(struct fb_nbd_conn *c)
 	}
 	if (payload) {
 		c->rx_req = req;
+		c->rx_seq++;
 		return fb_nbd_xmit_payload(c);
 	}
 	conn_req_start(c, req);
