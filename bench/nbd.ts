@@ -348,9 +348,21 @@ export async function runNbdBench(o: NbdBenchOptions, say: (line: string) => voi
   }
 }
 
-/** Parses `npm run bench -- nbd [options]`. Throws {@link BenchError}. */
-export function parseOptions(argv: readonly string[]): NbdBenchOptions {
-  const o = { seconds: 10, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 };
+/** The options the server benchmarks (nbd, vhost) share. */
+export interface ServerBenchOptions {
+  seconds: number;
+  sizeMiB: number;
+  reactors: number;
+  pollUs: number;
+  idleSeconds: number;
+}
+
+/**
+ * Parses `npm run bench -- BENCH [--seconds N] [--size-mib N] [--reactors N] [--poll-us N]
+ * [--idle-seconds N]` over `defaults`. Throws {@link BenchError} naming the option.
+ */
+export function parseServerOptions(bench: string, argv: readonly string[], defaults: ServerBenchOptions): ServerBenchOptions {
+  const o = { ...defaults };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[++i];
@@ -364,10 +376,15 @@ export function parseOptions(argv: readonly string[]): NbdBenchOptions {
       case '--reactors': o.reactors = Math.max(1, num()); break;
       case '--poll-us': o.pollUs = num(); break;
       case '--idle-seconds': o.idleSeconds = Math.max(1, num()); break;
-      default: throw new BenchError(`unknown option ${a}; nbd takes --seconds, --size-mib, --reactors, --poll-us, --idle-seconds`);
+      default: throw new BenchError(`unknown option ${a}; ${bench} takes --seconds, --size-mib, --reactors, --poll-us, --idle-seconds`);
     }
   }
   return o;
+}
+
+/** Parses `npm run bench -- nbd [options]`. Throws {@link BenchError}. */
+export function parseOptions(argv: readonly string[]): NbdBenchOptions {
+  return parseServerOptions('nbd', argv, { seconds: 10, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 });
 }
 
 /** The benchmark for bench/run.ts: `npm run bench -- nbd [options]`. */

@@ -21,15 +21,15 @@
  *
  * @module
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { SpdkRpcClient } from '../lib/client/spdk-rpc';
 import { packageRoot } from '../lib/engine/native';
 import type { BenchContext, BenchRow } from './harness';
+import { startProcess as start, stopProcess as stop, waitSocket } from './nbd';
 
 const MiB = 1 << 20;
 
@@ -63,46 +63,6 @@ function perf(o: Opts, raid: string | null, extra: string[], workload: string, i
   const r = JSON.parse(out.trim().split('\n').pop()!) as PerfResult;
   if (r.errors) throw new Error(`fb_perf ${args.join(' ')}: ${r.errors} I/O errors`);
   return r;
-}
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
-
-function start(cmd: string, args: string[], log: string): ChildProcess {
-  const fd = fs.openSync(log, 'a');
-  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  fs.closeSync(fd);
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(t);
-}
-
-async function waitSocket(p: string, child: ChildProcess, log: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.createConnection({ path: p });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${p} never accepted connections:\n${fs.readFileSync(log, 'utf8').slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 interface FioJob {

@@ -30,7 +30,7 @@ import { SpdkRpcClient } from '../lib/client/spdk-rpc';
 import { DEFAULT_POLL_US } from '../lib/engine/main';
 import { packageRoot } from '../lib/engine/native';
 import type { BenchContext, BenchRow } from './harness';
-import { BenchError, exec, load, procCpuSeconds, startProcess, stopProcess, waitSocket } from './nbd';
+import { BenchError, exec, load, parseServerOptions, procCpuSeconds, startProcess, stopProcess, waitSocket } from './nbd';
 
 const MiB = 1 << 20;
 const FB_VHOST = path.join(packageRoot(), 'native', 'out', 'fb_vhost');
@@ -238,24 +238,7 @@ export async function runVhostBench(o: VhostBenchOptions, say: (line: string) =>
 
 /** Parses `npm run bench -- vhost [options]`. Throws {@link BenchError}. */
 export function parseOptions(argv: readonly string[]): VhostBenchOptions {
-  const o = { seconds: 5, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = argv[++i];
-    const num = (): number => {
-      if (v === undefined || !/^\d+$/.test(v)) throw new BenchError(`${a} takes a non-negative integer, got ${JSON.stringify(v)}`);
-      return Number(v);
-    };
-    switch (a) {
-      case '--seconds': o.seconds = Math.max(1, num()); break;
-      case '--size-mib': o.sizeMiB = Math.max(64, num()); break;
-      case '--reactors': o.reactors = Math.max(1, num()); break;
-      case '--poll-us': o.pollUs = num(); break;
-      case '--idle-seconds': o.idleSeconds = Math.max(1, num()); break;
-      default: throw new BenchError(`unknown option ${a}; vhost takes --seconds, --size-mib, --reactors, --poll-us, --idle-seconds`);
-    }
-  }
-  return o;
+  return parseServerOptions('vhost', argv, { seconds: 5, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 });
 }
 
 /** The benchmark for bench/run.ts: `npm run bench -- vhost [options]`. */
