@@ -97,6 +97,8 @@ def main():
     ap.add_argument("--nw", type=int, default=16)
     ap.add_argument("--nr", type=int, default=16)
     ap.add_argument("--deadline", type=float, default=120.0)
+    ap.add_argument("--allow-open", action="store_true",
+                    help="report attackers the server has not closed by the deadline instead of failing")
     a = ap.parse_args()
     h.SOCK, h.RW = a.sock, a.victim
     pid = a.server_pid
@@ -139,13 +141,13 @@ def main():
             with lock:
                 for s in list(socks):
                     try:
+                        # Peek, never consume: reading the replies would
+                        # turn a stalled reader into a slow one, which the
+                        # server rightly keeps.
                         s.setblocking(False)
-                        while True:
-                            d = s.recv(1 << 20)
-                            if not d:
-                                socks.remove(s)
-                                s.close()
-                                break
+                        if not s.recv(1, socket.MSG_PEEK):
+                            socks.remove(s)
+                            s.close()
                     except BlockingIOError:
                         pass
                     except OSError:
@@ -173,7 +175,7 @@ def main():
     fails = []
     if hwm - base > a.bound:
         fails.append(f"peak RSS grew {(hwm - base) / MiB:.0f} MiB > bound {a.bound / MiB:.0f} MiB")
-    if not ok:
+    if peak - base > a.bound or (not ok and not a.allow_open):
         fails.append(f"{open_left} attacker connections still open (or bound exceeded first)")
     if good.errors:
         fails.append(f"good client: {good.errors}")
