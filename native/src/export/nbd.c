@@ -12,7 +12,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,24 +21,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "flexbso/bdev_module.h"
 #include "nbd.h"
 #include "nbd_proto.h"
 #include "unix_sock.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-static void set_err(struct fb_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct fb_err *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-}
 
 static void nbd_subsys_fini(struct fb_engine *e, void *ctx);
 
@@ -383,7 +370,7 @@ static int listener_open_unix(struct fb_nbd_listener *l, const char *path, struc
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (!*path || strlen(path) >= sizeof(sun.sun_path)) {
-		set_err(err, "listen: unix socket path must be 1-%zu bytes",
+		fb_err_set(err, "listen: unix socket path must be 1-%zu bytes",
 			sizeof(sun.sun_path) - 1);
 		return -EINVAL;
 	}
@@ -394,7 +381,7 @@ static int listener_open_unix(struct fb_nbd_listener *l, const char *path, struc
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, "listen: socket(): %s", strerror(errno));
+		fb_err_set(err, "listen: socket(): %s", strerror(errno));
 		goto out;
 	}
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -404,7 +391,7 @@ static int listener_open_unix(struct fb_nbd_listener *l, const char *path, struc
 	}
 	if (rc < 0 || listen(fd, 1024) < 0) {
 		rc = -errno;
-		set_err(err, "listen: cannot listen on unix socket %s: %s (pick a free path)", path,
+		fb_err_set(err, "listen: cannot listen on unix socket %s: %s (pick a free path)", path,
 			strerror(errno));
 		goto out;
 	}
@@ -431,7 +418,7 @@ static int listener_open_tcp(struct fb_nbd_listener *l, const char *hostport, st
 	int fd = -1, rc, one = 1;
 
 	if (!colon || colon == hostport || !colon[1]) {
-		set_err(err, "listen: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:10809");
+		fb_err_set(err, "listen: expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:10809");
 		return -EINVAL;
 	}
 	hlen = (size_t)(colon - hostport);
@@ -440,7 +427,7 @@ static int listener_open_tcp(struct fb_nbd_listener *l, const char *hostport, st
 		hlen -= 2;
 	}
 	if (hlen >= sizeof(host)) {
-		set_err(err, "listen: host name too long");
+		fb_err_set(err, "listen: host name too long");
 		return -EINVAL;
 	}
 	memcpy(host, hostport, hlen);
@@ -451,19 +438,19 @@ static int listener_open_tcp(struct fb_nbd_listener *l, const char *hostport, st
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	rc = getaddrinfo(host, colon + 1, &hints, &ai);
 	if (rc) {
-		set_err(err, "listen: cannot resolve %s port %s: %s", host, colon + 1, gai_strerror(rc));
+		fb_err_set(err, "listen: cannot resolve %s port %s: %s", host, colon + 1, gai_strerror(rc));
 		return -EINVAL;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, "listen: socket(): %s", strerror(errno));
+		fb_err_set(err, "listen: socket(): %s", strerror(errno));
 		goto out;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
 		rc = -errno;
-		set_err(err, "listen: cannot listen on tcp %s:%s: %s (pick a free port)", host,
+		fb_err_set(err, "listen: cannot listen on tcp %s:%s: %s (pick a free port)", host,
 			colon + 1, strerror(errno));
 		goto out;
 	}
@@ -487,7 +474,7 @@ static int listener_create(struct fb_nbd_state *st, const char *listen,
 
 	if (!l || !(l->listen = strdup(listen))) {
 		free(l);
-		set_err(err, "out of memory");
+		fb_err_set(err, "out of memory");
 		return -ENOMEM;
 	}
 	l->st = st;
@@ -502,7 +489,7 @@ static int listener_create(struct fb_nbd_state *st, const char *listen,
 	} else if (strncmp(listen, "tcp:", 4) == 0) {
 		rc = listener_open_tcp(l, listen + 4, err);
 	} else {
-		set_err(err, "listen must be \"unix:PATH\" or \"tcp:HOST:PORT\", got \"%.200s\"", listen);
+		fb_err_set(err, "listen must be \"unix:PATH\" or \"tcp:HOST:PORT\", got \"%.200s\"", listen);
 		rc = -EINVAL;
 	}
 	if (rc) {
@@ -564,29 +551,29 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	int rc;
 
 	if (!e || !export_name || !bdev_name || !listen) {
-		set_err(err, "export_name, bdev_name and listen are required");
+		fb_err_set(err, "export_name, bdev_name and listen are required");
 		return -EINVAL;
 	}
 	nlen = strlen(export_name);
 	if (nlen == 0 || nlen > NBD_MAX_STRING) {
-		set_err(err, "export_name must be 1-%u bytes long", NBD_MAX_STRING);
+		fb_err_set(err, "export_name must be 1-%u bytes long", NBD_MAX_STRING);
 		return -EINVAL;
 	}
 	st = nbd_state_get(e, true);
 	if (!st) {
-		set_err(err, "out of memory");
+		fb_err_set(err, "out of memory");
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&st->ctrl);
 	if (export_find(st, export_name, nlen)) {
-		set_err(err, "export_name \"%.200s\" is already exported; remove it first or pick another name",
+		fb_err_set(err, "export_name \"%.200s\" is already exported; remove it first or pick another name",
 			export_name);
 		rc = -EEXIST;
 		goto out;
 	}
 	exp = calloc(1, sizeof(*exp));
 	if (!exp || !(exp->name = strdup(export_name)) || !(exp->bdev_name = strdup(bdev_name))) {
-		set_err(err, "out of memory");
+		fb_err_set(err, "out of memory");
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -605,7 +592,7 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	exp->block_size = fb_bdev_get_block_size(bdev);
 	if (exp->block_size & (exp->block_size - 1)) {
 		/* NBD's minimum block size must be a power of two. */
-		set_err(err, "bdev '%.200s' has block size %u, which NBD cannot advertise (it must "
+		fb_err_set(err, "bdev '%.200s' has block size %u, which NBD cannot advertise (it must "
 			"be a power of two); export a bdev with a power-of-two block size", bdev_name,
 			exp->block_size);
 		rc = -EINVAL;
@@ -679,12 +666,12 @@ int fb_nbd_export_remove(struct fb_engine *e, const char *export_name, struct fb
 	int rc = 0;
 
 	if (!e || !export_name) {
-		set_err(err, "export_name is required");
+		fb_err_set(err, "export_name is required");
 		return -EINVAL;
 	}
 	st = nbd_state_get(e, false);
 	if (!st) {
-		set_err(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
+		fb_err_set(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
 			export_name);
 		return -ENOENT;
 	}
@@ -693,7 +680,7 @@ int fb_nbd_export_remove(struct fb_engine *e, const char *export_name, struct fb
 	if (exp) {
 		export_destroy(st, exp);
 	} else {
-		set_err(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
+		fb_err_set(err, "export_name \"%.200s\" is not exported (see flexbso_nbd_get_exports)",
 			export_name);
 		rc = -ENOENT;
 	}

@@ -13,7 +13,6 @@
 #endif
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flexbso/bdev_module.h"
 #include "unix_sock.h"
 #include "vhost_blk.h"
 
@@ -34,19 +34,6 @@ struct vhost_state {
 	bool stop;
 	pthread_t thread;
 };
-
-static void set_err(struct fb_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct fb_err *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-}
 
 void fb_vhost_blk_opts_init(struct fb_vhost_blk_opts *opts)
 {
@@ -214,7 +201,7 @@ static struct vhost_state *state_get(struct fb_engine *e, bool create, struct fb
 	if (!st && create) {
 		st = calloc(1, sizeof(*st));
 		if (!st) {
-			set_err(err, "out of memory");
+			fb_err_set(err, "out of memory");
 			goto out;
 		}
 		st->e = e;
@@ -222,7 +209,7 @@ static struct vhost_state *state_get(struct fb_engine *e, bool create, struct fb
 		st->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		rc = st->wake_fd < 0 ? -errno : -pthread_create(&st->thread, NULL, vhost_thread, st);
 		if (rc) {
-			set_err(err, "starting the vhost control thread failed: %s", strerror(-rc));
+			fb_err_set(err, "starting the vhost control thread failed: %s", strerror(-rc));
 			if (st->wake_fd >= 0)
 				close(st->wake_fd);
 			pthread_mutex_destroy(&st->lock);
@@ -233,7 +220,7 @@ static struct vhost_state *state_get(struct fb_engine *e, bool create, struct fb
 		pthread_setname_np(st->thread, "fb_vhost");
 		if (fb_engine_subsys_register(e, "vhost", st, vhost_subsys_fini)) {
 			vhost_subsys_fini(e, st);
-			set_err(err, "registering the vhost subsystem failed");
+			fb_err_set(err, "registering the vhost subsystem failed");
 			st = NULL;
 		}
 	}
@@ -324,10 +311,10 @@ static int parse_cpumask(const char *s, unsigned nreactors, bool *use, struct fb
 	if (count)
 		return 0;
 bad:
-	set_err(err, "cpumask \"%.100s\" is not a non-empty mask: use hex (\"0x3\") or a list (\"[0,2-3]\")", s);
+	fb_err_set(err, "cpumask \"%.100s\" is not a non-empty mask: use hex (\"0x3\") or a list (\"[0,2-3]\")", s);
 	return -EINVAL;
 range:
-	set_err(err, "cpumask \"%.100s\" names a reactor beyond the engine's %u (indexes 0-%u)", s,
+	fb_err_set(err, "cpumask \"%.100s\" names a reactor beyond the engine's %u (indexes 0-%u)", s,
 		nreactors, nreactors - 1);
 	return -EINVAL;
 }
@@ -356,7 +343,7 @@ static int listen_unix(struct vhost_ctrlr *c, unsigned mode, struct fb_err *err)
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(c->socket_path) >= sizeof(sun.sun_path)) {
-		set_err(err, "socket path %.200s is longer than %zu bytes; use a shorter socket directory",
+		fb_err_set(err, "socket path %.200s is longer than %zu bytes; use a shorter socket directory",
 			c->socket_path, sizeof(sun.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
@@ -364,7 +351,7 @@ static int listen_unix(struct vhost_ctrlr *c, unsigned mode, struct fb_err *err)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, "socket(): %s", strerror(errno));
+		fb_err_set(err, "socket(): %s", strerror(errno));
 		return rc;
 	}
 	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -374,7 +361,7 @@ static int listen_unix(struct vhost_ctrlr *c, unsigned mode, struct fb_err *err)
 	}
 	if (rc < 0) {
 		rc = -errno;
-		set_err(err, "cannot bind %s: %s (is another engine serving it? pick another ctrlr name "
+		fb_err_set(err, "cannot bind %s: %s (is another engine serving it? pick another ctrlr name "
 			"or socket directory)", c->socket_path, strerror(errno));
 		close(fd);
 		return rc;
@@ -382,7 +369,7 @@ static int listen_unix(struct vhost_ctrlr *c, unsigned mode, struct fb_err *err)
 	/* Before listen(): nobody can connect until the mode is right. */
 	if (chmod(c->socket_path, mode) < 0 || listen(fd, 16) < 0) {
 		rc = -errno;
-		set_err(err, "cannot set up %s: %s", c->socket_path, strerror(errno));
+		fb_err_set(err, "cannot set up %s: %s", c->socket_path, strerror(errno));
 		close(fd);
 		unlink(c->socket_path);
 		return rc;
@@ -409,25 +396,25 @@ int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const
 	if (opts)
 		memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
 	if (!e || !ctrlr || !bdev_name || !socket_dir) {
-		set_err(err, "ctrlr, dev_name and the socket directory are required");
+		fb_err_set(err, "ctrlr, dev_name and the socket directory are required");
 		return -EINVAL;
 	}
 	if (!name_ok(ctrlr)) {
-		set_err(err, "ctrlr \"%.200s\" must be 1-200 characters of A-Z a-z 0-9 . _ - (it names the socket file)",
+		fb_err_set(err, "ctrlr \"%.200s\" must be 1-200 characters of A-Z a-z 0-9 . _ - (it names the socket file)",
 			ctrlr);
 		return -EINVAL;
 	}
 	if (stat(socket_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		set_err(err, "socket directory %.300s does not exist or is not a directory; create it or pass another",
+		fb_err_set(err, "socket directory %.300s does not exist or is not a directory; create it or pass another",
 			socket_dir);
 		return -ENOENT;
 	}
 	if (o.num_queues > FB_VHOST_MAX_QUEUES) {
-		set_err(err, "num_queues %u is more than %u", o.num_queues, FB_VHOST_MAX_QUEUES);
+		fb_err_set(err, "num_queues %u is more than %u", o.num_queues, FB_VHOST_MAX_QUEUES);
 		return -EINVAL;
 	}
 	if (o.socket_mode & ~0777u) {
-		set_err(err, "socket_mode 0%o has bits beyond 0777", o.socket_mode);
+		fb_err_set(err, "socket_mode 0%o has bits beyond 0777", o.socket_mode);
 		return -EINVAL;
 	}
 	nreactors = fb_engine_reactor_count(e);
@@ -448,7 +435,7 @@ int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const
 	    (o.cpumask && !(c->cpumask = strdup(o.cpumask)))) {
 		if (c)
 			c->socket_path = NULL;
-		set_err(err, "out of memory");
+		fb_err_set(err, "out of memory");
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -479,7 +466,7 @@ int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const
 	c->has_unmap = fb_bdev_io_type_supported(bdev, FB_IO_UNMAP);
 	c->has_write_zeroes = fb_bdev_io_type_supported(bdev, FB_IO_WRITE_ZEROES);
 	if (c->block_size < VIRTIO_BLK_SECTOR || c->block_size % VIRTIO_BLK_SECTOR) {
-		set_err(err, "bdev %.200s has %u-byte blocks; virtio-blk needs a multiple of 512", bdev_name,
+		fb_err_set(err, "bdev %.200s has %u-byte blocks; virtio-blk needs a multiple of 512", bdev_name,
 			c->block_size);
 		rc = -EINVAL;
 		goto fail;
@@ -487,7 +474,7 @@ int fb_vhost_blk_controller_create(struct fb_engine *e, const char *ctrlr, const
 	pthread_mutex_lock(&st->lock);
 	if (ctrlr_find(st, ctrlr)) {
 		pthread_mutex_unlock(&st->lock);
-		set_err(err, "ctrlr \"%.200s\" already exists; delete it first or pick another name", ctrlr);
+		fb_err_set(err, "ctrlr \"%.200s\" already exists; delete it first or pick another name", ctrlr);
 		rc = -EEXIST;
 		goto fail;
 	}
@@ -516,7 +503,7 @@ int fb_vhost_blk_controller_delete(struct fb_engine *e, const char *ctrlr, struc
 	struct vhost_ctrlr *c = NULL, **pp;
 
 	if (!ctrlr) {
-		set_err(err, "ctrlr is required");
+		fb_err_set(err, "ctrlr is required");
 		return -EINVAL;
 	}
 	if (st) {
@@ -536,7 +523,7 @@ int fb_vhost_blk_controller_delete(struct fb_engine *e, const char *ctrlr, struc
 		pthread_mutex_unlock(&st->lock);
 	}
 	if (!c) {
-		set_err(err, "ctrlr \"%.200s\" does not exist (see vhost_get_controllers)", ctrlr);
+		fb_err_set(err, "ctrlr \"%.200s\" does not exist (see vhost_get_controllers)", ctrlr);
 		return -ENOENT;
 	}
 	fb_log(e, FB_LOG_INFO, "vhost: controller %s deleted", ctrlr);
