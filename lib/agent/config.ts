@@ -22,6 +22,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { LogLevel } from "./log.js";
+import { DEFAULT_STATE_DIR } from "../state/layout.js";
 
 /** How the agent reaches its target. */
 export interface TargetConfig {
@@ -116,7 +117,7 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   };
   const dpu = str("dpu", c.dpu) ?? null;
   if (dpu !== null && !/^[a-z0-9][a-z0-9-]*$/i.test(dpu)) p.push(`dpu: "${dpu}" must match [a-z0-9][a-z0-9-]*`);
-  const stateDir = path.resolve(baseDir, str("stateDir", c.stateDir) ?? "/var/lib/flexbso");
+  const stateDir = path.resolve(baseDir, str("stateDir", c.stateDir) ?? DEFAULT_STATE_DIR);
   const runDir = path.resolve(baseDir, str("runDir", c.runDir) ?? "/run/flexbso");
   const dataDir = path.resolve(baseDir, str("dataDir", c.dataDir) ?? path.join(stateDir, "files"));
 

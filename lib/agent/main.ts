@@ -10,7 +10,7 @@ import { ensureToken, READ_TOKEN_FILE } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
-import { LOCAL_URL_FILE } from "./credentials.js";
+import { LOCAL_URL_FILE } from "../state/layout.js";
 import { NativeBackend } from "../backends/native.js";
 import { NotificationPoller } from "./notifications.js";
 import type { AgentConfig } from "./config.js";
@@ -101,7 +101,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     const port = await listen(server, cfg.host, cfg.port);
     cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
     const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
-    await writeFileAtomic(path.join(cfg.runDir, "agent.url"), url + "\n");
+    await writeFileAtomic(path.join(cfg.runDir, LOCAL_URL_FILE), url + "\n");
     // beside the token: the CLI sends the local token to this URL only
     await writeFileAtomic(path.join(cfg.stateDir, LOCAL_URL_FILE), url + "\n");
 

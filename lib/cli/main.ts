@@ -11,7 +11,7 @@ import { eventsCommand } from "./commands/events.js";
 import { demoCommand } from "./commands/demo.js";
 import { engineCommand } from "./commands/engine.js";
 import { providerCommand } from "./commands/provider.js";
-import { agentActualSourceFactory } from "../agent/fleet.js";
+import { agentActualSourceFactory } from "../fleet/fleet.js";
 
 /**
  * Every subcommand, in `--help` order. To add one: write lib/cli/commands/<name>.ts
@@ -19,7 +19,7 @@ import { agentActualSourceFactory } from "../agent/fleet.js";
  */
 export const COMMANDS: CliCommand[] = [validateCommand, planCommand, applyCommand, destroyCommand, showCommand, eventsCommand, agentCommand, engineCommand, providerCommand, demoCommand];
 
-// `plan` without --actual asks the agents named in the topology (lib/agent/fleet.ts).
+// `plan` without --actual asks the agents named in the topology (lib/fleet/fleet.ts).
 setActualSourceFactory(agentActualSourceFactory);
 
 /** Builds the commander program (exported for tests and for embedding). */

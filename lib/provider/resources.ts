@@ -17,8 +17,8 @@
  * Anything else that changes the DPU between two Terraform steps (a `flexbso apply` of
  * another topology) is seen on the next refresh as drift.
  */
-import { AgentClient, AgentRpcError } from "../agent/client.js";
-import { resolveToken } from "../agent/fleet.js";
+import { AgentClient, AgentRpcError } from "../fleet/client.js";
+import { resolveToken } from "../fleet/fleet.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
 import { allowDataLossFromEnv } from "../apply/allow.js";

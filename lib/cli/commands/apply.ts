@@ -6,8 +6,8 @@ import { canonicalJsonCompact } from "../../model/canonical.js";
 import type { Desired } from "../../model/types.js";
 import type { Plan } from "../../plan/types.js";
 import { digestProblem } from "../../plan/saved.js";
-import { resolveTargets } from "../../agent/fleet.js";
-import { desiredFromPlan, runFleetApply } from "../../apply/fleet-apply.js";
+import { resolveTargets } from "../../fleet/fleet.js";
+import { desiredFromPlan, runFleetApply } from "../../fleet/fleet-apply.js";
 import { allowDataLossFromEnv } from "../../apply/allow.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 

@@ -1,5 +1,5 @@
 import { loadTopology } from "../../load/index.js";
-import { describeFailures, forEachDpu, resolveTargets } from "../../agent/fleet.js";
+import { describeFailures, forEachDpu, resolveTargets } from "../../fleet/fleet.js";
 import type { AgentEvent } from "../../state/events.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 

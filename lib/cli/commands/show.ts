@@ -1,8 +1,8 @@
 import { Option } from "commander";
 import { loadTopology } from "../../load/index.js";
 import { canonicalJson } from "../../model/canonical.js";
-import { combineActual, describeFailures, readFleet, resolveTargets } from "../../agent/fleet.js";
-import { renderShowYaml } from "../../agent/show.js";
+import { combineActual, describeFailures, readFleet, resolveTargets } from "../../fleet/fleet.js";
+import { renderShowYaml } from "../../fleet/show.js";
 import { writeOutput } from "../output.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 

@@ -5,7 +5,7 @@
  */
 import { Document, isNode } from "yaml";
 import type { Resource } from "../model/types.js";
-import type { TopologyView } from "./service.js";
+import type { TopologyView } from "../agent/service.js";
 
 /** Render views (keyed by DPU) as a YAML topology with comments. */
 export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string {

@@ -9,9 +9,9 @@ import { FileActualSource, type ActualSource, type ActualState } from "../plan/a
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
 import { credentialFix, lookupCredential, readTokenFile, type CredentialRole } from "./credentials.js";
-import type { PlanResult, TopologyView } from "./service.js";
+import type { PlanResult, TopologyView } from "../agent/service.js";
 
-export { DEFAULT_STATE_DIR } from "./credentials.js";
+export { DEFAULT_STATE_DIR } from "../state/layout.js";
 
 /** A DPU the CLI talks to. */
 export interface DpuTarget {

@@ -21,14 +21,12 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
+import { DEFAULT_STATE_DIR, LOCAL_URL_FILE } from "../state/layout.js";
 
 /** A credential, where it came from, or why none applies. */
 export type CredentialLookup =
   | { readonly ok: true; readonly token: string; readonly source: string }
   | { readonly ok: false; readonly problems: readonly string[] };
-
-/** Default agent state dir (where a local agent keeps its `token`). */
-export const DEFAULT_STATE_DIR = "/var/lib/flexbso";
 
 /** The credentials file the CLI reads. */
 export function credentialsFile(env: NodeJS.ProcessEnv): string {
@@ -51,9 +49,6 @@ export function endpointOrigin(endpoint: string): string | undefined {
 export function envSuffix(dpu: string): string {
   return dpu.toUpperCase().replace(/[^A-Z0-9]/g, "_");
 }
-
-/** The file in the state dir where the agent records the URL it serves. */
-export const LOCAL_URL_FILE = "agent.url";
 
 /** The first line of a token file, or why it cannot be used. */
 export async function readTokenFile(file: string): Promise<{ token?: string; problem?: string }> {
