@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { AgentActualSource } from "../lib/agent/fleet.js";
+import { AgentActualSource } from "../lib/fleet/fleet.js";
 import { validateDesired } from "../lib/model/validate.js";
 import type { Desired } from "../lib/model/types.js";
 import { plan } from "../lib/plan/plan.js";

@@ -6,7 +6,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveToken, FleetError } from "../../lib/agent/fleet.js";
+import { resolveToken, FleetError } from "../../lib/fleet/fleet.js";
 import type { ResourceOf } from "../../lib/model/types.js";
 import { repoPath } from "../helpers/index.js";
 
