@@ -37,10 +37,6 @@ export interface ActualSourceOptions {
  */
 export type ActualSourceFactory = (opts: ActualSourceOptions) => ActualSource;
 
-/** The source that needs no agent: the `--actual` file when given, else nothing exists yet. */
-export const offlineActualSource: ActualSourceFactory = (opts) =>
-  opts.actual !== undefined ? new FileActualSource(opts.actual) : new EmptyActualSource();
-
 /** Nothing exists yet: every desired resource is created. */
 export class EmptyActualSource implements ActualSource {
   async read(): Promise<ActualState> {
