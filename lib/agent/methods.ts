@@ -8,8 +8,8 @@ import { NotSupportedError } from "../backends/backend.js";
 import { StaleGenerationError, DataLossRefusedError, DpuBusyError, StepFailedError } from "../apply/errors.js";
 import { defineMethod } from "../rpc/dispatcher.js";
 import { NO_PARAMS, type ParamSpec } from "../rpc/params.js";
-import { RpcDispatcher, RpcFailure, RpcCode } from "./jsonrpc.js";
-import { AgentService, WrongDpuError, TargetDownError } from "./service.js";
+import { type RpcDispatcher, RpcFailure, RpcCode } from "./jsonrpc.js";
+import { type AgentService, WrongDpuError, TargetDownError } from "./service.js";
 
 const DESIRED: ParamSpec = { type: "object", hint: "the desired topology (a Desired document {formatVersion: 1, resources})" };
 const GENERATION: ParamSpec = {

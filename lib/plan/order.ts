@@ -27,7 +27,9 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
     if (first === "update") drafts.push({ ...base, action: "update", before: c.change.before, after: c.change.after });
     if (first === "create" || replace) drafts.push({ ...base, action: "create", before: null, after: c.change.after });
   }
-  drafts.forEach((d, i) => index[d.action].set(d.address, i));
+  drafts.forEach((d, i) => {
+    index[d.action].set(d.address, i);
+  });
 
   // Names -> addresses per DPU, on each side, for resolving references.
   const nameIndex = (side: "before" | "after") => {
