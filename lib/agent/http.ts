@@ -15,8 +15,7 @@ import type { Logger } from "./log.js";
 
 /** Largest accepted request body (a 100k-resource topology fits). */
 export const MAX_BODY = 64 * 1024 * 1024;
-/** Longest JSON-RPC batch accepted (one response per entry is held in memory). */
-export const MAX_BATCH = 100;
+export { MAX_BATCH } from "./jsonrpc.js";
 /** A client must send its request headers within this time. */
 export const HEADERS_TIMEOUT_MS = 10_000;
 /**
@@ -165,7 +164,6 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     throw e;
   }
   const out = await deps.rpc.handleBody(body, {
-    maxBatch: MAX_BATCH,
     ...(admin ? {} : { allow: (m: string) => (READ_METHODS.has(m) ? undefined : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`) }),
   });
   if (out === null) return send(res, 204, "text/plain", "");

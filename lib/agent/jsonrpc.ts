@@ -9,13 +9,15 @@ import { RpcCode, RpcFailure } from "../rpc/errors.js";
 export { RpcCode, RpcFailure } from "../rpc/errors.js";
 export { errorResponse, serializeResponse, type RpcResponse } from "../rpc/dispatcher.js";
 
+/** Longest JSON-RPC batch accepted (one response per entry is held in memory). */
+export const MAX_BATCH = 100;
+
 /** The agent's dialect of JSON-RPC. */
 export const AGENT_DIALECT: RpcDialect = {
   versionOptional: false,
   refusedValueCode: RpcCode.InvalidParams,
   listMethod: "rpc.methods",
-  // The HTTP front passes its own limit (http.ts MAX_BATCH) with every body.
-  maxBatch: 100,
+  maxBatch: MAX_BATCH,
 };
 
 /** An error a method handler throws to answer with `rpcCode` and, optionally, `data`. */
@@ -57,12 +59,11 @@ export class RpcDispatcher extends Dispatcher<void> {
 
   /**
    * Handles a raw request body.
-   * @param opts.maxBatch refuse batches longer than this (nothing in them runs)
    * @param opts.allow returns why a method is refused to this caller, or undefined to run it
    * @returns the response (object or array; write it with serializeResponse, which
    *   echoes ids exactly), or null when nothing is to be sent (notifications only).
    */
-  async handleBody(body: string, opts: { maxBatch?: number; allow?: (method: string) => string | undefined } = {}): Promise<RpcResponse | RpcResponse[] | null> {
+  async handleBody(body: string, opts: { allow?: (method: string) => string | undefined } = {}): Promise<RpcResponse | RpcResponse[] | null> {
     return (await this.handleText(body, opts)) ?? null;
   }
 }

@@ -74,7 +74,7 @@ export interface RpcDialect {
   readonly refusedValueCode: number;
   /** The method that lists the others, named in "method not found" answers. */
   readonly listMethod: string;
-  /** Most calls in one batch (a larger batch is refused whole), unless a request's options say otherwise. */
+  /** Most calls in one batch (a larger batch is refused whole). */
   readonly maxBatch: number;
 }
 
@@ -115,8 +115,6 @@ export interface HandleOptions {
   readonly idTexts?: string | undefined | (string | undefined)[];
   /** Returns why this caller may not call `method`, or undefined to run it (-32009). */
   readonly allow?: (method: string) => string | undefined;
-  /** A smaller batch limit for this request than the dialect's. */
-  readonly maxBatch?: number;
 }
 
 interface Entry<C> {
@@ -179,7 +177,7 @@ export class RpcDispatcher<C> {
     const { idTexts } = opts;
     if (!Array.isArray(value)) return this.handleOne(value, typeof idTexts === "string" ? idTexts : undefined, opts.allow);
     if (value.length === 0) return errorResponse(null, new RpcFailure(RpcCode.InvalidRequest, "Invalid request: empty batch array"));
-    const max = opts.maxBatch ?? this.dialect.maxBatch;
+    const max = this.dialect.maxBatch;
     if (value.length > max) {
       // Refused whole, before any method runs: one value cannot queue unbounded work.
       const f = new RpcFailure(
