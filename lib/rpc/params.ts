@@ -1,8 +1,8 @@
 /**
- * Declared method params, compiled once into a validator (ajv), and the one
- * translator from a validation failure to a message that names the param and
- * the fix: `Invalid parameter 'num_blocks': must be >= 1, got 0. Fix: pass the
- * number of blocks, a positive integer, e.g. 262144.`
+ * Declared method params, compiled once into a validator (ajv), and the message
+ * for a failure, in the words the topology checks use too (lib/model/schema-words.ts),
+ * naming the param and the fix: `Invalid parameter 'num_blocks': must be >= 1, got 0.
+ * Fix: pass the number of blocks, a positive integer, e.g. 262144.`
  *
  * Params are named (an object); unknown ones are refused. Params that do not
  * decode (not an object, a wrong type, an unknown or missing param, a word
@@ -14,6 +14,7 @@
  */
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 
+import { schemaWords } from "../model/schema-words.js";
 import { invalidParams, RpcCode, RpcFailure } from "./errors.js";
 
 /** One param: a JSON Schema fragment plus the hint used in error messages. */
@@ -29,7 +30,7 @@ export interface ParamSpec {
   readonly maxLength?: number;
   readonly pattern?: string;
   readonly enum?: readonly (string | number)[];
-  /** The only value accepted (see the engine's spdkDefaultOnly). */
+  /** The only value accepted (see the engine's spdkDefaultOnly, whose hint says why). */
   readonly const?: string | number | boolean;
   /** For arrays: the items' schema. */
   readonly items?: { readonly type: "string"; readonly minLength?: number };
@@ -113,32 +114,17 @@ export class ParamsValidator {
     const where = parts.length > 1 ? `${name}[${parts.slice(1).join("][")}]` : name;
     let value: unknown = p[name];
     for (const k of parts.slice(1)) value = (value as Record<string, unknown> | undefined)?.[k];
-    let what: string;
-    switch (err.keyword) {
-      case "type":
-        what = `must be ${article((err.params as { type: string }).type)}, got ${jsonType(value)}`;
-        break;
-      case "const":
-        what = `this engine supports only ${JSON.stringify((err.params as { allowedValue: unknown }).allowedValue)} (SPDK's default), got ${JSON.stringify(value)}`;
-        break;
-      case "enum":
-        what = `must be one of ${(err.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(", ")}, got ${JSON.stringify(value)}`;
-        break;
-      default:
-        what = `${err.message ?? "is invalid"}, got ${JSON.stringify(value)}`;
-    }
+    const words = schemaWords(err);
+    // A wrong type names what came: "got the string "lots"", not just "got "lots"".
+    const got = words.showValue ? `, got ${err.keyword === "type" ? jsonType(value) : JSON.stringify(value)}` : "";
     // Not decodable: -32602. Decoded but refused: the server's refused-value code.
     const code = err.keyword === "type" || err.keyword === "enum" ? RpcCode.InvalidParams : this.refusedCode;
-    return new RpcFailure(code, `Invalid parameter '${where}': ${what}. Fix: pass ${this.hint(name)}.`);
+    return new RpcFailure(code, `Invalid parameter '${where}': ${words.phrase}${got}. Fix: pass ${this.hint(name)}.`);
   }
 
   private hint(name: string): string {
     return this.spec.properties[name]?.hint ?? "a valid value";
   }
-}
-
-function article(t: string): string {
-  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
 }
 
 function jsonType(v: unknown): string {
