@@ -9,14 +9,13 @@
 import * as http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { checkBearer } from "../state/token.js";
-import { RpcDispatcher, errorResponse, RpcCode } from "./jsonrpc.js";
+import { RpcDispatcher, errorResponse, serializeResponse, RpcCode, RpcFailure } from "./jsonrpc.js";
 import type { AgentMetrics } from "./metrics.js";
 import type { Logger } from "./log.js";
 
 /** Largest accepted request body (a 100k-resource topology fits). */
 export const MAX_BODY = 64 * 1024 * 1024;
-/** Longest JSON-RPC batch accepted (one response per entry is held in memory). */
-export const MAX_BATCH = 100;
+export { MAX_BATCH } from "./jsonrpc.js";
 /** A client must send its request headers within this time. */
 export const HEADERS_TIMEOUT_MS = 10_000;
 /**
@@ -153,8 +152,8 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     return send(res, 200, deps.metrics.contentType, await deps.metrics.text());
   }
   if (req.method !== "POST") return send(res, 405, "text/plain", "use POST with a JSON-RPC 2.0 body\n", { Allow: "POST" });
-  const tooLarge = () => send(res, 413, "application/json", JSON.stringify(errorResponse(null, RpcCode.InvalidRequest,
-    `request body larger than ${MAX_BODY} bytes: send one topology per request (split a fleet per DPU)`)) + "\n", { Connection: "close" });
+  const tooLarge = () => send(res, 413, "application/json", JSON.stringify(errorResponse(null, new RpcFailure(RpcCode.InvalidRequest,
+    `request body larger than ${MAX_BODY} bytes: send one topology per request (split a fleet per DPU)`))) + "\n", { Connection: "close" });
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > MAX_BODY) return tooLarge();
   let body: string;
@@ -165,11 +164,10 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     throw e;
   }
   const out = await deps.rpc.handleBody(body, {
-    maxBatch: MAX_BATCH,
     ...(admin ? {} : { allow: (m: string) => (READ_METHODS.has(m) ? undefined : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`) }),
   });
   if (out === null) return send(res, 204, "text/plain", "");
-  send(res, 200, "application/json", JSON.stringify(out) + "\n");
+  send(res, 200, "application/json", serializeResponse(out) + "\n");
 }
 
 class BodyTooLargeError extends Error {}

@@ -1,92 +1,93 @@
 /**
- * The agent's JSON-RPC methods: parameter checks and error mapping around
- * {@link AgentService}. Every failure becomes a JSON-RPC error with a stable code and,
- * where useful, structured `data`.
+ * The agent's JSON-RPC methods: declared params around {@link AgentService},
+ * and the mapping of its errors onto the agent's codes, each with structured
+ * `data` where useful.
  */
 import { TopologyError } from "../model/errors.js";
 import { NotSupportedError } from "../backends/backend.js";
 import { StaleGenerationError, DataLossRefusedError, DpuBusyError, StepFailedError } from "../apply/errors.js";
-import { RpcDispatcher, RpcMethodError, RpcCode, requireObject } from "./jsonrpc.js";
-import { AgentService, WrongDpuError, TargetDownError } from "./service.js";
+import { defineMethod } from "../rpc/dispatcher.js";
+import { NO_PARAMS, type ParamSpec } from "../rpc/params.js";
+import { type RpcDispatcher, RpcFailure, RpcCode } from "./jsonrpc.js";
+import { type AgentService, WrongDpuError, TargetDownError } from "./service.js";
+
+const DESIRED: ParamSpec = { type: "object", hint: "the desired topology (a Desired document {formatVersion: 1, resources})" };
+const GENERATION: ParamSpec = {
+  type: "integer",
+  minimum: 0,
+  nullable: true,
+  hint: "a non-negative integer (the generation your plan was made against)",
+};
+const ALLOW_DATA_LOSS: ParamSpec = { type: "boolean", hint: "true or false (true lets steps that discard data run)" };
 
 /** Register every agent method on `rpc`. */
 export function registerAgentMethods(rpc: RpcDispatcher, svc: AgentService): RpcDispatcher {
-  const wrap = (fn: (p: unknown) => Promise<unknown>) => async (p: unknown) => {
-    try {
-      return await fn(p);
-    } catch (e) {
-      throw toRpcError(e);
-    }
-  };
-  rpc.register("topology.get", wrap(async () => svc.get()));
-  rpc.register("topology.plan", wrap(async (p) => {
-    const o = requireObject(p, "topology.plan", "{desired}");
-    if (o.desired === undefined) throw invalid("topology.plan", "desired", "the desired topology (a Desired document {formatVersion: 1, resources})");
-    return svc.plan(o.desired);
-  }));
-  rpc.register("topology.apply", wrap(async (p) => {
-    const o = requireObject(p, "topology.apply", "{desired, expectedGeneration?, allowDataLoss?}");
-    if (o.desired === undefined) throw invalid("topology.apply", "desired", "the desired topology (a Desired document {formatVersion: 1, resources})");
-    return svc.apply(o.desired, generationParam("topology.apply", o.expectedGeneration), boolParam("topology.apply", "allowDataLoss", o.allowDataLoss));
-  }));
-  rpc.register("topology.destroy", wrap(async (p) => {
-    const o = requireObject(p, "topology.destroy", "{dpu?, expectedGeneration?, allowDataLoss?}");
-    if (o.dpu !== undefined && (typeof o.dpu !== "string" || !o.dpu)) throw invalid("topology.destroy", "dpu", "the name of the DPU this agent serves (a non-empty string)");
-    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined);
-  }));
-  rpc.register("events.list", wrap(async (p) => {
-    const o = requireObject(p, "events.list", "{since?, limit?}");
-    const since = o.since ?? 0;
-    const limit = o.limit ?? 1000;
-    if (typeof since !== "number" || !Number.isInteger(since) || since < 0) throw invalid("events.list", "since", "a non-negative integer sequence number");
-    if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("events.list", "limit", "an integer 1..10000");
-    return svc.events(since, limit);
-  }));
-  rpc.register("topology.reconcile", wrap(async () => {
+  // Service errors become the agent's codes; anything else is left to the dispatcher (-32603).
+  const method = <P>(name: string, description: string, params: typeof NO_PARAMS, run: (p: P) => Promise<unknown>) =>
+    rpc.add(defineMethod<P, void>({
+      name, description, params,
+      handler: async (p) => {
+        try {
+          return await run(p);
+        } catch (e) {
+          throw agentFailure(e) ?? e;
+        }
+      },
+    }));
+  method("topology.get", "The served topology and its generation.", NO_PARAMS, () => svc.get());
+  method<{ desired: unknown }>("topology.plan", "Plan a desired topology against the live target.",
+    { properties: { desired: DESIRED }, required: ["desired"] }, (p) => svc.plan(p.desired));
+  method<{ desired: unknown; expectedGeneration?: number | null; allowDataLoss?: boolean }>("topology.apply", "Apply a desired topology.",
+    { properties: { desired: DESIRED, expectedGeneration: GENERATION, allowDataLoss: ALLOW_DATA_LOSS }, required: ["desired"] },
+    (p) => svc.apply(p.desired, p.expectedGeneration ?? undefined, p.allowDataLoss ?? false));
+  method<{ dpu?: string; expectedGeneration?: number | null; allowDataLoss?: boolean }>("topology.destroy", "Delete every resource of the DPU.",
+    {
+      properties: {
+        dpu: { type: "string", minLength: 1, hint: "the name of the DPU this agent serves (a non-empty string)" },
+        expectedGeneration: GENERATION,
+        allowDataLoss: ALLOW_DATA_LOSS,
+      },
+    },
+    (p) => svc.destroy(p.expectedGeneration ?? undefined, p.allowDataLoss ?? false, p.dpu));
+  method<{ since?: number; limit?: number }>("events.list", "Events after a sequence number.",
+    {
+      properties: {
+        since: { type: "integer", minimum: 0, hint: "a non-negative integer sequence number" },
+        limit: { type: "integer", minimum: 1, maximum: 10_000, hint: "an integer 1..10000" },
+      },
+    },
+    (p) => svc.events(p.since ?? 0, p.limit ?? 1000));
+  method("topology.reconcile", "Reconcile the target with the state now; returns topology.get's answer.", NO_PARAMS, async () => {
     await svc.reconcile("requested");
     return svc.get();
-  }));
-  rpc.register("function.stats", wrap(async () => ({ functions: await svc.stats() })));
-  rpc.register("rpc.methods", async () => rpc.names());
+  });
+  method("function.stats", "I/O counters per function.", NO_PARAMS, async () => ({ functions: await svc.stats() }));
+  method("rpc.methods", "The methods this agent serves.", NO_PARAMS, async () => rpc.names());
   return rpc;
 }
 
-function invalid(method: string, field: string, want: string): RpcMethodError {
-  return new RpcMethodError(RpcCode.InvalidParams, `invalid params for ${method}: '${field}' must be ${want}`, { field });
-}
-
-function generationParam(method: string, v: unknown): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw invalid(method, "expectedGeneration", "a non-negative integer (the generation your plan was made against)");
-  return v;
-}
-
-function boolParam(method: string, field: string, v: unknown): boolean {
-  if (v === undefined) return false;
-  if (typeof v !== "boolean") throw invalid(method, field, "true or false");
-  return v;
-}
-
-/** Map a service error onto a JSON-RPC error. */
-export function toRpcError(e: unknown): RpcMethodError {
-  if (e instanceof RpcMethodError) return e;
-  if (e instanceof TopologyError) {
-    return new RpcMethodError(RpcCode.InvalidTopology, e.message, { diagnostics: e.diagnostics });
+/** Maps a service error onto the agent's codes; undefined for an error that is not one of them. */
+export function agentFailure(e: unknown): RpcFailure | undefined {
+  if (e instanceof RpcFailure) return e;
+  if (e instanceof TopologyError) return new RpcFailure(RpcCode.InvalidTopology, e.message, { data: { diagnostics: e.diagnostics } });
+  if (e instanceof StaleGenerationError) {
+    return new RpcFailure(RpcCode.StaleGeneration, e.message, { data: { dpu: e.dpu, expected: e.expected, actual: e.actual } });
   }
-  if (e instanceof StaleGenerationError) return new RpcMethodError(RpcCode.StaleGeneration, e.message, { dpu: e.dpu, expected: e.expected, actual: e.actual });
-  if (e instanceof DataLossRefusedError) return new RpcMethodError(RpcCode.DataLossRefused, e.message, { dpu: e.dpu, steps: e.addresses });
-  if (e instanceof DpuBusyError) return new RpcMethodError(RpcCode.Busy, e.message, { dpu: e.dpu, holder: e.holder });
-  if (e instanceof NotSupportedError) return new RpcMethodError(RpcCode.NotSupported, `not supported: ${e.reasons.join("; ")}`, { reasons: e.reasons });
-  if (e instanceof TargetDownError) return new RpcMethodError(RpcCode.TargetUnavailable, e.message, { dpu: e.dpu, socket: e.socket });
-  if (e instanceof WrongDpuError) return new RpcMethodError(RpcCode.WrongDpu, e.message, { serving: e.serving, got: e.got });
+  if (e instanceof DataLossRefusedError) return new RpcFailure(RpcCode.DataLossRefused, e.message, { data: { dpu: e.dpu, steps: e.addresses } });
+  if (e instanceof DpuBusyError) return new RpcFailure(RpcCode.Busy, e.message, { data: { dpu: e.dpu, holder: e.holder } });
+  if (e instanceof NotSupportedError) {
+    return new RpcFailure(RpcCode.NotSupported, `not supported: ${e.reasons.join("; ")}`, { data: { reasons: e.reasons } });
+  }
+  if (e instanceof TargetDownError) return new RpcFailure(RpcCode.TargetUnavailable, e.message, { data: { dpu: e.dpu, socket: e.socket } });
+  if (e instanceof WrongDpuError) return new RpcFailure(RpcCode.WrongDpu, e.message, { data: { serving: e.serving, got: e.got } });
   if (e instanceof StepFailedError) {
-    return new RpcMethodError(RpcCode.ApplyFailed, e.message, {
-      dpu: e.dpu, step: e.step, index: e.index, total: e.total, completed: e.completed, generation: e.generation,
+    return new RpcFailure(RpcCode.ApplyFailed, e.message, {
+      data: { dpu: e.dpu, step: e.step, index: e.index, total: e.total, completed: e.completed, generation: e.generation },
     });
   }
   const code = (e as { code?: unknown })?.code;
   if (typeof code === "string" && /^E(CONNREFUSED|NOENT|TIMEDOUT|CONNRESET|CLOSED)$/.test(code)) {
-    return new RpcMethodError(RpcCode.TargetUnavailable, `target unavailable: ${(e as Error).message}`);
+    return new RpcFailure(RpcCode.TargetUnavailable, `target unavailable: ${(e as Error).message}`, { cause: e });
   }
-  return new RpcMethodError(RpcCode.InternalError, (e as Error)?.message ?? String(e));
+  return undefined;
 }

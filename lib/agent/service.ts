@@ -14,7 +14,8 @@ import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
 import { executeSteps, preflight } from "../apply/executor.js";
 import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
-import { bottomUp } from "../apply/order.js";
+import { creationOrder } from "../plan/order.js";
+import { checkView, describeStep, isDestructive, stepReason } from "../plan/steps.js";
 import { planDpu, type DpuPlan } from "../apply/planning.js";
 import type { Logger } from "./log.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -176,7 +177,7 @@ export class AgentService {
       generation: this.state.generation,
       plan: p.plan,
       changes: p.steps.length > 0,
-      destructive: p.steps.filter((s) => s.destructive).map((s) => `${s.op} ${s.address}`),
+      destructive: p.steps.filter(isDestructive).map(describeStep),
       unsupported: p.plan.errors.map((e) => `${e.message}; fix: ${e.fix}`),
       live,
     };
@@ -196,7 +197,7 @@ export class AgentService {
     let live: LiveCheck = { errors: [], warnings: [] };
     try {
       facts = await this.d.backend.facts();
-      live = await this.d.backend.check(first.steps, this.state.resources);
+      live = await this.d.backend.check(first.steps.map(checkView), this.state.resources);
     } catch {
       // target down: apply refuses with TargetDownError; plan says what it could check
     }
@@ -280,7 +281,7 @@ export class AgentService {
     await this.lock.run("reconcile", async () => {
       const inv = await this.d.backend.inventory();
       const now = Date.now();
-      const missing = bottomUp(this.state.resources).filter((r) => !this.d.backend.present(r, inv))
+      const missing = creationOrder(this.state.resources).filter((r) => !this.d.backend.present(r, inv))
         .filter((r) => reason !== "periodic" || now - (this.restoreFailures.get(r.address) ?? 0) > 60_000);
       if (!missing.length) return;
       await this.emit({ level: "warn", type: "reconcile.start", message: `restoring ${missing.length} resource(s) missing on the target (${reason})`, data: { reason, missing: missing.map((r) => r.address) } });
@@ -316,8 +317,8 @@ export class AgentService {
     // Every step is checked against the live target before the first one runs.
     const { plan: p } = await this.livePlan(desired);
     preflight(p.plan.errors);
-    const destructive = p.steps.filter((s) => s.destructive);
-    if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${s.op} ${s.address}${s.reason ? ` (${s.reason})` : ""}`));
+    const destructive = p.steps.filter(isDestructive);
+    if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${describeStep(s)}${stepReason(s) ? ` (${stepReason(s)})` : ""}`));
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
     await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)`, data: { generation, steps: p.steps.length } });
@@ -333,12 +334,12 @@ export class AgentService {
           return this.state;
         },
         emit: (ev) => this.emit(ev),
-        onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.op, result: ok ? "ok" : "failed" }),
+        onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.action, result: ok ? "ok" : "failed" }),
         stopReason: () => this.stopping,
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
       await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });
-      return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map((s) => `${s.op} ${s.address}`), changes: true };
+      return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map(describeStep), changes: true };
     } catch (e) {
       this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
       await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation } });

@@ -1,4 +1,6 @@
 /** Typed errors of the apply path; each carries what a caller needs to report it. */
+import { describeStep } from "../plan/steps.js";
+import type { PlanStep } from "../plan/types.js";
 
 /** The caller planned against another generation than the agent holds. */
 export class StaleGenerationError extends Error {
@@ -29,14 +31,14 @@ export class StepFailedError extends Error {
   readonly code = "APPLY_STEP_FAILED";
   constructor(
     readonly dpu: string,
-    readonly step: { readonly op: string; readonly address: string },
+    readonly step: PlanStep,
     readonly index: number,
     readonly total: number,
     readonly completed: readonly string[],
     readonly detail: string,
     readonly generation: number,
   ) {
-    super(`step ${index + 1}/${total} (${step.op} ${step.address}) failed: ${detail}; ` +
+    super(`step ${index + 1}/${total} (${describeStep(step)}) failed: ${detail}; ` +
       `${completed.length} step(s) before it were applied and are recorded (generation ${generation}); fix the cause and apply again to converge`);
   }
 }

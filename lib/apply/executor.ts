@@ -1,16 +1,16 @@
 /**
- * Runs apply steps in the planner's order against a backend, recording every finished
+ * Runs the plan's steps in the planner's order against a backend, recording every finished
  * step in the persisted state before starting the next. So whatever happens — a step
  * fails, the agent is killed — the state lists what actually exists, and running the
  * same apply again converges (backend operations are idempotent).
  */
 import type { Resource } from "../model/types.js";
-import type { PlanProblem } from "../plan/types.js";
+import type { PlanProblem, PlanStep } from "../plan/types.js";
+import { describeStep, stepResource } from "../plan/steps.js";
 import type { Backend, Realized } from "../backends/backend.js";
 import { NotSupportedError } from "../backends/backend.js";
 import type { AgentState } from "../state/store.js";
 import type { EventInput } from "../state/events.js";
-import type { ApplyStep } from "./steps.js";
 import { StepFailedError } from "./errors.js";
 
 /** What the executor needs around it. */
@@ -26,7 +26,7 @@ export interface ExecuteContext {
   /** Generation stamped on every state written by this run. */
   readonly generation: number;
   /** Called after each step with its outcome (metrics). */
-  readonly onStep?: (step: ApplyStep, ok: boolean) => void;
+  readonly onStep?: (step: PlanStep, ok: boolean) => void;
   /** Checked before each step: a reason (e.g. the agent is shutting down) stops the run there. */
   readonly stopReason?: () => string | null;
 }
@@ -34,7 +34,7 @@ export interface ExecuteContext {
 /** Outcome of a successful run. */
 export interface ExecuteResult {
   readonly state: AgentState;
-  readonly applied: readonly ApplyStep[];
+  readonly applied: readonly PlanStep[];
 }
 
 /**
@@ -53,30 +53,30 @@ export function preflight(errors: readonly PlanProblem[]): void {
  * `apply.step.progress` / `apply.step.failed` events.
  * @throws {@link StepFailedError} at the first failing step, after recording the ones before it.
  */
-export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteContext): Promise<ExecuteResult> {
+export async function executeSteps(steps: readonly PlanStep[], ctx: ExecuteContext): Promise<ExecuteResult> {
   let state = ctx.state;
-  const applied: ApplyStep[] = [];
+  const applied: PlanStep[] = [];
   const total = steps.length;
   for (const [index, step] of steps.entries()) {
-    const data = { index, total, op: step.op };
+    const data = { index, total, op: step.action };
     const stop = ctx.stopReason?.() ?? null;
     if (stop !== null) {
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address} not started: ${stop}`, data });
-      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), `not started: ${stop}`, state.generation);
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)} not started: ${stop}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), `not started: ${stop}`, state.generation);
     }
-    ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${step.op} ${step.address} (${index + 1}/${total})`, data });
+    ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${describeStep(step)} (${index + 1}/${total})`, data });
     let realized: Realized | void;
     try {
       realized = await runStep(step, ctx, (fraction, detail) => ctx.emit({
         level: "info", type: "apply.step.progress", address: step.address,
-        message: `${step.op} ${step.address}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
+        message: `${describeStep(step)}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
         data: { ...data, fraction },
       }));
     } catch (e) {
       const detail = (e as Error).message ?? String(e);
       ctx.onStep?.(step, false);
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address} failed: ${detail}`, data });
-      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)} failed: ${detail}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), detail, state.generation);
     }
     try {
       state = await ctx.commit(nextState(state, step, ctx, realized));
@@ -84,18 +84,18 @@ export async function executeSteps(steps: readonly ApplyStep[], ctx: ExecuteCont
       const detail = `it was done on the target, but the agent cannot record it in its state (${(e as Error).message ?? String(e)}); ` +
         "make the agent's state dir writable (and not full) and apply again: the object is adopted, nothing is created twice";
       ctx.onStep?.(step, false);
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${step.op} ${step.address}: ${detail}`, data });
-      throw new StepFailedError(ctx.dpu, step, index, total, applied.map((s) => `${s.op} ${s.address}`), detail, state.generation);
+      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)}: ${detail}`, data });
+      throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), detail, state.generation);
     }
     applied.push(step);
     ctx.onStep?.(step, true);
-    ctx.emit({ level: "info", type: "apply.step.done", address: step.address, message: `${step.op} ${step.address} done (${index + 1}/${total})`, data });
+    ctx.emit({ level: "info", type: "apply.step.done", address: step.address, message: `${describeStep(step)} done (${index + 1}/${total})`, data });
   }
   return { state, applied };
 }
 
-async function runStep(step: ApplyStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<Realized | void> {
-  switch (step.op) {
+async function runStep(step: PlanStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<Realized | void> {
+  switch (step.action) {
     case "create":
       return ctx.backend.create(need(step, "after"), progress);
     case "update":
@@ -105,24 +105,24 @@ async function runStep(step: ApplyStep, ctx: ExecuteContext, progress: (f: numbe
   }
 }
 
-function need(step: ApplyStep, which: "before" | "after"): Resource {
-  const r = step[which];
-  if (!r) throw new Error(`malformed step ${step.op} ${step.address}: missing '${which}' resource`);
+function need(step: PlanStep, which: "before" | "after"): Resource {
+  const r = stepResource(step, which);
+  if (!r) throw new Error(`malformed step ${describeStep(step)}: missing '${which}' resource`);
   return r;
 }
 
 /** The state after `step` succeeded (with the identity of a file it created, or without the one it deleted). */
-function nextState(state: AgentState, step: ApplyStep, ctx: ExecuteContext, realized: Realized | void): AgentState {
+function nextState(state: AgentState, step: PlanStep, ctx: ExecuteContext, realized: Realized | void): AgentState {
   let files = state.files;
-  if (step.op === "delete" || realized?.file) {
+  if (step.action === "delete" || realized?.file) {
     const { [step.address]: _gone, ...rest } = files ?? {};
     files = realized?.file ? { ...rest, [step.address]: realized.file } : rest;
   }
   const resources = state.resources.filter((r) => r.address !== step.address);
-  if (step.op !== "delete") {
+  if (step.action !== "delete") {
     const after = need(step, "after");
     const at = state.resources.findIndex((r) => r.address === step.address);
-    if (at >= 0 && step.op === "update") resources.splice(at, 0, after);
+    if (at >= 0 && step.action === "update") resources.splice(at, 0, after);
     else resources.push(after);
   }
   return { ...state, dpu: ctx.dpu, generation: ctx.generation, resources, ...(files && Object.keys(files).length ? { files } : { files: undefined }) };

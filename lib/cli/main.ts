@@ -2,7 +2,7 @@ import { Command, CommanderError } from "commander";
 import { TopologyError } from "../model/errors.js";
 import { CliError, EXIT, type CliCommand } from "./registry.js";
 import { validateCommand } from "./commands/validate.js";
-import { planCommand, setActualSourceFactory } from "./commands/plan.js";
+import { planCommand } from "./commands/plan.js";
 import { agentCommand } from "./commands/agent.js";
 import { applyCommand } from "./commands/apply.js";
 import { destroyCommand } from "./commands/destroy.js";
@@ -14,13 +14,11 @@ import { providerCommand } from "./commands/provider.js";
 import { agentActualSourceFactory } from "../fleet/fleet.js";
 
 /**
- * Every subcommand, in `--help` order. To add one: write lib/cli/commands/<name>.ts
+ * Every subcommand, in `--help` order. `plan` without --actual asks the agents named in
+ * the topology (lib/fleet/fleet.ts). To add one: write lib/cli/commands/<name>.ts
  * exporting a `CliCommand`, import it here and append it to this list.
  */
-export const COMMANDS: CliCommand[] = [validateCommand, planCommand, applyCommand, destroyCommand, showCommand, eventsCommand, agentCommand, engineCommand, providerCommand, demoCommand];
-
-// `plan` without --actual asks the agents named in the topology (lib/fleet/fleet.ts).
-setActualSourceFactory(agentActualSourceFactory);
+export const COMMANDS: CliCommand[] = [validateCommand, planCommand(agentActualSourceFactory), applyCommand, destroyCommand, showCommand, eventsCommand, agentCommand, engineCommand, providerCommand, demoCommand];
 
 /** Builds the commander program (exported for tests and for embedding). */
 export function buildProgram(commands: readonly CliCommand[] = COMMANDS): Command {

@@ -22,17 +22,6 @@ import * as net from 'node:net';
 
 import { JsonValueSplitter } from './spdk-rpc-stream';
 
-/** JSON-RPC error codes used by SPDK (and by `flexbso engine`). */
-export const RpcErrorCode = {
-  /** The method exists but cannot be called in the target's current state. */
-  INVALID_STATE: -1,
-  PARSE_ERROR: -32700,
-  INVALID_REQUEST: -32600,
-  METHOD_NOT_FOUND: -32601,
-  INVALID_PARAMS: -32602,
-  INTERNAL_ERROR: -32603,
-} as const;
-
 /** The target answered a call with a JSON-RPC error object. */
 export class RpcError extends Error {
   /** JSON-RPC error code: -32xxx protocol codes, or a negative errno (e.g. -17 EEXIST). */

@@ -5,7 +5,7 @@
  */
 import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
-import { FileActualSource, type ActualSource, type ActualState } from "../plan/actual.js";
+import { FileActualSource, type ActualSource, type ActualSourceFactory, type ActualState } from "../plan/actual.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import { AgentClient } from "./client.js";
 import { credentialFix, lookupCredential, readTokenFile, type CredentialRole } from "./credentials.js";
@@ -189,8 +189,7 @@ export async function liveCheck(targets: readonly DpuTarget[], desired: Desired)
 
 /**
  * `plan`'s actual-state source: `--actual FILE` when given, else the agents named by
- * the topology (installed in lib/cli/main.ts with `setActualSourceFactory`).
+ * the topology (lib/cli/main.ts passes it to the plan command).
  */
-export function agentActualSourceFactory(opts: { actual?: string; dpu?: string[] }): ActualSource {
-  return opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource({ role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
-}
+export const agentActualSourceFactory: ActualSourceFactory = (opts) =>
+  opts.actual !== undefined ? new FileActualSource(opts.actual) : new AgentActualSource({ role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });

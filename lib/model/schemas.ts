@@ -1,5 +1,6 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
 import { didYouMean } from "./suggest.js";
+import { schemaWords } from "./schema-words.js";
 import { parseSize } from "./units.js";
 import { KINDS, type Kind } from "./types.js";
 import { descriptorOf, NAME_PATTERN } from "./descriptors/index.js";
@@ -79,50 +80,23 @@ function describe(e: ErrorObject, path: (string | number)[], kind: Kind): Schema
       const field = String(e.params["missingProperty"]);
       return { code: "missing-field", path: [...path, field], message: `missing required field '${field}'` };
     }
-    case "enum":
-      return {
-        code: "not-allowed",
-        path,
-        message: `must be one of ${(e.params["allowedValues"] as unknown[]).map((v) => JSON.stringify(v)).join(", ")}${got(e.data)}`,
-      };
-    case "type":
-      return { code: "wrong-type", path, message: `must be ${article(String(e.params["type"]))}${got(e.data)}` };
-    case "minimum":
-    case "maximum":
-      return {
-        code: "out-of-range",
-        path,
-        message: `must be ${e.keyword === "minimum" ? ">=" : "<="} ${String(e.params["limit"])}${got(e.data)}`,
-      };
-    case "minItems":
-      return { code: "too-few", path, message: `needs at least ${String(e.params["limit"])} item(s)` };
-    case "minLength":
-      return { code: "empty", path, message: "must not be empty" };
-    case "maxLength":
-      return { code: "too-long", path, message: `must be at most ${String(e.params["limit"])} characters` };
-    case "pattern":
-      return { code: "bad-format", path, message: patternMessage(String(e.params["pattern"]), e.data) };
     case "flexSize":
       return {
         code: "bad-size",
         path,
         message: `must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB"${got(e.data)}`,
       };
-    default:
-      return { code: "schema", path, message: e.message ?? "is invalid" };
+    default: {
+      const w = schemaWords(e, patternWords);
+      return { code: w.code, path, message: `${w.phrase}${w.showValue ? got(e.data) : ""}` };
+    }
   }
 }
 
-function patternMessage(pattern: string, data: unknown): string {
-  if (pattern === NAME_PATTERN) {
-    return `must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (got ${JSON.stringify(data)})`;
-  }
-  if (pattern.startsWith("^https?")) return `must be an http:// or https:// URL (got ${JSON.stringify(data)})`;
-  return `must match ${pattern} (got ${JSON.stringify(data)})`;
-}
-
-function article(type: string): string {
-  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+function patternWords(pattern: string): string | undefined {
+  if (pattern === NAME_PATTERN) return "must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit";
+  if (pattern.startsWith("^https?")) return "must be an http:// or https:// URL";
+  return undefined;
 }
 
 /** The `properties` of the (nested) object schema at `path` (used for "allowed fields"). */

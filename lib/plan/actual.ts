@@ -17,14 +17,25 @@ export interface ActualState {
 }
 
 /**
- * Where `plan` gets the actual state. The CLI uses {@link FileActualSource} for
- * `--actual FILE`; an agent-backed source (asking each DPU's agent for `topology.get`)
- * implements the same interface.
+ * Where `plan` gets the actual state: {@link FileActualSource} for `--actual FILE`, or
+ * the agent-backed source (lib/fleet/fleet.ts, asking each DPU's agent for `topology.get`).
  */
 export interface ActualSource {
   /** @param desired the desired topology, so a source can tell which DPUs/agents to ask */
   read(desired: Desired): Promise<ActualState>;
 }
+
+/** What picks a source: `--actual FILE`, and the DPUs asked for (`--dpu`). */
+export interface ActualSourceOptions {
+  readonly actual?: string;
+  readonly dpu?: string[];
+}
+
+/**
+ * Picks the source for a command's options. Commands receive one explicitly (the CLI's
+ * lib/cli/main.ts passes the agent-backed one); nothing is installed globally.
+ */
+export type ActualSourceFactory = (opts: ActualSourceOptions) => ActualSource;
 
 /** Nothing exists yet: every desired resource is created. */
 export class EmptyActualSource implements ActualSource {

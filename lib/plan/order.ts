@@ -1,5 +1,5 @@
 import { referencesOf } from "../model/kinds.js";
-import { KINDS, type Spec } from "../model/types.js";
+import { KINDS, type Resource, type Spec } from "../model/types.js";
 import type { PlanStep, ResourceChange } from "./types.js";
 
 type StepDraft = Omit<PlanStep, "index">;
@@ -27,7 +27,9 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
     if (first === "update") drafts.push({ ...base, action: "update", before: c.change.before, after: c.change.after });
     if (first === "create" || replace) drafts.push({ ...base, action: "create", before: null, after: c.change.after });
   }
-  drafts.forEach((d, i) => index[d.action].set(d.address, i));
+  drafts.forEach((d, i) => {
+    index[d.action].set(d.address, i);
+  });
 
   // Names -> addresses per DPU, on each side, for resolving references.
   const nameIndex = (side: "before" | "after") => {
@@ -104,6 +106,21 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
     );
   });
   return order.map((i, index) => ({ index, ...drafts[i]! }));
+}
+
+/**
+ * Resources in the order a plan from nothing creates them (a resource after the DPU and
+ * the bdevs it refers to): how the agent re-creates a stack from its state after an
+ * engine restart. References to names outside `resources` are ignored.
+ */
+export function creationOrder(resources: readonly Resource[]): Resource[] {
+  const byAddress = new Map(resources.map((r) => [r.address, r]));
+  const creates = resources.map((r): ResourceChange => ({
+    address: r.address, dpu: r.dpu, kind: r.kind, name: r.name,
+    change: { actions: ["create"], before: null, after: r.spec },
+    change_class: null, field_changes: [],
+  }));
+  return orderSteps(creates).map((s) => byAddress.get(s.address)!);
 }
 
 /**

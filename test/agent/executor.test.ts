@@ -9,10 +9,10 @@ import type { Backend, Inventory } from "../../lib/backends/backend.js";
 import { NotSupportedError } from "../../lib/backends/backend.js";
 import { executeSteps, preflight } from "../../lib/apply/executor.js";
 import { StepFailedError } from "../../lib/apply/errors.js";
-import type { ApplyStep } from "../../lib/apply/steps.js";
+import type { PlanStep } from "../../lib/plan/types.js";
 import { emptyState, type AgentState } from "../../lib/state/store.js";
 import type { EventInput } from "../../lib/state/events.js";
-import { bottomUp } from "../../lib/apply/order.js";
+import { creationOrder } from "../../lib/plan/order.js";
 import { DpuLock } from "../../lib/apply/lock.js";
 import { DpuBusyError } from "../../lib/apply/errors.js";
 
@@ -21,6 +21,15 @@ const fn = (name: string, volume: string): Resource => ({
   address: `d/function/${name}`, dpu: "d", kind: "function", name,
   spec: { pf: 0, vf: 1, emulation: "virtio-blk", transport: "nbd", volume, qos: { iops: 0, mbps: 0 } },
 });
+
+/** A plan step (the one step model the executor runs) on `before` → `after`. */
+const step = (action: PlanStep["action"], before: Resource | null, after: Resource | null): PlanStep => {
+  const r = (after ?? before)!;
+  return {
+    index: 0, address: r.address, dpu: r.dpu, kind: r.kind, name: r.name, action, replace: false,
+    change_class: action === "delete" ? "destructive" : null, before: before?.spec ?? null, after: after?.spec ?? null, field_changes: [],
+  };
+};
 
 /** Test double: records calls, fails on a chosen address. */
 class FakeBackend implements Backend {
@@ -60,10 +69,7 @@ function harness(initial: AgentState = emptyState("d")) {
 test("executor: runs steps in order and commits after each", async () => {
   const b = new FakeBackend();
   const h = harness();
-  const steps: ApplyStep[] = [
-    { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
-    { op: "create", address: "d/function/f", after: fn("f", "a"), destructive: false },
-  ];
+  const steps = [step("create", null, m("a")), step("create", null, fn("f", "a"))];
   const r = await executeSteps(steps, h.ctx(b));
   assert.equal(b.calls, ["create d/malloc/a", "create d/function/f"]);
   assert.is(h.commits.length, 2);
@@ -77,11 +83,7 @@ test("executor: a failure stops, state holds exactly what was done, re-run conve
   const b = new FakeBackend();
   b.failOn.add("d/function/f");
   const h = harness();
-  const steps: ApplyStep[] = [
-    { op: "create", address: "d/malloc/a", after: m("a"), destructive: false },
-    { op: "create", address: "d/function/f", after: fn("f", "a"), destructive: false },
-    { op: "create", address: "d/malloc/z", after: m("z"), destructive: false },
-  ];
+  const steps = [step("create", null, m("a")), step("create", null, fn("f", "a")), step("create", null, m("z"))];
   try {
     await executeSteps(steps, h.ctx(b));
     assert.unreachable();
@@ -109,8 +111,8 @@ test("executor: update replaces in place, delete removes", async () => {
   const h = harness(start);
   const f2 = { ...fn("f", "a"), spec: { ...fn("f", "a").spec, qos: { iops: 100, mbps: 0 } } } as Resource;
   const r = await executeSteps([
-    { op: "update", address: "d/function/f", before: fn("f", "a"), after: f2, destructive: false },
-    { op: "delete", address: "d/malloc/b", before: m("b"), destructive: true },
+    step("update", fn("f", "a"), f2),
+    step("delete", m("b"), null),
   ], h.ctx(b));
   assert.equal(r.state.resources.map((x) => x.address), ["d/malloc/a", "d/function/f"]);
   assert.equal((r.state.resources[1]!.spec as { qos: unknown }).qos, { iops: 100, mbps: 0 });
@@ -132,8 +134,8 @@ test("preflight: a plan with errors is refused before anything runs, every error
   preflight([]); // no errors: nothing thrown
 });
 
-test("bottomUp: dependencies first", () => {
-  const order = bottomUp([fn("f", "a"), m("a"), { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: { agent: { endpoint: "http://x" }, backend: "native", pfs: 1, vfsPerPf: 4 } } as Resource]);
+test("creationOrder: dependencies first (the planner's ordering)", () => {
+  const order = creationOrder([fn("f", "a"), m("a"), { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: { agent: { endpoint: "http://x" }, backend: "native", pfs: 1, vfsPerPf: 4 } } as Resource]);
   assert.equal(order.map((r) => r.kind), ["dpu", "malloc", "function"]);
 });
 

@@ -14,6 +14,8 @@ import { StateStore } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
 import { DpuBusyError, StepFailedError } from "../../lib/apply/errors.js";
 import { nullLogger } from "../../lib/agent/log.js";
+import { RpcDispatcher } from "../../lib/agent/jsonrpc.js";
+import { registerAgentMethods } from "../../lib/agent/methods.js";
 
 class FakeBackend implements Backend {
   readonly name = "fake";
@@ -125,6 +127,32 @@ test("service: a second apply while one runs is refused clearly, naming what hol
   // planned against the old generation, a later apply is stale, not run again
   const stale = await svc.apply(desired, 0, false).then(() => null, (e) => e as Error);
   assert.match(stale?.message ?? "", "stale plan");
+});
+
+test("methods: declared params are checked before the service runs (-32602 naming the param); service errors get the agent's codes", async () => {
+  const { svc } = await service();
+  const rpc = registerAgentMethods(new RpcDispatcher(), svc);
+  const call = async (method: string, params: unknown) =>
+    (await rpc.handleBody(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }))) as { result?: any; error?: { code: number; message: string; data?: any } };
+  const refused: [string, unknown, RegExp][] = [
+    ["topology.apply", {}, /Missing required parameter 'desired'\. Fix: add "desired": the desired topology/],
+    ["topology.apply", { desired, expectedGeneration: "x" }, /Invalid parameter 'expectedGeneration': must be an integer, got the string "x"/],
+    ["topology.apply", { desired, allowDataloss: true }, /Unknown parameter 'allowDataloss'\. Fix: remove it; topology\.apply accepts desired, expectedGeneration, allowDataLoss/],
+    ["topology.destroy", { dpu: "" }, /Invalid parameter 'dpu'/],
+    ["events.list", { limit: 0 }, /Invalid parameter 'limit': must be >= 1, got 0\. Fix: pass an integer 1\.\.10000/],
+    ["topology.get", [1], /topology\.get takes named params/],
+  ];
+  for (const [method, params, message] of refused) {
+    const r = await call(method, params);
+    assert.is(r.error?.code, -32602, `${method} ${JSON.stringify(params)}`);
+    assert.match(r.error!.message, message);
+  }
+  assert.is((await svc.get()).generation, 0, "nothing ran");
+  const applied = await call("topology.apply", { desired, expectedGeneration: null });
+  assert.is(applied.result.generation, 1);
+  const stale = await call("topology.apply", { desired, expectedGeneration: 0 });
+  assert.equal([stale.error?.code, stale.error?.data], [-32002, { dpu: "d", expected: 0, actual: 1 }]);
+  assert.ok((await call("rpc.methods", {})).result.includes("events.list"));
 });
 
 test.run();

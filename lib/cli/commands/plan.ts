@@ -1,7 +1,7 @@
 import { Option } from "commander";
 import { loadTopology } from "../../load/index.js";
 import { plan } from "../../plan/plan.js";
-import { EmptyActualSource, FileActualSource, type ActualSource } from "../../plan/actual.js";
+import type { ActualSourceFactory } from "../../plan/actual.js";
 import { PLAN_FORMATS, renderJson, renderPlan, type PlanFormat } from "../../render/index.js";
 import { sealPlan } from "../../plan/saved.js";
 import { action, EXIT, type CliCommand } from "../registry.js";
@@ -17,21 +17,12 @@ export interface PlanCliOptions {
 }
 
 /**
- * Picks where the actual state comes from. Replace this hook (e.g. to ask each DPU's
- * agent when `--actual` is absent) with {@link setActualSourceFactory}.
+ * `flexbso plan TOPOLOGY [--actual FILE] [--format text|markdown|json] [--out FILE] [--dpu NAME...]`,
+ * reading the actual state from the source `actualSource` picks for the options given
+ * (lib/cli/main.ts passes the one that asks each DPU's agent when `--actual` is absent).
  */
-export type ActualSourceFactory = (opts: PlanCliOptions) => ActualSource;
-
-let actualSourceFactory: ActualSourceFactory = (opts) =>
-  opts.actual !== undefined ? new FileActualSource(opts.actual) : new EmptyActualSource();
-
-/** Installs the function that decides where `plan` reads the actual state. */
-export function setActualSourceFactory(factory: ActualSourceFactory): void {
-  actualSourceFactory = factory;
-}
-
-/** `flexbso plan TOPOLOGY [--actual FILE] [--format text|markdown|json] [--out FILE] [--dpu NAME...]` */
-export const planCommand: CliCommand = {
+export function planCommand(actualSource: ActualSourceFactory): CliCommand {
+  return {
   name: "plan",
   summary: "show what apply would change, with each change's class (in-place, online, destructive)",
   define(cmd) {
@@ -46,7 +37,7 @@ export const planCommand: CliCommand = {
       .action(
         action(async (topology: string, opts: PlanCliOptions) => {
           const desired = loadTopology(topology, opts.stack ? { stacks: opts.stack } : {});
-          const actual = await actualSourceFactory(opts).read(desired);
+          const actual = await actualSource(opts).read(desired);
           const p = plan(desired, actual.desired, {
             ...(opts.dpu ? { dpus: opts.dpu } : {}),
             ...(actual.generations ? { generations: actual.generations } : {}),
@@ -64,4 +55,5 @@ export const planCommand: CliCommand = {
         }),
       );
   },
-};
+  };
+}

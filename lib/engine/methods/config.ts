@@ -98,7 +98,7 @@ export function dependencyOrder<T extends Entry>(entries: readonly T[]): T[] {
     state[i] = 2;
     out.push(entries[i]!);
   };
-  entries.forEach((_, i) => visit(i, []));
+  for (let i = 0; i < entries.length; i++) visit(i, []);
   return out;
 }
 

@@ -11,7 +11,7 @@ import type { EngineContext } from '../context';
 import type { NativeBinding } from '../native';
 import { isNativeError } from '../native';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { fromEngineError, RpcErrorCode, RpcFailure } from '../rpc/failure';
+import { fromEngineError, RpcCode, RpcFailure } from '../rpc/failure';
 
 /**
  * Calls `method` in the C engine and returns its result: -32601/-32602 and
@@ -31,7 +31,7 @@ export function callNative(ctx: EngineContext, method: string, params: unknown):
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new RpcFailure(RpcErrorCode.INTERNAL_ERROR, `${method} answered invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new RpcFailure(RpcCode.InternalError, `${method} answered invalid JSON: ${(e as Error).message}`, { cause: e });
   }
 }
 

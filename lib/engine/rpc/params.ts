@@ -1,39 +1,12 @@
 /**
- * Per-method param validation (ajv) with SPDK's semantics — named params in
- * an object, unknown params rejected — and messages that name the param and
- * the fix: `Invalid parameter 'num_blocks': must be >= 1. Fix: pass the
- * number of blocks, a positive integer, e.g. 262144.`
- *
- * Codes follow spdk_tgt: params that do not decode (not an object, a wrong
- * type, an unknown or missing param, a word outside an enum) are -32602; a
- * decoded value out of range (num_blocks 0, an empty name, an unsupported
- * value) is what SPDK's create function refuses with -EINVAL, so -22.
+ * The engine's methods declare their params with the shared vocabulary
+ * (lib/rpc/params.ts); this adds what only SPDK compatibility needs.
  *
  * @module
  */
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ParamSpec } from '../../rpc/params';
 
-import { invalidParams, invalidValue, type RpcFailure } from './failure';
-
-/** One param: a JSON Schema fragment plus the hint used in error messages. */
-export interface ParamSpec {
-  readonly type: 'string' | 'integer' | 'boolean' | 'array' | 'number';
-  /** What a valid value looks like, ending the "Fix: pass ..." sentence. */
-  readonly hint: string;
-  readonly minimum?: number;
-  readonly maximum?: number;
-  readonly minLength?: number;
-  readonly maxLength?: number;
-  readonly pattern?: string;
-  readonly enum?: readonly (string | number)[];
-  /**
-   * The only value accepted: for SPDK params this engine does not implement,
-   * accepted when they ask for SPDK's default (what scripts/rpc.py sends).
-   */
-  readonly const?: string | number | boolean;
-  /** For arrays: the items' schema. */
-  readonly items?: { readonly type: 'string'; readonly minLength?: number };
-}
+export { MAX_SAFE, NO_PARAMS, type ParamSpec, type ParamsSpec } from '../../rpc/params';
 
 /**
  * An SPDK param this engine does not implement, accepted only with SPDK's
@@ -45,115 +18,4 @@ export function spdkDefaultOnly(value: boolean | number, what: string): ParamSpe
     const: value,
     hint: `${JSON.stringify(value)} or leave it out (${what} is not supported by this engine)`,
   };
-}
-
-/** The params of a method: name → spec, and which are required. */
-export interface ParamsSpec {
-  readonly properties: Readonly<Record<string, ParamSpec>>;
-  readonly required?: readonly string[];
-}
-
-/** No params at all. */
-export const NO_PARAMS: ParamsSpec = { properties: {} };
-
-/** The largest integer JSON carries exactly through JavaScript numbers. */
-export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-
-const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, coerceTypes: false });
-
-/** A compiled validator for one method's params. */
-export class ParamsValidator {
-  private readonly validate: ValidateFunction;
-  constructor(
-    private readonly method: string,
-    private readonly spec: ParamsSpec,
-  ) {
-    const properties: Record<string, object> = {};
-    for (const [k, p] of Object.entries(spec.properties)) {
-      const { hint: _hint, ...schema } = p;
-      properties[k] = schema;
-    }
-    this.validate = ajv.compile({
-      type: 'object',
-      properties,
-      required: [...(spec.required ?? [])],
-      additionalProperties: false,
-    });
-  }
-
-  /**
-   * Returns the params as an object (absent or null params become `{}`), or
-   * throws a -32602 {@link RpcFailure} naming the first bad param and the fix.
-   */
-  check(params: unknown): Record<string, unknown> {
-    const p = params === undefined || params === null ? {} : params;
-    if (typeof p !== 'object' || Array.isArray(p)) {
-      throw invalidParams(
-        `${this.method} takes named params: send "params" as an object${this.accepted()}, not ${Array.isArray(p) ? 'an array' : typeof p}`,
-      );
-    }
-    if (!this.validate(p)) throw this.describe(this.validate.errors?.[0], p as Record<string, unknown>);
-    return p as Record<string, unknown>;
-  }
-
-  private accepted(): string {
-    const names = Object.keys(this.spec.properties);
-    return names.length === 0 ? ' (this method takes none)' : ` with ${names.join(', ')}`;
-  }
-
-  private describe(err: ErrorObject | undefined, p: Record<string, unknown>): RpcFailure {
-    if (err === undefined) return invalidParams(`${this.method}: invalid params`);
-    if (err.keyword === 'required') {
-      const name = (err.params as { missingProperty: string }).missingProperty;
-      return invalidParams(`Missing required parameter '${name}'. Fix: add "${name}": ${this.hint(name)}.`);
-    }
-    if (err.keyword === 'additionalProperties') {
-      const name = (err.params as { additionalProperty: string }).additionalProperty;
-      const names = Object.keys(this.spec.properties);
-      return invalidParams(
-        `Unknown parameter '${name}'. Fix: remove it; ${this.method} accepts ` +
-          (names.length === 0 ? 'no params' : names.join(', ')) +
-          '.',
-      );
-    }
-    // Decoded but refused: SPDK's -EINVAL. Not decodable: -32602.
-    const fail = err.keyword === 'type' || err.keyword === 'enum' ? invalidParams : invalidValue;
-    // "/num_blocks" or "/names/0"
-    const parts = err.instancePath.split('/').filter((s) => s !== '');
-    const name = parts[0] ?? '';
-    const where = parts.length > 1 ? `${name}[${parts.slice(1).join('][')}]` : name;
-    let value: unknown = p[name];
-    for (const k of parts.slice(1)) value = (value as Record<string, unknown> | undefined)?.[k];
-    let what: string;
-    switch (err.keyword) {
-      case 'type':
-        what = `must be ${article((err.params as { type: string }).type)}, got ${jsonType(value)}`;
-        break;
-      case 'const':
-        what = `this engine supports only ${JSON.stringify((err.params as { allowedValue: unknown }).allowedValue)} (SPDK's default), got ${JSON.stringify(value)}`;
-        break;
-      case 'enum':
-        what = `must be one of ${(err.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(value)}`;
-        break;
-      default:
-        what = `${err.message ?? 'is invalid'}, got ${JSON.stringify(value)}`;
-    }
-    return fail(`Invalid parameter '${where}': ${what}. Fix: pass ${this.hint(name)}.`);
-  }
-
-  private hint(name: string): string {
-    return this.spec.properties[name]?.hint ?? 'a valid value';
-  }
-}
-
-function article(t: string): string {
-  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
-}
-
-function jsonType(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'number') return Number.isInteger(v) ? `the number ${v}` : `the non-integer ${v}`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
-  return typeof v;
 }

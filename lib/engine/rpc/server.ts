@@ -10,10 +10,9 @@
 import * as net from 'node:net';
 
 import { JsonValueSplitter } from '../../client/spdk-rpc-stream';
-import type { RpcDispatcher } from './dispatcher';
-import { errorResponse, serializeResponse, type RpcResponse } from './dispatcher';
-import { RpcErrorCode, RpcFailure } from './failure';
-import { requestIdTexts } from './ids';
+import { errorResponse, serializeResponse, type RpcDispatcher, type RpcResponse } from '../../rpc/dispatcher';
+import { RpcCode, RpcFailure } from '../../rpc/errors';
+import { requestIdTexts } from '../../rpc/ids';
 import type { Logger } from '../log';
 
 /** Options of {@link RpcSocketServer}. */
@@ -137,13 +136,13 @@ export class RpcSocketServer<C> {
       .then(async () => {
         // Only objects and arrays carry ids; their source text keeps big numbers exact.
         const ids = typeof value === 'object' && value !== null ? requestIdTexts(text) : undefined;
-        const response = await this.dispatcher.handle(value, ids);
+        const response = await this.dispatcher.handle(value, { idTexts: ids });
         if (response !== undefined) this.send(conn, response);
       })
       .catch((e: unknown) => {
         // dispatcher.handle never rejects; this is a bug worth a loud line.
         this.log.error('rpc internal error', { conn: conn.id, error: e });
-        this.send(conn, errorResponse(null, new RpcFailure(RpcErrorCode.INTERNAL_ERROR, `Internal error: ${String(e)}`)));
+        this.send(conn, errorResponse(null, new RpcFailure(RpcCode.InternalError, `Internal error: ${String(e)}`)));
       });
   }
 
@@ -151,7 +150,7 @@ export class RpcSocketServer<C> {
   private refuse(conn: Conn, why: string): void {
     conn.closing = true;
     conn.chain = conn.chain.then(() => {
-      this.send(conn, errorResponse(null, new RpcFailure(RpcErrorCode.PARSE_ERROR, `Parse error: ${why}`)));
+      this.send(conn, errorResponse(null, new RpcFailure(RpcCode.ParseError, `Parse error: ${why}`)));
       conn.socket.end();
       // A peer that keeps its side open is not kept: the answer had a second to leave.
       setTimeout(() => conn.socket.destroy(), 1000).unref();
