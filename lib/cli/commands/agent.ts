@@ -66,5 +66,8 @@ function configToRaw(c: AgentConfig): Record<string, unknown> {
     target: { mode: c.target.mode, socket: c.target.socket, reactors: c.target.reactors, command: c.target.command },
     log: { level: c.logLevel },
     reconcile: c.reconcile,
+    tenants: Object.fromEntries(Object.entries(c.tenants).map(([k, t]) => [k, { ...t, mode: t.mode.toString(8).padStart(4, "0") }])),
+    devices: c.devices,
+    ...(c.tls ? { tls: c.tls } : {}),
   };
 }
