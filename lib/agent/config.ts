@@ -19,6 +19,7 @@
  * tenants:                      # who may reach each tenant's function sockets
  *   acme: { uid: 1001, gid: 1001, mode: "0660" }   # <runDir>/tenants/acme, root:1001 0750
  * devices: [/dev/nvme1n1]       # the only block devices file bdevs may name
+ * thinProvisioning: false       # true: files may together exceed the free space (a plan warning, not an error)
  * tls: { cert: agent.crt, key: agent.key }   # serve HTTPS (`flexbso agent --generate-cert`)
  * ```
  */
@@ -83,6 +84,8 @@ export interface AgentConfig {
   readonly devices: readonly string[];
   /** HTTPS; plain HTTP when absent. */
   readonly tls: TlsConfig | null;
+  /** Sparse files may together exceed the data directory's free space (plan warns instead of refusing). */
+  readonly thinProvisioning: boolean;
 }
 
 /** The config file is invalid; `problems` lists every issue. */
@@ -118,7 +121,7 @@ export async function loadAgentConfig(file: string, overrides: Record<string, un
   return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
 }
 
-const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile", "tenants", "devices", "tls"]);
+const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile", "tenants", "devices", "tls", "thinProvisioning"]);
 
 /** A tenant name, as the function kind's `tenant` field allows it (also a directory name). */
 const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
@@ -227,6 +230,9 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
     else tls = { cert: path.resolve(baseDir, cert), key: path.resolve(baseDir, key) };
   }
 
+  const thin = c.thinProvisioning ?? false;
+  if (typeof thin !== "boolean") p.push(`thinProvisioning: must be true or false (got ${JSON.stringify(thin)})`);
+
   if (p.length) throw new AgentConfigError(source, p);
-  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair", tenants, devices, tls };
+  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair", tenants, devices, tls, thinProvisioning: thin === true };
 }

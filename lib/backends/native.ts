@@ -44,6 +44,8 @@ export interface NativeBackendOptions {
   readonly tenants?: Readonly<Record<string, { readonly uid: number; readonly gid: number; readonly mode: number }>>;
   /** Block devices file bdevs may use (the agent config's `devices`); none when absent. */
   readonly devices?: readonly string[];
+  /** Accept files that together exceed the free space (a warning instead of a plan error). @default false */
+  readonly thinProvisioning?: boolean;
 }
 
 /** Sidecar next to a file the agent created: its uuid and owner, so the agent tells its own files from others'. */
@@ -119,9 +121,17 @@ export class NativeBackend implements Backend {
         if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf) fail(`vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf}`, "lower vfsPerPf, or raise limits.vfsPerPf in the agent's config", "vfsPerPf");
         continue;
       }
+      if (s.op === "update" && r.kind === "file" && s.before?.kind === "file" && !isBlockDevicePath(r.spec.path)) newBytes += Math.max(0, r.spec.size - s.before.spec.size);
       if (s.op !== "create") continue;
       const existing = inv.bdevs.get(r.name);
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
+      if (existing && !freedNames.has(r.name) && r.kind !== "function") {
+        const why = this.adoptionProblem(r, existing);
+        if (why) {
+          fail(why, "delete it on the engine, or rename the resource");
+          continue;
+        }
+      }
       if (r.kind === "compress") {
         // bdev_compress_delete leaves the volume's header on the base: a new volume on the same base
         // (not re-created in this plan) with other parameters is refused by the engine.
@@ -152,14 +162,9 @@ export class NativeBackend implements Backend {
         }
         continue;
       }
-      if (r.kind === "malloc" || r.kind === "null") {
-        // An interrupted create of this agent leaves a bdev of the same geometry: adopted (a null bdev holds no data; a malloc one only what the interrupted apply wrote).
-        if (unmanagedBdev && (existing.blockSize !== r.spec.blockSize || existing.blockSize * existing.numBlocks !== r.spec.size)) {
-          fail(`the engine already has a bdev '${r.name}' of ${existing.numBlocks} x ${existing.blockSize} bytes, the spec wants ${r.spec.size / r.spec.blockSize} x ${r.spec.blockSize}`,
-            "delete it on the engine, or rename the resource");
-        }
-        continue;
-      }
+      // malloc, null: an interrupted create of this agent leaves a bdev of the same kind and
+      // geometry (checked above): adopted (a null bdev holds no data; a malloc one only what the interrupted apply wrote).
+      if (r.kind === "malloc" || r.kind === "null") continue;
       if (r.kind !== "file") continue;
       const file = this.filePathOf(r);
       if (!isBlockDevicePath(r.spec.path) && !isInside(file, this.opts.dataDir)) {
@@ -223,18 +228,31 @@ export class NativeBackend implements Backend {
       }
     }
     if (newBytes > 0) {
+      // Files are sparse: what the plan adds, plus what the files already there may still
+      // claim (their unallocated bytes), must fit the free space, or one tenant's writes
+      // fill the disk under the others' (ENOSPC).
+      const deleted = new Set(steps.filter((x) => x.op === "delete").map((x) => x.address));
+      let promised = 0;
+      for (const m of managed) {
+        if (m.kind !== "file" || deleted.has(m.address) || isBlockDevicePath(m.spec.path)) continue;
+        const st = await statOrUndefined(this.filePathOf(m)).catch(() => undefined);
+        if (st?.isFile()) promised += Math.max(0, st.size - st.blocks * 512);
+      }
       try {
         const fs = await fsp.statfs(this.opts.dataDir);
         const free = fs.bavail * fs.bsize;
-        if (newBytes > free) {
+        if (newBytes + promised > free) {
           const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
-          warnings.push({
-            dpu, message: `new files on DPU '${dpu}' take ${formatSize(newBytes)} but its data directory ${this.opts.dataDir} has ${formatSize(free)} free; ` +
-              "they are created sparse (thin provisioned), so writes fail with ENOSPC once the disk fills",
-            fix: "free space on the DPU, or make the files smaller",
-          });
+          const what = `new and grown files on DPU '${dpu}' take ${formatSize(newBytes)}` + (promised ? ` and its existing files may still claim ${formatSize(promised)}` : "") +
+            `, but its data directory ${this.opts.dataDir} has ${formatSize(free)} free`;
+          if (this.opts.thinProvisioning) {
+            warnings.push({ dpu, message: `${what}; thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills`, fix: "free space on the DPU, or make the files smaller" });
+          } else {
+            errors.push({ dpu, message: `${what}; the files would be over-committed`,
+              fix: "free space on the DPU, make the files smaller, or set thinProvisioning: true in the agent's config to accept the risk of ENOSPC" });
+          }
         }
-      } catch { /* no statfs: no capacity warning */ }
+      } catch { /* no statfs: no capacity check */ }
     }
     return { errors, warnings };
   }
@@ -258,6 +276,7 @@ export class NativeBackend implements Backend {
         numBlocks: Number(o.num_blocks),
         ...(typeof o.product_name === "string" ? { productName: o.product_name } : {}),
         ...(typeof filename === "string" ? { filename } : {}),
+        ...(typeof o.driver_specific === "object" && o.driver_specific !== null ? { driver: o.driver_specific as Record<string, unknown> } : {}),
       });
     }
     const exports = new Map<string, ExportInfo>();
@@ -303,7 +322,8 @@ export class NativeBackend implements Backend {
         return this.createFunction(r);
       case "raid": {
         const inv = await this.call(r, "inventory", () => this.inventory());
-        if (inv.bdevs.has(r.name)) return;
+        const have = inv.bdevs.get(r.name);
+        if (have) return this.adopt(r, have);
         // Superblock on: the array reassembles from its members after an engine restart.
         await this.call(r, "bdev_raid_create", () => this.opts.rpc.call("bdev_raid_create", {
           name: r.name, raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`, base_bdevs: r.spec.members,
@@ -313,7 +333,8 @@ export class NativeBackend implements Backend {
       }
       case "compress": {
         const inv = await this.call(r, "inventory", () => this.inventory());
-        if (inv.bdevs.has(r.name)) return;
+        const have = inv.bdevs.get(r.name);
+        if (have) return this.adopt(r, have);
         await this.call(r, "bdev_compress_create", () => this.opts.rpc.call("bdev_compress_create", {
           name: r.name, base_bdev_name: r.spec.base, comp_algo: r.spec.algorithm, comp_level: r.spec.level, chunk_size: r.spec.chunkSize,
           engine: r.spec.engine,
@@ -334,7 +355,8 @@ export class NativeBackend implements Backend {
       }
       // Re-attach what is there: the agent created or imported this file.
       const inv = await this.call(r, "inventory", () => this.inventory());
-      if (inv.bdevs.has(r.name)) return;
+      const have = inv.bdevs.get(r.name);
+      if (have) return this.adopt(r, have);
       await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", { name: r.name, filename: file, block_size: r.spec.blockSize, ...this.beneath(r) }));
       return;
     }
@@ -537,7 +559,7 @@ export class NativeBackend implements Backend {
   private async createSized(r: ResourceOf<"malloc"> | ResourceOf<"null">, progress?: StepProgress): Promise<void> {
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.bdevs.get(r.name);
-    if (have) return this.adopt(r, have, r.spec.size, r.spec.blockSize);
+    if (have) return this.adopt(r, have);
     progress?.(0, `allocating ${r.spec.size} bytes`);
     const method = `bdev_${r.kind}_create`;
     await this.call(r, method, () => this.opts.rpc.call(method, {
@@ -550,15 +572,11 @@ export class NativeBackend implements Backend {
     const file = this.filePathOf(r);
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.bdevs.get(r.name);
-    if (have && have.filename !== undefined && path.resolve(have.filename) !== file) {
-      throw new BackendError(r.address, "create", `the engine already has a bdev '${r.name}' on ${have.filename}, not ${file}; delete it or rename the resource`);
-    }
+    // before touching any file: a bdev already there is adopted only if it is this one
+    if (have) this.adopt(r, have);
     progress?.(0, `preparing ${file}`);
     const identity = await this.prepareFile(r, file, have !== undefined);
-    if (have) {
-      this.adopt(r, have, r.spec.size, r.spec.blockSize);
-      return { file: identity };
-    }
+    if (have) return { file: identity };
     progress?.(0.5, "opening bdev");
     // directIo true: O_DIRECT where the filesystem allows it (the engine's
     // default); false: never (buffered I/O, fdatasync on flush).
@@ -700,11 +718,48 @@ export class NativeBackend implements Backend {
     }
   }
 
-  private adopt(r: Resource, have: BdevInfo, size: number, blockSize: number): void {
-    if (have.blockSize !== blockSize || have.blockSize * have.numBlocks !== size) {
-      throw new BackendError(r.address, "create",
-        `the engine already has a bdev '${r.name}' of ${have.numBlocks} x ${have.blockSize} bytes, the spec wants ${size / blockSize} x ${blockSize}; delete it or rename the resource`);
+  /** Adopt a bdev already on the engine only when it is what `r` describes (see {@link adoptionProblem}). */
+  private adopt(r: Resource, have: BdevInfo): void {
+    const why = this.adoptionProblem(r, have);
+    if (why) throw new BackendError(r.address, "create", `${why}; delete it on the engine, or rename the resource`);
+  }
+
+  /**
+   * Why the bdev `have` the engine already has under `r`'s name is not `r`, or
+   * undefined: its kind (a malloc bdev is never taken for a file bdev, whose data would
+   * then vanish with the next engine restart), its geometry, and its identity (the file
+   * it serves, a RAID's level and members, a compress bdev's base).
+   */
+  adoptionProblem(r: Resource, have: BdevInfo): string | undefined {
+    const has = `the engine already has a bdev '${r.name}'`;
+    const products = PRODUCTS[r.kind];
+    if (products && have.productName !== undefined && !products.includes(have.productName)) {
+      return `${has} that is a ${have.productName} bdev, not a ${r.kind} bdev; adopting it would serve other data than the spec says`;
     }
+    const spec = r.spec as { size?: number; blockSize?: number };
+    if ((r.kind === "malloc" || r.kind === "null" || r.kind === "file") && spec.size !== undefined && spec.blockSize !== undefined &&
+      (have.blockSize !== spec.blockSize || have.blockSize * have.numBlocks !== spec.size)) {
+      return `${has} of ${have.numBlocks} x ${have.blockSize} bytes, the spec wants ${spec.size / spec.blockSize} x ${spec.blockSize}`;
+    }
+    if (r.kind === "file") {
+      const file = this.filePathOf(r);
+      if (have.filename === undefined) return `${has} that reports no backing file, so it cannot be told to be ${file}`;
+      if (path.resolve(have.filename) !== file) return `${has} on ${have.filename}, not ${file}`;
+    }
+    if (r.kind === "raid") {
+      const d = (have.driver?.raid ?? {}) as { raid_level?: unknown; base_bdevs_list?: { name?: unknown }[] };
+      const level = r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`;
+      const members = (d.base_bdevs_list ?? []).map((m) => m.name).filter((n): n is string => typeof n === "string");
+      if (d.raid_level !== undefined && d.raid_level !== level) return `${has} of level ${String(d.raid_level)}, the spec wants ${level}`;
+      // a degraded array may not name a missing member: only members the spec lacks count
+      const foreign = members.filter((m) => !r.spec.members.includes(m));
+      if (foreign.length) return `${has} on members ${members.join(", ")}, the spec names ${r.spec.members.join(", ")}`;
+    }
+    if (r.kind === "compress") {
+      const base = (have.driver?.compress as { base_bdev_name?: unknown } | undefined)?.base_bdev_name;
+      if (typeof base === "string" && base !== r.spec.base) return `${has} on base '${base}', the spec names '${r.spec.base}'`;
+    }
+    return undefined;
   }
 
   private async createFunction(r: ResourceOf<"function">): Promise<void> {
@@ -836,6 +891,11 @@ export class NativeBackend implements Backend {
     }
   }
 }
+
+/** SPDK's product names of each kind's bdevs (`bdev_get_bdevs` product_name). */
+const PRODUCTS: Partial<Record<string, readonly string[]>> = {
+  malloc: ["Malloc disk"], null: ["Null disk"], file: ["URING bdev", "AIO disk"], raid: ["Raid Volume"], compress: ["compress"],
+};
 
 /** True if `p` is `dir` or lies below it (both absolute, compared as written). */
 function isInside(p: string, dir: string): boolean {

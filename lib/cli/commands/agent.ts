@@ -95,6 +95,7 @@ function configToRaw(c: AgentConfig): Record<string, unknown> {
     reconcile: c.reconcile,
     tenants: Object.fromEntries(Object.entries(c.tenants).map(([k, t]) => [k, { ...t, mode: t.mode.toString(8).padStart(4, "0") }])),
     devices: c.devices,
+    thinProvisioning: c.thinProvisioning,
     ...(c.tls ? { tls: c.tls } : {}),
   };
 }
