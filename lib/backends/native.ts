@@ -841,6 +841,14 @@ export class NativeBackend implements Backend {
       }
     }
     if (cfg) {
+      // Opening the run dir to 0711 lets tenants pass through it: close everything else in it
+      // (the engine's RPC socket, logs, pid files, the vhost dir) to the agent alone first.
+      for (const e of await fsp.readdir(this.opts.runDir, { withFileTypes: true })) {
+        if (e.name === "tenants" || e.isSymbolicLink()) continue;
+        const p = path.join(this.opts.runDir, e.name);
+        const st = await fsp.lstat(p);
+        if (st.mode & 0o077) await fsp.chmod(p, st.mode & 0o700);
+      }
       await fsp.chmod(this.opts.runDir, 0o711);
       await fsp.chmod(parent, 0o711);
       await fsp.chown(dir, process.getuid?.() ?? 0, cfg.gid);

@@ -66,6 +66,10 @@ test("per-tenant sockets: B cannot list, open, read or write A's NBD or vhost fu
   assert.ok(failed(await as(B, "qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 4k", uri(sockA, "pf0vf0")])), "B writes A's export");
   const vhost = path.join(ROOT, "native", "out", "fb_vhost");
   assert.ok(failed(await as(B, vhost, ["--socket", vhostA, "info"])), "B reaches A's vhost-user-blk socket");
+  // the run dir lets tenants pass, nothing more: the engine's RPC socket and logs stay the agent's
+  assert.is(statSync(a.runDir).mode & 0o777, 0o711);
+  for (const f of ["engine.sock", "engine.log"]) assert.is(statSync(path.join(a.runDir, f)).mode & 0o077, 0, `${f} is open to others`);
+  assert.ok(failed(await as(B, "ls", [a.runDir])), "B lists the run dir");
   // nobody but root reaches a function without a tenant
   assert.ok(failed(await as(A, "nbdinfo", [uri(path.join(a.runDir, "nbd-pf0vf3.sock"), "pf0vf3")])), "A opens an untenanted export");
 
