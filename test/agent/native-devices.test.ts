@@ -49,13 +49,17 @@ async function errorsOf(backend: NativeBackend, rs: Resource[], managed: Resourc
 
 test("block device not on the devices list: refused at plan and at create, naming the fix", async () => {
   if (!root) return console.log("  (skipped: needs root for loop devices)");
-  const { dir, backend, calls } = await setup([]);
+  const { dir, dataDir, backend, calls } = await setup([]);
   const dev = await loop(dir, "a.img");
   const why = await errorsOf(backend, [file("f", dev)]);
   assert.is(why.length, 1, why.join("\n"));
   assert.match(why[0]!, `block device ${dev} is not on the agent's devices list`);
   assert.match(why[0]!, `add ${dev} to devices: in the agent's config`);
   await backend.create(file("f", dev)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "is not on the agent's devices list"));
+  // nor through a symlink in the data directory (the engine's RESOLVE_BENEATH refuses it too: file_test)
+  await fsp.symlink(dev, path.join(dataDir, "disk.img"));
+  await backend.create(file("g", "disk.img"))
+    .then(() => assert.unreachable(), (e) => assert.match((e as Error).message, `resolves to ${dev}, outside the agent's data directory`));
   assert.not.ok(calls.includes("bdev_uring_create"));
 });
 
