@@ -16,6 +16,11 @@
  *   reactors: 2                 # spawn only
  * log: { level: info }
  * reconcile: report             # report | repair: what the periodic check does with drift
+ * tenants:                      # who may reach each tenant's function sockets
+ *   acme: { uid: 1001, gid: 1001, mode: "0660" }   # <runDir>/tenants/acme, root:1001 0750
+ * devices: [/dev/nvme1n1]       # the only block devices file bdevs may name
+ * thinProvisioning: false       # true: files may together exceed the free space (a plan warning, not an error)
+ * tls: { cert: agent.crt, key: agent.key }   # serve HTTPS (`flexbso agent --generate-cert`)
  * ```
  */
 import { promises as fsp } from "node:fs";
@@ -36,6 +41,25 @@ export interface TargetConfig {
   readonly command: readonly string[];
 }
 
+/**
+ * Who may reach one tenant's function sockets. Its directory `<runDir>/tenants/<name>`
+ * is owned by the agent's uid and `gid`, mode 0750, so no other uid (bar root) can even
+ * reach a socket in it; each socket is owned by `uid`:`gid` with `mode`.
+ */
+export interface TenantConfig {
+  /** @default the agent's uid */
+  readonly uid: number;
+  readonly gid: number;
+  /** Socket mode. @default 0o660 */
+  readonly mode: number;
+}
+
+/** The agent serves HTTPS with this certificate and key (PEM files). */
+export interface TlsConfig {
+  readonly cert: string;
+  readonly key: string;
+}
+
 /** A fully defaulted agent configuration. */
 export interface AgentConfig {
   readonly host: string;
@@ -54,6 +78,14 @@ export interface AgentConfig {
    * restart the stack is always restored.
    */
   readonly reconcile: "report" | "repair";
+  /** Tenants whose function sockets others may reach, by the function's `tenant`; a tenant not listed gets root-only sockets. */
+  readonly tenants: Readonly<Record<string, TenantConfig>>;
+  /** Block devices file bdevs may use (absolute /dev paths); none by default. */
+  readonly devices: readonly string[];
+  /** HTTPS; plain HTTP when absent. */
+  readonly tls: TlsConfig | null;
+  /** Sparse files may together exceed the data directory's free space (plan warns instead of refusing). */
+  readonly thinProvisioning: boolean;
 }
 
 /** The config file is invalid; `problems` lists every issue. */
@@ -89,7 +121,10 @@ export async function loadAgentConfig(file: string, overrides: Record<string, un
   return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
 }
 
-const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile"]);
+const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile", "tenants", "devices", "tls", "thinProvisioning"]);
+
+/** A tenant name, as the function kind's `tenant` field allows it (also a directory name). */
+const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 
 /**
  * Check and default a config object. Relative paths are resolved against `baseDir`.
@@ -156,6 +191,48 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   const reconcile = c.reconcile ?? "report";
   if (reconcile !== "report" && reconcile !== "repair") p.push(`reconcile: "${String(reconcile)}" (allowed: report, repair)`);
 
+  const tenants: Record<string, TenantConfig> = {};
+  for (const [name, v] of Object.entries(section("tenants", "{ acme: { uid: 1001, gid: 1001, mode: \"0660\" } }"))) {
+    const k = `tenants.${name}`;
+    if (!TENANT_NAME.test(name)) { p.push(`${k}: a tenant name must match ${TENANT_NAME.source} (as a function's tenant field does)`); continue; }
+    if (!v || typeof v !== "object" || Array.isArray(v)) { p.push(`${k}: must be a mapping like { uid: 1001, gid: 1001, mode: "0660" }`); continue; }
+    const t = v as Record<string, unknown>;
+    for (const f of Object.keys(t)) if (!["uid", "gid", "mode"].includes(f)) p.push(`${k}: unknown field "${f}" (allowed: uid, gid, mode)`);
+    if (t.gid === undefined) p.push(`${k}.gid: required (the tenant's socket directory is group-owned by it, mode 0750)`);
+    let mode = 0o660;
+    if (t.mode !== undefined) {
+      const m = typeof t.mode === "string" && /^0?[0-7]{3}$/.test(t.mode) ? parseInt(t.mode, 8) : typeof t.mode === "number" ? t.mode : NaN;
+      if (!Number.isInteger(m) || m < 0 || m > 0o777) p.push(`${k}.mode: must be an octal mode string like "0660" (got ${JSON.stringify(t.mode)})`);
+      else if (m & 0o007) p.push(`${k}.mode: ${JSON.stringify(t.mode)} lets every uid on the DPU connect; drop the "other" bits (e.g. "0660")`);
+      else mode = m;
+    }
+    tenants[name] = { uid: int(`${k}.uid`, t.uid, process.getuid?.() ?? 0, 0, 0xfffffffe), gid: int(`${k}.gid`, t.gid, 0, 0, 0xfffffffe), mode };
+  }
+
+  const devices: string[] = [];
+  if (c.devices !== undefined && c.devices !== null) {
+    if (!Array.isArray(c.devices)) p.push(`devices: must be a list of block device paths like [/dev/nvme1n1] (got ${JSON.stringify(c.devices)})`);
+    else {
+      for (const [i, d] of c.devices.entries()) {
+        if (typeof d !== "string" || !d.startsWith("/dev/") || path.posix.normalize(d) !== d) p.push(`devices[${i}]: ${JSON.stringify(d)} must be a normalized absolute path under /dev/, e.g. /dev/nvme1n1`);
+        else devices.push(d);
+      }
+    }
+  }
+
+  let tls: TlsConfig | null = null;
+  if (c.tls !== undefined && c.tls !== null) {
+    const t = section("tls", "{ cert: agent.crt, key: agent.key }");
+    for (const f of Object.keys(t)) if (f !== "cert" && f !== "key") p.push(`tls: unknown field "${f}" (allowed: cert, key)`);
+    const cert = str("tls.cert", t.cert);
+    const key = str("tls.key", t.key);
+    if (cert === undefined || key === undefined) p.push("tls: needs both cert and key (PEM files; `flexbso agent --generate-cert DIR` makes a pair for development)");
+    else tls = { cert: path.resolve(baseDir, cert), key: path.resolve(baseDir, key) };
+  }
+
+  const thin = c.thinProvisioning ?? false;
+  if (typeof thin !== "boolean") p.push(`thinProvisioning: must be true or false (got ${JSON.stringify(thin)})`);
+
   if (p.length) throw new AgentConfigError(source, p);
-  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair" };
+  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair", tenants, devices, tls, thinProvisioning: thin === true };
 }

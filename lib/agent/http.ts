@@ -4,9 +4,11 @@
  * answers, 503 otherwise; the details only with the token). Request bodies are capped;
  * nothing else is served. Connections that have not authenticated are bounded per peer
  * address and in all, and must authenticate within a deadline, so unauthenticated peers
- * cannot take the connection slots authenticated clients need.
+ * cannot take the connection slots authenticated clients need. With a certificate and
+ * key it serves HTTPS (TLS handshakes count as unauthenticated time too).
  */
 import * as http from "node:http";
+import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { checkBearer } from "../state/token.js";
 import { RpcDispatcher, errorResponse, serializeResponse, RpcCode, RpcFailure } from "./jsonrpc.js";
@@ -50,22 +52,28 @@ export interface HttpDeps {
   readonly log: Logger;
   /** Health summary for /healthz; `ok` false gives 503. */
   readonly health: () => Promise<{ ok: boolean; [k: string]: unknown }>;
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP when absent. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 /** Create (not yet listening) the HTTP server. */
 export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number; authDeadlineMs?: number } = {}): http.Server {
   const requestTimeout = limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-  const server = http.createServer({
+  const options: http.ServerOptions = {
     headersTimeout: Math.min(limits.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout),
     requestTimeout,
     connectionsCheckingInterval: Math.min(1_000, requestTimeout),
-  }, (req, res) => {
+  };
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(deps, req, res).catch((e) => {
       deps.log.error("http handler failed", { err: e, url: req.url });
       if (!res.headersSent) send(res, 500, "text/plain", "internal error\n");
       else res.destroy();
     });
-  });
+  };
+  const server: http.Server = deps.tls
+    ? https.createServer({ ...options, cert: deps.tls.cert, key: deps.tls.key, minVersion: "TLSv1.2" }, handler)
+    : http.createServer(options, handler);
   server.keepAliveTimeout = 5_000;
   server.maxConnections = MAX_CONNECTIONS;
   guardUnauthenticated(server, limits.authDeadlineMs ?? AUTH_DEADLINE_MS);
@@ -133,7 +141,8 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
   const url = (req.url ?? "/").split("?")[0];
   const admin = checkBearer(req.headers.authorization, deps.token);
   const authed = admin || (deps.readToken !== undefined && checkBearer(req.headers.authorization, deps.readToken));
-  if (authed) onAuthenticated.get(req.socket)?.();
+  // over TLS the request's socket wraps the TCP connection the guard counted
+  if (authed) (onAuthenticated.get(req.socket) ?? onAuthenticated.get((req.socket as Socket & { _parent?: Socket })._parent as Socket))?.();
   if (url === "/healthz") {
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET, HEAD" });
     const h = await deps.health();

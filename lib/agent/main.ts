@@ -2,6 +2,7 @@
  * Wires an agent together — state dir, token, event log, target supervisor, native
  * backend, service, JSON-RPC methods, HTTP server — and runs it until closed.
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { lockStateDir } from "../state/lock.js";
@@ -10,7 +11,8 @@ import { ensureToken, READ_TOKEN_FILE } from "../state/token.js";
 import { EventLog } from "../state/events.js";
 import { StateStore } from "../state/store.js";
 import { writeFileAtomic } from "../state/atomic.js";
-import { LOCAL_URL_FILE } from "../state/layout.js";
+import { LOCAL_FINGERPRINT_FILE, LOCAL_URL_FILE } from "../state/layout.js";
+import { certFingerprint } from "../tls/cert.js";
 import { NativeBackend } from "../backends/native.js";
 import { NotificationPoller } from "./notifications.js";
 import type { AgentConfig } from "./config.js";
@@ -73,7 +75,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     cleanups.unshift(() => supervisor.stop());
     // The engine's default vhost dir (flexbso engine without --vhost-dir): next to its RPC socket.
     const vhostDir = path.join(path.dirname(cfg.target.socket), "vhost");
-    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits });
+    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits, tenants: cfg.tenants, devices: cfg.devices, thinProvisioning: cfg.thinProvisioning });
     metrics = new AgentMetrics(async () => (await svc.stats()).map((s) => ({
       function: s.exportName, bdev: s.bdev, readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes,
     })));
@@ -94,16 +96,19 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       metrics.rpcSeconds.observe({ method }, seconds);
       if (code !== 0) log.warn("rpc error", { method, code });
     }), svc);
+    const tls = cfg.tls ? await readTls(cfg.tls) : undefined;
     const server = createAgentServer({
-      token, readToken, rpc, metrics, log,
+      token, readToken, rpc, metrics, log, ...(tls ? { tls } : {}),
       health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
     });
     const port = await listen(server, cfg.host, cfg.port);
     cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
-    const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
+    const url = `${tls ? "https" : "http"}://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, LOCAL_URL_FILE), url + "\n");
-    // beside the token: the CLI sends the local token to this URL only
+    // beside the token: the CLI sends the local token to this URL only (and pins this certificate)
     await writeFileAtomic(path.join(cfg.stateDir, LOCAL_URL_FILE), url + "\n");
+    if (tls) await writeFileAtomic(path.join(cfg.stateDir, LOCAL_FINGERPRINT_FILE), certFingerprint(tls.cert) + "\n");
+    else await fsp.rm(path.join(cfg.stateDir, LOCAL_FINGERPRINT_FILE), { force: true });
 
     // Engine notifications (safe-read repairs, degraded members, rebuild progress) into the event log and /metrics.
     const notes = new NotificationPoller({
@@ -151,4 +156,23 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     for (const c of cleanups) await c().catch(() => undefined);
     throw e;
   }
+}
+
+/** The agent's certificate and key, checked to belong together, with messages naming the config field. */
+async function readTls(t: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
+  const read = async (field: string, file: string) => {
+    try {
+      return await fsp.readFile(file, "utf8");
+    } catch (e) {
+      throw new Error(`tls.${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix the path, or make a development pair with flexbso agent --generate-cert DIR`);
+    }
+  };
+  const cert = await read("cert", t.cert);
+  const key = await read("key", t.key);
+  try {
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error("the key does not belong to the certificate");
+  } catch (e) {
+    throw new Error(`tls: ${t.cert} and ${t.key} are not a matching PEM certificate and key (${(e as Error).message}); fix: configure the pair that belongs together`);
+  }
+  return { cert, key };
 }

@@ -64,6 +64,8 @@ export interface BdevInfo {
   readonly productName?: string;
   /** Backing file, for file bdevs, when the target reports it. */
   readonly filename?: string;
+  /** `driver_specific` as the target reports it (raid members, compress base, ...). */
+  readonly driver?: Readonly<Record<string, unknown>>;
 }
 
 /** One export as reported by `flexbso_nbd_get_exports`. */

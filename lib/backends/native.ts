@@ -12,7 +12,7 @@
  * | malloc   | `bdev_malloc_create` / `bdev_malloc_delete` (volatile: lost when the engine restarts) |
  * | null     | `bdev_null_create` / `bdev_null_delete` |
  * | file     | the agent creates the file (a sidecar `<file>.flexbso-id` holds its uuid) and deletes it with the bdev unless `retain: true`; an existing file is only attached with `import: true`; then `bdev_uring_create` / `bdev_uring_delete`, `bdev_uring_rescan` to grow |
- * | function | nbd: `flexbso_nbd_export_add` / `_remove`, an export named `pf<P>` or `pf<P>vf<V>` alone on its own socket `<runDir>/nbd-<export>.sock` (a client of one function can neither list nor open another's); vhost-user-blk: `vhost_create_blk_controller` / `vhost_delete_controller`, a controller named after the function, socket `<vhostDir>/<function>`; qos with `bdev_set_qos_limit` on its volume |
+ * | function | nbd: `flexbso_nbd_export_add` / `_remove`, an export named `pf<P>` or `pf<P>vf<V>` alone on its own socket `nbd-<export>.sock` (a client of one function can neither list nor open another's); vhost-user-blk: `vhost_create_blk_controller` / `vhost_delete_controller`, a controller named after the function, socket `<function>`; both sockets in the tenant's directory `<runDir>/tenants/<tenant>` (see {@link functionSocketDir}); qos with `bdev_set_qos_limit` on its volume |
  * | raid     | `bdev_raid_create` (superblock on, safe_read) / `bdev_raid_delete`; safeRead live with `bdev_raid_set_safe_read`; one member replaced with `bdev_raid_remove_base_bdev` + `bdev_raid_add_base_bdev` (the engine rebuilds it) |
  * | compress | `bdev_compress_create` / `bdev_compress_delete` |
  */
@@ -40,6 +40,12 @@ export interface NativeBackendOptions {
   readonly dataDir: string;
   /** The agent's SR-IOV limits; a dpu resource asking for more is refused. */
   readonly limits: { readonly pfs: number; readonly vfsPerPf: number };
+  /** Owner and mode of each tenant's function sockets (the agent config's `tenants`); a tenant not listed gets root-only sockets. */
+  readonly tenants?: Readonly<Record<string, { readonly uid: number; readonly gid: number; readonly mode: number }>>;
+  /** Block devices file bdevs may use (the agent config's `devices`); none when absent. */
+  readonly devices?: readonly string[];
+  /** Accept files that together exceed the free space (a warning instead of a plan error). @default false */
+  readonly thinProvisioning?: boolean;
 }
 
 /** Sidecar next to a file the agent created: its uuid and owner, so the agent tells its own files from others'. */
@@ -50,10 +56,22 @@ export function exportNameOf(spec: Pick<FunctionSpec, "pf" | "vf">): string {
   return spec.vf === undefined ? `pf${spec.pf}` : `pf${spec.pf}vf${spec.vf}`;
 }
 
-/** The unix socket of a function's NBD export, alone on it: `<runDir>/nbd-<export>.sock`. */
-export function nbdSocketOf(runDir: string, exportName: string): string {
-  return path.join(runDir, `nbd-${exportName}.sock`);
+/**
+ * Where a function's socket lives: `<runDir>/tenants/<tenant>` for a function with a
+ * tenant (a directory only that tenant's group can enter), else `<runDir>` itself
+ * (the agent's own, mode 0700).
+ */
+export function functionSocketDir(runDir: string, tenant: string | undefined): string {
+  return tenant === undefined ? runDir : path.join(runDir, "tenants", tenant);
 }
+
+/** The unix socket of a function's NBD export, alone on it: `nbd-<export>.sock` in its {@link functionSocketDir}. */
+export function nbdSocketOf(runDir: string, exportName: string, tenant?: string): string {
+  return path.join(functionSocketDir(runDir, tenant), `nbd-${exportName}.sock`);
+}
+
+/** Longest unix socket path (sun_path less its NUL). */
+const MAX_SOCKET_PATH = 107;
 
 /**
  * The QEMU command-line fragment that attaches a vhost-user-blk socket: the guest's RAM
@@ -85,6 +103,7 @@ export class NativeBackend implements Backend {
     const freedNames = new Set<string>();
     const freedExports = new Set<string>();
     const retainedFiles = new Set<string>(); // kept by an earlier delete step, which also drops their sidecar
+    const backings = new Map<string, string>(); // identity of a file or device -> address of the create that uses it
     let newBytes = 0;
     for (const s of steps) {
       const r = s.op === "delete" ? s.before : s.after;
@@ -102,9 +121,17 @@ export class NativeBackend implements Backend {
         if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf) fail(`vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf}`, "lower vfsPerPf, or raise limits.vfsPerPf in the agent's config", "vfsPerPf");
         continue;
       }
+      if (s.op === "update" && r.kind === "file" && s.before?.kind === "file" && !isBlockDevicePath(r.spec.path)) newBytes += Math.max(0, r.spec.size - s.before.spec.size);
       if (s.op !== "create") continue;
       const existing = inv.bdevs.get(r.name);
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
+      if (existing && !freedNames.has(r.name) && r.kind !== "function") {
+        const why = this.adoptionProblem(r, existing);
+        if (why) {
+          fail(why, "delete it on the engine, or rename the resource");
+          continue;
+        }
+      }
       if (r.kind === "compress") {
         // bdev_compress_delete leaves the volume's header on the base: a new volume on the same base
         // (not re-created in this plan) with other parameters is refused by the engine.
@@ -124,16 +151,20 @@ export class NativeBackend implements Backend {
           fail(`export ${exportNameOf(r.spec)} already exists on the engine, serving bdev '${have.bdevName}', and FlexBSO does not manage it`,
             `remove the export (flexbso_nbd_export_remove ${exportNameOf(r.spec)}) or use another pf/vf`);
         }
-        continue;
-      }
-      if (r.kind === "malloc" || r.kind === "null") {
-        // An interrupted create of this agent leaves a bdev of the same geometry: adopted (a null bdev holds no data; a malloc one only what the interrupted apply wrote).
-        if (unmanagedBdev && (existing.blockSize !== r.spec.blockSize || existing.blockSize * existing.numBlocks !== r.spec.size)) {
-          fail(`the engine already has a bdev '${r.name}' of ${existing.numBlocks} x ${existing.blockSize} bytes, the spec wants ${r.spec.size / r.spec.blockSize} x ${r.spec.blockSize}`,
-            "delete it on the engine, or rename the resource");
+        const socket = this.functionSocketOf(r);
+        if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+          fail(`its socket ${socket} is ${Buffer.byteLength(socket)} bytes, longer than a unix socket allows (${MAX_SOCKET_PATH})`,
+            "use a shorter tenant or function name, or a shorter runDir in the agent's config", r.spec.tenant !== undefined ? "tenant" : undefined);
+        }
+        if (r.spec.tenant !== undefined && !this.opts.tenants?.[r.spec.tenant]) {
+          warnings.push({ address: r.address, dpu: r.dpu, field: "tenant", message: `${r.address}: tenant '${r.spec.tenant}' is not in the agent's tenants config, so only root can reach its socket ${socket}`,
+            fix: `add tenants: { ${r.spec.tenant}: { uid: ..., gid: ... } } to the agent's config, or drop the tenant field` });
         }
         continue;
       }
+      // malloc, null: an interrupted create of this agent leaves a bdev of the same kind and
+      // geometry (checked above): adopted (a null bdev holds no data; a malloc one only what the interrupted apply wrote).
+      if (r.kind === "malloc" || r.kind === "null") continue;
       if (r.kind !== "file") continue;
       const file = this.filePathOf(r);
       if (!isBlockDevicePath(r.spec.path) && !isInside(file, this.opts.dataDir)) {
@@ -142,8 +173,28 @@ export class NativeBackend implements Backend {
         continue;
       }
       const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
+      const backing = st ? `${st.isBlockDevice() ? "b" : "f"}:${st.isBlockDevice() ? st.rdev : `${st.dev}:${st.ino}`}` : `p:${file}`;
+      const twin = backings.get(backing);
+      if (twin !== undefined) {
+        fail(`${file} is also the backing of ${twin}; one file or device backs one bdev (two would write over each other's data)`,
+          `give ${r.address} its own ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or remove one of the two`, "path");
+        continue;
+      }
+      backings.set(backing, r.address);
+      if (st) {
+        const holder = await this.liveBackingHolder(st, inv, r.name, freedNames, managed);
+        if (holder !== undefined) {
+          fail(`${file} already backs ${holder} on the engine; one file or device backs one bdev`,
+            `use another ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or delete ${holder} first`, "path");
+          continue;
+        }
+      }
       if (isBlockDevicePath(r.spec.path)) {
         if (!st?.isBlockDevice()) fail(`block device ${file} does not exist`, "check the device name; the agent never creates files under /dev", "path");
+        else {
+          const why = await this.deviceRefusal(file, st);
+          if (why) fail(why.message, why.fix, "path");
+        }
         continue;
       }
       const own = !retainedFiles.has(file) && (await this.ownSidecar(file, r.address)) !== undefined;
@@ -177,18 +228,31 @@ export class NativeBackend implements Backend {
       }
     }
     if (newBytes > 0) {
+      // Files are sparse: what the plan adds, plus what the files already there may still
+      // claim (their unallocated bytes), must fit the free space, or one tenant's writes
+      // fill the disk under the others' (ENOSPC).
+      const deleted = new Set(steps.filter((x) => x.op === "delete").map((x) => x.address));
+      let promised = 0;
+      for (const m of managed) {
+        if (m.kind !== "file" || deleted.has(m.address) || isBlockDevicePath(m.spec.path)) continue;
+        const st = await statOrUndefined(this.filePathOf(m)).catch(() => undefined);
+        if (st?.isFile()) promised += Math.max(0, st.size - st.blocks * 512);
+      }
       try {
         const fs = await fsp.statfs(this.opts.dataDir);
         const free = fs.bavail * fs.bsize;
-        if (newBytes > free) {
+        if (newBytes + promised > free) {
           const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
-          warnings.push({
-            dpu, message: `new files on DPU '${dpu}' take ${formatSize(newBytes)} but its data directory ${this.opts.dataDir} has ${formatSize(free)} free; ` +
-              "they are created sparse (thin provisioned), so writes fail with ENOSPC once the disk fills",
-            fix: "free space on the DPU, or make the files smaller",
-          });
+          const what = `new and grown files on DPU '${dpu}' take ${formatSize(newBytes)}` + (promised ? ` and its existing files may still claim ${formatSize(promised)}` : "") +
+            `, but its data directory ${this.opts.dataDir} has ${formatSize(free)} free`;
+          if (this.opts.thinProvisioning) {
+            warnings.push({ dpu, message: `${what}; thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills`, fix: "free space on the DPU, or make the files smaller" });
+          } else {
+            errors.push({ dpu, message: `${what}; the files would be over-committed`,
+              fix: "free space on the DPU, make the files smaller, or set thinProvisioning: true in the agent's config to accept the risk of ENOSPC" });
+          }
         }
-      } catch { /* no statfs: no capacity warning */ }
+      } catch { /* no statfs: no capacity check */ }
     }
     return { errors, warnings };
   }
@@ -212,6 +276,7 @@ export class NativeBackend implements Backend {
         numBlocks: Number(o.num_blocks),
         ...(typeof o.product_name === "string" ? { productName: o.product_name } : {}),
         ...(typeof filename === "string" ? { filename } : {}),
+        ...(typeof o.driver_specific === "object" && o.driver_specific !== null ? { driver: o.driver_specific as Record<string, unknown> } : {}),
       });
     }
     const exports = new Map<string, ExportInfo>();
@@ -257,7 +322,8 @@ export class NativeBackend implements Backend {
         return this.createFunction(r);
       case "raid": {
         const inv = await this.call(r, "inventory", () => this.inventory());
-        if (inv.bdevs.has(r.name)) return;
+        const have = inv.bdevs.get(r.name);
+        if (have) return this.adopt(r, have);
         // Superblock on: the array reassembles from its members after an engine restart.
         await this.call(r, "bdev_raid_create", () => this.opts.rpc.call("bdev_raid_create", {
           name: r.name, raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`, base_bdevs: r.spec.members,
@@ -267,7 +333,8 @@ export class NativeBackend implements Backend {
       }
       case "compress": {
         const inv = await this.call(r, "inventory", () => this.inventory());
-        if (inv.bdevs.has(r.name)) return;
+        const have = inv.bdevs.get(r.name);
+        if (have) return this.adopt(r, have);
         await this.call(r, "bdev_compress_create", () => this.opts.rpc.call("bdev_compress_create", {
           name: r.name, base_bdev_name: r.spec.base, comp_algo: r.spec.algorithm, comp_level: r.spec.level, chunk_size: r.spec.chunkSize,
           engine: r.spec.engine,
@@ -288,8 +355,9 @@ export class NativeBackend implements Backend {
       }
       // Re-attach what is there: the agent created or imported this file.
       const inv = await this.call(r, "inventory", () => this.inventory());
-      if (inv.bdevs.has(r.name)) return;
-      await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", { name: r.name, filename: file, block_size: r.spec.blockSize }));
+      const have = inv.bdevs.get(r.name);
+      if (have) return this.adopt(r, have);
+      await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", { name: r.name, filename: file, block_size: r.spec.blockSize, ...this.beneath(r) }));
       return;
     }
     await this.create(r);
@@ -308,6 +376,8 @@ export class NativeBackend implements Backend {
         throw new BackendError(after.address, "update", "moving a function to another volume live is not supported by the native engine; re-create the function");
       }
       if (b.qos.iops !== after.spec.qos.iops || b.qos.mbps !== after.spec.qos.mbps) await this.applyQos(after, true);
+      // A new tenant: createFunction finds the export on the old tenant's socket and moves it.
+      if (b.tenant !== after.spec.tenant) await this.createFunction(after);
       return;
     }
     if (after.kind === "file") {
@@ -466,11 +536,19 @@ export class NativeBackend implements Backend {
   endpointOf(r: ResourceOf<"function">, inv?: Inventory): Endpoint {
     if (r.spec.transport === "vhost-user-blk") {
       const c = inv?.vhost?.get(r.name);
-      const socket = c?.socket || path.join(this.opts.vhostDir, r.name);
+      const socket = c?.socket || this.functionSocketOf(r);
       return { transport: "vhost-user-blk", exportName: r.name, uri: `unix:${socket}`, attach: qemuVhostArgs(r.name, socket, c && c.numQueues > 0 ? c.numQueues : 1) };
     }
     const exportName = exportNameOf(r.spec);
-    return { transport: "nbd", exportName, uri: `nbd+unix:///${exportName}?socket=${nbdSocketOf(this.opts.runDir, exportName)}` };
+    return { transport: "nbd", exportName, uri: `nbd+unix:///${exportName}?socket=${this.functionSocketOf(r)}` };
+  }
+
+  /**
+   * The engine opens a regular file confined to the data directory (openat2
+   * RESOLVE_BENEATH): the agent's own checks cannot be raced between its look and the open.
+   */
+  private beneath(r: ResourceOf<"file">): { beneath?: string } {
+    return isBlockDevicePath(r.spec.path) ? {} : { beneath: path.resolve(this.opts.dataDir) };
   }
 
   /** Absolute path of a file bdev's backing file. */
@@ -481,7 +559,7 @@ export class NativeBackend implements Backend {
   private async createSized(r: ResourceOf<"malloc"> | ResourceOf<"null">, progress?: StepProgress): Promise<void> {
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.bdevs.get(r.name);
-    if (have) return this.adopt(r, have, r.spec.size, r.spec.blockSize);
+    if (have) return this.adopt(r, have);
     progress?.(0, `allocating ${r.spec.size} bytes`);
     const method = `bdev_${r.kind}_create`;
     await this.call(r, method, () => this.opts.rpc.call(method, {
@@ -494,20 +572,16 @@ export class NativeBackend implements Backend {
     const file = this.filePathOf(r);
     const inv = await this.call(r, "inventory", () => this.inventory());
     const have = inv.bdevs.get(r.name);
-    if (have && have.filename !== undefined && path.resolve(have.filename) !== file) {
-      throw new BackendError(r.address, "create", `the engine already has a bdev '${r.name}' on ${have.filename}, not ${file}; delete it or rename the resource`);
-    }
+    // before touching any file: a bdev already there is adopted only if it is this one
+    if (have) this.adopt(r, have);
     progress?.(0, `preparing ${file}`);
     const identity = await this.prepareFile(r, file, have !== undefined);
-    if (have) {
-      this.adopt(r, have, r.spec.size, r.spec.blockSize);
-      return { file: identity };
-    }
+    if (have) return { file: identity };
     progress?.(0.5, "opening bdev");
     // directIo true: O_DIRECT where the filesystem allows it (the engine's
     // default); false: never (buffered I/O, fdatasync on flush).
     await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", {
-      name: r.name, filename: file, block_size: r.spec.blockSize, ...(r.spec.directIo ? {} : { direct_io: false }),
+      name: r.name, filename: file, block_size: r.spec.blockSize, ...(r.spec.directIo ? {} : { direct_io: false }), ...this.beneath(r),
     }));
     progress?.(1);
     return { file: identity };
@@ -524,6 +598,8 @@ export class NativeBackend implements Backend {
     let st = await this.call(r, "stat", () => statOrUndefined(file));
     if (isBlockDevicePath(r.spec.path)) {
       if (!st?.isBlockDevice()) throw new BackendError(r.address, "create", `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`);
+      const why = await this.deviceRefusal(file, st);
+      if (why) throw new BackendError(r.address, "create", `${why.message}; ${why.fix}`);
       return { path: file, uuid: "", size: st.size, inode: st.ino, device: st.dev, imported: true };
     }
     if (!isInside(file, this.opts.dataDir)) {
@@ -552,7 +628,7 @@ export class NativeBackend implements Backend {
         uuid = randomUUID();
         await writeSidecar(file, { uuid, address: r.address });
       }
-      const fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+      const fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
       try {
         if ((await fh.stat()).size < r.spec.size) await fh.truncate(r.spec.size);
         await fh.sync();
@@ -596,6 +672,42 @@ export class NativeBackend implements Backend {
     await this.call(r, "bdev_uring_rescan", () => this.opts.rpc.call("bdev_uring_rescan", { name: r.name }));
   }
 
+  /**
+   * Why a block device may not back a bdev, or undefined: it must be on the agent's
+   * `devices` list (compared by device number, so /dev/disk/by-id links work), and
+   * neither it nor a partition of it may be mounted or held by another device. The
+   * engine claims it with O_EXCL when it opens it, which also closes the race.
+   */
+  private async deviceRefusal(file: string, st: { rdev: number }): Promise<{ message: string; fix: string } | undefined> {
+    const allowed = new Set<number>();
+    for (const d of this.opts.devices ?? []) {
+      const s = await statOrUndefined(d).catch(() => undefined);
+      if (s?.isBlockDevice()) allowed.add(s.rdev);
+    }
+    if (!allowed.has(st.rdev)) {
+      return { message: `block device ${file} is not on the agent's devices list, so FlexBSO may not take it`,
+        fix: `add ${file} to devices: in the agent's config (only devices the DPU's owner hands to FlexBSO whole), or use a file under the data directory` };
+    }
+    const busy = await deviceUse(st.rdev);
+    if (busy) return { message: `block device ${file} is in use: ${busy}`, fix: "unmount or release it first, or pick another device; FlexBSO never serves a device something else uses" };
+    return undefined;
+  }
+
+  /** The bdev (and its resource, when managed) that the engine already serves from this file or device, other than `name`. */
+  private async liveBackingHolder(st: { dev: number; ino: number; rdev: number; isBlockDevice(): boolean }, inv: Inventory, name: string,
+    freed: ReadonlySet<string>, managed: readonly Resource[]): Promise<string | undefined> {
+    for (const b of inv.bdevs.values()) {
+      if (b.filename === undefined || b.name === name || freed.has(b.name)) continue;
+      const o = await statOrUndefined(b.filename).catch(() => undefined);
+      if (!o) continue;
+      const same = st.isBlockDevice() ? o.isBlockDevice() && o.rdev === st.rdev : o.dev === st.dev && o.ino === st.ino;
+      if (!same) continue;
+      const owner = managed.find((m) => m.kind !== "dpu" && m.kind !== "function" && m.name === b.name);
+      return owner ? `${owner.address} (bdev '${b.name}')` : `bdev '${b.name}' (not managed by this stack)`;
+    }
+    return undefined;
+  }
+
   /** The sidecar of `file` when it names `address` (this resource created the file), else undefined. */
   private async ownSidecar(file: string, address: string): Promise<{ uuid: string } | undefined> {
     try {
@@ -606,11 +718,48 @@ export class NativeBackend implements Backend {
     }
   }
 
-  private adopt(r: Resource, have: BdevInfo, size: number, blockSize: number): void {
-    if (have.blockSize !== blockSize || have.blockSize * have.numBlocks !== size) {
-      throw new BackendError(r.address, "create",
-        `the engine already has a bdev '${r.name}' of ${have.numBlocks} x ${have.blockSize} bytes, the spec wants ${size / blockSize} x ${blockSize}; delete it or rename the resource`);
+  /** Adopt a bdev already on the engine only when it is what `r` describes (see {@link adoptionProblem}). */
+  private adopt(r: Resource, have: BdevInfo): void {
+    const why = this.adoptionProblem(r, have);
+    if (why) throw new BackendError(r.address, "create", `${why}; delete it on the engine, or rename the resource`);
+  }
+
+  /**
+   * Why the bdev `have` the engine already has under `r`'s name is not `r`, or
+   * undefined: its kind (a malloc bdev is never taken for a file bdev, whose data would
+   * then vanish with the next engine restart), its geometry, and its identity (the file
+   * it serves, a RAID's level and members, a compress bdev's base).
+   */
+  adoptionProblem(r: Resource, have: BdevInfo): string | undefined {
+    const has = `the engine already has a bdev '${r.name}'`;
+    const products = PRODUCTS[r.kind];
+    if (products && have.productName !== undefined && !products.includes(have.productName)) {
+      return `${has} that is a ${have.productName} bdev, not a ${r.kind} bdev; adopting it would serve other data than the spec says`;
     }
+    const spec = r.spec as { size?: number; blockSize?: number };
+    if ((r.kind === "malloc" || r.kind === "null" || r.kind === "file") && spec.size !== undefined && spec.blockSize !== undefined &&
+      (have.blockSize !== spec.blockSize || have.blockSize * have.numBlocks !== spec.size)) {
+      return `${has} of ${have.numBlocks} x ${have.blockSize} bytes, the spec wants ${spec.size / spec.blockSize} x ${spec.blockSize}`;
+    }
+    if (r.kind === "file") {
+      const file = this.filePathOf(r);
+      if (have.filename === undefined) return `${has} that reports no backing file, so it cannot be told to be ${file}`;
+      if (path.resolve(have.filename) !== file) return `${has} on ${have.filename}, not ${file}`;
+    }
+    if (r.kind === "raid") {
+      const d = (have.driver?.raid ?? {}) as { raid_level?: unknown; base_bdevs_list?: { name?: unknown }[] };
+      const level = r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`;
+      const members = (d.base_bdevs_list ?? []).map((m) => m.name).filter((n): n is string => typeof n === "string");
+      if (d.raid_level !== undefined && d.raid_level !== level) return `${has} of level ${String(d.raid_level)}, the spec wants ${level}`;
+      // a degraded array may not name a missing member: only members the spec lacks count
+      const foreign = members.filter((m) => !r.spec.members.includes(m));
+      if (foreign.length) return `${has} on members ${members.join(", ")}, the spec names ${r.spec.members.join(", ")}`;
+    }
+    if (r.kind === "compress") {
+      const base = (have.driver?.compress as { base_bdev_name?: unknown } | undefined)?.base_bdev_name;
+      if (typeof base === "string" && base !== r.spec.base) return `${has} on base '${base}', the spec names '${r.spec.base}'`;
+    }
+    return undefined;
   }
 
   private async createFunction(r: ResourceOf<"function">): Promise<void> {
@@ -619,27 +768,104 @@ export class NativeBackend implements Backend {
     }
     const name = exportNameOf(r.spec);
     const inv = await this.call(r, "inventory", () => this.inventory());
+    const socket = this.functionSocketOf(r);
     if (r.spec.transport === "vhost-user-blk") {
-      // SPDK's vhost block controller, named after the function; the engine makes its socket <vhostDir>/<name>, mode 0600.
-      const c = inv.vhost?.get(r.name);
+      // SPDK's vhost block controller, named after the function; the engine makes its socket <socket_dir>/<name>, mode 0600.
+      let c = inv.vhost?.get(r.name);
       if (c && c.bdevName !== r.spec.volume) {
         throw new BackendError(r.address, "create", `vhost controller ${r.name} already serves bdev '${c.bdevName}', not '${r.spec.volume}'`);
       }
-      if (!c) await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", { ctrlr: r.name, dev_name: r.spec.volume }));
+      if (c && c.socket !== socket) {
+        // Served elsewhere (its tenant changed, or an older agent placed it): move it.
+        await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }));
+        c = undefined;
+      }
+      if (!c) {
+        const dir = await this.call(r, "socket directory", () => this.prepareSocketDir(r));
+        await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", {
+          ctrlr: r.name, dev_name: r.spec.volume, ...(r.spec.tenant !== undefined ? { socket_dir: dir } : {}),
+        }));
+      }
+      await this.call(r, "socket owner", () => this.ownSocket(r, socket));
       return this.applyQos(r);
     }
-    const have = inv.exports.get(name);
+    let have = inv.exports.get(name);
     if (have && have.bdevName !== r.spec.volume) {
       throw new BackendError(r.address, "create", `export ${name} already serves bdev '${have.bdevName}', not '${r.spec.volume}'`);
     }
+    if (have && have.listen !== `unix:${socket}`) {
+      await this.call(r, "flexbso_nbd_export_remove", () => this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }));
+      have = undefined;
+    }
     if (!have) {
       if (!inv.bdevs.has(r.spec.volume)) throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
-      await fsp.mkdir(this.opts.runDir, { recursive: true });
+      await this.call(r, "socket directory", () => this.prepareSocketDir(r));
       await this.call(r, "flexbso_nbd_export_add", () => this.opts.rpc.call("flexbso_nbd_export_add", {
-        export_name: name, bdev_name: r.spec.volume, listen: `unix:${nbdSocketOf(this.opts.runDir, name)}`,
+        export_name: name, bdev_name: r.spec.volume, listen: `unix:${socket}`,
       }));
     }
+    await this.call(r, "socket owner", () => this.ownSocket(r, socket));
     await this.applyQos(r);
+  }
+
+  /** The unix socket a function is served on. */
+  functionSocketOf(r: ResourceOf<"function">): string {
+    if (r.spec.transport === "vhost-user-blk") {
+      return path.join(r.spec.tenant === undefined ? this.opts.vhostDir : functionSocketDir(this.opts.runDir, r.spec.tenant), r.name);
+    }
+    return nbdSocketOf(this.opts.runDir, exportNameOf(r.spec), r.spec.tenant);
+  }
+
+  /**
+   * Make the function's socket directory. A tenant's is `<runDir>/tenants/<tenant>`, owned
+   * by the agent and the tenant's gid, mode 0750 (0700 for a tenant the config does not
+   * list): other uids cannot enter it, so they can neither see nor connect to its sockets,
+   * whatever a socket's own mode. The directories above it are opened to 0711 (enter, not
+   * list) so the tenant can reach its own.
+   */
+  private async prepareSocketDir(r: ResourceOf<"function">): Promise<string> {
+    const t = r.spec.tenant;
+    if (t === undefined) {
+      const dir = r.spec.transport === "vhost-user-blk" ? this.opts.vhostDir : this.opts.runDir;
+      await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+      return dir;
+    }
+    const cfg = this.opts.tenants?.[t];
+    const dir = functionSocketDir(this.opts.runDir, t);
+    const parent = path.dirname(dir);
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const d of [this.opts.runDir, parent, dir]) {
+      const st = await fsp.lstat(d);
+      if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? st.uid)) {
+        throw new Error(`${d} is not a directory owned by the agent (uid ${process.getuid?.()}); remove it so the agent can make the tenant's socket directory`);
+      }
+    }
+    if (cfg) {
+      // Opening the run dir to 0711 lets tenants pass through it: close everything else in it
+      // (the engine's RPC socket, logs, pid files, the vhost dir) to the agent alone first.
+      for (const e of await fsp.readdir(this.opts.runDir, { withFileTypes: true })) {
+        if (e.name === "tenants" || e.isSymbolicLink()) continue;
+        const p = path.join(this.opts.runDir, e.name);
+        const st = await fsp.lstat(p);
+        if (st.mode & 0o077) await fsp.chmod(p, st.mode & 0o700);
+      }
+      await fsp.chmod(this.opts.runDir, 0o711);
+      await fsp.chmod(parent, 0o711);
+      await fsp.chown(dir, process.getuid?.() ?? 0, cfg.gid);
+      await fsp.chmod(dir, 0o750);
+    } else {
+      await fsp.chmod(dir, 0o700);
+    }
+    return dir;
+  }
+
+  /** Give a function's socket to its tenant (the config's uid, gid and mode), or to the agent alone (0600). */
+  private async ownSocket(r: ResourceOf<"function">, socket: string): Promise<void> {
+    const st = await fsp.lstat(socket);
+    if (!st.isSocket()) throw new Error(`${socket} is not the engine's socket (a ${st.isSymbolicLink() ? "symlink" : "non-socket file"}); remove it and apply again`);
+    const cfg = r.spec.tenant !== undefined ? this.opts.tenants?.[r.spec.tenant] : undefined;
+    if (cfg) await fsp.lchown(socket, cfg.uid, cfg.gid);
+    await fsp.chmod(socket, cfg ? cfg.mode : 0o600);
   }
 
   /**
@@ -674,6 +900,11 @@ export class NativeBackend implements Backend {
   }
 }
 
+/** SPDK's product names of each kind's bdevs (`bdev_get_bdevs` product_name). */
+const PRODUCTS: Partial<Record<string, readonly string[]>> = {
+  malloc: ["Malloc disk"], null: ["Null disk"], file: ["URING bdev", "AIO disk"], raid: ["Raid Volume"], compress: ["compress"],
+};
+
 /** True if `p` is `dir` or lies below it (both absolute, compared as written). */
 function isInside(p: string, dir: string): boolean {
   const rel = path.relative(path.resolve(dir), path.resolve(p));
@@ -691,6 +922,35 @@ async function realPathOf(p: string): Promise<string> {
     if (parent === abs) return abs;
     return path.join(await realPathOf(parent), path.basename(abs));
   }
+}
+
+/**
+ * What uses block device `rdev` or one of its partitions, or undefined: a mount
+ * (/proc/self/mountinfo) or a holder such as dm, md or a loop on top (/sys/dev/block/.../holders).
+ */
+async function deviceUse(rdev: number): Promise<string | undefined> {
+  // glibc's major()/minor() for a dev_t below 2^44 (every real one)
+  const id = (d: number) => `${Math.floor(d / 256) & 0xfff}:${((d & 0xff) | (Math.floor(d / 4096) & 0xffffff00)) >>> 0}`;
+  const sys = (mm: string) => `/sys/dev/block/${mm}`;
+  const devs = [id(rdev)];
+  try {
+    // partitions are subdirectories of the disk's sysfs directory with a `partition` file
+    for (const e of await fsp.readdir(sys(devs[0]!), { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      const dev = await fsp.readFile(path.join(sys(devs[0]!), e.name, "dev"), "utf8").catch(() => "");
+      if (dev && (await statOrUndefined(path.join(sys(devs[0]!), e.name, "partition")).catch(() => undefined))) devs.push(dev.trim());
+    }
+  } catch { /* no sysfs: the engine's O_EXCL claim still refuses a busy device */ }
+  const mounts = await fsp.readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  for (const line of mounts.split("\n")) {
+    const f = line.split(" ");
+    if (f.length > 4 && devs.includes(f[2]!)) return `${f[2] === devs[0] ? "it" : `its partition ${f[2]}`} is mounted on ${f[4]}`;
+  }
+  for (const mm of devs) {
+    const holders = await fsp.readdir(path.join(sys(mm), "holders")).catch(() => [] as string[]);
+    if (holders.length) return `${mm === devs[0] ? "it" : `its partition ${mm}`} is held by ${holders.join(", ")}`;
+  }
+  return undefined;
 }
 
 async function statOrUndefined(p: string) {

@@ -73,7 +73,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const applied = await runFleetApply({ mode: "apply", desired, targets, allowDataLoss: false, autoApprove: true, confirm: async () => true, out, showPlan: false });
     if (applied.exitCode !== 0) throw new Error("apply failed (see above)");
 
-    const nbdSock = nbdSocketOf(cfg.runDir, "pf0vf0");
+    const nbdSock = nbdSocketOf(cfg.runDir, "pf0vf0", "alice");
     const vm0 = `nbd+unix:///pf0vf0?socket=${nbdSock}`;
     step(`Write and read data through a real client on function vm0 (${vm0})`);
     const io = await tool("qemu-io", ["-f", "raw", "-c", "write -P 0xa5 0 4M", "-c", "read -P 0xa5 0 4M", "-c", "read -P 0 4M 1M", vm0]);
@@ -205,7 +205,7 @@ async function compressStep(step: Step, say: Say, rpc: SpdkRpcClient, desired: D
   try {
     const corpus = path.join(dir, "corpus.img");
     const bytes = await writeCorpus(corpus, 16 * 1024 * 1024);
-    const uri = `nbd+unix:///pf0vf3?socket=${nbdSocketOf(runDir, "pf0vf3")}`;
+    const uri = `nbd+unix:///pf0vf3?socket=${nbdSocketOf(runDir, "pf0vf3", "dave")}`;
     const w = await tool("qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", corpus, uri]);
     if (w === null) {
       say("  qemu-img is not installed: skipped");

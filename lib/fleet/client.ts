@@ -1,9 +1,13 @@
 /**
  * Client of a DPU agent's JSON-RPC 2.0 over HTTP API (the CLI's side). Plain
- * `node:http`, no client-side timeout on long applies beyond the one given.
+ * `node:http`, no client-side timeout on long applies beyond the one given. Over HTTPS
+ * the TLS connection is made and the server verified (a CA, a pinned fingerprint, or
+ * the system's CAs) before the request, so no credential reaches an unverified server.
  */
 import * as http from "node:http";
-import * as https from "node:https";
+import { isIP } from "node:net";
+import * as tls from "node:tls";
+import { certFingerprint, normalizeFingerprint } from "../tls/cert.js";
 
 /** The agent could not be reached (connection refused, DNS, timeout, reset). */
 export class AgentUnreachableError extends Error {
@@ -19,6 +23,24 @@ export class AgentAuthError extends Error {
   constructor(readonly endpoint: string, tokenSource: string) {
     super(`agent at ${endpoint} refused the token from ${tokenSource} (401 Unauthorized); use the token in the agent's state dir (file 'token')`);
   }
+}
+
+/** The agent's TLS certificate could not be verified; nothing was sent. */
+export class AgentTlsError extends Error {
+  readonly code = "AGENT_TLS_UNVERIFIED";
+  constructor(readonly endpoint: string, detail: string, fix: string) {
+    super(`agent at ${endpoint}: ${detail}; no credential was sent. Fix: ${fix}`);
+  }
+}
+
+/** How the CLI verifies an agent's certificate. */
+export interface AgentTlsOptions {
+  /** PEM of the CA (or the self-signed certificate itself) the agent's certificate must chain to. */
+  readonly ca?: string;
+  /** Pinned SHA-256 fingerprint of the agent's certificate (hex, colons optional): only that certificate is accepted. */
+  readonly fingerprint?: string;
+  /** Where these settings came from, for messages. */
+  readonly source?: string;
 }
 
 /** The agent answered with a JSON-RPC error. */
@@ -38,6 +60,8 @@ export interface AgentClientOptions {
   readonly tokenSource?: string;
   /** Per-call timeout in ms. @default 600000 (applies may take long) */
   readonly timeoutMs?: number;
+  /** Verification of an https endpoint. @default the system's CAs */
+  readonly tls?: AgentTlsOptions;
 }
 
 /** One agent. */
@@ -71,12 +95,16 @@ export class AgentClient {
     } catch {
       return Promise.reject(new AgentUnreachableError(this.opts.endpoint, "not a valid URL"));
     }
-    const mod = url.protocol === "https:" ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = mod.request(url, {
+    const secure = url.protocol === "https:";
+    const connect = secure ? this.connectTls(url, timeoutMs) : Promise.resolve(undefined);
+    // node:http over the verified TLS socket (http.request refuses an https: URL)
+    const target = secure ? new URL(url.href.replace(/^https:/, "http:")) : url;
+    return connect.then((socket) => new Promise((resolve, reject) => {
+      const req = http.request(target, {
         method: "POST",
         headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Authorization: `Bearer ${this.opts.token}` },
         timeout: timeoutMs,
+        ...(socket ? { createConnection: () => socket } : {}),
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -86,6 +114,54 @@ export class AgentClient {
       req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on("error", (e: NodeJS.ErrnoException) => reject(new AgentUnreachableError(this.opts.endpoint, e.code ? `${e.code} ${e.message}` : e.message)));
       req.end(body);
+    }));
+  }
+
+  /**
+   * A TLS connection to the agent whose certificate is verified: against the pinned
+   * fingerprint (exactly that certificate), else the configured CA, else the system's
+   * CAs, with the host name checked. Resolves only once the handshake is verified, so
+   * the request (and its credential) is never written to an unverified peer.
+   */
+  private connectTls(url: URL, timeoutMs: number): Promise<tls.TLSSocket> {
+    const t = this.opts.tls ?? {};
+    const pin = t.fingerprint !== undefined ? normalizeFingerprint(t.fingerprint) : undefined;
+    const where = t.source ? ` (${t.source})` : "";
+    if (t.fingerprint !== undefined && pin === undefined) {
+      return Promise.reject(new AgentTlsError(this.opts.endpoint, `fingerprint '${t.fingerprint}'${where} is not a SHA-256 fingerprint`,
+        "give the 64 hex digits that `flexbso agent --generate-cert` or `openssl x509 -noout -fingerprint -sha256` prints"));
+    }
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host, port: Number(url.port || 443), ...(isIP(host) ? {} : { servername: host }),
+        ...(t.ca !== undefined ? { ca: t.ca } : {}),
+        // a pin replaces the chain check: it names the one certificate accepted
+        rejectUnauthorized: pin === undefined, ALPNProtocols: ["http/1.1"],
+      });
+      const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        if (pin !== undefined) {
+          const got = certFingerprint(socket.getPeerCertificate().raw);
+          if (got !== pin) {
+            socket.destroy();
+            reject(new AgentTlsError(this.opts.endpoint, `its certificate has SHA-256 fingerprint ${got}, not the pinned ${pin}${where}`,
+              "if the agent's certificate was replaced on purpose, pin the new fingerprint; otherwise something else answers at this endpoint"));
+            return;
+          }
+        }
+        socket.removeAllListeners("error");
+        resolve(socket);
+      });
+      socket.once("error", (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        const code = e.code ?? "";
+        if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|HOSTNAME|ALTNAME/.test(code)) {
+          reject(new AgentTlsError(this.opts.endpoint, `its certificate is not trusted (${code}: ${e.message})${where}`,
+            "set ca: (the agent's CA or certificate file) or fingerprint: (its SHA-256 pin) in this DPU's entry of the CLI's credentials file"));
+        } else reject(new AgentUnreachableError(this.opts.endpoint, code ? `${code} ${e.message}` : e.message));
+      });
     });
   }
 }

@@ -16,16 +16,20 @@
  *  4. the local agent's token ($FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token),
  *     for the endpoint that agent wrote beside it (`agent.url`) only: a loopback
  *     address alone proves nothing, any local user can listen on 127.0.0.2.
+ * An https endpoint is verified before anything is sent: against the entry's `ca` (a PEM
+ * file) and/or `fingerprint` (SHA-256 pin), the local agent's `agent.fingerprint`, or
+ * else the system's CAs.
  */
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { DEFAULT_STATE_DIR, LOCAL_URL_FILE } from "../state/layout.js";
+import { DEFAULT_STATE_DIR, LOCAL_FINGERPRINT_FILE, LOCAL_URL_FILE } from "../state/layout.js";
+import type { AgentTlsOptions } from "./client.js";
 
 /** A credential, where it came from, or why none applies. */
 export type CredentialLookup =
-  | { readonly ok: true; readonly token: string; readonly source: string }
+  | { readonly ok: true; readonly token: string; readonly source: string; readonly tls?: AgentTlsOptions }
   | { readonly ok: false; readonly problems: readonly string[] };
 
 /** The credentials file the CLI reads. */
@@ -61,7 +65,7 @@ export async function readTokenFile(file: string): Promise<{ token?: string; pro
   }
 }
 
-interface FileEntry { dpu?: unknown; endpoint?: unknown; token?: unknown; tokenFile?: unknown; readToken?: unknown; readTokenFile?: unknown }
+interface FileEntry { dpu?: unknown; endpoint?: unknown; token?: unknown; tokenFile?: unknown; readToken?: unknown; readTokenFile?: unknown; ca?: unknown; fingerprint?: unknown }
 
 /** What a command needs: `read` (plan, show, events) prefers the read token where one is configured. */
 export type CredentialRole = "read" | "admin";
@@ -93,13 +97,27 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
     const forDpu = list.filter((c) => c && c.dpu === dpu);
     const hit = forDpu.find((c) => sameOrigin(c.endpoint));
     if (hit) {
+      // how an https endpoint is verified: the entry's CA file and/or pinned fingerprint
+      let tls: AgentTlsOptions | undefined;
+      if (hit.ca !== undefined || hit.fingerprint !== undefined) {
+        let ca: string | undefined;
+        if (typeof hit.ca === "string") {
+          const caFile = path.resolve(path.dirname(file), hit.ca.startsWith("~/") && env.HOME ? path.join(env.HOME, hit.ca.slice(2)) : hit.ca);
+          try {
+            ca = await fsp.readFile(caFile, "utf8");
+          } catch (e) {
+            return { ok: false, problems: [...problems, `${file}: dpu ${dpu}: ca ${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`] };
+          }
+        }
+        tls = { ...(ca !== undefined ? { ca } : {}), ...(typeof hit.fingerprint === "string" ? { fingerprint: hit.fingerprint } : {}), source: `${file} (dpu ${dpu})` };
+      }
       const inline = role === "read" && typeof hit.readToken === "string" ? hit.readToken : hit.token;
       const named = role === "read" && typeof hit.readTokenFile === "string" ? hit.readTokenFile : hit.tokenFile;
-      if (typeof inline === "string" && inline.trim()) return { ok: true, token: inline.trim(), source: `${file} (dpu ${dpu})` };
+      if (typeof inline === "string" && inline.trim()) return { ok: true, token: inline.trim(), source: `${file} (dpu ${dpu})`, ...(tls ? { tls } : {}) };
       if (typeof named === "string") {
         const tf = path.resolve(path.dirname(file), named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named);
         const r = await readTokenFile(tf);
-        if (r.token) return { ok: true, token: r.token, source: tf };
+        if (r.token) return { ok: true, token: r.token, source: tf, ...(tls ? { tls } : {}) };
         problems.push(`${file}: dpu ${dpu}: ${r.problem}`);
       } else {
         problems.push(`${file}: the entry of dpu ${dpu} at ${origin} has neither 'token' nor 'tokenFile'`);
@@ -129,12 +147,15 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
     localUrl = (await fsp.readFile(urlFile, "utf8")).trim();
   } catch { /* no local agent */ }
   if (localUrl !== undefined && endpointOrigin(localUrl) === origin) {
+    // an https local agent wrote its certificate's fingerprint beside its URL: pinned
+    const fp = (await fsp.readFile(path.join(stateDir, LOCAL_FINGERPRINT_FILE), "utf8").catch(() => "")).trim();
+    const tls = fp ? { tls: { fingerprint: fp, source: path.join(stateDir, LOCAL_FINGERPRINT_FILE) } } : {};
     if (role === "read") {
       const rr = await readTokenFile(path.join(stateDir, "token.read"));
-      if (rr.token) return { ok: true, token: rr.token, source: path.join(stateDir, "token.read") };
+      if (rr.token) return { ok: true, token: rr.token, source: path.join(stateDir, "token.read"), ...tls };
     }
     const r = await readTokenFile(local);
-    if (r.token) return { ok: true, token: r.token, source: local };
+    if (r.token) return { ok: true, token: r.token, source: local, ...tls };
     problems.push(r.problem!);
   } else {
     problems.push(localUrl === undefined ? `no local agent serves ${origin} (${urlFile} does not exist)`

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import type { Desired, Resource, ResourceOf } from "../model/types.js";
 import { FileActualSource, type ActualSource, type ActualSourceFactory, type ActualState } from "../plan/actual.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
-import { AgentClient } from "./client.js";
+import { AgentClient, type AgentTlsOptions } from "./client.js";
 import { credentialFix, lookupCredential, readTokenFile, type CredentialRole } from "./credentials.js";
 import type { PlanResult, TopologyView } from "../agent/service.js";
 
@@ -57,8 +57,8 @@ export async function resolveTargets(desired: Desired, opts: ResolveOptions = {}
   }
   const chosen = dpus.filter((d) => !opts.dpus || opts.dpus.includes(d.name)).sort((a, b) => (a.name < b.name ? -1 : 1));
   return Promise.all(chosen.map(async (d) => {
-    const { token, source } = await resolveToken(d, opts);
-    return { dpu: d.name, endpoint: d.spec.agent.endpoint, client: new AgentClient({ endpoint: d.spec.agent.endpoint, token, tokenSource: source }) };
+    const { token, source, tls } = await resolveToken(d, opts);
+    return { dpu: d.name, endpoint: d.spec.agent.endpoint, client: new AgentClient({ endpoint: d.spec.agent.endpoint, token, tokenSource: source, ...(tls ? { tls } : {}) }) };
   }));
 }
 
@@ -67,7 +67,7 @@ export async function resolveTargets(desired: Desired, opts: ResolveOptions = {}
  * DPU's endpoint ({@link lookupCredential}). A topology's `agent.tokenFile` is ignored
  * with a warning: an untrusted topology must not choose which local secret is sent where.
  */
-export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = {}): Promise<{ token: string; source: string }> {
+export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = {}): Promise<{ token: string; source: string; tls?: AgentTlsOptions }> {
   const env = opts.env ?? process.env;
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   if (opts.tokenFile) {
@@ -82,7 +82,7 @@ export async function resolveToken(d: ResourceOf<"dpu">, opts: ResolveOptions = 
   if (named && !(r.ok && path.resolve(named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named) === r.source)) {
     warn(`DPU '${d.name}': agent.tokenFile in the topology is ignored (a topology does not choose which credential is sent where); ${credentialFix(d.name, d.spec.agent.endpoint, env)}, and remove agent.tokenFile`);
   }
-  if (r.ok) return { token: r.token, source: r.source };
+  if (r.ok) return { token: r.token, source: r.source, ...(r.tls ? { tls: r.tls } : {}) };
   throw new FleetError(`${d.name}: no agent token for ${d.spec.agent.endpoint}: ${r.problems.join("; ")}; ${credentialFix(d.name, d.spec.agent.endpoint, env)}`);
 }
 

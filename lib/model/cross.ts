@@ -75,6 +75,7 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
   }
 
   for (const v of views.values()) {
+    checkBackings(v, report);
     checkCycles(v, report);
     checkRaidGeometry(v, report);
     checkFunctions(v, report);
@@ -83,6 +84,22 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
 }
 
 type Report = (r: Resource, code: string, path: (string | number)[], field: string | undefined, message: string) => void;
+
+/**
+ * One file or device backs one bdev: two file bdevs on one path would write over each
+ * other's data. Paths are compared as written (normalized); plan time compares what
+ * they resolve to on the DPU as well.
+ */
+function checkBackings(v: DpuView, report: Report): void {
+  const byPath = new Map<string, Resource>();
+  for (const r of v.bdevs.values()) {
+    if (r.kind !== "file") continue;
+    const prior = byPath.get(r.spec.path);
+    if (prior) {
+      report(r, "shared-backing", ["path"], "path", `path '${r.spec.path}' is already the backing of ${prior.address}; one file or device backs one bdev: give ${r.address} its own`);
+    } else byPath.set(r.spec.path, r);
+  }
+}
 
 function checkCycles(v: DpuView, report: Report): void {
   const state = new Map<string, 1 | 2>(); // 1 on stack, 2 done

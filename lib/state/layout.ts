@@ -5,3 +5,5 @@ export const DEFAULT_STATE_DIR = "/var/lib/flexbso";
 
 /** The file in the agent's run dir holding the URL it listens on (a loopback agent's endpoint for the CLI). */
 export const LOCAL_URL_FILE = "agent.url";
+/** Beside LOCAL_URL_FILE when the agent serves HTTPS: its certificate's SHA-256 fingerprint, which the local CLI pins. */
+export const LOCAL_FINGERPRINT_FILE = "agent.fingerprint";

@@ -3,6 +3,7 @@
  * write-zeroes, and create errors. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -162,10 +163,78 @@ TEST(create_errors)
 	CHECK(strstr(err.msg, "Invalid parameter 'direct_io': must be a boolean") != NULL);
 	CHECK_EQ(th_file(e, "F", small, 512, "\"nowait\":false", &err), FB_RPC_INVALID_PARAMS);
 	CHECK(strstr(err.msg, "Unknown parameter 'nowait'. Fix: remove it; bdev_uring_create "
-			 "accepts name, filename, block_size, uuid, direct_io, fallocate.") != NULL);
+			 "accepts name, filename, block_size, uuid, direct_io, beneath, fallocate.") != NULL);
 	fb_engine_destroy(e);
 	unlink(small);
 	free(small);
+}
+
+/* beneath: the file is opened inside the directory or not at all; a symlink
+ * or ".." leading out is refused, whatever the caller checked before. */
+TEST(confined_beneath)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_err err;
+	char root[] = "/tmp/fb_beneath_XXXXXX", data[300], p[400], beneath[320];
+	char *victim;
+	int fd;
+
+	CHECK(mkdtemp(root) != NULL);
+	snprintf(data, sizeof(data), "%s/data", root);
+	CHECK_EQ(mkdir(data, 0700), 0);
+	snprintf(beneath, sizeof(beneath), "\"beneath\":\"%s\"", data);
+	victim = make_file(root, (uint64_t)NB * BS);
+	snprintf(p, sizeof(p), "%s/link.img", data);
+	CHECK_EQ(symlink(victim, p), 0);
+	CHECK_EQ(th_file(e, "L", p, BS, beneath, &err), -EXDEV);
+	CHECK(strstr(err.msg, "resolves outside") != NULL);
+	CHECK(strstr(err.msg, "put the file itself in that directory") != NULL);
+	snprintf(p, sizeof(p), "%s/../%s", data, strrchr(victim, '/') + 1);
+	CHECK_EQ(th_file(e, "D", p, BS, beneath, &err), -EXDEV);
+	CHECK_EQ(th_file(e, "O", victim, BS, beneath, &err), -EINVAL);
+	CHECK(strstr(err.msg, "is not inside beneath") != NULL);
+	/* a device node under the directory is not served through it */
+	snprintf(p, sizeof(p), "%s/null", data);
+	CHECK_EQ(symlink("/dev/null", p), 0);
+	CHECK(th_file(e, "N", p, BS, beneath, &err) < 0);
+	snprintf(p, sizeof(p), "%s/ok.img", data);
+	fd = open(p, O_RDWR | O_CREAT, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, (off_t)NB * BS), 0);
+	close(fd);
+	CHECK_OK(th_file(e, "OK", p, BS, beneath, &err));
+	/* without beneath the engine opens what it is told (the agent always confines) */
+	CHECK_OK(th_file(e, "V", victim, BS, "", &err));
+	fb_engine_destroy(e);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/link.img", data);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/null", data);
+	unlink(p);
+	rmdir(data);
+	unlink(victim);
+	rmdir(root);
+	free(victim);
+}
+
+/* One file backs one bdev, however it is named (here: a hard link). */
+TEST(one_bdev_per_file)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_err err;
+	char *path = make_file("/tmp", (uint64_t)NB * BS), lnk[300];
+
+	snprintf(lnk, sizeof(lnk), "%s.link", path);
+	CHECK_EQ(link(path, lnk), 0);
+	CHECK_OK(th_file(e, "A", path, BS, "", &err));
+	CHECK_EQ(th_file(e, "B", lnk, BS, "", &err), -EBUSY);
+	CHECK(strstr(err.msg, "already backs bdev 'A'") != NULL);
+	CHECK_OK(th_rpc(e, &err, "bdev_uring_delete", "{\"name\":\"A\"}"));
+	CHECK_OK(th_file(e, "B", lnk, BS, "", &err));
+	fb_engine_destroy(e);
+	unlink(lnk);
+	unlink(path);
+	free(path);
 }
 
 int main(void)
@@ -175,5 +244,7 @@ int main(void)
 	RUN(zero_writes_on_tmp);
 	RUN(auto_on_shm);
 	RUN(create_errors);
+	RUN(confined_beneath);
+	RUN(one_bdev_per_file);
 	return 0;
 }

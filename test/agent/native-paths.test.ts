@@ -148,16 +148,33 @@ test("file lifecycle: replacing a retained file at the same path is refused befo
   assert.equal((await backend.check([{ op: "delete", address: "d/file/f", before: plain }, { op: "create", address: "d/file/f", after: file("r.img", 1048576) }], [plain])).errors, []);
 });
 
-test("capacity: new files larger than the data directory's free space are a thin-provisioning warning at plan time", async () => {
-  const { backend } = await setup();
+test("capacity: files beyond the data directory's free space are a plan error, or a warning with thinProvisioning: true", async () => {
+  const { backend, dataDir, root } = await setup();
   const huge = file("huge.img", 2 ** 50); // 1 PiB
   const r = await backend.check([{ op: "create", address: "d/file/f", after: huge }], []);
-  assert.equal(r.errors, []);
-  assert.is(r.warnings.length, 1);
-  assert.match(r.warnings[0]!.message, "new files on DPU 'd' take 1 PiB but its data directory");
-  assert.match(r.warnings[0]!.message, "thin provisioned");
+  assert.is(r.errors.length, 1, JSON.stringify(r));
+  assert.match(r.errors[0]!.message, "new and grown files on DPU 'd' take 1 PiB, but its data directory");
+  assert.match(r.errors[0]!.fix!, "set thinProvisioning: true in the agent's config");
   const small = await backend.check([{ op: "create", address: "d/file/f", after: file("small.img") }], []);
+  assert.equal(small.errors, []);
   assert.equal(small.warnings, []);
+  // what existing sparse files may still claim counts too: each file fits alone, not both
+  const fs = await fsp.statfs(dataDir);
+  const half = Math.floor((fs.bavail * fs.bsize) / 2 / 4096) * 4096 + 64 * 4096;
+  const old = file("old.img", half);
+  await fsp.writeFile(path.join(dataDir, "old.img"), "");
+  await fsp.truncate(path.join(dataDir, "old.img"), half);
+  const other = { ...file("new.img", half), address: "d/file/g", name: "g" } as Resource;
+  const both = await backend.check([{ op: "create", address: other.address, after: other }], [old]);
+  assert.is(both.errors.length, 1, JSON.stringify(both));
+  assert.match(both.errors[0]!.message, "its existing files may still claim");
+  assert.equal((await backend.check([{ op: "create", address: other.address, after: other }], [])).errors, []);
+  const thin = new NativeBackend({ rpc: { call: async <T>(m: string) => ((m.startsWith("bdev_get") || m.endsWith("get_exports") ? [] : true) as T) },
+    runDir: path.join(root, "run"), vhostDir: path.join(root, "run", "vhost"), dataDir, limits: { pfs: 1, vfsPerPf: 4 }, thinProvisioning: true });
+  const t = await thin.check([{ op: "create", address: "d/file/f", after: huge }], []);
+  assert.equal(t.errors, []);
+  assert.is(t.warnings.length, 1);
+  assert.match(t.warnings[0]!.message, "thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills");
 });
 
 test.run();

@@ -64,7 +64,7 @@ const CASES: Case[] = [
   { name: "file directIo", before: [file()], after: [file(", directIo: false")], address: "dpu0/file/d", expect: "error", field: "directIo" },
   { name: "file retain", before: [file()], after: [file(", retain: true")], address: "dpu0/file/d", expect: "in-place" },
   { name: "file import", before: [file()], after: [file(", import: true")], address: "dpu0/file/d", expect: "in-place" },
-  { name: "function tenant", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, tenant: t }"], address: "dpu0/function/vm", expect: "in-place" },
+  { name: "function tenant", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, tenant: t }"], address: "dpu0/function/vm", expect: "online" },
   { name: "function vf", before: [file()], after: [file(), "      vm: { pf: 0, vf: 1, transport: nbd, volume: d }"], address: "dpu0/function/vm", expect: "online", read: "pf0vf1" },
   { name: "function volume", before: [file() + "\n      e: { kind: malloc, size: 4MiB }"], after: [file() + "\n      e: { kind: malloc, size: 4MiB }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: e }"], address: "dpu0/function/vm", expect: "error", field: "volume" },
   { name: "function qos", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, qos: { iops: 100 } }"], address: "dpu0/function/vm", expect: "in-place" },

@@ -33,6 +33,8 @@ const CASES: [string, RawResource[], string, string, string | undefined, string]
   ["undeclared DPU", [m("a", MiB, 512, "dpu9")], "unknown-dpu", "dpu9/malloc/a", undefined, "DPU 'dpu9' is not declared"],
   ["nvme on the native backend", [dpuRaw(), m("a"), raw("dpu0", "function", "f", { volume: "a", emulation: "nvme" })],
     "not-supported", "dpu0/function/f", "emulation", "emulation 'nvme' is not available on the native backend: use emulation: virtio-blk (the native backend emulates virtio-blk only), or a DPU with backend: snap"],
+  ["one file backing two bdevs", [dpuRaw(), raw("dpu0", "file", "fa", { path: "disks/a.img", size: MiB }), raw("dpu0", "file", "fb", { path: "disks//a.img", size: MiB })],
+    "shared-backing", "dpu0/file/fb", "path", "path 'disks/a.img' is already the backing of dpu0/file/fa; one file or device backs one bdev: give dpu0/file/fb its own"],
   ["declared twice", [dpuRaw(), m("a"), m("a")], "duplicate-address", "dpu0/malloc/a", undefined, "declared twice (also at another place)"],
 ];
 

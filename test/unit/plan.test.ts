@@ -71,7 +71,7 @@ const FIELD_CASES: [Kind, string, unknown, unknown, Record<string, unknown>, Rec
   ["dpu", "vfsPerPf", 4, 8, {}, { backend: "native" }, "in-place", false],
   ["dpu", "vfsPerPf", 4, 8, {}, { backend: "snap" }, "destructive", false],
   ["function", "qos.iops", 0, 100, {}, {}, "in-place", false],
-  ["function", "tenant", undefined, "t", {}, {}, "in-place", false],
+  ["function", "tenant", undefined, "t", {}, {}, "online", false],
   ["function", "volume", "x", "y", {}, {}, "online", false],
   ["function", "vf", 0, 1, {}, {}, "online", true],
   ["function", "transport", "nbd", "vhost-user-blk", {}, {}, "online", true],

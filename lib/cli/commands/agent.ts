@@ -1,3 +1,8 @@
+import { promises as fsp } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { writeFileAtomic } from "../../state/atomic.js";
+import { certFingerprint, createSelfSignedCert } from "../../tls/cert.js";
 import { loadAgentConfig, resolveAgentConfig, type AgentConfig } from "../../agent/config.js";
 import { startAgent } from "../../agent/main.js";
 import { createLogger } from "../../agent/log.js";
@@ -14,6 +19,8 @@ interface AgentCliOptions {
   reconcile?: string;
   attach?: string;
   stopEngineOnExit?: boolean;
+  generateCert?: string;
+  certHost?: string;
 }
 
 /** `flexbso agent [--config FILE] [--listen HOST:PORT] [--state-dir DIR] [--run-dir DIR] [--dpu NAME] [--attach SOCKET]` */
@@ -31,8 +38,11 @@ export const agentCommand: CliCommand = {
       .option("--reconcile <policy>", "override reconcile: report (default: drift is an event and shows in plan) or repair (re-create what was deleted outside FlexBSO)")
       .option("--attach <socket>", "attach to a running target's RPC socket instead of spawning a flexbso engine")
       .option("--stop-engine-on-exit", "on SIGTERM/SIGINT also stop the engine it spawned (default: the engine keeps serving I/O)")
+      .option("--generate-cert <dir>", "write a self-signed development certificate and key (agent.crt, agent.key 0600) to DIR, print its SHA-256 fingerprint and the config lines, and exit")
+      .option("--cert-host <names>", "with --generate-cert: comma-separated host names and IP addresses for the certificate (default: localhost, 127.0.0.1, ::1 and this host's name)")
       .addHelpText("after", "\nThe engine runs as its own process: stopping or killing the agent never pauses I/O.\nLogs are JSON lines on stderr.")
       .action(action(async (opts: AgentCliOptions) => {
+        if (opts.generateCert) return generateCert(opts.generateCert, opts.certHost);
         const over: Record<string, unknown> = {};
         if (opts.listen) over.listen = opts.listen;
         if (opts.stateDir) over.stateDir = opts.stateDir;
@@ -57,6 +67,23 @@ export const agentCommand: CliCommand = {
   },
 };
 
+/** `flexbso agent --generate-cert DIR`: a development certificate for the agent's HTTPS. */
+async function generateCert(dir: string, hosts: string | undefined): Promise<number> {
+  const names = hosts ? hosts.split(",").map((h) => h.trim()).filter(Boolean) : ["localhost", "127.0.0.1", "::1", os.hostname()];
+  const pair = createSelfSignedCert({ commonName: names[0] ?? "localhost", names, days: 365 });
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  const cert = path.resolve(dir, "agent.crt");
+  const key = path.resolve(dir, "agent.key");
+  await writeFileAtomic(key, pair.keyPem, { mode: 0o600 });
+  await writeFileAtomic(cert, pair.certPem, { mode: 0o644 });
+  const fp = certFingerprint(pair.certPem);
+  process.stdout.write(`wrote ${cert} and ${key} (self-signed, for development; valid 365 days for ${names.join(", ")})\n` +
+    `SHA-256 fingerprint: ${fp}\n\n` +
+    `agent config:\n  tls: { cert: ${cert}, key: ${key} }\n\n` +
+    `CLI credentials entry (pins this certificate):\n  - { dpu: <name>, endpoint: https://<host>:<port>, tokenFile: <token file>, fingerprint: ${fp} }\n`);
+  return 0;
+}
+
 function configToRaw(c: AgentConfig): Record<string, unknown> {
   return {
     listen: `${c.host.includes(":") ? `[${c.host}]` : c.host}:${c.port}`,
@@ -66,5 +93,9 @@ function configToRaw(c: AgentConfig): Record<string, unknown> {
     target: { mode: c.target.mode, socket: c.target.socket, reactors: c.target.reactors, command: c.target.command },
     log: { level: c.logLevel },
     reconcile: c.reconcile,
+    tenants: Object.fromEntries(Object.entries(c.tenants).map(([k, t]) => [k, { ...t, mode: t.mode.toString(8).padStart(4, "0") }])),
+    devices: c.devices,
+    thinProvisioning: c.thinProvisioning,
+    ...(c.tls ? { tls: c.tls } : {}),
   };
 }

@@ -4,10 +4,12 @@
  * `vhost_delete_controller {ctrlr}`, `vhost_get_controllers {name?}`.
  * Sockets are created 0600 as `<vhost dir>/<ctrlr>`, where the vhost dir is
  * given when the engine starts (`flexbso engine --vhost-dir DIR`), as with
- * spdk_tgt's `-S`.
+ * spdk_tgt's `-S`. A FlexBSO extension, `socket_dir`, puts one controller's
+ * socket in another directory (the agent's per-tenant directories).
  *
  * @module
  */
+import * as path from 'node:path';
 import type { EngineContext } from '../context';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, fromEngineError, invalidValue } from '../rpc/failure';
@@ -32,7 +34,7 @@ const CPUMASK: ParamSpec = {
 };
 
 const createBlk = defineMethod<
-  { ctrlr: string; dev_name: string; cpumask?: string; readonly?: boolean; packed_ring?: boolean },
+  { ctrlr: string; dev_name: string; cpumask?: string; readonly?: boolean; packed_ring?: boolean; socket_dir?: string },
   EngineContext
 >({
   name: 'vhost_create_blk_controller',
@@ -44,13 +46,20 @@ const createBlk = defineMethod<
       cpumask: CPUMASK,
       readonly: { type: 'boolean', hint: 'true to refuse writes (VIRTIO_BLK_F_RO), or false (the default)' },
       packed_ring: spdkDefaultOnly(false, 'a packed virtqueue'),
+      socket_dir: {
+        type: 'string',
+        minLength: 2,
+        maxLength: 80,
+        pattern: '^/',
+        hint: 'an absolute path of an existing directory for this controller\'s socket, e.g. "/run/flexbso/tenants/acme" (a FlexBSO extension; default: the vhost dir)',
+      },
     },
     required: ['ctrlr', 'dev_name'],
   },
   handler: (p, ctx) => {
     if (p.cpumask !== undefined) checkCpumask(p.cpumask, ctx.engine.reactorCount());
     try {
-      ctx.engine.vhostBlkControllerCreate(p.ctrlr, p.dev_name, ctx.info.vhostDir, {
+      ctx.engine.vhostBlkControllerCreate(p.ctrlr, p.dev_name, p.socket_dir ?? ctx.info.vhostDir, {
         ...(p.cpumask !== undefined ? { cpumask: p.cpumask.replace(/ /g, '') } : {}),
         readonly: p.readonly ?? false,
       });
@@ -124,6 +133,7 @@ export function vhostConfig(ctx: EngineContext): { method: string; params: Recor
       dev_name: x.bdevName,
       ...(x.cpumask !== null ? { cpumask: x.cpumask } : {}),
       readonly: x.readonly,
+      ...(path.dirname(x.socketPath) !== path.resolve(ctx.info.vhostDir) ? { socket_dir: path.dirname(x.socketPath) } : {}),
     },
   }));
 }

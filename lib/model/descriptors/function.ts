@@ -70,7 +70,7 @@ export const fn: KindDescriptor<"function"> = {
     volume: online("the old volume is mirrored onto the new one, then the function switches atomically"),
     "qos.iops": inPlace("I/O limits change live"),
     "qos.mbps": inPlace("I/O limits change live"),
-    tenant: inPlace("a label for reports and metrics; nothing on the DPU changes"),
+    tenant: online("the socket moves to the new tenant's directory, only that tenant can reach it; clients reconnect, the data is kept"),
   },
   sizeFields: [],
   onDelete: () => ({ class: "online", reason: "the device is unplugged from its guest; the volume is kept unless it is deleted too" }),

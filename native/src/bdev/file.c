@@ -6,17 +6,27 @@
  * then writing zeros) where the filesystem lacks them. All of it runs on the
  * ring, so a reactor never blocks in a syscall. Unaligned iovecs on an
  * O_DIRECT file go through an aligned bounce buffer cached per channel.
+ *
+ * Confinement happens here, where the file is opened, so no check can be
+ * raced between a caller's look and the open: with `beneath`, the filename is
+ * resolved by openat2(RESOLVE_BENEATH) inside that directory (no symlink or
+ * ".." leads out) and must be a regular file. A block device is claimed with
+ * O_EXCL, so one that is mounted, part of another device or already served is
+ * refused. One file backs at most one file bdev of an engine.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "flexbso/bdev_module.h"
@@ -31,7 +41,13 @@
 #define BOUNCE_CACHE_MAX 16
 
 struct file_bdev {
+	struct file_bdev *next;        /* in open_files */
+	struct fb_engine *engine;
+	dev_t dev;                     /* identity of the backing file or device */
+	ino_t ino;
+	char *name;
 	char *path;
+	char *beneath;                 /* confinement directory as created, or NULL */
 	bool aio;                      /* made by bdev_aio_create (SPDK names differ) */
 	uint32_t flags;                /* FILE_* as created */
 	int fd;
@@ -76,6 +92,11 @@ struct file_io {
 };
 
 static struct fb_bdev_module file_module;
+
+/* Every open file bdev, so one file never backs two (their writes would
+ * interleave on one disk). Control path only. */
+static pthread_mutex_t open_files_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct file_bdev *open_files;
 
 static void file_io_cb(struct fb_uring_op *op, int res, uint32_t flags);
 
@@ -144,8 +165,18 @@ static void file_destruct(struct fb_bdev *bdev)
 {
 	struct file_bdev *f = fb_bdev_get_module_ctx(bdev);
 
+	pthread_mutex_lock(&open_files_lock);
+	for (struct file_bdev **pp = &open_files; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&open_files_lock);
 	close(f->fd);
 	free(f->zero_buf);
+	free(f->name);
+	free(f->beneath);
 	free(f->path);
 	free(f);
 }
@@ -509,6 +540,8 @@ static void file_write_config(struct fb_bdev *bdev, struct fb_json_writer *w)
 	fb_json_write_named_string(w, "filename", f->path);
 	fb_json_write_named_uint64(w, "block_size", fb_bdev_get_block_size(bdev));
 	fb_json_write_named_string(w, "uuid", us);
+	if (f->beneath)
+		fb_json_write_named_string(w, "beneath", f->beneath);
 	/* Extensions only when they differ from the default, so SPDK can
 	 * replay the usual case. */
 	if (f->flags & (FILE_DIRECT | FILE_NO_DIRECT))
@@ -526,6 +559,8 @@ static void file_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
 	fb_json_write_named_object_begin(w, f->aio ? "aio" : "uring");
 	fb_json_write_named_string(w, "filename", f->path);
 	fb_json_write_named_bool(w, "direct_io", f->direct);
+	if (f->beneath)
+		fb_json_write_named_string(w, "beneath", f->beneath);
 	fb_json_write_object_end(w);
 }
 
@@ -567,7 +602,94 @@ out:
 	return ok;
 }
 
-static int file_create(struct fb_engine *e, const char *name, const char *path,
+/* Open path for read-write, inside beneath when given: resolved by
+ * openat2(RESOLVE_BENEATH) relative to that directory, so neither ".." nor a
+ * symlink (absolute or relative) leads out of it. */
+static int file_open(const char *path, const char *beneath, struct fb_err *err)
+{
+	struct open_how how = {.flags = O_RDWR | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+	size_t blen;
+	int dfd, fd, saved;
+
+	if (!beneath) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			fb_err_set(err, "cannot open filename '%s': %s; create the file first (e.g. truncate -s 1G)",
+				   path, strerror(errno));
+		return fd < 0 ? -errno : fd;
+	}
+	blen = strlen(beneath);
+	while (blen > 1 && beneath[blen - 1] == '/')
+		blen--;
+	if (beneath[0] != '/' || strncmp(path, beneath, blen) != 0 || path[blen] != '/' || !path[blen + 1]) {
+		fb_err_set(err, "filename '%s' is not inside beneath '%s'; pass a path below that directory",
+			   path, beneath);
+		return -EINVAL;
+	}
+	dfd = open(beneath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		saved = errno;
+		fb_err_set(err, "cannot open beneath directory '%s': %s", beneath, strerror(saved));
+		return -saved;
+	}
+	fd = (int)syscall(SYS_openat2, dfd, path + blen + 1, &how, sizeof(how));
+	saved = errno;
+	close(dfd);
+	if (fd >= 0)
+		return fd;
+	if (saved == EXDEV || saved == ELOOP)
+		fb_err_set(err, "filename '%s' resolves outside '%s' (a symlink or \"..\" leads out of it); "
+			   "refusing to open it: put the file itself in that directory instead of a link to it",
+			   path, beneath);
+	else if (saved == ENOSYS)
+		fb_err_set(err, "this kernel has no openat2 (Linux 5.6+), so filename '%s' cannot be confined to '%s'",
+			   path, beneath);
+	else
+		fb_err_set(err, "cannot open filename '%s': %s; create the file first (e.g. truncate -s 1G)",
+			   path, strerror(saved));
+	return -saved;
+}
+
+/* Claim a block device exclusively (O_EXCL): the kernel refuses while a
+ * filesystem is mounted on it, another device (dm, md, loop) holds it or
+ * another opener claimed it, and keeps the others out while we serve it.
+ * Replaces *fd with the claiming one; the node must still be the device. */
+static int file_claim_blockdev(const char *path, int *fd, const struct stat *st, struct fb_err *err)
+{
+	struct stat st2;
+	int xfd = open(path, O_RDWR | O_CLOEXEC | O_EXCL), saved;
+
+	if (xfd < 0) {
+		saved = errno;
+		if (saved == EBUSY)
+			fb_err_set(err, "block device '%s' is in use (mounted, held by another device such as "
+				   "dm/md/loop, or served already); unmount or release it, or pick another device",
+				   path);
+		else
+			fb_err_set(err, "cannot open block device '%s' exclusively: %s", path, strerror(saved));
+		return -saved;
+	}
+	if (fstat(xfd, &st2) != 0 || !S_ISBLK(st2.st_mode) || st2.st_rdev != st->st_rdev) {
+		close(xfd);
+		fb_err_set(err, "block device '%s' changed while it was opened; try again", path);
+		return -EAGAIN;
+	}
+	close(*fd);
+	*fd = xfd;
+	return 0;
+}
+
+/* The file bdev already on this file (same engine), or NULL. */
+static const struct file_bdev *file_find_open(struct fb_engine *e, const struct stat *st)
+{
+	for (const struct file_bdev *o = open_files; o; o = o->next)
+		if (o->engine == e && o->dev == st->st_dev && o->ino == st->st_ino)
+			return o;
+	return NULL;
+}
+
+static int file_create(struct fb_engine *e, const char *name, const char *path, const char *beneath,
 		       uint32_t block_size, uint32_t flags, bool aio, const struct fb_uuid *uuid,
 		       struct fb_err *err)
 {
@@ -576,6 +698,7 @@ static int file_create(struct fb_engine *e, const char *name, const char *path,
 	struct stat st;
 	uint64_t size = 0;
 	int fd = -1, rc = 0;
+	bool listed = false;
 
 	if (!path || !*path) {
 		fb_err_set(err, "filename is required");
@@ -596,11 +719,9 @@ static int file_create(struct fb_engine *e, const char *name, const char *path,
 	if (!f)
 		goto nomem;
 	f->fd = -1;
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = file_open(path, beneath, err);
 	if (fd < 0) {
-		rc = -errno;
-		fb_err_set(err, "cannot open filename '%s': %s; create the file first (e.g. truncate -s 1G)",
-			   path, strerror(errno));
+		rc = fd;
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
@@ -608,9 +729,18 @@ static int file_create(struct fb_engine *e, const char *name, const char *path,
 		fb_err_set(err, "cannot stat '%s': %s", path, strerror(errno));
 		goto out;
 	}
+	if (beneath && !S_ISREG(st.st_mode)) {
+		fb_err_set(err, "filename '%s' under beneath '%s' is not a regular file; only regular files "
+			   "are served from that directory (name block devices by their /dev path)", path, beneath);
+		rc = -EINVAL;
+		goto out;
+	}
 	if (S_ISBLK(st.st_mode)) {
 		int lbs = 512;
 
+		rc = file_claim_blockdev(path, &fd, &st, err);
+		if (rc)
+			goto out;
 		if (ioctl(fd, BLKGETSIZE64, &size) != 0 || ioctl(fd, BLKSSZGET, &lbs) != 0) {
 			rc = -errno;
 			fb_err_set(err, "cannot query block device '%s': %s", path, strerror(errno));
@@ -637,14 +767,15 @@ static int file_create(struct fb_engine *e, const char *name, const char *path,
 		goto out;
 	}
 	if (!(flags & FILE_NO_DIRECT)) {
-		int dfd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
+		/* O_DIRECT on the same open file (F_SETFL), so confinement and the
+		 * device claim hold for the fd we keep. */
+		int fl = fcntl(fd, F_GETFL);
 
-		if (dfd >= 0 && direct_probe(dfd, block_size, &f->mem_align, &f->len_align)) {
-			close(fd);
-			fd = dfd;
-			f->direct = true;
-		} else if (dfd >= 0) {
-			close(dfd);
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
+			if (direct_probe(fd, block_size, &f->mem_align, &f->len_align))
+				f->direct = true;
+			else
+				(void)fcntl(fd, F_SETFL, fl);
 		}
 		if (!f->direct && (flags & FILE_DIRECT)) {
 			fb_err_set(err, "filename '%s' does not support O_DIRECT with block_size %u; "
@@ -663,14 +794,36 @@ static int file_create(struct fb_engine *e, const char *name, const char *path,
 	}
 	memset(f->zero_buf, 0, ZERO_BUF_LEN);
 	f->path = strdup(path);
-	if (!f->path)
+	f->name = strdup(name ? name : "");
+	if (!f->path || !f->name || (beneath && !(f->beneath = strdup(beneath))))
 		goto nomem;
+	f->engine = e;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
 	f->fd = fd;
 	fd = -1;
 	atomic_init(&f->no_zero_range, (flags & FILE_NO_FALLOCATE) != 0);
 	atomic_init(&f->no_punch, (flags & FILE_NO_FALLOCATE) != 0);
 	f->aio = aio;
 	f->flags = flags;
+	/* Listed before registering, so two creates racing on one file cannot both pass. */
+	pthread_mutex_lock(&open_files_lock);
+	{
+		const struct file_bdev *o = S_ISREG(st.st_mode) ? file_find_open(e, &st) : NULL;
+
+		if (o) {
+			fb_err_set(err, "filename '%s' already backs bdev '%s' (as '%s'); one file backs one bdev: "
+				   "use another file", path, o->name, o->path);
+			rc = -EBUSY;
+		} else {
+			f->next = open_files;
+			open_files = f;
+			listed = true;
+		}
+	}
+	pthread_mutex_unlock(&open_files_lock);
+	if (rc)
+		goto out;
 	memset(&p, 0, sizeof(p));
 	p.size = sizeof(p);
 	p.name = name;
@@ -692,9 +845,21 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (f) {
+		if (listed) {
+			pthread_mutex_lock(&open_files_lock);
+			for (struct file_bdev **pp = &open_files; *pp; pp = &(*pp)->next) {
+				if (*pp == f) {
+					*pp = f->next;
+					break;
+				}
+			}
+			pthread_mutex_unlock(&open_files_lock);
+		}
 		if (f->fd >= 0)
 			close(f->fd);
 		free(f->zero_buf);
+		free(f->name);
+		free(f->beneath);
 		free(f->path);
 		free(f);
 	}
@@ -711,6 +876,7 @@ struct file_create_params {
 	int direct_io; /* -1 absent, 0 never, 1 required */
 	bool fallocate;
 	bool readonly, nowait; /* aio: SPDK's defaults only */
+	char *beneath;
 };
 
 /* A bool decoded into a tri-state, so "absent" stays distinguishable. */
@@ -743,7 +909,11 @@ static int file_decode_direct(const struct fb_json_val *v, void *out, struct fb_
 	{.name = "direct_io", .offset = offsetof(struct file_create_params, direct_io),           \
 	 .type = FB_JSON_CUSTOM, .optional = true, .decode = file_decode_direct,                  \
 	 .hint = "true to require O_DIRECT, false to never use it; omit it for O_DIRECT where "   \
-		 "the filesystem allows it (a FlexBSO extension)"}
+		 "the filesystem allows it (a FlexBSO extension)"},                                      \
+	{.name = "beneath", .offset = offsetof(struct file_create_params, beneath),               \
+	 .type = FB_JSON_STRING, .optional = true, .min = 1,                                      \
+	 .hint = "an absolute directory the filename must resolve inside, with no symlink or "    \
+		 "\"..\" leading out, e.g. \"/var/lib/flexbso/files\" (a FlexBSO extension)"}
 
 static const struct fb_json_field uring_create_fields[] = {
 	FILE_COMMON_FIELDS,
@@ -787,7 +957,7 @@ static int file_rpc_create(struct fb_engine *e, const void *params, struct fb_js
 		flags |= p->direct_io ? FILE_DIRECT : FILE_NO_DIRECT;
 	if (!aio && !p->fallocate)
 		flags |= FILE_NO_FALLOCATE;
-	rc = file_create(e, p->name, p->filename, p->block_size, flags, aio, &p->uuid, err);
+	rc = file_create(e, p->name, p->filename, p->beneath, p->block_size, flags, aio, &p->uuid, err);
 	if (rc == 0)
 		fb_json_write_string(w, p->name);
 	return rc;

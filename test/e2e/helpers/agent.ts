@@ -5,7 +5,7 @@
  * (and on process exit).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { promises as fsp, readFileSync, rmSync, mkdtempSync, writeFileSync } from "node:fs";
+import { promises as fsp, existsSync, readdirSync, readFileSync, rmSync, mkdtempSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -70,13 +70,16 @@ export interface AgentProc {
 }
 
 /** Start an agent for DPU `dpu` (spawn mode) and wait until /healthz is ok. */
-export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: string } = {}): Promise<AgentProc> {
+export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: string; config?: Record<string, unknown> } = {}): Promise<AgentProc> {
   const dir = tempDir(`fbe2e-${dpu}-`);
   const port = opts.port ?? (await freePort());
   const stateDir = path.join(dir, "state");
   const runDir = path.join(dir, "run");
   const dataDir = path.join(dir, "data");
   await fsp.mkdir(dataDir, { recursive: true });
+  const configFile = path.join(dir, "agent.yaml");
+  // JSON is YAML: extra agent config (tenants, devices, tls) beside the command-line overrides
+  if (opts.config) await fsp.writeFile(configFile, JSON.stringify(opts.config));
   let logText = "";
   const a: AgentProc = {
     dpu, dir, stateDir, runDir, dataDir, port,
@@ -120,7 +123,7 @@ export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: s
   };
   const spawnAgent = (): ChildProcess => {
     const c = spawn(process.execPath, [BIN, "agent", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--run-dir", runDir, "--data-dir", dataDir, "--dpu", dpu,
-      ...(opts.attach ? ["--attach", opts.attach] : [])], {
+      ...(opts.attach ? ["--attach", opts.attach] : []), ...(opts.config ? ["--config", configFile] : [])], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     livePids.add(c.pid!);
@@ -237,9 +240,14 @@ export async function writeTopology(fixture: string, agents: readonly AgentProc[
   return out;
 }
 
-/** The NBD URI of a function export on an agent. */
+/** The NBD URI of a function export on an agent: its socket is in the run dir or in its tenant's directory under it. */
 export function nbdUri(a: AgentProc, exportName: string): string {
-  return `nbd+unix:///${exportName}?socket=${nbdSocketOf(a.runDir, exportName)}`;
+  let socket = nbdSocketOf(a.runDir, exportName);
+  if (!existsSync(socket)) {
+    const tenants = existsSync(path.join(a.runDir, "tenants")) ? readdirSync(path.join(a.runDir, "tenants")) : [];
+    socket = tenants.map((t) => nbdSocketOf(a.runDir, exportName, t)).find((s) => existsSync(s)) ?? socket;
+  }
+  return `nbd+unix:///${exportName}?socket=${socket}`;
 }
 
 /** Kill everything still running and remove temp dirs. */
