@@ -2,6 +2,7 @@
  * implementation decodes each format. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "codec.h"
@@ -11,6 +12,7 @@ static const struct fb_cmp_codec *const codecs[FB_CMP_ALGO_MAX + 1] = {
 	[FB_CMP_ZLIB] = &fb_cmp_codec_zlib,
 	[FB_CMP_LZ4] = &fb_cmp_codec_lz4,
 	[FB_CMP_ZSTD] = &fb_cmp_codec_zstd,
+	[FB_CMP_NONE] = &fb_cmp_codec_none,
 };
 
 /* The decoder used for each format: ISA-L inflate is the fastest deflate
@@ -21,6 +23,7 @@ static const struct fb_cmp_codec *const decompress_impl[FB_CMP_ALGO_MAX + 1] = {
 	[FB_CMP_ZLIB] = &fb_cmp_codec_isal,
 	[FB_CMP_LZ4] = &fb_cmp_codec_lz4,
 	[FB_CMP_ZSTD] = &fb_cmp_codec_zstd,
+	[FB_CMP_NONE] = &fb_cmp_codec_none,
 };
 
 const struct fb_cmp_codec *fb_cmp_codec_get(enum fb_cmp_algo algo)
@@ -45,7 +48,7 @@ const struct fb_cmp_codec *fb_cmp_codec_by_name(const char *name)
 
 const char *fb_cmp_codec_names(void)
 {
-	return "deflate, zlib, lz4, zstd";
+	return "deflate, zlib, lz4, zstd, none";
 }
 
 int fb_cmp_codec_ctx(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *codec, void **out)
@@ -54,9 +57,16 @@ int fb_cmp_codec_ctx(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *cod
 	int rc;
 
 	if (!*slot) {
-		rc = codec->ctx_new(slot);
-		if (rc)
+		void *ctx = calloc(1, codec->ctx_size ? codec->ctx_size : 1);
+
+		if (!ctx)
+			return -ENOMEM;
+		rc = codec->ctx_init ? codec->ctx_init(ctx) : 0;
+		if (rc) {
+			free(ctx);
 			return rc;
+		}
+		*slot = ctx;
 	}
 	*out = *slot;
 	return 0;
@@ -65,8 +75,9 @@ int fb_cmp_codec_ctx(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *cod
 void fb_cmp_codec_ctxs_free(struct fb_cmp_codec_ctxs *c)
 {
 	for (unsigned i = 1; i <= FB_CMP_ALGO_MAX; i++) {
-		if (c->ctx[i])
-			codecs[i]->ctx_free(c->ctx[i]);
+		if (c->ctx[i] && codecs[i]->ctx_fini)
+			codecs[i]->ctx_fini(c->ctx[i]);
+		free(c->ctx[i]);
 		c->ctx[i] = NULL;
 	}
 }
@@ -92,4 +103,53 @@ int fb_cmp_decompress(struct fb_cmp_codec_ctxs *c, const struct fb_cmp_codec *co
 	if (rc)
 		return rc;
 	return d->decompress(ctx, src, src_len, dst, dst_len);
+}
+
+/* "none": nothing shrinks, so every chunk takes the bdev's raw path. */
+static int none_compress(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
+			 size_t *out)
+{
+	(void)ctx, (void)level, (void)src, (void)len, (void)dst, (void)cap, (void)out;
+	return -ENOSPC;
+}
+
+static int none_decompress(void *ctx, const void *src, size_t src_len, void *dst, size_t dst_len)
+{
+	(void)ctx, (void)src, (void)src_len, (void)dst, (void)dst_len;
+	return -EBADMSG; /* it never wrote a compressed chunk */
+}
+
+const struct fb_cmp_codec fb_cmp_codec_none = {
+	.algo = FB_CMP_NONE,
+	.name = "none",
+	.format = FB_CMP_NONE,
+	.min_level = 0,
+	.max_level = 0,
+	.default_level = 0,
+	.compress = none_compress,
+	.decompress = none_decompress,
+};
+
+bool fb_cmp_looks_incompressible(const void *buf, size_t len)
+{
+	enum { WIN = 64, NWIN = 8, N = WIN * NWIN };
+	const uint8_t *p = buf;
+	uint16_t count[256];
+	uint64_t sumsq = 0;
+
+	if (len < N)
+		return false;
+	memset(count, 0, sizeof(count));
+	for (size_t w = 0; w < NWIN; w++) {
+		const uint8_t *s = p + (len - WIN) / (NWIN - 1) * w;
+
+		for (size_t i = 0; i < WIN; i++)
+			count[s[i]]++;
+	}
+	for (size_t i = 0; i < 256; i++)
+		sumsq += (uint64_t)count[i] * count[i];
+	/* Pairs of equal bytes, sumsq - N, average N(N-1)/256 = 1022 for
+	 * random bytes (standard deviation ~45); text and code stay far above
+	 * (a byte entropy of 7.5 bits already gives ~1450). */
+	return sumsq - N < (uint64_t)N * (N - 1) / 256 * 13 / 10;
 }

@@ -2,7 +2,9 @@
  *
  * The core splits requests at chunk boundaries (optimal_io_boundary), so
  * each one touches one chunk. It takes that chunk's lock (reads too: a
- * read must not see the units of a chunk being rewritten reused), then:
+ * read must not see the units of a chunk being rewritten reused), looks
+ * up the chunk's entry in the map cache (reading its map page on a miss)
+ * and pins that page until it ends, then:
  *   read    map entry -> base read of the stored units -> CRC32C check +
  *           decode (on the reactor: short and bounded) -> copy out
  *   write   (partial: read and decode the old chunk) -> merge -> worker:
@@ -21,6 +23,7 @@
  * or codec work.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -206,8 +209,9 @@ static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	c->plain = 0;
 }
 
-/* Worker: zero check, compress buf[plain] into the other buffer (early
- * abort: must save 1/8), CRC32C of what will be stored. */
+/* Worker: zero check, incompressibility probe, compress buf[plain] into
+ * the other buffer (early abort: must save 1/8), CRC32C of what will be
+ * stored. */
 static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
@@ -222,20 +226,21 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
 		return;
 	}
-	t0 = fb_now_ns();
 	/* Incompressible data (already compressed files, encrypted blocks)
-	 * costs the slower codecs a full attempt: when fast LZ4 cannot take
-	 * even 1/256 off, the chunk is stored raw without one. Borderline
-	 * chunks still get the real codec. */
-	if (cb->codec->algo != FB_CMP_LZ4 &&
-	    fb_cmp_compress(ctxs, &fb_cmp_codec_lz4, 1, src, cb->chunk, dst, cb->chunk - cb->chunk / 256,
-			    &n) == -ENOSPC)
+	 * would cost a full codec attempt to learn it does not shrink: the
+	 * probe spots it for well under a microsecond, and it is stored raw
+	 * from the buffer it is in. "none" stores everything raw. */
+	if (cb->codec->algo == FB_CMP_NONE || fb_cmp_looks_incompressible(src, cb->chunk)) {
 		rc = -ENOSPC;
-	else
-		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed), src, cb->chunk, dst,
-				     cb->chunk - cb->chunk / 8, &n);
-	add_codec_stats(&cb->st, true, cb->chunk,
-			rc ? cb->chunk : n, fb_now_ns() - t0);
+		atomic_fetch_add_explicit(&cb->probe_raw, 1, memory_order_relaxed);
+	} else {
+		t0 = fb_now_ns();
+		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed),
+				     src, cb->chunk, dst, cb->chunk - cb->chunk / 8, &n);
+		add_codec_stats(&cb->st, true, cb->chunk, rc ? cb->chunk : n, fb_now_ns() - t0);
+		if (rc == -ENOSPC)
+			atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
+	}
 	if (rc == 0) {
 		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
 		memset(dst + n, 0, fb_cmp_map_units(&cb->map, (uint32_t)n) * cb->unit - n);
@@ -243,7 +248,6 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, (uint32_t)n),
 					       .crc = fb_cmp_crc32c(dst, n)};
 	} else if (rc == -ENOSPC) {
-		atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, cb->chunk),
 					       .crc = fb_cmp_crc32c(src, cb->chunk)};
 	} else {
@@ -274,6 +278,15 @@ static void cio_finish(struct cmp_io *c, int status)
 {
 	if (c->locked)
 		lock_release(c);
+	if (c->pinned) {
+		struct fb_cmp_map_waiter *w;
+
+		pthread_mutex_lock(&c->cb->mu);
+		w = fb_cmp_map_unpin(&c->cb->map, c->chunk);
+		pthread_mutex_unlock(&c->cb->mu);
+		c->pinned = false;
+		fb_cmp_io_wake(w);
+	}
 	put_bufs(c);
 	fb_bdev_io_complete(c->io, status);
 }
@@ -498,15 +511,12 @@ static void read_old(struct cmp_io *c)
 		cio_finish(c, rc);
 }
 
-/* Holding the chunk lock. */
-static void cio_start(struct cmp_io *c)
+/* Holding the chunk lock and a pin on its map page: c->old is its entry. */
+static void cio_go(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
 	bool full = c->off == 0 && c->len == cb->chunk;
 
-	pthread_mutex_lock(&cb->mu);
-	c->old = cb->map.ent[c->chunk];
-	pthread_mutex_unlock(&cb->mu);
 	c->rc = 0;
 	if (c->type == FB_IO_READ) {
 		if (!entry_has_data(&c->old)) {
@@ -539,6 +549,119 @@ static void cio_start(struct cmp_io *c)
 	if (!full)
 		memset(c->buf[0], 0, cb->chunk);
 	merge(c);
+}
+
+/* ------------------------------------------------------- map lookups */
+
+static void lookup(struct cmp_io *c);
+
+static void lookup_msg(void *arg)
+{
+	lookup(arg);
+}
+
+void fb_cmp_io_wake(struct fb_cmp_map_waiter *w)
+{
+	while (w) {
+		struct fb_cmp_map_waiter *next = w->next;
+		struct cmp_io *c = (struct cmp_io *)(void *)((char *)w - offsetof(struct cmp_io, mw));
+
+		fb_reactor_send(fb_cmp_io_reactor(c), lookup_msg, c);
+		w = next;
+	}
+}
+
+static void page_read(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct cmp_io *c = arg;
+	struct cmp_bdev *cb = c->cb;
+	uint64_t page = fb_cmp_map_page_of(c->chunk);
+	struct fb_cmp_map_waiter *w;
+	bool lost;
+
+	if (bio)
+		iov_done_free(bio);
+	pthread_mutex_lock(&cb->mu);
+	w = fb_cmp_map_load_done(&cb->map, page, status ? NULL : c->pagebuf,
+				 c->pagebuf + FB_CMP_PAGE_SIZE, &lost);
+	pthread_mutex_unlock(&cb->mu);
+	fb_io_channel_put_buf(c->ch, c->pagebuf, 2 * FB_CMP_PAGE_SIZE);
+	c->pagebuf = NULL;
+	fb_cmp_io_wake(w);
+	if (lost)
+		fb_log(cb->e, FB_LOG_ERROR, "compress '%s': map page %llu: both copies damaged since "
+		       "open: its chunks read as zeros until rewritten (the next open repairs it)",
+		       cb->name, (unsigned long long)page);
+	if (status)
+		cio_finish(c, status);
+	else
+		lookup(c);
+}
+
+/* c owns the load of its chunk's map page: read both copies. */
+static void page_load(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	int rc;
+
+	if (!c->pagebuf)
+		c->pagebuf = fb_io_channel_get_buf(c->ch, 2 * FB_CMP_PAGE_SIZE);
+	if (!c->pagebuf) {
+		cio_park(c, c->ch, page_load);
+		return;
+	}
+	c->biov.iov_base = c->pagebuf;
+	c->biov.iov_len = 2 * FB_CMP_PAGE_SIZE;
+	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
+				  fb_cmp_page_offset(&cb->map.h, fb_cmp_map_page_of(c->chunk), 0) / cb->base_bs,
+				  2 * FB_CMP_PAGE_SIZE / cb->base_bs, page_read, c);
+	if (rc == -ENOMEM)
+		cio_park(c, base_ch(c), page_load);
+	else if (rc)
+		page_read(NULL, rc, c);
+}
+
+static void lookup_after_commit(struct cmp_io *c)
+{
+	if (c->rc)
+		cio_finish(c, c->rc);
+	else
+		lookup(c);
+}
+
+/* Holding the chunk lock: the chunk's entry, pinned. */
+static void lookup(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	int rc;
+
+	pthread_mutex_lock(&cb->mu);
+	rc = fb_cmp_map_get(&cb->map, c->chunk, &c->old, &c->mw);
+	pthread_mutex_unlock(&cb->mu);
+	switch (rc) {
+	case 0:
+		c->pinned = true;
+		cio_go(c);
+		break;
+	case FB_CMP_MAP_LOAD:
+		page_load(c);
+		break;
+	case -EAGAIN:
+		/* Every slot that could be freed holds a dirty page. */
+		fb_cmp_commit_wait(c, lookup_after_commit);
+		break;
+	default:
+		break; /* queued: fb_cmp_io_wake brings it back */
+	}
+}
+
+/* Holding the chunk lock (again after a wait for buffers). */
+static void cio_start(struct cmp_io *c)
+{
+	if (c->pinned)
+		cio_go(c);
+	else
+		lookup(c);
 }
 
 static void flush_done(struct cmp_io *c)
