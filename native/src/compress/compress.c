@@ -94,6 +94,13 @@ static const struct fb_bdev_fn_table cmp_fn = {
 
 /* --------------------------------------------------------------- stats */
 
+/* Map pages new writes may dirty per commit: a quarter of the cache at
+ * most, so dirty and staged pages never hold every slot. */
+static size_t dirty_cap_for(size_t cache_pages)
+{
+	return cache_pages / 4 < DIRTY_CAP ? cache_pages / 4 : DIRTY_CAP;
+}
+
 static double mbps(uint64_t bytes, uint64_t ns)
 {
 	return ns ? (double)bytes / 1e6 / ((double)ns / 1e9) : 0;
@@ -203,8 +210,11 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical", per_tb);
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_worst",
 					   table_tb + tb / cb->unit / 8 / 1e6 + map_tb * lcap / pcap);
+		/* A 1 TB volume: its map outgrows the cache, which is then full size. */
+		size_t cfg = (size_t)cb->mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
+
 		fb_json_write_named_double(w, "metadata_ram_mb_1tb_physical",
-					   per_tb + (double)ram_fixed / 1e6);
+					   per_tb + (double)fb_cmp_map_fixed_ram(cfg, dirty_cap_for(cfg), PENDING_CAP) / 1e6);
 	}
 	fb_json_write_object_end(w);
 }
@@ -709,10 +719,9 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	cb->data_off = h.data_offset;
 	{
 		size_t pages = (size_t)mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
-		size_t dirty = pages / 4 < DIRTY_CAP ? pages / 4 : DIRTY_CAP;
 
 		/* Small volumes need no more pending slots than they have chunks. */
-		rc = fb_cmp_map_init(&cb->map, &h, pages, dirty,
+		rc = fb_cmp_map_init(&cb->map, &h, pages, dirty_cap_for(pages),
 				     h.num_chunks < PENDING_CAP ? (h.num_chunks > 64 ? h.num_chunks : 64) :
 								  PENDING_CAP);
 	}

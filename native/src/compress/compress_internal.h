@@ -121,8 +121,11 @@ struct cmp_io {
 	uint32_t off, len;            /* bytes within the chunk */
 	enum fb_io_type type;
 	bool locked;
-	uint8_t *buf[2];
-	unsigned plain;               /* buf[plain] holds the chunk's plain bytes */
+	bool raw_hint;                /* the probe found the chunk incompressible */
+	uint8_t *buf[2];              /* chunk buffers from the channel (NULL: not taken) */
+	uint8_t *user;                /* the caller's buffer when it is the whole chunk */
+	uint8_t *plainp;              /* the chunk's plain bytes (user or a chunk buffer) */
+	uint8_t *storep;              /* the chunk's stored bytes (what is read or written) */
 	struct iovec biov;            /* the base I/O's buffer */
 	struct fb_cmp_entry old, neu;
 	bool neu_allocated;

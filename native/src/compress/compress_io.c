@@ -184,8 +184,10 @@ static void add_codec_stats(struct fb_cmp_codec_stats *s, bool comp, uint64_t in
 	}
 }
 
-/* Checks the stored bytes (buf[1]) and decodes them into buf[0] (on the
- * reactor, see read_old's caller). */
+/* Checks the stored bytes (storep) and points plainp at the chunk's plain
+ * bytes: storep itself for a raw chunk, else the decoded copy in the
+ * caller's buffer (a whole-chunk read) or buf[0] (on the reactor, see
+ * old_read). */
 static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
@@ -193,30 +195,30 @@ static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	uint32_t len = fb_cmp_entry_len(&c->old);
 	uint64_t t0;
 
-	if (fb_cmp_crc32c(c->buf[1], len) != c->old.crc) {
+	if (fb_cmp_crc32c(c->storep, len) != c->old.crc) {
 		c->rc = -EIO;
 		return;
 	}
+	c->rc = 0;
 	if (fb_cmp_entry_state(&c->old) == FB_CMP_RAW) {
-		c->plain = 1;
-		c->rc = 0;
+		c->plainp = c->storep;
 		return;
 	}
+	c->plainp = c->user ? c->user : c->buf[0];
 	t0 = fb_now_ns();
-	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->buf[1], len, c->buf[0], cb->chunk);
-	add_codec_stats(&cb->st, false, len, cb->chunk,
-			fb_now_ns() - t0);
-	c->plain = 0;
+	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->storep, len, c->plainp, cb->chunk);
+	add_codec_stats(&cb->st, false, len, cb->chunk, fb_now_ns() - t0);
 }
 
-/* Worker: zero check, incompressibility probe, compress buf[plain] into
- * the other buffer (early abort: must save 1/8), CRC32C of what will be
- * stored. */
+/* Worker: zero check, incompressibility probe, compress plainp (the
+ * caller's buffer for a whole-chunk write, else a chunk buffer) into the
+ * chunk buffer not holding it (early abort: must save 1/8), CRC32C of what
+ * will be stored; storep points at it. */
 static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
 	struct cmp_bdev *cb = c->cb;
-	uint8_t *src = c->buf[c->plain], *dst = c->buf[1 - c->plain];
+	uint8_t *src = c->plainp, *dst = src == c->buf[1] ? c->buf[0] : c->buf[1];
 	size_t n = 0;
 	uint64_t t0;
 	int rc;
@@ -226,11 +228,7 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
 		return;
 	}
-	/* Incompressible data (already compressed files, encrypted blocks)
-	 * would cost a full codec attempt to learn it does not shrink: the
-	 * probe spots it for well under a microsecond, and it is stored raw
-	 * from the buffer it is in. "none" stores everything raw. */
-	if (cb->codec->algo == FB_CMP_NONE || fb_cmp_looks_incompressible(src, cb->chunk)) {
+	if (c->raw_hint) {
 		rc = -ENOSPC;
 		atomic_fetch_add_explicit(&cb->probe_raw, 1, memory_order_relaxed);
 	} else {
@@ -244,10 +242,11 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	if (rc == 0) {
 		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
 		memset(dst + n, 0, fb_cmp_map_units(&cb->map, (uint32_t)n) * cb->unit - n);
-		c->plain = 1 - c->plain; /* buf[plain] is now what gets stored */
+		c->storep = dst;
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, (uint32_t)n),
 					       .crc = fb_cmp_crc32c(dst, n)};
 	} else if (rc == -ENOSPC) {
+		c->storep = src; /* raw, from where it is: no copy */
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, cb->chunk),
 					       .crc = fb_cmp_crc32c(src, cb->chunk)};
 	} else {
@@ -291,9 +290,13 @@ static void cio_finish(struct cmp_io *c, int status)
 	fb_bdev_io_complete(c->io, status);
 }
 
-static bool cio_get_bufs(struct cmp_io *c)
+/* The chunk buffers in need (bit i: buf[i]); false when parked (cio_start
+ * runs again once memory frees up). */
+static bool cio_get_bufs(struct cmp_io *c, unsigned need)
 {
 	for (int i = 0; i < 2; i++) {
+		if (!(need & (1u << i)))
+			continue;
 		if (!c->buf[i])
 			c->buf[i] = fb_io_channel_get_buf(c->ch, c->cb->chunk);
 		if (!c->buf[i]) {
@@ -363,7 +366,7 @@ static void write_data(struct cmp_io *c)
 	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->neu));
 	int rc;
 
-	c->biov.iov_base = c->buf[c->plain];
+	c->biov.iov_base = c->storep;
 	c->biov.iov_len = units * cb->unit;
 	rc = fb_bdev_writev_blocks(cb->base, base_ch(c), &c->biov, 1,
 				   (cb->data_off + c->neu.unit * cb->unit) / cb->base_bs,
@@ -416,16 +419,19 @@ static void encoded(struct cmp_io *c)
 	write_data(c);
 }
 
-/* buf[plain] holds the old chunk: merge the request into it and encode. */
+/* plainp holds the old chunk (or is the caller's whole chunk): merge the
+ * request into it and encode. */
 static void merge(struct cmp_io *c)
 {
-	uint8_t *p = c->buf[c->plain];
+	uint8_t *p = c->plainp;
 
 	if (c->rc) {
 		cio_finish(c, c->rc);
 		return;
 	}
-	if (c->type == FB_IO_WRITE) {
+	if (p == c->user) {
+		/* Nothing to merge: the request is the chunk. */
+	} else if (c->type == FB_IO_WRITE) {
 		int iovcnt;
 		struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
@@ -433,7 +439,14 @@ static void merge(struct cmp_io *c)
 	} else {
 		memset(p + c->off, 0, c->len);
 	}
-	run_job(c, encode_work, encoded, false);
+	/* Incompressible data (already compressed files, encrypted blocks)
+	 * would cost a full codec attempt to learn it does not shrink: the
+	 * probe spots it for well under a microsecond, and it is stored raw
+	 * from the buffer it is in. "none" stores everything raw. Storing raw
+	 * is a CRC32C of the chunk: done right here, with no hop to a worker
+	 * and back. */
+	c->raw_hint = c->cb->codec->algo == FB_CMP_NONE || fb_cmp_looks_incompressible(p, c->cb->chunk);
+	run_job(c, encode_work, encoded, c->raw_hint);
 }
 
 static void decoded_for_read(struct cmp_io *c)
@@ -445,8 +458,10 @@ static void decoded_for_read(struct cmp_io *c)
 		cio_finish(c, c->rc);
 		return;
 	}
-	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
-	fb_iov_from_buf(iov, iovcnt, 0, c->buf[c->plain] + c->off, c->len);
+	if (c->plainp != c->user) {
+		iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+		fb_iov_from_buf(iov, iovcnt, 0, c->plainp + c->off, c->len);
+	}
 	cio_finish(c, 0);
 }
 
@@ -493,14 +508,14 @@ static void old_read(struct fb_bdev_io *bio, int status, void *arg)
 	run_job(c, decode_work, old_decoded, true);
 }
 
-/* Reads the chunk's stored units into buf[1]. */
+/* Reads the chunk's stored units into storep. */
 static void read_old(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
 	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->old));
 	int rc;
 
-	c->biov.iov_base = c->buf[1];
+	c->biov.iov_base = c->storep;
 	c->biov.iov_len = units * cb->unit;
 	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
 				  (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
@@ -511,13 +526,30 @@ static void read_old(struct cmp_io *c)
 		cio_finish(c, rc);
 }
 
+/* The caller's buffer when the request is the whole chunk in one piece:
+ * reads decode into it and writes compress (or store raw) from it, with
+ * no copy through a chunk buffer. */
+static uint8_t *whole_chunk_buf(struct cmp_io *c)
+{
+	int iovcnt;
+	struct iovec *iov;
+
+	if (c->off != 0 || c->len != c->cb->chunk ||
+	    (c->type != FB_IO_READ && c->type != FB_IO_WRITE))
+		return NULL;
+	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+	return iovcnt == 1 && iov[0].iov_len == c->len ? iov[0].iov_base : NULL;
+}
+
 /* Holding the chunk lock and a pin on its map page: c->old is its entry. */
 static void cio_go(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
 	bool full = c->off == 0 && c->len == cb->chunk;
+	bool raw = fb_cmp_entry_state(&c->old) == FB_CMP_RAW;
 
 	c->rc = 0;
+	c->user = whole_chunk_buf(c);
 	if (c->type == FB_IO_READ) {
 		if (!entry_has_data(&c->old)) {
 			int iovcnt;
@@ -527,8 +559,13 @@ static void cio_go(struct cmp_io *c)
 			cio_finish(c, 0);
 			return;
 		}
-		if (cio_get_bufs(c))
-			read_old(c);
+		/* A raw chunk read whole lands in the caller's buffer; otherwise
+		 * the stored bytes go to buf[1], decoded into the caller's buffer
+		 * or buf[0]. */
+		if (!cio_get_bufs(c, raw && c->user ? 0 : c->user || raw ? 2 : 3))
+			return;
+		c->storep = raw && c->user ? c->user : c->buf[1];
+		read_old(c);
 		return;
 	}
 	if (full && c->type != FB_IO_WRITE) {
@@ -538,14 +575,20 @@ static void cio_go(struct cmp_io *c)
 		set_entry(c);
 		return;
 	}
-	if (!cio_get_bufs(c))
+	if (!cio_get_bufs(c, c->user ? 2 : 3))
 		return;
-	c->plain = 0;
+	if (c->user) {
+		c->plainp = c->user;
+		merge(c);
+		return;
+	}
 	if (!full && entry_has_data(&c->old)) {
 		atomic_fetch_add_explicit(&cb->rmw, 1, memory_order_relaxed);
+		c->storep = c->buf[1];
 		read_old(c);
 		return;
 	}
+	c->plainp = c->buf[0];
 	if (!full)
 		memset(c->buf[0], 0, cb->chunk);
 	merge(c);

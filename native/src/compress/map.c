@@ -521,13 +521,22 @@ struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
 	return take_full(m);
 }
 
+uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap)
+{
+	size_t nbuckets = 1;
+
+	while (nbuckets < cache_pages)
+		nbuckets *= 2;
+	return cache_pages * (sizeof(struct fb_cmp_cpage) +
+			      FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry)) +
+	       nbuckets * sizeof(uint32_t) +
+	       2 * dirty_cap * (sizeof(uint32_t) + FB_CMP_PAGE_SIZE + sizeof(uint64_t) + sizeof(uint32_t)) +
+	       2 * pending_cap * sizeof(struct fb_cmp_extent);
+}
+
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed)
 {
-	uint64_t f = m->nslots * (sizeof(struct fb_cmp_cpage) +
-				  FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry)) +
-		     m->nbuckets * sizeof(uint32_t) +
-		     2 * m->dirty_cap * (sizeof(uint32_t) + FB_CMP_PAGE_SIZE + 8 + 4) +
-		     2 * m->pending_cap * sizeof(struct fb_cmp_extent);
+	uint64_t f = fb_cmp_map_fixed_ram(m->nslots, m->dirty_cap, m->pending_cap);
 
 	if (fixed)
 		*fixed = f;

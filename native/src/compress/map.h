@@ -158,5 +158,7 @@ struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok);
 /* RAM held by the map and the allocator now, bytes; *fixed gets the part
  * that does not grow with the volume (cache, stage, pending lists). */
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed);
+/* That fixed part for a map of at least cache_pages pages. */
+uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap);
 
 #endif
