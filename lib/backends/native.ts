@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
-import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec } from "../model/types.js";
+import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
@@ -399,6 +399,13 @@ export class NativeBackend implements Backend {
       // The engine rebuilds the new member in the background; raid_rebuild_* events report its progress.
       await this.call(after, "bdev_raid_remove_base_bdev", () => this.opts.rpc.call("bdev_raid_remove_base_bdev", { name: gone[0] }));
       await this.call(after, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: after.name, base_bdev: added[0] }));
+      return;
+    }
+    if (after.kind === "compress") {
+      // New writes only; the engine keeps the level in the volume's header.
+      if ((before.spec as CompressSpec).level !== after.spec.level) {
+        await this.call(after, "bdev_compress_set_level", () => this.opts.rpc.call("bdev_compress_set_level", { name: after.name, comp_level: after.spec.level }));
+      }
       return;
     }
     if (after.kind === "null" && after.spec.size !== (before.spec as { size: number }).size) {

@@ -124,6 +124,9 @@ TEST(test_roundtrips)
 		const struct fb_cmp_codec *c = fb_cmp_codec_get((enum fb_cmp_algo)a);
 		int levels[3] = {c->min_level, c->default_level, c->max_level};
 
+		if (a == FB_CMP_NONE)
+			continue; /* test_none */
+
 		for (size_t chunk = 512; chunk <= FB_CMP_MAX_CHUNK; chunk *= 2)
 			for (int k = 0; k < KIND_COUNT; k++)
 				roundtrip(&ctxs, c, c->default_level, chunk, (enum kind)k);
@@ -178,6 +181,8 @@ TEST(test_damaged_streams)
 		const struct fb_cmp_codec *c = fb_cmp_codec_get((enum fb_cmp_algo)a);
 		size_t zlen;
 
+		if (a == FB_CMP_NONE)
+			continue;
 		CHECK_EQ(fb_cmp_compress(&ctxs, c, c->default_level, src, n, z, n, &zlen), 0);
 		for (int t = 0; t < 200; t++) {
 			size_t at = rng(&seed) % zlen;
@@ -196,6 +201,64 @@ TEST(test_damaged_streams)
 	fb_cmp_codec_ctxs_free(&ctxs);
 }
 
+/* "none" shrinks nothing: every chunk takes the raw path. */
+TEST(test_none)
+{
+	struct fb_cmp_codec_ctxs ctxs = {0};
+	uint8_t src[4096], z[4096];
+	size_t n = 0;
+
+	CHECK(fb_cmp_codec_by_name("none") == &fb_cmp_codec_none);
+	CHECK(fb_cmp_codec_get(FB_CMP_NONE) == &fb_cmp_codec_none);
+	fill(src, sizeof(src), ZEROS, 1);
+	CHECK_EQ(fb_cmp_compress(&ctxs, &fb_cmp_codec_none, 0, src, sizeof(src), z, sizeof(z), &n),
+		 -ENOSPC);
+	fb_cmp_codec_ctxs_free(&ctxs);
+}
+
+/* The probe calls random data incompressible and nothing a codec shrinks
+ * by 1/8: text, zeros, a zero tail, machine code, and any chunk of this
+ * test's own binary that lz4 shrinks by 1/8. */
+TEST(test_probe)
+{
+	struct fb_cmp_codec_ctxs ctxs = {0};
+	const size_t n = 16384;
+	uint8_t *b = malloc(n), *z = malloc(n);
+	int randoms = 0;
+	FILE *f;
+
+	CHECK(b && z);
+	for (int k = 0; k < KIND_COUNT; k++) {
+		for (uint64_t seed = 1; seed < 100; seed++) {
+			fill(b, n, (enum kind)k, seed);
+			if (k != RANDOM)
+				CHECK(!fb_cmp_looks_incompressible(b, n));
+			else
+				randoms += fb_cmp_looks_incompressible(b, n);
+		}
+	}
+	/* A sample that looks less random than it is only costs a codec try. */
+	CHECK(randoms >= 95);
+	randoms = 0;
+	CHECK(!fb_cmp_looks_incompressible(b, 100)); /* too short to judge: run the codec */
+	f = fopen("/proc/self/exe", "rb");
+	CHECK(f);
+	while (fread(b, 1, n, f) == n) {
+		size_t zlen;
+		bool shrinks = fb_cmp_compress(&ctxs, &fb_cmp_codec_lz4, 1, b, n, z, n - n / 8, &zlen) == 0;
+
+		if (fb_cmp_looks_incompressible(b, n)) {
+			randoms++;
+			CHECK(!shrinks);
+		}
+	}
+	fclose(f);
+	(void)randoms;
+	free(b);
+	free(z);
+	fb_cmp_codec_ctxs_free(&ctxs);
+}
+
 int main(void)
 {
 	RUN(test_crc32c);
@@ -203,6 +266,8 @@ int main(void)
 	RUN(test_roundtrips);
 	RUN(test_deflate_interop);
 	RUN(test_damaged_streams);
+	RUN(test_none);
+	RUN(test_probe);
 	fprintf(stderr, "compress_codec_test: ok\n");
 	return 0;
 }

@@ -108,12 +108,27 @@ TEST(test_header_damage)
 	{
 		struct fb_cmp_header v2 = h;
 
-		v2.version = 2;
+		v2.version = 3;
 		v2.crc = 0;
 		v2.crc = fb_cmp_crc32c(&v2, sizeof(v2));
 		memcpy(buf, &v2, sizeof(v2));
 		CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), -EINVAL);
-		CHECK(strstr(msg, "version 2"));
+		CHECK(strstr(msg, "version 3"));
+	}
+	/* Version 1 (160 bytes, no name) still opens, with no name. */
+	{
+		struct fb_cmp_header v1 = h;
+
+		memset(buf, 0, sizeof(buf));
+		v1.version = 1;
+		v1.header_size = FB_CMP_HEADER_V1_SIZE;
+		v1.crc = 0;
+		v1.crc = fb_cmp_crc32c(&v1, FB_CMP_HEADER_V1_SIZE);
+		memcpy(buf, &v1, FB_CMP_HEADER_V1_SIZE);
+		memset(buf + FB_CMP_HEADER_V1_SIZE, 'x', 64); /* not covered in version 1 */
+		CHECK_EQ(fb_cmp_header_check(buf, 64 << 20, 512, &out, msg, sizeof(msg)), 0);
+		CHECK_EQ(out.name[0], 0);
+		CHECK_EQ(out.num_chunks, h.num_chunks);
 	}
 }
 
@@ -172,10 +187,51 @@ TEST(test_alloc)
 	fb_cmp_alloc_fini(&a);
 }
 
+/* Two levels: only partly used segments hold a bitmap, runs cross
+ * segment boundaries, and full or empty segments give theirs back. */
+TEST(test_alloc_segments)
+{
+	struct fb_cmp_alloc a;
+	uint64_t s, units = 3 * FB_CMP_SEG_UNITS + 100;
+
+	CHECK_EQ(fb_cmp_alloc_init(&a, units), 0);
+	CHECK_EQ(a.nsegs, 4);
+	/* Sequential fill: one partly used segment at a time. */
+	for (uint64_t i = 0; i < 3 * FB_CMP_SEG_UNITS / 30; i++) {
+		CHECK_EQ(fb_cmp_alloc_get(&a, 30, &s), 0);
+		CHECK_EQ(s, i * 30);
+		CHECK(a.bitmaps <= 2); /* a run straddling two segments touches both */
+	}
+	CHECK_EQ(a.seg_used[0], FB_CMP_SEG_UNITS);
+	CHECK_EQ(a.seg_bm[0], 0);
+	/* A free in a full segment gives it a bitmap with only that hole. */
+	fb_cmp_alloc_put(&a, 10, 5);
+	CHECK(a.seg_bm[0] != 0);
+	CHECK_EQ(fb_cmp_alloc_mark(&a, 9, 2), -EEXIST);
+	CHECK_EQ(fb_cmp_alloc_mark(&a, 10, 5), 0);
+	CHECK_EQ(a.seg_bm[0], 0); /* full again */
+	/* A run across the boundary of segments 1 and 2. */
+	fb_cmp_alloc_put(&a, 2 * FB_CMP_SEG_UNITS - 20, 40);
+	a.cursor = 0;
+	CHECK_EQ(fb_cmp_alloc_get(&a, 40, &s), 0);
+	CHECK_EQ(s, 2 * FB_CMP_SEG_UNITS - 20);
+	/* Emptying everything leaves no bitmap. */
+	fb_cmp_alloc_put(&a, 0, a.used == units ? units : 3 * FB_CMP_SEG_UNITS / 30 * 30);
+	CHECK_EQ(a.used, 0);
+	CHECK_EQ(a.bitmaps, 0);
+	CHECK_EQ(fb_cmp_alloc_get(&a, units, &s), 0);
+	CHECK_EQ(a.bitmaps, 0);
+	CHECK_EQ(fb_cmp_alloc_get(&a, 1, &s), -ENOSPC);
+	fb_cmp_alloc_fini(&a);
+}
+
 /* ---- crash simulation of the commit protocol ---- */
 
-#define SIM_CHUNKS 700 /* three map pages */
-#define SIM_UNITS 1500
+#define SIM_PAGES 8
+#define SIM_CHUNKS (SIM_PAGES * FB_CMP_ENTRIES_PER_PAGE)
+#define SIM_UNITS 4000
+#define SIM_CACHE 6 /* fewer slots than pages: pages are evicted and read back */
+#define SIM_DIRTY 2
 
 struct sim {
 	struct fb_cmp_header h;
@@ -185,6 +241,7 @@ struct sim {
 	/* Per chunk: version committed last, and the version in the commit in flight. */
 	uint32_t committed[SIM_CHUNKS], inflight[SIM_CHUNKS], ram[SIM_CHUNKS];
 	struct fb_cmp_map m;
+	uint64_t loads;
 };
 
 static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t version)
@@ -195,37 +252,51 @@ static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t versi
 				     .crc = version};
 }
 
-static void sim_reload(struct sim *s, struct fb_cmp_map *out, uint64_t *repairs)
+/* The entry of chunk c as the base holds it. */
+static struct fb_cmp_entry disk_entry(struct sim *s, uint64_t c)
 {
-	CHECK_EQ(fb_cmp_map_init(out, &s->h, 8, 64), 0);
-	for (uint64_t p = 0; p < s->h.map_pages; p++)
-		fb_cmp_map_load_page(out, p, s->disk[p][0], s->disk[p][1]);
-	*repairs = fb_cmp_map_rebuild(out, NULL, NULL);
+	uint64_t p = fb_cmp_map_page_of(c), gen;
+	int best = fb_cmp_map_best_slot(&s->h, p, s->disk[p][0], s->disk[p][1], &gen);
+	struct fb_cmp_entry e = {0};
+
+	if (best >= 0)
+		memcpy(&e, s->disk[p][best] + sizeof(struct fb_cmp_page_hdr) +
+			       (c % FB_CMP_ENTRIES_PER_PAGE) * sizeof(e), sizeof(e));
+	return e;
 }
 
-/* After a crash: each chunk is at its committed or its in-flight version,
- * and its units still hold that version's data. */
+/* After a crash: the volume reopens with no repair, each chunk is at its
+ * committed or its in-flight version, its units still hold that version's
+ * data, and the rebuilt free space counts exactly the mapped units. */
 static void sim_check(struct sim *s)
 {
 	struct fb_cmp_map r;
-	uint64_t repairs;
+	uint64_t repairs = 0, units = 0;
 
-	sim_reload(s, &r, &repairs);
+	CHECK_EQ(fb_cmp_map_init(&r, &s->h, SIM_CACHE, SIM_DIRTY, 64), 0);
+	for (uint64_t p = 0; p < s->h.map_pages; p++) {
+		uint64_t n;
+
+		CHECK_EQ(fb_cmp_map_scan_page(&r, p, s->disk[p][0], s->disk[p][1], NULL, NULL, &n), 0);
+		repairs += n;
+	}
 	CHECK_EQ(repairs, 0);
 	for (uint64_t c = 0; c < SIM_CHUNKS; c++) {
-		const struct fb_cmp_entry *e = &r.ent[c];
-		uint32_t v = fb_cmp_entry_state(e) == FB_CMP_UNMAPPED ? 0 : e->crc;
+		struct fb_cmp_entry e = disk_entry(s, c);
+		uint32_t v = fb_cmp_entry_state(&e) == FB_CMP_UNMAPPED ? 0 : e.crc;
 
 		if (v != s->committed[c] && v != s->inflight[c])
 			th_fail(__FILE__, __LINE__, "chunk %llu: version %u after crash, want %u or %u",
 				(unsigned long long)c, v, s->committed[c], s->inflight[c]);
 		if (v == 0)
 			continue;
-		for (uint64_t u = e->unit; u < e->unit + fb_cmp_map_units(&r, fb_cmp_entry_len(e)); u++)
+		units += fb_cmp_map_units(&r, fb_cmp_entry_len(&e));
+		for (uint64_t u = e.unit; u < e.unit + fb_cmp_map_units(&r, fb_cmp_entry_len(&e)); u++)
 			if (s->owner[u] != (c << 32 | v))
 				th_fail(__FILE__, __LINE__, "chunk %llu v%u: unit %llu was reused",
 					(unsigned long long)c, v, (unsigned long long)u);
 	}
+	CHECK_EQ(r.alloc.used, units);
 	fb_cmp_map_fini(&r);
 }
 
@@ -251,32 +322,66 @@ static bool sim_commit(struct sim *s, int crash_at, uint64_t *seed)
 	}
 	if (crash_at >= 0 && (size_t)crash_at >= n)
 		return false; /* crashed before the final flush: all pages landed anyway */
-	fb_cmp_map_commit_done(&s->m, true);
+	CHECK(fb_cmp_map_commit_done(&s->m, true) == NULL);
 	memcpy(s->committed, s->ram, sizeof(s->committed));
 	return true;
 }
 
+/* Looks up chunk c (pinning its page), reading the page from the sim's
+ * base on a miss and committing when dirty pages hold every slot. */
+static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
+{
+	struct fb_cmp_map_waiter w;
+	struct fb_cmp_entry e;
+
+	for (int tries = 0; tries < 3; tries++) {
+		int rc = fb_cmp_map_get(&s->m, c, &e, &w);
+		uint64_t p = fb_cmp_map_page_of(c);
+		bool lost;
+
+		if (rc == 0) {
+			/* What RAM holds is the last version set (the cache never
+			 * loses a change), whatever the base holds. */
+			CHECK_EQ(fb_cmp_entry_state(&e) == FB_CMP_UNMAPPED ? 0 : e.crc, s->ram[c]);
+			return e;
+		}
+		if (rc == FB_CMP_MAP_LOAD) {
+			s->loads++;
+			CHECK(fb_cmp_map_load_done(&s->m, p, s->disk[p][0], s->disk[p][1], &lost) == NULL);
+			CHECK(!lost);
+		} else {
+			CHECK_EQ(rc, -EAGAIN);
+			CHECK(sim_commit(s, -1, seed));
+		}
+	}
+	th_fail(__FILE__, __LINE__, "chunk %llu: lookup did not settle", (unsigned long long)c);
+	return e;
+}
+
 TEST(test_crash_simulation)
 {
-	uint64_t seed = 12345;
+	uint64_t seed = 12345, loads = 0;
 
 	for (int round = 0; round < 200; round++) {
 		struct sim *s = calloc(1, sizeof(*s));
-		int ops = 1 + (int)(rng(&seed) % 1500);
+		int ops = 1 + (int)(rng(&seed) % 3000);
 
 		CHECK(s);
-		s->h = make_header(FB_CMP_HEADER_REGION + 6 * FB_CMP_PAGE_SIZE + SIM_UNITS * 512ull, 512,
-				   4096, SIM_CHUNKS);
-		CHECK_EQ(s->h.map_pages, 3);
+		s->h = make_header(FB_CMP_HEADER_REGION + 2 * SIM_PAGES * FB_CMP_PAGE_SIZE +
+					   SIM_UNITS * 512ull,
+				   512, 4096, SIM_CHUNKS);
+		CHECK_EQ(s->h.map_pages, SIM_PAGES);
 		CHECK_EQ(s->h.data_units, SIM_UNITS);
 		s->disk = calloc(s->h.map_pages, sizeof(*s->disk));
 		CHECK(s->disk);
-		CHECK_EQ(fb_cmp_map_init(&s->m, &s->h, 8, 64), 0);
+		CHECK_EQ(fb_cmp_map_init(&s->m, &s->h, SIM_CACHE, SIM_DIRTY, 64), 0);
+		CHECK_EQ(s->m.nslots, SIM_CACHE);
 		for (int op = 0; op < ops; op++) {
 			uint64_t c = rng(&seed) % SIM_CHUNKS, unit;
 			uint32_t len = 1 + (uint32_t)(rng(&seed) % 1536), v = s->ram[c] + 1;
 			struct fb_cmp_entry e;
 
+			sim_get(s, c, &seed);
 			if (!fb_cmp_map_can_set(&s->m, c)) {
 				CHECK(sim_commit(s, -1, &seed));
 				CHECK(fb_cmp_map_can_set(&s->m, c));
@@ -288,8 +393,10 @@ TEST(test_crash_simulation)
 			} else {
 				if (fb_cmp_map_alloc(&s->m, len, &unit)) {
 					CHECK(sim_commit(s, -1, &seed)); /* frees pending space */
-					if (fb_cmp_map_alloc(&s->m, len, &unit))
+					if (fb_cmp_map_alloc(&s->m, len, &unit)) {
+						CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
 						continue; /* really full (fragmented) */
+					}
 				}
 				/* The data write (rule 2: before the entry changes). */
 				for (uint64_t u = unit; u < unit + fb_cmp_map_units(&s->m, len); u++)
@@ -298,9 +405,11 @@ TEST(test_crash_simulation)
 			}
 			fb_cmp_map_set(&s->m, c, &e);
 			s->ram[c] = v;
+			CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
 			if (rng(&seed) % 16 == 0)
 				CHECK(sim_commit(s, -1, &seed));
 		}
+		loads += s->loads;
 		/* Crash: during a commit (torn page) or between commits. */
 		if (rng(&seed) % 2)
 			sim_commit(s, (int)(rng(&seed) % 9), &seed);
@@ -311,6 +420,7 @@ TEST(test_crash_simulation)
 		free(s->disk);
 		free(s);
 	}
+	CHECK(loads > 1000); /* the small cache did evict and read pages back */
 }
 
 static void count_repair(void *arg, uint64_t chunk, const char *why)
@@ -321,31 +431,104 @@ static void count_repair(void *arg, uint64_t chunk, const char *why)
 }
 
 /* Open repairs what cannot be right and says so: overlapping and
- * out-of-range extents are unmapped, their pages re-written. */
+ * out-of-range extents are unmapped, their pages re-written; a page whose
+ * both copies are damaged reads as unmapped and is re-written too. */
 TEST(test_rebuild_repairs)
 {
-	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 6 * FB_CMP_PAGE_SIZE + 6000 * 512ull,
-					     512, 4096, 700);
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 8 * FB_CMP_PAGE_SIZE + 6000 * 512ull,
+					     512, 4096, 4 * FB_CMP_ENTRIES_PER_PAGE);
+	static struct fb_cmp_entry ents[4][FB_CMP_ENTRIES_PER_PAGE];
+	static uint8_t img[4][2][FB_CMP_PAGE_SIZE];
+	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE;
+	struct fb_cmp_map_waiter w;
+	struct fb_cmp_entry e;
 	struct fb_cmp_map m;
+	uint64_t n, total = 0;
 	int reports = 0;
 
-	CHECK_EQ(fb_cmp_map_init(&m, &h, 8, 64), 0);
-	m.ent[0] = sim_entry(0, 1000, 1);                 /* units 0, 1 */
-	m.ent[1] = sim_entry(1, 600, 1);                  /* overlaps chunk 0 */
-	m.ent[300] = sim_entry(5999, 1000, 1);            /* past the end */
-	m.ent[301] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, 100)};
-	m.ent[302] = (struct fb_cmp_entry){.len_state = 7u << 28};
-	m.ent[600] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
-	CHECK_EQ(fb_cmp_map_rebuild(&m, count_repair, &reports), 4);
+	ents[0][0] = sim_entry(0, 1000, 1);            /* units 0, 1 */
+	ents[0][1] = sim_entry(1, 600, 1);             /* overlaps chunk 0 */
+	ents[1][45] = sim_entry(5999, 1000, 1);        /* past the end */
+	ents[1][46] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, 100)};
+	ents[1][47] = (struct fb_cmp_entry){.len_state = 7u << 28};
+	ents[2][90] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
+	for (int p = 0; p < 3; p++)
+		fb_cmp_page_seal(&h, img[p][1], (uint64_t)p, 3, ents[p], E);
+	/* Page 3: a page of ours in both slots, both damaged. */
+	fb_cmp_page_seal(&h, img[3][0], 3, 1, ents[3], E);
+	fb_cmp_page_seal(&h, img[3][1], 3, 2, ents[3], E);
+	img[3][0][100] ^= 1;
+	img[3][1][200] ^= 1;
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
+	for (uint64_t p = 0; p < 4; p++) {
+		CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], count_repair, &reports, &n),
+			 p == 3 ? 2 : 0);
+		total += n;
+	}
+	CHECK_EQ(total, 4);
 	CHECK_EQ(reports, 4);
-	CHECK_EQ(fb_cmp_entry_state(&m.ent[1]), FB_CMP_UNMAPPED);
-	CHECK_EQ(fb_cmp_entry_state(&m.ent[0]), FB_CMP_COMPRESSED);
-	CHECK_EQ(fb_cmp_entry_state(&m.ent[600]), FB_CMP_ZERO);
 	CHECK_EQ(m.alloc.used, 2);
-	CHECK_EQ(m.ndirty, 2); /* pages 0 and 1 are written by the first commit */
-	CHECK_EQ(fb_cmp_map_snapshot(&m), 2);
-	fb_cmp_map_commit_done(&m, true);
-	CHECK_EQ(m.gen[0], 1);
+	CHECK_EQ(m.chunks_compressed, 1);
+	CHECK_EQ(m.chunks_zero, 1);
+	CHECK_EQ(m.ndirty, 3); /* pages 0, 1 and 3 are written by the first commit */
+	CHECK_EQ(fb_cmp_map_get(&m, 1, &e, &w), 0);
+	CHECK_EQ(fb_cmp_entry_state(&e), FB_CMP_UNMAPPED);
+	CHECK(fb_cmp_map_unpin(&m, 1) == NULL);
+	CHECK_EQ(fb_cmp_map_get(&m, 0, &e, &w), 0);
+	CHECK_EQ(fb_cmp_entry_state(&e), FB_CMP_COMPRESSED);
+	CHECK(fb_cmp_map_unpin(&m, 0) == NULL);
+	CHECK_EQ(fb_cmp_map_snapshot(&m), 3);
+	/* The repaired pages go to the slot not holding their newest copy. */
+	CHECK_EQ(m.stage_page[0], 0);
+	CHECK_EQ(fb_cmp_map_stage_slot(&m, 0), 0);
+	CHECK(fb_cmp_map_commit_done(&m, true) == NULL);
+	/* Page 2 was fine and not read: a lookup must load it. */
+	CHECK_EQ(fb_cmp_map_get(&m, 2 * E + 90, &e, &w), FB_CMP_MAP_LOAD);
+	{
+		bool lost;
+
+		CHECK(fb_cmp_map_load_done(&m, 2, img[2][0], img[2][1], &lost) == NULL);
+		CHECK(!lost);
+	}
+	CHECK_EQ(fb_cmp_map_get(&m, 2 * E + 90, &e, &w), 0);
+	CHECK_EQ(fb_cmp_entry_state(&e), FB_CMP_ZERO);
+	fb_cmp_map_fini(&m);
+}
+
+/* A full cache: -EAGAIN while dirty pages hold the slots, -EBUSY (queued)
+ * while pins do, and the waiter comes back when a pin is dropped. */
+TEST(test_cache_full)
+{
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 40 * FB_CMP_PAGE_SIZE + 6000 * 512ull,
+					     512, 4096, 20 * FB_CMP_ENTRIES_PER_PAGE);
+	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE;
+	struct fb_cmp_map_waiter w[8];
+	struct fb_cmp_entry e = {.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)}, got;
+	struct fb_cmp_map m;
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 3, 1, 64), -EINVAL); /* below 2 x dirty + 2 */
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 4, 1, 64), 0);
+	/* Never-written pages need no read. */
+	for (uint64_t p = 0; p < 4; p++)
+		CHECK_EQ(fb_cmp_map_get(&m, p * E, &got, &w[p]), 0);
+	CHECK_EQ(fb_cmp_map_get(&m, 4 * E, &got, &w[4]), -EBUSY);
+	/* Dropping a pin frees a slot: the waiter is handed back. */
+	CHECK(fb_cmp_map_unpin(&m, 0) == &w[4]);
+	CHECK_EQ(fb_cmp_map_get(&m, 4 * E, &got, &w[4]), 0);
+	/* A dirty page is not evicted: with the others pinned, a commit is asked for. */
+	CHECK(fb_cmp_map_can_set(&m, 4 * E));
+	CHECK(fb_cmp_map_set(&m, 4 * E, &e));
+	CHECK(fb_cmp_map_unpin(&m, 4 * E) == NULL);
+	CHECK_EQ(fb_cmp_map_get(&m, 5 * E, &got, &w[5]), -EAGAIN);
+	CHECK_EQ(fb_cmp_map_snapshot(&m), 1);
+	CHECK_EQ(fb_cmp_map_get(&m, 5 * E, &got, &w[5]), -EAGAIN); /* staged: still held */
+	CHECK(fb_cmp_map_commit_done(&m, true) == NULL);
+	CHECK_EQ(fb_cmp_map_get(&m, 5 * E, &got, &w[5]), 0);
+	/* The committed page was evicted: it is on disk now, so it is read back. */
+	CHECK(fb_cmp_map_unpin(&m, 5 * E) == NULL);
+	CHECK(fb_cmp_map_unpin(&m, 1 * E) == NULL);
+	CHECK_EQ(fb_cmp_map_get(&m, 4 * E, &got, &w[4]), FB_CMP_MAP_LOAD);
 	fb_cmp_map_fini(&m);
 }
 
@@ -355,8 +538,10 @@ int main(void)
 	RUN(test_header_damage);
 	RUN(test_page_slots);
 	RUN(test_alloc);
+	RUN(test_alloc_segments);
 	RUN(test_crash_simulation);
 	RUN(test_rebuild_repairs);
+	RUN(test_cache_full);
 	fprintf(stderr, "compress_map_test: ok\n");
 	return 0;
 }

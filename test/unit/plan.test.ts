@@ -250,6 +250,19 @@ test("capabilities: a change the live target cannot make is a plan error naming 
   assert.ok(snap.errors.some((e) => e.address === "d/dpu/d" && e.field === "backend"));
 });
 
+test("compress level: in place for new writes, applied live where the engine serves bdev_compress_set_level", () => {
+  const after = variant(["z: { kind: compress, base: r }", "z: { kind: compress, base: r, level: 2 }"]);
+  const methods = ["bdev_raid_create", "bdev_compress_create", "bdev_set_qos_limit", "vhost_create_blk_controller"];
+  const live = plan(after, topo(BASE), { targets: { d: { backend: "native", methods: [...methods, "bdev_compress_set_level"] } } });
+  assert.equal(live.errors, []);
+  const z = live.resource_changes.find((c) => c.address === "d/compress/z")!;
+  assert.equal(z.change.actions, ["update"]);
+  assert.is(z.change_class, "in-place");
+  assert.match(z.field_changes?.[0]?.reason ?? "", "new writes only");
+  const old = plan(after, topo(BASE), { targets: { d: { backend: "native", methods } } });
+  assert.equal(old.errors.map((e) => [e.address, e.field, e.rpc]), [["d/compress/z", "level", "bdev_compress_set_level"]]);
+});
+
 test("data wording: deletes and replaces of file bdevs say what happens to the file", () => {
   const retained = topo(BASE.replace("b: { kind: file, path: b.img, size: 1MiB }", "b: { kind: file, path: b.img, size: 1MiB, retain: true }"));
   const gone = plan(EMPTY, topo(BASE));

@@ -5,11 +5,13 @@ import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
 
 const CREATE_RPC = "bdev_compress_create";
 const create = needsRpc(CREATE_RPC, "creating a compress bdev", `remove the compress bdev, or run an engine that serves ${CREATE_RPC}`);
-const live = (field: "level" | "engine") => refuse(
+const live = (field: "engine") => refuse(
   `changing the compress ${field} of an existing volume`,
   `the engine sets it when the volume is created: keep ${field}, or re-create the volume (its data does not move)`,
   field,
 );
+/** A level change is applied live and kept in the volume's header, so a restart keeps it. */
+const liveLevel = needsRpc("bdev_compress_set_level", "changing the compress level live", "keep the level, or run an engine that serves bdev_compress_set_level", "level");
 
 /** The native engine compresses on its CPU workers only. */
 const nativeEngine = (s: CompressSpec): Need[] =>
@@ -55,7 +57,7 @@ export const compress: KindDescriptor<"compress"> = {
   fields: {
     base: destroy("the compressed volume is re-created on the new base; its data does not move (move the function's volume to migrate data)"),
     algorithm: destroy("chunks already written cannot be read with another algorithm; the volume is re-initialized"),
-    level: inPlace("applies to chunks written from now on"),
+    level: inPlace("applied live (bdev_compress_set_level) to new writes only: chunks already stored keep their level and stay readable; the volume's header keeps it across restarts"),
     engine: inPlace("only where compression runs; the on-disk format is unchanged"),
     chunkSize: destroy("the chunk map is laid out by chunk size; the volume is re-initialized"),
   },
@@ -64,8 +66,8 @@ export const compress: KindDescriptor<"compress"> = {
   backends: {
     native: {
       create: (s) => [create, ...nativeEngine(s), ...nativeLevel(s)],
-      update: { level: () => [live("level")], engine: () => [live("engine")] },
+      update: { level: (_before, after) => [liveLevel, ...nativeLevel(after)], engine: () => [live("engine")] },
     },
-    snap: { create: () => [create], update: { level: () => [live("level")], engine: () => [live("engine")] } },
+    snap: { create: () => [create], update: { level: () => [liveLevel], engine: () => [live("engine")] } },
   },
 };

@@ -21,6 +21,7 @@
 #ifndef FB_COMPRESS_CODEC_H
 #define FB_COMPRESS_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,7 +31,8 @@ enum fb_cmp_algo {
 	FB_CMP_ZLIB = 2,    /* raw deflate through zlib (same format as DEFLATE) */
 	FB_CMP_LZ4 = 3,     /* LZ4 block; levels >= 2 use LZ4HC */
 	FB_CMP_ZSTD = 4,    /* zstd frame */
-	FB_CMP_ALGO_MAX = 4,
+	FB_CMP_NONE = 5,    /* every chunk stored raw: the same bdev without a codec */
+	FB_CMP_ALGO_MAX = 5,
 };
 
 struct fb_cmp_codec {
@@ -38,9 +40,12 @@ struct fb_cmp_codec {
 	const char *name;           /* "deflate", "zlib", "lz4", "zstd" */
 	enum fb_cmp_algo format;    /* algorithms with the same format decode each other */
 	int min_level, max_level, default_level;
-	/* Per-thread context: 0 or -ENOMEM. */
-	int (*ctx_new)(void **ctx);
-	void (*ctx_free)(void *ctx);
+	/* Per-thread context: ctx_size zeroed bytes (codec.c allocates and
+	 * frees them), then ctx_init (0 or -ENOMEM; NULL = nothing to do);
+	 * ctx_fini undoes ctx_init (NULL = nothing). */
+	size_t ctx_size;
+	int (*ctx_init)(void *ctx);
+	void (*ctx_fini)(void *ctx);
 	/* Compresses src into at most cap bytes of dst: 0 with *out set, or
 	 * -ENOSPC when the result would not fit (the early-abort signal). */
 	int (*compress)(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
@@ -54,8 +59,18 @@ struct fb_cmp_codec {
  * (case-insensitive "deflate", "lz4"). */
 const struct fb_cmp_codec *fb_cmp_codec_get(enum fb_cmp_algo algo);
 const struct fb_cmp_codec *fb_cmp_codec_by_name(const char *name);
-/* "deflate, zlib, lz4, zstd" for messages. */
+/* "deflate, zlib, lz4, zstd, none" for messages. */
 const char *fb_cmp_codec_names(void);
+
+/* Incompressibility probe, run before the codec: a byte histogram of 128
+ * bytes sampled at four places across the buffer. True when the sample's
+ * bytes are as evenly spread as random data's (already compressed or
+ * encrypted data), which no codec shrinks by the 1/8 early abort asks for;
+ * the chunk is then stored raw without running the codec. Costs a few
+ * hundred cycles.
+ * Data whose redundancy is only in long repeats of random-looking blocks
+ * is stored raw too: the price of not running the codec. */
+bool fb_cmp_looks_incompressible(const void *buf, size_t len);
 
 /* A thread's contexts for every codec, created on first use. */
 struct fb_cmp_codec_ctxs {
@@ -77,5 +92,6 @@ extern const struct fb_cmp_codec fb_cmp_codec_isal;
 extern const struct fb_cmp_codec fb_cmp_codec_zlib;
 extern const struct fb_cmp_codec fb_cmp_codec_lz4;
 extern const struct fb_cmp_codec fb_cmp_codec_zstd;
+extern const struct fb_cmp_codec fb_cmp_codec_none;
 
 #endif

@@ -1,7 +1,6 @@
 /* Raw deflate through ISA-L igzip (stateless calls: one chunk, one stream). */
 #include <errno.h>
 #include <isa-l/igzip_lib.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
@@ -16,17 +15,6 @@ struct isal_ctx {
 	struct inflate_state in;
 	uint8_t level_buf[LEVEL_BUF_SIZE];
 };
-
-static int isal_ctx_new(void **out)
-{
-	*out = calloc(1, sizeof(struct isal_ctx));
-	return *out ? 0 : -ENOMEM;
-}
-
-static void isal_ctx_free(void *ctx)
-{
-	free(ctx);
-}
 
 static int isal_compress(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
 			 size_t *out)
@@ -80,8 +68,7 @@ const struct fb_cmp_codec fb_cmp_codec_isal = {
 	.min_level = 0,
 	.max_level = ISAL_DEF_MAX_LEVEL,
 	.default_level = 1,
-	.ctx_new = isal_ctx_new,
-	.ctx_free = isal_ctx_free,
+	.ctx_size = sizeof(struct isal_ctx),
 	.compress = isal_compress,
 	.decompress = isal_decompress,
 };

@@ -1,7 +1,6 @@
 /* Raw deflate through zlib: the portable fallback, same format as ISA-L's. */
 #include <errno.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <zlib.h>
 
 #include "codec.h"
@@ -12,18 +11,13 @@ struct zlib_ctx {
 	bool inf_ready;
 };
 
-static int zlib_ctx_new(void **out)
+static int zlib_ctx_init(void *ctx)
 {
-	struct zlib_ctx *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return -ENOMEM;
-	c->def_level = -1;
-	*out = c;
+	((struct zlib_ctx *)ctx)->def_level = -1;
 	return 0;
 }
 
-static void zlib_ctx_free(void *ctx)
+static void zlib_ctx_fini(void *ctx)
 {
 	struct zlib_ctx *c = ctx;
 
@@ -31,7 +25,6 @@ static void zlib_ctx_free(void *ctx)
 		deflateEnd(&c->def);
 	if (c->inf_ready)
 		inflateEnd(&c->inf);
-	free(c);
 }
 
 static int zlib_compress(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
@@ -92,8 +85,9 @@ const struct fb_cmp_codec fb_cmp_codec_zlib = {
 	.min_level = 1,
 	.max_level = 9,
 	.default_level = 6,
-	.ctx_new = zlib_ctx_new,
-	.ctx_free = zlib_ctx_free,
+	.ctx_size = sizeof(struct zlib_ctx),
+	.ctx_init = zlib_ctx_init,
+	.ctx_fini = zlib_ctx_fini,
 	.compress = zlib_compress,
 	.decompress = zlib_decompress,
 };

@@ -1,6 +1,5 @@
 /* zstd frames, one per chunk. */
 #include <errno.h>
-#include <stdlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -11,31 +10,25 @@ struct zstd_ctx {
 	ZSTD_DCtx *d;
 };
 
-static int zstd_ctx_new(void **out)
-{
-	struct zstd_ctx *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return -ENOMEM;
-	c->c = ZSTD_createCCtx();
-	c->d = ZSTD_createDCtx();
-	if (!c->c || !c->d) {
-		ZSTD_freeCCtx(c->c);
-		ZSTD_freeDCtx(c->d);
-		free(c);
-		return -ENOMEM;
-	}
-	*out = c;
-	return 0;
-}
-
-static void zstd_ctx_free(void *ctx)
+static void zstd_ctx_fini(void *ctx)
 {
 	struct zstd_ctx *c = ctx;
 
 	ZSTD_freeCCtx(c->c);
 	ZSTD_freeDCtx(c->d);
-	free(c);
+}
+
+static int zstd_ctx_init(void *ctx)
+{
+	struct zstd_ctx *c = ctx;
+
+	c->c = ZSTD_createCCtx();
+	c->d = ZSTD_createDCtx();
+	if (!c->c || !c->d) {
+		zstd_ctx_fini(c);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static int zstd_compress(void *ctx, int level, const void *src, size_t len, void *dst, size_t cap,
@@ -67,8 +60,9 @@ const struct fb_cmp_codec fb_cmp_codec_zstd = {
 	.min_level = 1,
 	.max_level = 19, /* 20..22 are "ultra" levels with 128+ MiB windows: not for chunks */
 	.default_level = 3,
-	.ctx_new = zstd_ctx_new,
-	.ctx_free = zstd_ctx_free,
+	.ctx_size = sizeof(struct zstd_ctx),
+	.ctx_init = zstd_ctx_init,
+	.ctx_fini = zstd_ctx_fini,
 	.compress = zstd_compress,
 	.decompress = zstd_decompress,
 };

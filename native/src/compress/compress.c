@@ -94,6 +94,13 @@ static const struct fb_bdev_fn_table cmp_fn = {
 
 /* --------------------------------------------------------------- stats */
 
+/* Map pages new writes may dirty per commit: a quarter of the cache at
+ * most, so dirty and staged pages never hold every slot. */
+static size_t dirty_cap_for(size_t cache_pages)
+{
+	return cache_pages / 4 < DIRTY_CAP ? cache_pages / 4 : DIRTY_CAP;
+}
+
 static double mbps(uint64_t bytes, uint64_t ns)
 {
 	return ns ? (double)bytes / 1e6 / ((double)ns / 1e9) : 0;
@@ -118,7 +125,8 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	const double tb = 1e12;
 	char uuid[FB_UUID_STR_LEN];
 	struct fb_uuid u;
-	uint64_t logical, physical, stored, ram, chunks_data, zero, raw, comp, used_units;
+	uint64_t logical, physical, stored, ram, ram_fixed, chunks_data, zero, raw, comp, used_units;
+	uint64_t hits, misses, evictions, bitmaps, cache_pages;
 
 	pthread_mutex_lock(&cb->mu);
 	comp = cb->map.chunks_compressed;
@@ -127,7 +135,12 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	stored = cb->map.stored_bytes;
 	physical = cb->map.stored_units * cb->unit;
 	used_units = cb->map.alloc.used;
-	ram = fb_cmp_map_ram(&cb->map);
+	ram = fb_cmp_map_ram(&cb->map, &ram_fixed);
+	hits = cb->map.hits;
+	misses = cb->map.misses;
+	evictions = cb->map.evictions;
+	bitmaps = cb->map.alloc.bitmaps;
+	cache_pages = cb->map.nslots;
 	pthread_mutex_unlock(&cb->mu);
 	chunks_data = comp + raw;
 	logical = (chunks_data + zero) * cb->chunk;
@@ -161,27 +174,47 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_object_begin(w, "codec");
 	write_codec_stats(w, &cb->st);
 	fb_json_write_named_uint64(w, "early_aborts", atomic_load(&cb->early_aborts));
+	/* Stored raw without running the codec: the probe found them random. */
+	fb_json_write_named_uint64(w, "probe_raw", atomic_load(&cb->probe_raw));
 	fb_json_write_object_end(w);
 	fb_json_write_named_uint64(w, "read_modify_writes", atomic_load(&cb->rmw));
 	fb_json_write_named_uint64(w, "commits", atomic_load(&cb->commits));
 	fb_json_write_named_uint64(w, "crc_errors", atomic_load(&cb->crc_errors));
 	fb_json_write_named_uint64(w, "repaired_at_open", cb->repaired_at_open);
 	fb_json_write_named_uint64(w, "map_pages_lost_at_open", cb->pages_lost_at_open);
-	/* RAM that grows with the volume, per TB: the map (an entry per chunk,
-	 * a generation and a dirty bit per page) scales with logical capacity,
-	 * the allocator (a bit per unit) with physical. Fixed costs (commit
-	 * staging, pending-free lists) are in metadata_ram_bytes only. */
+	fb_json_write_named_object_begin(w, "map_cache");
+	fb_json_write_named_uint64(w, "pages", cache_pages);
+	fb_json_write_named_uint64(w, "hits", hits);
+	fb_json_write_named_uint64(w, "misses", misses);
+	fb_json_write_named_uint64(w, "evictions", evictions);
+	fb_json_write_object_end(w);
+	/* Metadata RAM, accounted bytes (what the map and the allocator hold,
+	 * not RSS). Fixed: the map cache, commit stage and pending-free lists,
+	 * whatever the volume's size. Per TB: what grows with capacity, i.e. a
+	 * bit per map page (logical) and the allocator's segment table plus
+	 * the bitmaps of partly used segments held now (physical); worst case:
+	 * every segment partly used, a bit per unit more. */
 	{
-		double map_tb = tb / cb->chunk *
-				(sizeof(struct fb_cmp_entry) + (8.0 + 1.0 / 8) / FB_CMP_ENTRIES_PER_PAGE) / 1e6;
-		double alloc_tb = tb / cb->unit / 8 / 1e6;
 		double lcap = (double)(cb->map.h.num_chunks * cb->chunk);
 		double pcap = (double)(cb->map.h.data_units * cb->unit);
+		double map_tb = tb / ((double)cb->chunk * FB_CMP_ENTRIES_PER_PAGE * 8) / 1e6;
+		double table_tb = tb / cb->unit * fb_cmp_alloc_table_bytes_per_unit() / 1e6;
+		double bm_tb = (double)(fb_cmp_alloc_ram(&cb->map.alloc)) / pcap * tb / 1e6 -
+			       (double)cb->map.alloc.nsegs * 6 / pcap * tb / 1e6;
+		double per_tb = table_tb + bm_tb + map_tb * lcap / pcap;
 
 		fb_json_write_named_uint64(w, "metadata_ram_bytes", ram);
+		fb_json_write_named_uint64(w, "metadata_ram_fixed_bytes", ram_fixed);
+		fb_json_write_named_uint64(w, "alloc_bitmaps", bitmaps);
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_logical", map_tb);
-		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical",
-					   alloc_tb + map_tb * lcap / pcap);
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical", per_tb);
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_worst",
+					   table_tb + tb / cb->unit / 8 / 1e6 + map_tb * lcap / pcap);
+		/* A 1 TB volume: its map outgrows the cache, which is then full size. */
+		size_t cfg = (size_t)cb->mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
+
+		fb_json_write_named_double(w, "metadata_ram_mb_1tb_physical",
+					   per_tb + (double)fb_cmp_map_fixed_ram(cfg, dirty_cap_for(cfg), PENDING_CAP) / 1e6);
 	}
 	fb_json_write_object_end(w);
 }
@@ -242,6 +275,26 @@ void fb_cmp_write_all_stats(struct fb_engine *e, struct fb_json_writer *w)
 	fb_json_write_array_end(w);
 }
 
+/* Rewrites a volume's header (its level or name changed): the header sits
+ * in the first sector, so a crash leaves the old or the new one. */
+static int header_write(struct fb_bdev_desc *base, struct fb_cmp_header *h)
+{
+	uint8_t *buf = aligned_alloc(FB_CMP_PAGE_SIZE, FB_CMP_PAGE_SIZE);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	memset(buf, 0, FB_CMP_PAGE_SIZE);
+	fb_cmp_header_seal(h);
+	memcpy(buf, h, sizeof(*h));
+	rc = fb_bdev_io_sync(base, FB_IO_WRITE, buf, 0, 1, FB_IO_FLAG_FUA);
+	if (rc == 0)
+		rc = fb_bdev_io_sync(base, FB_IO_FLUSH, NULL, 0, 0, 0);
+	free(buf);
+	return rc;
+}
+_Static_assert(sizeof(struct fb_cmp_header) <= 512, "the header fits the smallest sector");
+
 /* Whether level is in the codec's range; err says the range when not. */
 static bool level_ok(const struct fb_cmp_codec *c, uint32_t level, struct fb_err *err)
 {
@@ -255,21 +308,42 @@ static bool level_ok(const struct fb_cmp_codec *c, uint32_t level, struct fb_err
 
 int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, struct fb_err *err)
 {
-	int rc = -ENODEV;
+	struct fb_bdev_desc *d = NULL;
+	struct fb_cmp_header h;
+	struct cmp_bdev *cb;
+	int rc;
 
-	pthread_mutex_lock(&mod_list_mu);
-	for (struct cmp_bdev *cb = mod_bdevs; cb; cb = cb->next) {
-		if (cb->e != e || !cb->bdev || strcmp(cb->name, name) != 0)
-			continue;
-		rc = level_ok(cb->codec, level, err) ? 0 : -EINVAL;
-		if (rc == 0)
-			atomic_store(&cb->level, (int)level);
-		break;
-	}
-	pthread_mutex_unlock(&mod_list_mu);
-	if (rc == -ENODEV)
+	/* The descriptor keeps the bdev alive while its header is written. */
+	if (fb_bdev_open(e, name, NULL, &d, NULL) != 0 ||
+	    fb_bdev_get_module(fb_bdev_desc_get_bdev(d)) != &fb_cmp_module) {
+		if (d)
+			fb_bdev_close(d);
 		fb_err_set(err, "no compress bdev named '%s'. Fix: pass the name bdev_compress_create "
 			   "returned, e.g. \"COMP_Malloc0\"", name);
+		return -ENODEV;
+	}
+	cb = fb_bdev_get_module_ctx(fb_bdev_desc_get_bdev(d));
+	if (!level_ok(cb->codec, level, err)) {
+		fb_bdev_close(d);
+		return -EINVAL;
+	}
+	/* Kept in the header first, so a restart keeps what was acknowledged. */
+	pthread_mutex_lock(&cb->mu);
+	h = cb->map.h;
+	pthread_mutex_unlock(&cb->mu);
+	h.level = (int32_t)level;
+	rc = header_write(cb->base, &h);
+	if (rc == 0) {
+		pthread_mutex_lock(&cb->mu);
+		cb->map.h.level = h.level;
+		cb->map.h.crc = h.crc;
+		pthread_mutex_unlock(&cb->mu);
+		atomic_store(&cb->level, (int)level);
+	} else {
+		fb_err_set(err, "writing the level into the header of '%s' failed: %s; the level is "
+			   "unchanged", name, strerror(-rc));
+	}
+	fb_bdev_close(d);
 	return rc;
 }
 
@@ -292,6 +366,7 @@ static int mod_init(struct fb_engine *e, void **ctx, struct fb_err *err)
 	mod->e = e;
 	pthread_mutex_init(&mod->mu, NULL);
 	mod->worker_threads = default_workers();
+	mod->map_cache_kib = FB_CMP_MAP_CACHE_KIB_DEFAULT;
 	*ctx = mod;
 	return 0;
 }
@@ -339,16 +414,31 @@ int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *er
 	return rc;
 }
 
+int fb_cmp_set_map_cache(struct fb_engine *e, uint32_t kib, struct fb_err *err)
+{
+	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
+
+	(void)err; /* the RPC's limits check the range */
+	pthread_mutex_lock(&mod->mu);
+	mod->map_cache_kib = kib;
+	mod->map_cache_set = true;
+	pthread_mutex_unlock(&mod->mu);
+	return 0;
+}
+
 static void mod_config_json(struct fb_engine *e, struct fb_json_writer *w)
 {
 	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
 
-	if (!mod || !mod->worker_threads_set)
+	if (!mod || (!mod->worker_threads_set && !mod->map_cache_set))
 		return;
 	fb_json_write_object_begin(w);
 	fb_json_write_named_string(w, "method", "bdev_compress_set_options");
 	fb_json_write_named_object_begin(w, "params");
-	fb_json_write_named_uint64(w, "worker_threads", mod->worker_threads);
+	if (mod->worker_threads_set)
+		fb_json_write_named_uint64(w, "worker_threads", mod->worker_threads);
+	if (mod->map_cache_set)
+		fb_json_write_named_uint64(w, "map_cache_kib", mod->map_cache_kib);
 	fb_json_write_object_end(w);
 	fb_json_write_object_end(w);
 }
@@ -391,7 +481,8 @@ static void repair_report(void *arg, uint64_t chunk, const char *why)
 		       "unmapped (reads zeros)", l->cb->name, (unsigned long long)chunk, why);
 }
 
-/* Reads the map and rebuilds free space; repairs are written at once. */
+/* Streams the map once: validates every entry and rebuilds free space;
+ * pages needing repair go through the cache and are written at once. */
 static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 {
 	const struct fb_cmp_header *h = &cb->map.h;
@@ -414,10 +505,17 @@ static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 				   cb->base_name, strerror(-rc));
 			break;
 		}
-		for (uint64_t i = 0; i < np; i++) {
+		for (uint64_t i = 0; i < np && rc == 0; i++) {
 			uint8_t *s0 = buf + 2 * i * FB_CMP_PAGE_SIZE;
+			uint64_t repaired;
 
-			if (fb_cmp_map_load_page(&cb->map, p0 + i, s0, s0 + FB_CMP_PAGE_SIZE) == 2) {
+			if (cb->map.ndirty >= cb->map.dirty_cap && (rc = fb_cmp_commit_sync(cb)) != 0) {
+				fb_err_set(err, "writing the repaired chunk map of '%s' failed: %s",
+					   cb->name, strerror(-rc));
+				break;
+			}
+			if (fb_cmp_map_scan_page(&cb->map, p0 + i, s0, s0 + FB_CMP_PAGE_SIZE, repair_report,
+						 &log, &repaired) == 2) {
 				uint64_t first = (p0 + i) * FB_CMP_ENTRIES_PER_PAGE;
 
 				cb->pages_lost_at_open++;
@@ -427,12 +525,12 @@ static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 				       (unsigned long long)first,
 				       (unsigned long long)(first + FB_CMP_ENTRIES_PER_PAGE - 1));
 			}
+			cb->repaired_at_open += repaired;
 		}
 	}
 	free(buf);
 	if (rc)
 		return rc;
-	cb->repaired_at_open = fb_cmp_map_rebuild(&cb->map, repair_report, &log);
 	if (cb->repaired_at_open || cb->pages_lost_at_open) {
 		char ctx[256];
 
@@ -464,6 +562,7 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	uint8_t *hdr = NULL;
 	char holder[320], msg[512];
 	uint64_t base_bytes;
+	bool rewrite = false;
 	int rc;
 
 	if (!cb) {
@@ -570,6 +669,7 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 		memcpy(h.uuid, u.b, sizeof(h.uuid));
 		h.algo = a->codec->algo;
 		h.level = a->level;
+		snprintf(h.name, sizeof(h.name), "%s", cb->name);
 		fb_cmp_header_seal(&h);
 	} else if (a->create && (h.algo != (uint32_t)a->codec->algo || h.chunk_size != a->chunk_size ||
 				 (a->lb_size && h.lb_size != a->lb_size))) {
@@ -582,20 +682,50 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 		rc = -EINVAL;
 		goto fail;
 	}
+	if (rc == 0 && !a->create && h.name[0] && strcmp(h.name, cb->name) != 0) {
+		/* Examine: the volume keeps the name it was created (or last
+		 * opened) with. */
+		char *n = strdup(h.name);
+		struct fb_bdev_desc *taken;
+		struct fb_err ignore;
+
+		if (!n) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		free(cb->name);
+		cb->name = n;
+		if (fb_bdev_open(e, cb->name, NULL, &taken, &ignore) == 0) {
+			fb_bdev_close(taken);
+			fb_err_set(err, "the volume's name '%s' is taken by another bdev. Fix: delete or "
+				   "rename that bdev, then re-examine the base", cb->name);
+			rc = -EEXIST;
+			goto fail;
+		}
+	} else if (rc == 0 && a->create && (h.level != a->level || strcmp(h.name, cb->name) != 0)) {
+		/* Opened by create with another level or name: they are kept. */
+		h.level = a->level;
+		snprintf(h.name, sizeof(h.name), "%s", cb->name);
+		rewrite = true;
+	}
 	rc = fb_bdev_claim(cb->base, &fb_cmp_module, err);
 	if (rc)
 		goto fail;
 	cb->codec = a->create ? a->codec : fb_cmp_codec_get((enum fb_cmp_algo)h.algo);
-	atomic_init(&cb->level, a->create ? a->level : h.level);
+	atomic_init(&cb->level, h.level);
 	cb->chunk = h.chunk_size;
 	cb->lb = h.lb_size;
 	cb->unit = h.unit_size;
 	cb->data_off = h.data_offset;
-	/* Small volumes need no more pending slots than they have chunks. */
-	rc = fb_cmp_map_init(&cb->map, &h, DIRTY_CAP,
-			     h.num_chunks < PENDING_CAP ? (h.num_chunks > 64 ? h.num_chunks : 64) :
-							  PENDING_CAP);
-	cb->commit_iov = calloc(DIRTY_CAP, sizeof(*cb->commit_iov));
+	{
+		size_t pages = (size_t)mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
+
+		/* Small volumes need no more pending slots than they have chunks. */
+		rc = fb_cmp_map_init(&cb->map, &h, pages, dirty_cap_for(pages),
+				     h.num_chunks < PENDING_CAP ? (h.num_chunks > 64 ? h.num_chunks : 64) :
+								  PENDING_CAP);
+	}
+	cb->commit_iov = calloc(2 * DIRTY_CAP, sizeof(*cb->commit_iov));
 	if (rc || !cb->commit_iov) {
 		fb_err_set(err, "out of memory for the chunk map of '%s' (%llu chunks)", cb->name,
 			   (unsigned long long)h.num_chunks);
@@ -619,6 +749,10 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 			goto fail;
 		}
 	} else if ((rc = load_map(cb, err)) != 0) {
+		goto fail;
+	} else if (rewrite && (rc = header_write(cb->base, &cb->map.h)) != 0) {
+		fb_err_set(err, "writing the compress header to '%s' failed: %s", a->base_name,
+			   strerror(-rc));
 		goto fail;
 	}
 	memset(&ro, 0, sizeof(ro));
@@ -682,15 +816,17 @@ static void mod_examine(struct fb_engine *e, struct fb_bdev *bdev)
 {
 	struct open_args a = {.base_name = fb_bdev_get_name(bdev)};
 	struct fb_err err;
+	char *name = NULL;
 
 	if (fb_bdev_get_module(bdev) == &fb_cmp_module || !has_magic(e, bdev))
 		return;
-	if (cmp_open(e, &a, NULL, &err) == 0)
-		fb_log(e, FB_LOG_INFO, "compress: opened the volume on '%s' as 'COMP_%s'",
-		       a.base_name, a.base_name);
+	if (cmp_open(e, &a, &name, &err) == 0)
+		fb_log(e, FB_LOG_INFO, "compress: opened the volume on '%s' as '%s'", a.base_name,
+		       name ? name : "?");
 	else
 		fb_log(e, FB_LOG_ERROR, "compress: not opening the volume on '%s': %s", a.base_name,
 		       err.msg);
+	free(name);
 }
 
 int fb_cmp_create(struct fb_engine *e, const struct fb_cmp_create_params *p, char **name,

@@ -39,6 +39,7 @@ void fb_cmp_commit_wait(struct cmp_io *c, void (*after)(struct cmp_io *))
 static void commit_end(struct cmp_bdev *cb, int rc)
 {
 	struct cmp_io *woken = NULL, **tail = &woken, **pp;
+	struct fb_cmp_map_waiter *mw;
 	bool again;
 
 	if (cb->commit_ch)
@@ -46,7 +47,7 @@ static void commit_end(struct cmp_bdev *cb, int rc)
 	cb->commit_ch = NULL;
 	atomic_fetch_add(&cb->commits, 1);
 	pthread_mutex_lock(&cb->mu);
-	fb_cmp_map_commit_done(&cb->map, rc == 0);
+	mw = fb_cmp_map_commit_done(&cb->map, rc == 0);
 	cb->commits_done = cb->commits_started;
 	pp = &cb->cwait_head;
 	cb->cwait_tail = NULL;
@@ -69,6 +70,7 @@ static void commit_end(struct cmp_bdev *cb, int rc)
 	else
 		cb->committing = false;
 	pthread_mutex_unlock(&cb->mu);
+	fb_cmp_io_wake(mw);
 	while (woken) {
 		struct cmp_io *w = woken;
 
@@ -220,7 +222,8 @@ int fb_cmp_commit_sync(struct cmp_bdev *cb)
 					     nb, 0);
 		if (rc == 0 && n)
 			rc = fb_bdev_io_sync(cb->base, FB_IO_FLUSH, NULL, 0, fb_cmp_base_blocks(cb), 0);
-		fb_cmp_map_commit_done(&cb->map, rc == 0);
+		/* Control thread: open and close, with no I/O that could wait. */
+		(void)fb_cmp_map_commit_done(&cb->map, rc == 0);
 	}
 	pthread_mutex_unlock(&cb->mu);
 	return rc;

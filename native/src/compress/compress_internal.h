@@ -26,6 +26,8 @@ struct fb_cmp_mod {
 	pthread_mutex_t mu;          /* pool creation, options */
 	unsigned worker_threads;     /* bdev_compress_set_options */
 	bool worker_threads_set;
+	uint32_t map_cache_kib;      /* per volume opened from now on */
+	bool map_cache_set;
 	struct fb_cmp_pool *pool;    /* started with the first bdev */
 };
 
@@ -49,15 +51,18 @@ int fb_cmp_write_stats(struct fb_engine *e, const char *name, struct fb_json_wri
 /* Writes every compress bdev's stats object (bdev_compress_get_stats without a name). */
 void fb_cmp_write_all_stats(struct fb_engine *e, struct fb_json_writer *w);
 int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *err);
+/* The chunk-map cache of volumes opened (created or examined) from now on. */
+#define FB_CMP_MAP_CACHE_KIB_DEFAULT 8192
+int fb_cmp_set_map_cache(struct fb_engine *e, uint32_t kib, struct fb_err *err);
 /* The level new writes use (in place: stored chunks keep theirs, any level
- * decodes). Not kept in the header: a reopened volume starts at its
- * creation level, so whoever owns the intent re-applies it. */
+ * decodes). Kept in the volume header before it takes effect, so a
+ * reopened volume keeps it. */
 int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, struct fb_err *err);
 
 /* ------------------------------------------------- the bdev's internals */
 
 #define LOCK_BUCKETS 256
-#define DIRTY_CAP 256          /* map pages per commit (1 MiB staged) */
+#define DIRTY_CAP 128          /* map pages new writes may dirty per commit (the stage holds 2x: 1 MiB) */
 #define PENDING_CAP 16384      /* frees awaiting a commit */
 
 struct cmp_io;
@@ -90,7 +95,7 @@ struct cmp_bdev {
 	struct fb_io_wait_entry commit_wait;
 
 	struct fb_cmp_codec_stats st;
-	_Atomic uint64_t early_aborts, crc_errors, rmw, commits;
+	_Atomic uint64_t early_aborts, probe_raw, crc_errors, rmw, commits;
 	uint64_t repaired_at_open, pages_lost_at_open;
 };
 
@@ -100,6 +105,9 @@ struct cmp_channel {
 
 struct cmp_io {
 	struct fb_cmp_job job;        /* first: recovered from the job */
+	struct fb_cmp_map_waiter mw;  /* waiting for a map page */
+	bool pinned;                  /* holds a pin on its chunk's map page */
+	uint8_t *pagebuf;             /* both copies of a map page being loaded */
 	struct fb_io_wait_entry wait;
 	void (*resume)(struct cmp_io *c);      /* after a wait for memory */
 	void (*after)(struct cmp_io *c);       /* after a job or a commit */
@@ -113,8 +121,11 @@ struct cmp_io {
 	uint32_t off, len;            /* bytes within the chunk */
 	enum fb_io_type type;
 	bool locked;
-	uint8_t *buf[2];
-	unsigned plain;               /* buf[plain] holds the chunk's plain bytes */
+	bool raw_hint;                /* the probe found the chunk incompressible */
+	uint8_t *buf[2];              /* chunk buffers from the channel (NULL: not taken) */
+	uint8_t *user;                /* the caller's buffer when it is the whole chunk */
+	uint8_t *plainp;              /* the chunk's plain bytes (user or a chunk buffer) */
+	uint8_t *storep;              /* the chunk's stored bytes (what is read or written) */
 	struct iovec biov;            /* the base I/O's buffer */
 	struct fb_cmp_entry old, neu;
 	bool neu_allocated;
@@ -132,6 +143,8 @@ void fb_cmp_io_submit(struct fb_io_channel *ch, struct fb_bdev_io *io);
 struct fb_reactor *fb_cmp_io_reactor(struct cmp_io *c);
 /* fb_reactor_send target: runs c->after(c). */
 void fb_cmp_io_msg_after(void *arg);
+/* Sends each I/O waiting for a map page back to its lookup (outside mu). */
+void fb_cmp_io_wake(struct fb_cmp_map_waiter *w);
 
 /* compress_commit.c: making the map durable (map.c's rules). */
 /* Runs after(c) on c's reactor once a commit that starts after this call

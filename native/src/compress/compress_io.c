@@ -2,7 +2,9 @@
  *
  * The core splits requests at chunk boundaries (optimal_io_boundary), so
  * each one touches one chunk. It takes that chunk's lock (reads too: a
- * read must not see the units of a chunk being rewritten reused), then:
+ * read must not see the units of a chunk being rewritten reused), looks
+ * up the chunk's entry in the map cache (reading its map page on a miss)
+ * and pins that page until it ends, then:
  *   read    map entry -> base read of the stored units -> CRC32C check +
  *           decode (on the reactor: short and bounded) -> copy out
  *   write   (partial: read and decode the old chunk) -> merge -> worker:
@@ -21,6 +23,7 @@
  * or codec work.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -181,8 +184,10 @@ static void add_codec_stats(struct fb_cmp_codec_stats *s, bool comp, uint64_t in
 	}
 }
 
-/* Checks the stored bytes (buf[1]) and decodes them into buf[0] (on the
- * reactor, see read_old's caller). */
+/* Checks the stored bytes (storep) and points plainp at the chunk's plain
+ * bytes: storep itself for a raw chunk, else the decoded copy in the
+ * caller's buffer (a whole-chunk read) or buf[0] (on the reactor, see
+ * old_read). */
 static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
@@ -190,29 +195,30 @@ static void decode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 	uint32_t len = fb_cmp_entry_len(&c->old);
 	uint64_t t0;
 
-	if (fb_cmp_crc32c(c->buf[1], len) != c->old.crc) {
+	if (fb_cmp_crc32c(c->storep, len) != c->old.crc) {
 		c->rc = -EIO;
 		return;
 	}
+	c->rc = 0;
 	if (fb_cmp_entry_state(&c->old) == FB_CMP_RAW) {
-		c->plain = 1;
-		c->rc = 0;
+		c->plainp = c->storep;
 		return;
 	}
+	c->plainp = c->user ? c->user : c->buf[0];
 	t0 = fb_now_ns();
-	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->buf[1], len, c->buf[0], cb->chunk);
-	add_codec_stats(&cb->st, false, len, cb->chunk,
-			fb_now_ns() - t0);
-	c->plain = 0;
+	c->rc = fb_cmp_decompress(ctxs, cb->codec, c->storep, len, c->plainp, cb->chunk);
+	add_codec_stats(&cb->st, false, len, cb->chunk, fb_now_ns() - t0);
 }
 
-/* Worker: zero check, compress buf[plain] into the other buffer (early
- * abort: must save 1/8), CRC32C of what will be stored. */
+/* Worker: zero check, incompressibility probe, compress plainp (the
+ * caller's buffer for a whole-chunk write, else a chunk buffer) into the
+ * chunk buffer not holding it (early abort: must save 1/8), CRC32C of what
+ * will be stored; storep points at it. */
 static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 {
 	struct cmp_io *c = (struct cmp_io *)(void *)job;
 	struct cmp_bdev *cb = c->cb;
-	uint8_t *src = c->buf[c->plain], *dst = c->buf[1 - c->plain];
+	uint8_t *src = c->plainp, *dst = src == c->buf[1] ? c->buf[0] : c->buf[1];
 	size_t n = 0;
 	uint64_t t0;
 	int rc;
@@ -222,28 +228,25 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
 		return;
 	}
-	t0 = fb_now_ns();
-	/* Incompressible data (already compressed files, encrypted blocks)
-	 * costs the slower codecs a full attempt: when fast LZ4 cannot take
-	 * even 1/256 off, the chunk is stored raw without one. Borderline
-	 * chunks still get the real codec. */
-	if (cb->codec->algo != FB_CMP_LZ4 &&
-	    fb_cmp_compress(ctxs, &fb_cmp_codec_lz4, 1, src, cb->chunk, dst, cb->chunk - cb->chunk / 256,
-			    &n) == -ENOSPC)
+	if (c->raw_hint) {
 		rc = -ENOSPC;
-	else
-		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed), src, cb->chunk, dst,
-				     cb->chunk - cb->chunk / 8, &n);
-	add_codec_stats(&cb->st, true, cb->chunk,
-			rc ? cb->chunk : n, fb_now_ns() - t0);
+		atomic_fetch_add_explicit(&cb->probe_raw, 1, memory_order_relaxed);
+	} else {
+		t0 = fb_now_ns();
+		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed),
+				     src, cb->chunk, dst, cb->chunk - cb->chunk / 8, &n);
+		add_codec_stats(&cb->st, true, cb->chunk, rc ? cb->chunk : n, fb_now_ns() - t0);
+		if (rc == -ENOSPC)
+			atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
+	}
 	if (rc == 0) {
 		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
 		memset(dst + n, 0, fb_cmp_map_units(&cb->map, (uint32_t)n) * cb->unit - n);
-		c->plain = 1 - c->plain; /* buf[plain] is now what gets stored */
+		c->storep = dst;
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_COMPRESSED, (uint32_t)n),
 					       .crc = fb_cmp_crc32c(dst, n)};
 	} else if (rc == -ENOSPC) {
-		atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
+		c->storep = src; /* raw, from where it is: no copy */
 		c->neu = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_RAW, cb->chunk),
 					       .crc = fb_cmp_crc32c(src, cb->chunk)};
 	} else {
@@ -274,13 +277,26 @@ static void cio_finish(struct cmp_io *c, int status)
 {
 	if (c->locked)
 		lock_release(c);
+	if (c->pinned) {
+		struct fb_cmp_map_waiter *w;
+
+		pthread_mutex_lock(&c->cb->mu);
+		w = fb_cmp_map_unpin(&c->cb->map, c->chunk);
+		pthread_mutex_unlock(&c->cb->mu);
+		c->pinned = false;
+		fb_cmp_io_wake(w);
+	}
 	put_bufs(c);
 	fb_bdev_io_complete(c->io, status);
 }
 
-static bool cio_get_bufs(struct cmp_io *c)
+/* The chunk buffers in need (bit i: buf[i]); false when parked (cio_start
+ * runs again once memory frees up). */
+static bool cio_get_bufs(struct cmp_io *c, unsigned need)
 {
 	for (int i = 0; i < 2; i++) {
+		if (!(need & (1u << i)))
+			continue;
 		if (!c->buf[i])
 			c->buf[i] = fb_io_channel_get_buf(c->ch, c->cb->chunk);
 		if (!c->buf[i]) {
@@ -350,7 +366,7 @@ static void write_data(struct cmp_io *c)
 	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->neu));
 	int rc;
 
-	c->biov.iov_base = c->buf[c->plain];
+	c->biov.iov_base = c->storep;
 	c->biov.iov_len = units * cb->unit;
 	rc = fb_bdev_writev_blocks(cb->base, base_ch(c), &c->biov, 1,
 				   (cb->data_off + c->neu.unit * cb->unit) / cb->base_bs,
@@ -403,16 +419,19 @@ static void encoded(struct cmp_io *c)
 	write_data(c);
 }
 
-/* buf[plain] holds the old chunk: merge the request into it and encode. */
+/* plainp holds the old chunk (or is the caller's whole chunk): merge the
+ * request into it and encode. */
 static void merge(struct cmp_io *c)
 {
-	uint8_t *p = c->buf[c->plain];
+	uint8_t *p = c->plainp;
 
 	if (c->rc) {
 		cio_finish(c, c->rc);
 		return;
 	}
-	if (c->type == FB_IO_WRITE) {
+	if (p == c->user) {
+		/* Nothing to merge: the request is the chunk. */
+	} else if (c->type == FB_IO_WRITE) {
 		int iovcnt;
 		struct iovec *iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
 
@@ -420,7 +439,14 @@ static void merge(struct cmp_io *c)
 	} else {
 		memset(p + c->off, 0, c->len);
 	}
-	run_job(c, encode_work, encoded, false);
+	/* Incompressible data (already compressed files, encrypted blocks)
+	 * would cost a full codec attempt to learn it does not shrink: the
+	 * probe spots it for well under a microsecond, and it is stored raw
+	 * from the buffer it is in. "none" stores everything raw. Storing raw
+	 * is a CRC32C of the chunk: done right here, with no hop to a worker
+	 * and back. */
+	c->raw_hint = c->cb->codec->algo == FB_CMP_NONE || fb_cmp_looks_incompressible(p, c->cb->chunk);
+	run_job(c, encode_work, encoded, c->raw_hint);
 }
 
 static void decoded_for_read(struct cmp_io *c)
@@ -432,8 +458,10 @@ static void decoded_for_read(struct cmp_io *c)
 		cio_finish(c, c->rc);
 		return;
 	}
-	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
-	fb_iov_from_buf(iov, iovcnt, 0, c->buf[c->plain] + c->off, c->len);
+	if (c->plainp != c->user) {
+		iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+		fb_iov_from_buf(iov, iovcnt, 0, c->plainp + c->off, c->len);
+	}
 	cio_finish(c, 0);
 }
 
@@ -480,14 +508,14 @@ static void old_read(struct fb_bdev_io *bio, int status, void *arg)
 	run_job(c, decode_work, old_decoded, true);
 }
 
-/* Reads the chunk's stored units into buf[1]. */
+/* Reads the chunk's stored units into storep. */
 static void read_old(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
 	uint64_t units = fb_cmp_map_units(&cb->map, fb_cmp_entry_len(&c->old));
 	int rc;
 
-	c->biov.iov_base = c->buf[1];
+	c->biov.iov_base = c->storep;
 	c->biov.iov_len = units * cb->unit;
 	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
 				  (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
@@ -498,16 +526,30 @@ static void read_old(struct cmp_io *c)
 		cio_finish(c, rc);
 }
 
-/* Holding the chunk lock. */
-static void cio_start(struct cmp_io *c)
+/* The caller's buffer when the request is the whole chunk in one piece:
+ * reads decode into it and writes compress (or store raw) from it, with
+ * no copy through a chunk buffer. */
+static uint8_t *whole_chunk_buf(struct cmp_io *c)
+{
+	int iovcnt;
+	struct iovec *iov;
+
+	if (c->off != 0 || c->len != c->cb->chunk ||
+	    (c->type != FB_IO_READ && c->type != FB_IO_WRITE))
+		return NULL;
+	iov = fb_bdev_io_get_iovs(c->io, &iovcnt);
+	return iovcnt == 1 && iov[0].iov_len == c->len ? iov[0].iov_base : NULL;
+}
+
+/* Holding the chunk lock and a pin on its map page: c->old is its entry. */
+static void cio_go(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
 	bool full = c->off == 0 && c->len == cb->chunk;
+	bool raw = fb_cmp_entry_state(&c->old) == FB_CMP_RAW;
 
-	pthread_mutex_lock(&cb->mu);
-	c->old = cb->map.ent[c->chunk];
-	pthread_mutex_unlock(&cb->mu);
 	c->rc = 0;
+	c->user = whole_chunk_buf(c);
 	if (c->type == FB_IO_READ) {
 		if (!entry_has_data(&c->old)) {
 			int iovcnt;
@@ -517,8 +559,13 @@ static void cio_start(struct cmp_io *c)
 			cio_finish(c, 0);
 			return;
 		}
-		if (cio_get_bufs(c))
-			read_old(c);
+		/* A raw chunk read whole lands in the caller's buffer; otherwise
+		 * the stored bytes go to buf[1], decoded into the caller's buffer
+		 * or buf[0]. */
+		if (!cio_get_bufs(c, raw && c->user ? 0 : c->user || raw ? 2 : 3))
+			return;
+		c->storep = raw && c->user ? c->user : c->buf[1];
+		read_old(c);
 		return;
 	}
 	if (full && c->type != FB_IO_WRITE) {
@@ -528,17 +575,136 @@ static void cio_start(struct cmp_io *c)
 		set_entry(c);
 		return;
 	}
-	if (!cio_get_bufs(c))
+	if (!cio_get_bufs(c, c->user ? 2 : 3))
 		return;
-	c->plain = 0;
+	if (c->user) {
+		c->plainp = c->user;
+		merge(c);
+		return;
+	}
 	if (!full && entry_has_data(&c->old)) {
 		atomic_fetch_add_explicit(&cb->rmw, 1, memory_order_relaxed);
+		c->storep = c->buf[1];
 		read_old(c);
 		return;
 	}
+	c->plainp = c->buf[0];
 	if (!full)
 		memset(c->buf[0], 0, cb->chunk);
 	merge(c);
+}
+
+/* ------------------------------------------------------- map lookups */
+
+static void lookup(struct cmp_io *c);
+
+static void lookup_msg(void *arg)
+{
+	lookup(arg);
+}
+
+void fb_cmp_io_wake(struct fb_cmp_map_waiter *w)
+{
+	while (w) {
+		struct fb_cmp_map_waiter *next = w->next;
+		struct cmp_io *c = (struct cmp_io *)(void *)((char *)w - offsetof(struct cmp_io, mw));
+
+		fb_reactor_send(fb_cmp_io_reactor(c), lookup_msg, c);
+		w = next;
+	}
+}
+
+static void page_read(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct cmp_io *c = arg;
+	struct cmp_bdev *cb = c->cb;
+	uint64_t page = fb_cmp_map_page_of(c->chunk);
+	struct fb_cmp_map_waiter *w;
+	bool lost;
+
+	if (bio)
+		iov_done_free(bio);
+	pthread_mutex_lock(&cb->mu);
+	w = fb_cmp_map_load_done(&cb->map, page, status ? NULL : c->pagebuf,
+				 c->pagebuf + FB_CMP_PAGE_SIZE, &lost);
+	pthread_mutex_unlock(&cb->mu);
+	fb_io_channel_put_buf(c->ch, c->pagebuf, 2 * FB_CMP_PAGE_SIZE);
+	c->pagebuf = NULL;
+	fb_cmp_io_wake(w);
+	if (lost)
+		fb_log(cb->e, FB_LOG_ERROR, "compress '%s': map page %llu: both copies damaged since "
+		       "open: its chunks read as zeros until rewritten (the next open repairs it)",
+		       cb->name, (unsigned long long)page);
+	if (status)
+		cio_finish(c, status);
+	else
+		lookup(c);
+}
+
+/* c owns the load of its chunk's map page: read both copies. */
+static void page_load(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	int rc;
+
+	if (!c->pagebuf)
+		c->pagebuf = fb_io_channel_get_buf(c->ch, 2 * FB_CMP_PAGE_SIZE);
+	if (!c->pagebuf) {
+		cio_park(c, c->ch, page_load);
+		return;
+	}
+	c->biov.iov_base = c->pagebuf;
+	c->biov.iov_len = 2 * FB_CMP_PAGE_SIZE;
+	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
+				  fb_cmp_page_offset(&cb->map.h, fb_cmp_map_page_of(c->chunk), 0) / cb->base_bs,
+				  2 * FB_CMP_PAGE_SIZE / cb->base_bs, page_read, c);
+	if (rc == -ENOMEM)
+		cio_park(c, base_ch(c), page_load);
+	else if (rc)
+		page_read(NULL, rc, c);
+}
+
+static void lookup_after_commit(struct cmp_io *c)
+{
+	if (c->rc)
+		cio_finish(c, c->rc);
+	else
+		lookup(c);
+}
+
+/* Holding the chunk lock: the chunk's entry, pinned. */
+static void lookup(struct cmp_io *c)
+{
+	struct cmp_bdev *cb = c->cb;
+	int rc;
+
+	pthread_mutex_lock(&cb->mu);
+	rc = fb_cmp_map_get(&cb->map, c->chunk, &c->old, &c->mw);
+	pthread_mutex_unlock(&cb->mu);
+	switch (rc) {
+	case 0:
+		c->pinned = true;
+		cio_go(c);
+		break;
+	case FB_CMP_MAP_LOAD:
+		page_load(c);
+		break;
+	case -EAGAIN:
+		/* Every slot that could be freed holds a dirty page. */
+		fb_cmp_commit_wait(c, lookup_after_commit);
+		break;
+	default:
+		break; /* queued: fb_cmp_io_wake brings it back */
+	}
+}
+
+/* Holding the chunk lock (again after a wait for buffers). */
+static void cio_start(struct cmp_io *c)
+{
+	if (c->pinned)
+		cio_go(c);
+	else
+		lookup(c);
 }
 
 static void flush_done(struct cmp_io *c)

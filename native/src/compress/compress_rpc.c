@@ -24,7 +24,7 @@ static const struct fb_json_field create_fields[] = {
 	 .optional = true, .min = 1, .max = 255, .hint = "a bdev name; default \"COMP_<base>\""},
 	{.name = "comp_algo", .offset = offsetof(struct fb_cmp_create_params, comp_algo),
 	 .type = FB_JSON_STRING, .optional = true,
-	 .hint = "one of \"deflate\" (ISA-L, default), \"zlib\", \"lz4\", \"zstd\""},
+	 .hint = "one of \"deflate\" (ISA-L, default), \"zlib\", \"lz4\", \"zstd\", \"none\" (stored raw)"},
 	{.name = "comp_level", .offset = offsetof(struct fb_cmp_create_params, comp_level),
 	 .type = FB_JSON_U32, .optional = true,
 	 .hint = "a level of the algorithm (deflate 0-3, zlib 1-9, lz4 1-12, zstd 1-19)"},
@@ -185,20 +185,37 @@ static int rpc_level(struct fb_engine *e, const void *params, struct fb_json_wri
 
 struct options_params {
 	uint32_t worker_threads;
+	uint32_t map_cache_kib;
 };
+
+static void options_init(void *p)
+{
+	struct options_params *o = p;
+
+	o->worker_threads = UINT32_MAX;
+	o->map_cache_kib = UINT32_MAX;
+}
 
 static const struct fb_json_field options_fields[] = {
 	{.name = "worker_threads", .offset = offsetof(struct options_params, worker_threads),
-	 .type = FB_JSON_U32, .max = 64,
+	 .type = FB_JSON_U32, .optional = true, .max = 64,
 	 .hint = "codec threads, 0 to 64 (0 = compress on the reactors)"},
+	{.name = "map_cache_kib", .offset = offsetof(struct options_params, map_cache_kib),
+	 .type = FB_JSON_U32, .optional = true, .min = 64, .max = 64u << 20,
+	 .hint = "KiB of chunk-map pages each volume keeps in RAM, 64 to 67108864 (default 8192: "
+		 "the whole map of 8 GiB of 16 KiB chunks); applies to volumes opened from now on"},
 };
 
 static int rpc_options(struct fb_engine *e, const void *params, struct fb_json_writer *w,
 		       struct fb_err *err)
 {
 	const struct options_params *p = params;
-	int rc = fb_cmp_set_worker_threads(e, p->worker_threads, err);
+	int rc = 0;
 
+	if (p->worker_threads != UINT32_MAX)
+		rc = fb_cmp_set_worker_threads(e, p->worker_threads, err);
+	if (rc == 0 && p->map_cache_kib != UINT32_MAX)
+		rc = fb_cmp_set_map_cache(e, p->map_cache_kib, err);
 	if (rc)
 		return rc;
 	fb_json_write_bool(w, true);
@@ -221,5 +238,6 @@ const struct fb_rpc_method fb_cmp_rpcs[FB_CMP_NRPCS] = {
 	 .handler = rpc_level},
 	{.name = "bdev_compress_set_options", .params = options_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(options_fields),
-	 .params_size = sizeof(struct options_params), .handler = rpc_options},
+	 .params_size = sizeof(struct options_params), .params_init = options_init,
+	 .handler = rpc_options},
 };

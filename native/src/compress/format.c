@@ -1,6 +1,7 @@
 /* Volume header and map page encoding, geometry, CRC32C. */
 #include <errno.h>
 #include <isa-l/crc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,20 +129,27 @@ int fb_cmp_header_check(const void *buf, uint64_t base_bytes, uint32_t base_bloc
 	struct fb_cmp_header h;
 	uint32_t stored, crc;
 	uint64_t pages, need;
+	size_t size;
 
 	memcpy(&h, buf, sizeof(h));
 	if (memcmp(h.magic, FB_CMP_MAGIC, sizeof(h.magic)) != 0)
 		return -ENOENT;
+	/* A damaged size field fails the CRC below like any other bit. */
+	size = h.header_size == FB_CMP_HEADER_V1_SIZE ? FB_CMP_HEADER_V1_SIZE : sizeof(h);
 	stored = h.crc;
 	h.crc = 0;
-	crc = fb_cmp_crc32c(&h, sizeof(h));
+	crc = fb_cmp_crc32c(&h, size);
 	h.crc = stored;
 	if (crc != stored) {
 		snprintf(msg, msglen, "header CRC32C mismatch (stored 0x%08x, computed 0x%08x): the "
 			 "compress header in the first 4 KiB is damaged", stored, crc);
 		return -EINVAL;
 	}
-	if (h.version != FB_CMP_VERSION || h.header_size != sizeof(h)) {
+	if (size == FB_CMP_HEADER_V1_SIZE)
+		memset(h.name, 0, sizeof(h.name)); /* version 1: opens as COMP_<base> */
+	if (!((h.version == 1 && size == FB_CMP_HEADER_V1_SIZE) ||
+	      (h.version == FB_CMP_VERSION && size == sizeof(h))) ||
+	    memchr(h.name, 0, sizeof(h.name)) == NULL) {
 		snprintf(msg, msglen, "header version %u (size %u) is not supported: this engine reads "
 			 "version %u", h.version, h.header_size, FB_CMP_VERSION);
 		return -EINVAL;

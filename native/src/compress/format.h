@@ -1,6 +1,7 @@
 /* On-disk layout of a compress volume (all integers little endian):
  *
- *   [0, 4 KiB)            header: magic, version, uuid, geometry, codec, CRC32C
+ *   [0, 4 KiB)            header: magic, version, uuid, geometry, codec, level,
+ *                         name, CRC32C (in its first 512 bytes: one sector)
  *   [4 KiB, data_offset)  chunk map: map_pages pages, each with two 4 KiB slots
  *                         (page p slot s at map_offset + (2p + s) * 4 KiB)
  *   [data_offset, end)    data: data_units allocation units of unit_size bytes
@@ -33,7 +34,9 @@
 #endif
 
 #define FB_CMP_MAGIC "FBSOCMPv"
-#define FB_CMP_VERSION 1u
+#define FB_CMP_VERSION 2u          /* 2 added name; 1 (160 bytes, no name) still opens */
+#define FB_CMP_HEADER_V1_SIZE 160u
+#define FB_CMP_NAME_MAX 256u
 #define FB_CMP_HEADER_REGION 4096u
 #define FB_CMP_PAGE_SIZE 4096u
 #define FB_CMP_PAGE_MAGIC 0x50414d43u /* "CMAP" */
@@ -49,7 +52,7 @@ struct fb_cmp_header {
 	uint32_t lb_size;         /* logical block size exposed, bytes */
 	uint32_t unit_size;       /* allocation unit, bytes */
 	uint32_t algo;            /* enum fb_cmp_algo */
-	int32_t level;            /* level at create (new writes use the bdev's current one) */
+	int32_t level;            /* for new writes; bdev_compress_set_level rewrites it */
 	uint32_t entries_per_page;
 	uint64_t num_chunks;      /* logical size in chunks */
 	uint64_t map_offset;      /* bytes */
@@ -59,9 +62,12 @@ struct fb_cmp_header {
 	uint64_t base_bytes;      /* the base's size at create: the volume needs data_offset + data_units * unit */
 	uint8_t reserved[48];
 	uint32_t pad;
-	uint32_t crc;             /* CRC32C of the struct with this field zero */
+	uint32_t crc;             /* CRC32C of header_size bytes with this field zero */
+	/* Version 2. */
+	char name[FB_CMP_NAME_MAX]; /* the bdev's name, NUL-terminated; examine opens it so */
 };
-_Static_assert(sizeof(struct fb_cmp_header) == 160, "header layout");
+_Static_assert(sizeof(struct fb_cmp_header) == 416, "header layout");
+_Static_assert(offsetof(struct fb_cmp_header, name) == FB_CMP_HEADER_V1_SIZE, "v1 prefix");
 
 enum fb_cmp_state {
 	FB_CMP_UNMAPPED = 0,   /* never written, or unmapped: reads zeros, no data */

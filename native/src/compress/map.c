@@ -28,6 +28,10 @@
  * damaged reads as unmapped; overlapping or out-of-range extents) are
  * unmapped and reported, and the repaired pages are written at once: the
  * volume stays writable, never a read-only dead end.
+ *
+ * The page cache keeps the rules: a page whose RAM entries differ from its
+ * newest durable copy is dirty or staged, and such a slot is never evicted,
+ * so a page read back from the base is always the RAM map's own state.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,60 +40,143 @@
 
 #include "map.h"
 
-static uint64_t page_of(uint64_t chunk)
+#define NONE UINT32_MAX
+
+uint64_t fb_cmp_map_page_of(uint64_t chunk)
 {
 	return chunk / FB_CMP_ENTRIES_PER_PAGE;
 }
 
-static bool dirty_get(const struct fb_cmp_map *m, uint64_t p)
+static bool on_disk(const struct fb_cmp_map *m, uint64_t p)
 {
-	return (m->dirty_bits[p / 64] >> (p % 64)) & 1u;
+	return (m->on_disk[p / 64] >> (p % 64)) & 1u;
 }
 
-static void dirty_mark(struct fb_cmp_map *m, uint64_t p)
+static void set_on_disk(struct fb_cmp_map *m, uint64_t p)
 {
-	if (dirty_get(m, p))
-		return;
-	m->dirty_bits[p / 64] |= (uint64_t)1 << (p % 64);
-	m->dirty[m->ndirty++] = p;
+	m->on_disk[p / 64] |= (uint64_t)1 << (p % 64);
 }
 
-int fb_cmp_map_init(struct fb_cmp_map *m, const struct fb_cmp_header *h, size_t dirty_cap,
-		    size_t pending_cap)
+static struct fb_cmp_entry *slot_ents(const struct fb_cmp_map *m, uint32_t s)
+{
+	return m->ents + (size_t)s * FB_CMP_ENTRIES_PER_PAGE;
+}
+
+static size_t bucket_of(const struct fb_cmp_map *m, uint64_t page)
+{
+	return (size_t)((page * 0x9e3779b97f4a7c15ull) >> 32) & (m->nbuckets - 1);
+}
+
+static uint32_t find(const struct fb_cmp_map *m, uint64_t page)
+{
+	for (uint32_t s = m->buckets[bucket_of(m, page)]; s != NONE; s = m->slots[s].hnext)
+		if (m->slots[s].page == page)
+			return s;
+	return NONE;
+}
+
+static void unhash(struct fb_cmp_map *m, uint32_t s)
+{
+	uint32_t *pp = &m->buckets[bucket_of(m, m->slots[s].page)];
+
+	while (*pp != s)
+		pp = &m->slots[*pp].hnext;
+	*pp = m->slots[s].hnext;
+	m->slots[s].page = FB_CMP_NO_PAGE;
+}
+
+static bool evictable(const struct fb_cmp_cpage *c)
+{
+	return !c->pins && !c->loading && !c->dirty && !c->staged;
+}
+
+/* A slot for page (a free one, or a clean unpinned page's: clock). NONE
+ * when none; *dirty_held then says whether a commit would free one. */
+static uint32_t claim(struct fb_cmp_map *m, uint64_t page, bool *dirty_held)
+{
+	uint32_t s = NONE;
+
+	*dirty_held = false;
+	for (size_t step = 0; step < 2 * m->nslots; step++) {
+		uint32_t i = (uint32_t)(m->clock++ % m->nslots);
+		struct fb_cmp_cpage *c = &m->slots[i];
+
+		if (c->page == FB_CMP_NO_PAGE) {
+			s = i;
+			break;
+		}
+		if (c->dirty || c->staged)
+			*dirty_held = true;
+		if (!evictable(c))
+			continue;
+		if (c->ref) {
+			c->ref = false;
+			continue;
+		}
+		unhash(m, i);
+		m->evictions++;
+		s = i;
+		break;
+	}
+	if (s == NONE)
+		return NONE;
+	m->slots[s] = (struct fb_cmp_cpage){.page = page, .ref = true,
+					    .hnext = m->buckets[bucket_of(m, page)]};
+	m->buckets[bucket_of(m, page)] = s;
+	return s;
+}
+
+int fb_cmp_map_init(struct fb_cmp_map *m, const struct fb_cmp_header *h, size_t cache_pages,
+		    size_t dirty_cap, size_t pending_cap)
 {
 	memset(m, 0, sizeof(*m));
 	m->h = *h;
-	if (dirty_cap > h->map_pages)
-		dirty_cap = (size_t)h->map_pages;
+	if (cache_pages < 2 * dirty_cap + 2)
+		return -EINVAL;
+	if (cache_pages > h->map_pages)
+		cache_pages = (size_t)h->map_pages;
+	if (dirty_cap > cache_pages)
+		dirty_cap = cache_pages; /* a small map: every page fits dirty */
+	m->nslots = cache_pages;
 	m->dirty_cap = dirty_cap;
 	m->pending_cap = pending_cap;
-	m->ent = calloc((size_t)h->num_chunks, sizeof(*m->ent));
-	m->gen = calloc((size_t)h->map_pages, sizeof(*m->gen));
-	m->dirty_bits = calloc((size_t)(h->map_pages + 63) / 64, sizeof(uint64_t));
-	m->dirty = calloc(dirty_cap, sizeof(*m->dirty));
+	for (m->nbuckets = 1; m->nbuckets < cache_pages; m->nbuckets *= 2)
+		;
+	m->slots = calloc(cache_pages, sizeof(*m->slots));
+	m->ents = calloc(cache_pages * FB_CMP_ENTRIES_PER_PAGE, sizeof(*m->ents));
+	m->buckets = malloc(m->nbuckets * sizeof(*m->buckets));
+	m->on_disk = calloc((size_t)(h->map_pages + 63) / 64, sizeof(uint64_t));
+	m->dirty = calloc(2 * dirty_cap, sizeof(*m->dirty));
 	m->pending[0].v = calloc(pending_cap, sizeof(struct fb_cmp_extent));
 	m->pending[1].v = calloc(pending_cap, sizeof(struct fb_cmp_extent));
-	m->stage = aligned_alloc(FB_CMP_PAGE_SIZE, dirty_cap * FB_CMP_PAGE_SIZE);
-	m->stage_page = calloc(dirty_cap, sizeof(*m->stage_page));
-	if (!m->ent || !m->gen || !m->dirty_bits || !m->dirty || !m->pending[0].v ||
-	    !m->pending[1].v || !m->stage || !m->stage_page ||
+	m->stage = aligned_alloc(FB_CMP_PAGE_SIZE, 2 * dirty_cap * FB_CMP_PAGE_SIZE);
+	m->stage_page = calloc(2 * dirty_cap, sizeof(*m->stage_page));
+	m->stage_slot = calloc(2 * dirty_cap, sizeof(*m->stage_slot));
+	if (!m->slots || !m->ents || !m->buckets || !m->on_disk || !m->dirty || !m->pending[0].v ||
+	    !m->pending[1].v || !m->stage || !m->stage_page || !m->stage_slot ||
 	    fb_cmp_alloc_init(&m->alloc, h->data_units)) {
 		fb_cmp_map_fini(m);
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < m->nbuckets; i++)
+		m->buckets[i] = NONE;
+	for (size_t i = 0; i < cache_pages; i++)
+		m->slots[i].page = FB_CMP_NO_PAGE;
 	return 0;
 }
 
 void fb_cmp_map_fini(struct fb_cmp_map *m)
 {
-	free(m->ent);
-	free(m->gen);
-	free(m->dirty_bits);
+	free(m->slots);
+	free(m->ents);
+	free(m->buckets);
+	free(m->on_disk);
 	free(m->dirty);
 	free(m->pending[0].v);
 	free(m->pending[1].v);
 	free(m->stage);
 	free(m->stage_page);
+	free(m->stage_slot);
 	fb_cmp_alloc_fini(&m->alloc);
 	memset(m, 0, sizeof(*m));
 }
@@ -107,30 +194,25 @@ static size_t page_entries(const struct fb_cmp_map *m, uint64_t page)
 	return left < FB_CMP_ENTRIES_PER_PAGE ? (size_t)left : FB_CMP_ENTRIES_PER_PAGE;
 }
 
-int fb_cmp_map_load_page(struct fb_cmp_map *m, uint64_t page, const void *slot0, const void *slot1)
+int fb_cmp_map_best_slot(const struct fb_cmp_header *h, uint64_t page, const void *slot0,
+			 const void *slot1, uint64_t *gen)
 {
 	const void *slots[2] = {slot0, slot1};
 	uint64_t g[2] = {0, 0};
 	int best = -1;
 
 	for (int s = 0; s < 2; s++) {
-		if (fb_cmp_page_check(&m->h, slots[s], page, &g[s]) == 0 && (best < 0 || g[s] > g[best]))
+		if (fb_cmp_page_check(h, slots[s], page, &g[s]) == 0 && (best < 0 || g[s] > g[best]))
 			best = s;
 	}
-	if (best < 0) {
-		for (int s = 0; s < 2; s++) {
-			if (fb_cmp_page_is_ours(&m->h, slots[s], page)) {
-				fb_cmp_map_mark_dirty(m, page);
-				return 2;
-			}
-		}
-		return 1;
+	if (best >= 0) {
+		*gen = g[best];
+		return best;
 	}
-	m->gen[page] = g[best];
-	memcpy(&m->ent[page * FB_CMP_ENTRIES_PER_PAGE],
-	       (const uint8_t *)slots[best] + sizeof(struct fb_cmp_page_hdr),
-	       page_entries(m, page) * sizeof(struct fb_cmp_entry));
-	return 0;
+	for (int s = 0; s < 2; s++)
+		if (fb_cmp_page_is_ours(h, slots[s], page))
+			return -2;
+	return -1;
 }
 
 static bool has_data(const struct fb_cmp_entry *e)
@@ -157,10 +239,12 @@ static void count(struct fb_cmp_map *m, const struct fb_cmp_entry *e, int sign)
 	}
 }
 
-void fb_cmp_map_mark_dirty(struct fb_cmp_map *m, uint64_t page)
+static void dirty_mark(struct fb_cmp_map *m, uint32_t s)
 {
-	if (m->ndirty < m->dirty_cap || dirty_get(m, page))
-		dirty_mark(m, page);
+	if (m->slots[s].dirty)
+		return;
+	m->slots[s].dirty = true;
+	m->dirty[m->ndirty++] = s;
 }
 
 static const char *entry_problem(const struct fb_cmp_map *m, const struct fb_cmp_entry *e)
@@ -188,16 +272,50 @@ static const char *entry_problem(const struct fb_cmp_map *m, const struct fb_cmp
 	return NULL;
 }
 
-uint64_t fb_cmp_map_rebuild(struct fb_cmp_map *m, fb_cmp_repair_fn report, void *arg)
+/* Puts a page into the cache, dirty (open's repairs). */
+static void install_dirty(struct fb_cmp_map *m, uint64_t page, uint64_t gen,
+			  const struct fb_cmp_entry *ents)
 {
-	uint64_t repaired = 0;
+	bool dirty_held;
+	uint32_t s = find(m, page);
 
-	for (uint64_t c = 0; c < m->h.num_chunks; c++) {
-		struct fb_cmp_entry *e = &m->ent[c];
+	if (s == NONE)
+		s = claim(m, page, &dirty_held);
+	/* Open pins nothing and commits before dirty_cap is reached, so a
+	 * slot is always free. */
+	if (s == NONE)
+		abort();
+	m->slots[s].gen = gen;
+	memset(slot_ents(m, s), 0, FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry));
+	memcpy(slot_ents(m, s), ents, page_entries(m, page) * sizeof(struct fb_cmp_entry));
+	dirty_mark(m, s);
+}
+
+int fb_cmp_map_scan_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
+			 const void *slot1, fb_cmp_repair_fn report, void *arg, uint64_t *repaired)
+{
+	struct fb_cmp_entry ents[FB_CMP_ENTRIES_PER_PAGE];
+	uint64_t gen = 0, first = page * FB_CMP_ENTRIES_PER_PAGE;
+	size_t n = page_entries(m, page);
+	int best = fb_cmp_map_best_slot(&m->h, page, slot0, slot1, &gen);
+	bool fix = false;
+
+	*repaired = 0;
+	if (best == -1)
+		return 0; /* never written: every entry unmapped */
+	if (best == -2) {
+		memset(ents, 0, sizeof(ents));
+		install_dirty(m, page, 0, ents);
+		return 2;
+	}
+	set_on_disk(m, page);
+	memcpy(ents, (const uint8_t *)(best ? slot1 : slot0) + sizeof(struct fb_cmp_page_hdr),
+	       n * sizeof(struct fb_cmp_entry));
+	for (size_t i = 0; i < n; i++) {
+		struct fb_cmp_entry *e = &ents[i];
 		const char *why = entry_problem(m, e);
-		enum fb_cmp_state s = fb_cmp_entry_state(e);
 
-		if (!why && (s == FB_CMP_COMPRESSED || s == FB_CMP_RAW) &&
+		if (!why && has_data(e) &&
 		    fb_cmp_alloc_mark(&m->alloc, e->unit, fb_cmp_map_units(m, fb_cmp_entry_len(e))))
 			why = "extent overlaps another chunk's";
 		if (!why) {
@@ -205,21 +323,107 @@ uint64_t fb_cmp_map_rebuild(struct fb_cmp_map *m, fb_cmp_repair_fn report, void 
 			continue;
 		}
 		if (report)
-			report(arg, c, why);
+			report(arg, first + i, why);
 		memset(e, 0, sizeof(*e));
-		/* Repairs are written by the first commit; past dirty_cap the
-		 * rest are redone from the same damage on the next open. */
-		fb_cmp_map_mark_dirty(m, page_of(c));
-		repaired++;
+		fix = true;
+		(*repaired)++;
 	}
-	return repaired;
+	if (fix)
+		install_dirty(m, page, gen, ents);
+	return 0;
+}
+
+int fb_cmp_map_get(struct fb_cmp_map *m, uint64_t chunk, struct fb_cmp_entry *e,
+		   struct fb_cmp_map_waiter *w)
+{
+	uint64_t page = fb_cmp_map_page_of(chunk);
+	uint32_t s = find(m, page);
+	bool dirty_held;
+
+	if (s != NONE && m->slots[s].loading) {
+		w->next = m->slots[s].waiters;
+		m->slots[s].waiters = w;
+		return -EINPROGRESS;
+	}
+	if (s != NONE) {
+		m->hits++;
+		m->slots[s].pins++;
+		m->slots[s].ref = true;
+		*e = slot_ents(m, s)[chunk % FB_CMP_ENTRIES_PER_PAGE];
+		return 0;
+	}
+	s = claim(m, page, &dirty_held);
+	if (s == NONE) {
+		if (dirty_held)
+			return -EAGAIN;
+		w->next = m->full;
+		m->full = w;
+		return -EBUSY;
+	}
+	m->misses++;
+	if (on_disk(m, page)) {
+		m->slots[s].loading = true;
+		return FB_CMP_MAP_LOAD;
+	}
+	/* Never written: nothing to read. */
+	memset(slot_ents(m, s), 0, FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry));
+	m->slots[s].pins = 1;
+	memset(e, 0, sizeof(*e));
+	return 0;
+}
+
+struct fb_cmp_map_waiter *fb_cmp_map_load_done(struct fb_cmp_map *m, uint64_t page,
+					       const void *slot0, const void *slot1, bool *lost)
+{
+	uint32_t s = find(m, page);
+	struct fb_cmp_map_waiter *w = m->slots[s].waiters;
+	uint64_t gen = 0;
+	int best;
+
+	*lost = false;
+	m->slots[s].waiters = NULL;
+	m->slots[s].loading = false;
+	if (!slot0) {
+		unhash(m, s);
+		return w;
+	}
+	best = fb_cmp_map_best_slot(&m->h, page, slot0, slot1, &gen);
+	memset(slot_ents(m, s), 0, FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry));
+	if (best >= 0)
+		memcpy(slot_ents(m, s), (const uint8_t *)(best ? slot1 : slot0) + sizeof(struct fb_cmp_page_hdr),
+		       page_entries(m, page) * sizeof(struct fb_cmp_entry));
+	else
+		*lost = true; /* damaged since open: reads as unmapped until rewritten */
+	m->slots[s].gen = gen;
+	return w;
+}
+
+static struct fb_cmp_map_waiter *take_full(struct fb_cmp_map *m)
+{
+	struct fb_cmp_map_waiter *w = m->full;
+
+	m->full = NULL;
+	return w;
+}
+
+struct fb_cmp_map_waiter *fb_cmp_map_unpin(struct fb_cmp_map *m, uint64_t chunk)
+{
+	uint32_t s = find(m, fb_cmp_map_page_of(chunk));
+
+	if (--m->slots[s].pins == 0 && evictable(&m->slots[s]))
+		return take_full(m);
+	return NULL;
 }
 
 bool fb_cmp_map_can_set(const struct fb_cmp_map *m, uint64_t chunk)
 {
+	uint32_t s = find(m, fb_cmp_map_page_of(chunk));
+
 	if (m->pending[m->collect].n >= m->pending_cap)
 		return false;
-	return dirty_get(m, page_of(chunk)) || m->ndirty < m->dirty_cap;
+	/* ndirty + nstage stays within the lists' 2 x dirty_cap, so the pages
+	 * of a failed commit always fit back beside the new ones. */
+	return m->slots[s].dirty || (m->ndirty < m->dirty_cap && m->ndirty + m->nstage < 2 * m->dirty_cap);
 }
 
 int fb_cmp_map_alloc(struct fb_cmp_map *m, uint32_t len, uint64_t *unit)
@@ -232,10 +436,10 @@ void fb_cmp_map_unalloc(struct fb_cmp_map *m, uint64_t unit, uint32_t len)
 	fb_cmp_alloc_put(&m->alloc, unit, fb_cmp_map_units(m, len));
 }
 
-
 bool fb_cmp_map_set(struct fb_cmp_map *m, uint64_t chunk, const struct fb_cmp_entry *e)
 {
-	struct fb_cmp_entry *cur = &m->ent[chunk];
+	uint32_t s = find(m, fb_cmp_map_page_of(chunk));
+	struct fb_cmp_entry *cur = &slot_ents(m, s)[chunk % FB_CMP_ENTRIES_PER_PAGE];
 	struct fb_cmp_pending *p = &m->pending[m->collect];
 
 	if (memcmp(cur, e, sizeof(*e)) == 0)
@@ -245,7 +449,7 @@ bool fb_cmp_map_set(struct fb_cmp_map *m, uint64_t chunk, const struct fb_cmp_en
 	if (has_data(cur))
 		p->v[p->n++] = (struct fb_cmp_extent){cur->unit, fb_cmp_map_units(m, fb_cmp_entry_len(cur))};
 	*cur = *e;
-	dirty_mark(m, page_of(chunk));
+	dirty_mark(m, s);
 	return true;
 }
 
@@ -257,12 +461,15 @@ bool fb_cmp_map_has_work(const struct fb_cmp_map *m)
 size_t fb_cmp_map_snapshot(struct fb_cmp_map *m)
 {
 	for (size_t i = 0; i < m->ndirty; i++) {
-		uint64_t p = m->dirty[i];
+		uint32_t s = m->dirty[i];
+		struct fb_cmp_cpage *c = &m->slots[s];
 
-		fb_cmp_page_seal(&m->h, m->stage + i * FB_CMP_PAGE_SIZE, p, m->gen[p] + 1,
-				 &m->ent[p * FB_CMP_ENTRIES_PER_PAGE], page_entries(m, p));
-		m->stage_page[i] = p;
-		m->dirty_bits[p / 64] &= ~((uint64_t)1 << (p % 64));
+		fb_cmp_page_seal(&m->h, m->stage + i * FB_CMP_PAGE_SIZE, c->page, c->gen + 1,
+				 slot_ents(m, s), page_entries(m, c->page));
+		m->stage_page[i] = c->page;
+		m->stage_slot[i] = s;
+		c->dirty = false;
+		c->staged = true;
 	}
 	m->nstage = m->ndirty;
 	m->ndirty = 0;
@@ -273,29 +480,33 @@ size_t fb_cmp_map_snapshot(struct fb_cmp_map *m)
 
 unsigned fb_cmp_map_stage_slot(const struct fb_cmp_map *m, size_t i)
 {
-	return (unsigned)((m->gen[m->stage_page[i]] + 1) & 1u);
+	return (unsigned)((m->slots[m->stage_slot[i]].gen + 1) & 1u);
 }
 
-void fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
+struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
 {
 	struct fb_cmp_pending *done = &m->pending[1 - m->collect];
 	struct fb_cmp_pending *cur = &m->pending[m->collect];
 
+	for (size_t i = 0; i < m->nstage; i++) {
+		struct fb_cmp_cpage *c = &m->slots[m->stage_slot[i]];
+
+		c->staged = false;
+		if (ok) {
+			c->gen++;
+			set_on_disk(m, c->page);
+		} else {
+			/* Written or not, the page must be written again; its old
+			 * generation stays the reference (a slot may hold the new
+			 * image: writing gen + 1 again to the same slot is what the
+			 * retry does). It fits: see fb_cmp_map_can_set. */
+			dirty_mark(m, m->stage_slot[i]);
+		}
+	}
 	if (ok) {
-		for (size_t i = 0; i < m->nstage; i++)
-			m->gen[m->stage_page[i]]++;
 		for (size_t i = 0; i < done->n; i++)
 			fb_cmp_alloc_put(&m->alloc, done->v[i].unit, done->v[i].n);
 	} else {
-		/* Written or not, the pages must be written again; their old
-		 * generation stays the reference (a slot may hold the new image:
-		 * writing gen + 1 again to the same slot is what the retry does). */
-		for (size_t i = 0; i < m->nstage; i++) {
-			uint64_t p = m->stage_page[i];
-
-			if (!dirty_get(m, p) && m->ndirty < m->dirty_cap)
-				dirty_mark(m, p);
-		}
 		/* Frees stay pending: moved to the collecting list where there is
 		 * room, otherwise leaked until the next open rebuilds free space. */
 		for (size_t i = 0; i < done->n; i++) {
@@ -307,11 +518,27 @@ void fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
 	}
 	done->n = 0;
 	m->nstage = 0;
+	return take_full(m);
 }
 
-uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m)
+uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap)
 {
-	return m->h.num_chunks * sizeof(struct fb_cmp_entry) + m->h.map_pages * sizeof(uint64_t) +
-	       (m->h.map_pages + 63) / 64 * 8 + m->dirty_cap * (8 + 8 + FB_CMP_PAGE_SIZE) +
-	       2 * m->pending_cap * sizeof(struct fb_cmp_extent) + fb_cmp_alloc_ram(&m->alloc);
+	size_t nbuckets = 1;
+
+	while (nbuckets < cache_pages)
+		nbuckets *= 2;
+	return cache_pages * (sizeof(struct fb_cmp_cpage) +
+			      FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry)) +
+	       nbuckets * sizeof(uint32_t) +
+	       2 * dirty_cap * (sizeof(uint32_t) + FB_CMP_PAGE_SIZE + sizeof(uint64_t) + sizeof(uint32_t)) +
+	       2 * pending_cap * sizeof(struct fb_cmp_extent);
+}
+
+uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed)
+{
+	uint64_t f = fb_cmp_map_fixed_ram(m->nslots, m->dirty_cap, m->pending_cap);
+
+	if (fixed)
+		*fixed = f;
+	return f + (m->h.map_pages + 63) / 64 * 8 + fb_cmp_alloc_ram(&m->alloc);
 }

@@ -1,7 +1,13 @@
-/* The chunk map in RAM, its free space, and the bookkeeping of map commits
- * (crash-consistency rules: top of map.c). No I/O here: the bdev reads and
- * writes what this prepares. Callers serialize every call (the bdev's
- * metadata lock). */
+/* The chunk map, paged: a bounded cache of map pages in RAM (loaded on
+ * demand, dirty pages written back by the commits), the volume's free
+ * space, and the bookkeeping of map commits (crash-consistency rules: top
+ * of map.c). No I/O here: the bdev reads and writes what this prepares.
+ * Callers serialize every call (the bdev's metadata lock).
+ *
+ * RAM: the cache (cache_pages x ~4.1 KiB, fixed), the commit stage and
+ * pending-free lists (fixed), one bit per map page (a page has a copy on
+ * disk: 30 KB per TB logical at 16 KiB chunks) and the allocator (alloc.h).
+ * Nothing is held per chunk. */
 #ifndef FB_COMPRESS_MAP_H
 #define FB_COMPRESS_MAP_H
 
@@ -21,69 +27,119 @@ struct fb_cmp_pending {
 	size_t n;
 };
 
+/* Embedded by the caller in what waits for a page (an I/O). */
+struct fb_cmp_map_waiter {
+	struct fb_cmp_map_waiter *next;
+};
+
+/* A cache slot. */
+struct fb_cmp_cpage {
+	uint64_t page;                 /* FB_CMP_NO_PAGE: slot free */
+	uint64_t gen;                  /* generation of its newest durable copy (0 = none) */
+	uint32_t pins;                 /* I/Os using its entries */
+	uint32_t hnext;                /* next slot in its hash chain, UINT32_MAX = none */
+	bool loading, dirty, staged, ref;
+	struct fb_cmp_map_waiter *waiters; /* waiting for the load */
+};
+#define FB_CMP_NO_PAGE UINT64_MAX
+
 struct fb_cmp_map {
 	struct fb_cmp_header h;
-	struct fb_cmp_entry *ent;      /* num_chunks entries */
-	uint64_t *gen;                 /* per page: generation of its newest durable copy (0 = none) */
-	uint64_t *dirty_bits;          /* per page: changed since its last snapshot */
-	uint64_t *dirty;               /* the dirty pages, in order of first change */
+	/* The cache. */
+	struct fb_cmp_cpage *slots;
+	struct fb_cmp_entry *ents;     /* nslots x FB_CMP_ENTRIES_PER_PAGE */
+	uint32_t *buckets;             /* hash heads, UINT32_MAX = empty */
+	size_t nslots, nbuckets, clock;
+	uint64_t *on_disk;             /* per page: a valid copy may be on disk */
+	struct fb_cmp_map_waiter *full; /* waiting for a slot to free up */
+	uint64_t hits, misses, evictions;
+	/* Commits. dirty_cap bounds what new changes may dirty; the lists hold
+	 * twice that, so pages of a failed commit always fit back. */
+	uint32_t *dirty;               /* slots of the dirty pages, in order of first change */
 	size_t ndirty, dirty_cap;
-	/* Extents of replaced entries, not reusable until the page that
-	 * dropped them is durable: [collect] fills now, [1 - collect] belongs
-	 * to the commit in flight. */
-	struct fb_cmp_pending pending[2];
+	struct fb_cmp_pending pending[2]; /* frees awaiting a commit: [collect] fills now */
 	unsigned collect;
 	size_t pending_cap;
 	struct fb_cmp_alloc alloc;
-	/* The commit in flight: sealed page images and their page indices. */
-	uint8_t *stage;                /* dirty_cap * FB_CMP_PAGE_SIZE bytes */
+	uint8_t *stage;                /* sealed page images of the commit in flight */
 	uint64_t *stage_page;
+	uint32_t *stage_slot;
 	size_t nstage;
 	uint64_t leaked_units;         /* frees lost to a failed commit (back after reopen) */
-	/* What the RAM map holds now (stats). */
+	/* What the map holds now (stats). */
 	uint64_t chunks_compressed, chunks_raw, chunks_zero;
 	uint64_t stored_bytes;         /* sum of stored lengths */
 	uint64_t stored_units;         /* sum of units they take */
 };
 
-/* 0 or -ENOMEM. dirty_cap: most pages one commit writes (also the most
- * that may be dirty at once). */
-int fb_cmp_map_init(struct fb_cmp_map *m, const struct fb_cmp_header *h, size_t dirty_cap,
-		    size_t pending_cap);
+/* 0, -EINVAL (cache_pages < 2 * dirty_cap + 2), or -ENOMEM. cache_pages
+ * beyond the map's size are not allocated. */
+int fb_cmp_map_init(struct fb_cmp_map *m, const struct fb_cmp_header *h, size_t cache_pages,
+		    size_t dirty_cap, size_t pending_cap);
 void fb_cmp_map_fini(struct fb_cmp_map *m);
 
 /* Units a stored length takes. */
 uint64_t fb_cmp_map_units(const struct fb_cmp_map *m, uint32_t len);
+/* The page holding chunk's entry. */
+uint64_t fb_cmp_map_page_of(uint64_t chunk);
 
-/* Open: page p's two slot images (read from the base). Returns 0 when a
- * valid copy was found (entries loaded), 1 when neither slot holds a copy
- * (a page never written: its entries are unmapped), 2 when a slot holds
- * this volume's page header but no slot is valid (both copies damaged: the
- * entries are lost, read as unmapped, and the page is marked for rewrite). */
-int fb_cmp_map_load_page(struct fb_cmp_map *m, uint64_t page, const void *slot0, const void *slot1);
+/* Which of a page's two slot images is in force: 0 or 1 (and *gen), -1
+ * when neither is valid, -2 when neither is valid but one holds this
+ * volume's page header (both copies damaged). */
+int fb_cmp_map_best_slot(const struct fb_cmp_header *h, uint64_t page, const void *slot0,
+			 const void *slot1, uint64_t *gen);
 
-/* Open, after every page is loaded: checks each entry and marks its units
- * used. Entries that cannot be right (unknown state, bad length, extent past
- * the data region, units claimed by an earlier chunk) are unmapped, their
- * page marked dirty so the repair is written by the first commit, and
- * report(arg, chunk, why) is called for each. Returns how many. */
+/* ---- open: every page is scanned once, in order ---- */
+
+/* Page p's two slot images (read from the base): checks each entry and
+ * marks its units used. Entries that cannot be right (unknown state, bad
+ * length, extent past the data region, units claimed by an earlier chunk)
+ * are unmapped and report(arg, chunk, why) is called for each; a page
+ * with repairs, or with both copies damaged (its entries are lost and read
+ * as unmapped), goes into the cache dirty, to be written by the next
+ * commit: call it only while ndirty < dirty_cap. Returns 2 when both
+ * copies were damaged, else 0; *repaired counts the entries unmapped. */
 typedef void (*fb_cmp_repair_fn)(void *arg, uint64_t chunk, const char *why);
-uint64_t fb_cmp_map_rebuild(struct fb_cmp_map *m, fb_cmp_repair_fn report, void *arg);
+int fb_cmp_map_scan_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
+			 const void *slot1, fb_cmp_repair_fn report, void *arg, uint64_t *repaired);
 
-/* Marks a page to be written by the next commit (repairs at open). */
-void fb_cmp_map_mark_dirty(struct fb_cmp_map *m, uint64_t page);
+/* ---- the I/O path ---- */
 
-/* Whether set(chunk) can run now; false means a commit must finish first
- * (the dirty page list or the pending-free list is full). */
+#define FB_CMP_MAP_LOAD 1
+/* Looks up chunk's entry:
+ *   0             *e set and the page pinned (fb_cmp_map_unpin when done);
+ *   FB_CMP_MAP_LOAD  the caller must read both copies of page
+ *                 fb_cmp_map_page_of(chunk), call fb_cmp_map_load_done,
+ *                 and look up again;
+ *   -EINPROGRESS  another caller is loading the page: w is queued;
+ *   -EBUSY        every slot is pinned or loading: w is queued;
+ *   -EAGAIN       every free-able slot holds a dirty page: commit, then
+ *                 look up again (w is not queued).
+ * Queued waiters come back from load_done, unpin or commit_done; they
+ * look up again. */
+int fb_cmp_map_get(struct fb_cmp_map *m, uint64_t chunk, struct fb_cmp_entry *e,
+		   struct fb_cmp_map_waiter *w);
+/* Ends a load: slot images (NULL for both when the read failed: the slot
+ * is given up). Returns the waiters to wake. *lost set when both copies
+ * were damaged (its entries read as unmapped). */
+struct fb_cmp_map_waiter *fb_cmp_map_load_done(struct fb_cmp_map *m, uint64_t page,
+					       const void *slot0, const void *slot1, bool *lost);
+/* Unpins chunk's page; returns the waiters to wake (a slot may be free). */
+struct fb_cmp_map_waiter *fb_cmp_map_unpin(struct fb_cmp_map *m, uint64_t chunk);
+
+/* Whether set(chunk) can run now (chunk's page pinned); false means a
+ * commit must finish first (the dirty list or the pending frees are full). */
 bool fb_cmp_map_can_set(const struct fb_cmp_map *m, uint64_t chunk);
 /* Space for a new stored copy: 0 and *unit, or -ENOSPC. */
 int fb_cmp_map_alloc(struct fb_cmp_map *m, uint32_t len, uint64_t *unit);
 /* Gives back space allocated by fb_cmp_map_alloc and never mapped. */
 void fb_cmp_map_unalloc(struct fb_cmp_map *m, uint64_t unit, uint32_t len);
-/* Points chunk at e (its data is written); the old extent becomes pending
- * until this change is durable. Requires fb_cmp_map_can_set. Returns true
- * when something changed. */
+/* Points chunk (its page pinned) at e (its data is written); the old
+ * extent becomes pending until this change is durable. Requires
+ * fb_cmp_map_can_set. Returns true when something changed. */
 bool fb_cmp_map_set(struct fb_cmp_map *m, uint64_t chunk, const struct fb_cmp_entry *e);
+
+/* ---- commits ---- */
 
 /* Whether a commit has anything to write or release. */
 bool fb_cmp_map_has_work(const struct fb_cmp_map *m);
@@ -95,10 +151,14 @@ bool fb_cmp_map_has_work(const struct fb_cmp_map *m);
 size_t fb_cmp_map_snapshot(struct fb_cmp_map *m);
 unsigned fb_cmp_map_stage_slot(const struct fb_cmp_map *m, size_t i);
 /* Ends the commit: durable (ok) -> the new generations count and the
- * pending frees are released; failed -> the pages are dirty again. */
-void fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok);
+ * pending frees are released; failed -> the pages are dirty again. Returns
+ * the waiters to wake (clean pages can be evicted). */
+struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok);
 
-/* RAM held by the map and the allocator, bytes. */
-uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m);
+/* RAM held by the map and the allocator now, bytes; *fixed gets the part
+ * that does not grow with the volume (cache, stage, pending lists). */
+uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed);
+/* That fixed part for a map of at least cache_pages pages. */
+uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap);
 
 #endif
