@@ -4,6 +4,7 @@
  * where useful, structured `data`.
  */
 import { TopologyError } from "../model/errors.js";
+import { stackNameProblem } from "../model/build.js";
 import { NotSupportedError } from "../backends/backend.js";
 import { StaleGenerationError, DataLossRefusedError, DpuBusyError, StepFailedError } from "../apply/errors.js";
 import { RpcDispatcher, RpcMethodError, RpcCode, requireObject } from "./jsonrpc.js";
@@ -30,9 +31,10 @@ export function registerAgentMethods(rpc: RpcDispatcher, svc: AgentService): Rpc
     return svc.apply(o.desired, generationParam("topology.apply", o.expectedGeneration), boolParam("topology.apply", "allowDataLoss", o.allowDataLoss));
   }));
   rpc.register("topology.destroy", wrap(async (p) => {
-    const o = requireObject(p, "topology.destroy", "{dpu?, expectedGeneration?, allowDataLoss?}");
+    const o = requireObject(p, "topology.destroy", "{dpu?, stack?, expectedGeneration?, allowDataLoss?}");
     if (o.dpu !== undefined && (typeof o.dpu !== "string" || !o.dpu)) throw invalid("topology.destroy", "dpu", "the name of the DPU this agent serves (a non-empty string)");
-    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined);
+    if (o.stack !== undefined && stackNameProblem(o.stack)) throw invalid("topology.destroy", "stack", "the stack whose resources to remove (1-64 letters, digits, '_', '.' or '-')");
+    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined, o.stack as string | undefined);
   }));
   rpc.register("events.list", wrap(async (p) => {
     const o = requireObject(p, "events.list", "{since?, limit?}");

@@ -4,7 +4,7 @@
  * restore the stack when the target comes back. Transport-free (the HTTP layer and the
  * JSON-RPC dispatcher sit in front of it).
  */
-import type { Desired, Resource } from "../model/types.js";
+import { stackOf, type Desired, type Resource } from "../model/types.js";
 import { validateDesired } from "../model/validate.js";
 import { TopologyError } from "../model/errors.js";
 import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
@@ -214,11 +214,15 @@ export class AgentService {
     return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply"));
   }
 
-  /** `topology.destroy`: remove everything this agent realized; `dpu`, when given, must be the DPU it serves. */
-  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string): Promise<ApplyResult> {
+  /**
+   * `topology.destroy`: remove everything `stack` (default: the default stack) realized on
+   * this agent; other stacks' resources stay. `dpu`, when given, must be the DPU it serves.
+   */
+  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string, stack?: string): Promise<ApplyResult> {
     const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
     if (dpu !== undefined && serving !== null && dpu !== serving) throw new WrongDpuError(serving, [dpu]);
-    return this.lock.tryRun("destroy", () => this.applyLocked({ formatVersion: 1, resources: [] }, expectedGeneration, allowDataLoss, "destroy"));
+    const nothing: Desired = { formatVersion: 1, resources: [], ...(stack !== undefined ? { stack } : {}) };
+    return this.lock.tryRun("destroy", () => this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy"));
   }
 
   /** `events.list`. */
@@ -335,6 +339,7 @@ export class AgentService {
         emit: (ev) => this.emit(ev),
         onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.op, result: ok ? "ok" : "failed" }),
         stopReason: () => this.stopping,
+        stack: stackOf(desired),
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
       await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });

@@ -46,7 +46,7 @@ export function desiredFromPlan(p: Plan): Desired {
   const resources = p.resource_changes
     .filter((c) => c.change.after !== null)
     .map((c) => ({ address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, spec: c.change.after }) as Resource);
-  return { formatVersion: 1, resources };
+  return { formatVersion: 1, resources, ...(p.stack !== undefined ? { stack: p.stack } : {}) };
 }
 
 /** Run a fleet apply or destroy. Never throws for one DPU's failure. */
@@ -75,7 +75,8 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     }
   }
 
-  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [] } : o.desired;
+  // destroy removes this stack's resources only
+  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [], ...(o.desired.stack !== undefined ? { stack: o.desired.stack } : {}) } : o.desired;
   const dpus = reachable.map((t) => t.dpu);
   let live: Awaited<ReturnType<typeof liveCheck>> = { errors: [], warnings: [] };
   try {
@@ -129,7 +130,7 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => progress.onEvent(t.dpu, ev));
     try {
       const params = o.mode === "destroy"
-        ? { dpu: t.dpu, expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
+        ? { dpu: t.dpu, ...(wanted.stack !== undefined ? { stack: wanted.stack } : {}), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
         : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss };
       return await t.client.call<ApplyResult>(o.mode === "destroy" ? "topology.destroy" : "topology.apply", params);
     } finally {

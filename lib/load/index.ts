@@ -38,7 +38,7 @@ export function loadTopology(path: string, options: LoadOptions = {}): Desired {
     diagnostics.push(...e.diagnostics);
   }
   if (diagnostics.length > 0) throw new TopologyError(diagnostics.sort(byLocation), `invalid topology ${display}`);
-  return desired!;
+  return loaded.stack !== undefined ? { ...desired!, stack: loaded.stack } : desired!;
 }
 
 function loadAny(path: string, display: string, stacks: readonly string[] | undefined): Loaded & { desired?: Desired } {

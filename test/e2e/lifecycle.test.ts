@@ -189,7 +189,7 @@ test("changes the engine cannot make are plan errors in every format (exit 1), a
     const json = await cli(["plan", t, "--format", "json", "--out", path.join(dir, `cannot-${name}.json`)]);
     assert.is(json.code, 1);
     const plan = JSON.parse(json.stdout);
-    assert.is(plan.format_version, "1.1");
+    assert.is(plan.format_version, "1.2");
     assert.ok(plan.errors.some((e: any) => e.message === message || e.message.startsWith(message)), JSON.stringify(plan.errors));
     await fsp.access(path.join(dir, `cannot-${name}.json`)).then(() => assert.unreachable("a plan with errors must not be saved"), () => undefined);
     const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);

@@ -4,7 +4,7 @@ import { runApplyCommand, type ApplyCliOptions } from "./apply.js";
 /** `flexbso destroy [TOPOLOGY] [--dpu NAME...] [--auto-approve] [--allow-data-loss]` */
 export const destroyCommand: CliCommand = {
   name: "destroy",
-  summary: "remove everything the agents named by a topology have realized",
+  summary: "remove what the topology's stack realized on the agents it names (other stacks' resources stay)",
   define(cmd) {
     cmd
       .argument("[topology]", "YAML topology, cdk.tf.json, or cdktf output/stack directory (default: ./cdk.tf.json); used to find the agents")
