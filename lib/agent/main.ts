@@ -74,9 +74,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     // The engine's default vhost dir (flexbso engine without --vhost-dir): next to its RPC socket.
     const vhostDir = path.join(path.dirname(cfg.target.socket), "vhost");
     const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits });
-    metrics = new AgentMetrics(async () => (await svc.stats()).map((s) => ({
-      function: s.exportName, bdev: s.bdev, readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes,
-    })));
+    metrics = new AgentMetrics(() => svc.metricStats());
     svc = new AgentService({
       configuredDpu: cfg.dpu,
       store,

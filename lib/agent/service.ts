@@ -17,7 +17,7 @@ import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
 import { bottomUp } from "../apply/order.js";
 import { planDpu, type DpuPlan } from "../apply/planning.js";
 import type { Logger } from "./log.js";
-import type { AgentMetrics } from "./metrics.js";
+import type { AgentMetrics, FunctionStat } from "./metrics.js";
 
 /** The topology names another DPU than this agent's. */
 export class WrongDpuError extends Error {
@@ -235,6 +235,15 @@ export class AgentService {
     return this.d.backend.stats(this.state.resources.filter((r) => r.kind === "function"));
   }
 
+  /** Per-function stats for /metrics, labelled with the DPU, function and tenant names the user wrote. */
+  async metricStats(): Promise<FunctionStat[]> {
+    const byAddress = new Map(this.state.resources.map((r) => [r.address, r]));
+    return (await this.stats()).map(({ address, exportName: _e, bdev: _b, ...s }) => {
+      const r = byAddress.get(address);
+      return { ...s, dpu: this.dpuName, function: r?.name ?? address, tenant: r?.kind === "function" ? r.spec.tenant ?? "" : "" };
+    });
+  }
+
   /**
    * Record an event (and log it). Never rejects: events are best effort (the state file
    * is the record of what exists), and many callers do not wait for them, so a full or
@@ -267,6 +276,7 @@ export class AgentService {
       await this.emit({ level: "info", type: "drift.cleared", message: "the target matches the agent's state again" });
       return;
     }
+    this.d.metrics?.driftDetected.inc();
     await this.emit({
       level: "warn", type: "drift.detected", message: `${drift.length} object(s) on the target differ from the agent's state (reconcile: report; nothing changed): ${drift.map((d) => d.message).join("; ")}`,
       data: { drift },
@@ -306,6 +316,8 @@ export class AgentService {
           await this.emit({ level: "error", type: "reconcile.failed", address: r.address, message: `cannot restore ${r.address}: ${(e as Error).message}` });
         }
       }
+      this.d.metrics?.reconcileRuns.inc({ reason, result: restored === missing.length ? "ok" : "failed" });
+      this.d.metrics?.reconcileRestored.inc(restored);
       await this.emit({ level: restored === missing.length ? "info" : "error", type: "reconcile.done", message: `restored ${restored}/${missing.length} resource(s)`, data: { reason, restored, missing: missing.length } });
     });
   }

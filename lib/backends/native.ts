@@ -24,7 +24,7 @@ import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec } from "../
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
-  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats,
+  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats, type LatencyHistogram,
   type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc, type VhostInfo,
 } from "./backend.js";
 
@@ -218,14 +218,14 @@ export class NativeBackend implements Backend {
     for (const e of asArray(exportsRaw)) {
       const o = e as Record<string, unknown>;
       if (typeof o.export_name !== "string") continue;
-      exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? "") });
+      exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? ""), ...(typeof o.connections === "number" ? { connections: o.connections } : {}) });
     }
     const vhost = new Map<string, VhostInfo>();
     for (const c of asArray(vhostRaw)) {
       const o = c as Record<string, unknown>;
       if (typeof o.ctrlr !== "string") continue;
       const blk = ((o.backend_specific as Record<string, unknown> | undefined)?.block ?? {}) as Record<string, unknown>;
-      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0) });
+      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0), ...(Array.isArray(o.sessions) ? { connections: o.sessions.length } : {}) });
     }
     return { bdevs, exports, vhost };
   }
@@ -441,15 +441,20 @@ export class NativeBackend implements Backend {
   async stats(functions: readonly Resource[]): Promise<FunctionStats[]> {
     const fns = functions.filter((r): r is ResourceOf<"function"> => r.kind === "function");
     if (!fns.length) return [];
-    const raw = await this.opts.rpc.call<unknown>("bdev_get_iostat");
+    const [raw, inv] = await Promise.all([this.opts.rpc.call<unknown>("bdev_get_iostat"), this.inventory()]);
+    const tickRate = Number((raw as { tick_rate?: unknown })?.tick_rate ?? 1e9) || 1e9;
     const list = asArray((raw as { bdevs?: unknown })?.bdevs ?? raw);
     const byName = new Map<string, Record<string, unknown>>();
     for (const b of list) {
       const o = b as Record<string, unknown>;
       if (typeof o.name === "string") byName.set(o.name, o);
     }
-    return fns.map((f) => {
+    return Promise.all(fns.map(async (f) => {
       const s = byName.get(f.spec.volume) ?? {};
+      const ioError = (s.io_error ?? {}) as Record<string, unknown>;
+      const connections = f.spec.transport === "vhost-user-blk" ? inv.vhost?.get(f.name)?.connections : inv.exports.get(exportNameOf(f.spec))?.connections;
+      const sumSeconds = (Number(s.read_latency_ticks ?? 0) + Number(s.write_latency_ticks ?? 0)) / tickRate;
+      const latency = s.name === undefined ? undefined : await this.latency(f.spec.volume, sumSeconds);
       return {
         address: f.address,
         exportName: exportNameOf(f.spec),
@@ -458,8 +463,26 @@ export class NativeBackend implements Backend {
         writeOps: Number(s.num_write_ops ?? 0),
         readBytes: Number(s.bytes_read ?? 0),
         writeBytes: Number(s.bytes_written ?? 0),
+        errors: Object.values(ioError).reduce<number>((n, v) => n + Number(v ?? 0), 0),
+        connections: connections ?? 0,
+        ...(latency ? { latency } : {}),
       };
-    });
+    }));
+  }
+
+  /**
+   * A volume's latency histogram. Histograms are off on a new bdev (and after an engine
+   * restart), so the first read turns it on and the next one has counts.
+   */
+  private async latency(bdev: string, sumSeconds: number): Promise<LatencyHistogram | undefined> {
+    try {
+      const h = await this.opts.rpc.call<{ histogram: string; bucket_shift: number; tsc_rate: number }>("bdev_get_histogram", { name: bdev });
+      return { histogram: h.histogram, bucketShift: h.bucket_shift, tscRate: h.tsc_rate, sumSeconds };
+    } catch (e) {
+      // SPDK answers -EFAULT while the histogram is off; a target without histograms (-32601) has none
+      if ((e as { code?: unknown }).code === -14) await this.opts.rpc.call("bdev_enable_histogram", { name: bdev, enable: true }).catch(() => undefined);
+      return undefined;
+    }
   }
 
   /** Endpoint of a function resource. */

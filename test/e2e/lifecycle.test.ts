@@ -224,7 +224,7 @@ test("show prints a valid topology that plans to no changes", async () => {
 test("metrics expose per-function stats", async () => {
   const res = await fetch(`${a.url}/metrics`, { headers: { Authorization: `Bearer ${a.token()}` } });
   const text = await res.text();
-  assert.match(text, /flexbso_function_write_bytes\{function="pf0vf1",bdev="disk0"\} [1-9]/);
+  assert.match(text, /flexbso_function_write_bytes_total\{dpu="dpu0",function="vm1",tenant="bob2"\} [1-9]/);
   assert.match(text, "flexbso_agent_generation 2");
 });
 
