@@ -20,7 +20,7 @@ import { RpcDispatcher } from "./jsonrpc.js";
 import { registerAgentMethods } from "./methods.js";
 import { AgentService } from "./service.js";
 import { EngineSupervisor } from "./supervisor.js";
-import { createAgentServer, listen } from "./http.js";
+import { createAgentServer, endEventStreams, listen } from "./http.js";
 
 /** A running agent. */
 export interface RunningAgent {
@@ -93,11 +93,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       if (code !== 0) log.warn("rpc error", { method, code });
     }), svc);
     const server = createAgentServer({
+      events,
       token, readToken, rpc, metrics, log,
       health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
     });
     const port = await listen(server, cfg.host, cfg.port);
-    cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
+    cleanups.unshift(async () => {
+      await endEventStreams(server, "the agent is shutting down");
+      await new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+    });
     const url = `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, LOCAL_URL_FILE), url + "\n");
     // beside the token: the CLI sends the local token to this URL only
