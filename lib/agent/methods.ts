@@ -5,6 +5,7 @@
  */
 import { TopologyError } from "../model/errors.js";
 import { stackNameProblem } from "../model/build.js";
+import { auditProblem, type ApplyAudit } from "../state/events.js";
 import { NotSupportedError } from "../backends/backend.js";
 import { StaleGenerationError, DataLossRefusedError, DpuBusyError, StepFailedError } from "../apply/errors.js";
 import { RpcDispatcher, RpcMethodError, RpcCode, requireObject } from "./jsonrpc.js";
@@ -26,15 +27,15 @@ export function registerAgentMethods(rpc: RpcDispatcher, svc: AgentService): Rpc
     return svc.plan(o.desired);
   }));
   rpc.register("topology.apply", wrap(async (p) => {
-    const o = requireObject(p, "topology.apply", "{desired, expectedGeneration?, allowDataLoss?}");
+    const o = requireObject(p, "topology.apply", "{desired, expectedGeneration?, allowDataLoss?, audit?}");
     if (o.desired === undefined) throw invalid("topology.apply", "desired", "the desired topology (a Desired document {formatVersion: 1, resources})");
-    return svc.apply(o.desired, generationParam("topology.apply", o.expectedGeneration), boolParam("topology.apply", "allowDataLoss", o.allowDataLoss));
+    return svc.apply(o.desired, generationParam("topology.apply", o.expectedGeneration), boolParam("topology.apply", "allowDataLoss", o.allowDataLoss), auditParam("topology.apply", o.audit));
   }));
   rpc.register("topology.destroy", wrap(async (p) => {
-    const o = requireObject(p, "topology.destroy", "{dpu?, stack?, expectedGeneration?, allowDataLoss?}");
+    const o = requireObject(p, "topology.destroy", "{dpu?, stack?, expectedGeneration?, allowDataLoss?, audit?}");
     if (o.dpu !== undefined && (typeof o.dpu !== "string" || !o.dpu)) throw invalid("topology.destroy", "dpu", "the name of the DPU this agent serves (a non-empty string)");
     if (o.stack !== undefined && stackNameProblem(o.stack)) throw invalid("topology.destroy", "stack", "the stack whose resources to remove (1-64 letters, digits, '_', '.' or '-')");
-    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined, o.stack as string | undefined);
+    return svc.destroy(generationParam("topology.destroy", o.expectedGeneration), boolParam("topology.destroy", "allowDataLoss", o.allowDataLoss), o.dpu as string | undefined, o.stack as string | undefined, auditParam("topology.destroy", o.audit));
   }));
   rpc.register("events.list", wrap(async (p) => {
     const o = requireObject(p, "events.list", "{since?, limit?}");
@@ -61,6 +62,13 @@ function generationParam(method: string, v: unknown): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw invalid(method, "expectedGeneration", "a non-negative integer (the generation your plan was made against)");
   return v;
+}
+
+function auditParam(method: string, v: unknown): ApplyAudit | undefined {
+  if (v === undefined) return undefined;
+  const bad = auditProblem(v);
+  if (bad) throw invalid(method, bad.field, bad.want);
+  return v as ApplyAudit;
 }
 
 function boolParam(method: string, field: string, v: unknown): boolean {

@@ -10,7 +10,7 @@ import { TopologyError } from "../model/errors.js";
 import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
 import type { DriftItem, TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
-import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
+import type { EventLog, AgentEvent, EventInput, ApplyAudit } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
 import { executeSteps, preflight } from "../apply/executor.js";
 import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
@@ -209,20 +209,20 @@ export class AgentService {
    * `topology.apply`: plan against the current state and execute, under the DPU lock.
    * @throws StaleGenerationError, DataLossRefusedError, NotSupportedError, StepFailedError, DpuBusyError, TopologyError, WrongDpuError
    */
-  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean): Promise<ApplyResult> {
+  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean, audit?: ApplyAudit): Promise<ApplyResult> {
     const desired = this.checkDesired(rawDesired);
-    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply"));
+    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply", audit));
   }
 
   /**
    * `topology.destroy`: remove everything `stack` (default: the default stack) realized on
    * this agent; other stacks' resources stay. `dpu`, when given, must be the DPU it serves.
    */
-  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string, stack?: string): Promise<ApplyResult> {
+  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string, stack?: string, audit?: ApplyAudit): Promise<ApplyResult> {
     const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
     if (dpu !== undefined && serving !== null && dpu !== serving) throw new WrongDpuError(serving, [dpu]);
     const nothing: Desired = { formatVersion: 1, resources: [], ...(stack !== undefined ? { stack } : {}) };
-    return this.lock.tryRun("destroy", () => this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy"));
+    return this.lock.tryRun("destroy", () => this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy", audit));
   }
 
   /** `events.list`. */
@@ -322,7 +322,7 @@ export class AgentService {
     });
   }
 
-  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string): Promise<ApplyResult> {
+  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string, audit?: ApplyAudit): Promise<ApplyResult> {
     const dpu = what === "destroy" ? this.dpuName : this.servingFor(desired);
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
@@ -336,7 +336,10 @@ export class AgentService {
     if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${s.op} ${s.address}${s.reason ? ` (${s.reason})` : ""}`));
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
-    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)`, data: { generation, steps: p.steps.length } });
+    // the audit trail: which plan runs, from which commit, for which stack
+    const origin = { stack: stackOf(desired), ...(audit ? { audit } : {}) };
+    const from = audit ? ` (plan ${audit.planDigest.slice(0, 19)}…${audit.commit ? `, commit ${audit.commit.slice(0, 12)}${audit.dirty ? " with uncommitted changes" : ""}` : ""})` : "";
+    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)${from}`, data: { generation, steps: p.steps.length, ...origin } });
     try {
       const r = await executeSteps(p.steps, {
         dpu,
@@ -354,11 +357,11 @@ export class AgentService {
         stack: stackOf(desired),
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });
+      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)${from}`, data: { generation, ...origin } });
       return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map((s) => `${s.op} ${s.address}`), changes: true };
     } catch (e) {
       this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation } });
+      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation, ...origin } });
       throw e;
     }
   }

@@ -68,9 +68,14 @@ test("--follow prints the backlog, then new events; Ctrl-C ends it cleanly", asy
     .replace("${BDEVS}", "      m: { kind: malloc, size: 8MiB }")
     .replace("${FUNCS}", "      vm: { pf: 0, vf: 0, transport: nbd, volume: m, qos: { iops: 1000 } }")
     .replace("${VFS}", "8"));
-  const r = await cli(["apply", edited, "--auto-approve"]);
+  const sha = "0123456789abcdef0123456789abcdef01234567";
+  const r = await cli(["apply", edited, "--auto-approve"], { env: { GITHUB_SHA: sha } });
   assert.is(r.code, 0, r.stdout + r.stderr);
   await f.until((e) => f.events.indexOf(e as never) >= seen && e.type === "apply.done");
+  // the audit trail: the plan's digest and the commit (here from CI's GITHUB_SHA: the topology is in no git repository)
+  const done = f.events.slice(seen).find((e) => e.type === "apply.done") as unknown as { data: { audit: { planDigest: string; commit: string; commitSource: string }; stack: string } };
+  assert.match(done.data.audit.planDigest, /^sha256:[0-9a-f]{64}$/);
+  assert.equal([done.data.audit.commit, done.data.audit.commitSource, done.data.stack], [sha, "GITHUB_SHA", "default"]);
   assert.ok(f.events.slice(seen).some((e) => e.type === "apply.step.done"), JSON.stringify(f.events.slice(seen)));
   assert.ok(f.events.every((e) => e.dpu === "dpu0"));
   f.child.kill("SIGINT");
