@@ -18,6 +18,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec } from "../model/types.js";
@@ -86,11 +87,13 @@ export class NativeBackend implements Backend {
     const freedExports = new Set<string>();
     const retainedFiles = new Set<string>(); // kept by an earlier delete step, which also drops their sidecar
     let newBytes = 0;
+    let mallocDelta = 0; // bytes of malloc bdevs this plan adds (less what it deletes)
     for (const s of steps) {
       const r = s.op === "delete" ? s.before : s.after;
       if (!r) continue;
       const fail = (message: string, fix: string, field?: string) =>
         errors.push({ address: r.address, dpu: r.dpu, operation: s.op, ...(field !== undefined ? { field } : {}), message: `${r.address}: ${message}`, fix });
+      if (r.kind === "malloc" && s.op !== "update") mallocDelta += s.op === "delete" ? -r.spec.size : r.spec.size;
       if (s.op === "delete") {
         if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
         if (r.kind === "function") freedExports.add(exportNameOf(r.spec));
@@ -174,6 +177,23 @@ export class NativeBackend implements Backend {
       if (st.size > r.spec.size) {
         fail(`${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; the agent never truncates existing data`,
           `raise size to at least ${st.size}, or move the file away`, "size");
+      }
+    }
+    if (mallocDelta > 0) {
+      // The engine charges each malloc bdev its full size against malloc_mem_limit (default: RAM
+      // less max(RAM/8, 512 MiB)) and refuses creates past it; RAM is only used when written.
+      const held = [...inv.bdevs.values()].filter((b) => b.productName === "Malloc disk").reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
+      const total = held + mallocDelta;
+      const ram = os.totalmem();
+      const limit = ram - Math.max(ram / 8, 512 * 2 ** 20);
+      if (total > limit) {
+        const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
+        warnings.push({
+          dpu, message: `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
+            `of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free); ` +
+            "unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused",
+          fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
+        });
       }
     }
     if (newBytes > 0) {
