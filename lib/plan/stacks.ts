@@ -4,6 +4,7 @@
  * not managed by this stack and never deleted. DPU resources are shared by every stack
  * on the DPU: one is deleted only with the last stack's resources on it.
  */
+import { canonicalJsonCompact } from "../model/canonical.js";
 import { stackOf, type Resource } from "../model/types.js";
 import type { PlanProblem } from "./types.js";
 
@@ -46,7 +47,21 @@ export function splitByStack(stack: string, desired: readonly Resource[], actual
   for (const r of foreign) for (const k of key(r)) taken.set(k, r);
   const conflicts: PlanProblem[] = [];
   const refused = new Set<string>();
+  const foreignAt = new Map(foreign.map((r) => [r.address, r]));
   for (const r of desired) {
+    // A resource labelled with another stack (a whole topology read back from an agent and
+    // sent again, as the Terraform provider does) is that stack's: left alone when unchanged.
+    if (r.kind !== "dpu" && r.stack !== undefined && r.stack !== stack) {
+      const theirs = foreignAt.get(r.address);
+      refused.add(r.address);
+      if (theirs && stackOf(theirs) === r.stack && canonicalJsonCompact(theirs.spec) === canonicalJsonCompact(r.spec)) continue;
+      conflicts.push({
+        address: r.address, dpu: r.dpu, operation: theirs ? "update" : "create",
+        message: `${r.address} is labelled stack '${r.stack}', and this topology is stack '${stack}': a plan changes only its own stack's resources`,
+        fix: `change it in stack '${r.stack}''s topology, or drop its 'stack' label to make it this stack's`,
+      });
+      continue;
+    }
     const owner = key(r).map((k) => taken.get(k)).find((o) => o !== undefined);
     if (!owner) continue;
     refused.add(r.address);

@@ -104,4 +104,18 @@ dpus:
   assert.ok(!p.steps.some((s) => s.action === "delete"), "nothing of team A is deleted");
 });
 
+test("another stack's resources sent back unchanged (a topology read from the agent) are left alone", () => {
+  const actual = realized(teamA(), teamB());
+  // what topology.get answers, sent again as the default stack's document (the Terraform provider does this)
+  const roundTrip: Desired = { formatVersion: 1, resources: actual.resources.map((r) => ({ ...r })) };
+  const p = plan(roundTrip, actual);
+  assert.equal(p.errors, []);
+  assert.equal(p.steps, []);
+  const edited: Desired = { formatVersion: 1, resources: actual.resources.map((r) => (r.address === "d/malloc/a0" && r.kind === "malloc" ? { ...r, spec: { ...r.spec, size: 2 ** 21 } } : r)) };
+  const e = plan(edited, actual);
+  assert.equal(e.errors.map((x) => x.address), ["d/malloc/a0"]);
+  assert.match(e.errors[0]!.message, "is labelled stack 'team-a', and this topology is stack 'default'");
+  assert.equal(e.steps, []);
+});
+
 test.run();
