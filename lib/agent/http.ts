@@ -1,6 +1,7 @@
 /**
  * The agent's HTTP front: `POST /rpc` (JSON-RPC 2.0, bearer token), `GET /metrics`
- * (Prometheus text, bearer token), `GET /healthz` (open: 200 `{ok:true}` when the target
+ * (Prometheus text, bearer token), `GET /events?since=N` (the event log as a stream of
+ * JSON lines that stays open, bearer token), `GET /healthz` (open: 200 `{ok:true}` when the target
  * answers, 503 otherwise; the details only with the token). Request bodies are capped;
  * nothing else is served. Connections that have not authenticated are bounded per peer
  * address and in all, and must authenticate within a deadline, so unauthenticated peers
@@ -14,6 +15,7 @@ import { checkBearer } from "../state/token.js";
 import { RpcDispatcher, errorResponse, serializeResponse, RpcCode, RpcFailure } from "./jsonrpc.js";
 import type { AgentMetrics } from "./metrics.js";
 import type { Logger } from "./log.js";
+import type { AgentEvent } from "../state/events.js";
 
 /** Largest accepted request body (a 100k-resource topology fits). */
 export const MAX_BODY = 64 * 1024 * 1024;
@@ -54,6 +56,34 @@ export interface HttpDeps {
   readonly health: () => Promise<{ ok: boolean; [k: string]: unknown }>;
   /** Serve HTTPS with this certificate and key (PEM); plain HTTP when absent. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** The event log, for `GET /events` (absent: 404). */
+  readonly events?: EventSource;
+}
+
+/** What `GET /events` reads: the stored events, then each new one. */
+export interface EventSource {
+  list(since: number, limit: number): Promise<AgentEvent[]>;
+  subscribe(fn: (e: AgentEvent) => void): () => void;
+}
+
+/** Ends one open `GET /events` stream; resolves once its last line is sent. */
+type EndStream = (reason: string) => Promise<void>;
+
+/** Open `GET /events` streams of each server, so shutdown can end them with a last line. */
+const streams = new WeakMap<http.Server, Set<EndStream>>();
+
+/**
+ * End every `GET /events` stream of `server` with a last line `{"end": reason}`, so a
+ * follower knows the agent stopped on purpose (a lost connection has no such line).
+ * Resolves when the lines are sent, or after `waitMs` (a client that does not read).
+ */
+export async function endEventStreams(server: http.Server, reason: string, waitMs = 1_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([...(streams.get(server) ?? [])].map((end) => end(reason))),
+    new Promise<void>((r) => { timer = setTimeout(r, waitMs); }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Create (not yet listening) the HTTP server. */
@@ -64,8 +94,9 @@ export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: n
     requestTimeout,
     connectionsCheckingInterval: Math.min(1_000, requestTimeout),
   };
+  const open = new Set<EndStream>();
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    handle(deps, req, res).catch((e) => {
+    handle(deps, req, res, open).catch((e) => {
       deps.log.error("http handler failed", { err: e, url: req.url });
       if (!res.headersSent) send(res, 500, "text/plain", "internal error\n");
       else res.destroy();
@@ -74,6 +105,7 @@ export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: n
   const server: http.Server = deps.tls
     ? https.createServer({ ...options, cert: deps.tls.cert, key: deps.tls.key, minVersion: "TLSv1.2" }, handler)
     : http.createServer(options, handler);
+  streams.set(server, open);
   server.keepAliveTimeout = 5_000;
   server.maxConnections = MAX_CONNECTIONS;
   guardUnauthenticated(server, limits.authDeadlineMs ?? AUTH_DEADLINE_MS);
@@ -137,7 +169,7 @@ export function listen(server: http.Server, host: string, port: number): Promise
   });
 }
 
-async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse, open: Set<EndStream>): Promise<void> {
   const url = (req.url ?? "/").split("?")[0];
   const admin = checkBearer(req.headers.authorization, deps.token);
   const authed = admin || (deps.readToken !== undefined && checkBearer(req.headers.authorization, deps.readToken));
@@ -149,7 +181,7 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     // without the token: only whether the agent is up (no DPU name, generation, pids)
     return send(res, h.ok ? 200 : 503, "application/json", JSON.stringify(authed ? h : { ok: h.ok }) + "\n");
   }
-  if (url !== "/rpc" && url !== "/metrics") return send(res, 404, "text/plain", "not found: the agent serves POST /rpc, GET /metrics, GET /healthz\n");
+  if (url !== "/rpc" && url !== "/metrics" && !(url === "/events" && deps.events)) return send(res, 404, "text/plain", "not found: the agent serves POST /rpc, GET /metrics, GET /events, GET /healthz\n");
   if (!authed) {
     deps.log.warn("unauthorized request", { url, remote: req.socket.remoteAddress });
     // the body of an unauthenticated request is never read: answer and close
@@ -159,6 +191,10 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
   if (url === "/metrics") {
     if (req.method !== "GET") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET" });
     return send(res, 200, deps.metrics.contentType, await deps.metrics.text());
+  }
+  if (url === "/events") {
+    if (req.method !== "GET") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET" });
+    return streamEvents(deps.events!, req, res, open);
   }
   if (req.method !== "POST") return send(res, 405, "text/plain", "use POST with a JSON-RPC 2.0 body\n", { Allow: "POST" });
   const tooLarge = () => send(res, 413, "application/json", JSON.stringify(errorResponse(null, new RpcFailure(RpcCode.InvalidRequest,
@@ -177,6 +213,44 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
   });
   if (out === null) return send(res, 204, "text/plain", "");
   send(res, 200, "application/json", serializeResponse(out) + "\n");
+}
+
+/**
+ * `GET /events?since=N`: every event after N, then each new one as it is recorded, one
+ * JSON object per line, with no deadline: the stream ends when the client goes away or
+ * the agent stops ({@link endEventStreams}).
+ */
+async function streamEvents(events: EventSource, req: http.IncomingMessage, res: http.ServerResponse, open: Set<EndStream>): Promise<void> {
+  const raw = new URL(req.url ?? "/", "http://agent").searchParams.get("since") ?? "0";
+  const since = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(since)) return send(res, 400, "text/plain", `since must be a non-negative integer sequence number (got ${JSON.stringify(raw)})\n`);
+  // subscribe before reading the backlog, so no event falls between the two
+  const early: AgentEvent[] = [];
+  let live: ((e: AgentEvent) => void) | null = null;
+  const unsubscribe = events.subscribe((e) => (live ? live(e) : early.push(e)));
+  let last = since;
+  const write = (e: AgentEvent) => {
+    if (e.seq <= last) return;
+    last = e.seq;
+    res.write(JSON.stringify(e) + "\n");
+  };
+  const end: EndStream = (reason) => new Promise<void>((resolve) => {
+    open.delete(end);
+    unsubscribe();
+    if (res.writableEnded) return resolve();
+    res.end(JSON.stringify({ end: reason }) + "\n", () => resolve());
+  });
+  open.add(end);
+  res.on("close", () => { open.delete(end); unsubscribe(); });
+  req.socket.setTimeout(0);
+  res.writeHead(200, { "Content-Type": "application/x-ndjson", "Cache-Control": "no-store" });
+  for (let more = true; more;) {
+    const batch = await events.list(last, 10_000);
+    batch.forEach(write);
+    more = batch.length === 10_000;
+  }
+  early.forEach(write);
+  live = write;
 }
 
 class BodyTooLargeError extends Error {}

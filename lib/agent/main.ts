@@ -22,7 +22,7 @@ import { RpcDispatcher } from "./jsonrpc.js";
 import { registerAgentMethods } from "./methods.js";
 import { AgentService } from "./service.js";
 import { EngineSupervisor } from "./supervisor.js";
-import { createAgentServer, listen } from "./http.js";
+import { createAgentServer, endEventStreams, listen } from "./http.js";
 
 /** A running agent. */
 export interface RunningAgent {
@@ -76,9 +76,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     // The engine's default vhost dir (flexbso engine without --vhost-dir): next to its RPC socket.
     const vhostDir = path.join(path.dirname(cfg.target.socket), "vhost");
     const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits, tenants: cfg.tenants, devices: cfg.devices, thinProvisioning: cfg.thinProvisioning });
-    metrics = new AgentMetrics(async () => (await svc.stats()).map((s) => ({
-      function: s.exportName, bdev: s.bdev, readOps: s.readOps, writeOps: s.writeOps, readBytes: s.readBytes, writeBytes: s.writeBytes,
-    })));
+    metrics = new AgentMetrics(() => svc.metricStats());
     svc = new AgentService({
       configuredDpu: cfg.dpu,
       store,
@@ -98,11 +96,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
     }), svc);
     const tls = cfg.tls ? await readTls(cfg.tls) : undefined;
     const server = createAgentServer({
+      events,
       token, readToken, rpc, metrics, log, ...(tls ? { tls } : {}),
       health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
     });
     const port = await listen(server, cfg.host, cfg.port);
-    cleanups.unshift(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
+    cleanups.unshift(async () => {
+      await endEventStreams(server, "the agent is shutting down");
+      await new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+    });
     const url = `${tls ? "https" : "http"}://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, LOCAL_URL_FILE), url + "\n");
     // beside the token: the CLI sends the local token to this URL only (and pins this certificate)

@@ -4,6 +4,8 @@
  * `data` where useful.
  */
 import { TopologyError } from "../model/errors.js";
+import { stackNameProblem } from "../model/build.js";
+import { auditProblem, type ApplyAudit } from "../state/events.js";
 import { NotSupportedError } from "../backends/backend.js";
 import { StaleGenerationError, DataLossRefusedError, DpuBusyError, StepFailedError } from "../apply/errors.js";
 import { defineMethod } from "../rpc/dispatcher.js";
@@ -18,6 +20,7 @@ const GENERATION: ParamSpec = {
   nullable: true,
   hint: "a non-negative integer (the generation your plan was made against)",
 };
+const AUDIT: ParamSpec = { type: "object", hint: "{planDigest, commit?, commitSource?, dirty?}: where this apply came from" };
 const ALLOW_DATA_LOSS: ParamSpec = { type: "boolean", hint: "true or false (true lets steps that discard data run)" };
 
 /** Register every agent method on `rpc`. */
@@ -37,18 +40,25 @@ export function registerAgentMethods(rpc: RpcDispatcher, svc: AgentService): Rpc
   method("topology.get", "The served topology and its generation.", NO_PARAMS, () => svc.get());
   method<{ desired: unknown }>("topology.plan", "Plan a desired topology against the live target.",
     { properties: { desired: DESIRED }, required: ["desired"] }, (p) => svc.plan(p.desired));
-  method<{ desired: unknown; expectedGeneration?: number | null; allowDataLoss?: boolean }>("topology.apply", "Apply a desired topology.",
-    { properties: { desired: DESIRED, expectedGeneration: GENERATION, allowDataLoss: ALLOW_DATA_LOSS }, required: ["desired"] },
-    (p) => svc.apply(p.desired, p.expectedGeneration ?? undefined, p.allowDataLoss ?? false));
-  method<{ dpu?: string; expectedGeneration?: number | null; allowDataLoss?: boolean }>("topology.destroy", "Delete every resource of the DPU.",
+  method<{ desired: unknown; expectedGeneration?: number | null; allowDataLoss?: boolean; audit?: unknown }>("topology.apply", "Apply a desired topology.",
+    { properties: { desired: DESIRED, expectedGeneration: GENERATION, allowDataLoss: ALLOW_DATA_LOSS, audit: AUDIT }, required: ["desired"] },
+    (p) => svc.apply(p.desired, p.expectedGeneration ?? undefined, p.allowDataLoss ?? false, auditParam(p.audit)));
+  method<{ dpu?: string; stack?: string; expectedGeneration?: number | null; allowDataLoss?: boolean; audit?: unknown }>("topology.destroy", "Delete every resource of a stack on the DPU.",
     {
       properties: {
         dpu: { type: "string", minLength: 1, hint: "the name of the DPU this agent serves (a non-empty string)" },
+        stack: { type: "string", hint: "the stack whose resources to remove (1-64 letters, digits, '_', '.' or '-')" },
         expectedGeneration: GENERATION,
         allowDataLoss: ALLOW_DATA_LOSS,
+        audit: AUDIT,
       },
     },
-    (p) => svc.destroy(p.expectedGeneration ?? undefined, p.allowDataLoss ?? false, p.dpu));
+    (p) => {
+      if (p.stack !== undefined && stackNameProblem(p.stack)) {
+        throw new RpcFailure(RpcCode.InvalidParams, "invalid params for topology.destroy: 'stack' must be 1-64 letters, digits, '_', '.' or '-'", { data: { field: "stack" } });
+      }
+      return svc.destroy(p.expectedGeneration ?? undefined, p.allowDataLoss ?? false, p.dpu, p.stack, auditParam(p.audit));
+    });
   method<{ since?: number; limit?: number }>("events.list", "Events after a sequence number.",
     {
       properties: {
@@ -90,4 +100,12 @@ export function agentFailure(e: unknown): RpcFailure | undefined {
     return new RpcFailure(RpcCode.TargetUnavailable, `target unavailable: ${(e as Error).message}`, { cause: e });
   }
   return undefined;
+}
+
+/** The audit record of an apply or destroy, checked field by field. */
+function auditParam(v: unknown): ApplyAudit | undefined {
+  if (v === undefined) return undefined;
+  const bad = auditProblem(v);
+  if (bad) throw new RpcFailure(RpcCode.InvalidParams, `invalid params: '${bad.field}' must be ${bad.want}`, { data: { field: bad.field } });
+  return v as ApplyAudit;
 }

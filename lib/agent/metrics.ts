@@ -7,15 +7,73 @@
  * us re-implementing the format.
  */
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from "prom-client";
+import type { LatencyHistogram } from "../backends/backend.js";
 
-/** Per-function I/O counters as read from the target at scrape time. */
+/** Per-function I/O counters as read from the target at scrape time, named as the user named things. */
 export interface FunctionStat {
+  readonly dpu: string;
+  /** The function resource's name (not its export name). */
   readonly function: string;
-  readonly bdev: string;
+  /** The function's tenant; "" when it has none. */
+  readonly tenant: string;
   readonly readOps: number;
   readonly writeOps: number;
   readonly readBytes: number;
   readonly writeBytes: number;
+  readonly errors: number;
+  readonly connections: number;
+  readonly latency?: LatencyHistogram;
+}
+
+/** Labels of every per-function metric. */
+type FnLabel = "dpu" | "function" | "tenant";
+
+/** Upper bounds (seconds) of the per-function latency histogram. */
+export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Folds an SPDK histogram (`bdev_get_histogram`: buckets of `2^shift` per power-of-two
+ * range) into counts per upper bound of `bounds` (seconds), non-cumulative; the last
+ * entry counts what exceeds every bound. A fine bucket goes to the first bound that
+ * holds its largest value.
+ */
+export function foldHistogram(h: Pick<LatencyHistogram, "histogram" | "bucketShift" | "tscRate">, bounds: readonly number[]): { counts: number[]; total: number } {
+  const raw = Buffer.from(h.histogram, "base64");
+  const per = 2 ** h.bucketShift;
+  const start = (i: number): number => {
+    const range = Math.floor(i / per);
+    return range === 0 ? i % per : (per + (i % per)) * 2 ** (range - 1);
+  };
+  const counts = new Array<number>(bounds.length + 1).fill(0);
+  let total = 0;
+  for (let i = 0; i + 8 <= raw.length; i += 8) {
+    const n = Number(raw.readBigUInt64LE(i));
+    if (n === 0) continue;
+    const largest = (start(i / 8 + 1) - 1) / h.tscRate;
+    let k = bounds.findIndex((b) => largest <= b);
+    if (k < 0) k = bounds.length;
+    counts[k]! += n;
+    total += n;
+  }
+  return { counts, total };
+}
+
+/**
+ * A prom-client histogram whose buckets are read from the target at scrape time
+ * (counted by the engine, never observed here one sample at a time).
+ */
+class TargetHistogram extends Histogram<FnLabel> {
+  /** Replace one label set's buckets, sum and count. */
+  load(labels: Record<FnLabel, string>, counts: readonly number[], total: number, sum: number): void {
+    this.zero(labels);
+    // prom-client keeps one entry per label set: bucketValues per upper bound (non-cumulative), sum, count
+    const entries = Object.values((this as unknown as { hashMap: Record<string, { labels: Record<string, string>; bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap);
+    const entry = entries.find((e) => e.labels.dpu === labels.dpu && e.labels.function === labels.function && e.labels.tenant === labels.tenant);
+    if (!entry) return;
+    LATENCY_BUCKETS.forEach((b, i) => { entry.bucketValues[b] = counts[i] ?? 0; });
+    entry.count = total;
+    entry.sum = sum;
+  }
 }
 
 /** The agent's metric set on its own registry. */
@@ -31,10 +89,19 @@ export class AgentMetrics {
   readonly resources: Gauge<"kind">;
   readonly engineUp: Gauge;
   readonly engineRestarts: Counter;
-  readonly fnReadOps: Gauge<"function" | "bdev">;
-  readonly fnWriteOps: Gauge<"function" | "bdev">;
-  readonly fnReadBytes: Gauge<"function" | "bdev">;
-  readonly fnWriteBytes: Gauge<"function" | "bdev">;
+  readonly fnReadOps: Counter<FnLabel>;
+  readonly fnWriteOps: Counter<FnLabel>;
+  readonly fnReadBytes: Counter<FnLabel>;
+  readonly fnWriteBytes: Counter<FnLabel>;
+  readonly fnErrors: Counter<FnLabel>;
+  readonly fnConnections: Gauge<FnLabel>;
+  readonly fnLatency: TargetHistogram;
+  /** Restore runs of the reconcile loop, by reason and result. */
+  readonly reconcileRuns: Counter<"reason" | "result">;
+  /** Resources the reconcile loop re-created on the target. */
+  readonly reconcileRestored: Counter;
+  /** Times the live target was found to differ from the state (a new `drift.detected`). */
+  readonly driftDetected: Counter;
   /** Engine notifications read, by type. */
   readonly engineNotifications: Counter<"type">;
   /** Blocks found wrong on a member by safe read or scrub, and whether they were rewritten. */
@@ -66,22 +133,32 @@ export class AgentMetrics {
     this.raidDegraded = new Gauge({ name: "flexbso_raid_degraded", help: "1 while the array runs without full redundancy (since the agent started)", labelNames: ["array"], registers: r });
     this.raidRebuildPercent = new Gauge({ name: "flexbso_raid_rebuild_percent", help: "Progress of the last rebuild of a member", labelNames: ["array", "member"], registers: r });
     this.raidScrubPercent = new Gauge({ name: "flexbso_raid_scrub_percent", help: "Progress of the last scrub", labelNames: ["array"], registers: r });
+    this.reconcileRuns = new Counter({ name: "flexbso_agent_reconcile_runs_total", help: "Reconcile runs that found resources missing on the target, by reason and result (ok: all restored)", labelNames: ["reason", "result"], registers: r });
+    this.reconcileRestored = new Counter({ name: "flexbso_agent_reconcile_restored_total", help: "Resources the reconcile loop re-created on the target", registers: r });
+    this.driftDetected = new Counter({ name: "flexbso_agent_drift_detected_total", help: "Times the live target was found to differ from the agent's state (each new drift.detected event)", registers: r });
     const self = this;
     let pending: Promise<void> | null = null;
     let fresh = 0;
-    // the four per-function gauges share one target query per scrape
+    // the per-function metrics share one target query per scrape
     const refresh = (): Promise<void> => {
       if (Date.now() - fresh < 250) return Promise.resolve();
       pending ??= (async () => {
         try {
           const stats = await collectStats();
-          for (const g of [self.fnReadOps, self.fnWriteOps, self.fnReadBytes, self.fnWriteBytes]) g.reset();
+          for (const m of [self.fnReadOps, self.fnWriteOps, self.fnReadBytes, self.fnWriteBytes, self.fnErrors, self.fnConnections, self.fnLatency]) m.reset();
           for (const s of stats) {
-            const l = { function: s.function, bdev: s.bdev };
-            self.fnReadOps.set(l, s.readOps);
-            self.fnWriteOps.set(l, s.writeOps);
-            self.fnReadBytes.set(l, s.readBytes);
-            self.fnWriteBytes.set(l, s.writeBytes);
+            const l = { dpu: s.dpu, function: s.function, tenant: s.tenant };
+            // counters read from the engine: they restart at 0 with it, as Prometheus expects of counters
+            self.fnReadOps.inc(l, s.readOps);
+            self.fnWriteOps.inc(l, s.writeOps);
+            self.fnReadBytes.inc(l, s.readBytes);
+            self.fnWriteBytes.inc(l, s.writeBytes);
+            self.fnErrors.inc(l, s.errors);
+            self.fnConnections.set(l, s.connections);
+            if (s.latency) {
+              const { counts, total } = foldHistogram(s.latency, LATENCY_BUCKETS);
+              self.fnLatency.load(l, counts, total, s.latency.sumSeconds);
+            }
           }
         } catch {
           // target down: keep the last values; flexbso_agent_target_up says why
@@ -92,12 +169,18 @@ export class AgentMetrics {
       })();
       return pending;
     };
-    const fnGauge = (name: string, help: string): Gauge<"function" | "bdev"> =>
-      new Gauge({ name, help, labelNames: ["function", "bdev"], registers: r, collect: refresh });
-    this.fnReadOps = fnGauge("flexbso_function_read_ops", "Read operations completed on the function's volume");
-    this.fnWriteOps = fnGauge("flexbso_function_write_ops", "Write operations completed on the function's volume");
-    this.fnReadBytes = fnGauge("flexbso_function_read_bytes", "Bytes read from the function's volume");
-    this.fnWriteBytes = fnGauge("flexbso_function_write_bytes", "Bytes written to the function's volume");
+    const labelNames: FnLabel[] = ["dpu", "function", "tenant"];
+    const fnCounter = (name: string, help: string): Counter<FnLabel> => new Counter({ name, help, labelNames, registers: r, collect: refresh });
+    this.fnReadOps = fnCounter("flexbso_function_read_ops_total", "Read operations completed on the function's volume");
+    this.fnWriteOps = fnCounter("flexbso_function_write_ops_total", "Write operations completed on the function's volume");
+    this.fnReadBytes = fnCounter("flexbso_function_read_bytes_total", "Bytes read from the function's volume");
+    this.fnWriteBytes = fnCounter("flexbso_function_write_bytes_total", "Bytes written to the function's volume");
+    this.fnErrors = fnCounter("flexbso_function_io_errors_total", "I/Os that failed on the function's volume");
+    this.fnConnections = new Gauge({ name: "flexbso_function_connections", help: "Clients (NBD) or front-ends (vhost-user) connected to the function", labelNames, registers: r, collect: refresh });
+    this.fnLatency = new TargetHistogram({
+      name: "flexbso_function_io_latency_seconds", help: "Read and write latency on the function's volume, as the engine's histogram counts it",
+      labelNames, buckets: LATENCY_BUCKETS, registers: r, collect: refresh,
+    });
   }
 
   /** Count one engine notification (see lib/agent/notifications.ts). */

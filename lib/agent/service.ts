@@ -4,13 +4,13 @@
  * restore the stack when the target comes back. Transport-free (the HTTP layer and the
  * JSON-RPC dispatcher sit in front of it).
  */
-import type { Desired, Resource } from "../model/types.js";
+import { stackOf, type Desired, type Resource } from "../model/types.js";
 import { validateDesired } from "../model/validate.js";
 import { TopologyError } from "../model/errors.js";
 import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
 import type { DriftItem, TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
-import type { EventLog, AgentEvent, EventInput } from "../state/events.js";
+import type { EventLog, AgentEvent, EventInput, ApplyAudit } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
 import { executeSteps, preflight } from "../apply/executor.js";
 import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
@@ -18,7 +18,7 @@ import { creationOrder } from "../plan/order.js";
 import { checkView, describeStep, isDestructive, stepReason } from "../plan/steps.js";
 import { planDpu, type DpuPlan } from "../apply/planning.js";
 import type { Logger } from "./log.js";
-import type { AgentMetrics } from "./metrics.js";
+import type { AgentMetrics, FunctionStat } from "./metrics.js";
 
 /** The topology names another DPU than this agent's. */
 export class WrongDpuError extends Error {
@@ -210,16 +210,20 @@ export class AgentService {
    * `topology.apply`: plan against the current state and execute, under the DPU lock.
    * @throws StaleGenerationError, DataLossRefusedError, NotSupportedError, StepFailedError, DpuBusyError, TopologyError, WrongDpuError
    */
-  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean): Promise<ApplyResult> {
+  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean, audit?: ApplyAudit): Promise<ApplyResult> {
     const desired = this.checkDesired(rawDesired);
-    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply"));
+    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply", audit));
   }
 
-  /** `topology.destroy`: remove everything this agent realized; `dpu`, when given, must be the DPU it serves. */
-  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string): Promise<ApplyResult> {
+  /**
+   * `topology.destroy`: remove everything `stack` (default: the default stack) realized on
+   * this agent; other stacks' resources stay. `dpu`, when given, must be the DPU it serves.
+   */
+  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string, stack?: string, audit?: ApplyAudit): Promise<ApplyResult> {
     const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
     if (dpu !== undefined && serving !== null && dpu !== serving) throw new WrongDpuError(serving, [dpu]);
-    return this.lock.tryRun("destroy", () => this.applyLocked({ formatVersion: 1, resources: [] }, expectedGeneration, allowDataLoss, "destroy"));
+    const nothing: Desired = { formatVersion: 1, resources: [], ...(stack !== undefined ? { stack } : {}) };
+    return this.lock.tryRun("destroy", () => this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy", audit));
   }
 
   /** `events.list`. */
@@ -230,6 +234,15 @@ export class AgentService {
   /** `function.stats`. */
   async stats(): Promise<FunctionStats[]> {
     return this.d.backend.stats(this.state.resources.filter((r) => r.kind === "function"));
+  }
+
+  /** Per-function stats for /metrics, labelled with the DPU, function and tenant names the user wrote. */
+  async metricStats(): Promise<FunctionStat[]> {
+    const byAddress = new Map(this.state.resources.map((r) => [r.address, r]));
+    return (await this.stats()).map(({ address, exportName: _e, bdev: _b, ...s }) => {
+      const r = byAddress.get(address);
+      return { ...s, dpu: this.dpuName, function: r?.name ?? address, tenant: r?.kind === "function" ? r.spec.tenant ?? "" : "" };
+    });
   }
 
   /**
@@ -264,6 +277,7 @@ export class AgentService {
       await this.emit({ level: "info", type: "drift.cleared", message: "the target matches the agent's state again" });
       return;
     }
+    this.d.metrics?.driftDetected.inc();
     await this.emit({
       level: "warn", type: "drift.detected", message: `${drift.length} object(s) on the target differ from the agent's state (reconcile: report; nothing changed): ${drift.map((d) => d.message).join("; ")}`,
       data: { drift },
@@ -303,11 +317,13 @@ export class AgentService {
           await this.emit({ level: "error", type: "reconcile.failed", address: r.address, message: `cannot restore ${r.address}: ${(e as Error).message}` });
         }
       }
+      this.d.metrics?.reconcileRuns.inc({ reason, result: restored === missing.length ? "ok" : "failed" });
+      this.d.metrics?.reconcileRestored.inc(restored);
       await this.emit({ level: restored === missing.length ? "info" : "error", type: "reconcile.done", message: `restored ${restored}/${missing.length} resource(s)`, data: { reason, restored, missing: missing.length } });
     });
   }
 
-  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string): Promise<ApplyResult> {
+  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string, audit?: ApplyAudit): Promise<ApplyResult> {
     const dpu = what === "destroy" ? this.dpuName : this.servingFor(desired);
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
@@ -321,7 +337,10 @@ export class AgentService {
     if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${describeStep(s)}${stepReason(s) ? ` (${stepReason(s)})` : ""}`));
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
-    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)`, data: { generation, steps: p.steps.length } });
+    // the audit trail: which plan runs, from which commit, for which stack
+    const origin = { stack: stackOf(desired), ...(audit ? { audit } : {}) };
+    const from = audit ? ` (plan ${audit.planDigest.slice(0, 19)}…${audit.commit ? `, commit ${audit.commit.slice(0, 12)}${audit.dirty ? " with uncommitted changes" : ""}` : ""})` : "";
+    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)${from}`, data: { generation, steps: p.steps.length, ...origin } });
     try {
       const r = await executeSteps(p.steps, {
         dpu,
@@ -336,13 +355,14 @@ export class AgentService {
         emit: (ev) => this.emit(ev),
         onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.action, result: ok ? "ok" : "failed" }),
         stopReason: () => this.stopping,
+        stack: stackOf(desired),
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)`, data: { generation } });
+      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)${from}`, data: { generation, ...origin } });
       return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map(describeStep), changes: true };
     } catch (e) {
       this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation } });
+      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation, ...origin } });
       throw e;
     }
   }

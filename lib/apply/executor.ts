@@ -4,7 +4,7 @@
  * fails, the agent is killed — the state lists what actually exists, and running the
  * same apply again converges (backend operations are idempotent).
  */
-import type { Resource } from "../model/types.js";
+import { DEFAULT_STACK, type Resource } from "../model/types.js";
 import type { PlanProblem, PlanStep } from "../plan/types.js";
 import { describeStep, stepResource } from "../plan/steps.js";
 import type { Backend, Realized } from "../backends/backend.js";
@@ -29,6 +29,8 @@ export interface ExecuteContext {
   readonly onStep?: (step: PlanStep, ok: boolean) => void;
   /** Checked before each step: a reason (e.g. the agent is shutting down) stops the run there. */
   readonly stopReason?: () => string | null;
+  /** The stack the run applies: recorded as the owner of what it creates or updates (DPU resources are shared). */
+  readonly stack?: string;
 }
 
 /** Outcome of a successful run. */
@@ -120,7 +122,9 @@ function nextState(state: AgentState, step: PlanStep, ctx: ExecuteContext, reali
   }
   const resources = state.resources.filter((r) => r.address !== step.address);
   if (step.action !== "delete") {
-    const after = need(step, "after");
+    const planned = need(step, "after");
+    const { stack: _was, ...bare } = planned;
+    const after = (ctx.stack !== undefined && ctx.stack !== DEFAULT_STACK && planned.kind !== "dpu" ? { ...bare, stack: ctx.stack } : bare) as Resource;
     const at = state.resources.findIndex((r) => r.address === step.address);
     if (at >= 0 && step.action === "update") resources.splice(at, 0, after);
     else resources.push(after);

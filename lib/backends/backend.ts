@@ -73,6 +73,8 @@ export interface ExportInfo {
   readonly exportName: string;
   readonly bdevName: string;
   readonly listen: string;
+  /** Clients connected now, when the target reports it. */
+  readonly connections?: number;
 }
 
 /** One vhost-user-blk controller as reported by `vhost_get_controllers`. */
@@ -81,6 +83,8 @@ export interface VhostInfo {
   readonly bdevName: string;
   readonly socket: string;
   readonly numQueues: number;
+  /** Front-ends connected now (0 or 1), when the target reports it. */
+  readonly connections?: number;
 }
 
 /** How a host reaches a function (its endpoint). */
@@ -114,6 +118,23 @@ export interface FunctionStats {
   readonly writeOps: number;
   readonly readBytes: number;
   readonly writeBytes: number;
+  /** I/Os that failed on the volume. */
+  readonly errors: number;
+  /** Clients (NBD) or front-ends (vhost-user) connected to the function now. */
+  readonly connections: number;
+  /** Read and write latencies, SPDK's `bdev_get_histogram` of the volume; absent until the target has one. */
+  readonly latency?: LatencyHistogram;
+}
+
+/** A latency histogram as SPDK's `bdev_get_histogram` answers it, with the latency sum from `bdev_get_iostat`. */
+export interface LatencyHistogram {
+  /** Base64 of the bucket counts (uint64, little-endian), SPDK's layout. */
+  readonly histogram: string;
+  readonly bucketShift: number;
+  /** Ticks per second of the values. */
+  readonly tscRate: number;
+  /** Sum of the counted latencies, seconds. */
+  readonly sumSeconds: number;
 }
 
 /** Progress callback for long single steps (0..1). */

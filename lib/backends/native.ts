@@ -18,13 +18,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
-  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats,
+  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats, type LatencyHistogram,
   type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc, type VhostInfo,
 } from "./backend.js";
 
@@ -105,11 +106,13 @@ export class NativeBackend implements Backend {
     const retainedFiles = new Set<string>(); // kept by an earlier delete step, which also drops their sidecar
     const backings = new Map<string, string>(); // identity of a file or device -> address of the create that uses it
     let newBytes = 0;
+    let mallocDelta = 0; // bytes of malloc bdevs this plan adds (less what it deletes)
     for (const s of steps) {
       const r = s.op === "delete" ? s.before : s.after;
       if (!r) continue;
       const fail = (message: string, fix: string, field?: string) =>
         errors.push({ address: r.address, dpu: r.dpu, operation: s.op, ...(field !== undefined ? { field } : {}), message: `${r.address}: ${message}`, fix });
+      if (r.kind === "malloc" && s.op !== "update") mallocDelta += s.op === "delete" ? -r.spec.size : r.spec.size;
       if (s.op === "delete") {
         if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
         if (r.kind === "function") freedExports.add(exportNameOf(r.spec));
@@ -227,6 +230,23 @@ export class NativeBackend implements Backend {
           `raise size to at least ${st.size}, or move the file away`, "size");
       }
     }
+    if (mallocDelta > 0) {
+      // The engine charges each malloc bdev its full size against malloc_mem_limit (default: RAM
+      // less max(RAM/8, 512 MiB)) and refuses creates past it; RAM is only used when written.
+      const held = [...inv.bdevs.values()].filter((b) => b.productName === "Malloc disk").reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
+      const total = held + mallocDelta;
+      const ram = os.totalmem();
+      const limit = ram - Math.max(ram / 8, 512 * 2 ** 20);
+      if (total > limit) {
+        const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
+        warnings.push({
+          dpu, message: `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
+            `of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free); ` +
+            "unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused",
+          fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
+        });
+      }
+    }
     if (newBytes > 0) {
       // Files are sparse: what the plan adds, plus what the files already there may still
       // claim (their unallocated bytes), must fit the free space, or one tenant's writes
@@ -283,14 +303,14 @@ export class NativeBackend implements Backend {
     for (const e of asArray(exportsRaw)) {
       const o = e as Record<string, unknown>;
       if (typeof o.export_name !== "string") continue;
-      exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? "") });
+      exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? ""), ...(typeof o.connections === "number" ? { connections: o.connections } : {}) });
     }
     const vhost = new Map<string, VhostInfo>();
     for (const c of asArray(vhostRaw)) {
       const o = c as Record<string, unknown>;
       if (typeof o.ctrlr !== "string") continue;
       const blk = ((o.backend_specific as Record<string, unknown> | undefined)?.block ?? {}) as Record<string, unknown>;
-      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0) });
+      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0), ...(Array.isArray(o.sessions) ? { connections: o.sessions.length } : {}) });
     }
     return { bdevs, exports, vhost };
   }
@@ -518,15 +538,20 @@ export class NativeBackend implements Backend {
   async stats(functions: readonly Resource[]): Promise<FunctionStats[]> {
     const fns = functions.filter((r): r is ResourceOf<"function"> => r.kind === "function");
     if (!fns.length) return [];
-    const raw = await this.opts.rpc.call<unknown>("bdev_get_iostat");
+    const [raw, inv] = await Promise.all([this.opts.rpc.call<unknown>("bdev_get_iostat"), this.inventory()]);
+    const tickRate = Number((raw as { tick_rate?: unknown })?.tick_rate ?? 1e9) || 1e9;
     const list = asArray((raw as { bdevs?: unknown })?.bdevs ?? raw);
     const byName = new Map<string, Record<string, unknown>>();
     for (const b of list) {
       const o = b as Record<string, unknown>;
       if (typeof o.name === "string") byName.set(o.name, o);
     }
-    return fns.map((f) => {
+    return Promise.all(fns.map(async (f) => {
       const s = byName.get(f.spec.volume) ?? {};
+      const ioError = (s.io_error ?? {}) as Record<string, unknown>;
+      const connections = f.spec.transport === "vhost-user-blk" ? inv.vhost?.get(f.name)?.connections : inv.exports.get(exportNameOf(f.spec))?.connections;
+      const sumSeconds = (Number(s.read_latency_ticks ?? 0) + Number(s.write_latency_ticks ?? 0)) / tickRate;
+      const latency = s.name === undefined ? undefined : await this.latency(f.spec.volume, sumSeconds);
       return {
         address: f.address,
         exportName: exportNameOf(f.spec),
@@ -535,8 +560,26 @@ export class NativeBackend implements Backend {
         writeOps: Number(s.num_write_ops ?? 0),
         readBytes: Number(s.bytes_read ?? 0),
         writeBytes: Number(s.bytes_written ?? 0),
+        errors: Object.values(ioError).reduce<number>((n, v) => n + Number(v ?? 0), 0),
+        connections: connections ?? 0,
+        ...(latency ? { latency } : {}),
       };
-    });
+    }));
+  }
+
+  /**
+   * A volume's latency histogram. Histograms are off on a new bdev (and after an engine
+   * restart), so the first read turns it on and the next one has counts.
+   */
+  private async latency(bdev: string, sumSeconds: number): Promise<LatencyHistogram | undefined> {
+    try {
+      const h = await this.opts.rpc.call<{ histogram: string; bucket_shift: number; tsc_rate: number }>("bdev_get_histogram", { name: bdev });
+      return { histogram: h.histogram, bucketShift: h.bucket_shift, tscRate: h.tsc_rate, sumSeconds };
+    } catch (e) {
+      // SPDK answers -EFAULT while the histogram is off; a target without histograms (-32601) has none
+      if ((e as { code?: unknown }).code === -14) await this.opts.rpc.call("bdev_enable_histogram", { name: bdev, enable: true }).catch(() => undefined);
+      return undefined;
+    }
   }
 
   /** Endpoint of a function resource. */

@@ -8,6 +8,7 @@ import * as http from "node:http";
 import { isIP } from "node:net";
 import * as tls from "node:tls";
 import { certFingerprint, normalizeFingerprint } from "../tls/cert.js";
+import type { AgentEvent } from "../state/events.js";
 
 /** The agent could not be reached (connection refused, DNS, timeout, reset). */
 export class AgentUnreachableError extends Error {
@@ -164,4 +165,76 @@ export class AgentClient {
       });
     });
   }
+
+  /**
+   * Follow the agent's event log (`GET /events?since=N`): `onEvent` gets every event after
+   * `since`, then each new one, with no deadline. `done` resolves with the agent's reason
+   * when it ends the stream (it is stopping), or with null after {@link EventFollow.stop};
+   * it rejects with {@link AgentUnreachableError} / {@link AgentAuthError} when the
+   * connection fails or breaks.
+   */
+  followEvents(since: number, onEvent: (e: AgentEvent) => void): EventFollow {
+    let stopped = false;
+    let req: http.ClientRequest | undefined;
+    const done = new Promise<string | null>((resolve, reject) => {
+      let url: URL;
+      try {
+        url = new URL(`/events?since=${since}`, this.opts.endpoint);
+      } catch {
+        return reject(new AgentUnreachableError(this.opts.endpoint, "not a valid URL"));
+      }
+      const broken = (detail: string) => (stopped ? resolve(null) : reject(new AgentUnreachableError(this.opts.endpoint, detail)));
+      // over HTTPS the same verified connection as every call: no token before the pin or CA check
+      const secure = url.protocol === "https:";
+      const target = secure ? new URL(url.href.replace(/^https:/, "http:")) : url;
+      const connect = secure ? this.connectTls(url, 10_000) : Promise.resolve(undefined);
+      connect.then((socket) => {
+      if (stopped) return resolve(null);
+      req = http.request(target, { method: "GET", headers: { Authorization: `Bearer ${this.opts.token}` }, ...(socket ? { createConnection: () => socket } : {}) }, (res) => {
+        if (res.statusCode === 401) return reject(new AgentAuthError(this.opts.endpoint, this.opts.tokenSource ?? "the configured token"));
+        if (res.statusCode !== 200) return reject(new AgentUnreachableError(this.opts.endpoint, `GET /events answered HTTP ${res.statusCode} (an agent too old to stream events?)`));
+        let buf = "";
+        let ended: string | null = null;
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          buf += chunk;
+          for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (!line.trim()) continue;
+            let doc: AgentEvent | { end: string };
+            try {
+              doc = JSON.parse(line) as AgentEvent | { end: string };
+            } catch {
+              res.destroy();
+              return broken(`not an event line: ${line.slice(0, 100)}`);
+            }
+            if ("end" in doc) ended = doc.end;
+            else onEvent(doc);
+          }
+        });
+        res.on("end", () => (ended !== null ? resolve(ended) : broken("the agent closed the event stream without ending it (killed or restarted?)")));
+        res.on("error", (e) => broken(`the connection to the agent broke (${e.message}): agent killed?`));
+        res.on("close", () => (ended !== null ? resolve(ended) : broken("the connection to the agent broke (agent killed?)")));
+      });
+      req.on("error", (e: NodeJS.ErrnoException) => broken(e.code ? `${e.code} ${e.message}` : e.message));
+      req.end();
+      }, reject);
+    });
+    return {
+      done,
+      stop: () => {
+        stopped = true;
+        req?.destroy();
+      },
+    };
+  }
+}
+
+/** A running {@link AgentClient.followEvents}. */
+export interface EventFollow {
+  /** The agent's reason when it ended the stream; null when stopped here. */
+  readonly done: Promise<string | null>;
+  /** Stop following (Ctrl-C). */
+  stop(): void;
 }

@@ -7,7 +7,8 @@
 import type { Desired, Resource } from "../model/types.js";
 import { plan as makePlan } from "../plan/index.js";
 import type { Plan } from "../plan/types.js";
-import { stepDifferences } from "../plan/saved.js";
+import { planDigest, stepDifferences, type SavedPlan } from "../plan/saved.js";
+import type { ApplyAudit } from "./audit.js";
 import { renderPlan } from "../render/index.js";
 import { combineActual, desiredFor, forEachDpu, liveCheck, readFleet, type DpuTarget } from "./fleet.js";
 import { AgentRpcError } from "./client.js";
@@ -32,6 +33,8 @@ export interface FleetApplyOptions {
   readonly showPlan?: boolean;
   /** Poll interval of agent events for progress. @default 250 ms */
   readonly pollMs?: number;
+  /** Where the topology came from (its commit), recorded with the plan digest in the agents' events. */
+  readonly origin?: Omit<ApplyAudit, "planDigest">;
 }
 
 /** Result per DPU and the exit code (0 all converged, 1 any failure). */
@@ -46,7 +49,7 @@ export function desiredFromPlan(p: Plan): Desired {
   const resources = p.resource_changes
     .filter((c) => c.change.after !== null)
     .map((c) => ({ address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, spec: c.change.after }) as Resource);
-  return { formatVersion: 1, resources };
+  return { formatVersion: 1, resources, ...(p.stack !== undefined ? { stack: p.stack } : {}) };
 }
 
 /** Run a fleet apply or destroy. Never throws for one DPU's failure. */
@@ -75,7 +78,8 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     }
   }
 
-  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [] } : o.desired;
+  // destroy removes this stack's resources only
+  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [], ...(o.desired.stack !== undefined ? { stack: o.desired.stack } : {}) } : o.desired;
   const dpus = reachable.map((t) => t.dpu);
   let live: Awaited<ReturnType<typeof liveCheck>> = { errors: [], warnings: [] };
   try {
@@ -122,6 +126,8 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     }
   }
 
+  // the audit trail: which plan ran (the saved plan's own digest when one was applied) and from which commit
+  const audit: ApplyAudit = { planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(p), ...(o.origin ?? {}) };
   out.write("\n");
   const progress = new ProgressRenderer(out);
   const outcomes = await forEachDpu(changing, async (t) => {
@@ -129,8 +135,8 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => progress.onEvent(t.dpu, ev));
     try {
       const params = o.mode === "destroy"
-        ? { dpu: t.dpu, expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss }
-        : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss };
+        ? { dpu: t.dpu, ...(wanted.stack !== undefined ? { stack: wanted.stack } : {}), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss, audit }
+        : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss, audit };
       return await t.client.call<ApplyResult>(o.mode === "destroy" ? "topology.destroy" : "topology.apply", params);
     } finally {
       await poller.stop();

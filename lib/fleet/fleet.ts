@@ -102,7 +102,7 @@ export async function forEachDpu<T>(targets: readonly DpuTarget[], fn: (t: DpuTa
 
 /** This DPU's resources of a desired topology. */
 export function desiredFor(desired: Desired, dpu: string): Desired {
-  return { formatVersion: 1, resources: desired.resources.filter((r) => r.dpu === dpu) };
+  return { formatVersion: 1, resources: desired.resources.filter((r) => r.dpu === dpu), ...(desired.stack !== undefined ? { stack: desired.stack } : {}) };
 }
 
 /** Actual state read from every agent in parallel. */

@@ -1,5 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
+import { getHeapStatistics } from "node:v8";
+import { formatSize, parseSize } from "../model/units.js";
 import { buildDesired, byLocation } from "../model/build.js";
 import { TopologyError } from "../model/errors.js";
 import type { Desired, Diagnostic } from "../model/types.js";
@@ -13,6 +15,49 @@ export interface LoadOptions {
   displayName?: string;
   /** For a cdktf output directory: load only these stacks. Default: every stack in the manifest. */
   stacks?: readonly string[];
+  /** Largest topology file read. Default: `FLEXBSO_MAX_TOPOLOGY_SIZE`, else {@link DEFAULT_MAX_TOPOLOGY_BYTES}. */
+  maxBytes?: number;
+}
+
+/**
+ * Largest topology file read by default. Loading takes about
+ * {@link MEMORY_PER_TOPOLOGY_BYTE} bytes of memory per byte of YAML (the parsed
+ * document, then every resource), so a 16 MiB topology (some 400 000 bdevs) fits Node's
+ * default heap with room to spare, and a larger one is refused before it is read,
+ * rather than overflowing the heap halfway.
+ */
+export const DEFAULT_MAX_TOPOLOGY_BYTES = 16 * 1024 * 1024;
+/** Memory loading takes per byte of topology text (measured on YAML with one bdev per line). */
+export const MEMORY_PER_TOPOLOGY_BYTE = 160;
+/** The environment variable that raises (or lowers) the size limit, e.g. `64MiB`. */
+export const MAX_TOPOLOGY_SIZE_ENV = "FLEXBSO_MAX_TOPOLOGY_SIZE";
+
+/** The size limit in force: the option, else the environment, else the default. */
+function sizeLimit(options: LoadOptions, fail: (code: string, message: string) => never): number {
+  if (options.maxBytes !== undefined) return options.maxBytes;
+  const env = process.env[MAX_TOPOLOGY_SIZE_ENV];
+  if (env === undefined || env === "") return DEFAULT_MAX_TOPOLOGY_BYTES;
+  const n = parseSize(env);
+  if (n === undefined || n === 0) return fail("bad-limit", `${MAX_TOPOLOGY_SIZE_ENV}=${JSON.stringify(env)} is not a size; set it to a size like "64MiB", or unset it for the default ${formatSize(DEFAULT_MAX_TOPOLOGY_BYTES)}`);
+  return n;
+}
+
+/**
+ * Refuse a topology file too large to load, before reading it: past the size limit, or
+ * needing more memory than Node's heap has. Each message names the size and the knob.
+ */
+function checkSize(size: number, display: string, limit: number, fail: (code: string, message: string) => never): void {
+  if (size > limit) {
+    fail("too-large", `${display} is ${formatSize(size)}, larger than the topology size limit of ${formatSize(limit)}; ` +
+      `split it (one topology per DPU or per stack), or raise the limit with ${MAX_TOPOLOGY_SIZE_ENV}=${formatSize(Math.ceil(size / 2 ** 20) * 2 ** 20).replace(" ", "")} ` +
+      `(loading needs about ${MEMORY_PER_TOPOLOGY_BYTE} bytes of memory per byte: ~${formatSize(Math.ceil((size * MEMORY_PER_TOPOLOGY_BYTE) / 2 ** 30) * 2 ** 30)} here)`);
+  }
+  const heap = getHeapStatistics().heap_size_limit;
+  const need = size * MEMORY_PER_TOPOLOGY_BYTE;
+  if (need > heap) {
+    fail("too-large", `${display} is ${formatSize(size)}: loading it needs about ${formatSize(Math.ceil(need / 2 ** 20) * 2 ** 20)} of memory, more than Node's heap limit of ${formatSize(Math.floor(heap / 2 ** 20) * 2 ** 20)}; ` +
+      `split it, or raise the heap with NODE_OPTIONS=--max-old-space-size=${Math.ceil((need * 1.25) / 2 ** 20)}`);
+  }
 }
 
 /**
@@ -27,7 +72,7 @@ export interface LoadOptions {
  */
 export function loadTopology(path: string, options: LoadOptions = {}): Desired {
   const display = options.displayName ?? path;
-  const loaded = loadAny(path, display, options.stacks);
+  const loaded = loadAny(path, display, options);
   if (loaded.desired) return loaded.desired;
   const diagnostics: Diagnostic[] = [...loaded.diagnostics];
   let desired: Desired | undefined;
@@ -38,16 +83,26 @@ export function loadTopology(path: string, options: LoadOptions = {}): Desired {
     diagnostics.push(...e.diagnostics);
   }
   if (diagnostics.length > 0) throw new TopologyError(diagnostics.sort(byLocation), `invalid topology ${display}`);
-  return desired!;
+  return loaded.stack !== undefined ? { ...desired!, stack: loaded.stack } : desired!;
 }
 
-function loadAny(path: string, display: string, stacks: readonly string[] | undefined): Loaded & { desired?: Desired } {
+function loadAny(path: string, display: string, options: LoadOptions): Loaded & { desired?: Desired } {
   const fail = (code: string, message: string): never => {
     throw new TopologyError([{ code, message, source: { file: display } }], `cannot load topology ${display}`);
   };
   if (!existsSync(path)) fail("file-not-found", `no such file or directory: ${display}`);
-  if (statSync(path).isDirectory()) return loadDirectory(path, display, stacks, fail);
-  const text = readText(path, display, fail);
+  const limit = sizeLimit(options, fail);
+  const read = (p: string, shown: string, f: typeof fail) => {
+    try {
+      checkSize(statSync(p).size, shown, limit, f);
+    } catch (e) {
+      if (e instanceof TopologyError) throw e;
+      // unreadable: readText names why
+    }
+    return readText(p, shown, f);
+  };
+  if (statSync(path).isDirectory()) return loadDirectory(path, display, options.stacks, fail, read);
+  const text = read(path, display, fail);
   const ext = extname(path).toLowerCase();
   if (ext === ".yaml" || ext === ".yml") {
     try {
@@ -73,7 +128,9 @@ function loadAny(path: string, display: string, stacks: readonly string[] | unde
   return fail("unknown-format", `cannot tell the format of ${display}: expected a .yaml/.yml topology, a cdk.tf.json, or a cdktf output directory`);
 }
 
-function loadDirectory(dir: string, display: string, stacks: readonly string[] | undefined, fail: (code: string, message: string) => never): Loaded {
+type ReadText = (path: string, display: string, fail: (code: string, message: string) => never) => string;
+
+function loadDirectory(dir: string, display: string, stacks: readonly string[] | undefined, fail: (code: string, message: string) => never, read: ReadText): Loaded {
   const manifestPath = join(dir, "manifest.json");
   if (existsSync(manifestPath)) {
     let manifest: { stacks?: Record<string, { synthesizedStackPath?: string }> };
@@ -89,14 +146,14 @@ function loadDirectory(dir: string, display: string, stacks: readonly string[] |
     for (const [stack, entry] of Object.entries(manifest.stacks ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (stacks && !stacks.includes(stack)) continue;
       const rel = entry.synthesizedStackPath ?? join("stacks", stack, "cdk.tf.json");
-      const one = loadCdktfJson(readText(join(dir, rel), join(display, rel), fail), join(display, rel));
+      const one = loadCdktfJson(read(join(dir, rel), join(display, rel), fail), join(display, rel));
       out.raws.push(...one.raws);
       out.diagnostics.push(...one.diagnostics);
     }
     return out;
   }
   const stackFile = join(dir, "cdk.tf.json");
-  if (existsSync(stackFile)) return loadCdktfJson(readText(stackFile, join(display, "cdk.tf.json"), fail), join(display, "cdk.tf.json"));
+  if (existsSync(stackFile)) return loadCdktfJson(read(stackFile, join(display, "cdk.tf.json"), fail), join(display, "cdk.tf.json"));
   return fail("unknown-format", `${display} is a directory without manifest.json or cdk.tf.json; run 'npx cdktf synth' first or pass a YAML topology`);
 }
 

@@ -1,5 +1,5 @@
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Node, type Pair } from "yaml";
-import type { RawResource } from "../model/build.js";
+import { stackNameProblem, type RawResource } from "../model/build.js";
 import { SPEC_SCHEMAS } from "../model/schemas.js";
 import { didYouMean } from "../model/suggest.js";
 import type { Diagnostic, SourceLocation } from "../model/types.js";
@@ -8,6 +8,8 @@ import type { Diagnostic, SourceLocation } from "../model/types.js";
  * YAML topology format (version 1):
  *
  * ```yaml
+ * stack: team-a                # optional: the stack that owns these resources (default "default");
+ *                              # a plan never touches another stack's resources on a shared DPU
  * dpus:
  *   dpu0:                      # DPU name
  *     agent: { endpoint: http://127.0.0.1:8400 }
@@ -21,13 +23,15 @@ import type { Diagnostic, SourceLocation } from "../model/types.js";
  * ```
  */
 
-const TOP_KEYS = ["formatVersion", "dpus"];
+const TOP_KEYS = ["formatVersion", "stack", "dpus"];
 const DPU_KEYS = [...Object.keys((SPEC_SCHEMAS.dpu as { properties: object }).properties), "bdevs", "functions"];
 
 /** What a loader found: resources to check, plus problems in the file's own structure. */
 export interface Loaded {
   raws: RawResource[];
   diagnostics: Diagnostic[];
+  /** The stack the topology declares. */
+  stack?: string;
 }
 
 /** Parses a YAML topology; every location is `file:line:column`. */
@@ -59,7 +63,11 @@ export function loadYaml(text: string, file: string): Loaded {
     const key = keyText(pair);
     if (!TOP_KEYS.includes(key)) problem("unknown-field", `unknown top-level field '${key}'${didYouMean(key, TOP_KEYS)} (allowed: ${TOP_KEYS.join(", ")})`, keyOffset(pair));
   }
-  const version = (root.toJS(doc) as Record<string, unknown>)["formatVersion"];
+  const top = root.toJS(doc) as Record<string, unknown>;
+  const version = top["formatVersion"];
+  const stack = top["stack"];
+  const badStack = stack !== undefined ? stackNameProblem(stack) : undefined;
+  if (badStack) problem("bad-name", badStack, valueOffset(root, "stack"));
   if (version !== undefined && version !== 1) problem("bad-version", `formatVersion must be 1 (got ${JSON.stringify(version)})`, valueOffset(root, "formatVersion"));
   const dpus = root.get("dpus", true);
   if (!isMap(dpus)) {
@@ -121,7 +129,7 @@ export function loadYaml(text: string, file: string): Loaded {
       }
     }
   }
-  return { raws, diagnostics };
+  return { raws, diagnostics, ...(typeof stack === "string" && !badStack ? { stack } : {}) };
 }
 
 /**

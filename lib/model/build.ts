@@ -14,6 +14,8 @@ export interface RawResource {
   spec: unknown;
   /** Where the resource (path []) or a field of its spec (path ["members", 1]) was written. */
   locate(path: (string | number)[]): SourceLocation;
+  /** The stack that owns it (actual-state documents); absent: the default stack. */
+  stack?: string;
   /** The loader already reported this entry as broken: only its name is reserved, so references to it are not flagged too. */
   broken?: boolean;
 }
@@ -64,7 +66,9 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
       continue;
     }
     where.set(address, raw);
-    resources.push({ address: addressOf(raw.dpu, raw.kind as Kind, raw.name), dpu: raw.dpu, kind: raw.kind, name: raw.name, spec } as Resource);
+    const badStack = raw.stack !== undefined ? stackNameProblem(raw.stack) : undefined;
+    if (badStack) fail("bad-name", badStack);
+    resources.push({ address: addressOf(raw.dpu, raw.kind as Kind, raw.name), dpu: raw.dpu, kind: raw.kind, name: raw.name, spec, ...(raw.stack !== undefined && raw.kind !== "dpu" ? { stack: raw.stack } : {}) } as Resource);
   }
 
   resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
@@ -72,6 +76,11 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
   diagnostics.sort(byLocation);
   if (diagnostics.length > 0) throw new TopologyError(diagnostics);
   return { formatVersion: 1, resources };
+}
+
+/** Why `stack` is not a valid stack name, or undefined when it is. */
+export function stackNameProblem(stack: unknown): string | undefined {
+  return typeof stack === "string" && NAME_RE.test(stack) ? undefined : `stack ${JSON.stringify(stack)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`;
 }
 
 /** ["qos", "iops"] -> "qos.iops"; ["members", 1] -> "members[1]". */

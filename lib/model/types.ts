@@ -135,6 +135,11 @@ export interface ResourceOf<K extends Kind> {
   kind: K;
   name: string;
   spec: SpecByKind[K];
+  /**
+   * The stack (topology) that owns it, as the agent records it; absent: {@link DEFAULT_STACK}.
+   * A plan of one stack never changes another stack's resources. DPU resources are shared.
+   */
+  stack?: string;
 }
 
 /** Any resource; narrow on `kind` to get its typed spec. */
@@ -145,6 +150,16 @@ export interface Desired {
   formatVersion: 1;
   /** Sorted by address (plain code-unit order). */
   resources: Resource[];
+  /** The stack this topology is (YAML `stack:`); absent: {@link DEFAULT_STACK}. */
+  stack?: string;
+}
+
+/** The stack of a topology that names none, and the owner of resources recorded without one. */
+export const DEFAULT_STACK = "default";
+
+/** The stack that owns a resource (or that a topology is). */
+export function stackOf(r: { readonly stack?: string | undefined }): string {
+  return r.stack ?? DEFAULT_STACK;
 }
 
 /** Where something was written, so an error can point at it. */

@@ -1,4 +1,4 @@
-import { buildDesired, type RawResource } from "./build.js";
+import { buildDesired, stackNameProblem, type RawResource } from "./build.js";
 import { TopologyError } from "./errors.js";
 import type { Desired, Diagnostic } from "./types.js";
 
@@ -20,8 +20,11 @@ export function validateDesired(doc: unknown, file?: string): Desired {
   const d = doc as Record<string, unknown>;
   if (d["formatVersion"] !== 1) fail(`formatVersion must be 1 (got ${JSON.stringify(d["formatVersion"])})`, "/formatVersion");
   if (!Array.isArray(d["resources"])) fail("resources must be an array", "/resources");
-  const extra = Object.keys(d).filter((k) => k !== "formatVersion" && k !== "resources");
-  const diagnostics: Diagnostic[] = extra.map((k) => ({ code: "unknown-field", message: `unknown field '${k}' (allowed: formatVersion, resources)`, source: at(`/${k}`) }));
+  const extra = Object.keys(d).filter((k) => k !== "formatVersion" && k !== "resources" && k !== "stack");
+  const diagnostics: Diagnostic[] = extra.map((k) => ({ code: "unknown-field", message: `unknown field '${k}' (allowed: formatVersion, resources, stack)`, source: at(`/${k}`) }));
+  const stack = d["stack"];
+  const badStack = stack !== undefined ? stackNameProblem(stack) : undefined;
+  if (badStack) diagnostics.push({ code: "bad-name", message: badStack, source: at("/stack") });
 
   const raws: RawResource[] = [];
   (d["resources"] as unknown[]).forEach((item, index) => {
@@ -32,9 +35,9 @@ export function validateDesired(doc: unknown, file?: string): Desired {
     }
     const r = item as Record<string, unknown>;
     const missing = ["address", "dpu", "kind", "name", "spec"].filter((k) => r[k] === undefined);
-    const unknown = Object.keys(r).filter((k) => !["address", "dpu", "kind", "name", "spec"].includes(k));
+    const unknown = Object.keys(r).filter((k) => !["address", "dpu", "kind", "name", "spec", "stack"].includes(k));
     for (const k of missing) diagnostics.push({ code: "missing-field", message: `missing required field '${k}'`, source: at(base) });
-    for (const k of unknown) diagnostics.push({ code: "unknown-field", message: `unknown field '${k}' (allowed: address, dpu, kind, name, spec)`, source: at(`${base}/${k}`) });
+    for (const k of unknown) diagnostics.push({ code: "unknown-field", message: `unknown field '${k}' (allowed: address, dpu, kind, name, spec, stack)`, source: at(`${base}/${k}`) });
     if (missing.length > 0) return;
     const [dpu, kind, name] = [String(r["dpu"]), String(r["kind"]), String(r["name"])];
     const expected = `${dpu}/${kind}/${name}`;
@@ -44,7 +47,7 @@ export function validateDesired(doc: unknown, file?: string): Desired {
     if (kind === "dpu" && name !== dpu) {
       diagnostics.push({ code: "bad-address", address: expected, message: `a dpu resource's name must equal its dpu ('${dpu}')`, source: at(`${base}/name`) });
     }
-    raws.push({ dpu, kind, name, spec: r["spec"], locate: (path) => at(path.length ? `${base}/spec/${path.join("/")}` : base) });
+    raws.push({ dpu, kind, name, spec: r["spec"], ...(r["stack"] !== undefined ? { stack: r["stack"] as string } : {}), locate: (path) => at(path.length ? `${base}/spec/${path.join("/")}` : base) });
   });
 
   let desired: Desired | undefined;
@@ -55,5 +58,5 @@ export function validateDesired(doc: unknown, file?: string): Desired {
     diagnostics.push(...e.diagnostics);
   }
   if (diagnostics.length > 0) throw new TopologyError(diagnostics, "invalid Desired document");
-  return desired!;
+  return stack !== undefined ? { ...desired!, stack: stack as string } : desired!;
 }

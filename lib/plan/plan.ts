@@ -1,9 +1,10 @@
 import { descriptorOf } from "../model/descriptors/index.js";
 import { referencesOf } from "../model/kinds.js";
-import type { Desired, RaidSpec, Resource } from "../model/types.js";
+import { stackOf, type Desired, type RaidSpec, type Resource } from "../model/types.js";
 import { checkCapabilities } from "./capabilities.js";
 import { diffSpecs, worse } from "./diff.js";
 import { orderSteps } from "./order.js";
+import { splitByStack } from "./stacks.js";
 import { PLAN_FORMAT_VERSION, type ChangeClass, type Plan, type PlanOptions, type ResourceChange } from "./types.js";
 
 /**
@@ -16,12 +17,18 @@ import { PLAN_FORMAT_VERSION, type ChangeClass, type Plan, type PlanOptions, typ
  *
  * A replaced bdev takes its consumers with it (a compress over a re-created RAID is
  * re-created too), since their data lived on it.
+ *
+ * Only the resources of `desired`'s stack are changed: other stacks' resources on the
+ * same DPUs are listed in `other_stacks`, and a desired resource that clashes with one
+ * of them is a plan error (lib/plan/stacks.ts).
  */
 export function plan(desired: Desired, actual: Desired, options: PlanOptions = {}): Plan {
   const keep = options.dpus ? new Set(options.dpus) : undefined;
   const pick = (d: Desired) => (keep ? d.resources.filter((r) => keep.has(r.dpu)) : d.resources);
-  const want = new Map(pick(desired).map((r) => [r.address, r]));
-  const have = new Map(pick(actual).map((r) => [r.address, r]));
+  const stack = stackOf(desired);
+  const owned = splitByStack(stack, pick(desired), pick(actual));
+  const want = new Map(pick(desired).filter((r) => !owned.refused.has(r.address)).map((r) => [r.address, r]));
+  const have = new Map(owned.mine.map((r) => [r.address, r]));
 
   const changes = new Map<string, ResourceChange>();
   for (const address of [...new Set([...want.keys(), ...have.keys()])].sort()) {
@@ -39,6 +46,7 @@ export function plan(desired: Desired, actual: Desired, options: PlanOptions = {
   }
   const dpus = [...new Set(resource_changes.map((c) => c.dpu))].sort();
   const { errors, warnings } = checkCapabilities(resource_changes, options.targets);
+  errors.unshift(...owned.conflicts);
   const covered = new Set(dpus);
   for (const p of options.live?.errors ?? []) if (covered.has(p.dpu)) errors.push(p);
   for (const p of options.live?.warnings ?? []) if (covered.has(p.dpu)) warnings.push(p);
@@ -54,6 +62,8 @@ export function plan(desired: Desired, actual: Desired, options: PlanOptions = {
     warnings,
   };
   if (options.generations) out.generations = { ...options.generations };
+  if (desired.stack !== undefined) out.stack = stack;
+  if (owned.others.length > 0) out.other_stacks = owned.others;
   return out;
 }
 

@@ -15,7 +15,10 @@ export type SavedPlan = Plan & { digest?: string };
 /** `sha256:<hex>` over the plan's desired state, steps, DPUs and generations. */
 export function planDigest(p: Plan): string {
   const desired = p.resource_changes.map((c) => ({ address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, after: c.change.after }));
-  const body = canonicalJsonCompact({ format_version: p.format_version, dpus: p.dpus, generations: p.generations ?? null, desired, steps: p.steps, destructive: p.destructive });
+  const body = canonicalJsonCompact({
+    format_version: p.format_version, dpus: p.dpus, generations: p.generations ?? null, desired, steps: p.steps, destructive: p.destructive,
+    ...(p.stack !== undefined ? { stack: p.stack } : {}),
+  });
   return `sha256:${createHash("sha256").update(body).digest("hex")}`;
 }
 

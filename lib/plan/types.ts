@@ -1,7 +1,8 @@
 import type { Kind, Spec } from "../model/types.js";
+import type { OtherStackResource } from "./stacks.js";
 
 /** Plan JSON format version; bump the minor for additions, the major for breaking changes. */
-export const PLAN_FORMAT_VERSION = "1.1";
+export const PLAN_FORMAT_VERSION = "1.2";
 
 /**
  * What a change means for data and for the guest:
@@ -139,6 +140,10 @@ export interface Plan {
   errors: PlanProblem[];
   /** What could not be checked, or deserves a reviewer's eye (e.g. thin provisioning). Added in 1.1. */
   warnings: PlanProblem[];
+  /** The stack (topology) this plan changes; absent: the default stack. Added in 1.2. */
+  stack?: string;
+  /** Resources of other stacks on the planned DPUs: not managed by this plan, never changed; absent when none. Added in 1.2. */
+  other_stacks?: OtherStackResource[];
 }
 
 /** Options of {@link plan}. */

@@ -1,5 +1,5 @@
 import type { Plan, ResourceChange } from "../plan/types.js";
-import { renderResource, shownAction, summaryLine } from "./text.js";
+import { otherStackLines, renderResource, shownAction, summaryLine } from "./text.js";
 
 const ACTION_WORD = { create: "create", update: "update", replace: "replace", delete: "destroy" } as const;
 const SYMBOL = { create: "+", update: "~", replace: "-/+", delete: "-" } as const;
@@ -30,6 +30,8 @@ export function renderMarkdown(plan: Plan): string {
     for (const w of warnings) problems.push(`> - ${w.message}. Fix: ${w.fix}.`);
     problems.push("");
   }
+  const others = otherStackLines(plan).slice(1);
+  if (others.length > 0) problems.push("> [!NOTE]", ...others.map((l) => `> ${l.trimStart().replace(/^= /, "- ")}`), "");
   if (shown.length === 0) return ["### FlexBSO plan: no changes", "", ...problems, "The DPUs match the topology.", ""].join("\n");
   const out = [`### FlexBSO plan: ${summaryLine(plan).replace(/^Plan: /, "").replace(/\.$/, "")}${errors.length ? " (cannot be applied)" : ""}`, "", ...problems];
   const destructive = shown.filter((c) => c.change_class === "destructive").length;

@@ -79,7 +79,7 @@ export function renderText(plan: Plan): string {
     out.push("");
   }
   const warnings = (plan.warnings ?? []).flatMap((w) => ["", ...problemLines(w).map((l, i) => (i === 0 ? `Warning: ${l.slice(4)}` : l))]);
-  if (shown.length === 0) return [...out, "No changes. The DPUs match the topology.", ...warnings].join("\n") + "\n";
+  if (shown.length === 0) return [...out, "No changes. The DPUs match the topology.", ...warnings, ...otherStackLines(plan)].join("\n") + "\n";
   out.push("FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):", "");
   for (const c of shown) out.push(...renderResource(c), "");
   out.push("Execution order:");
@@ -90,9 +90,21 @@ export function renderText(plan: Plan): string {
   if (destructive > 0) {
     out.push("", `Warning: ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data; \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without --allow-data-loss.`);
   }
-  out.push(...warnings);
+  out.push(...warnings, ...otherStackLines(plan));
   if (errors.length > 0) out.push("", `Error: ${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made (listed at the top); fix them and plan again.`);
   return out.join("\n") + "\n";
+}
+
+/** Other stacks' resources on the planned DPUs: shown so a reviewer knows they stay untouched. */
+export function otherStackLines(plan: Plan): string[] {
+  const others = plan.other_stacks ?? [];
+  if (others.length === 0) return [];
+  const stacks = [...new Set(others.map((o) => o.stack))].sort();
+  return [
+    "",
+    `Not managed by this stack ('${plan.stack ?? "default"}'): ${others.length} resource${others.length === 1 ? "" : "s"} of stack${stacks.length === 1 ? "" : "s"} ${stacks.map((s) => `'${s}'`).join(", ")}, left as they are:`,
+    ...others.map((o) => `  = ${o.address} (stack '${o.stack}')`),
+  ];
 }
 
 const DRIFT_SYMBOL = { deleted: "-", changed: "~", unmanaged: "?" } as const;

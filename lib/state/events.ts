@@ -31,6 +31,35 @@ export interface AgentEvent {
   readonly data?: Record<string, unknown>;
 }
 
+/**
+ * Where an apply or destroy came from, as its client says (recorded in the `data.audit`
+ * of its `apply.*` / `destroy.*` events).
+ */
+export interface ApplyAudit {
+  /** `sha256:<hex>` of the plan that runs (lib/plan/saved.ts). */
+  readonly planDigest: string;
+  /** The commit the topology came from, when known. */
+  readonly commit?: string;
+  /** Where {@link commit} came from: `--commit`, `git`, or the CI variable's name. */
+  readonly commitSource?: string;
+  /** The topology file differs from the commit (git only). */
+  readonly dirty?: boolean;
+}
+
+/** Why `v` is not an {@link ApplyAudit} (naming the field), or undefined when it is. */
+export function auditProblem(v: unknown): { field: string; want: string } | undefined {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return { field: "audit", want: "an object {planDigest, commit?, commitSource?, dirty?}" };
+  const a = v as Record<string, unknown>;
+  const extra = Object.keys(a).find((k) => !["planDigest", "commit", "commitSource", "dirty"].includes(k));
+  if (extra !== undefined) return { field: `audit.${extra}`, want: "absent (audit has planDigest, commit, commitSource, dirty)" };
+  if (typeof a.planDigest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(a.planDigest)) return { field: "audit.planDigest", want: "'sha256:' and 64 hex digits (the plan's digest)" };
+  for (const k of ["commit", "commitSource"] as const) {
+    if (a[k] !== undefined && (typeof a[k] !== "string" || !/^[\x21-\x7e]{1,128}$/.test(a[k] as string))) return { field: `audit.${k}`, want: "1-128 printable characters without spaces" };
+  }
+  if (a.dirty !== undefined && typeof a.dirty !== "boolean") return { field: "audit.dirty", want: "true or false" };
+  return undefined;
+}
+
 /** The fields a producer supplies; `seq` and `time` are assigned by the log. */
 export type EventInput = Omit<AgentEvent, "seq" | "time">;
 

@@ -298,6 +298,97 @@ TEST(config_and_stats)
 	fb_engine_destroy(e);
 }
 
+/* Latency histograms: counts from I/O on both reactors merge on read; off
+ * stops counting, on again starts at zero; the bucket layout round-trips. */
+TEST(histogram)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	static uint64_t h[FB_HISTOGRAM_BUCKETS];
+	unsigned char buf[4 * BS];
+	uint64_t total = 0;
+	struct fb_bdev_stats s;
+
+	/* Every value lands in the bucket whose range holds it. */
+	for (uint64_t v = 0; v < 1u << 20; v = v * 3 / 2 + 1) {
+		unsigned k = fb_histogram_bucket(v);
+
+		CHECK(k < FB_HISTOGRAM_BUCKETS);
+		CHECK(fb_histogram_bucket_start(k) <= v && v < fb_histogram_bucket_start(k + 1));
+	}
+	CHECK_EQ(fb_histogram_bucket(UINT64_MAX), FB_HISTOGRAM_BUCKETS - 1);
+	CHECK_EQ(fb_histogram_bucket(127), 127);
+	CHECK_EQ(fb_histogram_bucket(128), 128);
+	CHECK_EQ(fb_histogram_bucket(256), 256);
+	CHECK_EQ(fb_histogram_bucket(257), 256); /* two values per bucket in range 2 */
+
+	CHECK_OK(th_malloc(e, "H", 64, BS, &err));
+	CHECK_OK(th_open(e, "H", true, &d, &err));
+	CHECK_EQ(fb_bdev_histogram_get(e, "H", h), -ENODATA);
+	CHECK_EQ(fb_bdev_histogram_enable(e, "zz", true), -ENOENT);
+	CHECK_EQ(fb_bdev_histogram_get(e, "zz", h), -ENOENT);
+	memset(buf, 0x33, sizeof(buf));
+	CHECK_EQ(th_write(e, 0, d, buf, 0, 4), 0); /* not counted: off */
+	CHECK_OK(fb_bdev_histogram_enable(e, "H", true));
+	CHECK_OK(fb_bdev_histogram_enable(e, "H", true)); /* again: no reset, no error */
+	for (unsigned i = 0; i < 5; i++)
+		CHECK_EQ(th_write(e, i % 2, d, buf, 4 * i, 4), 0);
+	CHECK_EQ(th_read(e, 1, d, buf, 0, 4), 0);
+	CHECK_EQ(th_io(e, 0, d, FB_IO_FLUSH, NULL, 0, 0, 0, 0), 0); /* not timed */
+	CHECK_OK(fb_bdev_histogram_get(e, "H", h));
+	for (unsigned k = 0; k < FB_HISTOGRAM_BUCKETS; k++)
+		total += h[k];
+	CHECK_EQ(total, 6);
+	/* The counts sit where the latencies the stats recorded fall. */
+	{
+		struct per_reactor pr = {.n = 0};
+		uint64_t lo, hi, below = 0;
+
+		CHECK_EQ(fb_bdev_stats_per_reactor(e, "H", per_reactor_cb, &pr), 0);
+		s = pr.s[1];
+		lo = s.read_latency_min_ns;
+		hi = s.read_latency_max_ns;
+		CHECK(lo > 0 && lo == hi); /* one read, on reactor 1 */
+		CHECK(h[fb_histogram_bucket(lo)] >= 1);
+		for (unsigned k = 0; k < fb_histogram_bucket(lo); k++)
+			below += h[k];
+		CHECK(below <= 5);
+	}
+	CHECK_OK(fb_bdev_histogram_enable(e, "H", false));
+	CHECK_EQ(fb_bdev_histogram_get(e, "H", h), -ENODATA);
+	CHECK_EQ(th_write(e, 0, d, buf, 0, 4), 0);
+	CHECK_OK(fb_bdev_histogram_enable(e, "H", true));
+	CHECK_OK(fb_bdev_histogram_get(e, "H", h));
+	total = 0;
+	for (unsigned k = 0; k < FB_HISTOGRAM_BUCKETS; k++)
+		total += h[k];
+	CHECK_EQ(total, 0);
+	/* SPDK's RPCs: off again by RPC, then get names the fix; base64 of the buckets. */
+	CHECK_OK(th_rpc(e, &err, "bdev_enable_histogram", "{\"name\":\"H\",\"enable\":false}"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_get_histogram", "{\"name\":\"H\"}"), -EFAULT);
+	CHECK(strstr(err.msg, "bdev_enable_histogram") != NULL);
+	CHECK_EQ(th_rpc(e, &err, "bdev_enable_histogram", "{\"name\":\"nope\",\"enable\":true}"), -ENODEV);
+	CHECK_OK(th_rpc(e, &err, "bdev_enable_histogram", "{\"name\":\"H\",\"enable\":true}"));
+	CHECK_EQ(th_write(e, 1, d, buf, 0, 4), 0);
+	{
+		char *res = NULL;
+		const char *b64;
+
+		CHECK_OK(fb_rpc_call(e, "bdev_get_histogram", "{\"name\":\"H\"}", &res, &err));
+		CHECK(res && strstr(res, "\"bucket_shift\":7") && strstr(res, "\"tsc_rate\":1000000000"));
+		b64 = strstr(res, "\"histogram\":\"");
+		CHECK(b64 != NULL);
+		b64 += strlen("\"histogram\":\"");
+		/* 4 base64 characters per 3 bytes of FB_HISTOGRAM_BUCKETS uint64s */
+		CHECK_EQ((size_t)(strchr(b64, '"') - b64), (FB_HISTOGRAM_BUCKETS * 8 + 2) / 3 * 4);
+		free(res);
+	}
+	fb_bdev_close(d);
+	CHECK_OK(fb_bdev_delete(e, "H", &err));
+	fb_engine_destroy(e);
+}
+
 int main(void)
 {
 	RUN(malloc_integrity);
@@ -307,5 +398,6 @@ int main(void)
 	RUN(range_checks);
 	RUN(open_claim_delete);
 	RUN(config_and_stats);
+	RUN(histogram);
 	return 0;
 }

@@ -12,8 +12,22 @@ import * as path from "node:path";
 
 const TOKEN = "s3cret";
 
+/** An SPDK bdev_get_histogram buffer (shift 7) holding `count` samples of each value (ns). */
+function spdkHistogram(samples: [number, number][]): string {
+  const buf = Buffer.alloc(58 * 128 * 8);
+  for (const [v, count] of samples) {
+    const top = 31 - Math.clz32(v); // values below 2^31 here
+    const i = v < 128 ? v : (top - 6) * 128 + ((v >>> (top - 7)) & 127);
+    buf.writeBigUInt64LE(buf.readBigUInt64LE(i * 8) + BigInt(count), i * 8);
+  }
+  return buf.toString("base64");
+}
+
 async function withServer(fn: (url: string) => Promise<void>, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): Promise<void> {
-  const metrics = new AgentMetrics(async () => [{ function: "pf0vf1", bdev: "m0", readOps: 3, writeOps: 4, readBytes: 5, writeBytes: 6 }]);
+  const metrics = new AgentMetrics(async () => [{
+    dpu: "d0", function: "vm1", tenant: "alice", readOps: 3, writeOps: 4, readBytes: 5, writeBytes: 6, errors: 1, connections: 2,
+    latency: { histogram: spdkHistogram([[20_000, 2], [3_000_000, 1]]), bucketShift: 7, tscRate: 1e9, sumSeconds: 0.00304 },
+  }]);
   const rpc = new RpcDispatcher((m, c) => metrics.rpcRequests.inc({ method: m, code: String(c) }));
   rpc.register("echo", async (p) => p);
   rpc.register("fail", async () => { throw new RpcMethodError(RpcCode.StaleGeneration, "stale", { expected: 1 }); });
@@ -148,7 +162,21 @@ test("http: /metrics in Prometheus text with function stats", async () => {
     assert.is(res.status, 200);
     const text = await res.text();
     assert.match(text, 'flexbso_agent_rpc_requests_total{method="echo",code="0"} 1');
-    assert.match(text, 'flexbso_function_write_bytes{function="pf0vf1",bdev="m0"} 6');
+    const fn = 'dpu="d0",function="vm1",tenant="alice"';
+    assert.match(text, `flexbso_function_write_bytes_total{${fn}} 6`);
+    assert.match(text, `flexbso_function_read_ops_total{${fn}} 3`);
+    assert.match(text, `flexbso_function_io_errors_total{${fn}} 1`);
+    assert.match(text, `flexbso_function_connections{${fn}} 2`);
+    assert.match(text, "# TYPE flexbso_function_io_latency_seconds histogram");
+    // cumulative: 2 samples of 20 µs, 1 of 3 ms
+    assert.match(text, `flexbso_function_io_latency_seconds_bucket{le="0.00001",${fn}} 0`);
+    assert.match(text, `flexbso_function_io_latency_seconds_bucket{le="0.000025",${fn}} 2`);
+    assert.match(text, `flexbso_function_io_latency_seconds_bucket{le="0.0025",${fn}} 2`);
+    assert.match(text, `flexbso_function_io_latency_seconds_bucket{le="0.005",${fn}} 3`);
+    assert.match(text, `flexbso_function_io_latency_seconds_bucket{le="+Inf",${fn}} 3`);
+    assert.match(text, `flexbso_function_io_latency_seconds_sum{${fn}} 0.00304`);
+    assert.match(text, `flexbso_function_io_latency_seconds_count{${fn}} 3`);
+    assert.not.match(text, "pf0vf1", "export names are not labels");
   });
 });
 

@@ -189,7 +189,7 @@ test("changes the engine cannot make are plan errors in every format (exit 1), a
     const json = await cli(["plan", t, "--format", "json", "--out", path.join(dir, `cannot-${name}.json`)]);
     assert.is(json.code, 1);
     const plan = JSON.parse(json.stdout);
-    assert.is(plan.format_version, "1.1");
+    assert.is(plan.format_version, "1.2");
     assert.ok(plan.errors.some((e: any) => e.message === message || e.message.startsWith(message)), JSON.stringify(plan.errors));
     await fsp.access(path.join(dir, `cannot-${name}.json`)).then(() => assert.unreachable("a plan with errors must not be saved"), () => undefined);
     const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
@@ -224,7 +224,7 @@ test("show prints a valid topology that plans to no changes", async () => {
 test("metrics expose per-function stats", async () => {
   const res = await fetch(`${a.url}/metrics`, { headers: { Authorization: `Bearer ${a.token()}` } });
   const text = await res.text();
-  assert.match(text, /flexbso_function_write_bytes\{function="pf0vf1",bdev="disk0"\} [1-9]/);
+  assert.match(text, /flexbso_function_write_bytes_total\{dpu="dpu0",function="vm1",tenant="bob2"\} [1-9]/);
   assert.match(text, "flexbso_agent_generation 2");
 });
 

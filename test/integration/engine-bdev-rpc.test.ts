@@ -259,4 +259,22 @@ test('rpc_get_methods, spdk_get_version, bdev_get_iostat, flexbso_engine_get_sta
     assert.ok(stats.uptime_us > 0);
   }));
 
+test('latency histograms: SPDK\'s bdev_enable_histogram / bdev_get_histogram shapes and errors', () =>
+  withEngine(async (eng) => {
+    assert.is(await eng.call('bdev_malloc_create', { name: 'H', num_blocks: 64, block_size: 512 }), 'H');
+    const off = await rpcError(eng.call('bdev_get_histogram', { name: 'H' }));
+    assert.is(off.code, -14);
+    assert.match(off.message, 'bdev_enable_histogram');
+    assert.is((await rpcError(eng.call('bdev_enable_histogram', { name: 'nope', enable: true }))).code, -19);
+    assert.is((await rpcError(eng.call('bdev_enable_histogram', { name: 'H' }))).code, -32602);
+    assert.is(await eng.call('bdev_enable_histogram', { name: 'H', enable: true }), true);
+    const h = await eng.call<{ histogram: string; bucket_shift: number; tsc_rate: number }>('bdev_get_histogram', { name: 'H' });
+    assert.equal([h.bucket_shift, h.tsc_rate], [7, 1e9]);
+    const buckets = Buffer.from(h.histogram, 'base64');
+    assert.is(buckets.length, 58 * 128 * 8, "SPDK's layout: 58 ranges of 128 uint64 buckets");
+    assert.ok(buckets.every((b) => b === 0), 'nothing counted yet');
+    assert.is(await eng.call('bdev_enable_histogram', { name: 'H', enable: false }), true);
+    assert.is((await rpcError(eng.call('bdev_get_histogram', { name: 'H' }))).code, -14);
+  }));
+
 test.run();

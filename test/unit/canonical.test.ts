@@ -72,7 +72,7 @@ test("validateDesired reports wire problems with JSON pointers", () => {
     assert.instance(e, TopologyError);
     const d = (e as TopologyError).diagnostics;
     const messages = d.map((x) => `${x.source.pointer} ${x.message}`);
-    assert.ok(messages.includes("/extra unknown field 'extra' (allowed: formatVersion, resources)"), messages.join("\n"));
+    assert.ok(messages.includes("/extra unknown field 'extra' (allowed: formatVersion, resources, stack)"), messages.join("\n"));
     assert.ok(messages.includes("/resources/0/address address must be 'd/malloc/m' (from dpu, kind and name)"), messages.join("\n"));
     assert.ok(messages.some((m) => m.startsWith("/resources/0/spec/size must be a size")), messages.join("\n"));
   }

@@ -33,7 +33,7 @@ test("YAML: duplicate keys are errors", () => {
 
 test("YAML: structure problems", () => {
   assert.equal(where("dpu:\n  d: {}\n"), [
-    "t.yaml:1:1: unknown top-level field 'dpu' — did you mean 'dpus'? (allowed: formatVersion, dpus)",
+    "t.yaml:1:1: unknown top-level field 'dpu' — did you mean 'dpus'? (allowed: formatVersion, stack, dpus)",
     "t.yaml:1:1: 'dpus' must be a mapping of DPU name to DPU",
   ]);
   assert.equal(where("dpus:\n  d:\n    bdev: {}\n"), ["t.yaml:3:5: d/dpu/d: unknown field 'bdev' — did you mean 'bdevs'? (allowed: agent, backend, pfs, vfsPerPf, bdevs, functions)"]);

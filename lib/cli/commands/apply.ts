@@ -9,6 +9,7 @@ import { digestProblem } from "../../plan/saved.js";
 import { resolveTargets } from "../../fleet/fleet.js";
 import { desiredFromPlan, runFleetApply } from "../../fleet/fleet-apply.js";
 import { allowDataLossFromEnv } from "../../apply/allow.js";
+import { commitOf } from "../../fleet/audit.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 
 /** Options shared by `apply` and `destroy`. */
@@ -16,6 +17,7 @@ export interface ApplyCliOptions {
   dpu?: string[];
   autoApprove?: boolean;
   allowDataLoss?: boolean;
+  commit?: string;
 }
 
 /** A topology and/or a saved plan, as given on the command line. */
@@ -24,6 +26,8 @@ export interface ApplyInputs {
   readonly savedPlan?: Plan;
   /** Where the topology came from (for messages). */
   readonly source: string;
+  /** The topology or plan file given, if any (its commit goes into the audit trail). */
+  readonly path?: string;
 }
 
 /** True if `file` is a saved JSON plan (`flexbso plan --format json --out FILE`). */
@@ -66,13 +70,13 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
       throw new CliError(`${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`);
     }
   }
-  if (topoArg === undefined && savedPlan) return { desired: validateDesired(desiredFromPlan(savedPlan), planArg!), savedPlan, source: planArg! };
+  if (topoArg === undefined && savedPlan) return { desired: validateDesired(desiredFromPlan(savedPlan), planArg!), savedPlan, source: planArg!, path: planArg! };
   const topo = topoArg ?? "cdk.tf.json";
   if (topoArg === undefined && !existsSync(topo)) {
     throw new CliError("no topology given and no ./cdk.tf.json here; pass a YAML topology, a cdk.tf.json or a cdktf output directory");
   }
   const desired = loadTopology(topo);
-  if (!savedPlan) return { desired, source: topo };
+  if (!savedPlan) return { desired, source: topo, path: topo };
   // Both given: the plan is what runs, so the topology must say the same, or the user
   // would believe they applied the topology.
   const fromPlan = validateDesired(desiredFromPlan(savedPlan), planArg!);
@@ -82,7 +86,7 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
     throw new CliError(`${topo} does not match the saved plan ${planArg} (they differ in ${shown}); nothing was applied. ` +
       `Apply the plan alone ('flexbso apply ${planArg}'), or plan the topology again ('flexbso plan ${topo} --out ${planArg}')`);
   }
-  return { desired: fromPlan, savedPlan, source: planArg! };
+  return { desired: fromPlan, savedPlan, source: planArg!, path: topo };
 }
 
 /** Addresses (on the given DPUs) whose presence or spec differs between two desired documents. */
@@ -123,6 +127,7 @@ export async function runApplyCommand(mode: "apply" | "destroy", args: (string |
     autoApprove: !!opts.autoApprove,
     confirm: confirmOnTty,
     out: process.stdout,
+    origin: commitOf(inputs.path, opts.commit !== undefined ? { commit: opts.commit } : {}),
   });
   return r.exitCode === 0 ? EXIT.ok : EXIT.error;
 }
@@ -138,6 +143,7 @@ export const applyCommand: CliCommand = {
       .option("--dpu <name...>", "apply only these DPUs")
       .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
       .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs); FLEXBSO_ALLOW_DATA_LOSS=1 does the same for one run")
+      .option("--commit <sha>", "the commit the topology comes from, for the agents' audit trail (default: the git HEAD of the topology's repository, else GITHUB_SHA / CI_COMMIT_SHA)")
       .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.")
       .action(action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
         runApplyCommand("apply", [topology, planfile], opts)));

@@ -226,6 +226,23 @@ int fb_bdev_stats_per_reactor(struct fb_engine *e, const char *name, fb_bdev_cha
  * maxmin_only resets just the latency max/min. */
 int fb_bdev_stats_reset(struct fb_engine *e, const char *name, bool maxmin_only);
 
+/* Latency histograms (SPDK's bdev_enable_histogram / bdev_get_histogram):
+ * SPDK's bucket layout with a shift of FB_HISTOGRAM_SHIFT: range 0 holds
+ * one value per bucket (0..2^shift-1), range r >= 1 holds values with their
+ * top bit at shift + r - 1, 2^(r-1) values per bucket. Values are read and
+ * write latencies in ns. Each reactor counts into its own buckets with no
+ * lock; a read merges them. Enabling a disabled histogram starts it at zero. */
+#define FB_HISTOGRAM_SHIFT 7
+#define FB_HISTOGRAM_BUCKETS ((64 - FB_HISTOGRAM_SHIFT + 1) << FB_HISTOGRAM_SHIFT)
+int fb_bdev_histogram_enable(struct fb_engine *e, const char *name, bool enable);
+/* Merged counts into buckets[FB_HISTOGRAM_BUCKETS]. -ENOENT: no such bdev;
+ * -ENODATA: its histogram is not enabled. */
+int fb_bdev_histogram_get(struct fb_engine *e, const char *name, uint64_t *buckets);
+/* Index of the bucket that counts value v. */
+unsigned fb_histogram_bucket(uint64_t v);
+/* Smallest value counted by bucket i (i < FB_HISTOGRAM_BUCKETS). */
+uint64_t fb_histogram_bucket_start(unsigned i);
+
 /* ----------------------------------------------------------- NBD export */
 
 /* listen: "unix:/path/to.sock" or "tcp:127.0.0.1:10809" (loopback or any

@@ -71,6 +71,7 @@ static void bdev_free(struct fb_bdev *b)
 	free(b->product_name);
 	free(atomic_load(&b->qos));
 	free(b->pc);
+	free(b->hist);
 	free(b);
 }
 
@@ -1224,6 +1225,91 @@ static int qos_rpc_set(struct fb_engine *e, const void *params, struct fb_json_w
 	return rc;
 }
 
+/* bdev_enable_histogram {name, enable} and bdev_get_histogram {name} ->
+ * {histogram, bucket_shift, tsc_rate}: SPDK's. The histogram is the merged
+ * buckets (uint64, host order, FB_HISTOGRAM_BUCKETS of them) in base64, as
+ * SPDK's scripts/histogram.py reads it; ticks are ns (tsc_rate 1e9). */
+struct hist_params {
+	char *name;
+	bool enable;
+};
+
+static const struct fb_json_field hist_enable_fields[] = {
+	{.name = "name", .offset = offsetof(struct hist_params, name), .type = FB_JSON_STRING,
+	 .min = 1, .max = 255,
+	 .hint = "a bdev name: 1 to 255 characters, no control characters, e.g. \"Malloc0\""},
+	{.name = "enable", .offset = offsetof(struct hist_params, enable), .type = FB_JSON_BOOL,
+	 .hint = "true to start counting latencies (from zero), false to stop"},
+};
+
+static int hist_rpc_enable(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			   struct fb_err *err)
+{
+	const struct hist_params *p = params;
+	int rc = fb_bdev_histogram_enable(e, p->name, p->enable);
+
+	if (rc == -ENOENT) {
+		fb_err_set(err, "bdev '%s' does not exist (bdev_get_bdevs lists bdevs)", p->name);
+		return -ENODEV;
+	}
+	if (rc)
+		fb_err_set(err, "cannot %s the histogram of bdev '%s': %s", p->enable ? "enable" : "disable",
+			   p->name, strerror(-rc));
+	else
+		fb_json_write_bool(w, true);
+	return rc;
+}
+
+static char *base64(const unsigned char *in, size_t n)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+	for (size_t i = 0; out && i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+			     (i + 2 < n ? in[i + 2] : 0);
+
+		*o++ = a[v >> 18 & 63];
+		*o++ = a[v >> 12 & 63];
+		*o++ = i + 1 < n ? a[v >> 6 & 63] : '=';
+		*o++ = i + 2 < n ? a[v & 63] : '=';
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
+static int hist_rpc_get(struct fb_engine *e, const void *params, struct fb_json_writer *w,
+			struct fb_err *err)
+{
+	const struct hist_params *p = params;
+	uint64_t *buckets = malloc(sizeof(uint64_t) * FB_HISTOGRAM_BUCKETS);
+	char *text = NULL;
+	int rc = buckets ? fb_bdev_histogram_get(e, p->name, buckets) : -ENOMEM;
+
+	if (rc == 0 && !(text = base64((const unsigned char *)buckets, sizeof(uint64_t) * FB_HISTOGRAM_BUCKETS)))
+		rc = -ENOMEM;
+	if (rc == -ENOENT) {
+		fb_err_set(err, "bdev '%s' does not exist (bdev_get_bdevs lists bdevs)", p->name);
+		rc = -ENODEV;
+	} else if (rc == -ENODATA) {
+		fb_err_set(err, "bdev '%s' has no histogram enabled. Fix: call bdev_enable_histogram "
+			   "{\"name\": \"%s\", \"enable\": true} first", p->name, p->name);
+		rc = -EFAULT; /* SPDK's answer for a histogram that is off */
+	} else if (rc) {
+		fb_err_set(err, "cannot read the histogram of bdev '%s': %s", p->name, strerror(-rc));
+	} else {
+		fb_json_write_object_begin(w);
+		fb_json_write_named_string(w, "histogram", text);
+		fb_json_write_named_uint64(w, "bucket_shift", FB_HISTOGRAM_SHIFT);
+		fb_json_write_named_uint64(w, "tsc_rate", 1000000000u);
+		fb_json_write_object_end(w);
+	}
+	free(text);
+	free(buckets);
+	return rc;
+}
+
 /* flexbso_bdev_get_module_config: every module's module-wide config entries
  * (config_json), in registration order; framework_get_config puts them
  * before the bdevs' entries. */
@@ -1245,6 +1331,11 @@ static const struct fb_rpc_method core_rpcs[] = {
 	{.name = "bdev_set_qos_limit", .params = qos_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(qos_fields), .params_size = sizeof(struct qos_params),
 	 .params_init = qos_params_init, .handler = qos_rpc_set},
+	{.name = "bdev_enable_histogram", .params = hist_enable_fields,
+	 .nparams = FB_JSON_FIELD_COUNT(hist_enable_fields), .params_size = sizeof(struct hist_params),
+	 .handler = hist_rpc_enable},
+	{.name = "bdev_get_histogram", .params = hist_enable_fields, .nparams = 1,
+	 .params_size = sizeof(struct hist_params), .handler = hist_rpc_get},
 };
 
 const struct fb_rpc_method *fb_rpc_core_methods(void)
@@ -1429,7 +1520,15 @@ static inline void stat_lat(struct fb_bdev_percore *pc, unsigned sum, unsigned m
 {
 	uint64_t lo = atomic_load_explicit(&pc->stat[min], memory_order_relaxed);
 
+	_Atomic uint64_t *h = atomic_load_explicit(&pc->hist, memory_order_acquire);
+
 	stat_add(pc, sum, v);
+	if (h) {
+		unsigned k = fb_histogram_bucket(v);
+
+		atomic_store_explicit(&h[k], atomic_load_explicit(&h[k], memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	}
 	if (v > atomic_load_explicit(&pc->stat[max], memory_order_relaxed))
 		atomic_store_explicit(&pc->stat[max], v, memory_order_relaxed);
 	if (lo == 0 || v < lo)
@@ -1871,6 +1970,99 @@ int fb_bdev_stats_reset(struct fb_engine *e, const char *name, bool maxmin_only)
 	}
 	fb_engine_run_on_all(e, stats_reset_msg, &sr);
 	return 0;
+}
+
+/* ------------------------------------------------------ latency histograms */
+
+#define HIST_PER_RANGE (1u << FB_HISTOGRAM_SHIFT)
+
+unsigned fb_histogram_bucket(uint64_t v)
+{
+	unsigned top;
+
+	if (v < HIST_PER_RANGE)
+		return (unsigned)v;
+	top = 63u - (unsigned)__builtin_clzll(v); /* >= FB_HISTOGRAM_SHIFT */
+	return (top - FB_HISTOGRAM_SHIFT + 1) * HIST_PER_RANGE +
+	       (unsigned)((v >> (top - FB_HISTOGRAM_SHIFT)) & (HIST_PER_RANGE - 1));
+}
+
+uint64_t fb_histogram_bucket_start(unsigned i)
+{
+	unsigned range = i / HIST_PER_RANGE, j = i % HIST_PER_RANGE;
+
+	return range == 0 ? j : (uint64_t)(HIST_PER_RANGE + j) << (range - 1);
+}
+
+/* Serializes enable/disable: a disable waits until no reactor still counts
+ * into the buckets, so a following enable may zero them. */
+static pthread_mutex_t hist_ctl = PTHREAD_MUTEX_INITIALIZER;
+
+static void hist_barrier_msg(void *arg)
+{
+	(void)arg; /* running at all means the reactor left any completion in progress */
+}
+
+int fb_bdev_histogram_enable(struct fb_engine *e, const char *name, bool enable)
+{
+	struct fb_bdev *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&hist_ctl);
+	pthread_mutex_lock(&e->lock);
+	b = bdev_find_locked(e, name);
+	if (!b) {
+		rc = -ENOENT;
+	} else if (enable && !b->hist_on) {
+		size_t n = (size_t)e->nreactors * FB_HISTOGRAM_BUCKETS;
+
+		if (!b->hist)
+			b->hist = calloc(n, sizeof(*b->hist));
+		if (!b->hist) {
+			rc = -ENOMEM;
+		} else {
+			/* No reactor counts now (off, after the barrier of the disable). */
+			for (size_t k = 0; k < n; k++)
+				atomic_store_explicit(&b->hist[k], 0, memory_order_relaxed);
+			for (unsigned r = 0; r < e->nreactors; r++)
+				atomic_store_explicit(&b->pc[r].hist, b->hist + (size_t)r * FB_HISTOGRAM_BUCKETS,
+						      memory_order_release);
+			b->hist_on = true;
+		}
+	} else if (!enable && b->hist_on) {
+		for (unsigned r = 0; r < e->nreactors; r++)
+			atomic_store_explicit(&b->pc[r].hist, NULL, memory_order_release);
+		b->hist_on = false;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (rc == 0 && !enable)
+		fb_engine_run_on_all(e, hist_barrier_msg, NULL);
+	pthread_mutex_unlock(&hist_ctl);
+	return rc;
+}
+
+int fb_bdev_histogram_get(struct fb_engine *e, const char *name, uint64_t *buckets)
+{
+	struct fb_bdev *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->lock);
+	b = bdev_find_locked(e, name);
+	if (!b) {
+		rc = -ENOENT;
+	} else if (!b->hist_on) {
+		rc = -ENODATA;
+	} else {
+		memset(buckets, 0, sizeof(uint64_t) * FB_HISTOGRAM_BUCKETS);
+		for (unsigned r = 0; r < e->nreactors; r++) {
+			const _Atomic uint64_t *h = b->hist + (size_t)r * FB_HISTOGRAM_BUCKETS;
+
+			for (unsigned k = 0; k < FB_HISTOGRAM_BUCKETS; k++)
+				buckets[k] += atomic_load_explicit(&h[k], memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
 }
 
 /* ------------------------------------------------------ for each channel */

@@ -118,6 +118,9 @@ enum {
 struct fb_bdev_percore {
 	struct fb_io_channel *ch;       /* touched only by reactor `index` */
 	_Atomic uint64_t stat[FB_STAT_COUNT];
+	/* This reactor's latency histogram (FB_HISTOGRAM_BUCKETS), written only
+	 * by it; NULL while histograms are off (the I/O path pays one load). */
+	_Atomic(_Atomic uint64_t *) hist;
 } __attribute__((aligned(FB_CACHELINE)));
 
 struct fb_bdev_desc {
@@ -184,6 +187,8 @@ struct fb_bdev {
 	bool deleting;
 	atomic_int async_refs;          /* live channels + pending channel messages */
 	struct fb_bdev_percore *pc;     /* one per reactor */
+	_Atomic uint64_t *hist;         /* nreactors histograms, allocated on first enable */
+	bool hist_on;                   /* under e->lock */
 };
 
 #define FB_BUF_MIN_SHIFT 12
