@@ -3,10 +3,10 @@
  * (scripts/guest-kit.sh: Debian cloud kernel, busybox + fio initramfs; TCG
  * here, KVM where /dev/kvm runs ordinary guests) runs fio verify (crc32c,
  * random mixed read/write, 2 jobs, 2 queues) with the kernel's own
- * virtio-blk driver, on a RAID1 with safe_read repair over two error bdevs
+ * virtio-blk driver over packed virtqueues, on a RAID1 with safe_read repair over two error bdevs
  * (over malloc): mid-run, reads of one member come back with a bit flipped;
  * fio sees no error and the engine reports each repair (member and LBA).
- * Then the same on a file bdev while the engine is SIGKILLed and
+ * Then the same on split virtqueues and a file bdev while the engine is SIGKILLed and
  * restarted mid-run: QEMU reconnects (reconnect=1), the new engine takes
  * the requests left in flight from the inflight region, and fio sees no
  * error. Skipped, with the reason printed, only when qemu-system-x86_64 is
@@ -40,10 +40,10 @@ interface GuestRun {
 }
 
 /** Boots the guest on `socket` and resolves with fio's JSON; `console` gets the serial log. */
-function runGuest(socket: string, runtime: number, console: string, deadlineMs: number): Promise<GuestRun> {
+function runGuest(socket: string, runtime: number, console: string, deadlineMs: number, packed = false): Promise<GuestRun> {
   return new Promise((resolve) => {
     const child = spawn('sh', [KIT, 'run', '--socket', socket, '--runtime', String(runtime), '--console', console,
-      '--timeout', String(Math.floor(deadlineMs / 1000))], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--timeout', String(Math.floor(deadlineMs / 1000)), ...(packed ? ['--packed'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -97,7 +97,13 @@ interface Note {
   ctx: Record<string, unknown>;
 }
 
-test('fio verify in a Linux guest on RAID1 (safe_read repair): a bit flipped under a member mid-run is repaired and reported', async () => {
+/** The guest's negotiated virtio feature bits ("FBSO-INIT features 0110..."), bit 0 first. */
+function guestFeatures(consoleLog: string): string {
+  const m = /FBSO-INIT features ([01]+)/.exec(fs.readFileSync(consoleLog, 'utf8'));
+  return m ? m[1]! : '';
+}
+
+test('fio verify in a Linux guest (packed rings) on RAID1 (safe_read repair): a bit flipped under a member mid-run is repaired and reported', async () => {
   if (!HAVE_QEMU) return;
   const dir = makeTempDir();
   const consoleLog = path.join(dir, 'console');
@@ -110,7 +116,7 @@ test('fio verify in a Linux guest on RAID1 (safe_read repair): a bit flipped und
     }
     await eng.call('bdev_raid_create', { name: 'r1', raid_level: 'raid1', base_bdevs: ['EE_m0', 'EE_m1'], superblock: true, safe_read: 'repair' });
     await eng.call('vhost_create_blk_controller', { ctrlr: 'vhost.0', dev_name: 'r1', cpumask: '0x3' });
-    const guest = runGuest(path.join(eng.dir, 'vhost', 'vhost.0'), 15, consoleLog, 600_000);
+    const guest = runGuest(path.join(eng.dir, 'vhost', 'vhost.0'), 15, consoleLog, 600_000, true);
     await waitForLine(consoleLog, 'FBSO-FIO-START', 300_000);
     await new Promise((r) => setTimeout(r, 2000));
     // From now on reads of member EE_m0 return one bit flipped (byte 17,
@@ -129,6 +135,8 @@ test('fio verify in a Linux guest on RAID1 (safe_read repair): a bit flipped und
     }
     const run = await guest;
     checkFio(run);
+    // VIRTIO_F_RING_PACKED (bit 34) is what the guest's driver runs on.
+    assert.is(guestFeatures(consoleLog)[34], '1', `packed rings negotiated: features ${guestFeatures(consoleLog)}`);
     assert.ok(repair, 'a raid_safe_read_repair notification while the guest ran');
     assert.is(repair!.ctx.array, 'r1');
     assert.is(repair!.ctx.member, 'EE_m0');

@@ -509,6 +509,14 @@ static int dispatch(struct msg_ctx *m)
 				snprintf(m->err, sizeof(m->err), "SET_VRING_BASE: %u does not fit 16 bits", vs.num);
 				return -EINVAL;
 			}
+			if ((c->features & (1ull << VIRTIO_F_RING_PACKED)) &&
+			    ((vs.num & 0x7fff) >= c->vq[vs.index].num ||
+			     ((vs.num >> 16) & 0x7fff) >= c->vq[vs.index].num)) {
+				snprintf(m->err, sizeof(m->err), "SET_VRING_BASE: packed ring base 0x%08x names a "
+					 "position beyond the queue size %u (send SET_VRING_NUM first)",
+					 vs.num, c->vq[vs.index].num);
+				return -EINVAL;
+			}
 			c->vq[vs.index].base = vs.num;
 		}
 		return 0;
