@@ -1,6 +1,8 @@
-/* Offload workers (thread.h fb_offload_submit): work runs on a worker
- * thread, never on a reactor, and done runs afterwards on the reactor that
- * submitted it, for many tasks from every reactor at once. And the malloc
+/* Offload workers (thread.h fb_offload_submit): a task submitted while a
+ * worker is free runs on a worker, not on a reactor; under a flood from
+ * every reactor at once, tasks run on workers or inline on the reactor
+ * that submitted them, and done always runs afterwards, once, on the
+ * submitting reactor. And the malloc
  * bdev's large copies, which go through it: data written and read back in
  * 1 MiB I/Os over several iovecs, many in flight at once, is exact. */
 #include <pthread.h>
@@ -16,7 +18,7 @@ struct task {
 	struct fb_offload off;         /* first member: the task is its own offload */
 	struct fb_reactor *from;
 	atomic_bool worked;
-	bool worked_on_reactor, done_wrong_reactor, done_before_work;
+	struct fb_reactor *worked_on;  /* NULL: a worker thread */
 	unsigned done_count;
 };
 
@@ -26,7 +28,7 @@ static void task_work(struct fb_offload *o)
 {
 	struct task *t = (struct task *)o;
 
-	t->worked_on_reactor = fb_reactor_current() != NULL;
+	t->worked_on = fb_reactor_current();
 	atomic_store(&t->worked, true);
 }
 
@@ -34,8 +36,8 @@ static void task_done(struct fb_offload *o)
 {
 	struct task *t = (struct task *)o;
 
-	t->done_wrong_reactor = fb_reactor_current() != t->from;
-	t->done_before_work = !atomic_load(&t->worked);
+	CHECK(fb_reactor_current() == t->from);
+	CHECK(atomic_load(&t->worked));
 	t->done_count++;
 	atomic_fetch_add(&tasks_done, 1);
 }
@@ -64,24 +66,46 @@ static void wait_count(atomic_uint *c, unsigned want)
 	CHECK_EQ(atomic_load(c), want); /* 30 s deadline */
 }
 
-TEST(tasks_run_on_workers_and_complete_on_their_reactor)
+/* One task at a time: a worker is always free, so none runs inline. */
+TEST(a_task_runs_on_a_worker_when_one_is_free)
+{
+	struct fb_engine *e = th_engine(1);
+	struct task t[50];
+	struct batch b = {NULL, 1};
+
+	memset(t, 0, sizeof(t));
+	atomic_store(&tasks_done, 0);
+	for (unsigned i = 0; i < 50; i++) {
+		b.t = &t[i];
+		fb_reactor_send(fb_engine_get_reactor(e, 0), submit_batch, &b);
+		wait_count(&tasks_done, i + 1);
+		CHECK(t[i].worked_on == NULL);
+		CHECK_EQ(t[i].done_count, 1);
+	}
+	fb_engine_destroy(e);
+}
+
+TEST(a_flood_from_every_reactor_completes_on_its_reactor)
 {
 	struct fb_engine *e = th_engine(2);
 	struct task *t = calloc(NTASK, sizeof(*t));
 	struct batch b0 = {t, NTASK / 2}, b1 = {t + NTASK / 2, NTASK / 2};
 
 	CHECK(t);
+	atomic_store(&tasks_done, 0);
 	/* Messages, not run_sync: both reactors submit at the same time. */
 	fb_reactor_send(fb_engine_get_reactor(e, 0), submit_batch, &b0);
 	fb_reactor_send(fb_engine_get_reactor(e, 1), submit_batch, &b1);
 	wait_count(&tasks_done, NTASK);
+	unsigned on_workers = 0;
+
 	for (unsigned i = 0; i < NTASK; i++) {
 		CHECK(atomic_load(&t[i].worked));
-		CHECK(!t[i].worked_on_reactor);
-		CHECK(!t[i].done_wrong_reactor);
-		CHECK(!t[i].done_before_work);
+		CHECK(t[i].worked_on == NULL || t[i].worked_on == t[i].from); /* inline: its own reactor */
+		on_workers += t[i].worked_on == NULL;
 		CHECK_EQ(t[i].done_count, 1);
 	}
+	CHECK(on_workers > 0);
 	fb_engine_destroy(e); /* joins the workers */
 	free(t);
 }
@@ -202,7 +226,8 @@ TEST(malloc_large_copies_are_exact)
 
 int main(void)
 {
-	RUN(tasks_run_on_workers_and_complete_on_their_reactor);
+	RUN(a_task_runs_on_a_worker_when_one_is_free);
+	RUN(a_flood_from_every_reactor_completes_on_its_reactor);
 	RUN(malloc_large_copies_are_exact);
 	fprintf(stderr, "offload_test: ok\n");
 	return 0;

@@ -88,8 +88,10 @@ struct fb_offload {
 	struct fb_offload *next;             /* engine-owned from here down */
 	struct fb_reactor *r;
 };
-/* Queues o from reactor r (the current one). If no worker can be started,
- * work runs inline and done on r's next loop iteration: it never fails. */
+/* Queues o from reactor r (the current one). When every worker is busy and
+ * work already waits (or no worker could be started), work runs inline on
+ * r instead; done always runs on r's next loop iteration or later: it
+ * never fails. */
 void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o);
 
 /* Monotonic clock in nanoseconds (cheap; used for latency stats). */

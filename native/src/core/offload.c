@@ -4,6 +4,9 @@
  * lock-free `offload_done` list (the reactor drains it every loop pass, as
  * it drains messages) and the reactor is woken if it sleeps.
  *
+ * When every worker is busy and a task already waits, the submitting
+ * reactor runs the task itself (then done on its next loop pass).
+ *
  * The pool starts on the first submit, so an engine that never offloads
  * has no extra threads; it stops after the reactors have (fb_engine_destroy
  * deletes every bdev first, so no task is in flight by then).
@@ -111,12 +114,16 @@ void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o)
 		}
 		pthread_mutex_unlock(&e->offload_lock);
 	}
-	if (!p || p->n == 0) {
-		o->work(o);
-		offload_finish(o); /* done runs on the next loop pass, as promised */
-		return;
-	}
+	if (!p || p->n == 0)
+		goto inline_work;
 	pthread_mutex_lock(&p->lock);
+	/* Every worker busy and work already waiting: the reactor is the extra
+	 * worker (no slower than before offload existed, and the queue cannot
+	 * grow without bound while cores are scarce). */
+	if (p->idle == 0 && p->head) {
+		pthread_mutex_unlock(&p->lock);
+		goto inline_work;
+	}
 	if (p->tail)
 		p->tail->next = o;
 	else
@@ -125,6 +132,10 @@ void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o)
 	if (p->idle)
 		pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	return;
+inline_work:
+	o->work(o);
+	offload_finish(o); /* done runs on the next loop pass, as promised */
 }
 
 unsigned fb_offload_drain(struct fb_reactor *r)
