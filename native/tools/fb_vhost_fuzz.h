@@ -979,13 +979,18 @@ static int p_ind_next(struct fz *f, uint8_t *s)
 	return FZP_ID;
 }
 
+/* A well-formed read whose status entry also says INDIRECT: a device that
+ * took it as a plain buffer would answer OK. */
 static int p_ind_nested(struct fz *f, uint8_t *s)
 {
 	struct vring_packed_desc *t = fzp_ind(f);
 
 	(void)s;
-	t[0] = (struct vring_packed_desc){ gpa(&f->d, t), 16, 0, VRING_DESC_F_INDIRECT };
-	return fzp_indirect(f, gpa(&f->d, t), 16, 0);
+	fzp_request(f, t, VIRTIO_BLK_T_IN, 0, 4096, false);
+	t[0].flags = 0;
+	t[1].flags = VRING_DESC_F_WRITE;
+	t[2].flags = VRING_DESC_F_WRITE | VRING_DESC_F_INDIRECT;
+	return fzp_indirect(f, gpa(&f->d, t), 3 * 16, 0);
 }
 
 static int p_ind_len(struct fz *f, uint8_t *s)
