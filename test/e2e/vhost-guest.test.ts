@@ -116,7 +116,11 @@ test('fio verify in a Linux guest (packed rings) on RAID1 (safe_read repair): a 
     }
     await eng.call('bdev_raid_create', { name: 'r1', raid_level: 'raid1', base_bdevs: ['EE_m0', 'EE_m1'], superblock: true, safe_read: 'repair' });
     await eng.call('vhost_create_blk_controller', { ctrlr: 'vhost.0', dev_name: 'r1', cpumask: '0x3' });
-    const guest = runGuest(path.join(eng.dir, 'vhost', 'vhost.0'), 15, consoleLog, 600_000, true);
+    let guestDone = false;
+    const guest = runGuest(path.join(eng.dir, 'vhost', 'vhost.0'), 15, consoleLog, 600_000, true).then((r) => {
+      guestDone = true;
+      return r;
+    });
     await waitForLine(consoleLog, 'FBSO-FIO-START', 300_000);
     await new Promise((r) => setTimeout(r, 2000));
     // From now on reads of member EE_m0 return one bit flipped (byte 17,
@@ -128,7 +132,9 @@ test('fio verify in a Linux guest (packed rings) on RAID1 (safe_read repair): a 
     });
     let repair: Note | undefined;
     const deadline = Date.now() + 120_000;
-    while (!repair && Date.now() < deadline) {
+    // Until the guest is done (one last look after), within a deadline.
+    for (let last = false; !repair && !last && Date.now() < deadline; ) {
+      last = guestDone;
       const notes = await eng.call<Note[]>('notify_get_notifications', {});
       repair = notes.find((n) => n.type === 'raid_safe_read_repair');
       if (!repair) await new Promise((r) => setTimeout(r, 250));
