@@ -173,8 +173,11 @@ void fb_engine_destroy(struct fb_engine *e)
 	}
 	fb_bdev_delete_all(e);
 	fb_modules_fini(e);
-	fb_reactor_fini_all(e);
+	/* Workers first: one that just handed back its last task may still be
+	 * writing to its reactor's eventfd, which fb_reactor_fini_all closes.
+	 * No task is in flight: every bdev is deleted. */
 	fb_offload_fini(e);
+	fb_reactor_fini_all(e);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->cond);
 	fb_notify_fini(e);

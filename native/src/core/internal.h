@@ -263,7 +263,7 @@ void fb_timers_run(struct fb_reactor *r, uint64_t now);
 int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err);
 void fb_bdev_delete_all(struct fb_engine *e);
 /* Offload (offload.c): the reactor runs done of finished tasks; the engine
- * joins the workers after the reactors have stopped. */
+ * joins the workers before it stops the reactors. */
 unsigned fb_offload_drain(struct fb_reactor *r);
 void fb_offload_fini(struct fb_engine *e);
 /* Wakes reactor r if it sleeps (reactor.c; any thread). */

@@ -8,8 +8,9 @@
  * reactor runs the task itself (then done on its next loop pass).
  *
  * The pool starts on the first submit, so an engine that never offloads
- * has no extra threads; it stops after the reactors have (fb_engine_destroy
- * deletes every bdev first, so no task is in flight by then).
+ * has no extra threads; it stops before the reactors do (fb_engine_destroy
+ * deletes every bdev first, so no task is in flight by then, and a worker
+ * may still be waking its reactor for the last one).
  */
 #include <errno.h>
 #include <pthread.h>
