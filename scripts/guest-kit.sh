@@ -8,10 +8,10 @@
 #       installed); fio and its libraries come from the host's fio package.
 #       Prints the cache directory.
 #   scripts/guest-kit.sh run --socket PATH [--queues N] [--runtime S]
-#            [--size-mb M] [--mem-mb M] [--timeout S] [--console FILE]
+#            [--size-mb M] [--mem-mb M] [--timeout S] [--console FILE] [--packed]
 #       Boots the guest with QEMU (memory-backend-memfd share=on,
 #       vhost-user-blk-pci on PATH with reconnect=1, so a restarted back-end
-#       is picked up again), runs fio verify (crc32c, randrw 4 KiB, 2 jobs on
+#       is picked up again; --packed: packed virtqueues), runs fio verify (crc32c, randrw 4 KiB, 2 jobs on
 #       disjoint halves of --size-mb) on the disk and prints fio's JSON on
 #       stdout. Exit 0 when fio ran and reported no error, 1 when it
 #       reported errors, 2 when the guest did not get that far.
@@ -21,7 +21,8 @@
 #
 # Cache: $FLEXBSO_GUEST_CACHE, default ${XDG_CACHE_HOME:-$HOME/.cache}/flexbso/guest-kit.
 # The guest prints "FBSO-FIO-START" when fio starts (a hook for tests that
-# restart the back-end mid-run) and the JSON between FBSO-FIO-JSON-BEGIN and
+# restart the back-end mid-run), "FBSO-INIT features BITS" (the virtio
+# features the guest driver negotiated, bit 0 first) and the JSON between FBSO-FIO-JSON-BEGIN and
 # FBSO-FIO-JSON-END on its serial console.
 set -eu
 
@@ -119,6 +120,7 @@ INIT
 job_initrd() { # job_initrd KIT OUT FIO_ARGS
 	jd=$(mktemp -d)
 	printf 'FIO_ARGS="%s"\n' "$3" >"$jd/job.sh"
+	echo 'echo "FBSO-INIT features $(cat /sys/block/vda/device/features 2>/dev/null)"' >>"$jd/job.sh"
 	(cd "$jd" && echo job.sh | "$1/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$jd/job.cpio.gz")
 	cat "$1/initramfs.cpio.gz" "$jd/job.cpio.gz" >"$2"
 	rm -rf "$jd"
@@ -146,7 +148,7 @@ accel() {
 }
 
 run() {
-	socket= queues=2 runtime=20 size_mb=64 mem_mb=768 tmo=600 console=
+	socket= queues=2 runtime=20 size_mb=64 mem_mb=768 tmo=600 console= packed=
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--socket) socket=$2; shift 2 ;;
@@ -156,6 +158,7 @@ run() {
 		--mem-mb) mem_mb=$2; shift 2 ;;
 		--timeout) tmo=$2; shift 2 ;;
 		--console) console=$2; shift 2 ;;
+		--packed) packed=",packed=on"; shift ;;
 		*) die "unknown argument $1" ;;
 		esac
 	done
@@ -173,7 +176,7 @@ run() {
 	timeout "$tmo" qemu-system-x86_64 $cpu -smp 2 -m "$mem_mb" -display none -no-reboot \
 		-object "memory-backend-memfd,id=mem,size=${mem_mb}M,share=on" -numa node,memdev=mem \
 		-chardev "socket,id=vu,path=$socket,reconnect=1" \
-		-device "vhost-user-blk-pci,chardev=vu,num-queues=$queues" \
+		-device "vhost-user-blk-pci,chardev=vu,num-queues=$queues$packed" \
 		-serial "file:$console" -kernel "$kit/vmlinuz" -initrd "$d/initrd" \
 		-append "console=ttyS0 panic=-1 quiet" >"$d/qemu.log" 2>&1 || true
 	if ! grep -q "FBSO-FIO-JSON-END" "$console"; then
@@ -193,5 +196,5 @@ case "${1:-}" in
 build) build ;;
 accel) accel ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 build | accel | run --socket PATH [--queues N] [--runtime S] [--size-mb M] [--mem-mb M] [--timeout S] [--console FILE]" >&2; exit 2 ;;
+*) echo "usage: $0 build | accel | run --socket PATH [--queues N] [--runtime S] [--size-mb M] [--mem-mb M] [--timeout S] [--console FILE] [--packed]" >&2; exit 2 ;;
 esac

@@ -1,14 +1,14 @@
 /* fb_vhost: a userspace vhost-user-blk initiator — a virtio-blk driver in a
  * process. Guest memory is a memfd shared with the back-end through
- * SET_MEM_TABLE; each queue is a split virtqueue with its own kick and call
- * eventfds and its own thread. It drives any vhost-user-blk socket (ours,
+ * SET_MEM_TABLE; each queue is a split virtqueue (or a packed one with
+ * --packed) with its own kick and call eventfds and its own thread. It drives any vhost-user-blk socket (ours,
  * qemu-storage-daemon's), so both are measured the same way.
  *
  *   fb_vhost --socket PATH perf   [--rw randread|randwrite|randrw|read|write]
  *            [--mix PCT_READS] [--bs SIZE] [--qd N] [--queues N] [--seconds S]
- *            [--poll] [--no-event-idx] [--json]
- *   fb_vhost --socket PATH verify [--bs SIZE] [--qd N] [--queues N] [--ops N] [--json]
- *   fb_vhost --socket PATH fuzz   [--json]
+ *            [--poll] [--no-event-idx] [--packed] [--json]
+ *   fb_vhost --socket PATH verify [--bs SIZE] [--qd N] [--queues N] [--ops N] [--packed] [--json]
+ *   fb_vhost --socket PATH fuzz   [--packed] [--json]
  *   fb_vhost --socket PATH info
  *   fb_vhost --socket PATH hold   [--queues N] [--seconds S]
  *   fb_vhost memcpy [--bs SIZE] [--seconds S] [--json]
@@ -25,7 +25,9 @@
  * back-end and, when the back-end dies, connects again and sets the same
  * rings up from their used index, as QEMU's reconnect= does: nothing may be
  * lost or fail.
- * fuzz: malformed messages and descriptor chains; after each the back-end
+ * fuzz: malformed messages and descriptor chains (with --packed: malformed
+ * packed-ring chains: loops, wrap counters, out-of-range buffers and
+ * indirect tables); after each the back-end
  * must still answer a fresh connection, and each case's expected answer
  * (an error status, a refused message, a stopped queue) is checked. Exit
  * status 0 only if every check passed.
@@ -57,6 +59,7 @@
 #define TIMEOUT_MS 5000
 
 static const char *g_socket;
+static bool g_packed; /* --packed: negotiate VIRTIO_F_RING_PACKED */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -297,6 +300,13 @@ static int dev_open(struct dev *d, const char *path, bool event_idx)
 	       (1ull << VIRTIO_BLK_F_RO);
 	if (event_idx)
 		want |= 1ull << VIRTIO_RING_F_EVENT_IDX;
+	if (g_packed) {
+		if (!(f & (1ull << VIRTIO_F_RING_PACKED))) {
+			fprintf(stderr, "fb_vhost: --packed: the back-end does not offer VIRTIO_F_RING_PACKED\n");
+			return -ENOTSUP;
+		}
+		want |= 1ull << VIRTIO_F_RING_PACKED;
+	}
 	d->features = f & want;
 	return set_u64(d, VHU_SET_FEATURES, d->features);
 }
@@ -352,6 +362,7 @@ struct slot {
 	uint64_t t0;
 	uint64_t blk;        /* first block of the I/O (verify) */
 	bool busy, write;
+	uint16_t ndesc;      /* packed: ring slots of the chain in flight */
 };
 
 struct vq {
@@ -363,6 +374,12 @@ struct vq {
 	uint16_t avail_idx, last_used;
 	int kick, call, err;
 	bool event_idx, poll;
+	/* packed ring: the driver's next avail and used positions and wrap counters */
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_event *drv_event, *dev_event;
+	uint16_t p_next, p_used;
+	bool p_wrap, p_used_wrap;
 	struct slot *slots;
 	size_t bs;
 	uint64_t kicks, waits;
@@ -371,6 +388,9 @@ struct vq {
 static size_t ring_bytes(unsigned num)
 {
 	size_t desc = 16u * num, avail = vring_avail_size(num);
+
+	if (g_packed) /* descriptor ring, then a page for both event structures */
+		return ((desc + 4095) & ~(size_t)4095) + 4096;
 
 	return ((desc + avail + 4095) & ~(size_t)4095) + ((vring_used_size(num) + 4095) & ~(size_t)4095);
 }
@@ -400,13 +420,15 @@ static int vq_send_setup(struct vq *q, uint16_t base)
 	if ((rc = msg(d, VHU_SET_VRING_NUM, &st, sizeof(st), NULL, 0)))
 		return rc;
 	st.num = base;
+	if (q->packed) /* avail and used position 0, wrap counters 1 */
+		st.num = (1u << VRING_PACKED_WRAP_BIT) | (1u << (16 + VRING_PACKED_WRAP_BIT));
 	if ((rc = msg(d, VHU_SET_VRING_BASE, &st, sizeof(st), NULL, 0)))
 		return rc;
 	memset(&a, 0, sizeof(a));
 	a.index = q->index;
-	a.desc_uaddr = (uint64_t)(uintptr_t)q->desc;
-	a.avail_uaddr = (uint64_t)(uintptr_t)q->avail;
-	a.used_uaddr = (uint64_t)(uintptr_t)q->used;
+	a.desc_uaddr = (uint64_t)(uintptr_t)(q->packed ? (void *)q->pdesc : (void *)q->desc);
+	a.avail_uaddr = (uint64_t)(uintptr_t)(q->packed ? (void *)q->drv_event : (void *)q->avail);
+	a.used_uaddr = (uint64_t)(uintptr_t)(q->packed ? (void *)q->dev_event : (void *)q->used);
 	if ((rc = msg(d, VHU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0)))
 		return rc;
 	fd = q->call;
@@ -437,9 +459,17 @@ static int vq_setup(struct vq *q, struct dev *d, unsigned index, unsigned num, u
 	q->bs = bs;
 	q->poll = poll;
 	q->event_idx = d->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
-	q->desc = (struct vring_desc *)(void *)base;
-	q->avail = (struct vring_avail *)(void *)(base + 16u * num);
-	q->used = (struct vring_used *)(void *)(base + ((16u * num + vring_avail_size(num) + 4095) & ~(size_t)4095));
+	q->packed = d->features & (1ull << VIRTIO_F_RING_PACKED);
+	if (q->packed) {
+		q->pdesc = (struct vring_packed_desc *)(void *)base;
+		q->drv_event = (struct vring_packed_event *)(void *)(base + ((16u * num + 4095) & ~(size_t)4095));
+		q->dev_event = q->drv_event + 1;
+		q->p_wrap = q->p_used_wrap = true;
+	} else {
+		q->desc = (struct vring_desc *)(void *)base;
+		q->avail = (struct vring_avail *)(void *)(base + 16u * num);
+		q->used = (struct vring_used *)(void *)(base + ((16u * num + vring_avail_size(num) + 4095) & ~(size_t)4095));
+	}
 	q->slots = calloc(qd, sizeof(*q->slots));
 	if (!q->slots)
 		return -ENOMEM;
@@ -477,7 +507,9 @@ static void vq_kick(struct vq *q, uint16_t old)
 	bool k;
 
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (q->event_idx)
+	if (q->packed) /* DESC mode is not tracked here: kick unless disabled */
+		k = __atomic_load_n(&q->dev_event->flags, __ATOMIC_ACQUIRE) != VRING_PACKED_EVENT_DISABLE;
+	else if (q->event_idx)
 		k = vring_need_event(__atomic_load_n((uint16_t *)&q->used->ring[q->num], __ATOMIC_ACQUIRE),
 				     q->avail_idx, old);
 	else
@@ -498,11 +530,41 @@ static void vq_publish(struct vq *q, uint16_t head)
 	__atomic_store_n(&q->avail->idx, q->avail_idx, __ATOMIC_RELEASE);
 }
 
-/* Builds slot s's request as a 3-descriptor chain (heads 3s..3s+2). */
+/* Packed: writes a chain of n descriptors at the next avail position, the
+ * first one's flags last (that makes the whole chain available). */
+static void vq_put_packed(struct vq *q, const struct vring_packed_desc *d, unsigned n)
+{
+	uint16_t pos = q->p_next, first_flags = 0;
+	bool wrap = q->p_wrap;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct vring_packed_desc *r = &q->pdesc[pos];
+		uint16_t f = (uint16_t)(d[i].flags | (wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED));
+
+		r->addr = d[i].addr;
+		r->len = d[i].len;
+		r->id = d[i].id;
+		if (i == 0)
+			first_flags = f;
+		else
+			r->flags = f;
+		if (++pos == q->num) {
+			pos = 0;
+			wrap = !wrap;
+		}
+	}
+	__atomic_store_n(&q->pdesc[q->p_next].flags, first_flags, __ATOMIC_RELEASE);
+	q->p_next = pos;
+	q->p_wrap = wrap;
+	q->avail_idx++;
+}
+
+/* Builds slot s's request as a 3-descriptor chain (heads 3s..3s+2; on a
+ * packed ring buffer id 3s at the next avail position). */
 static void vq_submit(struct vq *q, unsigned s, uint32_t type, uint64_t sector, uint32_t len, bool write)
 {
 	struct slot *sl = &q->slots[s];
-	struct vring_desc *d = &q->desc[3 * s];
+	struct vring_desc local[3], *d = q->packed ? local : &q->desc[3 * s];
 	uint16_t head = (uint16_t)(3 * s);
 	unsigned n = 0;
 
@@ -522,10 +584,66 @@ static void vq_submit(struct vq *q, unsigned s, uint32_t type, uint64_t sector, 
 	sl->busy = true;
 	sl->write = write;
 	sl->t0 = now_ns();
+	if (q->packed) {
+		struct vring_packed_desc p[3];
+
+		for (unsigned i = 0; i <= n; i++)
+			p[i] = (struct vring_packed_desc){ d[i].addr, d[i].len, head, d[i].flags };
+		sl->ndesc = (uint16_t)(n + 1);
+		vq_put_packed(q, p, n + 1);
+		return;
+	}
 	vq_publish(q, head);
 }
 
 static int dev_reconnect(struct dev *d);
+
+/* A completion is waiting. */
+static bool vq_has_used(struct vq *q)
+{
+	if (q->packed)
+		return vring_packed_used(__atomic_load_n(&q->pdesc[q->p_used].flags, __ATOMIC_ACQUIRE),
+					 q->p_used_wrap);
+	return __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used;
+}
+
+/* Packed: takes the used descriptor at the used position (id, len) and
+ * skips the slots of its chain; false if it names no buffer in flight. */
+static bool vq_take_packed(struct vq *q, uint16_t *id, uint32_t *len)
+{
+	struct vring_packed_desc e = q->pdesc[q->p_used];
+	unsigned n;
+
+	*id = e.id;
+	*len = e.len;
+	if (e.id % 3 || e.id / 3 >= q->qd || !q->slots[e.id / 3].busy)
+		return false;
+	n = q->slots[e.id / 3].ndesc;
+	q->p_used = (uint16_t)(q->p_used + n);
+	if (q->p_used >= q->num) {
+		q->p_used = (uint16_t)(q->p_used - q->num);
+		q->p_used_wrap = !q->p_used_wrap;
+	}
+	q->last_used++;
+	return true;
+}
+
+/* Interrupts on (and where the next one is wanted, with EVENT_IDX). */
+static void vq_irq_on(struct vq *q)
+{
+	if (q->packed) {
+		if (q->event_idx)
+			__atomic_store_n(&q->drv_event->off_wrap,
+					 (uint16_t)(q->p_used | (unsigned)q->p_used_wrap << VRING_PACKED_WRAP_BIT),
+					 __ATOMIC_RELEASE);
+		__atomic_store_n(&q->drv_event->flags,
+				 q->event_idx ? VRING_PACKED_EVENT_DESC : VRING_PACKED_EVENT_ENABLE, __ATOMIC_RELEASE);
+	} else if (q->event_idx) {
+		__atomic_store_n(&q->avail->ring[q->num], q->last_used, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&q->avail->flags, 0, __ATOMIC_RELEASE);
+	}
+}
 
 /* Next completion: *slot and its used len; -ETIMEDOUT after TIMEOUT_MS. */
 static int vq_reap(struct vq *q, unsigned *slot, uint32_t *len, int timeout_ms)
@@ -533,9 +651,15 @@ static int vq_reap(struct vq *q, unsigned *slot, uint32_t *len, int timeout_ms)
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
 	for (;;) {
-		uint16_t idx = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
+		if (q->packed && vq_has_used(q)) {
+			uint16_t id;
 
-		if (idx != q->last_used) {
+			if (!vq_take_packed(q, &id, len))
+				return -EPROTO;
+			*slot = id / 3u;
+			return 0;
+		}
+		if (!q->packed && vq_has_used(q)) {
 			struct vring_used_elem e = q->used->ring[q->last_used % q->num];
 
 			q->last_used++;
@@ -550,12 +674,9 @@ static int vq_reap(struct vq *q, unsigned *slot, uint32_t *len, int timeout_ms)
 		if (q->poll)
 			continue;
 		/* Interrupts on, look again, then sleep on the call fd. */
-		if (q->event_idx)
-			__atomic_store_n(&q->avail->ring[q->num], q->last_used, __ATOMIC_RELEASE);
-		else
-			__atomic_store_n(&q->avail->flags, 0, __ATOMIC_RELEASE);
+		vq_irq_on(q);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used)
+		if (vq_has_used(q))
 			continue;
 		{
 			struct pollfd p[2] = { { .fd = q->call, .events = POLLIN }, { .fd = q->d->sock, .events = POLLIN } };
@@ -808,8 +929,7 @@ static void *perf_thread(void *arg)
 				w->errors++;
 			sl->busy = false;
 			inflight--;
-		} while (__atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE) != q->last_used &&
-			 vq_reap(q, &slot, &len, TIMEOUT_MS) == 0);
+		} while (vq_has_used(q) && vq_reap(q, &slot, &len, TIMEOUT_MS) == 0);
 	}
 	return NULL;
 }
@@ -1025,6 +1145,8 @@ static int run_verify(const struct perf_opts *o)
 		die("setting up %s: %s", g_socket, strerror(-rc));
 	if (o->reconnect && o->queues != 1)
 		die("--reconnect drives one queue (one thread owns the connection)");
+	if (o->reconnect && g_packed)
+		die("--reconnect: packed rings have no inflight tracking here; use split rings (drop --packed)");
 	nblk = d.cfg.capacity * VIRTIO_BLK_SECTOR / o->bs;
 	per = nblk / o->queues;
 	if (per > 4096)
@@ -1191,7 +1313,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: fb_vhost --socket PATH perf|verify|fuzz|info|hold [--rw randread|randwrite|randrw|read|write]\n"
 		"         [--mix PCT_READS] [--bs SIZE] [--qd N] [--queues N] [--seconds S] [--ramp S] [--ops N]\n"
-		"         [--poll] [--no-event-idx] [--reconnect] [--json]\n"
+		"         [--poll] [--no-event-idx] [--packed] [--reconnect] [--json]\n"
 		"       fb_vhost memcpy [--bs SIZE] [--seconds S] [--json]\n");
 }
 
@@ -1243,6 +1365,8 @@ int main(int argc, char **argv)
 			o.reconnect = true;
 		} else if (strcmp(a, "--poll") == 0) {
 			o.poll = true;
+		} else if (strcmp(a, "--packed") == 0) {
+			g_packed = true;
 		} else if (strcmp(a, "--no-event-idx") == 0) {
 			o.event_idx = false;
 		} else if (strcmp(a, "--json") == 0) {

@@ -789,6 +789,312 @@ static const struct fz_case CASES[] = {
 	{ "disconnect with requests in flight", EXP_ALIVE, true, d_disconnect_inflight, 0 },
 };
 
+/* ---- packed rings (fuzz --packed): chains written at the driver's next
+ * avail position with buffer id FZP_ID; the case returns that id, -1 when
+ * it published on its own, -3 when it checked its own outcome (passed),
+ * -4 when that check failed (g_fzp_why says why). */
+#define FZP_ID 61u
+static char g_fzp_why[200];
+static unsigned g_fzp_n; /* slots of the chain just put */
+
+static void fzp_put(struct fz *f, const struct vring_packed_desc *d, unsigned n)
+{
+	vq_put_packed(&f->q, d, n);
+	g_fzp_n = n;
+}
+
+/* header (slot 1), data (slot 1's page), status (slot 2's status byte) */
+static void fzp_request(struct fz *f, struct vring_packed_desc d[3], uint32_t type, uint64_t sector, uint32_t len,
+			bool write)
+{
+	struct slot *h = &f->q.slots[1], *st = &f->q.slots[2];
+
+	h->hdr->type = type;
+	h->hdr->ioprio = 0;
+	h->hdr->sector = sector;
+	d[0] = (struct vring_packed_desc){ gpa(&f->d, h->hdr), 16, FZP_ID, VRING_DESC_F_NEXT };
+	d[1] = (struct vring_packed_desc){ gpa(&f->d, h->data), len, FZP_ID,
+					   (uint16_t)(VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE)) };
+	d[2] = (struct vring_packed_desc){ gpa(&f->d, st->status), 1, FZP_ID, VRING_DESC_F_WRITE };
+}
+
+static int p_good(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc d[3];
+
+	(void)s;
+	fzp_request(f, d, VIRTIO_BLK_T_IN, 0, 4096, false);
+	fzp_put(f, d, 3);
+	return FZP_ID;
+}
+
+/* One descriptor changed from a good read. */
+static int fzp_bad(struct fz *f, unsigned which, uint64_t addr, uint32_t len, uint16_t flags)
+{
+	struct vring_packed_desc d[3];
+
+	fzp_request(f, d, VIRTIO_BLK_T_IN, 0, 4096, false);
+	d[which].addr = addr;
+	d[which].len = len;
+	d[which].flags = flags;
+	fzp_put(f, d, 3);
+	return FZP_ID;
+}
+
+static int p_addr_out(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_bad(f, 1, f->d.gpa_base + f->d.memsz + 4096, 4096, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE);
+}
+
+static int p_huge_len(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_bad(f, 1, gpa(&f->d, f->q.slots[1].data), 0xffffffffu, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE);
+}
+
+static int p_wrap_addr(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_bad(f, 1, UINT64_MAX - 100, 4096, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE);
+}
+
+static int p_no_status(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_bad(f, 2, gpa(&f->d, f->q.slots[2].status), 1, 0); /* nothing writable */
+}
+
+static int p_read_after_write(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc d[4];
+
+	(void)s;
+	fzp_request(f, d, VIRTIO_BLK_T_IN, 0, 4096, false);
+	d[2].flags |= VRING_DESC_F_NEXT;
+	d[3] = (struct vring_packed_desc){ gpa(&f->d, f->q.slots[3].data), 512, FZP_ID, 0 }; /* readable, last */
+	fzp_put(f, d, 4);
+	return FZP_ID;
+}
+
+/* A chain as long as the ring: every descriptor says NEXT. */
+static int p_chain_loop(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc *d = calloc(f->q.num, sizeof(*d));
+
+	(void)s;
+	if (!d)
+		return -2;
+	for (unsigned i = 0; i < f->q.num; i++)
+		d[i] = (struct vring_packed_desc){ gpa(&f->d, f->q.slots[1].data), 16, FZP_ID, VRING_DESC_F_NEXT };
+	fzp_put(f, d, f->q.num);
+	free(d);
+	return FZP_ID;
+}
+
+/* The chain's second descriptor is not available (AVAIL and USED both set). */
+static int p_chain_unavail(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_bad(f, 1, gpa(&f->d, f->q.slots[1].data), 4096,
+		       VRING_DESC_F_NEXT | VRING_DESC_F_WRITE | VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED);
+}
+
+/* A first descriptor whose flags belong to no available lap (`bits` as
+ * written): the device must not take it. Then made available: it must. */
+static int fzp_wrong_lap(struct fz *f, uint16_t bits)
+{
+	struct vq *q = &f->q;
+	struct vring_packed_desc d[3];
+	uint16_t pos = q->p_next;
+	bool wrap = q->p_wrap;
+	uint64_t one = 1;
+
+	fzp_request(f, d, VIRTIO_BLK_T_IN, 0, 4096, false);
+	fzp_put(f, d, 3);
+	__atomic_store_n(&q->pdesc[pos].flags, (uint16_t)(VRING_DESC_F_NEXT | bits), __ATOMIC_RELEASE);
+	if (write(q->kick, &one, 8) < 0) {
+		/* a kick is pending already */
+	}
+	usleep(300000);
+	if (vq_has_used(q)) {
+		snprintf(g_fzp_why, sizeof(g_fzp_why), "took a descriptor that was not available (flags 0x%x)",
+			 VRING_DESC_F_NEXT | bits);
+		return -4;
+	}
+	/* Now the right lap: the device takes the whole chain. */
+	__atomic_store_n(&q->pdesc[pos].flags,
+			 (uint16_t)(VRING_DESC_F_NEXT | (wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED)),
+			 __ATOMIC_RELEASE);
+	return FZP_ID;
+}
+
+static int p_flags_used(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_wrong_lap(f, VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED);
+}
+
+static int p_flags_prev_lap(struct fz *f, uint8_t *s)
+{
+	/* AVAIL != the device's wrap counter, USED == it: the previous lap's. */
+	(void)s;
+	return fzp_wrong_lap(f, f->q.p_wrap ? VRING_PACKED_DESC_F_USED : VRING_PACKED_DESC_F_AVAIL);
+}
+
+/* Indirect table in slot 3's data page. */
+static struct vring_packed_desc *fzp_ind(struct fz *f)
+{
+	return (struct vring_packed_desc *)(void *)fz_buf(f, 3);
+}
+
+static int fzp_indirect(struct fz *f, uint64_t addr, uint32_t len, uint16_t flags)
+{
+	struct vring_packed_desc d = { addr, len, FZP_ID, (uint16_t)(VRING_DESC_F_INDIRECT | flags) };
+
+	fzp_put(f, &d, 1);
+	return FZP_ID;
+}
+
+static int p_ind_good(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc *t = fzp_ind(f);
+
+	(void)s;
+	fzp_request(f, t, VIRTIO_BLK_T_IN, 0, 4096, false);
+	t[0].flags = t[1].flags = 0; /* NEXT means nothing in a packed indirect table */
+	t[1].flags = VRING_DESC_F_WRITE;
+	return fzp_indirect(f, gpa(&f->d, t), 3 * 16, 0);
+}
+
+static int p_ind_next(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc *t = fzp_ind(f), d[2];
+
+	(void)s;
+	fzp_request(f, t, VIRTIO_BLK_T_IN, 0, 4096, false);
+	d[0] = (struct vring_packed_desc){ gpa(&f->d, t), 3 * 16, FZP_ID, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT };
+	d[1] = (struct vring_packed_desc){ gpa(&f->d, f->q.slots[2].status), 1, FZP_ID, VRING_DESC_F_WRITE };
+	fzp_put(f, d, 2);
+	return FZP_ID;
+}
+
+/* A well-formed read whose status entry also says INDIRECT: a device that
+ * took it as a plain buffer would answer OK. */
+static int p_ind_nested(struct fz *f, uint8_t *s)
+{
+	struct vring_packed_desc *t = fzp_ind(f);
+
+	(void)s;
+	fzp_request(f, t, VIRTIO_BLK_T_IN, 0, 4096, false);
+	t[0].flags = 0;
+	t[1].flags = VRING_DESC_F_WRITE;
+	t[2].flags = VRING_DESC_F_WRITE | VRING_DESC_F_INDIRECT;
+	return fzp_indirect(f, gpa(&f->d, t), 3 * 16, 0);
+}
+
+static int p_ind_len(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_indirect(f, gpa(&f->d, fzp_ind(f)), 17, 0);
+}
+
+static int p_ind_out(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_indirect(f, f->d.gpa_base + f->d.memsz - 16, 4096, 0);
+}
+
+static int p_ind_huge(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	return fzp_indirect(f, gpa(&f->d, fzp_ind(f)), 0xfffffff0u, 0);
+}
+
+/* 300 verified-status reads: the ring wraps (both wrap counters flip) several times. */
+static int p_laps(struct fz *f, uint8_t *s)
+{
+	(void)s;
+	for (unsigned i = 0; i < 300; i++) {
+		int st = vq_sync(&f->q, VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, false);
+
+		if (st != VIRTIO_BLK_S_OK) {
+			snprintf(g_fzp_why, sizeof(g_fzp_why), "read %u of 300: status %d", i, st);
+			return -4;
+		}
+	}
+	return -3;
+}
+
+static const struct fz_case PCASES[] = {
+	{ "packed: well-formed read (control)", EXP_OK, true, p_good, 0 },
+	{ "packed: 300 reads, the ring wraps", EXP_OK, true, p_laps, 0 },
+	{ "packed: buffer outside guest memory", EXP_NOT_OK, true, p_addr_out, 0 },
+	{ "packed: length 0xffffffff", EXP_NOT_OK, true, p_huge_len, 0 },
+	{ "packed: address that wraps", EXP_NOT_OK, true, p_wrap_addr, 0 },
+	{ "packed: no writable status byte", EXP_NOT_OK, true, p_no_status, 0 },
+	{ "packed: readable after writable", EXP_NOT_OK, true, p_read_after_write, 0 },
+	{ "packed: flags AVAIL == USED, then fixed", EXP_OK, true, p_flags_used, 0 },
+	{ "packed: flags of the previous lap, then fixed", EXP_OK, true, p_flags_prev_lap, 0 },
+	{ "packed: indirect with NEXT", EXP_NOT_OK, true, p_ind_next, 0 },
+	{ "packed: nested indirect table", EXP_NOT_OK, true, p_ind_nested, 0 },
+	{ "packed: indirect table of 17 bytes", EXP_NOT_OK, true, p_ind_len, 0 },
+	{ "packed: indirect table outside memory", EXP_NOT_OK, true, p_ind_out, 0 },
+	{ "packed: indirect table of 4 GiB", EXP_NOT_OK, true, p_ind_huge, 0 },
+	{ "packed: well-formed indirect read (control)", EXP_OK, true, p_ind_good, 0 },
+	{ "packed: chain as long as the ring", EXP_BROKEN, true, p_chain_loop, 0 },
+	{ "packed: chain runs into an unavailable slot", EXP_BROKEN, true, p_chain_unavail, 0 },
+};
+
+/* Kicks and classifies a packed chain with buffer id `id` against `exp`. */
+static bool fzp_run_chain(struct fz *f, uint16_t id, enum expect exp, uint8_t status, uint8_t *st_byte, char *why,
+			  size_t wl)
+{
+	struct vq *q = &f->q;
+	uint64_t one = 1, deadline = now_ns() + (exp == EXP_BROKEN ? 500 : 2000) * 1000000ull;
+	struct vring_packed_desc e;
+
+	if (write(q->kick, &one, 8) < 0) {
+		/* a kick is pending already */
+	}
+	while (!vq_has_used(q) && now_ns() < deadline)
+		usleep(200);
+	if (exp == EXP_BROKEN) {
+		if (vq_has_used(q)) {
+			snprintf(why, wl, "completed instead of stopping the queue");
+			return false;
+		}
+		if (!fz_err_fired(q, 2000)) {
+			snprintf(why, wl, "queue neither completed nor signalled its error eventfd");
+			return false;
+		}
+		return true;
+	}
+	if (!vq_has_used(q)) {
+		snprintf(why, wl, "no completion within 2 s");
+		return false;
+	}
+	e = q->pdesc[q->p_used];
+	q->p_used = (uint16_t)(q->p_used + g_fzp_n);
+	if (q->p_used >= q->num) {
+		q->p_used = (uint16_t)(q->p_used - q->num);
+		q->p_used_wrap = !q->p_used_wrap;
+	}
+	if (e.id != id) {
+		snprintf(why, wl, "completed buffer id %u, expected %u", e.id, id);
+		return false;
+	}
+	if (exp == EXP_NOT_OK && *st_byte == VIRTIO_BLK_S_OK) {
+		snprintf(why, wl, "malformed request succeeded");
+		return false;
+	}
+	if ((exp == EXP_STATUS || exp == EXP_OK) && *st_byte != (exp == EXP_OK ? 0 : status)) {
+		snprintf(why, wl, "status %d, expected %u", *st_byte, exp == EXP_OK ? 0 : status);
+		return false;
+	}
+	return true;
+}
+
 /* A fresh connection negotiates (retries briefly: the back-end may still
  * be tearing down the previous one). */
 static bool fz_alive(void)
@@ -809,13 +1115,20 @@ static bool fz_alive(void)
 
 static int run_fuzz(const struct perf_opts *o)
 {
-	unsigned pass = 0, fail = 0, n = sizeof(CASES) / sizeof(CASES[0]);
+	unsigned pass = 0, fail = 0, nsplit = sizeof(CASES) / sizeof(CASES[0]);
+	unsigned np = sizeof(PCASES) / sizeof(PCASES[0]), ntot = g_packed ? nsplit + np : nsplit, n = ntot;
 	struct fz f;
 
 	memset(&f, 0, sizeof(f));
 	dev_init(&f.d);
-	for (unsigned i = 0; i < n; i++) {
-		const struct fz_case *c = &CASES[i];
+	for (unsigned i = 0; i < ntot; i++) {
+		const struct fz_case *c = i < nsplit ? &CASES[i] : &PCASES[i - nsplit];
+
+		/* With --packed, the split rings' data-path cases give way to the packed ones. */
+		if (g_packed && i < nsplit && c->datapath) {
+			n--;
+			continue;
+		}
 		char why[200] = "";
 		bool ok = true;
 		int rc;
@@ -826,10 +1139,20 @@ static int run_fuzz(const struct perf_opts *o)
 				ok = false;
 				goto report;
 			}
+			if (g_packed)
+				*f.q.slots[2].status = 0xff;
 			rc = c->fn(&f, NULL);
 			if (rc == -2) {
 				snprintf(why, sizeof(why), "the back-end refused a valid message");
 				ok = false;
+			} else if (rc == -4) {
+				snprintf(why, sizeof(why), "%s", g_fzp_why);
+				ok = false;
+			} else if (rc == -3) {
+				/* the case checked its own outcome */
+			} else if (rc >= 0 && g_packed) {
+				ok = fzp_run_chain(&f, (uint16_t)rc, c->exp, c->status, f.q.slots[2].status, why,
+						   sizeof(why));
 			} else if (rc >= 0) {
 				ok = fz_run_chain(&f, (uint16_t)rc, c->exp, c->status, f.q.slots[2].status, why,
 						  sizeof(why));

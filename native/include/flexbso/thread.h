@@ -71,6 +71,29 @@ void fb_timer_arm(struct fb_reactor *r, struct fb_timer *t, uint64_t delay_ns);
 /* Safe on a timer that is not armed. */
 void fb_timer_cancel(struct fb_timer *t);
 
+/* Offload (SPDK's accel framework, software path): CPU-heavy work, such as
+ * the memory copy of a large read or write, runs on a small pool of engine
+ * worker threads, so one busy queue is not limited to its reactor's core;
+ * done then runs back on the reactor that submitted it. Intrusive: embed
+ * the task in the I/O context (no allocation per task). work runs on a
+ * worker thread and may touch only memory the task owns (no engine calls,
+ * no reactor state). Workers sleep when there is nothing to do; they are
+ * started on first use, one per online CPU (at most FB_OFFLOAD_MAX_WORKERS).
+ * Worth it only for work of tens of microseconds or more: a hand-off costs
+ * a thread wake-up, so small work stays inline. */
+#define FB_OFFLOAD_MAX_WORKERS 8u
+struct fb_offload {
+	void (*work)(struct fb_offload *o);  /* on a worker thread */
+	void (*done)(struct fb_offload *o);  /* on the submitting reactor, after work */
+	struct fb_offload *next;             /* engine-owned from here down */
+	struct fb_reactor *r;
+};
+/* Queues o from reactor r (the current one). When every worker is busy and
+ * work already waits (or no worker could be started), work runs inline on
+ * r instead; done always runs on r's next loop iteration or later: it
+ * never fails. */
+void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o);
+
 /* Monotonic clock in nanoseconds (cheap; used for latency stats). */
 uint64_t fb_now_ns(void);
 

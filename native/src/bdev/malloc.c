@@ -93,6 +93,37 @@ static void malloc_zero(unsigned char *p, size_t len)
 	memset((void *)hi, 0, a + len - hi);
 }
 
+/* Copies this large go to the engine's offload workers (fb_offload), so a
+ * busy queue's large I/O is not limited to its reactor's core; smaller ones
+ * stay inline, where a thread hand-off would cost more than the copy. */
+#define MALLOC_OFFLOAD_BYTES (128u << 10)
+
+struct malloc_io {
+	struct fb_offload off;
+	struct fb_bdev_io *io;
+	unsigned char *p;
+	struct iovec *iov;   /* captured at submit: the worker makes no engine calls */
+	int iovcnt;
+	bool read;
+};
+
+#define MALLOC_IO(o) ((struct malloc_io *)(void *)((char *)(o) - offsetof(struct malloc_io, off)))
+
+static void malloc_copy_work(struct fb_offload *o)
+{
+	struct malloc_io *mio = MALLOC_IO(o);
+
+	if (mio->read)
+		iov_copy_out(mio->iov, mio->iovcnt, mio->p);
+	else
+		iov_copy_in(mio->p, mio->iov, mio->iovcnt);
+}
+
+static void malloc_copy_done(struct fb_offload *o)
+{
+	fb_bdev_io_complete(MALLOC_IO(o)->io, 0);
+}
+
 static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 {
 	struct fb_bdev *bdev = fb_bdev_io_get_bdev(io);
@@ -103,8 +134,21 @@ static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 	struct iovec *iov;
 	int iovcnt;
 
-	(void)ch;
 	iov = fb_bdev_io_get_iovs(io, &iovcnt);
+	if (len >= MALLOC_OFFLOAD_BYTES &&
+	    (fb_bdev_io_get_type(io) == FB_IO_READ || fb_bdev_io_get_type(io) == FB_IO_WRITE)) {
+		struct malloc_io *mio = fb_bdev_io_get_driver_ctx(io);
+
+		mio->io = io;
+		mio->p = p;
+		mio->iov = iov;
+		mio->iovcnt = iovcnt;
+		mio->read = fb_bdev_io_get_type(io) == FB_IO_READ;
+		mio->off.work = malloc_copy_work;
+		mio->off.done = malloc_copy_done;
+		fb_offload_submit(fb_io_channel_get_reactor(ch), &mio->off);
+		return;
+	}
 	switch (fb_bdev_io_get_type(io)) {
 	case FB_IO_READ:
 		iov_copy_out(iov, iovcnt, p);
@@ -356,6 +400,7 @@ static struct fb_bdev_module malloc_module = {
 	.size = sizeof(struct fb_bdev_module),
 	.name = "malloc",
 	.product_name = "Malloc disk",
+	.io_ctx_size = sizeof(struct malloc_io),
 	.init = malloc_init,
 	.fini = malloc_fini,
 	.rpcs = malloc_rpcs,

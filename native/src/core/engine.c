@@ -117,6 +117,7 @@ int fb_engine_create(const struct fb_engine_opts *opts, struct fb_engine **out, 
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	pthread_mutex_init(&e->notify_lock, NULL);
+	pthread_mutex_init(&e->offload_lock, NULL);
 	e->notify = calloc(e->opts.notify_ring_entries, sizeof(*e->notify));
 	if (!e->notify || posix_memalign(&e->zero_buf, 4096, FB_ZERO_BUF_LEN) != 0) {
 		e->zero_buf = NULL;
@@ -144,6 +145,7 @@ out:
 			pthread_cond_destroy(&e->cond);
 			fb_notify_fini(e);
 			pthread_mutex_destroy(&e->notify_lock);
+			pthread_mutex_destroy(&e->offload_lock);
 		}
 		free(e->zero_buf);
 		free(e);
@@ -171,11 +173,16 @@ void fb_engine_destroy(struct fb_engine *e)
 	}
 	fb_bdev_delete_all(e);
 	fb_modules_fini(e);
+	/* Workers first: one that just handed back its last task may still be
+	 * writing to its reactor's eventfd, which fb_reactor_fini_all closes.
+	 * No task is in flight: every bdev is deleted. */
+	fb_offload_fini(e);
 	fb_reactor_fini_all(e);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->cond);
 	fb_notify_fini(e);
 	pthread_mutex_destroy(&e->notify_lock);
+	pthread_mutex_destroy(&e->offload_lock);
 	free(e->zero_buf);
 	free(e);
 }

@@ -51,6 +51,7 @@ struct fb_reactor {
 	struct fb_deferred *defer_head, *defer_tail;
 	unsigned sqes_pending;          /* SQEs prepared since the last submit */
 	struct fb_timer *timers;        /* armed, sorted by deadline */
+	_Atomic(struct fb_offload *) offload_done; /* LIFO pushed by offload workers */
 };
 
 struct fb_subsys {
@@ -95,6 +96,8 @@ struct fb_engine {
 	_Atomic uint64_t buf_used;
 	uint64_t buf_limit;
 	void *zero_buf;                 /* FB_ZERO_BUF_LEN zeros (write-zeroes emulation) */
+	_Atomic(struct fb_offload_pool *) offload; /* worker pool (offload.c), started on first use */
+	pthread_mutex_t offload_lock;   /* guards starting it */
 };
 
 #define FB_ZERO_BUF_LEN (1u << 20)
@@ -264,5 +267,11 @@ void fb_notify_fini(struct fb_engine *e);
 void fb_timers_run(struct fb_reactor *r, uint64_t now);
 int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err);
 void fb_bdev_delete_all(struct fb_engine *e);
+/* Offload (offload.c): the reactor runs done of finished tasks; the engine
+ * joins the workers before it stops the reactors. */
+unsigned fb_offload_drain(struct fb_reactor *r);
+void fb_offload_fini(struct fb_engine *e);
+/* Wakes reactor r if it sleeps (reactor.c; any thread). */
+void fb_reactor_wake(struct fb_reactor *r);
 
 #endif

@@ -98,8 +98,13 @@ void fb_reactor_send(struct fb_reactor *r, fb_msg_fn fn, void *arg)
 						       memory_order_relaxed));
 	if (tls_reactor == r)
 		return;
-	/* Pairs with the reactor's store of `sleeping` before it re-checks the
-	 * queue: one of the two sides always sees the other. */
+	fb_reactor_wake(r);
+}
+
+void fb_reactor_wake(struct fb_reactor *r)
+{
+	/* Pairs with the reactor's store of `sleeping` before it re-checks its
+	 * queues: one of the two sides always sees the other. */
 	if (atomic_load(&r->sleeping) && atomic_exchange(&r->wake_sent, 1) == 0) {
 		uint64_t one = 1;
 		ssize_t n;
@@ -347,6 +352,7 @@ static void *reactor_main(void *arg)
 		unsigned did = cqes_reap(r);
 
 		did += msgs_drain(r);
+		did += fb_offload_drain(r);
 		did += deferred_run(r);
 		did += pollers_run(r);
 		if (r->timers)
@@ -368,7 +374,7 @@ static void *reactor_main(void *arg)
 			continue;
 		}
 		atomic_store(&r->sleeping, 1);
-		if (atomic_load(&r->msgs)) {
+		if (atomic_load(&r->msgs) || atomic_load(&r->offload_done)) {
 			atomic_store(&r->sleeping, 0);
 			continue;
 		}
@@ -436,6 +442,7 @@ int fb_reactor_init_all(struct fb_engine *e, struct fb_err *err)
 		r->index = i;
 		r->efd_op.cb = efd_done;
 		atomic_init(&r->msgs, NULL);
+		atomic_init(&r->offload_done, NULL);
 		/* Blocking, so the ring's read waits (poll-armed) instead of -EAGAIN. */
 		r->efd = eventfd(0, EFD_CLOEXEC);
 		if (r->efd < 0) {

@@ -3,7 +3,7 @@
  *   vhost_blk.c      registry, listeners, the control thread, public API
  *   vhost_msg.c      vhost-user messages of one connection (control thread)
  *   vhost_mem.c      guest memory table: mmap, bounds-checked translation
- *   vhost_vq.c       split virtqueues on a reactor: kick, poll, pop, push
+ *   vhost_vq.c       split and packed virtqueues on a reactor: kick, poll, pop, push
  *   vhost_blk_io.c   virtio-blk requests: parse, bdev I/O, status
  *
  * Threading. One control thread per engine ("vhost" subsystem) accepts and
@@ -69,7 +69,8 @@ struct vhost_vq;
 
 struct vhost_req {
 	struct vhost_vq *vq;
-	uint16_t head;
+	uint16_t head;                /* split: descriptor head; packed: buffer id */
+	uint16_t ndesc;               /* packed: ring slots the chain took */
 	uint8_t *status;              /* guest byte for the status */
 	uint32_t used_len;            /* bytes written into guest buffers */
 	uint32_t bytes;               /* data moved (reads and writes) */
@@ -95,7 +96,10 @@ struct vhost_vq {
 	uint64_t desc_uva, avail_uva, used_uva;
 	bool addr_set, enabled;
 	int kickfd, callfd, errfd;
-	uint16_t base;                /* SET_VRING_BASE / last stop's last_avail */
+	/* SET_VRING_BASE / last stop's position. Split: last_avail. Packed:
+	 * bits 0-14 avail position, 15 its wrap counter; 16-30 used
+	 * position, 31 its wrap counter (0 in 16-31: the same as avail). */
+	uint32_t base;
 	struct vhu_inflight_queue *infl; /* inflight region of this queue, or NULL */
 	struct fb_reactor *reactor;
 	bool started;
@@ -107,6 +111,13 @@ struct vhost_vq {
 	uint16_t last_avail, used_idx, signalled_used;
 	bool signalled_valid;
 	bool event_idx, indirect;
+	/* packed ring (VIRTIO_F_RING_PACKED): positions 0..num-1 and wrap counters */
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_event *drv_event, *dev_event;
+	uint16_t p_avail, p_used, p_sig;
+	bool p_avail_wrap, p_used_wrap, p_sig_wrap;
+	uint16_t *p_last_flags;       /* flags of the last used descriptor written */
 	bool stopping, broken;
 	bool polling;                 /* notifications off, poller registered */
 	bool flush_queued;

@@ -36,7 +36,7 @@ uint64_t vhost_blk_features(const struct vhost_ctrlr *c)
 	uint64_t f = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
 		     (1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VHU_F_PROTOCOL_FEATURES) |
 		     (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-		     (1ull << VIRTIO_BLK_F_MQ);
+		     (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_F_RING_PACKED);
 
 	if (c->has_flush)
 		f |= 1ull << VIRTIO_BLK_F_FLUSH;
@@ -504,11 +504,20 @@ static int dispatch(struct msg_ctx *m)
 			}
 			c->vq[vs.index].num = vs.num;
 		} else {
-			if (vs.num > 0xffff) {
+			/* Packed rings carry the used position in bits 16-31 too. */
+			if (vs.num > 0xffff && !(c->features & (1ull << VIRTIO_F_RING_PACKED))) {
 				snprintf(m->err, sizeof(m->err), "SET_VRING_BASE: %u does not fit 16 bits", vs.num);
 				return -EINVAL;
 			}
-			c->vq[vs.index].base = (uint16_t)vs.num;
+			if ((c->features & (1ull << VIRTIO_F_RING_PACKED)) &&
+			    ((vs.num & 0x7fff) >= c->vq[vs.index].num ||
+			     ((vs.num >> 16) & 0x7fff) >= c->vq[vs.index].num)) {
+				snprintf(m->err, sizeof(m->err), "SET_VRING_BASE: packed ring base 0x%08x names a "
+					 "position beyond the queue size %u (send SET_VRING_NUM first)",
+					 vs.num, c->vq[vs.index].num);
+				return -EINVAL;
+			}
+			c->vq[vs.index].base = vs.num;
 		}
 		return 0;
 	case VHU_SET_VRING_ADDR:

@@ -1,5 +1,5 @@
 /* vhost-user and virtio-blk wire formats (QEMU docs/interop/vhost-user.rst,
- * virtio 1.2 §2.7 split virtqueues and §5.2 block device). Shared by the
+ * virtio 1.2 §2.7 split and §2.8 packed virtqueues, §5.2 block device). Shared by the
  * export (vhost_blk*.c) and the userspace initiator (tools/fb_vhost.c).
  * Everything here is little-endian on the wire; we only build for
  * little-endian hosts (checked below), so fields are used as they are.
@@ -145,6 +145,7 @@ struct vhu_inflight_queue {
 #define VIRTIO_RING_F_INDIRECT_DESC 28
 #define VIRTIO_RING_F_EVENT_IDX 29
 #define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_RING_PACKED 34
 
 #define VRING_DESC_F_NEXT 1u
 #define VRING_DESC_F_WRITE 2u
@@ -175,6 +176,59 @@ struct vring_used {
 	uint16_t idx;
 	struct vring_used_elem ring[]; /* num entries, then avail_event */
 };
+
+/* Packed virtqueues (§2.8): one descriptor ring the driver fills and the
+ * device writes back; a descriptor is available when its AVAIL bit equals
+ * the reader's wrap counter and its USED bit does not, used when both
+ * equal the wrap counter. Event suppression structures replace the avail
+ * and used rings' flags: the driver's (driver area, "avail" address in
+ * SET_VRING_ADDR) says when to interrupt, the device's (device area,
+ * "used" address) when to kick. */
+#define VRING_PACKED_DESC_F_AVAIL (1u << 7)
+#define VRING_PACKED_DESC_F_USED (1u << 15)
+#define VRING_PACKED_EVENT_ENABLE 0u
+#define VRING_PACKED_EVENT_DISABLE 1u
+#define VRING_PACKED_EVENT_DESC 2u
+#define VRING_PACKED_WRAP_BIT 15
+
+struct vring_packed_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+
+struct vring_packed_event {
+	uint16_t off_wrap;  /* bits 0-14 ring offset, bit 15 wrap counter */
+	uint16_t flags;     /* VRING_PACKED_EVENT_* */
+};
+
+/* Available to a reader whose wrap counter is `wrap`. */
+static inline int vring_packed_avail(uint16_t flags, int wrap)
+{
+	return !!(flags & VRING_PACKED_DESC_F_AVAIL) == wrap && !!(flags & VRING_PACKED_DESC_F_USED) != wrap;
+}
+
+/* Written back by the device in the lap whose wrap counter is `wrap`. */
+static inline int vring_packed_used(uint16_t flags, int wrap)
+{
+	return !!(flags & VRING_PACKED_DESC_F_AVAIL) == wrap && !!(flags & VRING_PACKED_DESC_F_USED) == wrap;
+}
+
+/* Event suppression with EVENT_IDX on a packed ring: does moving the
+ * writer from (old, old_wrap) to (new, wrap) pass the other side's event
+ * offset? Positions of the previous lap count num lower. */
+static inline int vring_packed_need_event(uint16_t off_wrap, unsigned num, uint16_t new_pos, int wrap,
+					  uint16_t old_pos, int old_wrap)
+{
+	int ev = off_wrap & 0x7fff, oldl = old_pos;
+
+	if (((off_wrap >> VRING_PACKED_WRAP_BIT) & 1) != wrap)
+		ev -= (int)num;
+	if (old_wrap != wrap)
+		oldl -= (int)num;
+	return (uint16_t)(new_pos - ev - 1) < (uint16_t)(new_pos - oldl);
+}
 
 static inline uint64_t vring_avail_size(unsigned num)
 {
@@ -259,6 +313,8 @@ _Static_assert(sizeof(struct vhu_inflight) == 24, "inflight");
 _Static_assert(sizeof(struct vhu_inflight_desc) == 16, "inflight desc");
 _Static_assert(sizeof(struct vhu_inflight_queue) == 16, "inflight queue");
 _Static_assert(sizeof(struct vring_desc) == 16, "vring desc");
+_Static_assert(sizeof(struct vring_packed_desc) == 16, "packed desc");
+_Static_assert(sizeof(struct vring_packed_event) == 4, "packed event");
 _Static_assert(sizeof(struct virtio_blk_outhdr) == 16, "blk outhdr");
 _Static_assert(sizeof(struct virtio_blk_config) == 60, "blk config");
 

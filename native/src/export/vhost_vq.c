@@ -1,4 +1,4 @@
-/* Split virtqueues of the vhost-user-blk export, on their reactor.
+/* Split and packed virtqueues of the vhost-user-blk export, on their reactor.
  *
  * An idle queue sleeps in an io_uring poll on its kick eventfd. A kick
  * turns guest notifications off (VRING_USED_F_NO_NOTIFY, or by leaving
@@ -11,6 +11,14 @@
  * reactor loop pass (a deferred flush; requests of 64 KiB and more at
  * once), then signal the call eventfd if the guest asked for it (used_event
  * with EVENT_IDX, else avail->flags).
+ *
+ * Packed rings (VIRTIO_F_RING_PACKED) take the same path: the avail check
+ * reads the descriptor's flags against the avail wrap counter, a completion
+ * writes its used descriptor (id, len, then flags) at once, and the flush
+ * only decides whether to interrupt (the driver's event suppression
+ * structure). Kicks are turned off and on with the device's structure
+ * (DISABLE / ENABLE). Packed rings have no inflight region here, so a
+ * back-end restart cannot resubmit their requests (split rings only).
  *
  * Everything read from guest memory is read once into a local and checked:
  * the guest can change it at any time.
@@ -125,11 +133,42 @@ static uint16_t vq_used_event(struct vhost_vq *vq)
 }
 
 /* Publishes the used ring and notifies the guest if it asked. */
+/* Packed: used descriptors are visible as they are written; interrupt if
+ * the driver's event suppression structure asks for it. */
+static void vq_publish_packed(struct vhost_vq *vq)
+{
+	bool notify;
+	uint16_t f;
+
+	/* Our last flags store again, sequentially consistent, before we read
+	 * the driver's structure (as the split ring's used->idx store). */
+	if (vq->p_last_flags)
+		store16_sc(vq->p_last_flags, *vq->p_last_flags);
+	f = load16_sc(&vq->drv_event->flags);
+	if (f == VRING_PACKED_EVENT_DISABLE)
+		notify = false;
+	else if (f == VRING_PACKED_EVENT_DESC && vq->event_idx && vq->signalled_valid)
+		notify = vring_packed_need_event(load16_sc(&vq->drv_event->off_wrap), vq->num, vq->p_used,
+						 vq->p_used_wrap, vq->p_sig, vq->p_sig_wrap);
+	else
+		notify = vq->p_used != vq->p_sig || vq->p_used_wrap != vq->p_sig_wrap || !vq->signalled_valid;
+	vq->p_sig = vq->p_used;
+	vq->p_sig_wrap = vq->p_used_wrap;
+	vq->signalled_valid = true;
+	if (notify)
+		vq_signal(vq);
+	vq->last_work_ns = fb_now_ns();
+}
+
 static void vq_publish(struct vhost_vq *vq)
 {
 	uint16_t old, now = vq->used_idx;
 	bool notify;
 
+	if (vq->packed) {
+		vq_publish_packed(vq);
+		return;
+	}
 	store16_sc(&vq->used->idx, now);
 	if (vq->infl) {
 		/* Published: these heads are no longer in flight. */
@@ -170,16 +209,38 @@ static void vq_flush(struct fb_deferred *d)
  * buffers while we copy the next ones (small ones batch per loop pass). */
 #define VQ_PUBLISH_NOW_BYTES (64u << 10)
 
+/* Packed: the used descriptor goes where the next one is due; the driver
+ * skips the rest of the chain's slots (it knows each buffer's length). */
+static void vq_used_packed(struct vhost_vq *vq, const struct vhost_req *req)
+{
+	struct vring_packed_desc *d = &vq->pdesc[vq->p_used];
+
+	d->id = req->head;
+	d->len = req->used_len;
+	store16(&d->flags, vq->p_used_wrap ? (uint16_t)(VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED) : 0);
+	vq->p_last_flags = &d->flags;
+	vq->p_used = (uint16_t)(vq->p_used + req->ndesc);
+	if (vq->p_used >= vq->num) {
+		vq->p_used = (uint16_t)(vq->p_used - vq->num);
+		vq->p_used_wrap = !vq->p_used_wrap;
+	}
+}
+
 void vhost_vq_complete(struct vhost_req *req)
 {
 	struct vhost_vq *vq = req->vq;
-	struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
 
 	if (req->status)
 		__atomic_store_n(req->status, req->st, __ATOMIC_RELAXED);
-	e->id = req->head;
-	e->len = req->used_len;
-	vq->used_idx++;
+	if (vq->packed) {
+		vq_used_packed(vq, req);
+	} else {
+		struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
+
+		e->id = req->head;
+		e->len = req->used_len;
+		vq->used_idx++;
+	}
 	atomic_fetch_add_explicit(&vq->ops_done, 1, memory_order_relaxed);
 	req->next = vq->free_reqs;
 	vq->free_reqs = req;
@@ -254,6 +315,92 @@ int vhost_vq_chain(struct vhost_vq *vq, uint16_t head, struct vhost_req *req, in
 	}
 }
 
+/* One data descriptor of a packed chain or its indirect table: the same
+ * rules as a split chain (readable ones first). */
+static int vq_packed_buf(struct vhost_vq *vq, struct vhost_req *req, const struct vring_packed_desc *d,
+			 bool *writable, int *nout)
+{
+	if (d->flags & VRING_DESC_F_WRITE)
+		*writable = true;
+	else if (*writable)
+		return -EINVAL; /* readable after writable */
+	if (vq_add_buf(vq, req, d->addr, d->len))
+		return -EINVAL;
+	if (!*writable)
+		*nout = req->niov;
+	return 0;
+}
+
+/* An indirect table of a packed ring: every entry is part of the chain
+ * (NEXT means nothing there), none may be indirect again. */
+static int vq_packed_indirect(struct vhost_vq *vq, struct vhost_req *req, const struct vring_packed_desc *d,
+			      bool *writable, int *nout)
+{
+	const struct vring_packed_desc *t;
+	uint32_t n;
+
+	if (!vq->indirect || (d->flags & VRING_DESC_F_NEXT) || d->len == 0 ||
+	    d->len % sizeof(struct vring_packed_desc) ||
+	    d->len / sizeof(struct vring_packed_desc) > FB_VHOST_MAX_CHAIN)
+		return -EINVAL;
+	t = vhost_mem_gpa_ptr(vq->mem, d->addr, d->len);
+	if (!t || ((uintptr_t)t & 7))
+		return -EINVAL;
+	n = d->len / sizeof(struct vring_packed_desc);
+	for (uint32_t i = 0; i < n; i++) {
+		struct vring_packed_desc e;
+
+		memcpy(&e, (const void *)&t[i], sizeof(e));
+		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* one read of e */
+		if ((e.flags & VRING_DESC_F_INDIRECT) || vq_packed_buf(vq, req, &e, writable, nout))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Walks the packed chain at the avail position into req (id, slots,
+ * iovecs) and moves the avail position past it. -EINVAL: the chain is
+ * whole but a buffer in it is bad (answer it); -EPROTO: the ring itself
+ * is broken (a chain longer than the ring, or running into a slot that is
+ * not available), nothing was consumed. */
+static int vq_chain_packed(struct vhost_vq *vq, struct vhost_req *req, int *nout)
+{
+	uint16_t pos = vq->p_avail;
+	bool wrap = vq->p_avail_wrap, writable = false, bad = false;
+	unsigned n = 0;
+
+	req->niov = 0;
+	*nout = 0;
+	for (;;) {
+		struct vring_packed_desc d;
+
+		if (++n > vq->num)
+			return -EPROTO;
+		memcpy(&d, (const void *)&vq->pdesc[pos], sizeof(d));
+		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* one read of d */
+		if (!vring_packed_avail(d.flags, wrap))
+			return -EPROTO;
+		if (++pos == vq->num) {
+			pos = 0;
+			wrap = !wrap;
+		}
+		if (!bad) {
+			if (d.flags & VRING_DESC_F_INDIRECT)
+				bad = n != 1 || vq_packed_indirect(vq, req, &d, &writable, nout) != 0;
+			else
+				bad = vq_packed_buf(vq, req, &d, &writable, nout) != 0;
+		}
+		if (!(d.flags & VRING_DESC_F_NEXT)) {
+			req->head = d.id; /* the buffer id is in the chain's last descriptor */
+			break;
+		}
+	}
+	req->ndesc = (uint16_t)n;
+	vq->p_avail = pos;
+	vq->p_avail_wrap = wrap;
+	return bad ? -EINVAL : 0;
+}
+
 /* ------------------------------------------------------------- process */
 
 static void vq_take(struct vhost_vq *vq, uint16_t head)
@@ -261,14 +408,20 @@ static void vq_take(struct vhost_vq *vq, uint16_t head)
 	struct vhost_req *req = vq->free_reqs;
 	int nout, rc;
 
-	vq->free_reqs = req->next;
-	vq->inflight++;
 	req->head = head;
+	req->ndesc = 1;
 	req->status = NULL;
 	req->used_len = 0;
 	req->bytes = 0;
 	req->st = VIRTIO_BLK_S_IOERR;
-	if (vhost_vq_chain(vq, head, req, &nout) < 0) {
+	rc = vq->packed ? vq_chain_packed(vq, req, &nout) : vhost_vq_chain(vq, head, req, &nout);
+	if (rc == -EPROTO) {
+		vq_break(vq, "packed ring: a chain longer than the ring or running into a slot that is not available");
+		return;
+	}
+	vq->free_reqs = req->next;
+	vq->inflight++;
+	if (rc < 0) {
 		/* Still answer it (with no status byte we trust): the guest
 		 * gets the head back instead of a hung request. */
 		vq->c->bad_msgs++;
@@ -323,6 +476,14 @@ static unsigned vq_process(struct vhost_vq *vq)
 		vq_take(vq, vq->resubmit[--vq->nresubmit]);
 		n++;
 	}
+	if (vq->packed) {
+		while (vq->free_reqs && !vq->retry_head && !vq->broken &&
+		       vring_packed_avail(load16(&vq->pdesc[vq->p_avail].flags), vq->p_avail_wrap)) {
+			vq_take(vq, 0);
+			n++;
+		}
+		return n;
+	}
 	avail_idx = load16(&vq->avail->idx);
 	if ((uint16_t)(avail_idx - vq->last_avail) > vq->num) {
 		vq_break(vq, "avail index moved by more than the queue size");
@@ -345,7 +506,9 @@ static unsigned vq_process(struct vhost_vq *vq)
 
 static void vq_notify_enable(struct vhost_vq *vq, bool on)
 {
-	if (vq->event_idx) {
+	if (vq->packed) {
+		store16_sc(&vq->dev_event->flags, on ? VRING_PACKED_EVENT_ENABLE : VRING_PACKED_EVENT_DISABLE);
+	} else if (vq->event_idx) {
 		if (on)
 			store16_sc(vq_avail_event(vq), vq->last_avail);
 	} else {
@@ -382,7 +545,9 @@ static void vq_poll_start(struct vhost_vq *vq)
 static bool vq_poll_stop(struct vhost_vq *vq)
 {
 	vq_notify_enable(vq, true); /* seq_cst store, then a seq_cst load */
-	if (!vq->broken && load16_sc(&vq->avail->idx) != vq->last_avail && vq->free_reqs) {
+	if (!vq->broken && vq->free_reqs &&
+	    (vq->packed ? vring_packed_avail(load16_sc(&vq->pdesc[vq->p_avail].flags), vq->p_avail_wrap)
+			: load16_sc(&vq->avail->idx) != vq->last_avail)) {
 		vq_notify_enable(vq, false);
 		return false;
 	}
@@ -561,31 +726,8 @@ static int vq_infl_recover(struct vhost_vq *vq, uint16_t used_idx)
 	return (int)n;
 }
 
-int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
+static int vq_alloc_reqs(struct vhost_vq *vq, char *err, size_t errlen)
 {
-	struct vhost_ctrlr *c = vq->c;
-	uint16_t used_idx;
-	int consumed = -1;
-
-	if (vq->started)
-		return 0;
-	if (!vq->num || !vq->addr_set || vq->kickfd < 0 || !c->mem.n) {
-		snprintf(err, errlen, "queue %u is not set up (num, addresses, kick fd and memory table are needed)",
-			 vq->index);
-		return -EINVAL;
-	}
-	vq->desc = vhost_mem_uva_ptr(&c->mem, vq->desc_uva, 16ull * vq->num);
-	vq->avail = vhost_mem_uva_ptr(&c->mem, vq->avail_uva, vring_avail_size(vq->num));
-	vq->used = vhost_mem_uva_ptr(&c->mem, vq->used_uva, vring_used_size(vq->num));
-	if (!vq->desc || !vq->avail || !vq->used || ((uintptr_t)vq->desc & 15) ||
-	    ((uintptr_t)vq->avail & 1) || ((uintptr_t)vq->used & 3)) {
-		snprintf(err, errlen, "queue %u: ring addresses are outside guest memory or misaligned",
-			 vq->index);
-		vq->desc = NULL;
-		vq->avail = NULL;
-		vq->used = NULL;
-		return -EFAULT;
-	}
 	vq->reqs = calloc(vq->num, sizeof(*vq->reqs));
 	vq->resubmit = calloc(vq->num, sizeof(*vq->resubmit));
 	if (!vq->reqs || !vq->resubmit) {
@@ -604,13 +746,14 @@ int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
 	}
 	vq->retry_head = vq->retry_tail = NULL;
 	vq->nresubmit = 0;
-	used_idx = load16(&vq->used->idx);
-	if (vq->infl && vq->num > c->infl_qsize)
-		vq->infl = NULL; /* laid out for smaller queues: unusable */
-	if (vq->infl)
-		consumed = vq_infl_recover(vq, used_idx);
-	vq->last_avail = consumed >= 0 ? (uint16_t)(used_idx + consumed) : vq->base;
-	vq->used_idx = used_idx;
+	return 0;
+}
+
+/* Runtime state both ring kinds start from; marks the queue started. */
+static void vq_start_common(struct vhost_vq *vq)
+{
+	struct vhost_ctrlr *c = vq->c;
+
 	vq->signalled_valid = false;
 	vq->event_idx = c->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	vq->indirect = c->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
@@ -624,6 +767,87 @@ int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
 	vq->flush.fn = vq_flush;
 	vq->reactor = c->qreactor[vq->index];
 	vq->started = true;
+}
+
+/* A packed ring: the descriptor ring and the two event suppression
+ * structures, positions and wrap counters from the base (a new ring is
+ * position 0 with both counters 1). */
+static int vq_start_packed(struct vhost_vq *vq, char *err, size_t errlen)
+{
+	struct vhost_ctrlr *c = vq->c;
+	uint16_t av = (uint16_t)(vq->base & 0xffff), us = (uint16_t)(vq->base >> 16);
+
+	if (!us)
+		us = av; /* a front-end that sends only the avail half: nothing in flight */
+	vq->pdesc = vhost_mem_uva_ptr(&c->mem, vq->desc_uva, 16ull * vq->num);
+	vq->drv_event = vhost_mem_uva_ptr(&c->mem, vq->avail_uva, sizeof(struct vring_packed_event));
+	vq->dev_event = vhost_mem_uva_ptr(&c->mem, vq->used_uva, sizeof(struct vring_packed_event));
+	if (!vq->pdesc || !vq->drv_event || !vq->dev_event || ((uintptr_t)vq->pdesc & 15) ||
+	    ((uintptr_t)vq->drv_event & 3) || ((uintptr_t)vq->dev_event & 3)) {
+		snprintf(err, errlen, "queue %u: packed ring addresses are outside guest memory or misaligned",
+			 vq->index);
+		vq->pdesc = NULL;
+		vq->drv_event = vq->dev_event = NULL;
+		return -EFAULT;
+	}
+	if ((av & 0x7fff) >= vq->num || (us & 0x7fff) >= vq->num) {
+		snprintf(err, errlen, "queue %u: packed ring base 0x%08x names a position beyond the queue size %u",
+			 vq->index, vq->base, vq->num);
+		vq->pdesc = NULL;
+		vq->drv_event = vq->dev_event = NULL;
+		return -EINVAL;
+	}
+	if (vq_alloc_reqs(vq, err, errlen))
+		return -ENOMEM;
+	vq->infl = NULL; /* the inflight layout here is the split ring's */
+	vq->p_avail = av & 0x7fff;
+	vq->p_avail_wrap = av >> VRING_PACKED_WRAP_BIT;
+	vq->p_used = vq->p_sig = us & 0x7fff;
+	vq->p_used_wrap = vq->p_sig_wrap = us >> VRING_PACKED_WRAP_BIT;
+	vq->p_last_flags = NULL;
+	vq_start_common(vq);
+	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
+	return 0;
+}
+
+int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
+{
+	struct vhost_ctrlr *c = vq->c;
+	uint16_t used_idx;
+	int consumed = -1;
+
+	if (vq->started)
+		return 0;
+	if (!vq->num || !vq->addr_set || vq->kickfd < 0 || !c->mem.n) {
+		snprintf(err, errlen, "queue %u is not set up (num, addresses, kick fd and memory table are needed)",
+			 vq->index);
+		return -EINVAL;
+	}
+	vq->packed = c->features & (1ull << VIRTIO_F_RING_PACKED);
+	if (vq->packed)
+		return vq_start_packed(vq, err, errlen);
+	vq->desc = vhost_mem_uva_ptr(&c->mem, vq->desc_uva, 16ull * vq->num);
+	vq->avail = vhost_mem_uva_ptr(&c->mem, vq->avail_uva, vring_avail_size(vq->num));
+	vq->used = vhost_mem_uva_ptr(&c->mem, vq->used_uva, vring_used_size(vq->num));
+	if (!vq->desc || !vq->avail || !vq->used || ((uintptr_t)vq->desc & 15) ||
+	    ((uintptr_t)vq->avail & 1) || ((uintptr_t)vq->used & 3)) {
+		snprintf(err, errlen, "queue %u: ring addresses are outside guest memory or misaligned",
+			 vq->index);
+		vq->desc = NULL;
+		vq->avail = NULL;
+		vq->used = NULL;
+		return -EFAULT;
+	}
+	if (vq_alloc_reqs(vq, err, errlen))
+		return -ENOMEM;
+	used_idx = load16(&vq->used->idx);
+	if (vq->infl && vq->num > c->infl_qsize)
+		vq->infl = NULL; /* laid out for smaller queues: unusable */
+	if (vq->infl)
+		consumed = vq_infl_recover(vq, used_idx);
+	vq->last_avail = consumed >= 0 ? (uint16_t)(used_idx + consumed) : vq->base;
+	vq->used_idx = used_idx;
+	vq_start_common(vq);
 	if (consumed > 0)
 		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
 		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
@@ -643,7 +867,11 @@ void vhost_vq_stop(struct vhost_vq *vq)
 	pthread_mutex_unlock(&vq->stop_lock);
 	/* Requests parked for a resubmit stay marked in the inflight region,
 	 * so the next start takes them again; count them as consumed. */
-	vq->base = vq->last_avail;
+	if (vq->packed)
+		vq->base = (uint32_t)(vq->p_avail | (unsigned)vq->p_avail_wrap << VRING_PACKED_WRAP_BIT) |
+			   (uint32_t)(vq->p_used | (unsigned)vq->p_used_wrap << VRING_PACKED_WRAP_BIT) << 16;
+	else
+		vq->base = vq->last_avail;
 	free(vq->reqs);
 	free(vq->resubmit);
 	vq->reqs = NULL;
@@ -651,6 +879,8 @@ void vhost_vq_stop(struct vhost_vq *vq)
 	vq->desc = NULL;
 	vq->avail = NULL;
 	vq->used = NULL;
+	vq->pdesc = NULL;
+	vq->drv_event = vq->dev_event = NULL;
 	vq->mem = NULL;
 	vq->started = false;
 }

@@ -1,5 +1,7 @@
 #!/bin/sh
-# fb_vhost fuzz (55 kinds of malformed messages and descriptor chains) on
+# fb_vhost fuzz (55 kinds of malformed messages and split-ring chains, and
+# with --packed 17 kinds of malformed packed-ring chains: loops, wrap
+# counters, out-of-range buffers, indirect tables) on
 # one controller while fb_vhost verify keeps running I/O on another; both
 # must pass and the server must exit cleanly (ASan clean with the -asan
 # build).
@@ -10,6 +12,7 @@ GOOD=$!
 PIDS="$GOOD"
 vh --socket "$T/vh/bad" fuzz || fail "fuzz cases"
 vh --socket "$T/vh/bad" fuzz --json | grep -q '"failed":0' || fail "fuzz cases (second round)"
+vh --socket "$T/vh/bad" fuzz --packed || fail "fuzz cases (packed rings)"
 wait "$GOOD" || { cat "$T/verify.out"; fail "verify on the other controller failed"; }
 PIDS=
 grep -q "0 mismatches, 0 errors, 0 reconnects: ok" "$T/verify.out" || { cat "$T/verify.out"; fail "verify output"; }
