@@ -18,7 +18,6 @@
  * another topology) is seen on the next refresh as drift.
  */
 import { AgentClient, AgentRpcError } from "../fleet/client.js";
-import { resolveToken } from "../fleet/fleet.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
 import { allowDataLossFromEnv } from "../apply/allow.js";
@@ -26,10 +25,11 @@ import { allowDataLossFromEnv } from "../apply/allow.js";
 // loaders too, which a provider launch (3-4 per terraform command) does not need.
 import { DEFAULTS, referencesOf } from "../model/kinds.js";
 import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
-import { NAME_PATTERN } from "../model/schemas.js";
+import { cacheValidatorCode, NAME_PATTERN } from "../model/schemas.js";
 import { plan } from "../plan/plan.js";
 import type { FieldChange, ResourceChange } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
+import { cacheDir } from "./tls.js";
 import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, sizeText, snake, TYPE_NAMES, type AttrDef, type Obj, type ResourceType } from "./schema.js";
 
 /** A tfplugin6 Diagnostic. */
@@ -131,6 +131,8 @@ export class FlexbsoProvider {
     if (token === null) {
       const dpu = { address: "provider/dpu/provider", dpu: "provider", kind: "dpu", name: "provider", spec: { agent: { endpoint }, backend: "native", pfs: 1, vfsPerPf: 0 } } as ResourceOf<"dpu">;
       try {
+        // Loaded here: the CLI's credential lookup (and its YAML parser) is needed by one launch only.
+        const { resolveToken } = require("../fleet/fleet.js") as typeof import("../fleet/fleet.js");
         ({ token, source: tokenSource } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
       } catch (e) {
         return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace(/add '- \{ dpu: provider,.*$/, "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint"), tokenFile ? ["token_file"] : undefined)];
@@ -382,6 +384,15 @@ export class FlexbsoProvider {
     if (r.kind !== "dpu") return r;
     return { ...r, spec: { ...r.spec, agent: { endpoint: s.endpoint, ...(s.tokenFile ? { tokenFile: s.tokenFile } : {}) } } };
   }
+}
+
+/**
+ * The provider as Terraform launches it: the model's compiled validators are kept in the
+ * provider's cache dir, so that only the first of the 3-4 launches per command compiles them.
+ */
+export function launchProvider(env: NodeJS.ProcessEnv = process.env): FlexbsoProvider {
+  cacheValidatorCode(cacheDir(env));
+  return new FlexbsoProvider(env);
 }
 
 /** An error meant for the user: a summary and what to do. */
