@@ -530,3 +530,30 @@ function writeField(p: Protos, f: Field, v: unknown, w: Writer, always: boolean)
     }
   }
 }
+
+// --- the prebuilt descriptor ------------------------------------------------------------
+
+/** {@link Protos} as JSON: what lib/provider/proto/descriptor.json holds. */
+export interface ProtosJson {
+  readonly messages: Record<string, Field[]>;
+  readonly enums: string[];
+  readonly services: Record<string, { name: string; request: string; response: string; streaming: boolean }[]>;
+}
+
+/** The JSON form of `p` (see {@link fromJson}). */
+export function toJson(p: Protos): ProtosJson {
+  return {
+    messages: Object.fromEntries([...p.messages].map(([name, m]) => [name, m.fields.map((f) => ({ ...f }))])),
+    enums: [...p.enums],
+    services: Object.fromEntries([...p.services].map(([name, methods]) => [name, [...methods.values()].map((m) => ({ name: m.name, request: m.request.name, response: m.response.name, streaming: m.streaming }))])),
+  };
+}
+
+/** Protos from their JSON form: a launch reads this instead of the .proto files (JSON.parse is ~20x faster than reading them). */
+export function fromJson(j: ProtosJson): Protos {
+  const messages = new Map<string, MessageType>(Object.entries(j.messages).map(([name, fields]) => [name, { name, fields, byNo: new Map(fields.map((f) => [f.no, f])) }]));
+  const services = new Map(Object.entries(j.services).map(([svc, methods]) => [svc, new Map(methods.map((m): [string, Method] => [m.name, {
+    path: `/${svc}/${m.name}`, name: m.name, request: messages.get(m.request)!, response: messages.get(m.response)!, streaming: m.streaming,
+  }]))]));
+  return { messages, enums: new Set(j.enums), services };
+}

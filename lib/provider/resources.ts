@@ -17,7 +17,7 @@
  * Anything else that changes the DPU between two Terraform steps (a `flexbso apply` of
  * another topology) is seen on the next refresh as drift.
  */
-import { AgentClient, AgentRpcError } from "../fleet/client.js";
+import type { AgentClient } from "../fleet/client.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
 import { allowDataLossFromEnv } from "../apply/allow.js";
@@ -138,6 +138,7 @@ export class FlexbsoProvider {
         return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace(/add '- \{ dpu: provider,.*$/, "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint"), tokenFile ? ["token_file"] : undefined)];
       }
     }
+    const { AgentClient } = agentClientModule();
     this.settings = { endpoint, ...(tokenFile ? { tokenFile } : {}), allowDataLoss, client: new AgentClient({ endpoint, token, tokenSource }) };
     return [];
   }
@@ -372,7 +373,7 @@ export class FlexbsoProvider {
         this.cachedView = undefined;
         return;
       } catch (e) {
-        const raced = e instanceof AgentRpcError && (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
+        const raced = e instanceof agentClientModule().AgentRpcError && (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
         if (!raced || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, Math.min(500, 10 * attempt) + Math.random() * 40));
       }
@@ -402,9 +403,17 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * The agent client, loaded by the launch that configures the provider: the others (schema,
+ * validation) never talk to the agent and skip loading Node's HTTP stack.
+ */
+function agentClientModule(): typeof import("../fleet/client.js") {
+  return require("../fleet/client.js") as typeof import("../fleet/client.js");
+}
+
 function agentDiag(e: unknown, endpoint: string): Diag {
   if (e instanceof ProviderError) return error(e.message, e.detail);
-  if (e instanceof AgentRpcError) {
+  if (e instanceof agentClientModule().AgentRpcError) {
     const data = e.data as { diagnostics?: { address?: string; field?: string; message: string }[] } | undefined;
     const detail = data?.diagnostics?.map((d) => `${d.address ?? ""}${d.field ? ` ${d.field}` : ""}: ${d.message}`).join("\n");
     return error(`agent at ${endpoint}: ${e.rpcMessage}`, detail);

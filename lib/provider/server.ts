@@ -12,9 +12,9 @@
 import * as path from "node:path";
 import * as os from "node:os";
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { bindServices, createGrpcServer, type Unary } from "./grpc.js";
-import { loadProtos } from "./proto.js";
+import { fromJson, loadProtos, toJson, type ProtosJson } from "./proto.js";
 import { serverCert } from "./tls.js";
 import type { FlexbsoProvider } from "./resources.js";
 
@@ -34,6 +34,14 @@ export function protoDir(): string {
 /** The .proto files served. */
 export const PROTO_FILES = ["tfplugin6.proto", "plugin.proto", "health.proto"] as const;
 
+/** The prebuilt descriptor of {@link PROTO_FILES} (a test checks it matches them). */
+export const DESCRIPTOR_FILE = "descriptor.json";
+
+/** Rewrites the prebuilt descriptor after a .proto change: `node -e 'require("./dist/lib/provider/server.js").writeDescriptor()'`. */
+export function writeDescriptor(): void {
+  writeFileSync(path.join(protoDir(), DESCRIPTOR_FILE), `${JSON.stringify(toJson(loadProtos(protoDir(), PROTO_FILES)), null, 1)}\n`);
+}
+
 /**
  * Serve until Terraform calls Shutdown (or the process is killed). `load` is called at
  * the first RPC, so the model and planner are not loaded before the handshake.
@@ -50,7 +58,7 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
     process.exit(1);
   }
 
-  const protos = loadProtos(protoDir(), PROTO_FILES);
+  const protos = fromJson(JSON.parse(readFileSync(path.join(protoDir(), DESCRIPTOR_FILE), "utf8")) as ProtosJson);
   let loaded: FlexbsoProvider | undefined;
   const p = () => (loaded ??= load());
 

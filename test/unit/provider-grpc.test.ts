@@ -11,9 +11,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { decodeMessage, encodeMessage, loadProtos, WireError } from "../../lib/provider/proto.js";
+import { readFileSync } from "node:fs";
+import { decodeMessage, encodeMessage, fromJson, loadProtos, toJson, WireError } from "../../lib/provider/proto.js";
 import { bindServices, createGrpcServer, percentEncode } from "../../lib/provider/grpc.js";
-import { PROTO_FILES, protoDir } from "../../lib/provider/server.js";
+import { DESCRIPTOR_FILE, PROTO_FILES, protoDir } from "../../lib/provider/server.js";
 import { createServerCert } from "../../lib/provider/tls.js";
 
 const ours = loadProtos(protoDir(), PROTO_FILES);
@@ -48,6 +49,15 @@ test("proto: every message and field protobufjs reads, with the same numbers and
   const svc = root.lookupService("tfplugin6.Provider");
   assert.equal([...ours.services.get("tfplugin6.Provider")!.values()].map((m) => [m.name, m.request.name, m.response.name]).sort(),
     svc.methodsArray.map((m) => [m.name, m.resolvedRequestType!.fullName.slice(1), m.resolvedResponseType!.fullName.slice(1)]).sort());
+});
+
+test("proto: the prebuilt descriptor a launch reads is the .proto files", () => {
+  const prebuilt = JSON.parse(readFileSync(path.join(protoDir(), DESCRIPTOR_FILE), "utf8"));
+  assert.equal(prebuilt, JSON.parse(JSON.stringify(toJson(ours))),
+    `lib/provider/proto/${DESCRIPTOR_FILE} is stale: run npx tsc -p tsconfig.json && node -e 'require("./dist/lib/provider/server.js").writeDescriptor()'`);
+  const back = fromJson(prebuilt);
+  assert.equal(toJson(back), toJson(ours));
+  assert.is(back.services.get("tfplugin6.Provider")!.get("PlanResourceChange")!.request, back.messages.get("tfplugin6.PlanResourceChange.Request"));
 });
 
 test("proto: bytes protobufjs encodes decode here, and ours decode there, field for field", () => {
