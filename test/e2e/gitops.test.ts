@@ -2,22 +2,27 @@
  * The GitOps example's steps (examples/gitops/ci.sh, the script both CI files call),
  * run as CI runs them against a real agent + engine: validate, plan every stack with the
  * markdown comment and "changes" for exit 2, apply the saved plan (with its `apply --json`
- * report checked against the agent's event log), then "no changes".
+ * report checked against the agent's event log), then "no changes". The CLI runs as a
+ * YAML-only user has it: no cdktf, cdktn or constructs, no native addon.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { promises as fsp, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
+import { YAML_ONLY_ENV } from "./helpers/yaml-only.js";
 import { BIN, cleanupAll, hook, run, startAgent, tempDir, ROOT, type AgentProc, type RunResult } from "./helpers/agent.js";
 
 const EXAMPLE = path.join(ROOT, "examples", "gitops");
 let a: AgentProc;
 let repo: string;
 
+/** Every CLI process runs as a YAML-only user has it: no CDK library, no engine addon. */
+const YAML_ONLY = YAML_ONLY_ENV;
+
 /** Runs `bash ci.sh STEP` in the copied repo, with the CLI and the token as CI sets them. */
 function ci(step: string, extra: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, FLEXBSO: `${process.execPath} ${BIN}`, FLEXBSO_TOKEN: a.token(), FLEXBSO_ENDPOINT: a.url, GITHUB_OUTPUT: path.join(repo, "github-output"), ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...YAML_ONLY, FLEXBSO: `${process.execPath} ${BIN}`, FLEXBSO_TOKEN: a.token(), FLEXBSO_ENDPOINT: a.url, GITHUB_OUTPUT: path.join(repo, "github-output"), ...extra };
   delete env["FLEXBSO_ALLOW_DATA_LOSS"];
   return run("bash", ["ci.sh", step], { cwd: repo, env, timeoutMs: 120_000 });
 }
@@ -32,6 +37,17 @@ test.before(hook(async () => {
   await fsp.writeFile(stack, (await fsp.readFile(stack, "utf8")).replace("http://edge0.dpu.example:8400", a.url));
 }));
 test.after(cleanupAll);
+
+test("the YAML-only view hides the CDK libraries and the engine's addon", async () => {
+  const probe = (code: string) => run(process.execPath, ["-e", code], { env: { ...process.env, ...YAML_ONLY }, timeoutMs: 30_000 });
+  for (const name of ["cdktf", "cdktn", "constructs"]) {
+    const r = await probe(`require(${JSON.stringify(name)})`);
+    assert.is(r.code, 1, `${name} must not resolve: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, "hidden by FLEXBSO_TEST_HIDE");
+  }
+  const addon = await probe(`require(${JSON.stringify(path.join(ROOT, "dist", "lib", "engine", "native.js"))}).loadNative()`);
+  assert.is(addon.code, 1, addon.stdout + addon.stderr);
+});
 
 test("the CI files run the same script steps", () => {
   const gh = parse(readFileSync(path.join(EXAMPLE, "github-actions.yml"), "utf8"));

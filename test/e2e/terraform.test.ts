@@ -11,6 +11,7 @@ import * as assert from "uvu/assert";
 import { existsSync, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { cleanupAll, cli, hook, run, startAgent, tempDir, type AgentProc, type RunResult } from "./helpers/agent.js";
+import { YAML_ONLY_ENV } from "./helpers/yaml-only.js";
 
 const TERRAFORM = process.env["TERRAFORM"] ?? "/usr/local/bin/terraform";
 const have = existsSync(TERRAFORM);
@@ -74,7 +75,8 @@ test.before(hook(async () => {
   const inst = await cli(["provider", "install", "--dir", mirror, "--cli-config", rc]);
   assert.is(inst.code, 0, inst.stderr);
   // Our own CLI config (the preset one does not exist), no network lookups, our cache dir.
-  env = { ...process.env, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache") };
+  // The provider needs no CDK library and no engine addon: they are hidden from it.
+  env = { ...process.env, ...YAML_ONLY_ENV, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache") };
   delete env["FLEXBSO_ALLOW_DATA_LOSS"];
   delete env["FLEXBSO_TOKEN"];
   await fsp.writeFile(path.join(dir, "main.tf"), main({ iops: 1000, size: "64MiB" }));
