@@ -70,6 +70,7 @@ export class FlexbsoProvider {
   private settings?: ProviderSettings;
   /** Deletes skipped because a live consumer still used the bdev (the delete half of a replace): the create half re-creates them. */
   private readonly deferredDeletes = new Set<string>();
+  /** `at`: when the read arrived (0 while in flight). */
   private cachedView?: { at: number; view: Promise<TopologyView> };
   /** The last queued mutation: applies from this process run one at a time. */
   private turns: Promise<unknown> = Promise.resolve();
@@ -332,13 +333,18 @@ export class FlexbsoProvider {
     return this.settings;
   }
 
-  /** The DPU's live topology (one read shared by concurrent refreshes, reused for a second). */
+  /**
+   * The DPU's live topology: one read shared by every concurrent refresh (Terraform reads
+   * up to 10 resources at once), reused for a second after it arrives; a mutation from
+   * this process drops it.
+   */
   private async view(s: ProviderSettings, dpu: string | undefined): Promise<TopologyView> {
-    const now = Date.now();
-    if (!this.cachedView || now - this.cachedView.at > 1000) {
+    const c = this.cachedView;
+    if (!c || (c.at !== 0 && Date.now() - c.at > 1000)) {
       const view = s.client.call<TopologyView>("topology.get", {}, 60_000);
-      this.cachedView = { at: now, view };
-      view.catch(() => { if (this.cachedView?.view === view) this.cachedView = undefined; });
+      const entry = { at: 0, view };
+      this.cachedView = entry;
+      view.then(() => { entry.at = Date.now(); }, () => { if (this.cachedView === entry) this.cachedView = undefined; });
     }
     const v = await this.cachedView.view;
     if (dpu !== undefined && v.dpu !== null && v.dpu !== dpu) {
