@@ -339,14 +339,14 @@ export class FlexbsoProvider {
    * this process drops it.
    */
   private async view(s: ProviderSettings, dpu: string | undefined): Promise<TopologyView> {
-    const c = this.cachedView;
+    let c = this.cachedView;
     if (!c || (c.at !== 0 && Date.now() - c.at > 1000)) {
       const view = s.client.call<TopologyView>("topology.get", {}, 60_000);
       const entry = { at: 0, view };
-      this.cachedView = entry;
+      this.cachedView = c = entry;
       view.then(() => { entry.at = Date.now(); }, () => { if (this.cachedView === entry) this.cachedView = undefined; });
     }
-    const v = await this.cachedView.view;
+    const v = await c.view;
     if (dpu !== undefined && v.dpu !== null && v.dpu !== dpu) {
       throw new ProviderError(`the agent at ${s.endpoint} serves DPU '${v.dpu}', not '${dpu}'`,
         `point this provider's endpoint at ${dpu}'s agent (a provider alias per DPU), or set dpu = "${v.dpu}"`);
