@@ -42,8 +42,10 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     ctx.log("provider start-up (10 launches)");
     const first = await handshakeMs(mirror.executable, { ...env, FLEXBSO_PROVIDER_CACHE: join(dir, "cold") });
     const cached = await timeIt(() => handshakeMs(mirror.executable, env), { warmup: 1, repeats: 10 });
+    // The floor of any Node provider: `node -e 0`, start to exit, in the same run.
+    const bare = await timeIt(() => bareNodeMs(), { warmup: 1, repeats: 10 });
     rows.push(
-      { id: "startup/cached-cert", metric: "provider launch to handshake (certificate cached)", unit: "ms", better: "lower", values: { flexbso: round(cached.median) } },
+      { id: "startup/cached-cert", metric: "provider launch to handshake (certificate cached) vs bare node start", unit: "ms", better: "lower", values: { flexbso: round(cached.median), node: round(bare.median) } },
       { id: "startup/first", metric: "provider launch to handshake (first launch: new certificate)", unit: "ms", better: "lower", values: { flexbso: round(first) } },
     );
 
@@ -138,6 +140,16 @@ function handshakeMs(executable: string, env: NodeJS.ProcessEnv): Promise<number
       if (ms !== undefined) resolve(ms);
       else reject(new Error(`provider exited ${code} before its handshake: ${err}`));
     });
+  });
+}
+
+/** Start to exit of `node -e 0`: what every launch pays before our code runs. */
+function bareNodeMs(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const c = spawn(process.execPath, ["-e", "0"], { stdio: "ignore" });
+    c.once("error", reject);
+    c.once("exit", () => resolve(Number(process.hrtime.bigint() - t0) / 1e6));
   });
 }
 

@@ -34,3 +34,12 @@ function load(): Cdk {
 }
 
 export const cdk: Cdk = load();
+
+/**
+ * The app and stack classes of that same library, for apps that work under either:
+ * `import { App, TerraformStack } from "flexbso/constructs"` instead of from "cdktf".
+ */
+export const App: Cdk["App"] = cdk.App;
+export type App = import("cdktf").App;
+export const TerraformStack: Cdk["TerraformStack"] = cdk.TerraformStack;
+export type TerraformStack = import("cdktf").TerraformStack;

@@ -9,6 +9,7 @@
  * new SriovFunction(dpu, "vf0", { vf: 0, volume: new CompressBdev(dpu, "c0", { base: r0 }) });
  * ```
  */
+export { App, TerraformStack } from "./cdk.js";
 export { Dpu, type DpuProps, TARGET_CONTEXT, flexbsoCommand } from "./dpu.js";
 export {
   MallocBdev, NullBdev, FileBdev, RaidBdev, CompressBdev,

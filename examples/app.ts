@@ -1,4 +1,4 @@
-import { App } from "cdktf";
+import { App } from "../constructs/index.js";
 import { FleetStack } from "./fleet/main.js";
 import { Raid5SafeReadStack } from "./raid5-safe-read/main.js";
 import { SingleDpuStack } from "./single-dpu/main.js";

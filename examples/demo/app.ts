@@ -6,8 +6,7 @@
  * Run as its own process, like `cdktf synth` runs an app, so the CLI itself never
  * loads cdktf: `node app.js OUTDIR ENDPOINT TOKEN_FILE DATA_DIR base|changed`.
  */
-import { App, TerraformStack } from "cdktf";
-import { Dpu, FileBdev, MallocBdev, NullBdev, SriovFunction } from "../../constructs/index.js";
+import { App, Dpu, FileBdev, MallocBdev, NullBdev, SriovFunction, TerraformStack } from "../../constructs/index.js";
 
 /** Parameters of the demo app. */
 export interface DemoAppParams {

@@ -1,6 +1,5 @@
-import { TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
-import { CompressBdev, Dpu, FileBdev, MallocBdev, RaidBdev, SriovFunction } from "../../constructs/index.js";
+import { CompressBdev, Dpu, FileBdev, MallocBdev, RaidBdev, SriovFunction, TerraformStack } from "../../constructs/index.js";
 
 /**
  * Two DPUs with their own agents: a software DPU serving a RAID0 of RAM disks, and a

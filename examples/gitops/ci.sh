@@ -8,7 +8,10 @@
 #                    plans/comment.md (the PR/MR comment); prints changes=true|false
 #                    (also to $GITHUB_OUTPUT when set)
 #   ci.sh apply      apply every saved plan in plans/; an agent that changed since the
-#                    plan was made refuses it (stale generation): plan again
+#                    plan was made refuses it (stale generation): plan again. Each
+#                    apply's JSON report (flexbso apply --json: outcome, per-DPU status
+#                    and generations, each step, the agent's event ids) is written to
+#                    plans/applied/<stack>.json; the human output goes to the log
 #
 # Environment: FLEXBSO (the CLI, default `flexbso`), STACKS (default stacks), PLANS
 # (default plans), FLEXBSO_TOKEN + FLEXBSO_ENDPOINT (the agent's token and the one endpoint it is sent to), FLEXBSO_ALLOW_DATA_LOSS=1
@@ -61,7 +64,10 @@ case "${1:-}" in
       echo "ci.sh: no saved plans in $PLANS: nothing to apply"
       exit 0
     fi
-    for p in "${saved[@]}"; do $FLEXBSO apply "$p" --auto-approve; done
+    mkdir -p "$PLANS/applied"
+    for p in "${saved[@]}"; do
+      $FLEXBSO apply "$p" --json > "$PLANS/applied/$(basename "$p")"
+    done
     ;;
   *)
     echo "usage: ci.sh validate|plan|apply" >&2

@@ -1,6 +1,5 @@
-import { TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
-import { Dpu, FileBdev, RaidBdev, SriovFunction } from "../../constructs/index.js";
+import { Dpu, FileBdev, RaidBdev, SriovFunction, TerraformStack } from "../../constructs/index.js";
 
 /**
  * A RAID5 of four file bdevs with safeRead "repair": every read is checked against

@@ -1,6 +1,5 @@
-import { TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
-import { CompressBdev, Dpu, FileBdev, RaidBdev, SriovFunction } from "../../constructs/index.js";
+import { CompressBdev, Dpu, FileBdev, RaidBdev, SriovFunction, TerraformStack } from "../../constructs/index.js";
 
 /**
  * One DPU, four VFs; each VF's volume is an lz4 compress bdev over a RAID1 of two file

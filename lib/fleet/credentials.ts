@@ -23,7 +23,6 @@
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { DEFAULT_STATE_DIR, LOCAL_FINGERPRINT_FILE, LOCAL_URL_FILE } from "../state/layout.js";
 import type { AgentTlsOptions } from "./client.js";
 
@@ -87,6 +86,8 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
   if (text !== undefined) {
     let doc: { credentials?: unknown } | null;
     try {
+      // Loaded only when there is a file to read: the Terraform provider's launches rarely need it.
+      const { parse: parseYaml } = require("yaml") as typeof import("yaml");
       doc = parseYaml(text) as { credentials?: unknown } | null;
     } catch (e) {
       doc = null;

@@ -37,11 +37,25 @@ export interface FleetApplyOptions {
   readonly origin?: Omit<ApplyAudit, "planDigest">;
 }
 
+/** How a run ended, for machine-readable output. */
+export type ApplyOutcome = "applied" | "no-changes" | "failed" | "refused" | "stale" | "cancelled";
+
 /** Result per DPU and the exit code (0 all converged, 1 any failure). */
 export interface FleetApplyResult {
   readonly exitCode: 0 | 1;
+  readonly outcome: ApplyOutcome;
   readonly failures: ReadonlyMap<string, string>;
+  /** Structured detail of a failure where the agent gave one (e.g. the steps applied before a failed step). */
+  readonly failureData: ReadonlyMap<string, unknown>;
   readonly results: ReadonlyMap<string, ApplyResult>;
+  /** The plan that was shown (absent when no agent could be read). */
+  readonly plan?: Plan;
+  /** The saved plan's digest when one was applied, else the digest of the plan shown. */
+  readonly planDigest?: string;
+  /** Each DPU's generation when it was read, before anything was applied. */
+  readonly generationsBefore: ReadonlyMap<string, number>;
+  /** Each applied DPU's agent events during its apply, in order. */
+  readonly events: ReadonlyMap<string, readonly AgentEvent[]>;
 }
 
 /** Desired resources recorded in a saved plan (everything with an `after`). */
@@ -56,10 +70,21 @@ export function desiredFromPlan(p: Plan): Desired {
 export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyResult> {
   const out = o.out;
   const failures = new Map<string, string>();
+  const failureData = new Map<string, unknown>();
   const results = new Map<string, ApplyResult>();
-  const done = (): FleetApplyResult => ({ exitCode: failures.size ? 1 : 0, failures, results });
+  const events = new Map<string, AgentEvent[]>();
+  const generationsBefore = new Map<string, number>();
+  let shown: Plan | undefined;
+  let outcome: ApplyOutcome | undefined;
+  const done = (end?: ApplyOutcome): FleetApplyResult => ({
+    exitCode: failures.size ? 1 : 0,
+    outcome: end ?? outcome ?? (failures.size ? "failed" : results.size ? "applied" : "no-changes"),
+    failures, failureData, results, generationsBefore, events,
+    ...(shown ? { plan: shown, planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(shown) } : {}),
+  });
 
   const { views, failures: readFailures } = await readFleet(o.targets);
+  for (const [dpu, v] of views) generationsBefore.set(dpu, v.generation);
   for (const [dpu, e] of readFailures) failures.set(dpu, e.message);
   const reachable = o.targets.filter((t) => views.has(t.dpu));
   const actual = combineActual(views);
@@ -74,7 +99,7 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
           : `stale plan: made against generation ${had}, the agent is at generation ${views.get(t.dpu)!.generation}; run plan again`);
       }
       out.write(`Saved plan is stale; nothing was applied.\n${lines(failures)}\n`);
-      return done();
+      return done("stale");
     }
   }
 
@@ -97,14 +122,15 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     if (differ.length) {
       out.write(`Error: the saved plan's steps are not what applying its desired state would do now; nothing was applied:\n${differ.map((d) => `  ${d}`).join("\n")}\nRun plan again and review it.\n`);
       for (const t of reachable) failures.set(t.dpu, "the saved plan's steps differ from the steps derived from its desired state");
-      return done();
+      return done("stale");
     }
   }
+  shown = p;
   if (dpus.length && o.showPlan !== false) out.write(renderPlan(p, "text"));
   if (p.errors.length) {
     for (const e of p.errors) failures.set(e.dpu, [failures.get(e.dpu), `${e.message}; fix: ${e.fix}`].filter(Boolean).join("; "));
     out.write(`\nError: the targets cannot make ${p.errors.length} of these changes; nothing was applied.\n`);
-    return done();
+    return done("refused");
   }
   const changing = reachable.filter((t) => p.steps.some((s) => s.dpu === t.dpu));
   if (!changing.length) {
@@ -115,14 +141,14 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     const bad = p.resource_changes.filter((c) => c.change_class === "destructive").map((c) => c.address);
     for (const t of changing) if (bad.some((a) => a.startsWith(`${t.dpu}/`))) failures.set(t.dpu, `refusing destructive changes without --allow-data-loss: ${bad.filter((a) => a.startsWith(`${t.dpu}/`)).join(", ")}`);
     out.write(`\nError: the plan deletes or re-initializes data (${bad.join(", ")}); nothing was applied. Re-run with --allow-data-loss if that is intended.\n`);
-    return done();
+    return done("refused");
   }
   if (!o.savedPlan && !o.autoApprove) {
     const ok = await o.confirm(`\nDo you want to ${o.mode === "destroy" ? "destroy these resources" : "perform these actions"} on ${changing.map((t) => t.dpu).join(", ")}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: `);
     if (!ok) {
       out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} cancelled.\n`);
       failures.set("(all)", "cancelled by the user");
-      return done();
+      return done("cancelled");
     }
   }
 
@@ -132,7 +158,12 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   const progress = new ProgressRenderer(out);
   const outcomes = await forEachDpu(changing, async (t) => {
     const since = (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)).lastSeq;
-    const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => progress.onEvent(t.dpu, ev));
+    const seen: AgentEvent[] = [];
+    events.set(t.dpu, seen);
+    const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => {
+      seen.push(ev);
+      progress.onEvent(t.dpu, ev);
+    });
     try {
       const params = o.mode === "destroy"
         ? { dpu: t.dpu, ...(wanted.stack !== undefined ? { stack: wanted.stack } : {}), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss, audit }
@@ -145,12 +176,97 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   progress.finish();
   for (const oc of outcomes) {
     if (oc.ok) results.set(oc.dpu, oc.value);
-    else failures.set(oc.dpu, describeApplyError(oc.error));
+    else {
+      failures.set(oc.dpu, describeApplyError(oc.error));
+      if (oc.error instanceof AgentRpcError && oc.error.data !== undefined) failureData.set(oc.dpu, oc.error.data);
+    }
   }
   out.write("\n");
   for (const [dpu, r] of results) out.write(`${dpu}: ${o.mode === "destroy" ? "Destroy" : "Apply"} complete! ${r.applied.length} step(s), generation ${r.generation}.\n`);
   if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
   return done();
+}
+
+/** `flexbso apply --json`'s document: see docs/cli.md ("apply --json"). */
+export interface ApplyReport {
+  readonly format_version: "1.0";
+  readonly mode: "apply" | "destroy";
+  /** The topology or saved plan applied. */
+  readonly source: string;
+  readonly outcome: ApplyOutcome;
+  readonly exit_code: 0 | 1;
+  /** Plan digest and summary of what was planned (null when no agent could be read). */
+  readonly plan: { readonly digest: string | null; readonly summary: Plan["summary"]; readonly destructive: boolean } | null;
+  readonly dpus: readonly {
+    readonly dpu: string;
+    /** applied: converged by this run; unchanged: nothing to do; failed / refused / stale / cancelled: see error. */
+    readonly status: "applied" | "unchanged" | "failed" | "refused" | "stale" | "cancelled";
+    readonly generation_before: number | null;
+    readonly generation: number | null;
+    /** The agent's applied steps ("op address"), in order. */
+    readonly applied: readonly string[];
+    /** Sequence numbers of this run's events in the agent's log (`flexbso events --since`). */
+    readonly events: { readonly first_seq: number; readonly last_seq: number } | null;
+    readonly error: string | null;
+    readonly error_data?: unknown;
+  }[];
+  /** Every planned step with what became of it, in execution order per DPU. */
+  readonly steps: readonly {
+    readonly dpu: string;
+    readonly address: string;
+    readonly action: "create" | "update" | "delete";
+    readonly replace: boolean;
+    readonly change_class: string | null;
+    /** done / failed from the agent's events; not-run: planned but not reached (a step before failed, or the DPU was refused). */
+    readonly status: "done" | "failed" | "not-run";
+    /** The agent event that settled it. */
+    readonly event_seq: number | null;
+    readonly message: string | null;
+  }[];
+}
+
+/** The machine-readable report of a run. */
+export function applyReport(mode: "apply" | "destroy", source: string, r: FleetApplyResult): ApplyReport {
+  const p = r.plan;
+  const dpuNames = [...new Set([...(p?.dpus ?? []), ...r.failures.keys(), ...r.results.keys()])].filter((d) => d !== "(all)").sort();
+  const settled = new Map<string, AgentEvent>();
+  for (const [dpu, evs] of r.events) {
+    for (const ev of evs) if ((ev.type === "apply.step.done" || ev.type === "apply.step.failed") && ev.address) settled.set(`${dpu}\0${ev.address}`, ev);
+  }
+  const failedStatus = (dpu: string): ApplyReport["dpus"][number]["status"] =>
+    r.outcome === "refused" || r.outcome === "stale" || r.outcome === "cancelled" ? r.outcome : r.results.has(dpu) ? "applied" : "failed";
+  return {
+    format_version: "1.0",
+    mode,
+    source,
+    outcome: r.outcome,
+    exit_code: r.exitCode,
+    plan: p ? { digest: r.planDigest ?? null, summary: p.summary, destructive: p.destructive } : null,
+    dpus: dpuNames.map((dpu) => {
+      const evs = r.events.get(dpu) ?? [];
+      const res = r.results.get(dpu);
+      const error = r.failures.get(dpu) ?? r.failures.get("(all)") ?? null;
+      return {
+        dpu,
+        status: error !== null ? failedStatus(dpu) : res ? (res.applied.length ? "applied" : "unchanged") : "unchanged",
+        generation_before: r.generationsBefore.get(dpu) ?? null,
+        generation: res?.generation ?? r.generationsBefore.get(dpu) ?? null,
+        applied: res?.applied ?? [],
+        events: evs.length ? { first_seq: evs[0]!.seq, last_seq: evs[evs.length - 1]!.seq } : null,
+        error,
+        ...(r.failureData.has(dpu) ? { error_data: r.failureData.get(dpu) } : {}),
+      };
+    }),
+    steps: (p?.steps ?? []).map((s) => {
+      const ev = settled.get(`${s.dpu}\0${s.address}`);
+      return {
+        dpu: s.dpu, address: s.address, action: s.action, replace: s.replace, change_class: s.change_class,
+        status: ev ? (ev.type === "apply.step.done" ? "done" : "failed") : "not-run",
+        event_seq: ev?.seq ?? null,
+        message: ev?.message ?? null,
+      };
+    }),
+  };
 }
 
 function describeApplyError(e: Error): string {

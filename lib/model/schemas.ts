@@ -1,4 +1,8 @@
-import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
+import type { ErrorObject, ValidateFunction } from "ajv";
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import * as path from "node:path";
+import { writeFileAtomicSync } from "../state/atomic.js";
 import { didYouMean } from "./suggest.js";
 import { schemaWords } from "./schema-words.js";
 import { parseSize } from "./units.js";
@@ -25,21 +29,83 @@ export interface SchemaProblem {
 }
 
 let compiled: Map<Kind, ValidateFunction> | undefined;
+let codeCacheDir: string | undefined;
+
+/**
+ * Keep the compiled validators as code in `dir` and reuse them while the schemas are the
+ * same. Compiling them (and the meta-schema that checks them) costs a process ~100-400 ms;
+ * loading the cached code a few. The Terraform provider, launched 3-4 times per terraform
+ * command, turns this on. The file is used only when this user owns it and nobody else
+ * can write it.
+ */
+export function cacheValidatorCode(dir: string): void {
+  codeCacheDir = dir;
+}
 
 function validators(): Map<Kind, ValidateFunction> {
   if (compiled) return compiled;
-  const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
+  const cached = codeCacheDir ? loadCachedValidators(codeCacheDir) : undefined;
+  compiled = cached ?? compileValidators(codeCacheDir);
+  return compiled;
+}
+
+const AJV_OPTIONS = { allErrors: true, strict: true, verbose: true } as const;
+
+/** Name of the cached code: changes with the schemas, ajv's version and how we compile. */
+function cacheFile(dir: string): string {
+  const ajvVersion = (require("ajv/package.json") as { version: string }).version;
+  const key = createHash("sha256").update(JSON.stringify({ format: 1, ajvVersion, AJV_OPTIONS, SPEC_SCHEMAS })).digest("hex").slice(0, 16);
+  return path.join(dir, `spec-validators-${key}.js`);
+}
+
+function loadCachedValidators(dir: string): Map<Kind, ValidateFunction> | undefined {
+  try {
+    const file = cacheFile(dir);
+    const st = statSync(file);
+    if ((st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) return undefined;
+    const exports: Record<string, ValidateFunction> = {};
+    // The code requires ajv's runtime helpers and ./units.js: resolve them from here.
+    new Function("require", "exports", readFileSync(file, "utf8"))(require, exports);
+    if (!KINDS.every((k) => typeof exports[k] === "function")) return undefined;
+    return new Map(KINDS.map((k) => [k, exports[k]!]));
+  } catch {
+    return undefined; // absent or unusable: compile
+  }
+}
+
+function compileValidators(cacheDir: string | undefined): Map<Kind, ValidateFunction> {
+  const { default: Ajv, _ } = require("ajv") as typeof import("ajv");
+  const ajv = new Ajv({ ...AJV_OPTIONS, code: { source: cacheDir !== undefined } });
   ajv.addKeyword({
     keyword: "flexSize",
     schemaType: "boolean",
-    errors: true,
-    validate: function flexSize(_schema: boolean, data: unknown): boolean {
-      return parseSize(data) !== undefined;
+    // Generated code (not a validate function) so that the compiled validators can be saved.
+    code(cxt) {
+      if (cxt.schema !== true) return;
+      const parse = cxt.gen.scopeValue("func", { ref: parseSize, code: _`require("./units.js").parseSize` });
+      cxt.fail(_`${parse}(${cxt.data}) === undefined`);
     },
   });
-  compiled = new Map();
-  for (const [kind, schema] of Object.entries(SPEC_SCHEMAS)) compiled.set(kind as Kind, ajv.compile(schema));
-  return compiled;
+  const out = new Map<Kind, ValidateFunction>();
+  for (const [kind, schema] of Object.entries(SPEC_SCHEMAS)) {
+    ajv.addSchema(schema, kind);
+    out.set(kind as Kind, ajv.getSchema(kind)!);
+  }
+  if (cacheDir !== undefined) {
+    try {
+      const { default: standaloneCode } = require("ajv/dist/standalone") as typeof import("ajv/dist/standalone");
+      const code = standaloneCode(ajv, Object.fromEntries(KINDS.map((k) => [k, k])));
+      mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      const file = cacheFile(cacheDir);
+      for (const old of readdirSync(cacheDir)) {
+        if (old.startsWith("spec-validators-") && path.join(cacheDir, old) !== file) rmSync(path.join(cacheDir, old), { force: true });
+      }
+      writeFileAtomicSync(file, code, { mode: 0o600 });
+    } catch {
+      // no cache: the next process compiles again
+    }
+  }
+  return out;
 }
 
 /** Checks one spec in user form against its kind's schema; returns every problem, mapped to plain words. */

@@ -17,8 +17,7 @@
  * Anything else that changes the DPU between two Terraform steps (a `flexbso apply` of
  * another topology) is seen on the next refresh as drift.
  */
-import { AgentClient, AgentRpcError } from "../fleet/client.js";
-import { resolveToken } from "../fleet/fleet.js";
+import type { AgentClient } from "../fleet/client.js";
 import type { TopologyView } from "../agent/service.js";
 import { RpcCode } from "../agent/jsonrpc.js";
 import { allowDataLossFromEnv } from "../apply/allow.js";
@@ -26,10 +25,11 @@ import { allowDataLossFromEnv } from "../apply/allow.js";
 // loaders too, which a provider launch (3-4 per terraform command) does not need.
 import { DEFAULTS, referencesOf } from "../model/kinds.js";
 import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
-import { NAME_PATTERN } from "../model/schemas.js";
+import { cacheValidatorCode, NAME_PATTERN } from "../model/schemas.js";
 import { plan } from "../plan/plan.js";
 import type { FieldChange, ResourceChange } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
+import { cacheDir } from "./tls.js";
 import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, sizeText, snake, TYPE_NAMES, type AttrDef, type Obj, type ResourceType } from "./schema.js";
 
 /** A tfplugin6 Diagnostic. */
@@ -70,6 +70,7 @@ export class FlexbsoProvider {
   private settings?: ProviderSettings;
   /** Deletes skipped because a live consumer still used the bdev (the delete half of a replace): the create half re-creates them. */
   private readonly deferredDeletes = new Set<string>();
+  /** `at`: when the read arrived (0 while in flight). */
   private cachedView?: { at: number; view: Promise<TopologyView> };
   /** The last queued mutation: applies from this process run one at a time. */
   private turns: Promise<unknown> = Promise.resolve();
@@ -128,15 +129,20 @@ export class FlexbsoProvider {
     const allowDataLoss = c["allow_data_loss"] === true || allowDataLossFromEnv(this.env);
     let token = c["token"] as string | null;
     let tokenSource = "the provider's token";
+    // the CLI's credentials entry for this endpoint also says how to verify it (CA or pin)
+    let tls: import("../fleet/client.js").AgentTlsOptions | undefined;
     if (token === null) {
       const dpu = { address: "provider/dpu/provider", dpu: "provider", kind: "dpu", name: "provider", spec: { agent: { endpoint }, backend: "native", pfs: 1, vfsPerPf: 0 } } as ResourceOf<"dpu">;
       try {
-        ({ token, source: tokenSource } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
+        // Loaded here: the CLI's credential lookup (and its YAML parser) is needed by one launch only.
+        const { resolveToken } = require("../fleet/fleet.js") as typeof import("../fleet/fleet.js");
+        ({ token, source: tokenSource, tls } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
       } catch (e) {
         return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace(/add '- \{ dpu: provider,.*$/, "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint"), tokenFile ? ["token_file"] : undefined)];
       }
     }
-    this.settings = { endpoint, ...(tokenFile ? { tokenFile } : {}), allowDataLoss, client: new AgentClient({ endpoint, token, tokenSource }) };
+    const { AgentClient } = agentClientModule();
+    this.settings = { endpoint, ...(tokenFile ? { tokenFile } : {}), allowDataLoss, client: new AgentClient({ endpoint, token, tokenSource, ...(tls ? { tls } : {}) }) };
     return [];
   }
 
@@ -329,15 +335,20 @@ export class FlexbsoProvider {
     return this.settings;
   }
 
-  /** The DPU's live topology (one read shared by concurrent refreshes, reused for a second). */
+  /**
+   * The DPU's live topology: one read shared by every concurrent refresh (Terraform reads
+   * up to 10 resources at once), reused for a second after it arrives; a mutation from
+   * this process drops it.
+   */
   private async view(s: ProviderSettings, dpu: string | undefined): Promise<TopologyView> {
-    const now = Date.now();
-    if (!this.cachedView || now - this.cachedView.at > 1000) {
+    let c = this.cachedView;
+    if (!c || (c.at !== 0 && Date.now() - c.at > 1000)) {
       const view = s.client.call<TopologyView>("topology.get", {}, 60_000);
-      this.cachedView = { at: now, view };
-      view.catch(() => { if (this.cachedView?.view === view) this.cachedView = undefined; });
+      const entry = { at: 0, view };
+      this.cachedView = c = entry;
+      view.then(() => { entry.at = Date.now(); }, () => { if (this.cachedView === entry) this.cachedView = undefined; });
     }
-    const v = await this.cachedView.view;
+    const v = await c.view;
     if (dpu !== undefined && v.dpu !== null && v.dpu !== dpu) {
       throw new ProviderError(`the agent at ${s.endpoint} serves DPU '${v.dpu}', not '${dpu}'`,
         `point this provider's endpoint at ${dpu}'s agent (a provider alias per DPU), or set dpu = "${v.dpu}"`);
@@ -370,7 +381,7 @@ export class FlexbsoProvider {
         this.cachedView = undefined;
         return;
       } catch (e) {
-        const raced = e instanceof AgentRpcError && (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
+        const raced = e instanceof agentClientModule().AgentRpcError && (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
         if (!raced || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, Math.min(500, 10 * attempt) + Math.random() * 40));
       }
@@ -384,6 +395,15 @@ export class FlexbsoProvider {
   }
 }
 
+/**
+ * The provider as Terraform launches it: the model's compiled validators are kept in the
+ * provider's cache dir, so that only the first of the 3-4 launches per command compiles them.
+ */
+export function launchProvider(env: NodeJS.ProcessEnv = process.env): FlexbsoProvider {
+  cacheValidatorCode(cacheDir(env));
+  return new FlexbsoProvider(env);
+}
+
 /** An error meant for the user: a summary and what to do. */
 export class ProviderError extends Error {
   constructor(message: string, readonly detail: string) {
@@ -391,9 +411,17 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * The agent client, loaded by the launch that configures the provider: the others (schema,
+ * validation) never talk to the agent and skip loading Node's HTTP stack.
+ */
+function agentClientModule(): typeof import("../fleet/client.js") {
+  return require("../fleet/client.js") as typeof import("../fleet/client.js");
+}
+
 function agentDiag(e: unknown, endpoint: string): Diag {
   if (e instanceof ProviderError) return error(e.message, e.detail);
-  if (e instanceof AgentRpcError) {
+  if (e instanceof agentClientModule().AgentRpcError) {
     const data = e.data as { diagnostics?: { address?: string; field?: string; message: string }[] } | undefined;
     const detail = data?.diagnostics?.map((d) => `${d.address ?? ""}${d.field ? ` ${d.field}` : ""}: ${d.message}`).join("\n");
     return error(`agent at ${endpoint}: ${e.rpcMessage}`, detail);

@@ -12,9 +12,9 @@
 import * as path from "node:path";
 import * as os from "node:os";
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { bindServices, createGrpcServer, type Unary } from "./grpc.js";
+import { fromJson, loadProtos, toJson, type ProtosJson } from "./proto.js";
 import { serverCert } from "./tls.js";
 import type { FlexbsoProvider } from "./resources.js";
 
@@ -23,13 +23,24 @@ const MAGIC_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9
 /** go-plugin's core protocol version, and the tfplugin protocol served. */
 const CORE_VERSION = 1;
 const APP_VERSION = 6;
+/** The largest request (Terraform sends whole resource states). */
+const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /** The .proto files live beside the sources (dist/lib/provider -> lib/provider/proto). */
-function protoDir(): string {
+export function protoDir(): string {
   return path.resolve(__dirname, "..", "..", "..", "lib", "provider", "proto");
 }
 
-type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;
+/** The .proto files served. */
+export const PROTO_FILES = ["tfplugin6.proto", "plugin.proto", "health.proto"] as const;
+
+/** The prebuilt descriptor of {@link PROTO_FILES} (a test checks it matches them). */
+export const DESCRIPTOR_FILE = "descriptor.json";
+
+/** Rewrites the prebuilt descriptor after a .proto change: `node -e 'require("./dist/lib/provider/server.js").writeDescriptor()'`. */
+export function writeDescriptor(): void {
+  writeFileSync(path.join(protoDir(), DESCRIPTOR_FILE), `${JSON.stringify(toJson(loadProtos(protoDir(), PROTO_FILES)), null, 1)}\n`);
+}
 
 /**
  * Serve until Terraform calls Shutdown (or the process is killed). `load` is called at
@@ -47,60 +58,65 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
     process.exit(1);
   }
 
-  const defs = protoLoader.loadSync(["tfplugin6.proto", "plugin.proto", "health.proto"], {
-    includeDirs: [protoDir()], keepCase: true, longs: Number, enums: Number, defaults: false, oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(defs) as any;
+  const protos = fromJson(JSON.parse(readFileSync(path.join(protoDir(), DESCRIPTOR_FILE), "utf8")) as ProtosJson);
   let loaded: FlexbsoProvider | undefined;
   const p = () => (loaded ??= load());
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 256 * 1024 * 1024, "grpc.max_send_message_length": 256 * 1024 * 1024 });
-
-  const unary = (fn: (req: any) => unknown | Promise<unknown>): Handler => (call, cb) => {
-    Promise.resolve()
-      .then(() => fn(call.request))
-      .then((res) => cb(null, res), (e: Error) => {
-        process.stderr.write(`[ERROR] terraform-provider-flexbso: ${e.stack ?? e.message}\n`);
-        cb({ code: grpc.status.INTERNAL, details: e.message });
-      });
-  };
-  server.addService(pkg.tfplugin6.Provider.service, {
-    GetMetadata: unary(() => p().getMetadata()),
-    GetProviderSchema: unary(() => p().getProviderSchema()),
-    ValidateProviderConfig: unary((r) => ({ diagnostics: p().validateProviderConfig(r.config) })),
-    ValidateResourceConfig: unary((r) => ({ diagnostics: p().validateResourceConfig(r.type_name, r.config) })),
-    UpgradeResourceState: unary((r) => p().upgradeResourceState(r)),
-    ConfigureProvider: unary(async (r) => ({ diagnostics: await p().configure(r.config) })),
-    ReadResource: unary((r) => p().readResource(r)),
-    PlanResourceChange: unary((r) => p().planResourceChange(r)),
-    ApplyResourceChange: unary((r) => p().applyResourceChange(r)),
-    ImportResourceState: unary((r) => p().importResourceState(r)),
-    StopProvider: unary(() => ({})),
-  } satisfies Record<string, Handler>);
 
   let socket = "";
+  let shuttingDown = false;
   const exit = () => {
     try { rmSync(socket, { force: true }); } catch { /* gone */ }
     process.exit(0);
   };
-  server.addService(pkg.plugin.GRPCController.service, {
-    // Terraform waits for this call to return, then for the process to exit (2 s, then kill).
-    Shutdown: unary(() => {
-      setImmediate(exit);
-      return {};
-    }),
+  const provider: Record<string, Unary> = {
+    GetMetadata: () => p().getMetadata(),
+    GetProviderSchema: () => p().getProviderSchema(),
+    ValidateProviderConfig: (r) => ({ diagnostics: p().validateProviderConfig(r["config"] as never) }),
+    ValidateResourceConfig: (r) => ({ diagnostics: p().validateResourceConfig(r["type_name"] as string, r["config"] as never) }),
+    UpgradeResourceState: (r) => p().upgradeResourceState(r as never),
+    ConfigureProvider: async (r) => ({ diagnostics: await p().configure(r["config"] as never) }),
+    ReadResource: (r) => p().readResource(r as never),
+    PlanResourceChange: (r) => p().planResourceChange(r as never),
+    ApplyResourceChange: (r) => p().applyResourceChange(r as never),
+    ImportResourceState: (r) => p().importResourceState(r as never),
+    StopProvider: () => ({}),
+  };
+  const served = bindServices(protos, {
+    "tfplugin6.Provider": provider,
+    // Terraform waits for this call to return, then closes its connection and waits for
+    // the process to exit (2 s, then kill): exit once the answer is out.
+    "plugin.GRPCController": { Shutdown: () => { shuttingDown = true; return {}; } },
+    "grpc.health.v1.Health": { Check: () => ({ status: 1 }) },
   });
-  server.addService(pkg.grpc.health.v1.Health.service, { Check: unary(() => ({ status: 1 })) });
 
-  let creds = grpc.ServerCredentials.createInsecure();
-  let certField = "";
   const clientCert = env["PLUGIN_CLIENT_CERT"];
+  let certField = "";
+  let tls: { key: string; cert: string; ca: string } | undefined;
   if (clientCert) {
     const cert = serverCert();
-    creds = grpc.ServerCredentials.createSsl(Buffer.from(clientCert), [{ private_key: Buffer.from(cert.keyPem), cert_chain: Buffer.from(cert.certPem) }], true);
+    tls = { key: cert.keyPem, cert: cert.certPem, ca: clientCert };
     certField = cert.handshake;
   }
+  const server = createGrpcServer(protos, served, {
+    ...(tls ? { tls } : {}),
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    onError: (method, e) => process.stderr.write(`[ERROR] terraform-provider-flexbso: ${method}: ${e.stack ?? e.message}\n`),
+    onResponded: (m) => {
+      if (m.name !== "Shutdown" || !shuttingDown) return;
+      // The client closes the connection next; exit then, or shortly in any case.
+      server.close();
+      setTimeout(exit, 250);
+    },
+  });
+  server.on("session", (session) => session.on("close", () => { if (shuttingDown) exit(); }));
   socket = path.join(env["PLUGIN_UNIX_SOCKET_DIR"] ?? os.tmpdir(), `plugin-flexbso-${randomBytes(6).toString("hex")}.sock`);
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, creds, (e) => (e ? reject(e) : resolve())));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socket, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
   process.on("exit", () => { try { rmSync(socket, { force: true }); } catch { /* gone */ } });
   // Terraform forwards Ctrl-C to its plugins and then calls StopProvider; don't die on the signal.
   process.on("SIGINT", () => undefined);

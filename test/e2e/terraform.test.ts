@@ -11,6 +11,7 @@ import * as assert from "uvu/assert";
 import { existsSync, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { cleanupAll, cli, hook, run, startAgent, tempDir, type AgentProc, type RunResult } from "./helpers/agent.js";
+import { YAML_ONLY_ENV } from "./helpers/yaml-only.js";
 
 const TERRAFORM = process.env["TERRAFORM"] ?? "/usr/local/bin/terraform";
 const have = existsSync(TERRAFORM);
@@ -74,7 +75,8 @@ test.before(hook(async () => {
   const inst = await cli(["provider", "install", "--dir", mirror, "--cli-config", rc]);
   assert.is(inst.code, 0, inst.stderr);
   // Our own CLI config (the preset one does not exist), no network lookups, our cache dir.
-  env = { ...process.env, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache") };
+  // The provider needs no CDK library and no engine addon: they are hidden from it.
+  env = { ...process.env, ...YAML_ONLY_ENV, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache") };
   delete env["FLEXBSO_ALLOW_DATA_LOSS"];
   delete env["FLEXBSO_TOKEN"];
   await fsp.writeFile(path.join(dir, "main.tf"), main({ iops: 1000, size: "64MiB" }));
@@ -161,22 +163,26 @@ test("terraform: a QoS changed through the agent shows as drift; apply puts it b
   assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, { iops: 2000, mbps: 0 });
 });
 
-test("terraform: a function removed through the agent shows as gone; apply re-creates it; import adopts it", async () => {
+test("terraform: a bdev and a function removed through the agent show as gone; apply re-creates them; import adopts one", async () => {
   if (!have) return;
   const view = await live();
-  const kept = view.topology.resources.filter((r) => r.address !== "dpu0/function/vm0");
+  const gone = ["dpu0/function/vm0", "dpu0/null/scratch"];
+  const kept = view.topology.resources.filter((r) => !gone.includes(r.address));
   const removed = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: kept } });
   assert.ok(removed.body.result, JSON.stringify(removed.body));
 
   const refresh = await tf("plan", "-refresh-only", "-input=false");
   assert.is(refresh.code, 0, out(refresh));
   assert.match(refresh.stdout, "# flexbso_function.vm0 has been deleted");
+  assert.match(refresh.stdout, "# flexbso_null_bdev.scratch has been deleted");
   const plan = await tf("plan", "-detailed-exitcode", "-input=false");
   assert.is(plan.code, 2, out(plan));
   assert.match(plan.stdout, "# flexbso_function.vm0 will be created");
+  assert.match(plan.stdout, "# flexbso_null_bdev.scratch will be created");
   const apply = await tf("apply", "-auto-approve", "-input=false");
   assert.is(apply.code, 0, out(apply));
-  assert.ok((await addresses()).includes("dpu0/function/vm0"));
+  const back = await addresses();
+  for (const r of gone) assert.ok(back.includes(r), r);
 
   const rm = await tf("state", "rm", "flexbso_function.vm0");
   assert.is(rm.code, 0, out(rm));

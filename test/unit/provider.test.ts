@@ -6,7 +6,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { encode } from "@msgpack/msgpack";
@@ -143,6 +144,34 @@ test("upgrade: stored JSON is fitted to the current attributes", () => {
     type_name: "flexbso_malloc_bdev", version: 0, raw_state: { json: Buffer.from(JSON.stringify({ id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", gone: 1 })) },
   }) as { upgraded_state: { msgpack: Buffer } };
   assert.equal(decodeDynamic(r.upgraded_state), { id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", block_size: null });
+});
+
+test("validators: compiled once into the cache dir, reused by the next process, ignored when others can write them", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "fbvcache-"));
+  const schemasJs = path.join(__dirname, "..", "..", "lib", "model", "schemas.js");
+  const check = (spec: unknown) => {
+    const script = `const s = require(${JSON.stringify(schemasJs)}); s.cacheValidatorCode(${JSON.stringify(dir)}); process.stdout.write(JSON.stringify(s.checkSpecSchema("malloc", ${JSON.stringify(spec)}).map((p) => p.message)))`;
+    const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+    assert.is(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as string[];
+  };
+  try {
+    assert.equal(check({ size: "12 parsecs" }), ['must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB" (got "12 parsecs")']);
+    const files = readdirSync(dir).filter((f) => f.startsWith("spec-validators-"));
+    assert.is(files.length, 1);
+    const file = path.join(dir, files[0]!);
+    assert.is(statSync(file).mode & 0o777, 0o600);
+    // The next process runs the cached code: a planted validator shows it is the one used.
+    const planted = (k: string) => `exports[${JSON.stringify(k)}] = function v(){ v.errors = [{ keyword: "required", instancePath: "", params: { missingProperty: "planted" } }]; return false; };`;
+    writeFileSync(file, KINDS.map(planted).join("\n"), { mode: 0o600 });
+    assert.equal(check({ size: "64MiB" }), ["missing required field 'planted'"]);
+    // A file others may write is not run: compiled again (and rewritten).
+    chmodSync(file, 0o666);
+    assert.equal(check({ size: "64MiB" }), []);
+    assert.equal(check({ size: "64MiB", blockSize: 3 }).length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("install: an executable wrapper in the unpacked mirror layout, and a CLI config for it", () => {

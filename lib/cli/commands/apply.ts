@@ -7,7 +7,7 @@ import type { Desired } from "../../model/types.js";
 import type { Plan } from "../../plan/types.js";
 import { digestProblem } from "../../plan/saved.js";
 import { resolveTargets } from "../../fleet/fleet.js";
-import { desiredFromPlan, runFleetApply } from "../../fleet/fleet-apply.js";
+import { applyReport, desiredFromPlan, runFleetApply } from "../../fleet/fleet-apply.js";
 import { allowDataLossFromEnv } from "../../apply/allow.js";
 import { commitOf } from "../../fleet/audit.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
@@ -18,6 +18,8 @@ export interface ApplyCliOptions {
   autoApprove?: boolean;
   allowDataLoss?: boolean;
   commit?: string;
+  /** Print the machine-readable report on stdout (the human output goes to stderr). */
+  json?: boolean;
 }
 
 /** A topology and/or a saved plan, as given on the command line. */
@@ -113,6 +115,9 @@ export async function confirmOnTty(question: string): Promise<boolean> {
 
 /** Shared runner of `apply` and `destroy`. */
 export async function runApplyCommand(mode: "apply" | "destroy", args: (string | undefined)[], opts: ApplyCliOptions): Promise<number> {
+  if (opts.json && !opts.autoApprove && !isPlanArg(args)) {
+    throw new CliError(`--json cannot ask for confirmation: review the plan first and pass --auto-approve, or ${mode === "apply" ? "apply a saved plan (flexbso plan TOPOLOGY --out PLAN; flexbso apply PLAN --json)" : "run without --json"}`);
+  }
   const inputs = readApplyInputs(args);
   const dpus = opts.dpu ?? (inputs.savedPlan ? inputs.savedPlan.dpus : undefined);
   // agents are found through the dpu resources: from the topology, or the plan's recorded ones
@@ -126,10 +131,16 @@ export async function runApplyCommand(mode: "apply" | "destroy", args: (string |
     allowDataLoss: !!opts.allowDataLoss || allowDataLossFromEnv(),
     autoApprove: !!opts.autoApprove,
     confirm: confirmOnTty,
-    out: process.stdout,
+    // with --json, stdout carries the report alone; people and CI logs read stderr
+    out: opts.json ? process.stderr : process.stdout,
     origin: commitOf(inputs.path, opts.commit !== undefined ? { commit: opts.commit } : {}),
   });
+  if (opts.json) process.stdout.write(`${JSON.stringify(applyReport(mode, inputs.source, r), null, 2)}\n`);
   return r.exitCode === 0 ? EXIT.ok : EXIT.error;
+}
+
+function isPlanArg(args: readonly (string | undefined)[]): boolean {
+  return args.some((a) => a !== undefined && isPlanFile(a));
 }
 
 /** `flexbso apply [TOPOLOGY] [PLANFILE] [--dpu NAME...] [--auto-approve] [--allow-data-loss]` */
@@ -144,7 +155,8 @@ export const applyCommand: CliCommand = {
       .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
       .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs); FLEXBSO_ALLOW_DATA_LOSS=1 does the same for one run")
       .option("--commit <sha>", "the commit the topology comes from, for the agents' audit trail (default: the git HEAD of the topology's repository, else GITHUB_SHA / CI_COMMIT_SHA)")
-      .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.")
+      .option("--json", "print a JSON report on stdout (outcome, per-DPU status and generations, each step's status, the agent event ids); the human output goes to stderr. Needs --auto-approve or a saved plan")
+      .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.\nThe --json report's format: docs/terraform.md, \"apply --json\".")
       .action(action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
         runApplyCommand("apply", [topology, planfile], opts)));
   },
