@@ -51,6 +51,7 @@ struct fb_reactor {
 	struct fb_deferred *defer_head, *defer_tail;
 	unsigned sqes_pending;          /* SQEs prepared since the last submit */
 	struct fb_timer *timers;        /* armed, sorted by deadline */
+	struct fb_timer *timers_due;    /* taken off `timers` by this pass, not run yet */
 };
 
 struct fb_subsys {
