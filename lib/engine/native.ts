@@ -26,6 +26,14 @@ export interface NativeEngineOptions {
   readonly nbdPayloadTimeoutMs?: number;
   /** fb_engine_opts.malloc_mem_limit in MiB. @default RAM minus max(RAM / 8, 512 MiB) */
   readonly mallocMemLimitMiB?: number;
+  /** fb_engine_opts.nbd_max_conns_per_export. @default 1024 */
+  readonly nbdMaxConnsPerExport?: number;
+  /**
+   * fb_engine_opts.nbd_max_conns_per_client: a client is a uid on unix
+   * sockets, an IP address on TCP; also at most a quarter of the
+   * descriptors RLIMIT_NOFILE leaves after the engine's reserve. @default 256
+   */
+  readonly nbdMaxConnsPerClient?: number;
   /**
    * Receives the engine's log lines (level 0 error .. 3 debug) on the JS
    * thread. @default the engine writes to stderr itself

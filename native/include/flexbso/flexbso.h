@@ -81,6 +81,16 @@ struct fb_engine_opts {
 	 * size at creation; creation beyond it fails with a message naming the
 	 * size and the limit); 0 = physical RAM minus max(RAM / 8, 512 MiB). */
 	size_t malloc_mem_limit;
+	/* NBD connections one export may have bound at once; a client asking
+	 * for more is refused with NBD_REP_ERR_POLICY. 0 = 1024. */
+	unsigned nbd_max_conns_per_export;
+	/* NBD connections one client may hold at once (handshaking or bound,
+	 * over all exports): a client is a uid on unix sockets (SO_PEERCRED)
+	 * and an IP address on TCP. More are closed at accept. Also never more
+	 * than a quarter of the descriptors RLIMIT_NOFILE leaves after the
+	 * engine's reserve, so one client cannot use up the descriptors every
+	 * other client needs. 0 = 256. */
+	unsigned nbd_max_conns_per_client;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);

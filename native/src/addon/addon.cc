@@ -296,7 +296,9 @@ class Engine : public Napi::ObjectWrap<Engine> {
         !ReadUint(o, "ringEntries", &opts.ring_entries) || !ReadUint(o, "nbdMemLimitMiB", &nbd_mem_mib) ||
         !ReadUint(o, "nbdStallTimeoutMs", &opts.nbd_stall_timeout_ms) ||
         !ReadUint(o, "nbdPayloadTimeoutMs", &opts.nbd_payload_timeout_ms) ||
-        !ReadUint(o, "mallocMemLimitMiB", &malloc_mem_mib)) {
+        !ReadUint(o, "mallocMemLimitMiB", &malloc_mem_mib) ||
+        !ReadUint(o, "nbdMaxConnsPerExport", &opts.nbd_max_conns_per_export) ||
+        !ReadUint(o, "nbdMaxConnsPerClient", &opts.nbd_max_conns_per_client)) {
       return;
     }
     opts.nbd_mem_limit = (size_t)nbd_mem_mib << 20;

@@ -8,6 +8,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -76,6 +77,12 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			st->payload_ms = fb_engine_get_opts(e)->nbd_payload_timeout_ms;
 			if (!st->payload_ms)
 				st->payload_ms = 30000;
+			st->max_per_export = fb_engine_get_opts(e)->nbd_max_conns_per_export;
+			if (!st->max_per_export)
+				st->max_per_export = 1024;
+			st->max_per_client = fb_engine_get_opts(e)->nbd_max_conns_per_client;
+			if (!st->max_per_client)
+				st->max_per_client = 256;
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);
@@ -150,7 +157,15 @@ int fb_nbd_export_bind(struct fb_nbd_state *st, uint64_t listener_id, const char
 
 	pthread_mutex_lock(&st->lock);
 	exp = st->stopping ? NULL : export_find_on(st, listener_id, name, name_len);
-	if (exp) {
+	if (exp && exp->nconns >= st->max_per_export) {
+		if (!exp->cap_warned)
+			fb_log(st->e, FB_LOG_WARN,
+			       "nbd: export %s has %u connections (nbd_max_conns_per_export): further "
+			       "ones are refused (logged once); close some or raise the limit",
+			       exp->name, exp->nconns);
+		exp->cap_warned = true;
+		rc = -EBUSY;
+	} else if (exp) {
 		exp->nconns++;
 		*out = exp;
 		rc = 0;
@@ -215,13 +230,132 @@ static bool fd_reserve_hit(int fd)
 	return (rlim_t)fd + FD_RESERVE >= rl.rlim_cur;
 }
 
+/* ------------------------------------------------------- per-client caps
+ *
+ * Every connection counts against its client from accept to free, in a
+ * small table under st->lock (touched once per accept and once per close,
+ * never on the I/O path). */
+
+static void client_key(const struct fb_nbd_listener *l, int fd, struct fb_nbd_client_key *k)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	memset(k, 0, sizeof(*k));
+	if (!l->tcp) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+			k->family = AF_UNIX;
+			memcpy(k->addr, &cr.uid, sizeof(cr.uid));
+		}
+		return;
+	}
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		k->family = AF_INET;
+		memcpy(k->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		k->family = AF_INET6;
+		memcpy(k->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	}
+}
+
+static void client_name(const struct fb_nbd_client_key *k, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	uint32_t uid;
+
+	if (k->family == AF_UNIX) {
+		memcpy(&uid, k->addr, sizeof(uid));
+		snprintf(buf, len, "uid %u", uid);
+		return;
+	}
+	inet_ntop(k->family, k->addr, a, sizeof(a));
+	snprintf(buf, len, "%s", a);
+}
+
+/* The cap in force now: also at most a quarter of the descriptors left to
+ * NBD under RLIMIT_NOFILE (it can change while the engine runs). */
+static unsigned client_cap(const struct fb_nbd_state *st)
+{
+	struct rlimit rl;
+	unsigned cap = st->max_per_client;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		rlim_t share = rl.rlim_cur > 4 * FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / 4 : FD_RESERVE / 4;
+
+		if (share < cap)
+			cap = (unsigned)share;
+	}
+	return cap;
+}
+
+static struct fb_nbd_client *client_find(struct fb_nbd_state *st, const struct fb_nbd_client_key *k)
+{
+	for (unsigned i = 0; i < st->nclients; i++)
+		if (memcmp(&st->clients[i].key, k, sizeof(*k)) == 0)
+			return &st->clients[i];
+	return NULL;
+}
+
+/* Counts a connection of client k unless it is at its cap (under st->lock):
+ * 0, -EBUSY at the cap, -ENOMEM. */
+static int client_count(struct fb_nbd_state *st, const struct fb_nbd_client_key *k, unsigned cap)
+{
+	struct fb_nbd_client *c;
+
+	if (!k->family)
+		return 0;
+	c = client_find(st, k);
+	if (!c) {
+		if (st->nclients == st->clients_cap) {
+			unsigned n = st->clients_cap ? 2 * st->clients_cap : 16;
+			struct fb_nbd_client *p = realloc(st->clients, n * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			st->clients = p;
+			st->clients_cap = n;
+		}
+		c = &st->clients[st->nclients++];
+		c->key = *k;
+		c->nconns = 0;
+	}
+	if (c->nconns >= cap)
+		return -EBUSY;
+	c->nconns++;
+	return 0;
+}
+
+void fb_nbd_conn_uncount(struct fb_nbd_state *st, struct fb_nbd_export *exp,
+			 const struct fb_nbd_client_key *client)
+{
+	struct fb_nbd_client *c;
+
+	pthread_mutex_lock(&st->lock);
+	if (exp)
+		exp->nconns--;
+	st->nconns--;
+	c = client->family ? client_find(st, client) : NULL;
+	if (c && --c->nconns == 0)
+		*c = st->clients[--st->nclients];
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
 static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, accept_op);
 	struct fb_nbd_state *st = l->st;
 	struct io_uring_sqe *sqe;
+	struct fb_nbd_client_key client;
 	bool full;
-	int one = 1, sndbuf = 4 << 20;
+	int one = 1, sndbuf = 4 << 20, crc = 0;
+	unsigned cap;
+	char who[INET6_ADDRSTRLEN + 8];
 
 	(void)flags;
 	l->accept_armed = false;
@@ -229,11 +363,26 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		if (l->closing) {
 			close(res);
 		} else {
+			client_key(l, res, &client);
+			cap = client_cap(st);
 			pthread_mutex_lock(&st->lock);
 			full = st->nconns >= FB_NBD_MAX_CONNS || st->stopping;
+			if (!full) {
+				crc = client_count(st, &client, cap);
+				full = crc != 0;
+			}
 			if (!full)
 				st->nconns++;
 			pthread_mutex_unlock(&st->lock);
+			if (crc == -EBUSY && !l->client_warned) {
+				client_name(&client, who, sizeof(who));
+				fb_log(st->e, FB_LOG_WARN,
+				       "nbd: %s: connection from %s refused: it holds %u connections "
+				       "(nbd_max_conns_per_client, or a quarter of the descriptors left "
+				       "under RLIMIT_NOFILE); logged once per listener",
+				       l->listen, who, cap);
+				l->client_warned = true;
+			}
 			if (!full && fd_reserve_hit(res)) {
 				if (!l->fd_warned)
 					fb_log(st->e, FB_LOG_WARN,
@@ -242,10 +391,7 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 					       "clients); raise the limit (ulimit -n) or close connections",
 					       l->listen, FD_RESERVE);
 				l->fd_warned = true;
-				pthread_mutex_lock(&st->lock);
-				st->nconns--;
-				pthread_cond_broadcast(&st->cond);
-				pthread_mutex_unlock(&st->lock);
+				fb_nbd_conn_uncount(st, NULL, &client);
 				close(res);
 			} else if (full) {
 				close(res);
@@ -255,7 +401,7 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 				/* Room for a few 1 MiB replies: fewer send wakeups per
 				 * large read (the kernel caps it at wmem_max). */
 				setsockopt(res, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-				fb_nbd_conn_accept(st, l, res);
+				fb_nbd_conn_accept(st, l, res, &client);
 			}
 		}
 	}
@@ -739,6 +885,7 @@ static void nbd_subsys_fini(struct fb_engine *e, void *ctx)
 	fb_engine_run_on_all(e, fb_nbd_conn_reactor_fini, st);
 	pthread_mutex_unlock(&st->ctrl);
 	free(st->per_reactor);
+	free(st->clients);
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ctrl);

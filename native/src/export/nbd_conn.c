@@ -376,6 +376,7 @@ static void conn_free(struct fb_nbd_conn *c)
 {
 	struct fb_nbd_state *st = c->st;
 	struct fb_nbd_export *exp = c->exp;
+	struct fb_nbd_client_key client = c->client;
 	unsigned i;
 
 	conn_timers_cancel(c);
@@ -407,12 +408,7 @@ static void conn_free(struct fb_nbd_conn *c)
 	free(c);
 	/* Last touch of shared state: after the broadcast the export (and, at
 	 * engine shutdown, the state) may be freed by the control thread. */
-	pthread_mutex_lock(&st->lock);
-	if (exp)
-		exp->nconns--;
-	st->nconns--;
-	pthread_cond_broadcast(&st->cond);
-	pthread_mutex_unlock(&st->lock);
+	fb_nbd_conn_uncount(st, exp, &client);
 }
 
 /* Frees a closed connection once nothing refers to it. Never inside
@@ -1133,7 +1129,8 @@ static void conn_start(void *arg)
 	conn_parse(c);
 }
 
-void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd)
+void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd,
+			const struct fb_nbd_client_key *client)
 {
 	struct fb_nbd_conn *c = calloc(1, sizeof(*c));
 	struct fb_reactor *r;
@@ -1144,14 +1141,12 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 		if (c)
 			free(c);
 		close(fd);
-		pthread_mutex_lock(&st->lock);
-		st->nconns--;
-		pthread_cond_broadcast(&st->cond);
-		pthread_mutex_unlock(&st->lock);
+		fb_nbd_conn_uncount(st, NULL, client);
 		return;
 	}
 	c->st = st;
 	c->fd = fd;
+	c->client = *client;
 	c->listener_id = l->id;
 	c->phase = PH_CLIENT_FLAGS;
 	c->rx_op.cb = conn_rx_cb;

@@ -72,6 +72,7 @@ struct fb_nbd_conn {
 	struct fb_nbd_conn *prev, *next;  /* per-reactor list */
 	int fd;
 	uint64_t listener_id;
+	struct fb_nbd_client_key client;  /* counted in st->clients */
 	enum conn_phase phase;
 	bool no_zeroes, structured, meta;
 	char *meta_name;                  /* export whose base:allocation was selected */

@@ -245,6 +245,9 @@ static int hs_opt_info_go(struct fb_nbd_conn *c, uint32_t opt, const uint8_t *da
 		rc = conn_bind(c, name, name_len);
 		if (rc == -ENOENT)
 			return hs_error(c, opt, NBD_REP_ERR_UNKNOWN, "export is being removed");
+		if (rc == -EBUSY)
+			return hs_error(c, opt, NBD_REP_ERR_POLICY,
+					"the export is at its connection limit (nbd_max_conns_per_export)");
 		if (rc) {
 			c->close_after_tx = true;  /* half-bound: end the session */
 			return hs_error(c, opt, NBD_REP_ERR_SHUTDOWN, "cannot attach to the export now");
