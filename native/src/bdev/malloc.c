@@ -93,6 +93,36 @@ static void malloc_zero(unsigned char *p, size_t len)
 	memset((void *)hi, 0, a + len - hi);
 }
 
+/* TRIM and WRITE_ZEROES give memory back ZERO_SLICE bytes per reactor turn
+ * (address-aligned slices, so whole pages go to madvise): a 4 GiB NBD trim
+ * of written memory would otherwise hold the reactor, and every other
+ * export on it, for as long as the kernel takes to free it all. */
+#define ZERO_SLICE ((size_t)4 << 20)
+
+/* Per-I/O context of a sliced zeroing (io_ctx_size). */
+struct malloc_io {
+	struct fb_deferred next;   /* the next slice, on the reactor's next turn */
+	struct fb_bdev_io *io;
+	unsigned char *p;
+	size_t left;
+};
+
+static void malloc_zero_step(struct fb_deferred *d)
+{
+	struct malloc_io *mio = (struct malloc_io *)(void *)d;
+	size_t n = ZERO_SLICE - ((uintptr_t)mio->p & (ZERO_SLICE - 1));
+
+	if (n > mio->left)
+		n = mio->left;
+	malloc_zero(mio->p, n);
+	mio->p += n;
+	mio->left -= n;
+	if (mio->left)
+		fb_reactor_defer(fb_reactor_current(), &mio->next);
+	else
+		fb_bdev_io_complete(mio->io, 0);  /* a deferred turn: no recursion into submit */
+}
+
 static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 {
 	struct fb_bdev *bdev = fb_bdev_io_get_bdev(io);
@@ -114,6 +144,16 @@ static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 		break;
 	case FB_IO_UNMAP:
 	case FB_IO_WRITE_ZEROES:
+		if (len > ZERO_SLICE) {
+			struct malloc_io *mio = fb_bdev_io_get_driver_ctx(io);
+
+			mio->next.fn = malloc_zero_step;
+			mio->io = io;
+			mio->p = p;
+			mio->left = len;
+			fb_reactor_defer(fb_reactor_current(), &mio->next);
+			return;
+		}
 		malloc_zero(p, len);
 		break;
 	case FB_IO_ZCOPY:
@@ -356,6 +396,7 @@ static struct fb_bdev_module malloc_module = {
 	.size = sizeof(struct fb_bdev_module),
 	.name = "malloc",
 	.product_name = "Malloc disk",
+	.io_ctx_size = sizeof(struct malloc_io),
 	.init = malloc_init,
 	.fini = malloc_fini,
 	.rpcs = malloc_rpcs,
