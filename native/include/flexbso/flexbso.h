@@ -243,6 +243,27 @@ int fb_bdev_stats_reset(struct fb_engine *e, const char *name, bool maxmin_only)
  * listener, created with the first export and closed with the last. */
 int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *bdev_name,
 		      const char *listen, bool readonly, struct fb_err *err);
+/* fb_nbd_export_create's options; they carry their own size. */
+struct fb_nbd_export_opts {
+	size_t size;               /* sizeof(struct fb_nbd_export_opts) */
+	bool readonly;
+	/* TLS (NBD_OPT_STARTTLS, GnuTLS) on the export's listener, which the
+	 * listener's first export sets: later exports on the same listen
+	 * string must give the same TLS options. Either a PSK file
+	 * (`username:hexkey` lines, the format of qemu's and nbdkit's psk
+	 * files; one tenant's keys per listener) or an X.509 certificate and
+	 * key (PEM), optionally with a CA whose signature every client
+	 * certificate must carry. NULL = none. */
+	const char *tls_psk_file;
+	const char *tls_cert_file, *tls_key_file, *tls_ca_file;
+	/* With TLS: nothing is listed, described or opened before STARTTLS
+	 * (NBD_REP_ERR_TLS_REQD; NBD_OPT_EXPORT_NAME disconnects). */
+	bool tls_required;
+};
+void fb_nbd_export_opts_init(struct fb_nbd_export_opts *opts);
+int fb_nbd_export_create(struct fb_engine *e, const char *export_name, const char *bdev_name,
+			 const char *listen, const struct fb_nbd_export_opts *opts,
+			 struct fb_err *err);
 /* Removes the export; connected clients get their in-flight I/O completed
  * and are then disconnected. */
 int fb_nbd_export_remove(struct fb_engine *e, const char *export_name, struct fb_err *err);
@@ -251,6 +272,9 @@ struct fb_nbd_export_info {
 	const char *export_name, *bdev_name, *listen;
 	bool readonly;
 	unsigned connections;
+	/* The listener's TLS options (NULL / false: none). */
+	const char *tls_psk_file, *tls_cert_file, *tls_key_file, *tls_ca_file;
+	bool tls_required;
 };
 typedef int (*fb_nbd_export_info_fn)(const struct fb_nbd_export_info *info, void *arg);
 int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *arg);

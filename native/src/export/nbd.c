@@ -25,6 +25,7 @@
 #include "flexbso/bdev_module.h"
 #include "nbd.h"
 #include "nbd_proto.h"
+#include "nbd_tls.h"
 #include "unix_sock.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -484,6 +485,11 @@ static void listener_stop(void *arg)
 
 static void listener_free(struct fb_nbd_listener *l)
 {
+	fb_nbd_tls_creds_put(l->tls);
+	free(l->tls_psk_file);
+	free(l->tls_cert_file);
+	free(l->tls_key_file);
+	free(l->tls_ca_file);
 	if (l->fd >= 0)
 		close(l->fd);
 	if (l->unix_path)
@@ -611,11 +617,35 @@ out:
 	return rc;
 }
 
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The export's TLS options are the listener's. */
+static bool listener_tls_same(const struct fb_nbd_listener *l, const struct fb_nbd_export_opts *o)
+{
+	return str_same(l->tls_psk_file, o->tls_psk_file) &&
+	       str_same(l->tls_cert_file, o->tls_cert_file) &&
+	       str_same(l->tls_key_file, o->tls_key_file) &&
+	       str_same(l->tls_ca_file, o->tls_ca_file) && l->tls_required == o->tls_required;
+}
+
+static int str_dup_opt(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src && !*dst ? -ENOMEM : 0;
+}
+
 /* Creates and starts a listener (control thread, under st->ctrl). */
 static int listener_create(struct fb_nbd_state *st, const char *listen,
-			   struct fb_nbd_listener **out, struct fb_err *err)
+			   const struct fb_nbd_export_opts *o, struct fb_nbd_listener **out,
+			   struct fb_err *err)
 {
 	struct fb_nbd_listener *l = calloc(1, sizeof(*l));
+	struct fb_nbd_tls_opts to = { .psk_file = o->tls_psk_file, .cert_file = o->tls_cert_file,
+				      .key_file = o->tls_key_file, .ca_file = o->tls_ca_file,
+				      .required = o->tls_required };
 	int rc;
 
 	if (!l || !(l->listen = strdup(listen))) {
@@ -623,6 +653,21 @@ static int listener_create(struct fb_nbd_state *st, const char *listen,
 		fb_err_set(err, "out of memory");
 		return -ENOMEM;
 	}
+	l->fd = -1;
+	if (str_dup_opt(&l->tls_psk_file, o->tls_psk_file) ||
+	    str_dup_opt(&l->tls_cert_file, o->tls_cert_file) ||
+	    str_dup_opt(&l->tls_key_file, o->tls_key_file) ||
+	    str_dup_opt(&l->tls_ca_file, o->tls_ca_file)) {
+		listener_free(l);
+		fb_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	rc = fb_nbd_tls_creds_load(&to, &l->tls, err);
+	if (rc) {
+		listener_free(l);
+		return rc;
+	}
+	l->tls_required = o->tls_required;
 	l->st = st;
 	l->fd = -1;
 	l->reactor = fb_engine_get_reactor(st->e, 0);
@@ -685,9 +730,28 @@ static void export_free(struct fb_nbd_export *exp)
 	free(exp);
 }
 
+void fb_nbd_export_opts_init(struct fb_nbd_export_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+}
+
 int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *bdev_name,
 		      const char *listen, bool readonly, struct fb_err *err)
 {
+	struct fb_nbd_export_opts o;
+
+	fb_nbd_export_opts_init(&o);
+	o.readonly = readonly;
+	return fb_nbd_export_create(e, export_name, bdev_name, listen, &o, err);
+}
+
+int fb_nbd_export_create(struct fb_engine *e, const char *export_name, const char *bdev_name,
+			 const char *listen, const struct fb_nbd_export_opts *opts_in,
+			 struct fb_err *err)
+{
+	struct fb_nbd_export_opts opts;
+	bool readonly;
 	struct fb_nbd_state *st;
 	struct fb_nbd_export *exp = NULL, **pp;
 	struct fb_nbd_listener *l;
@@ -696,8 +760,19 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	size_t nlen;
 	int rc;
 
-	if (!e || !export_name || !bdev_name || !listen) {
-		fb_err_set(err, "export_name, bdev_name and listen are required");
+	if (!e || !export_name || !bdev_name || !listen || !opts_in) {
+		fb_err_set(err, "export_name, bdev_name, listen and opts are required");
+		return -EINVAL;
+	}
+	if (opts_in->size == 0 || opts_in->size > sizeof(opts)) {
+		fb_err_set(err, "opts.size must be sizeof(struct fb_nbd_export_opts); call fb_nbd_export_opts_init first");
+		return -EINVAL;
+	}
+	fb_nbd_export_opts_init(&opts);
+	memcpy(&opts, opts_in, opts_in->size);
+	readonly = opts.readonly;
+	if (opts.tls_required && !opts.tls_psk_file && !opts.tls_cert_file) {
+		fb_err_set(err, "tls_required needs tls_psk_file, or tls_cert_file with tls_key_file");
 		return -EINVAL;
 	}
 	nlen = strlen(export_name);
@@ -752,9 +827,14 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 		if (strcmp(l->listen, listen) == 0)
 			break;
 	if (!l) {
-		rc = listener_create(st, listen, &l, err);
+		rc = listener_create(st, listen, &opts, &l, err);
 		if (rc)
 			goto out;
+	} else if (!listener_tls_same(l, &opts)) {
+		fb_err_set(err, "listen %.200s is already used with other TLS options (tls_*): exports "
+			   "sharing a socket share its TLS; give the same ones or another socket", listen);
+		rc = -EINVAL;
+		goto out;
 	}
 	exp->listener = l;
 	l->nexports++;
@@ -853,6 +933,11 @@ int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *a
 		info.bdev_name = exp->bdev_name;
 		info.listen = exp->listener->listen;
 		info.readonly = exp->readonly;
+		info.tls_psk_file = exp->listener->tls_psk_file;
+		info.tls_cert_file = exp->listener->tls_cert_file;
+		info.tls_key_file = exp->listener->tls_key_file;
+		info.tls_ca_file = exp->listener->tls_ca_file;
+		info.tls_required = exp->listener->tls_required;
 		rc = fn(&info, arg);
 	}
 	pthread_mutex_unlock(&st->ctrl);

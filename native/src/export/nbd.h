@@ -54,6 +54,9 @@ struct fb_nbd_listener {
 	bool accept_armed, retry_armed, closing;
 	bool fd_warned;                  /* the fd-reserve refusal was logged (once) */
 	bool client_warned;        /* a per-client refusal was logged (once) */
+	struct fb_nbd_tls_creds *tls;    /* NULL: no TLS on this listener */
+	bool tls_required;
+	char *tls_psk_file, *tls_cert_file, *tls_key_file, *tls_ca_file;  /* as given */
 	bool closed;               /* under st->lock: no op in flight any more */
 	struct fb_nbd_listener *next;
 };

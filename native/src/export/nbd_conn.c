@@ -404,6 +404,8 @@ static void conn_free(struct fb_nbd_conn *c)
 	free(c->rx);
 	free(c->hs_out.p);
 	free(c->meta_name);
+	fb_nbd_tls_free(c);
+	fb_nbd_tls_creds_put(c->tls_creds);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p closed", (void *)c);
 	free(c);
 	/* Last touch of shared state: after the broadcast the export (and, at
@@ -450,6 +452,7 @@ static void conn_close(struct fb_nbd_conn *c)
 		return;
 	}
 	c->closing = true;
+	fb_nbd_tls_end(c);
 	conn_mem_unpause(c);
 	if (c->fd >= 0)
 		shutdown(c->fd, SHUT_RDWR);
@@ -701,10 +704,52 @@ static void conn_tx_cancel_done(struct fb_uring_op *op, int res, uint32_t flags)
 
 /* ------------------------------------------------------------- sending */
 
+/* n plaintext bytes of hs_out and the reply queue have left (sent, or
+ * encrypted into the TLS buffer): finished replies free their requests. */
+static void conn_tx_consume(struct fb_nbd_conn *c, size_t n)
+{
+	if (c->hs_out.off < c->hs_out.len) {
+		size_t k = c->hs_out.len - c->hs_out.off;
+
+		k = k < n ? k : n;
+		c->hs_out.off += k;
+		n -= k;
+		if (c->hs_out.off == c->hs_out.len)
+			c->hs_out.off = c->hs_out.len = 0;
+	}
+	while (n && c->txq_head) {
+		struct nbd_req *req = c->txq_head;
+		int i;
+
+		for (i = 0; i < req->tx_iovcnt && n; i++) {
+			size_t k = req->tx_iov[i].iov_len < n ? req->tx_iov[i].iov_len : n;
+
+			req->tx_iov[i].iov_base = (uint8_t *)req->tx_iov[i].iov_base + k;
+			req->tx_iov[i].iov_len -= k;
+			n -= k;
+		}
+		if (req->tx_iov[req->tx_iovcnt - 1].iov_len)
+			break;  /* partly sent: the rest goes with the next sendmsg */
+		c->txq_head = req->next;
+		if (!c->txq_head)
+			c->txq_tail = NULL;
+		fb_nbd_req_put(c, req);
+	}
+}
+
+/* Nothing left to send, plaintext or ciphertext. */
+static bool conn_tx_empty(struct fb_nbd_conn *c)
+{
+	struct conn_buf *o = c->tls ? fb_nbd_tls_out(c) : NULL;
+
+	return c->hs_out.len == 0 && !c->txq_head && (!o || o->off == o->len);
+}
+
+static void conn_tls_begin(struct fb_nbd_conn *c);
+
 static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, tx_op);
-	size_t n;
 
 	(void)flags;
 	c->ops--;
@@ -733,40 +778,20 @@ static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	}
 	if (res > 0)
 		c->tx_moved = true;
-	n = res > 0 ? (size_t)res : 0;
-	if (c->hs_out.off < c->hs_out.len) {
-		size_t k = c->hs_out.len - c->hs_out.off;
-
-		k = k < n ? k : n;
-		c->hs_out.off += k;
-		n -= k;
-		if (c->hs_out.off == c->hs_out.len)
-			c->hs_out.off = c->hs_out.len = 0;
-	}
-	while (n && c->txq_head) {
-		struct nbd_req *req = c->txq_head;
-		int i;
-
-		for (i = 0; i < req->tx_iovcnt && n; i++) {
-			size_t k = req->tx_iov[i].iov_len < n ? req->tx_iov[i].iov_len : n;
-
-			req->tx_iov[i].iov_base = (uint8_t *)req->tx_iov[i].iov_base + k;
-			req->tx_iov[i].iov_len -= k;
-			n -= k;
-		}
-		if (req->tx_iov[req->tx_iovcnt - 1].iov_len)
-			break;  /* partly sent: the rest goes with the next sendmsg */
-		c->txq_head = req->next;
-		if (!c->txq_head)
-			c->txq_tail = NULL;
-		fb_nbd_req_put(c, req);
-	}
+	if (c->tls)
+		fb_nbd_tls_out(c)->off += res > 0 ? (size_t)res : 0;  /* plaintext went at encryption */
+	else
+		conn_tx_consume(c, res > 0 ? (size_t)res : 0);
 	if (c->closing) {
 		fb_nbd_conn_maybe_free(c);
 		return;
 	}
-	if (c->close_after_tx && c->hs_out.len == 0 && !c->txq_head) {
+	if (c->close_after_tx && conn_tx_empty(c)) {
 		conn_close(c);
+		return;
+	}
+	if (c->tls_starting && c->hs_out.len == 0) {
+		conn_tls_begin(c);  /* the ACK is out: the client's handshake follows */
 		return;
 	}
 	conn_tx_kick(c);
@@ -779,19 +804,30 @@ static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 }
 
 /* Sends what is queued (up to CONN_TX_BATCH bytes) in one sendmsg, unless a
- * send is in flight (its completion sends the rest). */
+ * send is in flight (its completion sends the rest). On TLS the batch is
+ * encrypted first and the ciphertext goes out instead. */
 static void conn_tx_kick(struct fb_nbd_conn *c)
 {
 	struct io_uring_sqe *sqe;
 	struct nbd_req *req;
 	unsigned n = 0;
 	size_t bytes = 0;
+	struct conn_buf *o = NULL;
 
 	if (c->tx_busy || c->closing || c->in_parse)
 		return;
+	if (c->tls) {
+		o = fb_nbd_tls_out(c);
+		if (o->off < o->len)
+			goto send;  /* ciphertext first */
+		o->off = o->len = 0;
+		if (!fb_nbd_tls_up(c))
+			return;
+	}
 	if (c->hs_out.off < c->hs_out.len) {
 		c->tx_iov[n].iov_base = c->hs_out.p + c->hs_out.off;
 		c->tx_iov[n].iov_len = c->hs_out.len - c->hs_out.off;
+		bytes += c->tx_iov[n].iov_len;
 		n++;
 	}
 	for (req = c->txq_head; req && n + req->tx_iovcnt <= CONN_TX_IOV && bytes < CONN_TX_BATCH;
@@ -806,6 +842,17 @@ static void conn_tx_kick(struct fb_nbd_conn *c)
 	}
 	if (!n)
 		return;
+	if (o) {
+		if (fb_nbd_tls_encrypt(c, c->tx_iov, n)) {
+			conn_close(c);
+			return;
+		}
+		conn_tx_consume(c, bytes);
+	send:
+		c->tx_iov[0].iov_base = o->p + o->off;
+		c->tx_iov[0].iov_len = o->len - o->off;
+		n = 1;
+	}
 	memset(&c->tx_msg, 0, sizeof(c->tx_msg));
 	c->tx_msg.msg_iov = c->tx_iov;
 	c->tx_msg.msg_iovlen = n;
@@ -930,6 +977,67 @@ static void conn_pl_timer_fn(struct fb_timer *t)
 
 static void conn_rx_arm(struct fb_nbd_conn *c);
 
+/* ----------------------------------------------------------------- TLS */
+
+/* Handshake, then decrypt what arrived and parse it. */
+static void conn_tls_step(struct fb_nbd_conn *c)
+{
+	if (fb_nbd_tls_advance(c)) {
+		conn_close(c);
+		return;
+	}
+	conn_tx_kick(c);  /* handshake messages, or replies waiting for the handshake */
+	if (!fb_nbd_tls_up(c)) {
+		conn_rx_arm(c);
+		return;
+	}
+	conn_parse(c);  /* may free c */
+}
+
+static void conn_tls_deferred(struct fb_deferred *d)
+{
+	struct fb_nbd_conn *c = container_of(d, struct fb_nbd_conn, tls_defer);
+
+	c->tls_defer_queued = false;
+	c->ops--;
+	if (c->closing || c->draining) {
+		fb_nbd_conn_maybe_free(c);
+		return;
+	}
+	conn_tls_step(c);
+}
+
+static void conn_tls_defer(struct fb_nbd_conn *c)
+{
+	if (c->tls_defer_queued)
+		return;
+	c->tls_defer_queued = true;
+	c->ops++;
+	c->tls_defer.fn = conn_tls_deferred;
+	fb_reactor_defer(c->reactor, &c->tls_defer);
+}
+
+void fb_nbd_conn_starttls(struct fb_nbd_conn *c)
+{
+	/* The NBD spec: nothing negotiated in the clear survives STARTTLS. */
+	c->tls_starting = true;
+	c->structured = false;
+	free(c->meta_name);
+	c->meta_name = NULL;
+	c->meta_name_len = 0;
+}
+
+static void conn_tls_begin(struct fb_nbd_conn *c)
+{
+	c->tls_starting = false;
+	c->blocked = false;
+	if (fb_nbd_tls_start(c, c->tls_creds)) {
+		conn_close(c);
+		return;
+	}
+	conn_tls_step(c);
+}
+
 /* Receiving: a multishot poll stays armed on the socket for the
  * connection's life, and every recv is MSG_DONTWAIT, so io_uring never arms
  * and tears down a poll per recv when the socket is empty (perf showed that
@@ -1001,6 +1109,12 @@ static void conn_rx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	 * event instead of finding nothing. */
 	if ((size_t)res < c->rx_len)
 		c->rx_ready = c->rxpoll_seq != c->rx_sub_seq;
+	if (c->tls) {
+		/* Ciphertext; a recv armed before TLS started put it in c->rx. */
+		fb_nbd_tls_rx_put(c, c->rx_to_tls ? NULL : c->rx + c->rx_tail, (size_t)res);
+		conn_tls_step(c);
+		return;
+	}
 	if (c->rx_direct)
 		c->rx_req->got += (uint32_t)res;
 	else
@@ -1017,11 +1131,26 @@ static void conn_rx_arm(struct fb_nbd_conn *c)
 
 	if (c->rx_busy || c->closing)
 		return;
+	if (c->tls && fb_nbd_tls_rx_pending(c)) {
+		conn_tls_defer(c);  /* records already here: decrypt them first */
+		return;
+	}
 	if (!c->rx_ready) {
 		c->rx_wait = true;
 		return;
 	}
-	if (req && req->len - req->got > CONN_DIRECT_MIN) {
+	c->rx_to_tls = c->tls != NULL;
+	if (c->tls) {
+		uint8_t *cipher;
+
+		c->rx_direct = false;
+		fb_nbd_tls_rx_space(c, &cipher, &len);
+		dst = cipher;
+		if (!len) {
+			conn_close(c);  /* a handshake message larger than we take */
+			return;
+		}
+	} else if (req && req->len - req->got > CONN_DIRECT_MIN) {
 		c->rx_direct = true;
 		dst = req->buf + req->got;
 		len = req->len - req->got;
@@ -1147,6 +1276,8 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 	c->st = st;
 	c->fd = fd;
 	c->client = *client;
+	c->tls_creds = fb_nbd_tls_creds_get(l->tls);
+	c->tls_required = l->tls_required;
 	c->listener_id = l->id;
 	c->phase = PH_CLIENT_FLAGS;
 	c->rx_op.cb = conn_rx_cb;

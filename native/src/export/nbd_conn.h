@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include "nbd.h"
+#include "nbd_tls.h"
 
 #define CONN_QD 128u                  /* requests in flight per connection */
 #define CONN_RX_CAP (64u << 10)       /* receive buffer */
@@ -73,6 +74,15 @@ struct fb_nbd_conn {
 	int fd;
 	uint64_t listener_id;
 	struct fb_nbd_client_key client;  /* counted in st->clients */
+	/* TLS (nbd_tls.c): the listener's credentials (a reference), whether
+	 * it requires TLS, and the session once STARTTLS is acknowledged. */
+	struct fb_nbd_tls_creds *tls_creds;
+	bool tls_required;
+	bool tls_starting;                /* ACK queued: the session starts once it is sent */
+	bool tls_defer_queued;
+	bool rx_to_tls;                   /* the recv in flight fills the TLS buffer */
+	struct fb_nbd_tls *tls;
+	struct fb_deferred tls_defer;     /* decrypts buffered records on the next turn */
 	enum conn_phase phase;
 	bool no_zeroes, structured, meta;
 	char *meta_name;                  /* export whose base:allocation was selected */
@@ -139,6 +149,8 @@ struct fb_nbd_conn {
 };
 
 /* nbd_conn.c */
+/* NBD_OPT_STARTTLS was acknowledged (hs_out holds the ACK). */
+void fb_nbd_conn_starttls(struct fb_nbd_conn *c);
 int fb_nbd_buf_reserve(struct conn_buf *b, size_t more);
 struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c);
 void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);
