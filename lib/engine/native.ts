@@ -129,6 +129,25 @@ export interface NativeNbdExportInfo {
   readonly listen: string;
   readonly readonly: boolean;
   readonly connections: number;
+  /** The listener's TLS (absent: none). */
+  readonly tlsPskFile?: string;
+  readonly tlsCertFile?: string;
+  readonly tlsKeyFile?: string;
+  readonly tlsCaFile?: string;
+  readonly tlsRequired?: boolean;
+}
+
+/** TLS of an NBD listener (struct fb_nbd_export_opts' tls_* fields). */
+export interface NativeNbdTlsOptions {
+  /** `username:hexkey` lines (qemu's and nbdkit's psk file format). */
+  readonly pskFile?: string;
+  /** X.509 server certificate and key, PEM. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** X.509: clients must present a certificate this CA signed. */
+  readonly caFile?: string;
+  /** Nothing is listed or opened before STARTTLS. @default false */
+  readonly required?: boolean;
 }
 
 /** One vhost-user-blk controller (struct fb_vhost_controller_info). */
@@ -186,7 +205,7 @@ export interface NativeEngine {
   bdevList(name?: string): NativeBdevInfo[];
   /** Which I/O types the bdev supports (opens it read-only for the question). */
   bdevIoTypes(name: string): Record<IoTypeName, boolean>;
-  nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean): void;
+  nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean, tls?: NativeNbdTlsOptions): void;
   nbdExportRemove(exportName: string): void;
   nbdExportList(): NativeNbdExportInfo[];
   /** Serves bdevName on the unix socket socketDir/ctrlr. */
