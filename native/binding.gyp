@@ -18,7 +18,7 @@
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-std=gnu++17', '-std=gnu++14'],
       'ldflags': ['-pthread'],
-      'libraries': ['-luring', '-ljansson', '-lisal', '-llz4', '-lzstd', '-lz', '-lm']
+      'libraries': ['-luring', '-ljansson', '-lisal', '-llz4', '-lzstd', '-lz', '-lgnutls', '-lm']
     }
   ]
 }

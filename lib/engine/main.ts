@@ -38,6 +38,8 @@ export interface EngineArgs {
   readonly nbdStallTimeoutMs: number;
   readonly nbdPayloadTimeoutMs: number;
   readonly mallocMemLimitMiB: number;
+  readonly nbdMaxConnsPerExport: number;
+  readonly nbdMaxConnsPerClient: number;
   /** Directory of vhost-user-blk controller sockets. @default "vhost" beside the rpc socket */
   readonly vhostDir: string;
   /**
@@ -55,7 +57,7 @@ export interface EngineArgs {
 export const DEFAULT_POLL_US = 20;
 
 /** Usage text of `flexbso engine`. */
-export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--nbd-mem-limit-mib N] [--nbd-stall-timeout-ms N] [--nbd-payload-timeout-ms N] [--malloc-mem-limit-mib N] [--vhost-dir DIR] [--log-level error|warn|info|debug] [--json FILE]
+export const ENGINE_USAGE = `Usage: flexbso engine --rpc-socket PATH [--reactors N] [--poll-us N] [--nbd-mem-limit-mib N] [--nbd-stall-timeout-ms N] [--nbd-payload-timeout-ms N] [--malloc-mem-limit-mib N] [--nbd-max-conns-per-export N] [--nbd-max-conns-per-client N] [--vhost-dir DIR] [--log-level error|warn|info|debug] [--json FILE]
 
 Runs the software-DPU storage engine in the foreground and serves SPDK-style
 JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
@@ -66,6 +68,10 @@ JSON-RPC 2.0 on the unix socket PATH (scripts/rpc.py -s PATH works).
                               not short) is disconnected (default 10000)
   --nbd-payload-timeout-ms N  a write payload must arrive within this (default 30000)
   --malloc-mem-limit-mib N    memory all malloc bdevs may hold (default RAM minus max(RAM/8, 512 MiB))
+  --nbd-max-conns-per-export N  connections one NBD export may have; more are refused (default 1024)
+  --nbd-max-conns-per-client N  connections one client (a uid on unix sockets, an IP address on TCP)
+                              may hold, and at most a quarter of the descriptors the open-file
+                              limit leaves (default 256)
   --poll-us N         busy-poll window before an idle reactor sleeps, microseconds (default 20;
                       it hides the slow wake-up of an idle vCPU and costs nothing when idle)
   --vhost-dir DIR     directory of the vhost-user-blk controller sockets, created if missing
@@ -105,6 +111,8 @@ export interface RawEngineArgs {
   readonly nbdStallTimeoutMs?: string | number;
   readonly nbdPayloadTimeoutMs?: string | number;
   readonly mallocMemLimitMiB?: string | number;
+  readonly nbdMaxConnsPerExport?: string | number;
+  readonly nbdMaxConnsPerClient?: string | number;
   readonly logLevel?: string;
   readonly vhostDir?: string;
   readonly json?: string;
@@ -138,6 +146,8 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
     nbdStallTimeoutMs: intArg('--nbd-stall-timeout-ms', raw.nbdStallTimeoutMs, 0, 3_600_000, 0),
     nbdPayloadTimeoutMs: intArg('--nbd-payload-timeout-ms', raw.nbdPayloadTimeoutMs, 0, 3_600_000, 0),
     mallocMemLimitMiB: intArg('--malloc-mem-limit-mib', raw.mallocMemLimitMiB, 0, 4_000_000_000, 0),
+    nbdMaxConnsPerExport: intArg('--nbd-max-conns-per-export', raw.nbdMaxConnsPerExport, 0, 4096, 0),
+    nbdMaxConnsPerClient: intArg('--nbd-max-conns-per-client', raw.nbdMaxConnsPerClient, 0, 4096, 0),
     logLevel: logLevel as LogLevel,
     ...(raw.json !== undefined ? { json: path.resolve(raw.json) } : {}),
   };
@@ -154,6 +164,8 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
     '--nbd-stall-timeout-ms': 'nbdStallTimeoutMs',
     '--nbd-payload-timeout-ms': 'nbdPayloadTimeoutMs',
     '--malloc-mem-limit-mib': 'mallocMemLimitMiB',
+    '--nbd-max-conns-per-export': 'nbdMaxConnsPerExport',
+    '--nbd-max-conns-per-client': 'nbdMaxConnsPerClient',
     '--log-level': 'logLevel',
     '--vhost-dir': 'vhostDir',
     '--json': 'json',
@@ -255,6 +267,8 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
       nbdStallTimeoutMs: args.nbdStallTimeoutMs,
       nbdPayloadTimeoutMs: args.nbdPayloadTimeoutMs,
       mallocMemLimitMiB: args.mallocMemLimitMiB,
+      nbdMaxConnsPerExport: args.nbdMaxConnsPerExport,
+      nbdMaxConnsPerClient: args.nbdMaxConnsPerClient,
       log: (level, message) => engineLog[engineLogLevel(level)](message),
     });
   } catch (e) {

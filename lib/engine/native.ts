@@ -26,6 +26,14 @@ export interface NativeEngineOptions {
   readonly nbdPayloadTimeoutMs?: number;
   /** fb_engine_opts.malloc_mem_limit in MiB. @default RAM minus max(RAM / 8, 512 MiB) */
   readonly mallocMemLimitMiB?: number;
+  /** fb_engine_opts.nbd_max_conns_per_export. @default 1024 */
+  readonly nbdMaxConnsPerExport?: number;
+  /**
+   * fb_engine_opts.nbd_max_conns_per_client: a client is a uid on unix
+   * sockets, an IP address on TCP; also at most a quarter of the
+   * descriptors RLIMIT_NOFILE leaves after the engine's reserve. @default 256
+   */
+  readonly nbdMaxConnsPerClient?: number;
   /**
    * Receives the engine's log lines (level 0 error .. 3 debug) on the JS
    * thread. @default the engine writes to stderr itself
@@ -121,6 +129,25 @@ export interface NativeNbdExportInfo {
   readonly listen: string;
   readonly readonly: boolean;
   readonly connections: number;
+  /** The listener's TLS (absent: none). */
+  readonly tlsPskFile?: string;
+  readonly tlsCertFile?: string;
+  readonly tlsKeyFile?: string;
+  readonly tlsCaFile?: string;
+  readonly tlsRequired?: boolean;
+}
+
+/** TLS of an NBD listener (struct fb_nbd_export_opts' tls_* fields). */
+export interface NativeNbdTlsOptions {
+  /** `username:hexkey` lines (qemu's and nbdkit's psk file format). */
+  readonly pskFile?: string;
+  /** X.509 server certificate and key, PEM. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** X.509: clients must present a certificate this CA signed. */
+  readonly caFile?: string;
+  /** Nothing is listed or opened before STARTTLS. @default false */
+  readonly required?: boolean;
 }
 
 /** One vhost-user-blk controller (struct fb_vhost_controller_info). */
@@ -178,7 +205,7 @@ export interface NativeEngine {
   bdevList(name?: string): NativeBdevInfo[];
   /** Which I/O types the bdev supports (opens it read-only for the question). */
   bdevIoTypes(name: string): Record<IoTypeName, boolean>;
-  nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean): void;
+  nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean, tls?: NativeNbdTlsOptions): void;
   nbdExportRemove(exportName: string): void;
   nbdExportList(): NativeNbdExportInfo[];
   /** Serves bdevName on the unix socket socketDir/ctrlr. */

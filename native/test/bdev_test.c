@@ -1,6 +1,7 @@
 /* bdev layer on malloc and null: integrity across reactors, range checks,
  * open/claim/delete rules, config dump, stats. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -389,6 +390,110 @@ TEST(histogram)
 	fb_engine_destroy(e);
 }
 
+/* A huge TRIM or WRITE_ZEROES on malloc gives memory back in slices, one
+ * per reactor turn: a read of another bdev submitted on the same reactor
+ * right after it completes first (order of completions, not timings), and
+ * the range then reads as zeros. */
+#define SLICED_BIG_BLOCKS (1u << 18)  /* 1 GiB of 4 KiB blocks: 256 slices */
+
+struct sliced {
+	struct fb_engine *e;
+	struct fb_bdev_desc *big, *small;
+	struct fb_io_channel *ch_big, *ch_small;
+	enum fb_io_type type;
+	unsigned char buf[4096];
+	atomic_uint done;
+	unsigned order[2];  /* 1: the big zeroing, 2: the small read */
+	int rc[2];
+};
+
+static struct sliced *g_sl;
+
+static void sliced_big_done(struct fb_bdev_io *io, int status, void *arg)
+{
+	(void)arg;
+	g_sl->rc[0] = status;
+	g_sl->order[atomic_fetch_add(&g_sl->done, 1)] = 1;
+	fb_bdev_free_io(io);
+}
+
+static void sliced_small_done(struct fb_bdev_io *io, int status, void *arg)
+{
+	(void)arg;
+	g_sl->rc[1] = status;
+	g_sl->order[atomic_fetch_add(&g_sl->done, 1)] = 2;
+	fb_bdev_free_io(io);
+}
+
+static void sliced_submit(void *arg)
+{
+	struct sliced *s = arg;
+	struct iovec iov = { s->buf, sizeof(s->buf) };
+
+	s->ch_big = fb_bdev_get_io_channel(s->big);
+	s->ch_small = fb_bdev_get_io_channel(s->small);
+	CHECK(s->ch_big && s->ch_small);
+	if (s->type == FB_IO_UNMAP)
+		CHECK_EQ(fb_bdev_unmap_blocks(s->big, s->ch_big, 0, SLICED_BIG_BLOCKS, sliced_big_done, s), 0);
+	else
+		CHECK_EQ(fb_bdev_write_zeroes_blocks(s->big, s->ch_big, 0, SLICED_BIG_BLOCKS, 0,
+						     sliced_big_done, s), 0);
+	CHECK_EQ(fb_bdev_readv_blocks(s->small, s->ch_small, &iov, 1, 0, 1, sliced_small_done, s), 0);
+}
+
+static void sliced_put(void *arg)
+{
+	struct sliced *s = arg;
+
+	fb_put_io_channel(s->ch_big);
+	fb_put_io_channel(s->ch_small);
+}
+
+TEST(malloc_zeroing_sliced)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_err err;
+	struct sliced s;
+	unsigned char *w = malloc(1 << 20), *r = malloc(1 << 20);
+	uint64_t seed = 3;
+	enum fb_io_type types[2] = { FB_IO_UNMAP, FB_IO_WRITE_ZEROES };
+
+	CHECK(w && r);
+	CHECK_OK(th_malloc(e, "BIG", SLICED_BIG_BLOCKS, 4096, &err));
+	CHECK_OK(th_malloc(e, "SMALL", 256, 4096, &err));
+	for (int k = 0; k < 2; k++) {
+		memset(&s, 0, sizeof(s));
+		g_sl = &s;
+		s.type = types[k];
+		CHECK_OK(th_open(e, "BIG", true, &s.big, &err));
+		CHECK_OK(th_open(e, "SMALL", false, &s.small, &err));
+		/* Written data at both ends of the range. */
+		th_fill_random(w, 1 << 20, &seed);
+		CHECK_EQ(th_write(e, 0, s.big, w, 0, 256), 0);
+		CHECK_EQ(th_write(e, 0, s.big, w, SLICED_BIG_BLOCKS - 256, 256), 0);
+		fb_reactor_run_sync(fb_engine_get_reactor(e, 0), sliced_submit, &s);
+		for (int i = 0; atomic_load(&s.done) < 2; i++) {
+			CHECK(i < 3000);  /* 30 s */
+			usleep(10000);
+		}
+		CHECK_EQ(s.rc[0], 0);
+		CHECK_EQ(s.rc[1], 0);
+		CHECK_EQ(s.order[0], 2);  /* the other bdev's read did not wait for the zeroing */
+		CHECK_EQ(s.order[1], 1);
+		fb_reactor_run_sync(fb_engine_get_reactor(e, 0), sliced_put, &s);
+		memset(w, 0, 1 << 20);
+		CHECK_EQ(th_read(e, 0, s.big, r, 0, 256), 0);
+		CHECK(memcmp(r, w, 1 << 20) == 0);
+		CHECK_EQ(th_read(e, 0, s.big, r, SLICED_BIG_BLOCKS - 256, 256), 0);
+		CHECK(memcmp(r, w, 1 << 20) == 0);
+		fb_bdev_close(s.big);
+		fb_bdev_close(s.small);
+	}
+	free(w);
+	free(r);
+	fb_engine_destroy(e);
+}
+
 int main(void)
 {
 	RUN(malloc_integrity);
@@ -399,5 +504,6 @@ int main(void)
 	RUN(open_claim_delete);
 	RUN(config_and_stats);
 	RUN(histogram);
+	RUN(malloc_zeroing_sliced);
 	return 0;
 }

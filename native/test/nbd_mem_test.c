@@ -456,6 +456,108 @@ TEST(stalled_readers_evicted)
 	unlink(path);
 }
 
+/* A client that stops reading once its socket holds replies, and whose next
+ * request waits for memory, has nothing pending in the engine: the stall
+ * clock must still see it (its unread bytes do not go down) and close it
+ * within the stall timeout, long before the holder's payload deadline frees
+ * the budget. A client paused the same way that has read everything only
+ * waits for memory and stays connected, and its request completes once the
+ * memory is back. */
+TEST(paused_reader_evicted)
+{
+	struct fb_engine_opts opts;
+	struct fb_err err = { { 0 } };
+	struct fb_nbd_mem_stats ms;
+	char listen[160], path[128];
+	int holder, hog, patient, f, one = 4096;
+	uint64_t t0, cookie;
+	uint8_t hdr[NBD_REQUEST_LEN], *buf = malloc(STALL_REQ);
+	pthread_t th;
+
+	CHECK(buf != NULL);
+	snprintf(path, sizeof(path), "%s/f.img", g_dir);
+	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	CHECK(f >= 0);
+	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
+	close(f);
+	fb_engine_opts_init(&opts);
+	opts.reactors = 2;
+	opts.nbd_mem_limit = STALL_LIMIT;
+	opts.nbd_stall_timeout_ms = STALL_MS;
+	opts.nbd_payload_timeout_ms = 120000;  /* the holder outlives the test */
+	opts.log = stall_log;
+	atomic_store(&g_stall_warns, 0);
+	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
+	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
+	sampler_start(&th);
+
+	/* The holder: a 16 MiB write whose payload never comes holds its
+	 * buffer, so a second 16 MiB buffer cannot be admitted. */
+	holder = cl_open(&g_srv, "f", 0, NULL, NULL);
+	nbd_put32(hdr, NBD_REQUEST_MAGIC);
+	nbd_put16(hdr + 4, 0);
+	nbd_put16(hdr + 6, NBD_CMD_WRITE);
+	nbd_put64(hdr + 8, 1);
+	nbd_put64(hdr + 16, 0);
+	nbd_put32(hdr + 24, STALL_REQ);
+	cl_send(holder, hdr, sizeof(hdr));
+	for (int i = 0; i < 400 && used_now() < STALL_REQ; i++)
+		usleep(5000);
+	CHECK(used_now() >= STALL_REQ);
+
+	/* The patient client reads its small replies, then waits for memory. */
+	patient = cl_open(&g_srv, "f", 0, NULL, NULL);
+	for (unsigned i = 0; i < 4; i++) {
+		cl_req(patient, NBD_CMD_READ, 0, 10 + i, (uint64_t)i << 16, 1u << 16, NULL);
+		CHECK_EQ(cl_simple_reply(patient, &cookie), 0);
+		CHECK_EQ(cl_recv(patient, buf, 1u << 16), 0);
+	}
+	cl_req(patient, NBD_CMD_READ, 0, 99, 0, STALL_REQ, NULL);
+
+	/* The hog leaves 1 MiB of replies unread in its socket, then waits. */
+	hog = cl_open(&g_srv, "f", 0, NULL, NULL);
+	CHECK_EQ(setsockopt(hog, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one)), 0);
+	for (unsigned i = 0; i < 16; i++)
+		cl_req(hog, NBD_CMD_READ, 0, 20 + i, (uint64_t)i << 16, 1u << 16, NULL);
+	cl_req(hog, NBD_CMD_READ, 0, 98, STALL_REQ, STALL_REQ, NULL);
+	for (int i = 0; i < 400; i++) {
+		fb_nbd_mem_stats(g_e, &ms);
+		if (ms.paused >= 2)
+			break;
+		usleep(5000);
+	}
+	CHECK_EQ(ms.paused, 2);
+
+	t0 = now_ms();
+	while (!hung_up(hog) && now_ms() - t0 < 20000)
+		usleep(10000);
+	fprintf(stderr, "    paused hog disconnected after %llu ms (timeout %u ms)\n",
+		(unsigned long long)(now_ms() - t0), STALL_MS);
+	CHECK(hung_up(hog));
+	CHECK_EQ(atomic_load(&g_stall_warns), 1);
+	close(hog);
+	/* Four more timeouts under pressure: the patient one is still there. */
+	usleep(4 * STALL_MS * 1000);
+	CHECK(!hung_up(patient));
+	fb_nbd_mem_stats(g_e, &ms);
+	CHECK_EQ(ms.paused, 1);
+
+	/* The holder goes: the patient request gets its memory and completes. */
+	close(holder);
+	CHECK_EQ(cl_simple_reply(patient, &cookie), 0);
+	CHECK_EQ(cookie, 99);
+	CHECK_EQ(cl_recv(patient, buf, STALL_REQ), 0);
+	CHECK_EQ(atomic_load(&g_stall_warns), 1);
+	close(patient);
+	CHECK(wait_used_le(0));
+	CHECK(atomic_load(&g_max_used) <= STALL_LIMIT);
+	engine_stop(th);
+	unlink(path);
+	free(buf);
+}
+
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fb_nbdmem_XXXXXX");
@@ -464,6 +566,7 @@ int main(void)
 	RUN(idle_cache_trimmed);
 	RUN(global_budget_holds);
 	RUN(stalled_readers_evicted);
+	RUN(paused_reader_evicted);
 	unlink(g_sock);
 	rmdir(g_dir);
 	fprintf(stderr, "nbd_mem_test: ok\n");

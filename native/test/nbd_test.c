@@ -1,5 +1,7 @@
 /* NBD export: control API and protocol, driven by a small blocking client
  * on the test thread (the real-client tests live in test/nbd/). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -283,6 +285,112 @@ TEST(test_remove_with_stuck_client)
 	fb_engine_destroy(e);
 }
 
+/* Connection caps: an export refuses binds past nbd_max_conns_per_export
+ * with NBD_REP_ERR_POLICY (the connection may ask again), and a client past
+ * nbd_max_conns_per_client is closed at accept, while another client (here:
+ * another address on TCP) still gets in and does I/O. */
+TEST(test_conn_caps)
+{
+	struct fb_engine_opts opts;
+	struct fb_engine *e;
+	struct fb_err err;
+	char listen[160];
+	uint8_t g[18], d[64], cflags[4], b;
+	uint64_t cookie;
+	int a1, a2, a3, extra, tcp_other;
+	int port = 20400 + (int)(getpid() % 400);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 5 };
+
+	fb_engine_opts_init(&opts);
+	opts.nbd_max_conns_per_export = 2;
+	opts.nbd_max_conns_per_client = 3;
+	CHECK_OK(fb_engine_create(&opts, &e, &err));
+	CHECK_OK(th_malloc(e, "M0", 2048, 512, &err));
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(e, "a", "M0", listen, false, &err));
+
+	a1 = cl_open(&g_srv, "a", 0, NULL, NULL);
+	a2 = cl_open(&g_srv, "a", 0, NULL, NULL);
+	/* Third: the handshake works, GO is refused by policy, and the
+	 * connection stays in option haggling. */
+	a3 = cl_connect(&g_srv);
+	CHECK_EQ(cl_recv(a3, g, sizeof(g)), 0);
+	nbd_put32(cflags, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	cl_send(a3, cflags, 4);
+	nbd_put32(d, 1);
+	d[4] = 'a';
+	nbd_put16(d + 5, 0);
+	cl_opt(a3, NBD_OPT_GO, d, 7);
+	CHECK_EQ(cl_opt_reply(a3, NULL, NULL), NBD_REP_ERR_POLICY);
+	cl_opt(a3, NBD_OPT_LIST, NULL, 0);
+	CHECK_EQ(cl_opt_reply(a3, NULL, NULL), NBD_REP_SERVER);
+	CHECK_EQ(cl_opt_reply(a3, NULL, NULL), NBD_REP_ACK);
+	/* This uid now holds 3 connections: a fourth is closed at once. */
+	extra = cl_connect(&g_srv);
+	CHECK_EQ(recv(extra, &b, 1, 0), 0);
+	close(extra);
+	/* Capped connections still work. */
+	cl_req(a1, NBD_CMD_READ, 0, 5, 0, 512, NULL);
+	CHECK_EQ(cl_simple_reply(a1, &cookie), 0);
+	CHECK_EQ(cookie, 5);
+	CHECK_EQ(cl_recv(a1, d, 64), 0);
+	/* A bound connection leaves: the refused one may now GO. */
+	close(a2);
+	for (int i = 0;; i++) {
+		uint32_t t;
+
+		CHECK(i < 500);
+		nbd_put32(d, 1);
+		d[4] = 'a';
+		nbd_put16(d + 5, 0);
+		cl_opt(a3, NBD_OPT_GO, d, 7);
+		while ((t = cl_opt_reply(a3, NULL, NULL)) == NBD_REP_INFO)
+			;
+		if (t == NBD_REP_ACK)
+			break;
+		CHECK_EQ(t, NBD_REP_ERR_POLICY);
+		usleep(10000);
+	}
+	close(a1);
+	close(a3);
+	for (int i = 0;; i++) {  /* the server sees them go */
+		struct count_ctx cc = { 0, 0 };
+
+		CHECK(i < 500);
+		fb_nbd_export_foreach(e, count_exports, &cc);
+		if (cc.conns == 0)
+			break;
+		usleep(10000);
+	}
+
+	/* Per client, not global: with this uid at its cap, a TCP client (an
+	 * address of its own) gets in. */
+	a1 = cl_open(&g_srv, "a", 0, NULL, NULL);
+	a2 = cl_open(&g_srv, "a", 0, NULL, NULL);
+	a3 = cl_connect(&g_srv);
+	CHECK_EQ(cl_recv(a3, g, sizeof(g)), 0);
+	snprintf(listen, sizeof(listen), "tcp:127.0.0.1:%d", port);
+	CHECK_OK(fb_nbd_export_add(e, "t", "M0", listen, false, &err));
+	tcp_other = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(tcp_other >= 0);
+	inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+	CHECK_EQ(bind(tcp_other, (struct sockaddr *)&src, sizeof(src)), 0);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	CHECK_EQ(connect(tcp_other, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	setsockopt(tcp_other, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CHECK_EQ(cl_recv(tcp_other, g, sizeof(g)), 0);
+	CHECK(nbd_get64(g) == NBD_MAGIC_INIT);
+	close(tcp_other);
+	close(a1);
+	close(a2);
+	close(a3);
+	CHECK_OK(fb_nbd_export_remove(e, "t", &err));
+	CHECK_OK(fb_nbd_export_remove(e, "a", &err));
+	fb_engine_destroy(e);
+}
+
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fb-nbd-test.XXXXXX");
@@ -293,6 +401,7 @@ int main(void)
 	RUN(test_readonly_and_violation);
 	RUN(test_remove_with_clients);
 	RUN(test_remove_with_stuck_client);
+	RUN(test_conn_caps);
 	rmdir(g_dir);
 	fprintf(stderr, "nbd_test: ok\n");
 	return 0;

@@ -7,14 +7,17 @@
  *                [--file NAME:PATH[:BS]] [--error BASE]   (creates EE_BASE)
  *                [--rpc METHOD:PARAMS_JSON]   (any engine method, e.g.
  *                 bdev_set_qos_limit:{"name":"M0","rw_ios_per_sec":5000})
- *                --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...
+ *                --listen unix:PATH|tcp:HOST:PORT [--tls-psk FILE | --tls-cert FILE
+ *                 --tls-key FILE [--tls-ca FILE]] [--tls-required]
+ *                 --export NAME:BDEV[:ro] ...
  *                [--vhost-dir DIR --vhost CTRLR:BDEV[:ro] ...]
  *                [--ready-file PATH]
  *
  * --vhost serves BDEV as a vhost-user-blk controller on DIR/CTRLR (the most
  * recent --vhost-dir), for tools/fb_vhost and QEMU; at least one --export
  * or --vhost is needed.
- * Each --export goes on the most recent --listen. SIZE takes K/M/G/T
+ * Each --export goes on the most recent --listen, with the --tls-* options
+ * given since that --listen (NBD_OPT_STARTTLS; see fb_nbd_export_opts). SIZE takes K/M/G/T
  * suffixes (powers of 1024), as does --nbd-mem-limit (engine-wide NBD buffer
  * memory; default min(1 GiB, RAM/4)). --nbd-stall-timeout-ms: under memory
  * pressure, a client that takes none of its replies for this long is
@@ -43,7 +46,8 @@ static void usage(void)
 		"         [--nbd-stall-timeout-ms MS] [--nbd-payload-timeout-ms MS]\n"
 		"         [--malloc NAME:SIZE[:BS]] [--null NAME:SIZE[:BS]] [--file NAME:PATH[:BS]]\n"
 		"         [--error BASE] [--rpc METHOD:PARAMS_JSON]\n"
-		"         --listen unix:PATH|tcp:HOST:PORT --export NAME:BDEV[:ro] ...\n"
+		"         --listen unix:PATH|tcp:HOST:PORT [--tls-psk FILE | --tls-cert FILE --tls-key FILE\n"
+		"         [--tls-ca FILE]] [--tls-required] --export NAME:BDEV[:ro] ...\n"
 		"         [--vhost-dir DIR --vhost CTRLR:BDEV[:ro] ...]\n"
 		"         [--ready-file PATH] [--verbose]\n");
 }
@@ -134,11 +138,13 @@ int main(int argc, char **argv)
 	struct fb_err err = { { 0 } };
 	const char *listen = NULL, *ready = NULL, *vhost_dir = NULL;
 	int nvhost = 0;
+	struct fb_nbd_export_opts xo;
 	char *names[MAX_EXPORTS];
 	int nexports = 0, i, sig, rc = 1;
 	sigset_t set;
 
 	fb_engine_opts_init(&opts);
+	fb_nbd_export_opts_init(&xo);
 	opts.log = log_stderr;
 	/* Signals are taken by sigwait below; reactors inherit the mask. */
 	sigemptyset(&set);
@@ -203,6 +209,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--verbose") == 0)
 			continue;
+		if (strcmp(a, "--tls-required") == 0) {
+			xo.tls_required = true;
+			continue;
+		}
 		if (!v) {
 			usage();
 			goto out;
@@ -230,6 +240,15 @@ int main(int argc, char **argv)
 			free(res);
 		} else if (strcmp(a, "--listen") == 0) {
 			listen = v;
+			fb_nbd_export_opts_init(&xo);
+		} else if (strcmp(a, "--tls-psk") == 0) {
+			xo.tls_psk_file = v;
+		} else if (strcmp(a, "--tls-cert") == 0) {
+			xo.tls_cert_file = v;
+		} else if (strcmp(a, "--tls-key") == 0) {
+			xo.tls_key_file = v;
+		} else if (strcmp(a, "--tls-ca") == 0) {
+			xo.tls_ca_file = v;
 		} else if (strcmp(a, "--ready-file") == 0) {
 			ready = v;
 		} else if (strcmp(a, "--vhost-dir") == 0) {
@@ -258,8 +277,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "fb_nbd_serve: --export NAME:BDEV[:ro] after a --listen\n");
 				goto out;
 			}
-			if (fb_nbd_export_add(e, f[0], f[1], listen, n == 3 && strcmp(f[2], "ro") == 0,
-					      &err)) {
+			xo.readonly = n == 3 && strcmp(f[2], "ro") == 0;
+			if (fb_nbd_export_create(e, f[0], f[1], listen, &xo, &err)) {
 				fprintf(stderr, "fb_nbd_serve: %s\n", err.msg);
 				goto out;
 			}

@@ -22,7 +22,7 @@ const PYTHON = '/usr/bin/python3';
 const HOSTILE = `${packageRoot()}/native/test/nbd/hostile.py`;
 
 test.before(() => {
-  requireTools('fio', PYTHON);
+  requireTools('setpriv', 'fio', PYTHON);
   if (!fs.existsSync(HOSTILE)) throw new Error(`${HOSTILE} is missing`);
 });
 
@@ -49,9 +49,15 @@ test('hostile client: 30+ kinds of malformed input while fio verify passes on a 
         listen: `unix:${socket}`,
         readonly: true,
       });
+      // The good client runs as another uid (nobody): on a unix socket a
+      // client is a uid, and the hostile one opens more connections than
+      // one client may hold (nbd_max_conns_per_client).
+      fs.chmodSync(eng.dir, 0o755);
+      fs.chmodSync(socket, 0o666);
       const good = runTool(
-        'fio',
+        'setpriv',
         [
+          '--reuid=65534', '--regid=65534', '--clear-groups', 'fio',
           '--name=good', '--ioengine=nbd', `--uri=${nbdUnixUri('good', socket)}`, '--rw=randrw', '--bs=4k',
           '--iodepth=16', '--numjobs=2', '--size=32M', '--offset_increment=32M', '--verify=crc32c', '--verify_state_save=0',
           '--verify_fatal=1', '--verify_backlog=128', '--time_based', '--runtime=15', '--output-format=json',

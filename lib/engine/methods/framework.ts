@@ -16,6 +16,7 @@ import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { errnoFailure, invalidParams } from '../rpc/failure';
 import { NO_PARAMS } from '../rpc/params';
 import { callNative } from './native';
+import { tlsParams } from './nbd';
 import { vhostConfig } from './vhost';
 
 /** One `{method, params}` entry of a subsystem's config. */
@@ -56,7 +57,7 @@ function bdevEntries(ctx: EngineContext): ConfigEntry[] {
 export function nbdConfig(ctx: EngineContext): ConfigEntry[] {
   return ctx.engine.nbdExportList().map((x) => ({
     method: 'flexbso_nbd_export_add',
-    params: { export_name: x.exportName, bdev_name: x.bdevName, listen: x.listen, readonly: x.readonly },
+    params: { export_name: x.exportName, bdev_name: x.bdevName, listen: x.listen, readonly: x.readonly, ...tlsParams(x) },
   }));
 }
 

@@ -1,6 +1,7 @@
 /**
  * NBD exports (SPDK has no NBD server, so these are `flexbso_`-prefixed):
- * `flexbso_nbd_export_add {export_name, bdev_name, listen, readonly?}`,
+ * `flexbso_nbd_export_add {export_name, bdev_name, listen, readonly?, tls_psk_file?,
+ * tls_cert_file?, tls_key_file?, tls_ca_file?, tls_required?}`,
  * `flexbso_nbd_export_remove {export_name}`, `flexbso_nbd_get_exports`.
  * `listen` is "unix:/path/to.sock" or "tcp:HOST:PORT"; exports with the same
  * listen string share one listener.
@@ -8,6 +9,7 @@
  * @module
  */
 import type { EngineContext } from '../context';
+import type { NativeNbdExportInfo } from '../native';
 import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
 import { fromEngineError, invalidValue } from '../rpc/failure';
 import type { ParamSpec } from '../rpc/params';
@@ -38,8 +40,20 @@ function checkListen(listen: string): void {
   }
 }
 
+const TLS_FILE = (what: string): ParamSpec => ({ type: 'string', minLength: 1, hint: `an absolute path to ${what}` });
+
 const nbdExportAdd = defineMethod<
-  { export_name: string; bdev_name: string; listen: string; readonly?: boolean },
+  {
+    export_name: string;
+    bdev_name: string;
+    listen: string;
+    readonly?: boolean;
+    tls_psk_file?: string;
+    tls_cert_file?: string;
+    tls_key_file?: string;
+    tls_ca_file?: string;
+    tls_required?: boolean;
+  },
   EngineContext
 >({
   name: 'flexbso_nbd_export_add',
@@ -50,13 +64,25 @@ const nbdExportAdd = defineMethod<
       bdev_name: BDEV_NAME,
       listen: LISTEN,
       readonly: { type: 'boolean', hint: 'true to refuse writes, or false (the default)' },
+      tls_psk_file: TLS_FILE('a PSK file of `username:hexkey` lines (qemu/nbdkit format), one tenant per listener'),
+      tls_cert_file: TLS_FILE('the X.509 server certificate (PEM)'),
+      tls_key_file: TLS_FILE("the X.509 certificate's private key (PEM)"),
+      tls_ca_file: TLS_FILE('a CA (PEM) whose signature every client certificate must carry'),
+      tls_required: { type: 'boolean', hint: 'true to list and open nothing before NBD_OPT_STARTTLS, or false (the default)' },
     },
     required: ['export_name', 'bdev_name', 'listen'],
   },
   handler: (p, ctx) => {
     checkListen(p.listen);
     try {
-      ctx.engine.nbdExportAdd(p.export_name, p.bdev_name, p.listen, p.readonly ?? false);
+      const tls = {
+        ...(p.tls_psk_file !== undefined ? { pskFile: p.tls_psk_file } : {}),
+        ...(p.tls_cert_file !== undefined ? { certFile: p.tls_cert_file } : {}),
+        ...(p.tls_key_file !== undefined ? { keyFile: p.tls_key_file } : {}),
+        ...(p.tls_ca_file !== undefined ? { caFile: p.tls_ca_file } : {}),
+        ...(p.tls_required !== undefined ? { required: p.tls_required } : {}),
+      };
+      ctx.engine.nbdExportAdd(p.export_name, p.bdev_name, p.listen, p.readonly ?? false, tls);
     } catch (e) {
       throw fromEngineError(e, { ENOENT: 'ENODEV' });
     }
@@ -78,6 +104,17 @@ const nbdExportRemove = defineMethod<{ export_name: string }, EngineContext>({
   },
 });
 
+/** An export's TLS options as flexbso_nbd_export_add params (none: {}). */
+export function tlsParams(x: NativeNbdExportInfo): Record<string, string | boolean> {
+  return {
+    ...(x.tlsPskFile !== undefined ? { tls_psk_file: x.tlsPskFile } : {}),
+    ...(x.tlsCertFile !== undefined ? { tls_cert_file: x.tlsCertFile } : {}),
+    ...(x.tlsKeyFile !== undefined ? { tls_key_file: x.tlsKeyFile } : {}),
+    ...(x.tlsCaFile !== undefined ? { tls_ca_file: x.tlsCaFile } : {}),
+    ...(x.tlsRequired === true ? { tls_required: true } : {}),
+  };
+}
+
 /** The NBD exports in flexbso_nbd_get_exports' shape. */
 export function listExports(ctx: EngineContext): Record<string, unknown>[] {
   return ctx.engine.nbdExportList().map((x) => ({
@@ -86,6 +123,7 @@ export function listExports(ctx: EngineContext): Record<string, unknown>[] {
     listen: x.listen,
     readonly: x.readonly,
     connections: x.connections,
+    ...tlsParams(x),
   }));
 }
 

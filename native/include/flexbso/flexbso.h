@@ -81,6 +81,16 @@ struct fb_engine_opts {
 	 * size at creation; creation beyond it fails with a message naming the
 	 * size and the limit); 0 = physical RAM minus max(RAM / 8, 512 MiB). */
 	size_t malloc_mem_limit;
+	/* NBD connections one export may have bound at once; a client asking
+	 * for more is refused with NBD_REP_ERR_POLICY. 0 = 1024. */
+	unsigned nbd_max_conns_per_export;
+	/* NBD connections one client may hold at once (handshaking or bound,
+	 * over all exports): a client is a uid on unix sockets (SO_PEERCRED)
+	 * and an IP address on TCP. More are closed at accept. Also never more
+	 * than a quarter of the descriptors RLIMIT_NOFILE leaves after the
+	 * engine's reserve, so one client cannot use up the descriptors every
+	 * other client needs. 0 = 256. */
+	unsigned nbd_max_conns_per_client;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);
@@ -250,6 +260,27 @@ uint64_t fb_histogram_bucket_start(unsigned i);
  * listener, created with the first export and closed with the last. */
 int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *bdev_name,
 		      const char *listen, bool readonly, struct fb_err *err);
+/* fb_nbd_export_create's options; they carry their own size. */
+struct fb_nbd_export_opts {
+	size_t size;               /* sizeof(struct fb_nbd_export_opts) */
+	bool readonly;
+	/* TLS (NBD_OPT_STARTTLS, GnuTLS) on the export's listener, which the
+	 * listener's first export sets: later exports on the same listen
+	 * string must give the same TLS options. Either a PSK file
+	 * (`username:hexkey` lines, the format of qemu's and nbdkit's psk
+	 * files; one tenant's keys per listener) or an X.509 certificate and
+	 * key (PEM), optionally with a CA whose signature every client
+	 * certificate must carry. NULL = none. */
+	const char *tls_psk_file;
+	const char *tls_cert_file, *tls_key_file, *tls_ca_file;
+	/* With TLS: nothing is listed, described or opened before STARTTLS
+	 * (NBD_REP_ERR_TLS_REQD; NBD_OPT_EXPORT_NAME disconnects). */
+	bool tls_required;
+};
+void fb_nbd_export_opts_init(struct fb_nbd_export_opts *opts);
+int fb_nbd_export_create(struct fb_engine *e, const char *export_name, const char *bdev_name,
+			 const char *listen, const struct fb_nbd_export_opts *opts,
+			 struct fb_err *err);
 /* Removes the export; connected clients get their in-flight I/O completed
  * and are then disconnected. */
 int fb_nbd_export_remove(struct fb_engine *e, const char *export_name, struct fb_err *err);
@@ -258,6 +289,9 @@ struct fb_nbd_export_info {
 	const char *export_name, *bdev_name, *listen;
 	bool readonly;
 	unsigned connections;
+	/* The listener's TLS options (NULL / false: none). */
+	const char *tls_psk_file, *tls_cert_file, *tls_key_file, *tls_ca_file;
+	bool tls_required;
 };
 typedef int (*fb_nbd_export_info_fn)(const struct fb_nbd_export_info *info, void *arg);
 int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *arg);

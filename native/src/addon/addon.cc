@@ -219,6 +219,11 @@ int ExportToJs(const struct fb_nbd_export_info* info, void* arg) {
   o.Set("listen", Napi::String::New(env, info->listen));
   o.Set("readonly", Napi::Boolean::New(env, info->readonly));
   o.Set("connections", Napi::Number::New(env, info->connections));
+  if (info->tls_psk_file) o.Set("tlsPskFile", Napi::String::New(env, info->tls_psk_file));
+  if (info->tls_cert_file) o.Set("tlsCertFile", Napi::String::New(env, info->tls_cert_file));
+  if (info->tls_key_file) o.Set("tlsKeyFile", Napi::String::New(env, info->tls_key_file));
+  if (info->tls_ca_file) o.Set("tlsCaFile", Napi::String::New(env, info->tls_ca_file));
+  if (info->tls_required) o.Set("tlsRequired", Napi::Boolean::New(env, true));
   ctx->out.Set(ctx->n++, o);
   return 0;
 }
@@ -296,7 +301,9 @@ class Engine : public Napi::ObjectWrap<Engine> {
         !ReadUint(o, "ringEntries", &opts.ring_entries) || !ReadUint(o, "nbdMemLimitMiB", &nbd_mem_mib) ||
         !ReadUint(o, "nbdStallTimeoutMs", &opts.nbd_stall_timeout_ms) ||
         !ReadUint(o, "nbdPayloadTimeoutMs", &opts.nbd_payload_timeout_ms) ||
-        !ReadUint(o, "mallocMemLimitMiB", &malloc_mem_mib)) {
+        !ReadUint(o, "mallocMemLimitMiB", &malloc_mem_mib) ||
+        !ReadUint(o, "nbdMaxConnsPerExport", &opts.nbd_max_conns_per_export) ||
+        !ReadUint(o, "nbdMaxConnsPerClient", &opts.nbd_max_conns_per_client)) {
       return;
     }
     opts.nbd_mem_limit = (size_t)nbd_mem_mib << 20;
@@ -531,17 +538,38 @@ class Engine : public Napi::ObjectWrap<Engine> {
     struct fb_engine* e = Live(env);
     if (e == nullptr) return env.Undefined();
     if (!IsString(info, 0) || !IsString(info, 1) || !IsString(info, 2) || info.Length() < 4 ||
-        !info[3].IsBoolean()) {
+        !info[3].IsBoolean() || (info.Length() > 4 && !info[4].IsObject() && !info[4].IsUndefined())) {
       return ThrowArgType(env,
-                          "list must be (exportName: string, bdevName: string, listen: string, readonly: boolean)");
+                          "list must be (exportName: string, bdevName: string, listen: string, readonly: boolean, "
+                          "tls?: {pskFile?, certFile?, keyFile?, caFile?, required?})");
     }
     std::string exp = info[0].As<Napi::String>();
     std::string bdev = info[1].As<Napi::String>();
     std::string listen = info[2].As<Napi::String>();
-    bool ro = info[3].As<Napi::Boolean>();
+    struct fb_nbd_export_opts opts;
+    fb_nbd_export_opts_init(&opts);
+    opts.readonly = info[3].As<Napi::Boolean>();
+    std::string files[4];
+    if (info.Length() > 4 && info[4].IsObject()) {
+      Napi::Object t = info[4].As<Napi::Object>();
+      const char* keys[4] = {"pskFile", "certFile", "keyFile", "caFile"};
+      const char** dst[4] = {&opts.tls_psk_file, &opts.tls_cert_file, &opts.tls_key_file, &opts.tls_ca_file};
+      for (int i = 0; i < 4; i++) {
+        Napi::Value v = t.Get(keys[i]);
+        if (v.IsUndefined() || v.IsNull()) continue;
+        if (!v.IsString()) return ThrowArgType(env, (std::string("tls.") + keys[i] + " must be a string").c_str());
+        files[i] = v.As<Napi::String>();
+        *dst[i] = files[i].c_str();
+      }
+      Napi::Value req = t.Get("required");
+      if (!req.IsUndefined() && !req.IsNull()) {
+        if (!req.IsBoolean()) return ThrowArgType(env, "tls.required must be a boolean");
+        opts.tls_required = req.As<Napi::Boolean>();
+      }
+    }
     struct fb_err err = {};
-    int rc = fb_nbd_export_add(e, exp.c_str(), bdev.c_str(), listen.c_str(), ro, &err);
-    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_nbd_export_add");
+    int rc = fb_nbd_export_create(e, exp.c_str(), bdev.c_str(), listen.c_str(), &opts, &err);
+    if (rc != 0) return ThrowEngineError(env, rc, err, "fb_nbd_export_create");
     return env.Undefined();
   }
 

@@ -98,13 +98,23 @@ static void malloc_zero(unsigned char *p, size_t len)
  * stay inline, where a thread hand-off would cost more than the copy. */
 #define MALLOC_OFFLOAD_BYTES (128u << 10)
 
+/* TRIM and WRITE_ZEROES give memory back ZERO_SLICE bytes per reactor turn
+ * (address-aligned slices, so whole pages go to madvise): a 4 GiB NBD trim
+ * of written memory would otherwise hold the reactor, and every other
+ * export on it, for as long as the kernel takes to free it all. */
+#define ZERO_SLICE ((size_t)4 << 20)
+
+/* Per-I/O context (io_ctx_size): a large copy on the offload workers, or a
+ * sliced zeroing continued on the reactor's next turns. */
 struct malloc_io {
-	struct fb_offload off;
+	struct fb_deferred next;   /* zeroing: the next slice (first: cast from it) */
+	struct fb_offload off;     /* copy: the worker's task */
 	struct fb_bdev_io *io;
 	unsigned char *p;
 	struct iovec *iov;   /* captured at submit: the worker makes no engine calls */
 	int iovcnt;
 	bool read;
+	size_t left;         /* zeroing: bytes still to give back */
 };
 
 #define MALLOC_IO(o) ((struct malloc_io *)(void *)((char *)(o) - offsetof(struct malloc_io, off)))
@@ -122,6 +132,22 @@ static void malloc_copy_work(struct fb_offload *o)
 static void malloc_copy_done(struct fb_offload *o)
 {
 	fb_bdev_io_complete(MALLOC_IO(o)->io, 0);
+}
+
+static void malloc_zero_step(struct fb_deferred *d)
+{
+	struct malloc_io *mio = (struct malloc_io *)(void *)d;
+	size_t n = ZERO_SLICE - ((uintptr_t)mio->p & (ZERO_SLICE - 1));
+
+	if (n > mio->left)
+		n = mio->left;
+	malloc_zero(mio->p, n);
+	mio->p += n;
+	mio->left -= n;
+	if (mio->left)
+		fb_reactor_defer(fb_reactor_current(), &mio->next);
+	else
+		fb_bdev_io_complete(mio->io, 0);  /* a deferred turn: no recursion into submit */
 }
 
 static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
@@ -158,6 +184,16 @@ static void malloc_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 		break;
 	case FB_IO_UNMAP:
 	case FB_IO_WRITE_ZEROES:
+		if (len > ZERO_SLICE) {
+			struct malloc_io *mio = fb_bdev_io_get_driver_ctx(io);
+
+			mio->next.fn = malloc_zero_step;
+			mio->io = io;
+			mio->p = p;
+			mio->left = len;
+			fb_reactor_defer(fb_reactor_current(), &mio->next);
+			return;
+		}
 		malloc_zero(p, len);
 		break;
 	case FB_IO_ZCOPY:

@@ -52,6 +52,7 @@ struct fb_reactor {
 	unsigned sqes_pending;          /* SQEs prepared since the last submit */
 	struct fb_timer *timers;        /* armed, sorted by deadline */
 	_Atomic(struct fb_offload *) offload_done; /* LIFO pushed by offload workers */
+	struct fb_timer *timers_due;    /* taken off `timers` by this pass, not run yet */
 };
 
 struct fb_subsys {

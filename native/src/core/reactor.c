@@ -168,16 +168,26 @@ void fb_timer_init(struct fb_timer *t, void (*fn)(struct fb_timer *t))
 	t->fn = fn;
 }
 
+/* A due timer stays armed until its fn runs, so a callback that cancels
+ * another timer due in the same pass (say, one that frees the object both
+ * timers live in) keeps it from running. */
+static bool timer_unlink(struct fb_timer **head, struct fb_timer *t)
+{
+	for (struct fb_timer **pp = head; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			return true;
+		}
+	}
+	return false;
+}
+
 void fb_timer_cancel(struct fb_timer *t)
 {
 	if (!t->armed)
 		return;
-	for (struct fb_timer **pp = &t->r->timers; *pp; pp = &(*pp)->next) {
-		if (*pp == t) {
-			*pp = t->next;
-			break;
-		}
-	}
+	if (!timer_unlink(&t->r->timers, t))
+		timer_unlink(&t->r->timers_due, t);
 	t->next = NULL;
 	t->armed = false;
 }
@@ -201,21 +211,20 @@ void fb_timer_arm(struct fb_reactor *r, struct fb_timer *t, uint64_t delay_ns)
  * next pass even when due at once, so a 0-delay re-arm cannot spin here. */
 static unsigned timers_run(struct fb_reactor *r, uint64_t now)
 {
-	struct fb_timer *due = NULL, **tail = &due, *t;
+	struct fb_timer **tail = &r->timers_due, *t;
 	unsigned n = 0;
 
 	while (r->timers && r->timers->deadline_ns <= now) {
 		t = r->timers;
 		r->timers = t->next;
 		t->next = NULL;
-		t->armed = false;
 		*tail = t;
 		tail = &t->next;
 	}
-	while (due) {
-		t = due;
-		due = t->next;
+	while ((t = r->timers_due)) {
+		r->timers_due = t->next;
 		t->next = NULL;
+		t->armed = false;
 		t->fn(t);
 		n++;
 	}

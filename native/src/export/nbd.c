@@ -8,6 +8,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 #include "flexbso/bdev_module.h"
 #include "nbd.h"
 #include "nbd_proto.h"
+#include "nbd_tls.h"
 #include "unix_sock.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -76,6 +78,12 @@ static struct fb_nbd_state *nbd_state_get(struct fb_engine *e, bool create)
 			st->payload_ms = fb_engine_get_opts(e)->nbd_payload_timeout_ms;
 			if (!st->payload_ms)
 				st->payload_ms = 30000;
+			st->max_per_export = fb_engine_get_opts(e)->nbd_max_conns_per_export;
+			if (!st->max_per_export)
+				st->max_per_export = 1024;
+			st->max_per_client = fb_engine_get_opts(e)->nbd_max_conns_per_client;
+			if (!st->max_per_client)
+				st->max_per_client = 256;
 		} else if (st) {
 			free(st->per_reactor);
 			free(st);
@@ -150,7 +158,15 @@ int fb_nbd_export_bind(struct fb_nbd_state *st, uint64_t listener_id, const char
 
 	pthread_mutex_lock(&st->lock);
 	exp = st->stopping ? NULL : export_find_on(st, listener_id, name, name_len);
-	if (exp) {
+	if (exp && exp->nconns >= st->max_per_export) {
+		if (!exp->cap_warned)
+			fb_log(st->e, FB_LOG_WARN,
+			       "nbd: export %s has %u connections (nbd_max_conns_per_export): further "
+			       "ones are refused (logged once); close some or raise the limit",
+			       exp->name, exp->nconns);
+		exp->cap_warned = true;
+		rc = -EBUSY;
+	} else if (exp) {
 		exp->nconns++;
 		*out = exp;
 		rc = 0;
@@ -215,13 +231,132 @@ static bool fd_reserve_hit(int fd)
 	return (rlim_t)fd + FD_RESERVE >= rl.rlim_cur;
 }
 
+/* ------------------------------------------------------- per-client caps
+ *
+ * Every connection counts against its client from accept to free, in a
+ * small table under st->lock (touched once per accept and once per close,
+ * never on the I/O path). */
+
+static void client_key(const struct fb_nbd_listener *l, int fd, struct fb_nbd_client_key *k)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	memset(k, 0, sizeof(*k));
+	if (!l->tcp) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+			k->family = AF_UNIX;
+			memcpy(k->addr, &cr.uid, sizeof(cr.uid));
+		}
+		return;
+	}
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		k->family = AF_INET;
+		memcpy(k->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		k->family = AF_INET6;
+		memcpy(k->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	}
+}
+
+static void client_name(const struct fb_nbd_client_key *k, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	uint32_t uid;
+
+	if (k->family == AF_UNIX) {
+		memcpy(&uid, k->addr, sizeof(uid));
+		snprintf(buf, len, "uid %u", uid);
+		return;
+	}
+	inet_ntop(k->family, k->addr, a, sizeof(a));
+	snprintf(buf, len, "%s", a);
+}
+
+/* The cap in force now: also at most a quarter of the descriptors left to
+ * NBD under RLIMIT_NOFILE (it can change while the engine runs). */
+static unsigned client_cap(const struct fb_nbd_state *st)
+{
+	struct rlimit rl;
+	unsigned cap = st->max_per_client;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		rlim_t share = rl.rlim_cur > 4 * FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / 4 : FD_RESERVE / 4;
+
+		if (share < cap)
+			cap = (unsigned)share;
+	}
+	return cap;
+}
+
+static struct fb_nbd_client *client_find(struct fb_nbd_state *st, const struct fb_nbd_client_key *k)
+{
+	for (unsigned i = 0; i < st->nclients; i++)
+		if (memcmp(&st->clients[i].key, k, sizeof(*k)) == 0)
+			return &st->clients[i];
+	return NULL;
+}
+
+/* Counts a connection of client k unless it is at its cap (under st->lock):
+ * 0, -EBUSY at the cap, -ENOMEM. */
+static int client_count(struct fb_nbd_state *st, const struct fb_nbd_client_key *k, unsigned cap)
+{
+	struct fb_nbd_client *c;
+
+	if (!k->family)
+		return 0;
+	c = client_find(st, k);
+	if (!c) {
+		if (st->nclients == st->clients_cap) {
+			unsigned n = st->clients_cap ? 2 * st->clients_cap : 16;
+			struct fb_nbd_client *p = realloc(st->clients, n * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			st->clients = p;
+			st->clients_cap = n;
+		}
+		c = &st->clients[st->nclients++];
+		c->key = *k;
+		c->nconns = 0;
+	}
+	if (c->nconns >= cap)
+		return -EBUSY;
+	c->nconns++;
+	return 0;
+}
+
+void fb_nbd_conn_uncount(struct fb_nbd_state *st, struct fb_nbd_export *exp,
+			 const struct fb_nbd_client_key *client)
+{
+	struct fb_nbd_client *c;
+
+	pthread_mutex_lock(&st->lock);
+	if (exp)
+		exp->nconns--;
+	st->nconns--;
+	c = client->family ? client_find(st, client) : NULL;
+	if (c && --c->nconns == 0)
+		*c = st->clients[--st->nclients];
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
 static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 {
 	struct fb_nbd_listener *l = container_of(op, struct fb_nbd_listener, accept_op);
 	struct fb_nbd_state *st = l->st;
 	struct io_uring_sqe *sqe;
+	struct fb_nbd_client_key client;
 	bool full;
-	int one = 1, sndbuf = 4 << 20;
+	int one = 1, sndbuf = 4 << 20, crc = 0;
+	unsigned cap;
+	char who[INET6_ADDRSTRLEN + 8];
 
 	(void)flags;
 	l->accept_armed = false;
@@ -229,11 +364,26 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		if (l->closing) {
 			close(res);
 		} else {
+			client_key(l, res, &client);
+			cap = client_cap(st);
 			pthread_mutex_lock(&st->lock);
 			full = st->nconns >= FB_NBD_MAX_CONNS || st->stopping;
+			if (!full) {
+				crc = client_count(st, &client, cap);
+				full = crc != 0;
+			}
 			if (!full)
 				st->nconns++;
 			pthread_mutex_unlock(&st->lock);
+			if (crc == -EBUSY && !l->client_warned) {
+				client_name(&client, who, sizeof(who));
+				fb_log(st->e, FB_LOG_WARN,
+				       "nbd: %s: connection from %s refused: it holds %u connections "
+				       "(nbd_max_conns_per_client, or a quarter of the descriptors left "
+				       "under RLIMIT_NOFILE); logged once per listener",
+				       l->listen, who, cap);
+				l->client_warned = true;
+			}
 			if (!full && fd_reserve_hit(res)) {
 				if (!l->fd_warned)
 					fb_log(st->e, FB_LOG_WARN,
@@ -242,10 +392,7 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 					       "clients); raise the limit (ulimit -n) or close connections",
 					       l->listen, FD_RESERVE);
 				l->fd_warned = true;
-				pthread_mutex_lock(&st->lock);
-				st->nconns--;
-				pthread_cond_broadcast(&st->cond);
-				pthread_mutex_unlock(&st->lock);
+				fb_nbd_conn_uncount(st, NULL, &client);
 				close(res);
 			} else if (full) {
 				close(res);
@@ -255,7 +402,7 @@ static void listener_accept_cb(struct fb_uring_op *op, int res, uint32_t flags)
 				/* Room for a few 1 MiB replies: fewer send wakeups per
 				 * large read (the kernel caps it at wmem_max). */
 				setsockopt(res, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-				fb_nbd_conn_accept(st, l, res);
+				fb_nbd_conn_accept(st, l, res, &client);
 			}
 		}
 	}
@@ -338,6 +485,11 @@ static void listener_stop(void *arg)
 
 static void listener_free(struct fb_nbd_listener *l)
 {
+	fb_nbd_tls_creds_put(l->tls);
+	free(l->tls_psk_file);
+	free(l->tls_cert_file);
+	free(l->tls_key_file);
+	free(l->tls_ca_file);
 	if (l->fd >= 0)
 		close(l->fd);
 	if (l->unix_path)
@@ -465,11 +617,35 @@ out:
 	return rc;
 }
 
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The export's TLS options are the listener's. */
+static bool listener_tls_same(const struct fb_nbd_listener *l, const struct fb_nbd_export_opts *o)
+{
+	return str_same(l->tls_psk_file, o->tls_psk_file) &&
+	       str_same(l->tls_cert_file, o->tls_cert_file) &&
+	       str_same(l->tls_key_file, o->tls_key_file) &&
+	       str_same(l->tls_ca_file, o->tls_ca_file) && l->tls_required == o->tls_required;
+}
+
+static int str_dup_opt(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src && !*dst ? -ENOMEM : 0;
+}
+
 /* Creates and starts a listener (control thread, under st->ctrl). */
 static int listener_create(struct fb_nbd_state *st, const char *listen,
-			   struct fb_nbd_listener **out, struct fb_err *err)
+			   const struct fb_nbd_export_opts *o, struct fb_nbd_listener **out,
+			   struct fb_err *err)
 {
 	struct fb_nbd_listener *l = calloc(1, sizeof(*l));
+	struct fb_nbd_tls_opts to = { .psk_file = o->tls_psk_file, .cert_file = o->tls_cert_file,
+				      .key_file = o->tls_key_file, .ca_file = o->tls_ca_file,
+				      .required = o->tls_required };
 	int rc;
 
 	if (!l || !(l->listen = strdup(listen))) {
@@ -477,6 +653,21 @@ static int listener_create(struct fb_nbd_state *st, const char *listen,
 		fb_err_set(err, "out of memory");
 		return -ENOMEM;
 	}
+	l->fd = -1;
+	if (str_dup_opt(&l->tls_psk_file, o->tls_psk_file) ||
+	    str_dup_opt(&l->tls_cert_file, o->tls_cert_file) ||
+	    str_dup_opt(&l->tls_key_file, o->tls_key_file) ||
+	    str_dup_opt(&l->tls_ca_file, o->tls_ca_file)) {
+		listener_free(l);
+		fb_err_set(err, "out of memory");
+		return -ENOMEM;
+	}
+	rc = fb_nbd_tls_creds_load(&to, &l->tls, err);
+	if (rc) {
+		listener_free(l);
+		return rc;
+	}
+	l->tls_required = o->tls_required;
 	l->st = st;
 	l->fd = -1;
 	l->reactor = fb_engine_get_reactor(st->e, 0);
@@ -539,9 +730,28 @@ static void export_free(struct fb_nbd_export *exp)
 	free(exp);
 }
 
+void fb_nbd_export_opts_init(struct fb_nbd_export_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+}
+
 int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *bdev_name,
 		      const char *listen, bool readonly, struct fb_err *err)
 {
+	struct fb_nbd_export_opts o;
+
+	fb_nbd_export_opts_init(&o);
+	o.readonly = readonly;
+	return fb_nbd_export_create(e, export_name, bdev_name, listen, &o, err);
+}
+
+int fb_nbd_export_create(struct fb_engine *e, const char *export_name, const char *bdev_name,
+			 const char *listen, const struct fb_nbd_export_opts *opts_in,
+			 struct fb_err *err)
+{
+	struct fb_nbd_export_opts opts;
+	bool readonly;
 	struct fb_nbd_state *st;
 	struct fb_nbd_export *exp = NULL, **pp;
 	struct fb_nbd_listener *l;
@@ -550,8 +760,19 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 	size_t nlen;
 	int rc;
 
-	if (!e || !export_name || !bdev_name || !listen) {
-		fb_err_set(err, "export_name, bdev_name and listen are required");
+	if (!e || !export_name || !bdev_name || !listen || !opts_in) {
+		fb_err_set(err, "export_name, bdev_name, listen and opts are required");
+		return -EINVAL;
+	}
+	if (opts_in->size == 0 || opts_in->size > sizeof(opts)) {
+		fb_err_set(err, "opts.size must be sizeof(struct fb_nbd_export_opts); call fb_nbd_export_opts_init first");
+		return -EINVAL;
+	}
+	fb_nbd_export_opts_init(&opts);
+	memcpy(&opts, opts_in, opts_in->size);
+	readonly = opts.readonly;
+	if (opts.tls_required && !opts.tls_psk_file && !opts.tls_cert_file) {
+		fb_err_set(err, "tls_required needs tls_psk_file, or tls_cert_file with tls_key_file");
 		return -EINVAL;
 	}
 	nlen = strlen(export_name);
@@ -606,9 +827,14 @@ int fb_nbd_export_add(struct fb_engine *e, const char *export_name, const char *
 		if (strcmp(l->listen, listen) == 0)
 			break;
 	if (!l) {
-		rc = listener_create(st, listen, &l, err);
+		rc = listener_create(st, listen, &opts, &l, err);
 		if (rc)
 			goto out;
+	} else if (!listener_tls_same(l, &opts)) {
+		fb_err_set(err, "listen %.200s is already used with other TLS options (tls_*): exports "
+			   "sharing a socket share its TLS; give the same ones or another socket", listen);
+		rc = -EINVAL;
+		goto out;
 	}
 	exp->listener = l;
 	l->nexports++;
@@ -707,6 +933,11 @@ int fb_nbd_export_foreach(struct fb_engine *e, fb_nbd_export_info_fn fn, void *a
 		info.bdev_name = exp->bdev_name;
 		info.listen = exp->listener->listen;
 		info.readonly = exp->readonly;
+		info.tls_psk_file = exp->listener->tls_psk_file;
+		info.tls_cert_file = exp->listener->tls_cert_file;
+		info.tls_key_file = exp->listener->tls_key_file;
+		info.tls_ca_file = exp->listener->tls_ca_file;
+		info.tls_required = exp->listener->tls_required;
 		rc = fn(&info, arg);
 	}
 	pthread_mutex_unlock(&st->ctrl);
@@ -739,6 +970,7 @@ static void nbd_subsys_fini(struct fb_engine *e, void *ctx)
 	fb_engine_run_on_all(e, fb_nbd_conn_reactor_fini, st);
 	pthread_mutex_unlock(&st->ctrl);
 	free(st->per_reactor);
+	free(st->clients);
 	pthread_cond_destroy(&st->cond);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ctrl);

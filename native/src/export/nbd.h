@@ -27,6 +27,18 @@
 
 struct fb_nbd_conn;
 
+/* Who a connection comes from, for the per-client cap: a uid on unix
+ * sockets, an IP address on TCP. */
+struct fb_nbd_client_key {
+	uint8_t family;            /* AF_UNIX, AF_INET, AF_INET6 or 0 (unknown: not capped) */
+	uint8_t addr[16];          /* uid (4 bytes) or the address */
+};
+
+struct fb_nbd_client {
+	struct fb_nbd_client_key key;
+	unsigned nconns;
+};
+
 struct fb_nbd_listener {
 	struct fb_nbd_state *st;
 	char *listen;              /* as given to fb_nbd_export_add */
@@ -41,6 +53,10 @@ struct fb_nbd_listener {
 	unsigned ops;              /* ring ops in flight (listener's reactor only) */
 	bool accept_armed, retry_armed, closing;
 	bool fd_warned;                  /* the fd-reserve refusal was logged (once) */
+	bool client_warned;        /* a per-client refusal was logged (once) */
+	struct fb_nbd_tls_creds *tls;    /* NULL: no TLS on this listener */
+	bool tls_required;
+	char *tls_psk_file, *tls_cert_file, *tls_key_file, *tls_ca_file;  /* as given */
 	bool closed;               /* under st->lock: no op in flight any more */
 	struct fb_nbd_listener *next;
 };
@@ -57,6 +73,7 @@ struct fb_nbd_export {
 	bool has_zcopy;            /* reads are sent straight from the bdev's memory */
 	unsigned nconns;           /* bound connections, under st->lock */
 	bool removing;             /* under st->lock: no new binds */
+	bool cap_warned;           /* a per-export refusal was logged (once) */
 	struct fb_nbd_export *next;
 };
 
@@ -76,6 +93,9 @@ struct fb_nbd_state {
 	struct fb_nbd_export *exports;
 	struct fb_nbd_listener *listeners;
 	unsigned nconns;           /* every live connection, under lock */
+	struct fb_nbd_client *clients;   /* clients with connections, under lock */
+	unsigned nclients, clients_cap;
+	unsigned max_per_export, max_per_client;  /* set once at creation */
 	bool stopping;             /* engine shutdown: refuse new connections */
 	uint64_t next_listener_id;
 	unsigned nreactors;
@@ -98,7 +118,14 @@ struct fb_nbd_export_view {
 	char bdev_name[256];
 };
 
-/* Registry calls used by connections (reactor side). */
+/* A connection is gone: uncounts it (engine-wide, for its client and for
+ * its export, when bound) and wakes whoever waits on the counts. Takes
+ * st->lock; the last touch of st and exp by the connection. */
+void fb_nbd_conn_uncount(struct fb_nbd_state *st, struct fb_nbd_export *exp,
+			 const struct fb_nbd_client_key *client);
+
+/* Registry calls used by connections (reactor side). fb_nbd_export_bind:
+ * -ENOENT no such export, -EBUSY the export is at nbd_max_conns_per_export. */
 int fb_nbd_export_lookup(struct fb_nbd_state *st, uint64_t listener_id, const char *name,
 			 uint32_t name_len, struct fb_nbd_export_view *view);
 int fb_nbd_export_bind(struct fb_nbd_state *st, uint64_t listener_id, const char *name,
@@ -109,7 +136,8 @@ int fb_nbd_export_list(struct fb_nbd_state *st, uint64_t listener_id,
 
 /* Connection side, called by the registry. */
 /* On the listener's reactor: takes ownership of an accepted socket. */
-void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd);
+void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd,
+			const struct fb_nbd_client_key *client);
 
 struct fb_nbd_kick {
 	struct fb_nbd_state *st;

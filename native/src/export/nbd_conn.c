@@ -26,7 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/sockios.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -152,12 +155,11 @@ static void mem_free(struct fb_nbd_conn *c, uint8_t *p, size_t sz)
 		fb_nbd_conn_schedule(list->paused_head);
 }
 
-static void conn_mem_timer_cb(struct fb_uring_op *op, int res, uint32_t flags);
+static void conn_stall_watch(struct fb_nbd_conn *c);
 
 static void conn_mem_pause(struct fb_nbd_conn *c)
 {
 	struct fb_nbd_conn_list *list = &c->st->per_reactor[fb_reactor_index(c->reactor)];
-	struct io_uring_sqe *sqe;
 
 	if (!c->mem_paused) {
 		c->mem_paused = true;
@@ -170,15 +172,9 @@ static void conn_mem_pause(struct fb_nbd_conn *c)
 		list->paused_tail = c;
 		atomic_fetch_add_explicit(&c->st->mem_paused, 1, memory_order_relaxed);
 	}
-	if (!c->mem_timer_armed) {
-		c->mem_ts.tv_sec = 0;
-		c->mem_ts.tv_nsec = CONN_MEM_RETRY_MS * 1000000L;
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout(sqe, &c->mem_ts, 0, 0);
-		io_uring_sqe_set_data(sqe, &c->mem_timer_op);
-		c->ops++;
-		c->mem_timer_armed = true;
-	}
+	if (!c->mem_timer.armed)
+		fb_timer_arm(c->reactor, &c->mem_timer, CONN_MEM_RETRY_MS * 1000000ull);
+	conn_stall_watch(c);
 }
 
 static void conn_mem_unpause(struct fb_nbd_conn *c)
@@ -210,18 +206,9 @@ static void conn_mem_retry(struct fb_nbd_conn *c)
 	conn_parse(c);  /* unpauses; pauses again if memory is still short */
 }
 
-static void conn_mem_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_mem_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, mem_timer_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	c->mem_timer_armed = false;
-	if (c->closing)
-		fb_nbd_conn_maybe_free(c);
-	else
-		conn_mem_retry(c);
+	conn_mem_retry(container_of(t, struct fb_nbd_conn, mem_timer));
 }
 
 static void conn_buf_put(struct fb_nbd_conn *c, uint8_t *p, unsigned k)
@@ -281,37 +268,22 @@ int fb_nbd_buf_reserve(struct conn_buf *b, size_t more)
  * CONN_IDLE_TRIM_MS later (trimming at every idle moment would make a QD1
  * client of large requests malloc and fault in a fresh buffer each time;
  * the timer costs at most one ring op per CONN_IDLE_TRIM_MS). */
-static void conn_idle_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_idle_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, idle_timer_op);
+	struct fb_nbd_conn *c = container_of(t, struct fb_nbd_conn, idle_timer);
 
-	(void)res;
-	(void)flags;
-	c->ops--;
-	c->idle_timer_armed = false;
-	if (c->closing)
-		fb_nbd_conn_maybe_free(c);
-	else if (c->bytes_held == 0)
+	if (c->bytes_held == 0)
 		conn_pool_trim(c, CONN_POOL_IDLE);
 }
 
 static void conn_idle_check(struct fb_nbd_conn *c)
 {
-	struct io_uring_sqe *sqe;
-
 	if (atomic_load_explicit(&c->st->mem_paused, memory_order_relaxed)) {
 		conn_pool_trim(c, CONN_POOL_IDLE);
 		return;
 	}
-	if (c->idle_timer_armed)
-		return;
-	c->idle_ts.tv_sec = 0;
-	c->idle_ts.tv_nsec = CONN_IDLE_TRIM_MS * 1000000L;
-	sqe = fb_reactor_get_sqe(c->reactor);
-	io_uring_prep_timeout(sqe, &c->idle_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->idle_timer_op);
-	c->ops++;
-	c->idle_timer_armed = true;
+	if (!c->idle_timer.armed)
+		fb_timer_arm(c->reactor, &c->idle_timer, CONN_IDLE_TRIM_MS * 1000000ull);
 }
 
 /* -------------------------------------------------------- request slots */
@@ -389,12 +361,25 @@ void fb_nbd_req_charge(struct fb_nbd_conn *c, struct nbd_req *req)
 
 /* ---------------------------------------------------------- lifecycle */
 
+/* Timers run on the connection's reactor, so cancelling is immediate. */
+static void conn_timers_cancel(struct fb_nbd_conn *c)
+{
+	fb_timer_cancel(&c->hs_timer);
+	fb_timer_cancel(&c->drain_timer);
+	fb_timer_cancel(&c->mem_timer);
+	fb_timer_cancel(&c->idle_timer);
+	fb_timer_cancel(&c->stall_timer);
+	fb_timer_cancel(&c->pl_timer);
+}
+
 static void conn_free(struct fb_nbd_conn *c)
 {
 	struct fb_nbd_state *st = c->st;
 	struct fb_nbd_export *exp = c->exp;
+	struct fb_nbd_client_key client = c->client;
 	unsigned i;
 
+	conn_timers_cancel(c);
 	if (c->reqs) {
 		for (i = 0; i < CONN_QD; i++) {
 			if (c->reqs[i].buf)  /* a request that never finished (unsent reply, partial payload) */
@@ -419,16 +404,13 @@ static void conn_free(struct fb_nbd_conn *c)
 	free(c->rx);
 	free(c->hs_out.p);
 	free(c->meta_name);
+	fb_nbd_tls_free(c);
+	fb_nbd_tls_creds_put(c->tls_creds);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p closed", (void *)c);
 	free(c);
 	/* Last touch of shared state: after the broadcast the export (and, at
 	 * engine shutdown, the state) may be freed by the control thread. */
-	pthread_mutex_lock(&st->lock);
-	if (exp)
-		exp->nconns--;
-	st->nconns--;
-	pthread_cond_broadcast(&st->cond);
-	pthread_mutex_unlock(&st->lock);
+	fb_nbd_conn_uncount(st, exp, &client);
 }
 
 /* Frees a closed connection once nothing refers to it. Never inside
@@ -459,16 +441,6 @@ static void conn_cancel_rx_done(struct fb_uring_op *op, int res, uint32_t flags)
 	fb_nbd_conn_maybe_free(c);
 }
 
-static void conn_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, timer_rm_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
-}
-
 /* Hard close: stop all socket I/O now; the connection is freed once its
  * ring ops and bdev I/Os have come back. The caller must not touch c after. */
 static void conn_close(struct fb_nbd_conn *c)
@@ -480,6 +452,7 @@ static void conn_close(struct fb_nbd_conn *c)
 		return;
 	}
 	c->closing = true;
+	fb_nbd_tls_end(c);
 	conn_mem_unpause(c);
 	if (c->fd >= 0)
 		shutdown(c->fd, SHUT_RDWR);
@@ -489,102 +462,27 @@ static void conn_close(struct fb_nbd_conn *c)
 		io_uring_sqe_set_data(sqe, &c->cancel_op);
 		c->ops++;
 	}
-	if (c->timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->timer_rm_op);
-		c->ops++;
-	}
-	if (c->hs_timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->hs_timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->hs_timer_rm_op);
-		c->ops++;
-	}
-	if (c->mem_timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->mem_timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->mem_timer_rm_op);
-		c->ops++;
-	}
-	if (c->idle_timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->idle_timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->idle_timer_rm_op);
-		c->ops++;
-	}
-	if (c->stall_timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->stall_timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->stall_timer_rm_op);
-		c->ops++;
-	}
-	if (c->pl_timer_armed) {
-		sqe = fb_reactor_get_sqe(c->reactor);
-		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&c->pl_timer_op, 0);
-		io_uring_sqe_set_data(sqe, &c->pl_timer_rm_op);
-		c->ops++;
-	}
+	conn_timers_cancel(c);
 	fb_nbd_conn_maybe_free(c);
 }
 
 /* A connection that has not finished its handshake in time is dropped, so
  * idle sockets cannot hold connection slots forever. Once in transmission
  * the expiry is ignored. */
-static void conn_hs_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_hs_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, hs_timer_op);
+	struct fb_nbd_conn *c = container_of(t, struct fb_nbd_conn, hs_timer);
 
-	(void)flags;
-	c->ops--;
-	c->hs_timer_armed = false;
-	if (res == -ETIME && c->phase != PH_TRANSMISSION)
+	if (c->phase != PH_TRANSMISSION)
 		conn_close(c);
-	else
-		fb_nbd_conn_maybe_free(c);
 }
 
-static void conn_hs_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_drain_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, hs_timer_rm_op);
+	struct fb_nbd_conn *c = container_of(t, struct fb_nbd_conn, drain_timer);
 
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
-}
-
-static void conn_idle_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, idle_timer_rm_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
-}
-
-static void conn_mem_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, mem_timer_rm_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
-}
-
-static void conn_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, timer_op);
-
-	(void)flags;
-	c->ops--;
-	c->timer_armed = false;
-	if (res == -ETIME && c->draining)
+	if (c->draining)
 		conn_close(c);  /* the client did not take its replies in time */
-	else
-		fb_nbd_conn_maybe_free(c);
 }
 
 /* While draining: close once every request has been answered. The drain
@@ -593,24 +491,16 @@ static void conn_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
  * bdev takes (a flush may take seconds, and its reply must still go out). */
 void fb_nbd_conn_check_drained(struct fb_nbd_conn *c)
 {
-	struct io_uring_sqe *sqe;
-
 	if (!c->draining || c->closing || c->io_inflight)
 		return;
 	if (!c->txq_head && !c->tx_busy && c->hs_out.off == c->hs_out.len) {
 		conn_close(c);
 		return;
 	}
-	if (c->timer_armed || c->drain_timer_used)
+	if (c->drain_timer_used)
 		return;
 	c->drain_timer_used = true;
-	c->drain_ts.tv_sec = CONN_DRAIN_SEC;
-	c->drain_ts.tv_nsec = 0;
-	sqe = fb_reactor_get_sqe(c->reactor);
-	io_uring_prep_timeout(sqe, &c->drain_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->timer_op);
-	c->ops++;
-	c->timer_armed = true;
+	fb_timer_arm(c->reactor, &c->drain_timer, CONN_DRAIN_SEC * 1000000000ull);
 }
 
 /* Graceful end (NBD_CMD_DISC, export removal): read nothing more, let
@@ -638,41 +528,39 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
 
 /* ------------------------------------------------------ stalled readers
  *
- * Rule: a connection whose pending reply sends have had no byte taken by
- * its socket for st->stall_ms while the engine budget is under pressure
- * (some connection is paused on it, or mem_used > mem_limit), or for
- * STALL_CALM_MULT * st->stall_ms otherwise, is closed (hard close: its
- * buffers are freed and uncharged) with a warning. Without the second
- * clause, a few clients that never read could pin up to CONN_BUDGET each
- * for as long as nobody else needs the memory. A
- * connection with nothing to send (idle, or waiting for the bdev) is never
- * closed, and any byte taken restarts the clock, so a client that reads its
- * replies, however slowly, is never cut.
+ * Rule: a connection whose replies have had no byte taken for st->stall_ms
+ * while the engine budget is under pressure (some connection is paused on
+ * it, or mem_used > mem_limit), or for STALL_CALM_MULT * st->stall_ms
+ * otherwise, is closed (hard close: its buffers are freed and uncharged)
+ * with a warning. "Its replies" are the sends the engine has pending and,
+ * for a connection paused on the budget, the reply bytes its socket still
+ * holds unread (SIOCOUTQ): a client that stops reading once its socket is
+ * full would otherwise sit paused, its next request waiting for memory,
+ * with nothing pending in the engine for the clock to see. Without the
+ * calm clause, a few clients that never read could pin up to CONN_BUDGET
+ * each for as long as nobody else needs the memory. A connection with
+ * nothing to send and nothing unread (idle, waiting for the bdev, or
+ * paused with its client caught up) is never closed, and any byte taken
+ * restarts the clock, so a client that reads its replies, however slowly,
+ * is never cut.
  *
- * Mechanism: one ring timeout per connection (the watchdog), every
- * stall_ms / 4, armed by the send path only when none is armed and dropped
- * by the first tick that finds nothing to send: a busy connection costs one
- * ring op per tick period, an idle one none, and the send path itself only
- * sets c->tx_moved. A tick stamps c->tx_moved_ns when bytes moved since the
- * previous tick (or the watchdog was just armed). Sends use MSG_WAITALL, so
- * a send in flight tells nothing of partial progress: once one has shown no
- * progress for stall_ms under pressure, the tick cancels it (a probe): the
- * kernel completes it with the bytes it took (the rest is sent again), or
- * -ECANCELED when it took none. A -ECANCELED probe closes the connection:
- * with a warning when it made no progress since the last stamp under
- * pressure (the eviction), and also when it did, since older kernels may
- * report -ECANCELED for a partly sent message. A
- * reader is thus cut no earlier than stall_ms after its last byte taken
- * (at most about 2 * stall_ms + a tick when a send took bytes early and
- * then stalled). */
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+ * Mechanism: one fb_timer per connection (the watchdog), every
+ * stall_ms / 4, armed by the send path or a pause only when none is armed
+ * and dropped by the first tick that finds nothing to watch: a busy
+ * connection costs one timer per tick period, an idle one none, and the
+ * send path itself only sets c->tx_moved. A tick stamps c->tx_moved_ns when
+ * bytes moved since the previous tick (or the watchdog was just armed).
+ * Sends use MSG_WAITALL, so a send in flight tells nothing of partial
+ * progress: once one has shown no progress for stall_ms under pressure, the
+ * tick cancels it (a probe): the kernel completes it with the bytes it took
+ * (the rest is sent again), or -ECANCELED when it took none. A -ECANCELED
+ * probe closes the connection: with a warning when it made no progress
+ * since the last stamp under pressure (the eviction), and also when it did,
+ * since older kernels may report -ECANCELED for a partly sent message. A
+ * paused connection has no send to probe: the tick compares the unread
+ * bytes with the previous tick's and evicts it directly. A reader is thus
+ * cut no earlier than stall_ms after its last byte taken (at most about
+ * 2 * stall_ms + a tick when a send took bytes early and then stalled). */
 
 #define STALL_CALM_MULT 3u
 
@@ -685,15 +573,26 @@ static bool mem_pressure(struct fb_nbd_state *st)
 static void conn_stall_arm(struct fb_nbd_conn *c)
 {
 	unsigned ms = c->st->stall_ms / 4 ? c->st->stall_ms / 4 : 1;
-	struct io_uring_sqe *sqe;
 
-	c->stall_ts.tv_sec = ms / 1000;
-	c->stall_ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-	sqe = fb_reactor_get_sqe(c->reactor);
-	io_uring_prep_timeout(sqe, &c->stall_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->stall_timer_op);
-	c->ops++;
-	c->stall_timer_armed = true;
+	fb_timer_arm(c->reactor, &c->stall_timer, (uint64_t)ms * 1000000ull);
+}
+
+/* Starts the watchdog unless it runs (send path, pause). */
+static void conn_stall_watch(struct fb_nbd_conn *c)
+{
+	if (c->stall_timer.armed)
+		return;
+	c->tx_moved = true;  /* the clock starts at the first tick */
+	c->outq = INT_MAX;
+	conn_stall_arm(c);
+}
+
+/* Reply bytes the socket holds that the client has not taken. */
+static int conn_outq(struct fb_nbd_conn *c)
+{
+	int n = 0;
+
+	return ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0 ? n : 0;
 }
 
 static bool conn_stalled(struct fb_nbd_conn *c, uint64_t now)
@@ -751,26 +650,37 @@ static void conn_stall_evict(struct fb_nbd_conn *c)
 	conn_close(c);
 }
 
-static void conn_stall_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_stall_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, stall_timer_op);
+	struct fb_nbd_conn *c = container_of(t, struct fb_nbd_conn, stall_timer);
 	struct io_uring_sqe *sqe;
+	bool sending = c->tx_busy || c->txq_head;
+	int outq = 0;
 	uint64_t now;
 
-	(void)res;
-	(void)flags;
-	c->ops--;
-	c->stall_timer_armed = false;
-	if (c->closing) {
-		fb_nbd_conn_maybe_free(c);
-		return;
+	if (!sending) {
+		if (!c->mem_paused || c->draining)
+			return;  /* nothing to watch: the next send or pause re-arms */
+		outq = conn_outq(c);
+		if (outq < c->outq)
+			c->tx_moved = true;
+		c->outq = outq;
+		if (outq == 0)
+			return;  /* the client took everything: it only waits for memory */
+	} else {
+		c->outq = INT_MAX;
 	}
-	if (!c->tx_busy && !c->txq_head)
-		return;  /* nothing to send: the next send re-arms */
-	now = mono_ns();
+	now = fb_now_ns();
 	if (c->tx_moved) {
 		c->tx_moved = false;
 		c->tx_moved_ns = now;
+	}
+	if (!sending) {
+		if (conn_stalled(c, now))
+			conn_stall_evict(c);
+		else
+			conn_stall_arm(c);
+		return;
 	}
 	conn_stall_arm(c);
 	if (c->tx_busy && !c->tx_probe && conn_stalled(c, now)) {
@@ -780,16 +690,6 @@ static void conn_stall_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
 		c->ops++;
 		c->tx_probe = true;
 	}
-}
-
-static void conn_stall_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, stall_timer_rm_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
 }
 
 static void conn_tx_cancel_done(struct fb_uring_op *op, int res, uint32_t flags)
@@ -804,39 +704,10 @@ static void conn_tx_cancel_done(struct fb_uring_op *op, int res, uint32_t flags)
 
 /* ------------------------------------------------------------- sending */
 
-static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
+/* n plaintext bytes of hs_out and the reply queue have left (sent, or
+ * encrypted into the TLS buffer): finished replies free their requests. */
+static void conn_tx_consume(struct fb_nbd_conn *c, size_t n)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, tx_op);
-	size_t n;
-
-	(void)flags;
-	c->ops--;
-	c->tx_busy = false;
-	if (c->tx_probe) {
-		/* A stall probe: cancelled with no byte taken, or completed. */
-		c->tx_probe = false;
-		if (res == -ECANCELED) {
-			if (!c->closing && conn_stalled(c, mono_ns())) {
-				conn_stall_evict(c);
-				return;
-			}
-			/* Bytes moved while the cancel was on its way. Kernels
-			 * that predate partial results on cancelled sends say
-			 * -ECANCELED even when some bytes went out, and resending
-			 * would then corrupt the reply stream: closing is the
-			 * only answer safe on every kernel (rare: it needs a
-			 * stall of stall_ms ended in the cancel's window). */
-			conn_close(c);
-			return;
-		}
-	}
-	if (res < 0 && res != -EAGAIN && res != -EINTR) {
-		conn_close(c);
-		return;
-	}
-	if (res > 0)
-		c->tx_moved = true;
-	n = res > 0 ? (size_t)res : 0;
 	if (c->hs_out.off < c->hs_out.len) {
 		size_t k = c->hs_out.len - c->hs_out.off;
 
@@ -864,12 +735,63 @@ static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 			c->txq_tail = NULL;
 		fb_nbd_req_put(c, req);
 	}
+}
+
+/* Nothing left to send, plaintext or ciphertext. */
+static bool conn_tx_empty(struct fb_nbd_conn *c)
+{
+	struct conn_buf *o = c->tls ? fb_nbd_tls_out(c) : NULL;
+
+	return c->hs_out.len == 0 && !c->txq_head && (!o || o->off == o->len);
+}
+
+static void conn_tls_begin(struct fb_nbd_conn *c);
+
+static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
+{
+	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, tx_op);
+
+	(void)flags;
+	c->ops--;
+	c->tx_busy = false;
+	if (c->tx_probe) {
+		/* A stall probe: cancelled with no byte taken, or completed. */
+		c->tx_probe = false;
+		if (res == -ECANCELED) {
+			if (!c->closing && conn_stalled(c, fb_now_ns())) {
+				conn_stall_evict(c);
+				return;
+			}
+			/* Bytes moved while the cancel was on its way. Kernels
+			 * that predate partial results on cancelled sends say
+			 * -ECANCELED even when some bytes went out, and resending
+			 * would then corrupt the reply stream: closing is the
+			 * only answer safe on every kernel (rare: it needs a
+			 * stall of stall_ms ended in the cancel's window). */
+			conn_close(c);
+			return;
+		}
+	}
+	if (res < 0 && res != -EAGAIN && res != -EINTR) {
+		conn_close(c);
+		return;
+	}
+	if (res > 0)
+		c->tx_moved = true;
+	if (c->tls)
+		fb_nbd_tls_out(c)->off += res > 0 ? (size_t)res : 0;  /* plaintext went at encryption */
+	else
+		conn_tx_consume(c, res > 0 ? (size_t)res : 0);
 	if (c->closing) {
 		fb_nbd_conn_maybe_free(c);
 		return;
 	}
-	if (c->close_after_tx && c->hs_out.len == 0 && !c->txq_head) {
+	if (c->close_after_tx && conn_tx_empty(c)) {
 		conn_close(c);
+		return;
+	}
+	if (c->tls_starting && c->hs_out.len == 0) {
+		conn_tls_begin(c);  /* the ACK is out: the client's handshake follows */
 		return;
 	}
 	conn_tx_kick(c);
@@ -882,19 +804,30 @@ static void conn_tx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 }
 
 /* Sends what is queued (up to CONN_TX_BATCH bytes) in one sendmsg, unless a
- * send is in flight (its completion sends the rest). */
+ * send is in flight (its completion sends the rest). On TLS the batch is
+ * encrypted first and the ciphertext goes out instead. */
 static void conn_tx_kick(struct fb_nbd_conn *c)
 {
 	struct io_uring_sqe *sqe;
 	struct nbd_req *req;
 	unsigned n = 0;
 	size_t bytes = 0;
+	struct conn_buf *o = NULL;
 
 	if (c->tx_busy || c->closing || c->in_parse)
 		return;
+	if (c->tls) {
+		o = fb_nbd_tls_out(c);
+		if (o->off < o->len)
+			goto send;  /* ciphertext first */
+		o->off = o->len = 0;
+		if (!fb_nbd_tls_up(c))
+			return;
+	}
 	if (c->hs_out.off < c->hs_out.len) {
 		c->tx_iov[n].iov_base = c->hs_out.p + c->hs_out.off;
 		c->tx_iov[n].iov_len = c->hs_out.len - c->hs_out.off;
+		bytes += c->tx_iov[n].iov_len;
 		n++;
 	}
 	for (req = c->txq_head; req && n + req->tx_iovcnt <= CONN_TX_IOV && bytes < CONN_TX_BATCH;
@@ -909,6 +842,17 @@ static void conn_tx_kick(struct fb_nbd_conn *c)
 	}
 	if (!n)
 		return;
+	if (o) {
+		if (fb_nbd_tls_encrypt(c, c->tx_iov, n)) {
+			conn_close(c);
+			return;
+		}
+		conn_tx_consume(c, bytes);
+	send:
+		c->tx_iov[0].iov_base = o->p + o->off;
+		c->tx_iov[0].iov_len = o->len - o->off;
+		n = 1;
+	}
 	memset(&c->tx_msg, 0, sizeof(c->tx_msg));
 	c->tx_msg.msg_iov = c->tx_iov;
 	c->tx_msg.msg_iovlen = n;
@@ -917,10 +861,7 @@ static void conn_tx_kick(struct fb_nbd_conn *c)
 	io_uring_sqe_set_data(sqe, &c->tx_op);
 	c->ops++;
 	c->tx_busy = true;
-	if (!c->stall_timer_armed) {
-		c->tx_moved = true;  /* the clock starts at the first tick */
-		conn_stall_arm(c);
-	}
+	conn_stall_watch(c);
 }
 
 /* The reactor's poller, run once per loop pass after completions: sends
@@ -993,14 +934,7 @@ void fb_nbd_conn_txq_push(struct fb_nbd_conn *c, struct nbd_req *req)
  * payload is cut between payload_ms and payload_ms + one re-arm's slack. */
 static void conn_pl_arm(struct fb_nbd_conn *c, uint64_t ms)
 {
-	struct io_uring_sqe *sqe = fb_reactor_get_sqe(c->reactor);
-
-	c->pl_ts.tv_sec = (long long)(ms / 1000);
-	c->pl_ts.tv_nsec = (long long)(ms % 1000) * 1000000LL;
-	io_uring_prep_timeout(sqe, &c->pl_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->pl_timer_op);
-	c->ops++;
-	c->pl_timer_armed = true;
+	fb_timer_arm(c->reactor, &c->pl_timer, ms * 1000000ull);
 }
 
 /* The parser waits for payload bytes of rx_req. */
@@ -1008,31 +942,25 @@ static void conn_pl_wait(struct fb_nbd_conn *c)
 {
 	if (c->pl_seq != c->rx_seq) {
 		c->pl_seq = c->rx_seq;
-		c->pl_start_ns = mono_ns();
+		c->pl_start_ns = fb_now_ns();
 	}
-	if (!c->pl_timer_armed)
+	if (!c->pl_timer.armed)
 		conn_pl_arm(c, c->st->payload_ms);
 }
 
-static void conn_pl_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
+static void conn_pl_timer_fn(struct fb_timer *t)
 {
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, pl_timer_op);
+	struct fb_nbd_conn *c = container_of(t, struct fb_nbd_conn, pl_timer);
 	uint64_t lim = (uint64_t)c->st->payload_ms * 1000000ull, age;
 	char peer[160];
 
-	(void)res;
-	(void)flags;
-	c->ops--;
-	c->pl_timer_armed = false;
-	if (c->closing || c->draining || !c->rx_req) {
-		fb_nbd_conn_maybe_free(c);
+	if (c->draining || !c->rx_req)
 		return;
-	}
 	if (c->pl_seq != c->rx_seq) {  /* not yet timed: starts now */
 		c->pl_seq = c->rx_seq;
-		c->pl_start_ns = mono_ns();
+		c->pl_start_ns = fb_now_ns();
 	}
-	age = mono_ns() - c->pl_start_ns;
+	age = fb_now_ns() - c->pl_start_ns;
 	if (age < lim) {
 		conn_pl_arm(c, (lim - age) / 1000000ull + 1);
 		return;
@@ -1045,19 +973,70 @@ static void conn_pl_timer_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	conn_close(c);
 }
 
-static void conn_pl_timer_rm_done(struct fb_uring_op *op, int res, uint32_t flags)
-{
-	struct fb_nbd_conn *c = container_of(op, struct fb_nbd_conn, pl_timer_rm_op);
-
-	(void)res;
-	(void)flags;
-	c->ops--;
-	fb_nbd_conn_maybe_free(c);
-}
-
 /* ----------------------------------------------------------- receiving */
 
 static void conn_rx_arm(struct fb_nbd_conn *c);
+
+/* ----------------------------------------------------------------- TLS */
+
+/* Handshake, then decrypt what arrived and parse it. */
+static void conn_tls_step(struct fb_nbd_conn *c)
+{
+	if (fb_nbd_tls_advance(c)) {
+		conn_close(c);
+		return;
+	}
+	conn_tx_kick(c);  /* handshake messages, or replies waiting for the handshake */
+	if (!fb_nbd_tls_up(c)) {
+		conn_rx_arm(c);
+		return;
+	}
+	conn_parse(c);  /* may free c */
+}
+
+static void conn_tls_deferred(struct fb_deferred *d)
+{
+	struct fb_nbd_conn *c = container_of(d, struct fb_nbd_conn, tls_defer);
+
+	c->tls_defer_queued = false;
+	c->ops--;
+	if (c->closing || c->draining) {
+		fb_nbd_conn_maybe_free(c);
+		return;
+	}
+	conn_tls_step(c);
+}
+
+static void conn_tls_defer(struct fb_nbd_conn *c)
+{
+	if (c->tls_defer_queued)
+		return;
+	c->tls_defer_queued = true;
+	c->ops++;
+	c->tls_defer.fn = conn_tls_deferred;
+	fb_reactor_defer(c->reactor, &c->tls_defer);
+}
+
+void fb_nbd_conn_starttls(struct fb_nbd_conn *c)
+{
+	/* The NBD spec: nothing negotiated in the clear survives STARTTLS. */
+	c->tls_starting = true;
+	c->structured = false;
+	free(c->meta_name);
+	c->meta_name = NULL;
+	c->meta_name_len = 0;
+}
+
+static void conn_tls_begin(struct fb_nbd_conn *c)
+{
+	c->tls_starting = false;
+	c->blocked = false;
+	if (fb_nbd_tls_start(c, c->tls_creds)) {
+		conn_close(c);
+		return;
+	}
+	conn_tls_step(c);
+}
 
 /* Receiving: a multishot poll stays armed on the socket for the
  * connection's life, and every recv is MSG_DONTWAIT, so io_uring never arms
@@ -1130,6 +1109,12 @@ static void conn_rx_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	 * event instead of finding nothing. */
 	if ((size_t)res < c->rx_len)
 		c->rx_ready = c->rxpoll_seq != c->rx_sub_seq;
+	if (c->tls) {
+		/* Ciphertext; a recv armed before TLS started put it in c->rx. */
+		fb_nbd_tls_rx_put(c, c->rx_to_tls ? NULL : c->rx + c->rx_tail, (size_t)res);
+		conn_tls_step(c);
+		return;
+	}
 	if (c->rx_direct)
 		c->rx_req->got += (uint32_t)res;
 	else
@@ -1146,11 +1131,26 @@ static void conn_rx_arm(struct fb_nbd_conn *c)
 
 	if (c->rx_busy || c->closing)
 		return;
+	if (c->tls && fb_nbd_tls_rx_pending(c)) {
+		conn_tls_defer(c);  /* records already here: decrypt them first */
+		return;
+	}
 	if (!c->rx_ready) {
 		c->rx_wait = true;
 		return;
 	}
-	if (req && req->len - req->got > CONN_DIRECT_MIN) {
+	c->rx_to_tls = c->tls != NULL;
+	if (c->tls) {
+		uint8_t *cipher;
+
+		c->rx_direct = false;
+		fb_nbd_tls_rx_space(c, &cipher, &len);
+		dst = cipher;
+		if (!len) {
+			conn_close(c);  /* a handshake message larger than we take */
+			return;
+		}
+	} else if (req && req->len - req->got > CONN_DIRECT_MIN) {
 		c->rx_direct = true;
 		dst = req->buf + req->got;
 		len = req->len - req->got;
@@ -1230,7 +1230,6 @@ static void conn_start(void *arg)
 {
 	struct fb_nbd_conn *c = arg;
 	struct fb_nbd_conn_list *list;
-	struct io_uring_sqe *sqe;
 	bool stopping;
 	uint8_t *p;
 
@@ -1249,13 +1248,7 @@ static void conn_start(void *arg)
 		conn_close(c);
 		return;
 	}
-	c->hs_ts.tv_sec = CONN_HANDSHAKE_SEC;
-	c->hs_ts.tv_nsec = 0;
-	sqe = fb_reactor_get_sqe(c->reactor);
-	io_uring_prep_timeout(sqe, &c->hs_ts, 0, 0);
-	io_uring_sqe_set_data(sqe, &c->hs_timer_op);
-	c->ops++;
-	c->hs_timer_armed = true;
+	fb_timer_arm(c->reactor, &c->hs_timer, CONN_HANDSHAKE_SEC * 1000000000ull);
 	p = c->hs_out.p;
 	nbd_put64(p, NBD_MAGIC_INIT);
 	nbd_put64(p + 8, NBD_MAGIC_OPTS);
@@ -1265,7 +1258,8 @@ static void conn_start(void *arg)
 	conn_parse(c);
 }
 
-void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd)
+void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int fd,
+			const struct fb_nbd_client_key *client)
 {
 	struct fb_nbd_conn *c = calloc(1, sizeof(*c));
 	struct fb_reactor *r;
@@ -1276,35 +1270,29 @@ void fb_nbd_conn_accept(struct fb_nbd_state *st, struct fb_nbd_listener *l, int 
 		if (c)
 			free(c);
 		close(fd);
-		pthread_mutex_lock(&st->lock);
-		st->nconns--;
-		pthread_cond_broadcast(&st->cond);
-		pthread_mutex_unlock(&st->lock);
+		fb_nbd_conn_uncount(st, NULL, client);
 		return;
 	}
 	c->st = st;
 	c->fd = fd;
+	c->client = *client;
+	c->tls_creds = fb_nbd_tls_creds_get(l->tls);
+	c->tls_required = l->tls_required;
 	c->listener_id = l->id;
 	c->phase = PH_CLIENT_FLAGS;
 	c->rx_op.cb = conn_rx_cb;
 	c->rxpoll_op.cb = conn_rxpoll_cb;
 	c->rx_ready = true;
 	c->tx_op.cb = conn_tx_cb;
-	c->timer_op.cb = conn_timer_cb;
 	c->cancel_op.cb = conn_op_done;
 	c->cancel_rx_op.cb = conn_cancel_rx_done;
-	c->timer_rm_op.cb = conn_timer_rm_done;
-	c->hs_timer_op.cb = conn_hs_timer_cb;
-	c->hs_timer_rm_op.cb = conn_hs_timer_rm_done;
-	c->mem_timer_op.cb = conn_mem_timer_cb;
-	c->mem_timer_rm_op.cb = conn_mem_timer_rm_done;
-	c->idle_timer_op.cb = conn_idle_timer_cb;
-	c->idle_timer_rm_op.cb = conn_idle_timer_rm_done;
-	c->stall_timer_op.cb = conn_stall_timer_cb;
-	c->stall_timer_rm_op.cb = conn_stall_timer_rm_done;
 	c->tx_cancel_op.cb = conn_tx_cancel_done;
-	c->pl_timer_op.cb = conn_pl_timer_cb;
-	c->pl_timer_rm_op.cb = conn_pl_timer_rm_done;
+	fb_timer_init(&c->hs_timer, conn_hs_timer_fn);
+	fb_timer_init(&c->drain_timer, conn_drain_timer_fn);
+	fb_timer_init(&c->mem_timer, conn_mem_timer_fn);
+	fb_timer_init(&c->idle_timer, conn_idle_timer_fn);
+	fb_timer_init(&c->stall_timer, conn_stall_timer_fn);
+	fb_timer_init(&c->pl_timer, conn_pl_timer_fn);
 	r = fb_engine_get_reactor(st->e, st->rr++ % st->nreactors);
 	fb_log(st->e, FB_LOG_DEBUG, "nbd: connection %p on reactor %u", (void *)c,
 	       fb_reactor_index(r));

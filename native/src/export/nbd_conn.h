@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include "nbd.h"
+#include "nbd_tls.h"
 
 #define CONN_QD 128u                  /* requests in flight per connection */
 #define CONN_RX_CAP (64u << 10)       /* receive buffer */
@@ -72,6 +73,16 @@ struct fb_nbd_conn {
 	struct fb_nbd_conn *prev, *next;  /* per-reactor list */
 	int fd;
 	uint64_t listener_id;
+	struct fb_nbd_client_key client;  /* counted in st->clients */
+	/* TLS (nbd_tls.c): the listener's credentials (a reference), whether
+	 * it requires TLS, and the session once STARTTLS is acknowledged. */
+	struct fb_nbd_tls_creds *tls_creds;
+	bool tls_required;
+	bool tls_starting;                /* ACK queued: the session starts once it is sent */
+	bool tls_defer_queued;
+	bool rx_to_tls;                   /* the recv in flight fills the TLS buffer */
+	struct fb_nbd_tls *tls;
+	struct fb_deferred tls_defer;     /* decrypts buffered records on the next turn */
 	enum conn_phase phase;
 	bool no_zeroes, structured, meta;
 	char *meta_name;                  /* export whose base:allocation was selected */
@@ -109,17 +120,15 @@ struct fb_nbd_conn {
 	/* Stall watchdog (see "stalled readers" in nbd_conn.c). */
 	bool tx_moved;                    /* a send took bytes since the last tick */
 	bool tx_probe;                    /* the send in flight is being cancelled to read its progress */
-	bool stall_timer_armed;
 	uint64_t tx_moved_ns;             /* tick time at which progress was last seen */
-	struct __kernel_timespec stall_ts;
-	struct fb_uring_op stall_timer_op, stall_timer_rm_op, tx_cancel_op;
+	int outq;                         /* unread reply bytes in the socket at the last tick */
+	struct fb_timer stall_timer;
+	struct fb_uring_op tx_cancel_op;
 
 	/* Payload deadline (see "payload deadline" in nbd_conn.c). */
 	uint64_t rx_seq;                  /* bumped each time rx_req is set */
 	uint64_t pl_seq, pl_start_ns;     /* the payload being timed, and when it began */
-	bool pl_timer_armed;
-	struct __kernel_timespec pl_ts;
-	struct fb_uring_op pl_timer_op, pl_timer_rm_op;
+	struct fb_timer pl_timer;
 
 	/* requests */
 	struct nbd_req *reqs, *req_free;
@@ -128,21 +137,20 @@ struct fb_nbd_conn {
 	uint8_t *pool[POOL_CLASSES];
 	size_t pool_bytes;
 	bool mem_paused;                  /* blocked on st->mem_limit, on the reactor's paused list */
-	bool mem_timer_armed, idle_timer_armed;
 	struct fb_nbd_conn *mp_prev, *mp_next;
-	struct __kernel_timespec mem_ts, idle_ts;
-	struct fb_uring_op mem_timer_op, mem_timer_rm_op, idle_timer_op, idle_timer_rm_op;
+	struct fb_timer mem_timer, idle_timer;
 
 	/* lifecycle */
 	bool in_parse, blocked, draining, closing, close_after_tx;
 	unsigned ops;                     /* ring ops in flight */
-	bool timer_armed, hs_timer_armed;
 	bool drain_timer_used;            /* the drain timeout was started (once) */
-	struct __kernel_timespec drain_ts, hs_ts;
-	struct fb_uring_op timer_op, cancel_op, cancel_rx_op, timer_rm_op, hs_timer_op, hs_timer_rm_op;
+	struct fb_timer drain_timer, hs_timer;
+	struct fb_uring_op cancel_op, cancel_rx_op;
 };
 
 /* nbd_conn.c */
+/* NBD_OPT_STARTTLS was acknowledged (hs_out holds the ACK). */
+void fb_nbd_conn_starttls(struct fb_nbd_conn *c);
 int fb_nbd_buf_reserve(struct conn_buf *b, size_t more);
 struct nbd_req *fb_nbd_req_get(struct fb_nbd_conn *c);
 void fb_nbd_req_put(struct fb_nbd_conn *c, struct nbd_req *req);

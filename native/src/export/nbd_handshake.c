@@ -245,6 +245,9 @@ static int hs_opt_info_go(struct fb_nbd_conn *c, uint32_t opt, const uint8_t *da
 		rc = conn_bind(c, name, name_len);
 		if (rc == -ENOENT)
 			return hs_error(c, opt, NBD_REP_ERR_UNKNOWN, "export is being removed");
+		if (rc == -EBUSY)
+			return hs_error(c, opt, NBD_REP_ERR_POLICY,
+					"the export is at its connection limit (nbd_max_conns_per_export)");
 		if (rc) {
 			c->close_after_tx = true;  /* half-bound: end the session */
 			return hs_error(c, opt, NBD_REP_ERR_SHUTDOWN, "cannot attach to the export now");
@@ -336,7 +339,25 @@ static int hs_opt_meta(struct fb_nbd_conn *c, uint32_t opt, const uint8_t *data,
 static int conn_handle_option(struct fb_nbd_conn *c, uint32_t opt, const uint8_t *data,
 			      uint32_t len)
 {
+	/* TLS required: nothing is listed, described or opened in the clear. */
+	if (c->tls_required && !fb_nbd_tls_up(c) && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+		if (opt == NBD_OPT_EXPORT_NAME)
+			return -EACCES;  /* no error reply exists for it: hard disconnect */
+		return hs_error(c, opt, NBD_REP_ERR_TLS_REQD,
+				"TLS is required on this socket: send NBD_OPT_STARTTLS first");
+	}
 	switch (opt) {
+	case NBD_OPT_STARTTLS:
+		if (len)
+			return hs_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+		if (!c->tls_creds)
+			return hs_error(c, opt, NBD_REP_ERR_POLICY, "TLS is not configured on this socket");
+		if (c->tls || c->tls_starting)
+			return hs_error(c, opt, NBD_REP_ERR_INVALID, "TLS is already started");
+		if (hs_reply(c, opt, NBD_REP_ACK, NULL, 0))
+			return -ENOMEM;
+		fb_nbd_conn_starttls(c);
+		return 0;
 	case NBD_OPT_EXPORT_NAME:
 		return hs_opt_export_name(c, data, len);
 	case NBD_OPT_ABORT:
@@ -369,6 +390,8 @@ int fb_nbd_hs_parse(struct fb_nbd_conn *c)
 
 	if (c->close_after_tx)
 		return STEP_STOP;
+	if (c->tls_starting)
+		return STEP_BLOCKED;  /* what follows STARTTLS is the TLS handshake */
 	/* hs_out may move when it grows, so options wait while a send of it is
 	 * in flight (clients wait for each reply anyway); they also wait while
 	 * replies are piling up unsent, or a client that pipelines cheap

@@ -6,7 +6,7 @@ SERVE=$(realpath "${1:-$(dirname "$0")/../../out/fb_nbd_serve}") || exit 1
 export SERVE
 cd "$(dirname "$0")"
 failed=0
-for t in nbdinfo qemu-io nbdcopy fio-verify hostile dos malloc-limit remove; do
+for t in nbdinfo qemu-io nbdcopy fio-verify hostile dos malloc-limit remove tls; do
 	if ! sh "./$t.sh"; then
 		echo "FAIL $t"
 		failed=$((failed + 1))
