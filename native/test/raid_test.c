@@ -290,18 +290,22 @@ TEST(bad_input)
 
 /* ------------------------------------------------- randomized I/O */
 
-static void random_io(int level, unsigned n, const char *safe, bool superblock)
+/* strip_kb 64 and more than two reactors: children of 64 KiB run on their
+ * members' home reactors (with the full-row CRC and parity work). */
+static void random_io_on(int level, unsigned n, const char *safe, bool superblock,
+			 unsigned strip_kb, unsigned reactors)
 {
-	struct fb_engine *e = th_engine(2);
+	struct fb_engine *e = th_engine(reactors);
 	struct fb_bdev_desc *d;
 	struct fb_err err;
-	uint64_t nb = make_raid(e, level, n, 1024, 16, false, superblock, safe);
-	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, 64 * BS);
-	/* Up to a bit more than two RAID5 rows (strip 4 blocks). */
-	uint64_t maxb = 4 * (uint64_t)n * 2 + 3;
+	uint64_t sb = strip_kb * 1024 / BS;
+	uint64_t nb = make_raid(e, level, n, 768 + 64 * sb, strip_kb, false, superblock, safe);
+	/* Up to a bit more than two RAID5 rows. */
+	uint64_t maxb = sb * (uint64_t)n * 2 + 3;
+	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, maxb * BS);
 
-	fprintf(stderr, "    %s x%u safe_read=%s superblock=%d: %llu blocks\n", level_str(level), n,
-		safe, superblock, (unsigned long long)nb);
+	fprintf(stderr, "    %s x%u safe_read=%s superblock=%d strip=%uK reactors=%u: %llu blocks\n",
+		level_str(level), n, safe, superblock, strip_kb, reactors, (unsigned long long)nb);
 	CHECK(ref);
 	CHECK_OK(th_open(e, "R", true, &d, &err));
 	check_all(e, d, ref, nb);  /* a new array reads zeroes */
@@ -324,6 +328,11 @@ static void random_io(int level, unsigned n, const char *safe, bool superblock)
 	fb_engine_destroy(e);
 }
 
+static void random_io(int level, unsigned n, const char *safe, bool superblock)
+{
+	random_io_on(level, n, safe, superblock, 16, 2);
+}
+
 TEST(random_io_all_levels)
 {
 	random_io(0, 3, "off", false);
@@ -334,6 +343,8 @@ TEST(random_io_all_levels)
 	random_io(5, 3, "off", false);
 	random_io(5, 4, "repair", true);
 	random_io(5, 5, "verify", true);
+	random_io_on(5, 4, "repair", true, 64, 3);
+	random_io_on(10, 4, "off", false, 64, 3);
 }
 
 /* ------------------------------------------ overlapping writes, reactors */

@@ -37,6 +37,8 @@
 #define RAID_META_PAGE 4096       /* superblock and bitmap unit (bytes) */
 #define RAID_BITMAP_BITS (RAID_META_PAGE * 8)
 #define RAID_DATA_ALIGN (1024 * 1024) /* data starts on a 1 MiB boundary */
+/* Children at least this large go to their member's home reactor. */
+#define RAID_SPREAD_MIN_BYTES (32 * 1024)
 
 enum raid_level { RAID_L0 = 0, RAID_L1 = 1, RAID_L5 = 5, RAID_L10 = 10 };
 enum raid_safe_read { SAFE_READ_OFF = 0, SAFE_READ_VERIFY, SAFE_READ_REPAIR };
@@ -114,6 +116,13 @@ struct raid_bdev {
 	/* Member channels on reactor 0, for the bitmap owner and background
 	 * walks (touched only on reactor 0, set up by control threads). */
 	struct fb_io_channel *r0ch[RAID_MAX_MEMBERS];
+	/* Member channels on each member's home reactor. RAM (and fast)
+	 * members are CPU bound: one reactor copying for every member caps a
+	 * row at one core, so large children (with their CRC and parity
+	 * work) run on the member's home reactor, members in parallel. Set
+	 * and cleared with r0ch, on the home reactor. */
+	struct fb_reactor *home[RAID_MAX_MEMBERS];
+	struct fb_io_channel *hch[RAID_MAX_MEMBERS];
 	struct raid_lock_slot locks[RAID_LOCK_SLOTS];
 	uint32_t zero_crc;              /* CRC32C of a zeroed block */
 
@@ -215,6 +224,12 @@ struct raid_child {
 	struct iovec iov[RAID_CHILD_IOV];
 	int iovcnt;
 	int status;
+	/* Work on the child's data that may run on the member's home reactor
+	 * just before it is sent (CRCs, parity); NULL for none. */
+	void (*prep)(struct raid_child *c);
+	struct fb_reactor *origin;      /* reactor of the array I/O */
+	struct fb_msg_node msg;         /* to the home reactor and back */
+	struct fb_io_wait_entry wait;   /* -ENOMEM on the home reactor */
 };
 
 struct raid_io {
@@ -236,6 +251,7 @@ struct raid_io {
 	uint64_t col_lo, col_hi;        /* RAID5: strip offset range worked on */
 	unsigned touched_lo, touched_hi;/* RAID5: data strips written [lo, hi] */
 	struct raid_io *bm_next;        /* bitmap owner's waiting list */
+	void *xsrc[RAID_MAX_MEMBERS];   /* RAID5 full row: data strips, for the parity prep */
 	struct raid_child c[RAID_MAX_MEMBERS * 2];
 };
 

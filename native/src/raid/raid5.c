@@ -406,18 +406,31 @@ static bool aligned_contig(struct raid_io *rio, unsigned k, void **out)
 	return true;
 }
 
-/* Whole row: parity from the caller's buffers; no reads. */
+/* Preps of a full-row write, on the member's home reactor: a data strip's
+ * CRCs; the parity strip (XOR of the data strips) and its CRCs. */
+static void prep_crc(struct raid_child *c)
+{
+	raid_crc_update_iov(c->rio->r, c->member, c->off - c->rio->r->data_offset, c->num, c->iov,
+			    c->iovcnt);
+}
+
+static void prep_parity(struct raid_child *c)
+{
+	xor_into(c->iov[0].iov_base, c->rio->xsrc, c->rio->r->n - 1, c->iov[0].iov_len);
+	prep_crc(c);
+}
+
+/* Whole row: parity from the caller's buffers; no reads. The members'
+ * writes, CRCs and parity run on their home reactors (raid_children_run). */
 static void full_stripe_write(struct raid_io *rio)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned nd = r->n - 1, p = raid5_parity_member(r, rio->row);
 	size_t slen = (size_t)S(r) * r->block_size;
-	void *src[RAID_MAX_MEMBERS];
-	char *pbuf;
 	bool direct = true;
 
 	for (unsigned k = 0; k < nd && direct; k++)
-		direct = aligned_contig(rio, k, &src[k]);
+		direct = aligned_contig(rio, k, &rio->xsrc[k]);
 	/* Direct: scratch holds parity only; else all data, then parity. */
 	if (!raid_scratch_get(rio, direct ? slen : slen * (nd + 1))) {
 		park(rio, full_stripe_write);
@@ -429,35 +442,31 @@ static void full_stripe_write(struct raid_io *rio)
 
 		fb_iov_to_buf(rio->buf, iov, iovcnt, 0, slen * nd);
 		for (unsigned k = 0; k < nd; k++)
-			src[k] = (char *)rio->buf + slen * k;
+			rio->xsrc[k] = (char *)rio->buf + slen * k;
 	}
-	pbuf = direct ? rio->buf : (char *)rio->buf + slen * nd;
-	xor_into(pbuf, src, nd, slen);
 	rio->nchild = rio->next_child = 0;
-	for (unsigned k = 0; k < nd; k++) {
-		unsigned m = raid5_data_member(r, rio->row, k);
-		struct iovec one = {src[k], slen};
+	for (unsigned k = 0; k <= nd; k++) {
+		unsigned m = k < nd ? raid5_data_member(r, rio->row, k) : p;
+		struct raid_child one = {
+			.rio = rio, .member = m, .off = r->data_offset + rio->row * S(r),
+			.num = S(r), .iovcnt = 1,
+			.prep = k < nd ? prep_crc : prep_parity,
+		};
+		struct raid_child *c;
 
-		raid_crc_update_iov(r, m, rio->row * S(r), S(r), &one, 1);
-		if (!raid_member_writable(r, m, rio->row))
+		one.iov[0].iov_base = k < nd ? rio->xsrc[k] : (char *)rio->buf + (direct ? 0 : slen * nd);
+		one.iov[0].iov_len = slen;
+		/* A member that takes no write still needs its CRCs (and the
+		 * parity's) to match what the row now holds. */
+		if (!raid_member_writable(r, m, rio->row)) {
+			one.prep(&one);
 			continue;
-		struct raid_child *c = raid_child_add(rio, m, FB_IO_WRITE, rio->row * S(r), S(r));
-
-		c->flags = fb_bdev_io_get_flags(rio->io);
-		c->iov[0] = one;
-		c->iovcnt = 1;
-	}
-	{
-		struct iovec one = {pbuf, slen};
-
-		raid_crc_update_iov(r, p, rio->row * S(r), S(r), &one, 1);
-		if (raid_member_writable(r, p, rio->row)) {
-			struct raid_child *c = raid_child_add(rio, p, FB_IO_WRITE, rio->row * S(r), S(r));
-
-			c->flags = fb_bdev_io_get_flags(rio->io);
-			c->iov[0] = one;
-			c->iovcnt = 1;
 		}
+		c = raid_child_add(rio, m, FB_IO_WRITE, rio->row * S(r), S(r));
+		c->flags = fb_bdev_io_get_flags(rio->io);
+		c->iov[0] = one.iov[0];
+		c->iovcnt = 1;
+		c->prep = one.prep;
 	}
 	rio->after = write_phase_done;
 	raid_children_run(rio);
