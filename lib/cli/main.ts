@@ -11,13 +11,14 @@ import { eventsCommand } from "./commands/events.js";
 import { demoCommand } from "./commands/demo.js";
 import { engineCommand } from "./commands/engine.js";
 import { providerCommand } from "./commands/provider.js";
+import { raidCommand } from "./commands/raid.js";
 import { agentActualSourceFactory } from "../fleet/fleet.js";
 
 /**
  * Every subcommand, in `--help` order. To add one: write lib/cli/commands/<name>.ts
  * exporting a `CliCommand`, import it here and append it to this list.
  */
-export const COMMANDS: CliCommand[] = [validateCommand, planCommand, applyCommand, destroyCommand, showCommand, eventsCommand, agentCommand, engineCommand, providerCommand, demoCommand];
+export const COMMANDS: CliCommand[] = [validateCommand, planCommand, applyCommand, destroyCommand, showCommand, eventsCommand, raidCommand, agentCommand, engineCommand, providerCommand, demoCommand];
 
 // `plan` without --actual asks the agents named in the topology (lib/fleet/fleet.ts).
 setActualSourceFactory(agentActualSourceFactory);

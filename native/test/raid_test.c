@@ -509,8 +509,10 @@ static void corruption(int level, unsigned n, const char *mode, unsigned flips)
 		 * twice (the CRC check, then the repair's look at every copy). */
 		CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
 				"{\"name\":\"EE_M%u\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
-				"\"num\":%u,\"offset_blocks\":%llu,\"num_blocks\":1}",
-				m, verify ? 1 : 2, (unsigned long long)(data_off + mblk)));
+				"\"num\":%u,\"offset_blocks\":%llu,\"num_blocks\":1,"
+				"\"corrupt_offset\":%u,\"corrupt_value\":%u}",
+				m, verify ? 1 : 2, (unsigned long long)(data_off + mblk),
+				(unsigned)(rnd() % BS), 1u << (rnd() % 8)));
 		memset(buf, 0, BS);
 		int rc = th_read(e, (unsigned)(i % 2), d, buf, lba, 1);
 
@@ -584,7 +586,7 @@ TEST(scrub_repairs)
 	/* One read of member 1's sixth row returns a flipped bit: the scrub's. */
 	CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
 			"{\"name\":\"EE_M1\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
-			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1}",
+			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1,\"corrupt_value\":1}",
 			(unsigned long long)(data_offset(e) + 5 * 4 + 1)));
 	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
 	uint64_t deadline = fb_now_ns() + 60ull * 1000000000ull;

@@ -266,18 +266,13 @@ static void overlay(struct raid_io *rio)
 	}
 }
 
-/* Slots hold the complete new column: parity from the data, then write
- * the touched data, parity and `also` (a rebuilt bad strip, or n). */
-static void write_column(struct raid_io *rio, unsigned also)
+/* Slots of the touched data and parity hold their new contents: write
+ * them, and `also` (a rebuilt bad strip, or n), with their CRCs. */
+static void write_touched(struct raid_io *rio, unsigned also)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned p = raid5_parity_member(r, rio->row);
-	void *src[RAID_MAX_MEMBERS];
-	unsigned ns = 0;
 
-	for (unsigned k = 0; k < r->n - 1; k++)
-		src[ns++] = slot(rio, raid5_data_member(r, rio->row, k));
-	xor_into(slot(rio, p), src, ns, col_bytes(rio));
 	rio->nchild = rio->next_child = 0;
 	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
 		unsigned m = raid5_data_member(r, rio->row, k);
@@ -299,6 +294,31 @@ static void write_column(struct raid_io *rio, unsigned also)
 	raid_children_run(rio);
 }
 
+/* Slots hold the complete new column: parity from the data, then write. */
+static void write_column(struct raid_io *rio, unsigned also)
+{
+	struct raid_bdev *r = rio->r;
+	void *src[RAID_MAX_MEMBERS];
+	unsigned ns = 0;
+
+	for (unsigned k = 0; k < r->n - 1; k++)
+		src[ns++] = slot(rio, raid5_data_member(r, rio->row, k));
+	xor_into(slot(rio, raid5_parity_member(r, rio->row)), src, ns, col_bytes(rio));
+	write_touched(rio, also);
+}
+
+/* Scratch for every slot (self parks until there is), then the whole
+ * column of every usable member, then next. */
+static void read_whole_column(struct raid_io *rio, void (*self)(struct raid_io *),
+			      void (*next)(struct raid_io *))
+{
+	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
+		park(rio, self);
+		return;
+	}
+	read_column(rio, ~0u, next);
+}
+
 static void degraded_write(struct raid_io *rio);
 
 static void degraded_write_read(struct raid_io *rio)
@@ -306,10 +326,7 @@ static void degraded_write_read(struct raid_io *rio)
 	struct raid_bdev *r = rio->r;
 	unsigned lost = r->n, bad;
 
-	if (reap_read_errors(rio) && lost_count(rio, &lost) > 1) {
-		raid_io_finish(rio, -EIO);
-		return;
-	}
+	reap_read_errors(rio);
 	if (lost_count(rio, &lost) > 1) {
 		raid_io_finish(rio, -EIO);
 		return;
@@ -333,11 +350,7 @@ static void degraded_write_read(struct raid_io *rio)
 
 static void degraded_write(struct raid_io *rio)
 {
-	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
-		park(rio, degraded_write);
-		return;
-	}
-	read_column(rio, ~0u, degraded_write_read);
+	read_whole_column(rio, degraded_write, degraded_write_read);
 }
 
 /* RMW: slots of touched data and parity hold old contents. */
@@ -363,17 +376,7 @@ static void rmw_read_done(struct raid_io *rio)
 	overlay(rio);
 	src[0] = slot(rio, r->n);
 	xor_into(slot(rio, p), src, ns, col_bytes(rio));
-	rio->nchild = rio->next_child = 0;
-	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
-		unsigned m = raid5_data_member(r, rio->row, k);
-
-		crc_update_slot(rio, m);
-		add_write(rio, m);
-	}
-	crc_update_slot(rio, p);
-	add_write(rio, p);
-	rio->after = write_phase_done;
-	raid_children_run(rio);
+	write_touched(rio, r->n);
 }
 
 static void rcw_read_done(struct raid_io *rio)
@@ -618,11 +621,7 @@ static void slow_read_done(struct raid_io *rio)
 /* Whole column of every usable member, row locked. */
 static void slow_read(struct raid_io *rio)
 {
-	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
-		park(rio, slow_read);
-		return;
-	}
-	read_column(rio, ~0u, slow_read_done);
+	read_whole_column(rio, slow_read, slow_read_done);
 }
 
 
