@@ -345,6 +345,7 @@ TEST(random_io_all_levels)
 	random_io(5, 5, "verify", true);
 	random_io_on(5, 4, "repair", true, 64, 3);
 	random_io_on(10, 4, "off", false, 64, 3);
+	random_io_on(5, 3, "verify", false, 64, 2);
 }
 
 /* ------------------------------------------ overlapping writes, reactors */
@@ -567,6 +568,42 @@ TEST(corruption_1000_flips)
 	corruption(5, 3, "verify", 1000);
 	corruption(10, 4, "repair", 1000);
 	corruption(10, 4, "verify", 1000);
+}
+
+/* A scrub paced to a crawl (it waits on its rate-limit timer) stops at
+ * once when asked, says so, and a new one can start and finish. */
+TEST(scrub_stop_while_paced)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_err err;
+	uint64_t since, deadline = fb_now_ns() + 60ull * 1000000000ull;
+
+	make_raid(e, 1, 2, 1024, 16, false, true, "repair");
+	since = last_note(e);
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":1}"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\"}"), -EBUSY);
+	/* One row (2 x 16 KiB) at 1 KiB/s: the walk then waits ~32 s on its timer. */
+	for (;;) {
+		struct fb_json_val *doc = raid_info(e, "R");
+		const struct fb_json_val *pr = fb_json_val_object_get(
+			fb_json_val_object_get(info_of(doc, "R"), "process"), "progress");
+		uint64_t blocks = 0;
+
+		CHECK(fb_json_val_uint64(fb_json_val_object_get(pr, "blocks"), &blocks) == 0);
+		fb_json_val_free(doc);
+		if (blocks > 0)
+			break;
+		CHECK(fb_now_ns() < deadline);
+		usleep(1000);
+	}
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_stop", "{\"name\":\"R\"}"));
+	CHECK_EQ(notes(e, "raid_scrub_done", "\"error\":-125", since), 1);
+	since = last_note(e);
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
+	while (notes(e, "raid_scrub_done", NULL, since) == 0 && fb_now_ns() < deadline)
+		usleep(2000);
+	CHECK_EQ(notes(e, "raid_scrub_done", "\"error\":0", since), 1);
+	fb_engine_destroy(e);
 }
 
 /* Scrub finds and repairs a flip the reads never touched. */
@@ -851,6 +888,7 @@ int main(int argc, char **argv)
 	RUN_IF(overlapping_writes_two_reactors);
 	RUN_IF(corruption_1000_flips);
 	RUN_IF(scrub_repairs);
+	RUN_IF(scrub_stop_while_paced);
 	RUN_IF(member_failure_and_rebuild);
 	RUN_IF(hot_remove_member);
 	RUN_IF(raid0_member_loss_offline);

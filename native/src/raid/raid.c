@@ -147,10 +147,19 @@ static void *md_main(void *arg)
 
 	pthread_mutex_lock(&r->md_mu);
 	for (;;) {
-		while (!r->md_sb_dirty && !r->md_stop)
+		while (!r->md_sb_dirty && !r->md_stop && !r->md_rebuilt)
 			pthread_cond_wait(&r->md_cv, &r->md_mu);
 		if (r->md_stop)
 			break;
+		if (r->md_rebuilt) {
+			/* Without ctl_mu: control paths hold it while they wait for
+			 * the walk to be done, which this ends. */
+			r->md_rebuilt = false;
+			pthread_mutex_unlock(&r->md_mu);
+			raid_bg_rebuild_finish(r);
+			pthread_mutex_lock(&r->md_mu);
+			continue;
+		}
 		r->md_sb_dirty = false;
 		pthread_mutex_unlock(&r->md_mu);
 		pthread_mutex_lock(&r->ctl_mu);
@@ -935,8 +944,8 @@ static void home_get(void *arg)
 }
 
 /* Control thread: member i's channels on reactor 0 and on its home
- * reactor (members spread over the reactors after reactor 0, which also
- * runs the bitmap and the control work). */
+ * reactor: members spread over the reactors after reactor 0 (which also
+ * runs the bitmap and the walks), or over both when there are two. */
 static int fixed_ch_get(struct raid_bdev *r, unsigned i)
 {
 	unsigned nr = fb_engine_reactor_count(r->e);
@@ -945,7 +954,7 @@ static int fixed_ch_get(struct raid_bdev *r, unsigned i)
 	fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_get, &a);
 	if (a.rc)
 		return a.rc;
-	r->home[i] = fb_engine_get_reactor(r->e, nr > 1 ? 1 + i % (nr - 1) : 0);
+	r->home[i] = fb_engine_get_reactor(r->e, nr > 2 ? 1 + i % (nr - 1) : i % nr);
 	fb_reactor_run_sync(r->home[i], home_get, &a);
 	return a.rc;
 }

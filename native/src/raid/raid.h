@@ -81,6 +81,33 @@ struct raid_member {
 };
 
 /* Background walk over all rows (bg.c): rebuild or scrub. */
+struct raid_bg_io {
+	struct raid_bdev *r;
+	unsigned member;
+	int status;                     /* 1 while in flight */
+	bool note;                      /* scrub repair write: note it when done */
+	enum fb_io_type type;
+	struct iovec iov;
+	struct fb_io_wait_entry wait;   /* -ENOMEM from the member */
+};
+
+/* Walk state; touched on reactor 0 only while the walk runs (bg.c). */
+struct raid_bg_walk {
+	uint8_t *buf;                   /* one strip per member */
+	uint64_t row;
+	unsigned group;                 /* mirror group within the row */
+	unsigned outstanding;
+	void (*after)(struct raid_bdev *r);  /* when outstanding reaches 0 */
+	struct raid_bg_io io[RAID_MAX_MEMBERS];
+	unsigned nio;
+	struct raid_lock_waiter lw;
+	struct fb_timer pace;           /* rate limit */
+	struct fb_deferred next;        /* next row without recursion */
+	uint64_t start_ns, bytes;
+	unsigned last_pct;
+	unsigned rb_lost;               /* RAID5 rebuild: the strip rebuilt */
+};
+
 struct raid_bg {
 	int kind;                       /* 0 none, 1 rebuild, 2 scrub */
 	_Atomic bool stop;
@@ -90,6 +117,7 @@ struct raid_bg {
 	_Atomic uint64_t found, repaired;
 	_Atomic bool done;
 	int result;
+	struct raid_bg_walk w;
 };
 
 struct raid_bdev {
@@ -142,6 +170,7 @@ struct raid_bdev {
 	pthread_mutex_t md_mu;
 	pthread_cond_t md_cv;
 	bool md_sb_dirty, md_stop;
+	bool md_rebuilt;                /* a rebuild's walk ended: store its CRCs, finish */
 
 	pthread_mutex_t ctl_mu;         /* control-path changes (members, bg) */
 	/* Guards what bdev_raid_get_bdevs / driver_specific read and control
@@ -150,8 +179,7 @@ struct raid_bdev {
 	 * info dumps under any engine lock cannot deadlock with ctl_mu. */
 	pthread_mutex_t info_mu;
 	struct raid_bg bg;
-	bool bg_active;                 /* bg_thread to join */
-	pthread_t bg_thread;
+	bool bg_active;                 /* a walk started and not yet waited for */
 	struct raid_bdev *next;         /* module registry */
 };
 
@@ -325,7 +353,9 @@ int raid_bm_resync(struct raid_bdev *r, uint64_t *regions, struct fb_err *err);
 int raid_crc_load(struct raid_bdev *r, unsigned i);
 int raid_crc_store(struct raid_bdev *r, unsigned i);
 
-/* bg.c */
+/* bg.c: walks run on reactor 0 (lock waits, member I/O, a timer for the
+ * rate limit); a rebuild's end (CRC table store) on the metadata thread. */
+void raid_bg_rebuild_finish(struct raid_bdev *r);
 int raid_bg_start(struct raid_bdev *r, int kind, int member, uint64_t rate_kbps,
 		  struct fb_err *err);
 void raid_bg_stop(struct raid_bdev *r);
