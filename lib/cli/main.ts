@@ -11,6 +11,7 @@ import { eventsCommand } from "./commands/events.js";
 import { demoCommand } from "./commands/demo.js";
 import { engineCommand } from "./commands/engine.js";
 import { providerCommand } from "./commands/provider.js";
+import { raidCommand } from "./commands/raid.js";
 import { agentActualSourceFactory } from "../fleet/fleet.js";
 
 /**
@@ -18,7 +19,7 @@ import { agentActualSourceFactory } from "../fleet/fleet.js";
  * the topology (lib/fleet/fleet.ts). To add one: write lib/cli/commands/<name>.ts
  * exporting a `CliCommand`, import it here and append it to this list.
  */
-export const COMMANDS: CliCommand[] = [validateCommand, planCommand(agentActualSourceFactory), applyCommand, destroyCommand, showCommand, eventsCommand, agentCommand, engineCommand, providerCommand, demoCommand];
+export const COMMANDS: CliCommand[] = [validateCommand, planCommand(agentActualSourceFactory), applyCommand, destroyCommand, showCommand, eventsCommand, raidCommand, agentCommand, engineCommand, providerCommand, demoCommand];
 
 /** Builds the commander program (exported for tests and for embedding). */
 export function buildProgram(commands: readonly CliCommand[] = COMMANDS): Command {

@@ -150,8 +150,8 @@ async function safeReadStep(step: Step, say: Say, rpc: SpdkRpcClient, agent: Run
     const info = await rpc.call<{ name: string; base_bdevs_list: { name: string; data_offset: number }[] }[]>("bdev_raid_get_bdevs", { category: "all" });
     const dataOffset = info.find((x) => x.name === "safe0")?.base_bdevs_list.find((m) => m.name === "EE_sr_a")?.data_offset ?? 0;
     const lba = 8;
-    await rpc.call("bdev_error_inject_error", { name: "EE_sr_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: dataOffset + lba, num_blocks: 1 });
-    say(`  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, offset_blocks: ${dataOffset + lba} (array lba ${lba}), num_blocks: 1}`);
+    await rpc.call("bdev_error_inject_error", { name: "EE_sr_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: dataOffset + lba, num_blocks: 1, corrupt_offset: 100, corrupt_value: 0x04 });
+    say(`  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, offset_blocks: ${dataOffset + lba} (array lba ${lba}), num_blocks: 1, corrupt_offset: 100, corrupt_value: 0x04} (one bit of byte 100 flipped)`);
     // The injection hits the next reads that reach EE_sr_a; read until they have (every read is checked by the client).
     let repair: AgentEventLike | undefined;
     for (let i = 0; i < 8 && !repair; i++) {

@@ -15,6 +15,7 @@ import { AgentRpcError } from "./client.js";
 import type { AgentEvent } from "../state/events.js";
 import type { ApplyResult } from "../agent/service.js";
 import { ProgressRenderer } from "./progress.js";
+import { RaidProgressRenderer, watchRaidJobs } from "./rebuild-progress.js";
 
 /** Options of {@link runFleetApply}. */
 export interface FleetApplyOptions {
@@ -35,6 +36,11 @@ export interface FleetApplyOptions {
   readonly pollMs?: number;
   /** Where the topology came from (its commit), recorded with the plan digest in the agents' events. */
   readonly origin?: Omit<ApplyAudit, "planDigest">;
+  /**
+   * After an apply that replaces RAID members, wait and show the rebuilds' progress
+   * until they end. @default true on a TTY (otherwise one line says how to follow them)
+   */
+  readonly waitRebuild?: boolean;
 }
 
 /** How a run ended, for machine-readable output. */
@@ -156,8 +162,10 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   const audit: ApplyAudit = { planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(p), ...(o.origin ?? {}) };
   out.write("\n");
   const progress = new ProgressRenderer(out);
+  const sinceByDpu = new Map<string, number>();
   const outcomes = await forEachDpu(changing, async (t) => {
     const since = (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)).lastSeq;
+    sinceByDpu.set(t.dpu, since);
     const seen: AgentEvent[] = [];
     events.set(t.dpu, seen);
     const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => {
@@ -184,6 +192,7 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   out.write("\n");
   for (const [dpu, r] of results) out.write(`${dpu}: ${o.mode === "destroy" ? "Destroy" : "Apply"} complete! ${r.applied.length} step(s), generation ${r.generation}.\n`);
   if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
+  if (o.mode === "apply") await followRebuilds(o, p, changing.filter((t) => results.has(t.dpu)), sinceByDpu);
   return done();
 }
 
@@ -267,6 +276,35 @@ export function applyReport(mode: "apply" | "destroy", source: string, r: FleetA
       };
     }),
   };
+}
+
+/** How long to wait for a replaced member's rebuild to show up in the agent's events. */
+const REBUILD_START_MS = 30_000;
+
+/**
+ * RAID arrays whose members this apply replaced rebuild online: on a TTY (or when
+ * asked), show each rebuild's progress until it ends; otherwise say how to follow it.
+ */
+async function followRebuilds(o: FleetApplyOptions, p: Plan, applied: readonly DpuTarget[], since: ReadonlyMap<string, number>): Promise<void> {
+  const arrays = p.resource_changes.filter((c) => c.kind === "raid" && c.change.actions[0] === "update" && c.field_changes.some((f) => f.field === "members") && applied.some((t) => t.dpu === c.dpu));
+  if (!arrays.length) return;
+  const out = o.out;
+  if (!(o.waitRebuild ?? !!out.isTTY)) {
+    out.write(`\n${arrays.map((c) => c.address).join(", ")}: rebuilding onto the new member(s) in the background; follow it with \`flexbso raid status --watch\`.\n`);
+    return;
+  }
+  out.write(`\nRebuilding ${arrays.map((c) => c.address).join(", ")} (Ctrl-C stops watching; the rebuild goes on):\n`);
+  const r = new RaidProgressRenderer(out);
+  const ended = (address: string): boolean => r.all().some((j) => j.kind === "rebuild" && j.address === address && j.state !== "running");
+  const started = (address: string): boolean => r.all().some((j) => j.kind === "rebuild" && j.address === address);
+  const t0 = Date.now();
+  await watchRaidJobs(applied.filter((t) => arrays.some((c) => c.dpu === t.dpu)), r, {
+    since,
+    pollMs: o.pollMs ?? 250,
+    // Done when every array's rebuild has ended, or (engine gave no word) when none started in time.
+    until: () => arrays.every((c) => ended(c.address) || (!started(c.address) && Date.now() - t0 > REBUILD_START_MS)),
+  });
+  r.finish();
 }
 
 function describeApplyError(e: Error): string {

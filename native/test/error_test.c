@@ -8,13 +8,15 @@
 #define BS 512u
 #define NB 256u
 
-enum kind { K_NONE, K_FAILURE, K_CORRUPT, K_DROP };
+enum kind { K_NONE, K_FAILURE, K_CORRUPT, K_DROP, K_PENDING, K_NOMEM };
 
 struct inj {
 	uint32_t mask; /* one io type bit, or 0 for all */
 	enum kind kind;
 	uint64_t count; /* 0 = every I/O */
 	uint64_t off, num;
+	uint64_t coff;  /* corrupt_data: corrupt_offset and corrupt_value */
+	unsigned cval;
 };
 
 static struct inj inj_of(uint32_t mask, enum kind kind, uint64_t count, uint64_t off, uint64_t num)
@@ -26,7 +28,8 @@ static struct inj inj_of(uint32_t mask, enum kind kind, uint64_t count, uint64_t
 static int inject(struct fb_engine *e, const char *name, const struct inj *i, struct fb_err *err)
 {
 	static const char *const types[] = {"read", "write", "flush", "unmap", "write_zeroes"};
-	static const char *const kinds[] = {"failure", "failure", "corrupt_data", "drop_write"};
+	static const char *const kinds[] = {"failure", "failure", "corrupt_data", "drop_write",
+					    "pending", "nomem"};
 	const char *io_type = i->kind == K_NONE && !i->mask ? "clear" : "all";
 
 	for (unsigned t = 0; t < 5; t++)
@@ -34,9 +37,39 @@ static int inject(struct fb_engine *e, const char *name, const struct inj *i, st
 			io_type = types[t];
 	return th_rpc(e, err, "bdev_error_inject_error",
 		      "{\"name\":\"%s\",\"io_type\":\"%s\",\"error_type\":\"%s\",\"num\":%llu,"
-		      "\"offset_blocks\":%llu,\"num_blocks\":%llu}", name, io_type, kinds[i->kind],
+		      "\"offset_blocks\":%llu,\"num_blocks\":%llu,\"corrupt_offset\":%llu,"
+		      "\"corrupt_value\":%u}", name, io_type, kinds[i->kind],
 		      i->kind == K_NONE ? 0ull : i->count ? (unsigned long long)i->count : 4294967295ull,
-		      (unsigned long long)i->off, (unsigned long long)i->num);
+		      (unsigned long long)i->off, (unsigned long long)i->num,
+		      (unsigned long long)i->coff, i->cval);
+}
+
+/* A number from EE_M0's driver_specific info: "key":N after `after`. */
+struct driver_num {
+	const char *after, *key;
+	unsigned long long v;
+};
+
+static int driver_num_of(const struct fb_bdev_info *info, void *arg)
+{
+	struct driver_num *q = arg;
+	const char *p = q->after ? strstr(info->driver_json, q->after) : info->driver_json;
+	char k[64];
+
+	CHECK(p != NULL);
+	snprintf(k, sizeof(k), "\"%s\":", q->key);
+	p = strstr(p, k);
+	CHECK(p != NULL);
+	q->v = strtoull(p + strlen(k), NULL, 10);
+	return 0;
+}
+
+static unsigned long long driver_num(struct fb_engine *e, const char *after, const char *key)
+{
+	struct driver_num q = {.after = after, .key = key};
+
+	CHECK_EQ(fb_bdev_foreach(e, "EE_M0", driver_num_of, &q), 0);
+	return q.v;
 }
 
 #define R (1u << FB_IO_READ)
@@ -111,14 +144,50 @@ TEST(kinds)
 	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);    /* count used up */
 	CHECK(memcmp(a, b, sizeof(a)) == 0);
 
-	/* corrupt_data: one flipped bit per block, by the name of the base too. */
+	/* corrupt_data needs a value to XOR in (SPDK's -22). */
 	i = inj_of(R, K_CORRUPT, 1, 0, 0);
+	CHECK_EQ(inject(e, "EE_M0", &i, &err), -EINVAL);
+	CHECK(strstr(err.msg, "'corrupt_value'") != NULL);
+	/* corrupt_data, by the name of the base too: corrupt_value XORed into
+	 * the byte corrupt_offset from the I/O's start (no range: SPDK's). */
+	i.coff = 3;
+	i.cval = 0x81;
 	CHECK_OK(inject(e, "M0", &i, &err));
 	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
 	for (unsigned k = 0; k < sizeof(a); k++)
-		CHECK_EQ(b[k] ^ a[k], (k % BS == 0) ? 1 : 0);
+		CHECK_EQ(b[k] ^ a[k], k == 3 ? 0x81 : 0);
 	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
 	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	/* With a range, from the first block of the range the I/O covers. */
+	i = inj_of(R, K_CORRUPT, 1, 12, 1);
+	i.coff = 7;
+	i.cval = 0x10;
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
+	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
+	for (unsigned k = 0; k < sizeof(a); k++)
+		CHECK_EQ(b[k] ^ a[k], k == 2 * BS + 7 ? 0x10 : 0);
+	/* Writes store the corrupted byte (SPDK's). */
+	i = inj_of(W, K_CORRUPT, 1, 0, 0);
+	i.coff = BS + 1;
+	i.cval = 0xff;
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
+	memcpy(c, a, sizeof(a));
+	CHECK_EQ(th_write(e, 1, d, c, 10, 4), 0);
+	CHECK_EQ(th_read(e, 1, d, b, 10, 4), 0);
+	for (unsigned k = 0; k < sizeof(a); k++)
+		CHECK_EQ(b[k] ^ a[k], k == BS + 1 ? 0xff : 0);
+	CHECK_EQ(th_write(e, 1, d, a, 10, 4), 0);
+
+	/* nomem: each of three tries meets a shortage and waits on the
+	 * -ENOMEM queue; the fourth passes: the caller sees no error. */
+	i = inj_of(R, K_NOMEM, 3, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
+	memset(b, 0, sizeof(b));
+	CHECK_EQ(th_read(e, 0, d, b, 10, 4), 0);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	CHECK_EQ(driver_num(e, "\"nomem\"", "remaining"), 0);
+	i = inj_of(R, K_NONE, 0, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
 
 	/* drop_write: acknowledged, not stored; unlimited until cleared. */
 	i = inj_of(W, K_DROP, 0, 0, 0);
@@ -147,6 +216,58 @@ TEST(kinds)
 	CHECK_EQ(b[0], 0);
 	fb_bdev_close(d);
 	fb_engine_destroy(e); /* deletes EE_M0 then M0 */
+}
+
+struct held_read {
+	struct fb_engine *e;
+	struct fb_bdev_desc *d;
+	atomic_int rc;          /* 1 until the read returns */
+};
+
+static void *held_read_main(void *arg)
+{
+	struct held_read *h = arg;
+	unsigned char buf[BS];
+
+	atomic_store(&h->rc, th_read(h->e, 1, h->d, buf, 5, 1));
+	return NULL;
+}
+
+/* pending: a read is held until its injection is cleared, then fails with
+ * -ECANCELED; other I/O goes on meanwhile. */
+TEST(pending)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	struct held_read h;
+	pthread_t t;
+	unsigned char buf[BS];
+	uint64_t deadline = fb_now_ns() + 30ull * 1000000000ull;
+	struct inj i = inj_of(R, K_PENDING, 1, 0, 0);
+
+	CHECK_OK(th_malloc(e, "M0", NB, BS, &err));
+	CHECK_OK(th_error_create(e, "M0", &err));
+	CHECK_OK(th_open(e, "EE_M0", true, &d, &err));
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
+	h.e = e;
+	h.d = d;
+	atomic_init(&h.rc, 1);
+	CHECK(pthread_create(&t, NULL, held_read_main, &h) == 0);
+	while (driver_num(e, NULL, "pending_ios") == 0 && fb_now_ns() < deadline)
+		usleep(1000);
+	CHECK_EQ(driver_num(e, NULL, "pending_ios"), 1);
+	CHECK_EQ(th_read(e, 0, d, buf, 6, 1), 0);   /* the count is used up */
+	CHECK_EQ(th_write(e, 1, d, buf, 7, 1), 0);
+	i = inj_of(R, K_NONE, 0, 0, 0);
+	CHECK_OK(inject(e, "EE_M0", &i, &err));
+	while (atomic_load(&h.rc) == 1 && fb_now_ns() < deadline)
+		usleep(1000);
+	CHECK_EQ(atomic_load(&h.rc), -ECANCELED);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK_EQ(driver_num(e, NULL, "pending_ios"), 0);
+	fb_bdev_close(d);
+	fb_engine_destroy(e);
 }
 
 struct hammer {
@@ -200,6 +321,7 @@ TEST(switch_under_load)
 	for (unsigned k = 0; k < 60; k++) {
 		struct inj i = inj_of(0, (enum kind)(k % 4), k % 3, k % NB, k % 7);
 
+		i.cval = 1;
 		CHECK_OK(inject(e, "EE_M0", &i, &err));
 	}
 	/* Cleared, I/O succeeds again on both reactors. Wait for it rather than
@@ -227,6 +349,7 @@ int main(void)
 {
 	RUN(claims);
 	RUN(kinds);
+	RUN(pending);
 	RUN(switch_under_load);
 	return 0;
 }

@@ -290,18 +290,22 @@ TEST(bad_input)
 
 /* ------------------------------------------------- randomized I/O */
 
-static void random_io(int level, unsigned n, const char *safe, bool superblock)
+/* strip_kb 64 and more than two reactors: children of 64 KiB run on their
+ * members' home reactors (with the full-row CRC and parity work). */
+static void random_io_on(int level, unsigned n, const char *safe, bool superblock,
+			 unsigned strip_kb, unsigned reactors)
 {
-	struct fb_engine *e = th_engine(2);
+	struct fb_engine *e = th_engine(reactors);
 	struct fb_bdev_desc *d;
 	struct fb_err err;
-	uint64_t nb = make_raid(e, level, n, 1024, 16, false, superblock, safe);
-	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, 64 * BS);
-	/* Up to a bit more than two RAID5 rows (strip 4 blocks). */
-	uint64_t maxb = 4 * (uint64_t)n * 2 + 3;
+	uint64_t sb = strip_kb * 1024 / BS;
+	uint64_t nb = make_raid(e, level, n, 768 + 64 * sb, strip_kb, false, superblock, safe);
+	/* Up to a bit more than two RAID5 rows. */
+	uint64_t maxb = sb * (uint64_t)n * 2 + 3;
+	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, maxb * BS);
 
-	fprintf(stderr, "    %s x%u safe_read=%s superblock=%d: %llu blocks\n", level_str(level), n,
-		safe, superblock, (unsigned long long)nb);
+	fprintf(stderr, "    %s x%u safe_read=%s superblock=%d strip=%uK reactors=%u: %llu blocks\n",
+		level_str(level), n, safe, superblock, strip_kb, reactors, (unsigned long long)nb);
 	CHECK(ref);
 	CHECK_OK(th_open(e, "R", true, &d, &err));
 	check_all(e, d, ref, nb);  /* a new array reads zeroes */
@@ -324,6 +328,11 @@ static void random_io(int level, unsigned n, const char *safe, bool superblock)
 	fb_engine_destroy(e);
 }
 
+static void random_io(int level, unsigned n, const char *safe, bool superblock)
+{
+	random_io_on(level, n, safe, superblock, 16, 2);
+}
+
 TEST(random_io_all_levels)
 {
 	random_io(0, 3, "off", false);
@@ -334,6 +343,9 @@ TEST(random_io_all_levels)
 	random_io(5, 3, "off", false);
 	random_io(5, 4, "repair", true);
 	random_io(5, 5, "verify", true);
+	random_io_on(5, 4, "repair", true, 64, 3);
+	random_io_on(10, 4, "off", false, 64, 3);
+	random_io_on(5, 3, "verify", false, 64, 2);
 }
 
 /* ------------------------------------------ overlapping writes, reactors */
@@ -498,8 +510,10 @@ static void corruption(int level, unsigned n, const char *mode, unsigned flips)
 		 * twice (the CRC check, then the repair's look at every copy). */
 		CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
 				"{\"name\":\"EE_M%u\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
-				"\"num\":%u,\"offset_blocks\":%llu,\"num_blocks\":1}",
-				m, verify ? 1 : 2, (unsigned long long)(data_off + mblk)));
+				"\"num\":%u,\"offset_blocks\":%llu,\"num_blocks\":1,"
+				"\"corrupt_offset\":%u,\"corrupt_value\":%u}",
+				m, verify ? 1 : 2, (unsigned long long)(data_off + mblk),
+				(unsigned)(rnd() % BS), 1u << (rnd() % 8)));
 		memset(buf, 0, BS);
 		int rc = th_read(e, (unsigned)(i % 2), d, buf, lba, 1);
 
@@ -556,6 +570,42 @@ TEST(corruption_1000_flips)
 	corruption(10, 4, "verify", 1000);
 }
 
+/* A scrub paced to a crawl (it waits on its rate-limit timer) stops at
+ * once when asked, says so, and a new one can start and finish. */
+TEST(scrub_stop_while_paced)
+{
+	struct fb_engine *e = th_engine(2);
+	struct fb_err err;
+	uint64_t since, deadline = fb_now_ns() + 60ull * 1000000000ull;
+
+	make_raid(e, 1, 2, 1024, 16, false, true, "repair");
+	since = last_note(e);
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":1}"));
+	CHECK_EQ(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\"}"), -EBUSY);
+	/* One row (2 x 16 KiB) at 1 KiB/s: the walk then waits ~32 s on its timer. */
+	for (;;) {
+		struct fb_json_val *doc = raid_info(e, "R");
+		const struct fb_json_val *pr = fb_json_val_object_get(
+			fb_json_val_object_get(info_of(doc, "R"), "process"), "progress");
+		uint64_t blocks = 0;
+
+		CHECK(fb_json_val_uint64(fb_json_val_object_get(pr, "blocks"), &blocks) == 0);
+		fb_json_val_free(doc);
+		if (blocks > 0)
+			break;
+		CHECK(fb_now_ns() < deadline);
+		usleep(1000);
+	}
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_stop", "{\"name\":\"R\"}"));
+	CHECK_EQ(notes(e, "raid_scrub_done", "\"error\":-125", since), 1);
+	since = last_note(e);
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
+	while (notes(e, "raid_scrub_done", NULL, since) == 0 && fb_now_ns() < deadline)
+		usleep(2000);
+	CHECK_EQ(notes(e, "raid_scrub_done", "\"error\":0", since), 1);
+	fb_engine_destroy(e);
+}
+
 /* Scrub finds and repairs a flip the reads never touched. */
 TEST(scrub_repairs)
 {
@@ -573,7 +623,7 @@ TEST(scrub_repairs)
 	/* One read of member 1's sixth row returns a flipped bit: the scrub's. */
 	CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
 			"{\"name\":\"EE_M1\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
-			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1}",
+			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1,\"corrupt_value\":1}",
 			(unsigned long long)(data_offset(e) + 5 * 4 + 1)));
 	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
 	uint64_t deadline = fb_now_ns() + 60ull * 1000000000ull;
@@ -838,6 +888,7 @@ int main(int argc, char **argv)
 	RUN_IF(overlapping_writes_two_reactors);
 	RUN_IF(corruption_1000_flips);
 	RUN_IF(scrub_repairs);
+	RUN_IF(scrub_stop_while_paced);
 	RUN_IF(member_failure_and_rebuild);
 	RUN_IF(hot_remove_member);
 	RUN_IF(raid0_member_loss_offline);

@@ -192,7 +192,8 @@ TEST(error_count_exact_across_injects)
 	for (int i = 0; i < 3000; i++) {
 		/* num 0 clears the read injection, 1 adds one. */
 		CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error", "{\"name\":\"EE_M0\","
-				"\"io_type\":\"read\",\"error_type\":\"corrupt_data\",\"num\":%d}",
+				"\"io_type\":\"read\",\"error_type\":\"corrupt_data\",\"corrupt_value\":1,"
+				"\"num\":%d}",
 				(i & 1) ? 0 : 1));
 	}
 	atomic_store(&h->stop, true);

@@ -2,14 +2,16 @@
  *
  *   fb_perf --bdev malloc:256M|null:1G|file:PATH [--block-size 512] [--error-over]
  *           [--raid LEVEL:MEMBERS[:STRIP_KB] [--safe-read off|verify|repair] [--superblock]]
- *           -w randread|randwrite|read|write|randrw [-M 70] -o 4096 -q 32 -t 5 -r 1
+ *           -w randread|randwrite|read|write|randrw [-M 70] -o 4096 -q 32 -t 5 -r 1 [-j 1]
  *           [--poll-us 50] [--verify] [--no-fill] [--json] [--idle SECONDS]
  *
  * --raid builds MEMBERS bdevs of the --bdev spec (malloc or null) and runs on
  * a bdev_raid_create array over them (strip 64 KiB unless given; the
  * superblock also turns on the write-intent bitmap).
  *
- * One job per reactor, each with -q requests in flight, resubmitted from the
+ * One job per reactor (or on the first -j reactors only: the others serve
+ * work a bdev sends them, e.g. RAID members on their home reactors), each
+ * with -q requests in flight, resubmitted from the
  * completion callback until -t seconds have passed. Prints IOPS, MB/s and
  * mean/p50/p99 latency from a log-linear histogram. --verify writes a
  * pattern over each job's share of the bdev, reads it back and checks it
@@ -68,6 +70,7 @@ struct perf {
 	struct fb_bdev_desc *desc;
 	enum workload w;
 	unsigned mix, qd, seconds, reactors;
+	unsigned njobs;               /* jobs on reactors 0..njobs-1 (default: all) */
 	uint32_t io_size, bs;
 	bool verify;
 	bool filling;                 /* untimed pass that writes every block once */
@@ -267,9 +270,9 @@ static void job_start(void *arg)
 
 static void jobs_run(struct perf *p)
 {
-	for (unsigned i = 0; i < p->reactors; i++)
+	for (unsigned i = 0; i < p->njobs; i++)
 		fb_reactor_send(fb_engine_get_reactor(p->e, i), job_start, &p->jobs[i]);
-	for (unsigned i = 0; i < p->reactors; i++)
+	for (unsigned i = 0; i < p->njobs; i++)
 		while (sem_wait(&p->done) != 0)
 			;
 }
@@ -302,7 +305,7 @@ static void usage(void)
 		"usage: fb_perf --bdev malloc:SIZE|null:SIZE|file:PATH [--block-size N] [--error-over]\n"
 		"               [--raid LEVEL:MEMBERS[:STRIP_KB] [--safe-read MODE] [--superblock]]\n"
 		"               -w randread|randwrite|read|write|randrw [-M READ%%] -o IO_SIZE -q QD\n"
-		"               -t SECONDS -r REACTORS [--poll-us N] [--verify] [--no-fill] [--json]\n"
+		"               -t SECONDS -r REACTORS [-j JOBS] [--poll-us N] [--verify] [--no-fill] [--json]\n"
 		"       fb_perf --idle SECONDS [-r REACTORS] [--poll-us N]\n");
 }
 
@@ -314,7 +317,7 @@ static void report(struct perf *p, double secs, uint64_t cpu_us, bool json, cons
 	uint64_t acc = 0;
 
 	memset(hist, 0, sizeof(hist));
-	for (unsigned i = 0; i < p->reactors; i++) {
+	for (unsigned i = 0; i < p->njobs; i++) {
 		struct job *j = &p->jobs[i];
 
 		ios += j->ios;
@@ -385,7 +388,7 @@ int main(int argc, char **argv)
 	uint64_t cpu0, t0, t1, cpu1, nblocks;
 	int c, rc = 1;
 
-	while ((c = getopt_long(argc, argv, "w:M:o:q:t:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "w:M:o:q:t:r:j:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': spec = optarg; break;
 		case 'B': p.bs = (uint32_t)strtoul(optarg, NULL, 0); break;
@@ -418,10 +421,14 @@ int main(int argc, char **argv)
 		case 'q': p.qd = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 't': p.seconds = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'r': p.reactors = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'j': p.njobs = (unsigned)strtoul(optarg, NULL, 0); break;
 		default: usage(); return c == 'h' ? 0 : 2;
 		}
 	}
-	if ((!spec && !idle) || p.qd == 0 || p.reactors == 0 || p.mix > 100 || p.bs == 0 ||
+	if (p.njobs == 0)
+		p.njobs = p.reactors;
+	if ((!spec && !idle) || p.qd == 0 || p.reactors == 0 || p.njobs > p.reactors ||
+	    p.mix > 100 || p.bs == 0 ||
 	    p.io_size % p.bs) {
 		usage();
 		return 2;
@@ -519,14 +526,14 @@ int main(int argc, char **argv)
 	}
 	nblocks = fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(p.desc));
 	p.bs = fb_bdev_get_block_size(fb_bdev_desc_get_bdev(p.desc));
-	if (p.io_size % p.bs || nblocks / p.reactors < p.io_size / p.bs) {
+	if (p.io_size % p.bs || nblocks / p.njobs < p.io_size / p.bs) {
 		fprintf(stderr, "fb_perf: io size %u does not fit the bdev's block size %u / size\n",
 			p.io_size, p.bs);
 		goto out;
 	}
-	p.jobs = calloc(p.reactors, sizeof(*p.jobs));
+	p.jobs = calloc(p.njobs, sizeof(*p.jobs));
 	sem_init(&p.done, 0, 0);
-	for (unsigned i = 0; i < p.reactors; i++) {
+	for (unsigned i = 0; i < p.njobs; i++) {
 		struct job *j = &p.jobs[i];
 		uint64_t units = nblocks / (p.io_size / p.bs);
 
@@ -536,7 +543,7 @@ int main(int argc, char **argv)
 		/* Verify partitions the bdev so jobs never overwrite each other;
 		 * plain workloads let every job roam the whole bdev. */
 		if (p.verify) {
-			j->nunits = units / p.reactors;
+			j->nunits = units / p.njobs;
 			j->first_blk = i * j->nunits * (p.io_size / p.bs);
 		} else {
 			j->nunits = units;
@@ -552,15 +559,15 @@ int main(int argc, char **argv)
 	if (!no_fill && !p.verify && spec[0] != 'n') {
 		/* Untimed: every job writes its own share once. */
 		p.filling = true;
-		for (unsigned i = 0; i < p.reactors; i++) {
+		for (unsigned i = 0; i < p.njobs; i++) {
 			struct job *j = &p.jobs[i];
 			uint64_t units = nblocks / (p.io_size / p.bs);
 
-			j->nunits = units / p.reactors + (i == p.reactors - 1 ? units % p.reactors : 0);
-			j->first_blk = i * (units / p.reactors) * (p.io_size / p.bs);
+			j->nunits = units / p.njobs + (i == p.njobs - 1 ? units % p.njobs : 0);
+			j->first_blk = i * (units / p.njobs) * (p.io_size / p.bs);
 		}
 		jobs_run(&p);
-		for (unsigned i = 0; i < p.reactors; i++) {
+		for (unsigned i = 0; i < p.njobs; i++) {
 			struct job *j = &p.jobs[i];
 			struct task *tasks = j->tasks;
 
@@ -584,14 +591,14 @@ int main(int argc, char **argv)
 	cpu1 = fb_engine_reactor_cpu_us(p.e);
 	report(&p, (double)(t1 - t0) / 1e9, cpu1 - cpu0, json, spec, p.verify ? "verify" : wname);
 	rc = 0;
-	for (unsigned i = 0; i < p.reactors; i++)
+	for (unsigned i = 0; i < p.njobs; i++)
 		if (p.jobs[i].errors || p.jobs[i].mismatches)
 			rc = 1;
 out:
 	if (p.desc)
 		fb_bdev_close(p.desc);
 	fb_engine_destroy(p.e);
-	for (unsigned i = 0; p.jobs && i < p.reactors; i++) {
+	for (unsigned i = 0; p.jobs && i < p.njobs; i++) {
 		for (unsigned k = 0; p.jobs[i].tasks && k < p.qd; k++)
 			free(p.jobs[i].tasks[k].buf);
 		free(p.jobs[i].tasks);

@@ -109,6 +109,20 @@ for (const c of CASES) {
     assert.is(change.change_class, c.expect);
     const r = await cli(["apply", after, "--auto-approve", ...(c.expect === "destructive" ? ["--allow-data-loss"] : [])]);
     assert.is(r.code, 0, r.stdout + r.stderr);
+    if (c.name === "raid member replace") {
+      // Not a TTY: apply says how to follow the rebuild, and `raid status` shows it end.
+      assert.match(r.stdout, "dpu0/raid/r: rebuilding onto the new member(s) in the background; follow it with `flexbso raid status --watch`.");
+      const deadline = Date.now() + 60_000;
+      let st = await cli(["raid", "status", after]);
+      while (!st.stdout.includes("dpu0: raid 'r' rebuild of 'f' done") && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 500));
+        st = await cli(["raid", "status", after]);
+      }
+      assert.match(st.stdout, "dpu0: raid 'r' rebuild of 'f' done", st.stdout + st.stderr);
+      const w = await cli(["raid", "status", after, "--watch"]);
+      assert.is(w.code, 0, w.stdout + w.stderr);
+      assert.match(w.stdout, "dpu0: raid 'r' rebuild of 'f' done");
+    }
     assert.is((await cli(["plan", after])).code, 0, "converged");
     if (read === null) return;
     if (c.expect === "destructive") {

@@ -106,7 +106,7 @@ test("engine notifications: a safe-read repair reaches the event log, `flexbso e
   assert.is((await run("qemu-io", ["-f", "raw", "-c", "write -P 0x33 0 64k", uri])).code, 0);
   const off = (await engine((rpc) => rpc.call<any[]>("bdev_raid_get_bdevs", { category: "all" }))).find((x) => x.name === "ev").base_bdevs_list[0].data_offset;
   // Two corrupted reads of block 0 of EE_ev_a (read first for lba 0): the checksum's and the repair's look.
-  await engine((rpc) => rpc.call("bdev_error_inject_error", { name: "EE_ev_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: off, num_blocks: 1 }));
+  await engine((rpc) => rpc.call("bdev_error_inject_error", { name: "EE_ev_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: off, num_blocks: 1, corrupt_value: 1 }));
   const r = await run("qemu-io", ["-f", "raw", "-c", "read -P 0x33 0 4k", uri]);
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.not.match(r.stdout + r.stderr, /verification failed/i);

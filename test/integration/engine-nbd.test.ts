@@ -157,7 +157,7 @@ test('error injection is visible through NBD reads and writes', () =>
     assert.not.match(ok.stdout, 'Pattern verification failed');
 
     // corrupt_data: the read succeeds but the pattern check fails.
-    await eng.call('bdev_error_inject_error', { name: 'EE_base', io_type: 'read', error_type: 'corrupt_data', num: 1 });
+    await eng.call('bdev_error_inject_error', { name: 'EE_base', io_type: 'read', error_type: 'corrupt_data', num: 1, corrupt_offset: 17, corrupt_value: 0x80 });
     const bad = await qemuIo(uri, ['read -P 0x5a 0 4096'], true);
     assert.match(bad.stdout + bad.stderr, 'Pattern verification failed');
 

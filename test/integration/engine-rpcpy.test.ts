@@ -153,6 +153,11 @@ test('bdevs: create with -u, get, error bdev, iostat -b/-c/--names, resets, QoS,
     assert.match(await fails(eng, -17, 'bdev_error_create', 'M0'), "'EE_M0' already exists");
     assert.is(await ok(eng, 'bdev_error_inject_error', 'EE_M0', 'read', 'failure', '-n', '1'), true);
     assert.is(await fails(eng, -19, 'bdev_error_inject_error', 'EE_nope', 'read', 'failure') !== '', true);
+    // corrupt_data needs a value to XOR in (SPDK's -22); pending and nomem are SPDK's kinds too.
+    assert.match(await fails(eng, -22, 'bdev_error_inject_error', 'EE_M0', 'read', 'corrupt_data'), "'corrupt_value'");
+    assert.is(await ok(eng, 'bdev_error_inject_error', 'EE_M0', 'read', 'corrupt_data', '-o', '0', '-v', '1'), true);
+    assert.is(await ok(eng, 'bdev_error_inject_error', 'EE_M0', 'write', 'nomem', '-n', '1'), true);
+    assert.is(await ok(eng, 'bdev_error_inject_error', 'EE_M0', 'flush', 'pending', '-n', '1'), true);
     // The base is claimed by EE_M0: deleting it is refused while claimed.
     assert.match(await fails(eng, -16, 'bdev_malloc_delete', 'M0'), /claim|busy|EE_M0/i);
 

@@ -6,8 +6,13 @@
  * come through the rebuilt spare). And a safe-read catch: a bit flipped under
  * a member comes back repaired, with the event naming the member.
  */
+import { Writable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+
+import { NotificationPoller } from '../../lib/agent/notifications';
+import { RaidProgressRenderer } from '../../lib/fleet/rebuild-progress';
+import type { AgentEvent } from '../../lib/state/events';
 
 import { nbdUnixUri, withEngine, type EngineProcess } from './helpers/engine';
 import { requireTools, runTool } from './helpers/proc';
@@ -74,6 +79,24 @@ test('raid5f: a member fails under fio verify, no client error; online rebuild; 
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.is(info.base_bdevs_list[2]!.name, 'spare');
+      // The agent's poller turns the engine's notifications into events; the CLI's
+      // progress renderer (not a TTY here) prints the rebuild from start to done.
+      const events: AgentEvent[] = [];
+      const poller = new NotificationPoller({
+        rpc: { call: (m, p) => eng.call(m, p) }, stateDir: eng.path('.'), enginePid: () => null,
+        emit: async (ev) => events.push({ ...ev, seq: events.length + 1, time: new Date().toISOString() }),
+      });
+      await poller.poll();
+      const lines: string[] = [];
+      const progress = new RaidProgressRenderer(new Writable({ write(c, _e, cb) { lines.push(...String(c).split('\n').filter(Boolean)); cb(); } }), false);
+      for (const ev of events) progress.onEvent('dpu1', ev);
+      for (const ev of events) progress.onEvent('dpu1', ev); // seen twice: nothing more
+      const job = progress.all().find((j) => j.kind === 'rebuild');
+      assert.equal([job?.state, job?.member, job?.percent, progress.running().length], ['done', 'spare', 100, 0]);
+      assert.is(lines[0], "dpu1: raid 'r' rebuild of 'spare' 0%");
+      assert.is(lines[lines.length - 1], "dpu1: raid 'r' rebuild of 'spare' done");
+      const pct = lines.slice(1, -1).map((l) => Number(/ (\d+)%$/.exec(l)?.[1]));
+      assert.ok(pct.length >= 5 && pct.every((v, i) => v > (i ? pct[i - 1]! : 0)), lines.join('\n'));
       await fio(uri, true);
       // Redundancy is back: lose another member, the data still verifies.
       await eng.call('bdev_raid_remove_base_bdev', { name: 'EE_m0' });
@@ -98,7 +121,7 @@ test('raid1 safe_read repair: a flipped bit under a member reads back right, and
     // for the read and for the repair's second look.
     await eng.call('bdev_error_inject_error', {
       name: 'EE_m0', io_type: 'read', error_type: 'corrupt_data', num: 2,
-      offset_blocks: raid.base_bdevs_list[0]!.data_offset, num_blocks: 1,
+      offset_blocks: raid.base_bdevs_list[0]!.data_offset, num_blocks: 1, corrupt_offset: 0, corrupt_value: 1,
     });
     await runTool('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 0 4k', uri]);
     const info = await raidInfo(eng);

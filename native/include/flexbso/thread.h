@@ -37,6 +37,16 @@ const struct fb_engine_opts *fb_engine_get_opts(const struct fb_engine *e);
 
 /* Runs fn(arg) on reactor r, soon (any thread; never fails: the queue grows). */
 void fb_reactor_send(struct fb_reactor *r, fb_msg_fn fn, void *arg);
+/* The same with a node the caller owns (embed it: no allocation, for I/O
+ * paths). The node stays the caller's; it must stay valid until fn starts,
+ * and fn may send it again. */
+struct fb_msg_node {
+	struct fb_msg_node *next;       /* engine-owned from here down */
+	fb_msg_fn fn;
+	void *arg;
+	bool heap;
+};
+void fb_reactor_send_node(struct fb_reactor *r, struct fb_msg_node *n, fb_msg_fn fn, void *arg);
 /* Runs fn(arg) on every reactor and returns when all have run it (control
  * threads only: never call from a reactor). */
 void fb_engine_run_on_all(struct fb_engine *e, fb_msg_fn fn, void *arg);

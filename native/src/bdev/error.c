@@ -1,6 +1,21 @@
 /* error bdev "EE_<base>": passes I/O to its base, except where an injection
- * matches: fail it (-EIO), corrupt the data a read returns (one flipped bit
- * per block), or drop a write (acknowledged, never stored).
+ * matches (SPDK's kinds and then some):
+ *   failure       complete it with -EIO;
+ *   corrupt_data  XOR corrupt_value into one byte: of the data a read
+ *                 returns, or of the data a write stores (SPDK's: it is the
+ *                 caller's buffer). The byte is corrupt_offset bytes into
+ *                 the I/O's data, counted (our LBA-range extension) from
+ *                 the first block of the injected range the I/O covers, so
+ *                 a range of one block names that block; with no range
+ *                 this is SPDK's "from the start of the I/O";
+ *   pending       hold it, never completed, until its injection is cleared
+ *                 or the error bdev is deleted: then it fails with
+ *                 -ECANCELED (SPDK holds it until a reset aborts it);
+ *   nomem         the I/O meets a resource shortage: it waits on the
+ *                 channel's -ENOMEM queue and is submitted again (each
+ *                 retry matches again), as SPDK's bdev layer retries a
+ *                 NOMEM completion: the caller sees no error;
+ *   drop_write    acknowledge a write, store nothing.
  *
  * The injection table is immutable once published: control threads build a
  * new one, swap the pointer, wait for every reactor to pass a loop iteration
@@ -23,8 +38,10 @@
 enum fb_error_kind {
 	FB_ERR_NONE = 0,     /* clear injections matching io_mask */
 	FB_ERR_FAILURE,      /* complete the I/O with -EIO */
-	FB_ERR_CORRUPT_DATA, /* reads: flip one bit per block (or corrupt_value at corrupt_offset) */
+	FB_ERR_CORRUPT_DATA, /* reads and writes: corrupt_value XORed in at corrupt_offset */
 	FB_ERR_DROP_WRITE,   /* writes: acknowledge success, store nothing */
+	FB_ERR_PENDING,      /* held until cleared or deleted, then -ECANCELED */
+	FB_ERR_NOMEM,        /* waits on the -ENOMEM queue, then submitted again */
 };
 
 struct fb_error_injection {
@@ -33,8 +50,8 @@ struct fb_error_injection {
 	uint64_t count;          /* number of I/Os to affect; 0 = unlimited */
 	uint64_t offset_blocks;  /* affected LBA range (intersecting I/Os match) */
 	uint64_t num_blocks;     /* 0 = to the end of the bdev */
-	uint64_t corrupt_offset; /* byte in the I/O's data (with corrupt_value) */
-	uint8_t corrupt_value;   /* XORed in; 0 = flip one bit per block */
+	uint64_t corrupt_offset; /* byte from the first covered block of the range */
+	uint8_t corrupt_value;   /* XORed in; nonzero for corrupt_data */
 };
 
 struct injection {
@@ -65,18 +82,24 @@ struct error_bdev {
 	struct fb_bdev_desc *base;
 	_Atomic(struct inj_table *) table;
 	pthread_mutex_t mu;            /* serializes table writers */
+	_Atomic uint64_t held;         /* pending I/Os held on every channel */
 };
+
+struct error_io;
 
 struct error_channel {
 	struct fb_io_channel *base_ch;
+	struct error_io *held;         /* pending: held I/Os of this channel */
 };
 
 struct error_io {
-	struct fb_io_wait_entry wait;  /* retry after -ENOMEM from the base */
+	struct fb_io_wait_entry wait;  /* retry after -ENOMEM (the base's or nomem's) */
 	struct fb_bdev_io *upper;
 	struct fb_io_channel *ch;
+	struct error_io *held_next;
 	enum fb_error_kind action;
-	uint64_t corrupt_offset;
+	uint32_t held_mask;            /* io type bit of a held I/O */
+	uint64_t corrupt_at;           /* byte of the I/O's data */
 	uint8_t corrupt_value;
 };
 
@@ -88,6 +111,8 @@ static const char *kind_name(enum fb_error_kind k)
 	case FB_ERR_FAILURE: return "failure";
 	case FB_ERR_CORRUPT_DATA: return "corrupt_data";
 	case FB_ERR_DROP_WRITE: return "drop_write";
+	case FB_ERR_PENDING: return "pending";
+	case FB_ERR_NOMEM: return "nomem";
 	default: return "none";
 	}
 }
@@ -163,7 +188,7 @@ static const struct injection *injection_match(struct error_bdev *eb, struct fb_
 		if (end <= inj->offset_blocks || off >= inj->end_blocks)
 			continue;
 		/* An injection that cannot act on this type does not use a count. */
-		if (inj->kind == FB_ERR_CORRUPT_DATA && type != FB_IO_READ)
+		if (inj->kind == FB_ERR_CORRUPT_DATA && type != FB_IO_READ && type != FB_IO_WRITE)
 			continue;
 		if (inj->kind == FB_ERR_DROP_WRITE && type != FB_IO_WRITE &&
 		    type != FB_IO_WRITE_ZEROES && type != FB_IO_UNMAP)
@@ -174,30 +199,16 @@ static const struct injection *injection_match(struct error_bdev *eb, struct fb_
 	return NULL;
 }
 
-static void corrupt_blocks(struct fb_bdev_io *io, const struct error_io *eio)
+static void corrupt_byte(struct fb_bdev_io *io, const struct error_io *eio)
 {
-	uint64_t bs = fb_bdev_get_block_size(fb_bdev_io_get_bdev(io));
-	uint64_t nblocks = fb_bdev_io_get_num_blocks(io), blk = 0, pos = 0;
 	int iovcnt;
 	struct iovec *iov = fb_bdev_io_get_iovs(io, &iovcnt);
+	unsigned char b;
 
-	if (eio->corrupt_value) {
-		/* SPDK's form: one byte of the data, XORed with the value. */
-		unsigned char b;
-
-		if (fb_iov_to_buf(&b, iov, iovcnt, eio->corrupt_offset, 1) == 1) {
-			b ^= eio->corrupt_value;
-			fb_iov_from_buf(iov, iovcnt, eio->corrupt_offset, &b, 1);
-		}
-		return;
-	}
-	/* Flip the lowest bit of the first byte of every block. */
-	for (int i = 0; i < iovcnt && blk < nblocks; i++) {
-		while (blk < nblocks && blk * bs < pos + iov[i].iov_len) {
-			((unsigned char *)iov[i].iov_base)[blk * bs - pos] ^= 1u;
-			blk++;
-		}
-		pos += iov[i].iov_len;
+	/* Past the end of the I/O's data: nothing to corrupt (SPDK's too). */
+	if (fb_iov_to_buf(&b, iov, iovcnt, eio->corrupt_at, 1) == 1) {
+		b ^= eio->corrupt_value;
+		fb_iov_from_buf(iov, iovcnt, eio->corrupt_at, &b, 1);
 	}
 }
 
@@ -207,8 +218,9 @@ static void error_base_done(struct fb_bdev_io *base_io, int status, void *arg)
 	struct error_io *eio = fb_bdev_io_get_driver_ctx(io);
 
 	fb_bdev_free_io(base_io);
-	if (status == 0 && eio->action == FB_ERR_CORRUPT_DATA)
-		corrupt_blocks(io, eio);
+	if (status == 0 && eio->action == FB_ERR_CORRUPT_DATA &&
+	    fb_bdev_io_get_type(io) == FB_IO_READ)
+		corrupt_byte(io, eio);
 	fb_bdev_io_complete(io, status);
 }
 
@@ -255,9 +267,19 @@ static void error_retry(void *arg)
 	error_pass(arg);
 }
 
+static void error_submit(struct fb_io_channel *ch, struct fb_bdev_io *io);
+
+static void error_resubmit(void *arg)
+{
+	struct error_io *eio = arg;
+
+	error_submit(eio->ch, eio->upper);
+}
+
 static void error_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 {
 	struct error_bdev *eb = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(io));
+	struct error_channel *ec = fb_io_channel_get_ctx(ch);
 	struct error_io *eio = fb_bdev_io_get_driver_ctx(io);
 	const struct injection *inj = injection_match(eb, io);
 
@@ -266,17 +288,60 @@ static void error_submit(struct fb_io_channel *ch, struct fb_bdev_io *io)
 	eio->wait.cb = error_retry;
 	eio->wait.arg = eio;
 	eio->action = inj ? inj->kind : FB_ERR_NONE;
-	eio->corrupt_offset = inj ? inj->corrupt_offset : 0;
-	eio->corrupt_value = inj ? inj->corrupt_value : 0;
-	if (eio->action == FB_ERR_FAILURE) {
+	switch (eio->action) {
+	case FB_ERR_FAILURE:
 		fb_bdev_io_complete_deferred(io, -EIO);
 		return;
-	}
-	if (eio->action == FB_ERR_DROP_WRITE) {
+	case FB_ERR_DROP_WRITE:
 		fb_bdev_io_complete_deferred(io, 0);
 		return;
+	case FB_ERR_PENDING:
+		eio->held_mask = 1u << fb_bdev_io_get_type(io);
+		eio->held_next = ec->held;
+		ec->held = eio;
+		atomic_fetch_add(&eb->held, 1);
+		return;
+	case FB_ERR_NOMEM:
+		eio->wait.cb = error_resubmit;
+		fb_io_channel_queue_wait(ch, &eio->wait);
+		return;
+	case FB_ERR_CORRUPT_DATA: {
+		uint64_t off = fb_bdev_io_get_offset_blocks(io);
+		uint64_t first = off > inj->offset_blocks ? off : inj->offset_blocks;
+
+		eio->corrupt_at = (first - off) * fb_bdev_get_block_size(fb_bdev_io_get_bdev(io)) +
+				  inj->corrupt_offset;
+		eio->corrupt_value = inj->corrupt_value;
+		if (fb_bdev_io_get_type(io) == FB_IO_WRITE)
+			corrupt_byte(io, eio);
+		break;
+	}
+	default:
+		break;
 	}
 	error_pass(eio);
+}
+
+/* Fails the held I/Os of the io types in *mask on one channel. */
+static void release_held(struct fb_io_channel *ch, void *ch_ctx, void *arg)
+{
+	struct error_channel *ec = ch_ctx;
+	uint32_t mask = *(const uint32_t *)arg;
+	struct error_io **pp = &ec->held;
+
+	(void)ch;
+	while (*pp) {
+		struct error_io *eio = *pp;
+		struct error_bdev *eb = fb_bdev_get_module_ctx(fb_bdev_io_get_bdev(eio->upper));
+
+		if (!(eio->held_mask & mask)) {
+			pp = &eio->held_next;
+			continue;
+		}
+		*pp = eio->held_next;
+		atomic_fetch_sub(&eb->held, 1);
+		fb_bdev_io_complete_deferred(eio->upper, -ECANCELED);
+	}
 }
 
 static void error_write_config(struct fb_bdev *bdev, struct fb_json_writer *w)
@@ -303,6 +368,7 @@ static void error_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
 
 	fb_json_write_named_object_begin(w, "error_disk");
 	fb_json_write_named_string(w, "base_bdev", eb->base_name);
+	fb_json_write_named_uint64(w, "pending_ios", atomic_load(&eb->held));
 	fb_json_write_named_array_begin(w, "injections");
 	pthread_mutex_lock(&eb->mu);
 	t = atomic_load(&eb->table);
@@ -316,7 +382,7 @@ static void error_dump_info(struct fb_bdev *bdev, struct fb_json_writer *w)
 		fb_json_write_named_uint64(w, "remaining", atomic_load(&inj->remaining));
 		fb_json_write_named_uint64(w, "offset_blocks", inj->offset_blocks);
 		fb_json_write_named_uint64(w, "end_blocks", inj->end_blocks);
-		if (inj->corrupt_value) {
+		if (inj->kind == FB_ERR_CORRUPT_DATA) {
 			fb_json_write_named_uint64(w, "corrupt_offset", inj->corrupt_offset);
 			fb_json_write_named_uint64(w, "corrupt_value", inj->corrupt_value);
 		}
@@ -427,9 +493,16 @@ static int error_inject(struct fb_engine *e, const char *name,
 	unsigned n = 0, ngone = 0;
 	int rc;
 
-	if ((unsigned)inj->kind > FB_ERR_DROP_WRITE) {
-		fb_err_set(err, "error_type %d is unknown; use failure, corrupt_data or drop_write",
-			   (int)inj->kind);
+	if ((unsigned)inj->kind > FB_ERR_NOMEM) {
+		fb_err_set(err, "error_type %d is unknown; use failure, corrupt_data, drop_write, "
+			   "pending or nomem", (int)inj->kind);
+		return -EINVAL;
+	}
+	if (inj->kind == FB_ERR_CORRUPT_DATA && inj->corrupt_value == 0) {
+		/* XOR with 0 changes nothing (SPDK refuses it too). */
+		fb_err_set(err, "Invalid parameter 'corrupt_value': corrupt_data needs a nonzero "
+			   "corrupt_value, the byte XORed in at corrupt_offset. Fix: pass e.g. "
+			   "\"corrupt_value\": 1 (flips the lowest bit)");
 		return -EINVAL;
 	}
 	mask = inj->io_mask ? inj->io_mask : (1u << FB_IO_TYPE_COUNT) - 1;
@@ -520,6 +593,9 @@ static int error_inject(struct fb_engine *e, const char *name,
 		free(gone[i]);
 	free(gone);
 	free(old);
+	/* Clearing ends what held I/Os were waiting for. */
+	if (inj->kind == FB_ERR_NONE && atomic_load(&eb->held))
+		fb_bdev_for_each_channel(bdev, release_held, &mask, NULL);
 out:
 	fb_bdev_close(desc);
 	return rc;
@@ -678,8 +754,20 @@ static int error_rpc_delete(struct fb_engine *e, const void *params, struct fb_j
 			    struct fb_err *err)
 {
 	const struct name_params *p = params;
-	int rc = fb_bdev_delete_own(e, p->name, &error_module, err);
+	struct fb_bdev_desc *desc = NULL;
+	int rc;
 
+	/* Held I/Os end with their bdev (their consumers may wait for them
+	 * before they let go of it). */
+	if (fb_bdev_open(e, p->name, NULL, &desc, NULL) == 0) {
+		struct fb_bdev *bdev = fb_bdev_desc_get_bdev(desc);
+		uint32_t all = (1u << FB_IO_TYPE_COUNT) - 1;
+
+		if (fb_bdev_get_module(bdev) == &error_module)
+			fb_bdev_for_each_channel(bdev, release_held, &all, NULL);
+		fb_bdev_close(desc);
+	}
+	rc = fb_bdev_delete_own(e, p->name, &error_module, err);
 	if (rc == 0)
 		fb_json_write_bool(w, true);
 	return rc;
@@ -687,7 +775,8 @@ static int error_rpc_delete(struct fb_engine *e, const void *params, struct fb_j
 
 static const char *const io_type_names[] = {"read", "write", "flush", "unmap", "write_zeroes",
 					    "all", "clear", NULL};
-static const char *const error_type_names[] = {"failure", "corrupt_data", "drop_write", NULL};
+static const char *const error_type_names[] = {"failure", "corrupt_data", "drop_write",
+					       "pending", "nomem", NULL};
 
 struct inject_params {
 	char *name, *io_type, *error_type;
@@ -710,16 +799,17 @@ static const struct fb_json_field inject_fields[] = {
 	 .hint = "one of read, write, flush, unmap, write_zeroes, all, clear"},
 	{.name = "error_type", .offset = offsetof(struct inject_params, error_type),
 	 .type = FB_JSON_STRING, .choices = error_type_names,
-	 .hint = "one of failure, corrupt_data, drop_write"},
+	 .hint = "one of failure, corrupt_data, drop_write, pending, nomem"},
 	{.name = "num", .offset = offsetof(struct inject_params, num), .type = FB_JSON_U32,
 	 .optional = true,
 	 .hint = "how many I/Os to affect (default 1; 0 disables the injection of this io_type)"},
 	{.name = "corrupt_offset", .offset = offsetof(struct inject_params, corrupt_offset),
 	 .type = FB_JSON_U64, .optional = true,
-	 .hint = "the byte of the I/O's data that corrupt_data changes, e.g. 0"},
+	 .hint = "the byte that corrupt_data changes, from the I/O's start (or from the first "
+		 "block of offset_blocks it covers), e.g. 0"},
 	{.name = "corrupt_value", .offset = offsetof(struct inject_params, corrupt_value),
 	 .type = FB_JSON_U32, .optional = true, .max = 255,
-	 .hint = "the value XORed into that byte, 1 to 255 (leave it out to flip one bit per block)"},
+	 .hint = "the value XORed into that byte, 1 to 255 (required by corrupt_data)"},
 	{.name = "offset_blocks", .offset = offsetof(struct inject_params, offset_blocks),
 	 .type = FB_JSON_U64, .optional = true, .max = 9007199254740991ull,
 	 .hint = "the first affected block (default 0)"},
@@ -748,6 +838,10 @@ static int error_rpc_inject(struct fb_engine *e, const void *params, struct fb_j
 		inj.kind = FB_ERR_FAILURE;
 	else if (strcmp(p->error_type, "corrupt_data") == 0)
 		inj.kind = FB_ERR_CORRUPT_DATA;
+	else if (strcmp(p->error_type, "pending") == 0)
+		inj.kind = FB_ERR_PENDING;
+	else if (strcmp(p->error_type, "nomem") == 0)
+		inj.kind = FB_ERR_NOMEM;
 	else
 		inj.kind = FB_ERR_DROP_WRITE;
 	inj.count = p->num;

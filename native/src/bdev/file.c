@@ -975,39 +975,19 @@ static int aio_rpc_create(struct fb_engine *e, const void *params, struct fb_jso
 	return file_rpc_create(e, params, w, err, true);
 }
 
-struct name_params {
-	char *name;
-};
-
-static const struct fb_json_field name_fields[] = {
-	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
-	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
-};
-
-static int file_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
-			   struct fb_err *err)
-{
-	const struct name_params *p = params;
-	int rc = fb_bdev_delete_own(e, p->name, &file_module, err);
-
-	if (rc == 0)
-		fb_json_write_bool(w, true);
-	return rc;
-}
+FB_SPDK_DELETE_RPC(file_rpc_delete, file_module)
 
 static const struct fb_rpc_method file_rpcs[] = {
 	{.name = "bdev_uring_create", .params = uring_create_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(uring_create_fields),
 	 .params_size = sizeof(struct file_create_params), .params_init = file_params_init,
 	 .handler = uring_rpc_create},
-	{.name = "bdev_uring_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
-	 .params_size = sizeof(struct name_params), .handler = file_rpc_delete},
+	FB_SPDK_DELETE_METHOD("bdev_uring_delete", file_rpc_delete),
 	{.name = "bdev_aio_create", .params = aio_create_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(aio_create_fields),
 	 .params_size = sizeof(struct file_create_params), .params_init = file_params_init,
 	 .handler = aio_rpc_create},
-	{.name = "bdev_aio_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
-	 .params_size = sizeof(struct name_params), .handler = file_rpc_delete},
+	FB_SPDK_DELETE_METHOD("bdev_aio_delete", file_rpc_delete),
 };
 
 static struct fb_bdev_module file_module = {

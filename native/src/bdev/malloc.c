@@ -379,32 +379,13 @@ static int malloc_rpc_create(struct fb_engine *e, const void *params, struct fb_
 	return rc;
 }
 
-struct name_params {
-	char *name;
-};
-
-static const struct fb_json_field name_fields[] = {
-	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
-	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
-};
-
-static int malloc_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
-			     struct fb_err *err)
-{
-	const struct name_params *p = params;
-	int rc = fb_bdev_delete_own(e, p->name, &malloc_module, err);
-
-	if (rc == 0)
-		fb_json_write_bool(w, true);
-	return rc;
-}
+FB_SPDK_DELETE_RPC(malloc_rpc_delete, malloc_module)
 
 static const struct fb_rpc_method malloc_rpcs[] = {
 	{.name = "bdev_malloc_create", .params = malloc_create_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(malloc_create_fields),
 	 .params_size = sizeof(struct malloc_create_params), .handler = malloc_rpc_create},
-	{.name = "bdev_malloc_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
-	 .params_size = sizeof(struct name_params), .handler = malloc_rpc_delete},
+	FB_SPDK_DELETE_METHOD("bdev_malloc_delete", malloc_rpc_delete),
 };
 
 static int malloc_init(struct fb_engine *e, void **ctx, struct fb_err *err)

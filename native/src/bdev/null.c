@@ -110,32 +110,13 @@ static int null_rpc_create(struct fb_engine *e, const void *params, struct fb_js
 	return rc;
 }
 
-struct name_params {
-	char *name;
-};
-
-static const struct fb_json_field name_fields[] = {
-	{.name = "name", .offset = offsetof(struct name_params, name), .type = FB_JSON_STRING,
-	 .min = 1, .max = 255, .hint = SPDK_NAME_HINT},
-};
-
-static int null_rpc_delete(struct fb_engine *e, const void *params, struct fb_json_writer *w,
-			   struct fb_err *err)
-{
-	const struct name_params *p = params;
-	int rc = fb_bdev_delete_own(e, p->name, &null_module, err);
-
-	if (rc == 0)
-		fb_json_write_bool(w, true);
-	return rc;
-}
+FB_SPDK_DELETE_RPC(null_rpc_delete, null_module)
 
 static const struct fb_rpc_method null_rpcs[] = {
 	{.name = "bdev_null_create", .params = null_create_fields,
 	 .nparams = FB_JSON_FIELD_COUNT(null_create_fields),
 	 .params_size = sizeof(struct null_create_params), .handler = null_rpc_create},
-	{.name = "bdev_null_delete", .params = name_fields, .nparams = FB_JSON_FIELD_COUNT(name_fields),
-	 .params_size = sizeof(struct name_params), .handler = null_rpc_delete},
+	FB_SPDK_DELETE_METHOD("bdev_null_delete", null_rpc_delete),
 };
 
 static struct fb_bdev_module null_module = {

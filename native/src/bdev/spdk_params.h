@@ -79,6 +79,34 @@ struct spdk_ignored {
 	 .optional = true, .decode = spdk_minus_one_only,                                         \
 	 .hint = "-1 or leave it out (NUMA placement is not supported by this engine)"}
 
+/* SPDK's by-name delete, bdev_<kind>_delete {"name"}: FB_SPDK_DELETE_RPC(fn,
+ * module) defines the handler fn (deletes a bdev of that module only) and
+ * its decoder table; FB_SPDK_DELETE_METHOD("bdev_x_delete", fn) is the
+ * entry for the module's RPC table. */
+struct spdk_name_params {
+	char *name;
+};
+
+#define FB_SPDK_DELETE_RPC(fn, module)                                                         \
+	static const struct fb_json_field fn##_fields[] = {                                      \
+		{.name = "name", .offset = offsetof(struct spdk_name_params, name),             \
+		 .type = FB_JSON_STRING, .min = 1, .max = 255, .hint = SPDK_NAME_HINT},          \
+	};                                                                                       \
+	static int fn(struct fb_engine *e, const void *params, struct fb_json_writer *w,        \
+		      struct fb_err *err)                                                        \
+	{                                                                                        \
+		const struct spdk_name_params *p = params;                                      \
+		int rc = fb_bdev_delete_own(e, p->name, &(module), err);                         \
+                                                                                                 \
+		if (rc == 0)                                                                     \
+			fb_json_write_bool(w, true);                                             \
+		return rc;                                                                       \
+	}
+
+#define FB_SPDK_DELETE_METHOD(method, fn)                                                      \
+	{.name = (method), .params = fn##_fields, .nparams = FB_JSON_FIELD_COUNT(fn##_fields),  \
+	 .params_size = sizeof(struct spdk_name_params), .handler = fn}
+
 /* block_size: any multiple of 512 up to 64 KiB; SPDK answers -22 for others. */
 static inline int spdk_block_size_check(uint32_t bs, struct fb_err *err)
 {

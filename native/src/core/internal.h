@@ -14,13 +14,6 @@
 
 #define FB_CACHELINE 64
 
-/* A queued cross-thread message (heap node: control path only). */
-struct fb_msg {
-	struct fb_msg *next;
-	fb_msg_fn fn;
-	void *arg;
-};
-
 struct fb_poller {
 	struct fb_poller *next;
 	struct fb_reactor *r;
@@ -42,7 +35,7 @@ struct fb_reactor {
 	int efd;                        /* eventfd that wakes the reactor */
 	uint64_t efd_buf;               /* target of the pending eventfd read */
 	struct fb_uring_op efd_op;
-	_Atomic(struct fb_msg *) msgs;  /* LIFO pushed by producers, reversed by the reactor */
+	_Atomic(struct fb_msg_node *) msgs;  /* LIFO pushed by producers, reversed by the reactor */
 	atomic_int sleeping;            /* reactor is (about to be) blocked in the kernel */
 	atomic_int wake_sent;           /* an eventfd write is pending */
 	bool stop;

@@ -78,20 +78,10 @@ static void efd_done(struct fb_uring_op *op, int res, uint32_t flags)
 		efd_arm(r);
 }
 
-void fb_reactor_send(struct fb_reactor *r, fb_msg_fn fn, void *arg)
+static void msg_push(struct fb_reactor *r, struct fb_msg_node *m)
 {
-	struct fb_msg *m;
-	struct fb_msg *old;
+	struct fb_msg_node *old = atomic_load_explicit(&r->msgs, memory_order_relaxed);
 
-	for (;;) {
-		m = malloc(sizeof(*m));
-		if (m)
-			break;
-		sched_yield(); /* "never fails": wait for memory rather than drop a message */
-	}
-	m->fn = fn;
-	m->arg = arg;
-	old = atomic_load_explicit(&r->msgs, memory_order_relaxed);
 	do {
 		m->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&r->msgs, &old, m, memory_order_seq_cst,
@@ -115,10 +105,34 @@ void fb_reactor_wake(struct fb_reactor *r)
 	}
 }
 
+void fb_reactor_send(struct fb_reactor *r, fb_msg_fn fn, void *arg)
+{
+	struct fb_msg_node *m;
+
+	for (;;) {
+		m = malloc(sizeof(*m));
+		if (m)
+			break;
+		sched_yield(); /* "never fails": wait for memory rather than drop a message */
+	}
+	m->fn = fn;
+	m->arg = arg;
+	m->heap = true;
+	msg_push(r, m);
+}
+
+void fb_reactor_send_node(struct fb_reactor *r, struct fb_msg_node *n, fb_msg_fn fn, void *arg)
+{
+	n->fn = fn;
+	n->arg = arg;
+	n->heap = false;
+	msg_push(r, n);
+}
+
 static unsigned msgs_drain(struct fb_reactor *r)
 {
-	struct fb_msg *m = atomic_exchange(&r->msgs, NULL);
-	struct fb_msg *rev = NULL, *next;
+	struct fb_msg_node *m = atomic_exchange(&r->msgs, NULL);
+	struct fb_msg_node *rev = NULL, *next;
 	unsigned n = 0;
 
 	/* Producers push LIFO; reverse to run in send order. */
@@ -129,9 +143,13 @@ static unsigned msgs_drain(struct fb_reactor *r)
 		m = next;
 	}
 	for (m = rev; m; m = next) {
+		bool heap = m->heap;
+
+		/* A caller's node may be reused by fn: read it first. */
 		next = m->next;
 		m->fn(m->arg);
-		free(m);
+		if (heap)
+			free(m);
 		n++;
 	}
 	return n;
@@ -502,7 +520,7 @@ void fb_reactor_fini_all(struct fb_engine *e)
 	}
 	for (unsigned i = 0; i < e->nreactors; i++) {
 		struct fb_reactor *r = &e->reactors[i];
-		struct fb_msg *m, *next;
+		struct fb_msg_node *m, *next;
 
 		if (r->thread_started) {
 			pthread_join(r->thread, NULL);
@@ -512,7 +530,8 @@ void fb_reactor_fini_all(struct fb_engine *e)
 		 * are gone with the engine). */
 		for (m = atomic_exchange(&r->msgs, NULL); m; m = next) {
 			next = m->next;
-			free(m);
+			if (m->heap)
+				free(m);
 		}
 		while (r->pollers) {
 			struct fb_poller *p = r->pollers;

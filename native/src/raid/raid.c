@@ -147,10 +147,19 @@ static void *md_main(void *arg)
 
 	pthread_mutex_lock(&r->md_mu);
 	for (;;) {
-		while (!r->md_sb_dirty && !r->md_stop)
+		while (!r->md_sb_dirty && !r->md_stop && !r->md_rebuilt)
 			pthread_cond_wait(&r->md_cv, &r->md_mu);
 		if (r->md_stop)
 			break;
+		if (r->md_rebuilt) {
+			/* Without ctl_mu: control paths hold it while they wait for
+			 * the walk to be done, which this ends. */
+			r->md_rebuilt = false;
+			pthread_mutex_unlock(&r->md_mu);
+			raid_bg_rebuild_finish(r);
+			pthread_mutex_lock(&r->md_mu);
+			continue;
+		}
 		r->md_sb_dirty = false;
 		pthread_mutex_unlock(&r->md_mu);
 		pthread_mutex_lock(&r->ctl_mu);
@@ -338,10 +347,12 @@ struct raid_child *raid_child_add(struct raid_io *rio, unsigned member, enum fb_
 	c->flags = 0;
 	c->iovcnt = 0;
 	c->status = 1;  /* not done */
+	c->prep = NULL;
 	return c;
 }
 
 static void child_done(struct fb_bdev_io *bio, int status, void *arg);
+static void remote_done(struct fb_bdev_io *bio, int status, void *arg);
 
 static void children_check_done(struct raid_io *rio)
 {
@@ -357,40 +368,122 @@ static void children_resume(void *arg)
 	raid_children_run(arg);
 }
 
+static int child_submit(struct raid_child *c, struct fb_io_channel *bch, fb_bdev_io_cb cb)
+{
+	struct fb_bdev_desc *desc = c->rio->r->m[c->member].desc;
+
+	if (c->prep) {
+		c->prep(c);
+		c->prep = NULL;
+	}
+	switch (c->type) {
+	case FB_IO_READ:
+		return fb_bdev_readv_blocks(desc, bch, c->iov, c->iovcnt, c->off, c->num, cb, c);
+	case FB_IO_WRITE:
+		return fb_bdev_writev_blocks(desc, bch, c->iov, c->iovcnt, c->off, c->num, c->flags,
+					     cb, c);
+	default:
+		return fb_bdev_flush_blocks(desc, bch, c->off, c->num, cb, c);
+	}
+}
+
+/* On the array I/O's reactor: a child has completed (here or at home). */
+static void child_finish(struct raid_child *c, int status)
+{
+	struct raid_io *rio = c->rio;
+
+	atomic_fetch_sub(&rio->r->m[c->member].inflight, 1);
+	c->status = status;
+	if (status && status != -ENOMEM)
+		atomic_fetch_add(&rio->r->m[c->member].io_errors, 1);
+	rio->outstanding--;
+	children_check_done(rio);
+}
+
+static void remote_back(void *arg)
+{
+	struct raid_child *c = arg;
+
+	child_finish(c, c->status);
+}
+
+/* On the member's home reactor. The member's home channel stays until
+ * detach has seen inflight reach 0, which includes this child. */
+static void remote_start(void *arg)
+{
+	struct raid_child *c = arg;
+	struct raid_bdev *r = c->rio->r;
+	struct fb_io_channel *bch = r->hch[c->member];
+	int rc = -ENODEV;
+
+	if (bch && r->m[c->member].desc)
+		rc = child_submit(c, bch, remote_done);
+	if (rc == -ENOMEM) {
+		c->wait.cb = remote_start;
+		c->wait.arg = c;
+		fb_io_channel_queue_wait(bch, &c->wait);
+		return;
+	}
+	if (rc) {
+		c->status = rc;
+		fb_reactor_send_node(c->origin, &c->msg, remote_back, c);
+	}
+}
+
+static void remote_done(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct raid_child *c = arg;
+
+	fb_bdev_free_io(bio);
+	c->status = status;
+	fb_reactor_send_node(c->origin, &c->msg, remote_back, c);
+}
+
+/* Whether child c goes to its member's home reactor: large enough that
+ * the member's copy is worth a round trip of messages. */
+static struct fb_reactor *child_home(struct raid_io *rio, struct raid_child *c,
+				     struct fb_reactor *here)
+{
+	struct raid_bdev *r = rio->r;
+	struct fb_reactor *h = r->home[c->member];
+
+	if (!h || h == here || c->type == FB_IO_FLUSH ||
+	    c->num * r->block_size < RAID_SPREAD_MIN_BYTES)
+		return NULL;
+	return h;
+}
+
 void raid_children_run(struct raid_io *rio)
 {
 	struct raid_channel *rch = fb_io_channel_get_ctx(rio->ch);
 	struct raid_bdev *r = rio->r;
+	struct fb_reactor *here = fb_io_channel_get_reactor(rio->ch);
 
 	/* Guard so a child that completes inline does not run `after` before
 	 * the loop has started every child. */
 	rio->outstanding++;
 	while (rio->next_child < rio->nchild) {
 		struct raid_child *c = &rio->c[rio->next_child];
-		struct fb_bdev_desc *desc = r->m[c->member].desc;
 		struct fb_io_channel *bch = rch->ch[c->member];
+		struct fb_reactor *home;
 		int rc;
 
-		if (!desc || !bch) {
+		/* No channel here: the member is being detached (or failed). */
+		if (!r->m[c->member].desc || !bch) {
 			c->status = -ENODEV;
 			rio->next_child++;
 			continue;
 		}
 		rio->outstanding++;
 		atomic_fetch_add(&r->m[c->member].inflight, 1);
-		switch (c->type) {
-		case FB_IO_READ:
-			rc = fb_bdev_readv_blocks(desc, bch, c->iov, c->iovcnt, c->off, c->num,
-						  child_done, c);
-			break;
-		case FB_IO_WRITE:
-			rc = fb_bdev_writev_blocks(desc, bch, c->iov, c->iovcnt, c->off, c->num,
-						   c->flags, child_done, c);
-			break;
-		default:
-			rc = fb_bdev_flush_blocks(desc, bch, c->off, c->num, child_done, c);
-			break;
+		home = child_home(rio, c, here);
+		if (home) {
+			c->origin = here;
+			rio->next_child++;
+			fb_reactor_send_node(home, &c->msg, remote_start, c);
+			continue;
 		}
+		rc = child_submit(c, bch, child_done);
 		if (rc)
 			atomic_fetch_sub(&r->m[c->member].inflight, 1);
 		if (rc == -ENOMEM) {
@@ -414,16 +507,8 @@ void raid_children_run(struct raid_io *rio)
 
 static void child_done(struct fb_bdev_io *bio, int status, void *arg)
 {
-	struct raid_child *c = arg;
-	struct raid_io *rio = c->rio;
-
 	fb_bdev_free_io(bio);
-	atomic_fetch_sub(&rio->r->m[c->member].inflight, 1);
-	c->status = status;
-	if (status && status != -ENOMEM)
-		atomic_fetch_add(&rio->r->m[c->member].io_errors, 1);
-	rio->outstanding--;
-	children_check_done(rio);
+	child_finish(arg, status);
 }
 
 /* ------------------------------------------------------------ per-I/O */
@@ -838,13 +923,60 @@ static void r0_get(void *arg)
 		a->rc = -ENOMEM;
 }
 
+static void home_put(void *arg)
+{
+	struct member_arg *a = arg;
+
+	if (a->r->hch[a->i]) {
+		fb_put_io_channel(a->r->hch[a->i]);
+		a->r->hch[a->i] = NULL;
+	}
+}
+
+static void home_get(void *arg)
+{
+	struct member_arg *a = arg;
+
+	if (!a->r->hch[a->i] && a->r->m[a->i].desc)
+		a->r->hch[a->i] = fb_bdev_get_io_channel(a->r->m[a->i].desc);
+	if (a->r->m[a->i].desc && !a->r->hch[a->i])
+		a->rc = -ENOMEM;
+}
+
+/* Control thread: member i's channels on reactor 0 and on its home
+ * reactor: members spread over the reactors after reactor 0 (which also
+ * runs the bitmap and the walks), or over both when there are two. */
+static int fixed_ch_get(struct raid_bdev *r, unsigned i)
+{
+	unsigned nr = fb_engine_reactor_count(r->e);
+	struct member_arg a = {.r = r, .i = i};
+
+	fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_get, &a);
+	if (a.rc)
+		return a.rc;
+	r->home[i] = fb_engine_get_reactor(r->e, nr > 2 ? 1 + i % (nr - 1) : i % nr);
+	fb_reactor_run_sync(r->home[i], home_get, &a);
+	return a.rc;
+}
+
+static void fixed_ch_put(struct raid_bdev *r, unsigned i)
+{
+	struct member_arg a = {.r = r, .i = i};
+
+	fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_put, &a);
+	if (r->home[i])
+		fb_reactor_run_sync(r->home[i], home_put, &a);
+}
+
 /* Control thread: channels for member i on every reactor (after its desc
  * is open), so I/O can start going to it. */
 int raid_member_attach_channels(struct raid_bdev *r, unsigned i)
 {
 	struct member_arg a = {.r = r, .i = i};
 
-	fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_get, &a);
+	/* Home channel first: a reactor that sees the member's channel may
+	 * send a child home at once. */
+	a.rc = fixed_ch_get(r, i);
 	if (r->bdev)
 		fb_bdev_for_each_channel(r->bdev, get_member_ch, &a, NULL);
 	return a.rc;
@@ -853,7 +985,6 @@ int raid_member_attach_channels(struct raid_bdev *r, unsigned i)
 /* Control thread: stop using member i on every reactor and close it. */
 void raid_member_detach(struct raid_bdev *r, unsigned i, int new_state)
 {
-	struct member_arg a = {.r = r, .i = i};
 	uint64_t deadline = fb_now_ns() + 30ull * 1000000000ull;
 
 	raid_member_fail(r, i, "removed");
@@ -863,7 +994,7 @@ void raid_member_detach(struct raid_bdev *r, unsigned i, int new_state)
 		fb_bdev_for_each_channel(r->bdev, put_member_ch, (void *)(uintptr_t)i, NULL);
 	while (atomic_load(&r->m[i].inflight) && fb_now_ns() < deadline)
 		usleep(1000);
-	fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_put, &a);
+	fixed_ch_put(r, i);
 	raid_member_close(r, i);
 	atomic_store(&r->m[i].state, new_state);
 }
@@ -905,11 +1036,8 @@ static void raid_destruct(struct fb_bdev *bdev)
 			fb_log(r->e, FB_LOG_ERROR, "raid '%s': final superblock write failed: %s",
 			       r->name, err.msg);
 	}
-	for (unsigned i = 0; i < r->n; i++) {
-		struct member_arg a = {.r = r, .i = i};
-
-		fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_put, &a);
-	}
+	for (unsigned i = 0; i < r->n; i++)
+		fixed_ch_put(r, i);
 	pthread_mutex_unlock(&r->ctl_mu);
 	r->bdev = NULL;
 	raid_free(r);
@@ -1025,11 +1153,9 @@ int raid_assemble_register(struct raid_bdev *r, bool fresh, struct fb_err *err)
 	}
 	for (unsigned i = 0; i < r->n; i++) {
 		if (r->m[i].desc) {
-			struct member_arg a = {.r = r, .i = i};
-
-			fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_get, &a);
-			if (a.rc)
-				return a.rc;
+			rc = fixed_ch_get(r, i);
+			if (rc)
+				return rc;
 		}
 	}
 	raid_bm_start(r);
@@ -1061,11 +1187,8 @@ int raid_assemble_register(struct raid_bdev *r, bool fresh, struct fb_err *err)
 	rc = fb_bdev_register(r->e, &o, &r->bdev, err);
 	if (rc) {
 		atomic_store(&r->state, RAID_CONFIGURING);
-		for (unsigned i = 0; i < r->n; i++) {
-			struct member_arg a = {.r = r, .i = i};
-
-			fb_reactor_run_sync(fb_engine_get_reactor(r->e, 0), r0_put, &a);
-		}
+		for (unsigned i = 0; i < r->n; i++)
+			fixed_ch_put(r, i);
 		return rc;
 	}
 	fb_bdev_get_uuid(r->bdev, &r->uuid);

@@ -37,6 +37,8 @@
 #define RAID_META_PAGE 4096       /* superblock and bitmap unit (bytes) */
 #define RAID_BITMAP_BITS (RAID_META_PAGE * 8)
 #define RAID_DATA_ALIGN (1024 * 1024) /* data starts on a 1 MiB boundary */
+/* Children at least this large go to their member's home reactor. */
+#define RAID_SPREAD_MIN_BYTES (32 * 1024)
 
 enum raid_level { RAID_L0 = 0, RAID_L1 = 1, RAID_L5 = 5, RAID_L10 = 10 };
 enum raid_safe_read { SAFE_READ_OFF = 0, SAFE_READ_VERIFY, SAFE_READ_REPAIR };
@@ -79,6 +81,33 @@ struct raid_member {
 };
 
 /* Background walk over all rows (bg.c): rebuild or scrub. */
+struct raid_bg_io {
+	struct raid_bdev *r;
+	unsigned member;
+	int status;                     /* 1 while in flight */
+	bool note;                      /* scrub repair write: note it when done */
+	enum fb_io_type type;
+	struct iovec iov;
+	struct fb_io_wait_entry wait;   /* -ENOMEM from the member */
+};
+
+/* Walk state; touched on reactor 0 only while the walk runs (bg.c). */
+struct raid_bg_walk {
+	uint8_t *buf;                   /* one strip per member */
+	uint64_t row;
+	unsigned group;                 /* mirror group within the row */
+	unsigned outstanding;
+	void (*after)(struct raid_bdev *r);  /* when outstanding reaches 0 */
+	struct raid_bg_io io[RAID_MAX_MEMBERS];
+	unsigned nio;
+	struct raid_lock_waiter lw;
+	struct fb_timer pace;           /* rate limit */
+	struct fb_deferred next;        /* next row without recursion */
+	uint64_t start_ns, bytes;
+	unsigned last_pct;
+	unsigned rb_lost;               /* RAID5 rebuild: the strip rebuilt */
+};
+
 struct raid_bg {
 	int kind;                       /* 0 none, 1 rebuild, 2 scrub */
 	_Atomic bool stop;
@@ -88,6 +117,7 @@ struct raid_bg {
 	_Atomic uint64_t found, repaired;
 	_Atomic bool done;
 	int result;
+	struct raid_bg_walk w;
 };
 
 struct raid_bdev {
@@ -114,6 +144,13 @@ struct raid_bdev {
 	/* Member channels on reactor 0, for the bitmap owner and background
 	 * walks (touched only on reactor 0, set up by control threads). */
 	struct fb_io_channel *r0ch[RAID_MAX_MEMBERS];
+	/* Member channels on each member's home reactor. RAM (and fast)
+	 * members are CPU bound: one reactor copying for every member caps a
+	 * row at one core, so large children (with their CRC and parity
+	 * work) run on the member's home reactor, members in parallel. Set
+	 * and cleared with r0ch, on the home reactor. */
+	struct fb_reactor *home[RAID_MAX_MEMBERS];
+	struct fb_io_channel *hch[RAID_MAX_MEMBERS];
 	struct raid_lock_slot locks[RAID_LOCK_SLOTS];
 	uint32_t zero_crc;              /* CRC32C of a zeroed block */
 
@@ -133,6 +170,7 @@ struct raid_bdev {
 	pthread_mutex_t md_mu;
 	pthread_cond_t md_cv;
 	bool md_sb_dirty, md_stop;
+	bool md_rebuilt;                /* a rebuild's walk ended: store its CRCs, finish */
 
 	pthread_mutex_t ctl_mu;         /* control-path changes (members, bg) */
 	/* Guards what bdev_raid_get_bdevs / driver_specific read and control
@@ -141,8 +179,7 @@ struct raid_bdev {
 	 * info dumps under any engine lock cannot deadlock with ctl_mu. */
 	pthread_mutex_t info_mu;
 	struct raid_bg bg;
-	bool bg_active;                 /* bg_thread to join */
-	pthread_t bg_thread;
+	bool bg_active;                 /* a walk started and not yet waited for */
 	struct raid_bdev *next;         /* module registry */
 };
 
@@ -215,6 +252,12 @@ struct raid_child {
 	struct iovec iov[RAID_CHILD_IOV];
 	int iovcnt;
 	int status;
+	/* Work on the child's data that may run on the member's home reactor
+	 * just before it is sent (CRCs, parity); NULL for none. */
+	void (*prep)(struct raid_child *c);
+	struct fb_reactor *origin;      /* reactor of the array I/O */
+	struct fb_msg_node msg;         /* to the home reactor and back */
+	struct fb_io_wait_entry wait;   /* -ENOMEM on the home reactor */
 };
 
 struct raid_io {
@@ -236,6 +279,7 @@ struct raid_io {
 	uint64_t col_lo, col_hi;        /* RAID5: strip offset range worked on */
 	unsigned touched_lo, touched_hi;/* RAID5: data strips written [lo, hi] */
 	struct raid_io *bm_next;        /* bitmap owner's waiting list */
+	void *xsrc[RAID_MAX_MEMBERS];   /* RAID5 full row: data strips, for the parity prep */
 	struct raid_child c[RAID_MAX_MEMBERS * 2];
 };
 
@@ -309,7 +353,9 @@ int raid_bm_resync(struct raid_bdev *r, uint64_t *regions, struct fb_err *err);
 int raid_crc_load(struct raid_bdev *r, unsigned i);
 int raid_crc_store(struct raid_bdev *r, unsigned i);
 
-/* bg.c */
+/* bg.c: walks run on reactor 0 (lock waits, member I/O, a timer for the
+ * rate limit); a rebuild's end (CRC table store) on the metadata thread. */
+void raid_bg_rebuild_finish(struct raid_bdev *r);
 int raid_bg_start(struct raid_bdev *r, int kind, int member, uint64_t rate_kbps,
 		  struct fb_err *err);
 void raid_bg_stop(struct raid_bdev *r);

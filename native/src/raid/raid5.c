@@ -266,18 +266,13 @@ static void overlay(struct raid_io *rio)
 	}
 }
 
-/* Slots hold the complete new column: parity from the data, then write
- * the touched data, parity and `also` (a rebuilt bad strip, or n). */
-static void write_column(struct raid_io *rio, unsigned also)
+/* Slots of the touched data and parity hold their new contents: write
+ * them, and `also` (a rebuilt bad strip, or n), with their CRCs. */
+static void write_touched(struct raid_io *rio, unsigned also)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned p = raid5_parity_member(r, rio->row);
-	void *src[RAID_MAX_MEMBERS];
-	unsigned ns = 0;
 
-	for (unsigned k = 0; k < r->n - 1; k++)
-		src[ns++] = slot(rio, raid5_data_member(r, rio->row, k));
-	xor_into(slot(rio, p), src, ns, col_bytes(rio));
 	rio->nchild = rio->next_child = 0;
 	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
 		unsigned m = raid5_data_member(r, rio->row, k);
@@ -299,6 +294,31 @@ static void write_column(struct raid_io *rio, unsigned also)
 	raid_children_run(rio);
 }
 
+/* Slots hold the complete new column: parity from the data, then write. */
+static void write_column(struct raid_io *rio, unsigned also)
+{
+	struct raid_bdev *r = rio->r;
+	void *src[RAID_MAX_MEMBERS];
+	unsigned ns = 0;
+
+	for (unsigned k = 0; k < r->n - 1; k++)
+		src[ns++] = slot(rio, raid5_data_member(r, rio->row, k));
+	xor_into(slot(rio, raid5_parity_member(r, rio->row)), src, ns, col_bytes(rio));
+	write_touched(rio, also);
+}
+
+/* Scratch for every slot (self parks until there is), then the whole
+ * column of every usable member, then next. */
+static void read_whole_column(struct raid_io *rio, void (*self)(struct raid_io *),
+			      void (*next)(struct raid_io *))
+{
+	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
+		park(rio, self);
+		return;
+	}
+	read_column(rio, ~0u, next);
+}
+
 static void degraded_write(struct raid_io *rio);
 
 static void degraded_write_read(struct raid_io *rio)
@@ -306,10 +326,7 @@ static void degraded_write_read(struct raid_io *rio)
 	struct raid_bdev *r = rio->r;
 	unsigned lost = r->n, bad;
 
-	if (reap_read_errors(rio) && lost_count(rio, &lost) > 1) {
-		raid_io_finish(rio, -EIO);
-		return;
-	}
+	reap_read_errors(rio);
 	if (lost_count(rio, &lost) > 1) {
 		raid_io_finish(rio, -EIO);
 		return;
@@ -333,11 +350,7 @@ static void degraded_write_read(struct raid_io *rio)
 
 static void degraded_write(struct raid_io *rio)
 {
-	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
-		park(rio, degraded_write);
-		return;
-	}
-	read_column(rio, ~0u, degraded_write_read);
+	read_whole_column(rio, degraded_write, degraded_write_read);
 }
 
 /* RMW: slots of touched data and parity hold old contents. */
@@ -363,17 +376,7 @@ static void rmw_read_done(struct raid_io *rio)
 	overlay(rio);
 	src[0] = slot(rio, r->n);
 	xor_into(slot(rio, p), src, ns, col_bytes(rio));
-	rio->nchild = rio->next_child = 0;
-	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++) {
-		unsigned m = raid5_data_member(r, rio->row, k);
-
-		crc_update_slot(rio, m);
-		add_write(rio, m);
-	}
-	crc_update_slot(rio, p);
-	add_write(rio, p);
-	rio->after = write_phase_done;
-	raid_children_run(rio);
+	write_touched(rio, r->n);
 }
 
 static void rcw_read_done(struct raid_io *rio)
@@ -406,18 +409,31 @@ static bool aligned_contig(struct raid_io *rio, unsigned k, void **out)
 	return true;
 }
 
-/* Whole row: parity from the caller's buffers; no reads. */
+/* Preps of a full-row write, on the member's home reactor: a data strip's
+ * CRCs; the parity strip (XOR of the data strips) and its CRCs. */
+static void prep_crc(struct raid_child *c)
+{
+	raid_crc_update_iov(c->rio->r, c->member, c->off - c->rio->r->data_offset, c->num, c->iov,
+			    c->iovcnt);
+}
+
+static void prep_parity(struct raid_child *c)
+{
+	xor_into(c->iov[0].iov_base, c->rio->xsrc, c->rio->r->n - 1, c->iov[0].iov_len);
+	prep_crc(c);
+}
+
+/* Whole row: parity from the caller's buffers; no reads. The members'
+ * writes, CRCs and parity run on their home reactors (raid_children_run). */
 static void full_stripe_write(struct raid_io *rio)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned nd = r->n - 1, p = raid5_parity_member(r, rio->row);
 	size_t slen = (size_t)S(r) * r->block_size;
-	void *src[RAID_MAX_MEMBERS];
-	char *pbuf;
 	bool direct = true;
 
 	for (unsigned k = 0; k < nd && direct; k++)
-		direct = aligned_contig(rio, k, &src[k]);
+		direct = aligned_contig(rio, k, &rio->xsrc[k]);
 	/* Direct: scratch holds parity only; else all data, then parity. */
 	if (!raid_scratch_get(rio, direct ? slen : slen * (nd + 1))) {
 		park(rio, full_stripe_write);
@@ -429,35 +445,31 @@ static void full_stripe_write(struct raid_io *rio)
 
 		fb_iov_to_buf(rio->buf, iov, iovcnt, 0, slen * nd);
 		for (unsigned k = 0; k < nd; k++)
-			src[k] = (char *)rio->buf + slen * k;
+			rio->xsrc[k] = (char *)rio->buf + slen * k;
 	}
-	pbuf = direct ? rio->buf : (char *)rio->buf + slen * nd;
-	xor_into(pbuf, src, nd, slen);
 	rio->nchild = rio->next_child = 0;
-	for (unsigned k = 0; k < nd; k++) {
-		unsigned m = raid5_data_member(r, rio->row, k);
-		struct iovec one = {src[k], slen};
+	for (unsigned k = 0; k <= nd; k++) {
+		unsigned m = k < nd ? raid5_data_member(r, rio->row, k) : p;
+		struct raid_child one = {
+			.rio = rio, .member = m, .off = r->data_offset + rio->row * S(r),
+			.num = S(r), .iovcnt = 1,
+			.prep = k < nd ? prep_crc : prep_parity,
+		};
+		struct raid_child *c;
 
-		raid_crc_update_iov(r, m, rio->row * S(r), S(r), &one, 1);
-		if (!raid_member_writable(r, m, rio->row))
+		one.iov[0].iov_base = k < nd ? rio->xsrc[k] : (char *)rio->buf + (direct ? 0 : slen * nd);
+		one.iov[0].iov_len = slen;
+		/* A member that takes no write still needs its CRCs (and the
+		 * parity's) to match what the row now holds. */
+		if (!raid_member_writable(r, m, rio->row)) {
+			one.prep(&one);
 			continue;
-		struct raid_child *c = raid_child_add(rio, m, FB_IO_WRITE, rio->row * S(r), S(r));
-
-		c->flags = fb_bdev_io_get_flags(rio->io);
-		c->iov[0] = one;
-		c->iovcnt = 1;
-	}
-	{
-		struct iovec one = {pbuf, slen};
-
-		raid_crc_update_iov(r, p, rio->row * S(r), S(r), &one, 1);
-		if (raid_member_writable(r, p, rio->row)) {
-			struct raid_child *c = raid_child_add(rio, p, FB_IO_WRITE, rio->row * S(r), S(r));
-
-			c->flags = fb_bdev_io_get_flags(rio->io);
-			c->iov[0] = one;
-			c->iovcnt = 1;
 		}
+		c = raid_child_add(rio, m, FB_IO_WRITE, rio->row * S(r), S(r));
+		c->flags = fb_bdev_io_get_flags(rio->io);
+		c->iov[0] = one.iov[0];
+		c->iovcnt = 1;
+		c->prep = one.prep;
 	}
 	rio->after = write_phase_done;
 	raid_children_run(rio);
@@ -609,11 +621,7 @@ static void slow_read_done(struct raid_io *rio)
 /* Whole column of every usable member, row locked. */
 static void slow_read(struct raid_io *rio)
 {
-	if (!raid_scratch_get(rio, col_bytes(rio) * (rio->r->n + 1))) {
-		park(rio, slow_read);
-		return;
-	}
-	read_column(rio, ~0u, slow_read_done);
+	read_whole_column(rio, slow_read, slow_read_done);
 }
 
 
