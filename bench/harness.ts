@@ -61,7 +61,9 @@ export function hostInfo(): HostInfo {
 
 /** flexbso against the best peer, oriented so that > 1 means flexbso is ahead; null without peers. */
 export function ratioOf(row: BenchRow): number | null {
-  const peers = Object.entries(row.values).filter(([k]) => k !== "flexbso").map(([, v]) => v);
+  const peers = Object.entries(row.values)
+    .filter(([k]) => k !== "flexbso")
+    .map(([, v]) => v);
   if (peers.length === 0) return null;
   const mine = row.values.flexbso;
   const best = row.better === "lower" ? Math.min(...peers) : Math.max(...peers);
@@ -70,7 +72,10 @@ export function ratioOf(row: BenchRow): number | null {
 }
 
 /** Times `fn` `repeats` times after `warmup` untimed runs; returns milliseconds. */
-export async function timeIt(fn: () => unknown, options: { warmup?: number; repeats?: number } = {}): Promise<{ median: number; min: number; samples: number[] }> {
+export async function timeIt(
+  fn: () => unknown,
+  options: { warmup?: number; repeats?: number } = {},
+): Promise<{ median: number; min: number; samples: number[] }> {
   for (let i = 0; i < (options.warmup ?? 0); i++) await fn();
   const samples: number[] = [];
   for (let i = 0; i < (options.repeats ?? 3); i++) {
@@ -86,18 +91,28 @@ export async function timeIt(fn: () => unknown, options: { warmup?: number; repe
 export function formatTable(result: BenchResult): string {
   const peers = [...new Set(result.rows.flatMap((r) => Object.keys(r.values)))];
   const header = ["id", "metric", "unit", ...peers, "ratio"];
-  const fmt = (n: number | null | undefined) => (n === null || n === undefined ? "-" : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toPrecision(3));
-  const body = result.rows.map((r) => [r.id, r.metric, `${r.unit} (${r.better})`, ...peers.map((p) => fmt(r.values[p])), fmt(r.ratio)]);
+  const fmt = (n: number | null | undefined) =>
+    n === null || n === undefined ? "-" : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toPrecision(3);
+  const body = result.rows.map((r) => [
+    r.id,
+    r.metric,
+    `${r.unit} (${r.better})`,
+    ...peers.map((p) => fmt(r.values[p])),
+    fmt(r.ratio),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   const h = result.host;
-  return [
-    `bench ${result.bench} — ${h.cpus} × ${h.model}, load ${h.load.join(" ")}, node ${h.node}`,
-    line(header),
-    widths.map((w) => "-".repeat(w)).join("  "),
-    ...body.map(line),
-    ...(result.notes ?? []).map((n) => `note: ${n}`),
-  ].join("\n") + "\n";
+  return (
+    [
+      `bench ${result.bench} — ${h.cpus} × ${h.model}, load ${h.load.join(" ")}, node ${h.node}`,
+      line(header),
+      widths.map((w) => "-".repeat(w)).join("  "),
+      ...body.map(line),
+      ...(result.notes ?? []).map((n) => `note: ${n}`),
+    ].join("\n") + "\n"
+  );
 }
 
 /** Repository root (the directory holding package.json), from dist/bench or bench/. */

@@ -17,22 +17,49 @@ import { timeIt, type BenchContext } from "./harness.js";
 const BIN = resolve(__dirname, "..", "..", "bin", "flexbso.js");
 
 /** Time a drift-aware plan of `resources` resources against a live agent; returns the median in ms. */
-export async function livePlanMs(ctx: BenchContext, dir: string, resources = 1000): Promise<{ median: number; n: number; drift: number }> {
+export async function livePlanMs(
+  ctx: BenchContext,
+  dir: string,
+  resources = 1000,
+): Promise<{ median: number; n: number; drift: number }> {
   const stateDir = join(dir, "state");
   const runDir = join(dir, "run");
   const functions = Math.min(200, Math.floor((resources - 1) / 5));
   const nulls = resources - 1 - functions;
-  writeFileSync(join(dir, "agent.yaml"), `listen: 127.0.0.1:0\ndpu: bench0\nstateDir: ${stateDir}\nrunDir: ${runDir}\ndataDir: ${join(dir, "data")}\nlimits: { pfs: 1, vfsPerPf: 1024 }\n`);
-  const agent = spawn(process.execPath, [BIN, "agent", "--config", join(dir, "agent.yaml")], { stdio: ["ignore", "ignore", "ignore"] });
+  writeFileSync(
+    join(dir, "agent.yaml"),
+    `listen: 127.0.0.1:0\ndpu: bench0\nstateDir: ${stateDir}\nrunDir: ${runDir}\ndataDir: ${join(dir, "data")}\nlimits: { pfs: 1, vfsPerPf: 1024 }\n`,
+  );
+  const agent = spawn(process.execPath, [BIN, "agent", "--config", join(dir, "agent.yaml")], {
+    stdio: ["ignore", "ignore", "ignore"],
+  });
   try {
-    const url = await waitFor(() => (existsSync(join(runDir, "agent.url")) ? readFileSync(join(runDir, "agent.url"), "utf8").trim() : undefined), 30_000, "the agent to listen");
-    const spec = (kind: string, name: string, s: object) => ({ address: `bench0/${kind}/${name}`, dpu: "bench0", kind, name, spec: s });
+    const url = await waitFor(
+      () =>
+        existsSync(join(runDir, "agent.url")) ? readFileSync(join(runDir, "agent.url"), "utf8").trim() : undefined,
+      30_000,
+      "the agent to listen",
+    );
+    const spec = (kind: string, name: string, s: object) => ({
+      address: `bench0/${kind}/${name}`,
+      dpu: "bench0",
+      kind,
+      name,
+      spec: s,
+    });
     const raw = {
       formatVersion: 1,
       resources: [
-        spec("dpu", "bench0", { agent: { endpoint: url, tokenFile: join(stateDir, "token") }, backend: "native", pfs: 1, vfsPerPf: 1024 }),
+        spec("dpu", "bench0", {
+          agent: { endpoint: url, tokenFile: join(stateDir, "token") },
+          backend: "native",
+          pfs: 1,
+          vfsPerPf: 1024,
+        }),
         ...Array.from({ length: nulls }, (_, i) => spec("null", `n${i}`, { size: 1048576, blockSize: 512 })),
-        ...Array.from({ length: functions }, (_, i) => spec("function", `f${i}`, { vf: i, transport: "nbd", volume: `n${i}` })),
+        ...Array.from({ length: functions }, (_, i) =>
+          spec("function", `f${i}`, { vf: i, transport: "nbd", volume: `n${i}` }),
+        ),
       ],
     };
     const desired: Desired = validateDesired(raw);
@@ -48,17 +75,21 @@ export async function livePlanMs(ctx: BenchContext, dir: string, resources = 100
     if (body.error) throw new Error(`bench apply failed: ${body.error.message}`);
     ctx.log("live: planning against the agent (state, facts, drift, live check)");
     let drift = 0;
-    const t = await timeIt(async () => {
-      const actual = await new AgentActualSource().read(desired);
-      const p = plan(desired, actual.desired, {
-        ...(actual.generations ? { generations: actual.generations } : {}),
-        ...(actual.targets ? { targets: actual.targets } : {}),
-        ...(actual.live ? { live: actual.live } : {}),
-        ...(actual.drift ? { drift: actual.drift } : {}),
-      });
-      drift = p.drift.length;
-      if (p.steps.length || p.errors.length) throw new Error(`bench plan is not a no-op: ${p.steps.length} steps, ${p.errors.length} errors`);
-    }, { repeats: 3, warmup: 1 });
+    const t = await timeIt(
+      async () => {
+        const actual = await new AgentActualSource().read(desired);
+        const p = plan(desired, actual.desired, {
+          ...(actual.generations ? { generations: actual.generations } : {}),
+          ...(actual.targets ? { targets: actual.targets } : {}),
+          ...(actual.live ? { live: actual.live } : {}),
+          ...(actual.drift ? { drift: actual.drift } : {}),
+        });
+        drift = p.drift.length;
+        if (p.steps.length || p.errors.length)
+          throw new Error(`bench plan is not a no-op: ${p.steps.length} steps, ${p.errors.length} errors`);
+      },
+      { repeats: 3, warmup: 1 },
+    );
     return { median: t.median, n: desired.resources.length, drift };
   } finally {
     const exited = new Promise((r) => agent.once("exit", r));
@@ -66,7 +97,11 @@ export async function livePlanMs(ctx: BenchContext, dir: string, resources = 100
     await exited;
     const pidFile = join(runDir, "engine.pid");
     if (existsSync(pidFile)) {
-      try { process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGTERM"); } catch { /* gone */ }
+      try {
+        process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGTERM");
+      } catch {
+        /* gone */
+      }
     }
   }
 }

@@ -67,24 +67,44 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       let changed = 0;
       const diff = await timeIt(() => (changed = plan(desired, actual).steps.length), { repeats });
       const both = await timeIt(() => plan(validateDesired(wire), actual), { repeats });
-      const row = (id: string, metric: string, ms: number): BenchRow => ({ id: `${id}/${size}`, metric, unit: "ms", better: "lower", values: { flexbso: round(ms) } });
+      const row = (id: string, metric: string, ms: number): BenchRow => ({
+        id: `${id}/${size}`,
+        metric,
+        unit: "ms",
+        better: "lower",
+        values: { flexbso: round(ms) },
+      });
       rows.push(
         row("load-yaml", `loadTopology of a ${n()}-resource YAML file`, load.median),
         row("validate", `validateDesired of ${n()} resources (wire JSON)`, validate.median),
         row("plan-create", `plan ${n()} creates`, create.median),
         row("plan-diff", `plan against an actual state with ${changed} steps to run`, diff.median),
         row("validate+plan", `validateDesired + plan-diff, ${n()} resources`, both.median),
-        { id: `per-resource/${size}`, metric: "validate+plan time per resource", unit: "µs", better: "lower", values: { flexbso: round((both.median * 1000) / n()) } },
+        {
+          id: `per-resource/${size}`,
+          metric: "validate+plan time per resource",
+          unit: "µs",
+          better: "lower",
+          values: { flexbso: round((both.median * 1000) / n()) },
+        },
       );
     }
     if (process.env["FLEXBSO_BENCH_LIVE"] !== "0") {
       const live = await livePlanMs(ctx, mkdtempSync(join(dir, "live-")));
-      rows.push({ id: `plan-live/${live.n}`, metric: `drift-aware plan against a live agent, ${live.n} resources (target < 1000 ms)`, unit: "ms", better: "lower", values: { flexbso: round(live.median) } });
+      rows.push({
+        id: `plan-live/${live.n}`,
+        metric: `drift-aware plan against a live agent, ${live.n} resources (target < 1000 ms)`,
+        unit: "ms",
+        better: "lower",
+        values: { flexbso: round(live.median) },
+      });
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  ctx.note("median of 3 runs (1 run at 100 000 resources); no peer: ratio is null; plan-live: a real agent and engine (FLEXBSO_BENCH_LIVE=0 skips it)");
+  ctx.note(
+    "median of 3 runs (1 run at 100 000 resources); no peer: ratio is null; plan-live: a real agent and engine (FLEXBSO_BENCH_LIVE=0 skips it)",
+  );
   return rows;
 }
 

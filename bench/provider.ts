@@ -29,7 +29,10 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const dir = mkdtempSync(join(tmpdir(), "flexbso-bench-provider-"));
   try {
-    const mirror = installProvider(join(dir, "mirror"), (require(join(repoRoot(), "package.json")) as { version: string }).version);
+    const mirror = installProvider(
+      join(dir, "mirror"),
+      (require(join(repoRoot(), "package.json")) as { version: string }).version,
+    );
     const rc = join(dir, "terraformrc");
     writeFileSync(rc, mirror.cliConfig);
     const token = join(dir, "token");
@@ -37,7 +40,13 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     const cache = join(dir, "cache");
     const empty = join(dir, "empty.json");
     writeFileSync(empty, JSON.stringify({ formatVersion: 1, resources: [] }));
-    const env = { ...process.env, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", FLEXBSO_PROVIDER_CACHE: cache };
+    const env = {
+      ...process.env,
+      TF_CLI_CONFIG_FILE: rc,
+      CHECKPOINT_DISABLE: "1",
+      TF_IN_AUTOMATION: "1",
+      FLEXBSO_PROVIDER_CACHE: cache,
+    };
 
     ctx.log("provider start-up (10 launches)");
     const first = await handshakeMs(mirror.executable, { ...env, FLEXBSO_PROVIDER_CACHE: join(dir, "cold") });
@@ -45,12 +54,27 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
     // The floor of any Node provider: `node -e 0`, start to exit, in the same run.
     const bare = await timeIt(() => bareNodeMs(), { warmup: 1, repeats: 10 });
     rows.push(
-      { id: "startup/cached-cert", metric: "provider launch to handshake (certificate cached) vs bare node start", unit: "ms", better: "lower", values: { flexbso: round(cached.median), node: round(bare.median) } },
-      { id: "startup/first", metric: "provider launch to handshake (first launch: new certificate)", unit: "ms", better: "lower", values: { flexbso: round(first) } },
+      {
+        id: "startup/cached-cert",
+        metric: "provider launch to handshake (certificate cached) vs bare node start",
+        unit: "ms",
+        better: "lower",
+        values: { flexbso: round(cached.median), node: round(bare.median) },
+      },
+      {
+        id: "startup/first",
+        metric: "provider launch to handshake (first launch: new certificate)",
+        unit: "ms",
+        better: "lower",
+        values: { flexbso: round(first) },
+      },
     );
 
     const cases: [string, Desired][] = [
-      ...["single-dpu", "raid5-safe-read", "fleet"].map((e): [string, Desired] => [`example-${e}`, loadTopology(join(repoRoot(), "examples", e, "topology.yaml"))]),
+      ...["single-dpu", "raid5-safe-read", "fleet"].map((e): [string, Desired] => [
+        `example-${e}`,
+        loadTopology(join(repoRoot(), "examples", e, "topology.yaml")),
+      ]),
       ...sizes.map((n): [string, Desired] => {
         const file = join(dir, `gen-${n}.yaml`);
         writeFileSync(file, generateYaml(n));
@@ -66,19 +90,39 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       for (const d of [ours, floor]) terraform(["init", "-input=false", "-no-color"], d, env);
       const repeats = n >= 10000 ? 1 : 3;
       ctx.log(`${id}: ${n} resources, terraform plan x${repeats} each`);
-      const tOurs = await timeIt(() => terraform(["plan", "-input=false", "-no-color", "-lock=false", "-parallelism=10"], ours, env), { repeats });
-      const tFloor = await timeIt(() => terraform(["plan", "-input=false", "-no-color", "-lock=false", "-parallelism=10"], floor, env), { repeats });
-      rows.push({ id: `terraform-plan/${id}`, metric: `terraform plan of ${n} resources: provider vs terraform_data`, unit: "ms", better: "lower", values: { flexbso: round(tOurs.median), terraform_data: round(tFloor.median) } });
+      const tOurs = await timeIt(
+        () => terraform(["plan", "-input=false", "-no-color", "-lock=false", "-parallelism=10"], ours, env),
+        { repeats },
+      );
+      const tFloor = await timeIt(
+        () => terraform(["plan", "-input=false", "-no-color", "-lock=false", "-parallelism=10"], floor, env),
+        { repeats },
+      );
+      rows.push({
+        id: `terraform-plan/${id}`,
+        metric: `terraform plan of ${n} resources: provider vs terraform_data`,
+        unit: "ms",
+        better: "lower",
+        values: { flexbso: round(tOurs.median), terraform_data: round(tFloor.median) },
+      });
       if (id.startsWith("generated-")) {
         const yaml = join(dir, `${id.replace("generated-", "gen-")}.yaml`);
         const cli = await timeIt(() => flexbsoPlan(yaml, empty), { repeats });
-        rows.push({ id: `flexbso-vs-terraform/${id}`, metric: `plan of ${n} resources: flexbso plan vs terraform plan (with the provider)`, unit: "ms", better: "lower", values: { flexbso: round(cli.median), terraform: round(tOurs.median) } });
+        rows.push({
+          id: `flexbso-vs-terraform/${id}`,
+          metric: `plan of ${n} resources: flexbso plan vs terraform plan (with the provider)`,
+          unit: "ms",
+          better: "lower",
+          values: { flexbso: round(cli.median), terraform: round(tOurs.median) },
+        });
       }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  ctx.note("plans of a fresh stack (no state); median of 3 (1 at 10 000 resources); terraform_data is the floor any provider adds to");
+  ctx.note(
+    "plans of a fresh stack (no state); median of 3 (1 at 10 000 resources); terraform_data is the floor any provider adds to",
+  );
   return rows;
 }
 
@@ -90,15 +134,17 @@ function stackJson(desired: Desired, token: string, floor: boolean): unknown {
     const attrs = configFromSpec(r.kind, { dpu: r.dpu, name: r.name }, r.spec);
     const id = `r_${r.dpu}_${r.name}`.replace(/[^A-Za-z0-9_-]/g, "_");
     const type = floor ? "terraform_data" : TYPE_NAMES[r.kind];
-    (resource[type] ??= {})[floor ? `${r.kind}_${id}` : id] = floor ? { input: attrs } : { ...attrs, provider: `flexbso.${r.dpu}` };
+    const ofType = resource[type] ?? {};
+    resource[type] = ofType;
+    ofType[floor ? `${r.kind}_${id}` : id] = floor ? { input: attrs } : { ...attrs, provider: `flexbso.${r.dpu}` };
   }
   return floor
     ? { resource }
     : {
-      terraform: { required_providers: { flexbso: { source: "flexbso/flexbso" } } },
-      provider: { flexbso: dpus.map((d) => ({ alias: d, endpoint: "http://127.0.0.1:9", token_file: token })) },
-      resource,
-    };
+        terraform: { required_providers: { flexbso: { source: "flexbso/flexbso" } } },
+        provider: { flexbso: dpus.map((d) => ({ alias: d, endpoint: "http://127.0.0.1:9", token_file: token })) },
+        resource,
+      };
 }
 
 function writeStack(dir: string, doc: unknown): void {
@@ -109,13 +155,18 @@ function writeStack(dir: string, doc: unknown): void {
 function terraform(args: string[], cwd: string, env: NodeJS.ProcessEnv): void {
   const r = spawnSync(TERRAFORM, args, { cwd, env, encoding: "utf8", maxBuffer: 256 * 1024 * 1024, timeout: 600_000 });
   if (r.status !== 0 && !(args[0] === "plan" && r.status === 2)) {
-    throw new Error(`terraform ${args.join(" ")} in ${cwd} exited ${r.status}:\n${(r.stderr || r.stdout).slice(-4000)}`);
+    throw new Error(
+      `terraform ${args.join(" ")} in ${cwd} exited ${r.status}:\n${(r.stderr || r.stdout).slice(-4000)}`,
+    );
   }
 }
 
 /** `flexbso plan YAML --actual EMPTY` as a user runs it (a process, like terraform): exit 2 = changes. */
 function flexbsoPlan(yaml: string, empty: string): void {
-  const r = spawnSync(process.execPath, [join(repoRoot(), "bin", "flexbso.js"), "plan", yaml, "--actual", empty], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [join(repoRoot(), "bin", "flexbso.js"), "plan", yaml, "--actual", empty], {
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+  });
   if (r.status !== 2) throw new Error(`flexbso plan ${yaml} exited ${r.status}: ${r.stderr}`);
 }
 
@@ -156,7 +207,8 @@ function bareNodeMs(): Promise<number> {
 let clientPem: string | undefined;
 function clientCert(): string {
   // any self-signed certificate stands in for Terraform's client certificate
-  clientPem ??= (require("../lib/provider/tls.js") as typeof import("../lib/provider/tls.js")).createServerCert().certPem;
+  clientPem ??= (require("../lib/provider/tls.js") as typeof import("../lib/provider/tls.js")).createServerCert()
+    .certPem;
   return clientPem;
 }
 

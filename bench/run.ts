@@ -9,7 +9,10 @@ import { runBench, type BenchFn } from "./harness.js";
  */
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
-  const available = readdirSync(__dirname).filter((f) => f.endsWith(".js") && !["run.js", "harness.js"].includes(f)).map((f) => f.slice(0, -3)).sort();
+  const available = readdirSync(__dirname)
+    .filter((f) => f.endsWith(".js") && !["run.js", "harness.js"].includes(f))
+    .map((f) => f.slice(0, -3))
+    .sort();
   if (!name || !/^[a-z0-9-]+$/.test(name) || !existsSync(join(__dirname, `${name}.js`))) {
     process.stderr.write(`usage: npm run bench -- NAME [ARGS...]\navailable: ${available.join(", ") || "(none)"}\n`);
     return 1;

@@ -21,19 +21,28 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 
-import { SpdkRpcClient } from '../lib/client/spdk-rpc';
-import { DEFAULT_POLL_US } from '../lib/engine/main';
-import { packageRoot } from '../lib/engine/native';
-import type { BenchContext, BenchRow } from './harness';
-import { BenchError, exec, load, parseServerOptions, procCpuSeconds, startProcess, stopProcess, waitSocket } from './nbd';
+import { SpdkRpcClient } from "../lib/client/spdk-rpc";
+import { DEFAULT_POLL_US } from "../lib/engine/main";
+import { packageRoot } from "../lib/engine/native";
+import type { BenchContext, BenchRow } from "./harness";
+import {
+  BenchError,
+  exec,
+  load,
+  parseServerOptions,
+  procCpuSeconds,
+  startProcess,
+  stopProcess,
+  waitSocket,
+} from "./nbd";
 
 const MiB = 1 << 20;
-const FB_VHOST = path.join(packageRoot(), 'native', 'out', 'fb_vhost');
+const FB_VHOST = path.join(packageRoot(), "native", "out", "fb_vhost");
 
 /** Options of {@link runVhostBench}. */
 export interface VhostBenchOptions {
@@ -65,89 +74,168 @@ interface Perf {
 }
 
 function perf(socket: string, args: string[], seconds: number): Perf {
-  const out = exec(FB_VHOST, ['--socket', socket, 'perf', '--json', '--seconds', String(seconds), '--ramp', '1', ...args]);
-  const p = JSON.parse(out.trim().split('\n').pop()!) as Perf;
-  if (p.errors !== 0) throw new BenchError(`fb_vhost perf ${args.join(' ')} on ${socket}: ${p.errors} errors`);
+  const out = exec(FB_VHOST, [
+    "--socket",
+    socket,
+    "perf",
+    "--json",
+    "--seconds",
+    String(seconds),
+    "--ramp",
+    "1",
+    ...args,
+  ]);
+  const p = JSON.parse(out.trim().split("\n").pop()!) as Perf;
+  if (p.errors !== 0) throw new BenchError(`fb_vhost perf ${args.join(" ")} on ${socket}: ${p.errors} errors`);
   return p;
 }
 
 async function startFlexbso(dir: string, random: string, o: VhostBenchOptions): Promise<Backend> {
-  const rpcSock = path.join(dir, 'engine.sock');
-  const log = path.join(dir, 'engine.log');
-  const main = path.join(packageRoot(), 'dist', 'lib', 'engine', 'main.js');
-  const vhostDir = path.join(dir, 'vhost');
-  const child = startProcess(process.execPath, [main, '--rpc-socket', rpcSock, '--reactors', String(o.reactors),
-    '--poll-us', String(o.pollUs), '--vhost-dir', vhostDir, '--log-level', 'warn'], log);
+  const rpcSock = path.join(dir, "engine.sock");
+  const log = path.join(dir, "engine.log");
+  const main = path.join(packageRoot(), "dist", "lib", "engine", "main.js");
+  const vhostDir = path.join(dir, "vhost");
+  const child = startProcess(
+    process.execPath,
+    [
+      main,
+      "--rpc-socket",
+      rpcSock,
+      "--reactors",
+      String(o.reactors),
+      "--poll-us",
+      String(o.pollUs),
+      "--vhost-dir",
+      vhostDir,
+      "--log-level",
+      "warn",
+    ],
+    log,
+  );
   await waitSocket(rpcSock, child, log);
   const rpc = new SpdkRpcClient({ socketPath: rpcSock });
-  await rpc.call('bdev_malloc_create', { name: 'bench', num_blocks: (o.sizeMiB * MiB) / 4096, block_size: 4096 });
+  await rpc.call("bdev_malloc_create", { name: "bench", num_blocks: (o.sizeMiB * MiB) / 4096, block_size: 4096 });
   // The same random bytes as the peer's file, copied in over a temporary NBD export.
-  const nbdSock = path.join(dir, 'fill.sock');
-  await rpc.call('flexbso_nbd_export_add', { export_name: 'fill', bdev_name: 'bench', listen: `unix:${nbdSock}` });
-  exec('nbdcopy', ['--flush', random, `nbd+unix:///fill?socket=${nbdSock}`]);
-  await rpc.call('flexbso_nbd_export_remove', { export_name: 'fill' });
-  await rpc.call('vhost_create_blk_controller', { ctrlr: 'bench', dev_name: 'bench' });
+  const nbdSock = path.join(dir, "fill.sock");
+  await rpc.call("flexbso_nbd_export_add", { export_name: "fill", bdev_name: "bench", listen: `unix:${nbdSock}` });
+  exec("nbdcopy", ["--flush", random, `nbd+unix:///fill?socket=${nbdSock}`]);
+  await rpc.call("flexbso_nbd_export_remove", { export_name: "fill" });
+  await rpc.call("vhost_create_blk_controller", { ctrlr: "bench", dev_name: "bench" });
   await rpc.close();
-  return { name: 'flexbso', socket: path.join(vhostDir, 'bench'), pid: child.pid!, stop: () => stopProcess(child) };
+  return { name: "flexbso", socket: path.join(vhostDir, "bench"), pid: child.pid!, stop: () => stopProcess(child) };
 }
 
 async function startQsd(dir: string, shmDir: string, random: string): Promise<Backend> {
-  const sock = path.join(dir, 'qsd.sock');
-  const log = path.join(dir, 'qsd.log');
-  const img = path.join(shmDir, 'qsd.img');
+  const sock = path.join(dir, "qsd.sock");
+  const log = path.join(dir, "qsd.log");
+  const img = path.join(shmDir, "qsd.img");
   fs.copyFileSync(random, img);
   const child = startProcess(
-    'qemu-storage-daemon',
+    "qemu-storage-daemon",
     [
-      '--blockdev', `driver=file,node-name=file0,filename=${img}`,
-      '--blockdev', 'driver=raw,node-name=raw0,file=file0',
-      '--export', `type=vhost-user-blk,id=exp0,node-name=raw0,addr.type=unix,addr.path=${sock},writable=on,num-queues=2`,
+      "--blockdev",
+      `driver=file,node-name=file0,filename=${img}`,
+      "--blockdev",
+      "driver=raw,node-name=raw0,file=file0",
+      "--export",
+      `type=vhost-user-blk,id=exp0,node-name=raw0,addr.type=unix,addr.path=${sock},writable=on,num-queues=2`,
     ],
     log,
   );
   await waitSocket(sock, child, log);
-  return { name: 'qemu-storage-daemon', socket: sock, pid: child.pid!, stop: () => stopProcess(child) };
+  return { name: "qemu-storage-daemon", socket: sock, pid: child.pid!, stop: () => stopProcess(child) };
 }
 
 interface Measure {
   readonly id: string;
   readonly metric: string;
   readonly unit: string;
-  readonly better: 'lower' | 'higher';
+  readonly better: "lower" | "higher";
   readonly args: string[];
   readonly pick: (p: Perf) => number;
 }
 
-const QD1 = ['--rw', 'randread', '--bs', '4K', '--qd', '1'];
+const QD1 = ["--rw", "randread", "--bs", "4K", "--qd", "1"];
 const MEASURES: readonly Measure[] = [
-  { id: 'randread-4k-qd1-mean', metric: '4 KiB randread QD1 mean latency', unit: 'µs', better: 'lower', args: QD1, pick: (p) => p.lat_mean_us },
-  { id: 'randread-4k-qd1-p99', metric: '4 KiB randread QD1 p99 latency', unit: 'µs', better: 'lower', args: QD1, pick: (p) => p.lat_p99_us },
-  { id: 'randread-4k-qd32-1q', metric: '4 KiB randread QD32, 1 queue', unit: 'IOPS', better: 'higher', args: ['--rw', 'randread', '--bs', '4K', '--qd', '32'], pick: (p) => p.iops },
   {
-    id: 'randread-4k-qd32-2q', metric: '4 KiB randread QD32, 2 queues', unit: 'IOPS', better: 'higher',
-    args: ['--rw', 'randread', '--bs', '4K', '--qd', '32', '--queues', '2'], pick: (p) => p.iops,
-  },
-  { id: 'read-1m-qd8', metric: '1 MiB read QD8', unit: 'MB/s', better: 'higher', args: ['--rw', 'read', '--bs', '1M', '--qd', '8'], pick: (p) => p.mbps },
-  { id: 'write-1m-qd8', metric: '1 MiB write QD8', unit: 'MB/s', better: 'higher', args: ['--rw', 'write', '--bs', '1M', '--qd', '8'], pick: (p) => p.mbps },
-  {
-    id: 'read-1m-qd8-2q', metric: '1 MiB read QD8, 2 queues', unit: 'MB/s', better: 'higher',
-    args: ['--rw', 'read', '--bs', '1M', '--qd', '8', '--queues', '2'], pick: (p) => p.mbps,
+    id: "randread-4k-qd1-mean",
+    metric: "4 KiB randread QD1 mean latency",
+    unit: "µs",
+    better: "lower",
+    args: QD1,
+    pick: (p) => p.lat_mean_us,
   },
   {
-    id: 'write-1m-qd8-2q', metric: '1 MiB write QD8, 2 queues', unit: 'MB/s', better: 'higher',
-    args: ['--rw', 'write', '--bs', '1M', '--qd', '8', '--queues', '2'], pick: (p) => p.mbps,
+    id: "randread-4k-qd1-p99",
+    metric: "4 KiB randread QD1 p99 latency",
+    unit: "µs",
+    better: "lower",
+    args: QD1,
+    pick: (p) => p.lat_p99_us,
+  },
+  {
+    id: "randread-4k-qd32-1q",
+    metric: "4 KiB randread QD32, 1 queue",
+    unit: "IOPS",
+    better: "higher",
+    args: ["--rw", "randread", "--bs", "4K", "--qd", "32"],
+    pick: (p) => p.iops,
+  },
+  {
+    id: "randread-4k-qd32-2q",
+    metric: "4 KiB randread QD32, 2 queues",
+    unit: "IOPS",
+    better: "higher",
+    args: ["--rw", "randread", "--bs", "4K", "--qd", "32", "--queues", "2"],
+    pick: (p) => p.iops,
+  },
+  {
+    id: "read-1m-qd8",
+    metric: "1 MiB read QD8",
+    unit: "MB/s",
+    better: "higher",
+    args: ["--rw", "read", "--bs", "1M", "--qd", "8"],
+    pick: (p) => p.mbps,
+  },
+  {
+    id: "write-1m-qd8",
+    metric: "1 MiB write QD8",
+    unit: "MB/s",
+    better: "higher",
+    args: ["--rw", "write", "--bs", "1M", "--qd", "8"],
+    pick: (p) => p.mbps,
+  },
+  {
+    id: "read-1m-qd8-2q",
+    metric: "1 MiB read QD8, 2 queues",
+    unit: "MB/s",
+    better: "higher",
+    args: ["--rw", "read", "--bs", "1M", "--qd", "8", "--queues", "2"],
+    pick: (p) => p.mbps,
+  },
+  {
+    id: "write-1m-qd8-2q",
+    metric: "1 MiB write QD8, 2 queues",
+    unit: "MB/s",
+    better: "higher",
+    args: ["--rw", "write", "--bs", "1M", "--qd", "8", "--queues", "2"],
+    pick: (p) => p.mbps,
   },
 ];
 
 /** Runs the whole benchmark; back-ends and temp files are removed even on failure. */
-export async function runVhostBench(o: VhostBenchOptions, say: (line: string) => void, note: (line: string) => void): Promise<BenchRow[]> {
+export async function runVhostBench(
+  o: VhostBenchOptions,
+  say: (line: string) => void,
+  note: (line: string) => void,
+): Promise<BenchRow[]> {
   if (!fs.existsSync(FB_VHOST)) throw new BenchError(`${FB_VHOST} is missing: run \`make -C native out/fb_vhost\``);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fbso-vbench-'));
-  const shmDir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'fbso-vbench-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fbso-vbench-"));
+  const shmDir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "fbso-vbench-"));
   const backends: Backend[] = [];
   try {
-    const random = path.join(shmDir, 'random.img');
-    const fd = fs.openSync(random, 'w');
+    const random = path.join(shmDir, "random.img");
+    const fd = fs.openSync(random, "w");
     for (let off = 0; off < o.sizeMiB * MiB; off += 16 * MiB) fs.writeSync(fd, randomBytes(16 * MiB));
     fs.closeSync(fd);
     say(`starting back-ends (${o.sizeMiB} MiB of random data each)`);
@@ -158,15 +246,15 @@ export async function runVhostBench(o: VhostBenchOptions, say: (line: string) =>
     const loads = new Map<string, string[]>();
     const cpuPerGb: Record<string, number> = {};
     const groups = new Map<string, Measure[]>();
-    for (const m of MEASURES) groups.set(m.args.join(' '), [...(groups.get(m.args.join(' ')) ?? []), m]);
+    for (const m of MEASURES) groups.set(m.args.join(" "), [...(groups.get(m.args.join(" ")) ?? []), m]);
     for (const b of backends) {
       let cpu = 0;
       let bytes = 0;
       for (const group of groups.values()) {
         const l = load();
-        say(`${group.map((g) => g.id).join(' + ')} on ${b.name} (${l})`);
+        say(`${group.map((g) => g.id).join(" + ")} on ${b.name} (${l})`);
         // CPU per GB over the single-queue 1 MiB runs (the 2-queue rows show scaling).
-        const big = group[0]!.args.includes('1M') && !group[0]!.args.includes('--queues');
+        const big = group[0]!.args.includes("1M") && !group[0]!.args.includes("--queues");
         const c0 = procCpuSeconds(b.pid);
         const t0 = process.hrtime.bigint();
         const p = perf(b.socket, group[0]!.args, o.seconds);
@@ -184,15 +272,21 @@ export async function runVhostBench(o: VhostBenchOptions, say: (line: string) =>
       cpuPerGb[b.name] = cpu / (bytes / 1e9);
     }
     const rows: BenchRow[] = MEASURES.map((m) => {
-      note(`${m.id}: ${loads.get(m.id)!.join('; ')}`);
-      return { id: m.id, metric: m.metric, unit: m.unit, better: m.better, values: results.get(m.id)! as BenchRow['values'] };
+      note(`${m.id}: ${loads.get(m.id)!.join("; ")}`);
+      return {
+        id: m.id,
+        metric: m.metric,
+        unit: m.unit,
+        better: m.better,
+        values: results.get(m.id)! as BenchRow["values"],
+      };
     });
     rows.push({
-      id: 'cpu-per-gb',
-      metric: 'back-end CPU per GB moved (1 MiB read + write runs; target <= 0.5x the peer)',
-      unit: 'CPU s/GB',
-      better: 'lower',
-      values: cpuPerGb as BenchRow['values'],
+      id: "cpu-per-gb",
+      metric: "back-end CPU per GB moved (1 MiB read + write runs; target <= 0.5x the peer)",
+      unit: "CPU s/GB",
+      better: "lower",
+      values: cpuPerGb as BenchRow["values"],
     });
 
     say(`idle CPU over ${o.idleSeconds} s, front-end connected with 2 started queues`);
@@ -200,33 +294,35 @@ export async function runVhostBench(o: VhostBenchOptions, say: (line: string) =>
     for (const b of backends) {
       const c0 = procCpuSeconds(b.pid);
       const t0 = process.hrtime.bigint();
-      exec(FB_VHOST, ['--socket', b.socket, 'hold', '--queues', '2', '--seconds', String(o.idleSeconds)]);
+      exec(FB_VHOST, ["--socket", b.socket, "hold", "--queues", "2", "--seconds", String(o.idleSeconds)]);
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       idle[b.name] = ((procCpuSeconds(b.pid) - c0) / wall) * 100;
     }
     rows.push({
-      id: 'idle-cpu',
+      id: "idle-cpu",
       metric: `back-end process CPU, front-end idle for ${o.idleSeconds} s (/proc, 10 ms resolution; target < 1)`,
-      unit: '% of a core',
-      better: 'lower',
-      values: idle as BenchRow['values'],
+      unit: "% of a core",
+      better: "lower",
+      values: idle as BenchRow["values"],
     });
 
-    say('memcpy bandwidth of one core');
-    const mc = JSON.parse(exec(FB_VHOST, ['memcpy', '--bs', '1M', '--seconds', String(Math.min(o.seconds, 3)), '--json']).trim()) as { mbps: number };
+    say("memcpy bandwidth of one core");
+    const mc = JSON.parse(
+      exec(FB_VHOST, ["memcpy", "--bs", "1M", "--seconds", String(Math.min(o.seconds, 3)), "--json"]).trim(),
+    ) as { mbps: number };
     rows.push({
-      id: 'read-1m-qd8-vs-memcpy',
-      metric: '1 MiB read QD8, flexbso vs single-core memcpy (target ratio >= 0.8)',
-      unit: 'MB/s',
-      better: 'higher',
-      values: { flexbso: results.get('read-1m-qd8')!['flexbso']!, memcpy: mc.mbps },
+      id: "read-1m-qd8-vs-memcpy",
+      metric: "1 MiB read QD8, flexbso vs single-core memcpy (target ratio >= 0.8)",
+      unit: "MB/s",
+      better: "higher",
+      values: { flexbso: results.get("read-1m-qd8")!["flexbso"]!, memcpy: mc.mbps },
     });
     note(`idle: ${load()}; engine ${o.reactors} reactor(s), poll ${o.pollUs} µs; adaptive queue poll 32 µs`);
     note(
       `config: ${o.sizeMiB} MiB of random data; fb_vhost perf ${o.seconds} s per run after a 1 s ramp, one thread per queue, ` +
-        'sleeping on the call eventfd; flexbso = malloc bdev, one reactor per queue; qemu-storage-daemon = raw file on /dev/shm ' +
-        '(num-queues=2, its default thread pool for file I/O). On a loaded machine a back-end with more threads gets more CPU ' +
-        'share: compare the load notes.',
+        "sleeping on the call eventfd; flexbso = malloc bdev, one reactor per queue; qemu-storage-daemon = raw file on /dev/shm " +
+        "(num-queues=2, its default thread pool for file I/O). On a loaded machine a back-end with more threads gets more CPU " +
+        "share: compare the load notes.",
     );
     return rows;
   } finally {
@@ -238,10 +334,20 @@ export async function runVhostBench(o: VhostBenchOptions, say: (line: string) =>
 
 /** Parses `npm run bench -- vhost [options]`. Throws {@link BenchError}. */
 export function parseOptions(argv: readonly string[]): VhostBenchOptions {
-  return parseServerOptions('vhost', argv, { seconds: 5, sizeMiB: 1024, reactors: 2, pollUs: DEFAULT_POLL_US, idleSeconds: 10 });
+  return parseServerOptions("vhost", argv, {
+    seconds: 5,
+    sizeMiB: 1024,
+    reactors: 2,
+    pollUs: DEFAULT_POLL_US,
+    idleSeconds: 10,
+  });
 }
 
 /** The benchmark for bench/run.ts: `npm run bench -- vhost [options]`. */
 export async function run(ctx: BenchContext): Promise<BenchRow[]> {
-  return runVhostBench(parseOptions(ctx.args), (l) => ctx.log(l), (l) => ctx.note(l));
+  return runVhostBench(
+    parseOptions(ctx.args),
+    (l) => ctx.log(l),
+    (l) => ctx.note(l),
+  );
 }

@@ -21,13 +21,21 @@ export interface PlacedProps {
 }
 
 /** Finds the DPU a resource belongs to: `props.dpu` or the nearest enclosing Dpu. */
-export function placement(scope: Construct, id: string, props: PlacedProps): { dpu: string; name: string; target: SynthTarget } {
+export function placement(
+  scope: Construct,
+  id: string,
+  props: PlacedProps,
+): { dpu: string; name: string; target: SynthTarget } {
   let dpu: Dpu | undefined = props.dpu;
   for (let s: Construct | undefined = scope; !dpu && s; s = s.node.scope) if (s instanceof Dpu) dpu = s;
   if (!dpu) {
     const path = `${scope.node.path}/${id}`.replace(/^\//, "");
     throw new FlexbsoConstructError(path, [
-      { code: "no-dpu", message: "must be created inside a Dpu construct or be given props.dpu", source: { constructPath: path } },
+      {
+        code: "no-dpu",
+        message: "must be created inside a Dpu construct or be given props.dpu",
+        source: { constructPath: path },
+      },
     ]);
   }
   return { dpu: dpu.resourceName, name: props.name ?? id, target: dpu.target };
@@ -98,9 +106,22 @@ export interface FileBdevProps extends PlacedProps {
 export class FileBdev extends FlexbsoBdev<"file"> {
   constructor(scope: Construct, id: string, props: FileBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "file", at.dpu, at.name, {
-      path: props.path, size: props.size, blockSize: props.blockSize, directIo: props.directIo, retain: props.retain, import: props.import,
-    }, at.target);
+    super(
+      scope,
+      id,
+      "file",
+      at.dpu,
+      at.name,
+      {
+        path: props.path,
+        size: props.size,
+        blockSize: props.blockSize,
+        directIo: props.directIo,
+        retain: props.retain,
+        import: props.import,
+      },
+      at.target,
+    );
   }
   referencedNames(): string[] {
     return [];
@@ -129,12 +150,20 @@ export interface RaidBdevProps extends PlacedProps {
 export class RaidBdev extends FlexbsoBdev<"raid"> {
   constructor(scope: Construct, id: string, props: RaidBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "raid", at.dpu, at.name, {
-      level: props.level,
-      members: props.members.map(refName),
-      stripSize: props.stripSize,
-      safeRead: props.safeRead,
-    }, at.target);
+    super(
+      scope,
+      id,
+      "raid",
+      at.dpu,
+      at.name,
+      {
+        level: props.level,
+        members: props.members.map(refName),
+        stripSize: props.stripSize,
+        safeRead: props.safeRead,
+      },
+      at.target,
+    );
   }
   referencedNames(): string[] {
     return [...this.spec.members];
@@ -171,13 +200,21 @@ export interface CompressBdevProps extends PlacedProps {
 export class CompressBdev extends FlexbsoBdev<"compress"> {
   constructor(scope: Construct, id: string, props: CompressBdevProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "compress", at.dpu, at.name, {
-      base: refName(props.base),
-      algorithm: props.algorithm,
-      level: props.level,
-      engine: props.engine,
-      chunkSize: props.chunkSize,
-    }, at.target);
+    super(
+      scope,
+      id,
+      "compress",
+      at.dpu,
+      at.name,
+      {
+        base: refName(props.base),
+        algorithm: props.algorithm,
+        level: props.level,
+        engine: props.engine,
+        chunkSize: props.chunkSize,
+      },
+      at.target,
+    );
   }
   referencedNames(): string[] {
     return [this.spec.base];

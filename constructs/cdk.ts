@@ -30,7 +30,9 @@ function load(): Cdk {
       return require(resolved) as Cdk;
     }
   }
-  throw new Error(`the FlexBSO constructs need cdktf (npm install cdktf@^0.21 constructs) or CDK Terrain (npm install cdktn constructs)${wanted ? ` (FLEXBSO_CDK=${wanted})` : ""}`);
+  throw new Error(
+    `the FlexBSO constructs need cdktf (npm install cdktf@^0.21 constructs) or CDK Terrain (npm install cdktn constructs)${wanted ? ` (FLEXBSO_CDK=${wanted})` : ""}`,
+  );
 }
 
 export const cdk: Cdk = load();

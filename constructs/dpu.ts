@@ -88,12 +88,20 @@ export class Dpu extends FlexbsoResource<"dpu"> {
 
   constructor(scope: Construct, id: string, props: DpuProps = {}) {
     const name = props.name ?? id;
-    super(scope, id, "dpu", name, name, {
-      agent: { endpoint: props.endpoint, tokenFile: props.tokenFile },
-      backend: props.backend,
-      pfs: props.pfs,
-      vfsPerPf: props.vfsPerPf,
-    }, props.target ?? contextTarget(scope));
+    super(
+      scope,
+      id,
+      "dpu",
+      name,
+      name,
+      {
+        agent: { endpoint: props.endpoint, tokenFile: props.tokenFile },
+        backend: props.backend,
+        pfs: props.pfs,
+        vfsPerPf: props.vfsPerPf,
+      },
+      props.target ?? contextTarget(scope),
+    );
     const stack = cdk.TerraformStack.of(this);
     if (this.target === "provider") {
       this.providerBlock = new FlexbsoTerraformProvider(stack, `flexbso-provider-${name}`, {
@@ -103,15 +111,31 @@ export class Dpu extends FlexbsoResource<"dpu"> {
       });
       this.provider = this.providerBlock;
     } else {
-      if (!stack.node.children.some((c) => c instanceof NullTerraformProvider)) new NullTerraformProvider(stack, "null");
-      this.hook = new RawResource(this, "flexbso:apply", "null_resource", "null", () => ({
-        triggers: { role: APPLY_ROLE, dpu: name, specs_sha256: cdk.Lazy.stringValue({ produce: () => this.specsHash() }) },
-      }), {
-        provisioners: [
-          { type: "local-exec", command: props.applyCommand ?? flexbsoCommand(`apply --dpu ${name} --auto-approve`) },
-          { type: "local-exec", when: "destroy", command: props.destroyCommand ?? flexbsoCommand(`destroy --dpu ${name} --auto-approve`) },
-        ],
-      });
+      if (!stack.node.children.some((c) => c instanceof NullTerraformProvider))
+        new NullTerraformProvider(stack, "null");
+      this.hook = new RawResource(
+        this,
+        "flexbso:apply",
+        "null_resource",
+        "null",
+        () => ({
+          triggers: {
+            role: APPLY_ROLE,
+            dpu: name,
+            specs_sha256: cdk.Lazy.stringValue({ produce: () => this.specsHash() }),
+          },
+        }),
+        {
+          provisioners: [
+            { type: "local-exec", command: props.applyCommand ?? flexbsoCommand(`apply --dpu ${name} --auto-approve`) },
+            {
+              type: "local-exec",
+              when: "destroy",
+              command: props.destroyCommand ?? flexbsoCommand(`destroy --dpu ${name} --auto-approve`),
+            },
+          ],
+        },
+      );
     }
     cdk.Aspects.of(this).add(new WireDependencies(this));
     if (!checkedStacks.has(stack)) {
@@ -151,7 +175,9 @@ export class Dpu extends FlexbsoResource<"dpu"> {
   }
 
   private specsHash(): string {
-    const specs = [this, ...this.resources()].map((r) => [r.address, r.spec]).sort(([a], [b]) => (String(a) < String(b) ? -1 : 1));
+    const specs = [this, ...this.resources()]
+      .map((r) => [r.address, r.spec])
+      .sort(([a], [b]) => (String(a) < String(b) ? -1 : 1));
     return createHash("sha256").update(canonicalJsonCompact(specs)).digest("hex");
   }
 }

@@ -8,7 +8,10 @@ import type { Diagnostic } from "../lib/model/types.js";
  */
 export class FlexbsoConstructError extends Error {
   readonly code: string;
-  constructor(readonly constructPath: string, readonly diagnostics: readonly Diagnostic[]) {
+  constructor(
+    readonly constructPath: string,
+    readonly diagnostics: readonly Diagnostic[],
+  ) {
     super(diagnostics.map(formatDiagnostic).join("\n"));
     this.name = "FlexbsoConstructError";
     this.code = `FLEXBSO_${(diagnostics[0]?.code ?? "invalid").toUpperCase().replace(/-/g, "_")}`;

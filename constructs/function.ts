@@ -42,15 +42,23 @@ export interface SriovFunctionProps extends PlacedProps {
 export class SriovFunction extends FlexbsoResource<"function"> {
   constructor(scope: Construct, id: string, props: SriovFunctionProps) {
     const at = placement(scope, id, props);
-    super(scope, id, "function", at.dpu, at.name, {
-      pf: props.pf,
-      vf: props.vf,
-      emulation: props.emulation,
-      transport: props.transport,
-      volume: refName(props.volume),
-      qos: props.qos ? { iops: props.qos.iops, mbps: props.qos.mbps } : undefined,
-      tenant: props.tenant,
-    }, at.target);
+    super(
+      scope,
+      id,
+      "function",
+      at.dpu,
+      at.name,
+      {
+        pf: props.pf,
+        vf: props.vf,
+        emulation: props.emulation,
+        transport: props.transport,
+        volume: refName(props.volume),
+        qos: props.qos ? { iops: props.qos.iops, mbps: props.qos.mbps } : undefined,
+        tenant: props.tenant,
+      },
+      at.target,
+    );
   }
   referencedNames(): string[] {
     return [this.spec.volume];

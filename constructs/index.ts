@@ -12,10 +12,23 @@
 export { App, TerraformStack } from "./cdk.js";
 export { Dpu, type DpuProps, TARGET_CONTEXT, flexbsoCommand } from "./dpu.js";
 export {
-  MallocBdev, NullBdev, FileBdev, RaidBdev, CompressBdev,
-  type MemoryBdevProps, type FileBdevProps, type RaidBdevProps, type CompressBdevProps, type PlacedProps, type Size,
+  MallocBdev,
+  NullBdev,
+  FileBdev,
+  RaidBdev,
+  CompressBdev,
+  type MemoryBdevProps,
+  type FileBdevProps,
+  type RaidBdevProps,
+  type CompressBdevProps,
+  type PlacedProps,
+  type Size,
 } from "./bdevs.js";
 export { SriovFunction, type SriovFunctionProps } from "./function.js";
 export { FlexbsoResource, FlexbsoBdev, type BdevRef, type SynthTarget } from "./resource.js";
-export { FlexbsoTerraformProvider, NullTerraformProvider, type FlexbsoTerraformProviderConfig } from "./provider/bindings.js";
+export {
+  FlexbsoTerraformProvider,
+  NullTerraformProvider,
+  type FlexbsoTerraformProviderConfig,
+} from "./provider/bindings.js";
 export { FlexbsoConstructError } from "./errors.js";

@@ -10,7 +10,10 @@ export function flexbsoPackage(): { root: string; version: string } {
     const pj = path.join(d, "package.json");
     if (existsSync(pj)) {
       const json = JSON.parse(readFileSync(pj, "utf8")) as { name?: string; version?: string };
-      if (json.name === "flexbso") return (found = { root: d, version: json.version ?? "0.0.0" });
+      if (json.name === "flexbso") {
+        found = { root: d, version: json.version ?? "0.0.0" };
+        return found;
+      }
     }
     if (path.dirname(d) === d) throw new Error(`cannot find flexbso's package.json above ${__dirname}`);
   }

@@ -36,14 +36,28 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.Terrafo
   readonly address: string;
   readonly target: SynthTarget;
 
-  protected constructor(scope: Construct, id: string, kind: K, dpuName: string, name: string, input: Record<string, unknown>, target: SynthTarget) {
+  protected constructor(
+    scope: Construct,
+    id: string,
+    kind: K,
+    dpuName: string,
+    name: string,
+    input: Record<string, unknown>,
+    target: SynthTarget,
+  ) {
     const { spec, problems } = canonicalSpec(kind, stripUndefined(input));
     const address = addressOf(dpuName, kind, name);
     if (spec === undefined || problems.length > 0) {
       const path = `${scope.node.path}/${id}`.replace(/^\//, "");
       throw new FlexbsoConstructError(
         path,
-        problems.map((p) => ({ code: p.code, address, field: fieldName(p.path), message: p.message, source: { constructPath: path } })),
+        problems.map((p) => ({
+          code: p.code,
+          address,
+          field: fieldName(p.path),
+          message: p.message,
+          source: { constructPath: path },
+        })),
       );
     }
     super(scope, id, {
@@ -60,7 +74,14 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.Terrafo
 
   protected override synthesizeAttributes(): Record<string, unknown> {
     if (this.target === "local-exec") {
-      return { triggers: { kind: this.kind, dpu: this.dpuName, name: this.resourceName, spec: canonicalJsonCompact(this.spec) } };
+      return {
+        triggers: {
+          kind: this.kind,
+          dpu: this.dpuName,
+          name: this.resourceName,
+          spec: canonicalJsonCompact(this.spec),
+        },
+      };
     }
     return configFromSpec(this.kind, { dpu: this.dpuName, name: this.resourceName }, this.spec);
   }
@@ -81,7 +102,8 @@ function stripUndefined(input: Record<string, unknown>): Record<string, unknown>
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input)) {
     if (v === undefined) continue;
-    out[k] = v !== null && typeof v === "object" && !Array.isArray(v) ? stripUndefined(v as Record<string, unknown>) : v;
+    out[k] =
+      v !== null && typeof v === "object" && !Array.isArray(v) ? stripUndefined(v as Record<string, unknown>) : v;
   }
   return out;
 }

@@ -29,7 +29,10 @@ export class FlexbsoTerraformProvider extends cdk.TerraformProvider {
     super(scope, id, {
       terraformResourceType: "flexbso",
       // cdktf-cli requires a version constraint: this install's major.minor and later patches.
-      terraformGeneratorMetadata: { providerName: "flexbso", providerVersionConstraint: `~> ${flexbsoPackage().version.split(".").slice(0, 2).join(".")}` },
+      terraformGeneratorMetadata: {
+        providerName: "flexbso",
+        providerVersionConstraint: `~> ${flexbsoPackage().version.split(".").slice(0, 2).join(".")}`,
+      },
       terraformProviderSource: "flexbso/flexbso",
     });
     this.cfg = config;
@@ -38,7 +41,12 @@ export class FlexbsoTerraformProvider extends cdk.TerraformProvider {
     return this.cfg.alias;
   }
   protected override synthesizeAttributes(): Record<string, unknown> {
-    return dropUndefined({ endpoint: this.cfg.endpoint, token_file: this.cfg.tokenFile, allow_data_loss: this.cfg.allowDataLoss, alias: this.cfg.alias });
+    return dropUndefined({
+      endpoint: this.cfg.endpoint,
+      token_file: this.cfg.tokenFile,
+      allow_data_loss: this.cfg.allowDataLoss,
+      alias: this.cfg.alias,
+    });
   }
 }
 
@@ -58,7 +66,14 @@ export class NullTerraformProvider extends cdk.TerraformProvider {
 
 /** A resource of any type whose attributes are computed at synth by `attributes()`. */
 export class RawResource extends cdk.TerraformResource {
-  constructor(scope: Construct, id: string, type: string, providerName: string, private readonly attributes: () => Record<string, unknown>, config: TerraformMetaArguments = {}) {
+  constructor(
+    scope: Construct,
+    id: string,
+    type: string,
+    providerName: string,
+    private readonly attributes: () => Record<string, unknown>,
+    config: TerraformMetaArguments = {},
+  ) {
     super(scope, id, { ...config, terraformResourceType: type, terraformGeneratorMetadata: { providerName } });
   }
   protected override synthesizeAttributes(): Record<string, unknown> {

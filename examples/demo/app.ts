@@ -26,7 +26,13 @@ export function synthDemoApp(p: DemoAppParams): void {
   const ram = new MallocBdev(dpu, "ram0", { size: "32MiB" });
   new FileBdev(dpu, "scratch", { path: `${p.dataDir}/scratch.img`, size: "16MiB", blockSize: 4096 });
   new SriovFunction(dpu, "vm0", { pf: 0, vf: 0, transport: "nbd", volume: disk, tenant: "alice" });
-  new SriovFunction(dpu, "vm1", { pf: 0, vf: 1, transport: "nbd", volume: ram, tenant: p.variant === "changed" ? "bob-team" : "bob" });
+  new SriovFunction(dpu, "vm1", {
+    pf: 0,
+    vf: 1,
+    transport: "nbd",
+    volume: ram,
+    tenant: p.variant === "changed" ? "bob-team" : "bob",
+  });
   if (p.variant === "changed") {
     const scratch2 = new NullBdev(dpu, "null0", { size: "1GiB" });
     new SriovFunction(dpu, "vm2", { pf: 0, vf: 2, transport: "nbd", volume: scratch2, tenant: "carol" });

@@ -91,7 +91,10 @@ export interface AgentConfig {
 /** The config file is invalid; `problems` lists every issue. */
 export class AgentConfigError extends Error {
   readonly code = "AGENT_CONFIG_INVALID";
-  constructor(readonly source: string, readonly problems: readonly string[]) {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
     super(`invalid agent config ${source}:\n  - ${problems.join("\n  - ")}`);
   }
 }
@@ -116,12 +119,28 @@ export async function loadAgentConfig(file: string, overrides: Record<string, un
     throw new AgentConfigError(file, [(e as Error).message]);
   }
   if (doc !== null && doc !== undefined && (typeof doc !== "object" || Array.isArray(doc))) {
-    throw new AgentConfigError(file, [`config must be a mapping of ${[...KNOWN].join(", ")} (got ${Array.isArray(doc) ? "a list" : typeof doc})`]);
+    throw new AgentConfigError(file, [
+      `config must be a mapping of ${[...KNOWN].join(", ")} (got ${Array.isArray(doc) ? "a list" : typeof doc})`,
+    ]);
   }
-  return resolveAgentConfig({ ...(doc as object ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
+  return resolveAgentConfig({ ...((doc as object) ?? {}), ...overrides }, file, path.dirname(path.resolve(file)));
 }
 
-const KNOWN = new Set(["listen", "dpu", "stateDir", "runDir", "dataDir", "limits", "target", "log", "reconcile", "tenants", "devices", "tls", "thinProvisioning"]);
+const KNOWN = new Set([
+  "listen",
+  "dpu",
+  "stateDir",
+  "runDir",
+  "dataDir",
+  "limits",
+  "target",
+  "log",
+  "reconcile",
+  "tenants",
+  "devices",
+  "tls",
+  "thinProvisioning",
+]);
 
 /** A tenant name, as the function kind's `tenant` field allows it (also a directory name). */
 const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
@@ -132,7 +151,9 @@ const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
  */
 export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = process.cwd()): AgentConfig {
   const p: string[] = [];
-  const c = (raw && typeof raw === "object" && !Array.isArray(raw) ? raw : (p.push("config must be a mapping"), {})) as Record<string, unknown>;
+  const c = (
+    raw && typeof raw === "object" && !Array.isArray(raw) ? raw : (p.push("config must be a mapping"), {})
+  ) as Record<string, unknown>;
   for (const k of Object.keys(c)) if (!KNOWN.has(k)) p.push(`unknown field "${k}" (allowed: ${[...KNOWN].join(", ")})`);
 
   const listen = c.listen ?? DEFAULT_LISTEN;
@@ -147,7 +168,10 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   }
   const str = (k: string, v: unknown): string | undefined => {
     if (v === undefined) return undefined;
-    if (typeof v !== "string" || !v) { p.push(`${k}: must be a non-empty string`); return undefined; }
+    if (typeof v !== "string" || !v) {
+      p.push(`${k}: must be a non-empty string`);
+      return undefined;
+    }
     return v;
   };
   const dpu = str("dpu", c.dpu) ?? null;
@@ -166,55 +190,95 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   const lim = section("limits", "{ pfs: 2, vfsPerPf: 16 }");
   const int = (k: string, v: unknown, dflt: number, min: number, max: number): number => {
     if (v === undefined) return dflt;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) { p.push(`${k}: must be an integer ${min}..${max}`); return dflt; }
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      p.push(`${k}: must be an integer ${min}..${max}`);
+      return dflt;
+    }
     return v;
   };
-  const limits = { pfs: int("limits.pfs", lim.pfs, 2, 1, 64), vfsPerPf: int("limits.vfsPerPf", lim.vfsPerPf, 16, 0, 4096) };
+  const limits = {
+    pfs: int("limits.pfs", lim.pfs, 2, 1, 64),
+    vfsPerPf: int("limits.vfsPerPf", lim.vfsPerPf, 16, 0, 4096),
+  };
 
   const t = section("target", "{ mode: spawn }");
   const mode = t.mode ?? "spawn";
   if (mode !== "spawn" && mode !== "attach") p.push(`target.mode: "${String(mode)}" (allowed: spawn, attach)`);
   if (mode === "attach" && t.socket === undefined) p.push("target.socket: required when target.mode is attach");
   const socket = path.resolve(baseDir, str("target.socket", t.socket) ?? path.join(runDir, "engine.sock"));
-  if (Buffer.byteLength(socket) > 107) p.push(`target.socket: path ${socket} is longer than a unix socket allows (107 bytes)`);
+  if (Buffer.byteLength(socket) > 107)
+    p.push(`target.socket: path ${socket} is longer than a unix socket allows (107 bytes)`);
   let command = defaultEngineCommand();
   if (t.command !== undefined) {
-    if (!Array.isArray(t.command) || t.command.length === 0 || !t.command.every((x) => typeof x === "string")) p.push("target.command: must be a non-empty list of strings");
+    if (!Array.isArray(t.command) || t.command.length === 0 || !t.command.every((x) => typeof x === "string"))
+      p.push("target.command: must be a non-empty list of strings");
     else command = t.command as string[];
   }
-  const target: TargetConfig = { mode: mode as "spawn" | "attach", socket, reactors: int("target.reactors", t.reactors, 1, 1, 256), command };
+  const target: TargetConfig = {
+    mode: mode as "spawn" | "attach",
+    socket,
+    reactors: int("target.reactors", t.reactors, 1, 1, 256),
+    command,
+  };
 
   const lg = section("log", "{ level: info }");
   const level = lg.level ?? "info";
-  if (!["debug", "info", "warn", "error"].includes(level as string)) p.push(`log.level: "${String(level)}" (allowed: debug, info, warn, error)`);
+  if (!["debug", "info", "warn", "error"].includes(level as string))
+    p.push(`log.level: "${String(level)}" (allowed: debug, info, warn, error)`);
 
   const reconcile = c.reconcile ?? "report";
-  if (reconcile !== "report" && reconcile !== "repair") p.push(`reconcile: "${String(reconcile)}" (allowed: report, repair)`);
+  if (reconcile !== "report" && reconcile !== "repair")
+    p.push(`reconcile: "${String(reconcile)}" (allowed: report, repair)`);
 
   const tenants: Record<string, TenantConfig> = {};
-  for (const [name, v] of Object.entries(section("tenants", "{ acme: { uid: 1001, gid: 1001, mode: \"0660\" } }"))) {
+  for (const [name, v] of Object.entries(section("tenants", '{ acme: { uid: 1001, gid: 1001, mode: "0660" } }'))) {
     const k = `tenants.${name}`;
-    if (!TENANT_NAME.test(name)) { p.push(`${k}: a tenant name must match ${TENANT_NAME.source} (as a function's tenant field does)`); continue; }
-    if (!v || typeof v !== "object" || Array.isArray(v)) { p.push(`${k}: must be a mapping like { uid: 1001, gid: 1001, mode: "0660" }`); continue; }
+    if (!TENANT_NAME.test(name)) {
+      p.push(`${k}: a tenant name must match ${TENANT_NAME.source} (as a function's tenant field does)`);
+      continue;
+    }
+    if (!v || typeof v !== "object" || Array.isArray(v)) {
+      p.push(`${k}: must be a mapping like { uid: 1001, gid: 1001, mode: "0660" }`);
+      continue;
+    }
     const t = v as Record<string, unknown>;
-    for (const f of Object.keys(t)) if (!["uid", "gid", "mode"].includes(f)) p.push(`${k}: unknown field "${f}" (allowed: uid, gid, mode)`);
-    if (t.gid === undefined) p.push(`${k}.gid: required (the tenant's socket directory is group-owned by it, mode 0750)`);
+    for (const f of Object.keys(t))
+      if (!["uid", "gid", "mode"].includes(f)) p.push(`${k}: unknown field "${f}" (allowed: uid, gid, mode)`);
+    if (t.gid === undefined)
+      p.push(`${k}.gid: required (the tenant's socket directory is group-owned by it, mode 0750)`);
     let mode = 0o660;
     if (t.mode !== undefined) {
-      const m = typeof t.mode === "string" && /^0?[0-7]{3}$/.test(t.mode) ? parseInt(t.mode, 8) : typeof t.mode === "number" ? t.mode : NaN;
-      if (!Number.isInteger(m) || m < 0 || m > 0o777) p.push(`${k}.mode: must be an octal mode string like "0660" (got ${JSON.stringify(t.mode)})`);
-      else if (m & 0o007) p.push(`${k}.mode: ${JSON.stringify(t.mode)} lets every uid on the DPU connect; drop the "other" bits (e.g. "0660")`);
+      const m =
+        typeof t.mode === "string" && /^0?[0-7]{3}$/.test(t.mode)
+          ? parseInt(t.mode, 8)
+          : typeof t.mode === "number"
+            ? t.mode
+            : NaN;
+      if (!Number.isInteger(m) || m < 0 || m > 0o777)
+        p.push(`${k}.mode: must be an octal mode string like "0660" (got ${JSON.stringify(t.mode)})`);
+      else if (m & 0o007)
+        p.push(
+          `${k}.mode: ${JSON.stringify(t.mode)} lets every uid on the DPU connect; drop the "other" bits (e.g. "0660")`,
+        );
       else mode = m;
     }
-    tenants[name] = { uid: int(`${k}.uid`, t.uid, process.getuid?.() ?? 0, 0, 0xfffffffe), gid: int(`${k}.gid`, t.gid, 0, 0, 0xfffffffe), mode };
+    tenants[name] = {
+      uid: int(`${k}.uid`, t.uid, process.getuid?.() ?? 0, 0, 0xfffffffe),
+      gid: int(`${k}.gid`, t.gid, 0, 0, 0xfffffffe),
+      mode,
+    };
   }
 
   const devices: string[] = [];
   if (c.devices !== undefined && c.devices !== null) {
-    if (!Array.isArray(c.devices)) p.push(`devices: must be a list of block device paths like [/dev/nvme1n1] (got ${JSON.stringify(c.devices)})`);
+    if (!Array.isArray(c.devices))
+      p.push(`devices: must be a list of block device paths like [/dev/nvme1n1] (got ${JSON.stringify(c.devices)})`);
     else {
       for (const [i, d] of c.devices.entries()) {
-        if (typeof d !== "string" || !d.startsWith("/dev/") || path.posix.normalize(d) !== d) p.push(`devices[${i}]: ${JSON.stringify(d)} must be a normalized absolute path under /dev/, e.g. /dev/nvme1n1`);
+        if (typeof d !== "string" || !d.startsWith("/dev/") || path.posix.normalize(d) !== d)
+          p.push(
+            `devices[${i}]: ${JSON.stringify(d)} must be a normalized absolute path under /dev/, e.g. /dev/nvme1n1`,
+          );
         else devices.push(d);
       }
     }
@@ -223,10 +287,14 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   let tls: TlsConfig | null = null;
   if (c.tls !== undefined && c.tls !== null) {
     const t = section("tls", "{ cert: agent.crt, key: agent.key }");
-    for (const f of Object.keys(t)) if (f !== "cert" && f !== "key") p.push(`tls: unknown field "${f}" (allowed: cert, key)`);
+    for (const f of Object.keys(t))
+      if (f !== "cert" && f !== "key") p.push(`tls: unknown field "${f}" (allowed: cert, key)`);
     const cert = str("tls.cert", t.cert);
     const key = str("tls.key", t.key);
-    if (cert === undefined || key === undefined) p.push("tls: needs both cert and key (PEM files; `flexbso agent --generate-cert DIR` makes a pair for development)");
+    if (cert === undefined || key === undefined)
+      p.push(
+        "tls: needs both cert and key (PEM files; `flexbso agent --generate-cert DIR` makes a pair for development)",
+      );
     else tls = { cert: path.resolve(baseDir, cert), key: path.resolve(baseDir, key) };
   }
 
@@ -234,5 +302,20 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   if (typeof thin !== "boolean") p.push(`thinProvisioning: must be true or false (got ${JSON.stringify(thin)})`);
 
   if (p.length) throw new AgentConfigError(source, p);
-  return { host, port, dpu, stateDir, runDir, dataDir, limits, target, logLevel: level as LogLevel, reconcile: reconcile as "report" | "repair", tenants, devices, tls, thinProvisioning: thin === true };
+  return {
+    host,
+    port,
+    dpu,
+    stateDir,
+    runDir,
+    dataDir,
+    limits,
+    target,
+    logLevel: level as LogLevel,
+    reconcile: reconcile as "report" | "repair",
+    tenants,
+    devices,
+    tls,
+    thinProvisioning: thin === true,
+  };
 }

@@ -31,7 +31,13 @@ export const REQUEST_TIMEOUT_MS = 120_000;
 export const MAX_CONNECTIONS = 256;
 
 /** JSON-RPC methods the read token may call (they change nothing). */
-export const READ_METHODS: ReadonlySet<string> = new Set(["topology.get", "topology.plan", "events.list", "function.stats", "rpc.methods"]);
+export const READ_METHODS: ReadonlySet<string> = new Set([
+  "topology.get",
+  "topology.plan",
+  "events.list",
+  "function.stats",
+  "rpc.methods",
+]);
 
 /** A connection must send a request with the valid token within this time, or it is closed. */
 export const AUTH_DEADLINE_MS = 10_000;
@@ -81,13 +87,18 @@ export async function endEventStreams(server: http.Server, reason: string, waitM
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     Promise.all([...(streams.get(server) ?? [])].map((end) => end(reason))),
-    new Promise<void>((r) => { timer = setTimeout(r, waitMs); }),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, waitMs);
+    }),
   ]);
   clearTimeout(timer);
 }
 
 /** Create (not yet listening) the HTTP server. */
-export function createAgentServer(deps: HttpDeps, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number; authDeadlineMs?: number } = {}): http.Server {
+export function createAgentServer(
+  deps: HttpDeps,
+  limits: { headersTimeoutMs?: number; requestTimeoutMs?: number; authDeadlineMs?: number } = {},
+): http.Server {
   const requestTimeout = limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const options: http.ServerOptions = {
     headersTimeout: Math.min(limits.headersTimeoutMs ?? HEADERS_TIMEOUT_MS, requestTimeout),
@@ -158,10 +169,17 @@ function guardUnauthenticated(server: http.Server, deadlineMs: number): void {
 /** Start listening; resolves with the bound port. */
 export function listen(server: http.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) => reject(Object.assign(
-      new Error(`cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port} (${e.code ?? e.message}${e.code === "EADDRINUSE" ? ": another process uses this port" : ""}); ` +
-        "choose another address with --listen or 'listen:' in the agent config"),
-      { code: e.code })));
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        Object.assign(
+          new Error(
+            `cannot listen on ${host.includes(":") ? `[${host}]` : host}:${port} (${e.code ?? e.message}${e.code === "EADDRINUSE" ? ": another process uses this port" : ""}); ` +
+              "choose another address with --listen or 'listen:' in the agent config",
+          ),
+          { code: e.code },
+        ),
+      ),
+    );
     server.listen(port, host, () => {
       server.removeAllListeners("error");
       resolve((server.address() as AddressInfo).port);
@@ -169,24 +187,48 @@ export function listen(server: http.Server, host: string, port: number): Promise
   });
 }
 
-async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.ServerResponse, open: Set<EndStream>): Promise<void> {
+async function handle(
+  deps: HttpDeps,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  open: Set<EndStream>,
+): Promise<void> {
   const url = (req.url ?? "/").split("?")[0];
   const admin = checkBearer(req.headers.authorization, deps.token);
   const authed = admin || (deps.readToken !== undefined && checkBearer(req.headers.authorization, deps.readToken));
   // over TLS the request's socket wraps the TCP connection the guard counted
-  if (authed) (onAuthenticated.get(req.socket) ?? onAuthenticated.get((req.socket as Socket & { _parent?: Socket })._parent as Socket))?.();
+  if (authed)
+    (
+      onAuthenticated.get(req.socket) ??
+      onAuthenticated.get((req.socket as Socket & { _parent?: Socket })._parent as Socket)
+    )?.();
   if (url === "/healthz") {
-    if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET, HEAD" });
+    if (req.method !== "GET" && req.method !== "HEAD")
+      return send(res, 405, "text/plain", "use GET\n", { Allow: "GET, HEAD" });
     const h = await deps.health();
     // without the token: only whether the agent is up (no DPU name, generation, pids)
     return send(res, h.ok ? 200 : 503, "application/json", JSON.stringify(authed ? h : { ok: h.ok }) + "\n");
   }
-  if (url !== "/rpc" && url !== "/metrics" && !(url === "/events" && deps.events)) return send(res, 404, "text/plain", "not found: the agent serves POST /rpc, GET /metrics, GET /events, GET /healthz\n");
+  if (url !== "/rpc" && url !== "/metrics" && !(url === "/events" && deps.events))
+    return send(
+      res,
+      404,
+      "text/plain",
+      "not found: the agent serves POST /rpc, GET /metrics, GET /events, GET /healthz\n",
+    );
   if (!authed) {
     deps.log.warn("unauthorized request", { url, remote: req.socket.remoteAddress });
     // the body of an unauthenticated request is never read: answer and close
-    return send(res, 401, "application/json", JSON.stringify({ error: "unauthorized: send 'Authorization: Bearer <token>' (the token is in the agent's state dir, file 'token')" }) + "\n",
-      { "WWW-Authenticate": 'Bearer realm="flexbso-agent"', Connection: "close" });
+    return send(
+      res,
+      401,
+      "application/json",
+      JSON.stringify({
+        error:
+          "unauthorized: send 'Authorization: Bearer <token>' (the token is in the agent's state dir, file 'token')",
+      }) + "\n",
+      { "WWW-Authenticate": 'Bearer realm="flexbso-agent"', Connection: "close" },
+    );
   }
   if (url === "/metrics") {
     if (req.method !== "GET") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET" });
@@ -196,9 +238,24 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     if (req.method !== "GET") return send(res, 405, "text/plain", "use GET\n", { Allow: "GET" });
     return streamEvents(deps.events!, req, res, open);
   }
-  if (req.method !== "POST") return send(res, 405, "text/plain", "use POST with a JSON-RPC 2.0 body\n", { Allow: "POST" });
-  const tooLarge = () => send(res, 413, "application/json", JSON.stringify(errorResponse(null, new RpcFailure(RpcCode.InvalidRequest,
-    `request body larger than ${MAX_BODY} bytes: send one topology per request (split a fleet per DPU)`))) + "\n", { Connection: "close" });
+  if (req.method !== "POST")
+    return send(res, 405, "text/plain", "use POST with a JSON-RPC 2.0 body\n", { Allow: "POST" });
+  const tooLarge = () =>
+    send(
+      res,
+      413,
+      "application/json",
+      JSON.stringify(
+        errorResponse(
+          null,
+          new RpcFailure(
+            RpcCode.InvalidRequest,
+            `request body larger than ${MAX_BODY} bytes: send one topology per request (split a fleet per DPU)`,
+          ),
+        ),
+      ) + "\n",
+      { Connection: "close" },
+    );
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > MAX_BODY) return tooLarge();
   let body: string;
@@ -209,7 +266,14 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
     throw e;
   }
   const out = await deps.rpc.handleBody(body, {
-    ...(admin ? {} : { allow: (m: string) => (READ_METHODS.has(m) ? undefined : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`) }),
+    ...(admin
+      ? {}
+      : {
+          allow: (m: string) =>
+            READ_METHODS.has(m)
+              ? undefined
+              : `${m} needs the agent's admin token ('token' in its state dir); this request sent the read token ('token.read'), which allows ${[...READ_METHODS].join(", ")}`,
+        }),
   });
   if (out === null) return send(res, 204, "text/plain", "");
   send(res, 200, "application/json", serializeResponse(out) + "\n");
@@ -220,10 +284,21 @@ async function handle(deps: HttpDeps, req: http.IncomingMessage, res: http.Serve
  * JSON object per line, with no deadline: the stream ends when the client goes away or
  * the agent stops ({@link endEventStreams}).
  */
-async function streamEvents(events: EventSource, req: http.IncomingMessage, res: http.ServerResponse, open: Set<EndStream>): Promise<void> {
+async function streamEvents(
+  events: EventSource,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  open: Set<EndStream>,
+): Promise<void> {
   const raw = new URL(req.url ?? "/", "http://agent").searchParams.get("since") ?? "0";
   const since = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(since)) return send(res, 400, "text/plain", `since must be a non-negative integer sequence number (got ${JSON.stringify(raw)})\n`);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(since))
+    return send(
+      res,
+      400,
+      "text/plain",
+      `since must be a non-negative integer sequence number (got ${JSON.stringify(raw)})\n`,
+    );
   // subscribe before reading the backlog, so no event falls between the two
   const early: AgentEvent[] = [];
   let live: ((e: AgentEvent) => void) | null = null;
@@ -234,17 +309,21 @@ async function streamEvents(events: EventSource, req: http.IncomingMessage, res:
     last = e.seq;
     res.write(JSON.stringify(e) + "\n");
   };
-  const end: EndStream = (reason) => new Promise<void>((resolve) => {
+  const end: EndStream = (reason) =>
+    new Promise<void>((resolve) => {
+      open.delete(end);
+      unsubscribe();
+      if (res.writableEnded) return resolve();
+      res.end(JSON.stringify({ end: reason }) + "\n", () => resolve());
+    });
+  open.add(end);
+  res.on("close", () => {
     open.delete(end);
     unsubscribe();
-    if (res.writableEnded) return resolve();
-    res.end(JSON.stringify({ end: reason }) + "\n", () => resolve());
   });
-  open.add(end);
-  res.on("close", () => { open.delete(end); unsubscribe(); });
   req.socket.setTimeout(0);
   res.writeHead(200, { "Content-Type": "application/x-ndjson", "Cache-Control": "no-store" });
-  for (let more = true; more;) {
+  for (let more = true; more; ) {
     const batch = await events.list(last, 10_000);
     batch.forEach(write);
     more = batch.length === 10_000;
@@ -277,7 +356,13 @@ function readBody(req: http.IncomingMessage, max: number): Promise<string> {
   });
 }
 
-function send(res: http.ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
+function send(
+  res: http.ServerResponse,
+  status: number,
+  type: string,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, { "Content-Type": type, "Content-Length": Buffer.byteLength(body), ...headers });
   res.end(body);
 }

@@ -54,7 +54,14 @@ export class RpcDispatcher extends Dispatcher<void> {
 
   /** Registers `name` with no declared params (prefer {@link add} with declared params). */
   register(name: string, handler: RpcHandler): this {
-    return this.add(defineMethod<unknown, void>({ name, description: name, params: null, handler: (p) => handler(p ?? {}, { method: name }) }));
+    return this.add(
+      defineMethod<unknown, void>({
+        name,
+        description: name,
+        params: null,
+        handler: (p) => handler(p ?? {}, { method: name }),
+      }),
+    );
   }
 
   /**
@@ -63,7 +70,10 @@ export class RpcDispatcher extends Dispatcher<void> {
    * @returns the response (object or array; write it with serializeResponse, which
    *   echoes ids exactly), or null when nothing is to be sent (notifications only).
    */
-  async handleBody(body: string, opts: { allow?: (method: string) => string | undefined } = {}): Promise<RpcResponse | RpcResponse[] | null> {
+  async handleBody(
+    body: string,
+    opts: { allow?: (method: string) => string | undefined } = {},
+  ): Promise<RpcResponse | RpcResponse[] | null> {
     return (await this.handleText(body, opts)) ?? null;
   }
 }

@@ -43,7 +43,10 @@ const RECONCILE_CHECK_MS = 2_000;
 const NOTIFY_POLL_MS = 500;
 
 /** Start an agent with `cfg`. */
-export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ level: cfg.logLevel })): Promise<RunningAgent> {
+export async function startAgent(
+  cfg: AgentConfig,
+  log: Logger = createLogger({ level: cfg.logLevel }),
+): Promise<RunningAgent> {
   await fsp.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   await fsp.mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
   await checkStateDir(cfg.stateDir);
@@ -62,20 +65,39 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       log: log.child({ component: "supervisor" }),
       onReconcile: async (reason) => {
         if (reason === "engine-restarted") {
-          await svc.emit({ level: "warn", type: "engine.restarted", message: `engine restarted (pid ${supervisor.enginePid}); restoring the stack from the agent's state`, data: { pid: supervisor.enginePid } });
+          await svc.emit({
+            level: "warn",
+            type: "engine.restarted",
+            message: `engine restarted (pid ${supervisor.enginePid}); restoring the stack from the agent's state`,
+            data: { pid: supervisor.enginePid },
+          });
         }
         await svc.reconcile(reason);
       },
       onStatus: (s) => {
         metrics?.engineUp.set(s.up ? 1 : 0);
         if (s.restarted) metrics?.engineRestarts.inc();
-        if (!s.up && svc) void svc.emit({ level: "error", type: "engine.down", message: `target unreachable: ${s.detail ?? "no answer"}` });
+        if (!s.up && svc)
+          void svc.emit({
+            level: "error",
+            type: "engine.down",
+            message: `target unreachable: ${s.detail ?? "no answer"}`,
+          });
       },
     });
     cleanups.unshift(() => supervisor.stop());
     // The engine's default vhost dir (flexbso engine without --vhost-dir): next to its RPC socket.
     const vhostDir = path.join(path.dirname(cfg.target.socket), "vhost");
-    const backend = new NativeBackend({ rpc: supervisor.rpc, runDir: cfg.runDir, vhostDir, dataDir: cfg.dataDir, limits: cfg.limits, tenants: cfg.tenants, devices: cfg.devices, thinProvisioning: cfg.thinProvisioning });
+    const backend = new NativeBackend({
+      rpc: supervisor.rpc,
+      runDir: cfg.runDir,
+      vhostDir,
+      dataDir: cfg.dataDir,
+      limits: cfg.limits,
+      tenants: cfg.tenants,
+      devices: cfg.devices,
+      thinProvisioning: cfg.thinProvisioning,
+    });
     metrics = new AgentMetrics(() => svc.metricStats());
     svc = new AgentService({
       configuredDpu: cfg.dpu,
@@ -84,26 +106,47 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       backend,
       log: log.child({ component: "service" }),
       metrics,
-      target: { mode: cfg.target.mode, socket: cfg.target.socket, up: () => supervisor.isUp, pid: () => supervisor.enginePid },
+      target: {
+        mode: cfg.target.mode,
+        socket: cfg.target.socket,
+        up: () => supervisor.isUp,
+        pid: () => supervisor.enginePid,
+      },
     });
     await svc.init();
     await supervisor.start();
 
-    const rpc = registerAgentMethods(new RpcDispatcher((method, code, seconds) => {
-      metrics.rpcRequests.inc({ method, code: String(code) });
-      metrics.rpcSeconds.observe({ method }, seconds);
-      if (code !== 0) log.warn("rpc error", { method, code });
-    }), svc);
+    const rpc = registerAgentMethods(
+      new RpcDispatcher((method, code, seconds) => {
+        metrics.rpcRequests.inc({ method, code: String(code) });
+        metrics.rpcSeconds.observe({ method }, seconds);
+        if (code !== 0) log.warn("rpc error", { method, code });
+      }),
+      svc,
+    );
     const tls = cfg.tls ? await readTls(cfg.tls) : undefined;
     const server = createAgentServer({
       events,
-      token, readToken, rpc, metrics, log, ...(tls ? { tls } : {}),
-      health: async () => ({ ok: supervisor.isUp, dpu: svc.dpuName, generation: svc.current.generation, target: supervisor.isUp ? "up" : "down" }),
+      token,
+      readToken,
+      rpc,
+      metrics,
+      log,
+      ...(tls ? { tls } : {}),
+      health: async () => ({
+        ok: supervisor.isUp,
+        dpu: svc.dpuName,
+        generation: svc.current.generation,
+        target: supervisor.isUp ? "up" : "down",
+      }),
     });
     const port = await listen(server, cfg.host, cfg.port);
     cleanups.unshift(async () => {
       await endEventStreams(server, "the agent is shutting down");
-      await new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
     });
     const url = `${tls ? "https" : "http"}://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${port}`;
     await writeFileAtomic(path.join(cfg.runDir, LOCAL_URL_FILE), url + "\n");
@@ -114,16 +157,25 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
 
     // Engine notifications (safe-read repairs, degraded members, rebuild progress) into the event log and /metrics.
     const notes = new NotificationPoller({
-      rpc: supervisor.rpc, stateDir: cfg.stateDir, enginePid: () => supervisor.enginePid, metrics,
+      rpc: supervisor.rpc,
+      stateDir: cfg.stateDir,
+      enginePid: () => supervisor.enginePid,
+      metrics,
       emit: (ev) => svc.emit(ev),
-      addressOf: (name) => svc.current.resources.find((r) => r.name === name && r.kind !== "function" && r.kind !== "dpu")?.address,
+      addressOf: (name) =>
+        svc.current.resources.find((r) => r.name === name && r.kind !== "function" && r.kind !== "dpu")?.address,
     });
     await notes.init();
     let polling = false;
     const notePoll = setInterval(() => {
       if (polling || !supervisor.isUp) return;
       polling = true;
-      notes.poll().catch((e) => log.debug("notification poll failed", { err: e })).finally(() => { polling = false; });
+      notes
+        .poll()
+        .catch((e) => log.debug("notification poll failed", { err: e }))
+        .finally(() => {
+          polling = false;
+        });
     }, NOTIFY_POLL_MS);
     notePoll.unref();
     cleanups.unshift(async () => clearInterval(notePoll));
@@ -133,15 +185,31 @@ export async function startAgent(cfg: AgentConfig, log: Logger = createLogger({ 
       if (checking || !supervisor.isUp || svc.lock.heldBy !== null) return;
       checking = true;
       const run = cfg.reconcile === "repair" ? svc.reconcile("periodic") : svc.reportDrift();
-      run.catch((e) => log.debug("periodic reconcile skipped", { err: e })).finally(() => { checking = false; });
+      run
+        .catch((e) => log.debug("periodic reconcile skipped", { err: e }))
+        .finally(() => {
+          checking = false;
+        });
     }, RECONCILE_CHECK_MS);
     check.unref();
     cleanups.unshift(async () => clearInterval(check));
 
-    log.info("agent listening", { url, dpu: svc.dpuName, stateDir: cfg.stateDir, runDir: cfg.runDir, target: cfg.target.mode, socket: cfg.target.socket, generation: svc.current.generation });
+    log.info("agent listening", {
+      url,
+      dpu: svc.dpuName,
+      stateDir: cfg.stateDir,
+      runDir: cfg.runDir,
+      target: cfg.target.mode,
+      socket: cfg.target.socket,
+      generation: svc.current.generation,
+    });
     let closed = false;
     return {
-      url, port, token, service: svc, supervisor,
+      url,
+      port,
+      token,
+      service: svc,
+      supervisor,
       async close(opts = {}) {
         if (closed) return;
         closed = true;
@@ -166,15 +234,20 @@ async function readTls(t: { cert: string; key: string }): Promise<{ cert: string
     try {
       return await fsp.readFile(file, "utf8");
     } catch (e) {
-      throw new Error(`tls.${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix the path, or make a development pair with flexbso agent --generate-cert DIR`);
+      throw new Error(
+        `tls.${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix the path, or make a development pair with flexbso agent --generate-cert DIR`,
+      );
     }
   };
   const cert = await read("cert", t.cert);
   const key = await read("key", t.key);
   try {
-    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error("the key does not belong to the certificate");
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key)))
+      throw new Error("the key does not belong to the certificate");
   } catch (e) {
-    throw new Error(`tls: ${t.cert} and ${t.key} are not a matching PEM certificate and key (${(e as Error).message}); fix: configure the pair that belongs together`);
+    throw new Error(
+      `tls: ${t.cert} and ${t.key} are not a matching PEM certificate and key (${(e as Error).message}); fix: configure the pair that belongs together`,
+    );
   }
   return { cert, key };
 }

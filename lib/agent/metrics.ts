@@ -29,7 +29,10 @@ export interface FunctionStat {
 type FnLabel = "dpu" | "function" | "tenant";
 
 /** Upper bounds (seconds) of the per-function latency histogram. */
-export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+  5, 10,
+];
 
 /**
  * Folds an SPDK histogram (`bdev_get_histogram`: buckets of `2^shift` per power-of-two
@@ -37,7 +40,10 @@ export const LATENCY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0
  * entry counts what exceeds every bound. A fine bucket goes to the first bound that
  * holds its largest value.
  */
-export function foldHistogram(h: Pick<LatencyHistogram, "histogram" | "bucketShift" | "tscRate">, bounds: readonly number[]): { counts: number[]; total: number } {
+export function foldHistogram(
+  h: Pick<LatencyHistogram, "histogram" | "bucketShift" | "tscRate">,
+  bounds: readonly number[],
+): { counts: number[]; total: number } {
   const raw = Buffer.from(h.histogram, "base64");
   const per = 2 ** h.bucketShift;
   const start = (i: number): number => {
@@ -67,10 +73,23 @@ class TargetHistogram extends Histogram<FnLabel> {
   load(labels: Record<FnLabel, string>, counts: readonly number[], total: number, sum: number): void {
     this.zero(labels);
     // prom-client keeps one entry per label set: bucketValues per upper bound (non-cumulative), sum, count
-    const entries = Object.values((this as unknown as { hashMap: Record<string, { labels: Record<string, string>; bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap);
-    const entry = entries.find((e) => e.labels.dpu === labels.dpu && e.labels.function === labels.function && e.labels.tenant === labels.tenant);
+    const entries = Object.values(
+      (
+        this as unknown as {
+          hashMap: Record<
+            string,
+            { labels: Record<string, string>; bucketValues: Record<number, number>; sum: number; count: number }
+          >;
+        }
+      ).hashMap,
+    );
+    const entry = entries.find(
+      (e) => e.labels.dpu === labels.dpu && e.labels.function === labels.function && e.labels.tenant === labels.tenant,
+    );
     if (!entry) return;
-    LATENCY_BUCKETS.forEach((b, i) => { entry.bucketValues[b] = counts[i] ?? 0; });
+    LATENCY_BUCKETS.forEach((b, i) => {
+      entry.bucketValues[b] = counts[i] ?? 0;
+    });
     entry.count = total;
     entry.sum = sum;
   }
@@ -117,25 +136,115 @@ export class AgentMetrics {
   constructor(collectStats: () => Promise<FunctionStat[]> = async () => []) {
     const r = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "flexbso_agent_" });
-    this.rpcRequests = new Counter({ name: "flexbso_agent_rpc_requests_total", help: "JSON-RPC calls by method and result code (0 = success)", labelNames: ["method", "code"], registers: r });
-    this.rpcSeconds = new Histogram({ name: "flexbso_agent_rpc_seconds", help: "JSON-RPC call duration", labelNames: ["method"], registers: r });
-    this.applySeconds = new Histogram({ name: "flexbso_agent_apply_seconds", help: "topology.apply duration", labelNames: ["result"], buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300], registers: r });
-    this.applySteps = new Counter({ name: "flexbso_agent_apply_steps_total", help: "Executed apply steps by operation and result", labelNames: ["op", "result"], registers: r });
-    this.generation = new Gauge({ name: "flexbso_agent_generation", help: "Current topology generation", registers: r });
-    this.drift = new Gauge({ name: "flexbso_agent_drift_objects", help: "Objects on the target that differ from the agent's state (last periodic check)", registers: r });
-    this.resources = new Gauge({ name: "flexbso_agent_resources", help: "Realized resources by kind", labelNames: ["kind"], registers: r });
-    this.engineUp = new Gauge({ name: "flexbso_agent_target_up", help: "1 if the target answers its RPC socket", registers: r });
-    this.engineRestarts = new Counter({ name: "flexbso_agent_target_restarts_total", help: "Target (engine) restarts noticed by the agent", registers: r });
-    this.engineNotifications = new Counter({ name: "flexbso_engine_notifications_total", help: "Engine notifications read by the agent, by type", labelNames: ["type"], registers: r });
-    this.raidMismatches = new Counter({ name: "flexbso_raid_safe_read_mismatches_total", help: "Reads or scrubs that found a member's copy wrong, by array and member", labelNames: ["array", "member"], registers: r });
-    this.raidRepairs = new Counter({ name: "flexbso_raid_safe_read_repairs_total", help: "Wrong copies rewritten from a good one (safeRead repair or scrub), by array and member", labelNames: ["array", "member"], registers: r });
-    this.raidMemberFailures = new Counter({ name: "flexbso_raid_member_failures_total", help: "Members that failed, by array and member", labelNames: ["array", "member"], registers: r });
-    this.raidDegraded = new Gauge({ name: "flexbso_raid_degraded", help: "1 while the array runs without full redundancy (since the agent started)", labelNames: ["array"], registers: r });
-    this.raidRebuildPercent = new Gauge({ name: "flexbso_raid_rebuild_percent", help: "Progress of the last rebuild of a member", labelNames: ["array", "member"], registers: r });
-    this.raidScrubPercent = new Gauge({ name: "flexbso_raid_scrub_percent", help: "Progress of the last scrub", labelNames: ["array"], registers: r });
-    this.reconcileRuns = new Counter({ name: "flexbso_agent_reconcile_runs_total", help: "Reconcile runs that found resources missing on the target, by reason and result (ok: all restored)", labelNames: ["reason", "result"], registers: r });
-    this.reconcileRestored = new Counter({ name: "flexbso_agent_reconcile_restored_total", help: "Resources the reconcile loop re-created on the target", registers: r });
-    this.driftDetected = new Counter({ name: "flexbso_agent_drift_detected_total", help: "Times the live target was found to differ from the agent's state (each new drift.detected event)", registers: r });
+    this.rpcRequests = new Counter({
+      name: "flexbso_agent_rpc_requests_total",
+      help: "JSON-RPC calls by method and result code (0 = success)",
+      labelNames: ["method", "code"],
+      registers: r,
+    });
+    this.rpcSeconds = new Histogram({
+      name: "flexbso_agent_rpc_seconds",
+      help: "JSON-RPC call duration",
+      labelNames: ["method"],
+      registers: r,
+    });
+    this.applySeconds = new Histogram({
+      name: "flexbso_agent_apply_seconds",
+      help: "topology.apply duration",
+      labelNames: ["result"],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers: r,
+    });
+    this.applySteps = new Counter({
+      name: "flexbso_agent_apply_steps_total",
+      help: "Executed apply steps by operation and result",
+      labelNames: ["op", "result"],
+      registers: r,
+    });
+    this.generation = new Gauge({
+      name: "flexbso_agent_generation",
+      help: "Current topology generation",
+      registers: r,
+    });
+    this.drift = new Gauge({
+      name: "flexbso_agent_drift_objects",
+      help: "Objects on the target that differ from the agent's state (last periodic check)",
+      registers: r,
+    });
+    this.resources = new Gauge({
+      name: "flexbso_agent_resources",
+      help: "Realized resources by kind",
+      labelNames: ["kind"],
+      registers: r,
+    });
+    this.engineUp = new Gauge({
+      name: "flexbso_agent_target_up",
+      help: "1 if the target answers its RPC socket",
+      registers: r,
+    });
+    this.engineRestarts = new Counter({
+      name: "flexbso_agent_target_restarts_total",
+      help: "Target (engine) restarts noticed by the agent",
+      registers: r,
+    });
+    this.engineNotifications = new Counter({
+      name: "flexbso_engine_notifications_total",
+      help: "Engine notifications read by the agent, by type",
+      labelNames: ["type"],
+      registers: r,
+    });
+    this.raidMismatches = new Counter({
+      name: "flexbso_raid_safe_read_mismatches_total",
+      help: "Reads or scrubs that found a member's copy wrong, by array and member",
+      labelNames: ["array", "member"],
+      registers: r,
+    });
+    this.raidRepairs = new Counter({
+      name: "flexbso_raid_safe_read_repairs_total",
+      help: "Wrong copies rewritten from a good one (safeRead repair or scrub), by array and member",
+      labelNames: ["array", "member"],
+      registers: r,
+    });
+    this.raidMemberFailures = new Counter({
+      name: "flexbso_raid_member_failures_total",
+      help: "Members that failed, by array and member",
+      labelNames: ["array", "member"],
+      registers: r,
+    });
+    this.raidDegraded = new Gauge({
+      name: "flexbso_raid_degraded",
+      help: "1 while the array runs without full redundancy (since the agent started)",
+      labelNames: ["array"],
+      registers: r,
+    });
+    this.raidRebuildPercent = new Gauge({
+      name: "flexbso_raid_rebuild_percent",
+      help: "Progress of the last rebuild of a member",
+      labelNames: ["array", "member"],
+      registers: r,
+    });
+    this.raidScrubPercent = new Gauge({
+      name: "flexbso_raid_scrub_percent",
+      help: "Progress of the last scrub",
+      labelNames: ["array"],
+      registers: r,
+    });
+    this.reconcileRuns = new Counter({
+      name: "flexbso_agent_reconcile_runs_total",
+      help: "Reconcile runs that found resources missing on the target, by reason and result (ok: all restored)",
+      labelNames: ["reason", "result"],
+      registers: r,
+    });
+    this.reconcileRestored = new Counter({
+      name: "flexbso_agent_reconcile_restored_total",
+      help: "Resources the reconcile loop re-created on the target",
+      registers: r,
+    });
+    this.driftDetected = new Counter({
+      name: "flexbso_agent_drift_detected_total",
+      help: "Times the live target was found to differ from the agent's state (each new drift.detected event)",
+      registers: r,
+    });
     const self = this;
     let pending: Promise<void> | null = null;
     let fresh = 0;
@@ -145,7 +254,16 @@ export class AgentMetrics {
       pending ??= (async () => {
         try {
           const stats = await collectStats();
-          for (const m of [self.fnReadOps, self.fnWriteOps, self.fnReadBytes, self.fnWriteBytes, self.fnErrors, self.fnConnections, self.fnLatency]) m.reset();
+          for (const m of [
+            self.fnReadOps,
+            self.fnWriteOps,
+            self.fnReadBytes,
+            self.fnWriteBytes,
+            self.fnErrors,
+            self.fnConnections,
+            self.fnLatency,
+          ])
+            m.reset();
           for (const s of stats) {
             const l = { dpu: s.dpu, function: s.function, tenant: s.tenant };
             // counters read from the engine: they restart at 0 with it, as Prometheus expects of counters
@@ -170,16 +288,30 @@ export class AgentMetrics {
       return pending;
     };
     const labelNames: FnLabel[] = ["dpu", "function", "tenant"];
-    const fnCounter = (name: string, help: string): Counter<FnLabel> => new Counter({ name, help, labelNames, registers: r, collect: refresh });
+    const fnCounter = (name: string, help: string): Counter<FnLabel> =>
+      new Counter({ name, help, labelNames, registers: r, collect: refresh });
     this.fnReadOps = fnCounter("flexbso_function_read_ops_total", "Read operations completed on the function's volume");
-    this.fnWriteOps = fnCounter("flexbso_function_write_ops_total", "Write operations completed on the function's volume");
+    this.fnWriteOps = fnCounter(
+      "flexbso_function_write_ops_total",
+      "Write operations completed on the function's volume",
+    );
     this.fnReadBytes = fnCounter("flexbso_function_read_bytes_total", "Bytes read from the function's volume");
     this.fnWriteBytes = fnCounter("flexbso_function_write_bytes_total", "Bytes written to the function's volume");
     this.fnErrors = fnCounter("flexbso_function_io_errors_total", "I/Os that failed on the function's volume");
-    this.fnConnections = new Gauge({ name: "flexbso_function_connections", help: "Clients (NBD) or front-ends (vhost-user) connected to the function", labelNames, registers: r, collect: refresh });
+    this.fnConnections = new Gauge({
+      name: "flexbso_function_connections",
+      help: "Clients (NBD) or front-ends (vhost-user) connected to the function",
+      labelNames,
+      registers: r,
+      collect: refresh,
+    });
     this.fnLatency = new TargetHistogram({
-      name: "flexbso_function_io_latency_seconds", help: "Read and write latency on the function's volume, as the engine's histogram counts it",
-      labelNames, buckets: LATENCY_BUCKETS, registers: r, collect: refresh,
+      name: "flexbso_function_io_latency_seconds",
+      help: "Read and write latency on the function's volume, as the engine's histogram counts it",
+      labelNames,
+      buckets: LATENCY_BUCKETS,
+      registers: r,
+      collect: refresh,
     });
   }
 

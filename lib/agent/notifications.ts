@@ -51,7 +51,8 @@ export function describeNotification(n: EngineNotification): string {
   const c = n.ctx;
   const s = (k: string): string => String(c[k] ?? "?");
   const arr = `raid '${s("array")}'`;
-  const at = c["lba"] !== undefined ? ` lba ${s("lba")}` : c["member_lba"] !== undefined ? ` member lba ${s("member_lba")}` : "";
+  const at =
+    c["lba"] !== undefined ? ` lba ${s("lba")}` : c["member_lba"] !== undefined ? ` member lba ${s("member_lba")}` : "";
   switch (n.type) {
     case "raid_safe_read_repair":
       return `${arr}: member '${s("member")}'${at}${c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : ""}, ${s("blocks")} block(s), held wrong data; ${s("action") === "rewritten_by_scrub" ? "rewritten by the scrub" : "the read returned the good copy and the member was rewritten"}`;
@@ -104,7 +105,8 @@ export class NotificationPoller {
   async init(): Promise<void> {
     try {
       const doc = JSON.parse(await fsp.readFile(this.file, "utf8")) as { lastId?: unknown; pid?: unknown };
-      if (typeof doc.lastId === "number" && Number.isSafeInteger(doc.lastId) && doc.lastId >= 0) this.lastId = doc.lastId;
+      if (typeof doc.lastId === "number" && Number.isSafeInteger(doc.lastId) && doc.lastId >= 0)
+        this.lastId = doc.lastId;
       this.pid = typeof doc.pid === "number" ? doc.pid : null;
     } catch {
       // none yet (or unreadable): start from the engine's oldest kept notification
@@ -145,8 +147,15 @@ export class NotificationPoller {
     if (level === undefined) return;
     const ctx = (n.ctx ?? {}) as Record<string, unknown>;
     this.o.metrics?.engineNotification(n.type, ctx);
-    const array = typeof ctx["array"] === "string" ? ctx["array"] : typeof ctx["name"] === "string" ? ctx["name"] : undefined;
+    const array =
+      typeof ctx["array"] === "string" ? ctx["array"] : typeof ctx["name"] === "string" ? ctx["name"] : undefined;
     const address = array !== undefined ? this.o.addressOf?.(array) : undefined;
-    await this.o.emit({ level, type: `engine.${n.type}`, ...(address ? { address } : {}), message: describeNotification({ ...n, ctx }), data: { ...ctx, notification: n.id } });
+    await this.o.emit({
+      level,
+      type: `engine.${n.type}`,
+      ...(address ? { address } : {}),
+      message: describeNotification({ ...n, ctx }),
+      data: { ...ctx, notification: n.id },
+    });
   }
 }

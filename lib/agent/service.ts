@@ -23,16 +23,26 @@ import type { AgentMetrics, FunctionStat } from "./metrics.js";
 /** The topology names another DPU than this agent's. */
 export class WrongDpuError extends Error {
   readonly code = "WRONG_DPU";
-  constructor(readonly serving: string, readonly got: readonly string[]) {
-    super(`this agent serves DPU '${serving}' but the topology is for ${got.map((d) => `'${d}'`).join(", ")}; send each DPU's resources to its own agent`);
+  constructor(
+    readonly serving: string,
+    readonly got: readonly string[],
+  ) {
+    super(
+      `this agent serves DPU '${serving}' but the topology is for ${got.map((d) => `'${d}'`).join(", ")}; send each DPU's resources to its own agent`,
+    );
   }
 }
 
 /** The target does not answer, so nothing can be applied now. */
 export class TargetDownError extends Error {
   readonly code = "TARGET_DOWN";
-  constructor(readonly dpu: string, readonly socket: string) {
-    super(`${dpu}: the target at ${socket} does not answer (the agent is restarting it or waiting for it); nothing was applied, try again shortly`);
+  constructor(
+    readonly dpu: string,
+    readonly socket: string,
+  ) {
+    super(
+      `${dpu}: the target at ${socket} does not answer (the agent is restarting it or waiting for it); nothing was applied, try again shortly`,
+    );
   }
 }
 
@@ -44,7 +54,10 @@ export interface TopologyView {
   readonly topology: Desired;
   readonly status: readonly ResourceStatus[];
   readonly target: {
-    readonly up: boolean; readonly mode: string; readonly socket: string; readonly pid: number | null;
+    readonly up: boolean;
+    readonly mode: string;
+    readonly socket: string;
+    readonly pid: number | null;
     /** The backend this agent runs. */
     readonly backend: string;
     /** Methods the target serves (rpc_get_methods); null when it does not answer. */
@@ -120,7 +133,9 @@ export class AgentService {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.lock.run("shutdown", async () => undefined),
-      new Promise<void>((r) => { timer = setTimeout(r, waitMs); }),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, waitMs);
+      }),
     ]);
     clearTimeout(timer);
   }
@@ -155,14 +170,25 @@ export class AgentService {
       methods = (await this.d.backend.facts()).methods ?? null;
       drift = await this.d.backend.drift(this.dpuName, this.state.resources, this.state.files ?? {}, inv);
     } catch {
-      status = this.state.resources.map((r) => ({ address: r.address, present: false, notes: ["target unreachable: presence unknown"] }));
+      status = this.state.resources.map((r) => ({
+        address: r.address,
+        present: false,
+        notes: ["target unreachable: presence unknown"],
+      }));
     }
     return {
       dpu: this.state.dpu ?? this.d.configuredDpu,
       generation: this.state.generation,
       topology: this.topology(),
       status,
-      target: { up: this.d.target.up(), mode: this.d.target.mode, socket: this.d.target.socket, pid: this.d.target.pid(), backend: this.d.backend.name, methods },
+      target: {
+        up: this.d.target.up(),
+        mode: this.d.target.mode,
+        socket: this.d.target.socket,
+        pid: this.d.target.pid(),
+        backend: this.d.backend.name,
+        methods,
+      },
       updatedAt: this.state.updatedAt,
       drift,
     };
@@ -210,20 +236,35 @@ export class AgentService {
    * `topology.apply`: plan against the current state and execute, under the DPU lock.
    * @throws StaleGenerationError, DataLossRefusedError, NotSupportedError, StepFailedError, DpuBusyError, TopologyError, WrongDpuError
    */
-  async apply(rawDesired: unknown, expectedGeneration: number | undefined, allowDataLoss: boolean, audit?: ApplyAudit): Promise<ApplyResult> {
+  async apply(
+    rawDesired: unknown,
+    expectedGeneration: number | undefined,
+    allowDataLoss: boolean,
+    audit?: ApplyAudit,
+  ): Promise<ApplyResult> {
     const desired = this.checkDesired(rawDesired);
-    return this.lock.tryRun("apply", () => this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply", audit));
+    return this.lock.tryRun("apply", () =>
+      this.applyLocked(desired, expectedGeneration, allowDataLoss, "apply", audit),
+    );
   }
 
   /**
    * `topology.destroy`: remove everything `stack` (default: the default stack) realized on
    * this agent; other stacks' resources stay. `dpu`, when given, must be the DPU it serves.
    */
-  async destroy(expectedGeneration: number | undefined, allowDataLoss: boolean, dpu?: string, stack?: string, audit?: ApplyAudit): Promise<ApplyResult> {
+  async destroy(
+    expectedGeneration: number | undefined,
+    allowDataLoss: boolean,
+    dpu?: string,
+    stack?: string,
+    audit?: ApplyAudit,
+  ): Promise<ApplyResult> {
     const serving = this.d.configuredDpu ?? (this.state.resources.length ? this.state.dpu : null);
     if (dpu !== undefined && serving !== null && dpu !== serving) throw new WrongDpuError(serving, [dpu]);
     const nothing: Desired = { formatVersion: 1, resources: [], ...(stack !== undefined ? { stack } : {}) };
-    return this.lock.tryRun("destroy", () => this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy", audit));
+    return this.lock.tryRun("destroy", () =>
+      this.applyLocked(nothing, expectedGeneration, allowDataLoss, "destroy", audit),
+    );
   }
 
   /** `events.list`. */
@@ -241,7 +282,12 @@ export class AgentService {
     const byAddress = new Map(this.state.resources.map((r) => [r.address, r]));
     return (await this.stats()).map(({ address, exportName: _e, bdev: _b, ...s }) => {
       const r = byAddress.get(address);
-      return { ...s, dpu: this.dpuName, function: r?.name ?? address, tenant: r?.kind === "function" ? r.spec.tenant ?? "" : "" };
+      return {
+        ...s,
+        dpu: this.dpuName,
+        function: r?.name ?? address,
+        tenant: r?.kind === "function" ? (r.spec.tenant ?? "") : "",
+      };
     });
   }
 
@@ -256,7 +302,10 @@ export class AgentService {
     else if (ev.level === "warn") this.d.log.warn(ev.message, fields);
     else this.d.log.info(ev.message, fields);
     return this.d.events.append(ev).catch((e: unknown) => {
-      this.d.log.error(`cannot write the event log ${this.d.events.file}: ${(e as Error).message}; events are kept in memory only (make the state dir writable)`, { event: ev.type });
+      this.d.log.error(
+        `cannot write the event log ${this.d.events.file}: ${(e as Error).message}; events are kept in memory only (make the state dir writable)`,
+        { event: ev.type },
+      );
       return null;
     });
   }
@@ -279,7 +328,9 @@ export class AgentService {
     }
     this.d.metrics?.driftDetected.inc();
     await this.emit({
-      level: "warn", type: "drift.detected", message: `${drift.length} object(s) on the target differ from the agent's state (reconcile: report; nothing changed): ${drift.map((d) => d.message).join("; ")}`,
+      level: "warn",
+      type: "drift.detected",
+      message: `${drift.length} object(s) on the target differ from the agent's state (reconcile: report; nothing changed): ${drift.map((d) => d.message).join("; ")}`,
       data: { drift },
     });
   }
@@ -290,15 +341,22 @@ export class AgentService {
    */
   async reconcile(reason: string): Promise<void> {
     const inv0 = await this.d.backend.inventory();
-    const due = (r: Resource) => !this.d.backend.present(r, inv0) && Date.now() - (this.restoreFailures.get(r.address) ?? 0) > 60_000;
+    const due = (r: Resource) =>
+      !this.d.backend.present(r, inv0) && Date.now() - (this.restoreFailures.get(r.address) ?? 0) > 60_000;
     if (reason === "periodic" && !this.state.resources.some(due)) return;
     await this.lock.run("reconcile", async () => {
       const inv = await this.d.backend.inventory();
       const now = Date.now();
-      const missing = creationOrder(this.state.resources).filter((r) => !this.d.backend.present(r, inv))
+      const missing = creationOrder(this.state.resources)
+        .filter((r) => !this.d.backend.present(r, inv))
         .filter((r) => reason !== "periodic" || now - (this.restoreFailures.get(r.address) ?? 0) > 60_000);
       if (!missing.length) return;
-      await this.emit({ level: "warn", type: "reconcile.start", message: `restoring ${missing.length} resource(s) missing on the target (${reason})`, data: { reason, missing: missing.map((r) => r.address) } });
+      await this.emit({
+        level: "warn",
+        type: "reconcile.start",
+        message: `restoring ${missing.length} resource(s) missing on the target (${reason})`,
+        data: { reason, missing: missing.map((r) => r.address) },
+      });
       let restored = 0;
       for (const r of missing) {
         try {
@@ -306,41 +364,84 @@ export class AgentService {
           this.restoreFailures.delete(r.address);
           restored++;
           if (r.kind === "malloc") {
-            await this.emit({ level: "warn", type: "bdev.volatile.lost", address: r.address, message: `${r.address} re-created EMPTY: malloc bdevs are volatile and lost their contents with the engine` });
+            await this.emit({
+              level: "warn",
+              type: "bdev.volatile.lost",
+              address: r.address,
+              message: `${r.address} re-created EMPTY: malloc bdevs are volatile and lost their contents with the engine`,
+            });
           } else if (r.kind === "file") {
-            await this.emit({ level: "info", type: "bdev.restored", address: r.address, message: `${r.address} re-attached to ${r.spec.path}; its data is kept in the file` });
+            await this.emit({
+              level: "info",
+              type: "bdev.restored",
+              address: r.address,
+              message: `${r.address} re-attached to ${r.spec.path}; its data is kept in the file`,
+            });
           } else {
-            await this.emit({ level: "info", type: "resource.restored", address: r.address, message: `${r.address} restored` });
+            await this.emit({
+              level: "info",
+              type: "resource.restored",
+              address: r.address,
+              message: `${r.address} restored`,
+            });
           }
         } catch (e) {
           this.restoreFailures.set(r.address, Date.now());
-          await this.emit({ level: "error", type: "reconcile.failed", address: r.address, message: `cannot restore ${r.address}: ${(e as Error).message}` });
+          await this.emit({
+            level: "error",
+            type: "reconcile.failed",
+            address: r.address,
+            message: `cannot restore ${r.address}: ${(e as Error).message}`,
+          });
         }
       }
       this.d.metrics?.reconcileRuns.inc({ reason, result: restored === missing.length ? "ok" : "failed" });
       this.d.metrics?.reconcileRestored.inc(restored);
-      await this.emit({ level: restored === missing.length ? "info" : "error", type: "reconcile.done", message: `restored ${restored}/${missing.length} resource(s)`, data: { reason, restored, missing: missing.length } });
+      await this.emit({
+        level: restored === missing.length ? "info" : "error",
+        type: "reconcile.done",
+        message: `restored ${restored}/${missing.length} resource(s)`,
+        data: { reason, restored, missing: missing.length },
+      });
     });
   }
 
-  private async applyLocked(desired: Desired, expectedGeneration: number | undefined, allowDataLoss: boolean, what: string, audit?: ApplyAudit): Promise<ApplyResult> {
+  private async applyLocked(
+    desired: Desired,
+    expectedGeneration: number | undefined,
+    allowDataLoss: boolean,
+    what: string,
+    audit?: ApplyAudit,
+  ): Promise<ApplyResult> {
     const dpu = what === "destroy" ? this.dpuName : this.servingFor(desired);
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
     }
-    if (planDpu(desired, this.topology()).steps.length === 0) return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
+    if (planDpu(desired, this.topology()).steps.length === 0)
+      return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
     if (!this.d.target.up()) throw new TargetDownError(dpu, this.d.target.socket);
     // Every step is checked against the live target before the first one runs.
     const { plan: p } = await this.livePlan(desired);
     preflight(p.plan.errors);
     const destructive = p.steps.filter(isDestructive);
-    if (destructive.length && !allowDataLoss) throw new DataLossRefusedError(dpu, destructive.map((s) => `${describeStep(s)}${stepReason(s) ? ` (${stepReason(s)})` : ""}`));
+    if (destructive.length && !allowDataLoss)
+      throw new DataLossRefusedError(
+        dpu,
+        destructive.map((s) => `${describeStep(s)}${stepReason(s) ? ` (${stepReason(s)})` : ""}`),
+      );
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
     // the audit trail: which plan runs, from which commit, for which stack
     const origin = { stack: stackOf(desired), ...(audit ? { audit } : {}) };
-    const from = audit ? ` (plan ${audit.planDigest.slice(0, 19)}…${audit.commit ? `, commit ${audit.commit.slice(0, 12)}${audit.dirty ? " with uncommitted changes" : ""}` : ""})` : "";
-    await this.emit({ level: "info", type: `${what}.start`, message: `${what} to generation ${generation}: ${p.steps.length} step(s)${from}`, data: { generation, steps: p.steps.length, ...origin } });
+    const from = audit
+      ? ` (plan ${audit.planDigest.slice(0, 19)}…${audit.commit ? `, commit ${audit.commit.slice(0, 12)}${audit.dirty ? " with uncommitted changes" : ""}` : ""})`
+      : "";
+    await this.emit({
+      level: "info",
+      type: `${what}.start`,
+      message: `${what} to generation ${generation}: ${p.steps.length} step(s)${from}`,
+      data: { generation, steps: p.steps.length, ...origin },
+    });
     try {
       const r = await executeSteps(p.steps, {
         dpu,
@@ -348,7 +449,9 @@ export class AgentService {
         state: this.state,
         generation,
         commit: async (next) => {
-          this.state = await this.d.store.save(what === "destroy" && next.resources.length === 0 ? { ...next, dpu: this.d.configuredDpu } : next);
+          this.state = await this.d.store.save(
+            what === "destroy" && next.resources.length === 0 ? { ...next, dpu: this.d.configuredDpu } : next,
+          );
           this.observeState();
           return this.state;
         },
@@ -358,11 +461,26 @@ export class AgentService {
         stack: stackOf(desired),
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "info", type: `${what}.done`, message: `${what} done: generation ${generation}, ${r.applied.length} step(s)${from}`, data: { generation, ...origin } });
-      return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: r.applied.map(describeStep), changes: true };
+      await this.emit({
+        level: "info",
+        type: `${what}.done`,
+        message: `${what} done: generation ${generation}, ${r.applied.length} step(s)${from}`,
+        data: { generation, ...origin },
+      });
+      return {
+        dpu: this.state.dpu ?? dpu,
+        generation: this.state.generation,
+        applied: r.applied.map(describeStep),
+        changes: true,
+      };
     } catch (e) {
       this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({ level: "error", type: `${what}.failed`, message: (e as Error).message, data: { generation: this.state.generation, ...origin } });
+      await this.emit({
+        level: "error",
+        type: `${what}.failed`,
+        message: (e as Error).message,
+        data: { generation: this.state.generation, ...origin },
+      });
       throw e;
     }
   }
@@ -384,7 +502,9 @@ export class AgentService {
   }
 
   private topology(): Desired {
-    const resources = [...this.state.resources].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    const resources = [...this.state.resources].sort((a, b) =>
+      a.address < b.address ? -1 : a.address > b.address ? 1 : 0,
+    );
     return { formatVersion: 1, resources: resources as Resource[] };
   }
 

@@ -21,7 +21,10 @@ import type { Logger } from "./log.js";
 /** The target could not be started or reached. */
 export class TargetUnavailableError extends Error {
   readonly code = "TARGET_UNAVAILABLE";
-  constructor(readonly socket: string, detail: string) {
+  constructor(
+    readonly socket: string,
+    detail: string,
+  ) {
     super(`target at ${socket} is unavailable: ${detail}`);
   }
 }
@@ -90,12 +93,18 @@ export class EngineSupervisor {
         this.opts.log.info("attached to running engine", { pid, socket: this.opts.target.socket });
       } else {
         if (pid !== null && pidAlive(pid)) {
-          throw new TargetUnavailableError(this.opts.target.socket, `engine pid ${pid} (from ${this.pidFile}) is alive but does not answer; stop it or fix the socket path`);
+          throw new TargetUnavailableError(
+            this.opts.target.socket,
+            `engine pid ${pid} (from ${this.pidFile}) is alive but does not answer; stop it or fix the socket path`,
+          );
         }
         await this.spawnEngine();
       }
     } else if (!(await this.waitUp(this.opts.startTimeoutMs ?? 15_000))) {
-      throw new TargetUnavailableError(this.opts.target.socket, "no answer to rpc_get_methods; start the target first or use target.mode: spawn");
+      throw new TargetUnavailableError(
+        this.opts.target.socket,
+        "no answer to rpc_get_methods; start the target first or use target.mode: spawn",
+      );
     }
     this.setUp(true);
     await this.opts.onReconcile("start");
@@ -116,9 +125,18 @@ export class EngineSupervisor {
     await this.stop();
     const pid = this.pid ?? (await readPidFile(this.pidFile));
     if (pid === null || !pidAlive(pid)) return;
-    try { process.kill(pid, "SIGTERM"); } catch { /* already gone */ }
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      /* already gone */
+    }
     for (let i = 0; i < 50 && pidAlive(pid); i++) await sleep(100);
-    if (pidAlive(pid)) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+    if (pidAlive(pid))
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
     await fsp.rm(this.pidFile, { force: true });
   }
 
@@ -162,7 +180,11 @@ export class EngineSupervisor {
   private async restart(why: string): Promise<void> {
     const old = this.pid;
     if (old !== null && pidAlive(old)) {
-      try { process.kill(old, "SIGKILL"); } catch { /* gone */ }
+      try {
+        process.kill(old, "SIGKILL");
+      } catch {
+        /* gone */
+      }
     }
     this.opts.log.warn("restarting engine", { why, oldPid: old, backoffMs: this.backoffMs });
     await sleep(this.backoffMs);
@@ -178,7 +200,9 @@ export class EngineSupervisor {
     await this.opts.onReconcile("engine-restarted");
     // healthy for a while: reset the backoff
     const pid = this.pid;
-    setTimeout(() => { if (this.pid === pid && this.up) this.backoffMs = 250; }, 30_000).unref();
+    setTimeout(() => {
+      if (this.pid === pid && this.up) this.backoffMs = 250;
+    }, 30_000).unref();
   }
 
   private async spawnEngine(): Promise<void> {
@@ -187,7 +211,7 @@ export class EngineSupervisor {
     const [cmd, ...base] = t.command;
     const args = [...base, "--rpc-socket", t.socket, "--reactors", String(t.reactors)];
     const fd = openSync(this.logFile, "a", 0o600);
-    let child;
+    let child: ReturnType<typeof spawn>;
     try {
       // detached: own session + process group, so a SIGKILL of the agent (or of its
       // process group from a terminal) leaves the engine serving I/O
@@ -211,10 +235,22 @@ export class EngineSupervisor {
     await writeFileAtomic(this.pidFile, `${pid}\n`);
     this.opts.log.info("engine spawned", { pid, socket: t.socket, cmd: [cmd, ...args].join(" "), log: this.logFile });
     if (!(await this.waitUp(this.opts.startTimeoutMs ?? 15_000, pid))) {
-      const tail = await fsp.readFile(this.logFile, "utf8").then((s) => s.split("\n").slice(-8).join("\n")).catch(() => "");
-      const why = pidAlive(pid) ? `did not answer within ${this.opts.startTimeoutMs ?? 15_000} ms` : "exited during start";
-      try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
-      throw new TargetUnavailableError(t.socket, `engine pid ${pid} ${why} (log ${this.logFile}); last log lines:\n${tail}`);
+      const tail = await fsp
+        .readFile(this.logFile, "utf8")
+        .then((s) => s.split("\n").slice(-8).join("\n"))
+        .catch(() => "");
+      const why = pidAlive(pid)
+        ? `did not answer within ${this.opts.startTimeoutMs ?? 15_000} ms`
+        : "exited during start";
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+      throw new TargetUnavailableError(
+        t.socket,
+        `engine pid ${pid} ${why} (log ${this.logFile}); last log lines:\n${tail}`,
+      );
     }
   }
 

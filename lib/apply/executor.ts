@@ -47,7 +47,10 @@ export interface ExecuteResult {
 export function preflight(errors: readonly PlanProblem[]): void {
   if (!errors.length) return;
   const addresses = [...new Set(errors.map((e) => e.address ?? e.dpu))];
-  throw new NotSupportedError(addresses.join(", "), errors.map((e) => `${e.message}; fix: ${e.fix}`));
+  throw new NotSupportedError(
+    addresses.join(", "),
+    errors.map((e) => `${e.message}; fix: ${e.fix}`),
+  );
 }
 
 /**
@@ -63,40 +66,87 @@ export async function executeSteps(steps: readonly PlanStep[], ctx: ExecuteConte
     const data = { index, total, op: step.action };
     const stop = ctx.stopReason?.() ?? null;
     if (stop !== null) {
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)} not started: ${stop}`, data });
-      throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), `not started: ${stop}`, state.generation);
+      ctx.emit({
+        level: "error",
+        type: "apply.step.failed",
+        address: step.address,
+        message: `${describeStep(step)} not started: ${stop}`,
+        data,
+      });
+      throw new StepFailedError(
+        ctx.dpu,
+        step,
+        index,
+        total,
+        applied.map(describeStep),
+        `not started: ${stop}`,
+        state.generation,
+      );
     }
-    ctx.emit({ level: "info", type: "apply.step.start", address: step.address, message: `${describeStep(step)} (${index + 1}/${total})`, data });
+    ctx.emit({
+      level: "info",
+      type: "apply.step.start",
+      address: step.address,
+      message: `${describeStep(step)} (${index + 1}/${total})`,
+      data,
+    });
     let realized: Realized | void;
     try {
-      realized = await runStep(step, ctx, (fraction, detail) => ctx.emit({
-        level: "info", type: "apply.step.progress", address: step.address,
-        message: `${describeStep(step)}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
-        data: { ...data, fraction },
-      }));
+      realized = await runStep(step, ctx, (fraction, detail) =>
+        ctx.emit({
+          level: "info",
+          type: "apply.step.progress",
+          address: step.address,
+          message: `${describeStep(step)}: ${Math.round(fraction * 100)}%${detail ? ` ${detail}` : ""}`,
+          data: { ...data, fraction },
+        }),
+      );
     } catch (e) {
       const detail = (e as Error).message ?? String(e);
       ctx.onStep?.(step, false);
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)} failed: ${detail}`, data });
+      ctx.emit({
+        level: "error",
+        type: "apply.step.failed",
+        address: step.address,
+        message: `${describeStep(step)} failed: ${detail}`,
+        data,
+      });
       throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), detail, state.generation);
     }
     try {
       state = await ctx.commit(nextState(state, step, ctx, realized));
     } catch (e) {
-      const detail = `it was done on the target, but the agent cannot record it in its state (${(e as Error).message ?? String(e)}); ` +
+      const detail =
+        `it was done on the target, but the agent cannot record it in its state (${(e as Error).message ?? String(e)}); ` +
         "make the agent's state dir writable (and not full) and apply again: the object is adopted, nothing is created twice";
       ctx.onStep?.(step, false);
-      ctx.emit({ level: "error", type: "apply.step.failed", address: step.address, message: `${describeStep(step)}: ${detail}`, data });
+      ctx.emit({
+        level: "error",
+        type: "apply.step.failed",
+        address: step.address,
+        message: `${describeStep(step)}: ${detail}`,
+        data,
+      });
       throw new StepFailedError(ctx.dpu, step, index, total, applied.map(describeStep), detail, state.generation);
     }
     applied.push(step);
     ctx.onStep?.(step, true);
-    ctx.emit({ level: "info", type: "apply.step.done", address: step.address, message: `${describeStep(step)} done (${index + 1}/${total})`, data });
+    ctx.emit({
+      level: "info",
+      type: "apply.step.done",
+      address: step.address,
+      message: `${describeStep(step)} done (${index + 1}/${total})`,
+      data,
+    });
   }
   return { state, applied };
 }
 
-async function runStep(step: PlanStep, ctx: ExecuteContext, progress: (f: number, d?: string) => void): Promise<Realized | void> {
+async function runStep(
+  step: PlanStep,
+  ctx: ExecuteContext,
+  progress: (f: number, d?: string) => void,
+): Promise<Realized | void> {
   switch (step.action) {
     case "create":
       return ctx.backend.create(need(step, "after"), progress);
@@ -124,10 +174,20 @@ function nextState(state: AgentState, step: PlanStep, ctx: ExecuteContext, reali
   if (step.action !== "delete") {
     const planned = need(step, "after");
     const { stack: _was, ...bare } = planned;
-    const after = (ctx.stack !== undefined && ctx.stack !== DEFAULT_STACK && planned.kind !== "dpu" ? { ...bare, stack: ctx.stack } : bare) as Resource;
+    const after = (
+      ctx.stack !== undefined && ctx.stack !== DEFAULT_STACK && planned.kind !== "dpu"
+        ? { ...bare, stack: ctx.stack }
+        : bare
+    ) as Resource;
     const at = state.resources.findIndex((r) => r.address === step.address);
     if (at >= 0 && step.action === "update") resources.splice(at, 0, after);
     else resources.push(after);
   }
-  return { ...state, dpu: ctx.dpu, generation: ctx.generation, resources, ...(files && Object.keys(files).length ? { files } : { files: undefined }) };
+  return {
+    ...state,
+    dpu: ctx.dpu,
+    generation: ctx.generation,
+    resources,
+    ...(files && Object.keys(files).length ? { files } : { files: undefined }),
+  };
 }

@@ -176,7 +176,12 @@ export interface Backend {
    * FlexBSO (geometry, the bdev an export serves, a file bdev's file swapped for another),
    * and unmanaged objects. `files` are the identities the state recorded.
    */
-  drift(dpu: string, managed: readonly Resource[], files: Readonly<Record<string, FileIdentity>>, inv: Inventory): Promise<DriftItem[]>;
+  drift(
+    dpu: string,
+    managed: readonly Resource[],
+    files: Readonly<Record<string, FileIdentity>>,
+    inv: Inventory,
+  ): Promise<DriftItem[]>;
   /** Status of each resource for `topology.get` / `show`. */
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[];
   /** I/O counters of the given function resources. */
@@ -186,7 +191,10 @@ export interface Backend {
 /** A backend cannot realize a resource or change (yet). */
 export class NotSupportedError extends Error {
   readonly code = "NOT_SUPPORTED";
-  constructor(readonly address: string, readonly reasons: readonly string[]) {
+  constructor(
+    readonly address: string,
+    readonly reasons: readonly string[],
+  ) {
     super(`${address}: ${reasons.join("; ")}`);
   }
 }
@@ -194,7 +202,12 @@ export class NotSupportedError extends Error {
 /** A target RPC failed while realizing a resource. */
 export class BackendError extends Error {
   readonly code = "BACKEND_ERROR";
-  constructor(readonly address: string, readonly operation: string, detail: string, override readonly cause?: unknown) {
+  constructor(
+    readonly address: string,
+    readonly operation: string,
+    detail: string,
+    override readonly cause?: unknown,
+  ) {
     super(`${address}: ${operation} failed: ${detail}`);
   }
 }

@@ -25,8 +25,22 @@ import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSp
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
-  BackendError, type Backend, type BdevInfo, type CheckStep, type Endpoint, type ExportInfo, type FileIdentity, type FunctionStats, type LatencyHistogram,
-  type Inventory, type LiveCheck, type Realized, type ResourceStatus, type StepProgress, type TargetRpc, type VhostInfo,
+  BackendError,
+  type Backend,
+  type BdevInfo,
+  type CheckStep,
+  type Endpoint,
+  type ExportInfo,
+  type FileIdentity,
+  type FunctionStats,
+  type LatencyHistogram,
+  type Inventory,
+  type LiveCheck,
+  type Realized,
+  type ResourceStatus,
+  type StepProgress,
+  type TargetRpc,
+  type VhostInfo,
 } from "./backend.js";
 
 /** Options of the native backend. */
@@ -79,8 +93,10 @@ const MAX_SOCKET_PATH = 107;
  * must be a shared memory backend (memfd) so the engine can map it.
  */
 export function qemuVhostArgs(id: string, socket: string, numQueues: number): string {
-  return "-object memory-backend-memfd,id=mem,size=<guest RAM, e.g. 1G>,share=on -numa node,memdev=mem " +
-    `-chardev socket,id=${id},path=${socket},reconnect=1 -device vhost-user-blk-pci,chardev=${id},num-queues=${numQueues}`;
+  return (
+    "-object memory-backend-memfd,id=mem,size=<guest RAM, e.g. 1G>,share=on -numa node,memdev=mem " +
+    `-chardev socket,id=${id},path=${socket},reconnect=1 -device vhost-user-blk-pci,chardev=${id},num-queues=${numQueues}`
+  );
 }
 
 /** Backend over a `flexbso engine`. */
@@ -99,7 +115,9 @@ export class NativeBackend implements Backend {
     const warnings: PlanProblem[] = [];
     const inv = await this.inventory();
     const managedNames = new Set(managed.filter((r) => r.kind !== "dpu" && r.kind !== "function").map((r) => r.name));
-    const managedExports = new Set(managed.filter((r): r is ResourceOf<"function"> => r.kind === "function").map((r) => exportNameOf(r.spec)));
+    const managedExports = new Set(
+      managed.filter((r): r is ResourceOf<"function"> => r.kind === "function").map((r) => exportNameOf(r.spec)),
+    );
     const freedFiles = new Set<string>(); // files an earlier delete step of this plan removes
     const freedNames = new Set<string>();
     const freedExports = new Set<string>();
@@ -111,20 +129,39 @@ export class NativeBackend implements Backend {
       const r = s.op === "delete" ? s.before : s.after;
       if (!r) continue;
       const fail = (message: string, fix: string, field?: string) =>
-        errors.push({ address: r.address, dpu: r.dpu, operation: s.op, ...(field !== undefined ? { field } : {}), message: `${r.address}: ${message}`, fix });
+        errors.push({
+          address: r.address,
+          dpu: r.dpu,
+          operation: s.op,
+          ...(field !== undefined ? { field } : {}),
+          message: `${r.address}: ${message}`,
+          fix,
+        });
       if (r.kind === "malloc" && s.op !== "update") mallocDelta += s.op === "delete" ? -r.spec.size : r.spec.size;
       if (s.op === "delete") {
         if (r.kind !== "dpu" && r.kind !== "function") freedNames.add(r.name);
         if (r.kind === "function") freedExports.add(exportNameOf(r.spec));
-        if (r.kind === "file" && !isBlockDevicePath(r.spec.path)) (r.spec.retain ? retainedFiles : freedFiles).add(this.filePathOf(r));
+        if (r.kind === "file" && !isBlockDevicePath(r.spec.path))
+          (r.spec.retain ? retainedFiles : freedFiles).add(this.filePathOf(r));
         continue;
       }
       if (r.kind === "dpu") {
-        if (r.spec.pfs > this.opts.limits.pfs) fail(`pfs ${r.spec.pfs} exceeds this agent's limit of ${this.opts.limits.pfs}`, "lower pfs, or raise limits.pfs in the agent's config", "pfs");
-        if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf) fail(`vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf}`, "lower vfsPerPf, or raise limits.vfsPerPf in the agent's config", "vfsPerPf");
+        if (r.spec.pfs > this.opts.limits.pfs)
+          fail(
+            `pfs ${r.spec.pfs} exceeds this agent's limit of ${this.opts.limits.pfs}`,
+            "lower pfs, or raise limits.pfs in the agent's config",
+            "pfs",
+          );
+        if (r.spec.vfsPerPf > this.opts.limits.vfsPerPf)
+          fail(
+            `vfsPerPf ${r.spec.vfsPerPf} exceeds this agent's limit of ${this.opts.limits.vfsPerPf}`,
+            "lower vfsPerPf, or raise limits.vfsPerPf in the agent's config",
+            "vfsPerPf",
+          );
         continue;
       }
-      if (s.op === "update" && r.kind === "file" && s.before?.kind === "file" && !isBlockDevicePath(r.spec.path)) newBytes += Math.max(0, r.spec.size - s.before.spec.size);
+      if (s.op === "update" && r.kind === "file" && s.before?.kind === "file" && !isBlockDevicePath(r.spec.path))
+        newBytes += Math.max(0, r.spec.size - s.before.spec.size);
       if (s.op !== "create") continue;
       const existing = inv.bdevs.get(r.name);
       const unmanagedBdev = existing !== undefined && !managedNames.has(r.name) && !freedNames.has(r.name);
@@ -138,12 +175,23 @@ export class NativeBackend implements Backend {
       if (r.kind === "compress") {
         // bdev_compress_delete leaves the volume's header on the base: a new volume on the same base
         // (not re-created in this plan) with other parameters is refused by the engine.
-        const old = steps.find((x) => x.op === "delete" && x.before?.address === r.address)?.before as ResourceOf<"compress"> | undefined;
-        const baseFresh = steps.some((x) => x.op === "delete" && x.before?.kind !== "compress" && x.before?.name === r.spec.base);
-        if (old && !baseFresh && old.spec.base === r.spec.base && (old.spec.algorithm !== r.spec.algorithm || old.spec.chunkSize !== r.spec.chunkSize)) {
-          fail(`the native engine keeps the old volume's header on base '${r.spec.base}' when the compress bdev is deleted, so re-creating it with another ${old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize"} is refused`,
+        const old = steps.find((x) => x.op === "delete" && x.before?.address === r.address)?.before as
+          | ResourceOf<"compress">
+          | undefined;
+        const baseFresh = steps.some(
+          (x) => x.op === "delete" && x.before?.kind !== "compress" && x.before?.name === r.spec.base,
+        );
+        if (
+          old &&
+          !baseFresh &&
+          old.spec.base === r.spec.base &&
+          (old.spec.algorithm !== r.spec.algorithm || old.spec.chunkSize !== r.spec.chunkSize)
+        ) {
+          fail(
+            `the native engine keeps the old volume's header on base '${r.spec.base}' when the compress bdev is deleted, so re-creating it with another ${old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize"} is refused`,
             "re-create the base too (rename it, or change it destructively in the same apply), or keep the algorithm and chunkSize",
-            old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize");
+            old.spec.algorithm !== r.spec.algorithm ? "algorithm" : "chunkSize",
+          );
         }
         continue;
       }
@@ -151,17 +199,27 @@ export class NativeBackend implements Backend {
         const have = inv.exports.get(exportNameOf(r.spec));
         const name = exportNameOf(r.spec);
         if (have && !managedExports.has(name) && !freedExports.has(name) && have.bdevName !== r.spec.volume) {
-          fail(`export ${exportNameOf(r.spec)} already exists on the engine, serving bdev '${have.bdevName}', and FlexBSO does not manage it`,
-            `remove the export (flexbso_nbd_export_remove ${exportNameOf(r.spec)}) or use another pf/vf`);
+          fail(
+            `export ${exportNameOf(r.spec)} already exists on the engine, serving bdev '${have.bdevName}', and FlexBSO does not manage it`,
+            `remove the export (flexbso_nbd_export_remove ${exportNameOf(r.spec)}) or use another pf/vf`,
+          );
         }
         const socket = this.functionSocketOf(r);
         if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-          fail(`its socket ${socket} is ${Buffer.byteLength(socket)} bytes, longer than a unix socket allows (${MAX_SOCKET_PATH})`,
-            "use a shorter tenant or function name, or a shorter runDir in the agent's config", r.spec.tenant !== undefined ? "tenant" : undefined);
+          fail(
+            `its socket ${socket} is ${Buffer.byteLength(socket)} bytes, longer than a unix socket allows (${MAX_SOCKET_PATH})`,
+            "use a shorter tenant or function name, or a shorter runDir in the agent's config",
+            r.spec.tenant !== undefined ? "tenant" : undefined,
+          );
         }
         if (r.spec.tenant !== undefined && !this.opts.tenants?.[r.spec.tenant]) {
-          warnings.push({ address: r.address, dpu: r.dpu, field: "tenant", message: `${r.address}: tenant '${r.spec.tenant}' is not in the agent's tenants config, so only root can reach its socket ${socket}`,
-            fix: `add tenants: { ${r.spec.tenant}: { uid: ..., gid: ... } } to the agent's config, or drop the tenant field` });
+          warnings.push({
+            address: r.address,
+            dpu: r.dpu,
+            field: "tenant",
+            message: `${r.address}: tenant '${r.spec.tenant}' is not in the agent's tenants config, so only root can reach its socket ${socket}`,
+            fix: `add tenants: { ${r.spec.tenant}: { uid: ..., gid: ... } } to the agent's config, or drop the tenant field`,
+          });
         }
         continue;
       }
@@ -171,29 +229,45 @@ export class NativeBackend implements Backend {
       if (r.kind !== "file") continue;
       const file = this.filePathOf(r);
       if (!isBlockDevicePath(r.spec.path) && !isInside(file, this.opts.dataDir)) {
-        fail(`path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}`,
-          "write a path relative to the data directory; only block devices (/dev/...) may be named outside it", "path");
+        fail(
+          `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}`,
+          "write a path relative to the data directory; only block devices (/dev/...) may be named outside it",
+          "path",
+        );
         continue;
       }
       const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
-      const backing = st ? `${st.isBlockDevice() ? "b" : "f"}:${st.isBlockDevice() ? st.rdev : `${st.dev}:${st.ino}`}` : `p:${file}`;
+      const backing = st
+        ? `${st.isBlockDevice() ? "b" : "f"}:${st.isBlockDevice() ? st.rdev : `${st.dev}:${st.ino}`}`
+        : `p:${file}`;
       const twin = backings.get(backing);
       if (twin !== undefined) {
-        fail(`${file} is also the backing of ${twin}; one file or device backs one bdev (two would write over each other's data)`,
-          `give ${r.address} its own ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or remove one of the two`, "path");
+        fail(
+          `${file} is also the backing of ${twin}; one file or device backs one bdev (two would write over each other's data)`,
+          `give ${r.address} its own ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or remove one of the two`,
+          "path",
+        );
         continue;
       }
       backings.set(backing, r.address);
       if (st) {
         const holder = await this.liveBackingHolder(st, inv, r.name, freedNames, managed);
         if (holder !== undefined) {
-          fail(`${file} already backs ${holder} on the engine; one file or device backs one bdev`,
-            `use another ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or delete ${holder} first`, "path");
+          fail(
+            `${file} already backs ${holder} on the engine; one file or device backs one bdev`,
+            `use another ${isBlockDevicePath(r.spec.path) ? "device" : "file"}, or delete ${holder} first`,
+            "path",
+          );
           continue;
         }
       }
       if (isBlockDevicePath(r.spec.path)) {
-        if (!st?.isBlockDevice()) fail(`block device ${file} does not exist`, "check the device name; the agent never creates files under /dev", "path");
+        if (!st?.isBlockDevice())
+          fail(
+            `block device ${file} does not exist`,
+            "check the device name; the agent never creates files under /dev",
+            "path",
+          );
         else {
           const why = await this.deviceRefusal(file, st);
           if (why) fail(why.message, why.fix, "path");
@@ -204,43 +278,67 @@ export class NativeBackend implements Backend {
       if (unmanagedBdev && !own) {
         const on = existing.filename !== undefined ? ` on ${existing.filename}` : "";
         if (!r.spec.import || (existing.filename !== undefined && path.resolve(existing.filename) !== file)) {
-          fail(`the engine already has a bdev '${r.name}'${on} that FlexBSO did not create`,
-            r.spec.import ? "delete it on the engine, or rename the resource" : "delete it on the engine, rename the resource, or set import: true to adopt it with its data", "import");
+          fail(
+            `the engine already has a bdev '${r.name}'${on} that FlexBSO did not create`,
+            r.spec.import
+              ? "delete it on the engine, or rename the resource"
+              : "delete it on the engine, rename the resource, or set import: true to adopt it with its data",
+            "import",
+          );
           continue;
         }
       }
       if (st === undefined) {
-        if (r.spec.import) fail(`import: true, but there is no file at ${file} to import`, "put the file there, or remove import: true to create a new empty file", "import");
+        if (r.spec.import)
+          fail(
+            `import: true, but there is no file at ${file} to import`,
+            "put the file there, or remove import: true to create a new empty file",
+            "import",
+          );
         else newBytes += r.spec.size;
         continue;
       }
       if (!st.isFile()) {
-        fail(`${file} exists and is neither a regular file nor a block device`, "move it away, or use another path", "path");
+        fail(
+          `${file} exists and is neither a regular file nor a block device`,
+          "move it away, or use another path",
+          "path",
+        );
         continue;
       }
       if (!r.spec.import && !own) {
-        fail(retainedFiles.has(file)
-          ? `${file} is kept by the delete before this create (retain: true), so the new bdev would attach its old data`
-          : `a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
-          "set import: true to attach it with its data (the plan then says so), or remove the file, or use another path", "path");
+        fail(
+          retainedFiles.has(file)
+            ? `${file} is kept by the delete before this create (retain: true), so the new bdev would attach its old data`
+            : `a file already exists at ${file} (${formatSize(st.size)}) that FlexBSO did not create for this resource; attaching it would expose its data`,
+          "set import: true to attach it with its data (the plan then says so), or remove the file, or use another path",
+          "path",
+        );
         continue;
       }
       if (st.size > r.spec.size) {
-        fail(`${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; the agent never truncates existing data`,
-          `raise size to at least ${st.size}, or move the file away`, "size");
+        fail(
+          `${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; the agent never truncates existing data`,
+          `raise size to at least ${st.size}, or move the file away`,
+          "size",
+        );
       }
     }
     if (mallocDelta > 0) {
       // The engine charges each malloc bdev its full size against malloc_mem_limit (default: RAM
       // less max(RAM/8, 512 MiB)) and refuses creates past it; RAM is only used when written.
-      const held = [...inv.bdevs.values()].filter((b) => b.productName === "Malloc disk").reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
+      const held = [...inv.bdevs.values()]
+        .filter((b) => b.productName === "Malloc disk")
+        .reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
       const total = held + mallocDelta;
       const ram = os.totalmem();
       const limit = ram - Math.max(ram / 8, 512 * 2 ** 20);
       if (total > limit) {
         const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
         warnings.push({
-          dpu, message: `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
+          dpu,
+          message:
+            `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
             `of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free); ` +
             "unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused",
           fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
@@ -263,16 +361,27 @@ export class NativeBackend implements Backend {
         const free = fs.bavail * fs.bsize;
         if (newBytes + promised > free) {
           const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
-          const what = `new and grown files on DPU '${dpu}' take ${formatSize(newBytes)}` + (promised ? ` and its existing files may still claim ${formatSize(promised)}` : "") +
+          const what =
+            `new and grown files on DPU '${dpu}' take ${formatSize(newBytes)}` +
+            (promised ? ` and its existing files may still claim ${formatSize(promised)}` : "") +
             `, but its data directory ${this.opts.dataDir} has ${formatSize(free)} free`;
           if (this.opts.thinProvisioning) {
-            warnings.push({ dpu, message: `${what}; thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills`, fix: "free space on the DPU, or make the files smaller" });
+            warnings.push({
+              dpu,
+              message: `${what}; thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills`,
+              fix: "free space on the DPU, or make the files smaller",
+            });
           } else {
-            errors.push({ dpu, message: `${what}; the files would be over-committed`,
-              fix: "free space on the DPU, make the files smaller, or set thinProvisioning: true in the agent's config to accept the risk of ENOSPC" });
+            errors.push({
+              dpu,
+              message: `${what}; the files would be over-committed`,
+              fix: "free space on the DPU, make the files smaller, or set thinProvisioning: true in the agent's config to accept the risk of ENOSPC",
+            });
           }
         }
-      } catch { /* no statfs: no capacity check */ }
+      } catch {
+        /* no statfs: no capacity check */
+      }
     }
     return { errors, warnings };
   }
@@ -296,21 +405,34 @@ export class NativeBackend implements Backend {
         numBlocks: Number(o.num_blocks),
         ...(typeof o.product_name === "string" ? { productName: o.product_name } : {}),
         ...(typeof filename === "string" ? { filename } : {}),
-        ...(typeof o.driver_specific === "object" && o.driver_specific !== null ? { driver: o.driver_specific as Record<string, unknown> } : {}),
+        ...(typeof o.driver_specific === "object" && o.driver_specific !== null
+          ? { driver: o.driver_specific as Record<string, unknown> }
+          : {}),
       });
     }
     const exports = new Map<string, ExportInfo>();
     for (const e of asArray(exportsRaw)) {
       const o = e as Record<string, unknown>;
       if (typeof o.export_name !== "string") continue;
-      exports.set(o.export_name, { exportName: o.export_name, bdevName: String(o.bdev_name), listen: String(o.listen ?? ""), ...(typeof o.connections === "number" ? { connections: o.connections } : {}) });
+      exports.set(o.export_name, {
+        exportName: o.export_name,
+        bdevName: String(o.bdev_name),
+        listen: String(o.listen ?? ""),
+        ...(typeof o.connections === "number" ? { connections: o.connections } : {}),
+      });
     }
     const vhost = new Map<string, VhostInfo>();
     for (const c of asArray(vhostRaw)) {
       const o = c as Record<string, unknown>;
       if (typeof o.ctrlr !== "string") continue;
       const blk = ((o.backend_specific as Record<string, unknown> | undefined)?.block ?? {}) as Record<string, unknown>;
-      vhost.set(o.ctrlr, { ctrlr: o.ctrlr, bdevName: String(blk.bdev ?? ""), socket: String(o.socket ?? ""), numQueues: Number(o.num_queues ?? 0), ...(Array.isArray(o.sessions) ? { connections: o.sessions.length } : {}) });
+      vhost.set(o.ctrlr, {
+        ctrlr: o.ctrlr,
+        bdevName: String(blk.bdev ?? ""),
+        socket: String(o.socket ?? ""),
+        numQueues: Number(o.num_queues ?? 0),
+        ...(Array.isArray(o.sessions) ? { connections: o.sessions.length } : {}),
+      });
     }
     return { bdevs, exports, vhost };
   }
@@ -345,20 +467,32 @@ export class NativeBackend implements Backend {
         const have = inv.bdevs.get(r.name);
         if (have) return this.adopt(r, have);
         // Superblock on: the array reassembles from its members after an engine restart.
-        await this.call(r, "bdev_raid_create", () => this.opts.rpc.call("bdev_raid_create", {
-          name: r.name, raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`, base_bdevs: r.spec.members,
-          strip_size_kb: r.spec.stripSize / 1024, superblock: true, safe_read: r.spec.safeRead,
-        }));
+        await this.call(r, "bdev_raid_create", () =>
+          this.opts.rpc.call("bdev_raid_create", {
+            name: r.name,
+            raid_level: r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`,
+            base_bdevs: r.spec.members,
+            strip_size_kb: r.spec.stripSize / 1024,
+            superblock: true,
+            safe_read: r.spec.safeRead,
+          }),
+        );
         return;
       }
       case "compress": {
         const inv = await this.call(r, "inventory", () => this.inventory());
         const have = inv.bdevs.get(r.name);
         if (have) return this.adopt(r, have);
-        await this.call(r, "bdev_compress_create", () => this.opts.rpc.call("bdev_compress_create", {
-          name: r.name, base_bdev_name: r.spec.base, comp_algo: r.spec.algorithm, comp_level: r.spec.level, chunk_size: r.spec.chunkSize,
-          engine: r.spec.engine,
-        }));
+        await this.call(r, "bdev_compress_create", () =>
+          this.opts.rpc.call("bdev_compress_create", {
+            name: r.name,
+            base_bdev_name: r.spec.base,
+            comp_algo: r.spec.algorithm,
+            comp_level: r.spec.level,
+            chunk_size: r.spec.chunkSize,
+            engine: r.spec.engine,
+          }),
+        );
         return;
       }
     }
@@ -370,14 +504,25 @@ export class NativeBackend implements Backend {
       try {
         await fsp.stat(file);
       } catch (e) {
-        throw new BackendError(r.address, "restore", `backing file ${file} is gone (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
-          "not re-creating it empty, which would hide the data loss: put the file back, or remove the resource from the topology and apply with --allow-data-loss");
+        throw new BackendError(
+          r.address,
+          "restore",
+          `backing file ${file} is gone (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
+            "not re-creating it empty, which would hide the data loss: put the file back, or remove the resource from the topology and apply with --allow-data-loss",
+        );
       }
       // Re-attach what is there: the agent created or imported this file.
       const inv = await this.call(r, "inventory", () => this.inventory());
       const have = inv.bdevs.get(r.name);
       if (have) return this.adopt(r, have);
-      await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", { name: r.name, filename: file, block_size: r.spec.blockSize, ...this.beneath(r) }));
+      await this.call(r, "bdev_uring_create", () =>
+        this.opts.rpc.call("bdev_uring_create", {
+          name: r.name,
+          filename: file,
+          block_size: r.spec.blockSize,
+          ...this.beneath(r),
+        }),
+      );
       return;
     }
     await this.create(r);
@@ -389,11 +534,20 @@ export class NativeBackend implements Backend {
    * left either calls the target or is recorded only (labels, policies, limits).
    */
   async update(before: Resource, after: Resource): Promise<void> {
-    if (before.kind !== after.kind) throw new BackendError(after.address, "update", `kind changes from ${before.kind} to ${after.kind}: replace instead`);
+    if (before.kind !== after.kind)
+      throw new BackendError(
+        after.address,
+        "update",
+        `kind changes from ${before.kind} to ${after.kind}: replace instead`,
+      );
     if (after.kind === "function") {
       const b = before.spec as FunctionSpec;
       if (b.volume !== after.spec.volume) {
-        throw new BackendError(after.address, "update", "moving a function to another volume live is not supported by the native engine; re-create the function");
+        throw new BackendError(
+          after.address,
+          "update",
+          "moving a function to another volume live is not supported by the native engine; re-create the function",
+        );
       }
       if (b.qos.iops !== after.spec.qos.iops || b.qos.mbps !== after.spec.qos.mbps) await this.applyQos(after, true);
       // A new tenant: createFunction finds the export on the old tenant's socket and moves it.
@@ -408,23 +562,35 @@ export class NativeBackend implements Backend {
     if (after.kind === "raid") {
       const b = before.spec as RaidSpec;
       if (b.safeRead !== after.spec.safeRead) {
-        await this.call(after, "bdev_raid_set_safe_read", () => this.opts.rpc.call("bdev_raid_set_safe_read", { name: after.name, safe_read: after.spec.safeRead }));
+        await this.call(after, "bdev_raid_set_safe_read", () =>
+          this.opts.rpc.call("bdev_raid_set_safe_read", { name: after.name, safe_read: after.spec.safeRead }),
+        );
       }
       const gone = b.members.filter((m) => !after.spec.members.includes(m));
       const added = after.spec.members.filter((m) => !b.members.includes(m));
       if (gone.length === 0 && added.length === 0) return this.readdMembers(after);
       if (gone.length !== 1 || added.length !== 1) {
-        throw new BackendError(after.address, "update", `the native engine replaces one member at a time (${gone.length} removed, ${added.length} added); the plan should have said so`);
+        throw new BackendError(
+          after.address,
+          "update",
+          `the native engine replaces one member at a time (${gone.length} removed, ${added.length} added); the plan should have said so`,
+        );
       }
       // The engine rebuilds the new member in the background; raid_rebuild_* events report its progress.
-      await this.call(after, "bdev_raid_remove_base_bdev", () => this.opts.rpc.call("bdev_raid_remove_base_bdev", { name: gone[0] }));
-      await this.call(after, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: after.name, base_bdev: added[0] }));
+      await this.call(after, "bdev_raid_remove_base_bdev", () =>
+        this.opts.rpc.call("bdev_raid_remove_base_bdev", { name: gone[0] }),
+      );
+      await this.call(after, "bdev_raid_add_base_bdev", () =>
+        this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: after.name, base_bdev: added[0] }),
+      );
       return;
     }
     if (after.kind === "compress") {
       // New writes only; the engine keeps the level in the volume's header.
       if ((before.spec as CompressSpec).level !== after.spec.level) {
-        await this.call(after, "bdev_compress_set_level", () => this.opts.rpc.call("bdev_compress_set_level", { name: after.name, comp_level: after.spec.level }));
+        await this.call(after, "bdev_compress_set_level", () =>
+          this.opts.rpc.call("bdev_compress_set_level", { name: after.name, comp_level: after.spec.level }),
+        );
       }
       return;
     }
@@ -443,15 +609,20 @@ export class NativeBackend implements Backend {
         const name = exportNameOf(r.spec);
         if (r.spec.transport === "vhost-user-blk") {
           if (!inv.vhost?.has(r.name)) return;
-          await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }));
+          await this.call(r, "vhost_delete_controller", () =>
+            this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }),
+          );
           return;
         }
         if (!inv.exports.has(name)) return;
-        await this.call(r, "flexbso_nbd_export_remove", () => this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }));
+        await this.call(r, "flexbso_nbd_export_remove", () =>
+          this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }),
+        );
         return;
       }
       case "file": {
-        if (inv.bdevs.has(r.name)) await this.call(r, "bdev_uring_delete", () => this.opts.rpc.call("bdev_uring_delete", { name: r.name }));
+        if (inv.bdevs.has(r.name))
+          await this.call(r, "bdev_uring_delete", () => this.opts.rpc.call("bdev_uring_delete", { name: r.name }));
         return this.releaseFile(r);
       }
       default: {
@@ -463,7 +634,12 @@ export class NativeBackend implements Backend {
     }
   }
 
-  async drift(dpu: string, managed: readonly Resource[], files: Readonly<Record<string, FileIdentity>>, inv: Inventory): Promise<DriftItem[]> {
+  async drift(
+    dpu: string,
+    managed: readonly Resource[],
+    files: Readonly<Record<string, FileIdentity>>,
+    inv: Inventory,
+  ): Promise<DriftItem[]> {
     const out: DriftItem[] = [];
     const bdevs = new Set<string>();
     const exports = new Set<string>();
@@ -475,54 +651,123 @@ export class NativeBackend implements Backend {
         if (r.spec.transport === "vhost-user-blk") {
           ctrlrs.add(r.name);
           const c = inv.vhost?.get(r.name);
-          if (inv.vhost && !c) out.push({ ...at, kind: "deleted", object: `vhost controller '${r.name}'`, message: `${r.address}: vhost controller ${r.name} is gone from the target (deleted outside FlexBSO)` });
+          if (inv.vhost && !c)
+            out.push({
+              ...at,
+              kind: "deleted",
+              object: `vhost controller '${r.name}'`,
+              message: `${r.address}: vhost controller ${r.name} is gone from the target (deleted outside FlexBSO)`,
+            });
           else if (c && c.bdevName !== r.spec.volume) {
-            out.push({ ...at, kind: "changed", object: `vhost controller '${r.name}'`, message: `${r.address}: vhost controller ${r.name} serves bdev '${c.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)` });
+            out.push({
+              ...at,
+              kind: "changed",
+              object: `vhost controller '${r.name}'`,
+              message: `${r.address}: vhost controller ${r.name} serves bdev '${c.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)`,
+            });
           }
           continue;
         }
         const name = exportNameOf(r.spec);
         exports.add(name);
         const e = inv.exports.get(name);
-        if (!e) out.push({ ...at, kind: "deleted", object: `export '${name}'`, message: `${r.address}: export ${name} is gone from the target (removed outside FlexBSO)` });
+        if (!e)
+          out.push({
+            ...at,
+            kind: "deleted",
+            object: `export '${name}'`,
+            message: `${r.address}: export ${name} is gone from the target (removed outside FlexBSO)`,
+          });
         else if (e.bdevName !== r.spec.volume) {
-          out.push({ ...at, kind: "changed", object: `export '${name}'`, message: `${r.address}: export ${name} serves bdev '${e.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)` });
+          out.push({
+            ...at,
+            kind: "changed",
+            object: `export '${name}'`,
+            message: `${r.address}: export ${name} serves bdev '${e.bdevName}', not its volume '${r.spec.volume}' (changed outside FlexBSO)`,
+          });
         }
         continue;
       }
       bdevs.add(r.name);
       const b = inv.bdevs.get(r.name);
       if (!b) {
-        out.push({ ...at, kind: "deleted", object: `bdev '${r.name}'`, message: `${r.address}: bdev '${r.name}' is gone from the target (deleted outside FlexBSO, or the engine restarted)` });
+        out.push({
+          ...at,
+          kind: "deleted",
+          object: `bdev '${r.name}'`,
+          message: `${r.address}: bdev '${r.name}' is gone from the target (deleted outside FlexBSO, or the engine restarted)`,
+        });
         continue;
       }
       const size = (r.spec as { size?: number }).size;
       const blockSize = (r.spec as { blockSize?: number }).blockSize;
-      if (size !== undefined && blockSize !== undefined && (b.blockSize !== blockSize || b.blockSize * b.numBlocks !== size)) {
-        out.push({ ...at, kind: "changed", object: `bdev '${r.name}'`,
-          message: `${r.address}: bdev '${r.name}' is ${b.numBlocks} x ${b.blockSize} bytes on the target, the state says ${size / blockSize} x ${blockSize} (changed outside FlexBSO)` });
+      if (
+        size !== undefined &&
+        blockSize !== undefined &&
+        (b.blockSize !== blockSize || b.blockSize * b.numBlocks !== size)
+      ) {
+        out.push({
+          ...at,
+          kind: "changed",
+          object: `bdev '${r.name}'`,
+          message: `${r.address}: bdev '${r.name}' is ${b.numBlocks} x ${b.blockSize} bytes on the target, the state says ${size / blockSize} x ${blockSize} (changed outside FlexBSO)`,
+        });
       }
       if (r.kind === "file") {
         const file = this.filePathOf(r);
         if (b.filename !== undefined && path.resolve(b.filename) !== file) {
-          out.push({ ...at, kind: "changed", object: `bdev '${r.name}'`, message: `${r.address}: bdev '${r.name}' is backed by ${b.filename}, not ${file} (changed outside FlexBSO)` });
+          out.push({
+            ...at,
+            kind: "changed",
+            object: `bdev '${r.name}'`,
+            message: `${r.address}: bdev '${r.name}' is backed by ${b.filename}, not ${file} (changed outside FlexBSO)`,
+          });
         }
         const id = files[r.address];
         const st = await statOrUndefined(file).catch(() => undefined);
-        if (!st) out.push({ ...at, kind: "deleted", object: `file ${file}`, message: `${r.address}: its file ${file} is gone (deleted outside FlexBSO)` });
+        if (!st)
+          out.push({
+            ...at,
+            kind: "deleted",
+            object: `file ${file}`,
+            message: `${r.address}: its file ${file} is gone (deleted outside FlexBSO)`,
+          });
         else if (id && !isBlockDevicePath(r.spec.path) && (st.ino !== id.inode || st.dev !== id.device)) {
-          out.push({ ...at, kind: "changed", object: `file ${file}`, message: `${r.address}: ${file} is not the file FlexBSO created (inode ${st.ino}, recorded ${id.inode}): it was replaced outside FlexBSO` });
+          out.push({
+            ...at,
+            kind: "changed",
+            object: `file ${file}`,
+            message: `${r.address}: ${file} is not the file FlexBSO created (inode ${st.ino}, recorded ${id.inode}): it was replaced outside FlexBSO`,
+          });
         }
       }
     }
     for (const name of [...inv.bdevs.keys()].sort()) {
-      if (!bdevs.has(name)) out.push({ dpu, kind: "unmanaged", object: `bdev '${name}'`, message: `bdev '${name}' on the target is not managed by FlexBSO` });
+      if (!bdevs.has(name))
+        out.push({
+          dpu,
+          kind: "unmanaged",
+          object: `bdev '${name}'`,
+          message: `bdev '${name}' on the target is not managed by FlexBSO`,
+        });
     }
     for (const [name, e] of [...inv.exports].sort()) {
-      if (!exports.has(name)) out.push({ dpu, kind: "unmanaged", object: `export '${name}'`, message: `export '${name}' (serving bdev '${e.bdevName}' on ${e.listen}) on the target is not managed by FlexBSO` });
+      if (!exports.has(name))
+        out.push({
+          dpu,
+          kind: "unmanaged",
+          object: `export '${name}'`,
+          message: `export '${name}' (serving bdev '${e.bdevName}' on ${e.listen}) on the target is not managed by FlexBSO`,
+        });
     }
     for (const [name, c] of [...(inv.vhost ?? [])].sort()) {
-      if (!ctrlrs.has(name)) out.push({ dpu, kind: "unmanaged", object: `vhost controller '${name}'`, message: `vhost controller '${name}' (serving bdev '${c.bdevName}' on ${c.socket}) on the target is not managed by FlexBSO` });
+      if (!ctrlrs.has(name))
+        out.push({
+          dpu,
+          kind: "unmanaged",
+          object: `vhost controller '${name}'`,
+          message: `vhost controller '${name}' (serving bdev '${c.bdevName}' on ${c.socket}) on the target is not managed by FlexBSO`,
+        });
     }
     return out;
   }
@@ -546,25 +791,30 @@ export class NativeBackend implements Backend {
       const o = b as Record<string, unknown>;
       if (typeof o.name === "string") byName.set(o.name, o);
     }
-    return Promise.all(fns.map(async (f) => {
-      const s = byName.get(f.spec.volume) ?? {};
-      const ioError = (s.io_error ?? {}) as Record<string, unknown>;
-      const connections = f.spec.transport === "vhost-user-blk" ? inv.vhost?.get(f.name)?.connections : inv.exports.get(exportNameOf(f.spec))?.connections;
-      const sumSeconds = (Number(s.read_latency_ticks ?? 0) + Number(s.write_latency_ticks ?? 0)) / tickRate;
-      const latency = s.name === undefined ? undefined : await this.latency(f.spec.volume, sumSeconds);
-      return {
-        address: f.address,
-        exportName: exportNameOf(f.spec),
-        bdev: f.spec.volume,
-        readOps: Number(s.num_read_ops ?? 0),
-        writeOps: Number(s.num_write_ops ?? 0),
-        readBytes: Number(s.bytes_read ?? 0),
-        writeBytes: Number(s.bytes_written ?? 0),
-        errors: Object.values(ioError).reduce<number>((n, v) => n + Number(v ?? 0), 0),
-        connections: connections ?? 0,
-        ...(latency ? { latency } : {}),
-      };
-    }));
+    return Promise.all(
+      fns.map(async (f) => {
+        const s = byName.get(f.spec.volume) ?? {};
+        const ioError = (s.io_error ?? {}) as Record<string, unknown>;
+        const connections =
+          f.spec.transport === "vhost-user-blk"
+            ? inv.vhost?.get(f.name)?.connections
+            : inv.exports.get(exportNameOf(f.spec))?.connections;
+        const sumSeconds = (Number(s.read_latency_ticks ?? 0) + Number(s.write_latency_ticks ?? 0)) / tickRate;
+        const latency = s.name === undefined ? undefined : await this.latency(f.spec.volume, sumSeconds);
+        return {
+          address: f.address,
+          exportName: exportNameOf(f.spec),
+          bdev: f.spec.volume,
+          readOps: Number(s.num_read_ops ?? 0),
+          writeOps: Number(s.num_write_ops ?? 0),
+          readBytes: Number(s.bytes_read ?? 0),
+          writeBytes: Number(s.bytes_written ?? 0),
+          errors: Object.values(ioError).reduce<number>((n, v) => n + Number(v ?? 0), 0),
+          connections: connections ?? 0,
+          ...(latency ? { latency } : {}),
+        };
+      }),
+    );
   }
 
   /**
@@ -573,11 +823,15 @@ export class NativeBackend implements Backend {
    */
   private async latency(bdev: string, sumSeconds: number): Promise<LatencyHistogram | undefined> {
     try {
-      const h = await this.opts.rpc.call<{ histogram: string; bucket_shift: number; tsc_rate: number }>("bdev_get_histogram", { name: bdev });
+      const h = await this.opts.rpc.call<{ histogram: string; bucket_shift: number; tsc_rate: number }>(
+        "bdev_get_histogram",
+        { name: bdev },
+      );
       return { histogram: h.histogram, bucketShift: h.bucket_shift, tscRate: h.tsc_rate, sumSeconds };
     } catch (e) {
       // SPDK answers -EFAULT while the histogram is off; a target without histograms (-32601) has none
-      if ((e as { code?: unknown }).code === -14) await this.opts.rpc.call("bdev_enable_histogram", { name: bdev, enable: true }).catch(() => undefined);
+      if ((e as { code?: unknown }).code === -14)
+        await this.opts.rpc.call("bdev_enable_histogram", { name: bdev, enable: true }).catch(() => undefined);
       return undefined;
     }
   }
@@ -587,7 +841,12 @@ export class NativeBackend implements Backend {
     if (r.spec.transport === "vhost-user-blk") {
       const c = inv?.vhost?.get(r.name);
       const socket = c?.socket || this.functionSocketOf(r);
-      return { transport: "vhost-user-blk", exportName: r.name, uri: `unix:${socket}`, attach: qemuVhostArgs(r.name, socket, c && c.numQueues > 0 ? c.numQueues : 1) };
+      return {
+        transport: "vhost-user-blk",
+        exportName: r.name,
+        uri: `unix:${socket}`,
+        attach: qemuVhostArgs(r.name, socket, c && c.numQueues > 0 ? c.numQueues : 1),
+      };
     }
     const exportName = exportNameOf(r.spec);
     return { transport: "nbd", exportName, uri: `nbd+unix:///${exportName}?socket=${this.functionSocketOf(r)}` };
@@ -612,9 +871,13 @@ export class NativeBackend implements Backend {
     if (have) return this.adopt(r, have);
     progress?.(0, `allocating ${r.spec.size} bytes`);
     const method = `bdev_${r.kind}_create`;
-    await this.call(r, method, () => this.opts.rpc.call(method, {
-      name: r.name, num_blocks: r.spec.size / r.spec.blockSize, block_size: r.spec.blockSize,
-    }));
+    await this.call(r, method, () =>
+      this.opts.rpc.call(method, {
+        name: r.name,
+        num_blocks: r.spec.size / r.spec.blockSize,
+        block_size: r.spec.blockSize,
+      }),
+    );
     progress?.(1);
   }
 
@@ -630,9 +893,15 @@ export class NativeBackend implements Backend {
     progress?.(0.5, "opening bdev");
     // directIo true: O_DIRECT where the filesystem allows it (the engine's
     // default); false: never (buffered I/O, fdatasync on flush).
-    await this.call(r, "bdev_uring_create", () => this.opts.rpc.call("bdev_uring_create", {
-      name: r.name, filename: file, block_size: r.spec.blockSize, ...(r.spec.directIo ? {} : { direct_io: false }), ...this.beneath(r),
-    }));
+    await this.call(r, "bdev_uring_create", () =>
+      this.opts.rpc.call("bdev_uring_create", {
+        name: r.name,
+        filename: file,
+        block_size: r.spec.blockSize,
+        ...(r.spec.directIo ? {} : { direct_io: false }),
+        ...this.beneath(r),
+      }),
+    );
     progress?.(1);
     return { file: identity };
   }
@@ -647,29 +916,51 @@ export class NativeBackend implements Backend {
   private async prepareFile(r: ResourceOf<"file">, file: string, bdevExists: boolean): Promise<FileIdentity> {
     let st = await this.call(r, "stat", () => statOrUndefined(file));
     if (isBlockDevicePath(r.spec.path)) {
-      if (!st?.isBlockDevice()) throw new BackendError(r.address, "create", `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`);
+      if (!st?.isBlockDevice())
+        throw new BackendError(
+          r.address,
+          "create",
+          `block device ${file} does not exist; the agent does not create files under /dev (check the device name)`,
+        );
       const why = await this.deviceRefusal(file, st);
       if (why) throw new BackendError(r.address, "create", `${why.message}; ${why.fix}`);
       return { path: file, uuid: "", size: st.size, inode: st.ino, device: st.dev, imported: true };
     }
     if (!isInside(file, this.opts.dataDir)) {
-      throw new BackendError(r.address, "create", `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`);
+      throw new BackendError(
+        r.address,
+        "create",
+        `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`,
+      );
     }
     // Also after following symlinks: the agent never creates, extends or serves other files.
     const real = await realPathOf(file);
     const realData = await realPathOf(this.opts.dataDir);
     if (!isInside(real, realData)) {
-      throw new BackendError(r.address, "create", `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); ` +
-        "refusing to create, extend or serve it: move the file into the data directory");
+      throw new BackendError(
+        r.address,
+        "create",
+        `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); ` +
+          "refusing to create, extend or serve it: move the file into the data directory",
+      );
     }
-    if (st && !st.isFile()) throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
+    if (st && !st.isFile())
+      throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
     const own = await this.ownSidecar(file, r.address);
     if ((st || bdevExists) && !own && !r.spec.import) {
-      throw new BackendError(r.address, "create", `a file already exists at ${file} that FlexBSO did not create for this resource; ` +
-        "set import: true to attach it with its data, or remove it");
+      throw new BackendError(
+        r.address,
+        "create",
+        `a file already exists at ${file} that FlexBSO did not create for this resource; ` +
+          "set import: true to attach it with its data, or remove it",
+      );
     }
     if (st && st.size > r.spec.size) {
-      throw new BackendError(r.address, "create", `${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; refusing to truncate existing data (raise size, or move the file away)`);
+      throw new BackendError(
+        r.address,
+        "create",
+        `${file} holds ${st.size} bytes, more than the spec's size ${r.spec.size}; refusing to truncate existing data (raise size, or move the file away)`,
+      );
     }
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
@@ -686,7 +977,14 @@ export class NativeBackend implements Backend {
       } finally {
         await fh.close();
       }
-      return { path: file, uuid: uuid ?? "", size: st.size, inode: st.ino, device: st.dev, imported: !own && r.spec.import };
+      return {
+        path: file,
+        uuid: uuid ?? "",
+        size: st.size,
+        inode: st.ino,
+        device: st.dev,
+        imported: !own && r.spec.import,
+      };
     } catch (e) {
       throw new BackendError(r.address, "create", `cannot prepare ${file}: ${(e as Error).message}`, e);
     }
@@ -701,7 +999,12 @@ export class NativeBackend implements Backend {
       if (!r.spec.retain) await fsp.rm(file, { force: true });
       await fsp.rm(file + SIDECAR_SUFFIX, { force: true });
     } catch (e) {
-      throw new BackendError(r.address, "delete", `the bdev is gone but ${file} cannot be deleted: ${(e as Error).message}; delete it by hand`, e);
+      throw new BackendError(
+        r.address,
+        "delete",
+        `the bdev is gone but ${file} cannot be deleted: ${(e as Error).message}; delete it by hand`,
+        e,
+      );
     }
   }
 
@@ -728,24 +1031,38 @@ export class NativeBackend implements Backend {
    * neither it nor a partition of it may be mounted or held by another device. The
    * engine claims it with O_EXCL when it opens it, which also closes the race.
    */
-  private async deviceRefusal(file: string, st: { rdev: number }): Promise<{ message: string; fix: string } | undefined> {
+  private async deviceRefusal(
+    file: string,
+    st: { rdev: number },
+  ): Promise<{ message: string; fix: string } | undefined> {
     const allowed = new Set<number>();
     for (const d of this.opts.devices ?? []) {
       const s = await statOrUndefined(d).catch(() => undefined);
       if (s?.isBlockDevice()) allowed.add(s.rdev);
     }
     if (!allowed.has(st.rdev)) {
-      return { message: `block device ${file} is not on the agent's devices list, so FlexBSO may not take it`,
-        fix: `add ${file} to devices: in the agent's config (only devices the DPU's owner hands to FlexBSO whole), or use a file under the data directory` };
+      return {
+        message: `block device ${file} is not on the agent's devices list, so FlexBSO may not take it`,
+        fix: `add ${file} to devices: in the agent's config (only devices the DPU's owner hands to FlexBSO whole), or use a file under the data directory`,
+      };
     }
     const busy = await deviceUse(st.rdev);
-    if (busy) return { message: `block device ${file} is in use: ${busy}`, fix: "unmount or release it first, or pick another device; FlexBSO never serves a device something else uses" };
+    if (busy)
+      return {
+        message: `block device ${file} is in use: ${busy}`,
+        fix: "unmount or release it first, or pick another device; FlexBSO never serves a device something else uses",
+      };
     return undefined;
   }
 
   /** The bdev (and its resource, when managed) that the engine already serves from this file or device, other than `name`. */
-  private async liveBackingHolder(st: { dev: number; ino: number; rdev: number; isBlockDevice(): boolean }, inv: Inventory, name: string,
-    freed: ReadonlySet<string>, managed: readonly Resource[]): Promise<string | undefined> {
+  private async liveBackingHolder(
+    st: { dev: number; ino: number; rdev: number; isBlockDevice(): boolean },
+    inv: Inventory,
+    name: string,
+    freed: ReadonlySet<string>,
+    managed: readonly Resource[],
+  ): Promise<string | undefined> {
     for (const b of inv.bdevs.values()) {
       if (b.filename === undefined || b.name === name || freed.has(b.name)) continue;
       const o = await statOrUndefined(b.filename).catch(() => undefined);
@@ -761,7 +1078,10 @@ export class NativeBackend implements Backend {
   /** The sidecar of `file` when it names `address` (this resource created the file), else undefined. */
   private async ownSidecar(file: string, address: string): Promise<{ uuid: string } | undefined> {
     try {
-      const doc = JSON.parse(await fsp.readFile(file + SIDECAR_SUFFIX, "utf8")) as { uuid?: unknown; address?: unknown };
+      const doc = JSON.parse(await fsp.readFile(file + SIDECAR_SUFFIX, "utf8")) as {
+        uuid?: unknown;
+        address?: unknown;
+      };
       return doc.address === address && typeof doc.uuid === "string" ? { uuid: doc.uuid } : undefined;
     } catch {
       return undefined;
@@ -787,8 +1107,12 @@ export class NativeBackend implements Backend {
       return `${has} that is a ${have.productName} bdev, not a ${r.kind} bdev; adopting it would serve other data than the spec says`;
     }
     const spec = r.spec as { size?: number; blockSize?: number };
-    if ((r.kind === "malloc" || r.kind === "null" || r.kind === "file") && spec.size !== undefined && spec.blockSize !== undefined &&
-      (have.blockSize !== spec.blockSize || have.blockSize * have.numBlocks !== spec.size)) {
+    if (
+      (r.kind === "malloc" || r.kind === "null" || r.kind === "file") &&
+      spec.size !== undefined &&
+      spec.blockSize !== undefined &&
+      (have.blockSize !== spec.blockSize || have.blockSize * have.numBlocks !== spec.size)
+    ) {
       return `${has} of ${have.numBlocks} x ${have.blockSize} bytes, the spec wants ${spec.size / spec.blockSize} x ${spec.blockSize}`;
     }
     if (r.kind === "file") {
@@ -800,21 +1124,27 @@ export class NativeBackend implements Backend {
       const d = (have.driver?.raid ?? {}) as { raid_level?: unknown; base_bdevs_list?: { name?: unknown }[] };
       const level = r.spec.level === 5 ? "raid5f" : `raid${r.spec.level}`;
       const members = (d.base_bdevs_list ?? []).map((m) => m.name).filter((n): n is string => typeof n === "string");
-      if (d.raid_level !== undefined && d.raid_level !== level) return `${has} of level ${String(d.raid_level)}, the spec wants ${level}`;
+      if (d.raid_level !== undefined && d.raid_level !== level)
+        return `${has} of level ${String(d.raid_level)}, the spec wants ${level}`;
       // a degraded array may not name a missing member: only members the spec lacks count
       const foreign = members.filter((m) => !r.spec.members.includes(m));
       if (foreign.length) return `${has} on members ${members.join(", ")}, the spec names ${r.spec.members.join(", ")}`;
     }
     if (r.kind === "compress") {
       const base = (have.driver?.compress as { base_bdev_name?: unknown } | undefined)?.base_bdev_name;
-      if (typeof base === "string" && base !== r.spec.base) return `${has} on base '${base}', the spec names '${r.spec.base}'`;
+      if (typeof base === "string" && base !== r.spec.base)
+        return `${has} on base '${base}', the spec names '${r.spec.base}'`;
     }
     return undefined;
   }
 
   private async createFunction(r: ResourceOf<"function">): Promise<void> {
     if (r.spec.emulation !== "virtio-blk") {
-      throw new BackendError(r.address, "create", "the native backend emulates virtio-blk only (the plan should have said so)");
+      throw new BackendError(
+        r.address,
+        "create",
+        "the native backend emulates virtio-blk only (the plan should have said so)",
+      );
     }
     const name = exportNameOf(r.spec);
     const inv = await this.call(r, "inventory", () => this.inventory());
@@ -823,36 +1153,57 @@ export class NativeBackend implements Backend {
       // SPDK's vhost block controller, named after the function; the engine makes its socket <socket_dir>/<name>, mode 0600.
       let c = inv.vhost?.get(r.name);
       if (c && c.bdevName !== r.spec.volume) {
-        throw new BackendError(r.address, "create", `vhost controller ${r.name} already serves bdev '${c.bdevName}', not '${r.spec.volume}'`);
+        throw new BackendError(
+          r.address,
+          "create",
+          `vhost controller ${r.name} already serves bdev '${c.bdevName}', not '${r.spec.volume}'`,
+        );
       }
       if (c && c.socket !== socket) {
         // Served elsewhere (its tenant changed, or an older agent placed it): move it.
-        await this.call(r, "vhost_delete_controller", () => this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }));
+        await this.call(r, "vhost_delete_controller", () =>
+          this.opts.rpc.call("vhost_delete_controller", { ctrlr: r.name }),
+        );
         c = undefined;
       }
       if (!c) {
         const dir = await this.call(r, "socket directory", () => this.prepareSocketDir(r));
-        await this.call(r, "vhost_create_blk_controller", () => this.opts.rpc.call("vhost_create_blk_controller", {
-          ctrlr: r.name, dev_name: r.spec.volume, ...(r.spec.tenant !== undefined ? { socket_dir: dir } : {}),
-        }));
+        await this.call(r, "vhost_create_blk_controller", () =>
+          this.opts.rpc.call("vhost_create_blk_controller", {
+            ctrlr: r.name,
+            dev_name: r.spec.volume,
+            ...(r.spec.tenant !== undefined ? { socket_dir: dir } : {}),
+          }),
+        );
       }
       await this.call(r, "socket owner", () => this.ownSocket(r, socket));
       return this.applyQos(r);
     }
     let have = inv.exports.get(name);
     if (have && have.bdevName !== r.spec.volume) {
-      throw new BackendError(r.address, "create", `export ${name} already serves bdev '${have.bdevName}', not '${r.spec.volume}'`);
+      throw new BackendError(
+        r.address,
+        "create",
+        `export ${name} already serves bdev '${have.bdevName}', not '${r.spec.volume}'`,
+      );
     }
     if (have && have.listen !== `unix:${socket}`) {
-      await this.call(r, "flexbso_nbd_export_remove", () => this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }));
+      await this.call(r, "flexbso_nbd_export_remove", () =>
+        this.opts.rpc.call("flexbso_nbd_export_remove", { export_name: name }),
+      );
       have = undefined;
     }
     if (!have) {
-      if (!inv.bdevs.has(r.spec.volume)) throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
+      if (!inv.bdevs.has(r.spec.volume))
+        throw new BackendError(r.address, "create", `volume '${r.spec.volume}' does not exist on the engine`);
       await this.call(r, "socket directory", () => this.prepareSocketDir(r));
-      await this.call(r, "flexbso_nbd_export_add", () => this.opts.rpc.call("flexbso_nbd_export_add", {
-        export_name: name, bdev_name: r.spec.volume, listen: `unix:${socket}`,
-      }));
+      await this.call(r, "flexbso_nbd_export_add", () =>
+        this.opts.rpc.call("flexbso_nbd_export_add", {
+          export_name: name,
+          bdev_name: r.spec.volume,
+          listen: `unix:${socket}`,
+        }),
+      );
     }
     await this.call(r, "socket owner", () => this.ownSocket(r, socket));
     await this.applyQos(r);
@@ -861,7 +1212,10 @@ export class NativeBackend implements Backend {
   /** The unix socket a function is served on. */
   functionSocketOf(r: ResourceOf<"function">): string {
     if (r.spec.transport === "vhost-user-blk") {
-      return path.join(r.spec.tenant === undefined ? this.opts.vhostDir : functionSocketDir(this.opts.runDir, r.spec.tenant), r.name);
+      return path.join(
+        r.spec.tenant === undefined ? this.opts.vhostDir : functionSocketDir(this.opts.runDir, r.spec.tenant),
+        r.name,
+      );
     }
     return nbdSocketOf(this.opts.runDir, exportNameOf(r.spec), r.spec.tenant);
   }
@@ -887,7 +1241,9 @@ export class NativeBackend implements Backend {
     for (const d of [this.opts.runDir, parent, dir]) {
       const st = await fsp.lstat(d);
       if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? st.uid)) {
-        throw new Error(`${d} is not a directory owned by the agent (uid ${process.getuid?.()}); remove it so the agent can make the tenant's socket directory`);
+        throw new Error(
+          `${d} is not a directory owned by the agent (uid ${process.getuid?.()}); remove it so the agent can make the tenant's socket directory`,
+        );
       }
     }
     if (cfg) {
@@ -912,7 +1268,10 @@ export class NativeBackend implements Backend {
   /** Give a function's socket to its tenant (the config's uid, gid and mode), or to the agent alone (0600). */
   private async ownSocket(r: ResourceOf<"function">, socket: string): Promise<void> {
     const st = await fsp.lstat(socket);
-    if (!st.isSocket()) throw new Error(`${socket} is not the engine's socket (a ${st.isSymbolicLink() ? "symlink" : "non-socket file"}); remove it and apply again`);
+    if (!st.isSocket())
+      throw new Error(
+        `${socket} is not the engine's socket (a ${st.isSymbolicLink() ? "symlink" : "non-socket file"}); remove it and apply again`,
+      );
     const cfg = r.spec.tenant !== undefined ? this.opts.tenants?.[r.spec.tenant] : undefined;
     if (cfg) await fsp.lchown(socket, cfg.uid, cfg.gid);
     await fsp.chmod(socket, cfg ? cfg.mode : 0o600);
@@ -923,21 +1282,38 @@ export class NativeBackend implements Backend {
    * part of it: add it again, so the engine rebuilds it (raid_rebuild_* events).
    */
   private async readdMembers(r: ResourceOf<"raid">): Promise<void> {
-    const all = await this.call(r, "bdev_raid_get_bdevs", () => this.opts.rpc.call<unknown[]>("bdev_raid_get_bdevs", { category: "all" }));
-    const me = asArray(all).find((x) => (x as { name?: unknown }).name === r.name) as { base_bdevs_list?: { name?: string; state?: string }[] } | undefined;
+    const all = await this.call(r, "bdev_raid_get_bdevs", () =>
+      this.opts.rpc.call<unknown[]>("bdev_raid_get_bdevs", { category: "all" }),
+    );
+    const me = asArray(all).find((x) => (x as { name?: unknown }).name === r.name) as
+      | { base_bdevs_list?: { name?: string; state?: string }[] }
+      | undefined;
     const inv = await this.call(r, "inventory", () => this.inventory());
     for (const m of me?.base_bdevs_list ?? []) {
-      if (m.name === undefined || m.state === "online" || m.state === "rebuilding" || !inv.bdevs.has(m.name) || !r.spec.members.includes(m.name)) continue;
-      await this.call(r, "bdev_raid_add_base_bdev", () => this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: r.name, base_bdev: m.name }));
+      if (
+        m.name === undefined ||
+        m.state === "online" ||
+        m.state === "rebuilding" ||
+        !inv.bdevs.has(m.name) ||
+        !r.spec.members.includes(m.name)
+      )
+        continue;
+      await this.call(r, "bdev_raid_add_base_bdev", () =>
+        this.opts.rpc.call("bdev_raid_add_base_bdev", { raid_bdev: r.name, base_bdev: m.name }),
+      );
     }
   }
 
   /** Set the function's I/O limits on its volume (SPDK's bdev_set_qos_limit; 0 = unlimited). */
   private async applyQos(r: ResourceOf<"function">, always = false): Promise<void> {
     if (!always && r.spec.qos.iops === 0 && r.spec.qos.mbps === 0) return;
-    await this.call(r, "bdev_set_qos_limit", () => this.opts.rpc.call("bdev_set_qos_limit", {
-      name: r.spec.volume, rw_ios_per_sec: r.spec.qos.iops, rw_mbytes_per_sec: r.spec.qos.mbps,
-    }));
+    await this.call(r, "bdev_set_qos_limit", () =>
+      this.opts.rpc.call("bdev_set_qos_limit", {
+        name: r.spec.volume,
+        rw_ios_per_sec: r.spec.qos.iops,
+        rw_mbytes_per_sec: r.spec.qos.mbps,
+      }),
+    );
   }
 
   private async call<T>(r: Resource, op: string, fn: () => Promise<T>): Promise<T> {
@@ -952,7 +1328,11 @@ export class NativeBackend implements Backend {
 
 /** SPDK's product names of each kind's bdevs (`bdev_get_bdevs` product_name). */
 const PRODUCTS: Partial<Record<string, readonly string[]>> = {
-  malloc: ["Malloc disk"], null: ["Null disk"], file: ["URING bdev", "AIO disk"], raid: ["Raid Volume"], compress: ["compress"],
+  malloc: ["Malloc disk"],
+  null: ["Null disk"],
+  file: ["URING bdev", "AIO disk"],
+  raid: ["Raid Volume"],
+  compress: ["compress"],
 };
 
 /** True if `p` is `dir` or lies below it (both absolute, compared as written). */
@@ -980,7 +1360,8 @@ async function realPathOf(p: string): Promise<string> {
  */
 async function deviceUse(rdev: number): Promise<string | undefined> {
   // glibc's major()/minor() for a dev_t below 2^44 (every real one)
-  const id = (d: number) => `${Math.floor(d / 256) & 0xfff}:${((d & 0xff) | (Math.floor(d / 4096) & 0xffffff00)) >>> 0}`;
+  const id = (d: number) =>
+    `${Math.floor(d / 256) & 0xfff}:${((d & 0xff) | (Math.floor(d / 4096) & 0xffffff00)) >>> 0}`;
   const sys = (mm: string) => `/sys/dev/block/${mm}`;
   const devs = [id(rdev)];
   try {
@@ -988,13 +1369,17 @@ async function deviceUse(rdev: number): Promise<string | undefined> {
     for (const e of await fsp.readdir(sys(devs[0]!), { withFileTypes: true })) {
       if (!e.isDirectory()) continue;
       const dev = await fsp.readFile(path.join(sys(devs[0]!), e.name, "dev"), "utf8").catch(() => "");
-      if (dev && (await statOrUndefined(path.join(sys(devs[0]!), e.name, "partition")).catch(() => undefined))) devs.push(dev.trim());
+      if (dev && (await statOrUndefined(path.join(sys(devs[0]!), e.name, "partition")).catch(() => undefined)))
+        devs.push(dev.trim());
     }
-  } catch { /* no sysfs: the engine's O_EXCL claim still refuses a busy device */ }
+  } catch {
+    /* no sysfs: the engine's O_EXCL claim still refuses a busy device */
+  }
   const mounts = await fsp.readFile("/proc/self/mountinfo", "utf8").catch(() => "");
   for (const line of mounts.split("\n")) {
     const f = line.split(" ");
-    if (f.length > 4 && devs.includes(f[2]!)) return `${f[2] === devs[0] ? "it" : `its partition ${f[2]}`} is mounted on ${f[4]}`;
+    if (f.length > 4 && devs.includes(f[2]!))
+      return `${f[2] === devs[0] ? "it" : `its partition ${f[2]}`} is mounted on ${f[4]}`;
   }
   for (const mm of devs) {
     const holders = await fsp.readdir(path.join(sys(mm), "holders")).catch(() => [] as string[]);

@@ -19,7 +19,19 @@ import { agentActualSourceFactory } from "../fleet/fleet.js";
  * the topology (lib/fleet/fleet.ts). To add one: write lib/cli/commands/<name>.ts
  * exporting a `CliCommand`, import it here and append it to this list.
  */
-export const COMMANDS: CliCommand[] = [validateCommand, planCommand(agentActualSourceFactory), applyCommand, destroyCommand, showCommand, eventsCommand, raidCommand, agentCommand, engineCommand, providerCommand, demoCommand];
+export const COMMANDS: CliCommand[] = [
+  validateCommand,
+  planCommand(agentActualSourceFactory),
+  applyCommand,
+  destroyCommand,
+  showCommand,
+  eventsCommand,
+  raidCommand,
+  agentCommand,
+  engineCommand,
+  providerCommand,
+  demoCommand,
+];
 
 /** Builds the commander program (exported for tests and for embedding). */
 export function buildProgram(commands: readonly CliCommand[] = COMMANDS): Command {

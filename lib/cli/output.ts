@@ -15,6 +15,8 @@ export function writeOutput(path: string | undefined, text: string): void {
     writeFileAtomicSync(path, text);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new CliError(`cannot write ${path}: ${err.code === "ENOENT" ? `directory ${dirname(path)} does not exist` : (err.code ?? err.message)}; nothing was written`);
+    throw new CliError(
+      `cannot write ${path}: ${err.code === "ENOENT" ? `directory ${dirname(path)} does not exist` : (err.code ?? err.message)}; nothing was written`,
+    );
   }
 }

@@ -16,7 +16,10 @@ export interface CliCommand {
 
 /** An error meant for the user: printed as one message, no stack trace. */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
     this.name = "CliError";
   }

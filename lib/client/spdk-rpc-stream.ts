@@ -13,10 +13,10 @@
 /** Why the stream cannot be read any further (the connection must be closed). */
 export class JsonStreamError extends Error {
   /** Stable code: `EPARSE` malformed JSON, `E2BIG` a value over the size limit. */
-  readonly code: 'EPARSE' | 'E2BIG';
-  constructor(code: 'EPARSE' | 'E2BIG', message: string) {
+  readonly code: "EPARSE" | "E2BIG";
+  constructor(code: "EPARSE" | "E2BIG", message: string) {
     super(message);
-    this.name = 'JsonStreamError';
+    this.name = "JsonStreamError";
     this.code = code;
   }
 }
@@ -98,7 +98,7 @@ export class JsonValueSplitter {
         if (OPEN.has(c)) this.depth = 1;
         else if (c === QUOTE) this.inString = true;
         else if (CLOSE.has(c) || c === 0x2c || c === 0x3a) {
-          out.push(this.fail('EPARSE', `unexpected '${String.fromCharCode(c)}' at the start of a JSON value`));
+          out.push(this.fail("EPARSE", `unexpected '${String.fromCharCode(c)}' at the start of a JSON value`));
           return out;
         } else this.scalar = true;
         continue;
@@ -116,7 +116,7 @@ export class JsonValueSplitter {
       } else if (c === QUOTE) this.inString = true;
       else if (OPEN.has(c)) {
         if (++this.depth > this.maxDepth) {
-          out.push(this.fail('EPARSE', `JSON nested deeper than ${this.maxDepth} levels`));
+          out.push(this.fail("EPARSE", `JSON nested deeper than ${this.maxDepth} levels`));
           return out;
         }
       } else if (CLOSE.has(c) && --this.depth === 0) end = i + 1;
@@ -136,7 +136,7 @@ export class JsonValueSplitter {
       this.pos = b.length - this.start;
       this.start = 0;
       if (this.buf.length > this.maxValueBytes) {
-        out.push(this.fail('E2BIG', `a JSON value exceeds ${this.maxValueBytes} bytes`));
+        out.push(this.fail("E2BIG", `a JSON value exceeds ${this.maxValueBytes} bytes`));
       }
     }
     return out;
@@ -149,12 +149,12 @@ export class JsonValueSplitter {
   end(): JsonChunk | undefined {
     if (this.failed || this.start < 0) return undefined;
     if (this.scalar) return this.parse(this.buf, this.buf.length);
-    return this.fail('EPARSE', `the stream ended inside a JSON value (${this.pendingBytes} bytes pending)`);
+    return this.fail("EPARSE", `the stream ended inside a JSON value (${this.pendingBytes} bytes pending)`);
   }
 
   /** Parses b[start, end) and resets the scanner state for the next value. */
   private parse(b: Buffer, end: number): JsonChunk {
-    const text = b.toString('utf8', this.start, end);
+    const text = b.toString("utf8", this.start, end);
     this.start = -1;
     this.depth = 0;
     this.scalar = false;
@@ -163,11 +163,11 @@ export class JsonValueSplitter {
     try {
       return { ok: true, value: JSON.parse(text), text };
     } catch (e) {
-      return this.fail('EPARSE', `malformed JSON: ${(e as Error).message}`);
+      return this.fail("EPARSE", `malformed JSON: ${(e as Error).message}`);
     }
   }
 
-  private fail(code: 'EPARSE' | 'E2BIG', message: string): JsonChunk {
+  private fail(code: "EPARSE" | "E2BIG", message: string): JsonChunk {
     this.failed = true;
     this.buf = Buffer.alloc(0);
     return { ok: false, error: new JsonStreamError(code, message) };

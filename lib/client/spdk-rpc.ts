@@ -18,9 +18,9 @@
  *
  * @module
  */
-import * as net from 'node:net';
+import * as net from "node:net";
 
-import { JsonValueSplitter } from './spdk-rpc-stream';
+import { JsonValueSplitter } from "./spdk-rpc-stream";
 
 /** The target answered a call with a JSON-RPC error object. */
 export class RpcError extends Error {
@@ -34,7 +34,7 @@ export class RpcError extends Error {
   readonly rpcMessage: string;
   constructor(method: string, code: number, message: string, data?: unknown) {
     super(`${method}: ${message} (code ${code})`);
-    this.name = 'RpcError';
+    this.name = "RpcError";
     this.method = method;
     this.code = code;
     this.data = data;
@@ -44,13 +44,13 @@ export class RpcError extends Error {
 
 /** Stable codes of {@link RpcTransportError}. */
 export type RpcTransportCode =
-  | 'ENOENT' // no socket at the path
-  | 'ECONNREFUSED' // a socket file, but nothing listens
-  | 'ETIMEDOUT' // no answer within the timeout
-  | 'ECONNRESET' // the connection dropped with the call in flight
-  | 'EPROTO' // the target sent something that is not a JSON-RPC response
-  | 'ECLOSED' // the client was closed
-  | 'EIO'; // any other socket error
+  | "ENOENT" // no socket at the path
+  | "ECONNREFUSED" // a socket file, but nothing listens
+  | "ETIMEDOUT" // no answer within the timeout
+  | "ECONNRESET" // the connection dropped with the call in flight
+  | "EPROTO" // the target sent something that is not a JSON-RPC response
+  | "ECLOSED" // the client was closed
+  | "EIO"; // any other socket error
 
 /** A call got no answer from the target. */
 export class RpcTransportError extends Error {
@@ -59,8 +59,8 @@ export class RpcTransportError extends Error {
   readonly method: string | undefined;
   readonly socketPath: string;
   constructor(code: RpcTransportCode, message: string, socketPath: string, method?: string, cause?: unknown) {
-    super(`${method !== undefined ? `${method}: ` : ''}${message} [${socketPath}]`, { cause });
-    this.name = 'RpcTransportError';
+    super(`${method !== undefined ? `${method}: ` : ""}${message} [${socketPath}]`, { cause });
+    this.name = "RpcTransportError";
     this.code = code;
     this.method = method;
     this.socketPath = socketPath;
@@ -138,13 +138,13 @@ export class SpdkRpcClient {
   async call<T = unknown>(method: string, params?: object, options: CallOptions = {}): Promise<T> {
     const socket = await this.ensureSocket(method);
     const id = this.nextId++;
-    const request: Record<string, unknown> = { jsonrpc: '2.0', method, id };
-    if (params !== undefined) request['params'] = params;
+    const request: Record<string, unknown> = { jsonrpc: "2.0", method, id };
+    if (params !== undefined) request["params"] = params;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new RpcTransportError('ETIMEDOUT', `no answer within ${timeoutMs} ms`, this.socketPath, method));
+        reject(new RpcTransportError("ETIMEDOUT", `no answer within ${timeoutMs} ms`, this.socketPath, method));
       }, timeoutMs);
       this.pending.set(id, { method, socket, resolve: resolve as (v: unknown) => void, reject, timer });
       socket.write(JSON.stringify(request));
@@ -156,10 +156,10 @@ export class SpdkRpcClient {
     this.closed = true;
     const socket = this.socket;
     this.socket = undefined;
-    this.failAll(new RpcTransportError('ECLOSED', 'the client was closed', this.socketPath));
+    this.failAll(new RpcTransportError("ECLOSED", "the client was closed", this.socketPath));
     if (socket !== undefined && !socket.destroyed) {
       await new Promise<void>((resolve) => {
-        socket.once('close', () => resolve());
+        socket.once("close", () => resolve());
         socket.end();
         socket.destroySoon();
       });
@@ -167,7 +167,7 @@ export class SpdkRpcClient {
   }
 
   private async ensureSocket(method?: string): Promise<net.Socket> {
-    if (this.closed) throw new RpcTransportError('ECLOSED', 'the client was closed', this.socketPath, method);
+    if (this.closed) throw new RpcTransportError("ECLOSED", "the client was closed", this.socketPath, method);
     if (this.socket !== undefined && !this.socket.destroyed) return this.socket;
     this.connecting ??= this.open(method).finally(() => {
       this.connecting = undefined;
@@ -182,16 +182,16 @@ export class SpdkRpcClient {
         const socket = await this.connectOnce();
         if (this.closed) {
           socket.destroy();
-          throw new RpcTransportError('ECLOSED', 'the client was closed', this.socketPath, method);
+          throw new RpcTransportError("ECLOSED", "the client was closed", this.socketPath, method);
         }
         this.attach(socket);
         return socket;
       } catch (e) {
         if (e instanceof RpcTransportError) throw e;
         const code = (e as NodeJS.ErrnoException).code;
-        const retryable = code === 'ENOENT' || code === 'ECONNREFUSED';
+        const retryable = code === "ENOENT" || code === "ECONNREFUSED";
         if (!retryable || Date.now() + this.retryDelayMs > deadline) {
-          const tcode: RpcTransportCode = retryable ? (code as RpcTransportCode) : 'EIO';
+          const tcode: RpcTransportCode = retryable ? (code as RpcTransportCode) : "EIO";
           throw new RpcTransportError(
             tcode,
             `cannot connect: ${(e as Error).message}; is the target running with this --rpc-socket?`,
@@ -208,43 +208,53 @@ export class SpdkRpcClient {
   private connectOnce(): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const socket = net.createConnection({ path: this.socketPath });
-      socket.once('connect', () => {
-        socket.removeListener('error', reject);
+      socket.once("connect", () => {
+        socket.removeListener("error", reject);
         resolve(socket);
       });
-      socket.once('error', reject);
+      socket.once("error", reject);
     });
   }
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
     const splitter = new JsonValueSplitter();
-    socket.on('data', (chunk: Buffer) => {
+    socket.on("data", (chunk: Buffer) => {
       for (const v of splitter.push(chunk)) {
         if (!v.ok) {
-          this.drop(socket, new RpcTransportError('EPROTO', `unreadable answer: ${v.error.message}`, this.socketPath));
+          this.drop(socket, new RpcTransportError("EPROTO", `unreadable answer: ${v.error.message}`, this.socketPath));
           return;
         }
         this.deliver(socket, v.value);
       }
     });
-    socket.on('error', (e) => {
-      this.drop(socket, new RpcTransportError('ECONNRESET', `connection lost: ${e.message}`, this.socketPath, undefined, e));
+    socket.on("error", (e) => {
+      this.drop(
+        socket,
+        new RpcTransportError("ECONNRESET", `connection lost: ${e.message}`, this.socketPath, undefined, e),
+      );
     });
-    socket.on('close', () => {
-      this.drop(socket, new RpcTransportError('ECONNRESET', 'the target closed the connection', this.socketPath));
+    socket.on("close", () => {
+      this.drop(socket, new RpcTransportError("ECONNRESET", "the target closed the connection", this.socketPath));
     });
   }
 
   private deliver(socket: net.Socket, value: unknown): void {
     const responses = Array.isArray(value) ? value : [value];
     for (const r of responses) {
-      if (typeof r !== 'object' || r === null) {
-        this.drop(socket, new RpcTransportError('EPROTO', `answer is not an object: ${JSON.stringify(r)}`, this.socketPath));
+      if (typeof r !== "object" || r === null) {
+        this.drop(
+          socket,
+          new RpcTransportError("EPROTO", `answer is not an object: ${JSON.stringify(r)}`, this.socketPath),
+        );
         return;
       }
-      const resp = r as { id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } };
-      const p = typeof resp.id === 'number' ? this.pending.get(resp.id) : undefined;
+      const resp = r as {
+        id?: unknown;
+        result?: unknown;
+        error?: { code?: unknown; message?: unknown; data?: unknown };
+      };
+      const p = typeof resp.id === "number" ? this.pending.get(resp.id) : undefined;
       if (p === undefined) {
         // An error with id null answers a request the target could not read
         // (parse error / invalid request): it belongs to every call in flight.
@@ -259,7 +269,12 @@ export class SpdkRpcClient {
       }
       if (resp.error !== undefined) {
         const err = resp.error;
-        this.settle(resp.id as number, p, undefined, new RpcError(p.method, Number(err.code), String(err.message), err.data));
+        this.settle(
+          resp.id as number,
+          p,
+          undefined,
+          new RpcError(p.method, Number(err.code), String(err.message), err.data),
+        );
       } else {
         this.settle(resp.id as number, p, resp.result, undefined);
       }
@@ -287,7 +302,13 @@ export class SpdkRpcClient {
         id,
         p,
         undefined,
-        new RpcTransportError(error.code, error.message.replace(/ \[.*\]$/, ''), this.socketPath, p.method, error.cause),
+        new RpcTransportError(
+          error.code,
+          error.message.replace(/ \[.*\]$/, ""),
+          this.socketPath,
+          p.method,
+          error.cause,
+        ),
       );
     }
   }

@@ -36,7 +36,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const out = opts.out ?? process.stdout;
   const say = (s = "") => out.write(s + "\n");
   let n = 0;
-  const step = (title: string) => say(`\n\x1b[1m[${++n}/${STEPS}] ${title}\x1b[0m`.replace(/\x1b\[[0-9;]*m/g, out.isTTY ? "$&" : ""));
+  const step = (title: string) =>
+    say(out.isTTY ? `\n\x1b[1m[${++n}/${STEPS}] ${title}\x1b[0m` : `\n[${++n}/${STEPS}] ${title}`);
   const started = Date.now();
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "flexbso-demo-"));
   const logFile = path.join(dir, "agent.log");
@@ -48,8 +49,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
 
     step("Start a software-DPU agent on loopback");
     const cfg = resolveAgentConfig({
-      listen: "127.0.0.1:0", dpu: "dpu0",
-      stateDir: path.join(dir, "state"), runDir: path.join(dir, "run"), dataDir: path.join(dir, "data"),
+      listen: "127.0.0.1:0",
+      dpu: "dpu0",
+      stateDir: path.join(dir, "state"),
+      runDir: path.join(dir, "run"),
+      dataDir: path.join(dir, "data"),
     });
     await fsp.mkdir(cfg.dataDir, { recursive: true });
     agent = await startAgent(cfg, createLogger({ write: (l) => logStream.write(l) }));
@@ -62,7 +66,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     step("Synthesize the demo CDKTF app (examples/demo/app.ts)");
     const base = path.join(dir, "cdktf.out");
     await synth(base, agent.url, tokenFile, cfg.dataDir, "base");
-    say(`  ${base}/stacks/demo/cdk.tf.json: one terraform-provider-flexbso resource per FlexBSO resource (flexbso_dpu, flexbso_file_bdev, ...)`);
+    say(
+      `  ${base}/stacks/demo/cdk.tf.json: one terraform-provider-flexbso resource per FlexBSO resource (flexbso_dpu, flexbso_file_bdev, ...)`,
+    );
     const desired = loadTopology(base);
 
     step("flexbso plan");
@@ -70,19 +76,46 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
 
     step("flexbso apply --auto-approve");
     const targets = await resolveTargets(desired);
-    const applied = await runFleetApply({ mode: "apply", desired, targets, allowDataLoss: false, autoApprove: true, confirm: async () => true, out, showPlan: false });
+    const applied = await runFleetApply({
+      mode: "apply",
+      desired,
+      targets,
+      allowDataLoss: false,
+      autoApprove: true,
+      confirm: async () => true,
+      out,
+      showPlan: false,
+    });
     if (applied.exitCode !== 0) throw new Error("apply failed (see above)");
 
     const nbdSock = nbdSocketOf(cfg.runDir, "pf0vf0", "alice");
     const vm0 = `nbd+unix:///pf0vf0?socket=${nbdSock}`;
     step(`Write and read data through a real client on function vm0 (${vm0})`);
-    const io = await tool("qemu-io", ["-f", "raw", "-c", "write -P 0xa5 0 4M", "-c", "read -P 0xa5 0 4M", "-c", "read -P 0 4M 1M", vm0]);
-    if (io === null) say("  qemu-io is not installed (apt-get install qemu-utils, or scripts/setup-system.sh): skipped");
+    const io = await tool("qemu-io", [
+      "-f",
+      "raw",
+      "-c",
+      "write -P 0xa5 0 4M",
+      "-c",
+      "read -P 0xa5 0 4M",
+      "-c",
+      "read -P 0 4M 1M",
+      vm0,
+    ]);
+    if (io === null)
+      say("  qemu-io is not installed (apt-get install qemu-utils, or scripts/setup-system.sh): skipped");
     else {
       say(`  $ qemu-io -f raw -c 'write -P 0xa5 0 4M' -c 'read -P 0xa5 0 4M' -c 'read -P 0 4M 1M' '${vm0}'`);
-      for (const l of io.stdout.trim().split("\n").filter((l) => /^(wrote|read)/.test(l))) say(`    ${l}`);
-      if (io.code !== 0 || /verification failed/i.test(io.stdout + io.stderr)) throw new Error(`qemu-io failed:\n${io.stdout}${io.stderr}`);
-      say("  4 MiB written and read back with the pattern verified; unwritten space reads as zeroes. The data lives in disk0.img.");
+      for (const l of io.stdout
+        .trim()
+        .split("\n")
+        .filter((l) => /^(wrote|read)/.test(l)))
+        say(`    ${l}`);
+      if (io.code !== 0 || /verification failed/i.test(io.stdout + io.stderr))
+        throw new Error(`qemu-io failed:\n${io.stdout}${io.stderr}`);
+      say(
+        "  4 MiB written and read back with the pattern verified; unwritten space reads as zeroes. The data lives in disk0.img.",
+      );
     }
 
     engineRpc = new SpdkRpcClient({ socketPath: cfg.target.socket });
@@ -106,7 +139,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     await new Promise((r) => logStream.end(r));
     if (opts.keep) say(`Kept ${dir}`);
     else await fsp.rm(dir, { recursive: true, force: true });
-    say(opts.keep ? "Cleaned up: agent and engine stopped." : "Cleaned up: agent and engine stopped, work dir removed.");
+    say(
+      opts.keep ? "Cleaned up: agent and engine stopped." : "Cleaned up: agent and engine stopped, work dir removed.",
+    );
   }
 }
 
@@ -125,17 +160,31 @@ type Say = (s?: string) => void;
  * bdevs are a test tool, not a topology kind, so this stack is made with engine RPCs;
  * the repair still reaches the agent as an engine notification (its event log, /metrics).
  */
-async function safeReadStep(step: Step, say: Say, rpc: SpdkRpcClient, agent: RunningAgent, runDir: string): Promise<void> {
+async function safeReadStep(
+  step: Step,
+  say: Say,
+  rpc: SpdkRpcClient,
+  agent: RunningAgent,
+  runDir: string,
+): Promise<void> {
   step("RAID1 safe read: a bit flipped under one member, the read still right, the member repaired");
   for (const m of ["sr_a", "sr_b"]) {
     await rpc.call("bdev_malloc_create", { name: m, num_blocks: 16384, block_size: 512 });
     await rpc.call("bdev_error_create", { base_name: m });
   }
-  await rpc.call("bdev_raid_create", { name: "safe0", raid_level: "raid1", base_bdevs: ["EE_sr_a", "EE_sr_b"], superblock: true, safe_read: "repair" });
+  await rpc.call("bdev_raid_create", {
+    name: "safe0",
+    raid_level: "raid1",
+    base_bdevs: ["EE_sr_a", "EE_sr_b"],
+    superblock: true,
+    safe_read: "repair",
+  });
   const sock = path.join(runDir, "demo-safe0.sock");
   await rpc.call("flexbso_nbd_export_add", { export_name: "safe0", bdev_name: "safe0", listen: `unix:${sock}` });
   const uri = `nbd+unix:///safe0?socket=${sock}`;
-  say("  engine RPC: malloc sr_a, sr_b -> bdev_error_create -> EE_sr_a, EE_sr_b -> bdev_raid_create raid1 safe_read: repair -> safe0, over NBD");
+  say(
+    "  engine RPC: malloc sr_a, sr_b -> bdev_error_create -> EE_sr_a, EE_sr_b -> bdev_raid_create raid1 safe_read: repair -> safe0, over NBD",
+  );
   try {
     const since = (await agent.service.events(0, 1)).lastSeq;
     const w = await tool("qemu-io", ["-f", "raw", "-c", "write -P 0x42 0 1M", uri]);
@@ -147,17 +196,34 @@ async function safeReadStep(step: Step, say: Say, rpc: SpdkRpcClient, agent: Run
     // One block of EE_sr_a's data area (past the array's superblock), for two reads: the one whose
     // checksum fails, and the repair's second look at every copy (a flip gone on the second look
     // was not on the medium, so it is not rewritten).
-    const info = await rpc.call<{ name: string; base_bdevs_list: { name: string; data_offset: number }[] }[]>("bdev_raid_get_bdevs", { category: "all" });
-    const dataOffset = info.find((x) => x.name === "safe0")?.base_bdevs_list.find((m) => m.name === "EE_sr_a")?.data_offset ?? 0;
+    const info = await rpc.call<{ name: string; base_bdevs_list: { name: string; data_offset: number }[] }[]>(
+      "bdev_raid_get_bdevs",
+      { category: "all" },
+    );
+    const dataOffset =
+      info.find((x) => x.name === "safe0")?.base_bdevs_list.find((m) => m.name === "EE_sr_a")?.data_offset ?? 0;
     const lba = 8;
-    await rpc.call("bdev_error_inject_error", { name: "EE_sr_a", io_type: "read", error_type: "corrupt_data", num: 2, offset_blocks: dataOffset + lba, num_blocks: 1, corrupt_offset: 100, corrupt_value: 0x04 });
-    say(`  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, offset_blocks: ${dataOffset + lba} (array lba ${lba}), num_blocks: 1, corrupt_offset: 100, corrupt_value: 0x04} (one bit of byte 100 flipped)`);
+    await rpc.call("bdev_error_inject_error", {
+      name: "EE_sr_a",
+      io_type: "read",
+      error_type: "corrupt_data",
+      num: 2,
+      offset_blocks: dataOffset + lba,
+      num_blocks: 1,
+      corrupt_offset: 100,
+      corrupt_value: 0x04,
+    });
+    say(
+      `  wrote 1 MiB of 0x42, then: bdev_error_inject_error {name: EE_sr_a, io_type: read, error_type: corrupt_data, offset_blocks: ${dataOffset + lba} (array lba ${lba}), num_blocks: 1, corrupt_offset: 100, corrupt_value: 0x04} (one bit of byte 100 flipped)`,
+    );
     // The injection hits the next reads that reach EE_sr_a; read until they have (every read is checked by the client).
     let repair: AgentEventLike | undefined;
     for (let i = 0; i < 8 && !repair; i++) {
       const r = await tool("qemu-io", ["-f", "raw", "-c", "read -P 0x42 0 1M", uri]);
       if (r === null || r.code !== 0 || /verification failed/i.test(r.stdout + r.stderr)) {
-        throw new Error(`the read through the RAID returned wrong data or failed:\n${r?.stdout ?? ""}${r?.stderr ?? ""}`);
+        throw new Error(
+          `the read through the RAID returned wrong data or failed:\n${r?.stdout ?? ""}${r?.stderr ?? ""}`,
+        );
       }
       repair = await waitForEvent(agent, since, "engine.raid_safe_read_repair", 3000);
     }
@@ -174,9 +240,17 @@ async function safeReadStep(step: Step, say: Say, rpc: SpdkRpcClient, agent: Run
   }
 }
 
-interface AgentEventLike { readonly type: string; readonly message: string }
+interface AgentEventLike {
+  readonly type: string;
+  readonly message: string;
+}
 
-async function waitForEvent(agent: RunningAgent, since: number, type: string, ms: number): Promise<AgentEventLike | undefined> {
+async function waitForEvent(
+  agent: RunningAgent,
+  since: number,
+  type: string,
+  ms: number,
+): Promise<AgentEventLike | undefined> {
   const deadline = Date.now() + ms;
   for (;;) {
     const { events } = await agent.service.events(since, 1000);
@@ -187,20 +261,47 @@ async function waitForEvent(agent: RunningAgent, since: number, type: string, ms
 }
 
 /** A compress bdev and a function on it, applied through the agent; realistic data written; the ratio read back. */
-async function compressStep(step: Step, say: Say, rpc: SpdkRpcClient, desired: Desired, targets: Awaited<ReturnType<typeof resolveTargets>>,
-  out: NonNullable<DemoOptions["out"]>, dir: string, runDir: string): Promise<void> {
+async function compressStep(
+  step: Step,
+  say: Say,
+  rpc: SpdkRpcClient,
+  desired: Desired,
+  targets: Awaited<ReturnType<typeof resolveTargets>>,
+  out: NonNullable<DemoOptions["out"]>,
+  dir: string,
+  runDir: string,
+): Promise<void> {
   step("Compression: an lz4 compress bdev and a function on it, applied; files from /usr/share written through it");
   const dpu = "dpu0";
-  const r = (kind: Resource["kind"], name: string, spec: unknown) => ({ address: `${dpu}/${kind}/${name}`, dpu, kind, name, spec }) as Resource;
+  const r = (kind: Resource["kind"], name: string, spec: unknown) =>
+    ({ address: `${dpu}/${kind}/${name}`, dpu, kind, name, spec }) as Resource;
   const withZ: Desired = {
     formatVersion: 1,
-    resources: [...desired.resources,
+    resources: [
+      ...desired.resources,
       r("malloc", "zbase", { size: 64 * 1024 * 1024, blockSize: 512 }),
       r("compress", "z0", { base: "zbase", algorithm: "lz4", level: 1, engine: "auto", chunkSize: 16384 }),
-      r("function", "vmz", { pf: 0, vf: 3, emulation: "virtio-blk", transport: "nbd", volume: "z0", qos: { iops: 0, mbps: 0 }, tenant: "dave" }),
+      r("function", "vmz", {
+        pf: 0,
+        vf: 3,
+        emulation: "virtio-blk",
+        transport: "nbd",
+        volume: "z0",
+        qos: { iops: 0, mbps: 0 },
+        tenant: "dave",
+      }),
     ].sort((a, b) => (a.address < b.address ? -1 : 1)),
   };
-  const applied = await runFleetApply({ mode: "apply", desired: withZ, targets, allowDataLoss: false, autoApprove: true, confirm: async () => true, out, showPlan: true });
+  const applied = await runFleetApply({
+    mode: "apply",
+    desired: withZ,
+    targets,
+    allowDataLoss: false,
+    autoApprove: true,
+    confirm: async () => true,
+    out,
+    showPlan: true,
+  });
   if (applied.exitCode !== 0) throw new Error("apply of the compress bdev failed (see above)");
   try {
     const corpus = path.join(dir, "corpus.img");
@@ -213,15 +314,35 @@ async function compressStep(step: Step, say: Say, rpc: SpdkRpcClient, desired: D
     }
     if (w.code !== 0) throw new Error(`qemu-img convert failed:\n${w.stdout}${w.stderr}`);
     const c = await tool("qemu-img", ["compare", "-f", "raw", "-F", "raw", corpus, uri]);
-    if (c?.code !== 0) throw new Error(`what was read back through vmz differs from what was written:\n${c?.stdout}${c?.stderr}`);
-    say(`  wrote ${(bytes / 1048576).toFixed(1)} MiB of text files from /usr/share through function vmz (qemu-img convert), read back identical (qemu-img compare)`);
-    const st = (await rpc.call<{ logical_bytes: number; physical_bytes: number; ratio: number }[] | { logical_bytes: number; physical_bytes: number; ratio: number }>(
-      "bdev_compress_get_stats", { name: "z0" }));
+    if (c?.code !== 0)
+      throw new Error(`what was read back through vmz differs from what was written:\n${c?.stdout}${c?.stderr}`);
+    say(
+      `  wrote ${(bytes / 1048576).toFixed(1)} MiB of text files from /usr/share through function vmz (qemu-img convert), read back identical (qemu-img compare)`,
+    );
+    const st = await rpc.call<
+      | { logical_bytes: number; physical_bytes: number; ratio: number }[]
+      | { logical_bytes: number; physical_bytes: number; ratio: number }
+    >("bdev_compress_get_stats", { name: "z0" });
     const one = Array.isArray(st) ? st[0]! : st;
-    say(`  compression ratio ${one.ratio.toFixed(2)} (${one.logical_bytes} logical bytes in ${one.physical_bytes} physical; bdev_compress_get_stats z0)`);
+    say(
+      `  compression ratio ${one.ratio.toFixed(2)} (${one.logical_bytes} logical bytes in ${one.physical_bytes} physical; bdev_compress_get_stats z0)`,
+    );
   } finally {
-    const back = await runFleetApply({ mode: "apply", desired, targets, allowDataLoss: true, autoApprove: true, confirm: async () => true, out: new NullOut(), showPlan: false });
-    say(back.exitCode === 0 ? "  vmz, z0 and zbase removed again (apply of the original topology)" : "  could not remove vmz, z0, zbase (see the agent log)");
+    const back = await runFleetApply({
+      mode: "apply",
+      desired,
+      targets,
+      allowDataLoss: true,
+      autoApprove: true,
+      confirm: async () => true,
+      out: new NullOut(),
+      showPlan: false,
+    });
+    say(
+      back.exitCode === 0
+        ? "  vmz, z0 and zbase removed again (apply of the original topology)"
+        : "  could not remove vmz, z0, zbase (see the agent log)",
+    );
   }
 }
 
@@ -272,10 +393,15 @@ function synth(outdir: string, endpoint: string, tokenFile: string, dataDir: str
   // The app lives with the examples: nothing under lib/ imports cdktf (DESIGN.md).
   const app = path.join(__dirname, "..", "..", "examples", "demo", "app.js");
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [app, outdir, endpoint, tokenFile, dataDir, variant], { timeout: 60_000 }, (err, _so, se) => {
-      if (err) reject(new Error(`synth of the demo app failed: ${se || err.message}`));
-      else resolve();
-    });
+    execFile(
+      process.execPath,
+      [app, outdir, endpoint, tokenFile, dataDir, variant],
+      { timeout: 60_000 },
+      (err, _so, se) => {
+        if (err) reject(new Error(`synth of the demo app failed: ${se || err.message}`));
+        else resolve();
+      },
+    );
   });
 }
 

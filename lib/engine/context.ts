@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Logger } from './log';
-import type { NativeBinding, NativeEngine } from './native';
+import type { Logger } from "./log";
+import type { NativeBinding, NativeEngine } from "./native";
 
 /** Static facts about the running engine process. */
 export interface EngineProcessInfo {
@@ -41,5 +41,5 @@ export interface EngineContext {
 }
 
 /** SPDK's log level names (log_set_level). */
-export const SPDK_LOG_LEVELS = ['ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'] as const;
+export const SPDK_LOG_LEVELS = ["ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"] as const;
 export type SpdkLogLevel = (typeof SPDK_LOG_LEVELS)[number];

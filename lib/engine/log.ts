@@ -4,4 +4,13 @@
  *
  * @module
  */
-export { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LoggerOptions, type LogLevel, type LogFields, type LogControl } from '../log/index.js';
+export {
+  createLogger,
+  engineLogLevel,
+  LOG_LEVELS,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  type LogFields,
+  type LogControl,
+} from "../log/index.js";

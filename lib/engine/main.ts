@@ -11,17 +11,17 @@
  *
  * @module
  */
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as path from 'node:path';
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
 
-import type { EngineContext } from './context';
-import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from './log';
-import { fromLogLevel, LOG_FLAGS } from './methods/log';
-import { engineMethods } from './methods';
-import { loadNative, packageRoot, type NativeEngine } from './native';
-import { RpcDispatcher } from './rpc/dispatcher';
-import { RpcSocketServer } from './rpc/server';
+import type { EngineContext } from "./context";
+import { createLogger, engineLogLevel, LOG_LEVELS, type Logger, type LogLevel } from "./log";
+import { fromLogLevel, LOG_FLAGS } from "./methods/log";
+import { engineMethods } from "./methods";
+import { loadNative, packageRoot, type NativeEngine } from "./native";
+import { RpcDispatcher } from "./rpc/dispatcher";
+import { RpcSocketServer } from "./rpc/server";
 
 /** Parsed command line of `flexbso engine`. */
 export interface EngineArgs {
@@ -87,7 +87,7 @@ export class EngineStartError extends Error {
   readonly exitCode: number;
   constructor(code: string, message: string, exitCode = 1, cause?: unknown) {
     super(message, { cause });
-    this.name = 'EngineStartError';
+    this.name = "EngineStartError";
     this.code = code;
     this.exitCode = exitCode;
   }
@@ -97,7 +97,7 @@ function intArg(flag: string, v: string | number | undefined, min: number, max: 
   if (v === undefined) return dflt;
   const text = String(v);
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new EngineStartError('EUSAGE', `${flag} takes an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, 2);
+    throw new EngineStartError("EUSAGE", `${flag} takes an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, 2);
   }
   return Number(text);
 }
@@ -120,34 +120,46 @@ export interface RawEngineArgs {
 
 /** Validates raw options into {@link EngineArgs}. Throws {@link EngineStartError} (exit 2). */
 export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
-  if (raw.rpcSocket === undefined || raw.rpcSocket === '') {
-    throw new EngineStartError('EUSAGE', `--rpc-socket is required\n${ENGINE_USAGE}`, 2);
+  if (raw.rpcSocket === undefined || raw.rpcSocket === "") {
+    throw new EngineStartError("EUSAGE", `--rpc-socket is required\n${ENGINE_USAGE}`, 2);
   }
   const rpcSocket = path.resolve(raw.rpcSocket);
   // sockaddr_un.sun_path holds 107 bytes plus the terminating NUL.
   if (Buffer.byteLength(rpcSocket) > 107) {
-    throw new EngineStartError('EUSAGE', `--rpc-socket path is ${Buffer.byteLength(rpcSocket)} bytes; unix sockets allow 107: use a shorter path`, 2);
+    throw new EngineStartError(
+      "EUSAGE",
+      `--rpc-socket path is ${Buffer.byteLength(rpcSocket)} bytes; unix sockets allow 107: use a shorter path`,
+      2,
+    );
   }
-  const logLevel = raw.logLevel ?? 'info';
+  const logLevel = raw.logLevel ?? "info";
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
-    throw new EngineStartError('EUSAGE', `--log-level takes one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`, 2);
+    throw new EngineStartError(
+      "EUSAGE",
+      `--log-level takes one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`,
+      2,
+    );
   }
-  const vhostDir = path.resolve(raw.vhostDir ?? path.join(path.dirname(rpcSocket), 'vhost'));
+  const vhostDir = path.resolve(raw.vhostDir ?? path.join(path.dirname(rpcSocket), "vhost"));
   // Room for "/<ctrlr>" in a 107-byte sun_path.
   if (Buffer.byteLength(vhostDir) > 80) {
-    throw new EngineStartError('EUSAGE', `--vhost-dir path is ${Buffer.byteLength(vhostDir)} bytes; socket paths allow 107 with the controller name: use at most 80`, 2);
+    throw new EngineStartError(
+      "EUSAGE",
+      `--vhost-dir path is ${Buffer.byteLength(vhostDir)} bytes; socket paths allow 107 with the controller name: use at most 80`,
+      2,
+    );
   }
   return {
     rpcSocket,
     vhostDir,
-    reactors: intArg('--reactors', raw.reactors, 1, 256, 1),
-    pollUs: intArg('--poll-us', raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
-    nbdMemLimitMiB: intArg('--nbd-mem-limit-mib', raw.nbdMemLimitMiB, 0, 4_000_000, 0),
-    nbdStallTimeoutMs: intArg('--nbd-stall-timeout-ms', raw.nbdStallTimeoutMs, 0, 3_600_000, 0),
-    nbdPayloadTimeoutMs: intArg('--nbd-payload-timeout-ms', raw.nbdPayloadTimeoutMs, 0, 3_600_000, 0),
-    mallocMemLimitMiB: intArg('--malloc-mem-limit-mib', raw.mallocMemLimitMiB, 0, 4_000_000_000, 0),
-    nbdMaxConnsPerExport: intArg('--nbd-max-conns-per-export', raw.nbdMaxConnsPerExport, 0, 4096, 0),
-    nbdMaxConnsPerClient: intArg('--nbd-max-conns-per-client', raw.nbdMaxConnsPerClient, 0, 4096, 0),
+    reactors: intArg("--reactors", raw.reactors, 1, 256, 1),
+    pollUs: intArg("--poll-us", raw.pollUs, 0, 1_000_000, DEFAULT_POLL_US),
+    nbdMemLimitMiB: intArg("--nbd-mem-limit-mib", raw.nbdMemLimitMiB, 0, 4_000_000, 0),
+    nbdStallTimeoutMs: intArg("--nbd-stall-timeout-ms", raw.nbdStallTimeoutMs, 0, 3_600_000, 0),
+    nbdPayloadTimeoutMs: intArg("--nbd-payload-timeout-ms", raw.nbdPayloadTimeoutMs, 0, 3_600_000, 0),
+    mallocMemLimitMiB: intArg("--malloc-mem-limit-mib", raw.mallocMemLimitMiB, 0, 4_000_000_000, 0),
+    nbdMaxConnsPerExport: intArg("--nbd-max-conns-per-export", raw.nbdMaxConnsPerExport, 0, 4096, 0),
+    nbdMaxConnsPerClient: intArg("--nbd-max-conns-per-client", raw.nbdMaxConnsPerClient, 0, 4096, 0),
     logLevel: logLevel as LogLevel,
     ...(raw.json !== undefined ? { json: path.resolve(raw.json) } : {}),
   };
@@ -157,27 +169,28 @@ export function resolveEngineArgs(raw: RawEngineArgs): EngineArgs {
 export function parseEngineArgs(argv: readonly string[]): EngineArgs {
   const raw: { -readonly [K in keyof RawEngineArgs]: string } = {};
   const keys: Readonly<Record<string, keyof RawEngineArgs>> = {
-    '--rpc-socket': 'rpcSocket',
-    '--reactors': 'reactors',
-    '--poll-us': 'pollUs',
-    '--nbd-mem-limit-mib': 'nbdMemLimitMiB',
-    '--nbd-stall-timeout-ms': 'nbdStallTimeoutMs',
-    '--nbd-payload-timeout-ms': 'nbdPayloadTimeoutMs',
-    '--malloc-mem-limit-mib': 'mallocMemLimitMiB',
-    '--nbd-max-conns-per-export': 'nbdMaxConnsPerExport',
-    '--nbd-max-conns-per-client': 'nbdMaxConnsPerClient',
-    '--log-level': 'logLevel',
-    '--vhost-dir': 'vhostDir',
-    '--json': 'json',
+    "--rpc-socket": "rpcSocket",
+    "--reactors": "reactors",
+    "--poll-us": "pollUs",
+    "--nbd-mem-limit-mib": "nbdMemLimitMiB",
+    "--nbd-stall-timeout-ms": "nbdStallTimeoutMs",
+    "--nbd-payload-timeout-ms": "nbdPayloadTimeoutMs",
+    "--malloc-mem-limit-mib": "mallocMemLimitMiB",
+    "--nbd-max-conns-per-export": "nbdMaxConnsPerExport",
+    "--nbd-max-conns-per-client": "nbdMaxConnsPerClient",
+    "--log-level": "logLevel",
+    "--vhost-dir": "vhostDir",
+    "--json": "json",
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const eq = a.indexOf("=");
+    const flag = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
     const key = keys[flag];
-    if (key === undefined) throw new EngineStartError('EUSAGE', `unknown argument ${JSON.stringify(a)}\n${ENGINE_USAGE}`, 2);
-    const v = eq > 0 && a.startsWith('--') ? a.slice(eq + 1) : argv[++i];
-    if (v === undefined) throw new EngineStartError('EUSAGE', `${flag} needs a value\n${ENGINE_USAGE}`, 2);
+    if (key === undefined)
+      throw new EngineStartError("EUSAGE", `unknown argument ${JSON.stringify(a)}\n${ENGINE_USAGE}`, 2);
+    const v = eq > 0 && a.startsWith("--") ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined) throw new EngineStartError("EUSAGE", `${flag} needs a value\n${ENGINE_USAGE}`, 2);
     raw[key] = v;
   }
   return resolveEngineArgs(raw);
@@ -187,12 +200,12 @@ export function parseEngineArgs(argv: readonly string[]): EngineArgs {
 function socketIsLive(p: string): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const s = net.createConnection({ path: p });
-    s.once('connect', () => {
+    s.once("connect", () => {
       s.destroy();
       resolve(true);
     });
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT') resolve(false);
+    s.once("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "ECONNREFUSED" || e.code === "ENOENT") resolve(false);
       else reject(e);
     });
   });
@@ -207,30 +220,33 @@ export async function claimSocketPath(p: string, log: Logger): Promise<void> {
   try {
     st = fs.lstatSync(p);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") {
       if (!fs.existsSync(path.dirname(p))) {
-        throw new EngineStartError('ENOENT', `the directory of --rpc-socket ${p} does not exist; create it first`);
+        throw new EngineStartError("ENOENT", `the directory of --rpc-socket ${p} does not exist; create it first`);
       }
       return;
     }
-    throw new EngineStartError('EIO', `cannot inspect --rpc-socket ${p}: ${(e as Error).message}`, 1, e);
+    throw new EngineStartError("EIO", `cannot inspect --rpc-socket ${p}: ${(e as Error).message}`, 1, e);
   }
   if (!st.isSocket()) {
-    throw new EngineStartError('EEXIST', `--rpc-socket ${p} exists and is not a socket; remove it or choose another path`);
+    throw new EngineStartError(
+      "EEXIST",
+      `--rpc-socket ${p} exists and is not a socket; remove it or choose another path`,
+    );
   }
   if (await socketIsLive(p)) {
     throw new EngineStartError(
-      'EADDRINUSE',
+      "EADDRINUSE",
       `another engine is serving ${p} (it accepts connections); stop it first or choose another --rpc-socket`,
     );
   }
   fs.unlinkSync(p);
-  log.warn('removed a stale rpc socket left by an engine that is gone', { path: p });
+  log.warn("removed a stale rpc socket left by an engine that is gone", { path: p });
 }
 
 function readVersion(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
-  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "0.0.0";
 }
 
 /** A running engine process: its RPC server and native engine. */
@@ -254,10 +270,10 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   try {
     fs.mkdirSync(args.vhostDir, { recursive: true, mode: 0o755 });
   } catch (e) {
-    throw new EngineStartError('EIO', `cannot create --vhost-dir ${args.vhostDir}: ${(e as Error).message}`, 1, e);
+    throw new EngineStartError("EIO", `cannot create --vhost-dir ${args.vhostDir}: ${(e as Error).message}`, 1, e);
   }
   const native = loadNative();
-  const engineLog = log.child({ src: 'engine' });
+  const engineLog = log.child({ src: "engine" });
   let engine: NativeEngine;
   try {
     engine = new native.Engine({
@@ -272,17 +288,24 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
       log: (level, message) => engineLog[engineLogLevel(level)](message),
     });
   } catch (e) {
-    throw new EngineStartError('EENGINE', `the engine did not start: ${(e as Error).message}`, 1, e);
+    throw new EngineStartError("EENGINE", `the engine did not start: ${(e as Error).message}`, 1, e);
   }
   const dispatcherRef: { names: () => readonly string[]; call: (m: string, p: unknown) => Promise<unknown> } = {
     names: () => [],
-    call: () => Promise.reject(new Error('the dispatcher is not ready')),
+    call: () => Promise.reject(new Error("the dispatcher is not ready")),
   };
   const stopRef: { stop: (reason: string) => Promise<void> } = { stop: () => Promise.resolve() };
   const ctx: EngineContext = {
     engine,
     native,
-    info: { version: readVersion(), reactors: args.reactors, pollUs: args.pollUs, startedAtMs: Date.now(), rpcSocket: args.rpcSocket, vhostDir: args.vhostDir },
+    info: {
+      version: readVersion(),
+      reactors: args.reactors,
+      pollUs: args.pollUs,
+      startedAtMs: Date.now(),
+      rpcSocket: args.rpcSocket,
+      vhostDir: args.vhostDir,
+    },
     methodNames: () => dispatcherRef.names(),
     callMethod: (m, p) => dispatcherRef.call(m, p),
     log,
@@ -290,29 +313,29 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
     // After the answer to the asking RPC has been written (it is, before the next turn of the loop).
     requestStop: (reason) => setImmediate(() => void stopRef.stop(reason).catch(() => undefined)),
   };
-  const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: 'rpc' }));
+  const dispatcher = new RpcDispatcher(engineMethods(native), ctx, log.child({ src: "rpc" }));
   dispatcherRef.names = () => dispatcher.names();
   dispatcherRef.call = (m, p) => dispatcher.call(m, p);
   if (args.json !== undefined) {
     // Like spdk_tgt --json: clients never see a half-configured engine.
     try {
-      const doc = JSON.parse(fs.readFileSync(args.json, 'utf8')) as unknown;
-      const r = (await dispatcher.call('flexbso_load_config', doc)) as { applied: unknown[]; skipped: unknown[] };
-      log.info('--json applied', { file: args.json, applied: r.applied.length, skipped: r.skipped.length });
+      const doc = JSON.parse(fs.readFileSync(args.json, "utf8")) as unknown;
+      const r = (await dispatcher.call("flexbso_load_config", doc)) as { applied: unknown[]; skipped: unknown[] };
+      log.info("--json applied", { file: args.json, applied: r.applied.length, skipped: r.skipped.length });
     } catch (e) {
       engine.destroy();
-      throw new EngineStartError('ECONFIG', `--json ${args.json}: ${(e as Error).message}`, 1, e);
+      throw new EngineStartError("ECONFIG", `--json ${args.json}: ${(e as Error).message}`, 1, e);
     }
   }
-  const server = new RpcSocketServer(dispatcher, log.child({ src: 'rpc' }));
+  const server = new RpcSocketServer(dispatcher, log.child({ src: "rpc" }));
   try {
     await server.listen(args.rpcSocket);
   } catch (e) {
     engine.destroy();
-    throw new EngineStartError('ELISTEN', `cannot listen on ${args.rpcSocket}: ${(e as Error).message}`, 1, e);
+    throw new EngineStartError("ELISTEN", `cannot listen on ${args.rpcSocket}: ${(e as Error).message}`, 1, e);
   }
   const ino = fs.statSync(args.rpcSocket).ino;
-  log.info('engine ready', {
+  log.info("engine ready", {
     rpc_socket: args.rpcSocket,
     reactors: engine.reactorCount(),
     poll_us: args.pollUs,
@@ -325,7 +348,7 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
   const stopped = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
-      log.info('engine stopping', { reason });
+      log.info("engine stopping", { reason });
       await server.close();
       engine.destroy();
       // Let the engine's last log lines (queued from its threads) reach the logger.
@@ -335,9 +358,9 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
       try {
         if (fs.statSync(args.rpcSocket).ino === ino) fs.unlinkSync(args.rpcSocket);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
       }
-      log.info('engine stopped', { reason });
+      log.info("engine stopped", { reason });
     })();
     stopping.then(settle!.resolve, settle!.reject);
     return stopping;
@@ -354,22 +377,22 @@ export async function runEngine(args: EngineArgs): Promise<number> {
   // Debug lines per source are gated by SPDK-style log flags: all on with --log-level debug.
   const log = createLogger({
     level: args.logLevel,
-    fields: { component: 'flexbso-engine' },
-    flags: Object.fromEntries(LOG_FLAGS.map((f) => [f, args.logLevel === 'debug'])),
+    fields: { component: "flexbso-engine" },
+    flags: Object.fromEntries(LOG_FLAGS.map((f) => [f, args.logLevel === "debug"])),
   });
   let running: RunningEngine;
   try {
     running = await startEngine(args, log);
   } catch (e) {
     const err = e as Error & { code?: string };
-    log.error('engine failed to start', { code: err.code, error: err.message });
+    log.error("engine failed to start", { code: err.code, error: err.message });
     return e instanceof EngineStartError ? e.exitCode : 1;
   }
   return new Promise<number>((resolve) => {
     running.stopped.then(
       () => resolve(0),
       (e: unknown) => {
-        log.error('engine stop failed', { error: e });
+        log.error("engine stop failed", { error: e });
         resolve(1);
       },
     );
@@ -377,25 +400,25 @@ export async function runEngine(args: EngineArgs): Promise<number> {
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++;
       if (signals > 1) {
-        log.error('second signal during shutdown; exiting now', { signal: sig });
+        log.error("second signal during shutdown; exiting now", { signal: sig });
         process.exit(1);
       }
       running.stop(sig).catch(() => undefined); // reported through running.stopped
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
     // A bug in the JS layer: say so in the log, stop the engine, exit 1.
-    process.on('uncaughtException', (e) => {
-      log.error('uncaught exception; stopping', { error: e, stack: e.stack });
+    process.on("uncaughtException", (e) => {
+      log.error("uncaught exception; stopping", { error: e, stack: e.stack });
       setTimeout(() => process.exit(1), 5000).unref();
-      running.stop('uncaughtException').finally(() => process.exit(1));
+      running.stop("uncaughtException").finally(() => process.exit(1));
     });
   });
 }
 
 /** `node dist/lib/engine/main.js ARGS`: parses ARGS, runs, resolves with the exit status (2 on usage errors). */
 export async function runEngineCommand(argv: readonly string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(`${ENGINE_USAGE}\n`);
     return 0;
   }

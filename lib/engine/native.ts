@@ -7,8 +7,8 @@
  *
  * @module
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import * as fs from "node:fs";
+import * as path from "node:path";
 
 /** Options of a native engine (struct fb_engine_opts). */
 export interface NativeEngineOptions {
@@ -205,7 +205,13 @@ export interface NativeEngine {
   bdevList(name?: string): NativeBdevInfo[];
   /** Which I/O types the bdev supports (opens it read-only for the question). */
   bdevIoTypes(name: string): Record<IoTypeName, boolean>;
-  nbdExportAdd(exportName: string, bdevName: string, listen: string, readonly: boolean, tls?: NativeNbdTlsOptions): void;
+  nbdExportAdd(
+    exportName: string,
+    bdevName: string,
+    listen: string,
+    readonly: boolean,
+    tls?: NativeNbdTlsOptions,
+  ): void;
   nbdExportRemove(exportName: string): void;
   nbdExportList(): NativeNbdExportInfo[];
   /** Serves bdevName on the unix socket socketDir/ctrlr. */
@@ -215,7 +221,7 @@ export interface NativeEngine {
 }
 
 /** SPDK io_type names the engine implements (enum fb_io_type). */
-export type IoTypeName = 'read' | 'write' | 'flush' | 'unmap' | 'write_zeroes';
+export type IoTypeName = "read" | "write" | "flush" | "unmap" | "write_zeroes";
 
 /** The addon's exports. */
 export interface NativeBinding {
@@ -236,23 +242,23 @@ export interface NativeError extends Error {
 
 /** True when `e` is an Error thrown by the addon (it carries a string code). */
 export function isNativeError(e: unknown): e is NativeError {
-  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string';
+  return e instanceof Error && typeof (e as { code?: unknown }).code === "string";
 }
 
 /** The addon could not be loaded. */
 export class NativeLoadError extends Error {
-  readonly code = 'ENATIVE';
+  readonly code = "ENATIVE";
   readonly tried: readonly string[];
   constructor(tried: readonly string[], cause: unknown) {
     super(
-      `the FlexBSO native addon is not built or cannot load (tried ${tried.join(', ')}): ` +
+      `the FlexBSO native addon is not built or cannot load (tried ${tried.join(", ")}): ` +
         `${cause instanceof Error ? cause.message : String(cause)}. ` +
-        'Build it with `npm ci` or `npx node-gyp rebuild --directory native` ' +
-        '(needs build-essential and liburing-dev: scripts/setup-system.sh), ' +
-        'or point FLEXBSO_NATIVE at a built flexbso_native.node.',
+        "Build it with `npm ci` or `npx node-gyp rebuild --directory native` " +
+        "(needs build-essential and liburing-dev: scripts/setup-system.sh), " +
+        "or point FLEXBSO_NATIVE at a built flexbso_native.node.",
       { cause },
     );
-    this.name = 'NativeLoadError';
+    this.name = "NativeLoadError";
     this.tried = tried;
   }
 }
@@ -261,9 +267,9 @@ export class NativeLoadError extends Error {
 export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) return dir;
+    if (fs.existsSync(path.join(dir, "package.json")) && fs.existsSync(path.join(dir, "native"))) return dir;
     const up = path.dirname(dir);
-    if (up === dir) return path.resolve(__dirname, '..', '..', '..');
+    if (up === dir) return path.resolve(__dirname, "..", "..", "..");
     dir = up;
   }
 }
@@ -277,14 +283,14 @@ let cached: NativeBinding | undefined;
  */
 export function loadNative(): NativeBinding {
   if (cached !== undefined) return cached;
-  const env = process.env['FLEXBSO_NATIVE'];
+  const env = process.env["FLEXBSO_NATIVE"];
   const root = packageRoot();
   const candidates =
-    env !== undefined && env !== ''
+    env !== undefined && env !== ""
       ? [path.resolve(env)]
-      : ['Release', 'Debug'].map((c) => path.join(root, 'native', 'build', c, 'flexbso_native.node'));
+      : ["Release", "Debug"].map((c) => path.join(root, "native", "build", c, "flexbso_native.node"));
   const found = candidates.find((c) => fs.existsSync(c));
-  if (found === undefined) throw new NativeLoadError(candidates, new Error('no such file'));
+  if (found === undefined) throw new NativeLoadError(candidates, new Error("no such file"));
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     cached = require(found) as NativeBinding;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import * as fs from 'node:fs';
+import * as fs from "node:fs";
 
 /** One OS thread of the engine process. */
 export interface EngineThread {
@@ -36,19 +36,19 @@ export interface ReactorThread extends EngineThread {
 function readThread(tid: number): EngineThread | undefined {
   const dir = `/proc/self/task/${tid}`;
   try {
-    const name = fs.readFileSync(`${dir}/comm`, 'utf8').trim();
-    const runNs = Number(fs.readFileSync(`${dir}/schedstat`, 'utf8').split(' ')[0]);
+    const name = fs.readFileSync(`${dir}/comm`, "utf8").trim();
+    const runNs = Number(fs.readFileSync(`${dir}/schedstat`, "utf8").split(" ")[0]);
     // Fields after "(comm) ": state is [0], utime [11], stime [12] (stat fields 14, 15).
-    const stat = fs.readFileSync(`${dir}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const mask = /^Cpus_allowed:\s*([0-9a-f,]+)$/m.exec(fs.readFileSync(`${dir}/status`, 'utf8'))?.[1] ?? '0';
+    const stat = fs.readFileSync(`${dir}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const mask = /^Cpus_allowed:\s*([0-9a-f,]+)$/m.exec(fs.readFileSync(`${dir}/status`, "utf8"))?.[1] ?? "0";
     return {
       tid,
       name,
       runNs,
       utimeTicks: Number(rest[11]),
       stimeTicks: Number(rest[12]),
-      cpumask: mask.replace(/,/g, '').replace(/^0+(?=.)/, ''),
+      cpumask: mask.replace(/,/g, "").replace(/^0+(?=.)/, ""),
     };
   } catch {
     return undefined; // the thread exited while we looked
@@ -58,7 +58,7 @@ function readThread(tid: number): EngineThread | undefined {
 /** The engine's reactor threads, by reactor index. */
 export function reactorThreads(): ReactorThread[] {
   const out: ReactorThread[] = [];
-  for (const entry of fs.readdirSync('/proc/self/task')) {
+  for (const entry of fs.readdirSync("/proc/self/task")) {
     const t = readThread(Number(entry));
     const m = t !== undefined ? /^fb_reactor_(\d+)$/.exec(t.name) : null;
     if (t !== undefined && m !== null) out.push({ ...t, index: Number(m[1]) });
@@ -69,6 +69,6 @@ export function reactorThreads(): ReactorThread[] {
 /** The process's main thread (the JS thread). */
 export function mainThread(): EngineThread {
   const t = readThread(process.pid);
-  if (t === undefined) throw new Error('cannot read /proc/self/task for the main thread');
+  if (t === undefined) throw new Error("cannot read /proc/self/task for the main thread");
   return t;
 }

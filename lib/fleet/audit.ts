@@ -13,10 +13,19 @@ import type { ApplyAudit } from "../state/events.js";
 export type { ApplyAudit };
 
 /** CI variables holding the commit being built, in the order they are trusted. */
-export const CI_COMMIT_VARS = ["GITHUB_SHA", "CI_COMMIT_SHA", "BUILD_SOURCEVERSION", "GIT_COMMIT", "BITBUCKET_COMMIT"] as const;
+export const CI_COMMIT_VARS = [
+  "GITHUB_SHA",
+  "CI_COMMIT_SHA",
+  "BUILD_SOURCEVERSION",
+  "GIT_COMMIT",
+  "BITBUCKET_COMMIT",
+] as const;
 
 /** The commit of `topology` (a file or directory), or undefined when nothing says. */
-export function commitOf(topology: string | undefined, opts: { commit?: string; env?: NodeJS.ProcessEnv } = {}): Omit<ApplyAudit, "planDigest"> {
+export function commitOf(
+  topology: string | undefined,
+  opts: { commit?: string; env?: NodeJS.ProcessEnv } = {},
+): Omit<ApplyAudit, "planDigest"> {
   if (opts.commit) return { commit: opts.commit, commitSource: "--commit" };
   if (topology !== undefined) {
     const git = gitCommit(topology);
@@ -37,7 +46,12 @@ function gitCommit(topology: string): Omit<ApplyAudit, "planDigest"> | undefined
   } catch {
     return undefined;
   }
-  const git = (args: string[]) => execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5_000 }).trim();
+  const git = (args: string[]) =>
+    execFileSync("git", ["-C", dir, ...args], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 5_000,
+    }).trim();
   try {
     const commit = git(["rev-parse", "--verify", "HEAD"]);
     if (!/^[0-9a-f]{40,64}$/.test(commit)) return undefined;

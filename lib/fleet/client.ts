@@ -13,7 +13,10 @@ import type { AgentEvent } from "../state/events.js";
 /** The agent could not be reached (connection refused, DNS, timeout, reset). */
 export class AgentUnreachableError extends Error {
   readonly code = "AGENT_UNREACHABLE";
-  constructor(readonly endpoint: string, detail: string) {
+  constructor(
+    readonly endpoint: string,
+    detail: string,
+  ) {
     super(`agent at ${endpoint} is unreachable: ${detail}`);
   }
 }
@@ -21,15 +24,24 @@ export class AgentUnreachableError extends Error {
 /** The agent refused the token (HTTP 401). */
 export class AgentAuthError extends Error {
   readonly code = "AGENT_UNAUTHORIZED";
-  constructor(readonly endpoint: string, tokenSource: string) {
-    super(`agent at ${endpoint} refused the token from ${tokenSource} (401 Unauthorized); use the token in the agent's state dir (file 'token')`);
+  constructor(
+    readonly endpoint: string,
+    tokenSource: string,
+  ) {
+    super(
+      `agent at ${endpoint} refused the token from ${tokenSource} (401 Unauthorized); use the token in the agent's state dir (file 'token')`,
+    );
   }
 }
 
 /** The agent's TLS certificate could not be verified; nothing was sent. */
 export class AgentTlsError extends Error {
   readonly code = "AGENT_TLS_UNVERIFIED";
-  constructor(readonly endpoint: string, detail: string, fix: string) {
+  constructor(
+    readonly endpoint: string,
+    detail: string,
+    fix: string,
+  ) {
     super(`agent at ${endpoint}: ${detail}; no credential was sent. Fix: ${fix}`);
   }
 }
@@ -47,7 +59,13 @@ export interface AgentTlsOptions {
 /** The agent answered with a JSON-RPC error. */
 export class AgentRpcError extends Error {
   readonly code = "AGENT_RPC_ERROR";
-  constructor(readonly endpoint: string, readonly method: string, readonly rpcCode: number, readonly rpcMessage: string, readonly data?: unknown) {
+  constructor(
+    readonly endpoint: string,
+    readonly method: string,
+    readonly rpcCode: number,
+    readonly rpcMessage: string,
+    readonly data?: unknown,
+  ) {
     super(rpcMessage);
   }
 }
@@ -83,9 +101,13 @@ export class AgentClient {
     try {
       doc = JSON.parse(text);
     } catch {
-      throw new AgentUnreachableError(this.opts.endpoint, `HTTP ${status}, not a JSON-RPC response: ${text.slice(0, 200)}`);
+      throw new AgentUnreachableError(
+        this.opts.endpoint,
+        `HTTP ${status}, not a JSON-RPC response: ${text.slice(0, 200)}`,
+      );
     }
-    if (doc.error) throw new AgentRpcError(this.opts.endpoint, method, doc.error.code, doc.error.message, doc.error.data);
+    if (doc.error)
+      throw new AgentRpcError(this.opts.endpoint, method, doc.error.code, doc.error.message, doc.error.data);
     return doc.result as T;
   }
 
@@ -100,22 +122,37 @@ export class AgentClient {
     const connect = secure ? this.connectTls(url, timeoutMs) : Promise.resolve(undefined);
     // node:http over the verified TLS socket (http.request refuses an https: URL)
     const target = secure ? new URL(url.href.replace(/^https:/, "http:")) : url;
-    return connect.then((socket) => new Promise((resolve, reject) => {
-      const req = http.request(target, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body), Authorization: `Bearer ${this.opts.token}` },
-        timeout: timeoutMs,
-        ...(socket ? { createConnection: () => socket } : {}),
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-        res.on("error", (e) => reject(new AgentUnreachableError(this.opts.endpoint, e.message)));
-      });
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on("error", (e: NodeJS.ErrnoException) => reject(new AgentUnreachableError(this.opts.endpoint, e.code ? `${e.code} ${e.message}` : e.message)));
-      req.end(body);
-    }));
+    return connect.then(
+      (socket) =>
+        new Promise((resolve, reject) => {
+          const req = http.request(
+            target,
+            {
+              method: "POST",
+              headers: {
+                "Content-Type": "application/json",
+                "Content-Length": Buffer.byteLength(body),
+                Authorization: `Bearer ${this.opts.token}`,
+              },
+              timeout: timeoutMs,
+              ...(socket ? { createConnection: () => socket } : {}),
+            },
+            (res) => {
+              const chunks: Buffer[] = [];
+              res.on("data", (c: Buffer) => chunks.push(c));
+              res.on("end", () =>
+                resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+              );
+              res.on("error", (e) => reject(new AgentUnreachableError(this.opts.endpoint, e.message)));
+            },
+          );
+          req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+          req.on("error", (e: NodeJS.ErrnoException) =>
+            reject(new AgentUnreachableError(this.opts.endpoint, e.code ? `${e.code} ${e.message}` : e.message)),
+          );
+          req.end(body);
+        }),
+    );
   }
 
   /**
@@ -129,16 +166,24 @@ export class AgentClient {
     const pin = t.fingerprint !== undefined ? normalizeFingerprint(t.fingerprint) : undefined;
     const where = t.source ? ` (${t.source})` : "";
     if (t.fingerprint !== undefined && pin === undefined) {
-      return Promise.reject(new AgentTlsError(this.opts.endpoint, `fingerprint '${t.fingerprint}'${where} is not a SHA-256 fingerprint`,
-        "give the 64 hex digits that `flexbso agent --generate-cert` or `openssl x509 -noout -fingerprint -sha256` prints"));
+      return Promise.reject(
+        new AgentTlsError(
+          this.opts.endpoint,
+          `fingerprint '${t.fingerprint}'${where} is not a SHA-256 fingerprint`,
+          "give the 64 hex digits that `flexbso agent --generate-cert` or `openssl x509 -noout -fingerprint -sha256` prints",
+        ),
+      );
     }
     const host = url.hostname.replace(/^\[|\]$/g, "");
     return new Promise((resolve, reject) => {
       const socket = tls.connect({
-        host, port: Number(url.port || 443), ...(isIP(host) ? {} : { servername: host }),
+        host,
+        port: Number(url.port || 443),
+        ...(isIP(host) ? {} : { servername: host }),
         ...(t.ca !== undefined ? { ca: t.ca } : {}),
         // a pin replaces the chain check: it names the one certificate accepted
-        rejectUnauthorized: pin === undefined, ALPNProtocols: ["http/1.1"],
+        rejectUnauthorized: pin === undefined,
+        ALPNProtocols: ["http/1.1"],
       });
       const timer = setTimeout(() => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)), timeoutMs);
       socket.once("secureConnect", () => {
@@ -147,8 +192,13 @@ export class AgentClient {
           const got = certFingerprint(socket.getPeerCertificate().raw);
           if (got !== pin) {
             socket.destroy();
-            reject(new AgentTlsError(this.opts.endpoint, `its certificate has SHA-256 fingerprint ${got}, not the pinned ${pin}${where}`,
-              "if the agent's certificate was replaced on purpose, pin the new fingerprint; otherwise something else answers at this endpoint"));
+            reject(
+              new AgentTlsError(
+                this.opts.endpoint,
+                `its certificate has SHA-256 fingerprint ${got}, not the pinned ${pin}${where}`,
+                "if the agent's certificate was replaced on purpose, pin the new fingerprint; otherwise something else answers at this endpoint",
+              ),
+            );
             return;
           }
         }
@@ -159,8 +209,13 @@ export class AgentClient {
         clearTimeout(timer);
         const code = e.code ?? "";
         if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|HOSTNAME|ALTNAME/.test(code)) {
-          reject(new AgentTlsError(this.opts.endpoint, `its certificate is not trusted (${code}: ${e.message})${where}`,
-            "set ca: (the agent's CA or certificate file) or fingerprint: (its SHA-256 pin) in this DPU's entry of the CLI's credentials file"));
+          reject(
+            new AgentTlsError(
+              this.opts.endpoint,
+              `its certificate is not trusted (${code}: ${e.message})${where}`,
+              "set ca: (the agent's CA or certificate file) or fingerprint: (its SHA-256 pin) in this DPU's entry of the CLI's credentials file",
+            ),
+          );
         } else reject(new AgentUnreachableError(this.opts.endpoint, code ? `${code} ${e.message}` : e.message));
       });
     });
@@ -183,42 +238,64 @@ export class AgentClient {
       } catch {
         return reject(new AgentUnreachableError(this.opts.endpoint, "not a valid URL"));
       }
-      const broken = (detail: string) => (stopped ? resolve(null) : reject(new AgentUnreachableError(this.opts.endpoint, detail)));
+      const broken = (detail: string) =>
+        stopped ? resolve(null) : reject(new AgentUnreachableError(this.opts.endpoint, detail));
       // over HTTPS the same verified connection as every call: no token before the pin or CA check
       const secure = url.protocol === "https:";
       const target = secure ? new URL(url.href.replace(/^https:/, "http:")) : url;
       const connect = secure ? this.connectTls(url, 10_000) : Promise.resolve(undefined);
       connect.then((socket) => {
-      if (stopped) return resolve(null);
-      req = http.request(target, { method: "GET", headers: { Authorization: `Bearer ${this.opts.token}` }, ...(socket ? { createConnection: () => socket } : {}) }, (res) => {
-        if (res.statusCode === 401) return reject(new AgentAuthError(this.opts.endpoint, this.opts.tokenSource ?? "the configured token"));
-        if (res.statusCode !== 200) return reject(new AgentUnreachableError(this.opts.endpoint, `GET /events answered HTTP ${res.statusCode} (an agent too old to stream events?)`));
-        let buf = "";
-        let ended: string | null = null;
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          buf += chunk;
-          for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (!line.trim()) continue;
-            let doc: AgentEvent | { end: string };
-            try {
-              doc = JSON.parse(line) as AgentEvent | { end: string };
-            } catch {
-              res.destroy();
-              return broken(`not an event line: ${line.slice(0, 100)}`);
-            }
-            if ("end" in doc) ended = doc.end;
-            else onEvent(doc);
-          }
-        });
-        res.on("end", () => (ended !== null ? resolve(ended) : broken("the agent closed the event stream without ending it (killed or restarted?)")));
-        res.on("error", (e) => broken(`the connection to the agent broke (${e.message}): agent killed?`));
-        res.on("close", () => (ended !== null ? resolve(ended) : broken("the connection to the agent broke (agent killed?)")));
-      });
-      req.on("error", (e: NodeJS.ErrnoException) => broken(e.code ? `${e.code} ${e.message}` : e.message));
-      req.end();
+        if (stopped) return resolve(null);
+        req = http.request(
+          target,
+          {
+            method: "GET",
+            headers: { Authorization: `Bearer ${this.opts.token}` },
+            ...(socket ? { createConnection: () => socket } : {}),
+          },
+          (res) => {
+            if (res.statusCode === 401)
+              return reject(new AgentAuthError(this.opts.endpoint, this.opts.tokenSource ?? "the configured token"));
+            if (res.statusCode !== 200)
+              return reject(
+                new AgentUnreachableError(
+                  this.opts.endpoint,
+                  `GET /events answered HTTP ${res.statusCode} (an agent too old to stream events?)`,
+                ),
+              );
+            let buf = "";
+            let ended: string | null = null;
+            res.setEncoding("utf8");
+            res.on("data", (chunk: string) => {
+              buf += chunk;
+              for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+                const line = buf.slice(0, nl);
+                buf = buf.slice(nl + 1);
+                if (!line.trim()) continue;
+                let doc: AgentEvent | { end: string };
+                try {
+                  doc = JSON.parse(line) as AgentEvent | { end: string };
+                } catch {
+                  res.destroy();
+                  return broken(`not an event line: ${line.slice(0, 100)}`);
+                }
+                if ("end" in doc) ended = doc.end;
+                else onEvent(doc);
+              }
+            });
+            res.on("end", () =>
+              ended !== null
+                ? resolve(ended)
+                : broken("the agent closed the event stream without ending it (killed or restarted?)"),
+            );
+            res.on("error", (e) => broken(`the connection to the agent broke (${e.message}): agent killed?`));
+            res.on("close", () =>
+              ended !== null ? resolve(ended) : broken("the connection to the agent broke (agent killed?)"),
+            );
+          },
+        );
+        req.on("error", (e: NodeJS.ErrnoException) => broken(e.code ? `${e.code} ${e.message}` : e.message));
+        req.end();
       }, reject);
     });
     return {

@@ -60,17 +60,38 @@ export async function readTokenFile(file: string): Promise<{ token?: string; pro
     return token ? { token } : { problem: `${file} is empty` };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { problem: code === "ENOENT" ? `${file} does not exist` : code === "EACCES" ? `${file} is not readable by this user (permission denied)` : `cannot read ${file} (${(e as Error).message})` };
+    return {
+      problem:
+        code === "ENOENT"
+          ? `${file} does not exist`
+          : code === "EACCES"
+            ? `${file} is not readable by this user (permission denied)`
+            : `cannot read ${file} (${(e as Error).message})`,
+    };
   }
 }
 
-interface FileEntry { dpu?: unknown; endpoint?: unknown; token?: unknown; tokenFile?: unknown; readToken?: unknown; readTokenFile?: unknown; ca?: unknown; fingerprint?: unknown }
+interface FileEntry {
+  dpu?: unknown;
+  endpoint?: unknown;
+  token?: unknown;
+  tokenFile?: unknown;
+  readToken?: unknown;
+  readTokenFile?: unknown;
+  ca?: unknown;
+  fingerprint?: unknown;
+}
 
 /** What a command needs: `read` (plan, show, events) prefers the read token where one is configured. */
 export type CredentialRole = "read" | "admin";
 
 /** The token for DPU `dpu` at `endpoint` from the CLI's own configuration. */
-export async function lookupCredential(dpu: string, endpoint: string, env: NodeJS.ProcessEnv, role: CredentialRole = "admin"): Promise<CredentialLookup> {
+export async function lookupCredential(
+  dpu: string,
+  endpoint: string,
+  env: NodeJS.ProcessEnv,
+  role: CredentialRole = "admin",
+): Promise<CredentialLookup> {
   const problems: string[] = [];
   const origin = endpointOrigin(endpoint);
   if (!origin) return { ok: false, problems: [`endpoint '${endpoint}' is not an http(s) URL`] };
@@ -103,20 +124,37 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
       if (hit.ca !== undefined || hit.fingerprint !== undefined) {
         let ca: string | undefined;
         if (typeof hit.ca === "string") {
-          const caFile = path.resolve(path.dirname(file), hit.ca.startsWith("~/") && env.HOME ? path.join(env.HOME, hit.ca.slice(2)) : hit.ca);
+          const caFile = path.resolve(
+            path.dirname(file),
+            hit.ca.startsWith("~/") && env.HOME ? path.join(env.HOME, hit.ca.slice(2)) : hit.ca,
+          );
           try {
             ca = await fsp.readFile(caFile, "utf8");
           } catch (e) {
-            return { ok: false, problems: [...problems, `${file}: dpu ${dpu}: ca ${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`] };
+            return {
+              ok: false,
+              problems: [
+                ...problems,
+                `${file}: dpu ${dpu}: ca ${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+              ],
+            };
           }
         }
-        tls = { ...(ca !== undefined ? { ca } : {}), ...(typeof hit.fingerprint === "string" ? { fingerprint: hit.fingerprint } : {}), source: `${file} (dpu ${dpu})` };
+        tls = {
+          ...(ca !== undefined ? { ca } : {}),
+          ...(typeof hit.fingerprint === "string" ? { fingerprint: hit.fingerprint } : {}),
+          source: `${file} (dpu ${dpu})`,
+        };
       }
       const inline = role === "read" && typeof hit.readToken === "string" ? hit.readToken : hit.token;
       const named = role === "read" && typeof hit.readTokenFile === "string" ? hit.readTokenFile : hit.tokenFile;
-      if (typeof inline === "string" && inline.trim()) return { ok: true, token: inline.trim(), source: `${file} (dpu ${dpu})`, ...(tls ? { tls } : {}) };
+      if (typeof inline === "string" && inline.trim())
+        return { ok: true, token: inline.trim(), source: `${file} (dpu ${dpu})`, ...(tls ? { tls } : {}) };
       if (typeof named === "string") {
-        const tf = path.resolve(path.dirname(file), named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named);
+        const tf = path.resolve(
+          path.dirname(file),
+          named.startsWith("~/") && env.HOME ? path.join(env.HOME, named.slice(2)) : named,
+        );
         const r = await readTokenFile(tf);
         if (r.token) return { ok: true, token: r.token, source: tf, ...(tls ? { tls } : {}) };
         problems.push(`${file}: dpu ${dpu}: ${r.problem}`);
@@ -124,19 +162,28 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
         problems.push(`${file}: the entry of dpu ${dpu} at ${origin} has neither 'token' nor 'tokenFile'`);
       }
     } else if (forDpu.length) {
-      problems.push(`${file} binds dpu ${dpu} to ${forDpu.map((c) => String(c.endpoint)).join(", ")}, not to ${origin}, so its token is not sent there`);
+      problems.push(
+        `${file} binds dpu ${dpu} to ${forDpu.map((c) => String(c.endpoint)).join(", ")}, not to ${origin}, so its token is not sent there`,
+      );
     }
   }
 
   const sfx = envSuffix(dpu);
-  const pairs: (readonly [string, string])[] = [[`FLEXBSO_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_TOKEN", "FLEXBSO_ENDPOINT"]];
-  if (role === "read") pairs.unshift([`FLEXBSO_READ_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_READ_TOKEN", "FLEXBSO_ENDPOINT"]);
+  const pairs: (readonly [string, string])[] = [
+    [`FLEXBSO_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`],
+    ["FLEXBSO_TOKEN", "FLEXBSO_ENDPOINT"],
+  ];
+  if (role === "read")
+    pairs.unshift([`FLEXBSO_READ_TOKEN_${sfx}`, `FLEXBSO_ENDPOINT_${sfx}`], ["FLEXBSO_READ_TOKEN", "FLEXBSO_ENDPOINT"]);
   for (const [tk, ek] of pairs) {
     const token = env[tk]?.trim();
     if (!token) continue;
     if (sameOrigin(env[ek])) return { ok: true, token, source: `$${tk}` };
-    problems.push(env[ek] ? `$${tk} is bound to $${ek}=${env[ek]}, not to ${origin}, so it is not sent there`
-      : `$${tk} is set but not bound to an endpoint (set $${ek}), so it is not sent`);
+    problems.push(
+      env[ek]
+        ? `$${tk} is bound to $${ek}=${env[ek]}, not to ${origin}, so it is not sent there`
+        : `$${tk} is set but not bound to an endpoint (set $${ek}), so it is not sent`,
+    );
   }
 
   // The local agent writes the URL it serves beside its token; the token goes there only.
@@ -146,7 +193,9 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
   let localUrl: string | undefined;
   try {
     localUrl = (await fsp.readFile(urlFile, "utf8")).trim();
-  } catch { /* no local agent */ }
+  } catch {
+    /* no local agent */
+  }
   if (localUrl !== undefined && endpointOrigin(localUrl) === origin) {
     // an https local agent wrote its certificate's fingerprint beside its URL: pinned
     const fp = (await fsp.readFile(path.join(stateDir, LOCAL_FINGERPRINT_FILE), "utf8").catch(() => "")).trim();
@@ -159,8 +208,11 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
     if (r.token) return { ok: true, token: r.token, source: local, ...tls };
     problems.push(r.problem!);
   } else {
-    problems.push(localUrl === undefined ? `no local agent serves ${origin} (${urlFile} does not exist)`
-      : `the local agent's token (${local}) is sent only to ${localUrl} (${urlFile}), not to ${origin}`);
+    problems.push(
+      localUrl === undefined
+        ? `no local agent serves ${origin} (${urlFile} does not exist)`
+        : `the local agent's token (${local}) is sent only to ${localUrl} (${urlFile}), not to ${origin}`,
+    );
   }
   return { ok: false, problems };
 }
@@ -168,6 +220,8 @@ export async function lookupCredential(dpu: string, endpoint: string, env: NodeJ
 /** The fix for a DPU without a credential, naming the exact settings. */
 export function credentialFix(dpu: string, endpoint: string, env: NodeJS.ProcessEnv): string {
   const origin = endpointOrigin(endpoint) ?? endpoint;
-  return `add '- { dpu: ${dpu}, endpoint: ${origin}, tokenFile: <file> }' under 'credentials:' in ${credentialsFile(env)}, ` +
-    `or set FLEXBSO_TOKEN_${envSuffix(dpu)} and FLEXBSO_ENDPOINT_${envSuffix(dpu)}=${origin}`;
+  return (
+    `add '- { dpu: ${dpu}, endpoint: ${origin}, tokenFile: <file> }' under 'credentials:' in ${credentialsFile(env)}, ` +
+    `or set FLEXBSO_TOKEN_${envSuffix(dpu)} and FLEXBSO_ENDPOINT_${envSuffix(dpu)}=${origin}`
+  );
 }

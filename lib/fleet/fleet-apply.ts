@@ -85,7 +85,11 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   const done = (end?: ApplyOutcome): FleetApplyResult => ({
     exitCode: failures.size ? 1 : 0,
     outcome: end ?? outcome ?? (failures.size ? "failed" : results.size ? "applied" : "no-changes"),
-    failures, failureData, results, generationsBefore, events,
+    failures,
+    failureData,
+    results,
+    generationsBefore,
+    events,
     ...(shown ? { plan: shown, planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(shown) } : {}),
   });
 
@@ -100,9 +104,12 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     if (stale.length) {
       for (const t of stale) {
         const had = o.savedPlan.generations?.[t.dpu];
-        failures.set(t.dpu, had === undefined
-          ? "the saved plan records no generation for this DPU (it was made with --actual, not against the agent); run plan again"
-          : `stale plan: made against generation ${had}, the agent is at generation ${views.get(t.dpu)!.generation}; run plan again`);
+        failures.set(
+          t.dpu,
+          had === undefined
+            ? "the saved plan records no generation for this DPU (it was made with --actual, not against the agent); run plan again"
+            : `stale plan: made against generation ${had}, the agent is at generation ${views.get(t.dpu)!.generation}; run plan again`,
+        );
       }
       out.write(`Saved plan is stale; nothing was applied.\n${lines(failures)}\n`);
       return done("stale");
@@ -110,7 +117,10 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   }
 
   // destroy removes this stack's resources only
-  const wanted: Desired = o.mode === "destroy" ? { formatVersion: 1, resources: [], ...(o.desired.stack !== undefined ? { stack: o.desired.stack } : {}) } : o.desired;
+  const wanted: Desired =
+    o.mode === "destroy"
+      ? { formatVersion: 1, resources: [], ...(o.desired.stack !== undefined ? { stack: o.desired.stack } : {}) }
+      : o.desired;
   const dpus = reachable.map((t) => t.dpu);
   let live: Awaited<ReturnType<typeof liveCheck>> = { errors: [], warnings: [] };
   try {
@@ -120,37 +130,61 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     for (const t of reachable) failures.set(t.dpu, "cannot check the plan against the live target");
     return done();
   }
-  const p = makePlan(wanted, actual.desired, { dpus, generations: actual.generations ?? {}, ...(actual.targets ? { targets: actual.targets } : {}), live });
+  const p = makePlan(wanted, actual.desired, {
+    dpus,
+    generations: actual.generations ?? {},
+    ...(actual.targets ? { targets: actual.targets } : {}),
+    live,
+  });
   if (o.savedPlan) {
     // what runs must be exactly what the saved plan showed its reviewer
     const mine = new Set(dpus);
-    const differ = stepDifferences(o.savedPlan.steps.filter((s) => mine.has(s.dpu)), p.steps);
+    const differ = stepDifferences(
+      o.savedPlan.steps.filter((s) => mine.has(s.dpu)),
+      p.steps,
+    );
     if (differ.length) {
-      out.write(`Error: the saved plan's steps are not what applying its desired state would do now; nothing was applied:\n${differ.map((d) => `  ${d}`).join("\n")}\nRun plan again and review it.\n`);
-      for (const t of reachable) failures.set(t.dpu, "the saved plan's steps differ from the steps derived from its desired state");
+      out.write(
+        `Error: the saved plan's steps are not what applying its desired state would do now; nothing was applied:\n${differ.map((d) => `  ${d}`).join("\n")}\nRun plan again and review it.\n`,
+      );
+      for (const t of reachable)
+        failures.set(t.dpu, "the saved plan's steps differ from the steps derived from its desired state");
       return done("stale");
     }
   }
   shown = p;
   if (dpus.length && o.showPlan !== false) out.write(renderPlan(p, "text"));
   if (p.errors.length) {
-    for (const e of p.errors) failures.set(e.dpu, [failures.get(e.dpu), `${e.message}; fix: ${e.fix}`].filter(Boolean).join("; "));
+    for (const e of p.errors)
+      failures.set(e.dpu, [failures.get(e.dpu), `${e.message}; fix: ${e.fix}`].filter(Boolean).join("; "));
     out.write(`\nError: the targets cannot make ${p.errors.length} of these changes; nothing was applied.\n`);
     return done("refused");
   }
   const changing = reachable.filter((t) => p.steps.some((s) => s.dpu === t.dpu));
   if (!changing.length) {
-    if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
+    if (failures.size)
+      out.write(
+        `\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`,
+      );
     return done();
   }
   if (p.destructive && !o.allowDataLoss) {
     const bad = p.resource_changes.filter((c) => c.change_class === "destructive").map((c) => c.address);
-    for (const t of changing) if (bad.some((a) => a.startsWith(`${t.dpu}/`))) failures.set(t.dpu, `refusing destructive changes without --allow-data-loss: ${bad.filter((a) => a.startsWith(`${t.dpu}/`)).join(", ")}`);
-    out.write(`\nError: the plan deletes or re-initializes data (${bad.join(", ")}); nothing was applied. Re-run with --allow-data-loss if that is intended.\n`);
+    for (const t of changing)
+      if (bad.some((a) => a.startsWith(`${t.dpu}/`)))
+        failures.set(
+          t.dpu,
+          `refusing destructive changes without --allow-data-loss: ${bad.filter((a) => a.startsWith(`${t.dpu}/`)).join(", ")}`,
+        );
+    out.write(
+      `\nError: the plan deletes or re-initializes data (${bad.join(", ")}); nothing was applied. Re-run with --allow-data-loss if that is intended.\n`,
+    );
     return done("refused");
   }
   if (!o.savedPlan && !o.autoApprove) {
-    const ok = await o.confirm(`\nDo you want to ${o.mode === "destroy" ? "destroy these resources" : "perform these actions"} on ${changing.map((t) => t.dpu).join(", ")}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: `);
+    const ok = await o.confirm(
+      `\nDo you want to ${o.mode === "destroy" ? "destroy these resources" : "perform these actions"} on ${changing.map((t) => t.dpu).join(", ")}?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: `,
+    );
     if (!ok) {
       out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} cancelled.\n`);
       failures.set("(all)", "cancelled by the user");
@@ -159,12 +193,17 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   }
 
   // the audit trail: which plan ran (the saved plan's own digest when one was applied) and from which commit
-  const audit: ApplyAudit = { planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(p), ...(o.origin ?? {}) };
+  const audit: ApplyAudit = {
+    planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(p),
+    ...(o.origin ?? {}),
+  };
   out.write("\n");
   const progress = new ProgressRenderer(out);
   const sinceByDpu = new Map<string, number>();
   const outcomes = await forEachDpu(changing, async (t) => {
-    const since = (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)).lastSeq;
+    const since = (
+      await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)
+    ).lastSeq;
     sinceByDpu.set(t.dpu, since);
     const seen: AgentEvent[] = [];
     events.set(t.dpu, seen);
@@ -173,9 +212,21 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
       progress.onEvent(t.dpu, ev);
     });
     try {
-      const params = o.mode === "destroy"
-        ? { dpu: t.dpu, ...(wanted.stack !== undefined ? { stack: wanted.stack } : {}), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss, audit }
-        : { desired: desiredFor(wanted, t.dpu), expectedGeneration: views.get(t.dpu)!.generation, allowDataLoss: o.allowDataLoss, audit };
+      const params =
+        o.mode === "destroy"
+          ? {
+              dpu: t.dpu,
+              ...(wanted.stack !== undefined ? { stack: wanted.stack } : {}),
+              expectedGeneration: views.get(t.dpu)!.generation,
+              allowDataLoss: o.allowDataLoss,
+              audit,
+            }
+          : {
+              desired: desiredFor(wanted, t.dpu),
+              expectedGeneration: views.get(t.dpu)!.generation,
+              allowDataLoss: o.allowDataLoss,
+              audit,
+            };
       return await t.client.call<ApplyResult>(o.mode === "destroy" ? "topology.destroy" : "topology.apply", params);
     } finally {
       await poller.stop();
@@ -190,9 +241,21 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     }
   }
   out.write("\n");
-  for (const [dpu, r] of results) out.write(`${dpu}: ${o.mode === "destroy" ? "Destroy" : "Apply"} complete! ${r.applied.length} step(s), generation ${r.generation}.\n`);
-  if (failures.size) out.write(`\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`);
-  if (o.mode === "apply") await followRebuilds(o, p, changing.filter((t) => results.has(t.dpu)), sinceByDpu);
+  for (const [dpu, r] of results)
+    out.write(
+      `${dpu}: ${o.mode === "destroy" ? "Destroy" : "Apply"} complete! ${r.applied.length} step(s), generation ${r.generation}.\n`,
+    );
+  if (failures.size)
+    out.write(
+      `\n${o.mode === "destroy" ? "Destroy" : "Apply"} failed for ${failures.size} DPU(s):\n${lines(failures)}\n`,
+    );
+  if (o.mode === "apply")
+    await followRebuilds(
+      o,
+      p,
+      changing.filter((t) => results.has(t.dpu)),
+      sinceByDpu,
+    );
   return done();
 }
 
@@ -205,7 +268,11 @@ export interface ApplyReport {
   readonly outcome: ApplyOutcome;
   readonly exit_code: 0 | 1;
   /** Plan digest and summary of what was planned (null when no agent could be read). */
-  readonly plan: { readonly digest: string | null; readonly summary: Plan["summary"]; readonly destructive: boolean } | null;
+  readonly plan: {
+    readonly digest: string | null;
+    readonly summary: Plan["summary"];
+    readonly destructive: boolean;
+  } | null;
   readonly dpus: readonly {
     readonly dpu: string;
     /** applied: converged by this run; unchanged: nothing to do; failed / refused / stale / cancelled: see error. */
@@ -237,13 +304,21 @@ export interface ApplyReport {
 /** The machine-readable report of a run. */
 export function applyReport(mode: "apply" | "destroy", source: string, r: FleetApplyResult): ApplyReport {
   const p = r.plan;
-  const dpuNames = [...new Set([...(p?.dpus ?? []), ...r.failures.keys(), ...r.results.keys()])].filter((d) => d !== "(all)").sort();
+  const dpuNames = [...new Set([...(p?.dpus ?? []), ...r.failures.keys(), ...r.results.keys()])]
+    .filter((d) => d !== "(all)")
+    .sort();
   const settled = new Map<string, AgentEvent>();
   for (const [dpu, evs] of r.events) {
-    for (const ev of evs) if ((ev.type === "apply.step.done" || ev.type === "apply.step.failed") && ev.address) settled.set(`${dpu}\0${ev.address}`, ev);
+    for (const ev of evs)
+      if ((ev.type === "apply.step.done" || ev.type === "apply.step.failed") && ev.address)
+        settled.set(`${dpu}\0${ev.address}`, ev);
   }
   const failedStatus = (dpu: string): ApplyReport["dpus"][number]["status"] =>
-    r.outcome === "refused" || r.outcome === "stale" || r.outcome === "cancelled" ? r.outcome : r.results.has(dpu) ? "applied" : "failed";
+    r.outcome === "refused" || r.outcome === "stale" || r.outcome === "cancelled"
+      ? r.outcome
+      : r.results.has(dpu)
+        ? "applied"
+        : "failed";
   return {
     format_version: "1.0",
     mode,
@@ -269,7 +344,11 @@ export function applyReport(mode: "apply" | "destroy", source: string, r: FleetA
     steps: (p?.steps ?? []).map((s) => {
       const ev = settled.get(`${s.dpu}\0${s.address}`);
       return {
-        dpu: s.dpu, address: s.address, action: s.action, replace: s.replace, change_class: s.change_class,
+        dpu: s.dpu,
+        address: s.address,
+        action: s.action,
+        replace: s.replace,
+        change_class: s.change_class,
         status: ev ? (ev.type === "apply.step.done" ? "done" : "failed") : "not-run",
         event_seq: ev?.seq ?? null,
         message: ev?.message ?? null,
@@ -285,25 +364,43 @@ const REBUILD_START_MS = 30_000;
  * RAID arrays whose members this apply replaced rebuild online: on a TTY (or when
  * asked), show each rebuild's progress until it ends; otherwise say how to follow it.
  */
-async function followRebuilds(o: FleetApplyOptions, p: Plan, applied: readonly DpuTarget[], since: ReadonlyMap<string, number>): Promise<void> {
-  const arrays = p.resource_changes.filter((c) => c.kind === "raid" && c.change.actions[0] === "update" && c.field_changes.some((f) => f.field === "members") && applied.some((t) => t.dpu === c.dpu));
+async function followRebuilds(
+  o: FleetApplyOptions,
+  p: Plan,
+  applied: readonly DpuTarget[],
+  since: ReadonlyMap<string, number>,
+): Promise<void> {
+  const arrays = p.resource_changes.filter(
+    (c) =>
+      c.kind === "raid" &&
+      c.change.actions[0] === "update" &&
+      c.field_changes.some((f) => f.field === "members") &&
+      applied.some((t) => t.dpu === c.dpu),
+  );
   if (!arrays.length) return;
   const out = o.out;
   if (!(o.waitRebuild ?? !!out.isTTY)) {
-    out.write(`\n${arrays.map((c) => c.address).join(", ")}: rebuilding onto the new member(s) in the background; follow it with \`flexbso raid status --watch\`.\n`);
+    out.write(
+      `\n${arrays.map((c) => c.address).join(", ")}: rebuilding onto the new member(s) in the background; follow it with \`flexbso raid status --watch\`.\n`,
+    );
     return;
   }
   out.write(`\nRebuilding ${arrays.map((c) => c.address).join(", ")} (Ctrl-C stops watching; the rebuild goes on):\n`);
   const r = new RaidProgressRenderer(out);
-  const ended = (address: string): boolean => r.all().some((j) => j.kind === "rebuild" && j.address === address && j.state !== "running");
+  const ended = (address: string): boolean =>
+    r.all().some((j) => j.kind === "rebuild" && j.address === address && j.state !== "running");
   const started = (address: string): boolean => r.all().some((j) => j.kind === "rebuild" && j.address === address);
   const t0 = Date.now();
-  await watchRaidJobs(applied.filter((t) => arrays.some((c) => c.dpu === t.dpu)), r, {
-    since,
-    pollMs: o.pollMs ?? 250,
-    // Done when every array's rebuild has ended, or (engine gave no word) when none started in time.
-    until: () => arrays.every((c) => ended(c.address) || (!started(c.address) && Date.now() - t0 > REBUILD_START_MS)),
-  });
+  await watchRaidJobs(
+    applied.filter((t) => arrays.some((c) => c.dpu === t.dpu)),
+    r,
+    {
+      since,
+      pollMs: o.pollMs ?? 250,
+      // Done when every array's rebuild has ended, or (engine gave no word) when none started in time.
+      until: () => arrays.every((c) => ended(c.address) || (!started(c.address) && Date.now() - t0 > REBUILD_START_MS)),
+    },
+  );
   r.finish();
 }
 
@@ -317,7 +414,12 @@ function lines(m: ReadonlyMap<string, string>): string {
 }
 
 /** Poll `events.list` until stopped, feeding each new event to `on`. */
-function pollEvents(t: DpuTarget, since: number, everyMs: number, on: (ev: AgentEvent) => void): { stop: () => Promise<void> } {
+function pollEvents(
+  t: DpuTarget,
+  since: number,
+  everyMs: number,
+  on: (ev: AgentEvent) => void,
+): { stop: () => Promise<void> } {
   let seen = since;
   let stopped = false;
   const once = async () => {

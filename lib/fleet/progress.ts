@@ -12,7 +12,10 @@ export class ProgressRenderer {
   private readonly tty: boolean;
 
   /** @param tty draw live bars (default: `stream.isTTY`) */
-  constructor(private readonly stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }, tty?: boolean) {
+  constructor(
+    private readonly stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number },
+    tty?: boolean,
+  ) {
     this.tty = tty ?? !!stream.isTTY;
   }
 
@@ -21,13 +24,19 @@ export class ProgressRenderer {
     const d = (ev.data ?? {}) as { index?: number; total?: number; fraction?: number };
     if (!ev.type.startsWith("apply.step.") && !ev.type.startsWith("reconcile.")) return;
     if (!this.tty) {
-      if (ev.type === "apply.step.done" || ev.type === "apply.step.failed") this.stream.write(`${dpu}: ${ev.message}\n`);
+      if (ev.type === "apply.step.done" || ev.type === "apply.step.failed")
+        this.stream.write(`${dpu}: ${ev.message}\n`);
       return;
     }
     const total = d.total ?? 1;
     const doneSteps = (d.index ?? 0) + (ev.type === "apply.step.done" ? 1 : 0);
     const frac = ev.type === "apply.step.progress" ? ((d.index ?? 0) + (d.fraction ?? 0)) / total : doneSteps / total;
-    const label = ev.type === "apply.step.failed" ? `FAILED ${ev.address ?? ""}` : ev.type === "apply.step.done" && doneSteps === total ? "done" : `${ev.message}`;
+    const label =
+      ev.type === "apply.step.failed"
+        ? `FAILED ${ev.address ?? ""}`
+        : ev.type === "apply.step.done" && doneSteps === total
+          ? "done"
+          : `${ev.message}`;
     this.lines.set(dpu, `${dpu.padEnd(10)} ${bar(frac, 24)} ${doneSteps}/${total} ${label}`);
     this.redraw();
   }

@@ -44,7 +44,8 @@ export function raidJobFromEvent(dpu: string, ev: AgentEvent): RaidJob | undefin
   const member = typeof d["member"] === "string" && d["member"] !== "" ? d["member"] : undefined;
   let detail: string | undefined;
   if (failed) detail = `error ${error}`;
-  else if (kind === "scrub" && what === "done") detail = `${Number(d["mismatches_found"] ?? 0)} mismatch(es) found, ${Number(d["repaired"] ?? 0)} repaired`;
+  else if (kind === "scrub" && what === "done")
+    detail = `${Number(d["mismatches_found"] ?? 0)} mismatch(es) found, ${Number(d["repaired"] ?? 0)} repaired`;
   return {
     dpu,
     array: d["array"],
@@ -61,7 +62,12 @@ export function raidJobFromEvent(dpu: string, ev: AgentEvent): RaidJob | undefin
 /** One line for a job, e.g. `dpu1 raid 'r1' rebuild of 'm3' 40% running`. */
 export function describeRaidJob(j: RaidJob): string {
   const what = j.kind === "rebuild" ? `rebuild of '${j.member ?? "?"}'` : "scrub";
-  const tail = j.state === "running" ? `${j.percent}%` : j.state === "done" ? `done${j.detail ? ` (${j.detail})` : ""}` : `FAILED (${j.detail ?? "error"})`;
+  const tail =
+    j.state === "running"
+      ? `${j.percent}%`
+      : j.state === "done"
+        ? `done${j.detail ? ` (${j.detail})` : ""}`
+        : `FAILED (${j.detail ?? "error"})`;
   return `${j.dpu}: raid '${j.array}' ${what} ${tail}`;
 }
 
@@ -75,7 +81,10 @@ export class RaidProgressRenderer {
    * @param stream where to draw; null folds events without drawing (for a one-shot status)
    * @param tty draw live bars (default: `stream.isTTY`)
    */
-  constructor(private readonly stream: (NodeJS.WritableStream & { isTTY?: boolean; columns?: number }) | null, tty?: boolean) {
+  constructor(
+    private readonly stream: (NodeJS.WritableStream & { isTTY?: boolean; columns?: number }) | null,
+    tty?: boolean,
+  ) {
     this.tty = tty ?? !!stream?.isTTY;
   }
 
@@ -87,7 +96,10 @@ export class RaidProgressRenderer {
     const prev = this.jobs.get(key);
     if (prev && prev.seq >= j.seq) return undefined; // an event seen twice, or older
     // A new job starts over; otherwise keep what the newer event does not carry.
-    const next: RaidJob = prev && prev.state === "running" && j.state !== "running" && j.member === undefined && prev.member !== undefined ? { ...j, member: prev.member } : j;
+    const next: RaidJob =
+      prev && prev.state === "running" && j.state !== "running" && j.member === undefined && prev.member !== undefined
+        ? { ...j, member: prev.member }
+        : j;
     this.jobs.set(key, next);
     if (prev && prev.state === next.state && prev.percent === next.percent && prev.member === next.member) return next;
     if (!this.stream) return next;
@@ -117,7 +129,12 @@ export class RaidProgressRenderer {
     let out = this.drawn ? `\x1b[${this.drawn}F` : "";
     for (const j of this.jobs.values()) {
       const what = j.kind === "rebuild" ? `rebuild ${j.member ?? ""}` : "scrub";
-      const state = j.state === "running" ? "" : j.state === "done" ? ` done${j.detail ? ` (${j.detail})` : ""}` : ` FAILED (${j.detail ?? "error"})`;
+      const state =
+        j.state === "running"
+          ? ""
+          : j.state === "done"
+            ? ` done${j.detail ? ` (${j.detail})` : ""}`
+            : ` FAILED (${j.detail ?? "error"})`;
       const l = `${j.dpu.padEnd(10)} ${j.array.padEnd(12)} ${what.padEnd(16)} ${bar(j.percent / 100, 24)}${state}`;
       out += `\x1b[2K${l.length > width ? l.slice(0, width - 1) + "…" : l}\n`;
     }
@@ -128,7 +145,8 @@ export class RaidProgressRenderer {
 
 /** The agent's newest event sequence number. */
 export async function lastEventSeq(t: DpuTarget): Promise<number> {
-  return (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000)).lastSeq;
+  return (await t.client.call<{ lastSeq: number }>("events.list", { since: Number.MAX_SAFE_INTEGER, limit: 1 }, 10_000))
+    .lastSeq;
 }
 
 /** Options of {@link watchRaidJobs}. */
@@ -148,21 +166,31 @@ export interface WatchOptions {
  * deadline passes. An agent that cannot be read is retried on the next poll. Returns
  * true when `until()` held.
  */
-export async function watchRaidJobs(targets: readonly DpuTarget[], r: RaidProgressRenderer, o: WatchOptions): Promise<boolean> {
+export async function watchRaidJobs(
+  targets: readonly DpuTarget[],
+  r: RaidProgressRenderer,
+  o: WatchOptions,
+): Promise<boolean> {
   const seen = new Map(o.since);
   const end = o.deadlineMs !== undefined ? Date.now() + o.deadlineMs : Infinity;
   for (;;) {
-    await Promise.all(targets.map(async (t) => {
-      try {
-        const res = await t.client.call<{ events: AgentEvent[] }>("events.list", { since: seen.get(t.dpu) ?? 0, limit: 1000 }, 10_000);
-        for (const ev of res.events) {
-          seen.set(t.dpu, Math.max(seen.get(t.dpu) ?? 0, ev.seq));
-          r.onEvent(t.dpu, ev);
+    await Promise.all(
+      targets.map(async (t) => {
+        try {
+          const res = await t.client.call<{ events: AgentEvent[] }>(
+            "events.list",
+            { since: seen.get(t.dpu) ?? 0, limit: 1000 },
+            10_000,
+          );
+          for (const ev of res.events) {
+            seen.set(t.dpu, Math.max(seen.get(t.dpu) ?? 0, ev.seq));
+            r.onEvent(t.dpu, ev);
+          }
+        } catch {
+          // best effort: the next poll tries again
         }
-      } catch {
-        // best effort: the next poll tries again
-      }
-    }));
+      }),
+    );
     if (o.until()) return true;
     if (Date.now() >= end) return false;
     await new Promise((res) => setTimeout(res, o.pollMs ?? 500));

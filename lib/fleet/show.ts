@@ -31,19 +31,30 @@ export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string
   const doc = new Document({ formatVersion: 1, dpus });
   const header: string[] = [" Realized topology, as reported by the agents (valid input for validate/plan/apply)."];
   for (const [dpu, v] of views) {
-    header.push(` ${dpu}: generation ${v.generation}, target ${v.target.up ? "up" : "DOWN"} (${v.target.mode} ${v.target.socket}), updated ${v.updatedAt}`);
+    header.push(
+      ` ${dpu}: generation ${v.generation}, target ${v.target.up ? "up" : "DOWN"} (${v.target.mode} ${v.target.socket}), updated ${v.updatedAt}`,
+    );
     if (!v.topology.resources.length) header.push(`   (nothing realized)`);
     // Drift, read live: what the target holds that differs from the agent's state.
     for (const d of v.drift ?? []) header.push(`   DRIFT (${d.kind}): ${d.message}`);
     for (const s of v.status) {
       const r = v.topology.resources.find((x) => x.address === s.address);
       if (!r) continue;
-      const at = r.kind === "dpu" ? ["dpus", r.dpu] : r.kind === "function" ? ["dpus", r.dpu, "functions", r.name] : ["dpus", r.dpu, "bdevs", r.name];
+      const at =
+        r.kind === "dpu"
+          ? ["dpus", r.dpu]
+          : r.kind === "function"
+            ? ["dpus", r.dpu, "functions", r.name]
+            : ["dpus", r.dpu, "bdevs", r.name];
       const node = doc.getIn(at, true);
       const lines = [
         ...(s.endpoint ? [` endpoint: ${s.endpoint.uri}`] : []),
         ...(s.endpoint?.attach ? [` attach (QEMU): ${s.endpoint.attach}`] : []),
-        ...(!s.present ? [" MISSING on the target (deleted outside FlexBSO, or the engine restarted): see the drift above and flexbso events"] : []),
+        ...(!s.present
+          ? [
+              " MISSING on the target (deleted outside FlexBSO, or the engine restarted): see the drift above and flexbso events",
+            ]
+          : []),
         ...s.notes.map((n) => ` note: ${n}`),
       ];
       if (lines.length && r.kind !== "dpu" && isNode(node)) node.commentBefore = lines.join("\n");

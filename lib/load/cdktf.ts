@@ -27,7 +27,8 @@ export function loadCdktfJson(text: string, file: string): Loaded {
     diagnostics.push({ code: "json-syntax", message: `not valid JSON: ${(e as Error).message}`, source: { file } });
     return { raws: [], diagnostics };
   }
-  const nulls = ((doc as { resource?: { null_resource?: Record<string, unknown> } }).resource?.null_resource ?? {}) as Record<string, unknown>;
+  const nulls = ((doc as { resource?: { null_resource?: Record<string, unknown> } }).resource?.null_resource ??
+    {}) as Record<string, unknown>;
   const raws: RawResource[] = [];
   for (const [logicalId, body] of Object.entries(nulls)) {
     const b = (body ?? {}) as { triggers?: Record<string, unknown>; "//"?: { metadata?: { path?: string } } };
@@ -37,17 +38,31 @@ export function loadCdktfJson(text: string, file: string): Loaded {
     const source: SourceLocation = { file, constructPath };
     const missing = TRIGGER_KEYS.filter((k) => typeof t[k] !== "string");
     if (missing.length > 0) {
-      diagnostics.push({ code: "bad-synth", message: `null_resource '${logicalId}' lacks trigger(s) ${missing.join(", ")}; re-synthesize with FlexBSO's constructs`, source });
+      diagnostics.push({
+        code: "bad-synth",
+        message: `null_resource '${logicalId}' lacks trigger(s) ${missing.join(", ")}; re-synthesize with FlexBSO's constructs`,
+        source,
+      });
       continue;
     }
     let spec: unknown;
     try {
       spec = JSON.parse(t["spec"] as string);
     } catch {
-      diagnostics.push({ code: "bad-synth", message: `null_resource '${logicalId}' has a spec trigger that is not JSON`, source });
+      diagnostics.push({
+        code: "bad-synth",
+        message: `null_resource '${logicalId}' has a spec trigger that is not JSON`,
+        source,
+      });
       continue;
     }
-    raws.push({ dpu: t["dpu"] as string, kind: t["kind"] as string, name: t["name"] as string, spec, locate: () => source });
+    raws.push({
+      dpu: t["dpu"] as string,
+      kind: t["kind"] as string,
+      name: t["name"] as string,
+      spec,
+      locate: () => source,
+    });
   }
   raws.push(...providerResources(doc as Synthesized, file, diagnostics));
   return { raws, diagnostics };
@@ -60,11 +75,21 @@ interface Synthesized {
 
 /** `flexbso_*` resources (the provider target), read back into raw resources. */
 function providerResources(doc: Synthesized, file: string, diagnostics: Diagnostic[]): RawResource[] {
-  const blocks = [doc.provider?.["flexbso"] ?? []].flat() as { alias?: string; endpoint?: string; token_file?: string }[];
+  const blocks = [doc.provider?.["flexbso"] ?? []].flat() as {
+    alias?: string;
+    endpoint?: string;
+    token_file?: string;
+  }[];
   const agentOf = (provider: unknown) => {
-    const alias = typeof provider === "string" && provider.startsWith("flexbso.") ? provider.slice("flexbso.".length) : undefined;
+    const alias =
+      typeof provider === "string" && provider.startsWith("flexbso.") ? provider.slice("flexbso.".length) : undefined;
     const b = blocks.find((x) => x.alias === alias);
-    return b ? { ...(b.endpoint !== undefined ? { endpoint: b.endpoint } : {}), ...(b.token_file !== undefined ? { tokenFile: b.token_file } : {}) } : undefined;
+    return b
+      ? {
+          ...(b.endpoint !== undefined ? { endpoint: b.endpoint } : {}),
+          ...(b.token_file !== undefined ? { tokenFile: b.token_file } : {}),
+        }
+      : undefined;
   };
   const raws: RawResource[] = [];
   for (const t of resourceTypes().values()) {
@@ -74,7 +99,11 @@ function providerResources(doc: Synthesized, file: string, diagnostics: Diagnost
       const name = b["name"];
       const dpu = t.kind === "dpu" ? name : b["dpu"];
       if (typeof name !== "string" || typeof dpu !== "string") {
-        diagnostics.push({ code: "bad-synth", message: `${t.typeName} '${logicalId}' needs literal string name${t.kind === "dpu" ? "" : " and dpu"} attributes`, source });
+        diagnostics.push({
+          code: "bad-synth",
+          message: `${t.typeName} '${logicalId}' needs literal string name${t.kind === "dpu" ? "" : " and dpu"} attributes`,
+          source,
+        });
         continue;
       }
       const spec: Record<string, unknown> = specInput(t, b);

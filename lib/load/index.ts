@@ -38,7 +38,11 @@ function sizeLimit(options: LoadOptions, fail: (code: string, message: string) =
   const env = process.env[MAX_TOPOLOGY_SIZE_ENV];
   if (env === undefined || env === "") return DEFAULT_MAX_TOPOLOGY_BYTES;
   const n = parseSize(env);
-  if (n === undefined || n === 0) return fail("bad-limit", `${MAX_TOPOLOGY_SIZE_ENV}=${JSON.stringify(env)} is not a size; set it to a size like "64MiB", or unset it for the default ${formatSize(DEFAULT_MAX_TOPOLOGY_BYTES)}`);
+  if (n === undefined || n === 0)
+    return fail(
+      "bad-limit",
+      `${MAX_TOPOLOGY_SIZE_ENV}=${JSON.stringify(env)} is not a size; set it to a size like "64MiB", or unset it for the default ${formatSize(DEFAULT_MAX_TOPOLOGY_BYTES)}`,
+    );
   return n;
 }
 
@@ -48,15 +52,21 @@ function sizeLimit(options: LoadOptions, fail: (code: string, message: string) =
  */
 function checkSize(size: number, display: string, limit: number, fail: (code: string, message: string) => never): void {
   if (size > limit) {
-    fail("too-large", `${display} is ${formatSize(size)}, larger than the topology size limit of ${formatSize(limit)}; ` +
-      `split it (one topology per DPU or per stack), or raise the limit with ${MAX_TOPOLOGY_SIZE_ENV}=${formatSize(Math.ceil(size / 2 ** 20) * 2 ** 20).replace(" ", "")} ` +
-      `(loading needs about ${MEMORY_PER_TOPOLOGY_BYTE} bytes of memory per byte: ~${formatSize(Math.ceil((size * MEMORY_PER_TOPOLOGY_BYTE) / 2 ** 30) * 2 ** 30)} here)`);
+    fail(
+      "too-large",
+      `${display} is ${formatSize(size)}, larger than the topology size limit of ${formatSize(limit)}; ` +
+        `split it (one topology per DPU or per stack), or raise the limit with ${MAX_TOPOLOGY_SIZE_ENV}=${formatSize(Math.ceil(size / 2 ** 20) * 2 ** 20).replace(" ", "")} ` +
+        `(loading needs about ${MEMORY_PER_TOPOLOGY_BYTE} bytes of memory per byte: ~${formatSize(Math.ceil((size * MEMORY_PER_TOPOLOGY_BYTE) / 2 ** 30) * 2 ** 30)} here)`,
+    );
   }
   const heap = getHeapStatistics().heap_size_limit;
   const need = size * MEMORY_PER_TOPOLOGY_BYTE;
   if (need > heap) {
-    fail("too-large", `${display} is ${formatSize(size)}: loading it needs about ${formatSize(Math.ceil(need / 2 ** 20) * 2 ** 20)} of memory, more than Node's heap limit of ${formatSize(Math.floor(heap / 2 ** 20) * 2 ** 20)}; ` +
-      `split it, or raise the heap with NODE_OPTIONS=--max-old-space-size=${Math.ceil((need * 1.25) / 2 ** 20)}`);
+    fail(
+      "too-large",
+      `${display} is ${formatSize(size)}: loading it needs about ${formatSize(Math.ceil(need / 2 ** 20) * 2 ** 20)} of memory, more than Node's heap limit of ${formatSize(Math.floor(heap / 2 ** 20) * 2 ** 20)}; ` +
+        `split it, or raise the heap with NODE_OPTIONS=--max-old-space-size=${Math.ceil((need * 1.25) / 2 ** 20)}`,
+    );
   }
 }
 
@@ -110,7 +120,10 @@ function loadAny(path: string, display: string, options: LoadOptions): Loaded & 
     } catch (e) {
       // the yaml library throws (rather than reports) when aliases expand too far
       if (e instanceof TopologyError) throw e;
-      return fail("yaml-syntax", `YAML cannot be expanded: ${(e as Error).message} (too many or too deeply nested aliases '*name'); write the values out`);
+      return fail(
+        "yaml-syntax",
+        `YAML cannot be expanded: ${(e as Error).message} (too many or too deeply nested aliases '*name'); write the values out`,
+      );
     }
   }
   if (ext === ".json") {
@@ -125,12 +138,21 @@ function loadAny(path: string, display: string, options: LoadOptions): Loaded & 
     }
     return loadCdktfJson(text, display);
   }
-  return fail("unknown-format", `cannot tell the format of ${display}: expected a .yaml/.yml topology, a cdk.tf.json, or a cdktf output directory`);
+  return fail(
+    "unknown-format",
+    `cannot tell the format of ${display}: expected a .yaml/.yml topology, a cdk.tf.json, or a cdktf output directory`,
+  );
 }
 
 type ReadText = (path: string, display: string, fail: (code: string, message: string) => never) => string;
 
-function loadDirectory(dir: string, display: string, stacks: readonly string[] | undefined, fail: (code: string, message: string) => never, read: ReadText): Loaded {
+function loadDirectory(
+  dir: string,
+  display: string,
+  stacks: readonly string[] | undefined,
+  fail: (code: string, message: string) => never,
+  read: ReadText,
+): Loaded {
   const manifestPath = join(dir, "manifest.json");
   if (existsSync(manifestPath)) {
     let manifest: { stacks?: Record<string, { synthesizedStackPath?: string }> };
@@ -142,7 +164,11 @@ function loadDirectory(dir: string, display: string, stacks: readonly string[] |
     const out: Loaded = { raws: [], diagnostics: [] };
     const all = Object.keys(manifest.stacks ?? {});
     const unknown = (stacks ?? []).filter((s) => !all.includes(s));
-    if (unknown.length > 0) return fail("unknown-stack", `no stack ${unknown.map((s) => `'${s}'`).join(", ")} in ${display} (stacks: ${all.sort().join(", ")})`);
+    if (unknown.length > 0)
+      return fail(
+        "unknown-stack",
+        `no stack ${unknown.map((s) => `'${s}'`).join(", ")} in ${display} (stacks: ${all.sort().join(", ")})`,
+      );
     for (const [stack, entry] of Object.entries(manifest.stacks ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (stacks && !stacks.includes(stack)) continue;
       const rel = entry.synthesizedStackPath ?? join("stacks", stack, "cdk.tf.json");
@@ -153,8 +179,12 @@ function loadDirectory(dir: string, display: string, stacks: readonly string[] |
     return out;
   }
   const stackFile = join(dir, "cdk.tf.json");
-  if (existsSync(stackFile)) return loadCdktfJson(read(stackFile, join(display, "cdk.tf.json"), fail), join(display, "cdk.tf.json"));
-  return fail("unknown-format", `${display} is a directory without manifest.json or cdk.tf.json; run 'npx cdktf synth' first or pass a YAML topology`);
+  if (existsSync(stackFile))
+    return loadCdktfJson(read(stackFile, join(display, "cdk.tf.json"), fail), join(display, "cdk.tf.json"));
+  return fail(
+    "unknown-format",
+    `${display} is a directory without manifest.json or cdk.tf.json; run 'npx cdktf synth' first or pass a YAML topology`,
+  );
 }
 
 function readText(path: string, display: string, fail: (code: string, message: string) => never): string {

@@ -52,7 +52,8 @@ export function loadYaml(text: string, file: string): Loaded {
     for (const e of doc.errors) problem("yaml-syntax", `YAML syntax error: ${e.message.split("\n")[0]}`, e.pos[0]);
     return { raws: [], diagnostics };
   }
-  for (const offset of duplicateKeys(doc.contents)) problem("yaml-syntax", "YAML syntax error: Map keys must be unique", offset);
+  for (const offset of duplicateKeys(doc.contents))
+    problem("yaml-syntax", "YAML syntax error: Map keys must be unique", offset);
   if (diagnostics.length > 0) return { raws: [], diagnostics };
   const root = doc.contents;
   if (!isMap(root)) {
@@ -61,17 +62,31 @@ export function loadYaml(text: string, file: string): Loaded {
   }
   for (const pair of root.items) {
     const key = keyText(pair);
-    if (!TOP_KEYS.includes(key)) problem("unknown-field", `unknown top-level field '${key}'${didYouMean(key, TOP_KEYS)} (allowed: ${TOP_KEYS.join(", ")})`, keyOffset(pair));
+    if (!TOP_KEYS.includes(key))
+      problem(
+        "unknown-field",
+        `unknown top-level field '${key}'${didYouMean(key, TOP_KEYS)} (allowed: ${TOP_KEYS.join(", ")})`,
+        keyOffset(pair),
+      );
   }
   const top = root.toJS(doc) as Record<string, unknown>;
   const version = top["formatVersion"];
   const stack = top["stack"];
   const badStack = stack !== undefined ? stackNameProblem(stack) : undefined;
   if (badStack) problem("bad-name", badStack, valueOffset(root, "stack"));
-  if (version !== undefined && version !== 1) problem("bad-version", `formatVersion must be 1 (got ${JSON.stringify(version)})`, valueOffset(root, "formatVersion"));
+  if (version !== undefined && version !== 1)
+    problem(
+      "bad-version",
+      `formatVersion must be 1 (got ${JSON.stringify(version)})`,
+      valueOffset(root, "formatVersion"),
+    );
   const dpus = root.get("dpus", true);
   if (!isMap(dpus)) {
-    problem(dpus === undefined ? "missing-field" : "bad-structure", "'dpus' must be a mapping of DPU name to DPU", dpus ? (dpus as Node).range?.[0] : root.range?.[0]);
+    problem(
+      dpus === undefined ? "missing-field" : "bad-structure",
+      "'dpus' must be a mapping of DPU name to DPU",
+      dpus ? (dpus as Node).range?.[0] : root.range?.[0],
+    );
     return { raws: [], diagnostics };
   }
 
@@ -80,14 +95,24 @@ export function loadYaml(text: string, file: string): Loaded {
     const dpu = keyText(dpuPair);
     const dpuNode = dpuPair.value;
     if (!isMap(dpuNode)) {
-      problem("bad-structure", `DPU '${dpu}' must be a mapping (agent, backend, pfs, vfsPerPf, bdevs, functions)`, keyOffset(dpuPair), `${dpu}/dpu/${dpu}`);
+      problem(
+        "bad-structure",
+        `DPU '${dpu}' must be a mapping (agent, backend, pfs, vfsPerPf, bdevs, functions)`,
+        keyOffset(dpuPair),
+        `${dpu}/dpu/${dpu}`,
+      );
       continue;
     }
     const spec: Record<string, unknown> = {};
     for (const pair of dpuNode.items) {
       const key = keyText(pair);
       if (!DPU_KEYS.includes(key)) {
-        problem("unknown-field", `unknown field '${key}'${didYouMean(key, DPU_KEYS)} (allowed: ${DPU_KEYS.join(", ")})`, keyOffset(pair), `${dpu}/dpu/${dpu}`);
+        problem(
+          "unknown-field",
+          `unknown field '${key}'${didYouMean(key, DPU_KEYS)} (allowed: ${DPU_KEYS.join(", ")})`,
+          keyOffset(pair),
+          `${dpu}/dpu/${dpu}`,
+        );
       } else if (key !== "bdevs" && key !== "functions") {
         spec[key] = isNodeLike(pair.value) ? pair.value.toJS(doc) : pair.value;
       }
@@ -98,14 +123,24 @@ export function loadYaml(text: string, file: string): Loaded {
       const groupNode = dpuNode.get(group, true);
       if (groupNode === undefined || (isScalar(groupNode) && groupNode.value === null)) continue;
       if (!isMap(groupNode)) {
-        problem("bad-structure", `'${group}' must be a mapping of name to ${group === "bdevs" ? "bdev" : "function"}`, (groupNode as Node).range?.[0], `${dpu}/dpu/${dpu}`);
+        problem(
+          "bad-structure",
+          `'${group}' must be a mapping of name to ${group === "bdevs" ? "bdev" : "function"}`,
+          (groupNode as Node).range?.[0],
+          `${dpu}/dpu/${dpu}`,
+        );
         continue;
       }
       for (const pair of groupNode.items) {
         const name = keyText(pair);
         const value = pair.value;
         if (!isMap(value)) {
-          problem("bad-structure", `'${name}' must be a mapping of fields`, keyOffset(pair), `${dpu}/${group === "bdevs" ? "bdev" : "function"}/${name}`);
+          problem(
+            "bad-structure",
+            `'${name}' must be a mapping of fields`,
+            keyOffset(pair),
+            `${dpu}/${group === "bdevs" ? "bdev" : "function"}/${name}`,
+          );
           continue;
         }
         const body = value.toJS(doc) as Record<string, unknown>;
@@ -113,12 +148,22 @@ export function loadYaml(text: string, file: string): Loaded {
         if (group === "bdevs") {
           const k = kindOf(value, body, text);
           if (k === undefined) {
-            problem("missing-field", `bdev '${name}' needs a 'kind' (one of malloc, null, file, raid, compress)`, keyOffset(pair), `${dpu}/bdev/${name}`);
+            problem(
+              "missing-field",
+              `bdev '${name}' needs a 'kind' (one of malloc, null, file, raid, compress)`,
+              keyOffset(pair),
+              `${dpu}/bdev/${name}`,
+            );
             raws.push({ dpu, kind: "", name, spec: {}, locate: () => at(keyOffset(pair)), broken: true });
             continue;
           }
           if (k === "function" || k === "dpu") {
-            problem("not-allowed", `kind '${k}' is not a bdev kind; declare ${k === "function" ? "functions under 'functions'" : "DPUs under 'dpus'"}`, valueOffsetIn(value, "kind"), `${dpu}/bdev/${name}`);
+            problem(
+              "not-allowed",
+              `kind '${k}' is not a bdev kind; declare ${k === "function" ? "functions under 'functions'" : "DPUs under 'dpus'"}`,
+              valueOffsetIn(value, "kind"),
+              `${dpu}/bdev/${name}`,
+            );
             raws.push({ dpu, kind: "", name, spec: {}, locate: () => at(keyOffset(pair)), broken: true });
             continue;
           }
@@ -189,7 +234,11 @@ function valueOffset(map: { get(k: string, keep: true): unknown }, key: string):
  * Position of a field inside a resource entry: the key of the deepest map entry on the
  * path that exists (so a missing field points at its resource), or the item of a list.
  */
-function locate(entry: Pair, path: readonly (string | number)[], at: (offset: number | undefined) => SourceLocation): SourceLocation {
+function locate(
+  entry: Pair,
+  path: readonly (string | number)[],
+  at: (offset: number | undefined) => SourceLocation,
+): SourceLocation {
   let offset = keyOffset(entry);
   let node: unknown = entry.value;
   for (const segment of path) {

@@ -68,7 +68,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     options.write ? { write: options.write } : pino.destination({ fd: 2, sync: true }),
   );
-  return make(control, options.fields && Object.keys(options.fields).length ? root.child(plain(options.fields)) : root, options.fields ?? {});
+  return make(
+    control,
+    options.fields && Object.keys(options.fields).length ? root.child(plain(options.fields)) : root,
+    options.fields ?? {},
+  );
 }
 
 /** A logger that drops everything (tests). */
@@ -99,6 +103,7 @@ function make(control: LogControl, out: Pino, base: LogFields): Logger {
 /** Errors as `{message, code}` (a stack or a cause chain does not belong on one log line). */
 function plain(fields: LogFields): Record<string, unknown> {
   const out: Record<string, unknown> = { ...fields };
-  for (const [k, v] of Object.entries(out)) if (v instanceof Error) out[k] = { message: v.message, code: (v as { code?: unknown }).code };
+  for (const [k, v] of Object.entries(out))
+    if (v instanceof Error) out[k] = { message: v.message, code: (v as { code?: unknown }).code };
   return out;
 }

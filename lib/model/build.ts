@@ -3,7 +3,16 @@ import { TopologyError } from "./errors.js";
 import { canonicalSpec } from "./kinds.js";
 import { NAME_PATTERN } from "./schemas.js";
 import { didYouMean } from "./suggest.js";
-import { BDEV_KINDS, KINDS, addressOf, type Desired, type Diagnostic, type Kind, type Resource, type SourceLocation } from "./types.js";
+import {
+  BDEV_KINDS,
+  KINDS,
+  addressOf,
+  type Desired,
+  type Diagnostic,
+  type Kind,
+  type Resource,
+  type SourceLocation,
+} from "./types.js";
 
 /** A resource as a loader found it, before checking: the spec is in user form. */
 export interface RawResource {
@@ -46,10 +55,23 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
     const fail = (code: string, message: string, path: (string | number)[] = [], field?: string) =>
       diagnostics.push({ code, address, ...(field !== undefined ? { field } : {}), message, source: raw.locate(path) });
 
-    if (!NAME_RE.test(raw.dpu)) fail("bad-name", `DPU name ${JSON.stringify(raw.dpu)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`);
-    if (!NAME_RE.test(raw.name)) fail("bad-name", `name ${JSON.stringify(raw.name)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`);
+    if (!NAME_RE.test(raw.dpu))
+      fail(
+        "bad-name",
+        `DPU name ${JSON.stringify(raw.dpu)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`,
+      );
+    if (!NAME_RE.test(raw.name))
+      fail(
+        "bad-name",
+        `name ${JSON.stringify(raw.name)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`,
+      );
     if (!kindKnown) {
-      fail("unknown-kind", `unknown kind '${raw.kind}'${didYouMean(raw.kind, USER_KINDS)} (allowed bdev kinds: ${BDEV_KIND_LIST})`, ["kind"], "kind");
+      fail(
+        "unknown-kind",
+        `unknown kind '${raw.kind}'${didYouMean(raw.kind, USER_KINDS)} (allowed bdev kinds: ${BDEV_KIND_LIST})`,
+        ["kind"],
+        "kind",
+      );
       invalid.add(`${raw.dpu}/${raw.name}`);
       continue;
     }
@@ -59,7 +81,13 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
     }
     const { spec, problems } = canonicalSpec(raw.kind as Kind, raw.spec);
     for (const p of problems) {
-      diagnostics.push({ code: p.code, address, field: fieldName(p.path), message: p.message, source: raw.locate(p.path) });
+      diagnostics.push({
+        code: p.code,
+        address,
+        field: fieldName(p.path),
+        message: p.message,
+        source: raw.locate(p.path),
+      });
     }
     if (spec === undefined) {
       invalid.add(`${raw.dpu}/${raw.name}`);
@@ -68,7 +96,14 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
     where.set(address, raw);
     const badStack = raw.stack !== undefined ? stackNameProblem(raw.stack) : undefined;
     if (badStack) fail("bad-name", badStack);
-    resources.push({ address: addressOf(raw.dpu, raw.kind as Kind, raw.name), dpu: raw.dpu, kind: raw.kind, name: raw.name, spec, ...(raw.stack !== undefined && raw.kind !== "dpu" ? { stack: raw.stack } : {}) } as Resource);
+    resources.push({
+      address: addressOf(raw.dpu, raw.kind as Kind, raw.name),
+      dpu: raw.dpu,
+      kind: raw.kind,
+      name: raw.name,
+      spec,
+      ...(raw.stack !== undefined && raw.kind !== "dpu" ? { stack: raw.stack } : {}),
+    } as Resource);
   }
 
   resources.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
@@ -80,7 +115,9 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
 
 /** Why `stack` is not a valid stack name, or undefined when it is. */
 export function stackNameProblem(stack: unknown): string | undefined {
-  return typeof stack === "string" && NAME_RE.test(stack) ? undefined : `stack ${JSON.stringify(stack)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`;
+  return typeof stack === "string" && NAME_RE.test(stack)
+    ? undefined
+    : `stack ${JSON.stringify(stack)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`;
 }
 
 /** ["qos", "iops"] -> "qos.iops"; ["members", 1] -> "members[1]". */
@@ -95,7 +132,8 @@ function describe(loc: SourceLocation): string {
 
 /** Orders diagnostics as a reader scans files: by file, line, column; others keep their order. */
 export function byLocation(a: Diagnostic, b: Diagnostic): number {
-  const fa = a.source.file ?? "", fb = b.source.file ?? "";
+  const fa = a.source.file ?? "",
+    fb = b.source.file ?? "";
   if (fa !== fb) return fa < fb ? -1 : 1;
   return (a.source.line ?? 0) - (b.source.line ?? 0) || (a.source.column ?? 0) - (b.source.column ?? 0);
 }

@@ -22,15 +22,28 @@ interface DpuView {
  * `invalidNames` ("dpu/name") were declared but failed their own checks; references to
  * them are not reported again.
  */
-export function crossCheck(resources: readonly Resource[], locate: Locate, invalidNames: ReadonlySet<string> = new Set()): Diagnostic[] {
+export function crossCheck(
+  resources: readonly Resource[],
+  locate: Locate,
+  invalidNames: ReadonlySet<string> = new Set(),
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   const report = (r: Resource, code: string, path: (string | number)[], field: string | undefined, message: string) =>
-    out.push({ code, address: r.address, ...(field !== undefined ? { field } : {}), message, source: locate(r.address, path) });
+    out.push({
+      code,
+      address: r.address,
+      ...(field !== undefined ? { field } : {}),
+      message,
+      source: locate(r.address, path),
+    });
 
   const views = new Map<string, DpuView>();
   const view = (dpu: string) => {
     let v = views.get(dpu);
-    if (!v) views.set(dpu, (v = { bdevs: new Map(), functions: [] }));
+    if (!v) {
+      v = { bdevs: new Map(), functions: [] };
+      views.set(dpu, v);
+    }
     return v;
   };
   for (const r of resources) {
@@ -40,7 +53,13 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
     else {
       const clash = v.bdevs.get(r.name);
       if (clash) {
-        report(r, "duplicate-name", [], undefined, `bdev name '${r.name}' is already used by ${clash.address}; bdev names are unique per DPU across kinds`);
+        report(
+          r,
+          "duplicate-name",
+          [],
+          undefined,
+          `bdev name '${r.name}' is already used by ${clash.address}; bdev names are unique per DPU across kinds`,
+        );
       } else v.bdevs.set(r.name, r);
     }
   }
@@ -48,7 +67,16 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
   for (const [dpu, v] of views) {
     if (!v.dpu) {
       const first = [...v.bdevs.values(), ...v.functions][0]!;
-      report(first, "unknown-dpu", [], undefined, `DPU '${dpu}' is not declared${didYouMean(dpu, [...views.keys()].filter((d) => views.get(d)!.dpu))}`);
+      report(
+        first,
+        "unknown-dpu",
+        [],
+        undefined,
+        `DPU '${dpu}' is not declared${didYouMean(
+          dpu,
+          [...views.keys()].filter((d) => views.get(d)!.dpu),
+        )}`,
+      );
     }
   }
 
@@ -69,7 +97,13 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
       const key = target.address;
       const prior = consumerOf.get(key);
       if (prior && prior.address !== r.address) {
-        report(r, "multiple-consumers", ref.path, ref.field, `bdev '${ref.target}' is already used by ${prior.address}; a bdev has at most one consumer`);
+        report(
+          r,
+          "multiple-consumers",
+          ref.path,
+          ref.field,
+          `bdev '${ref.target}' is already used by ${prior.address}; a bdev has at most one consumer`,
+        );
       } else consumerOf.set(key, r);
     }
   }
@@ -83,7 +117,13 @@ export function crossCheck(resources: readonly Resource[], locate: Locate, inval
   return out;
 }
 
-type Report = (r: Resource, code: string, path: (string | number)[], field: string | undefined, message: string) => void;
+type Report = (
+  r: Resource,
+  code: string,
+  path: (string | number)[],
+  field: string | undefined,
+  message: string,
+) => void;
 
 /**
  * One file or device backs one bdev: two file bdevs on one path would write over each
@@ -96,7 +136,13 @@ function checkBackings(v: DpuView, report: Report): void {
     if (r.kind !== "file") continue;
     const prior = byPath.get(r.spec.path);
     if (prior) {
-      report(r, "shared-backing", ["path"], "path", `path '${r.spec.path}' is already the backing of ${prior.address}; one file or device backs one bdev: give ${r.address} its own`);
+      report(
+        r,
+        "shared-backing",
+        ["path"],
+        "path",
+        `path '${r.spec.path}' is already the backing of ${prior.address}; one file or device backs one bdev: give ${r.address} its own`,
+      );
     } else byPath.set(r.spec.path, r);
   }
 }
@@ -110,7 +156,13 @@ function checkCycles(v: DpuView, report: Report): void {
     const push = (name: string) => {
       state.set(name, 1);
       const r = v.bdevs.get(name)!;
-      stack.push({ name, next: 0, refs: referencesOf(r.kind, r.spec).map((x) => x.target).filter((t) => v.bdevs.has(t)) });
+      stack.push({
+        name,
+        next: 0,
+        refs: referencesOf(r.kind, r.spec)
+          .map((x) => x.target)
+          .filter((t) => v.bdevs.has(t)),
+      });
     };
     push(start);
     while (stack.length > 0) {
@@ -142,12 +194,22 @@ function checkRaidGeometry(v: DpuView, report: Report): void {
     const first = known[0];
     for (const x of known) {
       if (x.g!.blockSize !== first!.g!.blockSize) {
-        report(r, "block-size-mismatch", ["members", x.i], `members[${x.i}]`,
-          `member '${x.m}' has block size ${x.g!.blockSize} but '${first!.m}' has ${first!.g!.blockSize}; RAID members must agree on block size`);
+        report(
+          r,
+          "block-size-mismatch",
+          ["members", x.i],
+          `members[${x.i}]`,
+          `member '${x.m}' has block size ${x.g!.blockSize} but '${first!.m}' has ${first!.g!.blockSize}; RAID members must agree on block size`,
+        );
       }
       if (x.g!.size < r.spec.stripSize) {
-        report(r, "member-too-small", ["members", x.i], `members[${x.i}]`,
-          `member '${x.m}' (${formatSize(x.g!.size)}) is smaller than one strip (stripSize ${formatSize(r.spec.stripSize)})`);
+        report(
+          r,
+          "member-too-small",
+          ["members", x.i],
+          `members[${x.i}]`,
+          `member '${x.m}' (${formatSize(x.g!.size)}) is smaller than one strip (stripSize ${formatSize(r.spec.stripSize)})`,
+        );
       }
     }
   }
@@ -161,22 +223,47 @@ function checkFunctions(v: DpuView, report: Report): void {
     const s = f.spec;
     if (dpu) {
       if (s.pf >= dpu.pfs) {
-        report(f, "pf-out-of-range", ["pf"], "pf", `pf ${s.pf} is out of range: DPU '${f.dpu}' has pfs: ${dpu.pfs}, so pf must be 0..${dpu.pfs - 1}`);
+        report(
+          f,
+          "pf-out-of-range",
+          ["pf"],
+          "pf",
+          `pf ${s.pf} is out of range: DPU '${f.dpu}' has pfs: ${dpu.pfs}, so pf must be 0..${dpu.pfs - 1}`,
+        );
       }
       if (s.vf !== undefined && s.vf >= dpu.vfsPerPf) {
-        report(f, "vf-out-of-range", ["vf"], "vf", dpu.vfsPerPf === 0
-          ? `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: 0 (no VFs); omit vf to use the PF itself`
-          : `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: ${dpu.vfsPerPf}, so vf must be 0..${dpu.vfsPerPf - 1}`);
+        report(
+          f,
+          "vf-out-of-range",
+          ["vf"],
+          "vf",
+          dpu.vfsPerPf === 0
+            ? `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: 0 (no VFs); omit vf to use the PF itself`
+            : `vf ${s.vf} is out of range: DPU '${f.dpu}' has vfsPerPf: ${dpu.vfsPerPf}, so vf must be 0..${dpu.vfsPerPf - 1}`,
+        );
       }
       // What the DPU's backend can never do, as its kind descriptor says (the rest is checked at plan time).
       for (const n of descriptorOf(f.kind).backends[dpu.backend].create(f.spec)) {
-        if (n.validate) report(f, "not-supported", n.field !== undefined ? [n.field] : [], n.field, `${n.what} is not available on the ${dpu.backend} backend: ${n.fix}`);
+        if (n.validate)
+          report(
+            f,
+            "not-supported",
+            n.field !== undefined ? [n.field] : [],
+            n.field,
+            `${n.what} is not available on the ${dpu.backend} backend: ${n.fix}`,
+          );
       }
     }
     const slot = s.vf === undefined ? `pf${s.pf}` : `pf${s.pf}/vf${s.vf}`;
     const prior = slots.get(slot);
     if (prior) {
-      report(f, "duplicate-function", s.vf === undefined ? ["pf"] : ["vf"], s.vf === undefined ? "pf" : "vf", `${slot} is already taken by ${prior.address}; each (pf, vf) carries one function`);
+      report(
+        f,
+        "duplicate-function",
+        s.vf === undefined ? ["pf"] : ["vf"],
+        s.vf === undefined ? "pf" : "vf",
+        `${slot} is already taken by ${prior.address}; each (pf, vf) carries one function`,
+      );
     } else slots.set(slot, f);
   }
 }

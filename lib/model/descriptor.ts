@@ -25,12 +25,18 @@ export interface Verdict {
 }
 
 /** A field's rule: a fixed verdict, or one that depends on the values and the specs. */
-export type FieldRule<S = unknown> = Verdict | ((before: unknown, after: unknown, beforeSpec: S, afterSpec: S) => Verdict);
+export type FieldRule<S = unknown> =
+  | Verdict
+  | ((before: unknown, after: unknown, beforeSpec: S, afterSpec: S) => Verdict);
 
 type Leaf = string | number | boolean | readonly unknown[];
 /** Dotted paths of a spec's leaf fields (`size`, `qos.iops`); arrays are leaves. */
 export type FieldPath<T> = {
-  [K in keyof T & string]-?: NonNullable<T[K]> extends Leaf ? K : NonNullable<T[K]> extends object ? `${K}.${FieldPath<NonNullable<T[K]>>}` : K;
+  [K in keyof T & string]-?: NonNullable<T[K]> extends Leaf
+    ? K
+    : NonNullable<T[K]> extends object
+      ? `${K}.${FieldPath<NonNullable<T[K]>>}`
+      : K;
 }[keyof T & string];
 
 /** An object JSON Schema whose properties are exactly the spec's top-level fields. */
@@ -135,7 +141,12 @@ export const SUPPORTED = { create: (): Need[] => [] };
 export interface AnyKindDescriptor {
   readonly kind: Kind;
   readonly summary: string;
-  readonly schema: { type: "object"; additionalProperties: false; required?: readonly string[]; properties: Readonly<Record<string, object>> };
+  readonly schema: {
+    type: "object";
+    additionalProperties: false;
+    required?: readonly string[];
+    properties: Readonly<Record<string, object>>;
+  };
   readonly build: (input: Record<string, unknown>, problems: SchemaProblem[]) => Spec;
   readonly references: (spec: Spec) => Reference[];
   readonly fields: Readonly<Record<string, FieldRule<Spec>>>;

@@ -9,7 +9,9 @@ export class TopologyError extends Error {
   readonly diagnostics: readonly Diagnostic[];
 
   constructor(diagnostics: readonly Diagnostic[], heading = "invalid topology") {
-    super(`${heading}: ${diagnostics.length} problem${diagnostics.length === 1 ? "" : "s"}\n${formatDiagnostics(diagnostics)}`);
+    super(
+      `${heading}: ${diagnostics.length} problem${diagnostics.length === 1 ? "" : "s"}\n${formatDiagnostics(diagnostics)}`,
+    );
     this.name = "TopologyError";
     this.diagnostics = diagnostics;
   }
@@ -21,9 +23,12 @@ export function formatLocation(source: SourceLocation): string {
     return `${source.file}:${source.line}:${source.column ?? 1}`;
   }
   if (source.constructPath !== undefined) {
-    return source.file !== undefined ? `${source.file} (construct ${source.constructPath})` : `construct ${source.constructPath}`;
+    return source.file !== undefined
+      ? `${source.file} (construct ${source.constructPath})`
+      : `construct ${source.constructPath}`;
   }
-  if (source.pointer !== undefined) return source.file !== undefined ? `${source.file}#${source.pointer}` : `#${source.pointer}`;
+  if (source.pointer !== undefined)
+    return source.file !== undefined ? `${source.file}#${source.pointer}` : `#${source.pointer}`;
   return source.file ?? "";
 }
 

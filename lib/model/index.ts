@@ -16,7 +16,17 @@ export { canonicalSpec, referencesOf, DEFAULTS, RAID_MEMBERS, type Reference } f
 export { DESCRIPTORS, descriptorOf } from "./descriptors/index.js";
 export { SPEC_SCHEMAS, NAME_PATTERN } from "./schemas.js";
 export type {
-  AnyKindDescriptor, BackendName, ChangeClass, DeleteVerdict, FieldPath, FieldRule, KindDescriptor, KindSupport, Need, SpecSchema, Verdict,
+  AnyKindDescriptor,
+  BackendName,
+  ChangeClass,
+  DeleteVerdict,
+  FieldPath,
+  FieldRule,
+  KindDescriptor,
+  KindSupport,
+  Need,
+  SpecSchema,
+  Verdict,
 } from "./descriptor.js";
 export { GeometryIndex, type Geometry } from "./capacity.js";
 export { parseSize, formatSize } from "./units.js";

@@ -22,13 +22,20 @@ export interface SchemaWords {
  * `additionalProperties`, which name another field). `patternWords` names known
  * patterns, e.g. "must be a name of 1-64 letters ...".
  */
-export function schemaWords(e: ErrorObject, patternWords: (pattern: string) => string | undefined = () => undefined): SchemaWords {
+export function schemaWords(
+  e: ErrorObject,
+  patternWords: (pattern: string) => string | undefined = () => undefined,
+): SchemaWords {
   const limit = String(e.params["limit"]);
   switch (e.keyword) {
     case "type":
       return { code: "wrong-type", phrase: `must be ${article(String(e.params["type"]))}`, showValue: true };
     case "enum":
-      return { code: "not-allowed", phrase: `must be one of ${(e.params["allowedValues"] as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`, showValue: true };
+      return {
+        code: "not-allowed",
+        phrase: `must be one of ${(e.params["allowedValues"] as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`,
+        showValue: true,
+      };
     case "const":
       return { code: "not-allowed", phrase: `must be ${JSON.stringify(e.params["allowedValue"])}`, showValue: true };
     case "minimum":
@@ -39,7 +46,11 @@ export function schemaWords(e: ErrorObject, patternWords: (pattern: string) => s
     case "minItems":
       return { code: "too-few", phrase: `needs at least ${limit} item(s)`, showValue: false };
     case "minLength":
-      return { code: "empty", phrase: limit === "1" ? "must not be empty" : `must be at least ${limit} characters`, showValue: false };
+      return {
+        code: "empty",
+        phrase: limit === "1" ? "must not be empty" : `must be at least ${limit} characters`,
+        showValue: false,
+      };
     case "maxLength":
       return { code: "too-long", phrase: `must be at most ${limit} characters`, showValue: false };
     case "pattern": {

@@ -18,7 +18,9 @@ export { NAME_PATTERN };
  */
 
 /** The per-kind schemas, read from the kinds' descriptors. */
-export const SPEC_SCHEMAS: Record<Kind, object> = Object.fromEntries(KINDS.map((k) => [k, descriptorOf(k).schema])) as Record<Kind, object>;
+export const SPEC_SCHEMAS: Record<Kind, object> = Object.fromEntries(
+  KINDS.map((k) => [k, descriptorOf(k).schema]),
+) as Record<Kind, object>;
 
 /** A schema problem, before the caller attaches an address and a location. */
 export interface SchemaProblem {
@@ -54,7 +56,10 @@ const AJV_OPTIONS = { allErrors: true, strict: true, verbose: true } as const;
 /** Name of the cached code: changes with the schemas, ajv's version and how we compile. */
 function cacheFile(dir: string): string {
   const ajvVersion = (require("ajv/package.json") as { version: string }).version;
-  const key = createHash("sha256").update(JSON.stringify({ format: 1, ajvVersion, AJV_OPTIONS, SPEC_SCHEMAS })).digest("hex").slice(0, 16);
+  const key = createHash("sha256")
+    .update(JSON.stringify({ format: 1, ajvVersion, AJV_OPTIONS, SPEC_SCHEMAS }))
+    .digest("hex")
+    .slice(0, 16);
   return path.join(dir, `spec-validators-${key}.js`);
 }
 
@@ -98,7 +103,8 @@ function compileValidators(cacheDir: string | undefined): Map<Kind, ValidateFunc
       mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       const file = cacheFile(cacheDir);
       for (const old of readdirSync(cacheDir)) {
-        if (old.startsWith("spec-validators-") && path.join(cacheDir, old) !== file) rmSync(path.join(cacheDir, old), { force: true });
+        if (old.startsWith("spec-validators-") && path.join(cacheDir, old) !== file)
+          rmSync(path.join(cacheDir, old), { force: true });
       }
       writeFileAtomicSync(file, code, { mode: 0o600 });
     } catch {
@@ -160,7 +166,8 @@ function describe(e: ErrorObject, path: (string | number)[], kind: Kind): Schema
 }
 
 function patternWords(pattern: string): string | undefined {
-  if (pattern === NAME_PATTERN) return "must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit";
+  if (pattern === NAME_PATTERN)
+    return "must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit";
   if (pattern.startsWith("^https?")) return "must be an http:// or https:// URL";
   return undefined;
 }

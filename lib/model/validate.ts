@@ -16,12 +16,18 @@ export function validateDesired(doc: unknown, file?: string): Desired {
   const fail = (message: string, pointer: string, code = "bad-document"): never => {
     throw new TopologyError([{ code, message, source: at(pointer) }], "invalid Desired document");
   };
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) fail("must be a JSON object with formatVersion and resources", "");
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc))
+    fail("must be a JSON object with formatVersion and resources", "");
   const d = doc as Record<string, unknown>;
-  if (d["formatVersion"] !== 1) fail(`formatVersion must be 1 (got ${JSON.stringify(d["formatVersion"])})`, "/formatVersion");
+  if (d["formatVersion"] !== 1)
+    fail(`formatVersion must be 1 (got ${JSON.stringify(d["formatVersion"])})`, "/formatVersion");
   if (!Array.isArray(d["resources"])) fail("resources must be an array", "/resources");
   const extra = Object.keys(d).filter((k) => k !== "formatVersion" && k !== "resources" && k !== "stack");
-  const diagnostics: Diagnostic[] = extra.map((k) => ({ code: "unknown-field", message: `unknown field '${k}' (allowed: formatVersion, resources, stack)`, source: at(`/${k}`) }));
+  const diagnostics: Diagnostic[] = extra.map((k) => ({
+    code: "unknown-field",
+    message: `unknown field '${k}' (allowed: formatVersion, resources, stack)`,
+    source: at(`/${k}`),
+  }));
   const stack = d["stack"];
   const badStack = stack !== undefined ? stackNameProblem(stack) : undefined;
   if (badStack) diagnostics.push({ code: "bad-name", message: badStack, source: at("/stack") });
@@ -30,24 +36,51 @@ export function validateDesired(doc: unknown, file?: string): Desired {
   (d["resources"] as unknown[]).forEach((item, index) => {
     const base = `/resources/${index}`;
     if (item === null || typeof item !== "object" || Array.isArray(item)) {
-      diagnostics.push({ code: "bad-document", message: "must be an object {address, dpu, kind, name, spec}", source: at(base) });
+      diagnostics.push({
+        code: "bad-document",
+        message: "must be an object {address, dpu, kind, name, spec}",
+        source: at(base),
+      });
       return;
     }
     const r = item as Record<string, unknown>;
     const missing = ["address", "dpu", "kind", "name", "spec"].filter((k) => r[k] === undefined);
     const unknown = Object.keys(r).filter((k) => !["address", "dpu", "kind", "name", "spec", "stack"].includes(k));
-    for (const k of missing) diagnostics.push({ code: "missing-field", message: `missing required field '${k}'`, source: at(base) });
-    for (const k of unknown) diagnostics.push({ code: "unknown-field", message: `unknown field '${k}' (allowed: address, dpu, kind, name, spec, stack)`, source: at(`${base}/${k}`) });
+    for (const k of missing)
+      diagnostics.push({ code: "missing-field", message: `missing required field '${k}'`, source: at(base) });
+    for (const k of unknown)
+      diagnostics.push({
+        code: "unknown-field",
+        message: `unknown field '${k}' (allowed: address, dpu, kind, name, spec, stack)`,
+        source: at(`${base}/${k}`),
+      });
     if (missing.length > 0) return;
     const [dpu, kind, name] = [String(r["dpu"]), String(r["kind"]), String(r["name"])];
     const expected = `${dpu}/${kind}/${name}`;
     if (r["address"] !== expected) {
-      diagnostics.push({ code: "bad-address", address: String(r["address"]), message: `address must be '${expected}' (from dpu, kind and name)`, source: at(`${base}/address`) });
+      diagnostics.push({
+        code: "bad-address",
+        address: String(r["address"]),
+        message: `address must be '${expected}' (from dpu, kind and name)`,
+        source: at(`${base}/address`),
+      });
     }
     if (kind === "dpu" && name !== dpu) {
-      diagnostics.push({ code: "bad-address", address: expected, message: `a dpu resource's name must equal its dpu ('${dpu}')`, source: at(`${base}/name`) });
+      diagnostics.push({
+        code: "bad-address",
+        address: expected,
+        message: `a dpu resource's name must equal its dpu ('${dpu}')`,
+        source: at(`${base}/name`),
+      });
     }
-    raws.push({ dpu, kind, name, spec: r["spec"], ...(r["stack"] !== undefined ? { stack: r["stack"] as string } : {}), locate: (path) => at(path.length ? `${base}/spec/${path.join("/")}` : base) });
+    raws.push({
+      dpu,
+      kind,
+      name,
+      spec: r["spec"],
+      ...(r["stack"] !== undefined ? { stack: r["stack"] as string } : {}),
+      locate: (path) => at(path.length ? `${base}/spec/${path.join("/")}` : base),
+    });
   });
 
   let desired: Desired | undefined;

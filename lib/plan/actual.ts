@@ -54,7 +54,13 @@ export class FileActualSource implements ActualSource {
       text = readFileSync(this.path, "utf8");
     } catch (e) {
       throw new TopologyError(
-        [{ code: "file-not-found", message: `cannot read actual state ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, source: { file: this.path } }],
+        [
+          {
+            code: "file-not-found",
+            message: `cannot read actual state ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+            source: { file: this.path },
+          },
+        ],
         "cannot load actual state",
       );
     }
@@ -62,7 +68,10 @@ export class FileActualSource implements ActualSource {
     try {
       doc = JSON.parse(text);
     } catch (e) {
-      throw new TopologyError([{ code: "json-syntax", message: `not valid JSON: ${(e as Error).message}`, source: { file: this.path } }], "cannot load actual state");
+      throw new TopologyError(
+        [{ code: "json-syntax", message: `not valid JSON: ${(e as Error).message}`, source: { file: this.path } }],
+        "cannot load actual state",
+      );
     }
     return { desired: validateDesired(doc, this.path) };
   }

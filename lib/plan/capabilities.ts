@@ -20,7 +20,10 @@ export interface Problems {
  * reported (its backend and the methods its engine serves); a DPU without an entry is
  * checked against its descriptor only, and methods it would need become warnings.
  */
-export function checkCapabilities(changes: readonly ResourceChange[], targets: Readonly<Record<string, TargetFacts>> | undefined): Problems {
+export function checkCapabilities(
+  changes: readonly ResourceChange[],
+  targets: Readonly<Record<string, TargetFacts>> | undefined,
+): Problems {
   const errors: PlanProblem[] = [];
   const unchecked = new Map<string, { dpu: string; rpc: string; addresses: string[] }>();
   const dpuSpec = new Map<string, DpuSpec>();
@@ -36,7 +39,10 @@ export function checkCapabilities(changes: readonly ResourceChange[], targets: R
     const wanted = dpuSpec.get(c.dpu)?.backend;
     if (c.kind === "dpu" && facts && c.change.after && wanted !== facts.backend) {
       errors.push({
-        address: c.address, dpu: c.dpu, operation: first === "delete" ? "create" : first, field: "backend",
+        address: c.address,
+        dpu: c.dpu,
+        operation: first === "delete" ? "create" : first,
+        field: "backend",
         message: `${c.address}: backend '${wanted}' is requested, but the agent of DPU '${c.dpu}' runs the '${facts.backend}' backend`,
         fix: `set backend: ${facts.backend}, or point agent.endpoint at an agent that runs the ${wanted} backend`,
       });
@@ -56,7 +62,12 @@ export function checkCapabilities(changes: readonly ResourceChange[], targets: R
       }
       // A RAID absorbing a re-created member (plan.ts cascade) rebuilds it: a members operation.
       const rebuild = support.update?.["members"];
-      if (c.kind === "raid" && c.reason !== undefined && rebuild && !c.field_changes.some((f) => f.field === "members")) {
+      if (
+        c.kind === "raid" &&
+        c.reason !== undefined &&
+        rebuild &&
+        !c.field_changes.some((f) => f.field === "members")
+      ) {
         for (const n of rebuild(before!, after!)) needs.push(["update", n]);
       }
     }
@@ -69,21 +80,30 @@ export function checkCapabilities(changes: readonly ResourceChange[], targets: R
       }
       if (n.rpc !== undefined && facts!.methods!.includes(n.rpc)) continue;
       const where = n.field !== undefined ? ` (field '${n.field}')` : "";
-      const why = n.rpc !== undefined
-        ? `needs the target method ${n.rpc}, which the engine of DPU '${c.dpu}' does not serve`
-        : `the ${backend} backend cannot do this`;
+      const why =
+        n.rpc !== undefined
+          ? `needs the target method ${n.rpc}, which the engine of DPU '${c.dpu}' does not serve`
+          : `the ${backend} backend cannot do this`;
       errors.push({
-        address: c.address, dpu: c.dpu, operation, ...(n.field !== undefined ? { field: n.field } : {}), ...(n.rpc !== undefined ? { rpc: n.rpc } : {}),
+        address: c.address,
+        dpu: c.dpu,
+        operation,
+        ...(n.field !== undefined ? { field: n.field } : {}),
+        ...(n.rpc !== undefined ? { rpc: n.rpc } : {}),
         message: `${c.address}: ${n.what}${where}: ${why}`,
         fix: n.fix,
       });
     }
   }
-  const warnings = [...unchecked.values()].map((u): PlanProblem => ({
-    dpu: u.dpu, rpc: u.rpc,
-    message: `${u.addresses.length} change(s) on DPU '${u.dpu}' need the target method ${u.rpc} (${u.addresses.slice(0, 3).join(", ")}${u.addresses.length > 3 ? ", ..." : ""}); ` +
-      "not checked: this plan was made without asking the DPU's agent",
-    fix: "plan against the agents (without --actual) to check it",
-  }));
+  const warnings = [...unchecked.values()].map(
+    (u): PlanProblem => ({
+      dpu: u.dpu,
+      rpc: u.rpc,
+      message:
+        `${u.addresses.length} change(s) on DPU '${u.dpu}' need the target method ${u.rpc} (${u.addresses.slice(0, 3).join(", ")}${u.addresses.length > 3 ? ", ..." : ""}); ` +
+        "not checked: this plan was made without asking the DPU's agent",
+      fix: "plan against the agents (without --actual) to check it",
+    }),
+  );
   return { errors, warnings };
 }

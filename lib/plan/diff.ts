@@ -13,7 +13,8 @@ export function worse(a: ChangeClass | null, b: ChangeClass): ChangeClass {
 /** Flattens nested objects to dotted leaves; arrays are leaves (compared whole). */
 export function flatten(value: unknown, prefix = "", out: Map<string, unknown> = new Map()): Map<string, unknown> {
   if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-    for (const key of Object.keys(value).sort()) flatten((value as Record<string, unknown>)[key], prefix ? `${prefix}.${key}` : key, out);
+    for (const key of Object.keys(value).sort())
+      flatten((value as Record<string, unknown>)[key], prefix ? `${prefix}.${key}` : key, out);
   } else if (prefix !== "") out.set(prefix, value);
   return out;
 }

@@ -17,7 +17,14 @@ export const FIELD_RULES: { readonly [K in Kind]: Readonly<Record<string, FieldR
 ) as unknown as { readonly [K in Kind]: Readonly<Record<string, FieldRule>> };
 
 /** The verdict for a change of a dotted field path (`qos.iops` falls back to `qos`). */
-export function fieldVerdict(kind: Kind, field: string, before: unknown, after: unknown, beforeSpec: Spec, afterSpec: Spec): Verdict {
+export function fieldVerdict(
+  kind: Kind,
+  field: string,
+  before: unknown,
+  after: unknown,
+  beforeSpec: Spec,
+  afterSpec: Spec,
+): Verdict {
   const table = descriptorOf(kind).fields;
   const rule = table[field] ?? table[field.split(".")[0]!];
   if (rule === undefined) return destroy(`no rule says how to change '${field}' safely`);

@@ -3,5 +3,10 @@ export { plan } from "./plan.js";
 export * from "./types.js";
 export { FIELD_RULES, fieldVerdict, type FieldRule, type Verdict } from "./fields.js";
 export {
-  type ActualSource, type ActualSourceFactory, type ActualSourceOptions, type ActualState, EmptyActualSource, FileActualSource,
+  type ActualSource,
+  type ActualSourceFactory,
+  type ActualSourceOptions,
+  type ActualState,
+  EmptyActualSource,
+  FileActualSource,
 } from "./actual.js";

@@ -17,12 +17,24 @@ const KIND_RANK = new Map(KINDS.map((k, i) => [k, i]));
  */
 export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
   const drafts: StepDraft[] = [];
-  const index = { create: new Map<string, number>(), update: new Map<string, number>(), delete: new Map<string, number>() };
+  const index = {
+    create: new Map<string, number>(),
+    update: new Map<string, number>(),
+    delete: new Map<string, number>(),
+  };
   for (const c of changes) {
     const [first, second] = c.change.actions;
     if (first === "no-op") continue;
     const replace = second !== undefined;
-    const base = { address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, replace, change_class: c.change_class, field_changes: c.field_changes };
+    const base = {
+      address: c.address,
+      dpu: c.dpu,
+      kind: c.kind,
+      name: c.name,
+      replace,
+      change_class: c.change_class,
+      field_changes: c.field_changes,
+    };
     if (first === "delete") drafts.push({ ...base, action: "delete", before: c.change.before, after: null });
     if (first === "update") drafts.push({ ...base, action: "update", before: c.change.before, after: c.change.after });
     if (first === "create" || replace) drafts.push({ ...base, action: "create", before: null, after: c.change.after });
@@ -34,7 +46,8 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
   // Names -> addresses per DPU, on each side, for resolving references.
   const nameIndex = (side: "before" | "after") => {
     const m = new Map<string, string>();
-    for (const c of changes) if (c.change[side] !== null && c.kind !== "function" && c.kind !== "dpu") m.set(`${c.dpu}/${c.name}`, c.address);
+    for (const c of changes)
+      if (c.change[side] !== null && c.kind !== "function" && c.kind !== "dpu") m.set(`${c.dpu}/${c.name}`, c.address);
     return m;
   };
   const beforeNames = nameIndex("before");
@@ -93,18 +106,22 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
   // Phase 0: deletes whose predecessors are all phase-0 deletes (a topological order decides it in one pass).
   const phase = new Array<number>(drafts.length).fill(1);
   for (const i of topo) if (drafts[i]!.action === "delete" && preds[i]!.every((p) => phase[p] === 0)) phase[i] = 0;
-  const order = drafts.map((_, i) => i).sort((x, y) => {
-    const a = drafts[x]!;
-    const b = drafts[y]!;
-    return (
-      cmp(a.dpu, b.dpu) ||
-      phase[x]! - phase[y]! ||
-      level[x]! - level[y]! ||
-      ACTION_RANK[a.action] - ACTION_RANK[b.action] ||
-      (a.action === "delete" ? KIND_RANK.get(b.kind)! - KIND_RANK.get(a.kind)! : KIND_RANK.get(a.kind)! - KIND_RANK.get(b.kind)!) ||
-      cmp(a.address, b.address)
-    );
-  });
+  const order = drafts
+    .map((_, i) => i)
+    .sort((x, y) => {
+      const a = drafts[x]!;
+      const b = drafts[y]!;
+      return (
+        cmp(a.dpu, b.dpu) ||
+        phase[x]! - phase[y]! ||
+        level[x]! - level[y]! ||
+        ACTION_RANK[a.action] - ACTION_RANK[b.action] ||
+        (a.action === "delete"
+          ? KIND_RANK.get(b.kind)! - KIND_RANK.get(a.kind)!
+          : KIND_RANK.get(a.kind)! - KIND_RANK.get(b.kind)!) ||
+        cmp(a.address, b.address)
+      );
+    });
   return order.map((i, index) => ({ index, ...drafts[i]! }));
 }
 
@@ -115,11 +132,17 @@ export function orderSteps(changes: readonly ResourceChange[]): PlanStep[] {
  */
 export function creationOrder(resources: readonly Resource[]): Resource[] {
   const byAddress = new Map(resources.map((r) => [r.address, r]));
-  const creates = resources.map((r): ResourceChange => ({
-    address: r.address, dpu: r.dpu, kind: r.kind, name: r.name,
-    change: { actions: ["create"], before: null, after: r.spec },
-    change_class: null, field_changes: [],
-  }));
+  const creates = resources.map(
+    (r): ResourceChange => ({
+      address: r.address,
+      dpu: r.dpu,
+      kind: r.kind,
+      name: r.name,
+      change: { actions: ["create"], before: null, after: r.spec },
+      change_class: null,
+      field_changes: [],
+    }),
+  );
   return orderSteps(creates).map((s) => byAddress.get(s.address)!);
 }
 
@@ -161,4 +184,3 @@ function levels(preds: number[][]): { level: number[]; topo: number[] } {
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
-

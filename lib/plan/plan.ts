@@ -27,7 +27,11 @@ export function plan(desired: Desired, actual: Desired, options: PlanOptions = {
   const pick = (d: Desired) => (keep ? d.resources.filter((r) => keep.has(r.dpu)) : d.resources);
   const stack = stackOf(desired);
   const owned = splitByStack(stack, pick(desired), pick(actual));
-  const want = new Map(pick(desired).filter((r) => !owned.refused.has(r.address)).map((r) => [r.address, r]));
+  const want = new Map(
+    pick(desired)
+      .filter((r) => !owned.refused.has(r.address))
+      .map((r) => [r.address, r]),
+  );
   const have = new Map(owned.mine.map((r) => [r.address, r]));
 
   const changes = new Map<string, ResourceChange>();
@@ -72,15 +76,32 @@ function compare(before: Resource | undefined, after: Resource | undefined): Res
   const head = { address: r.address, dpu: r.dpu, kind: r.kind, name: r.name };
   if (!before) {
     const note = descriptorOf(r.kind).createNote?.(after!.spec);
-    return { ...head, change: { actions: ["create"], before: null, after: after!.spec }, change_class: null, field_changes: [], ...(note ? { note } : {}) };
+    return {
+      ...head,
+      change: { actions: ["create"], before: null, after: after!.spec },
+      change_class: null,
+      field_changes: [],
+      ...(note ? { note } : {}),
+    };
   }
   if (!after) {
     const { class: cls, reason } = descriptorOf(r.kind).onDelete(before.spec);
-    return { ...head, change: { actions: ["delete"], before: before.spec, after: null }, change_class: cls, field_changes: [], reason };
+    return {
+      ...head,
+      change: { actions: ["delete"], before: before.spec, after: null },
+      change_class: cls,
+      field_changes: [],
+      reason,
+    };
   }
   const field_changes = diffSpecs(r.kind, before.spec, after.spec);
   if (field_changes.length === 0) {
-    return { ...head, change: { actions: ["no-op"], before: before.spec, after: after.spec }, change_class: null, field_changes };
+    return {
+      ...head,
+      change: { actions: ["no-op"], before: before.spec, after: after.spec },
+      change_class: null,
+      field_changes,
+    };
   }
   const cls = field_changes.reduce<ChangeClass | null>((acc, f) => worse(acc, f.class), null)!;
   const replace = field_changes.some((f) => f.replace);
@@ -112,7 +133,10 @@ function cascadeReplacements(changes: Map<string, ResourceChange>, want: Map<str
   const queue = [...changes.values()].filter((c) => c.change.actions.length === 2);
   while (queue.length > 0) {
     const replaced = queue.pop()!;
-    const dependents = replaced.kind === "dpu" ? onDpu.get(replaced.dpu) ?? [] : consumersByName.get(`${replaced.dpu}/${replaced.name}`) ?? [];
+    const dependents =
+      replaced.kind === "dpu"
+        ? (onDpu.get(replaced.dpu) ?? [])
+        : (consumersByName.get(`${replaced.dpu}/${replaced.name}`) ?? []);
     for (const dep of dependents) {
       const c = changes.get(dep.address)!;
       if (c.change.before === null) continue;
@@ -148,7 +172,9 @@ function rebuildPlan(spec: RaidSpec, emptied: ReadonlySet<string>): string | und
   const positions = spec.members.map((m, i) => (emptied.has(m) ? i : -1)).filter((i) => i >= 0);
   switch (spec.level) {
     case 1:
-      return positions.length < spec.members.length ? `member(s) ${names} are re-created empty and rebuilt from the other mirror(s)` : undefined;
+      return positions.length < spec.members.length
+        ? `member(s) ${names} are re-created empty and rebuilt from the other mirror(s)`
+        : undefined;
     case 5:
       return positions.length === 1 ? `member ${names} is re-created empty and rebuilt from parity` : undefined;
     case 10:

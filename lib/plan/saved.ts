@@ -14,9 +14,20 @@ export type SavedPlan = Plan & { digest?: string };
 
 /** `sha256:<hex>` over the plan's desired state, steps, DPUs and generations. */
 export function planDigest(p: Plan): string {
-  const desired = p.resource_changes.map((c) => ({ address: c.address, dpu: c.dpu, kind: c.kind, name: c.name, after: c.change.after }));
+  const desired = p.resource_changes.map((c) => ({
+    address: c.address,
+    dpu: c.dpu,
+    kind: c.kind,
+    name: c.name,
+    after: c.change.after,
+  }));
   const body = canonicalJsonCompact({
-    format_version: p.format_version, dpus: p.dpus, generations: p.generations ?? null, desired, steps: p.steps, destructive: p.destructive,
+    format_version: p.format_version,
+    dpus: p.dpus,
+    generations: p.generations ?? null,
+    desired,
+    steps: p.steps,
+    destructive: p.destructive,
     ...(p.stack !== undefined ? { stack: p.stack } : {}),
   });
   return `sha256:${createHash("sha256").update(body).digest("hex")}`;
@@ -29,9 +40,12 @@ export function sealPlan(p: Plan): SavedPlan {
 
 /** Why a saved plan's digest does not hold, or undefined when it does. */
 export function digestProblem(p: SavedPlan): string | undefined {
-  if (typeof p.digest !== "string") return "it carries no digest (saved by an older flexbso, or not by 'flexbso plan --out')";
+  if (typeof p.digest !== "string")
+    return "it carries no digest (saved by an older flexbso, or not by 'flexbso plan --out')";
   const want = planDigest(p);
-  return p.digest === want ? undefined : `its digest ${p.digest} does not match its content (${want}): it was changed after it was saved`;
+  return p.digest === want
+    ? undefined
+    : `its digest ${p.digest} does not match its content (${want}): it was changed after it was saved`;
 }
 
 function stepKey(s: PlanStep): string {
@@ -56,6 +70,7 @@ export function stepDifferences(recorded: readonly PlanStep[], derived: readonly
     else if (stepBody(r) !== stepBody(s)) out.push(`'${k}' differs from the saved plan's step`);
   }
   for (const k of rec.keys()) if (!der.has(k)) out.push(`the saved plan's step '${k}' would not run`);
-  if (!out.length && recorded.map(stepKey).join("\n") !== derived.map(stepKey).join("\n")) out.push("the steps would run in a different order than the saved plan records");
+  if (!out.length && recorded.map(stepKey).join("\n") !== derived.map(stepKey).join("\n"))
+    out.push("the steps would run in a different order than the saved plan records");
   return out;
 }

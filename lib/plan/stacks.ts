@@ -54,18 +54,28 @@ export function splitByStack(stack: string, desired: readonly Resource[], actual
     if (r.kind !== "dpu" && r.stack !== undefined && r.stack !== stack) {
       const theirs = foreignAt.get(r.address);
       refused.add(r.address);
-      if (theirs && stackOf(theirs) === r.stack && canonicalJsonCompact(theirs.spec) === canonicalJsonCompact(r.spec)) continue;
+      if (theirs && stackOf(theirs) === r.stack && canonicalJsonCompact(theirs.spec) === canonicalJsonCompact(r.spec))
+        continue;
       conflicts.push({
-        address: r.address, dpu: r.dpu, operation: theirs ? "update" : "create",
+        address: r.address,
+        dpu: r.dpu,
+        operation: theirs ? "update" : "create",
         message: `${r.address} is labelled stack '${r.stack}', and this topology is stack '${stack}': a plan changes only its own stack's resources`,
         fix: `change it in stack '${r.stack}''s topology, or drop its 'stack' label to make it this stack's`,
       });
       continue;
     }
-    const owner = key(r).map((k) => taken.get(k)).find((o) => o !== undefined);
+    const owner = key(r)
+      .map((k) => taken.get(k))
+      .find((o) => o !== undefined);
     if (!owner) continue;
     refused.add(r.address);
-    const what = owner.address === r.address ? "it" : owner.kind === "function" && r.kind === "function" && owner.name !== r.name ? `its PF/VF (used by ${owner.address})` : `its name (used by ${owner.address})`;
+    const what =
+      owner.address === r.address
+        ? "it"
+        : owner.kind === "function" && r.kind === "function" && owner.name !== r.name
+          ? `its PF/VF (used by ${owner.address})`
+          : `its name (used by ${owner.address})`;
     conflicts.push({
       address: r.address,
       dpu: r.dpu,

@@ -55,16 +55,32 @@ export function bindServices(protos: Protos, handlers: Record<string, Record<str
 /** grpc-message is percent-encoded: every byte outside printable ASCII, and '%'. */
 export function percentEncode(s: string): string {
   let out = "";
-  for (const b of Buffer.from(s, "utf8")) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  for (const b of Buffer.from(s, "utf8"))
+    out +=
+      b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
   return out;
 }
 
 /** An HTTP/2 server (TLS when `opts.tls`) answering the gRPC calls in `served`. Listen on it as usual. */
-export function createGrpcServer(protos: Protos, served: ReadonlyMap<string, Served>, opts: GrpcServerOptions): http2.Http2Server | http2.Http2SecureServer {
+export function createGrpcServer(
+  protos: Protos,
+  served: ReadonlyMap<string, Served>,
+  opts: GrpcServerOptions,
+): http2.Http2Server | http2.Http2SecureServer {
   // Terraform may send several calls at once, each with whole states in it.
   const settings = { maxSessionMemory: Math.ceil((4 * opts.maxMessageBytes) / (1024 * 1024)) };
   const server = opts.tls
-    ? http2.createSecureServer({ ...settings, key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true, allowHTTP1: false })
+    ? http2.createSecureServer({
+        ...settings,
+        key: opts.tls.key,
+        cert: opts.tls.cert,
+        ca: opts.tls.ca,
+        requestCert: true,
+        rejectUnauthorized: true,
+        allowHTTP1: false,
+      })
     : http2.createServer(settings);
   server.on("stream", (stream, headers) => handle(protos, served, opts, stream, headers));
   // A peer that goes away mid-call only ends that session.
@@ -72,12 +88,26 @@ export function createGrpcServer(protos: Protos, served: ReadonlyMap<string, Ser
   return server;
 }
 
-function handle(protos: Protos, served: ReadonlyMap<string, Served>, opts: GrpcServerOptions, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+function handle(
+  protos: Protos,
+  served: ReadonlyMap<string, Served>,
+  opts: GrpcServerOptions,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+): void {
   stream.on("error", () => undefined); // a reset stream: nothing left to answer
   const fail = (code: number, message: string) => {
     if (stream.destroyed || stream.headersSent) return;
     // "Trailers-Only": status in the only header block.
-    stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": String(code), "grpc-message": percentEncode(message) }, { endStream: true });
+    stream.respond(
+      {
+        ":status": 200,
+        "content-type": "application/grpc",
+        "grpc-status": String(code),
+        "grpc-message": percentEncode(message),
+      },
+      { endStream: true },
+    );
   };
   const path = String(headers[":path"] ?? "");
   const contentType = String(headers["content-type"] ?? "");
@@ -116,7 +146,10 @@ function handle(protos: Protos, served: ReadonlyMap<string, Served>, opts: GrpcS
     try {
       request = decodeMessage(protos, s.method.request, body.subarray(5));
     } catch (e) {
-      fail(Status.INVALID_ARGUMENT, `${path}: ${e instanceof WireError ? "malformed request" : "request"}: ${(e as Error).message}`);
+      fail(
+        Status.INVALID_ARGUMENT,
+        `${path}: ${e instanceof WireError ? "malformed request" : "request"}: ${(e as Error).message}`,
+      );
       return;
     }
     Promise.resolve()
@@ -128,7 +161,10 @@ function handle(protos: Protos, served: ReadonlyMap<string, Served>, opts: GrpcS
         frame[0] = 0;
         frame.writeUInt32BE(msg.length, 1);
         msg.copy(frame, 5);
-        stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" }, { waitForTrailers: true });
+        stream.respond(
+          { ":status": 200, "content-type": "application/grpc", "grpc-accept-encoding": "identity" },
+          { waitForTrailers: true },
+        );
         stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": String(Status.OK) }));
         if (opts.onResponded) stream.on("close", () => opts.onResponded!(s.method));
         stream.end(frame);

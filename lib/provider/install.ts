@@ -41,7 +41,12 @@ export interface Installed {
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Writes the mirror entry for `version` under `dir`. */
-export function installProvider(dir: string, version: string, root = packageRoot(), node = process.execPath): Installed {
+export function installProvider(
+  dir: string,
+  version: string,
+  root = packageRoot(),
+  node = process.execPath,
+): Installed {
   const abs = path.resolve(dir);
   const target = path.join(abs, PROVIDER_SOURCE, version, terraformPlatform());
   mkdirSync(target, { recursive: true });

@@ -16,8 +16,21 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
 const SCALARS = new Set([
-  "double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64",
-  "fixed32", "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes",
+  "double",
+  "float",
+  "int32",
+  "int64",
+  "uint32",
+  "uint64",
+  "sint32",
+  "sint64",
+  "fixed32",
+  "fixed64",
+  "sfixed32",
+  "sfixed64",
+  "bool",
+  "string",
+  "bytes",
 ]);
 
 /** One field of a message. `type` is a scalar name, or "message"/"enum" with `typeName`. */
@@ -65,7 +78,8 @@ class ProtoSyntaxError extends Error {}
 
 function tokenize(text: string, file: string): string[] {
   const tokens: string[] = [];
-  const re = /\s+|\/\/[^\n]*|\/\*[\s\S]*?\*\/|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([A-Za-z_][\w.]*|\.[A-Za-z_][\w.]*|-?\d+)|([{}();=<>,[\]])|(.)/g;
+  const re =
+    /\s+|\/\/[^\n]*|\/\*[\s\S]*?\*\/|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([A-Za-z_][\w.]*|\.[A-Za-z_][\w.]*|-?\d+)|([{}();=<>,[\]])|(.)/g;
   for (let m = re.exec(text); m; m = re.exec(text)) {
     if (m[4] !== undefined) throw new ProtoSyntaxError(`${file}: unexpected character ${JSON.stringify(m[4])}`);
     const t = m[1] ?? m[2] ?? m[3];
@@ -74,7 +88,15 @@ function tokenize(text: string, file: string): string[] {
   return tokens;
 }
 
-interface RawField { name: string; no: number; type: string; repeated: boolean; mapKey?: string; oneof?: string; scope: string }
+interface RawField {
+  name: string;
+  no: number;
+  type: string;
+  repeated: boolean;
+  mapKey?: string;
+  oneof?: string;
+  scope: string;
+}
 
 /** Reads `files` (names relative to `dir`). Throws on syntax this reader does not know. */
 export function loadProtos(dir: string, files: readonly string[]): Protos {
@@ -211,9 +233,18 @@ export function loadProtos(dir: string, files: readonly string[]): Protos {
     return { name, no, type: r.kind, typeName: r.name, repeated: f.repeated, ...(f.oneof ? { oneof: f.oneof } : {}) };
   };
   for (const [name, fields] of raw) {
-    const list = fields.map((f): Field => f.mapKey
-      ? { name: f.name, no: f.no, type: "map", repeated: true, map: { key: f.mapKey, value: fieldOf({ ...f, repeated: false }, f.type, "value", 2) } }
-      : fieldOf(f, f.type, f.name, f.no));
+    const list = fields.map(
+      (f): Field =>
+        f.mapKey
+          ? {
+              name: f.name,
+              no: f.no,
+              type: "map",
+              repeated: true,
+              map: { key: f.mapKey, value: fieldOf({ ...f, repeated: false }, f.type, "value", 2) },
+            }
+          : fieldOf(f, f.type, f.name, f.no),
+    );
     messages.set(name, { name, fields: list, byNo: new Map(list.map((f) => [f.no, f])) });
   }
   const services = new Map<string, Map<string, Method>>();
@@ -224,8 +255,17 @@ export function loadProtos(dir: string, files: readonly string[]): Protos {
       return messages.get(m.name)!;
     };
     let s = services.get(r.service);
-    if (!s) services.set(r.service, (s = new Map()));
-    s.set(r.name, { path: `/${r.service}/${r.name}`, name: r.name, request: msg(r.req), response: msg(r.res), streaming: r.streaming });
+    if (!s) {
+      s = new Map();
+      services.set(r.service, s);
+    }
+    s.set(r.name, {
+      path: `/${r.service}/${r.name}`,
+      name: r.name,
+      request: msg(r.req),
+      response: msg(r.res),
+      streaming: r.streaming,
+    });
   }
   return { messages, enums, services };
 }
@@ -236,10 +276,21 @@ const WIRE = { varint: 0, fixed64: 1, len: 2, fixed32: 5 } as const;
 
 function wireType(type: string): number {
   switch (type) {
-    case "double": case "fixed64": case "sfixed64": return WIRE.fixed64;
-    case "float": case "fixed32": case "sfixed32": return WIRE.fixed32;
-    case "string": case "bytes": case "message": case "map": return WIRE.len;
-    default: return WIRE.varint;
+    case "double":
+    case "fixed64":
+    case "sfixed64":
+      return WIRE.fixed64;
+    case "float":
+    case "fixed32":
+    case "sfixed32":
+      return WIRE.fixed32;
+    case "string":
+    case "bytes":
+    case "message":
+    case "map":
+      return WIRE.len;
+    default:
+      return WIRE.varint;
   }
 }
 
@@ -248,7 +299,10 @@ export class WireError extends Error {}
 
 class Reader {
   pos = 0;
-  constructor(readonly buf: Buffer, readonly end = buf.length) {}
+  constructor(
+    readonly buf: Buffer,
+    readonly end = buf.length,
+  ) {}
 
   /** A varint as a BigInt-free number where it fits in 2^53, else via BigInt. */
   varint(): bigint | number {
@@ -303,27 +357,42 @@ const signed64 = (v: bigint | number): number => (typeof v === "number" ? v : Nu
 
 function readScalar(r: Reader, type: string): unknown {
   switch (type) {
-    case "string": return r.bytes().toString("utf8");
-    case "bytes": return Buffer.from(r.bytes());
-    case "bool": return r.varint() !== 0;
-    case "int32": case "enum": {
+    case "string":
+      return r.bytes().toString("utf8");
+    case "bytes":
+      return Buffer.from(r.bytes());
+    case "bool":
+      return r.varint() !== 0;
+    case "int32":
+    case "enum": {
       const v = r.varint();
       return typeof v === "number" ? v | 0 : Number(BigInt.asIntN(32, v));
     }
-    case "uint32": return toNumber(r.varint()) >>> 0;
-    case "int64": return signed64(r.varint());
-    case "uint64": return toNumber(r.varint());
-    case "sint32": case "sint64": {
+    case "uint32":
+      return toNumber(r.varint()) >>> 0;
+    case "int64":
+      return signed64(r.varint());
+    case "uint64":
+      return toNumber(r.varint());
+    case "sint32":
+    case "sint64": {
       const v = BigInt(r.varint());
       return Number((v >> 1n) ^ -(v & 1n));
     }
-    case "double": return r.advance(8).readDoubleLE(0);
-    case "float": return r.advance(4).readFloatLE(0);
-    case "fixed32": return r.advance(4).readUInt32LE(0);
-    case "sfixed32": return r.advance(4).readInt32LE(0);
-    case "fixed64": return Number(r.advance(8).readBigUInt64LE(0));
-    case "sfixed64": return Number(r.advance(8).readBigInt64LE(0));
-    default: throw new WireError(`unknown scalar type ${type}`);
+    case "double":
+      return r.advance(8).readDoubleLE(0);
+    case "float":
+      return r.advance(4).readFloatLE(0);
+    case "fixed32":
+      return r.advance(4).readUInt32LE(0);
+    case "sfixed32":
+      return r.advance(4).readInt32LE(0);
+    case "fixed64":
+      return Number(r.advance(8).readBigUInt64LE(0));
+    case "sfixed64":
+      return Number(r.advance(8).readBigInt64LE(0));
+    default:
+      throw new WireError(`unknown scalar type ${type}`);
   }
 }
 
@@ -354,7 +423,8 @@ function readMessage(p: Protos, t: MessageType, r: Reader): Record<string, unkno
         else if (etag >>> 3 === 2) value = readValue(p, f.map.value, er);
         else er.skip(etag & 7);
       }
-      const m = (out[f.name] ??= {}) as Record<string, unknown>;
+      const m = (out[f.name] ?? {}) as Record<string, unknown>;
+      out[f.name] = m;
       m[String(key)] = value ?? (f.map.value.type === "message" ? {} : defaultOf(f.map.value.type));
       continue;
     }
@@ -364,15 +434,21 @@ function readMessage(p: Protos, t: MessageType, r: Reader): Record<string, unkno
       if (len > r.end - r.pos) throw new WireError(`packed field ${f.name} runs past the message`);
       const packed = new Reader(r.buf, r.pos + len);
       packed.pos = r.pos;
-      const list = (out[f.name] ??= []) as unknown[];
+      const list = (out[f.name] ?? []) as unknown[];
+      out[f.name] = list;
       while (packed.pos < packed.end) list.push(readScalar(packed, f.type));
       r.pos = packed.end;
       continue;
     }
-    if (wt !== wireType(f.type)) throw new WireError(`field ${t.name}.${f.name} (${no}) has wire type ${wt}, expected ${wireType(f.type)}`);
+    if (wt !== wireType(f.type))
+      throw new WireError(`field ${t.name}.${f.name} (${no}) has wire type ${wt}, expected ${wireType(f.type)}`);
     const v = readValue(p, f, r);
-    if (f.repeated) ((out[f.name] ??= []) as unknown[]).push(v);
-    else if (f.type === "message" && out[f.name] !== undefined) Object.assign(out[f.name] as object, v); // repeated occurrences merge
+    if (f.repeated) {
+      const list = (out[f.name] ?? []) as unknown[];
+      out[f.name] = list;
+      list.push(v);
+    } else if (f.type === "message" && out[f.name] !== undefined)
+      Object.assign(out[f.name] as object, v); // repeated occurrences merge
     else out[f.name] = v;
   }
   return out;
@@ -454,10 +530,17 @@ function writeMessage(p: Protos, t: MessageType, value: Record<string, unknown>,
     const v = value[f.name];
     if (v === undefined || v === null) continue;
     if (f.map) {
-      if (typeof v !== "object") throw new TypeError(`${t.name}.${f.name}: expected an object (a map), got ${typeof v}`);
+      if (typeof v !== "object")
+        throw new TypeError(`${t.name}.${f.name}: expected an object (a map), got ${typeof v}`);
       for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
         const entry = new Writer();
-        writeField(p, { name: "key", no: 1, type: f.map.key, repeated: false }, f.map.key === "string" ? k : Number(k), entry, true);
+        writeField(
+          p,
+          { name: "key", no: 1, type: f.map.key, repeated: false },
+          f.map.key === "string" ? k : Number(k),
+          entry,
+          true,
+        );
         if (x !== undefined && x !== null) writeField(p, f.map.value, x, entry, true);
         w.varint(f.no * 8 + WIRE.len);
         const body = entry.finish();
@@ -507,7 +590,8 @@ function writeField(p: Protos, f: Field, v: unknown, w: Writer, always: boolean)
       w.varint(v ? 1 : 0);
       return;
     default: {
-      if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError(`${where()}: expected a number, got ${typeof v}`);
+      if (typeof v !== "number" && typeof v !== "bigint")
+        throw new TypeError(`${where()}: expected a number, got ${typeof v}`);
       if (Number(v) === 0 && !always) return;
       const wt = wireType(f.type);
       w.varint(f.no * 8 + wt);
@@ -545,15 +629,44 @@ export function toJson(p: Protos): ProtosJson {
   return {
     messages: Object.fromEntries([...p.messages].map(([name, m]) => [name, m.fields.map((f) => ({ ...f }))])),
     enums: [...p.enums],
-    services: Object.fromEntries([...p.services].map(([name, methods]) => [name, [...methods.values()].map((m) => ({ name: m.name, request: m.request.name, response: m.response.name, streaming: m.streaming }))])),
+    services: Object.fromEntries(
+      [...p.services].map(([name, methods]) => [
+        name,
+        [...methods.values()].map((m) => ({
+          name: m.name,
+          request: m.request.name,
+          response: m.response.name,
+          streaming: m.streaming,
+        })),
+      ]),
+    ),
   };
 }
 
 /** Protos from their JSON form: a launch reads this instead of the .proto files (JSON.parse is ~20x faster than reading them). */
 export function fromJson(j: ProtosJson): Protos {
-  const messages = new Map<string, MessageType>(Object.entries(j.messages).map(([name, fields]) => [name, { name, fields, byNo: new Map(fields.map((f) => [f.no, f])) }]));
-  const services = new Map(Object.entries(j.services).map(([svc, methods]) => [svc, new Map(methods.map((m): [string, Method] => [m.name, {
-    path: `/${svc}/${m.name}`, name: m.name, request: messages.get(m.request)!, response: messages.get(m.response)!, streaming: m.streaming,
-  }]))]));
+  const messages = new Map<string, MessageType>(
+    Object.entries(j.messages).map(([name, fields]) => [
+      name,
+      { name, fields, byNo: new Map(fields.map((f) => [f.no, f])) },
+    ]),
+  );
+  const services = new Map(
+    Object.entries(j.services).map(([svc, methods]) => [
+      svc,
+      new Map(
+        methods.map((m): [string, Method] => [
+          m.name,
+          {
+            path: `/${svc}/${m.name}`,
+            name: m.name,
+            request: messages.get(m.request)!,
+            response: messages.get(m.response)!,
+            streaming: m.streaming,
+          },
+        ]),
+      ),
+    ]),
+  );
   return { messages, enums: new Set(j.enums), services };
 }

@@ -30,7 +30,19 @@ import { plan } from "../plan/plan.js";
 import type { FieldChange, ResourceChange } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
 import { cacheDir } from "./tls.js";
-import { checkSpec, ctyType, fromSpec, resourceType, resourceTypes, sizeText, snake, TYPE_NAMES, type AttrDef, type Obj, type ResourceType } from "./schema.js";
+import {
+  checkSpec,
+  ctyType,
+  fromSpec,
+  resourceType,
+  resourceTypes,
+  sizeText,
+  snake,
+  TYPE_NAMES,
+  type AttrDef,
+  type Obj,
+  type ResourceType,
+} from "./schema.js";
 
 /** A tfplugin6 Diagnostic. */
 export interface Diag {
@@ -41,14 +53,21 @@ export interface Diag {
 }
 
 const error = (summary: string, detail?: string, path?: readonly string[]): Diag => ({
-  severity: 1, summary, ...(detail ? { detail } : {}), ...(path?.length ? { attribute: { steps: path.map((attribute_name) => ({ attribute_name })) } } : {}),
+  severity: 1,
+  summary,
+  ...(detail ? { detail } : {}),
+  ...(path?.length ? { attribute: { steps: path.map((attribute_name) => ({ attribute_name })) } } : {}),
 });
-const warning = (summary: string, detail?: string, path?: readonly string[]): Diag => ({ ...error(summary, detail, path), severity: 2 });
+const warning = (summary: string, detail?: string, path?: readonly string[]): Diag => ({
+  ...error(summary, detail, path),
+  severity: 2,
+});
 
 type DV = { msgpack?: Uint8Array | null; json?: Uint8Array | null } | null | undefined;
 
 const NAME_RE = new RegExp(NAME_PATTERN);
-const ALLOW_HINT = 'set allow_data_loss = true in the provider "flexbso" block, or run with FLEXBSO_ALLOW_DATA_LOSS=1 to allow it for one run';
+const ALLOW_HINT =
+  'set allow_data_loss = true in the provider "flexbso" block, or run with FLEXBSO_ALLOW_DATA_LOSS=1 to allow it for one run';
 
 /** Provider-level settings after ConfigureProvider. */
 export interface ProviderSettings {
@@ -60,10 +79,33 @@ export interface ProviderSettings {
 
 /** The provider block's schema. */
 const PROVIDER_ATTRS = [
-  { name: "endpoint", type: "string", optional: true, description: `Agent base URL. Default $FLEXBSO_ENDPOINT, else ${DEFAULTS.agentEndpoint}.` },
-  { name: "token_file", type: "string", optional: true, description: "File holding the agent's bearer token. Default: the CLI's credentials file entry for dpu 'provider' at this endpoint, else $FLEXBSO_TOKEN when $FLEXBSO_ENDPOINT is this endpoint, else (loopback endpoints only) $FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token." },
-  { name: "token", type: "string", optional: true, sensitive: true, description: "The agent's bearer token itself (prefer token_file or $FLEXBSO_TOKEN)." },
-  { name: "allow_data_loss", type: "bool", optional: true, description: "Allow changes that delete or re-initialize data (replacing a bdev, destroying one that holds data). Default false; FLEXBSO_ALLOW_DATA_LOSS=1 in the environment allows them for one run." },
+  {
+    name: "endpoint",
+    type: "string",
+    optional: true,
+    description: `Agent base URL. Default $FLEXBSO_ENDPOINT, else ${DEFAULTS.agentEndpoint}.`,
+  },
+  {
+    name: "token_file",
+    type: "string",
+    optional: true,
+    description:
+      "File holding the agent's bearer token. Default: the CLI's credentials file entry for dpu 'provider' at this endpoint, else $FLEXBSO_TOKEN when $FLEXBSO_ENDPOINT is this endpoint, else (loopback endpoints only) $FLEXBSO_STATE_DIR/token, else /var/lib/flexbso/token.",
+  },
+  {
+    name: "token",
+    type: "string",
+    optional: true,
+    sensitive: true,
+    description: "The agent's bearer token itself (prefer token_file or $FLEXBSO_TOKEN).",
+  },
+  {
+    name: "allow_data_loss",
+    type: "bool",
+    optional: true,
+    description:
+      "Allow changes that delete or re-initialize data (replacing a bdev, destroying one that holds data). Default false; FLEXBSO_ALLOW_DATA_LOSS=1 in the environment allows them for one run.",
+  },
 ] as const;
 
 export class FlexbsoProvider {
@@ -82,7 +124,10 @@ export class FlexbsoProvider {
   getProviderSchema(): unknown {
     const resource_schemas: Record<string, unknown> = {};
     for (const t of resourceTypes().values()) {
-      resource_schemas[t.typeName] = { version: 0, block: { version: 0, description: t.description, attributes: t.attrs.map(attrSchema) } };
+      resource_schemas[t.typeName] = {
+        version: 0,
+        block: { version: 0, description: t.description, attributes: t.attrs.map(attrSchema) },
+      };
     }
     return {
       provider: {
@@ -113,14 +158,26 @@ export class FlexbsoProvider {
     const c = (decodeDynamic(config) ?? {}) as Obj;
     const endpoint = c["endpoint"];
     if (typeof endpoint === "string" && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(endpoint)) {
-      return [error("Invalid agent endpoint", `endpoint must be an http:// or https:// URL (got ${JSON.stringify(endpoint)})`, ["endpoint"])];
+      return [
+        error(
+          "Invalid agent endpoint",
+          `endpoint must be an http:// or https:// URL (got ${JSON.stringify(endpoint)})`,
+          ["endpoint"],
+        ),
+      ];
     }
     return [];
   }
 
   async configure(config: DV): Promise<Diag[]> {
     const c = (decodeDynamic(config) ?? {}) as Obj;
-    if (hasUnknown(c)) return [error("Provider configuration is not known yet", "the flexbso provider block uses values known only after apply; use values known at plan time")];
+    if (hasUnknown(c))
+      return [
+        error(
+          "Provider configuration is not known yet",
+          "the flexbso provider block uses values known only after apply; use values known at plan time",
+        ),
+      ];
     const bad = this.validateProviderConfig(config);
     if (bad.length) return bad;
     const endpoint = (c["endpoint"] as string | null) ?? this.env["FLEXBSO_ENDPOINT"] ?? DEFAULTS.agentEndpoint;
@@ -132,17 +189,43 @@ export class FlexbsoProvider {
     // the CLI's credentials entry for this endpoint also says how to verify it (CA or pin)
     let tls: import("../fleet/client.js").AgentTlsOptions | undefined;
     if (token === null) {
-      const dpu = { address: "provider/dpu/provider", dpu: "provider", kind: "dpu", name: "provider", spec: { agent: { endpoint }, backend: "native", pfs: 1, vfsPerPf: 0 } } as ResourceOf<"dpu">;
+      const dpu = {
+        address: "provider/dpu/provider",
+        dpu: "provider",
+        kind: "dpu",
+        name: "provider",
+        spec: { agent: { endpoint }, backend: "native", pfs: 1, vfsPerPf: 0 },
+      } as ResourceOf<"dpu">;
       try {
         // Loaded here: the CLI's credential lookup (and its YAML parser) is needed by one launch only.
         const { resolveToken } = require("../fleet/fleet.js") as typeof import("../fleet/fleet.js");
-        ({ token, source: tokenSource, tls } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
+        ({
+          token,
+          source: tokenSource,
+          tls,
+        } = await resolveToken(dpu, { env: this.env, ...(tokenFile ? { tokenFile } : {}) }));
       } catch (e) {
-        return [error("No agent token", (e as Error).message.replace(/^provider: /, "").replace(/add '- \{ dpu: provider,.*$/, "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint"), tokenFile ? ["token_file"] : undefined)];
+        return [
+          error(
+            "No agent token",
+            (e as Error).message
+              .replace(/^provider: /, "")
+              .replace(
+                /add '- \{ dpu: provider,.*$/,
+                "set token_file in the provider block, or FLEXBSO_TOKEN with FLEXBSO_ENDPOINT set to the endpoint",
+              ),
+            tokenFile ? ["token_file"] : undefined,
+          ),
+        ];
       }
     }
     const { AgentClient } = agentClientModule();
-    this.settings = { endpoint, ...(tokenFile ? { tokenFile } : {}), allowDataLoss, client: new AgentClient({ endpoint, token, tokenSource, ...(tls ? { tls } : {}) }) };
+    this.settings = {
+      endpoint,
+      ...(tokenFile ? { tokenFile } : {}),
+      allowDataLoss,
+      client: new AgentClient({ endpoint, token, tokenSource, ...(tls ? { tls } : {}) }),
+    };
     return [];
   }
 
@@ -155,7 +238,13 @@ export class FlexbsoProvider {
     return checkResource(t, c).diags;
   }
 
-  planResourceChange(req: { type_name: string; prior_state?: DV; proposed_new_state?: DV; config?: DV; prior_private?: Uint8Array }): unknown {
+  planResourceChange(req: {
+    type_name: string;
+    prior_state?: DV;
+    proposed_new_state?: DV;
+    config?: DV;
+    prior_private?: Uint8Array;
+  }): unknown {
     const t = resourceType(req.type_name);
     const prior = decodeDynamic(req.prior_state) as Obj | null;
     const proposed = decodeDynamic(req.proposed_new_state) as Obj | null;
@@ -189,8 +278,18 @@ export class FlexbsoProvider {
     if (!before) return out(planned, [["name"]]);
     if (before.address !== after.address) {
       const moved = t.kind !== "dpu" && before.dpu !== after.dpu ? "dpu" : "name";
-      const gone = plan(desiredOf(after), desiredOf(before)).resource_changes.find((c) => c.address === before.address)!;
-      this.judge(diags, { ...gone, reason: `${moved} changes from '${moved === "dpu" ? before.dpu : before.name}' to '${moved === "dpu" ? after.dpu : after.name}', so ${before.address} is deleted and ${after.address} created; ${gone.reason ?? ""}`.trim() }, [[moved]]);
+      const gone = plan(desiredOf(after), desiredOf(before)).resource_changes.find(
+        (c) => c.address === before.address,
+      )!;
+      this.judge(
+        diags,
+        {
+          ...gone,
+          reason:
+            `${moved} changes from '${moved === "dpu" ? before.dpu : before.name}' to '${moved === "dpu" ? after.dpu : after.name}', so ${before.address} is deleted and ${after.address} created; ${gone.reason ?? ""}`.trim(),
+        },
+        [[moved]],
+      );
       return out(planned, [[moved]]);
     }
     const change = plan(desiredOf(after), desiredOf(before)).resource_changes[0]!;
@@ -209,20 +308,41 @@ export class FlexbsoProvider {
     if (classOf === "online") {
       diags.push(warning(`${c.address}: online change`, `${reasons}\nNo data is lost.`, path));
     } else if (!allow) {
-      diags.push(error(`${c.address}: destructive change refused`, `${reasons}\nThis deletes or re-initializes data on the DPU; ${ALLOW_HINT}.`, path));
+      diags.push(
+        error(
+          `${c.address}: destructive change refused`,
+          `${reasons}\nThis deletes or re-initializes data on the DPU; ${ALLOW_HINT}.`,
+          path,
+        ),
+      );
     } else {
-      diags.push(warning(`${c.address}: destructive change allowed`, `${reasons}\nallow_data_loss is set: the data is discarded.`, path));
+      diags.push(
+        warning(
+          `${c.address}: destructive change allowed`,
+          `${reasons}\nallow_data_loss is set: the data is discarded.`,
+          path,
+        ),
+      );
     }
   }
 
   // --- apply, read, import, upgrade -------------------------------------------------------
 
-  async applyResourceChange(req: { type_name: string; prior_state?: DV; planned_state?: DV; planned_private?: Uint8Array }): Promise<{ new_state: unknown; private: Uint8Array; diagnostics: Diag[] }> {
+  async applyResourceChange(req: {
+    type_name: string;
+    prior_state?: DV;
+    planned_state?: DV;
+    planned_private?: Uint8Array;
+  }): Promise<{ new_state: unknown; private: Uint8Array; diagnostics: Diag[] }> {
     const t = resourceType(req.type_name);
     const prior = decodeDynamic(req.prior_state) as Obj | null;
     const planned = decodeDynamic(req.planned_state) as Obj | null;
     const diags: Diag[] = [];
-    const done = (state: Value) => ({ new_state: encodeDynamic(state), private: req.planned_private ?? Buffer.alloc(0), diagnostics: diags });
+    const done = (state: Value) => ({
+      new_state: encodeDynamic(state),
+      private: req.planned_private ?? Buffer.alloc(0),
+      diagnostics: diags,
+    });
     const s = this.configured(diags);
     if (!s) return done(prior);
 
@@ -237,9 +357,13 @@ export class FlexbsoProvider {
             // Terraform replaces a bdev by deleting it and then creating it, but its consumers
             // still use it: leave it for the create half, which replaces it in one agent apply.
             this.deferredDeletes.add(before.address);
-            diags.push(warning(`${before.address}: kept until its replacement is created`,
-              `still used by ${users.map((u) => u.address).join(", ")}; when Terraform replaces it, the create that follows replaces it on the DPU in one step. ` +
-              "If it was removed instead, it stays on the DPU until nothing uses it: remove its consumers, then apply again."));
+            diags.push(
+              warning(
+                `${before.address}: kept until its replacement is created`,
+                `still used by ${users.map((u) => u.address).join(", ")}; when Terraform replaces it, the create that follows replaces it on the DPU in one step. ` +
+                  "If it was removed instead, it stays on the DPU until nothing uses it: remove its consumers, then apply again.",
+              ),
+            );
             return null;
           }
           return live.filter((r) => r.address !== before.address);
@@ -256,8 +380,10 @@ export class FlexbsoProvider {
       await this.mutate(s, after.dpu, (live) => {
         const existing = live.find((r) => r.address === after.address);
         if (prior === null && existing && !this.deferredDeletes.has(after.address)) {
-          throw new ProviderError(`${after.address} already exists on the DPU`,
-            `import it instead of creating it: terraform import ${t.typeName}.<name> ${after.address}`);
+          throw new ProviderError(
+            `${after.address} already exists on the DPU`,
+            `import it instead of creating it: terraform import ${t.typeName}.<name> ${after.address}`,
+          );
         }
         return [...live.filter((r) => r.address !== after.address), after];
       });
@@ -269,11 +395,19 @@ export class FlexbsoProvider {
     }
   }
 
-  async readResource(req: { type_name: string; current_state?: DV; private?: Uint8Array }): Promise<{ new_state: unknown; private: Uint8Array; diagnostics: Diag[] }> {
+  async readResource(req: {
+    type_name: string;
+    current_state?: DV;
+    private?: Uint8Array;
+  }): Promise<{ new_state: unknown; private: Uint8Array; diagnostics: Diag[] }> {
     const t = resourceType(req.type_name);
     const state = decodeDynamic(req.current_state) as Obj | null;
     const diags: Diag[] = [];
-    const done = (v: Value) => ({ new_state: encodeDynamic(v), private: req.private ?? Buffer.alloc(0), diagnostics: diags });
+    const done = (v: Value) => ({
+      new_state: encodeDynamic(v),
+      private: req.private ?? Buffer.alloc(0),
+      diagnostics: diags,
+    });
     const s = this.configured(diags);
     if (!s || state === null) return done(state);
     const head = headOf(t, state);
@@ -289,7 +423,10 @@ export class FlexbsoProvider {
     }
   }
 
-  async importResourceState(req: { type_name: string; id: string }): Promise<{ imported_resources: unknown[]; diagnostics: Diag[] }> {
+  async importResourceState(req: {
+    type_name: string;
+    id: string;
+  }): Promise<{ imported_resources: unknown[]; diagnostics: Diag[] }> {
     const t = resourceType(req.type_name);
     const diags: Diag[] = [];
     const s = this.configured(diags);
@@ -302,24 +439,35 @@ export class FlexbsoProvider {
     }
     try {
       const view = await this.view(s, parts.length > 1 ? parts[0]! : undefined);
-      const dpu = parts.length > 1 ? parts[0]! : view.dpu ?? "";
+      const dpu = parts.length > 1 ? parts[0]! : (view.dpu ?? "");
       const name = t.kind === "dpu" ? dpu : parts[parts.length - 1]!;
       const address = `${dpu}/${t.kind}/${name}`;
       const live = view.topology.resources.find((r) => r.address === address);
       if (!live) {
         const have = view.topology.resources.filter((r) => r.kind === t.kind).map((r) => r.address);
-        diags.push(error(`${address} does not exist on the agent at ${s.endpoint}`, `${t.kind} resources there: ${have.join(", ") || "none"}; ${usage}`));
+        diags.push(
+          error(
+            `${address} does not exist on the agent at ${s.endpoint}`,
+            `${t.kind} resources there: ${have.join(", ") || "none"}; ${usage}`,
+          ),
+        );
         return { imported_resources: [], diagnostics: diags };
       }
       const state = fromSpec(t, { id: address, name, dpu }, withoutAgent(live).spec, null);
-      return { imported_resources: [{ type_name: t.typeName, state: encodeDynamic(state), private: Buffer.alloc(0) }], diagnostics: diags };
+      return {
+        imported_resources: [{ type_name: t.typeName, state: encodeDynamic(state), private: Buffer.alloc(0) }],
+        diagnostics: diags,
+      };
     } catch (e) {
       diags.push(agentDiag(e, s.endpoint));
       return { imported_resources: [], diagnostics: diags };
     }
   }
 
-  upgradeResourceState(req: { type_name: string; version?: number; raw_state?: { json?: Uint8Array } }): { upgraded_state: unknown; diagnostics: Diag[] } {
+  upgradeResourceState(req: { type_name: string; version?: number; raw_state?: { json?: Uint8Array } }): {
+    upgraded_state: unknown;
+    diagnostics: Diag[];
+  } {
     const t = resourceType(req.type_name);
     const json = req.raw_state?.json;
     if (!json || json.length === 0) return { upgraded_state: encodeDynamic(null), diagnostics: [] };
@@ -331,7 +479,8 @@ export class FlexbsoProvider {
   // --- agent access ------------------------------------------------------------------------
 
   private configured(diags: Diag[]): ProviderSettings | undefined {
-    if (!this.settings) diags.push(error("Provider not configured", "Terraform did not configure the flexbso provider before using it"));
+    if (!this.settings)
+      diags.push(error("Provider not configured", "Terraform did not configure the flexbso provider before using it"));
     return this.settings;
   }
 
@@ -346,12 +495,21 @@ export class FlexbsoProvider {
       const view = s.client.call<TopologyView>("topology.get", {}, 60_000);
       const entry = { at: 0, view };
       this.cachedView = c = entry;
-      view.then(() => { entry.at = Date.now(); }, () => { if (this.cachedView === entry) this.cachedView = undefined; });
+      view.then(
+        () => {
+          entry.at = Date.now();
+        },
+        () => {
+          if (this.cachedView === entry) this.cachedView = undefined;
+        },
+      );
     }
     const v = await c.view;
     if (dpu !== undefined && v.dpu !== null && v.dpu !== dpu) {
-      throw new ProviderError(`the agent at ${s.endpoint} serves DPU '${v.dpu}', not '${dpu}'`,
-        `point this provider's endpoint at ${dpu}'s agent (a provider alias per DPU), or set dpu = "${v.dpu}"`);
+      throw new ProviderError(
+        `the agent at ${s.endpoint} serves DPU '${v.dpu}', not '${dpu}'`,
+        `point this provider's endpoint at ${dpu}'s agent (a provider alias per DPU), or set dpu = "${v.dpu}"`,
+      );
     }
     return v;
   }
@@ -368,7 +526,11 @@ export class FlexbsoProvider {
     return turn;
   }
 
-  private async mutateNow(s: ProviderSettings, dpu: string, edit: (live: Resource[]) => Resource[] | null): Promise<void> {
+  private async mutateNow(
+    s: ProviderSettings,
+    dpu: string,
+    edit: (live: Resource[]) => Resource[] | null,
+  ): Promise<void> {
     const deadline = Date.now() + 10 * 60_000;
     for (let attempt = 1; ; attempt++) {
       this.cachedView = undefined;
@@ -377,11 +539,17 @@ export class FlexbsoProvider {
       if (next === null) return;
       next.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
       try {
-        await s.client.call("topology.apply", { desired: { formatVersion: 1, resources: next }, expectedGeneration: view.generation, allowDataLoss: s.allowDataLoss });
+        await s.client.call("topology.apply", {
+          desired: { formatVersion: 1, resources: next },
+          expectedGeneration: view.generation,
+          allowDataLoss: s.allowDataLoss,
+        });
         this.cachedView = undefined;
         return;
       } catch (e) {
-        const raced = e instanceof agentClientModule().AgentRpcError && (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
+        const raced =
+          e instanceof agentClientModule().AgentRpcError &&
+          (e.rpcCode === RpcCode.StaleGeneration || e.rpcCode === RpcCode.Busy);
         if (!raced || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, Math.min(500, 10 * attempt) + Math.random() * 40));
       }
@@ -391,7 +559,10 @@ export class FlexbsoProvider {
   /** The dpu resource carries where the agent is; the provider block says that, not the resource. */
   private withAgent(s: ProviderSettings, r: Resource): Resource {
     if (r.kind !== "dpu") return r;
-    return { ...r, spec: { ...r.spec, agent: { endpoint: s.endpoint, ...(s.tokenFile ? { tokenFile: s.tokenFile } : {}) } } };
+    return {
+      ...r,
+      spec: { ...r.spec, agent: { endpoint: s.endpoint, ...(s.tokenFile ? { tokenFile: s.tokenFile } : {}) } },
+    };
   }
 }
 
@@ -406,7 +577,10 @@ export function launchProvider(env: NodeJS.ProcessEnv = process.env): FlexbsoPro
 
 /** An error meant for the user: a summary and what to do. */
 export class ProviderError extends Error {
-  constructor(message: string, readonly detail: string) {
+  constructor(
+    message: string,
+    readonly detail: string,
+  ) {
     super(message);
   }
 }
@@ -423,7 +597,9 @@ function agentDiag(e: unknown, endpoint: string): Diag {
   if (e instanceof ProviderError) return error(e.message, e.detail);
   if (e instanceof agentClientModule().AgentRpcError) {
     const data = e.data as { diagnostics?: { address?: string; field?: string; message: string }[] } | undefined;
-    const detail = data?.diagnostics?.map((d) => `${d.address ?? ""}${d.field ? ` ${d.field}` : ""}: ${d.message}`).join("\n");
+    const detail = data?.diagnostics
+      ?.map((d) => `${d.address ?? ""}${d.field ? ` ${d.field}` : ""}: ${d.message}`)
+      .join("\n");
     return error(`agent at ${endpoint}: ${e.rpcMessage}`, detail);
   }
   return error((e as Error).message ?? String(e));
@@ -431,8 +607,10 @@ function agentDiag(e: unknown, endpoint: string): Diag {
 
 function attrSchema(a: AttrDef): unknown {
   const flags = { required: a.required, optional: !a.required, computed: a.computed, description: a.description };
-  if (a.name === "id") return { name: a.name, type: Buffer.from('"string"'), computed: true, description: a.description };
-  if (a.type === "object") return { name: a.name, nested_type: { nesting: 1, attributes: a.nested!.map(attrSchema) }, ...flags };
+  if (a.name === "id")
+    return { name: a.name, type: Buffer.from('"string"'), computed: true, description: a.description };
+  if (a.type === "object")
+    return { name: a.name, nested_type: { nesting: 1, attributes: a.nested!.map(attrSchema) }, ...flags };
   return { name: a.name, type: Buffer.from(JSON.stringify(ctyType(a))), ...flags };
 }
 
@@ -443,7 +621,13 @@ function checkResource(t: ResourceType, v: Obj): { resource?: Resource; diags: D
   const dpu = t.kind === "dpu" ? name : v["dpu"];
   for (const [attr, value] of [["name", name], ...(t.kind === "dpu" ? [] : [["dpu", dpu]])] as [string, Value][]) {
     if (typeof value !== "string" || !NAME_RE.test(value)) {
-      diags.push(error(`Invalid ${attr}`, `${attr} must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (got ${JSON.stringify(value)})`, [attr]));
+      diags.push(
+        error(
+          `Invalid ${attr}`,
+          `${attr} must be a name of 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit (got ${JSON.stringify(value)})`,
+          [attr],
+        ),
+      );
     }
   }
   const checked = checkSpec(t, v);
@@ -451,7 +635,10 @@ function checkResource(t: ResourceType, v: Obj): { resource?: Resource; diags: D
   if (diags.length || !checked.spec) return { diags };
   const n = name as string;
   const d = dpu as string;
-  return { resource: { address: `${d}/${t.kind}/${n}`, dpu: d, kind: t.kind, name: n, spec: checked.spec } as Resource, diags };
+  return {
+    resource: { address: `${d}/${t.kind}/${n}`, dpu: d, kind: t.kind, name: n, spec: checked.spec } as Resource,
+    diags,
+  };
 }
 
 /** A resource from prior state; undefined when the state no longer checks (then it is replaced). */
@@ -477,9 +664,16 @@ function overlay(planned: Obj, config: Obj): Obj {
   for (const [k, c] of Object.entries(config)) {
     if (c === null || !(k in planned)) continue;
     const p = planned[k];
-    out[k] = p !== null && typeof p === "object" && !Array.isArray(p) && p !== UNKNOWN && typeof c === "object" && !Array.isArray(c) && c !== UNKNOWN
-      ? overlay(p as Obj, c as Obj)
-      : c;
+    out[k] =
+      p !== null &&
+      typeof p === "object" &&
+      !Array.isArray(p) &&
+      p !== UNKNOWN &&
+      typeof c === "object" &&
+      !Array.isArray(c) &&
+      c !== UNKNOWN
+        ? overlay(p as Obj, c as Obj)
+        : c;
   }
   return out;
 }
@@ -528,7 +722,12 @@ function withoutAgent(r: Resource): { spec: Spec } {
 /** Live resources that reference `r` (by bdev name on its DPU). */
 function consumersOf(live: readonly Resource[], r: Resource): Resource[] {
   if (r.kind === "dpu" || r.kind === "function") return [];
-  return live.filter((x) => x.dpu === r.dpu && x.address !== r.address && referencesOf(x.kind as Kind, x.spec).some((ref) => ref.target === r.name));
+  return live.filter(
+    (x) =>
+      x.dpu === r.dpu &&
+      x.address !== r.address &&
+      referencesOf(x.kind as Kind, x.spec).some((ref) => ref.target === r.name),
+  );
 }
 
 /** A dotted spec field as an attribute path. */
@@ -537,12 +736,20 @@ function fieldPath(field: string): string[] {
 }
 
 function describeChange(c: ResourceChange): string {
-  const sizes = new Set(resourceType(TYPE_NAMES[c.kind]).attrs.filter((a) => a.size).map((a) => a.field));
-  const show = (field: string, v: unknown) => (sizes.has(field) && typeof v === "number" ? sizeText(v) : JSON.stringify(v));
+  const sizes = new Set(
+    resourceType(TYPE_NAMES[c.kind])
+      .attrs.filter((a) => a.size)
+      .map((a) => a.field),
+  );
+  const show = (field: string, v: unknown) =>
+    sizes.has(field) && typeof v === "number" ? sizeText(v) : JSON.stringify(v);
   const lines = c.field_changes
     .filter((f: FieldChange) => f.class !== "in-place")
-    .map((f) => `${fieldPath(f.field).join(".")}: ${show(f.field, f.before)} -> ${show(f.field, f.after)}: ${f.reason}`);
+    .map(
+      (f) => `${fieldPath(f.field).join(".")}: ${show(f.field, f.before)} -> ${show(f.field, f.after)}: ${f.reason}`,
+    );
   if (c.reason) lines.push(c.reason);
-  if (c.change.actions[0] === "delete" && c.change.actions.length === 1 && !c.reason) lines.push(`${c.address} is deleted`);
+  if (c.change.actions[0] === "delete" && c.change.actions.length === 1 && !c.reason)
+    lines.push(`${c.address} is deleted`);
   return lines.join("\n");
 }

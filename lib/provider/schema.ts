@@ -96,14 +96,29 @@ function attrsOf(schema: JsonSchema, skip: readonly string[] = []): AttrDef[] {
 
 function attrOf(field: string, s: JsonSchema, required: boolean): AttrDef {
   const base = { name: snake(field), field, required, computed: !required };
-  if (s.flexSize) return { ...base, type: "string", size: true, description: 'A size: a whole number of bytes, or a string like "64MiB", "1GiB".' };
+  if (s.flexSize)
+    return {
+      ...base,
+      type: "string",
+      size: true,
+      description: 'A size: a whole number of bytes, or a string like "64MiB", "1GiB".',
+    };
   if (s.enum) {
     const numeric = s.enum.every((v) => typeof v === "number");
-    return { ...base, type: numeric ? "number" : "string", description: `One of ${s.enum.map((v) => JSON.stringify(v)).join(", ")}.` };
+    return {
+      ...base,
+      type: numeric ? "number" : "string",
+      description: `One of ${s.enum.map((v) => JSON.stringify(v)).join(", ")}.`,
+    };
   }
   switch (s.type) {
     case "object":
-      return { ...base, type: "object", nested: attrsOf(s).map((a) => ({ ...a, required: false, computed: true })), description: "" };
+      return {
+        ...base,
+        type: "object",
+        nested: attrsOf(s).map((a) => ({ ...a, required: false, computed: true })),
+        description: "",
+      };
     case "array":
       return { ...base, type: "list", description: "A list of bdev names on the same DPU." };
     case "integer":
@@ -121,7 +136,14 @@ function range(s: JsonSchema): string {
   return "";
 }
 
-const meta = (name: string, description: string, required: boolean): AttrDef => ({ name, field: "", type: "string", required, computed: !required, description });
+const meta = (name: string, description: string, required: boolean): AttrDef => ({
+  name,
+  field: "",
+  type: "string",
+  required,
+  computed: !required,
+  description,
+});
 
 let built: Map<string, ResourceType> | undefined;
 
@@ -132,9 +154,16 @@ export function resourceTypes(): ReadonlyMap<string, ResourceType> {
   for (const [kind, typeName] of Object.entries(TYPE_NAMES) as [Kind, string][]) {
     const attrs: AttrDef[] = [
       meta("id", "The resource's address <dpu>/<kind>/<name>; also its import ID.", false),
-      meta("name", kind === "dpu" ? "DPU name; the agent must serve this DPU. Changing it replaces the DPU." : "Name on its DPU (bdev names are unique per DPU across kinds). Changing it replaces the resource.", true),
+      meta(
+        "name",
+        kind === "dpu"
+          ? "DPU name; the agent must serve this DPU. Changing it replaces the DPU."
+          : "Name on its DPU (bdev names are unique per DPU across kinds). Changing it replaces the resource.",
+        true,
+      ),
     ];
-    if (kind !== "dpu") attrs.push(meta("dpu", "Name of the flexbso_dpu this resource lives on (reference flexbso_dpu.<x>.name).", true));
+    if (kind !== "dpu")
+      attrs.push(meta("dpu", "Name of the flexbso_dpu this resource lives on (reference flexbso_dpu.<x>.name).", true));
     attrs.push(...attrsOf(SPEC_SCHEMAS[kind] as JsonSchema, PROVIDER_FIELDS[kind]));
     built.set(typeName, { kind, typeName, attrs, description: KIND_TEXT[kind] });
   }
@@ -144,7 +173,10 @@ export function resourceTypes(): ReadonlyMap<string, ResourceType> {
 /** The resource type named `typeName`; throws for a name this provider does not serve. */
 export function resourceType(typeName: string): ResourceType {
   const t = resourceTypes().get(typeName);
-  if (!t) throw new Error(`unknown resource type '${typeName}' (this provider serves: ${[...resourceTypes().keys()].join(", ")})`);
+  if (!t)
+    throw new Error(
+      `unknown resource type '${typeName}' (this provider serves: ${[...resourceTypes().keys()].join(", ")})`,
+    );
   return t;
 }
 
@@ -158,7 +190,10 @@ export type Obj = { [k: string]: Value };
 
 /** The spec in user form (what canonicalSpec takes) from a Terraform object; null and unknown fields are left out. */
 export function specInput(t: ResourceType, v: Obj): Record<string, unknown> {
-  return toInput(t.attrs.filter((a) => a.field !== ""), v);
+  return toInput(
+    t.attrs.filter((a) => a.field !== ""),
+    v,
+  );
 }
 
 function toInput(attrs: readonly AttrDef[], v: Obj): Record<string, unknown> {
@@ -178,10 +213,22 @@ function toInput(attrs: readonly AttrDef[], v: Obj): Record<string, unknown> {
  * value that means the same (a size written "64MiB"), that value is kept, so state stays
  * as the user wrote it.
  */
-export function fromSpec(t: ResourceType, head: { id: string; name: string; dpu: string }, spec: Spec, keep: Obj | null): Obj {
+export function fromSpec(
+  t: ResourceType,
+  head: { id: string; name: string; dpu: string },
+  spec: Spec,
+  keep: Obj | null,
+): Obj {
   const out: Obj = { id: head.id, name: head.name };
   if (t.kind !== "dpu") out["dpu"] = head.dpu;
-  Object.assign(out, toValues(t.attrs.filter((a) => a.field !== ""), spec as unknown as Record<string, unknown>, keep));
+  Object.assign(
+    out,
+    toValues(
+      t.attrs.filter((a) => a.field !== ""),
+      spec as unknown as Record<string, unknown>,
+      keep,
+    ),
+  );
   return out;
 }
 
@@ -191,7 +238,8 @@ function toValues(attrs: readonly AttrDef[], spec: Record<string, unknown>, keep
     const v = spec[a.field];
     const kept = keep?.[a.name];
     if (v === undefined) out[a.name] = null;
-    else if (a.type === "object") out[a.name] = toValues(a.nested!, v as Record<string, unknown>, kept && kept !== UNKNOWN ? (kept as Obj) : null);
+    else if (a.type === "object")
+      out[a.name] = toValues(a.nested!, v as Record<string, unknown>, kept && kept !== UNKNOWN ? (kept as Obj) : null);
     else if (a.size) out[a.name] = typeof kept === "string" && parseSize(kept) === v ? kept : sizeText(v as number);
     else if (a.type === "list") out[a.name] = [...(v as string[])];
     else out[a.name] = v as Value;
@@ -213,7 +261,9 @@ export function sizeText(bytes: number): string {
 }
 
 /** A spec checked by the model, or the problems as Terraform attribute paths. */
-export type SpecCheck = { spec: Spec; problems: [] } | { spec?: undefined; problems: { path: string[]; message: string }[] };
+export type SpecCheck =
+  | { spec: Spec; problems: [] }
+  | { spec?: undefined; problems: { path: string[]; message: string }[] };
 
 /** Checks a Terraform object's spec with the model's own rules (schema, defaults, single-resource rules). */
 export function checkSpec(t: ResourceType, v: Obj): SpecCheck {

@@ -39,7 +39,10 @@ export const DESCRIPTOR_FILE = "descriptor.json";
 
 /** Rewrites the prebuilt descriptor after a .proto change: `node -e 'require("./dist/lib/provider/server.js").writeDescriptor()'`. */
 export function writeDescriptor(): void {
-  writeFileSync(path.join(protoDir(), DESCRIPTOR_FILE), `${JSON.stringify(toJson(loadProtos(protoDir(), PROTO_FILES)), null, 1)}\n`);
+  writeFileSync(
+    path.join(protoDir(), DESCRIPTOR_FILE),
+    `${JSON.stringify(toJson(loadProtos(protoDir(), PROTO_FILES)), null, 1)}\n`,
+  );
 }
 
 /**
@@ -48,13 +51,17 @@ export function writeDescriptor(): void {
  */
 export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (env[MAGIC_KEY] !== MAGIC_VALUE) {
-    process.stderr.write("This binary is a Terraform plugin (the FlexBSO provider); it is not meant to be run directly.\n" +
-      "Install it with `flexbso provider install` and run terraform, which starts it.\n");
+    process.stderr.write(
+      "This binary is a Terraform plugin (the FlexBSO provider); it is not meant to be run directly.\n" +
+        "Install it with `flexbso provider install` and run terraform, which starts it.\n",
+    );
     process.exit(1);
   }
   const versions = (env["PLUGIN_PROTOCOL_VERSIONS"] ?? String(APP_VERSION)).split(",").map((v) => v.trim());
   if (!versions.includes(String(APP_VERSION))) {
-    process.stderr.write(`terraform-provider-flexbso speaks plugin protocol ${APP_VERSION}; this Terraform offers ${versions.join(", ")} (use Terraform >= 1.0)\n`);
+    process.stderr.write(
+      `terraform-provider-flexbso speaks plugin protocol ${APP_VERSION}; this Terraform offers ${versions.join(", ")} (use Terraform >= 1.0)\n`,
+    );
     process.exit(1);
   }
 
@@ -65,14 +72,20 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
   let socket = "";
   let shuttingDown = false;
   const exit = () => {
-    try { rmSync(socket, { force: true }); } catch { /* gone */ }
+    try {
+      rmSync(socket, { force: true });
+    } catch {
+      /* gone */
+    }
     process.exit(0);
   };
   const provider: Record<string, Unary> = {
     GetMetadata: () => p().getMetadata(),
     GetProviderSchema: () => p().getProviderSchema(),
     ValidateProviderConfig: (r) => ({ diagnostics: p().validateProviderConfig(r["config"] as never) }),
-    ValidateResourceConfig: (r) => ({ diagnostics: p().validateResourceConfig(r["type_name"] as string, r["config"] as never) }),
+    ValidateResourceConfig: (r) => ({
+      diagnostics: p().validateResourceConfig(r["type_name"] as string, r["config"] as never),
+    }),
     UpgradeResourceState: (r) => p().upgradeResourceState(r as never),
     ConfigureProvider: async (r) => ({ diagnostics: await p().configure(r["config"] as never) }),
     ReadResource: (r) => p().readResource(r as never),
@@ -85,7 +98,12 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
     "tfplugin6.Provider": provider,
     // Terraform waits for this call to return, then closes its connection and waits for
     // the process to exit (2 s, then kill): exit once the answer is out.
-    "plugin.GRPCController": { Shutdown: () => { shuttingDown = true; return {}; } },
+    "plugin.GRPCController": {
+      Shutdown: () => {
+        shuttingDown = true;
+        return {};
+      },
+    },
     "grpc.health.v1.Health": { Check: () => ({ status: 1 }) },
   });
 
@@ -100,7 +118,8 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
   const server = createGrpcServer(protos, served, {
     ...(tls ? { tls } : {}),
     maxMessageBytes: MAX_MESSAGE_BYTES,
-    onError: (method, e) => process.stderr.write(`[ERROR] terraform-provider-flexbso: ${method}: ${e.stack ?? e.message}\n`),
+    onError: (method, e) =>
+      process.stderr.write(`[ERROR] terraform-provider-flexbso: ${method}: ${e.stack ?? e.message}\n`),
     onResponded: (m) => {
       if (m.name !== "Shutdown" || !shuttingDown) return;
       // The client closes the connection next; exit then, or shortly in any case.
@@ -108,8 +127,15 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
       setTimeout(exit, 250);
     },
   });
-  server.on("session", (session) => session.on("close", () => { if (shuttingDown) exit(); }));
-  socket = path.join(env["PLUGIN_UNIX_SOCKET_DIR"] ?? os.tmpdir(), `plugin-flexbso-${randomBytes(6).toString("hex")}.sock`);
+  server.on("session", (session) =>
+    session.on("close", () => {
+      if (shuttingDown) exit();
+    }),
+  );
+  socket = path.join(
+    env["PLUGIN_UNIX_SOCKET_DIR"] ?? os.tmpdir(),
+    `plugin-flexbso-${randomBytes(6).toString("hex")}.sock`,
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(socket, () => {
@@ -117,7 +143,13 @@ export async function serve(load: () => FlexbsoProvider, env: NodeJS.ProcessEnv 
       resolve();
     });
   });
-  process.on("exit", () => { try { rmSync(socket, { force: true }); } catch { /* gone */ } });
+  process.on("exit", () => {
+    try {
+      rmSync(socket, { force: true });
+    } catch {
+      /* gone */
+    }
+  });
   // Terraform forwards Ctrl-C to its plugins and then calls StopProvider; don't die on the signal.
   process.on("SIGINT", () => undefined);
   process.on("SIGTERM", exit);

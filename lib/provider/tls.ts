@@ -32,7 +32,9 @@ export function createServerCert(now = new Date(), days = 30): ServerCert {
 
 /** Where the certificate is cached: $FLEXBSO_PROVIDER_CACHE, else $XDG_CACHE_HOME/flexbso, else ~/.cache/flexbso. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env["FLEXBSO_PROVIDER_CACHE"] ?? path.join(env["XDG_CACHE_HOME"] ?? path.join(os.homedir(), ".cache"), "flexbso");
+  return (
+    env["FLEXBSO_PROVIDER_CACHE"] ?? path.join(env["XDG_CACHE_HOME"] ?? path.join(os.homedir(), ".cache"), "flexbso")
+  );
 }
 
 /**
@@ -48,7 +50,11 @@ export function serverCert(dir = cacheDir(), now = new Date()): ServerCert {
     const keyPem = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n/.exec(text)?.[0];
     if (certPem && keyPem) {
       const x = new X509Certificate(certPem);
-      if (new Date(x.validTo).getTime() - now.getTime() > 86400_000 && x.checkPrivateKey(createPrivateKey(keyPem)) && x.ca) {
+      if (
+        new Date(x.validTo).getTime() - now.getTime() > 86400_000 &&
+        x.checkPrivateKey(createPrivateKey(keyPem)) &&
+        x.ca
+      ) {
         return { certPem, keyPem, handshake: x.raw.toString("base64").replace(/=+$/, "") };
       }
     }

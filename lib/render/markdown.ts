@@ -16,12 +16,18 @@ export function renderMarkdown(plan: Plan): string {
   const problems: string[] = [];
   const drift = plan.drift ?? [];
   if (drift.length > 0) {
-    problems.push("> [!WARNING]", `> **Drift**: ${drift.length} object${drift.length === 1 ? "" : "s"} on the targets changed outside FlexBSO.`);
+    problems.push(
+      "> [!WARNING]",
+      `> **Drift**: ${drift.length} object${drift.length === 1 ? "" : "s"} on the targets changed outside FlexBSO.`,
+    );
     for (const d of drift) problems.push(`> - ${d.kind}: ${d.dpu}: ${d.message}`);
     problems.push("");
   }
   if (errors.length > 0) {
-    problems.push("> [!CAUTION]", `> **${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made by the target${errors.length === 1 ? "" : "s"}**: \`flexbso apply\` refuses this plan.`);
+    problems.push(
+      "> [!CAUTION]",
+      `> **${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made by the target${errors.length === 1 ? "" : "s"}**: \`flexbso apply\` refuses this plan.`,
+    );
     for (const e of errors) problems.push(`> - ${e.message}. Fix: ${e.fix}.`);
     problems.push("");
   }
@@ -31,12 +37,24 @@ export function renderMarkdown(plan: Plan): string {
     problems.push("");
   }
   const others = otherStackLines(plan).slice(1);
-  if (others.length > 0) problems.push("> [!NOTE]", ...others.map((l) => `> ${l.trimStart().replace(/^= /, "- ")}`), "");
-  if (shown.length === 0) return ["### FlexBSO plan: no changes", "", ...problems, "The DPUs match the topology.", ""].join("\n");
-  const out = [`### FlexBSO plan: ${summaryLine(plan).replace(/^Plan: /, "").replace(/\.$/, "")}${errors.length ? " (cannot be applied)" : ""}`, "", ...problems];
+  if (others.length > 0)
+    problems.push("> [!NOTE]", ...others.map((l) => `> ${l.trimStart().replace(/^= /, "- ")}`), "");
+  if (shown.length === 0)
+    return ["### FlexBSO plan: no changes", "", ...problems, "The DPUs match the topology.", ""].join("\n");
+  const out = [
+    `### FlexBSO plan: ${summaryLine(plan)
+      .replace(/^Plan: /, "")
+      .replace(/\.$/, "")}${errors.length ? " (cannot be applied)" : ""}`,
+    "",
+    ...problems,
+  ];
   const destructive = shown.filter((c) => c.change_class === "destructive").length;
   if (destructive > 0) {
-    out.push("> [!CAUTION]", `> ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data: \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without \`--allow-data-loss\`.`, "");
+    out.push(
+      "> [!CAUTION]",
+      `> ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data: \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without \`--allow-data-loss\`.`,
+      "",
+    );
   }
   out.push("| | Resource | Action | Class | Why |", "|---|---|---|---|---|");
   for (const c of shown) {

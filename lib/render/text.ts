@@ -48,7 +48,10 @@ export function renderResource(c: ResourceChange): string[] {
   } else {
     for (const f of c.field_changes) {
       const sym = f.before === undefined ? "+" : f.after === undefined ? "-" : "~";
-      const values = sym === "~" ? `${formatValue(c.kind, f.field, f.before)} -> ${formatValue(c.kind, f.field, f.after)}` : formatValue(c.kind, f.field, sym === "+" ? f.after : f.before);
+      const values =
+        sym === "~"
+          ? `${formatValue(c.kind, f.field, f.before)} -> ${formatValue(c.kind, f.field, f.after)}`
+          : formatValue(c.kind, f.field, sym === "+" ? f.after : f.before);
       body.push([sym, f.field, `${values}  # ${f.replace ? "forces replacement; " : ""}${f.class}: ${f.reason}`]);
     }
   }
@@ -74,24 +77,42 @@ export function renderText(plan: Plan): string {
   const out: string[] = driftLines(plan);
   const errors = plan.errors ?? [];
   if (errors.length > 0) {
-    out.push(`Error: the targets cannot make ${errors.length === 1 ? "one" : errors.length} of these changes; \`flexbso apply\` refuses this plan:`);
+    out.push(
+      `Error: the targets cannot make ${errors.length === 1 ? "one" : errors.length} of these changes; \`flexbso apply\` refuses this plan:`,
+    );
     for (const e of errors) out.push(...problemLines(e));
     out.push("");
   }
-  const warnings = (plan.warnings ?? []).flatMap((w) => ["", ...problemLines(w).map((l, i) => (i === 0 ? `Warning: ${l.slice(4)}` : l))]);
-  if (shown.length === 0) return [...out, "No changes. The DPUs match the topology.", ...warnings, ...otherStackLines(plan)].join("\n") + "\n";
+  const warnings = (plan.warnings ?? []).flatMap((w) => [
+    "",
+    ...problemLines(w).map((l, i) => (i === 0 ? `Warning: ${l.slice(4)}` : l)),
+  ]);
+  if (shown.length === 0)
+    return (
+      [...out, "No changes. The DPUs match the topology.", ...warnings, ...otherStackLines(plan)].join("\n") + "\n"
+    );
   out.push("FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):", "");
   for (const c of shown) out.push(...renderResource(c), "");
   out.push("Execution order:");
   const width = String(plan.steps.length).length;
-  for (const s of plan.steps) out.push(`  ${String(s.index + 1).padStart(width)}. ${s.action.padEnd(6)} ${s.address}${s.replace ? " (replace)" : ""}`);
+  for (const s of plan.steps)
+    out.push(
+      `  ${String(s.index + 1).padStart(width)}. ${s.action.padEnd(6)} ${s.address}${s.replace ? " (replace)" : ""}`,
+    );
   out.push("", summaryLine(plan));
   const destructive = plan.resource_changes.filter((c) => c.change_class === "destructive").length;
   if (destructive > 0) {
-    out.push("", `Warning: ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data; \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without --allow-data-loss.`);
+    out.push(
+      "",
+      `Warning: ${destructive} change${destructive === 1 ? "" : "s"} destroy${destructive === 1 ? "s" : ""} data; \`flexbso apply\` refuses ${destructive === 1 ? "it" : "them"} without --allow-data-loss.`,
+    );
   }
   out.push(...warnings, ...otherStackLines(plan));
-  if (errors.length > 0) out.push("", `Error: ${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made (listed at the top); fix them and plan again.`);
+  if (errors.length > 0)
+    out.push(
+      "",
+      `Error: ${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made (listed at the top); fix them and plan again.`,
+    );
   return out.join("\n") + "\n";
 }
 

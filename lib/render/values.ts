@@ -7,6 +7,7 @@ export function formatValue(kind: Kind, field: string, value: unknown): string {
   if (value === undefined) return "(absent)";
   if (Array.isArray(value)) return `[${value.map((v) => JSON.stringify(v)).join(", ")}]`;
   const text = JSON.stringify(value);
-  if (typeof value === "number" && value >= 1024 && descriptorOf(kind).sizeFields.includes(field)) return `${text} (${formatSize(value)})`;
+  if (typeof value === "number" && value >= 1024 && descriptorOf(kind).sizeFields.includes(field))
+    return `${text} (${formatSize(value)})`;
   return text;
 }

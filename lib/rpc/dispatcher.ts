@@ -155,12 +155,18 @@ export class RpcDispatcher<C> {
    * Handles a request body's text: one request or a batch. Malformed JSON is
    * answered with -32700 (id null). Ids are echoed exactly.
    */
-  async handleText(text: string, opts: Omit<HandleOptions, "idTexts"> = {}): Promise<RpcResponse | RpcResponse[] | undefined> {
+  async handleText(
+    text: string,
+    opts: Omit<HandleOptions, "idTexts"> = {},
+  ): Promise<RpcResponse | RpcResponse[] | undefined> {
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (e) {
-      const f = new RpcFailure(RpcCode.ParseError, `Parse error: the request is not valid JSON (${(e as Error).message})`);
+      const f = new RpcFailure(
+        RpcCode.ParseError,
+        `Parse error: the request is not valid JSON (${(e as Error).message})`,
+      );
       this.record("(parse)", false, null, f.code, f.message, 0, undefined);
       return errorResponse(null, f);
     }
@@ -175,8 +181,10 @@ export class RpcDispatcher<C> {
    */
   async handle(value: unknown, opts: HandleOptions = {}): Promise<RpcResponse | RpcResponse[] | undefined> {
     const { idTexts } = opts;
-    if (!Array.isArray(value)) return this.handleOne(value, typeof idTexts === "string" ? idTexts : undefined, opts.allow);
-    if (value.length === 0) return errorResponse(null, new RpcFailure(RpcCode.InvalidRequest, "Invalid request: empty batch array"));
+    if (!Array.isArray(value))
+      return this.handleOne(value, typeof idTexts === "string" ? idTexts : undefined, opts.allow);
+    if (value.length === 0)
+      return errorResponse(null, new RpcFailure(RpcCode.InvalidRequest, "Invalid request: empty batch array"));
     const max = this.dialect.maxBatch;
     if (value.length > max) {
       // Refused whole, before any method runs: one value cannot queue unbounded work.
@@ -205,14 +213,19 @@ export class RpcDispatcher<C> {
     if (entry === undefined) throw this.notFound(name);
     try {
       // A null validator: the method checks its params where it runs.
-      const checked = entry.validator === null ? ((params ?? null) as Record<string, unknown>) : entry.validator.check(params);
+      const checked =
+        entry.validator === null ? ((params ?? null) as Record<string, unknown>) : entry.validator.check(params);
       const result = await entry.method.handler(checked, this.options.ctx);
       return result === undefined ? null : result;
     } catch (e) {
       if (e instanceof RpcFailure) throw e;
       throw (
         this.options.mapError?.(e, name) ??
-        new RpcFailure(RpcCode.InternalError, `Internal error in ${name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+        new RpcFailure(
+          RpcCode.InternalError,
+          `Internal error in ${name}: ${e instanceof Error ? e.message : String(e)}`,
+          { cause: e },
+        )
       );
     }
   }
@@ -226,11 +239,18 @@ export class RpcDispatcher<C> {
     );
   }
 
-  private async handleOne(req: unknown, idText: string | undefined, allow: HandleOptions["allow"]): Promise<RpcResponse | undefined> {
-    const invalid = (why: string): RpcResponse => errorResponse(null, new RpcFailure(RpcCode.InvalidRequest, `Invalid request: ${why}`));
-    if (typeof req !== "object" || req === null || Array.isArray(req)) return invalid("a request must be a JSON object");
+  private async handleOne(
+    req: unknown,
+    idText: string | undefined,
+    allow: HandleOptions["allow"],
+  ): Promise<RpcResponse | undefined> {
+    const invalid = (why: string): RpcResponse =>
+      errorResponse(null, new RpcFailure(RpcCode.InvalidRequest, `Invalid request: ${why}`));
+    if (typeof req !== "object" || req === null || Array.isArray(req))
+      return invalid("a request must be a JSON object");
     const r = req as Record<string, unknown>;
-    if (r["jsonrpc"] !== "2.0" && (!this.dialect.versionOptional || "jsonrpc" in r)) return invalid('"jsonrpc" must be "2.0"');
+    if (r["jsonrpc"] !== "2.0" && (!this.dialect.versionOptional || "jsonrpc" in r))
+      return invalid('"jsonrpc" must be "2.0"');
     const id = r["id"];
     const hasId = "id" in r;
     if (hasId && id !== null && typeof id !== "string" && typeof id !== "number") {
@@ -238,7 +258,8 @@ export class RpcDispatcher<C> {
     }
     if (typeof r["method"] !== "string") return invalid('"method" must be a string');
     const params = r["params"];
-    if (params !== undefined && params !== null && typeof params !== "object") return invalid('"params" must be an object');
+    if (params !== undefined && params !== null && typeof params !== "object")
+      return invalid('"params" must be an object');
     const name = r["method"];
     const rid = hasId ? answerId(id, idText) : null;
     const started = process.hrtime.bigint();
@@ -259,7 +280,15 @@ export class RpcDispatcher<C> {
     return hasId ? response : undefined;
   }
 
-  private record(method: string, known: boolean, id: RpcId, code: number, message: string | undefined, seconds: number, params: unknown): void {
+  private record(
+    method: string,
+    known: boolean,
+    id: RpcId,
+    code: number,
+    message: string | undefined,
+    seconds: number,
+    params: unknown,
+  ): void {
     this.options.observe?.({ method, known, id, code, ...(message !== undefined ? { message } : {}), seconds, params });
   }
 }

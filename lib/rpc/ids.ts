@@ -32,23 +32,23 @@ function skipValue(text: string, i: number): number {
   const c = text[i];
   if (c === '"') {
     for (let j = i + 1; j < text.length; j++) {
-      if (text[j] === '\\') j++;
+      if (text[j] === "\\") j++;
       else if (text[j] === '"') return j + 1;
     }
     return text.length;
   }
-  if (c === '{' || c === '[') {
+  if (c === "{" || c === "[") {
     let depth = 0;
     for (let j = i; j < text.length; j++) {
       const d = text[j];
       if (d === '"') j = skipValue(text, j) - 1;
-      else if (d === '{' || d === '[') depth++;
-      else if ((d === '}' || d === ']') && --depth === 0) return j + 1;
+      else if (d === "{" || d === "[") depth++;
+      else if ((d === "}" || d === "]") && --depth === 0) return j + 1;
     }
     return text.length;
   }
   let j = i;
-  while (j < text.length && !WS.test(text[j]!) && text[j] !== ',' && text[j] !== '}' && text[j] !== ']') j++;
+  while (j < text.length && !WS.test(text[j]!) && text[j] !== "," && text[j] !== "}" && text[j] !== "]") j++;
   return j;
 }
 
@@ -64,15 +64,15 @@ function skipWs(text: string, i: number): number {
 function objectIdText(text: string, i: number): string | undefined {
   let found: string | undefined;
   let j = skipWs(text, i + 1);
-  while (j < text.length && text[j] !== '}') {
+  while (j < text.length && text[j] !== "}") {
     const keyEnd = skipValue(text, j);
     const key = JSON.parse(text.slice(j, keyEnd)) as string;
     j = skipWs(text, keyEnd) + 1; // past ':'
     j = skipWs(text, j);
     const valueEnd = skipValue(text, j);
-    if (key === 'id') found = text.slice(j, valueEnd);
+    if (key === "id") found = text.slice(j, valueEnd);
     j = skipWs(text, valueEnd);
-    if (text[j] === ',') j = skipWs(text, j + 1);
+    if (text[j] === ",") j = skipWs(text, j + 1);
   }
   return found;
 }
@@ -84,14 +84,14 @@ function objectIdText(text: string, i: number): string | undefined {
  */
 export function requestIdTexts(text: string): string | undefined | (string | undefined)[] {
   const i = skipWs(text, 0);
-  if (text[i] === '{') return objectIdText(text, i);
-  if (text[i] !== '[') return undefined;
+  if (text[i] === "{") return objectIdText(text, i);
+  if (text[i] !== "[") return undefined;
   const out: (string | undefined)[] = [];
   let j = skipWs(text, i + 1);
-  while (j < text.length && text[j] !== ']') {
-    out.push(text[j] === '{' ? objectIdText(text, j) : undefined);
+  while (j < text.length && text[j] !== "]") {
+    out.push(text[j] === "{" ? objectIdText(text, j) : undefined);
     j = skipWs(text, skipValue(text, j));
-    if (text[j] === ',') j = skipWs(text, j + 1);
+    if (text[j] === ",") j = skipWs(text, j + 1);
   }
   return out;
 }
@@ -102,6 +102,6 @@ export function requestIdTexts(text: string): string | undefined | (string | und
  * number, which is kept as that text.
  */
 export function answerId(parsed: unknown, sourceText: string | undefined): RpcId {
-  if (typeof parsed !== 'number' || sourceText === undefined) return parsed as RpcId;
+  if (typeof parsed !== "number" || sourceText === undefined) return parsed as RpcId;
   return JSON.stringify(parsed) === sourceText ? parsed : new RawNumberId(sourceText);
 }

@@ -3,7 +3,16 @@
  * rename it over the target, then fsync the directory so the rename itself is durable.
  * A reader sees either the old or the new content, never a torn file.
  */
-import { closeSync, fsyncSync, openSync, promises as fsp, renameSync, rmSync, writeFileSync, constants as fsc } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  promises as fsp,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  constants as fsc,
+} from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -18,7 +27,11 @@ export interface AtomicWriteOptions {
  * @throws the underlying fs error (with `path`) if any step fails; the temporary file
  *   is removed on failure.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
   const dir = path.dirname(file);
   const tmp = tempNameFor(file);
   const mode = opts.mode ?? 0o644;

@@ -48,13 +48,17 @@ export interface ApplyAudit {
 
 /** Why `v` is not an {@link ApplyAudit} (naming the field), or undefined when it is. */
 export function auditProblem(v: unknown): { field: string; want: string } | undefined {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) return { field: "audit", want: "an object {planDigest, commit?, commitSource?, dirty?}" };
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    return { field: "audit", want: "an object {planDigest, commit?, commitSource?, dirty?}" };
   const a = v as Record<string, unknown>;
   const extra = Object.keys(a).find((k) => !["planDigest", "commit", "commitSource", "dirty"].includes(k));
-  if (extra !== undefined) return { field: `audit.${extra}`, want: "absent (audit has planDigest, commit, commitSource, dirty)" };
-  if (typeof a.planDigest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(a.planDigest)) return { field: "audit.planDigest", want: "'sha256:' and 64 hex digits (the plan's digest)" };
+  if (extra !== undefined)
+    return { field: `audit.${extra}`, want: "absent (audit has planDigest, commit, commitSource, dirty)" };
+  if (typeof a.planDigest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(a.planDigest))
+    return { field: "audit.planDigest", want: "'sha256:' and 64 hex digits (the plan's digest)" };
   for (const k of ["commit", "commitSource"] as const) {
-    if (a[k] !== undefined && (typeof a[k] !== "string" || !/^[\x21-\x7e]{1,128}$/.test(a[k] as string))) return { field: `audit.${k}`, want: "1-128 printable characters without spaces" };
+    if (a[k] !== undefined && (typeof a[k] !== "string" || !/^[\x21-\x7e]{1,128}$/.test(a[k] as string)))
+      return { field: `audit.${k}`, want: "1-128 printable characters without spaces" };
   }
   if (a.dirty !== undefined && typeof a.dirty !== "boolean") return { field: "audit.dirty", want: "true or false" };
   return undefined;
@@ -80,7 +84,10 @@ export class EventLog {
   /** Bytes in the current file. */
   private size = 0;
 
-  private constructor(stateDir: string, private readonly maxBytes: number) {
+  private constructor(
+    stateDir: string,
+    private readonly maxBytes: number,
+  ) {
     this.file = path.join(stateDir, "events.jsonl");
   }
 
@@ -162,7 +169,8 @@ export class EventLog {
     }
     // older than the memory tail: read the file
     await this.chain;
-    const text = (await readTail(this.rotatedFile, this.maxBytes)).text + "\n" + (await readTail(this.file, this.maxBytes)).text;
+    const text =
+      (await readTail(this.rotatedFile, this.maxBytes)).text + "\n" + (await readTail(this.file, this.maxBytes)).text;
     const out: AgentEvent[] = [];
     for (const line of text.split("\n")) {
       if (!line.trim()) continue;

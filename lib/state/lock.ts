@@ -10,7 +10,10 @@ import * as path from "node:path";
 /** Another live agent holds the state dir. */
 export class StateDirLockedError extends Error {
   readonly code = "STATE_DIR_LOCKED";
-  constructor(readonly stateDir: string, readonly pid: number) {
+  constructor(
+    readonly stateDir: string,
+    readonly pid: number,
+  ) {
     super(`state dir ${stateDir} is in use by agent pid ${pid}; stop it first or use another state dir`);
   }
 }
@@ -56,7 +59,9 @@ export function isLockHolder(pid: number, recordedStart: string | null): boolean
     return now === null || now === recordedStart;
   }
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => /flexbso/i.test(a));
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .some((a) => /flexbso/i.test(a));
   } catch {
     return true; // no /proc: trust the signal
   }
@@ -93,7 +98,9 @@ export async function lockStateDir(stateDir: string): Promise<() => Promise<void
       let start: string | null = null;
       try {
         start = (await fsp.readFile(file, "utf8")).split("\n")[1]?.trim() || null;
-      } catch { /* removed meanwhile */ }
+      } catch {
+        /* removed meanwhile */
+      }
       if (pid !== null && pid !== process.pid && isLockHolder(pid, start)) throw new StateDirLockedError(stateDir, pid);
       await fsp.rm(file, { force: true }); // stale: the agent died, or its pid is another program's now
     }

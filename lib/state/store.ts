@@ -28,9 +28,14 @@ export interface AgentState {
 /** The state file is unreadable or not a state document. */
 export class StateCorruptError extends Error {
   readonly code = "STATE_CORRUPT";
-  constructor(readonly file: string, detail: string) {
-    super(`state file ${file} is not a valid FlexBSO agent state: ${detail}; ` +
-      `restore it from a backup or move it away to start empty (the engine's bdevs are then re-adopted on the next apply)`);
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super(
+      `state file ${file} is not a valid FlexBSO agent state: ${detail}; ` +
+        `restore it from a backup or move it away to start empty (the engine's bdevs are then re-adopted on the next apply)`,
+    );
   }
 }
 
@@ -83,8 +88,15 @@ function checkState(file: string, doc: unknown): AgentState {
   }
   if (!Array.isArray(d.resources)) throw new StateCorruptError(file, "resources must be an array");
   for (const [i, r] of d.resources.entries()) {
-    if (!r || typeof r.address !== "string" || typeof r.kind !== "string" || typeof r.name !== "string" ||
-        typeof r.dpu !== "string" || !r.spec || typeof r.spec !== "object") {
+    if (
+      !r ||
+      typeof r.address !== "string" ||
+      typeof r.kind !== "string" ||
+      typeof r.name !== "string" ||
+      typeof r.dpu !== "string" ||
+      !r.spec ||
+      typeof r.spec !== "object"
+    ) {
       throw new StateCorruptError(file, `resources[${i}] lacks address/dpu/kind/name/spec`);
     }
   }

@@ -17,14 +17,20 @@ export const READ_TOKEN_FILE = "token.read";
  * Read the token in `stateDir`, creating it (0600) if it does not exist. An existing
  * token file that others can read or write is narrowed to 0600 (`onWarn` says so).
  */
-export async function ensureToken(stateDir: string, onWarn: (message: string) => void = () => undefined, name: string = TOKEN_FILE): Promise<string> {
+export async function ensureToken(
+  stateDir: string,
+  onWarn: (message: string) => void = () => undefined,
+  name: string = TOKEN_FILE,
+): Promise<string> {
   const file = path.join(stateDir, name);
   try {
     const token = await readToken(file);
     const mode = (await fsp.lstat(file)).mode & 0o777;
     if (mode & 0o077) {
       await fsp.chmod(file, 0o600);
-      onWarn(`token file ${file} had mode ${mode.toString(8).padStart(4, "0")} (readable by other users); changed it to 0600`);
+      onWarn(
+        `token file ${file} had mode ${mode.toString(8).padStart(4, "0")} (readable by other users); changed it to 0600`,
+      );
     }
     return token;
   } catch (e) {
@@ -58,7 +64,8 @@ export async function readToken(file: string): Promise<string> {
   }
   let text: string;
   try {
-    if (!(await fh.stat()).isFile()) throw Object.assign(new Error(`token file ${file} is not a regular file; remove it`), { code: "NOT_A_FILE" });
+    if (!(await fh.stat()).isFile())
+      throw Object.assign(new Error(`token file ${file} is not a regular file; remove it`), { code: "NOT_A_FILE" });
     text = await fh.readFile("utf8");
   } finally {
     await fh.close();

@@ -85,7 +85,12 @@ function ipBytes(ip: string): Buffer {
   const h = head ? head.split(":") : [];
   const t = ip.includes("::") && tail ? tail.split(":") : [];
   const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
-  return Buffer.from(groups.flatMap((g) => { const v = parseInt(g, 16); return [v >> 8, v & 0xff]; }));
+  return Buffer.from(
+    groups.flatMap((g) => {
+      const v = parseInt(g, 16);
+      return [v >> 8, v & 0xff];
+    }),
+  );
 }
 
 /**
@@ -97,10 +102,14 @@ export function createSelfSignedCert(opts: CertOptions = {}): CertPair {
   const days = opts.days ?? 30;
   const names = opts.names ?? ["localhost"];
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const name = seq(set(seq(oid("2.5.4.10"), utf8("FlexBSO"))), set(seq(oid("2.5.4.3"), utf8(opts.commonName ?? "localhost"))));
+  const name = seq(
+    set(seq(oid("2.5.4.10"), utf8("FlexBSO"))),
+    set(seq(oid("2.5.4.3"), utf8(opts.commonName ?? "localhost"))),
+  );
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;
-  const extension = (id: string, critical: boolean, value: Buffer) => seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
+  const extension = (id: string, critical: boolean, value: Buffer) =>
+    seq(oid(id), ...(critical ? [bool(true)] : []), octets(value));
   const tbs = seq(
     explicit(0, integer(Buffer.from([2]))),
     integer(serial),
@@ -109,22 +118,35 @@ export function createSelfSignedCert(opts: CertOptions = {}): CertPair {
     seq(time(new Date(now.getTime() - 60 * 60 * 1000)), time(new Date(now.getTime() + days * 86400_000))),
     name,
     publicKey.export({ type: "spki", format: "der" }),
-    explicit(3, seq(
-      extension("2.5.29.15", true, bits(Buffer.from([0xa4]), 2)), // digitalSignature, keyEncipherment, keyCertSign
-      extension("2.5.29.37", false, seq(oid("1.3.6.1.5.5.7.3.1"), oid("1.3.6.1.5.5.7.3.2"))), // serverAuth, clientAuth
-      extension("2.5.29.19", true, seq(bool(true))), // CA:TRUE
-      extension("2.5.29.17", false, seq(...names.map((n) => (isIP(n) ? tlv(0x87, ipBytes(n)) : tlv(0x82, Buffer.from(n)))))), // DNS:/IP: names
-    )),
+    explicit(
+      3,
+      seq(
+        extension("2.5.29.15", true, bits(Buffer.from([0xa4]), 2)), // digitalSignature, keyEncipherment, keyCertSign
+        extension("2.5.29.37", false, seq(oid("1.3.6.1.5.5.7.3.1"), oid("1.3.6.1.5.5.7.3.2"))), // serverAuth, clientAuth
+        extension("2.5.29.19", true, seq(bool(true))), // CA:TRUE
+        extension(
+          "2.5.29.17",
+          false,
+          seq(...names.map((n) => (isIP(n) ? tlv(0x87, ipBytes(n)) : tlv(0x82, Buffer.from(n))))),
+        ), // DNS:/IP: names
+      ),
+    ),
   );
   const der = seq(tbs, ECDSA_SHA256, bits(sign("sha256", tbs, privateKey)));
-  return { certPem: pem("CERTIFICATE", der), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, der };
+  return {
+    certPem: pem("CERTIFICATE", der),
+    keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    der,
+  };
 }
 
 function pem(label: string, der: Buffer): string {
-  const b64 = der.toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
+  const b64 = der
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "");
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
-
 
 /** SHA-256 fingerprint of a certificate (PEM or DER) as lowercase hex without separators. */
 export function certFingerprint(cert: string | Buffer): string {
@@ -137,6 +159,10 @@ export function certFingerprint(cert: string | Buffer): string {
  * {@link certFingerprint} gives, or undefined when it is not 32 bytes of hex.
  */
 export function normalizeFingerprint(pin: string): string | undefined {
-  const hex = pin.trim().replace(/^sha256[:/]/i, "").replace(/[:\s]/g, "").toLowerCase();
+  const hex = pin
+    .trim()
+    .replace(/^sha256[:/]/i, "")
+    .replace(/[:\s]/g, "")
+    .toLowerCase();
   return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
 }

@@ -40,8 +40,15 @@ test("a stale agent.pid whose pid is now another program does not block the star
     }
     // this process's lock is a live agent's: a second taker is refused, naming the pid
     const release = await lockStateDir(dir);
-    const child = spawnSync(process.execPath, ["--input-type=module", "-e",
-      `import { lockStateDir } from ${JSON.stringify(repoPath("dist/lib/state/lock.js"))}; try { await lockStateDir(${JSON.stringify(dir)}); console.log("taken"); } catch (e) { console.log(e.code, e.message); }`], { encoding: "utf8", timeout: 30_000 });
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { lockStateDir } from ${JSON.stringify(repoPath("dist/lib/state/lock.js"))}; try { await lockStateDir(${JSON.stringify(dir)}); console.log("taken"); } catch (e) { console.log(e.code, e.message); }`,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
     assert.match(child.stdout, `STATE_DIR_LOCKED state dir ${dir} is in use by agent pid ${process.pid}`);
     await release();
   } finally {
@@ -74,11 +81,30 @@ test("the agent process refuses an unsafe state dir before serving", async () =>
   const state = path.join(dir, "state");
   await fsp.mkdir(state, { mode: 0o777 });
   await fsp.chmod(state, 0o777);
-  const r = spawnSync(process.execPath, [repoPath("bin/flexbso.js"), "agent", "--listen", "127.0.0.1:0", "--state-dir", state, "--run-dir", path.join(dir, "run"), "--data-dir", path.join(dir, "data"), "--dpu", "dpu0"],
-    { encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync(
+    process.execPath,
+    [
+      repoPath("bin/flexbso.js"),
+      "agent",
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      state,
+      "--run-dir",
+      path.join(dir, "run"),
+      "--data-dir",
+      path.join(dir, "data"),
+      "--dpu",
+      "dpu0",
+    ],
+    { encoding: "utf8", timeout: 30_000 },
+  );
   assert.is.not(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout + r.stderr, `state dir ${state} is writable by group and others (mode 0777)`);
-  await assert.not.ok(await fsp.stat(path.join(state, "token")).catch(() => null), "a token was created in the unsafe dir");
+  await assert.not.ok(
+    await fsp.stat(path.join(state, "token")).catch(() => null),
+    "a token was created in the unsafe dir",
+  );
 });
 
 test("planted links for the token and the event log are refused, not followed", async () => {
@@ -97,7 +123,8 @@ test("an event log past 512 MiB opens (rotated), keeps its sequence, and stays u
   const file = path.join(dir, "events.jsonl");
   // 600 MiB (sparse) then the last real event, as an agent that never rotated left it
   const fh = await fsp.open(file, "w", 0o600);
-  const last = JSON.stringify({ seq: 41, time: new Date().toISOString(), level: "info", type: "x", message: "last" }) + "\n";
+  const last =
+    JSON.stringify({ seq: 41, time: new Date().toISOString(), level: "info", type: "x", message: "last" }) + "\n";
   await fh.write("\n" + last, 600 * 1024 * 1024);
   await fh.close();
   const log = await EventLog.open(dir);
@@ -114,7 +141,10 @@ test("an event log past 512 MiB opens (rotated), keeps its sequence, and stays u
   const again = await EventLog.open(dir, { maxBytes: 2048 });
   assert.is(again.lastSeq, 142);
   const listed = await again.list(130, 100);
-  assert.equal(listed.map((e) => e.seq), [131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142]);
+  assert.equal(
+    listed.map((e) => e.seq),
+    [131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142],
+  );
 });
 
 test.run();

@@ -23,17 +23,48 @@ function spdkHistogram(samples: [number, number][]): string {
   return buf.toString("base64");
 }
 
-async function withServer(fn: (url: string) => Promise<void>, limits: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): Promise<void> {
-  const metrics = new AgentMetrics(async () => [{
-    dpu: "d0", function: "vm1", tenant: "alice", readOps: 3, writeOps: 4, readBytes: 5, writeBytes: 6, errors: 1, connections: 2,
-    latency: { histogram: spdkHistogram([[20_000, 2], [3_000_000, 1]]), bucketShift: 7, tscRate: 1e9, sumSeconds: 0.00304 },
-  }]);
+async function withServer(
+  fn: (url: string) => Promise<void>,
+  limits: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {},
+): Promise<void> {
+  const metrics = new AgentMetrics(async () => [
+    {
+      dpu: "d0",
+      function: "vm1",
+      tenant: "alice",
+      readOps: 3,
+      writeOps: 4,
+      readBytes: 5,
+      writeBytes: 6,
+      errors: 1,
+      connections: 2,
+      latency: {
+        histogram: spdkHistogram([
+          [20_000, 2],
+          [3_000_000, 1],
+        ]),
+        bucketShift: 7,
+        tscRate: 1e9,
+        sumSeconds: 0.00304,
+      },
+    },
+  ]);
   const rpc = new RpcDispatcher((m, c) => metrics.rpcRequests.inc({ method: m, code: String(c) }));
   rpc.register("echo", async (p) => p);
-  rpc.register("fail", async () => { throw new RpcMethodError(RpcCode.StaleGeneration, "stale", { expected: 1 }); });
-  rpc.register("crash", async () => { throw new Error("kaput"); });
-  rpc.register("slow", async () => { await new Promise((r) => setTimeout(r, 1_500)); return "late"; });
-  const server = createAgentServer({ token: TOKEN, rpc, metrics, log: nullLogger, health: async () => ({ ok: true }) }, limits);
+  rpc.register("fail", async () => {
+    throw new RpcMethodError(RpcCode.StaleGeneration, "stale", { expected: 1 });
+  });
+  rpc.register("crash", async () => {
+    throw new Error("kaput");
+  });
+  rpc.register("slow", async () => {
+    await new Promise((r) => setTimeout(r, 1_500));
+    return "late";
+  });
+  const server = createAgentServer(
+    { token: TOKEN, rpc, metrics, log: nullLogger, health: async () => ({ ok: true }) },
+    limits,
+  );
   const port = await listen(server, "127.0.0.1", 0);
   try {
     await fn(`http://127.0.0.1:${port}`);
@@ -44,7 +75,11 @@ async function withServer(fn: (url: string) => Promise<void>, limits: { headersT
 }
 
 const post = (url: string, body: string, token = TOKEN) =>
-  fetch(`${url}/rpc`, { method: "POST", body, headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` } });
+  fetch(`${url}/rpc`, {
+    method: "POST",
+    body,
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+  });
 
 test("http: token required; wrong token 401", async () => {
   await withServer(async (url) => {
@@ -90,7 +125,15 @@ function rawRequest(url: string, head: string, bodyBytes = 0): Promise<{ reply: 
       s.write(head);
       const chunk = Buffer.alloc(1 << 20, 0x20);
       let left = Math.ceil(bodyBytes / chunk.length);
-      const pump = () => { while (left > 0) { left--; if (!s.write(chunk)) { s.once("drain", pump); return; } } };
+      const pump = () => {
+        while (left > 0) {
+          left--;
+          if (!s.write(chunk)) {
+            s.once("drain", pump);
+            return;
+          }
+        }
+      };
       pump();
     });
     let reply = "";
@@ -102,11 +145,18 @@ function rawRequest(url: string, head: string, bodyBytes = 0): Promise<{ reply: 
 
 test("http: an oversized body gets 413 naming the limit (not a reset), unauthenticated bodies are not read", async () => {
   await withServer(async (url) => {
-    const declared = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`);
+    const declared = await rawRequest(
+      url,
+      `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`,
+    );
     assert.match(declared.reply, /^HTTP\/1.1 413/);
     assert.match(declared.reply, `request body larger than ${MAX_BODY} bytes`);
-    const chunked = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` +
-      `${(MAX_BODY + 16).toString(16)}\r\n`, MAX_BODY + 16);
+    const chunked = await rawRequest(
+      url,
+      `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+        `${(MAX_BODY + 16).toString(16)}\r\n`,
+      MAX_BODY + 16,
+    );
     assert.match(chunked.reply, /^HTTP\/1.1 413/);
     const anon = await rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_BODY}\r\n\r\n`, 1 << 20);
     assert.match(anon.reply, /^HTTP\/1.1 401/);
@@ -116,17 +166,23 @@ test("http: an oversized body gets 413 naming the limit (not a reset), unauthent
 });
 
 test("http: slow or idle clients are dropped; a slow handler is not cut off", async () => {
-  await withServer(async (url) => {
-    const slowHeaders = rawRequest(url, "POST /rpc HTTP/1.1\r\nHost: x\r\n");
-    const idle = rawRequest(url, "");
-    const slowBody = rawRequest(url, `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{`);
-    const slowHandler = post(url, '{"jsonrpc":"2.0","id":1,"method":"slow"}');
-    for (const p of [slowHeaders, idle, slowBody]) {
-      const r = await p;
-      assert.ok(r.ms < 4_000, `dropped after ${r.ms} ms`);
-    }
-    assert.equal(await (await slowHandler).json(), { jsonrpc: "2.0", id: 1, result: "late" });
-  }, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  await withServer(
+    async (url) => {
+      const slowHeaders = rawRequest(url, "POST /rpc HTTP/1.1\r\nHost: x\r\n");
+      const idle = rawRequest(url, "");
+      const slowBody = rawRequest(
+        url,
+        `POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 100\r\n\r\n{`,
+      );
+      const slowHandler = post(url, '{"jsonrpc":"2.0","id":1,"method":"slow"}');
+      for (const p of [slowHeaders, idle, slowBody]) {
+        const r = await p;
+        assert.ok(r.ms < 4_000, `dropped after ${r.ms} ms`);
+      }
+      assert.equal(await (await slowHandler).json(), { jsonrpc: "2.0", id: 1, result: "late" });
+    },
+    { headersTimeoutMs: 300, requestTimeoutMs: 600 },
+  );
 });
 
 test("http: a batch longer than the limit is refused whole, naming the limit", async () => {
@@ -144,12 +200,21 @@ test("http: a port in use is named with the fix", async () => {
   const taken = net.createServer();
   await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
   const port = (taken.address() as net.AddressInfo).port;
-  const server = createAgentServer({ token: TOKEN, rpc: new RpcDispatcher(), metrics: new AgentMetrics(async () => []), log: nullLogger, health: async () => ({ ok: true }) });
+  const server = createAgentServer({
+    token: TOKEN,
+    rpc: new RpcDispatcher(),
+    metrics: new AgentMetrics(async () => []),
+    log: nullLogger,
+    health: async () => ({ ok: true }),
+  });
   try {
     await listen(server, "127.0.0.1", port);
     assert.unreachable();
   } catch (e) {
-    assert.match((e as Error).message, `cannot listen on 127.0.0.1:${port} (EADDRINUSE: another process uses this port); choose another address with --listen`);
+    assert.match(
+      (e as Error).message,
+      `cannot listen on 127.0.0.1:${port} (EADDRINUSE: another process uses this port); choose another address with --listen`,
+    );
   } finally {
     await new Promise((r) => taken.close(r));
   }
@@ -212,7 +277,10 @@ test("config: defaults and every problem listed", () => {
 test("config: YAML file with overrides, paths relative to the file", async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fb-cfg-"));
   const file = path.join(dir, "agent.yaml");
-  await fsp.writeFile(file, "listen: 127.0.0.1:22555\nstateDir: state\nrunDir: run\nlimits: { pfs: 4, vfsPerPf: 32 }\ntarget: { mode: attach, socket: /tmp/x.sock }\nlog: { level: debug }\n");
+  await fsp.writeFile(
+    file,
+    "listen: 127.0.0.1:22555\nstateDir: state\nrunDir: run\nlimits: { pfs: 4, vfsPerPf: 32 }\ntarget: { mode: attach, socket: /tmp/x.sock }\nlog: { level: debug }\n",
+  );
   const c = await loadAgentConfig(file, { dpu: "edge1" });
   assert.is(c.port, 22555);
   assert.is(c.stateDir, path.join(dir, "state"));
@@ -222,9 +290,19 @@ test("config: YAML file with overrides, paths relative to the file", async () =>
   assert.is(c.dpu, "edge1");
   assert.is(c.logLevel, "debug");
   await fsp.writeFile(file, "- listen: 127.0.0.1:1\n");
-  try { await loadAgentConfig(file); assert.unreachable(); } catch (e) { assert.match((e as Error).message, "config must be a mapping of listen, dpu"); }
+  try {
+    await loadAgentConfig(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, "config must be a mapping of listen, dpu");
+  }
   await fsp.writeFile(file, "listen: [oops\n");
-  try { await loadAgentConfig(file); assert.unreachable(); } catch (e) { assert.instance(e, AgentConfigError); }
+  try {
+    await loadAgentConfig(file);
+    assert.unreachable();
+  } catch (e) {
+    assert.instance(e, AgentConfigError);
+  }
 });
 
 test.run();

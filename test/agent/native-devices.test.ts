@@ -33,18 +33,42 @@ async function setup(devices: string[], bdevs: unknown[] = []) {
   const rpc = {
     call: async <T>(method: string): Promise<T> => {
       calls.push(method);
-      return (method === "bdev_get_bdevs" ? bdevs : method.startsWith("bdev_get") || method.endsWith("get_exports") ? [] : true) as T;
+      return (
+        method === "bdev_get_bdevs"
+          ? bdevs
+          : method.startsWith("bdev_get") || method.endsWith("get_exports")
+            ? []
+            : true
+      ) as T;
     },
   };
-  const backend = new NativeBackend({ rpc, runDir: path.join(dir, "run"), vhostDir: path.join(dir, "run", "vhost"), dataDir, limits: { pfs: 1, vfsPerPf: 4 }, devices });
+  const backend = new NativeBackend({
+    rpc,
+    runDir: path.join(dir, "run"),
+    vhostDir: path.join(dir, "run", "vhost"),
+    dataDir,
+    limits: { pfs: 1, vfsPerPf: 4 },
+    devices,
+  });
   return { dir, dataDir, backend, calls };
 }
 
 const file = (name: string, p: string, extra: { import?: boolean } = {}): Resource =>
-  ({ address: `d/file/${name}`, dpu: "d", kind: "file", name, spec: { path: p, size: 1048576, blockSize: 4096, directIo: true, retain: false, import: false, ...extra } }) as Resource;
+  ({
+    address: `d/file/${name}`,
+    dpu: "d",
+    kind: "file",
+    name,
+    spec: { path: p, size: 1048576, blockSize: 4096, directIo: true, retain: false, import: false, ...extra },
+  }) as Resource;
 
 async function errorsOf(backend: NativeBackend, rs: Resource[], managed: Resource[] = []): Promise<string[]> {
-  return (await backend.check(rs.map((r) => ({ op: "create" as const, address: r.address, after: r })), managed)).errors.map((e) => `${e.message}; fix: ${e.fix}`);
+  return (
+    await backend.check(
+      rs.map((r) => ({ op: "create" as const, address: r.address, after: r })),
+      managed,
+    )
+  ).errors.map((e) => `${e.message}; fix: ${e.fix}`);
 }
 
 test("block device not on the devices list: refused at plan and at create, naming the fix", async () => {
@@ -55,11 +79,16 @@ test("block device not on the devices list: refused at plan and at create, namin
   assert.is(why.length, 1, why.join("\n"));
   assert.match(why[0]!, `block device ${dev} is not on the agent's devices list`);
   assert.match(why[0]!, `add ${dev} to devices: in the agent's config`);
-  await backend.create(file("f", dev)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "is not on the agent's devices list"));
+  await backend.create(file("f", dev)).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "is not on the agent's devices list"),
+  );
   // nor through a symlink in the data directory (the engine's RESOLVE_BENEATH refuses it too: file_test)
   await fsp.symlink(dev, path.join(dataDir, "disk.img"));
-  await backend.create(file("g", "disk.img"))
-    .then(() => assert.unreachable(), (e) => assert.match((e as Error).message, `resolves to ${dev}, outside the agent's data directory`));
+  await backend.create(file("g", "disk.img")).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, `resolves to ${dev}, outside the agent's data directory`),
+  );
   assert.not.ok(calls.includes("bdev_uring_create"));
 });
 
@@ -78,7 +107,10 @@ test("block device on the list: accepted when free, refused while mounted", asyn
   assert.is(why.length, 1, why.join("\n"));
   assert.match(why[0]!, `block device ${dev} is in use: it is mounted on ${mnt}`);
   assert.match(why[0]!, "unmount or release it first");
-  await listed.create(file("f", dev)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "is mounted on"));
+  await listed.create(file("f", dev)).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "is mounted on"),
+  );
 });
 
 test("one backing per bdev: two resources on one file (by two names) are refused naming both", async () => {
@@ -87,7 +119,10 @@ test("one backing per bdev: two resources on one file (by two names) are refused
   await fsp.link(path.join(dataDir, "a.img"), path.join(dataDir, "b.img"));
   const why = await errorsOf(backend, [file("fa", "a.img", { import: true }), file("fb", "b.img", { import: true })]);
   assert.is(why.length, 1, why.join("\n"));
-  assert.match(why[0]!, `d/file/fb: ${path.join(dataDir, "b.img")} is also the backing of d/file/fa; one file or device backs one bdev`);
+  assert.match(
+    why[0]!,
+    `d/file/fb: ${path.join(dataDir, "b.img")} is also the backing of d/file/fa; one file or device backs one bdev`,
+  );
   // two new files at one path, before either exists
   const fresh = await errorsOf(backend, [file("fa", "n.img"), file("fb", "./n.img")]);
   assert.is(fresh.length, 1, fresh.join("\n"));
@@ -111,8 +146,18 @@ test("one backing per bdev: a file the engine already serves for another bdev (a
 });
 
 test.after(() => {
-  for (const m of mounts) try { execFileSync("umount", [m]); } catch { /* gone */ }
-  for (const l of loops) try { execFileSync("losetup", ["-d", l]); } catch { /* gone */ }
+  for (const m of mounts)
+    try {
+      execFileSync("umount", [m]);
+    } catch {
+      /* gone */
+    }
+  for (const l of loops)
+    try {
+      execFileSync("losetup", ["-d", l]);
+    } catch {
+      /* gone */
+    }
 });
 
 test.run();

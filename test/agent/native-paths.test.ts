@@ -20,17 +20,36 @@ async function setup() {
   const victim = path.join(outside, "victim.txt");
   await fsp.writeFile(victim, "precious\n");
   const calls: string[] = [];
-  const rpc = { call: async <T>(method: string): Promise<T> => { calls.push(method); return (method.startsWith("bdev_get") || method.endsWith("get_exports") ? [] : true) as T; } };
-  const backend = new NativeBackend({ rpc, runDir: path.join(root, "run"), vhostDir: path.join(root, "run", "vhost"), dataDir, limits: { pfs: 1, vfsPerPf: 4 } });
+  const rpc = {
+    call: async <T>(method: string): Promise<T> => {
+      calls.push(method);
+      return (method.startsWith("bdev_get") || method.endsWith("get_exports") ? [] : true) as T;
+    },
+  };
+  const backend = new NativeBackend({
+    rpc,
+    runDir: path.join(root, "run"),
+    vhostDir: path.join(root, "run", "vhost"),
+    dataDir,
+    limits: { pfs: 1, vfsPerPf: 4 },
+  });
   return { root, dataDir, outside, victim, calls, backend };
 }
 
 const file = (p: string, size = 1048576, extra: { retain?: boolean; import?: boolean } = {}): Resource =>
-  ({ address: "d/file/f", dpu: "d", kind: "file", name: "f", spec: { path: p, size, blockSize: 4096, directIo: true, retain: false, import: false, ...extra } }) as Resource;
+  ({
+    address: "d/file/f",
+    dpu: "d",
+    kind: "file",
+    name: "f",
+    spec: { path: p, size, blockSize: 4096, directIo: true, retain: false, import: false, ...extra },
+  }) as Resource;
 
 /** The live check's errors for creating `r`, one message each. */
 async function checkCreate(backend: NativeBackend, r: Resource): Promise<string[]> {
-  return (await backend.check([{ op: "create", address: r.address, after: r }], [])).errors.map((e) => `${e.message}; fix: ${e.fix}`);
+  return (await backend.check([{ op: "create", address: r.address, after: r }], [])).errors.map(
+    (e) => `${e.message}; fix: ${e.fix}`,
+  );
 }
 
 test("file bdev: an absolute path to an existing file outside the data dir is refused at preflight and at create; the file is untouched", async () => {
@@ -53,12 +72,20 @@ test("file bdev: an absolute path to an existing file outside the data dir is re
 test("file bdev: no new file is created outside the data dir, not even under /dev", async () => {
   const { outside, backend } = await setup();
   const target = path.join(outside, "new.img");
-  await backend.create(file(target)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "outside the agent's data directory"));
+  await backend.create(file(target)).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "outside the agent's data directory"),
+  );
   assert.not.ok(existsSync(target));
   const dev = "/dev/flexbso-test-no-such-device";
   // block devices may be named by absolute path; a missing one is caught before anything runs
-  assert.equal(await checkCreate(backend, file(dev)), [`d/file/f: block device ${dev} does not exist; fix: check the device name; the agent never creates files under /dev`]);
-  await backend.create(file(dev)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "block device /dev/flexbso-test-no-such-device does not exist"));
+  assert.equal(await checkCreate(backend, file(dev)), [
+    `d/file/f: block device ${dev} does not exist; fix: check the device name; the agent never creates files under /dev`,
+  ]);
+  await backend.create(file(dev)).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "block device /dev/flexbso-test-no-such-device does not exist"),
+  );
   assert.not.ok(existsSync(dev));
 });
 
@@ -67,7 +94,10 @@ test("file bdev: a symlink in the data dir pointing out of it is refused; the ta
   await fsp.symlink(victim, path.join(dataDir, "link.img"));
   await fsp.symlink(outside, path.join(dataDir, "sub"));
   for (const p of ["link.img", "sub/new.img"]) {
-    await backend.create(file(p)).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "(through a symlink)"));
+    await backend.create(file(p)).then(
+      () => assert.unreachable(),
+      (e) => assert.match((e as Error).message, "(through a symlink)"),
+    );
   }
   assert.is(readFileSync(victim, "utf8"), "precious\n");
   assert.not.ok(existsSync(path.join(outside, "new.img")));
@@ -81,7 +111,10 @@ test("file bdev: inside the data dir a file is created sparse, a shorter one ext
   await fsp.writeFile(path.join(dataDir, "big.img"), Buffer.alloc(8192, 1));
   const big = file(path.join(dataDir, "big.img"), 4096, { import: true });
   assert.match((await checkCreate(backend, big))[0]!, "the agent never truncates existing data");
-  await backend.create(big).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "refusing to truncate existing data"));
+  await backend.create(big).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "refusing to truncate existing data"),
+  );
   assert.is((await fsp.stat(path.join(dataDir, "big.img"))).size, 8192);
 });
 
@@ -119,7 +152,10 @@ test("file lifecycle: a create never attaches an existing file silently; import:
   assert.is(why.length, 1);
   assert.match(why[0]!, `a file already exists at ${img}`);
   assert.match(why[0]!, "set import: true");
-  await backend.create(plain).then(() => assert.unreachable(), (e) => assert.match((e as Error).message, "set import: true"));
+  await backend.create(plain).then(
+    () => assert.unreachable(),
+    (e) => assert.match((e as Error).message, "set import: true"),
+  );
   assert.not.ok(calls.includes("bdev_uring_create"));
   const imported = file("old.img", 1048576, { import: true });
   assert.equal(await checkCreate(backend, imported), []);
@@ -130,7 +166,10 @@ test("file lifecycle: a create never attaches an existing file silently; import:
   assert.is(data[0], 7); // data kept
   // the same plan deleting the old owner first frees the path
   const prior = file("old.img", 1048576);
-  const steps = [{ op: "delete" as const, address: "d/file/f", before: prior }, { op: "create" as const, address: "d/file/f", after: plain }];
+  const steps = [
+    { op: "delete" as const, address: "d/file/f", before: prior },
+    { op: "create" as const, address: "d/file/f", after: plain },
+  ];
   assert.equal((await backend.check(steps, [prior])).errors, []);
 });
 
@@ -139,13 +178,27 @@ test("file lifecycle: replacing a retained file at the same path is refused befo
   const before = file("r.img", 2097152, { retain: true });
   await backend.create(before);
   const after = file("r.img", 1048576, { retain: true });
-  const steps = [{ op: "delete" as const, address: "d/file/f", before }, { op: "create" as const, address: "d/file/f", after }];
+  const steps = [
+    { op: "delete" as const, address: "d/file/f", before },
+    { op: "create" as const, address: "d/file/f", after },
+  ];
   const errors = (await backend.check(steps, [before])).errors;
   assert.is(errors.length, 1, JSON.stringify(errors));
   assert.match(errors[0]!.message, "is kept by the delete before this create (retain: true)");
   // without retain the delete frees the path: fine
   const plain = file("r.img", 2097152);
-  assert.equal((await backend.check([{ op: "delete", address: "d/file/f", before: plain }, { op: "create", address: "d/file/f", after: file("r.img", 1048576) }], [plain])).errors, []);
+  assert.equal(
+    (
+      await backend.check(
+        [
+          { op: "delete", address: "d/file/f", before: plain },
+          { op: "create", address: "d/file/f", after: file("r.img", 1048576) },
+        ],
+        [plain],
+      )
+    ).errors,
+    [],
+  );
 });
 
 test("capacity: files beyond the data directory's free space are a plan error, or a warning with thinProvisioning: true", async () => {
@@ -169,12 +222,21 @@ test("capacity: files beyond the data directory's free space are a plan error, o
   assert.is(both.errors.length, 1, JSON.stringify(both));
   assert.match(both.errors[0]!.message, "its existing files may still claim");
   assert.equal((await backend.check([{ op: "create", address: other.address, after: other }], [])).errors, []);
-  const thin = new NativeBackend({ rpc: { call: async <T>(m: string) => ((m.startsWith("bdev_get") || m.endsWith("get_exports") ? [] : true) as T) },
-    runDir: path.join(root, "run"), vhostDir: path.join(root, "run", "vhost"), dataDir, limits: { pfs: 1, vfsPerPf: 4 }, thinProvisioning: true });
+  const thin = new NativeBackend({
+    rpc: { call: async <T>(m: string) => (m.startsWith("bdev_get") || m.endsWith("get_exports") ? [] : true) as T },
+    runDir: path.join(root, "run"),
+    vhostDir: path.join(root, "run", "vhost"),
+    dataDir,
+    limits: { pfs: 1, vfsPerPf: 4 },
+    thinProvisioning: true,
+  });
   const t = await thin.check([{ op: "create", address: "d/file/f", after: huge }], []);
   assert.equal(t.errors, []);
   assert.is(t.warnings.length, 1);
-  assert.match(t.warnings[0]!.message, "thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills");
+  assert.match(
+    t.warnings[0]!.message,
+    "thin provisioning is on (the agent's config), so writes fail with ENOSPC once the disk fills",
+  );
 });
 
 test.run();

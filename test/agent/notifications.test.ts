@@ -5,9 +5,19 @@ import { describeNotification } from "../../lib/agent/notifications.js";
 import { AgentMetrics } from "../../lib/agent/metrics.js";
 
 test("a repair names the array, the member and the LBA", () => {
-  const m = describeNotification({ id: 7, type: "raid_safe_read_repair", ctx: { array: "r0", member: "EE_m1", lba: 96, member_lba: 96, blocks: 8, action: "rewritten" } });
-  assert.is(m, "raid 'r0': member 'EE_m1' lba 96 (member lba 96), 8 block(s), held wrong data; the read returned the good copy and the member was rewritten");
-  assert.is(describeNotification({ id: 8, type: "raid_rebuild_progress", ctx: { array: "r0", member: "m2", percent: 40 } }), "raid 'r0': rebuild of member 'm2' 40%");
+  const m = describeNotification({
+    id: 7,
+    type: "raid_safe_read_repair",
+    ctx: { array: "r0", member: "EE_m1", lba: 96, member_lba: 96, blocks: 8, action: "rewritten" },
+  });
+  assert.is(
+    m,
+    "raid 'r0': member 'EE_m1' lba 96 (member lba 96), 8 block(s), held wrong data; the read returned the good copy and the member was rewritten",
+  );
+  assert.is(
+    describeNotification({ id: 8, type: "raid_rebuild_progress", ctx: { array: "r0", member: "m2", percent: 40 } }),
+    "raid 'r0': rebuild of member 'm2' 40%",
+  );
 });
 
 test("metrics count repairs per array and member, degraded until the rebuild is done", async () => {

@@ -20,23 +20,51 @@ import { registerAgentMethods } from "../../lib/agent/methods.js";
 class FakeBackend implements Backend {
   readonly name = "fake";
   created: string[] = [];
-  async facts() { return { backend: "native", methods: [] }; }
-  async check() { return { errors: [], warnings: [] }; }
-  async inventory(): Promise<Inventory> { return { bdevs: new Map(), exports: new Map() }; }
-  present(): boolean { return true; }
-  async create(r: Resource) { this.created.push(r.address); }
-  async restore() { /* nothing */ }
-  async update() { /* nothing */ }
-  async delete() { /* nothing */ }
-  async drift() { return []; }
-  status() { return []; }
-  async stats() { return []; }
+  async facts() {
+    return { backend: "native", methods: [] };
+  }
+  async check() {
+    return { errors: [], warnings: [] };
+  }
+  async inventory(): Promise<Inventory> {
+    return { bdevs: new Map(), exports: new Map() };
+  }
+  present(): boolean {
+    return true;
+  }
+  async create(r: Resource) {
+    this.created.push(r.address);
+  }
+  async restore() {
+    /* nothing */
+  }
+  async update() {
+    /* nothing */
+  }
+  async delete() {
+    /* nothing */
+  }
+  async drift() {
+    return [];
+  }
+  status() {
+    return [];
+  }
+  async stats() {
+    return [];
+  }
 }
 
 const desired = {
   formatVersion: 1,
   resources: [
-    { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: { agent: { endpoint: "http://127.0.0.1:1" }, backend: "native", pfs: 1, vfsPerPf: 4 } },
+    {
+      address: "d/dpu/d",
+      dpu: "d",
+      kind: "dpu",
+      name: "d",
+      spec: { agent: { endpoint: "http://127.0.0.1:1" }, backend: "native", pfs: 1, vfsPerPf: 4 },
+    },
     { address: "d/malloc/m", dpu: "d", kind: "malloc", name: "m", spec: { size: 1048576, blockSize: 512 } },
   ],
 };
@@ -47,7 +75,11 @@ async function service() {
   const store = new StateStore(dir);
   const events = await EventLog.open(dir);
   const svc = new AgentService({
-    configuredDpu: "d", store, events, backend, log: nullLogger,
+    configuredDpu: "d",
+    store,
+    events,
+    backend,
+    log: nullLogger,
     target: { mode: "spawn", socket: "/nonexistent.sock", up: () => true, pid: () => null },
   });
   await svc.init();
@@ -58,7 +90,9 @@ test("service: an event log that cannot be written does not stop the agent; the 
   const { dir, backend, store, svc } = await service();
   await fsp.mkdir(path.join(dir, "events.jsonl")); // every append now fails (EISDIR), even as root
   let unhandled: unknown = null;
-  const onUnhandled = (e: unknown) => { unhandled = e; };
+  const onUnhandled = (e: unknown) => {
+    unhandled = e;
+  };
   process.on("unhandledRejection", onUnhandled);
   try {
     const r = await svc.apply(desired, 0, false);
@@ -96,8 +130,17 @@ test("service: shutdown during an apply stops it at a step boundary with a clear
   const started = new Promise<void>((r) => (firstStarted = r));
   let releaseFirst!: () => void;
   const gate = new Promise<void>((r) => (releaseFirst = r));
-  backend.create = async (r: Resource) => { backend.created.push(r.address); firstStarted(); await gate; };
-  const applying = svc.apply(desired, 0, false).then((): Error => { throw new Error("apply should have failed"); }, (e) => e as Error);
+  backend.create = async (r: Resource) => {
+    backend.created.push(r.address);
+    firstStarted();
+    await gate;
+  };
+  const applying = svc.apply(desired, 0, false).then(
+    (): Error => {
+      throw new Error("apply should have failed");
+    },
+    (e) => e as Error,
+  );
   await started;
   const down = svc.shutdown("the agent is shutting down");
   releaseFirst();
@@ -106,7 +149,10 @@ test("service: shutdown during an apply stops it at a step boundary with a clear
   assert.instance(err, StepFailedError);
   assert.match(err.message, "step 2/2 (create d/malloc/m) failed: not started: the agent is shutting down");
   assert.equal(backend.created, ["d/dpu/d"]);
-  assert.equal((await store.load()).resources.map((r) => r.address), ["d/dpu/d"]);
+  assert.equal(
+    (await store.load()).resources.map((r) => r.address),
+    ["d/dpu/d"],
+  );
 });
 
 test("service: a second apply while one runs is refused clearly, naming what holds the DPU; nothing interleaves", async () => {
@@ -115,17 +161,27 @@ test("service: a second apply while one runs is refused clearly, naming what hol
   const started = new Promise<void>((r) => (firstStarted = r));
   let releaseFirst!: () => void;
   const gate = new Promise<void>((r) => (releaseFirst = r));
-  backend.create = async (r: Resource) => { backend.created.push(r.address); firstStarted(); await gate; };
+  backend.create = async (r: Resource) => {
+    backend.created.push(r.address);
+    firstStarted();
+    await gate;
+  };
   const first = svc.apply(desired, 0, false);
   await started;
-  const second = await svc.apply(desired, 0, false).then(() => null, (e) => e as Error);
+  const second = await svc.apply(desired, 0, false).then(
+    () => null,
+    (e) => e as Error,
+  );
   assert.instance(second, DpuBusyError);
   assert.match(second!.message, "d: another apply is in progress on this DPU; wait for it to finish and plan again");
   releaseFirst();
   assert.is((await first).generation, 1);
   assert.equal(backend.created, ["d/dpu/d", "d/malloc/m"]);
   // planned against the old generation, a later apply is stale, not run again
-  const stale = await svc.apply(desired, 0, false).then(() => null, (e) => e as Error);
+  const stale = await svc.apply(desired, 0, false).then(
+    () => null,
+    (e) => e as Error,
+  );
   assert.match(stale?.message ?? "", "stale plan");
 });
 
@@ -133,11 +189,22 @@ test("methods: declared params are checked before the service runs (-32602 namin
   const { svc } = await service();
   const rpc = registerAgentMethods(new RpcDispatcher(), svc);
   const call = async (method: string, params: unknown) =>
-    (await rpc.handleBody(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }))) as { result?: any; error?: { code: number; message: string; data?: any } };
+    (await rpc.handleBody(JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }))) as {
+      result?: any;
+      error?: { code: number; message: string; data?: any };
+    };
   const refused: [string, unknown, RegExp][] = [
     ["topology.apply", {}, /Missing required parameter 'desired'\. Fix: add "desired": the desired topology/],
-    ["topology.apply", { desired, expectedGeneration: "x" }, /Invalid parameter 'expectedGeneration': must be an integer, got the string "x"/],
-    ["topology.apply", { desired, allowDataloss: true }, /Unknown parameter 'allowDataloss'\. Fix: remove it; topology\.apply accepts desired, expectedGeneration, allowDataLoss/],
+    [
+      "topology.apply",
+      { desired, expectedGeneration: "x" },
+      /Invalid parameter 'expectedGeneration': must be an integer, got the string "x"/,
+    ],
+    [
+      "topology.apply",
+      { desired, allowDataloss: true },
+      /Unknown parameter 'allowDataloss'\. Fix: remove it; topology\.apply accepts desired, expectedGeneration, allowDataLoss/,
+    ],
     ["topology.destroy", { dpu: "" }, /Invalid parameter 'dpu'/],
     ["events.list", { limit: 0 }, /Invalid parameter 'limit': must be >= 1, got 0\. Fix: pass an integer 1\.\.10000/],
     ["topology.get", [1], /topology\.get takes named params/],

@@ -15,7 +15,13 @@ test("state: missing file is the empty state; save then load round-trips", async
   const dir = await tmp();
   const store = new StateStore(dir);
   assert.equal((await store.load()).generation, 0);
-  const r = { address: "d/malloc/m", dpu: "d", kind: "malloc", name: "m", spec: { size: 4096, blockSize: 512 } } as const;
+  const r = {
+    address: "d/malloc/m",
+    dpu: "d",
+    kind: "malloc",
+    name: "m",
+    spec: { size: 4096, blockSize: 512 },
+  } as const;
   await store.save({ ...emptyState("d"), generation: 3, resources: [r] });
   const back = await store.load();
   assert.equal(back.generation, 3);
@@ -38,7 +44,12 @@ test("state: a corrupt file is a typed error naming the file", async () => {
     assert.match((e as Error).message, store.file);
   }
   await fsp.writeFile(store.file, JSON.stringify({ formatVersion: 1, generation: -1, resources: [] }));
-  try { await store.load(); assert.unreachable(); } catch (e) { assert.match((e as Error).message, "generation"); }
+  try {
+    await store.load();
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, "generation");
+  }
 });
 
 test("atomic: replaces content and leaves no temp file", async () => {
@@ -54,13 +65,19 @@ test("events: append, list since, survive reopen and a torn last line", async ()
   const dir = await tmp();
   const log = await EventLog.open(dir);
   for (let i = 0; i < 5; i++) await log.append({ level: "info", type: "t", message: `m${i}` });
-  assert.equal((await log.list(3)).map((e) => e.seq), [4, 5]);
+  assert.equal(
+    (await log.list(3)).map((e) => e.seq),
+    [4, 5],
+  );
   await fsp.appendFile(log.file, '{"seq":6,"tim'); // crash mid-line
   const again = await EventLog.open(dir);
   assert.is(again.lastSeq, 5);
   const e = await again.append({ level: "warn", type: "t", message: "after" });
   assert.is(e.seq, 6);
-  assert.equal((await (await EventLog.open(dir)).list(0)).map((x) => x.seq), [1, 2, 3, 4, 5, 6]);
+  assert.equal(
+    (await (await EventLog.open(dir)).list(0)).map((x) => x.seq),
+    [1, 2, 3, 4, 5, 6],
+  );
 });
 
 test("token: created 0600 once, reused; bearer check", async () => {

@@ -30,13 +30,19 @@ const flexbso = (args: string[], env: NodeJS.ProcessEnv = {}) => {
 
 async function topology(dir: string, endpoint: string): Promise<string> {
   const file = path.join(dir, `t-${Math.random().toString(36).slice(2)}.yaml`);
-  await fsp.writeFile(file, `dpus:\n  dpu0:\n    agent: { endpoint: "${endpoint}" }\n    bdevs: {}\n    functions: {}\n`);
+  await fsp.writeFile(
+    file,
+    `dpus:\n  dpu0:\n    agent: { endpoint: "${endpoint}" }\n    bdevs: {}\n    functions: {}\n`,
+  );
   return file;
 }
 
 async function credentials(dir: string, endpoint: string, tokenFile: string, extra: string): Promise<string> {
   const file = path.join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
-  await fsp.writeFile(file, `credentials:\n  - { dpu: dpu0, endpoint: "${endpoint}", tokenFile: ${JSON.stringify(tokenFile)}${extra} }\n`);
+  await fsp.writeFile(
+    file,
+    `credentials:\n  - { dpu: dpu0, endpoint: "${endpoint}", tokenFile: ${JSON.stringify(tokenFile)}${extra} }\n`,
+  );
   return file;
 }
 
@@ -54,8 +60,26 @@ test("agent TLS: generated pair served; right pin and CA file work; wrong pin an
   const stateDir = path.join(dir, "state");
   runDir = path.join(dir, "run");
   await fsp.writeFile(path.join(dir, "agent.yaml"), JSON.stringify({ tls: { cert, key } }));
-  agent = spawn(process.execPath, [BIN, "agent", "--config", path.join(dir, "agent.yaml"), "--listen", "127.0.0.1:0",
-    "--state-dir", stateDir, "--run-dir", runDir, "--data-dir", path.join(dir, "data"), "--dpu", "dpu0"], { stdio: ["ignore", "ignore", "pipe"] });
+  agent = spawn(
+    process.execPath,
+    [
+      BIN,
+      "agent",
+      "--config",
+      path.join(dir, "agent.yaml"),
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      stateDir,
+      "--run-dir",
+      runDir,
+      "--data-dir",
+      path.join(dir, "data"),
+      "--dpu",
+      "dpu0",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   let log = "";
   agent.stderr!.on("data", (d: Buffer) => (log += d));
   const urlFile = path.join(runDir, "agent.url");
@@ -68,19 +92,39 @@ test("agent TLS: generated pair served; right pin and CA file work; wrong pin an
   const noLocal = { FLEXBSO_STATE_DIR: path.join(dir, "elsewhere") };
 
   // plan exits 2: the DPU is new to this agent (it answered, verified)
-  const pinned = await flexbso(["plan", t], { ...noLocal, FLEXBSO_CREDENTIALS: await credentials(dir, url, token, `, fingerprint: "${fp!.toUpperCase().replace(/(..)(?!$)/g, "$1:")}"`) });
+  const pinned = await flexbso(["plan", t], {
+    ...noLocal,
+    FLEXBSO_CREDENTIALS: await credentials(
+      dir,
+      url,
+      token,
+      `, fingerprint: "${fp!.toUpperCase().replace(/(..)(?!$)/g, "$1:")}"`,
+    ),
+  });
   assert.is(pinned.code, 2, `right pin (colon form): ${pinned.stdout}${pinned.stderr}`);
-  const byCa = await flexbso(["plan", t], { ...noLocal, FLEXBSO_CREDENTIALS: await credentials(dir, url, token, `, ca: ${JSON.stringify(cert)}`) });
+  const byCa = await flexbso(["plan", t], {
+    ...noLocal,
+    FLEXBSO_CREDENTIALS: await credentials(dir, url, token, `, ca: ${JSON.stringify(cert)}`),
+  });
   assert.is(byCa.code, 2, `CA file: ${byCa.stdout}${byCa.stderr}`);
   // the local agent's own fingerprint file pins it for the CLI on the DPU
-  const local = await flexbso(["plan", t], { FLEXBSO_STATE_DIR: stateDir, FLEXBSO_CREDENTIALS: path.join(dir, "none.yaml") });
+  const local = await flexbso(["plan", t], {
+    FLEXBSO_STATE_DIR: stateDir,
+    FLEXBSO_CREDENTIALS: path.join(dir, "none.yaml"),
+  });
   assert.is(local.code, 2, `local agent: ${local.stdout}${local.stderr}`);
 
-  const wrong = await flexbso(["plan", t], { ...noLocal, FLEXBSO_CREDENTIALS: await credentials(dir, url, token, `, fingerprint: "${"ab".repeat(32)}"`) });
+  const wrong = await flexbso(["plan", t], {
+    ...noLocal,
+    FLEXBSO_CREDENTIALS: await credentials(dir, url, token, `, fingerprint: "${"ab".repeat(32)}"`),
+  });
   assert.is(wrong.code, 1, wrong.stdout + wrong.stderr);
   assert.match(wrong.stderr, `not the pinned ${"ab".repeat(32)}`);
   assert.match(wrong.stderr, "no credential was sent");
-  const untrusted = await flexbso(["plan", t], { ...noLocal, FLEXBSO_CREDENTIALS: await credentials(dir, url, token, "") });
+  const untrusted = await flexbso(["plan", t], {
+    ...noLocal,
+    FLEXBSO_CREDENTIALS: await credentials(dir, url, token, ""),
+  });
   assert.is(untrusted.code, 1, untrusted.stdout + untrusted.stderr);
   assert.match(untrusted.stderr, "its certificate is not trusted");
   assert.match(untrusted.stderr, "fingerprint: (its SHA-256 pin)");
@@ -98,7 +142,10 @@ test("agent TLS: generated pair served; right pin and CA file work; wrong pin an
   await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", r));
   const fake = `https://127.0.0.1:${(impostor.address() as { port: number }).port}`;
   try {
-    const r = await flexbso(["plan", await topology(dir, fake)], { ...noLocal, FLEXBSO_CREDENTIALS: await credentials(dir, fake, token, `, fingerprint: "${fp}"`) });
+    const r = await flexbso(["plan", await topology(dir, fake)], {
+      ...noLocal,
+      FLEXBSO_CREDENTIALS: await credentials(dir, fake, token, `, fingerprint: "${fp}"`),
+    });
     assert.is(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stderr, "not the pinned");
     await sleep(100);

@@ -10,14 +10,21 @@ import * as path from "node:path";
 import { hook, startAgent, cli, writeTopology, cleanupAll, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
-test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+  }),
+);
 test.after(cleanupAll);
 
-const topo = (size: string) => writeTopology("kinds.yaml", [a], path.join(a.dir, `c-${size}.yaml`), (s) => s
-  .replace("${BDEVS}", `      big: { kind: malloc, size: ${size} }`)
-  .replace("${FUNCS}", "      {}")
-  .replace("${VFS}", "8")
-  .replace(/functions:\n {6}\{\}/, "functions: {}"));
+const topo = (size: string) =>
+  writeTopology("kinds.yaml", [a], path.join(a.dir, `c-${size}.yaml`), (s) =>
+    s
+      .replace("${BDEVS}", `      big: { kind: malloc, size: ${size} }`)
+      .replace("${FUNCS}", "      {}")
+      .replace("${VFS}", "8")
+      .replace(/functions:\n {6}\{\}/, "functions: {}"),
+  );
 
 test("malloc past the engine's memory limit is a plan warning", async () => {
   const ramGiB = Math.ceil(os.totalmem() / 2 ** 30);

@@ -16,6 +16,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, promises as fsp, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { cleanupAll, cli, hook, run, startAgent, ROOT, type AgentProc, type RunResult } from "./helpers/agent.js";
 
 const TERRAFORM = process.env["TERRAFORM"] ?? "/usr/local/bin/terraform";
@@ -60,40 +61,70 @@ for (const c of stack.node.findAll()) {
 app.synth();
 `;
 
-test.before(hook(async () => {
-  if (missingFor("cdktf").length && missingFor("cdktn").length) return;
-  a = await startAgent("dpu0");
-  await fsp.mkdir(base, { recursive: true });
-  rc = path.join(base, "terraformrc");
-  const inst = await cli(["provider", "install", "--dir", path.join(base, "mirror"), "--cli-config", rc]);
-  assert.is(inst.code, 0, inst.stderr);
-}));
+test.before(
+  hook(async () => {
+    if (missingFor("cdktf").length && missingFor("cdktn").length) return;
+    a = await startAgent("dpu0");
+    await fsp.mkdir(base, { recursive: true });
+    rc = path.join(base, "terraformrc");
+    const inst = await cli(["provider", "install", "--dir", path.join(base, "mirror"), "--cli-config", rc]);
+    assert.is(inst.code, 0, inst.stderr);
+  }),
+);
 test.after(async () => {
   rmSync(base, { recursive: true, force: true });
   await cleanupAll();
 });
 
 // the CLIs color and frame their output; compare plain text
-const plain = (r: RunResult) => `${r.stdout}\n${r.stderr}`.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+const plain = (r: RunResult) => stripVTControlCharacters(`${r.stdout}\n${r.stderr}`);
 const out = (r: RunResult) => `exit ${r.code}\n${plain(r)}`;
-const live = async () => (await a.rpc("topology.get")).body.result as { generation: number; topology: { resources: { address: string; spec: any }[] } };
+const live = async () =>
+  (await a.rpc("topology.get")).body.result as {
+    generation: number;
+    topology: { resources: { address: string; spec: any }[] };
+  };
 const EXAMPLE = [
-  "dpu0/compress/c0", "dpu0/compress/c1", "dpu0/compress/c2", "dpu0/compress/c3",
+  "dpu0/compress/c0",
+  "dpu0/compress/c1",
+  "dpu0/compress/c2",
+  "dpu0/compress/c3",
   "dpu0/dpu/dpu0",
   ...[0, 1, 2, 3].flatMap((i) => [`dpu0/file/disk${i}a`, `dpu0/file/disk${i}b`]),
-  "dpu0/function/vf0", "dpu0/function/vf1", "dpu0/function/vf2", "dpu0/function/vf3",
-  "dpu0/raid/r0", "dpu0/raid/r1", "dpu0/raid/r2", "dpu0/raid/r3",
+  "dpu0/function/vf0",
+  "dpu0/function/vf1",
+  "dpu0/function/vf2",
+  "dpu0/function/vf3",
+  "dpu0/raid/r0",
+  "dpu0/raid/r1",
+  "dpu0/raid/r2",
+  "dpu0/raid/r3",
 ];
 
 async function project(c: Cli): Promise<(args: string[], extra?: NodeJS.ProcessEnv) => Promise<RunResult>> {
   const dir = path.join(base, c);
   await fsp.mkdir(dir, { recursive: true });
   // cdktn keeps cdktf.json and cdk.tf.json: one project layout for both
-  await fsp.writeFile(path.join(dir, "cdktf.json"), JSON.stringify({ language: "typescript", app: `${process.execPath} app.js`, output: "out", projectId: `flexbso-e2e-${c}`, sendCrashReports: "false" }));
+  await fsp.writeFile(
+    path.join(dir, "cdktf.json"),
+    JSON.stringify({
+      language: "typescript",
+      app: `${process.execPath} app.js`,
+      output: "out",
+      projectId: `flexbso-e2e-${c}`,
+      sendCrashReports: "false",
+    }),
+  );
   await fsp.writeFile(path.join(dir, "app.js"), APP);
   const env: NodeJS.ProcessEnv = {
-    ...process.env, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", CI: "1", TF_IN_AUTOMATION: "1",
-    FLEXBSO_PROVIDER_CACHE: path.join(base, "cache"), E2E_ENDPOINT: a.url, E2E_TOKEN_FILE: a.tokenFile,
+    ...process.env,
+    TF_CLI_CONFIG_FILE: rc,
+    CHECKPOINT_DISABLE: "1",
+    CI: "1",
+    TF_IN_AUTOMATION: "1",
+    FLEXBSO_PROVIDER_CACHE: path.join(base, "cache"),
+    E2E_ENDPOINT: a.url,
+    E2E_TOKEN_FILE: a.tokenFile,
     // the constructs use the library of the CLI under test
     FLEXBSO_CDK: CLIS[c].lib,
   };
@@ -104,7 +135,12 @@ async function project(c: Cli): Promise<(args: string[], extra?: NodeJS.ProcessE
    * (which the CLI runs too) writes the lock file from the mirror.
    */
   const node = c === "cdktn" ? cdktnNodeArgs(dir) : [];
-  return (args, extra = {}) => run(process.execPath, [...node, CLIS[c].bin, ...args, "--skip-provider-lock"], { cwd: dir, env: { ...env, ...extra }, timeoutMs: 240_000 });
+  return (args, extra = {}) =>
+    run(process.execPath, [...node, CLIS[c].bin, ...args, "--skip-provider-lock"], {
+      cwd: dir,
+      env: { ...env, ...extra },
+      timeoutMs: 240_000,
+    });
 }
 
 /**
@@ -127,14 +163,19 @@ for (const c of (["cdktf", "cdktn"] as const).filter((x) => !only || only.includ
   test(`${c} deploy / diff / destroy of examples/single-dpu with the provider target, offline`, async () => {
     const missing = missingFor(c);
     if (missing.length) {
-      console.log(`SKIPPED (${c}): missing ${missing.join(", ")} (terraform: set TERRAFORM=/path/to/terraform; ${c}: npm install ${c === "cdktf" ? "cdktf cdktf-cli" : "cdktn cdktn-cli"})`);
+      console.log(
+        `SKIPPED (${c}): missing ${missing.join(", ")} (terraform: set TERRAFORM=/path/to/terraform; ${c}: npm install ${c === "cdktf" ? "cdktf cdktf-cli" : "cdktn cdktn-cli"})`,
+      );
       return;
     }
     const tool = await project(c);
     const deploy = await tool(["deploy", "--auto-approve"]);
     assert.is(deploy.code, 0, out(deploy));
     assert.match(plain(deploy), `Apply complete! Resources: ${EXAMPLE.length} added, 0 changed, 0 destroyed.`);
-    assert.equal((await live()).topology.resources.map((r) => r.address), EXAMPLE);
+    assert.equal(
+      (await live()).topology.resources.map((r) => r.address),
+      EXAMPLE,
+    );
     await fsp.access(path.join(base, c, "out", "stacks", "single-dpu", ".terraform.lock.hcl"));
 
     const same = await tool(["diff"]);
@@ -145,7 +186,10 @@ for (const c of (["cdktf", "cdktn"] as const).filter((x) => !only || only.includ
       const qos = await tool(["deploy", "--auto-approve"], { E2E_IOPS: "30000" });
       assert.is(qos.code, 0, out(qos));
       assert.match(plain(qos), "will be updated in-place");
-      assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vf0")!.spec.qos, { iops: 30000, mbps: 0 });
+      assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vf0")!.spec.qos, {
+        iops: 30000,
+        mbps: 0,
+      });
 
       const before = (await live()).generation;
       const algo = await tool(["deploy", "--auto-approve"], { E2E_IOPS: "30000", E2E_ALGORITHM: "deflate" });

@@ -17,12 +17,18 @@ let a: AgentProc;
 // inside the package (gitignored .flexbso/)
 const outdir = path.join(ROOT, ".flexbso", `e2e-cdktf-${process.pid}`);
 
-test.before(hook(async () => {
-  a = await startAgent("edge0");
-}));
+test.before(
+  hook(async () => {
+    a = await startAgent("edge0");
+  }),
+);
 test.after(async () => {
   rmSync(outdir, { recursive: true, force: true });
-  try { rmdirSync(path.dirname(outdir)); } catch { /* not empty: someone else's */ }
+  try {
+    rmdirSync(path.dirname(outdir));
+  } catch {
+    /* not empty: someone else's */
+  }
   await cleanupAll();
 });
 
@@ -40,7 +46,8 @@ test("the per-DPU local-exec hooks (this install's flexbso apply, then destroy) 
   const tf = JSON.parse(await fsp.readFile(path.join(stackDir, "cdk.tf.json"), "utf8"));
   const commands: string[] = [];
   for (const r of Object.values<any>(tf.resource?.null_resource ?? {})) {
-    for (const p of r.provisioner ?? []) if (p["local-exec"]) commands.push(`${p["local-exec"].when ?? "create"}: ${p["local-exec"].command}`);
+    for (const p of r.provisioner ?? [])
+      if (p["local-exec"]) commands.push(`${p["local-exec"].when ?? "create"}: ${p["local-exec"].command}`);
   }
   const applyCmd = flexbsoCommand("apply --dpu edge0 --auto-approve");
   const destroyCmd = flexbsoCommand("destroy --dpu edge0 --auto-approve");
@@ -65,7 +72,11 @@ test("the per-DPU local-exec hooks (this install's flexbso apply, then destroy) 
   const refused = await run("/bin/sh", ["-c", destroyCmd], { cwd: stackDir, env: hookEnv, timeoutMs: 120_000 });
   assert.is(refused.code, 1, refused.stdout + refused.stderr);
   assert.is((await a.rpc("topology.get")).body.result.topology.resources.length, 5);
-  const destroyed = await run("/bin/sh", ["-c", destroyCmd], { cwd: stackDir, env: { ...hookEnv, FLEXBSO_ALLOW_DATA_LOSS: "1" }, timeoutMs: 120_000 });
+  const destroyed = await run("/bin/sh", ["-c", destroyCmd], {
+    cwd: stackDir,
+    env: { ...hookEnv, FLEXBSO_ALLOW_DATA_LOSS: "1" },
+    timeoutMs: 120_000,
+  });
   assert.is(destroyed.code, 0, destroyed.stdout + destroyed.stderr);
   assert.equal((await a.rpc("topology.get")).body.result.topology.resources, []);
 });

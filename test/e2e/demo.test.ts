@@ -10,11 +10,17 @@ test("flexbso demo succeeds, shows a safe-read catch and repair and a compressio
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.ok(Date.now() - t0 < 60_000, "well under a minute");
   for (const s of [
-    "[8/8]", "Apply complete! 6 step(s), generation 1.", "4 MiB written and read back with the pattern verified",
-    "every read through safe0 returned 0x42", "engine.raid_safe_read_repair: raid 'safe0': member 'EE_sr_a' lba ",
+    "[8/8]",
+    "Apply complete! 6 step(s), generation 1.",
+    "4 MiB written and read back with the pattern verified",
+    "every read through safe0 returned 0x42",
+    "engine.raid_safe_read_repair: raid 'safe0': member 'EE_sr_a' lba ",
     "read back identical (qemu-img compare)",
-    '~ tenant = "bob" -> "bob-team"', "Plan: 2 to add, 1 to change, 0 to destroy.", "work dir removed",
-  ]) assert.ok(r.stdout.includes(s), `missing "${s}" in:\n${r.stdout}`);
+    '~ tenant = "bob" -> "bob-team"',
+    "Plan: 2 to add, 1 to change, 0 to destroy.",
+    "work dir removed",
+  ])
+    assert.ok(r.stdout.includes(s), `missing "${s}" in:\n${r.stdout}`);
   const ratio = Number(/compression ratio ([0-9.]+)/.exec(r.stdout)?.[1]);
   assert.ok(ratio > 1, `compression ratio > 1 on text (got ${ratio})`);
   const dir = /work dir (\S+)\)/.exec(r.stdout)?.[1];

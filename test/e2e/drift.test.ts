@@ -11,12 +11,14 @@ import { hook, startAgent, cli, writeTopology, cleanupAll, type AgentProc } from
 
 let a: AgentProc;
 let topo: string;
-test.before(hook(async () => {
-  a = await startAgent("dpu0");
-  topo = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "topo.yaml"));
-  const r = await cli(["apply", topo, "--auto-approve"]);
-  assert.is(r.code, 0, r.stdout + r.stderr);
-}));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+    topo = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "topo.yaml"));
+    const r = await cli(["apply", topo, "--auto-approve"]);
+    assert.is(r.code, 0, r.stdout + r.stderr);
+  }),
+);
 test.after(cleanupAll);
 
 async function engine<T>(fn: (rpc: SpdkRpcClient) => Promise<T>): Promise<T> {
@@ -37,7 +39,11 @@ test("no drift: plan says no changes, exit 0", async () => {
 test("a rogue bdev and a backdoor export on the engine's socket are unmanaged drift, shown first; exit 2", async () => {
   await engine(async (rpc) => {
     await rpc.call("bdev_malloc_create", { name: "rogue", num_blocks: 2048, block_size: 512 });
-    await rpc.call("flexbso_nbd_export_add", { export_name: "backdoor", bdev_name: "ram0", listen: `unix:${path.join(a.runDir, "nbd.sock")}` });
+    await rpc.call("flexbso_nbd_export_add", {
+      export_name: "backdoor",
+      bdev_name: "ram0",
+      listen: `unix:${path.join(a.runDir, "nbd.sock")}`,
+    });
   });
   const p = await cli(["plan", topo]);
   assert.is(p.code, 2, p.stdout + p.stderr);
@@ -45,7 +51,10 @@ test("a rogue bdev and a backdoor export on the engine's socket are unmanaged dr
   assert.match(p.stdout, "? dpu0: bdev 'rogue' on the target is not managed by FlexBSO");
   assert.match(p.stdout, "? dpu0: export 'backdoor' (serving bdev 'ram0'");
   const json = JSON.parse((await cli(["plan", topo, "--format", "json"])).stdout);
-  assert.equal(json.drift.map((d: any) => `${d.kind} ${d.object}`), ["unmanaged bdev 'rogue'", "unmanaged export 'backdoor'"]);
+  assert.equal(
+    json.drift.map((d: any) => `${d.kind} ${d.object}`),
+    ["unmanaged bdev 'rogue'", "unmanaged export 'backdoor'"],
+  );
   const md = await cli(["plan", topo, "--format", "markdown"]);
   assert.is(md.code, 2);
   assert.match(md.stdout, "**Drift**: 2 objects");

@@ -8,10 +8,25 @@ import * as assert from "uvu/assert";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { SpdkRpcClient } from "../../lib/client/spdk-rpc.js";
-import { hook, startAgent, startBareEngine, cli, writeTopology, cleanupAll, tempDir, run, nbdUri, type AgentProc } from "./helpers/agent.js";
+import {
+  hook,
+  startAgent,
+  startBareEngine,
+  cli,
+  writeTopology,
+  cleanupAll,
+  tempDir,
+  run,
+  nbdUri,
+  type AgentProc,
+} from "./helpers/agent.js";
 
 let a: AgentProc;
-test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+  }),
+);
 test.after(cleanupAll);
 
 test("a path the target cannot use is a plan error: nothing is half-applied; fixing it converges", async () => {
@@ -42,11 +57,16 @@ test("an object left on the engine by an interrupted apply is adopted; a mismatc
     await rpc.close();
   }
   const t = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "adopt.yaml"), (s) =>
-    s.replace("      ram0:", "      left1: { kind: malloc, size: 4MiB }\n      ram0:"));
+    s.replace("      ram0:", "      left1: { kind: malloc, size: 4MiB }\n      ram0:"),
+  );
   const r = await cli(["apply", t, "--auto-approve"]);
   assert.is(r.code, 0, r.stdout + r.stderr);
   const bad = await writeTopology("one-dpu.yaml", [a], path.join(a.dir, "adopt2.yaml"), (s) =>
-    s.replace("      ram0:", "      left1: { kind: malloc, size: 4MiB }\n      left2: { kind: malloc, size: 4MiB }\n      ram0:"));
+    s.replace(
+      "      ram0:",
+      "      left1: { kind: malloc, size: 4MiB }\n      left2: { kind: malloc, size: 4MiB }\n      ram0:",
+    ),
+  );
   const r2 = await cli(["apply", bad, "--auto-approve"]);
   assert.is(r2.code, 1);
   assert.match(r2.stdout, "dpu0/malloc/left2");

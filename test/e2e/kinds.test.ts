@@ -11,7 +11,11 @@ import { existsSync, promises as fsp } from "node:fs";
 import { hook, startAgent, cli, writeTopology, cleanupAll, run, nbdUri, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
-test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+  }),
+);
 test.after(cleanupAll);
 
 const FN = "      vm: { pf: 0, vf: 0, transport: nbd, volume: d }";
@@ -20,7 +24,13 @@ const file = (extra = "", size = "4MiB", p = "d.img") => `      d: { kind: file,
 let n = 0;
 async function topology(bdevs: string, funcs = FN, vfs = 8): Promise<string> {
   return writeTopology("kinds.yaml", [a], path.join(a.dir, `k${n++}.yaml`), (s) =>
-    s.replace("${BDEVS}", bdevs || "      {}").replace("${FUNCS}", funcs || "      {}").replace("${VFS}", String(vfs)).replace(/bdevs:\n {6}\{\}/, "bdevs: {}").replace(/functions:\n {6}\{\}/, "functions: {}"));
+    s
+      .replace("${BDEVS}", bdevs || "      {}")
+      .replace("${FUNCS}", funcs || "      {}")
+      .replace("${VFS}", String(vfs))
+      .replace(/bdevs:\n {6}\{\}/, "bdevs: {}")
+      .replace(/functions:\n {6}\{\}/, "functions: {}"),
+  );
 }
 
 const generation = async () => (await a.rpc("topology.get")).body.result.generation as number;
@@ -53,30 +63,226 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: "malloc size", before: ["      d: { kind: malloc, size: 4MiB }"], after: ["      d: { kind: malloc, size: 8MiB }"], address: "dpu0/malloc/d", expect: "destructive" },
-  { name: "malloc blockSize", before: ["      d: { kind: malloc, size: 4MiB }"], after: ["      d: { kind: malloc, size: 4MiB, blockSize: 4096 }"], address: "dpu0/malloc/d", expect: "destructive" },
-  { name: "null size", before: ["      d: { kind: null, size: 4MiB }"], after: ["      d: { kind: null, size: 8MiB }"], address: "dpu0/null/d", expect: "error", field: "size", read: null },
-  { name: "null blockSize", before: ["      d: { kind: null, size: 4MiB }"], after: ["      d: { kind: null, size: 4MiB, blockSize: 4096 }"], address: "dpu0/null/d", expect: "destructive", read: null },
-  { name: "file size grow", before: [file()], after: [file("", "8MiB")], address: "dpu0/file/d", expect: "error", field: "size" },
-  { name: "file size shrink", before: [file("", "8MiB")], after: [file("", "4MiB")], address: "dpu0/file/d", expect: "destructive" },
-  { name: "file path", before: [file()], after: [file("", "4MiB", "e.img")], address: "dpu0/file/d", expect: "destructive" },
-  { name: "file blockSize", before: [file()], after: [file(", blockSize: 4096")], address: "dpu0/file/d", expect: "destructive" },
-  { name: "file directIo", before: [file()], after: [file(", directIo: false")], address: "dpu0/file/d", expect: "error", field: "directIo" },
-  { name: "file retain", before: [file()], after: [file(", retain: true")], address: "dpu0/file/d", expect: "in-place" },
-  { name: "file import", before: [file()], after: [file(", import: true")], address: "dpu0/file/d", expect: "in-place" },
-  { name: "function tenant", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, tenant: t }"], address: "dpu0/function/vm", expect: "online" },
-  { name: "function vf", before: [file()], after: [file(), "      vm: { pf: 0, vf: 1, transport: nbd, volume: d }"], address: "dpu0/function/vm", expect: "online", read: "pf0vf1" },
-  { name: "function volume", before: [file() + "\n      e: { kind: malloc, size: 4MiB }"], after: [file() + "\n      e: { kind: malloc, size: 4MiB }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: e }"], address: "dpu0/function/vm", expect: "error", field: "volume" },
-  { name: "function qos", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, qos: { iops: 100 } }"], address: "dpu0/function/vm", expect: "in-place" },
-  { name: "function transport", before: [file()], after: [file(), "      vm: { pf: 0, vf: 0, transport: vhost-user-blk, volume: d }"], address: "dpu0/function/vm", expect: "online", read: null },
-  { name: "dpu vfsPerPf", before: [file()], after: [file()], vfs: [8, 16], address: "dpu0/dpu/dpu0", expect: "in-place" },
-  { name: "raid safeRead", before: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], after: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e], safeRead: repair }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], address: "dpu0/raid/r", expect: "in-place" },
-  { name: "raid member replace", before: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], after: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, f] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], address: "dpu0/raid/r", expect: "online" },
-  { name: "raid member count", before: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], after: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e, f] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], address: "dpu0/raid/r", expect: "error", field: "members" },
-  { name: "raid level", before: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], after: ["      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 0, members: [d, e] }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }"], address: "dpu0/raid/r", expect: "destructive", read: null },
-  { name: "compress level", before: ["      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }"], after: ["      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, level: 2 }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }"], address: "dpu0/compress/z", expect: "in-place" },
-  { name: "compress algorithm", before: ["      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }"], after: ["      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, algorithm: deflate }", "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }"], address: "dpu0/compress/z", expect: "error", field: "algorithm" },
-  { name: "compress engine gpu", before: [file()], after: [file() + "\n      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, engine: gpu }"], address: "dpu0/compress/z", expect: "error", field: "engine" },
+  {
+    name: "malloc size",
+    before: ["      d: { kind: malloc, size: 4MiB }"],
+    after: ["      d: { kind: malloc, size: 8MiB }"],
+    address: "dpu0/malloc/d",
+    expect: "destructive",
+  },
+  {
+    name: "malloc blockSize",
+    before: ["      d: { kind: malloc, size: 4MiB }"],
+    after: ["      d: { kind: malloc, size: 4MiB, blockSize: 4096 }"],
+    address: "dpu0/malloc/d",
+    expect: "destructive",
+  },
+  {
+    name: "null size",
+    before: ["      d: { kind: null, size: 4MiB }"],
+    after: ["      d: { kind: null, size: 8MiB }"],
+    address: "dpu0/null/d",
+    expect: "error",
+    field: "size",
+    read: null,
+  },
+  {
+    name: "null blockSize",
+    before: ["      d: { kind: null, size: 4MiB }"],
+    after: ["      d: { kind: null, size: 4MiB, blockSize: 4096 }"],
+    address: "dpu0/null/d",
+    expect: "destructive",
+    read: null,
+  },
+  {
+    name: "file size grow",
+    before: [file()],
+    after: [file("", "8MiB")],
+    address: "dpu0/file/d",
+    expect: "error",
+    field: "size",
+  },
+  {
+    name: "file size shrink",
+    before: [file("", "8MiB")],
+    after: [file("", "4MiB")],
+    address: "dpu0/file/d",
+    expect: "destructive",
+  },
+  {
+    name: "file path",
+    before: [file()],
+    after: [file("", "4MiB", "e.img")],
+    address: "dpu0/file/d",
+    expect: "destructive",
+  },
+  {
+    name: "file blockSize",
+    before: [file()],
+    after: [file(", blockSize: 4096")],
+    address: "dpu0/file/d",
+    expect: "destructive",
+  },
+  {
+    name: "file directIo",
+    before: [file()],
+    after: [file(", directIo: false")],
+    address: "dpu0/file/d",
+    expect: "error",
+    field: "directIo",
+  },
+  {
+    name: "file retain",
+    before: [file()],
+    after: [file(", retain: true")],
+    address: "dpu0/file/d",
+    expect: "in-place",
+  },
+  {
+    name: "file import",
+    before: [file()],
+    after: [file(", import: true")],
+    address: "dpu0/file/d",
+    expect: "in-place",
+  },
+  {
+    name: "function tenant",
+    before: [file()],
+    after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, tenant: t }"],
+    address: "dpu0/function/vm",
+    expect: "online",
+  },
+  {
+    name: "function vf",
+    before: [file()],
+    after: [file(), "      vm: { pf: 0, vf: 1, transport: nbd, volume: d }"],
+    address: "dpu0/function/vm",
+    expect: "online",
+    read: "pf0vf1",
+  },
+  {
+    name: "function volume",
+    before: [file() + "\n      e: { kind: malloc, size: 4MiB }"],
+    after: [
+      file() + "\n      e: { kind: malloc, size: 4MiB }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: e }",
+    ],
+    address: "dpu0/function/vm",
+    expect: "error",
+    field: "volume",
+  },
+  {
+    name: "function qos",
+    before: [file()],
+    after: [file(), "      vm: { pf: 0, vf: 0, transport: nbd, volume: d, qos: { iops: 100 } }"],
+    address: "dpu0/function/vm",
+    expect: "in-place",
+  },
+  {
+    name: "function transport",
+    before: [file()],
+    after: [file(), "      vm: { pf: 0, vf: 0, transport: vhost-user-blk, volume: d }"],
+    address: "dpu0/function/vm",
+    expect: "online",
+    read: null,
+  },
+  {
+    name: "dpu vfsPerPf",
+    before: [file()],
+    after: [file()],
+    vfs: [8, 16],
+    address: "dpu0/dpu/dpu0",
+    expect: "in-place",
+  },
+  {
+    name: "raid safeRead",
+    before: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    after: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e], safeRead: repair }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    address: "dpu0/raid/r",
+    expect: "in-place",
+  },
+  {
+    name: "raid member replace",
+    before: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    after: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, f] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    address: "dpu0/raid/r",
+    expect: "online",
+  },
+  {
+    name: "raid member count",
+    before: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    after: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e, f] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    address: "dpu0/raid/r",
+    expect: "error",
+    field: "members",
+  },
+  {
+    name: "raid level",
+    before: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 1, members: [d, e] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    after: [
+      "      d: { kind: malloc, size: 4MiB }\n      e: { kind: malloc, size: 4MiB }\n      f: { kind: malloc, size: 4MiB }\n      r: { kind: raid, level: 0, members: [d, e] }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: r }",
+    ],
+    address: "dpu0/raid/r",
+    expect: "destructive",
+    read: null,
+  },
+  {
+    name: "compress level",
+    before: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    after: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, level: 2 }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    address: "dpu0/compress/z",
+    expect: "in-place",
+  },
+  {
+    name: "compress algorithm",
+    before: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    after: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, algorithm: deflate }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    address: "dpu0/compress/z",
+    expect: "error",
+    field: "algorithm",
+  },
+  {
+    name: "compress engine gpu",
+    before: [file()],
+    after: [file() + "\n      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, engine: gpu }"],
+    address: "dpu0/compress/z",
+    expect: "error",
+    field: "engine",
+  },
 ];
 
 for (const c of CASES) {
@@ -107,11 +313,19 @@ for (const c of CASES) {
     assert.equal(plan.errors, []);
     const change = plan.resource_changes.find((x: any) => x.address === c.address);
     assert.is(change.change_class, c.expect);
-    const r = await cli(["apply", after, "--auto-approve", ...(c.expect === "destructive" ? ["--allow-data-loss"] : [])]);
+    const r = await cli([
+      "apply",
+      after,
+      "--auto-approve",
+      ...(c.expect === "destructive" ? ["--allow-data-loss"] : []),
+    ]);
     assert.is(r.code, 0, r.stdout + r.stderr);
     if (c.name === "raid member replace") {
       // Not a TTY: apply says how to follow the rebuild, and `raid status` shows it end.
-      assert.match(r.stdout, "dpu0/raid/r: rebuilding onto the new member(s) in the background; follow it with `flexbso raid status --watch`.");
+      assert.match(
+        r.stdout,
+        "dpu0/raid/r: rebuilding onto the new member(s) in the background; follow it with `flexbso raid status --watch`.",
+      );
       const deadline = Date.now() + 60_000;
       let st = await cli(["raid", "status", after]);
       while (!st.stdout.includes("dpu0: raid 'r' rebuild of 'f' done") && Date.now() < deadline) {
@@ -137,8 +351,16 @@ for (const c of CASES) {
 
 test("cross-tenant reuse: tenant B gets zeros after A's destroy, or an explicit import of A's retained file", async () => {
   await reset();
-  const tenantA = (extra: string) => topology(`      a: { kind: file, path: shared.img, size: 4MiB${extra} }`, "      vm: { pf: 0, vf: 0, transport: nbd, volume: a, tenant: A }");
-  const tenantB = (extra: string) => topology(`      b: { kind: file, path: shared.img, size: 4MiB${extra} }`, "      vmB: { pf: 0, vf: 0, transport: nbd, volume: b, tenant: B }");
+  const tenantA = (extra: string) =>
+    topology(
+      `      a: { kind: file, path: shared.img, size: 4MiB${extra} }`,
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: a, tenant: A }",
+    );
+  const tenantB = (extra: string) =>
+    topology(
+      `      b: { kind: file, path: shared.img, size: 4MiB${extra} }`,
+      "      vmB: { pf: 0, vf: 0, transport: nbd, volume: b, tenant: B }",
+    );
   // A writes, A's resources go away (file deleted), B gets the same path: zeros.
   assert.is((await cli(["apply", await tenantA(""), "--auto-approve"])).code, 0);
   assert.ok((await io("pf0vf0", "write -P 0xaa 0 64k")).ok);
@@ -150,7 +372,11 @@ test("cross-tenant reuse: tenant B gets zeros after A's destroy, or an explicit 
   // A retains its file: B's plain create is an error; with import: true the plan says so.
   assert.is((await cli(["apply", await tenantA(", retain: true"), "--auto-approve"])).code, 0);
   assert.ok((await io("pf0vf0", "write -P 0xbb 0 64k")).ok);
-  assert.is((await cli(["apply", await topology("", ""), "--auto-approve"])).code, 0, "a retained file's delete is not destructive");
+  assert.is(
+    (await cli(["apply", await topology("", ""), "--auto-approve"])).code,
+    0,
+    "a retained file's delete is not destructive",
+  );
   assert.ok(existsSync(path.join(a.dataDir, "shared.img")));
   const plain = await cli(["plan", await tenantB("")]);
   assert.is(plain.code, 1, plain.stdout);

@@ -13,11 +13,13 @@ let a: AgentProc;
 let dir: string;
 const topo = () => path.join(dir, "topo.yaml");
 
-test.before(hook(async () => {
-  a = await startAgent("dpu0");
-  dir = a.dir;
-  await writeTopology("one-dpu.yaml", [a], topo());
-}));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+    dir = a.dir;
+    await writeTopology("one-dpu.yaml", [a], topo());
+  }),
+);
 test.after(cleanupAll);
 
 const generation = async () => (await a.rpc("topology.get")).body.result.generation as number;
@@ -30,7 +32,15 @@ test("apply an example, then plan shows no changes", async () => {
   assert.is(p.code, 0, p.stdout + p.stderr);
   assert.match(p.stdout, "No changes");
   // data goes through the function's endpoint with a real client
-  const io = await run("qemu-io", ["-f", "raw", "-c", "write -P 0x3c 0 256k", "-c", "read -P 0x3c 0 256k", nbdUri(a, "pf0vf1")]);
+  const io = await run("qemu-io", [
+    "-f",
+    "raw",
+    "-c",
+    "write -P 0x3c 0 256k",
+    "-c",
+    "read -P 0x3c 0 256k",
+    nbdUri(a, "pf0vf1"),
+  ]);
   assert.is(io.code, 0, io.stdout + io.stderr);
   assert.not.match(io.stdout + io.stderr, "fail");
 });
@@ -44,15 +54,24 @@ test("apply without a terminal and without --auto-approve is refused", async () 
 });
 
 test("edit -> plan shows exactly the edit (tenant change + new VF)", async () => {
-  const edited = await writeTopology("one-dpu.yaml", [a], path.join(dir, "edit.yaml"), (s) => s
-    .replace("tenant: bob", "tenant: bob2")
-    .replace("      ram0:", "      nul0: { kind: null, size: 1GiB }\n      ram0:")
-    + "      vm2: { pf: 0, vf: 2, transport: nbd, volume: nul0 }\n");
+  const edited = await writeTopology(
+    "one-dpu.yaml",
+    [a],
+    path.join(dir, "edit.yaml"),
+    (s) =>
+      s
+        .replace("tenant: bob", "tenant: bob2")
+        .replace("      ram0:", "      nul0: { kind: null, size: 1GiB }\n      ram0:") +
+      "      vm2: { pf: 0, vf: 2, transport: nbd, volume: nul0 }\n",
+  );
   const p = await cli(["plan", edited, "--format", "json"]);
   assert.is(p.code, 2, p.stderr);
   const plan = JSON.parse(p.stdout);
-  const changed = plan.resource_changes.filter((c: any) => c.change.actions[0] !== "no-op")
-    .map((c: any) => `${c.change.actions.join("+")} ${c.address} ${c.field_changes.map((f: any) => f.field).join(",")}`.trim());
+  const changed = plan.resource_changes
+    .filter((c: any) => c.change.actions[0] !== "no-op")
+    .map((c: any) =>
+      `${c.change.actions.join("+")} ${c.address} ${c.field_changes.map((f: any) => f.field).join(",")}`.trim(),
+    );
   assert.equal(changed, ["update dpu0/function/vm1 tenant", "create dpu0/function/vm2", "create dpu0/null/nul0"]);
   assert.equal(plan.generations, { dpu0: 1 });
   const text = await cli(["plan", edited]);
@@ -81,7 +100,9 @@ test("a saved plan is applied when fresh and refused when stale", async () => {
 });
 
 test("a destructive change is refused without --allow-data-loss, by the CLI and by the agent", async () => {
-  const shrink = await writeTopology("one-dpu.yaml", [a], path.join(dir, "shrink.yaml"), (s) => s.replace("ram0: { kind: malloc, size: 64MiB", "ram0: { kind: malloc, size: 32MiB"));
+  const shrink = await writeTopology("one-dpu.yaml", [a], path.join(dir, "shrink.yaml"), (s) =>
+    s.replace("ram0: { kind: malloc, size: 64MiB", "ram0: { kind: malloc, size: 32MiB"),
+  );
   const r = await cli(["apply", shrink, "--auto-approve"]);
   assert.is(r.code, 1);
   assert.match(r.stdout, "--allow-data-loss");
@@ -102,7 +123,9 @@ test("a wrong token gets 401 and changes nothing", async () => {
   // the CLI's credentials file binds dpu0 at this endpoint to the wrong token
   const creds = path.join(dir, "wrong-credentials.yaml");
   await fsp.writeFile(creds, `credentials:\n  - { dpu: dpu0, endpoint: "${a.url}", tokenFile: "${wrongFile}" }\n`);
-  const r = await cli(["apply", topo(), "--auto-approve", "--allow-data-loss"], { env: { FLEXBSO_CREDENTIALS: creds } });
+  const r = await cli(["apply", topo(), "--auto-approve", "--allow-data-loss"], {
+    env: { FLEXBSO_CREDENTIALS: creds },
+  });
   assert.is(r.code, 1);
   assert.match(r.stdout, "401");
   assert.match(r.stdout, "dpu0");
@@ -113,7 +136,9 @@ test("a wrong token gets 401 and changes nothing", async () => {
 
 test("a topology whose DPU's endpoint is another DPU's agent: plan, apply, destroy and show refuse by name; nothing changes", async () => {
   const before = (await a.rpc("topology.get")).body.result;
-  const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "wrongdpu.yaml"), (s) => s.replace("\n  dpu0:", "\n  dpu7:"));
+  const t = await writeTopology("one-dpu.yaml", [a], path.join(dir, "wrongdpu.yaml"), (s) =>
+    s.replace("\n  dpu0:", "\n  dpu7:"),
+  );
   const expect = "the agent at " + a.url + " serves DPU 'dpu0', not 'dpu7': fix agent.endpoint of DPU 'dpu7'";
   // without a credential for dpu7 at that endpoint nothing is sent at all
   const none = await cli(["plan", t]);
@@ -127,7 +152,10 @@ test("a topology whose DPU's endpoint is another DPU's agent: plan, apply, destr
   assert.is(p.code, 1, p.stdout);
   assert.match(p.stderr, expect);
   assert.not.match(p.stdout, "to destroy");
-  for (const args of [["apply", t, "--auto-approve", "--allow-data-loss"], ["destroy", t, "--auto-approve", "--allow-data-loss"]]) {
+  for (const args of [
+    ["apply", t, "--auto-approve", "--allow-data-loss"],
+    ["destroy", t, "--auto-approve", "--allow-data-loss"],
+  ]) {
     const r = await cli7(args);
     assert.is(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stdout, expect);
@@ -144,23 +172,38 @@ test("a topology whose DPU's endpoint is another DPU's agent: plan, apply, destr
 });
 
 test("malformed JSON-RPC and schema-invalid topologies get clear errors; the agent keeps serving", async () => {
-  const post = async (body: string) => (await fetch(`${a.url}/rpc`, { method: "POST", body, headers: { Authorization: `Bearer ${a.token()}` } })).json() as Promise<any>;
+  const post = async (body: string) =>
+    (
+      await fetch(`${a.url}/rpc`, { method: "POST", body, headers: { Authorization: `Bearer ${a.token()}` } })
+    ).json() as Promise<any>;
   assert.is((await post("{nope")).error.code, -32700);
   assert.is((await post('{"jsonrpc":"1.0","id":1,"method":"topology.get"}')).error.code, -32600);
   assert.is((await post('{"jsonrpc":"2.0","id":1,"method":"topology.nuke"}')).error.code, -32601);
   assert.is((await post('{"jsonrpc":"2.0","id":1,"method":"topology.apply","params":{}}')).error.code, -32602);
-  assert.is((await post('{"jsonrpc":"2.0","id":1,"method":"topology.apply","params":{"desired":{},"expectedGeneration":"x"}}')).error.code, -32602);
+  assert.is(
+    (await post('{"jsonrpc":"2.0","id":1,"method":"topology.apply","params":{"desired":{},"expectedGeneration":"x"}}'))
+      .error.code,
+    -32602,
+  );
   const invalid = await a.rpc("topology.apply", {
-    desired: { formatVersion: 1, resources: [
-      { address: "dpu0/dpu/dpu0", dpu: "dpu0", kind: "dpu", name: "dpu0", spec: {} },
-      { address: "dpu0/malloc/m", dpu: "dpu0", kind: "malloc", name: "m", spec: { size: "lots", colour: "red" } },
-    ] },
+    desired: {
+      formatVersion: 1,
+      resources: [
+        { address: "dpu0/dpu/dpu0", dpu: "dpu0", kind: "dpu", name: "dpu0", spec: {} },
+        { address: "dpu0/malloc/m", dpu: "dpu0", kind: "malloc", name: "m", spec: { size: "lots", colour: "red" } },
+      ],
+    },
   });
   assert.is(invalid.body.error.code, -32001);
   assert.match(invalid.body.error.message, "dpu0/malloc/m");
   assert.match(invalid.body.error.message, "colour");
   assert.ok(invalid.body.error.data.diagnostics.length >= 2);
-  const other = await a.rpc("topology.plan", { desired: { formatVersion: 1, resources: [{ address: "dpu9/dpu/dpu9", dpu: "dpu9", kind: "dpu", name: "dpu9", spec: {} }] } });
+  const other = await a.rpc("topology.plan", {
+    desired: {
+      formatVersion: 1,
+      resources: [{ address: "dpu9/dpu/dpu9", dpu: "dpu9", kind: "dpu", name: "dpu9", spec: {} }],
+    },
+  });
   assert.is(other.body.error.code, -32008);
   assert.is((await fetch(`${a.url}/healthz`)).status, 200);
   assert.is(await generation(), 2);
@@ -168,12 +211,29 @@ test("malformed JSON-RPC and schema-invalid topologies get clear errors; the age
 
 test("changes the engine cannot make are plan errors in every format (exit 1), and apply refuses them before touching anything", async () => {
   const cases: [string, (s: string) => string, string][] = [
-    ["compress-engine", (s) => s.replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      z1: { kind: compress, base: m1, engine: gpu }\n      ram0:"),
-      "dpu0/compress/z1: compression engine 'gpu' (field 'engine'): the native backend cannot do this"],
-    ["compress-level", (s) => s.replace("      ram0:", "      m1: { kind: malloc, size: 8MiB }\n      z1: { kind: compress, base: m1, algorithm: deflate, level: 9 }\n      ram0:"),
-      "dpu0/compress/z1: deflate level 9 (field 'level'): the native backend cannot do this"],
-    ["grow", (s) => s.replace("size: 64MiB, blockSize: 4096", "size: 128MiB, blockSize: 4096"),
-      "dpu0/file/disk0: growing a file bdev live (field 'size'): needs the target method bdev_uring_rescan"],
+    [
+      "compress-engine",
+      (s) =>
+        s.replace(
+          "      ram0:",
+          "      m1: { kind: malloc, size: 8MiB }\n      z1: { kind: compress, base: m1, engine: gpu }\n      ram0:",
+        ),
+      "dpu0/compress/z1: compression engine 'gpu' (field 'engine'): the native backend cannot do this",
+    ],
+    [
+      "compress-level",
+      (s) =>
+        s.replace(
+          "      ram0:",
+          "      m1: { kind: malloc, size: 8MiB }\n      z1: { kind: compress, base: m1, algorithm: deflate, level: 9 }\n      ram0:",
+        ),
+      "dpu0/compress/z1: deflate level 9 (field 'level'): the native backend cannot do this",
+    ],
+    [
+      "grow",
+      (s) => s.replace("size: 64MiB, blockSize: 4096", "size: 128MiB, blockSize: 4096"),
+      "dpu0/file/disk0: growing a file bdev live (field 'size'): needs the target method bdev_uring_rescan",
+    ],
   ];
   const gen = await generation();
   for (const [name, edit, message] of cases) {
@@ -190,14 +250,23 @@ test("changes the engine cannot make are plan errors in every format (exit 1), a
     assert.is(json.code, 1);
     const plan = JSON.parse(json.stdout);
     assert.is(plan.format_version, "1.2");
-    assert.ok(plan.errors.some((e: any) => e.message === message || e.message.startsWith(message)), JSON.stringify(plan.errors));
-    await fsp.access(path.join(dir, `cannot-${name}.json`)).then(() => assert.unreachable("a plan with errors must not be saved"), () => undefined);
+    assert.ok(
+      plan.errors.some((e: any) => e.message === message || e.message.startsWith(message)),
+      JSON.stringify(plan.errors),
+    );
+    await fsp.access(path.join(dir, `cannot-${name}.json`)).then(
+      () => assert.unreachable("a plan with errors must not be saved"),
+      () => undefined,
+    );
     const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
     assert.is(r.code, 1, r.stdout);
     assert.match(r.stdout, message);
     assert.match(r.stdout, "nothing was applied");
     // the agent itself refuses it too (a client that skips plan)
-    const direct = await a.rpc("topology.apply", { desired: JSON.parse((await cli(["validate", t, "--print-canonical"])).stdout), allowDataLoss: true });
+    const direct = await a.rpc("topology.apply", {
+      desired: JSON.parse((await cli(["validate", t, "--print-canonical"])).stdout),
+      allowDataLoss: true,
+    });
     assert.is(direct.body.error?.code, -32005, JSON.stringify(direct.body));
     assert.match(direct.body.error.message, message);
   }
@@ -234,8 +303,14 @@ test("destroy removes everything, including the files the agent created for file
   const view = (await a.rpc("topology.get")).body.result;
   assert.is(view.topology.resources.length, 0);
   assert.is(view.generation, 3);
-  await fsp.stat(path.join(a.dataDir, "disk0.img")).then(() => assert.unreachable("the file outlived its resource"), (e) => assert.is(e.code, "ENOENT"));
-  await fsp.stat(path.join(a.dataDir, "disk0.img.flexbso-id")).then(() => assert.unreachable("the sidecar outlived its resource"), (e) => assert.is(e.code, "ENOENT"));
+  await fsp.stat(path.join(a.dataDir, "disk0.img")).then(
+    () => assert.unreachable("the file outlived its resource"),
+    (e) => assert.is(e.code, "ENOENT"),
+  );
+  await fsp.stat(path.join(a.dataDir, "disk0.img.flexbso-id")).then(
+    () => assert.unreachable("the sidecar outlived its resource"),
+    (e) => assert.is(e.code, "ENOENT"),
+  );
 });
 
 test.run();

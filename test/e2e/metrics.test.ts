@@ -10,7 +10,11 @@ import { spawn } from "node:child_process";
 import { hook, startAgent, cli, writeTopology, cleanupAll, run, nbdUri, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
-test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+  }),
+);
 test.after(cleanupAll);
 
 async function scrape(): Promise<string> {
@@ -21,28 +25,60 @@ async function scrape(): Promise<string> {
 
 function value(text: string, line: string): number {
   const at = text.split("\n").find((l) => l.startsWith(`${line} `));
-  assert.ok(at, `no line ${line} in:\n${text.split("\n").filter((l) => l.startsWith("flexbso_function")).join("\n")}`);
+  assert.ok(
+    at,
+    `no line ${line} in:\n${text
+      .split("\n")
+      .filter((l) => l.startsWith("flexbso_function"))
+      .join("\n")}`,
+  );
   return Number(at!.slice(line.length + 1));
 }
 
 test("per-function metrics after real I/O, named as the topology names them", async () => {
-  const t = await writeTopology("kinds.yaml", [a], path.join(a.dir, "m.yaml"), (s) => s
-    .replace("${BDEVS}", "      vol: { kind: malloc, size: 16MiB }")
-    .replace("${FUNCS}", "      web: { pf: 0, vf: 3, transport: nbd, volume: vol, tenant: acme }")
-    .replace("${VFS}", "8"));
+  const t = await writeTopology("kinds.yaml", [a], path.join(a.dir, "m.yaml"), (s) =>
+    s
+      .replace("${BDEVS}", "      vol: { kind: malloc, size: 16MiB }")
+      .replace("${FUNCS}", "      web: { pf: 0, vf: 3, transport: nbd, volume: vol, tenant: acme }")
+      .replace("${VFS}", "8"),
+  );
   const r = await cli(["apply", t, "--auto-approve"]);
   assert.is(r.code, 0, r.stdout + r.stderr);
   await scrape(); // the first scrape turns the volume's histogram on
 
-  const io = await run("qemu-io", ["-f", "raw", "-c", "write -P 0x11 0 1M", "-c", "read -P 0x11 0 1M", "-c", "read 0 64k", nbdUri(a, "pf0vf3")]);
+  const io = await run("qemu-io", [
+    "-f",
+    "raw",
+    "-c",
+    "write -P 0x11 0 1M",
+    "-c",
+    "read -P 0x11 0 1M",
+    "-c",
+    "read 0 64k",
+    nbdUri(a, "pf0vf3"),
+  ]);
   assert.is(io.code, 0, io.stdout + io.stderr);
   // hold one NBD client open while scraping
-  const held = spawn("/usr/bin/python3", ["-c", "import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); print('up', flush=True); sys.stdin.read()", nbdUri(a, "pf0vf3")], { stdio: ["pipe", "pipe", "inherit"] });
+  const held = spawn(
+    "/usr/bin/python3",
+    [
+      "-c",
+      "import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); print('up', flush=True); sys.stdin.read()",
+      nbdUri(a, "pf0vf3"),
+    ],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("the NBD client did not connect in 20 s")), 20_000);
-      held.stdout!.once("data", () => { clearTimeout(t); resolve(); });
-      held.once("exit", (c) => { clearTimeout(t); reject(new Error(`the NBD client exited ${c}`)); });
+      held.stdout!.once("data", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      held.once("exit", (c) => {
+        clearTimeout(t);
+        reject(new Error(`the NBD client exited ${c}`));
+      });
     });
     const text = await scrape();
     const fn = '{dpu="dpu0",function="web",tenant="acme"}';

@@ -11,12 +11,21 @@ import { SpdkRpcClient } from "../../lib/client/spdk-rpc.js";
 import { hook, startAgent, cli, writeTopology, cleanupAll, run, nbdUri, type AgentProc } from "./helpers/agent.js";
 
 let a: AgentProc;
-test.before(hook(async () => { a = await startAgent("dpu0"); }));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+  }),
+);
 test.after(cleanupAll);
 
 const team = (stack: string, bdevs: string[], funcs: string[]) =>
-  writeTopology("kinds.yaml", [a], path.join(a.dir, `${stack}-${bdevs.length}.yaml`), (s) =>
-    `stack: ${stack}\n${s.replace("${BDEVS}", bdevs.join("\n")).replace("${FUNCS}", funcs.join("\n")).replace("${VFS}", "8")}`);
+  writeTopology(
+    "kinds.yaml",
+    [a],
+    path.join(a.dir, `${stack}-${bdevs.length}.yaml`),
+    (s) =>
+      `stack: ${stack}\n${s.replace("${BDEVS}", bdevs.join("\n")).replace("${FUNCS}", funcs.join("\n")).replace("${VFS}", "8")}`,
+  );
 
 async function bdevNames(): Promise<string[]> {
   const rpc = new SpdkRpcClient({ socketPath: path.join(a.runDir, "engine.sock") });
@@ -28,8 +37,16 @@ async function bdevNames(): Promise<string[]> {
 }
 
 test("two stacks share a DPU; B's destroy leaves A serving", async () => {
-  const teamA = await team("team-a", ["      a0: { kind: malloc, size: 16MiB }"], ["      fa: { pf: 0, vf: 0, transport: nbd, volume: a0, tenant: alice }"]);
-  const teamB = await team("team-b", ["      b0: { kind: malloc, size: 16MiB }"], ["      fb: { pf: 0, vf: 1, transport: nbd, volume: b0, tenant: bob }"]);
+  const teamA = await team(
+    "team-a",
+    ["      a0: { kind: malloc, size: 16MiB }"],
+    ["      fa: { pf: 0, vf: 0, transport: nbd, volume: a0, tenant: alice }"],
+  );
+  const teamB = await team(
+    "team-b",
+    ["      b0: { kind: malloc, size: 16MiB }"],
+    ["      fb: { pf: 0, vf: 1, transport: nbd, volume: b0, tenant: bob }"],
+  );
 
   for (const t of [teamA, teamB]) {
     const r = await cli(["apply", t, "--auto-approve"]);
@@ -47,12 +64,21 @@ test("two stacks share a DPU; B's destroy leaves A serving", async () => {
   assert.is(pb.code, 0, pb.stdout + pb.stderr);
   const planB = JSON.parse(pb.stdout);
   assert.is(planB.stack, "team-b");
-  assert.equal(planB.other_stacks.map((o: { address: string }) => o.address), ["dpu0/function/fa", "dpu0/malloc/a0"]);
+  assert.equal(
+    planB.other_stacks.map((o: { address: string }) => o.address),
+    ["dpu0/function/fa", "dpu0/malloc/a0"],
+  );
   assert.equal(planB.steps, []);
 
   // a clash with team A's bdev name or PF/VF is an error in B's plan, and A is untouched
-  const clash = await team("team-b", ["      b0: { kind: malloc, size: 16MiB }", "      a0: { kind: null, size: 16MiB }"],
-    ["      fb: { pf: 0, vf: 1, transport: nbd, volume: b0, tenant: bob }", "      fc: { pf: 0, vf: 0, transport: nbd, volume: a0, tenant: bob }"]);
+  const clash = await team(
+    "team-b",
+    ["      b0: { kind: malloc, size: 16MiB }", "      a0: { kind: null, size: 16MiB }"],
+    [
+      "      fb: { pf: 0, vf: 1, transport: nbd, volume: b0, tenant: bob }",
+      "      fc: { pf: 0, vf: 0, transport: nbd, volume: a0, tenant: bob }",
+    ],
+  );
   const pc = await cli(["plan", clash]);
   assert.is(pc.code, 1, pc.stdout + pc.stderr);
   assert.match(pc.stdout, "dpu0/null/a0 clashes with stack 'team-a': its name (used by dpu0/malloc/a0)");

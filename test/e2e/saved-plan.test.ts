@@ -13,17 +13,22 @@ import { planDigest } from "../../lib/plan/saved.js";
 let a: AgentProc;
 let dir: string;
 
-test.before(hook(async () => {
-  a = await startAgent("dpu0");
-  dir = a.dir;
-  const topo = await writeTopology("one-dpu.yaml", [a], path.join(dir, "topo.yaml"));
-  const r = await cli(["apply", topo, "--auto-approve"]);
-  assert.is(r.code, 0, r.stdout + r.stderr);
-}));
+test.before(
+  hook(async () => {
+    a = await startAgent("dpu0");
+    dir = a.dir;
+    const topo = await writeTopology("one-dpu.yaml", [a], path.join(dir, "topo.yaml"));
+    const r = await cli(["apply", topo, "--auto-approve"]);
+    assert.is(r.code, 0, r.stdout + r.stderr);
+  }),
+);
 test.after(cleanupAll);
 
-const functions = async () => ((await a.rpc("topology.get")).body.result.topology.resources as { kind: string; name: string }[])
-  .filter((r) => r.kind === "function").map((r) => r.name).sort();
+const functions = async () =>
+  ((await a.rpc("topology.get")).body.result.topology.resources as { kind: string; name: string }[])
+    .filter((r) => r.kind === "function")
+    .map((r) => r.name)
+    .sort();
 
 /** The no-change plan, saved, with vm1 dropped from its resource list; digest recomputed when asked. */
 async function tampered(name: string, recomputeDigest: boolean): Promise<string> {

@@ -15,31 +15,49 @@ const A = 40101;
 const B = 40102;
 let a: AgentProc;
 
-test.before(hook(async () => {
-  if (!root) return;
-  a = await startAgent("dpu0", { config: { tenants: { acme: { uid: A, gid: A, mode: "0660" }, beta: { uid: B, gid: B } } } });
-  // mkdtemp made the test's dir 0700; a real run dir's parent (/run) lets everyone pass
-  await fsp.chmod(a.dir, 0o711);
-}));
+test.before(
+  hook(async () => {
+    if (!root) return;
+    a = await startAgent("dpu0", {
+      config: { tenants: { acme: { uid: A, gid: A, mode: "0660" }, beta: { uid: B, gid: B } } },
+    });
+    // mkdtemp made the test's dir 0700; a real run dir's parent (/run) lets everyone pass
+    await fsp.chmod(a.dir, 0o711);
+  }),
+);
 test.after(cleanupAll);
 
 /** Run a tool as `uid`:`uid` with no supplementary groups. */
 const as = (uid: number, cmd: string, args: string[]) =>
   run("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", cmd, ...args], { timeoutMs: 30_000 });
 
-const failed = (r: { code: number | null; stdout: string; stderr: string }) => r.code !== 0 || /error|fail|denied/i.test(r.stdout + r.stderr);
+const failed = (r: { code: number | null; stdout: string; stderr: string }) =>
+  r.code !== 0 || /error|fail|denied/i.test(r.stdout + r.stderr);
 
 test("per-tenant sockets: B cannot list, open, read or write A's NBD or vhost function; A can", async () => {
   if (!root) return console.log("  (skipped: needs root for setpriv and chown)");
-  const t = await writeTopology("kinds.yaml", [a], path.join(a.dir, "t.yaml"), (s) => s
-    .replace("${VFS}", "8")
-    .replace("${BDEVS}", ["      ma: { kind: malloc, size: 4MiB }", "      mb: { kind: malloc, size: 4MiB }", "      mv: { kind: malloc, size: 4MiB }", "      mo: { kind: malloc, size: 4MiB }"].join("\n"))
-    .replace("${FUNCS}", [
-      "      fa: { pf: 0, vf: 0, transport: nbd, volume: ma, tenant: acme }",
-      "      fb: { pf: 0, vf: 1, transport: nbd, volume: mb, tenant: beta }",
-      "      fv: { pf: 0, vf: 2, transport: vhost-user-blk, volume: mv, tenant: acme }",
-      "      fo: { pf: 0, vf: 3, transport: nbd, volume: mo }",
-    ].join("\n")));
+  const t = await writeTopology("kinds.yaml", [a], path.join(a.dir, "t.yaml"), (s) =>
+    s
+      .replace("${VFS}", "8")
+      .replace(
+        "${BDEVS}",
+        [
+          "      ma: { kind: malloc, size: 4MiB }",
+          "      mb: { kind: malloc, size: 4MiB }",
+          "      mv: { kind: malloc, size: 4MiB }",
+          "      mo: { kind: malloc, size: 4MiB }",
+        ].join("\n"),
+      )
+      .replace(
+        "${FUNCS}",
+        [
+          "      fa: { pf: 0, vf: 0, transport: nbd, volume: ma, tenant: acme }",
+          "      fb: { pf: 0, vf: 1, transport: nbd, volume: mb, tenant: beta }",
+          "      fv: { pf: 0, vf: 2, transport: vhost-user-blk, volume: mv, tenant: acme }",
+          "      fo: { pf: 0, vf: 3, transport: nbd, volume: mo }",
+        ].join("\n"),
+      ),
+  );
   const applied = await cli(["apply", t, "--auto-approve"]);
   assert.is(applied.code, 0, applied.stdout + applied.stderr);
 
@@ -62,19 +80,37 @@ test("per-tenant sockets: B cannot list, open, read or write A's NBD or vhost fu
   assert.ok(failed(await as(B, "ls", [dirA])), "B lists A's directory");
   assert.ok(failed(await as(B, "nbdinfo", ["--list", `nbd+unix://?socket=${sockA}`])), "B lists A's exports");
   assert.ok(failed(await as(B, "nbdinfo", [uri(sockA, "pf0vf0")])), "B opens A's export");
-  assert.ok(failed(await as(B, "qemu-io", ["-f", "raw", "-c", "read 0 4k", uri(sockA, "pf0vf0")])), "B reads A's export");
-  assert.ok(failed(await as(B, "qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 4k", uri(sockA, "pf0vf0")])), "B writes A's export");
+  assert.ok(
+    failed(await as(B, "qemu-io", ["-f", "raw", "-c", "read 0 4k", uri(sockA, "pf0vf0")])),
+    "B reads A's export",
+  );
+  assert.ok(
+    failed(await as(B, "qemu-io", ["-f", "raw", "-c", "write -P 0x66 0 4k", uri(sockA, "pf0vf0")])),
+    "B writes A's export",
+  );
   const vhost = path.join(ROOT, "native", "out", "fb_vhost");
   assert.ok(failed(await as(B, vhost, ["--socket", vhostA, "info"])), "B reaches A's vhost-user-blk socket");
   // the run dir lets tenants pass, nothing more: the engine's RPC socket and logs stay the agent's
   assert.is(statSync(a.runDir).mode & 0o777, 0o711);
-  for (const f of ["engine.sock", "engine.log"]) assert.is(statSync(path.join(a.runDir, f)).mode & 0o077, 0, `${f} is open to others`);
+  for (const f of ["engine.sock", "engine.log"])
+    assert.is(statSync(path.join(a.runDir, f)).mode & 0o077, 0, `${f} is open to others`);
   assert.ok(failed(await as(B, "ls", [a.runDir])), "B lists the run dir");
   // nobody but root reaches a function without a tenant
-  assert.ok(failed(await as(A, "nbdinfo", [uri(path.join(a.runDir, "nbd-pf0vf3.sock"), "pf0vf3")])), "A opens an untenanted export");
+  assert.ok(
+    failed(await as(A, "nbdinfo", [uri(path.join(a.runDir, "nbd-pf0vf3.sock"), "pf0vf3")])),
+    "A opens an untenanted export",
+  );
 
   // A: its own NBD and vhost functions work, with verified data
-  const wrote = await as(A, "qemu-io", ["-f", "raw", "-c", "write -P 0x5a 0 64k", "-c", "read -P 0x5a 0 64k", uri(sockA, "pf0vf0")]);
+  const wrote = await as(A, "qemu-io", [
+    "-f",
+    "raw",
+    "-c",
+    "write -P 0x5a 0 64k",
+    "-c",
+    "read -P 0x5a 0 64k",
+    uri(sockA, "pf0vf0"),
+  ]);
   assert.is(wrote.code, 0, wrote.stdout + wrote.stderr);
   assert.not.match(wrote.stdout + wrote.stderr, /fail/i);
   const list = await as(A, "nbdinfo", ["--list", `nbd+unix://?socket=${sockA}`]);
@@ -88,7 +124,10 @@ test("per-tenant sockets: B cannot list, open, read or write A's NBD or vhost fu
 
   // a tenant change moves the endpoint: A loses fa, B gets it
   const moved = path.join(a.dir, "t2.yaml");
-  await fsp.writeFile(moved, (await fsp.readFile(t, "utf8")).replace("volume: ma, tenant: acme", "volume: ma, tenant: beta"));
+  await fsp.writeFile(
+    moved,
+    (await fsp.readFile(t, "utf8")).replace("volume: ma, tenant: acme", "volume: ma, tenant: beta"),
+  );
   const plan = await cli(["plan", moved]);
   assert.match(plan.stdout, "online: the socket moves to the new tenant's directory");
   const re = await cli(["apply", moved, "--auto-approve"]);

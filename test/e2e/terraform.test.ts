@@ -60,27 +60,45 @@ resource "flexbso_function" "vm0" {
 `;
 
 function tf(...args: string[]): Promise<RunResult> {
-  return run(TERRAFORM, [...args, ...(args[0] === "init" || args[0] === "state" ? [] : ["-no-color"])], { cwd: dir, env, timeoutMs: 120_000 });
+  return run(TERRAFORM, [...args, ...(args[0] === "init" || args[0] === "state" ? [] : ["-no-color"])], {
+    cwd: dir,
+    env,
+    timeoutMs: 120_000,
+  });
 }
 const out = (r: RunResult) => `exit ${r.code}\n${r.stdout}\n${r.stderr}`;
-const live = async () => (await a.rpc("topology.get")).body.result as { generation: number; topology: { resources: { address: string; spec: any }[] } };
+const live = async () =>
+  (await a.rpc("topology.get")).body.result as {
+    generation: number;
+    topology: { resources: { address: string; spec: any }[] };
+  };
 const addresses = async () => (await live()).topology.resources.map((r) => r.address);
 
-test.before(hook(async () => {
-  if (!have) return;
-  a = await startAgent("dpu0");
-  dir = tempDir("fbtf-");
-  const mirror = path.join(dir, "mirror");
-  const rc = path.join(dir, "terraformrc");
-  const inst = await cli(["provider", "install", "--dir", mirror, "--cli-config", rc]);
-  assert.is(inst.code, 0, inst.stderr);
-  // Our own CLI config (the preset one does not exist), no network lookups, our cache dir.
-  // The provider needs no CDK library and no engine addon: they are hidden from it.
-  env = { ...process.env, ...YAML_ONLY_ENV, TF_CLI_CONFIG_FILE: rc, CHECKPOINT_DISABLE: "1", TF_IN_AUTOMATION: "1", TF_INPUT: "0", FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache") };
-  delete env["FLEXBSO_ALLOW_DATA_LOSS"];
-  delete env["FLEXBSO_TOKEN"];
-  await fsp.writeFile(path.join(dir, "main.tf"), main({ iops: 1000, size: "64MiB" }));
-}));
+test.before(
+  hook(async () => {
+    if (!have) return;
+    a = await startAgent("dpu0");
+    dir = tempDir("fbtf-");
+    const mirror = path.join(dir, "mirror");
+    const rc = path.join(dir, "terraformrc");
+    const inst = await cli(["provider", "install", "--dir", mirror, "--cli-config", rc]);
+    assert.is(inst.code, 0, inst.stderr);
+    // Our own CLI config (the preset one does not exist), no network lookups, our cache dir.
+    // The provider needs no CDK library and no engine addon: they are hidden from it.
+    env = {
+      ...process.env,
+      ...YAML_ONLY_ENV,
+      TF_CLI_CONFIG_FILE: rc,
+      CHECKPOINT_DISABLE: "1",
+      TF_IN_AUTOMATION: "1",
+      TF_INPUT: "0",
+      FLEXBSO_PROVIDER_CACHE: path.join(dir, "cache"),
+    };
+    delete env["FLEXBSO_ALLOW_DATA_LOSS"];
+    delete env["FLEXBSO_TOKEN"];
+    await fsp.writeFile(path.join(dir, "main.tf"), main({ iops: 1000, size: "64MiB" }));
+  }),
+);
 test.after(cleanupAll);
 
 test("terraform: init offline from the mirror, plan, apply, then no changes", async () => {
@@ -91,11 +109,19 @@ test("terraform: init offline from the mirror, plan, apply, then no changes", as
   const init = await tf("init", "-input=false", "-no-color");
   assert.is(init.code, 0, out(init));
   const lock = await fsp.readFile(path.join(dir, ".terraform.lock.hcl"), "utf8");
-  assert.match(lock, /provider "registry\.terraform\.io\/flexbso\/flexbso" \{\n\s+version = "\d+\.\d+\.\d+"\n\s+hashes = \[\n\s+"h1:/);
+  assert.match(
+    lock,
+    /provider "registry\.terraform\.io\/flexbso\/flexbso" \{\n\s+version = "\d+\.\d+\.\d+"\n\s+hashes = \[\n\s+"h1:/,
+  );
 
   const plan = await tf("plan", "-detailed-exitcode", "-input=false");
   assert.is(plan.code, 2, out(plan));
-  for (const r of ["flexbso_dpu.dpu0", "flexbso_malloc_bdev.ram0", "flexbso_null_bdev.scratch", "flexbso_function.vm0"]) {
+  for (const r of [
+    "flexbso_dpu.dpu0",
+    "flexbso_malloc_bdev.ram0",
+    "flexbso_null_bdev.scratch",
+    "flexbso_function.vm0",
+  ]) {
     assert.match(plan.stdout, `# ${r} will be created`);
   }
   assert.match(plan.stdout, /\+ block_size = 512/); // defaults from the model are planned
@@ -108,7 +134,10 @@ test("terraform: init offline from the mirror, plan, apply, then no changes", as
   const again = await tf("plan", "-detailed-exitcode", "-input=false");
   assert.is(again.code, 0, out(again));
   // the CLI sees the same stack: its own plan against the agent agrees
-  assert.is((await live()).topology.resources.find((r) => r.address === "dpu0/malloc/ram0")!.spec.size, 64 * 1024 * 1024);
+  assert.is(
+    (await live()).topology.resources.find((r) => r.address === "dpu0/malloc/ram0")!.spec.size,
+    64 * 1024 * 1024,
+  );
 });
 
 test("terraform: a QoS edit is an update in place", async () => {
@@ -121,7 +150,10 @@ test("terraform: a QoS edit is an update in place", async () => {
   assert.match(plan.stdout, "Plan: 0 to add, 1 to change, 0 to destroy.");
   const apply = await tf("apply", "-auto-approve", "-input=false");
   assert.is(apply.code, 0, out(apply));
-  assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, { iops: 2000, mbps: 0 });
+  assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, {
+    iops: 2000,
+    mbps: 0,
+  });
 });
 
 test("terraform: a malloc resize is refused without allow_data_loss and replaced with it", async () => {
@@ -142,7 +174,10 @@ test("terraform: a malloc resize is refused without allow_data_loss and replaced
   assert.is(apply.code, 0, out(apply));
   const after = await live();
   assert.is(after.topology.resources.find((r) => r.address === "dpu0/malloc/ram0")!.spec.size, 128 * 1024 * 1024);
-  assert.ok(after.topology.resources.some((r) => r.address === "dpu0/function/vm0"), "the function on it is back");
+  assert.ok(
+    after.topology.resources.some((r) => r.address === "dpu0/function/vm0"),
+    "the function on it is back",
+  );
   const none = await tf("plan", "-detailed-exitcode", "-input=false");
   assert.is(none.code, 0, out(none));
 });
@@ -150,7 +185,9 @@ test("terraform: a malloc resize is refused without allow_data_loss and replaced
 test("terraform: a QoS changed through the agent shows as drift; apply puts it back", async () => {
   if (!have) return;
   const view = await live();
-  const edited = view.topology.resources.map((r) => (r.address === "dpu0/function/vm0" ? { ...r, spec: { ...r.spec, qos: { iops: 7, mbps: 0 } } } : r));
+  const edited = view.topology.resources.map((r) =>
+    r.address === "dpu0/function/vm0" ? { ...r, spec: { ...r.spec, qos: { iops: 7, mbps: 0 } } } : r,
+  );
   const changed = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: edited } });
   assert.ok(changed.body.result, JSON.stringify(changed.body));
   const refresh = await tf("plan", "-refresh-only", "-input=false");
@@ -160,7 +197,10 @@ test("terraform: a QoS changed through the agent shows as drift; apply puts it b
   const apply = await tf("apply", "-auto-approve", "-input=false");
   assert.is(apply.code, 0, out(apply));
   assert.match(apply.stdout, /iops = 7 -> 2000/);
-  assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, { iops: 2000, mbps: 0 });
+  assert.equal((await live()).topology.resources.find((r) => r.address === "dpu0/function/vm0")!.spec.qos, {
+    iops: 2000,
+    mbps: 0,
+  });
 });
 
 test("terraform: a bdev and a function removed through the agent show as gone; apply re-creates them; import adopts one", async () => {

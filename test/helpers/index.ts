@@ -61,7 +61,8 @@ export function runCli(args: string[], options: { cwd?: string; env?: Record<str
 export function golden(name: string, actual: string): string {
   const file = repoPath("test/golden", name);
   if (process.env["UPDATE_GOLDEN"] === "1" || !existsSync(file)) {
-    if (process.env["UPDATE_GOLDEN"] !== "1") throw new Error(`golden file ${file} is missing; run with UPDATE_GOLDEN=1 to create it`);
+    if (process.env["UPDATE_GOLDEN"] !== "1")
+      throw new Error(`golden file ${file} is missing; run with UPDATE_GOLDEN=1 to create it`);
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, actual);
   }

@@ -4,22 +4,22 @@
  * must not starve the engine's RPC socket: the engine refuses NBD
  * connections once fewer than 128 descriptors are left.
  */
-import * as net from 'node:net';
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
+import * as net from "node:net";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
 
-import { exportMalloc, withEngine } from './helpers/engine';
-import { requireTools, runTool } from './helpers/proc';
+import { exportMalloc, withEngine } from "./helpers/engine";
+import { requireTools, runTool } from "./helpers/proc";
 
 const MiB = 1 << 20;
 
-test.before(() => requireTools('prlimit'));
+test.before(() => requireTools("prlimit"));
 
 function connect(path: string): Promise<net.Socket | undefined> {
   return new Promise((resolve) => {
     const s = net.createConnection({ path });
-    s.once('connect', () => resolve(s));
-    s.once('error', () => resolve(undefined));
+    s.once("connect", () => resolve(s));
+    s.once("error", () => resolve(undefined));
   });
 }
 
@@ -27,13 +27,13 @@ function connect(path: string): Promise<net.Socket | undefined> {
 function rpcOnce(path: string, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.createConnection({ path });
-    let got = '';
+    let got = "";
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error(`no RPC reply on a new connection within 10 s (got ${JSON.stringify(got)})`));
     }, 10_000);
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
       got += d;
       try {
         JSON.parse(got);
@@ -44,7 +44,7 @@ function rpcOnce(path: string, text: string): Promise<string> {
       s.destroy();
       resolve(got);
     });
-    s.on('error', (e) => {
+    s.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
     });
@@ -52,16 +52,16 @@ function rpcOnce(path: string, text: string): Promise<string> {
   });
 }
 
-test('4 096 NBD connections under a 1 024 fd limit: the RPC socket keeps working', () =>
+test("4 096 NBD connections under a 1 024 fd limit: the RPC socket keeps working", () =>
   withEngine(async (eng) => {
-    const { socket } = await exportMalloc(eng, 'x', 16 * MiB);
-    await runTool('prlimit', ['--pid', String(eng.pid), '--nofile=1024:1024']);
+    const { socket } = await exportMalloc(eng, "x", 16 * MiB);
+    await runTool("prlimit", ["--pid", String(eng.pid), "--nofile=1024:1024"]);
     const socks: net.Socket[] = [];
     try {
       for (let i = 0; i < 4096; i++) {
         const s = await connect(socket);
         if (s) {
-          s.on('error', () => undefined);
+          s.on("error", () => undefined);
           socks.push(s);
         }
       }
@@ -70,7 +70,10 @@ test('4 096 NBD connections under a 1 024 fd limit: the RPC socket keeps working
       // A new RPC connection (the helper's client keeps one open from the start).
       const reply = await rpcOnce(eng.socketPath, '{"jsonrpc":"2.0","method":"bdev_get_bdevs","id":1}');
       const bdevs = (JSON.parse(reply) as { result: { name: string }[] }).result;
-      assert.equal(bdevs.map((b) => b.name), ['x']);
+      assert.equal(
+        bdevs.map((b) => b.name),
+        ["x"],
+      );
     } finally {
       for (const s of socks) s.destroy();
     }

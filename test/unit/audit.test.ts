@@ -9,13 +9,18 @@ import { auditProblem } from "../../lib/state/events.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "fb-audit-"));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-const git = (...args: string[]) => execFileSync("git", ["-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...args], { encoding: "utf8" }).trim();
+const git = (...args: string[]) =>
+  execFileSync("git", ["-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...args], { encoding: "utf8" }).trim();
 
 test("the commit: --commit, else the topology's git HEAD (dirty when edited), else CI's variable", () => {
   const topo = path.join(dir, "t.yaml");
   writeFileSync(topo, "dpus: {}\n");
   const env = { GITHUB_SHA: "feedface", CI_COMMIT_SHA: "beef" };
-  assert.equal(commitOf(topo, { env }), { commit: "feedface", commitSource: "GITHUB_SHA" }, "no repository yet: CI says");
+  assert.equal(
+    commitOf(topo, { env }),
+    { commit: "feedface", commitSource: "GITHUB_SHA" },
+    "no repository yet: CI says",
+  );
   assert.equal(commitOf(topo, { env: { CI_COMMIT_SHA: "beef" } }), { commit: "beef", commitSource: "CI_COMMIT_SHA" });
   assert.equal(commitOf(topo, { env: {} }), {});
   git("init", "-q");
@@ -24,7 +29,11 @@ test("the commit: --commit, else the topology's git HEAD (dirty when edited), el
   const head = git("rev-parse", "HEAD");
   assert.equal(commitOf(topo, { env }), { commit: head, commitSource: "git" });
   writeFileSync(path.join(dir, "plan.json"), "{}");
-  assert.equal(commitOf(path.join(dir, "plan.json"), { env }), { commit: head, commitSource: "git" }, "an untracked file is not dirty");
+  assert.equal(
+    commitOf(path.join(dir, "plan.json"), { env }),
+    { commit: head, commitSource: "git" },
+    "an untracked file is not dirty",
+  );
   writeFileSync(topo, "dpus: { d: {} }\n");
   assert.equal(commitOf(topo, { env }), { commit: head, commitSource: "git", dirty: true });
   assert.equal(commitOf(topo, { commit: "v1.2", env }), { commit: "v1.2", commitSource: "--commit" });

@@ -4,7 +4,13 @@ import { formatTable, ratioOf, type BenchRow } from "../../bench/harness.js";
 import { generateYaml } from "../../bench/plan.js";
 import { loadYamlText } from "../helpers/model.js";
 
-const row = (better: "lower" | "higher", values: BenchRow["values"]): BenchRow => ({ id: "x", metric: "m", unit: "u", better, values });
+const row = (better: "lower" | "higher", values: BenchRow["values"]): BenchRow => ({
+  id: "x",
+  metric: "m",
+  unit: "u",
+  better,
+  values,
+});
 
 test("ratio: > 1 means flexbso is ahead of the best peer, null without peers", () => {
   assert.is(ratioOf(row("lower", { flexbso: 10, qsd: 20, nbdkit: 40 })), 2);
@@ -14,7 +20,9 @@ test("ratio: > 1 means flexbso is ahead of the best peer, null without peers", (
 
 test("table lists every value column and the ratio", () => {
   const text = formatTable({
-    bench: "b", date: "", host: { cpus: 2, model: "cpu", load: [1, 2, 3], node: "v20", kernel: "k", memoryBytes: 1 },
+    bench: "b",
+    date: "",
+    host: { cpus: 2, model: "cpu", load: [1, 2, 3], node: "v20", kernel: "k", memoryBytes: 1 },
     rows: [{ ...row("lower", { flexbso: 10, qsd: 20 }), ratio: 2 }],
   });
   assert.match(text, /^bench b — 2 × cpu, load 1 2 3, node v20\n/);

@@ -23,7 +23,10 @@ function expectRejected(files: Record<string, string>, topology: string, expecte
   try {
     writeFiles(tmp.path, files);
     const before = listDir(tmp.path);
-    for (const args of [["validate", topology, "--print-canonical", "--out", "out.json"], ["plan", topology, "--actual", "none.json", "--out", "plan.txt"]]) {
+    for (const args of [
+      ["validate", topology, "--print-canonical", "--out", "out.json"],
+      ["plan", topology, "--actual", "none.json", "--out", "plan.txt"],
+    ]) {
       const r = runCli(args, { cwd: tmp.path });
       assert.is(r.code, 1, `${args[0]} exit code; stderr: ${r.stderr}`);
       assert.is(r.stdout, "");
@@ -37,39 +40,68 @@ function expectRejected(files: Record<string, string>, topology: string, expecte
 }
 
 test("new user: misspelled field", () => {
-  expectRejected({ "t.yaml": GOOD.replace("level: 1, members", "level: 1, strpSize: 4KiB, members") }, "t.yaml",
-    "t.yaml:7:35: dpu0/raid/r0 strpSize: unknown field 'strpSize' — did you mean 'stripSize'? (allowed: level, members, stripSize, safeRead)");
+  expectRejected(
+    { "t.yaml": GOOD.replace("level: 1, members", "level: 1, strpSize: 4KiB, members") },
+    "t.yaml",
+    "t.yaml:7:35: dpu0/raid/r0 strpSize: unknown field 'strpSize' — did you mean 'stripSize'? (allowed: level, members, stripSize, safeRead)",
+  );
 });
 
 test("new user: dangling reference", () => {
-  expectRejected({ "t.yaml": GOOD.replace("volume: r0", "volume: r1") }, "t.yaml",
-    "t.yaml:9:21: dpu0/function/vf0 volume: refers to 'r1', but DPU 'dpu0' has no bdev of that name — did you mean 'd1' or 'r0'?");
+  expectRejected(
+    { "t.yaml": GOOD.replace("volume: r0", "volume: r1") },
+    "t.yaml",
+    "t.yaml:9:21: dpu0/function/vf0 volume: refers to 'r1', but DPU 'dpu0' has no bdev of that name — did you mean 'd1' or 'r0'?",
+  );
 });
 
 test("new user: RAID5 with two members", () => {
-  expectRejected({ "t.yaml": GOOD.replace("level: 1", "level: 5") }, "t.yaml",
-    "t.yaml:7:35: dpu0/raid/r0 members: RAID5 needs at least 3 members (got 2)");
+  expectRejected(
+    { "t.yaml": GOOD.replace("level: 1", "level: 5") },
+    "t.yaml",
+    "t.yaml:7:35: dpu0/raid/r0 members: RAID5 needs at least 3 members (got 2)",
+  );
 });
 
 test("new user: unknown kind", () => {
-  expectRejected({ "t.yaml": GOOD.replace("kind: raid", "kind: riad") }, "t.yaml",
-    "t.yaml:7:13: dpu0/riad/r0 kind: unknown kind 'riad' — did you mean 'raid'? (allowed bdev kinds: malloc, null, file, raid, compress)");
+  expectRejected(
+    { "t.yaml": GOOD.replace("kind: raid", "kind: riad") },
+    "t.yaml",
+    "t.yaml:7:13: dpu0/riad/r0 kind: unknown kind 'riad' — did you mean 'raid'? (allowed bdev kinds: malloc, null, file, raid, compress)",
+  );
 });
 
 test("new user: malformed YAML", () => {
   expectRejected({ "t.yaml": GOOD.replace("members: [d0, d1] }", "members: [d0, d1 }") }, "t.yaml", "t.yaml:7:");
-  expectRejected({ "t.yaml": GOOD.replace("members: [d0, d1] }", "members: [d0, d1 }") }, "t.yaml", "YAML syntax error");
+  expectRejected(
+    { "t.yaml": GOOD.replace("members: [d0, d1] }", "members: [d0, d1 }") },
+    "t.yaml",
+    "YAML syntax error",
+  );
 });
 
 test("new user: a YAML alias bomb is refused by file name, quickly", () => {
   const lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]'];
-  for (let i = 1; i < 12; i++) lines.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(",")}]`);
+  for (let i = 1; i < 12; i++)
+    lines.push(
+      `a${i}: &a${i} [${Array(9)
+        .fill(`*a${i - 1}`)
+        .join(",")}]`,
+    );
   lines.push("dpus: *a11");
-  expectRejected({ "bomb.yaml": lines.join("\n") + "\n" }, "bomb.yaml", "bomb.yaml: YAML cannot be expanded: Excessive alias count");
+  expectRejected(
+    { "bomb.yaml": lines.join("\n") + "\n" },
+    "bomb.yaml",
+    "bomb.yaml: YAML cannot be expanded: Excessive alias count",
+  );
 });
 
 test("new user: missing file", () => {
-  expectRejected({}, "nope.yaml", "flexbso: cannot load topology nope.yaml: 1 problem\n  nope.yaml: no such file or directory: nope.yaml");
+  expectRejected(
+    {},
+    "nope.yaml",
+    "flexbso: cannot load topology nope.yaml: 1 problem\n  nope.yaml: no such file or directory: nope.yaml",
+  );
 });
 
 test("new user: unknown file type and bare directory", () => {
@@ -82,12 +114,19 @@ test("CDKTF errors name the construct path", () => {
   const tf = {
     resource: {
       null_resource: {
-        dpu0: { "//": { metadata: { path: "app/dpu0" } }, triggers: { kind: "dpu", dpu: "dpu0", name: "dpu0", spec: "{}" } },
+        dpu0: {
+          "//": { metadata: { path: "app/dpu0" } },
+          triggers: { kind: "dpu", dpu: "dpu0", name: "dpu0", spec: "{}" },
+        },
         r5: { "//": { metadata: { path: "app/dpu0/r5" } }, triggers: { kind: "raid", dpu: "dpu0", name: "r5", spec } },
       },
     },
   };
-  expectRejected({ "cdk.tf.json": JSON.stringify(tf) }, "cdk.tf.json", "cdk.tf.json (construct app/dpu0/r5): dpu0/raid/r5 members: RAID5 needs at least 3 members (got 2)");
+  expectRejected(
+    { "cdk.tf.json": JSON.stringify(tf) },
+    "cdk.tf.json",
+    "cdk.tf.json (construct app/dpu0/r5): dpu0/raid/r5 members: RAID5 needs at least 3 members (got 2)",
+  );
 });
 
 test("validate: success, canonical output, --out", () => {
@@ -124,15 +163,25 @@ test("plan: exit 2 with changes, 0 without; formats; --out", () => {
     assert.is(saved.code, 2, saved.stderr);
     assert.match(saved.stdout, /Plan: 5 to add, 0 to change, 0 to destroy\.\n/);
     // planned without an agent: what needs the live target is a warning, named
-    assert.match(saved.stdout, "Warning: 1 change(s) on DPU 'dpu0' need the target method bdev_raid_create (dpu0/raid/r0); not checked");
-    assert.equal(JSON.parse(readFileSync(join(tmp.path, "plan.json"), "utf8")).summary, { add: 5, change: 0, destroy: 0 });
+    assert.match(
+      saved.stdout,
+      "Warning: 1 change(s) on DPU 'dpu0' need the target method bdev_raid_create (dpu0/raid/r0); not checked",
+    );
+    assert.equal(JSON.parse(readFileSync(join(tmp.path, "plan.json"), "utf8")).summary, {
+      add: 5,
+      change: 0,
+      destroy: 0,
+    });
     const json = runCli(["plan", "t.yaml", "--actual", "empty.json", "--format", "json"], { cwd: tmp.path });
     assert.equal(JSON.parse(json.stdout).summary, { add: 5, change: 0, destroy: 0 });
     const md = runCli(["plan", "t.yaml", "--actual", "empty.json", "--format", "markdown"], { cwd: tmp.path });
     assert.match(md.stdout, /^### FlexBSO plan: 5 to add, 0 to change, 0 to destroy/);
     const bad = runCli(["plan", "t.yaml", "--format", "yaml"], { cwd: tmp.path });
     assert.is(bad.code, 1);
-    assert.match(bad.stderr, /option '--format <format>' argument 'yaml' is invalid\. Allowed choices are text, markdown, json\./);
+    assert.match(
+      bad.stderr,
+      /option '--format <format>' argument 'yaml' is invalid\. Allowed choices are text, markdown, json\./,
+    );
   } finally {
     tmp.cleanup();
   }
@@ -141,7 +190,14 @@ test("plan: exit 2 with changes, 0 without; formats; --out", () => {
 test("apply TOPOLOGY PLANFILE: a topology that differs from the plan is refused, naming both and the difference; a torn plan file is named", () => {
   const tmp = tempDir();
   try {
-    writeFiles(tmp.path, { "t.yaml": GOOD, "empty.json": '{"formatVersion": 1, "resources": []}', "t2.yaml": GOOD.replace("d1: { kind: file, path: d1.img, size: 64MiB }", "d1: { kind: file, path: d1.img, size: 128MiB }") });
+    writeFiles(tmp.path, {
+      "t.yaml": GOOD,
+      "empty.json": '{"formatVersion": 1, "resources": []}',
+      "t2.yaml": GOOD.replace(
+        "d1: { kind: file, path: d1.img, size: 64MiB }",
+        "d1: { kind: file, path: d1.img, size: 128MiB }",
+      ),
+    });
     assert.is(runCli(["plan", "t.yaml", "--actual", "empty.json", "--out", "plan.json"], { cwd: tmp.path }).code, 2);
     const p = JSON.parse(readFileSync(join(tmp.path, "plan.json"), "utf8"));
     p.generations = { dpu0: 0 }; // as if planned against the agent
@@ -149,7 +205,10 @@ test("apply TOPOLOGY PLANFILE: a topology that differs from the plan is refused,
     writeFiles(tmp.path, { "plan.json": JSON.stringify(p), "torn.json": JSON.stringify(p).slice(0, 300) });
     const r = runCli(["apply", "t2.yaml", "plan.json", "--auto-approve"], { cwd: tmp.path });
     assert.is(r.code, 1, r.stderr);
-    assert.match(r.stderr, "t2.yaml does not match the saved plan plan.json (they differ in dpu0/file/d1); nothing was applied");
+    assert.match(
+      r.stderr,
+      "t2.yaml does not match the saved plan plan.json (they differ in dpu0/file/d1); nothing was applied",
+    );
     assert.match(r.stderr, "flexbso apply plan.json");
     const torn = runCli(["apply", "torn.json", "--auto-approve"], { cwd: tmp.path });
     assert.is(torn.code, 1);
@@ -207,13 +266,14 @@ test("the CLI validates every example", () => {
   }
 });
 
-
 test("flexbso with no arguments prints the overview and exits 0; a reader closing the pipe early is not an error", () => {
   const r = runCli([]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, "Usage: flexbso");
   assert.match(r.stdout, "plan");
-  const piped = spawnSync("sh", ["-c", `"${process.execPath}" "${repoPath("bin/flexbso.js")}" help plan | head -1`], { encoding: "utf8" });
+  const piped = spawnSync("sh", ["-c", `"${process.execPath}" "${repoPath("bin/flexbso.js")}" help plan | head -1`], {
+    encoding: "utf8",
+  });
   assert.is(piped.status, 0);
   assert.not.match(piped.stderr, "EPIPE");
   assert.not.match(piped.stderr, "Error");

@@ -1,7 +1,15 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { App, TerraformStack, Testing } from "cdktf";
-import { CompressBdev, Dpu, FileBdev, FlexbsoConstructError, MallocBdev, RaidBdev, SriovFunction } from "../../constructs/index.js";
+import {
+  CompressBdev,
+  Dpu,
+  FileBdev,
+  FlexbsoConstructError,
+  MallocBdev,
+  RaidBdev,
+  SriovFunction,
+} from "../../constructs/index.js";
 import { repoPath } from "../helpers/index.js";
 
 const repoRoot = () => repoPath();
@@ -52,9 +60,16 @@ test("synth: cross-resource problems fail synth with the model's messages and co
   const a = new MallocBdev(dpu, "a", { size: "1MiB" });
   new SriovFunction(dpu, "f0", { vf: 5, volume: a });
   new SriovFunction(dpu, "f1", { vf: 1, volume: "missing" });
-  assert.throws(() => Testing.synth(s, true), (e: Error) =>
-    e.message.includes("construct s/dpu0/f0: dpu0/function/f0 vf: vf 5 is out of range: DPU 'dpu0' has vfsPerPf: 2, so vf must be 0..1") &&
-    e.message.includes("construct s/dpu0/f1: dpu0/function/f1 volume: refers to 'missing', but DPU 'dpu0' has no bdev of that name"));
+  assert.throws(
+    () => Testing.synth(s, true),
+    (e: Error) =>
+      e.message.includes(
+        "construct s/dpu0/f0: dpu0/function/f0 vf: vf 5 is out of range: DPU 'dpu0' has vfsPerPf: 2, so vf must be 0..1",
+      ) &&
+      e.message.includes(
+        "construct s/dpu0/f1: dpu0/function/f1 volume: refers to 'missing', but DPU 'dpu0' has no bdev of that name",
+      ),
+  );
 });
 
 test("synth (local-exec target): references by name and by object both become depends_on", () => {
@@ -65,7 +80,11 @@ test("synth (local-exec target): references by name and by object both become de
   const r = new RaidBdev(dpu, "r", { level: 1, members: [a, "b"] });
   new SriovFunction(dpu, "f", { volume: new CompressBdev(dpu, "c", { base: r }) });
   const json = JSON.parse(Testing.synth(s, true));
-  const byName = new Map(Object.entries(json.resource.null_resource as Record<string, { triggers: Record<string, string>; depends_on?: string[] }>).map(([id, v]) => [v.triggers["name"] ?? v.triggers["role"], { id, ...v }]));
+  const byName = new Map(
+    Object.entries(
+      json.resource.null_resource as Record<string, { triggers: Record<string, string>; depends_on?: string[] }>,
+    ).map(([id, v]) => [v.triggers["name"] ?? v.triggers["role"], { id, ...v }]),
+  );
   // plain references: Terraform refuses a "${...}" template in depends_on
   const ref = (name: string) => `null_resource.${byName.get(name)!.id}`;
   assert.equal(byName.get("r")!.depends_on, [ref("a"), ref("b"), ref("dpu0")]);
@@ -80,7 +99,9 @@ test("synth (local-exec target): the apply hook's hash changes when any spec on 
     const dpu = new Dpu(s, "dpu0", { target: "local-exec" });
     new MallocBdev(dpu, "m", { size });
     const json = JSON.parse(Testing.synth(s));
-    const hook = Object.values(json.resource.null_resource as Record<string, { triggers: Record<string, string> }>).find((r) => r.triggers["role"] === "apply")!;
+    const hook = Object.values(
+      json.resource.null_resource as Record<string, { triggers: Record<string, string> }>,
+    ).find((r) => r.triggers["role"] === "apply")!;
     return hook.triggers["specs_sha256"];
   };
   assert.is(hash("1MiB"), hash("1048576"));
@@ -91,7 +112,9 @@ test("synth (local-exec target): the hook runs this install's CLI by absolute pa
   const s = stack();
   new MallocBdev(new Dpu(s, "dpu0", { target: "local-exec" }), "m", { size: "1MiB" });
   const json = JSON.parse(Testing.synth(s));
-  const hook = Object.values(json.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner: unknown[] }>).find((r) => r.triggers["role"] === "apply")!;
+  const hook = Object.values(
+    json.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner: unknown[] }>,
+  ).find((r) => r.triggers["role"] === "apply")!;
   const cli = `${process.execPath} ${repoRoot()}/bin/flexbso.js`;
   assert.equal(hook.provisioner, [
     { "local-exec": { command: `${cli} apply --dpu dpu0 --auto-approve` } },
@@ -106,15 +129,34 @@ test("synth (provider target, the default): flexbso_* resources through one alia
   const m = new MallocBdev(dpu, "ram", { size: "64MiB" });
   new SriovFunction(dpu, "f", { vf: 1, transport: "nbd", volume: m, qos: { iops: 100 } });
   const json = JSON.parse(Testing.synth(s));
-  assert.equal(json.provider.flexbso, [{ alias: "dpu0", endpoint: "http://10.0.0.2:8400", token_file: "/etc/flexbso/token" }]);
+  assert.equal(json.provider.flexbso, [
+    { alias: "dpu0", endpoint: "http://10.0.0.2:8400", token_file: "/etc/flexbso/token" },
+  ]);
   assert.equal(json.terraform.required_providers, { flexbso: { source: "flexbso/flexbso", version: "~> 0.1" } });
   assert.is(json.resource.null_resource, undefined);
-  const strip = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== "//" && k !== "depends_on"));
-  assert.equal(strip(json.resource.flexbso_dpu.dpu0), { backend: "native", name: "dpu0", pfs: 1, provider: "flexbso.dpu0", vfs_per_pf: 4 });
+  const strip = (r: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(r).filter(([k]) => k !== "//" && k !== "depends_on"));
+  assert.equal(strip(json.resource.flexbso_dpu.dpu0), {
+    backend: "native",
+    name: "dpu0",
+    pfs: 1,
+    provider: "flexbso.dpu0",
+    vfs_per_pf: 4,
+  });
   const [ramId, ram] = Object.entries<Record<string, unknown>>(json.resource.flexbso_malloc_bdev)[0]!;
   assert.equal(strip(ram), { block_size: 512, dpu: "dpu0", name: "ram", provider: "flexbso.dpu0", size: "64MiB" });
   const f = Object.values<Record<string, unknown>>(json.resource.flexbso_function)[0]!;
-  assert.equal(strip(f), { dpu: "dpu0", emulation: "virtio-blk", name: "f", pf: 0, provider: "flexbso.dpu0", qos: { iops: 100, mbps: 0 }, transport: "nbd", vf: 1, volume: "ram" });
+  assert.equal(strip(f), {
+    dpu: "dpu0",
+    emulation: "virtio-blk",
+    name: "f",
+    pf: 0,
+    provider: "flexbso.dpu0",
+    qos: { iops: 100, mbps: 0 },
+    transport: "nbd",
+    vf: 1,
+    volume: "ram",
+  });
   assert.equal(f["depends_on"], [`flexbso_malloc_bdev.${ramId}`, "flexbso_dpu.dpu0"]);
 });
 
@@ -122,7 +164,10 @@ test("synth: the flexbso:target context picks the target for every Dpu", () => {
   const s = new TerraformStack(new App({ context: { "flexbso:target": "local-exec" } }), "s");
   new Dpu(s, "dpu0");
   assert.ok(JSON.parse(Testing.synth(s)).resource.null_resource);
-  assert.throws(() => new Dpu(new TerraformStack(new App({ context: { "flexbso:target": "nope" } }), "s"), "d"), /flexbso:target must be "provider" or "local-exec"/);
+  assert.throws(
+    () => new Dpu(new TerraformStack(new App({ context: { "flexbso:target": "nope" } }), "s"), "d"),
+    /flexbso:target must be "provider" or "local-exec"/,
+  );
 });
 
 test.run();

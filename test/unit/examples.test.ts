@@ -18,43 +18,49 @@ const EXAMPLES: [string, new (scope: Construct) => TerraformStack][] = [
   ["fleet", FleetStack],
 ];
 
-for (const [name, Stack] of EXAMPLES) for (const target of ["provider", "local-exec"]) {
-  test(`example ${name} (${target} target): CDKTF synth and YAML load to byte-identical canonical JSON`, () => {
-    const tmp = tempDir();
-    try {
-      const app = new App({ outdir: tmp.path, context: { "flexbso:target": target } });
-      new Stack(app);
-      app.synth();
-      const fromCdktf = canonicalJson(loadTopology(tmp.path));
-      const fromYaml = canonicalJson(loadTopology(repoPath("examples", name, "topology.yaml")));
-      assert.is(fromCdktf, fromYaml);
-      // The single stack file and the stack directory load the same way.
-      const stackFile = join(tmp.path, "stacks", name, "cdk.tf.json");
-      assert.is(canonicalJson(loadTopology(stackFile)), fromYaml);
-      assert.is(canonicalJson(loadTopology(join(tmp.path, "stacks", name))), fromYaml);
-      const synthesized = JSON.parse(readFileSync(stackFile, "utf8"));
-      const dpus = new Set(JSON.parse(fromYaml).resources.map((r: { dpu: string }) => r.dpu));
-      if (target === "provider") {
-        // one provider block per DPU, every resource through it
-        assert.is(synthesized.provider.flexbso.length, dpus.size);
-        assert.is(synthesized.resource.null_resource, undefined);
-        return;
+for (const [name, Stack] of EXAMPLES)
+  for (const target of ["provider", "local-exec"]) {
+    test(`example ${name} (${target} target): CDKTF synth and YAML load to byte-identical canonical JSON`, () => {
+      const tmp = tempDir();
+      try {
+        const app = new App({ outdir: tmp.path, context: { "flexbso:target": target } });
+        new Stack(app);
+        app.synth();
+        const fromCdktf = canonicalJson(loadTopology(tmp.path));
+        const fromYaml = canonicalJson(loadTopology(repoPath("examples", name, "topology.yaml")));
+        assert.is(fromCdktf, fromYaml);
+        // The single stack file and the stack directory load the same way.
+        const stackFile = join(tmp.path, "stacks", name, "cdk.tf.json");
+        assert.is(canonicalJson(loadTopology(stackFile)), fromYaml);
+        assert.is(canonicalJson(loadTopology(join(tmp.path, "stacks", name))), fromYaml);
+        const synthesized = JSON.parse(readFileSync(stackFile, "utf8"));
+        const dpus = new Set(JSON.parse(fromYaml).resources.map((r: { dpu: string }) => r.dpu));
+        if (target === "provider") {
+          // one provider block per DPU, every resource through it
+          assert.is(synthesized.provider.flexbso.length, dpus.size);
+          assert.is(synthesized.resource.null_resource, undefined);
+          return;
+        }
+        // The per-DPU hook runs this install's flexbso apply for its DPU, and flexbso destroy on destroy.
+        const hooks = Object.values(
+          synthesized.resource.null_resource as Record<
+            string,
+            { triggers: Record<string, string>; provisioner?: unknown[] }
+          >,
+        ).filter((r) => r.triggers["role"] === "apply");
+        assert.is(hooks.length, dpus.size);
+        for (const h of hooks) {
+          const d = h.triggers["dpu"]!;
+          assert.equal(h.provisioner, [
+            { "local-exec": { command: flexbsoCommand(`apply --dpu ${d} --auto-approve`) } },
+            { "local-exec": { command: flexbsoCommand(`destroy --dpu ${d} --auto-approve`), when: "destroy" } },
+          ]);
+          assert.match(h.triggers["specs_sha256"]!, /^[0-9a-f]{64}$/);
+        }
+      } finally {
+        tmp.cleanup();
       }
-      // The per-DPU hook runs this install's flexbso apply for its DPU, and flexbso destroy on destroy.
-      const hooks = Object.values(synthesized.resource.null_resource as Record<string, { triggers: Record<string, string>; provisioner?: unknown[] }>).filter((r) => r.triggers["role"] === "apply");
-      assert.is(hooks.length, dpus.size);
-      for (const h of hooks) {
-        const d = h.triggers["dpu"]!;
-        assert.equal(h.provisioner, [
-          { "local-exec": { command: flexbsoCommand(`apply --dpu ${d} --auto-approve`) } },
-          { "local-exec": { command: flexbsoCommand(`destroy --dpu ${d} --auto-approve`), when: "destroy" } },
-        ]);
-        assert.match(h.triggers["specs_sha256"]!, /^[0-9a-f]{64}$/);
-      }
-    } finally {
-      tmp.cleanup();
-    }
-  });
-}
+    });
+  }
 
 test.run();

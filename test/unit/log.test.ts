@@ -5,7 +5,13 @@ import { createLogger as engineLogger, engineLogLevel } from "../../lib/engine/l
 
 function capture(make: typeof agentLogger, opts: Parameters<typeof agentLogger>[0] = {}) {
   const lines: Record<string, unknown>[] = [];
-  const log = make({ ...opts, write: (l) => { assert.ok(l.endsWith("\n"), "one line per write"); lines.push(JSON.parse(l)); } });
+  const log = make({
+    ...opts,
+    write: (l) => {
+      assert.ok(l.endsWith("\n"), "one line per write");
+      lines.push(JSON.parse(l));
+    },
+  });
   return { log, lines };
 }
 
@@ -35,7 +41,10 @@ test("levels and debug flags, changed at run time under existing children", () =
   rpc.debug("now on");
   log.control.level = "error";
   eng.warn("dropped again");
-  assert.equal(lines.map((l) => `${l.level} ${l.msg}`), ["error kept", "debug flag on", "debug now on"]);
+  assert.equal(
+    lines.map((l) => `${l.level} ${l.msg}`),
+    ["error kept", "debug flag on", "debug now on"],
+  );
   // the C engine's levels (enum fb_log_level) map onto the same names
   assert.equal([0, 1, 2, 3, 9].map(engineLogLevel), ["error", "warn", "info", "debug", "debug"]);
 });

@@ -44,7 +44,11 @@ function variant(...edits: [string, string][]): Desired {
 
 const EMPTY: Desired = { formatVersion: 1, resources: [] };
 const actionsOf = (p: ReturnType<typeof plan>) =>
-  Object.fromEntries(p.resource_changes.filter((c) => c.change.actions[0] !== "no-op").map((c) => [c.address, [c.change.actions.join(","), c.change_class]]));
+  Object.fromEntries(
+    p.resource_changes
+      .filter((c) => c.change.actions[0] !== "no-op")
+      .map((c) => [c.address, [c.change.actions.join(","), c.change_class]]),
+  );
 const stepsOf = (p: ReturnType<typeof plan>) => p.steps.map((s) => `${s.action} ${s.address}`);
 
 test("every spec field of every kind has a change-class rule", () => {
@@ -65,7 +69,16 @@ test("every spec field of every kind has a change-class rule", () => {
 /** [kind, field, before, after, beforeSpec extra, expected class, replace] */
 const RAID1 = { level: 1, members: ["a", "b"], stripSize: 65536, safeRead: "off" };
 const FILE = { path: "a", size: 8192, blockSize: 512, directIo: true, retain: false, import: false };
-const FIELD_CASES: [Kind, string, unknown, unknown, Record<string, unknown>, Record<string, unknown>, string, boolean][] = [
+const FIELD_CASES: [
+  Kind,
+  string,
+  unknown,
+  unknown,
+  Record<string, unknown>,
+  Record<string, unknown>,
+  string,
+  boolean,
+][] = [
   ["dpu", "agent.endpoint", "http://a", "http://b", {}, {}, "in-place", false],
   ["dpu", "backend", "native", "snap", {}, { backend: "snap" }, "destructive", true],
   ["dpu", "vfsPerPf", 4, 8, {}, { backend: "native" }, "in-place", false],
@@ -92,11 +105,56 @@ const FIELD_CASES: [Kind, string, unknown, unknown, Record<string, unknown>, Rec
   ["raid", "members", ["a", "b"], ["a", "c"], RAID1, RAID1, "online", false],
   ["raid", "members", ["a", "b"], ["a", "b", "c"], RAID1, RAID1, "online", false],
   ["raid", "members", ["a", "b"], ["c", "d"], RAID1, RAID1, "destructive", true],
-  ["raid", "members", ["a", "b", "c"], ["a", "x", "c"], { ...RAID1, level: 5 }, { ...RAID1, level: 5 }, "online", false],
-  ["raid", "members", ["a", "b", "c"], ["x", "y", "c"], { ...RAID1, level: 5 }, { ...RAID1, level: 5 }, "destructive", true],
-  ["raid", "members", ["a", "b", "c"], ["a", "b", "c", "d"], { ...RAID1, level: 5 }, { ...RAID1, level: 5 }, "destructive", true],
-  ["raid", "members", ["a", "b", "c", "d"], ["x", "b", "y", "d"], { ...RAID1, level: 10 }, { ...RAID1, level: 10 }, "online", false],
-  ["raid", "members", ["a", "b", "c", "d"], ["x", "y", "c", "d"], { ...RAID1, level: 10 }, { ...RAID1, level: 10 }, "destructive", true],
+  [
+    "raid",
+    "members",
+    ["a", "b", "c"],
+    ["a", "x", "c"],
+    { ...RAID1, level: 5 },
+    { ...RAID1, level: 5 },
+    "online",
+    false,
+  ],
+  [
+    "raid",
+    "members",
+    ["a", "b", "c"],
+    ["x", "y", "c"],
+    { ...RAID1, level: 5 },
+    { ...RAID1, level: 5 },
+    "destructive",
+    true,
+  ],
+  [
+    "raid",
+    "members",
+    ["a", "b", "c"],
+    ["a", "b", "c", "d"],
+    { ...RAID1, level: 5 },
+    { ...RAID1, level: 5 },
+    "destructive",
+    true,
+  ],
+  [
+    "raid",
+    "members",
+    ["a", "b", "c", "d"],
+    ["x", "b", "y", "d"],
+    { ...RAID1, level: 10 },
+    { ...RAID1, level: 10 },
+    "online",
+    false,
+  ],
+  [
+    "raid",
+    "members",
+    ["a", "b", "c", "d"],
+    ["x", "y", "c", "d"],
+    { ...RAID1, level: 10 },
+    { ...RAID1, level: 10 },
+    "destructive",
+    true,
+  ],
   ["raid", "members", ["a", "b"], ["a", "c"], { ...RAID1, level: 0 }, { ...RAID1, level: 0 }, "destructive", true],
   ["compress", "level", 1, 9, {}, {}, "in-place", false],
   ["compress", "engine", "auto", "cpu", {}, {}, "in-place", false],
@@ -127,8 +185,12 @@ test("plan: creates go bottom-up (dpu, base bdevs, raid, compress, function)", (
   assert.equal(p.summary, { add: 9, change: 0, destroy: 0 });
   assert.equal(stepsOf(p), [
     "create d/dpu/d",
-    "create d/malloc/m", "create d/null/n", "create d/file/a", "create d/file/b",
-    "create d/raid/r", "create d/function/g",
+    "create d/malloc/m",
+    "create d/null/n",
+    "create d/file/a",
+    "create d/file/b",
+    "create d/raid/r",
+    "create d/function/g",
     "create d/compress/z",
     "create d/function/f",
   ]);
@@ -138,33 +200,47 @@ test("plan: deletes go top-down", () => {
   const p = plan(EMPTY, topo(BASE));
   assert.equal(p.summary, { add: 0, change: 0, destroy: 9 });
   assert.equal(stepsOf(p), [
-    "delete d/function/f", "delete d/function/g", "delete d/null/n",
-    "delete d/compress/z", "delete d/malloc/m",
+    "delete d/function/f",
+    "delete d/function/g",
+    "delete d/null/n",
+    "delete d/compress/z",
+    "delete d/malloc/m",
     "delete d/raid/r",
-    "delete d/file/a", "delete d/file/b",
+    "delete d/file/a",
+    "delete d/file/b",
     "delete d/dpu/d",
   ]);
   assert.is(p.destructive, true);
 });
 
 test("plan: in-place update", () => {
-  const p = plan(variant(["iops: 100", "iops: 500"], ["members: [a, b] }", "members: [a, b], safeRead: repair }"]), topo(BASE));
+  const p = plan(
+    variant(["iops: 100", "iops: 500"], ["members: [a, b] }", "members: [a, b], safeRead: repair }"]),
+    topo(BASE),
+  );
   assert.equal(actionsOf(p), { "d/function/f": ["update", "in-place"], "d/raid/r": ["update", "in-place"] });
   const f = p.resource_changes.find((c) => c.address === "d/function/f")!;
-  assert.equal(f.field_changes.map((x) => [x.field, x.before, x.after, x.class]), [["qos.iops", 100, 500, "in-place"]]);
+  assert.equal(
+    f.field_changes.map((x) => [x.field, x.before, x.after, x.class]),
+    [["qos.iops", 100, 500, "in-place"]],
+  );
   assert.equal(p.summary, { add: 0, change: 2, destroy: 0 });
   assert.is(p.destructive, false);
 });
 
 test("plan: online volume move builds the new stack, switches, then removes the old one", () => {
   const desired = variant(
-    ["      z: { kind: compress, base: r }", "      z: { kind: compress, base: r }\n      c: { kind: file, path: c.img, size: 1MiB }\n      y: { kind: compress, base: c }"],
+    [
+      "      z: { kind: compress, base: r }",
+      "      z: { kind: compress, base: r }\n      c: { kind: file, path: c.img, size: 1MiB }\n      y: { kind: compress, base: c }",
+    ],
     ["volume: z", "volume: y"],
     ["      z: { kind: compress, base: r }\n", ""],
   );
   const p = plan(desired, topo(BASE));
   assert.equal(actionsOf(p), {
-    "d/compress/y": ["create", null], "d/file/c": ["create", null],
+    "d/compress/y": ["create", null],
+    "d/file/c": ["create", null],
     "d/function/f": ["update", "online"],
     "d/compress/z": ["delete", "destructive"],
   });
@@ -180,8 +256,12 @@ test("plan: a destructive change replaces the resource and everything on top of 
   });
   assert.equal(p.summary, { add: 3, change: 0, destroy: 3 });
   assert.equal(stepsOf(p), [
-    "delete d/function/f", "delete d/compress/z", "delete d/raid/r",
-    "create d/raid/r", "create d/compress/z", "create d/function/f",
+    "delete d/function/f",
+    "delete d/compress/z",
+    "delete d/raid/r",
+    "create d/raid/r",
+    "create d/compress/z",
+    "create d/function/f",
   ]);
   assert.match(p.resource_changes.find((c) => c.address === "d/compress/z")!.reason!, /^d\/raid\/r is replaced/);
   assert.is(p.destructive, true);
@@ -194,7 +274,13 @@ test("plan: a re-created RAID1 member is rebuilt online; the stack above is kept
 });
 
 test("plan: both RAID1 members re-created: nothing to rebuild from, the stack is replaced", () => {
-  const p = plan(variant(["a: { kind: file, path: a.img", "a: { kind: file, path: a2.img"], ["b: { kind: file, path: b.img", "b: { kind: file, path: b2.img"]), topo(BASE));
+  const p = plan(
+    variant(
+      ["a: { kind: file, path: a.img", "a: { kind: file, path: a2.img"],
+      ["b: { kind: file, path: b.img", "b: { kind: file, path: b2.img"],
+    ),
+    topo(BASE),
+  );
   assert.equal(actionsOf(p)["d/raid/r"], ["delete,create", "destructive"]);
   assert.equal(actionsOf(p)["d/function/f"], ["delete,create", "destructive"]);
 });
@@ -229,42 +315,80 @@ test("capabilities: a change the live target cannot make is a plan error naming 
   const byAddress = Object.fromEntries(none.errors.map((e) => [`${e.address} ${e.field ?? ""}`.trim(), e]));
   assert.ok(byAddress["d/raid/r"], JSON.stringify(none.errors));
   assert.is(byAddress["d/raid/r"]!.rpc, "bdev_raid_create");
-  assert.match(byAddress["d/raid/r"]!.message, "d/raid/r: creating a RAID bdev: needs the target method bdev_raid_create, which the engine of DPU 'd' does not serve");
+  assert.match(
+    byAddress["d/raid/r"]!.message,
+    "d/raid/r: creating a RAID bdev: needs the target method bdev_raid_create, which the engine of DPU 'd' does not serve",
+  );
   assert.ok(byAddress["d/compress/z"]);
   assert.is(byAddress["d/function/f qos"]!.rpc, "bdev_set_qos_limit");
   assert.is(byAddress["d/function/f transport"]!.rpc, "vhost_create_blk_controller");
   assert.ok(none.errors.every((e) => e.fix.length > 10));
   // the same plan against a target that serves every method: no errors
-  const all = plan(want, EMPTY, { targets: { d: { backend: "native", methods: ["bdev_raid_create", "bdev_compress_create", "bdev_set_qos_limit", "vhost_create_blk_controller"] } } });
+  const all = plan(want, EMPTY, {
+    targets: {
+      d: {
+        backend: "native",
+        methods: ["bdev_raid_create", "bdev_compress_create", "bdev_set_qos_limit", "vhost_create_blk_controller"],
+      },
+    },
+  });
   assert.equal(all.errors, []);
   assert.equal(all.warnings, []);
   // no live target asked: one warning per DPU and method, no error
   const offline = plan(want, EMPTY);
   assert.equal(offline.errors, []);
-  assert.equal(offline.warnings.map((w) => w.rpc).sort(), ["bdev_compress_create", "bdev_raid_create", "bdev_set_qos_limit", "vhost_create_blk_controller"]);
+  assert.equal(offline.warnings.map((w) => w.rpc).sort(), [
+    "bdev_compress_create",
+    "bdev_raid_create",
+    "bdev_set_qos_limit",
+    "vhost_create_blk_controller",
+  ]);
   // a static refusal needs no live target: directIo: false on native
-  const noDirect = plan(topo(BASE.replace("a: { kind: file, path: a.img, size: 1MiB }", "a: { kind: file, path: a.img, size: 1MiB, directIo: false }")), EMPTY);
-  assert.equal(noDirect.errors.map((e) => `${e.address} ${e.field}`), ["d/file/a directIo"]);
+  const noDirect = plan(
+    topo(
+      BASE.replace(
+        "a: { kind: file, path: a.img, size: 1MiB }",
+        "a: { kind: file, path: a.img, size: 1MiB, directIo: false }",
+      ),
+    ),
+    EMPTY,
+  );
+  assert.equal(
+    noDirect.errors.map((e) => `${e.address} ${e.field}`),
+    ["d/file/a directIo"],
+  );
   // an agent running another backend than the topology asks for
-  const snap = plan(topo(BASE.replace("pfs: 2", "pfs: 2\n    backend: snap")), EMPTY, { targets: { d: { backend: "native", methods: [] } } });
+  const snap = plan(topo(BASE.replace("pfs: 2", "pfs: 2\n    backend: snap")), EMPTY, {
+    targets: { d: { backend: "native", methods: [] } },
+  });
   assert.ok(snap.errors.some((e) => e.address === "d/dpu/d" && e.field === "backend"));
 });
 
 test("compress level: in place for new writes, applied live where the engine serves bdev_compress_set_level", () => {
   const after = variant(["z: { kind: compress, base: r }", "z: { kind: compress, base: r, level: 2 }"]);
   const methods = ["bdev_raid_create", "bdev_compress_create", "bdev_set_qos_limit", "vhost_create_blk_controller"];
-  const live = plan(after, topo(BASE), { targets: { d: { backend: "native", methods: [...methods, "bdev_compress_set_level"] } } });
+  const live = plan(after, topo(BASE), {
+    targets: { d: { backend: "native", methods: [...methods, "bdev_compress_set_level"] } },
+  });
   assert.equal(live.errors, []);
   const z = live.resource_changes.find((c) => c.address === "d/compress/z")!;
   assert.equal(z.change.actions, ["update"]);
   assert.is(z.change_class, "in-place");
   assert.match(z.field_changes?.[0]?.reason ?? "", "new writes only");
   const old = plan(after, topo(BASE), { targets: { d: { backend: "native", methods } } });
-  assert.equal(old.errors.map((e) => [e.address, e.field, e.rpc]), [["d/compress/z", "level", "bdev_compress_set_level"]]);
+  assert.equal(
+    old.errors.map((e) => [e.address, e.field, e.rpc]),
+    [["d/compress/z", "level", "bdev_compress_set_level"]],
+  );
 });
 
 test("data wording: deletes and replaces of file bdevs say what happens to the file", () => {
-  const retained = topo(BASE.replace("b: { kind: file, path: b.img, size: 1MiB }", "b: { kind: file, path: b.img, size: 1MiB, retain: true }"));
+  const retained = topo(
+    BASE.replace(
+      "b: { kind: file, path: b.img, size: 1MiB }",
+      "b: { kind: file, path: b.img, size: 1MiB, retain: true }",
+    ),
+  );
   const gone = plan(EMPTY, topo(BASE));
   const a = gone.resource_changes.find((c) => c.address === "d/file/a")!;
   assert.is(a.change_class, "destructive");
@@ -272,7 +396,15 @@ test("data wording: deletes and replaces of file bdevs say what happens to the f
   const kept = plan(EMPTY, retained).resource_changes.find((c) => c.address === "d/file/b")!;
   assert.is(kept.change_class, "in-place");
   assert.is(kept.reason, "the bdev is removed; the file b.img is kept with its data (retain: true)");
-  const imported = plan(topo(BASE.replace("a: { kind: file, path: a.img, size: 1MiB }", "a: { kind: file, path: a.img, size: 1MiB, import: true }")), EMPTY);
+  const imported = plan(
+    topo(
+      BASE.replace(
+        "a: { kind: file, path: a.img, size: 1MiB }",
+        "a: { kind: file, path: a.img, size: 1MiB, import: true }",
+      ),
+    ),
+    EMPTY,
+  );
   assert.is(imported.resource_changes.find((c) => c.address === "d/file/a")!.note, "will be imported (data kept)");
 });
 
@@ -282,12 +414,19 @@ test("lib/plan/README.md's field table names exactly the fields the descriptors 
   const documented = new Map<string, Set<string>>();
   for (const line of table.split("\n").slice(2)) {
     if (!line.startsWith("| ")) break;
-    const [kind, fields] = line.split("|").slice(1, 3).map((x) => x.trim());
+    const [kind, fields] = line
+      .split("|")
+      .slice(1, 3)
+      .map((x) => x.trim());
     for (const f of fields!.split(", ")) (documented.get(kind!) ?? documented.set(kind!, new Set()).get(kind!)!).add(f);
   }
   for (const kind of KINDS) {
     const want = Object.keys(FIELD_RULES[kind]).map((f) => (f.startsWith("qos.") ? "qos.*" : f));
-    assert.equal([...(documented.get(kind) ?? [])].sort(), [...new Set(want)].sort(), `${kind} fields in lib/plan/README.md`);
+    assert.equal(
+      [...(documented.get(kind) ?? [])].sort(),
+      [...new Set(want)].sort(),
+      `${kind} fields in lib/plan/README.md`,
+    );
   }
 });
 

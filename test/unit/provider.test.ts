@@ -66,44 +66,96 @@ test("schemas: one resource type per kind, attributes from the model's JSON Sche
   assert.ok(raid.attrs.find((a) => a.name === "level")!.required);
   assert.ok(raid.attrs.find((a) => a.name === "strip_size")!.size);
   const fn = resourceTypes().get("flexbso_function")!;
-  assert.equal(fn.attrs.find((a) => a.name === "qos")!.nested!.map((a) => a.name), ["iops", "mbps"]);
+  assert.equal(
+    fn.attrs.find((a) => a.name === "qos")!.nested!.map((a) => a.name),
+    ["iops", "mbps"],
+  );
   // the agent endpoint comes from the provider block, not the dpu resource
-  assert.not.ok(resourceTypes().get("flexbso_dpu")!.attrs.some((a) => a.name === "agent"));
+  assert.not.ok(
+    resourceTypes()
+      .get("flexbso_dpu")!
+      .attrs.some((a) => a.name === "agent"),
+  );
   assert.equal([sizeText(67108864), sizeText(65536), sizeText(1000), sizeText(0)], ["64MiB", "64KiB", "1000", "0"]);
 });
 
-const malloc = (size: string, extra: Record<string, Value> = {}) => ({ id: null, name: "ram0", dpu: "dpu0", size, block_size: null, ...extra });
+const malloc = (size: string, extra: Record<string, Value> = {}) => ({
+  id: null,
+  name: "ram0",
+  dpu: "dpu0",
+  size,
+  block_size: null,
+  ...extra,
+});
 const planOf = (p: FlexbsoProvider, type: string, prior: Value, config: Value, proposed: Value = config) =>
-  p.planResourceChange({ type_name: type, prior_state: encodeDynamic(prior), config: encodeDynamic(config), proposed_new_state: encodeDynamic(proposed) }) as {
-    planned_state: { msgpack: Buffer }; requires_replace: { steps: { attribute_name: string }[] }[]; diagnostics: Diag[];
+  p.planResourceChange({
+    type_name: type,
+    prior_state: encodeDynamic(prior),
+    config: encodeDynamic(config),
+    proposed_new_state: encodeDynamic(proposed),
+  }) as {
+    planned_state: { msgpack: Buffer };
+    requires_replace: { steps: { attribute_name: string }[] }[];
+    diagnostics: Diag[];
   };
 
 test("plan: defaults are planned, sizes keep the user's spelling, id is the address", () => {
   const r = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("64MiB"));
   assert.equal(r.diagnostics, []);
-  assert.equal(decodeDynamic(r.planned_state), { id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", block_size: 512 });
+  assert.equal(decodeDynamic(r.planned_state), {
+    id: "dpu0/malloc/ram0",
+    name: "ram0",
+    dpu: "dpu0",
+    size: "64MiB",
+    block_size: 512,
+  });
 });
 
 test("plan: in place -> update; online -> warning; destructive -> replace, refused unless allowed", () => {
   const p = new FlexbsoProvider({});
-  const fnState = { id: "dpu0/function/vm0", name: "vm0", dpu: "dpu0", pf: 0, vf: 0, emulation: "virtio-blk", transport: "nbd", volume: "ram0", qos: { iops: 1000, mbps: 0 }, tenant: null };
+  const fnState = {
+    id: "dpu0/function/vm0",
+    name: "vm0",
+    dpu: "dpu0",
+    pf: 0,
+    vf: 0,
+    emulation: "virtio-blk",
+    transport: "nbd",
+    volume: "ram0",
+    qos: { iops: 1000, mbps: 0 },
+    tenant: null,
+  };
   const qos = planOf(p, "flexbso_function", fnState, { ...fnState, id: null, qos: { iops: 2000, mbps: null } });
   assert.equal([qos.requires_replace, qos.diagnostics], [[], []]);
   assert.equal((decodeDynamic(qos.planned_state) as any).qos, { iops: 2000, mbps: 0 });
 
   const moved = planOf(p, "flexbso_function", fnState, { ...fnState, id: null, volume: "ram1" });
   assert.equal(moved.requires_replace, []);
-  assert.equal(moved.diagnostics.map((d) => [d.severity, d.summary]), [[2, "dpu0/function/vm0: online change"]]);
+  assert.equal(
+    moved.diagnostics.map((d) => [d.severity, d.summary]),
+    [[2, "dpu0/function/vm0: online change"]],
+  );
 
   const priorRam = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
   const grow = planOf(p, "flexbso_malloc_bdev", priorRam, malloc("128MiB"));
   assert.equal(grow.requires_replace, [{ steps: [{ attribute_name: "size" }] }]);
-  assert.equal(grow.diagnostics.map((d) => [d.severity, d.summary]), [[1, "dpu0/malloc/ram0: destructive change refused"]]);
+  assert.equal(
+    grow.diagnostics.map((d) => [d.severity, d.summary]),
+    [[1, "dpu0/malloc/ram0: destructive change refused"]],
+  );
   assert.match(grow.diagnostics[0]!.detail!, "allow_data_loss = true");
   assert.match(grow.diagnostics[0]!.detail!, "size: 64MiB -> 128MiB: a malloc bdev cannot be resized");
 
-  const allowed = planOf(new FlexbsoProvider({ FLEXBSO_ALLOW_DATA_LOSS: "1" }), "flexbso_malloc_bdev", priorRam, malloc("128MiB"));
-  assert.equal(allowed.diagnostics.map((d) => d.severity), [2]);
+  const allowed = planOf(
+    new FlexbsoProvider({ FLEXBSO_ALLOW_DATA_LOSS: "1" }),
+    "flexbso_malloc_bdev",
+    priorRam,
+    malloc("128MiB"),
+  );
+  assert.equal(
+    allowed.diagnostics.map((d) => d.severity),
+    [2],
+  );
 
   // same bytes, another spelling: no change, nothing replaced
   const same = planOf(p, "flexbso_malloc_bdev", priorRam, malloc("67108864"));
@@ -112,16 +164,31 @@ test("plan: in place -> update; online -> warning; destructive -> replace, refus
 
 test("plan: a bad spec is an error on its attribute, with the model's message", () => {
   const r = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("1000"));
-  assert.equal(r.diagnostics.map((d) => d.attribute?.steps.map((s) => s.attribute_name)), [["size"]]);
+  assert.equal(
+    r.diagnostics.map((d) => d.attribute?.steps.map((s) => s.attribute_name)),
+    [["size"]],
+  );
   assert.match(r.diagnostics[0]!.detail!, "multiple of blockSize");
   const name = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, { ...malloc("1MiB"), name: "bad name" });
-  assert.equal(name.diagnostics.map((d) => d.summary), ["Invalid name"]);
+  assert.equal(
+    name.diagnostics.map((d) => d.summary),
+    ["Invalid name"],
+  );
 });
 
 test("plan: destroying a bdev that holds data needs allow_data_loss; a null bdev does not", () => {
   const p = new FlexbsoProvider({});
-  const ram = planOf(p, "flexbso_malloc_bdev", { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 }, null, null);
-  assert.equal(ram.diagnostics.map((d) => d.severity), [1]);
+  const ram = planOf(
+    p,
+    "flexbso_malloc_bdev",
+    { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 },
+    null,
+    null,
+  );
+  assert.equal(
+    ram.diagnostics.map((d) => d.severity),
+    [1],
+  );
   assert.is(decodeDynamic(ram.planned_state), null);
   const nul = planOf(p, "flexbso_null_bdev", { ...malloc("64MiB"), id: "dpu0/null/ram0", block_size: 512 }, null, null);
   assert.equal(nul.diagnostics, []);
@@ -135,15 +202,31 @@ test("plan: unknown config values plan unknown computed values", () => {
   assert.is(v.size, "64MiB");
   // an update whose dpu becomes unknown: the prior id no longer holds
   const prior = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
-  const moved = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", prior, { ...malloc("64MiB"), dpu: UNKNOWN }, { ...prior, dpu: UNKNOWN });
+  const moved = planOf(
+    new FlexbsoProvider({}),
+    "flexbso_malloc_bdev",
+    prior,
+    { ...malloc("64MiB"), dpu: UNKNOWN },
+    { ...prior, dpu: UNKNOWN },
+  );
   assert.is((decodeDynamic(moved.planned_state) as any).id, UNKNOWN);
 });
 
 test("upgrade: stored JSON is fitted to the current attributes", () => {
   const r = new FlexbsoProvider({}).upgradeResourceState({
-    type_name: "flexbso_malloc_bdev", version: 0, raw_state: { json: Buffer.from(JSON.stringify({ id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", gone: 1 })) },
+    type_name: "flexbso_malloc_bdev",
+    version: 0,
+    raw_state: {
+      json: Buffer.from(JSON.stringify({ id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", gone: 1 })),
+    },
   }) as { upgraded_state: { msgpack: Buffer } };
-  assert.equal(decodeDynamic(r.upgraded_state), { id: "dpu0/malloc/ram0", name: "ram0", dpu: "dpu0", size: "64MiB", block_size: null });
+  assert.equal(decodeDynamic(r.upgraded_state), {
+    id: "dpu0/malloc/ram0",
+    name: "ram0",
+    dpu: "dpu0",
+    size: "64MiB",
+    block_size: null,
+  });
 });
 
 test("validators: compiled once into the cache dir, reused by the next process, ignored when others can write them", () => {
@@ -156,13 +239,16 @@ test("validators: compiled once into the cache dir, reused by the next process, 
     return JSON.parse(r.stdout) as string[];
   };
   try {
-    assert.equal(check({ size: "12 parsecs" }), ['must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB" (got "12 parsecs")']);
+    assert.equal(check({ size: "12 parsecs" }), [
+      'must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB" (got "12 parsecs")',
+    ]);
     const files = readdirSync(dir).filter((f) => f.startsWith("spec-validators-"));
     assert.is(files.length, 1);
     const file = path.join(dir, files[0]!);
     assert.is(statSync(file).mode & 0o777, 0o600);
     // The next process runs the cached code: a planted validator shows it is the one used.
-    const planted = (k: string) => `exports[${JSON.stringify(k)}] = function v(){ v.errors = [{ keyword: "required", instancePath: "", params: { missingProperty: "planted" } }]; return false; };`;
+    const planted = (k: string) =>
+      `exports[${JSON.stringify(k)}] = function v(){ v.errors = [{ keyword: "required", instancePath: "", params: { missingProperty: "planted" } }]; return false; };`;
     writeFileSync(file, KINDS.map(planted).join("\n"), { mode: 0o600 });
     assert.equal(check({ size: "64MiB" }), ["missing required field 'planted'"]);
     // A file others may write is not run: compiled again (and rewritten).
@@ -178,10 +264,24 @@ test("install: an executable wrapper in the unpacked mirror layout, and a CLI co
   const dir = mkdtempSync(path.join(os.tmpdir(), "fbmirror-"));
   try {
     const done = installProvider(dir, "1.2.3", "/opt/it's/flexbso", "/usr/bin/node");
-    assert.is(done.executable, path.join(dir, "registry.terraform.io/flexbso/flexbso/1.2.3", terraformPlatform(), "terraform-provider-flexbso_v1.2.3"));
+    assert.is(
+      done.executable,
+      path.join(
+        dir,
+        "registry.terraform.io/flexbso/flexbso/1.2.3",
+        terraformPlatform(),
+        "terraform-provider-flexbso_v1.2.3",
+      ),
+    );
     assert.is(statSync(done.executable).mode & 0o777, 0o755);
-    assert.match(readFileSync(done.executable, "utf8"), `exec '/usr/bin/node' '/opt/it'\\''s/flexbso/bin/terraform-provider-flexbso.js' "$@"`);
-    assert.match(done.cliConfig, `filesystem_mirror {\n    path    = ${JSON.stringify(dir)}\n    include = ["registry.terraform.io/flexbso/flexbso"]`);
+    assert.match(
+      readFileSync(done.executable, "utf8"),
+      `exec '/usr/bin/node' '/opt/it'\\''s/flexbso/bin/terraform-provider-flexbso.js' "$@"`,
+    );
+    assert.match(
+      done.cliConfig,
+      `filesystem_mirror {\n    path    = ${JSON.stringify(dir)}\n    include = ["registry.terraform.io/flexbso/flexbso"]`,
+    );
     assert.match(done.cliConfig, `direct {\n    exclude = ["registry.terraform.io/flexbso/flexbso"]`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -7,12 +7,25 @@ import type { AgentEvent } from "../../lib/state/events.js";
 
 /** Events as the agent logs engine notifications: `engine.<type>`, the notification's ctx as data. */
 function ev(seq: number, type: string, data: Record<string, unknown>, address?: string): AgentEvent {
-  return { seq, time: "2026-01-01T00:00:00Z", level: "info", type: `engine.${type}`, message: type, data: { ...data, notification: seq }, ...(address ? { address } : {}) };
+  return {
+    seq,
+    time: "2026-01-01T00:00:00Z",
+    level: "info",
+    type: `engine.${type}`,
+    message: type,
+    data: { ...data, notification: seq },
+    ...(address ? { address } : {}),
+  };
 }
 
 function sink(): { stream: Writable & { isTTY?: boolean; columns?: number }; text: () => string } {
   let buf = "";
-  const stream = new Writable({ write(c, _e, cb) { buf += String(c); cb(); } }) as Writable & { isTTY?: boolean; columns?: number };
+  const stream = new Writable({
+    write(c, _e, cb) {
+      buf += String(c);
+      cb();
+    },
+  }) as Writable & { isTTY?: boolean; columns?: number };
   return { stream, text: () => buf };
 }
 
@@ -29,7 +42,10 @@ test("other events are not jobs; a failed scrub or rebuild is failed", () => {
   const f = raidJobFromEvent("d", ev(2, "raid_rebuild_failed", { array: "r1", member: "m3", error: -5 }))!;
   assert.equal([f.state, f.detail], ["failed", "error -5"]);
   assert.is(describeRaidJob(f), "d: raid 'r1' rebuild of 'm3' FAILED (error -5)");
-  const s = raidJobFromEvent("d", ev(3, "raid_scrub_done", { array: "r1", mismatches_found: 2, repaired: 1, error: 0 }))!;
+  const s = raidJobFromEvent(
+    "d",
+    ev(3, "raid_scrub_done", { array: "r1", mismatches_found: 2, repaired: 1, error: 0 }),
+  )!;
   assert.is(describeRaidJob(s), "d: raid 'r1' scrub done (2 mismatch(es) found, 1 repaired)");
 });
 
@@ -39,16 +55,28 @@ test("not a TTY: one plain line per change, none for repeats or older events, no
   for (const e of rebuild) r.onEvent("dpu1", e);
   r.onEvent("dpu1", rebuild[2]!); // seen again
   r.onEvent("dpu1", ev(5, "raid_scrub_progress", { array: "r1", member: "", percent: 30 }));
-  assert.is(o.text(), [
-    "dpu1: raid 'r1' rebuild of 'm3' 0%",
-    "dpu1: raid 'r1' rebuild of 'm3' 10%",
-    "dpu1: raid 'r1' rebuild of 'm3' 50%",
-    "dpu1: raid 'r1' rebuild of 'm3' done",
-    "dpu1: raid 'r1' scrub 30%",
-    "",
-  ].join("\n"));
-  assert.equal(r.running().map((j) => j.kind), ["scrub"]);
-  assert.equal(r.all().map((j) => [j.kind, j.state, j.percent, j.address]), [["rebuild", "done", 100, "dpu1/raid.r1"], ["scrub", "running", 30, undefined]]);
+  assert.is(
+    o.text(),
+    [
+      "dpu1: raid 'r1' rebuild of 'm3' 0%",
+      "dpu1: raid 'r1' rebuild of 'm3' 10%",
+      "dpu1: raid 'r1' rebuild of 'm3' 50%",
+      "dpu1: raid 'r1' rebuild of 'm3' done",
+      "dpu1: raid 'r1' scrub 30%",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(
+    r.running().map((j) => j.kind),
+    ["scrub"],
+  );
+  assert.equal(
+    r.all().map((j) => [j.kind, j.state, j.percent, j.address]),
+    [
+      ["rebuild", "done", 100, "dpu1/raid.r1"],
+      ["scrub", "running", 30, undefined],
+    ],
+  );
 });
 
 test("a TTY: one bar line per job, redrawn in place", () => {

@@ -28,7 +28,9 @@ for (const [name, make] of Object.entries(SCENARIOS)) {
 test("text summary line and JSON summary agree", () => {
   const p = SCENARIOS.mixed();
   const text = renderPlan(p, "text");
-  assert.ok(text.includes(`Plan: ${p.summary.add} to add, ${p.summary.change} to change, ${p.summary.destroy} to destroy.`));
+  assert.ok(
+    text.includes(`Plan: ${p.summary.add} to add, ${p.summary.change} to change, ${p.summary.destroy} to destroy.`),
+  );
   assert.equal(JSON.parse(renderPlan(p, "json")), JSON.parse(JSON.stringify(p)));
 });
 

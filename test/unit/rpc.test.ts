@@ -8,7 +8,13 @@ import * as assert from "uvu/assert";
 
 import { AGENT_DIALECT } from "../../lib/agent/jsonrpc.js";
 import { SPDK_DIALECT } from "../../lib/engine/rpc/dispatcher.js";
-import { defineMethod, RpcDispatcher, serializeResponse, type RpcCallRecord, type RpcDialect } from "../../lib/rpc/dispatcher.js";
+import {
+  defineMethod,
+  RpcDispatcher,
+  serializeResponse,
+  type RpcCallRecord,
+  type RpcDialect,
+} from "../../lib/rpc/dispatcher.js";
 
 const METHODS = [
   defineMethod<{ n: number }, { calls: number }>({
@@ -40,7 +46,10 @@ test("dialects: SPDK runs a request without jsonrpc, the agent refuses it", asyn
 });
 
 test("dialects: a refused value is -22 in SPDK's, -32602 in the agent's; undecodable params -32602 in both", async () => {
-  for (const [dialect, refused] of [[SPDK_DIALECT, -22], [AGENT_DIALECT, -32602]] as const) {
+  for (const [dialect, refused] of [
+    [SPDK_DIALECT, -22],
+    [AGENT_DIALECT, -32602],
+  ] as const) {
     const { one } = make(dialect);
     const zero = await one('{"jsonrpc":"2.0","id":1,"method":"thing_create","params":{"n":0}}');
     assert.is(zero.error.code, refused);
@@ -52,10 +61,19 @@ test("dialects: a refused value is -22 in SPDK's, -32602 in the agent's; undecod
 
 test("ids echoed exactly through handleText; notifications get nothing; calls observed", async () => {
   const { d, seen } = make(AGENT_DIALECT);
-  const out = await d.handleText('[{"jsonrpc":"2.0","id":18446744073709551615,"method":"thing_create","params":{"n":1}},{"jsonrpc":"2.0","method":"thing_create","params":{"n":1}}]');
+  const out = await d.handleText(
+    '[{"jsonrpc":"2.0","id":18446744073709551615,"method":"thing_create","params":{"n":1}},{"jsonrpc":"2.0","method":"thing_create","params":{"n":1}}]',
+  );
   assert.is(serializeResponse(out!), '[{"jsonrpc":"2.0","id":18446744073709551615,"result":1}]');
   assert.is(await d.handleText('{"jsonrpc":"2.0","method":"nope"}'), undefined);
-  assert.equal(seen.map((c) => [c.method, c.known, c.code]), [["thing_create", true, 0], ["thing_create", true, 0], ["nope", false, -32601]]);
+  assert.equal(
+    seen.map((c) => [c.method, c.known, c.code]),
+    [
+      ["thing_create", true, 0],
+      ["thing_create", true, 0],
+      ["nope", false, -32601],
+    ],
+  );
   const bad = await d.handleText("{nope");
   assert.is((bad as { error: { code: number } }).error.code, -32700);
   assert.is(seen.at(-1)!.method, "(parse)");

@@ -19,27 +19,36 @@ function load(name: string, text: string): Desired {
   return loadTopology(file);
 }
 
-const teamA = (extra = "") => load("a.yaml", `stack: team-a
+const teamA = (extra = "") =>
+  load(
+    "a.yaml",
+    `stack: team-a
 dpus:
   d:
     bdevs:
       a0: { kind: malloc, size: 1MiB }${extra}
     functions:
       fa: { pf: 0, vf: 0, volume: a0 }
-`);
-const teamB = () => load("b.yaml", `stack: team-b
+`,
+  );
+const teamB = () =>
+  load(
+    "b.yaml",
+    `stack: team-b
 dpus:
   d:
     bdevs:
       b0: { kind: malloc, size: 1MiB }
     functions:
       fb: { pf: 0, vf: 1, volume: b0 }
-`);
+`,
+  );
 
 /** What an agent records after applying `d`: its resources, owned by its stack. */
 function realized(...docs: Desired[]): Desired {
   const byAddress = new Map<string, Resource>();
-  for (const d of docs) for (const r of d.resources) byAddress.set(r.address, r.kind === "dpu" || !d.stack ? r : { ...r, stack: d.stack });
+  for (const d of docs)
+    for (const r of d.resources) byAddress.set(r.address, r.kind === "dpu" || !d.stack ? r : { ...r, stack: d.stack });
   return { formatVersion: 1, resources: [...byAddress.values()].sort((x, y) => (x.address < y.address ? -1 : 1)) };
 }
 
@@ -57,7 +66,14 @@ test("YAML 'stack' names the owner; a bad name is reported at its line", () => {
 });
 
 test("a wire document keeps the stack of the document and of each resource", () => {
-  const d = validateDesired({ formatVersion: 1, stack: "s1", resources: [{ address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: {} }, { address: "d/malloc/m", dpu: "d", kind: "malloc", name: "m", spec: { size: 4096 }, stack: "s2" }] });
+  const d = validateDesired({
+    formatVersion: 1,
+    stack: "s1",
+    resources: [
+      { address: "d/dpu/d", dpu: "d", kind: "dpu", name: "d", spec: {} },
+      { address: "d/malloc/m", dpu: "d", kind: "malloc", name: "m", spec: { size: 4096 }, stack: "s2" },
+    ],
+  });
   assert.is(d.stack, "s1");
   assert.is(d.resources.find((r) => r.kind === "malloc")!.stack, "s2");
 });
@@ -67,16 +83,28 @@ test("a stack's plan leaves other stacks' resources alone and lists them", () =>
   const pa = plan(teamA(), actual);
   assert.equal(pa.steps, []);
   assert.is(pa.stack, "team-a");
-  assert.equal(pa.other_stacks?.map((o) => `${o.address}@${o.stack}`), ["d/function/fb@team-b", "d/malloc/b0@team-b"]);
-  assert.match(renderPlan(pa, "text"), "Not managed by this stack ('team-a'): 2 resources of stack 'team-b', left as they are:");
+  assert.equal(
+    pa.other_stacks?.map((o) => `${o.address}@${o.stack}`),
+    ["d/function/fb@team-b", "d/malloc/b0@team-b"],
+  );
+  assert.match(
+    renderPlan(pa, "text"),
+    "Not managed by this stack ('team-a'): 2 resources of stack 'team-b', left as they are:",
+  );
   assert.match(renderPlan(pa, "markdown"), "> - d/malloc/b0 (stack 'team-b')");
 
   // destroying team B deletes its resources only, and keeps the shared DPU resource
   const destroyB = plan({ formatVersion: 1, resources: [], stack: "team-b" }, actual);
-  assert.equal(destroyB.steps.map((s) => `${s.action} ${s.address}`), ["delete d/function/fb", "delete d/malloc/b0"]);
+  assert.equal(
+    destroyB.steps.map((s) => `${s.action} ${s.address}`),
+    ["delete d/function/fb", "delete d/malloc/b0"],
+  );
   // the last stack on the DPU takes the DPU resource with it
   const destroyA = plan({ formatVersion: 1, resources: [], stack: "team-a" }, realized(teamA()));
-  assert.ok(destroyA.steps.some((s) => s.address === "d/dpu/d"), JSON.stringify(destroyA.steps));
+  assert.ok(
+    destroyA.steps.some((s) => s.address === "d/dpu/d"),
+    JSON.stringify(destroyA.steps),
+  );
   // the default stack does not own named stacks' resources either
   const plain = plan(load("plain.yaml", "dpus:\n  d: {}\n"), actual);
   assert.equal(plain.steps, []);
@@ -85,7 +113,9 @@ test("a stack's plan leaves other stacks' resources alone and lists them", () =>
 
 test("clashing with another stack's address, bdev name or PF/VF is a plan error", () => {
   const actual = realized(teamA(), teamB());
-  const clash = load("c.yaml", `stack: team-b
+  const clash = load(
+    "c.yaml",
+    `stack: team-b
 dpus:
   d:
     bdevs:
@@ -95,12 +125,19 @@ dpus:
     functions:
       fb: { pf: 0, vf: 1, volume: b0 }
       fc: { pf: 0, vf: 0, volume: fa }
-`);
+`,
+  );
   const p = plan(clash, actual);
-  assert.equal(p.errors.map((e) => e.address), ["d/function/fc", "d/null/a0"]);
+  assert.equal(
+    p.errors.map((e) => e.address),
+    ["d/function/fc", "d/null/a0"],
+  );
   assert.match(p.errors[1]!.message, "d/null/a0 clashes with stack 'team-a': its name (used by d/malloc/a0)");
   assert.match(p.errors[0]!.message, "its PF/VF (used by d/function/fa)");
-  assert.ok(!p.steps.some((s) => s.address === "d/null/a0" || s.address === "d/function/fc"), "a clashing resource is never created");
+  assert.ok(
+    !p.steps.some((s) => s.address === "d/null/a0" || s.address === "d/function/fc"),
+    "a clashing resource is never created",
+  );
   assert.ok(!p.steps.some((s) => s.action === "delete"), "nothing of team A is deleted");
 });
 
@@ -111,9 +148,17 @@ test("another stack's resources sent back unchanged (a topology read from the ag
   const p = plan(roundTrip, actual);
   assert.equal(p.errors, []);
   assert.equal(p.steps, []);
-  const edited: Desired = { formatVersion: 1, resources: actual.resources.map((r) => (r.address === "d/malloc/a0" && r.kind === "malloc" ? { ...r, spec: { ...r.spec, size: 2 ** 21 } } : r)) };
+  const edited: Desired = {
+    formatVersion: 1,
+    resources: actual.resources.map((r) =>
+      r.address === "d/malloc/a0" && r.kind === "malloc" ? { ...r, spec: { ...r.spec, size: 2 ** 21 } } : r,
+    ),
+  };
   const e = plan(edited, actual);
-  assert.equal(e.errors.map((x) => x.address), ["d/malloc/a0"]);
+  assert.equal(
+    e.errors.map((x) => x.address),
+    ["d/malloc/a0"],
+  );
   assert.match(e.errors[0]!.message, "is labelled stack 'team-a', and this topology is stack 'default'");
   assert.equal(e.steps, []);
 });

@@ -35,7 +35,12 @@ test("a 50 MB topology (1.2 M bdevs) fails fast, naming its size, the limit and 
   writeSync(fd, lines.join(""));
   closeSync(fd);
   assert.ok(statSync(file).size > 50_000_000, String(statSync(file).size));
-  const cli = (env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [repoPath("bin", "flexbso.js"), "validate", file], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
+  const cli = (env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(process.execPath, [repoPath("bin", "flexbso.js"), "validate", file], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
 
   const r = cli();
   assert.is(r.status, 1, r.stderr);
@@ -52,13 +57,22 @@ test("the limit comes from the option, then the environment; a bad value is name
   const file = path.join(dir, "small.yaml");
   writeFileSync(file, SMALL);
   assert.is(loadTopology(file).resources.length, 2);
-  assert.match(problem(() => loadTopology(file, { maxBytes: 32 })), `is ${SMALL.length} B, larger than the topology size limit of 32 B`);
+  assert.match(
+    problem(() => loadTopology(file, { maxBytes: 32 })),
+    `is ${SMALL.length} B, larger than the topology size limit of 32 B`,
+  );
   process.env[MAX_TOPOLOGY_SIZE_ENV] = "32";
   try {
-    assert.match(problem(() => loadTopology(file)), "larger than the topology size limit of 32 B");
+    assert.match(
+      problem(() => loadTopology(file)),
+      "larger than the topology size limit of 32 B",
+    );
     assert.is(loadTopology(file, { maxBytes: 1 << 20 }).resources.length, 2);
     process.env[MAX_TOPOLOGY_SIZE_ENV] = "lots";
-    assert.match(problem(() => loadTopology(file)), `${MAX_TOPOLOGY_SIZE_ENV}="lots" is not a size`);
+    assert.match(
+      problem(() => loadTopology(file)),
+      `${MAX_TOPOLOGY_SIZE_ENV}="lots" is not a size`,
+    );
   } finally {
     delete process.env[MAX_TOPOLOGY_SIZE_ENV];
   }

@@ -36,10 +36,18 @@ test("YAML: structure problems", () => {
     "t.yaml:1:1: unknown top-level field 'dpu' — did you mean 'dpus'? (allowed: formatVersion, stack, dpus)",
     "t.yaml:1:1: 'dpus' must be a mapping of DPU name to DPU",
   ]);
-  assert.equal(where("dpus:\n  d:\n    bdev: {}\n"), ["t.yaml:3:5: d/dpu/d: unknown field 'bdev' — did you mean 'bdevs'? (allowed: agent, backend, pfs, vfsPerPf, bdevs, functions)"]);
-  assert.equal(where("dpus:\n  d:\n    bdevs:\n      m: { size: 1MiB }\n"), ["t.yaml:4:7: d/bdev/m: bdev 'm' needs a 'kind' (one of malloc, null, file, raid, compress)"]);
-  assert.equal(where("dpus:\n  d:\n    bdevs:\n      m: { kind: function, volume: x }\n"), ["t.yaml:4:12: d/bdev/m: kind 'function' is not a bdev kind; declare functions under 'functions'"]);
-  assert.equal(where("dpus:\n  d:\n    bdevs: [a, b]\n"), ["t.yaml:3:12: d/dpu/d: 'bdevs' must be a mapping of name to bdev"]);
+  assert.equal(where("dpus:\n  d:\n    bdev: {}\n"), [
+    "t.yaml:3:5: d/dpu/d: unknown field 'bdev' — did you mean 'bdevs'? (allowed: agent, backend, pfs, vfsPerPf, bdevs, functions)",
+  ]);
+  assert.equal(where("dpus:\n  d:\n    bdevs:\n      m: { size: 1MiB }\n"), [
+    "t.yaml:4:7: d/bdev/m: bdev 'm' needs a 'kind' (one of malloc, null, file, raid, compress)",
+  ]);
+  assert.equal(where("dpus:\n  d:\n    bdevs:\n      m: { kind: function, volume: x }\n"), [
+    "t.yaml:4:12: d/bdev/m: kind 'function' is not a bdev kind; declare functions under 'functions'",
+  ]);
+  assert.equal(where("dpus:\n  d:\n    bdevs: [a, b]\n"), [
+    "t.yaml:3:12: d/dpu/d: 'bdevs' must be a mapping of name to bdev",
+  ]);
   assert.equal(where("- a\n"), ["t.yaml:1:1: a topology is a YAML mapping with a 'dpus' key"]);
   assert.equal(where("formatVersion: 2\ndpus: {}\n"), ["t.yaml:1:16: formatVersion must be 1 (got 2)"]);
 });

@@ -52,7 +52,10 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
   let planArg: string | undefined;
   let topoArg: string | undefined;
   if (b !== undefined) {
-    if (!isPlanFile(b)) throw new CliError(`${b} is not a saved JSON plan; save plans with 'flexbso plan TOPOLOGY --format json --out FILE'`);
+    if (!isPlanFile(b))
+      throw new CliError(
+        `${b} is not a saved JSON plan; save plans with 'flexbso plan TOPOLOGY --format json --out FILE'`,
+      );
     [topoArg, planArg] = [a, b];
   } else if (a !== undefined && isPlanFile(a)) planArg = a;
   else topoArg = a;
@@ -61,21 +64,38 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
     try {
       savedPlan = JSON.parse(readFileSync(planArg, "utf8")) as Plan;
     } catch (e) {
-      throw new CliError(`${planArg} is not a readable saved plan (${(e as Error).message}); save plans with 'flexbso plan TOPOLOGY --out FILE'`);
+      throw new CliError(
+        `${planArg} is not a readable saved plan (${(e as Error).message}); save plans with 'flexbso plan TOPOLOGY --out FILE'`,
+      );
     }
     if (!savedPlan || !Array.isArray(savedPlan.resource_changes) || !Array.isArray(savedPlan.dpus)) {
-      throw new CliError(`${planArg} is not a saved plan (no resource_changes/dpus); save plans with 'flexbso plan TOPOLOGY --out FILE'`);
+      throw new CliError(
+        `${planArg} is not a saved plan (no resource_changes/dpus); save plans with 'flexbso plan TOPOLOGY --out FILE'`,
+      );
     }
     const bad = digestProblem(savedPlan);
-    if (bad) throw new CliError(`${planArg} is refused: ${bad}; nothing was applied. Run 'flexbso plan TOPOLOGY --out ${planArg}' again and review it`);
+    if (bad)
+      throw new CliError(
+        `${planArg} is refused: ${bad}; nothing was applied. Run 'flexbso plan TOPOLOGY --out ${planArg}' again and review it`,
+      );
     if (!savedPlan.generations) {
-      throw new CliError(`${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`);
+      throw new CliError(
+        `${planArg} records no agent generations (it was planned with --actual); run 'flexbso plan TOPOLOGY --format json --out ${planArg}' against the agents`,
+      );
     }
   }
-  if (topoArg === undefined && savedPlan) return { desired: validateDesired(desiredFromPlan(savedPlan), planArg!), savedPlan, source: planArg!, path: planArg! };
+  if (topoArg === undefined && savedPlan)
+    return {
+      desired: validateDesired(desiredFromPlan(savedPlan), planArg!),
+      savedPlan,
+      source: planArg!,
+      path: planArg!,
+    };
   const topo = topoArg ?? "cdk.tf.json";
   if (topoArg === undefined && !existsSync(topo)) {
-    throw new CliError("no topology given and no ./cdk.tf.json here; pass a YAML topology, a cdk.tf.json or a cdktf output directory");
+    throw new CliError(
+      "no topology given and no ./cdk.tf.json here; pass a YAML topology, a cdk.tf.json or a cdktf output directory",
+    );
   }
   const desired = loadTopology(topo);
   if (!savedPlan) return { desired, source: topo, path: topo };
@@ -85,15 +105,18 @@ export function readApplyInputs(args: readonly (string | undefined)[]): ApplyInp
   const differ = differingAddresses(desired, fromPlan, new Set(savedPlan.dpus));
   if (differ.length) {
     const shown = differ.slice(0, 5).join(", ") + (differ.length > 5 ? `, and ${differ.length - 5} more` : "");
-    throw new CliError(`${topo} does not match the saved plan ${planArg} (they differ in ${shown}); nothing was applied. ` +
-      `Apply the plan alone ('flexbso apply ${planArg}'), or plan the topology again ('flexbso plan ${topo} --out ${planArg}')`);
+    throw new CliError(
+      `${topo} does not match the saved plan ${planArg} (they differ in ${shown}); nothing was applied. ` +
+        `Apply the plan alone ('flexbso apply ${planArg}'), or plan the topology again ('flexbso plan ${topo} --out ${planArg}')`,
+    );
   }
   return { desired: fromPlan, savedPlan, source: planArg!, path: topo };
 }
 
 /** Addresses (on the given DPUs) whose presence or spec differs between two desired documents. */
 function differingAddresses(a: Desired, b: Desired, dpus: ReadonlySet<string>): string[] {
-  const index = (d: Desired) => new Map(d.resources.filter((r) => dpus.has(r.dpu)).map((r) => [r.address, canonicalJsonCompact(r.spec)]));
+  const index = (d: Desired) =>
+    new Map(d.resources.filter((r) => dpus.has(r.dpu)).map((r) => [r.address, canonicalJsonCompact(r.spec)]));
   const ia = index(a);
   const ib = index(b);
   return [...new Set([...ia.keys(), ...ib.keys()])].filter((k) => ia.get(k) !== ib.get(k)).sort();
@@ -102,7 +125,9 @@ function differingAddresses(a: Desired, b: Desired, dpus: ReadonlySet<string>): 
 /** Interactive yes/no on the terminal; refuses without one. */
 export async function confirmOnTty(question: string): Promise<boolean> {
   if (!process.stdin.isTTY) {
-    throw new CliError("refusing to apply without confirmation: stdin is not a terminal; review the plan and pass --auto-approve");
+    throw new CliError(
+      "refusing to apply without confirmation: stdin is not a terminal; review the plan and pass --auto-approve",
+    );
   }
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
   try {
@@ -114,9 +139,15 @@ export async function confirmOnTty(question: string): Promise<boolean> {
 }
 
 /** Shared runner of `apply` and `destroy`. */
-export async function runApplyCommand(mode: "apply" | "destroy", args: (string | undefined)[], opts: ApplyCliOptions): Promise<number> {
+export async function runApplyCommand(
+  mode: "apply" | "destroy",
+  args: (string | undefined)[],
+  opts: ApplyCliOptions,
+): Promise<number> {
   if (opts.json && !opts.autoApprove && !isPlanArg(args)) {
-    throw new CliError(`--json cannot ask for confirmation: review the plan first and pass --auto-approve, or ${mode === "apply" ? "apply a saved plan (flexbso plan TOPOLOGY --out PLAN; flexbso apply PLAN --json)" : "run without --json"}`);
+    throw new CliError(
+      `--json cannot ask for confirmation: review the plan first and pass --auto-approve, or ${mode === "apply" ? "apply a saved plan (flexbso plan TOPOLOGY --out PLAN; flexbso apply PLAN --json)" : "run without --json"}`,
+    );
   }
   const inputs = readApplyInputs(args);
   const dpus = opts.dpu ?? (inputs.savedPlan ? inputs.savedPlan.dpus : undefined);
@@ -150,14 +181,32 @@ export const applyCommand: CliCommand = {
   define(cmd) {
     cmd
       .argument("[topology]", "YAML topology, cdk.tf.json, or cdktf output/stack directory (default: ./cdk.tf.json)")
-      .argument("[planfile]", "a saved JSON plan (flexbso plan --format json --out FILE); refused if any agent changed since")
+      .argument(
+        "[planfile]",
+        "a saved JSON plan (flexbso plan --format json --out FILE); refused if any agent changed since",
+      )
       .option("--dpu <name...>", "apply only these DPUs")
       .option("--auto-approve", "do not ask for confirmation (required without a terminal)")
-      .option("--allow-data-loss", "allow destructive steps (deleting or re-initializing bdevs); FLEXBSO_ALLOW_DATA_LOSS=1 does the same for one run")
-      .option("--commit <sha>", "the commit the topology comes from, for the agents' audit trail (default: the git HEAD of the topology's repository, else GITHUB_SHA / CI_COMMIT_SHA)")
-      .option("--json", "print a JSON report on stdout (outcome, per-DPU status and generations, each step's status, the agent event ids); the human output goes to stderr. Needs --auto-approve or a saved plan")
-      .addHelpText("after", "\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.\nThe --json report's format: docs/terraform.md, \"apply --json\".")
-      .action(action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
-        runApplyCommand("apply", [topology, planfile], opts)));
+      .option(
+        "--allow-data-loss",
+        "allow destructive steps (deleting or re-initializing bdevs); FLEXBSO_ALLOW_DATA_LOSS=1 does the same for one run",
+      )
+      .option(
+        "--commit <sha>",
+        "the commit the topology comes from, for the agents' audit trail (default: the git HEAD of the topology's repository, else GITHUB_SHA / CI_COMMIT_SHA)",
+      )
+      .option(
+        "--json",
+        "print a JSON report on stdout (outcome, per-DPU status and generations, each step's status, the agent event ids); the human output goes to stderr. Needs --auto-approve or a saved plan",
+      )
+      .addHelpText(
+        "after",
+        '\nExit codes: 0 every DPU converged (or nothing to do), 1 any DPU failed (each is named) or the input is invalid.\nThe --json report\'s format: docs/terraform.md, "apply --json".',
+      )
+      .action(
+        action(async (topology: string | undefined, planfile: string | undefined, opts: ApplyCliOptions) =>
+          runApplyCommand("apply", [topology, planfile], opts),
+        ),
+      );
   },
 };

@@ -5,7 +5,9 @@ import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 
 /** One event as `flexbso events` prints it. */
 function line(e: AgentEvent & { dpu: string }, json: boolean | undefined): string {
-  return json ? JSON.stringify(e) + "\n" : `${e.time} ${e.dpu} #${e.seq} ${e.level.toUpperCase().padEnd(5)} ${e.type}: ${e.message}\n`;
+  return json
+    ? JSON.stringify(e) + "\n"
+    : `${e.time} ${e.dpu} #${e.seq} ${e.level.toUpperCase().padEnd(5)} ${e.type}: ${e.message}\n`;
 }
 
 /**
@@ -14,8 +16,13 @@ function line(e: AgentEvent & { dpu: string }, json: boolean | undefined): strin
  * connection broke or could not be made; each such DPU is named).
  */
 async function follow(targets: readonly DpuTarget[], since: number, json: boolean | undefined): Promise<number> {
-  const follows = targets.map((t) => ({ t, f: t.client.followEvents(since, (e) => process.stdout.write(line({ ...e, dpu: t.dpu }, json))) }));
-  const stopAll = () => { for (const { f } of follows) f.stop(); };
+  const follows = targets.map((t) => ({
+    t,
+    f: t.client.followEvents(since, (e) => process.stdout.write(line({ ...e, dpu: t.dpu }, json))),
+  }));
+  const stopAll = () => {
+    for (const { f } of follows) f.stop();
+  };
   process.once("SIGINT", stopAll);
   process.once("SIGTERM", stopAll);
   try {
@@ -47,27 +54,43 @@ export const eventsCommand: CliCommand = {
       .option("--limit <n>", "at most N events per DPU", "1000")
       .option("--json", "one JSON object per line, with a 'dpu' field")
       .option("-f, --follow", "keep printing new events as they happen, until Ctrl-C or the agents stop")
-      .action(action(async (topology: string | undefined, opts: { dpu?: string[]; since: string; limit: string; json?: boolean; follow?: boolean }) => {
-        const since = Number(opts.since);
-        const limit = Number(opts.limit);
-        if (!Number.isInteger(since) || since < 0) throw new CliError(`--since must be a non-negative integer (got ${opts.since})`);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new CliError(`--limit must be an integer 1..10000 (got ${opts.limit})`);
-        const targets = await resolveTargets(loadTopology(topology ?? "cdk.tf.json"), { role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
-        if (opts.follow) return follow(targets, since, opts.json);
-        const outcomes = await forEachDpu(targets, (t) => t.client.call<{ events: AgentEvent[] }>("events.list", { since, limit }, 30_000));
-        const failures = new Map<string, Error>();
-        const all: (AgentEvent & { dpu: string })[] = [];
-        for (const o of outcomes) {
-          if (o.ok) all.push(...o.value.events.map((e) => ({ ...e, dpu: o.dpu })));
-          else failures.set(o.dpu, o.error);
-        }
-        all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
-        for (const e of all) process.stdout.write(line(e, opts.json));
-        if (failures.size) {
-          process.stderr.write(`flexbso: cannot read events of ${failures.size} DPU(s):\n${describeFailures(failures)}\n`);
-          return EXIT.error;
-        }
-        return EXIT.ok;
-      }));
+      .action(
+        action(
+          async (
+            topology: string | undefined,
+            opts: { dpu?: string[]; since: string; limit: string; json?: boolean; follow?: boolean },
+          ) => {
+            const since = Number(opts.since);
+            const limit = Number(opts.limit);
+            if (!Number.isInteger(since) || since < 0)
+              throw new CliError(`--since must be a non-negative integer (got ${opts.since})`);
+            if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+              throw new CliError(`--limit must be an integer 1..10000 (got ${opts.limit})`);
+            const targets = await resolveTargets(loadTopology(topology ?? "cdk.tf.json"), {
+              role: "read",
+              ...(opts.dpu ? { dpus: opts.dpu } : {}),
+            });
+            if (opts.follow) return follow(targets, since, opts.json);
+            const outcomes = await forEachDpu(targets, (t) =>
+              t.client.call<{ events: AgentEvent[] }>("events.list", { since, limit }, 30_000),
+            );
+            const failures = new Map<string, Error>();
+            const all: (AgentEvent & { dpu: string })[] = [];
+            for (const o of outcomes) {
+              if (o.ok) all.push(...o.value.events.map((e) => ({ ...e, dpu: o.dpu })));
+              else failures.set(o.dpu, o.error);
+            }
+            all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+            for (const e of all) process.stdout.write(line(e, opts.json));
+            if (failures.size) {
+              process.stderr.write(
+                `flexbso: cannot read events of ${failures.size} DPU(s):\n${describeFailures(failures)}\n`,
+              );
+              return EXIT.error;
+            }
+            return EXIT.ok;
+          },
+        ),
+      );
   },
 };

@@ -14,21 +14,32 @@ export const showCommand: CliCommand = {
     cmd
       .argument("[topology]", "topology naming the agents (default: ./cdk.tf.json)")
       .option("--dpu <name...>", "only these DPUs")
-      .addOption(new Option("--format <format>", "yaml (commented topology) or json (canonical Desired)").choices(["yaml", "json"]).default("yaml"))
+      .addOption(
+        new Option("--format <format>", "yaml (commented topology) or json (canonical Desired)")
+          .choices(["yaml", "json"])
+          .default("yaml"),
+      )
       .option("--out <file>", "write to FILE instead of stdout")
-      .addHelpText("after", "\nExit codes: 0 every agent answered, 1 any agent failed (each is named on stderr; the others are still shown).")
-      .action(action(async (topology: string | undefined, opts: { dpu?: string[]; format: "yaml" | "json"; out?: string }) => {
-        const desired = loadTopology(topology ?? "cdk.tf.json");
-        const targets = await resolveTargets(desired, { role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
-        if (!targets.length) throw new CliError("the topology names no DPU");
-        const { views, failures } = await readFleet(targets);
-        const text = opts.format === "json" ? canonicalJson(combineActual(views).desired) : renderShowYaml(views);
-        writeOutput(opts.out, text.endsWith("\n") ? text : text + "\n");
-        if (failures.size) {
-          process.stderr.write(`flexbso: cannot read ${failures.size} DPU(s):\n${describeFailures(failures)}\n`);
-          return EXIT.error;
-        }
-        return EXIT.ok;
-      }));
+      .addHelpText(
+        "after",
+        "\nExit codes: 0 every agent answered, 1 any agent failed (each is named on stderr; the others are still shown).",
+      )
+      .action(
+        action(
+          async (topology: string | undefined, opts: { dpu?: string[]; format: "yaml" | "json"; out?: string }) => {
+            const desired = loadTopology(topology ?? "cdk.tf.json");
+            const targets = await resolveTargets(desired, { role: "read", ...(opts.dpu ? { dpus: opts.dpu } : {}) });
+            if (!targets.length) throw new CliError("the topology names no DPU");
+            const { views, failures } = await readFleet(targets);
+            const text = opts.format === "json" ? canonicalJson(combineActual(views).desired) : renderShowYaml(views);
+            writeOutput(opts.out, text.endsWith("\n") ? text : text + "\n");
+            if (failures.size) {
+              process.stderr.write(`flexbso: cannot read ${failures.size} DPU(s):\n${describeFailures(failures)}\n`);
+              return EXIT.error;
+            }
+            return EXIT.ok;
+          },
+        ),
+      );
   },
 };

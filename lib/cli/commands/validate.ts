@@ -13,8 +13,11 @@ export const validateCommand: CliCommand = {
       .option("--print-canonical", "print the canonical Desired JSON instead of a summary")
       .option("--stack <name...>", "with a cdktf output directory: only these stacks")
       .option("--out <file>", "write the output to FILE instead of stdout (written only on success)")
-      .addHelpText("after", "\nTopology files over 16 MiB (or more than Node's heap can load) are refused before they are read; FLEXBSO_MAX_TOPOLOGY_SIZE=64MiB raises the limit." +
-        "\nExit codes: 0 valid, 1 invalid or unreadable (every problem is listed on stderr).")
+      .addHelpText(
+        "after",
+        "\nTopology files over 16 MiB (or more than Node's heap can load) are refused before they are read; FLEXBSO_MAX_TOPOLOGY_SIZE=64MiB raises the limit." +
+          "\nExit codes: 0 valid, 1 invalid or unreadable (every problem is listed on stderr).",
+      )
       .action(
         action(async (topology: string, opts: { printCanonical?: boolean; out?: string; stack?: string[] }) => {
           const desired = loadTopology(topology, opts.stack ? { stacks: opts.stack } : {});
@@ -23,7 +26,10 @@ export const validateCommand: CliCommand = {
           } else {
             const dpus = new Set(desired.resources.map((r) => r.dpu)).size;
             const n = desired.resources.length;
-            writeOutput(opts.out, `${topology}: valid (${dpus} DPU${dpus === 1 ? "" : "s"}, ${n} resource${n === 1 ? "" : "s"})\n`);
+            writeOutput(
+              opts.out,
+              `${topology}: valid (${dpus} DPU${dpus === 1 ? "" : "s"}, ${n} resource${n === 1 ? "" : "s"})\n`,
+            );
           }
           return EXIT.ok;
         }),

@@ -17,22 +17,22 @@
  *
  * @module
  */
-import { constants } from 'node:os';
+import { constants } from "node:os";
 
-import type { EngineContext } from '../context';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, invalidParams } from '../rpc/failure';
-import { NO_PARAMS, type ParamSpec } from '../rpc/params';
-import { mainThread, reactorThreads, type ReactorThread } from '../threads';
+import type { EngineContext } from "../context";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { errnoFailure, invalidParams } from "../rpc/failure";
+import { NO_PARAMS, type ParamSpec } from "../rpc/params";
+import { mainThread, reactorThreads, type ReactorThread } from "../threads";
 
 /** The signals spdk_tgt's spdk_kill_instance accepts. */
-const KILL_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGKILL', 'SIGUSR1'] as const;
+const KILL_SIGNALS = ["SIGINT", "SIGTERM", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1"] as const;
 type KillSignal = (typeof KILL_SIGNALS)[number];
 
 const SIG_NAME: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
-  hint: `a signal name (${KILL_SIGNALS.join(', ')}) or its number as a string, e.g. "SIGTERM" or "15"`,
+  hint: `a signal name (${KILL_SIGNALS.join(", ")}) or its number as a string, e.g. "SIGTERM" or "15"`,
 };
 
 /** "SIGTERM" or "15" → "SIGTERM"; undefined if not one SPDK accepts. */
@@ -43,23 +43,25 @@ export function killSignal(s: string): KillSignal | undefined {
 }
 
 const spdkKillInstance = defineMethod<{ sig_name: string }, EngineContext>({
-  name: 'spdk_kill_instance',
-  description: 'Send a signal to the engine: SIGINT/SIGTERM stop it cleanly, SIGKILL/SIGQUIT/SIGHUP are raised on it.',
-  params: { properties: { sig_name: SIG_NAME }, required: ['sig_name'] },
+  name: "spdk_kill_instance",
+  description: "Send a signal to the engine: SIGINT/SIGTERM stop it cleanly, SIGKILL/SIGQUIT/SIGHUP are raised on it.",
+  params: { properties: { sig_name: SIG_NAME }, required: ["sig_name"] },
   handler: (p, ctx) => {
     const sig = killSignal(p.sig_name);
     if (sig === undefined) {
       // spdk_tgt answers a signal it does not send with -32602 "Invalid parameters".
-      throw invalidParams(`Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`);
+      throw invalidParams(
+        `Invalid parameter 'sig_name': ${JSON.stringify(p.sig_name)} is not a signal spdk_kill_instance sends. Fix: pass ${SIG_NAME.hint}.`,
+      );
     }
-    if (sig === 'SIGUSR1') {
+    if (sig === "SIGUSR1") {
       throw errnoFailure(
-        'ENOTSUP',
+        "ENOTSUP",
         "SIGUSR1 is not delivered: in this engine's Node process it would open the inspector. Fix: use SIGTERM to stop the engine.",
       );
     }
-    ctx.log.warn('spdk_kill_instance', { signal: sig });
-    if (sig === 'SIGINT' || sig === 'SIGTERM') ctx.requestStop(`spdk_kill_instance ${sig}`);
+    ctx.log.warn("spdk_kill_instance", { signal: sig });
+    if (sig === "SIGINT" || sig === "SIGTERM") ctx.requestStop(`spdk_kill_instance ${sig}`);
     // Raised once the answer is on its way, so the caller sees true as rpc.py expects.
     else setTimeout(() => process.kill(process.pid, sig), 20);
     return true;
@@ -88,14 +90,18 @@ function reactors(ctx: EngineContext): ReactorThread[] {
   const found = reactorThreads();
   const n = ctx.engine.reactorCount();
   if (found.length !== n) {
-    throw errnoFailure('EIO', `found ${found.length} reactor threads (fb_reactor_N) in /proc/self/task, the engine has ${n}`);
+    throw errnoFailure(
+      "EIO",
+      `found ${found.length} reactor threads (fb_reactor_N) in /proc/self/task, the engine has ${n}`,
+    );
   }
   return found;
 }
 
 const frameworkGetReactors = defineMethod<Record<string, never>, EngineContext>({
-  name: 'framework_get_reactors',
-  description: 'Each reactor with its lcore (the reactor index: reactors are not pinned), OS thread, busy/idle ns and its thread.',
+  name: "framework_get_reactors",
+  description:
+    "Each reactor with its lcore (the reactor index: reactors are not pinned), OS thread, busy/idle ns and its thread.",
   params: NO_PARAMS,
   handler: (_p, ctx) => ({
     tick_rate: 1_000_000_000,
@@ -120,19 +126,28 @@ const frameworkGetReactors = defineMethod<Record<string, never>, EngineContext>(
 });
 
 const threadGetStats = defineMethod<Record<string, never>, EngineContext>({
-  name: 'thread_get_stats',
-  description: 'busy/idle ns of every engine thread: app_thread (serves RPCs) and one per reactor.',
+  name: "thread_get_stats",
+  description: "busy/idle ns of every engine thread: app_thread (serves RPCs) and one per reactor.",
   params: NO_PARAMS,
   handler: (_p, ctx) => {
     const app = mainThread();
     const entry = (name: string, id: number, cpumask: string, runNs: number): Record<string, unknown> => {
       const t = times(runNs, ctx);
-      return { name, id, cpumask, busy: t.busy, idle: t.idle, active_pollers_count: 0, timed_pollers_count: 0, paused_pollers_count: 0 };
+      return {
+        name,
+        id,
+        cpumask,
+        busy: t.busy,
+        idle: t.idle,
+        active_pollers_count: 0,
+        timed_pollers_count: 0,
+        paused_pollers_count: 0,
+      };
     };
     return {
       tick_rate: 1_000_000_000,
       threads: [
-        entry('app_thread', 1, app.cpumask, app.runNs),
+        entry("app_thread", 1, app.cpumask, app.runNs),
         ...reactors(ctx).map((r) => entry(reactorThreadName(r), reactorThreadId(r), r.cpumask, r.runNs)),
       ],
     };
@@ -140,4 +155,8 @@ const threadGetStats = defineMethod<Record<string, never>, EngineContext>({
 });
 
 /** The application methods. */
-export const APP_METHODS: readonly RpcMethod<EngineContext>[] = [spdkKillInstance, frameworkGetReactors, threadGetStats];
+export const APP_METHODS: readonly RpcMethod<EngineContext>[] = [
+  spdkKillInstance,
+  frameworkGetReactors,
+  threadGetStats,
+];

@@ -7,18 +7,18 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, fromEngineError } from '../rpc/failure';
-import type { ParamSpec } from '../rpc/params';
-import type { NativeBdevInfo } from '../native';
+import type { EngineContext } from "../context";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { errnoFailure, fromEngineError } from "../rpc/failure";
+import type { ParamSpec } from "../rpc/params";
+import type { NativeBdevInfo } from "../native";
 
 /** A bdev name param. */
 export const BDEV_NAME: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
   maxLength: 255,
-  pattern: '^[^\\u0000-\\u001f]+$',
+  pattern: "^[^\\u0000-\\u001f]+$",
   hint: 'a bdev name: 1 to 255 characters, no control characters, e.g. "Malloc0"',
 };
 
@@ -28,7 +28,7 @@ export function parseEngineJson(text: string | null, what: string): Record<strin
   try {
     return JSON.parse(text) as Record<string, unknown>;
   } catch (e) {
-    throw errnoFailure('EIO', `the engine produced invalid JSON for ${what}: ${(e as Error).message}`, e);
+    throw errnoFailure("EIO", `the engine produced invalid JSON for ${what}: ${(e as Error).message}`, e);
   }
 }
 
@@ -37,15 +37,34 @@ export function getBdev(ctx: EngineContext, name: string): NativeBdevInfo {
   try {
     return ctx.engine.bdevList(name)[0]!;
   } catch (e) {
-    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+    throw fromEngineError(e, { ENOENT: "ENODEV" });
   }
 }
 
 /** SPDK's io type names, in spdk_bdev_io_type order (bdev_get_bdevs lists them all). */
 const SPDK_IO_TYPES = [
-  'read', 'write', 'unmap', 'flush', 'reset', 'nvme_admin', 'nvme_io', 'nvme_io_md', 'write_zeroes', 'zcopy',
-  'get_zone_info', 'zone_management', 'zone_append', 'compare', 'compare_and_write', 'abort', 'seek_hole',
-  'seek_data', 'copy', 'nvme_iov_md', 'nvme_nssr', 'write_uncorrectable',
+  "read",
+  "write",
+  "unmap",
+  "flush",
+  "reset",
+  "nvme_admin",
+  "nvme_io",
+  "nvme_io_md",
+  "write_zeroes",
+  "zcopy",
+  "get_zone_info",
+  "zone_management",
+  "zone_append",
+  "compare",
+  "compare_and_write",
+  "abort",
+  "seek_hole",
+  "seek_data",
+  "copy",
+  "nvme_iov_md",
+  "nvme_nssr",
+  "write_uncorrectable",
 ] as const;
 
 /** One bdev in bdev_get_bdevs' shape. */
@@ -54,7 +73,7 @@ export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<s
   try {
     io = ctx.engine.bdevIoTypes(info.name);
   } catch (e) {
-    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+    throw fromEngineError(e, { ENOENT: "ENODEV" });
   }
   const out: Record<string, unknown> = {
     name: info.name,
@@ -81,23 +100,32 @@ export function describeBdev(info: NativeBdevInfo, ctx: EngineContext): Record<s
     },
     claimed: info.claimedBy !== null,
   };
-  if (info.claimedBy !== null) out['claim_type'] = 'exclusive_write';
-  out['zoned'] = false;
+  if (info.claimedBy !== null) out["claim_type"] = "exclusive_write";
+  out["zoned"] = false;
   // Every io type SPDK lists, in its order; the engine serves the first five it names.
-  const served = new Set(Object.entries(io).filter(([, v]) => v).map(([k]) => k));
-  out['supported_io_types'] = Object.fromEntries(SPDK_IO_TYPES.map((t) => [t, served.has(t)]));
+  const served = new Set(
+    Object.entries(io)
+      .filter(([, v]) => v)
+      .map(([k]) => k),
+  );
+  out["supported_io_types"] = Object.fromEntries(SPDK_IO_TYPES.map((t) => [t, served.has(t)]));
   // The module writes SPDK's keyed members itself, e.g. {"uring": {"filename": ...}}.
-  out['driver_specific'] = parseEngineJson(info.driverJson, `bdev '${info.name}' driver info`);
+  out["driver_specific"] = parseEngineJson(info.driverJson, `bdev '${info.name}' driver info`);
   return out;
 }
 
 const bdevGetBdevs = defineMethod<{ name?: string; timeout?: number }, EngineContext>({
-  name: 'bdev_get_bdevs',
-  description: 'Describe every bdev, or the one named (waiting up to timeout ms for it to appear).',
+  name: "bdev_get_bdevs",
+  description: "Describe every bdev, or the one named (waiting up to timeout ms for it to appear).",
   params: {
     properties: {
       name: BDEV_NAME,
-      timeout: { type: 'integer', minimum: 0, maximum: 3_600_000, hint: 'milliseconds to wait for the bdev to appear, e.g. 1000' },
+      timeout: {
+        type: "integer",
+        minimum: 0,
+        maximum: 3_600_000,
+        hint: "milliseconds to wait for the bdev to appear, e.g. 1000",
+      },
     },
   },
   handler: async (p, ctx) => {
@@ -108,7 +136,7 @@ const bdevGetBdevs = defineMethod<{ name?: string; timeout?: number }, EngineCon
       const found = ctx.engine.bdevList().find((b) => b.name === p.name || b.uuid === p.name);
       if (found !== undefined) return [describeBdev(found, ctx)];
       if (Date.now() >= deadline) {
-        throw errnoFailure('ENODEV', `bdev '${p.name}' does not exist; list bdevs with bdev_get_bdevs without a name`);
+        throw errnoFailure("ENODEV", `bdev '${p.name}' does not exist; list bdevs with bdev_get_bdevs without a name`);
       }
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -116,8 +144,8 @@ const bdevGetBdevs = defineMethod<{ name?: string; timeout?: number }, EngineCon
 });
 
 const bdevWaitForExamine = defineMethod<Record<string, never>, EngineContext>({
-  name: 'bdev_wait_for_examine',
-  description: 'Answers true: examine runs inside each create call, so bdevs are ready when it returns.',
+  name: "bdev_wait_for_examine",
+  description: "Answers true: examine runs inside each create call, so bdevs are ready when it returns.",
   params: { properties: {} },
   handler: () => true,
 });

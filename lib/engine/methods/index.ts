@@ -3,19 +3,19 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import type { NativeBinding } from '../native';
-import type { RpcMethod } from '../rpc/dispatcher';
-import { APP_METHODS } from './app';
-import { BDEV_METHODS } from './bdev';
-import { CONFIG_METHODS } from './config';
-import { FRAMEWORK_METHODS } from './framework';
-import { IOSTAT_METHODS } from './iostat';
-import { LOG_METHODS } from './log';
-import { nativeMethods } from './native';
-import { NBD_METHODS } from './nbd';
-import { NOTIFY_METHODS } from './notify';
-import { VHOST_METHODS } from './vhost';
+import type { EngineContext } from "../context";
+import type { NativeBinding } from "../native";
+import type { RpcMethod } from "../rpc/dispatcher";
+import { APP_METHODS } from "./app";
+import { BDEV_METHODS } from "./bdev";
+import { CONFIG_METHODS } from "./config";
+import { FRAMEWORK_METHODS } from "./framework";
+import { IOSTAT_METHODS } from "./iostat";
+import { LOG_METHODS } from "./log";
+import { nativeMethods } from "./native";
+import { NBD_METHODS } from "./nbd";
+import { NOTIFY_METHODS } from "./notify";
+import { VHOST_METHODS } from "./vhost";
 
 /**
  * All methods of the engine target: the process's own, then every method

@@ -16,14 +16,14 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, fromEngineError, invalidValue } from '../rpc/failure';
-import { spdkThreadId } from './app';
-import { BDEV_NAME, getBdev } from './bdev';
-import type { NativeBdevInfo, NativeBdevStats, NativeReactorStats } from '../native';
+import type { EngineContext } from "../context";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { errnoFailure, fromEngineError, invalidValue } from "../rpc/failure";
+import { spdkThreadId } from "./app";
+import { BDEV_NAME, getBdev } from "./bdev";
+import type { NativeBdevInfo, NativeBdevStats, NativeReactorStats } from "../native";
 
-const RESET_MODES = ['all', 'maxmin', 'error', 'none'] as const;
+const RESET_MODES = ["all", "maxmin", "error", "none"] as const;
 type ResetMode = (typeof RESET_MODES)[number];
 
 /** One set of counters in spdk_bdev_dump_io_stat_json's shape. */
@@ -48,10 +48,10 @@ export function ioStatJson(s: NativeBdevStats): Record<string, unknown> {
     min_copy_latency_ticks: 0,
   };
   // Beyond SPDK's keys: the engine counts these too.
-  out['num_write_zeroes_ops'] = s.numWriteZeroesOps;
-  out['num_flush_ops'] = s.numFlushOps;
+  out["num_write_zeroes_ops"] = s.numWriteZeroesOps;
+  out["num_flush_ops"] = s.numFlushOps;
   // SPDK lists error counts by I/O status; every engine I/O error is "failed".
-  out['io_error'] = s.ioErrors > 0 ? { failed: s.ioErrors } : {};
+  out["io_error"] = s.ioErrors > 0 ? { failed: s.ioErrors } : {};
   return out;
 }
 
@@ -66,9 +66,9 @@ interface GetParams {
 
 /** Refuses a reset mode the engine cannot do, before anything is read or reset. */
 function checkMode(mode: ResetMode, param: string): void {
-  if (mode === 'error') {
+  if (mode === "error") {
     throw errnoFailure(
-      'ENOTSUP',
+      "ENOTSUP",
       `Invalid parameter '${param}': the engine resets all counters ("all") or the latency extremes ("maxmin"), not the error counts alone. Fix: pass "all", "maxmin" or "none".`,
     );
   }
@@ -76,11 +76,11 @@ function checkMode(mode: ResetMode, param: string): void {
 
 /** Resets the counters of one bdev (or all: undefined) as `mode` says. */
 function reset(ctx: EngineContext, name: string | undefined, mode: ResetMode): void {
-  if (mode === 'none') return;
+  if (mode === "none") return;
   try {
-    ctx.engine.bdevStatsReset(name ?? null, mode === 'maxmin');
+    ctx.engine.bdevStatsReset(name ?? null, mode === "maxmin");
   } catch (e) {
-    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+    throw fromEngineError(e, { ENOENT: "ENODEV" });
   }
 }
 
@@ -89,26 +89,31 @@ function perReactor(ctx: EngineContext, name: string): NativeReactorStats[] {
   try {
     return ctx.engine.bdevStatsPerReactor(name);
   } catch (e) {
-    throw fromEngineError(e, { ENOENT: 'ENODEV' });
+    throw fromEngineError(e, { ENOENT: "ENODEV" });
   }
 }
 
 const bdevGetIostat = defineMethod<GetParams, EngineContext>({
-  name: 'bdev_get_iostat',
-  description: 'I/O counters of every bdev or of those named; per_channel gives one bdev per reactor; reset_mode resets after reading.',
+  name: "bdev_get_iostat",
+  description:
+    "I/O counters of every bdev or of those named; per_channel gives one bdev per reactor; reset_mode resets after reading.",
   params: {
     properties: {
       name: BDEV_NAME,
-      names: { type: 'array', items: { type: 'string', minLength: 1 }, hint: 'an array of bdev names, e.g. ["Malloc0"]' },
-      per_channel: { type: 'boolean', hint: 'true for one entry per reactor of a single bdev, or false' },
-      reset_mode: { type: 'string', enum: RESET_MODES, hint: `one of ${RESET_MODES.join(', ')} (default none)` },
+      names: {
+        type: "array",
+        items: { type: "string", minLength: 1 },
+        hint: 'an array of bdev names, e.g. ["Malloc0"]',
+      },
+      per_channel: { type: "boolean", hint: "true for one entry per reactor of a single bdev, or false" },
+      reset_mode: { type: "string", enum: RESET_MODES, hint: `one of ${RESET_MODES.join(", ")} (default none)` },
     },
   },
   handler: (p, ctx) => {
     const wanted = [...(p.name !== undefined ? [p.name] : []), ...(p.names ?? [])];
     const infos: NativeBdevInfo[] = wanted.length === 0 ? ctx.engine.bdevList() : wanted.map((n) => getBdev(ctx, n));
-    const mode = p.reset_mode ?? 'none';
-    checkMode(mode, 'reset_mode');
+    const mode = p.reset_mode ?? "none";
+    checkMode(mode, "reset_mode");
     if (p.per_channel === true) {
       if (infos.length !== 1) {
         throw invalidValue(
@@ -116,29 +121,37 @@ const bdevGetIostat = defineMethod<GetParams, EngineContext>({
         );
       }
       const info = infos[0]!;
-      const channels = perReactor(ctx, info.name).map((r) => ({ thread_id: spdkThreadId(r.reactor), ...ioStatJson(r.stats) }));
+      const channels = perReactor(ctx, info.name).map((r) => ({
+        thread_id: spdkThreadId(r.reactor),
+        ...ioStatJson(r.stats),
+      }));
       const result = { tick_rate: 1_000_000_000, ticks: now(), name: info.name, channels };
       reset(ctx, info.name, mode);
       return result;
     }
-    const result = { tick_rate: 1_000_000_000, ticks: now(), bdevs: infos.map((i) => ({ name: i.name, ...ioStatJson(i.stats) })) };
-    for (const i of mode === 'none' ? [] : infos) reset(ctx, i.name, mode);
+    const result = {
+      tick_rate: 1_000_000_000,
+      ticks: now(),
+      bdevs: infos.map((i) => ({ name: i.name, ...ioStatJson(i.stats) })),
+    };
+    for (const i of mode === "none" ? [] : infos) reset(ctx, i.name, mode);
     return result;
   },
 });
 
 const bdevResetIostat = defineMethod<{ name?: string; mode?: ResetMode }, EngineContext>({
-  name: 'bdev_reset_iostat',
-  description: 'Reset the I/O counters of one bdev or all: mode all (default), maxmin (latency extremes), error, or none.',
+  name: "bdev_reset_iostat",
+  description:
+    "Reset the I/O counters of one bdev or all: mode all (default), maxmin (latency extremes), error, or none.",
   params: {
     properties: {
       name: BDEV_NAME,
-      mode: { type: 'string', enum: RESET_MODES, hint: `one of ${RESET_MODES.join(', ')} (default all)` },
+      mode: { type: "string", enum: RESET_MODES, hint: `one of ${RESET_MODES.join(", ")} (default all)` },
     },
   },
   handler: (p, ctx) => {
-    const mode = p.mode ?? 'all';
-    checkMode(mode, 'mode');
+    const mode = p.mode ?? "all";
+    checkMode(mode, "mode");
     if (p.name !== undefined) getBdev(ctx, p.name);
     reset(ctx, p.name, mode);
     return true;

@@ -7,11 +7,11 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import type { NativeBinding } from '../native';
-import { isNativeError } from '../native';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { fromEngineError, RpcCode, RpcFailure } from '../rpc/failure';
+import type { EngineContext } from "../context";
+import type { NativeBinding } from "../native";
+import { isNativeError } from "../native";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { fromEngineError, RpcCode, RpcFailure } from "../rpc/failure";
 
 /**
  * Calls `method` in the C engine and returns its result: -32601/-32602 and
@@ -23,7 +23,7 @@ export function callNative(ctx: EngineContext, method: string, params: unknown):
   try {
     text = ctx.engine.rpc(method, params === undefined || params === null ? null : JSON.stringify(params));
   } catch (e) {
-    if (isNativeError(e) && typeof e.errno === 'number' && e.errno < 0) {
+    if (isNativeError(e) && typeof e.errno === "number" && e.errno < 0) {
       throw new RpcFailure(e.errno, e.message, { cause: e });
     }
     throw fromEngineError(e);
@@ -31,7 +31,9 @@ export function callNative(ctx: EngineContext, method: string, params: unknown):
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new RpcFailure(RpcCode.InternalError, `${method} answered invalid JSON: ${(e as Error).message}`, { cause: e });
+    throw new RpcFailure(RpcCode.InternalError, `${method} answered invalid JSON: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -40,7 +42,7 @@ export function nativeMethods(native: NativeBinding): RpcMethod<EngineContext>[]
   return native.rpcMethods().map(({ method, module }) =>
     defineMethod<unknown, EngineContext>({
       name: method,
-      description: `Served by the engine's ${module === 'core' ? 'bdev core' : `${module} bdev module`} (C); params as SPDK's.`,
+      description: `Served by the engine's ${module === "core" ? "bdev core" : `${module} bdev module`} (C); params as SPDK's.`,
       params: null,
       handler: (p, ctx) => callNative(ctx, method, p),
     }),

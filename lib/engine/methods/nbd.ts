@@ -8,15 +8,15 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import type { NativeNbdExportInfo } from '../native';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { fromEngineError, invalidValue } from '../rpc/failure';
-import type { ParamSpec } from '../rpc/params';
-import { BDEV_NAME } from './bdev';
+import type { EngineContext } from "../context";
+import type { NativeNbdExportInfo } from "../native";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { fromEngineError, invalidValue } from "../rpc/failure";
+import type { ParamSpec } from "../rpc/params";
+import { BDEV_NAME } from "./bdev";
 
 const EXPORT_NAME: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
   maxLength: 4096,
   hint: 'the NBD export name clients ask for, a non-empty string, e.g. "disk0"',
@@ -26,7 +26,7 @@ const EXPORT_NAME: ParamSpec = {
 const LISTEN_RE = /^(unix:\/.+|tcp:(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):(\d{1,5}))$/;
 
 const LISTEN: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
   hint: 'where clients connect: "unix:/absolute/path.sock" or "tcp:127.0.0.1:PORT"',
 };
@@ -36,11 +36,13 @@ function checkListen(listen: string): void {
   const m = LISTEN_RE.exec(listen);
   const port = m?.[4] !== undefined ? Number(m[4]) : undefined;
   if (m === null || (port !== undefined && (port < 1 || port > 65535))) {
-    throw invalidValue(`Invalid parameter 'listen': ${JSON.stringify(listen)} is not a listen address. Fix: pass ${LISTEN.hint}.`);
+    throw invalidValue(
+      `Invalid parameter 'listen': ${JSON.stringify(listen)} is not a listen address. Fix: pass ${LISTEN.hint}.`,
+    );
   }
 }
 
-const TLS_FILE = (what: string): ParamSpec => ({ type: 'string', minLength: 1, hint: `an absolute path to ${what}` });
+const TLS_FILE = (what: string): ParamSpec => ({ type: "string", minLength: 1, hint: `an absolute path to ${what}` });
 
 const nbdExportAdd = defineMethod<
   {
@@ -56,21 +58,24 @@ const nbdExportAdd = defineMethod<
   },
   EngineContext
 >({
-  name: 'flexbso_nbd_export_add',
-  description: 'Export a bdev over NBD (fixed newstyle, structured replies, multi-conn) on a unix or TCP listener.',
+  name: "flexbso_nbd_export_add",
+  description: "Export a bdev over NBD (fixed newstyle, structured replies, multi-conn) on a unix or TCP listener.",
   params: {
     properties: {
       export_name: EXPORT_NAME,
       bdev_name: BDEV_NAME,
       listen: LISTEN,
-      readonly: { type: 'boolean', hint: 'true to refuse writes, or false (the default)' },
-      tls_psk_file: TLS_FILE('a PSK file of `username:hexkey` lines (qemu/nbdkit format), one tenant per listener'),
-      tls_cert_file: TLS_FILE('the X.509 server certificate (PEM)'),
+      readonly: { type: "boolean", hint: "true to refuse writes, or false (the default)" },
+      tls_psk_file: TLS_FILE("a PSK file of `username:hexkey` lines (qemu/nbdkit format), one tenant per listener"),
+      tls_cert_file: TLS_FILE("the X.509 server certificate (PEM)"),
       tls_key_file: TLS_FILE("the X.509 certificate's private key (PEM)"),
-      tls_ca_file: TLS_FILE('a CA (PEM) whose signature every client certificate must carry'),
-      tls_required: { type: 'boolean', hint: 'true to list and open nothing before NBD_OPT_STARTTLS, or false (the default)' },
+      tls_ca_file: TLS_FILE("a CA (PEM) whose signature every client certificate must carry"),
+      tls_required: {
+        type: "boolean",
+        hint: "true to list and open nothing before NBD_OPT_STARTTLS, or false (the default)",
+      },
     },
-    required: ['export_name', 'bdev_name', 'listen'],
+    required: ["export_name", "bdev_name", "listen"],
   },
   handler: (p, ctx) => {
     checkListen(p.listen);
@@ -84,21 +89,21 @@ const nbdExportAdd = defineMethod<
       };
       ctx.engine.nbdExportAdd(p.export_name, p.bdev_name, p.listen, p.readonly ?? false, tls);
     } catch (e) {
-      throw fromEngineError(e, { ENOENT: 'ENODEV' });
+      throw fromEngineError(e, { ENOENT: "ENODEV" });
     }
     return true;
   },
 });
 
 const nbdExportRemove = defineMethod<{ export_name: string }, EngineContext>({
-  name: 'flexbso_nbd_export_remove',
-  description: 'Remove an NBD export: in-flight I/O completes, then its clients are disconnected.',
-  params: { properties: { export_name: EXPORT_NAME }, required: ['export_name'] },
+  name: "flexbso_nbd_export_remove",
+  description: "Remove an NBD export: in-flight I/O completes, then its clients are disconnected.",
+  params: { properties: { export_name: EXPORT_NAME }, required: ["export_name"] },
   handler: (p, ctx) => {
     try {
       ctx.engine.nbdExportRemove(p.export_name);
     } catch (e) {
-      throw fromEngineError(e, { ENOENT: 'ENODEV' });
+      throw fromEngineError(e, { ENOENT: "ENODEV" });
     }
     return true;
   },
@@ -128,8 +133,8 @@ export function listExports(ctx: EngineContext): Record<string, unknown>[] {
 }
 
 const nbdGetExports = defineMethod<Record<string, never>, EngineContext>({
-  name: 'flexbso_nbd_get_exports',
-  description: 'List NBD exports with their bdev, listener, mode and connected clients.',
+  name: "flexbso_nbd_get_exports",
+  description: "List NBD exports with their bdev, listener, mode and connected clients.",
   params: { properties: {} },
   handler: (_p, ctx) => listExports(ctx),
 });

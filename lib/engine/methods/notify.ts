@@ -6,25 +6,25 @@
  *
  * @module
  */
-import type { EngineContext } from '../context';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure } from '../rpc/failure';
-import { MAX_SAFE, NO_PARAMS } from '../rpc/params';
+import type { EngineContext } from "../context";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { errnoFailure } from "../rpc/failure";
+import { MAX_SAFE, NO_PARAMS } from "../rpc/params";
 
 /** The types every engine raises, before any module adds its own. */
-const CORE_TYPES = ['bdev_register', 'bdev_unregister'];
+const CORE_TYPES = ["bdev_register", "bdev_unregister"];
 
 function parseCtx(text: string, id: number): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw errnoFailure('EIO', `notification ${id} carries invalid JSON: ${(e as Error).message}`, e);
+    throw errnoFailure("EIO", `notification ${id} carries invalid JSON: ${(e as Error).message}`, e);
   }
 }
 
 const notifyGetTypes = defineMethod<Record<string, never>, EngineContext>({
-  name: 'notify_get_types',
-  description: 'The notification types: the bdev core\'s and those raised since the engine started.',
+  name: "notify_get_types",
+  description: "The notification types: the bdev core's and those raised since the engine started.",
   params: NO_PARAMS,
   handler: (_p, ctx) => {
     const seen = new Set(CORE_TYPES);
@@ -34,12 +34,22 @@ const notifyGetTypes = defineMethod<Record<string, never>, EngineContext>({
 });
 
 const notifyGetNotifications = defineMethod<{ id?: number; max?: number }, EngineContext>({
-  name: 'notify_get_notifications',
-  description: 'Notifications from id on (oldest first), at most max; ids start at 1.',
+  name: "notify_get_notifications",
+  description: "Notifications from id on (oldest first), at most max; ids start at 1.",
   params: {
     properties: {
-      id: { type: 'integer', minimum: 0, maximum: MAX_SAFE, hint: 'the first notification id to return, e.g. 1 (default 0: from the oldest kept)' },
-      max: { type: 'integer', minimum: 0, maximum: MAX_SAFE, hint: 'how many to return at most, e.g. 100 (default 0: all)' },
+      id: {
+        type: "integer",
+        minimum: 0,
+        maximum: MAX_SAFE,
+        hint: "the first notification id to return, e.g. 1 (default 0: from the oldest kept)",
+      },
+      max: {
+        type: "integer",
+        minimum: 0,
+        maximum: MAX_SAFE,
+        hint: "how many to return at most, e.g. 100 (default 0: all)",
+      },
     },
   },
   handler: (p, ctx) => {

@@ -9,27 +9,27 @@
  *
  * @module
  */
-import * as path from 'node:path';
-import type { EngineContext } from '../context';
-import { defineMethod, type RpcMethod } from '../rpc/dispatcher';
-import { errnoFailure, fromEngineError, invalidValue } from '../rpc/failure';
-import { spdkDefaultOnly, type ParamSpec } from '../rpc/params';
-import type { NativeVhostControllerInfo } from '../native';
-import { BDEV_NAME } from './bdev';
+import * as path from "node:path";
+import type { EngineContext } from "../context";
+import { defineMethod, type RpcMethod } from "../rpc/dispatcher";
+import { errnoFailure, fromEngineError, invalidValue } from "../rpc/failure";
+import { spdkDefaultOnly, type ParamSpec } from "../rpc/params";
+import type { NativeVhostControllerInfo } from "../native";
+import { BDEV_NAME } from "./bdev";
 
 const CTRLR: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
   maxLength: 200,
-  pattern: '^[A-Za-z0-9._-]+$',
+  pattern: "^[A-Za-z0-9._-]+$",
   hint: 'a controller name of 1 to 200 characters from A-Z a-z 0-9 . _ - (it names the socket file), e.g. "vhost.0"',
 };
 
 const CPUMASK: ParamSpec = {
-  type: 'string',
+  type: "string",
   minLength: 1,
   maxLength: 256,
-  pattern: '^(0[xX])?[0-9a-fA-F]+$|^\\[[0-9,\\- ]+\\]$',
+  pattern: "^(0[xX])?[0-9a-fA-F]+$|^\\[[0-9,\\- ]+\\]$",
   hint: 'reactor indexes as a hex mask ("0x3") or a list ("[0,2-3]")',
 };
 
@@ -37,48 +37,50 @@ const createBlk = defineMethod<
   { ctrlr: string; dev_name: string; cpumask?: string; readonly?: boolean; packed_ring?: boolean; socket_dir?: string },
   EngineContext
 >({
-  name: 'vhost_create_blk_controller',
-  description: 'Serve a bdev as a vhost-user-blk device on the unix socket <vhost dir>/<ctrlr> (QEMU vhost-user-blk-pci).',
+  name: "vhost_create_blk_controller",
+  description:
+    "Serve a bdev as a vhost-user-blk device on the unix socket <vhost dir>/<ctrlr> (QEMU vhost-user-blk-pci).",
   params: {
     properties: {
       ctrlr: CTRLR,
       dev_name: BDEV_NAME,
       cpumask: CPUMASK,
-      readonly: { type: 'boolean', hint: 'true to refuse writes (VIRTIO_BLK_F_RO), or false (the default)' },
-      packed_ring: spdkDefaultOnly(false, 'a packed virtqueue'),
+      readonly: { type: "boolean", hint: "true to refuse writes (VIRTIO_BLK_F_RO), or false (the default)" },
+      packed_ring: spdkDefaultOnly(false, "a packed virtqueue"),
       socket_dir: {
-        type: 'string',
+        type: "string",
         minLength: 2,
         maxLength: 80,
-        pattern: '^/',
+        pattern: "^/",
         hint: 'an absolute path of an existing directory for this controller\'s socket, e.g. "/run/flexbso/tenants/acme" (a FlexBSO extension; default: the vhost dir)',
       },
     },
-    required: ['ctrlr', 'dev_name'],
+    required: ["ctrlr", "dev_name"],
   },
   handler: (p, ctx) => {
     if (p.cpumask !== undefined) checkCpumask(p.cpumask, ctx.engine.reactorCount());
     try {
       ctx.engine.vhostBlkControllerCreate(p.ctrlr, p.dev_name, p.socket_dir ?? ctx.info.vhostDir, {
-        ...(p.cpumask !== undefined ? { cpumask: p.cpumask.replace(/ /g, '') } : {}),
+        ...(p.cpumask !== undefined ? { cpumask: p.cpumask.replace(/ /g, "") } : {}),
         readonly: p.readonly ?? false,
       });
     } catch (e) {
-      throw fromEngineError(e, { ENOENT: 'ENODEV' });
+      throw fromEngineError(e, { ENOENT: "ENODEV" });
     }
     return true;
   },
 });
 
 const deleteController = defineMethod<{ ctrlr: string }, EngineContext>({
-  name: 'vhost_delete_controller',
-  description: 'Delete a vhost controller: its front-end is disconnected after in-flight I/O completes, the socket is removed.',
-  params: { properties: { ctrlr: CTRLR }, required: ['ctrlr'] },
+  name: "vhost_delete_controller",
+  description:
+    "Delete a vhost controller: its front-end is disconnected after in-flight I/O completes, the socket is removed.",
+  params: { properties: { ctrlr: CTRLR }, required: ["ctrlr"] },
   handler: (p, ctx) => {
     try {
       ctx.engine.vhostBlkControllerDelete(p.ctrlr);
     } catch (e) {
-      throw fromEngineError(e, { ENOENT: 'ENODEV' });
+      throw fromEngineError(e, { ENOENT: "ENODEV" });
     }
     return true;
   },
@@ -98,7 +100,7 @@ function controllerJson(x: NativeVhostControllerInfo, ctx: EngineContext): Recor
     iops_threshold: 0,
     socket: x.socketPath,
     sessions: x.connected ? [{ vid: 0, id: 0, name: `${x.ctrlr}s0`, started: x.activeQueues > 0 }] : [],
-    backend_specific: { block: { readonly: x.readonly, bdev: x.bdevName, transport: 'vhost_user_blk' } },
+    backend_specific: { block: { readonly: x.readonly, bdev: x.bdevName, transport: "vhost_user_blk" } },
     connected: x.connected,
     num_queues: x.numQueues,
     active_queues: x.activeQueues,
@@ -112,14 +114,14 @@ export function listControllers(ctx: EngineContext, name?: string): Record<strin
   const all = ctx.engine.vhostControllerList();
   const sel = name === undefined ? all : all.filter((x) => x.ctrlr === name);
   if (name !== undefined && sel.length === 0) {
-    throw errnoFailure('ENODEV', `ctrlr "${name}" does not exist (vhost_get_controllers without name lists them)`);
+    throw errnoFailure("ENODEV", `ctrlr "${name}" does not exist (vhost_get_controllers without name lists them)`);
   }
   return sel.map((x) => controllerJson(x, ctx));
 }
 
 const getControllers = defineMethod<{ name?: string }, EngineContext>({
-  name: 'vhost_get_controllers',
-  description: 'List vhost controllers (or the one named) with their socket, bdev, mode and front-end state.',
+  name: "vhost_get_controllers",
+  description: "List vhost controllers (or the one named) with their socket, bdev, mode and front-end state.",
   params: { properties: { name: CTRLR } },
   handler: (p, ctx) => listControllers(ctx, p.name),
 });
@@ -127,13 +129,15 @@ const getControllers = defineMethod<{ name?: string }, EngineContext>({
 /** The vhost_blk subsystem's config: one vhost_create_blk_controller per controller. */
 export function vhostConfig(ctx: EngineContext): { method: string; params: Record<string, unknown> }[] {
   return ctx.engine.vhostControllerList().map((x) => ({
-    method: 'vhost_create_blk_controller',
+    method: "vhost_create_blk_controller",
     params: {
       ctrlr: x.ctrlr,
       dev_name: x.bdevName,
       ...(x.cpumask !== null ? { cpumask: x.cpumask } : {}),
       readonly: x.readonly,
-      ...(path.dirname(x.socketPath) !== path.resolve(ctx.info.vhostDir) ? { socket_dir: path.dirname(x.socketPath) } : {}),
+      ...(path.dirname(x.socketPath) !== path.resolve(ctx.info.vhostDir)
+        ? { socket_dir: path.dirname(x.socketPath) }
+        : {}),
     },
   }));
 }
@@ -141,7 +145,7 @@ export function vhostConfig(ctx: EngineContext): { method: string; params: Recor
 /** Throws unless `cpumask` only names reactors the engine has (a clear message before the C check). */
 export function checkCpumask(cpumask: string, reactors: number): void {
   if (/^\[/.test(cpumask)) return;
-  const hex = cpumask.replace(/^0[xX]/, '');
+  const hex = cpumask.replace(/^0[xX]/, "");
   if (BigInt(`0x${hex}`) >> BigInt(reactors) !== 0n) {
     // A well-formed mask the engine refuses: SPDK's -EINVAL, like every refused value.
     throw invalidValue(

@@ -7,9 +7,9 @@
  *
  * @module
  */
-import { RpcDispatcher as Dispatcher, type RpcDialect, type RpcMethod } from '../../rpc/dispatcher';
-import type { Logger } from '../log';
-import { fromEngineError } from './failure';
+import { RpcDispatcher as Dispatcher, type RpcDialect, type RpcMethod } from "../../rpc/dispatcher";
+import type { Logger } from "../log";
+import { fromEngineError } from "./failure";
 
 export {
   defineMethod,
@@ -17,7 +17,7 @@ export {
   serializeResponse,
   type RpcMethod,
   type RpcResponse,
-} from '../../rpc/dispatcher';
+} from "../../rpc/dispatcher";
 
 /** Most requests in one JSON-RPC batch. */
 export const MAX_BATCH = 128;
@@ -26,7 +26,7 @@ export const MAX_BATCH = 128;
 export const SPDK_DIALECT: RpcDialect = {
   versionOptional: true,
   refusedValueCode: -22,
-  listMethod: 'rpc_get_methods',
+  listMethod: "rpc_get_methods",
   maxBatch: MAX_BATCH,
 };
 
@@ -42,10 +42,10 @@ export class RpcDispatcher<C> extends Dispatcher<C> {
       mapError: (e) => fromEngineError(e),
       observe: ({ method, id, code, message, seconds, params }) => {
         const ms = seconds * 1e3;
-        if (code !== 0) log.warn('rpc failed', { method, id, ms, code, message });
+        if (code !== 0) log.warn("rpc failed", { method, id, ms, code, message });
         // Changes to the stack are worth a line at the default level.
-        else if (MUTATING.test(method)) log.info('rpc', { method, id, ms, params: params ?? {} });
-        else log.debug('rpc', { method, id, ms });
+        else if (MUTATING.test(method)) log.info("rpc", { method, id, ms, params: params ?? {} });
+        else log.debug("rpc", { method, id, ms });
       },
     });
   }

@@ -7,14 +7,14 @@
  *
  * @module
  */
-import { errnoFailure, RpcCode, RpcFailure } from '../../rpc/errors';
-import { isNativeError } from '../native';
+import { errnoFailure, RpcCode, RpcFailure } from "../../rpc/errors";
+import { isNativeError } from "../native";
 
-export { errnoFailure, invalidParams, RpcCode, RpcFailure } from '../../rpc/errors';
+export { errnoFailure, invalidParams, RpcCode, RpcFailure } from "../../rpc/errors";
 
 /** -22 EINVAL: a well-formed param whose value the operation refuses, naming it and the fix. */
 export function invalidValue(message: string): RpcFailure {
-  return errnoFailure('EINVAL', message);
+  return errnoFailure("EINVAL", message);
 }
 
 /**
@@ -26,7 +26,9 @@ export function invalidValue(message: string): RpcFailure {
 export function fromEngineError(e: unknown, remap: Readonly<Record<string, string>> = {}): RpcFailure {
   if (e instanceof RpcFailure) return e;
   if (!isNativeError(e)) {
-    return new RpcFailure(RpcCode.InternalError, `internal error: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    return new RpcFailure(RpcCode.InternalError, `internal error: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
   }
   return errnoFailure(remap[e.code] ?? e.code, e.message, e);
 }

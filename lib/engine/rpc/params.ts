@@ -4,9 +4,9 @@
  *
  * @module
  */
-import type { ParamSpec } from '../../rpc/params';
+import type { ParamSpec } from "../../rpc/params";
 
-export { MAX_SAFE, NO_PARAMS, type ParamSpec, type ParamsSpec } from '../../rpc/params';
+export { MAX_SAFE, NO_PARAMS, type ParamSpec, type ParamsSpec } from "../../rpc/params";
 
 /**
  * An SPDK param this engine does not implement, accepted only with SPDK's
@@ -14,7 +14,7 @@ export { MAX_SAFE, NO_PARAMS, type ParamSpec, type ParamsSpec } from '../../rpc/
  */
 export function spdkDefaultOnly(value: boolean | number, what: string): ParamSpec {
   return {
-    type: typeof value === 'boolean' ? 'boolean' : 'integer',
+    type: typeof value === "boolean" ? "boolean" : "integer",
     const: value,
     hint: `${JSON.stringify(value)} or leave it out (${what} is not supported by this engine)`,
   };

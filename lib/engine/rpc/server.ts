@@ -7,13 +7,13 @@
  *
  * @module
  */
-import * as net from 'node:net';
+import * as net from "node:net";
 
-import { JsonValueSplitter } from '../../client/spdk-rpc-stream';
-import { errorResponse, serializeResponse, type RpcDispatcher, type RpcResponse } from '../../rpc/dispatcher';
-import { RpcCode, RpcFailure } from '../../rpc/errors';
-import { requestIdTexts } from '../../rpc/ids';
-import type { Logger } from '../log';
+import { JsonValueSplitter } from "../../client/spdk-rpc-stream";
+import { errorResponse, serializeResponse, type RpcDispatcher, type RpcResponse } from "../../rpc/dispatcher";
+import { RpcCode, RpcFailure } from "../../rpc/errors";
+import { requestIdTexts } from "../../rpc/ids";
+import type { Logger } from "../log";
 
 /** Options of {@link RpcSocketServer}. */
 export interface RpcSocketServerOptions {
@@ -69,10 +69,10 @@ export class RpcSocketServer<C> {
   listen(socketPath: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(e);
-      this.server.once('error', onError);
+      this.server.once("error", onError);
       this.server.listen({ path: socketPath, exclusive: true }, () => {
-        this.server.removeListener('error', onError);
-        this.server.on('error', (e) => this.log.error('rpc server error', { error: e }));
+        this.server.removeListener("error", onError);
+        this.server.on("error", (e) => this.log.error("rpc server error", { error: e }));
         this.listening = true;
         resolve();
       });
@@ -98,21 +98,21 @@ export class RpcSocketServer<C> {
     const conn: Conn = { id: this.nextConnId++, socket, chain: Promise.resolve(), closing: false };
     this.conns.add(conn);
     const log = this.log.child({ conn: conn.id });
-    log.debug('rpc connection opened');
+    log.debug("rpc connection opened");
     const splitter = new JsonValueSplitter({ maxValueBytes: this.maxRequestBytes });
-    socket.on('data', (chunk: Buffer) => {
+    socket.on("data", (chunk: Buffer) => {
       if (conn.closing) return;
       for (const v of splitter.push(chunk)) {
         if (v.ok) {
           this.enqueue(conn, v.value, v.text);
         } else {
-          log.warn('rpc parse error; closing the connection', { error: v.error.message });
+          log.warn("rpc parse error; closing the connection", { error: v.error.message });
           this.refuse(conn, v.error.message);
           return;
         }
       }
     });
-    socket.on('end', () => {
+    socket.on("end", () => {
       const last = splitter.end();
       if (last !== undefined && !conn.closing) {
         if (last.ok) this.enqueue(conn, last.value, last.text);
@@ -123,11 +123,11 @@ export class RpcSocketServer<C> {
         socket.end();
       });
     });
-    socket.on('error', (e) => log.debug('rpc connection error', { error: e }));
-    socket.on('close', () => {
+    socket.on("error", (e) => log.debug("rpc connection error", { error: e }));
+    socket.on("close", () => {
       conn.closing = true;
       this.conns.delete(conn);
-      log.debug('rpc connection closed');
+      log.debug("rpc connection closed");
     });
   }
 
@@ -135,13 +135,13 @@ export class RpcSocketServer<C> {
     conn.chain = conn.chain
       .then(async () => {
         // Only objects and arrays carry ids; their source text keeps big numbers exact.
-        const ids = typeof value === 'object' && value !== null ? requestIdTexts(text) : undefined;
+        const ids = typeof value === "object" && value !== null ? requestIdTexts(text) : undefined;
         const response = await this.dispatcher.handle(value, { idTexts: ids });
         if (response !== undefined) this.send(conn, response);
       })
       .catch((e: unknown) => {
         // dispatcher.handle never rejects; this is a bug worth a loud line.
-        this.log.error('rpc internal error', { conn: conn.id, error: e });
+        this.log.error("rpc internal error", { conn: conn.id, error: e });
         this.send(conn, errorResponse(null, new RpcFailure(RpcCode.InternalError, `Internal error: ${String(e)}`)));
       });
   }
@@ -163,7 +163,7 @@ export class RpcSocketServer<C> {
     if (!ok) {
       // The peer is not reading: stop reading its requests until it does.
       conn.socket.pause();
-      conn.socket.once('drain', () => conn.socket.resume());
+      conn.socket.once("drain", () => conn.socket.resume());
     }
   }
 
@@ -177,7 +177,7 @@ export class RpcSocketServer<C> {
     clearTimeout(timer);
     await new Promise<void>((resolve) => {
       if (conn.socket.destroyed) return resolve();
-      conn.socket.once('close', () => resolve());
+      conn.socket.once("close", () => resolve());
       conn.socket.end();
       setTimeout(() => conn.socket.destroy(), 500).unref();
     });

@@ -40,7 +40,11 @@ export function sizedSpec(i: Input, problems: SchemaProblem[]): MallocSpec {
   if (size === 0) {
     problems.push({ code: "bad-size", path: ["size"], message: "must be greater than 0" });
   } else if (size % blockSize !== 0) {
-    problems.push({ code: "bad-size", path: ["size"], message: `must be a multiple of blockSize ${blockSize} (got ${size} = ${formatSize(size)})` });
+    problems.push({
+      code: "bad-size",
+      path: ["size"],
+      message: `must be a multiple of blockSize ${blockSize} (got ${size} = ${formatSize(size)})`,
+    });
   }
   return { size, blockSize };
 }

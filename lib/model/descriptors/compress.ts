@@ -4,24 +4,46 @@ import type { CompressSpec } from "../types.js";
 import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
 
 const CREATE_RPC = "bdev_compress_create";
-const create = needsRpc(CREATE_RPC, "creating a compress bdev", `remove the compress bdev, or run an engine that serves ${CREATE_RPC}`);
-const live = (field: "engine") => refuse(
-  `changing the compress ${field} of an existing volume`,
-  `the engine sets it when the volume is created: keep ${field}, or re-create the volume (its data does not move)`,
-  field,
+const create = needsRpc(
+  CREATE_RPC,
+  "creating a compress bdev",
+  `remove the compress bdev, or run an engine that serves ${CREATE_RPC}`,
 );
+const live = (field: "engine") =>
+  refuse(
+    `changing the compress ${field} of an existing volume`,
+    `the engine sets it when the volume is created: keep ${field}, or re-create the volume (its data does not move)`,
+    field,
+  );
 /** A level change is applied live and kept in the volume's header, so a restart keeps it. */
-const liveLevel = needsRpc("bdev_compress_set_level", "changing the compress level live", "keep the level, or run an engine that serves bdev_compress_set_level", "level");
+const liveLevel = needsRpc(
+  "bdev_compress_set_level",
+  "changing the compress level live",
+  "keep the level, or run an engine that serves bdev_compress_set_level",
+  "level",
+);
 
 /** The native engine compresses on its CPU workers only. */
 const nativeEngine = (s: CompressSpec): Need[] =>
   s.engine === "doca" || s.engine === "gpu"
-    ? [refuse(`compression engine '${s.engine}'`, "the native engine compresses on the CPU: set engine: auto or cpu, or use a DPU with backend: snap", "engine")]
+    ? [
+        refuse(
+          `compression engine '${s.engine}'`,
+          "the native engine compresses on the CPU: set engine: auto or cpu, or use a DPU with backend: snap",
+          "engine",
+        ),
+      ]
     : [];
 /** ISA-L's deflate has levels 0 to 3 (the engine's comp_level for deflate). */
 const nativeLevel = (s: CompressSpec): Need[] =>
   s.algorithm === "deflate" && s.level > 3
-    ? [refuse(`deflate level ${s.level}`, "the native engine's deflate (ISA-L) has levels 1 to 3: set level: 3 or lower, or algorithm: lz4", "level")]
+    ? [
+        refuse(
+          `deflate level ${s.level}`,
+          "the native engine's deflate (ISA-L) has levels 1 to 3: set level: 3 or lower, or algorithm: lz4",
+          "level",
+        ),
+      ]
     : [];
 
 /** A compressing bdev over a base bdev. */
@@ -49,20 +71,31 @@ export const compress: KindDescriptor<"compress"> = {
       chunkSize: parseSize(i["chunkSize"] ?? DEFAULTS.chunkSize)!,
     };
     if (!isPowerOfTwo(out.chunkSize) || out.chunkSize < 4096 || out.chunkSize > 128 * 1024) {
-      problems.push({ code: "bad-chunk-size", path: ["chunkSize"], message: `must be a power of two from 4 KiB to 128 KiB (got ${out.chunkSize})` });
+      problems.push({
+        code: "bad-chunk-size",
+        path: ["chunkSize"],
+        message: `must be a power of two from 4 KiB to 128 KiB (got ${out.chunkSize})`,
+      });
     }
     return out;
   },
   references: (s) => [{ field: "base", path: ["base"], target: s.base }],
   fields: {
-    base: destroy("the compressed volume is re-created on the new base; its data does not move (move the function's volume to migrate data)"),
+    base: destroy(
+      "the compressed volume is re-created on the new base; its data does not move (move the function's volume to migrate data)",
+    ),
     algorithm: destroy("chunks already written cannot be read with another algorithm; the volume is re-initialized"),
-    level: inPlace("applied live (bdev_compress_set_level) to new writes only: chunks already stored keep their level and stay readable; the volume's header keeps it across restarts"),
+    level: inPlace(
+      "applied live (bdev_compress_set_level) to new writes only: chunks already stored keep their level and stay readable; the volume's header keeps it across restarts",
+    ),
     engine: inPlace("only where compression runs; the on-disk format is unchanged"),
     chunkSize: destroy("the chunk map is laid out by chunk size; the volume is re-initialized"),
   },
   sizeFields: ["chunkSize"],
-  onDelete: () => ({ class: "destructive", reason: "the chunk map is deleted: the compressed data left on the base can no longer be read" }),
+  onDelete: () => ({
+    class: "destructive",
+    reason: "the chunk map is deleted: the compressed data left on the base can no longer be read",
+  }),
   backends: {
     native: {
       create: (s) => [create, ...nativeEngine(s), ...nativeLevel(s)],

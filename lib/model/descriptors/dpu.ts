@@ -6,7 +6,12 @@ import { DEFAULTS } from "./common.js";
 const functionCount: FieldRule<DpuSpec> = (_b, _a, _bs, afterSpec) =>
   afterSpec.backend === "native"
     ? inPlace("the software DPU only names functions by PF/VF; nothing is re-provisioned")
-    : { class: "destructive", replace: false, reason: "re-provisioning SR-IOV/emulated functions on the BlueField unplugs every function of the PF from its guest" };
+    : {
+        class: "destructive",
+        replace: false,
+        reason:
+          "re-provisioning SR-IOV/emulated functions on the BlueField unplugs every function of the PF from its guest",
+      };
 
 /** The DPU itself. */
 export const dpu: KindDescriptor<"dpu"> = {

@@ -10,7 +10,9 @@ export const isBlockDevicePath = (p: string): boolean => p.startsWith("/dev/");
 /** What happens to the old file when the bdev goes away. */
 function oldFileFate(s: FileSpec): string {
   if (isBlockDevicePath(s.path)) return `block device ${s.path} keeps its data (the agent never erases devices)`;
-  return s.retain ? `the old file ${s.path} is kept with its data (retain: true)` : `the old file ${s.path} is deleted with its data`;
+  return s.retain
+    ? `the old file ${s.path} is kept with its data (retain: true)`
+    : `the old file ${s.path} is deleted with its data`;
 }
 
 /** What the new bdev is attached to. */
@@ -20,8 +22,10 @@ function newFile(s: FileSpec, what: string): string {
     : `a new empty file ${s.path} is created ${what}`;
 }
 
-const replaceFile = (what: string) => (_b: unknown, _a: unknown, before: FileSpec, after: FileSpec): Verdict =>
-  destroy(`${oldFileFate(before)}; ${newFile(after, what)}`);
+const replaceFile =
+  (what: string) =>
+  (_b: unknown, _a: unknown, before: FileSpec, after: FileSpec): Verdict =>
+    destroy(`${oldFileFate(before)}; ${newFile(after, what)}`);
 
 const rescan = (rpc: string) => (before: FileSpec, after: FileSpec) =>
   after.size > before.size
@@ -91,7 +95,10 @@ export const file: KindDescriptor<"file"> = {
   sizeFields: ["size", "blockSize"],
   onDelete: (s) =>
     isBlockDevicePath(s.path)
-      ? { class: "in-place", reason: `the bdev is removed; block device ${s.path} keeps its data (the agent never erases devices)` }
+      ? {
+          class: "in-place",
+          reason: `the bdev is removed; block device ${s.path} keeps its data (the agent never erases devices)`,
+        }
       : s.retain
         ? { class: "in-place", reason: `the bdev is removed; the file ${s.path} is kept with its data (retain: true)` }
         : { class: "destructive", reason: `the file ${s.path} is deleted with its data` },

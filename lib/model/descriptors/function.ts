@@ -2,7 +2,10 @@ import { inPlace, needsRpc, online, refuse, type KindDescriptor, type Need } fro
 import type { FunctionSpec } from "../types.js";
 import { DEFAULTS, nameSchema } from "./common.js";
 
-const replug = online("the device is unplugged from its old slot and plugged at the new one; the volume's data is kept", true);
+const replug = online(
+  "the device is unplugged from its old slot and plugged at the new one; the volume's data is kept",
+  true,
+);
 
 /** vhost-user-blk exports are SPDK's vhost block controllers. */
 export const VHOST_RPC = "vhost_create_blk_controller";
@@ -11,9 +14,18 @@ export const VHOST_RPC = "vhost_create_blk_controller";
 const QOS_RPC = "bdev_set_qos_limit";
 const qosNeed = (s: FunctionSpec): Need[] =>
   s.qos.iops !== 0 || s.qos.mbps !== 0
-    ? [needsRpc(QOS_RPC, "enforcing qos limits", `set qos to 0 (unlimited), or run an engine that serves ${QOS_RPC}`, "qos")]
+    ? [
+        needsRpc(
+          QOS_RPC,
+          "enforcing qos limits",
+          `set qos to 0 (unlimited), or run an engine that serves ${QOS_RPC}`,
+          "qos",
+        ),
+      ]
     : [];
-const qosChange = (): Need[] => [needsRpc(QOS_RPC, "changing qos limits live", `keep qos as it is, or run an engine that serves ${QOS_RPC}`, "qos")];
+const qosChange = (): Need[] => [
+  needsRpc(QOS_RPC, "changing qos limits live", `keep qos as it is, or run an engine that serves ${QOS_RPC}`, "qos"),
+];
 const volumeMove: Need = refuse(
   "moving a function to another volume live (mirror, then switch)",
   "the backend has no live volume migration: remove the function in one apply and declare it on the new volume in the next (the guest sees an unplug)",
@@ -57,7 +69,11 @@ export const fn: KindDescriptor<"function"> = {
     if (i["vf"] !== undefined) out.vf = i["vf"] as number;
     if (i["tenant"] !== undefined) out.tenant = i["tenant"] as string;
     if (out.emulation === "nvme" && out.transport === "nbd") {
-      problems.push({ code: "not-allowed", path: ["transport"], message: "transport 'nbd' cannot carry nvme emulation; use emulation 'virtio-blk'" });
+      problems.push({
+        code: "not-allowed",
+        path: ["transport"],
+        message: "transport 'nbd' cannot carry nvme emulation; use emulation 'virtio-blk'",
+      });
     }
     return out;
   },
@@ -70,18 +86,37 @@ export const fn: KindDescriptor<"function"> = {
     volume: online("the old volume is mirrored onto the new one, then the function switches atomically"),
     "qos.iops": inPlace("I/O limits change live"),
     "qos.mbps": inPlace("I/O limits change live"),
-    tenant: online("the socket moves to the new tenant's directory, only that tenant can reach it; clients reconnect, the data is kept"),
+    tenant: online(
+      "the socket moves to the new tenant's directory, only that tenant can reach it; clients reconnect, the data is kept",
+    ),
   },
   sizeFields: [],
-  onDelete: () => ({ class: "online", reason: "the device is unplugged from its guest; the volume is kept unless it is deleted too" }),
+  onDelete: () => ({
+    class: "online",
+    reason: "the device is unplugged from its guest; the volume is kept unless it is deleted too",
+  }),
   backends: {
     native: {
       create: (s) => [
         ...(s.emulation !== "virtio-blk"
-          ? [refuse(`emulation '${s.emulation}'`, "use emulation: virtio-blk (the native backend emulates virtio-blk only), or a DPU with backend: snap", "emulation", { validate: true })]
+          ? [
+              refuse(
+                `emulation '${s.emulation}'`,
+                "use emulation: virtio-blk (the native backend emulates virtio-blk only), or a DPU with backend: snap",
+                "emulation",
+                { validate: true },
+              ),
+            ]
           : []),
         ...(s.transport === "vhost-user-blk"
-          ? [needsRpc(VHOST_RPC, "exporting over vhost-user-blk", `use transport: nbd, or run an engine that serves ${VHOST_RPC}`, "transport")]
+          ? [
+              needsRpc(
+                VHOST_RPC,
+                "exporting over vhost-user-blk",
+                `use transport: nbd, or run an engine that serves ${VHOST_RPC}`,
+                "transport",
+              ),
+            ]
           : []),
         ...qosNeed(s),
       ],

@@ -5,7 +5,12 @@ import { blockSizeSchema, sizedSpec, sizeSchema } from "./common.js";
 export const malloc: KindDescriptor<"malloc"> = {
   kind: "malloc",
   summary: "a RAM-backed bdev (contents lost when the engine restarts)",
-  schema: { type: "object", additionalProperties: false, required: ["size"], properties: { size: sizeSchema, blockSize: blockSizeSchema } },
+  schema: {
+    type: "object",
+    additionalProperties: false,
+    required: ["size"],
+    properties: { size: sizeSchema, blockSize: blockSizeSchema },
+  },
   build: (i, problems) => sizedSpec(i, problems),
   references: () => [],
   fields: {
@@ -16,7 +21,13 @@ export const malloc: KindDescriptor<"malloc"> = {
   onDelete: () => ({ class: "destructive", reason: "the bdev's memory is freed: its data is gone" }),
   footprint: (s) => ({ memory: s.size }),
   backends: {
-    native: { create: () => [], notes: () => ["malloc bdevs are volatile: their contents are lost when the engine restarts"] },
-    snap: { create: () => [], notes: () => ["malloc bdevs are volatile: their contents are lost when spdk_tgt restarts"] },
+    native: {
+      create: () => [],
+      notes: () => ["malloc bdevs are volatile: their contents are lost when the engine restarts"],
+    },
+    snap: {
+      create: () => [],
+      notes: () => ["malloc bdevs are volatile: their contents are lost when spdk_tgt restarts"],
+    },
   },
 };

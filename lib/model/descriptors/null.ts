@@ -11,12 +11,19 @@ const resize = refuse(
 export const nul: KindDescriptor<"null"> = {
   kind: "null",
   summary: "a bdev that discards writes and reads zeroes (tests, benchmarks)",
-  schema: { type: "object", additionalProperties: false, required: ["size"], properties: { size: sizeSchema, blockSize: blockSizeSchema } },
+  schema: {
+    type: "object",
+    additionalProperties: false,
+    required: ["size"],
+    properties: { size: sizeSchema, blockSize: blockSizeSchema },
+  },
   build: (i, problems) => sizedSpec(i, problems),
   references: () => [],
   fields: {
     size: inPlace("a null bdev holds no data; it is resized in place"),
-    blockSize: destroy("the bdev is re-created with the new block size (it holds no data, but its consumer was built on the old geometry)"),
+    blockSize: destroy(
+      "the bdev is re-created with the new block size (it holds no data, but its consumer was built on the old geometry)",
+    ),
   },
   sizeFields: ["size", "blockSize"],
   onDelete: () => ({ class: "in-place", reason: "a null bdev holds no data" }),

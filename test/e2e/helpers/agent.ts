@@ -70,7 +70,10 @@ export interface AgentProc {
 }
 
 /** Start an agent for DPU `dpu` (spawn mode) and wait until /healthz is ok. */
-export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: string; config?: Record<string, unknown> } = {}): Promise<AgentProc> {
+export async function startAgent(
+  dpu = "dpu0",
+  opts: { port?: number; attach?: string; config?: Record<string, unknown> } = {},
+): Promise<AgentProc> {
   const dir = tempDir(`fbe2e-${dpu}-`);
   const port = opts.port ?? (await freePort());
   const stateDir = path.join(dir, "state");
@@ -82,7 +85,12 @@ export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: s
   if (opts.config) await fsp.writeFile(configFile, JSON.stringify(opts.config));
   let logText = "";
   const a: AgentProc = {
-    dpu, dir, stateDir, runDir, dataDir, port,
+    dpu,
+    dir,
+    stateDir,
+    runDir,
+    dataDir,
+    port,
     url: `http://127.0.0.1:${port}`,
     tokenFile: path.join(stateDir, "token"),
     child: undefined as unknown as ChildProcess,
@@ -117,17 +125,41 @@ export async function startAgent(dpu = "dpu0", opts: { port?: number; attach?: s
       });
       const text = await res.text();
       let body: unknown = text;
-      try { body = JSON.parse(text); } catch { /* keep text */ }
+      try {
+        body = JSON.parse(text);
+      } catch {
+        /* keep text */
+      }
       return { status: res.status, body };
     },
   };
   const spawnAgent = (): ChildProcess => {
-    const c = spawn(process.execPath, [BIN, "agent", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--run-dir", runDir, "--data-dir", dataDir, "--dpu", dpu,
-      ...(opts.attach ? ["--attach", opts.attach] : []), ...(opts.config ? ["--config", configFile] : [])], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const c = spawn(
+      process.execPath,
+      [
+        BIN,
+        "agent",
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--state-dir",
+        stateDir,
+        "--run-dir",
+        runDir,
+        "--data-dir",
+        dataDir,
+        "--dpu",
+        dpu,
+        ...(opts.attach ? ["--attach", opts.attach] : []),
+        ...(opts.config ? ["--config", configFile] : []),
+      ],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     livePids.add(c.pid!);
-    c.stderr!.on("data", (d: Buffer) => { logText += d.toString(); });
+    c.stderr!.on("data", (d: Buffer) => {
+      logText += d.toString();
+    });
     return c;
   };
   a.child = spawnAgent();
@@ -146,7 +178,16 @@ const startedAgents: AgentProc[] = [];
 export function writeCredentials(agents: readonly AgentProc[] = startedAgents): string {
   const dir = tempDir("fbe2e-creds-");
   const file = path.join(dir, "credentials.yaml");
-  writeFileSync(file, "credentials:\n" + agents.map((a) => `  - { dpu: ${JSON.stringify(a.dpu)}, endpoint: ${JSON.stringify(a.url)}, tokenFile: ${JSON.stringify(a.tokenFile)} }\n`).join(""));
+  writeFileSync(
+    file,
+    "credentials:\n" +
+      agents
+        .map(
+          (a) =>
+            `  - { dpu: ${JSON.stringify(a.dpu)}, endpoint: ${JSON.stringify(a.url)}, tokenFile: ${JSON.stringify(a.tokenFile)} }\n`,
+        )
+        .join(""),
+  );
   return file;
 }
 
@@ -157,7 +198,9 @@ async function waitHealthy(a: AgentProc, ms = 20_000): Promise<void> {
     try {
       const r = await fetch(`${a.url}/healthz`);
       if (r.status === 200) return;
-    } catch { /* not yet */ }
+    } catch {
+      /* not yet */
+    }
     await sleep(50);
   }
   throw new Error(`agent ${a.dpu} not healthy within ${ms} ms:\n${a.log()}`);
@@ -166,11 +209,16 @@ async function waitHealthy(a: AgentProc, ms = 20_000): Promise<void> {
 /** Start a bare `flexbso engine` (for attach mode); killed at cleanup. */
 export async function startBareEngine(dir: string): Promise<{ socket: string; pid: number; child: ChildProcess }> {
   const socket = path.join(dir, "engine.sock");
-  const child = spawn(process.execPath, [BIN, "engine", "--rpc-socket", socket], { stdio: ["ignore", "ignore", "ignore"] });
+  const child = spawn(process.execPath, [BIN, "engine", "--rpc-socket", socket], {
+    stdio: ["ignore", "ignore", "ignore"],
+  });
   livePids.add(child.pid!);
   for (let i = 0; i < 200; i++) {
     const ok = await new Promise<boolean>((resolve) => {
-      const c = net.createConnection(socket, () => { c.destroy(); resolve(true); });
+      const c = net.createConnection(socket, () => {
+        c.destroy();
+        resolve(true);
+      });
       c.on("error", () => resolve(false));
     });
     if (ok) return { socket, pid: child.pid!, child };
@@ -182,23 +230,51 @@ export async function startBareEngine(dir: string): Promise<{ socket: string; pi
 /** Kill the engine whose pid file is in `runDir`. */
 export async function killEngine(runDir: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   let pid: number;
-  try { pid = Number((await fsp.readFile(path.join(runDir, "engine.pid"), "utf8")).trim()); } catch { return; }
+  try {
+    pid = Number((await fsp.readFile(path.join(runDir, "engine.pid"), "utf8")).trim());
+  } catch {
+    return;
+  }
   if (!pid) return;
-  try { process.kill(pid, signal); } catch { return; }
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
   for (let i = 0; i < 50; i++) {
-    try { process.kill(pid, 0); } catch { return; }
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
     await sleep(50);
   }
-  try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    /* gone */
+  }
 }
 
 /** Result of a CLI or tool run. */
-export interface RunResult { code: number | null; stdout: string; stderr: string }
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Run a command to completion (stdin closed). */
-export function run(cmd: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(cmd, args, {
+      cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     livePids.add(c.pid!);
     let stdout = "";
     let stderr = "";
@@ -225,7 +301,12 @@ export function cli(args: readonly string[], opts: { cwd?: string; env?: NodeJS.
  * Write a topology from a fixture, filling `${ENDPOINT_<dpu>}`, `${TOKEN_FILE_<dpu>}`,
  * `${DATA_<dpu>}` (and the unsuffixed forms for the first agent).
  */
-export async function writeTopology(fixture: string, agents: readonly AgentProc[], out: string, edit: (s: string) => string = (s) => s): Promise<string> {
+export async function writeTopology(
+  fixture: string,
+  agents: readonly AgentProc[],
+  out: string,
+  edit: (s: string) => string = (s) => s,
+): Promise<string> {
   let text = await fsp.readFile(path.join(FIXTURES, fixture), "utf8");
   for (const [i, a] of agents.entries()) {
     const sub = (k: string, v: string) => {
@@ -252,7 +333,13 @@ export function nbdUri(a: AgentProc, exportName: string): string {
 
 /** Kill everything still running and remove temp dirs. */
 export async function cleanupAll(): Promise<void> {
-  for (const pid of livePids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
   livePids.clear();
   for (const d of tempDirs) {
     await killEngine(path.join(d, "run"), "SIGKILL");
@@ -262,13 +349,25 @@ export async function cleanupAll(): Promise<void> {
 }
 
 process.on("exit", () => {
-  for (const pid of livePids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
   for (const d of tempDirs) {
     try {
       const pid = Number(readFileSync(path.join(d, "run", "engine.pid"), "utf8"));
       if (pid) process.kill(pid, "SIGKILL");
-    } catch { /* none */ }
-    try { rmSync(d, { recursive: true, force: true }); } catch { /* ignore */ }
+    } catch {
+      /* none */
+    }
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* ignore */
+    }
   }
 });
 

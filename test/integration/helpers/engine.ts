@@ -19,17 +19,17 @@
  *
  * @module
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
 
-import { SpdkRpcClient } from '../../../lib/client/spdk-rpc';
-import { packageRoot } from '../../../lib/engine/native';
+import { SpdkRpcClient } from "../../../lib/client/spdk-rpc";
+import { packageRoot } from "../../../lib/engine/native";
 
 /** The compiled engine entry point. */
-export const ENGINE_MAIN = path.join(packageRoot(), 'dist', 'lib', 'engine', 'main.js');
+export const ENGINE_MAIN = path.join(packageRoot(), "dist", "lib", "engine", "main.js");
 
 /** How a process ended. */
 export interface ExitStatus {
@@ -44,7 +44,7 @@ export interface StartEngineOptions {
   /** --poll-us. @default unset (the engine's default) */
   readonly pollUs?: number;
   /** --log-level. @default "info" */
-  readonly logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  readonly logLevel?: "error" | "warn" | "info" | "debug";
   /** Use this directory instead of a new temporary one (not removed on stop). */
   readonly dir?: string;
   /** Socket file name inside the directory. @default "rpc.sock" */
@@ -88,27 +88,31 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const c of live) c.kill('SIGKILL');
+  process.on("exit", () => {
+    for (const c of live) c.kill("SIGKILL");
   });
 }
 
 /** A new temporary directory (short path: unix socket paths are limited to 107 bytes). */
-export function makeTempDir(prefix = 'fbso-'): string {
+export function makeTempDir(prefix = "fbso-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
 /** Resolves once `socketPath` accepts a connection, or rejects after timeoutMs. */
-export async function waitForSocket(socketPath: string, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
+export async function waitForSocket(
+  socketPath: string,
+  timeoutMs: number,
+  alive: () => boolean = () => true,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.createConnection({ path: socketPath });
-      s.once('connect', () => {
+      s.once("connect", () => {
         s.destroy();
         resolve(true);
       });
-      s.once('error', () => resolve(false));
+      s.once("error", () => resolve(false));
     });
     if (ok) return;
     if (!alive()) throw new Error(`the process serving ${socketPath} exited before it accepted connections`);
@@ -123,17 +127,17 @@ export async function startEngine(options: StartEngineOptions = {}): Promise<Eng
   if (!fs.existsSync(ENGINE_MAIN)) throw new Error(`${ENGINE_MAIN} is missing: run \`npx tsc -p .\` first`);
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? makeTempDir();
-  const socketPath = path.join(dir, options.socketName ?? 'rpc.sock');
-  const args = [ENGINE_MAIN, '--rpc-socket', socketPath, '--reactors', String(options.reactors ?? 1)];
-  if (options.pollUs !== undefined) args.push('--poll-us', String(options.pollUs));
-  args.push('--log-level', options.logLevel ?? 'info', ...(options.extraArgs ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const socketPath = path.join(dir, options.socketName ?? "rpc.sock");
+  const args = [ENGINE_MAIN, "--rpc-socket", socketPath, "--reactors", String(options.reactors ?? 1)];
+  if (options.pollUs !== undefined) args.push("--poll-us", String(options.pollUs));
+  args.push("--log-level", options.logLevel ?? "info", ...(options.extraArgs ?? []));
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   live.add(child);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
   let done = false;
   const exited = new Promise<ExitStatus>((resolve) => {
-    child.once('exit', (code, signal) => {
+    child.once("exit", (code, signal) => {
       done = true;
       live.delete(child);
       resolve({ code, signal });
@@ -141,11 +145,11 @@ export async function startEngine(options: StartEngineOptions = {}): Promise<Eng
   });
   const rpc = new SpdkRpcClient({ socketPath, timeoutMs: options.rpcTimeoutMs ?? 30_000 });
   let stopping: Promise<ExitStatus> | undefined;
-  const stop = (signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<ExitStatus> => {
+  const stop = (signal: NodeJS.Signals = "SIGTERM", timeoutMs = 10_000): Promise<ExitStatus> => {
     stopping ??= (async () => {
       await rpc.close();
       if (!done) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
       const status = await exited;
       clearTimeout(timer);
       if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
@@ -157,7 +161,7 @@ export async function startEngine(options: StartEngineOptions = {}): Promise<Eng
     await waitForSocket(socketPath, options.readyTimeoutMs ?? 15_000, () => !done);
     await rpc.connect();
   } catch (e) {
-    await stop('SIGKILL');
+    await stop("SIGKILL");
     throw new Error(`flexbso engine did not start: ${(e as Error).message}\n--- engine stderr ---\n${stderr}`);
   }
   return {
@@ -175,13 +179,17 @@ export async function startEngine(options: StartEngineOptions = {}): Promise<Eng
 }
 
 /** Runs `fn` with a fresh engine and always stops it (and removes its directory) afterwards. */
-export async function withEngine<T>(fn: (engine: EngineProcess) => Promise<T>, options: StartEngineOptions = {}): Promise<T> {
+export async function withEngine<T>(
+  fn: (engine: EngineProcess) => Promise<T>,
+  options: StartEngineOptions = {},
+): Promise<T> {
   const engine = await startEngine(options);
   try {
     return await fn(engine);
   } catch (e) {
     // Attach the engine's log to the failure: it usually says why.
-    if (e instanceof Error) e.message += `\n--- engine stderr (tail) ---\n${engine.logs().split('\n').slice(-20).join('\n')}`;
+    if (e instanceof Error)
+      e.message += `\n--- engine stderr (tail) ---\n${engine.logs().split("\n").slice(-20).join("\n")}`;
     throw e;
   } finally {
     await engine.stop();
@@ -198,12 +206,12 @@ export async function tcpPort(): Promise<number> {
     const port = 21000 + ((start - 21000 + k) % 1000);
     const free = await new Promise<boolean>((resolve) => {
       const srv = net.createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
+      srv.once("error", () => resolve(false));
+      srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve(true)));
     });
     if (free) return port;
   }
-  throw new Error('no free TCP port in 21000-21999');
+  throw new Error("no free TCP port in 21000-21999");
 }
 
 /** The NBD URI of an export on a unix socket, as libnbd tools and qemu take it. */
@@ -218,8 +226,8 @@ export async function exportMalloc(
   sizeBytes: number,
   blockSize = 4096,
 ): Promise<{ uri: string; socket: string }> {
-  await engine.call('bdev_malloc_create', { name, num_blocks: sizeBytes / blockSize, block_size: blockSize });
-  const socket = engine.path('nbd.sock');
-  await engine.call('flexbso_nbd_export_add', { export_name: name, bdev_name: name, listen: `unix:${socket}` });
+  await engine.call("bdev_malloc_create", { name, num_blocks: sizeBytes / blockSize, block_size: blockSize });
+  const socket = engine.path("nbd.sock");
+  await engine.call("flexbso_nbd_export_add", { export_name: name, bdev_name: name, listen: `unix:${socket}` });
   return { uri: nbdUnixUri(name, socket), socket };
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from "node:child_process";
 
 /** What a finished tool run left. */
 export interface ToolResult {
@@ -21,9 +21,11 @@ export interface ToolResult {
 export class ToolError extends Error {
   readonly result: ToolResult;
   constructor(cmd: string, args: readonly string[], result: ToolResult, why: string) {
-    const tail = (s: string): string => s.split('\n').slice(-15).join('\n');
-    super(`${cmd} ${args.join(' ')}: ${why}\n--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`);
-    this.name = 'ToolError';
+    const tail = (s: string): string => s.split("\n").slice(-15).join("\n");
+    super(
+      `${cmd} ${args.join(" ")}: ${why}\n--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`,
+    );
+    this.name = "ToolError";
     this.result = result;
   }
 }
@@ -44,24 +46,31 @@ export function runTool(cmd: string, args: readonly string[], options: RunToolOp
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ["ignore", "pipe", "pipe"],
       env: options.env ?? process.env,
       cwd: options.cwd,
     });
-    let stdout = '';
-    let stderr = '';
+    let stdout = "";
+    let stderr = "";
     let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      child.kill("SIGKILL");
     }, timeoutMs);
-    child.once('error', (e) => {
+    child.once("error", (e) => {
       clearTimeout(timer);
-      reject(new ToolError(cmd, args, { code: null, signal: null, stdout, stderr, ms: Date.now() - started }, `cannot run: ${e.message}`));
+      reject(
+        new ToolError(
+          cmd,
+          args,
+          { code: null, signal: null, stdout, stderr, ms: Date.now() - started },
+          `cannot run: ${e.message}`,
+        ),
+      );
     });
-    child.once('close', (code, signal) => {
+    child.once("close", (code, signal) => {
       clearTimeout(timer);
       const result: ToolResult = { code, signal, stdout, stderr, ms: Date.now() - started };
       if (timedOut) reject(new ToolError(cmd, args, result, `timed out after ${timeoutMs} ms`));
@@ -74,13 +83,13 @@ export function runTool(cmd: string, args: readonly string[], options: RunToolOp
 
 /** True when `cmd` is on PATH. */
 export function haveTool(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
 /** Throws a clear error when a tool the test needs is missing. */
 export function requireTools(...cmds: string[]): void {
   const missing = cmds.filter((c) => !haveTool(c));
   if (missing.length > 0) {
-    throw new Error(`missing tools ${missing.join(', ')}: install them with scripts/setup-system.sh`);
+    throw new Error(`missing tools ${missing.join(", ")}: install them with scripts/setup-system.sh`);
   }
 }
