@@ -115,6 +115,8 @@ export class AgentMetrics {
   readonly fnErrors: Counter<FnLabel>;
   readonly fnConnections: Gauge<FnLabel>;
   readonly fnLatency: TargetHistogram;
+  /** Reads every function's stats from the target into the fn* metrics (once per scrape). */
+  private readonly refreshFunctions: () => Promise<void>;
   /** Restore runs of the reconcile loop, by reason and result. */
   readonly reconcileRuns: Counter<"reason" | "result">;
   /** Resources the reconcile loop re-created on the target. */
@@ -247,10 +249,9 @@ export class AgentMetrics {
     });
     const self = this;
     let pending: Promise<void> | null = null;
-    let fresh = 0;
-    // the per-function metrics share one target query per scrape
-    const refresh = (): Promise<void> => {
-      if (Date.now() - fresh < 250) return Promise.resolve();
+    // the per-function metrics share one target query per scrape (text() runs it first);
+    // scrapes that arrive while one runs share it too
+    this.refreshFunctions = (): Promise<void> => {
       pending ??= (async () => {
         try {
           const stats = await collectStats();
@@ -281,7 +282,6 @@ export class AgentMetrics {
         } catch {
           // target down: keep the last values; flexbso_agent_target_up says why
         } finally {
-          fresh = Date.now();
           pending = null;
         }
       })();
@@ -289,7 +289,7 @@ export class AgentMetrics {
     };
     const labelNames: FnLabel[] = ["dpu", "function", "tenant"];
     const fnCounter = (name: string, help: string): Counter<FnLabel> =>
-      new Counter({ name, help, labelNames, registers: r, collect: refresh });
+      new Counter({ name, help, labelNames, registers: r });
     this.fnReadOps = fnCounter("flexbso_function_read_ops_total", "Read operations completed on the function's volume");
     this.fnWriteOps = fnCounter(
       "flexbso_function_write_ops_total",
@@ -303,7 +303,6 @@ export class AgentMetrics {
       help: "Clients (NBD) or front-ends (vhost-user) connected to the function",
       labelNames,
       registers: r,
-      collect: refresh,
     });
     this.fnLatency = new TargetHistogram({
       name: "flexbso_function_io_latency_seconds",
@@ -311,7 +310,6 @@ export class AgentMetrics {
       labelNames,
       buckets: LATENCY_BUCKETS,
       registers: r,
-      collect: refresh,
     });
   }
 
@@ -355,8 +353,9 @@ export class AgentMetrics {
     }
   }
 
-  /** The exposition text. */
-  text(): Promise<string> {
+  /** The exposition text, with the per-function metrics read from the target now. */
+  async text(): Promise<string> {
+    await this.refreshFunctions();
     return this.registry.metrics();
   }
 

@@ -62,7 +62,7 @@ test("engine lifecycle, errno codes and messages, ECLOSED after destroy", () => 
     assert.equal(JSON.parse(list[0]!.configJson!), [
       { method: "bdev_malloc_create", params: { name: "A", num_blocks: 64, block_size: 4096, uuid: list[0]!.uuid } },
     ]);
-    assert.equal(JSON.parse(list[1]!.driverJson!), { error_disk: { base_bdev: "A", injections: [] } });
+    assert.equal(JSON.parse(list[1]!.driverJson!), { error_disk: { base_bdev: "A", injections: [], pending_ios: 0 } });
     assert.equal(e.bdevIoTypes("A"), { read: true, write: true, flush: true, unmap: true, write_zeroes: true });
     e.rpc("bdev_error_inject_error", JSON.stringify({ name: "EE_A", io_type: "read", error_type: "failure" }));
     assert.is(

@@ -11,7 +11,7 @@ import * as net from "node:net";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { exportMalloc, tcpPort, withEngine } from "./helpers/engine";
+import { exportMalloc, rpcOnce, tcpPort, withEngine } from "./helpers/engine";
 import { requireTools, runTool } from "./helpers/proc";
 
 const MiB = 1 << 20;
@@ -37,35 +37,6 @@ async function flood(n: number, opts: net.NetConnectOpts): Promise<Set<net.Socke
   // Let the engine accept (or refuse) the last ones.
   await new Promise((r) => setTimeout(r, 1000));
   return open;
-}
-
-/** One request on a fresh connection; rejects if no complete reply comes within 10 s. */
-function rpcOnce(path: string, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection({ path });
-    let got = "";
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no RPC reply on a new connection within 10 s (got ${JSON.stringify(got)})`));
-    }, 10_000);
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      got += d;
-      try {
-        JSON.parse(got);
-      } catch {
-        return;
-      }
-      clearTimeout(timer);
-      s.destroy();
-      resolve(got);
-    });
-    s.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.write(text);
-  });
 }
 
 /** qemu-io (started by `argv`) writes a pattern and reads it back (-P checks every byte). */

@@ -8,7 +8,7 @@ import * as net from "node:net";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { exportMalloc, withEngine } from "./helpers/engine";
+import { exportMalloc, rpcOnce, withEngine } from "./helpers/engine";
 import { requireTools, runTool } from "./helpers/proc";
 
 const MiB = 1 << 20;
@@ -20,35 +20,6 @@ function connect(path: string): Promise<net.Socket | undefined> {
     const s = net.createConnection({ path });
     s.once("connect", () => resolve(s));
     s.once("error", () => resolve(undefined));
-  });
-}
-
-/** One request on a fresh connection; rejects if no complete reply comes within 10 s. */
-function rpcOnce(path: string, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection({ path });
-    let got = "";
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no RPC reply on a new connection within 10 s (got ${JSON.stringify(got)})`));
-    }, 10_000);
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      got += d;
-      try {
-        JSON.parse(got);
-      } catch {
-        return;
-      }
-      clearTimeout(timer);
-      s.destroy();
-      resolve(got);
-    });
-    s.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.write(text);
   });
 }
 

@@ -231,3 +231,32 @@ export async function exportMalloc(
   await engine.call("flexbso_nbd_export_add", { export_name: name, bdev_name: name, listen: `unix:${socket}` });
   return { uri: nbdUnixUri(name, socket), socket };
 }
+
+/** One request on a fresh connection; rejects if no complete reply comes within 10 s. */
+export function rpcOnce(path: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection({ path });
+    let got = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no RPC reply on a new connection within 10 s (got ${JSON.stringify(got)})`));
+    }, 10_000);
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      got += d;
+      try {
+        JSON.parse(got);
+      } catch {
+        return;
+      }
+      clearTimeout(timer);
+      s.destroy();
+      resolve(got);
+    });
+    s.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.write(text);
+  });
+}
