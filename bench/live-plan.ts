@@ -51,7 +51,7 @@ export async function livePlanMs(
       formatVersion: 1,
       resources: [
         spec("dpu", "bench0", {
-          agent: { endpoint: url, tokenFile: join(stateDir, "token") },
+          agent: { endpoint: url },
           backend: "native",
           pfs: 1,
           vfsPerPf: 1024,
@@ -77,7 +77,9 @@ export async function livePlanMs(
     let drift = 0;
     const t = await timeIt(
       async () => {
-        const actual = await new AgentActualSource().read(desired);
+        // the credential comes from the CLI's side (env), as for any plan: never from the topology
+        const env = { ...process.env, FLEXBSO_TOKEN_BENCH0: token, FLEXBSO_ENDPOINT_BENCH0: url };
+        const actual = await new AgentActualSource({ env }).read(desired);
         const p = plan(desired, actual.desired, {
           ...(actual.generations ? { generations: actual.generations } : {}),
           ...(actual.targets ? { targets: actual.targets } : {}),
