@@ -54,8 +54,15 @@ export function describeNotification(n: EngineNotification): string {
   const at =
     c["lba"] !== undefined ? ` lba ${s("lba")}` : c["member_lba"] !== undefined ? ` member lba ${s("member_lba")}` : "";
   switch (n.type) {
-    case "raid_safe_read_repair":
-      return `${arr}: member '${s("member")}'${at}${c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : ""}, ${s("blocks")} block(s), held wrong data; ${s("action") === "rewritten_by_scrub" ? "rewritten by the scrub" : "the read returned the good copy and the member was rewritten"}`;
+    case "raid_safe_read_repair": {
+      const where = c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : "";
+      // read_lba: the read that found it (newer engines name the first bad block in lba)
+      const held =
+        c["read_lba"] !== undefined
+          ? `held wrong data (found by a ${s("blocks")}-block read at lba ${s("read_lba")})`
+          : `${s("blocks")} block(s), held wrong data`;
+      return `${arr}: member '${s("member")}'${at}${where}, ${held}; ${s("action") === "rewritten_by_scrub" ? "rewritten by the scrub" : "the read returned the good copy and the member was rewritten"}`;
+    }
     case "raid_safe_read_mismatch":
       return `${arr}: copies differ at${at} (${s("blocks")} block(s)) on member '${s("member")}'; ${s("action") === "failed_read" ? "the read failed (safeRead verify)" : s("action")}`;
     case "raid_scrub_mismatch":

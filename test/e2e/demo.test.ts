@@ -21,6 +21,10 @@ test("flexbso demo succeeds, shows a safe-read catch and repair and a compressio
     "work dir removed",
   ])
     assert.ok(r.stdout.includes(s), `missing "${s}" in:\n${r.stdout}`);
+  // the repair names the very block that was flipped, not just the range of the read
+  const flipped = /\(array lba (\d+)\)/.exec(r.stdout)?.[1];
+  assert.ok(flipped !== undefined && flipped !== "0", `the demo flips a block inside the read:\n${r.stdout}`);
+  assert.match(r.stdout, `member 'EE_sr_a' lba ${flipped} (member lba`);
   const ratio = Number(/compression ratio ([0-9.]+)/.exec(r.stdout)?.[1]);
   assert.ok(ratio > 1, `compression ratio > 1 on text (got ${ratio})`);
   const dir = /work dir (\S+)\)/.exec(r.stdout)?.[1];

@@ -231,6 +231,7 @@ static void read_all_done(struct raid_io *rio)
 	struct iovec *iov = fb_bdev_io_get_iovs(rio->io, &iovcnt);
 	bool repair = atomic_load(&r->safe_read) == SAFE_READ_REPAIR;
 	bool bad[RAID_MAX_MEMBERS] = {false};
+	int64_t first_bad[RAID_MAX_MEMBERS] = {0}; /* repair: the first block whose CRC failed */
 
 	mirror_map(rio, &g, &moff);
 	for (unsigned k = 0; k < rio->nchild; k++) {
@@ -244,7 +245,8 @@ static void read_all_done(struct raid_io *rio)
 		if (repair) {
 			struct iovec one = {c->iov[0].iov_base, len};
 
-			bad[k] = raid_crc_check_iov(r, c->member, moff, rio->num, &one, 1) >= 0;
+			first_bad[k] = raid_crc_check_iov(r, c->member, moff, rio->num, &one, 1);
+			bad[k] = first_bad[k] >= 0;
 			if (!bad[k] && good == RAID_MAX_MEMBERS)
 				good = k;
 		} else if (good == RAID_MAX_MEMBERS) {
@@ -305,15 +307,17 @@ static void read_all_done(struct raid_io *rio)
 			child_buf(c, rd[good].iov[0].iov_base, len);
 			atomic_fetch_add(&r->m[rd[k].member].corrupt_found, 1);
 			atomic_fetch_add(&r->repairs, 1);
+			/* name the first bad block, not just the read's range */
 			fb_log(r->e, FB_LOG_WARN, "raid '%s': member '%s' block %llu failed its CRC; "
 			       "rewritten from member '%s'", r->name, r->m[rd[k].member].name,
-			       (unsigned long long)moff, r->m[rd[good].member].name);
+			       (unsigned long long)(moff + (uint64_t)first_bad[k]), r->m[rd[good].member].name);
 			raid_notify(r, "raid_safe_read_repair",
 				    "\"member\":\"%s\",\"lba\":%llu,\"member_lba\":%llu,\"blocks\":%llu,"
-				    "\"action\":\"rewritten\"",
+				    "\"read_lba\":%llu,\"action\":\"rewritten\"",
 				    r->m[rd[k].member].name,
-				    (unsigned long long)fb_bdev_io_get_offset_blocks(rio->io),
-				    (unsigned long long)moff, (unsigned long long)rio->num);
+				    (unsigned long long)(fb_bdev_io_get_offset_blocks(rio->io) + (uint64_t)first_bad[k]),
+				    (unsigned long long)(moff + (uint64_t)first_bad[k]), (unsigned long long)rio->num,
+				    (unsigned long long)fb_bdev_io_get_offset_blocks(rio->io));
 		}
 	}
 	if (rio->nchild == 0) {
