@@ -13,6 +13,16 @@ import { NativeBackend } from "../../lib/backends/native.js";
 import type { Resource } from "../../lib/model/types.js";
 
 const root = process.getuid?.() === 0;
+/** Why loop devices cannot be used here (not root, or a container without /dev/loop-control), or null. */
+const noLoops: string | null = (() => {
+  if (!root) return "needs root for loop devices";
+  try {
+    execFileSync("losetup", ["-f"], { stdio: "pipe" });
+    return null;
+  } catch (e) {
+    return `no loop devices here (losetup -f: ${String((e as { stderr?: unknown }).stderr ?? e).trim()})`;
+  }
+})();
 const loops: string[] = [];
 const mounts: string[] = [];
 
@@ -72,7 +82,7 @@ async function errorsOf(backend: NativeBackend, rs: Resource[], managed: Resourc
 }
 
 test("block device not on the devices list: refused at plan and at create, naming the fix", async () => {
-  if (!root) return console.log("  (skipped: needs root for loop devices)");
+  if (noLoops) return console.log(`  (skipped: ${noLoops})`);
   const { dir, dataDir, backend, calls } = await setup([]);
   const dev = await loop(dir, "a.img");
   const why = await errorsOf(backend, [file("f", dev)]);
@@ -93,7 +103,7 @@ test("block device not on the devices list: refused at plan and at create, namin
 });
 
 test("block device on the list: accepted when free, refused while mounted", async () => {
-  if (!root) return console.log("  (skipped: needs root for loop devices and mount)");
+  if (noLoops) return console.log(`  (skipped: ${noLoops})`);
   const { dir } = await setup([]);
   const dev = await loop(dir, "b.img");
   const listed = (await setup([dev])).backend;
