@@ -25,7 +25,7 @@ export {
   type Size,
 } from "./bdevs.js";
 export { SriovFunction, type SriovFunctionProps } from "./function.js";
-export { FlexbsoResource, FlexbsoBdev, type BdevRef, type SynthTarget } from "./resource.js";
+export { FlexbsoResource, FlexbsoBdev, STACK_CONTEXT, type BdevRef, type SynthTarget } from "./resource.js";
 export {
   FlexbsoTerraformProvider,
   NullTerraformProvider,

@@ -7,6 +7,13 @@ import { addressOf, type Kind, type SpecByKind } from "../lib/model/types.js";
 import { configFromSpec, TYPE_NAMES } from "../lib/provider/schema.js";
 import { FlexbsoConstructError } from "./errors.js";
 
+/**
+ * cdktf context key naming the FlexBSO stack that owns the resources of the local-exec
+ * target (`cdktf synth --context flexbso:stack=team-a`, or `context` in cdktf.json):
+ * plans then touch only that stack's resources on a shared DPU. Without it they belong
+ * to stack "default". The provider target needs none: Terraform owns its resources one by one.
+ */
+export const STACK_CONTEXT = "flexbso:stack";
 /** Something a bdev or function can reference: a construct, or a bdev name on the same DPU. */
 export type BdevRef = FlexbsoBdev | string;
 
@@ -74,12 +81,15 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.Terrafo
 
   protected override synthesizeAttributes(): Record<string, unknown> {
     if (this.target === "local-exec") {
+      // the FlexBSO stack that owns this resource on a shared DPU (context flexbso:stack)
+      const owner = this.node.tryGetContext(STACK_CONTEXT) as unknown;
       return {
         triggers: {
           kind: this.kind,
           dpu: this.dpuName,
           name: this.resourceName,
           spec: canonicalJsonCompact(this.spec),
+          ...(owner !== undefined ? { stack: String(owner) } : {}),
         },
       };
     }

@@ -1,4 +1,4 @@
-import type { RawResource } from "../model/build.js";
+import { stackNameProblem, type RawResource } from "../model/build.js";
 import type { Diagnostic, SourceLocation } from "../model/types.js";
 import type { Loaded } from "./yaml.js";
 import { resourceTypes, specInput, type Obj } from "../provider/schema.js";
@@ -30,6 +30,7 @@ export function loadCdktfJson(text: string, file: string): Loaded {
   const nulls = ((doc as { resource?: { null_resource?: Record<string, unknown> } }).resource?.null_resource ??
     {}) as Record<string, unknown>;
   const raws: RawResource[] = [];
+  const owners = new Set<string | undefined>(); // the triggers' stack (local-exec target)
   for (const [logicalId, body] of Object.entries(nulls)) {
     const b = (body ?? {}) as { triggers?: Record<string, unknown>; "//"?: { metadata?: { path?: string } } };
     const t = b.triggers ?? {};
@@ -56,6 +57,7 @@ export function loadCdktfJson(text: string, file: string): Loaded {
       });
       continue;
     }
+    owners.add(typeof t["stack"] === "string" ? t["stack"] : undefined);
     raws.push({
       dpu: t["dpu"] as string,
       kind: t["kind"] as string,
@@ -65,7 +67,28 @@ export function loadCdktfJson(text: string, file: string): Loaded {
     });
   }
   raws.push(...providerResources(doc as Synthesized, file, diagnostics));
-  return { raws, diagnostics };
+  return { raws, diagnostics, ...stackOf(owners, file, diagnostics) };
+}
+
+/** The one stack the resources of a synthesized CDKTF stack name (context flexbso:stack), if any. */
+function stackOf(owners: Set<string | undefined>, file: string, diagnostics: Diagnostic[]): { stack?: string } {
+  if (owners.size > 1) {
+    const names = [...owners].map((o) => (o === undefined ? "(none: default)" : o)).join(", ");
+    diagnostics.push({
+      code: "bad-synth",
+      message: `the resources of one CDKTF stack name different FlexBSO stacks (${names}); set the flexbso:stack context once for the whole CDKTF stack`,
+      source: { file },
+    });
+    return {};
+  }
+  const [stack] = [...owners];
+  if (stack === undefined) return {};
+  const bad = stackNameProblem(stack);
+  if (bad) {
+    diagnostics.push({ code: "bad-name", message: `context flexbso:stack: ${bad}`, source: { file } });
+    return {};
+  }
+  return { stack };
 }
 
 interface Synthesized {

@@ -162,6 +162,7 @@ function loadDirectory(
       return fail("json-syntax", `${join(display, "manifest.json")} is not valid JSON: ${(e as Error).message}`);
     }
     const out: Loaded = { raws: [], diagnostics: [] };
+    const owners = new Set<string | undefined>();
     const all = Object.keys(manifest.stacks ?? {});
     const unknown = (stacks ?? []).filter((s) => !all.includes(s));
     if (unknown.length > 0)
@@ -175,8 +176,17 @@ function loadDirectory(
       const one = loadCdktfJson(read(join(dir, rel), join(display, rel), fail), join(display, rel));
       out.raws.push(...one.raws);
       out.diagnostics.push(...one.diagnostics);
+      owners.add(one.stack);
     }
-    return out;
+    // one topology, one owner: the CDKTF stacks loaded together must name the same FlexBSO stack
+    if (owners.size > 1)
+      out.diagnostics.push({
+        code: "bad-synth",
+        message: `the CDKTF stacks in ${display} name different FlexBSO stacks (${[...owners].map((o) => o ?? "default").join(", ")}); plan and apply each stack's directory (cdktf.out/stacks/NAME) on its own, or give them one flexbso:stack context`,
+        source: { file: join(display, "manifest.json") },
+      });
+    const [owner] = [...owners];
+    return owners.size === 1 && owner !== undefined ? { ...out, stack: owner } : out;
   }
   const stackFile = join(dir, "cdk.tf.json");
   if (existsSync(stackFile))

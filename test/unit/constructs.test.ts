@@ -9,7 +9,9 @@ import {
   MallocBdev,
   RaidBdev,
   SriovFunction,
+  STACK_CONTEXT,
 } from "../../constructs/index.js";
+import { loadCdktfJson } from "../../lib/load/cdktf.js";
 import { repoPath } from "../helpers/index.js";
 
 const repoRoot = () => repoPath();
@@ -91,6 +93,30 @@ test("synth (local-exec target): references by name and by object both become de
   assert.equal(byName.get("f")!.depends_on, [ref("c"), ref("dpu0")]);
   assert.is(byName.get("r")!.triggers["spec"], '{"level":1,"members":["a","b"],"safeRead":"off","stripSize":65536}');
   assert.is(byName.get("apply")!.depends_on!.length, 6);
+});
+
+test("synth (local-exec target): the flexbso:stack context names the owning stack; mixed or bad names are refused", () => {
+  const synthWith = (context: Record<string, unknown>, extra?: (dpu: Dpu) => void) => {
+    const s = new TerraformStack(new App({ context }), "s");
+    const dpu = new Dpu(s, "dpu0", { target: "local-exec" });
+    new SriovFunction(dpu, "f", { volume: new MallocBdev(dpu, "m", { size: "1MiB" }) });
+    extra?.(dpu);
+    return loadCdktfJson(Testing.synth(s), "cdk.tf.json");
+  };
+  const owned = synthWith({ [STACK_CONTEXT]: "team-a" });
+  assert.equal(owned.diagnostics, []);
+  assert.is(owned.stack, "team-a");
+  const unowned = synthWith({});
+  assert.is(unowned.stack, undefined, "no context: the default stack");
+  const bad = synthWith({ [STACK_CONTEXT]: "team a/b" });
+  assert.is(bad.stack, undefined);
+  assert.match(bad.diagnostics.map((d) => d.message).join("\n"), "context flexbso:stack");
+  // one resource under another stack's context in the same CDKTF stack
+  const mixed = synthWith({ [STACK_CONTEXT]: "team-a" }, (dpu) => {
+    const m2 = new MallocBdev(dpu, "m2", { size: "1MiB" });
+    m2.node.setContext(STACK_CONTEXT, "team-b");
+  });
+  assert.match(mixed.diagnostics.map((d) => d.message).join("\n"), "name different FlexBSO stacks (team-a, team-b)");
 });
 
 test("synth (local-exec target): the apply hook's hash changes when any spec on the DPU changes", () => {
