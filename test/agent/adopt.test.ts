@@ -12,22 +12,11 @@ import * as path from "node:path";
 import { NativeBackend } from "../../lib/backends/native.js";
 import { AgentConfigError, resolveAgentConfig } from "../../lib/agent/config.js";
 import type { Resource } from "../../lib/model/types.js";
+import { stubTarget } from "../helpers/stub-target.js";
 
 async function backendWith(bdevs: unknown[]) {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fb-adopt-"));
-  const calls: string[] = [];
-  const rpc = {
-    call: async <T>(method: string): Promise<T> => {
-      calls.push(method);
-      return (
-        method === "bdev_get_bdevs"
-          ? bdevs
-          : method.startsWith("bdev_get") || method.endsWith("get_exports")
-            ? []
-            : true
-      ) as T;
-    },
-  };
+  const { rpc, calls } = stubTarget(bdevs);
   const dataDir = path.join(dir, "data");
   await fsp.mkdir(dataDir);
   return {

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { NativeBackend } from "../../lib/backends/native.js";
 import type { Resource } from "../../lib/model/types.js";
+import { stubTarget } from "../helpers/stub-target.js";
 
 const root = process.getuid?.() === 0;
 /** Why loop devices cannot be used here (not root, or a container without /dev/loop-control), or null. */
@@ -39,19 +40,7 @@ async function setup(devices: string[], bdevs: unknown[] = []) {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fb-devs-"));
   const dataDir = path.join(dir, "data");
   await fsp.mkdir(dataDir);
-  const calls: string[] = [];
-  const rpc = {
-    call: async <T>(method: string): Promise<T> => {
-      calls.push(method);
-      return (
-        method === "bdev_get_bdevs"
-          ? bdevs
-          : method.startsWith("bdev_get") || method.endsWith("get_exports")
-            ? []
-            : true
-      ) as T;
-    },
-  };
+  const { rpc, calls } = stubTarget(bdevs);
   const backend = new NativeBackend({
     rpc,
     runDir: path.join(dir, "run"),

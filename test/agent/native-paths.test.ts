@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { NativeBackend } from "../../lib/backends/native.js";
 import type { Resource } from "../../lib/model/types.js";
+import { stubTarget } from "../helpers/stub-target.js";
 
 async function setup() {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), "fb-paths-"));
@@ -19,13 +20,7 @@ async function setup() {
   await fsp.mkdir(outside);
   const victim = path.join(outside, "victim.txt");
   await fsp.writeFile(victim, "precious\n");
-  const calls: string[] = [];
-  const rpc = {
-    call: async <T>(method: string): Promise<T> => {
-      calls.push(method);
-      return (method.startsWith("bdev_get") || method.endsWith("get_exports") ? [] : true) as T;
-    },
-  };
+  const { rpc, calls } = stubTarget();
   const backend = new NativeBackend({
     rpc,
     runDir: path.join(root, "run"),
@@ -223,7 +218,7 @@ test("capacity: files beyond the data directory's free space are a plan error, o
   assert.match(both.errors[0]!.message, "its existing files may still claim");
   assert.equal((await backend.check([{ op: "create", address: other.address, after: other }], [])).errors, []);
   const thin = new NativeBackend({
-    rpc: { call: async <T>(m: string) => (m.startsWith("bdev_get") || m.endsWith("get_exports") ? [] : true) as T },
+    rpc: stubTarget().rpc,
     runDir: path.join(root, "run"),
     vhostDir: path.join(root, "run", "vhost"),
     dataDir,
