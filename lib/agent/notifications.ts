@@ -55,13 +55,24 @@ export function describeNotification(n: EngineNotification): string {
     c["lba"] !== undefined ? ` lba ${s("lba")}` : c["member_lba"] !== undefined ? ` member lba ${s("member_lba")}` : "";
   switch (n.type) {
     case "raid_safe_read_repair": {
-      const where = c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : "";
-      // read_lba: the read that found it (newer engines name the first bad block in lba)
+      // RAID5 parity holds no array block: name the member block only
+      const which =
+        c["parity"] === true
+          ? ` parity block at member lba ${s("member_lba")}`
+          : `${at}${c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : ""}`;
+      const io = c["found_by"] === "write" ? "write" : "read";
+      // read_lba: the I/O that found it (newer engines name the first bad block in lba)
       const held =
         c["read_lba"] !== undefined
-          ? `held wrong data (found by a ${s("blocks")}-block read at lba ${s("read_lba")})`
+          ? `held wrong data (found by a ${s("blocks")}-block ${io} at lba ${s("read_lba")})`
           : `${s("blocks")} block(s), held wrong data`;
-      return `${arr}: member '${s("member")}'${at}${where}, ${held}; ${s("action") === "rewritten_by_scrub" ? "rewritten by the scrub" : "the read returned the good copy and the member was rewritten"}`;
+      const fix =
+        s("action") === "rewritten_by_scrub"
+          ? "rewritten by the scrub"
+          : io === "write"
+            ? "the block was rebuilt and the member rewritten"
+            : "the read returned the good copy and the member was rewritten";
+      return `${arr}: member '${s("member")}'${which}, ${held}; ${fix}`;
     }
     case "raid_safe_read_mismatch":
       return `${arr}: copies differ at${at} (${s("blocks")} block(s)) on member '${s("member")}'; ${s("action") === "failed_read" ? "the read failed (safeRead verify)" : s("action")}`;

@@ -638,6 +638,121 @@ TEST(scrub_repairs)
 	fb_engine_destroy(e);
 }
 
+/* The one raid_safe_read_repair after since, parsed (caller frees). */
+struct grab {
+	unsigned count;
+	char *json;
+};
+
+static int grab_repair(const struct fb_notification *n, void *arg)
+{
+	struct grab *g = arg;
+
+	if (!strcmp(n->type, "raid_safe_read_repair")) {
+		g->count++;
+		free(g->json);
+		g->json = strdup(n->ctx_json);
+	}
+	return 0;
+}
+
+/* One repair event after since, naming member M<member>'s block mlba and
+ * array block lba (-1: a parity block, which holds none), found by the
+ * I/O at read_lba. */
+static void expect_repair(struct fb_engine *e, uint64_t since, unsigned member, uint64_t mlba,
+			  int64_t lba, uint64_t read_lba)
+{
+	struct grab g = {0};
+	struct fb_err err;
+	struct fb_json_val *v;
+	const char *name = "";
+	char want[32];
+	uint64_t got = 0;
+	bool parity = false;
+
+	fb_notify_foreach(e, since, 0, grab_repair, &g);
+	CHECK_EQ(g.count, 1);
+	v = fb_json_parse(g.json, strlen(g.json), &err);
+	CHECK(v);
+	snprintf(want, sizeof(want), "EE_M%u", member);
+	CHECK(fb_json_val_string(fb_json_val_object_get(v, "member"), &name) == 0);
+	if (strcmp(name, want))
+		th_fail(__FILE__, __LINE__, "repair names member %s, the flip was on %s", name, want);
+	CHECK(fb_json_val_uint64(fb_json_val_object_get(v, "member_lba"), &got) == 0);
+	CHECK_EQ(got, mlba);
+	CHECK(fb_json_val_uint64(fb_json_val_object_get(v, "read_lba"), &got) == 0);
+	CHECK_EQ(got, read_lba);
+	if (lba < 0) {
+		CHECK(fb_json_val_bool(fb_json_val_object_get(v, "parity"), &parity) == 0);
+		CHECK(parity);
+		CHECK(fb_json_val_object_get(v, "lba") == NULL);
+	} else {
+		CHECK(fb_json_val_uint64(fb_json_val_object_get(v, "lba"), &got) == 0);
+		CHECK_EQ(got, (uint64_t)lba);
+		CHECK(fb_json_val_object_get(v, "parity") == NULL);
+	}
+	fb_json_val_free(v);
+	free(g.json);
+}
+
+/* RAID5 repairs name the bad block (member, member block, array block),
+ * for every rotation of the parity and every strip of a row: data flips
+ * are found by a read of the whole row (the block sits mid-column), a
+ * parity flip by a one-block write's read-modify-write. */
+TEST(raid5_repair_names_the_block)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	const unsigned n = 4;
+	const uint64_t strip = 4, rowb = strip * (n - 1);
+	const uint64_t rows[] = {0, 1, 2, 3, 9};
+	uint64_t nb = make_raid(e, 5, n, 512, 16, true, true, "repair"), doff;
+	uint8_t *ref = calloc(nb, BS), *buf = th_aligned(4096, rowb * BS);
+
+	CHECK_OK(th_open(e, "R", true, &d, &err));
+	th_fill_random(ref, nb * BS, &seed);
+	for (uint64_t b = 0; b < nb; b += 32)
+		CHECK_EQ(th_write(e, 0, d, ref + b * BS, b, nb - b < 32 ? nb - b : 32), 0);
+	doff = data_offset(e);
+	for (size_t ri = 0; ri < sizeof(rows) / sizeof(rows[0]); ri++) {
+		uint64_t row = rows[ri];
+		unsigned p = n - 1 - (unsigned)(row % n);
+
+		for (unsigned k = 0; k < n; k++) {
+			uint64_t o = (row + k) % strip, mlba = row * strip + o, since = last_note(e);
+			unsigned m = k < n - 1 ? (p + 1 + k) % n : p;
+
+			/* twice: the first look and the repair's look at every strip */
+			CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
+					"{\"name\":\"EE_M%u\",\"io_type\":\"read\",\"error_type\":"
+					"\"corrupt_data\",\"num\":2,\"offset_blocks\":%llu,\"num_blocks\":1,"
+					"\"corrupt_offset\":%u,\"corrupt_value\":%u}",
+					m, (unsigned long long)(doff + mlba), (unsigned)(o * 7 + k), 1u << k));
+			if (k < n - 1) {
+				CHECK_EQ(th_read(e, 0, d, buf, row * rowb, rowb), 0);
+				CHECK(memcmp(buf, ref + row * rowb * BS, rowb * BS) == 0);
+				expect_repair(e, since, m, mlba, (int64_t)(row * rowb + k * strip + o),
+					      row * rowb);
+			} else {
+				uint64_t lba = row * rowb + (row % (n - 1)) * strip + o;
+
+				th_fill_random(ref + lba * BS, BS, &seed);
+				CHECK_EQ(th_write(e, 0, d, ref + lba * BS, lba, 1), 0);
+				expect_repair(e, since, m, mlba, -1, lba);
+			}
+			CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
+					"{\"name\":\"EE_M%u\",\"io_type\":\"clear\",\"error_type\":\"failure\"}",
+					m));
+		}
+	}
+	check_all(e, d, ref, nb);
+	fb_bdev_close(d);
+	free(ref);
+	free(buf);
+	fb_engine_destroy(e);
+}
+
 /* --------------------------------------------- member failure, rebuild */
 
 static void wait_rebuild(struct fb_engine *e, uint64_t since)
@@ -888,6 +1003,7 @@ int main(int argc, char **argv)
 	RUN_IF(overlapping_writes_two_reactors);
 	RUN_IF(corruption_1000_flips);
 	RUN_IF(scrub_repairs);
+	RUN_IF(raid5_repair_names_the_block);
 	RUN_IF(scrub_stop_while_paced);
 	RUN_IF(member_failure_and_rebuild);
 	RUN_IF(hot_remove_member);

@@ -20,6 +20,43 @@ test("a repair names the array, the member and the LBA", () => {
   );
 });
 
+test("a RAID5 repair names the data block and the array lba, or the parity block", () => {
+  assert.is(
+    describeNotification({
+      id: 9,
+      type: "raid_safe_read_repair",
+      ctx: {
+        array: "r5",
+        member: "EE_M1",
+        lba: 23,
+        member_lba: 7,
+        blocks: 12,
+        read_lba: 12,
+        found_by: "read",
+        action: "rewritten",
+      },
+    }),
+    "raid 'r5': member 'EE_M1' lba 23 (member lba 7), held wrong data (found by a 12-block read at lba 12); the read returned the good copy and the member was rewritten",
+  );
+  assert.is(
+    describeNotification({
+      id: 10,
+      type: "raid_safe_read_repair",
+      ctx: {
+        array: "r5",
+        member: "EE_M2",
+        parity: true,
+        member_lba: 4,
+        blocks: 1,
+        read_lba: 16,
+        found_by: "write",
+        action: "rewritten",
+      },
+    }),
+    "raid 'r5': member 'EE_M2' parity block at member lba 4, held wrong data (found by a 1-block write at lba 16); the block was rebuilt and the member rewritten",
+  );
+});
+
 test("metrics count repairs per array and member, degraded until the rebuild is done", async () => {
   const m = new AgentMetrics();
   m.engineNotification("raid_safe_read_repair", { array: "r0", member: "a" });

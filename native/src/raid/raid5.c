@@ -15,6 +15,7 @@
  * read the whole column and check parity or CRCs.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <isa-l/raid.h>
@@ -159,8 +160,9 @@ static bool reap_read_errors(struct raid_io *rio)
 	return failed;
 }
 
-/* Repair mode: the first usable member whose column fails its CRC, or n. */
-static unsigned crc_bad_member(struct raid_io *rio, uint32_t members)
+/* Repair mode: the first usable member whose column fails its CRC, or n;
+ * *first (if given) gets its first bad block, as a column offset. */
+static unsigned crc_bad_member(struct raid_io *rio, uint32_t members, uint64_t *first)
 {
 	struct raid_bdev *r = rio->r;
 
@@ -168,12 +170,17 @@ static unsigned crc_bad_member(struct raid_io *rio, uint32_t members)
 		return r->n;
 	for (unsigned i = 0; i < r->n; i++) {
 		struct iovec one = {slot(rio, i), col_bytes(rio)};
+		int64_t b;
 
 		if (!(members & (1u << i)) || !row_member_ok(rio, i))
 			continue;
-		if (raid_crc_check_iov(r, i, rio->row * S(r) + rio->col_lo,
-				       rio->col_hi - rio->col_lo, &one, 1) >= 0)
+		b = raid_crc_check_iov(r, i, rio->row * S(r) + rio->col_lo, rio->col_hi - rio->col_lo,
+				       &one, 1);
+		if (b >= 0) {
+			if (first)
+				*first = (uint64_t)b;
 			return i;
+		}
 	}
 	return r->n;
 }
@@ -198,21 +205,39 @@ static void crc_update_slot(struct raid_io *rio, unsigned i)
 			    rio->col_hi - rio->col_lo, &one, 1);
 }
 
-static void notify_repair(struct raid_io *rio, unsigned bad, const char *how)
+/* Names the first bad block of member `bad` (column offset `first`): its
+ * member block and, for a data strip, the array block it holds (parity
+ * holds none: `parity: true`); read_lba/blocks are the I/O that found it. */
+static void notify_repair(struct raid_io *rio, unsigned bad, uint64_t first, bool on_write)
 {
 	struct raid_bdev *r = rio->r;
-	uint64_t mlba = rio->row * S(r) + rio->col_lo;
+	uint64_t so = rio->col_lo + first, mlba = rio->row * S(r) + so, lba = 0;
+	unsigned p = raid5_parity_member(r, rio->row);
+	char at[48];
 
+	if (bad == p) {
+		snprintf(at, sizeof(at), "\"parity\":true");
+	} else {
+		unsigned k = (bad + r->n - p - 1) % r->n;
+
+		lba = rio->row * raid_ndata(r) * S(r) + (uint64_t)k * S(r) + so;
+		snprintf(at, sizeof(at), "\"lba\":%llu", (unsigned long long)lba);
+	}
 	atomic_fetch_add(&r->m[bad].corrupt_found, 1);
 	atomic_fetch_add(&r->repairs, 1);
-	fb_log(r->e, FB_LOG_WARN, "raid '%s': member '%s' blocks %llu+%llu failed their CRC; "
-	       "rebuilt from parity (%s)", r->name, r->m[bad].name, (unsigned long long)mlba,
-	       (unsigned long long)(rio->col_hi - rio->col_lo), how);
+	if (bad == p)
+		fb_log(r->e, FB_LOG_WARN, "raid '%s': member '%s' parity block %llu failed its CRC; "
+		       "rebuilt from the data strips (found by a %s)", r->name, r->m[bad].name,
+		       (unsigned long long)mlba, on_write ? "write" : "read");
+	else
+		fb_log(r->e, FB_LOG_WARN, "raid '%s': member '%s' block %llu (array lba %llu) failed "
+		       "its CRC; rebuilt from parity (found by a %s)", r->name, r->m[bad].name,
+		       (unsigned long long)mlba, (unsigned long long)lba, on_write ? "write" : "read");
 	raid_notify(r, "raid_safe_read_repair",
-		    "\"member\":\"%s\",\"lba\":%llu,\"member_lba\":%llu,\"blocks\":%llu,"
-		    "\"action\":\"rewritten\"",
-		    r->m[bad].name, (unsigned long long)fb_bdev_io_get_offset_blocks(rio->io),
-		    (unsigned long long)mlba, (unsigned long long)(rio->col_hi - rio->col_lo));
+		    "\"member\":\"%s\",%s,\"member_lba\":%llu,\"blocks\":%llu,\"read_lba\":%llu,"
+		    "\"found_by\":\"%s\",\"action\":\"rewritten\"",
+		    r->m[bad].name, at, (unsigned long long)mlba, (unsigned long long)rio->num,
+		    (unsigned long long)fb_bdev_io_get_offset_blocks(rio->io), on_write ? "write" : "read");
 }
 
 /* ------------------------------------------------------------- writes */
@@ -325,20 +350,21 @@ static void degraded_write_read(struct raid_io *rio)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned lost = r->n, bad;
+	uint64_t first = 0;
 
 	reap_read_errors(rio);
 	if (lost_count(rio, &lost) > 1) {
 		raid_io_finish(rio, -EIO);
 		return;
 	}
-	bad = crc_bad_member(rio, ~0u);
+	bad = crc_bad_member(rio, ~0u, &first);
 	if (bad < r->n && lost_count(rio, &lost) == 1 && lost != bad) {
 		raid_io_finish(rio, -EIO); /* two strips lost */
 		return;
 	}
 	if (bad < r->n) {
 		reconstruct(rio, bad);
-		notify_repair(rio, bad, "during a write");
+		notify_repair(rio, bad, first, true);
 		atomic_fetch_add(&r->m[bad].repaired, rio->col_hi - rio->col_lo);
 		lost = bad;
 	} else if (lost < r->n) {
@@ -364,7 +390,7 @@ static void rmw_read_done(struct raid_io *rio)
 
 	for (unsigned k = rio->touched_lo; k <= rio->touched_hi; k++)
 		mask |= 1u << raid5_data_member(r, rio->row, k);
-	if (reap_read_errors(rio) || lost_count(rio, &lost) || crc_bad_member(rio, mask) < r->n) {
+	if (reap_read_errors(rio) || lost_count(rio, &lost) || crc_bad_member(rio, mask, NULL) < r->n) {
 		degraded_write(rio);
 		return;
 	}
@@ -387,7 +413,7 @@ static void rcw_read_done(struct raid_io *rio)
 
 	for (unsigned k = 0; k < rio->nchild; k++)
 		mask |= 1u << rio->c[k].member;
-	if (reap_read_errors(rio) || lost_count(rio, &lost) || crc_bad_member(rio, mask) < r->n) {
+	if (reap_read_errors(rio) || lost_count(rio, &lost) || crc_bad_member(rio, mask, NULL) < r->n) {
 		degraded_write(rio);
 		return;
 	}
@@ -564,6 +590,7 @@ static void slow_read_done(struct raid_io *rio)
 {
 	struct raid_bdev *r = rio->r;
 	unsigned lost = r->n, nlost, bad;
+	uint64_t first = 0;
 	int mode = atomic_load(&r->safe_read);
 
 	reap_read_errors(rio);
@@ -572,7 +599,7 @@ static void slow_read_done(struct raid_io *rio)
 		raid_io_finish(rio, -EIO);
 		return;
 	}
-	bad = crc_bad_member(rio, ~0u);
+	bad = crc_bad_member(rio, ~0u, &first);
 	if (bad < r->n) {
 		if (nlost) {
 			atomic_fetch_add(&r->verify_mismatches, 1);
@@ -584,7 +611,7 @@ static void slow_read_done(struct raid_io *rio)
 			return;
 		}
 		reconstruct(rio, bad);
-		notify_repair(rio, bad, "on read");
+		notify_repair(rio, bad, first, false);
 		copy_out(rio);
 		rio->nchild = rio->next_child = 0;
 		add_write(rio, bad);
