@@ -4,11 +4,65 @@
  * so the output can be saved and fed back to `validate`, `plan` or `apply`.
  */
 import { Document, isNode } from "yaml";
-import type { Resource } from "../model/types.js";
+import { didYouMean } from "../model/suggest.js";
+import { DEFAULT_STACK, stackOf, type Resource } from "../model/types.js";
 import type { TopologyView } from "../agent/service.js";
 
-/** Render views (keyed by DPU) as a YAML topology with comments. */
-export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string {
+/** The stacks owning the views' resources, sorted (DPU resources are shared: they name none). */
+export function stacksOf(views: ReadonlyMap<string, TopologyView>): string[] {
+  const stacks = new Set<string>();
+  for (const v of views.values()) for (const r of v.topology.resources) if (r.kind !== "dpu") stacks.add(stackOf(r));
+  return [...stacks].sort();
+}
+
+/**
+ * The one stack `show` writes: a topology has one `stack:`, so resources of several
+ * stacks cannot go in one file. `wanted` (from --stack) must own resources there;
+ * without it, the only stack there (or the default one, when nothing is realized).
+ * @throws Error naming the stacks there and the flag.
+ */
+export function pickStack(views: ReadonlyMap<string, TopologyView>, wanted: string | undefined, cmd: string): string {
+  const stacks = stacksOf(views);
+  const list = stacks.map((s) => `'${s}'`).join(", ");
+  if (wanted !== undefined) {
+    if (stacks.includes(wanted)) return wanted;
+    throw new Error(
+      `--stack: no resource of stack '${wanted}' on these DPUs${didYouMean(wanted, stacks)} (stacks there: ${list || "none"})`,
+    );
+  }
+  if (stacks.length > 1)
+    throw new Error(
+      `these DPUs hold resources of ${stacks.length} stacks (${list}), and a topology is one stack: ` +
+        `show one at a time with --stack NAME, e.g. ${cmd} --stack ${stacks[0]}`,
+    );
+  return stacks[0] ?? DEFAULT_STACK;
+}
+
+/** The views cut to one stack: its resources and the shared DPU resources. */
+export function onlyStack(views: ReadonlyMap<string, TopologyView>, stack: string): Map<string, TopologyView> {
+  const out = new Map<string, TopologyView>();
+  for (const [dpu, v] of views) {
+    const resources = v.topology.resources.filter((r) => r.kind === "dpu" || stackOf(r) === stack);
+    const kept = new Set(resources.map((r) => r.address));
+    out.set(dpu, {
+      ...v,
+      topology: { ...v.topology, resources },
+      status: v.status.filter((s) => kept.has(s.address)),
+    });
+  }
+  return out;
+}
+
+/**
+ * Render views (keyed by DPU) as a YAML topology of `stack` with comments; cut the views
+ * to that stack first ({@link onlyStack}). `others`: the other stacks on these DPUs, named
+ * in the header.
+ */
+export function renderShowYaml(
+  views: ReadonlyMap<string, TopologyView>,
+  stack: string = DEFAULT_STACK,
+  others: readonly string[] = [],
+): string {
   const dpus: Record<string, Record<string, unknown>> = {};
   const resByDpu = new Map<string, Resource[]>();
   for (const [name, v] of views) {
@@ -28,8 +82,12 @@ export function renderShowYaml(views: ReadonlyMap<string, TopologyView>): string
     if (Object.keys(functions).length) entry.functions = functions;
     dpus[dpu] = entry;
   }
-  const doc = new Document({ formatVersion: 1, dpus });
+  const doc = new Document({ formatVersion: 1, ...(stack !== DEFAULT_STACK ? { stack } : {}), dpus });
   const header: string[] = [" Realized topology, as reported by the agents (valid input for validate/plan/apply)."];
+  if (others.length)
+    header.push(
+      ` Stack '${stack}' only; these DPUs also hold stack(s) ${others.map((o) => `'${o}'`).join(", ")} (show them with --stack NAME).`,
+    );
   for (const [dpu, v] of views) {
     header.push(
       ` ${dpu}: generation ${v.generation}, target ${v.target.up ? "up" : "DOWN"} (${v.target.mode} ${v.target.socket}), updated ${v.updatedAt}`,

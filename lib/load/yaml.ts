@@ -49,7 +49,14 @@ export function loadYaml(text: string, file: string): Loaded {
     diagnostics.push({ code, ...(address !== undefined ? { address } : {}), message, source: at(offset) });
 
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) problem("yaml-syntax", `YAML syntax error: ${e.message.split("\n")[0]}`, e.pos[0]);
+    for (const e of doc.errors)
+      if (e.code === "MULTIPLE_DOCS")
+        problem(
+          "multiple-documents",
+          "a topology is one YAML document (one stack), and this file holds several ('---'): split it, one file per stack (`flexbso show --stack NAME` writes one)",
+          e.pos[0],
+        );
+      else problem("yaml-syntax", `YAML syntax error: ${e.message.split("\n")[0]}`, e.pos[0]);
     return { raws: [], diagnostics };
   }
   for (const offset of duplicateKeys(doc.contents))

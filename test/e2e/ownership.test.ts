@@ -2,7 +2,7 @@
  * Two teams' stacks on one DPU (real agent + engine): each applies and then plans "no
  * changes" while the other's resources are listed as not managed by it; a clash with
  * the other stack is a plan error; team B's destroy leaves team A's function serving,
- * checked with a real NBD client.
+ * checked with a real NBD client; `show` writes one stack at a time, which plans "no changes".
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -69,6 +69,19 @@ test("two stacks share a DPU; B's destroy leaves A serving", async () => {
     ["dpu0/function/fa", "dpu0/malloc/a0"],
   );
   assert.equal(planB.steps, []);
+
+  // show: a topology is one stack, so with two it asks which; one stack's output plans "no changes" as that stack
+  const both = await cli(["show", teamA]);
+  assert.is(both.code, 1, both.stdout + both.stderr);
+  assert.match(both.stderr, "2 stacks ('team-a', 'team-b')");
+  assert.match(both.stderr, `--stack team-a`);
+  const shownB = path.join(a.dir, "shown-b.yaml");
+  const sb = await cli(["show", teamA, "--stack", "team-b", "--out", shownB]);
+  assert.is(sb.code, 0, sb.stdout + sb.stderr);
+  const again0 = await cli(["plan", shownB]);
+  assert.is(again0.code, 0, again0.stdout + again0.stderr);
+  assert.match(again0.stdout, "No changes.");
+  assert.match(again0.stdout, "Not managed by this stack ('team-b'): 2 resources of stack 'team-a'");
 
   // a clash with team A's bdev name or PF/VF is an error in B's plan, and A is untouched
   const clash = await team(

@@ -31,6 +31,12 @@ test("YAML: duplicate keys are errors", () => {
   assert.match(where("dpus:\n  d: {}\n  d: {}\n")[0]!, /^t\.yaml:3:3: YAML syntax error: Map keys must be unique/);
 });
 
+test("YAML: several documents (one per stack) are refused, naming the fix", () => {
+  assert.equal(where("stack: a\ndpus: {}\n---\nstack: b\ndpus: {}\n"), [
+    "t.yaml:3:1: a topology is one YAML document (one stack), and this file holds several ('---'): split it, one file per stack (`flexbso show --stack NAME` writes one)",
+  ]);
+});
+
 test("YAML: structure problems", () => {
   assert.equal(where("dpu:\n  d: {}\n"), [
     "t.yaml:1:1: unknown top-level field 'dpu' — did you mean 'dpus'? (allowed: formatVersion, stack, dpus)",
