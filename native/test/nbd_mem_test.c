@@ -558,6 +558,99 @@ TEST(paused_reader_evicted)
 	free(buf);
 }
 
+/* A client that sends reads, never reads the replies and stops sending
+ * leaves them in its socket with nothing pending in the engine and no
+ * memory pressure: the stall clock must still see it (its unread bytes do
+ * not go down) and close it within the calm limit (3 x the timeout). A
+ * good client keeps its verified I/O meanwhile; a client that reads its
+ * replies slowly, sending nothing, and an idle one that has read
+ * everything stay connected. */
+TEST(idle_unread_evicted)
+{
+	struct fb_engine_opts opts;
+	struct fb_err err = { { 0 } };
+	char listen[160], path[128];
+	int good, hog, slow, idle, f;
+	uint64_t seed = 11, t0, t_hog = 0, cookie;
+	unsigned rounds = 0, seen = 0;
+	uint8_t *buf = malloc(1u << 16);
+	pthread_t th;
+
+	CHECK(buf != NULL);
+	snprintf(path, sizeof(path), "%s/f.img", g_dir);
+	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	CHECK(f >= 0);
+	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
+	close(f);
+	fb_engine_opts_init(&opts);
+	opts.reactors = 2;
+	opts.nbd_mem_limit = STALL_LIMIT;
+	opts.nbd_stall_timeout_ms = STALL_MS;
+	opts.log = stall_log;
+	atomic_store(&g_stall_warns, 0);
+	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
+	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
+	sampler_start(&th);
+
+	good = cl_open(&g_srv, "f", 0, NULL, NULL);
+	good_io(good, 1, &seed);
+	idle = cl_open(&g_srv, "f", 0, NULL, NULL);
+	cl_req(idle, NBD_CMD_READ, 0, 5, 0, 4096, NULL);
+	CHECK_EQ(cl_simple_reply(idle, &cookie), 0);
+	CHECK_EQ(cl_recv(idle, buf, 4096), 0);
+	/* 1 MiB of replies each: the socket takes it all, so the engine has
+	 * nothing left to send. */
+	hog = cl_open(&g_srv, "f", 0, NULL, NULL);
+	slow = cl_open(&g_srv, "f", 0, NULL, NULL);
+	for (unsigned i = 0; i < 16; i++) {
+		cl_req(hog, NBD_CMD_READ, 0, 20 + i, (uint64_t)i << 16, 1u << 16, NULL);
+		cl_req(slow, NBD_CMD_READ, 0, 40 + i, (uint64_t)i << 16, 1u << 16, NULL);
+	}
+	/* The slow one takes a reply every half timeout: 16 of them span
+	 * several calm limits, with bytes taken all along. */
+	t0 = now_ms();
+	for (unsigned i = 0; i < 16; i++) {
+		usleep(STALL_MS / 2 * 1000);
+		CHECK_EQ(cl_simple_reply(slow, &cookie), 0);
+		CHECK(cookie >= 40 && cookie < 56 && !(seen & (1u << (cookie - 40))));  /* any order */
+		seen |= 1u << (cookie - 40);
+		CHECK_EQ(cl_recv(slow, buf, 1u << 16), 0);
+		good_io(good, 1, &seed);
+		rounds++;
+		if (!t_hog && hung_up(hog))
+			t_hog = now_ms() - t0;
+	}
+	while (!hung_up(hog) && now_ms() - t0 < 20000) {
+		good_io(good, 1, &seed);  /* the good client keeps getting through */
+		rounds++;
+	}
+	if (!t_hog)
+		t_hog = now_ms() - t0;
+	fprintf(stderr, "    idle hog with unread replies disconnected after about %llu ms (calm limit %u ms); "
+		"good client: %u rounds\n", (unsigned long long)t_hog, 3 * STALL_MS, rounds);
+	CHECK(hung_up(hog));
+	CHECK_EQ(atomic_load(&g_stall_warns), 1);
+	CHECK(drain_to_eof(hog));
+	close(hog);
+	CHECK(!hung_up(slow));
+	CHECK(!hung_up(idle));
+	cl_req(slow, NBD_CMD_READ, 0, 60, 0, 4096, NULL);
+	CHECK_EQ(cl_simple_reply(slow, &cookie), 0);
+	CHECK_EQ(cookie, 60);
+	CHECK_EQ(cl_recv(slow, buf, 4096), 0);
+	good_io(good, 1, &seed);
+	CHECK_EQ(atomic_load(&g_stall_warns), 1);
+	close(slow);
+	close(idle);
+	close(good);
+	CHECK(wait_used_le(0));
+	engine_stop(th);
+	unlink(path);
+	free(buf);
+}
+
 int main(void)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fb_nbdmem_XXXXXX");
@@ -567,6 +660,7 @@ int main(void)
 	RUN(global_budget_holds);
 	RUN(stalled_readers_evicted);
 	RUN(paused_reader_evicted);
+	RUN(idle_unread_evicted);
 	unlink(g_sock);
 	rmdir(g_dir);
 	fprintf(stderr, "nbd_mem_test: ok\n");

@@ -533,16 +533,16 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
  * it, or mem_used > mem_limit), or for STALL_CALM_MULT * st->stall_ms
  * otherwise, is closed (hard close: its buffers are freed and uncharged)
  * with a warning. "Its replies" are the sends the engine has pending and,
- * for a connection paused on the budget, the reply bytes its socket still
- * holds unread (SIOCOUTQ): a client that stops reading once its socket is
- * full would otherwise sit paused, its next request waiting for memory,
- * with nothing pending in the engine for the clock to see. Without the
- * calm clause, a few clients that never read could pin up to CONN_BUDGET
- * each for as long as nobody else needs the memory. A connection with
- * nothing to send and nothing unread (idle, waiting for the bdev, or
- * paused with its client caught up) is never closed, and any byte taken
- * restarts the clock, so a client that reads its replies, however slowly,
- * is never cut.
+ * once it has none, the reply bytes its socket still holds unread
+ * (SIOCOUTQ): a client that stops reading (and sending) once its replies
+ * sit in the socket, whether idle or paused with its next request waiting
+ * for memory, has nothing pending in the engine for the clock to see, yet
+ * pins the socket's buffers. Without the calm clause, a few clients that
+ * never read could pin up to CONN_BUDGET each for as long as nobody else
+ * needs the memory. A connection with nothing to send and nothing unread
+ * (idle, waiting for the bdev, or paused with its client caught up) is
+ * never closed, and any byte taken restarts the clock, so a client that
+ * reads its replies, however slowly, is never cut.
  *
  * Mechanism: one fb_timer per connection (the watchdog), every
  * stall_ms / 4, armed by the send path or a pause only when none is armed
@@ -557,8 +557,10 @@ void fb_nbd_conn_drain(struct fb_nbd_conn *c)
  * probe closes the connection: with a warning when it made no progress
  * since the last stamp under pressure (the eviction), and also when it did,
  * since older kernels may report -ECANCELED for a partly sent message. A
- * paused connection has no send to probe: the tick compares the unread
- * bytes with the previous tick's and evicts it directly. A reader is thus
+ * connection with no send (idle or paused) has none to probe: the tick
+ * compares the unread bytes with the previous tick's and evicts it
+ * directly; that ioctl is per tick, never per I/O, and the watchdog stops
+ * at the first tick that finds the socket empty. A reader is thus
  * cut no earlier than stall_ms after its last byte taken (at most about
  * 2 * stall_ms + a tick when a send took bytes early and then stalled). */
 
@@ -659,14 +661,14 @@ static void conn_stall_timer_fn(struct fb_timer *t)
 	uint64_t now;
 
 	if (!sending) {
-		if (!c->mem_paused || c->draining)
-			return;  /* nothing to watch: the next send or pause re-arms */
+		if (c->draining)
+			return;
 		outq = conn_outq(c);
 		if (outq < c->outq)
 			c->tx_moved = true;
 		c->outq = outq;
 		if (outq == 0)
-			return;  /* the client took everything: it only waits for memory */
+			return;  /* the client took everything: the next send or pause re-arms */
 	} else {
 		c->outq = INT_MAX;
 	}
