@@ -330,6 +330,36 @@ static bool drain_to_eof(int fd)
 	}
 }
 
+/* The stall tests' engine: a 64 MiB file bdev F0 exported as "f", a
+ * STALL_LIMIT budget and STALL_MS stall timeout (payload_ms: 0 = default),
+ * the warning count reset and the sampler started. */
+static void stall_engine_start(char *path, size_t plen, unsigned payload_ms, pthread_t *th)
+{
+	struct fb_engine_opts opts;
+	struct fb_err err = { { 0 } };
+	char listen[160];
+	int f;
+
+	snprintf(path, plen, "%s/f.img", g_dir);
+	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	CHECK(f >= 0);
+	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
+	close(f);
+	fb_engine_opts_init(&opts);
+	opts.reactors = 2;
+	opts.nbd_mem_limit = STALL_LIMIT;
+	opts.nbd_stall_timeout_ms = STALL_MS;
+	if (payload_ms)
+		opts.nbd_payload_timeout_ms = payload_ms;
+	opts.log = stall_log;
+	atomic_store(&g_stall_warns, 0);
+	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
+	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
+	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
+	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
+	sampler_start(th);
+}
+
 /* Clients that ask for large reads on a file bdev (no zcopy: each reply
  * holds a malloc'd buffer) and never read the replies are disconnected once
  * they have taken nothing for the stall timeout while memory is short; a
@@ -337,34 +367,16 @@ static bool drain_to_eof(int fd)
  * slowly (pauses well under the timeout) is never disconnected. */
 TEST(stalled_readers_evicted)
 {
-	struct fb_engine_opts opts;
-	struct fb_err err = { { 0 } };
 	struct fb_nbd_mem_stats ms;
-	char listen[160], path[128];
-	int hfd[NSTALL], good, slow, f;
+	char path[128];
+	int hfd[NSTALL], good, slow;
 	bool gone[NSTALL] = { false };
 	unsigned ngone = 0, rounds = 0;
 	uint64_t seed = 7, t0, t_all = 0, cookie;
 	uint8_t *buf;
 	pthread_t th;
 
-	snprintf(path, sizeof(path), "%s/f.img", g_dir);
-	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
-	CHECK(f >= 0);
-	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
-	close(f);
-
-	fb_engine_opts_init(&opts);
-	opts.reactors = 2;
-	opts.nbd_mem_limit = STALL_LIMIT;
-	opts.nbd_stall_timeout_ms = STALL_MS;
-	opts.log = stall_log;
-	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
-	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
-	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
-
-	sampler_start(&th);
+	stall_engine_start(path, sizeof(path), 0, &th);
 
 	good = cl_open(&g_srv, "f", 0, NULL, NULL);
 	good_io(good, 2, &seed);
@@ -465,33 +477,15 @@ TEST(stalled_readers_evicted)
  * memory is back. */
 TEST(paused_reader_evicted)
 {
-	struct fb_engine_opts opts;
-	struct fb_err err = { { 0 } };
 	struct fb_nbd_mem_stats ms;
-	char listen[160], path[128];
-	int holder, hog, patient, f, one = 4096;
+	char path[128];
+	int holder, hog, patient, one = 4096;
 	uint64_t t0, cookie;
 	uint8_t hdr[NBD_REQUEST_LEN], *buf = malloc(STALL_REQ);
 	pthread_t th;
 
 	CHECK(buf != NULL);
-	snprintf(path, sizeof(path), "%s/f.img", g_dir);
-	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
-	CHECK(f >= 0);
-	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
-	close(f);
-	fb_engine_opts_init(&opts);
-	opts.reactors = 2;
-	opts.nbd_mem_limit = STALL_LIMIT;
-	opts.nbd_stall_timeout_ms = STALL_MS;
-	opts.nbd_payload_timeout_ms = 120000;  /* the holder outlives the test */
-	opts.log = stall_log;
-	atomic_store(&g_stall_warns, 0);
-	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
-	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
-	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
-	sampler_start(&th);
+	stall_engine_start(path, sizeof(path), 120000, &th);  /* the holder outlives the test */
 
 	/* The holder: a 16 MiB write whose payload never comes holds its
 	 * buffer, so a second 16 MiB buffer cannot be admitted. */
@@ -567,32 +561,15 @@ TEST(paused_reader_evicted)
  * everything stay connected. */
 TEST(idle_unread_evicted)
 {
-	struct fb_engine_opts opts;
-	struct fb_err err = { { 0 } };
-	char listen[160], path[128];
-	int good, hog, slow, idle, f;
+	char path[128];
+	int good, hog, slow, idle;
 	uint64_t seed = 11, t0, t_hog = 0, cookie;
 	unsigned rounds = 0, seen = 0;
 	uint8_t *buf = malloc(1u << 16);
 	pthread_t th;
 
 	CHECK(buf != NULL);
-	snprintf(path, sizeof(path), "%s/f.img", g_dir);
-	f = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
-	CHECK(f >= 0);
-	CHECK_EQ(ftruncate(f, 64ll << 20), 0);
-	close(f);
-	fb_engine_opts_init(&opts);
-	opts.reactors = 2;
-	opts.nbd_mem_limit = STALL_LIMIT;
-	opts.nbd_stall_timeout_ms = STALL_MS;
-	opts.log = stall_log;
-	atomic_store(&g_stall_warns, 0);
-	CHECK_OK(fb_engine_create(&opts, &g_e, &err));
-	CHECK_OK(th_file(g_e, "F0", path, 4096, "", &err));
-	snprintf(listen, sizeof(listen), "unix:%s", g_sock);
-	CHECK_OK(fb_nbd_export_add(g_e, "f", "F0", listen, false, &err));
-	sampler_start(&th);
+	stall_engine_start(path, sizeof(path), 0, &th);
 
 	good = cl_open(&g_srv, "f", 0, NULL, NULL);
 	good_io(good, 1, &seed);
