@@ -4,9 +4,11 @@
  * so the output can be saved and fed back to `validate`, `plan` or `apply`.
  */
 import { Document, isNode } from "yaml";
+import { canonicalJson } from "../model/canonical.js";
 import { didYouMean } from "../model/suggest.js";
 import { DEFAULT_STACK, stackOf, type Resource } from "../model/types.js";
 import type { TopologyView } from "../agent/service.js";
+import { combineActual } from "./fleet.js";
 
 /** The stacks owning the views' resources, sorted (DPU resources are shared: they name none). */
 export function stacksOf(views: ReadonlyMap<string, TopologyView>): string[] {
@@ -51,6 +53,11 @@ export function onlyStack(views: ReadonlyMap<string, TopologyView>, stack: strin
     });
   }
   return out;
+}
+
+/** Render views (keyed by DPU), cut to `stack` ({@link onlyStack}), as the canonical Desired JSON of that stack. */
+export function renderShowJson(views: ReadonlyMap<string, TopologyView>, stack: string = DEFAULT_STACK): string {
+  return canonicalJson({ ...combineActual(views).desired, ...(stack !== DEFAULT_STACK ? { stack } : {}) });
 }
 
 /**

@@ -2,9 +2,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { TopologyView } from "../../lib/agent/service.js";
-import { onlyStack, pickStack, renderShowYaml } from "../../lib/fleet/show.js";
+import { onlyStack, pickStack, renderShowJson, renderShowYaml } from "../../lib/fleet/show.js";
 import { buildDesired } from "../../lib/model/build.js";
 import { loadYaml } from "../../lib/load/yaml.js";
+import { validateDesired } from "../../lib/model/validate.js";
 import type { Resource } from "../../lib/model/types.js";
 import { loadYamlText } from "../helpers/model.js";
 
@@ -74,6 +75,9 @@ test("--stack: the YAML holds that stack's resources and the DPU, and loads back
   assert.equal(loaded.diagnostics, []);
   assert.is(loaded.stack, "team-b");
   assert.equal(buildDesired(loaded.raws).resources, strip(b));
+  const json = validateDesired(JSON.parse(renderShowJson(onlyStack(views, "team-b"), "team-b")));
+  assert.is(json.stack, "team-b");
+  assert.equal(strip(json.resources), strip(b));
 });
 
 test("one stack: shown without --stack; the default stack writes no stack: line", () => {

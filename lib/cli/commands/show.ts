@@ -1,9 +1,7 @@
 import { Option } from "commander";
 import { loadTopology } from "../../load/index.js";
-import { canonicalJson } from "../../model/canonical.js";
-import { combineActual, describeFailures, readFleet, resolveTargets } from "../../fleet/fleet.js";
-import { onlyStack, pickStack, renderShowYaml, stacksOf } from "../../fleet/show.js";
-import { DEFAULT_STACK } from "../../model/types.js";
+import { describeFailures, readFleet, resolveTargets } from "../../fleet/fleet.js";
+import { onlyStack, pickStack, renderShowJson, renderShowYaml, stacksOf } from "../../fleet/show.js";
 import { writeOutput } from "../output.js";
 import { action, CliError, EXIT, type CliCommand } from "../registry.js";
 
@@ -47,13 +45,7 @@ export const showCommand: CliCommand = {
             }
             const mine = onlyStack(views, stack);
             const others = stacksOf(views).filter((s) => s !== stack);
-            const text =
-              opts.format === "json"
-                ? canonicalJson({
-                    ...combineActual(mine).desired,
-                    ...(stack !== DEFAULT_STACK ? { stack } : {}),
-                  })
-                : renderShowYaml(mine, stack, others);
+            const text = opts.format === "json" ? renderShowJson(mine, stack) : renderShowYaml(mine, stack, others);
             writeOutput(opts.out, text.endsWith("\n") ? text : `${text}\n`);
             if (failures.size) {
               process.stderr.write(`flexbso: cannot read ${failures.size} DPU(s):\n${describeFailures(failures)}\n`);
