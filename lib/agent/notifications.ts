@@ -46,6 +46,13 @@ const LEVELS: Readonly<Record<string, EventLevel>> = {
   compress_repaired: "warn",
 };
 
+/** The bad block a repair or scrub event names: array lba and member lba, or a RAID5 parity block (which holds no array block). */
+function badBlock(c: Record<string, unknown>, at: string): string {
+  const m = String(c["member_lba"] ?? "?");
+  if (c["parity"] === true) return ` parity block at member lba ${m}`;
+  return `${at}${c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${m})` : ""}`;
+}
+
 /** A one-line message for a notification. */
 export function describeNotification(n: EngineNotification): string {
   const c = n.ctx;
@@ -55,29 +62,28 @@ export function describeNotification(n: EngineNotification): string {
     c["lba"] !== undefined ? ` lba ${s("lba")}` : c["member_lba"] !== undefined ? ` member lba ${s("member_lba")}` : "";
   switch (n.type) {
     case "raid_safe_read_repair": {
-      // RAID5 parity holds no array block: name the member block only
-      const which =
-        c["parity"] === true
-          ? ` parity block at member lba ${s("member_lba")}`
-          : `${at}${c["member_lba"] !== undefined && c["lba"] !== undefined ? ` (member lba ${s("member_lba")})` : ""}`;
       const io = c["found_by"] === "write" ? "write" : "read";
-      // read_lba: the I/O that found it (newer engines name the first bad block in lba)
+      // read_lba: the I/O that found it; strip_member_lba: the scrub's strip (newer engines name the first bad block in lba)
       const held =
         c["read_lba"] !== undefined
           ? `held wrong data (found by a ${s("blocks")}-block ${io} at lba ${s("read_lba")})`
-          : `${s("blocks")} block(s), held wrong data`;
+          : c["strip_member_lba"] !== undefined
+            ? `held wrong data (found by the scrub of its ${s("blocks")}-block strip at member lba ${s("strip_member_lba")})`
+            : `${s("blocks")} block(s), held wrong data`;
       const fix =
         s("action") === "rewritten_by_scrub"
           ? "rewritten by the scrub"
           : io === "write"
             ? "the block was rebuilt and the member rewritten"
             : "the read returned the good copy and the member was rewritten";
-      return `${arr}: member '${s("member")}'${which}, ${held}; ${fix}`;
+      return `${arr}: member '${s("member")}'${badBlock(c, at)}, ${held}; ${fix}`;
     }
     case "raid_safe_read_mismatch":
       return `${arr}: copies differ at${at} (${s("blocks")} block(s)) on member '${s("member")}'; ${s("action") === "failed_read" ? "the read failed (safeRead verify)" : s("action")}`;
     case "raid_scrub_mismatch":
-      return `${arr}: scrub found member '${s("member")}'${at} (${s("blocks")} block(s)) wrong`;
+      return c["strip_member_lba"] !== undefined
+        ? `${arr}: scrub found member '${s("member")}'${badBlock(c, at)} wrong (its ${s("blocks")}-block strip at member lba ${s("strip_member_lba")})`
+        : `${arr}: scrub found member '${s("member")}'${at} (${s("blocks")} block(s)) wrong`;
     case "raid_safe_read_unrecoverable":
       return `${arr}:${at}, ${s("blocks")} block(s): no copy passed its check; the read failed`;
     case "raid_rebuild_started":
@@ -156,7 +162,7 @@ export class NotificationPoller {
       }
       if (list.length < BATCH) break;
     }
-    if (total > 0) await writeFileAtomic(this.file, JSON.stringify({ lastId: this.lastId, pid: this.pid }) + "\n");
+    if (total > 0) await writeFileAtomic(this.file, `${JSON.stringify({ lastId: this.lastId, pid: this.pid })}\n`);
     return total;
   }
 

@@ -606,38 +606,6 @@ TEST(scrub_stop_while_paced)
 	fb_engine_destroy(e);
 }
 
-/* Scrub finds and repairs a flip the reads never touched. */
-TEST(scrub_repairs)
-{
-	struct fb_engine *e = th_engine(1);
-	struct fb_bdev_desc *d;
-	struct fb_err err;
-	uint64_t nb = make_raid(e, 5, 3, 512, 16, true, true, "repair"), since;
-	uint8_t *ref = calloc(nb, BS);
-
-	CHECK_OK(th_open(e, "R", true, &d, &err));
-	th_fill_random(ref, nb * BS, &seed);
-	for (uint64_t b = 0; b < nb; b += 32)
-		CHECK_EQ(th_write(e, 0, d, ref + b * BS, b, nb - b < 32 ? nb - b : 32), 0);
-	since = last_note(e);
-	/* One read of member 1's sixth row returns a flipped bit: the scrub's. */
-	CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
-			"{\"name\":\"EE_M1\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
-			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1,\"corrupt_value\":1}",
-			(unsigned long long)(data_offset(e) + 5 * 4 + 1)));
-	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
-	uint64_t deadline = fb_now_ns() + 60ull * 1000000000ull;
-
-	while (notes(e, "raid_scrub_done", NULL, since) == 0 && fb_now_ns() < deadline)
-		usleep(2000);
-	CHECK_EQ(notes(e, "raid_scrub_done", NULL, since), 1);
-	CHECK_EQ(notes(e, "raid_safe_read_repair", "EE_M1", since), 1);
-	check_all(e, d, ref, nb);
-	fb_bdev_close(d);
-	free(ref);
-	fb_engine_destroy(e);
-}
-
 /* The one raid_safe_read_repair after since, parsed (caller frees). */
 struct grab {
 	unsigned count;
@@ -657,10 +625,10 @@ static int grab_repair(const struct fb_notification *n, void *arg)
 }
 
 /* One repair event after since, naming member M<member>'s block mlba and
- * array block lba (-1: a parity block, which holds none), found by the
- * I/O at read_lba. */
+ * array block lba (-1: a parity block, which holds none), with io_key (the
+ * read_lba of the I/O that found it, or the scrub's strip_member_lba). */
 static void expect_repair(struct fb_engine *e, uint64_t since, unsigned member, uint64_t mlba,
-			  int64_t lba, uint64_t read_lba)
+			  int64_t lba, const char *io_key, uint64_t io_lba)
 {
 	struct grab g = {0};
 	struct fb_err err;
@@ -680,8 +648,8 @@ static void expect_repair(struct fb_engine *e, uint64_t since, unsigned member, 
 		th_fail(__FILE__, __LINE__, "repair names member %s, the flip was on %s", name, want);
 	CHECK(fb_json_val_uint64(fb_json_val_object_get(v, "member_lba"), &got) == 0);
 	CHECK_EQ(got, mlba);
-	CHECK(fb_json_val_uint64(fb_json_val_object_get(v, "read_lba"), &got) == 0);
-	CHECK_EQ(got, read_lba);
+	CHECK(fb_json_val_uint64(fb_json_val_object_get(v, io_key), &got) == 0);
+	CHECK_EQ(got, io_lba);
 	if (lba < 0) {
 		CHECK(fb_json_val_bool(fb_json_val_object_get(v, "parity"), &parity) == 0);
 		CHECK(parity);
@@ -693,6 +661,55 @@ static void expect_repair(struct fb_engine *e, uint64_t since, unsigned member, 
 	}
 	fb_json_val_free(v);
 	free(g.json);
+}
+
+/* Scrub finds and repairs a flip the reads never touched, and names the
+ * block: member M<m>'s block mblk, which holds array block lba (-1: RAID5
+ * parity). */
+static void scrub_repair_on(int level, unsigned n, unsigned m, uint64_t mblk, int64_t lba)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	const uint64_t strip = 4;
+	uint64_t nb = make_raid(e, level, n, 512, 16, true, true, "repair"), since;
+	uint8_t *ref = calloc(nb, BS);
+
+	fprintf(stderr, "    %s x%u: flip on M%u block %llu\n", level_str(level), n, m,
+		(unsigned long long)mblk);
+	CHECK_OK(th_open(e, "R", true, &d, &err));
+	th_fill_random(ref, nb * BS, &seed);
+	for (uint64_t b = 0; b < nb; b += 32)
+		CHECK_EQ(th_write(e, 0, d, ref + b * BS, b, nb - b < 32 ? nb - b : 32), 0);
+	since = last_note(e);
+	/* One read of the block returns a flipped bit: the scrub's. */
+	CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
+			"{\"name\":\"EE_M%u\",\"io_type\":\"read\",\"error_type\":\"corrupt_data\","
+			"\"num\":1,\"offset_blocks\":%llu,\"num_blocks\":1,\"corrupt_value\":1}",
+			m, (unsigned long long)(data_offset(e) + mblk)));
+	CHECK_OK(th_rpc(e, &err, "bdev_raid_scrub_start", "{\"name\":\"R\",\"rate_kb_per_sec\":0}"));
+	uint64_t deadline = fb_now_ns() + 60ull * 1000000000ull;
+
+	while (notes(e, "raid_scrub_done", NULL, since) == 0 && fb_now_ns() < deadline)
+		usleep(2000);
+	CHECK_EQ(notes(e, "raid_scrub_done", NULL, since), 1);
+	expect_repair(e, since, m, mblk, lba, "strip_member_lba", mblk / strip * strip);
+	check_all(e, d, ref, nb);
+	fb_bdev_close(d);
+	free(ref);
+	fb_engine_destroy(e);
+}
+
+TEST(scrub_repairs)
+{
+	/* RAID5 x3, row 5 (parity on M0): M1 holds data strip 0 */
+	scrub_repair_on(5, 3, 1, 5 * 4 + 1, 5 * 8 + 1);
+	/* row 4 (parity on M1): M1's block is parity */
+	scrub_repair_on(5, 3, 1, 4 * 4 + 2, -1);
+	/* RAID1: member and array blocks are the same */
+	scrub_repair_on(1, 2, 1, 22, 22);
+	/* RAID10 x4: M3 is group 1's second copy; member row 3 -> array strip 7 */
+	scrub_repair_on(10, 4, 3, 3 * 4 + 3, 7 * 4 + 3);
 }
 
 /* RAID5 repairs name the bad block (member, member block, array block),
@@ -733,13 +750,13 @@ TEST(raid5_repair_names_the_block)
 				CHECK_EQ(th_read(e, 0, d, buf, row * rowb, rowb), 0);
 				CHECK(memcmp(buf, ref + row * rowb * BS, rowb * BS) == 0);
 				expect_repair(e, since, m, mlba, (int64_t)(row * rowb + k * strip + o),
-					      row * rowb);
+					      "read_lba", row * rowb);
 			} else {
 				uint64_t lba = row * rowb + (row % (n - 1)) * strip + o;
 
 				th_fill_random(ref + lba * BS, BS, &seed);
 				CHECK_EQ(th_write(e, 0, d, ref + lba * BS, lba, 1), 0);
-				expect_repair(e, since, m, mlba, -1, lba);
+				expect_repair(e, since, m, mlba, -1, "read_lba", lba);
 			}
 			CHECK_OK(th_rpc(e, &err, "bdev_error_inject_error",
 					"{\"name\":\"EE_M%u\",\"io_type\":\"clear\",\"error_type\":\"failure\"}",

@@ -57,6 +57,33 @@ test("a RAID5 repair names the data block and the array lba, or the parity block
   );
 });
 
+test("a scrub repair names the bad block and the strip it rewrote", () => {
+  assert.is(
+    describeNotification({
+      id: 11,
+      type: "raid_safe_read_repair",
+      ctx: {
+        array: "r5",
+        member: "EE_M1",
+        lba: 41,
+        member_lba: 21,
+        strip_member_lba: 20,
+        blocks: 4,
+        action: "rewritten_by_scrub",
+      },
+    }),
+    "raid 'r5': member 'EE_M1' lba 41 (member lba 21), held wrong data (found by the scrub of its 4-block strip at member lba 20); rewritten by the scrub",
+  );
+  assert.is(
+    describeNotification({
+      id: 12,
+      type: "raid_scrub_mismatch",
+      ctx: { array: "r5", member: "EE_M1", parity: true, member_lba: 18, strip_member_lba: 16, blocks: 4 },
+    }),
+    "raid 'r5': scrub found member 'EE_M1' parity block at member lba 18 wrong (its 4-block strip at member lba 16)",
+  );
+});
+
 test("metrics count repairs per array and member, degraded until the rebuild is done", async () => {
   const m = new AgentMetrics();
   m.engineNotification("raid_safe_read_repair", { array: "r0", member: "a" });

@@ -10,6 +10,7 @@
  * array's metadata thread. Control threads start a walk with a message and
  * wait for `done` to stop or join it. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,11 +34,17 @@ static uint8_t *strip_buf(struct raid_bdev *r, unsigned i)
 	return r->bg.w.buf + slen_of(r) * i;
 }
 
-static bool crc_ok(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
+/* The first block of member i's strip (in buf) that fails its CRC, or -1. */
+static int64_t crc_bad_at(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
 {
 	struct iovec one = {buf, slen_of(r)};
 
-	return raid_crc_check_iov(r, i, row * r->strip_blocks, r->strip_blocks, &one, 1) < 0;
+	return raid_crc_check_iov(r, i, row * r->strip_blocks, r->strip_blocks, &one, 1);
+}
+
+static bool crc_ok(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
+{
+	return crc_bad_at(r, i, row, buf) < 0;
 }
 
 static void crc_set(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
@@ -47,8 +54,15 @@ static void crc_set(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
 	raid_crc_update_iov(r, i, row * r->strip_blocks, r->strip_blocks, &one, 1);
 }
 
-static void scrub_note(struct raid_bdev *r, unsigned i, uint64_t row, bool fixed)
+/* A strip the scrub found wrong (and rewrote, if fixed): it names the first
+ * bad block `bad` (strip offset; -1 when only the parity check says which
+ * row) as member_lba and the array lba it holds, like a safe-read repair,
+ * and the strip as strip_member_lba + blocks. */
+static void scrub_note(struct raid_bdev *r, unsigned i, uint64_t row, bool fixed, int64_t bad)
 {
+	uint64_t s0 = row * r->strip_blocks, lba = 0;
+	char at[96] = "";
+
 	atomic_fetch_add(&r->bg.found, 1);
 	atomic_fetch_add(&r->m[i].corrupt_found, 1);
 	if (fixed) {
@@ -56,9 +70,15 @@ static void scrub_note(struct raid_bdev *r, unsigned i, uint64_t row, bool fixed
 		atomic_fetch_add(&r->m[i].repaired, r->strip_blocks);
 		atomic_fetch_add(&r->repairs, 1);
 	}
+	if (bad >= 0 && raid_array_lba(r, row, r->bg.w.group, i, (uint64_t)bad, &lba))
+		snprintf(at, sizeof(at), "\"lba\":%llu,", (unsigned long long)lba);
+	else if (bad >= 0)
+		snprintf(at, sizeof(at), "\"parity\":true,");
 	raid_notify(r, fixed ? "raid_safe_read_repair" : "raid_scrub_mismatch",
-		    "\"member\":\"%s\",\"member_lba\":%llu,\"blocks\":%u,\"action\":\"%s\"",
-		    r->m[i].name ? r->m[i].name : "", (unsigned long long)(row * r->strip_blocks),
+		    "\"member\":\"%s\",%s\"member_lba\":%llu,\"strip_member_lba\":%llu,\"blocks\":%u,"
+		    "\"action\":\"%s\"",
+		    r->m[i].name ? r->m[i].name : "", at,
+		    (unsigned long long)(s0 + (bad >= 0 ? (uint64_t)bad : 0)), (unsigned long long)s0,
 		    r->strip_blocks, fixed ? "rewritten_by_scrub" : "found_by_scrub");
 }
 
@@ -114,6 +134,7 @@ static void io_add(struct raid_bdev *r, unsigned member, enum fb_io_type type, v
 	io->type = type;
 	io->status = 1;
 	io->note = false;
+	io->bad = -1;
 	io->iov.iov_base = buf;
 	io->iov.iov_len = slen_of(r);
 }
@@ -153,7 +174,7 @@ static void raid5_scrub_written(struct raid_bdev *r)
 {
 	struct raid_bg_io *io = &r->bg.w.io[0];
 
-	scrub_note(r, io->member, r->bg.w.row, io->status == 0);
+	scrub_note(r, io->member, r->bg.w.row, io->status == 0, io->bad);
 	row_done(r, 0);
 }
 
@@ -192,7 +213,9 @@ static void raid5_read(struct raid_bdev *r)
 		return;
 	}
 	for (unsigned i = 0; i < r->n; i++) {
-		if (r->m[i].crc && !crc_ok(r, i, w->row, strip_buf(r, i))) {
+		int64_t bad = r->m[i].crc ? crc_bad_at(r, i, w->row, strip_buf(r, i)) : -1;
+
+		if (bad >= 0) {
 			nv = 0;
 			for (unsigned k = 0; k < r->n; k++)
 				if (k != i)
@@ -202,10 +225,11 @@ static void raid5_read(struct raid_bdev *r)
 			if (repair && crc_ok(r, i, w->row, strip_buf(r, i))) {
 				w->nio = 0;
 				io_add(r, i, FB_IO_WRITE, strip_buf(r, i));
+				w->io[0].bad = bad;
 				io_run(r, raid5_scrub_written);
 				return;
 			}
-			scrub_note(r, i, w->row, false);
+			scrub_note(r, i, w->row, false, bad);
 			row_done(r, 0);
 			return;
 		}
@@ -214,7 +238,7 @@ static void raid5_read(struct raid_bdev *r)
 		v[i] = strip_buf(r, i);
 	if (xor_check((int)r->n, (int)slen, v) != 0) {
 		atomic_fetch_add(&r->verify_mismatches, 1);
-		scrub_note(r, raid5_parity_member(r, w->row), w->row, false);
+		scrub_note(r, raid5_parity_member(r, w->row), w->row, false, -1);
 	}
 	row_done(r, 0);
 }
@@ -233,11 +257,20 @@ static void mirror_written(struct raid_bdev *r)
 
 	for (unsigned k = 0; k < w->nio; k++) {
 		if (w->io[k].note)
-			scrub_note(r, w->io[k].member, w->row, w->io[k].status == 0);
+			scrub_note(r, w->io[k].member, w->row, w->io[k].status == 0, w->io[k].bad);
 		else if (w->io[k].status)
 			rc = w->io[k].status;  /* the rebuild's write */
 	}
 	row_done(r, r->bg.kind == BG_REBUILD ? rc : 0);
+}
+
+/* The first of n blocks where two strips differ, or -1. */
+static int64_t first_diff(const uint8_t *a, const uint8_t *b, uint32_t bs, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		if (memcmp(a + (size_t)k * bs, b + (size_t)k * bs, bs))
+			return k;
+	return -1;
 }
 
 static void mirror_read(struct raid_bdev *r)
@@ -246,6 +279,7 @@ static void mirror_read(struct raid_bdev *r)
 	size_t slen = slen_of(r);
 	unsigned first = group_first(r, w->group), good = r->n, nread = w->nio;
 	bool ok[RAID_MAX_MEMBERS] = {false};
+	int64_t bad[RAID_MAX_MEMBERS];
 	bool repair = atomic_load(&r->safe_read) == SAFE_READ_REPAIR;
 	struct raid_bg_io reads[RAID_MAX_MEMBERS];
 	int target = r->bg.member;
@@ -256,7 +290,8 @@ static void mirror_read(struct raid_bdev *r)
 
 		if (reads[k].status)
 			continue;
-		ok[m] = !r->m[m].crc || crc_ok(r, m, w->row, strip_buf(r, m));
+		bad[m] = r->m[m].crc ? crc_bad_at(r, m, w->row, strip_buf(r, m)) : -1;
+		ok[m] = bad[m] < 0;
 		if (ok[m] && (good == r->n || m < good))
 			good = m;
 	}
@@ -280,11 +315,14 @@ static void mirror_read(struct raid_bdev *r)
 			continue;
 		if (ok[m] && r->m[m].crc)
 			continue;
+		if (ok[m])
+			bad[m] = first_diff(strip_buf(r, m), strip_buf(r, good), r->block_size, r->strip_blocks);
 		if (repair && ok[good]) {
 			io_add(r, m, FB_IO_WRITE, strip_buf(r, good));
 			w->io[w->nio - 1].note = true;
+			w->io[w->nio - 1].bad = bad[m];
 		} else {
-			scrub_note(r, m, w->row, false);
+			scrub_note(r, m, w->row, false, bad[m]);
 		}
 	}
 	io_run(r, mirror_written);

@@ -86,6 +86,7 @@ struct raid_bg_io {
 	unsigned member;
 	int status;                     /* 1 while in flight */
 	bool note;                      /* scrub repair write: note it when done */
+	int64_t bad;                    /* with note: first bad block in the strip, or -1 */
 	enum fb_io_type type;
 	struct iovec iov;
 	struct fb_io_wait_entry wait;   /* -ENOMEM from the member */
@@ -221,6 +222,23 @@ static inline unsigned raid5_parity_member(const struct raid_bdev *r, uint64_t r
 static inline unsigned raid5_data_member(const struct raid_bdev *r, uint64_t row, unsigned k)
 {
 	return (raid5_parity_member(r, row) + 1 + k) % r->n;
+}
+
+/* The array block that block `so` of member i's strip in row (mirror
+ * group `group`) holds; false for a RAID5 parity strip, which holds none. */
+static inline bool raid_array_lba(const struct raid_bdev *r, uint64_t row, unsigned group, unsigned i,
+				  uint64_t so, uint64_t *lba)
+{
+	uint64_t s = r->strip_blocks;
+
+	if (r->level != RAID_L5) {
+		*lba = (row * r->ngroups + group) * s + so;
+		return true;
+	}
+	if (i == raid5_parity_member(r, row))
+		return false;
+	*lba = row * (r->n - 1) * s + (uint64_t)((i + r->n - raid5_parity_member(r, row) - 1) % r->n) * s + so;
+	return true;
 }
 
 /* A member slot can take I/O for row. */

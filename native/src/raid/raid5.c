@@ -212,20 +212,16 @@ static void notify_repair(struct raid_io *rio, unsigned bad, uint64_t first, boo
 {
 	struct raid_bdev *r = rio->r;
 	uint64_t so = rio->col_lo + first, mlba = rio->row * S(r) + so, lba = 0;
-	unsigned p = raid5_parity_member(r, rio->row);
+	bool data = raid_array_lba(r, rio->row, 0, bad, so, &lba);
 	char at[48];
 
-	if (bad == p) {
-		snprintf(at, sizeof(at), "\"parity\":true");
-	} else {
-		unsigned k = (bad + r->n - p - 1) % r->n;
-
-		lba = rio->row * raid_ndata(r) * S(r) + (uint64_t)k * S(r) + so;
+	if (data)
 		snprintf(at, sizeof(at), "\"lba\":%llu", (unsigned long long)lba);
-	}
+	else
+		snprintf(at, sizeof(at), "\"parity\":true");
 	atomic_fetch_add(&r->m[bad].corrupt_found, 1);
 	atomic_fetch_add(&r->repairs, 1);
-	if (bad == p)
+	if (!data)
 		fb_log(r->e, FB_LOG_WARN, "raid '%s': member '%s' parity block %llu failed its CRC; "
 		       "rebuilt from the data strips (found by a %s)", r->name, r->m[bad].name,
 		       (unsigned long long)mlba, on_write ? "write" : "read");
