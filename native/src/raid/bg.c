@@ -55,9 +55,9 @@ static void crc_set(struct raid_bdev *r, unsigned i, uint64_t row, void *buf)
 }
 
 /* A strip the scrub found wrong (and rewrote, if fixed): it names the first
- * bad block `bad` (strip offset; -1 when only the parity check says which
- * row) as member_lba and the array lba it holds, like a safe-read repair,
- * and the strip as strip_member_lba + blocks. */
+ * bad block `bad` (strip offset; -1 when unknown: a RAID5 parity check that
+ * fails, a copy that could not be read) as member_lba and the array lba it
+ * holds, like a safe-read repair, and the strip as strip_member_lba + blocks. */
 static void scrub_note(struct raid_bdev *r, unsigned i, uint64_t row, bool fixed, int64_t bad)
 {
 	uint64_t s0 = row * r->strip_blocks, lba = 0;
@@ -285,6 +285,8 @@ static void mirror_read(struct raid_bdev *r)
 	int target = r->bg.member;
 
 	memcpy(reads, w->io, sizeof(reads[0]) * nread);
+	for (unsigned m = 0; m < r->n; m++)
+		bad[m] = -1;  /* unread copies: no block to name */
 	for (unsigned k = 0; k < nread; k++) {
 		unsigned m = reads[k].member;
 
