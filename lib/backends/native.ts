@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
+import { descriptorOf, isBlockDevicePath, SIDECAR_SUFFIX } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
@@ -62,9 +62,6 @@ export interface NativeBackendOptions {
   /** Accept files that together exceed the free space (a warning instead of a plan error). @default false */
   readonly thinProvisioning?: boolean;
 }
-
-/** Sidecar next to a file the agent created: its uuid and owner, so the agent tells its own files from others'. */
-export const SIDECAR_SUFFIX = ".flexbso-id";
 
 /** The NBD export name of a function: `pf0` or `pf0vf3`. */
 export function exportNameOf(spec: Pick<FunctionSpec, "pf" | "vf">): string {

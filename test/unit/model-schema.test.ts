@@ -176,6 +176,20 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
     `a relative path is taken inside the agent's data directory and may not leave it (got "../etc/passwd")`,
   ],
   [
+    "path naming another file's sidecar",
+    [raw("dpu0", "file", "f", { path: "vm/disk.img.flexbso-id", size: 4096 })],
+    "bad-path",
+    "path",
+    `may not end in '.flexbso-id': the agent keeps another file's identity under that name and would overwrite or delete it (got "vm/disk.img.flexbso-id"); pick another file name`,
+  ],
+  [
+    "path naming another file's sidecar temp",
+    [raw("dpu0", "file", "f", { path: "disk.img.flexbso-id.tmp", size: 4096 })],
+    "bad-path",
+    "path",
+    `may not end in '.flexbso-id.tmp': the agent keeps another file's identity under that name and would overwrite or delete it (got "disk.img.flexbso-id.tmp"); pick another file name`,
+  ],
+  [
     "nvme over nbd",
     [raw("dpu0", "function", "f", { volume: "m", emulation: "nvme", transport: "nbd" })],
     "not-allowed",
