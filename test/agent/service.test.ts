@@ -16,9 +16,13 @@ import { DpuBusyError, StepFailedError } from "../../lib/apply/errors.js";
 import { nullLogger } from "../../lib/agent/log.js";
 import { RpcDispatcher } from "../../lib/agent/jsonrpc.js";
 import { registerAgentMethods } from "../../lib/agent/methods.js";
+import { createAgentServer, listen } from "../../lib/agent/http.js";
+import { AgentMetrics } from "../../lib/agent/metrics.js";
+import { AgentClient } from "../../lib/fleet/client.js";
+import { runFleetApply } from "../../lib/fleet/fleet-apply.js";
 
 class FakeBackend implements Backend {
-  readonly name = "fake";
+  readonly name = "native"; // stands in for the native backend the topologies ask for
   created: string[] = [];
   async facts() {
     return { backend: "native", methods: [] };
@@ -220,6 +224,61 @@ test("methods: declared params are checked before the service runs (-32602 namin
   const stale = await call("topology.apply", { desired, expectedGeneration: 0 });
   assert.equal([stale.error?.code, stale.error?.data], [-32002, { dpu: "d", expected: 0, actual: 1 }]);
   assert.ok((await call("rpc.methods", {})).result.includes("events.list"));
+});
+
+test("fleet apply: a run shows and reports only its own events, not those of another apply that ran meanwhile", async () => {
+  const { svc } = await service();
+  const rpc = registerAgentMethods(new RpcDispatcher(), svc);
+  const server = createAgentServer({
+    token: "t",
+    rpc,
+    metrics: new AgentMetrics(async () => []),
+    log: nullLogger,
+    health: async () => ({ ok: true }),
+  });
+  const endpoint = `http://127.0.0.1:${await listen(server, "127.0.0.1", 0)}`;
+  // team A's apply runs after our run read the agent's generation and before our call is served
+  const teamA = {
+    formatVersion: 1,
+    stack: "team-a",
+    resources: [
+      desired.resources[0],
+      { address: "d/malloc/a", dpu: "d", kind: "malloc", name: "a", spec: { size: 1048576, blockSize: 512 } },
+    ],
+  };
+  const apply = svc.apply.bind(svc);
+  svc.apply = async (...args) => {
+    svc.apply = apply;
+    await apply(teamA, 0, false);
+    return apply(...args);
+  };
+  let out = "";
+  try {
+    const r = await runFleetApply({
+      mode: "apply",
+      desired: desired as never,
+      targets: [{ dpu: "d", endpoint, client: new AgentClient({ endpoint, token: "t" }) }],
+      allowDataLoss: false,
+      autoApprove: true,
+      confirm: async () => true,
+      out: {
+        write: (s: string) => {
+          out += s;
+          return true;
+        },
+      } as never,
+      showPlan: false,
+      pollMs: 5,
+      waitRebuild: false,
+    });
+    assert.is(r.exitCode, 1);
+    assert.match(r.failures.get("d") ?? "", "stale plan", JSON.stringify([...r.failures]));
+    assert.equal(r.events.get("d"), [], "team A's events are not this run's");
+    assert.not.match(out, "d/malloc/a", out);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((res) => server.close(res));
+  }
 });
 
 test.run();
