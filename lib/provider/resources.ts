@@ -7,7 +7,8 @@
  * Plans classify every change with lib/plan's field rules, so Terraform shows what
  * `flexbso plan` shows: in place -> update; online -> update plus a warning with the
  * reason; destructive -> RequiresReplace (or a destructive update), refused with an error
- * unless `allow_data_loss`.
+ * unless `allow_data_loss`; what the agent's target cannot do (its backend, the methods it
+ * serves) -> an error, as `flexbso plan` gives.
  *
  * The agent applies whole topologies, not single resources, so each apply reads the DPU's
  * live topology, changes this one resource in it, and applies that with the generation it
@@ -27,7 +28,7 @@ import { DEFAULTS, referencesOf } from "../model/kinds.js";
 import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
 import { cacheValidatorCode, NAME_PATTERN } from "../model/schemas.js";
 import { plan } from "../plan/plan.js";
-import type { FieldChange, ResourceChange } from "../plan/types.js";
+import type { FieldChange, ResourceChange, TargetFacts } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
 import { cacheDir } from "./tls.js";
 import {
@@ -238,13 +239,13 @@ export class FlexbsoProvider {
     return checkResource(t, c).diags;
   }
 
-  planResourceChange(req: {
+  async planResourceChange(req: {
     type_name: string;
     prior_state?: DV;
     proposed_new_state?: DV;
     config?: DV;
     prior_private?: Uint8Array;
-  }): unknown {
+  }): Promise<unknown> {
     const t = resourceType(req.type_name);
     const prior = decodeDynamic(req.prior_state) as Obj | null;
     const proposed = decodeDynamic(req.proposed_new_state) as Obj | null;
@@ -272,9 +273,10 @@ export class FlexbsoProvider {
     if (!checked.resource) return out(proposed);
     const after = checked.resource;
     const planned = plannedValue(t, after, config, prior);
+    const before = prior === null ? undefined : resourceOf(t, prior);
+    // what the live target cannot do is an error now, as in `flexbso plan`, not at apply
+    const refused = await this.refusals(diags, after, before && before.address === after.address ? before : undefined);
     if (prior === null) return out(planned);
-
-    const before = resourceOf(t, prior);
     if (!before) return out(planned, [["name"]]);
     if (before.address !== after.address) {
       const moved = t.kind !== "dpu" && before.dpu !== after.dpu ? "dpu" : "name";
@@ -294,8 +296,37 @@ export class FlexbsoProvider {
     }
     const change = plan(desiredOf(after), desiredOf(before)).resource_changes[0]!;
     const replace = change.field_changes.filter((f) => f.replace).map((f) => fieldPath(f.field));
-    this.judge(diags, change, replace);
+    if (!refused) this.judge(diags, change, replace); // a refused change's reason would promise what apply won't do
     return out(planned, replace);
+  }
+
+  /**
+   * Adds an error for each part of creating `after` (or changing `before` into it) that the
+   * agent's target cannot do: its backend and the methods it serves, read from the agent
+   * (unread when the provider is not configured; a refresh reports an unreachable agent).
+   * True when there was one.
+   */
+  private async refusals(diags: Diag[], after: Resource, before: Resource | undefined): Promise<boolean> {
+    let targets: Record<string, TargetFacts> | undefined;
+    const s = this.settings;
+    if (s) {
+      try {
+        const { target } = await this.view(s, after.dpu);
+        targets = { [after.dpu]: { backend: target.backend, ...(target.methods ? { methods: target.methods } : {}) } };
+      } catch {
+        // planned without the target's facts: the backend's fixed limits still apply below
+      }
+    }
+    const p = plan(desiredOf(after), before ? desiredOf(before) : empty(), targets ? { targets } : {});
+    for (const e of p.errors)
+      diags.push(
+        error(
+          `${e.address}: the target cannot make this change`,
+          `${e.message.replace(`${e.address}: `, "")}.\nFix: ${e.fix}`,
+          e.field !== undefined ? fieldPath(e.field) : undefined,
+        ),
+      );
+    return p.errors.length > 0;
   }
 
   /** Adds the warning (online; destructive when allowed) or the refusal (destructive) a change needs. */

@@ -20,6 +20,8 @@ import { createAgentServer, listen } from "../../lib/agent/http.js";
 import { AgentMetrics } from "../../lib/agent/metrics.js";
 import { AgentClient } from "../../lib/fleet/client.js";
 import { runFleetApply } from "../../lib/fleet/fleet-apply.js";
+import { FlexbsoProvider, type Diag } from "../../lib/provider/resources.js";
+import { encodeDynamic } from "../../lib/provider/msgpack.js";
 
 class FakeBackend implements Backend {
   readonly name = "native"; // stands in for the native backend the topologies ask for
@@ -226,17 +228,28 @@ test("methods: declared params are checked before the service runs (-32602 namin
   assert.ok((await call("rpc.methods", {})).result.includes("events.list"));
 });
 
-test("fleet apply: a run shows and reports only its own events, not those of another apply that ran meanwhile", async () => {
-  const { svc } = await service();
-  const rpc = registerAgentMethods(new RpcDispatcher(), svc);
+/** `svc` served over HTTP as the agent serves it, with the admin token "t". */
+async function serve(svc: AgentService): Promise<{ endpoint: string; close: () => Promise<void> }> {
   const server = createAgentServer({
     token: "t",
-    rpc,
+    rpc: registerAgentMethods(new RpcDispatcher(), svc),
     metrics: new AgentMetrics(async () => []),
     log: nullLogger,
     health: async () => ({ ok: true }),
   });
   const endpoint = `http://127.0.0.1:${await listen(server, "127.0.0.1", 0)}`;
+  return {
+    endpoint,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((res) => server.close(res));
+    },
+  };
+}
+
+test("fleet apply: a run shows and reports only its own events, not those of another apply that ran meanwhile", async () => {
+  const { svc } = await service();
+  const { endpoint, close } = await serve(svc);
   // team A's apply runs after our run read the agent's generation and before our call is served
   const teamA = {
     formatVersion: 1,
@@ -276,8 +289,42 @@ test("fleet apply: a run shows and reports only its own events, not those of ano
     assert.equal(r.events.get("d"), [], "team A's events are not this run's");
     assert.not.match(out, "d/malloc/a", out);
   } finally {
-    server.closeAllConnections();
-    await new Promise((res) => server.close(res));
+    await close();
+  }
+});
+
+test("provider: terraform plan refuses what the agent's target cannot do (growing a file its engine cannot rescan)", async () => {
+  const { svc } = await service(); // its target serves no bdev_uring_rescan
+  const { endpoint, close } = await serve(svc);
+  try {
+    const p = new FlexbsoProvider({});
+    const config = { endpoint, token: "t", token_file: null, allow_data_loss: null };
+    assert.equal(await p.configure(encodeDynamic(config)), []);
+    const file = {
+      id: "d/file/f",
+      name: "f",
+      dpu: "d",
+      path: "f.img",
+      size: "1MiB",
+      block_size: 512,
+      direct_io: true,
+      retain: false,
+      import: false,
+    };
+    const grown = { ...file, size: "2MiB" };
+    const r = (await p.planResourceChange({
+      type_name: "flexbso_file_bdev",
+      prior_state: encodeDynamic(file),
+      config: encodeDynamic({ ...grown, id: null }),
+      proposed_new_state: encodeDynamic(grown),
+    })) as { diagnostics: Diag[] };
+    assert.equal(
+      r.diagnostics.map((d) => [d.severity, d.summary, d.attribute?.steps[0]?.attribute_name]),
+      [[1, "d/file/f: the target cannot make this change", "size"]],
+    );
+    assert.match(r.diagnostics[0]!.detail ?? "", "needs the target method bdev_uring_rescan");
+  } finally {
+    await close();
   }
 });
 
