@@ -233,6 +233,11 @@ export class NativeBackend implements Backend {
         );
         continue;
       }
+      const escape = isBlockDevicePath(r.spec.path) ? undefined : await this.symlinkEscape(file);
+      if (escape) {
+        fail(escape.message, escape.fix, "path");
+        continue;
+      }
       const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
       const backing = st
         ? `${st.isBlockDevice() ? "b" : "f"}:${st.isBlockDevice() ? st.rdev : `${st.dev}:${st.ino}`}`
@@ -930,17 +935,8 @@ export class NativeBackend implements Backend {
         `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`,
       );
     }
-    // Also after following symlinks: the agent never creates, extends or serves other files.
-    const real = await realPathOf(file);
-    const realData = await realPathOf(this.opts.dataDir);
-    if (!isInside(real, realData)) {
-      throw new BackendError(
-        r.address,
-        "create",
-        `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); ` +
-          "refusing to create, extend or serve it: move the file into the data directory",
-      );
-    }
+    const escape = await this.symlinkEscape(file);
+    if (escape) throw new BackendError(r.address, "create", `${escape.message}; ${escape.fix}`);
     if (st && !st.isFile())
       throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
     const own = await this.ownSidecar(file, r.address);
@@ -985,6 +981,17 @@ export class NativeBackend implements Backend {
     } catch (e) {
       throw new BackendError(r.address, "create", `cannot prepare ${file}: ${(e as Error).message}`, e);
     }
+  }
+
+  /** Why `file` may not be used: it resolves outside the data directory through a symlink (the agent never creates, extends or serves other files). */
+  private async symlinkEscape(file: string): Promise<{ message: string; fix: string } | undefined> {
+    const real = await realPathOf(file);
+    const realData = await realPathOf(this.opts.dataDir);
+    if (isInside(real, realData)) return undefined;
+    return {
+      message: `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); refusing to create, extend or serve it`,
+      fix: "move the file into the data directory, or use a path without the symlink",
+    };
   }
 
   /** Delete a file bdev's file (and sidecar) unless it is retained, imported by path, or a block device. */
