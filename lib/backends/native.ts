@@ -233,9 +233,9 @@ export class NativeBackend implements Backend {
         );
         continue;
       }
-      const escape = isBlockDevicePath(r.spec.path) ? undefined : await this.symlinkEscape(file);
-      if (escape) {
-        fail(escape.message, escape.fix, "path");
+      const outside = isBlockDevicePath(r.spec.path) ? undefined : await this.symlinkEscape(file);
+      if (outside) {
+        fail(outside.message, outside.fix, "path");
         continue;
       }
       const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
@@ -935,8 +935,8 @@ export class NativeBackend implements Backend {
         `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`,
       );
     }
-    const escape = await this.symlinkEscape(file);
-    if (escape) throw new BackendError(r.address, "create", `${escape.message}; ${escape.fix}`);
+    const outside = await this.symlinkEscape(file);
+    if (outside) throw new BackendError(r.address, "create", `${outside.message}; ${outside.fix}`);
     if (st && !st.isFile())
       throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
     const own = await this.ownSidecar(file, r.address);
