@@ -25,7 +25,8 @@ import { allowDataLossFromEnv } from "../apply/allow.js";
 // Model and planner submodules, not their indexes: the indexes load the YAML and cdktf
 // loaders too, which a provider launch (3-4 per terraform command) does not need.
 import { DEFAULTS, referencesOf } from "../model/kinds.js";
-import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
+import { stackOf, type Desired, type Kind, type Resource, type ResourceOf, type Spec } from "../model/types.js";
+import { canonicalJsonCompact } from "../model/canonical.js";
 import { cacheValidatorCode, NAME_PATTERN } from "../model/schemas.js";
 import { plan } from "../plan/plan.js";
 import type { FieldChange, ResourceChange, TargetFacts } from "../plan/types.js";
@@ -566,12 +567,13 @@ export class FlexbsoProvider {
     for (let attempt = 1; ; attempt++) {
       this.cachedView = undefined;
       const view = await this.view(s, dpu);
-      const next = edit([...view.topology.resources]);
-      if (next === null) return;
+      const edited = edit([...view.topology.resources]);
+      if (edited === null) return;
+      const { stack, resources: next } = ownedBy(view.topology.resources, edited);
       next.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
       try {
         await s.client.call("topology.apply", {
-          desired: { formatVersion: 1, resources: next },
+          desired: { formatVersion: 1, stack, resources: next },
           expectedGeneration: view.generation,
           allowDataLoss: s.allowDataLoss,
         });
@@ -734,6 +736,35 @@ function fit(attrs: readonly AttrDef[], raw: Obj): Obj {
     out[a.name] = a.type === "object" && v !== null ? fit(a.nested!, v as Obj) : v;
   }
   return out;
+}
+
+/**
+ * The stack that owns what Terraform creates. Resources of other stacks on the DPU (a
+ * `flexbso apply` of a YAML topology, `stack: default` when it names none) are theirs:
+ * their plans never delete Terraform's resources, nor Terraform theirs.
+ */
+export const TERRAFORM_STACK = "terraform";
+
+/**
+ * The whole DPU topology `next` (the live `live` with one resource changed) as one
+ * stack's apply: the stack of the resource that changes (its owner's; {@link
+ * TERRAFORM_STACK} for a new one), with every other resource labelled with its own stack
+ * so that the agent leaves it alone.
+ */
+function ownedBy(live: readonly Resource[], next: readonly Resource[]): { stack: string; resources: Resource[] } {
+  const before = new Map(live.map((r) => [r.address, r]));
+  const after = new Set(next.map((r) => r.address));
+  const same = (a: Resource, b: Resource) => canonicalJsonCompact(a.spec) === canonicalJsonCompact(b.spec);
+  const changed = [
+    ...next.filter((r) => r.kind !== "dpu" && !(before.has(r.address) && same(before.get(r.address)!, r))),
+    ...live.filter((r) => r.kind !== "dpu" && !after.has(r.address)),
+  ];
+  const owner = changed.map((r) => before.get(r.address)).find((r) => r !== undefined);
+  const stack = owner ? stackOf(owner) : TERRAFORM_STACK;
+  const resources = next.map((r) =>
+    r.kind === "dpu" ? r : { ...r, stack: before.has(r.address) ? stackOf(before.get(r.address)!) : stack },
+  );
+  return { stack, resources };
 }
 
 function empty(): Desired {

@@ -20,7 +20,7 @@ import { createAgentServer, listen } from "../../lib/agent/http.js";
 import { AgentMetrics } from "../../lib/agent/metrics.js";
 import { AgentClient } from "../../lib/fleet/client.js";
 import { runFleetApply } from "../../lib/fleet/fleet-apply.js";
-import { FlexbsoProvider, type Diag } from "../../lib/provider/resources.js";
+import { FlexbsoProvider, TERRAFORM_STACK, type Diag } from "../../lib/provider/resources.js";
 import { encodeDynamic } from "../../lib/provider/msgpack.js";
 
 class FakeBackend implements Backend {
@@ -323,6 +323,47 @@ test("provider: terraform plan refuses what the agent's target cannot do (growin
       [[1, "d/file/f: the target cannot make this change", "size"]],
     );
     assert.match(r.diagnostics[0]!.detail ?? "", "needs the target method bdev_uring_rescan");
+  } finally {
+    await close();
+  }
+});
+
+test("provider: what Terraform creates is stack 'terraform': a YAML topology of the default stack neither plans to delete it nor is changed by it", async () => {
+  const { svc } = await service();
+  const { endpoint, close } = await serve(svc);
+  try {
+    await svc.apply(desired, 0, false); // the default stack: DPU d and malloc m
+    const p = new FlexbsoProvider({});
+    assert.equal(
+      await p.configure(encodeDynamic({ endpoint, token: "t", token_file: null, allow_data_loss: true })),
+      [],
+    );
+    const tm = { id: "d/malloc/tm", name: "tm", dpu: "d", size: "1MiB", block_size: 512 };
+    const created = await p.applyResourceChange({
+      type_name: "flexbso_malloc_bdev",
+      prior_state: encodeDynamic(null),
+      planned_state: encodeDynamic(tm),
+    });
+    assert.equal(created.diagnostics, []);
+    const owners = (await svc.get()).topology.resources.map((r) => [r.address, r.stack ?? "default"]);
+    assert.equal(owners, [
+      ["d/dpu/d", "default"],
+      ["d/malloc/m", "default"],
+      ["d/malloc/tm", TERRAFORM_STACK],
+    ]);
+    // the default stack's next plan leaves Terraform's bdev alone
+    assert.equal((await svc.plan(desired)).plan.steps, []);
+    // and Terraform deleting its bdev leaves the default stack's alone
+    const deleted = await p.applyResourceChange({
+      type_name: "flexbso_malloc_bdev",
+      prior_state: encodeDynamic(tm),
+      planned_state: encodeDynamic(null),
+    });
+    assert.equal(deleted.diagnostics, []);
+    assert.equal(
+      (await svc.get()).topology.resources.map((r) => r.address),
+      ["d/dpu/d", "d/malloc/m"],
+    );
   } finally {
     await close();
   }
