@@ -334,17 +334,30 @@ export class NativeBackend implements Backend {
         .reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
       const total = held + mallocDelta;
       const ram = os.totalmem();
-      const limit = ram - Math.max(ram / 8, 512 * 2 ** 20);
+      // An engine that reports its limit (null: the default) refuses the create for sure: a
+      // plan error, so an apply never deletes and unplugs first, then fails on it.
+      const reported = await this.mallocMemLimitMiB();
+      const limit =
+        typeof reported === "number" ? reported * 2 ** 20 : Math.max(0, ram - Math.max(ram / 8, 512 * 2 ** 20));
       if (total > limit) {
         const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
-        warnings.push({
-          dpu,
-          message:
-            `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
-            `of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free); ` +
-            "unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused",
-          fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
-        });
+        const what =
+          `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's ` +
+          (typeof reported === "number"
+            ? `malloc_mem_limit of ${formatSize(limit)} (--malloc-mem-limit-mib)`
+            : `default malloc_mem_limit of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free)`);
+        if (reported === undefined)
+          warnings.push({
+            dpu,
+            message: `${what}; unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused`,
+            fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
+          });
+        else
+          errors.push({
+            dpu,
+            message: `${what}; the engine refuses the create`,
+            fix: "make the malloc bdevs smaller, delete others, use file bdevs, or start the engine with a larger --malloc-mem-limit-mib",
+          });
       }
     }
     if (newBytes > 0) {
@@ -980,6 +993,21 @@ export class NativeBackend implements Backend {
       };
     } catch (e) {
       throw new BackendError(r.address, "create", `cannot prepare ${file}: ${(e as Error).message}`, e);
+    }
+  }
+
+  /**
+   * The engine's malloc_mem_limit in MiB as `flexbso_engine_get_stats` reports it: null for
+   * its default; undefined when the target does not say (another target, an older engine).
+   */
+  private async mallocMemLimitMiB(): Promise<number | null | undefined> {
+    try {
+      const stats = await this.opts.rpc.call<unknown>("flexbso_engine_get_stats");
+      if (stats === null || typeof stats !== "object" || !("malloc_mem_limit_mib" in stats)) return undefined;
+      const v = (stats as { malloc_mem_limit_mib: unknown }).malloc_mem_limit_mib;
+      return typeof v === "number" && v > 0 ? v : v === null ? null : undefined;
+    } catch {
+      return undefined;
     }
   }
 
