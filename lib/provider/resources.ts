@@ -384,6 +384,23 @@ export class FlexbsoProvider {
         if (!before) return done(null);
         await this.mutate(s, before.dpu, (live) => {
           if (!live.some((r) => r.address === before.address)) return null; // already gone
+          if (before.kind === "dpu") {
+            // Terraform deletes its own resources on the DPU first; what is left is other stacks'
+            const others = live.filter((r) => r.kind !== "dpu" && r.dpu === before.dpu);
+            if (others.length) {
+              diags.push(
+                warning(
+                  `${before.address}: kept on the agent`,
+                  `${others.length} resource(s) of other stacks still use it (${others
+                    .slice(0, 3)
+                    .map((r) => `${r.address} of stack '${stackOf(r)}'`)
+                    .join(", ")}${others.length > 3 ? ", ..." : ""}); a DPU resource goes with the last stack on it. ` +
+                    "It leaves Terraform's state; nothing on the DPU changed.",
+                ),
+              );
+              return null;
+            }
+          }
           const users = consumersOf(live, before);
           if (users.length) {
             // Terraform replaces a bdev by deleting it and then creating it, but its consumers

@@ -364,6 +364,21 @@ test("provider: what Terraform creates is stack 'terraform': a YAML topology of 
       (await svc.get()).topology.resources.map((r) => r.address),
       ["d/dpu/d", "d/malloc/m"],
     );
+    // terraform destroy's last step, the DPU resource, leaves it to the default stack still on it
+    const dpu = await p.applyResourceChange({
+      type_name: "flexbso_dpu",
+      prior_state: encodeDynamic({ id: "d/dpu/d", name: "d", backend: "native", pfs: 1, vfs_per_pf: 4 }),
+      planned_state: encodeDynamic(null),
+    });
+    assert.equal(
+      dpu.diagnostics.map((d) => [d.severity, d.summary]),
+      [[2, "d/dpu/d: kept on the agent"]],
+    );
+    assert.match(dpu.diagnostics[0]!.detail ?? "", "d/malloc/m of stack 'default'");
+    assert.equal(
+      (await svc.get()).topology.resources.map((r) => r.address),
+      ["d/dpu/d", "d/malloc/m"],
+    );
   } finally {
     await close();
   }
