@@ -74,6 +74,13 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
   ],
   ["zero size", [raw("dpu0", "malloc", "m", { size: 0 })], "bad-size", "size", "must be greater than 0"],
   [
+    "size past what a size may be",
+    [raw("dpu0", "null", "n", { size: "16PiB" })],
+    "bad-size",
+    "size",
+    'is too large: a size may be at most 9007199254740991 bytes (just under 8 PiB) (got "16PiB")',
+  ],
+  [
     "size not a block multiple",
     [raw("dpu0", "null", "n", { size: 1000 })],
     "bad-size",
