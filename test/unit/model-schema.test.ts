@@ -183,6 +183,13 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
     `a relative path is taken inside the agent's data directory and may not leave it (got "../etc/passwd")`,
   ],
   [
+    "path with a newline",
+    [raw("dpu0", "file", "f", { path: "a.img\n### no changes", size: 4096 })],
+    "bad-path",
+    "path",
+    'must not contain control characters such as a newline or tab (got "a.img\\n### no changes")',
+  ],
+  [
     "path naming another file's sidecar",
     [raw("dpu0", "file", "f", { path: "vm/disk.img.flexbso-id", size: 4096 })],
     "bad-path",

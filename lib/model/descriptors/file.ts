@@ -47,6 +47,16 @@ function filePath(raw: string, problems: SchemaProblem[]): string {
     problems.push({ code: "bad-path", path: ["path"], message: "must not contain a NUL byte" });
     return raw;
   }
+  // A newline in a path would break out of the one line each message and plan row takes
+  // (a PR comment could show a forged "no changes"); no real disk image needs one.
+  if (/[\x01-\x1f\x7f]/.test(raw)) {
+    problems.push({
+      code: "bad-path",
+      path: ["path"],
+      message: `must not contain control characters such as a newline or tab (got ${JSON.stringify(raw)})`,
+    });
+    return raw;
+  }
   const normalized = posix.normalize(raw);
   // Another file's sidecar (or its temp) would be overwritten by that file's create and deleted with it.
   const sidecarOf = [SIDECAR_SUFFIX, `${SIDECAR_SUFFIX}.tmp`].find((x) => normalized.replace(/\/+$/, "").endsWith(x));
