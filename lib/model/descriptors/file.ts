@@ -49,7 +49,7 @@ function filePath(raw: string, problems: SchemaProblem[]): string {
   }
   // A newline in a path would break out of the one line each message and plan row takes
   // (a PR comment could show a forged "no changes"); no real disk image needs one.
-  if (/[\x01-\x1f\x7f]/.test(raw)) {
+  if ([...raw].some((ch) => ch < " " || ch === "\u007f")) {
     problems.push({
       code: "bad-path",
       path: ["path"],
