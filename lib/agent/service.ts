@@ -417,7 +417,9 @@ export class AgentService {
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
     }
-    if (planDpu(desired, this.topology()).steps.length === 0)
+    // Nothing to do, unless the plan refused something (left out of its steps): that is an error, not "no changes".
+    const quick = planDpu(desired, this.topology());
+    if (quick.steps.length === 0 && quick.plan.errors.length === 0)
       return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
     if (!this.d.target.up()) throw new TargetDownError(dpu, this.d.target.socket);
     // Every step is checked against the live target before the first one runs.

@@ -8,7 +8,7 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Resource } from "../../lib/model/types.js";
-import type { Backend, Inventory } from "../../lib/backends/backend.js";
+import { NotSupportedError, type Backend, type Inventory } from "../../lib/backends/backend.js";
 import { AgentService } from "../../lib/agent/service.js";
 import { StateStore } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
@@ -226,6 +226,33 @@ test("methods: declared params are checked before the service runs (-32602 namin
   const stale = await call("topology.apply", { desired, expectedGeneration: 0 });
   assert.equal([stale.error?.code, stale.error?.data], [-32002, { dpu: "d", expected: 0, actual: 1 }]);
   assert.ok((await call("rpc.methods", {})).result.includes("events.list"));
+});
+
+test("service: an apply whose only change is refused (another stack's bdev) fails naming it, not 'no changes'", async () => {
+  const { svc } = await service();
+  await svc.apply(desired, 0, false); // the default stack: DPU d and malloc m
+  const grab = {
+    formatVersion: 1,
+    stack: "team-b",
+    resources: [
+      desired.resources[0],
+      { ...desired.resources[1], stack: "default" }, // sent back as read from the agent
+      {
+        address: "d/function/f",
+        dpu: "d",
+        kind: "function",
+        name: "f",
+        spec: { pf: 0, vf: 0, emulation: "virtio-blk", transport: "nbd", volume: "m" },
+      },
+    ],
+  };
+  const e = await svc.apply(grab, 1, false).then(
+    () => null,
+    (x) => x as Error,
+  );
+  assert.instance(e, NotSupportedError);
+  assert.match(e!.message, "d/function/f uses d/malloc/m (volume), which belongs to stack 'default'");
+  assert.is(svc.current.generation, 1, "nothing ran");
 });
 
 /** `svc` served over HTTP as the agent serves it, with the admin token "t". */
