@@ -179,6 +179,18 @@ export function resolveAgentConfig(raw: unknown, source = "(inline)", baseDir = 
   const stateDir = path.resolve(baseDir, str("stateDir", c.stateDir) ?? DEFAULT_STATE_DIR);
   const runDir = path.resolve(baseDir, str("runDir", c.runDir) ?? "/run/flexbso");
   const dataDir = path.resolve(baseDir, str("dataDir", c.dataDir) ?? path.join(stateDir, "files"));
+  // A file bdev may be any file under dataDir: the agent's own state (token, topology) and
+  // sockets must not be among them.
+  for (const [k, dir] of [
+    ["stateDir", stateDir],
+    ["runDir", runDir],
+  ] as const) {
+    const rel = path.relative(dataDir, dir);
+    if (rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel)))
+      p.push(
+        `dataDir: ${dataDir} holds the ${k} ${dir}, so a file bdev could name the agent's ${k === "stateDir" ? "token and state" : "sockets"}; use a directory of its own for dataDir (the default is <stateDir>/files)`,
+      );
+  }
 
   const section = (k: string, example: string): Record<string, unknown> => {
     const v = c[k];

@@ -25,7 +25,7 @@ const GENERATION: ParamSpec = {
 };
 const AUDIT: ParamSpec = {
   type: "object",
-  hint: "{planDigest, commit?, commitSource?, dirty?}: where this apply came from",
+  hint: "{planDigest, commit?, commitSource?, dirty?, run?}: where this apply came from",
 };
 const ALLOW_DATA_LOSS: ParamSpec = { type: "boolean", hint: "true or false (true lets steps that discard data run)" };
 

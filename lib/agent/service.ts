@@ -10,7 +10,7 @@ import { TopologyError } from "../model/errors.js";
 import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
 import type { DriftItem, TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
-import type { EventLog, AgentEvent, EventInput, ApplyAudit } from "../state/events.js";
+import { type EventLog, type AgentEvent, type EventInput, type ApplyAudit, newRunId } from "../state/events.js";
 import { DpuLock } from "../apply/lock.js";
 import { executeSteps, preflight } from "../apply/executor.js";
 import { StaleGenerationError, DataLossRefusedError } from "../apply/errors.js";
@@ -417,7 +417,9 @@ export class AgentService {
     if (expectedGeneration !== undefined && expectedGeneration !== this.state.generation) {
       throw new StaleGenerationError(dpu, expectedGeneration, this.state.generation);
     }
-    if (planDpu(desired, this.topology()).steps.length === 0)
+    // Nothing to do, unless the plan refused something (left out of its steps): that is an error, not "no changes".
+    const quick = planDpu(desired, this.topology());
+    if (quick.steps.length === 0 && quick.plan.errors.length === 0)
       return { dpu: this.state.dpu ?? dpu, generation: this.state.generation, applied: [], changes: false };
     if (!this.d.target.up()) throw new TargetDownError(dpu, this.d.target.socket);
     // Every step is checked against the live target before the first one runs.
@@ -431,12 +433,15 @@ export class AgentService {
       );
     const generation = this.state.generation + 1;
     const started = process.hrtime.bigint();
+    // every event of this run carries its id: clients follow their own run, not a concurrent one
+    const run = audit?.run ?? newRunId();
+    const emit = (ev: EventInput) => this.emit({ ...ev, data: { ...ev.data, run } });
     // the audit trail: which plan runs, from which commit, for which stack
     const origin = { stack: stackOf(desired), ...(audit ? { audit } : {}) };
     const from = audit
       ? ` (plan ${audit.planDigest.slice(0, 19)}…${audit.commit ? `, commit ${audit.commit.slice(0, 12)}${audit.dirty ? " with uncommitted changes" : ""}` : ""})`
       : "";
-    await this.emit({
+    await emit({
       level: "info",
       type: `${what}.start`,
       message: `${what} to generation ${generation}: ${p.steps.length} step(s)${from}`,
@@ -455,13 +460,13 @@ export class AgentService {
           this.observeState();
           return this.state;
         },
-        emit: (ev) => this.emit(ev),
+        emit,
         onStep: (s, ok) => this.d.metrics?.applySteps.inc({ op: s.action, result: ok ? "ok" : "failed" }),
         stopReason: () => this.stopping,
         stack: stackOf(desired),
       });
       this.d.metrics?.applySeconds.observe({ result: "ok" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({
+      await emit({
         level: "info",
         type: `${what}.done`,
         message: `${what} done: generation ${generation}, ${r.applied.length} step(s)${from}`,
@@ -475,7 +480,7 @@ export class AgentService {
       };
     } catch (e) {
       this.d.metrics?.applySeconds.observe({ result: "failed" }, Number(process.hrtime.bigint() - started) / 1e9);
-      await this.emit({
+      await emit({
         level: "error",
         type: `${what}.failed`,
         message: (e as Error).message,

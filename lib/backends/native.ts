@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { descriptorOf, isBlockDevicePath } from "../model/descriptors/index.js";
+import { descriptorOf, isBlockDevicePath, SIDECAR_SUFFIX } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
@@ -62,9 +62,6 @@ export interface NativeBackendOptions {
   /** Accept files that together exceed the free space (a warning instead of a plan error). @default false */
   readonly thinProvisioning?: boolean;
 }
-
-/** Sidecar next to a file the agent created: its uuid and owner, so the agent tells its own files from others'. */
-export const SIDECAR_SUFFIX = ".flexbso-id";
 
 /** The NBD export name of a function: `pf0` or `pf0vf3`. */
 export function exportNameOf(spec: Pick<FunctionSpec, "pf" | "vf">): string {
@@ -236,6 +233,11 @@ export class NativeBackend implements Backend {
         );
         continue;
       }
+      const outside = isBlockDevicePath(r.spec.path) ? undefined : await this.symlinkEscape(file);
+      if (outside) {
+        fail(outside.message, outside.fix, "path");
+        continue;
+      }
       const st = freedFiles.has(file) ? undefined : await statOrUndefined(file);
       const backing = st
         ? `${st.isBlockDevice() ? "b" : "f"}:${st.isBlockDevice() ? st.rdev : `${st.dev}:${st.ino}`}`
@@ -332,17 +334,30 @@ export class NativeBackend implements Backend {
         .reduce((n, b) => n + b.blockSize * b.numBlocks, 0);
       const total = held + mallocDelta;
       const ram = os.totalmem();
-      const limit = ram - Math.max(ram / 8, 512 * 2 ** 20);
+      // An engine that reports its limit (null: the default) refuses the create for sure: a
+      // plan error, so an apply never deletes and unplugs first, then fails on it.
+      const reported = await this.mallocMemLimitMiB();
+      const limit =
+        typeof reported === "number" ? reported * 2 ** 20 : Math.max(0, ram - Math.max(ram / 8, 512 * 2 ** 20));
       if (total > limit) {
         const dpu = steps.find((x) => x.after)?.after?.dpu ?? "";
-        warnings.push({
-          dpu,
-          message:
-            `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's default malloc_mem_limit ` +
-            `of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free); ` +
-            "unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused",
-          fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
-        });
+        const what =
+          `malloc bdevs on DPU '${dpu}' would reserve ${formatSize(total)} of RAM (${formatSize(held)} now), more than the engine's ` +
+          (typeof reported === "number"
+            ? `malloc_mem_limit of ${formatSize(limit)} (--malloc-mem-limit-mib)`
+            : `default malloc_mem_limit of ${formatSize(Math.floor(limit / 2 ** 20) * 2 ** 20)} on this DPU's ${formatSize(Math.round(ram / 2 ** 20) * 2 ** 20)} of RAM (${formatSize(Math.floor(os.freemem() / 2 ** 20) * 2 ** 20)} free)`);
+        if (reported === undefined)
+          warnings.push({
+            dpu,
+            message: `${what}; unless the engine runs with a larger --malloc-mem-limit-mib, the create is refused`,
+            fix: "make the malloc bdevs smaller, delete others, or use file bdevs",
+          });
+        else
+          errors.push({
+            dpu,
+            message: `${what}; the engine refuses the create`,
+            fix: "make the malloc bdevs smaller, delete others, use file bdevs, or start the engine with a larger --malloc-mem-limit-mib",
+          });
       }
     }
     if (newBytes > 0) {
@@ -933,17 +948,8 @@ export class NativeBackend implements Backend {
         `path '${r.spec.path}' is outside the agent's data directory ${this.opts.dataDir}; write a path relative to it`,
       );
     }
-    // Also after following symlinks: the agent never creates, extends or serves other files.
-    const real = await realPathOf(file);
-    const realData = await realPathOf(this.opts.dataDir);
-    if (!isInside(real, realData)) {
-      throw new BackendError(
-        r.address,
-        "create",
-        `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); ` +
-          "refusing to create, extend or serve it: move the file into the data directory",
-      );
-    }
+    const outside = await this.symlinkEscape(file);
+    if (outside) throw new BackendError(r.address, "create", `${outside.message}; ${outside.fix}`);
     if (st && !st.isFile())
       throw new BackendError(r.address, "create", `${file} exists and is neither a regular file nor a block device`);
     const own = await this.ownSidecar(file, r.address);
@@ -988,6 +994,32 @@ export class NativeBackend implements Backend {
     } catch (e) {
       throw new BackendError(r.address, "create", `cannot prepare ${file}: ${(e as Error).message}`, e);
     }
+  }
+
+  /**
+   * The engine's malloc_mem_limit in MiB as `flexbso_engine_get_stats` reports it: null for
+   * its default; undefined when the target does not say (another target, an older engine).
+   */
+  private async mallocMemLimitMiB(): Promise<number | null | undefined> {
+    try {
+      const stats = await this.opts.rpc.call<unknown>("flexbso_engine_get_stats");
+      if (stats === null || typeof stats !== "object" || !("malloc_mem_limit_mib" in stats)) return undefined;
+      const v = (stats as { malloc_mem_limit_mib: unknown }).malloc_mem_limit_mib;
+      return typeof v === "number" && v > 0 ? v : v === null ? null : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Why `file` may not be used: it resolves outside the data directory through a symlink (the agent never creates, extends or serves other files). */
+  private async symlinkEscape(file: string): Promise<{ message: string; fix: string } | undefined> {
+    const real = await realPathOf(file);
+    const realData = await realPathOf(this.opts.dataDir);
+    if (isInside(real, realData)) return undefined;
+    return {
+      message: `${file} resolves to ${real}, outside the agent's data directory ${realData} (through a symlink); refusing to create, extend or serve it`,
+      fix: "move the file into the data directory, or use a path without the symlink",
+    };
   }
 
   /** Delete a file bdev's file (and sidecar) unless it is retained, imported by path, or a block device. */

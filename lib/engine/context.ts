@@ -18,6 +18,8 @@ export interface EngineProcessInfo {
   readonly rpcSocket: string;
   /** Directory of the vhost-user sockets (`--vhost-dir`). */
   readonly vhostDir: string;
+  /** `--malloc-mem-limit-mib`; 0: the default, physical RAM less max(RAM / 8, 512 MiB). */
+  readonly mallocMemLimitMiB: number;
 }
 
 /** The context every engine RPC handler receives. */

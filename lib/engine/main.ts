@@ -305,6 +305,7 @@ export async function startEngine(args: EngineArgs, log: Logger): Promise<Runnin
       startedAtMs: Date.now(),
       rpcSocket: args.rpcSocket,
       vhostDir: args.vhostDir,
+      mallocMemLimitMiB: args.mallocMemLimitMiB,
     },
     methodNames: () => dispatcherRef.names(),
     callMethod: (m, p) => dispatcherRef.call(m, p),

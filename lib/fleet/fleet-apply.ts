@@ -12,7 +12,7 @@ import type { ApplyAudit } from "./audit.js";
 import { renderPlan } from "../render/index.js";
 import { combineActual, desiredFor, forEachDpu, liveCheck, readFleet, type DpuTarget } from "./fleet.js";
 import { AgentRpcError } from "./client.js";
-import type { AgentEvent } from "../state/events.js";
+import { type AgentEvent, newRunId, ofRun } from "../state/events.js";
 import type { ApplyResult } from "../agent/service.js";
 import { ProgressRenderer } from "./progress.js";
 import { RaidProgressRenderer, watchRaidJobs } from "./rebuild-progress.js";
@@ -193,9 +193,11 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
   }
 
   // the audit trail: which plan ran (the saved plan's own digest when one was applied) and from which commit
+  const run = newRunId();
   const audit: ApplyAudit = {
     planDigest: (o.savedPlan as SavedPlan | undefined)?.digest ?? planDigest(p),
     ...(o.origin ?? {}),
+    run,
   };
   out.write("\n");
   const progress = new ProgressRenderer(out);
@@ -208,6 +210,8 @@ export async function runFleetApply(o: FleetApplyOptions): Promise<FleetApplyRes
     const seen: AgentEvent[] = [];
     events.set(t.dpu, seen);
     const poller = pollEvents(t, since, o.pollMs ?? 250, (ev) => {
+      // another apply's steps (one running, or the one that makes ours refused) are not ours to show
+      if (!ofRun(ev, run)) return;
       seen.push(ev);
       progress.onEvent(t.dpu, ev);
     });

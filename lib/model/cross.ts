@@ -254,6 +254,18 @@ function checkFunctions(v: DpuView, report: Report): void {
           );
       }
     }
+    // A vhost-user-blk socket is named after its function, beside the NBD sockets
+    // `nbd-<export>.sock` of the same tenant (lib/backends/native.ts nbdSocketOf): one of
+    // those names would make the apply fail half-way on a socket that is taken.
+    if (s.transport === "vhost-user-blk" && /^nbd-pf\d+(vf\d+)?\.sock$/.test(f.name)) {
+      report(
+        f,
+        "reserved-name",
+        [],
+        undefined,
+        `a vhost-user-blk function's socket is named after it, and '${f.name}' is the socket name of an NBD function in the same directory; rename the function`,
+      );
+    }
     const slot = s.vf === undefined ? `pf${s.pf}` : `pf${s.pf}/vf${s.vf}`;
     const prior = slots.get(slot);
     if (prior) {

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { writeFileAtomicSync } from "../state/atomic.js";
 import { didYouMean } from "./suggest.js";
 import { schemaWords } from "./schema-words.js";
-import { parseSize } from "./units.js";
+import { parseSize, sizeTooLarge } from "./units.js";
 import { KINDS, type Kind } from "./types.js";
 import { descriptorOf, NAME_PATTERN } from "./descriptors/index.js";
 
@@ -156,7 +156,9 @@ function describe(e: ErrorObject, path: (string | number)[], kind: Kind): Schema
       return {
         code: "bad-size",
         path,
-        message: `must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB"${got(e.data)}`,
+        message: sizeTooLarge(e.data)
+          ? `is too large: a size may be at most ${Number.MAX_SAFE_INTEGER} bytes (just under 8 PiB)${got(e.data)}`
+          : `must be a size: a whole number of bytes or a string like "512MiB", "64GiB", "1TB"${got(e.data)}`,
       };
     default: {
       const w = schemaWords(e, patternWords);

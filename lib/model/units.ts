@@ -1,4 +1,4 @@
-/** Binary and decimal size suffixes users may write, e.g. "64GiB", "512MiB", "1.5G", "4096". */
+/** Binary and decimal size suffixes users may write, e.g. "64GiB", "512MiB", "1.5G", "4096", "1PiB". */
 const UNITS: Record<string, number> = {
   "": 1,
   b: 1,
@@ -14,6 +14,9 @@ const UNITS: Record<string, number> = {
   t: 1024 ** 4,
   tib: 1024 ** 4,
   tb: 1000 ** 4,
+  p: 1024 ** 5,
+  pib: 1024 ** 5,
+  pb: 1000 ** 5,
 };
 
 const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/;
@@ -31,6 +34,15 @@ export function parseSize(value: unknown): number | undefined {
   if (unit === undefined) return undefined;
   const bytes = Number(m[1]) * unit;
   return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** Whether `value` is written as a size but is more bytes than a size may be (Number.MAX_SAFE_INTEGER, just under 8 PiB). */
+export function sizeTooLarge(value: unknown): boolean {
+  if (typeof value === "number") return Number.isInteger(value) && value > Number.MAX_SAFE_INTEGER;
+  if (typeof value !== "string") return false;
+  const m = SIZE_RE.exec(value);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  return unit !== undefined && Number(m![1]) * unit > Number.MAX_SAFE_INTEGER;
 }
 
 /** Renders bytes the short way a human reads them: "1 GiB", "64 KiB", "1536 B". */

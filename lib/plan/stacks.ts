@@ -6,6 +6,7 @@
  */
 import { canonicalJsonCompact } from "../model/canonical.js";
 import { stackOf, type Resource } from "../model/types.js";
+import { referencesOf } from "../model/kinds.js";
 import type { PlanProblem } from "./types.js";
 
 /** A resource of another stack on a DPU the plan covers. */
@@ -83,6 +84,28 @@ export function splitByStack(stack: string, desired: readonly Resource[], actual
       message: `${r.address} clashes with stack '${stackOf(owner)}': ${what} belongs to that stack, and this topology is stack '${stack}'`,
       fix: `rename it (or pick another PF/VF) in stack '${stack}', or remove it from stack '${stackOf(owner)}' first; a stack never changes another stack's resources`,
     });
+  }
+  // Nor may it build on another stack's bdev: a function of this stack on it would serve
+  // that stack's data (another tenant's), a RAID or compress bdev would write over it.
+  const foreignBdevs = new Map(
+    foreign.filter((r) => r.kind !== "dpu" && r.kind !== "function").map((r) => [`${r.dpu}\0${r.name}`, r]),
+  );
+  for (const r of desired) {
+    if (r.kind === "dpu" || refused.has(r.address)) continue;
+    for (const ref of referencesOf(r.kind, r.spec)) {
+      const owner = foreignBdevs.get(`${r.dpu}\0${ref.target}`);
+      if (!owner) continue;
+      refused.add(r.address);
+      conflicts.push({
+        address: r.address,
+        dpu: r.dpu,
+        operation: mine.some((m) => m.address === r.address) ? "update" : "create",
+        field: ref.field,
+        message: `${r.address} uses ${owner.address} (${ref.field}), which belongs to stack '${stackOf(owner)}', and this topology is stack '${stack}'`,
+        fix: `use a bdev of stack '${stack}', or declare ${r.address} in stack '${stackOf(owner)}'; a stack never uses another stack's data`,
+      });
+      break;
+    }
   }
   // A DPU resource goes with the last stack on its DPU.
   const occupied = new Set(foreign.map((r) => r.dpu));

@@ -7,7 +7,8 @@
  * Plans classify every change with lib/plan's field rules, so Terraform shows what
  * `flexbso plan` shows: in place -> update; online -> update plus a warning with the
  * reason; destructive -> RequiresReplace (or a destructive update), refused with an error
- * unless `allow_data_loss`.
+ * unless `allow_data_loss`; what the agent's target cannot do (its backend, the methods it
+ * serves) -> an error, as `flexbso plan` gives.
  *
  * The agent applies whole topologies, not single resources, so each apply reads the DPU's
  * live topology, changes this one resource in it, and applies that with the generation it
@@ -24,10 +25,11 @@ import { allowDataLossFromEnv } from "../apply/allow.js";
 // Model and planner submodules, not their indexes: the indexes load the YAML and cdktf
 // loaders too, which a provider launch (3-4 per terraform command) does not need.
 import { DEFAULTS, referencesOf } from "../model/kinds.js";
-import type { Desired, Kind, Resource, ResourceOf, Spec } from "../model/types.js";
+import { stackOf, type Desired, type Kind, type Resource, type ResourceOf, type Spec } from "../model/types.js";
+import { canonicalJsonCompact } from "../model/canonical.js";
 import { cacheValidatorCode, NAME_PATTERN } from "../model/schemas.js";
 import { plan } from "../plan/plan.js";
-import type { FieldChange, ResourceChange } from "../plan/types.js";
+import type { FieldChange, ResourceChange, TargetFacts } from "../plan/types.js";
 import { UNKNOWN, decodeDynamic, encodeDynamic, hasUnknown, type Value } from "./msgpack.js";
 import { cacheDir } from "./tls.js";
 import {
@@ -238,13 +240,13 @@ export class FlexbsoProvider {
     return checkResource(t, c).diags;
   }
 
-  planResourceChange(req: {
+  async planResourceChange(req: {
     type_name: string;
     prior_state?: DV;
     proposed_new_state?: DV;
     config?: DV;
     prior_private?: Uint8Array;
-  }): unknown {
+  }): Promise<unknown> {
     const t = resourceType(req.type_name);
     const prior = decodeDynamic(req.prior_state) as Obj | null;
     const proposed = decodeDynamic(req.proposed_new_state) as Obj | null;
@@ -272,9 +274,10 @@ export class FlexbsoProvider {
     if (!checked.resource) return out(proposed);
     const after = checked.resource;
     const planned = plannedValue(t, after, config, prior);
+    const before = prior === null ? undefined : resourceOf(t, prior);
+    // what the live target cannot do is an error now, as in `flexbso plan`, not at apply
+    const refused = await this.refusals(diags, after, before && before.address === after.address ? before : undefined);
     if (prior === null) return out(planned);
-
-    const before = resourceOf(t, prior);
     if (!before) return out(planned, [["name"]]);
     if (before.address !== after.address) {
       const moved = t.kind !== "dpu" && before.dpu !== after.dpu ? "dpu" : "name";
@@ -294,8 +297,37 @@ export class FlexbsoProvider {
     }
     const change = plan(desiredOf(after), desiredOf(before)).resource_changes[0]!;
     const replace = change.field_changes.filter((f) => f.replace).map((f) => fieldPath(f.field));
-    this.judge(diags, change, replace);
+    if (!refused) this.judge(diags, change, replace); // a refused change's reason would promise what apply won't do
     return out(planned, replace);
+  }
+
+  /**
+   * Adds an error for each part of creating `after` (or changing `before` into it) that the
+   * agent's target cannot do: its backend and the methods it serves, read from the agent
+   * (unread when the provider is not configured; a refresh reports an unreachable agent).
+   * True when there was one.
+   */
+  private async refusals(diags: Diag[], after: Resource, before: Resource | undefined): Promise<boolean> {
+    let targets: Record<string, TargetFacts> | undefined;
+    const s = this.settings;
+    if (s) {
+      try {
+        const { target } = await this.view(s, after.dpu);
+        targets = { [after.dpu]: { backend: target.backend, ...(target.methods ? { methods: target.methods } : {}) } };
+      } catch {
+        // planned without the target's facts: the backend's fixed limits still apply below
+      }
+    }
+    const p = plan(desiredOf(after), before ? desiredOf(before) : empty(), targets ? { targets } : {});
+    for (const e of p.errors)
+      diags.push(
+        error(
+          `${e.address}: the target cannot make this change`,
+          `${e.message.replace(`${e.address}: `, "")}.\nFix: ${e.fix}`,
+          e.field !== undefined ? fieldPath(e.field) : undefined,
+        ),
+      );
+    return p.errors.length > 0;
   }
 
   /** Adds the warning (online; destructive when allowed) or the refusal (destructive) a change needs. */
@@ -352,6 +384,23 @@ export class FlexbsoProvider {
         if (!before) return done(null);
         await this.mutate(s, before.dpu, (live) => {
           if (!live.some((r) => r.address === before.address)) return null; // already gone
+          if (before.kind === "dpu") {
+            // Terraform deletes its own resources on the DPU first; what is left is other stacks'
+            const others = live.filter((r) => r.kind !== "dpu" && r.dpu === before.dpu);
+            if (others.length) {
+              diags.push(
+                warning(
+                  `${before.address}: kept on the agent`,
+                  `${others.length} resource(s) of other stacks still use it (${others
+                    .slice(0, 3)
+                    .map((r) => `${r.address} of stack '${stackOf(r)}'`)
+                    .join(", ")}${others.length > 3 ? ", ..." : ""}); a DPU resource goes with the last stack on it. ` +
+                    "It leaves Terraform's state; nothing on the DPU changed.",
+                ),
+              );
+              return null;
+            }
+          }
           const users = consumersOf(live, before);
           if (users.length) {
             // Terraform replaces a bdev by deleting it and then creating it, but its consumers
@@ -535,12 +584,13 @@ export class FlexbsoProvider {
     for (let attempt = 1; ; attempt++) {
       this.cachedView = undefined;
       const view = await this.view(s, dpu);
-      const next = edit([...view.topology.resources]);
-      if (next === null) return;
+      const edited = edit([...view.topology.resources]);
+      if (edited === null) return;
+      const { stack, resources: next } = ownedBy(view.topology.resources, edited);
       next.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
       try {
         await s.client.call("topology.apply", {
-          desired: { formatVersion: 1, resources: next },
+          desired: { formatVersion: 1, stack, resources: next },
           expectedGeneration: view.generation,
           allowDataLoss: s.allowDataLoss,
         });
@@ -703,6 +753,35 @@ function fit(attrs: readonly AttrDef[], raw: Obj): Obj {
     out[a.name] = a.type === "object" && v !== null ? fit(a.nested!, v as Obj) : v;
   }
   return out;
+}
+
+/**
+ * The stack that owns what Terraform creates. Resources of other stacks on the DPU (a
+ * `flexbso apply` of a YAML topology, `stack: default` when it names none) are theirs:
+ * their plans never delete Terraform's resources, nor Terraform theirs.
+ */
+export const TERRAFORM_STACK = "terraform";
+
+/**
+ * The whole DPU topology `next` (the live `live` with one resource changed) as one
+ * stack's apply: the stack of the resource that changes (its owner's; {@link
+ * TERRAFORM_STACK} for a new one), with every other resource labelled with its own stack
+ * so that the agent leaves it alone.
+ */
+function ownedBy(live: readonly Resource[], next: readonly Resource[]): { stack: string; resources: Resource[] } {
+  const before = new Map(live.map((r) => [r.address, r]));
+  const after = new Set(next.map((r) => r.address));
+  const same = (a: Resource, b: Resource) => canonicalJsonCompact(a.spec) === canonicalJsonCompact(b.spec);
+  const changed = [
+    ...next.filter((r) => r.kind !== "dpu" && !(before.has(r.address) && same(before.get(r.address)!, r))),
+    ...live.filter((r) => r.kind !== "dpu" && !after.has(r.address)),
+  ];
+  const owner = changed.map((r) => before.get(r.address)).find((r) => r !== undefined);
+  const stack = owner ? stackOf(owner) : TERRAFORM_STACK;
+  const resources = next.map((r) =>
+    r.kind === "dpu" ? r : { ...r, stack: before.has(r.address) ? stackOf(before.get(r.address)!) : stack },
+  );
+  return { stack, resources };
 }
 
 function empty(): Desired {

@@ -20,7 +20,7 @@ export function renderMarkdown(plan: Plan): string {
       "> [!WARNING]",
       `> **Drift**: ${drift.length} object${drift.length === 1 ? "" : "s"} on the targets changed outside FlexBSO.`,
     );
-    for (const d of drift) problems.push(`> - ${d.kind}: ${d.dpu}: ${d.message}`);
+    for (const d of drift) problems.push(`> - ${oneLine(`${d.kind}: ${d.dpu}: ${d.message}`)}`);
     problems.push("");
   }
   if (errors.length > 0) {
@@ -28,12 +28,12 @@ export function renderMarkdown(plan: Plan): string {
       "> [!CAUTION]",
       `> **${errors.length} change${errors.length === 1 ? "" : "s"} cannot be made by the target${errors.length === 1 ? "" : "s"}**: \`flexbso apply\` refuses this plan.`,
     );
-    for (const e of errors) problems.push(`> - ${e.message}. Fix: ${e.fix}.`);
+    for (const e of errors) problems.push(`> - ${oneLine(`${e.message}. Fix: ${e.fix}.`)}`);
     problems.push("");
   }
   if (warnings.length > 0) {
     problems.push("> [!WARNING]");
-    for (const w of warnings) problems.push(`> - ${w.message}. Fix: ${w.fix}.`);
+    for (const w of warnings) problems.push(`> - ${oneLine(`${w.message}. Fix: ${w.fix}.`)}`);
     problems.push("");
   }
   const others = otherStackLines(plan).slice(1);
@@ -74,5 +74,14 @@ function why(c: ResourceChange): string {
 }
 
 function cell(text: string): string {
-  return text.replace(/\|/g, "\\|").replace(/\n/g, " ");
+  return oneLine(text).replace(/\|/g, "\\|");
+}
+
+/**
+ * `text` on one line, so it stays inside its blockquote line or table row: what the
+ * target reports (drift, errors) may carry a line break, which would let it add headings
+ * or rows of its own to a PR comment.
+ */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n\u2028\u2029]+/g, " ");
 }

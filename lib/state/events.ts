@@ -4,6 +4,7 @@
  * Rotated at a size cap (the previous file kept as `events.jsonl.1`), so it never grows
  * past what one read can hold; opened without following links.
  */
+import { randomBytes } from "node:crypto";
 import { promises as fsp, constants as fsc } from "node:fs";
 import * as path from "node:path";
 import { linkRefused, NOFOLLOW } from "./safety.js";
@@ -44,16 +45,22 @@ export interface ApplyAudit {
   readonly commitSource?: string;
   /** The topology file differs from the commit (git only). */
   readonly dirty?: boolean;
+  /**
+   * An id the client chose for this run (the agent picks one when absent). Every event
+   * of the run carries it as `data.run`, so a client follows its own run's events and
+   * never another apply's that runs (or is refused) at the same time.
+   */
+  readonly run?: string;
 }
 
 /** Why `v` is not an {@link ApplyAudit} (naming the field), or undefined when it is. */
 export function auditProblem(v: unknown): { field: string; want: string } | undefined {
   if (v === null || typeof v !== "object" || Array.isArray(v))
-    return { field: "audit", want: "an object {planDigest, commit?, commitSource?, dirty?}" };
+    return { field: "audit", want: "an object {planDigest, commit?, commitSource?, dirty?, run?}" };
   const a = v as Record<string, unknown>;
-  const extra = Object.keys(a).find((k) => !["planDigest", "commit", "commitSource", "dirty"].includes(k));
+  const extra = Object.keys(a).find((k) => !["planDigest", "commit", "commitSource", "dirty", "run"].includes(k));
   if (extra !== undefined)
-    return { field: `audit.${extra}`, want: "absent (audit has planDigest, commit, commitSource, dirty)" };
+    return { field: `audit.${extra}`, want: "absent (audit has planDigest, commit, commitSource, dirty, run)" };
   if (typeof a.planDigest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(a.planDigest))
     return { field: "audit.planDigest", want: "'sha256:' and 64 hex digits (the plan's digest)" };
   for (const k of ["commit", "commitSource"] as const) {
@@ -61,7 +68,23 @@ export function auditProblem(v: unknown): { field: string; want: string } | unde
       return { field: `audit.${k}`, want: "1-128 printable characters without spaces" };
   }
   if (a.dirty !== undefined && typeof a.dirty !== "boolean") return { field: "audit.dirty", want: "true or false" };
+  if (a.run !== undefined && (typeof a.run !== "string" || !RUN_ID.test(a.run)))
+    return { field: "audit.run", want: "8-64 lowercase hex digits (an id for this run)" };
   return undefined;
+}
+
+/** The form of {@link ApplyAudit.run}. */
+export const RUN_ID = /^[0-9a-f]{8,64}$/;
+
+/** A fresh {@link ApplyAudit.run}. */
+export function newRunId(): string {
+  return randomBytes(8).toString("hex");
+}
+
+/** Whether `ev` belongs to the run `run`, or to no run at all (engine, reconcile and drift events). */
+export function ofRun(ev: AgentEvent, run: string): boolean {
+  const r = ev.data?.["run"];
+  return r === undefined || r === run;
 }
 
 /** The fields a producer supplies; `seq` and `time` are assigned by the log. */

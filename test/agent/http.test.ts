@@ -272,6 +272,21 @@ test("config: defaults and every problem listed", () => {
       'log: must be a mapping like { level: info } (got "debug")',
     ]);
   }
+  // file bdevs live under dataDir: it may not hold the agent's own state or sockets
+  assert.is(resolveAgentConfig({ stateDir: "/s", runDir: "/r" }).dataDir, "/s/files");
+  for (const [conf, problem] of [
+    [{ stateDir: "/s", runDir: "/r", dataDir: "/s" }, "dataDir: /s holds the stateDir /s"],
+    [{ stateDir: "/v/s", runDir: "/r", dataDir: "/v" }, "dataDir: /v holds the stateDir /v/s"],
+    [{ stateDir: "/s", runDir: "/d/run", dataDir: "/d" }, "dataDir: /d holds the runDir /d/run"],
+  ] as const) {
+    try {
+      resolveAgentConfig(conf);
+      assert.unreachable(JSON.stringify(conf));
+    } catch (e) {
+      assert.instance(e, AgentConfigError);
+      assert.match((e as AgentConfigError).problems.join("\n"), problem);
+    }
+  }
 });
 
 test("config: YAML file with overrides, paths relative to the file", async () => {

@@ -84,11 +84,16 @@ test("file bdev: no new file is created outside the data dir, not even under /de
   assert.not.ok(existsSync(dev));
 });
 
-test("file bdev: a symlink in the data dir pointing out of it is refused; the target is untouched", async () => {
+test("file bdev: a symlink in the data dir pointing out of it is refused at preflight and at create; the target is untouched", async () => {
   const { victim, outside, dataDir, backend } = await setup();
   await fsp.symlink(victim, path.join(dataDir, "link.img"));
   await fsp.symlink(outside, path.join(dataDir, "sub"));
   for (const p of ["link.img", "sub/new.img"]) {
+    // known before the first step runs, so an apply never stops half-way on it
+    const why = await checkCreate(backend, file(p));
+    assert.is(why.length, 1, why.join("\n"));
+    assert.match(why[0]!, "outside the agent's data directory");
+    assert.match(why[0]!, "(through a symlink)");
     await backend.create(file(p)).then(
       () => assert.unreachable(),
       (e) => assert.match((e as Error).message, "(through a symlink)"),

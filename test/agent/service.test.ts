@@ -8,7 +8,7 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Resource } from "../../lib/model/types.js";
-import type { Backend, Inventory } from "../../lib/backends/backend.js";
+import { NotSupportedError, type Backend, type Inventory } from "../../lib/backends/backend.js";
 import { AgentService } from "../../lib/agent/service.js";
 import { StateStore } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
@@ -16,9 +16,15 @@ import { DpuBusyError, StepFailedError } from "../../lib/apply/errors.js";
 import { nullLogger } from "../../lib/agent/log.js";
 import { RpcDispatcher } from "../../lib/agent/jsonrpc.js";
 import { registerAgentMethods } from "../../lib/agent/methods.js";
+import { createAgentServer, listen } from "../../lib/agent/http.js";
+import { AgentMetrics } from "../../lib/agent/metrics.js";
+import { AgentClient } from "../../lib/fleet/client.js";
+import { runFleetApply } from "../../lib/fleet/fleet-apply.js";
+import { FlexbsoProvider, TERRAFORM_STACK, type Diag } from "../../lib/provider/resources.js";
+import { encodeDynamic } from "../../lib/provider/msgpack.js";
 
 class FakeBackend implements Backend {
-  readonly name = "fake";
+  readonly name = "native"; // stands in for the native backend the topologies ask for
   created: string[] = [];
   async facts() {
     return { backend: "native", methods: [] };
@@ -220,6 +226,189 @@ test("methods: declared params are checked before the service runs (-32602 namin
   const stale = await call("topology.apply", { desired, expectedGeneration: 0 });
   assert.equal([stale.error?.code, stale.error?.data], [-32002, { dpu: "d", expected: 0, actual: 1 }]);
   assert.ok((await call("rpc.methods", {})).result.includes("events.list"));
+});
+
+test("service: an apply whose only change is refused (another stack's bdev) fails naming it, not 'no changes'", async () => {
+  const { svc } = await service();
+  await svc.apply(desired, 0, false); // the default stack: DPU d and malloc m
+  const grab = {
+    formatVersion: 1,
+    stack: "team-b",
+    resources: [
+      desired.resources[0],
+      { ...desired.resources[1], stack: "default" }, // sent back as read from the agent
+      {
+        address: "d/function/f",
+        dpu: "d",
+        kind: "function",
+        name: "f",
+        spec: { pf: 0, vf: 0, emulation: "virtio-blk", transport: "nbd", volume: "m" },
+      },
+    ],
+  };
+  const e = await svc.apply(grab, 1, false).then(
+    () => null,
+    (x) => x as Error,
+  );
+  assert.instance(e, NotSupportedError);
+  assert.match(e!.message, "d/function/f uses d/malloc/m (volume), which belongs to stack 'default'");
+  assert.is(svc.current.generation, 1, "nothing ran");
+});
+
+/** `svc` served over HTTP as the agent serves it, with the admin token "t". */
+async function serve(svc: AgentService): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const server = createAgentServer({
+    token: "t",
+    rpc: registerAgentMethods(new RpcDispatcher(), svc),
+    metrics: new AgentMetrics(async () => []),
+    log: nullLogger,
+    health: async () => ({ ok: true }),
+  });
+  const endpoint = `http://127.0.0.1:${await listen(server, "127.0.0.1", 0)}`;
+  return {
+    endpoint,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((res) => server.close(res));
+    },
+  };
+}
+
+test("fleet apply: a run shows and reports only its own events, not those of another apply that ran meanwhile", async () => {
+  const { svc } = await service();
+  const { endpoint, close } = await serve(svc);
+  // team A's apply runs after our run read the agent's generation and before our call is served
+  const teamA = {
+    formatVersion: 1,
+    stack: "team-a",
+    resources: [
+      desired.resources[0],
+      { address: "d/malloc/a", dpu: "d", kind: "malloc", name: "a", spec: { size: 1048576, blockSize: 512 } },
+    ],
+  };
+  const apply = svc.apply.bind(svc);
+  svc.apply = async (...args) => {
+    svc.apply = apply;
+    await apply(teamA, 0, false);
+    return apply(...args);
+  };
+  let out = "";
+  try {
+    const r = await runFleetApply({
+      mode: "apply",
+      desired: desired as never,
+      targets: [{ dpu: "d", endpoint, client: new AgentClient({ endpoint, token: "t" }) }],
+      allowDataLoss: false,
+      autoApprove: true,
+      confirm: async () => true,
+      out: {
+        write: (s: string) => {
+          out += s;
+          return true;
+        },
+      } as never,
+      showPlan: false,
+      pollMs: 5,
+      waitRebuild: false,
+    });
+    assert.is(r.exitCode, 1);
+    assert.match(r.failures.get("d") ?? "", "stale plan", JSON.stringify([...r.failures]));
+    assert.equal(r.events.get("d"), [], "team A's events are not this run's");
+    assert.not.match(out, "d/malloc/a", out);
+  } finally {
+    await close();
+  }
+});
+
+test("provider: terraform plan refuses what the agent's target cannot do (growing a file its engine cannot rescan)", async () => {
+  const { svc } = await service(); // its target serves no bdev_uring_rescan
+  const { endpoint, close } = await serve(svc);
+  try {
+    const p = new FlexbsoProvider({});
+    const config = { endpoint, token: "t", token_file: null, allow_data_loss: null };
+    assert.equal(await p.configure(encodeDynamic(config)), []);
+    const file = {
+      id: "d/file/f",
+      name: "f",
+      dpu: "d",
+      path: "f.img",
+      size: "1MiB",
+      block_size: 512,
+      direct_io: true,
+      retain: false,
+      import: false,
+    };
+    const grown = { ...file, size: "2MiB" };
+    const r = (await p.planResourceChange({
+      type_name: "flexbso_file_bdev",
+      prior_state: encodeDynamic(file),
+      config: encodeDynamic({ ...grown, id: null }),
+      proposed_new_state: encodeDynamic(grown),
+    })) as { diagnostics: Diag[] };
+    assert.equal(
+      r.diagnostics.map((d) => [d.severity, d.summary, d.attribute?.steps[0]?.attribute_name]),
+      [[1, "d/file/f: the target cannot make this change", "size"]],
+    );
+    assert.match(r.diagnostics[0]!.detail ?? "", "needs the target method bdev_uring_rescan");
+  } finally {
+    await close();
+  }
+});
+
+test("provider: what Terraform creates is stack 'terraform': a YAML topology of the default stack neither plans to delete it nor is changed by it", async () => {
+  const { svc } = await service();
+  const { endpoint, close } = await serve(svc);
+  try {
+    await svc.apply(desired, 0, false); // the default stack: DPU d and malloc m
+    const p = new FlexbsoProvider({});
+    assert.equal(
+      await p.configure(encodeDynamic({ endpoint, token: "t", token_file: null, allow_data_loss: true })),
+      [],
+    );
+    const tm = { id: "d/malloc/tm", name: "tm", dpu: "d", size: "1MiB", block_size: 512 };
+    const created = await p.applyResourceChange({
+      type_name: "flexbso_malloc_bdev",
+      prior_state: encodeDynamic(null),
+      planned_state: encodeDynamic(tm),
+    });
+    assert.equal(created.diagnostics, []);
+    const owners = (await svc.get()).topology.resources.map((r) => [r.address, r.stack ?? "default"]);
+    assert.equal(owners, [
+      ["d/dpu/d", "default"],
+      ["d/malloc/m", "default"],
+      ["d/malloc/tm", TERRAFORM_STACK],
+    ]);
+    // the default stack's next plan leaves Terraform's bdev alone
+    assert.equal((await svc.plan(desired)).plan.steps, []);
+    // and Terraform deleting its bdev leaves the default stack's alone
+    const deleted = await p.applyResourceChange({
+      type_name: "flexbso_malloc_bdev",
+      prior_state: encodeDynamic(tm),
+      planned_state: encodeDynamic(null),
+    });
+    assert.equal(deleted.diagnostics, []);
+    assert.equal(
+      (await svc.get()).topology.resources.map((r) => r.address),
+      ["d/dpu/d", "d/malloc/m"],
+    );
+    // terraform destroy's last step, the DPU resource, leaves it to the default stack still on it
+    const dpu = await p.applyResourceChange({
+      type_name: "flexbso_dpu",
+      prior_state: encodeDynamic({ id: "d/dpu/d", name: "d", backend: "native", pfs: 1, vfs_per_pf: 4 }),
+      planned_state: encodeDynamic(null),
+    });
+    assert.equal(
+      dpu.diagnostics.map((d) => [d.severity, d.summary]),
+      [[2, "d/dpu/d: kept on the agent"]],
+    );
+    assert.match(dpu.diagnostics[0]!.detail ?? "", "d/malloc/m of stack 'default'");
+    assert.equal(
+      (await svc.get()).topology.resources.map((r) => r.address),
+      ["d/dpu/d", "d/malloc/m"],
+    );
+  } finally {
+    await close();
+  }
 });
 
 test.run();

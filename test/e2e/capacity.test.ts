@@ -1,7 +1,8 @@
 /**
- * Capacity at plan time on a real agent + engine: malloc bdevs past the engine's default
- * malloc_mem_limit are a warning in the plan (text and JSON), before anything is
- * created; a plan within it has none.
+ * Capacity at plan time on a real agent + engine: malloc bdevs past the engine's
+ * malloc_mem_limit (which it reports) are a plan error (text and JSON), and an apply that
+ * would replace a malloc bdev with one past it is refused before it deletes anything; a
+ * plan within it has none.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -26,20 +27,28 @@ const topo = (size: string) =>
       .replace(/functions:\n {6}\{\}/, "functions: {}"),
   );
 
-test("malloc past the engine's memory limit is a plan warning", async () => {
+test("malloc past the engine's memory limit is a plan error; an apply never deletes first, then fails on it", async () => {
   const ramGiB = Math.ceil(os.totalmem() / 2 ** 30);
   const p = await cli(["plan", await topo(`${ramGiB}GiB`), "--format", "json"]);
-  assert.is(p.code, 2, p.stdout + p.stderr);
+  assert.is(p.code, 1, p.stdout + p.stderr);
   const plan = JSON.parse(p.stdout);
-  assert.equal(plan.errors, []);
-  const w = plan.warnings.find((x: { message: string }) => x.message.includes("malloc_mem_limit"));
-  assert.ok(w, JSON.stringify(plan.warnings));
-  assert.match(w.message, `would reserve ${ramGiB} GiB of RAM`);
+  const e = plan.errors.find((x: { message: string }) => x.message.includes("malloc_mem_limit"));
+  assert.ok(e, JSON.stringify(plan.errors));
+  assert.match(e.message, `would reserve ${ramGiB} GiB of RAM`);
+  assert.match(e.message, "the engine refuses the create");
   const text = await cli(["plan", await topo(`${ramGiB}GiB`)]);
-  assert.match(text.stdout, /Warning: malloc bdevs on DPU 'dpu0' would reserve/);
+  assert.is(text.code, 1, text.stdout + text.stderr);
+  assert.match(text.stdout, /malloc bdevs on DPU 'dpu0' would reserve/);
   const small = await cli(["plan", await topo("16MiB"), "--format", "json"]);
   assert.is(small.code, 2, small.stdout + small.stderr);
-  assert.equal(JSON.parse(small.stdout).warnings, []);
+  assert.equal([JSON.parse(small.stdout).warnings, JSON.parse(small.stdout).errors], [[], []]);
+  // replacing the small bdev by a too big one (delete, then create) touches nothing
+  assert.is((await cli(["apply", await topo("16MiB"), "--auto-approve"])).code, 0);
+  const big = await cli(["apply", await topo(`${ramGiB}GiB`), "--auto-approve", "--allow-data-loss"]);
+  assert.is(big.code, 1, big.stdout + big.stderr);
+  assert.match(big.stdout, "nothing was applied");
+  const after = await cli(["plan", await topo("16MiB")]);
+  assert.is(after.code, 0, after.stdout + after.stderr);
 });
 
 test.run();

@@ -12,6 +12,7 @@ import { existsSync, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { cleanupAll, cli, hook, run, startAgent, tempDir, type AgentProc, type RunResult } from "./helpers/agent.js";
 import { YAML_ONLY_ENV } from "./helpers/yaml-only.js";
+import { TERRAFORM_STACK } from "../../lib/provider/resources.js";
 
 const TERRAFORM = process.env["TERRAFORM"] ?? "/usr/local/bin/terraform";
 const have = existsSync(TERRAFORM);
@@ -188,7 +189,10 @@ test("terraform: a QoS changed through the agent shows as drift; apply puts it b
   const edited = view.topology.resources.map((r) =>
     r.address === "dpu0/function/vm0" ? { ...r, spec: { ...r.spec, qos: { iops: 7, mbps: 0 } } } : r,
   );
-  const changed = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: edited } });
+  // another writer of Terraform's stack (what Terraform creates is stack 'terraform')
+  const changed = await a.rpc("topology.apply", {
+    desired: { formatVersion: 1, stack: TERRAFORM_STACK, resources: edited },
+  });
   assert.ok(changed.body.result, JSON.stringify(changed.body));
   const refresh = await tf("plan", "-refresh-only", "-input=false");
   assert.is(refresh.code, 0, out(refresh));
@@ -208,7 +212,9 @@ test("terraform: a bdev and a function removed through the agent show as gone; a
   const view = await live();
   const gone = ["dpu0/function/vm0", "dpu0/null/scratch"];
   const kept = view.topology.resources.filter((r) => !gone.includes(r.address));
-  const removed = await a.rpc("topology.apply", { desired: { formatVersion: 1, resources: kept } });
+  const removed = await a.rpc("topology.apply", {
+    desired: { formatVersion: 1, stack: TERRAFORM_STACK, resources: kept },
+  });
   assert.ok(removed.body.result, JSON.stringify(removed.body));
 
   const refresh = await tf("plan", "-refresh-only", "-input=false");

@@ -377,6 +377,7 @@ test("rpc_get_methods, spdk_get_version, bdev_get_iostat, flexbso_engine_get_sta
     assert.is(stats.reactors, 1);
     assert.is(stats.bdevs, 1);
     assert.ok(stats.uptime_us > 0);
+    assert.is((stats as { malloc_mem_limit_mib?: unknown }).malloc_mem_limit_mib, null, "the default limit");
   }));
 
 test("latency histograms: SPDK's bdev_enable_histogram / bdev_get_histogram shapes and errors", () =>

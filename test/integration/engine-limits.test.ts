@@ -33,6 +33,9 @@ test("malloc bdevs are refused beyond --malloc-mem-limit-mib, counting the other
       assert.match(big.message, /malloc bdev 'big' needs 134217728 bytes/);
       assert.match(big.message, /67108864 bytes/);
       assert.match(big.message, /malloc_mem_limit/);
+      // reported, so the agent refuses such a plan before an apply deletes anything
+      const stats = await eng.call<{ malloc_mem_limit_mib: unknown }>("flexbso_engine_get_stats");
+      assert.is(stats.malloc_mem_limit_mib, 64);
       await eng.call("bdev_malloc_create", { name: "a", num_blocks: (40 * MiB) / 512, block_size: 512 });
       const b = await rpcError(
         eng.call("bdev_malloc_create", { name: "b", num_blocks: (40 * MiB) / 512, block_size: 512 }),

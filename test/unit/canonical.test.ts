@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { canonicalJson } from "../../lib/model/canonical.js";
-import { parseSize, formatSize } from "../../lib/model/units.js";
+import { parseSize, formatSize, sizeTooLarge } from "../../lib/model/units.js";
 import { validateDesired } from "../../lib/model/validate.js";
 import { TopologyError } from "../../lib/model/errors.js";
 import { loadYamlText } from "../helpers/model.js";
@@ -25,6 +25,10 @@ test("parseSize: binary and decimal suffixes, numbers, rejects fractions of a by
   assert.is(parseSize("12 parsecs"), undefined);
   assert.is(parseSize(-1), undefined);
   assert.is(parseSize(1.5), undefined);
+  assert.is(parseSize("1PiB"), 1024 ** 5);
+  assert.is(parseSize("16PiB"), undefined, "past Number.MAX_SAFE_INTEGER");
+  assert.ok(sizeTooLarge("16PiB") && sizeTooLarge(1e23));
+  assert.not.ok(sizeTooLarge("1PiB") || sizeTooLarge(-1) || sizeTooLarge("abc") || sizeTooLarge(1.5));
 });
 
 test("formatSize", () => {

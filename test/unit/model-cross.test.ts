@@ -106,6 +106,14 @@ const CASES: [string, RawResource[], string, string, string | undefined, string]
     "pf0/vf3 is already taken by dpu0/function/f0; each (pf, vf) carries one function",
   ],
   [
+    "a vhost function named like an NBD socket",
+    [dpuRaw(), m("a"), raw("dpu0", "function", "nbd-pf0vf3.sock", { vf: 4, volume: "a", transport: "vhost-user-blk" })],
+    "reserved-name",
+    "dpu0/function/nbd-pf0vf3.sock",
+    undefined,
+    "a vhost-user-blk function's socket is named after it, and 'nbd-pf0vf3.sock' is the socket name of an NBD function in the same directory; rename the function",
+  ],
+  [
     "bdev name shared across kinds",
     [dpuRaw(), m("x"), raw("dpu0", "null", "x", { size: MiB })],
     "duplicate-name",

@@ -74,6 +74,13 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
   ],
   ["zero size", [raw("dpu0", "malloc", "m", { size: 0 })], "bad-size", "size", "must be greater than 0"],
   [
+    "size past what a size may be",
+    [raw("dpu0", "null", "n", { size: "16PiB" })],
+    "bad-size",
+    "size",
+    'is too large: a size may be at most 9007199254740991 bytes (just under 8 PiB) (got "16PiB")',
+  ],
+  [
     "size not a block multiple",
     [raw("dpu0", "null", "n", { size: 1000 })],
     "bad-size",
@@ -174,6 +181,27 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
     "bad-path",
     "path",
     `a relative path is taken inside the agent's data directory and may not leave it (got "../etc/passwd")`,
+  ],
+  [
+    "path with a newline",
+    [raw("dpu0", "file", "f", { path: "a.img\n### no changes", size: 4096 })],
+    "bad-path",
+    "path",
+    'must not contain control characters such as a newline or tab (got "a.img\\n### no changes")',
+  ],
+  [
+    "path naming another file's sidecar",
+    [raw("dpu0", "file", "f", { path: "vm/disk.img.flexbso-id", size: 4096 })],
+    "bad-path",
+    "path",
+    `may not end in '.flexbso-id': the agent keeps another file's identity under that name and would overwrite or delete it (got "vm/disk.img.flexbso-id"); pick another file name`,
+  ],
+  [
+    "path naming another file's sidecar temp",
+    [raw("dpu0", "file", "f", { path: "disk.img.flexbso-id.tmp", size: 4096 })],
+    "bad-path",
+    "path",
+    `may not end in '.flexbso-id.tmp': the agent keeps another file's identity under that name and would overwrite or delete it (got "disk.img.flexbso-id.tmp"); pick another file name`,
   ],
   [
     "nvme over nbd",

@@ -87,20 +87,20 @@ const malloc = (size: string, extra: Record<string, Value> = {}) => ({
   block_size: null,
   ...extra,
 });
-const planOf = (p: FlexbsoProvider, type: string, prior: Value, config: Value, proposed: Value = config) =>
-  p.planResourceChange({
+const planOf = async (p: FlexbsoProvider, type: string, prior: Value, config: Value, proposed: Value = config) =>
+  (await p.planResourceChange({
     type_name: type,
     prior_state: encodeDynamic(prior),
     config: encodeDynamic(config),
     proposed_new_state: encodeDynamic(proposed),
-  }) as {
+  })) as {
     planned_state: { msgpack: Buffer };
     requires_replace: { steps: { attribute_name: string }[] }[];
     diagnostics: Diag[];
   };
 
-test("plan: defaults are planned, sizes keep the user's spelling, id is the address", () => {
-  const r = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("64MiB"));
+test("plan: defaults are planned, sizes keep the user's spelling, id is the address", async () => {
+  const r = await planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("64MiB"));
   assert.equal(r.diagnostics, []);
   assert.equal(decodeDynamic(r.planned_state), {
     id: "dpu0/malloc/ram0",
@@ -111,7 +111,7 @@ test("plan: defaults are planned, sizes keep the user's spelling, id is the addr
   });
 });
 
-test("plan: in place -> update; online -> warning; destructive -> replace, refused unless allowed", () => {
+test("plan: in place -> update; online -> warning; destructive -> replace, refused unless allowed", async () => {
   const p = new FlexbsoProvider({});
   const fnState = {
     id: "dpu0/function/vm0",
@@ -125,19 +125,26 @@ test("plan: in place -> update; online -> warning; destructive -> replace, refus
     qos: { iops: 1000, mbps: 0 },
     tenant: null,
   };
-  const qos = planOf(p, "flexbso_function", fnState, { ...fnState, id: null, qos: { iops: 2000, mbps: null } });
+  const qos = await planOf(p, "flexbso_function", fnState, { ...fnState, id: null, qos: { iops: 2000, mbps: null } });
   assert.equal([qos.requires_replace, qos.diagnostics], [[], []]);
   assert.equal((decodeDynamic(qos.planned_state) as any).qos, { iops: 2000, mbps: 0 });
 
-  const moved = planOf(p, "flexbso_function", fnState, { ...fnState, id: null, volume: "ram1" });
+  const moved = await planOf(p, "flexbso_function", fnState, { ...fnState, id: null, tenant: "bob" });
   assert.equal(moved.requires_replace, []);
   assert.equal(
     moved.diagnostics.map((d) => [d.severity, d.summary]),
     [[2, "dpu0/function/vm0: online change"]],
   );
+  // the native backend has no live volume migration: an error now, not an "online" promise apply breaks
+  const migrated = await planOf(p, "flexbso_function", fnState, { ...fnState, id: null, volume: "ram1" });
+  assert.equal(
+    migrated.diagnostics.map((d) => [d.severity, d.summary, d.attribute?.steps[0]?.attribute_name]),
+    [[1, "dpu0/function/vm0: the target cannot make this change", "volume"]],
+  );
+  assert.match(migrated.diagnostics[0]!.detail ?? "", "Fix: the backend has no live volume migration");
 
   const priorRam = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
-  const grow = planOf(p, "flexbso_malloc_bdev", priorRam, malloc("128MiB"));
+  const grow = await planOf(p, "flexbso_malloc_bdev", priorRam, malloc("128MiB"));
   assert.equal(grow.requires_replace, [{ steps: [{ attribute_name: "size" }] }]);
   assert.equal(
     grow.diagnostics.map((d) => [d.severity, d.summary]),
@@ -146,7 +153,7 @@ test("plan: in place -> update; online -> warning; destructive -> replace, refus
   assert.match(grow.diagnostics[0]!.detail!, "allow_data_loss = true");
   assert.match(grow.diagnostics[0]!.detail!, "size: 64MiB -> 128MiB: a malloc bdev cannot be resized");
 
-  const allowed = planOf(
+  const allowed = await planOf(
     new FlexbsoProvider({ FLEXBSO_ALLOW_DATA_LOSS: "1" }),
     "flexbso_malloc_bdev",
     priorRam,
@@ -158,27 +165,30 @@ test("plan: in place -> update; online -> warning; destructive -> replace, refus
   );
 
   // same bytes, another spelling: no change, nothing replaced
-  const same = planOf(p, "flexbso_malloc_bdev", priorRam, malloc("67108864"));
+  const same = await planOf(p, "flexbso_malloc_bdev", priorRam, malloc("67108864"));
   assert.equal([same.requires_replace, same.diagnostics], [[], []]);
 });
 
-test("plan: a bad spec is an error on its attribute, with the model's message", () => {
-  const r = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("1000"));
+test("plan: a bad spec is an error on its attribute, with the model's message", async () => {
+  const r = await planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, malloc("1000"));
   assert.equal(
     r.diagnostics.map((d) => d.attribute?.steps.map((s) => s.attribute_name)),
     [["size"]],
   );
   assert.match(r.diagnostics[0]!.detail!, "multiple of blockSize");
-  const name = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, { ...malloc("1MiB"), name: "bad name" });
+  const name = await planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, {
+    ...malloc("1MiB"),
+    name: "bad name",
+  });
   assert.equal(
     name.diagnostics.map((d) => d.summary),
     ["Invalid name"],
   );
 });
 
-test("plan: destroying a bdev that holds data needs allow_data_loss; a null bdev does not", () => {
+test("plan: destroying a bdev that holds data needs allow_data_loss; a null bdev does not", async () => {
   const p = new FlexbsoProvider({});
-  const ram = planOf(
+  const ram = await planOf(
     p,
     "flexbso_malloc_bdev",
     { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 },
@@ -190,19 +200,25 @@ test("plan: destroying a bdev that holds data needs allow_data_loss; a null bdev
     [1],
   );
   assert.is(decodeDynamic(ram.planned_state), null);
-  const nul = planOf(p, "flexbso_null_bdev", { ...malloc("64MiB"), id: "dpu0/null/ram0", block_size: 512 }, null, null);
+  const nul = await planOf(
+    p,
+    "flexbso_null_bdev",
+    { ...malloc("64MiB"), id: "dpu0/null/ram0", block_size: 512 },
+    null,
+    null,
+  );
   assert.equal(nul.diagnostics, []);
 });
 
-test("plan: unknown config values plan unknown computed values", () => {
-  const r = planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, { ...malloc("64MiB"), dpu: UNKNOWN });
+test("plan: unknown config values plan unknown computed values", async () => {
+  const r = await planOf(new FlexbsoProvider({}), "flexbso_malloc_bdev", null, { ...malloc("64MiB"), dpu: UNKNOWN });
   const v = decodeDynamic(r.planned_state) as any;
   assert.is(v.id, UNKNOWN);
   assert.is(v.block_size, UNKNOWN);
   assert.is(v.size, "64MiB");
   // an update whose dpu becomes unknown: the prior id no longer holds
   const prior = { ...malloc("64MiB"), id: "dpu0/malloc/ram0", block_size: 512 };
-  const moved = planOf(
+  const moved = await planOf(
     new FlexbsoProvider({}),
     "flexbso_malloc_bdev",
     prior,

@@ -34,4 +34,19 @@ test("text summary line and JSON summary agree", () => {
   assert.equal(JSON.parse(renderPlan(p, "json")), JSON.parse(JSON.stringify(p)));
 });
 
+test("markdown: a message with line breaks stays on its blockquote line (no forged heading in a PR comment)", () => {
+  const p = SCENARIOS.mixed();
+  const forged = "\n\n### FlexBSO plan: no changes\n\nThe DPUs match the topology.";
+  const md = renderPlan(
+    {
+      ...p,
+      errors: [{ dpu: "dpu0", message: `dpu0/file/x: bad${forged}`, fix: "none" }],
+      drift: [{ dpu: "dpu0", kind: "changed", object: "bdev x", message: `x${forged}` }],
+    },
+    "markdown",
+  );
+  assert.not.match(md, /^### FlexBSO plan: no changes/m, md);
+  assert.match(md, "> - dpu0/file/x: bad ### FlexBSO plan: no changes The DPUs match the topology.. Fix: none.");
+});
+
 test.run();

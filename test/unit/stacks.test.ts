@@ -163,4 +163,38 @@ test("another stack's resources sent back unchanged (a topology read from the ag
   assert.equal(e.steps, []);
 });
 
+test("a stack's function or RAID may not use another stack's bdev (another tenant's data)", () => {
+  const spare = teamA("\n      spare: { kind: malloc, size: 1MiB }");
+  const actual = realized(spare, teamB());
+  // team A's unused bdev sent back labelled as A's (as a topology read from the agent carries it), plus B's function on it
+  const a0 = actual.resources.find((r) => r.address === "d/malloc/spare")!;
+  const grab: Desired = {
+    formatVersion: 1,
+    stack: "team-b",
+    resources: [
+      ...teamB().resources,
+      a0,
+      {
+        address: "d/function/fx",
+        dpu: "d",
+        kind: "function",
+        name: "fx",
+        spec: { ...fnSpec(actual), vf: 2, volume: "spare" },
+      },
+    ] as Resource[],
+  };
+  const p = plan(validateDesired(grab, "grab"), actual);
+  assert.equal(
+    p.errors.map((e) => [e.address, e.field]),
+    [["d/function/fx", "volume"]],
+  );
+  assert.match(p.errors[0]!.message, "uses d/malloc/spare (volume), which belongs to stack 'team-a'");
+  assert.ok(!p.steps.some((s) => s.address === "d/function/fx"), "never exported");
+});
+
+/** The spec of a function in `d`, to copy. */
+function fnSpec(d: Desired): Record<string, unknown> {
+  return d.resources.find((r) => r.kind === "function")!.spec as unknown as Record<string, unknown>;
+}
+
 test.run();

@@ -169,6 +169,8 @@ const engineGetStats = defineMethod<Record<string, never>, EngineContext>({
       nbd_exports: exports.length,
       nbd_connections: exports.reduce((n, x) => n + x.connections, 0),
       vhost_controllers: ctx.engine.vhostControllerList().length,
+      // what malloc bdevs may hold together: the agent checks it at plan time; null is the default
+      malloc_mem_limit_mib: ctx.info.mallocMemLimitMiB > 0 ? ctx.info.mallocMemLimitMiB : null,
     };
   },
 });

@@ -4,6 +4,12 @@ import type { SchemaProblem } from "../schemas.js";
 import type { FileSpec } from "../types.js";
 import { blockSizeSchema, DEFAULTS, sizedSpec, sizeSchema } from "./common.js";
 
+/**
+ * The agent keeps a file's identity in `<file>.flexbso-id` (written through `<file>.flexbso-id.tmp`)
+ * beside it, and deletes that sidecar with the file.
+ */
+export const SIDECAR_SUFFIX = ".flexbso-id";
+
 /** Block devices are named, never created or deleted: their data stays on the device. */
 export const isBlockDevicePath = (p: string): boolean => p.startsWith("/dev/");
 
@@ -41,7 +47,26 @@ function filePath(raw: string, problems: SchemaProblem[]): string {
     problems.push({ code: "bad-path", path: ["path"], message: "must not contain a NUL byte" });
     return raw;
   }
+  // A newline in a path would break out of the one line each message and plan row takes
+  // (a PR comment could show a forged "no changes"); no real disk image needs one.
+  if ([...raw].some((ch) => ch < " " || ch === "\u007f")) {
+    problems.push({
+      code: "bad-path",
+      path: ["path"],
+      message: `must not contain control characters such as a newline or tab (got ${JSON.stringify(raw)})`,
+    });
+    return raw;
+  }
   const normalized = posix.normalize(raw);
+  // Another file's sidecar (or its temp) would be overwritten by that file's create and deleted with it.
+  const sidecarOf = [SIDECAR_SUFFIX, `${SIDECAR_SUFFIX}.tmp`].find((x) => normalized.replace(/\/+$/, "").endsWith(x));
+  if (sidecarOf) {
+    problems.push({
+      code: "bad-path",
+      path: ["path"],
+      message: `may not end in '${sidecarOf}': the agent keeps another file's identity under that name and would overwrite or delete it (got ${JSON.stringify(raw)}); pick another file name`,
+    });
+  }
   if (!posix.isAbsolute(normalized) && (normalized === ".." || normalized.startsWith("../") || normalized === ".")) {
     problems.push({
       code: "bad-path",

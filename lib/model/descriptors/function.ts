@@ -82,12 +82,16 @@ export const fn: KindDescriptor<"function"> = {
     pf: replug,
     vf: replug,
     emulation: online("the guest sees a different device type after re-plug; the volume's data is kept", true),
-    transport: online("the export is re-created and clients reconnect; the volume's data is kept", true),
+    transport: online(
+      "the export is re-created on the new transport: clients must attach anew with it (flexbso show prints how); the volume's data is kept",
+      true,
+    ),
     volume: online("the old volume is mirrored onto the new one, then the function switches atomically"),
     "qos.iops": inPlace("I/O limits change live"),
     "qos.mbps": inPlace("I/O limits change live"),
+    // the socket's path changes with its directory: a client (QEMU's reconnect=1 included) retrying the old path never gets back
     tenant: online(
-      "the socket moves to the new tenant's directory, only that tenant can reach it; clients reconnect, the data is kept",
+      "the socket moves to the new tenant's directory, only that tenant can reach it; connected clients are cut off and must connect to the new path (flexbso show prints it), the data is kept",
     ),
   },
   sizeFields: [],

@@ -30,4 +30,4 @@ export function descriptorOf(kind: Kind): AnyKindDescriptor {
 
 export { DEFAULTS, NAME_PATTERN } from "./common.js";
 export { RAID_MEMBERS } from "./raid.js";
-export { isBlockDevicePath } from "./file.js";
+export { isBlockDevicePath, SIDECAR_SUFFIX } from "./file.js";
