@@ -1,7 +1,7 @@
 import { cdk } from "./cdk.js";
 import type { Construct } from "constructs";
 import { canonicalJsonCompact } from "../lib/model/canonical.js";
-import { fieldName } from "../lib/model/build.js";
+import { badName, fieldName } from "../lib/model/build.js";
 import { canonicalSpec } from "../lib/model/kinds.js";
 import { addressOf, type Kind, type SpecByKind } from "../lib/model/types.js";
 import { configFromSpec, TYPE_NAMES } from "../lib/provider/schema.js";
@@ -54,18 +54,22 @@ export abstract class FlexbsoResource<K extends Kind = Kind> extends cdk.Terrafo
   ) {
     const { spec, problems } = canonicalSpec(kind, stripUndefined(input));
     const address = addressOf(dpuName, kind, name);
-    if (spec === undefined || problems.length > 0) {
+    // Names are checked here, as `flexbso validate` does, so a bad one fails at synth, not later.
+    const names =
+      kind === "dpu" ? [badName("DPU name", dpuName)] : [badName("DPU name", dpuName), badName("name", name)];
+    const badNames = names.filter((m) => m !== undefined);
+    if (spec === undefined || problems.length > 0 || badNames.length > 0) {
       const path = `${scope.node.path}/${id}`.replace(/^\//, "");
-      throw new FlexbsoConstructError(
-        path,
-        problems.map((p) => ({
+      throw new FlexbsoConstructError(path, [
+        ...badNames.map((message) => ({ code: "bad-name", address, message, source: { constructPath: path } })),
+        ...problems.map((p) => ({
           code: p.code,
           address,
           field: fieldName(p.path),
           message: p.message,
           source: { constructPath: path },
         })),
-      );
+      ]);
     }
     super(scope, id, {
       terraformResourceType: target === "provider" ? TYPE_NAMES[kind] : "null_resource",

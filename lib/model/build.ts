@@ -30,6 +30,12 @@ export interface RawResource {
 }
 
 const NAME_RE = new RegExp(NAME_PATTERN);
+
+/** Why `value` is not a valid DPU or resource name (`what` labels it), or undefined when it is. */
+export function badName(what: "DPU name" | "name", value: string): string | undefined {
+  if (NAME_RE.test(value)) return undefined;
+  return `${what} ${JSON.stringify(value)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`;
+}
 const USER_KINDS = KINDS.filter((k) => k !== "dpu");
 const BDEV_KIND_LIST = BDEV_KINDS.join(", ");
 
@@ -55,16 +61,8 @@ export function buildDesired(raws: readonly RawResource[]): Desired {
     const fail = (code: string, message: string, path: (string | number)[] = [], field?: string) =>
       diagnostics.push({ code, address, ...(field !== undefined ? { field } : {}), message, source: raw.locate(path) });
 
-    if (!NAME_RE.test(raw.dpu))
-      fail(
-        "bad-name",
-        `DPU name ${JSON.stringify(raw.dpu)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`,
-      );
-    if (!NAME_RE.test(raw.name))
-      fail(
-        "bad-name",
-        `name ${JSON.stringify(raw.name)} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`,
-      );
+    for (const problem of [badName("DPU name", raw.dpu), badName("name", raw.name)])
+      if (problem !== undefined) fail("bad-name", problem);
     if (!kindKnown) {
       fail(
         "unknown-kind",

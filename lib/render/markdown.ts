@@ -1,5 +1,5 @@
 import type { Plan, ResourceChange } from "../plan/types.js";
-import { otherStackLines, renderResource, shownAction, summaryLine } from "./text.js";
+import { otherStackLines, refusedFields, renderResource, shownAction, summaryLine } from "./text.js";
 
 const ACTION_WORD = { create: "create", update: "update", replace: "replace", delete: "destroy" } as const;
 const SYMBOL = { create: "+", update: "~", replace: "-/+", delete: "-" } as const;
@@ -56,14 +56,16 @@ export function renderMarkdown(plan: Plan): string {
       "",
     );
   }
+  const refused = refusedFields(plan);
   out.push("| | Resource | Action | Class | Why |", "|---|---|---|---|---|");
   for (const c of shown) {
     const a = shownAction(c)!;
     const cls = c.change_class === null ? "" : c.change_class === "destructive" ? "**destructive**" : c.change_class;
-    out.push(`| \`${SYMBOL[a]}\` | \`${c.address}\` | ${ACTION_WORD[a]} | ${cls} | ${cell(why(c))} |`);
+    const act = refused.has(c.address) ? `**refused** (${ACTION_WORD[a]})` : ACTION_WORD[a];
+    out.push(`| \`${SYMBOL[a]}\` | \`${c.address}\` | ${act} | ${cls} | ${cell(why(c))} |`);
   }
   out.push("", "<details><summary>Full plan</summary>", "", "```diff");
-  for (const c of shown) out.push(...renderResource(c), "");
+  for (const c of shown) out.push(...renderResource(c, refused.get(c.address)), "");
   out.push(summaryLine(plan), "```", "", "</details>");
   return out.join("\n") + "\n";
 }

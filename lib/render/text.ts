@@ -13,10 +13,31 @@ export function shownAction(c: ResourceChange): Shown | undefined {
   return first === "no-op" ? undefined : first;
 }
 
-/** The `# address will be ...` headline. */
-export function headline(c: ResourceChange): string {
+/** Past participle of each shown action, for the headline of a change the target refuses. */
+const REFUSED_VERB = { create: "created", update: "updated", replace: "replaced", delete: "destroyed" } as const;
+
+/**
+ * The fields of each resource whose change the targets cannot make (the plan's errors), so
+ * the resource's block says it is refused instead of promising the change.
+ */
+export function refusedFields(plan: Plan): ReadonlyMap<string, ReadonlySet<string>> {
+  const refused = new Map<string, Set<string>>();
+  for (const e of plan.errors ?? []) {
+    if (e.address === undefined) continue;
+    const fields = refused.get(e.address) ?? new Set<string>();
+    if (e.field !== undefined) fields.add(e.field);
+    refused.set(e.address, fields);
+  }
+  return refused;
+}
+
+/** The `# address will be ...` headline; `refused`: the targets cannot make this change. */
+export function headline(c: ResourceChange, refused = false): string {
   const loss = c.change_class === "destructive" ? " (destroys data)" : "";
-  switch (shownAction(c)) {
+  const action = shownAction(c);
+  if (refused && action !== undefined)
+    return `${c.address} cannot be ${REFUSED_VERB[action]}: the target refuses this change (see the error above)`;
+  switch (action) {
     case "create":
       return `${c.address} ${c.note ?? "will be created"}`;
     case "delete":
@@ -34,10 +55,14 @@ export function summaryLine(plan: Plan): string {
   return `Plan: ${add} to add, ${change} to change, ${destroy} to destroy.`;
 }
 
-/** One resource block (headline, symbol line, changed or all fields, closing brace). */
-export function renderResource(c: ResourceChange): string[] {
+/**
+ * One resource block (headline, symbol line, changed or all fields, closing brace).
+ * `refused`: the fields of this resource the targets cannot change (a refused change with
+ * no field refuses the whole block).
+ */
+export function renderResource(c: ResourceChange, refused?: ReadonlySet<string>): string[] {
   const action = shownAction(c)!;
-  const lines = [`  # ${headline(c)}`];
+  const lines = [`  # ${headline(c, refused !== undefined)}`];
   if (c.reason !== undefined && action !== "delete") lines.push(`  # (because ${c.reason})`);
   lines.push(`${SYMBOL[action]} ${c.kind} "${c.address}" {`);
   const body: [string, string, string][] = []; // symbol, field, rest
@@ -52,7 +77,8 @@ export function renderResource(c: ResourceChange): string[] {
         sym === "~"
           ? `${formatValue(c.kind, f.field, f.before)} -> ${formatValue(c.kind, f.field, f.after)}`
           : formatValue(c.kind, f.field, sym === "+" ? f.after : f.before);
-      body.push([sym, f.field, `${values}  # ${f.replace ? "forces replacement; " : ""}${f.class}: ${f.reason}`]);
+      const note = refused?.has(f.field) ? "refused by the target; " : f.replace ? "forces replacement; " : "";
+      body.push([sym, f.field, `${values}  # ${note}${f.class}: ${f.reason}`]);
     }
   }
   const width = Math.max(0, ...body.map(([, field]) => field.length));
@@ -92,7 +118,8 @@ export function renderText(plan: Plan): string {
       [...out, "No changes. The DPUs match the topology.", ...warnings, ...otherStackLines(plan)].join("\n") + "\n"
     );
   out.push("FlexBSO will perform the following actions (symbols: + create, ~ update, -/+ replace, - destroy):", "");
-  for (const c of shown) out.push(...renderResource(c), "");
+  const refused = refusedFields(plan);
+  for (const c of shown) out.push(...renderResource(c, refused.get(c.address)), "");
   out.push("Execution order:");
   const width = String(plan.steps.length).length;
   for (const s of plan.steps)

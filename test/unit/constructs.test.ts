@@ -47,6 +47,19 @@ test("constructor: sizes as strings, unknown size strings rejected", () => {
   assert.is(e.code, "FLEXBSO_BAD_SIZE");
 });
 
+test("constructor: a bad DPU or resource name throws at construction, as flexbso validate says it", () => {
+  const dpu = new Dpu(stack(), "dpu0");
+  const e = thrown(() => new MallocBdev(dpu, "m", { name: "a/b", size: "1MiB" }));
+  assert.is(e.code, "FLEXBSO_BAD_NAME");
+  assert.is(
+    e.message,
+    `construct s/dpu0/m: dpu0/malloc/a/b: name "a/b" must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit`,
+  );
+  const d = thrown(() => new Dpu(stack(), "dpu 1"));
+  assert.is(d.code, "FLEXBSO_BAD_NAME");
+  assert.is(d.diagnostics.length, 1);
+});
+
 test("constructor: a bdev outside a Dpu needs props.dpu", () => {
   const s = stack();
   const e = thrown(() => new MallocBdev(s, "m", { size: 4096 }));
