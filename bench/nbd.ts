@@ -211,14 +211,15 @@ export function load(): string {
   return `load ${os.loadavg()[0]!.toFixed(2)}`;
 }
 
-interface FioJob {
+/** One job of fio's JSON output (the fields the benches read). */
+export interface FioJob {
   read: { iops: number; bw_bytes: number; lat_ns: { mean: number; percentile?: Record<string, number> } };
   write: { iops: number; bw_bytes: number };
   error: number;
 }
 
 /** Runs fio's nbd engine; returns the jobs of its JSON (parsed from the first '{'). */
-function fio(uri: string, args: string[]): FioJob[] {
+export function fio(uri: string, args: string[]): FioJob[] {
   const out = exec("fio", [`--name=bench`, "--ioengine=nbd", `--uri=${uri}`, "--output-format=json", ...args]);
   const start = out.indexOf("{");
   if (start < 0) throw new BenchError(`fio printed no JSON:\n${out}`);

@@ -63,7 +63,8 @@ const struct fb_cmp_codec *fb_cmp_codec_by_name(const char *name);
 const char *fb_cmp_codec_names(void);
 
 /* Incompressibility probe, run before the codec: a byte histogram of 128
- * bytes sampled at four places across the buffer. True when the sample's
+ * bytes sampled at four places across the buffer (256 at eight when the
+ * first sample is borderline). True when the sample's
  * bytes are as evenly spread as random data's (already compressed or
  * encrypted data), which no codec shrinks by the 1/8 early abort asks for;
  * the chunk is then stored raw without running the codec. Costs a few
