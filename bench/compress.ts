@@ -46,10 +46,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { SpdkRpcClient } from "../lib/client/spdk-rpc";
-import { packageRoot } from "../lib/engine/native";
+import { DEFAULT_POLL_US } from "../lib/engine/main";
 import { repoRoot, type BenchContext, type BenchRow } from "./harness";
-import { exec, fio, type FioJob, load, startProcess, stopProcess, waitSocket } from "./nbd";
+import { exec, fio, type FioJob, load, startEngine, stopProcess } from "./nbd";
 
 /** One row of fb_compress_bench: MB/s over its samples, and MB per CPU-second. */
 interface RowStat {
@@ -127,19 +126,10 @@ function runTool(tool: string, args: string[]): ToolResult {
 }
 
 /** An engine with one compress bdev per codec (and one with codec none), each exported over NBD. */
-async function startEngine(dir: string, algos: string[], workers: string, baseMiB: number) {
-  const rpcSock = path.join(dir, "engine.sock");
+async function startCompressEngine(dir: string, algos: string[], workers: string, baseMiB: number) {
   const nbdSock = path.join(dir, "nbd.sock");
-  const log = path.join(dir, "engine.log");
-  const main = path.join(packageRoot(), "dist", "lib", "engine", "main.js");
   // One reactor, as in the direct rows.
-  const child = startProcess(
-    process.execPath,
-    [main, "--rpc-socket", rpcSock, "--reactors", "1", "--log-level", "warn"],
-    log,
-  );
-  await waitSocket(rpcSock, child, log);
-  const rpc = new SpdkRpcClient({ socketPath: rpcSock });
+  const { child, rpc } = await startEngine(dir, 1, DEFAULT_POLL_US);
   await rpc.call("bdev_compress_set_options", { worker_threads: Number(workers) });
   for (const algo of [...algos, "none"]) {
     await rpc.call("bdev_malloc_create", { name: `m-${algo}`, num_blocks: (baseMiB * MiB) / 512, block_size: 512 });
@@ -267,7 +257,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
     const corpusFile = path.join(shm, "corpus");
     const fioData = path.join(shm, "fio-data");
     const baseMiB = 2 * Math.max(Number(corpusMiB), Number(randomMiB)) + 16;
-    const engine = await startEngine(dir, algos, workers, baseMiB);
+    const engine = await startCompressEngine(dir, algos, workers, baseMiB);
     try {
       exec(tool, ["--corpus-mib", corpusMiB, "--dump-corpus", corpusFile]);
       // fio cannot write a file's bytes (buffer_pattern takes 512 of them), so the write row uses
