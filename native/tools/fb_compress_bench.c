@@ -3,25 +3,30 @@
  *
  *   fb_compress_bench --algo deflate|zlib|lz4|zstd [--level N] [--corpus-mib 64]
  *                     [--chunk 16384] [--workers 1] [--qd 32] [--random-mib 64]
- *                     [--rounds 3] [--nbd]
+ *                     [--samples 5] [--sample-s 0.25] [--only ROW]
+ *                     [--corpus-file F] [--dump-corpus F]
  *
  * 1. Corpus: regular files under /usr/share and /usr/lib, concatenated, cut
- *    into chunks.
+ *    into chunks (--corpus-file: that file, repeated; --dump-corpus: write
+ *    the corpus to F and exit).
  * 2. Standalone: the codec compresses every chunk (early abort at 7/8, as
  *    the bdev does), then decompresses the compressed ones from where they
  *    were stored, on one thread: MB/s both ways and the sum of stored bytes.
  * 3. Through the bdev (malloc base, 1 reactor, --workers codec threads):
- *    the corpus written with chunk-sized writes at --qd, read back (and
- *    checked), MB/s both ways; physical bytes and metadata RAM from
+ *    the corpus written with chunk-sized writes at --qd, read back (checked
+ *    once), MB/s both ways; physical bytes and metadata RAM from
  *    bdev_compress_get_stats.
  * 4. Incompressible: random data written through a compress bdev with the
  *    codec and through one with codec "none" (the same bdev, every chunk
  *    stored raw), each on its own malloc base; a plain malloc bdev too.
- * 5. With --nbd: 3 and 4 again through an NBD export of the bdev, with
- *    nbdcopy as the client (files in /dev/shm).
- * Steps 2-5 run --rounds times, interleaved, and each figure is the best
- * round: on a loaded machine that is the one least disturbed, for the codec
- * and the bdev alike. Prints one JSON object.
+ * 5. Worst-case allocator RAM: a volume filled with raw chunks, then every
+ *    other chunk unmapped, so that every segment is partly used.
+ * Every row is --samples samples; a sample alternates passes of the rows
+ * compared with each other (2 with 3, 4 with 4) until each has had
+ * --sample-s seconds, so load hits them alike. Prints one JSON object:
+ * per row min/median/max MB/s and median MB per CPU-second, and the
+ * medians of the per-sample ratios. --only ROW samples only the groups of
+ * rows whose name contains ROW (for perf; the others print 0).
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
