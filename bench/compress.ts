@@ -333,6 +333,20 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           `${algo} NBD: ${nbdSeconds} s per fio run; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data, direct bdev write ${s.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s.rows.standalone_compress.median.toFixed(0)} (${round(s.paired.write)}), stored ${round(s.bdev_physical_bytes / s.corpus_bytes)} of logical`,
         );
       }
+      // The transport by itself: the same fio runs on codec none (random data, every chunk raw).
+      const noneRead = fioMBps(engine.uri("none"), "read", Number(randomMiB), nbdSeconds);
+      const noneWrite = fioMBps(engine.uri("none"), "write", Number(randomMiB), nbdSeconds);
+      rows.push({
+        id: "none-nbd-read",
+        metric: "read MB/s through NBD (fio, 1 MiB QD8) with codec none: the NBD path's own limit here",
+        unit: "MB/s",
+        better: "higher",
+        values: { flexbso: round(noneRead) },
+        ratio: null,
+      });
+      ctx.note(
+        `NBD with codec none (no codec: map, CRC32C, NBD and fio on this machine): read ${noneRead.toFixed(0)} MB/s, write ${noneWrite.toFixed(0)} MB/s; an NBD row cannot pass these, whatever the codec`,
+      );
     } finally {
       await engine.stop();
       fs.rmSync(dir, { recursive: true, force: true });
