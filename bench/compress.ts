@@ -278,8 +278,13 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
       for (const algo of algos) {
         ctx.log(`${algo} through NBD (${load()})`);
         exec("nbdcopy", ["--flush", corpusFile, engine.uri(algo)]);
-        const read = fioMBps(engine.uri(algo), "read", Number(corpusMiB), nbdSeconds);
-        const write = fioMBps(engine.uri(algo), "write", Number(corpusMiB), nbdSeconds, compressible);
+        // Three runs each, the median: reads of the corpus first (the writes replace it).
+        const reads = [0, 1, 2].map(() => fioMBps(engine.uri(algo), "read", Number(corpusMiB), nbdSeconds));
+        const writes = [0, 1, 2].map(() =>
+          fioMBps(engine.uri(algo), "write", Number(corpusMiB), nbdSeconds, compressible),
+        );
+        const read = median(reads);
+        const write = median(writes);
         // The codec alone on fio's compressible data, in this run.
         const s = runTool(tool, [
           "--algo",
@@ -330,7 +335,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           },
         );
         ctx.note(
-          `${algo} NBD: ${nbdSeconds} s per fio run; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data, direct bdev write ${s.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s.rows.standalone_compress.median.toFixed(0)} (${round(s.paired.write)}), stored ${round(s.bdev_physical_bytes / s.corpus_bytes)} of logical`,
+          `${algo} NBD: ${nbdSeconds} s per fio run; read runs ${reads.map((x) => x.toFixed(0)).join(", ")} MB/s; write runs ${writes.map((x) => x.toFixed(0)).join(", ")} MB/s; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data, direct bdev write ${s.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s.rows.standalone_compress.median.toFixed(0)} (${round(s.paired.write)}), stored ${round(s.bdev_physical_bytes / s.corpus_bytes)} of logical`,
         );
       }
       // The transport by itself: the same fio runs on codec none (random data, every chunk raw).
