@@ -129,28 +129,27 @@ export function exec(cmd: string, args: string[], timeoutMs = 600_000): string {
   }
 }
 
-async function startFlexbso(dir: string, o: NbdBenchOptions): Promise<Server & { rpc: SpdkRpcClient }> {
+/** Starts `flexbso engine` (RPC socket and log in dir) with reactors and poll window; its RPC client once it answers. */
+export async function startEngine(
+  dir: string,
+  reactors: number,
+  pollUs: number,
+): Promise<{ child: ChildProcess; rpc: SpdkRpcClient }> {
   const rpcSock = path.join(dir, "engine.sock");
-  const nbdSock = path.join(dir, "flexbso-nbd.sock");
   const log = path.join(dir, "engine.log");
   const main = path.join(packageRoot(), "dist", "lib", "engine", "main.js");
   const child = startProcess(
     process.execPath,
-    [
-      main,
-      "--rpc-socket",
-      rpcSock,
-      "--reactors",
-      String(o.reactors),
-      "--poll-us",
-      String(o.pollUs),
-      "--log-level",
-      "warn",
-    ],
+    [main, "--rpc-socket", rpcSock, "--reactors", String(reactors), "--poll-us", String(pollUs), "--log-level", "warn"],
     log,
   );
   await waitSocket(rpcSock, child, log);
-  const rpc = new SpdkRpcClient({ socketPath: rpcSock });
+  return { child, rpc: new SpdkRpcClient({ socketPath: rpcSock }) };
+}
+
+async function startFlexbso(dir: string, o: NbdBenchOptions): Promise<Server & { rpc: SpdkRpcClient }> {
+  const nbdSock = path.join(dir, "flexbso-nbd.sock");
+  const { child, rpc } = await startEngine(dir, o.reactors, o.pollUs);
   await rpc.call("bdev_malloc_create", { name: "bench", num_blocks: (o.sizeMiB * MiB) / 4096, block_size: 4096 });
   await rpc.call("flexbso_nbd_export_add", { export_name: "bench", bdev_name: "bench", listen: `unix:${nbdSock}` });
   return {
@@ -211,14 +210,15 @@ export function load(): string {
   return `load ${os.loadavg()[0]!.toFixed(2)}`;
 }
 
-interface FioJob {
+/** One job of fio's JSON output (the fields the benches read). */
+export interface FioJob {
   read: { iops: number; bw_bytes: number; lat_ns: { mean: number; percentile?: Record<string, number> } };
   write: { iops: number; bw_bytes: number };
   error: number;
 }
 
 /** Runs fio's nbd engine; returns the jobs of its JSON (parsed from the first '{'). */
-function fio(uri: string, args: string[]): FioJob[] {
+export function fio(uri: string, args: string[]): FioJob[] {
   const out = exec("fio", [`--name=bench`, "--ioengine=nbd", `--uri=${uri}`, "--output-format=json", ...args]);
   const start = out.indexOf("{");
   if (start < 0) throw new BenchError(`fio printed no JSON:\n${out}`);

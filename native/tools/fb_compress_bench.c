@@ -3,25 +3,30 @@
  *
  *   fb_compress_bench --algo deflate|zlib|lz4|zstd [--level N] [--corpus-mib 64]
  *                     [--chunk 16384] [--workers 1] [--qd 32] [--random-mib 64]
- *                     [--rounds 3] [--nbd]
+ *                     [--samples 5] [--sample-s 0.25] [--only ROW]
+ *                     [--corpus-file F] [--dump-corpus F]
  *
  * 1. Corpus: regular files under /usr/share and /usr/lib, concatenated, cut
- *    into chunks.
+ *    into chunks (--corpus-file: that file, repeated; --dump-corpus: write
+ *    the corpus to F and exit).
  * 2. Standalone: the codec compresses every chunk (early abort at 7/8, as
  *    the bdev does), then decompresses the compressed ones from where they
  *    were stored, on one thread: MB/s both ways and the sum of stored bytes.
  * 3. Through the bdev (malloc base, 1 reactor, --workers codec threads):
- *    the corpus written with chunk-sized writes at --qd, read back (and
- *    checked), MB/s both ways; physical bytes and metadata RAM from
+ *    the corpus written with chunk-sized writes at --qd, read back (checked
+ *    once), MB/s both ways; physical bytes and metadata RAM from
  *    bdev_compress_get_stats.
  * 4. Incompressible: random data written through a compress bdev with the
  *    codec and through one with codec "none" (the same bdev, every chunk
  *    stored raw), each on its own malloc base; a plain malloc bdev too.
- * 5. With --nbd: 3 and 4 again through an NBD export of the bdev, with
- *    nbdcopy as the client (files in /dev/shm).
- * Steps 2-5 run --rounds times, interleaved, and each figure is the best
- * round: on a loaded machine that is the one least disturbed, for the codec
- * and the bdev alike. Prints one JSON object.
+ * 5. Worst-case allocator RAM: a volume filled with raw chunks, then every
+ *    other chunk unmapped, so that every segment is partly used.
+ * Every row is --samples samples; a sample alternates passes of the rows
+ * compared with each other (2 with 3, 4 with 4) until each has had
+ * --sample-s seconds, so load hits them alike. Prints one JSON object:
+ * per row min/median/max MB/s and median MB per CPU-second, and the
+ * medians of the per-sample ratios. --only ROW samples only the groups of
+ * rows whose name contains ROW (for perf; the others print 0).
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -92,13 +97,15 @@ static bool all_zero(const uint8_t *p, size_t n)
 
 /* ---- async stream of chunk-sized I/O on reactor 0 ---- */
 
+enum op { OP_WRITE, OP_READ, OP_UNMAP, OP_FLUSH };
+
 struct stream {
 	struct fb_bdev_desc *desc;
 	struct fb_io_channel *ch;
 	uint8_t *data;         /* what to write, or where to read */
 	uint64_t bytes, io, next, done_bytes;
 	uint32_t bs;
-	bool write;
+	enum op op;
 	unsigned qd, inflight;
 	int rc;
 	struct iovec iov[256];
@@ -130,16 +137,26 @@ static void stream_issue(struct stream *s, unsigned slot)
 	void *arg = (void *)((uintptr_t)s | slot);
 	int rc;
 
-	s->next += len;
+	s->next += s->op == OP_UNMAP ? 2 * len : len;
 	s->inflight++;
 	s->iov[slot].iov_base = s->data + off;
 	s->iov[slot].iov_len = len;
-	if (s->write)
+	switch (s->op) {
+	case OP_WRITE:
 		rc = fb_bdev_writev_blocks(s->desc, s->ch, &s->iov[slot], 1, off / s->bs, len / s->bs, 0,
 					   stream_done, arg);
-	else
+		break;
+	case OP_READ:
 		rc = fb_bdev_readv_blocks(s->desc, s->ch, &s->iov[slot], 1, off / s->bs, len / s->bs,
 					  stream_done, arg);
+		break;
+	case OP_UNMAP:
+		rc = fb_bdev_unmap_blocks(s->desc, s->ch, off / s->bs, len / s->bs, stream_done, arg);
+		break;
+	default:
+		rc = fb_bdev_flush_blocks(s->desc, s->ch, 0, 1, stream_done, arg);
+		break;
+	}
 	if (rc) {
 		s->rc = rc;
 		s->inflight--;
@@ -160,11 +177,13 @@ static void stream_start(void *arg)
 		stream_issue(s, i);
 }
 
-/* Seconds to write (or read) len bytes of data at offset 0 of bdev `name`. */
-static double stream(struct fb_engine *e, const char *name, uint8_t *data, uint64_t len, bool write,
-		     uint64_t io, unsigned qd)
+/* Seconds to do op over len bytes of bdev `name` from offset 0, in io-byte
+ * requests (unmap: every other one, from the first; flush: one request). */
+static double stream_op(struct fb_engine *e, const char *name, uint8_t *data, uint64_t len, enum op op,
+			uint64_t io, unsigned qd)
 {
-	struct fb_bdev_open_opts oo = {.size = sizeof(oo), .write = write, .holder = "fb_compress_bench"};
+	struct fb_bdev_open_opts oo = {.size = sizeof(oo), .write = op != OP_READ,
+				       .holder = "fb_compress_bench"};
 	/* 256-aligned: completions carry the slot in the pointer's low byte. */
 	struct stream *s = aligned_alloc(256, (sizeof(struct stream) + 255) / 256 * 256);
 	struct fb_err err;
@@ -178,10 +197,10 @@ static double stream(struct fb_engine *e, const char *name, uint8_t *data, uint6
 		exit(1);
 	}
 	s->data = data;
-	s->bytes = len;
-	s->io = io;
+	s->bytes = op == OP_FLUSH ? 1 : len;
+	s->io = op == OP_FLUSH ? 1 : io;
 	s->bs = fb_bdev_get_block_size(fb_bdev_desc_get_bdev(s->desc));
-	s->write = write;
+	s->op = op;
 	s->qd = qd > 255 ? 255 : qd;
 	sem_init(&s->done, 0, 0);
 	t0 = now_s();
@@ -192,13 +211,19 @@ static double stream(struct fb_engine *e, const char *name, uint8_t *data, uint6
 	t = now_s() - t0;
 	last_cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - last_cpu_s;
 	if (s->rc) {
-		fprintf(stderr, "%s %s failed: %d\n", write ? "write" : "read", name, s->rc);
+		fprintf(stderr, "op %d on %s failed: %d\n", (int)op, name, s->rc);
 		exit(1);
 	}
 	fb_bdev_close(s->desc);
 	sem_destroy(&s->done);
 	free(s);
 	return t;
+}
+
+static double stream(struct fb_engine *e, const char *name, uint8_t *data, uint64_t len, bool write,
+		     uint64_t io, unsigned qd)
+{
+	return stream_op(e, name, data, len, write ? OP_WRITE : OP_READ, io, qd);
 }
 
 static void rpc(struct fb_engine *e, const char *method, const char *params, char **res)
@@ -311,41 +336,6 @@ static double standalone_decompress(struct fb_cmp_codec_ctxs *ctxs, const struct
 	return t;
 }
 
-static double maxd(double a, double b)
-{
-	return a > b ? a : b;
-}
-
-static void write_file(const char *path, const uint8_t *b, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (fd < 0 || write(fd, b, n) != (ssize_t)n) {
-		fprintf(stderr, "writing %s failed\n", path);
-		exit(1);
-	}
-	close(fd);
-}
-
-/* Seconds nbdcopy takes from src to dst (one connection, default requests). */
-static double nbdcopy(const char *src, const char *dst)
-{
-	double t0 = now_s();
-	int status;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		execlp("nbdcopy", "nbdcopy", "--connections=1", "--flush", src, dst, (char *)NULL);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0) {
-		fprintf(stderr, "nbdcopy %s %s failed\n", src, dst);
-		exit(1);
-	}
-	return now_s() - t0;
-}
-
 static void create_volume(struct fb_engine *e, const char *base, const char *name,
 			  const char *algo, int level, unsigned chunk, size_t base_bytes)
 {
@@ -360,33 +350,183 @@ static void create_volume(struct fb_engine *e, const char *base, const char *nam
 	rpc(e, "bdev_compress_create", params, NULL);
 }
 
+/* ---- timed samples ---- */
+
+/* One measured quantity: MB/s (and MB per CPU-second) of each sample. */
+enum { R_COMP, R_DECOMP, R_BW, R_BR, R_RW_CMP, R_RW_NONE, R_RW_PLAIN, R_RR_NONE, R_RR_PLAIN, NROWS };
+static const char *const row_names[NROWS] = {
+	"standalone_compress", "standalone_decompress", "bdev_write", "bdev_read",
+	"random_write_compress", "random_write_none", "random_write_plain", "random_read_none",
+	"random_read_plain",
+};
+#define MAX_SAMPLES 64
+static double row_mbps[NROWS][MAX_SAMPLES], row_cpu[NROWS][MAX_SAMPLES];
+static unsigned nsamples;
+static double min_s = 0.25;
+
+struct bench {
+	struct fb_engine *e;
+	struct fb_cmp_codec_ctxs ctxs;
+	const struct fb_cmp_codec *codec;
+	int level;
+	unsigned chunk, qd;
+	size_t nchunks, cbytes, rbytes, rlen;
+	uint8_t *z, *out, *back, *rnd;
+	uint32_t *zlen;
+};
+
+/* One pass of row r: seconds (wall) it took, last_cpu_s its CPU; bytes moved. */
+static double pass(struct bench *b, int r, uint64_t *bytes)
+{
+	switch (r) {
+	case R_COMP:
+		*bytes = b->cbytes;
+		return standalone_compress(&b->ctxs, b->codec, b->level, b->nchunks, b->chunk, b->z, b->zlen);
+	case R_DECOMP:
+		*bytes = b->cbytes;
+		return standalone_decompress(&b->ctxs, b->codec, b->nchunks, b->chunk, b->z, b->zlen, b->out);
+	case R_BW:
+		*bytes = b->cbytes;
+		return stream(b->e, "C0", corpus, b->cbytes, true, b->chunk, b->qd);
+	case R_BR:
+		*bytes = b->cbytes;
+		return stream(b->e, "C0", b->back, b->cbytes, false, b->chunk, b->qd);
+	case R_RW_CMP:
+		*bytes = b->rbytes;
+		return stream(b->e, "C1", b->rnd, b->rbytes, true, b->chunk, b->qd);
+	case R_RW_NONE:
+		*bytes = b->rbytes;
+		return stream(b->e, "CN", b->rnd, b->rbytes, true, b->chunk, b->qd);
+	case R_RW_PLAIN:
+		*bytes = b->rbytes;
+		return stream(b->e, "M2", b->rnd, b->rbytes, true, b->chunk, b->qd);
+	case R_RR_NONE:
+		*bytes = b->rlen;
+		return stream(b->e, "CN", b->out, b->rlen, false, b->chunk, b->qd);
+	default:
+		*bytes = b->rlen;
+		return stream(b->e, "M2", b->out, b->rlen, false, b->chunk, b->qd);
+	}
+}
+
+/* A sample of a group of rows compared with each other: their passes
+ * alternate, one of each in turn, until every row has had min_s seconds,
+ * so that load hits them alike and a fast row is not one 10 ms pass lost
+ * in scheduler noise. */
+static void sample(struct bench *b, const int *rows, int n)
+{
+	double t[NROWS] = {0}, cpu[NROWS] = {0};
+	uint64_t bytes[NROWS] = {0}, got;
+	bool more = true;
+
+	while (more) {
+		more = false;
+		for (int i = 0; i < n; i++) {
+			t[i] += pass(b, rows[i], &got);
+			cpu[i] += last_cpu_s;
+			bytes[i] += got;
+			more |= t[i] < min_s;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		row_mbps[rows[i]][nsamples] = (double)bytes[i] / 1e6 / t[i];
+		row_cpu[rows[i]][nsamples] = (double)bytes[i] / 1e6 / cpu[i];
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, unsigned n)
+{
+	double s[MAX_SAMPLES];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static double min_of(const double *v, unsigned n)
+{
+	double m = v[0];
+
+	for (unsigned i = 1; i < n; i++)
+		m = v[i] < m ? v[i] : m;
+	return m;
+}
+
+static double max_of(const double *v, unsigned n)
+{
+	double m = v[0];
+
+	for (unsigned i = 1; i < n; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+/* Median over samples of a / b, each sample's pair measured back to back:
+ * load that hits one hits the other alike. */
+static double paired_of(double (*rows)[MAX_SAMPLES], int a, int b)
+{
+	double v[MAX_SAMPLES];
+
+	for (unsigned i = 0; i < nsamples; i++)
+		v[i] = rows[b][i] > 0 ? rows[a][i] / rows[b][i] : 0;
+	return median(v, nsamples);
+}
+
+/* Worst case of the allocator: a volume filled with raw chunks, then every
+ * other chunk unmapped and committed, so every segment is partly used.
+ * Prints the metadata RAM that grows with capacity, per TB physical. */
+static void fragment(struct fb_engine *e, unsigned chunk, uint8_t *rnd, size_t rbytes, char **stats)
+{
+	struct fb_bdev_open_opts oo = {.size = sizeof(oo)};
+	struct fb_bdev_desc *d;
+	struct fb_err err;
+	uint64_t len;
+
+	create_volume(e, "MF", "CF", "lz4", 1, chunk, rbytes + (1 << 20));
+	if (fb_bdev_open(e, "CF", &oo, &d, &err)) {
+		fprintf(stderr, "open CF: %s\n", err.msg);
+		exit(1);
+	}
+	len = fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(d)) * fb_bdev_get_block_size(fb_bdev_desc_get_bdev(d));
+	fb_bdev_close(d);
+	len = (len < rbytes ? len : rbytes) / chunk * chunk;
+	stream_op(e, "CF", rnd, len, OP_WRITE, chunk, 32);
+	stream_op(e, "CF", NULL, len, OP_UNMAP, chunk, 32);
+	/* Frees land in the allocator at the commit after the one that made
+	 * the unmaps durable. */
+	for (int i = 0; i < 3; i++)
+		stream_op(e, "CF", NULL, 0, OP_FLUSH, 0, 1);
+	rpc(e, "bdev_compress_get_stats", "{\"name\":\"CF\"}", stats);
+}
+
 int main(int argc, char **argv)
 {
-	const char *algo = "deflate";
+	const char *algo = "deflate", *only = NULL, *corpus_file = NULL, *dump = NULL;
 	int level = -1;
 	size_t corpus_mib = 64, random_mib = 64;
-	unsigned chunk = 16384, workers = 1, qd = 32, rounds = 3;
-	bool nbd = false;
+	unsigned chunk = 16384, workers = 1, qd = 32, samples = 5;
 	static const struct option opts[] = {
 		{"algo", required_argument, NULL, 'a'},   {"level", required_argument, NULL, 'l'},
 		{"corpus-mib", required_argument, NULL, 'c'}, {"chunk", required_argument, NULL, 'k'},
 		{"workers", required_argument, NULL, 'w'}, {"qd", required_argument, NULL, 'q'},
-		{"random-mib", required_argument, NULL, 'r'}, {"rounds", required_argument, NULL, 'R'},
-		{"nbd", no_argument, NULL, 'n'}, {NULL, 0, NULL, 0},
+		{"random-mib", required_argument, NULL, 'r'}, {"samples", required_argument, NULL, 'S'},
+		{"sample-s", required_argument, NULL, 's'}, {"only", required_argument, NULL, 'o'},
+		{"corpus-file", required_argument, NULL, 'f'}, {"dump-corpus", required_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
 	};
-	const struct fb_cmp_codec *codec;
-	struct fb_cmp_codec_ctxs ctxs = {0};
+	struct bench b = {0};
 	struct fb_engine_opts eo;
-	struct fb_engine *e;
 	struct fb_err err;
-	uint8_t *z, *out, *back, *rnd;
-	uint32_t *zlen;
-	size_t nchunks, stored = 0, nraw = 0, nzero = 0, rbytes, cbytes;
-	double comp = 0, decomp = 0, bw = 0, br = 0, rw_cmp = 0, rw_none = 0, rw_plain = 0;
-	double nw = 0, nr = 0, nrw_cmp = 0, nrw_none = 0, rr_none = 0, rr_plain = 0;
-	/* The same per CPU-second (see last_cpu_s). */
-	double comp_c = 0, decomp_c = 0, bw_c = 0, br_c = 0, rw_cmp_c = 0, rw_none_c = 0;
-	char params[512], *stats, *stats1, sock[64], corpus_path[64], random_path[64], uri[160];
+	size_t stored = 0, nraw = 0, nzero = 0;
+	char params[512], *stats, *stats1, *statsf;
+	double fpcap, fram, ffixed;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -398,163 +538,178 @@ int main(int argc, char **argv)
 		case 'w': workers = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'q': qd = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'r': random_mib = strtoul(optarg, NULL, 0); break;
-		case 'R': rounds = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'n': nbd = true; break;
+		case 'S': samples = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 's': min_s = strtod(optarg, NULL); break;
+		case 'o': only = optarg; break;
+		case 'f': corpus_file = optarg; break;
+		case 'd': dump = optarg; break;
 		default: fprintf(stderr, "usage: see the header of tools/fb_compress_bench.c\n"); return 2;
 		}
 	}
-	codec = fb_cmp_codec_by_name(algo);
-	if (!codec || rounds == 0) {
-		fprintf(stderr, "unknown --algo %s (one of %s), or --rounds 0\n", algo, fb_cmp_codec_names());
+	b.codec = fb_cmp_codec_by_name(algo);
+	if (!b.codec || samples == 0 || samples > MAX_SAMPLES || !(min_s >= 0)) {
+		fprintf(stderr, "unknown --algo %s (one of %s), or --samples not in 1..%d, or --sample-s < 0\n",
+			algo, fb_cmp_codec_names(), MAX_SAMPLES);
 		return 2;
 	}
-	if (level < 0)
-		level = codec->default_level;
+	b.level = level < 0 ? b.codec->default_level : level;
+	b.chunk = chunk;
+	b.qd = qd;
 	corpus_cap = corpus_mib << 20;
 	corpus = aligned_alloc(4096, corpus_cap);
 	if (!corpus)
 		return 1;
-	nftw("/usr/share", add_file, 32, FTW_PHYS);
-	nftw("/usr/lib", add_file, 32, FTW_PHYS);
+	if (corpus_file) {
+		/* Repeated up to --corpus-mib: a short file stands for a stream. */
+		int fd = open(corpus_file, O_RDONLY);
+		ssize_t n = 1;
+
+		while (fd >= 0 && corpus_len < corpus_cap && n > 0) {
+			n = pread(fd, corpus + corpus_len, corpus_cap - corpus_len, 0);
+			corpus_len += n > 0 ? (size_t)n : 0;
+		}
+		if (fd < 0 || corpus_len < chunk) {
+			fprintf(stderr, "--corpus-file %s: not readable, or shorter than a chunk\n", corpus_file);
+			return 2;
+		}
+		close(fd);
+	} else {
+		nftw("/usr/share", add_file, 32, FTW_PHYS);
+		nftw("/usr/lib", add_file, 32, FTW_PHYS);
+	}
 	corpus_len = corpus_len / chunk * chunk;
-	nchunks = corpus_len / chunk;
-	cbytes = corpus_len;
-	rbytes = random_mib << 20;
-	z = aligned_alloc(4096, corpus_len);
-	out = aligned_alloc(4096, corpus_len);
-	back = aligned_alloc(4096, corpus_len);
-	zlen = calloc(nchunks, sizeof(*zlen));
-	rnd = aligned_alloc(4096, rbytes);
-	if (!z || !out || !back || !zlen || !rnd)
+	if (dump) {
+		int fd = open(dump, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (fd < 0 || write(fd, corpus, corpus_len) != (ssize_t)corpus_len) {
+			fprintf(stderr, "--dump-corpus %s: %s\n", dump, strerror(errno));
+			return 1;
+		}
+		close(fd);
+		return 0;
+	}
+	b.nchunks = corpus_len / chunk;
+	b.cbytes = corpus_len;
+	b.rbytes = random_mib << 20;
+	b.rlen = b.rbytes < b.cbytes ? b.rbytes : b.cbytes; /* fits the read buffer */
+	b.z = aligned_alloc(4096, corpus_len);
+	b.out = aligned_alloc(4096, corpus_len);
+	b.back = aligned_alloc(4096, corpus_len);
+	b.zlen = calloc(b.nchunks, sizeof(*b.zlen));
+	b.rnd = aligned_alloc(4096, b.rbytes);
+	if (!b.z || !b.out || !b.back || !b.zlen || !b.rnd)
 		return 1;
-	memset(z, 0, corpus_len); /* no page faults inside timed passes */
-	memset(out, 0, corpus_len);
-	memset(back, 1, corpus_len);
-	fill_random(rnd, rbytes);
+	memset(b.z, 0, corpus_len); /* no page faults inside timed passes */
+	memset(b.out, 0, corpus_len);
+	memset(b.back, 1, corpus_len);
+	fill_random(b.rnd, b.rbytes);
 
 	fb_engine_opts_init(&eo);
 	eo.reactors = 1;
 	eo.poll_us = 20;
-	if (fb_engine_create(&eo, &e, &err)) {
+	if (fb_engine_create(&eo, &b.e, &err)) {
 		fprintf(stderr, "engine: %s\n", err.msg);
 		return 1;
 	}
 	snprintf(params, sizeof(params), "{\"worker_threads\":%u}", workers);
-	rpc(e, "bdev_compress_set_options", params, NULL);
+	rpc(b.e, "bdev_compress_set_options", params, NULL);
 	/* Room for the corpus stored raw, and for a second copy of what a
 	 * rewrite frees only at the next commit. */
-	create_volume(e, "M0", "C0", codec->name, level, chunk, 2 * cbytes + (8 << 20));
-	create_volume(e, "M1", "C1", codec->name, level, chunk, 2 * rbytes + (8 << 20));
-	create_volume(e, "MN", "CN", "none", 0, chunk, 2 * rbytes + (8 << 20));
+	create_volume(b.e, "M0", "C0", b.codec->name, b.level, chunk, 2 * b.cbytes + (8 << 20));
+	create_volume(b.e, "M1", "C1", b.codec->name, b.level, chunk, 2 * b.rbytes + (8 << 20));
+	create_volume(b.e, "MN", "CN", "none", 0, chunk, 2 * b.rbytes + (8 << 20));
 	snprintf(params, sizeof(params), "{\"name\":\"M2\",\"num_blocks\":%zu,\"block_size\":512}",
-		 rbytes / 512);
-	rpc(e, "bdev_malloc_create", params, NULL);
-	prefault(e, "M2");
-	if (nbd) {
-		snprintf(sock, sizeof(sock), "/tmp/fbcb-%d.sock", (int)getpid());
-		snprintf(corpus_path, sizeof(corpus_path), "/dev/shm/fbcb-%d-corpus", (int)getpid());
-		snprintf(random_path, sizeof(random_path), "/dev/shm/fbcb-%d-random", (int)getpid());
-		write_file(corpus_path, corpus, corpus_len);
-		write_file(random_path, rnd, rbytes);
-		snprintf(uri, sizeof(uri), "unix:%s", sock);
-		if (fb_nbd_export_add(e, "c0", "C0", uri, false, &err) ||
-		    fb_nbd_export_add(e, "c1", "C1", uri, false, &err) ||
-		    fb_nbd_export_add(e, "cn", "CN", uri, false, &err)) {
-			fprintf(stderr, "nbd export: %s\n", err.msg);
-			return 1;
+		 b.rbytes / 512);
+	rpc(b.e, "bdev_malloc_create", params, NULL);
+	prefault(b.e, "M2");
+	/* Untimed first passes: the read rows read what these wrote, and the
+	 * read-back check runs once. */
+	stream(b.e, "C0", corpus, b.cbytes, true, chunk, qd);
+	stream(b.e, "C0", b.back, b.cbytes, false, chunk, qd);
+	if (memcmp(b.back, corpus, b.cbytes) != 0) {
+		fprintf(stderr, "read back differs from what was written\n");
+		return 1;
+	}
+	for (int r = R_RW_CMP; r <= R_RW_PLAIN; r++) {
+		uint64_t n;
+
+		pass(&b, r, &n);
+	}
+	standalone_compress(&b.ctxs, b.codec, b.level, b.nchunks, chunk, b.z, b.zlen);
+
+	/* Each sample runs every group once; the rows of a group are the ones
+	 * compared (codec alone / bdev; codec / none / plain malloc). */
+	for (nsamples = 0; nsamples < samples; nsamples++) {
+		static const int groups[][4] = {{R_COMP, R_BW, -1}, {R_DECOMP, R_BR, -1},
+						{R_RW_CMP, R_RW_NONE, R_RW_PLAIN, -1},
+						{R_RR_NONE, R_RR_PLAIN, -1}};
+
+		for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+			int n = 0;
+
+			while (n < 4 && groups[g][n] >= 0)
+				n++;
+			if (!only || strstr(row_names[groups[g][0]], only) || strstr(row_names[groups[g][1]], only))
+				sample(&b, groups[g], n);
 		}
 	}
-
-	for (unsigned round = 0; round < rounds; round++) {
-		size_t rlen = rbytes < cbytes ? rbytes : cbytes; /* fits the read buffer */
-		double t;
-
-		t = standalone_compress(&ctxs, codec, level, nchunks, chunk, z, zlen);
-		comp = maxd(comp, (double)cbytes / 1e6 / t);
-		comp_c = maxd(comp_c, (double)cbytes / 1e6 / last_cpu_s);
-		t = standalone_decompress(&ctxs, codec, nchunks, chunk, z, zlen, out);
-		decomp = maxd(decomp, (double)cbytes / 1e6 / t);
-		decomp_c = maxd(decomp_c, (double)cbytes / 1e6 / last_cpu_s);
-		bw = maxd(bw, (double)cbytes / 1e6 / stream(e, "C0", corpus, cbytes, true, chunk, qd));
-		bw_c = maxd(bw_c, (double)cbytes / 1e6 / last_cpu_s);
-		br = maxd(br, (double)cbytes / 1e6 / stream(e, "C0", back, cbytes, false, chunk, qd));
-		br_c = maxd(br_c, (double)cbytes / 1e6 / last_cpu_s);
-		if (memcmp(back, corpus, cbytes) != 0) {
-			fprintf(stderr, "read back differs from what was written\n");
-			return 1;
-		}
-		/* Codec and none alternate, twice a round: load comes in bursts. */
-		for (int k = 0; k < 2; k++) {
-			rw_cmp = maxd(rw_cmp, (double)rbytes / 1e6 / stream(e, "C1", rnd, rbytes, true, chunk, qd));
-			rw_cmp_c = maxd(rw_cmp_c, (double)rbytes / 1e6 / last_cpu_s);
-			rw_none = maxd(rw_none, (double)rbytes / 1e6 / stream(e, "CN", rnd, rbytes, true, chunk, qd));
-			rw_none_c = maxd(rw_none_c, (double)rbytes / 1e6 / last_cpu_s);
-		}
-		rw_plain = maxd(rw_plain, (double)rbytes / 1e6 / stream(e, "M2", rnd, rbytes, true, chunk, qd));
-		/* Reads without a codec: what the bdev's path costs by itself. */
-		rr_none = maxd(rr_none, (double)rlen / 1e6 / stream(e, "CN", out, rlen, false, chunk, qd));
-		rr_plain = maxd(rr_plain, (double)rlen / 1e6 / stream(e, "M2", out, rlen, false, chunk, qd));
-		if (nbd) {
-			char dst[200];
-
-			snprintf(dst, sizeof(dst), "nbd+unix:///c0?socket=%s", sock);
-			nw = maxd(nw, (double)cbytes / 1e6 / nbdcopy(corpus_path, dst));
-			nr = maxd(nr, (double)cbytes / 1e6 / nbdcopy(dst, "null:"));
-			snprintf(dst, sizeof(dst), "nbd+unix:///c1?socket=%s", sock);
-			nrw_cmp = maxd(nrw_cmp, (double)rbytes / 1e6 / nbdcopy(random_path, dst));
-			snprintf(dst, sizeof(dst), "nbd+unix:///cn?socket=%s", sock);
-			nrw_none = maxd(nrw_none, (double)rbytes / 1e6 / nbdcopy(random_path, dst));
-		}
+	for (size_t i = 0; i < b.nchunks; i++) {
+		stored += b.zlen[i];
+		nraw += b.zlen[i] == chunk;
+		nzero += b.zlen[i] == 0;
 	}
-	for (size_t i = 0; i < nchunks; i++) {
-		stored += zlen[i];
-		nraw += zlen[i] == chunk;
-		nzero += zlen[i] == 0;
-	}
-	fb_cmp_codec_ctxs_free(&ctxs);
-	rpc(e, "bdev_compress_get_stats", "{\"name\":\"C0\"}", &stats);
-	rpc(e, "bdev_compress_get_stats", "{\"name\":\"C1\"}", &stats1);
-	if (nbd) {
-		unlink(corpus_path);
-		unlink(random_path);
-	}
-	fb_engine_destroy(e);
+	fb_cmp_codec_ctxs_free(&b.ctxs);
+	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C0\"}", &stats);
+	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C1\"}", &stats1);
+	fragment(b.e, chunk, b.rnd, b.rbytes, &statsf);
+	fb_engine_destroy(b.e);
+	fpcap = stat_num(statsf, "physical_capacity_bytes");
+	fram = stat_num(statsf, "metadata_ram_bytes");
+	ffixed = stat_num(statsf, "metadata_ram_fixed_bytes");
 
-	printf("{\"algo\":\"%s\",\"level\":%d,\"chunk\":%u,\"workers\":%u,\"qd\":%u,\"rounds\":%u,"
-	       "\"corpus_bytes\":%zu,\"chunks\":%zu,\"chunks_raw\":%zu,\"chunks_zero\":%zu,"
-	       "\"standalone_stored_bytes\":%zu,\"standalone_compress_mbps\":%.1f,"
-	       "\"standalone_decompress_mbps\":%.1f,\"bdev_write_mbps\":%.1f,\"bdev_read_mbps\":%.1f,"
+	printf("{\"algo\":\"%s\",\"level\":%d,\"chunk\":%u,\"workers\":%u,\"qd\":%u,\"samples\":%u,"
+	       "\"sample_s\":%.3f,\"corpus_bytes\":%zu,\"chunks\":%zu,\"chunks_raw\":%zu,\"chunks_zero\":%zu,"
+	       "\"standalone_stored_bytes\":%zu,"
 	       "\"bdev_physical_bytes\":%.0f,\"bdev_stored_bytes\":%.0f,\"bdev_logical_bytes\":%.0f,"
 	       "\"probe_raw\":%.0f,\"random_probe_raw\":%.0f,\"random_early_aborts\":%.0f,"
 	       "\"metadata_ram_bytes\":%.0f,\"metadata_ram_fixed_bytes\":%.0f,"
 	       "\"metadata_ram_mb_per_tb_logical\":%.3f,\"metadata_ram_mb_per_tb_physical\":%.3f,"
 	       "\"metadata_ram_mb_per_tb_physical_worst\":%.3f,\"metadata_ram_mb_1tb_physical\":%.3f,"
-	       "\"random_bytes\":%zu,\"random_write_mbps_compress\":%.1f,"
-	       "\"random_write_mbps_none\":%.1f,\"random_write_mbps_plain\":%.1f,"
-	       "\"random_read_mbps_none\":%.1f,\"random_read_mbps_plain\":%.1f,"
-	       "\"nbd_write_mbps\":%.1f,\"nbd_read_mbps\":%.1f,\"nbd_random_write_mbps_compress\":%.1f,"
-	       "\"nbd_random_write_mbps_none\":%.1f,\"cpu_standalone_compress_mbps\":%.1f,"
-	       "\"cpu_standalone_decompress_mbps\":%.1f,\"cpu_bdev_write_mbps\":%.1f,"
-	       "\"cpu_bdev_read_mbps\":%.1f,\"cpu_random_write_mbps_compress\":%.1f,"
-	       "\"cpu_random_write_mbps_none\":%.1f}\n",
-	       codec->name, level, chunk, workers, qd, rounds, corpus_len, nchunks, nraw, nzero, stored,
-	       comp, decomp, bw, br, stat_num(stats, "physical_bytes"), stat_num(stats, "stored_bytes"),
+	       "\"fragmented_alloc_bitmaps\":%.0f,\"fragmented_physical_capacity_bytes\":%.0f,"
+	       "\"fragmented_metadata_ram_mb_per_tb_physical\":%.3f,\"random_bytes\":%zu,",
+	       b.codec->name, b.level, chunk, workers, qd, samples, min_s, corpus_len, b.nchunks, nraw,
+	       nzero, stored, stat_num(stats, "physical_bytes"), stat_num(stats, "stored_bytes"),
 	       stat_num(stats, "logical_bytes"), stat_num(stats, "probe_raw"),
 	       stat_num(stats1, "probe_raw"), stat_num(stats1, "early_aborts"),
 	       stat_num(stats, "metadata_ram_bytes"), stat_num(stats, "metadata_ram_fixed_bytes"),
 	       stat_num(stats, "metadata_ram_mb_per_tb_logical"),
 	       stat_num(stats, "metadata_ram_mb_per_tb_physical"),
 	       stat_num(stats, "metadata_ram_mb_per_tb_physical_worst"),
-	       stat_num(stats, "metadata_ram_mb_1tb_physical"), rbytes, rw_cmp, rw_none, rw_plain,
-	       rr_none, rr_plain, nw, nr, nrw_cmp, nrw_none, comp_c, decomp_c, bw_c, br_c, rw_cmp_c,
-	       rw_none_c);
+	       stat_num(stats, "metadata_ram_mb_1tb_physical"), stat_num(statsf, "alloc_bitmaps"), fpcap,
+	       (fram - ffixed) / fpcap * 1e6, b.rbytes);
+	/* Per row: median, min and max MB/s over the samples, median MB per CPU-second. */
+	printf("\"rows\":{");
+	for (int r = 0; r < NROWS; r++)
+		printf("%s\"%s\":{\"median\":%.1f,\"min\":%.1f,\"max\":%.1f,\"cpu_median\":%.1f}", r ? "," : "",
+		       row_names[r], median(row_mbps[r], nsamples), min_of(row_mbps[r], nsamples),
+		       max_of(row_mbps[r], nsamples), median(row_cpu[r], nsamples));
+	for (int cpu = 0; cpu < 2; cpu++) {
+		double (*v)[MAX_SAMPLES] = cpu ? row_cpu : row_mbps;
+
+		printf("},\"%s\":{\"write\":%.3f,\"read\":%.3f,\"random_write\":%.3f,"
+		       "\"plain_vs_none_write\":%.3f,\"plain_vs_none_read\":%.3f", cpu ? "paired_cpu" : "paired",
+		       paired_of(v, R_BW, R_COMP), paired_of(v, R_BR, R_DECOMP), paired_of(v, R_RW_CMP, R_RW_NONE),
+		       paired_of(v, R_RW_PLAIN, R_RW_NONE), paired_of(v, R_RR_PLAIN, R_RR_NONE));
+	}
+	printf("}}\n");
 	free(stats);
 	free(stats1);
-	free(rnd);
+	free(statsf);
+	free(b.rnd);
 	free(corpus);
-	free(z);
-	free(out);
-	free(back);
-	free(zlen);
+	free(b.z);
+	free(b.out);
+	free(b.back);
+	free(b.zlen);
 	return 0;
 }

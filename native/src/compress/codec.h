@@ -63,7 +63,8 @@ const struct fb_cmp_codec *fb_cmp_codec_by_name(const char *name);
 const char *fb_cmp_codec_names(void);
 
 /* Incompressibility probe, run before the codec: a byte histogram of 128
- * bytes sampled at four places across the buffer. True when the sample's
+ * bytes sampled at four places across the buffer (256 at eight when the
+ * first sample is borderline). True when the sample's
  * bytes are as evenly spread as random data's (already compressed or
  * encrypted data), which no codec shrinks by the 1/8 early abort asks for;
  * the chunk is then stored raw without running the codec. Costs a few
@@ -71,6 +72,12 @@ const char *fb_cmp_codec_names(void);
  * Data whose redundancy is only in long repeats of random-looking blocks
  * is stored raw too: the price of not running the codec. */
 bool fb_cmp_looks_incompressible(const void *buf, size_t len);
+/* The probe's verdict: RAW as above; CODEC when the first sample is
+ * clearly uneven (over 3x random's pairs); UNSURE when it took the doubled
+ * sample to decide against RAW: the caller may learn from recent codec
+ * tries on such chunks. */
+enum fb_cmp_probe { FB_CMP_PROBE_CODEC, FB_CMP_PROBE_UNSURE, FB_CMP_PROBE_RAW };
+enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len);
 
 /* A thread's contexts for every codec, created on first use. */
 struct fb_cmp_codec_ctxs {

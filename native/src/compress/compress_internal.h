@@ -96,6 +96,9 @@ struct cmp_bdev {
 
 	struct fb_cmp_codec_stats st;
 	_Atomic uint64_t early_aborts, probe_raw, crc_errors, rmw, commits;
+	/* Codec tries on chunks the probe was unsure of that did not shrink,
+	 * in a row (capped), and unsure chunks seen since (see merge). */
+	atomic_uint unsure_fails, unsure_seen;
 	uint64_t repaired_at_open, pages_lost_at_open;
 };
 
@@ -122,6 +125,7 @@ struct cmp_io {
 	enum fb_io_type type;
 	bool locked;
 	bool raw_hint;                /* the probe found the chunk incompressible */
+	bool unsure;                  /* the probe could not tell: the codec's result teaches it */
 	uint8_t *buf[2];              /* chunk buffers from the channel (NULL: not taken) */
 	uint8_t *user;                /* the caller's buffer when it is the whole chunk */
 	uint8_t *plainp;              /* the chunk's plain bytes (user or a chunk buffer) */

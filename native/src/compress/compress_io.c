@@ -238,6 +238,12 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		add_codec_stats(&cb->st, true, cb->chunk, rc ? cb->chunk : n, fb_now_ns() - t0);
 		if (rc == -ENOSPC)
 			atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
+		if (c->unsure) {
+			unsigned f = atomic_load_explicit(&cb->unsure_fails, memory_order_relaxed);
+
+			atomic_store_explicit(&cb->unsure_fails, rc == -ENOSPC ? (f < 8 ? f + 1 : 8) : 0,
+					      memory_order_relaxed);
+		}
 	}
 	if (rc == 0) {
 		/* Zero the tail of the last unit: no stale buffer bytes on disk. */
@@ -424,6 +430,7 @@ static void encoded(struct cmp_io *c)
 static void merge(struct cmp_io *c)
 {
 	uint8_t *p = c->plainp;
+	enum fb_cmp_probe probe;
 
 	if (c->rc) {
 		cio_finish(c, c->rc);
@@ -445,7 +452,17 @@ static void merge(struct cmp_io *c)
 	 * from the buffer it is in. "none" stores everything raw. Storing raw
 	 * is a CRC32C of the chunk: done right here, with no hop to a worker
 	 * and back. */
-	c->raw_hint = c->cb->codec->algo == FB_CMP_NONE || fb_cmp_looks_incompressible(p, c->cb->chunk);
+	probe = c->cb->codec->algo == FB_CMP_NONE ? FB_CMP_PROBE_RAW : fb_cmp_probe(p, c->cb->chunk);
+	/* Chunks the probe is unsure of (slightly uneven bytes: fio's
+	 * buffers, media with headers) go raw while the last four such tries
+	 * did not shrink, except every 16th, which tries again so that a
+	 * change in the data is noticed. */
+	if (probe == FB_CMP_PROBE_UNSURE &&
+	    atomic_load_explicit(&c->cb->unsure_fails, memory_order_relaxed) >= 4 &&
+	    atomic_fetch_add_explicit(&c->cb->unsure_seen, 1, memory_order_relaxed) % 16 != 0)
+		probe = FB_CMP_PROBE_RAW;
+	c->raw_hint = probe == FB_CMP_PROBE_RAW;
+	c->unsure = probe == FB_CMP_PROBE_UNSURE;
 	run_job(c, encode_work, encoded, c->raw_hint);
 }
 
