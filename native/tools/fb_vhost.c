@@ -15,8 +15,8 @@
  *
  * perf: IOPS, MB/s and latency (mean, p50, p99, p99.9) over --seconds,
  * after --ramp seconds that are not counted.
- * hold: sets the queues up and leaves them idle for --seconds (a back-end's
- * idle CPU with a live front-end). memcpy: this core's memcpy bandwidth
+ * hold: sets the queues up, prints "ready" and leaves them idle for --seconds
+ * (a back-end's idle CPU with a live front-end). memcpy: this core's memcpy bandwidth
  * with --bs copies through 256 MiB (the limit of one copy per byte).
  * verify: writes patterns (block address, generation, random bytes) with
  * random writes and reads over a private region per queue, checks every
@@ -1254,6 +1254,9 @@ static int run_hold(const struct perf_opts *o)
 	for (unsigned i = 0; i < o->queues; i++)
 		if (vq_sync(&qs[i], VIRTIO_BLK_T_IN, 0, 4096, false) != VIRTIO_BLK_S_OK)
 			die("queue %u: first read failed", i);
+	/* The idle window starts here: a measuring caller waits for this line. */
+	printf("ready\n");
+	fflush(stdout);
 	usleep((useconds_t)(o->seconds * 1e6));
 	for (unsigned i = 0; i < o->queues; i++)
 		vq_free(&qs[i]);
