@@ -81,9 +81,17 @@ static struct fb_offload_pool *offload_start(struct fb_engine *e)
 	unsigned want = cpus < 1 ? 1u : cpus > (long)FB_OFFLOAD_MAX_WORKERS ? FB_OFFLOAD_MAX_WORKERS
 									     : (unsigned)cpus;
 
+	pthread_mutexattr_t ma;
+
 	if (!p)
 		return NULL;
-	pthread_mutex_init(&p->lock, NULL);
+	/* Adaptive: the lock is held for a few instructions, so a contender
+	 * (the reactor submitting while a worker dequeues) spins briefly
+	 * instead of a futex sleep and wake per collision. */
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&p->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	pthread_cond_init(&p->cond, NULL);
 	for (unsigned i = 0; i < want; i++) {
 		int rc = pthread_create(&p->th[p->n], NULL, offload_worker, p);
@@ -103,6 +111,7 @@ void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o)
 {
 	struct fb_engine *e = fb_reactor_engine(r);
 	struct fb_offload_pool *p = atomic_load_explicit(&e->offload, memory_order_acquire);
+	bool wake;
 
 	o->r = r;
 	o->next = NULL;
@@ -130,9 +139,12 @@ void fb_offload_submit(struct fb_reactor *r, struct fb_offload *o)
 	else
 		p->head = o;
 	p->tail = o;
-	if (p->idle)
-		pthread_cond_signal(&p->cond);
+	wake = p->idle > 0;
 	pthread_mutex_unlock(&p->lock);
+	/* Signalled after the unlock: a worker woken under it would block on
+	 * the lock at once and cost a second futex wake at the unlock. */
+	if (wake)
+		pthread_cond_signal(&p->cond);
 	return;
 inline_work:
 	o->work(o);

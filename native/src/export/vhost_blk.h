@@ -31,7 +31,8 @@
 #define FB_VHOST_SEG_MAX 126u          /* data segments a request may have */
 #define FB_VHOST_REQ_IOV 256u          /* iovecs per request after translation */
 #define FB_VHOST_MAX_CHAIN 1024u        /* descriptors per chain, indirect included */
-#define FB_VHOST_POLL_NS 32000u        /* adaptive busy-poll window (QEMU's 32 µs) */
+#define FB_VHOST_POLL_NS 32000u        /* adaptive busy-poll window, at most (QEMU's 32 µs) */
+#define FB_VHOST_POLL_MIN_NS 4000u     /* a window that grows from 0 starts here */
 
 /* ---------------------------------------------------------------- memory */
 
@@ -122,6 +123,8 @@ struct vhost_vq {
 	bool polling;                 /* notifications off, poller registered */
 	bool flush_queued;
 	uint64_t last_work_ns;
+	uint64_t slept_ns;            /* when polling last stopped (0: not since a kick) */
+	uint32_t poll_ns;             /* this queue's poll window, 0..FB_VHOST_POLL_NS */
 	uint64_t infl_counter;
 	unsigned inflight;            /* requests taken and not completed */
 	unsigned ops;                 /* ring ops in flight (kick poll, cancel) */

@@ -3,8 +3,9 @@
  * An idle queue sleeps in an io_uring poll on its kick eventfd. A kick
  * turns guest notifications off (VRING_USED_F_NO_NOTIFY, or by leaving
  * avail_event behind with EVENT_IDX) and switches the queue's poller on: it
- * takes new requests from the avail ring; once nothing new came for
- * FB_VHOST_POLL_NS it turns notifications back on, re-checks the ring (the
+ * takes new requests from the avail ring; once nothing new came for the
+ * queue's poll window (adaptive, at most FB_VHOST_POLL_NS: vq_poll_adapt)
+ * it turns notifications back on, re-checks the ring (the
  * guest may have published in between) and goes back to sleep on the kick.
  *
  * Completions write the used element at once and publish used->idx once per
@@ -579,13 +580,38 @@ static int vq_poll(void *arg)
 	/* Keep polling while requests are parked for memory or the window is
 	 * open, but let a runnable peer on this CPU (often the very front-end
 	 * we wait for) go first: reactors share few cores. */
-	if (vq->retry_head || now - vq->last_work_ns < FB_VHOST_POLL_NS) {
+	if (vq->retry_head || now - vq->last_work_ns < vq->poll_ns) {
 		sched_yield();
 		return 1;
 	}
 	if (!vq_poll_stop(vq))
 		vq->last_work_ns = now;
+	else
+		vq->slept_ns = now;
 	return 1;
+}
+
+/* The poll window adapts as QEMU's does: a kick soon after polling stopped
+ * (within the largest window) means a longer window would have caught it
+ * without a sleep and a wake-up: grow. A kick long after means the spin
+ * before the sleep bought nothing: shrink. A front-end that answers each
+ * completion at once (QD1) keeps being caught by the poll and keeps the
+ * full window; large requests whose next kick comes much later stop
+ * paying for a spin per request. */
+static void vq_poll_adapt(struct vhost_vq *vq)
+{
+	uint64_t gap;
+
+	if (!vq->slept_ns)
+		return;
+	gap = fb_now_ns() - vq->slept_ns;
+	vq->slept_ns = 0;
+	if (gap <= FB_VHOST_POLL_NS)
+		vq->poll_ns = vq->poll_ns < FB_VHOST_POLL_MIN_NS ? FB_VHOST_POLL_MIN_NS
+			    : vq->poll_ns >= FB_VHOST_POLL_NS / 2 ? FB_VHOST_POLL_NS
+								  : vq->poll_ns * 2;
+	else
+		vq->poll_ns = vq->poll_ns / 2 < FB_VHOST_POLL_MIN_NS / 2 ? 0 : vq->poll_ns / 2;
 }
 
 static void vq_kick_cb(struct fb_uring_op *op, int res, uint32_t flags)
@@ -609,6 +635,7 @@ static void vq_kick_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	if (read(vq->kickfd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing to clear */
 	}
+	vq_poll_adapt(vq);
 	vq_process(vq);
 	vq_poll_start(vq);
 }
@@ -651,6 +678,8 @@ static void vq_start_msg(void *arg)
 	if (!vq->ch || !vq->poller)
 		vq_break(vq, "no I/O channel or poller for the queue (out of memory)");
 	vq->last_work_ns = fb_now_ns();
+	vq->slept_ns = 0;
+	vq->poll_ns = FB_VHOST_POLL_NS;
 	/* Requests may have been published before the kick fd existed. */
 	vq_process(vq);
 	vq_poll_start(vq);
