@@ -72,6 +72,7 @@ struct vhost_req {
 	struct vhost_vq *vq;
 	uint16_t head;                /* split: descriptor head; packed: buffer id */
 	uint16_t ndesc;               /* packed: ring slots the chain took */
+	uint16_t infl_head;           /* packed: its head entry in the inflight region */
 	uint8_t *status;              /* guest byte for the status */
 	uint32_t used_len;            /* bytes written into guest buffers */
 	uint32_t bytes;               /* data moved (reads and writes) */
@@ -102,6 +103,8 @@ struct vhost_vq {
 	 * position, 31 its wrap counter (0 in 16-31: the same as avail). */
 	uint32_t base;
 	struct vhu_inflight_queue *infl; /* inflight region of this queue, or NULL */
+	struct vhu_inflight_queue_packed *pinfl; /* the same region, laid out for a packed ring */
+	unsigned pinfl_free;          /* packed: entries on the region's free list */
 	struct fb_reactor *reactor;
 	bool started;
 
@@ -135,7 +138,7 @@ struct vhost_vq {
 	struct fb_io_channel *ch;
 	struct vhost_req *reqs;       /* num of them, preallocated at start */
 	struct vhost_req *free_reqs, *retry_head, *retry_tail;
-	uint16_t *resubmit;           /* heads to resubmit after a reconnect */
+	uint16_t *resubmit;           /* heads (packed: head entries) to resubmit after a reconnect */
 	unsigned nresubmit;
 	struct vhost_mem *mem;        /* the connection's table while started */
 	/* stop handshake (control thread waits, reactor signals) */
