@@ -383,7 +383,7 @@ static int pinfl_recover(struct vhost_vq *vq)
 	free(busy);
 	return (int)n;
 bad:
-	fb_log(fb_reactor_engine(vq->c->qreactor[vq->index]), FB_LOG_WARN,
+	fb_log(vq->c->e, FB_LOG_WARN,
 	       "vhost %s: queue %u: the packed inflight region is inconsistent; starting from the ring base instead",
 	       vq->c->name, vq->index);
 fresh:
