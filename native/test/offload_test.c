@@ -1,5 +1,6 @@
 /* Offload workers (thread.h fb_offload_submit): a task submitted while a
- * worker is free runs on a worker, not on a reactor; under a flood from
+ * worker is free runs on a worker, not on a reactor; with no CPU left over
+ * by the reactors there are no workers by default; under a flood from
  * every reactor at once, tasks run on workers or inline on the reactor
  * that submitted them, and done always runs afterwards, once, on the
  * submitting reactor. And the malloc
@@ -66,10 +67,24 @@ static void wait_count(atomic_uint *c, unsigned want)
 	CHECK_EQ(atomic_load(c), want); /* 30 s deadline */
 }
 
+/* An engine with `workers` offload workers (0: the default). */
+static struct fb_engine *engine_with_workers(unsigned reactors, unsigned workers)
+{
+	struct fb_engine_opts o;
+	struct fb_engine *e = NULL;
+	struct fb_err err;
+
+	fb_engine_opts_init(&o);
+	o.reactors = reactors;
+	o.offload_workers = workers;
+	CHECK_OK(fb_engine_create(&o, &e, &err));
+	return e;
+}
+
 /* One task at a time: a worker is always free, so none runs inline. */
 TEST(a_task_runs_on_a_worker_when_one_is_free)
 {
-	struct fb_engine *e = th_engine(1);
+	struct fb_engine *e = engine_with_workers(1, 2);
 	struct task t[50];
 	struct batch b = {NULL, 1};
 
@@ -87,7 +102,7 @@ TEST(a_task_runs_on_a_worker_when_one_is_free)
 
 TEST(a_flood_from_every_reactor_completes_on_its_reactor)
 {
-	struct fb_engine *e = th_engine(2);
+	struct fb_engine *e = engine_with_workers(2, 2);
 	struct task *t = calloc(NTASK, sizeof(*t));
 	struct batch b0 = {t, NTASK / 2}, b1 = {t + NTASK / 2, NTASK / 2};
 
@@ -108,6 +123,27 @@ TEST(a_flood_from_every_reactor_completes_on_its_reactor)
 	CHECK(on_workers > 0);
 	fb_engine_destroy(e); /* joins the workers */
 	free(t);
+}
+
+/* By default workers only take CPUs the reactors leave free: with a
+ * reactor on every CPU there are none, and every task runs on the reactor
+ * that submitted it (done still on a later pass, once). */
+TEST(no_spare_cpu_no_workers)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct fb_engine *e = engine_with_workers(cpus < 1 ? 1u : cpus > 256 ? 256u : (unsigned)cpus, 0);
+	struct task t[50];
+	struct batch b = {t, 50};
+
+	memset(t, 0, sizeof(t));
+	atomic_store(&tasks_done, 0);
+	fb_reactor_send(fb_engine_get_reactor(e, 0), submit_batch, &b);
+	wait_count(&tasks_done, 50);
+	for (unsigned i = 0; i < 50; i++) {
+		CHECK(t[i].worked_on == fb_engine_get_reactor(e, 0));
+		CHECK_EQ(t[i].done_count, 1);
+	}
+	fb_engine_destroy(e);
 }
 
 /* --------------------------------------------------- malloc large copies */
@@ -228,6 +264,7 @@ int main(void)
 {
 	RUN(a_task_runs_on_a_worker_when_one_is_free);
 	RUN(a_flood_from_every_reactor_completes_on_its_reactor);
+	RUN(no_spare_cpu_no_workers);
 	RUN(malloc_large_copies_are_exact);
 	fprintf(stderr, "offload_test: ok\n");
 	return 0;

@@ -15,16 +15,16 @@
  *
  * perf: IOPS, MB/s and latency (mean, p50, p99, p99.9) over --seconds,
  * after --ramp seconds that are not counted.
- * hold: sets the queues up and leaves them idle for --seconds (a back-end's
- * idle CPU with a live front-end). memcpy: this core's memcpy bandwidth
+ * hold: sets the queues up, prints "ready" and leaves them idle for --seconds
+ * (a back-end's idle CPU with a live front-end). memcpy: this core's memcpy bandwidth
  * with --bs copies through 256 MiB (the limit of one copy per byte).
  * verify: writes patterns (block address, generation, random bytes) with
  * random writes and reads over a private region per queue, checks every
  * read, then flush, discard/write-zeroes (reads back zeros) and GET_ID.
- * With --reconnect (one queue) it shares an inflight region with the
- * back-end and, when the back-end dies, connects again and sets the same
- * rings up from their used index, as QEMU's reconnect= does: nothing may be
- * lost or fail.
+ * With --reconnect (one queue, split or packed) it shares an inflight
+ * region with the back-end and, when the back-end dies, connects again and
+ * sets the same rings up from their used index (packed: the used position
+ * it has seen), as QEMU's reconnect= does: nothing may be lost or fail.
  * fuzz: malformed messages and descriptor chains (with --packed: malformed
  * packed-ring chains: loops, wrap counters, out-of-range buffers and
  * indirect tables); after each the back-end
@@ -409,7 +409,7 @@ static size_t vq_bytes(unsigned num, unsigned qd, size_t bs)
 /* The ring messages for a laid-out queue, base = where the back-end starts
  * in the avail ring (0 for a new ring; the used index after a back-end
  * restart, as QEMU does when it could not ask the dead one). */
-static int vq_send_setup(struct vq *q, uint16_t base)
+static int vq_send_setup(struct vq *q, uint32_t base)
 {
 	struct dev *d = q->d;
 	struct vhu_vring_state st = { .index = q->index, .num = q->num };
@@ -420,8 +420,6 @@ static int vq_send_setup(struct vq *q, uint16_t base)
 	if ((rc = msg(d, VHU_SET_VRING_NUM, &st, sizeof(st), NULL, 0)))
 		return rc;
 	st.num = base;
-	if (q->packed) /* avail and used position 0, wrap counters 1 */
-		st.num = (1u << VRING_PACKED_WRAP_BIT) | (1u << (16 + VRING_PACKED_WRAP_BIT));
 	if ((rc = msg(d, VHU_SET_VRING_BASE, &st, sizeof(st), NULL, 0)))
 		return rc;
 	memset(&a, 0, sizeof(a));
@@ -443,6 +441,15 @@ static int vq_send_setup(struct vq *q, uint16_t base)
 	st.index = q->index;
 	st.num = 1;
 	return msg(d, VHU_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0);
+}
+
+/* A packed ring's base: avail and used halves at one position (position
+ * 0 with wrap counters 1 for a new ring). */
+static uint32_t vq_packed_base(uint16_t pos, bool wrap)
+{
+	uint32_t half = pos | (uint32_t)wrap << VRING_PACKED_WRAP_BIT;
+
+	return half | half << 16;
 }
 
 /* Lays out queue i at mem + off, then sets it up on the back-end. */
@@ -485,7 +492,7 @@ static int vq_setup(struct vq *q, struct dev *d, unsigned index, unsigned num, u
 	q->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (q->kick < 0 || q->call < 0 || q->err < 0)
 		return -errno;
-	return vq_send_setup(q, 0);
+	return vq_send_setup(q, q->packed ? vq_packed_base(0, true) : 0);
 }
 
 static void vq_free(struct vq *q)
@@ -793,7 +800,10 @@ static int dev_reconnect(struct dev *d)
 	for (unsigned i = 0; i < d->nq; i++) {
 		struct vq *q = &d->qs[i];
 
-		if ((rc = vq_send_setup(q, __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE))))
+		/* Packed: what the driver has seen used; the back-end finds
+		 * the rest in the inflight region. */
+		if ((rc = vq_send_setup(q, q->packed ? vq_packed_base(q->p_used, q->p_used_wrap)
+						      : __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE))))
 			return rc;
 	}
 	d->reconnects++;
@@ -1145,8 +1155,6 @@ static int run_verify(const struct perf_opts *o)
 		die("setting up %s: %s", g_socket, strerror(-rc));
 	if (o->reconnect && o->queues != 1)
 		die("--reconnect drives one queue (one thread owns the connection)");
-	if (o->reconnect && g_packed)
-		die("--reconnect: packed rings have no inflight tracking here; use split rings (drop --packed)");
 	nblk = d.cfg.capacity * VIRTIO_BLK_SECTOR / o->bs;
 	per = nblk / o->queues;
 	if (per > 4096)
@@ -1254,6 +1262,9 @@ static int run_hold(const struct perf_opts *o)
 	for (unsigned i = 0; i < o->queues; i++)
 		if (vq_sync(&qs[i], VIRTIO_BLK_T_IN, 0, 4096, false) != VIRTIO_BLK_S_OK)
 			die("queue %u: first read failed", i);
+	/* The idle window starts here: a measuring caller waits for this line. */
+	printf("ready\n");
+	fflush(stdout);
 	usleep((useconds_t)(o->seconds * 1e6));
 	for (unsigned i = 0; i < o->queues; i++)
 		vq_free(&qs[i]);

@@ -91,6 +91,11 @@ struct fb_engine_opts {
 	 * engine's reserve, so one client cannot use up the descriptors every
 	 * other client needs. 0 = 256. */
 	unsigned nbd_max_conns_per_client;
+	/* Offload worker threads for large copies (fb_offload_submit), at most
+	 * FB_OFFLOAD_MAX_WORKERS; 0 = one per online CPU the reactors leave
+	 * free, so none where the reactors have every CPU (there a hand-off
+	 * only adds a wake-up each way, and the task runs on its reactor). */
+	unsigned offload_workers;
 };
 
 void fb_engine_opts_init(struct fb_engine_opts *opts);

@@ -88,7 +88,9 @@ void fb_timer_cancel(struct fb_timer *t);
  * the task in the I/O context (no allocation per task). work runs on a
  * worker thread and may touch only memory the task owns (no engine calls,
  * no reactor state). Workers sleep when there is nothing to do; they are
- * started on first use, one per online CPU (at most FB_OFFLOAD_MAX_WORKERS).
+ * started on first use, one per online CPU the reactors leave free, or
+ * fb_engine_opts.offload_workers (at most FB_OFFLOAD_MAX_WORKERS); with
+ * none, work runs inline on the submitting reactor.
  * Worth it only for work of tens of microseconds or more: a hand-off costs
  * a thread wake-up, so small work stays inline. */
 #define FB_OFFLOAD_MAX_WORKERS 8u

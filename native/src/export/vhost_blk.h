@@ -31,7 +31,8 @@
 #define FB_VHOST_SEG_MAX 126u          /* data segments a request may have */
 #define FB_VHOST_REQ_IOV 256u          /* iovecs per request after translation */
 #define FB_VHOST_MAX_CHAIN 1024u        /* descriptors per chain, indirect included */
-#define FB_VHOST_POLL_NS 32000u        /* adaptive busy-poll window (QEMU's 32 µs) */
+#define FB_VHOST_POLL_NS 32000u        /* adaptive busy-poll window, at most (QEMU's 32 µs) */
+#define FB_VHOST_POLL_MIN_NS 4000u     /* a window that grows from 0 starts here */
 
 /* ---------------------------------------------------------------- memory */
 
@@ -71,6 +72,7 @@ struct vhost_req {
 	struct vhost_vq *vq;
 	uint16_t head;                /* split: descriptor head; packed: buffer id */
 	uint16_t ndesc;               /* packed: ring slots the chain took */
+	uint16_t infl_head;           /* packed: its head entry in the inflight region */
 	uint8_t *status;              /* guest byte for the status */
 	uint32_t used_len;            /* bytes written into guest buffers */
 	uint32_t bytes;               /* data moved (reads and writes) */
@@ -101,6 +103,8 @@ struct vhost_vq {
 	 * position, 31 its wrap counter (0 in 16-31: the same as avail). */
 	uint32_t base;
 	struct vhu_inflight_queue *infl; /* inflight region of this queue, or NULL */
+	struct vhu_inflight_queue_packed *pinfl; /* the same region, laid out for a packed ring */
+	unsigned pinfl_free;          /* packed: entries on the region's free list */
 	struct fb_reactor *reactor;
 	bool started;
 
@@ -122,6 +126,8 @@ struct vhost_vq {
 	bool polling;                 /* notifications off, poller registered */
 	bool flush_queued;
 	uint64_t last_work_ns;
+	uint64_t slept_ns;            /* when polling last stopped (0: not since a kick) */
+	uint32_t poll_ns;             /* this queue's poll window, 0..FB_VHOST_POLL_NS */
 	uint64_t infl_counter;
 	unsigned inflight;            /* requests taken and not completed */
 	unsigned ops;                 /* ring ops in flight (kick poll, cancel) */
@@ -132,7 +138,7 @@ struct vhost_vq {
 	struct fb_io_channel *ch;
 	struct vhost_req *reqs;       /* num of them, preallocated at start */
 	struct vhost_req *free_reqs, *retry_head, *retry_tail;
-	uint16_t *resubmit;           /* heads to resubmit after a reconnect */
+	uint16_t *resubmit;           /* heads (packed: head entries) to resubmit after a reconnect */
 	unsigned nresubmit;
 	struct vhost_mem *mem;        /* the connection's table while started */
 	/* stop handshake (control thread waits, reactor signals) */

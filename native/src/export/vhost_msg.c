@@ -158,9 +158,14 @@ static void infl_unmap(struct vhost_ctrlr *c)
 		c->vq[i].infl = NULL;
 }
 
+/* Room for either layout: the ring kind is negotiated (SET_FEATURES) after
+ * QEMU asks for the region, so the queue picks its layout when it starts. */
 static size_t infl_stride(unsigned qsize)
 {
-	size_t n = sizeof(struct vhu_inflight_queue) + (size_t)qsize * sizeof(struct vhu_inflight_desc);
+	size_t split = sizeof(struct vhu_inflight_queue) + (size_t)qsize * sizeof(struct vhu_inflight_desc);
+	size_t packed = sizeof(struct vhu_inflight_queue_packed) +
+			(size_t)qsize * sizeof(struct vhu_inflight_desc_packed);
+	size_t n = split > packed ? split : packed;
 
 	return (n + INFL_ALIGN - 1) / INFL_ALIGN * INFL_ALIGN;
 }

@@ -138,6 +138,39 @@ struct vhu_inflight_queue {
 	struct vhu_inflight_desc desc[];
 };
 
+/* Inflight tracking region of one packed queue (the vhost-user spec's
+ * packed layout). Each entry is a copy of one descriptor the device took;
+ * a chain's entries are linked by `next` from its head entry, which holds
+ * `inflight`, `counter`, `num` (entries, i.e. ring slots) and `last`.
+ * Entries not in a chain form the free list from free_head. The old_*
+ * fields are the last committed values (see vhost_vq.c). */
+struct vhu_inflight_desc_packed {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+
+struct vhu_inflight_queue_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[10]; /* the spec's 7, and the alignment of desc[] */
+	struct vhu_inflight_desc_packed desc[];
+};
+
 /* ---------------------------------------------------- virtio (common) */
 
 #define VIRTIO_F_NOTIFY_ON_EMPTY 24
@@ -312,6 +345,8 @@ _Static_assert(sizeof(struct vhu_mem_table) == 8 + 8 * 32, "mem table");
 _Static_assert(sizeof(struct vhu_inflight) == 24, "inflight");
 _Static_assert(sizeof(struct vhu_inflight_desc) == 16, "inflight desc");
 _Static_assert(sizeof(struct vhu_inflight_queue) == 16, "inflight queue");
+_Static_assert(sizeof(struct vhu_inflight_desc_packed) == 32, "packed inflight desc");
+_Static_assert(sizeof(struct vhu_inflight_queue_packed) == 32, "packed inflight queue");
 _Static_assert(sizeof(struct vring_desc) == 16, "vring desc");
 _Static_assert(sizeof(struct vring_packed_desc) == 16, "packed desc");
 _Static_assert(sizeof(struct vring_packed_event) == 4, "packed event");

@@ -3,8 +3,9 @@
  * An idle queue sleeps in an io_uring poll on its kick eventfd. A kick
  * turns guest notifications off (VRING_USED_F_NO_NOTIFY, or by leaving
  * avail_event behind with EVENT_IDX) and switches the queue's poller on: it
- * takes new requests from the avail ring; once nothing new came for
- * FB_VHOST_POLL_NS it turns notifications back on, re-checks the ring (the
+ * takes new requests from the avail ring; once nothing new came for the
+ * queue's poll window (adaptive, at most FB_VHOST_POLL_NS: vq_poll_adapt)
+ * it turns notifications back on, re-checks the ring (the
  * guest may have published in between) and goes back to sleep on the kick.
  *
  * Completions write the used element at once and publish used->idx once per
@@ -17,8 +18,11 @@
  * writes its used descriptor (id, len, then flags) at once, and the flush
  * only decides whether to interrupt (the driver's event suppression
  * structure). Kicks are turned off and on with the device's structure
- * (DISABLE / ENABLE). Packed rings have no inflight region here, so a
- * back-end restart cannot resubmit their requests (split rings only).
+ * (DISABLE / ENABLE). With an inflight region (INFLIGHT_SHMFD) a packed
+ * queue copies each chain it takes into the region (the spec's packed
+ * layout): a used descriptor may overwrite a slot whose chain is still in
+ * flight, so after a restart the region, not the ring, says what to
+ * resubmit and where the avail and used positions are (pinfl_*).
  *
  * Everything read from guest memory is read once into a local and checked:
  * the guest can change it at any time.
@@ -89,6 +93,7 @@ void vhost_vq_reset(struct vhost_vq *vq)
 	vq->addr_set = vq->enabled = false;
 	vq->base = 0;
 	vq->infl = NULL;
+	vq->pinfl = NULL;
 }
 
 /* ------------------------------------------------------- notifications */
@@ -205,6 +210,229 @@ static void vq_flush(struct fb_deferred *d)
 		vq_check_stopped(vq);
 }
 
+/* --------------------------------------------- packed inflight region */
+
+#define PINFL_END 0xffffu /* end of the region's free list */
+
+/* Moves a packed ring position n slots on (n <= num), flipping the wrap
+ * counter when it passes the end. */
+static void pos_add(uint16_t *pos, bool *wrap, unsigned n, unsigned num)
+{
+	unsigned p = *pos + n;
+
+	if (p >= num) {
+		p -= num;
+		*wrap = !*wrap;
+	}
+	*pos = (uint16_t)p;
+}
+
+/* Every entry not marked in `busy` (NULL: all) goes on the free list. */
+static void pinfl_free_list(struct vhost_vq *vq, const uint8_t *busy)
+{
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+	uint16_t head = PINFL_END;
+	unsigned n = 0;
+
+	for (unsigned i = vq->num; i-- > 0;) {
+		if (busy && busy[i])
+			continue;
+		q->desc[i].next = head;
+		head = (uint16_t)i;
+		n++;
+	}
+	q->free_head = q->old_free_head = head;
+	vq->pinfl_free = n;
+}
+
+/* A fresh region for this ring, at the positions the base gave. */
+static void pinfl_init(struct vhost_vq *vq)
+{
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+
+	memset(q->desc, 0, sizeof(q->desc[0]) * vq->num);
+	q->features = vq->c->features;
+	q->version = 1;
+	q->desc_num = (uint16_t)vq->num;
+	q->used_idx = q->old_used_idx = vq->p_used;
+	q->used_wrap_counter = q->old_used_wrap_counter = vq->p_used_wrap;
+	pinfl_free_list(vq, NULL);
+	vq->infl_counter = 0;
+}
+
+/* The buffer id of the chain whose head entry is h (the id is in the
+ * chain's last descriptor); -1 if the entry's link is out of range. */
+static int pinfl_chain_id(const struct vhost_vq *vq, unsigned h)
+{
+	uint16_t last = vq->pinfl->desc[h].last;
+
+	return last < vq->num ? vq->pinfl->desc[last].id : -1;
+}
+
+/* The head entry still marked in flight whose buffer id the used slot at
+ * pos names (the last back-end wrote it but died before recording it). */
+static int pinfl_written(const struct vhost_vq *vq, uint16_t pos, bool wrap)
+{
+	const struct vring_packed_desc *d = &vq->pdesc[pos];
+
+	if (!vring_packed_used(load16(&d->flags), wrap))
+		return -1; /* not written in this lap, or the driver already reused the slot */
+	for (unsigned h = 0; h < vq->num; h++)
+		if (vq->pinfl->desc[h].inflight == 1 && pinfl_chain_id(vq, h) == load16(&d->id))
+			return (int)h;
+	return -1;
+}
+
+static uint64_t pinfl_counter(const struct vhost_vq *vq, uint16_t h)
+{
+	return vq->pinfl->desc[h].counter;
+}
+
+static uint64_t infl_counter(const struct vhost_vq *vq, uint16_t h)
+{
+	return vq->infl->desc[h].counter;
+}
+
+/* Oldest last in vq->resubmit (vq_process pops from the end). */
+static void resubmit_sort(struct vhost_vq *vq, unsigned n, uint64_t (*counter)(const struct vhost_vq *, uint16_t))
+{
+	for (unsigned i = 1; i < n; i++) {
+		uint16_t h = vq->resubmit[i];
+		unsigned j = i;
+
+		while (j > 0 && counter(vq, vq->resubmit[j - 1]) < counter(vq, h)) {
+			vq->resubmit[j] = vq->resubmit[j - 1];
+			j--;
+		}
+		vq->resubmit[j] = h;
+	}
+}
+
+/* After a back-end restart: the chains marked in flight are resubmitted
+ * from their copies, the used position is the last one committed, moved on
+ * past used descriptors the last back-end wrote but did not record, and the
+ * avail position is past every chain in flight. Returns how many requests
+ * to resubmit, or -1 if the region holds no state for this ring (it is
+ * set up fresh and the base's positions hold). */
+static int pinfl_recover(struct vhost_vq *vq)
+{
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+	unsigned num = vq->num, n = 0, slots = 0;
+	uint16_t pos;
+	bool wrap;
+	uint8_t *busy;
+	int h;
+
+	if (q->version != 1 || q->desc_num != num || !(q->features & (1ull << VIRTIO_F_RING_PACKED)) ||
+	    q->old_used_idx >= num || q->used_idx >= num) {
+		pinfl_init(vq);
+		return -1;
+	}
+	busy = calloc(num, 1);
+	if (!busy)
+		goto fresh;
+	pos = q->old_used_idx;
+	wrap = q->old_used_wrap_counter & 1;
+	if (q->used_idx != pos || (q->used_wrap_counter & 1) != wrap) {
+		/* A completion was being recorded: its used descriptor was
+		 * written first, so its new position holds. */
+		h = pinfl_written(vq, pos, wrap);
+		if (h >= 0)
+			q->desc[h].inflight = 0;
+		pos = q->used_idx;
+		wrap = q->used_wrap_counter & 1;
+	}
+	for (unsigned i = 0; i < num && (h = pinfl_written(vq, pos, wrap)) >= 0; i++) {
+		if (q->desc[h].num == 0 || q->desc[h].num > num)
+			goto bad;
+		q->desc[h].inflight = 0;
+		pos_add(&pos, &wrap, q->desc[h].num, num);
+	}
+	vq->infl_counter = 0;
+	for (unsigned i = 0; i < num; i++) {
+		unsigned k = q->desc[i].num, e = i;
+
+		if (q->desc[i].inflight != 1)
+			continue;
+		if (k == 0 || slots + k > num)
+			goto bad;
+		for (unsigned j = 0; j < k; j++) {
+			if (e >= num || busy[e])
+				goto bad; /* a link out of range, or two chains sharing an entry */
+			busy[e] = 1;
+			if (j + 1 < k)
+				e = q->desc[e].next;
+		}
+		if (e != q->desc[i].last)
+			goto bad;
+		slots += k;
+		vq->resubmit[n++] = (uint16_t)i;
+		if (q->desc[i].counter > vq->infl_counter)
+			vq->infl_counter = q->desc[i].counter;
+	}
+	resubmit_sort(vq, n, pinfl_counter);
+	vq->nresubmit = n;
+	vq->p_used = vq->p_sig = pos;
+	vq->p_used_wrap = vq->p_sig_wrap = wrap;
+	pos_add(&pos, &wrap, slots, num);
+	vq->p_avail = pos;
+	vq->p_avail_wrap = wrap;
+	q->used_idx = q->old_used_idx = vq->p_used;
+	q->used_wrap_counter = q->old_used_wrap_counter = vq->p_used_wrap;
+	pinfl_free_list(vq, busy);
+	free(busy);
+	return (int)n;
+bad:
+	fb_log(vq->c->e, FB_LOG_WARN,
+	       "vhost %s: queue %u: the packed inflight region is inconsistent; starting from the ring base instead",
+	       vq->c->name, vq->index);
+fresh:
+	free(busy);
+	vq->nresubmit = 0;
+	pinfl_init(vq);
+	return -1;
+}
+
+/* A chain was taken (its descriptors copied into entries from the free
+ * head on, `last` the final one): it is in flight once its head says so;
+ * then the free list moves past it (the commit). */
+static void pinfl_take(struct vhost_vq *vq, struct vhost_req *req, uint16_t last)
+{
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+	uint16_t h = q->free_head;
+	struct vhu_inflight_desc_packed *x = &q->desc[h];
+
+	x->num = req->ndesc;
+	x->last = last;
+	x->counter = ++vq->infl_counter;
+	req->infl_head = h;
+	__atomic_store_n(&x->inflight, 1, __ATOMIC_RELEASE);
+	q->free_head = q->desc[last].next;
+	q->old_free_head = q->free_head;
+	vq->pinfl_free -= req->ndesc;
+}
+
+/* After its used descriptor is written: the new used position, then the
+ * entry, then its entries back on the free list and the commit. A restart
+ * in between finds the used descriptor in the ring (pinfl_recover). */
+static void pinfl_done(struct vhost_vq *vq, const struct vhost_req *req)
+{
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+	uint16_t h = req->infl_head, last = q->desc[h].last;
+
+	q->used_idx = vq->p_used;
+	q->used_wrap_counter = vq->p_used_wrap;
+	__atomic_store_n(&q->desc[h].inflight, 0, __ATOMIC_RELEASE);
+	if (last < vq->num) { /* else the front-end scribbled on it: the entries stay lost */
+		q->desc[last].next = q->free_head;
+		q->free_head = h;
+		vq->pinfl_free += req->ndesc;
+	}
+	q->old_free_head = q->free_head;
+	q->old_used_idx = q->used_idx;
+	q->old_used_wrap_counter = q->used_wrap_counter;
+}
+
 /* Requests this large are published at once: the guest can reuse their
  * buffers while we copy the next ones (small ones batch per loop pass). */
 #define VQ_PUBLISH_NOW_BYTES (64u << 10)
@@ -234,6 +462,8 @@ void vhost_vq_complete(struct vhost_req *req)
 		__atomic_store_n(req->status, req->st, __ATOMIC_RELAXED);
 	if (vq->packed) {
 		vq_used_packed(vq, req);
+		if (vq->pinfl)
+			pinfl_done(vq, req);
 	} else {
 		struct vring_used_elem *e = &vq->used->ring[vq->used_idx % vq->num];
 
@@ -358,6 +588,19 @@ static int vq_packed_indirect(struct vhost_vq *vq, struct vhost_req *req, const 
 	return 0;
 }
 
+/* The n-th descriptor of a packed chain (an indirect one only first);
+ * after a bad one the rest of the chain is only walked past. */
+static void vq_packed_one(struct vhost_vq *vq, struct vhost_req *req, const struct vring_packed_desc *d, unsigned n,
+			  bool *writable, int *nout, bool *bad)
+{
+	if (*bad)
+		return;
+	if (d->flags & VRING_DESC_F_INDIRECT)
+		*bad = n != 1 || vq_packed_indirect(vq, req, d, writable, nout) != 0;
+	else
+		*bad = vq_packed_buf(vq, req, d, writable, nout) != 0;
+}
+
 /* Walks the packed chain at the avail position into req (id, slots,
  * iovecs) and moves the avail position past it. -EINVAL: the chain is
  * whole but a buffer in it is bad (answer it); -EPROTO: the ring itself
@@ -365,7 +608,8 @@ static int vq_packed_indirect(struct vhost_vq *vq, struct vhost_req *req, const 
  * not available), nothing was consumed. */
 static int vq_chain_packed(struct vhost_vq *vq, struct vhost_req *req, int *nout)
 {
-	uint16_t pos = vq->p_avail;
+	struct vhu_inflight_queue_packed *q = vq->pinfl;
+	uint16_t pos = vq->p_avail, e = q ? q->free_head : 0, last = 0;
 	bool wrap = vq->p_avail_wrap, writable = false, bad = false;
 	unsigned n = 0;
 
@@ -380,16 +624,22 @@ static int vq_chain_packed(struct vhost_vq *vq, struct vhost_req *req, int *nout
 		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* one read of d */
 		if (!vring_packed_avail(d.flags, wrap))
 			return -EPROTO;
+		if (q) {
+			/* Its copy, in the next free entry (committed by pinfl_take). */
+			if (n > vq->pinfl_free)
+				return -EPROTO; /* more slots in flight than the ring has */
+			if (e >= vq->num)
+				return -EBADF;
+			q->desc[e] = (struct vhu_inflight_desc_packed){
+				.next = q->desc[e].next, .id = d.id, .flags = d.flags, .len = d.len, .addr = d.addr };
+			last = e;
+			e = q->desc[e].next;
+		}
 		if (++pos == vq->num) {
 			pos = 0;
 			wrap = !wrap;
 		}
-		if (!bad) {
-			if (d.flags & VRING_DESC_F_INDIRECT)
-				bad = n != 1 || vq_packed_indirect(vq, req, &d, &writable, nout) != 0;
-			else
-				bad = vq_packed_buf(vq, req, &d, &writable, nout) != 0;
-		}
+		vq_packed_one(vq, req, &d, n, &writable, nout, &bad);
 		if (!(d.flags & VRING_DESC_F_NEXT)) {
 			req->head = d.id; /* the buffer id is in the chain's last descriptor */
 			break;
@@ -398,12 +648,46 @@ static int vq_chain_packed(struct vhost_vq *vq, struct vhost_req *req, int *nout
 	req->ndesc = (uint16_t)n;
 	vq->p_avail = pos;
 	vq->p_avail_wrap = wrap;
+	if (q)
+		pinfl_take(vq, req, last);
+	return bad ? -EINVAL : 0;
+}
+
+/* A chain the last back-end took, from its copies in the inflight region
+ * (the ring slots may hold used descriptors by now). -EBADF: the region's
+ * links are out of range. */
+static int vq_chain_saved(struct vhost_vq *vq, uint16_t h, struct vhost_req *req, int *nout)
+{
+	const struct vhu_inflight_queue_packed *q = vq->pinfl;
+	unsigned k = q->desc[h].num;
+	bool writable = false, bad = false;
+	uint16_t e = h;
+
+	req->niov = 0;
+	*nout = 0;
+	if (k == 0 || k > vq->num)
+		return -EBADF;
+	for (unsigned i = 0; i < k; i++) {
+		struct vring_packed_desc d;
+
+		if (e >= vq->num)
+			return -EBADF;
+		d = (struct vring_packed_desc){ q->desc[e].addr, q->desc[e].len, q->desc[e].id, q->desc[e].flags };
+		vq_packed_one(vq, req, &d, i + 1, &writable, nout, &bad);
+		req->head = d.id;
+		e = q->desc[e].next;
+	}
+	req->ndesc = (uint16_t)k;
+	req->infl_head = h;
 	return bad ? -EINVAL : 0;
 }
 
 /* ------------------------------------------------------------- process */
 
-static void vq_take(struct vhost_vq *vq, uint16_t head)
+/* Takes one request: the split chain at head, the packed chain at the
+ * avail position, or (saved) a packed chain from the inflight region's
+ * head entry `head`. */
+static void vq_take(struct vhost_vq *vq, uint16_t head, bool saved)
 {
 	struct vhost_req *req = vq->free_reqs;
 	int nout, rc;
@@ -414,9 +698,16 @@ static void vq_take(struct vhost_vq *vq, uint16_t head)
 	req->used_len = 0;
 	req->bytes = 0;
 	req->st = VIRTIO_BLK_S_IOERR;
-	rc = vq->packed ? vq_chain_packed(vq, req, &nout) : vhost_vq_chain(vq, head, req, &nout);
+	if (saved)
+		rc = vq_chain_saved(vq, head, req, &nout);
+	else
+		rc = vq->packed ? vq_chain_packed(vq, req, &nout) : vhost_vq_chain(vq, head, req, &nout);
 	if (rc == -EPROTO) {
 		vq_break(vq, "packed ring: a chain longer than the ring or running into a slot that is not available");
+		return;
+	}
+	if (rc == -EBADF) {
+		vq_break(vq, "packed inflight region: a link out of range (the front-end changed it)");
 		return;
 	}
 	vq->free_reqs = req->next;
@@ -473,13 +764,13 @@ static unsigned vq_process(struct vhost_vq *vq)
 	if (vq->stopping || vq->broken || vq->retry_head)
 		return n;
 	while (vq->nresubmit && vq->free_reqs) {
-		vq_take(vq, vq->resubmit[--vq->nresubmit]);
+		vq_take(vq, vq->resubmit[--vq->nresubmit], vq->packed);
 		n++;
 	}
 	if (vq->packed) {
 		while (vq->free_reqs && !vq->retry_head && !vq->broken &&
 		       vring_packed_avail(load16(&vq->pdesc[vq->p_avail].flags), vq->p_avail_wrap)) {
-			vq_take(vq, 0);
+			vq_take(vq, 0, false);
 			n++;
 		}
 		return n;
@@ -498,7 +789,7 @@ static unsigned vq_process(struct vhost_vq *vq)
 		}
 		vq->last_avail++;
 		vq_mark_inflight(vq, head);
-		vq_take(vq, head);
+		vq_take(vq, head, false);
 		n++;
 	}
 	return n;
@@ -579,13 +870,38 @@ static int vq_poll(void *arg)
 	/* Keep polling while requests are parked for memory or the window is
 	 * open, but let a runnable peer on this CPU (often the very front-end
 	 * we wait for) go first: reactors share few cores. */
-	if (vq->retry_head || now - vq->last_work_ns < FB_VHOST_POLL_NS) {
+	if (vq->retry_head || now - vq->last_work_ns < vq->poll_ns) {
 		sched_yield();
 		return 1;
 	}
 	if (!vq_poll_stop(vq))
 		vq->last_work_ns = now;
+	else
+		vq->slept_ns = now;
 	return 1;
+}
+
+/* The poll window adapts as QEMU's does: a kick soon after polling stopped
+ * (within the largest window) means a longer window would have caught it
+ * without a sleep and a wake-up: grow. A kick long after means the spin
+ * before the sleep bought nothing: shrink. A front-end that answers each
+ * completion at once (QD1) keeps being caught by the poll and keeps the
+ * full window; large requests whose next kick comes much later stop
+ * paying for a spin per request. */
+static void vq_poll_adapt(struct vhost_vq *vq)
+{
+	uint64_t gap;
+
+	if (!vq->slept_ns)
+		return;
+	gap = fb_now_ns() - vq->slept_ns;
+	vq->slept_ns = 0;
+	if (gap <= FB_VHOST_POLL_NS)
+		vq->poll_ns = vq->poll_ns < FB_VHOST_POLL_MIN_NS ? FB_VHOST_POLL_MIN_NS
+			    : vq->poll_ns >= FB_VHOST_POLL_NS / 2 ? FB_VHOST_POLL_NS
+								  : vq->poll_ns * 2;
+	else
+		vq->poll_ns = vq->poll_ns / 2 < FB_VHOST_POLL_MIN_NS / 2 ? 0 : vq->poll_ns / 2;
 }
 
 static void vq_kick_cb(struct fb_uring_op *op, int res, uint32_t flags)
@@ -609,6 +925,7 @@ static void vq_kick_cb(struct fb_uring_op *op, int res, uint32_t flags)
 	if (read(vq->kickfd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing to clear */
 	}
+	vq_poll_adapt(vq);
 	vq_process(vq);
 	vq_poll_start(vq);
 }
@@ -651,6 +968,8 @@ static void vq_start_msg(void *arg)
 	if (!vq->ch || !vq->poller)
 		vq_break(vq, "no I/O channel or poller for the queue (out of memory)");
 	vq->last_work_ns = fb_now_ns();
+	vq->slept_ns = 0;
+	vq->poll_ns = FB_VHOST_POLL_NS;
 	/* Requests may have been published before the kick fd existed. */
 	vq_process(vq);
 	vq_poll_start(vq);
@@ -685,8 +1004,9 @@ static int vq_infl_recover(struct vhost_vq *vq, uint16_t used_idx)
 	struct vhu_inflight_queue *q = vq->infl;
 	unsigned n = 0;
 
-	if (q->version != 1 || q->desc_num != vq->num) {
+	if (q->version != 1 || q->desc_num != vq->num || (q->features & (1ull << VIRTIO_F_RING_PACKED))) {
 		memset(q->desc, 0, sizeof(q->desc[0]) * vq->num);
+		q->features = vq->c->features;
 		q->version = 1;
 		q->desc_num = (uint16_t)vq->num;
 		q->used_idx = used_idx;
@@ -711,17 +1031,7 @@ static int vq_infl_recover(struct vhost_vq *vq, uint16_t used_idx)
 		if (q->desc[i].counter > vq->infl_counter)
 			vq->infl_counter = q->desc[i].counter;
 	}
-	/* Oldest last in the array: vq_process pops from the end. */
-	for (unsigned i = 1; i < n; i++) {
-		uint16_t h = vq->resubmit[i];
-		unsigned j = i;
-
-		while (j > 0 && q->desc[vq->resubmit[j - 1]].counter < q->desc[h].counter) {
-			vq->resubmit[j] = vq->resubmit[j - 1];
-			j--;
-		}
-		vq->resubmit[j] = h;
-	}
+	resubmit_sort(vq, n, infl_counter);
 	vq->nresubmit = n;
 	return (int)n;
 }
@@ -776,6 +1086,7 @@ static int vq_start_packed(struct vhost_vq *vq, char *err, size_t errlen)
 {
 	struct vhost_ctrlr *c = vq->c;
 	uint16_t av = (uint16_t)(vq->base & 0xffff), us = (uint16_t)(vq->base >> 16);
+	int consumed = -1;
 
 	if (!us)
 		us = av; /* a front-end that sends only the avail half: nothing in flight */
@@ -799,13 +1110,20 @@ static int vq_start_packed(struct vhost_vq *vq, char *err, size_t errlen)
 	}
 	if (vq_alloc_reqs(vq, err, errlen))
 		return -ENOMEM;
-	vq->infl = NULL; /* the inflight layout here is the split ring's */
 	vq->p_avail = av & 0x7fff;
 	vq->p_avail_wrap = av >> VRING_PACKED_WRAP_BIT;
 	vq->p_used = vq->p_sig = us & 0x7fff;
 	vq->p_used_wrap = vq->p_sig_wrap = us >> VRING_PACKED_WRAP_BIT;
 	vq->p_last_flags = NULL;
+	/* The same region as a split ring's, in the packed layout. */
+	vq->pinfl = vq->infl && vq->num <= c->infl_qsize ? (struct vhu_inflight_queue_packed *)(void *)vq->infl : NULL;
+	if (vq->pinfl)
+		consumed = pinfl_recover(vq);
 	vq_start_common(vq);
+	if (consumed > 0)
+		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
+		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
+		       c->name, vq->index, consumed);
 	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
 	return 0;
 }
@@ -881,6 +1199,7 @@ void vhost_vq_stop(struct vhost_vq *vq)
 	vq->used = NULL;
 	vq->pdesc = NULL;
 	vq->drv_event = vq->dev_event = NULL;
+	vq->pinfl = NULL;
 	vq->mem = NULL;
 	vq->started = false;
 }
