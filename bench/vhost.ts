@@ -241,11 +241,31 @@ function threadsCpuNs(pid: number): Map<string, number> {
   return ns;
 }
 
-/** CPU ns between two {@link threadsCpuNs} snapshots: threads alive at the end (a thread that exited in between is lost, as qsd's idle pool workers are: that only flatters the peer). */
-function cpuNsBetween(before: Map<string, number>, after: Map<string, number>): number {
-  let ns = 0;
-  for (const [tid, v] of after) ns += v - (before.get(tid) ?? 0);
-  return ns;
+/**
+ * CPU ns between two {@link threadsCpuNs} snapshots, per thread name (/proc/PID/task/TID/comm),
+ * for threads alive at the end (a thread that exited in between is lost, as qsd's idle pool
+ * workers are: that only flatters the peer).
+ */
+function cpuNsBetween(pid: number, before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const [tid, v] of after) {
+    const delta = v - (before.get(tid) ?? 0);
+    if (delta === 0) continue;
+    let name = tid;
+    try {
+      name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    byName.set(name, (byName.get(name) ?? 0) + delta);
+  }
+  return byName;
+}
+
+/** Idle CPU of one back-end: % of a core, and where it went (ns per thread name). */
+interface IdleCpu {
+  readonly percent: number;
+  readonly threads: ReadonlyMap<string, number>;
 }
 
 /**
@@ -253,7 +273,7 @@ function cpuNsBetween(before: Map<string, number>, after: Map<string, number>): 
  * idle: the window opens when hold says "ready" (set-up done) and lasts
  * `seconds`; the front-end's set-up and tear-down are not idle time.
  */
-async function idleCpuPercent(pid: number, socket: string, seconds: number): Promise<number> {
+async function idleCpu(pid: number, socket: string, seconds: number): Promise<IdleCpu> {
   const hold = spawn(FB_VHOST, ["--socket", socket, "hold", "--queues", "2", "--seconds", String(seconds + 2)], {
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -277,7 +297,9 @@ async function idleCpuPercent(pid: number, socket: string, seconds: number): Pro
     const c1 = threadsCpuNs(pid);
     const wall = Number(process.hrtime.bigint() - t0);
     if ((await exited) !== 0) throw new BenchError(`fb_vhost hold on ${socket} failed`);
-    return (cpuNsBetween(c0, c1) / wall) * 100;
+    const threads = cpuNsBetween(pid, c0, c1);
+    const ns = [...threads.values()].reduce((a, b) => a + b, 0);
+    return { percent: (ns / wall) * 100, threads };
   } finally {
     hold.kill("SIGKILL");
   }
@@ -351,7 +373,12 @@ export async function runVhostBench(
 
     say(`idle CPU over ${o.idleSeconds} s, front-end connected with 2 started queues`);
     const idle: Record<string, number> = {};
-    for (const b of backends) idle[b.name] = await idleCpuPercent(b.pid, b.socket, o.idleSeconds);
+    for (const b of backends) {
+      const cpu = await idleCpu(b.pid, b.socket, o.idleSeconds);
+      idle[b.name] = cpu.percent;
+      const where = [...cpu.threads].map(([name, ns]) => `${name} ${(ns / 1e6).toFixed(2)} ms`).join(", ");
+      note(`idle: ${b.name}'s CPU by thread over ${o.idleSeconds} s: ${where || "none"}`);
+    }
     rows.push({
       id: "idle-cpu",
       metric: `back-end process CPU, front-end holding 2 started queues idle for ${o.idleSeconds} s (schedstat, ns; target < 1)`,
