@@ -612,6 +612,7 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 		goto fail;
 	}
 	cb->base_bs = fb_bdev_get_block_size(base);
+	cb->base_zcopy = fb_bdev_zcopy_supported(base);
 	base_bytes = (uint64_t)cb->base_bs * fb_bdev_get_num_blocks(base);
 	if (cb->base_bs > FB_CMP_HEADER_REGION || FB_CMP_HEADER_REGION % cb->base_bs ||
 	    base_bytes < FB_CMP_HEADER_REGION) {

@@ -75,6 +75,7 @@ struct cmp_bdev {
 	char *name, *base_name;
 	struct fb_bdev_desc *base;
 	uint32_t base_bs;
+	bool base_zcopy;              /* reads borrow the base's memory (fb_bdev_zcopy_start) */
 	const struct fb_cmp_codec *codec;
 	atomic_int level;             /* for new writes; bdev_compress_set_level */
 	uint32_t chunk, lb, unit;
@@ -131,6 +132,7 @@ struct cmp_io {
 	uint8_t *plainp;              /* the chunk's plain bytes (user or a chunk buffer) */
 	uint8_t *storep;              /* the chunk's stored bytes (what is read or written) */
 	struct iovec biov;            /* the base I/O's buffer */
+	struct fb_bdev_io *zc;        /* a zcopy read lending storep, freed at the end */
 	struct fb_cmp_entry old, neu;
 	bool neu_allocated;
 	int rc;                       /* a job's or a commit's result */

@@ -5,8 +5,9 @@
  * read must not see the units of a chunk being rewritten reused), looks
  * up the chunk's entry in the map cache (reading its map page on a miss)
  * and pins that page until it ends, then:
- *   read    map entry -> base read of the stored units -> CRC32C check +
- *           decode (on the reactor: short and bounded) -> copy out
+ *   read    map entry -> base read of the stored units (a zcopy where the
+ *           base lends its memory: no copy) -> CRC32C check + decode (on
+ *           the reactor: short and bounded) into the caller's buffer
  *   write   (partial: read and decode the old chunk) -> merge -> worker:
  *           all-zero check, compress (early abort to raw when it does not
  *           shrink by 1/8), CRC32C -> allocate units -> base write -> map
@@ -292,13 +293,17 @@ static void cio_finish(struct cmp_io *c, int status)
 		c->pinned = false;
 		fb_cmp_io_wake(w);
 	}
+	if (c->zc) {
+		fb_bdev_free_io(c->zc); /* gives the lent memory back */
+		c->zc = NULL;
+	}
 	put_bufs(c);
 	fb_bdev_io_complete(c->io, status);
 }
 
-/* The chunk buffers in need (bit i: buf[i]); false when parked (cio_start
- * runs again once memory frees up). */
-static bool cio_get_bufs(struct cmp_io *c, unsigned need)
+/* The chunk buffers in need (bit i: buf[i]); false when parked (resume
+ * runs once memory frees up). */
+static bool cio_get_bufs_or(struct cmp_io *c, unsigned need, void (*resume)(struct cmp_io *))
 {
 	for (int i = 0; i < 2; i++) {
 		if (!(need & (1u << i)))
@@ -306,11 +311,16 @@ static bool cio_get_bufs(struct cmp_io *c, unsigned need)
 		if (!c->buf[i])
 			c->buf[i] = fb_io_channel_get_buf(c->ch, c->cb->chunk);
 		if (!c->buf[i]) {
-			cio_park(c, c->ch, cio_start);
+			cio_park(c, c->ch, resume);
 			return false;
 		}
 	}
 	return true;
+}
+
+static bool cio_get_bufs(struct cmp_io *c, unsigned need)
+{
+	return cio_get_bufs_or(c, need, cio_start);
 }
 
 static void set_entry(struct cmp_io *c);
@@ -425,6 +435,16 @@ static void encoded(struct cmp_io *c)
 	write_data(c);
 }
 
+/* Stored raw, a chunk is its CRC32C (right here, no hop to a worker and
+ * back); else the codec's output goes to the chunk buffer not holding
+ * plainp, taken only now: a whole-chunk write stored raw takes none. */
+static void encode(struct cmp_io *c)
+{
+	if (!c->raw_hint && !cio_get_bufs_or(c, 2, encode))
+		return;
+	run_job(c, encode_work, encoded, c->raw_hint);
+}
+
 /* plainp holds the old chunk (or is the caller's whole chunk): merge the
  * request into it and encode. */
 static void merge(struct cmp_io *c)
@@ -449,9 +469,7 @@ static void merge(struct cmp_io *c)
 	/* Incompressible data (already compressed files, encrypted blocks)
 	 * would cost a full codec attempt to learn it does not shrink: the
 	 * probe spots it for well under a microsecond, and it is stored raw
-	 * from the buffer it is in. "none" stores everything raw. Storing raw
-	 * is a CRC32C of the chunk: done right here, with no hop to a worker
-	 * and back. */
+	 * from the buffer it is in. "none" stores everything raw. */
 	probe = c->cb->codec->algo == FB_CMP_NONE ? FB_CMP_PROBE_RAW : fb_cmp_probe(p, c->cb->chunk);
 	/* Chunks the probe is unsure of (slightly uneven bytes: fio's
 	 * buffers, media with headers) go raw while the last four such tries
@@ -463,7 +481,7 @@ static void merge(struct cmp_io *c)
 		probe = FB_CMP_PROBE_RAW;
 	c->raw_hint = probe == FB_CMP_PROBE_RAW;
 	c->unsure = probe == FB_CMP_PROBE_UNSURE;
-	run_job(c, encode_work, encoded, c->raw_hint);
+	encode(c);
 }
 
 static void decoded_for_read(struct cmp_io *c)
@@ -509,6 +527,16 @@ static void old_decoded(struct cmp_io *c)
 		merge(c);
 }
 
+/* storep holds the chunk's stored bytes: check and decode them. */
+static void stored_ready(struct cmp_io *c)
+{
+	/* Decoding one chunk is short and bounded (tens of microseconds for
+	 * every decoder at 16 KiB): it runs on the reactor, saving two thread
+	 * hops per read. Compression, up to milliseconds at high levels, goes
+	 * to the workers. */
+	run_job(c, decode_work, old_decoded, true);
+}
+
 static void old_read(struct fb_bdev_io *bio, int status, void *arg)
 {
 	struct cmp_io *c = arg;
@@ -518,11 +546,45 @@ static void old_read(struct fb_bdev_io *bio, int status, void *arg)
 		cio_finish(c, status);
 		return;
 	}
-	/* Decoding one chunk is short and bounded (tens of microseconds for
-	 * every decoder at 16 KiB): it runs on the reactor, saving two thread
-	 * hops per read. Compression, up to milliseconds at high levels, goes
-	 * to the workers. */
-	run_job(c, decode_work, old_decoded, true);
+	stored_ready(c);
+}
+
+/* Stored bytes lent in pieces: gathered into buf[1] for the decoder. */
+static void zread_gather(struct cmp_io *c)
+{
+	int n;
+	const struct iovec *iov = fb_bdev_io_get_buf_iovs(c->zc, &n);
+
+	if (!cio_get_bufs_or(c, 2, zread_gather))
+		return;
+	c->storep = c->buf[1];
+	fb_iov_to_buf(c->storep, iov, n, 0, c->biov.iov_len);
+	iov_done_free(c->zc);
+	c->zc = NULL;
+	stored_ready(c);
+}
+
+/* A zcopy read of the stored units: decode from the base's own memory (the
+ * chunk lock keeps its units from being rewritten meanwhile), held until
+ * the request ends. */
+static void old_zread(struct fb_bdev_io *bio, int status, void *arg)
+{
+	struct cmp_io *c = arg;
+	int n = 0;
+	const struct iovec *iov = status ? NULL : fb_bdev_io_get_buf_iovs(bio, &n);
+
+	if (status) {
+		iov_done_free(bio);
+		cio_finish(c, status);
+		return;
+	}
+	c->zc = bio;
+	if (n != 1) {
+		zread_gather(c);
+		return;
+	}
+	c->storep = iov[0].iov_base;
+	stored_ready(c);
 }
 
 /* Reads the chunk's stored units into storep. */
@@ -534,9 +596,18 @@ static void read_old(struct cmp_io *c)
 
 	c->biov.iov_base = c->storep;
 	c->biov.iov_len = units * cb->unit;
-	rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
-				  (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
-				  units * cb->unit / cb->base_bs, old_read, c);
+	/* Reads borrow the base's memory instead where the base lends it (a
+	 * RAM base): no copy before the decode (storep is NULL: cio_go took no
+	 * buffer for it). Not read-modify-write: a raw old chunk is merged
+	 * into in place. */
+	if (!c->storep)
+		rc = fb_bdev_zcopy_start(cb->base, base_ch(c),
+					 (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
+					 units * cb->unit / cb->base_bs, true, old_zread, c);
+	else
+		rc = fb_bdev_readv_blocks(cb->base, base_ch(c), &c->biov, 1,
+					  (cb->data_off + c->old.unit * cb->unit) / cb->base_bs,
+					  units * cb->unit / cb->base_bs, old_read, c);
 	if (rc == -ENOMEM)
 		cio_park(c, base_ch(c), read_old);
 	else if (rc)
@@ -577,11 +648,14 @@ static void cio_go(struct cmp_io *c)
 			return;
 		}
 		/* A raw chunk read whole lands in the caller's buffer; otherwise
-		 * the stored bytes go to buf[1], decoded into the caller's buffer
-		 * or buf[0]. */
-		if (!cio_get_bufs(c, raw && c->user ? 0 : c->user || raw ? 2 : 3))
+		 * the stored bytes are the base's lent memory (zcopy) or go to
+		 * buf[1], decoded into the caller's buffer or buf[0]. */
+		bool lend = cb->base_zcopy && !(raw && c->user);
+		unsigned need = (raw || c->user ? 0 : 1) | (raw && c->user ? 0 : lend ? 0 : 2);
+
+		if (!cio_get_bufs(c, need))
 			return;
-		c->storep = raw && c->user ? c->user : c->buf[1];
+		c->storep = raw && c->user ? c->user : lend ? NULL : c->buf[1];
 		read_old(c);
 		return;
 	}
@@ -592,13 +666,13 @@ static void cio_go(struct cmp_io *c)
 		set_entry(c);
 		return;
 	}
-	if (!cio_get_bufs(c, c->user ? 2 : 3))
-		return;
 	if (c->user) {
-		c->plainp = c->user;
+		c->plainp = c->user; /* encode takes a buffer if it compresses */
 		merge(c);
 		return;
 	}
+	if (!cio_get_bufs(c, 3))
+		return;
 	if (!full && entry_has_data(&c->old)) {
 		atomic_fetch_add_explicit(&cb->rmw, 1, memory_order_relaxed);
 		c->storep = c->buf[1];
