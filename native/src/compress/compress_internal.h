@@ -64,6 +64,10 @@ int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, stru
 #define LOCK_BUCKETS 256
 #define DIRTY_CAP 128          /* map pages new writes may dirty per commit (the stage holds 2x: 1 MiB) */
 #define PENDING_CAP 16384      /* frees awaiting a commit */
+/* A codec this fast on a chunk (lz4 on most data, any codec on very
+ * repetitive data) runs on the reactor: the hop to a worker and back
+ * would cost about as much, and holds a chunk buffer longer. */
+#define CMP_INLINE_NS 8000
 
 struct cmp_io;
 
@@ -100,6 +104,9 @@ struct cmp_bdev {
 	/* Codec tries on chunks the probe was unsure of that did not shrink,
 	 * in a row (capped), and unsure chunks seen since (see merge). */
 	atomic_uint unsure_fails, unsure_seen;
+	/* Recent compress time of one chunk (ns, a moving average of 1/8
+	 * steps): under CMP_INLINE_NS, writes compress on their reactor. */
+	_Atomic uint64_t comp_recent_ns;
 	uint64_t repaired_at_open, pages_lost_at_open;
 };
 

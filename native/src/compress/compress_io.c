@@ -236,7 +236,13 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		t0 = fb_now_ns();
 		rc = fb_cmp_compress(ctxs, cb->codec, atomic_load_explicit(&cb->level, memory_order_relaxed),
 				     src, cb->chunk, dst, cb->chunk - cb->chunk / 8, &n);
-		add_codec_stats(&cb->st, true, cb->chunk, rc ? cb->chunk : n, fb_now_ns() - t0);
+		t0 = fb_now_ns() - t0;
+		add_codec_stats(&cb->st, true, cb->chunk, rc ? cb->chunk : n, t0);
+		/* Racing updates lose a sample at worst: it is a hint. */
+		uint64_t r = atomic_load_explicit(&cb->comp_recent_ns, memory_order_relaxed);
+
+		atomic_store_explicit(&cb->comp_recent_ns, r ? r - r / 8 + t0 / 8 : t0,
+				      memory_order_relaxed);
 		if (rc == -ENOSPC)
 			atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
 		if (c->unsure) {
@@ -436,13 +442,16 @@ static void encoded(struct cmp_io *c)
 }
 
 /* Stored raw, a chunk is its CRC32C (right here, no hop to a worker and
- * back); else the codec's output goes to the chunk buffer not holding
+ * back), as is a chunk of a fast codec (CMP_INLINE_NS); else the codec
+ * runs on a worker. Its output goes to the chunk buffer not holding
  * plainp, taken only now: a whole-chunk write stored raw takes none. */
 static void encode(struct cmp_io *c)
 {
+	uint64_t recent = atomic_load_explicit(&c->cb->comp_recent_ns, memory_order_relaxed);
+
 	if (!c->raw_hint && !cio_get_bufs_or(c, 2, encode))
 		return;
-	run_job(c, encode_work, encoded, c->raw_hint);
+	run_job(c, encode_work, encoded, c->raw_hint || (recent && recent < CMP_INLINE_NS));
 }
 
 /* plainp holds the old chunk (or is the caller's whole chunk): merge the

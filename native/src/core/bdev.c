@@ -671,7 +671,8 @@ void fb_io_channel_put_buf(struct fb_io_channel *ch, void *buf, size_t len)
 	if (!buf)
 		return;
 	c = buf_class(len);
-	if (ch->buf_ncache[c] < FB_BUF_CACHE_PER_CLASS) {
+	if (ch->buf_ncache[c] < FB_BUF_CACHE_PER_CLASS ||
+	    ((size_t)ch->buf_ncache[c] + 1) << (c + FB_BUF_MIN_SHIFT) <= FB_BUF_CACHE_BYTES) {
 		struct fb_buf_free *f = buf;
 
 		f->next = ch->buf_cache[c];

@@ -191,7 +191,13 @@ struct fb_bdev {
 #define FB_BUF_MIN_SHIFT 12
 #define FB_BUF_MAX_SHIFT 26         /* 64 MiB */
 #define FB_BUF_CLASSES (FB_BUF_MAX_SHIFT - FB_BUF_MIN_SHIFT + 1)
+/* A channel keeps freed buffers of a class while it holds fewer than 8 of
+ * them or they total under FB_BUF_CACHE_BYTES: a queue of small buffers
+ * (QD 32 of 16 KiB chunks) reuses its own instead of churning through
+ * malloc and free, the page faults of a trimmed heap and madvise's TLB
+ * shootdowns on every request. */
 #define FB_BUF_CACHE_PER_CLASS 8
+#define FB_BUF_CACHE_BYTES ((size_t)1 << 20)
 
 struct fb_buf_free {
 	struct fb_buf_free *next;
