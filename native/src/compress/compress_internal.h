@@ -64,9 +64,10 @@ int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, stru
 #define LOCK_BUCKETS 256
 #define DIRTY_CAP 128          /* map pages new writes may dirty per commit (the stage holds 2x: 1 MiB) */
 #define PENDING_CAP 16384      /* frees awaiting a commit */
-/* A codec this fast on a chunk (lz4 on most data, any codec on very
- * repetitive data) runs on the reactor: the hop to a worker and back
- * would cost about as much, and holds a chunk buffer longer. */
+/* A codec this fast on a chunk (lz4 or zstd on repetitive data, a codec
+ * that gives up early on data the probe could not judge) runs on the
+ * reactor: the hop to a worker and back would cost about as much, and
+ * holds a chunk buffer longer. The corpus's lz4 (~30 us) stays on workers. */
 #define CMP_INLINE_NS 8000
 
 struct cmp_io;
