@@ -1,5 +1,5 @@
 import { cpus, loadavg, release, totalmem } from "node:os";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { existsSync } from "node:fs";
 
@@ -69,6 +69,52 @@ export function ratioOf(row: BenchRow): number | null {
   const best = row.better === "lower" ? Math.min(...peers) : Math.max(...peers);
   const r = row.better === "lower" ? best / mine : mine / best;
   return Number.isFinite(r) ? Math.round(r * 1000) / 1000 : null;
+}
+
+/**
+ * CPU nanoseconds of each thread of pid so far, by thread id
+ * (/proc/PID/task/TID/schedstat field 1: ns on a CPU; /proc/PID/stat has 10 ms ticks).
+ */
+export function threadsCpuNs(pid: number): Map<string, number> {
+  const ns = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns.set(tid, Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; // a thread that just exited
+    }
+  }
+  return ns;
+}
+
+/**
+ * CPU ns between two {@link threadsCpuNs} snapshots, per thread name (/proc/PID/task/TID/comm),
+ * for threads alive at the end (a thread that exited in between is lost, as qsd's idle pool
+ * workers are: that only flatters the peer).
+ */
+export function cpuNsBetween(
+  pid: number,
+  before: Map<string, number>,
+  after: Map<string, number>,
+): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const [tid, v] of after) {
+    const delta = v - (before.get(tid) ?? 0);
+    if (delta === 0) continue;
+    let name = tid;
+    try {
+      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    byName.set(name, (byName.get(name) ?? 0) + delta);
+  }
+  return byName;
+}
+
+/** "name 1.23 ms, ..." for a {@link cpuNsBetween} result ("none" when no thread ran). */
+export function describeThreadsCpu(threads: ReadonlyMap<string, number>): string {
+  return [...threads].map(([name, ns]) => `${name} ${(ns / 1e6).toFixed(2)} ms`).join(", ") || "none";
 }
 
 /** Times `fn` `repeats` times after `warmup` untimed runs; returns milliseconds. */

@@ -33,7 +33,7 @@ import * as path from "node:path";
 import { SpdkRpcClient } from "../lib/client/spdk-rpc";
 import { DEFAULT_POLL_US } from "../lib/engine/main";
 import { packageRoot } from "../lib/engine/native";
-import type { BenchContext, BenchRow } from "./harness";
+import { type BenchContext, type BenchRow, cpuNsBetween, describeThreadsCpu, threadsCpuNs } from "./harness";
 
 const MiB = 1 << 20;
 
@@ -399,15 +399,20 @@ export async function runNbdBench(
     );
 
     say(`idle CPU over ${o.idleSeconds} s`);
-    const cpu0 = Object.fromEntries(servers.map((s) => [s.name, procCpuSeconds(s.pid)]));
+    // the reactor counters come over RPC, read outside the process window so it holds no RPC work
     const st0 = await flexbso.rpc.call<{ reactor_cpu_us: number; uptime_us: number }>("flexbso_engine_get_stats");
+    const cpu0 = new Map(servers.map((s) => [s.name, threadsCpuNs(s.pid)]));
     const t0 = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, o.idleSeconds * 1000));
-    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu1 = new Map(servers.map((s) => [s.name, threadsCpuNs(s.pid)]));
+    const wallNs = Number(process.hrtime.bigint() - t0);
     const st1 = await flexbso.rpc.call<{ reactor_cpu_us: number; uptime_us: number }>("flexbso_engine_get_stats");
-    const idleProc = Object.fromEntries(
-      servers.map((s) => [s.name, ((procCpuSeconds(s.pid) - cpu0[s.name]!) / wall) * 100]),
-    );
+    const idleProc: Record<string, number> = {};
+    for (const s of servers) {
+      const threads = cpuNsBetween(s.pid, cpu0.get(s.name)!, cpu1.get(s.name)!);
+      idleProc[s.name] = ([...threads.values()].reduce((a, b) => a + b, 0) / wallNs) * 100;
+      note(`idle: ${s.name}'s CPU by thread over ${o.idleSeconds} s: ${describeThreadsCpu(threads)}`);
+    }
     const reactorPct = ((st1.reactor_cpu_us - st0.reactor_cpu_us) / (st1.uptime_us - st0.uptime_us)) * 100;
     rows.push({
       id: "idle-cpu-reactors",
@@ -419,7 +424,7 @@ export async function runNbdBench(
     });
     rows.push({
       id: "idle-cpu-process",
-      metric: `server process idle CPU over ${o.idleSeconds} s (/proc, 10 ms resolution)`,
+      metric: `server process idle CPU over ${o.idleSeconds} s (every thread's schedstat, ns)`,
       unit: "% of a core",
       better: "lower",
       values: idleProc as BenchRow["values"],

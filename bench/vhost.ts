@@ -31,7 +31,7 @@ import * as path from "node:path";
 import { SpdkRpcClient } from "../lib/client/spdk-rpc";
 import { DEFAULT_POLL_US } from "../lib/engine/main";
 import { packageRoot } from "../lib/engine/native";
-import type { BenchContext, BenchRow } from "./harness";
+import { type BenchContext, type BenchRow, cpuNsBetween, describeThreadsCpu, threadsCpuNs } from "./harness";
 import {
   BenchError,
   exec,
@@ -225,43 +225,6 @@ const MEASURES: readonly Measure[] = [
   },
 ];
 
-/**
- * CPU nanoseconds of each thread of pid so far, by thread id
- * (/proc/PID/task/TID/schedstat field 1: ns on a CPU; /proc/PID/stat has 10 ms ticks).
- */
-function threadsCpuNs(pid: number): Map<string, number> {
-  const ns = new Map<string, number>();
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns.set(tid, Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; // a thread that just exited
-    }
-  }
-  return ns;
-}
-
-/**
- * CPU ns between two {@link threadsCpuNs} snapshots, per thread name (/proc/PID/task/TID/comm),
- * for threads alive at the end (a thread that exited in between is lost, as qsd's idle pool
- * workers are: that only flatters the peer).
- */
-function cpuNsBetween(pid: number, before: Map<string, number>, after: Map<string, number>): Map<string, number> {
-  const byName = new Map<string, number>();
-  for (const [tid, v] of after) {
-    const delta = v - (before.get(tid) ?? 0);
-    if (delta === 0) continue;
-    let name = tid;
-    try {
-      name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
-    byName.set(name, (byName.get(name) ?? 0) + delta);
-  }
-  return byName;
-}
-
 /** Idle CPU of one back-end: % of a core, and where it went (ns per thread name). */
 interface IdleCpu {
   readonly percent: number;
@@ -376,8 +339,7 @@ export async function runVhostBench(
     for (const b of backends) {
       const cpu = await idleCpu(b.pid, b.socket, o.idleSeconds);
       idle[b.name] = cpu.percent;
-      const where = [...cpu.threads].map(([name, ns]) => `${name} ${(ns / 1e6).toFixed(2)} ms`).join(", ");
-      note(`idle: ${b.name}'s CPU by thread over ${o.idleSeconds} s: ${where || "none"}`);
+      note(`idle: ${b.name}'s CPU by thread over ${o.idleSeconds} s: ${describeThreadsCpu(cpu.threads)}`);
     }
     rows.push({
       id: "idle-cpu",
