@@ -1079,6 +1079,19 @@ static void vq_start_common(struct vhost_vq *vq)
 	vq->started = true;
 }
 
+/* Starts a set-up queue of either ring kind on its reactor; `consumed`
+ * requests recovered from the inflight region are resubmitted there. */
+static int vq_launch(struct vhost_vq *vq, int consumed)
+{
+	vq_start_common(vq);
+	if (consumed > 0)
+		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
+		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
+		       vq->c->name, vq->index, consumed);
+	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
+	return 0;
+}
+
 /* A packed ring: the descriptor ring and the two event suppression
  * structures, positions and wrap counters from the base (a new ring is
  * position 0 with both counters 1). */
@@ -1119,13 +1132,7 @@ static int vq_start_packed(struct vhost_vq *vq, char *err, size_t errlen)
 	vq->pinfl = vq->infl && vq->num <= c->infl_qsize ? (struct vhu_inflight_queue_packed *)(void *)vq->infl : NULL;
 	if (vq->pinfl)
 		consumed = pinfl_recover(vq);
-	vq_start_common(vq);
-	if (consumed > 0)
-		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
-		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
-		       c->name, vq->index, consumed);
-	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
-	return 0;
+	return vq_launch(vq, consumed);
 }
 
 int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
@@ -1165,13 +1172,7 @@ int vhost_vq_start(struct vhost_vq *vq, char *err, size_t errlen)
 		consumed = vq_infl_recover(vq, used_idx);
 	vq->last_avail = consumed >= 0 ? (uint16_t)(used_idx + consumed) : vq->base;
 	vq->used_idx = used_idx;
-	vq_start_common(vq);
-	if (consumed > 0)
-		fb_log(fb_reactor_engine(vq->reactor), FB_LOG_INFO,
-		       "vhost %s: queue %u: resubmitting %d requests left in flight by the last back-end",
-		       c->name, vq->index, consumed);
-	fb_reactor_run_sync(vq->reactor, vq_start_msg, vq);
-	return 0;
+	return vq_launch(vq, consumed);
 }
 
 void vhost_vq_stop(struct vhost_vq *vq)
