@@ -23,6 +23,7 @@ import * as path from "node:path";
 import { descriptorOf, isBlockDevicePath, SIDECAR_SUFFIX } from "../model/descriptors/index.js";
 import type { Resource, ResourceOf, FunctionSpec, FileSpec, RaidSpec, CompressSpec } from "../model/types.js";
 import { formatSize } from "../model/units.js";
+import { RpcCode } from "../rpc/errors.js";
 import type { DriftItem, PlanProblem, TargetFacts } from "../plan/types.js";
 import {
   BackendError,
@@ -1006,8 +1007,10 @@ export class NativeBackend implements Backend {
       if (stats === null || typeof stats !== "object" || !("malloc_mem_limit_mib" in stats)) return undefined;
       const v = (stats as { malloc_mem_limit_mib: unknown }).malloc_mem_limit_mib;
       return typeof v === "number" && v > 0 ? v : v === null ? null : undefined;
-    } catch {
-      return undefined;
+    } catch (e) {
+      // a target without the method does not say; any other failure is the plan's to report
+      if ((e as { code?: unknown }).code === RpcCode.MethodNotFound) return undefined;
+      throw e;
     }
   }
 
