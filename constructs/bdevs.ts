@@ -1,4 +1,5 @@
 import type { Construct } from "constructs";
+import type { CompressAlgorithm } from "../lib/model/types.js";
 import { Dpu } from "./dpu.js";
 import { FlexbsoConstructError } from "./errors.js";
 import { FlexbsoBdev, refName, type BdevRef, type SynthTarget } from "./resource.js";
@@ -178,9 +179,9 @@ export interface CompressBdevProps extends PlacedProps {
    * Compression algorithm.
    * @default "lz4"
    */
-  readonly algorithm?: "deflate" | "lz4";
+  readonly algorithm?: CompressAlgorithm;
   /**
-   * 1 (fastest) to 9 (smallest); engines map it onto their own scale.
+   * The algorithm's own level, from 1 (fastest): deflate and zlib up to 9, lz4 up to 12, zstd up to 22.
    * @default 1
    */
   readonly level?: number;

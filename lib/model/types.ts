@@ -99,13 +99,16 @@ export interface RaidSpec {
   safeRead: "off" | "verify" | "repair";
 }
 
+/** Compression algorithms; their levels and what each backend offers are in the compress descriptor. */
+export type CompressAlgorithm = "deflate" | "zlib" | "lz4" | "zstd";
+
 /** A compressing bdev over a base bdev. */
 export interface CompressSpec {
   /** Name of the base bdev on the same DPU. */
   base: string;
   /** Default `lz4`. */
-  algorithm: "deflate" | "lz4";
-  /** 1 (fastest) .. 9 (smallest); engines map it onto their own scale. Default 1. */
+  algorithm: CompressAlgorithm;
+  /** The algorithm's own level, 1 (fastest) up to its maximum in the compress descriptor's `COMPRESS_LEVELS`. Default 1. */
   level: number;
   /** Which engine compresses. Default `auto`. */
   engine: "auto" | "cpu" | "doca" | "gpu";

@@ -262,6 +262,19 @@ const CASES: Case[] = [
     expect: "in-place",
   },
   {
+    name: "compress zstd level",
+    before: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, algorithm: zstd }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    after: [
+      "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb, algorithm: zstd, level: 19 }",
+      "      vm: { pf: 0, vf: 0, transport: nbd, volume: z }",
+    ],
+    address: "dpu0/compress/z",
+    expect: "in-place",
+  },
+  {
     name: "compress algorithm",
     before: [
       "      zb: { kind: malloc, size: 8MiB }\n      z: { kind: compress, base: zb }",

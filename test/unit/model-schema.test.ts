@@ -32,10 +32,20 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
   ],
   [
     "enum",
-    [raw("dpu0", "compress", "c", { base: "m", algorithm: "zstd" }), raw("dpu0", "malloc", "m", { size: 4096 })],
+    [raw("dpu0", "compress", "c", { base: "m", algorithm: "lz5" }), raw("dpu0", "malloc", "m", { size: 4096 })],
     "not-allowed",
     "algorithm",
-    'must be one of "deflate", "lz4" (got "zstd")',
+    'must be one of "deflate", "zlib", "lz4", "zstd" (got "lz5")',
+  ],
+  [
+    "level past the algorithm's range",
+    [
+      raw("dpu0", "compress", "c", { base: "m", algorithm: "lz4", level: 13 }),
+      raw("dpu0", "malloc", "m", { size: 4096 }),
+    ],
+    "bad-level",
+    "level",
+    "lz4 has levels 1 to 12 (got 13)",
   ],
   [
     "raid level enum",
@@ -60,10 +70,10 @@ const CASES: [string, RawResource[], string, string | undefined, string][] = [
   ],
   [
     "maximum",
-    [raw("dpu0", "compress", "c", { base: "m", level: 12 }), raw("dpu0", "malloc", "m", { size: 4096 })],
+    [raw("dpu0", "compress", "c", { base: "m", level: 23 }), raw("dpu0", "malloc", "m", { size: 4096 })],
     "out-of-range",
     "level",
-    "must be <= 9 (got 12)",
+    "must be <= 22 (got 23)",
   ],
   [
     "bad size string",

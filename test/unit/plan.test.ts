@@ -382,6 +382,26 @@ test("compress level: in place for new writes, applied live where the engine ser
   );
 });
 
+test("compress algorithm: zlib and zstd on the native engine; SNAP (SPDK's compress bdev) refuses them at plan time", () => {
+  const zstd = (backend: string) =>
+    plan(
+      topo(
+        BASE.replace("pfs: 2", `pfs: 2\n    backend: ${backend}`).replace(
+          "z: { kind: compress, base: r }",
+          "z: { kind: compress, base: r, algorithm: zstd, level: 19 }",
+        ),
+      ),
+      EMPTY,
+    );
+  assert.equal(zstd("native").errors, []);
+  const snap = zstd("snap");
+  assert.equal(
+    snap.errors.map((e) => [e.address, e.field]),
+    [["d/compress/z", "algorithm"]],
+  );
+  assert.match(snap.errors[0]!.fix, "offers deflate and lz4");
+});
+
 test("data wording: deletes and replaces of file bdevs say what happens to the file", () => {
   const retained = topo(
     BASE.replace(

@@ -1,6 +1,6 @@
 import { destroy, inPlace, needsRpc, refuse, type KindDescriptor, type Need } from "../descriptor.js";
 import { isPowerOfTwo, parseSize } from "../units.js";
-import type { CompressSpec } from "../types.js";
+import type { CompressAlgorithm, CompressSpec } from "../types.js";
 import { DEFAULTS, nameSchema, sizeSchema } from "./common.js";
 
 const CREATE_RPC = "bdev_compress_create";
@@ -34,6 +34,21 @@ const nativeEngine = (s: CompressSpec): Need[] =>
         ),
       ]
     : [];
+/** Each algorithm's highest level (level 1 is the fastest everywhere). */
+export const COMPRESS_LEVELS: Readonly<Record<CompressAlgorithm, number>> = { deflate: 9, zlib: 9, lz4: 12, zstd: 22 };
+
+/** SPDK's compress bdev, which SNAP runs, offers deflate and lz4 only. */
+const snapAlgorithm = (s: CompressSpec): Need[] =>
+  s.algorithm === "zlib" || s.algorithm === "zstd"
+    ? [
+        refuse(
+          `compression algorithm '${s.algorithm}'`,
+          "SPDK's compress bdev offers deflate and lz4: set algorithm: deflate or lz4, or use a DPU with backend: native",
+          "algorithm",
+        ),
+      ]
+    : [];
+
 /** ISA-L's deflate has levels 0 to 3 (the engine's comp_level for deflate). */
 const nativeLevel = (s: CompressSpec): Need[] =>
   s.algorithm === "deflate" && s.level > 3
@@ -56,8 +71,8 @@ export const compress: KindDescriptor<"compress"> = {
     required: ["base"],
     properties: {
       base: nameSchema,
-      algorithm: { enum: ["deflate", "lz4"] },
-      level: { type: "integer", minimum: 1, maximum: 9 },
+      algorithm: { enum: Object.keys(COMPRESS_LEVELS) },
+      level: { type: "integer", minimum: 1, maximum: Math.max(...Object.values(COMPRESS_LEVELS)) },
       engine: { enum: ["auto", "cpu", "doca", "gpu"] },
       chunkSize: sizeSchema,
     },
@@ -70,6 +85,13 @@ export const compress: KindDescriptor<"compress"> = {
       engine: (i["engine"] as CompressSpec["engine"] | undefined) ?? DEFAULTS.engine,
       chunkSize: parseSize(i["chunkSize"] ?? DEFAULTS.chunkSize)!,
     };
+    if (out.level > COMPRESS_LEVELS[out.algorithm]) {
+      problems.push({
+        code: "bad-level",
+        path: ["level"],
+        message: `${out.algorithm} has levels 1 to ${COMPRESS_LEVELS[out.algorithm]} (got ${out.level})`,
+      });
+    }
     if (!isPowerOfTwo(out.chunkSize) || out.chunkSize < 4096 || out.chunkSize > 128 * 1024) {
       problems.push({
         code: "bad-chunk-size",
@@ -101,6 +123,9 @@ export const compress: KindDescriptor<"compress"> = {
       create: (s) => [create, ...nativeEngine(s), ...nativeLevel(s)],
       update: { level: (_before, after) => [liveLevel, ...nativeLevel(after)], engine: () => [live("engine")] },
     },
-    snap: { create: () => [create], update: { level: () => [liveLevel], engine: () => [live("engine")] } },
+    snap: {
+      create: (s) => [create, ...snapAlgorithm(s)],
+      update: { level: () => [liveLevel], engine: () => [live("engine")] },
+    },
   },
 };
