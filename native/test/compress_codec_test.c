@@ -307,6 +307,49 @@ TEST(test_probe)
 	fb_cmp_codec_ctxs_free(&ctxs);
 }
 
+/* A stream's probe (fb_cmp_probe_next) judges long runs of random chunks
+ * at a glance, but chunks that fool the glance (the first quarter random,
+ * the rest zeros: the codec saves ~3/4) go raw for at most
+ * FB_CMP_RUN_FULL - 1 chunks in a row, at every phase of the run; after
+ * that they all reach the codec. Text after a random run is caught at
+ * once, and random chunks stay raw throughout. */
+TEST(test_probe_run)
+{
+	const size_t n = 16384;
+	uint8_t *b = malloc(n);
+	uint64_t seed = 1;
+	unsigned most = 0;
+
+	CHECK(b);
+	for (unsigned lead = 1; lead < 4 * FB_CMP_RUN_FULL + FB_CMP_RUN_GLANCE; lead++) {
+		struct fb_cmp_probe_run run = {0};
+		unsigned raw = 0;
+
+		for (unsigned i = 0; i < lead; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+		}
+		for (unsigned i = 0; i < 3 * FB_CMP_RUN_FULL; i++) {
+			fill(b, n, RANDOM, seed++);
+			memset(b + n / 4, 0, n - n / 4);
+			if (fb_cmp_probe_next(&run, b, n) == FB_CMP_PROBE_RAW)
+				CHECK_EQ(++raw, i + 1); /* raw only before the first full probe */
+		}
+		CHECK(raw <= FB_CMP_RUN_FULL - 1);
+		most = raw > most ? raw : most;
+		/* A new random run, then text: no glance lets text by. */
+		for (unsigned i = 0; i < lead; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+		}
+		fill(b, n, TEXT, seed++);
+		CHECK(fb_cmp_probe_next(&run, b, n) != FB_CMP_PROBE_RAW);
+	}
+	/* The glance is used: some phase reaches the bound. */
+	CHECK_EQ(most, FB_CMP_RUN_FULL - 1);
+	free(b);
+}
+
 int main(void)
 {
 	RUN(test_crc32c);
@@ -316,6 +359,7 @@ int main(void)
 	RUN(test_damaged_streams);
 	RUN(test_none);
 	RUN(test_probe);
+	RUN(test_probe_run);
 	fprintf(stderr, "compress_codec_test: ok\n");
 	return 0;
 }

@@ -113,7 +113,9 @@ struct cmp_bdev {
 
 struct cmp_channel {
 	struct fb_io_channel *base_ch;
-	bool last_raw;                /* this reactor's last probed chunk went raw (see merge) */
+	/* Touched only on the channel's reactor (merge). */
+	struct fb_cmp_probe_run probe;
+	bool last_raw;                /* the last chunk probed went raw */
 };
 
 struct cmp_io {

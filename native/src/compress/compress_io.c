@@ -496,7 +496,7 @@ static void merge(struct cmp_io *c)
 			c->plain_crc = fb_cmp_crc32c(p, c->cb->chunk);
 			c->plain_crc_ok = true;
 		}
-		probe = fb_cmp_probe(p, c->cb->chunk);
+		probe = fb_cmp_probe_next(&cc->probe, p, c->cb->chunk);
 	}
 	/* Chunks the probe is unsure of (slightly uneven bytes: fio's
 	 * buffers, media with headers) go raw while the last four such tries
