@@ -161,14 +161,15 @@ static unsigned probe_windows(const uint8_t *p, size_t len, unsigned stage, size
 	return pairs;
 }
 
-/* Cleared with 32-byte stores: a memset of it compiles to `rep stos`,
- * whose start-up cost was most of the probe's. */
+/* A count table, cleared with 32-byte stores: a memset of it compiles to
+ * `rep stos`, whose start-up cost was most of the probe's. */
 typedef uint8_t probe_v32 __attribute__((vector_size(32)));
-#define PROBE_COUNT_CLEAR(count)                         \
-	do {                                             \
-		for (int i_ = 0; i_ < 8; i_++)           \
-			(count)[i_] = (probe_v32){0};    \
-	} while (0)
+
+static inline void probe_clear(probe_v32 count[8])
+{
+	for (int i = 0; i < 8; i++)
+		count[i] = (probe_v32){0};
+}
 
 enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len)
 {
@@ -179,7 +180,7 @@ enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len)
 
 	if (len < 4096) /* the windows need 1 KiB quarters: too short to judge, run the codec */
 		return FB_CMP_PROBE_CODEC;
-	PROBE_COUNT_CLEAR(count);
+	probe_clear(count);
 	pairs = probe_windows(p, len, 0, 4, (uint8_t *)count);
 	/* Random bytes give N(N-1)/512 = 31.75 pairs on average (standard
 	 * deviation ~5.6); text and code give hundreds. Under 1.5x random's
@@ -207,7 +208,7 @@ static bool glance_random(const uint8_t *p, size_t len)
 	enum { N = 32 };
 	probe_v32 count[8];
 
-	PROBE_COUNT_CLEAR(count);
+	probe_clear(count);
 	return probe_windows(p, len, 0, 1, (uint8_t *)count) * 512 < (unsigned)N * (N - 1) * 3;
 }
 

@@ -486,8 +486,8 @@ static void merge(struct cmp_io *c)
 	 * ~1.8 us a raw chunk takes in all. So after a chunk that went raw,
 	 * the CRC32C a raw chunk needs is taken first, streaming the chunk
 	 * in, and the probe reads it from cache. A wrong guess costs that CRC
-	 * on a chunk the codec then shrinks (~0.5 us of lz4's ~30 us); the
-	 * probe itself still judges every chunk. */
+	 * on a chunk the codec then shrinks (~0.5 us of lz4's ~30 us). Long
+	 * random runs are judged at a glance (fb_cmp_probe_next's bound). */
 	c->plain_crc_ok = false;
 	if (c->cb->codec->algo == FB_CMP_NONE) {
 		probe = FB_CMP_PROBE_RAW;
