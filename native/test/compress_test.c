@@ -488,8 +488,7 @@ TEST(test_probe_runs)
 	struct fb_bdev_desc *desc;
 	struct fb_err err;
 	/* Chunks [0, 24) random, [24, 48) text but every 3rd random, [48, 73)
-	 * random, [73, 96) fooling: the run's phase there leaves the glance
-	 * its most chunks. */
+	 * random, [73, 96) fooling. */
 	const size_t chunk = 16384, nchunks = 96, text = 24, random2 = 48, fool = 73;
 	const size_t nraw = text + (random2 - text) / 3 + fool - random2;
 	uint8_t *ref = th_aligned(4096, nchunks * chunk);

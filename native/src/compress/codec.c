@@ -216,14 +216,18 @@ enum fb_cmp_probe fb_cmp_probe_next(struct fb_cmp_probe_run *run, const void *bu
 {
 	enum fb_cmp_probe v;
 
-	/* run->raw wraps after 2^32 chunks: the run then starts over. */
-	if (run->raw >= FB_CMP_RUN_GLANCE && run->raw % FB_CMP_RUN_FULL != 0 && len >= 4096 &&
-	    glance_random(buf, len)) {
-		run->raw++;
+	if (run->raw >= FB_CMP_RUN_GLANCE && run->glances && len >= 4096 && glance_random(buf, len)) {
+		run->glances--;
 		return FB_CMP_PROBE_RAW;
 	}
 	v = fb_cmp_probe(buf, len);
-	run->raw = v == FB_CMP_PROBE_RAW ? run->raw + 1 : 0;
+	run->raw = v != FB_CMP_PROBE_RAW ? 0 : run->raw < FB_CMP_RUN_GLANCE ? run->raw + 1 : run->raw;
+	/* 0 to FB_CMP_RUN_FULL - 1 glances until the next full probe, drawn
+	 * (an LCG's top bits): at a fixed period, a writer that interleaves
+	 * random chunks with compressible ones in step could keep every
+	 * compressible one at a glance. */
+	run->lcg = run->lcg * 1664525u + 1013904223u;
+	run->glances = run->lcg >> 29;
 	return v;
 }
 
