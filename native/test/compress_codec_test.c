@@ -307,6 +307,75 @@ TEST(test_probe)
 	fb_cmp_codec_ctxs_free(&ctxs);
 }
 
+/* Random bytes in the first quarter, zeros after: the codec saves ~3/4,
+ * but the chunk's first bytes look random. */
+static void fill_fooling(uint8_t *b, size_t n, uint64_t seed)
+{
+	fill(b, n, RANDOM, seed);
+	memset(b + n / 4, 0, n - n / 4);
+}
+
+/* A stream's probe (fb_cmp_probe_next) judges long runs of random chunks
+ * at a glance, but chunks that fool the glance go raw for at most
+ * FB_CMP_RUN_FULL - 1 chunks in a row, at every phase of the run; after
+ * that they all reach the codec. Mixed in with random chunks in step
+ * (random, fooling, random, ...: a fixed period of full probes could miss
+ * every fooling one), they are caught too. Text after a random run is
+ * caught at once, and random chunks stay raw throughout. */
+TEST(test_probe_run)
+{
+	const size_t n = 16384;
+	uint8_t *b = malloc(n);
+	uint64_t seed = 1;
+	unsigned most = 0, most_mixed = 0;
+
+	CHECK(b);
+	for (unsigned lead = 1; lead < 4 * FB_CMP_RUN_FULL + FB_CMP_RUN_GLANCE; lead++) {
+		struct fb_cmp_probe_run run = {0};
+		unsigned raw = 0;
+
+		for (unsigned i = 0; i < lead; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+		}
+		for (unsigned i = 0; i < 3 * FB_CMP_RUN_FULL; i++) {
+			fill_fooling(b, n, seed++);
+			if (fb_cmp_probe_next(&run, b, n) == FB_CMP_PROBE_RAW)
+				CHECK_EQ(++raw, i + 1); /* raw only before the first full probe */
+		}
+		CHECK(raw <= FB_CMP_RUN_FULL - 1);
+		most = raw > most ? raw : most;
+		/* A new random run, then chunks in step: random, fooling. */
+		for (unsigned i = 0; i < lead; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+		}
+		raw = 0;
+		for (unsigned i = 0; i < 100; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+			fill_fooling(b, n, seed++);
+			if (fb_cmp_probe_next(&run, b, n) == FB_CMP_PROBE_RAW)
+				CHECK_EQ(++raw, i + 1);
+		}
+		most_mixed = raw > most_mixed ? raw : most_mixed;
+		/* A new random run, then text: no glance lets text by. */
+		for (unsigned i = 0; i < lead; i++) {
+			fill(b, n, RANDOM, seed++);
+			CHECK_EQ(fb_cmp_probe_next(&run, b, n), FB_CMP_PROBE_RAW);
+		}
+		fill(b, n, TEXT, seed++);
+		CHECK(fb_cmp_probe_next(&run, b, n) != FB_CMP_PROBE_RAW);
+	}
+	fprintf(stderr, "    fooling chunks raw in a row: at most %u alone, %u mixed with random\n", most,
+		most_mixed);
+	/* The glance is used, and the mixed ones meet a full probe soon
+	 * (each about 1 time in 4.5). */
+	CHECK(most > 0);
+	CHECK(most_mixed <= 4 * FB_CMP_RUN_FULL);
+	free(b);
+}
+
 int main(void)
 {
 	RUN(test_crc32c);
@@ -316,6 +385,7 @@ int main(void)
 	RUN(test_damaged_streams);
 	RUN(test_none);
 	RUN(test_probe);
+	RUN(test_probe_run);
 	fprintf(stderr, "compress_codec_test: ok\n");
 	return 0;
 }

@@ -438,6 +438,25 @@ TEST(test_space)
 	free(z);
 }
 
+/* Creates COMP_M0 with codec algo (16 KiB chunks, nchunks of them) on a
+ * malloc base with room for them all stored raw twice, and writes ref's
+ * chunks to it whole, one after another, from reactor 0. */
+static void write_chunks(struct fb_engine *e, const char *algo, const uint8_t *ref, size_t nchunks)
+{
+	const size_t chunk = 16384;
+	struct fb_bdev_desc *desc;
+	struct fb_err err;
+
+	CHECK_OK(th_malloc(e, "M0", 2 * nchunks * chunk / SECT + 8192, 512, &err));
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
+			"{\"base_bdev_name\":\"M0\",\"comp_algo\":\"%s\",\"lb_size\":512,"
+			"\"num_blocks\":%zu}", algo, nchunks * chunk / SECT));
+	CHECK_OK(th_open(e, "COMP_M0", true, &desc, &err));
+	for (size_t i = 0; i < nchunks; i++)
+		CHECK_EQ(th_write(e, 0, desc, ref + i * chunk, i * chunk / SECT, chunk / SECT), 0);
+	fb_bdev_close(desc);
+}
+
 /* Chunks of slightly uneven random bytes (1 in 20 zero: ~2% to gain, not
  * the 1/8 the early abort asks) leave the probe unsure; after a few codec
  * tries that do not shrink, the bdev stores such chunks raw without a try
@@ -445,7 +464,6 @@ TEST(test_space)
 TEST(test_unsure_learns)
 {
 	struct fb_engine *e = th_engine(1);
-	struct fb_bdev_desc *desc;
 	struct fb_err err;
 	const size_t chunk = 16384, nchunks = 512;
 	uint8_t *ref = th_aligned(4096, nchunks * chunk);
@@ -456,20 +474,55 @@ TEST(test_unsure_learns)
 
 		ref[i] = r % 20 == 0 ? 0 : (uint8_t)(r >> 32);
 	}
-	CHECK_OK(th_malloc(e, "M0", 2 * nchunks * chunk / SECT + 8192, 512, &err));
-	CHECK_OK(th_rpc(e, &err, "bdev_compress_create",
-			"{\"base_bdev_name\":\"M0\",\"comp_algo\":\"zlib\",\"lb_size\":512,"
-			"\"num_blocks\":%zu}", nchunks * chunk / SECT));
-	CHECK_OK(th_open(e, "COMP_M0", true, &desc, &err));
-	for (size_t i = 0; i < nchunks; i++)
-		CHECK_EQ(th_write(e, 0, desc, ref + i * chunk, i * chunk / SECT, chunk / SECT), 0);
-	fb_bdev_close(desc);
+	write_chunks(e, "zlib", ref, nchunks);
 	tries = stat_u64(e, "COMP_M0", "early_aborts");
 	fprintf(stderr, "    %zu chunks: %llu codec tries that did not shrink, %llu stored raw by the probe\n",
 		nchunks, (unsigned long long)tries, (unsigned long long)stat_u64(e, "COMP_M0", "probe_raw"));
 	CHECK_EQ(stat_u64(e, "COMP_M0", "physical_bytes"), nchunks * chunk);
 	CHECK(tries < nchunks / 16);
 	verify_all(e, "COMP_M0", ref);
+	CHECK_OK(th_rpc(e, &err, "bdev_compress_delete", "{\"name\":\"COMP_M0\"}"));
+	fb_engine_destroy(e);
+	free(ref);
+}
+
+/* Whole-chunk writes that switch between random data and data a codec
+ * shrinks, through one reactor: after random chunks the bdev takes the
+ * chunk's CRC32C before the probe, and glances at long random runs. Every
+ * chunk reads back (a CRC32C taken for raw but the chunk compressed fails
+ * the read), text after random is compressed at once, and chunks that
+ * fool the glance (random first quarter, zeros after) go raw for at most
+ * FB_CMP_RUN_FULL - 1 chunks after a random run. */
+TEST(test_probe_runs)
+{
+	struct fb_engine *e = th_engine(1);
+	struct fb_err err;
+	/* Chunks [0, 24) random, [24, 48) text but every 3rd random, [48, 73)
+	 * random, [73, 96) fooling. */
+	const size_t chunk = 16384, nchunks = 96, text = 24, random2 = 48, fool = 73;
+	const size_t nraw = text + (random2 - text) / 3 + fool - random2;
+	uint8_t *ref = th_aligned(4096, nchunks * chunk);
+	uint64_t seed = 5, physical, raw;
+
+	th_fill_random(ref, nchunks * chunk, &seed);
+	for (size_t i = text; i < random2; i++)
+		if (i % 3)
+			for (size_t j = 0; j < chunk; j++)
+				ref[i * chunk + j] = (uint8_t)"chunk map of the flush\n"[(j + i) % 23];
+	for (size_t i = fool; i < nchunks; i++)
+		memset(ref + i * chunk + chunk / 4, 0, chunk - chunk / 4);
+	write_chunks(e, "lz4", ref, nchunks);
+	physical = stat_u64(e, "COMP_M0", "physical_bytes");
+	raw = stat_u64(e, "COMP_M0", "probe_raw");
+	fprintf(stderr, "    %zu chunks: %llu B physical, %llu stored raw by the probe (%zu random)\n",
+		nchunks, (unsigned long long)physical, (unsigned long long)raw, nraw);
+	/* Raw: the random chunks and at most FB_CMP_RUN_FULL - 1 fooling
+	 * ones; the rest compress (text to under 1/8, fooling to under 1/2). */
+	CHECK(raw >= nraw && raw <= nraw + FB_CMP_RUN_FULL - 1);
+	CHECK(physical <= (nraw + FB_CMP_RUN_FULL - 1) * chunk + (random2 - text) * chunk / 8 +
+			      (nchunks - fool) * chunk / 2);
+	verify_all(e, "COMP_M0", ref);
+	CHECK_EQ(stat_u64(e, "COMP_M0", "crc_errors"), 0);
 	CHECK_OK(th_rpc(e, &err, "bdev_compress_delete", "{\"name\":\"COMP_M0\"}"));
 	fb_engine_destroy(e);
 	free(ref);
@@ -797,6 +850,7 @@ int main(void)
 	RUN(test_workload_every_codec);
 	RUN(test_space);
 	RUN(test_unsure_learns);
+	RUN(test_probe_runs);
 	RUN(test_reopen_from_base);
 	RUN(test_fast_codec_writes);
 	fprintf(stderr, "compress_test: ok\n");

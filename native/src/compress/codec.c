@@ -130,50 +130,58 @@ const struct fb_cmp_codec fb_cmp_codec_none = {
 	.decompress = none_decompress,
 };
 
-/* Pairs of equal bytes among four 32-byte windows of buf (stage 0 or 1),
- * added to count (and to the pairs so far). Window w of a stage lies in
- * quarter w (its 4 KiB page, for 16 KiB chunks), at a 512-byte block
- * spread over the quarter (0, 1/4, 1/2, 3/4 of it for stage 0; 1/8 later
- * for stage 1), so a page whose data is all in one half is seen; within
- * its block at w * 136 + stage * 68 bytes: no two windows at the same
- * offset of a block or of an 8-byte word, as data made block by block
- * from one generator (fio's buffers) repeats bytes at equal offsets of
- * each block, which no codec can use but aligned windows would count.
- * Windows in the first lines of each page only would be ~2% cheaper on
- * random writes (the CRC32C misses those lines anyway) but store pages
- * with a random first half raw, and count fio's per-block stamps: through
- * NBD, zlib took 40x longer on fio's random writes than codec none. */
-static unsigned probe_windows(const uint8_t *p, size_t len, unsigned stage, uint8_t count[256])
+/* Pairs of equal bytes among nwin (4, or 1 for a glance) 32-byte windows
+ * of buf (stage 0 or 1), added to count (and to the pairs so far). Window
+ * w of a stage lies in quarter w (its 4 KiB page, for 16 KiB chunks), at
+ * a 512-byte block spread over the quarter (0, 1/4, 1/2, 3/4 of it for
+ * stage 0; 1/8 later for stage 1), so a page whose data is all in one
+ * half is seen; within its block at w * 136 + stage * 68 bytes: no two
+ * windows at the same offset of a block or of an 8-byte word, as data
+ * made block by block from one generator (fio's buffers) repeats bytes at
+ * equal offsets of each block, which no codec can use but aligned windows
+ * would count. Windows in the first lines of each page only would be ~2%
+ * cheaper on random writes (the CRC32C misses those lines anyway) but
+ * store pages with a random first half raw, and count fio's per-block
+ * stamps: through NBD, zlib took 40x longer on fio's random writes than
+ * codec none. */
+static unsigned probe_windows(const uint8_t *p, size_t len, unsigned stage, size_t nwin,
+			      uint8_t count[256])
 {
 	enum { WIN = 32, NWIN = 4 };
 	size_t q = len / NWIN, off[NWIN];
 	unsigned pairs = 0;
 
-	for (size_t w = 0; w < NWIN; w++) {
+	for (size_t w = 0; w < nwin; w++) {
 		off[w] = q * w + (q - 512) * (2 * w + stage) / 8 / 512 * 512 + w * 136 + stage * 68;
 		__builtin_prefetch(p + off[w]); /* the misses at once, not one after another */
 	}
-	for (size_t w = 0; w < NWIN; w++)
+	for (size_t w = 0; w < nwin; w++)
 		for (size_t i = 0; i < WIN; i++)
 			pairs += count[p[off[w] + i]]++;
 	return pairs;
+}
+
+/* A count table, cleared with 32-byte stores: a memset of it compiles to
+ * `rep stos`, whose start-up cost was most of the probe's. */
+typedef uint8_t probe_v32 __attribute__((vector_size(32)));
+
+static inline void probe_clear(probe_v32 count[8])
+{
+	for (int i = 0; i < 8; i++)
+		count[i] = (probe_v32){0};
 }
 
 enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len)
 {
 	enum { N = 128 };
 	const uint8_t *p = buf;
-	/* Cleared with eight 32-byte stores: a memset of it compiles to
-	 * `rep stos`, whose start-up cost was most of the probe's. */
-	typedef uint8_t v32 __attribute__((vector_size(32)));
-	v32 count[8];
+	probe_v32 count[8];
 	unsigned pairs;
 
 	if (len < 4096) /* the windows need 1 KiB quarters: too short to judge, run the codec */
 		return FB_CMP_PROBE_CODEC;
-	for (int i = 0; i < 8; i++)
-		count[i] = (v32){0};
-	pairs = probe_windows(p, len, 0, (uint8_t *)count);
+	probe_clear(count);
+	pairs = probe_windows(p, len, 0, 4, (uint8_t *)count);
 	/* Random bytes give N(N-1)/512 = 31.75 pairs on average (standard
 	 * deviation ~5.6); text and code give hundreds. Under 1.5x random's
 	 * mean: raw. Over 3x: the codec. */
@@ -188,8 +196,39 @@ enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len)
 	 * where the byte histogram is all a codec could use, 2x is 7 bits of
 	 * entropy per byte, the most that saves the 1/8 (random: 11 sigma
 	 * below). Data with long repeats has far more pairs than that. */
-	pairs += probe_windows(p, len, 1, (uint8_t *)count);
+	pairs += probe_windows(p, len, 1, 4, (uint8_t *)count);
 	return pairs * 512 < (unsigned)(2 * N) * (2 * N - 1) * 2 ? FB_CMP_PROBE_RAW : FB_CMP_PROBE_UNSURE;
+}
+
+/* One window, the chunk's first 32 bytes: random bytes give 1.94 pairs on
+ * average; up to 3x that (5) passes as random (~1 random chunk in 70 gets
+ * the full probe), where text gives tens. */
+static bool glance_random(const uint8_t *p, size_t len)
+{
+	enum { N = 32 };
+	probe_v32 count[8];
+
+	probe_clear(count);
+	return probe_windows(p, len, 0, 1, (uint8_t *)count) * 512 < (unsigned)N * (N - 1) * 3;
+}
+
+enum fb_cmp_probe fb_cmp_probe_next(struct fb_cmp_probe_run *run, const void *buf, size_t len)
+{
+	enum fb_cmp_probe v;
+
+	if (run->raw >= FB_CMP_RUN_GLANCE && run->glances && len >= 4096 && glance_random(buf, len)) {
+		run->glances--;
+		return FB_CMP_PROBE_RAW;
+	}
+	v = fb_cmp_probe(buf, len);
+	run->raw = v != FB_CMP_PROBE_RAW ? 0 : run->raw < FB_CMP_RUN_GLANCE ? run->raw + 1 : run->raw;
+	/* 0 to FB_CMP_RUN_FULL - 1 glances until the next full probe, drawn
+	 * (an LCG's top bits): at a fixed period, a writer that interleaves
+	 * random chunks with compressible ones in step could keep every
+	 * compressible one at a glance. */
+	run->lcg = run->lcg * 1664525u + 1013904223u;
+	run->glances = run->lcg >> 29;
+	return v;
 }
 
 bool fb_cmp_looks_incompressible(const void *buf, size_t len)

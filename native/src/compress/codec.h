@@ -79,6 +79,24 @@ bool fb_cmp_looks_incompressible(const void *buf, size_t len);
 enum fb_cmp_probe { FB_CMP_PROBE_CODEC, FB_CMP_PROBE_UNSURE, FB_CMP_PROBE_RAW };
 enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len);
 
+/* The probe for a stream of chunks from one writer (the bdev keeps one
+ * per channel): once FB_CMP_RUN_GLANCE chunks in a row were judged RAW, a
+ * chunk whose first 32 bytes look random is judged RAW at a glance
+ * (~1/4 of the probe's counting), but after 0 to FB_CMP_RUN_FULL - 1
+ * glances (drawn anew each time) a chunk gets the full probe. So
+ * compressible data that the glance misses (random first bytes,
+ * compressible rest) goes raw for at most FB_CMP_RUN_FULL - 1 chunks in a
+ * row; mixed in with random chunks, each such chunk meets a full probe
+ * about 1 time in 4.5, whatever the pattern. A verdict other than RAW
+ * ends the run. Start a run zeroed. */
+enum { FB_CMP_RUN_GLANCE = 8, FB_CMP_RUN_FULL = 8 };
+struct fb_cmp_probe_run {
+	unsigned raw;     /* chunks in a row judged RAW by the full probe, up to FB_CMP_RUN_GLANCE */
+	unsigned glances; /* glances left before the next full probe */
+	uint32_t lcg;     /* draws glances */
+};
+enum fb_cmp_probe fb_cmp_probe_next(struct fb_cmp_probe_run *run, const void *buf, size_t len);
+
 /* A thread's contexts for every codec, created on first use. */
 struct fb_cmp_codec_ctxs {
 	void *ctx[FB_CMP_ALGO_MAX + 1];

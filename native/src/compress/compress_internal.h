@@ -113,6 +113,9 @@ struct cmp_bdev {
 
 struct cmp_channel {
 	struct fb_io_channel *base_ch;
+	/* Touched only on the channel's reactor (merge). */
+	struct fb_cmp_probe_run probe;
+	bool last_raw;                /* the last chunk probed went raw */
 };
 
 struct cmp_io {
@@ -135,6 +138,8 @@ struct cmp_io {
 	bool locked;
 	bool raw_hint;                /* the probe found the chunk incompressible */
 	bool unsure;                  /* the probe could not tell: the codec's result teaches it */
+	bool plain_crc_ok;            /* plain_crc is plainp's CRC32C, taken before the probe */
+	uint32_t plain_crc;
 	uint8_t *buf[2];              /* chunk buffers from the channel (NULL: not taken) */
 	uint8_t *user;                /* the caller's buffer when it is the whole chunk */
 	uint8_t *plainp;              /* the chunk's plain bytes (user or a chunk buffer) */
