@@ -18,7 +18,7 @@
  * empty segment with no bitmap free untracks a sampled, nearly full one.
  *
  * Open rebuilds free space from the map with a transient pool of one
- * bitmap per segment (up to 1 bit per unit, 122 MB per TB at 512-byte
+ * bitmap per segment (up to 1 bit per unit, 244 MB per TB at 512-byte
  * units, only touched for partly used segments), then fb_cmp_alloc_trim
  * keeps the budget's worth (the emptiest partly used segments) before the
  * volume serves I/O.

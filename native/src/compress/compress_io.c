@@ -414,7 +414,7 @@ static void encoded_retry(struct cmp_io *c)
 static void encoded(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
-	bool wait;
+	bool wait, reclaim;
 	int rc;
 
 	if (c->rc) {
@@ -429,14 +429,18 @@ static void encoded(struct cmp_io *c)
 	rc = fb_cmp_map_alloc(&cb->map, fb_cmp_entry_len(&c->neu), &c->neu.unit);
 	/* Out of space: a commit releases pending frees, if there are any. */
 	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n || cb->committing);
+	reclaim = !rc && fb_cmp_map_reclaim_due(&cb->map);
 	pthread_mutex_unlock(&cb->mu);
 	if (rc) {
+		/* Then a reclaim pass, if some space is stranded (alloc.h). */
 		if (wait)
 			fb_cmp_commit_wait(c, encoded_retry);
-		else
+		else if (!fb_cmp_reclaim_wait(c, encoded_retry))
 			cio_finish(c, -ENOSPC);
 		return;
 	}
+	if (reclaim)
+		fb_cmp_reclaim_kick(cb, fb_cmp_io_reactor(c));
 	c->neu_allocated = true;
 	write_data(c);
 }
