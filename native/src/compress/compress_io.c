@@ -427,8 +427,10 @@ static void encoded(struct cmp_io *c)
 	}
 	pthread_mutex_lock(&cb->mu);
 	rc = fb_cmp_map_alloc(&cb->map, fb_cmp_entry_len(&c->neu), &c->neu.unit);
-	/* Out of space: a commit releases pending frees, if there are any. */
-	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n || cb->committing);
+	/* Out of space: a commit releases pending frees, if there are any (the
+	 * lists include the commit in flight's; a commit without frees would
+	 * give nothing, and waiting for one would loop while others commit). */
+	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n);
 	reclaim = !rc && fb_cmp_map_reclaim_due(&cb->map);
 	pthread_mutex_unlock(&cb->mu);
 	if (rc) {
