@@ -204,7 +204,9 @@ int fb_cmp_alloc_init(struct fb_cmp_alloc *a, uint64_t units)
 	a->seg_used = calloc((size_t)a->nsegs, sizeof(*a->seg_used));
 	a->seg_inflight = calloc((size_t)a->nsegs, sizeof(*a->seg_inflight));
 	a->seg_bm = calloc((size_t)a->nsegs, sizeof(*a->seg_bm));
-	if (!a->seg_used || !a->seg_inflight || !a->seg_bm || pool_alloc(a, (uint32_t)a->nsegs)) {
+	a->hist = calloc(FB_CMP_SEG_UNITS + 1, sizeof(*a->hist));
+	if (!a->seg_used || !a->seg_inflight || !a->seg_bm || !a->hist ||
+	    pool_alloc(a, (uint32_t)a->nsegs)) {
 		fb_cmp_alloc_fini(a);
 		return -ENOMEM;
 	}
@@ -216,6 +218,7 @@ void fb_cmp_alloc_fini(struct fb_cmp_alloc *a)
 	free(a->seg_used);
 	free(a->seg_inflight);
 	free(a->seg_bm);
+	free(a->hist);
 	pool_free_all(a);
 	memset(a, 0, sizeof(*a));
 }
@@ -238,18 +241,17 @@ static uint64_t threshold(const uint32_t *hist, uint64_t want)
 int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget)
 {
 	struct fb_cmp_alloc old = *a;
-	uint32_t *hist, kept = 0;
+	uint32_t *hist = a->hist, kept = 0;
 	uint64_t t, at_t;
 
 	if (budget < FB_CMP_ALLOC_MIN_BUDGET)
 		budget = FB_CMP_ALLOC_MIN_BUDGET;
-	hist = calloc(FB_CMP_SEG_UNITS + 1, sizeof(*hist));
-	if (!hist || pool_alloc(a, budget)) {
-		free(hist);
+	if (pool_alloc(a, budget)) {
 		pool_free_all(a);
 		*a = old;
 		return -ENOMEM;
 	}
+	memset(hist, 0, (FB_CMP_SEG_UNITS + 1) * sizeof(*hist));
 	a->open_bitmaps = old.pool_top;
 	for (uint32_t i = 0; i < old.pool_top; i++)
 		if (old.pool_state[i] == FB_CMP_BM_TRACKED)
@@ -260,7 +262,6 @@ int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget)
 	for (uint64_t f = t + 1; f <= FB_CMP_SEG_UNITS; f++)
 		at_t += hist[f];
 	at_t = budget - at_t;
-	free(hist);
 	a->pool_nfree = 0;
 	a->pool_top = 0;
 	a->bitmaps = 0;
@@ -421,14 +422,12 @@ static bool eligible(const struct fb_cmp_alloc *a, uint64_t s)
 
 uint32_t fb_cmp_alloc_reclaim_pick(struct fb_cmp_alloc *a, bool urgent)
 {
-	uint32_t *hist = calloc(FB_CMP_SEG_UNITS + 1, sizeof(*hist));
-	uint32_t slots = fb_cmp_alloc_free_slots(a), want, picked = 0;
+	uint32_t *hist = a->hist, slots = fb_cmp_alloc_free_slots(a), want, picked = 0;
 	uint64_t t;
 
-	if (!hist || a->pool_cap <= 3) {
-		free(hist);
+	if (a->pool_cap <= 3)
 		return 0;
-	}
+	memset(hist, 0, (FB_CMP_SEG_UNITS + 1) * sizeof(*hist));
 	for (uint64_t s = 0; s < a->nsegs; s++)
 		if (eligible(a, s))
 			hist[seg_stranded(a, s)]++;
@@ -454,7 +453,6 @@ uint32_t fb_cmp_alloc_reclaim_pick(struct fb_cmp_alloc *a, bool urgent)
 	}
 	if (want > slots)
 		want = slots;
-	free(hist);
 	/* Those with more than t free units, then those with t. */
 	for (int round = 0; round < 2 && picked < want; round++) {
 		for (uint64_t s = 0; s < a->nsegs && picked < want; s++) {
@@ -547,5 +545,5 @@ uint64_t fb_cmp_alloc_slot_bytes(void)
 uint64_t fb_cmp_alloc_ram(const struct fb_cmp_alloc *a)
 {
 	return a->nsegs * (2 * sizeof(uint16_t) + sizeof(uint32_t)) +
-	       (uint64_t)a->pool_top * fb_cmp_alloc_slot_bytes();
+	       (FB_CMP_SEG_UNITS + 1) * sizeof(uint32_t) + (uint64_t)a->pool_top * fb_cmp_alloc_slot_bytes();
 }

@@ -51,6 +51,7 @@ struct fb_cmp_alloc {
 	uint32_t *pool_free;    /* slots given back, reused first */
 	uint32_t *pool_seg;     /* per slot: its segment */
 	uint8_t *pool_state;    /* per slot: FB_CMP_BM_* */
+	uint32_t *hist;         /* reclaim's scratch: segments per free-unit count */
 	uint32_t pool_cap;      /* slots: one per segment until trimmed, then the budget */
 	uint32_t pool_nfree;
 	uint32_t pool_top;      /* slots ever handed out (the pool's touched part) */

@@ -61,7 +61,10 @@ static void cmp_destruct(struct fb_bdev *bdev)
 	struct cmp_bdev *cb = fb_bdev_get_module_ctx(bdev);
 	int rc;
 
-	fb_cmp_reclaim_stop(cb);
+	if (!fb_cmp_reclaim_stop(cb)) {
+		mod_unlink(cb);
+		return; /* leaked rather than freed under the pass */
+	}
 	rc = fb_cmp_commit_sync(cb);
 
 	if (rc)

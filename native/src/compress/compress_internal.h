@@ -192,7 +192,8 @@ int fb_cmp_commit_sync(struct cmp_bdev *cb);
 bool fb_cmp_reclaim_wait(struct cmp_io *c, void (*after)(struct cmp_io *));
 /* Starts a background pass on r when one is due (fb_cmp_map_reclaim_due). */
 void fb_cmp_reclaim_kick(struct cmp_bdev *cb, struct fb_reactor *r);
-/* Control thread, at close: ends a pass in flight and waits for it. */
-void fb_cmp_reclaim_stop(struct cmp_bdev *cb);
+/* Control thread, at close: ends a pass in flight and waits for it (60 s
+ * at most: false then, and the pass may still use cb). */
+bool fb_cmp_reclaim_stop(struct cmp_bdev *cb);
 
 #endif

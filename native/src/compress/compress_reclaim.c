@@ -22,6 +22,7 @@ static void rc_end(struct cmp_bdev *cb, bool abort)
 {
 	struct cmp_io *w;
 	uint64_t made, mism0, over0, mism, over, chunk;
+	bool retry;
 
 	if (cb->rc_ch)
 		fb_put_io_channel(cb->rc_ch);
@@ -37,6 +38,9 @@ static void rc_end(struct cmp_bdev *cb, bool abort)
 	chunk = cb->map.rc_overlap_chunk;
 	w = cb->rwait_head;
 	cb->rwait_head = NULL;
+	/* Writes that waited for a background pass that found nothing look
+	 * once more (and start an urgent pass); after an urgent one they fail. */
+	retry = made || !cb->map.rc_urgent;
 	pthread_mutex_unlock(&cb->mu);
 	(void)over0;
 	if (mism)
@@ -52,7 +56,7 @@ static void rc_end(struct cmp_bdev *cb, bool abort)
 		struct cmp_io *n = w->cnext;
 
 		w->cnext = NULL;
-		w->rc = made ? 0 : -ENOSPC;
+		w->rc = retry ? 0 : -ENOSPC;
 		fb_reactor_send(fb_cmp_io_reactor(w), fb_cmp_io_msg_after, w);
 		w = n;
 	}
@@ -178,7 +182,7 @@ bool fb_cmp_reclaim_wait(struct cmp_io *c, void (*after)(struct cmp_io *))
 	return queued;
 }
 
-void fb_cmp_reclaim_stop(struct cmp_bdev *cb)
+bool fb_cmp_reclaim_stop(struct cmp_bdev *cb)
 {
 	atomic_store(&cb->rc_stop, true);
 	/* A pass ends at its next read: bounded by one base read. */
@@ -189,9 +193,10 @@ void fb_cmp_reclaim_stop(struct cmp_bdev *cb)
 		running = cb->map.rc_running;
 		pthread_mutex_unlock(&cb->mu);
 		if (!running)
-			return;
+			return true;
 		usleep(1000);
 	}
-	fb_log(cb->e, FB_LOG_ERROR, "compress '%s': a reclaim pass did not end within 60 s of close",
-	       cb->name);
+	fb_log(cb->e, FB_LOG_ERROR, "compress '%s': a reclaim pass did not end within 60 s of close "
+	       "(its base read never completed): the volume's memory is left allocated", cb->name);
+	return false;
 }
