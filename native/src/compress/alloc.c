@@ -165,7 +165,7 @@ static void set_range(struct fb_cmp_alloc *a, uint64_t start, uint64_t n, bool u
 				bits = seg_bits_get(a, s, used);
 			if (bits)
 				bits_set(bits, b, len, used);
-			else
+			else if (!used)
 				a->untracked_frees += len;
 			a->seg_used[s] = (uint16_t)(used ? a->seg_used[s] + len : a->seg_used[s] - len);
 			seg_settle(a, s);
