@@ -459,28 +459,33 @@ int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *er
 	return rc;
 }
 
+/* An option of volumes opened from now on (the RPC's limits check the
+ * range): *field = v, and *set so that the config dump replays it. */
+static int set_open_option(struct fb_engine *e, uint32_t *field, bool *set, uint32_t v)
+{
+	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
+
+	pthread_mutex_lock(&mod->mu);
+	*field = v;
+	*set = true;
+	pthread_mutex_unlock(&mod->mu);
+	return 0;
+}
+
 int fb_cmp_set_map_cache(struct fb_engine *e, uint32_t kib, struct fb_err *err)
 {
 	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
 
-	(void)err; /* the RPC's limits check the range */
-	pthread_mutex_lock(&mod->mu);
-	mod->map_cache_kib = kib;
-	mod->map_cache_set = true;
-	pthread_mutex_unlock(&mod->mu);
-	return 0;
+	(void)err;
+	return set_open_option(e, &mod->map_cache_kib, &mod->map_cache_set, kib);
 }
 
 int fb_cmp_set_segs_per_bitmap(struct fb_engine *e, uint32_t n, struct fb_err *err)
 {
 	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
 
-	(void)err; /* the RPC's limits check the range */
-	pthread_mutex_lock(&mod->mu);
-	mod->segs_per_bitmap = n;
-	mod->segs_per_bitmap_set = true;
-	pthread_mutex_unlock(&mod->mu);
-	return 0;
+	(void)err;
+	return set_open_option(e, &mod->segs_per_bitmap, &mod->segs_per_bitmap_set, n);
 }
 
 static void mod_config_json(struct fb_engine *e, struct fb_json_writer *w)
