@@ -545,5 +545,5 @@ uint64_t fb_cmp_alloc_slot_bytes(void)
 uint64_t fb_cmp_alloc_ram(const struct fb_cmp_alloc *a)
 {
 	return a->nsegs * (2 * sizeof(uint16_t) + sizeof(uint32_t)) +
-	       (FB_CMP_SEG_UNITS + 1) * sizeof(uint32_t) + (uint64_t)a->pool_top * fb_cmp_alloc_slot_bytes();
+	       (uint64_t)a->pool_top * fb_cmp_alloc_slot_bytes();
 }

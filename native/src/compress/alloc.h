@@ -104,7 +104,10 @@ bool fb_cmp_alloc_reclaim_mark(struct fb_cmp_alloc *a, uint64_t start, uint64_t 
  * their segments stay untracked. Returns the free units made usable. */
 uint64_t fb_cmp_alloc_reclaim_end(struct fb_cmp_alloc *a, bool abort, uint64_t *mismatch);
 
-/* Bytes of RAM in use: the segment table plus the bitmap slots touched. */
+/* Bytes that do not grow with the volume (reclaim's histogram). */
+#define FB_CMP_ALLOC_FIXED_BYTES ((FB_CMP_SEG_UNITS + 1) * sizeof(uint32_t))
+/* Bytes of RAM in use that grow with the volume: the segment table and
+ * the bitmap slots touched (plus FB_CMP_ALLOC_FIXED_BYTES). */
 uint64_t fb_cmp_alloc_ram(const struct fb_cmp_alloc *a);
 /* Bytes per unit of the level-1 table, and per bitmap slot (per-TB figures). */
 double fb_cmp_alloc_table_bytes_per_unit(void);

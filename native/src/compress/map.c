@@ -632,7 +632,7 @@ uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pendi
 			      FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry)) +
 	       nbuckets * sizeof(uint32_t) +
 	       2 * dirty_cap * (sizeof(uint32_t) + FB_CMP_PAGE_SIZE + sizeof(uint64_t) + sizeof(uint32_t)) +
-	       2 * pending_cap * sizeof(struct fb_cmp_extent);
+	       2 * pending_cap * sizeof(struct fb_cmp_extent) + FB_CMP_ALLOC_FIXED_BYTES;
 }
 
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed)

@@ -195,7 +195,8 @@ bool fb_cmp_map_reclaim_apply(struct fb_cmp_map *m, const uint8_t *imgs);
 uint64_t fb_cmp_map_reclaim_end(struct fb_cmp_map *m, bool abort);
 
 /* RAM held by the map and the allocator now, bytes; *fixed gets the part
- * that does not grow with the volume (cache, stage, pending lists). */
+ * that does not grow with the volume (cache, stage, pending lists, the
+ * allocator's histogram). */
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed);
 /* That fixed part for a map of at least cache_pages pages. */
 uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap);
