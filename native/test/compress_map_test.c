@@ -300,6 +300,38 @@ TEST(test_alloc_budget)
 	fb_cmp_alloc_fini(&a);
 }
 
+/* A segment holding an allocation not yet mapped is never rebuilt: its
+ * entry may land on a page the pass has read already. */
+TEST(test_alloc_inflight)
+{
+	const uint64_t segs = 16, units = segs * FB_CMP_SEG_UNITS;
+	struct fb_cmp_alloc a;
+	uint64_t s, mismatch = 0;
+
+	CHECK_EQ(fb_cmp_alloc_init(&a, units), 0);
+	for (uint64_t i = 0; i < units / 16; i++) {
+		CHECK_EQ(fb_cmp_alloc_get(&a, 16, &s), 0);
+		if (s != 0)
+			fb_cmp_alloc_done(&a, s, 16); /* [0, 16) stays in flight */
+	}
+	CHECK_EQ(fb_cmp_alloc_trim(&a, 8), 0);
+	/* From the last segment down: 6 get bitmaps, segments 9..0 strand. */
+	for (uint64_t g = segs; g-- > 0;)
+		fb_cmp_alloc_put(&a, g * FB_CMP_SEG_UNITS + 16, 16);
+	CHECK_EQ(a.seg_bm[0], 0);
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 2);
+	CHECK_EQ(a.seg_bm[0], 0); /* segments 1 and 2, not 0 */
+	CHECK(a.seg_bm[1] && a.seg_bm[2]);
+	fb_cmp_alloc_reclaim_end(&a, true, &mismatch);
+	/* Mapped: now it can be. */
+	fb_cmp_alloc_done(&a, 0, 16);
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 2);
+	CHECK(a.seg_bm[0] != 0);
+	fb_cmp_alloc_reclaim_end(&a, true, &mismatch);
+	CHECK_EQ(mismatch, 0);
+	fb_cmp_alloc_fini(&a);
+}
+
 /* ---- crash simulation of the commit protocol ---- */
 
 #define SIM_PAGES 8
@@ -588,6 +620,13 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 				for (uint64_t u = unit; u < unit + fb_cmp_map_units(&s->m, len); u++)
 					s->owner[u] = c << 32 | v;
 				e = sim_entry(unit, len, v);
+				if (budget && rng(&seed) % 4 == 0) {
+					/* While the data is written: a commit may free
+					 * into its segment, and a pass may run. */
+					if (rng(&seed) % 2)
+						CHECK(sim_commit(s, -1, &seed));
+					sim_reclaim_step(s, rng(&seed) % 4 == 0, &seed);
+				}
 				s->unit[c] = unit;
 				s->nunits[c] = fb_cmp_map_units(&s->m, len);
 			}
@@ -761,6 +800,7 @@ int main(void)
 	RUN(test_alloc);
 	RUN(test_alloc_segments);
 	RUN(test_alloc_budget);
+	RUN(test_alloc_inflight);
 	RUN(test_crash_simulation);
 	RUN(test_reclaim_simulation);
 	RUN(test_rebuild_repairs);
