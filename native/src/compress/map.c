@@ -529,6 +529,8 @@ struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
 
 /* ---- reclaim ---- */
 
+_Static_assert(FB_CMP_RECLAIM_PAGES <= 64, "a window's pages are bits of one word (rc_todo, rc_stale)");
+
 bool fb_cmp_map_reclaim_due(const struct fb_cmp_map *m)
 {
 	const struct fb_cmp_alloc *a = &m->alloc;

@@ -177,7 +177,7 @@ struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok);
  * from its segment's count (frees leaked by a failed commit, damage) is
  * dropped and counted: its units stay used. */
 
-#define FB_CMP_RECLAIM_PAGES 64 /* map pages per read of a pass */
+#define FB_CMP_RECLAIM_PAGES 32 /* map pages per read of a pass (and per hold of the lock) */
 /* Whether a background pass would help now: under 1/16 of the volume is
  * allocatable, and 1/64 more was stranded since the last pass started. */
 bool fb_cmp_map_reclaim_due(const struct fb_cmp_map *m);
