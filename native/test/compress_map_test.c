@@ -225,11 +225,120 @@ TEST(test_alloc_segments)
 	fb_cmp_alloc_fini(&a);
 }
 
+/* A bitmap budget: frees into full segments beyond it strand space that
+ * allocation never hands out; a reclaim rebuilds bitmaps from what is
+ * live, and one that does not add up (a unit left out, two extents on one
+ * unit) is dropped, its units kept used. */
+TEST(test_alloc_budget)
+{
+	const uint64_t segs = 16, units = segs * FB_CMP_SEG_UNITS, per = FB_CMP_SEG_UNITS / 16;
+	struct fb_cmp_alloc a;
+	uint64_t s, mismatch = 0, runs = 0;
+	bool tracked[16] = {0};
+
+	CHECK_EQ(fb_cmp_alloc_init(&a, units), 0);
+	for (uint64_t i = 0; i < units / 16; i++) {
+		CHECK_EQ(fb_cmp_alloc_get(&a, 16, &s), 0);
+		fb_cmp_alloc_done(&a, s, 16);
+	}
+	CHECK_EQ(fb_cmp_alloc_trim(&a, 8), 0);
+	CHECK_EQ(a.pool_cap, 8);
+	/* Every other run freed: 6 frees into full segments get bitmaps (2 of 8
+	 * stay for reclaim), the other 10 segments strand half their units. */
+	for (uint64_t i = 1; i < units / 16; i += 2)
+		fb_cmp_alloc_put(&a, i * 16, 16);
+	CHECK_EQ(a.bitmaps, 6);
+	CHECK_EQ(a.stranded, 10 * FB_CMP_SEG_UNITS / 2);
+	CHECK_EQ(fb_cmp_alloc_avail(&a), 6 * FB_CMP_SEG_UNITS / 2);
+	for (uint64_t g = 0; g < segs; g++)
+		tracked[g] = a.seg_bm[g] != 0;
+	while (fb_cmp_alloc_get(&a, 16, &s) == 0) {
+		CHECK(tracked[s / FB_CMP_SEG_UNITS]); /* never a stranded unit */
+		CHECK_EQ(s % 32, 16);
+		fb_cmp_alloc_done(&a, s, 16);
+		runs++;
+	}
+	CHECK_EQ(runs, 6 * per / 2);
+	CHECK_EQ(a.bitmaps, 0); /* the tracked ones filled up */
+	/* A pass over 5 segments (3 slots stay out): the live runs marked. */
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 5);
+	for (uint64_t i = 0; i < units / 16; i += 2)
+		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
+	CHECK_EQ(fb_cmp_alloc_reclaim_end(&a, false, &mismatch), 5 * FB_CMP_SEG_UNITS / 2);
+	CHECK_EQ(mismatch, 0);
+	CHECK_EQ(a.stranded, 5 * FB_CMP_SEG_UNITS / 2);
+	/* A pass that leaves a live run out: that segment is not rebuilt. */
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 3);
+	for (uint64_t i = 0, left_out = 0; i < units / 16; i += 2) {
+		uint64_t g = i * 16 / FB_CMP_SEG_UNITS;
+
+		if (!left_out && a.seg_bm[g] && a.pool_state[a.seg_bm[g] - 1] == FB_CMP_BM_BUILDING) {
+			left_out = 1;
+			continue;
+		}
+		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
+	}
+	CHECK_EQ(fb_cmp_alloc_reclaim_end(&a, false, &mismatch), 2 * FB_CMP_SEG_UNITS / 2);
+	CHECK_EQ(mismatch, 1);
+	/* Two extents on one unit: that segment is dropped too. One slot is
+	 * free and none of the tracked is emptier than the rest. */
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, true), 1);
+	for (uint64_t i = 0; i < units / 16; i += 2)
+		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
+	{
+		uint64_t g;
+
+		for (g = 0; g < segs; g++)
+			if (a.seg_bm[g] && a.pool_state[a.seg_bm[g] - 1] == FB_CMP_BM_BUILDING)
+				break;
+		CHECK(g < segs);
+		CHECK(!fb_cmp_alloc_reclaim_mark(&a, g * FB_CMP_SEG_UNITS + 8, 16, true));
+	}
+	CHECK_EQ(fb_cmp_alloc_reclaim_end(&a, false, &mismatch), 0);
+	CHECK_EQ(mismatch, 1);
+	CHECK_EQ(a.stranded, 3 * FB_CMP_SEG_UNITS / 2);
+	fb_cmp_alloc_fini(&a);
+}
+
+/* A segment holding an allocation not yet mapped is never rebuilt: its
+ * entry may land on a page the pass has read already. */
+TEST(test_alloc_inflight)
+{
+	const uint64_t segs = 16, units = segs * FB_CMP_SEG_UNITS;
+	struct fb_cmp_alloc a;
+	uint64_t s, mismatch = 0;
+
+	CHECK_EQ(fb_cmp_alloc_init(&a, units), 0);
+	for (uint64_t i = 0; i < units / 16; i++) {
+		CHECK_EQ(fb_cmp_alloc_get(&a, 16, &s), 0);
+		if (s != 0)
+			fb_cmp_alloc_done(&a, s, 16); /* [0, 16) stays in flight */
+	}
+	CHECK_EQ(fb_cmp_alloc_trim(&a, 8), 0);
+	/* From the last segment down: 6 get bitmaps, segments 9..0 strand. */
+	for (uint64_t g = segs; g-- > 0;)
+		fb_cmp_alloc_put(&a, g * FB_CMP_SEG_UNITS + 16, 16);
+	CHECK_EQ(a.seg_bm[0], 0);
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 2);
+	CHECK_EQ(a.seg_bm[0], 0); /* segments 1 and 2, not 0 */
+	CHECK(a.seg_bm[1] && a.seg_bm[2]);
+	fb_cmp_alloc_reclaim_end(&a, true, &mismatch);
+	/* Mapped: now it can be. */
+	fb_cmp_alloc_done(&a, 0, 16);
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 2);
+	CHECK(a.seg_bm[0] != 0);
+	fb_cmp_alloc_reclaim_end(&a, true, &mismatch);
+	CHECK_EQ(mismatch, 0);
+	fb_cmp_alloc_fini(&a);
+}
+
 /* ---- crash simulation of the commit protocol ---- */
 
 #define SIM_PAGES 8
 #define SIM_CHUNKS (SIM_PAGES * FB_CMP_ENTRIES_PER_PAGE)
 #define SIM_UNITS 4000
+#define RC_SEGS 32          /* the reclaim runs: 32 segments, 8 bitmaps */
+#define RC_UNITS (RC_SEGS * FB_CMP_SEG_UNITS)
 #define SIM_CACHE 6 /* fewer slots than pages: pages are evicted and read back */
 #define SIM_DIRTY 2
 
@@ -237,7 +346,13 @@ struct sim {
 	struct fb_cmp_header h;
 	uint8_t (*disk)[2][FB_CMP_PAGE_SIZE]; /* map slots */
 	/* Data region: who wrote each unit last (chunk * 2^32 + version). */
-	uint64_t owner[SIM_UNITS];
+	uint64_t *owner;
+	/* Per chunk: where its RAM entry points (reclaim checks). */
+	uint64_t unit[SIM_CHUNKS], nunits[SIM_CHUNKS];
+	/* A reclaim pass in flight: its window's images, read some ops ago. */
+	uint8_t (*rc_img)[2][FB_CMP_PAGE_SIZE];
+	int rc_phase;               /* 0 none, 1 started, 2 window read */
+	uint64_t rc_passes, rc_made;
 	/* Per chunk: version committed last, and the version in the commit in flight. */
 	uint32_t committed[SIM_CHUNKS], inflight[SIM_CHUNKS], ram[SIM_CHUNKS];
 	struct fb_cmp_map m;
@@ -358,27 +473,119 @@ static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
 	return e;
 }
 
-TEST(test_crash_simulation)
+/* The allocator's view against the sim's: no unit a RAM entry or a
+ * pending free holds is free in a bitmap, the stranded count adds up, and
+ * no reclaim found a mismatch or an overlap. */
+static void sim_check_alloc(struct sim *s)
 {
-	uint64_t seed = 12345, loads = 0;
+	struct fb_cmp_alloc *a = &s->m.alloc;
+	uint64_t stranded = 0;
+	uint8_t *live = calloc(a->units, 1);
 
-	for (int round = 0; round < 200; round++) {
+	CHECK(live);
+	for (uint64_t c = 0; c < SIM_CHUNKS; c++)
+		for (uint64_t u = 0; s->ram[c] && u < s->nunits[c]; u++)
+			live[s->unit[c] + u] = 1;
+	for (int l = 0; l < 2; l++)
+		for (size_t i = 0; i < s->m.pending[l].n; i++)
+			for (uint64_t u = 0; u < s->m.pending[l].v[i].n; u++)
+				live[s->m.pending[l].v[i].unit + u] = 1;
+	for (uint64_t g = 0; g < a->nsegs; g++) {
+		uint64_t n = g + 1 < a->nsegs ? FB_CMP_SEG_UNITS : a->units - g * FB_CMP_SEG_UNITS;
+		uint64_t used = a->seg_used[g];
+
+		if (a->seg_bm[g] && a->pool_state[a->seg_bm[g] - 1] == FB_CMP_BM_TRACKED) {
+			const uint64_t *bits = a->pool + (uint64_t)(a->seg_bm[g] - 1) * FB_CMP_SEG_WORDS;
+
+			for (uint64_t b = 0; b < n; b++)
+				if (live[g * FB_CMP_SEG_UNITS + b] && !((bits[b / 64] >> (b % 64)) & 1u))
+					th_fail(__FILE__, __LINE__, "unit %llu is live but free in its bitmap",
+						(unsigned long long)(g * FB_CMP_SEG_UNITS + b));
+		} else if (used && used < n) {
+			stranded += n - used;
+		}
+		if (used == 0)
+			for (uint64_t b = 0; b < n; b++)
+				CHECK(!live[g * FB_CMP_SEG_UNITS + b]);
+	}
+	if (!s->m.rc_running)
+		CHECK_EQ(a->stranded, stranded);
+	CHECK_EQ(s->m.reclaim_mismatches, 0);
+	CHECK_EQ(s->m.reclaim_overlaps, 0);
+	free(live);
+}
+
+/* A reclaim pass, a step at a time between the sim's ops: the window is
+ * read from the sim's base now and applied some ops later, so pages change
+ * and are evicted in between. */
+static void sim_reclaim_step(struct sim *s, bool urgent, uint64_t *seed)
+{
+	struct fb_cmp_map *m = &s->m;
+
+	if (s->rc_phase == 0) {
+		if (!fb_cmp_map_reclaim_start(m, urgent))
+			return;
+		s->rc_passes++;
+		s->rc_phase = 1;
+		fb_cmp_map_reclaim_window(m, 0, 1 + (size_t)(rng(seed) % s->h.map_pages));
+	}
+	if (s->rc_phase == 1) {
+		memcpy(s->rc_img, s->disk + m->rc_p0, m->rc_n * sizeof(*s->disk));
+		s->rc_phase = 2;
+		if (!urgent)
+			return;
+	}
+	if (!urgent && rng(seed) % 4)
+		return; /* the read takes a few more ops */
+	if (!fb_cmp_map_reclaim_apply(m, &s->rc_img[0][0][0])) {
+		s->rc_phase = 1; /* read again */
+		if (urgent)
+			sim_reclaim_step(s, urgent, seed);
+		return;
+	}
+	if (m->rc_p0 + m->rc_n < s->h.map_pages) {
+		uint64_t p0 = m->rc_p0 + m->rc_n, left = s->h.map_pages - p0;
+
+		fb_cmp_map_reclaim_window(m, p0, 1 + (size_t)(rng(seed) % left));
+		s->rc_phase = 1;
+		if (urgent)
+			sim_reclaim_step(s, urgent, seed);
+		return;
+	}
+	s->rc_made += fb_cmp_map_reclaim_end(m, false);
+	s->rc_phase = 0;
+	sim_check_alloc(s);
+}
+
+/* rounds of random writes, unmaps and commits on a map with a small cache,
+ * each ending in a crash; with a bitmap budget (0: none), reclaim passes
+ * run between the ops, and urgently when a write finds no space. */
+static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uint32_t max_len,
+		    uint32_t budget, uint64_t *loads, uint64_t *passes, uint64_t *made)
+{
+	uint64_t seed = 12345;
+
+	for (int round = 0; round < rounds; round++) {
 		struct sim *s = calloc(1, sizeof(*s));
-		int ops = 1 + (int)(rng(&seed) % 3000);
+		int ops = 1 + (int)(rng(&seed) % (uint64_t)max_ops);
 
 		CHECK(s);
 		s->h = make_header(FB_CMP_HEADER_REGION + 2 * SIM_PAGES * FB_CMP_PAGE_SIZE +
-					   SIM_UNITS * 512ull,
-				   512, 4096, SIM_CHUNKS);
+					   units * 512ull,
+				   512, chunk, SIM_CHUNKS);
 		CHECK_EQ(s->h.map_pages, SIM_PAGES);
-		CHECK_EQ(s->h.data_units, SIM_UNITS);
+		CHECK_EQ(s->h.data_units, units);
 		s->disk = calloc(s->h.map_pages, sizeof(*s->disk));
-		CHECK(s->disk);
+		s->rc_img = calloc(s->h.map_pages, sizeof(*s->disk));
+		s->owner = calloc(units, sizeof(*s->owner));
+		CHECK(s->disk && s->rc_img && s->owner);
 		CHECK_EQ(fb_cmp_map_init(&s->m, &s->h, SIM_CACHE, SIM_DIRTY, 64), 0);
 		CHECK_EQ(s->m.nslots, SIM_CACHE);
+		if (budget)
+			CHECK_EQ(fb_cmp_alloc_trim(&s->m.alloc, budget), 0);
 		for (int op = 0; op < ops; op++) {
 			uint64_t c = rng(&seed) % SIM_CHUNKS, unit;
-			uint32_t len = 1 + (uint32_t)(rng(&seed) % 1536), v = s->ram[c] + 1;
+			uint32_t len = 1 + (uint32_t)(rng(&seed) % max_len), v = s->ram[c] + 1;
 			struct fb_cmp_entry e;
 
 			sim_get(s, c, &seed);
@@ -391,25 +598,54 @@ TEST(test_crash_simulation)
 				e = (struct fb_cmp_entry){0};
 				v = 0;
 			} else {
-				if (fb_cmp_map_alloc(&s->m, len, &unit)) {
+				int rc = fb_cmp_map_alloc(&s->m, len, &unit);
+
+				if (rc) {
 					CHECK(sim_commit(s, -1, &seed)); /* frees pending space */
-					if (fb_cmp_map_alloc(&s->m, len, &unit)) {
-						CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
-						continue; /* really full (fragmented) */
-					}
+					rc = fb_cmp_map_alloc(&s->m, len, &unit);
+				}
+				if (rc && budget && s->m.alloc.stranded) {
+					/* Stranded space: wait for a pass (finish the one
+					 * in flight, then an urgent one). */
+					if (s->rc_phase)
+						sim_reclaim_step(s, true, &seed);
+					sim_reclaim_step(s, true, &seed);
+					rc = fb_cmp_map_alloc(&s->m, len, &unit);
+				}
+				if (rc) {
+					CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
+					continue; /* really full (fragmented) */
 				}
 				/* The data write (rule 2: before the entry changes). */
 				for (uint64_t u = unit; u < unit + fb_cmp_map_units(&s->m, len); u++)
 					s->owner[u] = c << 32 | v;
 				e = sim_entry(unit, len, v);
+				if (budget && rng(&seed) % 4 == 0) {
+					/* While the data is written: a commit may free
+					 * into its segment, and a pass may run. */
+					if (rng(&seed) % 2)
+						CHECK(sim_commit(s, -1, &seed));
+					sim_reclaim_step(s, rng(&seed) % 4 == 0, &seed);
+				}
+				s->unit[c] = unit;
+				s->nunits[c] = fb_cmp_map_units(&s->m, len);
 			}
 			fb_cmp_map_set(&s->m, c, &e);
 			s->ram[c] = v;
 			CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
 			if (rng(&seed) % 16 == 0)
 				CHECK(sim_commit(s, -1, &seed));
+			if (budget && (s->rc_phase || rng(&seed) % 32 == 0))
+				sim_reclaim_step(s, false, &seed);
 		}
-		loads += s->loads;
+		if (budget) {
+			if (s->rc_phase)
+				sim_reclaim_step(s, true, &seed);
+			sim_check_alloc(s);
+		}
+		*loads += s->loads;
+		*passes += s->rc_passes;
+		*made += s->rc_made;
 		/* Crash: during a commit (torn page) or between commits. */
 		if (rng(&seed) % 2)
 			sim_commit(s, (int)(rng(&seed) % 9), &seed);
@@ -418,9 +654,33 @@ TEST(test_crash_simulation)
 		sim_check(s);
 		fb_cmp_map_fini(&s->m);
 		free(s->disk);
+		free(s->rc_img);
+		free(s->owner);
 		free(s);
 	}
+}
+
+TEST(test_crash_simulation)
+{
+	uint64_t loads = 0, passes = 0, made = 0;
+
+	sim_run(200, 3000, SIM_UNITS, 4096, 1536, 0, &loads, &passes, &made);
 	CHECK(loads > 1000); /* the small cache did evict and read pages back */
+}
+
+/* The same with 8 bitmaps for 32 segments: frees strand space, reclaim
+ * passes run while pages change, are committed and evicted, and the
+ * space they give back is never live (checked after each pass and by the
+ * crash check: no unit is reused while a map entry may point at it). */
+TEST(test_reclaim_simulation)
+{
+	uint64_t loads = 0, passes = 0, made = 0;
+
+	sim_run(40, 8000, RC_UNITS, 16384, 16383, 8, &loads, &passes, &made);
+	fprintf(stderr, "    %llu passes, %llu units made allocatable, %llu loads\n",
+		(unsigned long long)passes, (unsigned long long)made, (unsigned long long)loads);
+	CHECK(passes > 40);
+	CHECK(made > 40 * FB_CMP_SEG_UNITS);
 }
 
 static void count_repair(void *arg, uint64_t chunk, const char *why)
@@ -539,7 +799,10 @@ int main(void)
 	RUN(test_page_slots);
 	RUN(test_alloc);
 	RUN(test_alloc_segments);
+	RUN(test_alloc_budget);
+	RUN(test_alloc_inflight);
 	RUN(test_crash_simulation);
+	RUN(test_reclaim_simulation);
 	RUN(test_rebuild_repairs);
 	RUN(test_cache_full);
 	fprintf(stderr, "compress_map_test: ok\n");

@@ -19,8 +19,11 @@
  * 4. Incompressible: random data written through a compress bdev with the
  *    codec and through one with codec "none" (the same bdev, every chunk
  *    stored raw), each on its own malloc base; a plain malloc bdev too.
- * 5. Worst-case allocator RAM: a volume filled with raw chunks, then every
- *    other chunk unmapped, so that every segment is partly used.
+ * 5. Worst-case allocator RAM: a volume of 256 segments or more filled
+ *    with raw chunks, then every other chunk unmapped, so that every
+ *    segment is partly used, then rewritten whole while fragmented
+ *    (reclaim passes run); its RAM, bounded by the bitmap budget, and the
+ *    two writes' MB/s.
  * Every row is --samples samples; a sample alternates passes of the rows
  * compared with each other (2 with 3, 4 with 4) until each has had
  * --sample-s seconds, so load hits them alike. Prints one JSON object:
@@ -479,31 +482,52 @@ static double paired_of(double (*rows)[MAX_SAMPLES], int a, int b)
 	return median(v, nsamples);
 }
 
-/* Worst case of the allocator: a volume filled with raw chunks, then every
- * other chunk unmapped and committed, so every segment is partly used.
- * Prints the metadata RAM that grows with capacity, per TB physical. */
-static void fragment(struct fb_engine *e, unsigned chunk, uint8_t *rnd, size_t rbytes, char **stats)
+/* Worst case of the allocator: a volume of FRAG_SEGS_MIN segments or more
+ * (so that its bitmap budget is its share, not the floor) filled with raw
+ * chunks, then every other chunk unmapped and committed, so every segment
+ * is partly used; then rewritten whole while it is fragmented, which runs
+ * reclaim passes. *fill_s and *rewrite_s time the two writes. */
+#define FRAG_SEGS_MIN 256
+static void fragment(struct fb_engine *e, unsigned chunk, uint8_t *rnd, size_t rbytes, char **stats,
+		     double *fill_s, double *rewrite_s, uint64_t *bytes)
 {
 	struct fb_bdev_open_opts oo = {.size = sizeof(oo)};
+	size_t fbytes = (size_t)FRAG_SEGS_MIN << 20;
 	struct fb_bdev_desc *d;
 	struct fb_err err;
+	uint8_t *data;
 	uint64_t len;
 
-	create_volume(e, "MF", "CF", "lz4", 1, chunk, rbytes + (1 << 20));
+	if (fbytes < rbytes)
+		fbytes = rbytes;
+	fbytes = fbytes / rbytes * rbytes;
+	data = malloc(fbytes);
+	if (!data) {
+		fprintf(stderr, "out of memory for the fragmented volume's data\n");
+		exit(1);
+	}
+	for (size_t off = 0; off < fbytes; off += rbytes)
+		memcpy(data + off, rnd, rbytes); /* random chunks: stored raw */
+	create_volume(e, "MF", "CF", "lz4", 1, chunk, fbytes + (1 << 20));
 	if (fb_bdev_open(e, "CF", &oo, &d, &err)) {
 		fprintf(stderr, "open CF: %s\n", err.msg);
 		exit(1);
 	}
 	len = fb_bdev_get_num_blocks(fb_bdev_desc_get_bdev(d)) * fb_bdev_get_block_size(fb_bdev_desc_get_bdev(d));
 	fb_bdev_close(d);
-	len = (len < rbytes ? len : rbytes) / chunk * chunk;
-	stream_op(e, "CF", rnd, len, OP_WRITE, chunk, 32);
+	len = (len < fbytes ? len : fbytes) / chunk * chunk;
+	*bytes = len;
+	*fill_s = stream_op(e, "CF", data, len, OP_WRITE, chunk, 32);
 	stream_op(e, "CF", NULL, len, OP_UNMAP, chunk, 32);
 	/* Frees land in the allocator at the commit after the one that made
 	 * the unmaps durable. */
 	for (int i = 0; i < 3; i++)
 		stream_op(e, "CF", NULL, 0, OP_FLUSH, 0, 1);
+	*rewrite_s = stream_op(e, "CF", data, len, OP_WRITE, chunk, 32);
+	for (int i = 0; i < 3; i++)
+		stream_op(e, "CF", NULL, 0, OP_FLUSH, 0, 1);
 	rpc(e, "bdev_compress_get_stats", "{\"name\":\"CF\"}", stats);
+	free(data);
 }
 
 int main(int argc, char **argv)
@@ -526,7 +550,8 @@ int main(int argc, char **argv)
 	struct fb_err err;
 	size_t stored = 0, nraw = 0, nzero = 0;
 	char params[512], *stats, *stats1, *statsf;
-	double fpcap, fram, ffixed;
+	double fpcap, fram, ffixed, ffill_s, frewrite_s;
+	uint64_t fbytes;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -661,7 +686,7 @@ int main(int argc, char **argv)
 	fb_cmp_codec_ctxs_free(&b.ctxs);
 	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C0\"}", &stats);
 	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C1\"}", &stats1);
-	fragment(b.e, chunk, b.rnd, b.rbytes, &statsf);
+	fragment(b.e, chunk, b.rnd, b.rbytes, &statsf, &ffill_s, &frewrite_s, &fbytes);
 	fb_engine_destroy(b.e);
 	fpcap = stat_num(statsf, "physical_capacity_bytes");
 	fram = stat_num(statsf, "metadata_ram_bytes");
@@ -676,7 +701,12 @@ int main(int argc, char **argv)
 	       "\"metadata_ram_mb_per_tb_logical\":%.3f,\"metadata_ram_mb_per_tb_physical\":%.3f,"
 	       "\"metadata_ram_mb_per_tb_physical_worst\":%.3f,\"metadata_ram_mb_1tb_physical\":%.3f,"
 	       "\"fragmented_alloc_bitmaps\":%.0f,\"fragmented_physical_capacity_bytes\":%.0f,"
-	       "\"fragmented_metadata_ram_mb_per_tb_physical\":%.3f,\"random_bytes\":%zu,",
+	       "\"fragmented_metadata_ram_mb_per_tb_physical\":%.3f,\"random_bytes\":%zu,"
+	       "\"metadata_ram_mb_per_tb_physical_open_worst\":%.3f,\"fragmented_bitmap_budget\":%.0f,"
+	       "\"fragmented_open_worst_mb_per_tb_physical\":%.3f,"
+	       "\"fragmented_reclaim_passes\":%.0f,\"fragmented_reclaimed_bytes\":%.0f,"
+	       "\"fragmented_stranded_bytes\":%.0f,\"fragmented_reclaim_mismatches\":%.0f,"
+	       "\"fragmented_fill_mbps\":%.1f,\"fragmented_rewrite_mbps\":%.1f,",
 	       b.codec->name, b.level, chunk, workers, qd, samples, min_s, corpus_len, b.nchunks, nraw,
 	       nzero, stored, stat_num(stats, "physical_bytes"), stat_num(stats, "stored_bytes"),
 	       stat_num(stats, "logical_bytes"), stat_num(stats, "probe_raw"),
@@ -686,7 +716,13 @@ int main(int argc, char **argv)
 	       stat_num(stats, "metadata_ram_mb_per_tb_physical"),
 	       stat_num(stats, "metadata_ram_mb_per_tb_physical_worst"),
 	       stat_num(stats, "metadata_ram_mb_1tb_physical"), stat_num(statsf, "alloc_bitmaps"), fpcap,
-	       (fram - ffixed) / fpcap * 1e6, b.rbytes);
+	       (fram - ffixed) / fpcap * 1e6, b.rbytes,
+	       stat_num(stats, "metadata_ram_mb_per_tb_physical_open_worst"),
+	       stat_num(statsf, "bitmap_budget"),
+	       stat_num(statsf, "metadata_ram_mb_per_tb_physical_open_worst"),
+	       stat_num(statsf, "reclaim_passes"), stat_num(statsf, "reclaimed_bytes"),
+	       stat_num(statsf, "stranded_bytes"), stat_num(statsf, "reclaim_mismatches"),
+	       (double)fbytes / 1e6 / ffill_s, (double)fbytes / 1e6 / frewrite_s);
 	/* Per row: median, min and max MB/s over the samples, median MB per CPU-second. */
 	printf("\"rows\":{");
 	for (int r = 0; r < NROWS; r++)

@@ -1,52 +1,116 @@
 /* Free space of a compress volume's data region, in two levels so that RAM
- * does not grow with the region at full resolution:
+ * stays bounded whatever the fragmentation:
  *
  *   level 1  per segment of FB_CMP_SEG_UNITS allocation units: how many are
- *            used (always in RAM: 6 bytes per segment, 5.7 MB per TB at
- *            512-byte units, 0.7 at 4 KiB);
- *   level 2  a bitmap (one bit per unit) only for segments that are partly
- *            used: an empty or a full segment needs none.
+ *            used and how many allocations in it are not yet mapped (always
+ *            in RAM: 8 bytes per segment, 7.6 MB per TB at 512-byte units,
+ *            1 at 4 KiB);
+ *   level 2  a bitmap (one bit per unit) for at most `budget` partly used
+ *            segments (the pool, fixed after open: 265 bytes a bitmap).
+ *
+ * A segment is empty (count 0), full, tracked (partly used, with a bitmap)
+ * or untracked (partly used, count only). Allocation uses empty and
+ * tracked segments only, so no unit of an untracked segment is ever handed
+ * out: its free units are "stranded" until a reclaim pass (map.c) rebuilds
+ * its bitmap from the chunk map. Frees into a full segment take a free
+ * bitmap while more than a quarter of the budget is free, else they only
+ * lower the count (the rest is kept for reclaim passes). Starting an
+ * empty segment with no bitmap free untracks a sampled, nearly full one.
+ *
+ * Open rebuilds free space from the map with a transient pool of one
+ * bitmap per segment (up to 1 bit per unit, 244 MB per TB at 512-byte
+ * units, only touched for partly used segments), then fb_cmp_alloc_trim
+ * keeps the budget's worth (the emptiest partly used segments) before the
+ * volume serves I/O.
  *
  * Next-fit over units, so chunks written one after another pack densely in
- * write order and fill segments whole. Rebuilt from the chunk map on open;
- * the caller serializes calls (the bdev's metadata lock). Bitmaps come from
- * a pool reserved at init (calloc: its pages are only touched once used),
- * so the I/O path never allocates. */
+ * write order and fill segments whole. The caller serializes calls (the
+ * bdev's metadata lock); the I/O path never allocates. */
 #ifndef FB_COMPRESS_ALLOC_H
 #define FB_COMPRESS_ALLOC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define FB_CMP_SEG_UNITS 2048u
 #define FB_CMP_SEG_WORDS (FB_CMP_SEG_UNITS / 64)
+#define FB_CMP_ALLOC_MIN_BUDGET 8u
+
+/* A bitmap slot's state. */
+enum { FB_CMP_BM_FREE, FB_CMP_BM_TRACKED, FB_CMP_BM_BUILDING, FB_CMP_BM_BAD };
 
 struct fb_cmp_alloc {
 	uint64_t units;
 	uint64_t used;
-	uint64_t cursor;     /* where the next search starts */
+	uint64_t cursor;        /* where the next search starts */
 	uint64_t nsegs;
-	uint16_t *seg_used;  /* per segment: units in use */
-	uint32_t *seg_bm;    /* per segment: 1 + its bitmap's pool index, 0 = none */
-	uint64_t *pool;      /* bitmaps, FB_CMP_SEG_WORDS words each */
-	uint32_t *pool_free; /* bitmaps given back, reused first */
+	uint16_t *seg_used;     /* per segment: units in use */
+	uint16_t *seg_inflight; /* per segment: allocations not yet mapped nor given back */
+	uint32_t *seg_bm;       /* per segment: 1 + its bitmap's slot, 0 = none */
+	uint64_t *pool;         /* bitmaps, FB_CMP_SEG_WORDS words each */
+	uint32_t *pool_free;    /* slots given back, reused first */
+	uint32_t *pool_seg;     /* per slot: its segment */
+	uint8_t *pool_state;    /* per slot: FB_CMP_BM_* */
+	uint32_t *hist;         /* reclaim's scratch: segments per free-unit count */
+	uint32_t pool_cap;      /* slots: one per segment until trimmed, then the budget */
 	uint32_t pool_nfree;
-	uint32_t pool_top;   /* bitmaps ever handed out (the pool's touched part) */
-	uint32_t bitmaps;    /* in use now */
+	uint32_t pool_top;      /* slots ever handed out (the pool's touched part) */
+	uint32_t bitmaps;       /* slots in use now (tracked or building) */
+	uint32_t hand;          /* where the next eviction sample starts */
+	uint64_t keep_lo, keep_hi; /* segments an allocation is filling: not evicted */
+	uint64_t stranded;      /* free units of partly used segments without a usable bitmap */
+	uint64_t untracked_frees; /* units freed into untracked segments (count only) */
+	uint64_t evictions;     /* bitmaps dropped to start an empty segment */
+	uint32_t open_bitmaps;  /* bitmaps the open scan held (transient) */
 };
 
-/* 0 or -ENOMEM (control path). */
+/* 0 or -ENOMEM (control path). The pool holds one bitmap per segment
+ * until fb_cmp_alloc_trim. */
 int fb_cmp_alloc_init(struct fb_cmp_alloc *a, uint64_t units);
 void fb_cmp_alloc_fini(struct fb_cmp_alloc *a);
-/* Marks [start, start + n) used (rebuild from the map): 0, -ERANGE past the
- * end, or -EEXIST if any unit was already used (nothing is marked then). */
+/* Ends open: keeps at most budget (>= FB_CMP_ALLOC_MIN_BUDGET) bitmaps,
+ * those of the partly used segments with the most free units, and shrinks
+ * the pool to budget slots. 0 or -ENOMEM (nothing changed then). */
+int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget);
+/* Marks [start, start + n) used (open's rebuild from the map, before trim):
+ * 0, -ERANGE past the end, or -EEXIST if any unit was already used
+ * (nothing is marked then). */
 int fb_cmp_alloc_mark(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
-/* n contiguous free units: 0 and *start, or -ENOSPC. */
+/* n contiguous free units: 0 and *start, or -ENOSPC. The allocation stays
+ * in flight until fb_cmp_alloc_done. */
 int fb_cmp_alloc_get(struct fb_cmp_alloc *a, uint64_t n, uint64_t *start);
+/* An allocation from fb_cmp_alloc_get is mapped or given back. */
+void fb_cmp_alloc_done(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
 /* Frees [start, start + n) (all must be in use). */
 void fb_cmp_alloc_put(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
-/* Bytes of RAM in use: the segment table plus the bitmaps handed out. */
+/* Units allocation can use now (empty and tracked segments). */
+uint64_t fb_cmp_alloc_avail(const struct fb_cmp_alloc *a);
+/* Bitmap slots free now. */
+uint32_t fb_cmp_alloc_free_slots(const struct fb_cmp_alloc *a);
+
+/* ---- reclaim (driven by map.c) ---- */
+/* Gives free slots, and slots of tracked segments holding fewer free units
+ * than the chosen ones (half as many unless urgent), to the untracked
+ * segments with the most free units and no allocation in flight; their
+ * bitmaps start empty and are built by fb_cmp_alloc_reclaim_mark. Returns
+ * how many. */
+uint32_t fb_cmp_alloc_reclaim_pick(struct fb_cmp_alloc *a, bool urgent);
+/* Marks the parts of [start, start + n) in building segments used; with
+ * check, a unit already marked makes its segment bad (two extents claim
+ * it) and returns false. */
+bool fb_cmp_alloc_reclaim_mark(struct fb_cmp_alloc *a, uint64_t start, uint64_t n, bool check);
+/* Ends the builds: a bitmap whose popcount equals its segment's count
+ * becomes tracked; others (abort, bad, or *mismatch counted) are dropped,
+ * their segments stay untracked. Returns the free units made usable. */
+uint64_t fb_cmp_alloc_reclaim_end(struct fb_cmp_alloc *a, bool abort, uint64_t *mismatch);
+
+/* Bytes that do not grow with the volume (reclaim's histogram). */
+#define FB_CMP_ALLOC_FIXED_BYTES ((FB_CMP_SEG_UNITS + 1) * sizeof(uint32_t))
+/* Bytes of RAM in use that grow with the volume: the segment table and
+ * the bitmap slots touched (plus FB_CMP_ALLOC_FIXED_BYTES). */
 uint64_t fb_cmp_alloc_ram(const struct fb_cmp_alloc *a);
-/* Bytes per unit of the level-1 table (for per-TB figures). */
+/* Bytes per unit of the level-1 table, and per bitmap slot (per-TB figures). */
 double fb_cmp_alloc_table_bytes_per_unit(void);
+uint64_t fb_cmp_alloc_slot_bytes(void);
 
 #endif

@@ -59,7 +59,13 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w);
 static void cmp_destruct(struct fb_bdev *bdev)
 {
 	struct cmp_bdev *cb = fb_bdev_get_module_ctx(bdev);
-	int rc = fb_cmp_commit_sync(cb);
+	int rc;
+
+	if (!fb_cmp_reclaim_stop(cb)) {
+		mod_unlink(cb);
+		return; /* leaked rather than freed under the pass */
+	}
+	rc = fb_cmp_commit_sync(cb);
 
 	if (rc)
 		fb_log(cb->e, FB_LOG_ERROR, "compress '%s': writing the chunk map at close failed "
@@ -101,6 +107,15 @@ static size_t dirty_cap_for(size_t cache_pages)
 	return cache_pages / 4 < DIRTY_CAP ? cache_pages / 4 : DIRTY_CAP;
 }
 
+/* Allocator bitmaps a volume keeps (alloc.h): one per segs_per_bitmap
+ * segments, at least FB_CMP_ALLOC_MIN_BUDGET. */
+static uint32_t bitmap_budget(const struct cmp_bdev *cb)
+{
+	uint64_t n = cb->map.alloc.nsegs / cb->segs_per_bitmap;
+
+	return n < FB_CMP_ALLOC_MIN_BUDGET ? FB_CMP_ALLOC_MIN_BUDGET : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 static double mbps(uint64_t bytes, uint64_t ns)
 {
 	return ns ? (double)bytes / 1e6 / ((double)ns / 1e9) : 0;
@@ -126,7 +141,8 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	char uuid[FB_UUID_STR_LEN];
 	struct fb_uuid u;
 	uint64_t logical, physical, stored, ram, ram_fixed, chunks_data, zero, raw, comp, used_units;
-	uint64_t hits, misses, evictions, bitmaps, cache_pages;
+	uint64_t hits, misses, evictions, bitmaps, cache_pages, bm_touched, budget, stranded, passes;
+	uint64_t reclaimed, mismatches, overlaps, bm_evictions, open_bitmaps;
 
 	pthread_mutex_lock(&cb->mu);
 	comp = cb->map.chunks_compressed;
@@ -140,6 +156,15 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	misses = cb->map.misses;
 	evictions = cb->map.evictions;
 	bitmaps = cb->map.alloc.bitmaps;
+	bm_touched = cb->map.alloc.pool_top;
+	budget = cb->map.alloc.pool_cap;
+	stranded = cb->map.alloc.stranded;
+	bm_evictions = cb->map.alloc.evictions;
+	open_bitmaps = cb->map.alloc.open_bitmaps;
+	passes = cb->map.reclaim_passes;
+	reclaimed = cb->map.reclaimed_units;
+	mismatches = cb->map.reclaim_mismatches;
+	overlaps = cb->map.reclaim_overlaps;
 	cache_pages = cb->map.nslots;
 	pthread_mutex_unlock(&cb->mu);
 	chunks_data = comp + raw;
@@ -188,20 +213,37 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_uint64(w, "misses", misses);
 	fb_json_write_named_uint64(w, "evictions", evictions);
 	fb_json_write_object_end(w);
+	/* Free-space allocator (alloc.h): bitmaps of partly used segments,
+	 * within a budget; stranded: free units waiting for a reclaim pass. */
+	fb_json_write_named_object_begin(w, "alloc");
+	fb_json_write_named_uint64(w, "bitmaps", bitmaps);
+	fb_json_write_named_uint64(w, "bitmap_budget", budget);
+	fb_json_write_named_uint64(w, "segments_per_bitmap", cb->segs_per_bitmap);
+	fb_json_write_named_uint64(w, "open_bitmaps", open_bitmaps);
+	fb_json_write_named_uint64(w, "stranded_bytes", stranded * cb->unit);
+	fb_json_write_named_uint64(w, "bitmap_evictions", bm_evictions);
+	fb_json_write_named_uint64(w, "reclaim_passes", passes);
+	fb_json_write_named_uint64(w, "reclaimed_bytes", reclaimed * cb->unit);
+	fb_json_write_named_uint64(w, "reclaim_mismatches", mismatches);
+	fb_json_write_named_uint64(w, "reclaim_overlaps", overlaps);
+	fb_json_write_object_end(w);
 	/* Metadata RAM, accounted bytes (what the map and the allocator hold,
 	 * not RSS). Fixed: the map cache, commit stage and pending-free lists,
 	 * whatever the volume's size. Per TB: what grows with capacity, i.e. a
 	 * bit per map page (logical) and the allocator's segment table plus
-	 * the bitmaps of partly used segments held now (physical); worst case:
-	 * every segment partly used, a bit per unit more. */
+	 * its bitmaps (physical): now; bounded, the budget full (steady state,
+	 * however fragmented); and open's transient peak, a bitmap per segment
+	 * (freed before the volume serves I/O). */
 	{
 		double lcap = (double)(cb->map.h.num_chunks * cb->chunk);
 		double pcap = (double)(cb->map.h.data_units * cb->unit);
+		double segs_tb = tb / cb->unit / FB_CMP_SEG_UNITS;
 		double map_tb = tb / ((double)cb->chunk * FB_CMP_ENTRIES_PER_PAGE * 8) / 1e6;
 		double table_tb = tb / cb->unit * fb_cmp_alloc_table_bytes_per_unit() / 1e6;
-		double bm_tb = (double)(fb_cmp_alloc_ram(&cb->map.alloc)) / pcap * tb / 1e6 -
-			       (double)cb->map.alloc.nsegs * 6 / pcap * tb / 1e6;
-		double per_tb = table_tb + bm_tb + map_tb * lcap / pcap;
+		double slot = (double)fb_cmp_alloc_slot_bytes();
+		double bm_tb = (double)bm_touched * slot / pcap * tb / 1e6;
+		double map_phys_tb = map_tb * lcap / pcap;
+		double per_tb = table_tb + bm_tb + map_phys_tb;
 
 		fb_json_write_named_uint64(w, "metadata_ram_bytes", ram);
 		fb_json_write_named_uint64(w, "metadata_ram_fixed_bytes", ram_fixed);
@@ -209,7 +251,9 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_logical", map_tb);
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical", per_tb);
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_worst",
-					   table_tb + tb / cb->unit / 8 / 1e6 + map_tb * lcap / pcap);
+					   table_tb + segs_tb / cb->segs_per_bitmap * slot / 1e6 + map_phys_tb);
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_open_worst",
+					   table_tb + segs_tb * slot / 1e6 + map_phys_tb);
 		/* A 1 TB volume: its map outgrows the cache, which is then full size. */
 		size_t cfg = (size_t)cb->mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
 
@@ -367,6 +411,7 @@ static int mod_init(struct fb_engine *e, void **ctx, struct fb_err *err)
 	pthread_mutex_init(&mod->mu, NULL);
 	mod->worker_threads = default_workers();
 	mod->map_cache_kib = FB_CMP_MAP_CACHE_KIB_DEFAULT;
+	mod->segs_per_bitmap = FB_CMP_SEGS_PER_BITMAP_DEFAULT;
 	*ctx = mod;
 	return 0;
 }
@@ -414,23 +459,40 @@ int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *er
 	return rc;
 }
 
+/* An option of volumes opened from now on (the RPC's limits check the
+ * range): *field = v, and *set so that the config dump replays it. */
+static int set_open_option(struct fb_engine *e, uint32_t *field, bool *set, uint32_t v)
+{
+	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
+
+	pthread_mutex_lock(&mod->mu);
+	*field = v;
+	*set = true;
+	pthread_mutex_unlock(&mod->mu);
+	return 0;
+}
+
 int fb_cmp_set_map_cache(struct fb_engine *e, uint32_t kib, struct fb_err *err)
 {
 	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
 
-	(void)err; /* the RPC's limits check the range */
-	pthread_mutex_lock(&mod->mu);
-	mod->map_cache_kib = kib;
-	mod->map_cache_set = true;
-	pthread_mutex_unlock(&mod->mu);
-	return 0;
+	(void)err;
+	return set_open_option(e, &mod->map_cache_kib, &mod->map_cache_set, kib);
+}
+
+int fb_cmp_set_segs_per_bitmap(struct fb_engine *e, uint32_t n, struct fb_err *err)
+{
+	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
+
+	(void)err;
+	return set_open_option(e, &mod->segs_per_bitmap, &mod->segs_per_bitmap_set, n);
 }
 
 static void mod_config_json(struct fb_engine *e, struct fb_json_writer *w)
 {
 	struct fb_cmp_mod *mod = fb_bdev_module_get_ctx(e, &fb_cmp_module);
 
-	if (!mod || (!mod->worker_threads_set && !mod->map_cache_set))
+	if (!mod || (!mod->worker_threads_set && !mod->map_cache_set && !mod->segs_per_bitmap_set))
 		return;
 	fb_json_write_object_begin(w);
 	fb_json_write_named_string(w, "method", "bdev_compress_set_options");
@@ -439,6 +501,8 @@ static void mod_config_json(struct fb_engine *e, struct fb_json_writer *w)
 		fb_json_write_named_uint64(w, "worker_threads", mod->worker_threads);
 	if (mod->map_cache_set)
 		fb_json_write_named_uint64(w, "map_cache_kib", mod->map_cache_kib);
+	if (mod->segs_per_bitmap_set)
+		fb_json_write_named_uint64(w, "alloc_segments_per_bitmap", mod->segs_per_bitmap);
 	fb_json_write_object_end(w);
 	fb_json_write_object_end(w);
 }
@@ -572,6 +636,9 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	pthread_mutex_init(&cb->mu, NULL);
 	cb->e = e;
 	cb->mod = mod;
+	pthread_mutex_lock(&mod->mu);
+	cb->segs_per_bitmap = mod->segs_per_bitmap;
+	pthread_mutex_unlock(&mod->mu);
 	cb->base_name = strdup(a->base_name);
 	if (a->name)
 		cb->name = strdup(a->name);
@@ -754,6 +821,13 @@ static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_n
 	} else if (rewrite && (rc = header_write(cb->base, &cb->map.h)) != 0) {
 		fb_err_set(err, "writing the compress header to '%s' failed: %s", a->base_name,
 			   strerror(-rc));
+		goto fail;
+	}
+	/* Open's scan held a bitmap per partly used segment: keep the budget's
+	 * worth before the volume serves I/O (alloc.h). */
+	rc = fb_cmp_alloc_trim(&cb->map.alloc, bitmap_budget(cb));
+	if (rc) {
+		fb_err_set(err, "out of memory for the allocator of '%s'", cb->name);
 		goto fail;
 	}
 	memset(&ro, 0, sizeof(ro));

@@ -28,6 +28,8 @@ struct fb_cmp_mod {
 	bool worker_threads_set;
 	uint32_t map_cache_kib;      /* per volume opened from now on */
 	bool map_cache_set;
+	uint32_t segs_per_bitmap;    /* allocator bitmap budget of volumes opened from now on */
+	bool segs_per_bitmap_set;
 	struct fb_cmp_pool *pool;    /* started with the first bdev */
 };
 
@@ -54,6 +56,11 @@ int fb_cmp_set_worker_threads(struct fb_engine *e, unsigned n, struct fb_err *er
 /* The chunk-map cache of volumes opened (created or examined) from now on. */
 #define FB_CMP_MAP_CACHE_KIB_DEFAULT 8192
 int fb_cmp_set_map_cache(struct fb_engine *e, uint32_t kib, struct fb_err *err);
+/* The allocator's bitmap budget of volumes opened from now on: one bitmap
+ * (256 bytes) per this many 1 MiB-or-more segments, at least
+ * FB_CMP_ALLOC_MIN_BUDGET (alloc.h). */
+#define FB_CMP_SEGS_PER_BITMAP_DEFAULT 16
+int fb_cmp_set_segs_per_bitmap(struct fb_engine *e, uint32_t n, struct fb_err *err);
 /* The level new writes use (in place: stored chunks keep theirs, any level
  * decodes). Kept in the volume header before it takes effect, so a
  * reopened volume keeps it. */
@@ -100,6 +107,16 @@ struct cmp_bdev {
 	int commit_rc;
 	struct fb_io_wait_entry commit_wait;
 
+	/* The reclaim pass in flight (compress_reclaim.c; map.rc_running). */
+	struct cmp_io *rwait_head;    /* I/Os waiting for it (cnext links) */
+	struct fb_reactor *rc_reactor;
+	struct fb_io_channel *rc_ch;
+	uint8_t *rc_buf;
+	struct iovec rc_iov;
+	struct fb_io_wait_entry rc_wait;
+	unsigned rc_tries;
+	atomic_bool rc_stop;          /* close: end the pass at its next read */
+
 	struct fb_cmp_codec_stats st;
 	_Atomic uint64_t early_aborts, probe_raw, crc_errors, rmw, commits;
 	/* Codec tries on chunks the probe was unsure of that did not shrink,
@@ -109,6 +126,7 @@ struct cmp_bdev {
 	 * steps): under CMP_INLINE_NS, writes compress on their reactor. */
 	_Atomic uint64_t comp_recent_ns;
 	uint64_t repaired_at_open, pages_lost_at_open;
+	uint32_t segs_per_bitmap;     /* the module's option when opened */
 };
 
 struct cmp_channel {
@@ -171,5 +189,16 @@ void fb_cmp_io_wake(struct fb_cmp_map_waiter *w);
 void fb_cmp_commit_wait(struct cmp_io *c, void (*after)(struct cmp_io *));
 /* Control thread: writes every dirty map page (flush, pages, flush). */
 int fb_cmp_commit_sync(struct cmp_bdev *cb);
+
+/* compress_reclaim.c: passes that rebuild allocator bitmaps (map.h). */
+/* c found no space while some is stranded: runs after(c) on c's reactor
+ * once a pass ends, c->rc 0 (look again) or -ENOSPC (the pass found
+ * nothing). False (c untouched) when no pass can help. */
+bool fb_cmp_reclaim_wait(struct cmp_io *c, void (*after)(struct cmp_io *));
+/* Starts a background pass on r when one is due (fb_cmp_map_reclaim_due). */
+void fb_cmp_reclaim_kick(struct cmp_bdev *cb, struct fb_reactor *r);
+/* Control thread, at close: ends a pass in flight and waits for it (60 s
+ * at most: false then, and the pass may still use cb). */
+bool fb_cmp_reclaim_stop(struct cmp_bdev *cb);
 
 #endif

@@ -415,7 +415,7 @@ static void encoded_retry(struct cmp_io *c)
 static void encoded(struct cmp_io *c)
 {
 	struct cmp_bdev *cb = c->cb;
-	bool wait;
+	bool wait, reclaim;
 	int rc;
 
 	if (c->rc) {
@@ -428,16 +428,22 @@ static void encoded(struct cmp_io *c)
 	}
 	pthread_mutex_lock(&cb->mu);
 	rc = fb_cmp_map_alloc(&cb->map, fb_cmp_entry_len(&c->neu), &c->neu.unit);
-	/* Out of space: a commit releases pending frees, if there are any. */
-	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n || cb->committing);
+	/* Out of space: a commit releases pending frees, if there are any (the
+	 * lists include the commit in flight's; a commit without frees would
+	 * give nothing, and waiting for one would loop while others commit). */
+	wait = rc && (cb->map.pending[0].n || cb->map.pending[1].n);
+	reclaim = !rc && fb_cmp_map_reclaim_due(&cb->map);
 	pthread_mutex_unlock(&cb->mu);
 	if (rc) {
+		/* Then a reclaim pass, if some space is stranded (alloc.h). */
 		if (wait)
 			fb_cmp_commit_wait(c, encoded_retry);
-		else
+		else if (!fb_cmp_reclaim_wait(c, encoded_retry))
 			cio_finish(c, -ENOSPC);
 		return;
 	}
+	if (reclaim)
+		fb_cmp_reclaim_kick(cb, fb_cmp_io_reactor(c));
 	c->neu_allocated = true;
 	write_data(c);
 }

@@ -186,6 +186,7 @@ static int rpc_level(struct fb_engine *e, const void *params, struct fb_json_wri
 struct options_params {
 	uint32_t worker_threads;
 	uint32_t map_cache_kib;
+	uint32_t segs_per_bitmap;
 };
 
 static void options_init(void *p)
@@ -194,6 +195,7 @@ static void options_init(void *p)
 
 	o->worker_threads = UINT32_MAX;
 	o->map_cache_kib = UINT32_MAX;
+	o->segs_per_bitmap = UINT32_MAX;
 }
 
 static const struct fb_json_field options_fields[] = {
@@ -204,6 +206,12 @@ static const struct fb_json_field options_fields[] = {
 	 .type = FB_JSON_U32, .optional = true, .min = 64, .max = 64u << 20,
 	 .hint = "KiB of chunk-map pages each volume keeps in RAM, 64 to 67108864 (default 8192: "
 		 "the whole map of 8 GiB of 16 KiB chunks); applies to volumes opened from now on"},
+	{.name = "alloc_segments_per_bitmap", .offset = offsetof(struct options_params, segs_per_bitmap),
+	 .type = FB_JSON_U32, .optional = true, .min = 1, .max = 1u << 20,
+	 .hint = "allocator segments per free-space bitmap a volume keeps in RAM, 1 to 1048576 "
+		 "(default 16: 15 MB per TB of 512-byte units; at least 8 bitmaps); more saves RAM, "
+		 "fewer means fewer map scans on a fragmented volume; applies to volumes opened "
+		 "from now on"},
 };
 
 static int rpc_options(struct fb_engine *e, const void *params, struct fb_json_writer *w,
@@ -216,6 +224,8 @@ static int rpc_options(struct fb_engine *e, const void *params, struct fb_json_w
 		rc = fb_cmp_set_worker_threads(e, p->worker_threads, err);
 	if (rc == 0 && p->map_cache_kib != UINT32_MAX)
 		rc = fb_cmp_set_map_cache(e, p->map_cache_kib, err);
+	if (rc == 0 && p->segs_per_bitmap != UINT32_MAX)
+		rc = fb_cmp_set_segs_per_bitmap(e, p->segs_per_bitmap, err);
 	if (rc)
 		return rc;
 	fb_json_write_bool(w, true);

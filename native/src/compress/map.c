@@ -113,6 +113,8 @@ static uint32_t claim(struct fb_cmp_map *m, uint64_t page, bool *dirty_held)
 			c->ref = false;
 			continue;
 		}
+		if (c->changed && c->page >= m->rc_p0 && c->page < m->rc_p0 + m->rc_n)
+			m->rc_stale |= (uint64_t)1 << (c->page - m->rc_p0);
 		unhash(m, i);
 		m->evictions++;
 		s = i;
@@ -244,6 +246,7 @@ static void dirty_mark(struct fb_cmp_map *m, uint32_t s)
 	if (m->slots[s].dirty)
 		return;
 	m->slots[s].dirty = true;
+	m->slots[s].changed = true;
 	m->dirty[m->ndirty++] = s;
 }
 
@@ -433,6 +436,7 @@ int fb_cmp_map_alloc(struct fb_cmp_map *m, uint32_t len, uint64_t *unit)
 
 void fb_cmp_map_unalloc(struct fb_cmp_map *m, uint64_t unit, uint32_t len)
 {
+	fb_cmp_alloc_done(&m->alloc, unit, fb_cmp_map_units(m, len));
 	fb_cmp_alloc_put(&m->alloc, unit, fb_cmp_map_units(m, len));
 }
 
@@ -442,6 +446,8 @@ bool fb_cmp_map_set(struct fb_cmp_map *m, uint64_t chunk, const struct fb_cmp_en
 	struct fb_cmp_entry *cur = &slot_ents(m, s)[chunk % FB_CMP_ENTRIES_PER_PAGE];
 	struct fb_cmp_pending *p = &m->pending[m->collect];
 
+	if (has_data(e)) /* its units came from fb_cmp_map_alloc */
+		fb_cmp_alloc_done(&m->alloc, e->unit, fb_cmp_map_units(m, fb_cmp_entry_len(e)));
 	if (memcmp(cur, e, sizeof(*e)) == 0)
 		return false;
 	count(m, cur, -1);
@@ -521,6 +527,103 @@ struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok)
 	return take_full(m);
 }
 
+/* ---- reclaim ---- */
+
+_Static_assert(FB_CMP_RECLAIM_PAGES <= 64, "a window's pages are bits of one word (rc_todo, rc_stale)");
+
+bool fb_cmp_map_reclaim_due(const struct fb_cmp_map *m)
+{
+	const struct fb_cmp_alloc *a = &m->alloc;
+
+	/* Each pass scans the whole map: one per 1/64 of the volume stranded. */
+	return !m->rc_running && a->stranded && fb_cmp_alloc_avail(a) < a->units / 16 &&
+	       a->untracked_frees - m->rc_quiet_at >= a->units / 64;
+}
+
+uint32_t fb_cmp_map_reclaim_start(struct fb_cmp_map *m, bool urgent)
+{
+	uint32_t n;
+
+	if (m->rc_running)
+		return 0;
+	m->rc_quiet_at = m->alloc.untracked_frees;
+	n = fb_cmp_alloc_reclaim_pick(&m->alloc, urgent);
+	if (n == 0)
+		return 0;
+	m->rc_running = true;
+	m->rc_urgent = urgent;
+	m->reclaim_passes++;
+	return n;
+}
+
+void fb_cmp_map_reclaim_window(struct fb_cmp_map *m, uint64_t p0, size_t n)
+{
+	m->rc_p0 = p0;
+	m->rc_n = n;
+	m->rc_todo = n == 64 ? UINT64_MAX : ((uint64_t)1 << n) - 1;
+	m->rc_stale = 0;
+}
+
+static void reclaim_entries(struct fb_cmp_map *m, uint64_t page, const struct fb_cmp_entry *ents)
+{
+	for (size_t i = 0; i < page_entries(m, page); i++) {
+		const struct fb_cmp_entry *e = &ents[i];
+
+		if (!has_data(e) || entry_problem(m, e))
+			continue;
+		if (!fb_cmp_alloc_reclaim_mark(&m->alloc, e->unit, fb_cmp_map_units(m, fb_cmp_entry_len(e)),
+					       true) &&
+		    m->reclaim_overlaps++ == 0)
+			m->rc_overlap_chunk = page * FB_CMP_ENTRIES_PER_PAGE + i;
+	}
+}
+
+bool fb_cmp_map_reclaim_apply(struct fb_cmp_map *m, const uint8_t *imgs)
+{
+	for (size_t i = 0; i < m->rc_n; i++) {
+		uint64_t bit = (uint64_t)1 << i, page = m->rc_p0 + i, gen;
+		uint32_t s = find(m, page);
+		const uint8_t *s0 = imgs + 2 * i * FB_CMP_PAGE_SIZE;
+		int best;
+
+		if (!(m->rc_todo & bit))
+			continue;
+		if (s != NONE && !m->slots[s].loading) {
+			reclaim_entries(m, page, slot_ents(m, s)); /* RAM holds the newest */
+		} else if (m->rc_stale & bit) {
+			continue; /* changed and evicted while being read */
+		} else {
+			best = fb_cmp_map_best_slot(&m->h, page, s0, s0 + FB_CMP_PAGE_SIZE, &gen);
+			if (best >= 0) {
+				struct fb_cmp_entry ents[FB_CMP_ENTRIES_PER_PAGE];
+
+				memcpy(ents, (best ? s0 + FB_CMP_PAGE_SIZE : s0) + sizeof(struct fb_cmp_page_hdr),
+				       page_entries(m, page) * sizeof(struct fb_cmp_entry));
+				reclaim_entries(m, page, ents);
+			}
+		}
+		m->rc_todo &= ~bit;
+	}
+	m->rc_stale = 0;
+	return m->rc_todo == 0;
+}
+
+uint64_t fb_cmp_map_reclaim_end(struct fb_cmp_map *m, bool abort)
+{
+	uint64_t made;
+
+	/* Pending frees may still be referenced by the durable map (rule 3). */
+	for (int l = 0; l < 2 && !abort; l++)
+		for (size_t i = 0; i < m->pending[l].n; i++)
+			fb_cmp_alloc_reclaim_mark(&m->alloc, m->pending[l].v[i].unit, m->pending[l].v[i].n,
+						  false);
+	made = fb_cmp_alloc_reclaim_end(&m->alloc, abort, &m->reclaim_mismatches);
+	m->reclaimed_units += made;
+	m->rc_running = false;
+	m->rc_n = 0;
+	return made;
+}
+
 uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap)
 {
 	size_t nbuckets = 1;
@@ -531,7 +634,7 @@ uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pendi
 			      FB_CMP_ENTRIES_PER_PAGE * sizeof(struct fb_cmp_entry)) +
 	       nbuckets * sizeof(uint32_t) +
 	       2 * dirty_cap * (sizeof(uint32_t) + FB_CMP_PAGE_SIZE + sizeof(uint64_t) + sizeof(uint32_t)) +
-	       2 * pending_cap * sizeof(struct fb_cmp_extent);
+	       2 * pending_cap * sizeof(struct fb_cmp_extent) + FB_CMP_ALLOC_FIXED_BYTES;
 }
 
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed)

@@ -39,6 +39,7 @@ struct fb_cmp_cpage {
 	uint32_t pins;                 /* I/Os using its entries */
 	uint32_t hnext;                /* next slot in its hash chain, UINT32_MAX = none */
 	bool loading, dirty, staged, ref;
+	bool changed;                  /* entries changed since loaded (a reclaim's read may be stale) */
 	struct fb_cmp_map_waiter *waiters; /* waiting for the load */
 };
 #define FB_CMP_NO_PAGE UINT64_MAX
@@ -66,6 +67,14 @@ struct fb_cmp_map {
 	uint32_t *stage_slot;
 	size_t nstage;
 	uint64_t leaked_units;         /* frees lost to a failed commit (back after reopen) */
+	/* Reclaim (fb_cmp_map_reclaim_*): the pass in flight and its window of
+	 * pages being read; stale: pages whose read may predate a change. */
+	bool rc_running, rc_urgent;
+	uint64_t rc_p0, rc_todo, rc_stale;
+	size_t rc_n;
+	uint64_t rc_quiet_at;          /* alloc.untracked_frees when the last pass started */
+	uint64_t reclaim_passes, reclaimed_units, reclaim_mismatches, reclaim_overlaps;
+	uint64_t rc_overlap_chunk;     /* the first chunk found overlapping (log) */
 	/* What the map holds now (stats). */
 	uint64_t chunks_compressed, chunks_raw, chunks_zero;
 	uint64_t stored_bytes;         /* sum of stored lengths */
@@ -155,8 +164,39 @@ unsigned fb_cmp_map_stage_slot(const struct fb_cmp_map *m, size_t i);
  * the waiters to wake (clean pages can be evicted). */
 struct fb_cmp_map_waiter *fb_cmp_map_commit_done(struct fb_cmp_map *m, bool ok);
 
+/* ---- reclaim: bitmaps for stranded segments (alloc.h) ----
+ *
+ * A pass builds the bitmaps of segments chosen at its start from the map
+ * as it is while the volume serves I/O: every page's entries (the cache's
+ * when the page is cached, else the base's copy: a page not cached holds
+ * no change, see the rules above), then the pending frees of both lists
+ * (the collecting one and the commit's in flight). That is every unit
+ * that may be live: chosen segments have no allocation in flight and take
+ * none until the pass ends, and frees out of them during the pass clear
+ * their bits (whether marked yet or not). A bitmap whose popcount differs
+ * from its segment's count (frees leaked by a failed commit, damage) is
+ * dropped and counted: its units stay used. */
+
+#define FB_CMP_RECLAIM_PAGES 32 /* map pages per read of a pass (and per hold of the lock) */
+/* Whether a background pass would help now: under 1/16 of the volume is
+ * allocatable, and 1/64 more was stranded since the last pass started. */
+bool fb_cmp_map_reclaim_due(const struct fb_cmp_map *m);
+/* Starts a pass (urgent: a write found no space; may trade tracked
+ * segments for emptier ones). Returns the segments chosen; 0 = no pass. */
+uint32_t fb_cmp_map_reclaim_start(struct fb_cmp_map *m, bool urgent);
+/* Pages [p0, p0 + n) (n <= FB_CMP_RECLAIM_PAGES) are about to be read. */
+void fb_cmp_map_reclaim_window(struct fb_cmp_map *m, uint64_t p0, size_t n);
+/* Their two slot images each, as on the base (imgs + 2 * i pages): marks
+ * their entries. True when the window is done; false: read it again (a
+ * page changed and left the cache during the read). */
+bool fb_cmp_map_reclaim_apply(struct fb_cmp_map *m, const uint8_t *imgs);
+/* Ends the pass (abort: every build dropped). Returns the units made
+ * allocatable. */
+uint64_t fb_cmp_map_reclaim_end(struct fb_cmp_map *m, bool abort);
+
 /* RAM held by the map and the allocator now, bytes; *fixed gets the part
- * that does not grow with the volume (cache, stage, pending lists). */
+ * that does not grow with the volume (cache, stage, pending lists, the
+ * allocator's histogram). */
 uint64_t fb_cmp_map_ram(const struct fb_cmp_map *m, uint64_t *fixed);
 /* That fixed part for a map of at least cache_pages pages. */
 uint64_t fb_cmp_map_fixed_ram(size_t cache_pages, size_t dirty_cap, size_t pending_cap);
