@@ -98,7 +98,10 @@ export async function startAgent(
       devices: cfg.devices,
       thinProvisioning: cfg.thinProvisioning,
     });
-    metrics = new AgentMetrics(() => svc.metricStats());
+    metrics = new AgentMetrics(
+      () => svc.metricStats(),
+      () => svc.metricCompress(),
+    );
     svc = new AgentService({
       configuredDpu: cfg.dpu,
       store,

@@ -7,7 +7,7 @@
  * us re-implementing the format.
  */
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from "prom-client";
-import type { LatencyHistogram } from "../backends/backend.js";
+import type { CompressionUsage, LatencyHistogram } from "../backends/backend.js";
 
 /** Per-function I/O counters as read from the target at scrape time, named as the user named things. */
 export interface FunctionStat {
@@ -23,6 +23,13 @@ export interface FunctionStat {
   readonly errors: number;
   readonly connections: number;
   readonly latency?: LatencyHistogram;
+}
+
+/** A compress bdev's space use as read from the target at scrape time. */
+export interface CompressStat extends CompressionUsage {
+  readonly dpu: string;
+  /** The compress resource's (and bdev's) name. */
+  readonly bdev: string;
 }
 
 /** Labels of every per-function metric. */
@@ -115,6 +122,9 @@ export class AgentMetrics {
   readonly fnErrors: Counter<FnLabel>;
   readonly fnConnections: Gauge<FnLabel>;
   readonly fnLatency: TargetHistogram;
+  readonly compressLogical: Gauge<"dpu" | "bdev">;
+  readonly compressPhysical: Gauge<"dpu" | "bdev">;
+  readonly compressRatio: Gauge<"dpu" | "bdev">;
   /** Reads every function's stats from the target into the fn* metrics (once per scrape). */
   private readonly refreshFunctions: () => Promise<void>;
   /** Restore runs of the reconcile loop, by reason and result. */
@@ -134,8 +144,14 @@ export class AgentMetrics {
   readonly raidRebuildPercent: Gauge<"array" | "member">;
   readonly raidScrubPercent: Gauge<"array">;
 
-  /** @param collectStats called at scrape time for per-function stats (errors are ignored). */
-  constructor(collectStats: () => Promise<FunctionStat[]> = async () => []) {
+  /**
+   * @param collectStats called at scrape time for per-function stats (errors are ignored).
+   * @param collectCompress called at scrape time for each compress bdev's space use (errors are ignored).
+   */
+  constructor(
+    collectStats: () => Promise<FunctionStat[]> = async () => [],
+    collectCompress: () => Promise<CompressStat[]> = async () => [],
+  ) {
     const r = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "flexbso_agent_" });
     this.rpcRequests = new Counter({
@@ -254,7 +270,7 @@ export class AgentMetrics {
     this.refreshFunctions = (): Promise<void> => {
       pending ??= (async () => {
         try {
-          const stats = await collectStats();
+          const [stats, compress] = await Promise.all([collectStats(), collectCompress()]);
           for (const m of [
             self.fnReadOps,
             self.fnWriteOps,
@@ -263,8 +279,17 @@ export class AgentMetrics {
             self.fnErrors,
             self.fnConnections,
             self.fnLatency,
+            self.compressLogical,
+            self.compressPhysical,
+            self.compressRatio,
           ])
             m.reset();
+          for (const c of compress) {
+            const l = { dpu: c.dpu, bdev: c.bdev };
+            self.compressLogical.set(l, c.logicalBytes);
+            self.compressPhysical.set(l, c.physicalBytes);
+            self.compressRatio.set(l, c.ratio);
+          }
           for (const s of stats) {
             const l = { dpu: s.dpu, function: s.function, tenant: s.tenant };
             // counters read from the engine: they restart at 0 with it, as Prometheus expects of counters
@@ -304,6 +329,20 @@ export class AgentMetrics {
       labelNames,
       registers: r,
     });
+    const compressGauge = (name: string, help: string): Gauge<"dpu" | "bdev"> =>
+      new Gauge({ name, help, labelNames: ["dpu", "bdev"], registers: r });
+    this.compressLogical = compressGauge(
+      "flexbso_compress_logical_bytes",
+      "Bytes of data a compress bdev holds (chunks written, zero chunks included)",
+    );
+    this.compressPhysical = compressGauge(
+      "flexbso_compress_physical_bytes",
+      "Bytes of its base a compress bdev's stored chunks take",
+    );
+    this.compressRatio = compressGauge(
+      "flexbso_compress_ratio",
+      "A compress bdev's logical over physical bytes (0 while nothing is stored)",
+    );
     this.fnLatency = new TargetHistogram({
       name: "flexbso_function_io_latency_seconds",
       help: "Read and write latency on the function's volume, as the engine's histogram counts it",

@@ -18,7 +18,7 @@ import { creationOrder } from "../plan/order.js";
 import { checkView, describeStep, isDestructive, stepReason } from "../plan/steps.js";
 import { planDpu, type DpuPlan } from "../apply/planning.js";
 import type { Logger } from "./log.js";
-import type { AgentMetrics, FunctionStat } from "./metrics.js";
+import type { AgentMetrics, CompressStat, FunctionStat } from "./metrics.js";
 
 /** The topology names another DPU than this agent's. */
 export class WrongDpuError extends Error {
@@ -289,6 +289,16 @@ export class AgentService {
         tenant: r?.kind === "function" ? (r.spec.tenant ?? "") : "",
       };
     });
+  }
+
+  /** Each managed compress bdev's space use, read live, for /metrics. */
+  async metricCompress(): Promise<CompressStat[]> {
+    const compress = this.state.resources.filter((r) => r.kind === "compress");
+    if (!compress.length) return [];
+    const status = this.d.backend.status(compress, await this.d.backend.inventory());
+    return status.flatMap((s, i) =>
+      s.compression ? [{ dpu: this.dpuName, bdev: compress[i]!.name, ...s.compression }] : [],
+    );
   }
 
   /**

@@ -99,12 +99,24 @@ export interface Endpoint {
   readonly attach?: string;
 }
 
+/** What a compress bdev holds, as its target counts it (`bdev_compress_get_stats`). */
+export interface CompressionUsage {
+  /** Bytes of the chunks that hold data (zero chunks included). */
+  readonly logicalBytes: number;
+  /** Bytes of the base those chunks take. */
+  readonly physicalBytes: number;
+  /** logical / physical; 0 while nothing is stored. */
+  readonly ratio: number;
+}
+
 /** Why a resource's realization differs from its spec, for `show`. */
 export interface ResourceStatus {
   readonly address: string;
   /** `present`: realized on the target; `missing`: in state but not on the target. */
   readonly present: boolean;
   readonly endpoint?: Endpoint;
+  /** A compress bdev's space use, where the target reports it. */
+  readonly compression?: CompressionUsage;
   /** Honest notes, e.g. "qos is recorded but not enforced by the native engine yet". */
   readonly notes: readonly string[];
 }

@@ -30,6 +30,7 @@ import {
   type Backend,
   type BdevInfo,
   type CheckStep,
+  type CompressionUsage,
   type Endpoint,
   type ExportInfo,
   type FileIdentity,
@@ -98,6 +99,13 @@ export function qemuVhostArgs(id: string, socket: string, numQueues: number): st
 }
 
 /** Backend over a `flexbso engine`. */
+/** A compress bdev's space use from its `driver_specific.compress` (the engine's stats); undefined if absent. */
+export function compressionOf(b: BdevInfo | undefined): CompressionUsage | undefined {
+  const c = b?.driver?.["compress"] as Record<string, unknown> | undefined;
+  if (!c || typeof c["logical_bytes"] !== "number" || typeof c["physical_bytes"] !== "number") return undefined;
+  return { logicalBytes: c["logical_bytes"], physicalBytes: c["physical_bytes"], ratio: Number(c["ratio"] ?? 0) };
+}
+
 export class NativeBackend implements Backend {
   readonly name = "native";
 
@@ -792,7 +800,14 @@ export class NativeBackend implements Backend {
     return resources.map((r) => {
       const notes = descriptorOf(r.kind).backends.native.notes?.(r.spec) ?? [];
       const endpoint = r.kind === "function" ? this.endpointOf(r, inv) : undefined;
-      return { address: r.address, present: this.present(r, inv), ...(endpoint ? { endpoint } : {}), notes };
+      const compression = r.kind === "compress" ? compressionOf(inv.bdevs.get(r.name)) : undefined;
+      return {
+        address: r.address,
+        present: this.present(r, inv),
+        ...(endpoint ? { endpoint } : {}),
+        ...(compression ? { compression } : {}),
+        notes,
+      };
     });
   }
 

@@ -5,10 +5,12 @@
  */
 import { Document, isNode } from "yaml";
 import { canonicalJson } from "../model/canonical.js";
+import { formatSize } from "../model/units.js";
 import { didYouMean } from "../model/suggest.js";
 import { DEFAULT_STACK, stackOf, type Resource } from "../model/types.js";
 import type { TopologyView } from "../agent/service.js";
 import { combineActual } from "./fleet.js";
+import type { CompressionUsage } from "../backends/backend.js";
 
 /** The stacks owning the views' resources, sorted (DPU resources are shared: they name none). */
 export function stacksOf(views: ReadonlyMap<string, TopologyView>): string[] {
@@ -115,6 +117,7 @@ export function renderShowYaml(
       const lines = [
         ...(s.endpoint ? [` endpoint: ${s.endpoint.uri}`] : []),
         ...(s.endpoint?.attach ? [` attach (QEMU): ${s.endpoint.attach}`] : []),
+        ...(s.compression ? [` compression: ${describeCompression(s.compression)}`] : []),
         ...(!s.present
           ? [
               " MISSING on the target (deleted outside FlexBSO, or the engine restarted): see the drift above and flexbso events",
@@ -127,4 +130,10 @@ export function renderShowYaml(
   }
   doc.commentBefore = header.join("\n");
   return doc.toString({ lineWidth: 0 });
+}
+
+/** One line for a compress bdev's space use, e.g. "ratio 2.85 (12 MiB of data stored in 4.2 MiB)". */
+export function describeCompression(c: CompressionUsage): string {
+  if (c.logicalBytes === 0) return "nothing stored yet";
+  return `ratio ${c.ratio.toFixed(2)} (${formatSize(c.logicalBytes)} of data stored in ${formatSize(c.physicalBytes)})`;
 }

@@ -104,4 +104,34 @@ test("per-function metrics after real I/O, named as the topology names them", as
   }
 });
 
+test("compress bdevs: /metrics and flexbso show report each one's ratio from the engine's own counts", async () => {
+  const t = await writeTopology("kinds.yaml", [a], path.join(a.dir, "z.yaml"), (s) =>
+    s
+      .replace(
+        "${BDEVS}",
+        "      zb: { kind: malloc, size: 16MiB }\n      z: { kind: compress, base: zb, algorithm: zstd }",
+      )
+      .replace("${FUNCS}", "      db: { pf: 0, vf: 4, transport: nbd, volume: z }")
+      .replace("${VFS}", "8"),
+  );
+  // replaces the first test's topology (its malloc volume goes)
+  const r = await cli(["apply", t, "--auto-approve", "--allow-data-loss"]);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  const before = await scrape();
+  assert.is(value(before, 'flexbso_compress_logical_bytes{dpu="dpu0",bdev="z"}'), 0);
+  assert.is(value(before, 'flexbso_compress_ratio{dpu="dpu0",bdev="z"}'), 0);
+  // 1 MiB of one repeated byte: 64 chunks of 16 KiB, each stored in one 512-byte unit
+  const io = await run("qemu-io", ["-f", "raw", "-c", "write -P 0x11 0 1M", "-c", "flush", nbdUri(a, "pf0vf4")]);
+  assert.is(io.code, 0, io.stdout + io.stderr);
+  const text = await scrape();
+  const z = '{dpu="dpu0",bdev="z"}';
+  assert.is(value(text, `flexbso_compress_logical_bytes${z}`), 1 << 20);
+  const physical = value(text, `flexbso_compress_physical_bytes${z}`);
+  assert.ok(physical > 0 && physical <= 64 * 512, `physical ${physical}`);
+  assert.is(value(text, `flexbso_compress_ratio${z}`), (1 << 20) / physical);
+  const shown = await cli(["show", t]);
+  assert.is(shown.code, 0, shown.stdout + shown.stderr);
+  assert.match(shown.stdout, `# compression: ratio ${((1 << 20) / physical).toFixed(2)} (1 MiB of data stored in `);
+});
+
 test.run();
