@@ -99,7 +99,7 @@ uint64_t fb_cmp_map_page_of(uint64_t chunk);
 int fb_cmp_map_best_slot(const struct fb_cmp_header *h, uint64_t page, const void *slot0,
 			 const void *slot1, uint64_t *gen);
 
-/* ---- open: every page is scanned once, in order ---- */
+/* ---- open: every page is scanned in order, once per pass ---- */
 
 /* Page p's two slot images (read from the base): checks each entry and
  * marks its units used. Entries that cannot be right (unknown state, bad
