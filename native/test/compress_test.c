@@ -401,8 +401,8 @@ static void reclaim_workload(const char *algo)
 	CHECK_EQ(stat_u64(e, "COMP_F0", "crc_errors"), 0);
 	fb_engine_destroy(e);
 
-	/* Reopen (examine): the scan holds a bitmap per partly used segment,
-	 * the volume keeps 8. */
+	/* Reopen (examine): the scan holds a bitmap per partly used segment
+	 * (fewer than its open budget, 32: one pass), the volume keeps 8. */
 	e = th_engine(2);
 	CHECK_OK(th_rpc(e, &err, "bdev_compress_set_options", "{\"alloc_segments_per_bitmap\":1024}"));
 	CHECK_OK(th_file(e, "F0", path, 512, "", &err));
@@ -411,6 +411,7 @@ static void reclaim_workload(const char *algo)
 		(unsigned long long)stat_u64(e, "COMP_F0", "open_bitmaps"),
 		(unsigned long long)stat_u64(e, "COMP_F0", "bitmaps"));
 	CHECK(stat_u64(e, "COMP_F0", "open_bitmaps") > 8);
+	CHECK_EQ(stat_u64(e, "COMP_F0", "open_map_passes"), 1); /* fewer partly used than 4x the budget */
 	CHECK(stat_u64(e, "COMP_F0", "bitmaps") <= 8);
 	workload(e, "COMP_F0", ref, 1500, 2, 200);
 	verify_all(e, "COMP_F0", ref);
@@ -731,6 +732,7 @@ TEST(test_reopen_from_base)
 	used = stat_u64(e, "COMP_F0", "allocated_bytes");
 	CHECK_EQ(used, physical); /* free space rebuilt from the map: nothing pending, nothing leaked */
 	CHECK_EQ(stat_u64(e, "COMP_F0", "repaired_at_open"), 0);
+	CHECK_EQ(stat_u64(e, "COMP_F0", "open_map_passes"), 1);
 	/* And it keeps working after the reopen. */
 	workload(e, "COMP_F0", ref, 300, 2, 78);
 	verify_all(e, "COMP_F0", ref);
