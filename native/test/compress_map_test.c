@@ -864,6 +864,15 @@ TEST(test_open_passes)
 	CHECK_EQ(want[30], 48);
 	CHECK_EQ(want[37], 40);
 	CHECK_EQ(a->used, used);
+	{
+		uint64_t stranded = 0;
+
+		for (uint64_t g = 0; g < a->nsegs; g++)
+			if (!a->seg_bm[g] && want[g])
+				stranded += FB_CMP_SEG_UNITS - want[g];
+		CHECK_EQ(a->stranded, stranded);
+		CHECK_EQ(fb_cmp_alloc_avail(a), a->units - used - stranded);
+	}
 	CHECK_EQ(m.chunks_compressed, 800);
 	CHECK_EQ(m.chunks_raw, 1);
 	/* Reclaim passes rebuild the untracked segments from the map: no
