@@ -756,6 +756,143 @@ TEST(test_rebuild_repairs)
 	fb_cmp_map_fini(&m);
 }
 
+/* Open with a tiny open budget (alloc.h): pass 1 checks 8 segments and
+ * counts the other 32, then window passes re-read the map, 6 segments
+ * each. Planted: an overlap in a pass-1 segment; 300 chunks on one range
+ * of a counted segment (their sum exceeds the segment: no overflow); a
+ * duplicate in a late segment; and an extent that lies in two windows,
+ * fine in the first and overlapping in the second, so the first window's
+ * count must give it back. Each later claimant is unmapped and reported,
+ * the rest map as written, and every segment's count (and bitmap) is what
+ * the surviving entries hold. */
+#define OW_SEGS 40
+#define OW_CHUNKS 1103
+static void ow_commit(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE])
+{
+	size_t n = fb_cmp_map_snapshot(m);
+
+	for (size_t i = 0; i < n; i++)
+		memcpy(img[m->stage_page[i]][fb_cmp_map_stage_slot(m, i)], m->stage + i * FB_CMP_PAGE_SIZE,
+		       FB_CMP_PAGE_SIZE);
+	CHECK(fb_cmp_map_commit_done(m, true) == NULL);
+}
+
+static void ow_report(void *arg, uint64_t chunk, const char *why)
+{
+	CHECK(strstr(why, "overlaps"));
+	((uint8_t *)arg)[chunk]++;
+}
+
+TEST(test_open_passes)
+{
+	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE, S = FB_CMP_SEG_UNITS;
+	const uint64_t pages = (OW_CHUNKS + E - 1) / E;
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 2 * pages * FB_CMP_PAGE_SIZE +
+						     OW_SEGS * S * 512ull + (1 << 20),
+					     512, 4096, pages * E);
+	static struct fb_cmp_entry ents[OW_CHUNKS + 253];
+	static uint8_t img[8][2][FB_CMP_PAGE_SIZE], reported[OW_CHUNKS + 253];
+	static uint64_t want[OW_SEGS + 8];
+	struct fb_cmp_alloc *a;
+	struct fb_cmp_map m;
+	uint64_t total = 0, n, used = 0;
+
+	CHECK(pages <= 8);
+	/* Chunks 0..799: 20 extents of 2 units in each segment, in segment-
+	 * interleaved order so every page touches every segment. */
+	for (uint64_t c = 0; c < 800; c++)
+		ents[c] = sim_entry((c % OW_SEGS) * S + (c / OW_SEGS) * 4, 1000, 1);
+	for (uint64_t c = 800; c < 1100; c++)
+		ents[c] = (struct fb_cmp_entry){.unit = 30 * S + 1000,
+						.len_state = fb_cmp_len_state(FB_CMP_RAW, 4096)};
+	ents[1100] = sim_entry(37 * S, 1000, 1);     /* chunk 37's units */
+	ents[1101] = sim_entry(38 * S - 1, 1000, 1); /* segment 37's last unit, then chunk 38's first */
+	ents[1102] = sim_entry(2 * S + 1, 1000, 1);  /* chunk 2's second unit (pass 1) */
+	for (uint64_t p = 0; p < pages; p++)
+		fb_cmp_page_seal(&h, img[p][1], p, 1, ents + p * E, E);
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
+	a = &m.alloc;
+	CHECK(a->nsegs >= OW_SEGS);
+	CHECK_EQ(fb_cmp_alloc_open_budget(a, 8), 0);
+	do {
+		for (uint64_t p = 0; p < pages; p++) {
+			if (m.ndirty >= m.dirty_cap)
+				ow_commit(&m, img);
+			CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
+			total += n;
+		}
+		ow_commit(&m, img);
+		CHECK(a->pool_top <= 8);
+	} while (fb_cmp_map_open_next(&m, 2));
+	fprintf(stderr, "    %u passes, %llu repaired\n", a->open_passes, (unsigned long long)total);
+	CHECK_EQ(a->open_passes, 7); /* 8 checked, then 32 in windows of 6 */
+	CHECK_EQ(a->nunchecked, 0);
+	CHECK_EQ(total, 299 + 3);
+	for (uint64_t c = 0; c < OW_CHUNKS; c++)
+		CHECK_EQ(reported[c], c > 800 ? 1 : 0);
+	CHECK_EQ(fb_cmp_alloc_trim(a, 8), 0);
+	CHECK(a->open_bitmaps <= 8);
+	/* Every entry as on the base now: the claimants above unmapped, the rest as written. */
+	for (uint64_t c = 0; c < OW_CHUNKS; c++) {
+		uint64_t p = fb_cmp_map_page_of(c), gen;
+		int best = fb_cmp_map_best_slot(&h, p, img[p][0], img[p][1], &gen);
+		struct fb_cmp_entry e;
+
+		CHECK(best >= 0);
+		memcpy(&e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % E) * sizeof(e), sizeof(e));
+		if (c > 800) {
+			CHECK_EQ(fb_cmp_entry_state(&e), FB_CMP_UNMAPPED);
+			continue;
+		}
+		CHECK(memcmp(&e, &ents[c], sizeof(e)) == 0);
+		for (uint64_t u = e.unit; u < e.unit + fb_cmp_map_units(&m, fb_cmp_entry_len(&e)); u++)
+			want[u / S]++;
+	}
+	for (uint64_t g = 0; g < a->nsegs; g++) {
+		used += want[g];
+		CHECK_EQ(a->seg_used[g], want[g]);
+		if (a->seg_bm[g]) {
+			const uint64_t *bits = a->pool + (uint64_t)(a->seg_bm[g] - 1) * FB_CMP_SEG_WORDS;
+			uint64_t pop = 0;
+
+			for (unsigned w = 0; w < FB_CMP_SEG_WORDS; w++)
+				pop += (uint64_t)__builtin_popcountll(bits[w]);
+			CHECK_EQ(pop, want[g]);
+		}
+	}
+	CHECK_EQ(want[30], 48);
+	CHECK_EQ(want[37], 40);
+	CHECK_EQ(a->used, used);
+	{
+		uint64_t stranded = 0;
+
+		for (uint64_t g = 0; g < a->nsegs; g++)
+			if (!a->seg_bm[g] && want[g])
+				stranded += FB_CMP_SEG_UNITS - want[g];
+		CHECK_EQ(a->stranded, stranded);
+		CHECK_EQ(fb_cmp_alloc_avail(a), a->units - used - stranded);
+	}
+	CHECK_EQ(m.chunks_compressed, 800);
+	CHECK_EQ(m.chunks_raw, 1);
+	/* Reclaim passes rebuild the untracked segments from the map: no
+	 * count disagrees with it. */
+	for (int pass = 0; pass < 12 && a->stranded && fb_cmp_map_reclaim_start(&m, true); pass++) {
+		for (uint64_t p0 = 0; p0 < pages;) {
+			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
+
+			fb_cmp_map_reclaim_window(&m, p0, (size_t)k);
+			if (fb_cmp_map_reclaim_apply(&m, &img[p0][0][0]))
+				p0 += k;
+		}
+		fb_cmp_map_reclaim_end(&m, false);
+	}
+	CHECK(m.reclaim_passes > 0);
+	CHECK_EQ(m.reclaim_mismatches, 0);
+	CHECK_EQ(m.reclaim_overlaps, 0);
+	fb_cmp_map_fini(&m);
+}
+
 /* A full cache: -EAGAIN while dirty pages hold the slots, -EBUSY (queued)
  * while pins do, and the waiter comes back when a pin is dropped. */
 TEST(test_cache_full)
@@ -804,6 +941,7 @@ int main(void)
 	RUN(test_crash_simulation);
 	RUN(test_reclaim_simulation);
 	RUN(test_rebuild_repairs);
+	RUN(test_open_passes);
 	RUN(test_cache_full);
 	fprintf(stderr, "compress_map_test: ok\n");
 	return 0;

@@ -23,7 +23,9 @@
  *    with raw chunks, then every other chunk unmapped, so that every
  *    segment is partly used, then rewritten whole while fragmented
  *    (reclaim passes run); its RAM, bounded by the bitmap budget, and the
- *    two writes' MB/s.
+ *    two writes' MB/s; then every other chunk unmapped again and the
+ *    volume reopened from its base: open's peak RAM (bounded by 4x the
+ *    budget) and the passes over the map it took.
  * Every row is --samples samples; a sample alternates passes of the rows
  * compared with each other (2 with 3, 4 with 4) until each has had
  * --sample-s seconds, so load hits them alike. Prints one JSON object:
@@ -489,7 +491,7 @@ static double paired_of(double (*rows)[MAX_SAMPLES], int a, int b)
  * reclaim passes. *fill_s and *rewrite_s time the two writes. */
 #define FRAG_SEGS_MIN 256
 static void fragment(struct fb_engine *e, unsigned chunk, uint8_t *rnd, size_t rbytes, char **stats,
-		     double *fill_s, double *rewrite_s, uint64_t *bytes)
+		     char **open_stats, double *fill_s, double *rewrite_s, uint64_t *bytes)
 {
 	struct fb_bdev_open_opts oo = {.size = sizeof(oo)};
 	size_t fbytes = (size_t)FRAG_SEGS_MIN << 20;
@@ -527,6 +529,23 @@ static void fragment(struct fb_engine *e, unsigned chunk, uint8_t *rnd, size_t r
 	for (int i = 0; i < 3; i++)
 		stream_op(e, "CF", NULL, 0, OP_FLUSH, 0, 1);
 	rpc(e, "bdev_compress_get_stats", "{\"name\":\"CF\"}", stats);
+	/* Open's worst case: every segment half used again, then the bdev is
+	 * closed (not destroyed) and the volume opened from its base. */
+	stream_op(e, "CF", NULL, len, OP_UNMAP, chunk, 32);
+	for (int i = 0; i < 3; i++)
+		stream_op(e, "CF", NULL, 0, OP_FLUSH, 0, 1);
+	if (fb_bdev_delete(e, "CF", &err)) {
+		fprintf(stderr, "closing CF: %s\n", err.msg);
+		exit(1);
+	}
+	{
+		char params[256];
+
+		snprintf(params, sizeof(params), "{\"base_bdev_name\":\"MF\",\"name\":\"CF\","
+			 "\"comp_algo\":\"lz4\",\"comp_level\":1,\"chunk_size\":%u,\"lb_size\":512}", chunk);
+		rpc(e, "bdev_compress_create", params, NULL);
+	}
+	rpc(e, "bdev_compress_get_stats", "{\"name\":\"CF\"}", open_stats);
 	free(data);
 }
 
@@ -549,7 +568,7 @@ int main(int argc, char **argv)
 	struct fb_engine_opts eo;
 	struct fb_err err;
 	size_t stored = 0, nraw = 0, nzero = 0;
-	char params[512], *stats, *stats1, *statsf;
+	char params[512], *stats, *stats1, *statsf, *statso;
 	double fpcap, fram, ffixed, ffill_s, frewrite_s;
 	uint64_t fbytes;
 	int c;
@@ -686,7 +705,7 @@ int main(int argc, char **argv)
 	fb_cmp_codec_ctxs_free(&b.ctxs);
 	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C0\"}", &stats);
 	rpc(b.e, "bdev_compress_get_stats", "{\"name\":\"C1\"}", &stats1);
-	fragment(b.e, chunk, b.rnd, b.rbytes, &statsf, &ffill_s, &frewrite_s, &fbytes);
+	fragment(b.e, chunk, b.rnd, b.rbytes, &statsf, &statso, &ffill_s, &frewrite_s, &fbytes);
 	fb_engine_destroy(b.e);
 	fpcap = stat_num(statsf, "physical_capacity_bytes");
 	fram = stat_num(statsf, "metadata_ram_bytes");
@@ -703,7 +722,8 @@ int main(int argc, char **argv)
 	       "\"fragmented_alloc_bitmaps\":%.0f,\"fragmented_physical_capacity_bytes\":%.0f,"
 	       "\"fragmented_metadata_ram_mb_per_tb_physical\":%.3f,\"random_bytes\":%zu,"
 	       "\"metadata_ram_mb_per_tb_physical_open_worst\":%.3f,\"fragmented_bitmap_budget\":%.0f,"
-	       "\"fragmented_open_worst_mb_per_tb_physical\":%.3f,"
+	       "\"fragmented_open_worst_mb_per_tb_physical\":%.3f,\"fragmented_open_mb_per_tb_physical\":%.3f,"
+	       "\"fragmented_open_map_passes\":%.0f,\"fragmented_open_bitmaps\":%.0f,"
 	       "\"fragmented_reclaim_passes\":%.0f,\"fragmented_reclaimed_bytes\":%.0f,"
 	       "\"fragmented_stranded_bytes\":%.0f,\"fragmented_reclaim_mismatches\":%.0f,"
 	       "\"fragmented_fill_mbps\":%.1f,\"fragmented_rewrite_mbps\":%.1f,",
@@ -720,6 +740,8 @@ int main(int argc, char **argv)
 	       stat_num(stats, "metadata_ram_mb_per_tb_physical_open_worst"),
 	       stat_num(statsf, "bitmap_budget"),
 	       stat_num(statsf, "metadata_ram_mb_per_tb_physical_open_worst"),
+	       stat_num(statso, "metadata_ram_mb_per_tb_physical_open"), stat_num(statso, "open_map_passes"),
+	       stat_num(statso, "open_bitmaps"),
 	       stat_num(statsf, "reclaim_passes"), stat_num(statsf, "reclaimed_bytes"),
 	       stat_num(statsf, "stranded_bytes"), stat_num(statsf, "reclaim_mismatches"),
 	       (double)fbytes / 1e6 / ffill_s, (double)fbytes / 1e6 / frewrite_s);
@@ -741,6 +763,7 @@ int main(int argc, char **argv)
 	free(stats);
 	free(stats1);
 	free(statsf);
+	free(statso);
 	free(b.rnd);
 	free(corpus);
 	free(b.z);

@@ -43,6 +43,20 @@ static uint64_t seg_stranded(const struct fb_cmp_alloc *a, uint64_t s)
 #define STRANDED_BEGIN(a, s) uint64_t stranded_before_ = seg_stranded(a, s)
 #define STRANDED_END(a, s) ((a)->stranded = (a)->stranded - stranded_before_ + seg_stranded(a, s))
 
+static bool is_unchecked(const struct fb_cmp_alloc *a, uint64_t s)
+{
+	return a->unchecked && (a->unchecked[s / 8] >> (s % 8)) & 1u;
+}
+
+static void set_unchecked(struct fb_cmp_alloc *a, uint64_t s, bool on)
+{
+	if (on)
+		a->unchecked[s / 8] |= (uint8_t)(1u << (s % 8));
+	else
+		a->unchecked[s / 8] &= (uint8_t)~(1u << (s % 8));
+	a->nunchecked = on ? a->nunchecked + 1 : a->nunchecked - 1;
+}
+
 static bool bit_get(const struct fb_cmp_alloc *a, uint64_t i)
 {
 	uint64_t s = i / FB_CMP_SEG_UNITS, b = i % FB_CMP_SEG_UNITS;
@@ -50,7 +64,9 @@ static bool bit_get(const struct fb_cmp_alloc *a, uint64_t i)
 
 	if (bits)
 		return (bits[b / 64] >> (b % 64)) & 1u;
-	return a->seg_used[s] != 0; /* open, before trim: no bitmap means empty or full */
+	if (is_unchecked(a, s))
+		return false; /* a later pass checks it */
+	return a->seg_used[s] != 0; /* open's first pass: no bitmap means empty or full */
 }
 
 static void slot_release(struct fb_cmp_alloc *a, uint64_t s)
@@ -144,6 +160,23 @@ static void bits_set(uint64_t *bits, uint64_t b, uint64_t len, bool used)
 	}
 }
 
+/* Open's first pass: a partly used segment first touched when no bitmap
+ * is free is counted only, and unchecked (a later pass recounts it, so
+ * its count may stop at the segment's size rather than overflow). */
+static bool open_count_only(struct fb_cmp_alloc *a, uint64_t s, uint64_t len)
+{
+	uint64_t c = a->seg_used[s] + len;
+
+	if (!is_unchecked(a, s)) {
+		if (a->seg_bm[s] || (a->seg_used[s] == 0 && len == seg_units(a, s)) ||
+		    fb_cmp_alloc_free_slots(a))
+			return false;
+		set_unchecked(a, s, true);
+	}
+	a->seg_used[s] = (uint16_t)(c < seg_units(a, s) ? c : seg_units(a, s));
+	return true;
+}
+
 static void set_range(struct fb_cmp_alloc *a, uint64_t start, uint64_t n, bool used)
 {
 	while (n) {
@@ -152,7 +185,9 @@ static void set_range(struct fb_cmp_alloc *a, uint64_t start, uint64_t n, bool u
 		STRANDED_BEGIN(a, s);
 		uint64_t *bits = seg_bits(a, s);
 
-		if (!bits && len == seg_units(a, s)) {
+		if (a->opening && used && open_count_only(a, s, len)) {
+			/* counted */
+		} else if (!bits && len == seg_units(a, s)) {
 			a->seg_used[s] = used ? (uint16_t)len : 0; /* whole segment */
 		} else {
 			/* Allocation fills empty or tracked segments only, so a
@@ -205,7 +240,10 @@ int fb_cmp_alloc_init(struct fb_cmp_alloc *a, uint64_t units)
 	a->seg_inflight = calloc((size_t)a->nsegs, sizeof(*a->seg_inflight));
 	a->seg_bm = calloc((size_t)a->nsegs, sizeof(*a->seg_bm));
 	a->hist = calloc(FB_CMP_SEG_UNITS + 1, sizeof(*a->hist));
-	if (!a->seg_used || !a->seg_inflight || !a->seg_bm || !a->hist ||
+	a->unchecked = calloc((size_t)(a->nsegs + 7) / 8, 1);
+	a->opening = true;
+	a->open_passes = 1;
+	if (!a->seg_used || !a->seg_inflight || !a->seg_bm || !a->hist || !a->unchecked ||
 	    pool_alloc(a, (uint32_t)a->nsegs)) {
 		fb_cmp_alloc_fini(a);
 		return -ENOMEM;
@@ -219,6 +257,7 @@ void fb_cmp_alloc_fini(struct fb_cmp_alloc *a)
 	free(a->seg_inflight);
 	free(a->seg_bm);
 	free(a->hist);
+	free(a->unchecked);
 	pool_free_all(a);
 	memset(a, 0, sizeof(*a));
 }
@@ -238,11 +277,39 @@ static uint64_t threshold(const uint32_t *hist, uint64_t want)
 	return 1;
 }
 
+/* Drops the bitmaps of tracked segments beyond keep, keeping those with
+ * the most free units (then those at the threshold, in slot order). */
+static void keep_best(struct fb_cmp_alloc *a, uint32_t keep)
+{
+	uint32_t *hist = a->hist;
+	uint64_t t, at_t = 0;
+
+	memset(hist, 0, (FB_CMP_SEG_UNITS + 1) * sizeof(*hist));
+	for (uint32_t i = 0; i < a->pool_top; i++)
+		if (a->pool_state[i] == FB_CMP_BM_TRACKED)
+			hist[seg_units(a, a->pool_seg[i]) - a->seg_used[a->pool_seg[i]]]++;
+	t = threshold(hist, keep);
+	for (uint64_t f = t + 1; f <= FB_CMP_SEG_UNITS; f++)
+		at_t += hist[f];
+	at_t = keep > at_t ? keep - at_t : 0;
+	for (uint32_t i = 0; i < a->pool_top; i++) {
+		uint64_t s = a->pool_seg[i], f;
+
+		if (a->pool_state[i] != FB_CMP_BM_TRACKED)
+			continue;
+		f = seg_units(a, s) - a->seg_used[s];
+		if (f > t)
+			continue;
+		if (f == t && at_t > 0)
+			at_t--;
+		else
+			slot_release(a, s);
+	}
+}
+
 int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget)
 {
 	struct fb_cmp_alloc old = *a;
-	uint32_t *hist = a->hist, kept = 0;
-	uint64_t t, at_t;
 
 	if (budget < FB_CMP_ALLOC_MIN_BUDGET)
 		budget = FB_CMP_ALLOC_MIN_BUDGET;
@@ -251,43 +318,120 @@ int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget)
 		*a = old;
 		return -ENOMEM;
 	}
-	memset(hist, 0, (FB_CMP_SEG_UNITS + 1) * sizeof(*hist));
 	a->open_bitmaps = old.pool_top;
-	for (uint32_t i = 0; i < old.pool_top; i++)
-		if (old.pool_state[i] == FB_CMP_BM_TRACKED)
-			hist[seg_units(&old, old.pool_seg[i]) - old.seg_used[old.pool_seg[i]]]++;
-	t = threshold(hist, budget);
-	/* Those with more than t free units first, then those with t. */
-	at_t = 0;
-	for (uint64_t f = t + 1; f <= FB_CMP_SEG_UNITS; f++)
-		at_t += hist[f];
-	at_t = budget - at_t;
+	keep_best(&old, budget); /* shares seg_bm with a */
 	a->pool_nfree = 0;
 	a->pool_top = 0;
 	a->bitmaps = 0;
 	for (uint32_t i = 0; i < old.pool_top; i++) {
-		uint64_t s, f;
+		uint64_t s = old.pool_seg[i];
 
 		if (old.pool_state[i] != FB_CMP_BM_TRACKED)
 			continue;
-		s = old.pool_seg[i];
-		f = seg_units(&old, s) - old.seg_used[s];
 		a->seg_bm[s] = 0;
-		if (kept < budget && (f > t || (f == t && at_t > 0))) {
-			if (f == t)
-				at_t--;
-			memcpy(slot_bits(a, kept), slot_bits(&old, i), FB_CMP_SEG_WORDS * sizeof(uint64_t));
-			slot_take(a, s, FB_CMP_BM_TRACKED);
-			kept++;
-		} else {
-			a->stranded += f; /* untracked from now on */
-		}
+		memcpy(slot_bits(a, a->pool_top), slot_bits(&old, i), FB_CMP_SEG_WORDS * sizeof(uint64_t));
+		slot_take(a, s, FB_CMP_BM_TRACKED);
 	}
 	free(old.pool);
 	free(old.pool_free);
 	free(old.pool_seg);
 	free(old.pool_state);
+	free(a->unchecked);
+	a->unchecked = NULL;
+	a->nunchecked = 0;
+	a->opening = false;
+	/* Counts stopped at a segment's size, and segments left untracked. */
+	a->used = a->stranded = 0;
+	for (uint64_t s = 0; s < a->nsegs; s++) {
+		a->used += a->seg_used[s];
+		a->stranded += seg_stranded(a, s);
+	}
 	return 0;
+}
+
+int fb_cmp_alloc_open_budget(struct fb_cmp_alloc *a, uint32_t budget)
+{
+	if (budget < FB_CMP_ALLOC_MIN_BUDGET)
+		budget = FB_CMP_ALLOC_MIN_BUDGET;
+	if (budget >= a->pool_cap)
+		return 0;
+	pool_free_all(a);
+	return pool_alloc(a, budget);
+}
+
+uint32_t fb_cmp_alloc_open_window(struct fb_cmp_alloc *a, uint32_t keep)
+{
+	uint32_t n = 0;
+
+	if (!a->nunchecked)
+		return 0;
+	keep_best(a, keep < a->pool_cap / 2 ? keep : a->pool_cap / 2);
+	for (; a->open_next < a->nsegs && fb_cmp_alloc_free_slots(a); a->open_next++) {
+		uint64_t s = a->open_next;
+
+		if (!is_unchecked(a, s))
+			continue;
+		slot_take(a, s, FB_CMP_BM_BUILDING);
+		memset(seg_bits(a, s), 0, FB_CMP_SEG_WORDS * sizeof(uint64_t));
+		a->seg_used[s] = 0;
+		n++;
+	}
+	if (n)
+		a->open_passes++;
+	return n;
+}
+
+/* Runs the body for each part of [start, start + n) within one segment:
+ * segment s, its first unit b there, len units. */
+#define FOR_PARTS(a, start, n, s, b, len)                                                      \
+	for (uint64_t at_ = (start), left_ = (n), s, b, len;                                   \
+	     left_ && (s = at_ / FB_CMP_SEG_UNITS, b = at_ % FB_CMP_SEG_UNITS,                 \
+		       len = seg_units(a, s) - b < left_ ? seg_units(a, s) - b : left_, 1);    \
+	     at_ += len, left_ -= len)
+
+bool fb_cmp_alloc_open_claim(struct fb_cmp_alloc *a, uint64_t start, uint64_t n)
+{
+	FOR_PARTS(a, start, n, s, b, len)
+	{
+		const uint64_t *bits = seg_bits(a, s);
+
+		if (seg_state(a, s) != FB_CMP_BM_BUILDING)
+			continue;
+		for (uint64_t i = b; i < b + len; i++)
+			if ((bits[i / 64] >> (i % 64)) & 1u)
+				return false;
+	}
+	FOR_PARTS(a, start, n, s, b, len)
+	{
+		if (seg_state(a, s) != FB_CMP_BM_BUILDING)
+			continue;
+		bits_set(seg_bits(a, s), b, len, true);
+		a->seg_used[s] = (uint16_t)(a->seg_used[s] + len);
+	}
+	return true;
+}
+
+void fb_cmp_alloc_open_release(struct fb_cmp_alloc *a, uint64_t start, uint64_t n)
+{
+	FOR_PARTS(a, start, n, s, b, len)
+	{
+		if (seg_state(a, s) == FB_CMP_BM_BUILDING || is_unchecked(a, s))
+			continue;
+		set_range(a, s * FB_CMP_SEG_UNITS + b, len, false);
+	}
+}
+
+void fb_cmp_alloc_open_window_end(struct fb_cmp_alloc *a)
+{
+	for (uint32_t i = 0; i < a->pool_top; i++) {
+		uint64_t s = a->pool_seg[i];
+
+		if (a->pool_state[i] != FB_CMP_BM_BUILDING)
+			continue;
+		a->pool_state[i] = FB_CMP_BM_TRACKED;
+		set_unchecked(a, s, false);
+		seg_settle(a, s);
+	}
 }
 
 int fb_cmp_alloc_mark(struct fb_cmp_alloc *a, uint64_t start, uint64_t n)

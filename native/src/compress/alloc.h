@@ -17,11 +17,15 @@
  * lower the count (the rest is kept for reclaim passes). Starting an
  * empty segment with no bitmap free untracks a sampled, nearly full one.
  *
- * Open rebuilds free space from the map with a transient pool of one
- * bitmap per segment (up to 1 bit per unit, 244 MB per TB at 512-byte
- * units, only touched for partly used segments), then fb_cmp_alloc_trim
- * keeps the budget's worth (the emptiest partly used segments) before the
- * volume serves I/O.
+ * Open rebuilds free space from the map with a transient pool of at most
+ * an open budget of bitmaps (fb_cmp_alloc_open_budget; the bdev gives 4x
+ * the steady budget). Pass 1 hands them to partly used segments as they
+ * are first touched; a segment touched after they ran out is counted only
+ * and flagged unchecked (1 bit per segment): its overlaps are not seen.
+ * Further passes over the map (fb_cmp_alloc_open_window) each recount a
+ * window of unchecked segments with bitmaps, in segment order, finding
+ * their overlaps. Then fb_cmp_alloc_trim keeps the budget's worth (the
+ * emptiest partly used segments) before the volume serves I/O.
  *
  * Next-fit over units, so chunks written one after another pack densely in
  * write order and fill segments whole. The caller serializes calls (the
@@ -62,19 +66,46 @@ struct fb_cmp_alloc {
 	uint64_t untracked_frees; /* units freed into untracked segments (count only) */
 	uint64_t evictions;     /* bitmaps dropped to start an empty segment */
 	uint32_t open_bitmaps;  /* bitmaps the open scan held (transient) */
+	/* Open, until trim: segments counted only (1 bit each), how many, the
+	 * next one a window may start at, and the passes over the map. */
+	uint8_t *unchecked;
+	uint64_t nunchecked, open_next;
+	uint32_t open_passes;
+	bool opening;
 };
 
 /* 0 or -ENOMEM (control path). The pool holds one bitmap per segment
- * until fb_cmp_alloc_trim. */
+ * until fb_cmp_alloc_open_budget or fb_cmp_alloc_trim. */
 int fb_cmp_alloc_init(struct fb_cmp_alloc *a, uint64_t units);
+/* Before open's first mark: the scan holds at most budget bitmaps (>=
+ * FB_CMP_ALLOC_MIN_BUDGET; more than the segments changes nothing).
+ * 0 or -ENOMEM. */
+int fb_cmp_alloc_open_budget(struct fb_cmp_alloc *a, uint32_t budget);
+/* Open's next pass: keeps at most keep tracked bitmaps (the emptiest;
+ * at most half the pool) and gives the rest, in segment order, to
+ * unchecked segments, recounted from zero by the pass's
+ * fb_cmp_alloc_open_claim calls. Returns how many (0: all checked). */
+uint32_t fb_cmp_alloc_open_window(struct fb_cmp_alloc *a, uint32_t keep);
+/* An extent as a window pass reads it: false when it claims a unit an
+ * earlier extent claimed in a window segment (nothing marked then); else
+ * its window parts are marked. */
+bool fb_cmp_alloc_open_claim(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
+/* An extent refused by fb_cmp_alloc_open_claim is unmapped: frees its
+ * parts counted by earlier passes (not those in the window or in
+ * unchecked segments still to come: their passes recount them). */
+void fb_cmp_alloc_open_release(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
+/* Ends a window pass: its segments are checked and tracked. */
+void fb_cmp_alloc_open_window_end(struct fb_cmp_alloc *a);
 void fb_cmp_alloc_fini(struct fb_cmp_alloc *a);
 /* Ends open: keeps at most budget (>= FB_CMP_ALLOC_MIN_BUDGET) bitmaps,
- * those of the partly used segments with the most free units, and shrinks
- * the pool to budget slots. 0 or -ENOMEM (nothing changed then). */
+ * those of the partly used segments with the most free units, shrinks
+ * the pool to budget slots and recounts used and stranded units from the
+ * segment table. 0 or -ENOMEM (nothing changed then). */
 int fb_cmp_alloc_trim(struct fb_cmp_alloc *a, uint32_t budget);
-/* Marks [start, start + n) used (open's rebuild from the map, before trim):
- * 0, -ERANGE past the end, or -EEXIST if any unit was already used
- * (nothing is marked then). */
+/* Marks [start, start + n) used (open's first pass, before trim): 0,
+ * -ERANGE past the end, or -EEXIST if any unit was already used in a
+ * checked segment (nothing is marked then). Counts in unchecked segments
+ * stop at the segment's size (overlapping claims may exceed it). */
 int fb_cmp_alloc_mark(struct fb_cmp_alloc *a, uint64_t start, uint64_t n);
 /* n contiguous free units: 0 and *start, or -ENOSPC. The allocation stays
  * in flight until fb_cmp_alloc_done. */

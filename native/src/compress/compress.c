@@ -142,7 +142,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	struct fb_uuid u;
 	uint64_t logical, physical, stored, ram, ram_fixed, chunks_data, zero, raw, comp, used_units;
 	uint64_t hits, misses, evictions, bitmaps, cache_pages, bm_touched, budget, stranded, passes;
-	uint64_t reclaimed, mismatches, overlaps, bm_evictions, open_bitmaps;
+	uint64_t reclaimed, mismatches, overlaps, bm_evictions, open_bitmaps, open_passes;
 
 	pthread_mutex_lock(&cb->mu);
 	comp = cb->map.chunks_compressed;
@@ -161,6 +161,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	stranded = cb->map.alloc.stranded;
 	bm_evictions = cb->map.alloc.evictions;
 	open_bitmaps = cb->map.alloc.open_bitmaps;
+	open_passes = cb->map.alloc.open_passes;
 	passes = cb->map.reclaim_passes;
 	reclaimed = cb->map.reclaimed_units;
 	mismatches = cb->map.reclaim_mismatches;
@@ -220,6 +221,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_uint64(w, "bitmap_budget", budget);
 	fb_json_write_named_uint64(w, "segments_per_bitmap", cb->segs_per_bitmap);
 	fb_json_write_named_uint64(w, "open_bitmaps", open_bitmaps);
+	fb_json_write_named_uint64(w, "open_map_passes", open_passes);
 	fb_json_write_named_uint64(w, "stranded_bytes", stranded * cb->unit);
 	fb_json_write_named_uint64(w, "bitmap_evictions", bm_evictions);
 	fb_json_write_named_uint64(w, "reclaim_passes", passes);
@@ -232,8 +234,9 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	 * whatever the volume's size. Per TB: what grows with capacity, i.e. a
 	 * bit per map page (logical) and the allocator's segment table plus
 	 * its bitmaps (physical): now; bounded, the budget full (steady state,
-	 * however fragmented); and open's transient peak, a bitmap per segment
-	 * (freed before the volume serves I/O). */
+	 * however fragmented); and open's transient peak, 4x the budget plus a
+	 * bit per segment (freed before the volume serves I/O): bounded, and as
+	 * this volume's last open held it. */
 	{
 		double lcap = (double)(cb->map.h.num_chunks * cb->chunk);
 		double pcap = (double)(cb->map.h.data_units * cb->unit);
@@ -253,7 +256,12 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_worst",
 					   table_tb + segs_tb / cb->segs_per_bitmap * slot / 1e6 + map_phys_tb);
 		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_open_worst",
-					   table_tb + segs_tb * slot / 1e6 + map_phys_tb);
+					   table_tb + 4 * segs_tb / cb->segs_per_bitmap * slot / 1e6 +
+						   segs_tb / 8 / 1e6 + map_phys_tb);
+		/* This volume's last open: the bitmaps its passes held. */
+		fb_json_write_named_double(w, "metadata_ram_mb_per_tb_physical_open",
+					   table_tb + (double)open_bitmaps * slot / pcap * tb / 1e6 +
+						   segs_tb / 8 / 1e6 + map_phys_tb);
 		/* A 1 TB volume: its map outgrows the cache, which is then full size. */
 		size_t cfg = (size_t)cb->mod->map_cache_kib * 1024 / FB_CMP_PAGE_SIZE;
 
@@ -545,20 +553,22 @@ static void repair_report(void *arg, uint64_t chunk, const char *why)
 		       "unmapped (reads zeros)", l->cb->name, (unsigned long long)chunk, why);
 }
 
-/* Streams the map once: validates every entry and rebuilds free space;
- * pages needing repair go through the cache and are written at once. */
-static int load_map(struct cmp_bdev *cb, struct fb_err *err)
+/* Bitmaps open's scan may hold: 4x the volume's budget (alloc.h). */
+static uint32_t open_budget(const struct cmp_bdev *cb)
+{
+	uint64_t n = 4ull * bitmap_budget(cb);
+
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* One pass over the map: validates entries and rebuilds free space (the
+ * first pass), or checks a window of segments (later ones); pages needing
+ * repair go through the cache and are written as the dirty list fills. */
+static int scan_map(struct cmp_bdev *cb, uint8_t *buf, struct repair_log *log, struct fb_err *err)
 {
 	const struct fb_cmp_header *h = &cb->map.h;
-	size_t per = MAP_READ_PAGES * 2 * FB_CMP_PAGE_SIZE;
-	uint8_t *buf = aligned_alloc(FB_CMP_PAGE_SIZE, per);
-	struct repair_log log = {.cb = cb};
 	int rc = 0;
 
-	if (!buf) {
-		fb_err_set(err, "out of memory reading the chunk map of '%s'", cb->name);
-		return -ENOMEM;
-	}
 	for (uint64_t p0 = 0; p0 < h->map_pages && rc == 0; p0 += MAP_READ_PAGES) {
 		uint64_t np = h->map_pages - p0 < MAP_READ_PAGES ? h->map_pages - p0 : MAP_READ_PAGES;
 
@@ -579,7 +589,7 @@ static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 				break;
 			}
 			if (fb_cmp_map_scan_page(&cb->map, p0 + i, s0, s0 + FB_CMP_PAGE_SIZE, repair_report,
-						 &log, &repaired) == 2) {
+						 log, &repaired) == 2) {
 				uint64_t first = (p0 + i) * FB_CMP_ENTRIES_PER_PAGE;
 
 				cb->pages_lost_at_open++;
@@ -592,6 +602,30 @@ static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 			cb->repaired_at_open += repaired;
 		}
 	}
+	/* Later passes read the base: it must hold this pass's repairs. */
+	if (rc == 0 && (rc = fb_cmp_commit_sync(cb)) != 0)
+		fb_err_set(err, "writing the repaired chunk map of '%s' failed: %s", cb->name,
+			   strerror(-rc));
+	return rc;
+}
+
+/* Streams the map, validating every entry and rebuilding free space, with
+ * at most open_budget bitmaps: once more for each window of segments the
+ * first pass could only count (alloc.h). */
+static int load_map(struct cmp_bdev *cb, struct fb_err *err)
+{
+	uint8_t *buf = aligned_alloc(FB_CMP_PAGE_SIZE, MAP_READ_PAGES * 2 * FB_CMP_PAGE_SIZE);
+	struct repair_log log = {.cb = cb};
+	int rc;
+
+	if (!buf || fb_cmp_alloc_open_budget(&cb->map.alloc, open_budget(cb))) {
+		free(buf);
+		fb_err_set(err, "out of memory reading the chunk map of '%s'", cb->name);
+		return -ENOMEM;
+	}
+	rc = scan_map(cb, buf, &log, err);
+	while (rc == 0 && fb_cmp_map_open_next(&cb->map, bitmap_budget(cb)))
+		rc = scan_map(cb, buf, &log, err);
 	free(buf);
 	if (rc)
 		return rc;
@@ -606,12 +640,8 @@ static int load_map(struct cmp_bdev *cb, struct fb_err *err)
 			 (unsigned long long)cb->repaired_at_open,
 			 (unsigned long long)cb->pages_lost_at_open);
 		fb_notify(cb->e, "compress_repaired", ctx);
-		rc = fb_cmp_commit_sync(cb);
-		if (rc)
-			fb_err_set(err, "writing the repaired chunk map of '%s' failed: %s", cb->name,
-				   strerror(-rc));
 	}
-	return rc;
+	return 0;
 }
 
 static int cmp_open(struct fb_engine *e, const struct open_args *a, char **out_name,

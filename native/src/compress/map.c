@@ -317,10 +317,19 @@ int fb_cmp_map_scan_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
 	for (size_t i = 0; i < n; i++) {
 		struct fb_cmp_entry *e = &ents[i];
 		const char *why = entry_problem(m, e);
+		uint64_t units = why ? 0 : fb_cmp_map_units(m, fb_cmp_entry_len(e));
 
-		if (!why && has_data(e) &&
-		    fb_cmp_alloc_mark(&m->alloc, e->unit, fb_cmp_map_units(m, fb_cmp_entry_len(e))))
+		if (m->open_window) {
+			/* The first pass counted what is left here and unmapped
+			 * the rest (committed since). */
+			if (why || !has_data(e) || fb_cmp_alloc_open_claim(&m->alloc, e->unit, units))
+				continue;
+			fb_cmp_alloc_open_release(&m->alloc, e->unit, units);
+			count(m, e, -1);
 			why = "extent overlaps another chunk's";
+		} else if (!why && has_data(e) && fb_cmp_alloc_mark(&m->alloc, e->unit, units)) {
+			why = "extent overlaps another chunk's";
+		}
 		if (!why) {
 			count(m, e, 1);
 			continue;
@@ -334,6 +343,16 @@ int fb_cmp_map_scan_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
 	if (fix)
 		install_dirty(m, page, gen, ents);
 	return 0;
+}
+
+uint32_t fb_cmp_map_open_next(struct fb_cmp_map *m, uint32_t keep)
+{
+	uint32_t n;
+
+	fb_cmp_alloc_open_window_end(&m->alloc);
+	n = fb_cmp_alloc_open_window(&m->alloc, keep);
+	m->open_window = n > 0;
+	return n;
 }
 
 int fb_cmp_map_get(struct fb_cmp_map *m, uint64_t chunk, struct fb_cmp_entry *e,

@@ -79,6 +79,7 @@ struct fb_cmp_map {
 	uint64_t chunks_compressed, chunks_raw, chunks_zero;
 	uint64_t stored_bytes;         /* sum of stored lengths */
 	uint64_t stored_units;         /* sum of units they take */
+	bool open_window;              /* open: a pass checking a window of segments */
 };
 
 /* 0, -EINVAL (cache_pages < 2 * dirty_cap + 2), or -ENOMEM. cache_pages
@@ -98,7 +99,7 @@ uint64_t fb_cmp_map_page_of(uint64_t chunk);
 int fb_cmp_map_best_slot(const struct fb_cmp_header *h, uint64_t page, const void *slot0,
 			 const void *slot1, uint64_t *gen);
 
-/* ---- open: every page is scanned once, in order ---- */
+/* ---- open: every page is scanned in order, once per pass ---- */
 
 /* Page p's two slot images (read from the base): checks each entry and
  * marks its units used. Entries that cannot be right (unknown state, bad
@@ -111,6 +112,14 @@ int fb_cmp_map_best_slot(const struct fb_cmp_header *h, uint64_t page, const voi
 typedef void (*fb_cmp_repair_fn)(void *arg, uint64_t chunk, const char *why);
 int fb_cmp_map_scan_page(struct fb_cmp_map *m, uint64_t page, const void *slot0,
 			 const void *slot1, fb_cmp_repair_fn report, void *arg, uint64_t *repaired);
+/* After a pass whose repairs are committed (so the base holds the map as
+ * it is): starts the next pass when segments were left unchecked for
+ * want of bitmaps (alloc.h, open budget), keeping at most keep bitmaps of
+ * checked segments. Returns the segments that pass checks, 0 when open's
+ * checks are done. In such a pass, scan_page checks only those segments:
+ * an extent claiming a unit an earlier one claimed there is unmapped and
+ * reported, its units counted by earlier passes freed. */
+uint32_t fb_cmp_map_open_next(struct fb_cmp_map *m, uint32_t keep);
 
 /* ---- the I/O path ---- */
 
