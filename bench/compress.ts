@@ -20,7 +20,10 @@
  *   requests at QD 8): reads of the corpus against the codec's decompress
  *   alone; writes of fio's 50%-compressible buffers against the codec alone
  *   on a dump of the same generator's output; random writes against codec
- *   none;
+ *   none. Each fio run is paired with a run of the codec alone right after
+ *   it (load drifts between rows measured minutes apart), and the write
+ *   rows also give MB per CPU-second of the engine's threads against the
+ *   codec's own, which the machine's load does not move;
  * - metadata RAM per TB of physical space against dm-vdo's 268 MB/TB:
  *   bytes the map and allocator account for (not RSS), typical (a 1 TB
  *   volume with the default 8 MiB map cache), worst case in steady state
@@ -40,7 +43,7 @@
  * 32), --random-mib N (default 32), --workers N (default 1), --qd N
  * (default 32), --samples N (default 5), --sample-s S (default 0.25),
  * --nbd-seconds N (per fio run, default 2), --algos a,b (default
- * deflate,zlib,lz4,zstd), --no-nbd.
+ * deflate,zlib,lz4,zstd), --no-nbd, --nbd-only (only the NBD rows).
  *
  * @module
  */
@@ -50,7 +53,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { DEFAULT_POLL_US } from "../lib/engine/main";
-import { repoRoot, type BenchContext, type BenchRow } from "./harness";
+import { repoRoot, threadsCpuNs, type BenchContext, type BenchRow } from "./harness";
 import { exec, fio, type FioJob, load, startEngine, stopProcess } from "./nbd";
 
 /** One row of fb_compress_bench: MB/s over its samples, and MB per CPU-second. */
@@ -156,6 +159,7 @@ async function startCompressEngine(dir: string, algos: string[], workers: string
     await rpc.call("flexbso_nbd_export_add", { export_name: algo, bdev_name: `c-${algo}`, listen: `unix:${nbdSock}` });
   }
   return {
+    pid: child.pid!,
     uri: (algo: string) => `nbd+unix:///${algo}?socket=${nbdSock}`,
     stop: async () => {
       await rpc.close();
@@ -189,6 +193,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
   const sampleS = option(ctx.args, "sample-s", "0.25");
   const nbdSeconds = option(ctx.args, "nbd-seconds", "2");
   const nbd = !ctx.args.includes("--no-nbd");
+  const direct = !ctx.args.includes("--nbd-only");
   const algos = option(ctx.args, "algos", "deflate,zlib,lz4,zstd").split(",");
   ctx.log("building native/out/fb_compress_bench");
   execFileSync("make", ["-C", path.join(root, "native"), "out/fb_compress_bench"], {
@@ -198,7 +203,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
   const common = ["--workers", workers, "--qd", qd, "--samples", samples, "--sample-s", sampleS];
   const rows: BenchRow[] = [];
   const results = new Map<string, ToolResult>();
-  for (const algo of algos) {
+  for (const algo of direct ? algos : []) {
     ctx.log(`${algo}: corpus ${corpusMiB} MiB, random ${randomMiB} MiB, ${workers} worker(s), QD ${qd}; ${load()}`);
     const r = runTool(tool, ["--algo", algo, "--corpus-mib", corpusMiB, "--random-mib", randomMiB, ...common]);
     results.set(algo, r);
@@ -292,27 +297,56 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
       for (const algo of algos) {
         ctx.log(`${algo} through NBD (${load()})`);
         exec("nbdcopy", ["--flush", corpusFile, engine.uri(algo)]);
-        // Three runs each, the median: reads of the corpus first (the writes replace it).
-        const reads = [0, 1, 2].map(() => fioMBps(engine.uri(algo), "read", Number(corpusMiB), nbdSeconds));
-        const writes = [0, 1, 2].map(() =>
-          fioMBps(engine.uri(algo), "write", Number(corpusMiB), nbdSeconds, compressible),
-        );
-        const read = median(reads);
-        const write = median(writes);
-        // The codec alone on fio's compressible data, in this run.
-        const s = runTool(tool, [
-          "--algo",
-          algo,
-          "--corpus-file",
-          fioData,
-          "--corpus-mib",
-          "8",
-          "--random-mib",
-          "8",
-          "--only",
-          "bdev_write",
-          ...common,
-        ]);
+        // Three fio runs each, every one followed by the codec alone (one sample, same chunk
+        // size and early abort as the bdev): reads of the corpus first (the writes replace it),
+        // against decompress on the same corpus; writes of fio's compressible buffers against
+        // compress on the same generator's output. Ratios are medians of the per-pair ratios.
+        const alone = (file: string, mib: string, only: string) =>
+          runTool(tool, [
+            "--algo",
+            algo,
+            "--corpus-file",
+            file,
+            "--corpus-mib",
+            mib,
+            "--random-mib",
+            "8",
+            "--only",
+            only,
+            "--workers",
+            workers,
+            "--qd",
+            qd,
+            "--samples",
+            "1",
+            "--sample-s",
+            sampleS,
+          ]);
+        const reads: number[] = [];
+        const readCodec: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          reads.push(fioMBps(engine.uri(algo), "read", Number(corpusMiB), nbdSeconds));
+          readCodec.push(alone(corpusFile, corpusMiB, "bdev_read").rows.standalone_decompress.median);
+        }
+        const writes: number[] = [];
+        const writeCodec: number[] = [];
+        const writeCpu: number[] = [];
+        const codecCpu: number[] = [];
+        let s: ToolResult | undefined;
+        for (let i = 0; i < 3; i++) {
+          // The engine's threads (reactor, compress workers, RPC) over the fio run: MB per CPU-second.
+          const before = threadsCpuNs(engine.pid);
+          const mbps = fioMBps(engine.uri(algo), "write", Number(corpusMiB), nbdSeconds, compressible);
+          const after = threadsCpuNs(engine.pid);
+          let ns = 0;
+          for (const [tid, v] of after) ns += v - (before.get(tid) ?? 0);
+          writes.push(mbps);
+          writeCpu.push((mbps * Number(nbdSeconds)) / (ns / 1e9));
+          s = alone(fioData, "8", "bdev_write");
+          writeCodec.push(s.rows.standalone_compress.median);
+          codecCpu.push(s.rows.standalone_compress.cpu_median);
+        }
+        const pairRatio = (xs: number[], ys: number[]) => round(median(xs.map((x, i) => x / ys[i]!)));
         // Random writes, codec and none in turn (fio fills its buffers with random bytes).
         const pairs: number[] = [];
         const cw: number[] = [];
@@ -323,21 +357,30 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           pairs.push(cw[i]! / nw[i]!);
         }
         random[algo] = pairs;
-        const r = results.get(algo)!;
         rows.push(
           {
             id: `${algo}-nbd-write`,
-            metric: `write MB/s through NBD (fio, 1 MiB QD8, fio's 50%-compressible buffers) vs ${algo} compress alone on fio's data`,
+            metric: `write MB/s through NBD (fio, 1 MiB QD8, fio's 50%-compressible buffers) vs ${algo} compress alone on fio's data, each fio run paired with one of the codec`,
             unit: "MB/s",
             better: "higher",
-            values: { flexbso: round(write), codec: round(s.rows.standalone_compress.median) },
+            values: { flexbso: round(median(writes)), codec: round(median(writeCodec)) },
+            ratio: pairRatio(writes, writeCodec),
+          },
+          {
+            id: `${algo}-nbd-write-cpu`,
+            metric: `write MB per CPU-second of the engine's threads (reactor, compress workers) through NBD vs ${algo} compress alone on fio's data`,
+            unit: "MB/cpu-s",
+            better: "higher",
+            values: { flexbso: round(median(writeCpu)), codec: round(median(codecCpu)) },
+            ratio: pairRatio(writeCpu, codecCpu),
           },
           {
             id: `${algo}-nbd-read`,
-            metric: `read MB/s of the corpus through NBD (fio, 1 MiB QD8) vs ${algo} decompress alone`,
+            metric: `read MB/s of the corpus through NBD (fio, 1 MiB QD8) vs ${algo} decompress alone, each fio run paired with one of the codec`,
             unit: "MB/s",
             better: "higher",
-            values: { flexbso: round(read), codec: round(r.rows.standalone_decompress.median) },
+            values: { flexbso: round(median(reads)), codec: round(median(readCodec)) },
+            ratio: pairRatio(reads, readCodec),
           },
           {
             id: `${algo}-nbd-random-write`,
@@ -349,7 +392,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           },
         );
         ctx.note(
-          `${algo} NBD: ${nbdSeconds} s per fio run; read runs ${reads.map((x) => x.toFixed(0)).join(", ")} MB/s; write runs ${writes.map((x) => x.toFixed(0)).join(", ")} MB/s; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data, direct bdev write ${s.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s.rows.standalone_compress.median.toFixed(0)} (${round(s.paired.write)}), stored ${round(s.bdev_physical_bytes / s.corpus_bytes)} of logical`,
+          `${algo} NBD: ${nbdSeconds} s per fio run; read runs ${reads.map((x) => x.toFixed(0)).join(", ")} MB/s (decompress alone after each ${readCodec.map((x) => x.toFixed(0)).join(", ")}); write runs ${writes.map((x) => x.toFixed(0)).join(", ")} MB/s (compress alone after each ${writeCodec.map((x) => x.toFixed(0)).join(", ")}), engine MB per CPU-second ${writeCpu.map((x) => x.toFixed(0)).join(", ")}; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data (last pair), direct bdev write ${s!.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s!.rows.standalone_compress.median.toFixed(0)} (${round(s!.paired.write)}), stored ${round(s!.bdev_physical_bytes / s!.corpus_bytes)} of logical`,
         );
       }
       // The transport by itself: the same fio runs on codec none (random data, every chunk raw).

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../src/compress/codec.h"
+#include "../src/compress/compress_internal.h"
 #include "../src/compress/map.h"
 #include "harness.h"
 
@@ -1008,6 +1009,28 @@ static void test_fast_codec_writes(void)
 	free(back);
 }
 
+/* The average that sends writes to the reactor or the workers: one
+ * preempted sample (milliseconds) does not send a fast codec to the
+ * workers; a codec slower than CMP_INLINE_NS gets there within a few
+ * chunks, and back once it is fast again. */
+static void test_inline_average(void)
+{
+	uint64_t avg = 0;
+	int n;
+
+	for (int i = 0; i < 32; i++)
+		avg = fb_cmp_recent_ns(avg, 4000);
+	CHECK(avg < CMP_INLINE_NS);
+	avg = fb_cmp_recent_ns(avg, 5000000);
+	CHECK(avg < CMP_INLINE_NS);
+	for (n = 0; avg < CMP_INLINE_NS && n < 100; n++)
+		avg = fb_cmp_recent_ns(avg, 30000);
+	CHECK(n <= 8);
+	for (n = 0; avg >= CMP_INLINE_NS && n < 100; n++)
+		avg = fb_cmp_recent_ns(avg, 4000);
+	CHECK(n <= 16);
+}
+
 int main(void)
 {
 	RUN(test_bad_input);
@@ -1023,6 +1046,7 @@ int main(void)
 	RUN(test_reopen_from_base);
 	RUN(test_open_passes);
 	RUN(test_fast_codec_writes);
+	RUN(test_inline_average);
 	fprintf(stderr, "compress_test: ok\n");
 	return 0;
 }

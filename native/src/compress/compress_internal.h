@@ -77,6 +77,19 @@ int fb_cmp_set_level(struct fb_engine *e, const char *name, uint32_t level, stru
  * holds a chunk buffer longer. The corpus's lz4 (~30 us) stays on workers. */
 #define CMP_INLINE_NS 8000
 
+/* One compress time (ns) into the moving average (1/8 steps) that picks
+ * reactor or worker. A sample counts as at most 2 * CMP_INLINE_NS: a
+ * thread preempted mid-chunk (reactors share few cores with their
+ * clients) reads milliseconds, and one such sample must not send a fast
+ * codec's writes to the workers, where each chunk costs a hop and a cold
+ * cache. A codec slower than CMP_INLINE_NS still moves the average past it. */
+static inline uint64_t fb_cmp_recent_ns(uint64_t avg, uint64_t sample)
+{
+	if (sample > 2 * CMP_INLINE_NS)
+		sample = 2 * CMP_INLINE_NS;
+	return avg ? avg - avg / 8 + sample / 8 : sample;
+}
+
 struct cmp_io;
 
 struct cmp_bdev {

@@ -241,8 +241,7 @@ static void encode_work(struct fb_cmp_job *job, struct fb_cmp_codec_ctxs *ctxs)
 		/* Racing updates lose a sample at worst: it is a hint. */
 		uint64_t r = atomic_load_explicit(&cb->comp_recent_ns, memory_order_relaxed);
 
-		atomic_store_explicit(&cb->comp_recent_ns, r ? r - r / 8 + t0 / 8 : t0,
-				      memory_order_relaxed);
+		atomic_store_explicit(&cb->comp_recent_ns, fb_cmp_recent_ns(r, t0), memory_order_relaxed);
 		if (rc == -ENOSPC)
 			atomic_fetch_add_explicit(&cb->early_aborts, 1, memory_order_relaxed);
 		if (c->unsure) {

@@ -27,6 +27,7 @@ static void drain(void *arg)
 	}
 }
 
+/* Queues j for its reactor's drain; sends no message (see announce). */
 static void done_push(struct fb_cmp_pool *p, struct fb_cmp_job *j)
 {
 	struct fb_cmp_doneq *q = &p->dq[fb_reactor_index(j->reactor)];
@@ -35,19 +36,52 @@ static void done_push(struct fb_cmp_pool *p, struct fb_cmp_job *j)
 	do {
 		j->next = old;
 	} while (!atomic_compare_exchange_weak(&q->head, &old, j));
+}
+
+/* Makes reactor i drain its done list: one message, unless one is on its
+ * way already (that drain takes every job pushed before it runs). */
+static void announce(struct fb_cmp_pool *p, unsigned i)
+{
+	struct fb_cmp_doneq *q = &p->dq[i];
+
 	if (!atomic_exchange(&q->scheduled, true))
-		fb_reactor_send(j->reactor, drain, q);
+		fb_reactor_send(fb_engine_get_reactor(p->e, i), drain, q);
+}
+
+/* Announces reactor i's held completions if there are any and they are
+ * due: `all` (the queue ran dry: nothing else would), enough of them, or
+ * the first waited long enough. */
+static void flush_held(struct fb_cmp_pool *p, struct fb_cmp_held *h, unsigned i, bool all,
+		       uint64_t now)
+{
+	if (h[i].n && (all || h[i].n >= FB_CMP_DONE_BATCH || now - h[i].since >= FB_CMP_DONE_HOLD_NS)) {
+		announce(p, i);
+		h[i].n = 0;
+	}
 }
 
 static void *worker_main(void *arg)
 {
 	struct fb_cmp_pool *p = arg;
 	struct fb_cmp_codec_ctxs ctxs = {0};
+	struct fb_cmp_held *held = &p->held[atomic_fetch_add(&p->started, 1) * p->nreactors];
+	bool any_held = false;
 
 	for (;;) {
 		struct fb_cmp_job *j;
+		bool more;
+		unsigned r;
+		uint64_t now;
 
 		pthread_mutex_lock(&p->mu);
+		if (!p->head && any_held) {
+			/* About to wait: hand back everything first. */
+			pthread_mutex_unlock(&p->mu);
+			for (unsigned i = 0; i < p->nreactors; i++)
+				flush_held(p, held, i, true, 0);
+			any_held = false;
+			continue;
+		}
 		while (!p->head && !p->stop)
 			pthread_cond_wait(&p->cv, &p->mu);
 		j = p->head;
@@ -58,9 +92,19 @@ static void *worker_main(void *arg)
 		p->head = j->next;
 		if (!p->head)
 			p->tail = NULL;
+		more = p->head != NULL;
 		pthread_mutex_unlock(&p->mu);
 		j->work(j, &ctxs);
+		r = fb_reactor_index(j->reactor);
 		done_push(p, j);
+		now = fb_now_ns();
+		if (!held[r].n++)
+			held[r].since = now;
+		any_held = false;
+		for (unsigned i = 0; i < p->nreactors; i++) {
+			flush_held(p, held, i, !more, now);
+			any_held |= held[i].n != 0;
+		}
 	}
 	fb_cmp_codec_ctxs_free(&ctxs);
 	return NULL;
@@ -84,7 +128,8 @@ int fb_cmp_pool_create(struct fb_engine *e, unsigned nthreads, struct fb_cmp_poo
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->threads = calloc(nthreads ? nthreads : 1, sizeof(*p->threads));
-	if (!p->threads) {
+	p->held = calloc((nthreads ? nthreads : 1) * nreactors, sizeof(*p->held));
+	if (!p->threads || !p->held) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -122,6 +167,7 @@ void fb_cmp_pool_destroy(struct fb_cmp_pool *p)
 		fb_engine_run_on_all(p->e, noop, NULL);
 	free(p->dq);
 	free(p->threads);
+	free(p->held);
 	for (unsigned i = 0; i < p->nreactors; i++)
 		fb_cmp_codec_ctxs_free(&p->inline_ctxs[i]);
 	pthread_mutex_destroy(&p->mu);

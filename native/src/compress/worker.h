@@ -4,8 +4,12 @@
  * job). A worker runs job->work with its own codec contexts, then queues
  * the job on its reactor's done list (intrusive, lock-free) and sends that
  * reactor one message per batch, not per job, so completions run on the
- * reactor that owns the I/O. A pool of 0 threads runs work inline on the
- * submitting reactor (for small machines and comparisons). */
+ * reactor that owns the I/O. A worker holds that message back while it has
+ * more queued work, until FB_CMP_DONE_BATCH jobs are done or the first has
+ * waited FB_CMP_DONE_HOLD_NS: a reactor woken (or kept polling) for every
+ * chunk takes the CPU the worker needs where they share few cores. A pool
+ * of 0 threads runs work inline on the submitting reactor (for small
+ * machines and comparisons). */
 #ifndef FB_COMPRESS_WORKER_H
 #define FB_COMPRESS_WORKER_H
 
@@ -15,6 +19,9 @@
 
 #include "codec.h"
 #include "flexbso/thread.h"
+
+#define FB_CMP_DONE_BATCH 16
+#define FB_CMP_DONE_HOLD_NS 100000
 
 struct fb_cmp_job {
 	struct fb_cmp_job *next;
@@ -29,6 +36,12 @@ struct fb_cmp_doneq {
 	atomic_bool scheduled;             /* a drain message is on its way */
 };
 
+/* A worker's completions for one reactor not yet announced. */
+struct fb_cmp_held {
+	unsigned n;
+	uint64_t since;                    /* fb_now_ns of the first */
+};
+
 struct fb_cmp_pool {
 	struct fb_engine *e;
 	struct fb_cmp_doneq *dq;           /* one per reactor */
@@ -38,6 +51,8 @@ struct fb_cmp_pool {
 	bool stop;
 	unsigned nthreads, nreactors;
 	pthread_t *threads;
+	struct fb_cmp_held *held;          /* nreactors per thread */
+	atomic_uint started;               /* threads that took their row of held */
 	struct fb_cmp_codec_ctxs inline_ctxs[]; /* one per reactor, for 0 threads */
 };
 
