@@ -893,6 +893,190 @@ TEST(test_open_passes)
 	fb_cmp_map_fini(&m);
 }
 
+/* Random maps (packed extents, some crossing segment boundaries, some
+ * placed at random so they overlap, whole-segment raw chunks at 1 MiB)
+ * opened with a small open budget, so most segments are checked by window
+ * passes. After open: no two surviving entries share a unit, each
+ * survivor is as written and each unmapped one was reported, every
+ * segment's count and bitmap are exactly the survivors' units, and used,
+ * stranded and the chunk counters add up; reclaim passes then find no
+ * mismatch, and allocating everything allocatable never hands out a
+ * survivor's unit. Returns the survivors. */
+static uint64_t or_passes, or_repaired; /* open_random's totals */
+
+static uint64_t open_random(uint64_t seed0, uint32_t chunk, uint64_t nchunks, uint64_t nsegs,
+			    uint32_t budget)
+{
+	uint64_t seed = seed0;
+	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE, S = FB_CMP_SEG_UNITS;
+	const uint64_t pages = (nchunks + E - 1) / E;
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 2 * pages * FB_CMP_PAGE_SIZE +
+						     nsegs * S * 512ull - 3 * 512,
+					     512, chunk, nchunks);
+	struct fb_cmp_entry *ents = calloc(pages * E, sizeof(*ents));
+	uint8_t (*img)[2][FB_CMP_PAGE_SIZE] = calloc(pages, sizeof(*img));
+	uint8_t *reported = calloc(pages * E, 1), *owner;
+	uint64_t *want, units, cursor = 0, survivors = 0, used = 0, stranded = 0, n, comp = 0, raw = 0;
+	struct fb_cmp_alloc *a;
+	struct fb_cmp_map m;
+
+	CHECK(ents && img && reported);
+	units = h.data_units;
+	owner = calloc(units, 1);
+	want = calloc(nsegs + 1, sizeof(*want));
+	CHECK(owner && want);
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t r = rng(&seed) % 100, k, at;
+		uint32_t len = rng(&seed) % 4 == 0 ? chunk : 1 + (uint32_t)(rng(&seed) % (chunk - 1));
+
+		if (r < 10)
+			continue; /* unmapped */
+		if (r < 15) {
+			ents[c] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
+			continue;
+		}
+		k = (len + 511) / 512;
+		if (r < 20) {
+			at = rng(&seed) % (units - k + 1); /* anywhere: may overlap */
+		} else {
+			if (rng(&seed) % 4 == 0)
+				cursor += rng(&seed) % 64; /* a gap */
+			if (cursor + k > units)
+				continue;
+			at = cursor;
+			cursor += k;
+		}
+		ents[c] = len == chunk ? (struct fb_cmp_entry){.unit = at,
+							       .len_state = fb_cmp_len_state(FB_CMP_RAW, len)}
+				       : sim_entry(at, len, 1);
+	}
+	for (uint64_t p = 0; p < pages; p++)
+		fb_cmp_page_seal(&h, img[p][rng(&seed) % 2], p, 1 + rng(&seed) % 5, ents + p * E, E);
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
+	a = &m.alloc;
+	CHECK_EQ(a->units, units);
+	CHECK_EQ(fb_cmp_alloc_open_budget(a, budget), 0);
+	do {
+		for (uint64_t p = 0; p < pages; p++) {
+			if (m.ndirty >= m.dirty_cap)
+				ow_commit(&m, img);
+			CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
+			or_repaired += n;
+		}
+		ow_commit(&m, img);
+		CHECK(a->pool_top <= (budget > a->nsegs ? a->nsegs : budget));
+	} while (fb_cmp_map_open_next(&m, budget / 4));
+	or_passes += a->open_passes;
+	CHECK_EQ(fb_cmp_alloc_trim(a, budget / 4), 0);
+
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t p = fb_cmp_map_page_of(c), gen;
+		int best = fb_cmp_map_best_slot(&h, p, img[p][0], img[p][1], &gen);
+		struct fb_cmp_entry e;
+		enum fb_cmp_state st;
+
+		CHECK(best >= 0);
+		memcpy(&e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % E) * sizeof(e), sizeof(e));
+		st = fb_cmp_entry_state(&e);
+		if (st != FB_CMP_COMPRESSED && st != FB_CMP_RAW) {
+			bool had = fb_cmp_entry_state(&ents[c]) == FB_CMP_COMPRESSED ||
+				   fb_cmp_entry_state(&ents[c]) == FB_CMP_RAW;
+
+			CHECK_EQ(reported[c], had ? 1 : 0);
+			continue;
+		}
+		CHECK(memcmp(&e, &ents[c], sizeof(e)) == 0);
+		CHECK_EQ(reported[c], 0);
+		survivors++;
+		if (st == FB_CMP_COMPRESSED)
+			comp++;
+		else
+			raw++;
+		for (uint64_t u = e.unit; u < e.unit + fb_cmp_map_units(&m, fb_cmp_entry_len(&e)); u++) {
+			if (owner[u])
+				th_fail(__FILE__, __LINE__, "seed %llu: unit %llu mapped twice after open",
+					(unsigned long long)seed0, (unsigned long long)u);
+			owner[u] = 1;
+			want[u / S]++;
+		}
+	}
+	for (uint64_t g = 0; g < a->nsegs; g++) {
+		uint64_t su = g + 1 < a->nsegs ? S : units - g * S;
+
+		used += want[g];
+		if (a->seg_used[g] != want[g])
+			th_fail(__FILE__, __LINE__, "seed %llu: segment %llu counts %u units, the map holds %llu",
+				(unsigned long long)seed0, (unsigned long long)g, a->seg_used[g],
+				(unsigned long long)want[g]);
+		if (a->seg_bm[g]) {
+			const uint64_t *bits = a->pool + (uint64_t)(a->seg_bm[g] - 1) * FB_CMP_SEG_WORDS;
+
+			for (uint64_t b = 0; b < su; b++)
+				CHECK_EQ((bits[b / 64] >> (b % 64)) & 1u, owner[g * S + b]);
+		} else if (want[g] && want[g] < su) {
+			stranded += su - want[g];
+		}
+	}
+	CHECK_EQ(a->used, used);
+	CHECK_EQ(a->stranded, stranded);
+	CHECK_EQ(m.chunks_compressed, comp);
+	CHECK_EQ(m.chunks_raw, raw);
+	for (int pass = 0; pass < 64 && a->stranded && fb_cmp_map_reclaim_start(&m, true); pass++) {
+		for (uint64_t p0 = 0; p0 < pages;) {
+			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
+
+			fb_cmp_map_reclaim_window(&m, p0, (size_t)k);
+			if (fb_cmp_map_reclaim_apply(&m, &img[p0][0][0]))
+				p0 += k;
+		}
+		fb_cmp_map_reclaim_end(&m, false);
+	}
+	CHECK_EQ(m.reclaim_mismatches, 0);
+	CHECK_EQ(m.reclaim_overlaps, 0);
+	/* Everything allocatable, in pieces of a chunk's sizes: never a survivor's unit. */
+	for (;;) {
+		uint64_t k = 1 + rng(&seed) % ((chunk + 511) / 512), at;
+
+		if (fb_cmp_alloc_get(a, k, &at) && fb_cmp_alloc_get(a, k = 1, &at))
+			break;
+		for (uint64_t u = at; u < at + k; u++) {
+			if (owner[u])
+				th_fail(__FILE__, __LINE__, "seed %llu: unit %llu handed out again",
+					(unsigned long long)seed0, (unsigned long long)u);
+			owner[u] = 2;
+		}
+		fb_cmp_alloc_done(a, at, k);
+	}
+	CHECK_EQ(a->used + a->stranded, units); /* all but what reclaim could not track */
+	fb_cmp_map_fini(&m);
+	free(ents);
+	free(img);
+	free(reported);
+	free(owner);
+	free(want);
+	return survivors;
+}
+
+TEST(test_open_random)
+{
+	uint64_t small = 0, big = 0, one = 0;
+
+	for (uint64_t seed = 1; seed <= 24; seed++) {
+		small += open_random(seed * 7919, 16384, 2000, 24, 8 + (uint32_t)(seed % 3) * 4);
+		big += open_random(seed * 104729, 1u << 20, 60, 40, 8);
+	}
+	fprintf(stderr, "    %llu open passes, %llu entries repaired\n", (unsigned long long)or_passes,
+		(unsigned long long)or_repaired);
+	CHECK(or_passes > 2 * 48 + 24); /* windowed opens took several passes each */
+	CHECK(or_repaired > 48);   /* overlaps were planted and found */
+	/* The same maps with bitmaps for every segment: one pass. */
+	for (uint64_t seed = 1; seed <= 24; seed++)
+		one += open_random(seed * 7919, 16384, 2000, 24, 4096);
+	fprintf(stderr, "    survivors: %llu (16 KiB chunks, windows), %llu (one pass), %llu (1 MiB)\n",
+		(unsigned long long)small, (unsigned long long)one, (unsigned long long)big);
+}
+
 /* A full cache: -EAGAIN while dirty pages hold the slots, -EBUSY (queued)
  * while pins do, and the waiter comes back when a pin is dropped. */
 TEST(test_cache_full)
@@ -942,6 +1126,7 @@ int main(void)
 	RUN(test_reclaim_simulation);
 	RUN(test_rebuild_repairs);
 	RUN(test_open_passes);
+	RUN(test_open_random);
 	RUN(test_cache_full);
 	fprintf(stderr, "compress_map_test: ok\n");
 	return 0;
