@@ -356,7 +356,7 @@ struct sim {
 	/* Per chunk: version committed last, and the version in the commit in flight. */
 	uint32_t committed[SIM_CHUNKS], inflight[SIM_CHUNKS], ram[SIM_CHUNKS];
 	struct fb_cmp_map m;
-	uint64_t loads;
+	uint64_t loads, fails;
 };
 
 static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t version)
@@ -442,6 +442,18 @@ static bool sim_commit(struct sim *s, int crash_at, uint64_t *seed)
 	return true;
 }
 
+/* A commit that fails before any page lands (its first flush): the pages
+ * are dirty again and its frees stay pending (or leak where the list is
+ * full), while reclaim passes run. */
+static uint64_t sim_leaked; /* units failed commits leaked, all rounds */
+
+static void sim_commit_fail(struct sim *s)
+{
+	fb_cmp_map_snapshot(&s->m);
+	CHECK(fb_cmp_map_commit_done(&s->m, false) == NULL);
+	s->fails++;
+}
+
 /* Looks up chunk c (pinning its page), reading the page from the sim's
  * base on a miss and committing when dirty pages hold every slot. */
 static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
@@ -473,8 +485,8 @@ static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
 	return e;
 }
 
-/* The allocator's view against the sim's: no unit a RAM entry or a
- * pending free holds is free in a bitmap, the stranded count adds up, and
+/* The allocator's view against the sim's: no unit a RAM entry, a pending
+ * free or the base's map holds is free in a bitmap, the stranded count adds up, and
  * no reclaim found a mismatch or an overlap. */
 static void sim_check_alloc(struct sim *s)
 {
@@ -490,6 +502,14 @@ static void sim_check_alloc(struct sim *s)
 		for (size_t i = 0; i < s->m.pending[l].n; i++)
 			for (uint64_t u = 0; u < s->m.pending[l].v[i].n; u++)
 				live[s->m.pending[l].v[i].unit + u] = 1;
+	/* And what the base's map references (rule 3), whatever RAM holds. */
+	for (uint64_t c = 0; c < SIM_CHUNKS; c++) {
+		struct fb_cmp_entry e = disk_entry(s, c);
+
+		if (fb_cmp_entry_state(&e) != FB_CMP_UNMAPPED)
+			for (uint64_t u = 0; u < fb_cmp_map_units(&s->m, fb_cmp_entry_len(&e)); u++)
+				live[e.unit + u] = 1;
+	}
 	for (uint64_t g = 0; g < a->nsegs; g++) {
 		uint64_t n = g + 1 < a->nsegs ? FB_CMP_SEG_UNITS : a->units - g * FB_CMP_SEG_UNITS;
 		uint64_t used = a->seg_used[g];
@@ -510,7 +530,9 @@ static void sim_check_alloc(struct sim *s)
 	}
 	if (!s->m.rc_running)
 		CHECK_EQ(a->stranded, stranded);
-	CHECK_EQ(s->m.reclaim_mismatches, 0);
+	/* A pass drops a segment holding units a failed commit leaked. */
+	if (!s->m.leaked_units)
+		CHECK_EQ(s->m.reclaim_mismatches, 0);
 	CHECK_EQ(s->m.reclaim_overlaps, 0);
 	free(live);
 }
@@ -561,7 +583,7 @@ static void sim_reclaim_step(struct sim *s, bool urgent, uint64_t *seed)
  * each ending in a crash; with a bitmap budget (0: none), reclaim passes
  * run between the ops, and urgently when a write finds no space. */
 static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uint32_t max_len,
-		    uint32_t budget, uint64_t *loads, uint64_t *passes, uint64_t *made)
+		    uint32_t budget, uint64_t *loads, uint64_t *passes, uint64_t *made, uint64_t *fails)
 {
 	uint64_t seed = 12345;
 
@@ -623,7 +645,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 				if (budget && rng(&seed) % 4 == 0) {
 					/* While the data is written: a commit may free
 					 * into its segment, and a pass may run. */
-					if (rng(&seed) % 2)
+					if (rng(&seed) % 8 == 0)
+						sim_commit_fail(s);
+					else if (rng(&seed) % 2)
 						CHECK(sim_commit(s, -1, &seed));
 					sim_reclaim_step(s, rng(&seed) % 4 == 0, &seed);
 				}
@@ -633,7 +657,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 			fb_cmp_map_set(&s->m, c, &e);
 			s->ram[c] = v;
 			CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
-			if (rng(&seed) % 16 == 0)
+			if (budget && rng(&seed) % 64 == 0)
+				sim_commit_fail(s);
+			else if (rng(&seed) % 16 == 0)
 				CHECK(sim_commit(s, -1, &seed));
 			if (budget && (s->rc_phase || rng(&seed) % 32 == 0))
 				sim_reclaim_step(s, false, &seed);
@@ -644,6 +670,8 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 			sim_check_alloc(s);
 		}
 		*loads += s->loads;
+		*fails += s->fails;
+		sim_leaked += s->m.leaked_units;
 		*passes += s->rc_passes;
 		*made += s->rc_made;
 		/* Crash: during a commit (torn page) or between commits. */
@@ -662,9 +690,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 
 TEST(test_crash_simulation)
 {
-	uint64_t loads = 0, passes = 0, made = 0;
+	uint64_t loads = 0, passes = 0, made = 0, fails = 0;
 
-	sim_run(200, 3000, SIM_UNITS, 4096, 1536, 0, &loads, &passes, &made);
+	sim_run(200, 3000, SIM_UNITS, 4096, 1536, 0, &loads, &passes, &made, &fails);
 	CHECK(loads > 1000); /* the small cache did evict and read pages back */
 }
 
@@ -674,11 +702,15 @@ TEST(test_crash_simulation)
  * crash check: no unit is reused while a map entry may point at it). */
 TEST(test_reclaim_simulation)
 {
-	uint64_t loads = 0, passes = 0, made = 0;
+	uint64_t loads = 0, passes = 0, made = 0, fails = 0;
 
-	sim_run(40, 8000, RC_UNITS, 16384, 16383, 8, &loads, &passes, &made);
-	fprintf(stderr, "    %llu passes, %llu units made allocatable, %llu loads\n",
-		(unsigned long long)passes, (unsigned long long)made, (unsigned long long)loads);
+	sim_run(40, 8000, RC_UNITS, 16384, 16383, 8, &loads, &passes, &made, &fails);
+	fprintf(stderr, "    %llu passes, %llu units made allocatable, %llu loads, %llu failed commits\n",
+		(unsigned long long)passes, (unsigned long long)made, (unsigned long long)loads,
+		(unsigned long long)fails);
+	fprintf(stderr, "    %llu units leaked by failed commits (dropped by passes)\n",
+		(unsigned long long)sim_leaked);
+	CHECK(fails > 40);
 	CHECK(passes > 40);
 	CHECK(made > 40 * FB_CMP_SEG_UNITS);
 }
