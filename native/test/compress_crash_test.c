@@ -35,6 +35,8 @@ struct shared {
 	uint64_t verify_passes;    /* reclaim passes those writes ran */
 	uint64_t kill_at;          /* from this write on, the child kills itself once a write started a pass */
 	uint64_t kills_at_pass;    /* kills that landed so */
+	uint64_t after_made;       /* else (> 0): kill this many writes after a pass made space */
+	uint64_t kills_after_made; /* kills that landed so */
 	uint64_t next_ver;
 	uint64_t last_ver[NSECT];    /* newest version written or in flight */
 	uint64_t durable_ver[NSECT]; /* newest version known durable */
@@ -128,8 +130,10 @@ static void child(const char *path, struct shared *sh, uint64_t seed, uint64_t n
 		_exit(1);
 	}
 	atomic_store(&sh->ready, 1);
+	uint64_t made0 = 0, made_at = 0;
+
 	for (uint64_t i = 0;; i++) {
-		uint64_t passes;
+		uint64_t passes, made;
 
 		atomic_store(&sh->issued, i + 1);
 		if (!write_one(e, desc, sh, buf, &seed, nsect, i)) {
@@ -138,15 +142,26 @@ static void child(const char *path, struct shared *sh, uint64_t seed, uint64_t n
 		}
 		if (!sh->kill_at)
 			continue;
-		/* A pass started by this write (a background one runs on
-		 * while the next writes go): die now, inside it or just after. */
 		passes = stat_of(e, "reclaim_passes");
-		if (i + 1 >= sh->kill_at && passes > sh->child_passes) {
+		made = stat_of(e, "reclaimed_bytes");
+		if (i + 1 >= sh->kill_at && !sh->after_made && passes > sh->child_passes) {
+			/* A pass started by this write (a background one runs on
+			 * while the next writes go): die inside it. */
 			sh->child_passes = passes;
 			sh->kills_at_pass++;
 			raise(SIGKILL);
 		}
+		if (i + 1 >= sh->kill_at && sh->after_made && made > made0 && !made_at)
+			made_at = i + 1;
+		if (made_at && i + 1 == made_at + sh->after_made - 1) {
+			/* Writes since then may use what the pass gave back, while
+			 * frees it saw pending are not yet committed. */
+			sh->child_passes = passes;
+			sh->kills_after_made++;
+			raise(SIGKILL);
+		}
 		sh->child_passes = passes;
+		made0 = made;
 	}
 }
 
@@ -316,6 +331,7 @@ static void crash_reclaim(struct shared *sh, uint64_t seed)
 		atomic_store(&sh->issued, 0);
 		sh->child_passes = 0;
 		sh->kill_at = target;
+		sh->after_made = round % 2 ? 1 + rng(&seed) % 4 : 0;
 		pid = fork();
 		CHECK(pid >= 0);
 		if (pid == 0)
@@ -341,11 +357,12 @@ static void crash_reclaim(struct shared *sh, uint64_t seed)
 		writes += sh->next_ver - before;
 		verify_opts(path, sh, round, RC_NSECT, RC_OPTS);
 	}
-	fprintf(stderr, "  reclaim: %d kills (%llu right after a write started a pass), %llu writes, "
-		"%llu passes before the kills, %llu after reopens\n", RC_ROUNDS,
-		(unsigned long long)sh->kills_at_pass, (unsigned long long)writes,
+	fprintf(stderr, "  reclaim: %d kills (%llu right after a write started a pass, %llu 1-4 writes "
+		"after one made space), %llu writes, %llu passes before the kills, %llu after reopens\n",
+		RC_ROUNDS, (unsigned long long)sh->kills_at_pass, (unsigned long long)sh->kills_after_made,
+		(unsigned long long)writes,
 		(unsigned long long)child_passes, (unsigned long long)sh->verify_passes);
-	CHECK(sh->kills_at_pass >= RC_ROUNDS / 2); /* the kills landed at passes */
+	CHECK(sh->kills_at_pass + sh->kills_after_made >= RC_ROUNDS / 2); /* kills landed at passes */
 	CHECK(sh->verify_passes >= RC_ROUNDS);
 	unlink(path);
 	free(buf);
