@@ -5,7 +5,8 @@
  * must hold a version at least as new as the last one made durable (by a
  * completed flush or FUA write), every chunk must decode, and the open
  * must need no repair. The map cache is smaller than the map (16 of 33
- * pages), so pages are evicted and read back throughout. */
+ * pages), so pages are evicted and read back throughout. Then 8 more kills
+ * at allocator reclaim passes (crash_reclaim). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>

@@ -809,6 +809,23 @@ static void ow_commit(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE])
 	CHECK(fb_cmp_map_commit_done(m, true) == NULL);
 }
 
+/* Up to max urgent reclaim passes over a map whose pages are img, while
+ * some space is stranded. */
+static void reclaim_passes(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE], uint64_t pages,
+			   int max)
+{
+	for (int pass = 0; pass < max && m->alloc.stranded && fb_cmp_map_reclaim_start(m, true); pass++) {
+		for (uint64_t p0 = 0; p0 < pages;) {
+			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
+
+			fb_cmp_map_reclaim_window(m, p0, (size_t)k);
+			if (fb_cmp_map_reclaim_apply(m, &img[p0][0][0]))
+				p0 += k;
+		}
+		fb_cmp_map_reclaim_end(m, false);
+	}
+}
+
 static void ow_report(void *arg, uint64_t chunk, const char *why)
 {
 	CHECK(strstr(why, "overlaps"));
@@ -909,16 +926,7 @@ TEST(test_open_passes)
 	CHECK_EQ(m.chunks_raw, 1);
 	/* Reclaim passes rebuild the untracked segments from the map: no
 	 * count disagrees with it. */
-	for (int pass = 0; pass < 12 && a->stranded && fb_cmp_map_reclaim_start(&m, true); pass++) {
-		for (uint64_t p0 = 0; p0 < pages;) {
-			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
-
-			fb_cmp_map_reclaim_window(&m, p0, (size_t)k);
-			if (fb_cmp_map_reclaim_apply(&m, &img[p0][0][0]))
-				p0 += k;
-		}
-		fb_cmp_map_reclaim_end(&m, false);
-	}
+	reclaim_passes(&m, img, pages, 12);
 	CHECK(m.reclaim_passes > 0);
 	CHECK_EQ(m.reclaim_mismatches, 0);
 	CHECK_EQ(m.reclaim_overlaps, 0);
@@ -1054,16 +1062,7 @@ static uint64_t open_random(uint64_t seed0, uint32_t chunk, uint64_t nchunks, ui
 	CHECK_EQ(a->stranded, stranded);
 	CHECK_EQ(m.chunks_compressed, comp);
 	CHECK_EQ(m.chunks_raw, raw);
-	for (int pass = 0; pass < 64 && a->stranded && fb_cmp_map_reclaim_start(&m, true); pass++) {
-		for (uint64_t p0 = 0; p0 < pages;) {
-			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
-
-			fb_cmp_map_reclaim_window(&m, p0, (size_t)k);
-			if (fb_cmp_map_reclaim_apply(&m, &img[p0][0][0]))
-				p0 += k;
-		}
-		fb_cmp_map_reclaim_end(&m, false);
-	}
+	reclaim_passes(&m, img, pages, 64);
 	CHECK_EQ(m.reclaim_mismatches, 0);
 	CHECK_EQ(m.reclaim_overlaps, 0);
 	/* Everything allocatable, in pieces of a chunk's sizes: never a survivor's unit. */
