@@ -356,7 +356,7 @@ struct sim {
 	/* Per chunk: version committed last, and the version in the commit in flight. */
 	uint32_t committed[SIM_CHUNKS], inflight[SIM_CHUNKS], ram[SIM_CHUNKS];
 	struct fb_cmp_map m;
-	uint64_t loads;
+	uint64_t loads, fails;
 };
 
 static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t version)
@@ -442,6 +442,16 @@ static bool sim_commit(struct sim *s, int crash_at, uint64_t *seed)
 	return true;
 }
 
+/* A commit that fails before any page lands (its first flush): the pages
+ * are dirty again and its frees stay pending (or leak where the list is
+ * full), while reclaim passes run. */
+static void sim_commit_fail(struct sim *s)
+{
+	fb_cmp_map_snapshot(&s->m);
+	CHECK(fb_cmp_map_commit_done(&s->m, false) == NULL);
+	s->fails++;
+}
+
 /* Looks up chunk c (pinning its page), reading the page from the sim's
  * base on a miss and committing when dirty pages hold every slot. */
 static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
@@ -473,8 +483,8 @@ static struct fb_cmp_entry sim_get(struct sim *s, uint64_t c, uint64_t *seed)
 	return e;
 }
 
-/* The allocator's view against the sim's: no unit a RAM entry or a
- * pending free holds is free in a bitmap, the stranded count adds up, and
+/* The allocator's view against the sim's: no unit a RAM entry, a pending
+ * free or the base's map holds is free in a bitmap, the stranded count adds up, and
  * no reclaim found a mismatch or an overlap. */
 static void sim_check_alloc(struct sim *s)
 {
@@ -490,6 +500,14 @@ static void sim_check_alloc(struct sim *s)
 		for (size_t i = 0; i < s->m.pending[l].n; i++)
 			for (uint64_t u = 0; u < s->m.pending[l].v[i].n; u++)
 				live[s->m.pending[l].v[i].unit + u] = 1;
+	/* And what the base's map references (rule 3), whatever RAM holds. */
+	for (uint64_t c = 0; c < SIM_CHUNKS; c++) {
+		struct fb_cmp_entry e = disk_entry(s, c);
+
+		if (fb_cmp_entry_state(&e) != FB_CMP_UNMAPPED)
+			for (uint64_t u = 0; u < fb_cmp_map_units(&s->m, fb_cmp_entry_len(&e)); u++)
+				live[e.unit + u] = 1;
+	}
 	for (uint64_t g = 0; g < a->nsegs; g++) {
 		uint64_t n = g + 1 < a->nsegs ? FB_CMP_SEG_UNITS : a->units - g * FB_CMP_SEG_UNITS;
 		uint64_t used = a->seg_used[g];
@@ -510,7 +528,9 @@ static void sim_check_alloc(struct sim *s)
 	}
 	if (!s->m.rc_running)
 		CHECK_EQ(a->stranded, stranded);
-	CHECK_EQ(s->m.reclaim_mismatches, 0);
+	/* A pass drops a segment holding units a failed commit leaked. */
+	if (!s->m.leaked_units)
+		CHECK_EQ(s->m.reclaim_mismatches, 0);
 	CHECK_EQ(s->m.reclaim_overlaps, 0);
 	free(live);
 }
@@ -561,7 +581,7 @@ static void sim_reclaim_step(struct sim *s, bool urgent, uint64_t *seed)
  * each ending in a crash; with a bitmap budget (0: none), reclaim passes
  * run between the ops, and urgently when a write finds no space. */
 static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uint32_t max_len,
-		    uint32_t budget, uint64_t *loads, uint64_t *passes, uint64_t *made)
+		    uint32_t budget, uint64_t *loads, uint64_t *passes, uint64_t *made, uint64_t *fails)
 {
 	uint64_t seed = 12345;
 
@@ -623,7 +643,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 				if (budget && rng(&seed) % 4 == 0) {
 					/* While the data is written: a commit may free
 					 * into its segment, and a pass may run. */
-					if (rng(&seed) % 2)
+					if (rng(&seed) % 8 == 0)
+						sim_commit_fail(s);
+					else if (rng(&seed) % 2)
 						CHECK(sim_commit(s, -1, &seed));
 					sim_reclaim_step(s, rng(&seed) % 4 == 0, &seed);
 				}
@@ -633,7 +655,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 			fb_cmp_map_set(&s->m, c, &e);
 			s->ram[c] = v;
 			CHECK(fb_cmp_map_unpin(&s->m, c) == NULL);
-			if (rng(&seed) % 16 == 0)
+			if (budget && rng(&seed) % 64 == 0)
+				sim_commit_fail(s);
+			else if (rng(&seed) % 16 == 0)
 				CHECK(sim_commit(s, -1, &seed));
 			if (budget && (s->rc_phase || rng(&seed) % 32 == 0))
 				sim_reclaim_step(s, false, &seed);
@@ -644,6 +668,7 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 			sim_check_alloc(s);
 		}
 		*loads += s->loads;
+		*fails += s->fails;
 		*passes += s->rc_passes;
 		*made += s->rc_made;
 		/* Crash: during a commit (torn page) or between commits. */
@@ -662,9 +687,9 @@ static void sim_run(int rounds, int max_ops, uint64_t units, uint32_t chunk, uin
 
 TEST(test_crash_simulation)
 {
-	uint64_t loads = 0, passes = 0, made = 0;
+	uint64_t loads = 0, passes = 0, made = 0, fails = 0;
 
-	sim_run(200, 3000, SIM_UNITS, 4096, 1536, 0, &loads, &passes, &made);
+	sim_run(200, 3000, SIM_UNITS, 4096, 1536, 0, &loads, &passes, &made, &fails);
 	CHECK(loads > 1000); /* the small cache did evict and read pages back */
 }
 
@@ -674,11 +699,13 @@ TEST(test_crash_simulation)
  * crash check: no unit is reused while a map entry may point at it). */
 TEST(test_reclaim_simulation)
 {
-	uint64_t loads = 0, passes = 0, made = 0;
+	uint64_t loads = 0, passes = 0, made = 0, fails = 0;
 
-	sim_run(40, 8000, RC_UNITS, 16384, 16383, 8, &loads, &passes, &made);
-	fprintf(stderr, "    %llu passes, %llu units made allocatable, %llu loads\n",
-		(unsigned long long)passes, (unsigned long long)made, (unsigned long long)loads);
+	sim_run(40, 8000, RC_UNITS, 16384, 16383, 8, &loads, &passes, &made, &fails);
+	fprintf(stderr, "    %llu passes, %llu units made allocatable, %llu loads, %llu failed commits\n",
+		(unsigned long long)passes, (unsigned long long)made, (unsigned long long)loads,
+		(unsigned long long)fails);
+	CHECK(fails > 40);
 	CHECK(passes > 40);
 	CHECK(made > 40 * FB_CMP_SEG_UNITS);
 }
@@ -775,6 +802,23 @@ static void ow_commit(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE])
 		memcpy(img[m->stage_page[i]][fb_cmp_map_stage_slot(m, i)], m->stage + i * FB_CMP_PAGE_SIZE,
 		       FB_CMP_PAGE_SIZE);
 	CHECK(fb_cmp_map_commit_done(m, true) == NULL);
+}
+
+/* Up to max urgent reclaim passes over a map whose pages are img, while
+ * some space is stranded. */
+static void reclaim_passes(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE], uint64_t pages,
+			   int max)
+{
+	for (int pass = 0; pass < max && m->alloc.stranded && fb_cmp_map_reclaim_start(m, true); pass++) {
+		for (uint64_t p0 = 0; p0 < pages;) {
+			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
+
+			fb_cmp_map_reclaim_window(m, p0, (size_t)k);
+			if (fb_cmp_map_reclaim_apply(m, &img[p0][0][0]))
+				p0 += k;
+		}
+		fb_cmp_map_reclaim_end(m, false);
+	}
 }
 
 static void ow_report(void *arg, uint64_t chunk, const char *why)
@@ -877,20 +921,186 @@ TEST(test_open_passes)
 	CHECK_EQ(m.chunks_raw, 1);
 	/* Reclaim passes rebuild the untracked segments from the map: no
 	 * count disagrees with it. */
-	for (int pass = 0; pass < 12 && a->stranded && fb_cmp_map_reclaim_start(&m, true); pass++) {
-		for (uint64_t p0 = 0; p0 < pages;) {
-			uint64_t k = pages - p0 < FB_CMP_RECLAIM_PAGES ? pages - p0 : FB_CMP_RECLAIM_PAGES;
-
-			fb_cmp_map_reclaim_window(&m, p0, (size_t)k);
-			if (fb_cmp_map_reclaim_apply(&m, &img[p0][0][0]))
-				p0 += k;
-		}
-		fb_cmp_map_reclaim_end(&m, false);
-	}
+	reclaim_passes(&m, img, pages, 12);
 	CHECK(m.reclaim_passes > 0);
 	CHECK_EQ(m.reclaim_mismatches, 0);
 	CHECK_EQ(m.reclaim_overlaps, 0);
 	fb_cmp_map_fini(&m);
+}
+
+/* Random maps (packed extents, some crossing segment boundaries, some
+ * placed at random so they overlap, whole-segment raw chunks at 1 MiB)
+ * opened with a small open budget, so most segments are checked by window
+ * passes. After open: no two surviving entries share a unit, each
+ * survivor is as written and each unmapped one was reported, every
+ * segment's count and bitmap are exactly the survivors' units, and used,
+ * stranded and the chunk counters add up; reclaim passes then find no
+ * mismatch, and allocating everything allocatable never hands out a
+ * survivor's unit. Returns the survivors. */
+static uint64_t or_passes, or_repaired; /* open_random's totals */
+
+static uint64_t open_random(uint64_t seed0, uint32_t chunk, uint64_t nchunks, uint64_t nsegs,
+			    uint32_t budget)
+{
+	uint64_t seed = seed0;
+	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE, S = FB_CMP_SEG_UNITS;
+	const uint64_t pages = (nchunks + E - 1) / E;
+	struct fb_cmp_header h = make_header(FB_CMP_HEADER_REGION + 2 * pages * FB_CMP_PAGE_SIZE +
+						     nsegs * S * 512ull - 3 * 512,
+					     512, chunk, nchunks);
+	struct fb_cmp_entry *ents = calloc(pages * E, sizeof(*ents));
+	uint8_t (*img)[2][FB_CMP_PAGE_SIZE] = calloc(pages, sizeof(*img));
+	uint8_t *reported = calloc(pages * E, 1), *owner;
+	uint64_t *want, units, cursor = 0, survivors = 0, used = 0, stranded = 0, n, comp = 0, raw = 0;
+	struct fb_cmp_alloc *a;
+	struct fb_cmp_map m;
+
+	CHECK(ents && img && reported);
+	units = h.data_units;
+	owner = calloc(units, 1);
+	want = calloc(nsegs + 1, sizeof(*want));
+	CHECK(owner && want);
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t r = rng(&seed) % 100, k, at;
+		uint32_t len = rng(&seed) % 4 == 0 ? chunk : 1 + (uint32_t)(rng(&seed) % (chunk - 1));
+
+		if (r < 10)
+			continue; /* unmapped */
+		if (r < 15) {
+			ents[c] = (struct fb_cmp_entry){.len_state = fb_cmp_len_state(FB_CMP_ZERO, 0)};
+			continue;
+		}
+		k = (len + 511) / 512;
+		if (r < 20) {
+			at = rng(&seed) % (units - k + 1); /* anywhere: may overlap */
+		} else {
+			if (rng(&seed) % 4 == 0)
+				cursor += rng(&seed) % 64; /* a gap */
+			if (cursor + k > units)
+				continue;
+			at = cursor;
+			cursor += k;
+		}
+		ents[c] = len == chunk ? (struct fb_cmp_entry){.unit = at,
+							       .len_state = fb_cmp_len_state(FB_CMP_RAW, len)}
+				       : sim_entry(at, len, 1);
+	}
+	for (uint64_t p = 0; p < pages; p++)
+		fb_cmp_page_seal(&h, img[p][rng(&seed) % 2], p, 1 + rng(&seed) % 5, ents + p * E, E);
+
+	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
+	a = &m.alloc;
+	CHECK_EQ(a->units, units);
+	CHECK_EQ(fb_cmp_alloc_open_budget(a, budget), 0);
+	do {
+		for (uint64_t p = 0; p < pages; p++) {
+			if (m.ndirty >= m.dirty_cap)
+				ow_commit(&m, img);
+			CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
+			or_repaired += n;
+		}
+		ow_commit(&m, img);
+		CHECK(a->pool_top <= (budget > a->nsegs ? a->nsegs : budget));
+	} while (fb_cmp_map_open_next(&m, budget / 4));
+	or_passes += a->open_passes;
+	CHECK_EQ(fb_cmp_alloc_trim(a, budget / 4), 0);
+
+	for (uint64_t c = 0; c < nchunks; c++) {
+		uint64_t p = fb_cmp_map_page_of(c), gen;
+		int best = fb_cmp_map_best_slot(&h, p, img[p][0], img[p][1], &gen);
+		struct fb_cmp_entry e;
+		enum fb_cmp_state st;
+
+		CHECK(best >= 0);
+		memcpy(&e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % E) * sizeof(e), sizeof(e));
+		st = fb_cmp_entry_state(&e);
+		if (st != FB_CMP_COMPRESSED && st != FB_CMP_RAW) {
+			bool had = fb_cmp_entry_state(&ents[c]) == FB_CMP_COMPRESSED ||
+				   fb_cmp_entry_state(&ents[c]) == FB_CMP_RAW;
+
+			CHECK_EQ(reported[c], had ? 1 : 0);
+			continue;
+		}
+		CHECK(memcmp(&e, &ents[c], sizeof(e)) == 0);
+		CHECK_EQ(reported[c], 0);
+		survivors++;
+		if (st == FB_CMP_COMPRESSED)
+			comp++;
+		else
+			raw++;
+		for (uint64_t u = e.unit; u < e.unit + fb_cmp_map_units(&m, fb_cmp_entry_len(&e)); u++) {
+			if (owner[u])
+				th_fail(__FILE__, __LINE__, "seed %llu: unit %llu mapped twice after open",
+					(unsigned long long)seed0, (unsigned long long)u);
+			owner[u] = 1;
+			want[u / S]++;
+		}
+	}
+	for (uint64_t g = 0; g < a->nsegs; g++) {
+		uint64_t su = g + 1 < a->nsegs ? S : units - g * S;
+
+		used += want[g];
+		if (a->seg_used[g] != want[g])
+			th_fail(__FILE__, __LINE__, "seed %llu: segment %llu counts %u units, the map holds %llu",
+				(unsigned long long)seed0, (unsigned long long)g, a->seg_used[g],
+				(unsigned long long)want[g]);
+		if (a->seg_bm[g]) {
+			const uint64_t *bits = a->pool + (uint64_t)(a->seg_bm[g] - 1) * FB_CMP_SEG_WORDS;
+
+			for (uint64_t b = 0; b < su; b++)
+				CHECK_EQ((bits[b / 64] >> (b % 64)) & 1u, owner[g * S + b]);
+		} else if (want[g] && want[g] < su) {
+			stranded += su - want[g];
+		}
+	}
+	CHECK_EQ(a->used, used);
+	CHECK_EQ(a->stranded, stranded);
+	CHECK_EQ(m.chunks_compressed, comp);
+	CHECK_EQ(m.chunks_raw, raw);
+	reclaim_passes(&m, img, pages, 64);
+	CHECK_EQ(m.reclaim_mismatches, 0);
+	CHECK_EQ(m.reclaim_overlaps, 0);
+	/* Everything allocatable, in pieces of a chunk's sizes: never a survivor's unit. */
+	for (;;) {
+		uint64_t k = 1 + rng(&seed) % ((chunk + 511) / 512), at;
+
+		if (fb_cmp_alloc_get(a, k, &at) && fb_cmp_alloc_get(a, k = 1, &at))
+			break;
+		for (uint64_t u = at; u < at + k; u++) {
+			if (owner[u])
+				th_fail(__FILE__, __LINE__, "seed %llu: unit %llu handed out again",
+					(unsigned long long)seed0, (unsigned long long)u);
+			owner[u] = 2;
+		}
+		fb_cmp_alloc_done(a, at, k);
+	}
+	CHECK_EQ(a->used + a->stranded, units); /* all but what reclaim could not track */
+	fb_cmp_map_fini(&m);
+	free(ents);
+	free(img);
+	free(reported);
+	free(owner);
+	free(want);
+	return survivors;
+}
+
+TEST(test_open_random)
+{
+	uint64_t small = 0, big = 0, one = 0;
+
+	for (uint64_t seed = 1; seed <= 24; seed++) {
+		small += open_random(seed * 7919, 16384, 2000, 24, 8 + (uint32_t)(seed % 3) * 4);
+		big += open_random(seed * 104729, 1u << 20, 60, 40, 8);
+	}
+	fprintf(stderr, "    %llu open passes, %llu entries repaired\n", (unsigned long long)or_passes,
+		(unsigned long long)or_repaired);
+	CHECK(or_passes > 2 * 48 + 24); /* windowed opens took several passes each */
+	CHECK(or_repaired > 48);   /* overlaps were planted and found */
+	/* The same maps with bitmaps for every segment: one pass. */
+	for (uint64_t seed = 1; seed <= 24; seed++)
+		one += open_random(seed * 7919, 16384, 2000, 24, 4096);
+	fprintf(stderr, "    survivors: %llu (16 KiB chunks, windows), %llu (one pass), %llu (1 MiB)\n",
+		(unsigned long long)small, (unsigned long long)one, (unsigned long long)big);
 }
 
 /* A full cache: -EAGAIN while dirty pages hold the slots, -EBUSY (queued)
@@ -942,6 +1152,7 @@ int main(void)
 	RUN(test_reclaim_simulation);
 	RUN(test_rebuild_repairs);
 	RUN(test_open_passes);
+	RUN(test_open_random);
 	RUN(test_cache_full);
 	fprintf(stderr, "compress_map_test: ok\n");
 	return 0;
