@@ -233,7 +233,7 @@ TEST(test_alloc_budget)
 {
 	const uint64_t segs = 16, units = segs * FB_CMP_SEG_UNITS, per = FB_CMP_SEG_UNITS / 16;
 	struct fb_cmp_alloc a;
-	uint64_t s, mismatch = 0, runs = 0;
+	uint64_t s, mismatch = 0, runs = 0, left_out = segs, bad;
 	bool tracked[16] = {0};
 
 	CHECK_EQ(fb_cmp_alloc_init(&a, units), 0);
@@ -269,11 +269,11 @@ TEST(test_alloc_budget)
 	CHECK_EQ(a.stranded, 5 * FB_CMP_SEG_UNITS / 2);
 	/* A pass that leaves a live run out: that segment is not rebuilt. */
 	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, false), 3);
-	for (uint64_t i = 0, left_out = 0; i < units / 16; i += 2) {
+	for (uint64_t i = 0; i < units / 16; i += 2) {
 		uint64_t g = i * 16 / FB_CMP_SEG_UNITS;
 
-		if (!left_out && a.seg_bm[g] && a.pool_state[a.seg_bm[g] - 1] == FB_CMP_BM_BUILDING) {
-			left_out = 1;
+		if (left_out == segs && a.seg_bm[g] && a.pool_state[a.seg_bm[g] - 1] == FB_CMP_BM_BUILDING) {
+			left_out = g;
 			continue;
 		}
 		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
@@ -282,21 +282,30 @@ TEST(test_alloc_budget)
 	CHECK_EQ(mismatch, 1);
 	/* Two extents on one unit: that segment is dropped too. One slot is
 	 * free and none of the tracked is emptier than the rest. */
+	CHECK(left_out < segs);
 	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, true), 1);
+	CHECK(!a.seg_bm[left_out]); /* a segment that did not add up is not picked again */
 	for (uint64_t i = 0; i < units / 16; i += 2)
 		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
-	{
-		uint64_t g;
-
-		for (g = 0; g < segs; g++)
-			if (a.seg_bm[g] && a.pool_state[a.seg_bm[g] - 1] == FB_CMP_BM_BUILDING)
-				break;
-		CHECK(g < segs);
-		CHECK(!fb_cmp_alloc_reclaim_mark(&a, g * FB_CMP_SEG_UNITS + 8, 16, true));
-	}
+	for (bad = 0; bad < segs; bad++)
+		if (a.seg_bm[bad] && a.pool_state[a.seg_bm[bad] - 1] == FB_CMP_BM_BUILDING)
+			break;
+	CHECK(bad < segs);
+	CHECK(!fb_cmp_alloc_reclaim_mark(&a, bad * FB_CMP_SEG_UNITS + 8, 16, true));
 	CHECK_EQ(fb_cmp_alloc_reclaim_end(&a, false, &mismatch), 0);
 	CHECK_EQ(mismatch, 1);
 	CHECK_EQ(a.stranded, 3 * FB_CMP_SEG_UNITS / 2);
+	CHECK_EQ(a.nquarantined, 2);
+	/* The one stranded segment left that adds up is still rebuilt; the two
+	 * that did not never come back (reopen rebuilds them from the map). */
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, true), 1);
+	CHECK(!a.seg_bm[left_out] && !a.seg_bm[bad]);
+	for (uint64_t i = 0; i < units / 16; i += 2)
+		CHECK(fb_cmp_alloc_reclaim_mark(&a, i * 16, 16, true));
+	CHECK_EQ(fb_cmp_alloc_reclaim_end(&a, false, &mismatch), FB_CMP_SEG_UNITS / 2);
+	CHECK_EQ(mismatch, 1);
+	CHECK_EQ(fb_cmp_alloc_reclaim_pick(&a, true), 0);
+	CHECK_EQ(a.stranded, 2 * FB_CMP_SEG_UNITS / 2);
 	fb_cmp_alloc_fini(&a);
 }
 

@@ -57,6 +57,11 @@ static void set_unchecked(struct fb_cmp_alloc *a, uint64_t s, bool on)
 	a->nunchecked = on ? a->nunchecked + 1 : a->nunchecked - 1;
 }
 
+static bool is_quarantined(const struct fb_cmp_alloc *a, uint64_t s)
+{
+	return (a->quarantined[s / 8] >> (s % 8)) & 1u;
+}
+
 static bool bit_get(const struct fb_cmp_alloc *a, uint64_t i)
 {
 	uint64_t s = i / FB_CMP_SEG_UNITS, b = i % FB_CMP_SEG_UNITS;
@@ -241,10 +246,11 @@ int fb_cmp_alloc_init(struct fb_cmp_alloc *a, uint64_t units)
 	a->seg_bm = calloc((size_t)a->nsegs, sizeof(*a->seg_bm));
 	a->hist = calloc(FB_CMP_SEG_UNITS + 1, sizeof(*a->hist));
 	a->unchecked = calloc((size_t)(a->nsegs + 7) / 8, 1);
+	a->quarantined = calloc((size_t)(a->nsegs + 7) / 8, 1);
 	a->opening = true;
 	a->open_passes = 1;
 	if (!a->seg_used || !a->seg_inflight || !a->seg_bm || !a->hist || !a->unchecked ||
-	    pool_alloc(a, (uint32_t)a->nsegs)) {
+	    !a->quarantined || pool_alloc(a, (uint32_t)a->nsegs)) {
 		fb_cmp_alloc_fini(a);
 		return -ENOMEM;
 	}
@@ -258,6 +264,7 @@ void fb_cmp_alloc_fini(struct fb_cmp_alloc *a)
 	free(a->seg_bm);
 	free(a->hist);
 	free(a->unchecked);
+	free(a->quarantined);
 	pool_free_all(a);
 	memset(a, 0, sizeof(*a));
 }
@@ -561,7 +568,7 @@ uint32_t fb_cmp_alloc_free_slots(const struct fb_cmp_alloc *a)
 
 static bool eligible(const struct fb_cmp_alloc *a, uint64_t s)
 {
-	return !a->seg_bm[s] && seg_stranded(a, s) && a->seg_inflight[s] == 0;
+	return !a->seg_bm[s] && seg_stranded(a, s) && a->seg_inflight[s] == 0 && !is_quarantined(a, s);
 }
 
 uint32_t fb_cmp_alloc_reclaim_pick(struct fb_cmp_alloc *a, bool urgent)
@@ -666,9 +673,13 @@ uint64_t fb_cmp_alloc_reclaim_end(struct fb_cmp_alloc *a, bool abort, uint64_t *
 			seg_settle(a, s);
 		} else {
 			/* Never free what might be live: the segment keeps its
-			 * count and stays untracked. */
+			 * count and stays untracked, and out of later passes. */
 			if (!abort && st == FB_CMP_BM_BUILDING)
 				(*mismatch)++;
+			if (!abort && !is_quarantined(a, s)) {
+				a->quarantined[s / 8] |= (uint8_t)(1u << (s % 8));
+				a->nquarantined++;
+			}
 			slot_release(a, s);
 		}
 		STRANDED_END(a, s);
@@ -678,7 +689,7 @@ uint64_t fb_cmp_alloc_reclaim_end(struct fb_cmp_alloc *a, bool abort, uint64_t *
 
 double fb_cmp_alloc_table_bytes_per_unit(void)
 {
-	return (double)(2 * sizeof(uint16_t) + sizeof(uint32_t)) / FB_CMP_SEG_UNITS;
+	return (2.0 * sizeof(uint16_t) + sizeof(uint32_t) + 1.0 / 8) / FB_CMP_SEG_UNITS;
 }
 
 uint64_t fb_cmp_alloc_slot_bytes(void)
@@ -688,6 +699,6 @@ uint64_t fb_cmp_alloc_slot_bytes(void)
 
 uint64_t fb_cmp_alloc_ram(const struct fb_cmp_alloc *a)
 {
-	return a->nsegs * (2 * sizeof(uint16_t) + sizeof(uint32_t)) +
+	return a->nsegs * (2 * sizeof(uint16_t) + sizeof(uint32_t)) + (a->nsegs + 7) / 8 +
 	       (uint64_t)a->pool_top * fb_cmp_alloc_slot_bytes();
 }

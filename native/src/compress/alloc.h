@@ -65,6 +65,13 @@ struct fb_cmp_alloc {
 	uint64_t stranded;      /* free units of partly used segments without a usable bitmap */
 	uint64_t untracked_frees; /* units freed into untracked segments (count only) */
 	uint64_t evictions;     /* bitmaps dropped to start an empty segment */
+	/* Segments a reclaim pass found not adding up (units counted that no
+	 * entry holds: frees leaked by a failed commit; or two entries on one
+	 * unit), 1 bit each: never picked again, or every pass would fail on
+	 * them and crowd out segments it can rebuild. Reopen rebuilds their
+	 * free space from the map. */
+	uint8_t *quarantined;
+	uint64_t nquarantined;
 	uint32_t open_bitmaps;  /* bitmaps the open scan held (transient) */
 	/* Open, until trim: segments counted only (1 bit each), how many, the
 	 * next one a window may start at, and the passes over the map. */

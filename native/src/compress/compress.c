@@ -142,7 +142,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	struct fb_uuid u;
 	uint64_t logical, physical, stored, ram, ram_fixed, chunks_data, zero, raw, comp, used_units;
 	uint64_t hits, misses, evictions, bitmaps, cache_pages, bm_touched, budget, stranded, passes;
-	uint64_t reclaimed, mismatches, overlaps, bm_evictions, open_bitmaps, open_passes;
+	uint64_t reclaimed, mismatches, overlaps, bm_evictions, open_bitmaps, open_passes, quarantined;
 
 	pthread_mutex_lock(&cb->mu);
 	comp = cb->map.chunks_compressed;
@@ -166,6 +166,7 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	reclaimed = cb->map.reclaimed_units;
 	mismatches = cb->map.reclaim_mismatches;
 	overlaps = cb->map.reclaim_overlaps;
+	quarantined = cb->map.alloc.nquarantined;
 	cache_pages = cb->map.nslots;
 	pthread_mutex_unlock(&cb->mu);
 	chunks_data = comp + raw;
@@ -228,6 +229,8 @@ static void write_stats(struct cmp_bdev *cb, struct fb_json_writer *w)
 	fb_json_write_named_uint64(w, "reclaimed_bytes", reclaimed * cb->unit);
 	fb_json_write_named_uint64(w, "reclaim_mismatches", mismatches);
 	fb_json_write_named_uint64(w, "reclaim_overlaps", overlaps);
+	/* Segments that did not add up, left out of passes until reopen. */
+	fb_json_write_named_uint64(w, "quarantined_segments", quarantined);
 	fb_json_write_object_end(w);
 	/* Metadata RAM, accounted bytes (what the map and the allocator hold,
 	 * not RSS). Fixed: the map cache, commit stage and pending-free lists,
