@@ -2,9 +2,9 @@
  * stays bounded whatever the fragmentation:
  *
  *   level 1  per segment of FB_CMP_SEG_UNITS allocation units: how many are
- *            used and how many allocations in it are not yet mapped (always
- *            in RAM: 8 bytes per segment, 7.6 MB per TB at 512-byte units,
- *            1 at 4 KiB);
+ *            used, how many allocations in it are not yet mapped, and a
+ *            quarantine bit (always in RAM: 8 bytes and a bit per segment,
+ *            7.7 MB per TB at 512-byte units, 1 at 4 KiB);
  *   level 2  a bitmap (one bit per unit) for at most `budget` partly used
  *            segments (the pool, fixed after open: 265 bytes a bitmap).
  *
