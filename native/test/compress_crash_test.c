@@ -102,19 +102,7 @@ static bool write_one(struct fb_engine *e, struct fb_bdev_desc *desc, struct sha
 /* A counter from the compress bdev's stats. */
 static uint64_t stat_of(struct fb_engine *e, const char *key)
 {
-	struct fb_err err;
-	char *res = NULL, pat[64];
-	const char *at;
-	uint64_t v;
-
-	CHECK_OK(fb_rpc_call(e, "bdev_compress_get_stats", "{\"name\":\"COMP_F0\"}", &res, &err));
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	at = strstr(res, pat);
-	if (!at)
-		th_fail(__FILE__, __LINE__, "stats have no %s: %s", key, res);
-	v = strtoull(at + strlen(pat), NULL, 10);
-	free(res);
-	return v;
+	return th_stat_u64(e, "bdev_compress_get_stats", "COMP_F0", key);
 }
 
 static void child(const char *path, struct shared *sh, uint64_t seed, uint64_t nsect,

@@ -313,20 +313,7 @@ static void verify_all(struct fb_engine *e, const char *name, const uint8_t *ref
 /* A uint64 member of the bdev's bdev_compress_get_stats entry. */
 static uint64_t stat_u64(struct fb_engine *e, const char *name, const char *key)
 {
-	struct fb_err err;
-	char *res = NULL, pat[64], *p;
-	char params[128];
-	uint64_t v;
-
-	snprintf(params, sizeof(params), "{\"name\":\"%s\"}", name);
-	CHECK_OK(fb_rpc_call(e, "bdev_compress_get_stats", params, &res, &err));
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(res, pat);
-	if (!p)
-		th_fail(__FILE__, __LINE__, "no %s in %s", key, res);
-	v = strtoull(p + strlen(pat), NULL, 10);
-	free(res);
-	return v;
+	return th_stat_u64(e, "bdev_compress_get_stats", name, key);
 }
 
 static char *tmpfile_of(uint64_t bytes);

@@ -43,6 +43,25 @@ int th_rpc(struct fb_engine *e, struct fb_err *err, const char *method, const ch
 	return rc;
 }
 
+uint64_t th_stat_u64(struct fb_engine *e, const char *method, const char *name, const char *key)
+{
+	char params[512], pat[128], *res = NULL;
+	const char *at;
+	struct fb_err err;
+	uint64_t v;
+
+	snprintf(params, sizeof(params), "{\"name\":\"%s\"}", name);
+	if (fb_rpc_call(e, method, params, &res, &err))
+		th_fail(__FILE__, __LINE__, "%s %s: %s", method, params, err.msg);
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	at = strstr(res, pat);
+	if (!at)
+		th_fail(__FILE__, __LINE__, "%s has no %s: %s", method, key, res);
+	v = strtoull(at + strlen(pat), NULL, 10);
+	free(res);
+	return v;
+}
+
 int th_malloc(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
 	      struct fb_err *err)
 {

@@ -47,6 +47,10 @@ struct fb_engine *th_engine(unsigned reactors);
  * Returns fb_rpc_call's code, err filled on failure. */
 int th_rpc(struct fb_engine *e, struct fb_err *err, const char *method, const char *params_fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* The first uint64 member named key in what method answers for {"name":
+ * name} (a bdev's stats); fails the test when the call fails or the
+ * answer has no such member. */
+uint64_t th_stat_u64(struct fb_engine *e, const char *method, const char *name, const char *key);
 /* Bdevs through their modules' create RPCs. `extra` is more JSON members
  * for the file bdev, e.g. "\"direct_io\":true" (or ""). */
 int th_malloc(struct fb_engine *e, const char *name, uint64_t num_blocks, uint32_t block_size,
