@@ -41,7 +41,7 @@
  *
  * Options (`npm run bench -- compress [options]`): --corpus-mib N (default
  * 32), --random-mib N (default 32), --workers N (default 1), --qd N
- * (default 32), --samples N (default 5), --sample-s S (default 0.25),
+ * (default 32), --samples N (default 6: each row of a group of 2 or 3 starts the same number of turns), --sample-s S (default 0.25),
  * --nbd-seconds N (per fio run, default 2), --algos a,b (default
  * deflate,zlib,lz4,zstd), --no-nbd, --nbd-only (only the NBD rows).
  *
@@ -189,7 +189,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
   const randomMiB = option(ctx.args, "random-mib", "32");
   const workers = option(ctx.args, "workers", "1");
   const qd = option(ctx.args, "qd", "32");
-  const samples = option(ctx.args, "samples", "5");
+  const samples = option(ctx.args, "samples", "6");
   const sampleS = option(ctx.args, "sample-s", "0.25");
   const nbdSeconds = option(ctx.args, "nbd-seconds", "2");
   const nbd = !ctx.args.includes("--no-nbd");
