@@ -98,14 +98,14 @@ export function qemuVhostArgs(id: string, socket: string, numQueues: number): st
   );
 }
 
-/** Backend over a `flexbso engine`. */
 /** A compress bdev's space use from its `driver_specific.compress` (the engine's stats); undefined if absent. */
-export function compressionOf(b: BdevInfo | undefined): CompressionUsage | undefined {
+function compressionOf(b: BdevInfo | undefined): CompressionUsage | undefined {
   const c = b?.driver?.["compress"] as Record<string, unknown> | undefined;
   if (!c || typeof c["logical_bytes"] !== "number" || typeof c["physical_bytes"] !== "number") return undefined;
   return { logicalBytes: c["logical_bytes"], physicalBytes: c["physical_bytes"], ratio: Number(c["ratio"] ?? 0) };
 }
 
+/** Backend over a `flexbso engine`. */
 export class NativeBackend implements Backend {
   readonly name = "native";
 

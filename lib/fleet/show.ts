@@ -133,7 +133,7 @@ export function renderShowYaml(
 }
 
 /** One line for a compress bdev's space use, e.g. "ratio 2.85 (12 MiB of data stored in 4.2 MiB)". */
-export function describeCompression(c: CompressionUsage): string {
+function describeCompression(c: CompressionUsage): string {
   if (c.logicalBytes === 0) return "nothing stored yet";
   return `ratio ${c.ratio.toFixed(2)} (${formatSize(c.logicalBytes)} of data stored in ${formatSize(c.physicalBytes)})`;
 }

@@ -34,8 +34,9 @@ const nativeEngine = (s: CompressSpec): Need[] =>
         ),
       ]
     : [];
+
 /** Each algorithm's highest level (level 1 is the fastest everywhere). */
-export const COMPRESS_LEVELS: Readonly<Record<CompressAlgorithm, number>> = { deflate: 9, zlib: 9, lz4: 12, zstd: 22 };
+const COMPRESS_LEVELS: Readonly<Record<CompressAlgorithm, number>> = { deflate: 9, zlib: 9, lz4: 12, zstd: 22 };
 
 /** SPDK's compress bdev, which SNAP runs, offers deflate and lz4 only. */
 const snapAlgorithm = (s: CompressSpec): Need[] =>

@@ -42,7 +42,6 @@ static void rc_end(struct cmp_bdev *cb, bool abort)
 	 * once more (and start an urgent pass); after an urgent one they fail. */
 	retry = made || !cb->map.rc_urgent;
 	pthread_mutex_unlock(&cb->mu);
-	(void)over0;
 	if (mism)
 		fb_log(cb->e, FB_LOG_ERROR, "compress '%s': reclaim: %llu segment(s) hold more used "
 		       "units than the map references (frees lost to a failed commit, or damage); "
