@@ -7,7 +7,7 @@
 import { stackOf, type Desired, type Resource } from "../model/types.js";
 import { validateDesired } from "../model/validate.js";
 import { TopologyError } from "../model/errors.js";
-import type { Backend, ResourceStatus, FunctionStats, LiveCheck } from "../backends/backend.js";
+import type { Backend, ResourceStatus, FunctionStats, Inventory, LiveCheck } from "../backends/backend.js";
 import type { DriftItem, TargetFacts } from "../plan/types.js";
 import type { StateStore, AgentState } from "../state/store.js";
 import { type EventLog, type AgentEvent, type EventInput, type ApplyAudit, newRunId } from "../state/events.js";
@@ -118,6 +118,8 @@ export class AgentService {
   private stopping: string | null = null;
   /** The drift last reported (policy `report`), so one drift makes one event. */
   private lastDrift = "";
+  /** The inventory read of the /metrics scrape in progress ({@link scrapeInventory}). */
+  private scrapeRead: Promise<Inventory> | null = null;
 
   constructor(private readonly d: AgentServiceDeps) {
     this.lock = new DpuLock(() => this.dpuName);
@@ -277,25 +279,41 @@ export class AgentService {
     return this.d.backend.stats(this.state.resources.filter((r) => r.kind === "function"));
   }
 
+  /**
+   * The target's inventory for one /metrics scrape: its collectors start together and share
+   * one read (bdev_get_bdevs lists every bdev with its driver stats). Nothing but /metrics
+   * uses it, so no caller gets a read that began before a change it made.
+   */
+  private scrapeInventory(): Promise<Inventory> {
+    this.scrapeRead ??= this.d.backend.inventory().finally(() => {
+      this.scrapeRead = null;
+    });
+    return this.scrapeRead;
+  }
+
   /** Per-function stats for /metrics, labelled with the DPU, function and tenant names the user wrote. */
   async metricStats(): Promise<FunctionStat[]> {
     const byAddress = new Map(this.state.resources.map((r) => [r.address, r]));
-    return (await this.stats()).map(({ address, exportName: _e, bdev: _b, ...s }) => {
-      const r = byAddress.get(address);
-      return {
-        ...s,
-        dpu: this.dpuName,
-        function: r?.name ?? address,
-        tenant: r?.kind === "function" ? (r.spec.tenant ?? "") : "",
-      };
-    });
+    const fns = this.state.resources.filter((r) => r.kind === "function");
+    if (!fns.length) return [];
+    return (await this.d.backend.stats(fns, await this.scrapeInventory())).map(
+      ({ address, exportName: _e, bdev: _b, ...s }) => {
+        const r = byAddress.get(address);
+        return {
+          ...s,
+          dpu: this.dpuName,
+          function: r?.name ?? address,
+          tenant: r?.kind === "function" ? (r.spec.tenant ?? "") : "",
+        };
+      },
+    );
   }
 
   /** Each managed compress bdev's space use, read live, for /metrics. */
   async metricCompress(): Promise<CompressStat[]> {
     const compress = this.state.resources.filter((r) => r.kind === "compress");
     if (!compress.length) return [];
-    const status = this.d.backend.status(compress, await this.d.backend.inventory());
+    const status = this.d.backend.status(compress, await this.scrapeInventory());
     return status.flatMap((s, i) =>
       s.compression ? [{ dpu: this.dpuName, bdev: compress[i]!.name, ...s.compression }] : [],
     );

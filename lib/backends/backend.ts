@@ -196,8 +196,8 @@ export interface Backend {
   ): Promise<DriftItem[]>;
   /** Status of each resource for `topology.get` / `show`. */
   status(resources: readonly Resource[], inv: Inventory): ResourceStatus[];
-  /** I/O counters of the given function resources. */
-  stats(functions: readonly Resource[]): Promise<FunctionStats[]>;
+  /** I/O counters of the given function resources; `inv`, if given, is an inventory read for this call. */
+  stats(functions: readonly Resource[], inv?: Inventory): Promise<FunctionStats[]>;
 }
 
 /** A backend cannot realize a resource or change (yet). */

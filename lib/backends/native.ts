@@ -811,10 +811,10 @@ export class NativeBackend implements Backend {
     });
   }
 
-  async stats(functions: readonly Resource[]): Promise<FunctionStats[]> {
+  async stats(functions: readonly Resource[], invRead?: Inventory): Promise<FunctionStats[]> {
     const fns = functions.filter((r): r is ResourceOf<"function"> => r.kind === "function");
     if (!fns.length) return [];
-    const [raw, inv] = await Promise.all([this.opts.rpc.call<unknown>("bdev_get_iostat"), this.inventory()]);
+    const [raw, inv] = await Promise.all([this.opts.rpc.call<unknown>("bdev_get_iostat"), invRead ?? this.inventory()]);
     const tickRate = Number((raw as { tick_rate?: unknown })?.tick_rate ?? 1e9) || 1e9;
     const list = asArray((raw as { bdevs?: unknown })?.bdevs ?? raw);
     const byName = new Map<string, Record<string, unknown>>();

@@ -8,7 +8,8 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Resource } from "../../lib/model/types.js";
-import { NotSupportedError, type Backend, type Inventory } from "../../lib/backends/backend.js";
+import { NotSupportedError, type Backend, type FunctionStats, type Inventory } from "../../lib/backends/backend.js";
+import type { TargetFacts } from "../../lib/plan/types.js";
 import { AgentService } from "../../lib/agent/service.js";
 import { StateStore } from "../../lib/state/store.js";
 import { EventLog } from "../../lib/state/events.js";
@@ -26,7 +27,7 @@ import { encodeDynamic } from "../../lib/provider/msgpack.js";
 class FakeBackend implements Backend {
   readonly name = "native"; // stands in for the native backend the topologies ask for
   created: string[] = [];
-  async facts() {
+  async facts(): Promise<TargetFacts> {
     return { backend: "native", methods: [] };
   }
   async check() {
@@ -56,7 +57,7 @@ class FakeBackend implements Backend {
   status() {
     return [];
   }
-  async stats() {
+  async stats(_functions: readonly Resource[], _inv?: Inventory): Promise<FunctionStats[]> {
     return [];
   }
 }
@@ -253,6 +254,51 @@ test("service: an apply whose only change is refused (another stack's bdev) fail
   assert.instance(e, NotSupportedError);
   assert.match(e!.message, "d/function/f uses d/malloc/m (volume), which belongs to stack 'default'");
   assert.is(svc.current.generation, 1, "nothing ran");
+});
+
+test("metrics: one /metrics scrape reads the target's inventory once, for its function stats and its compress ratios", async () => {
+  const { backend, svc } = await service();
+  backend.facts = async () => ({ backend: "native", methods: ["bdev_compress_create"] });
+  let reads = 0;
+  const seen: (Inventory | undefined)[] = [];
+  backend.inventory = async () => {
+    reads++;
+    await new Promise((res) => setTimeout(res, 5)); // both collectors start before it answers
+    return { bdevs: new Map(), exports: new Map() };
+  };
+  backend.stats = async (_functions: readonly Resource[], inv?: Inventory) => {
+    seen.push(inv);
+    return [];
+  };
+  await svc.apply(
+    {
+      formatVersion: 1,
+      resources: [
+        ...desired.resources,
+        { address: "d/compress/c", dpu: "d", kind: "compress", name: "c", spec: { base: "m", algorithm: "lz4" } },
+        {
+          address: "d/function/f",
+          dpu: "d",
+          kind: "function",
+          name: "f",
+          spec: { pf: 0, vf: 0, emulation: "virtio-blk", transport: "nbd", volume: "c" },
+        },
+      ],
+    },
+    0,
+    false,
+  );
+  const metrics = new AgentMetrics(
+    () => svc.metricStats(),
+    () => svc.metricCompress(),
+  );
+  reads = 0;
+  await metrics.text();
+  assert.is(reads, 1, "one inventory read per scrape");
+  assert.is(seen.length, 1);
+  assert.ok(seen[0], "the function stats got the scrape's inventory, not a read of their own");
+  await metrics.text();
+  assert.is(reads, 2, "the next scrape reads afresh");
 });
 
 /** `svc` served over HTTP as the agent serves it, with the admin token "t". */
