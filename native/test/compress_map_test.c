@@ -376,16 +376,29 @@ static struct fb_cmp_entry sim_entry(uint64_t unit, uint32_t len, uint32_t versi
 				     .crc = version};
 }
 
+/* The entry of chunk c in a map image (both slots of every page), from
+ * its page's best slot; false (and a zeroed entry) when neither slot
+ * holds a valid page. */
+static bool image_entry(const struct fb_cmp_header *h, uint8_t (*img)[2][FB_CMP_PAGE_SIZE], uint64_t c,
+			struct fb_cmp_entry *e)
+{
+	uint64_t p = fb_cmp_map_page_of(c), gen;
+	int best = fb_cmp_map_best_slot(h, p, img[p][0], img[p][1], &gen);
+
+	*e = (struct fb_cmp_entry){0};
+	if (best < 0)
+		return false;
+	memcpy(e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % FB_CMP_ENTRIES_PER_PAGE) * sizeof(*e),
+	       sizeof(*e));
+	return true;
+}
+
 /* The entry of chunk c as the base holds it. */
 static struct fb_cmp_entry disk_entry(struct sim *s, uint64_t c)
 {
-	uint64_t p = fb_cmp_map_page_of(c), gen;
-	int best = fb_cmp_map_best_slot(&s->h, p, s->disk[p][0], s->disk[p][1], &gen);
-	struct fb_cmp_entry e = {0};
+	struct fb_cmp_entry e;
 
-	if (best >= 0)
-		memcpy(&e, s->disk[p][best] + sizeof(struct fb_cmp_page_hdr) +
-			       (c % FB_CMP_ENTRIES_PER_PAGE) * sizeof(e), sizeof(e));
+	(void)image_entry(&s->h, s->disk, c, &e);
 	return e;
 }
 
@@ -836,6 +849,31 @@ static void ow_report(void *arg, uint64_t chunk, const char *why)
 	((uint8_t *)arg)[chunk]++;
 }
 
+/* Opens the map in img as the bdev does, with an open budget of budget
+ * bitmaps: every page scanned (committing whenever the stage fills), then
+ * scanned again for each window of segments a pass could only count,
+ * keeping a quarter of the budget's bitmaps between passes; no pass holds
+ * more bitmaps than the budget. Overlapping claimants are counted in
+ * reported. Returns the entries repaired. */
+static uint64_t ow_open(struct fb_cmp_map *m, uint8_t (*img)[2][FB_CMP_PAGE_SIZE], uint64_t pages,
+			uint32_t budget, uint8_t *reported)
+{
+	uint64_t repaired = 0, n;
+
+	CHECK_EQ(fb_cmp_alloc_open_budget(&m->alloc, budget), 0);
+	do {
+		for (uint64_t p = 0; p < pages; p++) {
+			if (m->ndirty >= m->dirty_cap)
+				ow_commit(m, img);
+			CHECK_EQ(fb_cmp_map_scan_page(m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
+			repaired += n;
+		}
+		ow_commit(m, img);
+		CHECK(m->alloc.pool_top <= (budget > m->alloc.nsegs ? m->alloc.nsegs : budget));
+	} while (fb_cmp_map_open_next(m, budget / 4));
+	return repaired;
+}
+
 TEST(test_open_passes)
 {
 	const uint64_t E = FB_CMP_ENTRIES_PER_PAGE, S = FB_CMP_SEG_UNITS;
@@ -848,7 +886,7 @@ TEST(test_open_passes)
 	static uint64_t want[OW_SEGS + 8];
 	struct fb_cmp_alloc *a;
 	struct fb_cmp_map m;
-	uint64_t total = 0, n, used = 0;
+	uint64_t total, used = 0;
 
 	CHECK(pages <= 8);
 	/* Chunks 0..799: 20 extents of 2 units in each segment, in segment-
@@ -867,17 +905,7 @@ TEST(test_open_passes)
 	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
 	a = &m.alloc;
 	CHECK(a->nsegs >= OW_SEGS);
-	CHECK_EQ(fb_cmp_alloc_open_budget(a, 8), 0);
-	do {
-		for (uint64_t p = 0; p < pages; p++) {
-			if (m.ndirty >= m.dirty_cap)
-				ow_commit(&m, img);
-			CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
-			total += n;
-		}
-		ow_commit(&m, img);
-		CHECK(a->pool_top <= 8);
-	} while (fb_cmp_map_open_next(&m, 2));
+	total = ow_open(&m, img, pages, 8, reported);
 	fprintf(stderr, "    %u passes, %llu repaired\n", a->open_passes, (unsigned long long)total);
 	CHECK_EQ(a->open_passes, 7); /* 8 checked, then 32 in windows of 6 */
 	CHECK_EQ(a->nunchecked, 0);
@@ -888,12 +916,9 @@ TEST(test_open_passes)
 	CHECK(a->open_bitmaps <= 8);
 	/* Every entry as on the base now: the claimants above unmapped, the rest as written. */
 	for (uint64_t c = 0; c < OW_CHUNKS; c++) {
-		uint64_t p = fb_cmp_map_page_of(c), gen;
-		int best = fb_cmp_map_best_slot(&h, p, img[p][0], img[p][1], &gen);
 		struct fb_cmp_entry e;
 
-		CHECK(best >= 0);
-		memcpy(&e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % E) * sizeof(e), sizeof(e));
+		CHECK(image_entry(&h, img, c, &e));
 		if (c > 800) {
 			CHECK_EQ(fb_cmp_entry_state(&e), FB_CMP_UNMAPPED);
 			continue;
@@ -960,7 +985,7 @@ static uint64_t open_random(uint64_t seed0, uint32_t chunk, uint64_t nchunks, ui
 	struct fb_cmp_entry *ents = calloc(pages * E, sizeof(*ents));
 	uint8_t (*img)[2][FB_CMP_PAGE_SIZE] = calloc(pages, sizeof(*img));
 	uint8_t *reported = calloc(pages * E, 1), *owner;
-	uint64_t *want, units, cursor = 0, survivors = 0, used = 0, stranded = 0, n, comp = 0, raw = 0;
+	uint64_t *want, units, cursor = 0, survivors = 0, used = 0, stranded = 0, comp = 0, raw = 0;
 	struct fb_cmp_alloc *a;
 	struct fb_cmp_map m;
 
@@ -1000,28 +1025,15 @@ static uint64_t open_random(uint64_t seed0, uint32_t chunk, uint64_t nchunks, ui
 	CHECK_EQ(fb_cmp_map_init(&m, &h, 16, 4, 64), 0);
 	a = &m.alloc;
 	CHECK_EQ(a->units, units);
-	CHECK_EQ(fb_cmp_alloc_open_budget(a, budget), 0);
-	do {
-		for (uint64_t p = 0; p < pages; p++) {
-			if (m.ndirty >= m.dirty_cap)
-				ow_commit(&m, img);
-			CHECK_EQ(fb_cmp_map_scan_page(&m, p, img[p][0], img[p][1], ow_report, reported, &n), 0);
-			or_repaired += n;
-		}
-		ow_commit(&m, img);
-		CHECK(a->pool_top <= (budget > a->nsegs ? a->nsegs : budget));
-	} while (fb_cmp_map_open_next(&m, budget / 4));
+	or_repaired += ow_open(&m, img, pages, budget, reported);
 	or_passes += a->open_passes;
 	CHECK_EQ(fb_cmp_alloc_trim(a, budget / 4), 0);
 
 	for (uint64_t c = 0; c < nchunks; c++) {
-		uint64_t p = fb_cmp_map_page_of(c), gen;
-		int best = fb_cmp_map_best_slot(&h, p, img[p][0], img[p][1], &gen);
 		struct fb_cmp_entry e;
 		enum fb_cmp_state st;
 
-		CHECK(best >= 0);
-		memcpy(&e, img[p][best] + sizeof(struct fb_cmp_page_hdr) + (c % E) * sizeof(e), sizeof(e));
+		CHECK(image_entry(&h, img, c, &e));
 		st = fb_cmp_entry_state(&e);
 		if (st != FB_CMP_COMPRESSED && st != FB_CMP_RAW) {
 			bool had = fb_cmp_entry_state(&ents[c]) == FB_CMP_COMPRESSED ||
