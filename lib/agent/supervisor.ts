@@ -59,6 +59,8 @@ export class EngineSupervisor {
   private timer: NodeJS.Timeout | null = null;
   private restarting: Promise<void> | null = null;
   private failures = 0;
+  /** The client's connection count at the last answered ping (attach mode's restart check). */
+  private connectionsSeen = 0;
   private backoffMs = 250;
   private readonly pidFile: string;
   private readonly logFile: string;
@@ -107,6 +109,7 @@ export class EngineSupervisor {
       );
     }
     this.setUp(true);
+    this.connectionsSeen = this.rpc.connectionsOpened;
     await this.opts.onReconcile("start");
     this.watching = true;
     this.schedule();
@@ -153,9 +156,15 @@ export class EngineSupervisor {
       const ok = !dead && (await this.ping(2_000));
       if (ok) {
         this.failures = 0;
-        if (!this.up) {
-          this.setUp(true);
-          this.opts.log.info("target answers again", { socket: this.opts.target.socket });
+        // A target restarted between two polls answers every ping: only the client's new
+        // connection shows it (a restore then finds what the target lacks, or nothing).
+        const reconnected = this.opts.target.mode === "attach" && this.rpc.connectionsOpened > this.connectionsSeen;
+        this.connectionsSeen = this.rpc.connectionsOpened;
+        if (!this.up || reconnected) {
+          this.opts.log.info(this.up ? "target connection re-opened" : "target answers again", {
+            socket: this.opts.target.socket,
+          });
+          if (!this.up) this.setUp(true);
           await this.opts.onReconcile("target-returned");
         }
       } else {

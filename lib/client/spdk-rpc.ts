@@ -117,12 +117,22 @@ export class SpdkRpcClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  private opened = 0;
 
   constructor(options: SpdkRpcClientOptions) {
     this.socketPath = options.socketPath;
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 0;
     this.retryDelayMs = options.retryDelayMs ?? 100;
+  }
+
+  /**
+   * Connections opened so far. A target keeps a client's connection for as long as both run,
+   * so a count that grew between two calls means the connection was lost in between: the
+   * target may have restarted.
+   */
+  get connectionsOpened(): number {
+    return this.opened;
   }
 
   /** Opens the connection now (calls open it on demand); resolves once connected. */
@@ -218,6 +228,7 @@ export class SpdkRpcClient {
 
   private attach(socket: net.Socket): void {
     this.socket = socket;
+    this.opened++;
     const splitter = new JsonValueSplitter();
     socket.on("data", (chunk: Buffer) => {
       for (const v of splitter.push(chunk)) {
