@@ -20,7 +20,9 @@
  *   requests at QD 8): reads of the corpus against the codec's decompress
  *   alone; writes of fio's 50%-compressible buffers against the codec alone
  *   on a dump of the same generator's output; random writes against codec
- *   none. Each fio run is paired with a run of the codec alone right after
+ *   none, in pairs that alternate which goes first, and a second volume
+ *   with codec none against the first as the control (their noise). Each
+ *   other fio run is paired with a run of the codec alone right after
  *   it (load drifts between rows measured minutes apart), and the write
  *   rows also give MB per CPU-second of the engine's threads against the
  *   codec's own, which the machine's load does not move;
@@ -32,16 +34,22 @@
  *   it) and open's transient peak (a bitmap per segment while the map is
  *   scanned, freed before the volume serves I/O).
  *
- * Steadiness: every figure is the median of `--samples` samples. A sample
- * runs the rows that are compared with each other (codec alone and bdev;
- * codec, none and plain malloc) pass by pass in turn, each for at least
- * `--sample-s` seconds, so load hits them alike; the ratio column is the
- * median of the per-sample ratios, and the notes give each row's min /
- * median / max.
+ * Steadiness: every figure is the median of `--samples` samples (the
+ * random write rows: `--random-samples`, each on volumes made anew, in
+ * turn the codec's or none's first: which memory a volume gets moves its
+ * row by a few percent for as long as it lives). A sample runs the rows
+ * that are compared with each other (codec alone and bdev; codec, none and
+ * plain malloc) pass by pass in turn, each for at least `--sample-s`
+ * seconds, so load hits them alike, in an order where each row goes first
+ * and follows each other row equally often; the ratio column is the median
+ * of the per-sample ratios, and the notes give each row's min / median /
+ * max.
  *
  * Options (`npm run bench -- compress [options]`): --corpus-mib N (default
  * 32), --random-mib N (default 32), --workers N (default 1), --qd N
- * (default 32), --samples N (default 6: each row of a group of 2 or 3 starts the same number of turns), --sample-s S (default 0.25),
+ * (default 32), --samples N (default 6: a multiple of 6 balances the
+ * order in groups of 2 and 3), --random-samples N (default 24),
+ * --sample-s S (default 0.25),
  * --nbd-seconds N (per fio run, default 2), --algos a,b (default
  * deflate,zlib,lz4,zstd), --no-nbd, --nbd-only (only the NBD rows).
  *
@@ -80,6 +88,7 @@ interface ToolResult {
   algo: string;
   level: number;
   samples: number;
+  random_samples: number;
   sample_s: number;
   corpus_bytes: number;
   chunks: number;
@@ -142,21 +151,37 @@ function runTool(tool: string, args: string[]): ToolResult {
   return JSON.parse(execFileSync(tool, args, { encoding: "utf8", timeout: 600_000, maxBuffer: 1 << 20 })) as ToolResult;
 }
 
-/** An engine with one compress bdev per codec (and one with codec none), each exported over NBD. */
+/** The second volume with codec none: the NBD random rows' control (none against none). */
+const NONE_CONTROL = "none-control";
+/** Random-write pairs through NBD per codec (an even number: each volume goes first in half). */
+const RANDOM_PAIRS = 6;
+
+/**
+ * An engine with one compress bdev per codec, one with codec none and a second one with codec
+ * none (the control), each exported over NBD under its codec's name.
+ */
 async function startCompressEngine(dir: string, algos: string[], workers: string, baseMiB: number) {
   const nbdSock = path.join(dir, "nbd.sock");
   // One reactor, as in the direct rows.
   const { child, rpc } = await startEngine(dir, 1, DEFAULT_POLL_US);
   await rpc.call("bdev_compress_set_options", { worker_threads: Number(workers) });
-  for (const algo of [...algos, "none"]) {
-    await rpc.call("bdev_malloc_create", { name: `m-${algo}`, num_blocks: (baseMiB * MiB) / 512, block_size: 512 });
+  for (const name of [...algos, "none", NONE_CONTROL]) {
+    const base = `m-${name}`;
+    await rpc.call("bdev_malloc_create", { name: base, num_blocks: (baseMiB * MiB) / 512, block_size: 512 });
+    // Every page of the base touched first, with bytes that are not zero (the malloc bdev drops
+    // zeroed pages): this VM takes ~45 us to fault a fresh page in, which would land in whichever
+    // fio run first reaches that part of the base (a fresh 400 MiB base wrote 190 MB/s, 3 GB/s
+    // once touched).
+    await rpc.call("flexbso_nbd_export_add", { export_name: base, bdev_name: base, listen: `unix:${nbdSock}` });
+    fio(`nbd+unix:///${base}?socket=${nbdSock}`, ["--rw=write", "--bs=1M", "--iodepth=8", `--size=${baseMiB}M`]);
+    await rpc.call("flexbso_nbd_export_remove", { export_name: base });
     await rpc.call("bdev_compress_create", {
-      base_bdev_name: `m-${algo}`,
-      name: `c-${algo}`,
-      comp_algo: algo,
+      base_bdev_name: base,
+      name: `c-${name}`,
+      comp_algo: name === NONE_CONTROL ? "none" : name,
       lb_size: 512,
     });
-    await rpc.call("flexbso_nbd_export_add", { export_name: algo, bdev_name: `c-${algo}`, listen: `unix:${nbdSock}` });
+    await rpc.call("flexbso_nbd_export_add", { export_name: name, bdev_name: `c-${name}`, listen: `unix:${nbdSock}` });
   }
   return {
     pid: child.pid!,
@@ -190,6 +215,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
   const workers = option(ctx.args, "workers", "1");
   const qd = option(ctx.args, "qd", "32");
   const samples = option(ctx.args, "samples", "6");
+  const randomSamples = option(ctx.args, "random-samples", "24");
   const sampleS = option(ctx.args, "sample-s", "0.25");
   const nbdSeconds = option(ctx.args, "nbd-seconds", "2");
   const nbd = !ctx.args.includes("--no-nbd");
@@ -205,7 +231,17 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
   const results = new Map<string, ToolResult>();
   for (const algo of direct ? algos : []) {
     ctx.log(`${algo}: corpus ${corpusMiB} MiB, random ${randomMiB} MiB, ${workers} worker(s), QD ${qd}; ${load()}`);
-    const r = runTool(tool, ["--algo", algo, "--corpus-mib", corpusMiB, "--random-mib", randomMiB, ...common]);
+    const r = runTool(tool, [
+      "--algo",
+      algo,
+      "--corpus-mib",
+      corpusMiB,
+      "--random-mib",
+      randomMiB,
+      "--random-samples",
+      randomSamples,
+      ...common,
+    ]);
     results.set(algo, r);
     const x = r.rows;
     rows.push(
@@ -263,7 +299,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
       },
     );
     ctx.note(
-      `${algo} (${r.samples} samples of >= ${r.sample_s} s per row, MB/s min/median/max): codec alone compress ${spread(x.standalone_compress)}, bdev write ${spread(x.bdev_write)}, decompress ${spread(x.standalone_decompress)}, bdev read ${spread(x.bdev_read)}; random write ${algo} ${spread(x.random_write_compress)}, none ${spread(x.random_write_none)}, plain malloc ${spread(x.random_write_plain)} (plain/none ${round(r.paired.plain_vs_none_write)}); random read none ${spread(x.random_read_none)}, plain ${spread(x.random_read_plain)} (plain/none ${round(r.paired.plain_vs_none_read)})`,
+      `${algo} (${r.samples} samples of >= ${r.sample_s} s per row, ${r.random_samples} of the random write rows, MB/s min/median/max): codec alone compress ${spread(x.standalone_compress)}, bdev write ${spread(x.bdev_write)}, decompress ${spread(x.standalone_decompress)}, bdev read ${spread(x.bdev_read)}; random write ${algo} ${spread(x.random_write_compress)}, none ${spread(x.random_write_none)}, plain malloc ${spread(x.random_write_plain)} (plain/none ${round(r.paired.plain_vs_none_write)}); random read none ${spread(x.random_read_none)}, plain ${spread(x.random_read_plain)} (plain/none ${round(r.paired.plain_vs_none_read)})`,
     );
     ctx.note(
       `${algo}: ${r.chunks} chunks, ${r.chunks_raw} stored raw by the codec alone, ${r.probe_raw} by the bdev's probe without running the codec; stored ${r.bdev_stored_bytes} B (codec output) in ${r.bdev_physical_bytes} B of units; random data: ${r.random_probe_raw} chunks stored raw by the probe, ${r.random_early_aborts} codec tries that did not shrink`,
@@ -293,7 +329,30 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
         "--refill_buffers=1",
         ...compressible,
       ]);
-      const random: Record<string, number[]> = {};
+      // Random writes (fio fills its buffers with random bytes) to the volume of `name` and to the
+      // one with codec none, in pairs run back to back, the first pair with `name` first, the next
+      // with none first, so that what going first or second does to a run falls on both alike.
+      const randomPairs = (name: string) => {
+        const pairs: number[] = [];
+        const cw: number[] = [];
+        const nw: number[] = [];
+        const run = (n: string) => fioMBps(engine.uri(n), "write", Number(randomMiB), nbdSeconds);
+        for (let i = 0; i < RANDOM_PAIRS; i++) {
+          let cv: number;
+          let nv: number;
+          if (i % 2 === 0) {
+            cv = run(name);
+            nv = run("none");
+          } else {
+            nv = run("none");
+            cv = run(name);
+          }
+          cw.push(cv);
+          nw.push(nv);
+          pairs.push(cv / nv);
+        }
+        return { pairs, cw, nw };
+      };
       for (const algo of algos) {
         ctx.log(`${algo} through NBD (${load()})`);
         exec("nbdcopy", ["--flush", corpusFile, engine.uri(algo)]);
@@ -347,16 +406,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           codecCpu.push(s.rows.standalone_compress.cpu_median);
         }
         const pairRatio = (xs: number[], ys: number[]) => round(median(xs.map((x, i) => x / ys[i]!)));
-        // Random writes, codec and none in turn (fio fills its buffers with random bytes).
-        const pairs: number[] = [];
-        const cw: number[] = [];
-        const nw: number[] = [];
-        for (let i = 0; i < 3; i++) {
-          cw.push(fioMBps(engine.uri(algo), "write", Number(randomMiB), nbdSeconds));
-          nw.push(fioMBps(engine.uri("none"), "write", Number(randomMiB), nbdSeconds));
-          pairs.push(cw[i]! / nw[i]!);
-        }
-        random[algo] = pairs;
+        const { pairs, cw, nw } = randomPairs(algo);
         rows.push(
           {
             id: `${algo}-nbd-write`,
@@ -392,9 +442,25 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
           },
         );
         ctx.note(
-          `${algo} NBD: ${nbdSeconds} s per fio run; read runs ${reads.map((x) => x.toFixed(0)).join(", ")} MB/s (decompress alone after each ${readCodec.map((x) => x.toFixed(0)).join(", ")}); write runs ${writes.map((x) => x.toFixed(0)).join(", ")} MB/s (compress alone after each ${writeCodec.map((x) => x.toFixed(0)).join(", ")}), engine MB per CPU-second ${writeCpu.map((x) => x.toFixed(0)).join(", ")}; random write pairs (${algo}/none, back to back): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data (last pair), direct bdev write ${s!.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s!.rows.standalone_compress.median.toFixed(0)} (${round(s!.paired.write)}), stored ${round(s!.bdev_physical_bytes / s!.corpus_bytes)} of logical`,
+          `${algo} NBD: ${nbdSeconds} s per fio run; read runs ${reads.map((x) => x.toFixed(0)).join(", ")} MB/s (decompress alone after each ${readCodec.map((x) => x.toFixed(0)).join(", ")}); write runs ${writes.map((x) => x.toFixed(0)).join(", ")} MB/s (compress alone after each ${writeCodec.map((x) => x.toFixed(0)).join(", ")}), engine MB per CPU-second ${writeCpu.map((x) => x.toFixed(0)).join(", ")}; random write pairs (${algo}/none, back to back, alternating which goes first): ${pairs.map((p) => p.toFixed(3)).join(", ")}; on fio's compressible data (last pair), direct bdev write ${s!.rows.bdev_write.median.toFixed(0)} MB/s vs codec alone ${s!.rows.standalone_compress.median.toFixed(0)} (${round(s!.paired.write)}), stored ${round(s!.bdev_physical_bytes / s!.corpus_bytes)} of logical`,
         );
       }
+      // The control: the second volume with codec none against the first, run as each codec's
+      // pairs were. Its ratio would be 1 on a quiet machine; its spread is what a random row's
+      // spread owes to the machine rather than to the codec.
+      const control = randomPairs(NONE_CONTROL);
+      rows.push({
+        id: "none-nbd-random-write-control",
+        metric:
+          "incompressible write MB/s through NBD (fio, 1 MiB QD8): a second volume with codec none vs the first (the random rows' noise)",
+        unit: "MB/s",
+        better: "higher",
+        values: { flexbso: round(median(control.cw)), "no-compression": round(median(control.nw)) },
+        ratio: round(median(control.pairs)),
+      });
+      ctx.note(
+        `NBD control, random write pairs (none/none, back to back, alternating which goes first): ${control.pairs.map((p) => p.toFixed(3)).join(", ")}`,
+      );
       // The transport by itself: the same fio runs on codec none (random data, every chunk raw).
       const noneRead = fioMBps(engine.uri("none"), "read", Number(randomMiB), nbdSeconds);
       const noneWrite = fioMBps(engine.uri("none"), "write", Number(randomMiB), nbdSeconds);

@@ -3,7 +3,7 @@
  *
  *   fb_compress_bench --algo deflate|zlib|lz4|zstd [--level N] [--corpus-mib 64]
  *                     [--chunk 16384] [--workers 1] [--qd 32] [--random-mib 64]
- *                     [--samples 5] [--sample-s 0.25] [--only ROW]
+ *                     [--samples 6] [--random-samples 24] [--sample-s 0.25] [--only ROW]
  *                     [--corpus-file F] [--dump-corpus F]
  *
  * 1. Corpus: regular files under /usr/share and /usr/lib, concatenated, cut
@@ -26,10 +26,12 @@
  *    two writes' MB/s; then every other chunk unmapped again and the
  *    volume reopened from its base: open's peak RAM (bounded by 4x the
  *    budget) and the passes over the map it took.
- * Every row is --samples samples (default 6); a sample alternates passes
- * of the rows compared with each other (groups of 2 or 3) until each has
- * had --sample-s seconds, so load hits them alike, and each sample starts
- * its turns at the next row of the group, so no row always runs first. Prints one JSON object:
+ * Every row is --samples samples (default 6), the random write rows
+ * --random-samples (default 24: new volumes for each, see random_volumes());
+ * a sample alternates passes of the rows compared with each other (groups
+ * of 2 or 3) until each has had --sample-s seconds, so load hits them
+ * alike, in an order balanced over 6 samples (see sample()). Prints one
+ * JSON object:
  * per row min/median/max MB/s and median MB per CPU-second, and the
  * medians of the per-sample ratios. --only ROW samples only the groups of
  * rows whose name contains ROW (for perf; the others print 0).
@@ -367,7 +369,7 @@ static const char *const row_names[NROWS] = {
 };
 #define MAX_SAMPLES 64
 static double row_mbps[NROWS][MAX_SAMPLES], row_cpu[NROWS][MAX_SAMPLES];
-static unsigned nsamples;
+static unsigned row_n[NROWS]; /* samples taken of each row */
 static double min_s = 0.25;
 
 struct bench {
@@ -418,18 +420,23 @@ static double pass(struct bench *b, int r, uint64_t *bytes)
 /* A sample of a group of rows compared with each other: their passes
  * alternate, one of each in turn, until every row has had min_s seconds,
  * so that load hits them alike and a fast row is not one 10 ms pass lost
- * in scheduler noise. Each sample starts the turn at another row: the row
- * that runs first in a turn measured 1-3% faster (none against none). */
+ * in scheduler noise. The order is balanced over each 2n samples: every
+ * row starts a sample as often as the others, and follows each other row
+ * as often (the turn runs forward, then backward). A row is faster by ~1%
+ * after some rows than after others, and the row that runs first by 1-3%:
+ * codec none against itself read 1.013 (24 samples, 6 runs) with a fixed
+ * cyclic order, 0.996 with this one. */
 static void sample(struct bench *b, const int *rows, int n)
 {
 	double t[NROWS] = {0}, cpu[NROWS] = {0};
 	uint64_t bytes[NROWS] = {0}, got;
-	bool more = true;
+	unsigned s = row_n[rows[0]];
+	bool more = true, backward = (s / (unsigned)n) % 2;
 
 	while (more) {
 		more = false;
 		for (int k = 0; k < n; k++) {
-			int i = (k + (int)nsamples) % n;
+			int i = ((int)s % n + (backward ? n - k : k)) % n;
 
 			t[i] += pass(b, rows[i], &got);
 			cpu[i] += last_cpu_s;
@@ -438,8 +445,9 @@ static void sample(struct bench *b, const int *rows, int n)
 		}
 	}
 	for (int i = 0; i < n; i++) {
-		row_mbps[rows[i]][nsamples] = (double)bytes[i] / 1e6 / t[i];
-		row_cpu[rows[i]][nsamples] = (double)bytes[i] / 1e6 / cpu[i];
+		row_mbps[rows[i]][s] = (double)bytes[i] / 1e6 / t[i];
+		row_cpu[rows[i]][s] = (double)bytes[i] / 1e6 / cpu[i];
+		row_n[rows[i]] = s + 1;
 	}
 }
 
@@ -477,15 +485,46 @@ static double max_of(const double *v, unsigned n)
 	return m;
 }
 
+/* The random rows' volumes, C1 (the codec) and CN (codec none), on bases
+ * M1 and MN, created in turn (CN first if none_first), each written once
+ * (untimed) so that a timed pass overwrites; with again, the old ones are
+ * deleted first. Each sample of the random rows gets new ones, created in
+ * the other order than the last: which base memory a volume gets moved its
+ * row by 1-2% against the other's for the whole run: codec none against
+ * itself read 0.976-0.993 over 5 runs with the volumes made once, in
+ * whichever direction the run's memory fell; 0.983-1.025 over 3 runs with
+ * new ones for each of 24 samples, which turns that bias into noise. */
+static void random_volumes(struct bench *b, bool again, bool none_first)
+{
+	static const char *const names[2][2] = {{"M1", "C1"}, {"MN", "CN"}};
+
+	for (int k = 0; again && k < 2; k++) {
+		char params[64];
+
+		snprintf(params, sizeof(params), "{\"name\":\"%s\"}", names[k][1]);
+		rpc(b->e, "bdev_compress_delete", params, NULL);
+		snprintf(params, sizeof(params), "{\"name\":\"%s\"}", names[k][0]);
+		rpc(b->e, "bdev_malloc_delete", params, NULL);
+	}
+	for (int k = 0; k < 2; k++) {
+		int v = none_first ? 1 - k : k;
+		uint64_t n;
+
+		create_volume(b->e, names[v][0], names[v][1], v ? "none" : b->codec->name, v ? 0 : b->level,
+			      b->chunk, 2 * b->rbytes + (8 << 20));
+		pass(b, v ? R_RW_NONE : R_RW_CMP, &n);
+	}
+}
+
 /* Median over samples of a / b, each sample's pair measured back to back:
  * load that hits one hits the other alike. */
 static double paired_of(double (*rows)[MAX_SAMPLES], int a, int b)
 {
 	double v[MAX_SAMPLES];
 
-	for (unsigned i = 0; i < nsamples; i++)
+	for (unsigned i = 0; i < row_n[a]; i++)
 		v[i] = rows[b][i] > 0 ? rows[a][i] / rows[b][i] : 0;
-	return median(v, nsamples);
+	return row_n[a] ? median(v, row_n[a]) : 0;
 }
 
 /* Worst case of the allocator: a volume of FRAG_SEGS_MIN segments or more
@@ -558,12 +597,13 @@ int main(int argc, char **argv)
 	const char *algo = "deflate", *only = NULL, *corpus_file = NULL, *dump = NULL;
 	int level = -1;
 	size_t corpus_mib = 64, random_mib = 64;
-	unsigned chunk = 16384, workers = 1, qd = 32, samples = 6;
+	unsigned chunk = 16384, workers = 1, qd = 32, samples = 6, random_samples = 24;
 	static const struct option opts[] = {
 		{"algo", required_argument, NULL, 'a'},   {"level", required_argument, NULL, 'l'},
 		{"corpus-mib", required_argument, NULL, 'c'}, {"chunk", required_argument, NULL, 'k'},
 		{"workers", required_argument, NULL, 'w'}, {"qd", required_argument, NULL, 'q'},
 		{"random-mib", required_argument, NULL, 'r'}, {"samples", required_argument, NULL, 'S'},
+		{"random-samples", required_argument, NULL, 'R'},
 		{"sample-s", required_argument, NULL, 's'}, {"only", required_argument, NULL, 'o'},
 		{"corpus-file", required_argument, NULL, 'f'}, {"dump-corpus", required_argument, NULL, 'd'},
 		{NULL, 0, NULL, 0},
@@ -587,6 +627,7 @@ int main(int argc, char **argv)
 		case 'q': qd = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'r': random_mib = strtoul(optarg, NULL, 0); break;
 		case 'S': samples = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'R': random_samples = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': min_s = strtod(optarg, NULL); break;
 		case 'o': only = optarg; break;
 		case 'f': corpus_file = optarg; break;
@@ -595,9 +636,17 @@ int main(int argc, char **argv)
 		}
 	}
 	b.codec = fb_cmp_codec_by_name(algo);
-	if (!b.codec || samples == 0 || samples > MAX_SAMPLES || !(min_s >= 0)) {
-		fprintf(stderr, "unknown --algo %s (one of %s), or --samples not in 1..%d, or --sample-s < 0\n",
-			algo, fb_cmp_codec_names(), MAX_SAMPLES);
+	if (!b.codec) {
+		fprintf(stderr, "unknown --algo %s: one of %s\n", algo, fb_cmp_codec_names());
+		return 2;
+	}
+	if (samples == 0 || samples > MAX_SAMPLES || random_samples == 0 || random_samples > MAX_SAMPLES) {
+		fprintf(stderr, "--samples %u / --random-samples %u: each must be 1..%d\n", samples, random_samples,
+			MAX_SAMPLES);
+		return 2;
+	}
+	if (!(min_s >= 0)) {
+		fprintf(stderr, "--sample-s %g: must be 0 or more seconds\n", min_s);
 		return 2;
 	}
 	b.level = level < 0 ? b.codec->default_level : level;
@@ -664,8 +713,7 @@ int main(int argc, char **argv)
 	/* Room for the corpus stored raw, and for a second copy of what a
 	 * rewrite frees only at the next commit. */
 	create_volume(b.e, "M0", "C0", b.codec->name, b.level, chunk, 2 * b.cbytes + (8 << 20));
-	create_volume(b.e, "M1", "C1", b.codec->name, b.level, chunk, 2 * b.rbytes + (8 << 20));
-	create_volume(b.e, "MN", "CN", "none", 0, chunk, 2 * b.rbytes + (8 << 20));
+	random_volumes(&b, false, false);
 	snprintf(params, sizeof(params), "{\"name\":\"M2\",\"num_blocks\":%zu,\"block_size\":512}",
 		 b.rbytes / 512);
 	rpc(b.e, "bdev_malloc_create", params, NULL);
@@ -678,16 +726,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "read back differs from what was written\n");
 		return 1;
 	}
-	for (int r = R_RW_CMP; r <= R_RW_PLAIN; r++) {
+	{
 		uint64_t n;
 
-		pass(&b, r, &n);
+		pass(&b, R_RW_PLAIN, &n);
 	}
 	standalone_compress(&b.ctxs, b.codec, b.level, b.nchunks, chunk, b.z, b.zlen);
 
-	/* Each sample runs every group once; the rows of a group are the ones
-	 * compared (codec alone / bdev; codec / none / plain malloc). */
-	for (nsamples = 0; nsamples < samples; nsamples++) {
+	/* Each round runs every group once, and the random rows' group as
+	 * often as it takes to reach --random-samples by the last round; the
+	 * rows of a group are the ones compared (codec alone / bdev; codec /
+	 * none / plain malloc). */
+	for (unsigned round = 0; round < samples; round++) {
 		static const int groups[][4] = {{R_COMP, R_BW, -1}, {R_DECOMP, R_BR, -1},
 						{R_RW_CMP, R_RW_NONE, R_RW_PLAIN, -1},
 						{R_RR_NONE, R_RR_PLAIN, -1}};
@@ -697,8 +747,17 @@ int main(int argc, char **argv)
 
 			while (n < 4 && groups[g][n] >= 0)
 				n++;
-			if (!only || strstr(row_names[groups[g][0]], only) || strstr(row_names[groups[g][1]], only))
+			if (only && !strstr(row_names[groups[g][0]], only) && !strstr(row_names[groups[g][1]], only))
+				continue;
+			if (groups[g][0] != R_RW_CMP) {
 				sample(&b, groups[g], n);
+				continue;
+			}
+			while (row_n[R_RW_CMP] < random_samples * (round + 1) / samples) {
+				if (row_n[R_RW_CMP] > 0)
+					random_volumes(&b, true, row_n[R_RW_CMP] % 2);
+				sample(&b, groups[g], n);
+			}
 		}
 	}
 	for (size_t i = 0; i < b.nchunks; i++) {
@@ -716,6 +775,7 @@ int main(int argc, char **argv)
 	ffixed = stat_num(statsf, "metadata_ram_fixed_bytes");
 
 	printf("{\"algo\":\"%s\",\"level\":%d,\"chunk\":%u,\"workers\":%u,\"qd\":%u,\"samples\":%u,"
+	       "\"random_samples\":%u,"
 	       "\"sample_s\":%.3f,\"corpus_bytes\":%zu,\"chunks\":%zu,\"chunks_raw\":%zu,\"chunks_zero\":%zu,"
 	       "\"standalone_stored_bytes\":%zu,"
 	       "\"bdev_physical_bytes\":%.0f,\"bdev_stored_bytes\":%.0f,\"bdev_logical_bytes\":%.0f,"
@@ -731,8 +791,8 @@ int main(int argc, char **argv)
 	       "\"fragmented_reclaim_passes\":%.0f,\"fragmented_reclaimed_bytes\":%.0f,"
 	       "\"fragmented_stranded_bytes\":%.0f,\"fragmented_reclaim_mismatches\":%.0f,"
 	       "\"fragmented_fill_mbps\":%.1f,\"fragmented_rewrite_mbps\":%.1f,",
-	       b.codec->name, b.level, chunk, workers, qd, samples, min_s, corpus_len, b.nchunks, nraw,
-	       nzero, stored, stat_num(stats, "physical_bytes"), stat_num(stats, "stored_bytes"),
+	       b.codec->name, b.level, chunk, workers, qd, samples, random_samples, min_s, corpus_len,
+	       b.nchunks, nraw, nzero, stored, stat_num(stats, "physical_bytes"), stat_num(stats, "stored_bytes"),
 	       stat_num(stats, "logical_bytes"), stat_num(stats, "probe_raw"),
 	       stat_num(stats1, "probe_raw"), stat_num(stats1, "early_aborts"),
 	       stat_num(stats, "metadata_ram_bytes"), stat_num(stats, "metadata_ram_fixed_bytes"),
@@ -753,8 +813,9 @@ int main(int argc, char **argv)
 	printf("\"rows\":{");
 	for (int r = 0; r < NROWS; r++)
 		printf("%s\"%s\":{\"median\":%.1f,\"min\":%.1f,\"max\":%.1f,\"cpu_median\":%.1f}", r ? "," : "",
-		       row_names[r], median(row_mbps[r], nsamples), min_of(row_mbps[r], nsamples),
-		       max_of(row_mbps[r], nsamples), median(row_cpu[r], nsamples));
+		       row_names[r], row_n[r] ? median(row_mbps[r], row_n[r]) : 0,
+		       row_n[r] ? min_of(row_mbps[r], row_n[r]) : 0, row_n[r] ? max_of(row_mbps[r], row_n[r]) : 0,
+		       row_n[r] ? median(row_cpu[r], row_n[r]) : 0);
 	for (int cpu = 0; cpu < 2; cpu++) {
 		double (*v)[MAX_SAMPLES] = cpu ? row_cpu : row_mbps;
 
