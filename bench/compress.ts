@@ -302,7 +302,7 @@ export async function bench(ctx: BenchContext): Promise<BenchRow[]> {
       `${algo} (${r.samples} samples of >= ${r.sample_s} s per row, ${r.random_samples} of the random write rows, MB/s min/median/max): codec alone compress ${spread(x.standalone_compress)}, bdev write ${spread(x.bdev_write)}, decompress ${spread(x.standalone_decompress)}, bdev read ${spread(x.bdev_read)}; random write ${algo} ${spread(x.random_write_compress)}, none ${spread(x.random_write_none)}, plain malloc ${spread(x.random_write_plain)} (plain/none ${round(r.paired.plain_vs_none_write)}); random read none ${spread(x.random_read_none)}, plain ${spread(x.random_read_plain)} (plain/none ${round(r.paired.plain_vs_none_read)})`,
     );
     ctx.note(
-      `${algo}: ${r.chunks} chunks, ${r.chunks_raw} stored raw by the codec alone, ${r.probe_raw} by the bdev's probe without running the codec; stored ${r.bdev_stored_bytes} B (codec output) in ${r.bdev_physical_bytes} B of units; random data: ${r.random_probe_raw} chunks stored raw by the probe, ${r.random_early_aborts} codec tries that did not shrink`,
+      `${algo}: ${r.chunks} chunks, ${r.chunks_raw} stored raw by the codec alone, ${r.probe_raw} by the bdev's probe without running the codec; stored ${r.bdev_stored_bytes} B (codec output) in ${r.bdev_physical_bytes} B of units; random data (the last sample's volume): ${r.random_probe_raw} chunks stored raw by the probe, ${r.random_early_aborts} codec tries that did not shrink`,
     );
   }
 
