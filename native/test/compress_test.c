@@ -544,8 +544,10 @@ TEST(test_unsure_learns)
  * chunk's CRC32C before the probe, and glances at long random runs. Every
  * chunk reads back (a CRC32C taken for raw but the chunk compressed fails
  * the read), text after random is compressed at once, and chunks that
- * fool the glance (random first quarter, zeros after) go raw for at most
- * FB_CMP_RUN_FULL - 1 chunks after a random run. */
+ * can fool a glance (random first quarter, zeros after) go raw for at most
+ * FB_CMP_RUN_FULL - 1 chunks after a random run, and for a few at most in
+ * practice: a glance looks at a window drawn among eight, 3 in 4 of them
+ * in the zeros (5 fooled in a row: ~1 run in 1000). */
 TEST(test_probe_runs)
 {
 	struct fb_engine *e = th_engine(1);
@@ -569,10 +571,10 @@ TEST(test_probe_runs)
 	raw = stat_u64(e, "COMP_M0", "probe_raw");
 	fprintf(stderr, "    %zu chunks: %llu B physical, %llu stored raw by the probe (%zu random)\n",
 		nchunks, (unsigned long long)physical, (unsigned long long)raw, nraw);
-	/* Raw: the random chunks and at most FB_CMP_RUN_FULL - 1 fooling
-	 * ones; the rest compress (text to under 1/8, fooling to under 1/2). */
-	CHECK(raw >= nraw && raw <= nraw + FB_CMP_RUN_FULL - 1);
-	CHECK(physical <= (nraw + FB_CMP_RUN_FULL - 1) * chunk + (random2 - text) * chunk / 8 +
+	/* Raw: the random chunks and at most 4 fooling ones; the rest
+	 * compress (text to under 1/8, fooling to under 1/2). */
+	CHECK(raw >= nraw && raw <= nraw + 4);
+	CHECK(physical <= (nraw + 4) * chunk + (random2 - text) * chunk / 8 +
 			      (nchunks - fool) * chunk / 2);
 	verify_all(e, "COMP_M0", ref);
 	CHECK_EQ(stat_u64(e, "COMP_M0", "crc_errors"), 0);

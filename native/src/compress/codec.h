@@ -81,21 +81,23 @@ enum fb_cmp_probe fb_cmp_probe(const void *buf, size_t len);
 
 /* The probe for a stream of chunks from one writer (the bdev keeps one
  * per channel): once FB_CMP_RUN_GLANCE chunks in a row were judged RAW, a
- * chunk whose first 32 bytes look random is judged RAW at a glance
- * (~1/4 of the probe's counting), but after 0 to FB_CMP_RUN_FULL - 1
- * glances (drawn anew each time) a chunk gets the full probe. So
- * compressible data that the glance misses (random first bytes,
- * compressible rest) goes raw for at most FB_CMP_RUN_FULL - 1 chunks in a
- * row; mixed in with random chunks, each such chunk meets a full probe
- * about 1 time in 4.5, whatever the pattern. A verdict other than RAW
- * ends the run. Start a run zeroed. */
-enum { FB_CMP_RUN_GLANCE = 8, FB_CMP_RUN_FULL = 8 };
+ * chunk is judged RAW at a glance when one of the probe's windows, drawn
+ * anew each time, looks random (~1/10 of the probe's cost), but after 0 to
+ * FB_CMP_RUN_FULL - 1 glances (drawn too) a chunk gets the full probe. So
+ * compressible data that glances miss (random bytes in the windows drawn,
+ * compressible elsewhere) goes raw for at most FB_CMP_RUN_FULL - 1 chunks
+ * in a row; a chunk shrinkable in any quarter of it meets a window there at
+ * least 1 time in 4, and a full probe about 1 time in 16.5, whatever the
+ * pattern. A verdict other than RAW ends the run. Start a run zeroed. */
+enum { FB_CMP_RUN_GLANCE = 8, FB_CMP_RUN_FULL = 32 };
 struct fb_cmp_probe_run {
 	unsigned raw;     /* chunks in a row judged RAW by the full probe, up to FB_CMP_RUN_GLANCE */
 	unsigned glances; /* glances left before the next full probe */
-	uint32_t lcg;     /* draws glances */
+	uint32_t lcg;     /* draws windows and glances */
 };
 enum fb_cmp_probe fb_cmp_probe_next(struct fb_cmp_probe_run *run, const void *buf, size_t len);
+/* Pairs of equal bytes among the 32 at p (what a glance counts). */
+unsigned fb_cmp_glance_pairs(const void *p);
 
 /* A thread's contexts for every codec, created on first use. */
 struct fb_cmp_codec_ctxs {
